@@ -1,0 +1,230 @@
+"""The virtual-disk interface every format reader implements, and the generic read loop.
+
+A reader describes its disk as a sequence of :class:`Run` objects: contiguous guest ranges that
+are a hole, explicit zeros, plain data at a host offset, or a *packed* unit (a compressed
+cluster, grain or block) that the reader decodes as a whole. :meth:`VirtualDisk.read` and
+:meth:`VirtualDisk.allocation` are written once here over :meth:`VirtualDisk.runs`, so no
+reader has its own copy of the boundary arithmetic that tends to go wrong at block edges.
+"""
+
+from __future__ import annotations
+
+import abc
+import enum
+from collections import OrderedDict
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+from imageport import limits
+from imageport.errors import CorruptImageError, ImageportError
+from imageport.source import ByteSource, read_exact
+
+
+class RunKind(enum.Enum):
+    """What backs a guest range."""
+
+    HOLE = "hole"  #: unallocated; reads as zeros
+    ZERO = "zero"  #: allocated or flagged as zeros (qcow2 zero clusters)
+    DATA = "data"  #: stored as-is at ``host`` in the file
+    PACKED = "packed"  #: stored encoded; decoded as a unit by the reader
+
+
+@dataclass(frozen=True, slots=True)
+class Run:
+    """A contiguous guest range ``[start, start + length)`` and what backs it.
+
+    For ``DATA``, ``host`` is the file offset holding guest byte ``start``. For ``PACKED``,
+    ``unit_start`` and ``unit_length`` give the guest range the whole encoded unit decodes to,
+    and ``host`` is a reader-specific key that :meth:`VirtualDisk.unpack` understands.
+    """
+
+    start: int
+    length: int
+    kind: RunKind
+    host: int = 0
+    unit_start: int = 0
+    unit_length: int = 0
+
+    @property
+    def end(self) -> int:
+        return self.start + self.length
+
+
+class ExtentState(enum.Enum):
+    """Allocation state of a guest range, as shown to users."""
+
+    DATA = "data"
+    ZERO = "zero"
+    HOLE = "hole"
+
+
+@dataclass(frozen=True, slots=True)
+class Extent:
+    """A maximal guest range with one allocation state."""
+
+    start: int
+    length: int
+    state: ExtentState
+
+
+_STATE_OF = {
+    RunKind.HOLE: ExtentState.HOLE,
+    RunKind.ZERO: ExtentState.ZERO,
+    RunKind.DATA: ExtentState.DATA,
+    RunKind.PACKED: ExtentState.DATA,
+}
+
+_UNPACK_CACHE_UNITS = 8
+
+
+class VirtualDisk(abc.ABC):
+    """A read-only random-access view of a virtual disk."""
+
+    #: Format name, for messages.
+    format_name: str = "disk"
+
+    def __init__(self, source: ByteSource, virtual_size: int) -> None:
+        self.source = source
+        self.virtual_size = limits.cap(virtual_size, limits.MAX_VIRTUAL_SIZE, "virtual size")
+        self._unpacked: OrderedDict[tuple[int, int], bytes] = OrderedDict()
+
+    # -- what a reader implements -------------------------------------------------------
+
+    @abc.abstractmethod
+    def runs(self, start: int, end: int) -> Iterator[Run]:
+        """Runs that exactly tile ``[start, end)`` in order (``0 <= start <= end <= size``)."""
+
+    def unpack(self, run: Run) -> bytes:
+        """Decode the packed unit of ``run``; exactly ``run.unit_length`` bytes."""
+        raise CorruptImageError(f"{self.format_name}: packed data where none is expected")
+
+    # -- generic operations --------------------------------------------------------------
+
+    def read(self, offset: int, length: int) -> bytes:
+        """``length`` bytes of the virtual disk at ``offset``, clipped to the disk's end."""
+        if offset < 0 or length < 0:
+            raise ImageportError(f"invalid read: offset {offset}, length {length}")
+        limits.cap(length, limits.MAX_READ_BYTES, "read length")
+        end = min(offset + length, self.virtual_size)
+        if offset >= end:
+            return b""
+        out = bytearray()
+        for run in self._checked_runs(offset, end):
+            if run.kind is RunKind.DATA:
+                out += read_exact(self.source, run.host, run.length, f"{self.format_name} data")
+            elif run.kind is RunKind.PACKED:
+                unit = self._unpack_cached(run)
+                lo = run.start - run.unit_start
+                out += unit[lo : lo + run.length]
+            else:
+                out += bytes(run.length)
+        return bytes(out)
+
+    def allocation(self) -> Iterator[Extent]:
+        """Maximal extents of the whole disk with their allocation state, in order."""
+        current: Extent | None = None
+        for run in self._checked_runs(0, self.virtual_size):
+            state = _STATE_OF[run.kind]
+            if current is not None and current.state is state:
+                current = Extent(current.start, current.length + run.length, state)
+                continue
+            if current is not None:
+                yield current
+            current = Extent(run.start, run.length, state)
+        if current is not None:
+            yield current
+
+    def allocated_bytes(self) -> int:
+        """Bytes of the virtual disk that hold data (not holes, not zero clusters)."""
+        return sum(e.length for e in self.allocation() if e.state is ExtentState.DATA)
+
+    # -- internals -------------------------------------------------------------------------
+
+    def _checked_runs(self, start: int, end: int) -> Iterator[Run]:
+        """The reader's runs, checked to tile ``[start, end)`` exactly (guards reader bugs)."""
+        pos = start
+        for run in self.runs(start, end):
+            if run.start != pos or run.length <= 0 or run.end > end:
+                raise CorruptImageError(
+                    f"{self.format_name}: inconsistent mapping at guest offset {pos} "
+                    f"(run {run.start}+{run.length})"
+                )
+            if run.kind is RunKind.PACKED and not (
+                run.unit_start <= run.start and run.end <= run.unit_start + run.unit_length
+            ):
+                raise CorruptImageError(f"{self.format_name}: packed run outside its unit")
+            pos = run.end
+            yield run
+        if pos != end:
+            raise CorruptImageError(
+                f"{self.format_name}: mapping stops at guest offset {pos}, expected {end}"
+            )
+
+    def _unpack_cached(self, run: Run) -> bytes:
+        key = (run.unit_start, run.host)
+        unit = self._unpacked.get(key)
+        if unit is None:
+            limits.cap(run.unit_length, limits.MAX_COMPRESSED_BYTES, "decoded unit size")
+            unit = self.unpack(run)
+            if len(unit) != run.unit_length:
+                raise CorruptImageError(
+                    f"{self.format_name}: unit at guest offset {run.unit_start} decodes to "
+                    f"{len(unit)} bytes, expected {run.unit_length}"
+                )
+            self._unpacked[key] = unit
+            if len(self._unpacked) > _UNPACK_CACHE_UNITS:
+                self._unpacked.popitem(last=False)
+        else:
+            self._unpacked.move_to_end(key)
+        return unit
+
+
+#: Maps a block index to the run covering that whole block (see :func:`block_runs`).
+BlockLookup = Callable[[int], Run]
+
+
+def clip_run(run: Run, start: int, end: int) -> Run:
+    """``run`` restricted to ``[start, end)`` (which must overlap it), host offset adjusted."""
+    lo = max(run.start, start)
+    hi = min(run.end, end)
+    host = run.host + (lo - run.start) if run.kind is RunKind.DATA else run.host
+    return Run(lo, hi - lo, run.kind, host, run.unit_start, run.unit_length)
+
+
+def block_runs(
+    start: int,
+    end: int,
+    block_size: int,
+    lookup: BlockLookup,
+) -> Iterator[Run]:
+    """Tile ``[start, end)`` for a disk made of fixed-size blocks, merging neighbours.
+
+    ``lookup(index)`` returns the run for the whole block ``index`` (its ``start`` is
+    ``index * block_size``); runs are clipped to the request and adjacent runs that continue
+    each other (holes after holes, data contiguous on the host) are merged.
+    """
+    pending: Run | None = None
+    index = start // block_size
+    while index * block_size < end:
+        run = clip_run(lookup(index), start, end)
+        if pending is not None:
+            merged = _merge(pending, run)
+            if merged is not None:
+                pending = merged
+                index += 1
+                continue
+            yield pending
+        pending = run
+        index += 1
+    if pending is not None:
+        yield pending
+
+
+def _merge(a: Run, b: Run) -> Run | None:
+    if a.end != b.start or a.kind is not b.kind:
+        return None
+    if a.kind in (RunKind.HOLE, RunKind.ZERO):
+        return Run(a.start, a.length + b.length, a.kind)
+    if a.kind is RunKind.DATA and a.host + a.length == b.host:
+        return Run(a.start, a.length + b.length, a.kind, a.host)
+    return None

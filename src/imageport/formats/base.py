@@ -1,0 +1,106 @@
+"""What every container format module provides, and the facts a probe produces.
+
+A format module exposes one :class:`FormatSpec`. Probing is two steps:
+
+1. ``matches(window)`` looks only at the first and last bytes of the file (a
+   :class:`ProbeWindow`) for magic numbers; it never raises and never reads more.
+2. ``inspect(source, window)`` parses the header, tables and footers into typed structures,
+   capping every number first (see :mod:`imageport.limits`), and returns a :class:`Container`:
+   the facts the rules judge, plus, for accepted formats, a way to open the virtual disk.
+
+``inspect`` raises only :class:`~imageport.errors.ImageportError` subclasses.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from imageport import limits
+from imageport.source import ByteSource
+
+if TYPE_CHECKING:
+    from imageport.disk.base import VirtualDisk
+
+
+@dataclass(frozen=True, slots=True)
+class ProbeWindow:
+    """The bytes a probe may look at: the head and the tail of the file, and its size."""
+
+    head: bytes
+    tail: bytes
+    file_size: int
+
+    @classmethod
+    def read(cls, source: ByteSource) -> ProbeWindow:
+        head = source.read_at(0, limits.PROBE_HEAD_BYTES)
+        tail_start = max(0, source.size - limits.PROBE_TAIL_BYTES)
+        tail = source.read_at(tail_start, source.size - tail_start)
+        return cls(head=head, tail=tail, file_size=source.size)
+
+    def head_at(self, offset: int, length: int) -> bytes:
+        """``length`` head bytes at ``offset`` (shorter when the file is)."""
+        return self.head[offset : offset + length]
+
+    def tail_last(self, length: int) -> bytes:
+        """The last ``length`` bytes of the file (or all of it when shorter)."""
+        return self.tail[-length:] if length <= len(self.tail) else self.tail
+
+
+@dataclass(frozen=True, slots=True)
+class Hazard:
+    """Something in a file that could make a reader touch anything but this file (IMG-SAFE).
+
+    ``kind`` is a stable slug (``backing-file``, ``data-file``, ``external-extent``,
+    ``parent-locator``, ``feature-bit``, ``log-replay``, ``polyglot``); ``detail`` names what was
+    found, quoting the path or the bit, for the user.
+    """
+
+    kind: str
+    detail: str
+
+
+DiskOpener = Callable[[ByteSource], "VirtualDisk"]
+
+
+@dataclass(frozen=True, slots=True)
+class Container:
+    """What probing learned about a file's container format."""
+
+    format: str
+    variant: str
+    accepted: bool
+    file_size: int
+    virtual_size: int | None = None
+    hazards: tuple[Hazard, ...] = ()
+    #: Name of the encryption found (``"aes"``, ``"luks"``), or None.
+    encryption: str | None = None
+    #: Why the structures are invalid, when they are; such a file cannot be read.
+    damage: str | None = None
+    #: Extra facts worth showing (cluster size, compression, creator ...), as display strings.
+    properties: Mapping[str, str] = field(default_factory=dict)
+    #: Opens the virtual disk; None when the format is not accepted or the file cannot be read.
+    opener: DiskOpener | None = None
+
+    @property
+    def readable(self) -> bool:
+        """True when the virtual disk can be opened and read safely."""
+        return (
+            self.opener is not None
+            and self.accepted
+            and self.damage is None
+            and not self.hazards
+            and self.encryption is None
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class FormatSpec:
+    """One container format: its name, whether the platform accepts it, and how to probe it."""
+
+    name: str
+    description: str
+    accepted: bool
+    matches: Callable[[ProbeWindow], bool]
+    inspect: Callable[[ByteSource, ProbeWindow], Container]
