@@ -7,8 +7,10 @@ show that probing reads headers and tables, not data.
 
 from __future__ import annotations
 
+import errno
 import os
 import stat
+from collections.abc import Iterator
 from typing import Protocol, runtime_checkable
 
 from imageport.errors import SourceError, TruncatedImageError
@@ -75,6 +77,29 @@ class FileSource:
         self.bytes_read += len(data)
         self.read_calls += 1
         return data
+
+    def data_segments(self, start: int, end: int) -> Iterator[tuple[int, int]]:
+        """``(start, end)`` ranges within ``[start, end)`` that the file system stores as data.
+
+        Uses ``SEEK_DATA``/``SEEK_HOLE``; where they are not supported the whole range is data.
+        Holes of a sparse raw file are reported without reading them.
+        """
+        if self._fd is None:
+            raise SourceError(f"{self.path} is closed")
+        pos = start
+        while pos < end:
+            try:
+                data = os.lseek(self._fd, pos, os.SEEK_DATA)
+                hole = os.lseek(self._fd, data, os.SEEK_HOLE)
+            except OSError as exc:
+                if exc.errno == errno.ENXIO:  # no data after pos
+                    return
+                yield pos, end  # not supported here: treat as data
+                return
+            if data >= end:
+                return
+            yield data, min(hole, end)
+            pos = hole
 
     def close(self) -> None:
         if self._fd is not None:

@@ -18,5 +18,18 @@ class RawDisk(VirtualDisk):
         self._offset = offset
 
     def runs(self, start: int, end: int) -> Iterator[Run]:
-        if end > start:
-            yield Run(start, end - start, RunKind.DATA, self._offset + start)
+        """Data where the file system stores data, holes where a sparse file has holes."""
+        segments = getattr(self.source, "data_segments", None)
+        if segments is None:
+            if end > start:
+                yield Run(start, end - start, RunKind.DATA, self._offset + start)
+            return
+        pos = start
+        for lo, hi in segments(self._offset + start, self._offset + end):
+            lo, hi = lo - self._offset, hi - self._offset
+            if lo > pos:
+                yield Run(pos, lo - pos, RunKind.HOLE)
+            yield Run(lo, hi - lo, RunKind.DATA, self._offset + lo)
+            pos = hi
+        if pos < end:
+            yield Run(pos, end - pos, RunKind.HOLE)

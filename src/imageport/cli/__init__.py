@@ -1,0 +1,1 @@
+"""The ``imageport`` command: a thin layer over :mod:`imageport.service`."""

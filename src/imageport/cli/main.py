@@ -1,0 +1,130 @@
+"""``imageport`` command line.
+
+Exit status: 0 when the image passes (no error findings), 1 when a rule reports an error,
+2 when the file cannot be read or the command is used wrongly.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+
+from imageport import __version__
+from imageport.errors import ImageportError, SourceError
+from imageport.formats.registry import FORMATS
+from imageport.reports.json_report import report_document
+from imageport.reports.text_report import human_size, render_text
+from imageport.rules.base import CheckOptions
+from imageport.rules.catalogue import RULES
+from imageport.service.check import check_image
+from imageport.service.convert import ImageRefusedError, convert_to_raw
+
+EXIT_OK = 0
+EXIT_RULES = 1
+EXIT_UNREADABLE = 2
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="imageport",
+        description="Check disk images before importing them as private cloud images.",
+    )
+    p.add_argument("--version", action="version", version=f"imageport {__version__}")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    check = sub.add_parser("check", help="check an image file against the import rules")
+    check.add_argument("file", help="the image file (any format; detected from its content)")
+    check.add_argument("--json", action="store_true", help="print the JSON document")
+    check.add_argument("--fast-import", action="store_true",
+                       help="the image is meant for fast import (RAW with bitmap, or ZVHD2)")
+    check.add_argument("--min-disk", type=int, metavar="GIB",
+                       help="the min_disk (GiB) the image will be registered with")
+
+    conv = sub.add_parser("convert", help="write the virtual disk of an image as a raw file")
+    conv.add_argument("input")
+    conv.add_argument("output")
+    conv.add_argument("-O", dest="output_format", required=True, choices=["raw"],
+                      help="output format (only raw)")
+    conv.add_argument("-p", "--progress", action="store_true", help="show progress")
+
+    fmts = sub.add_parser("formats", help="list the formats imageport recognises")
+    fmts.add_argument("--json", action="store_true")
+    rules = sub.add_parser("rules", help="list the rules imageport checks")
+    rules.add_argument("--json", action="store_true")
+    return p
+
+
+def _cmd_check(args: argparse.Namespace) -> int:
+    options = CheckOptions(fast_import=args.fast_import, min_disk_gib=args.min_disk)
+    report = check_image(args.file, options)
+    if args.json:
+        print(json.dumps(report_document(report), indent=2))
+    else:
+        sys.stdout.write(render_text(report))
+    return EXIT_OK if report.passed else EXIT_RULES
+
+
+def _cmd_convert(args: argparse.Namespace) -> int:
+    def progress(done: int, total: int) -> None:
+        pct = 100.0 * done / total if total else 100.0
+        sys.stderr.write(f"\r    ({pct:6.2f}/100%)")
+        if done >= total:
+            sys.stderr.write("\n")
+
+    try:
+        result = convert_to_raw(args.input, args.output, progress if args.progress else None)
+    except ImageRefusedError as exc:
+        sys.stderr.write(render_text(exc.report))
+        sys.stderr.write(f"imageport: {exc}\n")
+        return EXIT_RULES
+    print(f"wrote {args.output}: virtual size {human_size(result.virtual_size)}, "
+          f"{human_size(result.bytes_written)} of data")
+    return EXIT_OK
+
+
+def _cmd_formats(args: argparse.Namespace) -> int:
+    rows = [("raw", "raw disk image (no container)", True)]
+    rows += [(s.name, s.description, s.accepted) for s in FORMATS]
+    if args.json:
+        print(json.dumps([{"name": n, "description": d, "accepted": a} for n, d, a in rows],
+                         indent=2))
+    else:
+        for name, desc, accepted in rows:
+            print(f"{name:<12} {'accepted' if accepted else 'refused ':<9} {desc}")
+    return EXIT_OK
+
+
+def _cmd_rules(args: argparse.Namespace) -> int:
+    if args.json:
+        print(json.dumps([{"id": r.id, "severity": r.severity.value, "title": r.title,
+                           "docs": r.docs()} for r in RULES], indent=2))
+    else:
+        for r in RULES:
+            print(f"{r.id:<22} {r.severity.value:<8} {r.title}")
+    return EXIT_OK
+
+
+_COMMANDS = {
+    "check": _cmd_check,
+    "convert": _cmd_convert,
+    "formats": _cmd_formats,
+    "rules": _cmd_rules,
+}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        return _COMMANDS[args.command](args)
+    except SourceError as exc:
+        sys.stderr.write(f"imageport: {exc}\n")
+        return EXIT_UNREADABLE
+    except ImageportError as exc:
+        sys.stderr.write(f"imageport: {exc}\n")
+        return EXIT_UNREADABLE
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Renderers of check reports: human text and a versioned JSON document."""

@@ -1,0 +1,1 @@
+"""The rule catalogue: one small unit per rule, each carrying its own ID, severity and docs."""

@@ -1,0 +1,72 @@
+"""What a rule is, and the facts rules judge.
+
+A rule is a class with its ID, severity and title as class attributes and its documentation
+as its docstring, in four parts: what it checks, why it matters, how to fix, example. The
+rules page (``docs/rules.md``) and ``imageport rules`` are generated from these units.
+"""
+
+from __future__ import annotations
+
+import abc
+import inspect
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import ClassVar
+
+from imageport.findings import Finding, Severity
+from imageport.formats.base import Container
+
+
+@dataclass(frozen=True, slots=True)
+class CheckOptions:
+    """What the user told the check about the intended import."""
+
+    #: The image is meant for fast import (RAW with a bitmap, or ZVHD2).
+    fast_import: bool = False
+    #: The ``min_disk`` (GiB) the user will register the image with, if known.
+    min_disk_gib: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ImageFacts:
+    """Everything the rules may look at."""
+
+    container: Container
+    #: Bytes of the virtual disk holding data; None when the disk could not be opened.
+    allocated_bytes: int | None
+    options: CheckOptions
+
+
+class Rule(abc.ABC):
+    """Base of every rule. Subclasses set the class attributes and implement :meth:`check`."""
+
+    id: ClassVar[str]
+    severity: ClassVar[Severity]
+    title: ClassVar[str]
+    #: Default advice, used when a finding gives none of its own.
+    advice: ClassVar[str]
+
+    @abc.abstractmethod
+    def check(self, facts: ImageFacts) -> Iterable[Finding]:
+        """The findings for ``facts``; nothing when the rule passes."""
+
+    def found(
+        self,
+        message: str,
+        *evidence: str,
+        advice: str | None = None,
+        severity: Severity | None = None,
+    ) -> Finding:
+        """A finding of this rule, with its default severity and advice unless given."""
+        return Finding(
+            rule_id=self.id,
+            severity=severity or self.severity,
+            message=message,
+            evidence=tuple(evidence),
+            advice=self.advice if advice is None else advice,
+        )
+
+    @classmethod
+    def docs(cls) -> str:
+        """The rule's documentation (its docstring, dedented)."""
+        return inspect.cleandoc(cls.__doc__ or "")

@@ -1,0 +1,28 @@
+"""The catalogue: every rule, listed explicitly (no discovery by string import)."""
+
+from __future__ import annotations
+
+from imageport.rules.base import Rule
+from imageport.rules.container import (
+    DiskSizeRule,
+    EncryptionRule,
+    FormatRule,
+    SafeRule,
+    SizeRule,
+)
+
+RULES: tuple[Rule, ...] = (
+    FormatRule(),
+    SafeRule(),
+    EncryptionRule(),
+    SizeRule(),
+    DiskSizeRule(),
+)
+
+
+def rule_by_id(rule_id: str) -> Rule:
+    """The rule with ``rule_id``; KeyError when there is none."""
+    for rule in RULES:
+        if rule.id == rule_id:
+            return rule
+    raise KeyError(rule_id)

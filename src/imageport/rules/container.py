@@ -1,0 +1,207 @@
+"""Rules about the image file's container: format, safety, encryption, sizes."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+
+from imageport.findings import Finding, Severity
+from imageport.formats.registry import ACCEPTED_FORMATS
+from imageport.limits import GiB, TiB
+from imageport.rules.base import ImageFacts, Rule
+
+_ACCEPTED = ", ".join(ACCEPTED_FORMATS)
+
+
+def _format_label(facts: ImageFacts) -> str:
+    c = facts.container
+    return f"{c.format} ({c.variant})" if c.variant else c.format
+
+
+class FormatRule(Rule):
+    """What it checks: the file's real format, read from its content and never from its name,
+    is one the platform accepts (qcow2, vmdk, vhd, vhdx, qed, vdi, qcow, raw, zvhd, zvhd2), and
+    its structures are intact enough to read.
+
+    Why it matters: the import job can only convert these formats; a file in another format, a
+    compressed or archived file, or a damaged one fails after a long upload.
+
+    How to fix: convert the disk with ``qemu-img convert -O qcow2 IN OUT``; decompress or
+    unpack archives (``.gz``, ``.xz``, ``.zip``, ``.ova``) and check the disk image inside;
+    re-export a damaged image from its source.
+
+    Example: ``disk.img.gz`` is reported as "gzip-compressed file" with the hint to decompress it.
+    """
+
+    id = "IMG-FORMAT"
+    severity = Severity.ERROR
+    title = "The file's format must be one the platform accepts"
+    advice = "Convert the disk to an accepted format, e.g. `qemu-img convert -O qcow2 IN OUT`."
+
+    def check(self, facts: ImageFacts) -> Iterator[Finding]:
+        c = facts.container
+        if c.format == "polyglot":
+            return  # IMG-SAFE reports it
+        if not c.accepted:
+            hint = c.properties.get("hint")
+            what = "an encrypted " if c.encryption else ""
+            yield self.found(
+                f"The file is {what}{_format_label(facts)}, which the platform does not accept "
+                f"(accepted: {_ACCEPTED}).",
+                f"detected format: {c.format}",
+                *( (f"variant: {c.variant}",) if c.variant else () ),
+                advice=hint or self.advice,
+            )
+        if c.damage is not None:
+            yield self.found(
+                f"The file is {c.format} but its structures are invalid, so it cannot be read: "
+                f"{c.damage}",
+                f"detected format: {c.format}",
+                advice="Re-export or re-convert the image from its source; the file is damaged "
+                "or was not written completely (check the upload or download finished).",
+            )
+
+
+class SafeRule(Rule):
+    """What it checks: the file is self-contained: no backing file, no external data file, no
+    extents or parent disks in other files, no journal to replay, no feature bits this reader
+    does not know, and no second format hidden in the same bytes (a polyglot).
+
+    Why it matters: a file that names another file could make the platform read its own files
+    (for example a qcow2 whose backing file is ``/etc/passwd``), and a file that is two formats
+    at once could be checked as one and converted as the other. imageport never opens a path
+    named inside an image.
+
+    How to fix: flatten the image into one self-contained file, e.g.
+    ``qemu-img convert -O qcow2 top.qcow2 flat.qcow2`` on the machine that has the whole chain;
+    for VMDK descriptors with separate extents, ``qemu-img convert -O vmdk -o
+    subformat=monolithicSparse``; open a VHDX with a dirty log once in Hyper-V (or
+    ``qemu-img check -r all``) so the log is replayed.
+
+    Example: a qcow2 with backing file ``/etc/passwd`` is refused, quoting that path.
+    """
+
+    id = "IMG-SAFE"
+    severity = Severity.ERROR
+    title = "The file must be self-contained and unambiguous"
+    advice = "Flatten the image into one self-contained file with `qemu-img convert`."
+
+    def check(self, facts: ImageFacts) -> Iterator[Finding]:
+        c = facts.container
+        for hazard in c.hazards:
+            yield self.found(
+                f"The {c.format} file is not self-contained: {hazard.detail}.",
+                f"{hazard.kind}: {hazard.detail}",
+            )
+
+
+class EncryptionRule(Rule):
+    """What it checks: the file is not encrypted (no qcow/qcow2 ``crypt_method``, no LUKS
+    encryption header, no LUKS container).
+
+    Why it matters: the platform cannot read an encrypted disk, so it can neither check nor
+    convert it, and servers created from it would not boot.
+
+    How to fix: decrypt while converting, e.g. ``qemu-img convert --object
+    secret,id=sec0,file=KEYFILE --image-opts
+    driver=qcow2,file.filename=IN,encrypt.key-secret=sec0 -O qcow2 OUT``.
+
+    Example: a qcow2 created with ``-o encrypt.format=luks`` is refused as "luks".
+    """
+
+    id = "IMG-QCOW2-ENCRYPTED"
+    severity = Severity.ERROR
+    title = "The file must not be encrypted"
+    advice = "Convert to an unencrypted image with qemu-img, giving it the key."
+
+    def check(self, facts: ImageFacts) -> Iterator[Finding]:
+        c = facts.container
+        if c.encryption:
+            yield self.found(
+                f"The {c.format} file is encrypted ({c.encryption}).",
+                f"encryption: {c.encryption}",
+            )
+
+
+class SizeRule(Rule):
+    """What it checks: the file is at most 1 TiB; above 128 GiB it must be RAW or ZVHD2 and be
+    imported with fast import.
+
+    Why it matters: the normal import job converts the file and is limited to 128 GiB; only
+    fast import, which needs no conversion, takes larger files.
+
+    How to fix: shrink the image (``virt-sparsify``, trim free space, drop data partitions), or
+    convert to RAW (with a bitmap file) or ZVHD2 and use fast import.
+
+    Example: a 200 GiB vmdk is refused; a 200 GiB raw passes when checked with
+    ``--fast-import``.
+    """
+
+    id = "IMG-SIZE"
+    severity = Severity.ERROR
+    title = "The file must not exceed 1 TiB (128 GiB without fast import)"
+    advice = "Shrink the image, or use fast import with RAW (and a bitmap) or ZVHD2."
+
+    def check(self, facts: ImageFacts) -> Iterator[Finding]:
+        c = facts.container
+        size = c.file_size
+        evidence = f"file size: {size} bytes ({size / GiB:.1f} GiB)"
+        if size > TiB:
+            yield self.found("The file is larger than 1 TiB.", evidence)
+        elif size > 128 * GiB:
+            if c.format not in ("raw", "zvhd2"):
+                yield self.found(
+                    f"The file is larger than 128 GiB and is {c.format}; files this large can "
+                    "only be imported as RAW or ZVHD2 with fast import.",
+                    evidence,
+                )
+            elif not facts.options.fast_import:
+                yield self.found(
+                    "The file is larger than 128 GiB, so it must be imported with fast import.",
+                    evidence,
+                    advice="Register it with fast import (`--fast-import` when checking).",
+                )
+
+
+class DiskSizeRule(Rule):
+    """What it checks: the virtual disk is at most 1024 GiB, and the ``min_disk`` given for the
+    image (``--min-disk``) is 40–1024 GiB and not smaller than the virtual size rounded up to a
+    whole GiB.
+
+    Why it matters: servers get a system disk of ``min_disk``; a disk smaller than the image
+    cannot hold it, and the platform's system disks are 40–1024 GiB.
+
+    How to fix: register with a ``min_disk`` of at least the rounded-up virtual size; shrink a
+    larger disk (resize the filesystem and partition, then ``qemu-img resize --shrink``).
+
+    Example: a VHD of 40.01 GiB needs ``min_disk`` 41.
+    """
+
+    id = "IMG-DISK-SIZE"
+    severity = Severity.ERROR
+    title = "The virtual disk must fit a 40–1024 GiB system disk"
+    advice = "Use a min_disk of at least the virtual size rounded up to whole GiB."
+
+    def check(self, facts: ImageFacts) -> Iterator[Finding]:
+        vsize = facts.container.virtual_size
+        min_disk = facts.options.min_disk_gib
+        if vsize is not None:
+            needed = math.ceil(vsize / GiB)
+            evidence = f"virtual size: {vsize} bytes ({needed} GiB rounded up)"
+            if vsize > 1024 * GiB:
+                yield self.found(
+                    "The virtual disk is larger than 1024 GiB.",
+                    evidence,
+                    advice="Shrink the disk to at most 1024 GiB before importing it.",
+                )
+            if min_disk is not None and min_disk < needed:
+                yield self.found(
+                    f"min_disk {min_disk} GiB is smaller than the virtual disk ({needed} GiB).",
+                    evidence,
+                    advice=f"Register the image with min_disk of at least {max(needed, 40)}.",
+                )
+        if min_disk is not None and not 40 <= min_disk <= 1024:
+            yield self.found(
+                f"min_disk {min_disk} GiB is outside 40–1024 GiB.",
+                f"min_disk: {min_disk}",
+            )
