@@ -42,8 +42,12 @@ def assert_reads_match(disk: VirtualDisk, reference: Path, *, random_reads: int 
     for off, n in checks:
         got = disk.read(off, n)
         want = ref[off : off + n]
-        assert got == want, f"read({off}, {n}) differs from qemu-img (first diff at " \
-            f"{next((i for i, (a, c) in enumerate(zip(got, want, strict=False)) if a != c), min(len(got), len(want)))})"
+        if got != want:
+            first = next(
+                (i for i, (a, c) in enumerate(zip(got, want, strict=False)) if a != c),
+                min(len(got), len(want)),
+            )
+            raise AssertionError(f"read({off}, {n}) differs from qemu-img at byte {first}")
 
 
 def assert_allocation_consistent(disk: VirtualDisk, reference: Path) -> None:
@@ -54,6 +58,8 @@ def assert_allocation_consistent(disk: VirtualDisk, reference: Path) -> None:
         assert ext.start == pos and ext.length > 0
         if ext.state is not ExtentState.DATA:
             chunk = ref[ext.start : ext.start + ext.length]
-            assert chunk.count(0) == len(chunk), f"non-zero bytes in {ext.state.value} extent at {ext.start}"
+            assert chunk.count(0) == len(chunk), (
+                f"non-zero bytes in {ext.state.value} extent at {ext.start}"
+            )
         pos += ext.length
     assert pos == disk.virtual_size

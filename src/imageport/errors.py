@@ -7,7 +7,7 @@
     ├── CorruptImageError           the bytes do not form a valid structure of the detected format
     │   ├── TruncatedImageError     a structure runs past the end of the file
     │   └── LimitExceededError      a number from the image is beyond a cap in ``imageport.limits``
-    └── UnsupportedImageError       valid, but a feature no reader here implements (named in the message)
+    └── UnsupportedImageError       valid, but uses a feature no reader here implements
 
 Readers and parsers raise only these. Anything else escaping a parser is a bug; the check
 service turns it into a finding rather than a crash, and the fuzz tests fail on it.

@@ -18,6 +18,7 @@ from imageport.reports.json_report import report_document
 from imageport.reports.text_report import human_size, render_text
 from imageport.rules.base import CheckOptions
 from imageport.rules.catalogue import RULES
+from imageport.rules.docs import rules_markdown
 from imageport.service.check import check_image
 from imageport.service.convert import ImageRefusedError, convert_to_raw
 
@@ -53,6 +54,7 @@ def _parser() -> argparse.ArgumentParser:
     fmts.add_argument("--json", action="store_true")
     rules = sub.add_parser("rules", help="list the rules imageport checks")
     rules.add_argument("--json", action="store_true")
+    rules.add_argument("--markdown", action="store_true", help="print docs/rules.md")
     return p
 
 
@@ -97,7 +99,9 @@ def _cmd_formats(args: argparse.Namespace) -> int:
 
 
 def _cmd_rules(args: argparse.Namespace) -> int:
-    if args.json:
+    if args.markdown:
+        sys.stdout.write(rules_markdown())
+    elif args.json:
         print(json.dumps([{"id": r.id, "severity": r.severity.value, "title": r.title,
                            "docs": r.docs()} for r in RULES], indent=2))
     else:

@@ -73,7 +73,7 @@ def matching_formats(window: ProbeWindow) -> list[FormatSpec]:
         try:
             if spec.matches(window):
                 found.append(spec)
-        except Exception:  # noqa: BLE001 - a matcher must never decide by crashing
+        except Exception:  # noqa: BLE001, S112 - a matcher must never decide by crashing
             continue
     return found
 

@@ -165,11 +165,11 @@ class SizeRule(Rule):
 
 class DiskSizeRule(Rule):
     """What it checks: the virtual disk is at most 1024 GiB, and the ``min_disk`` given for the
-    image (``--min-disk``) is 40–1024 GiB and not smaller than the virtual size rounded up to a
+    image (``--min-disk``) is 40-1024 GiB and not smaller than the virtual size rounded up to a
     whole GiB.
 
     Why it matters: servers get a system disk of ``min_disk``; a disk smaller than the image
-    cannot hold it, and the platform's system disks are 40–1024 GiB.
+    cannot hold it, and the platform's system disks are 40-1024 GiB.
 
     How to fix: register with a ``min_disk`` of at least the rounded-up virtual size; shrink a
     larger disk (resize the filesystem and partition, then ``qemu-img resize --shrink``).
@@ -179,7 +179,7 @@ class DiskSizeRule(Rule):
 
     id = "IMG-DISK-SIZE"
     severity = Severity.ERROR
-    title = "The virtual disk must fit a 40–1024 GiB system disk"
+    title = "The virtual disk must fit a 40-1024 GiB system disk"
     advice = "Use a min_disk of at least the virtual size rounded up to whole GiB."
 
     def check(self, facts: ImageFacts) -> Iterator[Finding]:
@@ -202,6 +202,6 @@ class DiskSizeRule(Rule):
                 )
         if min_disk is not None and not 40 <= min_disk <= 1024:
             yield self.found(
-                f"min_disk {min_disk} GiB is outside 40–1024 GiB.",
+                f"min_disk {min_disk} GiB is outside 40-1024 GiB.",
                 f"min_disk: {min_disk}",
             )

@@ -29,7 +29,8 @@ class ImageRefusedError(ImageportError):
     """The image failed the checks that make it safe to read; ``report`` says why."""
 
     def __init__(self, report: CheckReport) -> None:
-        rules = ", ".join(sorted({f.rule_id for f in report.findings if f.severity.value == "error"}))
+        failed = {f.rule_id for f in report.findings if f.severity.value == "error"}
+        rules = ", ".join(sorted(failed))
         super().__init__(f"{report.path} cannot be converted: it fails {rules}")
         self.report = report
 
