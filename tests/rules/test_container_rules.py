@@ -53,6 +53,12 @@ def test_format_rule_reports_damage_with_the_reason() -> None:
     assert "L1 table beyond end of file" in found[0].message
 
 
+def test_format_rule_names_an_unsupported_variant_as_such() -> None:
+    found = list(FormatRule().check(facts(format="vmdk", variant="seSparse",
+                                          damage="unsupported: seSparse extents are not read")))
+    assert found[0].message.startswith("The file is vmdk (seSparse), a variant imageport cannot")
+
+
 def test_safe_rule_lists_every_hazard() -> None:
     hazards = (Hazard("backing-file", "backing file '/etc/passwd'"),
                Hazard("feature-bit", "unknown incompatible feature bit 9"))

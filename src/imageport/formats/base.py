@@ -61,6 +61,10 @@ class Hazard:
     detail: str
 
 
+#: How ``Container.damage`` starts when the file is valid but uses a feature no reader here
+#: implements (rather than being corrupt).
+UNSUPPORTED_PREFIX = "unsupported: "
+
 DiskOpener = Callable[[ByteSource], "VirtualDisk"]
 
 
@@ -76,7 +80,8 @@ class Container:
     hazards: tuple[Hazard, ...] = ()
     #: Name of the encryption found (``"aes"``, ``"luks"``), or None.
     encryption: str | None = None
-    #: Why the structures are invalid, when they are; such a file cannot be read.
+    #: Why the structures are invalid, when they are; such a file cannot be read. Starts with
+    #: :data:`UNSUPPORTED_PREFIX` when the file is valid but uses a feature we cannot read.
     damage: str | None = None
     #: Extra facts worth showing (cluster size, compression, creator ...), as display strings.
     properties: Mapping[str, str] = field(default_factory=dict)

@@ -32,7 +32,13 @@ from imageport.formats import (
     wrappers,
     zvhd,
 )
-from imageport.formats.base import Container, FormatSpec, Hazard, ProbeWindow
+from imageport.formats.base import (
+    UNSUPPORTED_PREFIX,
+    Container,
+    FormatSpec,
+    Hazard,
+    ProbeWindow,
+)
 from imageport.source import ByteSource
 
 #: Every format recognised by magic, in the order they are listed to users.
@@ -99,7 +105,7 @@ def probe(source: ByteSource) -> Container:
     except CorruptImageError as exc:
         damage = str(exc)
     except UnsupportedImageError as exc:
-        damage = f"unsupported: {exc}"
+        damage = f"{UNSUPPORTED_PREFIX}{exc}"
     except Exception as exc:  # noqa: BLE001 - fail closed: a parser bug must not pass a file
         damage = f"internal error while parsing ({type(exc).__name__}: {exc})"
     return Container(

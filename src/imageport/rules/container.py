@@ -6,6 +6,7 @@ import math
 from collections.abc import Iterator
 
 from imageport.findings import Finding, Severity
+from imageport.formats.base import UNSUPPORTED_PREFIX
 from imageport.formats.registry import ACCEPTED_FORMATS
 from imageport.limits import GiB, TiB
 from imageport.rules.base import ImageFacts, Rule
@@ -52,7 +53,15 @@ class FormatRule(Rule):
                 *( (f"variant: {c.variant}",) if c.variant else () ),
                 advice=hint or self.advice,
             )
-        if c.damage is not None:
+        if c.damage is not None and c.damage.startswith(UNSUPPORTED_PREFIX):
+            yield self.found(
+                f"The file is {_format_label(facts)}, a variant imageport cannot read: "
+                f"{c.damage.removeprefix(UNSUPPORTED_PREFIX)}",
+                f"detected format: {c.format}",
+                advice="Convert it to a self-contained image on the system that made it, e.g. "
+                "`qemu-img convert -O qcow2 IN OUT`.",
+            )
+        elif c.damage is not None:
             yield self.found(
                 f"The file is {c.format} but its structures are invalid, so it cannot be read: "
                 f"{c.damage}",
