@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from imageport import limits
+from imageport.errors import CorruptImageError
 from imageport.source import ByteSource
 
 if TYPE_CHECKING:
@@ -100,6 +101,12 @@ class Container:
         )
 
 
+#: ``FormatSpec.matches``: magic check on the probe window.
+Matcher = Callable[[ProbeWindow], bool]
+#: ``FormatSpec.inspect``: full parse of a file whose magic matched.
+Inspector = Callable[[ByteSource, "ProbeWindow"], Container]
+
+
 @dataclass(frozen=True, slots=True)
 class FormatSpec:
     """One container format: its name, whether the platform accepts it, and how to probe it."""
@@ -107,5 +114,20 @@ class FormatSpec:
     name: str
     description: str
     accepted: bool
-    matches: Callable[[ProbeWindow], bool]
-    inspect: Callable[[ByteSource, ProbeWindow], Container]
+    matches: Matcher
+    inspect: Inspector
+
+
+def refused_spec(name: str, description: str, matches: Matcher, inspect: Inspector) -> FormatSpec:
+    """A never-accepted format whose ``inspect`` refuses bytes its ``matches`` rejects.
+
+    Used by formats that are only named (ISO, LUKS, foreign and wrapper formats), whose parsers
+    assume their signature is present.
+    """
+
+    def guarded(source: ByteSource, window: ProbeWindow) -> Container:
+        if not matches(window):
+            raise CorruptImageError(f"{name}: the file does not carry the {name} signature")
+        return inspect(source, window)
+
+    return FormatSpec(name, description, False, matches, guarded)

@@ -34,18 +34,15 @@ from __future__ import annotations
 import re
 import struct
 import zlib
-from collections.abc import Callable
 from dataclasses import dataclass
 
 from imageport import limits
 from imageport.errors import CorruptImageError
-from imageport.formats.base import Container, FormatSpec, Hazard, ProbeWindow
+from imageport.formats.base import Container, FormatSpec, Hazard, ProbeWindow, refused_spec
 from imageport.source import ByteSource, read_exact
 
 SECTOR = 512
 
-Matcher = Callable[[ProbeWindow], bool]
-Inspector = Callable[[ByteSource, ProbeWindow], Container]
 
 
 def _virtual(value: int, what: str) -> int:
@@ -391,22 +388,12 @@ def _inspect_asif(source: ByteSource, window: ProbeWindow) -> Container:
     )
 
 
-def _spec(name: str, description: str, matches: Matcher, inspect: Inspector) -> FormatSpec:
-    """A never-accepted FormatSpec whose ``inspect`` refuses bytes its ``matches`` rejects."""
-
-    def guarded(source: ByteSource, window: ProbeWindow) -> Container:
-        if not matches(window):
-            raise CorruptImageError(f"{name}: the file does not carry the {name} signature")
-        return inspect(source, window)
-
-    return FormatSpec(name, description, False, matches, guarded)
-
 
 SPECS: tuple[FormatSpec, ...] = (
-    _spec("parallels", "Parallels disk image", _matches_parallels, _inspect_parallels),
-    _spec("bochs", "Bochs growing disk image", _matches_bochs, _inspect_bochs),
-    _spec("cloop", "compressed loop image (Knoppix)", _matches_cloop, _inspect_cloop),
-    _spec("dmg", "Apple disk image (UDIF)", _matches_dmg, _inspect_dmg),
-    _spec("ewf", "EnCase forensic image (E01/Ex01)", _matches_ewf, _inspect_ewf),
-    _spec("asif", "Apple sparse image format", _matches_asif, _inspect_asif),
+    refused_spec("parallels", "Parallels disk image", _matches_parallels, _inspect_parallels),
+    refused_spec("bochs", "Bochs growing disk image", _matches_bochs, _inspect_bochs),
+    refused_spec("cloop", "compressed loop image (Knoppix)", _matches_cloop, _inspect_cloop),
+    refused_spec("dmg", "Apple disk image (UDIF)", _matches_dmg, _inspect_dmg),
+    refused_spec("ewf", "EnCase forensic image (E01/Ex01)", _matches_ewf, _inspect_ewf),
+    refused_spec("asif", "Apple sparse image format", _matches_asif, _inspect_asif),
 )

@@ -28,12 +28,11 @@ anchor volume descriptor pointer and partition maps, which a named-only format d
 from __future__ import annotations
 
 import struct
-from collections.abc import Callable
 from dataclasses import dataclass
 
 from imageport import limits
 from imageport.errors import CorruptImageError, LimitExceededError
-from imageport.formats.base import Container, FormatSpec, ProbeWindow
+from imageport.formats.base import Container, FormatSpec, ProbeWindow, refused_spec
 from imageport.formats.raw import partition_table
 from imageport.source import ByteSource, read_exact
 
@@ -55,8 +54,6 @@ _PLATFORMS = {0x00: "x86 BIOS", 0x01: "PowerPC", 0x02: "Mac", 0xEF: "UEFI"}
 # Descriptor offsets probed by ``matches``: sectors 16, 17 and 18.
 _MATCH_SECTORS = (16, 17, 18)
 
-Matcher = Callable[[ProbeWindow], bool]
-Inspector = Callable[[ByteSource, ProbeWindow], Container]
 
 
 @dataclass(frozen=True, slots=True)
@@ -313,22 +310,12 @@ def _inspect_udf(source: ByteSource, window: ProbeWindow) -> Container:
     )
 
 
-def _spec(name: str, description: str, matches: Matcher, inspect: Inspector) -> FormatSpec:
-    """A never-accepted FormatSpec whose ``inspect`` refuses bytes its ``matches`` rejects."""
 
-    def guarded(source: ByteSource, window: ProbeWindow) -> Container:
-        if not matches(window):
-            raise CorruptImageError(f"{name}: the file does not carry the {name} signature")
-        return inspect(source, window)
-
-    return FormatSpec(name, description, False, matches, guarded)
-
-
-ISO_SPEC = _spec(
+ISO_SPEC = refused_spec(
     "iso9660", "ISO 9660 optical-disc file system (CD/DVD image)", _matches_iso, _inspect_iso
 )
 
-UDF_SPEC = _spec(
+UDF_SPEC = refused_spec(
     "udf", "UDF optical-disc file system (DVD/Blu-ray image)", _matches_udf, _inspect_udf
 )
 

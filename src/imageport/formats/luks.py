@@ -25,13 +25,12 @@ from __future__ import annotations
 import hashlib
 import json
 import struct
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from imageport import limits
 from imageport.errors import CorruptImageError
-from imageport.formats.base import Container, FormatSpec, ProbeWindow
+from imageport.formats.base import Container, FormatSpec, ProbeWindow, refused_spec
 from imageport.source import ByteSource, read_exact
 
 MAGIC = b"LUKS\xba\xbe"
@@ -42,8 +41,6 @@ LUKS2_BINARY_HEADER = 4096
 LUKS2_HEADER_SIZES = tuple(16384 << k for k in range(9))  # 16 KiB .. 4 MiB
 _KEYSLOT_ACTIVE = 0x00AC71F3
 
-Matcher = Callable[[ProbeWindow], bool]
-Inspector = Callable[[ByteSource, ProbeWindow], Container]
 
 
 def _cstr(raw: bytes) -> str:
@@ -263,17 +260,7 @@ def _inspect_luks2(source: ByteSource, offset: int) -> Container:
     )
 
 
-def _spec(name: str, description: str, matches: Matcher, inspect: Inspector) -> FormatSpec:
-    """A never-accepted FormatSpec whose ``inspect`` refuses bytes its ``matches`` rejects."""
 
-    def guarded(source: ByteSource, window: ProbeWindow) -> Container:
-        if not matches(window):
-            raise CorruptImageError(f"{name}: the file does not carry the {name} signature")
-        return inspect(source, window)
-
-    return FormatSpec(name, description, False, matches, guarded)
-
-
-SPEC = _spec("luks", "LUKS encrypted volume", _matches, _inspect)
+SPEC = refused_spec("luks", "LUKS encrypted volume", _matches, _inspect)
 
 SPECS: tuple[FormatSpec, ...] = (SPEC,)

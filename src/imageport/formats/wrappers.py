@@ -28,19 +28,16 @@ from __future__ import annotations
 import re
 import struct
 import zlib
-from collections.abc import Callable
 from dataclasses import dataclass
 
 from imageport import limits
 from imageport.errors import CorruptImageError
-from imageport.formats.base import Container, FormatSpec, ProbeWindow
+from imageport.formats.base import Container, FormatSpec, ProbeWindow, refused_spec
 from imageport.source import ByteSource, read_exact
 
 _DECOMPRESS = "decompress it first ({tool}) and check the disk image inside"
 _EXTRACT = "extract the disk image from the archive ({tool}) and check that file instead"
 
-Matcher = Callable[[ProbeWindow], bool]
-Inspector = Callable[[ByteSource, ProbeWindow], Container]
 
 
 def _wrapped(source: ByteSource, fmt: str, variant: str, hint: str, **properties: str) -> Container:
@@ -317,22 +314,12 @@ def _inspect_tar(source: ByteSource, window: ProbeWindow) -> Container:
                     **{"first member": name})  # fmt: skip
 
 
-def _spec(name: str, description: str, matches: Matcher, inspect: Inspector) -> FormatSpec:
-    """A never-accepted FormatSpec whose ``inspect`` refuses bytes its ``matches`` rejects."""
-
-    def guarded(source: ByteSource, window: ProbeWindow) -> Container:
-        if not matches(window):
-            raise CorruptImageError(f"{name}: the file does not carry the {name} signature")
-        return inspect(source, window)
-
-    return FormatSpec(name, description, False, matches, guarded)
-
 
 SPECS: tuple[FormatSpec, ...] = (
-    _spec("gzip", "gzip-compressed file", _matches_gzip, _inspect_gzip),
-    _spec("xz", "xz-compressed file", _matches_xz, _inspect_xz),
-    _spec("zstd", "zstd-compressed file", _matches_zstd, _inspect_zstd),
-    _spec("bzip2", "bzip2-compressed file", _matches_bzip2, _inspect_bzip2),
-    _spec("zip", "zip archive", _matches_zip, _inspect_zip),
-    _spec("tar", "tar archive (or an OVA appliance)", _matches_tar, _inspect_tar),
+    refused_spec("gzip", "gzip-compressed file", _matches_gzip, _inspect_gzip),
+    refused_spec("xz", "xz-compressed file", _matches_xz, _inspect_xz),
+    refused_spec("zstd", "zstd-compressed file", _matches_zstd, _inspect_zstd),
+    refused_spec("bzip2", "bzip2-compressed file", _matches_bzip2, _inspect_bzip2),
+    refused_spec("zip", "zip archive", _matches_zip, _inspect_zip),
+    refused_spec("tar", "tar archive (or an OVA appliance)", _matches_tar, _inspect_tar),
 )
