@@ -7,7 +7,6 @@ import zlib
 from pathlib import Path
 
 from exactness import assert_allocation_consistent, assert_reads_match
-
 from imageport.formats import raw, registry
 from imageport.source import BytesSource, FileSource
 
