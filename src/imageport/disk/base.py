@@ -12,7 +12,7 @@ from __future__ import annotations
 import abc
 import enum
 from collections import OrderedDict
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
 from imageport import limits
@@ -200,22 +200,25 @@ def block_runs(
     """Tile ``[start, end)`` for a disk made of fixed-size blocks, merging neighbours.
 
     ``lookup(index)`` returns the run for the whole block ``index`` (its ``start`` is
-    ``index * block_size``); runs are clipped to the request and adjacent runs that continue
-    each other (holes after holes, data contiguous on the host) are merged.
+    ``index * block_size``); runs are clipped to the request and merged by :func:`coalesce`.
     """
+    first = start // block_size
+    last = (end + block_size - 1) // block_size
+    return coalesce(clip_run(lookup(i), start, end) for i in range(first, last))
+
+
+def coalesce(runs: Iterable[Run]) -> Iterator[Run]:
+    """Merge neighbouring runs that continue each other (holes after holes, zeros after zeros,
+    data contiguous on the host), so a large disk maps in few runs."""
     pending: Run | None = None
-    index = start // block_size
-    while index * block_size < end:
-        run = clip_run(lookup(index), start, end)
+    for run in runs:
         if pending is not None:
             merged = _merge(pending, run)
             if merged is not None:
                 pending = merged
-                index += 1
                 continue
             yield pending
         pending = run
-        index += 1
     if pending is not None:
         yield pending
 

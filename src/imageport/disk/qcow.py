@@ -20,8 +20,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from imageport import limits
-from imageport.disk.base import Run, RunKind, VirtualDisk, clip_run
-from imageport.disk.qcow2 import SECTOR, be64_array, coalesce, inflate_cluster, read_padded
+from imageport.disk.base import Run, RunKind, VirtualDisk, clip_run, coalesce
+from imageport.disk.qcow2 import SECTOR, be64_array, inflate_cluster, read_padded
 from imageport.errors import CorruptImageError, TruncatedImageError
 from imageport.source import ByteSource, read_exact
 

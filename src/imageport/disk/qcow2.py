@@ -30,13 +30,13 @@ import sys
 import zlib
 from array import array
 from collections import OrderedDict
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import zstandard
 
 from imageport import limits
-from imageport.disk.base import Run, RunKind, VirtualDisk, clip_run
+from imageport.disk.base import Run, RunKind, VirtualDisk, clip_run, coalesce
 from imageport.errors import CorruptImageError, TruncatedImageError
 from imageport.source import ByteSource, read_exact
 
@@ -168,22 +168,6 @@ def zstd_cluster(data: bytes, cluster_size: int, what: str) -> bytes:
     return bytes(out)
 
 
-def coalesce(runs: Iterable[Run]) -> Iterator[Run]:
-    """Merge neighbouring runs that continue each other (holes, zeros, contiguous data)."""
-    pending: Run | None = None
-    for run in runs:
-        if pending is not None and pending.end == run.start and pending.kind is run.kind:
-            if run.kind in (RunKind.HOLE, RunKind.ZERO):
-                pending = Run(pending.start, pending.length + run.length, run.kind)
-                continue
-            if run.kind is RunKind.DATA and pending.host + pending.length == run.host:
-                pending = Run(pending.start, pending.length + run.length, run.kind, pending.host)
-                continue
-        if pending is not None:
-            yield pending
-        pending = run
-    if pending is not None:
-        yield pending
 
 
 class Qcow2Disk(VirtualDisk):

@@ -36,7 +36,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 from imageport import limits
-from imageport.disk.base import Run, RunKind, VirtualDisk, clip_run
+from imageport.disk.base import Run, RunKind, VirtualDisk, clip_run, coalesce
 from imageport.errors import CorruptImageError, LimitExceededError
 from imageport.source import ByteSource, read_exact
 
@@ -233,18 +233,3 @@ class QedDisk(VirtualDisk):
         return coalesce(self._raw_runs(start, end))
 
 
-def coalesce(runs: Iterator[Run]) -> Iterator[Run]:
-    """Merge neighbouring runs that continue each other (holes, zeros, host-contiguous data)."""
-    pending: Run | None = None
-    for run in runs:
-        if pending is not None and pending.end == run.start and pending.kind is run.kind and (
-            run.kind in (RunKind.HOLE, RunKind.ZERO)
-            or (run.kind is RunKind.DATA and pending.host + pending.length == run.host)
-        ):
-            pending = Run(pending.start, pending.length + run.length, run.kind, pending.host)
-            continue
-        if pending is not None:
-            yield pending
-        pending = run
-    if pending is not None:
-        yield pending

@@ -24,11 +24,11 @@ import sys
 import zlib
 from array import array
 from collections import OrderedDict
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 from imageport import limits
-from imageport.disk.base import Run, RunKind, VirtualDisk, block_runs
+from imageport.disk.base import Run, RunKind, VirtualDisk, block_runs, coalesce
 from imageport.errors import CorruptImageError, TruncatedImageError
 from imageport.source import ByteSource, read_exact
 
@@ -130,7 +130,7 @@ class SparseVmdkDisk(VirtualDisk):
     # -- mapping ---------------------------------------------------------------------------
 
     def runs(self, start: int, end: int) -> Iterator[Run]:
-        return _coalesce(self._span_runs(start, end))
+        return coalesce(self._span_runs(start, end))
 
     def _span_runs(self, start: int, end: int) -> Iterator[Run]:
         span = self.layout.span
@@ -229,19 +229,3 @@ def _inflate(data: bytes, limit: int, host: int) -> bytes:
     return plain
 
 
-def _coalesce(runs: Iterable[Run]) -> Iterator[Run]:
-    """Merge runs that continue each other (holes, zeros, host-contiguous data)."""
-    pending: Run | None = None
-    for run in runs:
-        if pending is not None and pending.end == run.start and pending.kind is run.kind:
-            if run.kind in (RunKind.HOLE, RunKind.ZERO):
-                pending = Run(pending.start, pending.length + run.length, run.kind)
-                continue
-            if run.kind is RunKind.DATA and pending.host + pending.length == run.host:
-                pending = Run(pending.start, pending.length + run.length, run.kind, pending.host)
-                continue
-        if pending is not None:
-            yield pending
-        pending = run
-    if pending is not None:
-        yield pending
