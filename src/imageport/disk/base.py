@@ -88,6 +88,11 @@ class VirtualDisk(abc.ABC):
         self.virtual_size = limits.cap(virtual_size, limits.MAX_VIRTUAL_SIZE, "virtual size")
         self._unpacked: OrderedDict[tuple[int, int], bytes] = OrderedDict()
 
+    @property
+    def size(self) -> int:
+        """The virtual size (so that a disk is a :class:`~imageport.guest.blockdev.BlockDevice`)."""
+        return self.virtual_size
+
     # -- what a reader implements -------------------------------------------------------
 
     @abc.abstractmethod

@@ -1,0 +1,1 @@
+"""Read-only filesystem readers (ext2/3/4, XFS, Btrfs, FAT) and signature detection."""
