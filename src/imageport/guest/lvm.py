@@ -39,7 +39,7 @@ from imageport.errors import (
     UnsupportedImageError,
 )
 from imageport.guest.blockdev import BlockDevice, read_exact_dev
-from imageport.guest.fs.detect import Signature
+from imageport.guest.fs.signature import Signature
 from imageport.guest.lvm_metadata import MAX_TEXT_BYTES, ConfigSection, parse_metadata
 from imageport.guest.lvm_volumes import (
     MAX_PVS,

@@ -37,7 +37,7 @@ from imageport.guest.fs.base import (
     Stat,
     decode_name,
 )
-from imageport.guest.fs.detect import Signature
+from imageport.guest.fs.signature import Signature
 
 #: Block groups in one filesystem (2**24 groups of 128 MiB is 2 PiB).
 MAX_GROUPS = 1 << 24

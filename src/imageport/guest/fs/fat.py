@@ -33,7 +33,7 @@ from imageport.guest.fs.base import (
     NotFoundError,
     Stat,
 )
-from imageport.guest.fs.detect import Signature
+from imageport.guest.fs.signature import Signature
 
 #: Largest cluster accepted (the spec allows 32 KiB; some formatters make 64 KiB and up).
 MAX_CLUSTER_BYTES = 256 * 1024

@@ -39,7 +39,7 @@ from imageport.guest.fs.base import (
     Stat,
     decode_name,
 )
-from imageport.guest.fs.detect import Signature
+from imageport.guest.fs.signature import Signature
 from imageport.guest.fs.xfs_layout import (
     BMBT_HDR_V4,
     BMBT_HDR_V5,
