@@ -11,6 +11,7 @@ import pytest
 
 import builders
 from exactness import assert_allocation_consistent, assert_reads_match
+from imageport.checksums import crc32c
 from imageport.formats import registry, vhdx
 from imageport.formats.base import Container
 from imageport.source import BytesSource, FileSource
@@ -52,7 +53,7 @@ def _image() -> bytearray:
 
 def _fix_crc(data: bytearray, offset: int, size: int) -> None:
     struct.pack_into("<I", data, offset + 4, 0)
-    struct.pack_into("<I", data, offset + 4, vhdx.crc32c(bytes(data[offset : offset + size])))
+    struct.pack_into("<I", data, offset + 4, crc32c(bytes(data[offset : offset + size])))
 
 
 def _probe(data: bytearray) -> Container:
@@ -191,7 +192,7 @@ def test_truncated_vhdx_is_damage() -> None:
 
 
 def test_crc32c_matches_the_standard_check_value() -> None:
-    assert vhdx.crc32c(b"123456789") == 0xE3069283
+    assert crc32c(b"123456789") == 0xE3069283
 
 
 _CORPUS_VERDICTS = {

@@ -40,6 +40,7 @@ import uuid
 from dataclasses import dataclass
 
 from imageport import limits
+from imageport.checksums import crc32c
 from imageport.disk import vhdx as vdisk
 from imageport.errors import (
     CorruptImageError,
@@ -84,73 +85,6 @@ _ITEM_NAMES = {
 }
 _REQUIRED_ITEMS = (FILE_PARAMETERS, VIRTUAL_DISK_SIZE, PAGE_83_DATA, LOGICAL_SECTOR_SIZE,
                    PHYSICAL_SECTOR_SIZE)
-
-
-def _crc32c_table() -> tuple[int, ...]:
-    table = []
-    for byte in range(256):
-        crc = byte
-        for _ in range(8):
-            crc = (crc >> 1) ^ 0x82F63B78 if crc & 1 else crc >> 1
-        table.append(crc)
-    return tuple(table)
-
-
-_CRC32C_TABLE = _crc32c_table()
-
-
-def _apply(operator: tuple[int, ...], state: int) -> int:
-    """Apply a GF(2)-linear map on 32-bit CRC registers, given as the images of the 32 bits."""
-    out = 0
-    bit = 0
-    while state:
-        if state & 1:
-            out ^= operator[bit]
-        state >>= 1
-        bit += 1
-    return out
-
-
-def _zero_operators() -> tuple[tuple[int, ...], ...]:
-    """Maps that feed 1, 2, 4 ... 2**16 zero bytes through the CRC register.
-
-    Feeding a zero byte is linear on the register (the table maps 0 to 0), so ``n`` zeros are
-    applied in ``log2(n)`` steps; VHDX checksummed blocks are mostly zero padding.
-    """
-    one = tuple(_CRC32C_TABLE[(1 << i) & 0xFF] ^ ((1 << i) >> 8) for i in range(32))
-    ops = [one]
-    for _ in range(16):
-        last = ops[-1]
-        ops.append(tuple(_apply(last, image) for image in last))
-    return tuple(ops)
-
-
-_ZERO_OPERATORS = _zero_operators()
-
-
-def crc32c(data: bytes) -> int:
-    """CRC-32C (Castagnoli, reflected polynomial 0x82F63B78), as VHDX checksums use it.
-
-    Table-driven over the bytes up to the last non-zero one; trailing zeros are applied with
-    precomputed operators (a 64 KiB region table is a few hundred bytes of entries).
-    """
-    body = data.rstrip(b"\0")
-    crc = 0xFFFFFFFF
-    table = _CRC32C_TABLE
-    for byte in body:
-        crc = table[(crc ^ byte) & 0xFF] ^ (crc >> 8)
-    zeros = len(data) - len(body)
-    top = len(_ZERO_OPERATORS) - 1
-    while zeros >> top:  # runs longer than the largest operator
-        crc = _apply(_ZERO_OPERATORS[top], crc)
-        zeros -= 1 << top
-    power = 0
-    while zeros:
-        if zeros & 1:
-            crc = _apply(_ZERO_OPERATORS[power], crc)
-        zeros >>= 1
-        power += 1
-    return crc ^ 0xFFFFFFFF
 
 
 def checksum_ok(block: bytes) -> bool:

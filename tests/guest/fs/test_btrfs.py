@@ -23,6 +23,7 @@ from pathlib import Path
 import pytest
 
 import builders
+from imageport.checksums import crc32c
 from imageport.errors import (
     CorruptImageError,
     ImageportError,
@@ -420,7 +421,7 @@ def resigned(dev: FileDevice, sb_patches: dict[int, bytes], *, sign: bool = True
     for off, new in sb_patches.items():
         raw[off : off + len(new)] = new
     if sign:
-        raw[:4] = struct.pack("<I", L.crc32c(bytes(raw[32:])))
+        raw[:4] = struct.pack("<I", crc32c(bytes(raw[32:])))
     return PatchedDevice(dev, {L.SUPERBLOCK_OFFSET: bytes(raw)})
 
 

@@ -22,6 +22,7 @@ from pathlib import Path
 import pytest
 
 import builders
+from imageport.checksums import crc32c_update
 from imageport.errors import (
     CorruptImageError,
     ImageportError,
@@ -367,7 +368,7 @@ def walk_all(fs: ext.ExtFilesystem) -> int:
 def _fix_sb_checksum(img: bytearray) -> None:
     sb = ext_layout.Superblock.from_bytes(bytes(img[1024:2048]))
     if sb.feature_ro_compat & ext_layout.RO_COMPAT_METADATA_CSUM:
-        struct.pack_into("<I", img, 1024 + 0x3FC, ext_layout.crc32c_raw(bytes(img[1024:2044])))
+        struct.pack_into("<I", img, 1024 + 0x3FC, crc32c_update(0xFFFFFFFF, bytes(img[1024:2044])))
 
 
 def _try(img: bytes | bytearray) -> None:

@@ -21,6 +21,7 @@ from collections import OrderedDict
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+from imageport.checksums import crc32c
 from imageport.errors import (
     CorruptImageError,
     ImageportError,
@@ -96,7 +97,7 @@ def _read_superblock(dev: BlockDevice) -> L.Superblock:
         raise CorruptImageError("no btrfs superblock magic at 64 KiB")
     if sb.csum_type not in _KNOWN_CSUMS:
         raise UnsupportedImageError(f"btrfs checksum type {sb.csum_type}")
-    if sb.csum_type == L.CSUM_CRC32C and L.crc32c(raw[L.CSUM_SIZE :]) != int.from_bytes(
+    if sb.csum_type == L.CSUM_CRC32C and crc32c(raw[L.CSUM_SIZE :]) != int.from_bytes(
         sb.csum[:4], "little"
     ):
         raise CorruptImageError("btrfs superblock checksum mismatch")

@@ -14,6 +14,7 @@ import struct
 import uuid as uuidlib
 from dataclasses import dataclass
 
+from imageport.checksums import crc32c_update
 from imageport.errors import CorruptImageError
 
 SUPERBLOCK_OFFSET = 64 * 1024
@@ -75,39 +76,12 @@ def format_uuid(raw: bytes) -> str:
     return str(uuidlib.UUID(bytes=raw))
 
 
-# -- crc32c (Castagnoli), used for superblock checksums and directory name hashes -------------
-
-
-def _crc32c_table() -> tuple[int, ...]:
-    table = []
-    for n in range(256):
-        c = n
-        for _ in range(8):
-            c = (c >> 1) ^ 0x82F63B78 if c & 1 else c >> 1
-        table.append(c)
-    return tuple(table)
-
-
-_CRC32C_TABLE = _crc32c_table()
-
-
-def crc32c_raw(seed: int, data: bytes) -> int:
-    """The crc32c register after ``data``, starting from ``seed``, without final inversion."""
-    crc = seed
-    table = _CRC32C_TABLE
-    for byte in data:
-        crc = table[(crc ^ byte) & 0xFF] ^ (crc >> 8)
-    return crc
-
-
-def crc32c(data: bytes) -> int:
-    """The standard crc32c of ``data`` (as stored in btrfs checksum fields)."""
-    return crc32c_raw(0xFFFFFFFF, data) ^ 0xFFFFFFFF
+# -- directory name hash -------------------------------------------------------------------
 
 
 def name_hash(name: bytes) -> int:
     """The offset of a DIR_ITEM key: crc32c of the name seeded with ``~1``, not inverted."""
-    return crc32c_raw(0xFFFFFFFE, name)
+    return crc32c_update(0xFFFFFFFE, name)
 
 
 # -- keys ----------------------------------------------------------------------------------------

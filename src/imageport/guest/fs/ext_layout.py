@@ -15,6 +15,7 @@ import struct
 import uuid as uuidlib
 from dataclasses import dataclass
 
+from imageport.checksums import crc32c_update
 from imageport.errors import CorruptImageError
 
 SUPERBLOCK_OFFSET = 1024
@@ -197,30 +198,9 @@ class Superblock:
         return "ext4"
 
 
-def _crc32c_table() -> tuple[int, ...]:
-    table = []
-    for byte in range(256):
-        crc = byte
-        for _ in range(8):
-            crc = (crc >> 1) ^ 0x82F63B78 if crc & 1 else crc >> 1
-        table.append(crc)
-    return tuple(table)
-
-
-_CRC32C_TABLE = _crc32c_table()
-
-
-def crc32c_raw(data: bytes, crc: int = 0xFFFFFFFF) -> int:
-    """CRC-32C register after ``data`` (no final inversion), as ext4 checksums store it."""
-    table = _CRC32C_TABLE
-    for byte in data:
-        crc = table[(crc ^ byte) & 0xFF] ^ (crc >> 8)
-    return crc
-
-
 def superblock_checksum_ok(raw: bytes, sb: Superblock) -> bool:
     """Whether the metadata_csum superblock checksum (crc32c of bytes 0..0x3FB) matches."""
-    return crc32c_raw(raw[:0x3FC]) == sb.checksum
+    return crc32c_update(0xFFFFFFFF, raw[:0x3FC]) == sb.checksum
 
 
 # -- group descriptors ---------------------------------------------------------------------
