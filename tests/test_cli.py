@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import builders
+import guest_fixtures
 from imageport.formats.registry import ACCEPTED_FORMATS
 
 IMAGEPORT = [sys.executable, "-m", "imageport.cli.main"]
@@ -19,22 +20,34 @@ def run(*args: str) -> subprocess.CompletedProcess[str]:
                           check=False)
 
 
-def test_check_prints_format_sizes_and_passes(pattern_raw: Path) -> None:
-    proc = run("check", str(pattern_raw))
-    assert proc.returncode == 0, proc.stderr
-    assert "raw (mbr), accepted format" in proc.stdout
-    assert "48.0 MiB (50331648 bytes)" in proc.stdout
+def test_check_prints_format_sizes_guest_and_passes() -> None:
+    proc = run("check", str(guest_fixtures.synthetic_guest()))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "raw (gpt), accepted format" in proc.stdout
+    assert "128.0 MiB (134217728 bytes)" in proc.stdout
+    assert "Debian GNU/Linux 12 (bookworm)" in proc.stdout
+    assert "mount /boot/efi  part2 (vfat)" in proc.stdout
     assert "Result: PASS" in proc.stdout
 
 
-def test_check_json_is_the_documented_document(pattern_raw: Path) -> None:
-    proc = run("check", "--json", str(pattern_raw))
+def test_a_disk_without_a_system_fails_with_exit_1(pattern_raw: Path) -> None:
+    proc = run("check", str(pattern_raw))
+    assert proc.returncode == 1
+    assert "raw (mbr), accepted format" in proc.stdout
+    assert "48.0 MiB (50331648 bytes)" in proc.stdout
+    assert "IMG-SYSTEM-DISK" in proc.stdout
+
+
+def test_check_json_is_the_documented_document() -> None:
+    proc = run("check", "--json", str(guest_fixtures.synthetic_guest()))
     assert proc.returncode == 0
     doc = json.loads(proc.stdout)
     assert doc["schema"] == "imageport.check/1"
     assert {k: doc[k] for k in ("format", "variant", "accepted", "virtual_size")} == {
-        "format": "raw", "variant": "mbr", "accepted": True, "virtual_size": 50331648}
+        "format": "raw", "variant": "gpt", "accepted": True, "virtual_size": 128 << 20}
     assert doc["summary"] == {"verdict": "pass", "errors": 0, "warnings": 0, "info": 0}
+    assert doc["guest"]["os"]["id"] == "debian" and doc["guest"]["root"] == "part3"
+    assert [m["mountpoint"] for m in doc["guest"]["mounts"]] == ["/", "/boot", "/boot/efi"]
     documented = (builders.REPO / "docs" / "check-json.md").read_text()
     for key in doc:
         assert f"`{key}`" in documented, f"key {key} is not documented in docs/check-json.md"

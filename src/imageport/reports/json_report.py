@@ -8,6 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 from imageport.findings import Finding, Severity
+from imageport.guest.facts import GuestFacts
 from imageport.service.check import CheckReport
 
 SCHEMA = "imageport.check/1"
@@ -20,6 +21,36 @@ def finding_document(finding: Finding) -> dict[str, Any]:
         "message": finding.message,
         "evidence": list(finding.evidence),
         "advice": finding.advice,
+    }
+
+
+def guest_document(guest: GuestFacts) -> dict[str, Any]:
+    """The ``guest`` member: OS, partitions and volumes, the root and the mounts."""
+    layout = guest.layout
+    storage = layout.storage
+    return {
+        "os": None if guest.os is None else {
+            "id": guest.os.id, "version_id": guest.os.version_id,
+            "pretty_name": guest.os.pretty_name, "family": guest.os.family,
+            "source": guest.os.source,
+        },
+        "partition_table": storage.table.scheme,
+        "volumes": [
+            {
+                "name": v.name, "size": v.device.size, "kind": v.kind,
+                "uuid": v.signature.uuid if v.signature else None,
+                "label": v.signature.label if v.signature else None,
+                "partition_type": v.partition.type_name if v.partition else None,
+                "partuuid": v.partition.partuuid if v.partition else None,
+            }
+            for v in storage.volumes
+        ],
+        "root": None if layout.root is None else layout.root.volume.name,
+        "mounts": [
+            {"mountpoint": m.mountpoint, "volume": m.volume.name, "fstype": m.fs.fs_type}
+            for m in layout.mounts
+        ],
+        "problems": list(layout.problems),
     }
 
 
@@ -42,6 +73,7 @@ def report_document(report: CheckReport) -> dict[str, Any]:
         "damage": c.damage,
         "hazards": [{"kind": h.kind, "detail": h.detail} for h in c.hazards],
         "properties": dict(c.properties),
+        "guest": None if report.guest is None else guest_document(report.guest),
         "findings": [finding_document(f) for f in report.findings],
         "summary": {
             "verdict": "pass" if report.passed else "fail",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import textwrap
 
+from imageport.guest.facts import GuestFacts
 from imageport.limits import GiB, KiB, MiB, TiB
 from imageport.service.check import CheckReport
 
@@ -33,6 +34,8 @@ def render_text(report: CheckReport) -> str:
     width = max(len(k) for k, _ in rows)
     lines += [f"  {k:<{width}}  {v}" for k, v in rows]
     lines.append("")
+    if report.guest is not None:
+        lines += _guest_lines(report.guest)
     if report.findings:
         lines.append("Findings")
         for f in report.findings:
@@ -49,6 +52,28 @@ def render_text(report: CheckReport) -> str:
         f"read {human_size(report.bytes_read)} in {report.elapsed_seconds:.3f} s"
     )
     return "\n".join(lines) + "\n"
+
+
+def _guest_lines(guest: GuestFacts) -> list[str]:
+    layout = guest.layout
+    storage = layout.storage
+    os_name = guest.os.pretty_name or f"{guest.os.id} {guest.os.version_id}" if guest.os else None
+    lines = ["Guest", f"  OS               {os_name or 'not identified'}"]
+    lines.append(f"  partition table  {storage.table.scheme}")
+    for v in storage.volumes:
+        sig = v.signature
+        ident = f" UUID={sig.uuid}" if sig and sig.uuid else ""
+        label = f" LABEL={sig.label}" if sig and sig.label else ""
+        ptype = f" [{v.partition.type_name}]" if v.partition else ""
+        lines.append(f"    {v.name:<14} {human_size(v.device.size):<28} {v.kind}{ptype}"
+                     f"{ident}{label}")
+    if layout.root is None:
+        lines.append("  root             not found")
+    for m in layout.mounts:
+        lines.append(f"  mount {m.mountpoint:<10} {m.volume.name} ({m.fs.fs_type})")
+    lines += [f"  problem: {p}" for p in layout.problems]
+    lines.append("")
+    return lines
 
 
 def _wrapped(text: str, indent: str) -> list[str]:

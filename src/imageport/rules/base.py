@@ -15,6 +15,7 @@ from typing import ClassVar
 
 from imageport.findings import Finding, Severity
 from imageport.formats.base import Container
+from imageport.guest.facts import GuestFacts
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,6 +36,8 @@ class ImageFacts:
     #: Bytes of the virtual disk holding data; None when the disk could not be opened.
     allocated_bytes: int | None
     options: CheckOptions
+    #: What is inside the disk; None when the disk could not be opened.
+    guest: GuestFacts | None = None
 
 
 class Rule(abc.ABC):

@@ -10,6 +10,7 @@ from imageport.rules.container import (
     SafeRule,
     SizeRule,
 )
+from imageport.rules.layout import FstabDataDiskRule, SystemDiskRule
 
 RULES: tuple[Rule, ...] = (
     FormatRule(),
@@ -17,6 +18,8 @@ RULES: tuple[Rule, ...] = (
     EncryptionRule(),
     SizeRule(),
     DiskSizeRule(),
+    SystemDiskRule(),
+    FstabDataDiskRule(),
 )
 
 

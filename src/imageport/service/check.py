@@ -15,6 +15,7 @@ from imageport.errors import ImageportError, SourceError
 from imageport.findings import Finding, Severity
 from imageport.formats import registry
 from imageport.formats.base import Container
+from imageport.guest.facts import GuestFacts, inspect_guest
 from imageport.rules.base import CheckOptions, ImageFacts
 from imageport.rules.catalogue import RULES
 from imageport.rules.engine import run_rules
@@ -28,6 +29,7 @@ class CheckReport:
     path: str
     container: Container
     allocated_bytes: int | None
+    guest: GuestFacts | None
     findings: tuple[Finding, ...]
     bytes_read: int
     elapsed_seconds: float
@@ -46,24 +48,34 @@ class CheckReport:
         return self.error_count == 0
 
 
-def inspect_source(source: ByteSource) -> tuple[Container, int | None]:
-    """Probe ``source`` and, when it is safe to read, measure its allocated bytes.
+@dataclass(frozen=True, slots=True)
+class Inspection:
+    """What reading a file found: its container, and when readable its allocation and guest."""
+
+    container: Container
+    allocated_bytes: int | None = None
+    guest: GuestFacts | None = None
+
+
+def inspect_source(source: ByteSource) -> Inspection:
+    """Probe ``source`` and, when it is safe to read, measure its allocation and read its guest.
 
     A reader failing while walking its tables marks the container as damaged (fail closed).
     """
     container = registry.probe(source)
     if not container.readable or container.opener is None:
-        return container, None
+        return Inspection(container)
     try:
         disk = container.opener(source)
-        return container, disk.allocated_bytes()
+        allocated = disk.allocated_bytes()
+        return Inspection(container, allocated, inspect_guest(disk))
     except SourceError:
         raise
     except ImageportError as exc:
         damage = str(exc)
     except Exception as exc:  # noqa: BLE001 - a reader bug must not pass a file
         damage = f"internal error while reading tables ({type(exc).__name__}: {exc})"
-    return dataclasses.replace(container, damage=damage, opener=None), None
+    return Inspection(dataclasses.replace(container, damage=damage, opener=None))
 
 
 def check_image(path: str | os.PathLike[str], options: CheckOptions | None = None) -> CheckReport:
@@ -71,13 +83,16 @@ def check_image(path: str | os.PathLike[str], options: CheckOptions | None = Non
     started = time.perf_counter()
     opts = options or CheckOptions()
     with FileSource(path) as source:
-        container, allocated = inspect_source(source)
+        found = inspect_source(source)
+        # rules may read guest files, so they run while the source is open
+        facts = ImageFacts(found.container, found.allocated_bytes, opts, found.guest)
+        findings = run_rules(RULES, facts)
         bytes_read = source.bytes_read
-    findings = run_rules(RULES, ImageFacts(container, allocated, opts))
     return CheckReport(
         path=os.fspath(path),
-        container=container,
-        allocated_bytes=allocated,
+        container=found.container,
+        allocated_bytes=found.allocated_bytes,
+        guest=found.guest,
         findings=findings,
         bytes_read=bytes_read,
         elapsed_seconds=time.perf_counter() - started,

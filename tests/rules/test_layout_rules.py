@@ -1,0 +1,46 @@
+"""IMG-SYSTEM-DISK and IMG-FSTAB-DATA-DISK on real (synthetic) guest disks, through the check."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import builders
+import guest_fixtures as gf
+from imageport.findings import Severity
+from imageport.service.check import check_image
+
+
+def rule_findings(path: Path, rule_id: str) -> list[str]:
+    return [f.message + " | " + " | ".join(f.evidence)
+            for f in check_image(path).findings if f.rule_id == rule_id]
+
+
+def test_a_system_disk_passes_both_rules_in_every_format(tmp_path: Path) -> None:
+    raw = gf.synthetic_guest()
+    assert check_image(raw).passed
+    for fmt in ("qcow2", "vmdk", "vhdx"):
+        img = tmp_path / f"guest.{fmt}"
+        builders.qemu_img("convert", "-f", "raw", "-O", fmt, str(raw), str(img))
+        report = check_image(img)
+        assert report.passed, report.findings
+        assert report.guest is not None and report.guest.os is not None
+        assert report.guest.os.pretty_name == "Debian GNU/Linux 12 (bookworm)"
+
+
+def test_an_empty_disk_fails_img_system_disk() -> None:
+    (msg,) = rule_findings(gf.empty_disk(), "IMG-SYSTEM-DISK")
+    assert "No installed Linux root filesystem" in msg and "part1: unknown" in msg
+
+
+def test_an_auto_mounted_data_disk_fails_and_quotes_the_line() -> None:
+    (msg,) = rule_findings(gf.synthetic_guest(data_disk=True), "IMG-FSTAB-DATA-DISK")
+    assert f"/etc/fstab:7: {gf.DATA_DISK_LINE}" in msg
+    # the noauto line for a USB disk in the same fstab is not reported
+    assert "/mnt/usb" not in msg
+
+
+def test_nofail_makes_it_a_warning() -> None:
+    report = check_image(gf.synthetic_guest(nofail=True))
+    assert [f.severity for f in report.findings if f.rule_id == "IMG-FSTAB-DATA-DISK"] == [
+        Severity.WARNING]
+    assert report.passed
