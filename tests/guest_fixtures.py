@@ -7,10 +7,13 @@ They hold just enough of an installed system for the guest layer and the rules: 
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import subprocess
 import tempfile
+from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 
 import builders
@@ -42,16 +45,51 @@ def _run(*cmd: str, env: dict[str, str] | None = None) -> None:
         raise RuntimeError(f"{' '.join(cmd)} failed: {proc.stderr.strip()}")
 
 
-def _root_tree(top: Path, fstab: str) -> None:
-    for d in ("etc", "usr/lib", "usr/bin", "sbin", "boot", "home", "data"):
-        (top / d).mkdir(parents=True, exist_ok=True)
-    (top / "usr/lib/os-release").write_text(OS_RELEASE)
-    (top / "etc/os-release").symlink_to("../usr/lib/os-release")
-    (top / "etc/fstab").write_text(fstab)
-    (top / "etc/hostname").write_text("testguest\n")
-    (top / "etc/passwd").write_text("root:x:0:0:root:/root:/bin/bash\n")
-    (top / "bin").symlink_to("usr/bin")
-    (top / "usr/bin/sh").write_bytes(b"\x7fELF" + bytes(60))
+@dataclass(frozen=True)
+class Symlink:
+    """A symlink to put in a fixture tree."""
+
+    target: str
+
+
+#: A fixture tree: path (relative, no leading slash) -> contents; None removes a default entry.
+Tree = Mapping[str, "str | bytes | Symlink | None"]
+
+BASE_ROOT: dict[str, str | bytes | Symlink | None] = {
+    "usr/lib/os-release": OS_RELEASE,
+    "etc/os-release": Symlink("../usr/lib/os-release"),
+    "etc/hostname": "testguest\n",
+    "etc/passwd": "root:x:0:0:root:/root:/bin/bash\n",
+    "bin": Symlink("usr/bin"),
+    "usr/bin/sh": b"\x7fELF" + bytes(60),
+    "sbin/.keep": "",
+    "home/.keep": "",
+}
+BASE_BOOT: dict[str, str | bytes | Symlink | None] = {
+    "vmlinuz-6.1.0-13-amd64": b"MZ" + bytes(1000),
+}
+BASE_ESP: dict[str, str | bytes | Symlink | None] = {
+    "EFI/BOOT/BOOTX64.EFI": b"MZ" + bytes(500),
+}
+
+
+def write_tree(top: Path, *layers: Tree) -> None:
+    """Materialise ``layers`` (later ones win) as files under ``top``."""
+    merged: dict[str, str | bytes | Symlink | None] = {}
+    for layer in layers:
+        merged.update(layer)
+    top.mkdir(parents=True, exist_ok=True)
+    for rel, content in sorted(merged.items()):
+        if content is None:
+            continue
+        path = top / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if isinstance(content, Symlink):
+            path.symlink_to(content.target)
+        elif isinstance(content, bytes):
+            path.write_bytes(content)
+        else:
+            path.write_text(content)
 
 
 def _write_part(disk: Path, part: Path, start: int) -> None:
@@ -60,46 +98,71 @@ def _write_part(disk: Path, part: Path, start: int) -> None:
         shutil.copyfileobj(src, dst, 4 * MiB)
 
 
-def synthetic_guest(*, data_disk: bool = False, nofail: bool = False) -> Path:
-    """A raw GPT disk: bios-boot, ESP (vfat), root (ext4), /boot (ext4). Cached.
+def _esp_image(t: Path, files: Tree) -> Path:
+    esp = t / "esp.img"
+    with open(esp, "wb") as f:
+        f.truncate(33 * MiB)
+    _run("mkfs.vfat", "-F", "32", "-i", ESP_SERIAL, "-n", "ESP", str(esp))
+    src = t / "esp-tree"
+    write_tree(src, files)
+    for d in sorted({p.parent for p in src.rglob("*") if p.is_file()} - {src}):
+        rel = d.relative_to(src)
+        for k in range(1, len(rel.parts) + 1):
+            target = "::/" + "/".join(rel.parts[:k])
+            subprocess.run(["mmd", "-D", "s", "-i", str(esp), target], capture_output=True,
+                           check=False)
+    for f in sorted(p for p in src.rglob("*") if p.is_file()):
+        _run("mcopy", "-i", str(esp), str(f), "::/" + str(f.relative_to(src)))
+    return esp
 
-    ``data_disk`` adds :data:`DATA_DISK_LINE` to fstab; ``nofail`` adds it with ``nofail``.
+
+def build_guest(
+    name: str,
+    *,
+    root: Tree | None = None,
+    boot: Tree | None = None,
+    esp: Tree | None = None,
+    fstab: str | None = None,
+    with_esp: bool = True,
+    bios_boot: bool = True,
+    boot_code: bytes | None = None,
+) -> Path:
+    """A raw GPT disk with a Debian-like system, customised by the arguments. Cached.
+
+    Partitions: 1 BIOS boot (1 MiB, when ``bios_boot``), 2 ESP (vfat, when ``with_esp``),
+    3 root (ext4, the base tree overlaid with ``root``), 4 /boot (ext4, ``boot``). ``fstab``
+    replaces the default fstab (which mounts all of them by UUID). ``boot_code`` is written
+    into the first 440 bytes of sector 0 (e.g. GRUB's boot.img).
     """
-    extra = ""
-    if data_disk:
-        extra = DATA_DISK_LINE + "\n"
-    elif nofail:
-        extra = DATA_DISK_LINE.replace("defaults", "defaults,nofail") + "\n"
-    tag = "-datadisk" if data_disk else "-nofail" if nofail else ""
-    final = builders.cached(f"guest-gpt-ext4{tag}.raw")
+    spec = repr((name, sorted((root or {}).items(), key=str), sorted((boot or {}).items(),
+                key=str), sorted((esp or {}).items(), key=str), fstab, with_esp, bios_boot,
+                boot_code))
+    digest = hashlib.sha256(spec.encode()).hexdigest()[:12]
+    final = builders.cached(f"guest-{name}-{digest}.raw")
     if final.exists():
         return final
-    fstab = GOOD_FSTAB + extra
+    default_fstab = GOOD_FSTAB if with_esp else GOOD_FSTAB.replace(
+        "UUID=1234-ABCD /boot/efi vfat umask=0077 0 1\n", "")
     with tempfile.TemporaryDirectory(dir=final.parent) as tmp:
         t = Path(tmp)
-        root, boot = t / "root", t / "boot"
-        _root_tree(root, fstab)
-        boot.mkdir()
-        (boot / "vmlinuz-6.1.0-13-amd64").write_bytes(b"MZ" + bytes(1000))
+        write_tree(t / "root", BASE_ROOT, {"etc/fstab": fstab or default_fstab}, root or {})
+        write_tree(t / "boot", BASE_BOOT, boot or {})
         env = {**os.environ, "E2FSPROGS_FAKE_TIME": "1700000000"}
-        _run("mkfs.ext4", "-q", "-F", "-U", ROOT_UUID, "-L", "rootfs", "-d", str(root),
+        _run("mkfs.ext4", "-q", "-F", "-U", ROOT_UUID, "-L", "rootfs", "-d", str(t / "root"),
              str(t / "root.img"), "64M", env=env)
-        _run("mkfs.ext4", "-q", "-F", "-U", BOOT_UUID, "-d", str(boot), str(t / "boot.img"), "16M",
-             env=env)
-        esp = t / "esp.img"
-        with open(esp, "wb") as f:
-            f.truncate(33 * MiB)
-        _run("mkfs.vfat", "-F", "32", "-i", ESP_SERIAL, "-n", "ESP", str(esp))
-        _run("mmd", "-i", str(esp), "::/EFI", "::/EFI/BOOT")
-        (t / "BOOTX64.EFI").write_bytes(b"MZ" + bytes(500))
-        _run("mcopy", "-i", str(esp), str(t / "BOOTX64.EFI"), "::/EFI/BOOT/BOOTX64.EFI")
+        _run("mkfs.ext4", "-q", "-F", "-U", BOOT_UUID, "-d", str(t / "boot"),
+             str(t / "boot.img"), "16M", env=env)
         disk = t / "disk.raw"
         with open(disk, "wb") as f:
             f.truncate(128 * MiB)
+        bios_type = "21686148-6449-6E6F-744E-656564454649" if bios_boot else \
+            "0FC63DAF-8483-4772-8E79-3D69D8477DE4"
+        esp_type = "C12A7328-F81F-11D2-BA4B-00A0C93EC93B" if with_esp else \
+            "0FC63DAF-8483-4772-8E79-3D69D8477DE4"
         layout = (
             "label: gpt\n"
-            "start=2048, size=2048, type=21686148-6449-6E6F-744E-656564454649\n"
-            "start=4096, size=67584, type=C12A7328-F81F-11D2-BA4B-00A0C93EC93B\n"
+            f"start=2048, size=2048, type={bios_type}\n"
+            f"start=4096, size=67584, type={esp_type}\n"
             "start=71680, size=131072, type=0FC63DAF-8483-4772-8E79-3D69D8477DE4\n"
             "start=202752, size=32768, type=0FC63DAF-8483-4772-8E79-3D69D8477DE4\n"
         )
@@ -107,11 +170,26 @@ def synthetic_guest(*, data_disk: bool = False, nofail: bool = False) -> Path:
                               capture_output=True, check=False)
         if proc.returncode != 0:
             raise RuntimeError(f"sfdisk failed: {proc.stderr}")
-        _write_part(disk, esp, 4096 * 512)
+        if with_esp:
+            _write_part(disk, _esp_image(t, {**BASE_ESP, **(esp or {})}), 4096 * 512)
         _write_part(disk, t / "root.img", 71680 * 512)
         _write_part(disk, t / "boot.img", 202752 * 512)
+        if boot_code is not None:
+            with open(disk, "r+b") as f:
+                f.write(boot_code[:440])
         os.replace(disk, final)
     return final
+
+
+def synthetic_guest(*, data_disk: bool = False, nofail: bool = False) -> Path:
+    """The base guest; ``data_disk`` adds :data:`DATA_DISK_LINE` to fstab, ``nofail`` adds it
+    with ``nofail``."""
+    if data_disk:
+        return build_guest("datadisk", fstab=GOOD_FSTAB + DATA_DISK_LINE + "\n")
+    if nofail:
+        line = DATA_DISK_LINE.replace("defaults", "defaults,nofail")
+        return build_guest("nofail", fstab=GOOD_FSTAB + line + "\n")
+    return build_guest("base")
 
 
 def empty_disk() -> Path:

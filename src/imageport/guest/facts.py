@@ -1,15 +1,25 @@
-"""Inspect the guest on a virtual disk and gather the facts the rules judge."""
+"""Inspect the guest on a virtual disk and gather the facts the rules judge.
+
+:class:`GuestFacts` holds the layout (volumes, root, mounts) and the OS identity, which every
+report shows. Topic facts (kernels and initrds, accounts, network, cloud-init, boot) are read
+on demand with :meth:`GuestFacts.derive`, which runs a reader function once per check and
+memoises its result, so several rules can share one reading of the same files.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
 
 from imageport.errors import SourceError
 from imageport.guest.blockdev import BlockDevice
-from imageport.guest.mounts import GuestLayout, assemble
+from imageport.guest.mounts import GuestFiles, GuestLayout, assemble
 from imageport.guest.osinfo import OsInfo, read_os_info
 from imageport.guest.partitions import PartitionTable
 from imageport.guest.storage import StorageLayout, scan_storage
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -18,6 +28,20 @@ class GuestFacts:
 
     layout: GuestLayout
     os: OsInfo | None
+    _derived: dict[Callable[..., Any], Any] = field(default_factory=dict, repr=False,
+                                                    compare=False)
+
+    @property
+    def files(self) -> GuestFiles:
+        """The guest's files across its mounts."""
+        return self.layout.files()
+
+    def derive(self, reader: Callable[[GuestFacts], T]) -> T:
+        """``reader(self)``, computed once per check (memoised by reader)."""
+        if reader not in self._derived:
+            self._derived[reader] = reader(self)
+        result: T = self._derived[reader]
+        return result
 
 
 def inspect_guest(disk: BlockDevice) -> GuestFacts:

@@ -65,6 +65,7 @@ class GuestLayout:
     problems: tuple[str, ...]
 
     def files(self) -> GuestFiles:
+        """The guest's files across its mounts (a cheap view; the filesystems cache)."""
         return GuestFiles(self.mounts)
 
 
