@@ -36,7 +36,14 @@ from dataclasses import dataclass, field
 import zstandard
 
 from imageport import limits
-from imageport.disk.base import Run, RunKind, VirtualDisk, clip_run, coalesce
+from imageport.disk.base import (
+    Run,
+    RunKind,
+    VirtualDisk,
+    clip_run,
+    coalesce,
+    progression_length,
+)
 from imageport.errors import CorruptImageError, TruncatedImageError
 from imageport.source import ByteSource, read_exact
 
@@ -205,10 +212,37 @@ class Qcow2Disk(VirtualDisk):
             while pos < table_end:
                 index = pos // self._cluster
                 cluster_start = index * self._cluster
-                for run in self._cluster_runs(table, index % self._m.l2_entries, cluster_start):
+                slot = index % self._m.l2_entries
+                stretch = self._stretch(table, slot, table_end, cluster_start)
+                if stretch is not None:
+                    yield clip_run(stretch, pos, table_end)
+                    pos = min(stretch.end, table_end)
+                    continue
+                for run in self._cluster_runs(table, slot, cluster_start):
                     if run.end > pos and run.start < table_end:
                         yield clip_run(run, pos, table_end)
                 pos = min(cluster_start + self._cluster, table_end)
+
+    def _stretch(self, table: array[int], slot: int, table_end: int, start: int) -> Run | None:
+        """A run of several clusters from ``slot`` that are all unallocated, or all plain data
+        contiguous in the file, measured in C (see :func:`progression_length`); None when the
+        cluster at ``slot`` needs a closer look (compressed, zero flag, subclusters, the end
+        of the file)."""
+        if self._m.extended_l2:
+            return None
+        entry = table[slot]
+        cluster = self._cluster
+        slots_left = (table_end - start + cluster - 1) // cluster
+        if entry == 0:
+            n = progression_length(table, slot, slot + slots_left, 0)
+            return Run(start, n * cluster, RunKind.HOLE)
+        host = entry & L2_OFFSET_MASK
+        if entry & (FLAG_COMPRESSED | FLAG_ZERO) or host == 0 or host % cluster:
+            return None
+        n = progression_length(table, slot, slot + slots_left, cluster)
+        if host + n * cluster > self.source.size:
+            return None
+        return Run(start, n * cluster, RunKind.DATA, host)
 
     def _cluster_runs(self, table: array[int], i: int, start: int) -> list[Run]:
         """The runs of the whole guest cluster at ``start`` whose L2 slot is ``i``."""

@@ -36,7 +36,14 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 from imageport import limits
-from imageport.disk.base import Run, RunKind, VirtualDisk, clip_run, coalesce
+from imageport.disk.base import (
+    Run,
+    RunKind,
+    VirtualDisk,
+    clip_run,
+    coalesce,
+    progression_length,
+)
 from imageport.errors import CorruptImageError, LimitExceededError
 from imageport.source import ByteSource, read_exact
 
@@ -226,8 +233,16 @@ class QedDisk(VirtualDisk):
             stop = min(end, base + span)
             while pos < stop:
                 index = (pos - base) // cs
-                yield clip_run(self._cluster_run(l2, index, base + index * cs), pos, stop)
-                pos = base + (index + 1) * cs
+                run = self._cluster_run(l2, index, base + index * cs)
+                if run.kind in (RunKind.HOLE, RunKind.DATA):
+                    # measure the whole stretch of empty or host-contiguous clusters in C
+                    slots = (stop - run.start + cs - 1) // cs
+                    n = progression_length(l2, index, index + slots, 0 if run.host == 0 else cs)
+                    fits = run.kind is RunKind.HOLE or run.host + n * cs <= self.source.size
+                    if n > 1 and fits:
+                        run = Run(run.start, n * cs, run.kind, run.host)
+                yield clip_run(run, pos, stop)
+                pos = min(run.end, stop)
 
     def runs(self, start: int, end: int) -> Iterator[Run]:
         return coalesce(self._raw_runs(start, end))

@@ -19,7 +19,6 @@ Layout learned from VMware's "Virtual Disk Format 5.0" technote and qemu's ``blo
 
 from __future__ import annotations
 
-import functools
 import sys
 import zlib
 from array import array
@@ -28,7 +27,14 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 from imageport import limits
-from imageport.disk.base import Run, RunKind, VirtualDisk, block_runs, coalesce
+from imageport.disk.base import (
+    Run,
+    RunKind,
+    VirtualDisk,
+    clip_run,
+    coalesce,
+    progression_length,
+)
 from imageport.errors import CorruptImageError, TruncatedImageError
 from imageport.source import ByteSource, read_exact
 
@@ -147,11 +153,29 @@ class SparseVmdkDisk(VirtualDisk):
             if sector == 0:
                 yield Run(pos, span_end - pos, RunKind.HOLE)
             else:
-                table = self._table(sector)
-                yield from block_runs(
-                    pos, span_end, self.layout.grain_size, functools.partial(self._grain, table)
-                )
+                yield from self._table_runs(self._table(sector), pos, span_end)
             pos = span_end
+
+    def _table_runs(self, table: array[int], pos: int, end: int) -> Iterator[Run]:
+        """Runs of one grain table's span; runs of empty grains and of host-contiguous plain
+        grains are measured in C (see :func:`progression_length`)."""
+        layout = self.layout
+        grain = layout.grain_size
+        while pos < end:
+            index = pos // grain
+            slot = index % layout.gtes_per_gt
+            gte = table[slot]
+            plain = not layout.compressed and not (gte == GTE_ZEROED and layout.zeroed_grains)
+            if gte == 0 or plain:
+                slots = min(layout.gtes_per_gt - slot, (end - index * grain + grain - 1) // grain)
+                step = 0 if gte == 0 else grain // SECTOR
+                n = progression_length(table, slot, slot + slots, step)
+                kind = RunKind.HOLE if gte == 0 else RunKind.DATA
+                run = Run(index * grain, n * grain, kind, gte * SECTOR if gte else 0)
+            else:
+                run = self._grain(table, index)
+            yield clip_run(run, pos, end)
+            pos = min(run.end, end)
 
     def _grain(self, table: array[int], index: int) -> Run:
         layout = self.layout
