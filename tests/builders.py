@@ -41,9 +41,14 @@ def qemu_img_path() -> str:
 
 def qemu_img(*args: str, input_text: str | None = None) -> str:
     """Run qemu-img with ``args``; return stdout, raise with stderr on failure."""
-    proc = subprocess.run(
-        [qemu_img_path(), *args], capture_output=True, text=True, input=input_text, check=False
-    )
+    for _attempt in range(3):
+        proc = subprocess.run(
+            [qemu_img_path(), *args], capture_output=True, text=True, input=input_text,
+            check=False,
+        )
+        # LUKS key derivation times itself; on a busy machine qemu-img may fail to measure
+        if "Unable to get accurate CPU usage" not in proc.stderr:
+            break
     if proc.returncode != 0:
         raise RuntimeError(f"qemu-img {' '.join(args)} failed: {proc.stderr.strip()}")
     return proc.stdout

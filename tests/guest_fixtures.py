@@ -67,6 +67,10 @@ BASE_ROOT: dict[str, str | bytes | Symlink | None] = {
 }
 BASE_BOOT: dict[str, str | bytes | Symlink | None] = {
     "vmlinuz-6.1.0-13-amd64": b"MZ" + bytes(1000),
+    # the drivers the platform needs, built in (so the base guest needs no initrd)
+    "config-6.1.0-13-amd64": "CONFIG_VIRTIO=y\nCONFIG_VIRTIO_PCI=y\nCONFIG_VIRTIO_BLK=y\n"
+    "CONFIG_SCSI_VIRTIO=y\nCONFIG_VIRTIO_NET=y\nCONFIG_XEN_BLKDEV_FRONTEND=y\n"
+    "CONFIG_XEN_NETDEV_FRONTEND=y\n",
 }
 BASE_ESP: dict[str, str | bytes | Symlink | None] = {
     "EFI/BOOT/BOOTX64.EFI": b"MZ" + bytes(500),
@@ -136,7 +140,7 @@ def build_guest(
     """
     spec = repr((name, sorted((root or {}).items(), key=str), sorted((boot or {}).items(),
                 key=str), sorted((esp or {}).items(), key=str), fstab, with_esp, bios_boot,
-                boot_code))
+                boot_code, BASE_ROOT, BASE_BOOT, BASE_ESP, GOOD_FSTAB))
     digest = hashlib.sha256(spec.encode()).hexdigest()[:12]
     final = builders.cached(f"guest-{name}-{digest}.raw")
     if final.exists():

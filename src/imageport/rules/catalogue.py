@@ -10,6 +10,7 @@ from imageport.rules.container import (
     SafeRule,
     SizeRule,
 )
+from imageport.rules.kernel import DriversRule, FullVirtRule, NetRulesRule
 from imageport.rules.layout import FstabDataDiskRule, SystemDiskRule
 
 RULES: tuple[Rule, ...] = (
@@ -20,6 +21,9 @@ RULES: tuple[Rule, ...] = (
     DiskSizeRule(),
     SystemDiskRule(),
     FstabDataDiskRule(),
+    DriversRule(),
+    FullVirtRule(),
+    NetRulesRule(),
 )
 
 
