@@ -130,17 +130,19 @@ def build_guest(
     with_esp: bool = True,
     bios_boot: bool = True,
     boot_code: bytes | None = None,
+    part2: bytes | None = None,
 ) -> Path:
     """A raw GPT disk with a Debian-like system, customised by the arguments. Cached.
 
     Partitions: 1 BIOS boot (1 MiB, when ``bios_boot``), 2 ESP (vfat, when ``with_esp``),
     3 root (ext4, the base tree overlaid with ``root``), 4 /boot (ext4, ``boot``). ``fstab``
     replaces the default fstab (which mounts all of them by UUID). ``boot_code`` is written
-    into the first 440 bytes of sector 0 (e.g. GRUB's boot.img).
+    into the first 440 bytes of sector 0 (e.g. GRUB's boot.img). ``part2`` (with
+    ``with_esp=False``) is written at the start of partition 2 (e.g. a LUKS header).
     """
     spec = repr((name, sorted((root or {}).items(), key=str), sorted((boot or {}).items(),
                 key=str), sorted((esp or {}).items(), key=str), fstab, with_esp, bios_boot,
-                boot_code, BASE_ROOT, BASE_BOOT, BASE_ESP, GOOD_FSTAB))
+                boot_code, part2, BASE_ROOT, BASE_BOOT, BASE_ESP, GOOD_FSTAB))
     digest = hashlib.sha256(spec.encode()).hexdigest()[:12]
     final = builders.cached(f"guest-{name}-{digest}.raw")
     if final.exists():
@@ -176,6 +178,10 @@ def build_guest(
             raise RuntimeError(f"sfdisk failed: {proc.stderr}")
         if with_esp:
             _write_part(disk, _esp_image(t, {**BASE_ESP, **(esp or {})}), 4096 * 512)
+        elif part2 is not None:
+            with open(disk, "r+b") as f:
+                f.seek(4096 * 512)
+                f.write(part2)
         _write_part(disk, t / "root.img", 71680 * 512)
         _write_part(disk, t / "boot.img", 202752 * 512)
         if boot_code is not None:

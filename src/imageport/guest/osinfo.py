@@ -33,6 +33,7 @@ class OsInfo:
     pretty_name: str
     id_like: tuple[str, ...]
     source: str  #: the file it was read from
+    variant: str = ""  #: os-release ``VARIANT`` (``Server``, ``Cloud Edition`` ...)
 
     @property
     def family(self) -> str:
@@ -72,6 +73,7 @@ def read_os_info(files: GuestFiles) -> OsInfo | None:
                     id=v.get("ID", "linux"), version_id=v.get("VERSION_ID", ""),
                     pretty_name=v.get("PRETTY_NAME") or v.get("NAME", ""),
                     id_like=tuple(v.get("ID_LIKE", "").split()), source=path,
+                    variant=v.get("VARIANT", ""),
                 )
     for path, distro in _FALLBACKS:
         text = _read(files, path)

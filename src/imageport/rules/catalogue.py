@@ -12,6 +12,7 @@ from imageport.rules.container import (
 )
 from imageport.rules.kernel import DriversRule, FullVirtRule, NetRulesRule
 from imageport.rules.layout import FstabDataDiskRule, SystemDiskRule
+from imageport.rules.storage import DiskEncryptionRule, LvmInjectionRule, OemRule
 
 RULES: tuple[Rule, ...] = (
     FormatRule(),
@@ -24,6 +25,9 @@ RULES: tuple[Rule, ...] = (
     DriversRule(),
     FullVirtRule(),
     NetRulesRule(),
+    LvmInjectionRule(),
+    DiskEncryptionRule(),
+    OemRule(),
 )
 
 
