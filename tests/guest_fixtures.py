@@ -191,15 +191,35 @@ def build_guest(
     return final
 
 
+_STAGES = ("cloud-init-local", "cloud-init", "cloud-config", "cloud-final")
+
+#: What a guest prepared for the cloud has on top of the bare base: root locked, cloud-init
+#: installed and enabled with the OpenStack datasource, DHCP on eth0.
+CLOUD_READY: dict[str, str | bytes | Symlink | None] = {
+    "etc/shadow": "root:*:19700:0:99999:7:::\n",
+    "usr/bin/cloud-init": "#!/usr/bin/python3\n",
+    "etc/cloud/cloud.cfg": "users:\n  - default\ndisable_root: true\n",
+    "etc/cloud/cloud.cfg.d/99_openstack.cfg":
+        "datasource_list: [ OpenStack ]\ndatasource:\n  OpenStack:\n"
+        "    metadata_urls: ['http://169.254.169.254']\nnetwork: {config: disabled}\n"
+        "manage_etc_hosts: localhost\n",
+    "etc/network/interfaces": "auto lo\niface lo inet loopback\n\nauto eth0\n"
+                              "iface eth0 inet dhcp\n",
+    **{f"etc/systemd/system/cloud-init.target.wants/{s}.service":
+       Symlink(f"/lib/systemd/system/{s}.service") for s in _STAGES},
+}
+
+
 def synthetic_guest(*, data_disk: bool = False, nofail: bool = False) -> Path:
-    """The base guest; ``data_disk`` adds :data:`DATA_DISK_LINE` to fstab, ``nofail`` adds it
-    with ``nofail``."""
+    """A guest ready for the cloud (:data:`CLOUD_READY` on the base); ``data_disk`` adds
+    :data:`DATA_DISK_LINE` to fstab, ``nofail`` adds it with ``nofail``."""
     if data_disk:
-        return build_guest("datadisk", fstab=GOOD_FSTAB + DATA_DISK_LINE + "\n")
+        return build_guest("datadisk", root=CLOUD_READY,
+                           fstab=GOOD_FSTAB + DATA_DISK_LINE + "\n")
     if nofail:
         line = DATA_DISK_LINE.replace("defaults", "defaults,nofail")
-        return build_guest("nofail", fstab=GOOD_FSTAB + line + "\n")
-    return build_guest("base")
+        return build_guest("nofail", root=CLOUD_READY, fstab=GOOD_FSTAB + line + "\n")
+    return build_guest("ready", root=CLOUD_READY)
 
 
 def empty_disk() -> Path:

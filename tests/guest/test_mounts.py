@@ -32,7 +32,7 @@ def test_volumes_root_and_mounts_are_found() -> None:
         assert files.read_text("/etc/hostname") == "testguest\n"
         assert files.exists("/bin/sh")  # /bin -> usr/bin
         with pytest.raises(NotFoundError):
-            files.read_file("/etc/shadow")
+            files.read_file("/etc/no-such-file")
 
 
 def test_os_release_is_read_through_its_symlink() -> None:

@@ -7,7 +7,9 @@ Exit status: 0 when the image passes (no error findings), 1 when a rule reports 
 from __future__ import annotations
 
 import argparse
+import getpass
 import json
+import os
 import sys
 from collections.abc import Sequence
 
@@ -42,6 +44,15 @@ def _parser() -> argparse.ArgumentParser:
                        help="the image is meant for fast import (RAW with bitmap, or ZVHD2)")
     check.add_argument("--min-disk", type=int, metavar="GIB",
                        help="the min_disk (GiB) the image will be registered with")
+    check.add_argument("--uefi", action="store_true",
+                       help="the platform supports UEFI boot (UEFI-only images pass)")
+    check.add_argument("--uninitialized", action="store_true",
+                       help="the image will be registered as uninitialized (fixed after boot)")
+    check.add_argument("--password-env", metavar="VAR",
+                       help="check the image's initial password, read from environment "
+                       "variable VAR")
+    check.add_argument("--password", action="store_true", dest="ask_password",
+                       help="prompt for the image's initial password and check it")
 
     conv = sub.add_parser("convert", help="write the virtual disk of an image as a raw file")
     conv.add_argument("input")
@@ -59,7 +70,21 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _cmd_check(args: argparse.Namespace) -> int:
-    options = CheckOptions(fast_import=args.fast_import, min_disk_gib=args.min_disk)
+    password = None
+    if args.password_env:
+        password = os.environ.get(args.password_env)
+        if password is None:
+            sys.stderr.write(f"imageport: environment variable {args.password_env} is not set\n")
+            return EXIT_UNREADABLE
+    elif args.ask_password:
+        password = getpass.getpass("Image password: ")
+    options = CheckOptions(
+        fast_import=args.fast_import,
+        min_disk_gib=args.min_disk,
+        uefi=args.uefi,
+        uninitialized=args.uninitialized,
+        password=password,
+    )
     report = check_image(args.file, options)
     if args.json:
         print(json.dumps(report_document(report), indent=2))

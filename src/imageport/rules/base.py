@@ -10,7 +10,7 @@ from __future__ import annotations
 import abc
 import inspect
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import ClassVar
 
 from imageport.findings import Finding, Severity
@@ -26,6 +26,12 @@ class CheckOptions:
     fast_import: bool = False
     #: The ``min_disk`` (GiB) the user will register the image with, if known.
     min_disk_gib: int | None = None
+    #: The platform boots UEFI-only images (IMG-BOOT-MODE then accepts them).
+    uefi: bool = False
+    #: The image will be registered as uninitialized (fixed at the console after boot).
+    uninitialized: bool = False
+    #: The image's intended initial password, checked by IMG-PASSWORD-STRENGTH; never printed.
+    password: str | None = field(default=None, repr=False)
 
 
 @dataclass(frozen=True, slots=True)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from imageport.rules.accounts import LoginRule, PasswordStrengthRule, RootPasswordRule
 from imageport.rules.base import Rule
+from imageport.rules.cloudinit import CloudInitRule
 from imageport.rules.container import (
     DiskSizeRule,
     EncryptionRule,
@@ -12,6 +14,7 @@ from imageport.rules.container import (
 )
 from imageport.rules.kernel import DriversRule, FullVirtRule, NetRulesRule
 from imageport.rules.layout import FstabDataDiskRule, SystemDiskRule
+from imageport.rules.network import HardwareBindingRule, NetDhcpRule
 from imageport.rules.storage import DiskEncryptionRule, LvmInjectionRule, OemRule
 
 RULES: tuple[Rule, ...] = (
@@ -22,9 +25,15 @@ RULES: tuple[Rule, ...] = (
     DiskSizeRule(),
     SystemDiskRule(),
     FstabDataDiskRule(),
+    LoginRule(),
+    RootPasswordRule(),
+    PasswordStrengthRule(),
     DriversRule(),
     FullVirtRule(),
     NetRulesRule(),
+    CloudInitRule(),
+    NetDhcpRule(),
+    HardwareBindingRule(),
     LvmInjectionRule(),
     DiskEncryptionRule(),
     OemRule(),
