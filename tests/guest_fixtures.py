@@ -19,6 +19,10 @@ from pathlib import Path
 import builders
 
 MiB = 1 << 20
+#: GRUB's BIOS images (Debian package grub-pc-bin); core.img is made with grub-mkimage.
+GRUB_PC = Path("/usr/lib/grub/i386-pc")
+#: The BIOS boot partition's first sector, where core.img goes.
+CORE_LBA = 2048
 ROOT_UUID = "2f0c6a5e-7f51-4a8e-9a43-1b5e3c9d0a11"
 BOOT_UUID = "6b8d2e74-1c3a-4f0e-8b59-0d4c7e2a9f33"
 ESP_SERIAL = "1234ABCD"  #: blkid prints it as 1234-ABCD
@@ -96,6 +100,28 @@ def write_tree(top: Path, *layers: Tree) -> None:
             path.write_text(content)
 
 
+def grub_boot_code(core_lba: int = CORE_LBA) -> bytes:
+    """GRUB's boot.img code (440 bytes) loading core.img from ``core_lba`` (u64 at 0x5C), as
+    grub-bios-setup writes it."""
+    path = GRUB_PC / "boot.img"
+    if not path.exists():
+        raise RuntimeError(f"{path} is missing: install grub-pc-bin (scripts/install --test)")
+    code = bytearray(path.read_bytes()[:440])
+    code[0x5C:0x64] = core_lba.to_bytes(8, "little")
+    return bytes(code)
+
+
+def grub_core_img() -> bytes:
+    """An i386-pc core.img for a GPT disk, made by grub-mkimage (cached)."""
+    final = builders.cached("grub-core-i386-pc-gpt.img")
+    if not final.exists():
+        tmp = final.with_name(f"{final.name}.{os.getpid()}.tmp")
+        _run("grub-mkimage", "-O", "i386-pc", "-o", str(tmp), "-p", "(hd0,gpt4)/grub",
+             "biosdisk", "part_gpt", "ext2")
+        os.replace(tmp, final)
+    return final.read_bytes()
+
+
 def _write_part(disk: Path, part: Path, start: int) -> None:
     with open(part, "rb") as src, open(disk, "r+b") as dst:
         dst.seek(start)
@@ -131,6 +157,7 @@ def build_guest(
     bios_boot: bool = True,
     boot_code: bytes | None = None,
     part2: bytes | None = None,
+    grub_bios: bool = True,
 ) -> Path:
     """A raw GPT disk with a Debian-like system, customised by the arguments. Cached.
 
@@ -138,11 +165,15 @@ def build_guest(
     3 root (ext4, the base tree overlaid with ``root``), 4 /boot (ext4, ``boot``). ``fstab``
     replaces the default fstab (which mounts all of them by UUID). ``boot_code`` is written
     into the first 440 bytes of sector 0 (e.g. GRUB's boot.img). ``part2`` (with
-    ``with_esp=False``) is written at the start of partition 2 (e.g. a LUKS header).
+    ``with_esp=False``) is written at the start of partition 2 (e.g. a LUKS header). With
+    ``bios_boot`` and ``grub_bios`` (the default) GRUB is installed for BIOS as
+    grub-bios-setup does: core.img in partition 1 and, unless ``boot_code`` is given, GRUB's
+    boot.img in sector 0, so that the disk boots with BIOS and with UEFI.
     """
     spec = repr((name, sorted((root or {}).items(), key=str), sorted((boot or {}).items(),
                 key=str), sorted((esp or {}).items(), key=str), fstab, with_esp, bios_boot,
-                boot_code, part2, BASE_ROOT, BASE_BOOT, BASE_ESP, GOOD_FSTAB))
+                boot_code, part2, grub_bios and bios_boot, BASE_ROOT, BASE_BOOT, BASE_ESP,
+                GOOD_FSTAB))
     digest = hashlib.sha256(spec.encode()).hexdigest()[:12]
     final = builders.cached(f"guest-{name}-{digest}.raw")
     if final.exists():
@@ -184,6 +215,11 @@ def build_guest(
                 f.write(part2)
         _write_part(disk, t / "root.img", 71680 * 512)
         _write_part(disk, t / "boot.img", 202752 * 512)
+        if bios_boot and grub_bios:
+            with open(disk, "r+b") as f:
+                f.seek(CORE_LBA * 512)
+                f.write(grub_core_img())
+            boot_code = grub_boot_code() if boot_code is None else boot_code
         if boot_code is not None:
             with open(disk, "r+b") as f:
                 f.write(boot_code[:440])
@@ -210,16 +246,28 @@ CLOUD_READY: dict[str, str | bytes | Symlink | None] = {
 }
 
 
+#: grub.cfg of the cloud-ready guest (on its /boot partition): root by UUID, serial console.
+READY_GRUB_CFG = f"""set default=0
+set timeout=1
+menuentry 'Debian GNU/Linux' {{
+    linux /vmlinuz-6.1.0-13-amd64 root=UUID={ROOT_UUID} ro console=tty0 console=ttyS0,115200
+}}
+"""
+
+
 def synthetic_guest(*, data_disk: bool = False, nofail: bool = False) -> Path:
-    """A guest ready for the cloud (:data:`CLOUD_READY` on the base); ``data_disk`` adds
-    :data:`DATA_DISK_LINE` to fstab, ``nofail`` adds it with ``nofail``."""
+    """A guest ready for the cloud (:data:`CLOUD_READY` on the base, a grub.cfg with a serial
+    console); ``data_disk`` adds :data:`DATA_DISK_LINE` to fstab, ``nofail`` adds it with
+    ``nofail``."""
+    boot = {"grub/grub.cfg": READY_GRUB_CFG}
     if data_disk:
-        return build_guest("datadisk", root=CLOUD_READY,
+        return build_guest("datadisk", root=CLOUD_READY, boot=boot,
                            fstab=GOOD_FSTAB + DATA_DISK_LINE + "\n")
     if nofail:
         line = DATA_DISK_LINE.replace("defaults", "defaults,nofail")
-        return build_guest("nofail", root=CLOUD_READY, fstab=GOOD_FSTAB + line + "\n")
-    return build_guest("ready", root=CLOUD_READY)
+        return build_guest("nofail", root=CLOUD_READY, boot=boot,
+                           fstab=GOOD_FSTAB + line + "\n")
+    return build_guest("ready", root=CLOUD_READY, boot=boot)
 
 
 def empty_disk() -> Path:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from imageport.rules.accounts import LoginRule, PasswordStrengthRule, RootPasswordRule
 from imageport.rules.base import Rule
+from imageport.rules.boot import BootModeRule, BootSameDiskRule, ConsoleRule
 from imageport.rules.cloudinit import CloudInitRule
 from imageport.rules.container import (
     DiskSizeRule,
@@ -25,6 +26,9 @@ RULES: tuple[Rule, ...] = (
     DiskSizeRule(),
     SystemDiskRule(),
     FstabDataDiskRule(),
+    BootModeRule(),
+    BootSameDiskRule(),
+    ConsoleRule(),
     LoginRule(),
     RootPasswordRule(),
     PasswordStrengthRule(),
