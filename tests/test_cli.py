@@ -27,6 +27,8 @@ def test_check_prints_format_sizes_guest_and_passes() -> None:
     assert "128.0 MiB (134217728 bytes)" in proc.stdout
     assert "Debian GNU/Linux 12 (bookworm)" in proc.stdout
     assert "mount /boot/efi  part2 (vfat)" in proc.stdout
+    assert "kernel           6.1.0-13-amd64 (default)" in proc.stdout
+    assert "boot mode        bios + uefi" in proc.stdout
     assert "Result: PASS" in proc.stdout
 
 

@@ -9,6 +9,7 @@ from typing import Any
 
 from imageport.findings import Finding, Severity
 from imageport.guest.facts import GuestFacts
+from imageport.reports.guest_summary import summarize_guest
 from imageport.service.check import CheckReport
 
 SCHEMA = "imageport.check/1"
@@ -28,12 +29,20 @@ def guest_document(guest: GuestFacts) -> dict[str, Any]:
     """The ``guest`` member: OS, partitions and volumes, the root and the mounts."""
     layout = guest.layout
     storage = layout.storage
+    summary = summarize_guest(guest)
     return {
         "os": None if guest.os is None else {
             "id": guest.os.id, "version_id": guest.os.version_id,
             "pretty_name": guest.os.pretty_name, "family": guest.os.family,
             "source": guest.os.source,
         },
+        "architecture": summary.architecture,
+        "kernels": [
+            {"version": k.version, "default": k.default, "initrd": k.initrd,
+             "initrd_modules": k.initrd_modules}
+            for k in summary.kernels
+        ],
+        "boot_modes": list(summary.boot_modes),
         "partition_table": storage.table.scheme,
         "volumes": [
             {

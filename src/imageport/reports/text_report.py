@@ -4,9 +4,17 @@ from __future__ import annotations
 
 import textwrap
 
+from imageport.findings import Severity
 from imageport.guest.facts import GuestFacts
 from imageport.limits import GiB, KiB, MiB, TiB
+from imageport.reports.guest_summary import summarize_guest
 from imageport.service.check import CheckReport
+
+_GROUP_TITLES = {
+    Severity.ERROR: "Errors",
+    Severity.WARNING: "Warnings",
+    Severity.INFO: "Notes",
+}
 
 
 def human_size(n: int | None) -> str:
@@ -36,10 +44,13 @@ def render_text(report: CheckReport) -> str:
     lines.append("")
     if report.guest is not None:
         lines += _guest_lines(report.guest)
-    if report.findings:
-        lines.append("Findings")
-        for f in report.findings:
-            lines.append(f"  {f.severity.value.upper():<7} {f.rule_id}")
+    for severity in Severity:
+        group = [f for f in report.findings if f.severity is severity]
+        if not group:
+            continue
+        lines.append(f"{_GROUP_TITLES[severity]} ({len(group)})")
+        for f in group:
+            lines.append(f"  {f.rule_id}")
             lines += _wrapped(f.message, "    ")
             for ev in f.evidence:
                 lines += _wrapped(f"evidence: {ev}", "    ")
@@ -57,8 +68,17 @@ def render_text(report: CheckReport) -> str:
 def _guest_lines(guest: GuestFacts) -> list[str]:
     layout = guest.layout
     storage = layout.storage
+    summary = summarize_guest(guest)
     os_name = guest.os.pretty_name or f"{guest.os.id} {guest.os.version_id}" if guest.os else None
     lines = ["Guest", f"  OS               {os_name or 'not identified'}"]
+    if summary.architecture:
+        lines.append(f"  architecture     {summary.architecture}")
+    for k in summary.kernels:
+        mark = " (default)" if k.default else ""
+        initrd = f", initrd {k.initrd} ({k.initrd_modules} modules)" if k.initrd else ""
+        lines.append(f"  kernel           {k.version}{mark}{initrd}")
+    if layout.root is not None:
+        lines.append(f"  boot mode        {' + '.join(summary.boot_modes) or 'none found'}")
     lines.append(f"  partition table  {storage.table.scheme}")
     for v in storage.volumes:
         sig = v.signature
