@@ -220,5 +220,6 @@ def test_audit_uses_mkpasswd_for_yescrypt() -> None:
         pytest.fail("mkpasswd is not installed; run scripts/install --test (package whois)")
     stored = subprocess.run([helper.program, "-s", "-m", "yescrypt"], input="password\n",
                             capture_output=True, text=True, check=True).stdout.strip()
-    audit = audit_weak_passwords([AuditTarget("bob", stored, "/etc/shadow:5")], helper=helper)
+    audit = audit_weak_passwords([AuditTarget("bob", stored, "/etc/shadow:5")], helper=helper,
+                                 budget=10.0)
     assert [m.masked for m in audit.matches] == ["p******d"]

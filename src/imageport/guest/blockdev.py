@@ -34,6 +34,14 @@ def read_exact_dev(dev: BlockDevice, offset: int, length: int, what: str) -> byt
     return data
 
 
+def clipped_end(offset: int, length: int, size: int) -> int:
+    """The end of a read of ``length`` at ``offset`` on a device of ``size`` bytes (reads stop
+    at the end); raises for negative arguments."""
+    if offset < 0 or length < 0:
+        raise ImageportError(f"invalid read at {offset} length {length}")
+    return min(offset + length, size)
+
+
 class SliceDevice:
     """The range ``[offset, offset + size)`` of another device (a partition, say)."""
 
@@ -53,9 +61,7 @@ class SliceDevice:
         return self._size
 
     def read(self, offset: int, length: int) -> bytes:
-        if offset < 0 or length < 0:
-            raise ImageportError(f"invalid read at {offset} length {length}")
-        end = min(offset + length, self._size)
+        end = clipped_end(offset, length, self._size)
         if offset >= end:
             return b""
         return self.parent.read(self.offset + offset, end - offset)

@@ -32,6 +32,11 @@ class GuestFacts:
                                                     compare=False)
 
     @property
+    def family(self) -> str:
+        """The distribution family for advice: ``debian``, ``rhel``, ``suse`` ... or ``other``."""
+        return self.os.family if self.os is not None else "other"
+
+    @property
     def files(self) -> GuestFiles:
         """The guest's files across its mounts."""
         return self.layout.files()

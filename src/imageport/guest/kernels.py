@@ -30,6 +30,7 @@ import re
 from dataclasses import dataclass
 
 from imageport.errors import ImageportError, LimitExceededError
+from imageport.guest.blockdev import clipped_end
 from imageport.guest.elf import Architecture, read_architecture
 from imageport.guest.facts import GuestFacts
 from imageport.guest.fs.base import Filesystem, FileType
@@ -157,9 +158,7 @@ class GuestFileDevice:
         return self._size
 
     def read(self, offset: int, length: int) -> bytes:
-        if offset < 0 or length < 0:
-            raise ImageportError(f"invalid read at {offset} length {length}")
-        end = min(offset + length, self._size)
+        end = clipped_end(offset, length, self._size)
         if offset >= end:
             return b""
         return self._fs.read_ino(self._ino, offset, end - offset)

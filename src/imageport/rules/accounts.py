@@ -31,14 +31,8 @@ _SSH_UNIT = {"debian": "ssh", "rhel": "sshd", "suse": "sshd"}
 
 
 def _guest_accounts(facts: ImageFacts) -> tuple[GuestFacts, AccountFacts] | None:
-    guest = facts.guest
-    if guest is None or guest.layout.root is None:
-        return None
-    return guest, guest.derive(read_accounts)
-
-
-def _family(guest: GuestFacts) -> str:
-    return guest.os.family if guest.os is not None else "other"
+    guest = facts.installed_guest
+    return None if guest is None else (guest, guest.derive(read_accounts))
 
 
 def _can_log_in(account: Account) -> bool:
@@ -91,7 +85,7 @@ class LoginRule(Rule):
         keyed = [a for a in people if a.keys > 0]
         if sshd_ok and any(a.uid != 0 or not root_keys_refused for a in keyed):
             return
-        family = _family(guest)
+        family = guest.family
         evidence = [_line(a) for a in people[:MAX_LISTED]] or ["/etc/passwd: no login accounts"]
         if len(people) > MAX_LISTED:
             evidence.append(f"... and {len(people) - MAX_LISTED} more login accounts")

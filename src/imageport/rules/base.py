@@ -45,6 +45,14 @@ class ImageFacts:
     #: What is inside the disk; None when the disk could not be opened.
     guest: GuestFacts | None = None
 
+    @property
+    def installed_guest(self) -> GuestFacts | None:
+        """The guest when an installed system was found on it (guest rules judge only that;
+        IMG-SYSTEM-DISK reports the rest)."""
+        if self.guest is None or self.guest.layout.root is None:
+            return None
+        return self.guest
+
 
 class Rule(abc.ABC):
     """Base of every rule. Subclasses set the class attributes and implement :meth:`check`."""

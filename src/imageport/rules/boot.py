@@ -18,17 +18,6 @@ _NON_DEVICE_ROOTS = ("ZFS=", "zfs:", "live:", "nfs:", "/dev/nfs", "cifs", "iscsi
                      "tmpfs", "fstab", "gpt-auto")
 
 
-def _guest(facts: ImageFacts) -> GuestFacts | None:
-    guest = facts.guest
-    if guest is None or guest.layout.root is None:
-        return None
-    return guest
-
-
-def _family(guest: GuestFacts) -> str:
-    return guest.os.family if guest.os is not None else "other"
-
-
 def _bios_advice(family: str, *, uefi_found: bool = True) -> str:
     install = {
         "debian": "`apt-get install grub-pc-bin && grub-install --target=i386-pc /dev/vda && "
@@ -73,7 +62,7 @@ class BootModeRule(Rule):
     advice = "Install GRUB for BIOS (grub-install --target=i386-pc), or check with --uefi."
 
     def check(self, facts: ImageFacts) -> Iterator[Finding]:
-        guest = _guest(facts)
+        guest = facts.installed_guest
         if guest is None:
             return
         boot = guest.derive(read_boot)
@@ -86,11 +75,11 @@ class BootModeRule(Rule):
         if boot.uefi.supported:
             yield self.found("The image boots only with UEFI; the platform boots it with BIOS "
                              "unless it is registered for UEFI.", *evidence,
-                             advice=_bios_advice(_family(guest)))
+                             advice=_bios_advice(guest.family))
             return
         yield self.found("No boot loader was found for BIOS or UEFI: servers from this image "
                          "will not start.", *evidence,
-                         advice=_bios_advice(_family(guest), uefi_found=False))
+                         advice=_bios_advice(guest.family, uefi_found=False))
 
 
 def _root_spec_ok(spec: str) -> bool:
@@ -123,7 +112,7 @@ class BootSameDiskRule(Rule):
               "UUID (root=UUID=...).")
 
     def check(self, facts: ImageFacts) -> Iterator[Finding]:
-        guest = _guest(facts)
+        guest = facts.installed_guest
         if guest is None:
             return
         boot = guest.derive(read_boot)
@@ -203,11 +192,11 @@ class ConsoleRule(Rule):
     advice = "Add console=ttyS0,115200 to the kernel command line."
 
     def check(self, facts: ImageFacts) -> Iterator[Finding]:
-        guest = _guest(facts)
+        guest = facts.installed_guest
         if guest is None:
             return
         boot = guest.derive(read_boot)
-        advice = _console_advice(_family(guest), boot)
+        advice = _console_advice(guest.family, boot)
         entry = boot.default
         if entry is None:
             yield self.found("No kernel command line was found, so a serial console could not "

@@ -11,7 +11,6 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from imageport.findings import Finding, Severity
-from imageport.guest.facts import GuestFacts
 from imageport.guest.kernels import (
     WATCHED_DRIVERS,
     Kernel,
@@ -29,17 +28,6 @@ XEN_DRIVERS = ("xen_blkfront", "xen_netfront")
 FULL_VIRT_ARCHES = ("x86_64", "aarch64")
 #: virtio entered the kernel in 2.6.24.
 MIN_VIRTIO_RELEASE = (2, 6, 24)
-
-
-def _guest(facts: ImageFacts) -> GuestFacts | None:
-    guest = facts.guest
-    if guest is None or guest.layout.root is None:
-        return None
-    return guest
-
-
-def _family(guest: GuestFacts) -> str:
-    return guest.os.family if guest.os is not None else "other"
 
 
 def rebuild_command(family: str) -> str:
@@ -145,11 +133,11 @@ class DriversRule(Rule):
     advice = "Add the virtio and Xen PV drivers to the initrd and rebuild it."
 
     def check(self, facts: ImageFacts) -> Iterator[Finding]:
-        guest = _guest(facts)
+        guest = facts.installed_guest
         if guest is None:
             return
         kf = guest.derive(read_kernels)
-        family = _family(guest)
+        family = guest.family
         release = guest.os.version_id if guest.os is not None else ""
         if kf.default is None:
             yield self.found(
@@ -232,7 +220,7 @@ class FullVirtRule(Rule):
     advice = "Install the distribution's standard x86_64 or aarch64 kernel and boot it."
 
     def check(self, facts: ImageFacts) -> Iterator[Finding]:
-        guest = _guest(facts)
+        guest = facts.installed_guest
         if guest is None:
             return
         kf = guest.derive(read_kernels)
@@ -299,10 +287,10 @@ class NetRulesRule(Rule):
     advice = "Delete the persistent-net rules files and rebuild the initrd."
 
     def check(self, facts: ImageFacts) -> Iterator[Finding]:
-        guest = _guest(facts)
+        guest = facts.installed_guest
         if guest is None:
             return
-        family = _family(guest)
+        family = guest.family
         old_rhel = (guest.os is not None and family == "rhel"
                     and guest.os.version_id.split(".")[0] in ("5", "6"))
         for item in guest.derive(read_net_rules):

@@ -55,15 +55,6 @@ _NEW_DHCP = {
 }
 
 
-def _family(facts: ImageFacts) -> str:
-    os_info = facts.guest.os if facts.guest is not None else None
-    return os_info.family if os_info is not None else "other"
-
-
-def _guest_ok(facts: ImageFacts) -> bool:
-    return facts.guest is not None and facts.guest.layout.root is not None
-
-
 class NetDhcpRule(Rule):
     """What it checks: every network interface configured in the image gets its address by
     DHCP. All configuration systems are read: ``/etc/network/interfaces`` (and files it
@@ -93,16 +84,17 @@ class NetDhcpRule(Rule):
     advice = "Configure every network interface for DHCP and remove fixed addresses."
 
     def check(self, facts: ImageFacts) -> Iterator[Finding]:
-        if not _guest_ok(facts) or facts.guest is None:
+        guest = facts.installed_guest
+        if guest is None:
             return
-        net = facts.guest.derive(read_network)
+        net = guest.derive(read_network)
         configured = net.configured
         for cfg in configured:
             if cfg.method == STATIC:
                 yield self._static(cfg)
         if any(c.method in (DHCP, STATIC) for c in configured):
             return
-        ci = facts.guest.derive(read_cloud_init)
+        ci = guest.derive(read_cloud_init)
         if ci.active and not ci.network_config_disabled:
             return
         if net.nm_auto_dhcp:
@@ -116,7 +108,7 @@ class NetDhcpRule(Rule):
             "files read: " + (", ".join(net.files) or "none"),
             *(f"{c.where} ({c.name}: {c.method})" for c in configured),
             *net.problems,
-            advice=_NEW_DHCP.get(_family(facts), _NEW_DHCP["other"]),
+            advice=_NEW_DHCP.get(guest.family, _NEW_DHCP["other"]),
         )
 
     def _static(self, cfg: InterfaceConfig) -> Finding:
@@ -158,9 +150,10 @@ class HardwareBindingRule(Rule):
     advice = "Remove MAC address bindings from the network configuration."
 
     def check(self, facts: ImageFacts) -> Iterator[Finding]:
-        if not _guest_ok(facts) or facts.guest is None:
+        guest = facts.installed_guest
+        if guest is None:
             return
-        net = facts.guest.derive(read_network)
+        net = guest.derive(read_network)
         for cfg in net.interfaces:
             if cfg.mac_bindings:
                 yield self.found(
