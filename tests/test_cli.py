@@ -29,6 +29,8 @@ def test_check_prints_format_sizes_guest_and_passes() -> None:
     assert "mount /boot/efi  part2 (vfat)" in proc.stdout
     assert "kernel           6.1.0-13-amd64 (default)" in proc.stdout
     assert "boot mode        bios + uefi" in proc.stdout
+    assert "hostname         testguest" in proc.stdout
+    assert "cloud-init       installed" in proc.stdout
     assert "Result: PASS" in proc.stdout
 
 

@@ -9,7 +9,7 @@ from typing import Any
 
 from imageport.findings import Finding, Severity
 from imageport.guest.facts import GuestFacts
-from imageport.reports.guest_summary import summarize_guest
+from imageport.guest.summary import GuestSummary
 from imageport.service.check import CheckReport
 
 SCHEMA = "imageport.check/1"
@@ -25,17 +25,18 @@ def finding_document(finding: Finding) -> dict[str, Any]:
     }
 
 
-def guest_document(guest: GuestFacts) -> dict[str, Any]:
+def guest_document(guest: GuestFacts, summary: GuestSummary) -> dict[str, Any]:
     """The ``guest`` member: OS, partitions and volumes, the root and the mounts."""
     layout = guest.layout
     storage = layout.storage
-    summary = summarize_guest(guest)
     return {
         "os": None if guest.os is None else {
             "id": guest.os.id, "version_id": guest.os.version_id,
             "pretty_name": guest.os.pretty_name, "family": guest.os.family,
             "source": guest.os.source,
         },
+        "hostname": summary.hostname,
+        "cloud_init": summary.cloud_init,
         "architecture": summary.architecture,
         "kernels": [
             {"version": k.version, "default": k.default, "initrd": k.initrd,
@@ -82,7 +83,8 @@ def report_document(report: CheckReport) -> dict[str, Any]:
         "damage": c.damage,
         "hazards": [{"kind": h.kind, "detail": h.detail} for h in c.hazards],
         "properties": dict(c.properties),
-        "guest": None if report.guest is None else guest_document(report.guest),
+        "guest": None if report.guest is None or report.guest_summary is None
+        else guest_document(report.guest, report.guest_summary),
         "findings": [finding_document(f) for f in report.findings],
         "summary": {
             "verdict": "pass" if report.passed else "fail",

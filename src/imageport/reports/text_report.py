@@ -6,8 +6,8 @@ import textwrap
 
 from imageport.findings import Severity
 from imageport.guest.facts import GuestFacts
+from imageport.guest.summary import GuestSummary
 from imageport.limits import GiB, KiB, MiB, TiB
-from imageport.reports.guest_summary import summarize_guest
 from imageport.service.check import CheckReport
 
 _GROUP_TITLES = {
@@ -43,7 +43,7 @@ def render_text(report: CheckReport) -> str:
     lines += [f"  {k:<{width}}  {v}" for k, v in rows]
     lines.append("")
     if report.guest is not None:
-        lines += _guest_lines(report.guest)
+        lines += _guest_lines(report.guest, report.guest_summary)
     for severity in Severity:
         group = [f for f in report.findings if f.severity is severity]
         if not group:
@@ -65,14 +65,18 @@ def render_text(report: CheckReport) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _guest_lines(guest: GuestFacts) -> list[str]:
+def _guest_lines(guest: GuestFacts, summary: GuestSummary | None) -> list[str]:
     layout = guest.layout
     storage = layout.storage
-    summary = summarize_guest(guest)
+    summary = summary or GuestSummary(None, (), ())
     os_name = guest.os.pretty_name or f"{guest.os.id} {guest.os.version_id}" if guest.os else None
     lines = ["Guest", f"  OS               {os_name or 'not identified'}"]
+    if summary.hostname:
+        lines.append(f"  hostname         {summary.hostname}")
     if summary.architecture:
         lines.append(f"  architecture     {summary.architecture}")
+    if layout.root is not None:
+        lines.append(f"  cloud-init       {summary.cloud_init or 'not installed'}")
     for k in summary.kernels:
         mark = " (default)" if k.default else ""
         initrd = f", initrd {k.initrd} ({k.initrd_modules} modules)" if k.initrd else ""

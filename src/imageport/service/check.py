@@ -16,6 +16,7 @@ from imageport.findings import Finding, Severity
 from imageport.formats import registry
 from imageport.formats.base import Container
 from imageport.guest.facts import GuestFacts, inspect_guest
+from imageport.guest.summary import GuestSummary, summarize_guest
 from imageport.rules.base import CheckOptions, ImageFacts
 from imageport.rules.catalogue import RULES
 from imageport.rules.engine import run_rules
@@ -30,6 +31,8 @@ class CheckReport:
     container: Container
     allocated_bytes: int | None
     guest: GuestFacts | None
+    #: The guest facts every report shows, read while the file was open (None: no guest).
+    guest_summary: GuestSummary | None
     findings: tuple[Finding, ...]
     bytes_read: int
     elapsed_seconds: float
@@ -87,12 +90,14 @@ def check_image(path: str | os.PathLike[str], options: CheckOptions | None = Non
         # rules may read guest files, so they run while the source is open
         facts = ImageFacts(found.container, found.allocated_bytes, opts, found.guest)
         findings = run_rules(RULES, facts)
+        summary = summarize_guest(found.guest) if found.guest is not None else None
         bytes_read = source.bytes_read
     return CheckReport(
         path=os.fspath(path),
         container=found.container,
         allocated_bytes=found.allocated_bytes,
         guest=found.guest,
+        guest_summary=summary,
         findings=findings,
         bytes_read=bytes_read,
         elapsed_seconds=time.perf_counter() - started,

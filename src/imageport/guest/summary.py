@@ -11,8 +11,11 @@ from dataclasses import dataclass
 
 from imageport.errors import ImageportError
 from imageport.guest.boot import read_boot
+from imageport.guest.cloudinit import read_cloud_init
 from imageport.guest.facts import GuestFacts
 from imageport.guest.kernels import read_kernels
+
+_MAX_HOSTNAME_BYTES = 4096
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,12 +31,26 @@ class GuestSummary:
     architecture: str | None
     kernels: tuple[KernelSummary, ...]
     boot_modes: tuple[str, ...]
+    hostname: str | None = None
+    #: ``installed 22.4.2``, ``installed``, or None when cloud-init is absent
+    cloud_init: str | None = None
 
 
 def summarize_guest(guest: GuestFacts) -> GuestSummary:
     """Architecture, kernels (newest first) and boot modes of ``guest``."""
     if guest.layout.root is None:
         return GuestSummary(None, (), ())
+    try:
+        text = guest.files.read_text("/etc/hostname", _MAX_HOSTNAME_BYTES) or ""
+        hostname = text.strip().splitlines()[0].strip() if text.strip() else None
+    except ImageportError:
+        hostname = None
+    try:
+        ci = guest.derive(read_cloud_init)
+        cloud_init = (f"installed {ci.version}" if ci.version else "installed") \
+            if ci.installed else None
+    except ImageportError:
+        cloud_init = None
     try:
         kf = guest.derive(read_kernels)
         arch = f"{kf.arch.name} ({kf.arch.path})" if kf.arch else None
@@ -49,4 +66,4 @@ def summarize_guest(guest: GuestFacts) -> GuestSummary:
         modes = guest.derive(read_boot).modes
     except ImageportError:
         modes = ()
-    return GuestSummary(arch, kernels, tuple(modes))
+    return GuestSummary(arch, kernels, tuple(modes), hostname, cloud_init)
