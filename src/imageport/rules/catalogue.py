@@ -14,7 +14,7 @@ from imageport.rules.container import (
     SizeRule,
 )
 from imageport.rules.kernel import DriversRule, FullVirtRule, NetRulesRule
-from imageport.rules.layout import FstabDataDiskRule, SystemDiskRule
+from imageport.rules.layout import FstabDataDiskRule, StableNamesRule, SystemDiskRule
 from imageport.rules.network import HardwareBindingRule, NetDhcpRule
 from imageport.rules.storage import DiskEncryptionRule, LvmInjectionRule, OemRule
 
@@ -26,6 +26,7 @@ RULES: tuple[Rule, ...] = (
     DiskSizeRule(),
     SystemDiskRule(),
     FstabDataDiskRule(),
+    StableNamesRule(),
     BootModeRule(),
     BootSameDiskRule(),
     ConsoleRule(),

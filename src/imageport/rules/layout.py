@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 
+from imageport.errors import ImageportError
 from imageport.findings import Finding, Severity
+from imageport.guest.boot import read_boot
 from imageport.rules.base import ImageFacts, Rule
 
 
@@ -74,3 +77,64 @@ class FstabDataDiskRule(Rule):
                 f"/etc/fstab:{entry.line_no}: {entry.line}",
                 severity=Severity.WARNING if entry.nofail else None,
             )
+
+
+#: Device names that change when disks are attached in another order or on another bus.
+_UNSTABLE_DEVICE = re.compile(r"^/dev/(?:[shv]d[a-z]+|xvd[a-z]+|nvme\d+n\d+(?:p)?|mmcblk\d+p?)\d*$")
+
+
+class StableNamesRule(Rule):
+    """What it checks: ``/etc/fstab`` and the default kernel command line (``root=``) name
+    filesystems by UUID (or LABEL, PARTUUID, LVM names), not by kernel device names such as
+    ``/dev/sda1`` or ``/dev/xvda1``.
+
+    Why it matters: device names depend on the disk bus. A disk that was ``/dev/sda`` on VMware
+    or ``/dev/xvda`` on Xen is ``/dev/vda`` on a KVM cloud server, so a name-based fstab line or
+    ``root=`` makes the boot stop or mount the wrong device.
+
+    How to fix: look up each filesystem's UUID with ``blkid`` and write ``UUID=...`` in
+    ``/etc/fstab``; for the kernel command line regenerate the boot loader configuration
+    (``update-grub`` on Debian/Ubuntu, ``grub2-mkconfig -o /boot/grub2/grub.cfg`` on RHEL),
+    which writes ``root=UUID=...``.
+
+    Example: ``/dev/sda1 / ext4 defaults 0 1`` in ``/etc/fstab``.
+    """
+
+    id = "IMG-FSTAB-UUID"
+    severity = Severity.WARNING
+    title = "fstab and the kernel command line should name filesystems by UUID"
+    advice = "Use UUID=... (see `blkid`) instead of /dev/sdX-style device names."
+
+    def check(self, facts: ImageFacts) -> Iterator[Finding]:
+        guest = facts.installed_guest
+        if guest is None:
+            return
+        for entry in guest.layout.fstab:
+            if entry.auto and _UNSTABLE_DEVICE.match(entry.spec):
+                yield self.found(
+                    f"/etc/fstab line {entry.line_no} mounts {entry.mountpoint} by the device "
+                    f"name {entry.spec}, which changes on the platform's virtio disks.",
+                    f"/etc/fstab:{entry.line_no}: {entry.line}",
+                    advice=f"Replace {entry.spec} with UUID=<uuid> from `blkid {entry.spec}`.",
+                )
+        try:
+            default = guest.derive(read_boot).default
+        except ImageportError:
+            return
+        root = default.root if default is not None else None
+        if default is not None and root is not None and _UNSTABLE_DEVICE.match(root):
+            yield self.found(
+                f"The default kernel command line boots root={root}, a device name that "
+                "changes on the platform's virtio disks.",
+                f"{default.source}:{default.line_no}: {default.line}",
+                advice=_REGENERATE.get(guest.family, _REGENERATE["other"]),
+            )
+
+
+_REGENERATE = {
+    "debian": "Run `update-grub` (it writes root=UUID=...) after fixing /etc/fstab.",
+    "rhel": "Run `grub2-mkconfig -o /boot/grub2/grub.cfg` (or `grubby --update-kernel=ALL "
+            "--args=root=UUID=<uuid>`).",
+    "suse": "Run `grub2-mkconfig -o /boot/grub2/grub.cfg` after fixing /etc/fstab.",
+    "other": "Regenerate the boot loader configuration so that it says root=UUID=<uuid>.",
+}
