@@ -59,7 +59,7 @@ def test_oem_markers_are_errors() -> None:
 
 
 def test_an_lvm_root_is_a_warning_on_the_real_debian_image() -> None:
-    image = guest_images.guest_image("mbr-boot-lvm-xfs", "qcow2")
+    image = guest_images.guest_image("mbr-boot-lvm-xfs")
     report = check_image(image)
     (finding,) = [f for f in report.findings if f.rule_id == "IMG-LVM-INJECTION"]
     assert finding.severity is Severity.WARNING
