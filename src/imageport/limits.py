@@ -43,6 +43,9 @@ MAX_EXTENTS = 4096
 #: Total bytes of metadata tables a reader may cache (L2 tables, grain tables, BAT pages).
 MAX_METADATA_CACHE_BYTES = 64 * MiB
 
+#: Total bytes of decoded compressed units (clusters, grains, blocks) a reader keeps.
+MAX_DECODED_CACHE_BYTES = 64 * MiB
+
 #: Largest single ``read()`` a caller may ask a virtual disk for.
 MAX_READ_BYTES = 256 * MiB
 

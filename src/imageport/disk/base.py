@@ -75,7 +75,12 @@ _STATE_OF = {
     RunKind.PACKED: ExtentState.DATA,
 }
 
-_UNPACK_CACHE_UNITS = 8
+#: Decoded units (compressed clusters, grains, blocks) kept, by total size: a filesystem's
+#: metadata reads are small and scattered, and a reader may pass over a file twice (the initrd
+#: reader walks a zstd frame's block headers, then decodes it); without the cache each visit
+#: would decode (and read) a whole unit again.
+_UNPACK_CACHE_BYTES = limits.MAX_DECODED_CACHE_BYTES
+_UNPACK_CACHE_MIN_UNITS = 8
 
 
 class VirtualDisk(abc.ABC):
@@ -88,6 +93,7 @@ class VirtualDisk(abc.ABC):
         self.source = source
         self.virtual_size = limits.cap(virtual_size, limits.MAX_VIRTUAL_SIZE, "virtual size")
         self._unpacked: OrderedDict[tuple[int, int], bytes] = OrderedDict()
+        self._unpacked_bytes = 0
 
     @property
     def size(self) -> int:
@@ -178,8 +184,11 @@ class VirtualDisk(abc.ABC):
                     f"{len(unit)} bytes, expected {run.unit_length}"
                 )
             self._unpacked[key] = unit
-            if len(self._unpacked) > _UNPACK_CACHE_UNITS:
-                self._unpacked.popitem(last=False)
+            self._unpacked_bytes += len(unit)
+            while (self._unpacked_bytes > _UNPACK_CACHE_BYTES
+                   and len(self._unpacked) > _UNPACK_CACHE_MIN_UNITS):
+                _, dropped = self._unpacked.popitem(last=False)
+                self._unpacked_bytes -= len(dropped)
         else:
             self._unpacked.move_to_end(key)
         return unit
@@ -206,11 +215,19 @@ def block_runs(
     """Tile ``[start, end)`` for a disk made of fixed-size blocks, merging neighbours.
 
     ``lookup(index)`` returns the run for the whole block ``index`` (its ``start`` is
-    ``index * block_size``); runs are clipped to the request and merged by :func:`coalesce`.
+    ``index * block_size``), or for a stretch of whole blocks from it that are alike (a run of
+    holes, say, measured in C), so a sparse 100 GiB disk needs few lookups; runs are clipped
+    to the request and merged by :func:`coalesce`.
     """
-    first = start // block_size
-    last = (end + block_size - 1) // block_size
-    return coalesce(clip_run(lookup(i), start, end) for i in range(first, last))
+
+    def tiles() -> Iterator[Run]:
+        index = start // block_size
+        while index * block_size < end:
+            run = lookup(index)
+            yield clip_run(run, start, end)
+            index = max(index + 1, -(-run.end // block_size))
+
+    return coalesce(tiles())
 
 
 def coalesce(runs: Iterable[Run]) -> Iterator[Run]:

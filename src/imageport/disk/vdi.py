@@ -43,7 +43,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 from imageport import limits
-from imageport.disk.base import Run, RunKind, VirtualDisk, block_runs
+from imageport.disk.base import Run, RunKind, VirtualDisk, block_runs, progression_length
 from imageport.errors import CorruptImageError, LimitExceededError, UnsupportedImageError
 from imageport.source import ByteSource, read_exact
 
@@ -219,13 +219,17 @@ class VdiDisk(VirtualDisk):
         return cls(source, header, read_block_map(source, header))
 
     def _lookup(self, index: int) -> Run:
+        """The run of blocks from ``index`` that are all holes, all zeros, or data contiguous
+        in the file (measured in C with :func:`progression_length`)."""
         bs = self._header.block_size
         entry = self._bmap[index]
+        step = 0 if entry in (UNALLOCATED, DISCARDED) else 1
+        count = progression_length(self._bmap, index, len(self._bmap), step)
         if entry == UNALLOCATED:
-            return Run(index * bs, bs, RunKind.HOLE)
+            return Run(index * bs, count * bs, RunKind.HOLE)
         if entry == DISCARDED:
-            return Run(index * bs, bs, RunKind.ZERO)
-        return Run(index * bs, bs, RunKind.DATA, self._header.offset_data + entry * bs)
+            return Run(index * bs, count * bs, RunKind.ZERO)
+        return Run(index * bs, count * bs, RunKind.DATA, self._header.offset_data + entry * bs)
 
     def runs(self, start: int, end: int) -> Iterator[Run]:
         return block_runs(start, end, self._header.block_size, self._lookup)

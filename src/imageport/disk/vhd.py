@@ -28,6 +28,12 @@ class VhdBat:
     block_size: int
     bitmap_size: int
 
+    def holes_from(self, index: int) -> int:
+        """How many blocks from ``index`` on are unallocated (at least 1; counted in C)."""
+        tail = self.raw[index * 4 : self.entries * 4]
+        run = (len(tail) - len(tail.lstrip(b"\xff"))) // 4
+        return max(1, run)
+
     def data_offset(self, index: int) -> int | None:
         """File offset of block ``index``'s data, or None when it is not allocated."""
         if index >= self.entries:
@@ -64,7 +70,7 @@ class DynamicVhdDisk(VirtualDisk):
         size = self._bat.block_size
         host = self._bat.data_offset(index)
         if host is None:
-            return Run(index * size, size, RunKind.HOLE)
+            return Run(index * size, self._bat.holes_from(index) * size, RunKind.HOLE)
         return Run(index * size, size, RunKind.DATA, host)
 
     def runs(self, start: int, end: int) -> Iterator[Run]:
