@@ -21,7 +21,7 @@ For each image the script measures, median of ``--reps`` runs:
   libraries, locale files or /proc are not counted). The same strace count is taken for the
   imageport CLI as a cross-check of its self-reported number.
 
-Usage: ``bench/run [--reps N] [--only small|large] [--json OUT]``.
+Usage: ``bench/run --containers [--reps N] [--only small|large] [--json OUT]``.
 """
 
 from __future__ import annotations

@@ -68,7 +68,7 @@ from guest_tools import (
 #: Bump to rebuild the root filesystem tarball (package list or mmdebstrap options changed).
 ROOTFS_VERSION = "1"
 #: Bump to rebuild every layout (anything in the layout code changed).
-LAYOUT_VERSION = "2"
+LAYOUT_VERSION = "3"
 
 GiB = 1 << 30
 MiB = 1 << 20
@@ -258,6 +258,8 @@ def configure(tree: Path, layout: str, ids: Ids) -> str:
     write(tree / "etc/hosts", f"127.0.0.1\tlocalhost\n127.0.1.1\t{HOSTNAME}\n"
           "::1\tlocalhost ip6-localhost ip6-loopback\n")
     write(tree / "etc/fstab", fstab(layout, ids))
+    if layout != "mbr-boot-lvm-xfs":  # the layouts with an ESP mount it at /boot/efi
+        (tree / "boot/efi").mkdir(parents=True, exist_ok=True)
     cloud_d = tree / "etc/cloud/cloud.cfg.d"
     if defects:
         # No datasource configuration at all (not even the package's debconf default).

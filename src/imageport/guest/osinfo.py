@@ -75,6 +75,15 @@ def read_os_info(files: GuestFiles) -> OsInfo | None:
                     id_like=tuple(v.get("ID_LIKE", "").split()), source=path,
                     variant=v.get("VARIANT", ""),
                 )
+    lsb = _read(files, "/etc/lsb-release")
+    if lsb:
+        v = parse_os_release(lsb)
+        if "DISTRIB_ID" in v:
+            return OsInfo(
+                id=v["DISTRIB_ID"].lower(), version_id=v.get("DISTRIB_RELEASE", ""),
+                pretty_name=v.get("DISTRIB_DESCRIPTION", v["DISTRIB_ID"]), id_like=(),
+                source="/etc/lsb-release",
+            )
     for path, distro in _FALLBACKS:
         text = _read(files, path)
         if text:
