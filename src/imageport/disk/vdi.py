@@ -218,13 +218,13 @@ class VdiDisk(VirtualDisk):
         header.validate(source.size)
         return cls(source, header, read_block_map(source, header))
 
-    def _lookup(self, index: int) -> Run:
-        """The run of blocks from ``index`` that are all holes, all zeros, or data contiguous
-        in the file (measured in C with :func:`progression_length`)."""
+    def _lookup(self, index: int, stop: int) -> Run:
+        """The run of blocks from ``index`` (before block ``stop``) that are all holes, all
+        zeros, or data contiguous in the file (measured in C with :func:`progression_length`)."""
         bs = self._header.block_size
         entry = self._bmap[index]
         step = 0 if entry in (UNALLOCATED, DISCARDED) else 1
-        count = progression_length(self._bmap, index, len(self._bmap), step)
+        count = progression_length(self._bmap, index, min(stop, len(self._bmap)), step)
         if entry == UNALLOCATED:
             return Run(index * bs, count * bs, RunKind.HOLE)
         if entry == DISCARDED:
@@ -232,4 +232,6 @@ class VdiDisk(VirtualDisk):
         return Run(index * bs, count * bs, RunKind.DATA, self._header.offset_data + entry * bs)
 
     def runs(self, start: int, end: int) -> Iterator[Run]:
-        return block_runs(start, end, self._header.block_size, self._lookup)
+        bs = self._header.block_size
+        stop = -(-end // bs)
+        return block_runs(start, end, bs, lambda index: self._lookup(index, stop))

@@ -28,9 +28,10 @@ class VhdBat:
     block_size: int
     bitmap_size: int
 
-    def holes_from(self, index: int) -> int:
-        """How many blocks from ``index`` on are unallocated (at least 1; counted in C)."""
-        tail = self.raw[index * 4 : self.entries * 4]
+    def holes_from(self, index: int, stop: int) -> int:
+        """How many blocks from ``index`` (before ``stop``) are unallocated (at least 1;
+        counted in C)."""
+        tail = self.raw[index * 4 : min(stop, self.entries) * 4]
         run = (len(tail) - len(tail.lstrip(b"\xff"))) // 4
         return max(1, run)
 
@@ -66,12 +67,14 @@ class DynamicVhdDisk(VirtualDisk):
         super().__init__(source, size)
         self._bat = bat
 
-    def _block(self, index: int) -> Run:
+    def _block(self, index: int, stop: int) -> Run:
         size = self._bat.block_size
         host = self._bat.data_offset(index)
         if host is None:
-            return Run(index * size, self._bat.holes_from(index) * size, RunKind.HOLE)
+            return Run(index * size, self._bat.holes_from(index, stop) * size, RunKind.HOLE)
         return Run(index * size, size, RunKind.DATA, host)
 
     def runs(self, start: int, end: int) -> Iterator[Run]:
-        return block_runs(start, end, self._bat.block_size, self._block)
+        size = self._bat.block_size
+        stop = -(-end // size)
+        return block_runs(start, end, size, lambda index: self._block(index, stop))
