@@ -111,13 +111,14 @@ def grub_boot_code(core_lba: int = CORE_LBA) -> bytes:
     return bytes(code)
 
 
-def grub_core_img() -> bytes:
-    """An i386-pc core.img for a GPT disk, made by grub-mkimage (cached)."""
-    final = builders.cached("grub-core-i386-pc-gpt.img")
+def grub_core_img(label: str = "gpt") -> bytes:
+    """An i386-pc core.img made by grub-mkimage for a ``gpt`` or ``msdos`` disk (cached)."""
+    final = builders.cached(f"grub-core-i386-pc-{label}.img")
     if not final.exists():
         tmp = final.with_name(f"{final.name}.{os.getpid()}.tmp")
-        _run("grub-mkimage", "-O", "i386-pc", "-o", str(tmp), "-p", "(hd0,gpt4)/grub",
-             "biosdisk", "part_gpt", "ext2")
+        prefix = "(hd0,gpt4)/grub" if label == "gpt" else "(hd0,msdos1)/boot/grub"
+        _run("grub-mkimage", "-O", "i386-pc", "-o", str(tmp), "-p", prefix,
+             "biosdisk", f"part_{label}", "ext2")
         os.replace(tmp, final)
     return final.read_bytes()
 

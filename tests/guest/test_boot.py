@@ -9,7 +9,6 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-from pathlib import Path
 
 import pytest
 
@@ -31,7 +30,6 @@ from imageport.guest.partitions import read_partitions
 from imageport.source import FileSource
 
 MiB = 1 << 20
-GRUB_PC = Path("/usr/lib/grub/i386-pc")
 
 DEBIAN_GRUB_CFG = """\
 if [ "${next_entry}" ] ; then
@@ -131,28 +129,6 @@ def _tool(name: str) -> str:
     return path
 
 
-def grub_boot_code(core_lba: int) -> bytes:
-    """GRUB's boot.img (440 bytes of code) pointing at ``core_lba``, as grub-bios-setup does."""
-    path = GRUB_PC / "boot.img"
-    if not path.exists():
-        pytest.fail("GRUB's boot.img is missing: install grub-pc-bin (scripts/install --test)")
-    code = bytearray(path.read_bytes()[:440])
-    code[0x5C:0x64] = core_lba.to_bytes(8, "little")
-    return bytes(code)
-
-
-def grub_core_img() -> bytes:
-    """A real i386-pc core.img from grub-mkimage (cached)."""
-    final = builders.cached("grub-core-i386-pc.img")
-    if not final.exists():
-        tmp = final.with_name(final.name + f".{os.getpid()}.tmp")
-        subprocess.run([_tool("grub-mkimage"), "-O", "i386-pc", "-o", str(tmp), "-p",
-                        "(hd0,msdos1)/boot/grub", "biosdisk", "part_msdos", "ext2"],
-                       check=True, capture_output=True)
-        os.replace(tmp, final)
-    return final.read_bytes()
-
-
 def _mbr_disk(boot_code: bytes, gap: bytes = b"", active: bool = True, vbr: bool = True) -> bytes:
     final = builders.cached(f"boot-mbr-{active}.raw")
     if not final.exists():
@@ -172,14 +148,14 @@ def _mbr_disk(boot_code: bytes, gap: bytes = b"", active: bool = True, vbr: bool
 
 
 def test_grub_core_img_is_recognised() -> None:
-    core = grub_core_img()
+    core = gf.grub_core_img("msdos")
     assert is_grub_core(core[:512])
-    assert not is_grub_core(grub_boot_code(1) + bytes(72))
+    assert not is_grub_core(gf.grub_boot_code(1) + bytes(72))
     assert not is_grub_core(bytes(512))
 
 
 def test_grub_in_the_mbr_gap_boots_with_bios() -> None:
-    disk = BytesDevice(_mbr_disk(grub_boot_code(1), grub_core_img()))
+    disk = BytesDevice(_mbr_disk(gf.grub_boot_code(1), gf.grub_core_img("msdos")))
     table = read_partitions(disk)
     assert (table.scheme, table.mbr_boot_code, table.grub_core_lba) == ("mbr", "grub", 1)
     ev = bios_evidence(table, disk)
@@ -188,11 +164,11 @@ def test_grub_in_the_mbr_gap_boots_with_bios() -> None:
 
 
 def test_grub_without_its_core_img_does_not_boot() -> None:
-    disk = BytesDevice(_mbr_disk(grub_boot_code(1)))
+    disk = BytesDevice(_mbr_disk(gf.grub_boot_code(1)))
     ev = bios_evidence(read_partitions(disk), disk)
     assert not ev.supported and "does not hold GRUB's core.img" in ev.evidence[0]
     # an LBA beyond the disk is read safely
-    disk = BytesDevice(_mbr_disk(grub_boot_code(1 << 60)))
+    disk = BytesDevice(_mbr_disk(gf.grub_boot_code(1 << 60)))
     assert not bios_evidence(read_partitions(disk), disk).supported
 
 

@@ -14,13 +14,11 @@ from pathlib import Path
 
 import pytest
 
-import builders
 import guest_fixtures as gf
 from imageport.findings import Finding, Severity
 from imageport.rules.base import CheckOptions
 from imageport.service.check import check_image
 
-GRUB_PC = Path("/usr/lib/grub/i386-pc")
 CORE_LBA = 2048  #: where build_guest puts the BIOS boot partition
 KERNEL = "vmlinuz-6.1.0-13-amd64"
 DEFAULT_GRUB = 'GRUB_DEFAULT=0\nGRUB_CMDLINE_LINUX_DEFAULT="quiet"\nGRUB_CMDLINE_LINUX=""\n'
@@ -51,28 +49,6 @@ def _tool(name: str) -> str:
     return path
 
 
-def grub_boot_code(core_lba: int = CORE_LBA) -> bytes:
-    """GRUB's boot.img code pointing at ``core_lba`` (the u64 at 0x5C)."""
-    path = GRUB_PC / "boot.img"
-    if not path.exists():
-        pytest.fail("GRUB's boot.img is missing: install grub-pc-bin (scripts/install --test)")
-    code = bytearray(path.read_bytes()[:440])
-    code[0x5C:0x64] = core_lba.to_bytes(8, "little")
-    return bytes(code)
-
-
-def grub_core_img() -> bytes:
-    """A real GPT-aware i386-pc core.img from grub-mkimage (cached)."""
-    final = builders.cached("grub-core-i386-pc-gpt.img")
-    if not final.exists():
-        tmp = final.with_name(final.name + f".{os.getpid()}.tmp")
-        subprocess.run([_tool("grub-mkimage"), "-O", "i386-pc", "-o", str(tmp), "-p",
-                        "(hd0,gpt4)/grub", "biosdisk", "part_gpt", "ext2"],
-                       check=True, capture_output=True)
-        os.replace(tmp, final)
-    return final.read_bytes()
-
-
 def with_core(disk: Path) -> Path:
     """A copy of ``disk`` with GRUB's core.img in its BIOS boot partition (cached)."""
     final = disk.with_name(disk.stem + "-core.raw")
@@ -81,7 +57,7 @@ def with_core(disk: Path) -> Path:
         subprocess.run(["cp", "--sparse=always", str(disk), str(tmp)], check=True)
         with open(tmp, "r+b") as f:
             f.seek(CORE_LBA * 512)
-            f.write(grub_core_img())
+            f.write(gf.grub_core_img())
         os.replace(tmp, final)
     return final
 
@@ -91,7 +67,7 @@ def bios_guest(name: str, *, args: str = SERIAL, root: gf.Tree | None = None,
     """A guest with GRUB for BIOS (and, unless ``with_esp=False``, the ESP's BOOTX64.EFI)."""
     disk = gf.build_guest(name, boot={"grub/grub.cfg": grub_cfg(args)},
                           root={"etc/default/grub": DEFAULT_GRUB, **(root or {})}, fstab=fstab,
-                          with_esp=with_esp, boot_code=grub_boot_code())
+                          with_esp=with_esp, boot_code=gf.grub_boot_code())
     return with_core(disk)
 
 
@@ -135,7 +111,7 @@ def test_no_boot_loader_at_all_fails() -> None:
 
 def test_grub_boot_code_without_core_img_is_not_bios_bootable() -> None:
     # boot.img aimed at the ESP's first sector (LBA 4096), where no core.img is
-    path = gf.build_guest("boot-nocore", boot_code=grub_boot_code(4096),
+    path = gf.build_guest("boot-nocore", boot_code=gf.grub_boot_code(4096),
                           boot={"grub/grub.cfg": grub_cfg(SERIAL)})
     (f,) = findings(path, "IMG-BOOT-MODE")
     assert ("BIOS: sector 0: GRUB boot.img, core.img at LBA 4096 in partition 2 (efi-system), "
@@ -144,7 +120,7 @@ def test_grub_boot_code_without_core_img_is_not_bios_bootable() -> None:
 
 def test_boot_code_pointing_outside_any_partition_is_not_bios_bootable() -> None:
     # boot.img aimed at LBA 1 (the GPT header), core.img where it should have pointed
-    path = with_core(gf.build_guest("boot-bios-ev", boot_code=grub_boot_code(1),
+    path = with_core(gf.build_guest("boot-bios-ev", boot_code=gf.grub_boot_code(1),
                                     with_esp=False))
     (f,) = findings(path, "IMG-BOOT-MODE")
     assert "BIOS: sector 0: GRUB boot.img, core.img at LBA 1 in no partition, but that sector " \

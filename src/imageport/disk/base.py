@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
 from imageport import limits
-from imageport.errors import CorruptImageError, ImageportError
+from imageport.errors import CorruptImageError, ImageportError, TruncatedImageError
 from imageport.source import ByteSource, read_exact
 
 
@@ -192,6 +192,26 @@ class VirtualDisk(abc.ABC):
         else:
             self._unpacked.move_to_end(key)
         return unit
+
+
+def data_runs_in_file(
+    file_size: int, start: int, length: int, host: int, what: str
+) -> list[Run]:
+    """The runs of guest ``[start, start + length)`` stored at file offset ``host``.
+
+    Data that starts beyond the end of the file is an error; a tail that runs past it reads
+    as zeros, as qemu reads it (qcow and qcow2 write the last cluster short).
+    """
+    if host >= file_size:
+        raise TruncatedImageError(
+            f"{what}: data for guest offset {start} is at {host:#x}, beyond the end of the "
+            f"file ({file_size} bytes)"
+        )
+    inside = min(length, file_size - host)
+    runs = [Run(start, inside, RunKind.DATA, host)]
+    if inside < length:
+        runs.append(Run(start + inside, length - inside, RunKind.ZERO))
+    return runs
 
 
 #: Maps a block index to the run covering that whole block (see :func:`block_runs`).

@@ -20,9 +20,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from imageport import limits
-from imageport.disk.base import Run, RunKind, VirtualDisk, clip_run, coalesce
+from imageport.disk.base import Run, RunKind, VirtualDisk, clip_run, coalesce, data_runs_in_file
 from imageport.disk.qcow2 import SECTOR, be64_array, inflate_cluster, read_padded
-from imageport.errors import CorruptImageError, TruncatedImageError
+from imageport.errors import CorruptImageError
 from imageport.source import ByteSource, read_exact
 
 FLAG_COMPRESSED = 1 << 63
@@ -87,16 +87,7 @@ class QcowDisk(VirtualDisk):
             raise CorruptImageError(
                 f"qcow: cluster offset {entry:#x} for guest offset {start} is not sector-aligned"
             )
-        if entry >= self.source.size:
-            raise TruncatedImageError(
-                f"qcow: data for guest offset {start} is at {entry:#x}, beyond the end of the "
-                f"file ({self.source.size} bytes)"
-            )
-        inside = min(cluster, self.source.size - entry)
-        runs = [Run(start, inside, RunKind.DATA, entry)]
-        if inside < cluster:
-            runs.append(Run(start + inside, cluster - inside, RunKind.ZERO))
-        return runs
+        return data_runs_in_file(self.source.size, start, cluster, entry, "qcow")
 
     def _l2_table(self, offset: int) -> array[int]:
         table = self._cache.get(offset)

@@ -42,6 +42,7 @@ from imageport.disk.base import (
     VirtualDisk,
     clip_run,
     coalesce,
+    data_runs_in_file,
     progression_length,
 )
 from imageport.errors import CorruptImageError, TruncatedImageError
@@ -293,17 +294,7 @@ class Qcow2Disk(VirtualDisk):
             )
 
     def _data_runs(self, start: int, length: int, host: int) -> list[Run]:
-        """A data run; a tail past the end of the file reads as zeros, as in qemu."""
-        if host >= self.source.size:
-            raise TruncatedImageError(
-                f"qcow2: data for guest offset {start} is at {host:#x}, beyond the end of "
-                f"the file ({self.source.size} bytes)"
-            )
-        inside = min(length, self.source.size - host)
-        runs = [Run(start, inside, RunKind.DATA, host)]
-        if inside < length:
-            runs.append(Run(start + inside, length - inside, RunKind.ZERO))
-        return runs
+        return data_runs_in_file(self.source.size, start, length, host, "qcow2")
 
     def _l2_table(self, offset: int, l1_index: int) -> array[int]:
         table = self._l2_cache.get(offset)

@@ -216,6 +216,22 @@ class _ZstdDecoder(Decoder):
         return out
 
 
+def _lz4_length(src: bytes, i: int, nibble: int, what: str) -> tuple[int, int]:
+    """An LZ4 length: the token's 4-bit ``nibble``, extended by bytes while they are 255.
+    Returns the length and the position after it."""
+    length = nibble
+    if nibble == 15:
+        while True:
+            if i >= len(src):
+                raise CorruptImageError(f"initrd: LZ4 {what} length runs off the block")
+            b = src[i]
+            i += 1
+            length += b
+            if b != 255:
+                break
+    return length, i
+
+
 def lz4_block_decode(src: bytes, max_out: int) -> bytes:
     """Decode one LZ4 block (sequences of literals and back-references) of at most ``max_out``."""
     out = bytearray()
@@ -223,16 +239,7 @@ def lz4_block_decode(src: bytes, max_out: int) -> bytes:
     while i < n:
         token = src[i]
         i += 1
-        lit = token >> 4
-        if lit == 15:
-            while True:
-                if i >= n:
-                    raise CorruptImageError("initrd: LZ4 literal length runs off the block")
-                b = src[i]
-                i += 1
-                lit += b
-                if b != 255:
-                    break
+        lit, i = _lz4_length(src, i, token >> 4, "literal")
         if i + lit > n or len(out) + lit > max_out:
             raise CorruptImageError("initrd: LZ4 literals run off the block or the output")
         out += src[i : i + lit]
@@ -243,16 +250,7 @@ def lz4_block_decode(src: bytes, max_out: int) -> bytes:
             raise CorruptImageError("initrd: LZ4 match offset runs off the block")
         offset = src[i] | (src[i + 1] << 8)
         i += 2
-        mlen = token & 15
-        if mlen == 15:
-            while True:
-                if i >= n:
-                    raise CorruptImageError("initrd: LZ4 match length runs off the block")
-                b = src[i]
-                i += 1
-                mlen += b
-                if b != 255:
-                    break
+        mlen, i = _lz4_length(src, i, token & 15, "match")
         mlen += 4
         if offset == 0 or offset > len(out) or len(out) + mlen > max_out:
             raise CorruptImageError("initrd: LZ4 match points outside the output")
