@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import builtins
 import os
 import struct
 import subprocess
@@ -16,6 +15,7 @@ from imageport.disk.base import RunKind
 from imageport.errors import CorruptImageError, ImageportError, TruncatedImageError
 from imageport.formats import registry
 from imageport.source import BytesSource, FileSource
+from isolation import probe_refusing_opens
 
 MiB = 1 << 20
 CLUSTER = 4096
@@ -92,15 +92,7 @@ def _create(name: str, *args: str) -> Path:
 
 def test_backing_file_is_named_and_never_opened(monkeypatch: pytest.MonkeyPatch) -> None:
     image = _create("backing", "-u", "-b", "/etc/passwd", "-F", "raw")
-    with FileSource(image) as src:
-
-        def refuse(*args: object, **kwargs: object) -> None:
-            raise AssertionError(f"something opened {args[0]!r}")
-
-        monkeypatch.setattr(os, "open", refuse)
-        monkeypatch.setattr(builtins, "open", refuse)
-        c = registry.probe(src)
-        monkeypatch.undo()
+    c = probe_refusing_opens(monkeypatch, image)
     assert (c.format, c.opener, c.readable) == ("qcow", None, False)
     assert [h.kind for h in c.hazards] == ["backing-file"]
     assert "'/etc/passwd'" in c.hazards[0].detail

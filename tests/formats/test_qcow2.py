@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import builtins
 import gzip
 import os
 import struct
@@ -20,6 +19,7 @@ from imageport.disk.qcow2 import inflate_cluster, zstd_cluster
 from imageport.errors import CorruptImageError, ImageportError, TruncatedImageError
 from imageport.formats import registry
 from imageport.source import BytesSource, FileSource
+from isolation import probe_refusing_opens
 
 MiB = 1 << 20
 
@@ -193,15 +193,7 @@ BACKING = ("-u", "-b", "/etc/passwd", "-F", "raw")
 
 def test_backing_file_is_named_and_never_opened(monkeypatch: pytest.MonkeyPatch) -> None:
     image = _create("backing", *BACKING)
-    with FileSource(image) as src:
-
-        def refuse(*args: object, **kwargs: object) -> None:
-            raise AssertionError(f"something opened {args[0]!r}")
-
-        monkeypatch.setattr(os, "open", refuse)
-        monkeypatch.setattr(builtins, "open", refuse)
-        c = registry.probe(src)
-        monkeypatch.undo()
+    c = probe_refusing_opens(monkeypatch, image)
     assert (c.format, c.readable, c.opener) == ("qcow2", False, None)
     assert [h.kind for h in c.hazards] == ["backing-file"]
     assert "'/etc/passwd'" in c.hazards[0].detail and "'raw'" in c.hazards[0].detail
