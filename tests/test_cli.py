@@ -104,3 +104,14 @@ def test_formats_and_rules_listings() -> None:
     assert {"gzip", "iso9660", "luks"} <= {f["name"] for f in fmts if not f["accepted"]}
     rules = json.loads(run("rules", "--json").stdout)
     assert "IMG-SAFE" in {r["id"] for r in rules}
+
+
+def test_convert_of_compressed_qcow2_equals_qemu_img_output(tmp_path: Path) -> None:
+    image = builders.converted("qcow2", options="compression_type=zstd", compress=True)
+    reference = builders.reference_raw(image, "qcow2")
+    out = tmp_path / "disk.raw"
+    proc = run("convert", str(image), str(out), "-O", "raw", "--progress")
+    assert proc.returncode == 0, proc.stderr
+    assert "100.00/100%" in proc.stderr
+    assert out.read_bytes() == reference.read_bytes()
+    assert out.stat().st_blocks * 512 < out.stat().st_size  # holes stay holes
