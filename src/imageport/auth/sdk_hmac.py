@@ -1,0 +1,149 @@
+"""Verify the vendor SDK's ``SDK-HMAC-SHA256`` request signature (IMS API).
+
+Learned from ``huaweicloudsdkcore/signer/signer.py`` (Apache-2.0) and the captures in
+``shared/spec/clients.md`` section 1. The client signs every header it set itself::
+
+    Authorization: SDK-HMAC-SHA256 Access=AK, SignedHeaders=host;x-sdk-date, Signature=hex
+
+    CanonicalRequest = METHOD \\n CanonicalURI \\n CanonicalQuery \\n CanonicalHeaders \\n
+                       SignedHeaders \\n PayloadHash
+    StringToSign     = "SDK-HMAC-SHA256" \\n X-Sdk-Date \\n hex(sha256(CanonicalRequest))
+    Signature        = hex(HMAC-SHA256(SK, StringToSign))          # raw SK, no key derivation
+
+The canonical URI always ends in ``/``; the payload hash is that of the empty string for an empty
+body, else the ``X-Sdk-Content-Sha256`` header (``UNSIGNED-PAYLOAD``) when sent, else sha256(body).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from urllib.parse import quote, unquote
+
+from imageport.auth.errors import (
+    INVALID_ACCESS_KEY,
+    INVALID_REQUEST,
+    MALFORMED,
+    MISMATCH,
+    SignatureError,
+)
+from imageport.auth.request import (
+    DEFAULT_MAX_SKEW,
+    EMPTY_SHA256,
+    MAX_AUTHORIZATION,
+    MAX_HEADER_VALUE,
+    MAX_PATH,
+    SignedRequest,
+    capped,
+    check_skew,
+    is_sha256_hex,
+    parse_basic_date,
+    query_items,
+    same,
+    signed_header_names,
+    split_auth_params,
+    utf8,
+)
+
+ALGORITHM = "SDK-HMAC-SHA256"
+_PREFIX = ALGORITHM + " "
+_CONTENT_HASH_HEADER = "x-sdk-content-sha256"
+
+
+def canonical_uri(raw_path: str) -> str:
+    """Each ``/`` segment decoded then re-encoded (only ``~`` kept), always ending in ``/``."""
+    capped(raw_path, MAX_PATH, "path")
+    uri = "/".join(quote(seg, safe="~") for seg in unquote(raw_path).split("/"))
+    return uri if uri.endswith("/") else uri + "/"
+
+
+def canonical_query(raw_query: str) -> str:
+    """Decoded ``(name, value)`` pairs sorted, re-encoded keeping only ``~``, joined by ``&``."""
+    pairs = sorted((unquote(k), unquote(v or "")) for k, v in query_items(raw_query))
+    return "&".join(f"{quote(k, safe='~')}={quote(v, safe='~')}" for k, v in pairs)
+
+
+def _body_is_empty(request: SignedRequest) -> bool:
+    """Without the body: HTTP says it is empty when Content-Length is 0 or no length is framed."""
+    length = request.header("content-length")
+    if length is not None:
+        return length.strip() == "0"
+    return request.header("transfer-encoding") is None
+
+
+def payload_hash(request: SignedRequest) -> str:
+    """The payload hash the client put in its canonical request."""
+    declared = request.header(_CONTENT_HASH_HEADER)
+    if request.body_sha256 is not None:
+        if request.body_sha256 == EMPTY_SHA256:
+            return EMPTY_SHA256
+        return declared if declared else request.body_sha256
+    if _body_is_empty(request):
+        return EMPTY_SHA256
+    if declared:
+        return declared
+    raise SignatureError(INVALID_REQUEST, "the body hash is needed to verify this request")
+
+
+def _parse_authorization(value: str) -> tuple[str, str, list[str], str]:
+    """``(access_key, signed_headers_text, signed_header_names, signature)``."""
+    capped(value, MAX_AUTHORIZATION, "Authorization")
+    if not value.startswith(_PREFIX):
+        raise SignatureError(MALFORMED, f"Authorization is not {ALGORITHM}")
+    params = split_auth_params(value[len(_PREFIX):])
+    if set(params) != {"Access", "SignedHeaders", "Signature"}:
+        raise SignatureError(MALFORMED, "need exactly Access, SignedHeaders and Signature")
+    access, signed, signature = params["Access"], params["SignedHeaders"], params["Signature"]
+    if not access or not is_sha256_hex(signature):
+        raise SignatureError(MALFORMED, "empty Access or bad Signature")
+    return access, signed, signed_header_names(signed), signature
+
+
+def string_to_sign(request: SignedRequest, signed_text: str, names: list[str], date: str) -> str:
+    """The SDK's StringToSign for ``request`` with the given signed headers and X-Sdk-Date."""
+    lines: list[str] = []
+    for name in names:
+        value = request.headers.get(name)
+        if value is None:
+            raise SignatureError(MISMATCH, f"signed header {name} is missing")
+        lines.append(f"{name}:{capped(value, MAX_HEADER_VALUE, name).strip()}\n")
+    canonical = "\n".join((
+        request.method.upper(),
+        canonical_uri(request.raw_path),
+        canonical_query(request.raw_query),
+        "".join(lines),
+        signed_text,
+        payload_hash(request),
+    ))
+    digest = hashlib.sha256(utf8(canonical)).hexdigest()
+    return f"{ALGORITHM}\n{date}\n{digest}"
+
+
+def verify(
+    request: SignedRequest,
+    secret_for: Callable[[str], str | None],
+    now: datetime,
+    *,
+    max_skew: timedelta = DEFAULT_MAX_SKEW,
+) -> str:
+    """Return the access key that signed ``request``; raise :class:`SignatureError` otherwise."""
+    try:
+        access, signed_text, names, signature = _parse_authorization(
+            capped(request.header("authorization"), MAX_AUTHORIZATION, "Authorization"))
+        if "x-sdk-date" not in names:
+            raise SignatureError(MALFORMED, "X-Sdk-Date is not signed")
+        date = capped(request.header("x-sdk-date"), 16, "X-Sdk-Date")
+        signed_at = parse_basic_date(date, "X-Sdk-Date")
+        secret = secret_for(access)
+        if secret is None:
+            raise SignatureError(INVALID_ACCESS_KEY, "unknown access key")
+        check_skew(signed_at, now, max_skew)
+        sts = string_to_sign(request, signed_text, names, date)
+    except (ValueError, OverflowError) as exc:
+        raise SignatureError(MALFORMED, "request cannot be canonicalised") from exc
+    expected = hmac.new(utf8(secret), utf8(sts), hashlib.sha256).hexdigest()
+    if not same(expected, signature):
+        raise SignatureError(MISMATCH, "signature does not match")
+    return access
