@@ -12,13 +12,13 @@ raises only :class:`~imageport.auth.errors.SignatureError`.
 from __future__ import annotations
 
 import hmac
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
 from types import MappingProxyType
 
-from imageport.auth.errors import MALFORMED, TOO_SKEWED, SignatureError
+from imageport.auth.errors import MALFORMED, MISMATCH, TOO_SKEWED, SignatureError
 
 MAX_AUTHORIZATION = 8 * 1024
 """Longest Authorization value parsed (bytes of text)."""
@@ -180,3 +180,17 @@ def signed_header_names(value: str) -> list[str]:
         if not name or name != name.lower() or len(name) > 128 or not name.isprintable():
             raise SignatureError(MALFORMED, "bad SignedHeaders list")
     return names
+
+
+def canonical_headers(
+    request: SignedRequest, names: list[str], normalize: Callable[[str], str]
+) -> str:
+    """``name:value\n`` for each signed header, values capped then ``normalize``d; a signed
+    header missing from the request is a signature mismatch."""
+    lines: list[str] = []
+    for name in names:
+        value = request.headers.get(name)
+        if value is None:
+            raise SignatureError(MISMATCH, f"signed header {name} is missing")
+        lines.append(f"{name}:{normalize(capped(value, MAX_HEADER_VALUE, name))}\n")
+    return "".join(lines)

@@ -33,9 +33,9 @@ from imageport.auth.request import (
     DEFAULT_MAX_SKEW,
     EMPTY_SHA256,
     MAX_AUTHORIZATION,
-    MAX_HEADER_VALUE,
     MAX_PATH,
     SignedRequest,
+    canonical_headers,
     capped,
     check_skew,
     is_sha256_hex,
@@ -103,17 +103,11 @@ def _parse_authorization(value: str) -> tuple[str, str, list[str], str]:
 
 def string_to_sign(request: SignedRequest, signed_text: str, names: list[str], date: str) -> str:
     """The SDK's StringToSign for ``request`` with the given signed headers and X-Sdk-Date."""
-    lines: list[str] = []
-    for name in names:
-        value = request.headers.get(name)
-        if value is None:
-            raise SignatureError(MISMATCH, f"signed header {name} is missing")
-        lines.append(f"{name}:{capped(value, MAX_HEADER_VALUE, name).strip()}\n")
     canonical = "\n".join((
         request.method.upper(),
         canonical_uri(request.raw_path),
         canonical_query(request.raw_query),
-        "".join(lines),
+        canonical_headers(request, names, str.strip),
         signed_text,
         payload_hash(request),
     ))

@@ -38,9 +38,9 @@ from imageport.auth.errors import (
 from imageport.auth.request import (
     DEFAULT_MAX_SKEW,
     MAX_AUTHORIZATION,
-    MAX_HEADER_VALUE,
     MAX_PATH,
     SignedRequest,
+    canonical_headers,
     capped,
     check_skew,
     is_sha256_hex,
@@ -152,17 +152,11 @@ def string_to_sign(
     request: SignedRequest, scope: str, signed_text: str, names: list[str], date: str
 ) -> str:
     """The SigV4 StringToSign for ``request``."""
-    lines: list[str] = []
-    for name in names:
-        value = request.headers.get(name)
-        if value is None:
-            raise SignatureError(MISMATCH, f"signed header {name} is missing")
-        lines.append(f"{name}:{_trim_all(capped(value, MAX_HEADER_VALUE, name))}\n")
     canonical = "\n".join((
         request.method.upper(),
         canonical_uri(request.raw_path),
         canonical_query(request.raw_query),
-        "".join(lines),
+        canonical_headers(request, names, _trim_all),
         signed_text,
         payload_hash(request),
     ))
