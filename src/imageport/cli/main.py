@@ -14,6 +14,7 @@ import sys
 from collections.abc import Sequence
 
 from imageport import __version__
+from imageport.cli import admin, remote, serve
 from imageport.errors import ImageportError, SourceError
 from imageport.formats.registry import FORMATS
 from imageport.reports.json_report import report_document
@@ -66,6 +67,10 @@ def _parser() -> argparse.ArgumentParser:
     rules = sub.add_parser("rules", help="list the rules imageport checks")
     rules.add_argument("--json", action="store_true")
     rules.add_argument("--markdown", action="store_true", help="print docs/rules.md")
+
+    # the service: `serve`, `admin`, and the client commands that talk to a running service
+    for module in (serve, admin, remote):
+        module.register(sub)
     return p
 
 
@@ -146,7 +151,8 @@ _COMMANDS = {
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
-        return _COMMANDS[args.command](args)
+        command = _COMMANDS.get(args.command) or args.func
+        return int(command(args))
     except SourceError as exc:
         sys.stderr.write(f"imageport: {exc}\n")
         return EXIT_UNREADABLE

@@ -1,0 +1,162 @@
+"""Who is calling: turn a request's signature or token into the caller's project.
+
+Accepted credentials (requirements: every API request is authenticated):
+
+* ``SDK-HMAC-SHA256`` signatures (the vendor SDK, image API), SigV4 and AWS/OBS v2 signatures
+  (S3 clients, bucket API), verified by :mod:`imageport.auth` against the key's secret;
+* ``X-Auth-Token`` tokens issued by the token endpoint (:func:`issue_token`).
+
+A request that changes something (not GET/HEAD) may not be replayed: the same signature seen
+twice inside the clock-skew window is refused. Every failure is :class:`Unauthenticated` with
+the verifier's code, so the API layers answer in their own dialect.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import timedelta
+
+from sqlalchemy import delete, insert, select
+
+from imageport.adapters.db.schema import tokens
+from imageport.auth import SignatureError, SignedRequest, detect_scheme, s3v2, sdk_hmac, sigv4
+from imageport.service.context import Services
+from imageport.service.errors import Unauthenticated
+from imageport.service.projects import active_key
+
+MAX_TOKEN = 512
+"""Longest X-Auth-Token value looked up."""
+REPLAY_MEMORY = 100_000
+"""Most signatures remembered for replay detection (oldest forgotten first)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """An authenticated caller."""
+
+    project_id: str
+    access_key: str
+
+
+class ReplayGuard:
+    """Remembers signatures of state-changing requests for the skew window."""
+
+    def __init__(self, window_seconds: float, capacity: int = REPLAY_MEMORY) -> None:
+        self._window = window_seconds
+        self._capacity = capacity
+        self._seen: OrderedDict[str, float] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def first_use(self, signature: str, now: float | None = None) -> bool:
+        """True the first time ``signature`` is seen inside the window, False on a replay."""
+        now = time.monotonic() if now is None else now
+        with self._lock:
+            while self._seen:
+                oldest, seen_at = next(iter(self._seen.items()))
+                if now - seen_at <= 2 * self._window and len(self._seen) < self._capacity:
+                    break
+                del self._seen[oldest]
+            if signature in self._seen:
+                return False
+            self._seen[signature] = now
+            return True
+
+
+_GUARDS: dict[int, ReplayGuard] = {}
+_GUARDS_LOCK = threading.Lock()
+
+
+def _guard(services: Services) -> ReplayGuard:
+    with _GUARDS_LOCK:
+        guard = _GUARDS.get(id(services))
+        if guard is None:
+            guard = _GUARDS[id(services)] = ReplayGuard(services.settings.max_skew_seconds)
+        return guard
+
+
+def _secret_for(services: Services) -> tuple[dict[str, str], Callable[[str], str | None]]:
+    projects: dict[str, str] = {}
+
+    def secret_for(access: str) -> str | None:
+        key = active_key(services, access)
+        if key is None:
+            return None
+        projects[access] = key.project_id
+        return key.secret_key
+
+    return projects, secret_for
+
+
+def authenticate(
+    services: Services,
+    request: SignedRequest,
+    *,
+    schemes: frozenset[str],
+    virtual_bucket: str | None = None,
+) -> Principal:
+    """The caller of ``request`` if it carries a valid credential of one of ``schemes``
+    (``"sdk-hmac"``, ``"sigv4"``, ``"s3v2"``, ``"token"``); :class:`Unauthenticated` otherwise."""
+    token = request.header("x-auth-token")
+    scheme = detect_scheme(request.headers)
+    if scheme is None and token is not None and "token" in schemes:
+        return _from_token(services, token)
+    if scheme is None:
+        raise Unauthenticated("AccessDenied", "the request is not signed and carries no token")
+    if scheme not in schemes:
+        raise Unauthenticated("AccessDenied", f"{scheme} signatures are not accepted here")
+    projects, secret_for = _secret_for(services)
+    now = services.clock()
+    skew = timedelta(seconds=services.settings.max_skew_seconds)
+    try:
+        if scheme == "sdk-hmac":
+            access = sdk_hmac.verify(request, secret_for, now, max_skew=skew)
+        elif scheme == "sigv4":
+            access = sigv4.verify(request, secret_for, now, max_skew=skew)
+        else:
+            access = s3v2.verify(request, secret_for, now, max_skew=skew,
+                                 virtual_bucket=virtual_bucket)
+    except SignatureError as exc:
+        raise Unauthenticated(exc.code, exc.message) from exc
+    if request.method not in ("GET", "HEAD") and scheme == "sdk-hmac":
+        auth = request.header("authorization") or ""
+        if not _guard(services).first_use(auth):
+            raise Unauthenticated("ReplayedRequest",
+                                  "this signed request was already used; sign it again")
+    return Principal(projects[access], access)
+
+
+def _token_digest(token: str) -> str:
+    return hashlib.sha256(token.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def _from_token(services: Services, token: str) -> Principal:
+    if not token or len(token) > MAX_TOKEN:
+        raise Unauthenticated("InvalidToken", "the token is malformed")
+    with services.db.connect() as conn:
+        row = conn.execute(select(tokens).where(
+            tokens.c.token_sha256 == _token_digest(token))).first()
+    if row is None or row.expires_at < services.clock().timestamp():
+        raise Unauthenticated("InvalidToken", "the token is unknown or has expired")
+    if active_key(services, row.access_key) is None:
+        raise Unauthenticated("InvalidToken", "the key that issued this token was revoked")
+    return Principal(row.project_id, row.access_key)
+
+
+def issue_token(services: Services, principal: Principal) -> tuple[str, float]:
+    """A new token for ``principal`` and its expiry (epoch seconds); expired ones are purged."""
+    token = "IPT" + secrets.token_urlsafe(48)
+    now = services.clock().timestamp()
+    expires = now + services.settings.token_lifetime_seconds
+    with services.db.begin() as conn:
+        conn.execute(delete(tokens).where(tokens.c.expires_at < now))
+        conn.execute(insert(tokens).values(token_sha256=_token_digest(token),
+                                           project_id=principal.project_id,
+                                           access_key=principal.access_key,
+                                           expires_at=expires))
+    return token, expires

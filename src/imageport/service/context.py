@@ -1,0 +1,31 @@
+"""The one object every use case receives: settings, database and the ports' implementations."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from sqlalchemy import Engine
+
+from imageport.service.clock import utc_now
+from imageport.service.ports import ImageConverter, JobQueue, ObjectStore
+from imageport.settings import Settings
+
+
+@dataclass(slots=True)
+class Services:
+    """Built once by :func:`imageport.wiring.build_services`; tests build their own."""
+
+    settings: Settings
+    db: Engine
+    store: ObjectStore
+    converter: ImageConverter
+    #: set by the wiring once the queue (which needs the services to run jobs) exists
+    queue: JobQueue | None = None
+    clock: Callable[[], datetime] = field(default=utc_now)
+
+    def submit_job(self, job_id: str) -> None:
+        """Hand a job to the queue (jobs stay INIT in the database when none is running)."""
+        if self.queue is not None:
+            self.queue.submit(job_id)

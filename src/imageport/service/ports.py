@@ -1,0 +1,159 @@
+"""The interfaces (ports) the service layer works through, and the records they exchange.
+
+The service never names an adapter: :mod:`imageport.wiring` picks one implementation of each
+port from the settings. Today that is the local object store (files + the database), a thread
+job queue in the ``serve`` process, and qemu-img run as a limited subprocess; an S3-backed store
+or remote workers plug in here without touching ``service/``.
+
+* :class:`ObjectStore`: buckets, objects and multipart uploads (the S3 API's backend, and where
+  the import job reads uploaded files from).
+* :class:`JobQueue`: runs queued jobs somewhere, at most ``workers`` at a time.
+* :class:`ImageConverter`: converts an image file to the stored format (qemu-img).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import BinaryIO, Protocol
+
+
+@dataclass(frozen=True, slots=True)
+class BucketInfo:
+    name: str
+    project_id: str
+    storage_class: str
+    location: str
+    created_at: str
+
+
+@dataclass(frozen=True, slots=True)
+class ObjectInfo:
+    bucket: str
+    key: str
+    size: int
+    #: quoted S3 ETag: ``"<md5 hex>"``, or ``"<md5 of part md5s>-N"`` for multipart objects
+    etag: str
+    sha256: str
+    content_type: str
+    storage_class: str
+    created_at: str
+    metadata: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class UploadInfo:
+    upload_id: str
+    bucket: str
+    key: str
+    content_type: str
+    storage_class: str
+    created_at: str
+    metadata: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class PartInfo:
+    number: int
+    size: int
+    etag: str
+    created_at: str
+
+
+@dataclass(frozen=True, slots=True)
+class StagedFile:
+    """A file written completely (and fsynced) into the store's scratch space, with its digests.
+
+    The API layer streams a request body into :meth:`ObjectStore.staging_path`, computing the
+    digests as it goes, then hands the result to :meth:`ObjectStore.commit_object` or
+    :meth:`ObjectStore.commit_part`, which move it into place atomically.
+    """
+
+    path: Path
+    size: int
+    md5_hex: str
+    sha256_hex: str
+
+
+class ObjectStore(Protocol):
+    """Buckets, objects and multipart uploads. Project ownership is recorded, not enforced, here:
+    the service layer checks that a caller's project owns the bucket before calling."""
+
+    def staging_path(self) -> Path:
+        """A fresh path in scratch space on the same filesystem as the objects."""
+        ...
+
+    def create_bucket(self, name: str, project_id: str, storage_class: str,
+                      location: str) -> BucketInfo: ...
+    def get_bucket(self, name: str) -> BucketInfo | None: ...
+    def list_buckets(self, project_id: str) -> Sequence[BucketInfo]: ...
+    def delete_bucket(self, name: str) -> None:
+        """Raises :class:`~imageport.service.errors.Conflict` (``BucketNotEmpty``) if not empty."""
+        ...
+
+    def commit_object(self, bucket: str, key: str, staged: StagedFile, *, content_type: str,
+                      storage_class: str, metadata: Mapping[str, str]) -> ObjectInfo:
+        """Make ``staged`` the object ``bucket/key`` (replacing any), visible only once durable."""
+        ...
+
+    def get_object(self, bucket: str, key: str) -> ObjectInfo | None: ...
+    def open_object(self, bucket: str, key: str) -> BinaryIO:
+        """The object's bytes, opened read-only (seekable)."""
+        ...
+
+    def local_path(self, bucket: str, key: str) -> AbstractContextManager[Path]:
+        """A read-only local file holding the object (the object itself for the local store, a
+        downloaded copy for a remote one) for as long as the context lasts."""
+        ...
+
+    def delete_object(self, bucket: str, key: str) -> bool: ...
+    def list_objects(self, bucket: str, *, prefix: str = "", start_after: str = "",
+                     limit: int = 1000) -> Sequence[ObjectInfo]:
+        """Objects with keys starting with ``prefix`` and sorting after ``start_after``, in key
+        order, at most ``limit``."""
+        ...
+
+    def create_upload(self, bucket: str, key: str, *, content_type: str, storage_class: str,
+                      metadata: Mapping[str, str]) -> UploadInfo: ...
+    def get_upload(self, upload_id: str) -> UploadInfo | None: ...
+    def list_uploads(self, bucket: str, *, prefix: str = "") -> Sequence[UploadInfo]: ...
+    def commit_part(self, upload_id: str, number: int, staged: StagedFile) -> PartInfo: ...
+    def list_parts(self, upload_id: str) -> Sequence[PartInfo]: ...
+    def complete_upload(self, upload_id: str, parts: Sequence[tuple[int, str]]) -> ObjectInfo:
+        """Join the named ``(number, etag)`` parts into the object; raises RequestInvalid with
+        ``InvalidPart``, ``InvalidPartOrder`` or ``EntityTooSmall`` as S3 does."""
+        ...
+
+    def abort_upload(self, upload_id: str) -> None: ...
+
+    def iter_blobs_in_use(self) -> Iterator[Path]:
+        """Every file the store's records point at (for cleaning orphans at start-up)."""
+        ...
+
+
+class JobQueue(Protocol):
+    """Runs jobs by id; the job's state lives in the database, not in the queue."""
+
+    def submit(self, job_id: str) -> None: ...
+    def start(self) -> None: ...
+    def stop(self, timeout: float = 10.0) -> None: ...
+
+
+class ImageConverter(Protocol):
+    """Converts an image file, already checked, to the stored format."""
+
+    def convert(
+        self,
+        source: Path,
+        source_format: str,
+        target: Path,
+        target_format: str,
+        *,
+        progress: Callable[[float], None],
+        cancelled: Callable[[], bool],
+    ) -> None:
+        """Write ``target`` from ``source`` (format pinned, no backing file, source read-only).
+        ``progress`` receives 0..100; returns early with an error when ``cancelled()``."""
+        ...

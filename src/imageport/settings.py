@@ -1,0 +1,121 @@
+"""Settings of the import service, with embedded defaults that run on one machine.
+
+Every setting has a default; ``IMAGEPORT_<NAME>`` environment variables override them and the
+``imageport serve`` flags override those. :func:`load_settings` is the one place they are read.
+
+============================ ======================================== =========================
+setting                      meaning                                  default
+============================ ======================================== =========================
+``data_dir``                 database, buckets, images, temp files    ``$XDG_DATA_HOME/imageport``
+``database_url``             SQLAlchemy URL (sqlite or postgresql)    SQLite in ``data_dir``
+``host``                     address both APIs listen on              ``127.0.0.1``
+``port`` / ``s3_port``       image API port / bucket API port         8080 / 8081
+``region``                   the region name this service serves      ``local-1``
+``import_enabled``           False: the region refuses file import    True
+``stored_format``            format images are stored in              ``qcow2``
+``workers``                  jobs run at the same time                2
+``worker_memory_bytes``      address-space limit of a job's processes 2 GiB
+``worker_cpu_seconds``       CPU-time limit of each job process       3600
+``max_skew_seconds``         accepted clock difference of signatures  900
+============================ ======================================== =========================
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from imageport.limits import GiB, TiB
+
+STORED_FORMATS = ("qcow2", "raw")
+"""Formats the service can store images in (``zvhd2`` arrives with fast import)."""
+
+
+def default_data_dir(env: Mapping[str, str] | None = None) -> Path:
+    """The per-user data folder: ``$XDG_DATA_HOME/imageport`` or ``~/.local/share/imageport``."""
+    env = os.environ if env is None else env
+    base = env.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "imageport"
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """Everything the service needs to know about its installation (see the module docstring)."""
+
+    data_dir: Path = field(default_factory=default_data_dir)
+    database_url: str | None = None
+    host: str = "127.0.0.1"
+    port: int = 8080
+    s3_port: int = 8081
+    region: str = "local-1"
+    import_enabled: bool = True
+    stored_format: str = "qcow2"
+    workers: int = 2
+    worker_memory_bytes: int = 2 * GiB
+    worker_cpu_seconds: int = 3600
+    worker_file_bytes: int = 2 * TiB
+    max_skew_seconds: int = 900
+    #: Files larger than this need fast import (requirements W4, IMG-SIZE).
+    normal_import_max_bytes: int = 128 * GiB
+    #: Nothing larger than this is imported at all (IMG-SIZE).
+    import_max_bytes: int = 1 * TiB
+    token_lifetime_seconds: int = 24 * 3600
+
+    @property
+    def db_url(self) -> str:
+        """The database URL actually used (SQLite in the data dir unless one is set)."""
+        return self.database_url or f"sqlite:///{self.data_dir / 'imageport.db'}"
+
+    @property
+    def objects_dir(self) -> Path:
+        return self.data_dir / "objects"
+
+    @property
+    def uploads_dir(self) -> Path:
+        return self.data_dir / "uploads"
+
+    @property
+    def images_dir(self) -> Path:
+        return self.data_dir / "images"
+
+    @property
+    def tmp_dir(self) -> Path:
+        """Scratch space; emptied when the service starts (nothing in it is ever live state)."""
+        return self.data_dir / "tmp"
+
+
+_BOOL = {"1": True, "true": True, "yes": True, "0": False, "false": False, "no": False}
+
+
+def _coerce(name: str, kind: object, raw: str) -> object:
+    if kind in ("int", int):
+        return int(raw)
+    if kind in ("bool", bool):
+        if raw.lower() not in _BOOL:
+            raise ValueError(f"IMAGEPORT_{name.upper()} must be true or false, not {raw!r}")
+        return _BOOL[raw.lower()]
+    if kind in ("Path", Path):
+        return Path(raw)
+    return raw
+
+
+def load_settings(
+    env: Mapping[str, str] | None = None, **overrides: object
+) -> Settings:
+    """Defaults, then ``IMAGEPORT_*`` variables from ``env``, then non-None ``overrides``."""
+    env = os.environ if env is None else env
+    values: dict[str, object] = {}
+    for f in dataclasses.fields(Settings):
+        raw = env.get(f"IMAGEPORT_{f.name.upper()}")
+        if raw is not None:
+            values[f.name] = _coerce(f.name, f.type, raw)
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    if "data_dir" in values:
+        values["data_dir"] = Path(str(values["data_dir"]))
+    settings = Settings(**values)  # type: ignore[arg-type]
+    if settings.stored_format not in STORED_FORMATS:
+        raise ValueError(f"stored_format must be one of {', '.join(STORED_FORMATS)}")
+    return settings
