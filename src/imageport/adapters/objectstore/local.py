@@ -1,0 +1,489 @@
+"""The local object store: object data as files on this machine, records in the service database.
+
+Layout under the data dir (``Settings``)::
+
+    objects/<blob>                 one file per object; <blob> is random, never derived from a key
+    uploads/<upload_id>/<blob>     one file per uploaded part of a multipart upload
+    tmp/stage-<id>                 bodies being received, objects being assembled
+
+Records live in the ``buckets``, ``objects``, ``uploads`` and ``parts`` tables.
+
+Durability and atomicity, in this order for every write:
+
+1. the new data is written completely to a staged file in ``tmp/`` and fsynced (by the caller,
+   or here when parts are joined);
+2. the file is renamed to a fresh random name in its final directory, and the directory fsynced;
+3. the row pointing at it is committed (replacing the old row in the same transaction);
+4. only then is the replaced file removed.
+
+A reader therefore sees the old object or the new one, never a mix; a crash leaves at worst an
+unreferenced file, which :meth:`LocalObjectStore.iter_blobs_in_use` lets start-up remove. Parts
+are files plus rows too, so multipart uploads survive restarts and clients can resume them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import shutil
+from collections.abc import Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, BinaryIO
+
+from sqlalchemy import Engine, delete, func, insert, select
+from sqlalchemy.exc import IntegrityError
+
+from imageport.adapters.db.schema import buckets, objects, parts, uploads
+from imageport.limits import MiB
+from imageport.service.clock import new_id, time_text, utc_now
+from imageport.service.errors import Conflict, NotFound, RequestInvalid
+from imageport.service.ports import BucketInfo, ObjectInfo, PartInfo, StagedFile, UploadInfo
+
+MIN_PART_SIZE = 5 * MiB
+"""Smallest part allowed, except the last one (S3's rule)."""
+MAX_PARTS = 10_000
+"""Most parts one upload may be completed from (S3's rule)."""
+COPY_CHUNK = 8 * MiB
+"""Bytes moved per system call while joining parts."""
+MAX_LIST = 10_000
+"""Most rows one list call returns."""
+
+
+def fsync_dir(path: Path) -> None:
+    """Make a rename or unlink inside ``path`` durable."""
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def strip_etag(etag: str) -> str:
+    """An ETag as clients send it (quoted, unquoted, with surrounding spaces) without quotes."""
+    return etag.strip().strip('"').strip()
+
+
+def multipart_etag(md5_hexes: Sequence[str]) -> str:
+    """S3's multipart ETag: ``"md5(concat(binary part md5s))-N"`` (quoted)."""
+    joined = b"".join(bytes.fromhex(h) for h in md5_hexes)
+    return f'"{hashlib.md5(joined).hexdigest()}-{len(md5_hexes)}"'  # noqa: S324 - S3 format
+
+
+def _no_such_upload(upload_id: str) -> NotFound:
+    return NotFound("NoSuchUpload", f"upload {upload_id!r} does not exist (completed or aborted?)")
+
+
+def _no_such_bucket(name: str) -> NotFound:
+    return NotFound("NoSuchBucket", f"bucket {name!r} does not exist")
+
+
+def _copy_range(src: int, dst: int, size: int) -> None:
+    """Append ``size`` bytes of ``src`` (from offset 0) to ``dst``, in the kernel when possible
+    (``copy_file_range`` clones blocks on reflink filesystems), else through a buffer."""
+    offset = 0
+    if hasattr(os, "copy_file_range"):
+        try:
+            while offset < size:
+                moved = os.copy_file_range(src, dst, min(COPY_CHUNK * 8, size - offset),
+                                           offset_src=offset)
+                if moved == 0:
+                    break
+                offset += moved
+        except OSError:
+            pass  # EXDEV, ENOSYS, EINVAL ...: finish with plain reads and writes
+    while offset < size:
+        data = os.pread(src, min(COPY_CHUNK, size - offset), offset)
+        if not data:
+            break
+        written = 0
+        while written < len(data):
+            written += os.write(dst, data[written:])
+        offset += len(data)
+    if offset != size:
+        raise RequestInvalid("InvalidPart", "a stored part is shorter than recorded")
+
+
+def _hash_range(fd: int, size: int, digest: Any) -> None:
+    """Feed ``size`` bytes of ``fd`` (from offset 0) to ``digest`` (runs beside the copy)."""
+    offset = 0
+    while offset < size:
+        data = os.pread(fd, min(COPY_CHUNK, size - offset), offset)
+        if not data:
+            break
+        digest.update(data)
+        offset += len(data)
+
+
+class LocalObjectStore:
+    """:class:`~imageport.service.ports.ObjectStore` on local files and the service database."""
+
+    def __init__(self, settings: Any, engine: Engine) -> None:
+        self._db = engine
+        self._objects: Path = settings.objects_dir
+        self._uploads: Path = settings.uploads_dir
+        self._tmp: Path = settings.tmp_dir
+        for folder in (self._objects, self._uploads, self._tmp):
+            folder.mkdir(parents=True, exist_ok=True)
+        # S3 lists keys in binary (UTF-8 byte) order: SQLite's default; PostgreSQL needs "C".
+        self._key = (objects.c.key.collate("C") if engine.dialect.name == "postgresql"
+                     else objects.c.key)
+
+    # -- scratch -----------------------------------------------------------------------------
+
+    def staging_path(self) -> Path:
+        return self._tmp / f"stage-{new_id()}"
+
+    @staticmethod
+    def _now() -> str:
+        return time_text(utc_now())
+
+    # -- buckets -----------------------------------------------------------------------------
+
+    def create_bucket(self, name: str, project_id: str, storage_class: str,
+                      location: str) -> BucketInfo:
+        info = BucketInfo(name, project_id, storage_class, location, self._now())
+        try:
+            with self._db.begin() as conn:
+                conn.execute(insert(buckets).values(
+                    name=name, project_id=project_id, storage_class=storage_class,
+                    location=location, created_at=info.created_at))
+        except IntegrityError as exc:
+            raise Conflict("BucketAlreadyExists", f"bucket {name!r} already exists") from exc
+        return info
+
+    def get_bucket(self, name: str) -> BucketInfo | None:
+        with self._db.connect() as conn:
+            row = conn.execute(select(buckets).where(buckets.c.name == name)).first()
+        if row is None:
+            return None
+        return BucketInfo(row.name, row.project_id, row.storage_class, row.location,
+                          row.created_at)
+
+    def list_buckets(self, project_id: str) -> Sequence[BucketInfo]:
+        with self._db.connect() as conn:
+            rows = conn.execute(select(buckets).where(buckets.c.project_id == project_id)
+                                .order_by(buckets.c.name)).all()
+        return [BucketInfo(r.name, r.project_id, r.storage_class, r.location, r.created_at)
+                for r in rows]
+
+    def delete_bucket(self, name: str) -> None:
+        """Delete an empty bucket, aborting its unfinished multipart uploads."""
+        try:
+            with self._db.begin() as conn:
+                if conn.execute(select(objects.c.key).where(objects.c.bucket == name)
+                                .limit(1)).first() is not None:
+                    raise Conflict("BucketNotEmpty", f"bucket {name!r} is not empty")
+                ids = list(conn.execute(select(uploads.c.id).where(uploads.c.bucket == name))
+                           .scalars())
+                if ids:
+                    conn.execute(delete(parts).where(parts.c.upload_id.in_(ids)))
+                    conn.execute(delete(uploads).where(uploads.c.id.in_(ids)))
+                gone = conn.execute(delete(buckets).where(buckets.c.name == name)).rowcount
+                if not gone:
+                    raise _no_such_bucket(name)
+        except IntegrityError as exc:  # an object arrived meanwhile
+            raise Conflict("BucketNotEmpty", f"bucket {name!r} is not empty") from exc
+        for upload_id in ids:
+            shutil.rmtree(self._uploads / upload_id, ignore_errors=True)
+
+    # -- objects -----------------------------------------------------------------------------
+
+    @staticmethod
+    def _object_info(row: Any) -> ObjectInfo:
+        return ObjectInfo(row.bucket, row.key, row.size, row.etag, row.sha256, row.content_type,
+                          row.storage_class, row.created_at, dict(row.metadata or {}))
+
+    def _place(self, source: Path) -> str:
+        """Rename ``source`` to a fresh blob in ``objects/`` durably; its name."""
+        blob = new_id()
+        os.replace(source, self._objects / blob)
+        fsync_dir(self._objects)
+        return blob
+
+    def _publish(self, conn: Any, info: ObjectInfo, blob: str) -> str | None:
+        """Insert the row of ``info`` (replacing any), inside ``conn``'s transaction; the
+        replaced object's blob name, if any. The DELETE comes first so that SQLite takes the
+        write lock before anything is read."""
+        old = conn.execute(delete(objects).where(
+            (objects.c.bucket == info.bucket) & (objects.c.key == info.key))
+            .returning(objects.c.blob)).scalar_one_or_none()
+        conn.execute(insert(objects).values(
+            bucket=info.bucket, key=info.key, size=info.size, etag=info.etag,
+            sha256=info.sha256, content_type=info.content_type,
+            storage_class=info.storage_class, metadata=dict(info.metadata), blob=blob,
+            created_at=info.created_at))
+        return old  # type: ignore[no-any-return]
+
+    def commit_object(self, bucket: str, key: str, staged: StagedFile, *, content_type: str,
+                      storage_class: str, metadata: Mapping[str, str]) -> ObjectInfo:
+        info = ObjectInfo(bucket, key, staged.size, f'"{staged.md5_hex}"', staged.sha256_hex,
+                          content_type, storage_class, self._now(), dict(metadata))
+        blob = self._place(staged.path)
+        try:
+            with self._db.begin() as conn:
+                old = self._publish(conn, info, blob)
+        except IntegrityError as exc:
+            (self._objects / blob).unlink(missing_ok=True)
+            raise _no_such_bucket(bucket) from exc
+        except BaseException:
+            (self._objects / blob).unlink(missing_ok=True)
+            raise
+        if old:
+            (self._objects / old).unlink(missing_ok=True)
+        return info
+
+    def _object_row(self, bucket: str, key: str) -> Any:
+        with self._db.connect() as conn:
+            return conn.execute(select(objects).where(
+                (objects.c.bucket == bucket) & (objects.c.key == key))).first()
+
+    def get_object(self, bucket: str, key: str) -> ObjectInfo | None:
+        row = self._object_row(bucket, key)
+        return None if row is None else self._object_info(row)
+
+    def _open_blob(self, bucket: str, key: str) -> tuple[Any, int]:
+        """An fd on the object's current file, retrying if it is replaced while we look."""
+        for _ in range(5):
+            row = self._object_row(bucket, key)
+            if row is None:
+                break
+            try:
+                return row, os.open(self._objects / row.blob, os.O_RDONLY)
+            except FileNotFoundError:
+                continue  # replaced between the SELECT and the open: read the new row
+        raise NotFound("NoSuchKey", f"object {key!r} does not exist in bucket {bucket!r}")
+
+    def open_object(self, bucket: str, key: str) -> BinaryIO:
+        _row, fd = self._open_blob(bucket, key)
+        return os.fdopen(fd, "rb")
+
+    def open_object_with_info(self, bucket: str, key: str) -> tuple[ObjectInfo, BinaryIO]:
+        """The object's record and its bytes, guaranteed to belong together."""
+        row, fd = self._open_blob(bucket, key)
+        return self._object_info(row), os.fdopen(fd, "rb")
+
+    @contextlib.contextmanager
+    def local_path(self, bucket: str, key: str) -> Iterator[Path]:
+        """The object's own file, as a hard link in ``tmp/`` (no copy): it stays valid for the
+        whole context even if the object is replaced or deleted meanwhile."""
+        link = self._tmp / f"link-{new_id()}"
+        for _ in range(5):
+            row = self._object_row(bucket, key)
+            if row is None:
+                break
+            try:
+                os.link(self._objects / row.blob, link)
+            except FileNotFoundError:
+                continue
+            try:
+                yield link
+            finally:
+                link.unlink(missing_ok=True)
+            return
+        raise NotFound("NoSuchKey", f"object {key!r} does not exist in bucket {bucket!r}")
+
+    def delete_object(self, bucket: str, key: str) -> bool:
+        with self._db.begin() as conn:
+            old = conn.execute(delete(objects).where(
+                (objects.c.bucket == bucket) & (objects.c.key == key))
+                .returning(objects.c.blob)).scalar_one_or_none()
+        if old is None:
+            return False
+        (self._objects / old).unlink(missing_ok=True)
+        return True
+
+    def list_objects(self, bucket: str, *, prefix: str = "", start_after: str = "",
+                     limit: int = 1000) -> Sequence[ObjectInfo]:
+        query = select(objects).where(objects.c.bucket == bucket)
+        if prefix:
+            # substr, not LIKE: SQLite's LIKE ignores ASCII case.
+            query = query.where(self._key >= prefix,
+                                func.substr(objects.c.key, 1, len(prefix)) == prefix)
+        if start_after:
+            query = query.where(self._key > start_after)
+        query = query.order_by(self._key).limit(max(0, min(limit, MAX_LIST)))
+        with self._db.connect() as conn:
+            return [self._object_info(r) for r in conn.execute(query)]
+
+    # -- multipart uploads -------------------------------------------------------------------
+
+    @staticmethod
+    def _upload_info(row: Any) -> UploadInfo:
+        return UploadInfo(row.id, row.bucket, row.key, row.content_type, row.storage_class,
+                          row.created_at, dict(row.metadata or {}))
+
+    def create_upload(self, bucket: str, key: str, *, content_type: str, storage_class: str,
+                      metadata: Mapping[str, str]) -> UploadInfo:
+        info = UploadInfo(new_id(), bucket, key, content_type, storage_class, self._now(),
+                          dict(metadata))
+        folder = self._uploads / info.upload_id
+        folder.mkdir()
+        fsync_dir(self._uploads)
+        try:
+            with self._db.begin() as conn:
+                conn.execute(insert(uploads).values(
+                    id=info.upload_id, bucket=bucket, key=key, content_type=content_type,
+                    storage_class=storage_class, metadata=dict(metadata),
+                    created_at=info.created_at))
+        except IntegrityError as exc:
+            shutil.rmtree(folder, ignore_errors=True)
+            raise _no_such_bucket(bucket) from exc
+        return info
+
+    def get_upload(self, upload_id: str) -> UploadInfo | None:
+        with self._db.connect() as conn:
+            row = conn.execute(select(uploads).where(uploads.c.id == upload_id)).first()
+        return None if row is None else self._upload_info(row)
+
+    def list_uploads(self, bucket: str, *, prefix: str = "") -> Sequence[UploadInfo]:
+        query = select(uploads).where(uploads.c.bucket == bucket)
+        if prefix:
+            query = query.where(func.substr(uploads.c.key, 1, len(prefix)) == prefix)
+        key = uploads.c.key.collate("C") if self._db.dialect.name == "postgresql" else uploads.c.key
+        query = query.order_by(key, uploads.c.created_at).limit(MAX_LIST)
+        with self._db.connect() as conn:
+            return [self._upload_info(r) for r in conn.execute(query)]
+
+    def commit_part(self, upload_id: str, number: int, staged: StagedFile) -> PartInfo:
+        folder = self._uploads / upload_id
+        blob = new_id()
+        try:
+            os.replace(staged.path, folder / blob)
+        except FileNotFoundError as exc:  # the upload's folder is gone: aborted or completed
+            raise _no_such_upload(upload_id) from exc
+        fsync_dir(folder)
+        info = PartInfo(number, staged.size, f'"{staged.md5_hex}"', self._now())
+        try:
+            with self._db.begin() as conn:
+                old = conn.execute(delete(parts).where(
+                    (parts.c.upload_id == upload_id) & (parts.c.number == number))
+                    .returning(parts.c.blob)).scalar_one_or_none()
+                conn.execute(insert(parts).values(
+                    upload_id=upload_id, number=number, size=info.size, etag=info.etag,
+                    blob=blob, created_at=info.created_at))
+        except IntegrityError as exc:
+            (folder / blob).unlink(missing_ok=True)
+            raise _no_such_upload(upload_id) from exc
+        except BaseException:
+            (folder / blob).unlink(missing_ok=True)
+            raise
+        if old:
+            (folder / old).unlink(missing_ok=True)
+        return info
+
+    def _part_rows(self, upload_id: str) -> list[Any]:
+        with self._db.connect() as conn:
+            return list(conn.execute(select(parts).where(parts.c.upload_id == upload_id)
+                                     .order_by(parts.c.number)))
+
+    def list_parts(self, upload_id: str) -> Sequence[PartInfo]:
+        return [PartInfo(r.number, r.size, r.etag, r.created_at)
+                for r in self._part_rows(upload_id)]
+
+    def _chosen_parts(self, upload_id: str, wanted: Sequence[tuple[int, str]]) -> list[Any]:
+        """The stored rows named by the client's ``(number, etag)`` list, checked as S3 does."""
+        if not wanted:
+            raise RequestInvalid("MalformedXML", "the Complete request names no parts")
+        if len(wanted) > MAX_PARTS:
+            raise RequestInvalid("MalformedXML", f"more than {MAX_PARTS} parts")
+        stored = {r.number: r for r in self._part_rows(upload_id)}
+        chosen: list[Any] = []
+        previous = 0
+        for number, etag in wanted:
+            if number <= previous:
+                raise RequestInvalid("InvalidPartOrder",
+                                     "parts must be listed in ascending order of part number")
+            previous = number
+            row = stored.get(number)
+            if row is None or strip_etag(row.etag) != strip_etag(etag):
+                raise RequestInvalid("InvalidPart",
+                                     f"part {number} was not uploaded or its ETag differs")
+            chosen.append(row)
+        for row in chosen[:-1]:
+            if row.size < MIN_PART_SIZE:
+                raise RequestInvalid("EntityTooSmall",
+                                     f"part {row.number} is {row.size} bytes; every part but "
+                                     f"the last must be at least {MIN_PART_SIZE}")
+        return chosen
+
+    def _join_parts(self, upload_id: str, chosen: Sequence[Any], target: Path) -> str:
+        """Write the parts one after another into ``target`` (fsynced); the sha256 hex of the
+        whole. Each part is copied in the kernel while a second thread hashes the same fd."""
+        folder = self._uploads / upload_id
+        digest = hashlib.sha256()
+        out = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            with ThreadPoolExecutor(1, thread_name_prefix="imageport-hash") as hasher:
+                for row in chosen:
+                    try:
+                        src = os.open(folder / row.blob, os.O_RDONLY)
+                    except FileNotFoundError as exc:
+                        raise RequestInvalid("InvalidPart",
+                                             f"part {row.number} was replaced or removed; "
+                                             "list the parts and complete again") from exc
+                    try:
+                        hashed = hasher.submit(_hash_range, src, row.size, digest)
+                        try:
+                            _copy_range(src, out, row.size)
+                        finally:
+                            hashed.result()
+                    finally:
+                        os.close(src)
+            os.fsync(out)
+        finally:
+            os.close(out)
+        return digest.hexdigest()
+
+    def complete_upload(self, upload_id: str, parts_wanted: Sequence[tuple[int, str]]
+                        ) -> ObjectInfo:
+        upload = self.get_upload(upload_id)
+        if upload is None:
+            raise _no_such_upload(upload_id)
+        chosen = self._chosen_parts(upload_id, parts_wanted)
+        staged = self.staging_path()
+        try:
+            sha256 = self._join_parts(upload_id, chosen, staged)
+            blob = self._place(staged)
+        finally:
+            staged.unlink(missing_ok=True)
+        info = ObjectInfo(upload.bucket, upload.key, sum(r.size for r in chosen),
+                          multipart_etag([strip_etag(r.etag) for r in chosen]), sha256,
+                          upload.content_type, upload.storage_class, self._now(),
+                          dict(upload.metadata))
+        try:
+            with self._db.begin() as conn:
+                old = self._publish(conn, info, blob)
+                conn.execute(delete(parts).where(parts.c.upload_id == upload_id))
+                if not conn.execute(delete(uploads).where(uploads.c.id == upload_id)).rowcount:
+                    raise _no_such_upload(upload_id)  # completed or aborted meanwhile
+        except IntegrityError as exc:
+            (self._objects / blob).unlink(missing_ok=True)
+            raise _no_such_bucket(upload.bucket) from exc
+        except BaseException:
+            (self._objects / blob).unlink(missing_ok=True)
+            raise
+        if old:
+            (self._objects / old).unlink(missing_ok=True)
+        shutil.rmtree(self._uploads / upload_id, ignore_errors=True)
+        return info
+
+    def abort_upload(self, upload_id: str) -> None:
+        with self._db.begin() as conn:
+            conn.execute(delete(parts).where(parts.c.upload_id == upload_id))
+            if not conn.execute(delete(uploads).where(uploads.c.id == upload_id)).rowcount:
+                raise _no_such_upload(upload_id)
+        shutil.rmtree(self._uploads / upload_id, ignore_errors=True)
+
+    # -- housekeeping ------------------------------------------------------------------------
+
+    def iter_blobs_in_use(self) -> Iterator[Path]:
+        with self._db.connect() as conn:
+            for blob in conn.execute(select(objects.c.blob)).scalars():
+                yield self._objects / blob
+            for upload_id, blob in conn.execute(select(parts.c.upload_id, parts.c.blob)):
+                yield self._uploads / upload_id / blob
+
+
+__all__ = ["MIN_PART_SIZE", "LocalObjectStore", "multipart_etag", "strip_etag"]

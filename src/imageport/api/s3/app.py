@@ -1,0 +1,171 @@
+"""The bucket API's Starlette app: one catch-all route, dispatched on method, path depth
+(service / bucket / object) and sub-resource, as S3's path-style REST API is.
+
+Order of work for each request: parse the request line; answer the unauthenticated OBS probe
+(``HEAD /?apiversion``, ``HEAD /bucket?apiversion`` -> 200 ``x-obs-api: 3.0``); authenticate
+(before reading any body); run the view; map :class:`ServiceError` to an S3 error document.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from functools import partial
+
+from starlette.applications import Starlette
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from imageport.api.s3 import bucket_views, multipart_views, object_views
+from imageport.api.s3.body import body_left_unread
+from imageport.api.s3.request import Ctx, S3Call, authenticate_call, parse_call
+from imageport.api.s3.responses import empty_response, error_response
+from imageport.service.context import Services
+from imageport.service.errors import ServiceError
+
+View = Callable[[Ctx], Awaitable[Response]]
+log = logging.getLogger("imageport.api.s3")
+
+_UNSUPPORTED = frozenset({
+    "acl", "cors", "policy", "tagging", "versioning", "lifecycle", "website", "logging",
+    "notification", "replication", "encryption", "requestPayment", "object-lock", "retention",
+    "legal-hold", "torrent", "restore", "select", "accelerate", "analytics", "inventory",
+    "metrics", "ownershipControls", "publicAccessBlock", "intelligent-tiering", "versions",
+    "storageClass", "storagePolicy", "append", "attributes",
+})
+"""Sub-resources this service does not implement (501 unless a view below answers them)."""
+
+
+def _not_implemented(call: S3Call) -> ServiceError:
+    names = sorted(_UNSUPPORTED.intersection(call.query))
+    what = f"?{names[0]}" if names else f"{call.method} here"
+    return ServiceError("NotImplemented", f"{what} is not implemented", status=501)
+
+
+def _not_allowed(call: S3Call) -> ServiceError:
+    return ServiceError("MethodNotAllowed",
+                        f"{call.method} is not allowed on this resource", status=405)
+
+
+def _service_view(call: S3Call) -> View:
+    if call.method == "GET":
+        return bucket_views.list_all_buckets
+    raise _not_allowed(call)
+
+
+def _bucket_get(call: S3Call) -> View:
+    q = call.query
+    if "location" in q:
+        return bucket_views.get_location
+    if "policy" in q:
+        return partial(bucket_views.no_configuration, code="NoSuchBucketPolicy",
+                       what="bucket policy")
+    if "cors" in q:
+        return partial(bucket_views.no_configuration, code="NoSuchCORSConfiguration",
+                       what="CORS configuration")
+    if "lifecycle" in q:
+        return partial(bucket_views.no_configuration, code="NoSuchLifecycleConfiguration",
+                       what="lifecycle configuration")
+    if "tagging" in q:
+        return partial(bucket_views.no_configuration, code="NoSuchTagSet", what="tags")
+    if "website" in q:
+        return partial(bucket_views.no_configuration, code="NoSuchWebsiteConfiguration",
+                       what="website configuration")
+    if "uploads" in q:
+        return bucket_views.list_uploads
+    if "acl" in q:
+        return bucket_views.bucket_acl
+    if "versioning" in q:
+        return bucket_views.get_versioning
+    if _UNSUPPORTED.intersection(q):
+        raise _not_implemented(call)
+    return bucket_views.list_objects
+
+
+def _bucket_view(call: S3Call) -> View:
+    method, q = call.method, call.query
+    if method == "GET":
+        return _bucket_get(call)
+    if _UNSUPPORTED.intersection(q):
+        raise _not_implemented(call)
+    if method == "PUT":
+        return bucket_views.create_bucket
+    if method == "HEAD":
+        return bucket_views.head_bucket
+    if method == "DELETE":
+        return bucket_views.delete_bucket
+    if method == "POST" and "delete" in q:
+        return bucket_views.delete_objects
+    raise _not_allowed(call)
+
+
+def _object_view(call: S3Call) -> View:
+    method, q = call.method, call.query
+    if method == "GET" and "acl" in q:
+        return object_views.object_acl
+    if _UNSUPPORTED.intersection(q):
+        raise _not_implemented(call)
+    upload = "uploadId" in q
+    if method == "PUT":
+        return multipart_views.upload_part if upload else object_views.put_object
+    if method == "GET":
+        return multipart_views.list_parts if upload else object_views.get_object
+    if method == "HEAD":
+        return object_views.head_object
+    if method == "DELETE":
+        return multipart_views.abort if upload else object_views.delete_object
+    if method == "POST" and "uploads" in q:
+        return multipart_views.initiate
+    if method == "POST" and upload:
+        return multipart_views.complete
+    raise _not_allowed(call)
+
+
+def route(call: S3Call) -> View:
+    """The view for ``call`` (ServiceError 405/501 when there is none)."""
+    if not call.bucket:
+        return _service_view(call)
+    if not call.key:
+        return _bucket_view(call)
+    return _object_view(call)
+
+
+async def handle(request: Request) -> Response:
+    response = await _respond(request)
+    if body_left_unread(request):
+        response.headers["Connection"] = "close"
+    return response
+
+
+async def _respond(request: Request) -> Response:
+    services: Services = request.app.state.services
+    resource = request.url.path
+    try:
+        call = parse_call(request)
+        resource = call.raw_path
+        if call.method == "HEAD" and "apiversion" in call.query and not call.key:
+            return empty_response(request, headers={"x-obs-api": "3.0"})
+        principal = await authenticate_call(services, request, call)
+        request.state.project_id = principal.project_id
+        request.state.access_key = principal.access_key
+        view = route(call)
+        return await view(Ctx(services, principal, request, call))
+    except ServiceError as exc:
+        return error_response(request, exc, resource)
+    except ClientDisconnect:
+        return error_response(request, ServiceError(
+            "IncompleteBody", "the client closed the connection", status=400), resource)
+    except Exception:  # an unexpected failure must still be an S3 error, and be logged
+        log.exception("bucket API request failed: %s %s", request.method, resource)
+        return error_response(request, ServiceError(
+            "InternalError", "we encountered an internal error; please try again",
+            status=500), resource)
+
+
+def build_s3_app(services: Services) -> Starlette:
+    """The bucket API for ``services`` (mount it on its own port)."""
+    methods = ["GET", "HEAD", "PUT", "POST", "DELETE"]
+    app = Starlette(routes=[Route("/{path:path}", handle, methods=methods)])
+    app.state.services = services
+    return app

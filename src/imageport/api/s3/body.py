@@ -1,0 +1,289 @@
+"""Request bodies: streamed to a staged file while hashing, or read whole when small.
+
+Uploads are never held in memory. :func:`receive_to_file` gathers the pieces the server
+receives (without copying them) into batches of :data:`CHUNK` bytes and hands each batch to two
+worker threads, one for md5, one for sha256 and writing, while the event loop receives the next
+batch; at the end the file is fsynced. The sha256
+is then compared with a hex ``x-amz-content-sha256`` (the signature covered that header, not the
+bytes), and the file is removed on any failure, including a client that goes away mid-body.
+
+``aws-chunked`` bodies (``x-amz-content-sha256: STREAMING-...``, ``Content-Encoding:
+aws-chunked``) are decoded on the fly: ``<hex size>[;chunk-signature=..]\\r\\n<data>\\r\\n`` ...
+``0\\r\\n<trailers>\\r\\n``. Per-chunk signatures are not checked (the request signature is);
+the decoded length must equal ``x-amz-decoded-content-length``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
+
+from starlette.requests import Request
+
+from imageport.auth.request import is_sha256_hex
+from imageport.limits import MiB
+from imageport.service.errors import RequestInvalid, ServiceError
+from imageport.service.ports import StagedFile
+
+CHUNK = 4 * MiB
+"""Bytes gathered before they are hashed and written in a worker thread."""
+MAX_CHUNK_LINE = 4096
+"""Longest aws-chunked size or trailer line."""
+MAX_TRAILERS = 16
+_IOV_MAX = 1024
+
+Buffer = bytes | memoryview
+
+
+def _missing_length() -> ServiceError:
+    return ServiceError("MissingContentLength", "you must provide the Content-Length header",
+                        status=411)
+
+
+def _too_large(limit: int) -> RequestInvalid:
+    return RequestInvalid("EntityTooLarge", f"the body is larger than {limit} bytes")
+
+
+def _incomplete() -> RequestInvalid:
+    return RequestInvalid("IncompleteBody",
+                          "the body is shorter or longer than its declared length")
+
+
+def _length(value: str | None) -> int | None:
+    if value is None:
+        return None
+    value = value.strip()
+    if not value.isascii() or not value.isdigit() or len(value) > 19:
+        raise RequestInvalid("InvalidArgument", "a length header is not a number")
+    return int(value)
+
+
+def is_aws_chunked(request: Request) -> bool:
+    sha = request.headers.get("x-amz-content-sha256", "")
+    encoding = request.headers.get("content-encoding", "").lower()
+    return sha.startswith("STREAMING-") or "aws-chunked" in encoding
+
+
+def declared_length(request: Request) -> int | None:
+    """The body's (decoded) length as declared, None when unknown (HTTP chunked)."""
+    if is_aws_chunked(request):
+        decoded = _length(request.headers.get("x-amz-decoded-content-length"))
+        if decoded is None:
+            raise _missing_length()
+        return decoded
+    length = _length(request.headers.get("content-length"))
+    if length is None and "chunked" not in request.headers.get("transfer-encoding", "").lower():
+        raise _missing_length()
+    return length
+
+
+def body_left_unread(request: Request) -> bool:
+    """True when the request announced a body that the views did not read to its end; the
+    connection must then be closed (the client may or may not send the rest, e.g. after
+    ``Expect: 100-continue`` was answered with an error)."""
+    if getattr(request.state, "body_read", False):
+        return False
+    length = request.headers.get("content-length", "0").strip()
+    return length not in ("", "0") or "transfer-encoding" in request.headers
+
+
+def check_payload_sha256(request: Request, sha256_hex: str) -> None:
+    """Compare the body's sha256 with a hex ``x-amz-content-sha256`` (markers pass)."""
+    declared = request.headers.get("x-amz-content-sha256")
+    if declared is not None and is_sha256_hex(declared.lower()) and declared.lower() != sha256_hex:
+        raise RequestInvalid("XAmzContentSHA256Mismatch",
+                             "the provided x-amz-content-sha256 does not match what was computed")
+
+
+class AwsChunkedDecoder:
+    """Incremental decoder of the aws-chunked content encoding."""
+
+    def __init__(self) -> None:
+        self._line = bytearray()
+        self._state = "size"  # size | data | crlf | trailer | end
+        self._remaining = 0
+        self.trailers: dict[str, str] = {}
+
+    @property
+    def finished(self) -> bool:
+        return self._state == "end"
+
+    def feed(self, data: bytes, out: list[Buffer]) -> None:
+        """Append the payload pieces contained in ``data`` to ``out`` (views, not copies)."""
+        pos, end = 0, len(data)
+        view = memoryview(data)
+        while pos < end:
+            if self._state == "data":
+                take = min(self._remaining, end - pos)
+                out.append(view[pos:pos + take])
+                pos += take
+                self._remaining -= take
+                if self._remaining == 0:
+                    self._state = "crlf"
+                continue
+            if self._state == "end":
+                raise RequestInvalid("IncompleteBody", "bytes after the last aws-chunked chunk")
+            newline = data.find(b"\n", pos)
+            stop = end if newline < 0 else newline + 1
+            self._line += view[pos:stop]
+            pos = stop
+            if len(self._line) > MAX_CHUNK_LINE:
+                raise RequestInvalid("IncompleteBody", "an aws-chunked line is too long")
+            if newline >= 0:
+                line = bytes(self._line)
+                self._line.clear()
+                self._line_done(line)
+
+    def _line_done(self, line: bytes) -> None:
+        if not line.endswith(b"\r\n"):
+            raise RequestInvalid("IncompleteBody", "aws-chunked lines must end with CRLF")
+        text = line[:-2].decode("latin-1")
+        if self._state == "crlf":
+            if text:
+                raise RequestInvalid("IncompleteBody", "an aws-chunked chunk is too long")
+            self._state = "size"
+        elif self._state == "size":
+            size_text = text.split(";", 1)[0].strip()
+            try:
+                if not size_text or len(size_text) > 16:
+                    raise ValueError(size_text)
+                size = int(size_text, 16)
+            except ValueError as exc:
+                raise RequestInvalid("IncompleteBody", "bad aws-chunked chunk size") from exc
+            self._remaining = size
+            self._state = "data" if size else "trailer"
+        elif not text:
+            self._state = "end"
+        else:
+            name, _, value = text.partition(":")
+            if len(self.trailers) >= MAX_TRAILERS:
+                raise RequestInvalid("IncompleteBody", "too many aws-chunked trailers")
+            self.trailers[name.strip().lower()] = value.strip()
+
+
+class _Sink:
+    """The staged file and its digests. Each batch of received pieces is hashed with md5 in one
+    worker thread while another hashes it with sha256 and writes it (hashlib and os.write release
+    the GIL), and the event loop meanwhile receives the next batch. Each thread handles batches
+    in order, so the digests see the bytes in order."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        self.md5 = hashlib.md5()  # noqa: S324 - the S3 ETag
+        self.sha256 = hashlib.sha256()
+        self.size = 0
+        self._md5_thread = ThreadPoolExecutor(1, thread_name_prefix="imageport-md5")
+        self._data_thread = ThreadPoolExecutor(1, thread_name_prefix="imageport-write")
+        self._pending: list[Future[None]] = []
+
+    def _hash_md5(self, pieces: list[Buffer]) -> None:
+        for piece in pieces:
+            self.md5.update(piece)
+
+    def _hash_and_write(self, pieces: list[Buffer]) -> None:
+        for piece in pieces:
+            self.sha256.update(piece)
+        views = [memoryview(piece).cast("B") for piece in pieces]
+        while views:
+            written = os.writev(self.fd, views[:_IOV_MAX])
+            self.size += written
+            while views and written >= len(views[0]):
+                written -= len(views[0])
+                views.pop(0)
+            if views and written:
+                views[0] = views[0][written:]
+
+    async def _drain(self) -> None:
+        pending, self._pending = self._pending, []
+        for future in pending:
+            await asyncio.wrap_future(future)
+
+    async def push(self, pieces: list[Buffer]) -> None:
+        """Hand a batch to the worker threads once the previous batch is done."""
+        await self._drain()
+        self._pending = [self._md5_thread.submit(self._hash_md5, pieces),
+                         self._data_thread.submit(self._hash_and_write, pieces)]
+
+    async def finish(self) -> None:
+        """Wait for all batches, then fsync and close the file."""
+        await self._drain()
+        await asyncio.wrap_future(self._data_thread.submit(os.fsync, self.fd))
+        self.close()
+
+    def close(self) -> None:
+        """Close the file and stop the threads (waiting for queued work first)."""
+        self._md5_thread.shutdown(wait=True)
+        self._data_thread.shutdown(wait=True)
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+
+
+async def receive_to_file(request: Request, path: Path, *, limit: int) -> StagedFile:
+    """Stream the body of ``request`` into a new file at ``path`` (fsynced) and return it with
+    its size and digests. The file is removed if anything fails."""
+    expected = declared_length(request)
+    if expected is not None and expected > limit:
+        raise _too_large(limit)
+    decoder = AwsChunkedDecoder() if is_aws_chunked(request) else None
+    sink = _Sink(path)
+    batch: list[Buffer] = []
+    batched = received = 0
+    try:
+        async for chunk in request.stream():
+            if decoder is None:
+                pieces: list[Buffer] = [chunk]
+            else:
+                pieces = []
+                decoder.feed(chunk, pieces)
+            for piece in pieces:
+                size = len(piece)
+                received += size
+                if received > limit:
+                    raise _too_large(limit)
+                if size:
+                    batch.append(piece)
+                    batched += size
+            if batched >= CHUNK:
+                await sink.push(batch)
+                batch, batched = [], 0
+        request.state.body_read = True
+        if batch:
+            await sink.push(batch)
+        await sink.finish()
+        if decoder is not None and not decoder.finished:
+            raise _incomplete()
+        if expected is not None and sink.size != expected:
+            raise _incomplete()
+        staged = StagedFile(path, sink.size, sink.md5.hexdigest(), sink.sha256.hexdigest())
+        check_payload_sha256(request, staged.sha256_hex)
+        return staged
+    except BaseException:
+        await asyncio.shield(asyncio.get_running_loop().run_in_executor(None, sink.close))
+        path.unlink(missing_ok=True)
+        raise
+
+
+async def read_small(request: Request, limit: int) -> bytes:
+    """The whole (plain) body of a small request, at most ``limit`` bytes, checked against a
+    hex ``x-amz-content-sha256``."""
+    length = _length(request.headers.get("content-length"))
+    if length is not None and length > limit:
+        raise RequestInvalid("MaxMessageLengthExceeded",
+                             f"the request body is larger than {limit} bytes")
+    parts: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise RequestInvalid("MaxMessageLengthExceeded",
+                                 f"the request body is larger than {limit} bytes")
+        parts.append(chunk)
+    request.state.body_read = True
+    body = b"".join(parts)
+    check_payload_sha256(request, hashlib.sha256(body).hexdigest())
+    return body

@@ -1,0 +1,185 @@
+"""Views on objects: PUT (streamed, or a copy with ``x-amz-copy-source``), GET with Range and
+conditions, HEAD, DELETE, and the object ACL ``s3cmd info`` reads."""
+
+from __future__ import annotations
+
+from email.utils import parsedate_to_datetime
+from typing import BinaryIO
+from urllib.parse import unquote
+
+from starlette.concurrency import run_in_threadpool
+from starlette.responses import Response
+
+from imageport import metrics
+from imageport.api.s3.body import declared_length, receive_to_file
+from imageport.api.s3.bucket_views import acl_response
+from imageport.api.s3.ranges import parse_range
+from imageport.api.s3.request import Ctx
+from imageport.api.s3.responses import (
+    FileSliceResponse,
+    base_headers,
+    empty_response,
+    http_date,
+    object_headers,
+    xml_response,
+)
+from imageport.service import storage
+from imageport.service.clock import parse_time_text
+from imageport.service.context import Services
+from imageport.service.errors import RequestInvalid, ServiceError
+from imageport.service.ports import ObjectInfo
+
+_META_PREFIXES = ("x-amz-meta-", "x-obs-meta-")
+
+
+def new_object(ctx: Ctx) -> storage.NewObject:
+    """Content type, storage class and user metadata from the request headers."""
+    headers = ctx.request.headers
+    pairs = [(name[len(prefix):], value) for name, value in headers.items()
+             for prefix in _META_PREFIXES if name.startswith(prefix)]
+    return storage.NewObject(
+        content_type=headers.get("content-type") or "binary/octet-stream",
+        storage_class=headers.get("x-amz-storage-class") or headers.get("x-obs-storage-class"),
+        metadata=storage.user_metadata(pairs))
+
+
+def class_header(ctx: Ctx, canonical: str) -> dict[str, str]:
+    prefix = "x-obs-" if ctx.call.dialect == "obs" else "x-amz-"
+    return {f"{prefix}storage-class": storage.storage_class_name(canonical, ctx.call.dialect)}
+
+
+async def put_object(ctx: Ctx) -> Response:
+    if "x-amz-copy-source" in ctx.request.headers or "x-obs-copy-source" in ctx.request.headers:
+        return await copy_object(ctx)
+    services, call = ctx.services, ctx.call
+    new = new_object(ctx)
+    await run_in_threadpool(storage.prepare_put, services, ctx.project_id, call.bucket,
+                            call.key, declared_length(ctx.request))
+    path = services.store.staging_path()
+    staged = await receive_to_file(ctx.request, path, limit=storage.MAX_PUT_BYTES)
+    try:
+        info = await run_in_threadpool(storage.put_object, services, ctx.project_id,
+                                       call.bucket, call.key, staged, new,
+                                       ctx.request.headers.get("content-md5"))
+    finally:
+        path.unlink(missing_ok=True)
+    metrics.BYTES_UPLOADED.inc(staged.size)
+    return empty_response(ctx.request, headers={"ETag": info.etag,
+                                                **class_header(ctx, info.storage_class)})
+
+
+def _copy_source(value: str) -> tuple[str, str]:
+    source = unquote(value.split("?", 1)[0]).lstrip("/")
+    bucket, _, key = source.partition("/")
+    if not bucket or not key:
+        raise RequestInvalid("InvalidArgument", "x-amz-copy-source must be /bucket/key")
+    return bucket, key
+
+
+async def copy_object(ctx: Ctx) -> Response:
+    headers = ctx.request.headers
+    source = _copy_source(headers.get("x-amz-copy-source") or headers["x-obs-copy-source"])
+    directive = (headers.get("x-amz-metadata-directive")
+                 or headers.get("x-obs-metadata-directive") or "COPY").upper()
+    new = new_object(ctx) if directive == "REPLACE" else None
+    if new is None and (source[0], source[1]) == (ctx.call.bucket, ctx.call.key):
+        raise RequestInvalid("InvalidRequest",
+                             "copying an object onto itself needs a REPLACE metadata directive")
+    info = await run_in_threadpool(storage.copy_object, ctx.services, ctx.project_id, source,
+                                   ctx.call.bucket, ctx.call.key, new)
+    return xml_response(ctx.request, "CopyObjectResult",
+                        [("LastModified", info.created_at), ("ETag", info.etag)])
+
+
+def _open(services: Services, project_id: str, bucket: str, key: str
+          ) -> tuple[ObjectInfo, BinaryIO]:
+    """The object's record and an open file of the same version."""
+    storage.owned_bucket(services, project_id, bucket)
+    store = services.store
+    opener = getattr(store, "open_object_with_info", None)
+    if opener is not None:
+        return opener(bucket, key)  # type: ignore[no-any-return]
+    info = storage.head_object(services, project_id, bucket, key)
+    return info, store.open_object(bucket, key)
+
+
+def _etag_matches(header: str, etag: str) -> bool:
+    wanted = etag.strip('"')
+    return any(item.strip() in ("*", etag) or item.strip().strip('"') == wanted
+               for item in header.split(","))
+
+
+def check_conditions(ctx: Ctx, info: ObjectInfo) -> int | None:
+    """412 or 304 per If-Match / If-Unmodified-Since / If-None-Match / If-Modified-Since."""
+    headers = ctx.request.headers
+    modified = parse_time_text(info.created_at).replace(microsecond=0)
+
+    def since(name: str) -> bool | None:
+        value = headers.get(name)
+        if value is None:
+            return None
+        try:
+            return modified > parsedate_to_datetime(value)
+        except (TypeError, ValueError, IndexError, OverflowError):
+            return None
+
+    if_match = headers.get("if-match")
+    if if_match is not None and not _etag_matches(if_match, info.etag):
+        return 412
+    if if_match is None and since("if-unmodified-since") is True:
+        return 412
+    if_none = headers.get("if-none-match")
+    if if_none is not None and _etag_matches(if_none, info.etag):
+        return 304
+    if if_none is None and since("if-modified-since") is False:
+        return 304
+    return None
+
+
+async def get_object(ctx: Ctx, *, send_body: bool = True) -> Response:
+    call = ctx.call
+    info, file = await run_in_threadpool(_open, ctx.services, ctx.project_id, call.bucket,
+                                         call.key)
+    try:
+        failed = check_conditions(ctx, info)
+        if failed == 412:
+            raise ServiceError("PreconditionFailed",
+                               "at least one of the preconditions you specified did not hold",
+                               status=412)
+        headers = {**base_headers(ctx.request), **object_headers(info, call.dialect)}
+        if failed == 304:
+            file.close()
+            return Response(b"", status_code=304, headers={
+                k: v for k, v in headers.items() if k in ("ETag", "Last-Modified",
+                                                          "x-amz-request-id")})
+        wanted = parse_range(ctx.request.headers.get("range"), info.size)
+    except BaseException:
+        file.close()
+        raise
+    if wanted is None:
+        return FileSliceResponse(file, 0, info.size, status_code=200, headers=headers,
+                                 send_body=send_body)
+    start, length = wanted
+    headers["Content-Range"] = f"bytes {start}-{start + length - 1}/{info.size}"
+    return FileSliceResponse(file, start, length, status_code=206, headers=headers,
+                             send_body=send_body)
+
+
+async def head_object(ctx: Ctx) -> Response:
+    return await get_object(ctx, send_body=False)
+
+
+async def delete_object(ctx: Ctx) -> Response:
+    await run_in_threadpool(storage.delete_object, ctx.services, ctx.project_id,
+                            ctx.call.bucket, ctx.call.key)
+    return empty_response(ctx.request, status=204)
+
+
+async def object_acl(ctx: Ctx) -> Response:
+    await run_in_threadpool(storage.head_object, ctx.services, ctx.project_id, ctx.call.bucket,
+                            ctx.call.key)
+    return acl_response(ctx)
+
+
+__all__ = ["copy_object", "delete_object", "get_object", "head_object", "http_date",
+           "object_acl", "put_object"]

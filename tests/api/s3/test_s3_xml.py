@@ -1,0 +1,42 @@
+"""Request XML as the four S3 clients send it, and what the parser refuses."""
+
+from __future__ import annotations
+
+import pytest
+
+from imageport.api.s3 import xml
+from imageport.service.errors import RequestInvalid
+
+
+def test_complete_bodies_of_every_client() -> None:
+    boto3 = (b'<CompleteMultipartUpload xmlns="http://s3.amazonaws.com/doc/2006-03-01/">'
+             b'<Part><ETag>"aa"</ETag><PartNumber>1</PartNumber>'
+             b'<ChecksumCRC32>AAAAAA==</ChecksumCRC32></Part></CompleteMultipartUpload>')
+    s3cmd = (b"<CompleteMultipartUpload><Part><PartNumber>1</PartNumber><ETag>aa</ETag></Part>"
+             b"<Part><PartNumber>2</PartNumber><ETag>bb</ETag></Part></CompleteMultipartUpload>")
+    rclone = (b'<CompleteMultipartUpload xmlns="http://s3.amazonaws.com/doc/2006-03-01/">'
+              b"<Part><ETag>&#34;aa&#34;</ETag><PartNumber>1</PartNumber></Part>"
+              b"</CompleteMultipartUpload>")
+    assert xml.complete_parts(boto3) == [(1, '"aa"')]
+    assert xml.complete_parts(s3cmd) == [(1, "aa"), (2, "bb")]
+    assert xml.complete_parts(rclone) == [(1, '"aa"')]
+
+
+def test_dtd_entities_and_garbage_are_refused() -> None:
+    bomb = (b'<?xml version="1.0"?><!DOCTYPE d [<!ENTITY a "aaaa">]>'
+            b"<CompleteMultipartUpload>&a;</CompleteMultipartUpload>")
+    for body in (bomb, b"<CompleteMultipartUpload><Part>", b"<Other/>",
+                 b"<CompleteMultipartUpload><Part><PartNumber>x</PartNumber>"
+                 b"<ETag>a</ETag></Part></CompleteMultipartUpload>"):
+        with pytest.raises(RequestInvalid) as exc:
+            xml.complete_parts(body)
+        assert exc.value.code == "MalformedXML"
+
+
+def test_delete_and_create_bucket_bodies() -> None:
+    keys, quiet = xml.delete_keys(b"<Delete><Quiet>true</Quiet><Object><Key>a b</Key></Object>"
+                                  b"<Object><Key>c</Key></Object></Delete>")
+    assert keys == ["a b", "c"] and quiet
+    obs = b"<CreateBucketConfiguration><Location>region</Location></CreateBucketConfiguration>"
+    assert xml.location_constraint(obs) == "region"
+    assert xml.location_constraint(b"") is None
