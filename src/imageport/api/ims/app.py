@@ -1,0 +1,71 @@
+"""The image API application: the route table, every route authenticated.
+
+===================================================== ======= ===============================
+path                                                  method  view
+===================================================== ======= ===============================
+/v2/cloudimages/action, /v2.1/cloudimages/action       POST    create an image from a file
+/v2/cloudimages/quickimport/action (and /v2.1/)        POST    fast import
+/v2/cloudimages                                        GET     list (filters, paging, sort)
+/v2/cloudimages/{image_id}                             PATCH   update an active image
+/v2/images                                             POST    Glance create (queued, 201)
+/v2/images                                             GET     Glance list (first/next links)
+/v2/images/{image_id}                                  GET     show
+/v2/images/{image_id}                                  PATCH   Glance update
+/v2/images/{image_id}                                  DELETE  delete (204)
+/v1/cloudimages/{image_id}/upload                      PUT     register a file (native job)
+/v1/cloudimages/os_version                             GET     the __os_version list
+/v1/{project_id}/jobs/{job_id}                         GET     show a job
+/v1/cloudimages/job/{job_id}                           GET     job progress
+/v1/cloudimages/job/{job_id}/cancel                    POST    cancel a job (ours)
+===================================================== ======= ===============================
+
+plus :data:`imageport.api.iam.ROUTES` (the token endpoint).
+"""
+
+from __future__ import annotations
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.routing import BaseRoute, Route
+
+from imageport.api import iam
+from imageport.api.ims import image_views as iv
+from imageport.api.ims import job_views as jv
+from imageport.api.ims.errors import http_error
+from imageport.api.ims.incoming import View, endpoint
+from imageport.service.context import Services
+
+_TABLE: list[tuple[str, str, View]] = [
+    ("/v2/cloudimages/action", "POST", iv.create_image),
+    ("/v2.1/cloudimages/action", "POST", iv.create_image),
+    ("/v2/cloudimages/quickimport/action", "POST", iv.quick_import),
+    ("/v2.1/cloudimages/quickimport/action", "POST", iv.quick_import),
+    ("/v2/cloudimages", "GET", iv.list_cloudimages),
+    ("/v2/cloudimages/{image_id}", "PATCH", iv.update_cloudimage),
+    ("/v2/images", "POST", iv.create_glance_image),
+    ("/v2/images", "GET", iv.list_glance_images),
+    ("/v2/images/{image_id}", "GET", iv.show_glance_image),
+    ("/v2/images/{image_id}", "PATCH", iv.update_glance_image),
+    ("/v2/images/{image_id}", "DELETE", iv.delete_glance_image),
+    ("/v1/cloudimages/os_version", "GET", iv.list_os_versions),
+    ("/v1/cloudimages/{image_id}/upload", "PUT", iv.register_image),
+    ("/v1/cloudimages/job/{job_id}", "GET", jv.job_progress),
+    ("/v1/cloudimages/job/{job_id}/cancel", "POST", jv.cancel_job),
+    ("/v1/{project_id}/jobs/{job_id}", "GET", jv.show_job),
+]
+
+
+def ims_routes(services: Services) -> list[BaseRoute]:
+    """The image API's routes (a path with several methods has one Route per method; the
+    router answers 405 when none of them takes the request's method)."""
+    return [Route(path, endpoint(services, view), methods=[method], name=view.__name__)
+            for path, method, view in _TABLE]
+
+
+def build_ims_app(services: Services) -> Starlette:
+    """The image API over ``services`` (the token endpoint included; it finds the services in
+    ``app.state.services``)."""
+    app = Starlette(routes=[*iam.ROUTES, *ims_routes(services)],
+                    exception_handlers={HTTPException: http_error})
+    app.state.services = services
+    return app

@@ -1,0 +1,125 @@
+"""What every image API request goes through before its view: body, signature, project.
+
+:func:`endpoint` turns a plain view ``(services, call) -> Response`` into a Starlette endpoint
+that
+
+1. reads the body, at most :data:`MAX_BODY` bytes (413 ``IMG.0001`` beyond);
+2. authenticates the request (``SDK-HMAC-SHA256`` or an ``X-Auth-Token``) over the raw path
+   and query exactly as they came on the request line and the sha256 of the body;
+3. refuses an ``X-Project-Id`` header naming another project than the key's (403
+   ``ProjectMismatch``);
+4. runs the view in a worker thread (the service layer is synchronous) and renders any
+   :class:`~imageport.service.errors.ServiceError` as the vendor's error body.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
+from urllib.parse import quote
+
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import Response
+
+from imageport.api.ims.errors import service_error
+from imageport.auth import SignedRequest
+from imageport.service.authn import Principal, authenticate
+from imageport.service.context import Services
+from imageport.service.errors import Forbidden, RequestInvalid, ServiceError
+from imageport.service.validation import MAX_JSON_BYTES, parse_json_body
+
+MAX_BODY = MAX_JSON_BYTES
+"""Largest request body read (every image API body is a small JSON document)."""
+SCHEMES = frozenset({"sdk-hmac", "token"})
+
+
+@dataclass(frozen=True, slots=True)
+class Call:
+    """One authenticated request, as a view sees it."""
+
+    principal: Principal
+    body: bytes
+    path_params: Mapping[str, str]
+    query: Sequence[tuple[str, str]]
+    raw_query: str
+    content_type: str
+
+    @property
+    def project_id(self) -> str:
+        return self.principal.project_id
+
+    def json(self, *, required: bool = True) -> object:
+        """The body parsed as JSON (IMG.0007 empty, IMG.0001 malformed)."""
+        return parse_json_body(self.body, required=required)
+
+
+View = Callable[[Services, Call], Response]
+
+
+async def read_body(request: Request) -> bytes:
+    """The request body, refusing more than :data:`MAX_BODY` bytes before reading them all."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared[:12]) > MAX_BODY:
+        raise RequestInvalid("IMG.0001", f"the request body is larger than {MAX_BODY} bytes",
+                             status=413)
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > MAX_BODY:
+            raise RequestInvalid("IMG.0001", f"the request body is larger than {MAX_BODY} "
+                                 "bytes", status=413)
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def signed_request(request: Request, body: bytes) -> SignedRequest:
+    """The facts the signature covers: raw path and query, headers decoded as UTF-8."""
+    raw_path = request.scope.get("raw_path")
+    path = (raw_path.decode("latin-1") if isinstance(raw_path, bytes)
+            else quote(request.scope["path"]))
+    headers: dict[str, str] = {}
+    for raw_name, raw_value in request.scope["headers"]:
+        name, value = raw_name.decode("latin-1").lower(), raw_value.decode("utf-8", "replace")
+        # repeated headers are joined with "," as the clients' signers do
+        headers[name] = f"{headers[name]},{value}" if name in headers else value
+    return SignedRequest(
+        method=request.method, raw_path=path,
+        raw_query=request.scope.get("query_string", b"").decode("latin-1"),
+        headers=headers, body_sha256=hashlib.sha256(body).hexdigest())
+
+
+def authenticate_call(services: Services, request: Request, body: bytes) -> Call:
+    """Authenticate ``request`` and check its ``X-Project-Id``; the view's call record."""
+    signed = signed_request(request, body)
+    principal = authenticate(services, signed, schemes=SCHEMES)
+    request.state.project_id = principal.project_id
+    request.state.access_key = principal.access_key
+    claimed = signed.header("x-project-id")
+    if claimed is not None and claimed != principal.project_id:
+        raise Forbidden("ProjectMismatch", "X-Project-Id names another project than the one "
+                        "of the credentials")
+    return Call(
+        principal=principal, body=body, path_params=dict(request.path_params),
+        query=request.query_params.multi_items(), raw_query=signed.raw_query,
+        content_type=request.headers.get("content-type", ""))
+
+
+def endpoint(services: Services, view: View) -> Callable[[Request], Awaitable[Response]]:
+    """The Starlette endpoint running ``view`` after the steps in the module docstring."""
+
+    def run(request: Request, body: bytes) -> Response:
+        return view(services, authenticate_call(services, request, body))
+
+    async def handle(request: Request) -> Response:
+        try:
+            body = await read_body(request)
+            return await run_in_threadpool(run, request, body)
+        except ServiceError as error:
+            return service_error(error)
+
+    handle.__name__ = view.__name__
+    handle.__doc__ = view.__doc__
+    return handle

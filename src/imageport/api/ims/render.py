@@ -1,0 +1,92 @@
+"""Records to the vendor's JSON documents (images, jobs, Glance pages).
+
+An image is the Glance fields plus its properties flattened into the same object (every ``__``
+value a string), plus ``self``, ``file`` and ``schema`` links. A ``killed`` image also carries
+why, as two extra string properties: ``__error_code`` (the job's code, e.g. ``IMG-SAFE``) and
+``__fail_reason`` (one line per failing rule), so a user reading the image sees the failing
+rules without finding the job.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from urllib.parse import urlencode
+
+from imageport.service.image_queries import ImagePage
+from imageport.service.image_records import ImageRecord, JobRecord
+
+
+def image_document(image: ImageRecord) -> dict[str, object]:
+    """The image as ``GET /v2/images/{id}`` and the cloudimages list show it."""
+    doc: dict[str, object] = dict(image.properties)
+    if image.status == "killed":
+        doc["__error_code"] = image.error_code or ""
+        doc["__fail_reason"] = image.fail_reason or ""
+    doc.update({
+        "id": image.id,
+        "name": image.name,
+        "status": image.status,
+        "visibility": image.visibility,
+        "owner": image.project_id,
+        "protected": image.protected,
+        "container_format": image.container_format,
+        "disk_format": image.disk_format,
+        "min_disk": image.min_disk,
+        "min_ram": image.min_ram,
+        "max_ram": None if image.max_ram is None else str(image.max_ram),
+        "size": image.size,
+        "virtual_size": image.virtual_size,
+        "checksum": image.checksum,
+        "tags": list(image.tags),
+        "created_at": image.created_at,
+        "updated_at": image.updated_at,
+        "active_at": image.active_at,
+        "self": f"/v2/images/{image.id}",
+        "file": f"/v2/images/{image.id}/file",
+        "schema": "/v2/schemas/image",
+    })
+    return doc
+
+
+def images_document(page: ImagePage) -> dict[str, object]:
+    """``GET /v2/cloudimages``: ``{"images": [...]}``."""
+    return {"images": [image_document(i) for i in page.images]}
+
+
+def glance_images_document(page: ImagePage, query: Sequence[tuple[str, str]]) -> dict[str, object]:
+    """``GET /v2/images``: the images plus ``first``/``next`` links (the request's filters kept,
+    the marker replaced) and ``schema``."""
+    kept = [(k, v) for k, v in query if k not in ("marker", "limit")]
+    first = [*kept, ("limit", str(page.limit))]
+    doc: dict[str, object] = {
+        "images": [image_document(i) for i in page.images],
+        "schema": "/v2/schemas/images",
+        "first": "/v2/images?" + urlencode(first),
+    }
+    if page.next_marker is not None:
+        doc["next"] = "/v2/images?" + urlencode([*first, ("marker", page.next_marker)])
+    return doc
+
+
+def job_document(job: JobRecord, *, progress: bool = False) -> dict[str, object]:
+    """``GET /v1/{project_id}/jobs/{id}`` (and with ``progress``, ``GET
+    /v1/cloudimages/job/{id}``, whose entities add ``subJobId`` and the byte counts)."""
+    entities: dict[str, object] = {
+        "image_id": job.image_id,
+        "image_name": job.image_name,
+        "process_percent": round(job.percent / 100.0, 4),
+        "current_task": job.phase,
+    }
+    if progress:
+        entities.update(subJobId=None, bytes_done=job.bytes_done, bytes_total=job.bytes_total)
+    return {
+        "job_id": job.id,
+        "job_type": job.job_type,
+        "status": job.status,
+        "begin_time": job.begin_time,
+        "end_time": job.end_time,
+        "error_code": job.error_code,
+        "fail_reason": job.fail_reason,
+        "cancel_requested": job.cancel_requested,
+        "entities": entities,
+    }

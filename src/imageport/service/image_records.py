@@ -1,0 +1,125 @@
+"""What the image and job use cases return: read-only records of the ``images``/``jobs`` rows.
+
+The API layer renders these into the vendor's JSON (:mod:`imageport.api.ims.render`); the
+service layer never builds HTTP documents. Reading a row is the only place the columns are
+named, so a schema change shows up here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import Connection, Row, select
+
+from imageport.adapters.db.schema import images, jobs
+from imageport.service.errors import NotFound
+
+NOT_FOUND = "IMG.NOT_FOUND"
+"""Our 404 code for an image or job that does not exist in the caller's project (another
+project's image or job gets the same answer, so nothing leaks)."""
+
+#: image columns listed and rendered (``report`` is kept out of listings: it can be large)
+IMAGE_COLUMNS = [c for c in images.c if c.name != "report"]
+
+
+@dataclass(frozen=True, slots=True)
+class ImageRecord:
+    """One image as the API shows it."""
+
+    id: str
+    project_id: str
+    name: str
+    status: str
+    visibility: str
+    protected: bool
+    container_format: str
+    disk_format: str | None
+    min_disk: int
+    min_ram: int
+    max_ram: int | None
+    size: int | None
+    virtual_size: int | None
+    checksum: str | None
+    properties: Mapping[str, str]
+    tags: Sequence[str]
+    error_code: str | None
+    fail_reason: str | None
+    created_at: str
+    updated_at: str
+    active_at: str | None
+    blob: str | None = None
+
+    @classmethod
+    def from_row(cls, row: Row[Any]) -> ImageRecord:
+        props = row.properties if isinstance(row.properties, dict) else {}
+        return cls(
+            id=row.id, project_id=row.project_id, name=row.name, status=row.status,
+            visibility=row.visibility, protected=bool(row.protected),
+            container_format=row.container_format, disk_format=row.disk_format,
+            min_disk=row.min_disk, min_ram=row.min_ram, max_ram=row.max_ram, size=row.size,
+            virtual_size=row.virtual_size, checksum=row.checksum,
+            properties={str(k): str(v) for k, v in props.items() if v is not None},
+            tags=[str(t) for t in (row.tags or [])], error_code=row.error_code,
+            fail_reason=row.fail_reason, created_at=row.created_at, updated_at=row.updated_at,
+            active_at=row.active_at, blob=row.blob,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class JobRecord:
+    """One job, with the name of its image (None once the image is deleted)."""
+
+    id: str
+    project_id: str
+    job_type: str
+    status: str
+    image_id: str | None
+    image_name: str | None
+    phase: str | None
+    percent: float
+    bytes_done: int
+    bytes_total: int
+    error_code: str | None
+    fail_reason: str | None
+    cancel_requested: bool
+    begin_time: str
+    end_time: str | None
+    params: Mapping[str, object] = field(default_factory=dict)
+
+    @classmethod
+    def from_row(cls, row: Row[Any], image_name: str | None) -> JobRecord:
+        return cls(
+            id=row.id, project_id=row.project_id, job_type=row.job_type, status=row.status,
+            image_id=row.image_id, image_name=image_name, phase=row.phase,
+            percent=float(row.percent), bytes_done=row.bytes_done, bytes_total=row.bytes_total,
+            error_code=row.error_code, fail_reason=row.fail_reason,
+            cancel_requested=bool(row.cancel_requested), begin_time=row.begin_time,
+            end_time=row.end_time, params=dict(row.params or {}),
+        )
+
+
+def image_row(conn: Connection, project_id: str, image_id: str) -> Row[Any]:
+    """The project's image row; :class:`NotFound` (``IMG.NOT_FOUND``) otherwise."""
+    if len(image_id) > 64:
+        raise NotFound(NOT_FOUND, "image not found")
+    row = conn.execute(select(*IMAGE_COLUMNS).where(
+        images.c.id == image_id, images.c.project_id == project_id)).first()
+    if row is None:
+        raise NotFound(NOT_FOUND, f"image {image_id!r} not found")
+    return row
+
+
+def job_record(conn: Connection, project_id: str, job_id: str) -> JobRecord:
+    """The project's job; :class:`NotFound` (``IMG.NOT_FOUND``) otherwise."""
+    if len(job_id) > 64:
+        raise NotFound(NOT_FOUND, "job not found")
+    row = conn.execute(select(jobs).where(
+        jobs.c.id == job_id, jobs.c.project_id == project_id)).first()
+    if row is None:
+        raise NotFound(NOT_FOUND, f"job {job_id!r} not found")
+    name = None
+    if row.image_id is not None:
+        name = conn.execute(select(images.c.name).where(images.c.id == row.image_id)).scalar()
+    return JobRecord.from_row(row, name)
