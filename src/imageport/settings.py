@@ -57,6 +57,10 @@ class Settings:
     worker_memory_bytes: int = 2 * GiB
     worker_cpu_seconds: int = 3600
     worker_file_bytes: int = 2 * TiB
+    #: wall-clock limit of a job process; 0 = twice ``worker_cpu_seconds`` plus 60 s
+    worker_wall_seconds: int = 0
+    #: qemu-img read-rate limit in bytes/s for conversions (0 = none)
+    convert_rate_limit_bytes: int = 0
     max_skew_seconds: int = 900
     #: Files larger than this need fast import (requirements W4, IMG-SIZE).
     normal_import_max_bytes: int = 128 * GiB

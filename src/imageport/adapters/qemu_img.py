@@ -1,0 +1,166 @@
+"""The image worker: qemu-img for conversion, imageport's checker for inspection, both run as
+limited worker processes (:mod:`imageport.worker.limits`).
+
+Conversion runs ``qemu-img convert -p -f DRIVER -O FORMAT json:{...} TARGET`` where the source
+is a ``json:`` block-device description with ``"backing": null``: the format is pinned and qemu
+never opens a backing file, even one named inside the image (the safety check has refused such
+images already; this is defence in depth). ``qemu-img convert`` opens its source read-only; no
+writable option is ever passed. Progress comes from ``-p`` (``(12.34/100%)``).
+
+Formats qemu-img cannot read (``zvhd``, ``zvhd2``) are first written as raw by imageport's own
+readers (:mod:`imageport.worker.to_raw`, also a limited worker), then converted from raw.
+
+The caller gives a target path in scratch space and moves the finished file into place.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import re
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+
+from imageport.rules.base import CheckOptions
+from imageport.service.image_worker import ImageInspection, WorkerError, inspection_from_document
+from imageport.settings import Settings
+from imageport.worker.limits import WorkerLimits, python_command, run_limited
+
+#: Our format names -> qemu's block driver names, for the formats qemu-img reads itself.
+QEMU_DRIVERS = {
+    "qcow2": "qcow2", "qcow": "qcow", "vmdk": "vmdk", "vhd": "vpc", "vhdx": "vhdx",
+    "vdi": "vdi", "qed": "qed", "raw": "raw",
+}
+#: Formats read by imageport's own readers (converted to raw in a worker first).
+OWN_READER_FORMATS = ("zvhd", "zvhd2")
+#: Formats qemu-img writes for us.
+TARGET_FORMATS = ("qcow2", "raw")
+_PROGRESS = re.compile(rb"\((\d+(?:\.\d+)?)/100%\)")
+
+
+def source_spec(path: Path, driver: str) -> str:
+    """The ``json:`` source naming ``path`` with ``driver`` and no backing file."""
+    spec = {"driver": driver, "file": {"driver": "file", "filename": str(path.resolve())}}
+    spec["backing"] = None  # type: ignore[assignment]
+    return "json:" + json.dumps(spec, separators=(",", ":"))
+
+
+class _ProgressParser:
+    """Feeds ``(12.34/100%)`` readings from qemu-img's stdout to a callback."""
+
+    def __init__(self, progress: Callable[[float], None]) -> None:
+        self.progress = progress
+        self.pending = b""
+
+    def __call__(self, chunk: bytes) -> None:
+        self.pending = (self.pending + chunk)[-256:]
+        found = _PROGRESS.findall(self.pending)
+        if found:
+            self.progress(min(100.0, float(found[-1])))
+            self.pending = self.pending[self.pending.rfind(b")") + 1 :]
+
+
+class QemuImgConverter:
+    """Implements :class:`~imageport.service.image_worker.ImageWorker` (and so the
+    ``ImageConverter`` port) with limited worker processes."""
+
+    def __init__(self, settings: Settings, *, qemu_img: str | None = None,
+                 rate_limit: int | None = None) -> None:
+        """``rate_limit``: bytes per second qemu-img may read (``-r``), to spare the disks."""
+        self.settings = settings
+        self.limits = WorkerLimits.from_settings(settings)
+        self._qemu_img = qemu_img
+        self.rate_limit = rate_limit
+
+    @property
+    def qemu_img(self) -> str:
+        """Absolute path of qemu-img (a clear error when it is not installed)."""
+        path = self._qemu_img or shutil.which("qemu-img")
+        if path is None:
+            raise WorkerError("qemu-img is not installed on the server (package qemu-utils)")
+        return path
+
+    # -- inspection -------------------------------------------------------------------------
+
+    def inspect(self, path: Path, options: CheckOptions, *,
+                cancelled: Callable[[], bool]) -> ImageInspection:
+        """Check ``path`` with every rule in a worker process."""
+        opts = {"fast_import": options.fast_import, "min_disk_gib": options.min_disk_gib,
+                "uefi": options.uefi, "uninitialized": options.uninitialized}
+        return self._inspect(["--options", json.dumps(opts)], path, cancelled)
+
+    def probe(self, path: Path, *, cancelled: Callable[[], bool]) -> ImageInspection:
+        """Probe the container of ``path`` in a worker process (no rules)."""
+        return self._inspect(["--probe-only"], path, cancelled)
+
+    def _inspect(self, args: list[str], path: Path,
+                 cancelled: Callable[[], bool]) -> ImageInspection:
+        command = python_command("imageport.worker.inspect_image", str(path), *args)
+        result = run_limited(command, self.limits, name="the image checker", cancelled=cancelled)
+        try:
+            doc = json.loads(result.stdout)
+        except ValueError as exc:
+            raise WorkerError("the image checker answered something that is not JSON") from exc
+        return inspection_from_document(doc)
+
+    # -- conversion -------------------------------------------------------------------------
+
+    def convert(
+        self,
+        source: Path,
+        source_format: str,
+        target: Path,
+        target_format: str,
+        *,
+        progress: Callable[[float], None],
+        cancelled: Callable[[], bool],
+    ) -> None:
+        """Write ``target`` in ``target_format`` from ``source`` (see the module docstring)."""
+        if target_format not in TARGET_FORMATS:
+            raise WorkerError(f"cannot store images as {target_format!r}")
+        if source_format in QEMU_DRIVERS:
+            self._qemu_convert(source, QEMU_DRIVERS[source_format], target, target_format,
+                               progress, cancelled)
+            return
+        if source_format not in OWN_READER_FORMATS:
+            raise WorkerError(f"no converter reads the {source_format!r} format")
+        if target_format == "raw":
+            self._own_to_raw(source, target, progress, cancelled)
+            return
+        stage = target.with_name(target.name + ".raw")
+        try:
+            self._own_to_raw(source, stage, lambda p: progress(p / 2), cancelled)
+            self._qemu_convert(stage, "raw", target, target_format,
+                               lambda p: progress(50 + p / 2), cancelled)
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                stage.unlink()
+
+    def _qemu_convert(self, source: Path, driver: str, target: Path, target_format: str,
+                      progress: Callable[[float], None], cancelled: Callable[[], bool]) -> None:
+        command = [self.qemu_img, "convert", "-p", "-f", driver, "-O", target_format]
+        if self.rate_limit:
+            command += ["-r", str(self.rate_limit)]
+        command += [source_spec(source, driver), str(target)]
+        run_limited(command, self.limits, name="qemu-img", cancelled=cancelled,
+                    on_stdout=_ProgressParser(progress))
+        progress(100.0)
+
+    def _own_to_raw(self, source: Path, target: Path, progress: Callable[[float], None],
+                    cancelled: Callable[[], bool]) -> None:
+        pending = b""
+
+        def on_stdout(chunk: bytes) -> None:
+            nonlocal pending
+            pending += chunk
+            *lines, pending = pending.split(b"\n")
+            for line in lines[-1:]:
+                parts = line.split()
+                if len(parts) == 3 and parts[0] == b"progress" and int(parts[2]) > 0:
+                    progress(100.0 * int(parts[1]) / int(parts[2]))
+
+        command = python_command("imageport.worker.to_raw", str(source), str(target))
+        run_limited(command, self.limits, name="the raw converter", cancelled=cancelled,
+                    on_stdout=on_stdout)
+        progress(100.0)

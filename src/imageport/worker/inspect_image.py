@@ -1,0 +1,122 @@
+"""Worker entry point: check (or only probe) one image file and print one JSON document.
+
+``python -m imageport.worker.inspect_image PATH [--options JSON] [--probe-only]``
+
+Run only under :mod:`imageport.worker.run_limited` (memory, CPU and file-size limits, own
+session): this is where untrusted image bytes are parsed, never in the server process. The
+document on stdout is described in :mod:`imageport.service.image_worker`; ``--options`` is a
+JSON object of :class:`~imageport.rules.base.CheckOptions` fields (``fast_import``,
+``min_disk_gib``, ``uefi``, ``uninitialized``).
+
+Exit status: 0 with the document on stdout; 3 when memory ran out (the limit was hit); 2 for
+bad arguments; 1 when the file cannot be read at all (the reason on stderr).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from typing import Any
+
+EXIT_MEMORY = 3
+_MEMORY_MESSAGE = b"imageport worker: MemoryError: out of memory (address-space limit)\n"
+_64_BIT = {"x86_64", "aarch64", "ppc64", "ppc64le", "s390x", "riscv64", "loongarch64", "mips64"}
+
+
+def _options(raw: str) -> Any:
+    from imageport.rules.base import CheckOptions
+
+    given = json.loads(raw)
+    if not isinstance(given, dict):
+        raise ValueError("--options must be a JSON object")
+    allowed = {"fast_import", "min_disk_gib", "uefi", "uninitialized"}
+    unknown = set(given) - allowed
+    if unknown:
+        raise ValueError(f"unknown options: {', '.join(sorted(unknown))}")
+    return CheckOptions(**given)
+
+
+def _container_facts(container: Any) -> dict[str, Any]:
+    return {
+        "format": container.format,
+        "variant": container.variant,
+        "file_size": container.file_size,
+        "virtual_size": container.virtual_size,
+        "readable": container.readable,
+        "hazards": [f"{h.kind}: {h.detail}" for h in container.hazards],
+        "damage": container.damage,
+        "encryption": container.encryption,
+    }
+
+
+def probe_document(path: str) -> dict[str, Any]:
+    """The worker document for a probe of ``path`` (container facts, no rules)."""
+    from imageport.formats import registry
+    from imageport.service.image_worker import SCHEMA
+    from imageport.source import FileSource
+
+    with FileSource(path) as source:
+        container = registry.probe(source)
+    return {"schema": SCHEMA, "facts": _container_facts(container), "report": None}
+
+
+def check_document(path: str, options: Any) -> dict[str, Any]:
+    """The worker document for a full check of ``path``: container, guest facts and report."""
+    from imageport.reports.json_report import report_document
+    from imageport.service.check import check_image
+    from imageport.service.image_worker import SCHEMA
+
+    report = check_image(path, options)
+    facts = _container_facts(report.container)
+    facts["allocated_bytes"] = report.allocated_bytes
+    guest = report.guest
+    os_info = guest.os if guest is not None and guest.layout.root is not None else None
+    facts["os"] = None if os_info is None else {
+        "id": os_info.id, "version_id": os_info.version_id, "pretty_name": os_info.pretty_name}
+    summary = report.guest_summary
+    arch = summary.architecture.split(" (", 1)[0] if summary and summary.architecture else None
+    facts["arch"] = arch
+    facts["bits"] = None if arch is None else 64 if arch in _64_BIT else 32
+    facts["boot_modes"] = list(summary.boot_modes) if summary else []
+    return {"schema": SCHEMA, "facts": facts, "report": report_document(report)}
+
+
+def main(argv: list[str]) -> int:
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="imageport.worker.inspect_image")
+    parser.add_argument("path")
+    parser.add_argument("--options", default="{}")
+    parser.add_argument("--probe-only", action="store_true")
+    args = parser.parse_args(argv)
+    from imageport.errors import SourceError
+
+    try:
+        if args.probe_only:
+            doc = probe_document(args.path)
+        else:
+            doc = check_document(args.path, _options(args.options))
+    except SourceError as exc:
+        sys.stderr.write(f"{exc}\n")
+        return 1
+    except (ValueError, TypeError) as exc:
+        sys.stderr.write(f"bad arguments: {exc}\n")
+        return 2
+    sys.stdout.write(json.dumps(doc, separators=(",", ":")))
+    sys.stdout.flush()
+    return 0
+
+
+def run() -> None:
+    """Run :func:`main`, turning an exhausted address space into exit status 3."""
+    try:
+        code = main(sys.argv[1:])
+    except MemoryError:
+        os.write(2, _MEMORY_MESSAGE)
+        os._exit(EXIT_MEMORY)
+    sys.exit(code)
+
+
+if __name__ == "__main__":
+    run()

@@ -1,0 +1,55 @@
+"""Worker entry point: write an image's virtual disk as a raw file with imageport's own readers.
+
+``python -m imageport.worker.to_raw SOURCE TARGET``
+
+Used for the formats qemu-img cannot read (zvhd, zvhd2). Runs only under
+:mod:`imageport.worker.run_limited`. Prints ``progress DONE TOTAL`` lines on stdout (at most
+about ten a second). Exit status: 0 done; 1 the file cannot be read or converted (reason on
+stderr); 3 memory ran out.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+
+EXIT_MEMORY = 3
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) != 2:
+        sys.stderr.write("usage: python -m imageport.worker.to_raw SOURCE TARGET\n")
+        return 2
+    from imageport.errors import ImageportError
+    from imageport.service.convert import convert_to_raw
+
+    last = 0.0
+
+    def progress(done: int, total: int) -> None:
+        nonlocal last
+        now = time.monotonic()
+        if now - last >= 0.1 or done == total:
+            last = now
+            sys.stdout.write(f"progress {done} {total}\n")
+            sys.stdout.flush()
+
+    try:
+        convert_to_raw(argv[0], argv[1], progress)
+    except ImageportError as exc:
+        sys.stderr.write(f"{exc}\n")
+        return 1
+    return 0
+
+
+def run() -> None:
+    try:
+        code = main(sys.argv[1:])
+    except MemoryError:
+        os.write(2, b"imageport worker: MemoryError: out of memory (address-space limit)\n")
+        os._exit(EXIT_MEMORY)
+    sys.exit(code)
+
+
+if __name__ == "__main__":
+    run()
