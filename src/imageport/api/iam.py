@@ -1,7 +1,76 @@
-"""Token endpoint (``POST /v3/auth/tokens``), mounted on the image API. Filled in by issue 4."""
+"""Token endpoint (``POST /v3/auth/tokens``), mounted on the image API.
+
+The vendor's IAM answers ``201 Created`` with the token in the ``X-Subject-Token`` header and a
+description of it in the body; clients then send it as ``X-Auth-Token``. The view reads the
+body (at most :data:`~imageport.service.tokens.MAX_BODY` bytes), hands it with the request's
+signature facts (:func:`imageport.api.ims.incoming.signed_request`, as every image API call) to
+:func:`imageport.service.tokens.create_token`, and renders the result, or the error in the image
+API's error shape (:mod:`imageport.api.ims.errors`)::
+
+    {"error": {"code": CODE, "message": MSG}, "error_code": CODE, "error_msg": MSG}
+
+The app that mounts :data:`ROUTES` must set ``app.state.services`` to its
+:class:`~imageport.service.context.Services`.
+"""
 
 from __future__ import annotations
 
-from starlette.routing import BaseRoute
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import BaseRoute, Route
 
-ROUTES: list[BaseRoute] = []
+from imageport.api.ims.errors import service_error
+from imageport.api.ims.incoming import signed_request
+from imageport.service.context import Services
+from imageport.service.errors import RequestInvalid, ServiceError
+from imageport.service.tokens import MAX_BODY, IssuedToken, create_token
+
+
+def _too_large() -> RequestInvalid:
+    return RequestInvalid("RequestBodyTooLarge", f"the body is larger than {MAX_BODY} bytes",
+                          status=413)
+
+
+async def _capped_body(request: Request) -> bytes:
+    """The body, refusing more than :data:`MAX_BODY` bytes before reading them all."""
+    length = request.headers.get("content-length", "")
+    if length.isdigit() and int(length[:12]) > MAX_BODY:
+        raise _too_large()
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > MAX_BODY:
+            raise _too_large()
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _token_document(issued: IssuedToken) -> dict[str, object]:
+    return {"token": {
+        "expires_at": issued.expires_at,
+        "issued_at": issued.issued_at,
+        "methods": list(issued.methods),
+        "project": {"id": issued.project_id, "name": issued.project_name},
+        "catalog": [],
+        "roles": [],
+    }}
+
+
+async def create_token_view(request: Request) -> Response:
+    """``POST /v3/auth/tokens``: 201 with ``X-Subject-Token``, or the error."""
+    services: Services = request.app.state.services
+    try:
+        body = await _capped_body(request)
+        issued = await run_in_threadpool(create_token, services,
+                                         signed_request(request, body), body)
+    except ServiceError as exc:
+        return service_error(exc)
+    return JSONResponse(_token_document(issued), status_code=201,
+                        headers={"X-Subject-Token": issued.token})
+
+
+ROUTES: list[BaseRoute] = [
+    Route("/v3/auth/tokens", create_token_view, methods=["POST"]),
+]

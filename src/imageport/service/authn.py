@@ -6,9 +6,13 @@ Accepted credentials (requirements: every API request is authenticated):
   (S3 clients, bucket API), verified by :mod:`imageport.auth` against the key's secret;
 * ``X-Auth-Token`` tokens issued by the token endpoint (:func:`issue_token`).
 
-A request that changes something (not GET/HEAD) may not be replayed: the same signature seen
-twice inside the clock-skew window is refused. Every failure is :class:`Unauthenticated` with
-the verifier's code, so the API layers answer in their own dialect.
+An ``SDK-HMAC-SHA256`` request that changes something (not GET/HEAD) may not be replayed: the
+same signature seen twice inside the clock-skew window is refused (the memory is per process and
+per database). S3 signatures keep S3's own rules, which have no replay memory: S3 clients re-send
+an identical signed request on retry within the same second, and PUT/DELETE are idempotent.
+
+Every failure is :class:`Unauthenticated` with the verifier's code, so the API layers answer in
+their own dialect.
 """
 
 from __future__ import annotations
@@ -68,15 +72,19 @@ class ReplayGuard:
             return True
 
 
-_GUARDS: dict[int, ReplayGuard] = {}
+_GUARDS: dict[str, ReplayGuard] = {}
 _GUARDS_LOCK = threading.Lock()
 
 
 def _guard(services: Services) -> ReplayGuard:
+    """The replay guard of the database ``services`` use: every Services object over one
+    database (the API apps, a restarted app in the same process) shares it. Keyed by URL, not by
+    ``id(services)``, whose value a later object may reuse."""
+    key = services.settings.db_url
     with _GUARDS_LOCK:
-        guard = _GUARDS.get(id(services))
+        guard = _GUARDS.get(key)
         if guard is None:
-            guard = _GUARDS[id(services)] = ReplayGuard(services.settings.max_skew_seconds)
+            guard = _GUARDS[key] = ReplayGuard(services.settings.max_skew_seconds)
         return guard
 
 
@@ -104,7 +112,9 @@ def authenticate(
     (``"sdk-hmac"``, ``"sigv4"``, ``"s3v2"``, ``"token"``); :class:`Unauthenticated` otherwise."""
     token = request.header("x-auth-token")
     scheme = detect_scheme(request.headers)
-    if scheme is None and token is not None and "token" in schemes:
+    if scheme is None and token is not None:
+        if "token" not in schemes:
+            raise Unauthenticated("AccessDenied", "tokens are not accepted here; sign the request")
         return _from_token(services, token)
     if scheme is None:
         raise Unauthenticated("AccessDenied", "the request is not signed and carries no token")

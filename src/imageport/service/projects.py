@@ -3,6 +3,10 @@
 A project owns buckets, images and jobs; everything a request can see is scoped to the project
 its credentials belong to. An access key is 20 upper-case letters and digits, its secret 40
 characters, as the vendor's are.
+
+These use cases touch only the database and the clock, so they take any :class:`Identity`
+(a :class:`~imageport.service.context.Services` is one); ``imageport admin`` passes a small
+context without an object store or a converter.
 """
 
 from __future__ import annotations
@@ -10,14 +14,36 @@ from __future__ import annotations
 import re
 import secrets
 import string
+from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
+from typing import Protocol
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import Engine, insert, select, update
+from sqlalchemy.exc import IntegrityError
 
 from imageport.adapters.db.schema import access_keys, projects
 from imageport.service.clock import new_id, time_text
-from imageport.service.context import Services
 from imageport.service.errors import Conflict, NotFound, RequestInvalid
+
+MAX_ACCESS_KEY = 40
+"""Longest access key looked up (the column's width); longer ones are unknown at once."""
+
+
+def _plausible_key(access_key: str) -> bool:
+    """Worth a lookup: printable ASCII of the column's width (PostgreSQL refuses NUL bytes)."""
+    return (0 < len(access_key) <= MAX_ACCESS_KEY and access_key.isascii()
+            and access_key.isprintable())
+
+
+class Identity(Protocol):
+    """What the project and key use cases need: the database and the clock."""
+
+    @property
+    def db(self) -> Engine: ...
+
+    @property
+    def clock(self) -> Callable[[], datetime]: ...
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 _AK_ALPHABET = string.ascii_uppercase + string.digits
@@ -26,6 +52,8 @@ _SK_ALPHABET = string.ascii_letters + string.digits
 
 @dataclass(frozen=True, slots=True)
 class Project:
+    """A tenant: owns buckets, images, jobs and access keys."""
+
     id: str
     name: str
     created_at: str
@@ -33,6 +61,8 @@ class Project:
 
 @dataclass(frozen=True, slots=True)
 class AccessKey:
+    """An AK/SK pair of one project; ``revoked_at`` is set once it may no longer sign."""
+
     access_key: str
     secret_key: str
     project_id: str
@@ -40,31 +70,45 @@ class AccessKey:
     revoked_at: str | None = None
 
 
-def create_project(services: Services, name: str) -> Project:
+def create_project(services: Identity, name: str) -> Project:
     """A new project called ``name`` (letters, digits, ``_.-``; unique)."""
     if not _NAME.match(name):
         raise RequestInvalid("InvalidProjectName",
                              f"project name {name!r} must be 1-64 letters, digits, '_', '.', '-'")
     project = Project(new_id(), name, time_text(services.clock()))
-    with services.db.begin() as conn:
-        if conn.execute(select(projects.c.id).where(projects.c.name == name)).first():
-            raise Conflict("ProjectExists", f"project {name!r} already exists")
-        conn.execute(insert(projects).values(id=project.id, name=name,
-                                             created_at=project.created_at))
+    exists = Conflict("ProjectExists", f"project {name!r} already exists")
+    try:
+        with services.db.begin() as conn:
+            if conn.execute(select(projects.c.id).where(projects.c.name == name)).first():
+                raise exists
+            conn.execute(insert(projects).values(id=project.id, name=name,
+                                                 created_at=project.created_at))
+    except IntegrityError as exc:  # the same name created concurrently
+        raise exists from exc
     return project
 
 
-def find_project(services: Services, name_or_id: str) -> Project:
-    """The project with this name or id; NotFound otherwise."""
+def list_projects(services: Identity) -> list[Project]:
+    """Every project, by name."""
     with services.db.connect() as conn:
-        row = conn.execute(select(projects).where(
-            (projects.c.name == name_or_id) | (projects.c.id == name_or_id))).first()
+        rows = conn.execute(select(projects).order_by(projects.c.name)).all()
+    return [Project(row.id, row.name, row.created_at) for row in rows]
+
+
+def find_project(services: Identity, name_or_id: str) -> Project:
+    """The project with this name, else the one with this id; NotFound otherwise.
+
+    A name wins over an id, so a project named like another's id is still found by its name."""
+    with services.db.connect() as conn:
+        row = conn.execute(select(projects).where(projects.c.name == name_or_id)).first()
+        if row is None:
+            row = conn.execute(select(projects).where(projects.c.id == name_or_id)).first()
     if row is None:
         raise NotFound("NoSuchProject", f"no project {name_or_id!r}")
     return Project(row.id, row.name, row.created_at)
 
 
-def create_key(services: Services, project: str) -> AccessKey:
+def create_key(services: Identity, project: str) -> AccessKey:
     """A new AK/SK pair for the project named (or with id) ``project``."""
     owner = find_project(services, project)
     key = AccessKey(
@@ -80,8 +124,23 @@ def create_key(services: Services, project: str) -> AccessKey:
     return key
 
 
-def revoke_key(services: Services, access_key: str) -> None:
-    """Revoke ``access_key``: requests signed with it fail from now on."""
+def list_keys(services: Identity, project: str) -> list[AccessKey]:
+    """The keys of the project named (or with id) ``project``, revoked ones included, oldest
+    first. Callers that show them must not print ``secret_key``."""
+    owner = find_project(services, project)
+    with services.db.connect() as conn:
+        rows = conn.execute(select(access_keys)
+                            .where(access_keys.c.project_id == owner.id)
+                            .order_by(access_keys.c.created_at, access_keys.c.access_key)).all()
+    return [AccessKey(row.access_key, row.secret_key, row.project_id, row.created_at,
+                      row.revoked_at) for row in rows]
+
+
+def revoke_key(services: Identity, access_key: str) -> None:
+    """Revoke ``access_key``: requests signed with it, and tokens issued to it, fail from now
+    on."""
+    if not _plausible_key(access_key):
+        raise NotFound("NoSuchKey", f"no active access key {access_key[:MAX_ACCESS_KEY]!r}")
     with services.db.begin() as conn:
         done = conn.execute(update(access_keys)
                             .where(access_keys.c.access_key == access_key)
@@ -91,8 +150,10 @@ def revoke_key(services: Services, access_key: str) -> None:
         raise NotFound("NoSuchKey", f"no active access key {access_key!r}")
 
 
-def active_key(services: Services, access_key: str) -> AccessKey | None:
+def active_key(services: Identity, access_key: str) -> AccessKey | None:
     """The key record if ``access_key`` exists and is not revoked."""
+    if not _plausible_key(access_key):
+        return None
     with services.db.connect() as conn:
         row = conn.execute(select(access_keys)
                            .where(access_keys.c.access_key == access_key)

@@ -2,19 +2,27 @@
 
 :func:`open_database` is the only place an Engine is made: SQLite gets WAL, foreign keys and a
 busy timeout so the API threads and the job workers can share it; PostgreSQL URLs are used as
-given (``postgresql+pg8000://...``). :func:`upgrade` runs the Alembic migrations to head.
+given (``postgresql+pg8000://...``). :func:`upgrade` runs the Alembic migrations to head
+holding the database's write lock (SQLite ``BEGIN IMMEDIATE``, a PostgreSQL advisory lock), so
+``imageport serve`` and ``imageport admin`` starting together on a new database do not both
+create the tables: the second waits, then finds the schema at head.
 """
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 from typing import Any
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, create_engine, event, text
 
 MIGRATIONS = Path(__file__).with_name("migrations")
+MIGRATION_LOCK = 0x696D6167_65706F72
+"""PostgreSQL advisory-lock key held while migrating (the bytes ``imagepor``)."""
+_UPGRADE_LOCK = threading.Lock()
+"""Alembic keeps its migration context in module globals: one upgrade per process at a time."""
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: object) -> None:
@@ -36,7 +44,14 @@ def alembic_config() -> Config:
 def upgrade(engine: Engine) -> None:
     """Apply every migration not yet applied (a no-op on an up-to-date database)."""
     config = alembic_config()
-    with engine.begin() as connection:
+    with _UPGRADE_LOCK, engine.begin() as connection:
+        # both locks are released when this transaction ends
+        if connection.dialect.name == "postgresql":
+            connection.execute(text("SELECT pg_advisory_xact_lock(:key)"),
+                               {"key": MIGRATION_LOCK})
+        elif connection.dialect.name == "sqlite":
+            # pysqlite runs DDL outside any transaction unless one is begun explicitly
+            connection.exec_driver_sql("BEGIN IMMEDIATE")
         config.attributes["connection"] = connection
         command.upgrade(config, "head")
 

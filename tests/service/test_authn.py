@@ -1,0 +1,181 @@
+"""Authentication of real signed requests to the right project, on SQLite and PostgreSQL.
+
+Requests are signed by the clients' own signers (huaweicloudsdkcore's Signer, botocore's
+S3SigV4Auth and HmacV1Auth) with keys made by the project use cases, then authenticated.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from datetime import UTC, datetime, timedelta
+from types import SimpleNamespace
+from urllib.parse import urlsplit
+
+import pytest
+from botocore.auth import HmacV1Auth, S3SigV4Auth
+from botocore.awsrequest import AWSRequest
+from botocore.credentials import Credentials
+from huaweicloudsdkcore.sdk_request import SdkRequest
+from huaweicloudsdkcore.signer.signer import Signer
+
+from auth._signers import from_aws, sha
+from imageport.auth import SignedRequest
+from imageport.service.authn import MAX_TOKEN, Principal, authenticate, issue_token
+from imageport.service.context import Services
+from imageport.service.errors import Unauthenticated
+from imageport.service.projects import AccessKey, create_key, create_project, revoke_key
+
+pytest_plugins = ["db_backends"]  # db_services: each test on both backends
+
+IMS = frozenset({"sdk-hmac", "token"})
+S3 = frozenset({"sigv4", "s3v2"})
+ALL = IMS | S3
+
+
+def sdk_signed(key: AccessKey, method: str = "GET", path: str = "/v2/cloudimages",
+               body: bytes = b"", when: datetime | None = None) -> SignedRequest:
+    """What the server sees for a request the vendor SDK signed with ``key``."""
+    headers = {"Content-Type": "application/json;charset=utf-8", "X-Project-Id": key.project_id,
+               "X-Sdk-Date": (when or datetime.now(UTC)).strftime("%Y%m%dT%H%M%SZ")}
+    req = SdkRequest(method=method, schema="http", host="127.0.0.1:8080", resource_path=path,
+                     query_params=[("limit", 10)] if method == "GET" else [],
+                     header_params=headers, body=body)
+    Signer(SimpleNamespace(ak=key.access_key, sk=key.secret_key)).sign(req)
+    split = urlsplit(req.url)
+    sent = dict(req.header_params)
+    if body:
+        sent["Content-Length"] = str(len(body))
+    return SignedRequest(method, split.path, split.query, sent, sha(req.body or b""))
+
+
+def s3_signed(key: AccessKey, method: str = "PUT", path: str = "/bucket/disk.qcow2",
+              body: bytes = b"data", v2: bool = False) -> SignedRequest:
+    req = AWSRequest(method=method, url="http://127.0.0.1:8081" + path, data=body, headers={})
+    credentials = Credentials(key.access_key, key.secret_key)
+    if v2:
+        HmacV1Auth(credentials).add_auth(req)
+    else:
+        S3SigV4Auth(credentials, "s3", "local-1").add_auth(req)
+    return from_aws(req)
+
+
+@pytest.fixture
+def two_keys(db_services: Services) -> tuple[AccessKey, AccessKey]:
+    create_project(db_services, "alpha")
+    create_project(db_services, "beta")
+    return create_key(db_services, "alpha"), create_key(db_services, "beta")
+
+
+def refused(services: Services, request: SignedRequest, schemes: frozenset[str] = ALL) -> str:
+    with pytest.raises(Unauthenticated) as err:
+        authenticate(services, request, schemes=schemes)
+    assert err.value.status == 401
+    return err.value.code
+
+
+def test_each_signature_scheme_finds_the_signers_project(
+        db_services: Services, two_keys: tuple[AccessKey, AccessKey]) -> None:
+    for key in two_keys:
+        want = Principal(key.project_id, key.access_key)
+        body = b'{"name": "img", "image_url": "b:k", "min_disk": 40}'
+        assert authenticate(db_services, sdk_signed(key, "POST", "/v2/cloudimages/action", body),
+                            schemes=IMS) == want
+        assert authenticate(db_services, sdk_signed(key), schemes=IMS) == want
+        assert authenticate(db_services, s3_signed(key), schemes=S3) == want
+        assert authenticate(db_services, s3_signed(key, "GET", "/bucket?list-type=2", b""),
+                            schemes=S3) == want
+        assert authenticate(db_services, s3_signed(key, v2=True), schemes=S3) == want
+
+
+def test_revoked_and_unknown_keys_are_refused(
+        db_services: Services, two_keys: tuple[AccessKey, AccessKey]) -> None:
+    alpha, beta = two_keys
+    revoke_key(db_services, alpha.access_key)
+    assert refused(db_services, sdk_signed(alpha)) == "InvalidAccessKeyId"
+    assert refused(db_services, s3_signed(alpha)) == "InvalidAccessKeyId"
+    assert refused(db_services, s3_signed(alpha, v2=True)) == "InvalidAccessKeyId"
+    # beta still works: revocation is per key
+    assert authenticate(db_services, sdk_signed(beta), schemes=IMS).project_id == beta.project_id
+    stranger = dataclasses.replace(beta, access_key="UNKNOWNKEY0000000000")
+    assert refused(db_services, sdk_signed(stranger)) == "InvalidAccessKeyId"
+    assert refused(db_services, s3_signed(stranger)) == "InvalidAccessKeyId"
+    wrong_secret = dataclasses.replace(beta, secret_key="x" * 40)
+    assert refused(db_services, sdk_signed(wrong_secret)) == "SignatureDoesNotMatch"
+    assert refused(db_services, s3_signed(wrong_secret)) == "SignatureDoesNotMatch"
+
+
+def test_replayed_post_refused_replayed_get_allowed(
+        db_services: Services, two_keys: tuple[AccessKey, AccessKey]) -> None:
+    alpha, _ = two_keys
+    post = sdk_signed(alpha, "POST", "/v2/cloudimages/action", b'{"name": "x"}')
+    assert authenticate(db_services, post, schemes=IMS).access_key == alpha.access_key
+    assert refused(db_services, post) == "ReplayedRequest"
+    get = sdk_signed(alpha)
+    for _ in range(3):
+        assert authenticate(db_services, get, schemes=IMS).access_key == alpha.access_key
+    # a freshly signed POST (a new date makes a new signature) is accepted
+    later = sdk_signed(alpha, "POST", "/v2/cloudimages/action", b'{"name": "x"}',
+                       when=datetime.now(UTC) + timedelta(seconds=2))
+    assert authenticate(db_services, later, schemes=IMS).access_key == alpha.access_key
+
+
+def test_clock_skew_window(db_services: Services,
+                           two_keys: tuple[AccessKey, AccessKey]) -> None:
+    alpha, _ = two_keys
+    window = timedelta(seconds=db_services.settings.max_skew_seconds)
+    old = sdk_signed(alpha, when=datetime.now(UTC) - window - timedelta(minutes=1))
+    assert refused(db_services, old) == "RequestTimeTooSkewed"
+    recent = sdk_signed(alpha, when=datetime.now(UTC) - window + timedelta(minutes=1))
+    assert authenticate(db_services, recent, schemes=IMS).access_key == alpha.access_key
+    signed = s3_signed(alpha)
+    db_services.clock = lambda: datetime.now(UTC) + window + timedelta(minutes=1)
+    assert refused(db_services, signed) == "RequestTimeTooSkewed"
+    assert refused(db_services, sdk_signed(alpha)) == "RequestTimeTooSkewed"
+
+
+def test_scheme_must_be_accepted_and_present(
+        db_services: Services, two_keys: tuple[AccessKey, AccessKey]) -> None:
+    alpha, _ = two_keys
+    assert refused(db_services, s3_signed(alpha), IMS) == "AccessDenied"
+    assert refused(db_services, sdk_signed(alpha), S3) == "AccessDenied"
+    unsigned = SignedRequest("GET", "/v2/cloudimages", "", {"Host": "x"}, sha(b""))
+    assert refused(db_services, unsigned) == "AccessDenied"
+    bearer = SignedRequest("GET", "/v2/cloudimages", "", {"Authorization": "Bearer abc"})
+    assert refused(db_services, bearer) == "AccessDenied"
+
+
+def _with_token(token: str) -> SignedRequest:
+    return SignedRequest("GET", "/v2/cloudimages", "", {"X-Auth-Token": token}, sha(b""))
+
+
+def test_tokens(db_services: Services, two_keys: tuple[AccessKey, AccessKey]) -> None:
+    alpha, beta = two_keys
+    principal = Principal(alpha.project_id, alpha.access_key)
+    token, expires = issue_token(db_services, principal)
+    now = db_services.clock().timestamp()
+    assert expires == pytest.approx(now + db_services.settings.token_lifetime_seconds, abs=5)
+    assert authenticate(db_services, _with_token(token), schemes=IMS) == principal
+    # the bucket API takes signatures only
+    assert refused(db_services, _with_token(token), S3) == "AccessDenied"
+    for garbage in ("", "IPT", token[:-1], token + "x", "x" * (MAX_TOKEN + 1), "\udcff"):
+        assert refused(db_services, _with_token(garbage)) == "InvalidToken"
+    # the beta token is beta's, and survives alpha's revocation
+    beta_token, _ = issue_token(db_services, Principal(beta.project_id, beta.access_key))
+    revoke_key(db_services, alpha.access_key)
+    assert refused(db_services, _with_token(token)) == "InvalidToken"
+    assert authenticate(db_services, _with_token(beta_token), schemes=IMS).project_id == (
+        beta.project_id)
+    # past its lifetime, a token is refused
+    lifetime = timedelta(seconds=db_services.settings.token_lifetime_seconds)
+    db_services.clock = lambda: datetime.now(UTC) + lifetime + timedelta(seconds=10)
+    assert refused(db_services, _with_token(beta_token)) == "InvalidToken"
+
+
+def test_signature_wins_over_a_token(db_services: Services,
+                                     two_keys: tuple[AccessKey, AccessKey]) -> None:
+    """A signed request is judged by its signature, whatever X-Auth-Token it also carries."""
+    alpha, beta = two_keys
+    beta_token, _ = issue_token(db_services, Principal(beta.project_id, beta.access_key))
+    signed = sdk_signed(alpha)
+    both = dataclasses.replace(signed, headers={**signed.headers, "x-auth-token": beta_token})
+    assert authenticate(db_services, both, schemes=IMS).project_id == alpha.project_id
