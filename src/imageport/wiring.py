@@ -1,0 +1,43 @@
+"""The one place the service's adapters are chosen from the settings.
+
+:func:`build_services` opens the database (migrating it), and builds the object store, the
+image converter and the job queue. Today there is one implementation of each port: files on
+local disk plus the database, qemu-img in limited subprocesses, and a thread pool in this
+process. A remote object store or remote workers would be picked here, from new settings,
+without touching ``service/`` or ``api/``.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from imageport import logs
+from imageport.adapters.db.engine import open_database
+from imageport.adapters.job_queue import ThreadJobQueue
+from imageport.adapters.objectstore.local import LocalObjectStore
+from imageport.adapters.qemu_img import QemuImgConverter
+from imageport.service.context import Services
+from imageport.service.import_job import run_job
+from imageport.settings import Settings
+
+log = logging.getLogger("imageport.jobs")
+
+
+def build_services(settings: Settings) -> Services:
+    """Services for ``settings``, with a job queue (not started: the caller runs recovery
+    first, then starts it). Every line logged while a job runs carries its ``job_id``."""
+    db = open_database(settings.db_url)
+    services = Services(settings, db, LocalObjectStore(settings, db), QemuImgConverter(settings))
+
+    def run(job_id: str) -> None:
+        started = time.monotonic()
+        with logs.bound(job_id=job_id):
+            log.info("job started")
+            try:
+                run_job(services, job_id)
+            finally:
+                log.info("job ended after %.1f s", time.monotonic() - started)
+
+    services.queue = ThreadJobQueue(settings.workers, run)
+    return services
