@@ -1,0 +1,143 @@
+"""A small client of the image API (vendor IMS-compatible), signed with SDK-HMAC-SHA256.
+
+Only what the CLI needs: register an image from a bucket object (normal path, or the
+uninitialized Glance path), list, show and delete images, and read jobs. Replies are JSON; error
+replies are decoded from either the vendor's ``{"error": {"code", "message"}}`` or the SDK's
+``{"error_code", "error_msg"}`` shape.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Mapping
+from typing import Any
+from urllib.parse import quote
+
+from imageport.client.errors import ClientError
+from imageport.client.signing import Credentials, sdk_hmac_headers
+from imageport.client.transport import Signer, Timeouts, Transport
+
+JSON_TYPE = "application/json;charset=utf-8"
+PAGE = 100
+"""Images asked for per page when listing."""
+
+
+def ims_error(status: int, body: bytes, request_id: str) -> ClientError:
+    """The server's JSON error body as a ClientError."""
+    code, message = "", ""
+    try:
+        doc = json.loads(body) if body else {}
+    except ValueError:
+        doc = {}
+    if isinstance(doc, dict):
+        inner = doc.get("error")
+        if isinstance(inner, dict):
+            code, message = str(inner.get("code") or ""), str(inner.get("message") or "")
+        code = code or str(doc.get("error_code") or doc.get("errorCode") or "")
+        message = message or str(doc.get("error_msg") or doc.get("errorMsg") or "")
+    return ClientError(message or f"the image API answered {status}", status=status, code=code,
+                       request_id=request_id)
+
+
+def _object(data: bytes, what: str) -> dict[str, Any]:
+    try:
+        doc = json.loads(data)
+    except ValueError as exc:
+        raise ClientError(f"the image API's reply to {what} is not JSON") from exc
+    if not isinstance(doc, dict):
+        raise ClientError(f"the image API's reply to {what} is not a JSON object")
+    return doc
+
+
+def _query(params: Mapping[str, str | int]) -> str:
+    items = [f"{quote(k, safe='~')}={quote(str(v), safe='~')}" for k, v in params.items()]
+    return "?" + "&".join(items) if items else ""
+
+
+class ImsClient:
+    """Calls to one image API endpoint for ``credentials`` (project id required)."""
+
+    def __init__(self, endpoint: str, credentials: Credentials, *,
+                 timeouts: Timeouts | None = None) -> None:
+        if not credentials.project_id:
+            raise ClientError("the image API needs a project id")
+        self.credentials = credentials
+        self.transport = Transport(endpoint, ims_error, timeouts=timeouts, pool=2)
+
+    def close(self) -> None:
+        self.transport.close()
+
+    def __enter__(self) -> ImsClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _call(self, method: str, path: str, doc: object = None, *,
+              ok: tuple[int, ...] = (200, 201, 202, 204)) -> dict[str, Any]:
+        body = b"" if doc is None else json.dumps(doc).encode()
+        ctype = JSON_TYPE if doc is not None else "application/json"
+
+        def sign(m: str, url: str, headers: dict[str, str]) -> dict[str, str]:
+            return sdk_hmac_headers(m, url, headers, body, self.credentials)
+
+        signer: Signer = sign
+        reply = self.transport.send(method, path, signer, headers={"Content-Type": ctype},
+                                    body=body, ok=ok)
+        if not reply.body.strip():
+            return {}
+        return _object(reply.body, f"{method} {path}")
+
+    # registration
+    def create_image(self, body: Mapping[str, object]) -> str:
+        """``POST /v2/cloudimages/action``: the job id."""
+        return _job_id(self._call("POST", "/v2/cloudimages/action", dict(body)))
+
+    def create_glance_image(self, body: Mapping[str, object]) -> dict[str, Any]:
+        """``POST /v2/images`` (queued, no data yet): the image object."""
+        return self._call("POST", "/v2/images", dict(body))
+
+    def upload_image(self, image_id: str, image_url: str) -> str:
+        """``PUT /v1/cloudimages/{id}/upload`` from ``bucket:key``: the job id."""
+        path = f"/v1/cloudimages/{quote(image_id, safe='')}/upload"
+        return _job_id(self._call("PUT", path, {"image_url": image_url}))
+
+    # images
+    def list_images(self, **filters: str | int) -> Iterator[dict[str, Any]]:
+        """Every private image (``GET /v2/cloudimages``, page by page with ``marker``)."""
+        params: dict[str, str | int] = {"__imagetype": "private", "limit": PAGE, **filters}
+        seen: set[str] = set()
+        while True:
+            doc = self._call("GET", "/v2/cloudimages" + _query(params))
+            images = doc.get("images")
+            if not isinstance(images, list):
+                raise ClientError("the image list reply has no 'images' list")
+            fresh = [i for i in images if isinstance(i, dict) and i.get("id") not in seen]
+            yield from fresh
+            seen.update(str(i.get("id")) for i in fresh)
+            if len(images) < int(params["limit"]) or not fresh:
+                return
+            params["marker"] = str(fresh[-1].get("id"))
+
+    def show_image(self, image_id: str) -> dict[str, Any]:
+        return self._call("GET", f"/v2/images/{quote(image_id, safe='')}")
+
+    def delete_image(self, image_id: str) -> None:
+        self._call("DELETE", f"/v2/images/{quote(image_id, safe='')}")
+
+    # jobs
+    def show_job(self, job_id: str) -> dict[str, Any]:
+        """``GET /v1/{project_id}/jobs/{job_id}``."""
+        project = quote(self.credentials.project_id, safe="")
+        return self._call("GET", f"/v1/{project}/jobs/{quote(job_id, safe='')}")
+
+    def job_progress(self, job_id: str) -> dict[str, Any]:
+        """``GET /v1/cloudimages/job/{job_id}`` (status plus phase and percent)."""
+        return self._call("GET", f"/v1/cloudimages/job/{quote(job_id, safe='')}")
+
+
+def _job_id(doc: Mapping[str, Any]) -> str:
+    job_id = doc.get("job_id")
+    if not isinstance(job_id, str) or not job_id:
+        raise ClientError("the image API did not return a job_id")
+    return job_id
