@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import hashlib
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from sqlalchemy import Engine
 
 from imageport.adapters.db.engine import open_database
 from imageport.adapters.objectstore.local import MIN_PART_SIZE, LocalObjectStore
@@ -15,10 +17,26 @@ from imageport.service.errors import Conflict, NotFound, RequestInvalid
 from imageport.service.ports import StagedFile
 from imageport.settings import Settings, load_settings
 
+_ENGINES: list[Engine] = []
 
-def _store(data_dir: Path) -> tuple[Settings, LocalObjectStore]:
-    settings = load_settings({}, data_dir=data_dir)
-    return settings, LocalObjectStore(settings, open_database(settings.db_url))
+
+@pytest.fixture(autouse=True)
+def _dispose_engines() -> Iterator[None]:
+    """Close every database connection a test opened (PostgreSQL sockets must not leak)."""
+    yield
+    while _ENGINES:
+        _ENGINES.pop().dispose()
+
+
+def _open(url: str) -> Engine:
+    engine = open_database(url)
+    _ENGINES.append(engine)
+    return engine
+
+
+def _store(data_dir: Path, database_url: str | None = None) -> tuple[Settings, LocalObjectStore]:
+    settings = load_settings({}, data_dir=data_dir, database_url=database_url)
+    return settings, LocalObjectStore(settings, _open(settings.db_url))
 
 
 def _stage(store: LocalObjectStore, data: bytes) -> StagedFile:
@@ -32,11 +50,12 @@ def _stage(store: LocalObjectStore, data: bytes) -> StagedFile:
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> LocalObjectStore:
+def store(tmp_path: Path, database_url: str) -> LocalObjectStore:
+    """A store with bucket ``bkt``, on SQLite and on PostgreSQL (``database_url``)."""
     from imageport.adapters.db.schema import projects
 
-    settings, made = _store(tmp_path / "data")
-    with open_database(settings.db_url).begin() as conn:
+    settings, made = _store(tmp_path / "data", database_url)
+    with _open(settings.db_url).begin() as conn:
         conn.execute(projects.insert().values(id="p" * 32, name="p", created_at="x"))
     made.create_bucket("bkt", "p" * 32, "STANDARD", "local-1")
     return made
@@ -99,8 +118,8 @@ def test_bucket_delete_refused_while_not_empty(store: LocalObjectStore) -> None:
     assert store.get_bucket("bkt") is None
 
 
-def test_multipart_survives_restart_and_joins_parts(store: LocalObjectStore,
-                                                    tmp_path: Path) -> None:
+def test_multipart_survives_restart_and_joins_parts(store: LocalObjectStore, tmp_path: Path,
+                                                    database_url: str) -> None:
     one = os.urandom(MIN_PART_SIZE)
     two = os.urandom(MIN_PART_SIZE + 7)
     three = b"tail"
@@ -110,7 +129,7 @@ def test_multipart_survives_restart_and_joins_parts(store: LocalObjectStore,
     store.commit_part(upload.upload_id, 3, _stage(store, b"will be replaced"))
 
     # "restart": a new store on the same data dir and database sees the upload and its parts
-    _settings, again = _store(tmp_path / "data")
+    _settings, again = _store(tmp_path / "data", database_url)
     assert again.get_upload(upload.upload_id) == upload
     assert [(p.number, p.etag) for p in again.list_parts(upload.upload_id)] == [
         (1, p1.etag), (3, f'"{hashlib.md5(b"will be replaced").hexdigest()}"')]  # noqa: S324

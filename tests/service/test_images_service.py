@@ -56,6 +56,12 @@ def put(services: Services, bucket: str, key: str, data: bytes,
 World = tuple[Services, str, str, RecordingQueue]
 
 
+
+@pytest.fixture
+def services(backend_services: Services) -> Services:
+    """These tests run on SQLite and on a real PostgreSQL server."""
+    return backend_services
+
 @pytest.fixture
 def world(services: Services) -> World:
     """Two projects; the first owns bucket ``images`` holding ``disk.qcow2``."""

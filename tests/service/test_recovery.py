@@ -3,6 +3,7 @@ jobs run again (or fail after three starts), and no image stays ``saving``."""
 
 from __future__ import annotations
 
+import pytest
 from sqlalchemy import update
 
 import import_fixtures as fx
@@ -12,6 +13,11 @@ from imageport.service.context import Services
 from imageport.service.import_job import run_job
 from imageport.service.recovery import RESTARTED, recover
 
+
+@pytest.fixture
+def services(backend_services: Services) -> Services:
+    """These tests run on SQLite and on a real PostgreSQL server."""
+    return backend_services
 
 def _crash_mid_job(services: Services, name: str) -> str:
     """A job claimed by a worker that then died: RUNNING, its image saving."""

@@ -56,6 +56,7 @@ access_keys = Table(
     Column("project_id", String(ID), ForeignKey("projects.id"), nullable=False),
     Column("created_at", String(TIME), nullable=False),
     Column("revoked_at", String(TIME)),
+    Index("ix_access_keys_project_id", "project_id"),
 )
 
 tokens = Table(
@@ -66,6 +67,7 @@ tokens = Table(
     Column("project_id", String(ID), ForeignKey("projects.id"), nullable=False),
     Column("access_key", String(40), nullable=False),
     Column("expires_at", Float, nullable=False),
+    Index("ix_tokens_expires_at", "expires_at"),
 )
 
 buckets = Table(

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: (none)
-Create Date: 2026-11-28 01:34:33.523403
+Create Date: 2026-11-28 01:56:06.276279
 """
 
 from __future__ import annotations
@@ -34,6 +34,9 @@ def upgrade() -> None:
     sa.ForeignKeyConstraint(['project_id'], ['projects.id'], name=op.f('fk_access_keys_project_id_projects')),
     sa.PrimaryKeyConstraint('access_key', name=op.f('pk_access_keys'))
     )
+    with op.batch_alter_table('access_keys', schema=None) as batch_op:
+        batch_op.create_index('ix_access_keys_project_id', ['project_id'], unique=False)
+
     op.create_table('buckets',
     sa.Column('name', sa.String(length=63), nullable=False),
     sa.Column('project_id', sa.String(length=32), nullable=False),
@@ -102,6 +105,9 @@ def upgrade() -> None:
     sa.ForeignKeyConstraint(['project_id'], ['projects.id'], name=op.f('fk_tokens_project_id_projects')),
     sa.PrimaryKeyConstraint('token_sha256', name=op.f('pk_tokens'))
     )
+    with op.batch_alter_table('tokens', schema=None) as batch_op:
+        batch_op.create_index('ix_tokens_expires_at', ['expires_at'], unique=False)
+
     op.create_table('objects',
     sa.Column('bucket', sa.String(length=63), nullable=False),
     sa.Column('key', sa.String(length=1024), nullable=False),
@@ -151,6 +157,9 @@ def downgrade() -> None:
 
     op.drop_table('uploads')
     op.drop_table('objects')
+    with op.batch_alter_table('tokens', schema=None) as batch_op:
+        batch_op.drop_index('ix_tokens_expires_at')
+
     op.drop_table('tokens')
     with op.batch_alter_table('jobs', schema=None) as batch_op:
         batch_op.drop_index('ix_jobs_status')
@@ -158,6 +167,9 @@ def downgrade() -> None:
     op.drop_table('jobs')
     op.drop_table('images')
     op.drop_table('buckets')
+    with op.batch_alter_table('access_keys', schema=None) as batch_op:
+        batch_op.drop_index('ix_access_keys_project_id')
+
     op.drop_table('access_keys')
     op.drop_table('projects')
     # ### end Alembic commands ###
