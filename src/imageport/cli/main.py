@@ -14,16 +14,11 @@ import sys
 from collections.abc import Sequence
 
 from imageport import __version__
-from imageport.cli import admin, remote, serve
+from imageport.cli import admin, bitmap, remote, serve
 from imageport.errors import ImageportError, SourceError
-from imageport.formats.registry import FORMATS
-from imageport.reports.json_report import report_document
-from imageport.reports.text_report import human_size, render_text
-from imageport.rules.base import CheckOptions
-from imageport.rules.catalogue import RULES
-from imageport.rules.docs import rules_markdown
-from imageport.service.check import check_image
-from imageport.service.convert import ImageRefusedError, convert_to_raw
+
+# Each command imports what it needs when it runs, so that `imageport bitmap`, `serve`, `admin`
+# and the client commands do not pay for loading the whole check pipeline.
 
 EXIT_OK = 0
 EXIT_RULES = 1
@@ -55,11 +50,19 @@ def _parser() -> argparse.ArgumentParser:
     check.add_argument("--password", action="store_true", dest="ask_password",
                        help="prompt for the image's initial password and check it")
 
-    conv = sub.add_parser("convert", help="write the virtual disk of an image as a raw file")
+    conv = sub.add_parser(
+        "convert", help="write the virtual disk of an image as raw, qcow2, zvhd or zvhd2",
+        description="Convert an image (any accepted format, read by imageport's own readers "
+        "after the safety checks) to raw, qcow2 (written by qemu-img from raw), zvhd or zvhd2.")
     conv.add_argument("input")
     conv.add_argument("output")
-    conv.add_argument("-O", dest="output_format", required=True, choices=["raw"],
-                      help="output format (only raw)")
+    conv.add_argument("-O", dest="output_format", choices=["raw", "qcow2", "zvhd", "zvhd2"],
+                      help="output format (default: from OUTPUT's extension: .zvhd2, .zvhd, "
+                      ".raw/.img, .qcow2)")
+    conv.add_argument("--compression", choices=["zstd", "zlib"],
+                      help="zvhd2: zstd (default) or zlib; qcow2: compress clusters with it")
+    conv.add_argument("--block-size", type=int, metavar="MIB",
+                      help="zvhd2 block size in MiB: 1, 2 (default), 4, 8, 16 or 32")
     conv.add_argument("-p", "--progress", action="store_true", help="show progress")
 
     fmts = sub.add_parser("formats", help="list the formats imageport recognises")
@@ -69,12 +72,17 @@ def _parser() -> argparse.ArgumentParser:
     rules.add_argument("--markdown", action="store_true", help="print docs/rules.md")
 
     # the service: `serve`, `admin`, and the client commands that talk to a running service
-    for module in (serve, admin, remote):
+    for module in (serve, admin, remote, bitmap):
         module.register(sub)
     return p
 
 
 def _cmd_check(args: argparse.Namespace) -> int:
+    from imageport.reports.json_report import report_document
+    from imageport.reports.text_report import render_text
+    from imageport.rules.base import CheckOptions
+    from imageport.service.check import check_image
+
     password = None
     if args.password_env:
         password = os.environ.get(args.password_env)
@@ -99,24 +107,45 @@ def _cmd_check(args: argparse.Namespace) -> int:
 
 
 def _cmd_convert(args: argparse.Namespace) -> int:
+    from imageport.reports.text_report import human_size, render_text
+    from imageport.service import convert_formats as cf
+    from imageport.service.convert import ImageRefusedError
+
     def progress(done: int, total: int) -> None:
         pct = 100.0 * done / total if total else 100.0
         sys.stderr.write(f"\r    ({pct:6.2f}/100%)")
         if done >= total:
             sys.stderr.write("\n")
 
+    fmt = args.output_format or cf.format_for_path(args.output)
+    if fmt is None:
+        sys.stderr.write(f"imageport: cannot tell the output format from {args.output!r}; "
+                         "give -O raw|qcow2|zvhd|zvhd2\n")
+        return EXIT_UNREADABLE
+    block = None
+    if args.block_size is not None:
+        if not 1 <= args.block_size <= 32:
+            sys.stderr.write("imageport: --block-size is in MiB: 1, 2, 4, 8, 16 or 32\n")
+            return EXIT_UNREADABLE
+        block = args.block_size << 20
+    options = cf.ConvertOptions(compression=args.compression, block_size=block)
     try:
-        result = convert_to_raw(args.input, args.output, progress if args.progress else None)
+        result = cf.convert_image(args.input, args.output, fmt, options,
+                                  progress if args.progress else None)
     except ImageRefusedError as exc:
         sys.stderr.write(render_text(exc.report))
         sys.stderr.write(f"imageport: {exc}\n")
         return EXIT_RULES
-    print(f"wrote {args.output}: virtual size {human_size(result.virtual_size)}, "
-          f"{human_size(result.bytes_written)} of data")
+    detail = f" ({result.detail})" if result.detail else ""
+    print(f"wrote {args.output}: {result.format}{detail}, virtual size "
+          f"{human_size(result.virtual_size)}, {human_size(result.data_bytes)} of data, "
+          f"file {human_size(result.file_size)}")
     return EXIT_OK
 
 
 def _cmd_formats(args: argparse.Namespace) -> int:
+    from imageport.formats.registry import FORMATS
+
     rows = [("raw", "raw disk image (no container)", True)]
     rows += [(s.name, s.description, s.accepted) for s in FORMATS]
     if args.json:
@@ -129,6 +158,9 @@ def _cmd_formats(args: argparse.Namespace) -> int:
 
 
 def _cmd_rules(args: argparse.Namespace) -> int:
+    from imageport.rules.catalogue import RULES
+    from imageport.rules.docs import rules_markdown
+
     if args.markdown:
         sys.stdout.write(rules_markdown())
     elif args.json:
