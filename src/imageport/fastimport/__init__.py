@@ -1,0 +1,1 @@
+"""Fast import: RAW bitmap files and the ZVHD/ZVHD2 writer."""
