@@ -36,6 +36,7 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import IO
 
 import uvicorn
+import uvloop
 from sqlalchemy import func, select
 from sqlalchemy.engine import make_url
 from starlette.applications import Starlette
@@ -129,7 +130,8 @@ class _Server(uvicorn.Server):
 def make_server(app: ASGIApp) -> uvicorn.Server:
     """A uvicorn server for ``app`` on a socket we bound (our logging, no lifespan)."""
     config = uvicorn.Config(
-        app, http="h11", ws="none", lifespan="off", log_config=None, access_log=False,
+        # httptools parses request bodies in C: a 2 GiB PUT is drained in ~2 s instead of ~4
+        app, http="httptools", ws="none", lifespan="off", log_config=None, access_log=False,
         proxy_headers=False, server_header=False, timeout_graceful_shutdown=GRACEFUL_SECONDS)
     return _Server(config)
 
@@ -231,7 +233,9 @@ def run(settings: Settings, out: IO[str] | None = None) -> int:
                          bucket_api, settings.workers)
 
             pairs = [(make_server(ims), sockets[0]), (make_server(s3), sockets[1])]
-            asyncio.run(serve_forever(pairs, started))
+            # uvloop: a faster event loop (the bucket API moves GiBs through it)
+            with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+                runner.run(serve_forever(pairs, started))
             log.info("stopped serving; stopping the job queue")
     except StartError as exc:
         print(f"imageport: {exc}", file=sys.stderr)

@@ -170,8 +170,9 @@ class _Sink:
     the GIL), and the event loop meanwhile receives the next batch. Each thread handles batches
     in order, so the digests see the bytes in order."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, sha256: bool = True) -> None:
         self.path = path
+        self._want_sha256 = sha256
         self.fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         self.md5 = hashlib.md5()  # noqa: S324 - the S3 ETag
         self.sha256 = hashlib.sha256()
@@ -180,13 +181,18 @@ class _Sink:
         self._data_thread = ThreadPoolExecutor(1, thread_name_prefix="imageport-write")
         self._pending: list[Future[None]] = []
 
+    @property
+    def hashes_sha256(self) -> bool:
+        return self._want_sha256
+
     def _hash_md5(self, pieces: list[Buffer]) -> None:
         for piece in pieces:
             self.md5.update(piece)
 
     def _hash_and_write(self, pieces: list[Buffer]) -> None:
-        for piece in pieces:
-            self.sha256.update(piece)
+        if self._want_sha256:
+            for piece in pieces:
+                self.sha256.update(piece)
         views = [memoryview(piece).cast("B") for piece in pieces]
         while views:
             written = os.writev(self.fd, views[:_IOV_MAX])
@@ -223,14 +229,26 @@ class _Sink:
             self.fd = -1
 
 
-async def receive_to_file(request: Request, path: Path, *, limit: int) -> StagedFile:
+def payload_hash_declared(request: Request) -> bool:
+    """True when the client signed the body's sha256 (hex ``x-amz-content-sha256``), which
+    must then be verified."""
+    return is_sha256_hex(request.headers.get("x-amz-content-sha256", "").lower())
+
+
+async def receive_to_file(request: Request, path: Path, *, limit: int,
+                          sha256: bool = True) -> StagedFile:
     """Stream the body of ``request`` into a new file at ``path`` (fsynced) and return it with
-    its size and digests. The file is removed if anything fails."""
+    its size and digests. The file is removed if anything fails.
+
+    ``sha256=False`` skips the sha256 (``sha256_hex`` is then empty) unless the client declared
+    one that must be checked: a multipart part's own sha256 is not kept (the whole object's is,
+    computed when the parts are joined), so a part sent with ``UNSIGNED-PAYLOAD`` and
+    ``Content-MD5`` costs one hash per byte instead of two."""
     expected = declared_length(request)
     if expected is not None and expected > limit:
         raise _too_large(limit)
     decoder = AwsChunkedDecoder() if is_aws_chunked(request) else None
-    sink = _Sink(path)
+    sink = _Sink(path, sha256=sha256 or payload_hash_declared(request))
     batch: list[Buffer] = []
     batched = received = 0
     try:
@@ -259,7 +277,8 @@ async def receive_to_file(request: Request, path: Path, *, limit: int) -> Staged
             raise _incomplete()
         if expected is not None and sink.size != expected:
             raise _incomplete()
-        staged = StagedFile(path, sink.size, sink.md5.hexdigest(), sink.sha256.hexdigest())
+        staged = StagedFile(path, sink.size, sink.md5.hexdigest(),
+                            sink.sha256.hexdigest() if sink.hashes_sha256 else "")
         check_payload_sha256(request, staged.sha256_hex)
         return staged
     except BaseException:

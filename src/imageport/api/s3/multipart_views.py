@@ -39,7 +39,8 @@ async def upload_part(ctx: Ctx) -> Response:
     await run_in_threadpool(storage.prepare_part, ctx.services, ctx.project_id, call.bucket,
                             call.key, upload_id, declared_length(ctx.request))
     path = ctx.services.store.staging_path()
-    staged = await receive_to_file(ctx.request, path, limit=storage.MAX_PUT_BYTES)
+    staged = await receive_to_file(ctx.request, path, limit=storage.MAX_PUT_BYTES,
+                                  sha256=False)
     try:
         part = await run_in_threadpool(storage.upload_part, ctx.services, ctx.project_id,
                                        call.bucket, call.key, upload_id, number, staged,
