@@ -32,6 +32,9 @@ class CheckOptions:
     uninitialized: bool = False
     #: The image's intended initial password, checked by IMG-PASSWORD-STRENGTH; never printed.
     password: str | None = field(default=None, repr=False)
+    #: The bitmap file (``.mf``) that comes with a RAW image for fast import (IMG-FAST-RAW);
+    #: a path the user or the import job chose, never one read from an image.
+    bitmap_path: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
