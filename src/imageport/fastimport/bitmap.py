@@ -17,13 +17,12 @@ The byte layout is in :mod:`imageport.fastimport.bitmap_layout` and ``docs/bitma
 
 from __future__ import annotations
 
-import contextlib
 import os
 import random
-import tempfile
 import time
 from dataclasses import dataclass
 
+from imageport.durable import atomic_output
 from imageport.errors import (
     CorruptImageError,
     ImageportError,
@@ -150,30 +149,10 @@ def write_bitmap(
     dst = os.fspath(mf_path)
     if not_over is not None and os.path.exists(dst) and os.path.samefile(dst, not_over):
         raise ImageportError(f"the bitmap file {dst} is the RAW image itself; choose another name")
-    directory = os.path.dirname(os.path.abspath(dst))
-    fd, tmp = tempfile.mkstemp(prefix=".imageport-", suffix=".mf.part", dir=directory)
-    try:
-        umask = os.umask(0)
-        os.umask(umask)
-        os.fchmod(fd, 0o666 & ~umask)
+    with atomic_output(dst, ".mf.part") as out:
         data = memoryview(bitmap.encode())
         while data:
-            data = data[os.write(fd, data):]
-        os.fsync(fd)
-        os.close(fd)
-        fd = -1
-        os.replace(tmp, dst)
-    except BaseException:
-        if fd >= 0:
-            os.close(fd)
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-    dir_fd = os.open(directory, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
+            data = data[os.write(out.fd, data):]
 
 
 def read_bitmap(mf_path: str | os.PathLike[str]) -> Bitmap:

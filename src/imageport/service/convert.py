@@ -7,13 +7,12 @@ target's directory, synced, then renamed over the target.
 
 from __future__ import annotations
 
-import contextlib
 import os
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from imageport.disk.base import ExtentState
+from imageport.durable import atomic_output
 from imageport.errors import ImageportError
 from imageport.service.check import CheckReport, check_image
 from imageport.source import FileSource
@@ -54,33 +53,17 @@ def convert_to_raw(
     dst = os.fspath(dst_path)
     if os.path.exists(dst) and os.path.samefile(dst, src_path):
         raise ImageportError("the output file is the input file")
-    directory = os.path.dirname(os.path.abspath(dst))
-    fd, tmp = tempfile.mkstemp(prefix=".imageport-", suffix=".part", dir=directory)
-    try:
-        umask = os.umask(0)
-        os.umask(umask)
-        os.fchmod(fd, 0o666 & ~umask)
-        with FileSource(src_path) as source:
-            disk = container.opener(source)
-            written = 0
-            done = 0
-            for extent in disk.allocation():
-                if extent.state is ExtentState.DATA:
-                    written += _copy_extent(disk.read, fd, extent.start, extent.length)
-                done += extent.length
-                if progress is not None:
-                    progress(done, disk.virtual_size)
-            os.ftruncate(fd, disk.virtual_size)
-            os.fsync(fd)
-        os.close(fd)
-        fd = -1
-        os.replace(tmp, dst)
-    except BaseException:
-        if fd >= 0:
-            os.close(fd)
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
+    with atomic_output(dst) as out, FileSource(src_path) as source:
+        disk = container.opener(source)
+        written = 0
+        done = 0
+        for extent in disk.allocation():
+            if extent.state is ExtentState.DATA:
+                written += _copy_extent(disk.read, out.fd, extent.start, extent.length)
+            done += extent.length
+            if progress is not None:
+                progress(done, disk.virtual_size)
+        os.ftruncate(out.fd, disk.virtual_size)
     return ConvertResult(virtual_size=disk.virtual_size, bytes_written=written)
 
 

@@ -21,12 +21,12 @@ import contextlib
 import os
 import shutil
 import subprocess
-import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Literal, get_args
 
 from imageport.disk.base import VirtualDisk
+from imageport.durable import fsync_dir, fsync_file, temp_path
 from imageport.errors import ImageportError
 from imageport.formats import registry
 from imageport.formats.base import Container
@@ -156,9 +156,9 @@ def _to_qcow2(src_path: str | os.PathLike[str], dst_path: str | os.PathLike[str]
             if progress is not None:
                 progress(virtual_size, virtual_size)
         else:
-            raw_path = stack.enter_context(_temp_name(directory, ".raw"))
+            raw_path = os.fspath(stack.enter_context(temp_path(directory, ".raw")))
             convert_to_raw(src_path, raw_path, progress)
-        out = stack.enter_context(_temp_name(directory, ".qcow2"))
+        out = stack.enter_context(temp_path(directory, ".qcow2"))
         args = [qemu_img, "convert", "-q", "-f", "raw", "-O", "qcow2"]
         if opts.compression is not None:
             args += ["-c", "-o", f"compression_type={opts.compression}"]
@@ -166,27 +166,14 @@ def _to_qcow2(src_path: str | os.PathLike[str], dst_path: str | os.PathLike[str]
                               capture_output=True, text=True, check=False)
         if proc.returncode != 0:
             raise ImageportError(f"qemu-img convert failed: {proc.stderr.strip()}")
-        fd = os.open(out, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        fsync_file(out)
         umask = os.umask(0)
         os.umask(umask)
         os.chmod(out, 0o666 & ~umask)
         os.replace(out, dst_path)
+        fsync_dir(directory)
     st = os.stat(dst_path)
     return Converted("qcow2", virtual_size, st.st_size, st.st_blocks * 512,
                      f"via qemu-img{', ' + opts.compression if opts.compression else ''}")
 
 
-@contextlib.contextmanager
-def _temp_name(directory: str, suffix: str) -> Iterator[str]:
-    """A fresh temporary path in ``directory``, removed on exit if it still exists."""
-    fd, path = tempfile.mkstemp(prefix=".imageport-", suffix=suffix, dir=directory)
-    os.close(fd)
-    try:
-        yield path
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(path)

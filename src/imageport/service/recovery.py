@@ -38,19 +38,22 @@ RESTARTED = f"server restarted {MAX_ATTEMPTS} times during this job"
 STOPPED_SAVING = "the server stopped while the image was being saved"
 
 
+def _remove(entry: Path) -> int:
+    """Remove a file, link or whole directory (not following symlinks); 1 if it was there."""
+    with contextlib.suppress(FileNotFoundError):
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry)
+        else:
+            entry.unlink()
+        return 1
+    return 0
+
+
 def _empty_dir(folder: Path) -> int:
-    """Remove everything inside ``folder`` (not following symlinks); the number removed."""
+    """Remove everything inside ``folder``; the number of entries removed."""
     if not folder.is_dir():
         return 0
-    removed = 0
-    for entry in folder.iterdir():
-        with contextlib.suppress(FileNotFoundError):
-            if entry.is_dir() and not entry.is_symlink():
-                shutil.rmtree(entry)
-            else:
-                entry.unlink()
-            removed += 1
-    return removed
+    return sum(_remove(entry) for entry in folder.iterdir())
 
 
 def _remove_orphan_images(services: Services) -> int:
@@ -60,17 +63,8 @@ def _remove_orphan_images(services: Services) -> int:
     with services.db.connect() as conn:
         in_use = {blob for (blob,) in conn.execute(
             select(images.c.blob).where(images.c.blob.is_not(None)))}
-    removed = 0
-    for entry in folder.iterdir():
-        if entry.name in in_use and entry.is_file() and not entry.is_symlink():
-            continue
-        with contextlib.suppress(FileNotFoundError):
-            if entry.is_dir() and not entry.is_symlink():
-                shutil.rmtree(entry)
-            else:
-                entry.unlink()
-            removed += 1
-    return removed
+    return sum(_remove(entry) for entry in folder.iterdir()
+               if not (entry.name in in_use and entry.is_file() and not entry.is_symlink()))
 
 
 def _remove_orphan_blobs(services: Services) -> int:

@@ -36,6 +36,7 @@ from sqlalchemy import Engine, delete, func, insert, select
 from sqlalchemy.exc import IntegrityError
 
 from imageport.adapters.db.schema import buckets, objects, parts, uploads
+from imageport.durable import fsync_dir
 from imageport.limits import MiB
 from imageport.service.clock import new_id, time_text, utc_now
 from imageport.service.errors import Conflict, NotFound, RequestInvalid
@@ -49,15 +50,6 @@ COPY_CHUNK = 8 * MiB
 """Bytes moved per system call while joining parts."""
 MAX_LIST = 10_000
 """Most rows one list call returns."""
-
-
-def fsync_dir(path: Path) -> None:
-    """Make a rename or unlink inside ``path`` durable."""
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def strip_etag(etag: str) -> str:
