@@ -87,7 +87,8 @@ class QemuImgConverter:
                 cancelled: Callable[[], bool]) -> ImageInspection:
         """Check ``path`` with every rule in a worker process."""
         opts = {"fast_import": options.fast_import, "min_disk_gib": options.min_disk_gib,
-                "uefi": options.uefi, "uninitialized": options.uninitialized}
+                "uefi": options.uefi, "uninitialized": options.uninitialized,
+                "bitmap_path": options.bitmap_path}
         return self._inspect(["--options", json.dumps(opts)], path, cancelled)
 
     def probe(self, path: Path, *, cancelled: Callable[[], bool]) -> ImageInspection:

@@ -38,6 +38,9 @@ def _parser() -> argparse.ArgumentParser:
     check.add_argument("--json", action="store_true", help="print the JSON document")
     check.add_argument("--fast-import", action="store_true",
                        help="the image is meant for fast import (RAW with bitmap, or ZVHD2)")
+    check.add_argument("--bitmap", metavar="FILE.mf",
+                       help="with --fast-import: the RAW image's bitmap file, checked against "
+                       "it (default: the .mf of the same base name beside the image, if any)")
     check.add_argument("--min-disk", type=int, metavar="GIB",
                        help="the min_disk (GiB) the image will be registered with")
     check.add_argument("--uefi", action="store_true",
@@ -83,6 +86,16 @@ def _cmd_check(args: argparse.Namespace) -> int:
     from imageport.rules.base import CheckOptions
     from imageport.service.check import check_image
 
+    if args.bitmap is not None and not args.fast_import:
+        sys.stderr.write("imageport: --bitmap is for fast import; add --fast-import\n")
+        return EXIT_UNREADABLE
+    bitmap, origin = args.bitmap, "given"
+    if args.fast_import and bitmap is None:
+        from imageport.fastimport.bitmap import default_output
+
+        beside = default_output(args.file)
+        if beside != args.file and os.path.isfile(beside):
+            bitmap, origin = beside, "beside"
     password = None
     if args.password_env:
         password = os.environ.get(args.password_env)
@@ -97,8 +110,9 @@ def _cmd_check(args: argparse.Namespace) -> int:
         uefi=args.uefi,
         uninitialized=args.uninitialized,
         password=password,
+        bitmap_path=bitmap,
     )
-    report = check_image(args.file, options)
+    report = check_image(args.file, options, bitmap_origin=origin)
     if args.json:
         print(json.dumps(report_document(report), indent=2))
     else:

@@ -10,6 +10,7 @@ from typing import Any
 from imageport.findings import Finding, Severity
 from imageport.guest.facts import GuestFacts
 from imageport.guest.summary import GuestSummary
+from imageport.rules.base import BitmapCheck
 from imageport.service.check import CheckReport
 
 SCHEMA = "imageport.check/1"
@@ -64,6 +65,22 @@ def guest_document(guest: GuestFacts, summary: GuestSummary) -> dict[str, Any]:
     }
 
 
+def bitmap_document(bitmap: BitmapCheck) -> dict[str, Any]:
+    """The ``bitmap`` member: the RAW image's bitmap file and how it compared with the image."""
+    return {
+        "path": bitmap.path,
+        "origin": bitmap.origin,
+        "matches": bitmap.ok,
+        "problems": list(bitmap.problems),
+        "warnings": list(bitmap.warnings),
+        "block_size": bitmap.block_size,
+        "block_count": bitmap.block_count,
+        "blocks_marked": bitmap.blocks_marked,
+        "blocks_checked": bitmap.blocks_checked,
+        "bytes_read": bitmap.bytes_read,
+    }
+
+
 def report_document(report: CheckReport) -> dict[str, Any]:
     """The JSON-ready document for ``report``."""
     c = report.container
@@ -85,6 +102,7 @@ def report_document(report: CheckReport) -> dict[str, Any]:
         "properties": dict(c.properties),
         "guest": None if report.guest is None or report.guest_summary is None
         else guest_document(report.guest, report.guest_summary),
+        "bitmap": None if report.bitmap is None else bitmap_document(report.bitmap),
         "findings": [finding_document(f) for f in report.findings],
         "summary": {
             "verdict": "pass" if report.passed else "fail",

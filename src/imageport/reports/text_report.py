@@ -8,6 +8,7 @@ from imageport.findings import Severity
 from imageport.guest.facts import GuestFacts
 from imageport.guest.summary import GuestSummary
 from imageport.limits import GiB, KiB, MiB, TiB
+from imageport.rules.base import BitmapCheck
 from imageport.service.check import CheckReport
 
 _GROUP_TITLES = {
@@ -39,6 +40,8 @@ def render_text(report: CheckReport) -> str:
         ("allocated", human_size(report.allocated_bytes)),
     ]
     rows += [(k, v) for k, v in c.properties.items()]
+    if report.bitmap is not None:
+        rows.append(("bitmap file", bitmap_line(report.bitmap)))
     width = max(len(k) for k, _ in rows)
     lines += [f"  {k:<{width}}  {v}" for k, v in rows]
     lines.append("")
@@ -63,6 +66,20 @@ def render_text(report: CheckReport) -> str:
         f"read {human_size(report.bytes_read)} in {report.elapsed_seconds:.3f} s"
     )
     return "\n".join(lines) + "\n"
+
+
+def bitmap_line(bitmap: BitmapCheck) -> str:
+    """One line on the bitmap file: which file, and whether it matches the image."""
+    where = " (found beside the image)" if bitmap.origin == "beside" else ""
+    if bitmap.block_count is None:
+        verdict = "cannot be read"
+    else:
+        bs = bitmap.block_size or 0
+        unit = f"{bs // MiB} MiB" if bs % MiB == 0 else f"{bs // KiB} KiB"
+        verdict = (f"{'matches' if bitmap.ok else 'DOES NOT MATCH'}; {bitmap.blocks_marked} of "
+                   f"{bitmap.block_count} blocks ({unit}) marked as data, "
+                   f"{bitmap.blocks_checked} checked")
+    return f"{bitmap.path}{where}: {verdict}"
 
 
 def _guest_lines(guest: GuestFacts, summary: GuestSummary | None) -> list[str]:

@@ -38,6 +38,38 @@ class CheckOptions:
 
 
 @dataclass(frozen=True, slots=True)
+class BitmapCheck:
+    """A RAW image's bitmap file (``.mf``) checked against the image for fast import.
+
+    The check service reads both files (:func:`imageport.fastimport.bitmap.verify_bitmap`) and
+    records the outcome here; IMG-FAST-RAW only judges it. ``problems`` is empty when the
+    bitmap matches; a bitmap that cannot be opened or parsed is a problem, never a crash.
+    """
+
+    #: The bitmap file, as the user or the import job named it.
+    path: str
+    #: ``given`` (named by the user or the job) or ``beside`` (found next to the image).
+    origin: str
+    #: Why the bitmap does not match the image (or cannot be read); empty when it matches.
+    problems: tuple[str, ...]
+    #: Harmless differences: blocks marked as data that are all zero.
+    warnings: tuple[str, ...] = ()
+    #: From the bitmap file's header, when it could be parsed.
+    block_size: int | None = None
+    block_count: int | None = None
+    #: Blocks the bitmap marks as holding data.
+    blocks_marked: int | None = None
+    #: Blocks of the image compared with their bit, and the image bytes read to do it.
+    blocks_checked: int = 0
+    bytes_read: int = 0
+
+    @property
+    def ok(self) -> bool:
+        """True when the bitmap matches the image."""
+        return not self.problems
+
+
+@dataclass(frozen=True, slots=True)
 class ImageFacts:
     """Everything the rules may look at."""
 
@@ -47,6 +79,9 @@ class ImageFacts:
     options: CheckOptions
     #: What is inside the disk; None when the disk could not be opened.
     guest: GuestFacts | None = None
+    #: The bitmap file checked against a RAW image for fast import; None when none was given
+    #: or it does not apply (no fast import, or the file is not RAW).
+    bitmap: BitmapCheck | None = None
 
     @property
     def installed_guest(self) -> GuestFacts | None:

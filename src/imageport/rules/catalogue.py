@@ -13,6 +13,7 @@ from imageport.rules.container import (
     SafeRule,
     SizeRule,
 )
+from imageport.rules.fastimport import FastRawRule, FastZvhd2Rule
 from imageport.rules.kernel import DriversRule, FullVirtRule, NetRulesRule
 from imageport.rules.layout import FstabDataDiskRule, StableNamesRule, SystemDiskRule
 from imageport.rules.network import HardwareBindingRule, NetDhcpRule
@@ -25,6 +26,9 @@ RULES: tuple[Rule, ...] = (
     SizeRule(),
     DiskSizeRule(),
     SystemDiskRule(),
+    # before the guest rules, so that a fast-import job fails with IMG-FAST-* as its code
+    FastRawRule(),
+    FastZvhd2Rule(),
     FstabDataDiskRule(),
     StableNamesRule(),
     BootModeRule(),

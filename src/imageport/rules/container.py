@@ -133,42 +133,60 @@ class EncryptionRule(Rule):
 
 
 class SizeRule(Rule):
-    """What it checks: the file is at most 1 TiB; above 128 GiB it must be RAW or ZVHD2 and be
-    imported with fast import.
+    """What it checks: the file is at most 1 TiB, whatever the import path; above 128 GiB it
+    must be RAW or ZVHD2 and be imported with fast import (checked with ``--fast-import``,
+    where IMG-FAST-RAW and IMG-FAST-ZVHD2 then judge the bitmap file and the guest).
 
     Why it matters: the normal import job converts the file and is limited to 128 GiB; only
-    fast import, which needs no conversion, takes larger files.
+    fast import, which stores the file without converting it, takes larger files, and no
+    path takes a file over 1 TiB.
 
-    How to fix: shrink the image (``virt-sparsify``, trim free space, drop data partitions), or
-    convert to RAW (with a bitmap file) or ZVHD2 and use fast import.
+    How to fix: shrink the image (``virt-sparsify``, trim free space, drop data partitions);
+    or, up to 1 TiB, convert it to ZVHD2 (``imageport convert IN OUT.zvhd2``) or RAW with a
+    bitmap file (``imageport convert IN OUT.raw``, then ``imageport bitmap OUT.raw``) and use
+    fast import.
 
-    Example: a 200 GiB vmdk is refused; a 200 GiB raw passes when checked with
-    ``--fast-import``.
+    Example: a 200 GiB vmdk is refused; a 200 GiB raw is told to use fast import, and passes
+    when checked with ``--fast-import --bitmap disk.mf``; a 1.5 TiB raw is refused even then.
     """
 
     id = "IMG-SIZE"
     severity = Severity.ERROR
     title = "The file must not exceed 1 TiB (128 GiB without fast import)"
-    advice = "Shrink the image, or use fast import with RAW (and a bitmap) or ZVHD2."
+    advice = ("Shrink the image; up to 1 TiB, use fast import with ZVHD2 (`imageport convert "
+              "IN OUT.zvhd2`) or RAW and its bitmap file (`imageport bitmap disk.raw`).")
 
     def check(self, facts: ImageFacts) -> Iterator[Finding]:
         c = facts.container
         size = c.file_size
         evidence = f"file size: {size} bytes ({size / GiB:.1f} GiB)"
         if size > TiB:
-            yield self.found("The file is larger than 1 TiB.", evidence)
+            yield self.found(
+                "The file is larger than 1 TiB, the most any import takes (fast import "
+                "included).",
+                evidence,
+                advice="Shrink the disk below 1 TiB (move data to data disks, trim free space, "
+                "shrink the filesystem and partition, then `qemu-img resize --shrink`).",
+            )
         elif size > 128 * GiB:
             if c.format not in ("raw", "zvhd2"):
                 yield self.found(
                     f"The file is larger than 128 GiB and is {c.format}; files this large can "
                     "only be imported as RAW or ZVHD2 with fast import.",
                     evidence,
+                    advice="Convert it with `imageport convert IN OUT.zvhd2` and import the "
+                    "ZVHD2 with fast import (check it with `--fast-import`: IMG-FAST-ZVHD2).",
                 )
             elif not facts.options.fast_import:
+                raw = c.format == "raw"
                 yield self.found(
-                    "The file is larger than 128 GiB, so it must be imported with fast import.",
+                    f"The file is larger than 128 GiB, so this {c.format.upper()} file must be "
+                    "imported with fast import.",
                     evidence,
-                    advice="Register it with fast import (`--fast-import` when checking).",
+                    advice="Register it with fast import (quick import) and check it with "
+                    + ("`imageport check FILE --fast-import --bitmap FILE.mf` after making the "
+                       "bitmap with `imageport bitmap FILE` (IMG-FAST-RAW)." if raw else
+                       "`imageport check FILE --fast-import` (IMG-FAST-ZVHD2)."),
                 )
 
 

@@ -6,7 +6,8 @@ Run only under :mod:`imageport.worker.run_limited` (memory, CPU and file-size li
 session): this is where untrusted image bytes are parsed, never in the server process. The
 document on stdout is described in :mod:`imageport.service.image_worker`; ``--options`` is a
 JSON object of :class:`~imageport.rules.base.CheckOptions` fields (``fast_import``,
-``min_disk_gib``, ``uefi``, ``uninitialized``).
+``min_disk_gib``, ``uefi``, ``uninitialized``, ``bitmap_path``: the RAW image's bitmap file
+for fast import, a path the job chose, compared with the image for IMG-FAST-RAW).
 
 Exit status: 0 with the document on stdout; 3 when memory ran out (the limit was hit); 2 for
 bad arguments; 1 when the file cannot be read at all (the reason on stderr).
@@ -30,10 +31,13 @@ def _options(raw: str) -> Any:
     given = json.loads(raw)
     if not isinstance(given, dict):
         raise ValueError("--options must be a JSON object")
-    allowed = {"fast_import", "min_disk_gib", "uefi", "uninitialized"}
+    allowed = {"fast_import", "min_disk_gib", "uefi", "uninitialized", "bitmap_path"}
     unknown = set(given) - allowed
     if unknown:
         raise ValueError(f"unknown options: {', '.join(sorted(unknown))}")
+    bitmap = given.get("bitmap_path")
+    if bitmap is not None and not isinstance(bitmap, str):
+        raise ValueError("bitmap_path must be a string or null")
     return CheckOptions(**given)
 
 
