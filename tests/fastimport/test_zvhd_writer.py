@@ -226,10 +226,10 @@ def test_bad_options_and_unsafe_inputs_are_refused(pattern_raw: Path, tmp_path: 
         convert_image(pattern_raw, tmp_path / "x.zvhd", "zvhd", ConvertOptions("zstd"))
     with pytest.raises(ImageportError, match="input file"):
         convert_image(pattern_raw, pattern_raw, "zvhd2")
-    hostile = builders.cached("hostile-backing.qcow2")
-    if not hostile.exists():
+    hostile = builders.cached("zvhd-writer-hostile-backing.qcow2")
+    if not hostile.exists():  # -u: qemu-img does not open the backing file, so give the size
         builders.qemu_img("create", "-f", "qcow2", "-F", "raw", "-b", "/etc/hostname", "-u",
-                          str(hostile))
+                          str(hostile), "64M")
     with pytest.raises(ImageRefusedError, match="IMG-SAFE"):
         convert_image(hostile, tmp_path / "h.zvhd2", "zvhd2")
     assert not (tmp_path / "h.zvhd2").exists()
