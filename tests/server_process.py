@@ -3,9 +3,11 @@
 :class:`ServeProcess` starts the installed ``imageport serve`` (the console script next to the
 test interpreter) on ports picked by the OS, with its own data directory, reads the real ports
 from the ``imageport: listening ...`` line, waits for ``/health``, and creates projects and keys
-with ``imageport admin ... --json`` exactly as an operator would. It can be killed with SIGKILL
-and restarted on the same ports and data. Its stdout and stderr are kept in files and shown by
-:meth:`ServeProcess.output` (tests print it in their teardown, so pytest shows it on failure).
+with ``imageport admin ... --json`` exactly as an operator would. With ``database_url`` both
+``serve`` and ``admin`` get ``--database-url`` (PostgreSQL instead of the data dir's SQLite).
+It can be killed with SIGKILL and restarted on the same ports, data and database. Its stdout
+and stderr are kept in files and shown by :meth:`ServeProcess.output` (tests print it in their
+teardown, so pytest shows it on failure).
 
 :func:`running_app` serves any ASGI app with uvicorn on 127.0.0.1 in a background thread, for
 API tests that need a real HTTP server but not the whole process.
@@ -49,12 +51,14 @@ class ServeProcess:
     """A real ``imageport serve`` on 127.0.0.1 with its own data directory."""
 
     def __init__(self, root: Path, *args: str, workers: int = 2,
-                 data_dir: Path | None = None) -> None:
+                 data_dir: Path | None = None, database_url: str | None = None) -> None:
         if not IMAGEPORT.exists():
             raise RuntimeError(f"{IMAGEPORT} is missing: run scripts/install --test first")
         self.root = root
         self.data_dir = data_dir or root / "data"
-        self.args = ["--workers", str(workers), *args]
+        self.database_url = database_url
+        self.db_args = ["--database-url", database_url] if database_url else []
+        self.args = ["--workers", str(workers), *self.db_args, *args]
         self.proc: subprocess.Popen[bytes] | None = None
         self.ims_url = ""
         self.s3_url = ""
@@ -152,10 +156,10 @@ class ServeProcess:
     # -- administration -------------------------------------------------------------------------
 
     def admin(self, *args: str) -> dict[str, str]:
-        """``imageport admin --data-dir DIR ARGS --json``, its JSON output."""
-        proc = subprocess.run([str(IMAGEPORT), "admin", "--data-dir", str(self.data_dir), *args,
-                               "--json"], capture_output=True, text=True, check=False,
-                              timeout=60)
+        """``imageport admin --data-dir DIR [--database-url URL] ARGS --json``, its JSON output."""
+        proc = subprocess.run([str(IMAGEPORT), "admin", "--data-dir", str(self.data_dir),
+                               *self.db_args, *args, "--json"], capture_output=True, text=True,
+                              check=False, timeout=60)
         if proc.returncode != 0:
             raise RuntimeError(f"imageport admin {' '.join(args)} failed ({proc.returncode}): "
                                f"{proc.stderr}{proc.stdout}")
@@ -174,10 +178,11 @@ class ServeProcess:
 
 @contextlib.contextmanager
 def serve_process(root: Path, *args: str, workers: int = 2,
-                  tenants: tuple[str, ...] = ("alpha", "beta")) -> Iterator[ServeProcess]:
+                  tenants: tuple[str, ...] = ("alpha", "beta"),
+                  database_url: str | None = None) -> Iterator[ServeProcess]:
     """A started :class:`ServeProcess` with a project and key per name in ``tenants``; stopped
     (and its output printed, which pytest shows when the test failed) at the end."""
-    server = ServeProcess(root, *args, workers=workers)
+    server = ServeProcess(root, *args, workers=workers, database_url=database_url)
     try:
         server.start()
         for name in tenants:

@@ -21,6 +21,12 @@ GOOD = {"name": "web server 1", "image_url": "images:disk/web.qcow2", "min_disk"
         "os_version": "Ubuntu 22.04 server 64bit"}
 
 
+@pytest.fixture
+def services(backend_services: Services) -> Services:
+    """The tests that reach the database run on SQLite and on a real PostgreSQL server."""
+    return backend_services
+
+
 def code_of(call: Callable[[], object]) -> str:
     with pytest.raises(ServiceError) as info:
         call()
