@@ -1,5 +1,6 @@
-"""The import job end to end on real parts: SQLite, the local object store, qemu-img and the
-checker in limited worker processes, with images built by the real tools."""
+"""The import job end to end on real parts: SQLite and a real PostgreSQL server (every test runs
+on both), the local object store, qemu-img and the checker in limited worker processes, with
+images built by the real tools."""
 
 from __future__ import annotations
 
@@ -18,6 +19,12 @@ from imageport.service import job_state
 from imageport.service.context import Services
 from imageport.service.import_job import run_job
 from imageport.service.jobs import cancel_job
+
+
+@pytest.fixture
+def services(backend_services: Services) -> Services:
+    """These tests run on SQLite and on a real PostgreSQL server."""
+    return backend_services
 
 
 def _sha256(path: Path) -> str:
@@ -64,10 +71,10 @@ def test_good_image_becomes_active_qcow2_with_the_same_disk(
     assert _finished(services) == before + 1
 
 
-def test_stored_format_raw_is_honoured(tmp_path: Path) -> None:
+def test_stored_format_raw_is_honoured(tmp_path: Path, database_url: str) -> None:
     import service_fixtures
 
-    services = service_fixtures.make_services(tmp_path / "d", stored_format="raw")
+    services = service_fixtures.make_services(tmp_path / "d", database_url, stored_format="raw")
     job_id = fx.register(services, fx.good_image("qcow2"))
     run_job(services, job_id)
     image = fx.image_row(services, job_id)
@@ -119,10 +126,12 @@ def test_data_disk_in_fstab_fails_img_fstab_data_disk(services: Services) -> Non
     assert "/dev/vdb1" in reason or "/data" in reason
 
 
-def test_worker_out_of_memory_fails_the_job_naming_the_limit(tmp_path: Path) -> None:
+def test_worker_out_of_memory_fails_the_job_naming_the_limit(tmp_path: Path,
+                                                            database_url: str) -> None:
     import service_fixtures
 
-    services = service_fixtures.make_services(tmp_path / "d", worker_memory_bytes=20 << 20)
+    services = service_fixtures.make_services(tmp_path / "d", database_url,
+                                              worker_memory_bytes=20 << 20)
     job_id = fx.register(services, fx.good_image("qcow2"))
     run_job(services, job_id)
     reason = _assert_failed(services, job_id, "IMG.1075")
@@ -174,18 +183,6 @@ def test_replaced_object_fails_img_0057(services: Services) -> None:
     run_job(services, job_id)
     reason = _assert_failed(services, job_id, "IMG.0057")
     assert "replaced" in reason
-
-
-def test_quick_import_stores_a_raw_file_as_it_is(services: Services) -> None:
-    job_id = fx.register(services, fx.good_raw(), name="quick", is_quick_import=True,
-                         os_version="Debian GNU/Linux 12.0.0 64bit")
-    run_job(services, job_id)
-    job = fx.job_row(services, job_id)
-    assert job.status == "SUCCESS", job.fail_reason
-    image = fx.image_row(services, job_id)
-    stored = services.settings.images_dir / image.blob
-    assert (image.disk_format, image.checksum) == ("raw", _sha256(fx.good_raw()))
-    assert stored.read_bytes() == fx.good_raw().read_bytes()
 
 
 def test_progress_is_written_by_phase(services: Services) -> None:
