@@ -6,7 +6,9 @@
     imageport bucket ls [NAME] [--json]          # buckets, or the objects of bucket NAME
     imageport bucket rm NAME
     imageport upload FILE BUCKET/KEY [--part-size MiB] [--parallel N] [--progress]   # resumes
-    imageport image register NAME BUCKET:KEY [--uninitialized] [--min-disk N] [--os-version V]
+                     [--bitmap]                  # RAW: also make and upload BUCKET/<base>.mf
+    imageport image register NAME BUCKET:KEY [--uninitialized | --fast [--source FILE]]
+                             [--min-disk N] [--os-version V]
                              [--architecture x86|arm] [--firmware bios|uefi] [--description D]
                              [--wait [--timeout S]] [--json]
     imageport image ls [--json] | show ID [--json] | rm ID
@@ -91,6 +93,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     upload.add_argument("--progress", action="store_true",
                         help="show progress even when stderr is not a terminal")
     upload.add_argument("--json", action="store_true", help="print the result as JSON")
+    upload.add_argument("--bitmap", action="store_true",
+                        help="the file is RAW: also make its bitmap file and upload it beside "
+                        "it as <base>.mf, for fast import")
     upload.set_defaults(func=_upload)
 
     image = sub.add_parser("image", help="register, list, show and delete images")
@@ -98,10 +103,16 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     reg = icmd.add_parser("register", parents=common,
                           help="register an uploaded file as a private image")
     reg.add_argument("name")
-    reg.add_argument("source", metavar="BUCKET:KEY")
+    reg.add_argument("image_url", metavar="BUCKET:KEY")
     reg.add_argument("--uninitialized", action="store_true",
                      help="register as uninitialized (POST /v2/images + upload): fix it after "
                      "booting a server from it")
+    reg.add_argument("--fast", action="store_true",
+                     help="fast import (RAW with a bitmap, or ZVHD2; up to 1 TiB; stored as "
+                     "it is): needs --os-version and a --min-disk that holds the disk")
+    reg.add_argument("--source", metavar="FILE",
+                     help="with --fast: the local file that was uploaded; a RAW gets its "
+                     "bitmap made and uploaded as <base>.mf when the bucket has none")
     reg.add_argument("--min-disk", type=int, default=40, metavar="GIB",
                      help="system disk size of servers from this image (default 40)")
     reg.add_argument("--os-version", metavar="V", help='e.g. "Ubuntu 22.04 server 64bit"')
@@ -243,6 +254,14 @@ def _upload(args: argparse.Namespace) -> int:
     if args.part_size < 5:
         _err("--part-size must be at least 5 (MiB)")
         return EXIT_ERROR
+    if args.bitmap:
+        from imageport.client.fast import local_format
+
+        fmt = local_format(args.file)
+        if fmt != "raw":
+            _err(f"--bitmap: {args.file} is {fmt}, not RAW; only a RAW image has a bitmap "
+                 "file (a ZVHD2 needs none)")
+            return EXIT_ERROR
     tty = sys.stderr.isatty()
     shown = tty or args.progress
     with _s3(args, pool=max(2, args.parallel + 1)) as s3:
@@ -254,16 +273,24 @@ def _upload(args: argparse.Namespace) -> int:
         except ClientError as exc:
             raise ClientError(f"{exc}; the parts already sent are kept: run the same "
                               "command again to resume") from exc
+        bitmap = None
+        if args.bitmap:
+            from imageport.client.fast import upload_bitmap
+
+            bitmap = upload_bitmap(s3, args.file, bucket, key)
     if args.json:
         _print_json({"bucket": result.bucket, "key": result.key, "size": result.size,
                      "etag": result.etag, "part_size": result.part_size,
                      "parts_total": result.parts_total, "parts_sent": result.parts_sent,
-                     "bytes_sent": result.bytes_sent, "resumed_upload_id": result.resumed})
+                     "bytes_sent": result.bytes_sent, "resumed_upload_id": result.resumed,
+                     "bitmap_key": bitmap.bitmap_key if bitmap else None})
     else:
         resumed = (f", resumed: {result.parts_sent} of {result.parts_total} parts sent"
                    if result.resumed else f", {result.parts_total} part(s)")
         print(f"uploaded {args.file} to {bucket}/{key}: {result.size} bytes{resumed}, "
               f"etag {result.etag}")
+        if bitmap is not None:
+            print(bitmap.message)
     return EXIT_OK
 
 
@@ -291,10 +318,22 @@ def _glance_body(args: argparse.Namespace, key: str) -> dict[str, object]:
 
 @_guarded
 def _image_register(args: argparse.Namespace) -> int:
-    bucket, colon, key = args.source.partition(":")
+    bucket, colon, key = args.image_url.partition(":")
     if not bucket or not colon or not key:
-        _err(f"source {args.source!r} is not BUCKET:KEY")
+        _err(f"source {args.image_url!r} is not BUCKET:KEY")
         return EXIT_ERROR
+    if args.source and not args.fast:
+        _err("--source FILE goes with --fast (it makes the RAW image's bitmap)")
+        return EXIT_ERROR
+    if args.fast:
+        if args.uninitialized:
+            _err("--fast and --uninitialized cannot be combined")
+            return EXIT_ERROR
+        if not args.os_version:
+            _err("--fast needs --os-version (fast import requires it), e.g. "
+                 '--os-version "Debian GNU/Linux 12.0.0 64bit"')
+            return EXIT_ERROR
+        _prepare_fast(args, bucket, key)
     with _ims(args) as ims:
         image_id = ""
         if args.uninitialized:
@@ -303,19 +342,20 @@ def _image_register(args: argparse.Namespace) -> int:
             if not image_id:
                 _err("the image API did not return the new image's id")
                 return EXIT_ERROR
-            job_id = ims.upload_image(image_id, args.source)
+            job_id = ims.upload_image(image_id, args.image_url)
         else:
             body: dict[str, object] = {
-                "name": args.name, "image_url": args.source, "min_disk": args.min_disk,
-                "architecture": args.architecture, "type": "ECS", "is_config": False,
-                "is_quick_import": False,
+                "name": args.name, "image_url": args.image_url, "min_disk": args.min_disk,
+                "architecture": args.architecture, "type": "ECS",
             }
+            if not args.fast:
+                body.update(is_config=False, is_quick_import=False)
             for field, value in (("os_version", args.os_version),
                                  ("hw_firmware_type", args.firmware),
                                  ("description", args.description)):
                 if value:
                     body[field] = value
-            job_id = ims.create_image(body)
+            job_id = ims.quick_import(body) if args.fast else ims.create_image(body)
         if not args.wait:
             if args.json:
                 _print_json({"job_id": job_id, "image_id": image_id or None})
@@ -323,6 +363,19 @@ def _image_register(args: argparse.Namespace) -> int:
                 print(f"job {job_id}" + (f" (image {image_id})" if image_id else ""))
             return EXIT_OK
         return _wait_for(ims, job_id, args.timeout, 1.0, args.json)
+
+
+def _prepare_fast(args: argparse.Namespace, bucket: str, key: str) -> None:
+    """Fast import: make sure the bitmap of a RAW image is in the bucket (see
+    :func:`imageport.client.fast.ensure_bitmap`); warn when the import will likely fail."""
+    from imageport.client.fast import ensure_bitmap
+
+    with _s3(args) as s3:
+        outcome = ensure_bitmap(s3, bucket, key, args.source)
+    if outcome.warning:
+        _err(f"warning: {outcome.message}")
+    elif not args.json:
+        print(outcome.message)
 
 
 def _image_line(image: Mapping[str, Any]) -> str:

@@ -1,7 +1,7 @@
 """A small client of the image API (vendor IMS-compatible), signed with SDK-HMAC-SHA256.
 
-Only what the CLI needs: register an image from a bucket object (normal path, or the
-uninitialized Glance path), list, show and delete images, and read jobs. Replies are JSON; error
+Only what the CLI needs: register an image from a bucket object (normal path, fast import, or
+the uninitialized Glance path), list, show and delete images, and read jobs. Replies are JSON; error
 replies are decoded from either the vendor's ``{"error": {"code", "message"}}`` or the SDK's
 ``{"error_code", "error_msg"}`` shape.
 """
@@ -92,6 +92,11 @@ class ImsClient:
     def create_image(self, body: Mapping[str, object]) -> str:
         """``POST /v2/cloudimages/action``: the job id."""
         return _job_id(self._call("POST", "/v2/cloudimages/action", dict(body)))
+
+    def quick_import(self, body: Mapping[str, object]) -> str:
+        """``POST /v2/cloudimages/quickimport/action`` (fast import of RAW + bitmap or ZVHD2):
+        the job id."""
+        return _job_id(self._call("POST", "/v2/cloudimages/quickimport/action", dict(body)))
 
     def create_glance_image(self, body: Mapping[str, object]) -> dict[str, Any]:
         """``POST /v2/images`` (queued, no data yet): the image object."""

@@ -188,6 +188,23 @@ class S3Client:
                 return
 
     # objects
+    def head_object(self, bucket: str, key: str) -> ObjectEntry | None:
+        """The object's size and ETag (HEAD), or None when the bucket has no such key."""
+        try:
+            reply = self.transport.send("HEAD", object_path(bucket, key),
+                                        self._signer(EMPTY_SHA256), ok=(200,))
+        except ClientError as exc:
+            if exc.status == 404:
+                return None
+            raise
+        try:
+            size = int(reply.headers.get("content-length", ""))
+        except ValueError as exc:
+            raise ClientError(f"HEAD {bucket}/{key}: no Content-Length in the reply") from exc
+        return ObjectEntry(key, size, unquote_etag(reply.headers.get("etag", "")),
+                           reply.headers.get("last-modified", ""),
+                           reply.headers.get("x-amz-storage-class", "STANDARD"))
+
     def put_object(self, bucket: str, key: str, size: int, md5_b64: str,
                    chunks: Callable[[], Iterable[bytes]]) -> str:
         """Store ``size`` bytes from ``chunks()`` at ``bucket/key`` in one request; the ETag the

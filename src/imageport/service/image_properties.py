@@ -3,6 +3,9 @@
 The OS properties follow what the guest says (ims-reference §3.1: a detected OS overrides the
 user's choice; a Linux the list does not name becomes ``Other Linux``); when no guest OS was
 found, the properties the image was registered with stay.
+
+A quick-imported RAW image also gets ``__bitmap_file`` (:data:`BITMAP_FILE`): the
+``bucket:key`` of the bitmap file (``.mf``) its check verified.
 """
 
 from __future__ import annotations
@@ -12,6 +15,9 @@ from typing import Any
 
 from imageport.service import os_versions
 from imageport.service.image_worker import ImageInspection
+
+#: Property of a quick-imported RAW image: ``bucket:key`` of the bitmap file its check verified.
+BITMAP_FILE = "__bitmap_file"
 
 
 def detected_os_properties(inspection: ImageInspection,
@@ -40,10 +46,13 @@ def active_image_values(
     size: int,
     checksum: str,
     blob: str,
+    extra_properties: Mapping[str, str] | None = None,
 ) -> dict[str, object]:
-    """The ``images`` columns to set when the image becomes active."""
+    """The ``images`` columns to set when the image becomes active (``extra_properties`` are
+    added to the properties, e.g. :data:`BITMAP_FILE`)."""
     props = {str(k): str(v) for k, v in registered_properties.items() if v is not None}
     props.update(detected_os_properties(inspection, props))
+    props.update(extra_properties or {})
     props["__image_size"] = str(size)
     return {
         "disk_format": disk_format,

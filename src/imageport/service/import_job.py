@@ -1,15 +1,28 @@
 """The import job: from an uploaded file to an active image, one small function per phase.
 
-::
+Normal import::
 
     claim    INIT -> RUNNING (only one worker wins), image queued -> saving
     fetch    the object as a local read-only file; it must still be the one registered
     check    probe + safety + guest rules, in a limited worker process      0-10 %
              any error finding: FAIL with the rule IDs, image killed, report kept
     convert  qemu-img (format pinned, no backing file) to the stored format 10-90 %
-             (quick import: RAW or ZVHD2 stored as is, by copy/reflink)
     verify   re-probe the output in a worker while hashing it (sha256)      90-99 %
     store    rename into ``images/<image id>.<format>``, image active, job SUCCESS
+
+Quick (fast) import (``params.quick_import``, requirements W4) stores the file as it is::
+
+    fetch    the object, and its bitmap ``<base>.mf`` from the same bucket   0-1 %
+             when there is one (``dir/disk.raw`` -> ``dir/disk.mf``)
+    check    as above, told ``fast_import`` and the bitmap's path: the rules   1-90 %
+             IMG-FAST-RAW / IMG-FAST-ZVHD2 verify the bitmap and the guest
+    store    a hard link of the object's file into ``images/`` (O(1) for any  90-98 %
+             size; objects are immutable blobs, so the link never changes);
+             a hole-preserving copy only where no link can be made
+    verify   re-probe the stored file in a worker (format, clean, virtual     98-100 %
+             size); no hash pass: ``checksum`` is the sha256 the object store
+             computed when the object was uploaded (the same bytes)
+    store    rename into place, image active (``__bitmap_file`` names the bitmap)
 
 Untrusted image bytes are read only by the worker processes (:class:`ImageWorker`): this module
 only moves files and hashes them. Every way out ends the job: a rule failure, a worker limit
@@ -21,31 +34,41 @@ from __future__ import annotations
 
 import concurrent.futures
 import contextlib
+import dataclasses
+import errno
 import hashlib
 import logging
 import os
+import re
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 
 from imageport import metrics
+from imageport.fastimport.naming import bitmap_key_for
 from imageport.rules.base import CheckOptions
 from imageport.service import job_state as state
 from imageport.service.clock import new_id
 from imageport.service.context import Services
-from imageport.service.image_properties import active_image_values
+from imageport.service.errors import NotFound
+from imageport.service.image_properties import BITMAP_FILE, active_image_values
 from imageport.service.image_worker import (
     ImageInspection,
     ImageWorker,
     WorkerCancelledError,
     WorkerError,
 )
+from imageport.service.ports import ObjectInfo
 
 log = logging.getLogger(__name__)
 
 #: Formats a quick-import job stores as they are (requirements W4).
 QUICK_FORMATS = ("raw", "zvhd2")
 HASH_CHUNK = 8 << 20
+_SHA256_HEX = re.compile(r"[0-9a-f]{64}")
+#: errno values of a hard link the filesystem cannot make (another filesystem, no links,
+#: too many links): the quick-import job copies the file instead.
+_CANNOT_LINK = frozenset({errno.EXDEV, errno.EPERM, errno.EMLINK, errno.ENOTSUP})
 
 
 class JobFailedError(Exception):
@@ -68,7 +91,8 @@ def run_job(services: Services, job_id: str) -> None:
     if job is None:
         return
     started = time.monotonic()
-    progress = state.Progress(services, job.id)
+    progress = state.Progress(services, job.id, state.QUICK_PHASES
+                              if job.params.quick_import else state.PHASES)
     scratch: list[Path] = []
     status = "FAIL"
     try:
@@ -109,15 +133,44 @@ def _run_phases(services: Services, job: state.ClaimedJob, progress: state.Progr
     if registered is None:
         raise JobFailedError(state.INTERNAL, f"the image {job.image_id} no longer exists")
     _check_cancelled(progress)
-    with _fetch(services, job, progress) as source:
-        inspection = _check(worker, job, source, progress)
+    if job.params.quick_import:
+        _run_quick_phases(services, worker, job, progress, scratch)
+        return
+    with _fetch(services, job, progress) as fetched:
+        inspection = _check(worker, job, fetched, progress)
         _check_cancelled(progress)
-        output, disk_format = _convert(services, worker, job, source, inspection, progress,
-                                       scratch)
+        output, disk_format = _convert(services, worker, job, fetched.path, inspection,
+                                       progress, scratch)
     _check_cancelled(progress)
     checksum, size = _verify(worker, output, disk_format, inspection, progress)
     _check_cancelled(progress)
     _store(services, job, output, disk_format, inspection, checksum, size, progress)
+
+
+def _run_quick_phases(services: Services, worker: ImageWorker, job: state.ClaimedJob,
+                      progress: state.Progress, scratch: list[Path]) -> None:
+    """Quick import: check (with the bitmap), then store the file as it is."""
+    with _fetch(services, job, progress) as fetched:
+        inspection = _check(worker, job, fetched, progress)
+        if inspection.format not in QUICK_FORMATS:
+            # the rules refuse other formats for fast import (IMG-FAST-RAW); fail closed anyway
+            raise JobFailedError(
+                state.FORMAT_NOT_SUPPORTED,
+                f"quick import stores RAW or ZVHD2 files as they are; this file is "
+                f"{inspection.format}", inspection.report)
+        _check_cancelled(progress)
+        output = _place_as_is(services, fetched.path, inspection, progress, scratch)
+    _check_cancelled(progress)
+    size = _verify_as_is(worker, output, inspection, fetched.info.size, progress)
+    checksum = fetched.info.sha256
+    if not _SHA256_HEX.fullmatch(checksum):  # a store that kept no digest: hash it after all
+        checksum, size = _hash_file(output, progress)
+    _check_cancelled(progress)
+    extra: dict[str, str] = {}
+    if inspection.format == "raw" and fetched.bitmap_key is not None:
+        extra[BITMAP_FILE] = f"{job.params.bucket}:{fetched.bitmap_key}"
+    _store(services, job, output, inspection.format, inspection, checksum, size, progress,
+           extra, enter_phase=False)
 
 
 def _image_worker(services: Services) -> ImageWorker:
@@ -132,31 +185,82 @@ def _check_cancelled(progress: state.Progress) -> None:
         raise JobCancelledError
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
+class Fetched:
+    """The registered object as a local read-only file, and (quick import) its bitmap's."""
+
+    path: Path
+    #: The object's record, as it was when the file was fetched (size, ETag, sha256).
+    info: ObjectInfo
+    bitmap_path: Path | None = None
+    #: Key of the bitmap object in the same bucket, when there is one.
+    bitmap_key: str | None = None
+
+
 @contextlib.contextmanager
 def _fetch(services: Services, job: state.ClaimedJob,
-           progress: state.Progress) -> Iterator[Path]:
-    """The uploaded object as a local read-only file, if it is still the registered one."""
+           progress: state.Progress) -> Iterator[Fetched]:
+    """The uploaded object as a local read-only file, if it is still the registered one; for
+    quick import also its bitmap file, when the bucket has one."""
     params = job.params
     progress.phase("fetch", params.object_size)
     where = f"{params.bucket}:{params.key}"
-    info = services.store.get_object(params.bucket, params.key)
+    store = services.store
+    info = store.get_object(params.bucket, params.key)
     if info is None:
         raise JobFailedError(state.SOURCE_CHANGED, f"the file {where} no longer exists")
     if info.size != params.object_size or info.etag != params.object_etag:
         raise JobFailedError(state.SOURCE_CHANGED,
                              f"the file {where} was replaced after the image was registered")
-    with services.store.local_path(params.bucket, params.key) as path:
-        if path.stat().st_size != params.object_size:
+    with contextlib.ExitStack() as stack:
+        path = stack.enter_context(store.local_path(params.bucket, params.key))
+        again = store.get_object(params.bucket, params.key)  # still the same, now it is held?
+        if (path.stat().st_size != params.object_size or again is None
+                or again.etag != params.object_etag):
             raise JobFailedError(state.SOURCE_CHANGED,
                                  f"the file {where} was replaced after the image was registered")
-        yield path
+        fetched = Fetched(path, info)
+        mf_key = bitmap_key_for(params.key) if params.quick_import else None
+        if mf_key is not None and store.get_object(params.bucket, mf_key) is not None:
+            with contextlib.suppress(NotFound):  # deleted meanwhile: as if there was none
+                fetched = Fetched(path, info, stack.enter_context(
+                    store.local_path(params.bucket, mf_key)), mf_key)
+        yield fetched
 
 
-def check_options(params: state.JobParams) -> CheckOptions:
-    """What the rules are told about this import."""
+def check_options(params: state.JobParams, bitmap_path: Path | None = None) -> CheckOptions:
+    """What the rules are told about this import (``bitmap_path``: the RAW's bitmap file, for
+    quick import)."""
     return CheckOptions(fast_import=params.quick_import, min_disk_gib=params.min_disk,
                         uefi=params.hw_firmware_type == "uefi",
-                        uninitialized=params.uninitialized)
+                        uninitialized=params.uninitialized,
+                        bitmap_path=None if bitmap_path is None else str(bitmap_path))
+
+
+def _renamed(value: object, names: Mapping[str, str]) -> object:
+    """``value`` (a JSON document) with every string's server paths replaced by their names."""
+    if isinstance(value, str):
+        for path, name in names.items():
+            value = value.replace(path, name)
+        return value
+    if isinstance(value, list):
+        return [_renamed(item, names) for item in value]
+    if isinstance(value, dict):
+        return {key: _renamed(item, names) for key, item in value.items()}
+    return value
+
+
+def _named_as_uploaded(inspection: ImageInspection, params: state.JobParams,
+                       fetched: Fetched) -> ImageInspection:
+    """The inspection with the scratch paths the worker was given (``tmp/link-...``) replaced
+    by the ``bucket:key`` the user uploaded, in the report and so in the failure reasons."""
+    if inspection.report is None:
+        return inspection
+    names = {str(fetched.path): f"{params.bucket}:{params.key}"}
+    if fetched.bitmap_path is not None:
+        names[str(fetched.bitmap_path)] = f"{params.bucket}:{fetched.bitmap_key}"
+    report = _renamed(dict(inspection.report), names)
+    return dataclasses.replace(inspection, report=report if isinstance(report, dict) else None)
 
 
 def failure_reason(inspection: ImageInspection) -> str:
@@ -164,18 +268,27 @@ def failure_reason(inspection: ImageInspection) -> str:
     return "\n".join(f"{rule}: {message}" for rule, message in inspection.failures)
 
 
-def _check(worker: ImageWorker, job: state.ClaimedJob, source: Path,
+def _check(worker: ImageWorker, job: state.ClaimedJob, fetched: Fetched,
            progress: state.Progress) -> ImageInspection:
     """Probe, safety and guest checks in a worker; FAIL with the rules when any errs."""
     progress.phase("check", job.params.object_size)
-    inspection = worker.inspect(source, check_options(job.params), cancelled=progress.cancelled)
+    inspection = worker.inspect(fetched.path, check_options(job.params, fetched.bitmap_path),
+                                cancelled=progress.cancelled)
+    inspection = _named_as_uploaded(inspection, job.params, fetched)
     if inspection.report is not None:
         read = inspection.report.get("bytes_read")
         if isinstance(read, int) and read > 0:
             metrics.BYTES_PROCESSED.labels("check").inc(read)
     failures = inspection.failures
     if failures:
-        raise JobFailedError(failures[0][0], failure_reason(inspection), inspection.report)
+        reason = failure_reason(inspection)
+        params = job.params
+        mf_key = bitmap_key_for(params.key)
+        if (params.quick_import and fetched.bitmap_path is None and mf_key is not None
+                and any(rule == "IMG-FAST-RAW" for rule, _ in failures)):
+            reason += (f"\nIMG-FAST-RAW: looked for the bitmap file {params.bucket}:{mf_key} "
+                       f"beside {params.bucket}:{params.key}; there is none")
+        raise JobFailedError(failures[0][0], reason, inspection.report)
     if not inspection.readable or inspection.virtual_size is None:
         # the rules pass only readable files; fail closed if that ever changes
         raise JobFailedError("IMG-SAFE", f"IMG-SAFE: the {inspection.format} file cannot be "
@@ -197,18 +310,6 @@ def _convert(services: Services, worker: ImageWorker, job: state.ClaimedJob, sou
     """The file to store, in scratch space, and its format."""
     virtual = inspection.virtual_size or 0
     progress.phase("convert", virtual)
-    if job.params.quick_import:
-        if inspection.format not in QUICK_FORMATS:
-            raise JobFailedError(
-                state.FORMAT_NOT_SUPPORTED,
-                f"quick import stores RAW or ZVHD2 files as they are; this file is "
-                f"{inspection.format}", inspection.report)
-        target = _scratch_file(services, scratch, inspection.format)
-        copy_file(source, target, lambda done: progress.update(
-            done / max(1, inspection.file_size), done, inspection.file_size),
-            progress.cancelled)
-        metrics.BYTES_PROCESSED.labels("convert").inc(inspection.file_size)
-        return target, inspection.format
     fmt = job.params.stored_format or services.settings.stored_format
     target = _scratch_file(services, scratch, fmt)
     worker.convert(source, inspection.format, target, fmt,
@@ -219,29 +320,55 @@ def _convert(services: Services, worker: ImageWorker, job: state.ClaimedJob, sou
     return target, fmt
 
 
+def data_extents(fd: int, size: int) -> Iterator[tuple[int, int]]:
+    """``(start, end)`` of the parts of the open file ``fd`` that hold data, from the file
+    system (``SEEK_DATA``/``SEEK_HOLE``, no reads); the whole file where that is unsupported."""
+    pos = 0
+    while pos < size:
+        try:
+            start = os.lseek(fd, pos, os.SEEK_DATA)
+        except OSError as exc:
+            if exc.errno == errno.ENXIO:  # only a hole from ``pos`` to the end
+                return
+            yield pos, size  # SEEK_DATA unsupported here: treat the rest as data
+            return
+        end = min(size, os.lseek(fd, start, os.SEEK_HOLE))
+        if start >= size or end <= start:
+            return
+        yield start, end
+        pos = end
+
+
 def copy_file(source: Path, target: Path, progress: Callable[[int], None],
               cancelled: Callable[[], bool]) -> None:
-    """Copy ``source`` to a new ``target`` with ``copy_file_range`` (a reflink or an in-kernel
-    copy where the filesystem offers one), in steps that report progress and honour cancel."""
+    """Copy ``source`` to a new ``target``, keeping its holes (only the extents that hold data
+    are copied, so a 1 TiB sparse RAW costs its allocated bytes), with ``copy_file_range`` (a
+    reflink or an in-kernel copy where the filesystem offers one), in steps that report
+    progress (bytes of the source passed) and honour cancel."""
     step = 256 << 20
     with open(source, "rb") as src, open(target, "xb") as dst:
         size = os.fstat(src.fileno()).st_size
-        done = 0
-        while done < size:
-            if cancelled():
-                raise JobCancelledError
-            try:
-                n = os.copy_file_range(src.fileno(), dst.fileno(), min(step, size - done),
-                                       done, done)
-            except OSError:
-                n = 0
-            if n <= 0:  # not supported here: copy in user space
-                chunk = os.pread(src.fileno(), min(HASH_CHUNK, size - done), done)
-                if not chunk:
-                    raise JobFailedError(state.SOURCE_CHANGED, "the file shrank while copied")
-                n = os.pwrite(dst.fileno(), chunk, done)
-            done += n
-            progress(done)
+        for start, end in data_extents(src.fileno(), size):
+            done = start
+            while done < end:
+                if cancelled():
+                    raise JobCancelledError
+                try:
+                    n = os.copy_file_range(src.fileno(), dst.fileno(), min(step, end - done),
+                                           done, done)
+                except OSError:
+                    n = 0
+                if n <= 0:  # not supported here: copy in user space
+                    chunk = os.pread(src.fileno(), min(HASH_CHUNK, end - done), done)
+                    if not chunk:
+                        raise JobFailedError(state.SOURCE_CHANGED,
+                                             "the file shrank while copied")
+                    n = os.pwrite(dst.fileno(), chunk, done)
+                done += n
+                progress(done)
+        dst.truncate(size)
+        os.fsync(dst.fileno())
+        progress(size)
 
 
 def _hash_file(path: Path, progress: state.Progress) -> tuple[str, int]:
@@ -274,6 +401,16 @@ def _verify(worker: ImageWorker, output: Path, disk_format: str, inspection: Ima
             progress.cancel_now()
             raise
         found = probing.result()
+    problems = _verification_problems(found, disk_format, inspection)
+    if problems:
+        raise JobFailedError(state.INTERNAL, "the converted image failed verification: "
+                             + "; ".join(problems), inspection.report)
+    return checksum, size
+
+
+def _verification_problems(found: ImageInspection, disk_format: str,
+                           inspection: ImageInspection) -> list[str]:
+    """What is wrong with a stored file a worker re-probed (nothing: it may become the image)."""
     problems = []
     if found.format != disk_format:
         problems.append(f"it is {found.format}, not {disk_format}")
@@ -283,10 +420,47 @@ def _verify(worker: ImageWorker, output: Path, disk_format: str, inspection: Ima
     if found.virtual_size != inspection.virtual_size:
         problems.append(f"its virtual size {found.virtual_size} differs from the file's "
                         f"{inspection.virtual_size}")
+    return problems
+
+
+def _place_as_is(services: Services, source: Path, inspection: ImageInspection,
+                 progress: state.Progress, scratch: list[Path]) -> Path:
+    """Quick import: the object's file under a temporary name in ``images/``, as a hard link
+    (no bytes move), or a hole-preserving copy where the filesystem cannot link."""
+    size = inspection.file_size
+    progress.phase("store", size)
+    images_dir = services.settings.images_dir
+    images_dir.mkdir(parents=True, exist_ok=True)
+    target = images_dir / f".job-{new_id()}.{inspection.format}"
+    scratch.append(target)
+    try:
+        os.link(source, target)
+        return target
+    except OSError as exc:
+        if exc.errno not in _CANNOT_LINK:
+            raise
+        log.info("cannot hard-link %s into %s (%s): copying it", source, images_dir,
+                 exc.strerror)
+    copy_file(source, target, lambda done: progress.update(done / max(1, size), done, size),
+              progress.cancelled)
+    metrics.BYTES_PROCESSED.labels("convert").inc(size)
+    return target
+
+
+def _verify_as_is(worker: ImageWorker, output: Path, inspection: ImageInspection,
+                  object_size: int, progress: state.Progress) -> int:
+    """Quick import: re-probe the stored file in a worker (format, clean, virtual size, and the
+    object's size), without reading it all; its size."""
+    size = output.stat().st_size
+    progress.phase("verify", size)
+    found = worker.probe(output, cancelled=progress.cancelled)
+    problems = _verification_problems(found, inspection.format, inspection)
+    if size != object_size:
+        problems.append(f"it is {size} bytes, not the uploaded file's {object_size}")
     if problems:
-        raise JobFailedError(state.INTERNAL, "the converted image failed verification: "
+        raise JobFailedError(state.INTERNAL, "the stored image failed verification: "
                              + "; ".join(problems), inspection.report)
-    return checksum, size
+    return size
 
 
 def _fsync_dir(path: Path) -> None:
@@ -299,9 +473,12 @@ def _fsync_dir(path: Path) -> None:
 
 def _store(services: Services, job: state.ClaimedJob, output: Path, disk_format: str,
            inspection: ImageInspection, checksum: str, size: int,
-           progress: state.Progress) -> None:
-    """Move the output into the image directory and make the image active."""
-    progress.phase("store", size)
+           progress: state.Progress, extra_properties: Mapping[str, str] | None = None, *,
+           enter_phase: bool = True) -> None:
+    """Move the output into the image directory and make the image active (the job ends in
+    phase ``store`` at 100 %; ``enter_phase``: announce the phase first)."""
+    if enter_phase:
+        progress.phase("store", size)
     images_dir = services.settings.images_dir
     images_dir.mkdir(parents=True, exist_ok=True)
     blob = f"{job.image_id}.{disk_format}"
@@ -312,7 +489,7 @@ def _store(services: Services, job: state.ClaimedJob, output: Path, disk_format:
     values = active_image_values(
         registered_properties=getattr(registered, "properties", None) or {},
         inspection=inspection, disk_format=disk_format, size=size, checksum=checksum,
-        blob=blob)
+        blob=blob, extra_properties=extra_properties)
     try:
         stored = state.succeed(services, job.id, job.image_id, values)
     except BaseException:
