@@ -66,15 +66,38 @@ class PartInfo:
 class StagedFile:
     """A file written completely (and fsynced) into the store's scratch space, with its digests.
 
-    The API layer streams a request body into :meth:`ObjectStore.staging_path`, computing the
-    digests as it goes, then hands the result to :meth:`ObjectStore.commit_object` or
-    :meth:`ObjectStore.commit_part`, which move it into place atomically.
+    The API layer streams a request body into :meth:`ObjectStore.staging_path` (or a part's
+    :class:`PartTarget`), computing the digests as it goes, then hands the result to
+    :meth:`ObjectStore.commit_object` or :meth:`ObjectStore.commit_part`, which move it into
+    place atomically.
     """
 
     path: Path
     size: int
     md5_hex: str
     sha256_hex: str
+    #: None: ``path`` holds exactly these bytes. Otherwise they were written in place at this
+    #: offset of ``path``, the :class:`PartTarget` the store handed out for a part.
+    offset: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class PartTarget:
+    """Where the body of one UploadPart goes, as :meth:`ObjectStore.part_target` decided.
+
+    ``in_place=False``: a fresh staged file at ``path`` (created exclusively, like any body).
+    ``in_place=True``: the upload's assembly file ``path``, written from ``offset`` on (opened
+    without truncating; at most ``capacity`` bytes), so that completing the upload needs no
+    copy. Either way the result goes to :meth:`ObjectStore.commit_part` and the target is then
+    given back with :meth:`ObjectStore.release_part_target`, whatever happened.
+    """
+
+    upload_id: str
+    number: int
+    path: Path
+    offset: int = 0
+    in_place: bool = False
+    capacity: int = 0
 
 
 class ObjectStore(Protocol):
@@ -119,7 +142,23 @@ class ObjectStore(Protocol):
                       metadata: Mapping[str, str]) -> UploadInfo: ...
     def get_upload(self, upload_id: str) -> UploadInfo | None: ...
     def list_uploads(self, bucket: str, *, prefix: str = "") -> Sequence[UploadInfo]: ...
-    def commit_part(self, upload_id: str, number: int, staged: StagedFile) -> PartInfo: ...
+    def part_target(self, upload_id: str, number: int, declared_length: int | None
+                    ) -> PartTarget:
+        """Where to write the body of part ``number`` (``declared_length`` bytes, None when
+        unknown): in place in the upload's assembly file when the client uses one part size,
+        else a staged file of its own. An in-place target reserves that part's slot until
+        :meth:`release_part_target`."""
+        ...
+
+    def release_part_target(self, target: PartTarget) -> None:
+        """Give back a target (after :meth:`commit_part` or a failed body); idempotent."""
+        ...
+
+    def commit_part(self, upload_id: str, number: int, staged: StagedFile) -> PartInfo:
+        """Record ``staged`` (a staged file, or bytes written to an in-place target) as part
+        ``number``, replacing any earlier upload of that part."""
+        ...
+
     def list_parts(self, upload_id: str) -> Sequence[PartInfo]: ...
     def complete_upload(self, upload_id: str, parts: Sequence[tuple[int, str]]) -> ObjectInfo:
         """Join the named ``(number, etag)`` parts into the object; raises RequestInvalid with

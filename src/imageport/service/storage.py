@@ -4,10 +4,12 @@ Every function takes the caller's ``project_id`` and checks ownership first: ano
 bucket is reported exactly like a missing one (``NoSuchBucket``), for every operation, so names
 of other projects' buckets leak only through creation (``BucketAlreadyExists``, as S3 does).
 
-The API layer streams request bodies into :meth:`ObjectStore.staging_path` and passes the
-resulting :class:`StagedFile`; the functions here validate (names, storage classes, metadata,
-Content-MD5, sizes) and then let the store make the data visible atomically. A staged file that
-is refused is left in place for the caller to delete.
+The API layer streams request bodies into :meth:`ObjectStore.staging_path` (a part's body into
+the :class:`PartTarget` that :func:`part_target` returns: possibly in place in the upload's
+assembly file) and passes the resulting :class:`StagedFile`; the functions here validate (names,
+storage classes, metadata, Content-MD5, sizes) and then let the store make the data visible
+atomically. A staged file that is refused is left in place for the caller to delete (or to give
+back with ``store.release_part_target``).
 """
 
 from __future__ import annotations
@@ -23,7 +25,14 @@ from dataclasses import dataclass, field
 from imageport.limits import GiB, MiB, TiB
 from imageport.service.context import Services
 from imageport.service.errors import Conflict, NotFound, RequestInvalid
-from imageport.service.ports import BucketInfo, ObjectInfo, PartInfo, StagedFile, UploadInfo
+from imageport.service.ports import (
+    BucketInfo,
+    ObjectInfo,
+    PartInfo,
+    PartTarget,
+    StagedFile,
+    UploadInfo,
+)
 
 MAX_KEY_BYTES = 1024
 """Longest object key (UTF-8 bytes), as S3."""
@@ -426,6 +435,15 @@ def prepare_part(services: Services, project_id: str, bucket: str, key: str,
     upload = _owned_upload(services, project_id, bucket, key, upload_id)
     check_put_size(size)
     return upload
+
+
+def part_target(services: Services, project_id: str, bucket: str, key: str, upload_id: str,
+                number: int, size: int | None) -> PartTarget:
+    """Checks of an UploadPart before its body is read, and where the body goes (in place in
+    the upload's assembly file, or a staged file); the caller gives the target back with
+    ``store.release_part_target`` whatever happens."""
+    prepare_part(services, project_id, bucket, key, upload_id, size)
+    return services.store.part_target(upload_id, number, size)
 
 
 def upload_part(services: Services, project_id: str, bucket: str, key: str, upload_id: str,

@@ -106,6 +106,9 @@ uploads = Table(
     Column("storage_class", String(24), nullable=False),
     Column("metadata", JSON, nullable=False),
     Column("created_at", String(TIME), nullable=False),
+    # part size fixed by the first large part: part N may then be written in place at
+    # (N-1)*stride in uploads/<id>/assembly; NULL until then
+    Column("stride", BigInteger),
     Index("ix_uploads_bucket_key", "bucket", "key"),
 )
 
@@ -119,6 +122,9 @@ parts = Table(
     # file name of the part under Settings.uploads_dir/<upload_id>/
     Column("blob", String(64), nullable=False),
     Column("created_at", String(TIME), nullable=False),
+    # NULL: the part is the whole file ``blob``; else its bytes start at this offset of
+    # ``blob`` (the upload's assembly file, where parts are written in place)
+    Column("offset", BigInteger),
 )
 
 images = Table(

@@ -3,7 +3,8 @@
 Layout under the data dir (``Settings``)::
 
     objects/<blob>                 one file per object; <blob> is random, never derived from a key
-    uploads/<upload_id>/<blob>     one file per uploaded part of a multipart upload
+    uploads/<upload_id>/assembly   parts written in place, at (N-1) * stride (see assembly.py)
+    uploads/<upload_id>/<blob>     one file per other uploaded part of a multipart upload
     tmp/stage-<id>                 bodies being received, objects being assembled
 
 Records live in the ``buckets``, ``objects``, ``uploads`` and ``parts`` tables.
@@ -19,6 +20,10 @@ Durability and atomicity, in this order for every write:
 A reader therefore sees the old object or the new one, never a mix; a crash leaves at worst an
 unreferenced file, which :meth:`LocalObjectStore.iter_blobs_in_use` lets start-up remove. Parts
 are files plus rows too, so multipart uploads survive restarts and clients can resume them.
+
+Parts written in place (:mod:`.assembly`) follow the same order: the body is written and
+fdatasynced at its offset of the assembly before its row (with ``parts.offset``) is committed;
+completing links the assembly into ``objects/`` before the object's row is committed.
 """
 
 from __future__ import annotations
@@ -32,22 +37,34 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from sqlalchemy import Engine, delete, func, insert, select
+from sqlalchemy import Engine, delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from imageport.adapters.db.schema import buckets, objects, parts, uploads
+from imageport.adapters.objectstore.assembly import (
+    ASSEMBLY,
+    MAX_ASSEMBLY_BYTES,
+    MIN_PART_SIZE,
+    Slots,
+    assembly_misfits,
+    copy_range,
+    hash_range,
+)
+from imageport.adapters.objectstore.frontier import HashFrontier
 from imageport.durable import fsync_dir
-from imageport.limits import MiB
 from imageport.service.clock import new_id, time_text, utc_now
 from imageport.service.errors import Conflict, NotFound, RequestInvalid
-from imageport.service.ports import BucketInfo, ObjectInfo, PartInfo, StagedFile, UploadInfo
+from imageport.service.ports import (
+    BucketInfo,
+    ObjectInfo,
+    PartInfo,
+    PartTarget,
+    StagedFile,
+    UploadInfo,
+)
 
-MIN_PART_SIZE = 5 * MiB
-"""Smallest part allowed, except the last one (S3's rule)."""
 MAX_PARTS = 10_000
 """Most parts one upload may be completed from (S3's rule)."""
-COPY_CHUNK = 8 * MiB
-"""Bytes moved per system call while joining parts."""
 MAX_LIST = 10_000
 """Most rows one list call returns."""
 
@@ -71,43 +88,6 @@ def _no_such_bucket(name: str) -> NotFound:
     return NotFound("NoSuchBucket", f"bucket {name!r} does not exist")
 
 
-def _copy_range(src: int, dst: int, size: int) -> None:
-    """Append ``size`` bytes of ``src`` (from offset 0) to ``dst``, in the kernel when possible
-    (``copy_file_range`` clones blocks on reflink filesystems), else through a buffer."""
-    offset = 0
-    if hasattr(os, "copy_file_range"):
-        try:
-            while offset < size:
-                moved = os.copy_file_range(src, dst, min(COPY_CHUNK * 8, size - offset),
-                                           offset_src=offset)
-                if moved == 0:
-                    break
-                offset += moved
-        except OSError:
-            pass  # EXDEV, ENOSYS, EINVAL ...: finish with plain reads and writes
-    while offset < size:
-        data = os.pread(src, min(COPY_CHUNK, size - offset), offset)
-        if not data:
-            break
-        written = 0
-        while written < len(data):
-            written += os.write(dst, data[written:])
-        offset += len(data)
-    if offset != size:
-        raise RequestInvalid("InvalidPart", "a stored part is shorter than recorded")
-
-
-def _hash_range(fd: int, size: int, digest: Any) -> None:
-    """Feed ``size`` bytes of ``fd`` (from offset 0) to ``digest`` (runs beside the copy)."""
-    offset = 0
-    while offset < size:
-        data = os.pread(fd, min(COPY_CHUNK, size - offset), offset)
-        if not data:
-            break
-        digest.update(data)
-        offset += len(data)
-
-
 class LocalObjectStore:
     """:class:`~imageport.service.ports.ObjectStore` on local files and the service database."""
 
@@ -121,6 +101,8 @@ class LocalObjectStore:
         # S3 lists keys in binary (UTF-8 byte) order: SQLite's default; PostgreSQL needs "C".
         self._key = (objects.c.key.collate("C") if engine.dialect.name == "postgresql"
                      else objects.c.key)
+        self._slots = Slots()
+        self._frontier = HashFrontier(engine, self._uploads)
 
     # -- scratch -----------------------------------------------------------------------------
 
@@ -338,31 +320,105 @@ class LocalObjectStore:
         with self._db.connect() as conn:
             return [self._upload_info(r) for r in conn.execute(query)]
 
-    def commit_part(self, upload_id: str, number: int, staged: StagedFile) -> PartInfo:
+    def _stride(self, upload_id: str, number: int, declared_length: int) -> int | None:
+        """The upload's stride, fixed now if part ``number``'s length is known to be it:
+        part 1's, or one that another part (in flight, or committed) declared too."""
+        query = select(uploads.c.id, uploads.c.stride).where(uploads.c.id == upload_id)
+        with self._db.connect() as conn:
+            row = conn.execute(query).first()
+            if row is None:
+                raise _no_such_upload(upload_id)
+            if row.stride is not None or declared_length < MIN_PART_SIZE:
+                return row.stride  # type: ignore[no-any-return]
+            twin = conn.execute(select(parts.c.number).where(
+                (parts.c.upload_id == upload_id) & (parts.c.number != number)
+                & (parts.c.size == declared_length)).limit(1)).first()
+        known = self._slots.propose(upload_id, number, declared_length)
+        if number != 1 and twin is None and not known:
+            return None
+        self._slots.forget(upload_id)
+        with self._db.begin() as conn:  # the first to know wins, even among concurrent parts
+            conn.execute(update(uploads).where(
+                (uploads.c.id == upload_id) & uploads.c.stride.is_(None))
+                .values(stride=declared_length))
+            return conn.execute(query).first().stride  # type: ignore[union-attr,no-any-return]
+
+    def _assembly(self, upload_id: str) -> Path:
+        """The upload's assembly file, created (durably) on first use."""
         folder = self._uploads / upload_id
-        blob = new_id()
+        path = folder / ASSEMBLY
         try:
-            os.replace(staged.path, folder / blob)
+            os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+        except FileExistsError:
+            return path
         except FileNotFoundError as exc:  # the upload's folder is gone: aborted or completed
             raise _no_such_upload(upload_id) from exc
         fsync_dir(folder)
+        return path
+
+    def part_target(self, upload_id: str, number: int, declared_length: int | None
+                    ) -> PartTarget:
+        own = PartTarget(upload_id, number, self.staging_path())
+        if declared_length is None or not 1 <= number <= MAX_PARTS:
+            return own
+        stride = self._stride(upload_id, number, declared_length)
+        if stride is None or declared_length > stride:
+            return own
+        offset = (number - 1) * stride
+        if offset + stride > MAX_ASSEMBLY_BYTES or not self._slots.claim(upload_id, number):
+            return own
+        try:
+            with self._db.connect() as conn:
+                committed = conn.execute(select(parts.c.offset).where(
+                    (parts.c.upload_id == upload_id) & (parts.c.number == number))).first()
+            if committed is not None and committed.offset is not None:
+                self._slots.release(upload_id, number)  # never overwrite committed bytes
+                return own
+            return PartTarget(upload_id, number, self._assembly(upload_id), offset, True, stride)
+        except BaseException:
+            self._slots.release(upload_id, number)
+            raise
+
+    def release_part_target(self, target: PartTarget) -> None:
+        if target.in_place:
+            self._slots.release(target.upload_id, target.number)
+        else:
+            target.path.unlink(missing_ok=True)
+
+    def commit_part(self, upload_id: str, number: int, staged: StagedFile) -> PartInfo:
+        folder = self._uploads / upload_id
+        if staged.offset is not None:
+            if staged.path != folder / ASSEMBLY or not self._slots.held(upload_id, number):
+                raise RuntimeError(f"part {number} was not written to a target of this store")
+            blob = ASSEMBLY
+        else:
+            blob = new_id()
+            try:
+                os.replace(staged.path, folder / blob)
+            except FileNotFoundError as exc:  # the upload's folder is gone: aborted or completed
+                raise _no_such_upload(upload_id) from exc
+            fsync_dir(folder)
         info = PartInfo(number, staged.size, f'"{staged.md5_hex}"', self._now())
         try:
             with self._db.begin() as conn:
                 old = conn.execute(delete(parts).where(
                     (parts.c.upload_id == upload_id) & (parts.c.number == number))
-                    .returning(parts.c.blob)).scalar_one_or_none()
+                    .returning(parts.c.blob, parts.c.offset)).first()
                 conn.execute(insert(parts).values(
                     upload_id=upload_id, number=number, size=info.size, etag=info.etag,
-                    blob=blob, created_at=info.created_at))
+                    blob=blob, offset=staged.offset, created_at=info.created_at))
         except IntegrityError as exc:
-            (folder / blob).unlink(missing_ok=True)
+            if staged.offset is None:
+                (folder / blob).unlink(missing_ok=True)
             raise _no_such_upload(upload_id) from exc
         except BaseException:
-            (folder / blob).unlink(missing_ok=True)
+            if staged.offset is None:
+                (folder / blob).unlink(missing_ok=True)
             raise
-        if old:
-            (folder / old).unlink(missing_ok=True)
+        if old is not None and old.offset is None:
+            (folder / old.blob).unlink(missing_ok=True)
+        self._frontier.committed(upload_id, number,
+                                 (info.etag, info.created_at, blob, staged.offset))
         return info
 
     def _part_rows(self, upload_id: str) -> list[Any]:
@@ -374,13 +430,14 @@ class LocalObjectStore:
         return [PartInfo(r.number, r.size, r.etag, r.created_at)
                 for r in self._part_rows(upload_id)]
 
-    def _chosen_parts(self, upload_id: str, wanted: Sequence[tuple[int, str]]) -> list[Any]:
+    @staticmethod
+    def _chosen_parts(stored_rows: list[Any], wanted: Sequence[tuple[int, str]]) -> list[Any]:
         """The stored rows named by the client's ``(number, etag)`` list, checked as S3 does."""
         if not wanted:
             raise RequestInvalid("MalformedXML", "the Complete request names no parts")
         if len(wanted) > MAX_PARTS:
             raise RequestInvalid("MalformedXML", f"more than {MAX_PARTS} parts")
-        stored = {r.number: r for r in self._part_rows(upload_id)}
+        stored = {r.number: r for r in stored_rows}
         chosen: list[Any] = []
         previous = 0
         for number, etag in wanted:
@@ -400,25 +457,30 @@ class LocalObjectStore:
                                      f"the last must be at least {MIN_PART_SIZE}")
         return chosen
 
+    @staticmethod
+    def _open_part(folder: Path, row: Any) -> int:
+        try:
+            return os.open(folder / row.blob, os.O_RDONLY)
+        except FileNotFoundError as exc:
+            raise RequestInvalid("InvalidPart", f"part {row.number} was replaced or removed; "
+                                 "list the parts and complete again") from exc
+
     def _join_parts(self, upload_id: str, chosen: Sequence[Any], target: Path) -> str:
         """Write the parts one after another into ``target`` (fsynced); the sha256 hex of the
-        whole. Each part is copied in the kernel while a second thread hashes the same fd."""
+        whole. Each part (its own file, or its range of the assembly) is copied in the kernel
+        while a second thread hashes the same bytes."""
         folder = self._uploads / upload_id
         digest = hashlib.sha256()
         out = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         try:
             with ThreadPoolExecutor(1, thread_name_prefix="imageport-hash") as hasher:
                 for row in chosen:
+                    src = self._open_part(folder, row)
+                    start = row.offset or 0
                     try:
-                        src = os.open(folder / row.blob, os.O_RDONLY)
-                    except FileNotFoundError as exc:
-                        raise RequestInvalid("InvalidPart",
-                                             f"part {row.number} was replaced or removed; "
-                                             "list the parts and complete again") from exc
-                    try:
-                        hashed = hasher.submit(_hash_range, src, row.size, digest)
+                        hashed = hasher.submit(hash_range, src, start, row.size, digest)
                         try:
-                            _copy_range(src, out, row.size)
+                            copy_range(src, start, out, row.size)
                         finally:
                             hashed.result()
                     finally:
@@ -428,37 +490,87 @@ class LocalObjectStore:
             os.close(out)
         return digest.hexdigest()
 
-    def complete_upload(self, upload_id: str, parts_wanted: Sequence[tuple[int, str]]
-                        ) -> ObjectInfo:
-        upload = self.get_upload(upload_id)
-        if upload is None:
-            raise _no_such_upload(upload_id)
-        chosen = self._chosen_parts(upload_id, parts_wanted)
+    def _adopt_assembly(self, upload_id: str, stride: int, chosen: list[Any],
+                        misfits: Sequence[Any], size: int) -> tuple[str, str]:
+        """Copy the ``misfits`` (parts in files of their own) into their slots, cut the
+        assembly to the object's ``size``, make it durable, hash what the frontier has not
+        and hard-link it into ``objects/``: the new blob's name and the sha256 hex. The
+        assembly stays until the upload's folder is removed: a failure loses nothing."""
+        folder = self._uploads / upload_id
+        assembly = self._assembly(upload_id)
+        fd = os.open(assembly, os.O_RDWR)
+        try:
+            for row in misfits:
+                src = self._open_part(folder, row)
+                try:
+                    os.lseek(fd, (row.number - 1) * stride, os.SEEK_SET)
+                    copy_range(src, 0, fd, row.size)
+                finally:
+                    os.close(src)
+            os.ftruncate(fd, size)
+            os.fsync(fd)
+            digest, start = self._frontier.take(upload_id, chosen)
+            hash_range(fd, start, size - start, digest)
+        finally:
+            os.close(fd)
+        blob = new_id()
+        os.link(assembly, self._objects / blob)
+        fsync_dir(self._objects)
+        return blob, digest.hexdigest()
+
+    def _joined_object(self, upload_id: str, chosen: list[Any]) -> tuple[str, str]:
+        """The parts copied one after another into a new blob in ``objects/``; its name and
+        sha256."""
         staged = self.staging_path()
         try:
             sha256 = self._join_parts(upload_id, chosen, staged)
-            blob = self._place(staged)
+            return self._place(staged), sha256
         finally:
             staged.unlink(missing_ok=True)
-        info = ObjectInfo(upload.bucket, upload.key, sum(r.size for r in chosen),
-                          multipart_etag([strip_etag(r.etag) for r in chosen]), sha256,
-                          upload.content_type, upload.storage_class, self._now(),
-                          dict(upload.metadata))
+
+    def complete_upload(self, upload_id: str, parts_wanted: Sequence[tuple[int, str]]
+                        ) -> ObjectInfo:
+        with self._db.connect() as conn:
+            row = conn.execute(select(uploads).where(uploads.c.id == upload_id)).first()
+        if row is None:
+            raise _no_such_upload(upload_id)
+        upload = self._upload_info(row)
+        stored = self._part_rows(upload_id)
+        chosen = self._chosen_parts(stored, parts_wanted)
+        size = sum(r.size for r in chosen)
+        # In place: no part may be written into the assembly (now also the object's file)
+        # from here until the upload's folder is gone.
+        misfits = assembly_misfits(chosen, stored, row.stride)
+        adopt = misfits is not None and self._slots.start_complete(upload_id)
         try:
-            with self._db.begin() as conn:
-                old = self._publish(conn, info, blob)
-                conn.execute(delete(parts).where(parts.c.upload_id == upload_id))
-                if not conn.execute(delete(uploads).where(uploads.c.id == upload_id)).rowcount:
-                    raise _no_such_upload(upload_id)  # completed or aborted meanwhile
-        except IntegrityError as exc:
-            (self._objects / blob).unlink(missing_ok=True)
-            raise _no_such_bucket(upload.bucket) from exc
-        except BaseException:
-            (self._objects / blob).unlink(missing_ok=True)
-            raise
-        if old:
-            (self._objects / old).unlink(missing_ok=True)
-        shutil.rmtree(self._uploads / upload_id, ignore_errors=True)
+            blob, sha256 = (
+                self._adopt_assembly(upload_id, row.stride, chosen, misfits or [], size)
+                if adopt else self._joined_object(upload_id, chosen))
+            info = ObjectInfo(upload.bucket, upload.key, size,
+                              multipart_etag([strip_etag(r.etag) for r in chosen]), sha256,
+                              upload.content_type, upload.storage_class, self._now(),
+                              dict(upload.metadata))
+            try:
+                with self._db.begin() as conn:
+                    old = self._publish(conn, info, blob)
+                    conn.execute(delete(parts).where(parts.c.upload_id == upload_id))
+                    if not conn.execute(delete(uploads).where(uploads.c.id == upload_id)
+                                        ).rowcount:
+                        raise _no_such_upload(upload_id)  # completed or aborted meanwhile
+            except IntegrityError as exc:
+                (self._objects / blob).unlink(missing_ok=True)
+                raise _no_such_bucket(upload.bucket) from exc
+            except BaseException:
+                (self._objects / blob).unlink(missing_ok=True)
+                raise
+            if old:
+                (self._objects / old).unlink(missing_ok=True)
+            shutil.rmtree(self._uploads / upload_id, ignore_errors=True)
+            self._slots.forget(upload_id)
+            self._frontier.forget(upload_id)
+        finally:
+            if adopt:
+                self._slots.end_complete(upload_id)
         return info
 
     def abort_upload(self, upload_id: str) -> None:
@@ -467,6 +579,8 @@ class LocalObjectStore:
             if not conn.execute(delete(uploads).where(uploads.c.id == upload_id)).rowcount:
                 raise _no_such_upload(upload_id)
         shutil.rmtree(self._uploads / upload_id, ignore_errors=True)
+        self._slots.forget(upload_id)
+        self._frontier.forget(upload_id)
 
     # -- housekeeping ------------------------------------------------------------------------
 
@@ -474,6 +588,8 @@ class LocalObjectStore:
         with self._db.connect() as conn:
             for blob in conn.execute(select(objects.c.blob)).scalars():
                 yield self._objects / blob
+            for upload_id in conn.execute(select(uploads.c.id)).scalars():
+                yield self._uploads / upload_id / ASSEMBLY  # parts written in place
             for upload_id, blob in conn.execute(select(parts.c.upload_id, parts.c.blob)):
                 yield self._uploads / upload_id / blob
 

@@ -11,6 +11,10 @@ bytes), and the file is removed on any failure, including a client that goes awa
 aws-chunked``) are decoded on the fly: ``<hex size>[;chunk-signature=..]\\r\\n<data>\\r\\n`` ...
 ``0\\r\\n<trailers>\\r\\n``. Per-chunk signatures are not checked (the request signature is);
 the decoded length must equal ``x-amz-decoded-content-length``.
+
+A multipart part may be written in place (``offset``): into the upload's existing assembly file
+at the part's slot, with pwritev and fdatasync, never beyond its declared length; a failed body
+then leaves its bytes there, unreferenced, instead of removing the file.
 """
 
 from __future__ import annotations
@@ -168,12 +172,20 @@ class _Sink:
     """The staged file and its digests. Each batch of received pieces is hashed with md5 in one
     worker thread while another hashes it with sha256 and writes it (hashlib and os.write release
     the GIL), and the event loop meanwhile receives the next batch. Each thread handles batches
-    in order, so the digests see the bytes in order."""
+    in order, so the digests see the bytes in order.
 
-    def __init__(self, path: Path, *, sha256: bool = True) -> None:
+    With ``offset`` the file exists already (a multipart upload's assembly file): it is opened
+    without truncating and the bytes are written from ``offset`` on (pwritev), then
+    fdatasynced."""
+
+    def __init__(self, path: Path, *, sha256: bool = True, offset: int | None = None) -> None:
         self.path = path
         self._want_sha256 = sha256
-        self.fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        self._offset = offset
+        if offset is None:
+            self.fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        else:
+            self.fd = os.open(path, os.O_WRONLY)
         self.md5 = hashlib.md5()  # noqa: S324 - the S3 ETag
         self.sha256 = hashlib.sha256()
         self.size = 0
@@ -195,7 +207,10 @@ class _Sink:
                 self.sha256.update(piece)
         views = [memoryview(piece).cast("B") for piece in pieces]
         while views:
-            written = os.writev(self.fd, views[:_IOV_MAX])
+            if self._offset is None:
+                written = os.writev(self.fd, views[:_IOV_MAX])
+            else:
+                written = os.pwritev(self.fd, views[:_IOV_MAX], self._offset + self.size)
             self.size += written
             while views and written >= len(views[0]):
                 written -= len(views[0])
@@ -217,7 +232,8 @@ class _Sink:
     async def finish(self) -> None:
         """Wait for all batches, then fsync and close the file."""
         await self._drain()
-        await asyncio.wrap_future(self._data_thread.submit(os.fsync, self.fd))
+        sync = os.fsync if self._offset is None else os.fdatasync
+        await asyncio.wrap_future(self._data_thread.submit(sync, self.fd))
         self.close()
 
     def close(self) -> None:
@@ -236,9 +252,13 @@ def payload_hash_declared(request: Request) -> bool:
 
 
 async def receive_to_file(request: Request, path: Path, *, limit: int,
-                          sha256: bool = True) -> StagedFile:
+                          sha256: bool = True, offset: int | None = None) -> StagedFile:
     """Stream the body of ``request`` into a new file at ``path`` (fsynced) and return it with
     its size and digests. The file is removed if anything fails.
+
+    With ``offset`` (a part written in place, see :class:`~imageport.service.ports.PartTarget`)
+    ``path`` exists and the body goes there from ``offset`` on, at most ``limit`` bytes; a
+    failure leaves the bytes written so far (no record points at them) and the file.
 
     ``sha256=False`` skips the sha256 (``sha256_hex`` is then empty) unless the client declared
     one that must be checked: a multipart part's own sha256 is not kept (the whole object's is,
@@ -248,7 +268,7 @@ async def receive_to_file(request: Request, path: Path, *, limit: int,
     if expected is not None and expected > limit:
         raise _too_large(limit)
     decoder = AwsChunkedDecoder() if is_aws_chunked(request) else None
-    sink = _Sink(path, sha256=sha256 or payload_hash_declared(request))
+    sink = _Sink(path, sha256=sha256 or payload_hash_declared(request), offset=offset)
     batch: list[Buffer] = []
     batched = received = 0
     try:
@@ -261,6 +281,8 @@ async def receive_to_file(request: Request, path: Path, *, limit: int,
             for piece in pieces:
                 size = len(piece)
                 received += size
+                if expected is not None and received > expected:
+                    raise _incomplete()
                 if received > limit:
                     raise _too_large(limit)
                 if size:
@@ -278,12 +300,13 @@ async def receive_to_file(request: Request, path: Path, *, limit: int,
         if expected is not None and sink.size != expected:
             raise _incomplete()
         staged = StagedFile(path, sink.size, sink.md5.hexdigest(),
-                            sink.sha256.hexdigest() if sink.hashes_sha256 else "")
+                            sink.sha256.hexdigest() if sink.hashes_sha256 else "", offset)
         check_payload_sha256(request, staged.sha256_hex)
         return staged
     except BaseException:
         await asyncio.shield(asyncio.get_running_loop().run_in_executor(None, sink.close))
-        path.unlink(missing_ok=True)
+        if offset is None:
+            path.unlink(missing_ok=True)
         raise
 
 

@@ -15,7 +15,7 @@ from imageport.api.s3.responses import empty_response, xml_response
 from imageport.api.s3.xml import Child
 from imageport.limits import MiB
 from imageport.service import storage
-from imageport.service.errors import ServiceError
+from imageport.service.errors import NotFound, ServiceError
 
 MAX_COMPLETE_BODY = 2 * MiB
 """Largest CompleteMultipartUpload document (10000 parts with checksums fit)."""
@@ -36,17 +36,24 @@ async def upload_part(ctx: Ctx) -> Response:
         raise ServiceError("NotImplemented", "UploadPartCopy is not supported", status=501)
     number = storage.parse_part_number(call.query.get("partNumber"))
     upload_id = call.query["uploadId"]
-    await run_in_threadpool(storage.prepare_part, ctx.services, ctx.project_id, call.bucket,
-                            call.key, upload_id, declared_length(ctx.request))
-    path = ctx.services.store.staging_path()
-    staged = await receive_to_file(ctx.request, path, limit=storage.MAX_PUT_BYTES,
-                                  sha256=False)
+    target = await run_in_threadpool(storage.part_target, ctx.services, ctx.project_id,
+                                     call.bucket, call.key, upload_id, number,
+                                     declared_length(ctx.request))
     try:
+        limit = min(storage.MAX_PUT_BYTES, target.capacity or storage.MAX_PUT_BYTES)
+        try:
+            staged = await receive_to_file(ctx.request, target.path, limit=limit, sha256=False,
+                                          offset=target.offset if target.in_place else None)
+        except FileNotFoundError as exc:
+            if not target.in_place:
+                raise
+            # the assembly is gone: the upload was aborted meanwhile
+            raise NotFound("NoSuchUpload", f"upload {upload_id[:64]!r} does not exist") from exc
         part = await run_in_threadpool(storage.upload_part, ctx.services, ctx.project_id,
                                        call.bucket, call.key, upload_id, number, staged,
                                        ctx.request.headers.get("content-md5"))
-    finally:
-        path.unlink(missing_ok=True)
+    finally:  # quick (a set update or an unlink), and must run even if the task is cancelled
+        ctx.services.store.release_part_target(target)
     metrics.BYTES_UPLOADED.inc(staged.size)
     return empty_response(ctx.request, headers={"ETag": part.etag})
 

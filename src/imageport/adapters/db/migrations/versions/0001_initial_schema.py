@@ -130,6 +130,7 @@ def upgrade() -> None:
     sa.Column('storage_class', sa.String(length=24), nullable=False),
     sa.Column('metadata', sa.JSON(), nullable=False),
     sa.Column('created_at', sa.String(length=24), nullable=False),
+    sa.Column('stride', sa.BigInteger(), nullable=True),
     sa.ForeignKeyConstraint(['bucket'], ['buckets.name'], name=op.f('fk_uploads_bucket_buckets')),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_uploads'))
     )
@@ -143,6 +144,7 @@ def upgrade() -> None:
     sa.Column('etag', sa.String(length=48), nullable=False),
     sa.Column('blob', sa.String(length=64), nullable=False),
     sa.Column('created_at', sa.String(length=24), nullable=False),
+    sa.Column('offset', sa.BigInteger(), nullable=True),
     sa.ForeignKeyConstraint(['upload_id'], ['uploads.id'], name=op.f('fk_parts_upload_id_uploads')),
     sa.PrimaryKeyConstraint('upload_id', 'number', name=op.f('pk_parts'))
     )
