@@ -7,15 +7,21 @@ target's directory, synced, then renamed over the target.
 
 from __future__ import annotations
 
+import contextlib
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from imageport.disk.base import ExtentState
+from imageport.disk.base import ExtentState, VirtualDisk
 from imageport.durable import atomic_output
 from imageport.errors import ImageportError
-from imageport.service.check import CheckReport, check_image
+from imageport.formats import registry
+from imageport.formats.base import Container
 from imageport.source import FileSource
+
+if TYPE_CHECKING:
+    from imageport.service.check import CheckReport
 
 CHUNK = 4 << 20
 _ZEROS = bytes(CHUNK)
@@ -34,6 +40,20 @@ class ImageRefusedError(ImageportError):
         self.report = report
 
 
+@contextlib.contextmanager
+def open_checked(src_path: str | os.PathLike[str]) -> Iterator[tuple[Container, VirtualDisk]]:
+    """Probe ``src_path`` and open its virtual disk; refuse what is not safe to read with the
+    full check report (the check pipeline is loaded only then: converting stays quick to
+    start)."""
+    with FileSource(src_path) as source:
+        container = registry.probe(source)
+        if not container.readable or container.opener is None:
+            from imageport.service.check import check_image
+
+            raise ImageRefusedError(check_image(src_path))
+        yield container, container.opener(source)
+
+
 @dataclass(frozen=True, slots=True)
 class ConvertResult:
     virtual_size: int
@@ -46,15 +66,10 @@ def convert_to_raw(
     progress: Progress | None = None,
 ) -> ConvertResult:
     """Convert ``src_path`` to a sparse raw file at ``dst_path``."""
-    report = check_image(src_path)
-    container = report.container
-    if not container.readable or container.opener is None:
-        raise ImageRefusedError(report)
     dst = os.fspath(dst_path)
     if os.path.exists(dst) and os.path.samefile(dst, src_path):
         raise ImageportError("the output file is the input file")
-    with atomic_output(dst) as out, FileSource(src_path) as source:
-        disk = container.opener(source)
+    with open_checked(src_path) as (_container, disk), atomic_output(dst) as out:
         written = 0
         done = 0
         for extent in disk.allocation():

@@ -21,18 +21,12 @@ import contextlib
 import os
 import shutil
 import subprocess
-from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Literal, get_args
 
-from imageport.disk.base import VirtualDisk
 from imageport.durable import fsync_dir, fsync_file, temp_path
 from imageport.errors import ImageportError
-from imageport.formats import registry
-from imageport.formats.base import Container
-from imageport.service.check import check_image
-from imageport.service.convert import ImageRefusedError, Progress, convert_to_raw
-from imageport.source import FileSource
+from imageport.service.convert import Progress, convert_to_raw, open_checked
 
 OutputFormat = Literal["raw", "qcow2", "zvhd", "zvhd2"]
 OUTPUT_FORMATS: tuple[str, ...] = get_args(OutputFormat)
@@ -69,16 +63,6 @@ class Converted:
 def format_for_path(path: str | os.PathLike[str]) -> OutputFormat | None:
     """The output format named by ``path``'s extension, or None."""
     return EXTENSIONS.get(os.path.splitext(os.fspath(path))[1].lower())
-
-
-@contextlib.contextmanager
-def open_checked(src_path: str | os.PathLike[str]) -> Iterator[tuple[Container, VirtualDisk]]:
-    """Probe ``src_path`` and open its virtual disk; refuse what is not safe to read."""
-    with FileSource(src_path) as source:
-        container = registry.probe(source)
-        if not container.readable or container.opener is None:
-            raise ImageRefusedError(check_image(src_path))
-        yield container, container.opener(source)
 
 
 def _refuse_same_file(src: str | os.PathLike[str], dst: str | os.PathLike[str]) -> None:
