@@ -121,7 +121,7 @@ def _cmd_check(args: argparse.Namespace) -> int:
 
 
 def _cmd_convert(args: argparse.Namespace) -> int:
-    from imageport.reports.text_report import human_size, render_text
+    from imageport.reports.sizes import human_size
     from imageport.service import convert_formats as cf
     from imageport.service.convert import ImageRefusedError
 
@@ -147,6 +147,8 @@ def _cmd_convert(args: argparse.Namespace) -> int:
         result = cf.convert_image(args.input, args.output, fmt, options,
                                   progress if args.progress else None)
     except ImageRefusedError as exc:
+        from imageport.reports.text_report import render_text
+
         sys.stderr.write(render_text(exc.report))
         sys.stderr.write(f"imageport: {exc}\n")
         return EXIT_RULES

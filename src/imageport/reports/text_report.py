@@ -7,7 +7,8 @@ import textwrap
 from imageport.findings import Severity
 from imageport.guest.facts import GuestFacts
 from imageport.guest.summary import GuestSummary
-from imageport.limits import GiB, KiB, MiB, TiB
+from imageport.limits import KiB, MiB
+from imageport.reports.sizes import human_size
 from imageport.rules.base import BitmapCheck
 from imageport.service.check import CheckReport
 
@@ -16,16 +17,6 @@ _GROUP_TITLES = {
     Severity.WARNING: "Warnings",
     Severity.INFO: "Notes",
 }
-
-
-def human_size(n: int | None) -> str:
-    """``n`` bytes as e.g. ``48.0 MiB (50331648 bytes)``; ``unknown`` for None."""
-    if n is None:
-        return "unknown"
-    for unit, size in (("TiB", TiB), ("GiB", GiB), ("MiB", MiB), ("KiB", KiB)):
-        if n >= size:
-            return f"{n / size:.1f} {unit} ({n} bytes)"
-    return f"{n} bytes"
 
 
 def render_text(report: CheckReport) -> str:
