@@ -19,10 +19,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import boto3
 import pytest
-from botocore.config import Config
-from huaweicloudsdkcore.auth.credentials import BasicCredentials
 from huaweicloudsdkims.v2 import (
     ImportImageQuickRequest,
     ImsClient,
@@ -32,8 +29,9 @@ from huaweicloudsdkims.v2 import (
 )
 
 import fast_fixtures as ff
+from e2e_clients import ims_client, s3_client
 from imageport.fastimport.bitmap import build_bitmap
-from server_process import Keys, ServeProcess, serve_process
+from server_process import ServeProcess, serve_process
 
 pytestmark = pytest.mark.filterwarnings(
     "ignore:Method '[a-z_]+' of ImsClient is deprecated:DeprecationWarning")
@@ -43,17 +41,6 @@ IMAGEPORT = [sys.executable, "-m", "imageport.cli.main"]
 JOB_SECONDS = 120.0
 
 
-def s3_client(server: ServeProcess, keys: Keys) -> Any:
-    return boto3.client(
-        "s3", endpoint_url=server.s3_url, region_name="local-1",
-        aws_access_key_id=keys.access_key, aws_secret_access_key=keys.secret_key,
-        config=Config(signature_version="s3v4", s3={"addressing_style": "path"},
-                      retries={"max_attempts": 1}))
-
-
-def ims_client(server: ServeProcess, keys: Keys) -> ImsClient:
-    cred = BasicCredentials(keys.access_key, keys.secret_key, keys.project_id)
-    return ImsClient.new_builder().with_credentials(cred).with_endpoint(server.ims_url).build()
 
 
 def wait_job(client: ImsClient, job_id: str) -> Any:

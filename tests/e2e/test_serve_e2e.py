@@ -20,12 +20,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import boto3
 import httpx
 import pytest
-from botocore.config import Config
 from botocore.exceptions import ClientError
-from huaweicloudsdkcore.auth.credentials import BasicCredentials
 from huaweicloudsdkcore.exceptions.exceptions import ClientRequestException
 from huaweicloudsdkims.v2 import (
     CreateImageRequest,
@@ -42,6 +39,7 @@ from huaweicloudsdkims.v2 import (
 
 import builders
 import guest_fixtures
+from e2e_clients import ims_client, s3_client
 from server_process import Keys, ServeProcess, serve_process
 
 #: the SDK marks ShowJob and the Glance calls deprecated; clients still call them
@@ -99,17 +97,6 @@ def hostile_qcow2() -> Path:
 
 # -- clients ---------------------------------------------------------------------------------------
 
-def s3_client(server: ServeProcess, keys: Keys, secret: str | None = None) -> Any:
-    return boto3.client(
-        "s3", endpoint_url=server.s3_url, region_name="local-1",
-        aws_access_key_id=keys.access_key, aws_secret_access_key=secret or keys.secret_key,
-        config=Config(signature_version="s3v4", s3={"addressing_style": "path"},
-                      retries={"max_attempts": 1}))
-
-
-def ims_client(server: ServeProcess, keys: Keys) -> ImsClient:
-    cred = BasicCredentials(keys.access_key, keys.secret_key, keys.project_id)
-    return ImsClient.new_builder().with_credentials(cred).with_endpoint(server.ims_url).build()
 
 
 def s3cmd(server: ServeProcess, keys: Keys, tmp_path: Path, *args: str) -> str:

@@ -24,11 +24,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import boto3
 import pytest
 import sqlalchemy
-from botocore.config import Config
-from huaweicloudsdkcore.auth.credentials import BasicCredentials
 from huaweicloudsdkims.v2 import (
     CreateImageRequest,
     CreateImageRequestBody,
@@ -40,7 +37,8 @@ from huaweicloudsdkims.v2 import (
 import import_fixtures as fx
 import pg_server
 import s3_server
-from server_process import Keys, ServeProcess, serve_process
+from e2e_clients import ims_client, s3_client
+from server_process import serve_process
 
 #: the SDK marks ShowJob deprecated; clients still call it
 pytestmark = pytest.mark.filterwarnings(
@@ -61,17 +59,6 @@ def pg_url(postgres_server: pg_server.PostgresServer) -> Iterator[str]:
         postgres_server.drop_database(url)
 
 
-def s3_client(server: ServeProcess, keys: Keys) -> Any:
-    return boto3.client(
-        "s3", endpoint_url=server.s3_url, region_name="local-1",
-        aws_access_key_id=keys.access_key, aws_secret_access_key=keys.secret_key,
-        config=Config(signature_version="s3v4", s3={"addressing_style": "path"},
-                      retries={"max_attempts": 1}))
-
-
-def ims_client(server: ServeProcess, keys: Keys) -> ImsClient:
-    cred = BasicCredentials(keys.access_key, keys.secret_key, keys.project_id)
-    return ImsClient.new_builder().with_credentials(cred).with_endpoint(server.ims_url).build()
 
 
 def register(client: ImsClient, name: str, key: str) -> str:

@@ -1,0 +1,28 @@
+"""The real clients the end-to-end tests drive against a running ``imageport serve``: boto3
+(path style, SigV4, no retries so that a refusal shows at once) and the vendor's IMS SDK."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import boto3
+from botocore.config import Config
+from huaweicloudsdkcore.auth.credentials import BasicCredentials
+from huaweicloudsdkims.v2 import ImsClient
+
+from server_process import Keys, ServeProcess
+
+
+def s3_client(server: ServeProcess, keys: Keys, secret: str | None = None) -> Any:
+    """boto3 S3 client for ``keys`` (or a wrong ``secret``) on the server's bucket API."""
+    return boto3.client(
+        "s3", endpoint_url=server.s3_url, region_name="local-1",
+        aws_access_key_id=keys.access_key, aws_secret_access_key=secret or keys.secret_key,
+        config=Config(signature_version="s3v4", s3={"addressing_style": "path"},
+                      retries={"max_attempts": 1}))
+
+
+def ims_client(server: ServeProcess, keys: Keys) -> ImsClient:
+    """The unmodified vendor SDK's IMS client for ``keys`` on the server's image API."""
+    cred = BasicCredentials(keys.access_key, keys.secret_key, keys.project_id)
+    return ImsClient.new_builder().with_credentials(cred).with_endpoint(server.ims_url).build()
