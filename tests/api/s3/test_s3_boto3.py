@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -14,21 +13,9 @@ from boto3.s3.transfer import TransferConfig
 from botocore.exceptions import ClientError
 
 import s3_server
-from imageport.service.context import Services
 from service_fixtures import make_services
 
 MiB = 1024 * 1024
-
-
-@pytest.fixture
-def creds(services: Services) -> s3_server.Credentials:
-    return s3_server.new_credentials(services, "alpha")
-
-
-@pytest.fixture
-def url(services: Services) -> Iterator[str]:
-    with s3_server.running(services) as base:
-        yield base
 
 
 @pytest.fixture

@@ -10,7 +10,6 @@ import shutil
 import socket
 import subprocess
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -24,17 +23,6 @@ import s3_server
 from imageport.service.context import Services
 
 MiB = 1024 * 1024
-
-
-@pytest.fixture
-def creds(services: Services) -> s3_server.Credentials:
-    return s3_server.new_credentials(services, "alpha")
-
-
-@pytest.fixture
-def url(services: Services) -> Iterator[str]:
-    with s3_server.running(services) as base:
-        yield base
 
 
 def _s3cmd(config: Path, *args: str) -> str:
