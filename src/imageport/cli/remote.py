@@ -113,8 +113,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     reg.add_argument("--source", metavar="FILE",
                      help="with --fast: the local file that was uploaded; a RAW gets its "
                      "bitmap made and uploaded as <base>.mf when the bucket has none")
-    reg.add_argument("--min-disk", type=int, default=40, metavar="GIB",
-                     help="system disk size of servers from this image (default 40)")
+    reg.add_argument("--min-disk", type=int, metavar="GIB",
+                     help="system disk size of servers from this image (default: 40, or with "
+                     "--source the file's virtual size rounded up to GiB when larger)")
     reg.add_argument("--os-version", metavar="V", help='e.g. "Ubuntu 22.04 server 64bit"')
     reg.add_argument("--architecture", choices=("x86", "arm"), default="x86")
     reg.add_argument("--firmware", choices=("bios", "uefi"))
@@ -334,6 +335,15 @@ def _image_register(args: argparse.Namespace) -> int:
                  '--os-version "Debian GNU/Linux 12.0.0 64bit"')
             return EXIT_ERROR
         _prepare_fast(args, bucket, key)
+    if args.min_disk is None:
+        args.min_disk = 40
+        if args.source:
+            from imageport.client.fast import min_disk_for
+
+            args.min_disk = min_disk_for(args.source)
+            if args.min_disk > 40:
+                print(f"imageport: --min-disk {args.min_disk} (the virtual size of "
+                      f"{args.source}, rounded up)", file=sys.stderr)
     with _ims(args) as ims:
         image_id = ""
         if args.uninitialized:

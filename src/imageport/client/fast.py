@@ -23,6 +23,7 @@ from imageport.client.s3 import S3Client
 from imageport.client.signing import content_md5
 from imageport.errors import ImageportError
 from imageport.fastimport.naming import bitmap_key_for
+from imageport.limits import GiB
 
 #: Formats fast import takes.
 FAST_FORMATS = ("raw", "zvhd2")
@@ -44,6 +45,10 @@ class BitmapOutcome:
     warning: bool = False
 
 
+MIN_DISK_GIB = 40
+"""The platform's smallest system disk (IMG-DISK-SIZE)."""
+
+
 def local_format(path: str) -> str:
     """The format of the local file ``path`` (``raw``, ``zvhd2``, ``qcow2`` ...)."""
     from imageport.formats.registry import probe
@@ -54,6 +59,20 @@ def local_format(path: str) -> str:
             return probe(source).format
     except ImageportError as exc:
         raise ClientError(f"cannot read {path}: {exc}") from exc
+
+
+def min_disk_for(path: str) -> int:
+    """The smallest ``min_disk`` (GiB) that holds the local image ``path``'s virtual disk:
+    its virtual size rounded up to whole GiB, and at least the platform's 40 GiB."""
+    from imageport.formats.registry import probe
+    from imageport.source import FileSource
+
+    try:
+        with FileSource(path) as source:
+            virtual = probe(source).virtual_size
+    except ImageportError as exc:
+        raise ClientError(f"cannot read {path}: {exc}") from exc
+    return max(MIN_DISK_GIB, -(-(virtual or 0) // GiB))
 
 
 def _key_of_bitmap(key: str) -> str:
