@@ -3,12 +3,13 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import boto3
 from botocore.config import Config
 from huaweicloudsdkcore.auth.credentials import BasicCredentials
-from huaweicloudsdkims.v2 import ImsClient
+from huaweicloudsdkims.v2 import ImsClient, ShowJobRequest
 
 from server_process import Keys, ServeProcess
 
@@ -26,3 +27,20 @@ def ims_client(server: ServeProcess, keys: Keys) -> ImsClient:
     """The unmodified vendor SDK's IMS client for ``keys`` on the server's image API."""
     cred = BasicCredentials(keys.access_key, keys.secret_key, keys.project_id)
     return ImsClient.new_builder().with_credentials(cred).with_endpoint(server.ims_url).build()
+
+
+JOB_SECONDS = 180.0
+"""How long an end-to-end test waits for one import job."""
+
+
+def wait_job(client: ImsClient, job_id: str, seconds: float = JOB_SECONDS) -> Any:
+    """ShowJob until SUCCESS or FAIL; fails the test after ``seconds``."""
+    deadline = time.monotonic() + seconds
+    while True:
+        job = client.show_job(ShowJobRequest(job_id=job_id))
+        if job.status in ("SUCCESS", "FAIL"):
+            return job
+        assert job.status in ("INIT", "RUNNING"), job
+        if time.monotonic() > deadline:
+            raise AssertionError(f"job {job_id} still {job.status} after {seconds} s")
+        time.sleep(0.2)

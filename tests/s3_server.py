@@ -3,19 +3,16 @@ plus project/key helpers and ready boto3 / s3cmd clients."""
 
 from __future__ import annotations
 
-import threading
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import uvicorn
-
 from imageport.api.s3.app import build_s3_app
 from imageport.service.context import Services
 from imageport.service.projects import create_key, create_project
+from server_process import running_app
 
 
 @dataclass(frozen=True)
@@ -33,23 +30,9 @@ def new_credentials(services: Services, project: str) -> Credentials:
 
 @contextmanager
 def running(services: Services) -> Iterator[str]:
-    """Serve the bucket API for ``services``; yields its base URL."""
-    config = uvicorn.Config(build_s3_app(services), host="127.0.0.1", port=0,
-                            log_level="warning", lifespan="off")
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, name="s3-test-server", daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        if not thread.is_alive() or time.monotonic() > deadline:
-            raise RuntimeError("the bucket API server did not start")
-        time.sleep(0.01)
-    port = server.servers[0].sockets[0].getsockname()[1]
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(20)
+    """Serve the bucket API for ``services`` (a real uvicorn in a thread); yields its URL."""
+    with running_app(build_s3_app(services)) as url:
+        yield url
 
 
 def boto3_client(url: str, creds: Credentials, **config: Any) -> Any:

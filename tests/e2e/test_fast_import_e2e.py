@@ -14,7 +14,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -25,11 +24,10 @@ from huaweicloudsdkims.v2 import (
     ImsClient,
     ListImagesRequest,
     QuickImportImageByFileRequestBody,
-    ShowJobRequest,
 )
 
 import fast_fixtures as ff
-from e2e_clients import ims_client, s3_client
+from e2e_clients import ims_client, s3_client, wait_job
 from imageport.fastimport.bitmap import build_bitmap
 from server_process import ServeProcess, serve_process
 
@@ -38,21 +36,10 @@ pytestmark = pytest.mark.filterwarnings(
 
 BUCKET = "fast-images"
 IMAGEPORT = [sys.executable, "-m", "imageport.cli.main"]
-JOB_SECONDS = 120.0
 
 
 
 
-def wait_job(client: ImsClient, job_id: str) -> Any:
-    """ShowJob until SUCCESS or FAIL."""
-    deadline = time.monotonic() + JOB_SECONDS
-    while True:
-        job = client.show_job(ShowJobRequest(job_id=job_id))
-        if job.status in ("SUCCESS", "FAIL"):
-            return job
-        assert job.status in ("INIT", "RUNNING"), job
-        assert time.monotonic() < deadline, f"job {job_id} still {job.status}"
-        time.sleep(0.2)
 
 
 @pytest.fixture(scope="module")

@@ -18,7 +18,6 @@ import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
@@ -39,7 +38,7 @@ from huaweicloudsdkims.v2 import (
 
 import builders
 import guest_fixtures
-from e2e_clients import ims_client, s3_client
+from e2e_clients import ims_client, s3_client, wait_job
 from server_process import Keys, ServeProcess, serve_process
 
 #: the SDK marks ShowJob and the Glance calls deprecated; clients still call them
@@ -48,7 +47,6 @@ pytestmark = pytest.mark.filterwarnings(
 
 MiB = 1 << 20
 PART = 5 * MiB
-JOB_SECONDS = 180.0
 
 
 # -- images ---------------------------------------------------------------------------------------
@@ -123,17 +121,6 @@ def register(client: ImsClient, name: str, bucket: str, key: str) -> str:
     return job_id
 
 
-def wait_job(client: ImsClient, job_id: str, seconds: float = JOB_SECONDS) -> Any:
-    """ShowJob until SUCCESS or FAIL."""
-    deadline = time.monotonic() + seconds
-    while True:
-        job = client.show_job(ShowJobRequest(job_id=job_id))
-        if job.status in ("SUCCESS", "FAIL"):
-            return job
-        assert job.status in ("INIT", "RUNNING"), job
-        if time.monotonic() > deadline:
-            raise AssertionError(f"job {job_id} still {job.status} after {seconds} s")
-        time.sleep(0.2)
 
 
 def md5(path: Path) -> str:

@@ -22,7 +22,6 @@ import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 import sqlalchemy
@@ -37,7 +36,7 @@ from huaweicloudsdkims.v2 import (
 import import_fixtures as fx
 import pg_server
 import s3_server
-from e2e_clients import ims_client, s3_client
+from e2e_clients import ims_client, s3_client, wait_job
 from server_process import serve_process
 
 #: the SDK marks ShowJob deprecated; clients still call it
@@ -45,7 +44,6 @@ pytestmark = pytest.mark.filterwarnings(
     "ignore:Method '[a-z_]+' of ImsClient is deprecated:DeprecationWarning")
 
 MiB = 1 << 20
-JOB_SECONDS = 180.0
 BUCKET = "pg-images"
 
 
@@ -69,15 +67,6 @@ def register(client: ImsClient, name: str, key: str) -> str:
     return job_id
 
 
-def wait_job(client: ImsClient, job_id: str) -> Any:
-    deadline = time.monotonic() + JOB_SECONDS
-    while True:
-        job = client.show_job(ShowJobRequest(job_id=job_id))
-        if job.status in ("SUCCESS", "FAIL"):
-            return job
-        assert job.status in ("INIT", "RUNNING"), job
-        assert time.monotonic() < deadline, f"job {job_id} still {job.status}"
-        time.sleep(0.2)
 
 
 def pg_rows(url: str) -> tuple[dict[str, str], dict[str, str]]:
