@@ -164,10 +164,11 @@ def string_to_sign(
     return f"{ALGORITHM}\n{date}\n{scope}\n{digest}"
 
 
-def signing_key(secret: str, cred: _Credential) -> bytes:
-    """The derived key for the credential's date, region and service."""
+def signing_key(secret: str, date: str, region: str, service: str) -> bytes:
+    """The SigV4 key derived from ``secret`` for ``date`` (YYYYMMDD), region and service; the
+    client's signer uses it too."""
     key = utf8("AWS4" + secret)
-    for part in (cred.date, cred.region, cred.service, "aws4_request"):
+    for part in (date, region, service, "aws4_request"):
         key = hmac.new(key, utf8(part), hashlib.sha256).digest()
     return key
 
@@ -194,7 +195,8 @@ def verify(
             raise SignatureError(INVALID_ACCESS_KEY, "unknown access key")
         check_skew(signed_at, now, max_skew)
         sts = string_to_sign(request, cred.scope, signed_text, names, date)
-        expected = hmac.new(signing_key(secret, cred), utf8(sts), hashlib.sha256).hexdigest()
+        key = signing_key(secret, cred.date, cred.region, cred.service)
+        expected = hmac.new(key, utf8(sts), hashlib.sha256).hexdigest()
     except (ValueError, OverflowError) as exc:
         raise SignatureError(MALFORMED, "request cannot be canonicalised") from exc
     if not same(expected, signature):

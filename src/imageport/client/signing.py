@@ -100,13 +100,6 @@ def content_md5(data: bytes | bytearray | memoryview) -> tuple[str, str]:
     return digest.hex(), base64.b64encode(digest).decode("ascii")
 
 
-def _sigv4_key(secret: str, date: str, region: str, service: str) -> bytes:
-    key = utf8("AWS4" + secret)
-    for part in (date, region, service, "aws4_request"):
-        key = hmac.new(key, utf8(part), hashlib.sha256).digest()
-    return key
-
-
 _SIGV4_UNSIGNED = frozenset({
     "baggage", "connection", "expect", "keep-alive", "proxy-authenticate", "proxy-authorization",
     "te", "traceparent", "tracestate", "trailer", "transfer-encoding", "upgrade", "user-agent",
@@ -147,7 +140,7 @@ def sigv4_headers(
     scope = f"{date[:8]}/{region}/s3/aws4_request"
     request = SignedRequest(method.upper(), raw_path, raw_query, out)
     sts = sigv4.string_to_sign(request, scope, signed_text, names, date)
-    key = _sigv4_key(credentials.secret_key, date[:8], region, "s3")
+    key = sigv4.signing_key(credentials.secret_key, date[:8], region, "s3")
     signature = hmac.new(key, utf8(sts), hashlib.sha256).hexdigest()
     out["Authorization"] = (f"{sigv4.ALGORITHM} Credential={credentials.access_key}/{scope}, "
                             f"SignedHeaders={signed_text}, Signature={signature}")
