@@ -45,6 +45,7 @@ from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 
 from imageport import metrics
+from imageport.durable import fsync_dir
 from imageport.fastimport.naming import bitmap_key_for
 from imageport.rules.base import CheckOptions
 from imageport.service import job_state as state
@@ -463,14 +464,6 @@ def _verify_as_is(worker: ImageWorker, output: Path, inspection: ImageInspection
     return size
 
 
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def _store(services: Services, job: state.ClaimedJob, output: Path, disk_format: str,
            inspection: ImageInspection, checksum: str, size: int,
            progress: state.Progress, extra_properties: Mapping[str, str] | None = None, *,
@@ -484,7 +477,7 @@ def _store(services: Services, job: state.ClaimedJob, output: Path, disk_format:
     blob = f"{job.image_id}.{disk_format}"
     final = images_dir / blob
     os.replace(output, final)
-    _fsync_dir(images_dir)
+    fsync_dir(images_dir)
     registered = state.image_row(services, job.image_id)  # now: the user may have edited it
     values = active_image_values(
         registered_properties=getattr(registered, "properties", None) or {},
