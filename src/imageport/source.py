@@ -79,27 +79,11 @@ class FileSource:
         return data
 
     def data_segments(self, start: int, end: int) -> Iterator[tuple[int, int]]:
-        """``(start, end)`` ranges within ``[start, end)`` that the file system stores as data.
-
-        Uses ``SEEK_DATA``/``SEEK_HOLE``; where they are not supported the whole range is data.
-        Holes of a sparse raw file are reported without reading them.
-        """
+        """``(start, end)`` ranges within ``[start, end)`` that the file system stores as data
+        (see :func:`data_segments`)."""
         if self._fd is None:
             raise SourceError(f"{self.path} is closed")
-        pos = start
-        while pos < end:
-            try:
-                data = os.lseek(self._fd, pos, os.SEEK_DATA)
-                hole = os.lseek(self._fd, data, os.SEEK_HOLE)
-            except OSError as exc:
-                if exc.errno == errno.ENXIO:  # no data after pos
-                    return
-                yield pos, end  # not supported here: treat as data
-                return
-            if data >= end:
-                return
-            yield data, min(hole, end)
-            pos = hole
+        return data_segments(self._fd, start, end)
 
     def close(self) -> None:
         if self._fd is not None:
@@ -145,3 +129,26 @@ def read_exact(source: ByteSource, offset: int, length: int, what: str) -> bytes
     if len(data) != length:
         raise TruncatedImageError(f"short read of {what} at offset {offset}")
     return data
+
+
+def data_segments(fd: int, start: int, end: int) -> Iterator[tuple[int, int]]:
+    """``(start, end)`` ranges within ``[start, end)`` of the open file ``fd`` that the file
+    system stores as data.
+
+    Uses ``SEEK_DATA``/``SEEK_HOLE``; where they are not supported the whole range is data.
+    Holes of a sparse file are reported without reading them.
+    """
+    pos = start
+    while pos < end:
+        try:
+            data = os.lseek(fd, pos, os.SEEK_DATA)
+            hole = os.lseek(fd, data, os.SEEK_HOLE)
+        except OSError as exc:
+            if exc.errno == errno.ENXIO:  # no data after pos
+                return
+            yield pos, end  # not supported here: treat as data
+            return
+        if data >= end:
+            return
+        yield data, min(hole, end)
+        pos = hole

@@ -60,6 +60,7 @@ from imageport.service.image_worker import (
     WorkerError,
 )
 from imageport.service.ports import ObjectInfo
+from imageport.source import data_segments
 
 log = logging.getLogger(__name__)
 
@@ -321,25 +322,6 @@ def _convert(services: Services, worker: ImageWorker, job: state.ClaimedJob, sou
     return target, fmt
 
 
-def data_extents(fd: int, size: int) -> Iterator[tuple[int, int]]:
-    """``(start, end)`` of the parts of the open file ``fd`` that hold data, from the file
-    system (``SEEK_DATA``/``SEEK_HOLE``, no reads); the whole file where that is unsupported."""
-    pos = 0
-    while pos < size:
-        try:
-            start = os.lseek(fd, pos, os.SEEK_DATA)
-        except OSError as exc:
-            if exc.errno == errno.ENXIO:  # only a hole from ``pos`` to the end
-                return
-            yield pos, size  # SEEK_DATA unsupported here: treat the rest as data
-            return
-        end = min(size, os.lseek(fd, start, os.SEEK_HOLE))
-        if start >= size or end <= start:
-            return
-        yield start, end
-        pos = end
-
-
 def copy_file(source: Path, target: Path, progress: Callable[[int], None],
               cancelled: Callable[[], bool]) -> None:
     """Copy ``source`` to a new ``target``, keeping its holes (only the extents that hold data
@@ -349,7 +331,7 @@ def copy_file(source: Path, target: Path, progress: Callable[[int], None],
     step = 256 << 20
     with open(source, "rb") as src, open(target, "xb") as dst:
         size = os.fstat(src.fileno()).st_size
-        for start, end in data_extents(src.fileno(), size):
+        for start, end in data_segments(src.fileno(), 0, size):
             done = start
             while done < end:
                 if cancelled():
