@@ -1,13 +1,19 @@
 """A real bucket API server for tests: uvicorn on 127.0.0.1 (ephemeral port) in a thread,
-plus project/key helpers and ready boto3 / s3cmd clients."""
+plus project/key helpers, ready boto3 / s3cmd clients, and :class:`PartPuts`, an ASGI wrapper
+that counts, slows down or fails the UploadPart requests a client sends."""
 
 from __future__ import annotations
 
+import asyncio
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from imageport.api.s3.app import build_s3_app
 from imageport.service.context import Services
@@ -64,3 +70,53 @@ def s3cmd_config(path: Path, url: str, creds: Credentials) -> Path:
         "guess_mime_type = False\n"
         "progress_meter = False\n")
     return path
+
+
+_SLOW_DOWN = (b"<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>ServiceUnavailable</Code>"
+              b"<Message>injected by the test</Message></Error>")
+
+
+class PartPuts:
+    """ASGI wrapper around the bucket API: records the part number of every UploadPart answered
+    200, delays each part by ``delay`` seconds, and answers the part numbers in ``failing``
+    with 503 ServiceUnavailable (before reading their bodies) as a struggling server would."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+        self.delay = 0.0
+        self.failing: set[int] = set()
+        self.parts: list[int] = []
+        self.refused = 0
+        self._lock = threading.Lock()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        query = parse_qs(scope.get("query_string", b"").decode()) if scope["type"] == "http" \
+            else {}
+        if scope["type"] != "http" or scope["method"] != "PUT" or "partNumber" not in query:
+            await self.app(scope, receive, send)
+            return
+        number = int(query["partNumber"][0])
+        if self.delay:
+            await asyncio.sleep(self.delay)
+        if number in self.failing:
+            with self._lock:
+                self.refused += 1
+            await send({"type": "http.response.start", "status": 503, "headers": [
+                (b"content-type", b"application/xml"), (b"connection", b"close"),
+                (b"content-length", str(len(_SLOW_DOWN)).encode())]})
+            await send({"type": "http.response.body", "body": _SLOW_DOWN})
+            return
+
+        async def counting_send(message: Message) -> None:
+            if message["type"] == "http.response.start" and message["status"] == 200:
+                with self._lock:
+                    self.parts.append(number)
+            await send(message)
+
+        await self.app(scope, receive, counting_send)
+
+    def taken(self) -> list[int]:
+        """The parts counted so far, sorted, and the count cleared."""
+        with self._lock:
+            got, self.parts = sorted(self.parts), []
+        return got

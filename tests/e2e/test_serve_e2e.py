@@ -1,10 +1,10 @@
 """End-to-end: a real ``imageport serve`` process on loopback, driven by unmodified clients.
 
-boto3 and s3cmd upload a qcow2 guest (one multipart upload is resumed after the server was
-killed); the vendor SDK (``huaweicloudsdkims``) registers it, polls the job to SUCCESS, lists,
-renames and deletes the image; a qcow2 naming /etc/passwd as backing file ends FAIL with
-IMG-SAFE; unsigned and cross-project requests fail; the server is killed with SIGKILL while jobs
-run and every job still ends with a clear outcome after the restart.
+boto3, s3cmd and the vendor's object-storage SDK (esdk-obs) upload a qcow2 guest (one multipart
+upload is resumed after the server was killed); the vendor's IMS SDK registers it, polls the
+job to SUCCESS, lists, renames and deletes the image; a qcow2 naming /etc/passwd as backing file
+ends FAIL with IMG-SAFE; unsigned and cross-project requests fail; the server is killed with
+SIGKILL while jobs run and every job still ends with a clear outcome after the restart.
 """
 
 from __future__ import annotations
@@ -35,6 +35,7 @@ from huaweicloudsdkims.v2 import (
     UpdateImageRequest,
     UpdateImageRequestBody,
 )
+from obs import ObsClient
 
 import builders
 import guest_fixtures
@@ -197,10 +198,22 @@ def test_boto3_and_s3cmd_upload_the_same_image(server: ServeProcess, alpha_bucke
         ("s3", 200, keys.project_id)]
 
 
-def test_vendor_sdk_registers_lists_renames_and_deletes(server: ServeProcess,
-                                                        alpha_bucket: str) -> None:
-    client = ims_client(server, server.keys["alpha"])
-    job_id = register(client, "e2e-debian", alpha_bucket, "disk/guest.qcow2")
+def test_vendor_sdks_upload_register_list_rename_and_delete(server: ServeProcess,
+                                                            alpha_bucket: str,
+                                                            guest_qcow2: Path) -> None:
+    """The vendor's own workflow with its two SDKs: esdk-obs uploads the file in parts (path
+    style and AWS v2 signatures against an IP endpoint), huaweicloudsdkims registers it."""
+    keys = server.keys["alpha"]
+    obs = ObsClient(access_key_id=keys.access_key, secret_access_key=keys.secret_key,
+                    server=server.s3_url)
+    try:
+        uploaded = obs.uploadFile(alpha_bucket, "obs/guest.qcow2", str(guest_qcow2),
+                                  partSize=PART, taskNum=2)
+    finally:
+        obs.close()
+    assert uploaded.status == 200, (uploaded.errorCode, uploaded.errorMessage)
+    client = ims_client(server, keys)
+    job_id = register(client, "e2e-debian", alpha_bucket, "obs/guest.qcow2")
     job = wait_job(client, job_id)
     assert job.status == "SUCCESS", (job.error_code, job.fail_reason)
     image_id = job.entities.image_id

@@ -6,18 +6,13 @@ at the server by an ASGI wrapper, which also slows them down so the kill lands h
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import os
 import shutil
 import signal
 import subprocess
-import threading
 import time
 from pathlib import Path
-from urllib.parse import parse_qs
-
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 import s3_server
 from imageport.api.s3.app import build_s3_app
@@ -26,40 +21,6 @@ from server_process import running_app
 
 MiB = 1024 * 1024
 PARTS = 6  # 30 MiB in 5 MiB parts (multipart_chunk_size_mb = 5 in s3_server.s3cmd_config)
-
-
-class PartPuts:
-    """ASGI wrapper: the part number of every UploadPart answered 200, optionally delayed."""
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-        self.delay = 0.0
-        self.parts: list[int] = []
-        self._lock = threading.Lock()
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        query = parse_qs(scope.get("query_string", b"").decode()) if scope["type"] == "http" \
-            else {}
-        if scope["type"] != "http" or scope["method"] != "PUT" or "partNumber" not in query:
-            await self.app(scope, receive, send)
-            return
-        number = int(query["partNumber"][0])
-        if self.delay:
-            await asyncio.sleep(self.delay)
-
-        async def counting_send(message: Message) -> None:
-            if message["type"] == "http.response.start" and message["status"] == 200:
-                with self._lock:
-                    self.parts.append(number)
-            await send(message)
-
-        await self.app(scope, receive, counting_send)
-
-    def taken(self) -> list[int]:
-        """The parts counted so far, sorted, and the count cleared."""
-        with self._lock:
-            got, self.parts = sorted(self.parts), []
-        return got
 
 
 def _s3cmd_argv(config: Path, *args: str) -> list[str]:
@@ -80,7 +41,7 @@ def _s3cmd(config: Path, *args: str) -> subprocess.CompletedProcess[str]:
 def test_s3cmd_continue_put_sends_only_the_missing_parts(services: Services,
                                                          tmp_path: Path) -> None:
     creds = s3_server.new_credentials(services, "alpha")
-    counter = PartPuts(build_s3_app(services))
+    counter = s3_server.PartPuts(build_s3_app(services))
     source = tmp_path / "disk.img"
     data = os.urandom(PARTS * 5 * MiB)
     source.write_bytes(data)
