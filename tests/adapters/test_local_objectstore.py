@@ -103,6 +103,21 @@ def test_listing_is_binary_ordered_and_prefix_is_case_sensitive(store: LocalObje
     assert [o.key for o in store.list_objects("bkt", limit=2)] == ["A/1", "a%"]
 
 
+def test_uploads_listed_in_key_then_id_order_from_markers(store: LocalObjectStore) -> None:
+    made = sorted((key, store.create_upload("bkt", key, content_type="", storage_class="STANDARD",
+                                            metadata={}).upload_id)
+                  for key in ("b", "B", "b", "a/1", "é"))
+    def listed(**markers: str) -> list[tuple[str, str]]:
+        return [(u.key, u.upload_id) for u in store.list_uploads("bkt", **markers)]
+
+    assert listed() == made  # binary key order, on PostgreSQL too ("B" < "a/1" < "b" < "é")
+    assert [key for key, _ in made] == ["B", "a/1", "b", "b", "é"]
+    assert listed(key_marker="b") == made[4:]
+    assert listed(key_marker="b", upload_id_marker=made[2][1]) == made[3:]
+    assert listed(prefix="b") == made[2:4]
+    assert [(u.key, u.upload_id) for u in store.list_uploads("bkt", limit=2)] == made[:2]
+
+
 def test_bucket_delete_refused_while_not_empty(store: LocalObjectStore) -> None:
     with pytest.raises(Conflict) as exc:
         store.create_bucket("bkt", "p" * 32, "STANDARD", "local-1")

@@ -26,6 +26,8 @@ from imageport.client.transport import Signer, Timeouts, Transport
 
 STORAGE_CLASSES = ("STANDARD", "WARM", "COLD")
 MAX_PART_NUMBER = 10_000
+MAX_UPLOAD_PAGES = 100
+"""Pages of ListMultipartUploads read before giving up (1000 uploads each)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -235,12 +237,26 @@ class S3Client:
             body=chunks, ok=(200,))
         return unquote_etag(reply.headers.get("etag", ""))
 
-    def list_multipart_uploads(self, bucket: str, prefix: str) -> list[UploadEntry]:
-        """In-progress uploads whose key starts with ``prefix`` (first 1000)."""
-        path = object_path(bucket) + query(uploads=None, prefix=prefix)
-        root = parse_xml(self._call("GET", path))
-        return [UploadEntry(_text(u, "Key"), _text(u, "UploadId"), _text(u, "Initiated"))
-                for u in root.iter("Upload")]
+    def list_multipart_uploads(self, bucket: str, prefix: str,
+                               page_size: int = 1000) -> list[UploadEntry]:
+        """In-progress uploads whose key starts with ``prefix``, ``page_size`` a request (at
+        most :data:`MAX_UPLOAD_PAGES` requests)."""
+        found: list[UploadEntry] = []
+        markers: dict[str, str | int | None] = {}
+        for _ in range(MAX_UPLOAD_PAGES):
+            path = object_path(bucket) + query(uploads=None, prefix=prefix,
+                                               **{"max-uploads": page_size}, **markers)
+            root = parse_xml(self._call("GET", path))
+            page = [UploadEntry(_text(u, "Key"), _text(u, "UploadId"), _text(u, "Initiated"))
+                    for u in root.iter("Upload")]
+            found.extend(page)
+            after = {"key-marker": _text(root, "NextKeyMarker"),
+                     "upload-id-marker": _text(root, "NextUploadIdMarker")}
+            if (_text(root, "IsTruncated").lower() != "true" or not page
+                    or not after["key-marker"] or after == markers):
+                break
+            markers = dict(after)
+        return found
 
     def list_parts(self, bucket: str, key: str, upload_id: str) -> list[PartEntry]:
         """Every stored part of the upload, page by page."""

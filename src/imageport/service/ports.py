@@ -141,7 +141,12 @@ class ObjectStore(Protocol):
     def create_upload(self, bucket: str, key: str, *, content_type: str, storage_class: str,
                       metadata: Mapping[str, str]) -> UploadInfo: ...
     def get_upload(self, upload_id: str) -> UploadInfo | None: ...
-    def list_uploads(self, bucket: str, *, prefix: str = "") -> Sequence[UploadInfo]: ...
+    def list_uploads(self, bucket: str, *, prefix: str = "", key_marker: str = "",
+                     upload_id_marker: str = "", limit: int = 1000) -> Sequence[UploadInfo]:
+        """Unfinished uploads with keys starting with ``prefix``, in (key, upload id) order,
+        at most ``limit``: those after ``key_marker``, and those of ``key_marker`` itself
+        whose id sorts after ``upload_id_marker`` when one is given."""
+        ...
     def part_target(self, upload_id: str, number: int, declared_length: int | None
                     ) -> PartTarget:
         """Where to write the body of part ``number`` (``declared_length`` bytes, None when

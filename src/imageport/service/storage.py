@@ -474,7 +474,35 @@ def abort_upload(services: Services, project_id: str, bucket: str, key: str,
     services.store.abort_upload(upload_id)
 
 
+@dataclass(frozen=True, slots=True)
+class UploadsQuery:
+    """A ListMultipartUploads request: ``key-marker`` and ``upload-id-marker`` resume a
+    listing after the upload they name (the id marker counts only with a key marker)."""
+
+    prefix: str = ""
+    key_marker: str = ""
+    upload_id_marker: str = ""
+    max_uploads: int = MAX_KEYS
+
+
+@dataclass(frozen=True, slots=True)
+class UploadsPage:
+    uploads: Sequence[UploadInfo]
+    is_truncated: bool
+    #: where the next page starts: the last upload returned (empty when not truncated)
+    next_key_marker: str
+    next_upload_id_marker: str
+
+
 def list_uploads(services: Services, project_id: str, bucket: str,
-                 prefix: str = "") -> Sequence[UploadInfo]:
+                 query: UploadsQuery) -> UploadsPage:
+    """One page of the bucket's unfinished multipart uploads, in (key, upload id) order."""
     owned_bucket(services, project_id, bucket)
-    return services.store.list_uploads(bucket, prefix=prefix)[:MAX_KEYS]
+    id_marker = query.upload_id_marker if query.key_marker else ""
+    found = services.store.list_uploads(bucket, prefix=query.prefix, key_marker=query.key_marker,
+                                        upload_id_marker=id_marker,
+                                        limit=query.max_uploads + 1)
+    page = found[:query.max_uploads]
+    if len(found) <= query.max_uploads or not page:
+        return UploadsPage(page, len(found) > query.max_uploads, "", "")
+    return UploadsPage(page, True, page[-1].key, page[-1].upload_id)

@@ -180,3 +180,30 @@ def test_multipart_resumed_after_restart_and_abort(tmp_path: Path) -> None:
         assert _code(exc) == ("NoSuchUpload", 404)
     again.db.dispose()
     assert list((tmp_path / "data" / "uploads").iterdir()) == []
+
+
+def test_multipart_uploads_are_listed_page_by_page(s3: Any, url: str,
+                                                   creds: s3_server.Credentials) -> None:
+    from imageport.client.s3 import S3Client
+    from imageport.client.signing import Credentials as ClientCredentials
+
+    s3.create_bucket(Bucket="images")
+    started = sorted(
+        (key, s3.create_multipart_upload(Bucket="images", Key=key)["UploadId"])
+        for key in ["a.img", "b.img", "b.img", "b.img", "c.img", "other/d.img"])
+    # boto3's paginator follows NextKeyMarker / NextUploadIdMarker, two uploads a page
+    pages = list(s3.get_paginator("list_multipart_uploads").paginate(
+        Bucket="images", PaginationConfig={"PageSize": 2}))
+    assert [len(page.get("Uploads", [])) for page in pages] == [2, 2, 2]
+    assert [page["IsTruncated"] for page in pages] == [True, True, False]
+    listed = [(u["Key"], u["UploadId"]) for page in pages for u in page["Uploads"]]
+    assert listed == started  # each once, in (key, upload id) order
+    # markers: after ("b.img", its second id), then after the key alone
+    after = s3.list_multipart_uploads(Bucket="images", KeyMarker="b.img",
+                                      UploadIdMarker=started[2][1])
+    assert [(u["Key"], u["UploadId"]) for u in after["Uploads"]] == started[3:]
+    assert [u["Key"] for u in s3.list_multipart_uploads(
+        Bucket="images", KeyMarker="b.img")["Uploads"]] == ["c.img", "other/d.img"]
+    with S3Client(url, ClientCredentials(creds.access_key, creds.secret_key)) as ours:
+        mine = ours.list_multipart_uploads("images", "b", page_size=1)
+    assert [(u.key, u.upload_id) for u in mine] == started[1:4]

@@ -311,12 +311,20 @@ class LocalObjectStore:
             row = conn.execute(select(uploads).where(uploads.c.id == upload_id)).first()
         return None if row is None else self._upload_info(row)
 
-    def list_uploads(self, bucket: str, *, prefix: str = "") -> Sequence[UploadInfo]:
+    def list_uploads(self, bucket: str, *, prefix: str = "", key_marker: str = "",
+                     upload_id_marker: str = "", limit: int = 1000) -> Sequence[UploadInfo]:
         query = select(uploads).where(uploads.c.bucket == bucket)
         if prefix:
             query = query.where(func.substr(uploads.c.key, 1, len(prefix)) == prefix)
-        key = uploads.c.key.collate("C") if self._db.dialect.name == "postgresql" else uploads.c.key
-        query = query.order_by(key, uploads.c.created_at).limit(MAX_LIST)
+        postgres = self._db.dialect.name == "postgresql"
+        key = uploads.c.key.collate("C") if postgres else uploads.c.key
+        upload_id = uploads.c.id.collate("C") if postgres else uploads.c.id
+        if key_marker and upload_id_marker:
+            query = query.where((key > key_marker)
+                                | ((key == key_marker) & (upload_id > upload_id_marker)))
+        elif key_marker:
+            query = query.where(key > key_marker)
+        query = query.order_by(key, upload_id).limit(max(0, min(limit, MAX_LIST)))
         with self._db.connect() as conn:
             return [self._upload_info(r) for r in conn.execute(query)]
 

@@ -179,15 +179,21 @@ async def delete_objects(ctx: Ctx) -> Response:
 
 
 async def list_uploads(ctx: Ctx) -> Response:
-    prefix = ctx.call.query.get("prefix", "")
-    found = await run_in_threadpool(storage.list_uploads, ctx.services, ctx.project_id,
-                                    ctx.call.bucket, prefix)
+    q = ctx.call.query
+    query = storage.UploadsQuery(
+        prefix=q.get("prefix", ""), key_marker=q.get("key-marker", ""),
+        upload_id_marker=q.get("upload-id-marker", ""),
+        max_uploads=storage.parse_max_keys(q.get("max-uploads")))
+    page = await run_in_threadpool(storage.list_uploads, ctx.services, ctx.project_id,
+                                   ctx.call.bucket, query)
     items: list[Child] = [
-        ("Bucket", ctx.call.bucket), ("KeyMarker", ""), ("UploadIdMarker", ""),
-        ("NextKeyMarker", ""), ("NextUploadIdMarker", ""), ("Prefix", prefix),
-        ("MaxUploads", storage.MAX_KEYS), ("IsTruncated", False),
+        ("Bucket", ctx.call.bucket), ("KeyMarker", query.key_marker),
+        ("UploadIdMarker", query.upload_id_marker),
+        ("NextKeyMarker", page.next_key_marker),
+        ("NextUploadIdMarker", page.next_upload_id_marker), ("Prefix", query.prefix),
+        ("MaxUploads", query.max_uploads), ("IsTruncated", page.is_truncated),
     ]
-    for upload in found:
+    for upload in page.uploads:
         items.append(("Upload", [
             ("Key", upload.key), ("UploadId", upload.upload_id),
             ("Initiator", owner(ctx.project_id)), ("Owner", owner(ctx.project_id)),
