@@ -11,6 +11,7 @@ setting                      meaning                                  default
 ``host``                     address both APIs listen on              ``127.0.0.1``
 ``port`` / ``s3_port``       image API port / bucket API port         8080 / 8081
 ``region``                   the region name this service serves      ``local-1``
+``s3_domain``                ``<bucket>.<domain>`` Hosts name buckets none (path-style only)
 ``import_enabled``           False: the region refuses file import    True
 ``stored_format``            format images are stored in              ``qcow2``
 ``workers``                  jobs run at the same time                2
@@ -24,6 +25,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,6 +34,11 @@ from imageport.limits import GiB, TiB
 
 STORED_FORMATS = ("qcow2", "raw")
 """Formats the service can store images in (``zvhd2`` arrives with fast import)."""
+
+_DOMAIN = re.compile(r"^(?=.{1,180}$)[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?"
+                     r"(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*$")
+"""A DNS name short enough for ``<63-byte bucket>.<domain>:<port>`` to fit the bucket API's
+Host cap (255)."""
 
 
 def default_data_dir(env: Mapping[str, str] | None = None) -> Path:
@@ -50,6 +57,9 @@ class Settings:
     host: str = "127.0.0.1"
     port: int = 8080
     s3_port: int = 8081
+    #: DNS name under which the bucket API also answers virtual-host style requests
+    #: (``Host: <bucket>.<s3_domain>``); None: path-style only
+    s3_domain: str | None = None
     region: str = "local-1"
     import_enabled: bool = True
     stored_format: str = "qcow2"
@@ -119,7 +129,20 @@ def load_settings(
     values.update({k: v for k, v in overrides.items() if v is not None})
     if "data_dir" in values:
         values["data_dir"] = Path(str(values["data_dir"]))
+    if "s3_domain" in values:
+        values["s3_domain"] = normal_domain(str(values["s3_domain"]))
     settings = Settings(**values)  # type: ignore[arg-type]
     if settings.stored_format not in STORED_FORMATS:
         raise ValueError(f"stored_format must be one of {', '.join(STORED_FORMATS)}")
     return settings
+
+
+def normal_domain(text: str) -> str | None:
+    """``s3_domain`` lower-cased without a final dot; None when empty; ValueError when it is
+    not a DNS name (labels of letters, digits and ``-``)."""
+    name = text.strip().lower().removesuffix(".")
+    if not name:
+        return None
+    if not _DOMAIN.match(name):
+        raise ValueError(f"s3_domain {text[:80]!r} is not a DNS name like s3.example.com")
+    return name

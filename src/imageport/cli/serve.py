@@ -39,6 +39,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--port", type=_port, help="image API port (default 8080; 0 picks a free one)")
     p.add_argument("--s3-port", type=_port,
                    help="bucket API port (default 8081; 0 picks a free one)")
+    p.add_argument("--s3-domain", metavar="DOMAIN",
+                   help="also address buckets virtual-host style as BUCKET.DOMAIN (the Host "
+                   "header; esdk-obs needs it for its OBS dialect). Default: path-style only")
     p.add_argument("--data-dir", metavar="DIR",
                    help="database, objects and images (default ~/.local/share/imageport)")
     p.add_argument("--database-url", metavar="URL",
@@ -61,6 +64,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     try:
         settings = load_settings(
             os.environ, host=args.host, port=args.port, s3_port=args.s3_port,
+            s3_domain=args.s3_domain,
             data_dir=args.data_dir, database_url=args.database_url, workers=args.workers,
             stored_format=args.stored_format, region=args.region,
             import_enabled=False if args.no_import else None)

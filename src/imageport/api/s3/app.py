@@ -1,8 +1,10 @@
 """The bucket API's Starlette app: one catch-all route, dispatched on method, path depth
-(service / bucket / object) and sub-resource, as S3's path-style REST API is.
+(service / bucket / object) and sub-resource, as S3's REST API is (path-style, and
+virtual-host style under the ``s3_domain`` setting).
 
 Order of work for each request: parse the request line; answer the unauthenticated OBS probe
-(``HEAD /?apiversion``, ``HEAD /bucket?apiversion`` -> 200 ``x-obs-api: 3.0``); authenticate
+(``HEAD /?apiversion``, ``HEAD /bucket?apiversion``, ``HEAD /?apiversion`` with
+``Host: bucket.domain`` -> 200 ``x-obs-api: 3.0``); authenticate
 (before reading any body); run the view; map :class:`ServiceError` to an S3 error document.
 """
 
@@ -142,8 +144,8 @@ async def _respond(request: Request) -> Response:
     services: Services = request.app.state.services
     resource = request.url.path
     try:
-        call = parse_call(request)
-        resource = call.raw_path
+        call = parse_call(request, services.settings.s3_domain)
+        resource = call.resource
         if call.method == "HEAD" and "apiversion" in call.query and not call.key:
             return empty_response(request, headers={"x-obs-api": "3.0"})
         principal = await authenticate_call(services, request, call)

@@ -2,8 +2,12 @@
 
 The path is read from the raw request line (``/bucket`` or ``/bucket/`` is the bucket,
 ``/bucket/some/key`` an object), the query with blank values kept (``?uploads`` and
-``?uploads=`` are the same). Authentication happens before any body byte is read, so a refused
-``Expect: 100-continue`` upload is answered without the body being sent.
+``?uploads=`` are the same). With the ``s3_domain`` setting, a request whose Host is
+``<bucket>.<s3_domain>`` is virtual-host style: the Host names the bucket and the whole path is
+the key (esdk-obs speaks its OBS dialect only this way); every other Host is path-style.
+
+Authentication happens before any body byte is read, so a refused ``Expect: 100-continue``
+upload is answered without the body being sent.
 """
 
 from __future__ import annotations
@@ -19,9 +23,12 @@ from imageport.auth.request import EMPTY_SHA256, MAX_PATH, MAX_QUERY
 from imageport.service.authn import Principal, authenticate
 from imageport.service.context import Services
 from imageport.service.errors import RequestInvalid, ServiceError, Unauthenticated
+from imageport.service.storage import validate_bucket_name
 
 SCHEMES = frozenset({"sigv4", "s3v2"})
 MAX_QUERY_FIELDS = 64
+MAX_HOST = 255
+"""Longest Host header read for virtual-host addressing (a DNS name is at most 253 bytes)."""
 
 _AUTH_STATUS = {
     "AuthorizationHeaderMalformed": 400,
@@ -44,13 +51,18 @@ class S3Call:
     dialect: str
     raw_path: str
     raw_query: str
+    #: the bucket named by the Host header (virtual-host style), None for path-style
+    virtual_bucket: str | None = None
 
     def has(self, name: str) -> bool:
         return name in self.query
 
     @property
     def resource(self) -> str:
-        return self.raw_path
+        """The path-style resource (``/bucket/key``) whichever way the bucket was named."""
+        if self.virtual_bucket is None:
+            return self.raw_path
+        return f"/{self.virtual_bucket}{self.raw_path}"
 
 
 def _raw_path(request: Request) -> str:
@@ -58,12 +70,24 @@ def _raw_path(request: Request) -> str:
     return bytes(raw).split(b"?", 1)[0].decode("utf-8", "replace")
 
 
-def parse_call(request: Request) -> S3Call:
-    """Split the request line into bucket, key and query; refuse oversized ones."""
-    raw_path = _raw_path(request)
-    raw_query = bytes(request.scope.get("query_string", b"")).decode("utf-8", "replace")
-    if len(raw_path) > MAX_PATH or len(raw_query) > MAX_QUERY:
-        raise RequestInvalid("InvalidURI", "the request path or query is too long")
+def virtual_bucket(host: str, domain: str | None) -> str | None:
+    """The bucket ``host`` names when it is ``<bucket>.<domain>`` (port and case ignored);
+    None without a domain, for the domain itself and for every other host. A Host longer than
+    :data:`MAX_HOST` or an invalid bucket label under the domain is refused."""
+    if domain is None:
+        return None
+    if len(host) > MAX_HOST:
+        raise RequestInvalid("InvalidArgument", "the Host header is too long")
+    name = host.partition(":")[0].lower().removesuffix(".")  # "[::1]:80" never matches
+    suffix = f".{domain}"
+    if not name.endswith(suffix):
+        return None
+    bucket = name.removesuffix(suffix)
+    validate_bucket_name(bucket)
+    return bucket
+
+
+def _query(raw_query: str) -> dict[str, str]:
     try:
         pairs = parse_qsl(raw_query, keep_blank_values=True, max_num_fields=MAX_QUERY_FIELDS)
     except ValueError as exc:
@@ -71,13 +95,28 @@ def parse_call(request: Request) -> S3Call:
     query: dict[str, str] = {}
     for name, value in pairs:
         query.setdefault(name, value)
-    path = unquote(raw_path, errors="strict") if "%" in raw_path else raw_path
-    bucket, _, key = path.lstrip("/").partition("/")
+    return query
+
+
+def parse_call(request: Request, s3_domain: str | None = None) -> S3Call:
+    """Split the request into bucket, key and query (the bucket from the Host header when it
+    is ``<bucket>.<s3_domain>``); refuse oversized ones."""
+    raw_path = _raw_path(request)
+    raw_query = bytes(request.scope.get("query_string", b"")).decode("utf-8", "replace")
+    if len(raw_path) > MAX_PATH or len(raw_query) > MAX_QUERY:
+        raise RequestInvalid("InvalidURI", "the request path or query is too long")
+    query = _query(raw_query)
     headers = request.headers
-    auth = headers.get("authorization", "")
-    obs = auth.startswith("OBS ") or any(name.startswith("x-obs-") for name in headers)
+    path = unquote(raw_path, errors="strict") if "%" in raw_path else raw_path
+    host_bucket = virtual_bucket(headers.get("host", ""), s3_domain)
+    if host_bucket is None:
+        bucket, _, key = path.lstrip("/").partition("/")
+    else:
+        bucket, key = host_bucket, path.removeprefix("/")
+    obs = (headers.get("authorization", "").startswith("OBS ")
+           or any(name.startswith("x-obs-") for name in headers))
     return S3Call(request.method, bucket, key, query, "obs" if obs else "amz", raw_path,
-                  raw_query)
+                  raw_query, host_bucket)
 
 
 def signed_request(request: Request, call: S3Call) -> SignedRequest:
@@ -103,7 +142,8 @@ async def authenticate_call(services: Services, request: Request, call: S3Call) 
         raise ServiceError("AccessDenied", "presigned URLs are not supported", status=403)
     signed = signed_request(request, call)
     try:
-        return await run_in_threadpool(authenticate, services, signed, schemes=SCHEMES)
+        return await run_in_threadpool(authenticate, services, signed, schemes=SCHEMES,
+                                       virtual_bucket=call.virtual_bucket)
     except Unauthenticated as exc:
         raise _s3_error(exc) from exc
 
