@@ -13,6 +13,7 @@ setting                      meaning                                  default
 ``region``                   the region name this service serves      ``local-1``
 ``s3_domain``                ``<bucket>.<domain>`` Hosts name buckets none (path-style only)
 ``import_enabled``           False: the region refuses file import    True
+``image_quota``              private images a project may hold        50 (0: no limit)
 ``stored_format``            format images are stored in              ``qcow2``
 ``workers``                  jobs run at the same time                2
 ``worker_memory_bytes``      address-space limit of a job's processes 2 GiB
@@ -62,6 +63,8 @@ class Settings:
     s3_domain: str | None = None
     region: str = "local-1"
     import_enabled: bool = True
+    #: private images a project may hold (the vendor's 50 per region, IMG.0015); 0: no limit
+    image_quota: int = 50
     stored_format: str = "qcow2"
     workers: int = 2
     worker_memory_bytes: int = 2 * GiB
@@ -134,6 +137,8 @@ def load_settings(
     settings = Settings(**values)  # type: ignore[arg-type]
     if settings.stored_format not in STORED_FORMATS:
         raise ValueError(f"stored_format must be one of {', '.join(STORED_FORMATS)}")
+    if settings.image_quota < 0:
+        raise ValueError("image_quota must be 0 (no limit) or more")
     return settings
 
 

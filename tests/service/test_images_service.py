@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 from pathlib import Path
 
@@ -273,3 +274,22 @@ def test_jobs_are_private_and_cancellable(world: World) -> None:
         conn.execute(update(jobs).where(jobs.c.id == running).values(status="RUNNING"))
     asked = job_cases.cancel_job(services, mine, running)  # the worker will stop it
     assert (asked.status, asked.cancel_requested) == ("RUNNING", True)
+
+
+def test_image_quota_per_project(world: World) -> None:
+    services, mine, other, _ = world
+    services.settings = dataclasses.replace(services.settings, image_quota=2)
+    create_image_from_file(services, mine, BODY)
+    second = create_glance_image(services, mine, {"name": "two"})
+    # the third image of the project is refused on every path, and nothing is added
+    assert code_of(lambda: create_image_from_file(services, mine, {**BODY, "name": "3"})) \
+        == "IMG.0015"
+    assert code_of(lambda: quick_import(services, mine, {**BODY, "name": "3"})) == "IMG.0015"
+    assert code_of(lambda: create_glance_image(services, mine, {"name": "3"})) == "IMG.0015"
+    with services.db.connect() as conn:
+        assert len(conn.execute(select(images.c.id)).all()) == 2
+    create_glance_image(services, other, {"name": "theirs"})  # quotas are per project
+    delete_image(services, mine, second.id, None)
+    create_glance_image(services, mine, {"name": "three"})  # room again
+    services.settings = dataclasses.replace(services.settings, image_quota=0)  # no limit
+    create_glance_image(services, mine, {"name": "four"})

@@ -52,6 +52,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--stored-format", choices=STORED_FORMATS,
                    help="format images are stored in (default qcow2)")
     p.add_argument("--region", metavar="NAME", help="region this service serves (default local-1)")
+    p.add_argument("--image-quota", type=int, metavar="N",
+                   help="private images a project may hold (default 50, the vendor's; 0: no limit)")
     p.add_argument("--no-import", action="store_true",
                    help="refuse external image import in this region (requirements §2)")
     p.set_defaults(func=_cmd_serve)
@@ -67,7 +69,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
             s3_domain=args.s3_domain,
             data_dir=args.data_dir, database_url=args.database_url, workers=args.workers,
             stored_format=args.stored_format, region=args.region,
-            import_enabled=False if args.no_import else None)
+            image_quota=args.image_quota, import_enabled=False if args.no_import else None)
     except ValueError as exc:
         sys.stderr.write(f"imageport: {exc}\n")
         return 2

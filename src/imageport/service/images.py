@@ -181,6 +181,7 @@ def create_image_from_file(services: Services, project_id: str, body: object, *,
         architecture=request.architecture, firmware=request.firmware)
     with services.db.begin() as conn:
         v.check_unique_name(conn, project_id, request.name)
+        v.check_quota(conn, project_id, services.settings.image_quota)
         _insert_image(conn, dict(
             id=image_id, project_id=project_id, name=request.name, status="queued",
             visibility="private", protected=False, container_format="bare", disk_format=None,
@@ -232,6 +233,7 @@ def create_glance_image(services: Services, project_id: str, body: object) -> Im
     now = time_text(services.clock())
     with services.db.begin() as conn:
         v.check_unique_name(conn, project_id, name)
+        v.check_quota(conn, project_id, services.settings.image_quota)
         if conn.execute(select(images.c.id).where(images.c.id == image_id)).first():
             raise Conflict("IMG.0009", f"an image with id {image_id} already exists")
         _insert_image(conn, dict(

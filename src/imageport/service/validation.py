@@ -19,6 +19,7 @@ IMG.0003     ``name`` has a character other than letters, digits, ``-._`` and sp
 IMG.0004     ``description`` is longer than 1024 characters
 IMG.0054     ``description`` contains CR, ``<`` or ``>``
 IMG.0009     another image of the project already has this name
+IMG.0015     the project holds ``image_quota`` images already (50 by default, as the vendor)
 IMG.0017     ``image_url`` is missing or not ``bucket:key``
 IMG.0109     the bucket part of ``image_url`` is not a valid bucket name
 IMG.0175     a folder or file name in the object key contains a space
@@ -44,7 +45,7 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import Connection, select
+from sqlalchemy import Connection, func, select
 
 from imageport.adapters.db.schema import images
 from imageport.service import os_versions
@@ -188,6 +189,19 @@ def check_unique_name(conn: Connection, project_id: str, name: str,
         query = query.where(images.c.id != except_id)
     if conn.execute(query).first() is not None:
         raise RequestInvalid("IMG.0009", f"an image named {name!r} already exists")
+
+
+def check_quota(conn: Connection, project_id: str, quota: int) -> None:
+    """IMG.0015 when the project already holds ``quota`` images (of any status; 0 means no
+    limit). Checked when a request is accepted, in the transaction that adds the image."""
+    if quota <= 0:
+        return
+    held = conn.execute(select(func.count()).select_from(images)
+                        .where(images.c.project_id == project_id)).scalar_one()
+    if held >= quota:
+        raise RequestInvalid("IMG.0015", f"the project holds {held} images and its quota is "
+                             f"{quota}: delete images first (the operator sets the quota with "
+                             "imageport serve --image-quota)")
 
 
 def check_description(value: object) -> str:
