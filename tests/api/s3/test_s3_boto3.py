@@ -13,6 +13,7 @@ from boto3.s3.transfer import TransferConfig
 from botocore.exceptions import ClientError
 
 import s3_server
+from imageport.service.context import Services
 from service_fixtures import make_services
 
 MiB = 1024 * 1024
@@ -207,3 +208,53 @@ def test_multipart_uploads_are_listed_page_by_page(s3: Any, url: str,
     with S3Client(url, ClientCredentials(creds.access_key, creds.secret_key)) as ours:
         mine = ours.list_multipart_uploads("images", "b", page_size=1)
     assert [(u.key, u.upload_id) for u in mine] == started[1:4]
+
+
+def test_multipart_copy_from_stored_objects(s3: Any, url: str,
+                                            creds: s3_server.Credentials) -> None:
+    data = os.urandom(12 * MiB + 777)
+    s3.create_bucket(Bucket="images")
+    s3.create_bucket(Bucket="backup")
+    s3.put_object(Bucket="images", Key="disk.qcow2", Body=data)
+    # boto3's managed copy: CreateMultipartUpload + UploadPartCopy with ranges + Complete
+    s3.copy({"Bucket": "images", "Key": "disk.qcow2"}, "backup", "copy.qcow2",
+            Config=TransferConfig(multipart_threshold=5 * MiB, multipart_chunksize=5 * MiB))
+    copied = s3.get_object(Bucket="backup", Key="copy.qcow2")
+    assert copied["ETag"].endswith('-3"') and copied["Body"].read() == data
+
+    # by hand: a part from a range, a whole small object as the last part
+    s3.put_object(Bucket="images", Key="tail", Body=b"tail bytes")
+    upload = s3.create_multipart_upload(Bucket="backup", Key="joined")["UploadId"]
+    first = s3.upload_part_copy(Bucket="backup", Key="joined", UploadId=upload, PartNumber=1,
+                                CopySource="/images/disk.qcow2",
+                                CopySourceRange=f"bytes={MiB}-{6 * MiB - 1}")
+    assert first["CopyPartResult"]["ETag"] == \
+        f'"{hashlib.md5(data[MiB:6 * MiB]).hexdigest()}"'  # noqa: S324
+    second = s3.upload_part_copy(Bucket="backup", Key="joined", UploadId=upload, PartNumber=2,
+                                 CopySource={"Bucket": "images", "Key": "tail"})
+    for bad, expected in (("bytes=0-99999999", ("InvalidRange", 416)),
+                          ("bytes=5-", ("InvalidArgument", 400))):
+        with pytest.raises(ClientError) as exc:
+            s3.upload_part_copy(Bucket="backup", Key="joined", UploadId=upload, PartNumber=3,
+                                CopySource="/images/disk.qcow2", CopySourceRange=bad)
+        assert _code(exc) == expected
+    s3.complete_multipart_upload(Bucket="backup", Key="joined", UploadId=upload,
+                                 MultipartUpload={"Parts": [
+                                     {"PartNumber": 1, "ETag": first["CopyPartResult"]["ETag"]},
+                                     {"PartNumber": 2, "ETag": second["CopyPartResult"]["ETag"]}]})
+    joined = s3.get_object(Bucket="backup", Key="joined")["Body"].read()
+    assert joined == data[MiB:6 * MiB] + b"tail bytes"
+
+
+def test_part_copy_from_another_projects_bucket_is_refused(s3: Any, url: str,
+                                                           services: Services) -> None:
+    stranger = s3_server.boto3_client(url, s3_server.new_credentials(services, "beta"))
+    stranger.create_bucket(Bucket="theirs")
+    stranger.put_object(Bucket="theirs", Key="secret.img", Body=b"s" * 100)
+    s3.create_bucket(Bucket="mine")
+    upload = s3.create_multipart_upload(Bucket="mine", Key="stolen")["UploadId"]
+    with pytest.raises(ClientError) as exc:
+        s3.upload_part_copy(Bucket="mine", Key="stolen", UploadId=upload, PartNumber=1,
+                            CopySource="/theirs/secret.img")
+    assert _code(exc) == ("NoSuchBucket", 404)
+    assert s3.list_parts(Bucket="mine", Key="stolen", UploadId=upload).get("Parts", []) == []

@@ -2,7 +2,7 @@
 section 3 does (provider Other, path style, http). rclone differs from the other clients in
 ways the server must take: ``?uploads=`` with an "=", Content-MD5 on every part, ETags
 XML-escaped as ``&#34;`` in Complete, ``Accept-Encoding`` among the signed headers, an md5 kept
-in ``X-Amz-Meta-Md5chksum`` for its checks, and CopyObject for a copy inside the store."""
+in ``X-Amz-Meta-Md5chksum`` for its checks, and UploadPartCopy for a copy inside the store."""
 
 from __future__ import annotations
 
@@ -71,9 +71,12 @@ def test_rclone_multipart_copy_reads_and_deletes(services: Services, tmp_path: P
         assert head["StorageClass"] == "STANDARD_IA"
         assert head["Metadata"]["md5chksum"]  # rclone's own md5, kept for its checks
 
-        # a copy inside the store (CopyObject), then both listed with size and tier
-        _rclone(url, creds, tmp_path, "copyto", "loc:images/disk/disk.qcow2",
-                "loc:images/copy/disk.qcow2")
+        # a copy inside the store, in 5 MiB parts (UploadPartCopy), then both listed
+        _rclone(url, creds, tmp_path, "copyto", "--s3-copy-cutoff", "5M",
+                "loc:images/disk/disk.qcow2", "loc:images/copy/disk.qcow2")
+        copied = s3_server.boto3_client(url, creds).head_object(Bucket="images",
+                                                                Key="copy/disk.qcow2")
+        assert copied["ETag"].endswith('-4"')
         listed = _listing(url, creds, tmp_path, "loc:images")
         assert [(e["Path"], e["Size"]) for e in listed] == [
             ("copy/disk.qcow2", len(data)), ("disk/disk.qcow2", len(data))]

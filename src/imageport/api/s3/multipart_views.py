@@ -1,4 +1,5 @@
-"""Views of multipart uploads: initiate, upload part (streamed), complete, abort, list parts."""
+"""Views of multipart uploads: initiate, upload part (streamed, or copied from an object),
+complete, abort, list parts."""
 
 from __future__ import annotations
 
@@ -9,13 +10,13 @@ from imageport import metrics
 from imageport.api.s3 import xml
 from imageport.api.s3.body import declared_length, read_small, receive_to_file
 from imageport.api.s3.bucket_views import owner
-from imageport.api.s3.object_views import class_header, new_object
+from imageport.api.s3.object_views import class_header, copy_source, new_object
 from imageport.api.s3.request import Ctx
 from imageport.api.s3.responses import empty_response, xml_response
 from imageport.api.s3.xml import Child
 from imageport.limits import MiB
-from imageport.service import storage
-from imageport.service.errors import NotFound, ServiceError
+from imageport.service import part_copy, storage
+from imageport.service.errors import NotFound
 
 MAX_COMPLETE_BODY = 2 * MiB
 """Largest CompleteMultipartUpload document (10000 parts with checksums fit)."""
@@ -32,8 +33,9 @@ async def initiate(ctx: Ctx) -> Response:
 
 async def upload_part(ctx: Ctx) -> Response:
     call = ctx.call
-    if "x-amz-copy-source" in ctx.request.headers:
-        raise ServiceError("NotImplemented", "UploadPartCopy is not supported", status=501)
+    headers = ctx.request.headers
+    if "x-amz-copy-source" in headers or "x-obs-copy-source" in headers:
+        return await copy_part(ctx)
     number = storage.parse_part_number(call.query.get("partNumber"))
     upload_id = call.query["uploadId"]
     target = await run_in_threadpool(storage.part_target, ctx.services, ctx.project_id,
@@ -56,6 +58,19 @@ async def upload_part(ctx: Ctx) -> Response:
         ctx.services.store.release_part_target(target)
     metrics.BYTES_UPLOADED.inc(staged.size)
     return empty_response(ctx.request, headers={"ETag": part.etag})
+
+
+async def copy_part(ctx: Ctx) -> Response:
+    """UploadPartCopy: the part comes from a stored object (``x-amz-copy-source``), or the
+    ``x-amz-copy-source-range`` of it."""
+    call, headers = ctx.call, ctx.request.headers
+    source = copy_source(headers.get("x-amz-copy-source") or headers["x-obs-copy-source"])
+    part = await run_in_threadpool(
+        part_copy.copy_part, ctx.services, ctx.project_id, call.bucket, call.key,
+        call.query["uploadId"], storage.parse_part_number(call.query.get("partNumber")), source,
+        headers.get("x-amz-copy-source-range") or headers.get("x-obs-copy-source-range"))
+    return xml_response(ctx.request, "CopyPartResult", [
+        ("LastModified", part.created_at), ("ETag", part.etag)])
 
 
 async def complete(ctx: Ctx) -> Response:

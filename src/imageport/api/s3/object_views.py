@@ -68,7 +68,8 @@ async def put_object(ctx: Ctx) -> Response:
                                                 **class_header(ctx, info.storage_class)})
 
 
-def _copy_source(value: str) -> tuple[str, str]:
+def copy_source(value: str) -> tuple[str, str]:
+    """``(bucket, key)`` of an ``x-amz-copy-source`` header (``[/]bucket/key[?versionId=..]``)."""
     source = unquote(value.split("?", 1)[0]).lstrip("/")
     bucket, _, key = source.partition("/")
     if not bucket or not key:
@@ -78,7 +79,7 @@ def _copy_source(value: str) -> tuple[str, str]:
 
 async def copy_object(ctx: Ctx) -> Response:
     headers = ctx.request.headers
-    source = _copy_source(headers.get("x-amz-copy-source") or headers["x-obs-copy-source"])
+    source = copy_source(headers.get("x-amz-copy-source") or headers["x-obs-copy-source"])
     directive = (headers.get("x-amz-metadata-directive")
                  or headers.get("x-obs-metadata-directive") or "COPY").upper()
     new = new_object(ctx) if directive == "REPLACE" else None
@@ -181,5 +182,5 @@ async def object_acl(ctx: Ctx) -> Response:
     return acl_response(ctx)
 
 
-__all__ = ["copy_object", "delete_object", "get_object", "head_object", "http_date",
+__all__ = ["copy_object", "copy_source", "delete_object", "get_object", "head_object", "http_date",
            "object_acl", "put_object"]
