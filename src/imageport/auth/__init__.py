@@ -1,18 +1,23 @@
 """Request-signature verification for the IMS API (SDK-HMAC-SHA256) and the S3 API (SigV4, v2).
 
 Each scheme module exposes ``verify(request, secret_for, now, *, max_skew) -> access_key`` and
-raises only :class:`SignatureError`. :func:`detect_scheme` tells the API layer which one to call.
-Learned from the client captures in ``shared/spec/clients.md`` sections 1-3.
+raises only :class:`SignatureError`. :func:`detect_scheme` (Authorization header) and
+:func:`detect_query_scheme` (presigned URLs: ``sigv4_query.verify``, ``s3v2.verify_query``) tell
+the API layer which one to call. Learned from the client captures in ``shared/spec/clients.md``
+sections 1-3.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from urllib.parse import unquote
 
-from imageport.auth.errors import SignatureError
-from imageport.auth.request import SignedRequest, header_of
+from imageport.auth.errors import INVALID_ARGUMENT, SignatureError
+from imageport.auth.request import SignedRequest, header_of, query_items
+from imageport.auth.s3v2 import QUERY_MARKERS as _V2_MARKERS
+from imageport.auth.sigv4_query import MARKERS as _V4_MARKERS
 
-__all__ = ["SignatureError", "SignedRequest", "detect_scheme"]
+__all__ = ["SignatureError", "SignedRequest", "detect_query_scheme", "detect_scheme"]
 
 _SCHEMES = (
     ("SDK-HMAC-SHA256 ", "sdk-hmac"),
@@ -31,3 +36,16 @@ def detect_scheme(headers: Mapping[str, str]) -> str | None:
         if value.startswith(prefix):
             return scheme
     return None
+
+
+def detect_query_scheme(raw_query: str) -> str | None:
+    """``"sigv4-query"`` or ``"s3v2-query"`` when ``raw_query`` carries a presigned URL's auth
+    parameters, else None; both kinds at once are ``InvalidArgument``."""
+    names = {unquote(name) for name, _ in query_items(raw_query)}
+    v4 = not names.isdisjoint(_V4_MARKERS)
+    v2 = not names.isdisjoint(_V2_MARKERS)
+    if v4 and v2:
+        raise SignatureError(INVALID_ARGUMENT, "Only one auth mechanism allowed")
+    if v4:
+        return "sigv4-query"
+    return "s3v2-query" if v2 else None

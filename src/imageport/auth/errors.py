@@ -15,6 +15,8 @@
 ``XAmzContentSHA256Mismatch`` the declared payload hash is not the body's sha256
 ``InvalidArgument``         the payload-hash header is neither hex nor a known marker
 ``InvalidRequest``          the payload hash is needed but neither sent nor known
+``AuthorizationQueryParametersError`` a presigned URL's auth parameters are missing or bad
+``AccessDenied``            a presigned URL has expired or is not valid yet
 ========================== ============================================================
 """
 
@@ -29,6 +31,8 @@ MISMATCH = "SignatureDoesNotMatch"
 CONTENT_SHA256_MISMATCH = "XAmzContentSHA256Mismatch"
 INVALID_ARGUMENT = "InvalidArgument"
 INVALID_REQUEST = "InvalidRequest"
+QUERY_MALFORMED = "AuthorizationQueryParametersError"
+ACCESS_DENIED = "AccessDenied"
 
 
 class SignatureError(ImageportError):

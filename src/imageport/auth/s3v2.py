@@ -12,6 +12,16 @@ summarised in ``shared/spec/clients.md`` section 2, and the S3 REST authenticati
 clients differ in an unambiguous way (``?uploads=`` signed as ``uploads=`` by botocore and as
 ``uploads`` by esdk-obs; the Date line kept or blanked when ``x-amz-date`` is present), every
 form a real client could have signed is tried.
+
+Presigned URLs (query-string authentication, ``s3cmd signurl`` and botocore's
+``HmacV1QueryAuth``) carry ``AWSAccessKeyId``, ``Expires`` (epoch seconds) and ``Signature``
+(base64, URL-encoded) in the query. Their StringToSign is the header form's with the
+``Expires`` value in place of the Date line; the three parameters are not part of the resource.
+botocore moves ``Content-Type``, ``Content-MD5`` and ``x-amz-*`` headers into the query, so a
+header missing from the request is taken from a query parameter of the same name. After
+``Expires`` the URL is refused (``AccessDenied`` "Request has expired"); an ``Expires`` years
+ahead is accepted, as S3 accepts it for v2 (unlike SigV4's week): ``s3cmd signurl`` users ask
+for long-lived links, and revoking the key ends them.
 """
 
 from __future__ import annotations
@@ -20,10 +30,17 @@ import base64
 import hashlib
 import hmac
 from collections.abc import Callable
-from datetime import datetime, timedelta
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
 from urllib.parse import unquote
 
-from imageport.auth.errors import INVALID_ACCESS_KEY, MALFORMED, MISMATCH, SignatureError
+from imageport.auth.errors import (
+    ACCESS_DENIED,
+    INVALID_ACCESS_KEY,
+    MALFORMED,
+    MISMATCH,
+    SignatureError,
+)
 from imageport.auth.request import (
     DEFAULT_MAX_SKEW,
     MAX_AUTHORIZATION,
@@ -53,6 +70,14 @@ SUB_RESOURCES = frozenset({
 })
 """Query names that are part of the signed resource (botocore's list plus OBS's additions)."""
 
+QUERY_PARAMS = ("AWSAccessKeyId", "Expires", "Signature")
+"""The auth parameters of a v2 presigned URL."""
+QUERY_MARKERS = frozenset({"AWSAccessKeyId", "Signature"})
+"""Query names that make a request a v2 presigned one."""
+MAX_ACCESS_KEY = 128
+"""Longest ``AWSAccessKeyId`` value looked up."""
+_MAX_EXPIRES_DIGITS = 12  # epoch seconds: 10 digits until the year 2286
+_QUERY_HEADERS = ("content-md5", "content-type")
 _SIG_LEN = 28  # base64 of a 20-byte SHA-1 digest
 
 
@@ -67,25 +92,35 @@ def _parse_authorization(value: str) -> tuple[str, str, str]:
     return prefix, access, signature
 
 
-def canonical_resources(request: SignedRequest, virtual_bucket: str | None) -> set[str]:
-    """Every resource string a real client could have signed for this request."""
+def canonical_resources(
+    request: SignedRequest, virtual_bucket: str | None, prefix: str | None
+) -> set[str]:
+    """Every resource string a real client could have signed for this request: the path and
+    the sub-resources, plus the query names starting with ``prefix`` when it is given.
+
+    botocore signs a path-style bucket request as ``/bucket/`` (its ``auth_path``) while it
+    sends ``/bucket``, so both are tried for a bare bucket path (they name the same bucket)."""
     path = capped(request.raw_path, MAX_PATH, "path")
     base = f"/{virtual_bucket}{path}" if virtual_bucket else path
-    prefix = SCHEMES.get(capped(request.header("authorization"), MAX_AUTHORIZATION,
-                                "Authorization").partition(" ")[0], "x-amz-")
+    bases = {base, base + "/"} if base.count("/") == 1 and len(base) > 1 else {base}
+    return {f"{one}{sub}" for one in bases for sub in _sub_resources(request, prefix)}
+
+
+def _sub_resources(request: SignedRequest, prefix: str | None) -> set[str]:
+    """``?sub-resources`` as botocore and esdk-obs write them ("" when there are none)."""
     picked = [
         (k, None if v is None else unquote(v))
         for k, v in query_items(request.raw_query)
-        if k in SUB_RESOURCES or k.startswith(prefix)
+        if k in SUB_RESOURCES or (prefix is not None and k.startswith(prefix))
     ]
     if not picked:
-        return {base}
+        return {""}
     # botocore: keep "k=" when sent with "=", stable sort by name only.
     boto = sorted(picked, key=lambda kv: kv[0])
     boto_text = "&".join(k if v is None else f"{k}={v}" for k, v in boto)
     # esdk-obs: "k" when the value is empty, items sorted.
     obs_text = "&".join(sorted(k if not v else f"{k}={v}" for k, v in picked))
-    return {f"{base}?{boto_text}", f"{base}?{obs_text}"}
+    return {f"?{boto_text}", f"?{obs_text}"}
 
 
 def _prefixed_headers(request: SignedRequest, prefix: str) -> str:
@@ -102,6 +137,20 @@ def _standard(request: SignedRequest, name: str) -> str:
     return capped(request.header(name) or "", MAX_HEADER_VALUE, name).strip()
 
 
+def _variants(
+    request: SignedRequest, prefix: str, date_lines: list[str], resources: set[str]
+) -> list[str]:
+    """The StringToSign for each date line and each resource."""
+    head = f"{request.method.upper()}\n{_standard(request, 'content-md5')}\n" \
+           f"{_standard(request, 'content-type')}\n"
+    custom = _prefixed_headers(request, prefix)
+    return [
+        f"{head}{line}\n{custom}{resource}"
+        for line in date_lines
+        for resource in sorted(resources)
+    ]
+
+
 def strings_to_sign(
     request: SignedRequest, prefix: str, virtual_bucket: str | None
 ) -> tuple[datetime, list[str]]:
@@ -113,14 +162,19 @@ def strings_to_sign(
     date_lines = [""] if own_date is not None else []
     if date is not None:
         date_lines.append(date.strip())
-    head = f"{request.method.upper()}\n{_standard(request, 'content-md5')}\n" \
-           f"{_standard(request, 'content-type')}\n"
-    custom = _prefixed_headers(request, prefix)
-    return signed_at, [
-        f"{head}{line}\n{custom}{resource}"
-        for line in date_lines
-        for resource in sorted(canonical_resources(request, virtual_bucket))
-    ]
+    return signed_at, _variants(request, prefix, date_lines,
+                                canonical_resources(request, virtual_bucket, prefix))
+
+
+def _check_signature(secret: str, candidates: list[str], signature: str) -> None:
+    """Raise a mismatch unless one candidate StringToSign signs to ``signature``."""
+    key = utf8(secret)
+    matched = False
+    for sts in candidates:  # at most eight; all are compared, no early exit
+        digest = hmac.new(key, utf8(sts), hashlib.sha1).digest()
+        matched |= same(base64.b64encode(digest).decode("ascii"), signature)
+    if not matched:
+        raise SignatureError(MISMATCH, "signature does not match")
 
 
 def verify(
@@ -145,11 +199,70 @@ def verify(
         check_skew(signed_at, now, max_skew)
     except (ValueError, OverflowError) as exc:
         raise SignatureError(MALFORMED, "request cannot be canonicalised") from exc
-    key = utf8(secret)
-    matched = False
-    for sts in candidates:  # at most four; all are compared, no early exit
-        digest = hmac.new(key, utf8(sts), hashlib.sha1).digest()
-        matched |= same(base64.b64encode(digest).decode("ascii"), signature)
-    if not matched:
-        raise SignatureError(MISMATCH, "signature does not match")
+    _check_signature(secret, candidates, signature)
+    return access
+
+
+def _query_params(raw_query: str) -> dict[str, str]:
+    """``AWSAccessKeyId``, ``Expires`` and ``Signature`` (decoded), each exactly once."""
+    params: dict[str, str] = {}
+    for raw_name, raw_value in query_items(raw_query):
+        name = unquote(raw_name)
+        if name in QUERY_PARAMS:
+            if name in params:
+                raise SignatureError(MALFORMED, f"{name} is given twice")
+            params[name] = unquote(raw_value or "")
+    if len(params) != len(QUERY_PARAMS):
+        raise SignatureError(ACCESS_DENIED, "Query-string authentication requires the "
+                             "Signature, Expires and AWSAccessKeyId parameters")
+    return params
+
+
+def _expires(text: str) -> int:
+    if not (0 < len(text) <= _MAX_EXPIRES_DIGITS and text.isascii() and text.isdigit()):
+        raise SignatureError(ACCESS_DENIED, "Invalid date (should be seconds since epoch)")
+    return int(text)
+
+
+def _with_query_headers(request: SignedRequest) -> SignedRequest:
+    """``request`` with Content-MD5, Content-Type and ``x-amz-*`` query parameters added as
+    headers where the request has no such header (botocore presigns them in the query)."""
+    moved = {
+        name: unquote(value or "")
+        for name, value in ((unquote(k).lower(), v) for k, v in query_items(request.raw_query))
+        if name in _QUERY_HEADERS or name.startswith("x-amz-")
+    }
+    if not moved:
+        return request
+    return replace(request, headers={**moved, **request.headers})
+
+
+def verify_query(
+    request: SignedRequest,
+    secret_for: Callable[[str], str | None],
+    now: datetime,
+    *,
+    virtual_bucket: str | None = None,
+) -> str:
+    """Return the access key that presigned ``request`` (v2 query form); raise
+    :class:`SignatureError` otherwise (after ``Expires``: ``AccessDenied``)."""
+    try:
+        params = _query_params(request.raw_query)
+        access = capped(params["AWSAccessKeyId"], MAX_ACCESS_KEY, "AWSAccessKeyId")
+        expires_text = params["Expires"]
+        if now.tzinfo is None:
+            now = now.replace(tzinfo=UTC)
+        if now.timestamp() > _expires(expires_text):
+            raise SignatureError(ACCESS_DENIED, "Request has expired")
+        signature = params["Signature"]
+        if len(signature) != _SIG_LEN:
+            raise SignatureError(MISMATCH, "signature does not match")
+        secret = secret_for(access)
+        if secret is None:
+            raise SignatureError(INVALID_ACCESS_KEY, "unknown access key")
+        candidates = _variants(_with_query_headers(request), "x-amz-", [expires_text],
+                               canonical_resources(request, virtual_bucket, None))
+    except (ValueError, OverflowError) as exc:
+        raise SignatureError(MALFORMED, "request cannot be canonicalised") from exc
+    _check_signature(secret, candidates, signature)
     return access

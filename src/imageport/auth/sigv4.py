@@ -15,7 +15,8 @@ S3 rules: the URI is encoded once and never normalised; parameters are separated
 without a space; any region is accepted. esdk-obs sends no X-Amz-Date, so ``Date`` (RFC 1123) is
 turned into the basic format. The payload hash comes from ``x-amz-content-sha256``: hex (checked
 against the body when known), ``UNSIGNED-PAYLOAD`` or a ``STREAMING-*`` marker (per-chunk
-signatures are not checked here). Presigned (query-string) URLs are not handled.
+signatures are not checked here). Presigned (query-string) URLs are verified by
+:mod:`imageport.auth.sigv4_query` with the helpers below.
 """
 
 from __future__ import annotations
@@ -74,11 +75,13 @@ def canonical_uri(raw_path: str) -> str:
     return quote(unquote(raw_path), safe="/" + _UNRESERVED) or "/"
 
 
-def canonical_query(raw_query: str) -> str:
-    """Every ``k[=v]`` re-encoded (unreserved kept), sorted by encoded name then value."""
+def canonical_query(raw_query: str, *, omit: str | None = None) -> str:
+    """Every ``k[=v]`` re-encoded (unreserved kept), sorted by encoded name then value; the
+    parameter named ``omit`` (a presigned URL's ``X-Amz-Signature``) is left out."""
     pairs = sorted(
         (quote(unquote(k), safe=_UNRESERVED), quote(unquote(v or ""), safe=_UNRESERVED))
         for k, v in query_items(raw_query)
+        if omit is None or unquote(k) != omit
     )
     return "&".join(f"{k}={v}" for k, v in pairs)
 
@@ -88,8 +91,9 @@ def _trim_all(value: str) -> str:
     return " ".join(value.split())
 
 
-class _Credential:
-    """The parsed ``Credential=AK/date/region/service/aws4_request`` scope."""
+class Credential:
+    """The parsed ``Credential=AK/date/region/service/aws4_request`` scope (the value of the
+    Authorization header's ``Credential`` or of a presigned URL's ``X-Amz-Credential``)."""
 
     __slots__ = ("access_key", "date", "region", "service")
 
@@ -109,7 +113,7 @@ class _Credential:
         return f"{self.date}/{self.region}/{self.service}/aws4_request"
 
 
-def _parse_authorization(value: str) -> tuple[_Credential, str, list[str], str]:
+def _parse_authorization(value: str) -> tuple[Credential, str, list[str], str]:
     capped(value, MAX_AUTHORIZATION, "Authorization")
     if not value.startswith(_PREFIX):
         raise SignatureError(MALFORMED, f"Authorization is not {ALGORITHM}")
@@ -120,7 +124,7 @@ def _parse_authorization(value: str) -> tuple[_Credential, str, list[str], str]:
     if not is_sha256_hex(signature):
         raise SignatureError(MALFORMED, "Signature is not 64 hex digits")
     signed = params["SignedHeaders"]
-    return _Credential(params["Credential"]), signed, signed_header_names(signed), signature
+    return Credential(params["Credential"]), signed, signed_header_names(signed), signature
 
 
 def amz_date(request: SignedRequest) -> tuple[str, datetime]:
@@ -149,16 +153,18 @@ def payload_hash(request: SignedRequest) -> str:
 
 
 def string_to_sign(
-    request: SignedRequest, scope: str, signed_text: str, names: list[str], date: str
+    request: SignedRequest, scope: str, signed_text: str, names: list[str], date: str, *,
+    query: str | None = None, payload: str | None = None,
 ) -> str:
-    """The SigV4 StringToSign for ``request``."""
+    """The SigV4 StringToSign for ``request``; ``query`` (canonical) and ``payload`` (hash)
+    default to the header form's, a presigned URL passes its own."""
     canonical = "\n".join((
         request.method.upper(),
         canonical_uri(request.raw_path),
-        canonical_query(request.raw_query),
+        canonical_query(request.raw_query) if query is None else query,
         canonical_headers(request, names, _trim_all),
         signed_text,
-        payload_hash(request),
+        payload_hash(request) if payload is None else payload,
     ))
     digest = hashlib.sha256(utf8(canonical)).hexdigest()
     return f"{ALGORITHM}\n{date}\n{scope}\n{digest}"

@@ -4,12 +4,17 @@ Accepted credentials (requirements: every API request is authenticated):
 
 * ``SDK-HMAC-SHA256`` signatures (the vendor SDK, image API), SigV4 and AWS/OBS v2 signatures
   (S3 clients, bucket API), verified by :mod:`imageport.auth` against the key's secret;
+* presigned URLs (bucket API): SigV4 (``X-Amz-Signature``) and v2 (``Signature``, ``Expires``)
+  query-string signatures. A request may carry either those or an Authorization header, not
+  both (``InvalidArgument``, as S3 answers);
 * ``X-Auth-Token`` tokens issued by the token endpoint (:func:`issue_token`).
 
 An ``SDK-HMAC-SHA256`` request that changes something (not GET/HEAD) may not be replayed: the
 same signature seen twice inside the clock-skew window is refused (the memory is per process and
 per database). S3 signatures keep S3's own rules, which have no replay memory: S3 clients re-send
 an identical signed request on retry within the same second, and PUT/DELETE are idempotent.
+A presigned URL is not remembered either: like S3, it is meant to be used any number of times
+until it expires (a retried upload, several downloads), so its expiry is the only limit.
 
 Every failure is :class:`Unauthenticated` with the verifier's code, so the API layers answer in
 their own dialect.
@@ -29,7 +34,16 @@ from datetime import timedelta
 from sqlalchemy import delete, insert, select
 
 from imageport.adapters.db.schema import tokens
-from imageport.auth import SignatureError, SignedRequest, detect_scheme, s3v2, sdk_hmac, sigv4
+from imageport.auth import (
+    SignatureError,
+    SignedRequest,
+    detect_query_scheme,
+    detect_scheme,
+    s3v2,
+    sdk_hmac,
+    sigv4,
+    sigv4_query,
+)
 from imageport.service.context import Services
 from imageport.service.errors import Unauthenticated
 from imageport.service.projects import active_key
@@ -38,6 +52,8 @@ MAX_TOKEN = 512
 """Longest X-Auth-Token value looked up."""
 REPLAY_MEMORY = 100_000
 """Most signatures remembered for replay detection (oldest forgotten first)."""
+QUERY_SCHEMES = frozenset({"sigv4-query", "s3v2-query"})
+"""The presigned-URL schemes (auth parameters in the query string)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,6 +117,46 @@ def _secret_for(services: Services) -> tuple[dict[str, str], Callable[[str], str
     return projects, secret_for
 
 
+def _scheme_of(request: SignedRequest, schemes: frozenset[str]) -> str | None:
+    """The signature scheme of ``request``: its presigned-URL query parameters when
+    ``schemes`` accepts those and it has some, else its Authorization header's."""
+    header_scheme = detect_scheme(request.headers)
+    if schemes.isdisjoint(QUERY_SCHEMES):
+        return header_scheme
+    try:
+        query_scheme = detect_query_scheme(request.raw_query)
+    except SignatureError as exc:
+        raise Unauthenticated(exc.code, exc.message) from exc
+    if query_scheme is None:
+        return header_scheme
+    if request.header("authorization") is not None:
+        raise Unauthenticated("InvalidArgument", "Only one auth mechanism allowed; only the "
+                              "X-Amz-Algorithm query parameter, Signature query string "
+                              "parameter or the Authorization header should be specified")
+    return query_scheme
+
+
+def _verify(
+    scheme: str,
+    request: SignedRequest,
+    secret_for: Callable[[str], str | None],
+    services: Services,
+    virtual_bucket: str | None,
+) -> str:
+    """The access key that signed ``request`` with ``scheme``; SignatureError otherwise."""
+    now = services.clock()
+    skew = timedelta(seconds=services.settings.max_skew_seconds)
+    if scheme == "sdk-hmac":
+        return sdk_hmac.verify(request, secret_for, now, max_skew=skew)
+    if scheme == "sigv4":
+        return sigv4.verify(request, secret_for, now, max_skew=skew)
+    if scheme == "sigv4-query":
+        return sigv4_query.verify(request, secret_for, now, max_skew=skew)
+    if scheme == "s3v2-query":
+        return s3v2.verify_query(request, secret_for, now, virtual_bucket=virtual_bucket)
+    return s3v2.verify(request, secret_for, now, max_skew=skew, virtual_bucket=virtual_bucket)
+
+
 def authenticate(
     services: Services,
     request: SignedRequest,
@@ -109,9 +165,10 @@ def authenticate(
     virtual_bucket: str | None = None,
 ) -> Principal:
     """The caller of ``request`` if it carries a valid credential of one of ``schemes``
-    (``"sdk-hmac"``, ``"sigv4"``, ``"s3v2"``, ``"token"``); :class:`Unauthenticated` otherwise."""
+    (``"sdk-hmac"``, ``"sigv4"``, ``"s3v2"``, ``"sigv4-query"``, ``"s3v2-query"``,
+    ``"token"``); :class:`Unauthenticated` otherwise."""
     token = request.header("x-auth-token")
-    scheme = detect_scheme(request.headers)
+    scheme = _scheme_of(request, schemes)
     if scheme is None and token is not None:
         if "token" not in schemes:
             raise Unauthenticated("AccessDenied", "tokens are not accepted here; sign the request")
@@ -121,16 +178,8 @@ def authenticate(
     if scheme not in schemes:
         raise Unauthenticated("AccessDenied", f"{scheme} signatures are not accepted here")
     projects, secret_for = _secret_for(services)
-    now = services.clock()
-    skew = timedelta(seconds=services.settings.max_skew_seconds)
     try:
-        if scheme == "sdk-hmac":
-            access = sdk_hmac.verify(request, secret_for, now, max_skew=skew)
-        elif scheme == "sigv4":
-            access = sigv4.verify(request, secret_for, now, max_skew=skew)
-        else:
-            access = s3v2.verify(request, secret_for, now, max_skew=skew,
-                                 virtual_bucket=virtual_bucket)
+        access = _verify(scheme, request, secret_for, services, virtual_bucket)
     except SignatureError as exc:
         raise Unauthenticated(exc.code, exc.message) from exc
     if request.method not in ("GET", "HEAD") and scheme == "sdk-hmac":

@@ -25,7 +25,8 @@ from imageport.service.context import Services
 from imageport.service.errors import RequestInvalid, ServiceError, Unauthenticated
 from imageport.service.storage import validate_bucket_name
 
-SCHEMES = frozenset({"sigv4", "s3v2"})
+SCHEMES = frozenset({"sigv4", "s3v2", "sigv4-query", "s3v2-query"})
+"""Header signatures and presigned URLs (query-string signatures), SigV4 and v2."""
 MAX_QUERY_FIELDS = 64
 MAX_HOST = 255
 """Longest Host header read for virtual-host addressing (a DNS name is at most 253 bytes)."""
@@ -35,6 +36,7 @@ _AUTH_STATUS = {
     "XAmzContentSHA256Mismatch": 400,
     "InvalidArgument": 400,
     "InvalidRequest": 400,
+    "AuthorizationQueryParametersError": 400,
 }
 """S3 status of each authentication failure code; the others are 403."""
 
@@ -137,9 +139,8 @@ def _s3_error(exc: Unauthenticated) -> ServiceError:
 
 async def authenticate_call(services: Services, request: Request, call: S3Call) -> Principal:
     """The caller, or a ServiceError in S3's terms (403 ``AccessDenied``,
-    ``SignatureDoesNotMatch``, ``InvalidAccessKeyId``, ``RequestTimeTooSkewed`` ...)."""
-    if "X-Amz-Signature" in call.query or "Signature" in call.query:
-        raise ServiceError("AccessDenied", "presigned URLs are not supported", status=403)
+    ``SignatureDoesNotMatch``, ``InvalidAccessKeyId``, ``RequestTimeTooSkewed`` ...).
+    Presigned URLs are accepted too (an expired one is 403 ``AccessDenied``)."""
     signed = signed_request(request, call)
     try:
         return await run_in_threadpool(authenticate, services, signed, schemes=SCHEMES,
