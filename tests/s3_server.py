@@ -5,6 +5,9 @@ that counts, slows down or fails the UploadPart requests a client sends."""
 from __future__ import annotations
 
 import asyncio
+import os
+import shutil
+import subprocess
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -51,6 +54,33 @@ def boto3_client(url: str, creds: Credentials, **config: Any) -> Any:
         aws_access_key_id=creds.access_key, aws_secret_access_key=creds.secret_key,
         config=Config(signature_version="s3v4", s3={"addressing_style": "path"},
                       retries={"max_attempts": 1}, **config))
+
+
+def rclone(url: str, creds: Credentials, home: Path, *args: str, secret: str | None = None,
+           check: bool = True) -> subprocess.CompletedProcess[bytes]:
+    """Run rclone (the Debian program) with the remote ``loc:`` set to the server at ``url``
+    as clients.md section 3 configures it (provider Other, path style, http); stdout as bytes.
+    ``check`` asserts that it succeeded."""
+    program = shutil.which("rclone")
+    if program is None:
+        raise AssertionError("rclone is not installed (Debian package rclone): "
+                             "scripts/install --test installs it")
+    config = home / "rclone.conf"
+    config.touch()
+    env = {key: value for key, value in os.environ.items() if key != "AWS_CA_BUNDLE"}
+    env.update({
+        "HOME": str(home), "RCLONE_CONFIG": str(config),
+        "RCLONE_CONFIG_LOC_TYPE": "s3", "RCLONE_CONFIG_LOC_PROVIDER": "Other",
+        "RCLONE_CONFIG_LOC_ENDPOINT": url, "RCLONE_CONFIG_LOC_FORCE_PATH_STYLE": "true",
+        "RCLONE_CONFIG_LOC_ACCESS_KEY_ID": creds.access_key,
+        "RCLONE_CONFIG_LOC_SECRET_ACCESS_KEY": secret or creds.secret_key,
+        "RCLONE_LOW_LEVEL_RETRIES": "1", "RCLONE_RETRIES": "1",
+    })
+    done = subprocess.run([program, *args], capture_output=True, timeout=120, check=False,
+                          env=env)
+    if check:
+        assert done.returncode == 0, f"rclone {' '.join(args)} failed:\n{done.stderr.decode()}"
+    return done
 
 
 def s3cmd_config(path: Path, url: str, creds: Credentials) -> Path:

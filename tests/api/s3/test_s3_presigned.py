@@ -138,24 +138,10 @@ def test_s3cmd_signurl(s3: Any, url: str, creds: s3_server.Credentials, tmp_path
 
 def test_rclone_link(s3: Any, url: str, creds: s3_server.Credentials, tmp_path: Path) -> None:
     """``rclone link`` with provider Other makes a SigV4 presigned GET (host signed only)."""
-    rclone = shutil.which("rclone")
-    if rclone is None:
-        pytest.fail("rclone is not installed (Debian package rclone)")
     s3.put_object(Bucket="images", Key="dir/disk.img", Body=b"linked")
-    config = tmp_path / "rclone.conf"
-    config.touch()
-    env = {key: value for key, value in os.environ.items() if key != "AWS_CA_BUNDLE"}
-    env.update({
-        "HOME": str(tmp_path), "RCLONE_CONFIG": str(config),
-        "RCLONE_CONFIG_LOC_TYPE": "s3", "RCLONE_CONFIG_LOC_PROVIDER": "Other",
-        "RCLONE_CONFIG_LOC_ENDPOINT": url, "RCLONE_CONFIG_LOC_FORCE_PATH_STYLE": "true",
-        "RCLONE_CONFIG_LOC_ACCESS_KEY_ID": creds.access_key,
-        "RCLONE_CONFIG_LOC_SECRET_ACCESS_KEY": creds.secret_key,
-    })
-    done = subprocess.run([rclone, "link", "--expire", "10m", "loc:images/dir/disk.img"],
-                          capture_output=True, text=True, timeout=60, check=False, env=env)
-    assert done.returncode == 0, done.stderr
-    link = done.stdout.strip()
+    done = s3_server.rclone(url, creds, tmp_path, "link", "--expire", "10m",
+                            "loc:images/dir/disk.img")
+    link = done.stdout.decode().strip()
     assert "X-Amz-Signature=" in link and "X-Amz-Expires=600" in link
     got = httpx.get(link)
     assert got.status_code == 200 and got.content == b"linked"

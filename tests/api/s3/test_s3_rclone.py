@@ -9,12 +9,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import shutil
-import subprocess
 from pathlib import Path
 from typing import Any
-
-import pytest
 
 import s3_server
 from imageport.service.context import Services
@@ -22,33 +18,8 @@ from imageport.service.context import Services
 MiB = 1024 * 1024
 
 
-def _rclone(url: str, creds: s3_server.Credentials, home: Path, *args: str,
-            secret: str | None = None, check: bool = True) -> subprocess.CompletedProcess[bytes]:
-    """Run rclone with the remote ``loc:`` set to the server at ``url`` (stdout as bytes)."""
-    rclone = shutil.which("rclone")
-    if rclone is None:
-        pytest.fail("rclone is not installed (Debian package rclone): "
-                    "scripts/install --test installs it")
-    config = home / "rclone.conf"
-    config.touch()
-    env = {key: value for key, value in os.environ.items() if key != "AWS_CA_BUNDLE"}
-    env.update({
-        "HOME": str(home), "RCLONE_CONFIG": str(config),
-        "RCLONE_CONFIG_LOC_TYPE": "s3", "RCLONE_CONFIG_LOC_PROVIDER": "Other",
-        "RCLONE_CONFIG_LOC_ENDPOINT": url, "RCLONE_CONFIG_LOC_FORCE_PATH_STYLE": "true",
-        "RCLONE_CONFIG_LOC_ACCESS_KEY_ID": creds.access_key,
-        "RCLONE_CONFIG_LOC_SECRET_ACCESS_KEY": secret or creds.secret_key,
-        "RCLONE_LOW_LEVEL_RETRIES": "1", "RCLONE_RETRIES": "1",
-    })
-    done = subprocess.run([rclone, *args], capture_output=True, timeout=120, check=False,
-                          env=env)
-    if check:
-        assert done.returncode == 0, f"rclone {' '.join(args)} failed:\n{done.stderr.decode()}"
-    return done
-
-
 def _listing(url: str, creds: s3_server.Credentials, home: Path, remote: str) -> list[Any]:
-    out = _rclone(url, creds, home, "lsjson", "--files-only", "-R", remote).stdout
+    out = s3_server.rclone(url, creds, home, "lsjson", "--files-only", "-R", remote).stdout
     entries: list[Any] = json.loads(out)
     return sorted(entries, key=lambda entry: entry["Path"])
 
@@ -59,10 +30,10 @@ def test_rclone_multipart_copy_reads_and_deletes(services: Services, tmp_path: P
     data = os.urandom(17 * MiB)
     source.write_bytes(data)
     with s3_server.running(services) as url:
-        _rclone(url, creds, tmp_path, "mkdir", "loc:images")
+        s3_server.rclone(url, creds, tmp_path, "mkdir", "loc:images")
         assert services.store.get_bucket("images") is not None
         # 17 MiB over a 5 MiB cut-off: four parts of 5 MiB at most, each with Content-MD5
-        _rclone(url, creds, tmp_path, "copyto", "--s3-upload-cutoff", "5M",
+        s3_server.rclone(url, creds, tmp_path, "copyto", "--s3-upload-cutoff", "5M",
                 "--s3-chunk-size", "5M", "--s3-storage-class", "STANDARD_IA",
                 str(source), "loc:images/disk/disk.qcow2")
         head = s3_server.boto3_client(url, creds).head_object(Bucket="images",
@@ -72,7 +43,7 @@ def test_rclone_multipart_copy_reads_and_deletes(services: Services, tmp_path: P
         assert head["Metadata"]["md5chksum"]  # rclone's own md5, kept for its checks
 
         # a copy inside the store, in 5 MiB parts (UploadPartCopy), then both listed
-        _rclone(url, creds, tmp_path, "copyto", "--s3-copy-cutoff", "5M",
+        s3_server.rclone(url, creds, tmp_path, "copyto", "--s3-copy-cutoff", "5M",
                 "loc:images/disk/disk.qcow2", "loc:images/copy/disk.qcow2")
         copied = s3_server.boto3_client(url, creds).head_object(Bucket="images",
                                                                 Key="copy/disk.qcow2")
@@ -83,21 +54,22 @@ def test_rclone_multipart_copy_reads_and_deletes(services: Services, tmp_path: P
         assert listed[1]["Tier"] == "STANDARD_IA"
 
         # reads: a range, the whole object back, and rclone's md5 check of both copies
-        ranged = _rclone(url, creds, tmp_path, "cat", "--offset", str(MiB), "--count", "1024",
-                         "loc:images/disk/disk.qcow2").stdout
+        ranged = s3_server.rclone(url, creds, tmp_path, "cat", "--offset", str(MiB),
+                                  "--count", "1024", "loc:images/disk/disk.qcow2").stdout
         assert ranged == data[MiB:MiB + 1024]
         back = tmp_path / "back.qcow2"
-        _rclone(url, creds, tmp_path, "copyto", "loc:images/copy/disk.qcow2", str(back))
+        s3_server.rclone(url, creds, tmp_path, "copyto", "loc:images/copy/disk.qcow2", str(back))
         assert hashlib.sha256(back.read_bytes()).digest() == hashlib.sha256(data).digest()
-        sums = _rclone(url, creds, tmp_path, "md5sum", "loc:images").stdout.decode().split("\n")
+        md5sum = s3_server.rclone(url, creds, tmp_path, "md5sum", "loc:images").stdout
+        sums = md5sum.decode().split("\n")
         md5 = hashlib.md5(data).hexdigest()  # noqa: S324
         assert sorted(line for line in sums if line) == [
             f"{md5}  copy/disk.qcow2", f"{md5}  disk/disk.qcow2"]
 
         # a wrong secret is refused, and nothing of the bucket shows
-        refused = _rclone(url, creds, tmp_path, "lsf", "loc:images", secret="x" * 40,
+        refused = s3_server.rclone(url, creds, tmp_path, "lsf", "loc:images", secret="x" * 40,
                           check=False)
         assert refused.returncode != 0 and b"SignatureDoesNotMatch" in refused.stderr
 
-        _rclone(url, creds, tmp_path, "purge", "loc:images")
+        s3_server.rclone(url, creds, tmp_path, "purge", "loc:images")
         assert services.store.get_bucket("images") is None
