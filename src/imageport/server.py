@@ -81,7 +81,7 @@ def build_apps(services: Services) -> tuple[ASGIApp, ASGIApp]:
 def claimed_data_dir(settings: Settings) -> Iterator[None]:
     """Create the data folders and hold ``serve.lock`` for as long as the context lasts."""
     for folder in (settings.data_dir, settings.objects_dir, settings.uploads_dir,
-                   settings.images_dir, settings.tmp_dir):
+                   settings.images_dir, settings.staged_dir, settings.tmp_dir):
         folder.mkdir(parents=True, exist_ok=True)
     lock_path = settings.data_dir / "serve.lock"
     fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)

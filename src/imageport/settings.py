@@ -99,6 +99,11 @@ class Settings:
         return self.data_dir / "images"
 
     @property
+    def staged_dir(self) -> Path:
+        """Image data received on the Glance routes, kept until its import job ends."""
+        return self.data_dir / "staged"
+
+    @property
     def tmp_dir(self) -> Path:
         """Scratch space; emptied when the service starts (nothing in it is ever live state)."""
         return self.data_dir / "tmp"

@@ -27,7 +27,7 @@ from imageport.service.projects import create_project
 
 PARAM_KEYS = {"bucket", "key", "object_size", "object_etag", "quick_import", "is_config",
               "uninitialized", "min_disk", "os_version", "architecture", "hw_firmware_type",
-              "stored_format"}
+              "stored_format", "staged", "declared_format"}
 
 
 class RecordingQueue:
@@ -169,6 +169,8 @@ def test_glance_path_registers_an_uninitialized_image(world: World) -> None:
     assert job["job_type"] == "imsNativeImportImageJob" and queue.submitted == [job_id]
     assert job["params"]["uninitialized"] is True  # type: ignore[index]
     assert job["params"]["min_disk"] == 50  # type: ignore[index]
+    # a file from a bucket may be of any format (the vendor's disk_format describes the result)
+    assert job["params"]["declared_format"] is None  # type: ignore[index]
     assert code_of(lambda: register_image_file(services, mine, image.id, body)) == "IMG.0090"
     end_job(services, job_id)
     with services.db.begin() as conn:

@@ -88,7 +88,8 @@ class QemuImgConverter:
         """Check ``path`` with every rule in a worker process."""
         opts = {"fast_import": options.fast_import, "min_disk_gib": options.min_disk_gib,
                 "uefi": options.uefi, "uninitialized": options.uninitialized,
-                "bitmap_path": options.bitmap_path}
+                "bitmap_path": options.bitmap_path,
+                "declared_format": options.declared_format}
         return self._inspect(["--options", json.dumps(opts)], path, cancelled)
 
     def probe(self, path: Path, *, cancelled: Callable[[], bool]) -> ImageInspection:

@@ -35,6 +35,9 @@ class CheckOptions:
     #: The bitmap file (``.mf``) that comes with a RAW image for fast import (IMG-FAST-RAW);
     #: a path the user or the import job chose, never one read from an image.
     bitmap_path: str | None = None
+    #: The format the image was declared to be (a Glance image's ``disk_format``): IMG-FORMAT
+    #: then refuses a file of any other format.
+    declared_format: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -22,16 +22,23 @@ def _format_label(facts: ImageFacts) -> str:
 class FormatRule(Rule):
     """What it checks: the file's real format, read from its content and never from its name,
     is one the platform accepts (qcow2, vmdk, vhd, vhdx, qed, vdi, qcow, raw, zvhd, zvhd2), and
-    its structures are intact enough to read.
+    its structures are intact enough to read. When the image declared a format (the
+    ``disk_format`` of an image created with ``POST /v2/images``), the file must be of that
+    format.
 
     Why it matters: the import job can only convert these formats; a file in another format, a
-    compressed or archived file, or a damaged one fails after a long upload.
+    compressed or archived file, or a damaged one fails after a long upload. A file that is not
+    what its image declares is a known attack on Glance: a qcow2 (naming a backing file, say)
+    sent as ``raw`` would be handed to the hypervisor as a disk whose first bytes are a qcow2
+    header, and tools that trust the declared format would skip the checks the real one needs.
 
     How to fix: convert the disk with ``qemu-img convert -O qcow2 IN OUT``; decompress or
     unpack archives (``.gz``, ``.xz``, ``.zip``, ``.ova``) and check the disk image inside;
-    re-export a damaged image from its source.
+    re-export a damaged image from its source. Declare the format the file really has
+    (``qemu-img info IN`` tells it), or convert the file to the declared one.
 
-    Example: ``disk.img.gz`` is reported as "gzip-compressed file" with the hint to decompress it.
+    Example: ``disk.img.gz`` is reported as "gzip-compressed file" with the hint to decompress it;
+    a qcow2 uploaded into an image created with ``disk_format: raw`` is refused, naming both.
     """
 
     id = "IMG-FORMAT"
@@ -52,6 +59,15 @@ class FormatRule(Rule):
                 f"detected format: {c.format}",
                 *( (f"variant: {c.variant}",) if c.variant else () ),
                 advice=hint or self.advice,
+            )
+        declared = facts.options.declared_format
+        if declared is not None and c.accepted and c.format != declared:
+            yield self.found(
+                f"The image was declared {declared} (disk_format) but the file is "
+                f"{_format_label(facts)}.",
+                f"declared format: {declared}", f"detected format: {c.format}",
+                advice=f"Create the image with disk_format {c.format}, or convert the file "
+                f"to {declared} (`qemu-img convert -O {declared} IN OUT`).",
             )
         if c.damage is not None and c.damage.startswith(UNSUPPORTED_PREFIX):
             yield self.found(

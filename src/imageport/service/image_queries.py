@@ -13,6 +13,7 @@ Filters (all must hold):
   ``__os_bit``, ``__platform``, any ``__support_*``, ``virtual_env_type``,
   ``enterprise_project_id``, ``architecture`` (``x86``/``arm`` or ``x86_64``/``aarch64``);
 * ``owner`` (only the caller's own project can match), ``tag=k=v`` (the image has that tag);
+* ``os_hidden`` (Glance): no image is hidden here, so ``true`` matches none, ``false`` all;
 * ``created_at`` / ``updated_at`` = ``gt|gte|lt|lte|eq|neq:<time>``.
 
 An unknown or unsupported parameter is refused (``IMG.0001``) rather than ignored: a filter
@@ -148,6 +149,11 @@ def _predicate(name: str, value: str, project_id: str) -> Predicate:
             raise RequestInvalid("IMG.0001", "protected must be true or false")
         flag = value.lower() == "true"
         return lambda r: r.protected == flag
+    if name == "os_hidden":  # Glance's hidden images (openstacksdk asks); none is hidden here
+        if value not in ("true", "false", "True", "False"):
+            raise RequestInvalid("IMG.0001", "os_hidden must be true or false")
+        hidden = value.lower() == "true"
+        return lambda r: not hidden
     if name == "owner":
         return lambda r: value == project_id
     if name == "tag":

@@ -24,12 +24,13 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import Connection, delete, insert, select
 from sqlalchemy.exc import IntegrityError
 
 from imageport.adapters.db.schema import images
-from imageport.service import os_versions
+from imageport.service import os_versions, staging
 from imageport.service import validation as v
 from imageport.service.clock import new_uuid, time_text
 from imageport.service.context import Services
@@ -53,6 +54,11 @@ _GLANCE_FIELDS = frozenset({
     "name", "__os_version", "container_format", "disk_format", "min_disk", "min_ram", "tags",
     "visibility", "protected", "id", "hw_firmware_type", "architecture", "__description",
 })
+OWNER_SPECIFIED = frozenset({
+    "owner_specified.openstack.md5", "owner_specified.openstack.sha256",
+    "owner_specified.openstack.object"})
+"""String properties openstacksdk's ``create_image`` sends (the file's digests and name as the
+client saw them); kept on the image as they are, at most 255 characters each."""
 GLANCE_DISK_FORMATS = frozenset({
     "zvhd", "qcow2", "vhd", "raw", "vhdx", "qed", "vdi", "qcow", "zvhd2", "vmdk"})
 _UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
@@ -136,18 +142,55 @@ def base_properties(*, os_version: str | None, description: str, config_init: bo
     }
 
 
-def job_params(services: Services, *, url: v.ImageUrl, object_size: int, object_etag: str,
-               quick: bool, is_config: bool, uninitialized: bool, min_disk: int,
-               os_version: str | None, architecture: str,
-               firmware: str | None) -> dict[str, object]:
-    """The job's ``params`` document (CONTRACTS4: all keys always present)."""
+def job_params(services: Services, *, url: v.ImageUrl | None, object_size: int,
+               object_etag: str, quick: bool, is_config: bool, uninitialized: bool,
+               min_disk: int, os_version: str | None, architecture: str,
+               firmware: str | None, staged: str | None = None,
+               declared_format: str | None = None) -> dict[str, object]:
+    """The job's ``params`` document (CONTRACTS4: all keys always present). The source is the
+    object ``url``, or (``staged``, an image id) data received on the Glance routes and staged
+    by :mod:`imageport.service.staging`; ``declared_format`` is the image's Glance
+    ``disk_format``, which the file must then be (rule IMG-FORMAT)."""
     return {
-        "bucket": url.bucket, "key": url.key, "object_size": object_size,
+        "bucket": None if url is None else url.bucket, "key": None if url is None else url.key,
+        "staged": staged, "object_size": object_size,
         "object_etag": object_etag, "quick_import": quick, "is_config": is_config,
         "uninitialized": uninitialized, "min_disk": min_disk, "os_version": os_version,
         "architecture": architecture, "hw_firmware_type": firmware,
-        "stored_format": services.settings.stored_format,
+        "stored_format": services.settings.stored_format, "declared_format": declared_format,
     }
+
+
+def native_job_params(services: Services, row: Any, *, url: v.ImageUrl | None = None,
+                      object_size: int, object_etag: str = "",
+                      staged: str | None = None) -> dict[str, object]:
+    """The params of an ``imsNativeImportImageJob`` giving the queued image ``row`` its file
+    (the OS, architecture and firmware it was created with). Data sent on the Glance routes
+    (``staged``) must be of the image's declared ``disk_format``, as Glance means it; a file
+    registered from a bucket (``url``) may be of any accepted format, as the vendor converts
+    whatever it is given (its ``disk_format`` there only describes the result)."""
+    props = dict(row.properties or {})
+    os_version = props.get("__os_version")
+    return job_params(
+        services, url=url, object_size=object_size, object_etag=object_etag, quick=False,
+        is_config=False, uninitialized=True, min_disk=row.min_disk,
+        os_version=None if os_version == os_versions.OTHER_LINUX_64 else os_version,
+        architecture="arm" if props.get("architecture") == "aarch64" else "x86",
+        firmware=props.get("hw_firmware_type"), staged=staged,
+        declared_format=row.disk_format if staged is not None else None)
+
+
+def check_accepts_data(conn: Connection, services: Services, row: Any) -> None:
+    """IMG.0090 while the image has a job; ``IMG.STATE`` (409) unless it is queued with no
+    staged data: the states in which an image may be given its file."""
+    if running_job_of(conn, row.id) is not None:
+        raise RequestInvalid("IMG.0090", f"image {row.id} is still being created")
+    if row.status != "queued":
+        raise Conflict(STATE, f"image {row.id} is {row.status}; only a queued image can be "
+                       "given a file")
+    if staging.has_staged(services.settings, row.id):
+        raise Conflict(STATE, f"image {row.id} already has staged data; import it or delete "
+                       "the image")
 
 
 def _insert_image(conn: Connection, values: dict[str, object]) -> None:
@@ -208,7 +251,7 @@ def create_glance_image(services: Services, project_id: str, body: object) -> Im
     ``visibility`` ``private``; ``tags`` free strings (``"k=v"`` by convention).
     """
     check_import_offered(services.settings)
-    doc = v.require_object(body, _GLANCE_FIELDS)
+    doc = v.require_object(body, _GLANCE_FIELDS | OWNER_SPECIFIED)
     name = v.check_name(doc.get("name"))
     os_version = v.check_os_version(doc.get("__os_version"))
     min_disk = v.MIN_SYSTEM_DISK_GIB if doc.get("min_disk") is None else v.check_min_disk(
@@ -230,6 +273,12 @@ def create_glance_image(services: Services, project_id: str, body: object) -> Im
         os_version=os_version, description=v.check_description(doc.get("__description")),
         config_init=False, architecture=architecture,
         firmware=v.check_firmware(doc.get("hw_firmware_type"), architecture), data_origin="")
+    for key in sorted(OWNER_SPECIFIED & doc.keys()):
+        value = doc[key]
+        if not isinstance(value, str) or len(value) > 255:
+            raise RequestInvalid("IMG.0001", f"{key} must be a string of at most 255 "
+                                 "characters")
+        props[key] = value
     now = time_text(services.clock())
     with services.db.begin() as conn:
         v.check_unique_name(conn, project_id, name)
@@ -256,23 +305,13 @@ def register_image_file(services: Services, project_id: str, image_id: str,
     with services.db.connect() as conn:
         row = image_row(conn, project_id, image_id)
     obj = check_source(services, project_id, url, quick=False)
+    params = native_job_params(services, row, url=url, object_size=obj.size,
+                               object_etag=obj.etag)
     props = dict(row.properties or {})
-    arch = "arm" if props.get("architecture") == "aarch64" else "x86"
-    os_version = props.get("__os_version")
-    params = job_params(
-        services, url=url, object_size=obj.size, object_etag=obj.etag, quick=False,
-        is_config=False, uninitialized=True, min_disk=row.min_disk,
-        os_version=None if os_version == os_versions.OTHER_LINUX_64 else os_version,
-        architecture=arch, firmware=props.get("hw_firmware_type"))
     props["__data_origin"] = f"file,{url}"
     now = time_text(services.clock())
     with services.db.begin() as conn:
-        current = image_row(conn, project_id, image_id)
-        if running_job_of(conn, image_id) is not None:
-            raise RequestInvalid("IMG.0090", f"image {image_id} is still being created")
-        if current.status != "queued":
-            raise Conflict(STATE, f"image {image_id} is {current.status}; only a queued "
-                           "image can be given a file")
+        check_accepts_data(conn, services, image_row(conn, project_id, image_id))
         conn.execute(images.update().where(images.c.id == image_id)
                      .values(properties=props, updated_at=now))
         job_id = insert_job(conn, project_id=project_id, job_type=NATIVE_IMPORT_JOB,
@@ -301,6 +340,7 @@ def delete_image(services: Services, project_id: str, image_id: str, body: objec
         conn.execute(delete(images).where(images.c.id == image_id))
     if row.blob:
         _remove_blob(services, row.blob)
+    staging.remove(services.settings, image_id)
 
 
 def _remove_blob(services: Services, blob: str) -> None:
@@ -314,9 +354,11 @@ __all__ = [
     "IMPORT_JOB",
     "NATIVE_IMPORT_JOB",
     "ImportRequest",
+    "check_accepts_data",
     "create_glance_image",
     "create_image_from_file",
     "delete_image",
+    "native_job_params",
     "parse_import_request",
     "quick_import",
     "register_image_file",

@@ -4,6 +4,8 @@ Normal import::
 
     claim    INIT -> RUNNING (only one worker wins), image queued -> saving
     fetch    the object as a local read-only file; it must still be the one registered
+             (or the data received on the Glance routes, staged under the data dir and
+             removed when the job ends: ``params.staged``, :mod:`.staging`)
     check    probe + safety + guest rules, in a limited worker process      0-10 %
              any error finding: FAIL with the rule IDs, image killed, report kept
     convert  qemu-img (format pinned, no backing file) to the stored format 10-90 %
@@ -49,6 +51,7 @@ from imageport.durable import fsync_dir
 from imageport.fastimport.naming import bitmap_key_for
 from imageport.rules.base import CheckOptions
 from imageport.service import job_state as state
+from imageport.service import staging
 from imageport.service.clock import new_id
 from imageport.service.context import Services
 from imageport.service.errors import NotFound
@@ -67,6 +70,8 @@ log = logging.getLogger(__name__)
 #: Formats a quick-import job stores as they are (requirements W4).
 QUICK_FORMATS = ("raw", "zvhd2")
 HASH_CHUNK = 8 << 20
+#: How reasons name data received on the Glance routes (there is no ``bucket:key``).
+UPLOADED = "the uploaded image data"
 _SHA256_HEX = re.compile(r"[0-9a-f]{64}")
 #: errno values of a hard link the filesystem cannot make (another filesystem, no links,
 #: too many links): the quick-import job copies the file instead.
@@ -111,6 +116,7 @@ def run_job(services: Services, job_id: str) -> None:
         _end_failed(services, job, state.INTERNAL,
                     f"internal error while importing: {type(exc).__name__}: {exc}")
     finally:
+        staging.remove(services.settings, job.params.staged)
         for path in scratch:
             with contextlib.suppress(OSError):
                 path.unlink(missing_ok=True)
@@ -206,6 +212,10 @@ def _fetch(services: Services, job: state.ClaimedJob,
     quick import also its bitmap file, when the bucket has one."""
     params = job.params
     progress.phase("fetch", params.object_size)
+    if params.staged is not None:
+        with _fetch_staged(services, params) as fetched:
+            yield fetched
+        return
     where = f"{params.bucket}:{params.key}"
     store = services.store
     info = store.get_object(params.bucket, params.key)
@@ -230,13 +240,41 @@ def _fetch(services: Services, job: state.ClaimedJob,
         yield fetched
 
 
+@contextlib.contextmanager
+def _fetch_staged(services: Services, params: state.JobParams) -> Iterator[Fetched]:
+    """The data staged for the job (a service-owned file, named by the image id), held open so
+    that it stays the same file while the job reads it."""
+    try:
+        path = staging.staged_path(services.settings, params.staged or "")
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+    except (ValueError, OSError):
+        raise JobFailedError(state.SOURCE_CHANGED, "the uploaded data is gone (the server "
+                             "was restarted before it was stored?); upload it again") from None
+    try:
+        size = os.fstat(fd).st_size
+        if size != params.object_size:
+            raise JobFailedError(state.SOURCE_CHANGED, f"the uploaded data is {size} bytes, "
+                                 f"not the {params.object_size} received")
+        yield Fetched(path, ObjectInfo(bucket="", key=UPLOADED, size=size, etag="",
+                                       sha256="", content_type="application/octet-stream",
+                                       storage_class="STANDARD", created_at=""))
+    finally:
+        os.close(fd)
+
+
+def source_name(params: state.JobParams) -> str:
+    """How failure reasons name the job's source: ``bucket:key``, or the uploaded data."""
+    return UPLOADED if params.staged is not None else f"{params.bucket}:{params.key}"
+
+
 def check_options(params: state.JobParams, bitmap_path: Path | None = None) -> CheckOptions:
     """What the rules are told about this import (``bitmap_path``: the RAW's bitmap file, for
     quick import)."""
     return CheckOptions(fast_import=params.quick_import, min_disk_gib=params.min_disk,
                         uefi=params.hw_firmware_type == "uefi",
                         uninitialized=params.uninitialized,
-                        bitmap_path=None if bitmap_path is None else str(bitmap_path))
+                        bitmap_path=None if bitmap_path is None else str(bitmap_path),
+                        declared_format=params.declared_format)
 
 
 def _renamed(value: object, names: Mapping[str, str]) -> object:
@@ -258,7 +296,7 @@ def _named_as_uploaded(inspection: ImageInspection, params: state.JobParams,
     by the ``bucket:key`` the user uploaded, in the report and so in the failure reasons."""
     if inspection.report is None:
         return inspection
-    names = {str(fetched.path): f"{params.bucket}:{params.key}"}
+    names = {str(fetched.path): source_name(params)}
     if fetched.bitmap_path is not None:
         names[str(fetched.bitmap_path)] = f"{params.bucket}:{fetched.bitmap_key}"
     report = _renamed(dict(inspection.report), names)

@@ -50,6 +50,11 @@ class JobParams:
     min_disk: int | None
     hw_firmware_type: str | None
     stored_format: str | None
+    #: Data received on the Glance routes: the staged file's name (the image id), read from
+    #: :func:`imageport.service.staging.staged_path`; None when the source is an object.
+    staged: str | None = None
+    #: The image's Glance ``disk_format`` when it declared one: the file must be of it.
+    declared_format: str | None = None
 
     @classmethod
     def from_document(cls, doc: object) -> JobParams:
@@ -65,12 +70,16 @@ class JobParams:
 
         stored = d.get("stored_format")
         firmware = d.get("hw_firmware_type")
+        staged = d.get("staged")
+        declared = d.get("declared_format")
         return cls(
             bucket=text("bucket"), key=text("key"), object_size=number("object_size") or 0,
             object_etag=text("object_etag"), quick_import=d.get("quick_import") is True,
             uninitialized=d.get("uninitialized") is True, min_disk=number("min_disk"),
             hw_firmware_type=firmware if isinstance(firmware, str) else None,
             stored_format=stored if isinstance(stored, str) and stored else None,
+            staged=staged if isinstance(staged, str) and staged else None,
+            declared_format=declared if isinstance(declared, str) and declared else None,
         )
 
 

@@ -23,6 +23,7 @@ from sqlalchemy import Connection, Row, insert, select, update
 
 from imageport import metrics
 from imageport.adapters.db.schema import images, jobs
+from imageport.service import staging
 from imageport.service.clock import new_id, time_text
 from imageport.service.context import Services
 from imageport.service.errors import Conflict, NotFound
@@ -82,5 +83,7 @@ def cancel_job(services: Services, project_id: str, job_id: str) -> JobRecord:
             conn.execute(update(jobs).where(jobs.c.id == job_id).values(cancel_requested=True))
         result = job_record(conn, project_id, job_id)
     if ended:
+        staged = result.params.get("staged")
+        staging.remove(services.settings, staged if isinstance(staged, str) else None)
         metrics.JOBS_FINISHED.labels(job_type=result.job_type, status="FAIL").inc()
     return result

@@ -11,7 +11,10 @@ Called once by the server before the job queue starts. In order:
    do it forever;
 4. any image still ``saving`` without a live job is killed (no image stays ``saving``);
 5. remove object and part files that no object or part record points at (a crash between a
-   staged body's rename and its commit, or during an abort).
+   staged body's rename and its commit, or during an abort);
+6. in ``settings.staged_dir`` (image data received on the Glance routes), remove bodies that
+   were still arriving and data whose image is no longer ``queued`` or ``saving``
+   (:func:`imageport.service.staging.remove_orphans`).
 
 Returns the ids of all INIT jobs, oldest first, for the caller to submit.
 """
@@ -26,6 +29,7 @@ from pathlib import Path
 from sqlalchemy import select, update
 
 from imageport.adapters.db.schema import images, jobs
+from imageport.service import staging
 from imageport.service.clock import time_text
 from imageport.service.context import Services
 from imageport.service.job_state import INTERNAL
@@ -123,6 +127,9 @@ def recover(services: Services) -> list[str]:
         log.info("recovery removed %d temporary file(s) and %d orphan image or object file(s)",
                  removed, orphans)
     _reset_jobs(services)
+    staged = staging.remove_orphans(services)
+    if staged:
+        log.info("recovery removed %d staged upload file(s)", staged)
     with services.db.connect() as conn:
         return [job_id for (job_id,) in conn.execute(
             select(jobs.c.id).where(jobs.c.status == "INIT")

@@ -31,13 +31,17 @@ def _options(raw: str) -> Any:
     given = json.loads(raw)
     if not isinstance(given, dict):
         raise ValueError("--options must be a JSON object")
-    allowed = {"fast_import", "min_disk_gib", "uefi", "uninitialized", "bitmap_path"}
+    allowed = {"fast_import", "min_disk_gib", "uefi", "uninitialized", "bitmap_path",
+               "declared_format"}
     unknown = set(given) - allowed
     if unknown:
         raise ValueError(f"unknown options: {', '.join(sorted(unknown))}")
     bitmap = given.get("bitmap_path")
     if bitmap is not None and not isinstance(bitmap, str):
         raise ValueError("bitmap_path must be a string or null")
+    declared = given.get("declared_format")
+    if declared is not None and not isinstance(declared, str):
+        raise ValueError("declared_format must be a string or null")
     return CheckOptions(**given)
 
 

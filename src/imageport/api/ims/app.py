@@ -12,6 +12,12 @@ path                                                  method  view
 /v2/images/{image_id}                                  GET     show
 /v2/images/{image_id}                                  PATCH   Glance update
 /v2/images/{image_id}                                  DELETE  delete (204)
+/v2/images/{image_id}/file                             PUT     Glance upload: import job (204)
+/v2/images/{image_id}/file                             GET     download the stored file
+/v2/images/{image_id}/stage                            PUT     Glance stage data (204)
+/v2/images/{image_id}/import                           POST    import staged data (202)
+/v2/info/import                                        GET     import methods (glance-direct)
+/v2/schemas/image, /v2/schemas/images                  GET     Glance schemas
 /v1/cloudimages/{image_id}/upload                      PUT     register a file (native job)
 /v1/cloudimages/os_version                             GET     the __os_version list
 /v1/{project_id}/jobs/{job_id}                         GET     show a job
@@ -19,7 +25,9 @@ path                                                  method  view
 /v1/cloudimages/job/{job_id}/cancel                    POST    cancel a job (ours)
 ===================================================== ======= ===============================
 
-plus :data:`imageport.api.iam.ROUTES` (the token endpoint).
+plus :data:`imageport.api.iam.ROUTES` (the token endpoint) and, unauthenticated as in Glance,
+version discovery at ``/`` (300) and ``/versions`` (200). The two data ``PUT`` routes stream
+their bodies (:mod:`imageport.api.ims.glance_views`); every other view gets a small JSON body.
 """
 
 from __future__ import annotations
@@ -29,6 +37,7 @@ from starlette.exceptions import HTTPException
 from starlette.routing import BaseRoute, Route
 
 from imageport.api import iam
+from imageport.api.ims import glance_views as gv
 from imageport.api.ims import image_views as iv
 from imageport.api.ims import job_views as jv
 from imageport.api.ims.errors import http_error
@@ -47,6 +56,11 @@ _TABLE: list[tuple[str, str, View]] = [
     ("/v2/images/{image_id}", "GET", iv.show_glance_image),
     ("/v2/images/{image_id}", "PATCH", iv.update_glance_image),
     ("/v2/images/{image_id}", "DELETE", iv.delete_glance_image),
+    ("/v2/images/{image_id}/file", "GET", gv.download_image_data),
+    ("/v2/images/{image_id}/import", "POST", gv.import_image),
+    ("/v2/info/import", "GET", gv.import_info),
+    ("/v2/schemas/image", "GET", gv.image_schema),
+    ("/v2/schemas/images", "GET", gv.images_schema),
     ("/v1/cloudimages/os_version", "GET", iv.list_os_versions),
     ("/v1/cloudimages/{image_id}/upload", "PUT", iv.register_image),
     ("/v1/cloudimages/job/{job_id}", "GET", jv.job_progress),
@@ -58,8 +72,14 @@ _TABLE: list[tuple[str, str, View]] = [
 def ims_routes(services: Services) -> list[BaseRoute]:
     """The image API's routes (a path with several methods has one Route per method; the
     router answers 405 when none of them takes the request's method)."""
-    return [Route(path, endpoint(services, view), methods=[method], name=view.__name__)
-            for path, method, view in _TABLE]
+    return [
+        Route("/", gv.versions, methods=["GET"]),
+        Route("/versions", gv.versions, methods=["GET"]),
+        Route("/v2/images/{image_id}/file", gv.upload_endpoint(services), methods=["PUT"]),
+        Route("/v2/images/{image_id}/stage", gv.stage_endpoint(services), methods=["PUT"]),
+        *(Route(path, endpoint(services, view), methods=[method], name=view.__name__)
+          for path, method, view in _TABLE),
+    ]
 
 
 def build_ims_app(services: Services) -> Starlette:

@@ -14,6 +14,7 @@ that
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -91,9 +92,10 @@ def signed_request(request: Request, body: bytes) -> SignedRequest:
         headers=headers, body_sha256=hashlib.sha256(body).hexdigest())
 
 
-def authenticate_call(services: Services, request: Request, body: bytes) -> Call:
+def authenticate_call(services: Services, request: Request, body: bytes, *,
+                      signed: SignedRequest | None = None) -> Call:
     """Authenticate ``request`` and check its ``X-Project-Id``; the view's call record."""
-    signed = signed_request(request, body)
+    signed = signed or signed_request(request, body)
     principal = authenticate(services, signed, schemes=SCHEMES)
     request.state.project_id = principal.project_id
     request.state.access_key = principal.access_key
@@ -107,6 +109,15 @@ def authenticate_call(services: Services, request: Request, body: bytes) -> Call
         content_type=request.headers.get("content-type", ""))
 
 
+def authenticate_headers(services: Services, request: Request) -> Call:
+    """Authenticate a request whose body is image data, before reading it: an
+    ``X-Auth-Token``, or an ``SDK-HMAC-SHA256`` signature over ``X-Sdk-Content-Sha256:
+    UNSIGNED-PAYLOAD`` (what the vendor SDK sends for non-JSON bodies); a signature over the
+    body's hash cannot be checked before the body is read and is refused."""
+    signed = dataclasses.replace(signed_request(request, b""), body_sha256=None)
+    return authenticate_call(services, request, b"", signed=signed)
+
+
 def endpoint(services: Services, view: View) -> Callable[[Request], Awaitable[Response]]:
     """The Starlette endpoint running ``view`` after the steps in the module docstring."""
 
@@ -118,7 +129,7 @@ def endpoint(services: Services, view: View) -> Callable[[Request], Awaitable[Re
             body = await read_body(request)
             return await run_in_threadpool(run, request, body)
         except ServiceError as error:
-            return service_error(error)
+            return service_error(error, request)
 
     handle.__name__ = view.__name__
     handle.__doc__ = view.__doc__

@@ -37,6 +37,9 @@ def image_document(image: ImageRecord) -> dict[str, object]:
         "size": image.size,
         "virtual_size": image.virtual_size,
         "checksum": image.checksum,
+        # the same sha256 where Glance clients look for a strong digest to verify downloads
+        "os_hash_algo": "sha256" if image.checksum else None,
+        "os_hash_value": image.checksum,
         "tags": list(image.tags),
         "created_at": image.created_at,
         "updated_at": image.updated_at,

@@ -1,0 +1,143 @@
+"""Glance v2 data routes, import, schemas and version discovery.
+
+The data routes (``PUT /v2/images/{id}/file`` and ``/stage``) cannot go through
+:func:`~imageport.api.ims.incoming.endpoint`, which reads a small JSON body first: they
+authenticate from the headers (:func:`~imageport.api.ims.incoming.authenticate_headers`), ask
+the service whether the image takes data (before a byte is read), stream the body to the
+service's staging file (:mod:`imageport.api.ims.upload`) and hand it back to the service. A
+refusal sent before the body was read closes the connection (the client may still be sending).
+The other views are ordinary thin views over :mod:`imageport.service.glance_data`.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Awaitable, Callable, Iterator
+
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import JSONResponse, Response, StreamingResponse
+
+from imageport.api.ims import glance_schema
+from imageport.api.ims.errors import error_response, nested_only, service_error
+from imageport.api.ims.incoming import Call, authenticate_headers
+from imageport.api.ims.upload import receive_to_file
+from imageport.limits import MiB
+from imageport.service import glance_data
+from imageport.service.context import Services
+from imageport.service.errors import RequestInvalid, ServiceError
+
+DATA_TYPE = "application/octet-stream"
+READ_CHUNK = 1 * MiB
+Commit = Callable[[Services, str, glance_data.UploadSlot, int], object]
+
+
+def data_endpoint(services: Services, commit: Commit,
+                  name: str) -> Callable[[Request], Awaitable[Response]]:
+    """The endpoint receiving image data and passing it to ``commit`` (answers 204)."""
+
+    async def handle(request: Request) -> Response:
+        try:
+            call = await run_in_threadpool(authenticate_headers, services, request)
+            media = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+            if media != DATA_TYPE:
+                raise RequestInvalid("IMG.0001", f"image data must be sent as {DATA_TYPE}, "
+                                     f"not {media[:80]!r}", status=415)
+            declared = glance_data.declared_size(request.headers)
+            slot = await run_in_threadpool(glance_data.open_upload, services,
+                                           call.project_id, call.path_params["image_id"],
+                                           declared)
+            size = await receive_to_file(
+                request, slot.part, limit=slot.limit, expected=declared,
+                too_large=lambda: glance_data.too_large(services))
+            await run_in_threadpool(commit, services, call.project_id, slot, size)
+        except ServiceError as error:
+            response = service_error(error, request)
+            if not getattr(request.state, "body_read", False):
+                response.headers["Connection"] = "close"
+            return response
+        except ClientDisconnect:
+            return error_response(400, "IMG.0001", "the client went away before the image "
+                                  "data ended; nothing was kept",
+                                  nested=nested_only(request.headers))
+        return Response(status_code=204)
+
+    handle.__name__ = name
+    return handle
+
+
+def upload_endpoint(services: Services) -> Callable[[Request], Awaitable[Response]]:
+    """PUT /v2/images/{image_id}/file: store the data and start the import job (204)."""
+    return data_endpoint(services, glance_data.commit_upload, "upload_image_data")
+
+
+def stage_endpoint(services: Services) -> Callable[[Request], Awaitable[Response]]:
+    """PUT /v2/images/{image_id}/stage: keep the data for a later import (204)."""
+    return data_endpoint(services, glance_data.commit_stage, "stage_image_data")
+
+
+def import_image(services: Services, call: Call) -> Response:
+    """POST /v2/images/{image_id}/import ``{"method": {"name": "glance-direct"}}``: 202."""
+    glance_data.import_staged(services, call.project_id, call.path_params["image_id"],
+                              call.json())
+    return Response(status_code=202)
+
+
+def import_info(services: Services, call: Call) -> Response:
+    """GET /v2/info/import: the import methods offered."""
+    return JSONResponse(glance_data.import_info())
+
+
+class _OpenFile:
+    """An open file read in chunks once, closed at the end or when dropped unread."""
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+
+    def __iter__(self) -> Iterator[bytes]:
+        try:
+            while self.fd >= 0 and (chunk := os.read(self.fd, READ_CHUNK)):
+                yield chunk
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+
+    def __del__(self) -> None:
+        self.close()
+
+
+def download_image_data(services: Services, call: Call) -> Response:
+    """GET /v2/images/{image_id}/file: the active image's stored file, streamed (204 when the
+    image has no data). The file is opened here, so a delete meanwhile does not cut it."""
+    found = glance_data.stored_file(services, call.project_id, call.path_params["image_id"])
+    if found is None:
+        return Response(status_code=204)
+    path, _ = found
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+    except FileNotFoundError:
+        return Response(status_code=204)
+    size = os.fstat(fd).st_size
+    return StreamingResponse(_OpenFile(fd), media_type=DATA_TYPE,
+                             headers={"Content-Length": str(size)})
+
+
+def image_schema(services: Services, call: Call) -> Response:
+    """GET /v2/schemas/image."""
+    return JSONResponse(glance_schema.image_schema())
+
+
+def images_schema(services: Services, call: Call) -> Response:
+    """GET /v2/schemas/images."""
+    return JSONResponse(glance_schema.images_schema())
+
+
+async def versions(request: Request) -> Response:
+    """GET / (300, as Glance) and GET /versions (200): the API versions; unauthenticated."""
+    status = 200 if request.url.path.rstrip("/").endswith("/versions") else 300
+    return JSONResponse(glance_schema.versions_document(str(request.base_url)),
+                        status_code=status)
