@@ -43,7 +43,7 @@ import logging
 import os
 import re
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from imageport import metrics
@@ -54,7 +54,6 @@ from imageport.service import job_state as state
 from imageport.service import staging
 from imageport.service.clock import new_id
 from imageport.service.context import Services
-from imageport.service.errors import NotFound
 from imageport.service.image_properties import BITMAP_FILE, active_image_values
 from imageport.service.image_worker import (
     ImageInspection,
@@ -62,7 +61,13 @@ from imageport.service.image_worker import (
     WorkerCancelledError,
     WorkerError,
 )
-from imageport.service.ports import ObjectInfo
+from imageport.service.job_source import (
+    Fetched,
+    JobCancelledError,
+    JobFailedError,
+    fetch,
+    source_name,
+)
 from imageport.source import data_segments
 
 log = logging.getLogger(__name__)
@@ -70,26 +75,10 @@ log = logging.getLogger(__name__)
 #: Formats a quick-import job stores as they are (requirements W4).
 QUICK_FORMATS = ("raw", "zvhd2")
 HASH_CHUNK = 8 << 20
-#: How reasons name data received on the Glance routes (there is no ``bucket:key``).
-UPLOADED = "the uploaded image data"
 _SHA256_HEX = re.compile(r"[0-9a-f]{64}")
 #: errno values of a hard link the filesystem cannot make (another filesystem, no links,
 #: too many links): the quick-import job copies the file instead.
 _CANNOT_LINK = frozenset({errno.EXDEV, errno.EPERM, errno.EMLINK, errno.ENOTSUP})
-
-
-class JobFailedError(Exception):
-    """Ends the job FAIL with ``code`` and ``reason`` (and the check ``report``, if any)."""
-
-    def __init__(self, code: str, reason: str, report: object = None) -> None:
-        super().__init__(reason)
-        self.code = code
-        self.reason = reason
-        self.report = report if isinstance(report, dict) else None
-
-
-class JobCancelledError(Exception):
-    """The user cancelled the job."""
 
 
 def run_job(services: Services, job_id: str) -> None:
@@ -144,7 +133,7 @@ def _run_phases(services: Services, job: state.ClaimedJob, progress: state.Progr
     if job.params.quick_import:
         _run_quick_phases(services, worker, job, progress, scratch)
         return
-    with _fetch(services, job, progress) as fetched:
+    with fetch(services, job, progress) as fetched:
         inspection = _check(worker, job, fetched, progress)
         _check_cancelled(progress)
         output, disk_format = _convert(services, worker, job, fetched.path, inspection,
@@ -158,7 +147,7 @@ def _run_phases(services: Services, job: state.ClaimedJob, progress: state.Progr
 def _run_quick_phases(services: Services, worker: ImageWorker, job: state.ClaimedJob,
                       progress: state.Progress, scratch: list[Path]) -> None:
     """Quick import: check (with the bitmap), then store the file as it is."""
-    with _fetch(services, job, progress) as fetched:
+    with fetch(services, job, progress) as fetched:
         inspection = _check(worker, job, fetched, progress)
         if inspection.format not in QUICK_FORMATS:
             # the rules refuse other formats for fast import (IMG-FAST-RAW); fail closed anyway
@@ -191,80 +180,6 @@ def _image_worker(services: Services) -> ImageWorker:
 def _check_cancelled(progress: state.Progress) -> None:
     if progress.cancelled():
         raise JobCancelledError
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class Fetched:
-    """The registered object as a local read-only file, and (quick import) its bitmap's."""
-
-    path: Path
-    #: The object's record, as it was when the file was fetched (size, ETag, sha256).
-    info: ObjectInfo
-    bitmap_path: Path | None = None
-    #: Key of the bitmap object in the same bucket, when there is one.
-    bitmap_key: str | None = None
-
-
-@contextlib.contextmanager
-def _fetch(services: Services, job: state.ClaimedJob,
-           progress: state.Progress) -> Iterator[Fetched]:
-    """The uploaded object as a local read-only file, if it is still the registered one; for
-    quick import also its bitmap file, when the bucket has one."""
-    params = job.params
-    progress.phase("fetch", params.object_size)
-    if params.staged is not None:
-        with _fetch_staged(services, params) as fetched:
-            yield fetched
-        return
-    where = f"{params.bucket}:{params.key}"
-    store = services.store
-    info = store.get_object(params.bucket, params.key)
-    if info is None:
-        raise JobFailedError(state.SOURCE_CHANGED, f"the file {where} no longer exists")
-    if info.size != params.object_size or info.etag != params.object_etag:
-        raise JobFailedError(state.SOURCE_CHANGED,
-                             f"the file {where} was replaced after the image was registered")
-    with contextlib.ExitStack() as stack:
-        path = stack.enter_context(store.local_path(params.bucket, params.key))
-        again = store.get_object(params.bucket, params.key)  # still the same, now it is held?
-        if (path.stat().st_size != params.object_size or again is None
-                or again.etag != params.object_etag):
-            raise JobFailedError(state.SOURCE_CHANGED,
-                                 f"the file {where} was replaced after the image was registered")
-        fetched = Fetched(path, info)
-        mf_key = bitmap_key_for(params.key) if params.quick_import else None
-        if mf_key is not None and store.get_object(params.bucket, mf_key) is not None:
-            with contextlib.suppress(NotFound):  # deleted meanwhile: as if there was none
-                fetched = Fetched(path, info, stack.enter_context(
-                    store.local_path(params.bucket, mf_key)), mf_key)
-        yield fetched
-
-
-@contextlib.contextmanager
-def _fetch_staged(services: Services, params: state.JobParams) -> Iterator[Fetched]:
-    """The data staged for the job (a service-owned file, named by the image id), held open so
-    that it stays the same file while the job reads it."""
-    try:
-        path = staging.staged_path(services.settings, params.staged or "")
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
-    except (ValueError, OSError):
-        raise JobFailedError(state.SOURCE_CHANGED, "the uploaded data is gone (the server "
-                             "was restarted before it was stored?); upload it again") from None
-    try:
-        size = os.fstat(fd).st_size
-        if size != params.object_size:
-            raise JobFailedError(state.SOURCE_CHANGED, f"the uploaded data is {size} bytes, "
-                                 f"not the {params.object_size} received")
-        yield Fetched(path, ObjectInfo(bucket="", key=UPLOADED, size=size, etag="",
-                                       sha256="", content_type="application/octet-stream",
-                                       storage_class="STANDARD", created_at=""))
-    finally:
-        os.close(fd)
-
-
-def source_name(params: state.JobParams) -> str:
-    """How failure reasons name the job's source: ``bucket:key``, or the uploaded data."""
-    return UPLOADED if params.staged is not None else f"{params.bucket}:{params.key}"
 
 
 def check_options(params: state.JobParams, bitmap_path: Path | None = None) -> CheckOptions:
