@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from sqlalchemy import select
 
 from imageport.adapters.db.schema import images
+from imageport.service import validation as v
 from imageport.service.clock import parse_time_text, time_text
 from imageport.service.context import Services
 from imageport.service.errors import RequestInvalid
@@ -178,3 +179,19 @@ def _time_predicate(name: str, value: str) -> Predicate:
     except ValueError as exc:
         raise RequestInvalid("IMG.0001", f"{name}: {when[:40]!r} is not a time") from exc
     return lambda r: compare(getattr(r, name), bound)
+
+
+UNLIMITED = -1
+"""How the quota document spells "no limit" (``image_quota`` 0), as OpenStack quotas do."""
+
+
+def image_quota_document(services: Services, project_id: str) -> dict[str, object]:
+    """``GET /v1/cloudimages/quota`` (the SDK's ShowImageQuota): the project's image quota and
+    use, ``{"quotas": {"resources": [{"type": "image", "used", "quota", "min", "max"}]}}``;
+    ``min``/``max`` bound what an operator may set (``serve --image-quota``; -1: no bound)."""
+    quota = services.settings.image_quota
+    with services.db.connect() as conn:
+        used = v.images_held(conn, project_id)
+    return {"quotas": {"resources": [{
+        "type": "image", "used": used, "quota": quota if quota > 0 else UNLIMITED,
+        "min": 0, "max": UNLIMITED}]}}

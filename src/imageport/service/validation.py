@@ -191,13 +191,19 @@ def check_unique_name(conn: Connection, project_id: str, name: str,
         raise RequestInvalid("IMG.0009", f"an image named {name!r} already exists")
 
 
+def images_held(conn: Connection, project_id: str) -> int:
+    """How many images (of any status) the project holds: what its quota counts."""
+    held: int = conn.execute(select(func.count()).select_from(images)
+                             .where(images.c.project_id == project_id)).scalar_one()
+    return held
+
+
 def check_quota(conn: Connection, project_id: str, quota: int) -> None:
     """IMG.0015 when the project already holds ``quota`` images (of any status; 0 means no
     limit). Checked when a request is accepted, in the transaction that adds the image."""
     if quota <= 0:
         return
-    held = conn.execute(select(func.count()).select_from(images)
-                        .where(images.c.project_id == project_id)).scalar_one()
+    held = images_held(conn, project_id)
     if held >= quota:
         raise RequestInvalid("IMG.0015", f"the project holds {held} images and its quota is "
                              f"{quota}: delete images first (the operator sets the quota with "

@@ -25,11 +25,13 @@ from huaweicloudsdkcore.sdk_request import SdkRequest
 from huaweicloudsdkcore.signer.signer import Signer
 from huaweicloudsdkims.v2 import ImsClient
 from huaweicloudsdkims.v2 import model as m
+from sqlalchemy import func, select
 
 import builders
 import guest_fixtures
 import server_process
 import service_fixtures
+from imageport.adapters.db.schema import images
 from imageport.api.ims.app import build_ims_app
 from imageport.service.context import Services
 from imageport.service.import_job import run_job
@@ -259,3 +261,13 @@ def test_auth_and_isolation(api: Api) -> None:
 
     big = api.send(api.signed("POST", "/v2/cloudimages/action", b"[" * (2 << 20)))
     assert big.status_code == 413 and big.json()["error_code"] == "IMG.0001"
+
+
+def test_image_quota_through_the_sdk(api: Api) -> None:
+    mine = api.client(api.alpha).show_image_quota(m.ShowImageQuotaRequest()).quotas.resources
+    theirs = api.client(api.beta).show_image_quota(m.ShowImageQuotaRequest()).quotas.resources
+    with api.services.db.connect() as conn:
+        held = conn.execute(select(func.count()).select_from(images).where(
+            images.c.project_id == api.alpha.project_id)).scalar_one()
+    assert [(q.type, q.used, q.quota) for q in mine] == [("image", held, 50)]  # the default
+    assert [(q.type, q.used) for q in theirs] == [("image", 0)]  # per project

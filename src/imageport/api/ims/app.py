@@ -20,6 +20,7 @@ path                                                  method  view
 /v2/schemas/image, /v2/schemas/images                  GET     Glance schemas
 /v1/cloudimages/{image_id}/upload                      PUT     register a file (native job)
 /v1/cloudimages/os_version                             GET     the __os_version list
+/v1/cloudimages/quota                                  GET     the image quota and its use
 /v1/{project_id}/jobs/{job_id}                         GET     show a job
 /v1/cloudimages/job/{job_id}                           GET     job progress
 /v1/cloudimages/job/{job_id}/cancel                    POST    cancel a job (ours)
@@ -62,6 +63,7 @@ _TABLE: list[tuple[str, str, View]] = [
     ("/v2/schemas/image", "GET", gv.image_schema),
     ("/v2/schemas/images", "GET", gv.images_schema),
     ("/v1/cloudimages/os_version", "GET", iv.list_os_versions),
+    ("/v1/cloudimages/quota", "GET", iv.show_image_quota),
     ("/v1/cloudimages/{image_id}/upload", "PUT", iv.register_image),
     ("/v1/cloudimages/job/{job_id}", "GET", jv.job_progress),
     ("/v1/cloudimages/job/{job_id}/cancel", "POST", jv.cancel_job),

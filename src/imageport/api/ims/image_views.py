@@ -80,6 +80,11 @@ def register_image(services: Services, call: Call) -> Response:
         services, call.project_id, call.path_params["image_id"], call.json())})
 
 
+def show_image_quota(services: Services, call: Call) -> Response:
+    """GET /v1/cloudimages/quota: the project's image quota and how much of it is used."""
+    return JSONResponse(image_queries.image_quota_document(services, call.project_id))
+
+
 def list_os_versions(services: Services, call: Call) -> Response:
     """GET /v1/cloudimages/os_version: the ``__os_version`` list by platform."""
     return JSONResponse(os_version_document())
