@@ -24,6 +24,11 @@ from imageport.service.projects import create_project
 
 BUCKET = "images"
 
+#: root's password hash (sha512-crypt): an uninitialized image (the Glance and ``/v1/.../upload``
+#: paths register one) must let root log in at the console (IMG-ROOT-PASSWORD).
+ROOT_SHADOW = ("root:$6$imageport0$cbgZQAkYcvwTPGd6fnM2.LNvgcKZ7ejlXDeihTw8iK2jB/BW07lQwti."
+               "sd2MSI/L3Zi03A8hZqTXHoGJdc.wY0:19700:0:99999:7:::\n")
+
 
 def good_raw() -> Path:
     """The cloud-ready synthetic Debian 12 guest (raw, 128 MiB, passes every rule)."""
@@ -37,6 +42,19 @@ def good_image(fmt: str) -> Path:
     if not final.exists():
         tmp = final.with_name(final.name + ".tmp")
         builders.qemu_img("convert", "-f", "raw", "-O", fmt, str(raw), str(tmp))
+        tmp.replace(final)
+    return final
+
+
+def console_ready_qcow2() -> Path:
+    """The cloud-ready guest with a root password (fit for an uninitialized image), as qcow2
+    (about 2 MiB, cached)."""
+    final = builders.cached("glance-guest.qcow2")
+    if not final.exists():
+        raw = gf.build_guest("glance", root={**gf.CLOUD_READY, "etc/shadow": ROOT_SHADOW},
+                             boot={"grub/grub.cfg": gf.READY_GRUB_CFG})
+        tmp = final.with_name(final.name + ".tmp")
+        builders.qemu_img("convert", "-f", "raw", "-O", "qcow2", str(raw), str(tmp))
         tmp.replace(final)
     return final
 

@@ -26,7 +26,7 @@ from glanceclient import exc as glance_exc
 from sqlalchemy import select
 
 import builders
-import guest_fixtures
+import import_fixtures
 import server_process
 import service_fixtures
 from imageport.adapters.db.schema import jobs
@@ -36,28 +36,11 @@ from imageport.service.context import Services
 from imageport.service.import_job import run_job
 from imageport.service.projects import create_key, create_project
 
-#: root's password hash (sha512-crypt): an uninitialized image must let root log in at the
-#: console (IMG-ROOT-PASSWORD), which is what the Glance path registers.
-ROOT_SHADOW = ("root:$6$imageport0$cbgZQAkYcvwTPGd6fnM2.LNvgcKZ7ejlXDeihTw8iK2jB/BW07lQwti."
-               "sd2MSI/L3Zi03A8hZqTXHoGJdc.wY0:19700:0:99999:7:::\n")
-
-
-def _qcow2(raw: Path, name: str) -> Path:
-    target = builders.cached(name)
-    if not target.exists():
-        tmp = target.with_suffix(".tmp")
-        builders.qemu_img("convert", "-f", "raw", "-O", "qcow2", str(raw), str(tmp))
-        tmp.replace(target)
-    return target
-
 
 @pytest.fixture(scope="module")
 def guest() -> Path:
     """The cloud-ready synthetic Debian guest with a root password, as qcow2 (about 2 MiB)."""
-    raw = guest_fixtures.build_guest(
-        "glance", root={**guest_fixtures.CLOUD_READY, "etc/shadow": ROOT_SHADOW},
-        boot={"grub/grub.cfg": guest_fixtures.READY_GRUB_CFG})
-    return _qcow2(raw, "glance-guest.qcow2")
+    return import_fixtures.console_ready_qcow2()
 
 
 @pytest.fixture(scope="module")
