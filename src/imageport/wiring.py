@@ -18,7 +18,7 @@ from imageport.adapters.job_queue import ThreadJobQueue
 from imageport.adapters.objectstore.local import LocalObjectStore
 from imageport.adapters.qemu_img import QemuImgConverter
 from imageport.service.context import Services
-from imageport.service.import_job import run_job
+from imageport.service.job_runner import run_job
 from imageport.settings import Settings
 
 log = logging.getLogger("imageport.jobs")

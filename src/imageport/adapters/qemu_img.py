@@ -10,6 +10,13 @@ writable option is ever passed. Progress comes from ``-p`` (``(12.34/100%)``).
 Formats qemu-img cannot read (``zvhd``, ``zvhd2``) are first written as raw by imageport's own
 readers (:mod:`imageport.worker.to_raw`, also a limited worker), then converted from raw.
 
+Export (:meth:`QemuImgConverter.export`, for :mod:`imageport.service.export_job`) writes the
+formats clouds import, with the same discipline: qcow2 and raw as above; VHD as qemu's ``vpc``
+``subformat=dynamic,force_size=on`` (the footer keeps the exact virtual size instead of rounding
+it to a CHS geometry); VMDK as ``subformat=streamOptimized`` (the single-file, compressed
+variant clouds and OVF tools import); ZVHD and ZVHD2 by imageport's own writer in a limited
+worker (:mod:`imageport.worker.to_zvhd`), which also pins the source format.
+
 The caller gives a target path in scratch space and moves the finished file into place.
 """
 
@@ -19,7 +26,7 @@ import contextlib
 import json
 import re
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from imageport.rules.base import CheckOptions
@@ -36,6 +43,14 @@ QEMU_DRIVERS = {
 OWN_READER_FORMATS = ("zvhd", "zvhd2")
 #: Formats qemu-img writes for us.
 TARGET_FORMATS = ("qcow2", "raw")
+#: Export formats qemu-img writes: our name -> (its driver, its creation options).
+EXPORT_TARGETS: dict[str, tuple[str, tuple[str, ...]]] = {
+    "qcow2": ("qcow2", ()), "raw": ("raw", ()),
+    "vhd": ("vpc", ("-o", "subformat=dynamic,force_size=on")),
+    "vmdk": ("vmdk", ("-o", "subformat=streamOptimized")),
+}
+#: Export formats imageport's own writer produces.
+OWN_WRITER_FORMATS = ("zvhd", "zvhd2")
 _PROGRESS = re.compile(rb"\((\d+(?:\.\d+)?)/100%\)")
 
 
@@ -139,9 +154,48 @@ class QemuImgConverter:
             with contextlib.suppress(FileNotFoundError):
                 stage.unlink()
 
+    def export(
+        self,
+        source: Path,
+        source_format: str,
+        target: Path,
+        target_format: str,
+        *,
+        progress: Callable[[float], None],
+        cancelled: Callable[[], bool],
+    ) -> None:
+        """Write ``target`` in export format ``target_format`` (a key of
+        :data:`EXPORT_TARGETS` or one of :data:`OWN_WRITER_FORMATS`) from the stored image
+        ``source`` (see the module docstring)."""
+        if target_format in OWN_WRITER_FORMATS:
+            command = python_command("imageport.worker.to_zvhd", str(source), source_format,
+                                     str(target), target_format)
+            run_limited(command, self.limits, name=f"the {target_format} writer",
+                        cancelled=cancelled, on_stdout=_progress_lines(progress))
+            progress(100.0)
+            return
+        if target_format not in EXPORT_TARGETS:
+            raise WorkerError(f"cannot export images as {target_format!r}")
+        driver, options = EXPORT_TARGETS[target_format]
+        if source_format in QEMU_DRIVERS:
+            self._qemu_convert(source, QEMU_DRIVERS[source_format], target, driver, progress,
+                               cancelled, options)
+            return
+        if source_format not in OWN_READER_FORMATS:
+            raise WorkerError(f"no converter reads the {source_format!r} format")
+        stage = target.with_name(target.name + ".raw")
+        try:
+            self._own_to_raw(source, stage, lambda p: progress(p / 2), cancelled)
+            self._qemu_convert(stage, "raw", target, driver, lambda p: progress(50 + p / 2),
+                               cancelled, options)
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                stage.unlink()
+
     def _qemu_convert(self, source: Path, driver: str, target: Path, target_format: str,
-                      progress: Callable[[float], None], cancelled: Callable[[], bool]) -> None:
-        command = [self.qemu_img, "convert", "-p", "-f", driver, "-O", target_format]
+                      progress: Callable[[float], None], cancelled: Callable[[], bool],
+                      options: Sequence[str] = ()) -> None:
+        command = [self.qemu_img, "convert", "-p", "-f", driver, "-O", target_format, *options]
         if self.rate_limit:
             command += ["-r", str(self.rate_limit)]
         command += [source_spec(source, driver), str(target)]
@@ -151,18 +205,24 @@ class QemuImgConverter:
 
     def _own_to_raw(self, source: Path, target: Path, progress: Callable[[float], None],
                     cancelled: Callable[[], bool]) -> None:
-        pending = b""
-
-        def on_stdout(chunk: bytes) -> None:
-            nonlocal pending
-            pending += chunk
-            *lines, pending = pending.split(b"\n")
-            for line in lines[-1:]:
-                parts = line.split()
-                if len(parts) == 3 and parts[0] == b"progress" and int(parts[2]) > 0:
-                    progress(100.0 * int(parts[1]) / int(parts[2]))
-
         command = python_command("imageport.worker.to_raw", str(source), str(target))
         run_limited(command, self.limits, name="the raw converter", cancelled=cancelled,
-                    on_stdout=on_stdout)
+                    on_stdout=_progress_lines(progress))
         progress(100.0)
+
+
+def _progress_lines(progress: Callable[[float], None]) -> Callable[[bytes], None]:
+    """A stdout reader feeding our workers' ``progress DONE TOTAL`` lines to ``progress``
+    (0..100)."""
+    pending = b""
+
+    def on_stdout(chunk: bytes) -> None:
+        nonlocal pending
+        pending += chunk
+        *lines, pending = pending.split(b"\n")
+        for line in lines[-1:]:
+            parts = line.split()
+            if len(parts) == 3 and parts[0] == b"progress" and int(parts[2]) > 0:
+                progress(100.0 * int(parts[1]) / int(parts[2]))
+
+    return on_stdout

@@ -12,6 +12,7 @@
                              [--architecture x86|arm] [--firmware bios|uefi] [--description D]
                              [--wait [--timeout S]] [--json]
     imageport image ls [--json] | show ID [--json] | rm ID
+    imageport image export ID BUCKET/KEY [--format F | --quick] [--wait]   # (cli/export.py)
     imageport job show ID [--json] | wait ID [--timeout S] [--interval S]
 
 Every command takes ``--endpoint``, ``--s3-endpoint``, ``--access-key``, ``--secret-key``,
@@ -135,6 +136,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     irm = icmd.add_parser("rm", parents=common, help="delete an image")
     irm.add_argument("id")
     irm.set_defaults(func=_image_rm)
+    from imageport.cli import export
+
+    export.add_parser(icmd, common)
 
     job = sub.add_parser("job", help="show or wait for an import job")
     jcmd = job.add_subparsers(dest="job_command", required=True, metavar="ACTION")

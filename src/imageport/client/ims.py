@@ -107,6 +107,16 @@ class ImsClient:
         path = f"/v1/cloudimages/{quote(image_id, safe='')}/upload"
         return _job_id(self._call("PUT", path, {"image_url": image_url}))
 
+    def export_image(self, image_id: str, bucket_url: str, file_format: str | None,
+                     quick: bool = False) -> str:
+        """``POST /v1/cloudimages/{id}/file`` to ``bucket:key`` (``file_format`` None: a quick
+        export's stored format): the job id."""
+        body: dict[str, object] = {"bucket_url": bucket_url, "is_quick_export": quick}
+        if file_format is not None:
+            body["file_format"] = file_format
+        return _job_id(self._call("POST", f"/v1/cloudimages/{quote(image_id, safe='')}/file",
+                                  body))
+
     # images
     def list_images(self, **filters: str | int) -> Iterator[dict[str, Any]]:
         """Every private image (``GET /v2/cloudimages``, page by page with ``marker``)."""

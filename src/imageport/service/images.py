@@ -193,7 +193,8 @@ def check_accepts_data(conn: Connection, services: Services, row: Any) -> None:
                        "the image")
 
 
-def _insert_image(conn: Connection, values: dict[str, object]) -> None:
+def insert_image_row(conn: Connection, values: dict[str, object]) -> None:
+    """Insert an image row; IMG.0009 when a concurrent request took its name (or id) first."""
     try:
         with conn.begin_nested():
             conn.execute(insert(images).values(**values))
@@ -225,7 +226,7 @@ def create_image_from_file(services: Services, project_id: str, body: object, *,
     with services.db.begin() as conn:
         v.check_unique_name(conn, project_id, request.name)
         v.check_quota(conn, project_id, services.settings.image_quota)
-        _insert_image(conn, dict(
+        insert_image_row(conn, dict(
             id=image_id, project_id=project_id, name=request.name, status="queued",
             visibility="private", protected=False, container_format="bare", disk_format=None,
             min_disk=request.min_disk, min_ram=request.min_ram, max_ram=request.max_ram,
@@ -285,7 +286,7 @@ def create_glance_image(services: Services, project_id: str, body: object) -> Im
         v.check_quota(conn, project_id, services.settings.image_quota)
         if conn.execute(select(images.c.id).where(images.c.id == image_id)).first():
             raise Conflict("IMG.0009", f"an image with id {image_id} already exists")
-        _insert_image(conn, dict(
+        insert_image_row(conn, dict(
             id=image_id, project_id=project_id, name=name, status="queued",
             visibility="private",
             protected=v.check_bool(doc.get("protected"), "protected"),
@@ -358,6 +359,7 @@ __all__ = [
     "create_glance_image",
     "create_image_from_file",
     "delete_image",
+    "insert_image_row",
     "native_job_params",
     "parse_import_request",
     "quick_import",

@@ -35,15 +35,12 @@ only moves files and hashes them. Every way out ends the job: a rule failure, a 
 from __future__ import annotations
 
 import concurrent.futures
-import contextlib
 import dataclasses
-import errno
 import hashlib
 import logging
 import os
 import re
-import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 
 from imageport import metrics
@@ -54,13 +51,13 @@ from imageport.service import job_state as state
 from imageport.service import staging
 from imageport.service.clock import new_id
 from imageport.service.context import Services
+from imageport.service.file_links import link_or_copy
 from imageport.service.image_properties import BITMAP_FILE, active_image_values
 from imageport.service.image_worker import (
     ImageInspection,
     ImageWorker,
-    WorkerCancelledError,
-    WorkerError,
 )
+from imageport.service.job_run import activate, run_to_end
 from imageport.service.job_source import (
     Fetched,
     JobCancelledError,
@@ -68,7 +65,6 @@ from imageport.service.job_source import (
     fetch,
     source_name,
 )
-from imageport.source import data_segments
 
 log = logging.getLogger(__name__)
 
@@ -76,9 +72,6 @@ log = logging.getLogger(__name__)
 QUICK_FORMATS = ("raw", "zvhd2")
 HASH_CHUNK = 8 << 20
 _SHA256_HEX = re.compile(r"[0-9a-f]{64}")
-#: errno values of a hard link the filesystem cannot make (another filesystem, no links,
-#: too many links): the quick-import job copies the file instead.
-_CANNOT_LINK = frozenset({errno.EXDEV, errno.EPERM, errno.EMLINK, errno.ENOTSUP})
 
 
 def run_job(services: Services, job_id: str) -> None:
@@ -86,41 +79,15 @@ def run_job(services: Services, job_id: str) -> None:
     job = state.claim(services, job_id)
     if job is None:
         return
-    started = time.monotonic()
     progress = state.Progress(services, job.id, state.QUICK_PHASES
                               if job.params.quick_import else state.PHASES)
-    scratch: list[Path] = []
-    status = "FAIL"
-    try:
+
+    def work(scratch: list[Path]) -> bool:
         _run_phases(services, job, progress, scratch)
-        status = "SUCCESS"
-    except JobFailedError as exc:
-        _end_failed(services, job, exc.code, exc.reason, exc.report)
-    except (JobCancelledError, WorkerCancelledError):
-        _end_failed(services, job, state.CANCELLED, "the job was cancelled at the user's request")
-    except WorkerError as exc:
-        _end_failed(services, job, state.INTERNAL, exc.reason)
-    except Exception as exc:  # never leave a job RUNNING
-        log.exception("job %s: unexpected error", job.id)
-        _end_failed(services, job, state.INTERNAL,
-                    f"internal error while importing: {type(exc).__name__}: {exc}")
-    finally:
-        staging.remove(services.settings, job.params.staged)
-        for path in scratch:
-            with contextlib.suppress(OSError):
-                path.unlink(missing_ok=True)
-        metrics.JOBS_FINISHED.labels(job.job_type, status).inc()
-        metrics.JOB_SECONDS.labels(job.job_type).observe(time.monotonic() - started)
+        return True
 
-
-def _end_failed(services: Services, job: state.ClaimedJob, code: str, reason: str,
-                report: object = None) -> None:
-    try:
-        state.fail(services, job.id, job.image_id, code, reason,
-                   report if isinstance(report, dict) else None)
-    except Exception:
-        # the database is unreachable: start-up recovery will end or restart the job
-        log.exception("job %s: cannot record its failure (%s: %s)", job.id, code, reason)
+    run_to_end(services, job, "importing", work,
+               finally_=lambda: staging.remove(services.settings, job.params.staged))
 
 
 def _run_phases(services: Services, job: state.ClaimedJob, progress: state.Progress,
@@ -275,38 +242,6 @@ def _convert(services: Services, worker: ImageWorker, job: state.ClaimedJob, sou
     return target, fmt
 
 
-def copy_file(source: Path, target: Path, progress: Callable[[int], None],
-              cancelled: Callable[[], bool]) -> None:
-    """Copy ``source`` to a new ``target``, keeping its holes (only the extents that hold data
-    are copied, so a 1 TiB sparse RAW costs its allocated bytes), with ``copy_file_range`` (a
-    reflink or an in-kernel copy where the filesystem offers one), in steps that report
-    progress (bytes of the source passed) and honour cancel."""
-    step = 256 << 20
-    with open(source, "rb") as src, open(target, "xb") as dst:
-        size = os.fstat(src.fileno()).st_size
-        for start, end in data_segments(src.fileno(), 0, size):
-            done = start
-            while done < end:
-                if cancelled():
-                    raise JobCancelledError
-                try:
-                    n = os.copy_file_range(src.fileno(), dst.fileno(), min(step, end - done),
-                                           done, done)
-                except OSError:
-                    n = 0
-                if n <= 0:  # not supported here: copy in user space
-                    chunk = os.pread(src.fileno(), min(HASH_CHUNK, end - done), done)
-                    if not chunk:
-                        raise JobFailedError(state.SOURCE_CHANGED,
-                                             "the file shrank while copied")
-                    n = os.pwrite(dst.fileno(), chunk, done)
-                done += n
-                progress(done)
-        dst.truncate(size)
-        os.fsync(dst.fileno())
-        progress(size)
-
-
 def _hash_file(path: Path, progress: state.Progress) -> tuple[str, int]:
     """sha256 and size of ``path``, fsynced (the file is about to become the image)."""
     digest = hashlib.sha256()
@@ -369,17 +304,11 @@ def _place_as_is(services: Services, source: Path, inspection: ImageInspection,
     images_dir.mkdir(parents=True, exist_ok=True)
     target = images_dir / f".job-{new_id()}.{inspection.format}"
     scratch.append(target)
-    try:
-        os.link(source, target)
-        return target
-    except OSError as exc:
-        if exc.errno not in _CANNOT_LINK:
-            raise
-        log.info("cannot hard-link %s into %s (%s): copying it", source, images_dir,
-                 exc.strerror)
-    copy_file(source, target, lambda done: progress.update(done / max(1, size), done, size),
-              progress.cancelled)
-    metrics.BYTES_PROCESSED.labels("convert").inc(size)
+    linked = link_or_copy(source, target,
+                          lambda done: progress.update(done / max(1, size), done, size),
+                          progress.cancelled)
+    if not linked:
+        metrics.BYTES_PROCESSED.labels("convert").inc(size)
     return target
 
 
@@ -418,13 +347,4 @@ def _store(services: Services, job: state.ClaimedJob, output: Path, disk_format:
         registered_properties=getattr(registered, "properties", None) or {},
         inspection=inspection, disk_format=disk_format, size=size, checksum=checksum,
         blob=blob, extra_properties=extra_properties)
-    try:
-        stored = state.succeed(services, job.id, job.image_id, values)
-    except BaseException:
-        final.unlink(missing_ok=True)
-        raise
-    if not stored:
-        final.unlink(missing_ok=True)
-        if progress.cancelled():
-            raise JobCancelledError
-        raise JobFailedError(state.INTERNAL, "the image or its job changed while it was stored")
+    activate(services, job, final, values)

@@ -8,7 +8,9 @@ Called once by the server before the job queue starts. In order:
 3. jobs left RUNNING go back to INIT and their image from ``saving`` to ``queued``, unless the
    job has already been started :data:`MAX_ATTEMPTS` times: then it FAILs ("server restarted
    3 times during this job") and its image is killed, so a file that crashes the server cannot
-   do it forever;
+   do it forever. This holds for every job type: an interrupted export job
+   (:mod:`.export_job`) starts again from its image's stored file (its partial output was in
+   ``tmp_dir``, and no object was committed), and its image, active, is left as it is;
 4. any image still ``saving`` without a live job is killed (no image stays ``saving``);
 5. remove object and part files that no object or part record points at (a crash between a
    staged body's rename and its commit, or during an abort);

@@ -65,6 +65,8 @@ MAX_RAM_MB = 1024 * 1024
 """Largest ``min_ram``/``max_ram`` (MB, 1 TiB)."""
 MAX_TAGS = 10
 """Most tags an image may carry (the vendor's limit)."""
+MAX_TAG_KEY = 36
+MAX_TAG_VALUE = 43
 MAX_GLANCE_TAG = 255
 
 _NAME = re.compile(r"[A-Za-z0-9._\- ]+")
@@ -227,19 +229,20 @@ def check_description(value: object) -> str:
 
 # -- the file -------------------------------------------------------------------------------------
 
-def check_image_url(value: object) -> ImageUrl:
+def check_image_url(value: object, field: str = "image_url") -> ImageUrl:
     """``"bucket:key"`` (IMG.0017), a valid bucket name (IMG.0109), a key naming a file whose
-    folder and file names have no spaces (IMG.0175)."""
+    folder and file names have no spaces (IMG.0175). ``field``: the body field messages name
+    (``bucket_url`` for an export)."""
     if value is None or value == "":
-        raise RequestInvalid("IMG.0017", "image_url is required, as \"bucket:key\"")
+        raise RequestInvalid("IMG.0017", f"{field} is required, as \"bucket:key\"")
     if not isinstance(value, str) or ":" not in value:
-        raise RequestInvalid("IMG.0017", "image_url must be \"bucket:key\"")
+        raise RequestInvalid("IMG.0017", f"{field} must be \"bucket:key\"")
     bucket, _, key = value.partition(":")
     if not bucket or not key or key.endswith("/") or len(key) > MAX_KEY:
         raise RequestInvalid("IMG.0017",
-                             f"image_url {value[:80]!r} must name a bucket and a file in it")
+                             f"{field} {value[:80]!r} must name a bucket and a file in it")
     if _CONTROL.search(key):
-        raise RequestInvalid("IMG.0017", "image_url contains a control character")
+        raise RequestInvalid("IMG.0017", f"{field} contains a control character")
     if not _BUCKET.fullmatch(bucket) or ".." in bucket:
         raise RequestInvalid("IMG.0109", f"bucket name {bucket[:64]!r} is not valid")
     if " " in key:
@@ -384,15 +387,19 @@ def check_tags(tags: object, image_tags: object) -> list[str]:
         raise RequestInvalid("IMG.0001", "image_tags must be a list of {\"key\",\"value\"}")
     if len(pairs) > MAX_TAGS:
         raise RequestInvalid("IMG.0001", f"at most {MAX_TAGS} tags")
-    out: list[str] = []
-    for key, val in pairs:
-        if not isinstance(key, str) or not _TAG_PART.fullmatch(key) or len(key) > 36:
-            raise RequestInvalid("IMG.0001", "a tag key is 1-36 letters, digits, '_' or '-'")
-        if not isinstance(val, str) or len(val) > 43 or (val and not _TAG_PART.fullmatch(val)):
-            raise RequestInvalid("IMG.0001",
-                                 f"tag {key!r}: a value is 0-43 letters, digits, '_' or '-'")
-        out.append(f"{key}={val}")
-    return out
+    return [check_tag(key, val) for key, val in pairs]
+
+
+def check_tag(key: object, value: object) -> str:
+    """One key/value tag as the stored ``"key=value"`` string: key 1-36, value 0-43 characters
+    of ``A-Za-z0-9_-`` (IMG.0001)."""
+    if not isinstance(key, str) or not _TAG_PART.fullmatch(key) or len(key) > MAX_TAG_KEY:
+        raise RequestInvalid("IMG.0001", "a tag key is 1-36 letters, digits, '_' or '-'")
+    if (not isinstance(value, str) or len(value) > MAX_TAG_VALUE
+            or (value and not _TAG_PART.fullmatch(value))):
+        raise RequestInvalid("IMG.0001",
+                             f"tag {key!r}: a value is 0-43 letters, digits, '_' or '-'")
+    return f"{key}={value}"
 
 
 def check_glance_tags(value: object) -> list[str]:

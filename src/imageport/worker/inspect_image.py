@@ -16,12 +16,11 @@ bad arguments; 1 when the file cannot be read at all (the reason on stderr).
 from __future__ import annotations
 
 import json
-import os
 import sys
 from typing import Any
 
-EXIT_MEMORY = 3
-_MEMORY_MESSAGE = b"imageport worker: MemoryError: out of memory (address-space limit)\n"
+from imageport.worker.protocol import run_main
+
 _64_BIT = {"x86_64", "aarch64", "ppc64", "ppc64le", "s390x", "riscv64", "loongarch64", "mips64"}
 
 
@@ -118,12 +117,7 @@ def main(argv: list[str]) -> int:
 
 def run() -> None:
     """Run :func:`main`, turning an exhausted address space into exit status 3."""
-    try:
-        code = main(sys.argv[1:])
-    except MemoryError:
-        os.write(2, _MEMORY_MESSAGE)
-        os._exit(EXIT_MEMORY)
-    sys.exit(code)
+    run_main(main)
 
 
 if __name__ == "__main__":

@@ -10,11 +10,9 @@ stderr); 3 memory ran out.
 
 from __future__ import annotations
 
-import os
 import sys
-import time
 
-EXIT_MEMORY = 3
+from imageport.worker.protocol import progress_printer, run_main
 
 
 def main(argv: list[str]) -> int:
@@ -24,15 +22,7 @@ def main(argv: list[str]) -> int:
     from imageport.errors import ImageportError
     from imageport.service.convert import convert_to_raw
 
-    last = 0.0
-
-    def progress(done: int, total: int) -> None:
-        nonlocal last
-        now = time.monotonic()
-        if now - last >= 0.1 or done == total:
-            last = now
-            sys.stdout.write(f"progress {done} {total}\n")
-            sys.stdout.flush()
+    progress = progress_printer()
 
     try:
         convert_to_raw(argv[0], argv[1], progress)
@@ -43,12 +33,7 @@ def main(argv: list[str]) -> int:
 
 
 def run() -> None:
-    try:
-        code = main(sys.argv[1:])
-    except MemoryError:
-        os.write(2, b"imageport worker: MemoryError: out of memory (address-space limit)\n")
-        os._exit(EXIT_MEMORY)
-    sys.exit(code)
+    run_main(main)
 
 
 if __name__ == "__main__":

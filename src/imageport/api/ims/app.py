@@ -19,11 +19,19 @@ path                                                  method  view
 /v2/info/import                                        GET     import methods (glance-direct)
 /v2/schemas/image, /v2/schemas/images                  GET     Glance schemas
 /v1/cloudimages/{image_id}/upload                      PUT     register a file (native job)
+/v1/cloudimages/{image_id}/file                        POST    export to a bucket (job)
 /v1/cloudimages/os_version                             GET     the __os_version list
 /v1/cloudimages/quota                                  GET     the image quota and its use
 /v1/{project_id}/jobs/{job_id}                         GET     show a job
 /v1/cloudimages/job/{job_id}                           GET     job progress
 /v1/cloudimages/job/{job_id}/cancel                    POST    cancel a job (ours)
+/v1/cloudimages/{image_id}/copy                        POST    copy in the region (job)
+/v2/{project_id}/images/tags                           GET     every tag key and its values
+/v2/{project_id}/images/resource_instances/action      POST    filter or count images by tag
+/v2/{project_id}/images/{image_id}/tags                POST    add or replace a tag (204)
+/v2/{project_id}/images/{image_id}/tags                GET     an image's tags
+/v2/{project_id}/images/{image_id}/tags/action         POST    add or delete tags (204)
+/v2/{project_id}/images/{image_id}/tags/{key}          DELETE  delete a tag (204)
 ===================================================== ======= ===============================
 
 plus :data:`imageport.api.iam.ROUTES` (the token endpoint) and, unauthenticated as in Glance,
@@ -38,9 +46,11 @@ from starlette.exceptions import HTTPException
 from starlette.routing import BaseRoute, Route
 
 from imageport.api import iam
+from imageport.api.ims import export_views as ev
 from imageport.api.ims import glance_views as gv
 from imageport.api.ims import image_views as iv
 from imageport.api.ims import job_views as jv
+from imageport.api.ims import tag_views as tv
 from imageport.api.ims.errors import http_error
 from imageport.api.ims.incoming import View, endpoint
 from imageport.service.context import Services
@@ -65,9 +75,17 @@ _TABLE: list[tuple[str, str, View]] = [
     ("/v1/cloudimages/os_version", "GET", iv.list_os_versions),
     ("/v1/cloudimages/quota", "GET", iv.show_image_quota),
     ("/v1/cloudimages/{image_id}/upload", "PUT", iv.register_image),
+    ("/v1/cloudimages/{image_id}/file", "POST", ev.export_image),
     ("/v1/cloudimages/job/{job_id}", "GET", jv.job_progress),
     ("/v1/cloudimages/job/{job_id}/cancel", "POST", jv.cancel_job),
     ("/v1/{project_id}/jobs/{job_id}", "GET", jv.show_job),
+    ("/v1/cloudimages/{image_id}/copy", "POST", iv.copy_image),
+    ("/v2/{project_id}/images/tags", "GET", tv.list_project_tags),
+    ("/v2/{project_id}/images/resource_instances/action", "POST", tv.list_images_by_tags),
+    ("/v2/{project_id}/images/{image_id}/tags", "POST", tv.add_image_tag),
+    ("/v2/{project_id}/images/{image_id}/tags", "GET", tv.list_image_tags),
+    ("/v2/{project_id}/images/{image_id}/tags/action", "POST", tv.batch_image_tags),
+    ("/v2/{project_id}/images/{image_id}/tags/{key}", "DELETE", tv.delete_image_tag),
 ]
 
 

@@ -6,7 +6,7 @@ from starlette.responses import JSONResponse, Response
 
 from imageport.api.ims.incoming import Call
 from imageport.api.ims.render import glance_images_document, image_document, images_document
-from imageport.service import image_queries, image_updates, images
+from imageport.service import image_copy, image_queries, image_updates, images
 from imageport.service.context import Services
 from imageport.service.errors import RequestInvalid
 from imageport.service.os_versions import os_version_document
@@ -89,6 +89,13 @@ def list_os_versions(services: Services, call: Call) -> Response:
     """GET /v1/cloudimages/os_version: the ``__os_version`` list by platform."""
     return JSONResponse(os_version_document())
 
+
+
+def copy_image(services: Services, call: Call) -> Response:
+    """POST /v1/cloudimages/{image_id}/copy ``{"name", "description"?, ...}``: ``{"job_id"}``
+    (job ``imsCopyImageInRegionJob``)."""
+    return JSONResponse({"job_id": image_copy.copy_image(
+        services, call.project_id, call.path_params["image_id"], call.json())})
 
 def _patch_body(call: Call) -> object:
     media = call.content_type.split(";", 1)[0].strip().lower()

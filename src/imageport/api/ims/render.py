@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from urllib.parse import urlencode
 
+from imageport.service.exports import EXPORT_JOB, export_entities
 from imageport.service.image_queries import ImagePage
 from imageport.service.image_records import ImageRecord, JobRecord
 
@@ -73,7 +74,8 @@ def glance_images_document(page: ImagePage, query: Sequence[tuple[str, str]]) ->
 
 def job_document(job: JobRecord, *, progress: bool = False) -> dict[str, object]:
     """``GET /v1/{project_id}/jobs/{id}`` (and with ``progress``, ``GET
-    /v1/cloudimages/job/{id}``, whose entities add ``subJobId`` and the byte counts)."""
+    /v1/cloudimages/job/{id}``, whose entities add ``subJobId`` and the byte counts). An export
+    job's entities also name the object (:func:`imageport.service.exports.export_entities`)."""
     entities: dict[str, object] = {
         "image_id": job.image_id,
         "image_name": job.image_name,
@@ -82,6 +84,8 @@ def job_document(job: JobRecord, *, progress: bool = False) -> dict[str, object]
     }
     if progress:
         entities.update(subJobId=None, bytes_done=job.bytes_done, bytes_total=job.bytes_total)
+    if job.job_type == EXPORT_JOB:
+        entities.update(export_entities(job.params))
     return {
         "job_id": job.id,
         "job_type": job.job_type,
