@@ -332,9 +332,11 @@ def delete_image(services: Services, project_id: str, image_id: str, body: objec
         v.check_bool(doc.get("delete_backup"), "delete_backup")
     with services.db.begin() as conn:
         row = image_row(conn, project_id, image_id)
-        if running_job_of(conn, image_id) is not None:
-            raise RequestInvalid("IMG.0090", f"image {image_id} is still being created; "
-                                 "cancel its job or wait for it to end")
+        busy = running_job_of(conn, image_id)
+        if busy is not None:
+            raise RequestInvalid("IMG.0090", f"image {image_id} has a job in progress "
+                                 f"({busy.id}: an import, export or copy); cancel it or wait "
+                                 "for it to end")
         if row.protected:
             raise Forbidden("IMG.PROTECTED", f"image {image_id} is protected; set protected "
                             "to false first")
