@@ -244,3 +244,27 @@ def test_both_kinds_of_query_auth_are_refused() -> None:
         detect_query_scheme(v4.raw_query + "&" + v2.raw_query)
     assert err.value.code == "InvalidArgument"
     assert detect_query_scheme("list-type=2&prefix=Signature") is None
+
+
+def test_sigv4_unsigned_amz_headers_are_refused() -> None:
+    """The holder of a presigned PUT may not add an unsigned ``x-amz-copy-source`` (turning
+    the upload into a copy of another object) or any other x-amz-/x-obs- header, as S3 says."""
+    signed = _v4_signed("PUT", "/images/upload.img")
+    assert sigv4_query.verify(signed, secret_for, now()) == AK
+    for name in ("x-amz-copy-source", "x-obs-copy-source", "x-amz-meta-owner"):
+        added = {**signed.headers, name: "images/private.img"}
+        code, message = _error(sigv4_query.verify, dataclasses.replace(signed, headers=added))
+        assert code == "AccessDenied" and name in message
+    meta = {"x-amz-meta-owner": "me"}
+    with_meta = _v4_signed("PUT", "/images/upload.img", headers=meta)
+    assert sigv4_query.verify(with_meta, secret_for, now()) == AK
+
+
+def test_v2_encoded_sub_resource_names_are_signed() -> None:
+    """``part%4Eumber`` is ``partNumber`` to the API: it must be part of the signed resource,
+    or a presigned PUT of an object could upload a part of another upload of it."""
+    signed = _v2_signed("PUT", "/images/upload.img")
+    assert s3v2.verify_query(signed, secret_for, now()) == AK
+    sneaked = dataclasses.replace(
+        signed, raw_query=signed.raw_query + "&part%4Eumber=1&upload%49d=U-1")
+    assert _code(s3v2.verify_query, sneaked) == "SignatureDoesNotMatch"

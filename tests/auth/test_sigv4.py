@@ -123,6 +123,17 @@ def test_rejections():
             "AuthorizationHeaderMalformed")
 
 
+def test_unsigned_amz_headers_are_refused():
+    """A signed PUT seen on the wire must not become a copy of another object (or gain
+    metadata) by an added, unsigned ``x-amz-*`` header; S3 answers AccessDenied too."""
+    signed = from_aws(_s3_signed(*CASES[3]))
+    for name in ("x-amz-copy-source", "x-amz-meta-owner", "x-obs-storage-class"):
+        added = {**signed.headers, name: "/secrets/key"}
+        assert _code(dataclasses.replace(signed, headers=added)) == "AccessDenied"
+    # headers the signer covered stay fine: botocore signs the x-amz-* headers it sends
+    assert verify(from_aws(_s3_signed(*CASES[1])), secret_for, now()) == AK
+
+
 @settings(max_examples=300, deadline=None)
 @given(auth=st.text(max_size=300), date=st.text(max_size=40), path=st.text(max_size=40),
        query=st.text(max_size=40), sha_hdr=st.text(max_size=70))

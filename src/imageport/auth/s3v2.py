@@ -108,9 +108,10 @@ def canonical_resources(
 
 def _sub_resources(request: SignedRequest, prefix: str | None) -> set[str]:
     """``?sub-resources`` as botocore and esdk-obs write them ("" when there are none)."""
+    # Names are decoded as the API decodes them: "upload%49d" is uploadId, and must be signed.
     picked = [
         (k, None if v is None else unquote(v))
-        for k, v in query_items(request.raw_query)
+        for k, v in ((unquote(name), value) for name, value in query_items(request.raw_query))
         if k in SUB_RESOURCES or (prefix is not None and k.startswith(prefix))
     ]
     if not picked:

@@ -23,11 +23,12 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from datetime import UTC, datetime, timedelta
 from urllib.parse import quote, unquote
 
 from imageport.auth.errors import (
+    ACCESS_DENIED,
     CONTENT_SHA256_MISMATCH,
     INVALID_ACCESS_KEY,
     INVALID_ARGUMENT,
@@ -66,6 +67,7 @@ PAYLOAD_MARKERS = frozenset({
     "STREAMING-AWS4-ECDSA-P256-SHA256-PAYLOAD-TRAILER",
 })
 _UNRESERVED = "-_.~"
+_SIGNED_PREFIXES = ("x-amz-", "x-obs-")
 _MAX_SCOPE_PART = 64
 
 
@@ -179,6 +181,20 @@ def signing_key(secret: str, date: str, region: str, service: str) -> bytes:
     return key
 
 
+def check_unsigned_headers(request: SignedRequest, names: Collection[str]) -> None:
+    """Refuse ``x-amz-*`` / ``x-obs-*`` headers the signer did not sign, as S3 does: whoever
+    holds a presigned URL, or sees a signed request go by, must not add ``x-amz-copy-source``
+    (a copy of another object) or metadata. ``x-amz-content-sha256`` is exempt: its value is
+    the payload hash the signature covers."""
+    unsigned = sorted(
+        name for name in request.headers
+        if name.startswith(_SIGNED_PREFIXES) and name != "x-amz-content-sha256"
+        and name not in names)
+    if unsigned:
+        raise SignatureError(ACCESS_DENIED, "There were headers present in the request which "
+                             "were not signed: " + ", ".join(n[:64] for n in unsigned[:8]))
+
+
 def verify(
     request: SignedRequest,
     secret_for: Callable[[str], str | None],
@@ -196,6 +212,7 @@ def verify(
         date, signed_at = amz_date(request)
         if date[:8] != cred.date:
             raise SignatureError(MALFORMED, "Credential date differs from the request date")
+        check_unsigned_headers(request, names)
         secret = secret_for(cred.access_key)
         if secret is None:
             raise SignatureError(INVALID_ACCESS_KEY, "unknown access key")

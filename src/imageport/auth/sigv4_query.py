@@ -15,7 +15,8 @@ payload hash is ``UNSIGNED-PAYLOAD`` unless the request carries ``x-amz-content-
 is handled as in header auth). A URL is valid from ``X-Amz-Date`` minus the allowed clock skew
 until ``X-Amz-Date + X-Amz-Expires`` (1 to 604800 seconds, S3's week). ``X-Amz-Security-Token``
 is refused: this service issues no temporary credentials, so a URL carrying one was signed with
-a key it cannot know.
+a key it cannot know. An ``x-amz-*`` or ``x-obs-*`` header the URL did not sign is refused
+(``AccessDenied``, as S3 answers), so whoever holds the URL cannot add ``x-amz-copy-source``.
 """
 
 from __future__ import annotations
@@ -53,6 +54,7 @@ from imageport.auth.sigv4 import (
     UNSIGNED_PAYLOAD,
     Credential,
     canonical_query,
+    check_unsigned_headers,
     payload_hash,
     signing_key,
     string_to_sign,
@@ -184,6 +186,7 @@ def verify(
         if cred.service != service:
             raise SignatureError(QUERY_MALFORMED, f"X-Amz-Credential service is not {service}")
         check_window(auth, now, max_skew)
+        check_unsigned_headers(request, auth.names)
         secret = secret_for(cred.access_key)
         if secret is None:
             raise SignatureError(INVALID_ACCESS_KEY, "unknown access key")

@@ -41,7 +41,7 @@ from imageport.service.errors import Conflict, RequestInvalid
 from imageport.service.image_records import ImageRecord, image_row
 from imageport.service.images import NATIVE_IMPORT_JOB, check_accepts_data, native_job_params
 from imageport.service.import_source import check_import_offered
-from imageport.service.jobs import insert_job
+from imageport.service.jobs import insert_job, running_job_of
 
 IMPORT_METHODS = ("glance-direct",)
 """Import methods offered by ``POST /v2/images/{id}/import``."""
@@ -164,13 +164,16 @@ def parse_import_method(body: object) -> str:
 
 def import_staged(services: Services, project_id: str, image_id: str, body: object) -> str:
     """``POST /v2/images/{id}/import``: start the import job on the staged data; its id.
-    409 when nothing was staged (or the image is no longer queued)."""
+    409 when nothing was staged (or the image is no longer queued); IMG.0090 when an import
+    job of the image already exists (a repeated import would run the data twice)."""
     parse_import_method(body)
     check_import_offered(services.settings)
     settings = services.settings
     now = time_text(services.clock())
     with services.db.begin() as conn:
         row = image_row(conn, project_id, image_id)
+        if running_job_of(conn, image_id) is not None:  # a second import of the same data
+            raise RequestInvalid("IMG.0090", f"image {image_id} is already being imported")
         if not staging.has_staged(settings, image_id):
             raise Conflict(staging.STATE, f"image {image_id} has no staged data; "
                            "PUT /v2/images/{id}/stage first")

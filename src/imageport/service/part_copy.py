@@ -21,7 +21,7 @@ from typing import BinaryIO
 from imageport.service import storage
 from imageport.service.context import Services
 from imageport.service.errors import RequestInvalid, ServiceError
-from imageport.service.ports import PartInfo, PartTarget, StagedFile
+from imageport.service.ports import ObjectInfo, PartInfo, PartTarget, StagedFile
 
 _RANGE = re.compile(r"^bytes=(\d{1,19})-(\d{1,19})$")
 
@@ -46,17 +46,31 @@ def parse_copy_range(header: str | None, size: int) -> tuple[int, int]:
 def copy_part(services: Services, project_id: str, bucket: str, key: str, upload_id: str,
               number: int, source: tuple[str, str], range_header: str | None) -> PartInfo:
     """Part ``number`` of the upload, copied from ``source`` (bucket, key) or a range of it."""
-    src_bucket, src_key = source
-    origin = storage.head_object(services, project_id, src_bucket, src_key)
-    start, length = parse_copy_range(range_header, origin.size)
     store = services.store
-    target = storage.part_target(services, project_id, bucket, key, upload_id, number, length)
-    try:
-        with store.open_object(src_bucket, src_key) as src:
+    origin, src = _open_source(services, project_id, source)
+    with src:  # the range is checked against the very version being copied
+        start, length = parse_copy_range(range_header, origin.size)
+        target = storage.part_target(services, project_id, bucket, key, upload_id, number,
+                                     length)
+        try:
             staged = _fill(target, src, start, length)
-        return storage.upload_part(services, project_id, bucket, key, upload_id, number, staged)
-    finally:
-        store.release_part_target(target)
+            return storage.upload_part(services, project_id, bucket, key, upload_id, number,
+                                       staged)
+        finally:
+            store.release_part_target(target)
+
+
+def _open_source(services: Services, project_id: str,
+                 source: tuple[str, str]) -> tuple[ObjectInfo, BinaryIO]:
+    """The caller's source object's record and an open file of that same version (a record
+    read apart from the file may be of a version replaced meanwhile)."""
+    src_bucket, src_key = source
+    storage.owned_bucket(services, project_id, src_bucket)
+    opener = getattr(services.store, "open_object_with_info", None)
+    if opener is not None:
+        return opener(src_bucket, src_key)  # type: ignore[no-any-return]
+    info = storage.head_object(services, project_id, src_bucket, src_key)
+    return info, services.store.open_object(src_bucket, src_key)
 
 
 def _fill(target: PartTarget, src: BinaryIO, start: int, length: int) -> StagedFile:

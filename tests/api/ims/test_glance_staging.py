@@ -179,3 +179,15 @@ def test_recovery_keeps_only_data_a_job_will_read(api: Api) -> None:
     assert api.staged_names() == [waiting]
     staging.remove(api.services.settings, waiting)
     staging.remove(api.services.settings, "../../etc/passwd")  # never a path: ignored
+
+
+def test_a_second_import_of_the_same_staged_data_is_refused(api: Api) -> None:
+    image_id = api.create("imported-twice")
+    _stage(api, image_id)
+    first = httpx.post(f"{api.base}/v2/images/{image_id}/import", headers=api.headers(),
+                       json={"method": {"name": "glance-direct"}})
+    assert first.status_code == 202
+    again = httpx.post(f"{api.base}/v2/images/{image_id}/import", headers=api.headers(),
+                       json={"method": {"name": "glance-direct"}})
+    assert again.status_code == 400 and again.json()["error_code"] == "IMG.0090"
+    assert jobs_of(api, image_id) == ["INIT"]
