@@ -96,6 +96,14 @@ def _create(g: Any, name: str, disk_format: str = "qcow2") -> str:
     return str(image["id"])
 
 
+def _bytes_read() -> int:
+    """Bytes this process has read with read(2) and friends so far (``rchar``)."""
+    for line in Path("/proc/self/io").read_text().splitlines():
+        if line.startswith("rchar:"):
+            return int(line.split()[1])
+    raise AssertionError("no rchar in /proc/self/io")
+
+
 def test_glanceclient_upload_download_and_conflict(api: Glance, guest: Path,
                                                    tmp_path: Path) -> None:
     g = api.client()
@@ -117,6 +125,14 @@ def test_glanceclient_upload_download_and_conflict(api: Glance, guest: Path,
         ["qemu-img", "info", "-f", "qcow2", "--output=json", str(stored)],
         capture_output=True, check=True, text=True).stdout)
     assert info["virtual-size"] == image["virtual_size"] and "backing-filename" not in info
+    # HEAD answers the size without sending, or reading, the file (the server runs in this
+    # process: its reads count in our /proc/self/io)
+    read_before = _bytes_read()
+    head = httpx.head(f"{api.base}/v2/images/{image_id}/file",
+                      headers={"X-Auth-Token": api.alpha})
+    assert head.status_code == 200 and head.content == b""
+    assert head.headers["content-length"] == str(stored.stat().st_size)
+    assert _bytes_read() - read_before < stored.stat().st_size // 2
     with open(guest, "rb") as f, pytest.raises(glance_exc.HTTPConflict):
         g.images.upload(image_id, f)
     assert [i["name"] for i in g.images.list()].count("gc-upload") == 1

@@ -17,6 +17,7 @@ from collections.abc import Awaitable, Callable, Iterator
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.types import Receive, Scope, Send
 
 from imageport.api.ims import glance_schema
 from imageport.api.ims.errors import error_response, nested_only, service_error
@@ -122,8 +123,26 @@ def download_image_data(services: Services, call: Call) -> Response:
     except FileNotFoundError:
         return Response(status_code=204)
     size = os.fstat(fd).st_size
-    return StreamingResponse(_OpenFile(fd), media_type=DATA_TYPE,
-                             headers={"Content-Length": str(size)})
+    return _FileResponse(_OpenFile(fd), media_type=DATA_TYPE,
+                         headers={"Content-Length": str(size)})
+
+
+class _FileResponse(StreamingResponse):
+    """The stored file, streamed; a HEAD request gets the headers alone, without the file
+    being read (Starlette answers HEAD on every GET route)."""
+
+    def __init__(self, data: _OpenFile, *, media_type: str, headers: dict[str, str]) -> None:
+        super().__init__(data, media_type=media_type, headers=headers)
+        self._data = data
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope.get("method", "").upper() != "HEAD":
+            await super().__call__(scope, receive, send)
+            return
+        self._data.close()
+        await send({"type": "http.response.start", "status": self.status_code,
+                    "headers": self.raw_headers})
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
 
 
 def image_schema(services: Services, call: Call) -> Response:
