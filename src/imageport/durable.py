@@ -12,6 +12,7 @@ import os
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TypeVar
 
 
 def fsync_dir(path: str | os.PathLike[str]) -> None:
@@ -66,17 +67,26 @@ class AtomicOutput:
             os.unlink(self.tmp)
 
 
+Output = TypeVar("Output", bound=AtomicOutput)
+
+
 @contextlib.contextmanager
-def atomic_output(dst: str | os.PathLike[str], suffix: str = ".part") -> Iterator[AtomicOutput]:
-    """``with atomic_output(dst) as out: os.write(out.fd, ...)``: ``dst`` appears complete when
-    the block ends normally, and not at all when it raises."""
-    out = AtomicOutput(dst, suffix)
+def committed(out: Output) -> Iterator[Output]:
+    """``with committed(out) as out: ...``: commit ``out`` when the block ends normally, discard
+    it when it raises (for :class:`AtomicOutput` subclasses that write their own way)."""
     try:
         yield out
         out.commit()
     except BaseException:
         out.discard()
         raise
+
+
+def atomic_output(dst: str | os.PathLike[str],
+                  suffix: str = ".part") -> contextlib.AbstractContextManager[AtomicOutput]:
+    """``with atomic_output(dst) as out: os.write(out.fd, ...)``: ``dst`` appears complete when
+    the block ends normally, and not at all when it raises."""
+    return committed(AtomicOutput(dst, suffix))
 
 
 @contextlib.contextmanager

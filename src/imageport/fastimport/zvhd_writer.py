@@ -27,10 +27,8 @@ header, so the records concatenate into one valid stream that a stateful reader 
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import os
-import tempfile
 import threading
 import time
 import uuid
@@ -55,6 +53,7 @@ from imageport.disk.zvhd import (
     ZVHD_BLOCK_SIZE,
     ZVHD_COOKIE,
 )
+from imageport.durable import AtomicOutput, committed
 from imageport.errors import ImageportError
 from imageport.fastimport import zvhd_layout as layout
 
@@ -171,21 +170,16 @@ def data_blocks(disk: VirtualDisk, block_size: int) -> Iterator[tuple[int, bytes
 # -- the file -------------------------------------------------------------------------------
 
 
-class _Output:
-    """A temporary file next to ``dst`` that becomes ``dst`` on :meth:`commit`.
+class _Output(AtomicOutput):
+    """An :class:`~imageport.durable.AtomicOutput` written by appending.
 
     Every :data:`_SYNC_EVERY` bytes a background thread flushes what was written so far
     (``fdatasync``, which releases the GIL), so the disk writes overlap the compression and
     the final ``fsync`` before the rename has little left to do.
     """
 
-    def __init__(self, dst: str) -> None:
-        self.dst = dst
-        directory = os.path.dirname(os.path.abspath(dst))
-        self.fd, self.tmp = tempfile.mkstemp(prefix=".imageport-", suffix=".part", dir=directory)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.fchmod(self.fd, 0o666 & ~umask)
+    def __init__(self, dst: str | os.PathLike[str]) -> None:
+        super().__init__(dst)
         self.pos = 0
         self._synced_at = 0
         self._syncer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="zvhd-sync")
@@ -213,28 +207,11 @@ class _Output:
         if self._sync is not None:
             self._sync.result()
         self._syncer.shutdown()
-        os.fsync(self.fd)
-        os.close(self.fd)
-        self.fd = -1
-        os.replace(self.tmp, self.dst)
+        super().commit()
 
     def discard(self) -> None:
         self._syncer.shutdown(wait=True)
-        if self.fd >= 0:
-            os.close(self.fd)
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(self.tmp)
-
-
-@contextlib.contextmanager
-def _output(dst: str | os.PathLike[str]) -> Iterator[_Output]:
-    out = _Output(os.fspath(dst))
-    try:
-        yield out
-        out.commit()
-    except BaseException:
-        out.discard()
-        raise
+        super().discard()
 
 
 def _pipeline(disk: VirtualDisk, block_size: int, workers: int,
@@ -290,7 +267,7 @@ def write_zvhd2(disk: VirtualDisk, dst: str | os.PathLike[str],
     header = layout.footer_area(layout.pack_footer(base))
     blocks, offsets, lengths = array("I"), array("Q"), array("I")
     max_entries = limits.MAX_TABLE_BYTES // layout.INDEX_ENTRY.size
-    with _output(dst) as out:
+    with committed(_Output(dst)) as out:
         out.write(header)
         for number, payload in _pipeline(disk, bs, _workers(opts),
                                          lambda pool, data: pool.submit(compress, data)):
@@ -341,7 +318,7 @@ def write_zvhd(disk: VirtualDisk, dst: str | os.PathLike[str],
         return fut
 
     stored = 0
-    with _output(dst) as out:
+    with committed(_Output(dst)) as out:
         out.write(header)
         for number, payload in _pipeline(disk, ZVHD_BLOCK_SIZE, _workers(opts), submit):
             out.write(*layout.record_parts(payload, number))
