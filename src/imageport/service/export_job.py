@@ -27,9 +27,7 @@ created).
 
 from __future__ import annotations
 
-import hashlib
 import logging
-import os
 import re
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -42,7 +40,7 @@ from imageport.adapters.db.schema import jobs
 from imageport.service import job_state as state
 from imageport.service.context import Services
 from imageport.service.exports import ExportParams
-from imageport.service.file_links import link_or_copy
+from imageport.service.file_links import hash_file, link_or_copy
 from imageport.service.image_worker import (
     ImageInspection,
 )
@@ -63,7 +61,6 @@ QUICK_PHASES: Mapping[str, tuple[float, float]] = {
 PROBED_AS = {"qcow2": "qcow2", "raw": "raw", "vhd": "vhd", "vmdk": "vmdk", "zvhd": "zvhd",
              "zvhd2": "zvhd2"}
 CONTENT_TYPE = "application/octet-stream"
-HASH_CHUNK = 8 << 20
 GONE = "IMG.STATE"
 BUCKET_GONE = "IMG.0069"
 _SHA256_HEX = re.compile(r"[0-9a-f]{64}")
@@ -217,18 +214,6 @@ def _place_as_is(stored: Path, output: Path, progress: state.Progress) -> None:
 
 def _hash_file(path: Path, progress: state.Progress) -> StagedFile:
     """``path`` as a staged file: its size, md5 and sha256, fsynced (``upload`` phase)."""
-    md5 = hashlib.md5(usedforsecurity=False)
-    sha256 = hashlib.sha256()
-    done = 0
-    with open(path, "rb") as f:
-        size = os.fstat(f.fileno()).st_size
-        progress.phase("upload", size)
-        while chunk := f.read(HASH_CHUNK):
-            md5.update(chunk)
-            sha256.update(chunk)
-            done += len(chunk)
-            progress.update(done / max(1, size), done, size)
-            if progress.cancelled():
-                raise JobCancelledError
-        os.fsync(f.fileno())
-    return StagedFile(path, done, md5.hexdigest(), sha256.hexdigest())
+    progress.phase("upload", path.stat().st_size)
+    (md5, sha256), size = hash_file(path, progress, "md5", "sha256")
+    return StagedFile(path, size, md5, sha256)

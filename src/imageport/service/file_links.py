@@ -1,4 +1,5 @@
-"""Placing an immutable file under a second name: a hard link, or a hole-keeping copy.
+"""Placing an immutable file under a second name (a hard link, or a hole-keeping copy), and
+hashing a file that is about to be stored.
 
 Stored image files and bucket objects are never modified in place (a replaced object is a new
 file; an image's file is written once, under a temporary name, then renamed), so a second name
@@ -11,6 +12,7 @@ Where the filesystem cannot link (``EXDEV`` across filesystems, no links, too ma
 from __future__ import annotations
 
 import errno
+import hashlib
 import logging
 import os
 from collections.abc import Callable
@@ -29,6 +31,8 @@ COPY_STEP = 256 << 20
 """Bytes one ``copy_file_range`` call moves at most (progress and cancel between steps)."""
 USER_CHUNK = 8 << 20
 """Bytes read at a time when the kernel cannot copy."""
+HASH_CHUNK = 8 << 20
+"""Bytes read at a time by :func:`hash_file`."""
 
 
 def copy_file(source: Path, target: Path, progress: Callable[[int], None],
@@ -76,3 +80,22 @@ def link_or_copy(source: Path, target: Path, progress: Callable[[int], None],
         log.info("cannot hard-link %s to %s (%s): copying it", source, target, exc.strerror)
     copy_file(source, target, progress, cancelled)
     return False
+
+
+def hash_file(path: Path, progress: state.Progress, *algorithms: str) -> tuple[list[str], int]:
+    """The hex digests of ``path`` in ``algorithms`` (hashlib names; one pass) and its size,
+    reporting progress and honouring cancel; the file is fsynced, as it is about to be
+    stored."""
+    digests = [hashlib.new(name, usedforsecurity=False) for name in algorithms]
+    done = 0
+    with open(path, "rb") as f:
+        size = os.fstat(f.fileno()).st_size
+        while chunk := f.read(HASH_CHUNK):
+            for digest in digests:
+                digest.update(chunk)
+            done += len(chunk)
+            progress.update(done / max(1, size), done, size)
+            if progress.cancelled():
+                raise JobCancelledError
+        os.fsync(f.fileno())
+    return [digest.hexdigest() for digest in digests], done

@@ -36,7 +36,6 @@ from __future__ import annotations
 
 import concurrent.futures
 import dataclasses
-import hashlib
 import logging
 import os
 import re
@@ -51,7 +50,7 @@ from imageport.service import job_state as state
 from imageport.service import staging
 from imageport.service.clock import new_id
 from imageport.service.context import Services
-from imageport.service.file_links import link_or_copy
+from imageport.service.file_links import hash_file, link_or_copy
 from imageport.service.image_properties import BITMAP_FILE, active_image_values
 from imageport.service.image_worker import (
     ImageInspection,
@@ -70,7 +69,6 @@ log = logging.getLogger(__name__)
 
 #: Formats a quick-import job stores as they are (requirements W4).
 QUICK_FORMATS = ("raw", "zvhd2")
-HASH_CHUNK = 8 << 20
 _SHA256_HEX = re.compile(r"[0-9a-f]{64}")
 
 
@@ -244,19 +242,9 @@ def _convert(services: Services, worker: ImageWorker, job: state.ClaimedJob, sou
 
 def _hash_file(path: Path, progress: state.Progress) -> tuple[str, int]:
     """sha256 and size of ``path``, fsynced (the file is about to become the image)."""
-    digest = hashlib.sha256()
-    done = 0
-    with open(path, "rb") as f:
-        size = os.fstat(f.fileno()).st_size
-        while chunk := f.read(HASH_CHUNK):
-            digest.update(chunk)
-            done += len(chunk)
-            progress.update(done / max(1, size), done, size)
-            if progress.cancelled():
-                raise JobCancelledError
-        os.fsync(f.fileno())
-    metrics.BYTES_PROCESSED.labels("verify").inc(done)
-    return digest.hexdigest(), done
+    (checksum,), size = hash_file(path, progress, "sha256")
+    metrics.BYTES_PROCESSED.labels("verify").inc(size)
+    return checksum, size
 
 
 def _verify(worker: ImageWorker, output: Path, disk_format: str, inspection: ImageInspection,
