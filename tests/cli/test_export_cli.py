@@ -5,8 +5,6 @@ and the object checked in the store."""
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,41 +14,28 @@ import import_fixtures as fx
 from client.live_apis import Live, live_apis
 from imageport.service.job_runner import run_job
 
-IMAGEPORT = [sys.executable, "-m", "imageport.cli.main"]
-
 
 @pytest.fixture
 def live(tmp_path: Path) -> Iterator[Live]:
     with live_apis(tmp_path) as apis:
-        _ok(apis, "bucket", "create", "images")
-        _ok(apis, "upload", str(fx.good_image("qcow2")), "images/good.qcow2")
+        apis.cli_ok("bucket", "create", "images")
+        apis.cli_ok("upload", str(fx.good_image("qcow2")), "images/good.qcow2")
         yield apis
 
 
-def _cli(live: Live, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([*IMAGEPORT, *args], env=live.env, capture_output=True, text=True,
-                          timeout=120, check=False)
-
-
-def _ok(live: Live, *args: str) -> subprocess.CompletedProcess[str]:
-    done = _cli(live, *args)
-    assert done.returncode == 0, done.stderr
-    return done
-
-
 def test_export_writes_the_object_and_job_wait_reports_it(live: Live) -> None:
-    registered = _ok(live, "image", "register", "good", "images:good.qcow2", "--json")
+    registered = live.cli_ok("image", "register", "good", "images:good.qcow2", "--json")
     import_job = json.loads(registered.stdout)["job_id"]
     run_job(live.services, import_job)
-    image_id = json.loads(_ok(live, "job", "show", import_job, "--json").stdout)[
+    image_id = json.loads(live.cli_ok("job", "show", import_job, "--json").stdout)[
         "entities"]["image_id"]
 
-    exported = _ok(live, "image", "export", image_id, "images/out/disk.vhd", "--format", "vhd",
+    exported = live.cli_ok("image", "export", image_id, "images/out/disk.vhd", "--format", "vhd",
                    "--json")
     doc = json.loads(exported.stdout)
     assert (doc["image_id"], doc["bucket_url"]) == (image_id, "images:out/disk.vhd")
     run_job(live.services, doc["job_id"])
-    waited = _ok(live, "job", "wait", doc["job_id"], "--json")
+    waited = live.cli_ok("job", "wait", doc["job_id"], "--json")
     job = json.loads(waited.stdout)
     assert (job["status"], job["job_type"]) == ("SUCCESS", "imsNativeExportImageJob")
     info = live.services.store.get_object("images", "out/disk.vhd")
@@ -59,9 +44,9 @@ def test_export_writes_the_object_and_job_wait_reports_it(live: Live) -> None:
     assert (job["entities"]["object_etag"], job["entities"]["object_size"]) == (info.etag,
                                                                                 info.size)
 
-    refused = _cli(live, "image", "export", image_id, "images:x", "--quick", "--format", "raw")
+    refused = live.cli("image", "export", image_id, "images:x", "--quick", "--format", "raw")
     assert refused.returncode == 2 and "--quick" in refused.stderr
-    bad = _cli(live, "image", "export", image_id, "no-key")
+    bad = live.cli("image", "export", image_id, "no-key")
     assert bad.returncode == 2 and "BUCKET/KEY" in bad.stderr
-    missing = _cli(live, "image", "export", image_id, "nobucket/k")
+    missing = live.cli("image", "export", image_id, "nobucket/k")
     assert missing.returncode == 2 and "IMG.0069" in missing.stderr

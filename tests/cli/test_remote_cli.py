@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,31 +14,18 @@ import pytest
 from sqlalchemy import select
 
 import import_fixtures as fx
-from client.live_apis import Live, live_apis
+from client.live_apis import IMAGEPORT, Live, live_apis
 from imageport.adapters.db.schema import jobs
 from imageport.service.import_job import run_job
-
-IMAGEPORT = [sys.executable, "-m", "imageport.cli.main"]
 
 
 @pytest.fixture
 def live(tmp_path: Path) -> Iterator[Live]:
     with live_apis(tmp_path) as apis:
-        _ok(apis, "bucket", "create", "images")
-        _ok(apis, "upload", str(fx.good_image("qcow2")), "images/good.qcow2")
-        _ok(apis, "upload", str(fx.backing_qcow2()), "images/bad.qcow2")
+        apis.cli_ok("bucket", "create", "images")
+        apis.cli_ok("upload", str(fx.good_image("qcow2")), "images/good.qcow2")
+        apis.cli_ok("upload", str(fx.backing_qcow2()), "images/bad.qcow2")
         yield apis
-
-
-def _cli(live: Live, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([*IMAGEPORT, *args], env=live.env, capture_output=True, text=True,
-                          timeout=timeout, check=False)
-
-
-def _ok(live: Live, *args: str) -> subprocess.CompletedProcess[str]:
-    done = _cli(live, *args)
-    assert done.returncode == 0, done.stderr
-    return done
 
 
 def _init_jobs(live: Live) -> list[str]:
@@ -66,54 +52,54 @@ def test_register_wait_runs_to_active_and_the_image_is_listed(live):
     assert f"job {pending[0]}: SUCCESS" in err    # the progress line, one per change off a TTY
     image_id = job["entities"]["image_id"]
 
-    listed = json.loads(_ok(live, "image", "ls", "--json").stdout)
+    listed = json.loads(live.cli_ok("image", "ls", "--json").stdout)
     assert [(i["id"], i["name"], i["status"]) for i in listed] == [(image_id, "good", "active")]
-    table = _ok(live, "image", "ls").stdout
+    table = live.cli_ok("image", "ls").stdout
     assert image_id in table and "active" in table and "good" in table
-    shown = json.loads(_ok(live, "image", "show", image_id, "--json").stdout)
+    shown = json.loads(live.cli_ok("image", "show", image_id, "--json").stdout)
     assert shown["__description"] == "from the CLI" and shown["disk_format"] == "qcow2"
-    text = _ok(live, "job", "show", pending[0]).stdout
+    text = live.cli_ok("job", "show", pending[0]).stdout
     assert f"job {pending[0]}: SUCCESS" in text and f"entities.image_id: {image_id}" in text
 
-    assert _ok(live, "image", "rm", image_id).stdout.strip() == f"deleted image {image_id}"
-    gone = _cli(live, "image", "show", image_id)
+    assert live.cli_ok("image", "rm", image_id).stdout.strip() == f"deleted image {image_id}"
+    gone = live.cli("image", "show", image_id)
     assert gone.returncode == 2 and "HTTP 404" in gone.stderr
 
 
 def test_failed_job_exits_1_with_the_rule_and_reason(live):
-    registered = _ok(live, "image", "register", "bad", "images:bad.qcow2", "--json")
+    registered = live.cli_ok("image", "register", "bad", "images:bad.qcow2", "--json")
     job_id = json.loads(registered.stdout)["job_id"]
     run_job(live.services, job_id)
 
-    waited = _cli(live, "job", "wait", job_id, "--timeout", "30")
+    waited = live.cli("job", "wait", job_id, "--timeout", "30")
     assert waited.returncode == 1
     assert f"job {job_id} failed: IMG-SAFE" in waited.stderr
     assert "/etc/passwd" in waited.stderr            # fail_reason names the evidence
-    shown = _cli(live, "job", "show", job_id, "--json")
+    shown = live.cli("job", "show", job_id, "--json")
     assert shown.returncode == 1 and json.loads(shown.stdout)["error_code"] == "IMG-SAFE"
     image_id = json.loads(shown.stdout)["entities"]["image_id"]
-    killed = _cli(live, "image", "show", image_id)
+    killed = live.cli("image", "show", image_id)
     assert killed.returncode == 1 and "status: killed" in killed.stdout
 
 
 def test_uninitialized_path_and_refusals(live):
-    made = json.loads(_ok(live, "image", "register", "raw-one", "images:good.qcow2",
+    made = json.loads(live.cli_ok("image", "register", "raw-one", "images:good.qcow2",
                           "--uninitialized", "--json").stdout)
     job_id, image_id = made["job_id"], made["image_id"]
-    job = json.loads(_ok(live, "job", "show", job_id, "--json").stdout)
+    job = json.loads(live.cli_ok("job", "show", job_id, "--json").stdout)
     assert job["job_type"] == "imsNativeImportImageJob"
     assert job["entities"]["image_id"] == image_id
 
-    busy = _cli(live, "image", "rm", image_id)      # refused while its job is pending
+    busy = live.cli("image", "rm", image_id)      # refused while its job is pending
     assert busy.returncode == 2 and "IMG.0090" in busy.stderr
 
-    slow = _cli(live, "job", "wait", job_id, "--timeout", "0.5", "--interval", "0.1")
+    slow = live.cli("job", "wait", job_id, "--timeout", "0.5", "--interval", "0.1")
     assert slow.returncode == 2 and f"job {job_id} is still INIT" in slow.stderr
 
-    small = _cli(live, "image", "register", "tiny", "images:good.qcow2", "--min-disk", "10")
+    small = live.cli("image", "register", "tiny", "images:good.qcow2", "--min-disk", "10")
     assert small.returncode == 2 and "HTTP 400 IMG." in small.stderr
     assert len(small.stderr.strip().splitlines()) == 1
-    form = _cli(live, "image", "register", "x", "images/good.qcow2")
+    form = live.cli("image", "register", "x", "images/good.qcow2")
     assert form.returncode == 2 and "is not BUCKET:KEY" in form.stderr
     noproject = {k: v for k, v in live.env.items() if k != "IMAGEPORT_PROJECT_ID"}
     missing = subprocess.run([*IMAGEPORT, "image", "ls"], env=noproject, capture_output=True,

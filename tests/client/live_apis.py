@@ -12,6 +12,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -24,6 +26,9 @@ import service_fixtures
 from imageport.service.context import Services
 from imageport.service.projects import create_key, create_project
 from server_process import running_app
+
+IMAGEPORT = [sys.executable, "-m", "imageport.cli.main"]
+"""The client CLI, run as the user runs it."""
 
 
 class PartCounter:
@@ -72,6 +77,17 @@ class Live:
     secret_key: str
     project_id: str
     env: dict[str, str] = field(default_factory=dict)
+
+    def cli(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+        """Run ``imageport ARGS`` (a real process) configured for these APIs."""
+        return subprocess.run([*IMAGEPORT, *args], env=self.env, capture_output=True,
+                              text=True, timeout=timeout, check=False)
+
+    def cli_ok(self, *args: str) -> subprocess.CompletedProcess[str]:
+        """:meth:`cli`, asserting that it succeeded."""
+        done = self.cli(*args)
+        assert done.returncode == 0, done.stderr
+        return done
 
     def object_bytes(self, bucket: str, key: str) -> bytes:
         with self.services.store.open_object(bucket, key) as handle:

@@ -8,7 +8,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,11 +16,10 @@ import boto3
 import pytest
 from botocore.config import Config
 
-from client.live_apis import Live, live_apis
+from client.live_apis import IMAGEPORT, Live, live_apis
 from imageport.cli.main import main
 
 MiB = 1024 * 1024
-IMAGEPORT = [sys.executable, "-m", "imageport.cli.main"]
 
 
 @pytest.fixture
@@ -31,8 +29,7 @@ def live(tmp_path: Path) -> Iterator[Live]:
 
 
 def _cli(live: Live, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([*IMAGEPORT, *args], env=live.env, capture_output=True, text=True,
-                          timeout=timeout, check=False)
+    return live.cli(*args, timeout=timeout)
 
 
 def _file(tmp_path: Path, size: int, name: str = "disk.img") -> tuple[Path, bytes]:

@@ -5,7 +5,6 @@ downloads the object, whose disk is the guest's and whose ETag is its md5."""
 from __future__ import annotations
 
 import hashlib
-import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,7 +18,7 @@ from huaweicloudsdkims.v2 import (
 )
 
 import builders
-import guest_fixtures
+import import_fixtures
 from e2e_clients import ims_client, s3_client, wait_job
 from server_process import ServeProcess, serve_process
 
@@ -30,15 +29,8 @@ pytestmark = pytest.mark.filterwarnings(
 
 @pytest.fixture(scope="module")
 def guest_qcow2() -> Path:
-    """The cloud-ready synthetic Debian guest as qcow2 (the same cached file as the serve
-    end-to-end tests)."""
-    final = builders.cached("e2e-guest.qcow2")
-    if not final.exists():
-        tmp = final.with_name(final.name + ".tmp")
-        builders.qemu_img("convert", "-f", "raw", "-O", "qcow2",
-                          str(guest_fixtures.synthetic_guest()), str(tmp))
-        os.replace(tmp, final)
-    return final
+    """The cloud-ready synthetic Debian guest as qcow2 (about 2 MiB, cached)."""
+    return import_fixtures.good_image("qcow2")
 
 
 @pytest.fixture(scope="module")

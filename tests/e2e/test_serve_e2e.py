@@ -39,6 +39,7 @@ from obs import ObsClient
 
 import builders
 import guest_fixtures
+import import_fixtures
 from e2e_clients import ims_client, s3_client, wait_job
 from server_process import Keys, ServeProcess, serve_process
 
@@ -54,14 +55,8 @@ PART = 5 * MiB
 
 @pytest.fixture(scope="session")
 def guest_qcow2() -> Path:
-    """The cloud-ready synthetic Debian guest as qcow2 (about 2 MiB)."""
-    final = builders.cached("e2e-guest.qcow2")
-    if not final.exists():
-        tmp = final.with_name(final.name + ".tmp")
-        builders.qemu_img("convert", "-f", "raw", "-O", "qcow2",
-                          str(guest_fixtures.synthetic_guest()), str(tmp))
-        os.replace(tmp, final)
-    return final
+    """The cloud-ready synthetic Debian guest as qcow2 (about 2 MiB, cached)."""
+    return import_fixtures.good_image("qcow2")
 
 
 @pytest.fixture(scope="session")

@@ -27,8 +27,7 @@ from huaweicloudsdkims.v2 import ImsClient
 from huaweicloudsdkims.v2 import model as m
 from sqlalchemy import func, select
 
-import builders
-import guest_fixtures
+import import_fixtures
 import server_process
 import service_fixtures
 from imageport.adapters.db.schema import images
@@ -82,16 +81,6 @@ def put_file(services: Services, bucket: str, key: str, source: Path) -> None:
                                  storage_class="STANDARD", metadata={})
 
 
-def qcow2_of(raw: Path) -> Path:
-    """The cloud-ready test guest as qcow2 (cached)."""
-    target = builders.cached(f"ims-sdk-{raw.stem}.qcow2")
-    if not target.exists():
-        tmp = target.with_suffix(".tmp")
-        builders.qemu_img("convert", "-f", "raw", "-O", "qcow2", str(raw), str(tmp))
-        tmp.replace(target)
-    return target
-
-
 @pytest.fixture(scope="module")
 def api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Api]:
     data = tmp_path_factory.mktemp("ims-sdk")
@@ -101,7 +90,7 @@ def api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Api]:
     alpha, beta = create_key(services, "alpha"), create_key(services, "beta")
     services.store.create_bucket("images", alpha.project_id, "STANDARD", "local-1")
     put_file(services, "images", "disk/ready.qcow2",
-             qcow2_of(guest_fixtures.synthetic_guest()))
+             import_fixtures.good_image("qcow2"))
     empty = data / "empty.qcow2"
     subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", str(empty), "1G"], check=True)
     put_file(services, "images", "disk/empty.qcow2", empty)
