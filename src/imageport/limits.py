@@ -49,6 +49,19 @@ MAX_DECODED_CACHE_BYTES = 64 * MiB
 #: Largest single ``read()`` a caller may ask a virtual disk for.
 MAX_READ_BYTES = 256 * MiB
 
+#: Largest aggregate expansion of an image's packed units (compressed clusters, grains,
+#: blocks): guest bytes they decode to per file byte they occupy. Deflate cannot do better
+#: than one 258-byte match per 2 bits (1032:1), so no zlib-compressed image reaches it.
+MAX_PACKED_RATIO = 1032
+
+#: Guest bytes of packed units accepted whatever their ratio, so that a small image holding a
+#: few constant clusters (zstd turns 2 MiB of one byte into ~70) is not refused.
+PACKED_RATIO_FLOOR = 256 * MiB
+
+#: Host ranges (data runs, packed units) the storage audit keeps to look for sharing when the
+#: tables do not place guest data in ascending file order (an ascending walk needs none).
+MAX_AUDIT_INTERVALS = 1 << 20
+
 
 def cap(value: int, limit: int, what: str, *, minimum: int = 0) -> int:
     """Return ``value`` if ``minimum <= value <= limit``, else raise :class:`LimitExceededError`."""

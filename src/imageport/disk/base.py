@@ -5,6 +5,11 @@ are a hole, explicit zeros, plain data at a host offset, or a *packed* unit (a c
 cluster, grain or block) that the reader decodes as a whole. :meth:`VirtualDisk.read` and
 :meth:`VirtualDisk.allocation` are written once here over :meth:`VirtualDisk.runs`, so no
 reader has its own copy of the boundary arithmetic that tends to go wrong at block edges.
+
+Before the allocation is handed out, one walk over the runs (:mod:`imageport.disk.audit`)
+measures it and refuses tables that point several guest ranges at the same file bytes or
+packed units that expand beyond any real compression: whoever gets an allocation map (the
+check, a conversion) gets one that the file can honestly hold.
 """
 
 from __future__ import annotations
@@ -15,10 +20,14 @@ from array import array
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from imageport import limits
 from imageport.errors import CorruptImageError, ImageportError, TruncatedImageError
 from imageport.source import ByteSource, read_exact
+
+if TYPE_CHECKING:
+    from imageport.disk.audit import HostChecker, StorageAudit
 
 
 class RunKind(enum.Enum):
@@ -94,6 +103,7 @@ class VirtualDisk(abc.ABC):
         self.virtual_size = limits.cap(virtual_size, limits.MAX_VIRTUAL_SIZE, "virtual size")
         self._unpacked: OrderedDict[tuple[int, int], bytes] = OrderedDict()
         self._unpacked_bytes = 0
+        self._audit: StorageAudit | None = None
 
     @property
     def size(self) -> int:
@@ -109,6 +119,18 @@ class VirtualDisk(abc.ABC):
     def unpack(self, run: Run) -> bytes:
         """Decode the packed unit of ``run``; exactly ``run.unit_length`` bytes."""
         raise CorruptImageError(f"{self.format_name}: packed data where none is expected")
+
+    def packed_extent(self, run: Run) -> tuple[int, int, int]:
+        """Where the packed unit of ``run`` lies in the file: its first byte, the bytes
+        :meth:`unpack` may read from there (declared), and how many of those are surely the
+        unit's own (at least 1; less than declared where the format rounds or does not say).
+        Used by the storage audit; readers with packed units implement it."""
+        raise CorruptImageError(f"{self.format_name}: packed data where none is expected")
+
+    def host_checker(self) -> HostChecker | None:
+        """A format's own check of the host ranges the storage audit finds (qcow2 compares
+        them with its refcounts), or None."""
+        return None
 
     # -- generic operations --------------------------------------------------------------
 
@@ -132,8 +154,31 @@ class VirtualDisk(abc.ABC):
                 out += bytes(run.length)
         return bytes(out)
 
+    def audit(self) -> StorageAudit:
+        """Where the disk's data lives in the file, measured by one walk over the whole disk
+        (done once); raises :class:`~imageport.errors.UnsafeImageError` for tables that share
+        data or expand beyond any real compression (see :mod:`imageport.disk.audit`)."""
+        if self._audit is None:
+            from imageport.disk.audit import audit  # the audit builds on this module
+
+            self._audit = audit(self)
+        return self._audit
+
     def allocation(self) -> Iterator[Extent]:
-        """Maximal extents of the whole disk with their allocation state, in order."""
+        """Maximal extents of the whole disk with their allocation state, in order.
+
+        The disk is audited first (:meth:`audit`), so a caller about to copy the extents never
+        gets those of tables that would amplify the file.
+        """
+        self.audit()
+        return self._extents()
+
+    def allocated_bytes(self) -> int:
+        """Bytes of the virtual disk that hold data (not holes, not zero clusters), exactly;
+        never more than the file can hold once sharing is refused (see :meth:`audit`)."""
+        return self.audit().allocated_bytes
+
+    def _extents(self) -> Iterator[Extent]:
         current: Extent | None = None
         for run in self._checked_runs(0, self.virtual_size):
             state = _STATE_OF[run.kind]
@@ -146,26 +191,23 @@ class VirtualDisk(abc.ABC):
         if current is not None:
             yield current
 
-    def allocated_bytes(self) -> int:
-        """Bytes of the virtual disk that hold data (not holes, not zero clusters)."""
-        return sum(e.length for e in self.allocation() if e.state is ExtentState.DATA)
-
     # -- internals -------------------------------------------------------------------------
 
     def _checked_runs(self, start: int, end: int) -> Iterator[Run]:
         """The reader's runs, checked to tile ``[start, end)`` exactly (guards reader bugs)."""
         pos = start
         for run in self.runs(start, end):
-            if run.start != pos or run.length <= 0 or run.end > end:
+            run_end = run.start + run.length
+            if run.start != pos or run.length <= 0 or run_end > end:
                 raise CorruptImageError(
                     f"{self.format_name}: inconsistent mapping at guest offset {pos} "
                     f"(run {run.start}+{run.length})"
                 )
             if run.kind is RunKind.PACKED and not (
-                run.unit_start <= run.start and run.end <= run.unit_start + run.unit_length
+                run.unit_start <= run.start and run_end <= run.unit_start + run.unit_length
             ):
                 raise CorruptImageError(f"{self.format_name}: packed run outside its unit")
-            pos = run.end
+            pos = run_end
             yield run
         if pos != end:
             raise CorruptImageError(
@@ -220,6 +262,8 @@ BlockLookup = Callable[[int], Run]
 
 def clip_run(run: Run, start: int, end: int) -> Run:
     """``run`` restricted to ``[start, end)`` (which must overlap it), host offset adjusted."""
+    if start <= run.start and run.start + run.length <= end:
+        return run  # the common case, a run inside the request
     lo = max(run.start, start)
     hi = min(run.end, end)
     host = run.host + (lo - run.start) if run.kind is RunKind.DATA else run.host
@@ -302,7 +346,7 @@ def progression_length(table: array[int], start: int, stop: int, step: int) -> i
 
 
 def _merge(a: Run, b: Run) -> Run | None:
-    if a.end != b.start or a.kind is not b.kind:
+    if a.kind is not b.kind or a.kind is RunKind.PACKED or a.start + a.length != b.start:
         return None
     if a.kind in (RunKind.HOLE, RunKind.ZERO):
         return Run(a.start, a.length + b.length, a.kind)

@@ -100,10 +100,17 @@ class QcowDisk(VirtualDisk):
             self._cache.popitem(last=False)
         return table
 
-    def unpack(self, run: Run) -> bytes:
-        entry = run.host
+    def _compressed_extent(self, entry: int) -> tuple[int, int]:
+        """File offset and exact size of the compressed cluster of L2 ``entry``."""
         offset = entry & ((1 << self._offset_bits) - 1)
-        size = (entry >> self._offset_bits) & (self._cluster - 1)
+        return offset, (entry >> self._offset_bits) & (self._cluster - 1)
+
+    def packed_extent(self, run: Run) -> tuple[int, int, int]:
+        offset, size = self._compressed_extent(run.host)
+        return offset, size, size
+
+    def unpack(self, run: Run) -> bytes:
+        offset, size = self._compressed_extent(run.host)
         what = f"qcow compressed cluster at guest offset {run.unit_start}"
         data = read_padded(self.source, offset, size, what)
         return inflate_cluster(data, self._cluster, what)

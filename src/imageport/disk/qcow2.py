@@ -45,6 +45,7 @@ from imageport.disk.base import (
     data_runs_in_file,
     progression_length,
 )
+from imageport.disk.qcow2_refcounts import RefcountCheck, Refcounts
 from imageport.errors import CorruptImageError, TruncatedImageError
 from imageport.source import ByteSource, read_exact
 
@@ -71,6 +72,14 @@ class Qcow2Mapping:
     compression: str  # "zlib" or "zstd"
     #: The big-endian L1 entries that cover the virtual disk (already bounds-checked).
     l1: bytes = field(repr=False)
+    #: Where the refcounts are, for the audit's refcount check (:mod:`.qcow2_refcounts`).
+    refcount_table_offset: int = 0
+    refcount_table_clusters: int = 0
+    refcount_order: int = 4
+    #: Internal snapshots may hold further references to the active image's clusters.
+    snapshots: int = 0
+    #: The dirty bit: refcounts may be stale (lazy refcounts), so they are not checked.
+    dirty: bool = False
 
     @property
     def cluster_size(self) -> int:
@@ -311,13 +320,33 @@ class Qcow2Disk(VirtualDisk):
             self._l2_cache.popitem(last=False)
         return table
 
+    def host_checker(self) -> RefcountCheck | None:
+        """The refcount check (none for a dirty image, whose refcounts may be stale)."""
+        m = self._m
+        if m.dirty:
+            return None
+        refcounts = Refcounts(self.source, m.cluster_bits, m.refcount_order,
+                              m.refcount_table_offset, m.refcount_table_clusters)
+        l2_offsets = [entry & L1_OFFSET_MASK for entry in self._l1]
+        span = self._cluster * m.l2_entries
+        return RefcountCheck(refcounts, m.cluster_bits, l2_offsets, span,
+                             exact=m.snapshots == 0)
+
     # -- compressed clusters --------------------------------------------------------------
 
-    def unpack(self, run: Run) -> bytes:
-        entry = run.host
+    def compressed_extent(self, entry: int) -> tuple[int, int]:
+        """File offset and declared size of the compressed cluster of L2 ``entry``: up to the
+        end of its last 512-byte sector, which may hold the start of the next one."""
         offset = entry & ((1 << self._csize_shift) - 1)
         sectors = ((entry >> self._csize_shift) & self._csize_mask) + 1
-        size = sectors * SECTOR - offset % SECTOR
+        return offset, sectors * SECTOR - offset % SECTOR
+
+    def packed_extent(self, run: Run) -> tuple[int, int, int]:
+        offset, size = self.compressed_extent(run.host)
+        return offset, size, size - (SECTOR - 1)  # the last sector may be almost all padding
+
+    def unpack(self, run: Run) -> bytes:
+        offset, size = self.compressed_extent(run.host)
         what = f"qcow2 compressed cluster at guest offset {run.unit_start}"
         limits.cap(size, limits.MAX_COMPRESSED_BYTES, f"{what}: compressed size")
         data = read_padded(self.source, offset, size, what)

@@ -210,6 +210,12 @@ class SparseVmdkDisk(VirtualDisk):
 
     # -- compressed grains -----------------------------------------------------------------
 
+    def packed_extent(self, run: Run) -> tuple[int, int, int]:
+        grain = self.layout.grain_size
+        if self.layout.markers:  # the marker's size is read only when decoding
+            return run.host, GRAIN_MARKER_BYTES + 2 * grain, GRAIN_MARKER_BYTES + 1
+        return run.host, grain, 1
+
     def unpack(self, run: Run) -> bytes:
         grain = self.layout.grain_size
         if self.layout.markers:

@@ -317,6 +317,10 @@ class ZvhdDisk(VirtualDisk):
     def runs(self, start: int, end: int) -> Iterator[Run]:
         return block_runs(start, end, ZVHD_BLOCK_SIZE, self._lookup)
 
+    def packed_extent(self, run: Run) -> tuple[int, int, int]:
+        i = run.host
+        return self._index.offsets[i], self._index.lengths[i], self._index.lengths[i]
+
     def unpack(self, run: Run) -> bytes:
         target = run.host
         nxt, decoder = self._cursor
@@ -475,6 +479,10 @@ class Zvhd2Disk(VirtualDisk):
 
     def runs(self, start: int, end: int) -> Iterator[Run]:
         return block_runs(start, end, self._bs, self._lookup)
+
+    def packed_extent(self, run: Run) -> tuple[int, int, int]:
+        i = run.host
+        return self._index.offsets[i], self._index.lengths[i], self._index.lengths[i]
 
     def unpack(self, run: Run) -> bytes:
         i = run.host

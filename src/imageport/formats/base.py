@@ -55,7 +55,9 @@ class Hazard:
 
     ``kind`` is a stable slug (``backing-file``, ``data-file``, ``external-extent``,
     ``parent-locator``, ``feature-bit``, ``log-replay``, ``polyglot``); ``detail`` names what was
-    found, quoting the path or the bit, for the user.
+    found, quoting the path or the bit, for the user. The storage audit adds the tables that
+    would make the file stand for more data than it holds (``shared-data``, ``refcount``,
+    ``expansion``, ``fragmented``: :mod:`imageport.disk.audit`), found when the disk is walked.
     """
 
     kind: str

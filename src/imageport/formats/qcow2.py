@@ -22,7 +22,10 @@ What is refused, and why:
 The *dirty* bit (bit 0) is neither: it only says that refcounts may be stale because the
 image was not closed cleanly with lazy refcounts. Reads go through L1/L2 tables only, never
 through refcounts, and ``qemu-img convert`` reads such an image read-only without repairing
-it, so we read it too and show ``dirty: yes`` as a property.
+it, so we read it too and show ``dirty: yes`` as a property. The refcounts of a clean image
+are compared with its tables when the disk is audited (:mod:`imageport.disk.qcow2_refcounts`);
+those of a dirty one are not, but shared data is refused all the same
+(:mod:`imageport.disk.audit`).
 
 Virtual size: qemu exposes ``size`` rounded down to a multiple of 512 bytes
 (``total_sectors = size / 512``); so do we, and the header value is shown when it differs.
@@ -381,6 +384,11 @@ def _inspect(source: ByteSource, window: ProbeWindow) -> Container:
             extended_l2=bool(header.incompatible_features >> INCOMPAT_EXTENDED_L2 & 1),
             compression=COMPRESSION_TYPES[header.compression_type],
             l1=l1,
+            refcount_table_offset=header.refcount_table_offset,
+            refcount_table_clusters=header.refcount_table_clusters,
+            refcount_order=header.refcount_order,
+            snapshots=header.nb_snapshots,
+            dirty=bool(header.incompatible_features >> INCOMPAT_DIRTY & 1),
         )
         opener = functools.partial(Qcow2Disk, mapping=mapping)
     return Container(

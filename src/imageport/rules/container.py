@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator
 
+from imageport.disk.audit import EXPANSION, FRAGMENTED, REFCOUNT, SHARED, STORAGE_HAZARDS
 from imageport.findings import Finding, Severity
 from imageport.formats.base import UNSUPPORTED_PREFIX
 from imageport.formats.registry import ACCEPTED_FORMATS
@@ -90,20 +91,33 @@ class FormatRule(Rule):
 class SafeRule(Rule):
     """What it checks: the file is self-contained: no backing file, no external data file, no
     extents or parent disks in other files, no journal to replay, no feature bits this reader
-    does not know, and no second format hidden in the same bytes (a polyglot).
+    does not know, and no second format hidden in the same bytes (a polyglot). And its tables
+    hold no more data than the file does: no two guest ranges read the same stored bytes
+    (qcow2 L2 entries, QCOW and QED L2 entries, VMDK grain tables, VHD and VHDX BATs, the VDI
+    block map), the qcow2 refcounts agree with the tables (a cluster in use has a refcount
+    of at least 1, and exactly its number of references when there are no internal
+    snapshots), and compressed clusters, grains and blocks do not expand more than deflate
+    ever can (1032:1 over the whole image, beyond its first 256 MiB of compressed data).
 
     Why it matters: a file that names another file could make the platform read its own files
     (for example a qcow2 whose backing file is ``/etc/passwd``), and a file that is two formats
     at once could be checked as one and converted as the other. imageport never opens a path
-    named inside an image.
+    named inside an image. Tables that point many guest clusters at one stored cluster make a
+    file of a few MiB convert into a disk of up to 1 TiB, filling the platform's storage;
+    ``qemu-img check`` reports such tables as refcount errors.
 
     How to fix: flatten the image into one self-contained file, e.g.
     ``qemu-img convert -O qcow2 top.qcow2 flat.qcow2`` on the machine that has the whole chain;
     for VMDK descriptors with separate extents, ``qemu-img convert -O vmdk -o
     subformat=monolithicSparse``; open a VHDX with a dirty log once in Hyper-V (or
-    ``qemu-img check -r all``) so the log is replayed.
+    ``qemu-img check -r all``) so the log is replayed. Tables that share data or disagree with
+    their refcounts are not what qemu or a hypervisor writes: ``qemu-img check`` names the
+    damage; re-export the disk from its source (``qemu-img check -r all`` repairs refcounts
+    on a copy, but not shared clusters).
 
-    Example: a qcow2 with backing file ``/etc/passwd`` is refused, quoting that path.
+    Example: a qcow2 with backing file ``/etc/passwd`` is refused, quoting that path; a 3 MiB
+    qcow2 whose L2 tables point 16 million guest clusters at one cluster is refused within a
+    second, naming guest offsets that share the cluster and the data mapped onto the file.
     """
 
     id = "IMG-SAFE"
@@ -114,10 +128,29 @@ class SafeRule(Rule):
     def check(self, facts: ImageFacts) -> Iterator[Finding]:
         c = facts.container
         for hazard in c.hazards:
+            if hazard.kind in STORAGE_HAZARDS:
+                yield self.found(
+                    f"The {c.format} file's tables are unsafe to convert: {hazard.detail}.",
+                    f"{hazard.kind}: {hazard.detail}",
+                    advice=_STORAGE_ADVICE[hazard.kind],
+                )
+                continue
             yield self.found(
                 f"The {c.format} file is not self-contained: {hazard.detail}.",
                 f"{hazard.kind}: {hazard.detail}",
             )
+
+
+_STORAGE_ADVICE = {
+    SHARED: "No tool writes tables like these: re-export the disk from its source "
+            "(`qemu-img check -f FMT FILE` shows the damage).",
+    REFCOUNT: "Re-export the disk from its source, or repair a copy with "
+              "`qemu-img check -r all FILE` and check it again.",
+    EXPANSION: "Re-export the disk from its source; a disk compressed by qemu-img or a "
+               "hypervisor never expands this much.",
+    FRAGMENTED: "Rewrite the image in file order with `qemu-img convert -O qcow2 IN OUT` "
+                "(without -c) and check the new file.",
+}
 
 
 class EncryptionRule(Rule):

@@ -14,10 +14,10 @@ import os
 import time
 from dataclasses import dataclass
 
-from imageport.errors import ImageportError, SourceError
+from imageport.errors import ImageportError, SourceError, UnsafeImageError
 from imageport.findings import Finding, Severity
 from imageport.formats import registry
-from imageport.formats.base import Container
+from imageport.formats.base import Container, Hazard
 from imageport.guest.facts import GuestFacts, inspect_guest
 from imageport.guest.summary import GuestSummary, summarize_guest
 from imageport.rules.base import BitmapCheck, CheckOptions, ImageFacts
@@ -41,6 +41,9 @@ class CheckReport:
     elapsed_seconds: float
     #: The bitmap file checked against a RAW image for fast import, when there was one.
     bitmap: BitmapCheck | None = None
+    #: Maximal extents of the virtual disk that hold data (None when not measured); with
+    #: ``allocated_bytes``, what bounds a conversion's output.
+    data_extents: int | None = None
 
     @property
     def error_count(self) -> int:
@@ -63,22 +66,30 @@ class Inspection:
     container: Container
     allocated_bytes: int | None = None
     guest: GuestFacts | None = None
+    data_extents: int | None = None
 
 
 def inspect_source(source: ByteSource) -> Inspection:
     """Probe ``source`` and, when it is safe to read, measure its allocation and read its guest.
 
-    A reader failing while walking its tables marks the container as damaged (fail closed).
+    A reader failing while walking its tables marks the container as damaged (fail closed);
+    tables that would amplify the file (shared data, refcounts that disagree, absurd
+    compression: :mod:`imageport.disk.audit`) add a hazard to it (IMG-SAFE).
     """
     container = registry.probe(source)
     if not container.readable or container.opener is None:
         return Inspection(container)
     try:
         disk = container.opener(source)
-        allocated = disk.allocated_bytes()
-        return Inspection(container, allocated, inspect_guest(disk))
+        storage = disk.audit()
+        return Inspection(container, storage.allocated_bytes, inspect_guest(disk),
+                          storage.data_extents)
     except SourceError:
         raise
+    except UnsafeImageError as exc:
+        hazard = Hazard(exc.kind, exc.detail)
+        unsafe = dataclasses.replace(container, hazards=(*container.hazards, hazard), opener=None)
+        return Inspection(unsafe)
     except ImageportError as exc:
         damage = str(exc)
     except Exception as exc:  # noqa: BLE001 - a reader bug must not pass a file
@@ -146,4 +157,5 @@ def check_image(
         bytes_read=bytes_read,
         elapsed_seconds=time.perf_counter() - started,
         bitmap=bitmap,
+        data_extents=found.data_extents,
     )

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 from imageport.disk.base import ExtentState, VirtualDisk
 from imageport.durable import atomic_output
-from imageport.errors import ImageportError
+from imageport.errors import ImageportError, UnsafeImageError
 from imageport.formats import registry
 from imageport.formats.base import Container
 from imageport.source import FileSource
@@ -42,16 +42,24 @@ class ImageRefusedError(ImageportError):
 
 @contextlib.contextmanager
 def open_checked(src_path: str | os.PathLike[str]) -> Iterator[tuple[Container, VirtualDisk]]:
-    """Probe ``src_path`` and open its virtual disk; refuse what is not safe to read with the
-    full check report (the check pipeline is loaded only then: converting stays quick to
-    start)."""
+    """Probe ``src_path`` and open its virtual disk, its tables audited (no data shared
+    between guest ranges, no absurd compression: :mod:`imageport.disk.audit`); refuse what is
+    not safe to read with the full check report (the check pipeline is loaded only then:
+    converting stays quick to start)."""
     with FileSource(src_path) as source:
         container = registry.probe(source)
-        if not container.readable or container.opener is None:
+        disk = None
+        if container.readable and container.opener is not None:
+            disk = container.opener(source)
+            try:
+                disk.audit()
+            except UnsafeImageError:
+                disk = None
+        if disk is None:
             from imageport.service.check import check_image
 
             raise ImageRefusedError(check_image(src_path))
-        yield container, container.opener(source)
+        yield container, disk
 
 
 @dataclass(frozen=True, slots=True)

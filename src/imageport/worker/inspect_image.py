@@ -77,6 +77,7 @@ def check_document(path: str, options: Any) -> dict[str, Any]:
     report = check_image(path, options)
     facts = _container_facts(report.container)
     facts["allocated_bytes"] = report.allocated_bytes
+    facts["data_extents"] = report.data_extents
     guest = report.guest
     os_info = guest.os if guest is not None and guest.layout.root is not None else None
     facts["os"] = None if os_info is None else {
