@@ -22,6 +22,7 @@ from starlette.routing import BaseRoute, Route
 
 from imageport.api.ims.errors import service_error
 from imageport.api.ims.incoming import signed_request
+from imageport.numbers import whole_number
 from imageport.service.context import Services
 from imageport.service.errors import RequestInvalid, ServiceError
 from imageport.service.tokens import MAX_BODY, IssuedToken, create_token
@@ -35,7 +36,7 @@ def _too_large() -> RequestInvalid:
 async def _capped_body(request: Request) -> bytes:
     """The body, refusing more than :data:`MAX_BODY` bytes before reading them all."""
     length = request.headers.get("content-length", "")
-    if length.isdigit() and int(length[:12]) > MAX_BODY:
+    if (whole_number(length) or 0) > MAX_BODY:
         raise _too_large()
     chunks: list[bytes] = []
     size = 0

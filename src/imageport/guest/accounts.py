@@ -18,10 +18,16 @@ import fnmatch
 import posixpath
 from dataclasses import dataclass, field
 
-from imageport.errors import ImageportError
+from imageport.errors import ImageportError, LimitExceededError
 from imageport.guest.crypt import HashScheme, hash_scheme
 from imageport.guest.facts import GuestFacts
-from imageport.guest.fs.base import NotFoundError
+from imageport.guest.fs.base import (
+    BrokenLinkError,
+    FileType,
+    NotFoundError,
+    TooLargeError,
+    WrongTypeError,
+)
 from imageport.guest.mounts import GuestFiles
 
 #: Largest passwd, shadow, sshd_config or authorized_keys file read.
@@ -151,6 +157,10 @@ class AccountFacts:
     sshd: SshdFacts
     cloud_init: str | None  #: path of the cloud-init program when installed
     problems: tuple[str, ...]  #: files missing or unreadable, caps reached
+    #: files the login verdict depends on that exist but cannot be read (``path: why``):
+    #: /etc/passwd, /etc/shadow or sshd_config as a dangling symlink, a symlink loop, a
+    #: directory, or too large; the guest's own login fails on them too
+    unreadable: tuple[str, ...] = ()
 
     def account(self, name: str) -> Account | None:
         for account in self.accounts:
@@ -249,14 +259,32 @@ def split_directive(line: str) -> tuple[str, str] | None:
 
 # --- reading the guest ------------------------------------------------------------------------
 
-def _read(files: GuestFiles, path: str, problems: list[str]) -> str | None:
+def _read(files: GuestFiles, path: str, problems: list[str],
+          unreadable: list[str] | None = None) -> str | None:
+    """``path``'s text; None when absent. One that exists but cannot be read is a problem,
+    and also goes to ``unreadable`` when the caller's verdict depends on it."""
     try:
         return files.read_text(path, MAX_CONFIG_BYTES)
     except NotFoundError:
         return None
     except ImageportError as exc:
         problems.append(f"{path}: {exc}")
+        if unreadable is not None:
+            unreadable.append(f"{path}: {_why(exc)}")
         return None
+
+
+def _why(exc: ImageportError) -> str:
+    """Why a file could not be read, in a few words for a finding."""
+    if isinstance(exc, BrokenLinkError):
+        return "a symbolic link to a file that does not exist (dangling link)"
+    if isinstance(exc, WrongTypeError):
+        return "not a regular file"
+    if isinstance(exc, TooLargeError):
+        return f"larger than {MAX_CONFIG_BYTES} bytes"
+    if isinstance(exc, LimitExceededError):
+        return "a symbolic link loop"
+    return f"cannot be read ({exc})"
 
 
 def _present(files: GuestFiles, path: str) -> bool:
@@ -268,10 +296,11 @@ def _present(files: GuestFiles, path: str) -> bool:
     return True
 
 
-def _exists(files: GuestFiles, path: str) -> bool:
-    """``path`` exists, following symlinks inside the guest (a broken or looping one does not)."""
+def _program(files: GuestFiles, path: str) -> bool:
+    """``path`` is a regular file, following symlinks (a directory, a broken or looping link
+    is no program)."""
     try:
-        return files.exists(path)
+        return files.stat(path).type is FileType.REGULAR
     except ImageportError:
         return False
 
@@ -291,13 +320,16 @@ class _SshdConfigReader:
         self.problems = problems
         self.settings: dict[str, Setting] = {}
         self.read_count = 0
+        #: config files (the main one, or one it includes by name) that exist but cannot be
+        #: read: sshd refuses to start then
+        self.unreadable: list[str] = []
 
     def read(self, path: str, depth: int = 0, in_match: bool = False) -> None:
         if depth > MAX_INCLUDE_DEPTH or self.read_count >= MAX_SSHD_FILES:
             self.problems.append(f"{path}: sshd_config includes nest too deep or too many")
             return
         self.read_count += 1
-        text = _read(self.files, path, self.problems)
+        text = _read(self.files, path, self.problems, self.unreadable)
         if text is None:
             return
         for line_no, line in enumerate(text.splitlines(), 1):
@@ -359,11 +391,15 @@ def _sshd_preset(files: GuestFiles, problems: list[str]) -> str | None:
     return None
 
 
-def read_sshd(files: GuestFiles, problems: list[str]) -> SshdFacts:
-    """sshd's program, enablement and configuration."""
-    program = next((p for p in SSHD_PROGRAMS if _exists(files, p)), None)
+def read_sshd(files: GuestFiles, problems: list[str],
+              unreadable: list[str] | None = None) -> SshdFacts:
+    """sshd's program, enablement and configuration (configuration files that exist but cannot
+    be read go to ``unreadable`` too)."""
+    program = next((p for p in SSHD_PROGRAMS if _program(files, p)), None)
     config = _SshdConfigReader(files, problems)
     config.read(SSHD_CONFIG)
+    if unreadable is not None:
+        unreadable += config.unreadable
     return SshdFacts(program, _sshd_enabled(files), _sshd_preset(files, problems),
                      config.settings)
 
@@ -391,8 +427,12 @@ def _key_files(files: GuestFiles, entry: PasswdEntry, key_setting: str,
             text = files.read_text(path, MAX_CONFIG_BYTES)
         except NotFoundError:
             continue
-        except ImageportError:
+        except TooLargeError:  # sshd reads it: a file this large surely holds keys
             found.append(KeyFile(path, None))
+            continue
+        except ImageportError as exc:  # dangling, a loop, a directory: sshd reads no key
+            problems.append(f"{path}: {_why(exc)}; no key counted")
+            found.append(KeyFile(path, 0))
             continue
         if text is not None:
             found.append(KeyFile(path, count_keys(text)))
@@ -405,12 +445,13 @@ def read_accounts(guest: GuestFacts) -> AccountFacts:
     if guest.layout.root is None:
         return AccountFacts((), SshdFacts(None, (), None, {}), None, ("no root filesystem",))
     files = guest.files
-    passwd = _read(files, "/etc/passwd", problems)
-    if passwd is None:
+    unreadable: list[str] = []
+    passwd = _read(files, "/etc/passwd", problems, unreadable)
+    if passwd is None and not unreadable:
         problems.append("/etc/passwd: not found")
-    shadow_text = _read(files, "/etc/shadow", problems)
+    shadow_text = _read(files, "/etc/shadow", problems, unreadable)
     shadow = parse_shadow(shadow_text) if shadow_text is not None else {}
-    sshd = read_sshd(files, problems)
+    sshd = read_sshd(files, problems, unreadable)
     key_setting = sshd.setting("authorizedkeysfile")
     keys_from = key_setting.value if key_setting else " ".join(DEFAULT_KEY_FILES)
     entries = parse_passwd(passwd or "")
@@ -433,5 +474,5 @@ def read_accounts(guest: GuestFacts) -> AccountFacts:
                               entry.line_no, password,
                               _key_files(files, entry, keys_from, problems))
         accounts.append(account)
-    cloud_init = CLOUD_INIT_PROGRAM if _exists(files, CLOUD_INIT_PROGRAM) else None
-    return AccountFacts(tuple(accounts), sshd, cloud_init, tuple(problems))
+    cloud_init = CLOUD_INIT_PROGRAM if _program(files, CLOUD_INIT_PROGRAM) else None
+    return AccountFacts(tuple(accounts), sshd, cloud_init, tuple(problems), tuple(unreadable))

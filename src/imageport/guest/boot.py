@@ -105,6 +105,9 @@ class BootFacts:
     #: Configuration paths looked at (for "nothing found" evidence).
     looked_at: tuple[str, ...]
     problems: tuple[str, ...]
+    #: boot loader configuration files that exist but cannot be read (``path: why``): a
+    #: dangling symbolic link, a loop, a directory, too large; the loader fails on them too
+    unreadable: tuple[str, ...] = ()
 
     @property
     def modes(self) -> tuple[str, ...]:
@@ -298,11 +301,16 @@ def uefi_evidence(esps: list[_Esp], notes: list[str],
     return ModeEvidence(supported, tuple(evidence)), configs
 
 
-def _read_text(files: GuestFiles, path: str, problems: list[str]) -> str | None:
+def _read_text(files: GuestFiles, path: str, problems: list[str],
+               unreadable: list[str] | None = None) -> str | None:
+    """``path``'s text, None when absent; one that exists but cannot be read is a problem
+    (and goes to ``unreadable`` too, for the loader configuration itself)."""
     try:
         return files.read_text(path, MAX_CONFIG_BYTES)
     except ImageportError as exc:
         problems.append(f"{path} cannot be read: {exc}")
+        if unreadable is not None:
+            unreadable.append(f"{path}: {exc}")
         return None
 
 
@@ -339,7 +347,8 @@ def _kernel_in_boot(files: GuestFiles) -> bool:
 
 
 def _loader_configs(guest: GuestFacts, esp_cfgs: list[tuple[_Esp, str]], sector0_kind: str,
-                    looked: list[str], problems: list[str]) -> list[LoaderConfig]:
+                    looked: list[str], problems: list[str],
+                    unreadable: list[str]) -> list[LoaderConfig]:
     files = guest.files
     env: dict[str, str] = {}
     for path in GRUBENV_PATHS:
@@ -351,7 +360,7 @@ def _loader_configs(guest: GuestFacts, esp_cfgs: list[tuple[_Esp, str]], sector0
     grub: list[LoaderConfig] = []
     for path in GRUB_CFG_PATHS:
         looked.append(path)
-        text = _read_text(files, path, problems)
+        text = _read_text(files, path, problems, unreadable)
         if text is not None:
             grub.append(parse_grub_cfg(text, path, saved))
     for esp, path in esp_cfgs:
@@ -362,6 +371,7 @@ def _loader_configs(guest: GuestFacts, esp_cfgs: list[tuple[_Esp, str]], sector0
             text = esp.fs.read_file(path, MAX_CONFIG_BYTES).decode("utf-8", "replace")
         except ImageportError as exc:
             problems.append(f"{shown} cannot be read: {exc}")
+            unreadable.append(f"{shown}: {exc}")
             continue
         grub.append(parse_grub_cfg(text, shown, saved))
     looked.append(BLS_DIR)
@@ -370,7 +380,7 @@ def _loader_configs(guest: GuestFacts, esp_cfgs: list[tuple[_Esp, str]], sector0
     for paths, parse in ((MENU_LST_PATHS, parse_menu_lst), (SYSLINUX_PATHS, parse_syslinux_cfg)):
         for path in paths:
             looked.append(path)
-            text = _read_text(files, path, problems)
+            text = _read_text(files, path, problems, unreadable)
             if text is not None:
                 others.append(parse(text, path))
                 break
@@ -394,8 +404,10 @@ def read_boot(guest: GuestFacts) -> BootFacts:
     configs: list[LoaderConfig] = []
     defaults: tuple[ShellSetting, ...] = ()
     kernel_in_boot = False
+    unreadable: list[str] = []
     if guest.layout.root is not None:
-        configs = _loader_configs(guest, esp_cfgs, table.mbr_boot_code, looked, problems)
+        configs = _loader_configs(guest, esp_cfgs, table.mbr_boot_code, looked, problems,
+                                  unreadable)
         text = _read_text(guest.files, DEFAULT_GRUB, problems)
         if text:
             defaults = parse_shell_settings(text, DEFAULT_GRUB,
@@ -403,7 +415,7 @@ def read_boot(guest: GuestFacts) -> BootFacts:
         kernel_in_boot = _kernel_in_boot(guest.files)
     default = configs[0].default if configs else None
     return BootFacts(bios, uefi, tuple(configs), default, defaults, kernel_in_boot,
-                     tuple(looked), tuple(problems))
+                     tuple(looked), tuple(problems), tuple(unreadable))
 
 
 def _disk_of(guest: GuestFacts) -> BlockDevice | None:

@@ -22,7 +22,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from imageport.guest.configfiles import Quote, exists, list_dir, quote, read_config
+from imageport.guest.configfiles import Quote, exists, is_file, list_dir, quote, read_config
 from imageport.guest.facts import GuestFacts
 from imageport.guest.mounts import GuestFiles
 from imageport.guest.safeyaml import YamlDoc, YamlRefused, load_yaml
@@ -202,7 +202,7 @@ def read_cloud_init(guest: GuestFacts) -> CloudInitFacts:
     """Read what the guest has of cloud-init. Never raises; problems are listed."""
     files = guest.files
     problems: list[str] = []
-    evidence = [p for p in COMMANDS if exists(files, p)][:1]  # /bin is often /usr/bin
+    evidence = [p for p in COMMANDS if is_file(files, p)][:1]  # /bin is often /usr/bin
     version: str | None = None
     package_dir = _package_dir(files, problems)
     openstack: bool | None = None

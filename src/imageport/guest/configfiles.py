@@ -66,6 +66,15 @@ def exists(files: GuestFiles, path: str) -> bool:
         return False
 
 
+def is_file(files: GuestFiles, path: str) -> bool:
+    """Whether ``path`` leads to a regular file (a program or a marker file; a directory, a
+    dangling link or a loop does not count)."""
+    try:
+        return files.stat(path).type is FileType.REGULAR
+    except ImageportError:
+        return False
+
+
 def list_dir(files: GuestFiles, path: str, problems: list[str],
              limit: int = MAX_DIR_FILES) -> list[tuple[str, FileType | None]]:
     """The sorted names (and entry types, when recorded) in directory ``path``, at most

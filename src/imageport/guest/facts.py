@@ -28,6 +28,8 @@ class GuestFacts:
 
     layout: GuestLayout
     os: OsInfo | None
+    #: release files (os-release ...) that exist but could not be read (IMG-SYSTEM-DISK)
+    os_problems: tuple[str, ...] = ()
     _derived: dict[Callable[..., Any], Any] = field(default_factory=dict, repr=False,
                                                     compare=False)
 
@@ -57,11 +59,13 @@ def inspect_guest(disk: BlockDevice) -> GuestFacts:
     """
     try:
         layout = assemble(scan_storage(disk))
-        os_info = read_os_info(layout.files()) if layout.root is not None else None
+        os_problems: list[str] = []
+        os_info = read_os_info(layout.files(), os_problems) if layout.root is not None \
+            else None
     except SourceError:
         raise
     except Exception as exc:  # noqa: BLE001 - a reader bug must not pass or crash a check
         empty = StorageLayout(PartitionTable("none", ()), (), (), ())
         problem = f"internal error while reading the guest ({type(exc).__name__}: {exc})"
         return GuestFacts(GuestLayout(empty, None, (), (), (), (problem,)), None)
-    return GuestFacts(layout, os_info)
+    return GuestFacts(layout, os_info, tuple(os_problems))

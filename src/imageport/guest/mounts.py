@@ -4,6 +4,13 @@
 system: ``/etc`` with ``fstab`` or ``os-release``), reads its ``/etc/fstab`` and opens the
 filesystems it mounts (``/boot``, ``/usr``, ``/var`` ...) where they are. :class:`GuestFiles`
 then reads paths across those mounts, following symlinks inside the guest only.
+
+"Absent" and "unreadable" are kept apart: only a path with no entry at all is
+:class:`~imageport.guest.fs.base.NotFoundError`; a symlink whose target is missing, a symlink
+loop, a directory where a file is read and a file over the cap raise errors that readers must
+report as problems (a rule that needs the file then says so), never treat as absent. A symlink
+cannot escape the guest: absolute targets are taken from the guest's root, and ``..`` stops
+there.
 """
 
 from __future__ import annotations
@@ -16,11 +23,15 @@ from imageport.guest.fs.base import (
     MAX_FILE_BYTES,
     MAX_PATH_COMPONENTS,
     MAX_SYMLINK_HOPS,
+    BrokenLinkError,
     DirEntry,
     Filesystem,
     FileType,
     NotFoundError,
     Stat,
+    TooLargeError,
+    WrongTypeError,
+    follow_link,
 )
 from imageport.guest.fs.detect import open_filesystem
 from imageport.guest.fstab import FstabEntry, find_volume, parse_fstab
@@ -63,6 +74,9 @@ class GuestLayout:
     fstab: tuple[FstabEntry, ...]
     unresolved: tuple[UnresolvedEntry, ...]
     problems: tuple[str, ...]
+    #: why /etc/fstab exists but could not be read (a dangling symbolic link, a loop, a
+    #: directory, too large); None when it was read or is absent (IMG-FSTAB-DATA-DISK)
+    fstab_error: str | None = None
 
     def files(self) -> GuestFiles:
         """The guest's files across its mounts (a cheap view; the filesystems cache)."""
@@ -85,28 +99,36 @@ class GuestFiles:
 
     def locate(self, path: str, *, follow: bool = True) -> tuple[Filesystem, int, str]:
         """The filesystem, inode and resolved guest path of ``path``."""
-        todo = list(reversed(_split(path)))
+        todo = [(part, False) for part in reversed(_split(path))]
         resolved: list[str] = []
         hops = 0
         while todo:
             if len(todo) + len(resolved) > MAX_PATH_COMPONENTS:
                 raise LimitExceededError(f"{path}: too many path components")
-            name = todo.pop()
+            name, linked = todo.pop()
             if name == "..":
                 if resolved:
                     resolved.pop()
                 continue
             candidate = [*resolved, name]
             mount, rel = self._mount_for(candidate)
-            ino = mount.fs.resolve("/" + "/".join(rel), follow=False)
+            try:
+                ino = mount.fs.resolve("/" + "/".join(rel), follow=False)
+            except NotFoundError as exc:
+                if linked:  # the name came from a symlink's target: the link dangles
+                    raise BrokenLinkError(f"{path}: a symbolic link on the path points to "
+                                          f"/{'/'.join(candidate)}, which does not exist "
+                                          "(dangling link)") from exc
+                raise
             if mount.fs.stat_ino(ino).type is FileType.SYMLINK and (follow or todo):
                 hops += 1
                 if hops > MAX_SYMLINK_HOPS:
-                    raise LimitExceededError(f"{path}: too many levels of symbolic links")
+                    raise LimitExceededError(f"{path}: too many levels of symbolic links "
+                                             "(a symlink loop)")
                 target = mount.fs.readlink_ino(ino)
                 if target.startswith("/"):
                     resolved = []
-                todo.extend(reversed(_split(target)))
+                follow_link(todo, target)
                 continue
             resolved = candidate
         mount, rel = self._mount_for(resolved)
@@ -114,9 +136,10 @@ class GuestFiles:
             "/" + "/".join(resolved)
 
     def exists(self, path: str) -> bool:
+        """Whether ``path`` leads to something (a dangling symlink does not)."""
         try:
             self.locate(path)
-        except NotFoundError:
+        except (NotFoundError, BrokenLinkError):
             return False
         return True
 
@@ -128,13 +151,16 @@ class GuestFiles:
         fs, ino, _ = self.locate(path)
         st = fs.stat_ino(ino)
         if st.type is not FileType.REGULAR:
-            raise NotFoundError(f"{path}: not a regular file ({st.type.value})")
+            raise WrongTypeError(f"{path}: not a regular file ({st.type.value})")
         if st.size > max_bytes:
-            raise LimitExceededError(f"{path} is {st.size} bytes, more than {max_bytes}")
+            raise TooLargeError(f"{path} is {st.size} bytes, more than {max_bytes}")
         return fs.read_ino(ino, 0, st.size)
 
     def read_text(self, path: str, max_bytes: int = MAX_FILE_BYTES) -> str | None:
-        """The file decoded as UTF-8 (invalid bytes replaced), or None when it does not exist."""
+        """The file decoded as UTF-8 (invalid bytes replaced), or None when it does not exist.
+        A path that exists but cannot be read raises: a dangling symlink
+        (:class:`BrokenLinkError`), a directory or device (:class:`WrongTypeError`), a
+        symlink loop or a file over ``max_bytes`` (:class:`LimitExceededError`)."""
         try:
             return self.read_file(path, max_bytes).decode("utf-8", "replace")
         except NotFoundError:
@@ -142,8 +168,9 @@ class GuestFiles:
 
     def listdir(self, path: str) -> list[DirEntry]:
         fs, ino, _ = self.locate(path)
-        if fs.stat_ino(ino).type is not FileType.DIRECTORY:
-            raise NotFoundError(f"{path}: not a directory")
+        kind = fs.stat_ino(ino).type
+        if kind is not FileType.DIRECTORY:
+            raise WrongTypeError(f"{path}: not a directory ({kind.value})")
         return list(fs.list_ino(ino))
 
 
@@ -214,12 +241,14 @@ def assemble(storage: StorageLayout) -> GuestLayout:
     root = find_root(storage, problems)
     if root is None:
         return GuestLayout(storage, None, (), (), (), tuple(problems))
+    fstab_error = None
     try:
         text = root.fs.read_file("/etc/fstab", MAX_FSTAB_BYTES).decode("utf-8", "replace")
     except NotFoundError:
         text = ""
     except ImageportError as exc:
         problems.append(f"/etc/fstab cannot be read: {exc}")
+        fstab_error = str(exc)
         text = ""
     fstab = parse_fstab(text)
     mounts = [root]
@@ -243,4 +272,5 @@ def assemble(storage: StorageLayout) -> GuestLayout:
             continue
         if fs is not None:
             mounts.append(Mount(entry.mountpoint, volume, fs, entry))
-    return GuestLayout(storage, root, tuple(mounts), fstab, tuple(unresolved), tuple(problems))
+    return GuestLayout(storage, root, tuple(mounts), fstab, tuple(unresolved), tuple(problems),
+                       fstab_error)

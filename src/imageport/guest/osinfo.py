@@ -62,8 +62,19 @@ def parse_os_release(text: str) -> dict[str, str]:
     return values
 
 
-def read_os_info(files: GuestFiles) -> OsInfo | None:
-    """The guest's OS identity, or None when no release file is found."""
+def read_os_info(files: GuestFiles, problems: list[str] | None = None) -> OsInfo | None:
+    """The guest's OS identity, or None when no release file is found. A release file that
+    exists but cannot be read (a dangling symbolic link, a loop, a directory, too large) is
+    skipped, as the guest's own tools skip it, and named in ``problems``."""
+    problems = [] if problems is None else problems
+
+    def _read(files: GuestFiles, path: str) -> str | None:
+        try:
+            return files.read_text(path, _MAX_RELEASE_BYTES)
+        except ImageportError as exc:
+            problems.append(f"{path}: {exc}")
+            return None
+
     for path in ("/etc/os-release", "/usr/lib/os-release"):
         text = _read(files, path)
         if text:
@@ -92,9 +103,3 @@ def read_os_info(files: GuestFiles) -> OsInfo | None:
             return OsInfo(distro, m.group(1) if m else "", first, (), path)
     return None
 
-
-def _read(files: GuestFiles, path: str) -> str | None:
-    try:
-        return files.read_text(path, _MAX_RELEASE_BYTES)
-    except ImageportError:
-        return None

@@ -25,6 +25,8 @@ MAX_LISTED = 10
 #: Seconds allowed to compare the supplied password with root's hash through mkpasswd.
 COMPARE_TIMEOUT = 2.0
 
+_ACCOUNT_FILES = ("/etc/passwd:", "/etc/shadow:")
+"""Prefixes of the :attr:`AccountFacts.unreadable` entries that leave no account usable."""
 _INSTALL = {"debian": "apt-get install cloud-init", "rhel": "yum install cloud-init",
             "suse": "zypper install cloud-init"}
 _SSH_UNIT = {"debian": "ssh", "rhel": "sshd", "suse": "sshd"}
@@ -59,8 +61,14 @@ class LoginRule(Rule):
     login account and enable sshd (``systemctl enable ssh`` on Debian/Ubuntu, ``sshd``
     elsewhere), then export the image again.
 
+    ``/etc/passwd`` and ``/etc/shadow`` must be readable: when one is missing (passwd), a
+    dangling symbolic link, a symbolic link loop, a directory or too large, nobody can log in
+    whatever else the image has, and that is reported naming the file; an ``sshd_config`` that
+    cannot be read stops sshd, so keys do not count then.
+
     Example: root locked (``!`` in ``/etc/shadow``), no keys and no cloud-init reports "No way
-    to log in", listing each account's password state.
+    to log in", listing each account's password state; ``/etc/passwd`` linked to a file that
+    does not exist reports "Nobody can log in" naming it.
     """
 
     id = "IMG-LOGIN"
@@ -73,13 +81,26 @@ class LoginRule(Rule):
         if found is None:
             return
         guest, acc = found
+        accounts_unread = [u for u in acc.unreadable if u.startswith(_ACCOUNT_FILES)]
+        no_passwd = not acc.accounts and "/etc/passwd: not found" in acc.problems
+        if accounts_unread or no_passwd:
+            yield self.found(
+                "Nobody can log in: the guest's account files cannot be read, so neither "
+                "logins nor cloud-init can use them.",
+                *(accounts_unread or ["/etc/passwd: not found"]),
+                *(f"problem: {p}" for p in acc.problems if p not in accounts_unread),
+                advice="Restore /etc/passwd and /etc/shadow as regular files (a symbolic link "
+                "must point at an existing file inside the guest), then export the image "
+                "again.")
+            return
         if acc.cloud_init is not None:
             return
         people = [a for a in acc.accounts if _can_log_in(a)]
         if any(a.password.usable for a in people):
             return
         sshd = acc.sshd
-        sshd_ok = sshd.program is not None and bool(sshd.enabled_by)
+        sshd_unread = [u for u in acc.unreadable if not u.startswith(_ACCOUNT_FILES)]
+        sshd_ok = sshd.program is not None and bool(sshd.enabled_by) and not sshd_unread
         root_login = sshd.setting("permitrootlogin")
         root_keys_refused = root_login is not None and root_login.value.lower() == "no"
         keyed = [a for a in people if a.keys > 0]
@@ -98,6 +119,7 @@ class LoginRule(Rule):
         evidence.append(f"sshd: {sshd.program or 'not installed'}; started at boot by: "
                         f"{', '.join(sshd.enabled_by) or 'nothing'}"
                         + (f"; preset: {sshd.preset}" if sshd.preset else ""))
+        evidence += [f"sshd cannot start: {u}" for u in sshd_unread]
         if root_keys_refused and root_login is not None:
             evidence.append(f"{root_login.source}: PermitRootLogin {root_login.value}")
         evidence.append("cloud-init: not installed (/usr/bin/cloud-init not found)")

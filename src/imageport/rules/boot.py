@@ -52,6 +52,10 @@ class BootModeRule(Rule):
     distribution, with a BIOS boot partition on GPT), or, when the platform supports UEFI,
     check with ``--uefi`` and register the image with UEFI firmware.
 
+    A boot loader configuration file (``grub.cfg``, ``menu.lst``, ``extlinux.conf``...) that
+    exists but cannot be read (a dangling symbolic link, a loop, a directory, too large) fails
+    too: the loader stops at its prompt.
+
     Example: "The image boots only with UEFI", with evidence "ESP part2: EFI/BOOT/BOOTX64.EFI"
     and "sector 0: no boot code".
     """
@@ -70,6 +74,16 @@ class BootModeRule(Rule):
         evidence = (*(f"BIOS: {e}" for e in boot.bios.evidence),
                     *(f"UEFI: {e}" for e in boot.uefi.evidence),
                     *(f"problem: {p}" for p in boot.problems))
+        if boot.unreadable:
+            yield self.found(
+                "The boot loader's configuration exists but cannot be read: the loader "
+                "cannot read it either and stops at its prompt instead of starting the system.",
+                *boot.unreadable, *evidence,
+                advice="Make the boot loader configuration (grub.cfg ...) a regular file on "
+                "the system disk (a symbolic link must point at an existing file), e.g. with "
+                "`update-grub` or `grub2-mkconfig -o /boot/grub2/grub.cfg`, then export the "
+                "image again.")
+            return
         if boot.bios.supported or (boot.uefi.supported and uefi_allowed):
             return
         if boot.uefi.supported:

@@ -22,7 +22,13 @@ class SystemDiskRule(Rule):
     the root filesystem is encrypted or on an unsupported volume type, export it decrypted or
     on a plain partition or LVM linear volume.
 
-    Example: a disk with one empty partition reports "no installed Linux root filesystem".
+    Its identity is read from ``/etc/os-release`` (then ``/usr/lib/os-release``,
+    ``/etc/lsb-release`` and the older release files); a release file that exists but cannot
+    be read (a dangling symbolic link, a loop, a directory) is an error when no other one
+    identifies the system, a warning when another one does.
+
+    Example: a disk with one empty partition reports "no installed Linux root filesystem";
+    ``/etc/os-release`` linked to a missing file reports "identity cannot be read".
     """
 
     id = "IMG-SYSTEM-DISK"
@@ -32,7 +38,21 @@ class SystemDiskRule(Rule):
 
     def check(self, facts: ImageFacts) -> Iterator[Finding]:
         guest = facts.guest
-        if guest is None or guest.layout.root is not None:
+        if guest is not None and guest.layout.root is not None:
+            if guest.os_problems:
+                identified = guest.os is not None
+                yield self.found(
+                    ("A release file of the system cannot be read; the system was identified "
+                     f"from {guest.os.source}." if guest.os is not None else
+                     "The installed system's identity cannot be read: its release file "
+                     "exists but cannot be read, so nothing tells which system it is."),
+                    *guest.os_problems,
+                    severity=Severity.WARNING if identified else Severity.ERROR,
+                    advice="Make /etc/os-release a regular file or a symbolic link to an "
+                    "existing file inside the guest (usually ../usr/lib/os-release), then "
+                    "export the image again.")
+            return
+        if guest is None:
             return
         storage = guest.layout.storage
         found = ", ".join(f"{v.name}: {v.kind}" for v in storage.volumes) or "nothing"
@@ -56,6 +76,10 @@ class FstabDataDiskRule(Rule):
     How to fix: remove the line from ``/etc/fstab`` or add ``noauto`` (and ``nofail``) to its
     options before exporting the image; attach and mount data disks after the server starts.
 
+    An ``/etc/fstab`` that exists but cannot be read (a dangling symbolic link, a loop, a
+    directory, over 1 MiB) is reported too: the guest cannot read it either, and nothing here
+    can be checked. (No fstab at all is fine: only the root is mounted.)
+
     Example: ``/dev/vdb1 /data ext4 defaults 0 2`` is reported, quoting the line.
     """
 
@@ -67,6 +91,14 @@ class FstabDataDiskRule(Rule):
     def check(self, facts: ImageFacts) -> Iterator[Finding]:
         if facts.guest is None:
             return
+        error = facts.guest.layout.fstab_error
+        if error is not None and facts.guest.layout.root is not None:
+            yield self.found(
+                "/etc/fstab exists but cannot be read: the system cannot mount its "
+                "filesystems at boot as intended, and what it would mount cannot be checked.",
+                f"/etc/fstab: {error}",
+                advice="Make /etc/fstab a regular file (a symbolic link must point at an "
+                "existing file inside the guest), then export the image again.")
         for item in facts.guest.layout.unresolved:
             entry = item.entry
             if not entry.auto:

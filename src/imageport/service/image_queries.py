@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from sqlalchemy import select
 
 from imageport.adapters.db.schema import images
+from imageport.numbers import whole_number
 from imageport.service import validation as v
 from imageport.service.clock import parse_time_text, time_text
 from imageport.service.context import Services
@@ -39,6 +40,8 @@ from imageport.service.errors import RequestInvalid
 from imageport.service.image_records import IMAGE_COLUMNS, ImageRecord, image_row
 
 MAX_LIMIT = 1000
+MAX_FILTER_NUMBER = 999_999_999
+"""Largest value of a whole-number filter (``min_disk``, ``min_ram``, ``size``...)."""
 """Most images one page holds."""
 CLOUDIMAGES_LIMIT = 500
 GLANCE_LIMIT = 25
@@ -124,9 +127,10 @@ def list_images(services: Services, project_id: str, query: Sequence[tuple[str, 
 def _limit(raw: str | None, default: int) -> int:
     if raw is None:
         return default
-    if not raw.isascii() or not raw.isdigit() or not 1 <= int(raw[:6]) <= MAX_LIMIT:
+    number = whole_number(raw)  # not int(raw[:6]): "000010000" is 10000, not 10
+    if number is None or not 1 <= number <= MAX_LIMIT:
         raise RequestInvalid("IMG.0001", f"limit must be 1-{MAX_LIMIT}")
-    return int(raw)
+    return number
 
 
 def _sort_value(record: ImageRecord, key: str) -> tuple[int, object]:
@@ -141,9 +145,9 @@ def _predicate(name: str, value: str, project_id: str) -> Predicate:
     if name in _COLUMNS_EXACT:
         return lambda r: getattr(r, name) == value
     if name in _COLUMNS_INT:
-        if not value.isascii() or not value.isdigit() or len(value) > 9:
+        number = whole_number(value)
+        if number is None or number > MAX_FILTER_NUMBER:
             raise RequestInvalid("IMG.0001", f"{name} must be a whole number")
-        number = int(value)
         return lambda r: getattr(r, name) == number
     if name == "protected":
         if value not in ("true", "false", "True", "False"):

@@ -121,5 +121,8 @@ def job_record(conn: Connection, project_id: str, job_id: str) -> JobRecord:
         raise NotFound(NOT_FOUND, f"job {job_id!r} not found")
     name = None
     if row.image_id is not None:
-        name = conn.execute(select(images.c.name).where(images.c.id == row.image_id)).scalar()
+        # the project's own image only: a deleted image's id may since name another
+        # project's image (Glance clients may choose ids), whose name must not show here
+        name = conn.execute(select(images.c.name).where(
+            images.c.id == row.image_id, images.c.project_id == project_id)).scalar()
     return JobRecord.from_row(row, name)

@@ -325,4 +325,4 @@ def _number(value: object, name: str, default: int, low: int, high: int) -> int:
     """``limit``/``offset``: a string of digits (as the SDK sends) or a number."""
     if value is None:
         return default
-    return v.check_int(value, name, "IMG.0001", low, high)
+    return v.check_int(value, name, "IMG.0001", low, high, text=True)

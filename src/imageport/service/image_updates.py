@@ -82,7 +82,7 @@ def _apply(op: object, columns: Changes, props: dict[str, str], *, glance: bool,
         columns["name"] = v.check_name(value)
     elif attr in ("min_ram", "max_ram"):
         columns[attr] = (0 if attr == "min_ram" else None) if remove else v.check_int(
-            value, attr, "IMG.0055", 0, v.MAX_RAM_MB)
+            value, attr, "IMG.0055", 0, v.MAX_RAM_MB, text=True)
     elif attr == "protected" and glance:
         columns["protected"] = False if remove else _flag(value, attr) == "true"
     elif attr == "__description":

@@ -16,14 +16,18 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+from collections.abc import Callable
 from typing import BinaryIO
 
+from imageport.numbers import whole_number
 from imageport.service import storage
 from imageport.service.context import Services
 from imageport.service.errors import RequestInvalid, ServiceError
 from imageport.service.ports import ObjectInfo, PartInfo, PartTarget, StagedFile
 
-_RANGE = re.compile(r"^bytes=(\d{1,19})-(\d{1,19})$")
+_RANGE = re.compile(r"^bytes=([0-9]+)-([0-9]+)$", re.ASCII)
+MAX_RANGE_HEADER = 4096
+"""Longest ``x-amz-copy-source-range`` read (longer: 400 ``InvalidArgument``)."""
 
 
 def parse_copy_range(header: str | None, size: int) -> tuple[int, int]:
@@ -32,23 +36,27 @@ def parse_copy_range(header: str | None, size: int) -> tuple[int, int]:
     when the slice is not inside the object (S3's answers)."""
     if header is None:
         return 0, size
-    match = _RANGE.match(header.strip())
+    match = _RANGE.match(header.strip()) if len(header) <= MAX_RANGE_HEADER else None
     if match is None:
         raise RequestInvalid("InvalidArgument",
                              "x-amz-copy-source-range must be bytes=first-last")
-    first, last = int(match.group(1)), int(match.group(2))
-    if last < first or last >= size:
+    first, last = whole_number(match.group(1)), whole_number(match.group(2))
+    if first is None or last is None or last < first or last >= size:
         raise ServiceError("InvalidRange", f"the range {first}-{last} is not inside the "
                            f"{size}-byte source object", status=416)
     return first, last - first + 1
 
 
 def copy_part(services: Services, project_id: str, bucket: str, key: str, upload_id: str,
-              number: int, source: tuple[str, str], range_header: str | None) -> PartInfo:
-    """Part ``number`` of the upload, copied from ``source`` (bucket, key) or a range of it."""
+              number: int, source: tuple[str, str], range_header: str | None,
+              check_source: Callable[[ObjectInfo], None] | None = None) -> PartInfo:
+    """Part ``number`` of the upload, copied from ``source`` (bucket, key) or a range of it;
+    ``check_source`` judges the version being copied first (``x-amz-copy-source-if-*``)."""
     store = services.store
     origin, src = _open_source(services, project_id, source)
-    with src:  # the range is checked against the very version being copied
+    with src:  # the range and conditions are checked against the very version being copied
+        if check_source is not None:
+            check_source(origin)
         start, length = parse_copy_range(range_header, origin.size)
         target = storage.part_target(services, project_id, bucket, key, upload_id, number,
                                      length)

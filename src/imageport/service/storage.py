@@ -19,12 +19,13 @@ import binascii
 import hashlib
 import os
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from imageport.limits import GiB, MiB, TiB
+from imageport.numbers import whole_number
 from imageport.service.context import Services
-from imageport.service.errors import Conflict, NotFound, RequestInvalid
+from imageport.service.errors import Conflict, Forbidden, NotFound, RequestInvalid
 from imageport.service.ports import (
     BucketInfo,
     ObjectInfo,
@@ -43,8 +44,19 @@ MAX_OBJECT_BYTES = 5 * TiB
 MAX_COPY_BYTES = 5 * GiB
 """Largest object copied by ``x-amz-copy-source`` (S3's limit)."""
 MAX_PART_NUMBER = 10_000
+MIN_PART_BYTES = 5 * MiB
+"""Smallest part except the last one (S3's rule, enforced at completion)."""
+MAX_SMALL_PARTS = 16
+"""Parts under :data:`MIN_PART_BYTES` one upload may hold. Only the last part of an object may
+be that small, so a client needs one (a few while retrying or uploading in parallel); each
+costs a file of its own (a part's size is unknown until it is known to be the last), so
+without a cap 10,000 one-byte parts made 10,000 files, an inode and a disk block each, per
+upload. More is refused early with 400 ``EntityTooSmall``, the code S3 gives such parts at
+completion."""
 MAX_KEYS = 1000
 """Most keys + common prefixes in one list reply (the cap on ``max-keys``)."""
+MAX_INT32 = 2**31 - 1
+"""Largest ``max-keys``/``max-uploads``/``max-parts``/marker S3 accepts (larger: 400)."""
 MAX_METADATA_BYTES = 2048
 """Total size of user metadata names and values (S3's limit)."""
 MAX_METADATA_ITEMS = 64
@@ -273,15 +285,20 @@ def delete_objects(services: Services, project_id: str, bucket: str,
 
 
 def copy_object(services: Services, project_id: str, source: tuple[str, str],
-                bucket: str, key: str, new: NewObject | None) -> ObjectInfo:
+                bucket: str, key: str, new: NewObject | None,
+                check_source: Callable[[ObjectInfo], None] | None = None) -> ObjectInfo:
     """Copy ``source`` (bucket, key) to ``bucket/key``; ``new`` None keeps the source's type,
     class and metadata (``x-amz-metadata-directive: COPY``). The bytes are copied into a staged
-    file (hashed on the way), so the copy is independent of later changes to the source."""
+    file (hashed on the way), so the copy is independent of later changes to the source.
+    ``check_source`` judges the source's record first (the ``x-amz-copy-source-if-*``
+    conditions)."""
     src_bucket, src_key = source
     owned_bucket(services, project_id, src_bucket)
     found = prepare_put(services, project_id, bucket, key, None)
     store = services.store
     origin = _object(services, src_bucket, src_key)
+    if check_source is not None:
+        check_source(origin)
     if origin.size > MAX_COPY_BYTES:
         raise RequestInvalid("InvalidRequest",
                              f"the copy source is larger than {MAX_COPY_BYTES} bytes")
@@ -333,13 +350,15 @@ class ListPage:
     next_token: str
 
 
-def parse_max_keys(value: str | None) -> int:
-    """``max-keys`` as an int in 0..1000 (larger values are capped, as S3 does)."""
+def parse_max_keys(value: str | None, name: str = "max-keys") -> int:
+    """``max-keys`` (or ``max-uploads``) as an int in 0..1000 (larger values are capped, as
+    S3 does; values past 2^31-1, signs and non-ASCII digits are 400 ``InvalidArgument``)."""
     if value is None or value == "":
         return MAX_KEYS
-    if not value.isascii() or not value.isdigit() or len(value) > 12:
-        raise RequestInvalid("InvalidArgument", "max-keys must be a non-negative integer")
-    return min(int(value), MAX_KEYS)
+    number = whole_number(value)
+    if number is None or number > MAX_INT32:
+        raise RequestInvalid("InvalidArgument", f"{name} must be an integer 0-2147483647")
+    return min(number, MAX_KEYS)
 
 
 def _encode_token(resume_after: str) -> str:
@@ -411,9 +430,39 @@ def _owned_upload(services: Services, project_id: str, bucket: str, key: str,
     return upload
 
 
+def check_open_uploads(services: Services, project_id: str) -> None:
+    """403 ``QuotaExceeded`` (Ceph RGW's code for a quota reached) when the project already
+    has ``project_open_uploads`` unfinished multipart uploads; complete or abort some first.
+    Two uploads started at the same instant may both pass: the cap is exact to within the
+    requests in flight."""
+    cap = services.settings.project_open_uploads
+    if cap <= 0:
+        return
+    held = services.store.count_uploads(project_id)
+    if held >= cap:
+        raise Forbidden("QuotaExceeded",
+                        f"the project has {held} unfinished multipart uploads, the most it may "
+                        "have open: complete or abort some (ListMultipartUploads lists them; "
+                        "the operator sets the cap with IMAGEPORT_PROJECT_OPEN_UPLOADS)")
+
+
+def check_small_parts(services: Services, upload_id: str, number: int, size: int | None) -> None:
+    """400 ``EntityTooSmall`` when part ``number`` is under :data:`MIN_PART_BYTES` and the
+    upload already holds :data:`MAX_SMALL_PARTS` other such parts (see there)."""
+    if size is None or size >= MIN_PART_BYTES:
+        return
+    held = services.store.count_parts(upload_id, smaller_than=MIN_PART_BYTES,
+                                      except_number=number)
+    if held >= MAX_SMALL_PARTS:
+        raise RequestInvalid("EntityTooSmall",
+                             f"the upload already has {held} parts under {MIN_PART_BYTES} bytes; "
+                             "every part but the last must be at least that large")
+
+
 def create_upload(services: Services, project_id: str, bucket: str, key: str,
                   new: NewObject) -> UploadInfo:
     found = prepare_put(services, project_id, bucket, key, None)
+    check_open_uploads(services, project_id)
     return services.store.create_upload(
         bucket, key, content_type=new.content_type[:255],
         storage_class=parse_storage_class(new.storage_class, found.storage_class),
@@ -421,17 +470,16 @@ def create_upload(services: Services, project_id: str, bucket: str, key: str,
 
 
 def parse_part_number(value: str | None) -> int:
-    if value is None or not value.isascii() or not value.isdigit() or len(value) > 6:
-        raise RequestInvalid("InvalidArgument", "partNumber must be an integer 1-10000")
-    number = int(value)
-    if not 1 <= number <= MAX_PART_NUMBER:
+    """``partNumber`` of an UploadPart: ASCII digits, 1-10000 (400 ``InvalidArgument``)."""
+    number = whole_number(value)
+    if number is None or not 1 <= number <= MAX_PART_NUMBER:
         raise RequestInvalid("InvalidArgument", "partNumber must be an integer 1-10000")
     return number
 
 
 def prepare_part(services: Services, project_id: str, bucket: str, key: str,
                  upload_id: str, size: int | None) -> UploadInfo:
-    """Checks of an UploadPart before its body is read."""
+    """Checks of an UploadPart before its body is read (and again with its real size)."""
     upload = _owned_upload(services, project_id, bucket, key, upload_id)
     check_put_size(size)
     return upload
@@ -443,12 +491,14 @@ def part_target(services: Services, project_id: str, bucket: str, key: str, uplo
     the upload's assembly file, or a staged file); the caller gives the target back with
     ``store.release_part_target`` whatever happens."""
     prepare_part(services, project_id, bucket, key, upload_id, size)
+    check_small_parts(services, upload_id, number, size)
     return services.store.part_target(upload_id, number, size)
 
 
 def upload_part(services: Services, project_id: str, bucket: str, key: str, upload_id: str,
                 number: int, staged: StagedFile, content_md5: str | None = None) -> PartInfo:
     prepare_part(services, project_id, bucket, key, upload_id, staged.size)
+    check_small_parts(services, upload_id, number, staged.size)
     check_content_md5(content_md5, staged.md5_hex)
     return services.store.commit_part(upload_id, number, staged)
 

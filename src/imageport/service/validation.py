@@ -9,8 +9,10 @@ in a worker). Each check is one small function that returns the clean value or r
 ============ ======================================================================
 code         raised when
 ============ ======================================================================
-IMG.0001     the body is not JSON, not an object, too deep, or a field has the wrong type;
-             an unknown field; a bad tag
+IMG.0001     the body is not JSON, not an object, too deep, or a field has the wrong JSON
+             type (integers are JSON integers, flags JSON booleans, as the vendor's API
+             types them: ``"40"``, ``40.0`` and ``true`` are not integers, ``"true"`` is not
+             a boolean); an unknown field; a bad tag
 IMG.0007     the body is empty (or ``{}``)
 IMG.0013     ``name`` is missing
 IMG.0002     ``name`` is longer than 128 characters
@@ -48,11 +50,15 @@ from dataclasses import dataclass
 from sqlalchemy import Connection, func, select
 
 from imageport.adapters.db.schema import images
+from imageport.numbers import whole_number
 from imageport.service import os_versions
 from imageport.service.errors import RequestInvalid
 
-MAX_JSON_BYTES = 1024 * 1024
-"""Largest JSON request body read (bytes)."""
+MAX_JSON_BYTES = 64 * 1024
+"""Largest JSON request body read (bytes). The image API reads a body before it can check the
+signature over it, so this is what any client may make the server hold per connection; the
+vendor's request bodies are a few hundred bytes (a Glance image with a hundred properties of
+255 characters still fits)."""
 MAX_JSON_DEPTH = 16
 """Deepest nesting of arrays/objects accepted in a JSON body."""
 MAX_NAME = 128
@@ -153,16 +159,34 @@ def check_bool(value: object, field: str, default: bool = False) -> bool:
     return value
 
 
-def check_int(value: object, field: str, code: str, low: int, high: int) -> int:
-    """A whole number in ``low..high`` (a JSON number or a string of digits, as the SDK's
-    patch values are strings); ``code`` otherwise."""
-    if isinstance(value, str) and value.isascii() and value.isdigit() and len(value) < 12:
-        value = int(value)
+def check_int(value: object, field: str, code: str, low: int, high: int, *,
+              text: bool = False) -> int:
+    """A whole number in ``low..high``; ``code`` otherwise. A JSON integer only (not ``true``,
+    which Python counts as 1, not ``40.0``, not ``"40"``), as the vendor's API types it and
+    every client we serve sends it; ``text`` also takes a string of ASCII digits, for the
+    bodies whose values the vendor's SDK types as strings (JSON-patch ``value``, the tag
+    query's ``limit``/``offset``)."""
+    if text and isinstance(value, str):
+        number = whole_number(value)
+        if number is None:
+            raise RequestInvalid(code, f"{field} must be a whole number")
+        value = number
     if not isinstance(value, int) or isinstance(value, bool):
-        raise RequestInvalid(code, f"{field} must be a whole number")
+        raise RequestInvalid(code, f"{field} must be a whole number (a JSON integer), not "
+                             f"{_json_type(value)}")
     if not low <= value <= high:
         raise RequestInvalid(code, f"{field} must be {low}-{high}, not {value}")
     return value
+
+
+def _json_type(value: object) -> str:
+    """The JSON type of a parsed value, for messages (``a string``, ``true``...)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if value is None:
+        return "null"
+    names = {str: "a string", float: "a fraction", list: "a list", dict: "an object"}
+    return names.get(type(value), type(value).__name__)
 
 
 # -- name and description -----------------------------------------------------------------------

@@ -40,3 +40,22 @@ def test_delete_and_create_bucket_bodies() -> None:
     obs = b"<CreateBucketConfiguration><Location>region</Location></CreateBucketConfiguration>"
     assert xml.location_constraint(obs) == "region"
     assert xml.location_constraint(b"") is None
+
+
+def test_deep_or_dense_xml_is_refused_before_it_grows() -> None:
+    """A 2 MiB body nested 200,000 deep once took 86 MiB as a tree; the parse now stops at
+    the depth or element cap, whatever the body's size."""
+    from imageport.api.s3 import xml
+    from imageport.service.errors import RequestInvalid
+
+    deep = b"<Delete>" + b"<a>" * 200_000 + b"</a>" * 200_000 + b"</Delete>"
+    dense = b"<Delete>" + b"<Object><Key>k</Key></Object>" * 40_000 + b"</Delete>"
+    for body in (deep, dense):
+        with pytest.raises(RequestInvalid) as err:
+            xml.delete_keys(body)
+        assert err.value.code == "MalformedXML" and "elements" in err.value.message
+    parts = b"".join(b"<Part><PartNumber>%d</PartNumber><ETag>\"e\"</ETag>"
+                     b"<ChecksumCRC32>AAAAAA==</ChecksumCRC32></Part>" % n
+                     for n in range(1, 10_001))
+    body = b"<CompleteMultipartUpload>" + parts + b"</CompleteMultipartUpload>"
+    assert len(xml.complete_parts(body)) == 10_000  # the largest real body still parses

@@ -34,7 +34,7 @@ from imageport.errors import (
 from imageport.guest.blockdev import BytesDevice
 from imageport.guest.fs import btrfs
 from imageport.guest.fs import btrfs_layout as L
-from imageport.guest.fs.base import FileType, NotFoundError
+from imageport.guest.fs.base import BrokenLinkError, FileType, NotFoundError
 from imageport.guest.fs.btrfs_tree import Item
 
 FIXTURE_VERSION = "3"
@@ -298,7 +298,7 @@ def test_default_subvolume_matches_source(big: tuple[Path, Path]) -> None:
     assert compare_tree(fs, "/", src / "@") > 2000
     assert fs.read_file("/link-abs") == (src / "@/etc/os-release").read_bytes()
     assert fs.stat("/link-dir/c/d/e/deep.txt").size == 10
-    with pytest.raises(NotFoundError):
+    with pytest.raises(BrokenLinkError):  # not "absent": the name is there, its target not
         fs.read_file("/link-dangling")
 
 

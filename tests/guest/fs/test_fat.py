@@ -21,7 +21,7 @@ import builders
 from imageport.errors import CorruptImageError, ImageportError
 from imageport.guest.blockdev import BytesDevice
 from imageport.guest.fs import fat
-from imageport.guest.fs.base import FileType, NotFoundError
+from imageport.guest.fs.base import FileType, NotFoundError, WrongTypeError
 
 VERSION = "v4"
 SERIAL = {12: "12AB34CD", 16: "0000BEEF", 32: "DEADBEEF"}
@@ -175,7 +175,7 @@ def test_lookups_reads_and_stat(bits: int) -> None:
         fs.readlink("/lower.txt")
     with pytest.raises(NotFoundError):
         fs.read_file("/no/such/file")
-    with pytest.raises(NotFoundError):
+    with pytest.raises(WrongTypeError):  # a file where a directory is listed
         fs.listdir("/lower.txt")
 
 

@@ -328,6 +328,20 @@ class LocalObjectStore:
         with self._db.connect() as conn:
             return [self._upload_info(r) for r in conn.execute(query)]
 
+    def count_uploads(self, project_id: str) -> int:
+        query = (select(func.count()).select_from(uploads)
+                 .join(buckets, buckets.c.name == uploads.c.bucket)
+                 .where(buckets.c.project_id == project_id))
+        with self._db.connect() as conn:
+            return int(conn.execute(query).scalar_one())
+
+    def count_parts(self, upload_id: str, *, smaller_than: int, except_number: int) -> int:
+        query = select(func.count()).select_from(parts).where(
+            (parts.c.upload_id == upload_id) & (parts.c.size < smaller_than)
+            & (parts.c.number != except_number))
+        with self._db.connect() as conn:
+            return int(conn.execute(query).scalar_one())
+
     def _stride(self, upload_id: str, number: int, declared_length: int) -> int | None:
         """The upload's stride, fixed now if part ``number``'s length is known to be it:
         part 1's, or one that another part (in flight, or committed) declared too."""

@@ -4,7 +4,6 @@ answers ``s3cmd info`` needs (ACL, no policy, no CORS)."""
 
 from __future__ import annotations
 
-import hashlib
 from urllib.parse import quote
 
 from starlette.concurrency import run_in_threadpool
@@ -12,6 +11,7 @@ from starlette.responses import Response
 
 from imageport.api.s3 import xml
 from imageport.api.s3.body import read_small
+from imageport.api.s3.checksum_headers import trailer_checksums, verify_bytes
 from imageport.api.s3.request import Ctx
 from imageport.api.s3.responses import XML_TYPE, base_headers, empty_response, xml_response
 from imageport.api.s3.xml import Child
@@ -66,6 +66,7 @@ def _class_header(ctx: Ctx, *names: str) -> str | None:
 
 async def create_bucket(ctx: Ctx) -> Response:
     body = await read_small(ctx.request, MAX_CREATE_BODY)
+    verify_bytes(ctx.request.headers, body, trailer_checksums(ctx.request))
     xml.location_constraint(body)  # validated; buckets live in this service's region
     storage_class = _class_header(ctx, "x-default-storage-class", "x-obs-storage-class",
                                   "x-amz-storage-class")
@@ -164,9 +165,8 @@ async def list_objects(ctx: Ctx) -> Response:
 
 
 async def delete_objects(ctx: Ctx) -> Response:
-    body = await read_small(ctx.request, MAX_DELETE_BODY)
-    storage.check_content_md5(ctx.request.headers.get("content-md5"),
-                              hashlib.md5(body).hexdigest())  # noqa: S324 - Content-MD5
+    body = await read_small(ctx.request, MAX_DELETE_BODY)  # Content-MD5 checked there
+    verify_bytes(ctx.request.headers, body, trailer_checksums(ctx.request))
     keys, quiet = xml.delete_keys(body)
     result = await run_in_threadpool(storage.delete_objects, ctx.services, ctx.project_id,
                                      ctx.call.bucket, keys)
@@ -183,7 +183,7 @@ async def list_uploads(ctx: Ctx) -> Response:
     query = storage.UploadsQuery(
         prefix=q.get("prefix", ""), key_marker=q.get("key-marker", ""),
         upload_id_marker=q.get("upload-id-marker", ""),
-        max_uploads=storage.parse_max_keys(q.get("max-uploads")))
+        max_uploads=storage.parse_max_keys(q.get("max-uploads"), "max-uploads"))
     page = await run_in_threadpool(storage.list_uploads, ctx.services, ctx.project_id,
                                    ctx.call.bucket, query)
     items: list[Child] = [

@@ -10,13 +10,26 @@ from imageport import metrics
 from imageport.api.s3 import xml
 from imageport.api.s3.body import declared_length, read_small, receive_to_file
 from imageport.api.s3.bucket_views import owner
-from imageport.api.s3.object_views import class_header, copy_source, new_object
+from imageport.api.s3.checksum_headers import (
+    declared_checksums,
+    trailer_checksums,
+    verify_bytes,
+    verify_file,
+)
+from imageport.api.s3.object_views import (
+    check_write_conditions,
+    class_header,
+    copy_source,
+    new_object,
+    source_conditions,
+)
 from imageport.api.s3.request import Ctx
 from imageport.api.s3.responses import empty_response, xml_response
 from imageport.api.s3.xml import Child
 from imageport.limits import MiB
+from imageport.numbers import whole_number
 from imageport.service import part_copy, storage
-from imageport.service.errors import NotFound
+from imageport.service.errors import NotFound, RequestInvalid
 
 MAX_COMPLETE_BODY = 2 * MiB
 """Largest CompleteMultipartUpload document (10000 parts with checksums fit)."""
@@ -38,6 +51,7 @@ async def upload_part(ctx: Ctx) -> Response:
         return await copy_part(ctx)
     number = storage.parse_part_number(call.query.get("partNumber"))
     upload_id = call.query["uploadId"]
+    checksums = declared_checksums(headers)
     target = await run_in_threadpool(storage.part_target, ctx.services, ctx.project_id,
                                      call.bucket, call.key, upload_id, number,
                                      declared_length(ctx.request))
@@ -51,6 +65,9 @@ async def upload_part(ctx: Ctx) -> Response:
                 raise
             # the assembly is gone: the upload was aborted meanwhile
             raise NotFound("NoSuchUpload", f"upload {upload_id[:64]!r} does not exist") from exc
+        checksums += trailer_checksums(ctx.request)
+        await run_in_threadpool(verify_file, target.path,
+                                target.offset if target.in_place else 0, staged.size, checksums)
         part = await run_in_threadpool(storage.upload_part, ctx.services, ctx.project_id,
                                        call.bucket, call.key, upload_id, number, staged,
                                        ctx.request.headers.get("content-md5"))
@@ -68,7 +85,8 @@ async def copy_part(ctx: Ctx) -> Response:
     part = await run_in_threadpool(
         part_copy.copy_part, ctx.services, ctx.project_id, call.bucket, call.key,
         call.query["uploadId"], storage.parse_part_number(call.query.get("partNumber")), source,
-        headers.get("x-amz-copy-source-range") or headers.get("x-obs-copy-source-range"))
+        headers.get("x-amz-copy-source-range") or headers.get("x-obs-copy-source-range"),
+        source_conditions(ctx))
     return xml_response(ctx.request, "CopyPartResult", [
         ("LastModified", part.created_at), ("ETag", part.etag)])
 
@@ -76,7 +94,9 @@ async def copy_part(ctx: Ctx) -> Response:
 async def complete(ctx: Ctx) -> Response:
     call = ctx.call
     body = await read_small(ctx.request, MAX_COMPLETE_BODY)
+    verify_bytes(ctx.request.headers, body, trailer_checksums(ctx.request))
     parts = xml.complete_parts(body)
+    await run_in_threadpool(check_write_conditions, ctx, call.bucket, call.key)
     info = await run_in_threadpool(storage.complete_upload, ctx.services, ctx.project_id,
                                    call.bucket, call.key, call.query["uploadId"], parts)
     return xml_response(ctx.request, "CompleteMultipartUploadResult", [
@@ -91,14 +111,24 @@ async def abort(ctx: Ctx) -> Response:
     return empty_response(ctx.request, status=204)
 
 
+def _list_number(value: str | None, name: str, default: int) -> int:
+    """A ListParts paging number: ASCII digits up to 2^31-1 (400 ``InvalidArgument``, as S3;
+    absent or empty gives ``default``)."""
+    if not value:
+        return default
+    number = whole_number(value)
+    if number is None or number > storage.MAX_INT32:
+        raise RequestInvalid("InvalidArgument", f"{name} must be an integer 0-2147483647")
+    return number
+
+
 async def list_parts(ctx: Ctx) -> Response:
     call = ctx.call
     upload, parts = await run_in_threadpool(storage.list_parts, ctx.services, ctx.project_id,
                                             call.bucket, call.key, call.query["uploadId"])
-    marker_text = call.query.get("part-number-marker", "0") or "0"
-    marker = int(marker_text) if marker_text.isascii() and marker_text.isdigit() else 0
-    max_text = call.query.get("max-parts", "") or str(MAX_PARTS_LISTED)
-    max_parts = min(int(max_text), MAX_PARTS_LISTED) if max_text.isdigit() else MAX_PARTS_LISTED
+    marker = _list_number(call.query.get("part-number-marker"), "part-number-marker", 0)
+    max_parts = min(_list_number(call.query.get("max-parts"), "max-parts", MAX_PARTS_LISTED),
+                    MAX_PARTS_LISTED)
     after = [p for p in parts if p.number > marker]
     shown, truncated = after[:max_parts], len(after) > max_parts
     items: list[Child] = [

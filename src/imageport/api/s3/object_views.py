@@ -1,8 +1,11 @@
-"""Views on objects: PUT (streamed, or a copy with ``x-amz-copy-source``), GET with Range and
-conditions, HEAD, DELETE, and the object ACL ``s3cmd info`` reads."""
+"""Views on objects: PUT (streamed, or a copy with ``x-amz-copy-source``; conditional with
+``If-None-Match: *`` or ``If-Match``; declared ``x-amz-checksum-*`` verified), GET with Range,
+conditions and ``response-*`` header overrides, HEAD, DELETE, and the object ACL ``s3cmd info``
+reads."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from email.utils import parsedate_to_datetime
 from typing import BinaryIO
 from urllib.parse import unquote
@@ -13,6 +16,11 @@ from starlette.responses import Response
 from imageport import metrics
 from imageport.api.s3.body import declared_length, receive_to_file
 from imageport.api.s3.bucket_views import acl_response
+from imageport.api.s3.checksum_headers import (
+    declared_checksums,
+    trailer_checksums,
+    verify_file,
+)
 from imageport.api.s3.ranges import parse_range
 from imageport.api.s3.request import Ctx
 from imageport.api.s3.responses import (
@@ -26,7 +34,7 @@ from imageport.api.s3.responses import (
 from imageport.service import storage
 from imageport.service.clock import parse_time_text
 from imageport.service.context import Services
-from imageport.service.errors import RequestInvalid, ServiceError
+from imageport.service.errors import NotFound, RequestInvalid, ServiceError
 from imageport.service.ports import ObjectInfo
 
 _META_PREFIXES = ("x-amz-meta-", "x-obs-meta-")
@@ -53,11 +61,16 @@ async def put_object(ctx: Ctx) -> Response:
         return await copy_object(ctx)
     services, call = ctx.services, ctx.call
     new = new_object(ctx)
+    checksums = declared_checksums(ctx.request.headers)
     await run_in_threadpool(storage.prepare_put, services, ctx.project_id, call.bucket,
                             call.key, declared_length(ctx.request))
+    await run_in_threadpool(check_write_conditions, ctx, call.bucket, call.key)
     path = services.store.staging_path()
     staged = await receive_to_file(ctx.request, path, limit=storage.MAX_PUT_BYTES)
     try:
+        checksums += trailer_checksums(ctx.request)
+        await run_in_threadpool(verify_file, path, 0, staged.size, checksums)
+        await run_in_threadpool(check_write_conditions, ctx, call.bucket, call.key)
         info = await run_in_threadpool(storage.put_object, services, ctx.project_id,
                                        call.bucket, call.key, staged, new,
                                        ctx.request.headers.get("content-md5"))
@@ -77,6 +90,70 @@ def copy_source(value: str) -> tuple[str, str]:
     return bucket, key
 
 
+def _precondition_failed() -> ServiceError:
+    return ServiceError("PreconditionFailed",
+                        "at least one of the preconditions you specified did not hold",
+                        status=412)
+
+
+def source_conditions(ctx: Ctx) -> Callable[[ObjectInfo], None]:
+    """The check of ``x-amz-copy-source-if-match`` / ``-if-none-match`` /
+    ``-if-modified-since`` / ``-if-unmodified-since`` (``x-obs-`` too) against the version
+    being copied: 412 ``PreconditionFailed`` when one does not hold, as S3 answers."""
+    prefix = "x-obs-copy-source-" if "x-obs-copy-source" in ctx.request.headers \
+        else "x-amz-copy-source-"
+
+    def check(info: ObjectInfo) -> None:
+        if check_conditions(ctx, info, prefix) is not None:
+            raise _precondition_failed()
+    return check
+
+
+def check_write_conditions(ctx: Ctx, bucket: str, key: str) -> None:
+    """Conditional writes, as S3 has them: ``If-None-Match: *`` (412 when the key exists) and
+    ``If-Match: <etag>`` (412 unless the object has that ETag; 404 when there is none).
+    Checked before the body is read and again before the commit; a write racing another to the
+    same key may still win between the two (S3 decides atomically)."""
+    headers = ctx.request.headers
+    if_none, if_match = headers.get("if-none-match"), headers.get("if-match")
+    if if_none is None and if_match is None:
+        return
+    current = ctx.services.store.get_object(bucket, key)
+    if if_none is not None and current is not None:
+        raise _precondition_failed()
+    if if_match is not None:
+        if current is None:
+            raise NotFound("NoSuchKey", f"object {key[:200]!r} does not exist")
+        if not _etag_matches(if_match, current.etag):
+            raise _precondition_failed()
+
+
+_OVERRIDES = {
+    "response-content-type": "Content-Type",
+    "response-content-language": "Content-Language",
+    "response-expires": "Expires",
+    "response-cache-control": "Cache-Control",
+    "response-content-disposition": "Content-Disposition",
+    "response-content-encoding": "Content-Encoding",
+}
+"""GetObject query parameters that set a header of the reply (S3 honours them on signed
+requests, and every request here is signed)."""
+
+
+def response_overrides(ctx: Ctx) -> dict[str, str]:
+    """The reply headers a GET asks for with ``response-*`` parameters (400
+    ``InvalidArgument`` for a value with control characters: no header injection)."""
+    out = {}
+    for name, header in _OVERRIDES.items():
+        value = ctx.call.query.get(name)
+        if value is None:
+            continue
+        if any(ord(c) < 32 or ord(c) == 127 for c in value) or len(value) > 1024:
+            raise RequestInvalid("InvalidArgument", f"{name} is not a valid header value")
+        out[header] = value
+    return out
+
+
 async def copy_object(ctx: Ctx) -> Response:
     headers = ctx.request.headers
     source = copy_source(headers.get("x-amz-copy-source") or headers["x-obs-copy-source"])
@@ -86,8 +163,9 @@ async def copy_object(ctx: Ctx) -> Response:
     if new is None and (source[0], source[1]) == (ctx.call.bucket, ctx.call.key):
         raise RequestInvalid("InvalidRequest",
                              "copying an object onto itself needs a REPLACE metadata directive")
+    await run_in_threadpool(check_write_conditions, ctx, ctx.call.bucket, ctx.call.key)
     info = await run_in_threadpool(storage.copy_object, ctx.services, ctx.project_id, source,
-                                   ctx.call.bucket, ctx.call.key, new)
+                                   ctx.call.bucket, ctx.call.key, new, source_conditions(ctx))
     return xml_response(ctx.request, "CopyObjectResult",
                         [("LastModified", info.created_at), ("ETag", info.etag)])
 
@@ -110,13 +188,14 @@ def _etag_matches(header: str, etag: str) -> bool:
                for item in header.split(","))
 
 
-def check_conditions(ctx: Ctx, info: ObjectInfo) -> int | None:
-    """412 or 304 per If-Match / If-Unmodified-Since / If-None-Match / If-Modified-Since."""
+def check_conditions(ctx: Ctx, info: ObjectInfo, prefix: str = "") -> int | None:
+    """412 or 304 per If-Match / If-Unmodified-Since / If-None-Match / If-Modified-Since
+    (with ``prefix`` ``x-amz-copy-source-``: the copy source's conditions)."""
     headers = ctx.request.headers
     modified = parse_time_text(info.created_at).replace(microsecond=0)
 
     def since(name: str) -> bool | None:
-        value = headers.get(name)
+        value = headers.get(prefix + name)
         if value is None:
             return None
         try:
@@ -124,12 +203,12 @@ def check_conditions(ctx: Ctx, info: ObjectInfo) -> int | None:
         except (TypeError, ValueError, IndexError, OverflowError):
             return None
 
-    if_match = headers.get("if-match")
+    if_match = headers.get(prefix + "if-match")
     if if_match is not None and not _etag_matches(if_match, info.etag):
         return 412
     if if_match is None and since("if-unmodified-since") is True:
         return 412
-    if_none = headers.get("if-none-match")
+    if_none = headers.get(prefix + "if-none-match")
     if if_none is not None and _etag_matches(if_none, info.etag):
         return 304
     if if_none is None and since("if-modified-since") is False:
@@ -144,10 +223,9 @@ async def get_object(ctx: Ctx, *, send_body: bool = True) -> Response:
     try:
         failed = check_conditions(ctx, info)
         if failed == 412:
-            raise ServiceError("PreconditionFailed",
-                               "at least one of the preconditions you specified did not hold",
-                               status=412)
-        headers = {**base_headers(ctx.request), **object_headers(info, call.dialect)}
+            raise _precondition_failed()
+        headers = {**base_headers(ctx.request), **object_headers(info, call.dialect),
+                   **response_overrides(ctx)}
         if failed == 304:
             file.close()
             return Response(b"", status_code=304, headers={
@@ -182,5 +260,5 @@ async def object_acl(ctx: Ctx) -> Response:
     return acl_response(ctx)
 
 
-__all__ = ["copy_object", "copy_source", "delete_object", "get_object", "head_object", "http_date",
-           "object_acl", "put_object"]
+__all__ = ["check_write_conditions", "copy_object", "copy_source", "delete_object", "get_object",
+           "head_object", "http_date", "object_acl", "put_object", "source_conditions"]

@@ -65,8 +65,11 @@ def error_response(request: Request, error: ServiceError, resource: str) -> Resp
         headers["Content-Range"] = f"bytes */{error.size}"
     if request.method == "HEAD":
         return Response(b"", status_code=error.status, headers=headers)
-    body = render("Error", [("Code", error.code), ("Message", error.message),
-                            ("Resource", resource), ("RequestId", rid)],
+    items: list[Child] = [("Code", error.code), ("Message", error.message)]
+    header = getattr(error, "header", None)
+    if isinstance(header, str):  # NotImplemented names the header, as S3's does
+        items.append(("Header", header))
+    body = render("Error", [*items, ("Resource", resource), ("RequestId", rid)],
                   namespace=False)
     return Response(body, status_code=error.status, headers=headers, media_type=XML_TYPE)
 

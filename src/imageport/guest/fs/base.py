@@ -65,6 +65,34 @@ class NotFoundError(ImageportError):
     """A path does not exist in the guest filesystem (or a component is not a directory)."""
 
 
+class UnreadableError(ImageportError):
+    """A path names something that exists but cannot be read as asked. Not a
+    :class:`NotFoundError`: a reader that treats "absent" as "nothing to check" must report
+    this one instead (a rule that needs the file cannot pass without it)."""
+
+
+class BrokenLinkError(UnreadableError):
+    """A symbolic link on the path points at nothing (a *dangling* link): the name exists, its
+    target does not. The system it belongs to fails to open it (ENOENT) too."""
+
+
+class WrongTypeError(UnreadableError):
+    """The path exists but is the wrong kind of entry: a directory (or device, FIFO...) where a
+    regular file is read, or a file where a directory is listed."""
+
+
+class TooLargeError(LimitExceededError):
+    """A file is larger than the reader's cap for it (it exists and is a regular file)."""
+
+
+def follow_link(todo: list[tuple[str, bool]], target: str) -> None:
+    """Push the components of a symlink's ``target`` onto the lookup stack ``todo`` (last
+    component first), each marked as coming from a link: a missing one means the link
+    dangles (:class:`BrokenLinkError`), not that the path asked for is absent."""
+    todo.extend((part, True) for part in reversed([p for p in target.split("/")
+                                                   if p and p != "."]))
+
+
 class Filesystem(abc.ABC):
     """A read-only filesystem on a block device."""
 
@@ -113,30 +141,37 @@ class Filesystem(abc.ABC):
         parts = [p for p in path.split("/") if p and p != "."]
         hops = 0
         stack: list[int] = [self.root_ino]
-        todo = list(reversed(parts))
+        todo = [(part, False) for part in reversed(parts)]
         while todo:
             if len(todo) > MAX_PATH_COMPONENTS:
                 raise LimitExceededError(f"path {path!r} has too many components")
-            name = todo.pop()
+            name, linked = todo.pop()
             if name == "..":
                 if len(stack) > 1:
                     stack.pop()
                 continue
             current = stack[-1]
             if self.stat_ino(current).type is not FileType.DIRECTORY:
+                if linked:
+                    raise BrokenLinkError(f"{path}: a symbolic link on the path leads through "
+                                          "a file that is not a directory")
                 raise NotFoundError(f"{path}: a component is not a directory")
             child = self.lookup_child(current, name)
             if child is None:
+                if linked:
+                    raise BrokenLinkError(f"{path}: a symbolic link on the path points to a "
+                                          "missing file (dangling link)")
                 raise NotFoundError(f"{path}: not found")
             st = self.stat_ino(child)
             if st.type is FileType.SYMLINK and (follow or todo):
                 hops += 1
                 if hops > MAX_SYMLINK_HOPS:
-                    raise LimitExceededError(f"{path}: too many levels of symbolic links")
+                    raise LimitExceededError(f"{path}: too many levels of symbolic links "
+                                             "(a symlink loop)")
                 target = self.readlink_ino(child)
                 if target.startswith("/"):
                     stack = [self.root_ino]
-                todo.extend(reversed([p for p in target.split("/") if p and p != "."]))
+                follow_link(todo, target)
                 continue
             stack.append(child)
         return stack[-1]
@@ -145,16 +180,19 @@ class Filesystem(abc.ABC):
         return self.stat_ino(self.resolve(path, follow=follow))
 
     def exists(self, path: str) -> bool:
+        """Whether ``path`` leads to something (a dangling symlink does not, as for
+        ``os.path.exists``)."""
         try:
             self.resolve(path)
-        except NotFoundError:
+        except (NotFoundError, BrokenLinkError):
             return False
         return True
 
     def listdir(self, path: str) -> list[DirEntry]:
         ino = self.resolve(path)
-        if self.stat_ino(ino).type is not FileType.DIRECTORY:
-            raise NotFoundError(f"{path}: not a directory")
+        kind = self.stat_ino(ino).type
+        if kind is not FileType.DIRECTORY:
+            raise WrongTypeError(f"{path}: not a directory ({kind.value})")
         return list(self.list_ino(ino))
 
     def read_file(self, path: str, max_bytes: int = MAX_FILE_BYTES) -> bytes:
@@ -162,9 +200,9 @@ class Filesystem(abc.ABC):
         ino = self.resolve(path)
         st = self.stat_ino(ino)
         if st.type is not FileType.REGULAR:
-            raise NotFoundError(f"{path}: not a regular file ({st.type.value})")
+            raise WrongTypeError(f"{path}: not a regular file ({st.type.value})")
         if st.size > max_bytes:
-            raise LimitExceededError(f"{path} is {st.size} bytes, more than {max_bytes}")
+            raise TooLargeError(f"{path} is {st.size} bytes, more than {max_bytes}")
         data = self.read_ino(ino, 0, st.size)
         if len(data) != st.size:
             raise CorruptImageError(f"{path}: read {len(data)} of {st.size} bytes")
