@@ -24,7 +24,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -51,7 +51,8 @@ class ServeProcess:
     """A real ``imageport serve`` on 127.0.0.1 with its own data directory."""
 
     def __init__(self, root: Path, *args: str, workers: int = 2,
-                 data_dir: Path | None = None, database_url: str | None = None) -> None:
+                 data_dir: Path | None = None, database_url: str | None = None,
+                 env: Mapping[str, str] | None = None) -> None:
         if not IMAGEPORT.exists():
             raise RuntimeError(f"{IMAGEPORT} is missing: run scripts/install --test first")
         self.root = root
@@ -59,6 +60,7 @@ class ServeProcess:
         self.database_url = database_url
         self.db_args = ["--database-url", database_url] if database_url else []
         self.args = ["--workers", str(workers), *self.db_args, *args]
+        self.env = dict(env or {})
         self.proc: subprocess.Popen[bytes] | None = None
         self.ims_url = ""
         self.s3_url = ""
@@ -78,7 +80,7 @@ class ServeProcess:
                 [str(IMAGEPORT), "serve", "--host", "127.0.0.1", "--port", str(ims_port),
                  "--s3-port", str(s3_port), "--data-dir", str(self.data_dir), *self.args],
                 stdout=stdout, stderr=stderr, stdin=subprocess.DEVNULL,
-                env={**os.environ, "PYTHONUNBUFFERED": "1"})
+                env={**os.environ, **self.env, "PYTHONUNBUFFERED": "1"})
         deadline = time.monotonic() + START_SECONDS
         while time.monotonic() < deadline:
             match = LISTENING.search(self._out_path("stdout").read_text(errors="replace"))
@@ -179,10 +181,12 @@ class ServeProcess:
 @contextlib.contextmanager
 def serve_process(root: Path, *args: str, workers: int = 2,
                   tenants: tuple[str, ...] = ("alpha", "beta"),
-                  database_url: str | None = None) -> Iterator[ServeProcess]:
+                  database_url: str | None = None,
+                  env: Mapping[str, str] | None = None) -> Iterator[ServeProcess]:
     """A started :class:`ServeProcess` with a project and key per name in ``tenants``; stopped
-    (and its output printed, which pytest shows when the test failed) at the end."""
-    server = ServeProcess(root, *args, workers=workers, database_url=database_url)
+    (and its output printed, which pytest shows when the test failed) at the end. ``env`` adds
+    environment variables (``IMAGEPORT_*`` settings) to the server's."""
+    server = ServeProcess(root, *args, workers=workers, database_url=database_url, env=env)
     try:
         server.start()
         for name in tenants:

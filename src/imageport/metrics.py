@@ -6,7 +6,7 @@ database (jobs by state) are computed when scraped, by the collector the server 
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 REGISTRY = CollectorRegistry(auto_describe=True)
 
@@ -27,3 +27,10 @@ JOBS_FINISHED = Counter(
 JOB_SECONDS = Histogram(
     "imageport_job_duration_seconds", "time from a job's start to its end", ["job_type"],
     registry=REGISTRY, buckets=(1, 5, 15, 30, 60, 120, 300, 600, 1800, 3600, 7200))
+HTTP_CONNECTIONS = Gauge(
+    "imageport_http_open_connections", "open client connections (within the caps)", ["api"],
+    registry=REGISTRY)
+HTTP_REFUSED = Counter(
+    "imageport_http_refused_total", "connections ended by an HTTP limit (head or URL too "
+    "large, a timeout, a connection cap; imageport.api.http_limits)", ["api", "reason"],
+    registry=REGISTRY)

@@ -45,6 +45,7 @@ from starlette.types import ASGIApp
 
 from imageport import logs
 from imageport.adapters.db.schema import projects
+from imageport.api.http_limits import Api, HttpLimits, fit_open_file_limit, protocol_class
 from imageport.api.middleware import RequestContext
 from imageport.api.ops import ops_routes, with_s3_health
 from imageport.service.context import Services
@@ -127,12 +128,14 @@ class _Server(uvicorn.Server):
         yield
 
 
-def make_server(app: ASGIApp) -> uvicorn.Server:
-    """A uvicorn server for ``app`` on a socket we bound (our logging, no lifespan)."""
+def make_server(app: ASGIApp, limits: HttpLimits, api: Api) -> uvicorn.Server:
+    """A uvicorn server for ``app`` on a socket we bound (our logging, no lifespan), with the
+    HTTP limits of :mod:`imageport.api.http_limits` (``api``: the listener's error shape)."""
     config = uvicorn.Config(
         # httptools parses request bodies in C: a 2 GiB PUT is drained in ~2 s instead of ~4
-        app, http="httptools", ws="none", lifespan="off", log_config=None, access_log=False,
-        proxy_headers=False, server_header=False, timeout_graceful_shutdown=GRACEFUL_SECONDS)
+        app, http=protocol_class(limits, api), ws="none", lifespan="off", log_config=None,
+        access_log=False, proxy_headers=False, server_header=False,
+        timeout_graceful_shutdown=GRACEFUL_SECONDS)
     return _Server(config)
 
 
@@ -232,7 +235,10 @@ def run(settings: Settings, out: IO[str] | None = None) -> int:
                 log.info("serving: image API %s, bucket API %s, %d worker(s)", image_api,
                          bucket_api, settings.workers)
 
-            pairs = [(make_server(ims), sockets[0]), (make_server(s3), sockets[1])]
+            limits = HttpLimits.from_settings(settings)
+            fit_open_file_limit(limits, listeners=len(sockets))
+            pairs = [(make_server(ims, limits, "ims"), sockets[0]),
+                     (make_server(s3, limits, "s3"), sockets[1])]
             # uvloop: a faster event loop (the bucket API moves GiBs through it)
             with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
                 runner.run(serve_forever(pairs, started))

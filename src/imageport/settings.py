@@ -19,7 +19,39 @@ setting                      meaning                                  default
 ``worker_memory_bytes``      address-space limit of a job's processes 2 GiB
 ``worker_cpu_seconds``       CPU-time limit of each job process       3600
 ``max_skew_seconds``         accepted clock difference of signatures  900
+``check_cpu_seconds``        CPU-time limit of the image checker      20 (then IMG-SAFE)
+``project_running_jobs``     jobs of one project running at once      0: half the workers
+``project_job_limit``        unfinished jobs a project may have       20 (IMG.0194 beyond)
+``project_storage_bytes``    bytes of stored images a project may use 1 TiB (0: no limit)
+``free_space_reserve_bytes`` disk space a conversion must leave free  1 GiB
+``project_open_uploads``     unfinished multipart uploads per project 1000 (0: no limit)
+``http_*``                   HTTP limits of both listeners            see below
 ============================ ======================================== =========================
+
+The ``http_*`` settings bound what a client that has not authenticated can make the server
+hold (:mod:`imageport.api.http_limits`; each listener counts its own connections):
+
+* ``http_max_url_bytes`` (33 KiB; longer: 414): the signature checks accept a raw path and a
+  raw query of 16 KiB each (``imageport.auth.request``), so every request the service could
+  accept, presigned URLs included, fits; a longer one is refused before it is held.
+* ``http_max_header_bytes`` (32 KiB; larger: 431): the request head apart from the URL. S3
+  refuses request headers over 8 KiB, nginx header lines over 8 KiB (32 KiB in all); a signed
+  header value may be 8 KiB here, so any real client's head fits several times over. At most
+  100 header lines (Apache's default).
+* ``http_head_timeout_seconds`` (30; 408): from the connection's start or the previous
+  response's end to the head's last byte, whatever the pace (nginx allows 60 s between two
+  reads, Apache 20-40 s in all); a connection that sends nothing is closed after it too.
+* ``http_body_timeout_seconds`` (60; 408): while the application waits for body bytes, 32 KiB
+  must come at least this often (nginx's ``client_body_timeout``; ~550 bytes/s, Apache's
+  ``MinRate`` is 500), and a client must read some of a response at least this often (nginx's
+  ``send_timeout``).
+* ``http_max_connections`` (512 per listener) and ``http_max_connections_per_client`` (128 per
+  address, an IPv6 client per /64; 0: no cap): one more connection is answered 503
+  ``SlowDown`` (the SDKs retry it) and closed before it is read. Each open connection may hold
+  a head (``http_max_url_bytes + http_max_header_bytes``), or a body buffer (64 KiB) and the
+  largest body an API reads into memory (1 MiB of JSON on the image API), so the caps bound the
+  memory too. All clients of a proxy in front share its address: raise the per-client cap to
+  the total there (or 0).
 """
 
 from __future__ import annotations
@@ -31,7 +63,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from imageport.limits import GiB, TiB
+from imageport.limits import GiB, KiB, TiB
 
 STORED_FORMATS = ("qcow2", "raw")
 """Formats the service can store images in (``zvhd2`` arrives with fast import)."""
@@ -80,6 +112,29 @@ class Settings:
     #: Nothing larger than this is imported at all (IMG-SIZE).
     import_max_bytes: int = 1 * TiB
     token_lifetime_seconds: int = 24 * 3600
+    #: CPU seconds the checker may spend on one image: a well-formed image of any size is
+    #: checked in about a second, so more is itself a finding (IMG-SAFE)
+    check_cpu_seconds: int = 20
+    #: jobs of one project that run at the same time; 0: half the workers (at least one), so
+    #: one project's slow or hostile jobs never hold every worker
+    project_running_jobs: int = 0
+    #: unfinished (INIT or RUNNING) jobs one project may have; more is refused (IMG.0194)
+    project_job_limit: int = 20
+    #: bytes of stored images (and of conversions under way) one project may hold (IMG.0015)
+    project_storage_bytes: int = 1 * TiB
+    #: free disk space a conversion must leave in the data dir, beyond its own bound
+    free_space_reserve_bytes: int = 1 * GiB
+    #: unfinished multipart uploads one project may have open (403 QuotaExceeded beyond; S3
+    #: has no such limit, each one holds a folder, rows and parts on disk); 0: no limit
+    project_open_uploads: int = 1000
+    #: HTTP limits of both listeners (see the module docstring for the reasoning)
+    http_max_url_bytes: int = 33 * KiB
+    http_max_header_bytes: int = 32 * KiB
+    http_head_timeout_seconds: int = 30
+    http_body_timeout_seconds: int = 60
+    #: 0: no cap
+    http_max_connections: int = 512
+    http_max_connections_per_client: int = 128
 
     @property
     def db_url(self) -> str:
@@ -144,6 +199,20 @@ def load_settings(
         raise ValueError(f"stored_format must be one of {', '.join(STORED_FORMATS)}")
     if settings.image_quota < 0:
         raise ValueError("image_quota must be 0 (no limit) or more")
+    for name in ("check_cpu_seconds", "project_job_limit"):
+        if getattr(settings, name) < 1:
+            raise ValueError(f"{name} must be 1 or more")
+    for name in ("project_running_jobs", "project_storage_bytes", "free_space_reserve_bytes",
+                 "project_open_uploads"):
+        if getattr(settings, name) < 0:
+            raise ValueError(f"{name} must be 0 or more")
+    for name in ("http_max_url_bytes", "http_max_header_bytes", "http_head_timeout_seconds",
+                 "http_body_timeout_seconds"):
+        if getattr(settings, name) < 1:
+            raise ValueError(f"{name} must be 1 or more")
+    for name in ("http_max_connections", "http_max_connections_per_client"):
+        if getattr(settings, name) < 0:
+            raise ValueError(f"{name} must be 0 (no limit) or more")
     return settings
 
 
