@@ -60,8 +60,34 @@ def test_unsigned_payload_header_is_signed():
     signed = _signed("PATCH", "/v2/images/5d87", (), body,
                      ctype="application/openstack-images-v2.1-json-patch")
     assert signed.header("X-Sdk-Content-Sha256") == "UNSIGNED-PAYLOAD"
-    assert verify(signed, secret_for, now()) == AK
-    assert verify(dataclasses.replace(signed, body_sha256=None), secret_for, now()) == AK
+    assert verify(signed, secret_for, now(), unsigned_payload=True) == AK
+    streamed = dataclasses.replace(signed, body_sha256=None)
+    assert verify(streamed, secret_for, now(), unsigned_payload=True) == AK
+    # only where the route takes it (data uploads, JSON-patch updates): elsewhere the body's
+    # own hash must be signed
+    assert _code(signed) == "InvalidRequest"
+    assert _code(streamed) == "InvalidRequest"
+
+
+def test_a_declared_body_hash_must_be_the_body_received():
+    """The attack of issue 9: the SDK signed sha256(body) without sending X-Sdk-Content-Sha256;
+    whoever copies the request adds that header with the original hash (it need not be signed,
+    the canonical request carries its value) and sends another body."""
+    signed = _signed(*CASES[0])
+    assert "x-sdk-content-sha256" not in signed.headers
+    forged_body = json.dumps({"name": "attacker", "image_url": "evil:disk.qcow2",
+                              "min_disk": 40}).encode()
+    forged = dataclasses.replace(signed, body_sha256=sha(forged_body), headers={
+        **signed.headers, "x-sdk-content-sha256": sha(BODY)})
+    assert _code(forged) == "XAmzContentSHA256Mismatch"
+    # the honest hash of the body received is fine, and still has to match the signature
+    honest = dataclasses.replace(signed, headers={**signed.headers,
+                                                  "x-sdk-content-sha256": sha(BODY)})
+    assert verify(honest, secret_for, now()) == AK
+    # a streamed body's hash is not known when the signature is checked: refused
+    assert _code(dataclasses.replace(honest, body_sha256=None)) == "InvalidRequest"
+    bad = dataclasses.replace(signed, headers={**signed.headers, "x-sdk-content-sha256": "x"})
+    assert _code(bad) == "AuthorizationHeaderMalformed"
 
 
 def _code(signed, secrets=secret_for, at=None):

@@ -20,7 +20,17 @@ from huaweicloudsdkcore.signer.signer import Signer
 
 from auth._signers import from_aws, sha
 from imageport.auth import SignedRequest
-from imageport.service.authn import MAX_TOKEN, Principal, authenticate, issue_token
+from imageport.service.authn import (
+    MAX_TOKEN,
+    Principal,
+    ReplayFull,
+    ReplayGuard,
+    authenticate,
+    authenticate_request,
+    issue_token,
+    release,
+    single_use,
+)
 from imageport.service.context import Services
 from imageport.service.errors import Unauthenticated
 from imageport.service.projects import AccessKey, create_key, create_project, revoke_key
@@ -179,3 +189,48 @@ def test_signature_wins_over_a_token(db_services: Services,
     signed = sdk_signed(alpha)
     both = dataclasses.replace(signed, headers={**signed.headers, "x-auth-token": beta_token})
     assert authenticate(db_services, both, schemes=IMS).project_id == alpha.project_id
+
+
+def test_the_replay_memory_keys_on_the_signature_not_the_header_text(
+        db_services: Services, two_keys: tuple[AccessKey, AccessKey]) -> None:
+    alpha, _ = two_keys
+    post = sdk_signed(alpha, "POST", "/v2/cloudimages/action", b'{"name": "x"}')
+    assert authenticate(db_services, post, schemes=IMS).access_key == alpha.access_key
+    auth = post.headers["authorization"]
+    for reformatted in (auth.replace(", ", ","), auth.replace(", ", " ,  "),
+                        auth.replace("SDK-HMAC-SHA256 ", "SDK-HMAC-SHA256 ").replace(
+                            ", Signature=", ",Signature=")):
+        assert reformatted != auth
+        again = dataclasses.replace(post, headers={**post.headers, "authorization": reformatted})
+        assert refused(db_services, again) == "ReplayedRequest"
+
+
+def test_s3_writes_are_single_use_only_when_their_body_is_not_signed(
+        db_services: Services, two_keys: tuple[AccessKey, AccessKey]) -> None:
+    alpha, _ = two_keys
+    covered = s3_signed(alpha)  # SigV4 over the body's sha256: S3's rule, repeatable
+    for _ in range(2):
+        assert authenticate_request(db_services, covered, schemes=S3).replay_key is None
+    v2 = s3_signed(alpha, v2=True)  # v2 without Content-MD5 covers no body byte
+    used = authenticate_request(db_services, v2, schemes=S3)
+    assert used.replay_key is not None and used.replay_key.startswith("s3v2:")
+    assert refused(db_services, v2) == "ReplayedRequest"
+    # a failure on the server's side gives the signature back: the client's retry is fine
+    release(db_services, used)
+    assert authenticate_request(db_services, v2, schemes=S3).replay_key == used.replay_key
+    assert not single_use("s3v2", s3_signed(alpha, "GET", "/bucket/k", b"", v2=True))
+
+
+def test_a_full_replay_memory_fails_closed() -> None:
+    guard = ReplayGuard(window_seconds=900, capacity=3, per_key=2)
+    assert guard.first_use("a", "AK1", now=0) and guard.first_use("b", "AK1", now=1)
+    with pytest.raises(ReplayFull) as err:  # AK1's share is full: it cannot push others out
+        guard.first_use("c", "AK1", now=2)
+    assert (err.value.code, err.value.status) == ("SlowDown", 503)
+    assert guard.first_use("d", "AK2", now=3)
+    with pytest.raises(ReplayFull):  # the whole memory is full of live signatures
+        guard.first_use("e", "AK3", now=4)
+    assert not guard.first_use("a", "AK1", now=5)  # still remembered, still a replay
+    # once the window (twice the skew) has passed, old signatures make room
+    assert guard.first_use("e", "AK3", now=1802)
+    assert guard.first_use("c", "AK1", now=1802)

@@ -267,3 +267,9 @@ def verify_query(
         raise SignatureError(MALFORMED, "request cannot be canonicalised") from exc
     _check_signature(secret, candidates, signature)
     return access
+
+
+def signature_of(request: SignedRequest) -> str:
+    """The signature value of a request :func:`verify` accepted (the replay memory's key)."""
+    return _parse_authorization(
+        capped(request.header("authorization"), MAX_AUTHORIZATION, "Authorization"))[2]

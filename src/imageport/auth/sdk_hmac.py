@@ -12,6 +12,16 @@ Learned from ``huaweicloudsdkcore/signer/signer.py`` (Apache-2.0) and the captur
 
 The canonical URI always ends in ``/``; the payload hash is that of the empty string for an empty
 body, else the ``X-Sdk-Content-Sha256`` header (``UNSIGNED-PAYLOAD``) when sent, else sha256(body).
+
+A declared payload hash is never taken on trust (the header need not be signed: the canonical
+request carries its value, so whoever copies a signed request could otherwise add the original
+body's hash and send another body):
+
+* a hex ``X-Sdk-Content-Sha256`` must equal the sha256 of the body actually received, and is
+  refused on a streamed body, whose hash is not known when the signature is checked;
+* ``UNSIGNED-PAYLOAD`` is accepted only where the caller says the vendor accepts it
+  (``unsigned_payload=True``: data uploads, and the JSON-patch updates the SDK sends with a
+  non-JSON content type); everywhere else the body's own hash must be signed.
 """
 
 from __future__ import annotations
@@ -23,6 +33,7 @@ from datetime import datetime, timedelta
 from urllib.parse import quote, unquote
 
 from imageport.auth.errors import (
+    CONTENT_SHA256_MISMATCH,
     INVALID_ACCESS_KEY,
     INVALID_REQUEST,
     MALFORMED,
@@ -50,6 +61,7 @@ from imageport.auth.request import (
 ALGORITHM = "SDK-HMAC-SHA256"
 _PREFIX = ALGORITHM + " "
 _CONTENT_HASH_HEADER = "x-sdk-content-sha256"
+UNSIGNED_PAYLOAD = "UNSIGNED-PAYLOAD"
 
 
 def canonical_uri(raw_path: str) -> str:
@@ -73,18 +85,31 @@ def _body_is_empty(request: SignedRequest) -> bool:
     return request.header("transfer-encoding") is None
 
 
-def payload_hash(request: SignedRequest) -> str:
-    """The payload hash the client put in its canonical request."""
+def payload_hash(request: SignedRequest, *, unsigned_payload: bool = False) -> str:
+    """The payload hash the client put in its canonical request, once the declared
+    ``X-Sdk-Content-Sha256`` has been checked against the body (see the module docstring)."""
     declared = request.header(_CONTENT_HASH_HEADER)
-    if request.body_sha256 is not None:
-        if request.body_sha256 == EMPTY_SHA256:
-            return EMPTY_SHA256
-        return declared if declared else request.body_sha256
-    if _body_is_empty(request):
-        return EMPTY_SHA256
-    if declared:
-        return declared
-    raise SignatureError(INVALID_REQUEST, "the body hash is needed to verify this request")
+    if declared is not None and declared != UNSIGNED_PAYLOAD and not is_sha256_hex(declared):
+        raise SignatureError(MALFORMED, "X-Sdk-Content-Sha256 is neither UNSIGNED-PAYLOAD nor "
+                             "64 lower-case hex digits")
+    body = request.body_sha256
+    if body == EMPTY_SHA256 or (body is None and _body_is_empty(request)):
+        return EMPTY_SHA256  # the SDK signs an empty body's hash whatever it declares
+    if declared == UNSIGNED_PAYLOAD:
+        if not unsigned_payload:
+            raise SignatureError(INVALID_REQUEST, "X-Sdk-Content-Sha256: UNSIGNED-PAYLOAD is "
+                                 "accepted only for data uploads; sign the body's sha256")
+        return UNSIGNED_PAYLOAD
+    if body is None:
+        if declared is not None:
+            raise SignatureError(INVALID_REQUEST, "a streamed body's sha256 cannot be checked "
+                                 "before it is read; send X-Sdk-Content-Sha256: "
+                                 "UNSIGNED-PAYLOAD")
+        raise SignatureError(INVALID_REQUEST, "the body hash is needed to verify this request")
+    if declared is not None and not same(declared, body):
+        raise SignatureError(CONTENT_SHA256_MISMATCH,
+                             "X-Sdk-Content-Sha256 is not the sha256 of the body received")
+    return body
 
 
 def _parse_authorization(value: str) -> tuple[str, str, list[str], str]:
@@ -101,7 +126,8 @@ def _parse_authorization(value: str) -> tuple[str, str, list[str], str]:
     return access, signed, signed_header_names(signed), signature
 
 
-def string_to_sign(request: SignedRequest, signed_text: str, names: list[str], date: str) -> str:
+def string_to_sign(request: SignedRequest, signed_text: str, names: list[str], date: str, *,
+                   unsigned_payload: bool = False) -> str:
     """The SDK's StringToSign for ``request`` with the given signed headers and X-Sdk-Date."""
     canonical = "\n".join((
         request.method.upper(),
@@ -109,7 +135,7 @@ def string_to_sign(request: SignedRequest, signed_text: str, names: list[str], d
         canonical_query(request.raw_query),
         canonical_headers(request, names, str.strip),
         signed_text,
-        payload_hash(request),
+        payload_hash(request, unsigned_payload=unsigned_payload),
     ))
     digest = hashlib.sha256(utf8(canonical)).hexdigest()
     return f"{ALGORITHM}\n{date}\n{digest}"
@@ -121,8 +147,11 @@ def verify(
     now: datetime,
     *,
     max_skew: timedelta = DEFAULT_MAX_SKEW,
+    unsigned_payload: bool = False,
 ) -> str:
-    """Return the access key that signed ``request``; raise :class:`SignatureError` otherwise."""
+    """Return the access key that signed ``request``; raise :class:`SignatureError` otherwise.
+
+    ``unsigned_payload``: the route takes ``X-Sdk-Content-Sha256: UNSIGNED-PAYLOAD``."""
     try:
         access, signed_text, names, signature = _parse_authorization(
             capped(request.header("authorization"), MAX_AUTHORIZATION, "Authorization"))
@@ -134,10 +163,18 @@ def verify(
         if secret is None:
             raise SignatureError(INVALID_ACCESS_KEY, "unknown access key")
         check_skew(signed_at, now, max_skew)
-        sts = string_to_sign(request, signed_text, names, date)
+        sts = string_to_sign(request, signed_text, names, date,
+                             unsigned_payload=unsigned_payload)
     except (ValueError, OverflowError) as exc:
         raise SignatureError(MALFORMED, "request cannot be canonicalised") from exc
     expected = hmac.new(utf8(secret), utf8(sts), hashlib.sha256).hexdigest()
     if not same(expected, signature):
         raise SignatureError(MISMATCH, "signature does not match")
     return access
+
+
+def signature_of(request: SignedRequest) -> str:
+    """The signature value of a request :func:`verify` accepted (the replay memory's key: the
+    same signature however the Authorization header's spaces and parameters are arranged)."""
+    return _parse_authorization(
+        capped(request.header("authorization"), MAX_AUTHORIZATION, "Authorization"))[3]

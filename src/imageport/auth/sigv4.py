@@ -225,3 +225,15 @@ def verify(
     if not same(expected, signature):
         raise SignatureError(MISMATCH, "signature does not match")
     return cred.access_key
+
+
+def authorization_parts(request: SignedRequest) -> tuple[Credential, str, list[str], str]:
+    """``(credential, signed_headers_text, signed_header_names, signature)`` of the request's
+    Authorization header."""
+    return _parse_authorization(
+        capped(request.header("authorization"), MAX_AUTHORIZATION, "Authorization"))
+
+
+def signature_of(request: SignedRequest) -> str:
+    """The signature value of a request :func:`verify` accepted (the replay memory's key)."""
+    return authorization_parts(request)[3]

@@ -81,13 +81,14 @@ def sdk_hmac_headers(
     date = _now(now).strftime(_BASIC)
     out["X-Sdk-Date"] = date
     ctype = next((v for k, v in out.items() if k.lower() == "content-type"), None)
-    if ctype and not ctype.startswith(("application/json", "application/bson")):
+    unsigned = bool(ctype) and not str(ctype).startswith(("application/json", "application/bson"))
+    if unsigned:
         out["X-Sdk-Content-Sha256"] = UNSIGNED_PAYLOAD
     names = sorted(k.lower() for k in out if "_" not in k)
     signed_text = ";".join(names)
     request = SignedRequest(method.upper(), raw_path, raw_query, out,
                             hashlib.sha256(body).hexdigest())
-    sts = sdk_hmac.string_to_sign(request, signed_text, names, date)
+    sts = sdk_hmac.string_to_sign(request, signed_text, names, date, unsigned_payload=unsigned)
     signature = hmac.new(utf8(credentials.secret_key), utf8(sts), hashlib.sha256).hexdigest()
     out["Authorization"] = (f"{sdk_hmac.ALGORITHM} Access={credentials.access_key}, "
                             f"SignedHeaders={signed_text}, Signature={signature}")

@@ -55,6 +55,11 @@ from imageport.api.ims.errors import http_error
 from imageport.api.ims.incoming import View, endpoint
 from imageport.service.context import Services
 
+#: Routes whose body the vendor SDK sends with ``X-Sdk-Content-Sha256: UNSIGNED-PAYLOAD`` (it
+#: does for every non-JSON content type: here the JSON-patch updates); every other route must
+#: sign its body's hash.
+UNSIGNED_PAYLOAD_VIEWS = frozenset({"update_cloudimage", "update_glance_image"})
+
 _TABLE: list[tuple[str, str, View]] = [
     ("/v2/cloudimages/action", "POST", iv.create_image),
     ("/v2.1/cloudimages/action", "POST", iv.create_image),
@@ -97,7 +102,9 @@ def ims_routes(services: Services) -> list[BaseRoute]:
         Route("/versions", gv.versions, methods=["GET"]),
         Route("/v2/images/{image_id}/file", gv.upload_endpoint(services), methods=["PUT"]),
         Route("/v2/images/{image_id}/stage", gv.stage_endpoint(services), methods=["PUT"]),
-        *(Route(path, endpoint(services, view), methods=[method], name=view.__name__)
+        *(Route(path, endpoint(services, view,
+                                unsigned_payload=view.__name__ in UNSIGNED_PAYLOAD_VIEWS),
+                methods=[method], name=view.__name__)
           for path, method, view in _TABLE),
     ]
 

@@ -21,7 +21,7 @@ from starlette.types import Receive, Scope, Send
 
 from imageport.api.ims import glance_schema
 from imageport.api.ims.errors import error_response, nested_only, service_error
-from imageport.api.ims.incoming import Call, authenticate_headers
+from imageport.api.ims.incoming import Call, authenticate_headers, release_call, server_side
 from imageport.api.ims.upload import receive_to_file
 from imageport.limits import MiB
 from imageport.service import glance_data
@@ -38,6 +38,7 @@ def data_endpoint(services: Services, commit: Commit,
     """The endpoint receiving image data and passing it to ``commit`` (answers 204)."""
 
     async def handle(request: Request) -> Response:
+        call: Call | None = None
         try:
             call = await run_in_threadpool(authenticate_headers, services, request)
             media = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
@@ -53,14 +54,20 @@ def data_endpoint(services: Services, commit: Commit,
                 too_large=lambda: glance_data.too_large(services))
             await run_in_threadpool(commit, services, call.project_id, slot, size)
         except ServiceError as error:
+            if server_side(error):
+                release_call(services, call)
             response = service_error(error, request)
             if not getattr(request.state, "body_read", False):
                 response.headers["Connection"] = "close"
             return response
         except ClientDisconnect:
+            release_call(services, call)
             return error_response(400, "IMG.0001", "the client went away before the image "
                                   "data ended; nothing was kept",
                                   nested=nested_only(request.headers))
+        except BaseException:
+            release_call(services, call)
+            raise
         return Response(status_code=204)
 
     handle.__name__ = name

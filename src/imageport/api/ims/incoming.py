@@ -5,11 +5,15 @@ that
 
 1. reads the body, at most :data:`MAX_BODY` bytes (413 ``IMG.0001`` beyond);
 2. authenticates the request (``SDK-HMAC-SHA256`` or an ``X-Auth-Token``) over the raw path
-   and query exactly as they came on the request line and the sha256 of the body;
+   and query exactly as they came on the request line and the sha256 of the body (a declared
+   ``X-Sdk-Content-Sha256`` must match it; ``UNSIGNED-PAYLOAD`` only where the route says so);
 3. refuses an ``X-Project-Id`` header naming another project than the key's (403
    ``ProjectMismatch``);
 4. runs the view in a worker thread (the service layer is synchronous) and renders any
    :class:`~imageport.service.errors.ServiceError` as the vendor's error body.
+
+A signed write uses up its signature (:mod:`imageport.service.authn`); when the view then fails
+on the server's side (5xx) the signature is released, so that the client's retry is accepted.
 """
 
 from __future__ import annotations
@@ -26,7 +30,8 @@ from starlette.responses import Response
 
 from imageport.api.ims.errors import service_error
 from imageport.auth import SignedRequest
-from imageport.service.authn import Principal, authenticate
+from imageport.numbers import whole_number
+from imageport.service.authn import Authenticated, Principal, authenticate_request, release
 from imageport.service.context import Services
 from imageport.service.errors import Forbidden, RequestInvalid, ServiceError
 from imageport.service.validation import MAX_JSON_BYTES, parse_json_body
@@ -46,6 +51,8 @@ class Call:
     query: Sequence[tuple[str, str]]
     raw_query: str
     content_type: str
+    #: the authentication itself (its replay key is released if the request fails on our side)
+    authenticated: Authenticated | None = None
 
     @property
     def project_id(self) -> str:
@@ -62,7 +69,7 @@ View = Callable[[Services, Call], Response]
 async def read_body(request: Request) -> bytes:
     """The request body, refusing more than :data:`MAX_BODY` bytes before reading them all."""
     declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared[:12]) > MAX_BODY:
+    if (whole_number(declared) or 0) > MAX_BODY:
         raise RequestInvalid("IMG.0001", f"the request body is larger than {MAX_BODY} bytes",
                              status=413)
     chunks: list[bytes] = []
@@ -93,10 +100,14 @@ def signed_request(request: Request, body: bytes) -> SignedRequest:
 
 
 def authenticate_call(services: Services, request: Request, body: bytes, *,
-                      signed: SignedRequest | None = None) -> Call:
-    """Authenticate ``request`` and check its ``X-Project-Id``; the view's call record."""
+                      signed: SignedRequest | None = None,
+                      unsigned_payload: bool = False) -> Call:
+    """Authenticate ``request`` and check its ``X-Project-Id``; the view's call record.
+    ``unsigned_payload``: the route takes ``X-Sdk-Content-Sha256: UNSIGNED-PAYLOAD``."""
     signed = signed or signed_request(request, body)
-    principal = authenticate(services, signed, schemes=SCHEMES)
+    authenticated = authenticate_request(services, signed, schemes=SCHEMES,
+                                         unsigned_payload=unsigned_payload)
+    principal = authenticated.principal
     request.state.project_id = principal.project_id
     request.state.access_key = principal.access_key
     claimed = signed.header("x-project-id")
@@ -106,7 +117,18 @@ def authenticate_call(services: Services, request: Request, body: bytes, *,
     return Call(
         principal=principal, body=body, path_params=dict(request.path_params),
         query=request.query_params.multi_items(), raw_query=signed.raw_query,
-        content_type=request.headers.get("content-type", ""))
+        content_type=request.headers.get("content-type", ""), authenticated=authenticated)
+
+
+def release_call(services: Services, call: Call | None) -> None:
+    """Release the signature ``call`` used up: its request failed on the server's side."""
+    if call is not None and call.authenticated is not None:
+        release(services, call.authenticated)
+
+
+def server_side(error: BaseException) -> bool:
+    """Whether ``error`` ends a request without it being the client's fault (5xx or a bug)."""
+    return not isinstance(error, ServiceError) or error.status >= 500
 
 
 def authenticate_headers(services: Services, request: Request) -> Call:
@@ -115,14 +137,26 @@ def authenticate_headers(services: Services, request: Request) -> Call:
     UNSIGNED-PAYLOAD`` (what the vendor SDK sends for non-JSON bodies); a signature over the
     body's hash cannot be checked before the body is read and is refused."""
     signed = dataclasses.replace(signed_request(request, b""), body_sha256=None)
-    return authenticate_call(services, request, b"", signed=signed)
+    return authenticate_call(services, request, b"", signed=signed, unsigned_payload=True)
 
 
-def endpoint(services: Services, view: View) -> Callable[[Request], Awaitable[Response]]:
-    """The Starlette endpoint running ``view`` after the steps in the module docstring."""
+def endpoint(services: Services, view: View, *,
+             unsigned_payload: bool = False) -> Callable[[Request], Awaitable[Response]]:
+    """The Starlette endpoint running ``view`` after the steps in the module docstring;
+    ``unsigned_payload``: the route takes ``X-Sdk-Content-Sha256: UNSIGNED-PAYLOAD`` (the
+    vendor SDK sends it for a non-JSON content type: the JSON-patch updates)."""
 
     def run(request: Request, body: bytes) -> Response:
-        return view(services, authenticate_call(services, request, body))
+        call = authenticate_call(services, request, body, unsigned_payload=unsigned_payload)
+        try:
+            response = view(services, call)
+        except BaseException as error:
+            if server_side(error):
+                release_call(services, call)
+            raise
+        if response.status_code >= 500:
+            release_call(services, call)
+        return response
 
     async def handle(request: Request) -> Response:
         try:

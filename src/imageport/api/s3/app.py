@@ -5,7 +5,11 @@ virtual-host style under the ``s3_domain`` setting).
 Order of work for each request: parse the request line; answer the unauthenticated OBS probe
 (``HEAD /?apiversion``, ``HEAD /bucket?apiversion``, ``HEAD /?apiversion`` with
 ``Host: bucket.domain`` -> 200 ``x-obs-api: 3.0``); authenticate
-(before reading any body); run the view; map :class:`ServiceError` to an S3 error document.
+(before reading any body); choose the view; refuse headers asking for features this service
+does not have (:mod:`~imageport.api.s3.request_features`: 501 ``NotImplemented``, never
+ignored); run the view; map :class:`ServiceError` to an S3 error document.
+A single-use signature (see :mod:`imageport.service.authn`) is released again when the request
+ends in a 5xx or the client went away, so that a client's retry is not taken for a replay.
 """
 
 from __future__ import annotations
@@ -22,7 +26,9 @@ from starlette.routing import Route
 from imageport.api.s3 import bucket_views, multipart_views, object_views
 from imageport.api.s3.body import body_left_unread
 from imageport.api.s3.request import Ctx, S3Call, authenticate_call, parse_call
+from imageport.api.s3.request_features import check_request
 from imageport.api.s3.responses import empty_response, error_response
+from imageport.service.authn import Authenticated, release
 from imageport.service.context import Services
 from imageport.service.errors import ServiceError
 
@@ -142,20 +148,33 @@ async def handle(request: Request) -> Response:
 
 async def _respond(request: Request) -> Response:
     services: Services = request.app.state.services
+    response = await _answer(request, services)
+    authenticated: Authenticated | None = getattr(request.state, "authenticated", None)
+    if authenticated is not None and (response.status_code >= 500
+                                      or getattr(request.state, "disconnected", False)):
+        release(services, authenticated)
+    return response
+
+
+async def _answer(request: Request, services: Services) -> Response:
     resource = request.url.path
     try:
         call = parse_call(request, services.settings.s3_domain)
         resource = call.resource
         if call.method == "HEAD" and "apiversion" in call.query and not call.key:
             return empty_response(request, headers={"x-obs-api": "3.0"})
-        principal = await authenticate_call(services, request, call)
+        authenticated = await authenticate_call(services, request, call)
+        request.state.authenticated = authenticated
+        principal = authenticated.principal
         request.state.project_id = principal.project_id
         request.state.access_key = principal.access_key
         view = route(call)
+        check_request(call, request.headers, principal.project_id)
         return await view(Ctx(services, principal, request, call))
     except ServiceError as exc:
         return error_response(request, exc, resource)
     except ClientDisconnect:
+        request.state.disconnected = True
         return error_response(request, ServiceError(
             "IncompleteBody", "the client closed the connection", status=400), resource)
     except Exception:  # an unexpected failure must still be an S3 error, and be logged

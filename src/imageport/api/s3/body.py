@@ -9,8 +9,12 @@ bytes), and the file is removed on any failure, including a client that goes awa
 
 ``aws-chunked`` bodies (``x-amz-content-sha256: STREAMING-...``, ``Content-Encoding:
 aws-chunked``) are decoded on the fly: ``<hex size>[;chunk-signature=..]\\r\\n<data>\\r\\n`` ...
-``0\\r\\n<trailers>\\r\\n``. Per-chunk signatures are not checked (the request signature is);
-the decoded length must equal ``x-amz-decoded-content-length``.
+``0\\r\\n<trailers>\\r\\n``. For ``STREAMING-AWS4-HMAC-SHA256-PAYLOAD`` every chunk's signature is
+verified, in order, against the chain the authentication left in ``request.state.chunk_chain``
+(:mod:`imageport.auth.sigv4_streaming`): the request's own signature covers no body byte, the
+chain covers them all, and a body whose chain does not verify to its last, empty chunk is
+refused (403 ``SignatureDoesNotMatch``). The decoded length must equal
+``x-amz-decoded-content-length``.
 
 A multipart part may be written in place (``offset``): into the upload's existing assembly file
 at the part's slot, with pwritev and fdatasync, never beyond its declared length; a failed body
@@ -27,10 +31,13 @@ from pathlib import Path
 
 from starlette.requests import Request
 
-from imageport.auth.request import is_sha256_hex
+from imageport.auth.errors import SignatureError
+from imageport.auth.request import EMPTY_SHA256, is_sha256_hex
+from imageport.auth.sigv4_streaming import SIGNED_CHUNKS, ChunkVerifier, chunk_signature
 from imageport.limits import MiB
 from imageport.service.errors import RequestInvalid, ServiceError
 from imageport.service.ports import StagedFile
+from imageport.service.storage import check_content_md5
 
 CHUNK = 4 * MiB
 """Bytes gathered before they are hashed and written in a worker thread."""
@@ -102,18 +109,26 @@ def check_payload_sha256(request: Request, sha256_hex: str) -> None:
                              "the provided x-amz-content-sha256 does not match what was computed")
 
 
-class AwsChunkedDecoder:
-    """Incremental decoder of the aws-chunked content encoding."""
+def _signature_refused(exc: SignatureError) -> ServiceError:
+    return ServiceError(exc.code, exc.message, status=403)
 
-    def __init__(self) -> None:
+
+class AwsChunkedDecoder:
+    """Incremental decoder of the aws-chunked content encoding; with a ``verifier`` it checks
+    each chunk's ``chunk-signature`` as soon as the chunk's data has arrived."""
+
+    def __init__(self, verifier: ChunkVerifier | None = None) -> None:
         self._line = bytearray()
         self._state = "size"  # size | data | crlf | trailer | end
         self._remaining = 0
+        self._verifier = verifier
+        self._signature = ""
+        self._chunk_hash = hashlib.sha256()
         self.trailers: dict[str, str] = {}
 
     @property
     def finished(self) -> bool:
-        return self._state == "end"
+        return self._state == "end" and (self._verifier is None or self._verifier.finished)
 
     def feed(self, data: bytes, out: list[Buffer]) -> None:
         """Append the payload pieces contained in ``data`` to ``out`` (views, not copies)."""
@@ -122,10 +137,14 @@ class AwsChunkedDecoder:
         while pos < end:
             if self._state == "data":
                 take = min(self._remaining, end - pos)
-                out.append(view[pos:pos + take])
+                piece = view[pos:pos + take]
+                out.append(piece)
+                if self._verifier is not None:
+                    self._chunk_hash.update(piece)
                 pos += take
                 self._remaining -= take
                 if self._remaining == 0:
+                    self._chunk_done(self._chunk_hash.hexdigest(), last=False)
                     self._state = "crlf"
                 continue
             if self._state == "end":
@@ -141,6 +160,14 @@ class AwsChunkedDecoder:
                 self._line.clear()
                 self._line_done(line)
 
+    def _chunk_done(self, data_sha256: str, *, last: bool) -> None:
+        if self._verifier is None:
+            return
+        try:
+            self._verifier.check(self._signature, data_sha256, last=last)
+        except SignatureError as exc:
+            raise _signature_refused(exc) from exc
+
     def _line_done(self, line: bytes) -> None:
         if not line.endswith(b"\r\n"):
             raise RequestInvalid("IncompleteBody", "aws-chunked lines must end with CRLF")
@@ -150,15 +177,26 @@ class AwsChunkedDecoder:
                 raise RequestInvalid("IncompleteBody", "an aws-chunked chunk is too long")
             self._state = "size"
         elif self._state == "size":
-            size_text = text.split(";", 1)[0].strip()
+            size_text, _, extension = text.partition(";")
             try:
+                size_text = size_text.strip()
                 if not size_text or len(size_text) > 16:
                     raise ValueError(size_text)
                 size = int(size_text, 16)
             except ValueError as exc:
                 raise RequestInvalid("IncompleteBody", "bad aws-chunked chunk size") from exc
+            if self._verifier is not None:
+                try:
+                    self._signature = chunk_signature(extension)
+                except SignatureError as exc:
+                    raise _signature_refused(exc) from exc
+                self._chunk_hash = hashlib.sha256()
             self._remaining = size
-            self._state = "data" if size else "trailer"
+            if size:
+                self._state = "data"
+            else:
+                self._chunk_done(EMPTY_SHA256, last=True)
+                self._state = "trailer"
         elif not text:
             self._state = "end"
         else:
@@ -166,6 +204,37 @@ class AwsChunkedDecoder:
             if len(self.trailers) >= MAX_TRAILERS:
                 raise RequestInvalid("IncompleteBody", "too many aws-chunked trailers")
             self.trailers[name.strip().lower()] = value.strip()
+
+
+def keep_trailers(request: Request, decoder: AwsChunkedDecoder | None) -> None:
+    """After a whole aws-chunked body: every trailer its ``x-amz-trailer`` header announced
+    must have come (400 ``IncompleteBody``); they are left in ``request.state.trailers`` for the
+    views, which verify the checksums among them
+    (:func:`imageport.api.s3.checksum_headers.trailer_checksums`)."""
+    if decoder is None:
+        return
+    announced = {name.strip().lower()
+                 for name in request.headers.get("x-amz-trailer", "").split(",") if name.strip()}
+    missing = sorted(announced - decoder.trailers.keys())
+    if missing:
+        raise RequestInvalid("IncompleteBody", f"the trailer {missing[0][:64]} announced in "
+                             "x-amz-trailer did not come")
+    request.state.trailers = dict(decoder.trailers)
+
+
+def chunked_decoder(request: Request) -> AwsChunkedDecoder | None:
+    """The decoder of ``request``'s aws-chunked body (None for a plain body), verifying the
+    chunk signatures of a ``STREAMING-AWS4-HMAC-SHA256-PAYLOAD`` upload; fails closed when the
+    authentication left no chain for such a body."""
+    if not is_aws_chunked(request):
+        return None
+    if request.headers.get("x-amz-content-sha256") != SIGNED_CHUNKS:
+        return AwsChunkedDecoder()
+    chain = getattr(request.state, "chunk_chain", None)
+    if chain is None:
+        raise ServiceError("AccessDenied", "the chunk signatures of this upload cannot be "
+                           "verified", status=403)
+    return AwsChunkedDecoder(ChunkVerifier(chain))
 
 
 class _Sink:
@@ -267,7 +336,7 @@ async def receive_to_file(request: Request, path: Path, *, limit: int,
     expected = declared_length(request)
     if expected is not None and expected > limit:
         raise _too_large(limit)
-    decoder = AwsChunkedDecoder() if is_aws_chunked(request) else None
+    decoder = chunked_decoder(request)
     sink = _Sink(path, sha256=sha256 or payload_hash_declared(request), offset=offset)
     batch: list[Buffer] = []
     batched = received = 0
@@ -299,6 +368,7 @@ async def receive_to_file(request: Request, path: Path, *, limit: int,
             raise _incomplete()
         if expected is not None and sink.size != expected:
             raise _incomplete()
+        keep_trailers(request, decoder)
         staged = StagedFile(path, sink.size, sink.md5.hexdigest(),
                             sink.sha256.hexdigest() if sink.hashes_sha256 else "", offset)
         check_payload_sha256(request, staged.sha256_hex)
@@ -311,21 +381,33 @@ async def receive_to_file(request: Request, path: Path, *, limit: int,
 
 
 async def read_small(request: Request, limit: int) -> bytes:
-    """The whole (plain) body of a small request, at most ``limit`` bytes, checked against a
-    hex ``x-amz-content-sha256``."""
+    """The whole body of a small request, at most ``limit`` bytes (decoded when aws-chunked,
+    its chunk signatures verified), checked against a hex ``x-amz-content-sha256`` and a
+    ``Content-MD5``."""
     length = _length(request.headers.get("content-length"))
-    if length is not None and length > limit:
+    if length is not None and length > limit and not is_aws_chunked(request):
         raise RequestInvalid("MaxMessageLengthExceeded",
                              f"the request body is larger than {limit} bytes")
-    parts: list[bytes] = []
+    decoder = chunked_decoder(request)
+    parts: list[Buffer] = []
     size = 0
     async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise RequestInvalid("MaxMessageLengthExceeded",
-                                 f"the request body is larger than {limit} bytes")
-        parts.append(chunk)
+        pieces: list[Buffer] = [chunk]
+        if decoder is not None:
+            pieces = []
+            decoder.feed(chunk, pieces)
+        for piece in pieces:
+            size += len(piece)
+            if size > limit:
+                raise RequestInvalid("MaxMessageLengthExceeded",
+                                     f"the request body is larger than {limit} bytes")
+            parts.append(bytes(piece))
     request.state.body_read = True
+    if decoder is not None and not decoder.finished:
+        raise _incomplete()
+    keep_trailers(request, decoder)
     body = b"".join(parts)
     check_payload_sha256(request, hashlib.sha256(body).hexdigest())
+    check_content_md5(request.headers.get("content-md5"),
+                      hashlib.md5(body).hexdigest())  # noqa: S324 - Content-MD5
     return body

@@ -20,7 +20,7 @@ from starlette.requests import Request
 
 from imageport.auth import SignedRequest
 from imageport.auth.request import EMPTY_SHA256, MAX_PATH, MAX_QUERY
-from imageport.service.authn import Principal, authenticate
+from imageport.service.authn import Authenticated, Principal, authenticate_request
 from imageport.service.context import Services
 from imageport.service.errors import RequestInvalid, ServiceError, Unauthenticated
 from imageport.service.storage import validate_bucket_name
@@ -137,16 +137,22 @@ def _s3_error(exc: Unauthenticated) -> ServiceError:
     return ServiceError(exc.code, exc.message, status=_AUTH_STATUS.get(exc.code, 403))
 
 
-async def authenticate_call(services: Services, request: Request, call: S3Call) -> Principal:
-    """The caller, or a ServiceError in S3's terms (403 ``AccessDenied``,
+async def authenticate_call(services: Services, request: Request,
+                            call: S3Call) -> Authenticated:
+    """The authenticated caller, or a ServiceError in S3's terms (403 ``AccessDenied``,
     ``SignatureDoesNotMatch``, ``InvalidAccessKeyId``, ``RequestTimeTooSkewed`` ...).
-    Presigned URLs are accepted too (an expired one is 403 ``AccessDenied``)."""
+    Presigned URLs are accepted too (an expired one is 403 ``AccessDenied``). A chunk-signed
+    upload's chain is left in ``request.state.chunk_chain`` for the body reader, which must
+    verify it (:mod:`imageport.api.s3.body`)."""
     signed = signed_request(request, call)
     try:
-        return await run_in_threadpool(authenticate, services, signed, schemes=SCHEMES,
-                                       virtual_bucket=call.virtual_bucket)
+        authenticated = await run_in_threadpool(
+            authenticate_request, services, signed, schemes=SCHEMES,
+            virtual_bucket=call.virtual_bucket)
     except Unauthenticated as exc:
         raise _s3_error(exc) from exc
+    request.state.chunk_chain = authenticated.chunk_chain
+    return authenticated
 
 
 @dataclass(frozen=True, slots=True)
