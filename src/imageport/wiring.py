@@ -18,6 +18,7 @@ from imageport.adapters.job_queue import ThreadJobQueue
 from imageport.adapters.objectstore.local import LocalObjectStore
 from imageport.adapters.qemu_img import QemuImgConverter
 from imageport.service.context import Services
+from imageport.service.job_limits import project_of
 from imageport.service.job_runner import run_job
 from imageport.settings import Settings
 
@@ -39,5 +40,7 @@ def build_services(settings: Settings) -> Services:
             finally:
                 log.info("job ended after %.1f s", time.monotonic() - started)
 
-    services.queue = ThreadJobQueue(settings.workers, run)
+    services.queue = ThreadJobQueue(settings.workers, run,
+                                    owner_of=lambda job_id: project_of(services, job_id),
+                                    per_owner=settings.project_running_jobs)
     return services

@@ -41,7 +41,7 @@ def _wait(condition: object, timeout: float = 10.0) -> None:
 
 def test_jobs_run_once_each_at_most_workers_at_a_time() -> None:
     run = Recorder()
-    q = ThreadJobQueue(2, run)
+    q = ThreadJobQueue(2, run, per_owner=2)
     q.start()
     for job_id in ["a", "b", "c", "a", "d", "b"]:
         q.submit(job_id)
@@ -88,3 +88,37 @@ def test_stop_stops_taking_work_and_waits_for_running_jobs() -> None:
 def test_a_queue_needs_a_worker() -> None:
     with pytest.raises(ValueError, match="at least one worker"):
         ThreadJobQueue(0, lambda job_id: None)
+
+
+def test_owners_take_turns_whatever_the_order_of_submission() -> None:
+    run = Recorder()
+    run.release.set()
+    q = ThreadJobQueue(1, run, owner_of=lambda job_id: job_id[0])
+    for job_id in ["a1", "a2", "a3", "a4", "b1", "b2", "c1"]:
+        q.submit(job_id)
+    q.start()
+    _wait(lambda: len(run.ran) == 7)
+    # first in, first out within an owner; one job of each owner in turn
+    assert run.ran == ["a1", "b1", "c1", "a2", "b2", "a3", "a4"]
+    q.stop(timeout=5)
+
+
+def test_one_owner_cannot_hold_every_worker() -> None:
+    """Issue 9, finding 4: a project's long jobs (hostile images) must not make another
+    project's job wait for them."""
+    run = Recorder()
+    q = ThreadJobQueue(2, run, owner_of=lambda job_id: job_id.split("-")[0])
+    assert q.per_owner == 1  # half of two workers
+    q.start()
+    for n in range(4):
+        q.submit(f"hostile-{n}")
+    _wait(lambda: run.running == 1)
+    time.sleep(0.1)
+    assert run.running == 1  # the second worker stays free for others
+    q.submit("victim-1")
+    _wait(lambda: run.running == 2)
+    assert run.running == 2 and run.ran == []  # it started before any hostile job ended
+    run.release.set()
+    _wait(lambda: len(run.ran) == 5)
+    assert run.most == 2
+    q.stop(timeout=5)

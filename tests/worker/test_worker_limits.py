@@ -14,12 +14,14 @@ from pathlib import Path
 import pytest
 
 import guest_fixtures as gf
+from imageport.adapters.qemu_img import disk_usage, output_watch
 from imageport.service.image_worker import (
     SCHEMA,
     WorkerCancelledError,
     WorkerError,
     inspection_from_document,
 )
+from imageport.settings import load_settings
 from imageport.worker.limits import WorkerLimits, python_command, run_limited
 
 MiB = 1 << 20
@@ -32,8 +34,33 @@ def _python(code: str) -> list[str]:
 
 def test_cpu_limit_stops_a_busy_loop() -> None:
     limits = WorkerLimits(1 << 30, cpu_seconds=1, file_bytes=1 << 30, wall_seconds=30)
-    with pytest.raises(WorkerError, match="exceeded its CPU time limit of 1 s"):
+    with pytest.raises(WorkerError, match="exceeded its CPU time limit of 1 s") as err:
         run_limited(_python("while True: pass"), limits)
+    assert err.value.limit == "cpu"  # the import job turns this into an IMG-SAFE finding
+
+
+def test_the_checker_limits_are_tight() -> None:
+    settings = load_settings({})
+    check = WorkerLimits.for_check(settings)
+    assert check.cpu_seconds == 20 and check.wall_seconds == 90
+    assert check.file_bytes <= MiB and check.memory_bytes == settings.worker_memory_bytes
+    assert WorkerLimits.from_settings(settings).cpu_seconds == 3600
+
+
+def test_a_watch_stops_a_conversion_that_outgrows_its_bound(tmp_path: Path) -> None:
+    """Issue 9, finding 2: a conversion's output may not take more disk than the bound the
+    check's measurements give; the watch counts allocated blocks, not apparent size."""
+    out = tmp_path / "out.raw"
+    sparse = f"f = open({str(out)!r}, 'wb'); f.truncate(512 << 20); f.close()"
+    run_limited(_python(sparse), ROOMY, watch=output_watch([out], 4 * MiB))  # holes are free
+    writer = (f"import time; f = open({str(out)!r}, 'r+b')\n"
+              "for n in range(64):\n"
+              "    f.write(bytes([1]) * (1 << 20)); f.flush(); time.sleep(0.02)\n")
+    started = time.monotonic()
+    with pytest.raises(WorkerError, match="more than the 4194304 bytes") as err:
+        run_limited(_python(writer), ROOMY, watch=output_watch([out], 4 * MiB))
+    assert err.value.limit == "watch" and time.monotonic() - started < 5
+    assert disk_usage([out]) < 32 * MiB
 
 
 def test_memory_limit_stops_an_allocation() -> None:

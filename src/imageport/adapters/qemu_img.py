@@ -82,11 +82,13 @@ class QemuImgConverter:
 
     def __init__(self, settings: Settings, *, qemu_img: str | None = None,
                  rate_limit: int | None = None) -> None:
-        """``rate_limit``: bytes per second qemu-img may read (``-r``), to spare the disks."""
+        """``rate_limit``: bytes per second qemu-img may read (``-r``), to spare the disks;
+        by default the ``convert_rate_limit_bytes`` setting (0: none)."""
         self.settings = settings
         self.limits = WorkerLimits.from_settings(settings)
+        self.check_limits = WorkerLimits.for_check(settings)
         self._qemu_img = qemu_img
-        self.rate_limit = rate_limit
+        self.rate_limit = settings.convert_rate_limit_bytes if rate_limit is None else rate_limit
 
     @property
     def qemu_img(self) -> str:
@@ -114,7 +116,8 @@ class QemuImgConverter:
     def _inspect(self, args: list[str], path: Path,
                  cancelled: Callable[[], bool]) -> ImageInspection:
         command = python_command("imageport.worker.inspect_image", str(path), *args)
-        result = run_limited(command, self.limits, name="the image checker", cancelled=cancelled)
+        result = run_limited(command, self.check_limits, name="the image checker",
+                             cancelled=cancelled)
         try:
             doc = json.loads(result.stdout)
         except ValueError as exc:
@@ -132,24 +135,28 @@ class QemuImgConverter:
         *,
         progress: Callable[[float], None],
         cancelled: Callable[[], bool],
+        max_output_bytes: int | None = None,
     ) -> None:
-        """Write ``target`` in ``target_format`` from ``source`` (see the module docstring)."""
+        """Write ``target`` in ``target_format`` from ``source`` (see the module docstring).
+        ``max_output_bytes``: the disk space the output (with its raw stage, if any) may take;
+        a conversion that outgrows it is stopped (:func:`output_watch`)."""
         if target_format not in TARGET_FORMATS:
             raise WorkerError(f"cannot store images as {target_format!r}")
+        stage = target.with_name(target.name + ".raw")
+        watch = output_watch((target, stage), max_output_bytes)
         if source_format in QEMU_DRIVERS:
             self._qemu_convert(source, QEMU_DRIVERS[source_format], target, target_format,
-                               progress, cancelled)
+                               progress, cancelled, watch=watch)
             return
         if source_format not in OWN_READER_FORMATS:
             raise WorkerError(f"no converter reads the {source_format!r} format")
         if target_format == "raw":
-            self._own_to_raw(source, target, progress, cancelled)
+            self._own_to_raw(source, target, progress, cancelled, watch)
             return
-        stage = target.with_name(target.name + ".raw")
         try:
-            self._own_to_raw(source, stage, lambda p: progress(p / 2), cancelled)
+            self._own_to_raw(source, stage, lambda p: progress(p / 2), cancelled, watch)
             self._qemu_convert(stage, "raw", target, target_format,
-                               lambda p: progress(50 + p / 2), cancelled)
+                               lambda p: progress(50 + p / 2), cancelled, watch=watch)
         finally:
             with contextlib.suppress(FileNotFoundError):
                 stage.unlink()
@@ -194,21 +201,50 @@ class QemuImgConverter:
 
     def _qemu_convert(self, source: Path, driver: str, target: Path, target_format: str,
                       progress: Callable[[float], None], cancelled: Callable[[], bool],
-                      options: Sequence[str] = ()) -> None:
+                      options: Sequence[str] = (), *,
+                      watch: Callable[[], str | None] | None = None) -> None:
         command = [self.qemu_img, "convert", "-p", "-f", driver, "-O", target_format, *options]
         if self.rate_limit:
             command += ["-r", str(self.rate_limit)]
         command += [source_spec(source, driver), str(target)]
         run_limited(command, self.limits, name="qemu-img", cancelled=cancelled,
-                    on_stdout=_ProgressParser(progress))
+                    on_stdout=_ProgressParser(progress), watch=watch)
         progress(100.0)
 
     def _own_to_raw(self, source: Path, target: Path, progress: Callable[[float], None],
-                    cancelled: Callable[[], bool]) -> None:
+                    cancelled: Callable[[], bool],
+                    watch: Callable[[], str | None] | None = None) -> None:
         command = python_command("imageport.worker.to_raw", str(source), str(target))
         run_limited(command, self.limits, name="the raw converter", cancelled=cancelled,
-                    on_stdout=_progress_lines(progress))
+                    on_stdout=_progress_lines(progress), watch=watch)
         progress(100.0)
+
+
+def disk_usage(paths: Sequence[Path]) -> int:
+    """Bytes of disk the files at ``paths`` take (allocated blocks; missing files take none)."""
+    used = 0
+    for path in paths:
+        with contextlib.suppress(FileNotFoundError):
+            used += path.stat().st_blocks * 512
+    return used
+
+
+def output_watch(paths: Sequence[Path],
+                 limit: int | None) -> Callable[[], str | None] | None:
+    """A :func:`~imageport.worker.limits.run_limited` watch that stops a conversion once the
+    files at ``paths`` take more than ``limit`` bytes of disk (None: no limit). Allocated
+    blocks are measured, not apparent sizes: a raw output is sparse."""
+    if limit is None:
+        return None
+
+    def watch() -> str | None:
+        used = disk_usage(paths)
+        if used <= limit:
+            return None
+        return (f"the conversion wrote {used} bytes, more than the {limit} bytes the image's "
+                "own allocation allows, and was stopped")
+
+    return watch
 
 
 def _progress_lines(progress: Callable[[float], None]) -> Callable[[bytes], None]:

@@ -113,7 +113,7 @@ def export_image(services: Services, project_id: str, image_id: str, body: objec
                                  f"storage class {bucket.storage_class}; images are exported "
                                  "to STANDARD buckets only")
         params = ExportParams(url.bucket, url.key, fmt, quick)
-        job_id = insert_job(conn, project_id=project_id, job_type=EXPORT_JOB,
+        job_id = insert_job(conn, services.settings, project_id=project_id, job_type=EXPORT_JOB,
                             image_id=image_id, params=params.document(), now=now)
     services.submit_job(job_id)
     return job_id

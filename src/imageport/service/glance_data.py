@@ -41,6 +41,7 @@ from imageport.service.errors import Conflict, RequestInvalid
 from imageport.service.image_records import ImageRecord, image_row
 from imageport.service.images import NATIVE_IMPORT_JOB, check_accepts_data, native_job_params
 from imageport.service.import_source import check_import_offered
+from imageport.service.job_limits import admit
 from imageport.service.jobs import insert_job, running_job_of
 
 IMPORT_METHODS = ("glance-direct",)
@@ -89,6 +90,7 @@ def open_upload(services: Services, project_id: str, image_id: str,
     check_import_offered(services.settings)
     with services.db.connect() as conn:
         check_accepts_data(conn, services, image_row(conn, project_id, image_id))
+        admit(conn, services.settings, project_id)  # before the data, not after it
     if declared_size is not None and declared_size > upload_limit(services):
         raise too_large(services, declared_size)
     return UploadSlot(image_id, staging.part_path(services.settings, image_id),
@@ -131,8 +133,8 @@ def _insert_import_job(conn: Connection, services: Services, row: Any, size: int
     props["__data_origin"] = DATA_ORIGIN
     conn.execute(images.update().where(images.c.id == row.id)
                  .values(properties=props, updated_at=now))
-    return insert_job(conn, project_id=row.project_id, job_type=NATIVE_IMPORT_JOB,
-                      image_id=row.id, params=params, now=now)
+    return insert_job(conn, services.settings, project_id=row.project_id,
+                      job_type=NATIVE_IMPORT_JOB, image_id=row.id, params=params, now=now)
 
 
 def commit_upload(services: Services, project_id: str, slot: UploadSlot, size: int) -> str:

@@ -90,7 +90,7 @@ def copy_image(services: Services, project_id: str, image_id: str, body: object)
             disk_format=source.disk_format, min_disk=source.min_disk, min_ram=source.min_ram,
             max_ram=source.max_ram, properties=props, tags=[], created_at=now,
             updated_at=now))
-        job_id = insert_job(conn, project_id=project_id, job_type=COPY_JOB,
+        job_id = insert_job(conn, services.settings, project_id=project_id, job_type=COPY_JOB,
                             image_id=new_image_id, params={"source_image_id": source.id},
                             now=now)
     services.submit_job(job_id)

@@ -11,7 +11,8 @@ Worker document (``imageport.worker/1``)::
 
     {"schema": "imageport.worker/1",
      "facts": {"format", "variant", "file_size", "virtual_size", "readable", "hazards": [str],
-               "damage", "encryption", "allocated_bytes", "os": {"id", "version_id",
+               "damage", "encryption", "allocated_bytes", "data_extents",
+               "os": {"id", "version_id",
                "pretty_name"} | null, "arch", "bits", "boot_modes": [str]},
      "report": <imageport.check/1 document> | null}
 """
@@ -31,11 +32,14 @@ SCHEMA = "imageport.worker/1"
 
 class WorkerError(Exception):
     """A worker process failed: crashed, hit a limit, or answered nonsense. ``reason`` says
-    which, in words for the user (e.g. "the image worker exceeded its memory limit of 2 GiB")."""
+    which, in words for the user (e.g. "the image worker exceeded its memory limit of 2 GiB");
+    ``limit`` names the limit it hit, if one (``cpu``, ``memory``, ``wall``, ``file``,
+    ``output``, or ``watch``: the caller's own watch stopped it)."""
 
-    def __init__(self, reason: str) -> None:
+    def __init__(self, reason: str, *, limit: str | None = None) -> None:
         super().__init__(reason)
         self.reason = reason
+        self.limit = limit
 
 
 class WorkerCancelledError(Exception):
@@ -63,6 +67,8 @@ class ImageInspection:
     damage: str | None
     encryption: str | None
     allocated_bytes: int | None = None
+    #: how many separate extents of the virtual disk hold data (bounds a conversion's output)
+    data_extents: int | None = None
     os: GuestOs | None = None
     #: ``uname -m`` name of the guest's userland (``x86_64``, ``aarch64`` ...), when found.
     arch: str | None = None
@@ -132,6 +138,7 @@ def inspection_from_document(raw: object) -> ImageInspection:
         encryption=_typed(facts.get("encryption"), str, "encryption", optional=True),
         allocated_bytes=_typed(facts.get("allocated_bytes"), int, "allocated_bytes",
                                optional=True),
+        data_extents=_typed(facts.get("data_extents"), int, "data_extents", optional=True),
         os=guest_os,
         arch=_typed(facts.get("arch"), str, "arch", optional=True),
         bits=_typed(facts.get("bits"), int, "bits", optional=True),

@@ -193,14 +193,25 @@ def check_accepts_data(conn: Connection, services: Services, row: Any) -> None:
                        "the image")
 
 
+def id_taken(image_id: str) -> Conflict:
+    """409 for a client-chosen ``id`` (Glance's ``POST /v2/images {"id"}``) that an image
+    already has, in any project: ids are unique across the service (files, jobs and staged data
+    are named by them). The answer is the same whoever holds the id, and does not say that an
+    image exists: to another project the id stays as unknown as a missing one (404 everywhere
+    else); what remains is that this one id cannot be chosen, which Glance answers too and
+    which tells nothing about ids the caller does not already know (122 random bits)."""
+    return Conflict("IMG.0009", f"id {image_id} cannot be used: choose another id, or omit id "
+                    "to let the service choose one")
+
+
 def insert_image_row(conn: Connection, values: dict[str, object]) -> None:
     """Insert an image row; IMG.0009 when a concurrent request took its name (or id) first."""
     try:
         with conn.begin_nested():
             conn.execute(insert(images).values(**values))
     except IntegrityError as exc:  # a concurrent request took the name (or the id) first
-        raise RequestInvalid("IMG.0009", f"an image named {values['name']!r} already "
-                             "exists") from exc
+        raise RequestInvalid("IMG.0009", f"an image named {values['name']!r} already exists, "
+                             "or its id cannot be used") from exc
 
 
 def create_image_from_file(services: Services, project_id: str, body: object, *,
@@ -231,7 +242,7 @@ def create_image_from_file(services: Services, project_id: str, body: object, *,
             visibility="private", protected=False, container_format="bare", disk_format=None,
             min_disk=request.min_disk, min_ram=request.min_ram, max_ram=request.max_ram,
             properties=props, tags=request.tags, created_at=now, updated_at=now))
-        job_id = insert_job(conn, project_id=project_id, job_type=IMPORT_JOB,
+        job_id = insert_job(conn, services.settings, project_id=project_id, job_type=IMPORT_JOB,
                             image_id=image_id, params=params, now=now)
     services.submit_job(job_id)
     return job_id
@@ -261,12 +272,13 @@ def create_glance_image(services: Services, project_id: str, body: object) -> Im
     if doc.get("container_format", "bare") != "bare":
         raise RequestInvalid("IMG.0001", "container_format must be bare")
     disk_format = doc.get("disk_format")
-    if disk_format is not None and disk_format not in GLANCE_DISK_FORMATS:
+    if disk_format is not None and (not isinstance(disk_format, str)
+                                    or disk_format not in GLANCE_DISK_FORMATS):
         raise RequestInvalid("IMG.0072", f"disk_format {str(disk_format)[:32]!r} is not "
                              f"supported; use one of {', '.join(sorted(GLANCE_DISK_FORMATS))}")
     if doc.get("visibility", "private") != "private":
         raise RequestInvalid("IMG.0001", "visibility must be private")
-    image_id = doc.get("id") or new_uuid()
+    image_id = new_uuid() if doc.get("id") is None else doc["id"]
     if not isinstance(image_id, str) or not _UUID.fullmatch(image_id):
         raise RequestInvalid("IMG.0001", "id must be a lower-case UUID")
     architecture = v.check_architecture(doc.get("architecture"))
@@ -285,7 +297,7 @@ def create_glance_image(services: Services, project_id: str, body: object) -> Im
         v.check_unique_name(conn, project_id, name)
         v.check_quota(conn, project_id, services.settings.image_quota)
         if conn.execute(select(images.c.id).where(images.c.id == image_id)).first():
-            raise Conflict("IMG.0009", f"an image with id {image_id} already exists")
+            raise id_taken(image_id)
         insert_image_row(conn, dict(
             id=image_id, project_id=project_id, name=name, status="queued",
             visibility="private",
@@ -315,8 +327,9 @@ def register_image_file(services: Services, project_id: str, image_id: str,
         check_accepts_data(conn, services, image_row(conn, project_id, image_id))
         conn.execute(images.update().where(images.c.id == image_id)
                      .values(properties=props, updated_at=now))
-        job_id = insert_job(conn, project_id=project_id, job_type=NATIVE_IMPORT_JOB,
-                            image_id=image_id, params=params, now=now)
+        job_id = insert_job(conn, services.settings, project_id=project_id,
+                            job_type=NATIVE_IMPORT_JOB, image_id=image_id, params=params,
+                            now=now)
     services.submit_job(job_id)
     return job_id
 

@@ -7,8 +7,15 @@ Normal import::
              (or the data received on the Glance routes, staged under the data dir and
              removed when the job ends: ``params.staged``, :mod:`.staging`)
     check    probe + safety + guest rules, in a limited worker process      0-10 %
-             any error finding: FAIL with the rule IDs, image killed, report kept
+             any error finding: FAIL with the rule IDs, image killed, report kept;
+             a check that hits the checker's tight limits (a well-formed image
+             is checked in about a second) is itself a finding: FAIL with
+             IMG-SAFE (CPU, wall clock, report size)
     convert  qemu-img (format pinned, no backing file) to the stored format 10-90 %
+             within a bound known before it starts (:mod:`.job_limits`: the
+             data the check measured, plus metadata), which must fit in the
+             project's storage quota (IMG.0015) and the free disk space
+             (IMG.1075); a conversion outgrowing it is stopped (IMG-SAFE)
     verify   re-probe the output in a worker while hashing it (sha256)      90-99 %
     store    rename into ``images/<image id>.<format>``, image active, job SUCCESS
 
@@ -55,7 +62,9 @@ from imageport.service.image_properties import BITMAP_FILE, active_image_values
 from imageport.service.image_worker import (
     ImageInspection,
     ImageWorker,
+    WorkerError,
 )
+from imageport.service.job_limits import check_room, output_bound
 from imageport.service.job_run import activate, run_to_end
 from imageport.service.job_source import (
     Fetched,
@@ -69,6 +78,12 @@ log = logging.getLogger(__name__)
 
 #: Formats a quick-import job stores as they are (requirements W4).
 QUICK_FORMATS = ("raw", "zvhd2")
+#: Formats qemu-img reads itself; the others are staged as raw by our own readers first.
+QEMU_READS = frozenset({"qcow2", "qcow", "vmdk", "vhd", "vhdx", "vdi", "qed", "raw"})
+#: Checker limits whose hit is a finding about the file (IMG-SAFE), not a service failure: a
+#: well-formed image is checked in about a second and its report is small. (Memory is not
+#: among them: the readers' caps bound it, so running short is the service's own limit.)
+CHECK_LIMIT_FINDINGS = frozenset({"cpu", "wall", "output"})
 _SHA256_HEX = re.compile(r"[0-9a-f]{64}")
 
 
@@ -121,6 +136,8 @@ def _run_quick_phases(services: Services, worker: ImageWorker, job: state.Claime
                 f"quick import stores RAW or ZVHD2 files as they are; this file is "
                 f"{inspection.format}", inspection.report)
         _check_cancelled(progress)
+        # stored as it is (a hard link: no new disk), but it counts against the quota
+        check_room(services, job.project_id, inspection.file_size, disk=False)
         output = _place_as_is(services, fetched.path, inspection, progress, scratch)
     _check_cancelled(progress)
     size = _verify_as_is(worker, output, inspection, fetched.info.size, progress)
@@ -192,8 +209,16 @@ def _check(worker: ImageWorker, job: state.ClaimedJob, fetched: Fetched,
            progress: state.Progress) -> ImageInspection:
     """Probe, safety and guest checks in a worker; FAIL with the rules when any errs."""
     progress.phase("check", job.params.object_size)
-    inspection = worker.inspect(fetched.path, check_options(job.params, fetched.bitmap_path),
-                                cancelled=progress.cancelled)
+    try:
+        inspection = worker.inspect(fetched.path,
+                                    check_options(job.params, fetched.bitmap_path),
+                                    cancelled=progress.cancelled)
+    except WorkerError as exc:
+        if exc.limit in CHECK_LIMIT_FINDINGS:
+            raise JobFailedError("IMG-SAFE", f"IMG-SAFE: {exc.reason}; a well-formed image of "
+                                 "any size is checked well within these limits, so this file "
+                                 "is refused") from exc
+        raise
     inspection = _named_as_uploaded(inspection, job.params, fetched)
     if inspection.report is not None:
         read = inspection.report.get("bytes_read")
@@ -231,13 +256,38 @@ def _convert(services: Services, worker: ImageWorker, job: state.ClaimedJob, sou
     virtual = inspection.virtual_size or 0
     progress.phase("convert", virtual)
     fmt = job.params.stored_format or services.settings.stored_format
+    bound = conversion_bound(inspection, fmt)
+    # a format read by our own readers is staged as raw first: both files exist at once
+    staged = inspection.format not in QEMU_READS
+    check_room(services, job.project_id, bound)
+    if staged:
+        check_room(services, job.project_id, 2 * bound)
     target = _scratch_file(services, scratch, fmt)
-    worker.convert(source, inspection.format, target, fmt,
-                   progress=lambda pct: progress.update(pct / 100, int(virtual * pct / 100),
-                                                        virtual),
-                   cancelled=progress.cancelled)
+    try:
+        worker.convert(source, inspection.format, target, fmt,
+                       progress=lambda pct: progress.update(pct / 100, int(virtual * pct / 100),
+                                                            virtual),
+                       cancelled=progress.cancelled,
+                       max_output_bytes=2 * bound if staged else bound)
+    except WorkerError as exc:
+        if exc.limit == "watch":
+            raise JobFailedError("IMG-SAFE", f"IMG-SAFE: {exc.reason}",
+                                 inspection.report) from exc
+        raise
     metrics.BYTES_PROCESSED.labels("convert").inc(virtual)
     return target, fmt
+
+
+def conversion_bound(inspection: ImageInspection, target_format: str) -> int:
+    """The most disk the conversion of the checked file to ``target_format`` may take
+    (:func:`~imageport.service.job_limits.output_bound`); a checker that measured nothing
+    (never, for a file that passed) bounds it by the virtual size."""
+    virtual = inspection.virtual_size or 0
+    allocated = inspection.allocated_bytes
+    extents = inspection.data_extents
+    if allocated is None or extents is None:
+        allocated, extents = virtual, 1
+    return output_bound(allocated, extents, virtual, target_format)
 
 
 def _hash_file(path: Path, progress: state.Progress) -> tuple[str, int]:

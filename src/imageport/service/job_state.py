@@ -91,6 +91,7 @@ class ClaimedJob:
     params: JobParams
     attempts: int
     cancel_requested: bool
+    project_id: str = ""
 
 
 def now_text(services: Services) -> str:
@@ -113,7 +114,7 @@ def claim(services: Services, job_id: str) -> ClaimedJob | None:
                 images.c.id == row.image_id, images.c.status.in_(("queued", "saving"))
             ).values(status="saving", updated_at=now_text(services)))
     return ClaimedJob(row.id, row.job_type, row.image_id or "", JobParams.from_document(
-        row.params), row.attempts, bool(row.cancel_requested))
+        row.params), row.attempts, bool(row.cancel_requested), row.project_id)
 
 
 def image_row(services: Services, image_id: str) -> Any:

@@ -28,6 +28,8 @@ from imageport.service.clock import new_id, time_text
 from imageport.service.context import Services
 from imageport.service.errors import Conflict, NotFound
 from imageport.service.image_records import NOT_FOUND, JobRecord, job_record
+from imageport.service.job_limits import admit
+from imageport.settings import Settings
 
 ACTIVE_JOB_STATES = ("INIT", "RUNNING")
 """States in which a job still works on its image."""
@@ -35,9 +37,11 @@ CANCELLED = "IMG.CANCELLED"
 CANCELLED_REASON = "the job was cancelled at the user's request before it started"
 
 
-def insert_job(conn: Connection, *, project_id: str, job_type: str, image_id: str,
-               params: dict[str, object], now: str) -> str:
-    """Insert a new ``INIT`` job (inside the caller's transaction); its id."""
+def insert_job(conn: Connection, settings: Settings, *, project_id: str, job_type: str,
+               image_id: str, params: dict[str, object], now: str) -> str:
+    """Insert a new ``INIT`` job (inside the caller's transaction); its id. A project that
+    already has ``project_job_limit`` unfinished jobs is refused (``IMG.0194``)."""
+    admit(conn, settings, project_id)
     job_id = new_id()
     conn.execute(insert(jobs).values(
         id=job_id, project_id=project_id, job_type=job_type, status="INIT",

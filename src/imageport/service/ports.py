@@ -147,6 +147,15 @@ class ObjectStore(Protocol):
         at most ``limit``: those after ``key_marker``, and those of ``key_marker`` itself
         whose id sorts after ``upload_id_marker`` when one is given."""
         ...
+    def count_uploads(self, project_id: str) -> int:
+        """Unfinished multipart uploads in the buckets of ``project_id``."""
+        ...
+
+    def count_parts(self, upload_id: str, *, smaller_than: int, except_number: int) -> int:
+        """Parts of the upload under ``smaller_than`` bytes, other than part
+        ``except_number``."""
+        ...
+
     def part_target(self, upload_id: str, number: int, declared_length: int | None
                     ) -> PartTarget:
         """Where to write the body of part ``number`` (``declared_length`` bytes, None when
@@ -197,7 +206,10 @@ class ImageConverter(Protocol):
         *,
         progress: Callable[[float], None],
         cancelled: Callable[[], bool],
+        max_output_bytes: int | None = None,
     ) -> None:
         """Write ``target`` from ``source`` (format pinned, no backing file, source read-only).
-        ``progress`` receives 0..100; returns early with an error when ``cancelled()``."""
+        ``progress`` receives 0..100; returns early with an error when ``cancelled()``, and
+        with a ``WorkerError`` (``limit="watch"``) once the output takes more disk space than
+        ``max_output_bytes``."""
         ...

@@ -29,6 +29,8 @@ from imageport.settings import Settings
 from imageport.worker import run_limited as launcher
 
 MiB = 1 << 20
+#: Largest file the checker may write (it writes none; a little room for the runtime).
+CHECK_FILE_BYTES = 1 * MiB
 #: Most stdout bytes read from a worker (its JSON document); more kills it.
 STDOUT_CAP = 16 * MiB
 #: Bytes of a worker's stderr kept to explain a failure.
@@ -61,6 +63,16 @@ class WorkerLimits:
             wall_seconds=float(wall) if wall else 2.0 * settings.worker_cpu_seconds + 60,
         )
 
+    @classmethod
+    def for_check(cls, settings: Settings) -> WorkerLimits:
+        """The far tighter limits of the checker, which reads headers, tables and a few guest
+        files of an untrusted image and writes nothing: ``check_cpu_seconds`` of CPU (a well
+        formed image of any size is checked in about a second), three times that plus 30 s of
+        wall clock, at most ``worker_memory_bytes`` of memory, and no file written."""
+        cpu = settings.check_cpu_seconds
+        return cls(memory_bytes=settings.worker_memory_bytes, cpu_seconds=cpu,
+                   file_bytes=CHECK_FILE_BYTES, wall_seconds=3.0 * cpu + 30)
+
 
 @dataclass(frozen=True, slots=True)
 class WorkerResult:
@@ -89,13 +101,26 @@ def _size_text(n: int) -> str:
     return f"{n} bytes"
 
 
+def limit_hit(returncode: int, stderr: str) -> str | None:
+    """The limit (``cpu``, ``file``, ``memory``) a worker that ended with ``returncode`` and
+    ``stderr`` hit, if its end says so (a bare SIGKILL is the CPU hard limit)."""
+    if returncode in (-signal.SIGXCPU, 128 + signal.SIGXCPU, -signal.SIGKILL):
+        return "cpu"
+    if returncode in (-signal.SIGXFSZ, 128 + signal.SIGXFSZ) or "File too large" in stderr:
+        return "file"
+    if any(sign in stderr for sign in _MEMORY_SIGNS):
+        return "memory"
+    return None
+
+
 def describe_failure(name: str, returncode: int, stderr: str, limits: WorkerLimits) -> str:
     """Why worker ``name`` ended with ``returncode``, naming the limit hit if one was."""
-    if returncode in (-signal.SIGXCPU, 128 + signal.SIGXCPU):
+    limit = limit_hit(returncode, stderr)
+    if limit == "cpu" and returncode != -signal.SIGKILL:
         return f"{name} exceeded its CPU time limit of {limits.cpu_seconds} s"
-    if returncode in (-signal.SIGXFSZ, 128 + signal.SIGXFSZ) or "File too large" in stderr:
+    if limit == "file":
         return f"{name} exceeded its file size limit of {_size_text(limits.file_bytes)}"
-    if any(sign in stderr for sign in _MEMORY_SIGNS):
+    if limit == "memory":
         return f"{name} exceeded its memory limit of {_size_text(limits.memory_bytes)}"
     if returncode == -signal.SIGKILL:
         return (f"{name} was killed (CPU time limit of {limits.cpu_seconds} s or memory limit "
@@ -156,8 +181,11 @@ def run_limited(
     cancelled: Callable[[], bool] | None = None,
     on_stdout: Callable[[bytes], None] | None = None,
     stdout_cap: int = STDOUT_CAP,
+    watch: Callable[[], str | None] | None = None,
 ) -> WorkerResult:
-    """Run ``command`` under ``limits``; return its output when it exits with status 0."""
+    """Run ``command`` under ``limits``; return its output when it exits with status 0.
+    ``watch`` is polled with the wall clock: a reason it returns stops the worker (a
+    :class:`WorkerError` with that reason and ``limit="watch"``)."""
     env = {**os.environ, "LC_ALL": "C", "PYTHONDONTWRITEBYTECODE": "1"}
     try:
         proc = subprocess.Popen(  # noqa: S603 - argument list built by our callers
@@ -174,6 +202,7 @@ def run_limited(
     err.start()
     deadline = time.monotonic() + limits.wall_seconds
     outcome: str | None = None
+    limit: str | None = None
     try:
         while True:
             try:
@@ -181,11 +210,16 @@ def run_limited(
                 break
             except subprocess.TimeoutExpired:
                 pass
+            watched = watch() if watch is not None else None
             if out.overflowed:
                 outcome = f"{name} printed more than {_size_text(stdout_cap)} and was stopped"
+                limit = "output"
             elif time.monotonic() > deadline:
                 outcome = (f"{name} exceeded its wall-clock limit of {limits.wall_seconds:g} s "
                            "and was stopped")
+                limit = "wall"
+            elif watched is not None:
+                outcome, limit = watched, "watch"
             elif cancelled is not None and cancelled():
                 outcome = "cancelled"
             if outcome is not None:
@@ -204,12 +238,13 @@ def run_limited(
     if outcome == "cancelled":
         raise WorkerCancelledError(f"{name} was stopped: the job was cancelled")
     if outcome is not None:
-        raise WorkerError(outcome)
+        raise WorkerError(outcome, limit=limit)
     stderr = err.data.decode("utf-8", "replace")
     if out.overflowed:
-        raise WorkerError(f"{name} printed more than {_size_text(stdout_cap)}")
+        raise WorkerError(f"{name} printed more than {_size_text(stdout_cap)}", limit="output")
     if proc.returncode != 0:
-        raise WorkerError(describe_failure(name, proc.returncode, stderr, limits))
+        raise WorkerError(describe_failure(name, proc.returncode, stderr, limits),
+                          limit=limit_hit(proc.returncode, stderr))
     if out.error is not None:
         raise WorkerError(f"{name}'s output could not be read: {out.error}")
     return WorkerResult(bytes(out.data), stderr)

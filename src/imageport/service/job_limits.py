@@ -1,0 +1,107 @@
+"""What one project's jobs may take from the service: how many, how much disk, how much work.
+
+* **Admission** (:func:`admit`, when a job is created): a project may have at most
+  ``project_job_limit`` unfinished (INIT or RUNNING) jobs; one more is refused with the vendor's
+  ``IMG.0194`` ("too many concurrent imports"). How many of them *run* at once, and in which
+  order against other projects' jobs, is the job queue's fairness
+  (:mod:`imageport.adapters.job_queue`, ``project_running_jobs``).
+* **Output bound** (:func:`output_bound`): before a conversion starts, the checker has measured
+  the guest bytes that hold data, refusing files whose tables share or over-compress data
+  (IMG-SAFE), so what qemu-img may honestly write is known: those bytes, each data extent
+  rounded out to whole target clusters, plus the target's metadata. The conversion is stopped
+  once its output takes more disk than that (:func:`imageport.adapters.qemu_img.output_watch`).
+* **Room** (:func:`check_room`): the bound must fit in the project's image storage quota
+  (``project_storage_bytes``, the stored images it holds plus this one; ``IMG.0015``) and in
+  the data dir's free space, leaving ``free_space_reserve_bytes`` (``IMG.1075``: the service
+  is short of disk; nothing was written).
+"""
+
+from __future__ import annotations
+
+import shutil
+
+from sqlalchemy import Connection, func, select
+
+from imageport.adapters.db.schema import images, jobs
+from imageport.limits import GiB, KiB, MiB
+from imageport.service import job_state as state
+from imageport.service.context import Services
+from imageport.service.errors import RequestInvalid
+from imageport.service.job_source import JobFailedError
+from imageport.settings import Settings
+
+TOO_MANY_JOBS = "IMG.0194"
+QUOTA = "IMG.0015"
+#: The cluster size qemu-img gives the qcow2 files it writes, and the block size of a raw one.
+TARGET_UNIT = {"qcow2": 64 * KiB, "raw": 4 * KiB}
+#: Headers, L1 table, first refcount blocks, and qemu's own alignment: room beyond the data.
+METADATA_SLACK = 16 * MiB
+_UNFINISHED = ("INIT", "RUNNING")
+
+
+def admit(conn: Connection, settings: Settings, project_id: str) -> None:
+    """Refuse a new job when ``project_id`` already has ``project_job_limit`` unfinished jobs
+    (inside the transaction that would insert it)."""
+    count = conn.execute(select(func.count()).select_from(jobs).where(
+        jobs.c.project_id == project_id, jobs.c.status.in_(_UNFINISHED))).scalar_one()
+    if count >= settings.project_job_limit:
+        raise RequestInvalid(TOO_MANY_JOBS, f"the project has {count} unfinished jobs, the most "
+                             f"it may have at once ({settings.project_job_limit}); wait for "
+                             "one to end")
+
+
+def project_of(services: Services, job_id: str) -> str:
+    """The project job ``job_id`` belongs to ("" when there is no such job): the job queue's
+    fairness key."""
+    with services.db.connect() as conn:
+        owner = conn.execute(select(jobs.c.project_id).where(jobs.c.id == job_id)).scalar()
+    return str(owner or "")
+
+
+def output_bound(allocated_bytes: int, data_extents: int, virtual_size: int,
+                 target_format: str) -> int:
+    """The most disk a conversion to ``target_format`` may honestly take for a disk whose
+    ``data_extents`` extents hold ``allocated_bytes`` of its ``virtual_size``: each extent may
+    touch two partial target clusters, qcow2 adds an 8-byte L2 entry per cluster of the
+    virtual disk and a 2-byte refcount per cluster of the file."""
+    unit = TARGET_UNIT.get(target_format, 64 * KiB)
+    data = allocated_bytes + 2 * unit * data_extents
+    metadata = 0
+    if target_format == "qcow2":
+        clusters = -(-virtual_size // unit)
+        metadata = 8 * clusters + 2 * (-(-data // unit))
+    return data + metadata + METADATA_SLACK
+
+
+def stored_bytes(services: Services, project_id: str) -> int:
+    """Bytes of the stored images ``project_id`` holds now."""
+    with services.db.connect() as conn:
+        total = conn.execute(select(func.coalesce(func.sum(images.c.size), 0)).where(
+            images.c.project_id == project_id, images.c.status == "active")).scalar_one()
+    return int(total)
+
+
+def _text(size: int) -> str:
+    return f"{size / GiB:.2f} GiB" if size >= GiB else f"{size / MiB:.1f} MiB"
+
+
+def check_room(services: Services, project_id: str, need: int, *,
+               disk: bool = True) -> None:
+    """Refuse (:class:`JobFailedError`) a job that needs ``need`` bytes when they do not fit in
+    the project's storage quota or (``disk``) in the data dir's free space."""
+    settings = services.settings
+    quota = settings.project_storage_bytes
+    if quota:
+        used = stored_bytes(services, project_id)
+        if used + need > quota:
+            raise JobFailedError(QUOTA, f"{QUOTA}: this image may take up to {_text(need)}; "
+                                 f"the project's images take {_text(used)} of its "
+                                 f"{_text(quota)} storage quota")
+    if disk:
+        folder = settings.tmp_dir if settings.tmp_dir.exists() else settings.data_dir
+        free = shutil.disk_usage(folder).free
+        if free - settings.free_space_reserve_bytes < need:
+            raise JobFailedError(state.INTERNAL, f"{state.INTERNAL}: the service has "
+                                 f"{_text(free)} of free disk space; this image may take up "
+                                 f"to {_text(need)} and {_text(settings.free_space_reserve_bytes)}"
+                                 " must stay free; nothing was written, try again later")
