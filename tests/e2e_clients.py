@@ -1,5 +1,6 @@
 """The real clients the end-to-end tests drive against a running ``imageport serve``: boto3
-(path style, SigV4, no retries so that a refusal shows at once) and the vendor's IMS SDK."""
+(path style, SigV4, no retries so that a refusal shows at once), the vendor's IMS SDK, and a
+token from the server's IAM endpoint for the token-authenticated clients."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import time
 from typing import Any
 
 import boto3
+import httpx
 from botocore.config import Config
 from huaweicloudsdkcore.auth.credentials import BasicCredentials
 from huaweicloudsdkims.v2 import ImsClient, ShowJobRequest
@@ -44,3 +46,13 @@ def wait_job(client: ImsClient, job_id: str, seconds: float = JOB_SECONDS) -> An
         if time.monotonic() > deadline:
             raise AssertionError(f"job {job_id} still {job.status} after {seconds} s")
         time.sleep(0.2)
+
+
+def token_for(server: ServeProcess, keys: Keys) -> str:
+    """A token from the server's IAM endpoint, asked for with the access key pair."""
+    reply = httpx.post(f"{server.ims_url}/v3/auth/tokens", json={"auth": {
+        "identity": {"methods": ["hw_ak_sk"], "hw_ak_sk": {
+            "access": {"key": keys.access_key}, "secret": {"key": keys.secret_key}}},
+        "scope": {"project": {"id": keys.project_id}}}}, timeout=30)
+    assert reply.status_code == 201, reply.text
+    return reply.headers["x-subject-token"]

@@ -15,12 +15,12 @@ from pathlib import Path
 from typing import Any
 
 import glanceclient
-import httpx
 import pytest
 from glanceclient import exc as glance_exc
 
 import import_fixtures
-from server_process import Keys, ServeProcess, serve_process
+from e2e_clients import token_for
+from server_process import ServeProcess, serve_process
 
 JOB_SECONDS = 180.0
 
@@ -29,16 +29,6 @@ JOB_SECONDS = 180.0
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServeProcess]:
     with serve_process(tmp_path_factory.mktemp("glance-serve")) as started:
         yield started
-
-
-def token_for(server: ServeProcess, keys: Keys) -> str:
-    """A token from the server's IAM endpoint, asked for with the access key pair."""
-    reply = httpx.post(f"{server.ims_url}/v3/auth/tokens", json={"auth": {
-        "identity": {"methods": ["hw_ak_sk"], "hw_ak_sk": {
-            "access": {"key": keys.access_key}, "secret": {"key": keys.secret_key}}},
-        "scope": {"project": {"id": keys.project_id}}}}, timeout=30)
-    assert reply.status_code == 201, reply.text
-    return reply.headers["x-subject-token"]
 
 
 def wait_status(glance: Any, image_id: str) -> Any:

@@ -27,6 +27,7 @@ from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 
+from e2e_clients import token_for
 from server_process import Keys, ServeProcess, serve_process
 
 OPEN_UPLOADS = 5
@@ -71,19 +72,10 @@ def code(reply: httpx.Response) -> tuple[int, str]:
     return reply.status_code, found
 
 
-def token(server: ServeProcess, keys: Keys) -> str:
-    reply = httpx.post(f"{server.ims_url}/v3/auth/tokens", json={"auth": {
-        "identity": {"methods": ["hw_ak_sk"], "hw_ak_sk": {
-            "access": {"key": keys.access_key}, "secret": {"key": keys.secret_key}}},
-        "scope": {"project": {"id": keys.project_id}}}}, timeout=30)
-    assert reply.status_code == 201, reply.text
-    return reply.headers["x-subject-token"]
-
-
 def ims(server: ServeProcess, keys: Keys, method: str, path: str, *,
         json: object = None, content: bytes | None = None,
         content_type: str | None = None) -> httpx.Response:
-    headers = {"X-Auth-Token": token(server, keys)}
+    headers = {"X-Auth-Token": token_for(server, keys)}
     if content_type:
         headers["Content-Type"] = content_type
     return httpx.request(method, f"{server.ims_url}{path}", json=json, content=content,
