@@ -198,8 +198,58 @@ def test_a_captured_put_whose_body_is_not_signed_cannot_carry_another_body(
     assert first.status_code == 200, first.text
     forged = httpx.put(f"{server.s3_url}/victim/{key}", headers=headers,
                        content=b"attacker's data!!")
-    assert forged.status_code == 403 and b"ReplayedRequest" in forged.content, forged.text
+    # 503 SlowDown: S3 clients retry it signing again, an attacker's copy never gets through
+    assert forged.status_code == 503 and b"already used" in forged.content, forged.text
     assert _object(server, key) == original
+
+
+def test_a_captured_bodiless_write_cannot_be_resent_with_a_body(server: ServeProcess) -> None:
+    """Review of issue 9, H1: a zero-byte PUT whose body is not signed was repeatable, so a
+    copy with a body counted as its first use."""
+    alpha = server.keys["alpha"]
+    url = f"{server.s3_url}/victim/was-empty.txt"
+    for v2 in (True, False):
+        headers = _s3_signed(server, alpha, "PUT", "/victim/was-empty.txt", b"", v2=v2,
+                             unsigned=not v2)
+        for _ in range(2):  # the same empty PUT again is the same operation
+            assert httpx.put(url, headers=headers, content=b"").status_code == 200
+        forged = httpx.put(url, headers=headers, content=b"<script>attacker</script>")
+        assert forged.status_code == 503, forged.text
+        assert _object(server, "was-empty.txt") == b""
+
+
+def test_a_refused_write_does_not_give_its_signature_back(server: ServeProcess) -> None:
+    """Review of issue 9, H2: the victim's PUT carried a header v2 does not sign and the server
+    refused (501); its signature was released, and the copy without that header, with the
+    attacker's body, was accepted."""
+    alpha = server.keys["alpha"]
+    req = AWSRequest(method="PUT", url=f"{server.s3_url}/victim/refused.txt", data=b"v",
+                     headers={"Cache-Control": "no-cache"})
+    HmacV1Auth(Credentials(alpha.access_key, alpha.secret_key)).add_auth(req)
+    headers = {k: v.decode() if isinstance(v, bytes) else v for k, v in req.headers.items()}
+    first = httpx.put(f"{server.s3_url}/victim/refused.txt", headers=headers, content=b"v")
+    assert first.status_code == 501, first.text
+    del headers["Cache-Control"]
+    forged = httpx.put(f"{server.s3_url}/victim/refused.txt", headers=headers,
+                       content=b"<script>attacker</script>")
+    assert forged.status_code == 503, forged.text
+    listed = s3_client(server, alpha).list_objects_v2(Bucket="victim", Prefix="refused")
+    assert listed.get("KeyCount") == 0
+
+
+def test_a_negative_chunk_size_is_refused_at_once(server: ServeProcess) -> None:
+    """Review of issue 9, H3: ``int(x, 16)`` took "-6" and the decoder walked backwards for
+    ever on the event loop both listeners share."""
+    alpha = server.keys["alpha"]
+    for n, size in enumerate((b"-6", b"0x1", b"+1", b"1_0")):
+        headers = _crt_signed(server, alpha, "PUT", f"/victim/negative-{n}.bin",
+                              [("Content-Encoding", "aws-chunked"),
+                               ("x-amz-decoded-content-length", "2")],
+                              crt_auth.AwsSignedBodyValue.UNSIGNED_PAYLOAD)
+        answer = httpx.put(f"{server.s3_url}/victim/negative-{n}.bin", headers=headers,
+                           content=b"1\r\nA\r\n" + size + b"\r\nX\r\n0\r\n\r\n", timeout=10)
+        assert answer.status_code == 400 and b"IncompleteBody" in answer.content, answer.text
+        assert httpx.get(f"{server.ims_url}/health", timeout=5).status_code == 200
 
 
 def test_an_identical_signed_put_with_a_signed_body_may_be_resent(server: ServeProcess) -> None:

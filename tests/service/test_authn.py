@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from types import SimpleNamespace
 from urllib.parse import urlsplit
 
@@ -23,8 +24,6 @@ from imageport.auth import SignedRequest
 from imageport.service.authn import (
     MAX_TOKEN,
     Principal,
-    ReplayFull,
-    ReplayGuard,
     authenticate,
     authenticate_request,
     issue_token,
@@ -32,8 +31,9 @@ from imageport.service.authn import (
     single_use,
 )
 from imageport.service.context import Services
-from imageport.service.errors import Unauthenticated
+from imageport.service.errors import ServiceError, Unauthenticated
 from imageport.service.projects import AccessKey, create_key, create_project, revoke_key
+from imageport.service.replay import ReplayGuard, RetryLater, replay_key
 
 pytest_plugins = ["db_backends"]  # db_services: each test on both backends
 
@@ -213,24 +213,70 @@ def test_s3_writes_are_single_use_only_when_their_body_is_not_signed(
         assert authenticate_request(db_services, covered, schemes=S3).replay_key is None
     v2 = s3_signed(alpha, v2=True)  # v2 without Content-MD5 covers no body byte
     used = authenticate_request(db_services, v2, schemes=S3)
-    assert used.replay_key is not None and used.replay_key.startswith("s3v2:")
-    assert refused(db_services, v2) == "ReplayedRequest"
-    # a failure on the server's side gives the signature back: the client's retry is fine
+    assert used.replay_key is not None
+    with pytest.raises(ServiceError) as err:  # S3 clients retry a 503, signing again
+        authenticate_request(db_services, v2, schemes=S3)
+    assert (err.value.code, err.value.status) == ("SlowDown", 503)
+    # a bucket-API signature is never given back, even after a failure on our side: a copy
+    # of it could carry another body
     release(db_services, used)
-    assert authenticate_request(db_services, v2, schemes=S3).replay_key == used.replay_key
+    with pytest.raises(ServiceError):
+        authenticate_request(db_services, v2, schemes=S3)
     assert not single_use("s3v2", s3_signed(alpha, "GET", "/bucket/k", b"", v2=True))
 
 
-def test_a_full_replay_memory_fails_closed() -> None:
-    guard = ReplayGuard(window_seconds=900, capacity=3, per_key=2)
-    assert guard.first_use("a", "AK1", now=0) and guard.first_use("b", "AK1", now=1)
-    with pytest.raises(ReplayFull) as err:  # AK1's share is full: it cannot push others out
-        guard.first_use("c", "AK1", now=2)
+def test_a_bodiless_uncovered_write_may_be_repeated_but_never_with_a_body(
+        db_services: Services, two_keys: tuple[AccessKey, AccessKey]) -> None:
+    """The reviewer's attack: a zero-byte PUT signed over no body was repeatable, so its first
+    copy *with* a body counted as a first use."""
+    alpha, _ = two_keys
+    empty = s3_signed(alpha, "PUT", "/bucket/empty.txt", b"", v2=True)
+    assert single_use("s3v2", empty)
+    for _ in range(2):  # the same bodiless operation, as S3 allows
+        assert authenticate_request(db_services, empty, schemes=S3).replay_key is not None
+    with_body = dataclasses.replace(empty, body_sha256=None, headers={
+        **empty.headers, "content-length": "24"})
+    with pytest.raises(ServiceError) as err:
+        authenticate_request(db_services, with_body, schemes=S3)
+    assert err.value.code == "SlowDown"
+
+
+def test_an_image_api_write_that_failed_on_our_side_may_be_retried(
+        db_services: Services, two_keys: tuple[AccessKey, AccessKey]) -> None:
+    alpha, _ = two_keys
+    post = sdk_signed(alpha, "POST", "/v2/cloudimages/action", b'{"name": "x"}')
+    used = authenticate_request(db_services, post, schemes=IMS)
+    release(db_services, used)  # its body is signed: a copy can only do the same
+    assert authenticate(db_services, post, schemes=IMS).access_key == alpha.access_key
+    assert refused(db_services, post) == "ReplayedRequest"
+
+
+def test_the_replay_memory_survives_a_restart(tmp_path: Path) -> None:
+    """Issue 9 review, M1: a restart (which an attacker may provoke) must not make the
+    requests of the last window good again."""
+    import service_fixtures
+
+    made = service_fixtures.make_services(tmp_path / "d")
+    create_project(made, "alpha")
+    key = create_key(made, "alpha")
+    post = sdk_signed(key, "POST", "/v2/cloudimages/action", b'{"name": "x"}')
+    assert authenticate(made, post, schemes=IMS).access_key == key.access_key
+    made.db.dispose()
+    again = service_fixtures.make_services(tmp_path / "d")  # the same data dir, a new engine
+    assert refused(again, post) == "ReplayedRequest"
+    again.db.dispose()
+
+
+def test_one_project_cannot_fill_the_memory(db_services: Services) -> None:
+    guard = ReplayGuard(db_services, per_project=2)
+    now = datetime.now(UTC)
+    for n in range(2):
+        assert guard.first_use(replay_key("s3v2", f"sig{n}"), "p1", signed_at=now, now=now)
+    with pytest.raises(RetryLater) as err:
+        guard.first_use(replay_key("s3v2", "sig2"), "p1", signed_at=now, now=now)
     assert (err.value.code, err.value.status) == ("SlowDown", 503)
-    assert guard.first_use("d", "AK2", now=3)
-    with pytest.raises(ReplayFull):  # the whole memory is full of live signatures
-        guard.first_use("e", "AK3", now=4)
-    assert not guard.first_use("a", "AK1", now=5)  # still remembered, still a replay
-    # once the window (twice the skew) has passed, old signatures make room
-    assert guard.first_use("e", "AK3", now=1802)
-    assert guard.first_use("c", "AK1", now=1802)
+    assert guard.first_use(replay_key("s3v2", "other"), "p2", signed_at=now, now=now)
+    assert not guard.first_use(replay_key("s3v2", "sig0"), "p2", signed_at=now, now=now)
+    # once its signatures have expired (their date plus the skew), the project has room again
+    later = now + timedelta(seconds=db_services.settings.max_skew_seconds + 1)
+    assert guard.first_use(replay_key("s3v2", "sig2"), "p1", signed_at=later, now=later)

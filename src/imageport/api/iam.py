@@ -21,31 +21,10 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from imageport.api.ims.errors import service_error
-from imageport.api.ims.incoming import signed_request
-from imageport.numbers import whole_number
+from imageport.api.ims.incoming import read_body, signed_request
 from imageport.service.context import Services
-from imageport.service.errors import RequestInvalid, ServiceError
+from imageport.service.errors import ServiceError
 from imageport.service.tokens import MAX_BODY, IssuedToken, create_token
-
-
-def _too_large() -> RequestInvalid:
-    return RequestInvalid("RequestBodyTooLarge", f"the body is larger than {MAX_BODY} bytes",
-                          status=413)
-
-
-async def _capped_body(request: Request) -> bytes:
-    """The body, refusing more than :data:`MAX_BODY` bytes before reading them all."""
-    length = request.headers.get("content-length", "")
-    if (whole_number(length) or 0) > MAX_BODY:
-        raise _too_large()
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > MAX_BODY:
-            raise _too_large()
-        chunks.append(chunk)
-    return b"".join(chunks)
 
 
 def _token_document(issued: IssuedToken) -> dict[str, object]:
@@ -63,7 +42,7 @@ async def create_token_view(request: Request) -> Response:
     """``POST /v3/auth/tokens``: 201 with ``X-Subject-Token``, or the error."""
     services: Services = request.app.state.services
     try:
-        body = await _capped_body(request)
+        body = await read_body(request, MAX_BODY, "RequestBodyTooLarge")
         issued = await run_in_threadpool(create_token, services,
                                          signed_request(request, body), body)
     except ServiceError as exc:

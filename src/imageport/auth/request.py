@@ -74,6 +74,17 @@ class SignedRequest:
         return self.headers.get(name.lower())
 
 
+def declares_body(request: SignedRequest) -> bool:
+    """Whether ``request`` has a body: a known sha256 other than the empty body's, or else (the
+    body not read yet) a Content-Length other than 0 or a framed (chunked) body, as HTTP says."""
+    if request.body_sha256 is not None:
+        return request.body_sha256 != EMPTY_SHA256
+    length = request.header("content-length")
+    if length is not None:
+        return length.strip() != "0"
+    return request.header("transfer-encoding") is not None
+
+
 def header_of(headers: Mapping[str, str], name: str) -> str | None:
     """Case-insensitive lookup in a plain mapping (used before a SignedRequest exists)."""
     value = headers.get(name)

@@ -273,3 +273,13 @@ def signature_of(request: SignedRequest) -> str:
     """The signature value of a request :func:`verify` accepted (the replay memory's key)."""
     return _parse_authorization(
         capped(request.header("authorization"), MAX_AUTHORIZATION, "Authorization"))[2]
+
+
+def signed_at(request: SignedRequest) -> datetime:
+    """When a request :func:`verify` accepted was signed (``x-amz-date``/``x-obs-date``, else
+    Date)."""
+    prefix = _parse_authorization(
+        capped(request.header("authorization"), MAX_AUTHORIZATION, "Authorization"))[0]
+    own_date = request.header(prefix + "date")
+    return parse_http_date(own_date if own_date is not None else capped(
+        request.header("date"), 64, "Date"), "Date")

@@ -49,6 +49,7 @@ from imageport.auth.request import (
     canonical_headers,
     capped,
     check_skew,
+    declares_body,
     is_sha256_hex,
     parse_basic_date,
     query_items,
@@ -62,6 +63,8 @@ ALGORITHM = "SDK-HMAC-SHA256"
 _PREFIX = ALGORITHM + " "
 _CONTENT_HASH_HEADER = "x-sdk-content-sha256"
 UNSIGNED_PAYLOAD = "UNSIGNED-PAYLOAD"
+#: Content types whose bodies the SDK always signs (it sends UNSIGNED-PAYLOAD for the others)
+_SIGNED_BODY_TYPES = ("application/json", "application/bson")
 
 
 def canonical_uri(raw_path: str) -> str:
@@ -77,14 +80,6 @@ def canonical_query(raw_query: str) -> str:
     return "&".join(f"{quote(k, safe='~')}={quote(v, safe='~')}" for k, v in pairs)
 
 
-def _body_is_empty(request: SignedRequest) -> bool:
-    """Without the body: HTTP says it is empty when Content-Length is 0 or no length is framed."""
-    length = request.header("content-length")
-    if length is not None:
-        return length.strip() == "0"
-    return request.header("transfer-encoding") is None
-
-
 def payload_hash(request: SignedRequest, *, unsigned_payload: bool = False) -> str:
     """The payload hash the client put in its canonical request, once the declared
     ``X-Sdk-Content-Sha256`` has been checked against the body (see the module docstring)."""
@@ -93,12 +88,15 @@ def payload_hash(request: SignedRequest, *, unsigned_payload: bool = False) -> s
         raise SignatureError(MALFORMED, "X-Sdk-Content-Sha256 is neither UNSIGNED-PAYLOAD nor "
                              "64 lower-case hex digits")
     body = request.body_sha256
-    if body == EMPTY_SHA256 or (body is None and _body_is_empty(request)):
+    if not declares_body(request):
         return EMPTY_SHA256  # the SDK signs an empty body's hash whatever it declares
     if declared == UNSIGNED_PAYLOAD:
-        if not unsigned_payload:
+        content_type = (request.header("content-type") or "").strip().lower()
+        if not unsigned_payload or content_type.startswith(_SIGNED_BODY_TYPES):
+            # the SDK leaves only non-JSON bodies unsigned, and only some routes take them
             raise SignatureError(INVALID_REQUEST, "X-Sdk-Content-Sha256: UNSIGNED-PAYLOAD is "
-                                 "accepted only for data uploads; sign the body's sha256")
+                                 "accepted only for data uploads and JSON-patch updates; sign "
+                                 "the body's sha256")
         return UNSIGNED_PAYLOAD
     if body is None:
         if declared is not None:
@@ -178,3 +176,8 @@ def signature_of(request: SignedRequest) -> str:
     same signature however the Authorization header's spaces and parameters are arranged)."""
     return _parse_authorization(
         capped(request.header("authorization"), MAX_AUTHORIZATION, "Authorization"))[3]
+
+
+def signed_at(request: SignedRequest) -> datetime:
+    """When a request :func:`verify` accepted was signed (its ``X-Sdk-Date``)."""
+    return parse_basic_date(capped(request.header("x-sdk-date"), 16, "X-Sdk-Date"), "X-Sdk-Date")

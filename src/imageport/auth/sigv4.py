@@ -237,3 +237,8 @@ def authorization_parts(request: SignedRequest) -> tuple[Credential, str, list[s
 def signature_of(request: SignedRequest) -> str:
     """The signature value of a request :func:`verify` accepted (the replay memory's key)."""
     return authorization_parts(request)[3]
+
+
+def signed_at(request: SignedRequest) -> datetime:
+    """When a request :func:`verify` accepted was signed (X-Amz-Date, else Date)."""
+    return amz_date(request)[1]

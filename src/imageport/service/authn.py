@@ -10,32 +10,29 @@ Accepted credentials (requirements: every API request is authenticated):
 * ``X-Auth-Token`` tokens issued by the token endpoint (:func:`issue_token`).
 
 **Replays.** A signed request seen on the wire (plain HTTP, a proxy's log) must not be usable
-again with another body. The replay memory (:class:`ReplayGuard`) keys on the *signature value*
-(``scheme:signature``), never on the header's text, which a replayer may re-space or re-order.
-A request is single-use inside the clock-skew window when it changes something (not
-GET/HEAD/OPTIONS) and:
+again with another body. A request is *single-use* inside its signature's validity when it
+changes something (not GET/HEAD/OPTIONS) and:
 
 * it is signed with ``SDK-HMAC-SHA256`` (every image-API write and the token endpoint: the
   vendor's API has no idempotent retries of identical signed writes to preserve), or
-* it is a bucket-API request whose *body the signature does not cover*: SigV4 with
-  ``UNSIGNED-PAYLOAD`` or ``STREAMING-UNSIGNED-PAYLOAD-TRAILER`` and no signed body digest, or
-  a v2 (``AWS``/``OBS``) signature over a body without ``Content-MD5``. Anyone holding such a
-  request could otherwise send it again with any body.
+* it is a bucket-API request whose *body the signature does not cover*, with or without a
+  body: SigV4 with ``UNSIGNED-PAYLOAD`` or ``STREAMING-UNSIGNED-PAYLOAD-TRAILER`` and no signed
+  body digest (``Content-MD5``, ``x-amz-checksum-sha256``/``-sha1``, which the views verify), or
+  a v2 (``AWS``/``OBS``) signature without ``Content-MD5``. Anyone holding such a request could
+  otherwise send it again with any body; only a bodiless copy of a bodiless first use is let
+  through (the same operation).
 
-A bucket-API request whose body *is* covered (a hex ``x-amz-content-sha256`` compared with the
-body, a chunk-signed stream, a signed ``Content-MD5`` or ``x-amz-checksum-sha256``/``-sha1``
-that the views verify, or no body)
-keeps S3's own rule: an identical copy is the identical operation, and S3 clients (rclone's
-bucket creation, any retry within the same second) re-send identical signed requests.
-Presigned URLs are not remembered either: like S3's, they are bearer capabilities meant to be
-used until they expire. A single-use request that then fails on the server's side (a 5xx, or
-the client went away before it took effect) is forgotten again by :func:`release`, so that a
-client's retry of it is not refused as a replay.
+The replay memory (:mod:`imageport.service.replay`, in the database) keys on the signature
+value. A bucket-API request whose body *is* covered keeps S3's own rule: an identical copy is
+the identical operation, and S3 clients (rclone's bucket creation, any retry within the same
+second) re-send identical signed requests. Presigned URLs are not remembered either: like S3's,
+they are bearer capabilities meant to be used until they expire.
 
-The memory is per process and per database, holds at most :data:`REPLAY_MEMORY` signatures and
-at most :data:`REPLAY_PER_KEY` per access key; when either is full of signatures still inside
-the window it refuses new single-use requests (``SlowDown``, retry later) instead of forgetting
-an old signature, which would let that one be replayed.
+A replay is answered as the API's clients best take it: on the bucket API 503 ``SlowDown``
+(SDKs retry it, signing again with a new date, so a client's own retry of a request that failed
+succeeds and an attacker's copy never does); on the image API 401 ``ReplayedRequest``. An
+image-API write that fails on the server's side (5xx) or whose client went away is forgotten
+again by :func:`release`: its body is signed, so a copy can only repeat the same operation.
 
 Every failure is :class:`Unauthenticated` with the verifier's code, so the API layers answer in
 their own dialect.
@@ -45,12 +42,9 @@ from __future__ import annotations
 
 import hashlib
 import secrets
-import threading
-import time
-from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from sqlalchemy import delete, insert, select
 
@@ -66,17 +60,14 @@ from imageport.auth import (
     sigv4_query,
     sigv4_streaming,
 )
-from imageport.auth.request import EMPTY_SHA256
+from imageport.auth.request import declares_body
 from imageport.service.context import Services
 from imageport.service.errors import ServiceError, Unauthenticated
 from imageport.service.projects import active_key
+from imageport.service.replay import guard_of, replay_key
 
 MAX_TOKEN = 512
 """Longest X-Auth-Token value looked up."""
-REPLAY_MEMORY = 200_000
-"""Most signatures remembered for replay detection (about 30 MB)."""
-REPLAY_PER_KEY = 20_000
-"""Most signatures remembered for one access key: one key cannot fill the memory for all."""
 QUERY_SCHEMES = frozenset({"sigv4-query", "s3v2-query"})
 """The presigned-URL schemes (auth parameters in the query string)."""
 _READS = frozenset({"GET", "HEAD", "OPTIONS"})
@@ -86,6 +77,7 @@ _UNCOVERED_SIGV4 = frozenset({sigv4.UNSIGNED_PAYLOAD, "STREAMING-UNSIGNED-PAYLOA
 _BODY_DIGESTS = ("content-md5", "x-amz-checksum-sha256", "x-amz-checksum-sha1")
 _SIGNATURE_OF = {"sdk-hmac": sdk_hmac.signature_of, "sigv4": sigv4.signature_of,
                  "s3v2": s3v2.signature_of}
+_SIGNED_AT = {"sdk-hmac": sdk_hmac.signed_at, "sigv4": sigv4.signed_at, "s3v2": s3v2.signed_at}
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,81 +96,8 @@ class Authenticated:
     principal: Principal
     replay_key: str | None = None
     chunk_chain: sigv4_streaming.ChunkChain | None = None
-
-
-class ReplayFull(ServiceError):
-    """The replay memory cannot take another signature now (``SlowDown``, 503)."""
-
-    status = 503
-
-
-class ReplayGuard:
-    """Remembers the signatures of single-use requests for twice the skew window (a signature
-    is valid from its date minus the skew until its date plus the skew)."""
-
-    def __init__(self, window_seconds: float, capacity: int = REPLAY_MEMORY,
-                 per_key: int = REPLAY_PER_KEY) -> None:
-        self._window = window_seconds
-        self._capacity = capacity
-        self._per_key = per_key
-        self._seen: OrderedDict[str, tuple[float, str]] = OrderedDict()
-        self._per_owner: dict[str, int] = {}
-        self._lock = threading.Lock()
-
-    def first_use(self, key: str, owner: str = "", now: float | None = None) -> bool:
-        """True the first time ``key`` is seen inside the window (it is then remembered for
-        ``owner``, an access key), False on a replay; :class:`ReplayFull` when the memory, or
-        ``owner``'s share of it, is full of signatures still inside the window."""
-        now = time.monotonic() if now is None else now
-        with self._lock:
-            self._expire(now)
-            if key in self._seen:
-                return False
-            if len(self._seen) >= self._capacity or \
-                    self._per_owner.get(owner, 0) >= self._per_key:
-                raise ReplayFull("SlowDown", "too many signed requests in the last "
-                                 f"{2 * self._window:.0f} s; retry later")
-            self._seen[key] = (now, owner)
-            self._per_owner[owner] = self._per_owner.get(owner, 0) + 1
-            return True
-
-    def forget(self, key: str) -> None:
-        """Forget ``key`` (its request failed on the server's side; a retry is not a replay)."""
-        with self._lock:
-            entry = self._seen.pop(key, None)
-            if entry is not None:
-                self._dropped(entry[1])
-
-    def _expire(self, now: float) -> None:
-        while self._seen:
-            oldest, (seen_at, owner) = next(iter(self._seen.items()))
-            if now - seen_at <= 2 * self._window:
-                return
-            del self._seen[oldest]
-            self._dropped(owner)
-
-    def _dropped(self, owner: str) -> None:
-        left = self._per_owner.get(owner, 0) - 1
-        if left > 0:
-            self._per_owner[owner] = left
-        else:
-            self._per_owner.pop(owner, None)
-
-
-_GUARDS: dict[str, ReplayGuard] = {}
-_GUARDS_LOCK = threading.Lock()
-
-
-def _guard(services: Services) -> ReplayGuard:
-    """The replay guard of the database ``services`` use: every Services object over one
-    database (the API apps, a restarted app in the same process) shares it. Keyed by URL, not by
-    ``id(services)``, whose value a later object may reuse."""
-    key = services.settings.db_url
-    with _GUARDS_LOCK:
-        guard = _GUARDS.get(key)
-        if guard is None:
-            guard = _GUARDS[key] = ReplayGuard(services.settings.max_skew_seconds)
-        return guard
+    #: the replay key may be given back when the request fails on our side (its body is signed)
+    releasable: bool = False
 
 
 class _Secrets:
@@ -240,24 +159,14 @@ def _verify(
     return s3v2.verify(request, secret_for, now, max_skew=skew, virtual_bucket=virtual_bucket)
 
 
-def _has_body(request: SignedRequest) -> bool:
-    if request.body_sha256 is not None:
-        return request.body_sha256 != EMPTY_SHA256
-    length = request.header("content-length")
-    if length is not None:
-        return length.strip() != "0"
-    return request.header("transfer-encoding") is not None
-
-
 def single_use(scheme: str, request: SignedRequest) -> bool:
     """Whether ``request``, signed with ``scheme``, may be accepted only once (see the module
-    docstring: writes of the image API, and bucket-API writes whose body is not signed)."""
+    docstring: writes of the image API, and bucket-API writes whose body is not signed),
+    whether or not it has a body: a bodiless original must not become a copy with one."""
     if request.method.upper() in _READS or scheme in QUERY_SCHEMES:
         return False
     if scheme == "sdk-hmac":
         return True
-    if not _has_body(request):
-        return False
     if scheme == "sigv4":
         if request.header("x-amz-content-sha256") not in _UNCOVERED_SIGV4:
             return False
@@ -267,6 +176,22 @@ def single_use(scheme: str, request: SignedRequest) -> bool:
     # a signed digest of the body, which the views verify, covers it as well as a signed hash
     return not any(name in signed and request.header(name) is not None
                    for name in _BODY_DIGESTS)
+
+
+def _use_up(services: Services, scheme: str, request: SignedRequest, project_id: str,
+            key: str) -> None:
+    """Record the single-use ``request``'s signature ``key``, or refuse it as a replay."""
+    signed_at: datetime = _SIGNED_AT[scheme](request)
+    first = guard_of(services).first_use(
+        key, project_id, signed_at=signed_at, now=services.clock(),
+        bodiless=not declares_body(request), repeatable_bodiless=scheme != "sdk-hmac")
+    if first:
+        return
+    if scheme == "sdk-hmac":
+        raise Unauthenticated("ReplayedRequest",
+                              "this signed request was already used; sign it again")
+    raise ServiceError("SlowDown", "this signed request was already used; sign it again and "
+                       "retry", status=503)
 
 
 def _streaming_mode(request: SignedRequest) -> str | None:
@@ -306,14 +231,14 @@ def authenticate_request(
         access = _verify(scheme, request, found, services, virtual_bucket, unsigned_payload)
         chain = (sigv4_streaming.chain_for(request, found.secrets[access])
                  if scheme == "sigv4" and mode == sigv4_streaming.SIGNED_CHUNKS else None)
-        replay_key = (f"{scheme}:{_SIGNATURE_OF[scheme](request)}"
-                      if single_use(scheme, request) else None)
+        key = (replay_key(scheme, _SIGNATURE_OF[scheme](request))
+               if single_use(scheme, request) else None)
+        if key is not None:
+            _use_up(services, scheme, request, found.projects[access], key)
     except SignatureError as exc:
         raise Unauthenticated(exc.code, exc.message) from exc
-    if replay_key is not None and not _guard(services).first_use(replay_key, access):
-        raise Unauthenticated("ReplayedRequest",
-                              "this signed request was already used; sign it again")
-    return Authenticated(Principal(found.projects[access], access), replay_key, chain)
+    return Authenticated(Principal(found.projects[access], access), key, chain,
+                         releasable=scheme == "sdk-hmac")
 
 
 def authenticate(
@@ -331,10 +256,12 @@ def authenticate(
 
 
 def release(services: Services, authenticated: Authenticated) -> None:
-    """Forget the signature ``authenticated`` used up: its request failed on the server's side
-    or the client went away before it took effect, and a retry must not be a replay."""
-    if authenticated.replay_key is not None:
-        _guard(services).forget(authenticated.replay_key)
+    """Forget the signature an image-API write used up: it failed on the server's side or the
+    client went away before it took effect, and a retry must not be a replay (its body is
+    signed, so a copy can only repeat the same operation). Bucket-API requests are never
+    released: a copy of one whose body is not signed could carry another body."""
+    if authenticated.replay_key is not None and authenticated.releasable:
+        guard_of(services).forget(authenticated.replay_key)
 
 
 def _token_digest(token: str) -> str:

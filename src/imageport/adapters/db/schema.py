@@ -70,6 +70,18 @@ tokens = Table(
     Index("ix_tokens_expires_at", "expires_at"),
 )
 
+used_signatures = Table(
+    "used_signatures",
+    metadata,
+    # the replay memory (service/replay.py): a digest of a single-use request's signature,
+    # kept until the signature expires, so that a copy is refused even after a restart
+    Column("signature_digest", String(32), primary_key=True),
+    Column("project_id", String(ID), nullable=False),
+    Column("expires_at", Float, nullable=False),
+    Column("bodiless", Boolean, nullable=False),
+    Index("ix_used_signatures_expires_at", "expires_at"),
+)
+
 buckets = Table(
     "buckets",
     metadata,
@@ -197,4 +209,5 @@ __all__ = [
     "projects",
     "tokens",
     "uploads",
+    "used_signatures",
 ]

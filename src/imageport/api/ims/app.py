@@ -55,22 +55,15 @@ from imageport.api.ims.errors import http_error
 from imageport.api.ims.incoming import View, endpoint
 from imageport.service.context import Services
 
-#: Routes whose body the vendor SDK sends with ``X-Sdk-Content-Sha256: UNSIGNED-PAYLOAD`` (it
-#: does for every non-JSON content type: here the JSON-patch updates); every other route must
-#: sign its body's hash.
-UNSIGNED_PAYLOAD_VIEWS = frozenset({"update_cloudimage", "update_glance_image"})
-
 _TABLE: list[tuple[str, str, View]] = [
     ("/v2/cloudimages/action", "POST", iv.create_image),
     ("/v2.1/cloudimages/action", "POST", iv.create_image),
     ("/v2/cloudimages/quickimport/action", "POST", iv.quick_import),
     ("/v2.1/cloudimages/quickimport/action", "POST", iv.quick_import),
     ("/v2/cloudimages", "GET", iv.list_cloudimages),
-    ("/v2/cloudimages/{image_id}", "PATCH", iv.update_cloudimage),
     ("/v2/images", "POST", iv.create_glance_image),
     ("/v2/images", "GET", iv.list_glance_images),
     ("/v2/images/{image_id}", "GET", iv.show_glance_image),
-    ("/v2/images/{image_id}", "PATCH", iv.update_glance_image),
     ("/v2/images/{image_id}", "DELETE", iv.delete_glance_image),
     ("/v2/images/{image_id}/file", "GET", gv.download_image_data),
     ("/v2/images/{image_id}/import", "POST", gv.import_image),
@@ -94,6 +87,15 @@ _TABLE: list[tuple[str, str, View]] = [
 ]
 
 
+#: Routes whose body the vendor SDK sends with ``X-Sdk-Content-Sha256: UNSIGNED-PAYLOAD`` (it
+#: does for every non-JSON content type: here the JSON-patch updates); every route of
+#: :data:`_TABLE` must sign its body's hash.
+_UNSIGNED_BODY_TABLE: list[tuple[str, str, View]] = [
+    ("/v2/cloudimages/{image_id}", "PATCH", iv.update_cloudimage),
+    ("/v2/images/{image_id}", "PATCH", iv.update_glance_image),
+]
+
+
 def ims_routes(services: Services) -> list[BaseRoute]:
     """The image API's routes (a path with several methods has one Route per method; the
     router answers 405 when none of them takes the request's method)."""
@@ -102,10 +104,11 @@ def ims_routes(services: Services) -> list[BaseRoute]:
         Route("/versions", gv.versions, methods=["GET"]),
         Route("/v2/images/{image_id}/file", gv.upload_endpoint(services), methods=["PUT"]),
         Route("/v2/images/{image_id}/stage", gv.stage_endpoint(services), methods=["PUT"]),
-        *(Route(path, endpoint(services, view,
-                                unsigned_payload=view.__name__ in UNSIGNED_PAYLOAD_VIEWS),
-                methods=[method], name=view.__name__)
+        *(Route(path, endpoint(services, view), methods=[method], name=view.__name__)
           for path, method, view in _TABLE),
+        *(Route(path, endpoint(services, view, unsigned_payload=True), methods=[method],
+                name=view.__name__)
+          for path, method, view in _UNSIGNED_BODY_TABLE),
     ]
 
 

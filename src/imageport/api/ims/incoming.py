@@ -66,19 +66,22 @@ class Call:
 View = Callable[[Services, Call], Response]
 
 
-async def read_body(request: Request) -> bytes:
-    """The request body, refusing more than :data:`MAX_BODY` bytes before reading them all."""
-    declared = request.headers.get("content-length", "")
-    if (whole_number(declared) or 0) > MAX_BODY:
-        raise RequestInvalid("IMG.0001", f"the request body is larger than {MAX_BODY} bytes",
-                             status=413)
+async def read_body(request: Request, limit: int = MAX_BODY,
+                    code: str = "IMG.0001") -> bytes:
+    """The request body, refusing more than ``limit`` bytes (413 ``code``) before reading them
+    all: a Content-Length over it is refused at once, a longer stream as soon as it is."""
+    def too_large() -> RequestInvalid:
+        return RequestInvalid(code, f"the request body is larger than {limit} bytes",
+                              status=413)
+
+    if (whole_number(request.headers.get("content-length", "")) or 0) > limit:
+        raise too_large()
     chunks: list[bytes] = []
     size = 0
     async for chunk in request.stream():
         size += len(chunk)
-        if size > MAX_BODY:
-            raise RequestInvalid("IMG.0001", f"the request body is larger than {MAX_BODY} "
-                                 "bytes", status=413)
+        if size > limit:
+            raise too_large()
         chunks.append(chunk)
     return b"".join(chunks)
 

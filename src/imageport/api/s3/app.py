@@ -8,8 +8,8 @@ Order of work for each request: parse the request line; answer the unauthenticat
 (before reading any body); choose the view; refuse headers asking for features this service
 does not have (:mod:`~imageport.api.s3.request_features`: 501 ``NotImplemented``, never
 ignored); run the view; map :class:`ServiceError` to an S3 error document.
-A single-use signature (see :mod:`imageport.service.authn`) is released again when the request
-ends in a 5xx or the client went away, so that a client's retry is not taken for a replay.
+A single-use signature (see :mod:`imageport.service.authn`) is never given back: a client
+that retries signs again.
 """
 
 from __future__ import annotations
@@ -28,7 +28,6 @@ from imageport.api.s3.body import body_left_unread
 from imageport.api.s3.request import Ctx, S3Call, authenticate_call, parse_call
 from imageport.api.s3.request_features import check_request
 from imageport.api.s3.responses import empty_response, error_response
-from imageport.service.authn import Authenticated, release
 from imageport.service.context import Services
 from imageport.service.errors import ServiceError
 
@@ -148,24 +147,13 @@ async def handle(request: Request) -> Response:
 
 async def _respond(request: Request) -> Response:
     services: Services = request.app.state.services
-    response = await _answer(request, services)
-    authenticated: Authenticated | None = getattr(request.state, "authenticated", None)
-    if authenticated is not None and (response.status_code >= 500
-                                      or getattr(request.state, "disconnected", False)):
-        release(services, authenticated)
-    return response
-
-
-async def _answer(request: Request, services: Services) -> Response:
     resource = request.url.path
     try:
         call = parse_call(request, services.settings.s3_domain)
         resource = call.resource
         if call.method == "HEAD" and "apiversion" in call.query and not call.key:
             return empty_response(request, headers={"x-obs-api": "3.0"})
-        authenticated = await authenticate_call(services, request, call)
-        request.state.authenticated = authenticated
-        principal = authenticated.principal
+        principal = (await authenticate_call(services, request, call)).principal
         request.state.project_id = principal.project_id
         request.state.access_key = principal.access_key
         view = route(call)
@@ -174,7 +162,6 @@ async def _answer(request: Request, services: Services) -> Response:
     except ServiceError as exc:
         return error_response(request, exc, resource)
     except ClientDisconnect:
-        request.state.disconnected = True
         return error_response(request, ServiceError(
             "IncompleteBody", "the client closed the connection", status=400), resource)
     except Exception:  # an unexpected failure must still be an S3 error, and be logged

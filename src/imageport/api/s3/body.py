@@ -26,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import os
+import re
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
@@ -44,6 +45,7 @@ CHUNK = 4 * MiB
 MAX_CHUNK_LINE = 4096
 """Longest aws-chunked size or trailer line."""
 MAX_TRAILERS = 16
+_CHUNK_SIZE = re.compile(r"[0-9A-Fa-f]{1,16}")
 _IOV_MAX = 1024
 
 Buffer = bytes | memoryview
@@ -178,13 +180,11 @@ class AwsChunkedDecoder:
             self._state = "size"
         elif self._state == "size":
             size_text, _, extension = text.partition(";")
-            try:
-                size_text = size_text.strip()
-                if not size_text or len(size_text) > 16:
-                    raise ValueError(size_text)
-                size = int(size_text, 16)
-            except ValueError as exc:
-                raise RequestInvalid("IncompleteBody", "bad aws-chunked chunk size") from exc
+            if not _CHUNK_SIZE.fullmatch(size_text):
+                # hex digits only: int(x, 16) takes a sign ("-6" walked the decoder backwards
+                # for ever), "0x" and "_" as well
+                raise RequestInvalid("IncompleteBody", "bad aws-chunked chunk size")
+            size = int(size_text, 16)
             if self._verifier is not None:
                 try:
                     self._signature = chunk_signature(extension)
@@ -219,6 +219,10 @@ def keep_trailers(request: Request, decoder: AwsChunkedDecoder | None) -> None:
     if missing:
         raise RequestInvalid("IncompleteBody", f"the trailer {missing[0][:64]} announced in "
                              "x-amz-trailer did not come")
+    unannounced = sorted(decoder.trailers.keys() - announced)
+    if unannounced:  # only announced ones were vetted (request_features) and can be verified
+        raise RequestInvalid("InvalidRequest", f"the trailer {unannounced[0][:64]} was not "
+                             "announced in x-amz-trailer")
     request.state.trailers = dict(decoder.trailers)
 
 
@@ -404,6 +408,9 @@ async def read_small(request: Request, limit: int) -> bytes:
             parts.append(bytes(piece))
     request.state.body_read = True
     if decoder is not None and not decoder.finished:
+        raise _incomplete()
+    declared = declared_length(request) if decoder is not None else None
+    if declared is not None and size != declared:
         raise _incomplete()
     keep_trailers(request, decoder)
     body = b"".join(parts)
