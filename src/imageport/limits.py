@@ -50,9 +50,11 @@ MAX_DECODED_CACHE_BYTES = 64 * MiB
 MAX_READ_BYTES = 256 * MiB
 
 #: Largest aggregate expansion of an image's packed units (compressed clusters, grains,
-#: blocks): guest bytes they decode to per file byte they occupy. Deflate cannot do better
-#: than one 258-byte match per 2 bits (1032:1), so no zlib-compressed image reaches it.
-MAX_PACKED_RATIO = 1032
+#: blocks): guest bytes they decode to per file byte they occupy. A policy, not a property of
+#: compression (deflate reaches 1032:1, zstd far more on constant data): a real system disk's
+#: data compresses 2-10:1, so past the floor below more than 256:1 is refused; it caps what a
+#: small upload can become (256 GiB from 1 GiB) before the storage quota does.
+MAX_PACKED_RATIO = 256
 
 #: Guest bytes of packed units accepted whatever their ratio, so that a small image holding a
 #: few constant clusters (zstd turns 2 MiB of one byte into ~70) is not refused.

@@ -108,12 +108,13 @@ def test_every_refcount_width_is_read(bits: int) -> None:
 
 
 def test_a_small_image_of_constant_data_passes_under_the_floor() -> None:
-    # zstd turns 2 MiB of one byte into a few dozen bytes: far beyond 1032:1, but only 4 MiB
+    # zstd turns 2 MiB of one byte into a few dozen bytes: far beyond the 256:1 limit, but only
+    # 4 MiB
     path = image("constant", "64M", "write -c -P 0xff 0 2M", "write -c -P 0xfe 2M 2M",
                  options="cluster_size=2M,compression_type=zstd")
     with FileSource(path) as src:
         found = registry.probe(src).opener(src).audit()  # type: ignore[misc]
-    assert found.packed_bytes > 1032 * found.packed_file_bytes
+    assert found.packed_bytes > 1032 * found.packed_file_bytes  # beyond deflate, too
     passes_exactly(path)
 
 
@@ -210,5 +211,5 @@ def test_compressed_clusters_one_byte_apart_are_refused() -> None:
     for k in range(200):  # 200 distinct descriptors of one sector, each a byte further on
         sb.put_u64(data, first + 8 * k, (1 << 62) | (offset + k))
     (found,) = hazards(data)
-    assert found.startswith("expansion: qcow2 packed data expands beyond what compression can "
-                            "do: 200 units decode to 419430400 guest bytes and occupy ")
+    assert found.startswith("expansion: qcow2 compressed data expands more than this service "
+                            "accepts: 200 units decode to 419430400 guest bytes and occupy ")

@@ -283,10 +283,11 @@ class _Walk:
         where = "occupy" if exact else "occupy at most"
         return UnsafeImageError(
             EXPANSION,
-            f"{self.name} packed data expands beyond what compression can do: {self.units} "
+            f"{self.name} compressed data expands more than this service accepts: {self.units} "
             f"units decode to {self.packed_bytes} guest bytes and {where} {file_bytes} bytes "
             f"of the file ({ratio:.0f}:1; the limit is {limits.MAX_PACKED_RATIO}:1 beyond "
-            f"the first {limits.PACKED_RATIO_FLOOR} bytes)",
+            f"the first {limits.PACKED_RATIO_FLOOR} bytes, far more than a real system disk's "
+            "data compresses)",
         )
 
     def too_much_packed(self) -> UnsafeImageError:

@@ -96,8 +96,9 @@ class SafeRule(Rule):
     (qcow2 L2 entries, QCOW and QED L2 entries, VMDK grain tables, VHD and VHDX BATs, the VDI
     block map), the qcow2 refcounts agree with the tables (a cluster in use has a refcount
     of at least 1, and exactly its number of references when there are no internal
-    snapshots), and compressed clusters, grains and blocks do not expand more than deflate
-    ever can (1032:1 over the whole image, beyond its first 256 MiB of compressed data).
+    snapshots), and compressed clusters, grains and blocks do not expand more than 256:1 over
+    the whole image beyond its first 256 MiB of compressed data (a system disk's data
+    compresses 2-10:1; only constant or repeated data goes further).
 
     Why it matters: a file that names another file could make the platform read its own files
     (for example a qcow2 whose backing file is ``/etc/passwd``), and a file that is two formats
@@ -146,8 +147,9 @@ _STORAGE_ADVICE = {
             "(`qemu-img check -f FMT FILE` shows the damage).",
     REFCOUNT: "Re-export the disk from its source, or repair a copy with "
               "`qemu-img check -r all FILE` and check it again.",
-    EXPANSION: "Re-export the disk from its source; a disk compressed by qemu-img or a "
-               "hypervisor never expands this much.",
+    EXPANSION: "Convert the disk without compression (`qemu-img convert -O qcow2 IN OUT`, "
+               "no -c) and upload that; data that compresses this much is constant or "
+               "repeated, not a system's.",
     FRAGMENTED: "Rewrite the image in file order with `qemu-img convert -O qcow2 IN OUT` "
                 "(without -c) and check the new file.",
 }
