@@ -69,7 +69,10 @@ def test_one_project_cannot_starve_another(slow_server: ServeProcess) -> None:
     starts on the worker the hostile project may not take, and ends before the hostile
     project's second job does (first in, first out, it waited for both to end)."""
     hostile = [_register(slow_server, "alpha", n) for n in range(2)]
-    time.sleep(0.5)
+    deadline = time.monotonic() + 30
+    while _status(slow_server, "alpha", hostile[0]).status != "RUNNING":
+        assert time.monotonic() < deadline, "the first hostile job never started"
+        time.sleep(0.05)
     victim = _register(slow_server, "beta")
     running = _status(slow_server, "beta", victim)
     done = wait_job(ims_client(slow_server, slow_server.keys["beta"]), victim)

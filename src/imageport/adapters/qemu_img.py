@@ -126,6 +126,11 @@ class QemuImgConverter:
 
     # -- conversion -------------------------------------------------------------------------
 
+    def disk_needed(self, source_format: str, output_bytes: int) -> int:
+        """The output, and for a format qemu-img cannot read the raw stage our reader writes
+        first (no larger than the output's data)."""
+        return 2 * output_bytes if source_format in OWN_READER_FORMATS else output_bytes
+
     def convert(
         self,
         source: Path,
@@ -170,15 +175,19 @@ class QemuImgConverter:
         *,
         progress: Callable[[float], None],
         cancelled: Callable[[], bool],
+        max_output_bytes: int | None = None,
     ) -> None:
         """Write ``target`` in export format ``target_format`` (a key of
         :data:`EXPORT_TARGETS` or one of :data:`OWN_WRITER_FORMATS`) from the stored image
-        ``source`` (see the module docstring)."""
+        ``source`` (see the module docstring); stopped once the output (with its raw stage, if
+        any) takes more than ``max_output_bytes`` of disk."""
+        stage = target.with_name(target.name + ".raw")
+        watch = output_watch((target, stage), max_output_bytes)
         if target_format in OWN_WRITER_FORMATS:
             command = python_command("imageport.worker.to_zvhd", str(source), source_format,
                                      str(target), target_format)
             run_limited(command, self.limits, name=f"the {target_format} writer",
-                        cancelled=cancelled, on_stdout=_progress_lines(progress))
+                        cancelled=cancelled, on_stdout=_progress_lines(progress), watch=watch)
             progress(100.0)
             return
         if target_format not in EXPORT_TARGETS:
@@ -186,15 +195,14 @@ class QemuImgConverter:
         driver, options = EXPORT_TARGETS[target_format]
         if source_format in QEMU_DRIVERS:
             self._qemu_convert(source, QEMU_DRIVERS[source_format], target, driver, progress,
-                               cancelled, options)
+                               cancelled, options, watch=watch)
             return
         if source_format not in OWN_READER_FORMATS:
             raise WorkerError(f"no converter reads the {source_format!r} format")
-        stage = target.with_name(target.name + ".raw")
         try:
-            self._own_to_raw(source, stage, lambda p: progress(p / 2), cancelled)
+            self._own_to_raw(source, stage, lambda p: progress(p / 2), cancelled, watch)
             self._qemu_convert(stage, "raw", target, driver, lambda p: progress(50 + p / 2),
-                               cancelled, options)
+                               cancelled, options, watch=watch)
         finally:
             with contextlib.suppress(FileNotFoundError):
                 stage.unlink()

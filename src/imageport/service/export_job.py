@@ -41,10 +41,9 @@ from imageport.service import job_state as state
 from imageport.service.context import Services
 from imageport.service.exports import ExportParams
 from imageport.service.file_links import hash_file, link_or_copy
-from imageport.service.image_worker import (
-    ImageInspection,
-)
+from imageport.service.image_worker import ImageInspection, WorkerError
 from imageport.service.import_source import STANDARD
+from imageport.service.job_limits import METADATA_SLACK, room_for
 from imageport.service.job_run import run_to_end
 from imageport.service.job_source import JobCancelledError, JobFailedError
 from imageport.service.ports import StagedFile
@@ -72,7 +71,8 @@ class ImageExporter(Protocol):
     worker processes (:class:`imageport.adapters.qemu_img.QemuImgConverter`)."""
 
     def export(self, source: Path, source_format: str, target: Path, target_format: str, *,
-               progress: Callable[[float], None], cancelled: Callable[[], bool]) -> None: ...
+               progress: Callable[[float], None], cancelled: Callable[[], bool],
+               max_output_bytes: int | None = None) -> None: ...
 
     def probe(self, path: Path, *, cancelled: Callable[[], bool]) -> ImageInspection: ...
 
@@ -149,7 +149,9 @@ def _run_phases(services: Services, job: state.ClaimedJob, project_id: str,
     if params.quick:
         _place_as_is(stored, output, progress)
     else:
-        _convert(services, stored, image, output, params.file_format, progress)
+        bound = export_bound(stored, int(image.virtual_size or 0))
+        with room_for(services, project_id, disk=bound):
+            _convert(services, stored, image, output, params.file_format, bound, progress)
         _check_cancelled(progress)
         _verify(services, output, image, params.file_format, progress)
     _check_cancelled(progress)
@@ -174,14 +176,26 @@ def _exporter(services: Services) -> ImageExporter:
     return converter
 
 
+def export_bound(stored: Path, virtual_size: int) -> int:
+    """The most disk an export of the stored file may take: its data (the file's allocated
+    blocks: a stored image is ours, checked when it came in) and every format's metadata (at
+    most an 8-byte entry per 64 KiB of the virtual disk), plus room for headers."""
+    return stored.stat().st_blocks * 512 + virtual_size // 4096 + METADATA_SLACK
+
+
 def _convert(services: Services, stored: Path, image: Any, output: Path, fmt: str,
-             progress: state.Progress) -> None:
+             bound: int, progress: state.Progress) -> None:
     virtual = int(image.virtual_size or 0)
     progress.phase("convert", virtual)
-    _exporter(services).export(
-        stored, image.disk_format, output, fmt,
-        progress=lambda pct: progress.update(pct / 100, int(virtual * pct / 100), virtual),
-        cancelled=progress.cancelled)
+    try:
+        _exporter(services).export(
+            stored, image.disk_format, output, fmt,
+            progress=lambda pct: progress.update(pct / 100, int(virtual * pct / 100), virtual),
+            cancelled=progress.cancelled, max_output_bytes=bound)
+    except WorkerError as exc:
+        if exc.limit == "watch":  # never for a file of ours: a converter bug, not the user's
+            raise JobFailedError(state.INTERNAL, f"{state.INTERNAL}: {exc.reason}") from exc
+        raise
 
 
 def _verify(services: Services, output: Path, image: Any, fmt: str,

@@ -47,6 +47,7 @@ from imageport.service.errors import Conflict
 from imageport.service.file_links import link_or_copy
 from imageport.service.image_records import image_row
 from imageport.service.images import insert_image_row
+from imageport.service.job_limits import room_for
 from imageport.service.job_run import activate, run_to_end
 from imageport.service.job_source import JobCancelledError, JobFailedError
 from imageport.service.jobs import insert_job
@@ -134,6 +135,14 @@ def _copy(services: Services, job: state.ClaimedJob, progress: state.Progress,
     if progress.cancelled():
         raise JobCancelledError
     size = int(source.size or 0)
+    # a hard link takes no new disk, but the copy counts against the project's quota
+    with room_for(services, job.project_id, stored=size):
+        _link(services, job, source, size, progress, scratch)
+
+
+def _link(services: Services, job: state.ClaimedJob, source: Any, size: int,
+          progress: state.Progress, scratch: list[Path]) -> None:
+    """Link (or copy) the source's file under a temporary name and store it as the copy's."""
     progress.phase("store", size)
     images_dir = services.settings.images_dir
     images_dir.mkdir(parents=True, exist_ok=True)

@@ -103,6 +103,11 @@ class ImageWorker(ImageConverter, Protocol):
         """Probe the container of ``path`` only (re-probing a conversion's output)."""
         ...
 
+    def disk_needed(self, source_format: str, output_bytes: int) -> int:
+        """The disk a conversion from ``source_format`` takes at once when its output may
+        take ``output_bytes`` (more where it writes an intermediate file too)."""
+        ...
+
 
 def _typed(value: object, kind: type, what: str, *, optional: bool = False) -> Any:
     if value is None and optional:

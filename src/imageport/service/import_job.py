@@ -42,6 +42,7 @@ only moves files and hashes them. Every way out ends the job: a rule failure, a 
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
 import dataclasses
 import logging
 import os
@@ -64,7 +65,7 @@ from imageport.service.image_worker import (
     ImageWorker,
     WorkerError,
 )
-from imageport.service.job_limits import check_room, output_bound
+from imageport.service.job_limits import output_bound, room_for
 from imageport.service.job_run import activate, run_to_end
 from imageport.service.job_source import (
     Fetched,
@@ -78,8 +79,6 @@ log = logging.getLogger(__name__)
 
 #: Formats a quick-import job stores as they are (requirements W4).
 QUICK_FORMATS = ("raw", "zvhd2")
-#: Formats qemu-img reads itself; the others are staged as raw by our own readers first.
-QEMU_READS = frozenset({"qcow2", "qcow", "vmdk", "vhd", "vhdx", "vdi", "qed", "raw"})
 #: Checker limits whose hit is a finding about the file (IMG-SAFE), not a service failure: a
 #: well-formed image is checked in about a second and its report is small. (Memory is not
 #: among them: the readers' caps bound it, so running short is the service's own limit.)
@@ -113,43 +112,50 @@ def _run_phases(services: Services, job: state.ClaimedJob, progress: state.Progr
     if job.params.quick_import:
         _run_quick_phases(services, worker, job, progress, scratch)
         return
-    with fetch(services, job, progress) as fetched:
-        inspection = _check(worker, job, fetched, progress)
+    fmt = job.params.stored_format or services.settings.stored_format
+    with contextlib.ExitStack() as room:  # held until the image is stored
+        with fetch(services, job, progress) as fetched:
+            inspection = _check(worker, job, fetched, progress)
+            _check_cancelled(progress)
+            bound = conversion_bound(inspection, fmt)
+            room.enter_context(room_for(services, job.project_id, stored=bound,
+                                        disk=worker.disk_needed(inspection.format, bound)))
+            output = _convert(worker, fetched.path, inspection, fmt, bound, progress,
+                              _scratch_file(services, scratch, fmt))
         _check_cancelled(progress)
-        output, disk_format = _convert(services, worker, job, fetched.path, inspection,
-                                       progress, scratch)
-    _check_cancelled(progress)
-    checksum, size = _verify(worker, output, disk_format, inspection, progress)
-    _check_cancelled(progress)
-    _store(services, job, output, disk_format, inspection, checksum, size, progress)
+        checksum, size = _verify(worker, output, fmt, inspection, progress)
+        _check_cancelled(progress)
+        _store(services, job, output, fmt, inspection, checksum, size, progress)
 
 
 def _run_quick_phases(services: Services, worker: ImageWorker, job: state.ClaimedJob,
                       progress: state.Progress, scratch: list[Path]) -> None:
     """Quick import: check (with the bitmap), then store the file as it is."""
-    with fetch(services, job, progress) as fetched:
-        inspection = _check(worker, job, fetched, progress)
-        if inspection.format not in QUICK_FORMATS:
-            # the rules refuse other formats for fast import (IMG-FAST-RAW); fail closed anyway
-            raise JobFailedError(
-                state.FORMAT_NOT_SUPPORTED,
-                f"quick import stores RAW or ZVHD2 files as they are; this file is "
-                f"{inspection.format}", inspection.report)
+    with contextlib.ExitStack() as room:  # held until the image is stored
+        with fetch(services, job, progress) as fetched:
+            inspection = _check(worker, job, fetched, progress)
+            if inspection.format not in QUICK_FORMATS:
+                # the rules refuse other formats for fast import (IMG-FAST-RAW); fail closed
+                raise JobFailedError(
+                    state.FORMAT_NOT_SUPPORTED,
+                    f"quick import stores RAW or ZVHD2 files as they are; this file is "
+                    f"{inspection.format}", inspection.report)
+            _check_cancelled(progress)
+            # stored as it is (a hard link: no new disk), but it counts against the quota
+            room.enter_context(room_for(services, job.project_id,
+                                        stored=inspection.file_size))
+            output = _place_as_is(services, fetched.path, inspection, progress, scratch)
         _check_cancelled(progress)
-        # stored as it is (a hard link: no new disk), but it counts against the quota
-        check_room(services, job.project_id, inspection.file_size, disk=False)
-        output = _place_as_is(services, fetched.path, inspection, progress, scratch)
-    _check_cancelled(progress)
-    size = _verify_as_is(worker, output, inspection, fetched.info.size, progress)
-    checksum = fetched.info.sha256
-    if not _SHA256_HEX.fullmatch(checksum):  # a store that kept no digest: hash it after all
-        checksum, size = _hash_file(output, progress)
-    _check_cancelled(progress)
-    extra: dict[str, str] = {}
-    if inspection.format == "raw" and fetched.bitmap_key is not None:
-        extra[BITMAP_FILE] = f"{job.params.bucket}:{fetched.bitmap_key}"
-    _store(services, job, output, inspection.format, inspection, checksum, size, progress,
-           extra, enter_phase=False)
+        size = _verify_as_is(worker, output, inspection, fetched.info.size, progress)
+        checksum = fetched.info.sha256
+        if not _SHA256_HEX.fullmatch(checksum):  # a store that kept no digest: hash it
+            checksum, size = _hash_file(output, progress)
+        _check_cancelled(progress)
+        extra: dict[str, str] = {}
+        if inspection.format == "raw" and fetched.bitmap_key is not None:
+            extra[BITMAP_FILE] = f"{job.params.bucket}:{fetched.bitmap_key}"
+        _store(services, job, output, inspection.format, inspection, checksum, size, progress,
+               extra, enter_phase=False)
 
 
 def _image_worker(services: Services) -> ImageWorker:
@@ -249,33 +255,25 @@ def _scratch_file(services: Services, scratch: list[Path], suffix: str) -> Path:
     return path
 
 
-def _convert(services: Services, worker: ImageWorker, job: state.ClaimedJob, source: Path,
-             inspection: ImageInspection, progress: state.Progress,
-             scratch: list[Path]) -> tuple[Path, str]:
-    """The file to store, in scratch space, and its format."""
+def _convert(worker: ImageWorker, source: Path, inspection: ImageInspection, fmt: str,
+             bound: int, progress: state.Progress, target: Path) -> Path:
+    """Convert ``source`` to ``fmt`` at ``target`` (scratch space), stopping a conversion
+    whose output takes more disk than ``bound`` (IMG-SAFE)."""
     virtual = inspection.virtual_size or 0
     progress.phase("convert", virtual)
-    fmt = job.params.stored_format or services.settings.stored_format
-    bound = conversion_bound(inspection, fmt)
-    # a format read by our own readers is staged as raw first: both files exist at once
-    staged = inspection.format not in QEMU_READS
-    check_room(services, job.project_id, bound)
-    if staged:
-        check_room(services, job.project_id, 2 * bound)
-    target = _scratch_file(services, scratch, fmt)
     try:
         worker.convert(source, inspection.format, target, fmt,
                        progress=lambda pct: progress.update(pct / 100, int(virtual * pct / 100),
                                                             virtual),
                        cancelled=progress.cancelled,
-                       max_output_bytes=2 * bound if staged else bound)
+                       max_output_bytes=worker.disk_needed(inspection.format, bound))
     except WorkerError as exc:
         if exc.limit == "watch":
             raise JobFailedError("IMG-SAFE", f"IMG-SAFE: {exc.reason}",
                                  inspection.report) from exc
         raise
     metrics.BYTES_PROCESSED.labels("convert").inc(virtual)
-    return target, fmt
+    return target
 
 
 def conversion_bound(inspection: ImageInspection, target_format: str) -> int:

@@ -2,27 +2,33 @@
 
 * **Admission** (:func:`admit`, when a job is created): a project may have at most
   ``project_job_limit`` unfinished (INIT or RUNNING) jobs; one more is refused with the vendor's
-  ``IMG.0194`` ("too many concurrent imports"). How many of them *run* at once, and in which
-  order against other projects' jobs, is the job queue's fairness
+  ``IMG.0194`` ("too many concurrent imports"). The project's row is locked while it counts, so
+  concurrent requests cannot all pass. How many of them *run* at once, and in which order
+  against other projects' jobs, is the job queue's fairness
   (:mod:`imageport.adapters.job_queue`, ``project_running_jobs``).
 * **Output bound** (:func:`output_bound`): before a conversion starts, the checker has measured
   the guest bytes that hold data, refusing files whose tables share or over-compress data
   (IMG-SAFE), so what qemu-img may honestly write is known: those bytes, each data extent
   rounded out to whole target clusters, plus the target's metadata. The conversion is stopped
   once its output takes more disk than that (:func:`imageport.adapters.qemu_img.output_watch`).
-* **Room** (:func:`check_room`): the bound must fit in the project's image storage quota
-  (``project_storage_bytes``, the stored images it holds plus this one; ``IMG.0015``) and in
-  the data dir's free space, leaving ``free_space_reserve_bytes`` (``IMG.1075``: the service
-  is short of disk; nothing was written).
+* **Room** (:func:`room_for`): the bound must fit in the project's image storage quota
+  (``project_storage_bytes``: the stored images it holds, the conversions of its own under way,
+  plus this one; ``IMG.0015``) and in the data dir's free space less what the other
+  conversions under way may still write, leaving ``free_space_reserve_bytes`` (``IMG.1075``:
+  the service is short of disk; nothing was written). The room is held until the job's output
+  is stored. Reservations are kept in this process, which runs every job of its database.
 """
 
 from __future__ import annotations
 
 import shutil
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 
-from sqlalchemy import Connection, func, select
+from sqlalchemy import Connection, func, select, update
 
-from imageport.adapters.db.schema import images, jobs
+from imageport.adapters.db.schema import images, jobs, projects
 from imageport.limits import GiB, KiB, MiB
 from imageport.service import job_state as state
 from imageport.service.context import Services
@@ -41,7 +47,12 @@ _UNFINISHED = ("INIT", "RUNNING")
 
 def admit(conn: Connection, settings: Settings, project_id: str) -> None:
     """Refuse a new job when ``project_id`` already has ``project_job_limit`` unfinished jobs
-    (inside the transaction that would insert it)."""
+    (inside the transaction that would insert it; the project's row stays locked until that
+    transaction ends, so concurrent admissions count one after the other)."""
+    # a write to the project's row: PostgreSQL locks the row, SQLite takes its write lock and
+    # the latest snapshot (a SELECT ... FOR UPDATE would do neither on SQLite)
+    conn.execute(update(projects).where(projects.c.id == project_id)
+                 .values(name=projects.c.name))
     count = conn.execute(select(func.count()).select_from(jobs).where(
         jobs.c.project_id == project_id, jobs.c.status.in_(_UNFINISHED))).scalar_one()
     if count >= settings.project_job_limit:
@@ -85,23 +96,66 @@ def _text(size: int) -> str:
     return f"{size / GiB:.2f} GiB" if size >= GiB else f"{size / MiB:.1f} MiB"
 
 
-def check_room(services: Services, project_id: str, need: int, *,
-               disk: bool = True) -> None:
-    """Refuse (:class:`JobFailedError`) a job that needs ``need`` bytes when they do not fit in
-    the project's storage quota or (``disk``) in the data dir's free space."""
+class _Reservations:
+    """The room the jobs under way in this process hold: disk in all, quota per project."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.disk = 0
+        self.by_project: dict[str, int] = {}
+
+    def add(self, project_id: str, stored: int, disk: int) -> None:
+        self.disk += disk
+        self.by_project[project_id] = self.by_project.get(project_id, 0) + stored
+
+    def remove(self, project_id: str, stored: int, disk: int) -> None:
+        self.disk -= disk
+        left = self.by_project.get(project_id, 0) - stored
+        if left > 0:
+            self.by_project[project_id] = left
+        else:
+            self.by_project.pop(project_id, None)
+
+
+_RESERVATIONS: dict[str, _Reservations] = {}
+_REGISTRY_LOCK = threading.Lock()
+
+
+def _reservations(services: Services) -> _Reservations:
+    with _REGISTRY_LOCK:
+        return _RESERVATIONS.setdefault(services.settings.db_url, _Reservations())
+
+
+@contextmanager
+def room_for(services: Services, project_id: str, *, stored: int = 0,
+             disk: int = 0) -> Iterator[None]:
+    """Hold room for a job of ``project_id`` while the block runs: ``stored`` bytes of the
+    project's image storage quota (the image it will store) and ``disk`` bytes of the data
+    dir's free space (what it may write meanwhile); refuse it (:class:`JobFailedError`) when
+    they do not fit, counting what the other jobs under way hold."""
     settings = services.settings
-    quota = settings.project_storage_bytes
-    if quota:
-        used = stored_bytes(services, project_id)
-        if used + need > quota:
-            raise JobFailedError(QUOTA, f"{QUOTA}: this image may take up to {_text(need)}; "
-                                 f"the project's images take {_text(used)} of its "
-                                 f"{_text(quota)} storage quota")
-    if disk:
-        folder = settings.tmp_dir if settings.tmp_dir.exists() else settings.data_dir
-        free = shutil.disk_usage(folder).free
-        if free - settings.free_space_reserve_bytes < need:
-            raise JobFailedError(state.INTERNAL, f"{state.INTERNAL}: the service has "
-                                 f"{_text(free)} of free disk space; this image may take up "
-                                 f"to {_text(need)} and {_text(settings.free_space_reserve_bytes)}"
-                                 " must stay free; nothing was written, try again later")
+    held = _reservations(services)
+    with held.lock:
+        limit = settings.project_storage_bytes
+        if stored and limit:
+            used = stored_bytes(services, project_id) + held.by_project.get(project_id, 0)
+            if used + stored > limit:
+                raise JobFailedError(QUOTA, f"{QUOTA}: this image may take up to "
+                                     f"{_text(stored)}; the project's images take "
+                                     f"{_text(used)} of its {_text(limit)} storage quota")
+        if disk:
+            folder = next(f for f in (settings.tmp_dir, *settings.tmp_dir.parents) if f.exists())
+            free = shutil.disk_usage(folder).free - held.disk
+            reserve = settings.free_space_reserve_bytes
+            if free - reserve < disk:
+                raise JobFailedError(state.INTERNAL, f"{state.INTERNAL}: the service has "
+                                     f"{_text(max(0, free))} of free disk space for new work; "
+                                     f"this job may write up to {_text(disk)} and "
+                                     f"{_text(reserve)} must stay free; nothing was written, "
+                                     "try again later")
+        held.add(project_id, stored, disk)
+    try:
+        yield
+    finally:
+        with held.lock:
+            held.remove(project_id, stored, disk)

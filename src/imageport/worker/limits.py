@@ -103,8 +103,9 @@ def _size_text(n: int) -> str:
 
 def limit_hit(returncode: int, stderr: str) -> str | None:
     """The limit (``cpu``, ``file``, ``memory``) a worker that ended with ``returncode`` and
-    ``stderr`` hit, if its end says so (a bare SIGKILL is the CPU hard limit)."""
-    if returncode in (-signal.SIGXCPU, 128 + signal.SIGXCPU, -signal.SIGKILL):
+    ``stderr`` hit, if its end says so. A bare SIGKILL says nothing: the CPU hard limit and the
+    kernel's out-of-memory killer both send it."""
+    if returncode in (-signal.SIGXCPU, 128 + signal.SIGXCPU):
         return "cpu"
     if returncode in (-signal.SIGXFSZ, 128 + signal.SIGXFSZ) or "File too large" in stderr:
         return "file"
@@ -116,7 +117,7 @@ def limit_hit(returncode: int, stderr: str) -> str | None:
 def describe_failure(name: str, returncode: int, stderr: str, limits: WorkerLimits) -> str:
     """Why worker ``name`` ended with ``returncode``, naming the limit hit if one was."""
     limit = limit_hit(returncode, stderr)
-    if limit == "cpu" and returncode != -signal.SIGKILL:
+    if limit == "cpu":
         return f"{name} exceeded its CPU time limit of {limits.cpu_seconds} s"
     if limit == "file":
         return f"{name} exceeded its file size limit of {_size_text(limits.file_bytes)}"
