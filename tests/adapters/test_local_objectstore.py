@@ -13,8 +13,9 @@ from sqlalchemy import Engine
 
 from imageport.adapters.db.engine import open_database
 from imageport.adapters.objectstore.local import MIN_PART_SIZE, LocalObjectStore
-from imageport.service.errors import Conflict, NotFound, RequestInvalid
-from imageport.service.ports import StagedFile
+from imageport.service.errors import Conflict, NotFound, RequestInvalid, ServiceError
+from imageport.service.ports import ObjectInfo, StagedFile
+from imageport.service.storage import precondition_failed
 from imageport.settings import Settings, load_settings
 
 _ENGINES: list[Engine] = []
@@ -91,6 +92,32 @@ def test_object_replaced_atomically_and_old_data_removed(store: LocalObjectStore
     assert store.delete_object("bkt", "a/b.img") is True
     assert store.delete_object("bkt", "a/b.img") is False
     assert _files(objects_dir) == [] and _files(tmp_path / "data" / "tmp") == []
+
+
+def test_conditional_delete_deletes_only_the_version_it_checked(store: LocalObjectStore,
+                                                                tmp_path: Path) -> None:
+    """A write that lands between a conditional delete's check and its delete must not be
+    deleted on the strength of the old version's check: the new version is checked again."""
+    old = store.commit_object("bkt", "k", _stage(store, b"old"), content_type="x/y",
+                              storage_class="STANDARD", metadata={})
+    seen: list[str | None] = []
+
+    def check(current: ObjectInfo | None) -> None:
+        seen.append(None if current is None else current.etag)
+        if current is not None and current.etag != old.etag:
+            raise precondition_failed()
+        if len(seen) == 1:  # another writer replaces the object right after the check
+            store.commit_object("bkt", "k", _stage(store, b"new"), content_type="x/y",
+                                storage_class="STANDARD", metadata={})
+
+    with pytest.raises(ServiceError) as failed:
+        store.delete_object_if("bkt", "k", check)
+    assert failed.value.status == 412 and len(seen) == 2
+    with store.open_object("bkt", "k") as kept:
+        assert kept.read() == b"new"
+    assert store.delete_object_if("bkt", "k", lambda current: None) is True
+    assert store.delete_object_if("bkt", "k", lambda current: None) is False
+    assert _files(tmp_path / "data" / "objects") == []
 
 
 def test_listing_is_binary_ordered_and_prefix_is_case_sensitive(store: LocalObjectStore) -> None:

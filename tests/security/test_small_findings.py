@@ -33,7 +33,7 @@ from server_process import Keys, ServeProcess, serve_process
 OPEN_UPLOADS = 5
 """The server's cap on open multipart uploads per project (IMAGEPORT_PROJECT_OPEN_UPLOADS)."""
 SMALL_PARTS = 16
-"""What the service lets one upload hold of parts under 5 MiB (storage.MAX_SMALL_PARTS)."""
+"""Parts under 5 MiB the service lets one upload hold (multipart_uploads.MAX_SMALL_PARTS)."""
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,7 @@ import pytest
 
 import import_fixtures as fx
 from imageport.adapters.objectstore.local import LocalObjectStore
-from imageport.service import part_copy, storage
+from imageport.service import multipart_uploads, part_copy
 from imageport.service.storage import NewObject
 from service_fixtures import make_services
 
@@ -26,7 +26,7 @@ def test_a_source_replaced_during_a_part_copy_is_copied_whole(
         old.write_bytes(b"o" * 1000)
         new.write_bytes(b"n" * 3000)
         fx.put_object(services, pid, "src", old)
-        upload = storage.create_upload(services, pid, fx.BUCKET, "dst", NewObject())
+        upload = multipart_uploads.create_upload(services, pid, fx.BUCKET, "dst", NewObject())
 
         def replaced_first(real: Callable[..., Any]) -> Callable[..., Any]:
             def opener(self: LocalObjectStore, bucket: str, key: str) -> Any:

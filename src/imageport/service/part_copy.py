@@ -20,7 +20,7 @@ from collections.abc import Callable
 from typing import BinaryIO
 
 from imageport.numbers import whole_number
-from imageport.service import storage
+from imageport.service import multipart_uploads, storage
 from imageport.service.context import Services
 from imageport.service.errors import RequestInvalid, ServiceError
 from imageport.service.ports import ObjectInfo, PartInfo, PartTarget, StagedFile
@@ -58,12 +58,12 @@ def copy_part(services: Services, project_id: str, bucket: str, key: str, upload
         if check_source is not None:
             check_source(origin)
         start, length = parse_copy_range(range_header, origin.size)
-        target = storage.part_target(services, project_id, bucket, key, upload_id, number,
+        target = multipart_uploads.part_target(services, project_id, bucket, key, upload_id, number,
                                      length)
         try:
             staged = _fill(target, src, start, length)
-            return storage.upload_part(services, project_id, bucket, key, upload_id, number,
-                                       staged)
+            return multipart_uploads.upload_part(services, project_id, bucket, key, upload_id,
+                                                 number, staged)
         finally:
             store.release_part_target(target)
 

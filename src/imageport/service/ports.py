@@ -132,6 +132,12 @@ class ObjectStore(Protocol):
         ...
 
     def delete_object(self, bucket: str, key: str) -> bool: ...
+    def delete_object_if(self, bucket: str, key: str,
+                         check: Callable[[ObjectInfo | None], None]) -> bool:
+        """Delete ``bucket/key`` if ``check`` (which raises otherwise) accepts its current
+        record (None when there is none), atomically: the version deleted is the one checked.
+        False when there was nothing to delete."""
+        ...
     def list_objects(self, bucket: str, *, prefix: str = "", start_after: str = "",
                      limit: int = 1000) -> Sequence[ObjectInfo]:
         """Objects with keys starting with ``prefix`` and sorting after ``start_after``, in key

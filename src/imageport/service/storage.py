@@ -21,18 +21,17 @@ import os
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 
 from imageport.limits import GiB, MiB, TiB
 from imageport.numbers import whole_number
+from imageport.service.clock import parse_time_text
 from imageport.service.context import Services
-from imageport.service.errors import Conflict, Forbidden, NotFound, RequestInvalid
+from imageport.service.errors import Conflict, NotFound, RequestInvalid, ServiceError
 from imageport.service.ports import (
     BucketInfo,
     ObjectInfo,
-    PartInfo,
-    PartTarget,
     StagedFile,
-    UploadInfo,
 )
 
 MAX_KEY_BYTES = 1024
@@ -43,16 +42,6 @@ MAX_OBJECT_BYTES = 5 * TiB
 """Largest object a multipart upload may produce (S3's limit)."""
 MAX_COPY_BYTES = 5 * GiB
 """Largest object copied by ``x-amz-copy-source`` (S3's limit)."""
-MAX_PART_NUMBER = 10_000
-MIN_PART_BYTES = 5 * MiB
-"""Smallest part except the last one (S3's rule, enforced at completion)."""
-MAX_SMALL_PARTS = 16
-"""Parts under :data:`MIN_PART_BYTES` one upload may hold. Only the last part of an object may
-be that small, so a client needs one (a few while retrying or uploading in parallel); each
-costs a file of its own (a part's size is unknown until it is known to be the last), so
-without a cap 10,000 one-byte parts made 10,000 files, an inode and a disk block each, per
-upload. More is refused early with 400 ``EntityTooSmall``, the code S3 gives such parts at
-completion."""
 MAX_KEYS = 1000
 """Most keys + common prefixes in one list reply (the cap on ``max-keys``)."""
 MAX_INT32 = 2**31 - 1
@@ -62,6 +51,8 @@ MAX_METADATA_BYTES = 2048
 MAX_METADATA_ITEMS = 64
 MAX_DELETE_KEYS = 1000
 """Most keys in one multi-object delete (S3's limit)."""
+MAX_BUCKETS_LISTED = 10_000
+"""Most buckets in one ListBuckets reply (S3's cap on ``max-buckets``)."""
 COPY_CHUNK = 8 * MiB
 
 STORAGE_CLASSES = ("STANDARD", "WARM", "COLD")
@@ -79,7 +70,8 @@ _AMZ_NAMES = {"STANDARD": "STANDARD", "WARM": "STANDARD_IA", "COLD": "GLACIER"}
 _BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
 _IPV4 = re.compile(r"^\d{1,3}(\.\d{1,3}){3}$")
 _META_NAME = re.compile(r"^[A-Za-z0-9!#$%&'*+.^_`|~-]{1,128}$")
-_MAX_CHAR = "\U0010ffff"
+LAST_CHAR = "\U0010ffff"
+"""The greatest character: ``prefix + LAST_CHAR`` sorts after every key under ``prefix``."""
 
 
 # -- names, classes, metadata, digests (pure checks) -------------------------------------------
@@ -171,6 +163,26 @@ def check_put_size(size: int | None) -> None:
                              "use a multipart upload")
 
 
+def precondition_failed(what: str = "") -> ServiceError:
+    """412 ``PreconditionFailed``, S3's answer when a condition the client set does not hold."""
+    return ServiceError("PreconditionFailed", "at least one of the preconditions you specified "
+                        f"did not hold{': ' + what if what else ''}", status=412)
+
+
+def etag_matches(wanted: str, etag: str) -> bool:
+    """An ``If-Match``-style value (``*``, one ETag or a comma-separated list, quoted or not)
+    against the object's ETag."""
+    bare = etag.strip('"')
+    return any(item.strip() in ("*", etag) or item.strip().strip('"') == bare
+               for item in wanted.split(","))
+
+
+def same_second(time_text: str, when: datetime) -> bool:
+    """The database time ``time_text`` and ``when`` name the same second (HTTP dates carry
+    no fraction, listings show milliseconds: both are compared to the second)."""
+    return parse_time_text(time_text).replace(microsecond=0) == when.replace(microsecond=0)
+
+
 # -- buckets -----------------------------------------------------------------------------------
 
 def owned_bucket(services: Services, project_id: str, name: str) -> BucketInfo:
@@ -202,6 +214,54 @@ def create_bucket(services: Services, project_id: str, name: str,
 
 def list_buckets(services: Services, project_id: str) -> Sequence[BucketInfo]:
     return services.store.list_buckets(project_id)
+
+
+@dataclass(frozen=True, slots=True)
+class BucketsQuery:
+    """A ListBuckets request: ``prefix``, ``bucket-region``, ``max-buckets`` and the
+    ``continuation-token`` of the page before (S3), or the ``marker`` (the last name of the
+    page before) and ``max-keys`` of OBS's paging; None: all, from the first."""
+
+    prefix: str = ""
+    region: str | None = None
+    max_buckets: int | None = None
+    token: str | None = None
+    marker: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class BucketsPage:
+    buckets: Sequence[BucketInfo]
+    #: where the next page starts (opaque), empty on the last page
+    next_token: str
+    #: the same as OBS's NextMarker: the last name listed, empty on the last page
+    next_marker: str = ""
+
+
+def parse_max_buckets(value: str | None) -> int | None:
+    """``max-buckets``: 1-10000 (400 ``InvalidArgument`` otherwise, as S3); None when absent."""
+    if value is None:
+        return None
+    number = whole_number(value)
+    if number is None or not 1 <= number <= MAX_BUCKETS_LISTED:
+        raise RequestInvalid("InvalidArgument",
+                             f"max-buckets must be an integer 1-{MAX_BUCKETS_LISTED}")
+    return number
+
+
+def list_bucket_page(services: Services, project_id: str, query: BucketsQuery) -> BucketsPage:
+    """The project's buckets whose names start with ``prefix`` (in ``region`` when one is
+    named), in name order, after the page ``token`` ends, at most ``max_buckets``."""
+    after = _decode_token(query.token) if query.token else query.marker
+    found = [b for b in services.store.list_buckets(project_id)
+             if b.name.startswith(query.prefix) and b.name > after
+             and (query.region is None or b.location == query.region)]
+    found.sort(key=lambda b: b.name)
+    limit = query.max_buckets
+    if limit is None or len(found) <= limit:
+        return BucketsPage(found, "")
+    return BucketsPage(found[:limit], _encode_token(found[limit - 1].name) if limit else "",
+                       found[limit - 1].name if limit else "")
 
 
 def delete_bucket(services: Services, project_id: str, name: str) -> None:
@@ -252,10 +312,60 @@ def head_object(services: Services, project_id: str, bucket: str, key: str) -> O
     return _object(services, bucket, key)
 
 
-def delete_object(services: Services, project_id: str, bucket: str, key: str) -> None:
-    """Delete ``bucket/key``; deleting a missing key succeeds, as in S3."""
+@dataclass(frozen=True, slots=True)
+class DeleteCondition:
+    """What a conditional delete requires of the object it deletes: S3's ``If-Match``,
+    ``x-amz-if-match-size`` and ``x-amz-if-match-last-modified-time`` headers, or the
+    ``<ETag>``, ``<Size>`` and ``<LastModifiedTime>`` of a DeleteObjects entry (None: not
+    asked). An ETag condition on a missing key is 404 ``NoSuchKey``; the others let a missing
+    key be "deleted" (204), as S3 answers."""
+
+    etag: str | None = None
+    size: int | None = None
+    last_modified: datetime | None = None
+
+    def check(self, current: ObjectInfo | None) -> None:
+        """Raise 412 ``PreconditionFailed`` (404 ``NoSuchKey``) unless ``current`` (the
+        object's record, None when there is none) meets every condition."""
+        if current is None:
+            if self.etag is not None:
+                raise NotFound("NoSuchKey", "the object does not exist")
+            return
+        if self.etag is not None and not etag_matches(self.etag, current.etag):
+            raise precondition_failed("If-Match")
+        if self.size is not None and self.size != current.size:
+            raise precondition_failed("the size")
+        if self.last_modified is not None and not same_second(current.created_at,
+                                                                self.last_modified):
+            raise precondition_failed("the last-modified time")
+
+
+def _delete(services: Services, bucket: str, key: str,
+            condition: DeleteCondition | None) -> None:
+    """Delete ``bucket/key`` (if ``condition`` holds for the version deleted: the store's
+    ``delete_object_if`` checks and deletes that one version atomically)."""
+    if condition is None:
+        services.store.delete_object(bucket, key)
+    else:
+        services.store.delete_object_if(bucket, key, condition.check)
+
+
+def delete_object(services: Services, project_id: str, bucket: str, key: str,
+                  condition: DeleteCondition | None = None) -> None:
+    """Delete ``bucket/key`` if ``condition`` holds; deleting a missing key succeeds, as in S3
+    (unless the condition names an ETag)."""
     owned_bucket(services, project_id, bucket)
-    services.store.delete_object(bucket, key)
+    _delete(services, bucket, key, condition)
+
+
+@dataclass(frozen=True, slots=True)
+class DeleteEntry:
+    """One ``<Object>`` of a DeleteObjects body."""
+
+    key: str
+    condition: DeleteCondition | None = None
+    #: ``<VersionId>``: only ``null`` names an object in an unversioned bucket
+    version_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -266,39 +376,57 @@ class DeleteResult:
 
 
 def delete_objects(services: Services, project_id: str, bucket: str,
-                   keys: Sequence[str]) -> DeleteResult:
-    """S3 multi-object delete (``POST /b?delete``)."""
+                   entries: Sequence[DeleteEntry]) -> DeleteResult:
+    """S3 multi-object delete (``POST /b?delete``): each entry is deleted if its conditions
+    hold; one that cannot be is an error of its own (``PreconditionFailed``, ``NoSuchKey``,
+    ``InvalidArgument``), as S3 reports them."""
     owned_bucket(services, project_id, bucket)
-    if len(keys) > MAX_DELETE_KEYS:
+    if len(entries) > MAX_DELETE_KEYS:
         raise RequestInvalid("MalformedXML", f"at most {MAX_DELETE_KEYS} keys per request")
     deleted: list[str] = []
     errors: list[tuple[str, str, str]] = []
-    for key in keys:
+    for entry in entries:
         try:
-            validate_key(key)
-        except RequestInvalid as exc:
-            errors.append((key, exc.code, exc.message))
+            validate_key(entry.key)
+            if entry.version_id is not None and entry.version_id != "null":
+                raise RequestInvalid("InvalidArgument", "invalid version id specified "
+                                     "(buckets here are not versioned)")
+            _delete(services, bucket, entry.key, entry.condition)
+        except ServiceError as exc:
+            errors.append((entry.key, exc.code, exc.message))
             continue
-        services.store.delete_object(bucket, key)
-        deleted.append(key)
+        deleted.append(entry.key)
     return DeleteResult(deleted, errors)
 
 
 def copy_object(services: Services, project_id: str, source: tuple[str, str],
                 bucket: str, key: str, new: NewObject | None,
-                check_source: Callable[[ObjectInfo], None] | None = None) -> ObjectInfo:
-    """Copy ``source`` (bucket, key) to ``bucket/key``; ``new`` None keeps the source's type,
-    class and metadata (``x-amz-metadata-directive: COPY``). The bytes are copied into a staged
-    file (hashed on the way), so the copy is independent of later changes to the source.
-    ``check_source`` judges the source's record first (the ``x-amz-copy-source-if-*``
-    conditions)."""
+                check_source: Callable[[ObjectInfo], None] | None = None,
+                storage_class: str | None = None) -> ObjectInfo:
+    """Copy ``source`` (bucket, key) to ``bucket/key``; ``new`` None keeps the source's type
+    and metadata (``x-amz-metadata-directive: COPY``), and its class unless ``storage_class``
+    names one (S3 applies ``x-amz-storage-class`` whatever the directive). The bytes are copied
+    into a staged file (hashed on the way), so the copy is independent of later changes to the
+    source. ``check_source`` judges the source's record first (the ``x-amz-copy-source-if-*``
+    conditions). Copying an object onto itself must change something: the metadata (``new``)
+    or the class (400 ``InvalidRequest`` otherwise, as S3 answers)."""
     src_bucket, src_key = source
     owned_bucket(services, project_id, src_bucket)
     found = prepare_put(services, project_id, bucket, key, None)
     store = services.store
+    if storage_class is not None:
+        parse_storage_class(storage_class)  # refused before a byte is copied
     origin = _object(services, src_bucket, src_key)
     if check_source is not None:
         check_source(origin)
+    if new is None:
+        new = NewObject(origin.content_type, storage_class or origin.storage_class,
+                        origin.metadata)
+        if (src_bucket, src_key) == (bucket, key) and parse_storage_class(
+                new.storage_class) == origin.storage_class:
+            raise RequestInvalid("InvalidRequest", "this copy request is illegal because it "
+                                 "is trying to copy an object to itself without changing the "
+                                 "object's metadata or storage class")
     if origin.size > MAX_COPY_BYTES:
         raise RequestInvalid("InvalidRequest",
                              f"the copy source is larger than {MAX_COPY_BYTES} bytes")
@@ -316,8 +444,6 @@ def copy_object(services: Services, project_id: str, source: tuple[str, str],
             out.flush()
             os.fsync(out.fileno())
         staged = StagedFile(staged_path, size, md5.hexdigest(), sha.hexdigest())
-        if new is None:
-            new = NewObject(origin.content_type, origin.storage_class, origin.metadata)
         return store.commit_object(
             bucket, key, staged, content_type=new.content_type[:255],
             storage_class=parse_storage_class(new.storage_class, found.storage_class),
@@ -404,7 +530,7 @@ def list_objects(services: Services, project_id: str, bucket: str,
                 after = last = info.key
                 continue
             common = query.prefix + rest[:cut + len(query.delimiter)]
-            after = common + _MAX_CHAR
+            after = common + LAST_CHAR
             if common > marker or query.token is not None:
                 prefixes.append(common)
                 last = common
@@ -417,142 +543,3 @@ def list_objects(services: Services, project_id: str, bucket: str,
         store.list_objects(bucket, prefix=query.prefix, start_after=after, limit=1))
     return ListPage(contents, prefixes, truncated, last if truncated else "",
                     _encode_token(after) if truncated else "")
-
-
-# -- multipart uploads -------------------------------------------------------------------------
-
-def _owned_upload(services: Services, project_id: str, bucket: str, key: str,
-                  upload_id: str) -> UploadInfo:
-    owned_bucket(services, project_id, bucket)
-    upload = services.store.get_upload(upload_id) if len(upload_id) <= 64 else None
-    if upload is None or upload.bucket != bucket or upload.key != key:
-        raise NotFound("NoSuchUpload", f"upload {upload_id[:64]!r} does not exist")
-    return upload
-
-
-def check_open_uploads(services: Services, project_id: str) -> None:
-    """403 ``QuotaExceeded`` (Ceph RGW's code for a quota reached) when the project already
-    has ``project_open_uploads`` unfinished multipart uploads; complete or abort some first.
-    Two uploads started at the same instant may both pass: the cap is exact to within the
-    requests in flight."""
-    cap = services.settings.project_open_uploads
-    if cap <= 0:
-        return
-    held = services.store.count_uploads(project_id)
-    if held >= cap:
-        raise Forbidden("QuotaExceeded",
-                        f"the project has {held} unfinished multipart uploads, the most it may "
-                        "have open: complete or abort some (ListMultipartUploads lists them; "
-                        "the operator sets the cap with IMAGEPORT_PROJECT_OPEN_UPLOADS)")
-
-
-def check_small_parts(services: Services, upload_id: str, number: int, size: int | None) -> None:
-    """400 ``EntityTooSmall`` when part ``number`` is under :data:`MIN_PART_BYTES` and the
-    upload already holds :data:`MAX_SMALL_PARTS` other such parts (see there)."""
-    if size is None or size >= MIN_PART_BYTES:
-        return
-    held = services.store.count_parts(upload_id, smaller_than=MIN_PART_BYTES,
-                                      except_number=number)
-    if held >= MAX_SMALL_PARTS:
-        raise RequestInvalid("EntityTooSmall",
-                             f"the upload already has {held} parts under {MIN_PART_BYTES} bytes; "
-                             "every part but the last must be at least that large")
-
-
-def create_upload(services: Services, project_id: str, bucket: str, key: str,
-                  new: NewObject) -> UploadInfo:
-    found = prepare_put(services, project_id, bucket, key, None)
-    check_open_uploads(services, project_id)
-    return services.store.create_upload(
-        bucket, key, content_type=new.content_type[:255],
-        storage_class=parse_storage_class(new.storage_class, found.storage_class),
-        metadata=new.metadata)
-
-
-def parse_part_number(value: str | None) -> int:
-    """``partNumber`` of an UploadPart: ASCII digits, 1-10000 (400 ``InvalidArgument``)."""
-    number = whole_number(value)
-    if number is None or not 1 <= number <= MAX_PART_NUMBER:
-        raise RequestInvalid("InvalidArgument", "partNumber must be an integer 1-10000")
-    return number
-
-
-def prepare_part(services: Services, project_id: str, bucket: str, key: str,
-                 upload_id: str, size: int | None) -> UploadInfo:
-    """Checks of an UploadPart before its body is read (and again with its real size)."""
-    upload = _owned_upload(services, project_id, bucket, key, upload_id)
-    check_put_size(size)
-    return upload
-
-
-def part_target(services: Services, project_id: str, bucket: str, key: str, upload_id: str,
-                number: int, size: int | None) -> PartTarget:
-    """Checks of an UploadPart before its body is read, and where the body goes (in place in
-    the upload's assembly file, or a staged file); the caller gives the target back with
-    ``store.release_part_target`` whatever happens."""
-    prepare_part(services, project_id, bucket, key, upload_id, size)
-    check_small_parts(services, upload_id, number, size)
-    return services.store.part_target(upload_id, number, size)
-
-
-def upload_part(services: Services, project_id: str, bucket: str, key: str, upload_id: str,
-                number: int, staged: StagedFile, content_md5: str | None = None) -> PartInfo:
-    prepare_part(services, project_id, bucket, key, upload_id, staged.size)
-    check_small_parts(services, upload_id, number, staged.size)
-    check_content_md5(content_md5, staged.md5_hex)
-    return services.store.commit_part(upload_id, number, staged)
-
-
-def list_parts(services: Services, project_id: str, bucket: str, key: str,
-               upload_id: str) -> tuple[UploadInfo, Sequence[PartInfo]]:
-    upload = _owned_upload(services, project_id, bucket, key, upload_id)
-    return upload, services.store.list_parts(upload_id)
-
-
-def complete_upload(services: Services, project_id: str, bucket: str, key: str,
-                    upload_id: str, parts: Sequence[tuple[int, str]]) -> ObjectInfo:
-    _owned_upload(services, project_id, bucket, key, upload_id)
-    stored = {p.number: p.size for p in services.store.list_parts(upload_id)}
-    if sum(stored.get(n, 0) for n, _etag in parts) > MAX_OBJECT_BYTES:
-        raise RequestInvalid("EntityTooLarge", f"objects are at most {MAX_OBJECT_BYTES} bytes")
-    return services.store.complete_upload(upload_id, parts)
-
-
-def abort_upload(services: Services, project_id: str, bucket: str, key: str,
-                 upload_id: str) -> None:
-    _owned_upload(services, project_id, bucket, key, upload_id)
-    services.store.abort_upload(upload_id)
-
-
-@dataclass(frozen=True, slots=True)
-class UploadsQuery:
-    """A ListMultipartUploads request: ``key-marker`` and ``upload-id-marker`` resume a
-    listing after the upload they name (the id marker counts only with a key marker)."""
-
-    prefix: str = ""
-    key_marker: str = ""
-    upload_id_marker: str = ""
-    max_uploads: int = MAX_KEYS
-
-
-@dataclass(frozen=True, slots=True)
-class UploadsPage:
-    uploads: Sequence[UploadInfo]
-    is_truncated: bool
-    #: where the next page starts: the last upload returned (empty when not truncated)
-    next_key_marker: str
-    next_upload_id_marker: str
-
-
-def list_uploads(services: Services, project_id: str, bucket: str,
-                 query: UploadsQuery) -> UploadsPage:
-    """One page of the bucket's unfinished multipart uploads, in (key, upload id) order."""
-    owned_bucket(services, project_id, bucket)
-    id_marker = query.upload_id_marker if query.key_marker else ""
-    found = services.store.list_uploads(bucket, prefix=query.prefix, key_marker=query.key_marker,
-                                        upload_id_marker=id_marker,
-                                        limit=query.max_uploads + 1)
-    page = found[:query.max_uploads]
-    if len(found) <= query.max_uploads or not page:
-        return UploadsPage(page, len(found) > query.max_uploads, "", "")
-    return UploadsPage(page, True, page[-1].key, page[-1].upload_id)

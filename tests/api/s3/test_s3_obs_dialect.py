@@ -106,7 +106,7 @@ def test_obs_dialect_bucket_files_and_reads(served: Served, obs_services: Servic
     obs = served.client()
     try:
         _ok(obs.createBucket("images", header=CreateBucketHeader(storageClass="WARM"),
-                             location="region"), "createBucket")
+                             location="local-1"), "createBucket")  # the region served
         bucket = _ok(obs.getBucketMetadata("images"), "getBucketMetadata")
         assert bucket.storageClass == "WARM"
         _ok(obs.putFile("images", "notes.txt", str(small), metadata={"purpose": "demo"},

@@ -63,8 +63,10 @@ def test_obs_sdk_bucket_files_and_reads(services: Services, tmp_path: Path,
     with s3_server.running(services) as url:
         obs = next(_client(url, creds, signature))
         _ok(obs.createBucket("images", header=CreateBucketHeader(storageClass="WARM"),
-                             location="region"), "createBucket")
+                             location="local-1"), "createBucket")  # the region served
         assert services.store.get_bucket("images") is not None
+        listed = _ok(obs.listBuckets(), "listBuckets")  # asks for each bucket's location
+        assert [(b.name, b.location) for b in listed.buckets] == [("images", "local-1")]
         _ok(obs.putFile("images", "notes.txt", str(small), metadata={"purpose": "demo"},
                         headers=PutObjectHeader(storageClass="COLD")), "putFile")
         _ok(obs.uploadFile("images", "disk/disk.qcow2", str(big), partSize=PART, taskNum=3,

@@ -42,6 +42,33 @@ def test_delete_and_create_bucket_bodies() -> None:
     assert xml.location_constraint(b"") is None
 
 
+def test_delete_entries_carry_their_conditions() -> None:
+    entries, quiet = xml.delete_entries(
+        b'<Delete><Object><Key>a</Key><ETag>"e1"</ETag><Size>7</Size>'
+        b"<LastModifiedTime>2024-11-06T06:21:08.769Z</LastModifiedTime></Object>"
+        b"<Object><Key>b</Key><VersionId>null</VersionId></Object></Delete>")
+    assert not quiet and [e.key for e in entries] == ["a", "b"]
+    first = entries[0].condition
+    assert first is not None and (first.etag, first.size) == ('"e1"', 7)
+    assert first.last_modified is not None and first.last_modified.second == 8
+    assert entries[1].condition is None and entries[1].version_id == "null"
+    for bad in (b"<Size>-1</Size>", b"<Size>1e3</Size>", b"<LastModifiedTime>soon"
+                b"</LastModifiedTime>"):
+        with pytest.raises(RequestInvalid) as exc:
+            xml.delete_entries(b"<Delete><Object><Key>a</Key>" + bad + b"</Object></Delete>")
+        assert exc.value.code == "MalformedXML"
+
+
+def test_bucket_configuration_names_what_it_asks_for() -> None:
+    directory = xml.bucket_configuration(
+        b"<CreateBucketConfiguration><Location><Type>AvailabilityZone</Type></Location>"
+        b"<Bucket><Type>Directory</Type></Bucket></CreateBucketConfiguration>")
+    assert directory.location is None and directory.others == ("Location", "Bucket")
+    s3 = xml.bucket_configuration(b"<CreateBucketConfiguration><LocationConstraint>eu-west-1"
+                                  b"</LocationConstraint></CreateBucketConfiguration>")
+    assert (s3.location, s3.others) == ("eu-west-1", ())
+
+
 def test_deep_or_dense_xml_is_refused_before_it_grows() -> None:
     """A 2 MiB body nested 200,000 deep once took 86 MiB as a tree; the parse now stops at
     the depth or element cap, whatever the body's size."""

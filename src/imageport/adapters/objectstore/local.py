@@ -32,7 +32,7 @@ import contextlib
 import hashlib
 import os
 import shutil
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -67,6 +67,9 @@ MAX_PARTS = 10_000
 """Most parts one upload may be completed from (S3's rule)."""
 MAX_LIST = 10_000
 """Most rows one list call returns."""
+CONDITIONAL_DELETE_TRIES = 5
+"""Times a conditional delete re-checks an object replaced between its check and its delete
+before giving up with 409 ``ConditionalRequestConflict`` (S3's code for that race)."""
 
 
 def strip_etag(etag: str) -> str:
@@ -267,6 +270,27 @@ class LocalObjectStore:
             return False
         (self._objects / old).unlink(missing_ok=True)
         return True
+
+    def delete_object_if(self, bucket: str, key: str,
+                         check: Callable[[ObjectInfo | None], None]) -> bool:
+        """Delete ``bucket/key`` if ``check`` (which raises otherwise) accepts its current
+        record (None when there is none), atomically: the row deleted is the very version
+        checked (same blob), and a version that replaced it in between is checked again.
+        False when there was nothing to delete."""
+        for _ in range(CONDITIONAL_DELETE_TRIES):
+            row = self._object_row(bucket, key)
+            check(None if row is None else self._object_info(row))
+            if row is None:
+                return False
+            with self._db.begin() as conn:
+                gone = conn.execute(delete(objects).where(
+                    (objects.c.bucket == bucket) & (objects.c.key == key)
+                    & (objects.c.blob == row.blob))).rowcount
+            if gone:
+                (self._objects / row.blob).unlink(missing_ok=True)
+                return True
+        raise Conflict("ConditionalRequestConflict",
+                       f"object {key!r} kept changing while its delete conditions were checked")
 
     def list_objects(self, bucket: str, *, prefix: str = "", start_after: str = "",
                      limit: int = 1000) -> Sequence[ObjectInfo]:

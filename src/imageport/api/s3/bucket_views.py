@@ -16,8 +16,8 @@ from imageport.api.s3.request import Ctx
 from imageport.api.s3.responses import XML_TYPE, base_headers, empty_response, xml_response
 from imageport.api.s3.xml import Child
 from imageport.limits import KiB, MiB
-from imageport.service import storage
-from imageport.service.errors import ServiceError
+from imageport.service import multipart_uploads, storage
+from imageport.service.errors import RequestInvalid, ServiceError
 
 MAX_CREATE_BODY = 64 * KiB
 MAX_DELETE_BODY = 2 * MiB
@@ -46,13 +46,50 @@ def acl_response(ctx: Ctx) -> Response:
     return Response(body, headers=base_headers(ctx.request), media_type=XML_TYPE)
 
 
+def url_encoding(ctx: Ctx) -> bool:
+    """``encoding-type``: ``url`` asks for keys and prefixes URL-encoded in the reply; any other
+    value is 400 ``InvalidArgument``, as S3 answers (an empty one asks for nothing)."""
+    value = ctx.call.query.get("encoding-type")
+    if not value:
+        return False
+    if value.lower() != "url":
+        raise RequestInvalid("InvalidArgument", f"invalid encoding-type {value[:40]!r}: the "
+                             "only encoding is url")
+    return True
+
+
 async def list_all_buckets(ctx: Ctx) -> Response:
-    found = await run_in_threadpool(storage.list_buckets, ctx.services, ctx.project_id)
+    """ListBuckets, with S3's ``prefix``, ``bucket-region``, ``max-buckets`` and
+    ``continuation-token`` (the reply's ``ContinuationToken`` resumes), and OBS's ``marker``
+    and ``max-keys`` paging, ``x-obs-location: true`` (each bucket's ``Location``, asked by the
+    vendor SDK's ``listBuckets`` by default) and ``x-obs-bucket-type`` (every bucket here is an
+    ``OBJECT`` bucket, none a ``POSIX`` file system)."""
+    q, headers = ctx.call.query, ctx.request.headers
+    obs_paging = "marker" in q or "max-keys" in q
+    query = storage.BucketsQuery(
+        prefix=q.get("prefix", ""), region=q.get("bucket-region"),
+        max_buckets=(storage.parse_max_keys(q.get("max-keys")) if obs_paging
+                     else storage.parse_max_buckets(q.get("max-buckets"))),
+        token=q.get("continuation-token") or None, marker=q.get("marker", ""))
+    kind = headers.get("x-obs-bucket-type", "OBJECT").strip().upper()
+    if kind not in ("OBJECT", "POSIX"):
+        raise RequestInvalid("InvalidArgument", "x-obs-bucket-type must be OBJECT or POSIX")
+    page = storage.BucketsPage([], "") if kind == "POSIX" else await run_in_threadpool(
+        storage.list_bucket_page, ctx.services, ctx.project_id, query)
+    location = any(headers.get(name, "").strip().lower() == "true"
+                   for name in ("x-amz-location", "x-obs-location"))
     items: list[Child] = [
         ("Owner", owner(ctx.project_id)),
-        ("Buckets", [("Bucket", [("Name", b.name), ("CreationDate", b.created_at)])
-                     for b in found]),
+        ("Buckets", [("Bucket", [("Name", b.name), ("CreationDate", b.created_at),
+                                 ("Location", b.location if location else None)])
+                     for b in page.buckets]),
+        ("ContinuationToken", None if obs_paging else page.next_token or None),
+        ("Prefix", query.prefix if "prefix" in q else None),
     ]
+    if obs_paging:
+        items += [("Marker", query.marker), ("MaxKeys", query.max_buckets),
+                  ("IsTruncated", bool(page.next_marker)),
+                  ("NextMarker", page.next_marker or None)]
     return xml_response(ctx.request, "ListAllMyBucketsResult", items)
 
 
@@ -65,9 +102,21 @@ def _class_header(ctx: Ctx, *names: str) -> str | None:
 
 
 async def create_bucket(ctx: Ctx) -> Response:
+    """CreateBucket. Buckets live in this service's region: a ``LocationConstraint`` naming
+    another is S3's 400 ``IllegalLocationConstraintException`` (not a bucket created here
+    anyway); directory buckets and bucket tags are 501."""
     body = await read_small(ctx.request, MAX_CREATE_BODY)
     verify_bytes(ctx.request.headers, body, trailer_checksums(ctx.request))
-    xml.location_constraint(body)  # validated; buckets live in this service's region
+    configuration = xml.bucket_configuration(body)
+    if configuration.others:
+        raise ServiceError("NotImplemented", f"CreateBucketConfiguration element "
+                           f"{configuration.others[0][:40]!r} is not implemented (directory "
+                           "buckets and bucket tags are not offered here)", status=501)
+    region = ctx.services.settings.region
+    if configuration.location is not None and configuration.location != region:
+        raise RequestInvalid("IllegalLocationConstraintException",
+                             f"the location constraint {configuration.location[:64]!r} is "
+                             f"incompatible with this endpoint's region {region!r}")
     storage_class = _class_header(ctx, "x-default-storage-class", "x-obs-storage-class",
                                   "x-amz-storage-class")
     await run_in_threadpool(storage.create_bucket, ctx.services, ctx.project_id,
@@ -121,7 +170,7 @@ async def get_versioning(ctx: Ctx) -> Response:
 async def list_objects(ctx: Ctx) -> Response:
     q = ctx.call.query
     v2 = q.get("list-type") == "2"
-    url = q.get("encoding-type", "").lower() == "url"
+    url = url_encoding(ctx)
     max_keys = storage.parse_max_keys(q.get("max-keys"))
     query = storage.ListQuery(
         prefix=q.get("prefix", ""), delimiter=q.get("delimiter", ""),
@@ -165,11 +214,13 @@ async def list_objects(ctx: Ctx) -> Response:
 
 
 async def delete_objects(ctx: Ctx) -> Response:
+    """DeleteObjects; each ``<Object>``'s ``<ETag>``, ``<Size>`` and ``<LastModifiedTime>``
+    are conditions on its delete (S3's conditional DeleteObjects)."""
     body = await read_small(ctx.request, MAX_DELETE_BODY)  # Content-MD5 checked there
     verify_bytes(ctx.request.headers, body, trailer_checksums(ctx.request))
-    keys, quiet = xml.delete_keys(body)
+    entries, quiet = xml.delete_entries(body)
     result = await run_in_threadpool(storage.delete_objects, ctx.services, ctx.project_id,
-                                     ctx.call.bucket, keys)
+                                     ctx.call.bucket, entries)
     items: list[Child] = []
     if not quiet:
         items += [("Deleted", [("Key", key)]) for key in result.deleted]
@@ -179,26 +230,37 @@ async def delete_objects(ctx: Ctx) -> Response:
 
 
 async def list_uploads(ctx: Ctx) -> Response:
+    """ListMultipartUploads, with ``delimiter`` (common prefixes) and ``encoding-type``."""
     q = ctx.call.query
-    query = storage.UploadsQuery(
+    url = url_encoding(ctx)
+    query = multipart_uploads.UploadsQuery(
         prefix=q.get("prefix", ""), key_marker=q.get("key-marker", ""),
         upload_id_marker=q.get("upload-id-marker", ""),
-        max_uploads=storage.parse_max_keys(q.get("max-uploads"), "max-uploads"))
-    page = await run_in_threadpool(storage.list_uploads, ctx.services, ctx.project_id,
+        max_uploads=storage.parse_max_keys(q.get("max-uploads"), "max-uploads"),
+        delimiter=q.get("delimiter", ""))
+    page = await run_in_threadpool(multipart_uploads.list_uploads, ctx.services, ctx.project_id,
                                    ctx.call.bucket, query)
+
+    def enc(text: str) -> str:
+        return quote(text, safe="/") if url else text
+
     items: list[Child] = [
-        ("Bucket", ctx.call.bucket), ("KeyMarker", query.key_marker),
+        ("Bucket", ctx.call.bucket), ("KeyMarker", enc(query.key_marker)),
         ("UploadIdMarker", query.upload_id_marker),
-        ("NextKeyMarker", page.next_key_marker),
-        ("NextUploadIdMarker", page.next_upload_id_marker), ("Prefix", query.prefix),
+        ("NextKeyMarker", enc(page.next_key_marker)),
+        ("NextUploadIdMarker", page.next_upload_id_marker), ("Prefix", enc(query.prefix)),
+        ("Delimiter", enc(query.delimiter) if query.delimiter else None),
         ("MaxUploads", query.max_uploads), ("IsTruncated", page.is_truncated),
     ]
+    if url:
+        items.append(("EncodingType", "url"))
     for upload in page.uploads:
         items.append(("Upload", [
-            ("Key", upload.key), ("UploadId", upload.upload_id),
+            ("Key", enc(upload.key)), ("UploadId", upload.upload_id),
             ("Initiator", owner(ctx.project_id)), ("Owner", owner(ctx.project_id)),
             ("StorageClass", storage.storage_class_name(upload.storage_class,
                                                         ctx.call.dialect)),
             ("Initiated", upload.created_at),
         ]))
+    items += [("CommonPrefixes", [("Prefix", enc(p))]) for p in page.common_prefixes]
     return xml_response(ctx.request, "ListMultipartUploadsResult", items)

@@ -1,15 +1,17 @@
-"""``x-amz-checksum-crc32``, ``-sha1`` and ``-sha256``: whole-body checksums a client declares
-on PutObject and UploadPart (botocore 1.36 and later sends ``x-amz-checksum-crc32`` on every
-upload by default, and on DeleteObjects), as headers or, in an aws-chunked body, as trailers
-(boto3 over https), verified against the bytes received before the object or part is
-committed or the request acted on.
+"""``x-amz-checksum-crc32``, ``-sha1``, ``-sha256``, ``-sha512`` and ``-md5``: whole-body
+checksums a client declares on PutObject and UploadPart (botocore 1.36 and later sends
+``x-amz-checksum-crc32`` on every upload by default, and on DeleteObjects), as headers or, in
+an aws-chunked body, as trailers (boto3 over https), verified against the bytes received before
+the object or part is committed or the request acted on.
 
 S3 answers a mismatch with 400 ``BadDigest`` and a value that is not base64 of the right length
 with 400 ``InvalidRequest``; so do we. The staged bytes are read once more for the check
-(an upload that declares no checksum pays nothing). CRC32C and CRC64NVME are not verified and
-therefore refused (:mod:`imageport.api.s3.request_features`); a checksum value on a request
-without a body (a copy, CreateMultipartUpload, GET...) is refused too, since there is nothing
-to verify it against.
+(an upload that declares no checksum pays nothing). The other kinds S3 knows (CRC32C,
+CRC64NVME, the XXHASH family) are not verified and therefore refused
+(:mod:`imageport.api.s3.request_features`); a checksum value on a request without a body (a
+copy, CreateMultipartUpload, GET...) is refused too, since there is nothing to verify it
+against, and so is one on CompleteMultipartUpload, where S3 reads it as the checksum of the
+assembled object, which is not computed here.
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ from imageport.service.errors import RequestInvalid
 
 READ_CHUNK = 8 * MiB
 HEADER_PREFIX = "x-amz-checksum-"
-ALGORITHMS = ("crc32", "sha1", "sha256")
+ALGORITHMS = ("crc32", "sha1", "sha256", "sha512", "md5")
 """Checksums verified here (header ``x-amz-checksum-<name>``)."""
 
 
@@ -53,11 +55,13 @@ class _Crc32:
         return self.value.to_bytes(4, "big")
 
 
-_DIGEST_SIZES = {"crc32": 4, "sha1": 20, "sha256": 32}
+_DIGEST_SIZES = {"crc32": 4, "sha1": 20, "sha256": 32, "sha512": 64, "md5": 16}
 _FACTORIES: dict[str, Callable[[], _Hasher]] = {
     "crc32": _Crc32,
     "sha1": lambda: hashlib.sha1(usedforsecurity=False),
     "sha256": hashlib.sha256,
+    "sha512": hashlib.sha512,
+    "md5": lambda: hashlib.md5(usedforsecurity=False),
 }
 
 

@@ -1,11 +1,14 @@
 """Views on objects: PUT (streamed, or a copy with ``x-amz-copy-source``; conditional with
 ``If-None-Match: *`` or ``If-Match``; declared ``x-amz-checksum-*`` verified), GET with Range,
-conditions and ``response-*`` header overrides, HEAD, DELETE, and the object ACL ``s3cmd info``
-reads."""
+``If-Range``, ``partNumber``, conditions and ``response-*`` header overrides, HEAD, DELETE
+(conditional with ``If-Match``, ``x-amz-if-match-size`` and
+``x-amz-if-match-last-modified-time``), and the object ACL ``s3cmd info`` reads."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
+from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import BinaryIO
 from urllib.parse import unquote
@@ -31,13 +34,16 @@ from imageport.api.s3.responses import (
     object_headers,
     xml_response,
 )
-from imageport.service import storage
+from imageport.numbers import whole_number
+from imageport.service import multipart_uploads, storage
 from imageport.service.clock import parse_time_text
 from imageport.service.context import Services
 from imageport.service.errors import NotFound, RequestInvalid, ServiceError
 from imageport.service.ports import ObjectInfo
 
 _META_PREFIXES = ("x-amz-meta-", "x-obs-meta-")
+_DIRECTIVES = frozenset({"COPY", "REPLACE"})
+_MULTIPART_ETAG = re.compile(r'^"[0-9a-f]{32}-([0-9]{1,5})"$', re.ASCII)
 
 
 def new_object(ctx: Ctx) -> storage.NewObject:
@@ -91,9 +97,17 @@ def copy_source(value: str) -> tuple[str, str]:
 
 
 def _precondition_failed() -> ServiceError:
-    return ServiceError("PreconditionFailed",
-                        "at least one of the preconditions you specified did not hold",
-                        status=412)
+    return storage.precondition_failed()
+
+
+def http_time(name: str, value: str) -> datetime:
+    """A header's HTTP date (``Wed, 21 Oct 2015 07:28:00 GMT``) as an aware datetime; 400
+    ``InvalidArgument`` when it is not one."""
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError, OverflowError) as exc:
+        raise RequestInvalid("InvalidArgument", f"{name} is not an HTTP date") from exc
+    return when if when.tzinfo else when.replace(tzinfo=UTC)
 
 
 def source_conditions(ctx: Ctx) -> Callable[[ObjectInfo], None]:
@@ -119,12 +133,12 @@ def check_write_conditions(ctx: Ctx, bucket: str, key: str) -> None:
     if if_none is None and if_match is None:
         return
     current = ctx.services.store.get_object(bucket, key)
-    if if_none is not None and current is not None:
+    if if_none is not None and current is not None:  # only "*" gets here (request_features)
         raise _precondition_failed()
     if if_match is not None:
         if current is None:
             raise NotFound("NoSuchKey", f"object {key[:200]!r} does not exist")
-        if not _etag_matches(if_match, current.etag):
+        if not storage.etag_matches(if_match, current.etag):
             raise _precondition_failed()
 
 
@@ -154,18 +168,32 @@ def response_overrides(ctx: Ctx) -> dict[str, str]:
     return out
 
 
+def _directive(ctx: Ctx, *names: str) -> str:
+    """A copy's ``x-amz-metadata-directive`` or ``x-amz-tagging-directive``: COPY (the
+    default) or REPLACE; anything else is 400 ``InvalidArgument``, as S3 answers."""
+    headers = ctx.request.headers
+    value = next((headers[name] for name in names if name in headers), "COPY")
+    directive = value.strip().upper()
+    if directive not in _DIRECTIVES:
+        raise RequestInvalid("InvalidArgument", f"unknown {names[0]} {value[:40]!r}: use "
+                             "COPY or REPLACE")
+    return directive
+
+
 async def copy_object(ctx: Ctx) -> Response:
+    """CopyObject. COPY keeps the source's content type and metadata, REPLACE takes the
+    request's; ``x-amz-storage-class`` applies with either. Tags are never kept, so both
+    tagging directives give a copy without tags (``x-amz-tagging`` itself is refused)."""
     headers = ctx.request.headers
     source = copy_source(headers.get("x-amz-copy-source") or headers["x-obs-copy-source"])
-    directive = (headers.get("x-amz-metadata-directive")
-                 or headers.get("x-obs-metadata-directive") or "COPY").upper()
+    directive = _directive(ctx, "x-amz-metadata-directive", "x-obs-metadata-directive")
+    _directive(ctx, "x-amz-tagging-directive")
     new = new_object(ctx) if directive == "REPLACE" else None
-    if new is None and (source[0], source[1]) == (ctx.call.bucket, ctx.call.key):
-        raise RequestInvalid("InvalidRequest",
-                             "copying an object onto itself needs a REPLACE metadata directive")
+    storage_class = headers.get("x-amz-storage-class") or headers.get("x-obs-storage-class")
     await run_in_threadpool(check_write_conditions, ctx, ctx.call.bucket, ctx.call.key)
     info = await run_in_threadpool(storage.copy_object, ctx.services, ctx.project_id, source,
-                                   ctx.call.bucket, ctx.call.key, new, source_conditions(ctx))
+                                   ctx.call.bucket, ctx.call.key, new, source_conditions(ctx),
+                                   storage_class)
     return xml_response(ctx.request, "CopyObjectResult",
                         [("LastModified", info.created_at), ("ETag", info.etag)])
 
@@ -180,12 +208,6 @@ def _open(services: Services, project_id: str, bucket: str, key: str
         return opener(bucket, key)  # type: ignore[no-any-return]
     info = storage.head_object(services, project_id, bucket, key)
     return info, store.open_object(bucket, key)
-
-
-def _etag_matches(header: str, etag: str) -> bool:
-    wanted = etag.strip('"')
-    return any(item.strip() in ("*", etag) or item.strip().strip('"') == wanted
-               for item in header.split(","))
 
 
 def check_conditions(ctx: Ctx, info: ObjectInfo, prefix: str = "") -> int | None:
@@ -204,12 +226,12 @@ def check_conditions(ctx: Ctx, info: ObjectInfo, prefix: str = "") -> int | None
             return None
 
     if_match = headers.get(prefix + "if-match")
-    if if_match is not None and not _etag_matches(if_match, info.etag):
+    if if_match is not None and not storage.etag_matches(if_match, info.etag):
         return 412
     if if_match is None and since("if-unmodified-since") is True:
         return 412
     if_none = headers.get(prefix + "if-none-match")
-    if if_none is not None and _etag_matches(if_none, info.etag):
+    if if_none is not None and storage.etag_matches(if_none, info.etag):
         return 304
     if if_none is None and since("if-modified-since") is False:
         return 304
@@ -231,7 +253,12 @@ async def get_object(ctx: Ctx, *, send_body: bool = True) -> Response:
             return Response(b"", status_code=304, headers={
                 k: v for k, v in headers.items() if k in ("ETag", "Last-Modified",
                                                           "x-amz-request-id")})
-        wanted = parse_range(ctx.request.headers.get("range"), info.size)
+        if "partNumber" in call.query:
+            wanted = _part_slice(ctx, info, headers)
+        elif _range_applies(ctx, info):
+            wanted = parse_range(ctx.request.headers.get("range"), info.size)
+        else:
+            wanted = None
     except BaseException:
         file.close()
         raise
@@ -244,13 +271,74 @@ async def get_object(ctx: Ctx, *, send_body: bool = True) -> Response:
                              send_body=send_body)
 
 
+def _range_applies(ctx: Ctx, info: ObjectInfo) -> bool:
+    """``If-Range`` (RFC 9110 13.1.5): the Range is served only if the validator names the
+    current object exactly (its strong ETag, or its Last-Modified time); otherwise the whole
+    object is sent, so a client resuming a download never splices two versions."""
+    value = ctx.request.headers.get("if-range")
+    if value is None:
+        return True
+    value = value.strip()
+    if value.startswith(("W/", '"')):
+        return value == info.etag
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return False
+    return storage.same_second(info.created_at, when if when.tzinfo else
+                               when.replace(tzinfo=UTC))
+
+
+def _part_slice(ctx: Ctx, info: ObjectInfo, headers: dict[str, str]) -> tuple[int, int] | None:
+    """The slice GET/HEAD ``?partNumber=N`` asks for. Part boundaries of a multipart object
+    are not kept once it is complete, so only a one-part object is answered: part 1 is the
+    whole object (206, as S3 answers, with ``x-amz-mp-parts-count`` when it was a multipart
+    upload). A part of a multipart object of several parts is 501 ``NotImplemented`` (a Range
+    reads any slice), a part past the last is 416 ``InvalidPartNumber``, and a Range with a
+    part number is 400 ``InvalidRequest``, as S3 answers."""
+    number = multipart_uploads.parse_part_number(ctx.call.query["partNumber"])
+    if "range" in ctx.request.headers:
+        raise RequestInvalid("InvalidRequest",
+                             "cannot specify both a Range header and a partNumber")
+    match = _MULTIPART_ETAG.match(info.etag)
+    count = whole_number(match.group(1)) if match else None
+    if number > (count or 1):
+        raise ServiceError("InvalidPartNumber", f"the object has {count or 1} part(s); part "
+                           f"{number} is not satisfiable", status=416)
+    if count is not None:
+        headers["x-amz-mp-parts-count"] = str(count)
+        if count > 1:
+            raise ServiceError("NotImplemented", f"reading part {number} of a {count}-part "
+                               "object is not implemented: part boundaries are not kept once "
+                               "an upload is complete; read it with a Range", status=501)
+    return (0, info.size) if info.size else None
+
+
 async def head_object(ctx: Ctx) -> Response:
     return await get_object(ctx, send_body=False)
 
 
+def delete_condition(ctx: Ctx) -> storage.DeleteCondition | None:
+    """The conditions of a DeleteObject: ``If-Match``, ``x-amz-if-match-size`` and
+    ``x-amz-if-match-last-modified-time`` (400 ``InvalidArgument`` for a malformed value)."""
+    headers = ctx.request.headers
+    etag = headers.get("if-match")
+    size_text = headers.get("x-amz-if-match-size")
+    modified = headers.get("x-amz-if-match-last-modified-time")
+    if etag is None and size_text is None and modified is None:
+        return None
+    size = whole_number(size_text.strip()) if size_text is not None else None
+    if size_text is not None and size is None:
+        raise RequestInvalid("InvalidArgument", "x-amz-if-match-size is not a whole number")
+    return storage.DeleteCondition(
+        etag=etag, size=size,
+        last_modified=None if modified is None else http_time(
+            "x-amz-if-match-last-modified-time", modified))
+
+
 async def delete_object(ctx: Ctx) -> Response:
     await run_in_threadpool(storage.delete_object, ctx.services, ctx.project_id,
-                            ctx.call.bucket, ctx.call.key)
+                            ctx.call.bucket, ctx.call.key, delete_condition(ctx))
     return empty_response(ctx.request, status=204)
 
 
@@ -260,5 +348,6 @@ async def object_acl(ctx: Ctx) -> Response:
     return acl_response(ctx)
 
 
-__all__ = ["check_write_conditions", "copy_object", "copy_source", "delete_object", "get_object",
-           "head_object", "http_date", "object_acl", "put_object", "source_conditions"]
+__all__ = ["check_write_conditions", "copy_object", "copy_source", "delete_condition",
+           "delete_object", "get_object", "head_object", "http_date", "http_time", "object_acl",
+           "put_object", "source_conditions"]

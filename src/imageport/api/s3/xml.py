@@ -11,9 +11,13 @@ from __future__ import annotations
 
 import xml.etree.ElementTree as ET
 from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import cast
 
+from imageport.numbers import whole_number
 from imageport.service.errors import RequestInvalid
+from imageport.service.storage import DeleteCondition, DeleteEntry
 
 NS = "http://s3.amazonaws.com/doc/2006-03-01/"
 Child = tuple[str, "str | int | bool | Sequence[Child] | None"]
@@ -95,20 +99,80 @@ def complete_parts(body: bytes) -> list[tuple[int, str]]:
 
 def delete_keys(body: bytes) -> tuple[list[str], bool]:
     """The keys of a ``<Delete>`` body and whether ``<Quiet>true</Quiet>`` was asked."""
+    entries, quiet = delete_entries(body)
+    return [entry.key for entry in entries], quiet
+
+
+def _timestamp(text: str) -> datetime:
+    """An XML timestamp (ISO 8601, ``2024-11-06T06:21:08.000Z``), as botocore writes them."""
+    try:
+        value = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+    except ValueError as exc:
+        raise RequestInvalid("MalformedXML", f"{text[:40]!r} is not a timestamp") from exc
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+def _delete_entry(obj: ET.Element) -> DeleteEntry:
+    """One ``<Object>``: its key, and the conditions its ``<ETag>``, ``<Size>`` and
+    ``<LastModifiedTime>`` set (S3's conditional DeleteObjects)."""
+    etag, size_text = child_text(obj, "ETag"), child_text(obj, "Size")
+    modified = child_text(obj, "LastModifiedTime")
+    size = None
+    if size_text is not None:
+        size = whole_number(size_text.strip())
+        if size is None:
+            raise RequestInvalid("MalformedXML", "an Object's Size is not a whole number")
+    condition = None
+    if etag is not None or size is not None or modified is not None:
+        condition = DeleteCondition(
+            etag=etag.strip() if etag is not None else None, size=size,
+            last_modified=_timestamp(modified) if modified is not None else None)
+    version = child_text(obj, "VersionId")
+    return DeleteEntry(child_text(obj, "Key") or "", condition,
+                       version.strip() if version is not None else None)
+
+
+def delete_entries(body: bytes) -> tuple[list[DeleteEntry], bool]:
+    """The ``<Object>`` entries of a ``<Delete>`` body (key, version, conditions) and whether
+    ``<Quiet>true</Quiet>`` was asked."""
     doc = parse(body, "Delete")
-    keys = [child_text(obj, "Key") or "" for obj in children(doc, "Object")]
+    entries = [_delete_entry(obj) for obj in children(doc, "Object")]
     quiet = (child_text(doc, "Quiet") or "").strip().lower() == "true"
-    return keys, quiet
+    return entries, quiet
+
+
+@dataclass(frozen=True, slots=True)
+class BucketConfiguration:
+    """A CreateBucketConfiguration body: the region asked for, and the names of the other
+    elements it has (S3's directory-bucket ``Location``/``Bucket``, ``Tags``), which the
+    caller refuses."""
+
+    location: str | None = None
+    others: tuple[str, ...] = ()
+
+
+def bucket_configuration(body: bytes) -> BucketConfiguration:
+    """The CreateBucketConfiguration of a CreateBucket body (empty body: nothing asked). The
+    region is ``LocationConstraint``, or OBS's ``Location`` when that is text (S3's
+    ``Location`` has children: an availability zone of a directory bucket)."""
+    if not body.strip():
+        return BucketConfiguration()
+    doc = parse(body, "CreateBucketConfiguration")
+    location = None
+    others = []
+    for child in doc:
+        name = local_name(child.tag)
+        if name == "LocationConstraint" or (name == "Location" and len(child) == 0):
+            location = (child.text or "").strip() or None
+        else:
+            others.append(name)
+    return BucketConfiguration(location, tuple(others))
 
 
 def location_constraint(body: bytes) -> str | None:
     """The region of a CreateBucketConfiguration body (``LocationConstraint``, or OBS's
     ``Location``), None when the body is empty."""
-    if not body.strip():
-        return None
-    doc = parse(body, "CreateBucketConfiguration")
-    value = child_text(doc, "LocationConstraint") or child_text(doc, "Location")
-    return value.strip() if value else None
+    return bucket_configuration(body).location
 
 
 def _fill(parent: ET.Element, items: Sequence[Child]) -> None:
