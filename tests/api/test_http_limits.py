@@ -31,7 +31,9 @@ RESPONSE = re.compile(rb"HTTP/1\.1 (\d{3}) [^\r]*\r\n((?:[^\r]+\r\n)*)\r\n")
 
 
 async def counting_app(scope: Any, receive: Any, send: Any) -> None:
-    """Reads the whole body and answers its size (or ``pause`` seconds later, first)."""
+    """Reads the whole body and answers its size (or ``pause`` seconds later, first; or
+    ``listen`` seconds after the body, while waiting for a disconnect as starlette's streaming
+    responses do: that ``receive()`` asks uvicorn to read on)."""
     size = 0
     query = scope.get("query_string", b"")
     if query.startswith(b"pause="):
@@ -43,10 +45,16 @@ async def counting_app(scope: Any, receive: Any, send: Any) -> None:
         size += len(message.get("body", b""))
         if not message.get("more_body"):
             break
+    listener = None
+    if query.startswith(b"listen="):
+        listener = asyncio.ensure_future(receive())
+        await asyncio.sleep(float(query[7:]))
     body = str(size).encode()
     await send({"type": "http.response.start", "status": 200,
                 "headers": [(b"content-length", str(len(body)).encode())]})
     await send({"type": "http.response.body", "body": body})
+    if listener is not None:
+        await listener
 
 
 class FakeTransport(asyncio.Transport):
@@ -284,6 +292,54 @@ def test_oversized_head_pipelined_behind_a_request_is_refused_after_its_response
         assert transport.statuses() == [200, 431]
         assert transport.closing
     run(scenario)
+
+
+@pytest.mark.parametrize("first", ["/?pause=0.1", "/?listen=0.1"])
+def test_one_request_at_most_waits_and_reading_stays_paused_until_its_turn(first: str) -> None:
+    """uvicorn parsed all it received and queued every request (~2 KB each for ~32 bytes), and
+    each ``receive()`` of the request being served read on: memory without bound."""
+    async def scenario() -> None:
+        transport = Listener().connect()
+        post = b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello"
+        await send(transport, get(first) + (get("/") + post) * 100)
+        protocol = transport.protocol
+        assert len(protocol.pipeline) == 1
+        assert not transport.reading
+        await settle(0.2)
+        assert transport.responses() == [(200, b"0")] + [(200, b"0"), (200, b"5")] * 100
+        assert transport.reading and not protocol.pipeline
+        assert not transport.closing
+    run(scenario)
+
+
+@pytest.mark.parametrize("piece", [None, 1, 5, 64 * KiB])
+def test_requests_pipelined_after_a_chunked_body_wait_one_at_a_time(piece: int | None) -> None:
+    """The heads behind a chunked body are not parsed in the same slice as its end (they were,
+    up to 64 KiB of them); chunk data that looks like the end does not end it."""
+    async def scenario() -> None:
+        transport = Listener().connect()
+        chunked = (b"PUT /?pause=0.1 HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+                   b"6;ext=1\r\n\r\n\r\nab\r\n" + b"A\r\n\r\n0\r\n\r\nxyz\r\n"
+                   b"0\r\nX-Trailer: 1\r\n\r\n")
+        await send(transport, chunked + get("/") * 100, piece)
+        assert len(transport.protocol.pipeline) <= 1
+        await settle(0.2)
+        assert transport.responses() == [(200, b"16")] + [(200, b"0")] * 100
+    run(scenario)
+
+
+def test_client_gone_while_a_request_waits_is_not_written_to(
+        caplog: pytest.LogCaptureFixture) -> None:
+    """uvicorn told only the request waiting that the client had gone: the one being served
+    wrote to the closed transport (uvloop raises) and an error was logged."""
+    async def scenario() -> None:
+        transport = Listener().connect()
+        await send(transport, get("/?pause=0.1") + get("/"))
+        transport.close()
+        await settle(0.2)
+        assert transport.written == b""
+    run(scenario)
+    assert not [record for record in caplog.records if record.levelname == "ERROR"]
 
 
 @pytest.mark.parametrize("piece", [None, 7, 64 * KiB])

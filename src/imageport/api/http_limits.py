@@ -10,7 +10,11 @@ client that never authenticates can make the server hold:
   first byte of the next one stops it, so a head sent a byte at a time (or a connection that
   sends nothing) is kept for ever; nor the body: a request whose body stops half-way waits for
   ever;
-* nothing limits connections (``limit_concurrency`` answers 503 but still accepts and keeps them).
+* nothing limits connections (``limit_concurrency`` answers 503 but still accepts and keeps them);
+* nothing limits pipelining: uvicorn parses all it reads and queues each request that must wait
+  for the response before it (~2 KB for a 32-byte ``GET``), and every ``receive()`` of the
+  request being served reads on: eight connections that pipeline 4 MiB of requests each and
+  read no answer took the server from 66 MiB to 2.4 GiB.
 
 :class:`LimitedHttpToolsProtocol` is uvicorn's protocol with those bounds (one subclass per
 listener, from :func:`protocol_class`, so each counts its own connections):
@@ -22,6 +26,16 @@ listener, from :func:`protocol_class`, so each counts its own connections):
   ends at the head's blank line, so the next pipelined request is counted on its own. Chunk-size
   lines and trailers of a chunked body are held to the same header cap (431), give or take one
   :data:`CHUNKED_SLICE`.
+* **pipelining**: once a complete head has to wait for the response before it (uvicorn's
+  ``pipeline``), nothing more is parsed: the rest of that read (one read of the transport,
+  256 KiB at most) is held back unparsed and reading stays paused, whoever asks (a
+  ``receive()`` too), until that response is complete; then the waiting request starts and the
+  held bytes are parsed first (its body, up to the next head, which waits in turn). So a
+  connection holds one request being served, one waiting and one read. A chunked body is
+  followed through its chunk-size lines and its last slice ends at the blank line ending it,
+  so no head behind it is parsed in the same slice. Answers are bounded too: uvicorn writes a
+  response only when the transport's buffer is below its high-water mark (64 KiB), and the
+  next request starts only after it.
 * **head timeout**: a head must be complete :attr:`HttpLimits.head_timeout` seconds after the
   connection opened or the previous response ended (408, or a plain close when nothing came).
 * **body timeout**: while the application waits for body bytes (reading is not paused by flow
@@ -41,9 +55,12 @@ Every refusal is answered in the listener's error shape (S3 XML or the image API
 :data:`CLOSE_GRACE_SECONDS` (a client that does not read its answer) is aborted. Throughput is
 not paid for: a body with a ``Content-Length`` is handed to the parser as it arrives (exactly the
 bytes of the body, so the next head is counted), and the timers are one per connection that
-re-arms itself, not one per read. ``Expect: 100-continue``, keep-alive and pipelining work as in
-uvicorn. A request asking for another protocol (``Upgrade``, ``CONNECT``) is answered as plain
-HTTP and its connection then ends (uvicorn kept it open, with a parser that read nothing more).
+re-arms itself, not one per read. ``Expect: 100-continue``, keep-alive and pipelining (answers
+in order) work as in uvicorn. A request asking for another protocol (``Upgrade``, ``CONNECT``)
+is answered as plain HTTP and its connection then ends (uvicorn kept it open, with a parser that
+read nothing more). A client that goes away is noticed by the request being served (uvicorn
+told only the last one parsed, which is the one waiting when there is one: the other wrote to
+the closed transport, which uvloop refuses, and logged an error).
 """
 
 from __future__ import annotations
@@ -59,9 +76,14 @@ from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
 
 import httptools
+from uvicorn._types import ASGI3Application
 from uvicorn.config import Config
-from uvicorn.protocols.http.flow_control import FlowControl
-from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
+from uvicorn.protocols.http.flow_control import HIGH_WATER_LIMIT, FlowControl
+from uvicorn.protocols.http.httptools_impl import (
+    STATUS_LINE,
+    HttpToolsProtocol,
+    RequestResponseCycle,
+)
 from uvicorn.server import ServerState
 
 from imageport import metrics
@@ -74,8 +96,7 @@ MAX_HEADER_FIELDS = 100
 """Most header lines (and trailer lines) in one request (Apache's ``LimitRequestFields``)."""
 CHUNKED_SLICE = 64 * KiB
 """Largest piece of a chunked body handed to the parser at once: how far past the header cap
-the trailers of a chunked body (or the head of a request pipelined after one) can get before
-they are counted."""
+a chunk-size line or the trailers of a chunked body can get before they are counted."""
 CLOSE_GRACE_SECONDS = 5.0
 """How long a closing connection may take to flush its last bytes before it is aborted."""
 FD_RESERVE = 1024
@@ -234,14 +255,22 @@ class _WatchedFlow(FlowControl):
     """uvicorn's flow control, telling the protocol each time the application asks for body
     bytes (every ``receive()`` resumes reading, right after it sends a ``100 Continue`` owed)
     and whether reading had been paused: the body clock then starts again, as the client
-    could not send while the server was not reading."""
+    could not send while the server was not reading.
 
-    def __init__(self, transport: asyncio.Transport,
-                 on_resume: Callable[[bool], None]) -> None:
+    While the protocol holds input back (``held_back()``: a pipelined request waits for the
+    response before it), reading stays paused whoever asks: uvicorn resumes it on every
+    ``receive()`` of the request being served, which let one connection queue requests
+    without end. The protocol resumes it itself once the request waiting has started."""
+
+    def __init__(self, transport: asyncio.Transport, on_resume: Callable[[bool], None],
+                 held_back: Callable[[], bool]) -> None:
         super().__init__(transport)
         self._on_resume = on_resume
+        self._held_back = held_back
 
     def resume_reading(self) -> None:
+        if self._held_back():
+            return
         self._on_resume(self.read_paused)
         super().resume_reading()
 
@@ -267,13 +296,21 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         # the request head being received
         self._head_open = True
         self._head_bytes = 0
-        self._head_tail = b""
+        self._tail = b""                        # last bytes fed of a head or a chunked body
         self._url_bytes = 0
         self._fields = 0
         # the request body being received
         self._body_left: int | None = None      # bytes to come of a Content-Length body
         self._body_seen = False
         self._framing_run = 0
+        self._chunk_left = 0                    # of a chunked body: data + CRLF of a chunk
+        self._size_line = b""                   # a chunk-size line begun in an earlier read
+        self._last_chunk = False                # the size-0 chunk began: trailers follow
+        # input not yet fed to the parser, from ``_held_at`` on: it follows a pipelined
+        # request that waits for the response before it (one read of the transport at most)
+        self._held = b""
+        self._held_at = 0
+        self._serving: RequestResponseCycle | None = None  # the request being served
         # clocks (loop time)
         self._head_since = 0.0
         self._body_clock = 0.0                  # when the body last made progress
@@ -289,7 +326,7 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
         now = self.loop.time()
-        self.flow = _WatchedFlow(transport, self._reading_resumed)
+        self.flow = _WatchedFlow(transport, self._reading_resumed, self._holding)
         self._head_since = self._body_clock = now
         host = self.client[0] if self.client else ""
         key = client_key(host)
@@ -309,6 +346,15 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
+        self._held = b""
+        self.pipeline.clear()  # a request still waiting will not be served
+        serving = self._serving
+        if serving is not None and not serving.response_complete:
+            # uvicorn tells only the last request parsed (``self.cycle``), which is not the
+            # one being served when another waits: that one wrote to the closed transport
+            # (uvloop raises) and logged an error for each such connection
+            serving.disconnected = True
+            serving.message_event.set()
         super().connection_lost(exc)
 
     def pause_writing(self) -> None:
@@ -329,23 +375,46 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         self._unset_keepalive_if_required()
         if self._ended:
             return
+        if self._holding():
+            # reading is paused; what a transport still hands over waits with the rest
+            self._held = self._held[self._held_at:] + data
+            self._held_at = 0
+            self.flow.pause_reading()
+            return
+        self._feed(data, 0)
+
+    def _holding(self) -> bool:
+        """Whether input is held back: a pipelined request waits for the response before
+        it, or bytes received after it are not yet parsed."""
+        return bool(self.pipeline) or self._held_at < len(self._held)
+
+    def _feed(self, data: bytes, pos: int) -> None:
+        """Hand ``data[pos:]`` to the parser in slices (see the module docstring). Once a
+        complete head waits for the response before it (uvicorn queued it in
+        ``pipeline``), the rest is held back, unparsed, and reading stays paused until that
+        response is complete (:meth:`_release`): a connection queues one request at most."""
         end = len(data)
         view = memoryview(data)
-        pos = 0
         while pos < end:
+            if self.pipeline:
+                self._held, self._held_at = data, pos
+                self.flow.pause_reading()
+                return
             in_head = self._head_open
             if in_head:
-                stop = pos + self._head_slice(data, pos, end)
+                room = self.limits.max_header_bytes + self._url_bytes - self._head_bytes
+                stop = pos + self._cut(data, pos, end, room)
             elif self._body_left:
                 stop = min(end, pos + self._body_left)
             else:
-                stop = min(end, pos + CHUNKED_SLICE)
+                stop = pos + self._chunked_cut(data, pos, end)
             if in_head:
                 self._head_bytes += stop - pos
-                self._head_tail = (self._head_tail + data[max(pos, stop - 3):stop])[-3:]
+            if self._body_left is None:
+                self._tail = (self._tail + data[max(pos, stop - 3):stop])[-3:]
             self._body_seen = False
             try:
-                self.parser.feed_data(data if stop - pos == end else view[pos:stop])
+                self.parser.feed_data(data if pos == 0 and stop == end else view[pos:stop])
             except httptools.HttpParserUpgrade:
                 # the service speaks no other protocol: the request is answered as plain HTTP
                 # and the connection ends after it (llhttp parses nothing more on it)
@@ -368,13 +437,47 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
                     return
             pos = stop
 
-    def _head_slice(self, data: bytes, pos: int, end: int) -> int:
-        """How many bytes from ``pos`` to hand to the parser while a head is incomplete: no
-        more than the header cap still allows (the URL's bytes are capped on their own), and
-        no further than the blank line ending the head."""
-        room = self.limits.max_header_bytes + self._url_bytes - self._head_bytes
-        size = min(room, end - pos)
-        tail = self._head_tail
+    def _chunked_cut(self, data: bytes, pos: int, end: int) -> int:
+        """How many bytes of a chunked body to hand to the parser from ``pos``: whole chunks
+        (at most :data:`CHUNKED_SLICE`), followed through their size lines here, and from the
+        last chunk on no further than the blank line that ends the body, so that a head
+        pipelined behind it starts a slice of its own (it is counted, and waits). The state
+        kept assumes the slice is fed (the parser takes it all or the connection ends); a
+        size line this does not understand is one the parser refuses (then any blank line may
+        end the body)."""
+        if self._last_chunk:
+            return self._cut(data, pos, end, CHUNKED_SLICE)
+        limit = min(end, pos + CHUNKED_SLICE)
+        at = pos
+        while at < limit:
+            if self._chunk_left:  # chunk data and the CRLF after it
+                step = min(self._chunk_left, limit - at)
+                self._chunk_left -= step
+                at += step
+                continue
+            eol = data.find(b"\n", at, limit)
+            if eol < 0:  # the size line goes on in the next read (the framing cap bounds it)
+                self._size_line += data[at:limit]
+                return limit - pos
+            line, self._size_line = self._size_line + data[at:eol], b""
+            at = eol + 1
+            try:
+                size = int(line.split(b";", 1)[0].rstrip(b"\r"), 16)
+            except ValueError:
+                size = 0
+            if size <= 0:
+                self._last_chunk = True
+                break
+            self._chunk_left = size + 2
+        return at - pos
+
+    def _cut(self, data: bytes, pos: int, end: int, most: int) -> int:
+        """How many bytes from ``pos`` to hand to the parser in one slice: at most ``most``
+        (for a head: what the header cap still allows, the URL's bytes are capped on their
+        own), and no further than the first blank line (``\\r\\n\\r\\n``, counting the bytes
+        fed before): where a head ends, and where the last chunk of a chunked body does."""
+        size = min(most, end - pos)
+        tail = self._tail
         if tail:
             found = (tail + data[pos:pos + 3]).find(_TERMINATOR)
             if found >= 0:
@@ -405,8 +508,12 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
 
     def on_headers_complete(self) -> None:
         self._head_open = False
+        self._tail = b""
         self._body_left = None
         self._framing_run = 0
+        self._chunk_left = 0
+        self._size_line = b""
+        self._last_chunk = False
         self._body_clock = self.loop.time()
         self._progress = 0
         length = None
@@ -440,7 +547,7 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
     def on_message_complete(self) -> None:
         self._head_open = True
         self._head_bytes = 0
-        self._head_tail = b""
+        self._tail = b""
         self._body_left = None
         self._head_since = self.loop.time()
         super().on_message_complete()
@@ -451,6 +558,27 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
             self._close(self._deferred, answer=True)
             self._deferred = None
         super().on_response_complete()  # does nothing more on a closing transport
+        self._release()
+
+    def _start_asgi_task(self, cycle: RequestResponseCycle, app: ASGI3Application) -> None:
+        self._serving = cycle
+        super()._start_asgi_task(cycle, app)
+
+    def _release(self) -> None:
+        """A response is complete and the request that waited for it started (uvicorn's
+        ``on_response_complete``): hand the parser the input held back (its body, up to the
+        next head, which waits in turn) and read again, unless a request waits again or the
+        body buffer is full (the application's next ``receive()`` resumes reading then)."""
+        if self._ended or self.transport.is_closing():
+            return
+        held, at = self._held, self._held_at
+        self._held, self._held_at = b"", 0
+        if at < len(held):
+            self._feed(held, at)
+        cycle = self.cycle
+        if not (self._ended or self.pipeline or self.transport.is_closing()
+                or (cycle is not None and len(cycle.body) > HIGH_WATER_LIMIT)):
+            self.flow.resume_reading()
 
     def _stop(self, refusal: Refusal) -> None:
         self._refusal = refusal

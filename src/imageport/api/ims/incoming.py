@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from urllib.parse import quote
 
 from starlette.concurrency import run_in_threadpool
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 
 from imageport.api.ims.errors import service_error
@@ -167,6 +167,9 @@ def endpoint(services: Services, view: View, *,
             return await run_in_threadpool(run, request, body)
         except ServiceError as error:
             return service_error(error, request)
+        except ClientDisconnect:  # gone before its body ended: nothing was done, nobody reads
+            return service_error(RequestInvalid("IMG.0001", "the client went away before the "
+                                                "request body ended"), request)
 
     handle.__name__ = view.__name__
     handle.__doc__ = view.__doc__
