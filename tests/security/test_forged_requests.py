@@ -13,6 +13,8 @@ import base64
 import hashlib
 import hmac
 import json
+import socket
+import time
 import zlib
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -341,3 +343,35 @@ def test_trailer_checksums_are_verified(server: ServeProcess, trailer: str) -> N
     listed = s3_client(server, alpha).list_objects_v2(Bucket="victim",
                                                       Prefix=f"trailer-{trailer}")
     assert listed.get("KeyCount") == 0
+
+
+def test_a_dropped_data_upload_cannot_be_finished_with_another_image(
+        server: ServeProcess) -> None:
+    """Round 2 of the review, H1: an SDK-signed Glance upload (UNSIGNED-PAYLOAD) whose
+    connection dropped had its signature given back; whoever logged its headers then sent
+    their own image with them, and the import job ran on it."""
+    alpha = server.keys["alpha"]
+    created = send(server, sdk_signed(server, alpha, "POST", "/v2/images", json.dumps(
+        {"name": "dropped", "disk_format": "qcow2", "container_format": "bare"}).encode()))
+    assert created.status_code == 201, created.text
+    image_id = created.json()["id"]
+    headers = {"Content-Type": "application/octet-stream",
+               "X-Sdk-Date": datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ"),
+               "X-Project-Id": alpha.project_id}
+    req = SdkRequest(method="PUT", schema="http", host=server.ims_url.split("//")[1],
+                     resource_path=f"/v2/images/{image_id}/file", query_params=[],
+                     header_params=headers, body=b"\0" * 1024)
+    Signer(SimpleNamespace(ak=alpha.access_key, sk=alpha.secret_key)).sign(req)
+    assert req.header_params["X-Sdk-Content-Sha256"] == "UNSIGNED-PAYLOAD"
+    host, port = server.ims_url.removeprefix("http://").rsplit(":", 1)
+    head = (f"PUT {req.resource_path} HTTP/1.1\r\nHost: {req.header_params['Host']}\r\n"
+            + "".join(f"{k}: {v}\r\n" for k, v in req.header_params.items() if k != "Host")
+            + "Content-Length: 1048576\r\n\r\n").encode()
+    with socket.create_connection((host, int(port)), timeout=10) as victim:
+        victim.sendall(head + b"\0" * 4096)  # then the victim's connection drops
+        time.sleep(0.3)
+    time.sleep(0.3)
+    forged = httpx.put(server.ims_url + req.resource_path, timeout=30,
+                       headers={k: v for k, v in req.header_params.items() if k != "Host"},
+                       content=b"attacker's image" * 4096)
+    assert (forged.status_code, error_code(forged)) == (401, "ReplayedRequest"), forged.text

@@ -280,3 +280,62 @@ def test_one_project_cannot_fill_the_memory(db_services: Services) -> None:
     # once its signatures have expired (their date plus the skew), the project has room again
     later = now + timedelta(seconds=db_services.settings.max_skew_seconds + 1)
     assert guard.first_use(replay_key("s3v2", "sig2"), "p1", signed_at=later, now=later)
+
+
+def test_a_used_signature_stays_used_until_the_row_is_purged(db_services: Services) -> None:
+    """Review of issue 9, round 2: at the instant a signature expired its row counted as gone
+    while the date check (read a moment earlier) still passed it: a copy got through."""
+    guard = ReplayGuard(db_services)
+    now = datetime.now(UTC)
+    signed = now - timedelta(seconds=db_services.settings.max_skew_seconds - 1)
+    key = replay_key("sdk-hmac", "edge")
+    assert guard.first_use(key, "p1", signed_at=signed, now=now)
+    for late in (1, 2, 60):
+        assert not guard.first_use(key, "p1", signed_at=signed,
+                                   now=now + timedelta(seconds=late))
+
+
+def test_one_projects_far_dated_signature_holds_back_no_other_count(
+        db_services: Services) -> None:
+    guard = ReplayGuard(db_services, per_project=1)
+    now = datetime.now(UTC)
+    skew = timedelta(seconds=db_services.settings.max_skew_seconds)
+    assert guard.first_use(replay_key("s3v2", "ahead"), "p1", signed_at=now + skew, now=now)
+    assert guard.first_use(replay_key("s3v2", "p2-1"), "p2", signed_at=now, now=now)
+    later = now + skew + timedelta(seconds=1)  # p2's first entry has expired, p1's has not
+    assert guard.first_use(replay_key("s3v2", "p2-2"), "p2", signed_at=later, now=later)
+
+
+def test_bucket_api_posts_are_single_use_even_with_a_signed_empty_body(
+        db_services: Services, two_keys: tuple[AccessKey, AccessKey]) -> None:
+    """A captured CreateMultipartUpload replayed a thousand times took the victim's places."""
+    alpha, _ = two_keys
+    initiate = s3_signed(alpha, "POST", "/bucket/big.raw?uploads", b"")
+    assert single_use("sigv4", initiate)
+    assert authenticate_request(db_services, initiate, schemes=S3).replay_key is not None
+    with pytest.raises(ServiceError) as err:
+        authenticate_request(db_services, initiate, schemes=S3)
+    assert err.value.code == "SlowDown"
+
+
+def test_an_unsigned_payload_write_is_never_given_back(
+        db_services: Services, two_keys: tuple[AccessKey, AccessKey]) -> None:
+    """Round 2, H1: a Glance upload sent with UNSIGNED-PAYLOAD whose connection dropped was
+    released, and its copy carried the attacker's image."""
+    alpha, _ = two_keys
+    headers = {"Content-Type": "application/octet-stream", "X-Project-Id": alpha.project_id,
+               "X-Sdk-Date": datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")}
+    req = SdkRequest(method="PUT", schema="http", host="127.0.0.1:8080",
+                     resource_path="/v2/images/5d87/file", query_params=[],
+                     header_params=headers, body=b"image data")
+    Signer(SimpleNamespace(ak=alpha.access_key, sk=alpha.secret_key)).sign(req)
+    assert req.header_params["X-Sdk-Content-Sha256"] == "UNSIGNED-PAYLOAD"
+    split = urlsplit(req.url)
+    upload = SignedRequest("PUT", split.path, split.query,
+                           {**req.header_params, "Content-Length": "10"}, None)
+    used = authenticate_request(db_services, upload, schemes=IMS, unsigned_payload=True)
+    assert used.replay_key is not None and not used.releasable
+    release(db_services, used)  # the API layer calls it when the body does not arrive
+    with pytest.raises(Unauthenticated) as err:
+        authenticate_request(db_services, upload, schemes=IMS, unsigned_payload=True)
+    assert err.value.code == "ReplayedRequest"

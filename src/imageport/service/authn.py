@@ -15,7 +15,8 @@ changes something (not GET/HEAD/OPTIONS) and:
 
 * it is signed with ``SDK-HMAC-SHA256`` (every image-API write and the token endpoint: the
   vendor's API has no idempotent retries of identical signed writes to preserve), or
-* it is a bucket-API request whose *body the signature does not cover*, with or without a
+* it is a bucket-API POST (initiate, complete, batch delete: each creates or ends something),
+  or a bucket-API request whose *body the signature does not cover*, with or without a
   body: SigV4 with ``UNSIGNED-PAYLOAD`` or ``STREAMING-UNSIGNED-PAYLOAD-TRAILER`` and no signed
   body digest (``Content-MD5``, ``x-amz-checksum-sha256``/``-sha1``, which the views verify), or
   a v2 (``AWS``/``OBS``) signature without ``Content-MD5``. Anyone holding such a request could
@@ -32,7 +33,8 @@ A replay is answered as the API's clients best take it: on the bucket API 503 ``
 (SDKs retry it, signing again with a new date, so a client's own retry of a request that failed
 succeeds and an attacker's copy never does); on the image API 401 ``ReplayedRequest``. An
 image-API write that fails on the server's side (5xx) or whose client went away is forgotten
-again by :func:`release`: its body is signed, so a copy can only repeat the same operation.
+again by :func:`release` when its body hash is signed (not ``UNSIGNED-PAYLOAD``), so that a
+copy can only repeat the same operation.
 
 Every failure is :class:`Unauthenticated` with the verifier's code, so the API layers answer in
 their own dialect.
@@ -143,9 +145,10 @@ def _verify(
     services: Services,
     virtual_bucket: str | None,
     unsigned_payload: bool,
+    now: datetime,
 ) -> str:
-    """The access key that signed ``request`` with ``scheme``; SignatureError otherwise."""
-    now = services.clock()
+    """The access key that signed ``request`` with ``scheme`` (its date checked against
+    ``now``); SignatureError otherwise."""
     skew = timedelta(seconds=services.settings.max_skew_seconds)
     if scheme == "sdk-hmac":
         return sdk_hmac.verify(request, secret_for, now, max_skew=skew,
@@ -163,9 +166,12 @@ def single_use(scheme: str, request: SignedRequest) -> bool:
     """Whether ``request``, signed with ``scheme``, may be accepted only once (see the module
     docstring: writes of the image API, and bucket-API writes whose body is not signed),
     whether or not it has a body: a bodiless original must not become a copy with one."""
-    if request.method.upper() in _READS or scheme in QUERY_SCHEMES:
+    method = request.method.upper()
+    if method in _READS or scheme in QUERY_SCHEMES:
         return False
-    if scheme == "sdk-hmac":
+    if scheme == "sdk-hmac" or method == "POST":
+        # every bucket-API POST creates or ends something (an upload, a completion, a batch
+        # delete): a copy of a captured one would take the victim's open-upload places
         return True
     if scheme == "sigv4":
         if request.header("x-amz-content-sha256") not in _UNCOVERED_SIGV4:
@@ -179,12 +185,14 @@ def single_use(scheme: str, request: SignedRequest) -> bool:
 
 
 def _use_up(services: Services, scheme: str, request: SignedRequest, project_id: str,
-            key: str) -> None:
-    """Record the single-use ``request``'s signature ``key``, or refuse it as a replay."""
+            key: str, now: datetime) -> None:
+    """Record the single-use ``request``'s signature ``key``, or refuse it as a replay
+    (``now``: the time its date was checked against)."""
     signed_at: datetime = _SIGNED_AT[scheme](request)
     first = guard_of(services).first_use(
-        key, project_id, signed_at=signed_at, now=services.clock(),
-        bodiless=not declares_body(request), repeatable_bodiless=scheme != "sdk-hmac")
+        key, project_id, signed_at=signed_at, now=now,
+        bodiless=not declares_body(request),
+        repeatable_bodiless=scheme != "sdk-hmac" and request.method.upper() != "POST")
     if first:
         return
     if scheme == "sdk-hmac":
@@ -227,18 +235,24 @@ def authenticate_request(
         raise Unauthenticated("AccessDenied", f"{scheme} signatures are not accepted here")
     mode = _streaming_mode(request) if scheme.startswith("sigv4") else None
     found = _Secrets(services)
+    now = services.clock()  # one reading for the date check and the replay memory
     try:
-        access = _verify(scheme, request, found, services, virtual_bucket, unsigned_payload)
+        access = _verify(scheme, request, found, services, virtual_bucket, unsigned_payload,
+                         now)
         chain = (sigv4_streaming.chain_for(request, found.secrets[access])
                  if scheme == "sigv4" and mode == sigv4_streaming.SIGNED_CHUNKS else None)
         key = (replay_key(scheme, _SIGNATURE_OF[scheme](request))
                if single_use(scheme, request) else None)
         if key is not None:
-            _use_up(services, scheme, request, found.projects[access], key)
+            _use_up(services, scheme, request, found.projects[access], key, now)
     except SignatureError as exc:
         raise Unauthenticated(exc.code, exc.message) from exc
+    # given back after a failure only when a copy could do nothing else: an SDK-HMAC request
+    # whose body hash is signed (never one sent with UNSIGNED-PAYLOAD)
+    releasable = (scheme == "sdk-hmac"
+                  and request.header("x-sdk-content-sha256") != sdk_hmac.UNSIGNED_PAYLOAD)
     return Authenticated(Principal(found.projects[access], access), key, chain,
-                         releasable=scheme == "sdk-hmac")
+                         releasable=releasable)
 
 
 def authenticate(

@@ -21,8 +21,8 @@ as new ones come.
 from __future__ import annotations
 
 import hashlib
+import heapq
 import threading
-from collections import deque
 from datetime import datetime
 
 from sqlalchemy import delete, insert, select
@@ -35,7 +35,10 @@ from imageport.service.errors import ServiceError
 PER_PROJECT = 100_000
 """Most live signatures one project may have in the memory (per server process)."""
 PURGE_EVERY = 1000
-"""Expired rows are deleted once every this many new ones."""
+"""Expired rows are deleted once every this many new ones..."""
+PURGE_MARGIN = 600.0
+"""...once they have been expired this many seconds: a row is never deleted while a signature
+it names could still pass a server's date check (a server with a later clock may purge)."""
 
 
 class RetryLater(ServiceError):
@@ -55,28 +58,24 @@ def replay_key(scheme: str, signature: str) -> str:
 
 
 class _ProjectCounts:
-    """Live entries per project that this process added, expiring with them."""
+    """Live entries per project that this process added, expiring with them (a min-heap of
+    expiries per project: one entry dated far ahead holds back no other)."""
 
     def __init__(self) -> None:
-        self._live: dict[str, int] = {}
-        self._expiries: deque[tuple[float, str]] = deque()  # in insertion order, nearly sorted
+        self._expiries: dict[str, list[float]] = {}
 
     def count(self, project_id: str, now: float) -> int:
-        while self._expiries and self._expiries[0][0] <= now:
-            _, owner = self._expiries.popleft()
-            self._drop(owner)
-        return self._live.get(project_id, 0)
+        heap = self._expiries.get(project_id)
+        if heap is None:
+            return 0
+        while heap and heap[0] <= now:
+            heapq.heappop(heap)
+        if not heap:
+            del self._expiries[project_id]
+        return len(heap)
 
     def add(self, project_id: str, expires: float) -> None:
-        self._live[project_id] = self._live.get(project_id, 0) + 1
-        self._expiries.append((expires, project_id))
-
-    def _drop(self, project_id: str) -> None:
-        left = self._live.get(project_id, 0) - 1
-        if left > 0:
-            self._live[project_id] = left
-        else:
-            self._live.pop(project_id, None)
+        heapq.heappush(self._expiries.setdefault(project_id, []), expires)
 
 
 class ReplayGuard:
@@ -106,14 +105,12 @@ class ReplayGuard:
             self._added += 1
             purge = self._added % PURGE_EVERY == 0
         with self._services.db.begin() as conn:
-            if purge:
-                conn.execute(delete(table).where(table.c.expires_at <= clock))
-            seen = conn.execute(select(table.c.expires_at, table.c.bodiless).where(
+            if purge:  # well after expiry: servers' clocks may differ by a little
+                conn.execute(delete(table).where(table.c.expires_at < clock - PURGE_MARGIN))
+            seen = conn.execute(select(table.c.bodiless).where(
                 table.c.signature_digest == key)).first()
-            if seen is not None and seen.expires_at > clock:
+            if seen is not None:  # used, however close to its expiry
                 return repeatable_bodiless and bodiless and bool(seen.bodiless)
-            if seen is not None:  # expired: the signature is refused by its date anyway
-                conn.execute(delete(table).where(table.c.signature_digest == key))
             try:
                 with conn.begin_nested():
                     conn.execute(insert(table).values(signature_digest=key,
