@@ -375,3 +375,41 @@ def test_a_dropped_data_upload_cannot_be_finished_with_another_image(
                        headers={k: v for k, v in req.header_params.items() if k != "Host"},
                        content=b"attacker's image" * 4096)
     assert (forged.status_code, error_code(forged)) == (401, "ReplayedRequest"), forged.text
+
+
+@pytest.mark.parametrize(("method", "path"), [
+    ("PUT", "/victim/disk.qcow2?annotation"), ("DELETE", "/victim/disk.qcow2?annotation"),
+    ("DELETE", "/victim?metadataConfiguration"), ("PUT", "/victim?abac"),
+    ("GET", "/victim/disk.qcow2?annotation")])
+def test_an_unknown_sub_resource_is_refused_not_routed_to_the_object(
+        server: ServeProcess, method: str, path: str) -> None:
+    """Round 2 of the review: S3's newer sub-resources (boto3's put/delete_object_annotation,
+    delete_bucket_metadata_table_configuration) were routed by method and path alone, so they
+    overwrote or deleted the object or the bucket itself."""
+    alpha = server.keys["alpha"]
+    body = b"just a note" if method == "PUT" else b""
+    headers = _s3_signed(server, alpha, method, path, body)
+    answer = httpx.request(method, server.s3_url + path, headers=headers, content=body)
+    assert answer.status_code == 501 and b"NotImplemented" in answer.content, answer.text
+    assert _object(server, "disk.qcow2") == b"\0" * 4096
+
+
+def test_a_path_that_is_not_utf8_is_a_client_error(server: ServeProcess) -> None:
+    answer = httpx.get(f"{server.s3_url}/victim/%ff", timeout=10)
+    assert answer.status_code == 400 and b"InvalidURI" in answer.content, answer.text
+    errors = [line for line in server.log_lines() if line.get("status") == 500]
+    assert errors == []
+
+
+def test_a_trailer_sent_twice_is_refused(server: ServeProcess) -> None:
+    alpha = server.keys["alpha"]
+    data = b"twice"
+    value = base64.b64encode(zlib.crc32(data).to_bytes(4, "big")).decode()
+    headers = _crt_signed(
+        server, alpha, "PUT", "/victim/twice.bin",
+        [("Content-Encoding", "aws-chunked"), ("x-amz-decoded-content-length", "5"),
+         ("x-amz-trailer", "x-amz-checksum-crc32")], "STREAMING-UNSIGNED-PAYLOAD-TRAILER")
+    body = (b"5\r\ntwice\r\n0\r\n" + f"x-amz-checksum-crc32:{value}\r\n".encode() * 2
+            + b"\r\n")
+    answer = httpx.put(f"{server.s3_url}/victim/twice.bin", headers=headers, content=body)
+    assert answer.status_code == 400 and b"IncompleteBody" in answer.content, answer.text

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import itertools
 import re
 from collections.abc import Iterator
 from datetime import datetime
@@ -35,12 +36,19 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServeProcess]:
         yield started
 
 
+_NONCES = itertools.count()
+
+
 def s3(server: ServeProcess, method: str, path: str, *, query: str = "",
        headers: dict[str, str] | None = None, body: bytes = b"",
        keys: Keys | None = None) -> httpx.Response:
     """A SigV4-signed bucket-API request of project alpha (every header signed)."""
     keys = keys or server.keys["alpha"]
     url = f"{server.s3_url}{path}" + (f"?{query}" if query else "")
+    if method == "POST" and query == "uploads":
+        # a bucket-API POST is single-use and two identical initiates signed in the same second
+        # would carry the same signature: a real client's come at different times
+        headers = {**(headers or {}), "x-amz-meta-nonce": str(next(_NONCES))}
     request = AWSRequest(method=method, url=url, data=body, headers={
         **(headers or {}), "x-amz-content-sha256": hashlib.sha256(body).hexdigest()})
     SigV4Auth(Credentials(keys.access_key, keys.secret_key), "s3", "local-1").add_auth(request)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import itertools
 import os
 import time
 import zlib
@@ -53,10 +54,17 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServeProcess]:
 
 # -- clients ------------------------------------------------------------------------------------
 
+_NONCES = itertools.count()
+
+
 def s3(server: ServeProcess, keys: Keys, method: str, path: str, *, query: str = "",
        headers: dict[str, str] | None = None, body: bytes = b"") -> httpx.Response:
     """A SigV4-signed bucket-API request (every header signed), sent as it is."""
     url = f"{server.s3_url}{path}" + (f"?{query}" if query else "")
+    if method == "POST" and query == "uploads":
+        # a bucket-API POST is single-use and two identical initiates signed in the same second
+        # would carry the same signature: a real client's come at different times
+        headers = {**(headers or {}), "x-amz-meta-nonce": str(next(_NONCES))}
     request = AWSRequest(method=method, url=url, data=body, headers={
         **(headers or {}), "x-amz-content-sha256": hashlib.sha256(body).hexdigest()})
     SigV4Auth(Credentials(keys.access_key, keys.secret_key), "s3", "local-1").add_auth(request)

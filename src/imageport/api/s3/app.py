@@ -43,6 +43,29 @@ _UNSUPPORTED = frozenset({
 })
 """Sub-resources this service does not implement (501 unless a view below answers them)."""
 
+_READ = frozenset({
+    # sub-resources the views serve
+    "location", "policy", "cors", "lifecycle", "tagging", "website", "uploads", "acl",
+    "versioning", "delete", "uploadId", "partNumber", "apiversion", "versionId",
+    # listing and paging
+    "prefix", "delimiter", "marker", "max-keys", "list-type", "continuation-token",
+    "start-after", "encoding-type", "fetch-owner", "max-uploads", "key-marker",
+    "upload-id-marker", "max-parts", "part-number-marker", "max-buckets", "bucket-region",
+    # response overrides of a GET
+    "response-cache-control", "response-content-disposition", "response-content-encoding",
+    "response-content-language", "response-content-type", "response-expires",
+    # presigned URLs' authentication (SigV4 and v2)
+    "X-Amz-Algorithm", "X-Amz-Credential", "X-Amz-Date", "X-Amz-Expires",
+    "X-Amz-SignedHeaders", "X-Amz-Signature", "X-Amz-Security-Token",
+    "AWSAccessKeyId", "Signature", "Expires",
+    # botocore names the operation in the query of some calls (``?x-id=PutObject``)
+    "x-id",
+})
+"""Query names the bucket API reads. Any other (``?annotation``, ``?metadataTable``, ...:
+S3 keeps adding sub-resources) answers 501: routed by method and path alone, a PUT or DELETE
+of an unknown sub-resource would overwrite or delete the object or bucket itself.
+``x-amz-*``/``x-obs-*`` names are judged as headers (:mod:`.request_features`)."""
+
 
 def _not_implemented(call: S3Call) -> ServiceError:
     names = sorted(_UNSUPPORTED.intersection(call.query))
@@ -129,8 +152,19 @@ def _object_view(call: S3Call) -> View:
     raise _not_allowed(call)
 
 
+def _unknown_parameter(call: S3Call) -> str | None:
+    for name in sorted(call.query):
+        if name not in _READ and name not in _UNSUPPORTED and \
+                not name.lower().startswith(("x-amz-", "x-obs-")):
+            return name
+    return None
+
+
 def route(call: S3Call) -> View:
     """The view for ``call`` (ServiceError 405/501 when there is none)."""
+    unknown = _unknown_parameter(call)
+    if unknown is not None:
+        raise ServiceError("NotImplemented", f"?{unknown[:64]} is not implemented", status=501)
     if not call.bucket:
         return _service_view(call)
     if not call.key:

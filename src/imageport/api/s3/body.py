@@ -201,9 +201,11 @@ class AwsChunkedDecoder:
             self._state = "end"
         else:
             name, _, value = text.partition(":")
-            if len(self.trailers) >= MAX_TRAILERS:
-                raise RequestInvalid("IncompleteBody", "too many aws-chunked trailers")
-            self.trailers[name.strip().lower()] = value.strip()
+            name = name.strip().lower()
+            if len(self.trailers) >= MAX_TRAILERS or name in self.trailers:
+                raise RequestInvalid("IncompleteBody", "too many aws-chunked trailers, or one "
+                                     "sent twice")
+            self.trailers[name] = value.strip()
 
 
 def keep_trailers(request: Request, decoder: AwsChunkedDecoder | None) -> None:

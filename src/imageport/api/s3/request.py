@@ -109,7 +109,10 @@ def parse_call(request: Request, s3_domain: str | None = None) -> S3Call:
         raise RequestInvalid("InvalidURI", "the request path or query is too long")
     query = _query(raw_query)
     headers = request.headers
-    path = unquote(raw_path, errors="strict") if "%" in raw_path else raw_path
+    try:
+        path = unquote(raw_path, errors="strict") if "%" in raw_path else raw_path
+    except UnicodeDecodeError as exc:  # "%ff": not UTF-8 (an unauthenticated 500 before)
+        raise RequestInvalid("InvalidURI", "the request path is not UTF-8 once decoded") from exc
     host_bucket = virtual_bucket(headers.get("host", ""), s3_domain)
     if host_bucket is None:
         bucket, _, key = path.lstrip("/").partition("/")
