@@ -23,6 +23,7 @@ setting                      meaning                                  default
 ``project_running_jobs``     jobs of one project running at once      0: half the workers
 ``project_job_limit``        unfinished jobs a project may have       20 (IMG.0194 beyond)
 ``project_storage_bytes``    bytes of stored images a project may use 1 TiB (0: no limit)
+``project_object_bytes``     bytes of objects, parts, staged uploads  1 TiB (0: no limit)
 ``free_space_reserve_bytes`` disk space a conversion must leave free  1 GiB
 ``project_open_uploads``     unfinished multipart uploads per project 1000 (0: no limit)
 ``http_*``                   HTTP limits of both listeners            see below
@@ -122,6 +123,9 @@ class Settings:
     project_job_limit: int = 20
     #: bytes of stored images (and of conversions under way) one project may hold (IMG.0015)
     project_storage_bytes: int = 1 * TiB
+    #: bytes of bucket objects, unfinished multipart parts and staged Glance data one project
+    #: may hold (S3 ``QuotaExceeded``)
+    project_object_bytes: int = 1 * TiB
     #: free disk space a conversion must leave in the data dir, beyond its own bound
     free_space_reserve_bytes: int = 1 * GiB
     #: unfinished multipart uploads one project may have open (403 QuotaExceeded beyond; S3
@@ -202,7 +206,8 @@ def load_settings(
     for name in ("check_cpu_seconds", "project_job_limit"):
         if getattr(settings, name) < 1:
             raise ValueError(f"{name} must be 1 or more")
-    for name in ("project_running_jobs", "project_storage_bytes", "free_space_reserve_bytes",
+    for name in ("project_running_jobs", "project_storage_bytes", "project_object_bytes",
+                 "free_space_reserve_bytes",
                  "project_open_uploads"):
         if getattr(settings, name) < 0:
             raise ValueError(f"{name} must be 0 or more")

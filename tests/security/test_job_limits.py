@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from botocore.exceptions import ClientError
 from huaweicloudsdkcore.exceptions.exceptions import ClientRequestException
 from huaweicloudsdkims.v2 import CreateImageRequest, CreateImageRequestBody, ShowJobRequest
 
@@ -149,3 +150,41 @@ def test_a_shared_cluster_bomb_is_refused_before_it_is_converted(
     assert time.monotonic() - started < 30
     stored = [p.stat().st_size for p in (slow_server.data_dir / "images").iterdir()]
     assert sum(stored) < 64 * MiB  # only the good images of the other tests
+
+
+def test_a_project_cannot_fill_the_disk_with_objects(tmp_path: Path) -> None:
+    """Round 2 of the review, M4: the byte quota covered images only; one project's objects
+    could take the disk the other projects' imports need."""
+    env = {"IMAGEPORT_PROJECT_OBJECT_BYTES": str(3 * MiB)}
+    with serve_process(tmp_path, env=env) as server:
+        alpha = s3_client(server, server.keys["alpha"])
+        alpha.create_bucket(Bucket="fill")
+        alpha.put_object(Bucket="fill", Key="a", Body=b"\1" * (2 * MiB))
+        with pytest.raises(ClientError) as err:
+            alpha.put_object(Bucket="fill", Key="b", Body=b"\2" * (2 * MiB))
+        assert err.value.response["Error"]["Code"] == "QuotaExceeded"
+        upload = alpha.create_multipart_upload(Bucket="fill", Key="c")["UploadId"]
+        with pytest.raises(ClientError) as err:
+            alpha.upload_part(Bucket="fill", Key="c", UploadId=upload, PartNumber=1,
+                              Body=b"\3" * (2 * MiB))
+        assert err.value.response["Error"]["Code"] == "QuotaExceeded"
+        with pytest.raises(ClientError) as err:
+            alpha.copy_object(Bucket="fill", Key="d", CopySource={"Bucket": "fill", "Key": "a"})
+        assert err.value.response["Error"]["Code"] == "QuotaExceeded"
+        assert [o["Key"] for o in alpha.list_objects_v2(Bucket="fill")["Contents"]] == ["a"]
+        beta = s3_client(server, server.keys["beta"])  # another project's own quota
+        beta.create_bucket(Bucket="other")
+        beta.put_object(Bucket="other", Key="b", Body=b"\2" * (2 * MiB))
+
+
+def test_no_upload_may_eat_the_disk_reserve(tmp_path: Path) -> None:
+    env = {"IMAGEPORT_FREE_SPACE_RESERVE_BYTES": str(1 << 60)}
+    with serve_process(tmp_path, env=env) as server:
+        alpha = s3_client(server, server.keys["alpha"])
+        alpha.create_bucket(Bucket="full")
+        with pytest.raises(ClientError) as err:
+            alpha.put_object(Bucket="full", Key="a", Body=b"\1" * 1024)
+        assert err.value.response["ResponseMetadata"]["HTTPStatusCode"] == 507
+        assert err.value.response["Error"]["Code"] == "InsufficientStorage"
+        assert "KeyCount" not in alpha.list_objects_v2(Bucket="full") or \
+            alpha.list_objects_v2(Bucket="full")["KeyCount"] == 0

@@ -4,9 +4,11 @@ and the room conversions hold against the storage quota and the free disk space.
 from __future__ import annotations
 
 import dataclasses
+import os
 import shutil
 import threading
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 from sqlalchemy import func, select
@@ -15,7 +17,7 @@ from imageport.adapters.db.schema import jobs
 from imageport.service.clock import time_text
 from imageport.service.context import Services
 from imageport.service.errors import RequestInvalid
-from imageport.service.job_limits import output_bound, room_for
+from imageport.service.job_limits import disk_room, output_bound, room_for
 from imageport.service.job_source import JobFailedError
 from imageport.service.jobs import insert_job
 from imageport.service.projects import create_project
@@ -88,3 +90,22 @@ def test_the_output_bound_covers_extents_and_metadata() -> None:
     bound = output_bound(1 << 30, 10, 100 << 30, "qcow2")
     assert (1 << 30) + 10 * 2 * 65536 + 8 * (100 << 30) // 65536 < bound < (1 << 30) + (40 << 20)
     assert output_bound(1 << 30, 10, 100 << 30, "raw") < bound
+
+
+def test_what_a_job_has_written_is_not_counted_twice(db_services: Services,
+                                                   tmp_path: Path) -> None:
+    """Round 2 of the review: a job's whole reservation was taken off a free space that
+    already lacked what it had written, so a legitimate import could be refused."""
+    services = dataclasses.replace(db_services, settings=dataclasses.replace(
+        db_services.settings, free_space_reserve_bytes=0))
+    free = shutil.disk_usage(tmp_path).free
+    target = tmp_path / "job-1.qcow2"
+    with room_for(services, "alpha", disk=free // 2, writing=target):
+        before = disk_room(services)
+        with target.open("wb") as out:  # the job writes 64 MiB of its reservation
+            out.write(b"\1" * (64 << 20))
+            out.flush()
+            os.fsync(out.fileno())
+        after = disk_room(services)
+        # the free space fell by 64 MiB, and the job may still write 64 MiB less
+        assert abs(after - before) < 16 << 20, (before, after)

@@ -163,6 +163,9 @@ class RequestContext:
         for key, field in (("project_id", "project"), ("access_key", "access_key")):
             if state.get(key):
                 fields[field] = str(state[key])
-        level = logging.ERROR if shown >= 500 else logging.INFO
+        # a 503 is the service asking a client to come back (SlowDown, a replayed signature, a
+        # connection cap): worth seeing, not an error to be paged for
+        level = (logging.WARNING if shown == 503 else
+                 logging.ERROR if shown >= 500 else logging.INFO)
         log.log(level, "%s %s %s", method[:16], fields["path"], shown, extra=fields,
                 exc_info=failure)

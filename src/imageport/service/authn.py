@@ -70,6 +70,8 @@ from imageport.service.replay import guard_of, replay_key
 
 MAX_TOKEN = 512
 """Longest X-Auth-Token value looked up."""
+MAX_TOKENS_PER_KEY = 100
+"""Live tokens one access key may have; a new one ends the oldest beyond them."""
 QUERY_SCHEMES = frozenset({"sigv4-query", "s3v2-query"})
 """The presigned-URL schemes (auth parameters in the query string)."""
 _READS = frozenset({"GET", "HEAD", "OPTIONS"})
@@ -296,12 +298,19 @@ def _from_token(services: Services, token: str) -> Principal:
 
 
 def issue_token(services: Services, principal: Principal) -> tuple[str, float]:
-    """A new token for ``principal`` and its expiry (epoch seconds); expired ones are purged."""
+    """A new token for ``principal`` and its expiry (epoch seconds); expired ones are purged,
+    and so are the oldest of the key's live ones beyond :data:`MAX_TOKENS_PER_KEY` (a client
+    that asks for a token per call, or a flood of token requests, cannot grow the table)."""
     token = "IPT" + secrets.token_urlsafe(48)
     now = services.clock().timestamp()
     expires = now + services.settings.token_lifetime_seconds
     with services.db.begin() as conn:
         conn.execute(delete(tokens).where(tokens.c.expires_at < now))
+        kept = select(tokens.c.token_sha256).where(
+            tokens.c.access_key == principal.access_key).order_by(
+            tokens.c.expires_at.desc()).limit(MAX_TOKENS_PER_KEY - 1)
+        conn.execute(delete(tokens).where(tokens.c.access_key == principal.access_key,
+                                          tokens.c.token_sha256.not_in(kept)))
         conn.execute(insert(tokens).values(token_sha256=_token_digest(token),
                                            project_id=principal.project_id,
                                            access_key=principal.access_key,

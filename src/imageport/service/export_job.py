@@ -43,7 +43,7 @@ from imageport.service.exports import ExportParams
 from imageport.service.file_links import hash_file, link_or_copy
 from imageport.service.image_worker import ImageInspection, WorkerError
 from imageport.service.import_source import STANDARD
-from imageport.service.job_limits import METADATA_SLACK, room_for
+from imageport.service.job_limits import METADATA_SLACK, room_for, write_room
 from imageport.service.job_run import run_to_end
 from imageport.service.job_source import JobCancelledError, JobFailedError
 from imageport.service.ports import StagedFile
@@ -150,7 +150,8 @@ def _run_phases(services: Services, job: state.ClaimedJob, project_id: str,
         _place_as_is(stored, output, progress)
     else:
         bound = export_bound(stored, int(image.virtual_size or 0))
-        with room_for(services, project_id, disk=bound):
+        write_room(services, project_id, bound)  # the object it becomes counts as the project's
+        with room_for(services, project_id, disk=bound, writing=output):
             _convert(services, stored, image, output, params.file_format, bound, progress)
         _check_cancelled(progress)
         _verify(services, output, image, params.file_format, progress)

@@ -41,7 +41,7 @@ from imageport.service.errors import Conflict, RequestInvalid
 from imageport.service.image_records import ImageRecord, image_row
 from imageport.service.images import NATIVE_IMPORT_JOB, check_accepts_data, native_job_params
 from imageport.service.import_source import check_import_offered
-from imageport.service.job_limits import admit
+from imageport.service.job_limits import admit, write_room
 from imageport.service.jobs import insert_job, running_job_of
 
 IMPORT_METHODS = ("glance-direct",)
@@ -93,8 +93,9 @@ def open_upload(services: Services, project_id: str, image_id: str,
         admit(conn, services.settings, project_id)  # before the data, not after it
     if declared_size is not None and declared_size > upload_limit(services):
         raise too_large(services, declared_size)
+    room = write_room(services, project_id, declared_size)  # staged data is the project's too
     return UploadSlot(image_id, staging.part_path(services.settings, image_id),
-                      upload_limit(services))
+                      min(upload_limit(services), room))
 
 
 def _commit(services: Services, project_id: str, slot: UploadSlot, size: int, *,

@@ -118,10 +118,11 @@ def _run_phases(services: Services, job: state.ClaimedJob, progress: state.Progr
             inspection = _check(worker, job, fetched, progress)
             _check_cancelled(progress)
             bound = conversion_bound(inspection, fmt)
+            target = _scratch_file(services, scratch, fmt)
             room.enter_context(room_for(services, job.project_id, stored=bound,
-                                        disk=worker.disk_needed(inspection.format, bound)))
-            output = _convert(worker, fetched.path, inspection, fmt, bound, progress,
-                              _scratch_file(services, scratch, fmt))
+                                        disk=worker.disk_needed(inspection.format, bound),
+                                        writing=target))
+            output = _convert(worker, fetched.path, inspection, fmt, bound, progress, target)
         _check_cancelled(progress)
         checksum, size = _verify(worker, output, fmt, inspection, progress)
         _check_cancelled(progress)

@@ -17,24 +17,35 @@
   conversions under way may still write, leaving ``free_space_reserve_bytes`` (``IMG.1075``:
   the service is short of disk; nothing was written). The room is held until the job's output
   is stored. Reservations are kept in this process, which runs every job of its database.
+* **Data received** (:func:`write_room`: objects, parts, copies, Glance uploads): a project's
+  objects, unfinished parts and staged data may take ``project_object_bytes`` (IMG/S3
+  ``QuotaExceeded``), and what any project writes must leave ``free_space_reserve_bytes`` free
+  beside the jobs' reservations (507 ``InsufficientStorage``): one project cannot fill the disk
+  the others' imports need.
 """
 
 from __future__ import annotations
 
+import logging
 import shutil
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
 
 from sqlalchemy import Connection, func, select, update
 
 from imageport.adapters.db.schema import images, jobs, projects
 from imageport.limits import GiB, KiB, MiB
 from imageport.service import job_state as state
+from imageport.service import staging
 from imageport.service.context import Services
-from imageport.service.errors import RequestInvalid
+from imageport.service.errors import Forbidden, RequestInvalid, ServiceError
 from imageport.service.job_source import JobFailedError
 from imageport.settings import Settings
+
+log = logging.getLogger(__name__)
 
 TOO_MANY_JOBS = "IMG.0194"
 QUOTA = "IMG.0015"
@@ -96,25 +107,42 @@ def _text(size: int) -> str:
     return f"{size / GiB:.2f} GiB" if size >= GiB else f"{size / MiB:.1f} MiB"
 
 
+@dataclass(eq=False)
+class _Hold:
+    """The room one job holds: ``stored`` bytes of its project's quota, and ``disk`` bytes of
+    free space less what it has written so far into files named ``writing*``."""
+
+    project_id: str
+    stored: int
+    disk: int
+    writing: Path | None
+
+    def disk_left(self) -> int:
+        if self.writing is None or not self.disk:
+            return self.disk
+        folder, name = self.writing.parent, self.writing.name
+        try:
+            written = sum(entry.stat().st_blocks * 512 for entry in folder.iterdir()
+                          if entry.name.startswith(name))
+        except OSError:  # a file removed while measured: count none of it as written
+            written = 0
+        return max(0, self.disk - written)
+
+
 class _Reservations:
-    """The room the jobs under way in this process hold: disk in all, quota per project."""
+    """The room the jobs under way in this process hold."""
 
     def __init__(self) -> None:
         self.lock = threading.Lock()
-        self.disk = 0
-        self.by_project: dict[str, int] = {}
+        self.holds: list[_Hold] = []
 
-    def add(self, project_id: str, stored: int, disk: int) -> None:
-        self.disk += disk
-        self.by_project[project_id] = self.by_project.get(project_id, 0) + stored
+    def stored(self, project_id: str) -> int:
+        return sum(h.stored for h in self.holds if h.project_id == project_id)
 
-    def remove(self, project_id: str, stored: int, disk: int) -> None:
-        self.disk -= disk
-        left = self.by_project.get(project_id, 0) - stored
-        if left > 0:
-            self.by_project[project_id] = left
-        else:
-            self.by_project.pop(project_id, None)
+    def disk(self) -> int:
+        """What the jobs under way may still write (their written bytes are already out of
+        the free space: counting their whole reservation would count those twice)."""
+        return sum(h.disk_left() for h in self.holds)
 
 
 _RESERVATIONS: dict[str, _Reservations] = {}
@@ -126,36 +154,81 @@ def _reservations(services: Services) -> _Reservations:
         return _RESERVATIONS.setdefault(services.settings.db_url, _Reservations())
 
 
+def _free(services: Services) -> int:
+    settings = services.settings
+    folder = next(f for f in (settings.tmp_dir, *settings.tmp_dir.parents) if f.exists())
+    return shutil.disk_usage(folder).free
+
+
 @contextmanager
-def room_for(services: Services, project_id: str, *, stored: int = 0,
-             disk: int = 0) -> Iterator[None]:
+def room_for(services: Services, project_id: str, *, stored: int = 0, disk: int = 0,
+             writing: Path | None = None) -> Iterator[None]:
     """Hold room for a job of ``project_id`` while the block runs: ``stored`` bytes of the
     project's image storage quota (the image it will store) and ``disk`` bytes of the data
-    dir's free space (what it may write meanwhile); refuse it (:class:`JobFailedError`) when
-    they do not fit, counting what the other jobs under way hold."""
+    dir's free space (what it may write, into ``writing`` and files named after it); refuse it
+    (:class:`JobFailedError`) when they do not fit, counting what the other jobs under way
+    hold."""
     settings = services.settings
     held = _reservations(services)
+    hold = _Hold(project_id, stored, disk, writing)
     with held.lock:
         limit = settings.project_storage_bytes
         if stored and limit:
-            used = stored_bytes(services, project_id) + held.by_project.get(project_id, 0)
+            used = stored_bytes(services, project_id) + held.stored(project_id)
             if used + stored > limit:
                 raise JobFailedError(QUOTA, f"{QUOTA}: this image may take up to "
                                      f"{_text(stored)}; the project's images take "
                                      f"{_text(used)} of its {_text(limit)} storage quota")
         if disk:
-            folder = next(f for f in (settings.tmp_dir, *settings.tmp_dir.parents) if f.exists())
-            free = shutil.disk_usage(folder).free - held.disk
-            reserve = settings.free_space_reserve_bytes
-            if free - reserve < disk:
-                raise JobFailedError(state.INTERNAL, f"{state.INTERNAL}: the service has "
-                                     f"{_text(max(0, free))} of free disk space for new work; "
-                                     f"this job may write up to {_text(disk)} and "
-                                     f"{_text(reserve)} must stay free; nothing was written, "
-                                     "try again later")
-        held.add(project_id, stored, disk)
+            room = _free(services) - settings.free_space_reserve_bytes - held.disk()
+            if room < disk:
+                log.warning("refused a job of %s: %d bytes needed, %d free beside the "
+                            "reserve and the jobs under way", project_id, disk, room)
+                raise JobFailedError(state.INTERNAL, f"{state.INTERNAL}: the service is short "
+                                     f"of free disk space for this job (up to {_text(disk)}); "
+                                     "nothing was written, try again later")
+        held.holds.append(hold)
     try:
         yield
     finally:
         with held.lock:
-            held.remove(project_id, stored, disk)
+            held.holds.remove(hold)
+
+
+def disk_room(services: Services) -> int:
+    """Bytes that may still be written into the data dir: its free space less the reserve and
+    what the jobs under way may still write."""
+    held = _reservations(services)
+    with held.lock:
+        taken = held.disk()
+    return _free(services) - services.settings.free_space_reserve_bytes - taken
+
+
+def _staged(services: Services, project_id: str) -> int:
+    """Disk the project's Glance data, staged or being received, takes."""
+    with services.db.connect() as conn:
+        ids = conn.execute(select(images.c.id).where(
+            images.c.project_id == project_id,
+            images.c.status.in_(("queued", "saving")))).scalars()
+        return staging.staged_bytes(services.settings, [str(i) for i in ids])
+
+
+def write_room(services: Services, project_id: str, declared: int | None) -> int:
+    """The most bytes ``project_id`` may write now into objects, parts or staged data: what its
+    ``project_object_bytes`` quota leaves and what the disk can take (:func:`disk_room`).
+    ``declared`` (the body's length, when known) beyond it is refused at once: 403
+    ``QuotaExceeded`` or 507 ``InsufficientStorage`` (nothing is written); a body of unknown
+    length is cut off at the figure returned."""
+    room = disk_room(services)
+    if declared is not None and declared > room:
+        raise ServiceError("InsufficientStorage", "the service is short of disk space for "
+                           "this upload now; nothing was written, try again later", status=507)
+    quota = services.settings.project_object_bytes
+    if quota:
+        left = quota - services.store.project_bytes(project_id) - _staged(services, project_id)
+        if declared is not None and declared > left:
+            raise Forbidden("QuotaExceeded", f"the project's objects and uploads may take "
+                            f"{_text(quota)} in all and have {_text(max(0, left))} left; "
+                            "delete objects or abort uploads first")
+        room = min(room, left)
+    return max(0, room)

@@ -132,6 +132,10 @@ class ObjectStore(Protocol):
         ...
 
     def delete_object(self, bucket: str, key: str) -> bool: ...
+    def project_bytes(self, project_id: str) -> int:
+        """Bytes the project's objects and the parts of its unfinished uploads hold."""
+        ...
+
     def delete_object_if(self, bucket: str, key: str,
                          check: Callable[[ObjectInfo | None], None]) -> bool:
         """Delete ``bucket/key`` if ``check`` (which raises otherwise) accepts its current

@@ -24,6 +24,7 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+from collections.abc import Iterable
 from pathlib import Path
 
 from sqlalchemy import select
@@ -54,6 +55,23 @@ def has_staged(settings: Settings, image_id: str) -> bool:
         return staged_path(settings, image_id).is_file()
     except ValueError:
         return False
+
+
+def staged_bytes(settings: Settings, image_ids: Iterable[str]) -> int:
+    """Disk the staged data (and bodies being received) of ``image_ids`` take."""
+    folder = settings.staged_dir
+    names = set(image_ids)
+    if not names or not folder.is_dir():
+        return 0
+    total = 0
+    for entry in folder.iterdir():
+        owner = entry.name.lstrip(".").split(".", 1)[0]  # "<id>" or ".<id>.<n>.part"
+        if owner in names:
+            try:
+                total += entry.stat().st_blocks * 512
+            except FileNotFoundError:  # claimed or removed meanwhile
+                continue
+    return total
 
 
 def part_path(settings: Settings, image_id: str) -> Path:

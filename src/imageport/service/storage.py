@@ -28,6 +28,7 @@ from imageport.numbers import whole_number
 from imageport.service.clock import parse_time_text
 from imageport.service.context import Services
 from imageport.service.errors import Conflict, NotFound, RequestInvalid, ServiceError
+from imageport.service.job_limits import write_room
 from imageport.service.ports import (
     BucketInfo,
     ObjectInfo,
@@ -278,6 +279,13 @@ def _object(services: Services, bucket: str, key: str) -> ObjectInfo:
     return info
 
 
+def put_limit(services: Services, project_id: str, size: int | None) -> int:
+    """The most bytes one PUT (or part) of ``project_id`` may bring now: S3's 5 GiB, or less
+    where the project's object quota or the free disk space leaves less (a ``size`` declared
+    beyond that is refused at once: :func:`~imageport.service.job_limits.write_room`)."""
+    return min(MAX_PUT_BYTES, write_room(services, project_id, size))
+
+
 def prepare_put(services: Services, project_id: str, bucket: str, key: str,
                 size: int | None) -> BucketInfo:
     """Everything about a PUT that can be checked before its body is read."""
@@ -430,6 +438,7 @@ def copy_object(services: Services, project_id: str, source: tuple[str, str],
     if origin.size > MAX_COPY_BYTES:
         raise RequestInvalid("InvalidRequest",
                              f"the copy source is larger than {MAX_COPY_BYTES} bytes")
+    write_room(services, project_id, origin.size)  # a copy takes room as a PUT does
     staged_path = store.staging_path()
     md5 = hashlib.md5()  # noqa: S324 - the S3 ETag
     sha = hashlib.sha256()

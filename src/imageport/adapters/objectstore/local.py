@@ -352,6 +352,17 @@ class LocalObjectStore:
         with self._db.connect() as conn:
             return [self._upload_info(r) for r in conn.execute(query)]
 
+    def project_bytes(self, project_id: str) -> int:
+        owned = select(buckets.c.name).where(buckets.c.project_id == project_id)
+        stored = select(func.coalesce(func.sum(objects.c.size), 0)).where(
+            objects.c.bucket.in_(owned))
+        pending = (select(func.coalesce(func.sum(parts.c.size), 0)).select_from(parts)
+                   .join(uploads, uploads.c.id == parts.c.upload_id)
+                   .where(uploads.c.bucket.in_(owned)))
+        with self._db.connect() as conn:
+            return int(conn.execute(stored).scalar_one()) + int(
+                conn.execute(pending).scalar_one())
+
     def count_uploads(self, project_id: str) -> int:
         query = (select(func.count()).select_from(uploads)
                  .join(buckets, buckets.c.name == uploads.c.bucket)

@@ -59,7 +59,9 @@ async def upload_part(ctx: Ctx) -> Response:
                                      call.bucket, call.key, upload_id, number,
                                      declared_length(ctx.request))
     try:
-        limit = min(storage.MAX_PUT_BYTES, target.capacity or storage.MAX_PUT_BYTES)
+        room = await run_in_threadpool(storage.put_limit, ctx.services, ctx.project_id,
+                                       declared_length(ctx.request))
+        limit = min(room, target.capacity or storage.MAX_PUT_BYTES)
         try:
             staged = await receive_to_file(ctx.request, target.path, limit=limit, sha256=False,
                                           offset=target.offset if target.in_place else None)

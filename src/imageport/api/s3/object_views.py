@@ -68,11 +68,13 @@ async def put_object(ctx: Ctx) -> Response:
     services, call = ctx.services, ctx.call
     new = new_object(ctx)
     checksums = declared_checksums(ctx.request.headers)
+    declared = declared_length(ctx.request)
     await run_in_threadpool(storage.prepare_put, services, ctx.project_id, call.bucket,
-                            call.key, declared_length(ctx.request))
+                            call.key, declared)
     await run_in_threadpool(check_write_conditions, ctx, call.bucket, call.key)
+    limit = await run_in_threadpool(storage.put_limit, services, ctx.project_id, declared)
     path = services.store.staging_path()
-    staged = await receive_to_file(ctx.request, path, limit=storage.MAX_PUT_BYTES)
+    staged = await receive_to_file(ctx.request, path, limit=limit)
     try:
         checksums += trailer_checksums(ctx.request)
         await run_in_threadpool(verify_file, path, 0, staged.size, checksums)
