@@ -189,9 +189,12 @@ def test_multipart_uploads_are_listed_page_by_page(s3: Any, url: str,
     from imageport.client.signing import Credentials as ClientCredentials
 
     s3.create_bucket(Bucket="images")
+    # (each initiate differs: a bucket-API POST is single-use, and three identical ones signed
+    # in the same second would carry one signature; a client's own come at different times)
     started = sorted(
-        (key, s3.create_multipart_upload(Bucket="images", Key=key)["UploadId"])
-        for key in ["a.img", "b.img", "b.img", "b.img", "c.img", "other/d.img"])
+        (key, s3.create_multipart_upload(Bucket="images", Key=key,
+                                         Metadata={"n": str(n)})["UploadId"])
+        for n, key in enumerate(["a.img", "b.img", "b.img", "b.img", "c.img", "other/d.img"]))
     # boto3's paginator follows NextKeyMarker / NextUploadIdMarker, two uploads a page
     pages = list(s3.get_paginator("list_multipart_uploads").paginate(
         Bucket="images", PaginationConfig={"PageSize": 2}))
