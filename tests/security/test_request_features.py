@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import itertools
 import re
 from collections.abc import Iterator
 from datetime import datetime
@@ -20,10 +19,8 @@ from urllib.parse import quote
 
 import httpx
 import pytest
-from botocore.auth import SigV4Auth
-from botocore.awsrequest import AWSRequest
-from botocore.credentials import Credentials
 
+import s3_requests
 from server_process import Keys, ServeProcess, serve_process
 
 PART = 5 * 1024 * 1024
@@ -36,31 +33,15 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServeProcess]:
         yield started
 
 
-_NONCES = itertools.count()
-
-
 def s3(server: ServeProcess, method: str, path: str, *, query: str = "",
        headers: dict[str, str] | None = None, body: bytes = b"",
        keys: Keys | None = None) -> httpx.Response:
-    """A SigV4-signed bucket-API request of project alpha (every header signed)."""
-    keys = keys or server.keys["alpha"]
-    url = f"{server.s3_url}{path}" + (f"?{query}" if query else "")
-    if method == "POST" and query == "uploads":
-        # a bucket-API POST is single-use and two identical initiates signed in the same second
-        # would carry the same signature: a real client's come at different times
-        headers = {**(headers or {}), "x-amz-meta-nonce": str(next(_NONCES))}
-    request = AWSRequest(method=method, url=url, data=body, headers={
-        **(headers or {}), "x-amz-content-sha256": hashlib.sha256(body).hexdigest()})
-    SigV4Auth(Credentials(keys.access_key, keys.secret_key), "s3", "local-1").add_auth(request)
-    prepared = request.prepare()
-    return httpx.request(method, prepared.url, headers=dict(prepared.headers.items()),
-                         content=body, timeout=30)
+    """A SigV4-signed bucket-API request of project alpha (or of ``keys``')."""
+    return s3_requests.signed(server, keys or server.keys["alpha"], method, path, query=query,
+                              headers=headers, body=body)
 
 
-def code(reply: httpx.Response) -> tuple[int, str]:
-    """(status, S3 error code) of a reply."""
-    found = re.search(r"<Code>([^<]*)</Code>", reply.text)
-    return reply.status_code, found.group(1) if found else ""
+code = s3_requests.error_code
 
 
 def bucket(server: ServeProcess, name: str, objects: dict[str, bytes]) -> None:

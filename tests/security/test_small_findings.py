@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import itertools
 import os
 import time
 import zlib
@@ -24,10 +23,8 @@ from typing import Any
 
 import httpx
 import pytest
-from botocore.auth import SigV4Auth
-from botocore.awsrequest import AWSRequest
-from botocore.credentials import Credentials
 
+import s3_requests
 from e2e_clients import token_for
 from server_process import Keys, ServeProcess, serve_process
 
@@ -54,30 +51,8 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServeProcess]:
 
 # -- clients ------------------------------------------------------------------------------------
 
-_NONCES = itertools.count()
-
-
-def s3(server: ServeProcess, keys: Keys, method: str, path: str, *, query: str = "",
-       headers: dict[str, str] | None = None, body: bytes = b"") -> httpx.Response:
-    """A SigV4-signed bucket-API request (every header signed), sent as it is."""
-    url = f"{server.s3_url}{path}" + (f"?{query}" if query else "")
-    if method == "POST" and query == "uploads":
-        # a bucket-API POST is single-use and two identical initiates signed in the same second
-        # would carry the same signature: a real client's come at different times
-        headers = {**(headers or {}), "x-amz-meta-nonce": str(next(_NONCES))}
-    request = AWSRequest(method=method, url=url, data=body, headers={
-        **(headers or {}), "x-amz-content-sha256": hashlib.sha256(body).hexdigest()})
-    SigV4Auth(Credentials(keys.access_key, keys.secret_key), "s3", "local-1").add_auth(request)
-    prepared = request.prepare()
-    return httpx.request(method, prepared.url, headers=dict(prepared.headers.items()),
-                         content=body, timeout=30)
-
-
-def code(reply: httpx.Response) -> tuple[int, str]:
-    """(status, S3 error code) of a reply."""
-    text = reply.text
-    found = text.split("<Code>", 1)[1].split("</Code>", 1)[0] if "<Code>" in text else ""
-    return reply.status_code, found
+s3 = s3_requests.signed
+code = s3_requests.error_code
 
 
 def ims(server: ServeProcess, keys: Keys, method: str, path: str, *,
