@@ -18,7 +18,6 @@ from imageport.limits import MiB
 from imageport.numbers import whole_number
 from imageport.service.context import Services
 from imageport.service.errors import Forbidden, NotFound, RequestInvalid
-from imageport.service.job_limits import write_room
 from imageport.service.ports import ObjectInfo, PartInfo, PartTarget, StagedFile, UploadInfo
 from imageport.service.storage import (
     LAST_CHAR,
@@ -108,7 +107,6 @@ def prepare_part(services: Services, project_id: str, bucket: str, key: str,
     """Checks of an UploadPart before its body is read (and again with its real size)."""
     upload = _owned_upload(services, project_id, bucket, key, upload_id)
     check_put_size(size)
-    write_room(services, project_id, size)
     return upload
 
 

@@ -23,6 +23,7 @@ from imageport.numbers import whole_number
 from imageport.service import multipart_uploads, storage
 from imageport.service.context import Services
 from imageport.service.errors import RequestInvalid, ServiceError
+from imageport.service.job_limits import write_room
 from imageport.service.ports import ObjectInfo, PartInfo, PartTarget, StagedFile
 
 _RANGE = re.compile(r"^bytes=([0-9]+)-([0-9]+)$", re.ASCII)
@@ -58,6 +59,7 @@ def copy_part(services: Services, project_id: str, bucket: str, key: str, upload
         if check_source is not None:
             check_source(origin)
         start, length = parse_copy_range(range_header, origin.size)
+        write_room(services, project_id, length)  # a copied part takes room as an upload does
         target = multipart_uploads.part_target(services, project_id, bucket, key, upload_id, number,
                                      length)
         try:

@@ -27,11 +27,13 @@ import asyncio
 import hashlib
 import os
 import re
+from collections.abc import Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 from starlette.requests import Request
 
+from imageport.api.s3.checksum_headers import Hasher
 from imageport.auth.errors import SignatureError
 from imageport.auth.request import EMPTY_SHA256, is_sha256_hex
 from imageport.auth.sigv4_streaming import SIGNED_CHUNKS, ChunkVerifier, chunk_signature
@@ -253,8 +255,10 @@ class _Sink:
     without truncating and the bytes are written from ``offset`` on (pwritev), then
     fdatasynced."""
 
-    def __init__(self, path: Path, *, sha256: bool = True, offset: int | None = None) -> None:
+    def __init__(self, path: Path, *, sha256: bool = True, offset: int | None = None,
+                 hashers: Mapping[str, Hasher] | None = None) -> None:
         self.path = path
+        self._hashers = list((hashers or {}).values())
         self._want_sha256 = sha256
         self._offset = offset
         if offset is None:
@@ -275,6 +279,8 @@ class _Sink:
     def _hash_md5(self, pieces: list[Buffer]) -> None:
         for piece in pieces:
             self.md5.update(piece)
+            for hasher in self._hashers:  # the checksums the client declared (CRC32 ...)
+                hasher.update(piece)
 
     def _hash_and_write(self, pieces: list[Buffer]) -> None:
         if self._want_sha256:
@@ -327,7 +333,8 @@ def payload_hash_declared(request: Request) -> bool:
 
 
 async def receive_to_file(request: Request, path: Path, *, limit: int,
-                          sha256: bool = True, offset: int | None = None) -> StagedFile:
+                          sha256: bool = True, offset: int | None = None,
+                          hashers: Mapping[str, Hasher] | None = None) -> StagedFile:
     """Stream the body of ``request`` into a new file at ``path`` (fsynced) and return it with
     its size and digests. The file is removed if anything fails.
 
@@ -338,12 +345,15 @@ async def receive_to_file(request: Request, path: Path, *, limit: int,
     ``sha256=False`` skips the sha256 (``sha256_hex`` is then empty) unless the client declared
     one that must be checked: a multipart part's own sha256 is not kept (the whole object's is,
     computed when the parts are joined), so a part sent with ``UNSIGNED-PAYLOAD`` and
-    ``Content-MD5`` costs one hash per byte instead of two."""
+    ``Content-MD5`` costs one hash per byte instead of two. ``hashers`` are fed the body's
+    bytes too, in the md5 thread (the checksums a client declares:
+    :func:`~imageport.api.s3.checksum_headers.body_hashers`)."""
     expected = declared_length(request)
     if expected is not None and expected > limit:
         raise _too_large(limit)
     decoder = chunked_decoder(request)
-    sink = _Sink(path, sha256=sha256 or payload_hash_declared(request), offset=offset)
+    sink = _Sink(path, sha256=sha256 or payload_hash_declared(request), offset=offset,
+                 hashers=hashers)
     batch: list[Buffer] = []
     batched = received = 0
     try:

@@ -5,8 +5,9 @@ an aws-chunked body, as trailers (boto3 over https), verified against the bytes 
 the object or part is committed or the request acted on.
 
 S3 answers a mismatch with 400 ``BadDigest`` and a value that is not base64 of the right length
-with 400 ``InvalidRequest``; so do we. The staged bytes are read once more for the check
-(an upload that declares no checksum pays nothing). The other kinds S3 knows (CRC32C,
+with 400 ``InvalidRequest``; so do we. The body reader computes the declared kinds while it
+receives the body (:func:`body_hashers`), so nothing is read back (an upload that declares no
+checksum pays nothing). The other kinds S3 knows (CRC32C,
 CRC64NVME, the XXHASH family) are not verified and therefore refused
 (:mod:`imageport.api.s3.request_features`); a checksum value on a request without a body (a
 copy, CreateMultipartUpload, GET...) is refused too, since there is nothing to verify it
@@ -19,26 +20,24 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
-import os
 import zlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Protocol
 
 from starlette.requests import Request
 
-from imageport.limits import MiB
 from imageport.service.errors import RequestInvalid
 
-READ_CHUNK = 8 * MiB
 HEADER_PREFIX = "x-amz-checksum-"
 ALGORITHMS = ("crc32", "sha1", "sha256", "sha512", "md5")
 """Checksums verified here (header ``x-amz-checksum-<name>``)."""
 
 
-class _Hasher(Protocol):
-    def update(self, data: bytes, /) -> None: ...
+class Hasher(Protocol):
+    """hashlib's update/digest interface (what the body reader feeds)."""
+
+    def update(self, data: bytes | memoryview, /) -> None: ...
     def digest(self) -> bytes: ...
 
 
@@ -48,7 +47,7 @@ class _Crc32:
     def __init__(self) -> None:
         self.value = 0
 
-    def update(self, data: bytes) -> None:
+    def update(self, data: bytes | memoryview) -> None:
         self.value = zlib.crc32(data, self.value)
 
     def digest(self) -> bytes:
@@ -56,7 +55,7 @@ class _Crc32:
 
 
 _DIGEST_SIZES = {"crc32": 4, "sha1": 20, "sha256": 32, "sha512": 64, "md5": 16}
-_FACTORIES: dict[str, Callable[[], _Hasher]] = {
+_FACTORIES: dict[str, Callable[[], Hasher]] = {
     "crc32": _Crc32,
     "sha1": lambda: hashlib.sha1(usedforsecurity=False),
     "sha256": hashlib.sha256,
@@ -104,25 +103,21 @@ def trailer_checksums(request: Request) -> list[DeclaredChecksum]:
     return declared_checksums(trailers)
 
 
-def verify_file(path: Path, offset: int, size: int,
-                declared: list[DeclaredChecksum]) -> None:
-    """Read ``size`` bytes of ``path`` from ``offset`` once and compare each declared
-    checksum; 400 ``BadDigest`` naming the first that differs."""
-    if not declared:
-        return
-    hashers = {d.algorithm: _FACTORIES[d.algorithm]() for d in declared}
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        done = 0
-        while done < size:
-            chunk = os.pread(fd, min(READ_CHUNK, size - done), offset + done)
-            if not chunk:
-                break
-            for hasher in hashers.values():
-                hasher.update(chunk)
-            done += len(chunk)
-    finally:
-        os.close(fd)
+def body_hashers(headers: Mapping[str, str]) -> dict[str, Hasher]:
+    """A hasher for each checksum kind the request declares in a header or announces as an
+    aws-chunked trailer (``x-amz-trailer``), for the body reader to feed as the bytes arrive:
+    the body is hashed once, while it is received, not read back afterwards."""
+    kinds = {d.algorithm for d in declared_checksums(headers)}
+    for name in headers.get("x-amz-trailer", "").split(","):
+        kind = name.strip().lower().removeprefix(HEADER_PREFIX)
+        if kind in _FACTORIES:
+            kinds.add(kind)
+    return {kind: _FACTORIES[kind]() for kind in sorted(kinds)}
+
+
+def verify_digests(declared: list[DeclaredChecksum], hashers: Mapping[str, Hasher]) -> None:
+    """Compare each declared checksum with its hasher's digest of the body received; 400
+    ``BadDigest`` naming the first that differs."""
     for item in declared:
         if hashers[item.algorithm].digest() != item.digest:
             raise RequestInvalid("BadDigest", f"the {item.algorithm.upper()} you specified "
@@ -134,13 +129,12 @@ def verify_bytes(headers: Mapping[str, str], body: bytes,
     """Check the checksums ``headers`` declare (and ``trailers``, those of an aws-chunked
     body) against a small body read whole (CreateBucket, DeleteObjects,
     CompleteMultipartUpload)."""
-    for item in [*declared_checksums(headers), *(trailers or [])]:
-        hasher = _FACTORIES[item.algorithm]()
+    declared = [*declared_checksums(headers), *(trailers or [])]
+    hashers = {d.algorithm: _FACTORIES[d.algorithm]() for d in declared}
+    for hasher in hashers.values():
         hasher.update(body)
-        if hasher.digest() != item.digest:
-            raise RequestInvalid("BadDigest", f"the {item.algorithm.upper()} you specified "
-                                 f"({item.header}) did not match the calculated checksum")
+    verify_digests(declared, hashers)
 
 
-__all__ = ["ALGORITHMS", "HEADER_PREFIX", "DeclaredChecksum", "declared_checksums",
-           "trailer_checksums", "verify_bytes", "verify_file"]
+__all__ = ["ALGORITHMS", "HEADER_PREFIX", "DeclaredChecksum", "Hasher", "body_hashers",
+           "declared_checksums", "trailer_checksums", "verify_bytes", "verify_digests"]

@@ -13,10 +13,11 @@ from imageport.api.s3 import xml
 from imageport.api.s3.body import declared_length, read_small, receive_to_file
 from imageport.api.s3.bucket_views import owner, url_encoding
 from imageport.api.s3.checksum_headers import (
+    body_hashers,
     declared_checksums,
     trailer_checksums,
     verify_bytes,
-    verify_file,
+    verify_digests,
 )
 from imageport.api.s3.object_views import (
     check_write_conditions,
@@ -55,24 +56,23 @@ async def upload_part(ctx: Ctx) -> Response:
     number = multipart_uploads.parse_part_number(call.query.get("partNumber"))
     upload_id = call.query["uploadId"]
     checksums = declared_checksums(headers)
+    declared = declared_length(ctx.request)
+    room = await run_in_threadpool(storage.put_limit, ctx.services, ctx.project_id, declared)
     target = await run_in_threadpool(multipart_uploads.part_target, ctx.services, ctx.project_id,
-                                     call.bucket, call.key, upload_id, number,
-                                     declared_length(ctx.request))
+                                     call.bucket, call.key, upload_id, number, declared)
     try:
-        room = await run_in_threadpool(storage.put_limit, ctx.services, ctx.project_id,
-                                       declared_length(ctx.request))
         limit = min(room, target.capacity or storage.MAX_PUT_BYTES)
+        hashers = body_hashers(headers)
         try:
             staged = await receive_to_file(ctx.request, target.path, limit=limit, sha256=False,
-                                          offset=target.offset if target.in_place else None)
+                                          offset=target.offset if target.in_place else None,
+                                          hashers=hashers)
         except FileNotFoundError as exc:
             if not target.in_place:
                 raise
             # the assembly is gone: the upload was aborted meanwhile
             raise NotFound("NoSuchUpload", f"upload {upload_id[:64]!r} does not exist") from exc
-        checksums += trailer_checksums(ctx.request)
-        await run_in_threadpool(verify_file, target.path,
-                                target.offset if target.in_place else 0, staged.size, checksums)
+        verify_digests([*checksums, *trailer_checksums(ctx.request)], hashers)
         part = await run_in_threadpool(multipart_uploads.upload_part, ctx.services, ctx.project_id,
                                        call.bucket, call.key, upload_id, number, staged,
                                        ctx.request.headers.get("content-md5"))

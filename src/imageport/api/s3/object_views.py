@@ -20,9 +20,10 @@ from imageport import metrics
 from imageport.api.s3.body import declared_length, receive_to_file
 from imageport.api.s3.bucket_views import acl_response
 from imageport.api.s3.checksum_headers import (
+    body_hashers,
     declared_checksums,
     trailer_checksums,
-    verify_file,
+    verify_digests,
 )
 from imageport.api.s3.ranges import parse_range
 from imageport.api.s3.request import Ctx
@@ -74,10 +75,10 @@ async def put_object(ctx: Ctx) -> Response:
     await run_in_threadpool(check_write_conditions, ctx, call.bucket, call.key)
     limit = await run_in_threadpool(storage.put_limit, services, ctx.project_id, declared)
     path = services.store.staging_path()
-    staged = await receive_to_file(ctx.request, path, limit=limit)
+    hashers = body_hashers(ctx.request.headers)
+    staged = await receive_to_file(ctx.request, path, limit=limit, hashers=hashers)
     try:
-        checksums += trailer_checksums(ctx.request)
-        await run_in_threadpool(verify_file, path, 0, staged.size, checksums)
+        verify_digests([*checksums, *trailer_checksums(ctx.request)], hashers)
         await run_in_threadpool(check_write_conditions, ctx, call.bucket, call.key)
         info = await run_in_threadpool(storage.put_object, services, ctx.project_id,
                                        call.bucket, call.key, staged, new,
