@@ -18,6 +18,8 @@ from pathlib import Path
 BUILDERS_VERSION = "1"
 MiB = 1 << 20
 REPO = Path(__file__).resolve().parent.parent
+CORPUS = REPO.parent / "shared" / "corpus"
+"""Real image files made by other tools, beside the checkout (``../shared/corpus``)."""
 
 #: Size of the pattern disk every format is converted from (a multiple of 2 MiB and of CHS
 #: geometry steps, so that VHD keeps it exactly with force_size).

@@ -31,8 +31,8 @@ from imageport.formats import registry
 from imageport.formats.base import Container
 from imageport.source import FileSource
 
-REPO = Path(__file__).resolve().parents[1]
-CORPUS = REPO.parent / "shared" / "corpus"
+REPO = builders.REPO
+CORPUS = builders.CORPUS
 MiB = 1 << 20
 WHOLE_DISK_LIMIT = 256 * MiB
 SAMPLE = MiB  # qemu's raw window needs 512-byte multiples; odd reads are cut from it

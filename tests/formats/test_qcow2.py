@@ -358,7 +358,7 @@ def test_deflate_decoder_follows_qemu() -> None:
 
 # -- real files from other tools -------------------------------------------------------------
 
-CORPUS = Path("/work/shared/corpus")
+CORPUS = builders.CORPUS
 # name -> expected: "read" (byte-exact with qemu-img), or the hazard kind / damage word
 CORPUS_FILES = {
     "dissect/qcow2/basic.qcow2.gz": "read",

@@ -15,7 +15,7 @@ from imageport.formats import registry, vhd
 from imageport.formats.base import Container
 from imageport.source import BytesSource, FileSource
 
-CORPUS = Path("/work/shared/corpus")
+CORPUS = builders.CORPUS
 
 
 def _probe_file(path: Path) -> Container:

@@ -16,7 +16,7 @@ from imageport.formats import registry, vhdx
 from imageport.formats.base import Container
 from imageport.source import BytesSource, FileSource
 
-CORPUS = Path("/work/shared/corpus")
+CORPUS = builders.CORPUS
 HEADERS = vhdx.HEADER_OFFSETS
 RT = vhdx.REGION_TABLE_OFFSETS[0]
 

@@ -20,7 +20,7 @@ from imageport.formats.base import Container
 from imageport.source import BytesSource, FileSource
 
 SECTOR = 512
-CORPUS = Path("/work/shared/corpus")
+CORPUS = builders.CORPUS
 
 
 def _probe_file(path: Path) -> Container:

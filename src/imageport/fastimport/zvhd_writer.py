@@ -1,7 +1,7 @@
 """Write a virtual disk as ZVHD2 or ZVHD, compressing blocks in parallel.
 
 The file layout is drawn in :mod:`imageport.disk.zvhd` (the reader) and packed by
-:mod:`imageport.fastimport.zvhd_layout`; see /work/shared/spec/ims-reference.md §4.2. The
+:mod:`imageport.fastimport.zvhd_layout`; see the vendor notes (ims-reference) §4.2. The
 writer takes any :class:`~imageport.disk.base.VirtualDisk` (opened by our probe, so every
 input format we read can be written), and:
 

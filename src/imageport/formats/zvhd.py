@@ -1,6 +1,6 @@
 """ZVHD and ZVHD2, the vendor's compressed image formats: probing and inspection.
 
-Layout: /work/shared/spec/ims-reference.md §4.2, described in detail in
+Layout: the vendor notes (ims-reference) §4.2, described in detail in
 :mod:`imageport.disk.zvhd` (learned by reading opnmind/ims-qemu-img ``src/zvhd.c`` and
 ``src/zvhd2.c``; no code copied). Upstream qemu-img cannot read either format, so the reads
 are checked against the raw disk the test writer (``tests/zvhd_writer.py``) started from.

@@ -154,10 +154,13 @@ def _reservations(services: Services) -> _Reservations:
         return _RESERVATIONS.setdefault(services.settings.db_url, _Reservations())
 
 
-def _free(services: Services) -> int:
+def _disk_room(services: Services, held: _Reservations) -> int:
+    """The data dir's free space less the reserve and what the jobs of ``held`` may still
+    write (called with ``held.lock`` held)."""
     settings = services.settings
     folder = next(f for f in (settings.tmp_dir, *settings.tmp_dir.parents) if f.exists())
-    return shutil.disk_usage(folder).free
+    return (shutil.disk_usage(folder).free - settings.free_space_reserve_bytes
+            - held.disk())
 
 
 @contextmanager
@@ -180,7 +183,7 @@ def room_for(services: Services, project_id: str, *, stored: int = 0, disk: int 
                                      f"{_text(stored)}; the project's images take "
                                      f"{_text(used)} of its {_text(limit)} storage quota")
         if disk:
-            room = _free(services) - settings.free_space_reserve_bytes - held.disk()
+            room = _disk_room(services, held)
             if room < disk:
                 log.warning("refused a job of %s: %d bytes needed, %d free beside the "
                             "reserve and the jobs under way", project_id, disk, room)
@@ -200,8 +203,7 @@ def disk_room(services: Services) -> int:
     what the jobs under way may still write."""
     held = _reservations(services)
     with held.lock:
-        taken = held.disk()
-    return _free(services) - services.settings.free_space_reserve_bytes - taken
+        return _disk_room(services, held)
 
 
 def _staged(services: Services, project_id: str) -> int:
