@@ -1,4 +1,4 @@
-"""The HTTP limits protocol (imageport.api.http_limits) on a fake transport: what a client sees
+"""The HTTP limits protocol (imageport.api.http_protocol) on a fake transport: what a client sees
 on the wire for heads at and over the caps, pipelining, keep-alive, ``100-continue``, chunked
 bodies, each timeout, and the connection caps."""
 
@@ -14,13 +14,9 @@ import pytest
 import uvicorn
 from uvicorn.server import ServerState
 
-from imageport.api import http_limits
-from imageport.api.http_limits import (
-    HttpLimits,
-    LimitedHttpToolsProtocol,
-    client_key,
-    protocol_class,
-)
+from imageport.api import http_limits, http_protocol
+from imageport.api.http_limits import HttpLimits, client_key
+from imageport.api.http_protocol import LimitedHttpToolsProtocol, protocol_class
 from imageport.settings import load_settings
 
 KiB = 1024
@@ -462,7 +458,7 @@ def test_client_that_reads_nothing_is_cut_off_after_the_body_timeout() -> None:
 
 def test_connection_that_does_not_take_its_last_bytes_is_aborted(
         monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(http_limits, "CLOSE_GRACE_SECONDS", 0.1)
+    monkeypatch.setattr(http_protocol, "CLOSE_GRACE_SECONDS", 0.1)
 
     async def scenario() -> None:
         transport = Listener().connect(stuck=True)

@@ -1,0 +1,553 @@
+"""The HTTP/1.1 protocol of both listeners: uvicorn's, with the limits of
+:mod:`imageport.api.http_limits` (bounded request heads, pipelining, read timeouts, connection
+caps).
+
+uvicorn's httptools protocol (uvicorn 0.55 on httptools 0.9 / llhttp 9) puts no bound on what a
+client that never authenticates can make the server hold:
+
+* httptools joins a header's name and value, and uvicorn the URL, piece by piece as they arrive,
+  with no cap: one 256 MiB header line is held in memory (several times over while it is
+  joined), and a 1 MiB header is answered like any other;
+* nothing times the request head: uvicorn's keep-alive timer runs only between requests and the
+  first byte of the next one stops it, so a head sent a byte at a time (or a connection that
+  sends nothing) is kept for ever; nor the body: a request whose body stops half-way waits for
+  ever;
+* nothing limits connections (``limit_concurrency`` answers 503 but still accepts and keeps them);
+* nothing limits pipelining: uvicorn parses all it reads and queues each request that must wait
+  for the response before it (~2 KB for a 32-byte ``GET``), and every ``receive()`` of the
+  request being served reads on: eight connections that pipeline 4 MiB of requests each and
+  read no answer took the server from 66 MiB to 2.4 GiB.
+
+:class:`LimitedHttpToolsProtocol` is uvicorn's protocol with those bounds (one subclass per
+listener, from :func:`protocol_class`, so each counts its own connections):
+
+* **head size**: bytes are handed to the parser in slices while a request head is incomplete,
+  so it never holds more than the caps: the request target (URL) at most
+  :attr:`HttpLimits.max_url_bytes` (414), the rest of the head (method, version, header lines) at
+  most :attr:`HttpLimits.max_header_bytes` and :data:`MAX_HEADER_FIELDS` lines (431). A slice
+  ends at the head's blank line, so the next pipelined request is counted on its own. Chunk-size
+  lines and trailers of a chunked body are held to the same header cap (431), give or take one
+  :data:`CHUNKED_SLICE`.
+* **pipelining**: once a complete head has to wait for the response before it (uvicorn's
+  ``pipeline``), nothing more is parsed: the rest of that read (one read of the transport,
+  256 KiB at most) is held back unparsed and reading stays paused, whoever asks (a
+  ``receive()`` too), until that response is complete; then the waiting request starts and the
+  held bytes are parsed first (its body, up to the next head, which waits in turn). So a
+  connection holds one request being served, one waiting and one read. A chunked body is
+  followed through its chunk-size lines and its last slice ends at the blank line ending it,
+  so no head behind it is parsed in the same slice. Answers are bounded too: uvicorn writes a
+  response only when the transport's buffer is below its high-water mark (64 KiB), and the
+  next request starts only after it.
+* **head timeout**: a head must be complete :attr:`HttpLimits.head_timeout` seconds after the
+  connection opened or the previous response ended (408, or a plain close when nothing came).
+* **body timeout**: while the application waits for body bytes (reading is not paused by flow
+  control, no ``100 Continue`` is still owed) the client must send
+  :attr:`HttpLimits.min_body_bytes` at least every :attr:`HttpLimits.body_timeout` seconds, so
+  a body that stops, or trickles in a byte at a time, ends its connection (408 when no response
+  was started, else a plain close); a client that reads nothing of a response for as long is
+  cut off (the transport's buffer stays above its high-water mark: it reads less than ~800
+  bytes/s with the default).
+* **connections**: at most :attr:`HttpLimits.max_connections` open connections per listener and
+  :attr:`HttpLimits.max_connections_per_client` per client address (an IPv6 client by its /64);
+  one more is answered 503 (S3 ``SlowDown``, which the SDKs retry with back-off) and closed at
+  once, before anything of it is read.
+
+Every refusal is answered in the listener's error shape (S3 XML or the image API's JSON) with
+``connection: close``, the connection is closed, and one closing for longer than
+:data:`CLOSE_GRACE_SECONDS` (a client that does not read its answer) is aborted. Throughput is
+not paid for: a body with a ``Content-Length`` is handed to the parser as it arrives (exactly the
+bytes of the body, so the next head is counted), and the timers are one per connection that
+re-arms itself, not one per read. ``Expect: 100-continue``, keep-alive and pipelining (answers
+in order) work as in uvicorn. A request asking for another protocol (``Upgrade``, ``CONNECT``)
+is answered as plain HTTP and its connection then ends (uvicorn kept it open, with a parser that
+read nothing more). A client that goes away is noticed by the request being served (uvicorn
+told only the last one parsed, which is the one waiting when there is one: the other wrote to
+the closed transport, which uvloop refuses, and logged an error).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from asyncio import TimerHandle
+from collections.abc import Callable
+from typing import Any, ClassVar
+
+import httptools
+from uvicorn._types import ASGI3Application
+from uvicorn.config import Config
+from uvicorn.protocols.http.flow_control import HIGH_WATER_LIMIT, FlowControl
+from uvicorn.protocols.http.httptools_impl import (
+    HttpToolsProtocol,
+    RequestResponseCycle,
+)
+from uvicorn.server import ServerState
+
+from imageport import metrics
+from imageport.api.http_limits import (
+    BODY_TIMEOUT,
+    FRAMING_TOO_LARGE,
+    HEAD_TIMEOUT,
+    MALFORMED,
+    MAX_HEADER_FIELDS,
+    TOO_MANY_CONNECTIONS,
+    TOO_MANY_FIELDS,
+    Api,
+    HttpLimits,
+    Listener,
+    Refusal,
+    client_key,
+    head_too_large,
+    url_too_long,
+)
+from imageport.limits import KiB
+
+log = logging.getLogger("imageport.http")
+
+CHUNKED_SLICE = 64 * KiB
+"""Largest piece of a chunked body handed to the parser at once: how far past the header cap
+a chunk-size line or the trailers of a chunked body can get before they are counted."""
+CLOSE_GRACE_SECONDS = 5.0
+"""How long a closing connection may take to flush its last bytes before it is aborted."""
+_TERMINATOR = b"\r\n\r\n"  # llhttp 9 insists on CRLF: a head ends at the first blank line
+
+
+class _WatchedFlow(FlowControl):
+    """uvicorn's flow control, telling the protocol each time the application asks for body
+    bytes (every ``receive()`` resumes reading, right after it sends a ``100 Continue`` owed)
+    and whether reading had been paused: the body clock then starts again, as the client
+    could not send while the server was not reading.
+
+    While the protocol holds input back (``held_back()``: a pipelined request waits for the
+    response before it), reading stays paused whoever asks: uvicorn resumes it on every
+    ``receive()`` of the request being served, which let one connection queue requests
+    without end. The protocol resumes it itself once the request waiting has started."""
+
+    def __init__(self, transport: asyncio.Transport, on_resume: Callable[[bool], None],
+                 held_back: Callable[[], bool]) -> None:
+        super().__init__(transport)
+        self._on_resume = on_resume
+        self._held_back = held_back
+
+    def resume_reading(self) -> None:
+        if self._held_back():
+            return
+        self._on_resume(self.read_paused)
+        super().resume_reading()
+
+
+class _Stop(Exception):
+    """Raised in a parser callback to stop the parser; the refusal is kept on the protocol."""
+
+
+class LimitedHttpToolsProtocol(HttpToolsProtocol):
+    """uvicorn's httptools protocol with the bounds of the module docstring."""
+
+    listener: ClassVar[Listener]
+
+    def __init__(self, config: Config, server_state: ServerState, app_state: dict[str, Any],
+                 _loop: asyncio.AbstractEventLoop | None = None) -> None:
+        super().__init__(config, server_state, app_state, _loop)
+        self.limits = self.listener.limits
+        self._client_key: str | None = None
+        self._refusal: Refusal | None = None   # set by a parser callback that stopped it
+        self._ended = False                     # refused or timed out: input is dropped
+        self._deferred: Refusal | None = None   # the answer owed once earlier responses are out
+        self._lost = False
+        # the request head being received
+        self._head_open = True
+        self._head_bytes = 0
+        self._tail = b""                        # last bytes fed of a head or a chunked body
+        self._url_bytes = 0
+        self._fields = 0
+        # the request body being received
+        self._body_left: int | None = None      # bytes to come of a Content-Length body
+        self._body_seen = False
+        self._framing_run = 0
+        self._chunk_left = 0                    # of a chunked body: data + CRLF of a chunk
+        self._size_line = b""                   # a chunk-size line begun in an earlier read
+        self._last_chunk = False                # the size-0 chunk began: trailers follow
+        # input not yet fed to the parser, from ``_held_at`` on: it follows a pipelined
+        # request that waits for the response before it (one read of the transport at most)
+        self._held = b""
+        self._held_at = 0
+        self._serving: RequestResponseCycle | None = None  # the request being served
+        # clocks (loop time)
+        self._head_since = 0.0
+        self._body_clock = 0.0                  # when the body last made progress
+        self._progress = 0                      # bytes received since the body clock moved
+        self._continue_owed = False
+        self._write_paused_since: float | None = None
+        self._closing_since: float | None = None
+        self._timer: TimerHandle | None = None
+        self._timer_at = 0.0
+
+    # -- connection -------------------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        now = self.loop.time()
+        self.flow = _WatchedFlow(transport, self._reading_resumed, self._holding)
+        self._head_since = self._body_clock = now
+        host = self.client[0] if self.client else ""
+        key = client_key(host)
+        cap = self.listener.admit(key, len(self.connections))
+        if cap is not None:
+            self.listener.note_refused(now, cap, host)
+            self._end(TOO_MANY_CONNECTIONS, answer=True)
+            return
+        self._client_key = key
+        self._arm(now + self.limits.poll_seconds)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._lost = True
+        if self._client_key is not None:
+            self.listener.release(self._client_key)
+            self._client_key = None
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self._held = b""
+        self.pipeline.clear()  # a request still waiting will not be served
+        serving = self._serving
+        if serving is not None and not serving.response_complete:
+            # uvicorn tells only the last request parsed (``self.cycle``), which is not the
+            # one being served when another waits: that one wrote to the closed transport
+            # (uvloop raises) and logged an error for each such connection
+            serving.disconnected = True
+            serving.message_event.set()
+        super().connection_lost(exc)
+
+    def pause_writing(self) -> None:
+        self._write_paused_since = self.loop.time()
+        super().pause_writing()
+
+    def resume_writing(self) -> None:
+        self._write_paused_since = None
+        super().resume_writing()
+
+    # -- input --------------------------------------------------------------------------------
+
+    def data_received(self, data: bytes) -> None:
+        self._progress += len(data)
+        if self._progress >= self.limits.min_body_bytes:
+            self._body_clock = self.loop.time()
+            self._progress = 0
+        self._unset_keepalive_if_required()
+        if self._ended:
+            return
+        if self._holding():
+            # reading is paused; what a transport still hands over waits with the rest
+            self._held = self._held[self._held_at:] + data
+            self._held_at = 0
+            self.flow.pause_reading()
+            return
+        self._feed(data, 0)
+
+    def _holding(self) -> bool:
+        """Whether input is held back: a pipelined request waits for the response before
+        it, or bytes received after it are not yet parsed."""
+        return bool(self.pipeline) or self._held_at < len(self._held)
+
+    def _feed(self, data: bytes, pos: int) -> None:
+        """Hand ``data[pos:]`` to the parser in slices (see the module docstring). Once a
+        complete head waits for the response before it (uvicorn queued it in
+        ``pipeline``), the rest is held back, unparsed, and reading stays paused until that
+        response is complete (:meth:`_release`): a connection queues one request at most."""
+        end = len(data)
+        view = memoryview(data)
+        while pos < end:
+            if self.pipeline:
+                self._held, self._held_at = data, pos
+                self.flow.pause_reading()
+                return
+            in_head = self._head_open
+            if in_head:
+                room = self.limits.max_header_bytes + self._url_bytes - self._head_bytes
+                stop = pos + self._cut(data, pos, end, room)
+            elif self._body_left:
+                stop = min(end, pos + self._body_left)
+            else:
+                stop = pos + self._chunked_cut(data, pos, end)
+            if in_head:
+                self._head_bytes += stop - pos
+            if self._body_left is None:
+                self._tail = (self._tail + data[max(pos, stop - 3):stop])[-3:]
+            self._body_seen = False
+            try:
+                self.parser.feed_data(data if pos == 0 and stop == end else view[pos:stop])
+            except httptools.HttpParserUpgrade:
+                # the service speaks no other protocol: the request is answered as plain HTTP
+                # and the connection ends after it (llhttp parses nothing more on it)
+                self._ended = True
+                self.cycle.keep_alive = False
+                return
+            except httptools.HttpParserError:
+                self._end(self._refusal or MALFORMED, answer=True)
+                return
+            if self._head_open and (self._head_bytes - self._url_bytes
+                                    >= self.limits.max_header_bytes):
+                # the cap's worth was handed over and the head has not ended: it is longer
+                self._end(head_too_large(self.limits), answer=True)
+                return
+            if not in_head and not self._head_open and self._body_left is None:
+                # a chunked body: a run of bytes without body data is framing or trailers
+                self._framing_run = 0 if self._body_seen else self._framing_run + stop - pos
+                if self._framing_run > self.limits.max_header_bytes:
+                    self._end(FRAMING_TOO_LARGE, answer=True)
+                    return
+            pos = stop
+
+    def _chunked_cut(self, data: bytes, pos: int, end: int) -> int:
+        """How many bytes of a chunked body to hand to the parser from ``pos``: whole chunks
+        (at most :data:`CHUNKED_SLICE`), followed through their size lines here, and from the
+        last chunk on no further than the blank line that ends the body, so that a head
+        pipelined behind it starts a slice of its own (it is counted, and waits). The state
+        kept assumes the slice is fed (the parser takes it all or the connection ends); a
+        size line this does not understand is one the parser refuses (then any blank line may
+        end the body)."""
+        if self._last_chunk:
+            return self._cut(data, pos, end, CHUNKED_SLICE)
+        limit = min(end, pos + CHUNKED_SLICE)
+        at = pos
+        while at < limit:
+            if self._chunk_left:  # chunk data and the CRLF after it
+                step = min(self._chunk_left, limit - at)
+                self._chunk_left -= step
+                at += step
+                continue
+            eol = data.find(b"\n", at, limit)
+            if eol < 0:  # the size line goes on in the next read (the framing cap bounds it)
+                self._size_line += data[at:limit]
+                return limit - pos
+            line, self._size_line = self._size_line + data[at:eol], b""
+            at = eol + 1
+            try:
+                size = int(line.split(b";", 1)[0].rstrip(b"\r"), 16)
+            except ValueError:
+                size = 0
+            if size <= 0:
+                self._last_chunk = True
+                break
+            self._chunk_left = size + 2
+        return at - pos
+
+    def _cut(self, data: bytes, pos: int, end: int, most: int) -> int:
+        """How many bytes from ``pos`` to hand to the parser in one slice: at most ``most``
+        (for a head: what the header cap still allows, the URL's bytes are capped on their
+        own), and no further than the first blank line (``\\r\\n\\r\\n``, counting the bytes
+        fed before): where a head ends, and where the last chunk of a chunked body does."""
+        size = min(most, end - pos)
+        tail = self._tail
+        if tail:
+            found = (tail + data[pos:pos + 3]).find(_TERMINATOR)
+            if found >= 0:
+                return min(size, found + len(_TERMINATOR) - len(tail))
+        found = data.find(_TERMINATOR, pos, pos + size)
+        if found >= 0:
+            return found + len(_TERMINATOR) - pos
+        return size
+
+    # -- parser callbacks -----------------------------------------------------------------------
+
+    def on_message_begin(self) -> None:
+        self._url_bytes = 0
+        self._fields = 0
+        super().on_message_begin()
+
+    def on_url(self, url: bytes) -> None:
+        self._url_bytes += len(url)
+        if self._url_bytes > self.limits.max_url_bytes:
+            self._stop(url_too_long(self.limits))
+        super().on_url(url)
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._fields += 1
+        if self._fields > MAX_HEADER_FIELDS:
+            self._stop(TOO_MANY_FIELDS)
+        super().on_header(name, value)
+
+    def on_headers_complete(self) -> None:
+        self._head_open = False
+        self._tail = b""
+        self._body_left = None
+        self._framing_run = 0
+        self._chunk_left = 0
+        self._size_line = b""
+        self._last_chunk = False
+        self._body_clock = self.loop.time()
+        self._progress = 0
+        length = None
+        chunked = False
+        for name, value in self.headers:
+            if name == b"content-length":
+                length = value
+            elif name == b"transfer-encoding":
+                chunked = True
+        if length is not None and not chunked and length.isdigit():
+            self._body_left = int(length)
+        super().on_headers_complete()
+        self._continue_owed = self.cycle is not None and self.cycle.waiting_for_100_continue
+
+    def _reading_resumed(self, was_paused: bool) -> None:
+        """The application asks for body bytes: the body clock starts again if the server had
+        held the client back (reading paused, or a ``100 Continue`` owed until now)."""
+        cycle = self.cycle
+        if was_paused or (self._continue_owed and cycle is not None
+                          and not cycle.waiting_for_100_continue):
+            self._continue_owed = False
+            self._body_clock = self.loop.time()
+            self._progress = 0
+
+    def on_body(self, body: bytes) -> None:
+        self._body_seen = True
+        if self._body_left is not None:
+            self._body_left -= len(body)
+        super().on_body(body)
+
+    def on_message_complete(self) -> None:
+        self._head_open = True
+        self._head_bytes = 0
+        self._tail = b""
+        self._body_left = None
+        self._head_since = self.loop.time()
+        super().on_message_complete()
+
+    def on_response_complete(self) -> None:
+        self._head_since = self.loop.time()
+        if self._deferred is not None and not self.pipeline:
+            self._close(self._deferred, answer=True)
+            self._deferred = None
+        super().on_response_complete()  # does nothing more on a closing transport
+        self._release()
+
+    def _start_asgi_task(self, cycle: RequestResponseCycle, app: ASGI3Application) -> None:
+        self._serving = cycle
+        super()._start_asgi_task(cycle, app)
+
+    def _release(self) -> None:
+        """A response is complete and the request that waited for it started (uvicorn's
+        ``on_response_complete``): hand the parser the input held back (its body, up to the
+        next head, which waits in turn) and read again, unless a request waits again or the
+        body buffer is full (the application's next ``receive()`` resumes reading then)."""
+        if self._ended or self.transport.is_closing():
+            return
+        held, at = self._held, self._held_at
+        self._held, self._held_at = b"", 0
+        if at < len(held):
+            self._feed(held, at)
+        cycle = self.cycle
+        if not (self._ended or self.pipeline or self.transport.is_closing()
+                or (cycle is not None and len(cycle.body) > HIGH_WATER_LIMIT)):
+            self.flow.resume_reading()
+
+    def _stop(self, refusal: Refusal) -> None:
+        self._refusal = refusal
+        raise _Stop(refusal.message)
+
+    # -- timeouts -------------------------------------------------------------------------------
+
+    def _arm(self, at: float) -> None:
+        """Look at the connection at ``at`` (or earlier, if already due to look earlier)."""
+        if self._lost:
+            return
+        if self._timer is not None:
+            if self._timer_at <= at:
+                return
+            self._timer.cancel()
+        self._timer_at = at
+        self._timer = self.loop.call_at(at, self._look)
+
+    def _look(self) -> None:
+        """The one timer of the connection: end it if a deadline passed, else look again at
+        the next deadline (at the latest after :attr:`HttpLimits.poll_seconds`)."""
+        self._timer = None
+        if self._lost:
+            return
+        now = self.loop.time()
+        if self.transport.is_closing():
+            since = self._closing_since = self._closing_since or now
+            if now >= since + CLOSE_GRACE_SECONDS:
+                self.transport.abort()
+            else:
+                self._arm(since + CLOSE_GRACE_SECONDS)
+            return
+        limits = self.limits
+        due = now + limits.poll_seconds
+        if self._write_paused_since is not None:
+            deadline = self._write_paused_since + limits.body_timeout
+            if now >= deadline:
+                log.info("client %s read nothing of its response for %.0f s: connection cut",
+                         self._peer(), limits.body_timeout, extra={"api": self.listener.api})
+                metrics.HTTP_REFUSED.labels(self.listener.api, "send_timeout").inc()
+                self._ended = True
+                self.transport.abort()
+                return
+            due = min(due, deadline)
+        cycle = self.cycle
+        busy = cycle is not None and not cycle.response_complete
+        if self._head_open:
+            if not busy:
+                deadline = self._head_since + limits.head_timeout
+                if now >= deadline:
+                    self._end(HEAD_TIMEOUT, answer=self._head_bytes > 0)
+                    return
+                due = min(due, deadline)
+        elif not self.flow.read_paused and not (cycle is not None
+                                                and cycle.waiting_for_100_continue):
+            deadline = self._body_clock + limits.body_timeout
+            if now >= deadline:
+                self._end(BODY_TIMEOUT, answer=True)
+                return
+            due = min(due, deadline)
+        self._arm(due)
+
+    # -- ending a connection --------------------------------------------------------------------
+
+    def _end(self, refusal: Refusal, *, answer: bool) -> None:
+        """Stop reading and close the connection with ``refusal``'s answer (when ``answer``).
+        A refused head that follows a request still being served (pipelining) is answered
+        after the responses before it; a refused body ends its request, which then sees a
+        disconnect (and is answered only if it had not started its response)."""
+        if self._ended:
+            return
+        self._ended = True
+        metrics.HTTP_REFUSED.labels(self.listener.api, refusal.reason).inc()
+        if refusal is not TOO_MANY_CONNECTIONS:  # those are logged by the listener, in bulk
+            log.info("%s: connection from %s closed", refusal.message, self._peer(),
+                     extra={"api": self.listener.api, "status": refusal.status})
+        cycle = self.cycle
+        if cycle is not None and not cycle.response_complete:
+            if self._head_open:  # a head refused while earlier requests are served
+                self.flow.pause_reading()
+                self._deferred = refusal
+                return
+            answer = answer and not cycle.response_started
+            cycle.disconnected = True
+            cycle.message_event.set()
+        self._close(refusal, answer=answer)
+
+    def _close(self, refusal: Refusal, *, answer: bool) -> None:
+        if answer and not self.transport.is_closing():
+            self.transport.write(refusal.response(self.listener.api,
+                                                  self.server_state.default_headers))
+        self.transport.close()
+        self._closing_since = self.loop.time()
+        self._arm(self._closing_since + CLOSE_GRACE_SECONDS)
+
+    def _peer(self) -> str:
+        return self.client[0] if self.client else "?"
+
+
+def protocol_class(limits: HttpLimits, api: Api) -> type[LimitedHttpToolsProtocol]:
+    """The protocol class for one listener (``api``: its error shape and metrics label), with
+    its own connection counts; pass it to ``uvicorn.Config(http=...)``."""
+    shared = Listener(limits, api)
+
+    class ListenerProtocol(LimitedHttpToolsProtocol):
+        listener = shared
+
+    ListenerProtocol.__name__ = ListenerProtocol.__qualname__ = f"LimitedHttpToolsProtocol[{api}]"
+    return ListenerProtocol
+
+
