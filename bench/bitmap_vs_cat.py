@@ -170,8 +170,18 @@ def measure(name: str, path: Path, reps: int, cat_reps: int) -> Row:
     inproc = statistics.median(s.seconds for s in scans)
     read = scans[-1].bytes_read
     cat_wall, cat_cpu, _ = _timed(["cat", str(path)], cat_reps, stdout_null=True)
-    return Row(name, path.stat().st_size, allocated_bytes(path), wall, cpu, inproc, read,
-               cat_wall, cat_cpu, cat_reps)
+    return Row(
+        name,
+        path.stat().st_size,
+        allocated_bytes(path),
+        wall,
+        cpu,
+        inproc,
+        read,
+        cat_wall,
+        cat_cpu,
+        cat_reps,
+    )
 
 
 def _mbs(n: int, seconds: float) -> str:
@@ -179,9 +189,11 @@ def _mbs(n: int, seconds: float) -> str:
 
 
 def render(rows: list[Row]) -> str:
-    head = (f"{'image':<22}{'apparent':>10}{'alloc':>8}{'imageport s':>12}{'cpu s':>7}"
-            f"{'in-proc s':>10}{'read':>9}{'cat s':>9}{'cpu s':>7}{'ratio':>8}{'in-proc':>9}"
-            f"{'ip MB/s':>9}{'cat MB/s':>9}")
+    head = (
+        f"{'image':<22}{'apparent':>10}{'alloc':>8}{'imageport s':>12}{'cpu s':>7}"
+        f"{'in-proc s':>10}{'read':>9}{'cat s':>9}{'cpu s':>7}{'ratio':>8}{'in-proc':>9}"
+        f"{'ip MB/s':>9}{'cat MB/s':>9}"
+    )
     lines = [head, "-" * len(head)]
     for r in rows:
         lines.append(
@@ -197,8 +209,12 @@ def render(rows: list[Row]) -> str:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--reps", type=int, default=5, help="runs per measurement (median)")
-    ap.add_argument("--cat-reps", type=int, default=3,
-                    help="runs of cat on the sparse image (it reads every hole)")
+    ap.add_argument(
+        "--cat-reps",
+        type=int,
+        default=3,
+        help="runs of cat on the sparse image (it reads every hole)",
+    )
     ap.add_argument("--sparse-gib", type=int, default=100, help="apparent size of the sparse one")
     ap.add_argument("--only", choices=["sparse", "full"], help="one image only")
     ap.add_argument("--json", type=Path, help="also write the rows as JSON")
@@ -209,18 +225,29 @@ def main(argv: list[str] | None = None) -> int:
     print(f"load average before: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     rows = []
     if args.only in (None, "sparse"):
-        rows.append(measure(f"sparse-{args.sparse_gib}g", sparse_image(args.sparse_gib),
-                            args.reps, args.cat_reps))
+        rows.append(
+            measure(
+                f"sparse-{args.sparse_gib}g",
+                sparse_image(args.sparse_gib),
+                args.reps,
+                args.cat_reps,
+            )
+        )
     if args.only in (None, "full"):
         rows.append(measure("full-2g", full_image(), args.reps, args.reps))
     print(render(rows))
     print(f"load average after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
-    print("ratio = cat wall / imageport wall (CLI, Python start-up included); in-proc ratio = "
-          "cat wall / scan_raw wall (no start-up); MB/s = allocated bytes / wall")
+    print(
+        "ratio = cat wall / imageport wall (CLI, Python start-up included); in-proc ratio = "
+        "cat wall / scan_raw wall (no start-up); MB/s = allocated bytes / wall"
+    )
     if args.json:
-        args.json.write_text(json.dumps([asdict(r) | {"ratio": r.ratio,
-                                                      "inproc_ratio": r.inproc_ratio}
-                                         for r in rows], indent=2))
+        args.json.write_text(
+            json.dumps(
+                [asdict(r) | {"ratio": r.ratio, "inproc_ratio": r.inproc_ratio} for r in rows],
+                indent=2,
+            )
+        )
     return 0
 
 

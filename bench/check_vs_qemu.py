@@ -81,8 +81,9 @@ def specs() -> list[ImageSpec]:
             ImageSpec(f"{label}-qcow2", "qcow2", size),
             ImageSpec(f"{label}-qcow2-zlib", "qcow2", size, convert_options="", compress=True),
             ImageSpec(f"{label}-vmdk", "vmdk", size),
-            ImageSpec(f"{label}-vmdk-stream", "vmdk", size,
-                      convert_options="subformat=streamOptimized"),
+            ImageSpec(
+                f"{label}-vmdk-stream", "vmdk", size, convert_options="subformat=streamOptimized"
+            ),
             ImageSpec(f"{label}-vpc", "vpc", size, create_options="force_size=on"),
             ImageSpec(f"{label}-vhdx", "vhdx", size),
             ImageSpec(f"{label}-vdi", "vdi", size),
@@ -181,9 +182,21 @@ def strace_bytes(cmd: list[str], image: Path) -> int | None:
     target = str(image.resolve())
     with tempfile.NamedTemporaryFile(suffix=".strace") as log:
         subprocess.run(
-            [strace, "-f", "-y", "-qq", "-e", "trace=read,pread64,preadv,preadv2",
-             "-e", "signal=none", "-o", log.name, *cmd],
-            capture_output=True, check=False,
+            [
+                strace,
+                "-f",
+                "-y",
+                "-qq",
+                "-e",
+                "trace=read,pread64,preadv,preadv2",
+                "-e",
+                "signal=none",
+                "-o",
+                log.name,
+                *cmd,
+            ],
+            capture_output=True,
+            check=False,
         )
         lines = Path(log.name).read_text(errors="replace").splitlines()
     total = 0
@@ -281,11 +294,19 @@ def measure(spec: ImageSpec, reps: int, cli: list[str] | None) -> Row:
             error = f"unparsable JSON: {out[:80]!r}"
         cli_strace = strace_bytes(cmd, path)
     return Row(
-        image=spec.name, format=spec.fmt, virtual_size=spec.virtual_size,
-        file_size=st.st_size, disk_usage=st.st_blocks * 512,
-        imageport_cli=cli_t, imageport_inproc=inproc_t, qemu_img=qemu_t,
-        imageport_bytes=cli_bytes, imageport_strace_bytes=cli_strace, qemu_img_bytes=qemu_bytes,
-        detected=detected, cli_error=error,
+        image=spec.name,
+        format=spec.fmt,
+        virtual_size=spec.virtual_size,
+        file_size=st.st_size,
+        disk_usage=st.st_blocks * 512,
+        imageport_cli=cli_t,
+        imageport_inproc=inproc_t,
+        qemu_img=qemu_t,
+        imageport_bytes=cli_bytes,
+        imageport_strace_bytes=cli_strace,
+        qemu_img_bytes=qemu_bytes,
+        detected=detected,
+        cli_error=error,
     )
 
 
@@ -310,9 +331,23 @@ def _ratio(ours: float | None, base: float | None) -> str:
 
 
 def table(rows: list[Row]) -> str:
-    head = ("image", "format", "virtual", "on disk", "imageport ms", "cpu ms", "in-proc ms",
-            "cpu ms", "qemu-img ms", "cpu ms", "ratio", "cpu ratio", "imageport read",
-            "qemu-img read", "detected by imageport")
+    head = (
+        "image",
+        "format",
+        "virtual",
+        "on disk",
+        "imageport ms",
+        "cpu ms",
+        "in-proc ms",
+        "cpu ms",
+        "qemu-img ms",
+        "cpu ms",
+        "ratio",
+        "cpu ratio",
+        "imageport read",
+        "qemu-img read",
+        "detected by imageport",
+    )
     lines = [head]
     for r in rows:
         cli = r.imageport_cli
@@ -320,15 +355,25 @@ def table(rows: list[Row]) -> str:
         ip_read = _size(r.imageport_bytes)
         if r.imageport_strace_bytes is not None and r.imageport_strace_bytes != r.imageport_bytes:
             ip_read += f" (strace {_size(r.imageport_strace_bytes)})"
-        lines.append((
-            r.image, OURS.get(r.format, r.format), _size(r.virtual_size), _size(r.disk_usage),
-            _ms(cli.wall if cli else None), _ms(cli.cpu if cli else None),
-            _ms(r.imageport_inproc.wall), _ms(r.imageport_inproc.cpu),
-            _ms(r.qemu_img.wall), _ms(r.qemu_img.cpu),
-            _ratio(ours.wall, r.qemu_img.wall), _ratio(ours.cpu, r.qemu_img.cpu),
-            ip_read, _size(r.qemu_img_bytes),
-            r.detected[:44] + (f" [{r.cli_error}]" if r.cli_error else ""),
-        ))
+        lines.append(
+            (
+                r.image,
+                OURS.get(r.format, r.format),
+                _size(r.virtual_size),
+                _size(r.disk_usage),
+                _ms(cli.wall if cli else None),
+                _ms(cli.cpu if cli else None),
+                _ms(r.imageport_inproc.wall),
+                _ms(r.imageport_inproc.cpu),
+                _ms(r.qemu_img.wall),
+                _ms(r.qemu_img.cpu),
+                _ratio(ours.wall, r.qemu_img.wall),
+                _ratio(ours.cpu, r.qemu_img.cpu),
+                ip_read,
+                _size(r.qemu_img_bytes),
+                r.detected[:44] + (f" [{r.cli_error}]" if r.cli_error else ""),
+            )
+        )
     widths = [max(len(str(line[i])) for line in lines) for i in range(len(head))]
     return "\n".join(
         "  ".join(str(c).ljust(w) for c, w in zip(line, widths, strict=True)).rstrip()
@@ -348,12 +393,16 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{tool} is not installed (apt-get install qemu-utils)", file=sys.stderr)
             return 2
     if shutil.which("strace") is None:
-        print("strace is not installed: qemu-img bytes read will show n/a "
-              "(apt-get install strace)", file=sys.stderr)
+        print(
+            "strace is not installed: qemu-img bytes read will show n/a (apt-get install strace)",
+            file=sys.stderr,
+        )
     cli = imageport_cmd()
     if cli is None:
-        print("note: `imageport check` is not available yet; the ratio uses the in-process "
-              "time", file=sys.stderr)
+        print(
+            "note: `imageport check` is not available yet; the ratio uses the in-process time",
+            file=sys.stderr,
+        )
     rows = []
     for spec in specs():
         if args.only and not spec.name.startswith(args.only):
@@ -362,9 +411,11 @@ def main(argv: list[str] | None = None) -> int:
             continue
         rows.append(measure(spec, args.reps, cli))
         print(f"measured {spec.name}", file=sys.stderr)
-    print(f"median of {args.reps} runs; ratio = imageport {'CLI' if cli else 'in-process'} "
-          "wall time / qemu-img info wall time; cpu ratio: the same for user+system CPU time "
-          f"(both measured in this run); load average {os.getloadavg()[0]:.2f}")
+    print(
+        f"median of {args.reps} runs; ratio = imageport {'CLI' if cli else 'in-process'} "
+        "wall time / qemu-img info wall time; cpu ratio: the same for user+system CPU time "
+        f"(both measured in this run); load average {os.getloadavg()[0]:.2f}"
+    )
     print(table(rows))
     if args.json:
         args.json.write_text(json.dumps([asdict(r) for r in rows], indent=2))

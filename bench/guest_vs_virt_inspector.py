@@ -265,10 +265,13 @@ def imageport_found(report: dict[str, object]) -> Found | None:
         return None
     os_info = guest.get("os") or {}
     version = str(os_info.get("version_id") or "?").split(".")[0]
-    mounts = tuple(sorted(
-        (str(m["mountpoint"]), _lg_device(str(m["volume"])))
-        for m in guest.get("mounts") or [] if m.get("mountpoint", "").startswith("/")
-    ))
+    mounts = tuple(
+        sorted(
+            (str(m["mountpoint"]), _lg_device(str(m["volume"])))
+            for m in guest.get("mounts") or []
+            if m.get("mountpoint", "").startswith("/")
+        )
+    )
     return Found(f"{os_info.get('id', '?')} {version}", _lg_device(str(guest["root"])), mounts)
 
 
@@ -283,18 +286,21 @@ def vi_found(xml_text: str) -> Found | None:
         return None
     distro = osys.findtext("distro") or osys.findtext("name") or "?"
     major = osys.findtext("major_version") or "?"
-    mounts = tuple(sorted(
-        (mp.text or "", _lg_vi_device(mp.get("dev", "")))
-        for mp in osys.iterfind("mountpoints/mountpoint")
-    ))
+    mounts = tuple(
+        sorted(
+            (mp.text or "", _lg_vi_device(mp.get("dev", "")))
+            for mp in osys.iterfind("mountpoints/mountpoint")
+        )
+    )
     return Found(f"{distro} {major}", _lg_vi_device(osys.findtext("root") or "?"), mounts)
 
 
 def agreement(ours: Found | None, theirs: Found | None) -> str:
     if ours is None or theirs is None:
         return "n/a"
-    diff = [name for name in ("os", "root", "mounts")
-            if getattr(ours, name) != getattr(theirs, name)]
+    diff = [
+        name for name in ("os", "root", "mounts") if getattr(ours, name) != getattr(theirs, name)
+    ]
     return "yes" if not diff else "NO: " + ",".join(diff)
 
 
@@ -325,14 +331,18 @@ class Row:
     error: str = ""
 
 
-def _timed(cmd: list[str], reps: int, env: dict[str, str] | None = None,
-           ) -> tuple[Timing, list[subprocess.CompletedProcess[str]]]:
+def _timed(
+    cmd: list[str],
+    reps: int,
+    env: dict[str, str] | None = None,
+) -> tuple[Timing, list[subprocess.CompletedProcess[str]]]:
     walls, cpus, procs = [], [], []
     for _ in range(reps):
         before = resource.getrusage(resource.RUSAGE_CHILDREN)
         t0 = time.perf_counter()
-        proc = subprocess.run(cmd, capture_output=True, text=True, check=False, env=env,
-                              timeout=900)
+        proc = subprocess.run(
+            cmd, capture_output=True, text=True, check=False, env=env, timeout=900
+        )
         walls.append(time.perf_counter() - t0)
         after = resource.getrusage(resource.RUSAGE_CHILDREN)
         cpus.append(after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime)
@@ -359,14 +369,17 @@ def measure(case: Case, path: Path, cli: list[str], reps: int, use_strace: bool)
     read = report.get("bytes_read")
     st = path.stat()
     return Row(
-        case=case.key, path=str(path),
+        case=case.key,
+        path=str(path),
         virtual_size=int(str(report.get("virtual_size") or 0)) or st.st_size,
-        disk_usage=st.st_blocks * 512, imageport=timing,
+        disk_usage=st.st_blocks * 512,
+        imageport=timing,
         imageport_inproc=statistics.median(inprocs) if inprocs else None,
         imageport_exit=procs[-1].returncode,
         bytes_read=read if isinstance(read, int) else None,
         strace_bytes=strace_bytes(cmd, path) if use_strace else None,
-        found=imageport_found(report), error=error,
+        found=imageport_found(report),
+        error=error,
     )
 
 
@@ -398,10 +411,12 @@ def matrix(args: argparse.Namespace) -> list[Case]:
     other layouts as 3 GiB raw (so virt-inspector also sees LVM/XFS and Btrfs)."""
     if args.layouts or args.formats or args.sizes:
         layouts = _expand(args.layouts, guest_images.LAYOUTS) or [MAIN_LAYOUT]
-        return [Case(lay, size, fmt)
-                for lay in layouts
-                for size in args.sizes or list(SIZES)
-                for fmt in args.formats or FORMATS]
+        return [
+            Case(lay, size, fmt)
+            for lay in layouts
+            for size in args.sizes or list(SIZES)
+            for fmt in args.formats or FORMATS
+        ]
     cases = [Case(MAIN_LAYOUT, size, fmt) for size in SIZES for fmt in FORMATS]
     cases += [Case(lay, "3g", "raw") for lay in guest_images.LAYOUTS if lay != MAIN_LAYOUT]
     return cases
@@ -444,9 +459,23 @@ def _s(x: float | None) -> str:
 
 
 def table(rows: list[Row]) -> str:
-    head = ("image", "size", "format", "virtual", "on disk", "imageport wall s", "cpu s",
-            "in-proc s", "bytes read", "virt-inspector wall s", "cpu s", "ratio",
-            "imageport found", "virt-inspector found", "agree")
+    head = (
+        "image",
+        "size",
+        "format",
+        "virtual",
+        "on disk",
+        "imageport wall s",
+        "cpu s",
+        "in-proc s",
+        "bytes read",
+        "virt-inspector wall s",
+        "cpu s",
+        "ratio",
+        "imageport found",
+        "virt-inspector found",
+        "agree",
+    )
     lines: list[tuple[str, ...]] = [head]
     for r in rows:
         layout, size, fmt = r.case.split(":")
@@ -456,17 +485,28 @@ def table(rows: list[Row]) -> str:
             read += f" (strace {_size(r.strace_bytes)})"
         ours = r.found.short() if r.found else f"nothing [{r.error or f'exit {r.imageport_exit}'}]"
         theirs = "-" if vi is None else (vi.found.short() if vi.found else f"[{vi.error[:60]}]")
-        lines.append((
-            layout, size, fmt, _size(r.virtual_size), _size(r.disk_usage),
-            _s(r.imageport.wall), _s(r.imageport.cpu), _s(r.imageport_inproc), read,
-            _s(vi.timing.wall) if vi else "-", _s(vi.timing.cpu) if vi else "-",
-            f"{vi.timing.wall / r.imageport.wall:.0f}x" if vi else "-",
-            ours, theirs, r.agree,
-        ))
+        lines.append(
+            (
+                layout,
+                size,
+                fmt,
+                _size(r.virtual_size),
+                _size(r.disk_usage),
+                _s(r.imageport.wall),
+                _s(r.imageport.cpu),
+                _s(r.imageport_inproc),
+                read,
+                _s(vi.timing.wall) if vi else "-",
+                _s(vi.timing.cpu) if vi else "-",
+                f"{vi.timing.wall / r.imageport.wall:.0f}x" if vi else "-",
+                ours,
+                theirs,
+                r.agree,
+            )
+        )
     widths = [max(len(line[i]) for line in lines) for i in range(len(head))]
     return "\n".join(
-        "  ".join(c.ljust(w) for c, w in zip(line, widths, strict=True)).rstrip()
-        for line in lines
+        "  ".join(c.ljust(w) for c, w in zip(line, widths, strict=True)).rstrip() for line in lines
     )
 
 
@@ -474,27 +514,36 @@ def targets(rows: list[Row]) -> list[str]:
     """One line per target of the issue: met or missed, with the worst row."""
     out = []
     worst = max(rows, key=lambda r: r.imageport.wall)
-    out.append(f"wall time <= ~{TARGET_WALL:.0f} s: max {worst.imageport.wall:.2f} s "
-               f"({worst.case}); {sum(r.imageport.wall <= TARGET_WALL for r in rows)}/"
-               f"{len(rows)} rows at or under {TARGET_WALL:.1f} s")
+    out.append(
+        f"wall time <= ~{TARGET_WALL:.0f} s: max {worst.imageport.wall:.2f} s "
+        f"({worst.case}); {sum(r.imageport.wall <= TARGET_WALL for r in rows)}/"
+        f"{len(rows)} rows at or under {TARGET_WALL:.1f} s"
+    )
     reads = [r for r in rows if r.bytes_read is not None]
     if reads:
         most = max(reads, key=lambda r: r.bytes_read or 0)
         verdict = "met" if (most.bytes_read or 0) <= TARGET_READ else "MISSED"
         out.append(f"bytes read <= 64 MiB: {verdict}, max {_size(most.bytes_read)} ({most.case})")
-    ratios = [(r.virt_inspector.timing.wall / r.imageport.wall, r.case)
-              for r in rows if r.virt_inspector is not None and r.virt_inspector.found]
+    ratios = [
+        (r.virt_inspector.timing.wall / r.imageport.wall, r.case)
+        for r in rows
+        if r.virt_inspector is not None and r.virt_inspector.found
+    ]
     if ratios:
         ratio, case = min(ratios)
         verdict = "met" if ratio >= TARGET_RATIO else "MISSED"
-        out.append(f">= {TARGET_RATIO:.0f}x faster than virt-inspector: {verdict}, min "
-                   f"{ratio:.0f}x ({case})")
+        out.append(
+            f">= {TARGET_RATIO:.0f}x faster than virt-inspector: {verdict}, min "
+            f"{ratio:.0f}x ({case})"
+        )
     else:
         out.append("ratio to virt-inspector: baseline missing (not run or not installed)")
     disagree = [r.case for r in rows if r.agree.startswith("NO")]
     compared = [r for r in rows if r.agree != "n/a"]
-    out.append(f"agreement with virt-inspector: {len(compared) - len(disagree)}/{len(compared)} "
-               "rows agree" + (f"; differ: {', '.join(disagree)}" if disagree else ""))
+    out.append(
+        f"agreement with virt-inspector: {len(compared) - len(disagree)}/{len(compared)} "
+        "rows agree" + (f"; differ: {', '.join(disagree)}" if disagree else "")
+    )
     return out
 
 
@@ -504,21 +553,36 @@ def targets(rows: list[Row]) -> list[str]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--reps", type=int, default=5, help="imageport runs per image (median)")
-    parser.add_argument("--layouts", nargs="+", metavar="LAYOUT",
-                        choices=[*guest_images.LAYOUTS, "all"],
-                        help=f"layouts (default: {MAIN_LAYOUT} in every format and size, the "
-                             "others as 3g raw)")
-    parser.add_argument("--formats", nargs="+", choices=FORMATS, metavar="FMT",
-                        help=f"formats (default: all of {', '.join(FORMATS)})")
+    parser.add_argument(
+        "--layouts",
+        nargs="+",
+        metavar="LAYOUT",
+        choices=[*guest_images.LAYOUTS, "all"],
+        help=f"layouts (default: {MAIN_LAYOUT} in every format and size, the others as 3g raw)",
+    )
+    parser.add_argument(
+        "--formats",
+        nargs="+",
+        choices=FORMATS,
+        metavar="FMT",
+        help=f"formats (default: all of {', '.join(FORMATS)})",
+    )
     parser.add_argument("--sizes", nargs="+", choices=list(SIZES), help="3g, 100g (default both)")
-    parser.add_argument("--vi", action="append", metavar="LAYOUT:SIZE:FMT",
-                        help="run virt-inspector on this image (repeatable; replaces the default "
-                             "set: 3g raw of each layout, main layout 3g and 100g qcow2)")
+    parser.add_argument(
+        "--vi",
+        action="append",
+        metavar="LAYOUT:SIZE:FMT",
+        help="run virt-inspector on this image (repeatable; replaces the default "
+        "set: 3g raw of each layout, main layout 3g and 100g qcow2)",
+    )
     parser.add_argument("--vi-reps", type=int, default=1, help="virt-inspector runs (median)")
     parser.add_argument("--no-vi", action="store_true", help="skip virt-inspector")
-    parser.add_argument("--keep-big", action="store_true",
-                        help="cache the 100 GiB conversions too (~0.9 GB each; default: only "
-                             "the 100 GiB raw is kept, conversions are made per run and removed)")
+    parser.add_argument(
+        "--keep-big",
+        action="store_true",
+        help="cache the 100 GiB conversions too (~0.9 GB each; default: only "
+        "the 100 GiB raw is kept, conversions are made per run and removed)",
+    )
     parser.add_argument("--no-strace", action="store_true", help="skip the strace byte count")
     parser.add_argument("--json", type=Path, help="also write the rows as JSON here")
     args = parser.parse_args(argv)
@@ -529,16 +593,23 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     for spec in args.vi or []:
         parts = spec.split(":")
-        if (len(parts) != 3 or parts[0] not in guest_images.LAYOUTS or parts[1] not in SIZES
-                or parts[2] not in FORMATS):
+        if (
+            len(parts) != 3
+            or parts[0] not in guest_images.LAYOUTS
+            or parts[1] not in SIZES
+            or parts[2] not in FORMATS
+        ):
             parser.error(f"--vi {spec!r}: want LAYOUT:SIZE:FMT")
     cases = matrix(args)
     cases += [c for c in (Case(*s.split(":")) for s in args.vi or []) if c not in cases]
     vi_set = vi_cases(args, cases)
     have_vi = shutil.which("virt-inspector") is not None
     if vi_set and not have_vi:
-        print("virt-inspector is not installed (apt-get install libguestfs-tools): the baseline "
-              "and the agreement column are missing", file=sys.stderr)
+        print(
+            "virt-inspector is not installed (apt-get install libguestfs-tools): the baseline "
+            "and the agreement column are missing",
+            file=sys.stderr,
+        )
         vi_set = []
     use_strace = not args.no_strace and shutil.which("strace") is not None
 
@@ -546,8 +617,12 @@ def main(argv: list[str] | None = None) -> int:
     if vi_set and not appliance_cached():
         _log("building libguestfs's appliance once (untimed warm-up run)")
         first = next((c for c in vi_set if c.size == "3g"), vi_set[0])
-        subprocess.run(vi_command(first, image(first, args.keep_big)[0]), capture_output=True,
-                       env={**os.environ, **VI_ENV}, check=False)
+        subprocess.run(
+            vi_command(first, image(first, args.keep_big)[0]),
+            capture_output=True,
+            env={**os.environ, **VI_ENV},
+            check=False,
+        )
 
     rows: list[Row] = []
     skipped: list[str] = []
@@ -580,12 +655,25 @@ def main(argv: list[str] | None = None) -> int:
             row.agree = f"{verdict} (vs {other.size} {other.fmt})"
 
     load_after = os.getloadavg()
-    vi_note = (f"{args.vi_reps} run(s), LIBGUESTFS_BACKEND=direct, force_tcg, --format given; "
-               "ratio = virt-inspector wall / imageport wall, same run") if vi_set else "not run"
-    print(f"imageport: median of {args.reps} runs of `imageport check FILE --json` (wall: whole "
-          f"process; cpu: user+sys; in-proc: its elapsed_seconds); virt-inspector: {vi_note}")
-    print("load average (1/5/15 min) before: " + " ".join(f"{x:.2f}" for x in load_before)
-          + ", after: " + " ".join(f"{x:.2f}" for x in load_after) + f"; {os.cpu_count()} CPUs")
+    vi_note = (
+        (
+            f"{args.vi_reps} run(s), LIBGUESTFS_BACKEND=direct, force_tcg, --format given; "
+            "ratio = virt-inspector wall / imageport wall, same run"
+        )
+        if vi_set
+        else "not run"
+    )
+    print(
+        f"imageport: median of {args.reps} runs of `imageport check FILE --json` (wall: whole "
+        f"process; cpu: user+sys; in-proc: its elapsed_seconds); virt-inspector: {vi_note}"
+    )
+    print(
+        "load average (1/5/15 min) before: "
+        + " ".join(f"{x:.2f}" for x in load_before)
+        + ", after: "
+        + " ".join(f"{x:.2f}" for x in load_after)
+        + f"; {os.cpu_count()} CPUs"
+    )
     print(table(rows))
     for line in skipped:
         print(f"skipped: {line}")

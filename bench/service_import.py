@@ -85,8 +85,12 @@ class Server:
 
 
 def _admin(data_dir: Path, *args: str) -> dict[str, str]:
-    out = subprocess.run([IMAGEPORT, "admin", "--data-dir", str(data_dir), *args, "--json"],
-                         check=True, capture_output=True, text=True).stdout
+    out = subprocess.run(
+        [IMAGEPORT, "admin", "--data-dir", str(data_dir), *args, "--json"],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
     result: dict[str, str] = json.loads(out)
     return result
 
@@ -97,9 +101,22 @@ def running_server(workdir: Path) -> Iterator[Server]:
     project = _admin(data_dir, "project", "create", "bench")
     key = _admin(data_dir, "key", "create", "--project", "bench")
     proc = subprocess.Popen(
-        [IMAGEPORT, "serve", "--port", "0", "--s3-port", "0", "--workers", "1",
-         "--data-dir", str(data_dir)],
-        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        [
+            IMAGEPORT,
+            "serve",
+            "--port",
+            "0",
+            "--s3-port",
+            "0",
+            "--workers",
+            "1",
+            "--data-dir",
+            str(data_dir),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
     try:
         assert proc.stdout is not None
         deadline = time.monotonic() + 60
@@ -111,9 +128,15 @@ def running_server(workdir: Path) -> Iterator[Server]:
             match = LISTENING.search(line)
         if match is None:
             raise RuntimeError("imageport serve did not print its listening line")
-        yield Server(proc, data_dir, f"http://{match[1]}:{match[2]}",
-                     f"http://{match[3]}:{match[4]}", key["access_key"], key["secret_key"],
-                     project["id"])
+        yield Server(
+            proc,
+            data_dir,
+            f"http://{match[1]}:{match[2]}",
+            f"http://{match[3]}:{match[4]}",
+            key["access_key"],
+            key["secret_key"],
+            project["id"],
+        )
     finally:
         proc.terminate()
         try:
@@ -127,10 +150,17 @@ def s3_client(server: Server):  # type: ignore[no-untyped-def]
     from botocore.config import Config
 
     return boto3.client(
-        "s3", endpoint_url=server.s3_url, aws_access_key_id=server.access_key,
-        aws_secret_access_key=server.secret_key, region_name="us-east-1",
-        config=Config(signature_version="s3v4", s3={"addressing_style": "path"},
-                      request_checksum_calculation="when_required"))
+        "s3",
+        endpoint_url=server.s3_url,
+        aws_access_key_id=server.access_key,
+        aws_secret_access_key=server.secret_key,
+        region_name="us-east-1",
+        config=Config(
+            signature_version="s3v4",
+            s3={"addressing_style": "path"},
+            request_checksum_calculation="when_required",
+        ),
+    )
 
 
 def ims_client(server: Server):  # type: ignore[no-untyped-def]
@@ -145,21 +175,31 @@ def timed_upload(server: Server, path: Path, key: str) -> float:
     from boto3.s3.transfer import TransferConfig
 
     s3 = s3_client(server)
-    config = TransferConfig(multipart_threshold=64 * MiB, multipart_chunksize=64 * MiB,
-                            max_concurrency=4)
+    config = TransferConfig(
+        multipart_threshold=64 * MiB, multipart_chunksize=64 * MiB, max_concurrency=4
+    )
     start = time.perf_counter()
     s3.upload_file(str(path), "bench", key, Config=config)
     return time.perf_counter() - start
 
 
 def timed_cli_upload(server: Server, path: Path, key: str) -> float:
-    env = {**os.environ, "IMAGEPORT_ENDPOINT": server.ims_url,
-           "IMAGEPORT_S3_ENDPOINT": server.s3_url, "IMAGEPORT_ACCESS_KEY": server.access_key,
-           "IMAGEPORT_SECRET_KEY": server.secret_key, "IMAGEPORT_PROJECT_ID": server.project_id,
-           "IMAGEPORT_CONFIG": os.devnull}
+    env = {
+        **os.environ,
+        "IMAGEPORT_ENDPOINT": server.ims_url,
+        "IMAGEPORT_S3_ENDPOINT": server.s3_url,
+        "IMAGEPORT_ACCESS_KEY": server.access_key,
+        "IMAGEPORT_SECRET_KEY": server.secret_key,
+        "IMAGEPORT_PROJECT_ID": server.project_id,
+        "IMAGEPORT_CONFIG": os.devnull,
+    }
     start = time.perf_counter()
-    subprocess.run([IMAGEPORT, "upload", str(path), f"bench/{key}", "--part-size", "64",
-                    "--parallel", "4"], check=True, env=env, stdout=subprocess.DEVNULL)
+    subprocess.run(
+        [IMAGEPORT, "upload", str(path), f"bench/{key}", "--part-size", "64", "--parallel", "4"],
+        check=True,
+        env=env,
+        stdout=subprocess.DEVNULL,
+    )
     return time.perf_counter() - start
 
 
@@ -191,8 +231,9 @@ def timed_import(server: Server, key: str, name: str) -> tuple[float, str]:
     )
 
     ims = ims_client(server)
-    body = CreateImageRequestBody(name=name, image_url=f"bench:{key}", min_disk=40,
-                                  os_version="Debian GNU/Linux 12.0.0 64bit")
+    body = CreateImageRequestBody(
+        name=name, image_url=f"bench:{key}", min_disk=40, os_version="Debian GNU/Linux 12.0.0 64bit"
+    )
     start = time.perf_counter()
     job_id = ims.create_image(CreateImageRequest(body=body)).job_id
     while True:
@@ -205,13 +246,15 @@ def timed_import(server: Server, key: str, name: str) -> tuple[float, str]:
 def timed_baseline(path: Path, fmt: str, workdir: Path) -> tuple[float, float, float]:
     """(check, convert, sha256) seconds for the same file, run alone."""
     start = time.perf_counter()
-    subprocess.run([IMAGEPORT, "check", str(path), "--json"], stdout=subprocess.DEVNULL,
-                   check=False)
+    subprocess.run(
+        [IMAGEPORT, "check", str(path), "--json"], stdout=subprocess.DEVNULL, check=False
+    )
     check = time.perf_counter() - start
     out = workdir / "baseline.qcow2"
     start = time.perf_counter()
-    subprocess.run(["qemu-img", "convert", "-f", fmt, "-O", "qcow2", str(path), str(out)],
-                   check=True)
+    subprocess.run(
+        ["qemu-img", "convert", "-f", fmt, "-O", "qcow2", str(path), str(out)], check=True
+    )
     convert = time.perf_counter() - start
     start = time.perf_counter()
     digest = hashlib.sha256()
@@ -251,8 +294,9 @@ def main(argv: list[str] | None = None) -> int:
                 s3_client(server).delete_object(Bucket="bench", Key=f"cli-{rep}.bin")
             for rep in range(args.reps):
                 timed_upload(server, image, f"guest-{rep}.{args.format}")
-                seconds, outcome = timed_import(server, f"guest-{rep}.{args.format}",
-                                                f"bench-{rep}")
+                seconds, outcome = timed_import(
+                    server, f"guest-{rep}.{args.format}", f"bench-{rep}"
+                )
                 if not outcome.startswith("SUCCESS"):
                     print(f"import {rep} ended {outcome}", file=sys.stderr)
                     return 1
@@ -264,12 +308,16 @@ def main(argv: list[str] | None = None) -> int:
     cli = statistics.median(cli_uploads)
     print(f"upload {args.upload_gib} GiB (median of {args.reps}):")
     print(f"  local copy + fsync    {copy:7.2f} s  {size_mb / copy:7.0f} MB/s")
-    print(f"  boto3 -> bucket API   {upload:7.2f} s  {size_mb / upload:7.0f} MB/s   "
-          f"ratio {copy / upload:5.2f} (goal >= 0.6)   server CPU "
-          f"{statistics.median(cpu_boto3):5.1f} s")
-    print(f"  imageport upload      {cli:7.2f} s  {size_mb / cli:7.0f} MB/s   "
-          f"ratio {copy / cli:5.2f} (goal >= 0.6)   server CPU "
-          f"{statistics.median(cpu_cli):5.1f} s")
+    print(
+        f"  boto3 -> bucket API   {upload:7.2f} s  {size_mb / upload:7.0f} MB/s   "
+        f"ratio {copy / upload:5.2f} (goal >= 0.6)   server CPU "
+        f"{statistics.median(cpu_boto3):5.1f} s"
+    )
+    print(
+        f"  imageport upload      {cli:7.2f} s  {size_mb / cli:7.0f} MB/s   "
+        f"ratio {copy / cli:5.2f} (goal >= 0.6)   server CPU "
+        f"{statistics.median(cpu_cli):5.1f} s"
+    )
     check = statistics.median(b[0] for b in baselines)
     convert = statistics.median(b[1] for b in baselines)
     sha = statistics.median(b[2] for b in baselines)

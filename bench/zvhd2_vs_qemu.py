@@ -56,8 +56,9 @@ def bench_dir() -> Path:
 
 
 def _text(n: int) -> bytes:
-    return b"".join(b"imageport bench line %08d: the quick brown fox\n" % i
-                    for i in range(n // 40 + 1))[:n]
+    return b"".join(
+        b"imageport bench line %08d: the quick brown fox\n" % i for i in range(n // 40 + 1)
+    )[:n]
 
 
 def _stripes(f: BinaryIO, rng: random.Random, stripes: int) -> None:
@@ -99,8 +100,10 @@ def build_sparse() -> Path:
 
 
 def _debian(fmt: str) -> Path | None:
-    found = sorted((REPO / ".test-cache" / "guest").glob(f"images-*/gpt-bios-esp-ext4.{fmt}"),
-                   key=lambda p: p.stat().st_mtime)
+    found = sorted(
+        (REPO / ".test-cache" / "guest").glob(f"images-*/gpt-bios-esp-ext4.{fmt}"),
+        key=lambda p: p.stat().st_mtime,
+    )
     return found[-1] if found else None
 
 
@@ -156,8 +159,10 @@ def _timed_alternating(cmds: list[tuple[list[str], Path]], reps: int) -> list[Ti
     for _ in range(reps):
         for i, (cmd, out) in enumerate(cmds):
             runs[i].append(_run_once(cmd, out))
-    return [Timing(statistics.median(r[0] for r in rs), statistics.median(r[1] for r in rs),
-                   rs[-1][2]) for rs in runs]
+    return [
+        Timing(statistics.median(r[0] for r in rs), statistics.median(r[1] for r in rs), rs[-1][2])
+        for rs in runs
+    ]
 
 
 def _data_bytes(path: Path) -> tuple[int, int]:
@@ -190,13 +195,27 @@ def measure(name: str, path: Path, fmt: str, reps: int) -> Row:
     out_dir = bench_dir()
     ours_out = out_dir / f".bench-{os.getpid()}.zvhd2"
     qemu_out = out_dir / f".bench-{os.getpid()}.qcow2"
-    qemu = ["qemu-img", "convert", "-c", "-f", fmt, "-O", "qcow2", "-o",
-            "compression_type=zstd", str(path), str(qemu_out)]
-    ours, fast, durable = _timed_alternating([
-        ([*imageport_cmd(), "convert", str(path), str(ours_out)], ours_out),
-        (qemu, qemu_out),
-        ([*qemu[:2], "-t", "writeback", *qemu[2:]], qemu_out),
-    ], reps)
+    qemu = [
+        "qemu-img",
+        "convert",
+        "-c",
+        "-f",
+        fmt,
+        "-O",
+        "qcow2",
+        "-o",
+        "compression_type=zstd",
+        str(path),
+        str(qemu_out),
+    ]
+    ours, fast, durable = _timed_alternating(
+        [
+            ([*imageport_cmd(), "convert", str(path), str(ours_out)], ours_out),
+            (qemu, qemu_out),
+            ([*qemu[:2], "-t", "writeback", *qemu[2:]], qemu_out),
+        ],
+        reps,
+    )
     return Row(name, fmt, vsize, data, ours, fast, durable)
 
 
@@ -205,9 +224,11 @@ def _mbs(data: int, t: Timing) -> str:
 
 
 def table(rows: list[Row]) -> str:
-    head = (f"{'input':<12} {'fmt':<5} {'virt':>5} {'data MB':>7} | {'imageport s':>11} "
-            f"{'cpu s':>5} {'MB/s':>5} {'out MB':>6} | {'qemu-img s':>10} {'cpu s':>5} "
-            f"{'MB/s':>5} {'out MB':>6} | {'ratio':>5} | {'qemu -t wb s':>12} {'ratio':>5}")
+    head = (
+        f"{'input':<12} {'fmt':<5} {'virt':>5} {'data MB':>7} | {'imageport s':>11} "
+        f"{'cpu s':>5} {'MB/s':>5} {'out MB':>6} | {'qemu-img s':>10} {'cpu s':>5} "
+        f"{'MB/s':>5} {'out MB':>6} | {'ratio':>5} | {'qemu -t wb s':>12} {'ratio':>5}"
+    )
     lines = [head, "-" * len(head)]
     for r in rows:
         o, q, w = r.imageport, r.qemu_img, r.qemu_img_synced
@@ -234,15 +255,20 @@ def main(argv: list[str] | None = None) -> int:
     for name in args.inputs:
         path, fmt = resolve(name)
         if path is None:
-            print(f"{name}: not in the test cache (run tests/test_guest_images.py to build "
-                  "the Debian guest images); skipped", file=sys.stderr)
+            print(
+                f"{name}: not in the test cache (run tests/test_guest_images.py to build "
+                "the Debian guest images); skipped",
+                file=sys.stderr,
+            )
             continue
         rows.append(measure(name, path, fmt, args.reps))
         print(f"measured {name}", file=sys.stderr)
-    print(f"median of {args.reps} runs on {os.cpu_count()} cores; ratio = imageport convert "
-          "-> zvhd2 wall / qemu-img convert -c -O qcow2 zstd wall (same run); MB/s = input "
-          f"data bytes / wall; load average {load[0]:.2f} before, "
-          f"{os.getloadavg()[0]:.2f} after")
+    print(
+        f"median of {args.reps} runs on {os.cpu_count()} cores; ratio = imageport convert "
+        "-> zvhd2 wall / qemu-img convert -c -O qcow2 zstd wall (same run); MB/s = input "
+        f"data bytes / wall; load average {load[0]:.2f} before, "
+        f"{os.getloadavg()[0]:.2f} after"
+    )
     print(table(rows))
     if args.json:
         args.json.write_text(json.dumps([asdict(r) for r in rows], indent=2))

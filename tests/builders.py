@@ -50,7 +50,10 @@ def qemu_img(*args: str, input_text: str | None = None) -> str:
     """Run qemu-img with ``args``; return stdout, raise with stderr on failure."""
     for attempt in range(_LUKS_TIMING_ATTEMPTS):
         proc = subprocess.run(
-            [qemu_img_path(), *args], capture_output=True, text=True, input=input_text,
+            [qemu_img_path(), *args],
+            capture_output=True,
+            text=True,
+            input=input_text,
             check=False,
         )
         # LUKS key derivation times itself with the thread's CPU clock; qemu-img 7.2 reads
@@ -117,8 +120,11 @@ def pattern_raw() -> Path:
 def converted(fmt: str, *, options: str = "", compress: bool = False, tag: str = "") -> Path:
     """The pattern disk converted by qemu-img to ``fmt`` (``-o options``, ``-c``), cached."""
     src = pattern_raw()
-    label = "-".join(x for x in (fmt, tag or options.replace(",", "_").replace("=", ""),
-                                 "c" if compress else "") if x)
+    label = "-".join(
+        x
+        for x in (fmt, tag or options.replace(",", "_").replace("=", ""), "c" if compress else "")
+        if x
+    )
     final = cached(f"pattern-{label}.{fmt}")
     if final.exists():
         return final

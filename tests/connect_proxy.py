@@ -57,12 +57,14 @@ class _Tunnel(socketserver.BaseRequestHandler):
         head, rest = _read_head(conn)
         method, _, target = head.split(b"\r\n", 1)[0].decode("latin-1").partition(" ")
         if method != "CONNECT":
-            conn.sendall(b"HTTP/1.1 405 Method Not Allowed\r\nContent-Length: 0\r\n"
-                         b"Connection: close\r\n\r\n")
+            conn.sendall(
+                b"HTTP/1.1 405 Method Not Allowed\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+            )
             return
         self.server.connects.append(target.split(" ", 1)[0])
-        with socket.create_connection(("127.0.0.1", self.server.target_port),
-                                      timeout=TIMEOUT) as upstream:
+        with socket.create_connection(
+            ("127.0.0.1", self.server.target_port), timeout=TIMEOUT
+        ) as upstream:
             conn.sendall(b"HTTP/1.1 200 Connection established\r\n\r\n")
             if rest:
                 upstream.sendall(rest)
@@ -88,8 +90,9 @@ class ConnectProxy:
 
     def __init__(self, target_port: int) -> None:
         self._server = _Server(target_port)
-        self._thread = threading.Thread(target=self._server.serve_forever,
-                                        kwargs={"poll_interval": 0.05}, daemon=True)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
 
     @property
     def port(self) -> int:
@@ -103,8 +106,12 @@ class ConnectProxy:
         self._thread.start()
         return self
 
-    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
-                 trace: TracebackType | None) -> None:
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        trace: TracebackType | None,
+    ) -> None:
         self._server.shutdown()
         self._server.server_close()
         self._thread.join(TIMEOUT)

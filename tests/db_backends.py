@@ -30,8 +30,9 @@ from imageport.service.context import Services
 BACKENDS = ["sqlite", "postgresql"]
 
 
-def db_only_services(data_dir: Path, database_url: str | None = None,
-                     **settings: object) -> Services:
+def db_only_services(
+    data_dir: Path, database_url: str | None = None, **settings: object
+) -> Services:
     """Services on a migrated database whose store and converter are absent (None)."""
     from imageport.adapters.db.engine import open_database
     from imageport.settings import load_settings

@@ -19,10 +19,15 @@ from server_process import Keys, ServeProcess
 def s3_client(server: ServeProcess, keys: Keys, secret: str | None = None) -> Any:
     """boto3 S3 client for ``keys`` (or a wrong ``secret``) on the server's bucket API."""
     return boto3.client(
-        "s3", endpoint_url=server.s3_url, region_name="local-1",
-        aws_access_key_id=keys.access_key, aws_secret_access_key=secret or keys.secret_key,
-        config=Config(signature_version="s3v4", s3={"addressing_style": "path"},
-                      retries={"max_attempts": 1}))
+        "s3",
+        endpoint_url=server.s3_url,
+        region_name="local-1",
+        aws_access_key_id=keys.access_key,
+        aws_secret_access_key=secret or keys.secret_key,
+        config=Config(
+            signature_version="s3v4", s3={"addressing_style": "path"}, retries={"max_attempts": 1}
+        ),
+    )
 
 
 def ims_client(server: ServeProcess, keys: Keys) -> ImsClient:
@@ -50,9 +55,21 @@ def wait_job(client: ImsClient, job_id: str, seconds: float = JOB_SECONDS) -> An
 
 def token_for(server: ServeProcess, keys: Keys) -> str:
     """A token from the server's IAM endpoint, asked for with the access key pair."""
-    reply = httpx.post(f"{server.ims_url}/v3/auth/tokens", json={"auth": {
-        "identity": {"methods": ["hw_ak_sk"], "hw_ak_sk": {
-            "access": {"key": keys.access_key}, "secret": {"key": keys.secret_key}}},
-        "scope": {"project": {"id": keys.project_id}}}}, timeout=30)
+    reply = httpx.post(
+        f"{server.ims_url}/v3/auth/tokens",
+        json={
+            "auth": {
+                "identity": {
+                    "methods": ["hw_ak_sk"],
+                    "hw_ak_sk": {
+                        "access": {"key": keys.access_key},
+                        "secret": {"key": keys.secret_key},
+                    },
+                },
+                "scope": {"project": {"id": keys.project_id}},
+            }
+        },
+        timeout=30,
+    )
     assert reply.status_code == 201, reply.text
     return reply.headers["x-subject-token"]

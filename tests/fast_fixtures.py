@@ -24,8 +24,10 @@ TiB = 1 << 40
 #: An ``os_version`` of the list (fast import requires one).
 OS_VERSION = "Debian GNU/Linux 12.0.0 64bit"
 #: A persistent-net rule binding eth0 to a MAC address (IMG-NET-RULES: not optimized).
-NET_RULE = ('SUBSYSTEM=="net", ACTION=="add", DRIVERS=="?*", '
-            'ATTR{address}=="52:54:00:12:34:56", NAME="eth0"\n')
+NET_RULE = (
+    'SUBSYSTEM=="net", ACTION=="add", DRIVERS=="?*", '
+    'ATTR{address}=="52:54:00:12:34:56", NAME="eth0"\n'
+)
 
 
 def ready_raw() -> Path:
@@ -36,9 +38,11 @@ def ready_raw() -> Path:
 def unoptimized_raw() -> Path:
     """The cloud-ready guest plus a persistent-net rule: passes the normal check (IMG-NET-RULES
     is a warning there) but is not optimized for fast import."""
-    return gf.build_guest("fast-netrules", boot={"grub/grub.cfg": gf.READY_GRUB_CFG},
-                          root={**gf.CLOUD_READY,
-                                "etc/udev/rules.d/70-persistent-net.rules": NET_RULE})
+    return gf.build_guest(
+        "fast-netrules",
+        boot={"grub/grub.cfg": gf.READY_GRUB_CFG},
+        root={**gf.CLOUD_READY, "etc/udev/rules.d/70-persistent-net.rules": NET_RULE},
+    )
 
 
 def ready_zvhd2() -> Path:

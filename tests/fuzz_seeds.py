@@ -141,8 +141,17 @@ _CONVERTED: dict[str, tuple[str, str, bool]] = {
 _SECRET = "secret,id=sec0,data=fuzz-passphrase"  # noqa: S105 - a test key for a test file
 _CREATED: dict[str, tuple[str, list[str]]] = {
     "qcow2-backing": ("qcow2", ["-f", "qcow2", "-u", "-b", "/nonexistent/base.img", "-F", "raw"]),
-    "qcow2-luks": ("qcow2", ["--object", _SECRET, "-f", "qcow2", "-o",
-                             "encrypt.format=luks,encrypt.key-secret=sec0,encrypt.iter-time=10"]),
+    "qcow2-luks": (
+        "qcow2",
+        [
+            "--object",
+            _SECRET,
+            "-f",
+            "qcow2",
+            "-o",
+            "encrypt.format=luks,encrypt.key-secret=sec0,encrypt.iter-time=10",
+        ],
+    ),
     "luks": ("luks", ["--object", _SECRET, "-f", "luks", "-o", "key-secret=sec0,iter-time=10"]),
     "vmdk-flat-descriptor": ("vmdk", ["-f", "vmdk", "-o", "subformat=monolithicFlat"]),
 }
@@ -192,9 +201,21 @@ def _iso() -> Path:
             Path(tree, "boot").mkdir()
             Path(tree, "boot", "data.bin").write_bytes(random.Random(7).randbytes(20000))
             subprocess.run(
-                [xorriso, "-as", "mkisofs", "-quiet", "-R", "-J", "-V", "FUZZSEED", "-o",
-                 str(out), tree],
-                check=True, capture_output=True,
+                [
+                    xorriso,
+                    "-as",
+                    "mkisofs",
+                    "-quiet",
+                    "-R",
+                    "-J",
+                    "-V",
+                    "FUZZSEED",
+                    "-o",
+                    str(out),
+                    tree,
+                ],
+                check=True,
+                capture_output=True,
             )
 
     return _build("seed.iso", make)
@@ -372,7 +393,13 @@ def _regions_of(path: Path, fmt: str) -> tuple[tuple[int, int], ...]:
 
 
 BUILT_NAMES: tuple[str, ...] = (
-    "raw-mbr", *_CONVERTED, *_CREATED, "iso", "iso-minimal", "zvhd-handmade", "zvhd2-handmade",
+    "raw-mbr",
+    *_CONVERTED,
+    *_CREATED,
+    "iso",
+    "iso-minimal",
+    "zvhd-handmade",
+    "zvhd2-handmade",
 )
 MAGIC_NAMES: tuple[str, ...] = tuple(m[0] for m in MAGICS)
 
@@ -489,10 +516,34 @@ Mutation = Overwrite | BitFlip | Truncate | RandomBody
 def interesting_values(file_size: int) -> list[bytes]:
     """Boundary numbers in 1/2/4/8-byte little- and big-endian form."""
     numbers = {
-        0, 1, 0x7F, 0x80, 0xFF, 0x100, 0x200, 0x1000, 0x10000, 0x7FFF, 0x8000, 0xFFFF,
-        0x7FFFFFFF, 0x80000000, 0xFFFFFFFF, 1 << 32, 1 << 40, (1 << 63) - 1, 1 << 63,
-        (1 << 64) - 1, file_size, file_size - 1, file_size + 1, file_size - 512,
-        file_size // 512, (file_size + 511) // 512, SEED_DISK_SIZE, SEED_DISK_SIZE + 1,
+        0,
+        1,
+        0x7F,
+        0x80,
+        0xFF,
+        0x100,
+        0x200,
+        0x1000,
+        0x10000,
+        0x7FFF,
+        0x8000,
+        0xFFFF,
+        0x7FFFFFFF,
+        0x80000000,
+        0xFFFFFFFF,
+        1 << 32,
+        1 << 40,
+        (1 << 63) - 1,
+        1 << 63,
+        (1 << 64) - 1,
+        file_size,
+        file_size - 1,
+        file_size + 1,
+        file_size - 512,
+        file_size // 512,
+        (file_size + 511) // 512,
+        SEED_DISK_SIZE,
+        SEED_DISK_SIZE + 1,
         SEED_DISK_SIZE // 512,
     }
     out = []
@@ -687,23 +738,34 @@ def check(
             _exercise(data, reads or [], report, non_matching)
     except _HardTimeout as exc:
         spec, stage = report.running
-        report.problems.append(Problem(
-            spec, "time", f"interrupted after {hard_timeout:g} s of CPU in {stage}", where(exc),
-        ))
+        report.problems.append(
+            Problem(
+                spec,
+                "time",
+                f"interrupted after {hard_timeout:g} s of CPU in {stage}",
+                where(exc),
+            )
+        )
     finally:
         report.seconds = time.process_time() - t0
         _, report.peak_bytes = tracemalloc.get_traced_memory()
         tracemalloc.stop()
     if report.seconds > CPU_LIMIT_S and not any(p.stage == "time" for p in report.problems):
-        report.problems.append(Problem(
-            report.container_format or "?", "time",
-            f"{report.seconds:.2f} s of CPU > limit {CPU_LIMIT_S:g} s",
-        ))
+        report.problems.append(
+            Problem(
+                report.container_format or "?",
+                "time",
+                f"{report.seconds:.2f} s of CPU > limit {CPU_LIMIT_S:g} s",
+            )
+        )
     if report.peak_bytes > MEMORY_CEILING:
-        report.problems.append(Problem(
-            report.container_format or "?", "memory",
-            f"peak {report.peak_bytes / MiB:.1f} MiB > ceiling {MEMORY_CEILING / MiB:.0f} MiB",
-        ))
+        report.problems.append(
+            Problem(
+                report.container_format or "?",
+                "memory",
+                f"peak {report.peak_bytes / MiB:.1f} MiB > ceiling {MEMORY_CEILING / MiB:.0f} MiB",
+            )
+        )
     return report
 
 
@@ -730,8 +792,14 @@ def _random_mutations(seed: Seed, rng: random.Random) -> list[Mutation]:
     if kind < 0.1:
         return [Truncate(rng.randrange(size))]
     if kind < 0.15:
-        return [RandomBody(rng.choice((4, 8, 16, 64, 512)), rng.choice((0, 0, 512)),
-                           rng.randrange(512, 128 * KiB), rng.randrange(1 << 30))]
+        return [
+            RandomBody(
+                rng.choice((4, 8, 16, 64, 512)),
+                rng.choice((0, 0, 512)),
+                rng.randrange(512, 128 * KiB),
+                rng.randrange(1 << 30),
+            )
+        ]
     out: list[Mutation] = []
     for _ in range(rng.randint(1, 3)):
         if rng.random() < 0.7:
@@ -759,13 +827,17 @@ def sweep(examples: int, only: str = "") -> int:
                 counts[k] = counts.get(k, 0) + 1
                 groups.setdefault(k, (name, muts, reads, str(p)))
     for k, (seed_name, muts, reads, text) in sorted(groups.items()):
-        print(f"{counts[k]:5d}x {text}\n       reproduce: check(apply(seed({seed_name!r}).data, "
-              f"{muts}), {reads})")
+        print(
+            f"{counts[k]:5d}x {text}\n       reproduce: check(apply(seed({seed_name!r}).data, "
+            f"{muts}), {reads})"
+        )
     print(f"{len(groups)} distinct problems over {len(names)} seeds")
     return 1 if groups else 0
 
 
 if __name__ == "__main__":
-    sys.exit(sweep(int(sys.argv[1]) if len(sys.argv) > 1 else 200,
-                   sys.argv[2] if len(sys.argv) > 2 else ""))
-
+    sys.exit(
+        sweep(
+            int(sys.argv[1]) if len(sys.argv) > 1 else 200, sys.argv[2] if len(sys.argv) > 2 else ""
+        )
+    )

@@ -117,8 +117,18 @@ def grub_core_img(label: str = "gpt") -> bytes:
     if not final.exists():
         tmp = final.with_name(f"{final.name}.{os.getpid()}.tmp")
         prefix = "(hd0,gpt4)/grub" if label == "gpt" else "(hd0,msdos1)/boot/grub"
-        _run("grub-mkimage", "-O", "i386-pc", "-o", str(tmp), "-p", prefix,
-             "biosdisk", f"part_{label}", "ext2")
+        _run(
+            "grub-mkimage",
+            "-O",
+            "i386-pc",
+            "-o",
+            str(tmp),
+            "-p",
+            prefix,
+            "biosdisk",
+            f"part_{label}",
+            "ext2",
+        )
         os.replace(tmp, final)
     return final.read_bytes()
 
@@ -147,8 +157,9 @@ def _esp_image(t: Path, files: Tree) -> Path:
         rel = d.relative_to(src)
         for k in range(1, len(rel.parts) + 1):
             target = "::/" + "/".join(rel.parts[:k])
-            subprocess.run(["mmd", "-D", "s", "-i", str(esp), target], capture_output=True,
-                           check=False)
+            subprocess.run(
+                ["mmd", "-D", "s", "-i", str(esp), target], capture_output=True, check=False
+            )
     for f in sorted(p for p in src.rglob("*") if p.is_file()):
         _run("mcopy", "-i", str(esp), str(f), "::/" + str(f.relative_to(src)))
     return esp
@@ -178,32 +189,77 @@ def build_guest(
     grub-bios-setup does: core.img in partition 1 and, unless ``boot_code`` is given, GRUB's
     boot.img in sector 0, so that the disk boots with BIOS and with UEFI.
     """
-    spec = repr((name, sorted((root or {}).items(), key=str), sorted((boot or {}).items(),
-                key=str), sorted((esp or {}).items(), key=str), fstab, with_esp, bios_boot,
-                boot_code, part2, grub_bios and bios_boot, BASE_ROOT, BASE_BOOT, BASE_ESP,
-                GOOD_FSTAB))
+    spec = repr(
+        (
+            name,
+            sorted((root or {}).items(), key=str),
+            sorted((boot or {}).items(), key=str),
+            sorted((esp or {}).items(), key=str),
+            fstab,
+            with_esp,
+            bios_boot,
+            boot_code,
+            part2,
+            grub_bios and bios_boot,
+            BASE_ROOT,
+            BASE_BOOT,
+            BASE_ESP,
+            GOOD_FSTAB,
+        )
+    )
     digest = hashlib.sha256(spec.encode()).hexdigest()[:12]
     final = builders.cached(f"guest-{name}-{digest}.raw")
     if final.exists():
         return final
-    default_fstab = GOOD_FSTAB if with_esp else GOOD_FSTAB.replace(
-        "UUID=1234-ABCD /boot/efi vfat umask=0077 0 1\n", "")
+    default_fstab = (
+        GOOD_FSTAB
+        if with_esp
+        else GOOD_FSTAB.replace("UUID=1234-ABCD /boot/efi vfat umask=0077 0 1\n", "")
+    )
     with tempfile.TemporaryDirectory(dir=final.parent) as tmp:
         t = Path(tmp)
         write_tree(t / "root", BASE_ROOT, {"etc/fstab": fstab or default_fstab}, root or {})
         write_tree(t / "boot", BASE_BOOT, boot or {})
         env = {**os.environ, "E2FSPROGS_FAKE_TIME": "1700000000"}
-        _run("mkfs.ext4", "-q", "-F", "-U", ROOT_UUID, "-L", "rootfs", "-d", str(t / "root"),
-             str(t / "root.img"), "64M", env=env)
-        _run("mkfs.ext4", "-q", "-F", "-U", BOOT_UUID, "-d", str(t / "boot"),
-             str(t / "boot.img"), "16M", env=env)
+        _run(
+            "mkfs.ext4",
+            "-q",
+            "-F",
+            "-U",
+            ROOT_UUID,
+            "-L",
+            "rootfs",
+            "-d",
+            str(t / "root"),
+            str(t / "root.img"),
+            "64M",
+            env=env,
+        )
+        _run(
+            "mkfs.ext4",
+            "-q",
+            "-F",
+            "-U",
+            BOOT_UUID,
+            "-d",
+            str(t / "boot"),
+            str(t / "boot.img"),
+            "16M",
+            env=env,
+        )
         disk = t / "disk.raw"
         with open(disk, "wb") as f:
             f.truncate(128 * MiB)
-        bios_type = "21686148-6449-6E6F-744E-656564454649" if bios_boot else \
-            "0FC63DAF-8483-4772-8E79-3D69D8477DE4"
-        esp_type = "C12A7328-F81F-11D2-BA4B-00A0C93EC93B" if with_esp else \
-            "0FC63DAF-8483-4772-8E79-3D69D8477DE4"
+        bios_type = (
+            "21686148-6449-6E6F-744E-656564454649"
+            if bios_boot
+            else "0FC63DAF-8483-4772-8E79-3D69D8477DE4"
+        )
+        esp_type = (
+            "C12A7328-F81F-11D2-BA4B-00A0C93EC93B"
+            if with_esp
+            else "0FC63DAF-8483-4772-8E79-3D69D8477DE4"
+        )
         layout = (
             "label: gpt\n"
             f"start=2048, size=2048, type={bios_type}\n"
@@ -211,8 +267,9 @@ def build_guest(
             "start=71680, size=131072, type=0FC63DAF-8483-4772-8E79-3D69D8477DE4\n"
             "start=202752, size=32768, type=0FC63DAF-8483-4772-8E79-3D69D8477DE4\n"
         )
-        proc = subprocess.run(["sfdisk", "-q", str(disk)], input=layout, text=True,
-                              capture_output=True, check=False)
+        proc = subprocess.run(
+            ["sfdisk", "-q", str(disk)], input=layout, text=True, capture_output=True, check=False
+        )
         if proc.returncode != 0:
             raise RuntimeError(f"sfdisk failed: {proc.stderr}")
         if with_esp:
@@ -243,14 +300,19 @@ CLOUD_READY: dict[str, str | bytes | Symlink | None] = {
     "etc/shadow": "root:*:19700:0:99999:7:::\n",
     "usr/bin/cloud-init": "#!/usr/bin/python3\n",
     "etc/cloud/cloud.cfg": "users:\n  - default\ndisable_root: true\n",
-    "etc/cloud/cloud.cfg.d/99_openstack.cfg":
+    "etc/cloud/cloud.cfg.d/99_openstack.cfg": (
         "datasource_list: [ OpenStack ]\ndatasource:\n  OpenStack:\n"
         "    metadata_urls: ['http://169.254.169.254']\nnetwork: {config: disabled}\n"
-        "manage_etc_hosts: localhost\n",
+        "manage_etc_hosts: localhost\n"
+    ),
     "etc/network/interfaces": "auto lo\niface lo inet loopback\n\nauto eth0\n"
-                              "iface eth0 inet dhcp\n",
-    **{f"etc/systemd/system/cloud-init.target.wants/{s}.service":
-       Symlink(f"/lib/systemd/system/{s}.service") for s in _STAGES},
+    "iface eth0 inet dhcp\n",
+    **{
+        f"etc/systemd/system/cloud-init.target.wants/{s}.service": Symlink(
+            f"/lib/systemd/system/{s}.service"
+        )
+        for s in _STAGES
+    },
 }
 
 
@@ -269,12 +331,12 @@ def synthetic_guest(*, data_disk: bool = False, nofail: bool = False) -> Path:
     ``nofail``."""
     boot = {"grub/grub.cfg": READY_GRUB_CFG}
     if data_disk:
-        return build_guest("datadisk", root=CLOUD_READY, boot=boot,
-                           fstab=GOOD_FSTAB + DATA_DISK_LINE + "\n")
+        return build_guest(
+            "datadisk", root=CLOUD_READY, boot=boot, fstab=GOOD_FSTAB + DATA_DISK_LINE + "\n"
+        )
     if nofail:
         line = DATA_DISK_LINE.replace("defaults", "defaults,nofail")
-        return build_guest("nofail", root=CLOUD_READY, boot=boot,
-                           fstab=GOOD_FSTAB + line + "\n")
+        return build_guest("nofail", root=CLOUD_READY, boot=boot, fstab=GOOD_FSTAB + line + "\n")
     return build_guest("ready", root=CLOUD_READY, boot=boot)
 
 
@@ -285,8 +347,13 @@ def empty_disk() -> Path:
         tmp = final.with_suffix(".tmp")
         with open(tmp, "wb") as f:
             f.truncate(64 * MiB)
-        proc = subprocess.run(["sfdisk", "-q", str(tmp)], input="label: dos\n,,83\n", text=True,
-                              capture_output=True, check=False)
+        proc = subprocess.run(
+            ["sfdisk", "-q", str(tmp)],
+            input="label: dos\n,,83\n",
+            text=True,
+            capture_output=True,
+            check=False,
+        )
         if proc.returncode != 0:
             raise RuntimeError(f"sfdisk failed: {proc.stderr}")
         os.replace(tmp, final)

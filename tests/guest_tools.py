@@ -26,15 +26,38 @@ SECTOR = 512
 
 #: Debian package that provides each host command used here.
 TOOLS = {
-    "mmdebstrap": "mmdebstrap", "sfdisk": "fdisk", "mkfs.ext4": "e2fsprogs",
-    "mkfs.xfs": "xfsprogs", "mkfs.btrfs": "btrfs-progs", "mkfs.vfat": "dosfstools",
-    "mmd": "mtools", "mcopy": "mtools", "pvcreate": "lvm2", "losetup": "mount",
-    "mount": "mount", "cpio": "cpio", "zstd": "zstd", "openssl": "openssl", "tar": "tar",
-    "chroot": "coreutils", "mkswap": "util-linux", "qemu-img": "qemu-utils",
-    "qemu-system-x86_64": "qemu-system-x86", "debugfs": "e2fsprogs", "e2fsck": "e2fsprogs",
-    "blkid": "util-linux", "xfs_db": "xfsprogs", "btrfs": "btrfs-progs", "mdir": "mtools",
-    "mtype": "mtools", "file": "file", "pvs": "lvm2", "vgs": "lvm2", "lvs": "lvm2",
-    "dd": "coreutils", "cp": "coreutils",
+    "mmdebstrap": "mmdebstrap",
+    "sfdisk": "fdisk",
+    "mkfs.ext4": "e2fsprogs",
+    "mkfs.xfs": "xfsprogs",
+    "mkfs.btrfs": "btrfs-progs",
+    "mkfs.vfat": "dosfstools",
+    "mmd": "mtools",
+    "mcopy": "mtools",
+    "pvcreate": "lvm2",
+    "losetup": "mount",
+    "mount": "mount",
+    "cpio": "cpio",
+    "zstd": "zstd",
+    "openssl": "openssl",
+    "tar": "tar",
+    "chroot": "coreutils",
+    "mkswap": "util-linux",
+    "qemu-img": "qemu-utils",
+    "qemu-system-x86_64": "qemu-system-x86",
+    "debugfs": "e2fsprogs",
+    "e2fsck": "e2fsprogs",
+    "blkid": "util-linux",
+    "xfs_db": "xfsprogs",
+    "btrfs": "btrfs-progs",
+    "mdir": "mtools",
+    "mtype": "mtools",
+    "file": "file",
+    "pvs": "lvm2",
+    "vgs": "lvm2",
+    "lvs": "lvm2",
+    "dd": "coreutils",
+    "cp": "coreutils",
 }
 
 #: GPT partition type GUIDs.
@@ -44,8 +67,19 @@ GPT_LINUX = "0FC63DAF-8483-4772-8E79-3D69D8477DE4"
 
 #: GRUB modules built into the images (nothing is loaded from disk at boot).
 GRUB_COMMON_MODULES = (
-    "normal", "linux", "configfile", "serial", "terminal", "search", "search_fs_uuid",
-    "echo", "test", "ext2", "xfs", "btrfs", "fat",
+    "normal",
+    "linux",
+    "configfile",
+    "serial",
+    "terminal",
+    "search",
+    "search_fs_uuid",
+    "echo",
+    "test",
+    "ext2",
+    "xfs",
+    "btrfs",
+    "fat",
 )
 
 
@@ -102,19 +136,25 @@ class Part:
         return self.size * SECTOR
 
 
-
 def partition(disk: Path, script: str) -> list[Part]:
     require("sfdisk")
-    run("sfdisk", "--quiet", "--no-reread", "--no-tell-kernel", disk,
-        input_bytes=script.encode())
+    run("sfdisk", "--quiet", "--no-reread", "--no-tell-kernel", disk, input_bytes=script.encode())
     table = json.loads(run("sfdisk", "--json", disk))["partitiontable"]
     return [Part(int(p["start"]), int(p["size"])) for p in table["partitions"]]
 
 
 def put_file(disk: Path, src: Path, offset: int) -> None:
     """Copy ``src`` into ``disk`` at ``offset``, keeping holes (dd conv=notrunc,sparse)."""
-    run("dd", f"if={src}", f"of={disk}", "bs=1M", "conv=notrunc,sparse",
-        f"seek={offset}", "oflag=seek_bytes", "status=none")
+    run(
+        "dd",
+        f"if={src}",
+        f"of={disk}",
+        "bs=1M",
+        "conv=notrunc,sparse",
+        f"seek={offset}",
+        "oflag=seek_bytes",
+        "status=none",
+    )
 
 
 def sparse_file(path: Path, size: int) -> Path:
@@ -127,13 +167,25 @@ def grub_mkimage(tree: Path, target: str, prefix: str, extra: tuple[str, ...]) -
     """``grub-mkimage`` run inside the tree (its grub-*-bin packages hold the modules)."""
     require("chroot")
     out = tree / f"tmp/grub-{target}.img"
-    run("chroot", tree, "grub-mkimage", "-O", target, "-o", f"/tmp/{out.name}", "-p", prefix,
-        *extra, *GRUB_COMMON_MODULES)
+    run(
+        "chroot",
+        tree,
+        "grub-mkimage",
+        "-O",
+        target,
+        "-o",
+        f"/tmp/{out.name}",
+        "-p",
+        prefix,
+        *extra,
+        *GRUB_COMMON_MODULES,
+    )
     return out
 
 
-def install_bios_grub(disk: Path, tree: Path, core_lba: int, room_sectors: int,
-                      prefix: str, extra: tuple[str, ...]) -> None:
+def install_bios_grub(
+    disk: Path, tree: Path, core_lba: int, room_sectors: int, prefix: str, extra: tuple[str, ...]
+) -> None:
     """What grub-bios-setup does: core.img at ``core_lba`` with its block list patched, boot.img's
     code in sector 0 pointing at it (offsets from GRUB's include/grub/i386/pc/boot.h)."""
     core = bytearray(grub_mkimage(tree, "i386-pc", prefix, ("biosdisk", *extra)).read_bytes())
@@ -142,9 +194,11 @@ def install_bios_grub(disk: Path, tree: Path, core_lba: int, room_sectors: int,
         raise GuestImageError(f"core.img needs {sectors} sectors, only {room_sectors} reserved")
     # The first block-list entry sits in the last 12 bytes of core.img's first sector:
     # start LBA (u64), sector count (u16), load segment (u16).
-    core[SECTOR - 12:SECTOR] = ((core_lba + 1).to_bytes(8, "little")
-                                + (sectors - 1).to_bytes(2, "little")
-                                + (0x820).to_bytes(2, "little"))
+    core[SECTOR - 12 : SECTOR] = (
+        (core_lba + 1).to_bytes(8, "little")
+        + (sectors - 1).to_bytes(2, "little")
+        + (0x820).to_bytes(2, "little")
+    )
     boot = (tree / "usr/lib/grub/i386-pc/boot.img").read_bytes()
     with open(disk, "r+b") as f:
         mbr = bytearray(f.read(SECTOR))
@@ -159,8 +213,9 @@ def install_bios_grub(disk: Path, tree: Path, core_lba: int, room_sectors: int,
 
 
 @contextlib.contextmanager
-def loop_device(path: Path, offset: int = 0, size: int = 0,
-                read_only: bool = False) -> Iterator[str]:
+def loop_device(
+    path: Path, offset: int = 0, size: int = 0, read_only: bool = False
+) -> Iterator[str]:
     require("losetup")
     args = ["losetup", "--find", "--show", f"--offset={offset}"]
     if size:
@@ -189,11 +244,14 @@ def mounted(dev_or_file: str | Path, fstype: str, options: str = "") -> Iterator
             mnt.rmdir()
 
 
-
 def lvm_args(dev: str) -> list[str]:
     """Options that make an LVM command see only ``dev`` and never touch the host's state."""
-    return ["--devices", dev, "--config",
-            "global { activation = 0 } backup { backup = 0 archive = 0 }"]
+    return [
+        "--devices",
+        dev,
+        "--config",
+        "global { activation = 0 } backup { backup = 0 archive = 0 }",
+    ]
 
 
 def boot_tests_enabled() -> bool:
@@ -201,17 +259,30 @@ def boot_tests_enabled() -> bool:
     return os.environ.get("IMAGEPORT_BOOT_TESTS") == "1"
 
 
-def boot_to_login(image: Path, firmware: str = "bios", timeout: float = 300.0,
-                  console_log: Path | None = None) -> float:
+def boot_to_login(
+    image: Path, firmware: str = "bios", timeout: float = 300.0, console_log: Path | None = None
+) -> float:
     """Boot ``image`` (raw) under QEMU/TCG; return the seconds until ``login:`` on ttyS0.
 
     The disk is attached with ``snapshot=on`` so the cached image is never written; the serial
     console is copied to ``console_log`` when given, each line stamped with the seconds since start.
     """
     require("qemu-system-x86_64")
-    argv = ["qemu-system-x86_64", "-machine", "accel=tcg", "-m", "1024", "-smp", "2",
-            "-nographic", "-no-reboot", "-nic", "none",  # never the host's metadata service
-            "-drive", f"file={image},format=raw,if=virtio,snapshot=on"]
+    argv = [
+        "qemu-system-x86_64",
+        "-machine",
+        "accel=tcg",
+        "-m",
+        "1024",
+        "-smp",
+        "2",
+        "-nographic",
+        "-no-reboot",
+        "-nic",
+        "none",  # never the host's metadata service
+        "-drive",
+        f"file={image},format=raw,if=virtio,snapshot=on",
+    ]
     with tempfile.TemporaryDirectory(prefix="imageport-boot-") as tmpd:
         if firmware == "uefi":
             code = Path("/usr/share/OVMF/OVMF_CODE_4M.fd")
@@ -220,12 +291,17 @@ def boot_to_login(image: Path, firmware: str = "bios", timeout: float = 300.0,
             varsf = Path(tmpd) / "vars.fd"
             shutil.copyfile("/usr/share/OVMF/OVMF_VARS_4M.fd", varsf)
             argv[2] = "q35,accel=tcg"
-            argv += ["-drive", f"if=pflash,format=raw,unit=0,readonly=on,file={code}",
-                     "-drive", f"if=pflash,format=raw,unit=1,file={varsf}"]
+            argv += [
+                "-drive",
+                f"if=pflash,format=raw,unit=0,readonly=on,file={code}",
+                "-drive",
+                f"if=pflash,format=raw,unit=1,file={varsf}",
+            ]
         t0 = time.monotonic()
         seen = b""
-        with subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                              stderr=subprocess.STDOUT) as proc:
+        with subprocess.Popen(
+            argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+        ) as proc:
             console = proc.stdout
             if console is None:  # pragma: no cover - stdout=PIPE always gives one
                 raise GuestImageError("qemu-system-x86_64 gave no console pipe")
@@ -246,5 +322,7 @@ def boot_to_login(image: Path, firmware: str = "bios", timeout: float = 300.0,
             finally:
                 proc.kill()
         tail = seen[-3000:].decode(errors="replace")
-        raise GuestImageError(f"{image.name} ({firmware}) did not reach login: in "
-                              f"{timeout:.0f} s; console tail:\n{tail}")
+        raise GuestImageError(
+            f"{image.name} ({firmware}) did not reach login: in "
+            f"{timeout:.0f} s; console tail:\n{tail}"
+        )

@@ -26,8 +26,10 @@ BUCKET = "images"
 
 #: root's password hash (sha512-crypt): an uninitialized image (the Glance and ``/v1/.../upload``
 #: paths register one) must let root log in at the console (IMG-ROOT-PASSWORD).
-ROOT_SHADOW = ("root:$6$imageport0$cbgZQAkYcvwTPGd6fnM2.LNvgcKZ7ejlXDeihTw8iK2jB/BW07lQwti."
-               "sd2MSI/L3Zi03A8hZqTXHoGJdc.wY0:19700:0:99999:7:::\n")
+ROOT_SHADOW = (
+    "root:$6$imageport0$cbgZQAkYcvwTPGd6fnM2.LNvgcKZ7ejlXDeihTw8iK2jB/BW07lQwti."
+    "sd2MSI/L3Zi03A8hZqTXHoGJdc.wY0:19700:0:99999:7:::\n"
+)
 
 
 def good_raw() -> Path:
@@ -51,8 +53,11 @@ def console_ready_qcow2() -> Path:
     (about 2 MiB, cached)."""
     final = builders.cached("glance-guest.qcow2")
     if not final.exists():
-        raw = gf.build_guest("glance", root={**gf.CLOUD_READY, "etc/shadow": ROOT_SHADOW},
-                             boot={"grub/grub.cfg": gf.READY_GRUB_CFG})
+        raw = gf.build_guest(
+            "glance",
+            root={**gf.CLOUD_READY, "etc/shadow": ROOT_SHADOW},
+            boot={"grub/grub.cfg": gf.READY_GRUB_CFG},
+        )
         tmp = final.with_name(final.name + ".tmp")
         builders.qemu_img("convert", "-f", "raw", "-O", "qcow2", str(raw), str(tmp))
         tmp.replace(final)
@@ -64,8 +69,9 @@ def backing_qcow2() -> Path:
     final = builders.cached("import-backing.qcow2")
     if not final.exists():
         tmp = final.with_name(final.name + ".tmp")
-        builders.qemu_img("create", "-q", "-f", "qcow2", "-u", "-b", "/etc/passwd", "-F", "raw",
-                          str(tmp), "64M")
+        builders.qemu_img(
+            "create", "-q", "-f", "qcow2", "-u", "-b", "/etc/passwd", "-F", "raw", str(tmp), "64M"
+        )
         tmp.replace(final)
     return final
 
@@ -75,9 +81,18 @@ def luks_qcow2() -> Path:
     final = builders.cached("import-luks.qcow2")
     if not final.exists():
         tmp = final.with_name(final.name + ".tmp")
-        builders.qemu_img("create", "-q", "-f", "qcow2", "--object", "secret,id=sec0,data=abc",
-                          "-o", "encrypt.format=luks,encrypt.key-secret=sec0,"
-                          "encrypt.iter-time=100", str(tmp), "64M")
+        builders.qemu_img(
+            "create",
+            "-q",
+            "-f",
+            "qcow2",
+            "--object",
+            "secret,id=sec0,data=abc",
+            "-o",
+            "encrypt.format=luks,encrypt.key-secret=sec0,encrypt.iter-time=100",
+            str(tmp),
+            "64M",
+        )
         tmp.replace(final)
     return final
 
@@ -95,10 +110,14 @@ def put_object(services: Services, project_id: str, key: str, path: Path) -> Non
         while chunk := f.read(1 << 20):
             md5.update(chunk)
             sha.update(chunk)
-    store.commit_object(BUCKET, key, StagedFile(staged, staged.stat().st_size, md5.hexdigest(),
-                                                sha.hexdigest()),
-                        content_type="application/octet-stream", storage_class="STANDARD",
-                        metadata={})
+    store.commit_object(
+        BUCKET,
+        key,
+        StagedFile(staged, staged.stat().st_size, md5.hexdigest(), sha.hexdigest()),
+        content_type="application/octet-stream",
+        storage_class="STANDARD",
+        metadata={},
+    )
 
 
 def project_id(services: Services) -> str:

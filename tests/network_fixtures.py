@@ -11,10 +11,14 @@ from pathlib import Path
 import guest_fixtures as gf
 from guest_fixtures import Symlink
 
-CENTOS_RELEASE = ('NAME="CentOS Stream"\nID="centos"\nID_LIKE="rhel fedora"\nVERSION_ID="9"\n'
-                  'PRETTY_NAME="CentOS Stream 9"\n')
-SUSE_RELEASE = ('NAME="SLES"\nID="sles"\nID_LIKE="suse"\nVERSION_ID="15.5"\n'
-                'PRETTY_NAME="SUSE Linux Enterprise Server 15 SP5"\n')
+CENTOS_RELEASE = (
+    'NAME="CentOS Stream"\nID="centos"\nID_LIKE="rhel fedora"\nVERSION_ID="9"\n'
+    'PRETTY_NAME="CentOS Stream 9"\n'
+)
+SUSE_RELEASE = (
+    'NAME="SLES"\nID="sles"\nID_LIKE="suse"\nVERSION_ID="15.5"\n'
+    'PRETTY_NAME="SUSE Linux Enterprise Server 15 SP5"\n'
+)
 
 DPKG_STATUS = """Package: adduser
 Status: install ok installed
@@ -40,16 +44,21 @@ datasource:
 network: {config: disabled}
 manage_etc_hosts: localhost
 """
-DPKG_CFG = ("# to update this file, run dpkg-reconfigure cloud-init\n"
-            "datasource_list: [ NoCloud, None ]\n")
+DPKG_CFG = (
+    "# to update this file, run dpkg-reconfigure cloud-init\ndatasource_list: [ NoCloud, None ]\n"
+)
 
 
 Files = dict[str, str | bytes | Symlink | None]
 
 
 def _wants(target: str, stages: tuple[str, ...] = STAGES) -> Files:
-    return {f"etc/systemd/system/{target}.wants/{s}.service":
-            Symlink(f"/lib/systemd/system/{s}.service") for s in stages}
+    return {
+        f"etc/systemd/system/{target}.wants/{s}.service": Symlink(
+            f"/lib/systemd/system/{s}.service"
+        )
+        for s in stages
+    }
 
 
 def cloud_init_deb(cfg_d: dict[str, str]) -> Files:
@@ -57,8 +66,9 @@ def cloud_init_deb(cfg_d: dict[str, str]) -> Files:
     return {
         "usr/bin/cloud-init": "#!/usr/bin/python3\n",
         "usr/lib/python3/dist-packages/cloudinit/__init__.py": "",
-        "usr/lib/python3/dist-packages/cloudinit/version.py":
-            '__VERSION__ = "22.4.2"\n_PACKAGED_VERSION = "@@PACKAGED_VERSION@@"\n',
+        "usr/lib/python3/dist-packages/cloudinit/version.py": (
+            '__VERSION__ = "22.4.2"\n_PACKAGED_VERSION = "@@PACKAGED_VERSION@@"\n'
+        ),
         "usr/lib/python3/dist-packages/cloudinit/sources/DataSourceOpenStack.py": "",
         "var/lib/dpkg/status": DPKG_STATUS,
         "etc/cloud/cloud.cfg": "users:\n  - default\ndisable_root: true\nssh_pwauth: false\n",
@@ -149,61 +159,78 @@ CYCLIC_CFG = "base: &b [1, *b]\n"
 
 
 def debian_good() -> Path:
-    return gf.build_guest("net-deb-good", root={
-        "etc/network/interfaces": DEB_GOOD_INTERFACES,
-        "etc/network/interfaces.d/eth0": DEB_GOOD_ETH0,
-        "etc/network/interfaces.d/eth0~": "iface eth0 inet static\n address 1.2.3.4\n",
-        **cloud_init_deb({"99_openstack.cfg": VENDOR_CFG}),
-    })
+    return gf.build_guest(
+        "net-deb-good",
+        root={
+            "etc/network/interfaces": DEB_GOOD_INTERFACES,
+            "etc/network/interfaces.d/eth0": DEB_GOOD_ETH0,
+            "etc/network/interfaces.d/eth0~": "iface eth0 inet static\n address 1.2.3.4\n",
+            **cloud_init_deb({"99_openstack.cfg": VENDOR_CFG}),
+        },
+    )
 
 
 def debian_static() -> Path:
-    return gf.build_guest("net-deb-static", root={
-        "etc/network/interfaces": DEB_STATIC_INTERFACES,
-        "etc/netplan/50-static.yaml": NETPLAN_STATIC,
-        "etc/netplan/60-dhcp.yaml": NETPLAN_DHCP,
-        **cloud_init_deb({"90_dpkg.cfg": DPKG_CFG, "05_logging.cfg": "output: {}\n"}),
-    })
+    return gf.build_guest(
+        "net-deb-static",
+        root={
+            "etc/network/interfaces": DEB_STATIC_INTERFACES,
+            "etc/netplan/50-static.yaml": NETPLAN_STATIC,
+            "etc/netplan/60-dhcp.yaml": NETPLAN_DHCP,
+            **cloud_init_deb({"90_dpkg.cfg": DPKG_CFG, "05_logging.cfg": "output: {}\n"}),
+        },
+    )
 
 
 def centos_static() -> Path:
-    return gf.build_guest("net-centos-static", root={
-        "usr/lib/os-release": CENTOS_RELEASE,
-        "etc/sysconfig/network-scripts/ifcfg-eth0": IFCFG_STATIC,
-        "etc/sysconfig/network-scripts/ifcfg-lo": IFCFG_LO,
-        "etc/sysconfig/network-scripts/ifcfg-eth0.bak": "BOOTPROTO=static\nIPADDR=9.9.9.9\n",
-        "etc/NetworkManager/system-connections/office.nmconnection": NM_MANUAL,
-        "etc/systemd/network/10-static.network": NETWORKD_STATIC,
-    })
+    return gf.build_guest(
+        "net-centos-static",
+        root={
+            "usr/lib/os-release": CENTOS_RELEASE,
+            "etc/sysconfig/network-scripts/ifcfg-eth0": IFCFG_STATIC,
+            "etc/sysconfig/network-scripts/ifcfg-lo": IFCFG_LO,
+            "etc/sysconfig/network-scripts/ifcfg-eth0.bak": "BOOTPROTO=static\nIPADDR=9.9.9.9\n",
+            "etc/NetworkManager/system-connections/office.nmconnection": NM_MANUAL,
+            "etc/systemd/network/10-static.network": NETWORKD_STATIC,
+        },
+    )
 
 
 def rpm_cloud_init_default() -> Path:
     """cloud-init from an RPM (no dpkg), default datasource list, no network files."""
-    return gf.build_guest("net-rpm-ci", root={
-        "usr/lib/os-release": CENTOS_RELEASE,
-        "usr/bin/cloud-init": "#!/usr/bin/python3\n",
-        "usr/lib/python3.9/site-packages/cloudinit/__init__.py": "",
-        "usr/lib/python3.9/site-packages/cloudinit/version.py": '__VERSION__ = "23.4"\n',
-        "usr/lib/python3.9/site-packages/cloudinit/sources/DataSourceOpenStack.py": "",
-        "etc/cloud/cloud.cfg": "users:\n - default\nssh_pwauth: 0\n",
-        **_wants("multi-user.target", ("cloud-init-local", "cloud-config", "cloud-final")),
-        "etc/systemd/system/multi-user.target.wants/cloud-init-network.service":
-            Symlink("/usr/lib/systemd/system/cloud-init-network.service"),
-    })
+    return gf.build_guest(
+        "net-rpm-ci",
+        root={
+            "usr/lib/os-release": CENTOS_RELEASE,
+            "usr/bin/cloud-init": "#!/usr/bin/python3\n",
+            "usr/lib/python3.9/site-packages/cloudinit/__init__.py": "",
+            "usr/lib/python3.9/site-packages/cloudinit/version.py": '__VERSION__ = "23.4"\n',
+            "usr/lib/python3.9/site-packages/cloudinit/sources/DataSourceOpenStack.py": "",
+            "etc/cloud/cloud.cfg": "users:\n - default\nssh_pwauth: 0\n",
+            **_wants("multi-user.target", ("cloud-init-local", "cloud-config", "cloud-final")),
+            "etc/systemd/system/multi-user.target.wants/cloud-init-network.service": Symlink(
+                "/usr/lib/systemd/system/cloud-init-network.service"
+            ),
+        },
+    )
 
 
 def suse_disabled() -> Path:
-    return gf.build_guest("net-suse-off", root={
-        "usr/lib/os-release": SUSE_RELEASE,
-        "etc/sysconfig/network/ifcfg-eth0": SUSE_IFCFG,
-        "etc/sysconfig/network/ifcfg-lo": "IPADDR=127.0.0.1/8\nSTARTMODE=nfsroot\n",
-        "etc/wicked/ifconfig/eth1.xml": WICKED_XML,
-        "usr/bin/cloud-init": "#!/usr/bin/python3\n",
-        "etc/cloud/cloud-init.disabled": "",
-        "etc/cloud/cloud.cfg": "datasource_list: [ OpenStack ]\n",
-        "etc/cloud/cloud.cfg.d/50_cycle.cfg": CYCLIC_CFG,
-        **_wants("multi-user.target", ("cloud-init-local", "cloud-final")),
-        "etc/systemd/system/cloud-config.service": Symlink("/dev/null"),
-        "etc/systemd/system/multi-user.target.wants/cloud-config.service":
-            Symlink("/usr/lib/systemd/system/cloud-config.service"),
-    })
+    return gf.build_guest(
+        "net-suse-off",
+        root={
+            "usr/lib/os-release": SUSE_RELEASE,
+            "etc/sysconfig/network/ifcfg-eth0": SUSE_IFCFG,
+            "etc/sysconfig/network/ifcfg-lo": "IPADDR=127.0.0.1/8\nSTARTMODE=nfsroot\n",
+            "etc/wicked/ifconfig/eth1.xml": WICKED_XML,
+            "usr/bin/cloud-init": "#!/usr/bin/python3\n",
+            "etc/cloud/cloud-init.disabled": "",
+            "etc/cloud/cloud.cfg": "datasource_list: [ OpenStack ]\n",
+            "etc/cloud/cloud.cfg.d/50_cycle.cfg": CYCLIC_CFG,
+            **_wants("multi-user.target", ("cloud-init-local", "cloud-final")),
+            "etc/systemd/system/cloud-config.service": Symlink("/dev/null"),
+            "etc/systemd/system/multi-user.target.wants/cloud-config.service": Symlink(
+                "/usr/lib/systemd/system/cloud-config.service"
+            ),
+        },
+    )

@@ -56,8 +56,9 @@ def _as_server_user(argv: list[str]) -> list[str]:
 
 
 def _run(argv: list[str], what: str) -> None:
-    done = subprocess.run(_as_server_user(argv), capture_output=True, text=True,
-                          timeout=START_TIMEOUT, check=False)
+    done = subprocess.run(
+        _as_server_user(argv), capture_output=True, text=True, timeout=START_TIMEOUT, check=False
+    )
     if done.returncode != 0:
         raise RuntimeError(f"{what} failed ({done.returncode}): {done.stderr or done.stdout}")
 
@@ -83,8 +84,9 @@ class PostgresServer:
     def _admin(self, sql: str) -> None:
         import pg8000.native
 
-        conn = pg8000.native.Connection("postgres", host="127.0.0.1", port=self.port,
-                                        database="postgres")
+        conn = pg8000.native.Connection(
+            "postgres", host="127.0.0.1", port=self.port, database="postgres"
+        )
         try:
             conn.run(sql)
         finally:
@@ -106,9 +108,22 @@ class PostgresServer:
     def stop(self) -> None:
         """Stop the server (fast shutdown) and remove its directory."""
         if (self.data_dir / "postmaster.pid").exists():
-            subprocess.run(_as_server_user([str(PG_BIN / "pg_ctl"), "-D", str(self.data_dir),
-                                            "-m", "immediate", "-w", "stop"]),
-                           capture_output=True, timeout=START_TIMEOUT, check=False)
+            subprocess.run(
+                _as_server_user(
+                    [
+                        str(PG_BIN / "pg_ctl"),
+                        "-D",
+                        str(self.data_dir),
+                        "-m",
+                        "immediate",
+                        "-w",
+                        "stop",
+                    ]
+                ),
+                capture_output=True,
+                timeout=START_TIMEOUT,
+                check=False,
+            )
         shutil.rmtree(self.root, ignore_errors=True)
 
 
@@ -118,26 +133,56 @@ def start() -> PostgresServer:
         if not (PG_BIN / tool).exists():
             raise PostgresMissing(
                 f"PostgreSQL 15 server binaries are missing ({PG_BIN / tool} not found): "
-                "`scripts/install --test` installs them (Debian package `postgresql`)")
+                "`scripts/install --test` installs them (Debian package `postgresql`)"
+            )
     root = Path(tempfile.mkdtemp(prefix="imageport-pg-"))
     if os.geteuid() == 0:
         try:
             user = pwd.getpwnam("postgres")
         except KeyError:
             shutil.rmtree(root, ignore_errors=True)
-            raise PostgresMissing("there is no user `postgres` to run the server as: "
-                                  "`scripts/install --test` installs PostgreSQL") from None
+            raise PostgresMissing(
+                "there is no user `postgres` to run the server as: "
+                "`scripts/install --test` installs PostgreSQL"
+            ) from None
         os.chown(root, user.pw_uid, user.pw_gid)
     server = PostgresServer(root, _free_port())
     try:
-        _run([str(PG_BIN / "initdb"), "-D", str(server.data_dir), "-U", "postgres",
-              "--auth=trust", "--encoding=UTF8", "--locale=C", "--no-sync"], "initdb")
-        options = (f"-p {server.port} -k {root} -c listen_addresses=127.0.0.1 "
-                   "-c fsync=off -c synchronous_commit=off -c full_page_writes=off "
-                   "-c max_connections=200")
-        _run([str(PG_BIN / "pg_ctl"), "-D", str(server.data_dir), "-l",
-              str(root / "server.log"), "-o", options, "-w", "-t", str(START_TIMEOUT), "start"],
-             "pg_ctl start")
+        _run(
+            [
+                str(PG_BIN / "initdb"),
+                "-D",
+                str(server.data_dir),
+                "-U",
+                "postgres",
+                "--auth=trust",
+                "--encoding=UTF8",
+                "--locale=C",
+                "--no-sync",
+            ],
+            "initdb",
+        )
+        options = (
+            f"-p {server.port} -k {root} -c listen_addresses=127.0.0.1 "
+            "-c fsync=off -c synchronous_commit=off -c full_page_writes=off "
+            "-c max_connections=200"
+        )
+        _run(
+            [
+                str(PG_BIN / "pg_ctl"),
+                "-D",
+                str(server.data_dir),
+                "-l",
+                str(root / "server.log"),
+                "-o",
+                options,
+                "-w",
+                "-t",
+                str(START_TIMEOUT),
+                "start",
+            ],
+            "pg_ctl start",
+        )
         server._admin(f"CREATE DATABASE {DATABASE}")
     except Exception as exc:
         log = root / "server.log"

@@ -18,20 +18,33 @@ from server_process import Keys, ServeProcess
 _NONCES = itertools.count()
 
 
-def signed(server: ServeProcess, keys: Keys, method: str, path: str, *, query: str = "",
-           headers: dict[str, str] | None = None, body: bytes = b"") -> httpx.Response:
+def signed(
+    server: ServeProcess,
+    keys: Keys,
+    method: str,
+    path: str,
+    *,
+    query: str = "",
+    headers: dict[str, str] | None = None,
+    body: bytes = b"",
+) -> httpx.Response:
     """A SigV4-signed bucket-API request of ``keys``' project, sent as it is."""
     url = f"{server.s3_url}{path}" + (f"?{query}" if query else "")
     if method == "POST" and query == "uploads":
         # a bucket-API POST is single-use and two identical initiates signed in the same second
         # would carry the same signature: a real client's come at different times
         headers = {**(headers or {}), "x-amz-meta-nonce": str(next(_NONCES))}
-    request = AWSRequest(method=method, url=url, data=body, headers={
-        **(headers or {}), "x-amz-content-sha256": hashlib.sha256(body).hexdigest()})
+    request = AWSRequest(
+        method=method,
+        url=url,
+        data=body,
+        headers={**(headers or {}), "x-amz-content-sha256": hashlib.sha256(body).hexdigest()},
+    )
     SigV4Auth(Credentials(keys.access_key, keys.secret_key), "s3", "local-1").add_auth(request)
     prepared = request.prepare()
-    return httpx.request(method, prepared.url, headers=dict(prepared.headers.items()),
-                         content=body, timeout=30)
+    return httpx.request(
+        method, prepared.url, headers=dict(prepared.headers.items()), content=body, timeout=30
+    )
 
 
 def error_code(reply: httpx.Response) -> tuple[int, str]:

@@ -50,34 +50,54 @@ def boto3_client(url: str, creds: Credentials, **config: Any) -> Any:
     from botocore.config import Config
 
     return boto3.client(
-        "s3", endpoint_url=url, region_name="us-east-1",
-        aws_access_key_id=creds.access_key, aws_secret_access_key=creds.secret_key,
-        config=Config(signature_version="s3v4", s3={"addressing_style": "path"},
-                      retries={"max_attempts": 1}, **config))
+        "s3",
+        endpoint_url=url,
+        region_name="us-east-1",
+        aws_access_key_id=creds.access_key,
+        aws_secret_access_key=creds.secret_key,
+        config=Config(
+            signature_version="s3v4",
+            s3={"addressing_style": "path"},
+            retries={"max_attempts": 1},
+            **config,
+        ),
+    )
 
 
-def rclone(url: str, creds: Credentials, home: Path, *args: str, secret: str | None = None,
-           check: bool = True) -> subprocess.CompletedProcess[bytes]:
+def rclone(
+    url: str,
+    creds: Credentials,
+    home: Path,
+    *args: str,
+    secret: str | None = None,
+    check: bool = True,
+) -> subprocess.CompletedProcess[bytes]:
     """Run rclone (the Debian program) with the remote ``loc:`` set to the server at ``url``
     as clients.md section 3 configures it (provider Other, path style, http); stdout as bytes.
     ``check`` asserts that it succeeded."""
     program = shutil.which("rclone")
     if program is None:
-        raise AssertionError("rclone is not installed (Debian package rclone): "
-                             "scripts/install --test installs it")
+        raise AssertionError(
+            "rclone is not installed (Debian package rclone): scripts/install --test installs it"
+        )
     config = home / "rclone.conf"
     config.touch()
     env = {key: value for key, value in os.environ.items() if key != "AWS_CA_BUNDLE"}
-    env.update({
-        "HOME": str(home), "RCLONE_CONFIG": str(config),
-        "RCLONE_CONFIG_LOC_TYPE": "s3", "RCLONE_CONFIG_LOC_PROVIDER": "Other",
-        "RCLONE_CONFIG_LOC_ENDPOINT": url, "RCLONE_CONFIG_LOC_FORCE_PATH_STYLE": "true",
-        "RCLONE_CONFIG_LOC_ACCESS_KEY_ID": creds.access_key,
-        "RCLONE_CONFIG_LOC_SECRET_ACCESS_KEY": secret or creds.secret_key,
-        "RCLONE_LOW_LEVEL_RETRIES": "1", "RCLONE_RETRIES": "1",
-    })
-    done = subprocess.run([program, *args], capture_output=True, timeout=120, check=False,
-                          env=env)
+    env.update(
+        {
+            "HOME": str(home),
+            "RCLONE_CONFIG": str(config),
+            "RCLONE_CONFIG_LOC_TYPE": "s3",
+            "RCLONE_CONFIG_LOC_PROVIDER": "Other",
+            "RCLONE_CONFIG_LOC_ENDPOINT": url,
+            "RCLONE_CONFIG_LOC_FORCE_PATH_STYLE": "true",
+            "RCLONE_CONFIG_LOC_ACCESS_KEY_ID": creds.access_key,
+            "RCLONE_CONFIG_LOC_SECRET_ACCESS_KEY": secret or creds.secret_key,
+            "RCLONE_LOW_LEVEL_RETRIES": "1",
+            "RCLONE_RETRIES": "1",
+        }
+    )
+    done = subprocess.run([program, *args], capture_output=True, timeout=120, check=False, env=env)
     if check:
         assert done.returncode == 0, f"rclone {' '.join(args)} failed:\n{done.stderr.decode()}"
     return done
@@ -98,12 +118,15 @@ def s3cmd_config(path: Path, url: str, creds: Credentials) -> Path:
         "multipart_chunk_size_mb = 5\n"
         "check_ssl_certificate = False\n"
         "guess_mime_type = False\n"
-        "progress_meter = False\n")
+        "progress_meter = False\n"
+    )
     return path
 
 
-_SLOW_DOWN = (b"<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>ServiceUnavailable</Code>"
-              b"<Message>injected by the test</Message></Error>")
+_SLOW_DOWN = (
+    b'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>ServiceUnavailable</Code>'
+    b"<Message>injected by the test</Message></Error>"
+)
 
 
 class PartPuts:
@@ -120,8 +143,7 @@ class PartPuts:
         self._lock = threading.Lock()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        query = parse_qs(scope.get("query_string", b"").decode()) if scope["type"] == "http" \
-            else {}
+        query = parse_qs(scope.get("query_string", b"").decode()) if scope["type"] == "http" else {}
         if scope["type"] != "http" or scope["method"] != "PUT" or "partNumber" not in query:
             await self.app(scope, receive, send)
             return
@@ -131,9 +153,17 @@ class PartPuts:
         if number in self.failing:
             with self._lock:
                 self.refused += 1
-            await send({"type": "http.response.start", "status": 503, "headers": [
-                (b"content-type", b"application/xml"), (b"connection", b"close"),
-                (b"content-length", str(len(_SLOW_DOWN)).encode())]})
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": 503,
+                    "headers": [
+                        (b"content-type", b"application/xml"),
+                        (b"connection", b"close"),
+                        (b"content-length", str(len(_SLOW_DOWN)).encode()),
+                    ],
+                }
+            )
             await send({"type": "http.response.body", "body": _SLOW_DOWN})
             return
 

@@ -50,9 +50,15 @@ class Keys:
 class ServeProcess:
     """A real ``imageport serve`` on 127.0.0.1 with its own data directory."""
 
-    def __init__(self, root: Path, *args: str, workers: int = 2,
-                 data_dir: Path | None = None, database_url: str | None = None,
-                 env: Mapping[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        root: Path,
+        *args: str,
+        workers: int = 2,
+        data_dir: Path | None = None,
+        database_url: str | None = None,
+        env: Mapping[str, str] | None = None,
+    ) -> None:
         if not IMAGEPORT.exists():
             raise RuntimeError(f"{IMAGEPORT} is missing: run scripts/install --test first")
         self.root = root
@@ -77,10 +83,24 @@ class ServeProcess:
         stderr = open(self._out_path("stderr"), "wb")
         with stdout, stderr:
             self.proc = subprocess.Popen(
-                [str(IMAGEPORT), "serve", "--host", "127.0.0.1", "--port", str(ims_port),
-                 "--s3-port", str(s3_port), "--data-dir", str(self.data_dir), *self.args],
-                stdout=stdout, stderr=stderr, stdin=subprocess.DEVNULL,
-                env={**os.environ, **self.env, "PYTHONUNBUFFERED": "1"})
+                [
+                    str(IMAGEPORT),
+                    "serve",
+                    "--host",
+                    "127.0.0.1",
+                    "--port",
+                    str(ims_port),
+                    "--s3-port",
+                    str(s3_port),
+                    "--data-dir",
+                    str(self.data_dir),
+                    *self.args,
+                ],
+                stdout=stdout,
+                stderr=stderr,
+                stdin=subprocess.DEVNULL,
+                env={**os.environ, **self.env, "PYTHONUNBUFFERED": "1"},
+            )
         deadline = time.monotonic() + START_SECONDS
         while time.monotonic() < deadline:
             match = LISTENING.search(self._out_path("stdout").read_text(errors="replace"))
@@ -88,17 +108,21 @@ class ServeProcess:
                 self.ims_url, self.s3_url = (f"http://{hp}" for hp in match.groups())
                 break
             if self.proc.poll() is not None:
-                raise RuntimeError(f"imageport serve exited with {self.proc.returncode}\n"
-                                   + self.output())
+                raise RuntimeError(
+                    f"imageport serve exited with {self.proc.returncode}\n" + self.output()
+                )
             time.sleep(0.05)
         else:
             self.stop()
-            raise RuntimeError("imageport serve did not print its listening line in "
-                               f"{START_SECONDS:.0f} s\n" + self.output())
+            raise RuntimeError(
+                "imageport serve did not print its listening line in "
+                f"{START_SECONDS:.0f} s\n" + self.output()
+            )
         answer = httpx.get(f"{self.ims_url}/health", timeout=10)
         if answer.status_code != 200:
-            raise RuntimeError(f"/health answered {answer.status_code} {answer.text}\n"
-                               + self.output())
+            raise RuntimeError(
+                f"/health answered {answer.status_code} {answer.text}\n" + self.output()
+            )
         return self
 
     def _out_path(self, stream: str) -> Path:
@@ -118,8 +142,9 @@ class ServeProcess:
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait()
-            raise RuntimeError(f"imageport serve ignored SIGTERM for {timeout} s\n"
-                               + self.output()) from None
+            raise RuntimeError(
+                f"imageport serve ignored SIGTERM for {timeout} s\n" + self.output()
+            ) from None
 
     def kill9(self) -> None:
         """SIGKILL: the process dies at once, with no chance to clean up."""
@@ -159,12 +184,26 @@ class ServeProcess:
 
     def admin(self, *args: str) -> dict[str, str]:
         """``imageport admin --data-dir DIR [--database-url URL] ARGS --json``, its JSON output."""
-        proc = subprocess.run([str(IMAGEPORT), "admin", "--data-dir", str(self.data_dir),
-                               *self.db_args, *args, "--json"], capture_output=True, text=True,
-                              check=False, timeout=60)
+        proc = subprocess.run(
+            [
+                str(IMAGEPORT),
+                "admin",
+                "--data-dir",
+                str(self.data_dir),
+                *self.db_args,
+                *args,
+                "--json",
+            ],
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=60,
+        )
         if proc.returncode != 0:
-            raise RuntimeError(f"imageport admin {' '.join(args)} failed ({proc.returncode}): "
-                               f"{proc.stderr}{proc.stdout}")
+            raise RuntimeError(
+                f"imageport admin {' '.join(args)} failed ({proc.returncode}): "
+                f"{proc.stderr}{proc.stdout}"
+            )
         doc: dict[str, str] = json.loads(proc.stdout)
         return doc
 
@@ -179,10 +218,14 @@ class ServeProcess:
 
 
 @contextlib.contextmanager
-def serve_process(root: Path, *args: str, workers: int = 2,
-                  tenants: tuple[str, ...] = ("alpha", "beta"),
-                  database_url: str | None = None,
-                  env: Mapping[str, str] | None = None) -> Iterator[ServeProcess]:
+def serve_process(
+    root: Path,
+    *args: str,
+    workers: int = 2,
+    tenants: tuple[str, ...] = ("alpha", "beta"),
+    database_url: str | None = None,
+    env: Mapping[str, str] | None = None,
+) -> Iterator[ServeProcess]:
     """A started :class:`ServeProcess` with a project and key per name in ``tenants``; stopped
     (and its output printed, which pytest shows when the test failed) at the end. ``env`` adds
     environment variables (``IMAGEPORT_*`` settings) to the server's."""
@@ -201,8 +244,16 @@ def serve_process(root: Path, *args: str, workers: int = 2,
 @contextlib.contextmanager
 def running_app(app: ASGIApp) -> Iterator[str]:
     """Serve ``app`` with uvicorn on 127.0.0.1 (a free port) in a thread; yields the base URL."""
-    config = uvicorn.Config(app, host="127.0.0.1", port=0, lifespan="off", log_config=None,
-                            access_log=False, http="h11", ws="none")
+    config = uvicorn.Config(
+        app,
+        host="127.0.0.1",
+        port=0,
+        lifespan="off",
+        log_config=None,
+        access_log=False,
+        http="h11",
+        ws="none",
+    )
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()

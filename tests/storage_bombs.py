@@ -40,8 +40,14 @@ class Qcow2Layout:
     @classmethod
     def of(cls, data: bytes | bytearray) -> Qcow2Layout:
         f = _HEADER.unpack_from(data)
-        return cls(cluster_bits=f[4], size=f[5], l1_size=f[7], l1_offset=f[8],
-                   refcount_table_offset=f[9], nb_snapshots=f[11])
+        return cls(
+            cluster_bits=f[4],
+            size=f[5],
+            l1_size=f[7],
+            l1_offset=f[8],
+            refcount_table_offset=f[9],
+            nb_snapshots=f[11],
+        )
 
     @property
     def cluster(self) -> int:
@@ -113,8 +119,12 @@ def set_refcount(data: bytearray, host: int, value: int) -> None:
 
 
 def qemu_io(image: Path, command: str) -> None:
-    subprocess.run(["qemu-io", "-f", "qcow2", "-c", command, str(image)], check=True,
-                   capture_output=True, text=True)
+    subprocess.run(
+        ["qemu-io", "-f", "qcow2", "-c", command, str(image)],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
 
 
 def share_cluster(image: Path, *, at: int, compressed: bool, whole_disk: bool) -> None:

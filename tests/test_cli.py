@@ -16,8 +16,9 @@ IMAGEPORT = [sys.executable, "-m", "imageport.cli.main"]
 
 
 def run(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([*IMAGEPORT, *args], capture_output=True, text=True, timeout=120,
-                          check=False)
+    return subprocess.run(
+        [*IMAGEPORT, *args], capture_output=True, text=True, timeout=120, check=False
+    )
 
 
 def test_check_prints_format_sizes_guest_and_passes() -> None:
@@ -48,7 +49,11 @@ def test_check_json_is_the_documented_document() -> None:
     doc = json.loads(proc.stdout)
     assert doc["schema"] == "imageport.check/1"
     assert {k: doc[k] for k in ("format", "variant", "accepted", "virtual_size")} == {
-        "format": "raw", "variant": "gpt", "accepted": True, "virtual_size": 128 << 20}
+        "format": "raw",
+        "variant": "gpt",
+        "accepted": True,
+        "virtual_size": 128 << 20,
+    }
     assert doc["summary"]["verdict"] == "pass" and doc["summary"]["errors"] == 0
     assert doc["guest"]["os"]["id"] == "debian" and doc["guest"]["root"] == "part3"
     assert [m["mountpoint"] for m in doc["guest"]["mounts"]] == ["/", "/boot", "/boot/efi"]
@@ -59,8 +64,9 @@ def test_check_json_is_the_documented_document() -> None:
 
 def test_hostile_qcow2_backing_file_is_refused_with_exit_1(tmp_path: Path) -> None:
     img = tmp_path / "evil.img"  # the name says nothing: detection is by content
-    builders.qemu_img("create", "-q", "-f", "qcow2", "-u", "-b", "/etc/passwd", "-F", "raw",
-                      str(img), "64M")
+    builders.qemu_img(
+        "create", "-q", "-f", "qcow2", "-u", "-b", "/etc/passwd", "-F", "raw", str(img), "64M"
+    )
     proc = run("check", str(img))
     assert proc.returncode == 1
     assert "IMG-SAFE" in proc.stdout and "/etc/passwd" in proc.stdout
@@ -90,8 +96,9 @@ def test_convert_to_raw_equals_the_disk_and_keeps_holes(pattern_raw: Path, tmp_p
 
 def test_convert_refuses_an_unsafe_image_and_writes_nothing(tmp_path: Path) -> None:
     img = tmp_path / "evil.qcow2"
-    builders.qemu_img("create", "-q", "-f", "qcow2", "-u", "-b", "/etc/passwd", "-F", "raw",
-                      str(img), "64M")
+    builders.qemu_img(
+        "create", "-q", "-f", "qcow2", "-u", "-b", "/etc/passwd", "-F", "raw", str(img), "64M"
+    )
     proc = run("convert", str(img), str(tmp_path / "out.raw"), "-O", "raw")
     assert proc.returncode == 1 and "IMG-SAFE" in proc.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == ["evil.qcow2"]

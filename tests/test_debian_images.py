@@ -18,24 +18,34 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(3600)]
 KERNEL = re.compile(r"^6\.1\.0-\d+-amd64$")
 EXPECTED: dict[str, dict[str, Any]] = {
     "gpt-bios-esp-ext4": {
-        "boot_modes": ["bios", "uefi"], "root": "part3", "table": "gpt",
+        "boot_modes": ["bios", "uefi"],
+        "root": "part3",
+        "table": "gpt",
         "mounts": [("/", "part3", "ext4"), ("/boot/efi", "part2", "vfat")],
     },
     "mbr-boot-lvm-xfs": {
-        "boot_modes": ["bios"], "root": "vg0/root", "table": "mbr",
+        "boot_modes": ["bios"],
+        "root": "vg0/root",
+        "table": "mbr",
         "mounts": [("/", "vg0/root", "xfs"), ("/boot", "part1", "ext4")],
     },
     "gpt-esp-btrfs": {
-        "boot_modes": ["uefi"], "root": "part2", "table": "gpt",
+        "boot_modes": ["uefi"],
+        "root": "part2",
+        "table": "gpt",
         "mounts": [("/", "part2", "btrfs"), ("/boot/efi", "part1", "vfat")],
     },
 }
 
 
 def check(path: object, *args: str) -> tuple[int, dict[str, Any]]:
-    proc = subprocess.run([sys.executable, "-m", "imageport.cli.main", "check", "--json",
-                           *args, str(path)], capture_output=True, text=True, check=False,
-                          timeout=300)
+    proc = subprocess.run(
+        [sys.executable, "-m", "imageport.cli.main", "check", "--json", *args, str(path)],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=300,
+    )
     assert proc.returncode in (0, 1), proc.stderr
     return proc.returncode, json.loads(proc.stdout)
 
@@ -75,11 +85,21 @@ def test_every_seeded_defect_is_reported() -> None:
     code, doc = check(guest_images.guest_image("gpt-bios-esp-ext4-defects"))
     assert code == 1
     assert rules(doc, "error") == {"IMG-FSTAB-DATA-DISK", "IMG-PASSWORD-STRENGTH", "IMG-DRIVERS"}
-    assert rules(doc, "warning") == {"IMG-CONSOLE", "IMG-NET-RULES", "IMG-NET-DHCP",
-                                     "IMG-HW-BINDING"}
+    assert rules(doc, "warning") == {
+        "IMG-CONSOLE",
+        "IMG-NET-RULES",
+        "IMG-NET-DHCP",
+        "IMG-HW-BINDING",
+    }
     text = json.dumps(doc["findings"])
-    for evidence in ("/data", "70-persistent-net.rules", "192.168.10.23", "52:54:00:12:34:56",
-                     "virtio_blk", "/boot/grub/grub.cfg"):
+    for evidence in (
+        "/data",
+        "70-persistent-net.rules",
+        "192.168.10.23",
+        "52:54:00:12:34:56",
+        "virtio_blk",
+        "/boot/grub/grub.cfg",
+    ):
         assert evidence in text, evidence
 
 
@@ -88,6 +108,7 @@ def test_every_format_gives_the_same_guest_report(fmt: str) -> None:
     _, raw = check(guest_images.guest_image("gpt-bios-esp-ext4-defects"))
     _, other = check(guest_images.guest_image("gpt-bios-esp-ext4-defects", fmt))
     assert other["guest"] == raw["guest"]
+
     # info notes may say how far the time-boxed password audit got, so compare the rest
     def judged(doc: dict[str, Any]) -> list[tuple[str, str]]:
         return [(f["rule_id"], f["message"]) for f in doc["findings"] if f["severity"] != "info"]

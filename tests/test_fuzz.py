@@ -126,7 +126,7 @@ def _explain(seed: Seed, muts: list[Mutation], report: Report) -> str:
         f"{len(report.problems)} problem(s) on seed {seed.name!r} "
         f"(peak {report.peak_bytes / MiB:.1f} MiB, {report.seconds:.2f} s CPU):",
         *(f"  - {p}" for p in report.problems),
-        "reproduce: cd tests && ../.venv/bin/python -c \"from fuzz_seeds import *; "
+        'reproduce: cd tests && ../.venv/bin/python -c "from fuzz_seeds import *; '
         f"print(*check(apply(seed({seed.name!r}).data, {muts!r})).problems, sep='\\n')\"",
     ]
     return "\n".join(lines)
@@ -170,8 +170,15 @@ def test_fuzz_magic_seed(name: str, data: st.DataObject) -> None:
     _fuzz(name, data)
 
 
-@pytest.mark.parametrize("name", fuzz_seeds.corpus_names() or [pytest.param(
-    "", marks=pytest.mark.skip(reason="../shared/corpus is absent: no corpus files to fuzz"))])
+@pytest.mark.parametrize(
+    "name",
+    fuzz_seeds.corpus_names()
+    or [
+        pytest.param(
+            "", marks=pytest.mark.skip(reason="../shared/corpus is absent: no corpus files to fuzz")
+        )
+    ],
+)
 @_settings(4)
 @given(data=st.data())
 def test_fuzz_corpus_seed(name: str, data: st.DataObject) -> None:
@@ -194,8 +201,9 @@ def test_inspect_on_any_bytes_raises_only_our_errors(spec_name: str) -> None:
     """
     spec = next(s for s in fuzz_seeds.all_specs() if s.name == spec_name)
     seen: dict[str, str] = {}
-    inputs = [(n, fuzz_seeds.seed(n).data) for n in (*fuzz_seeds.BUILT_NAMES,
-                                                      *fuzz_seeds.MAGIC_NAMES)]
+    inputs = [
+        (n, fuzz_seeds.seed(n).data) for n in (*fuzz_seeds.BUILT_NAMES, *fuzz_seeds.MAGIC_NAMES)
+    ]
     inputs += [(f"garbage-{i}", g) for i, g in enumerate(GARBAGE)]
     for name, data in inputs:
         source = BytesSource(data)
@@ -209,8 +217,10 @@ def test_inspect_on_any_bytes_raises_only_our_errors(spec_name: str) -> None:
             seen.setdefault(problem, f"{name}: {str(exc)[:120]}")
     if seen:
         lines = [f"  - {p} (first on {first})" for p, first in seen.items()]
-        pytest.fail(f"{spec_name}.inspect crashed on bytes it does not match:\n"
-                    + "\n".join(lines), pytrace=False)
+        pytest.fail(
+            f"{spec_name}.inspect crashed on bytes it does not match:\n" + "\n".join(lines),
+            pytrace=False,
+        )
 
 
 def test_oracle_catches_a_crash(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -245,8 +255,11 @@ def test_oracle_interrupts_a_runaway_loop(monkeypatch: pytest.MonkeyPatch) -> No
         while True:  # a parser walking 2**40 clusters one by one
             n += 1
 
-    monkeypatch.setattr(registry, "FORMATS", (*registry.FORMATS, FormatSpec(
-        "spinner", "", True, lambda w: True, spin)))
+    monkeypatch.setattr(
+        registry,
+        "FORMATS",
+        (*registry.FORMATS, FormatSpec("spinner", "", True, lambda w: True, spin)),
+    )
     report = check(b"\0" * 1024, hard_timeout=0.3)
     assert [(p.spec, p.stage) for p in report.problems] == [("spinner", "time")]
     assert "in spin" in report.problems[0].where

@@ -50,8 +50,9 @@ class Disk:
         args: list[str | Path] = ["blkid", "-p", "-o", "export", "-O", str(offset)]
         if size is not None:
             args += ["-S", str(size)]
-        proc = subprocess.run([str(a) for a in [*args, self.path]], capture_output=True,
-                              text=True, check=False)
+        proc = subprocess.run(
+            [str(a) for a in [*args, self.path]], capture_output=True, text=True, check=False
+        )
         return dict(line.split("=", 1) for line in proc.stdout.splitlines() if "=" in line)
 
     def part_blkid(self, n: int) -> dict[str, str]:
@@ -179,8 +180,7 @@ def test_layout_a_good_configuration(ext4_disk: Disk, tmp_path: Path) -> None:
         names = initrd_names(dev, tmp_path)
     assert "datasource_list: [ OpenStack ]" in cloud
     assert "iface eth0 inet dhcp" in interfaces and "hwaddress" not in interfaces
-    root_hash = next(line.split(":")[1] for line in shadow.splitlines()
-                     if line.startswith("root:"))
+    root_hash = next(line.split(":")[1] for line in shadow.splitlines() if line.startswith("root:"))
     assert root_hash.startswith("$6$") and not is_weak(root_hash)
     assert hostname.strip() == gi.HOSTNAME
     assert "ssh_host_" not in ssh  # cloud-init makes the host keys on first boot
@@ -190,8 +190,9 @@ def test_layout_a_good_configuration(ext4_disk: Disk, tmp_path: Path) -> None:
 
 def is_weak(crypted: str) -> bool:
     salt = crypted.split("$")[2]
-    again = sh("openssl", "passwd", "-6", "-salt", salt, "-stdin",
-               data=gi.WEAK_PASSWORD.encode()).strip()
+    again = sh(
+        "openssl", "passwd", "-6", "-salt", salt, "-stdin", data=gi.WEAK_PASSWORD.encode()
+    ).strip()
     return again == crypted
 
 
@@ -219,8 +220,7 @@ def test_defects_seeded(defects_disk: Disk, ext4_disk: Disk, tmp_path: Path) -> 
     assert "inet static" in interfaces and f"hwaddress ether {gi.DEFECT_MAC}" in interfaces
     assert "90_dpkg.cfg" not in cloud_d and "99-imageport" not in cloud_d
     assert not re.search(r"^\s*datasource_list\s*:", cloud_cfg, re.M)  # only a comment mentions it
-    root_hash = next(line.split(":")[1] for line in shadow.splitlines()
-                     if line.startswith("root:"))
+    root_hash = next(line.split(":")[1] for line in shadow.splitlines() if line.startswith("root:"))
     assert is_weak(root_hash)
     assert not [n for n in names if "virtio" in n.rsplit("/", 1)[-1] and ".ko" in n]
     assert any(n.endswith(".ko") for n in names)  # the other modules are still there
@@ -236,10 +236,22 @@ def lvm_extents(disk: Disk) -> dict[str, tuple[int, int]]:
         a = gt.lvm_args(dev)
         vg = sh("vgs", *a, "--noheadings", "-o", "vg_name,pv_count,lv_count").split()
         assert vg == ["vg0", "1", "2"]
-        pe_start = int(sh("pvs", *a, "--noheadings", "--nosuffix", "--units", "b",
-                          "-o", "pe_start", dev))
-        extent = int(sh("vgs", *a, "--noheadings", "--nosuffix", "--units", "b",
-                        "-o", "vg_extent_size", "vg0"))
+        pe_start = int(
+            sh("pvs", *a, "--noheadings", "--nosuffix", "--units", "b", "-o", "pe_start", dev)
+        )
+        extent = int(
+            sh(
+                "vgs",
+                *a,
+                "--noheadings",
+                "--nosuffix",
+                "--units",
+                "b",
+                "-o",
+                "vg_extent_size",
+                "vg0",
+            )
+        )
         rows = sh("lvs", *a, "--noheadings", "--segments", "-o", "lv_name,seg_pe_ranges", "vg0")
     out = {}
     for row in rows.strip().splitlines():
@@ -297,8 +309,14 @@ def test_layout_c_uefi_only_btrfs(btrfs_disk: Disk, tmp_path: Path) -> None:
     assert esp["TYPE"] == "vfat" and root["TYPE"] == "btrfs"
     with btrfs_disk.part_loop(2) as dev:
         sb = sh("btrfs", "inspect-internal", "dump-super", dev)
-        sh("btrfs", "restore", "--path-regex", "^/(|etc(|/fstab)|boot(|/grub(|/grub.cfg)))$",
-           dev, tmp_path)
+        sh(
+            "btrfs",
+            "restore",
+            "--path-regex",
+            "^/(|etc(|/fstab)|boot(|/grub(|/grub.cfg)))$",
+            dev,
+            tmp_path,
+        )
     assert re.search(rf"^fsid\s+{root['UUID']}$", sb, re.M)
     assert re.search(r"^label\s+root$", sb, re.M)
     fstab = fstab_entries((tmp_path / "etc/fstab").read_text())
@@ -308,8 +326,9 @@ def test_layout_c_uefi_only_btrfs(btrfs_disk: Disk, tmp_path: Path) -> None:
     with open(btrfs_disk.path, "rb") as f:
         mbr = f.read(512)
     assert mbr[:440] == bytes(440)  # no BIOS boot code: UEFI only, on purpose
-    listing = sh("mdir", "-b", "-i", f"{btrfs_disk.path}@@{btrfs_disk.parts[0].offset}",
-                 "::/EFI/BOOT")
+    listing = sh(
+        "mdir", "-b", "-i", f"{btrfs_disk.path}@@{btrfs_disk.parts[0].offset}", "::/EFI/BOOT"
+    )
     assert "BOOTX64.EFI" in listing.upper()
 
 

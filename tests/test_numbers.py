@@ -10,17 +10,39 @@ from imageport.service.errors import RequestInvalid, ServiceError
 from imageport.service.part_copy import parse_copy_range
 
 
-@pytest.mark.parametrize(("text", "value"), [
-    ("0", 0), ("007", 7), ("1000", 1000), ("9" * 19, int("9" * 19)),
-    ("1" + "0" * 19, HUGE), ("0" * 40 + "5", 5), ("9" * 5000, HUGE),
-])
+@pytest.mark.parametrize(
+    ("text", "value"),
+    [
+        ("0", 0),
+        ("007", 7),
+        ("1000", 1000),
+        ("9" * 19, int("9" * 19)),
+        ("1" + "0" * 19, HUGE),
+        ("0" * 40 + "5", 5),
+        ("9" * 5000, HUGE),
+    ],
+)
 def test_ascii_digits_are_numbers(text: str, value: int) -> None:
     assert whole_number(text) == value
 
 
-@pytest.mark.parametrize("text", [
-    None, "", " 5", "5 ", "+5", "-5", "1_000", "\u0663", "\u00b2", "5.0", "0x10", "\uff15",
-])
+@pytest.mark.parametrize(
+    "text",
+    [
+        None,
+        "",
+        " 5",
+        "5 ",
+        "+5",
+        "-5",
+        "1_000",
+        "\u0663",
+        "\u00b2",
+        "5.0",
+        "0x10",
+        "\uff15",
+    ],
+)
 def test_anything_else_is_not(text: str | None) -> None:
     assert whole_number(text) is None
 
@@ -32,8 +54,15 @@ def test_ranges_past_the_end_are_unsatisfiable_however_large() -> None:
     for header in ("bytes=10-", "bytes=18446744073709551615-", "bytes=" + "9" * 400 + "-"):
         with pytest.raises(RangeNotSatisfiable):
             parse_range(header, 10)
-    for ignored in ("bytes=5-2", "bytes=+1-", "bytes=1_0-", "bytes=\u0663-", "items=0-1",
-                    "bytes=0-1,3-4", "bytes=" + "1" * 5000 + "-"):
+    for ignored in (
+        "bytes=5-2",
+        "bytes=+1-",
+        "bytes=1_0-",
+        "bytes=\u0663-",
+        "items=0-1",
+        "bytes=0-1,3-4",
+        "bytes=" + "1" * 5000 + "-",
+    ):
         assert parse_range(ignored, 10) is None, ignored
 
 

@@ -24,8 +24,16 @@ from imageport.fastimport.zvhd_writer import write_zvhd as _write_zvhd
 from imageport.fastimport.zvhd_writer import write_zvhd2 as _write_zvhd2
 from imageport.source import FileSource
 
-__all__ = ["FOOTER_AREA", "FooterFields", "footer_area", "pack_footer", "pack_record",
-           "with_checksum", "write_zvhd", "write_zvhd2"]
+__all__ = [
+    "FOOTER_AREA",
+    "FooterFields",
+    "footer_area",
+    "pack_footer",
+    "pack_record",
+    "with_checksum",
+    "write_zvhd",
+    "write_zvhd2",
+]
 
 MiB = 1 << 20
 FIXED_UUID = bytes(range(16))
@@ -38,11 +46,22 @@ def write_zvhd(raw: Path, out: Path) -> Path:
     return out
 
 
-def write_zvhd2(raw: Path, out: Path, *, block_size: int = 2 * MiB, method: Method = "zstd",
-                index_contains_zero_blk: bool = False) -> Path:
+def write_zvhd2(
+    raw: Path,
+    out: Path,
+    *,
+    block_size: int = 2 * MiB,
+    method: Method = "zstd",
+    index_contains_zero_blk: bool = False,
+) -> Path:
     """Convert the raw disk ``raw`` to ZVHD2 at ``out``."""
-    opts = WriterOptions(method=method, block_size=block_size, timestamp=0, uuid=FIXED_UUID,
-                         index_contains_zero_blk=index_contains_zero_blk)
+    opts = WriterOptions(
+        method=method,
+        block_size=block_size,
+        timestamp=0,
+        uuid=FIXED_UUID,
+        index_contains_zero_blk=index_contains_zero_blk,
+    )
     with FileSource(raw) as src:
         _write_zvhd2(RawDisk(src), out, opts)
     return out

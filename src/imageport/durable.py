@@ -45,8 +45,9 @@ class AtomicOutput:
     def __init__(self, dst: str | os.PathLike[str], suffix: str = ".part") -> None:
         self.dst = os.fspath(dst)
         self.directory = os.path.dirname(os.path.abspath(self.dst))
-        self.fd, self.tmp = tempfile.mkstemp(prefix=".imageport-", suffix=suffix,
-                                             dir=self.directory)
+        self.fd, self.tmp = tempfile.mkstemp(
+            prefix=".imageport-", suffix=suffix, dir=self.directory
+        )
         # mkstemp makes 0600 files; an output gets the mode a plain open() would give it
         os.fchmod(self.fd, _umask_mode())
 
@@ -82,8 +83,9 @@ def committed(out: Output) -> Iterator[Output]:
         raise
 
 
-def atomic_output(dst: str | os.PathLike[str],
-                  suffix: str = ".part") -> contextlib.AbstractContextManager[AtomicOutput]:
+def atomic_output(
+    dst: str | os.PathLike[str], suffix: str = ".part"
+) -> contextlib.AbstractContextManager[AtomicOutput]:
     """``with atomic_output(dst) as out: os.write(out.fd, ...)``: ``dst`` appears complete when
     the block ends normally, and not at all when it raises."""
     return committed(AtomicOutput(dst, suffix))

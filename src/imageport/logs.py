@@ -25,8 +25,20 @@ from typing import TextIO
 
 #: The fields copied from a record's ``extra`` into the JSON line, in this order.
 FIELDS = (
-    "request_id", "api", "method", "path", "query", "status", "duration_ms", "project",
-    "access_key", "job_id", "image_id", "job_type", "phase", "error_code",
+    "request_id",
+    "api",
+    "method",
+    "path",
+    "query",
+    "status",
+    "duration_ms",
+    "project",
+    "access_key",
+    "job_id",
+    "image_id",
+    "job_type",
+    "phase",
+    "error_code",
 )
 
 _MAX_MESSAGE = 4000

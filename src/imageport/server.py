@@ -79,11 +79,18 @@ def build_apps(services: Services) -> tuple[ASGIApp, ASGIApp]:
 
 # -- data directory -----------------------------------------------------------------------------
 
+
 @contextlib.contextmanager
 def claimed_data_dir(settings: Settings) -> Iterator[None]:
     """Create the data folders and hold ``serve.lock`` for as long as the context lasts."""
-    for folder in (settings.data_dir, settings.objects_dir, settings.uploads_dir,
-                   settings.images_dir, settings.staged_dir, settings.tmp_dir):
+    for folder in (
+        settings.data_dir,
+        settings.objects_dir,
+        settings.uploads_dir,
+        settings.images_dir,
+        settings.staged_dir,
+        settings.tmp_dir,
+    ):
         folder.mkdir(parents=True, exist_ok=True)
     lock_path = settings.data_dir / "serve.lock"
     fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
@@ -100,6 +107,7 @@ def claimed_data_dir(settings: Settings) -> Iterator[None]:
 
 
 # -- sockets ------------------------------------------------------------------------------------
+
 
 def bind(host: str, port: int) -> socket.socket:
     """A listening TCP socket on ``host:port`` (IPv4 or IPv6, as ``host`` resolves)."""
@@ -120,6 +128,7 @@ def host_port(sock: socket.socket) -> str:
 
 # -- uvicorn ------------------------------------------------------------------------------------
 
+
 class _Server(uvicorn.Server):
     """A uvicorn server that leaves signals to :func:`serve_forever` (uvicorn's own handlers
     would let only the last of two servers hear SIGTERM)."""
@@ -134,14 +143,22 @@ def make_server(app: ASGIApp, limits: HttpLimits, api: Api) -> uvicorn.Server:
     HTTP limits of :mod:`imageport.api.http_limits` (``api``: the listener's error shape)."""
     config = uvicorn.Config(
         # httptools parses request bodies in C: a 2 GiB PUT is drained in ~2 s instead of ~4
-        app, http=protocol_class(limits, api), ws="none", lifespan="off", log_config=None,
-        access_log=False, proxy_headers=False, server_header=False,
-        timeout_graceful_shutdown=GRACEFUL_SECONDS)
+        app,
+        http=protocol_class(limits, api),
+        ws="none",
+        lifespan="off",
+        log_config=None,
+        access_log=False,
+        proxy_headers=False,
+        server_header=False,
+        timeout_graceful_shutdown=GRACEFUL_SECONDS,
+    )
     return _Server(config)
 
 
-async def serve_forever(servers: Sequence[tuple[uvicorn.Server, socket.socket]],
-                        on_started: Callable[[], None]) -> None:
+async def serve_forever(
+    servers: Sequence[tuple[uvicorn.Server, socket.socket]], on_started: Callable[[], None]
+) -> None:
     """Serve until SIGTERM/SIGINT; ``on_started`` runs once every server accepts connections."""
     loop = asyncio.get_running_loop()
 
@@ -163,8 +180,9 @@ async def serve_forever(servers: Sequence[tuple[uvicorn.Server, socket.socket]],
         on_started()
 
     try:
-        await asyncio.gather(announce(), *(server.serve(sockets=[sock])
-                                           for server, sock in servers))
+        await asyncio.gather(
+            announce(), *(server.serve(sockets=[sock]) for server, sock in servers)
+        )
     finally:
         for server, _ in servers:
             server.should_exit = True
@@ -173,6 +191,7 @@ async def serve_forever(servers: Sequence[tuple[uvicorn.Server, socket.socket]],
 
 
 # -- the command --------------------------------------------------------------------------------
+
 
 def _where(settings: Settings) -> str:
     if settings.database_url:
@@ -189,9 +208,11 @@ def _admin_hint(services: Services) -> str | None:
     admin = "imageport admin --data-dir " + shlex.quote(str(services.settings.data_dir))
     if services.settings.database_url:
         admin += " --database-url " + shlex.quote(services.settings.database_url)
-    return (f"imageport: no project yet; create one and an access key with:\n"
-            f"    {admin} project create demo\n"
-            f"    {admin} key create --project demo")
+    return (
+        f"imageport: no project yet; create one and an access key with:\n"
+        f"    {admin} project create demo\n"
+        f"    {admin} key create --project demo"
+    )
 
 
 def _start_services(settings: Settings) -> Services:
@@ -227,19 +248,31 @@ def run(settings: Settings, out: IO[str] | None = None) -> int:
 
             def started() -> None:
                 image_api, bucket_api = (host_port(s) for s in sockets)
-                print(f"imageport: image API http://{image_api}, bucket API "
-                      f"http://{bucket_api}, {_where(settings)}", file=stdout)
+                print(
+                    f"imageport: image API http://{image_api}, bucket API "
+                    f"http://{bucket_api}, {_where(settings)}",
+                    file=stdout,
+                )
                 if hint:
                     print(hint, file=stdout)
-                print(f"imageport: listening image-api={image_api} s3-api={bucket_api}",
-                      file=stdout, flush=True)
-                log.info("serving: image API %s, bucket API %s, %d worker(s)", image_api,
-                         bucket_api, settings.workers)
+                print(
+                    f"imageport: listening image-api={image_api} s3-api={bucket_api}",
+                    file=stdout,
+                    flush=True,
+                )
+                log.info(
+                    "serving: image API %s, bucket API %s, %d worker(s)",
+                    image_api,
+                    bucket_api,
+                    settings.workers,
+                )
 
             limits = HttpLimits.from_settings(settings)
             fit_open_file_limit(limits, listeners=len(sockets))
-            pairs = [(make_server(ims, limits, "ims"), sockets[0]),
-                     (make_server(s3, limits, "s3"), sockets[1])]
+            pairs = [
+                (make_server(ims, limits, "ims"), sockets[0]),
+                (make_server(s3, limits, "s3"), sockets[1]),
+            ]
             # uvloop: a faster event loop (the bucket API moves GiBs through it)
             with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
                 runner.run(serve_forever(pairs, started))

@@ -69,8 +69,10 @@ from imageport.limits import GiB, KiB, TiB
 STORED_FORMATS = ("qcow2", "raw")
 """Formats the service can store images in (``zvhd2`` arrives with fast import)."""
 
-_DOMAIN = re.compile(r"^(?=.{1,180}$)[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?"
-                     r"(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*$")
+_DOMAIN = re.compile(
+    r"^(?=.{1,180}$)[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?"
+    r"(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*$"
+)
 """A DNS name short enough for ``<63-byte bucket>.<domain>:<port>`` to fit the bucket API's
 Host cap (255)."""
 
@@ -183,9 +185,7 @@ def _coerce(name: str, kind: object, raw: str) -> object:
     return raw
 
 
-def load_settings(
-    env: Mapping[str, str] | None = None, **overrides: object
-) -> Settings:
+def load_settings(env: Mapping[str, str] | None = None, **overrides: object) -> Settings:
     """Defaults, then ``IMAGEPORT_*`` variables from ``env``, then non-None ``overrides``."""
     env = os.environ if env is None else env
     values: dict[str, object] = {}
@@ -206,13 +206,21 @@ def load_settings(
     for name in ("check_cpu_seconds", "project_job_limit"):
         if getattr(settings, name) < 1:
             raise ValueError(f"{name} must be 1 or more")
-    for name in ("project_running_jobs", "project_storage_bytes", "project_object_bytes",
-                 "free_space_reserve_bytes",
-                 "project_open_uploads"):
+    for name in (
+        "project_running_jobs",
+        "project_storage_bytes",
+        "project_object_bytes",
+        "free_space_reserve_bytes",
+        "project_open_uploads",
+    ):
         if getattr(settings, name) < 0:
             raise ValueError(f"{name} must be 0 or more")
-    for name in ("http_max_url_bytes", "http_max_header_bytes", "http_head_timeout_seconds",
-                 "http_body_timeout_seconds"):
+    for name in (
+        "http_max_url_bytes",
+        "http_max_header_bytes",
+        "http_head_timeout_seconds",
+        "http_body_timeout_seconds",
+    ):
         if getattr(settings, name) < 1:
             raise ValueError(f"{name} must be 1 or more")
     for name in ("http_max_connections", "http_max_connections_per_client"):

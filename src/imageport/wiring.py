@@ -40,7 +40,10 @@ def build_services(settings: Settings) -> Services:
             finally:
                 log.info("job ended after %.1f s", time.monotonic() - started)
 
-    services.queue = ThreadJobQueue(settings.workers, run,
-                                    owner_of=lambda job_id: project_of(services, job_id),
-                                    per_owner=settings.project_running_jobs)
+    services.queue = ThreadJobQueue(
+        settings.workers,
+        run,
+        owner_of=lambda job_id: project_of(services, job_id),
+        per_owner=settings.project_running_jobs,
+    )
     return services

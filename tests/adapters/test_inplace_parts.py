@@ -52,12 +52,18 @@ def _write(target: PartTarget, data: bytes) -> StagedFile:
             os.close(fd)
     else:
         target.path.write_bytes(data)
-    return StagedFile(target.path, len(data), hashlib.md5(data).hexdigest(),  # noqa: S324
-                      "", target.offset if target.in_place else None)
+    return StagedFile(
+        target.path,
+        len(data),
+        hashlib.md5(data).hexdigest(),  # noqa: S324
+        "",
+        target.offset if target.in_place else None,
+    )
 
 
-def _put(store: LocalObjectStore, upload_id: str, number: int,
-         data: bytes) -> tuple[bool, PartInfo]:
+def _put(
+    store: LocalObjectStore, upload_id: str, number: int, data: bytes
+) -> tuple[bool, PartInfo]:
     target = store.part_target(upload_id, number, len(data))
     try:
         return target.in_place, store.commit_part(upload_id, number, _write(target, data))
@@ -66,8 +72,9 @@ def _put(store: LocalObjectStore, upload_id: str, number: int,
 
 
 def _new_upload(store: LocalObjectStore) -> str:
-    return store.create_upload("bkt", "disk.img", content_type="", storage_class="STANDARD",
-                               metadata={}).upload_id
+    return store.create_upload(
+        "bkt", "disk.img", content_type="", storage_class="STANDARD", metadata={}
+    ).upload_id
 
 
 def _read(store: LocalObjectStore) -> bytes:
@@ -85,7 +92,8 @@ def _only_object_inode(services: Services) -> int:
 
 
 def test_uniform_parts_in_any_order_and_in_parallel_complete_without_copy(
-        services: Services) -> None:
+    services: Services,
+) -> None:
     store = _store(services)
     upload_id = _new_upload(store)
     data = [os.urandom(STRIDE) for _ in range(5)] + [os.urandom(MIN_PART_SIZE)]
@@ -172,9 +180,9 @@ def test_concurrent_uploads_of_one_part_and_complete_during_a_write(services: Se
     store.release_part_target(writing)
 
 
-def test_failed_body_is_resent_and_restart_keeps_placing_parts(services: Services,
-                                                               tmp_path: Path,
-                                                               database_url: str) -> None:
+def test_failed_body_is_resent_and_restart_keeps_placing_parts(
+    services: Services, tmp_path: Path, database_url: str
+) -> None:
     store = _store(services)
     upload_id = _new_upload(store)
     one, two, three = os.urandom(STRIDE), os.urandom(STRIDE), os.urandom(77)
@@ -217,8 +225,9 @@ def test_abort_removes_the_assembly_and_recovery_removes_orphans(services: Servi
     assert list(services.settings.uploads_dir.iterdir()) == []
 
 
-def test_boto3_parts_land_in_place_through_the_bucket_api(services: Services,
-                                                          tmp_path: Path) -> None:
+def test_boto3_parts_land_in_place_through_the_bucket_api(
+    services: Services, tmp_path: Path
+) -> None:
     """Through the real S3 API: boto3's parts, sent in parallel, are written into the
     assembly, which becomes the object without a copy."""
     import s3_server
@@ -229,10 +238,18 @@ def test_boto3_parts_land_in_place_through_the_bucket_api(services: Services,
         s3 = s3_server.boto3_client(url, creds)
         s3.create_bucket(Bucket="images")
         upload_id = s3.create_multipart_upload(Bucket="images", Key="k")["UploadId"]
-        chunks = [data[i:i + STRIDE] for i in range(0, len(data), STRIDE)]
+        chunks = [data[i : i + STRIDE] for i in range(0, len(data), STRIDE)]
+
         def send(number: int) -> str:
-            return str(s3.upload_part(Bucket="images", Key="k", UploadId=upload_id,
-                                      PartNumber=number, Body=chunks[number - 1])["ETag"])
+            return str(
+                s3.upload_part(
+                    Bucket="images",
+                    Key="k",
+                    UploadId=upload_id,
+                    PartNumber=number,
+                    Body=chunks[number - 1],
+                )["ETag"]
+            )
 
         with ThreadPoolExecutor(4) as pool:  # as upload_file sends them
             etags = list(pool.map(send, [1, 2, 3, 4]))
@@ -241,15 +258,20 @@ def test_boto3_parts_land_in_place_through_the_bucket_api(services: Services,
         inode = (folder / ASSEMBLY).stat().st_ino
         by_number = dict(zip([1, 2, 3, 4], etags, strict=True))
         s3.complete_multipart_upload(
-            Bucket="images", Key="k", UploadId=upload_id,
-            MultipartUpload={"Parts": [{"PartNumber": n, "ETag": by_number[n]}
-                                       for n in range(1, 5)]})
+            Bucket="images",
+            Key="k",
+            UploadId=upload_id,
+            MultipartUpload={
+                "Parts": [{"PartNumber": n, "ETag": by_number[n]} for n in range(1, 5)]
+            },
+        )
         assert s3.get_object(Bucket="images", Key="k")["Body"].read() == data
     assert _only_object_inode(services) == inode
 
 
 def test_hash_frontier_covers_the_committed_prefix_and_forgets_replaced_parts(
-        services: Services) -> None:
+    services: Services,
+) -> None:
     """Completing hashes only what lies past the frontier: the prefix of committed parts is
     hashed as they arrive (whatever their order), and a re-sent part starts it again."""
     store = _store(services)
@@ -260,8 +282,11 @@ def test_hash_frontier_covers_the_committed_prefix_and_forgets_replaced_parts(
 
     def rows() -> list[object]:
         with services.db.connect() as conn:
-            return list(conn.execute(parts.select().where(parts.c.upload_id == upload_id)
-                                     .order_by(parts.c.number)))
+            return list(
+                conn.execute(
+                    parts.select().where(parts.c.upload_id == upload_id).order_by(parts.c.number)
+                )
+            )
 
     frontier = HashFrontier(services.db, services.settings.uploads_dir)
     first, third = rows()[0], rows()[2]
@@ -269,8 +294,9 @@ def test_hash_frontier_covers_the_committed_prefix_and_forgets_replaced_parts(
     # the same row reported again (a commit racing with the hashing of its part) keeps it
     frontier.committed(upload_id, 3, identity(third))
     digest, covered = frontier.take(upload_id, rows())
-    assert covered == 4 * STRIDE and digest.hexdigest() == hashlib.sha256(b"".join(data)
-                                                                          ).hexdigest()
+    assert (
+        covered == 4 * STRIDE and digest.hexdigest() == hashlib.sha256(b"".join(data)).hexdigest()
+    )
     frontier.committed(upload_id, 1, identity(first))  # hashes 1 to 4 again
     new_two = os.urandom(STRIDE)
     _put(store, upload_id, 2, new_two)  # re-sent: a file of its own
@@ -279,5 +305,4 @@ def test_hash_frontier_covers_the_committed_prefix_and_forgets_replaced_parts(
     digest, covered = frontier.take(upload_id, rows())
     # started again, hashing part 2 from its own file: the new bytes, not the old ones
     assert covered == 4 * STRIDE
-    assert digest.hexdigest() == hashlib.sha256(data[0] + new_two + data[2] + data[3]
-                                                ).hexdigest()
+    assert digest.hexdigest() == hashlib.sha256(data[0] + new_two + data[2] + data[3]).hexdigest()

@@ -55,8 +55,7 @@ def test_jobs_run_once_each_at_most_workers_at_a_time() -> None:
     q.stop(timeout=5)
 
 
-def test_a_job_can_be_submitted_again_once_finished_and_a_failure_does_not_stop_the_queue(
-        ) -> None:
+def test_a_job_can_be_submitted_again_once_finished_and_a_failure_does_not_stop_the_queue() -> None:
     run = Recorder()
     run.release.set()
     q = ThreadJobQueue(1, run)

@@ -46,8 +46,12 @@ def _stage(store: LocalObjectStore, data: bytes) -> StagedFile:
         out.write(data)
         out.flush()
         os.fsync(out.fileno())
-    return StagedFile(path, len(data), hashlib.md5(data).hexdigest(),  # noqa: S324
-                      hashlib.sha256(data).hexdigest())
+    return StagedFile(
+        path,
+        len(data),
+        hashlib.md5(data).hexdigest(),  # noqa: S324
+        hashlib.sha256(data).hexdigest(),
+    )
 
 
 @pytest.fixture
@@ -66,14 +70,27 @@ def _files(folder: Path) -> list[Path]:
     return sorted(p for p in folder.rglob("*") if p.is_file())
 
 
-def test_object_replaced_atomically_and_old_data_removed(store: LocalObjectStore,
-                                                          tmp_path: Path) -> None:
-    first = store.commit_object("bkt", "a/b.img", _stage(store, b"one"), content_type="x/y",
-                                storage_class="STANDARD", metadata={"k": "v"})
+def test_object_replaced_atomically_and_old_data_removed(
+    store: LocalObjectStore, tmp_path: Path
+) -> None:
+    first = store.commit_object(
+        "bkt",
+        "a/b.img",
+        _stage(store, b"one"),
+        content_type="x/y",
+        storage_class="STANDARD",
+        metadata={"k": "v"},
+    )
     assert first.etag == f'"{hashlib.md5(b"one").hexdigest()}"'  # noqa: S324
     reader = store.open_object("bkt", "a/b.img")
-    second = store.commit_object("bkt", "a/b.img", _stage(store, b"second"),
-                                 content_type="x/y", storage_class="WARM", metadata={})
+    second = store.commit_object(
+        "bkt",
+        "a/b.img",
+        _stage(store, b"second"),
+        content_type="x/y",
+        storage_class="WARM",
+        metadata={},
+    )
     # a reader that opened the old version still reads it whole; new readers see the new one
     assert reader.read() == b"one"
     reader.close()
@@ -94,12 +111,14 @@ def test_object_replaced_atomically_and_old_data_removed(store: LocalObjectStore
     assert _files(objects_dir) == [] and _files(tmp_path / "data" / "tmp") == []
 
 
-def test_conditional_delete_deletes_only_the_version_it_checked(store: LocalObjectStore,
-                                                                tmp_path: Path) -> None:
+def test_conditional_delete_deletes_only_the_version_it_checked(
+    store: LocalObjectStore, tmp_path: Path
+) -> None:
     """A write that lands between a conditional delete's check and its delete must not be
     deleted on the strength of the old version's check: the new version is checked again."""
-    old = store.commit_object("bkt", "k", _stage(store, b"old"), content_type="x/y",
-                              storage_class="STANDARD", metadata={})
+    old = store.commit_object(
+        "bkt", "k", _stage(store, b"old"), content_type="x/y", storage_class="STANDARD", metadata={}
+    )
     seen: list[str | None] = []
 
     def check(current: ObjectInfo | None) -> None:
@@ -107,8 +126,14 @@ def test_conditional_delete_deletes_only_the_version_it_checked(store: LocalObje
         if current is not None and current.etag != old.etag:
             raise precondition_failed()
         if len(seen) == 1:  # another writer replaces the object right after the check
-            store.commit_object("bkt", "k", _stage(store, b"new"), content_type="x/y",
-                                storage_class="STANDARD", metadata={})
+            store.commit_object(
+                "bkt",
+                "k",
+                _stage(store, b"new"),
+                content_type="x/y",
+                storage_class="STANDARD",
+                metadata={},
+            )
 
     with pytest.raises(ServiceError) as failed:
         store.delete_object_if("bkt", "k", check)
@@ -122,8 +147,14 @@ def test_conditional_delete_deletes_only_the_version_it_checked(store: LocalObje
 
 def test_listing_is_binary_ordered_and_prefix_is_case_sensitive(store: LocalObjectStore) -> None:
     for key in ("b", "A/1", "a/2", "a/1", "a%", "é"):
-        store.commit_object("bkt", key, _stage(store, key.encode()), content_type="",
-                            storage_class="STANDARD", metadata={})
+        store.commit_object(
+            "bkt",
+            key,
+            _stage(store, key.encode()),
+            content_type="",
+            storage_class="STANDARD",
+            metadata={},
+        )
     assert [o.key for o in store.list_objects("bkt")] == ["A/1", "a%", "a/1", "a/2", "b", "é"]
     assert [o.key for o in store.list_objects("bkt", prefix="a")] == ["a%", "a/1", "a/2"]
     assert [o.key for o in store.list_objects("bkt", prefix="a/", start_after="a/1")] == ["a/2"]
@@ -131,9 +162,16 @@ def test_listing_is_binary_ordered_and_prefix_is_case_sensitive(store: LocalObje
 
 
 def test_uploads_listed_in_key_then_id_order_from_markers(store: LocalObjectStore) -> None:
-    made = sorted((key, store.create_upload("bkt", key, content_type="", storage_class="STANDARD",
-                                            metadata={}).upload_id)
-                  for key in ("b", "B", "b", "a/1", "é"))
+    made = sorted(
+        (
+            key,
+            store.create_upload(
+                "bkt", key, content_type="", storage_class="STANDARD", metadata={}
+            ).upload_id,
+        )
+        for key in ("b", "B", "b", "a/1", "é")
+    )
+
     def listed(**markers: str) -> list[tuple[str, str]]:
         return [(u.key, u.upload_id) for u in store.list_uploads("bkt", **markers)]
 
@@ -149,8 +187,9 @@ def test_bucket_delete_refused_while_not_empty(store: LocalObjectStore) -> None:
     with pytest.raises(Conflict) as exc:
         store.create_bucket("bkt", "p" * 32, "STANDARD", "local-1")
     assert exc.value.code == "BucketAlreadyExists"
-    store.commit_object("bkt", "k", _stage(store, b"x"), content_type="",
-                        storage_class="STANDARD", metadata={})
+    store.commit_object(
+        "bkt", "k", _stage(store, b"x"), content_type="", storage_class="STANDARD", metadata={}
+    )
     with pytest.raises(Conflict) as exc:
         store.delete_bucket("bkt")
     assert exc.value.code == "BucketNotEmpty"
@@ -160,13 +199,19 @@ def test_bucket_delete_refused_while_not_empty(store: LocalObjectStore) -> None:
     assert store.get_bucket("bkt") is None
 
 
-def test_multipart_survives_restart_and_joins_parts(store: LocalObjectStore, tmp_path: Path,
-                                                    database_url: str) -> None:
+def test_multipart_survives_restart_and_joins_parts(
+    store: LocalObjectStore, tmp_path: Path, database_url: str
+) -> None:
     one = os.urandom(MIN_PART_SIZE)
     two = os.urandom(MIN_PART_SIZE + 7)
     three = b"tail"
-    upload = store.create_upload("bkt", "disk.qcow2", content_type="application/x-qemu-disk",
-                                 storage_class="COLD", metadata={"os": "linux"})
+    upload = store.create_upload(
+        "bkt",
+        "disk.qcow2",
+        content_type="application/x-qemu-disk",
+        storage_class="COLD",
+        metadata={"os": "linux"},
+    )
     p1 = store.commit_part(upload.upload_id, 1, _stage(store, one))
     store.commit_part(upload.upload_id, 3, _stage(store, b"will be replaced"))
 
@@ -174,7 +219,9 @@ def test_multipart_survives_restart_and_joins_parts(store: LocalObjectStore, tmp
     _settings, again = _store(tmp_path / "data", database_url)
     assert again.get_upload(upload.upload_id) == upload
     assert [(p.number, p.etag) for p in again.list_parts(upload.upload_id)] == [
-        (1, p1.etag), (3, f'"{hashlib.md5(b"will be replaced").hexdigest()}"')]  # noqa: S324
+        (1, p1.etag),
+        (3, f'"{hashlib.md5(b"will be replaced").hexdigest()}"'),  # noqa: S324
+    ]
     p2 = again.commit_part(upload.upload_id, 2, _stage(again, two))
     p3 = again.commit_part(upload.upload_id, 3, _stage(again, three))
 
@@ -188,8 +235,9 @@ def test_multipart_survives_restart_and_joins_parts(store: LocalObjectStore, tmp
         again.complete_upload(upload.upload_id, [(1, p1.etag), (3, p3.etag), (4, p3.etag)])
     assert exc.value.code == "InvalidPart"
 
-    done = again.complete_upload(upload.upload_id,
-                                 [(1, p1.etag), (2, p2.etag.strip('"')), (3, p3.etag)])
+    done = again.complete_upload(
+        upload.upload_id, [(1, p1.etag), (2, p2.etag.strip('"')), (3, p3.etag)]
+    )
     whole = one + two + three
     md5s = b"".join(hashlib.md5(p).digest() for p in (one, two, three))  # noqa: S324
     assert done.etag == f'"{hashlib.md5(md5s).hexdigest()}-3"'  # noqa: S324
@@ -201,12 +249,12 @@ def test_multipart_survives_restart_and_joins_parts(store: LocalObjectStore, tmp
     assert _files(tmp_path / "data" / "uploads") == []
     assert _files(tmp_path / "data" / "tmp") == []
     assert [p.name for p in again.iter_blobs_in_use()] == [
-        p.name for p in _files(tmp_path / "data" / "objects")]
+        p.name for p in _files(tmp_path / "data" / "objects")
+    ]
 
 
 def test_small_middle_part_and_abort(store: LocalObjectStore, tmp_path: Path) -> None:
-    upload = store.create_upload("bkt", "k", content_type="", storage_class="STANDARD",
-                                 metadata={})
+    upload = store.create_upload("bkt", "k", content_type="", storage_class="STANDARD", metadata={})
     p1 = store.commit_part(upload.upload_id, 1, _stage(store, b"small"))
     p2 = store.commit_part(upload.upload_id, 2, _stage(store, b"last"))
     with pytest.raises(RequestInvalid) as exc:

@@ -20,9 +20,15 @@ from imageport.api.http_protocol import LimitedHttpToolsProtocol, protocol_class
 from imageport.settings import load_settings
 
 KiB = 1024
-LIMITS = HttpLimits(max_url_bytes=2 * KiB, max_header_bytes=4 * KiB, head_timeout=0.3,
-                    body_timeout=0.3, max_connections=8, max_connections_per_client=3,
-                    min_body_bytes=4)
+LIMITS = HttpLimits(
+    max_url_bytes=2 * KiB,
+    max_header_bytes=4 * KiB,
+    head_timeout=0.3,
+    body_timeout=0.3,
+    max_connections=8,
+    max_connections_per_client=3,
+    min_body_bytes=4,
+)
 RESPONSE = re.compile(rb"HTTP/1\.1 (\d{3}) [^\r]*\r\n((?:[^\r]+\r\n)*)\r\n")
 
 
@@ -46,8 +52,13 @@ async def counting_app(scope: Any, receive: Any, send: Any) -> None:
         listener = asyncio.ensure_future(receive())
         await asyncio.sleep(float(query[7:]))
     body = str(size).encode()
-    await send({"type": "http.response.start", "status": 200,
-                "headers": [(b"content-length", str(len(body)).encode())]})
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 200,
+            "headers": [(b"content-length", str(len(body)).encode())],
+        }
+    )
     await send({"type": "http.response.body", "body": body})
     if listener is not None:
         await listener
@@ -108,8 +119,8 @@ class FakeTransport(asyncio.Transport):
             assert match, data[:200]
             found = re.search(rb"content-length: (\d+)", match.group(2).lower())
             length = int(found.group(1)) if found else 0
-            out.append((int(match.group(1)), data[match.end():match.end() + length]))
-            data = data[match.end() + length:]
+            out.append((int(match.group(1)), data[match.end() : match.end() + length]))
+            data = data[match.end() + length :]
         return out
 
     def statuses(self) -> list[int]:
@@ -121,14 +132,24 @@ class Listener:
 
     def __init__(self, limits: HttpLimits = LIMITS, api: http_limits.Api = "s3") -> None:
         self.cls = protocol_class(limits, api)
-        self.config = uvicorn.Config(counting_app, http=self.cls, ws="none", lifespan="off",
-                                     log_config=None, access_log=False)
+        self.config = uvicorn.Config(
+            counting_app,
+            http=self.cls,
+            ws="none",
+            lifespan="off",
+            log_config=None,
+            access_log=False,
+        )
         self.config.load()
         self.state = ServerState()
 
     def connect(self, peer: str = "192.0.2.1", *, stuck: bool = False) -> FakeTransport:
-        protocol = self.cls(config=self.config, server_state=self.state, app_state={},
-                            _loop=asyncio.get_running_loop())
+        protocol = self.cls(
+            config=self.config,
+            server_state=self.state,
+            app_state={},
+            _loop=asyncio.get_running_loop(),
+        )
         transport = FakeTransport(protocol, peer, stuck)
         protocol.connection_made(transport)
         return transport
@@ -148,7 +169,7 @@ async def send(transport: FakeTransport, data: bytes, piece: int | None = None) 
     for start in range(0, len(data), step):
         if transport.closing:
             return
-        transport.protocol.data_received(data[start:start + step])
+        transport.protocol.data_received(data[start : start + step])
         await asyncio.sleep(0)
     await settle()
 
@@ -167,6 +188,7 @@ def header_of_size(total: int) -> bytes:
 
 # -- head size ------------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("piece", [None, 1, 17, 4096])
 def test_head_at_the_cap_is_served_and_one_byte_more_is_refused_431(piece: int | None) -> None:
     async def scenario() -> None:
@@ -180,6 +202,7 @@ def test_head_at_the_cap_is_served_and_one_byte_more_is_refused_431(piece: int |
         assert over.statuses() == [431]
         assert b"connection: close" in over.written
         assert over.closing
+
     run(scenario)
 
 
@@ -196,6 +219,7 @@ def test_endless_header_is_cut_off_after_the_cap() -> None:
         await settle()
         assert transport.statuses() == [431]
         assert held_before is not None
+
     run(scenario)
 
 
@@ -209,15 +233,19 @@ def test_url_over_the_cap_is_refused_414_and_at_the_cap_served() -> None:
         await send(too_long, get("/" + "u" * LIMITS.max_url_bytes), 100)
         assert too_long.statuses() == [414]
         assert b"<Code>InvalidURI</Code>" in too_long.responses()[0][1]
+
     run(scenario)
 
 
 def test_long_url_does_not_eat_into_the_header_cap() -> None:
     async def scenario() -> None:
         transport = Listener().connect()
-        await send(transport, get("/" + "u" * (LIMITS.max_url_bytes - 1),
-                                  header_of_size(LIMITS.max_header_bytes)))
+        await send(
+            transport,
+            get("/" + "u" * (LIMITS.max_url_bytes - 1), header_of_size(LIMITS.max_header_bytes)),
+        )
         assert transport.statuses() == [200]
+
     run(scenario)
 
 
@@ -233,6 +261,7 @@ def test_too_many_header_lines_are_refused_431_in_the_image_api_shape() -> None:
         [(status, body)] = more.responses()
         assert status == 431
         assert json.loads(body)["error_code"] == "IMG.HTTP431"
+
     run(scenario)
 
 
@@ -242,21 +271,28 @@ def test_malformed_request_is_answered_400_and_closed() -> None:
         await send(transport, b"GET / HTTP/1.1\nHost: x\n\n")
         assert transport.statuses() == [400]
         assert transport.closing
+
     run(scenario)
 
 
 def test_upgrade_request_is_answered_as_plain_http_and_its_connection_ends() -> None:
     """uvicorn left such a connection open with a parser that reads nothing more."""
+
     async def scenario() -> None:
         transport = Listener().connect()
-        await send(transport, get("/", b"Connection: Upgrade\r\nUpgrade: websocket\r\n")
-                   + b"garbage that is not HTTP" * 1000)
+        await send(
+            transport,
+            get("/", b"Connection: Upgrade\r\nUpgrade: websocket\r\n")
+            + b"garbage that is not HTTP" * 1000,
+        )
         assert transport.statuses() == [200]
         assert transport.closing
+
     run(scenario)
 
 
 # -- keep-alive, pipelining, bodies ---------------------------------------------------------------
+
 
 def test_pipelined_requests_are_each_answered_in_order_on_one_connection() -> None:
     async def scenario() -> None:
@@ -268,6 +304,7 @@ def test_pipelined_requests_are_each_answered_in_order_on_one_connection() -> No
         assert not transport.closing
         await send(transport, get("/"))  # keep-alive: the connection serves more
         assert transport.statuses() == [200] * 5
+
     run(scenario)
 
 
@@ -277,6 +314,7 @@ def test_each_pipelined_head_is_counted_on_its_own() -> None:
         near_cap = get("/", header_of_size(LIMITS.max_header_bytes))
         await send(transport, near_cap * 3, 1000)
         assert transport.statuses() == [200, 200, 200]
+
     run(scenario)
 
 
@@ -287,6 +325,7 @@ def test_oversized_head_pipelined_behind_a_request_is_refused_after_its_response
         await settle(0.2)
         assert transport.statuses() == [200, 431]
         assert transport.closing
+
     run(scenario)
 
 
@@ -294,6 +333,7 @@ def test_oversized_head_pipelined_behind_a_request_is_refused_after_its_response
 def test_one_request_at_most_waits_and_reading_stays_paused_until_its_turn(first: str) -> None:
     """uvicorn parsed all it received and queued every request (~2 KB each for ~32 bytes), and
     each ``receive()`` of the request being served read on: memory without bound."""
+
     async def scenario() -> None:
         transport = Listener().connect()
         post = b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello"
@@ -305,6 +345,7 @@ def test_one_request_at_most_waits_and_reading_stays_paused_until_its_turn(first
         assert transport.responses() == [(200, b"0")] + [(200, b"0"), (200, b"5")] * 100
         assert transport.reading and not protocol.pipeline
         assert not transport.closing
+
     run(scenario)
 
 
@@ -312,35 +353,41 @@ def test_one_request_at_most_waits_and_reading_stays_paused_until_its_turn(first
 def test_requests_pipelined_after_a_chunked_body_wait_one_at_a_time(piece: int | None) -> None:
     """The heads behind a chunked body are not parsed in the same slice as its end (they were,
     up to 64 KiB of them); chunk data that looks like the end does not end it."""
+
     async def scenario() -> None:
         transport = Listener().connect()
-        chunked = (b"PUT /?pause=0.1 HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
-                   b"6;ext=1\r\n\r\n\r\nab\r\n" + b"A\r\n\r\n0\r\n\r\nxyz\r\n"
-                   b"0\r\nX-Trailer: 1\r\n\r\n")
+        chunked = (
+            b"PUT /?pause=0.1 HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+            b"6;ext=1\r\n\r\n\r\nab\r\n" + b"A\r\n\r\n0\r\n\r\nxyz\r\n"
+            b"0\r\nX-Trailer: 1\r\n\r\n"
+        )
         await send(transport, chunked + get("/") * 100, piece)
         assert len(transport.protocol.pipeline) <= 1
         await settle(0.2)
         assert transport.responses() == [(200, b"16")] + [(200, b"0")] * 100
+
     run(scenario)
 
 
 def test_client_gone_while_a_request_waits_is_not_written_to(
-        caplog: pytest.LogCaptureFixture) -> None:
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     """uvicorn told only the request waiting that the client had gone: the one being served
     wrote to the closed transport (uvloop raises) and an error was logged."""
+
     async def scenario() -> None:
         transport = Listener().connect()
         await send(transport, get("/?pause=0.1") + get("/"))
         transport.close()
         await settle(0.2)
         assert transport.written == b""
+
     run(scenario)
     assert not [record for record in caplog.records if record.levelname == "ERROR"]
 
 
 @pytest.mark.parametrize("piece", [None, 7, 64 * KiB])
-def test_chunked_body_of_tiny_chunks_passes_and_big_trailers_are_refused(
-        piece: int | None) -> None:
+def test_chunked_body_of_tiny_chunks_passes_and_big_trailers_are_refused(piece: int | None) -> None:
     async def scenario() -> None:
         listener = Listener()
         head = b"PUT / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
@@ -349,25 +396,32 @@ def test_chunked_body_of_tiny_chunks_passes_and_big_trailers_are_refused(
         await settle(0.1)
         assert tiny.responses() == [(200, b"20000")]
         trailers = listener.connect()
-        await send(trailers, head + b"3\r\nabc\r\n0\r\nX-T: " + b"t" * (200 * KiB) + b"\r\n\r\n",
-                   piece)
+        await send(
+            trailers, head + b"3\r\nabc\r\n0\r\nX-T: " + b"t" * (200 * KiB) + b"\r\n\r\n", piece
+        )
         assert trailers.statuses() == [431]
+
     run(scenario)
 
 
 def test_expect_100_continue_is_sent_when_the_app_reads_even_after_the_body_timeout() -> None:
     async def scenario() -> None:
         transport = Listener().connect()
-        await send(transport, b"PUT /?pause=0.5 HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n"
-                   b"Expect: 100-continue\r\n\r\n")
+        await send(
+            transport,
+            b"PUT /?pause=0.5 HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n"
+            b"Expect: 100-continue\r\n\r\n",
+        )
         await settle(0.6)  # longer than the body timeout: the server, not the client, waited
         assert transport.written == b"HTTP/1.1 100 Continue\r\n\r\n"
         await send(transport, b"abc")
         assert transport.responses()[-1] == (200, b"3")
+
     run(scenario)
 
 
 # -- timeouts -------------------------------------------------------------------------------------
+
 
 def test_silent_connection_is_closed_after_the_head_timeout_without_an_answer() -> None:
     async def scenario() -> None:
@@ -377,6 +431,7 @@ def test_silent_connection_is_closed_after_the_head_timeout_without_an_answer() 
         await settle(0.2)
         assert transport.closing
         assert transport.written == b""
+
     run(scenario)
 
 
@@ -389,6 +444,7 @@ def test_head_trickled_in_is_answered_408_after_the_head_timeout() -> None:
             transport.protocol.data_received(bytes([byte]))
             await settle(0.03)
         assert transport.statuses() == [408]
+
     run(scenario)
 
 
@@ -400,6 +456,7 @@ def test_idle_keep_alive_connection_gets_a_fresh_head_timeout_per_request() -> N
             await send(transport, get("/"))
         assert transport.statuses() == [200, 200, 200]
         assert not transport.closing
+
     run(scenario)
 
 
@@ -426,6 +483,7 @@ def test_stalled_or_trickled_body_is_answered_408_but_a_slow_steady_one_is_not()
         assert status == 408
         assert b"<Code>RequestTimeout</Code>" in body
         assert stalled.closing
+
     run(scenario)
 
 
@@ -433,11 +491,16 @@ def test_body_held_back_by_a_slow_application_is_not_timed_out() -> None:
     async def scenario() -> None:
         transport = Listener().connect()
         size = 200 * KiB  # more than uvicorn buffers: reading is paused until the app reads
-        await send(transport, b"PUT /?pause=0.5 HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n"
-                   % size + b"b" * size, 16 * KiB)
+        await send(
+            transport,
+            b"PUT /?pause=0.5 HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n" % size
+            + b"b" * size,
+            16 * KiB,
+        )
         assert not transport.reading
         await settle(0.7)
         assert transport.responses() == [(200, str(size).encode())]
+
     run(scenario)
 
 
@@ -453,11 +516,13 @@ def test_client_that_reads_nothing_is_cut_off_after_the_body_timeout() -> None:
         assert not reader.aborted
         await settle(0.2)
         assert reader.aborted
+
     run(scenario)
 
 
 def test_connection_that_does_not_take_its_last_bytes_is_aborted(
-        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     monkeypatch.setattr(http_protocol, "CLOSE_GRACE_SECONDS", 0.1)
 
     async def scenario() -> None:
@@ -467,10 +532,12 @@ def test_connection_that_does_not_take_its_last_bytes_is_aborted(
         assert transport.closing and not transport.aborted
         await settle(0.2)
         assert transport.aborted
+
     run(scenario)
 
 
 # -- connection caps ------------------------------------------------------------------------------
+
 
 def test_connections_over_the_per_client_and_total_caps_are_answered_503() -> None:
     async def scenario() -> None:
@@ -494,6 +561,7 @@ def test_connections_over_the_per_client_and_total_caps_are_answered_503() -> No
         # what a refused connection sends is dropped
         await send(refused, get("/"))
         assert refused.statuses() == [503]
+
     run(scenario)
 
 
@@ -503,12 +571,14 @@ def test_each_listener_counts_its_own_connections() -> None:
         for _ in range(3):
             image_api.connect()
         assert not bucket_api.connect().closing
+
     run(scenario)
 
 
 def test_ipv6_clients_are_counted_by_their_64_network() -> None:
-    assert client_key("2001:db8:1:2::5") == client_key("2001:db8:1:2:ffff::1") == \
-        "2001:db8:1:2::/64"
+    assert (
+        client_key("2001:db8:1:2::5") == client_key("2001:db8:1:2:ffff::1") == "2001:db8:1:2::/64"
+    )
     assert client_key("2001:db8:1:3::5") != client_key("2001:db8:1:2::5")
     assert client_key("::ffff:192.0.2.7") == "192.0.2.7"
     assert client_key("192.0.2.7") == "192.0.2.7"
@@ -516,11 +586,16 @@ def test_ipv6_clients_are_counted_by_their_64_network() -> None:
 
 # -- settings -------------------------------------------------------------------------------------
 
+
 def test_limits_come_from_settings_and_every_accepted_request_target_fits() -> None:
     from imageport.auth.request import MAX_PATH, MAX_QUERY
 
-    settings = load_settings({"IMAGEPORT_HTTP_HEAD_TIMEOUT_SECONDS": "7",
-                              "IMAGEPORT_HTTP_MAX_CONNECTIONS_PER_CLIENT": "0"})
+    settings = load_settings(
+        {
+            "IMAGEPORT_HTTP_HEAD_TIMEOUT_SECONDS": "7",
+            "IMAGEPORT_HTTP_MAX_CONNECTIONS_PER_CLIENT": "0",
+        }
+    )
     limits = HttpLimits.from_settings(settings)
     assert limits.head_timeout == 7.0
     assert limits.max_connections_per_client == 0
@@ -533,7 +608,8 @@ def test_limits_come_from_settings_and_every_accepted_request_target_fits() -> N
 
 
 def test_open_file_limit_is_raised_to_fit_full_listeners(
-        monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
     """A systemd service starts with 1024 open files: two full listeners of 512 connections
     and the database would run out, and accept() and file opens would fail for everyone."""
     limits = HttpLimits.from_settings(load_settings({}))

@@ -46,26 +46,45 @@ class Endpoint:
     alpha: AccessKey
     beta: AccessKey
 
-    def signed_post(self, key: AccessKey, body: bytes = b"",
-                    headers: dict[str, str] | None = None,
-                    when: datetime | None = None) -> httpx.Response:
+    def signed_post(
+        self,
+        key: AccessKey,
+        body: bytes = b"",
+        headers: dict[str, str] | None = None,
+        when: datetime | None = None,
+    ) -> httpx.Response:
         """POST the token path signed by the vendor SDK's signer with ``key``."""
-        sent = {"Content-Type": "application/json;charset=utf-8",
-                "X-Sdk-Date": (when or datetime.now(UTC)).strftime("%Y%m%dT%H%M%SZ"),
-                **(headers or {})}
-        req = SdkRequest(method="POST", schema="http", host=self.base.split("//")[1],
-                         resource_path=PATH, query_params=[], header_params=sent, body=body)
+        sent = {
+            "Content-Type": "application/json;charset=utf-8",
+            "X-Sdk-Date": (when or datetime.now(UTC)).strftime("%Y%m%dT%H%M%SZ"),
+            **(headers or {}),
+        }
+        req = SdkRequest(
+            method="POST",
+            schema="http",
+            host=self.base.split("//")[1],
+            resource_path=PATH,
+            query_params=[],
+            header_params=sent,
+            body=body,
+        )
         Signer(SimpleNamespace(ak=key.access_key, sk=key.secret_key)).sign(req)
         return self.send(req.header_params, body)
 
     def send(self, headers: dict[str, str], body: bytes) -> httpx.Response:
         return httpx.post(self.base + PATH, content=body, headers=headers, timeout=10)
 
-    def iam_body_post(self, access: str, secret: str,
-                      scope: dict[str, str] | None = None) -> httpx.Response:
-        document: dict[str, Any] = {"auth": {"identity": {
-            "methods": ["hw_ak_sk"],
-            "hw_ak_sk": {"access": {"key": access}, "secret": {"key": secret}}}}}
+    def iam_body_post(
+        self, access: str, secret: str, scope: dict[str, str] | None = None
+    ) -> httpx.Response:
+        document: dict[str, Any] = {
+            "auth": {
+                "identity": {
+                    "methods": ["hw_ak_sk"],
+                    "hw_ak_sk": {"access": {"key": access}, "secret": {"key": secret}},
+                }
+            }
+        }
         if scope is not None:
             document["auth"]["scope"] = {"project": scope}
         return self.send({"Content-Type": "application/json"}, json.dumps(document).encode())
@@ -80,8 +99,7 @@ def serve(app: Starlette, db_services: Services) -> Iterator[Endpoint]:
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off",
-                                           ws="none"))
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off", ws="none"))
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
     deadline = time.monotonic() + 10
@@ -108,8 +126,9 @@ def endpoint(db_services: Services) -> Iterator[Endpoint]:
 
 def token_request(token: str) -> SignedRequest:
     """A later API call carrying the token."""
-    return SignedRequest("GET", "/v2/cloudimages", "", {"X-Auth-Token": token},
-                         hashlib.sha256(b"").hexdigest())
+    return SignedRequest(
+        "GET", "/v2/cloudimages", "", {"X-Auth-Token": token}, hashlib.sha256(b"").hexdigest()
+    )
 
 
 def issued(response: httpx.Response, key: AccessKey) -> str:
@@ -142,14 +161,20 @@ def refused(response: httpx.Response, status: int = 401) -> str:
 def test_signed_request_gets_a_token_that_authenticates(endpoint: Endpoint) -> None:
     token = issued(endpoint.signed_post(endpoint.alpha), endpoint.alpha)
     assert authenticate(endpoint.services, token_request(token), schemes=TOKEN_ONLY) == (
-        Principal(endpoint.alpha.project_id, endpoint.alpha.access_key))
+        Principal(endpoint.alpha.project_id, endpoint.alpha.access_key)
+    )
     # the SDK's X-Project-Id header and an IAM body scope, when they name the key's project
     scoped = json.dumps({"auth": {"scope": {"project": {"id": endpoint.beta.project_id}}}})
-    beta_token = issued(endpoint.signed_post(
-        endpoint.beta, scoped.encode(), headers={"X-Project-Id": endpoint.beta.project_id}),
-        endpoint.beta)
-    assert authenticate(endpoint.services, token_request(beta_token),
-                        schemes=TOKEN_ONLY).project_id == endpoint.beta.project_id
+    beta_token = issued(
+        endpoint.signed_post(
+            endpoint.beta, scoped.encode(), headers={"X-Project-Id": endpoint.beta.project_id}
+        ),
+        endpoint.beta,
+    )
+    assert (
+        authenticate(endpoint.services, token_request(beta_token), schemes=TOKEN_ONLY).project_id
+        == endpoint.beta.project_id
+    )
     assert beta_token != token
 
 
@@ -157,17 +182,28 @@ def test_signed_request_refusals(endpoint: Endpoint) -> None:
     alpha = endpoint.alpha
     wrong = json.dumps({"auth": {"scope": {"project": {"id": endpoint.beta.project_id}}}})
     assert refused(endpoint.signed_post(alpha, wrong.encode())) == "ScopeMismatch"
-    assert refused(endpoint.signed_post(
-        alpha, headers={"X-Project-Id": endpoint.beta.project_id})) == "ScopeMismatch"
+    assert (
+        refused(endpoint.signed_post(alpha, headers={"X-Project-Id": endpoint.beta.project_id}))
+        == "ScopeMismatch"
+    )
     forged = AccessKey(alpha.access_key, "f" * 40, alpha.project_id, alpha.created_at)
     assert refused(endpoint.signed_post(forged)) == "SignatureDoesNotMatch"
     old = datetime.now(UTC) - timedelta(hours=1)
     assert refused(endpoint.signed_post(alpha, when=old)) == "RequestTimeTooSkewed"
     # the same signed POST sent twice: the second is a replay
-    sent = {"Content-Type": "application/json",
-            "X-Sdk-Date": (datetime.now(UTC) + timedelta(seconds=3)).strftime("%Y%m%dT%H%M%SZ")}
-    req = SdkRequest(method="POST", schema="http", host=endpoint.base.split("//")[1],
-                     resource_path=PATH, query_params=[], header_params=sent, body=b"")
+    sent = {
+        "Content-Type": "application/json",
+        "X-Sdk-Date": (datetime.now(UTC) + timedelta(seconds=3)).strftime("%Y%m%dT%H%M%SZ"),
+    }
+    req = SdkRequest(
+        method="POST",
+        schema="http",
+        host=endpoint.base.split("//")[1],
+        resource_path=PATH,
+        query_params=[],
+        header_params=sent,
+        body=b"",
+    )
     Signer(SimpleNamespace(ak=alpha.access_key, sk=alpha.secret_key)).sign(req)
     issued(endpoint.send(dict(req.header_params), b""), alpha)
     assert refused(endpoint.send(dict(req.header_params), b"")) == "ReplayedRequest"
@@ -177,10 +213,12 @@ def test_signed_request_refusals(endpoint: Endpoint) -> None:
 
 def test_iam_body_gets_a_token(endpoint: Endpoint) -> None:
     beta = endpoint.beta
-    token = issued(endpoint.iam_body_post(beta.access_key, beta.secret_key,
-                                          {"id": beta.project_id}), beta)
+    token = issued(
+        endpoint.iam_body_post(beta.access_key, beta.secret_key, {"id": beta.project_id}), beta
+    )
     assert authenticate(endpoint.services, token_request(token), schemes=TOKEN_ONLY) == (
-        Principal(beta.project_id, beta.access_key))
+        Principal(beta.project_id, beta.access_key)
+    )
     issued(endpoint.iam_body_post(beta.access_key, beta.secret_key, {"name": "beta"}), beta)
     issued(endpoint.iam_body_post(beta.access_key, beta.secret_key), beta)  # no scope: its own
 
@@ -188,20 +226,40 @@ def test_iam_body_gets_a_token(endpoint: Endpoint) -> None:
 def test_iam_body_refusals(endpoint: Endpoint) -> None:
     alpha, beta = endpoint.alpha, endpoint.beta
     assert refused(endpoint.iam_body_post(alpha.access_key, beta.secret_key)) == (
-        "InvalidCredentials")
+        "InvalidCredentials"
+    )
     assert refused(endpoint.iam_body_post("NOSUCHKEY00000000000", alpha.secret_key)) == (
-        "InvalidCredentials")
-    assert refused(endpoint.iam_body_post(alpha.access_key, alpha.secret_key,
-                                          {"id": beta.project_id})) == "ScopeMismatch"
-    assert refused(endpoint.iam_body_post(alpha.access_key, alpha.secret_key,
-                                          {"name": "beta"})) == "ScopeMismatch"
+        "InvalidCredentials"
+    )
+    assert (
+        refused(endpoint.iam_body_post(alpha.access_key, alpha.secret_key, {"id": beta.project_id}))
+        == "ScopeMismatch"
+    )
+    assert (
+        refused(endpoint.iam_body_post(alpha.access_key, alpha.secret_key, {"name": "beta"}))
+        == "ScopeMismatch"
+    )
     revoke_key(endpoint.services, alpha.access_key)
     assert refused(endpoint.iam_body_post(alpha.access_key, alpha.secret_key)) == (
-        "InvalidCredentials")
+        "InvalidCredentials"
+    )
     # malformed requests are 400, oversized ones 413, and neither yields a token
-    for body in (b"", b"not json", b"[]", b'{"auth": {"identity": {"methods": ["password"]}}}',
-                 json.dumps({"auth": {"identity": {"methods": ["hw_ak_sk"], "hw_ak_sk": {
-                     "access": {"key": 5}, "secret": {"key": "x"}}}}}).encode()):
+    for body in (
+        b"",
+        b"not json",
+        b"[]",
+        b'{"auth": {"identity": {"methods": ["password"]}}}',
+        json.dumps(
+            {
+                "auth": {
+                    "identity": {
+                        "methods": ["hw_ak_sk"],
+                        "hw_ak_sk": {"access": {"key": 5}, "secret": {"key": "x"}},
+                    }
+                }
+            }
+        ).encode(),
+    ):
         assert refused(endpoint.send({"Content-Type": "application/json"}, body), 400)
     assert refused(endpoint.send({}, b"{" * 20_000), 413) == "RequestBodyTooLarge"
     assert httpx.get(endpoint.base + PATH, timeout=10).status_code == 405
@@ -211,15 +269,17 @@ def test_tokens_stop_working(endpoint: Endpoint) -> None:
     """Expired, revoked and garbage tokens are refused when used."""
     services = endpoint.services
     alpha_token = issued(endpoint.signed_post(endpoint.alpha), endpoint.alpha)
-    beta_token = issued(endpoint.iam_body_post(endpoint.beta.access_key,
-                                               endpoint.beta.secret_key), endpoint.beta)
+    beta_token = issued(
+        endpoint.iam_body_post(endpoint.beta.access_key, endpoint.beta.secret_key), endpoint.beta
+    )
     revoke_key(services, endpoint.alpha.access_key)
     for bad in (alpha_token, "garbage", beta_token[:-2], ""):
         with pytest.raises(Unauthenticated) as err:
             authenticate(services, token_request(bad), schemes=TOKEN_ONLY)
         assert err.value.code == "InvalidToken" and err.value.status == 401
     assert authenticate(services, token_request(beta_token), schemes=TOKEN_ONLY).project_id == (
-        endpoint.beta.project_id)
+        endpoint.beta.project_id
+    )
     services.clock = lambda: datetime.now(UTC) + timedelta(hours=24, minutes=1)
     with pytest.raises(Unauthenticated) as expired:
         authenticate(services, token_request(beta_token), schemes=TOKEN_ONLY)
@@ -233,14 +293,16 @@ def test_token_works_on_the_image_api(db_services: Services) -> None:
 
     with serve(build_ims_app(db_services), db_services) as api:
         beta = api.beta
-        token = issued(api.iam_body_post(beta.access_key, beta.secret_key,
-                                         {"id": beta.project_id}), beta)
-        listed = httpx.get(api.base + "/v2/cloudimages", headers={"X-Auth-Token": token},
-                           timeout=10)
+        token = issued(
+            api.iam_body_post(beta.access_key, beta.secret_key, {"id": beta.project_id}), beta
+        )
+        listed = httpx.get(
+            api.base + "/v2/cloudimages", headers={"X-Auth-Token": token}, timeout=10
+        )
         assert listed.status_code == 200, listed.text
         assert listed.json()["images"] == []
         assert refused(httpx.get(api.base + "/v2/cloudimages", timeout=10)) == "AccessDenied"
         revoke_key(db_services, beta.access_key)
-        assert refused(httpx.get(api.base + "/v2/cloudimages",
-                                 headers={"X-Auth-Token": token}, timeout=10)) == (
-            "InvalidToken")
+        assert refused(
+            httpx.get(api.base + "/v2/cloudimages", headers={"X-Auth-Token": token}, timeout=10)
+        ) == ("InvalidToken")

@@ -58,9 +58,15 @@ async def boom(_request: Request) -> Response:
     raise RuntimeError("kaput")
 
 
-STAND_IN = Starlette(routes=[Route("/echo", echo), Route("/whoami", whoami),
-                             Route("/upload", upload, methods=["PUT"]), Route("/boom", boom),
-                             Route("/logs", handler_that_logs)])
+STAND_IN = Starlette(
+    routes=[
+        Route("/echo", echo),
+        Route("/whoami", whoami),
+        Route("/upload", upload, methods=["PUT"]),
+        Route("/boom", boom),
+        Route("/logs", handler_that_logs),
+    ]
+)
 
 
 async def raw_boom(scope: Scope, receive: Receive, send: Send) -> None:
@@ -101,11 +107,16 @@ def test_server_errors_carry_the_request_id_and_no_traceback(ims_url: str) -> No
     assert "kaput" not in answer.text and "Traceback" not in answer.text
 
 
-@pytest.mark.parametrize(("api", "content_type", "code"),
-                         [("ims", "application/json", "IMG.0001"),
-                          ("s3", "application/xml", "<Code>InternalError</Code>")])
+@pytest.mark.parametrize(
+    ("api", "content_type", "code"),
+    [
+        ("ims", "application/json", "IMG.0001"),
+        ("s3", "application/xml", "<Code>InternalError</Code>"),
+    ],
+)
 def test_an_app_that_fails_before_answering_gets_a_500_in_the_api_shape(
-        api: str, content_type: str, code: str) -> None:
+    api: str, content_type: str, code: str
+) -> None:
     with running_app(RequestContext(raw_boom, api=api)) as url:
         answer = httpx.get(f"{url}/anything")
     assert answer.status_code == 500
@@ -124,8 +135,11 @@ def _raw_request(url: str, head: str) -> socket.socket:
 def test_expect_100_continue_is_answered_and_bodies_stream_unbuffered(ims_url: str) -> None:
     size = 4 << 20
     first_chunk_seen.clear()
-    sock = _raw_request(ims_url, f"PUT /upload HTTP/1.1\r\nHost: x\r\nContent-Length: {size}\r\n"
-                                 "Expect: 100-continue\r\n\r\n")
+    sock = _raw_request(
+        ims_url,
+        f"PUT /upload HTTP/1.1\r\nHost: x\r\nContent-Length: {size}\r\n"
+        "Expect: 100-continue\r\n\r\n",
+    )
     with sock:
         interim = sock.recv(1024)
         assert interim.startswith(b"HTTP/1.1 100 Continue"), interim
@@ -147,21 +161,30 @@ def test_expect_100_continue_is_answered_and_bodies_stream_unbuffered(ims_url: s
 
 def _requests(api: str, method: str, status: str) -> float:
     value = metrics.REGISTRY.get_sample_value(
-        "imageport_http_requests_total", {"api": api, "method": method, "status": status})
+        "imageport_http_requests_total", {"api": api, "method": method, "status": status}
+    )
     return value or 0.0
 
 
 def test_requests_are_counted_by_api_method_and_status(ims_url: str) -> None:
     before_ok, before_missing = _requests("ims", "GET", "200"), _requests("ims", "GET", "404")
-    latency_before = metrics.REGISTRY.get_sample_value(
-        "imageport_http_request_duration_seconds_count", {"api": "ims"}) or 0.0
+    latency_before = (
+        metrics.REGISTRY.get_sample_value(
+            "imageport_http_request_duration_seconds_count", {"api": "ims"}
+        )
+        or 0.0
+    )
     httpx.get(f"{ims_url}/echo")
     httpx.get(f"{ims_url}/echo")
     httpx.get(f"{ims_url}/nowhere")
     assert _requests("ims", "GET", "200") == before_ok + 2
     assert _requests("ims", "GET", "404") == before_missing + 1
-    assert metrics.REGISTRY.get_sample_value(
-        "imageport_http_request_duration_seconds_count", {"api": "ims"}) == latency_before + 3
+    assert (
+        metrics.REGISTRY.get_sample_value(
+            "imageport_http_request_duration_seconds_count", {"api": "ims"}
+        )
+        == latency_before + 3
+    )
     # a made-up method does not create its own metric series
     httpx.request("BREW", f"{ims_url}/echo")
     assert _requests("ims", "BREW", "405") == 0
@@ -169,10 +192,12 @@ def test_requests_are_counted_by_api_method_and_status(ims_url: str) -> None:
 
 
 def test_one_json_log_line_per_request_with_project_and_no_secrets(
-        ims_url: str, caplog: pytest.LogCaptureFixture) -> None:
+    ims_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
     caplog.set_level(logging.INFO, logger="imageport.access")
-    answer = httpx.get(f"{ims_url}/whoami?X-Amz-Signature=deadbeef&X-Amz-Credential=AK%2F1"
-                       "&prefix=disk%2F")
+    answer = httpx.get(
+        f"{ims_url}/whoami?X-Amz-Signature=deadbeef&X-Amz-Credential=AK%2F1&prefix=disk%2F"
+    )
     rid = answer.headers["x-request-id"]
     records = [r for r in caplog.records if getattr(r, "request_id", None) == rid]
     assert len(records) == 1
@@ -203,20 +228,30 @@ def test_lines_logged_while_handling_a_request_carry_its_id(ims_url: str) -> Non
 
 
 def test_masked_query_hides_every_credential_form() -> None:
-    shown = masked_query(b"Signature=s&AWSAccessKeyId=AK&x-obs-security-token=t&token=t2"
-                         b"&uploadId=U&partNumber=3&uploads")
-    assert shown == ("Signature=***&AWSAccessKeyId=***&x-obs-security-token=***&token=***"
-                     "&uploadId=U&partNumber=3&uploads")
+    shown = masked_query(
+        b"Signature=s&AWSAccessKeyId=AK&x-obs-security-token=t&token=t2"
+        b"&uploadId=U&partNumber=3&uploads"
+    )
+    assert shown == (
+        "Signature=***&AWSAccessKeyId=***&x-obs-security-token=***&token=***"
+        "&uploadId=U&partNumber=3&uploads"
+    )
 
 
 def test_job_log_lines_carry_the_job_id() -> None:
-    record = logging.LogRecord("imageport.jobs", logging.WARNING, __file__, 1,
-                               "job %s failed", ("j1",), None)
+    record = logging.LogRecord(
+        "imageport.jobs", logging.WARNING, __file__, 1, "job %s failed", ("j1",), None
+    )
     record.job_id = "f" * 32
     record.unrelated = object()
     line = json.loads(JsonFormatter().format(record))
-    assert line == {"ts": line["ts"], "level": "warning", "logger": "imageport.jobs",
-                    "msg": "job j1 failed", "job_id": "f" * 32}
+    assert line == {
+        "ts": line["ts"],
+        "level": "warning",
+        "logger": "imageport.jobs",
+        "msg": "job j1 failed",
+        "job_id": "f" * 32,
+    }
     plain = logging.LogRecord("imageport.check", logging.INFO, __file__, 1, "probing", (), None)
     with logs.bound(job_id="e" * 32):
         assert json.loads(JsonFormatter().format(plain))["job_id"] == "e" * 32

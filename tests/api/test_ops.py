@@ -38,14 +38,39 @@ def _add_job(services: Services, project_id: str, status: str, image_status: str
     now = time_text(utc_now())
     image_id = new_uuid()
     with services.db.begin() as conn:
-        conn.execute(insert(images).values(
-            id=image_id, project_id=project_id, name=f"img-{image_id[:8]}", status=image_status,
-            visibility="private", protected=False, container_format="bare", min_disk=1,
-            min_ram=0, properties={}, tags=[], created_at=now, updated_at=now))
-        conn.execute(insert(jobs).values(
-            id=new_id(), project_id=project_id, job_type="imsImportImageJob", status=status,
-            image_id=image_id, params={}, percent=0.0, bytes_done=0, bytes_total=0,
-            cancel_requested=False, attempts=0, begin_time=now))
+        conn.execute(
+            insert(images).values(
+                id=image_id,
+                project_id=project_id,
+                name=f"img-{image_id[:8]}",
+                status=image_status,
+                visibility="private",
+                protected=False,
+                container_format="bare",
+                min_disk=1,
+                min_ram=0,
+                properties={},
+                tags=[],
+                created_at=now,
+                updated_at=now,
+            )
+        )
+        conn.execute(
+            insert(jobs).values(
+                id=new_id(),
+                project_id=project_id,
+                job_type="imsImportImageJob",
+                status=status,
+                image_id=image_id,
+                params={},
+                percent=0.0,
+                bytes_done=0,
+                bytes_total=0,
+                cancel_requested=False,
+                attempts=0,
+                begin_time=now,
+            )
+        )
 
 
 async def _bucket_api(request: Request) -> Response:
@@ -54,8 +79,9 @@ async def _bucket_api(request: Request) -> Response:
 
 def _ims_root(services: Services) -> RequestContext:
     stand_in = Starlette(routes=[Route("/{rest:path}", _bucket_api)])
-    return RequestContext(Starlette(routes=[*ops_routes(services), Mount("/", app=stand_in)]),
-                          api="ims")
+    return RequestContext(
+        Starlette(routes=[*ops_routes(services), Mount("/", app=stand_in)]), api="ims"
+    )
 
 
 @pytest.fixture
@@ -75,8 +101,11 @@ def test_health_reports_the_database_and_the_queue(served: tuple[Services, str])
     answer = httpx.get(f"{url}/health")
     assert answer.status_code == 200
     assert answer.headers["x-request-id"]
-    assert answer.json() == {"status": "ok", "database": "ok", "queue": {
-        "running": False, "workers": 3, "jobs_waiting": 1, "jobs_running": 1}}
+    assert answer.json() == {
+        "status": "ok",
+        "database": "ok",
+        "queue": {"running": False, "workers": 3, "jobs_waiting": 1, "jobs_running": 1},
+    }
     # everything else goes to the image API
     assert httpx.get(f"{url}/v2/cloudimages").text == "bucket API saw /v2/cloudimages"
 
@@ -94,8 +123,7 @@ def test_health_is_503_when_the_database_is_unreachable(tmp_path: Path) -> None:
     assert "imageport_database_up 0.0" in scrape.text
 
 
-def test_metrics_show_requests_and_jobs_and_images_by_state(
-        served: tuple[Services, str]) -> None:
+def test_metrics_show_requests_and_jobs_and_images_by_state(served: tuple[Services, str]) -> None:
     services, url = served
     project = create_project(services, "metrics")
     for _ in range(2):
@@ -114,8 +142,9 @@ def test_metrics_show_requests_and_jobs_and_images_by_state(
     assert "imageport_database_up 1.0" in text
     assert 'imageport_http_requests_total{api="ims",method="GET",status="200"}' in text
     assert 'imageport_http_request_duration_seconds_bucket{api="ims",le="0.005"}' in text
-    openmetrics = httpx.get(f"{url}/metrics",
-                            headers={"Accept": "application/openmetrics-text; version=1.0.0"})
+    openmetrics = httpx.get(
+        f"{url}/metrics", headers={"Accept": "application/openmetrics-text; version=1.0.0"}
+    )
     assert openmetrics.headers["content-type"].startswith("application/openmetrics-text")
     assert openmetrics.text.rstrip().endswith("# EOF")
 

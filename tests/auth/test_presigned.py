@@ -34,25 +34,37 @@ Verify = Callable[..., str]
 
 def _client(signature_version: str) -> Any:
     return boto3.client(
-        "s3", endpoint_url=BASE, region_name="us-east-1", aws_access_key_id=AK,
+        "s3",
+        endpoint_url=BASE,
+        region_name="us-east-1",
+        aws_access_key_id=AK,
         aws_secret_access_key=SK,
-        config=Config(signature_version=signature_version, s3={"addressing_style": "path"}))
+        config=Config(signature_version=signature_version, s3={"addressing_style": "path"}),
+    )
 
 
-def _request(method: str, url: str, headers: dict[str, str] | None = None,
-             body: bytes | None = None) -> SignedRequest:
+def _request(
+    method: str, url: str, headers: dict[str, str] | None = None, body: bytes | None = None
+) -> SignedRequest:
     """What the server sees when an HTTP client (no signing of its own) sends ``url``."""
     split = urlsplit(url)
-    return SignedRequest(method, split.path, split.query,
-                         {"Host": split.netloc, **(headers or {})},
-                         None if body is None else sha(body))
+    return SignedRequest(
+        method,
+        split.path,
+        split.query,
+        {"Host": split.netloc, **(headers or {})},
+        None if body is None else sha(body),
+    )
 
 
 OPERATIONS = [
     ("GET", "get_object", {"Bucket": "images", "Key": "disk/test.qcow2"}),
     ("PUT", "put_object", {"Bucket": "images", "Key": "uploads/my disk é.img"}),
-    ("PUT", "upload_part", {"Bucket": "images", "Key": "big.img", "UploadId": "U-1",
-                            "PartNumber": 3}),
+    (
+        "PUT",
+        "upload_part",
+        {"Bucket": "images", "Key": "big.img", "UploadId": "U-1", "PartNumber": 3},
+    ),
     ("GET", "list_objects_v2", {"Bucket": "images", "Prefix": "disk/"}),
 ]
 
@@ -68,7 +80,9 @@ def test_boto3_sigv4_presigned_urls_verify(method: str, operation: str, params: 
     later = dataclasses.replace(signed, body_sha256=sha(b"other"))
     assert sigv4_query.verify(later, secret_for, now() + timedelta(minutes=9)) == AK
     assert _error(sigv4_query.verify, signed, at=now() + timedelta(minutes=11)) == (
-        "AccessDenied", "Request has expired")
+        "AccessDenied",
+        "Request has expired",
+    )
 
 
 @pytest.mark.parametrize(("method", "operation", "params"), OPERATIONS)
@@ -78,25 +92,39 @@ def test_boto3_v2_presigned_urls_verify(method: str, operation: str, params: Any
     assert detect_query_scheme(signed.raw_query) == "s3v2-query"
     assert s3v2.verify_query(signed, secret_for, now()) == AK
     assert _error(s3v2.verify_query, signed, at=now() + timedelta(minutes=11)) == (
-        "AccessDenied", "Request has expired")
+        "AccessDenied",
+        "Request has expired",
+    )
 
 
-def _v4_signed(method: str = "GET", path: str = "/images/disk/a.img", expires: int = 3600,
-               headers: dict[str, str] | None = None) -> SignedRequest:
+def _v4_signed(
+    method: str = "GET",
+    path: str = "/images/disk/a.img",
+    expires: int = 3600,
+    headers: dict[str, str] | None = None,
+) -> SignedRequest:
     req = AWSRequest(method=method, url=BASE + path, headers=headers or {})
     S3SigV4QueryAuth(Credentials(AK, SK), "s3", "region", expires=expires).add_auth(req)
     return _request(method, req.url, headers)
 
 
-def _v2_signed(method: str = "GET", path: str = "/images/disk/a.img", expires: int = 3600,
-               headers: dict[str, str] | None = None) -> SignedRequest:
+def _v2_signed(
+    method: str = "GET",
+    path: str = "/images/disk/a.img",
+    expires: int = 3600,
+    headers: dict[str, str] | None = None,
+) -> SignedRequest:
     req = AWSRequest(method=method, url=BASE + path, headers=headers or {})
     HmacV1QueryAuth(Credentials(AK, SK), expires=expires).add_auth(req)
     return _request(method, req.url)
 
 
-def _error(verify: Verify, signed: SignedRequest, secrets: Callable[[str], str | None] =
-           secret_for, at: datetime | None = None) -> tuple[str, str]:
+def _error(
+    verify: Verify,
+    signed: SignedRequest,
+    secrets: Callable[[str], str | None] = secret_for,
+    at: datetime | None = None,
+) -> tuple[str, str]:
     with pytest.raises(SignatureError) as err:
         verify(signed, secrets, at or now())
     return err.value.code, err.value.message
@@ -121,15 +149,16 @@ def test_sigv4_tampering_and_wrong_secret() -> None:
     assert _code(verify, signed, secrets=wrong_secret) == "SignatureDoesNotMatch"
     assert _code(verify, signed, secrets=lambda ak: None) == "InvalidAccessKeyId"
     assert _code(verify, dataclasses.replace(signed, raw_path="/images/disk/b.img")) == (
-        "SignatureDoesNotMatch")
+        "SignatureDoesNotMatch"
+    )
     assert _code(verify, dataclasses.replace(signed, method="DELETE")) == "SignatureDoesNotMatch"
     assert _code(verify, _with_param(signed, "partNumber", "2")) == "SignatureDoesNotMatch"
     assert _code(verify, _with_param(signed, "acl", "")) == "SignatureDoesNotMatch"
-    assert _code(verify, _with_param(signed, "X-Amz-Expires", "7200")) == (
-        "SignatureDoesNotMatch")
+    assert _code(verify, _with_param(signed, "X-Amz-Expires", "7200")) == ("SignatureDoesNotMatch")
     other_host = {**signed.headers, "host": "127.0.0.1:9001"}
     assert _code(verify, dataclasses.replace(signed, headers=other_host)) == (
-        "SignatureDoesNotMatch")
+        "SignatureDoesNotMatch"
+    )
 
 
 def test_sigv4_signed_content_sha256_is_the_payload_hash() -> None:
@@ -153,32 +182,42 @@ def test_sigv4_expiry_window() -> None:
     verify = sigv4_query.verify
     assert verify(signed, secret_for, now() + timedelta(seconds=50)) == AK
     assert _error(verify, signed, at=now() + timedelta(seconds=70)) == (
-        "AccessDenied", "Request has expired")
+        "AccessDenied",
+        "Request has expired",
+    )
     # Signed by a clock a little ahead of ours: accepted inside the skew, refused beyond it.
     assert verify(signed, secret_for, now() - timedelta(minutes=14)) == AK
     assert _error(verify, signed, at=now() - timedelta(minutes=16)) == (
-        "AccessDenied", "Request is not valid yet")
+        "AccessDenied",
+        "Request is not valid yet",
+    )
 
 
-@pytest.mark.parametrize(("name", "value", "code"), [
-    ("X-Amz-Expires", "604801", "AuthorizationQueryParametersError"),
-    ("X-Amz-Expires", "0", "AuthorizationQueryParametersError"),
-    ("X-Amz-Expires", "-5", "AuthorizationQueryParametersError"),
-    ("X-Amz-Expires", "1e3", "AuthorizationQueryParametersError"),
-    ("X-Amz-Expires", "9" * 5000, "AuthorizationQueryParametersError"),
-    ("X-Amz-SignedHeaders", "x-amz-date", "AuthorizationQueryParametersError"),
-    ("X-Amz-SignedHeaders", "Host", "AuthorizationQueryParametersError"),
-    ("X-Amz-Algorithm", "AWS4-HMAC-SHA1", "AuthorizationQueryParametersError"),
-    ("X-Amz-Credential", f"{AK}/20260101/us-east-1/s3", "AuthorizationQueryParametersError"),
-    ("X-Amz-Credential", f"{AK}/20000101/us-east-1/s3/aws4_request",
-     "AuthorizationQueryParametersError"),  # date differs from X-Amz-Date
-    ("X-Amz-Credential", "A" * 600, "AuthorizationQueryParametersError"),
-    ("X-Amz-Date", "2026-01-01T00:00:00Z", "AuthorizationQueryParametersError"),
-    ("X-Amz-Signature", "ABC", "AuthorizationQueryParametersError"),
-    ("X-Amz-Signature", None, "AuthorizationQueryParametersError"),
-    ("X-Amz-Date", None, "AuthorizationQueryParametersError"),
-    ("X-Amz-Security-Token", "FQoGZXIvYXdzE", "InvalidArgument"),
-])
+@pytest.mark.parametrize(
+    ("name", "value", "code"),
+    [
+        ("X-Amz-Expires", "604801", "AuthorizationQueryParametersError"),
+        ("X-Amz-Expires", "0", "AuthorizationQueryParametersError"),
+        ("X-Amz-Expires", "-5", "AuthorizationQueryParametersError"),
+        ("X-Amz-Expires", "1e3", "AuthorizationQueryParametersError"),
+        ("X-Amz-Expires", "9" * 5000, "AuthorizationQueryParametersError"),
+        ("X-Amz-SignedHeaders", "x-amz-date", "AuthorizationQueryParametersError"),
+        ("X-Amz-SignedHeaders", "Host", "AuthorizationQueryParametersError"),
+        ("X-Amz-Algorithm", "AWS4-HMAC-SHA1", "AuthorizationQueryParametersError"),
+        ("X-Amz-Credential", f"{AK}/20260101/us-east-1/s3", "AuthorizationQueryParametersError"),
+        (
+            "X-Amz-Credential",
+            f"{AK}/20000101/us-east-1/s3/aws4_request",
+            "AuthorizationQueryParametersError",
+        ),  # date differs from X-Amz-Date
+        ("X-Amz-Credential", "A" * 600, "AuthorizationQueryParametersError"),
+        ("X-Amz-Date", "2026-01-01T00:00:00Z", "AuthorizationQueryParametersError"),
+        ("X-Amz-Signature", "ABC", "AuthorizationQueryParametersError"),
+        ("X-Amz-Signature", None, "AuthorizationQueryParametersError"),
+        ("X-Amz-Date", None, "AuthorizationQueryParametersError"),
+        ("X-Amz-Security-Token", "FQoGZXIvYXdzE", "InvalidArgument"),
+    ],
+)
 def test_sigv4_bad_parameters(name: str, value: str | None, code: str) -> None:
     assert _code(sigv4_query.verify, _with_param(_v4_signed(), name, value)) == code
 
@@ -203,19 +242,23 @@ def test_v2_tampering_wrong_secret_and_expiry() -> None:
     assert _code(verify, signed, secrets=wrong_secret) == "SignatureDoesNotMatch"
     assert _code(verify, signed, secrets=lambda ak: None) == "InvalidAccessKeyId"
     assert _code(verify, dataclasses.replace(signed, raw_path="/images/disk/b.img")) == (
-        "SignatureDoesNotMatch")
+        "SignatureDoesNotMatch"
+    )
     assert _code(verify, dataclasses.replace(signed, method="PUT")) == "SignatureDoesNotMatch"
     assert _code(verify, _with_param(signed, "partNumber", "2")) == "SignatureDoesNotMatch"
     later = str(int(dict(parse_qsl(signed.raw_query))["Expires"]) + 3600)
     assert _code(verify, _with_param(signed, "Expires", later)) == "SignatureDoesNotMatch"
     assert _error(verify, signed, at=now() + timedelta(hours=2)) == (
-        "AccessDenied", "Request has expired")
+        "AccessDenied",
+        "Request has expired",
+    )
     assert _code(verify, _with_param(signed, "Expires", "tomorrow")) == "AccessDenied"
     assert _code(verify, _with_param(signed, "Expires", "9" * 40)) == "AccessDenied"
     assert _code(verify, _with_param(signed, "Signature", None)) == "AccessDenied"
     assert _code(verify, _with_param(signed, "Signature", "short")) == "SignatureDoesNotMatch"
     assert _code(verify, _with_param(signed, "AWSAccessKeyId", "A" * 200)) == (
-        "AuthorizationHeaderMalformed")
+        "AuthorizationHeaderMalformed"
+    )
 
 
 def test_v2_far_expiry_is_accepted() -> None:
@@ -231,10 +274,12 @@ def test_v2_headers_moved_to_the_query_are_signed() -> None:
     assert "content-type=" in signed.raw_query and "x-amz-meta-purpose=" in signed.raw_query
     assert s3v2.verify_query(signed, secret_for, now()) == AK
     assert _code(s3v2.verify_query, _with_param(signed, "x-amz-meta-purpose", "other")) == (
-        "SignatureDoesNotMatch")
+        "SignatureDoesNotMatch"
+    )
     sent = {**signed.headers, "content-type": "text/plain"}  # the header wins over the query
     assert _code(s3v2.verify_query, dataclasses.replace(signed, headers=sent)) == (
-        "SignatureDoesNotMatch")
+        "SignatureDoesNotMatch"
+    )
 
 
 def test_both_kinds_of_query_auth_are_refused() -> None:
@@ -266,5 +311,6 @@ def test_v2_encoded_sub_resource_names_are_signed() -> None:
     signed = _v2_signed("PUT", "/images/upload.img")
     assert s3v2.verify_query(signed, secret_for, now()) == AK
     sneaked = dataclasses.replace(
-        signed, raw_query=signed.raw_query + "&part%4Eumber=1&upload%49d=U-1")
+        signed, raw_query=signed.raw_query + "&part%4Eumber=1&upload%49d=U-1"
+    )
     assert _code(s3v2.verify_query, sneaked) == "SignatureDoesNotMatch"

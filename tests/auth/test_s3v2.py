@@ -19,8 +19,15 @@ from imageport.auth.s3v2 import verify
 BASE = "http://127.0.0.1:9000"
 CASES = [
     ("PUT", "/images", {"x-default-storage-class": "STANDARD_IA"}),
-    ("PUT", "/images/small.txt", {"Content-Type": "text/plain", "x-amz-meta-purpose": " t ",
-                                  "x-amz-storage-class": "GLACIER"}),
+    (
+        "PUT",
+        "/images/small.txt",
+        {
+            "Content-Type": "text/plain",
+            "x-amz-meta-purpose": " t ",
+            "x-amz-storage-class": "GLACIER",
+        },
+    ),
     ("POST", "/images/disk/test.qcow2?uploads", {"Content-Type": "application/octet-stream"}),
     ("POST", "/images/disk/test.qcow2?uploads=", {}),
     ("PUT", "/images/disk/test.qcow2?partNumber=1&uploadId=U", {"Content-MD5": "abc=="}),
@@ -54,7 +61,8 @@ def test_rejections():
     assert _code(signed, lambda ak: None) == "InvalidAccessKeyId"
     assert _code(dataclasses.replace(signed, raw_path="/images/other")) == "SignatureDoesNotMatch"
     assert _code(dataclasses.replace(signed, raw_query="partNumber=2&uploadId=U")) == (
-        "SignatureDoesNotMatch")
+        "SignatureDoesNotMatch"
+    )
     headers = {**signed.headers, "x-amz-meta-new": "1"}
     assert _code(dataclasses.replace(signed, headers=headers)) == "SignatureDoesNotMatch"
     headers = {**signed.headers, "content-md5": "zzz=="}
@@ -63,7 +71,8 @@ def test_rejections():
     for bad in ("AWS", "AWS nocolon", "GOOG a:b", "AWS a:short", "AWS " + "a" * 9000):
         headers = {**signed.headers, "authorization": bad}
         assert _code(dataclasses.replace(signed, headers=headers)) == (
-            "AuthorizationHeaderMalformed")
+            "AuthorizationHeaderMalformed"
+        )
 
 
 def test_obs_dialect_uses_x_obs_headers():
@@ -77,8 +86,12 @@ def test_obs_dialect_uses_x_obs_headers():
 
 
 @settings(max_examples=300, deadline=None)
-@given(auth=st.text(max_size=200), date=st.text(max_size=40), path=st.text(max_size=40),
-       query=st.text(max_size=40))
+@given(
+    auth=st.text(max_size=200),
+    date=st.text(max_size=40),
+    path=st.text(max_size=40),
+    query=st.text(max_size=40),
+)
 def test_garbage_only_raises_signature_error(auth, date, path, query):
     for value in (auth, f"AWS {AK}:{auth}", f"OBS {AK}:{auth}"):
         headers = {"Authorization": value, "Date": date, "x-amz-date": date, "x-obs-a": auth}

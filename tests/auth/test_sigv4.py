@@ -87,7 +87,7 @@ def test_esdk_obs_variant_uses_date_only():
     headers = {
         **dict(req.headers.items()),
         "Authorization": f"AWS4-HMAC-SHA256 Credential={AK}/{amz[:8]}/region/s3/aws4_request,"
-                         f"SignedHeaders={names},Signature={sig}",
+        f"SignedHeaders={names},Signature={sig}",
     }
     obs = SignedRequest("GET", "/images/disk/test.qcow2", "acl", headers, None)
     assert "x-amz-date" not in obs.headers and "date" in names.split(";")
@@ -106,21 +106,30 @@ def test_rejections():
     assert _code(signed, wrong_secret) == "SignatureDoesNotMatch"
     assert _code(signed, lambda ak: None) == "InvalidAccessKeyId"
     assert _code(dataclasses.replace(signed, raw_path="/images/disk/other")) == (
-        "SignatureDoesNotMatch")
+        "SignatureDoesNotMatch"
+    )
     assert _code(dataclasses.replace(signed, raw_query="partNumber=2&uploadId=x")) == (
-        "SignatureDoesNotMatch")
+        "SignatureDoesNotMatch"
+    )
     assert _code(dataclasses.replace(signed, method="POST")) == "SignatureDoesNotMatch"
     assert _code(dataclasses.replace(signed, body_sha256=sha(b"tampered"))) == (
-        "XAmzContentSHA256Mismatch")
+        "XAmzContentSHA256Mismatch"
+    )
     changed = {**signed.headers, "host": "evil:9000"}
     assert _code(dataclasses.replace(signed, headers=changed)) == "SignatureDoesNotMatch"
     assert _code(signed, at=now() + timedelta(minutes=16)) == "RequestTimeTooSkewed"
     assert _code(signed, at=now() - timedelta(minutes=16)) == "RequestTimeTooSkewed"
-    for bad in ("", "AWS4-HMAC-SHA256", "AWS4-HMAC-SHA256 Credential=a", "AWS4-HMAC-SHA256 " +
-                "x" * 9000, signed.headers["authorization"].replace("Signature=", "Signature=z")):
+    for bad in (
+        "",
+        "AWS4-HMAC-SHA256",
+        "AWS4-HMAC-SHA256 Credential=a",
+        "AWS4-HMAC-SHA256 " + "x" * 9000,
+        signed.headers["authorization"].replace("Signature=", "Signature=z"),
+    ):
         headers = {**signed.headers, "authorization": bad}
         assert _code(dataclasses.replace(signed, headers=headers)) == (
-            "AuthorizationHeaderMalformed")
+            "AuthorizationHeaderMalformed"
+        )
 
 
 def test_unsigned_amz_headers_are_refused():
@@ -135,12 +144,22 @@ def test_unsigned_amz_headers_are_refused():
 
 
 @settings(max_examples=300, deadline=None)
-@given(auth=st.text(max_size=300), date=st.text(max_size=40), path=st.text(max_size=40),
-       query=st.text(max_size=40), sha_hdr=st.text(max_size=70))
+@given(
+    auth=st.text(max_size=300),
+    date=st.text(max_size=40),
+    path=st.text(max_size=40),
+    query=st.text(max_size=40),
+    sha_hdr=st.text(max_size=70),
+)
 def test_garbage_only_raises_signature_error(auth, date, path, query, sha_hdr):
     prefix = "AWS4-HMAC-SHA256 Credential=AK_TEST/20260101/r/s3/aws4_request, SignedHeaders="
     for value in (auth, prefix + auth):
-        headers = {"Authorization": value, "X-Amz-Date": date, "Date": date,
-                   "x-amz-content-sha256": sha_hdr, "host": path}
+        headers = {
+            "Authorization": value,
+            "X-Amz-Date": date,
+            "Date": date,
+            "x-amz-content-sha256": sha_hdr,
+            "host": path,
+        }
         with pytest.raises(SignatureError):
             verify(SignedRequest("GET", path, query, headers, None), secret_for, now())

@@ -25,16 +25,26 @@ CHUNKS = [
     (b"a" * 1024, "0055627c9e194cb4542bae2aa5492e3c1575bbb81b612b7d234b86a503ef5497"),
     (b"", "b6c6ea8a5354eaf15b3cb7646744f4275b71ea724fed81ceb9323e279d449df9"),
 ]
-SIGNED = ("content-encoding;content-length;host;x-amz-content-sha256;x-amz-date;"
-          "x-amz-decoded-content-length;x-amz-storage-class")
-REQUEST = SignedRequest("PUT", "/examplebucket/chunkObject.txt", "", {
-    "Host": "s3.amazonaws.com", "x-amz-date": "20130524T000000Z",
-    "x-amz-storage-class": "REDUCED_REDUNDANCY",
-    "Authorization": "AWS4-HMAC-SHA256 Credential=AKIAIOSFODNN7EXAMPLE/20130524/us-east-1/s3/"
-                     f"aws4_request,SignedHeaders={SIGNED},Signature={SEED}",
-    "x-amz-content-sha256": "STREAMING-AWS4-HMAC-SHA256-PAYLOAD",
-    "Content-Encoding": "aws-chunked", "x-amz-decoded-content-length": "66560",
-    "Content-Length": "66824"})
+SIGNED = (
+    "content-encoding;content-length;host;x-amz-content-sha256;x-amz-date;"
+    "x-amz-decoded-content-length;x-amz-storage-class"
+)
+REQUEST = SignedRequest(
+    "PUT",
+    "/examplebucket/chunkObject.txt",
+    "",
+    {
+        "Host": "s3.amazonaws.com",
+        "x-amz-date": "20130524T000000Z",
+        "x-amz-storage-class": "REDUCED_REDUNDANCY",
+        "Authorization": "AWS4-HMAC-SHA256 Credential=AKIAIOSFODNN7EXAMPLE/20130524/us-east-1/s3/"
+        f"aws4_request,SignedHeaders={SIGNED},Signature={SEED}",
+        "x-amz-content-sha256": "STREAMING-AWS4-HMAC-SHA256-PAYLOAD",
+        "Content-Encoding": "aws-chunked",
+        "x-amz-decoded-content-length": "66560",
+        "Content-Length": "66824",
+    },
+)
 WHEN = datetime(2013, 5, 24, 0, 5, tzinfo=UTC)
 
 

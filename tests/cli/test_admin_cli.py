@@ -18,8 +18,12 @@ pytest_plugins = ["db_backends"]  # postgres_server
 IMAGEPORT = Path(sys.executable).parent / "imageport"
 
 
-def admin(*args: str, data_dir: Path | None = None, database_url: str | None = None,
-          env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+def admin(
+    *args: str,
+    data_dir: Path | None = None,
+    database_url: str | None = None,
+    env: dict[str, str] | None = None,
+) -> subprocess.CompletedProcess[str]:
     if not IMAGEPORT.exists():
         pytest.fail(f"{IMAGEPORT} is missing: install the package (pip install -e .)")
     argv = [str(IMAGEPORT), "admin"]
@@ -29,8 +33,9 @@ def admin(*args: str, data_dir: Path | None = None, database_url: str | None = N
         argv += ["--database-url", database_url]
     full_env = {k: v for k, v in os.environ.items() if not k.startswith("IMAGEPORT_")}
     full_env.update(env or {})
-    return subprocess.run([*argv, *args], capture_output=True, text=True, timeout=60,
-                          env=full_env, check=False)
+    return subprocess.run(
+        [*argv, *args], capture_output=True, text=True, timeout=60, env=full_env, check=False
+    )
 
 
 def key_record(data: Path, access_key: str) -> AccessKey | None:
@@ -66,9 +71,15 @@ def test_project_and_key_lifecycle(tmp_path: Path) -> None:
     assert listed.returncode == 0 and key["access_key"] in listed.stdout
     assert key["secret_key"] not in listed.stdout
     as_json = ok_json(admin("key", "ls", "--project", project["id"], "--json", data_dir=data))
-    assert as_json == [{"access_key": key["access_key"], "project_id": project["id"],
-                        "created_at": as_json[0]["created_at"], "revoked_at": None,
-                        "active": True}]
+    assert as_json == [
+        {
+            "access_key": key["access_key"],
+            "project_id": project["id"],
+            "created_at": as_json[0]["created_at"],
+            "revoked_at": None,
+            "active": True,
+        }
+    ]
     assert key["secret_key"] not in json.dumps(as_json)
 
     revoked = admin("key", "revoke", key["access_key"], data_dir=data)
@@ -109,23 +120,28 @@ def test_refusals_exit_2_with_a_message(tmp_path: Path) -> None:
 
 def test_settings_from_environment_and_database_url(tmp_path: Path) -> None:
     by_env = tmp_path / "env-data"
-    made = ok_json(admin("project", "create", "from-env", "--json",
-                         env={"IMAGEPORT_DATA_DIR": str(by_env)}))
+    made = ok_json(
+        admin("project", "create", "from-env", "--json", env={"IMAGEPORT_DATA_DIR": str(by_env)})
+    )
     assert (by_env / "imageport.db").exists()
     url = f"sqlite:///{tmp_path / 'elsewhere.db'}"
     ok_json(admin("project", "create", "by-url", "--json", database_url=url))
     assert (tmp_path / "elsewhere.db").exists()
     listed = ok_json(admin("project", "ls", "--json", data_dir=by_env))
-    assert listed == [{"id": made["id"], "name": "from-env",  # type: ignore[index]
-                       "created_at": listed[0]["created_at"]}]  # type: ignore[index]
+    assert listed == [
+        {
+            "id": made["id"],
+            "name": "from-env",  # type: ignore[index]
+            "created_at": listed[0]["created_at"],
+        }
+    ]  # type: ignore[index]
 
 
 def test_admin_on_postgresql(postgres_server: pg_server.PostgresServer) -> None:
     url = postgres_server.fresh_database()
     try:
         project = ok_json(admin("project", "create", "pg-team", "--json", database_url=url))
-        key = ok_json(admin("key", "create", "--project", "pg-team", "--json",
-                            database_url=url))
+        key = ok_json(admin("key", "create", "--project", "pg-team", "--json", database_url=url))
         assert key["project_id"] == project["id"]  # type: ignore[index]
         dup = admin("project", "create", "pg-team", database_url=url)
         assert dup.returncode == 2 and "already exists" in dup.stderr

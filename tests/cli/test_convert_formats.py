@@ -22,19 +22,21 @@ GiB = 1 << 30
 def _entry_point() -> str:
     path = Path(sys.executable).parent / "imageport"
     if not path.exists():
-        raise RuntimeError(f"the imageport entry point is not installed at {path}; "
-                           "run `pip install -e .` in the virtualenv")
+        raise RuntimeError(
+            f"the imageport entry point is not installed at {path}; "
+            "run `pip install -e .` in the virtualenv"
+        )
     return str(path)
 
 
 def run(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([_entry_point(), *args], capture_output=True, text=True, timeout=120,
-                          check=False)
+    return subprocess.run(
+        [_entry_point(), *args], capture_output=True, text=True, timeout=120, check=False
+    )
 
 
 def _info(path: Path) -> dict[str, object]:
-    return dict(json.loads(builders.qemu_img("info", "-f", "qcow2", "--output=json",
-                                             str(path))))
+    return dict(json.loads(builders.qemu_img("info", "-f", "qcow2", "--output=json", str(path))))
 
 
 def test_zvhd2_from_the_extension_round_trips(tmp_path: Path) -> None:
@@ -46,8 +48,12 @@ def test_zvhd2_from_the_extension_round_trips(tmp_path: Path) -> None:
     assert "100.00/100%" in proc.stderr
     check = run("check", str(out), "--json")
     doc = json.loads(check.stdout)
-    assert (doc["format"], doc["accepted"], doc["damage"], doc["hazards"]) == ("zvhd2", True,
-                                                                            None, [])
+    assert (doc["format"], doc["accepted"], doc["damage"], doc["hazards"]) == (
+        "zvhd2",
+        True,
+        None,
+        [],
+    )
     back = tmp_path / "back.img"
     assert run("convert", str(out), str(back)).returncode == 0
     assert filecmp.cmp(back, builders.reference_raw(image, "vmdk"), shallow=False)
@@ -55,8 +61,17 @@ def test_zvhd2_from_the_extension_round_trips(tmp_path: Path) -> None:
 
 def test_explicit_format_compression_and_block_size(pattern_raw: Path, tmp_path: Path) -> None:
     out = tmp_path / "disk.bin"
-    proc = run("convert", str(pattern_raw), str(out), "-O", "zvhd2", "--compression", "zlib",
-               "--block-size", "4")
+    proc = run(
+        "convert",
+        str(pattern_raw),
+        str(out),
+        "-O",
+        "zvhd2",
+        "--compression",
+        "zlib",
+        "--block-size",
+        "4",
+    )
     assert proc.returncode == 0, proc.stderr
     assert "zvhd2 (zlib, 4 MiB blocks)" in proc.stdout
     proc = run("convert", str(out), str(tmp_path / "b.raw"))
@@ -120,8 +135,9 @@ def test_unknown_extension_and_bad_options_exit_2(pattern_raw: Path, tmp_path: P
 
 def test_unsafe_input_is_refused_with_exit_1(tmp_path: Path) -> None:
     img = tmp_path / "evil.qcow2"
-    builders.qemu_img("create", "-f", "qcow2", "-F", "raw", "-b", "/etc/hostname", "-u",
-                      str(img), "64M")
+    builders.qemu_img(
+        "create", "-f", "qcow2", "-F", "raw", "-b", "/etc/hostname", "-u", str(img), "64M"
+    )
     for name in ("out.zvhd2", "out.qcow2"):
         proc = run("convert", str(img), str(tmp_path / name))
         assert proc.returncode == 1

@@ -27,11 +27,13 @@ def test_export_writes_the_object_and_job_wait_reports_it(live: Live) -> None:
     registered = live.cli_ok("image", "register", "good", "images:good.qcow2", "--json")
     import_job = json.loads(registered.stdout)["job_id"]
     run_job(live.services, import_job)
-    image_id = json.loads(live.cli_ok("job", "show", import_job, "--json").stdout)[
-        "entities"]["image_id"]
+    image_id = json.loads(live.cli_ok("job", "show", import_job, "--json").stdout)["entities"][
+        "image_id"
+    ]
 
-    exported = live.cli_ok("image", "export", image_id, "images/out/disk.vhd", "--format", "vhd",
-                   "--json")
+    exported = live.cli_ok(
+        "image", "export", image_id, "images/out/disk.vhd", "--format", "vhd", "--json"
+    )
     doc = json.loads(exported.stdout)
     assert (doc["image_id"], doc["bucket_url"]) == (image_id, "images:out/disk.vhd")
     run_job(live.services, doc["job_id"])
@@ -41,8 +43,10 @@ def test_export_writes_the_object_and_job_wait_reports_it(live: Live) -> None:
     info = live.services.store.get_object("images", "out/disk.vhd")
     assert info is not None
     assert job["entities"]["bucket_url"] == "images:out/disk.vhd"
-    assert (job["entities"]["object_etag"], job["entities"]["object_size"]) == (info.etag,
-                                                                                info.size)
+    assert (job["entities"]["object_etag"], job["entities"]["object_size"]) == (
+        info.etag,
+        info.size,
+    )
 
     refused = live.cli("image", "export", image_id, "images:x", "--quick", "--format", "raw")
     assert refused.returncode == 2 and "--quick" in refused.stderr

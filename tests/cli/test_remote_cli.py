@@ -35,21 +35,37 @@ def _init_jobs(live: Live) -> list[str]:
 
 def test_register_wait_runs_to_active_and_the_image_is_listed(live):
     waiting = subprocess.Popen(
-        [*IMAGEPORT, "image", "register", "good", "images:good.qcow2", "--min-disk", "40",
-         "--os-version", "Debian GNU/Linux 12.0.0 64bit", "--description", "from the CLI",
-         "--wait", "--json"], env=live.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-        text=True)
+        [
+            *IMAGEPORT,
+            "image",
+            "register",
+            "good",
+            "images:good.qcow2",
+            "--min-disk",
+            "40",
+            "--os-version",
+            "Debian GNU/Linux 12.0.0 64bit",
+            "--description",
+            "from the CLI",
+            "--wait",
+            "--json",
+        ],
+        env=live.env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     deadline = time.monotonic() + 30
     while not (pending := _init_jobs(live)) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert len(pending) == 1
-    run_job(live.services, pending[0])        # what a worker of `imageport serve` does
+    run_job(live.services, pending[0])  # what a worker of `imageport serve` does
     out, err = waiting.communicate(timeout=60)
 
     assert waiting.returncode == 0, err
     job = json.loads(out)
     assert (job["status"], job["job_id"]) == ("SUCCESS", pending[0])
-    assert f"job {pending[0]}: SUCCESS" in err    # the progress line, one per change off a TTY
+    assert f"job {pending[0]}: SUCCESS" in err  # the progress line, one per change off a TTY
     image_id = job["entities"]["image_id"]
 
     listed = json.loads(live.cli_ok("image", "ls", "--json").stdout)
@@ -74,7 +90,7 @@ def test_failed_job_exits_1_with_the_rule_and_reason(live):
     waited = live.cli("job", "wait", job_id, "--timeout", "30")
     assert waited.returncode == 1
     assert f"job {job_id} failed: IMG-SAFE" in waited.stderr
-    assert "/etc/passwd" in waited.stderr            # fail_reason names the evidence
+    assert "/etc/passwd" in waited.stderr  # fail_reason names the evidence
     shown = live.cli("job", "show", job_id, "--json")
     assert shown.returncode == 1 and json.loads(shown.stdout)["error_code"] == "IMG-SAFE"
     image_id = json.loads(shown.stdout)["entities"]["image_id"]
@@ -83,14 +99,17 @@ def test_failed_job_exits_1_with_the_rule_and_reason(live):
 
 
 def test_uninitialized_path_and_refusals(live):
-    made = json.loads(live.cli_ok("image", "register", "raw-one", "images:good.qcow2",
-                          "--uninitialized", "--json").stdout)
+    made = json.loads(
+        live.cli_ok(
+            "image", "register", "raw-one", "images:good.qcow2", "--uninitialized", "--json"
+        ).stdout
+    )
     job_id, image_id = made["job_id"], made["image_id"]
     job = json.loads(live.cli_ok("job", "show", job_id, "--json").stdout)
     assert job["job_type"] == "imsNativeImportImageJob"
     assert job["entities"]["image_id"] == image_id
 
-    busy = live.cli("image", "rm", image_id)      # refused while its job is pending
+    busy = live.cli("image", "rm", image_id)  # refused while its job is pending
     assert busy.returncode == 2 and "IMG.0090" in busy.stderr
 
     slow = live.cli("job", "wait", job_id, "--timeout", "0.5", "--interval", "0.1")
@@ -102,6 +121,12 @@ def test_uninitialized_path_and_refusals(live):
     form = live.cli("image", "register", "x", "images/good.qcow2")
     assert form.returncode == 2 and "is not BUCKET:KEY" in form.stderr
     noproject = {k: v for k, v in live.env.items() if k != "IMAGEPORT_PROJECT_ID"}
-    missing = subprocess.run([*IMAGEPORT, "image", "ls"], env=noproject, capture_output=True,
-                             text=True, timeout=30, check=False)
+    missing = subprocess.run(
+        [*IMAGEPORT, "image", "ls"],
+        env=noproject,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
     assert missing.returncode == 2 and "missing project id" in missing.stderr

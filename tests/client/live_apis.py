@@ -80,8 +80,14 @@ class Live:
 
     def cli(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
         """Run ``imageport ARGS`` (a real process) configured for these APIs."""
-        return subprocess.run([*IMAGEPORT, *args], env=self.env, capture_output=True,
-                              text=True, timeout=timeout, check=False)
+        return subprocess.run(
+            [*IMAGEPORT, *args],
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
 
     def cli_ok(self, *args: str) -> subprocess.CompletedProcess[str]:
         """:meth:`cli`, asserting that it succeeded."""
@@ -109,11 +115,24 @@ def live_apis(root: Path) -> Iterator[Live]:
     try:
         with running_app(counter) as s3_url, running_app(ims) as ims_url:
             env = {k: v for k, v in os.environ.items() if not k.startswith("IMAGEPORT_")}
-            env.update(IMAGEPORT_ENDPOINT=ims_url, IMAGEPORT_S3_ENDPOINT=s3_url,
-                       IMAGEPORT_ACCESS_KEY=key.access_key, IMAGEPORT_SECRET_KEY=key.secret_key,
-                       IMAGEPORT_PROJECT_ID=key.project_id,
-                       HOME=str(root), XDG_CONFIG_HOME=str(root / "config"))
-            yield Live(services, s3_url, ims_url, counter, key.access_key, key.secret_key,
-                       key.project_id, env)
+            env.update(
+                IMAGEPORT_ENDPOINT=ims_url,
+                IMAGEPORT_S3_ENDPOINT=s3_url,
+                IMAGEPORT_ACCESS_KEY=key.access_key,
+                IMAGEPORT_SECRET_KEY=key.secret_key,
+                IMAGEPORT_PROJECT_ID=key.project_id,
+                HOME=str(root),
+                XDG_CONFIG_HOME=str(root / "config"),
+            )
+            yield Live(
+                services,
+                s3_url,
+                ims_url,
+                counter,
+                key.access_key,
+                key.secret_key,
+                key.project_id,
+                env,
+            )
     finally:
         services.db.dispose()

@@ -9,8 +9,13 @@ import pytest
 from imageport.client.config import load_config
 from imageport.client.errors import ConfigError
 
-NONE = {"endpoint": None, "s3_endpoint": None, "access_key": None, "secret_key": None,
-        "project_id": None}
+NONE = {
+    "endpoint": None,
+    "s3_endpoint": None,
+    "access_key": None,
+    "secret_key": None,
+    "project_id": None,
+}
 
 
 def _file(tmp_path: Path, text: str) -> Path:
@@ -20,15 +25,21 @@ def _file(tmp_path: Path, text: str) -> Path:
 
 
 def test_flags_beat_environment_beat_file(tmp_path):
-    path = _file(tmp_path, 'endpoint = "http://file:8080"\ns3_endpoint = "http://file:8081"\n'
-                 'access_key = "AK_FILE"\nsecret_key = "SK_FILE"\nproject_id = "p-file"\n')
-    env = {"IMAGEPORT_ACCESS_KEY": "AK_ENV", "IMAGEPORT_S3_ENDPOINT": "env-host:9000/",
-           "IMAGEPORT_CONFIG": str(path)}
+    path = _file(
+        tmp_path,
+        'endpoint = "http://file:8080"\ns3_endpoint = "http://file:8081"\n'
+        'access_key = "AK_FILE"\nsecret_key = "SK_FILE"\nproject_id = "p-file"\n',
+    )
+    env = {
+        "IMAGEPORT_ACCESS_KEY": "AK_ENV",
+        "IMAGEPORT_S3_ENDPOINT": "env-host:9000/",
+        "IMAGEPORT_CONFIG": str(path),
+    }
     flags = {**NONE, "access_key": "AK_FLAG"}
 
     config = load_config(flags, env)
 
-    assert config.access_key == "AK_FLAG"               # flag
+    assert config.access_key == "AK_FLAG"  # flag
     assert config.s3_endpoint == "http://env-host:9000"  # environment, normalised
     assert config.secret_key == "SK_FILE"  # noqa: S105  (from the file)
     assert config.endpoint == "http://file:8080"
@@ -43,7 +54,8 @@ def test_config_flag_beats_environment_path_and_default_is_xdg(tmp_path):
     (tmp_path / "xdg" / "imageport" / "client.toml").write_text('access_key = "AK_XDG"\n')
 
     assert load_config(NONE, {"IMAGEPORT_CONFIG": "/nonexistent"}, str(chosen)).access_key == (
-        "AK_CHOSEN")
+        "AK_CHOSEN"
+    )
     assert load_config(NONE, {"XDG_CONFIG_HOME": str(tmp_path / "xdg")}).access_key == "AK_XDG"
     # no default file at all is fine: nothing is set
     assert load_config(NONE, {"HOME": str(tmp_path / "nohome")}).access_key == ""
@@ -59,12 +71,15 @@ def test_missing_settings_are_named_with_every_way_to_give_them(tmp_path):
     assert "--access-key" not in text
 
 
-@pytest.mark.parametrize(("text", "message"), [
-    ("endpoint = [", "not valid TOML"),
-    ('endpont = "x"', "unknown key(s) endpont"),
-    ("access_key = 3", "access_key must be a string"),
-    ('endpoint = "ftp://x"', "not an http:// or https:// URL"),
-])
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("endpoint = [", "not valid TOML"),
+        ('endpont = "x"', "unknown key(s) endpont"),
+        ("access_key = 3", "access_key must be a string"),
+        ('endpoint = "ftp://x"', "not an http:// or https:// URL"),
+    ],
+)
 def test_bad_config_files_are_explained(tmp_path, text, message):
     path = _file(tmp_path, text)
     with pytest.raises(ConfigError) as err:

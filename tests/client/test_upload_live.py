@@ -40,9 +40,14 @@ def _file(tmp_path: Path, size: int, name: str = "disk.img") -> tuple[Path, byte
 
 
 def _boto(live: Live):  # type: ignore[no-untyped-def]
-    return boto3.client("s3", endpoint_url=live.s3_url, region_name="us-east-1",
-                        aws_access_key_id=live.access_key, aws_secret_access_key=live.secret_key,
-                        config=Config(s3={"addressing_style": "path"}, retries={"max_attempts": 1}))
+    return boto3.client(
+        "s3",
+        endpoint_url=live.s3_url,
+        region_name="us-east-1",
+        aws_access_key_id=live.access_key,
+        aws_secret_access_key=live.secret_key,
+        config=Config(s3={"addressing_style": "path"}, retries={"max_attempts": 1}),
+    )
 
 
 def test_bucket_create_ls_rm_and_errors(live, tmp_path):
@@ -61,7 +66,8 @@ def test_bucket_create_ls_rm_and_errors(live, tmp_path):
     assert _cli(live, "upload", str(path), "images/a/b.img").returncode == 0
     objects = json.loads(_cli(live, "bucket", "ls", "images", "--json").stdout)
     assert [(o["key"], o["size"], o["storage_class"]) for o in objects] == [
-        ("a/b.img", 1000, "STANDARD")]
+        ("a/b.img", 1000, "STANDARD")
+    ]
     busy = _cli(live, "bucket", "rm", "images")
     assert busy.returncode == 2 and "BucketNotEmpty" in busy.stderr
     assert _cli(live, "bucket", "rm", "cold-one").returncode == 0
@@ -73,8 +79,14 @@ def test_wrong_secret_and_missing_settings_exit_2_with_one_line(live):
     assert bad.returncode == 2
     assert "HTTP 403 SignatureDoesNotMatch" in bad.stderr or "HTTP 401" in bad.stderr
     env = {k: v for k, v in live.env.items() if k != "IMAGEPORT_SECRET_KEY"}
-    missing = subprocess.run([*IMAGEPORT, "bucket", "ls"], env=env, capture_output=True,
-                             text=True, timeout=30, check=False)
+    missing = subprocess.run(
+        [*IMAGEPORT, "bucket", "ls"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
     assert missing.returncode == 2
     assert "missing secret key" in missing.stderr and "IMAGEPORT_SECRET_KEY" in missing.stderr
     down = _cli(live, "bucket", "ls", "--s3-endpoint", "http://127.0.0.1:1")
@@ -82,8 +94,22 @@ def test_wrong_secret_and_missing_settings_exit_2_with_one_line(live):
 
 
 def test_small_file_is_one_put(live, tmp_path, capsys):
-    assert main(["bucket", "create", "images", "--s3-endpoint", live.s3_url,
-                 "--access-key", live.access_key, "--secret-key", live.secret_key]) == 0
+    assert (
+        main(
+            [
+                "bucket",
+                "create",
+                "images",
+                "--s3-endpoint",
+                live.s3_url,
+                "--access-key",
+                live.access_key,
+                "--secret-key",
+                live.secret_key,
+            ]
+        )
+        == 0
+    )
     live.counter.reset()
     path, data = _file(tmp_path, 3 * MiB)
     done = _cli(live, "upload", str(path), "images/small.img", "--json")
@@ -97,8 +123,18 @@ def test_small_file_is_one_put(live, tmp_path, capsys):
 def test_parallel_multipart_upload_with_progress(live, tmp_path):
     assert _cli(live, "bucket", "create", "images").returncode == 0
     path, data = _file(tmp_path, 23 * MiB + 7)
-    done = _cli(live, "upload", str(path), "images/dir/disk image.qcow2", "--part-size", "5",
-                "--parallel", "3", "--progress", "--json")
+    done = _cli(
+        live,
+        "upload",
+        str(path),
+        "images/dir/disk image.qcow2",
+        "--part-size",
+        "5",
+        "--parallel",
+        "3",
+        "--progress",
+        "--json",
+    )
     assert done.returncode == 0, done.stderr
     result = json.loads(done.stdout)
     assert result["parts_total"] == 5 and result["parts_sent"] == 5
@@ -120,10 +156,12 @@ def test_resume_sends_only_missing_and_mismatched_parts(live, tmp_path):
     s3.create_bucket(Bucket="images")
     path, data = _file(tmp_path, 22 * MiB)
     up = s3.create_multipart_upload(Bucket="images", Key="disk.img")["UploadId"]
-    for number, body in ((1, data[:5 * MiB]), (2, os.urandom(5 * MiB)),
-                         (4, data[15 * MiB:20 * MiB])):
-        s3.upload_part(Bucket="images", Key="disk.img", UploadId=up, PartNumber=number,
-                       Body=body)
+    for number, body in (
+        (1, data[: 5 * MiB]),
+        (2, os.urandom(5 * MiB)),
+        (4, data[15 * MiB : 20 * MiB]),
+    ):
+        s3.upload_part(Bucket="images", Key="disk.img", UploadId=up, PartNumber=number, Body=body)
     live.counter.reset()
 
     done = _cli(live, "upload", str(path), "images/disk.img", "--part-size", "5", "--json")
@@ -143,14 +181,12 @@ def test_resume_adopts_the_stored_part_size(live, tmp_path):
     s3.create_bucket(Bucket="images")
     path, data = _file(tmp_path, 20 * MiB)
     up = s3.create_multipart_upload(Bucket="images", Key="disk.img")["UploadId"]
-    s3.upload_part(Bucket="images", Key="disk.img", UploadId=up, PartNumber=1,
-                   Body=data[:6 * MiB])
+    s3.upload_part(Bucket="images", Key="disk.img", UploadId=up, PartNumber=1, Body=data[: 6 * MiB])
     live.counter.reset()
     done = _cli(live, "upload", str(path), "images/disk.img", "--json")  # asks for 64 MiB
     assert done.returncode == 0, done.stderr
     result = json.loads(done.stdout)
-    assert (result["part_size"], result["parts_total"], result["parts_sent"]) == (
-        6 * MiB, 4, 3)
+    assert (result["part_size"], result["parts_total"], result["parts_sent"]) == (6 * MiB, 4, 3)
     assert sorted(live.counter.parts) == [2, 3, 4]
     assert live.object_bytes("images", "disk.img") == data
 
@@ -161,9 +197,12 @@ def test_killed_uploader_resumes_where_it_stopped(live, tmp_path):
     assert _cli(live, "bucket", "create", "images").returncode == 0
     path, data = _file(tmp_path, 30 * MiB)
     live.counter.delay = 0.4
-    proc = subprocess.Popen([*IMAGEPORT, "upload", str(path), "images/disk.img",
-                             "--part-size", "5", "--parallel", "1"], env=live.env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [*IMAGEPORT, "upload", str(path), "images/disk.img", "--part-size", "5", "--parallel", "1"],
+        env=live.env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     deadline = time.monotonic() + 30
     while len(live.counter.parts) < 2 and time.monotonic() < deadline:
         time.sleep(0.02)

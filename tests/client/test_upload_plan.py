@@ -26,11 +26,11 @@ GiB = 1024 * MiB
 
 def test_part_size_is_clamped_and_raised_to_stay_within_10000_parts():
     assert choose_part_size(100 * MiB, 64 * MiB) == 64 * MiB
-    assert choose_part_size(100 * MiB, 1 * MiB) == 5 * MiB          # at least 5 MiB
-    big = 1024 * GiB                                                 # 1 TiB with 5 MiB parts
+    assert choose_part_size(100 * MiB, 1 * MiB) == 5 * MiB  # at least 5 MiB
+    big = 1024 * GiB  # 1 TiB with 5 MiB parts
     size = choose_part_size(big, 5 * MiB)
     assert size % MiB == 0 and len(plan_parts(big, size)) <= 10_000
-    assert len(plan_parts(big, size - MiB)) > 10_000                 # the smallest that fits
+    assert len(plan_parts(big, size - MiB)) > 10_000  # the smallest that fits
     with pytest.raises(ClientError):
         choose_part_size(10_000 * 5 * GiB + 1, 64 * MiB)
 
@@ -57,8 +57,10 @@ def test_stored_part_size_is_adopted_only_when_it_explains_every_stored_part():
 
 
 def test_multipart_etag_is_s3s():
-    digests = [hashlib.md5(b"a", usedforsecurity=False).digest(),
-               hashlib.md5(b"b", usedforsecurity=False).digest()]
+    digests = [
+        hashlib.md5(b"a", usedforsecurity=False).digest(),
+        hashlib.md5(b"b", usedforsecurity=False).digest(),
+    ]
     joined = hashlib.md5(b"".join(digests), usedforsecurity=False).hexdigest()
     assert multipart_etag(digests) == joined + "-2"
 
@@ -69,7 +71,7 @@ def test_read_part_reads_exactly_its_range(tmp_path):
     path.write_bytes(data)
     fd = os.open(path, os.O_RDONLY)
     try:
-        assert bytes(read_part(fd, Part(2, MiB + 5, 2 * MiB))) == data[MiB + 5:3 * MiB + 5]
+        assert bytes(read_part(fd, Part(2, MiB + 5, 2 * MiB))) == data[MiB + 5 : 3 * MiB + 5]
         with pytest.raises(ClientError, match="shorter"):
             read_part(fd, Part(9, 3 * MiB, MiB))
     finally:
@@ -88,17 +90,17 @@ def test_progress_shows_bytes_speed_and_eta_and_ignores_skipped_bytes_for_speed(
     clock = _Clock()
     out = io.StringIO()
     progress = Progress(100 * MiB, out, tty=False, clock=clock)
-    progress.skip(50 * MiB)              # already on the server
+    progress.skip(50 * MiB)  # already on the server
     clock.t = 2.0
-    progress.add(20 * MiB)               # 20 MiB in 2 s = 10.5 MB/s
+    progress.add(20 * MiB)  # 20 MiB in 2 s = 10.5 MB/s
     line = out.getvalue().splitlines()[-1]
     assert "70.0/100.0 MiB" in line and " 70.0%" in line
     assert "10.5 MB/s" in line
-    assert "ETA 0:03" in line            # 30 MiB left at 10 MiB/s
+    assert "ETA 0:03" in line  # 30 MiB left at 10 MiB/s
     clock.t = 2.1
-    progress.add(MiB)                    # throttled: no new line within a second off a TTY
+    progress.add(MiB)  # throttled: no new line within a second off a TTY
     assert len(out.getvalue().splitlines()) == 2
-    progress.add(-MiB)                   # a failed attempt is taken back
+    progress.add(-MiB)  # a failed attempt is taken back
     progress.finish()
     assert "70.0/100.0 MiB" in out.getvalue().splitlines()[-1]
 

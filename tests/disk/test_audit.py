@@ -43,9 +43,16 @@ class TableDisk(VirtualDisk):
 
     format_name = "table"
 
-    def __init__(self, file_size: int, units: Iterable[tuple[str, int] | None],
-                 count: int | None = None, *, declared: int = 100, certain: int = 100,
-                 checker: Recorder | None = None) -> None:
+    def __init__(
+        self,
+        file_size: int,
+        units: Iterable[tuple[str, int] | None],
+        count: int | None = None,
+        *,
+        declared: int = 100,
+        certain: int = 100,
+        checker: Recorder | None = None,
+    ) -> None:
         """``count``: how many units a generator ``units`` yields (a list says it itself)."""
         self._units = units if count is not None else list(units)
         total = count if count is not None else len(list(self._units))
@@ -91,7 +98,11 @@ def test_data_out_of_order_but_disjoint_passes() -> None:
     assert recorder.finished
     (chunk,) = recorder.chunks  # the checker sees every range, with its guest offset
     assert sorted(zip(chunk.data_starts, chunk.data_guest, strict=True)) == [
-        (0, C), (2 * C, 3 * C), (5 * C, 0), (9 * C, 2 * C)]
+        (0, C),
+        (2 * C, 3 * C),
+        (5 * C, 0),
+        (9 * C, 2 * C),
+    ]
 
 
 def test_a_cluster_repeated_right_away_is_refused_at_once_naming_the_offsets() -> None:
@@ -175,8 +186,9 @@ def test_a_small_image_with_a_few_tiny_units_passes_under_the_floor() -> None:
 
 def test_expansion_beyond_the_ratio_of_the_whole_file_stops_the_walk() -> None:
     count = TiB // C  # distinct one-byte units: the whole file could not hold their data
-    disk = TableDisk(64 * KiB, (("P", i % (64 * KiB)) for i in range(count)), count,
-                     declared=1, certain=1)
+    disk = TableDisk(
+        64 * KiB, (("P", i % (64 * KiB)) for i in range(count)), count, declared=1, certain=1
+    )
     with pytest.raises(UnsafeImageError) as caught:
         disk.audit()
     assert caught.value.kind in ("expansion", "shared-data")
@@ -210,8 +222,9 @@ def test_allocation_is_not_handed_out_for_shared_tables() -> None:
 
 def test_packed_units_out_of_order_are_measured_and_handed_over_in_file_order() -> None:
     recorder = Recorder()
-    disk = TableDisk(1 * MiB, [("P", 3000), ("P", 0), ("P", 1000)], declared=600, certain=1,
-                     checker=recorder)
+    disk = TableDisk(
+        1 * MiB, [("P", 3000), ("P", 0), ("P", 1000)], declared=600, certain=1, checker=recorder
+    )
     found = disk.audit()
     assert (found.packed_units, found.packed_file_bytes, found.in_file_order) == (3, 1800, False)
     (chunk,) = recorder.chunks

@@ -24,7 +24,8 @@ from server_process import ServeProcess, serve_process
 
 #: the SDK marks ShowJob deprecated; clients still call it
 pytestmark = pytest.mark.filterwarnings(
-    "ignore:Method '[a-z_]+' of ImsClient is deprecated:DeprecationWarning")
+    "ignore:Method '[a-z_]+' of ImsClient is deprecated:DeprecationWarning"
+)
 
 
 @pytest.fixture(scope="module")
@@ -44,25 +45,37 @@ def _raw_sha256(path: Path, driver: str, out: Path) -> str:
     return hashlib.sha256(out.read_bytes()).hexdigest()
 
 
-def test_vendor_sdk_exports_an_image_that_boto3_downloads(server: ServeProcess,
-                                                          guest_qcow2: Path,
-                                                          tmp_path: Path) -> None:
+def test_vendor_sdk_exports_an_image_that_boto3_downloads(
+    server: ServeProcess, guest_qcow2: Path, tmp_path: Path
+) -> None:
     keys = server.keys["alpha"]
     s3 = s3_client(server, keys)
     s3.create_bucket(Bucket="alpha-export")
     s3.upload_file(str(guest_qcow2), "alpha-export", "in/guest.qcow2")
     client = ims_client(server, keys)
-    job_id = client.create_image(CreateImageRequest(body=CreateImageRequestBody(
-        name="e2e-export", image_url="alpha-export:in/guest.qcow2", min_disk=40,
-        is_config=False, type="ECS"))).job_id
+    job_id = client.create_image(
+        CreateImageRequest(
+            body=CreateImageRequestBody(
+                name="e2e-export",
+                image_url="alpha-export:in/guest.qcow2",
+                min_disk=40,
+                is_config=False,
+                type="ECS",
+            )
+        )
+    ).job_id
     job = wait_job(client, job_id)
     assert job.status == "SUCCESS", (job.error_code, job.fail_reason)
     image_id = job.entities.image_id
 
-    exported = client.export_image(ExportImageRequest(
-        image_id=image_id, body=ExportImageRequestBody(
-            bucket_url="alpha-export:out/guest.vmdk", file_format="vmdk",
-            is_quick_export=False)))
+    exported = client.export_image(
+        ExportImageRequest(
+            image_id=image_id,
+            body=ExportImageRequestBody(
+                bucket_url="alpha-export:out/guest.vmdk", file_format="vmdk", is_quick_export=False
+            ),
+        )
+    )
     job = wait_job(client, exported.job_id)
     assert job.status == "SUCCESS", (job.error_code, job.fail_reason)
     assert job.job_type == "imsNativeExportImageJob"
@@ -71,16 +84,25 @@ def test_vendor_sdk_exports_an_image_that_boto3_downloads(server: ServeProcess,
     target = tmp_path / "guest.vmdk"
     s3.download_file("alpha-export", "out/guest.vmdk", str(target))
     head = s3.head_object(Bucket="alpha-export", Key="out/guest.vmdk")
-    assert head["ETag"] == '"' + hashlib.md5(target.read_bytes(),
-                                             usedforsecurity=False).hexdigest() + '"'
+    assert (
+        head["ETag"]
+        == '"' + hashlib.md5(target.read_bytes(), usedforsecurity=False).hexdigest() + '"'
+    )
     assert head["ContentType"] == "application/octet-stream"
     assert target.read_bytes()[:4] == b"KDMV"
-    assert _raw_sha256(target, "vmdk", tmp_path / "out.raw") == \
-        _raw_sha256(guest_qcow2, "qcow2", tmp_path / "in.raw")
+    assert _raw_sha256(target, "vmdk", tmp_path / "out.raw") == _raw_sha256(
+        guest_qcow2, "qcow2", tmp_path / "in.raw"
+    )
 
     # another project's bucket is refused at once, with the vendor's code
     s3_client(server, server.keys["beta"]).create_bucket(Bucket="beta-export")
     with pytest.raises(ClientRequestException) as refused:
-        client.export_image(ExportImageRequest(image_id=image_id, body=ExportImageRequestBody(
-            bucket_url="beta-export:stolen.qcow2", file_format="qcow2")))
+        client.export_image(
+            ExportImageRequest(
+                image_id=image_id,
+                body=ExportImageRequestBody(
+                    bucket_url="beta-export:stolen.qcow2", file_format="qcow2"
+                ),
+            )
+        )
     assert (refused.value.status_code, refused.value.error_code) == (400, "IMG.0069")

@@ -32,14 +32,11 @@ from imageport.fastimport.bitmap import build_bitmap
 from server_process import ServeProcess, serve_process
 
 pytestmark = pytest.mark.filterwarnings(
-    "ignore:Method '[a-z_]+' of ImsClient is deprecated:DeprecationWarning")
+    "ignore:Method '[a-z_]+' of ImsClient is deprecated:DeprecationWarning"
+)
 
 BUCKET = "fast-images"
 IMAGEPORT = [sys.executable, "-m", "imageport.cli.main"]
-
-
-
-
 
 
 @pytest.fixture(scope="module")
@@ -54,16 +51,22 @@ def ready(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The optimized guest as ``disk.raw`` with ``disk.mf`` beside it (made by the CLI)."""
     raw = tmp_path_factory.mktemp("ready") / "disk.raw"
     ff.sparse_disk(ff.ready_raw(), raw, 128 << 20)
-    done = subprocess.run([*IMAGEPORT, "bitmap", str(raw)], capture_output=True, text=True,
-                          check=False, timeout=60)
+    done = subprocess.run(
+        [*IMAGEPORT, "bitmap", str(raw)], capture_output=True, text=True, check=False, timeout=60
+    )
     assert done.returncode == 0, done.stderr
     return raw
 
 
 def quick_import(client: ImsClient, name: str, key: str) -> str:
     body = QuickImportImageByFileRequestBody(
-        name=name, os_version=ff.OS_VERSION, image_url=f"{BUCKET}:{key}", min_disk=40,
-        description="fast import end to end", type="ECS")
+        name=name,
+        os_version=ff.OS_VERSION,
+        image_url=f"{BUCKET}:{key}",
+        min_disk=40,
+        description="fast import end to end",
+        type="ECS",
+    )
     job_id: str = client.import_image_quick(ImportImageQuickRequest(body=body)).job_id
     return job_id
 
@@ -77,12 +80,18 @@ def listed(client: ImsClient, name: str) -> Any:
 def cli(server: ServeProcess, *args: str) -> subprocess.CompletedProcess[str]:
     keys = server.keys["alpha"]
     env = {k: v for k, v in os.environ.items() if not k.startswith("IMAGEPORT_")}
-    env.update(IMAGEPORT_ENDPOINT=server.ims_url, IMAGEPORT_S3_ENDPOINT=server.s3_url,
-               IMAGEPORT_ACCESS_KEY=keys.access_key, IMAGEPORT_SECRET_KEY=keys.secret_key,
-               IMAGEPORT_PROJECT_ID=keys.project_id, HOME=str(server.root),
-               XDG_CONFIG_HOME=str(server.root / "config"))
-    return subprocess.run([*IMAGEPORT, *args], env=env, capture_output=True, text=True,
-                          timeout=120, check=False)
+    env.update(
+        IMAGEPORT_ENDPOINT=server.ims_url,
+        IMAGEPORT_S3_ENDPOINT=server.s3_url,
+        IMAGEPORT_ACCESS_KEY=keys.access_key,
+        IMAGEPORT_SECRET_KEY=keys.secret_key,
+        IMAGEPORT_PROJECT_ID=keys.project_id,
+        HOME=str(server.root),
+        XDG_CONFIG_HOME=str(server.root / "config"),
+    )
+    return subprocess.run(
+        [*IMAGEPORT, *args], env=env, capture_output=True, text=True, timeout=120, check=False
+    )
 
 
 def test_sdk_quick_imports_raw_with_bitmap_and_zvhd2(server: ServeProcess, ready: Path) -> None:
@@ -99,22 +108,23 @@ def test_sdk_quick_imports_raw_with_bitmap_and_zvhd2(server: ServeProcess, ready
         job = wait_job(client, job_id)
         assert job.status == "SUCCESS", (job.error_code, job.fail_reason)
         image = listed(client, name)
-        assert (image.id, image.status, image.disk_format) == (job.entities.image_id, "active",
-                                                               fmt)
+        assert (image.id, image.status, image.disk_format) == (job.entities.image_id, "active", fmt)
         assert image.min_disk == 40 and "Debian" in image.os_version
     head = s3.head_object(Bucket=BUCKET, Key="disk/ready.raw")
     assert int(listed(client, "fast-raw").image_size) == head["ContentLength"] == 128 << 20
 
 
 def test_upload_bitmap_then_unoptimized_guest_fails_img_fast_raw(
-        server: ServeProcess, tmp_path: Path) -> None:
+    server: ServeProcess, tmp_path: Path
+) -> None:
     raw = tmp_path / "netrules.raw"
     ff.sparse_disk(ff.unoptimized_raw(), raw, 128 << 20)
     sent = cli(server, "upload", str(raw), f"{BUCKET}/cli/netrules.raw", "--bitmap", "--json")
     assert sent.returncode == 0, sent.stderr
     assert json.loads(sent.stdout)["bitmap_key"] == "cli/netrules.mf"
-    stored = s3_client(server, server.keys["alpha"]).get_object(Bucket=BUCKET,
-                                                                 Key="cli/netrules.mf")
+    stored = s3_client(server, server.keys["alpha"]).get_object(
+        Bucket=BUCKET, Key="cli/netrules.mf"
+    )
     assert stored["Body"].read() == build_bitmap(raw).encode()
 
     client = ims_client(server, server.keys["alpha"])
@@ -127,36 +137,83 @@ def test_upload_bitmap_then_unoptimized_guest_fails_img_fast_raw(
 def test_cli_register_fast_makes_the_missing_bitmap(server: ServeProcess, ready: Path) -> None:
     s3 = s3_client(server, server.keys["alpha"])
     s3.upload_file(str(ready), BUCKET, "cli/ready.raw")  # its bitmap stays local
-    done = cli(server, "image", "register", "cli-fast", f"{BUCKET}:cli/ready.raw", "--fast",
-               "--source", str(ready), "--os-version", ff.OS_VERSION, "--wait", "--json")
+    done = cli(
+        server,
+        "image",
+        "register",
+        "cli-fast",
+        f"{BUCKET}:cli/ready.raw",
+        "--fast",
+        "--source",
+        str(ready),
+        "--os-version",
+        ff.OS_VERSION,
+        "--wait",
+        "--json",
+    )
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["status"] == "SUCCESS"
     made = s3.get_object(Bucket=BUCKET, Key="cli/ready.mf")["Body"].read()
     assert made == ready.with_suffix(".mf").read_bytes()  # what `imageport bitmap` wrote
-    shown = json.loads(cli(server, "image", "show", json.loads(done.stdout)["entities"][
-        "image_id"], "--json").stdout)
+    shown = json.loads(
+        cli(
+            server, "image", "show", json.loads(done.stdout)["entities"]["image_id"], "--json"
+        ).stdout
+    )
     assert (shown["status"], shown["disk_format"]) == ("active", "raw")
     assert shown["__bitmap_file"] == f"{BUCKET}:cli/ready.mf"
 
     # the bitmap is there now: used as it is; a ZVHD2 needs none
-    again = cli(server, "image", "register", "cli-again", f"{BUCKET}:cli/ready.raw", "--fast",
-                "--source", str(ready), "--os-version", ff.OS_VERSION, "--wait")
+    again = cli(
+        server,
+        "image",
+        "register",
+        "cli-again",
+        f"{BUCKET}:cli/ready.raw",
+        "--fast",
+        "--source",
+        str(ready),
+        "--os-version",
+        ff.OS_VERSION,
+        "--wait",
+    )
     assert again.returncode == 0, again.stderr
     assert f"using bitmap {BUCKET}/cli/ready.mf" in again.stdout
     zvhd2 = ff.ready_zvhd2()
     s3.upload_file(str(zvhd2), BUCKET, "cli/ready.zvhd2")
-    z2 = cli(server, "image", "register", "cli-z2", f"{BUCKET}:cli/ready.zvhd2", "--fast",
-             "--source", str(zvhd2), "--os-version", ff.OS_VERSION, "--wait")
+    z2 = cli(
+        server,
+        "image",
+        "register",
+        "cli-z2",
+        f"{BUCKET}:cli/ready.zvhd2",
+        "--fast",
+        "--source",
+        str(zvhd2),
+        "--os-version",
+        ff.OS_VERSION,
+        "--wait",
+    )
     assert z2.returncode == 0, z2.stderr
     assert "is ZVHD2: no bitmap needed" in z2.stdout
     wrong = cli(server, "upload", str(zvhd2), f"{BUCKET}/cli/other.raw", "--bitmap")
     assert wrong.returncode == 2 and "is zvhd2, not RAW" in wrong.stderr
 
     # no --source and no bitmap in the bucket: a warning, and the job says why it failed
-    s3.copy_object(Bucket=BUCKET, Key="cli/lone.raw",
-                   CopySource={"Bucket": BUCKET, "Key": "cli/ready.raw"})
-    lone = cli(server, "image", "register", "cli-lone", f"{BUCKET}:cli/lone.raw", "--fast",
-               "--os-version", ff.OS_VERSION, "--wait")
+    s3.copy_object(
+        Bucket=BUCKET, Key="cli/lone.raw", CopySource={"Bucket": BUCKET, "Key": "cli/ready.raw"}
+    )
+    lone = cli(
+        server,
+        "image",
+        "register",
+        "cli-lone",
+        f"{BUCKET}:cli/lone.raw",
+        "--fast",
+        "--os-version",
+        ff.OS_VERSION,
+        "--wait",
+    )
     assert lone.returncode == 1
     assert f"warning: no bitmap {BUCKET}/cli/lone.mf" in lone.stderr
     assert "failed: IMG-FAST-RAW" in lone.stderr

@@ -41,13 +41,16 @@ def wait_status(glance: Any, image_id: str) -> Any:
         time.sleep(0.2)
 
 
-def test_glanceclient_uploads_and_the_servers_queue_imports(server: ServeProcess,
-                                                             tmp_path: Path) -> None:
+def test_glanceclient_uploads_and_the_servers_queue_imports(
+    server: ServeProcess, tmp_path: Path
+) -> None:
     guest = import_fixtures.console_ready_qcow2()
-    glance = glanceclient.Client(endpoint=f"{server.ims_url}/v2",
-                                 token=token_for(server, server.keys["alpha"]))
-    image = glance.images.create(name="glance-e2e", disk_format="qcow2",
-                                 container_format="bare", min_disk=40)
+    glance = glanceclient.Client(
+        endpoint=f"{server.ims_url}/v2", token=token_for(server, server.keys["alpha"])
+    )
+    image = glance.images.create(
+        name="glance-e2e", disk_format="qcow2", container_format="bare", min_disk=40
+    )
     assert image.status == "queued"
     with open(guest, "rb") as data:
         glance.images.upload(image.id, data, image_size=guest.stat().st_size)

@@ -45,13 +45,15 @@ from server_process import Keys, ServeProcess, serve_process
 
 #: the SDK marks ShowJob and the Glance calls deprecated; clients still call them
 pytestmark = pytest.mark.filterwarnings(
-    "ignore:Method '[a-z_]+' of ImsClient is deprecated:DeprecationWarning")
+    "ignore:Method '[a-z_]+' of ImsClient is deprecated:DeprecationWarning"
+)
 
 MiB = 1 << 20
 PART = 5 * MiB
 
 
 # -- images ---------------------------------------------------------------------------------------
+
 
 @pytest.fixture(scope="session")
 def guest_qcow2() -> Path:
@@ -83,8 +85,9 @@ def hostile_qcow2() -> Path:
     final = builders.cached("e2e-hostile-backing.qcow2")
     if not final.exists():
         tmp = final.with_name(final.name + ".tmp")
-        builders.qemu_img("create", "-q", "-f", "qcow2", "-u", "-b", "/etc/passwd", "-F", "raw",
-                          str(tmp), "64M")
+        builders.qemu_img(
+            "create", "-q", "-f", "qcow2", "-u", "-b", "/etc/passwd", "-F", "raw", str(tmp), "64M"
+        )
         os.replace(tmp, final)
     return final
 
@@ -92,31 +95,36 @@ def hostile_qcow2() -> Path:
 # -- clients ---------------------------------------------------------------------------------------
 
 
-
 def s3cmd(server: ServeProcess, keys: Keys, tmp_path: Path, *args: str) -> str:
     if shutil.which("s3cmd") is None:
         raise RuntimeError("s3cmd is not installed; run scripts/install --test")
     host = server.s3_url.removeprefix("http://")
     config = tmp_path / "s3cfg"
-    config.write_text(f"[default]\naccess_key = {keys.access_key}\n"
-                      f"secret_key = {keys.secret_key}\nhost_base = {host}\n"
-                      f"host_bucket = {host}\nuse_https = False\nsignature_v2 = False\n"
-                      "bucket_location = local-1\nmultipart_chunk_size_mb = 5\n")
-    proc = subprocess.run(["s3cmd", "-c", str(config), *args], capture_output=True, text=True,
-                          check=False, timeout=120)
+    config.write_text(
+        f"[default]\naccess_key = {keys.access_key}\n"
+        f"secret_key = {keys.secret_key}\nhost_base = {host}\n"
+        f"host_bucket = {host}\nuse_https = False\nsignature_v2 = False\n"
+        "bucket_location = local-1\nmultipart_chunk_size_mb = 5\n"
+    )
+    proc = subprocess.run(
+        ["s3cmd", "-c", str(config), *args],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
+    )
     assert proc.returncode == 0, f"s3cmd {' '.join(args)}: {proc.stderr}{proc.stdout}"
     return proc.stdout
 
 
 def register(client: ImsClient, name: str, bucket: str, key: str) -> str:
     """CreateImage from ``bucket:key``; the job id."""
-    body = CreateImageRequestBody(name=name, image_url=f"{bucket}:{key}", min_disk=40,
-                                  is_config=False, type="ECS")
+    body = CreateImageRequestBody(
+        name=name, image_url=f"{bucket}:{key}", min_disk=40, is_config=False, type="ECS"
+    )
     job_id: str = client.create_image(CreateImageRequest(body=body)).job_id
     assert re.match(r"^[0-9a-f]{32}$", job_id)
     return job_id
-
-
 
 
 def md5(path: Path) -> str:
@@ -131,6 +139,7 @@ def metric(text: str, line_start: str) -> float:
 
 
 # -- one server for most tests ---------------------------------------------------------------------
+
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServeProcess]:
@@ -165,16 +174,23 @@ def test_health_metrics_and_request_ids(server: ServeProcess) -> None:
     assert traced.headers["x-request-id"] == "trace-e2e-1"
     scrape = httpx.get(f"{server.ims_url}/metrics").text
     assert metric(scrape, 'imageport_http_requests_total{api="ims",method="GET",status="401"}') >= 1
-    assert metric(scrape, 'imageport_http_requests_total{api="s3",method="GET",'
-                          f'status="{s3_unsigned.status_code}"}}') >= 1
+    assert (
+        metric(
+            scrape,
+            'imageport_http_requests_total{api="s3",method="GET",'
+            f'status="{s3_unsigned.status_code}"}}',
+        )
+        >= 1
+    )
     assert 'imageport_jobs{status="INIT"}' in scrape
     # one JSON log line per request, with its id
     lines = [line for line in server.log_lines() if line.get("request_id") == "trace-e2e-1"]
     assert len(lines) == 1 and lines[0]["path"] == "/health" and lines[0]["status"] == 200
 
 
-def test_boto3_and_s3cmd_upload_the_same_image(server: ServeProcess, alpha_bucket: str,
-                                               guest_qcow2: Path, tmp_path: Path) -> None:
+def test_boto3_and_s3cmd_upload_the_same_image(
+    server: ServeProcess, alpha_bucket: str, guest_qcow2: Path, tmp_path: Path
+) -> None:
     keys = server.keys["alpha"]
     s3cmd(server, keys, tmp_path, "put", str(guest_qcow2), f"s3://{alpha_bucket}/s3cmd/guest.qcow2")
     s3 = s3_client(server, keys)
@@ -182,28 +198,40 @@ def test_boto3_and_s3cmd_upload_the_same_image(server: ServeProcess, alpha_bucke
     by_s3cmd = s3.head_object(Bucket=alpha_bucket, Key="s3cmd/guest.qcow2")
     assert by_boto["ContentLength"] == by_s3cmd["ContentLength"] == guest_qcow2.stat().st_size
     assert by_s3cmd["ETag"] == f'"{md5(guest_qcow2)}"'
-    s3cmd(server, keys, tmp_path, "get", f"s3://{alpha_bucket}/s3cmd/guest.qcow2",
-          str(tmp_path / "back.qcow2"))
+    s3cmd(
+        server,
+        keys,
+        tmp_path,
+        "get",
+        f"s3://{alpha_bucket}/s3cmd/guest.qcow2",
+        str(tmp_path / "back.qcow2"),
+    )
     assert (tmp_path / "back.qcow2").read_bytes() == guest_qcow2.read_bytes()
     listed = s3cmd(server, keys, tmp_path, "ls", f"s3://{alpha_bucket}/s3cmd/")
     assert "s3cmd/guest.qcow2" in listed
-    puts = [line for line in server.log_lines() if line.get("method") == "PUT"
-            and line.get("path") == f"/{alpha_bucket}/s3cmd/guest.qcow2"]
+    puts = [
+        line
+        for line in server.log_lines()
+        if line.get("method") == "PUT" and line.get("path") == f"/{alpha_bucket}/s3cmd/guest.qcow2"
+    ]
     assert [(p["api"], p["status"], p.get("project")) for p in puts] == [
-        ("s3", 200, keys.project_id)]
+        ("s3", 200, keys.project_id)
+    ]
 
 
-def test_vendor_sdks_upload_register_list_rename_and_delete(server: ServeProcess,
-                                                            alpha_bucket: str,
-                                                            guest_qcow2: Path) -> None:
+def test_vendor_sdks_upload_register_list_rename_and_delete(
+    server: ServeProcess, alpha_bucket: str, guest_qcow2: Path
+) -> None:
     """The vendor's own workflow with its two SDKs: esdk-obs uploads the file in parts (path
     style and AWS v2 signatures against an IP endpoint), huaweicloudsdkims registers it."""
     keys = server.keys["alpha"]
-    obs = ObsClient(access_key_id=keys.access_key, secret_access_key=keys.secret_key,
-                    server=server.s3_url)
+    obs = ObsClient(
+        access_key_id=keys.access_key, secret_access_key=keys.secret_key, server=server.s3_url
+    )
     try:
-        uploaded = obs.uploadFile(alpha_bucket, "obs/guest.qcow2", str(guest_qcow2),
-                                  partSize=PART, taskNum=2)
+        uploaded = obs.uploadFile(
+            alpha_bucket, "obs/guest.qcow2", str(guest_qcow2), partSize=PART, taskNum=2
+        )
     finally:
         obs.close()
     assert uploaded.status == 200, (uploaded.errorCode, uploaded.errorMessage)
@@ -221,8 +249,12 @@ def test_vendor_sdks_upload_register_list_rename_and_delete(server: ServeProcess
     assert "Debian" in image.os_version  # detected from the guest: none was given
     assert int(image.image_size) > 0
 
-    renamed = client.update_image(UpdateImageRequest(image_id=image_id, body=[
-        UpdateImageRequestBody(op="replace", path="/name", value="e2e-debian-renamed")]))
+    renamed = client.update_image(
+        UpdateImageRequest(
+            image_id=image_id,
+            body=[UpdateImageRequestBody(op="replace", path="/name", value="e2e-debian-renamed")],
+        )
+    )
     assert renamed.name == "e2e-debian-renamed"
 
     scrape = httpx.get(f"{server.ims_url}/metrics").text
@@ -233,8 +265,11 @@ def test_vendor_sdks_upload_register_list_rename_and_delete(server: ServeProcess
     assert job_messages[:1] == ["job started"]
     assert job_messages[-1].startswith("job ended after")
 
-    client.glance_delete_image(GlanceDeleteImageRequest(
-        image_id=image_id, body=GlanceDeleteImageRequestBody(delete_backup=False)))
+    client.glance_delete_image(
+        GlanceDeleteImageRequest(
+            image_id=image_id, body=GlanceDeleteImageRequestBody(delete_backup=False)
+        )
+    )
     with pytest.raises(ClientRequestException) as gone:
         client.glance_show_image(GlanceShowImageRequest(image_id=image_id))
     assert gone.value.status_code == 404
@@ -244,8 +279,9 @@ def test_vendor_sdks_upload_register_list_rename_and_delete(server: ServeProcess
     assert creates and creates[0].get("project") == server.keys["alpha"].project_id
 
 
-def test_hostile_backing_file_fails_the_job_with_img_safe(server: ServeProcess,
-                                                          alpha_bucket: str) -> None:
+def test_hostile_backing_file_fails_the_job_with_img_safe(
+    server: ServeProcess, alpha_bucket: str
+) -> None:
     client = ims_client(server, server.keys["alpha"])
     job = wait_job(client, register(client, "e2e-hostile", alpha_bucket, "disk/hostile.qcow2"))
     assert job.status == "FAIL"
@@ -256,8 +292,7 @@ def test_hostile_backing_file_fails_the_job_with_img_safe(server: ServeProcess,
     assert httpx.get(f"{server.ims_url}/health").status_code == 200
 
 
-def test_unsigned_and_cross_project_requests_fail(server: ServeProcess,
-                                                  alpha_bucket: str) -> None:
+def test_unsigned_and_cross_project_requests_fail(server: ServeProcess, alpha_bucket: str) -> None:
     alpha, beta = server.keys["alpha"], server.keys["beta"]
     alpha_ims = ims_client(server, alpha)
     job_id = register(alpha_ims, "e2e-private", alpha_bucket, "disk/guest.qcow2")
@@ -288,18 +323,23 @@ def test_unsigned_and_cross_project_requests_fail(server: ServeProcess,
     wait_job(alpha_ims, job_id)  # leave no job running for the next tests
 
 
-def test_multipart_upload_resumes_after_a_kill(server: ServeProcess,
-                                               big_guest_qcow2: Path) -> None:
+def test_multipart_upload_resumes_after_a_kill(server: ServeProcess, big_guest_qcow2: Path) -> None:
     keys = server.keys["alpha"]
     data = big_guest_qcow2.read_bytes()
-    parts = [data[i:i + PART] for i in range(0, len(data), PART)]
+    parts = [data[i : i + PART] for i in range(0, len(data), PART)]
     assert len(parts) >= 3
     s3 = s3_client(server, keys)
     s3.create_bucket(Bucket="alpha-multipart")
-    upload_id = s3.create_multipart_upload(Bucket="alpha-multipart",
-                                           Key="big.qcow2")["UploadId"]
-    etags = {1: s3.upload_part(Bucket="alpha-multipart", Key="big.qcow2", UploadId=upload_id,
-                               PartNumber=1, Body=parts[0])["ETag"]}
+    upload_id = s3.create_multipart_upload(Bucket="alpha-multipart", Key="big.qcow2")["UploadId"]
+    etags = {
+        1: s3.upload_part(
+            Bucket="alpha-multipart",
+            Key="big.qcow2",
+            UploadId=upload_id,
+            PartNumber=1,
+            Body=parts[0],
+        )["ETag"]
+    }
 
     server.kill9()
     server.restart()
@@ -308,11 +348,19 @@ def test_multipart_upload_resumes_after_a_kill(server: ServeProcess,
     kept = s3.list_parts(Bucket="alpha-multipart", Key="big.qcow2", UploadId=upload_id)
     assert [(p["PartNumber"], p["ETag"]) for p in kept["Parts"]] == [(1, etags[1])]
     for number, body in enumerate(parts[1:], start=2):  # only the missing parts
-        etags[number] = s3.upload_part(Bucket="alpha-multipart", Key="big.qcow2",
-                                       UploadId=upload_id, PartNumber=number, Body=body)["ETag"]
+        etags[number] = s3.upload_part(
+            Bucket="alpha-multipart",
+            Key="big.qcow2",
+            UploadId=upload_id,
+            PartNumber=number,
+            Body=body,
+        )["ETag"]
     s3.complete_multipart_upload(
-        Bucket="alpha-multipart", Key="big.qcow2", UploadId=upload_id,
-        MultipartUpload={"Parts": [{"PartNumber": n, "ETag": e} for n, e in etags.items()]})
+        Bucket="alpha-multipart",
+        Key="big.qcow2",
+        UploadId=upload_id,
+        MultipartUpload={"Parts": [{"PartNumber": n, "ETag": e} for n, e in etags.items()]},
+    )
     got = s3.get_object(Bucket="alpha-multipart", Key="big.qcow2")
     assert got["Body"].read() == data
     assert got["ETag"].endswith(f'-{len(parts)}"')
@@ -323,6 +371,7 @@ def test_multipart_upload_resumes_after_a_kill(server: ServeProcess,
 
 
 # -- kill -9 while jobs run ------------------------------------------------------------------------
+
 
 def _states(data_dir: Path) -> tuple[list[tuple[str, str]], list[str]]:
     """(job id, status) of every job and the status of every image, read from the database."""
@@ -352,11 +401,13 @@ def test_kill9_during_jobs_then_restart(tmp_path: Path, big_guest_qcow2: Path) -
         s3.create_bucket(Bucket="gamma-images")
         s3.upload_file(str(big_guest_qcow2), "gamma-images", "big.qcow2")
         client = ims_client(server, keys)
-        job_ids = [register(client, f"e2e-crash-{n}", "gamma-images", "big.qcow2")
-                   for n in range(3)]
+        job_ids = [
+            register(client, f"e2e-crash-{n}", "gamma-images", "big.qcow2") for n in range(3)
+        ]
         deadline = time.monotonic() + 60
-        while not any(client.show_job(ShowJobRequest(job_id=j)).status == "RUNNING"
-                      for j in job_ids):
+        while not any(
+            client.show_job(ShowJobRequest(job_id=j)).status == "RUNNING" for j in job_ids
+        ):
             assert time.monotonic() < deadline, "no job started running"
             time.sleep(0.02)
         server.kill9()

@@ -41,7 +41,8 @@ from server_process import serve_process
 
 #: the SDK marks ShowJob deprecated; clients still call it
 pytestmark = pytest.mark.filterwarnings(
-    "ignore:Method '[a-z_]+' of ImsClient is deprecated:DeprecationWarning")
+    "ignore:Method '[a-z_]+' of ImsClient is deprecated:DeprecationWarning"
+)
 
 MiB = 1 << 20
 BUCKET = "pg-images"
@@ -57,16 +58,13 @@ def pg_url(postgres_server: pg_server.PostgresServer) -> Iterator[str]:
         postgres_server.drop_database(url)
 
 
-
-
 def register(client: ImsClient, name: str, key: str) -> str:
-    body = CreateImageRequestBody(name=name, image_url=f"{BUCKET}:{key}", min_disk=40,
-                                  is_config=False, type="ECS")
+    body = CreateImageRequestBody(
+        name=name, image_url=f"{BUCKET}:{key}", min_disk=40, is_config=False, type="ECS"
+    )
     job_id: str = client.create_image(CreateImageRequest(body=body)).job_id
     assert re.match(r"^[0-9a-f]{32}$", job_id)
     return job_id
-
-
 
 
 def pg_rows(url: str) -> tuple[dict[str, str], dict[str, str]]:
@@ -90,7 +88,7 @@ def test_serve_on_postgresql_survives_kill9(tmp_path: Path, pg_url: str) -> None
         s3.upload_file(str(fx.good_image("qcow2")), BUCKET, "disk/guest.qcow2")
         s3.upload_file(str(fx.backing_qcow2()), BUCKET, "disk/hostile.qcow2")
         guest = fx.good_image("qcow2").read_bytes()
-        s3.put_object(Bucket=BUCKET, Key="disk/truncated.qcow2", Body=guest[:len(guest) // 2])
+        s3.put_object(Bucket=BUCKET, Key="disk/truncated.qcow2", Body=guest[: len(guest) // 2])
 
         client = ims_client(server, keys)
         job = wait_job(client, register(client, "pg-debian", "disk/guest.qcow2"))
@@ -112,8 +110,9 @@ def test_serve_on_postgresql_survives_kill9(tmp_path: Path, pg_url: str) -> None
         # kill -9 with one job running and one waiting
         waiting = [register(client, f"pg-crash-{n}", "disk/guest.qcow2") for n in range(2)]
         deadline = time.monotonic() + 60
-        while not any(client.show_job(ShowJobRequest(job_id=j)).status == "RUNNING"
-                      for j in waiting):
+        while not any(
+            client.show_job(ShowJobRequest(job_id=j)).status == "RUNNING" for j in waiting
+        ):
             assert time.monotonic() < deadline, "no job started running"
             time.sleep(0.02)
         server.kill9()
@@ -140,13 +139,17 @@ def test_serve_on_postgresql_survives_kill9(tmp_path: Path, pg_url: str) -> None
 
 # -- s3cmd resumes an upload cut by kill -9 -------------------------------------------------------
 
+
 def _part_puts(lines: list[dict[str, object]], path: str) -> list[int]:
     """Part numbers of the UploadPart requests to ``path`` the server answered 200, in order."""
     found = []
     for line in lines:
         number = re.search(r"(?:^|&)partNumber=(\d+)", str(line.get("query", "")))
         if number and (line.get("method"), line.get("path"), line.get("status")) == (
-                "PUT", path, 200):
+            "PUT",
+            path,
+            200,
+        ):
             found.append(int(number.group(1)))
     return found
 
@@ -168,12 +171,20 @@ def test_s3cmd_resumes_an_upload_cut_by_kill9(tmp_path: Path, pg_url: str) -> No
         keys = server.keys["alpha"]
         creds = s3_server.Credentials(keys.access_key, keys.secret_key, keys.project_id)
         config = s3_server.s3cmd_config(tmp_path / "s3cfg", server.s3_url, creds)
-        subprocess.run(_s3cmd_argv(config, "mb", f"s3://{BUCKET}"), env=env, check=True,
-                       capture_output=True, timeout=60)
+        subprocess.run(
+            _s3cmd_argv(config, "mb", f"s3://{BUCKET}"),
+            env=env,
+            check=True,
+            capture_output=True,
+            timeout=60,
+        )
         # 10 MB/s: about half a second a part, so the kill lands half-way
-        first = subprocess.Popen(_s3cmd_argv(config, "--limit-rate=10m", "put", str(source),
-                                             f"s3://{BUCKET}/disk.img"),
-                                 env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        first = subprocess.Popen(
+            _s3cmd_argv(config, "--limit-rate=10m", "put", str(source), f"s3://{BUCKET}/disk.img"),
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         deadline = time.monotonic() + 60
         while len(_part_puts(server.log_lines(), f"/{BUCKET}/disk.img")) < 2:
             assert first.poll() is None, "s3cmd ended before it was interrupted"
@@ -188,18 +199,32 @@ def test_s3cmd_resumes_an_upload_cut_by_kill9(tmp_path: Path, pg_url: str) -> No
         uploads = s3.list_multipart_uploads(Bucket=BUCKET)["Uploads"]
         assert [u["Key"] for u in uploads] == ["disk.img"]
         upload_id = uploads[0]["UploadId"]
-        kept = [p["PartNumber"]
-                for p in s3.list_parts(Bucket=BUCKET, Key="disk.img",
-                                       UploadId=upload_id).get("Parts", [])]
+        kept = [
+            p["PartNumber"]
+            for p in s3.list_parts(Bucket=BUCKET, Key="disk.img", UploadId=upload_id).get(
+                "Parts", []
+            )
+        ]
         assert 2 <= len(kept) < parts, kept
-        listed = subprocess.run(_s3cmd_argv(config, "multipart", f"s3://{BUCKET}"), env=env,
-                                capture_output=True, text=True, timeout=60, check=True)
+        listed = subprocess.run(
+            _s3cmd_argv(config, "multipart", f"s3://{BUCKET}"),
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=True,
+        )
         assert upload_id in listed.stdout
 
         before = len(server.log_lines())
-        resumed = subprocess.run(_s3cmd_argv(config, "put", "--continue-put", str(source),
-                                             f"s3://{BUCKET}/disk.img"), env=env,
-                                 capture_output=True, text=True, timeout=120, check=False)
+        resumed = subprocess.run(
+            _s3cmd_argv(config, "put", "--continue-put", str(source), f"s3://{BUCKET}/disk.img"),
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
         assert resumed.returncode == 0, resumed.stderr
         sent = _part_puts(server.log_lines()[before:], f"/{BUCKET}/disk.img")
         assert sorted(sent) == sorted(set(range(1, parts + 1)) - set(kept))

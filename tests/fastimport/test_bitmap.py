@@ -137,6 +137,7 @@ def huge(tmp_path_factory: pytest.TempPathFactory) -> SparseRaw:
 
 # --- building -----------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("block_size", [64 * KiB, 2 * MiB, 64 * MiB])
 def test_bitmap_of_200g_matches_the_data_bit_by_bit(big: SparseRaw, block_size: int) -> None:
     result = mf.scan_raw(big.path, block_size)
@@ -170,8 +171,9 @@ def test_1_5_tib_reads_only_allocated_bytes_quickly(huge: SparseRaw) -> None:
     assert elapsed < 5.0, f"scanning 1.5 TiB apparent took {elapsed:.2f} s"
 
 
-def test_partial_last_block_and_no_seek_data(tmp_path: Path,
-                                             monkeypatch: pytest.MonkeyPatch) -> None:
+def test_partial_last_block_and_no_seek_data(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     path = tmp_path / "odd.raw"
     size = 10 * BS + 512
     with open(path, "wb") as f:
@@ -206,6 +208,7 @@ def test_empty_image(tmp_path: Path) -> None:
 
 
 # --- the file: round trip and corruptions ---------------------------------------------------
+
 
 def test_round_trip_and_layout(big: SparseRaw, tmp_path: Path) -> None:
     bm = mf.build_bitmap(big.path)
@@ -258,24 +261,23 @@ CORRUPTIONS = {
     "version 0": (lambda d: _rewrite(d, version=0), BitmapFileError, "version 0"),
     "header checksum": (lambda d: _flip(d, 20), BitmapFileError, "header checksum"),
     "header size": (lambda d: _rewrite(d, header_size=128), BitmapFileError, "128-byte"),
-    "image size": (lambda d: _rewrite(d, image_size=40 * 64 * KiB), BitmapFileError,
-                   "declares 13 blocks"),
+    "image size": (
+        lambda d: _rewrite(d, image_size=40 * 64 * KiB),
+        BitmapFileError,
+        "declares 13 blocks",
+    ),
     "block count": (lambda d: _rewrite(d, block_count=14), BitmapFileError, "declares 14"),
-    "block size": (lambda d: _rewrite(d, block_size=3 * 64 * KiB), BitmapFileError,
-                   "power of two"),
+    "block size": (lambda d: _rewrite(d, block_size=3 * 64 * KiB), BitmapFileError, "power of two"),
     "tiny blocks": (lambda d: _rewrite(d, block_size=4096), BitmapFileError, "64 KiB"),
-    "huge image": (lambda d: _rewrite(d, image_size=1 << 60), LimitExceededError,
-                   "image size"),
+    "huge image": (lambda d: _rewrite(d, image_size=1 << 60), LimitExceededError, "image size"),
     "truncated bitmap": (lambda d: d[:-1], TruncatedImageError, "need 98"),
     "truncated header": (lambda d: d[:50], TruncatedImageError, "header"),
     "bitmap checksum": (lambda d: _flip(d, 96), BitmapFileError, "SHA-256"),
     "trailing garbage": (lambda d: d + b"\0", BitmapFileError, "trailing"),
-    "padding bits": (lambda d: _rewrite(d, bits={1: 0b0011_0000}), BitmapFileError,
-                     "padding bits"),
+    "padding bits": (lambda d: _rewrite(d, bits={1: 0b0011_0000}), BitmapFileError, "padding bits"),
     "set bits": (lambda d: _rewrite(d, set_bits=4), BitmapFileError, "declares 4 blocks"),
     "flags": (lambda d: _rewrite(d, flags=1), BitmapFileError, "flags"),
-    "reserved": (lambda d: _rewrite(d, reserved=b"\1" + bytes(11)), BitmapFileError,
-                 "reserved"),
+    "reserved": (lambda d: _rewrite(d, reserved=b"\1" + bytes(11)), BitmapFileError, "reserved"),
 }
 
 
@@ -312,6 +314,7 @@ def test_bitmap_object_refuses_inconsistent_bits() -> None:
 
 
 # --- verification ---------------------------------------------------------------------------
+
 
 def test_verify_fresh_bitmap(big: SparseRaw, tmp_path: Path) -> None:
     out = tmp_path / "d.mf"
@@ -360,7 +363,9 @@ def test_verify_always_checks_first_and_last_block(tmp_path: Path) -> None:
     result = mf.verify_bitmap(raw, out, samples=1, seed=3)
     assert result.blocks_checked <= 4
     assert [p.split(" (")[0] for p in result.problems] == [
-        "IMG-FAST-RAW: block 0", "IMG-FAST-RAW: block 63"]
+        "IMG-FAST-RAW: block 0",
+        "IMG-FAST-RAW: block 63",
+    ]
 
 
 def test_verify_warns_on_block_marked_1_now_zero(tmp_path: Path) -> None:
@@ -408,11 +413,13 @@ def test_write_refuses_to_replace_the_raw(tmp_path: Path) -> None:
 
 # --- the command line (the real entry point) ------------------------------------------------
 
+
 def run(*args: str | Path) -> subprocess.CompletedProcess[str]:
     if not IMAGEPORT.exists():
         raise RuntimeError(f"the imageport entry point is missing at {IMAGEPORT}; pip install -e .")
-    return subprocess.run([str(IMAGEPORT), *map(str, args)], capture_output=True, text=True,
-                          check=False, timeout=120)
+    return subprocess.run(
+        [str(IMAGEPORT), *map(str, args)], capture_output=True, text=True, check=False, timeout=120
+    )
 
 
 def test_cli_writes_and_verifies(big: SparseRaw, tmp_path: Path) -> None:
@@ -473,9 +480,12 @@ def test_cli_refuses_non_raw_and_misuse(tmp_path: Path) -> None:
 
 
 def test_cli_help_is_quick_to_import() -> None:
-    code = ("import sys, imageport.cli.bitmap; "
-            "print(any(m.startswith('imageport.fastimport') for m in sys.modules))")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         check=True).stdout
+    code = (
+        "import sys, imageport.cli.bitmap; "
+        "print(any(m.startswith('imageport.fastimport') for m in sys.modules))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout
     assert out.strip() == "False"
     assert shutil.which("cp"), "cp is needed by these tests"

@@ -50,8 +50,12 @@ def large_guest(size: int) -> tuple[Path, Path]:
     try:
         subprocess.run(["cp", "--sparse=always", str(guest), str(tmp)], check=True)
         os.truncate(tmp, size)
-        proc = subprocess.run(["sfdisk", "-q", "--relocate", "gpt-bak-std", str(tmp)],
-                              capture_output=True, text=True, check=False)
+        proc = subprocess.run(
+            ["sfdisk", "-q", "--relocate", "gpt-bak-std", str(tmp)],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
         if proc.returncode != 0:
             pytest.fail(f"sfdisk --relocate failed: {proc.stderr}")
         mf.write_bitmap(mf.build_bitmap(tmp), bitmap)
@@ -73,8 +77,14 @@ def disk1536() -> tuple[Path, Path]:
 
 def check(raw: Path, bitmap: Path | None, *, fast: bool, min_disk: int | None) -> CheckReport:
     started = time.perf_counter()
-    report = check_image(raw, CheckOptions(fast_import=fast, min_disk_gib=min_disk,
-                                           bitmap_path=None if bitmap is None else str(bitmap)))
+    report = check_image(
+        raw,
+        CheckOptions(
+            fast_import=fast,
+            min_disk_gib=min_disk,
+            bitmap_path=None if bitmap is None else str(bitmap),
+        ),
+    )
     elapsed = time.perf_counter() - started
     assert report.bytes_read < MAX_READ, report.bytes_read
     assert elapsed < MAX_SECONDS, f"checking {raw.name} took {elapsed:.2f} s"
@@ -85,8 +95,9 @@ def errors(report: CheckReport) -> list[str]:
     return [f.rule_id for f in report.findings if f.severity is Severity.ERROR]
 
 
-def test_the_large_files_are_sparse_valid_gpt_disks(disk200: tuple[Path, Path],
-                                                    disk1536: tuple[Path, Path]) -> None:
+def test_the_large_files_are_sparse_valid_gpt_disks(
+    disk200: tuple[Path, Path], disk1536: tuple[Path, Path]
+) -> None:
     for (raw, _bitmap), size in ((disk200, 200 * GiB), (disk1536, 1536 * GiB)):
         assert raw.stat().st_size == size
         assert raw.stat().st_blocks * 512 < 64 * MiB  # sparse: a few MiB really stored
@@ -98,15 +109,19 @@ def test_the_large_files_are_sparse_valid_gpt_disks(disk200: tuple[Path, Path],
 
 
 def test_200g_passes_only_with_fast_import_its_bitmap_and_min_disk(
-        disk200: tuple[Path, Path]) -> None:
+    disk200: tuple[Path, Path],
+) -> None:
     raw, bitmap = disk200
     report = check(raw, bitmap, fast=True, min_disk=200)
     assert report.passed, [f.message for f in report.findings]
     assert report.bitmap is not None and report.bitmap.ok
     assert report.bitmap.block_count == 200 * GiB // (2 * MiB)
 
-    (size,) = (f for f in check(raw, None, fast=False, min_disk=200).findings
-               if f.severity is Severity.ERROR)
+    (size,) = (
+        f
+        for f in check(raw, None, fast=False, min_disk=200).findings
+        if f.severity is Severity.ERROR
+    )
     assert size.rule_id == "IMG-SIZE"
     assert "must be imported with fast import" in size.message
     assert "--fast-import --bitmap FILE.mf" in size.advice and "imageport bitmap" in size.advice
@@ -122,5 +137,4 @@ def test_1_5_tib_is_refused_even_with_fast_import(disk1536: tuple[Path, Path]) -
     size = report.findings[0]
     assert "larger than 1 TiB" in size.message and "fast import included" in size.message
     assert report.bitmap is not None and report.bitmap.ok  # refused for its size alone
-    assert errors(check(raw, bitmap, fast=False, min_disk=None)) == ["IMG-SIZE",
-                                                                     "IMG-DISK-SIZE"]
+    assert errors(check(raw, bitmap, fast=False, min_disk=None)) == ["IMG-SIZE", "IMG-DISK-SIZE"]

@@ -63,8 +63,7 @@ def _label(case: tuple[str, str, bool]) -> str:
 
 
 @pytest.mark.parametrize("case", INPUTS, ids=_label)
-def test_every_input_round_trips_through_zvhd2(case: tuple[str, str, bool],
-                                               tmp_path: Path) -> None:
+def test_every_input_round_trips_through_zvhd2(case: tuple[str, str, bool], tmp_path: Path) -> None:
     image, reference = _input(*case)
     out = tmp_path / "out.zvhd2"
     done = convert_image(image, out, "zvhd2")
@@ -84,13 +83,16 @@ def test_inputs_round_trip_through_zvhd(case: tuple[str, str, bool], tmp_path: P
     assert filecmp.cmp(back, reference, shallow=False)
 
 
-@pytest.mark.parametrize(("method", "block_mib"), [("zlib", 2), ("zstd", 1), ("zstd", 32),
-                                                   ("zlib", 4)])
-def test_methods_and_block_sizes_round_trip(method: str, block_mib: int, pattern_raw: Path,
-                                            tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("method", "block_mib"), [("zlib", 2), ("zstd", 1), ("zstd", 32), ("zlib", 4)]
+)
+def test_methods_and_block_sizes_round_trip(
+    method: str, block_mib: int, pattern_raw: Path, tmp_path: Path
+) -> None:
     out = tmp_path / "out.zvhd2"
-    convert_image(pattern_raw, out, "zvhd2",
-                  ConvertOptions(compression=method, block_size=block_mib * MiB))
+    convert_image(
+        pattern_raw, out, "zvhd2", ConvertOptions(compression=method, block_size=block_mib * MiB)
+    )
     with FileSource(out) as src:
         c = registry.probe(src)
         assert c.variant == f"zvhd2 ({method})" and c.readable
@@ -106,11 +108,19 @@ def test_output_passes_our_probe_and_safety_checks(pattern_raw: Path, tmp_path: 
         convert_image(pattern_raw, out, fmt)  # type: ignore[arg-type]
         report = check_image(out)
         c = report.container
-        assert (c.format, c.accepted, c.readable, c.hazards, c.damage) == (fmt, True, True, (),
-                                                                           None)
+        assert (c.format, c.accepted, c.readable, c.hazards, c.damage) == (
+            fmt,
+            True,
+            True,
+            (),
+            None,
+        )
         assert c.virtual_size == pattern_raw.stat().st_size
-        bad = [f.rule_id for f in report.findings if f.severity is Severity.ERROR
-               and f.rule_id in ("IMG-FORMAT", "IMG-SAFE")]
+        bad = [
+            f.rule_id
+            for f in report.findings
+            if f.severity is Severity.ERROR and f.rule_id in ("IMG-FORMAT", "IMG-SAFE")
+        ]
         assert bad == []
 
 
@@ -143,8 +153,11 @@ def test_parallel_output_equals_sequential_output(pattern_raw: Path, tmp_path: P
         for workers in (1, 3):
             out = tmp_path / f"w{workers}.{ext}"
             with FileSource(pattern_raw) as src:
-                write(RawDisk(src), out, zw.WriterOptions(timestamp=0, uuid=bytes(16),
-                                                          workers=workers))
+                write(
+                    RawDisk(src),
+                    out,
+                    zw.WriterOptions(timestamp=0, uuid=bytes(16), workers=workers),
+                )
             outs.append(out)
         assert filecmp.cmp(*outs, shallow=False)
 
@@ -211,8 +224,9 @@ def test_in_flight_blocks_are_bounded(tmp_path: Path) -> None:
 
 def test_progress_reaches_the_total(pattern_raw: Path, tmp_path: Path) -> None:
     seen: list[tuple[int, int]] = []
-    convert_image(pattern_raw, tmp_path / "p.zvhd2", "zvhd2",
-                  progress=lambda d, t: seen.append((d, t)))
+    convert_image(
+        pattern_raw, tmp_path / "p.zvhd2", "zvhd2", progress=lambda d, t: seen.append((d, t))
+    )
     assert seen[-1] == (pattern_raw.stat().st_size,) * 2
     assert [d for d, _ in seen] == sorted(d for d, _ in seen)
 
@@ -220,16 +234,18 @@ def test_progress_reaches_the_total(pattern_raw: Path, tmp_path: Path) -> None:
 def test_bad_options_and_unsafe_inputs_are_refused(pattern_raw: Path, tmp_path: Path) -> None:
     for bad in (3 * MiB, 64 * MiB, 512 * 1024):
         with pytest.raises(ImageportError, match="power of two"):
-            convert_image(pattern_raw, tmp_path / "x.zvhd2", "zvhd2",
-                          ConvertOptions(block_size=bad))
+            convert_image(
+                pattern_raw, tmp_path / "x.zvhd2", "zvhd2", ConvertOptions(block_size=bad)
+            )
     with pytest.raises(ImageportError, match="always zlib"):
         convert_image(pattern_raw, tmp_path / "x.zvhd", "zvhd", ConvertOptions("zstd"))
     with pytest.raises(ImageportError, match="input file"):
         convert_image(pattern_raw, pattern_raw, "zvhd2")
     hostile = builders.cached("zvhd-writer-hostile-backing.qcow2")
     if not hostile.exists():  # -u: qemu-img does not open the backing file, so give the size
-        builders.qemu_img("create", "-f", "qcow2", "-F", "raw", "-b", "/etc/hostname", "-u",
-                          str(hostile), "64M")
+        builders.qemu_img(
+            "create", "-f", "qcow2", "-F", "raw", "-b", "/etc/hostname", "-u", str(hostile), "64M"
+        )
     with pytest.raises(ImageRefusedError, match="IMG-SAFE"):
         convert_image(hostile, tmp_path / "h.zvhd2", "zvhd2")
     assert not (tmp_path / "h.zvhd2").exists()
@@ -341,8 +357,7 @@ def test_oversized_record_length_is_a_limit_error(small_zvhd2: bytes) -> None:
     assert c.damage is not None and "record length" in c.damage
 
 
-def test_input_damaged_past_the_probe_leaves_no_output(small_zvhd2: bytes,
-                                                       tmp_path: Path) -> None:
+def test_input_damaged_past_the_probe_leaves_no_output(small_zvhd2: bytes, tmp_path: Path) -> None:
     data = bytearray(small_zvhd2)
     first = struct.unpack_from("<Q", data, _field(data, 96, "<Q"))[0]
     data[first + 48 : first + 64] = b"\xff" * 16  # garbage compressed bytes in block 0

@@ -60,8 +60,9 @@ def compressed_image() -> Path:
         chunks.append(chunk)
         commands += ["-c", f"write -q -c -s {chunk} {dst} {CLUSTER}"]
     qemu_io = Path(builders.qemu_img_path()).with_name("qemu-io")
-    subprocess.run([str(qemu_io), "-f", "qcow", *commands, str(tmp)], check=True,
-                   capture_output=True)
+    subprocess.run(
+        [str(qemu_io), "-f", "qcow", *commands, str(tmp)], check=True, capture_output=True
+    )
     for chunk in chunks:
         chunk.unlink()
     os.replace(tmp, final)
@@ -99,8 +100,13 @@ def test_backing_file_is_named_and_never_opened(monkeypatch: pytest.MonkeyPatch)
 
 
 def test_aes_encryption_is_reported() -> None:
-    image = _create("aes", "--object", "secret,id=sec0,data=abc", "-o",
-                    "encrypt.format=aes,encrypt.key-secret=sec0")
+    image = _create(
+        "aes",
+        "--object",
+        "secret,id=sec0,data=abc",
+        "-o",
+        "encrypt.format=aes,encrypt.key-secret=sec0",
+    )
     with FileSource(image) as src:
         c = registry.probe(src)
     assert (c.format, c.encryption, c.opener) == ("qcow", "aes", None)

@@ -76,8 +76,18 @@ def small(tmp_path_factory: pytest.TempPathFactory) -> Callable[..., bytes]:
         key = f"{options}-{compress}"
         if key not in made:
             out = root / f"{len(made)}.qcow2"
-            builders.qemu_img("convert", "-f", "raw", "-O", "qcow2", "-o", options,
-                              *(["-c"] if compress else []), str(raw), str(out))
+            builders.qemu_img(
+                "convert",
+                "-f",
+                "raw",
+                "-O",
+                "qcow2",
+                "-o",
+                options,
+                *(["-c"] if compress else []),
+                str(raw),
+                str(out),
+            )
             made[key] = out.read_bytes()
         return made[key]
 
@@ -213,8 +223,13 @@ def test_external_data_file_is_named() -> None:
 @pytest.mark.parametrize("method", ["aes", "luks"])
 def test_encryption_is_reported(method: str) -> None:
     extra = ",encrypt.iter-time=100" if method == "luks" else ""
-    image = _create(method, "--object", "secret,id=sec0,data=abc", "-o",
-                    f"encrypt.format={method},encrypt.key-secret=sec0{extra}")
+    image = _create(
+        method,
+        "--object",
+        "secret,id=sec0,data=abc",
+        "-o",
+        f"encrypt.format={method},encrypt.key-secret=sec0{extra}",
+    )
     with FileSource(image) as src:
         c = registry.probe(src)
     assert (c.format, c.encryption, c.opener, c.damage) == ("qcow2", method, None, None)

@@ -25,20 +25,30 @@ INCOMPAT_DIRTY = 1
 
 def qemu_io(image: Path, commands: str) -> None:
     """Run the ``qemu-io`` commands of ``commands`` (one a line) in one process."""
-    subprocess.run(["qemu-io", "-f", "qcow2",
-                    *(x for c in commands.splitlines() for x in ("-c", c)), str(image)],
-                   check=True, capture_output=True)
+    subprocess.run(
+        [
+            "qemu-io",
+            "-f",
+            "qcow2",
+            *(x for c in commands.splitlines() for x in ("-c", c)),
+            str(image),
+        ],
+        check=True,
+        capture_output=True,
+    )
 
 
-def image(name: str, size: str, *commands: str, options: str = "",
-          snapshots: tuple[int, ...] = ()) -> Path:
+def image(
+    name: str, size: str, *commands: str, options: str = "", snapshots: tuple[int, ...] = ()
+) -> Path:
     """A qcow2 made by ``qemu-img create`` and written by ``qemu-io`` (cached); an internal
     snapshot is taken after each step of ``commands`` whose index is in ``snapshots``."""
     final = builders.cached(f"qcow2-storage-v1-{name}.qcow2")
     if not final.exists():
         tmp = final.with_name(final.name + ".tmp")
-        builders.qemu_img("create", "-q", "-f", "qcow2", *(["-o", options] if options else []),
-                          str(tmp), size)
+        builders.qemu_img(
+            "create", "-q", "-f", "qcow2", *(["-o", options] if options else []), str(tmp), size
+        )
         for i, command in enumerate(commands):
             qemu_io(tmp, command)
             if i in snapshots:
@@ -67,8 +77,14 @@ def passes_exactly(path: Path) -> None:
 
 def written() -> Path:
     """Plain and compressed clusters, and a zero cluster, in a 1 GiB image."""
-    return image("written", "1G", "write -P 0x11 0 256k", "write -c -P 0x22 256k 128k",
-                 "write -z 384k 64k", "write -P 0x33 512M 64k")
+    return image(
+        "written",
+        "1G",
+        "write -P 0x11 0 256k",
+        "write -c -P 0x22 256k 128k",
+        "write -z 384k 64k",
+        "write -P 0x33 512M 64k",
+    )
 
 
 # -- legitimate images ---------------------------------------------------------------------
@@ -76,8 +92,15 @@ def written() -> Path:
 
 def test_internal_snapshots_pass() -> None:
     # clusters shared with snapshots have refcounts up to 4: allowed when snapshots exist
-    path = image("snapshots", "64M", "write -P 1 0 4M", "write -P 2 1M 1M",
-                 "write -c -P 3 8M 256k", "write -P 4 8M 64k", snapshots=(0, 1, 2))
+    path = image(
+        "snapshots",
+        "64M",
+        "write -P 1 0 4M",
+        "write -P 2 1M 1M",
+        "write -c -P 3 8M 256k",
+        "write -P 4 8M 64k",
+        snapshots=(0, 1, 2),
+    )
     data = path.read_bytes()
     assert sb.get_refcount(data, sb.u64(data, sb.l2_entry_at(data, 0)) & sb.L1_OFFSET_MASK) == 4
     passes_exactly(path)
@@ -98,8 +121,14 @@ def test_a_vm_style_fragmented_image_passes() -> None:
 
 @pytest.mark.parametrize("bits", [1, 2, 4, 8, 16, 32, 64])
 def test_every_refcount_width_is_read(bits: int) -> None:
-    path = image(f"refcount{bits}", "64M", "write -P 1 0 1M", "write -c -P 2 4M 256k",
-                 "write -P 3 40M 64k", options=f"refcount_bits={bits}")
+    path = image(
+        f"refcount{bits}",
+        "64M",
+        "write -P 1 0 1M",
+        "write -c -P 2 4M 256k",
+        "write -P 3 40M 64k",
+        options=f"refcount_bits={bits}",
+    )
     passes_exactly(path)
     data = bytearray(path.read_bytes())
     host = sb.u64(data, sb.l2_entry_at(data, 40 * MiB)) & sb.L1_OFFSET_MASK
@@ -110,8 +139,13 @@ def test_every_refcount_width_is_read(bits: int) -> None:
 def test_a_small_image_of_constant_data_passes_under_the_floor() -> None:
     # zstd turns 2 MiB of one byte into a few dozen bytes: far beyond the 256:1 limit, but only
     # 4 MiB
-    path = image("constant", "64M", "write -c -P 0xff 0 2M", "write -c -P 0xfe 2M 2M",
-                 options="cluster_size=2M,compression_type=zstd")
+    path = image(
+        "constant",
+        "64M",
+        "write -c -P 0xff 0 2M",
+        "write -c -P 0xfe 2M 2M",
+        options="cluster_size=2M,compression_type=zstd",
+    )
     with FileSource(path) as src:
         found = registry.probe(src).opener(src).audit()  # type: ignore[misc]
     assert found.packed_bytes > 1032 * found.packed_file_bytes  # beyond deflate, too
@@ -123,14 +157,30 @@ def test_a_dirty_image_left_by_a_crash_with_lazy_refcounts_passes() -> None:
     final = builders.cached("qcow2-storage-v1-lazy-crash.qcow2")
     if not final.exists():
         tmp = final.with_name(final.name + ".tmp")
-        builders.qemu_img("create", "-q", "-f", "qcow2", "-o", "lazy_refcounts=on", str(tmp),
-                          "64M")
-        subprocess.run(["qemu-io", "-f", "qcow2", "-c", "write -P 7 0 4M", "-c",
-                        "write -P 8 8M 64k", "-c", "abort", str(tmp)], capture_output=True,
-                       check=False)  # abort: the process dies with the image dirty
+        builders.qemu_img("create", "-q", "-f", "qcow2", "-o", "lazy_refcounts=on", str(tmp), "64M")
+        subprocess.run(
+            [
+                "qemu-io",
+                "-f",
+                "qcow2",
+                "-c",
+                "write -P 7 0 4M",
+                "-c",
+                "write -P 8 8M 64k",
+                "-c",
+                "abort",
+                str(tmp),
+            ],
+            capture_output=True,
+            check=False,
+        )  # abort: the process dies with the image dirty
         tmp.replace(final)
-    checked = subprocess.run(["qemu-img", "check", "-f", "qcow2", str(final)],
-                             capture_output=True, text=True, check=False)
+    checked = subprocess.run(
+        ["qemu-img", "check", "-f", "qcow2", str(final)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     assert checked.returncode != 0 and "ERROR" in checked.stdout + checked.stderr
     passes_exactly(final)
 
@@ -143,8 +193,10 @@ def test_a_data_cluster_with_refcount_0_is_refused() -> None:
     host = sb.u64(data, sb.l2_entry_at(data, 512 * MiB)) & sb.L1_OFFSET_MASK
     sb.set_refcount(data, host, 0)
     (found,) = hazards(data)
-    assert found.startswith(f"refcount: qcow2 host cluster at offset {host:#x} (data of guest "
-                            "offset 0x20000000) has refcount 0")
+    assert found.startswith(
+        f"refcount: qcow2 host cluster at offset {host:#x} (data of guest "
+        "offset 0x20000000) has refcount 0"
+    )
 
 
 def test_refcount_2_without_snapshots_is_refused() -> None:
@@ -152,8 +204,10 @@ def test_refcount_2_without_snapshots_is_refused() -> None:
     host = sb.u64(data, sb.l2_entry_at(data, C)) & sb.L1_OFFSET_MASK
     sb.set_refcount(data, host, 2)
     (found,) = hazards(data)
-    assert "(data of guest offset 0x10000) has refcount 2, but the image has no internal " \
-           "snapshots and its active tables reference it 1 time(s)" in found
+    assert (
+        "(data of guest offset 0x10000) has refcount 2, but the image has no internal "
+        "snapshots and its active tables reference it 1 time(s)" in found
+    )
 
 
 def test_a_compressed_cluster_counted_wrong_is_refused() -> None:
@@ -173,8 +227,10 @@ def test_an_l2_table_named_by_two_l1_entries_is_refused() -> None:
     l1 = sb.Qcow2Layout.of(data).l1_offset
     data[l1 + 8 : l1 + 16] = data[l1 : l1 + 8]
     (found,) = hazards(data)
-    assert "(the L2 table for guest offset 0x0) has refcount 1, but the image has no internal " \
-           "snapshots and its active tables reference it 2 time(s)" in found
+    assert (
+        "(the L2 table for guest offset 0x0) has refcount 1, but the image has no internal "
+        "snapshots and its active tables reference it 2 time(s)" in found
+    )
 
 
 def test_forged_refcounts_and_a_snapshot_do_not_hide_shared_data() -> None:
@@ -211,5 +267,7 @@ def test_compressed_clusters_one_byte_apart_are_refused() -> None:
     for k in range(200):  # 200 distinct descriptors of one sector, each a byte further on
         sb.put_u64(data, first + 8 * k, (1 << 62) | (offset + k))
     (found,) = hazards(data)
-    assert found.startswith("expansion: qcow2 compressed data expands more than this service "
-                            "accepts: 200 units decode to 419430400 guest bytes and occupy ")
+    assert found.startswith(
+        "expansion: qcow2 compressed data expands more than this service "
+        "accepts: 200 units decode to 419430400 guest bytes and occupy "
+    )

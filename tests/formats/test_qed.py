@@ -55,8 +55,9 @@ def _open(data: bytes | bytearray) -> QedDisk:
 
 def test_backing_file_is_refused_and_named(tmp_path: Path) -> None:
     image = tmp_path / "x.qed"
-    builders.qemu_img("create", "-f", "qed", "-b", "/etc/passwd", "-F", "raw", "-u",
-                      str(image), "64M")
+    builders.qemu_img(
+        "create", "-f", "qed", "-b", "/etc/passwd", "-F", "raw", "-u", str(image), "64M"
+    )
     with FileSource(image) as src:
         c = registry.probe(src)
     assert c.format == "qed" and c.variant == "backing file"

@@ -47,12 +47,23 @@ def made(fmt: str, options: str = "", compress: bool = False) -> Path:
         if fmt == "qcow" and compress:  # qemu-img 7.2 cannot convert -c to qcow; qemu-io can
             builders.qemu_img("create", "-q", "-f", "qcow", str(tmp), "8M")
             writes = [f"write -c -P {0x41 + i} {i * 4096} 4k" for i in range(16)]
-            subprocess.run(["qemu-io", "-f", "qcow", *(x for w in writes for x in ("-c", w)),
-                            str(tmp)], check=True, capture_output=True)
+            subprocess.run(
+                ["qemu-io", "-f", "qcow", *(x for w in writes for x in ("-c", w)), str(tmp)],
+                check=True,
+                capture_output=True,
+            )
         else:
-            builders.qemu_img("convert", "-f", "raw", "-O", fmt,
-                              *(["-o", options] if options else []),
-                              *(["-c"] if compress else []), str(small_raw()), str(tmp))
+            builders.qemu_img(
+                "convert",
+                "-f",
+                "raw",
+                "-O",
+                fmt,
+                *(["-o", options] if options else []),
+                *(["-c"] if compress else []),
+                str(small_raw()),
+                str(tmp),
+            )
         tmp.replace(final)
     return final
 
@@ -166,8 +177,9 @@ def test_qemu_made_images_pass_with_their_allocation_exact(
     with FileSource(image) as src:
         found = inspect_source(src)
         assert found.container.opener is not None
-        extents = [e for e in found.container.opener(src).allocation()
-                   if e.state is ExtentState.DATA]
+        extents = [
+            e for e in found.container.opener(src).allocation() if e.state is ExtentState.DATA
+        ]
     assert found.container.readable and not found.container.hazards
     assert found.data_extents == len(extents) > 0
     assert found.allocated_bytes == sum(e.length for e in extents)
@@ -194,11 +206,16 @@ def test_zvhd2_blocks_expanding_beyond_compression_are_refused(tmp_path: Path) -
     from imageport.fastimport.zvhd_writer import WriterOptions, write_zvhd2
 
     out = tmp_path / "constant.zvhd2"
-    write_zvhd2(RawDisk(ConstantSource(12 * 32 * MiB)), out,  # type: ignore[arg-type]
-                WriterOptions(method="zstd", block_size=32 * MiB, timestamp=0, uuid=bytes(16)))
+    write_zvhd2(
+        RawDisk(ConstantSource(12 * 32 * MiB)),
+        out,  # type: ignore[arg-type]
+        WriterOptions(method="zstd", block_size=32 * MiB, timestamp=0, uuid=bytes(16)),
+    )
     container, hazards = _hazards(out.read_bytes())
     assert container.format == "zvhd2" and len(hazards) == 1, hazards
     # the walk stops once past the floor: the ninth block (288 MiB) is out of the ratio
-    assert hazards[0].startswith("expansion: zvhd2 compressed data expands more than this "
-                                 "service accepts: 9 units decode to 301989888 guest bytes and ")
+    assert hazards[0].startswith(
+        "expansion: zvhd2 compressed data expands more than this "
+        "service accepts: 9 units decode to 301989888 guest bytes and "
+    )
     assert "(8192:1; the limit is 256:1" in hazards[0]

@@ -52,8 +52,9 @@ def test_qemu_made_vhd_reads_like_qemu(options: str, variant: str, creator: str)
 
 
 def _dynamic() -> bytearray:
-    return bytearray(builders.converted("vpc", options="subformat=dynamic,force_size=on")
-                     .read_bytes())
+    return bytearray(
+        builders.converted("vpc", options="subformat=dynamic,force_size=on").read_bytes()
+    )
 
 
 def _fix_footers(data: bytearray) -> None:
@@ -118,8 +119,9 @@ def test_bad_footer_checksum_is_damage(where: str) -> None:
 
 
 def test_fixed_vhd_with_a_bad_footer_is_damage() -> None:
-    data = bytearray(builders.converted("vpc", options="subformat=fixed,force_size=on")
-                     .read_bytes())
+    data = bytearray(
+        builders.converted("vpc", options="subformat=fixed,force_size=on").read_bytes()
+    )
     data[-1] ^= 0x01
     c = _probe(data)
     assert c.damage is not None and "checksum" in c.damage

@@ -116,12 +116,23 @@ def test_has_parent_with_a_parent_locator_is_refused_naming_the_parent() -> None
     struct.pack_into("<I", data, params + 4, struct.unpack_from("<I", data, params + 4)[0] | 2)
     _, meta, _ = _region(data, vhdx.METADATA_GUID)
     count: int = struct.unpack_from("<H", data, meta + 10)[0]
-    locator = _locator([("parent_linkage", "{11111111-2222-3333-4444-555555555555}"),
-                        ("relative_path", ".\\base.vhdx"),
-                        ("absolute_win32_path", "C:\\vm\\base.vhdx")])
+    locator = _locator(
+        [
+            ("parent_linkage", "{11111111-2222-3333-4444-555555555555}"),
+            ("relative_path", ".\\base.vhdx"),
+            ("absolute_win32_path", "C:\\vm\\base.vhdx"),
+        ]
+    )
     item_offset = 512 * 1024
-    struct.pack_into("<16sIII4x", data, meta + 32 + 32 * count, vhdx.PARENT_LOCATOR,
-                     item_offset, len(locator), 4 | 2)
+    struct.pack_into(
+        "<16sIII4x",
+        data,
+        meta + 32 + 32 * count,
+        vhdx.PARENT_LOCATOR,
+        item_offset,
+        len(locator),
+        4 | 2,
+    )
     struct.pack_into("<H", data, meta + 10, count + 1)
     data[meta + item_offset : meta + item_offset + len(locator)] = locator
     c = _probe(data)

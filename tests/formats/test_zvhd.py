@@ -48,19 +48,28 @@ def test_zvhd_pattern_reads_back(pattern_raw: Path, out_dir: Path) -> None:
 
 @pytest.mark.parametrize(
     ("method", "block_size", "with_zero"),
-    [("zstd", 2 * MiB, False), ("zstd", 1 * MiB, False), ("zlib", 2 * MiB, False),
-     ("zlib", 1 * MiB, False), ("zstd", 2 * MiB, True)],
+    [
+        ("zstd", 2 * MiB, False),
+        ("zstd", 1 * MiB, False),
+        ("zlib", 2 * MiB, False),
+        ("zlib", 1 * MiB, False),
+        ("zstd", 2 * MiB, True),
+    ],
 )
-def test_zvhd2_pattern_reads_back(pattern_raw: Path, out_dir: Path, method: str,
-                                  block_size: int, with_zero: bool) -> None:
-    image = zw.write_zvhd2(pattern_raw, out_dir / f"p-{method}-{block_size}-{with_zero}.zvhd2",
-                           block_size=block_size, method=method,
-                           index_contains_zero_blk=with_zero)
+def test_zvhd2_pattern_reads_back(
+    pattern_raw: Path, out_dir: Path, method: str, block_size: int, with_zero: bool
+) -> None:
+    image = zw.write_zvhd2(
+        pattern_raw,
+        out_dir / f"p-{method}-{block_size}-{with_zero}.zvhd2",
+        block_size=block_size,
+        method=method,
+        index_contains_zero_blk=with_zero,
+    )
     _check_pattern(image, pattern_raw, "zvhd2", f"zvhd2 ({method})")
 
 
-def test_zvhd_reads_backwards_through_the_stateful_stream(pattern_raw: Path,
-                                                          out_dir: Path) -> None:
+def test_zvhd_reads_backwards_through_the_stateful_stream(pattern_raw: Path, out_dir: Path) -> None:
     image = zw.write_zvhd(pattern_raw, out_dir / "back.zvhd")
     ref = pattern_raw.read_bytes()
     with FileSource(image) as src:
@@ -78,8 +87,7 @@ def test_zvhd_reads_backwards_through_the_stateful_stream(pattern_raw: Path,
 def small_raw(out_dir: Path) -> Path:
     rng = random.Random(5)
     path = out_dir / "small.raw"
-    path.write_bytes(rng.randbytes(2 * MiB) + bytes(2 * MiB) + b"x" * (2 * MiB - 512)
-                     + bytes(512))
+    path.write_bytes(rng.randbytes(2 * MiB) + bytes(2 * MiB) + b"x" * (2 * MiB - 512) + bytes(512))
     return path
 
 
@@ -158,8 +166,14 @@ def test_bad_footer_checksum(small_raw: Path, out_dir: Path) -> None:
 
 
 def test_huge_index_and_counts_fail_fast(small_raw: Path, out_dir: Path) -> None:
-    cases = [(112, "<I", 0xFFFFFFF0), (96, "<Q", 1 << 40), (136, "<I", 1 << 31),
-             (88, "<I", 1 << 30), (92, "<I", 1 << 31), (104, "<Q", 1 << 62)]
+    cases = [
+        (112, "<I", 0xFFFFFFF0),
+        (96, "<Q", 1 << 40),
+        (136, "<I", 1 << 31),
+        (88, "<I", 1 << 30),
+        (92, "<I", 1 << 31),
+        (104, "<Q", 1 << 62),
+    ]
     for offset, fmt, value in cases:
         data = _patch_final(_zvhd2(small_raw, out_dir), offset, fmt, value)
         started = time.monotonic()
@@ -223,8 +237,10 @@ def test_zvhd_records_out_of_order(out_dir: Path) -> None:
 
 
 def test_truncated_files_are_damage(small_raw: Path, out_dir: Path) -> None:
-    for data in (_zvhd2(small_raw, out_dir),
-                 _bytes_of(zw.write_zvhd(small_raw, out_dir / "small.zvhd"))):
+    for data in (
+        _zvhd2(small_raw, out_dir),
+        _bytes_of(zw.write_zvhd(small_raw, out_dir / "small.zvhd")),
+    ):
         for cut in (100, 4096, 8192, len(data) // 2, len(data) - 4096, len(data) - 1):
             c = _probe(data[:cut])
             assert c.format in ("zvhd", "zvhd2") and c.damage is not None, cut

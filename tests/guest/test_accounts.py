@@ -62,15 +62,16 @@ def rich_guest() -> gf.Tree:
         "etc/passwd": USERS_FILE,
         "etc/shadow": SHADOW,
         "home/alice/.ssh/authorized_keys": "# keys\nssh-ed25519 AAAAC3 alice@a\n\n"
-                                           "ssh-rsa AAAAB3 alice@b\n",
+        "ssh-rsa AAAAB3 alice@b\n",
         "root/.ssh/authorized_keys": "ssh-ed25519 AAAAC3 admin@x\n",
         "etc/ssh/sshd_config": SSHD_CONFIG,
         "etc/ssh/sshd_config.d/50-cloud-init.conf": "PasswordAuthentication=no\n",
         "etc/ssh/sshd_config.d/10-root.conf": "permitrootlogin   prohibit-password\n",
         "etc/ssh/sshd_config.d/README": "PermitRootLogin no\n",
         "usr/sbin/sshd": b"\x7fELF" + bytes(60),
-        "etc/systemd/system/multi-user.target.wants/ssh.service":
-            gf.Symlink("/lib/systemd/system/ssh.service"),
+        "etc/systemd/system/multi-user.target.wants/ssh.service": gf.Symlink(
+            "/lib/systemd/system/ssh.service"
+        ),
         "usr/lib/systemd/system-preset/90-default.preset": "enable sshd.service\ndisable *\n",
     }
 
@@ -78,9 +79,13 @@ def rich_guest() -> gf.Tree:
 def test_passwd_lines_are_parsed_and_odd_lines_skipped() -> None:
     entries = parse_passwd(USERS_FILE)
     assert [(e.name, e.uid, e.shell, e.line_no) for e in entries] == [
-        ("root", 0, "/bin/bash", 1), ("daemon", 1, "/usr/sbin/nologin", 2),
-        ("alice", 1000, "/bin/bash", 6), ("bob", 1001, "", 7), ("svc", 998, "/bin/false", 8),
-        ("old", 1002, "/bin/sh", 9)]
+        ("root", 0, "/bin/bash", 1),
+        ("daemon", 1, "/usr/sbin/nologin", 2),
+        ("alice", 1000, "/bin/bash", 6),
+        ("bob", 1001, "", 7),
+        ("svc", 998, "/bin/false", 8),
+        ("old", 1002, "/bin/sh", 9),
+    ]
     assert len(parse_passwd(USERS_FILE, limit=2)) == 2
     assert parse_passwd("root:x:99999999999:0::/:/bin/sh\n") == []
 
@@ -91,23 +96,27 @@ def test_shadow_first_entry_wins() -> None:
     assert shadow["bob"] == ("", 4)
 
 
-@pytest.mark.parametrize(("field", "state", "scheme", "marker"), [
-    ("", PasswordState.EMPTY, None, ""),
-    ("*", PasswordState.NONE, None, "*"),
-    ("!", PasswordState.NONE, None, "!"),
-    ("!!", PasswordState.NONE, None, "!!"),
-    ("!*", PasswordState.NONE, None, "!*"),
-    ("*LK*", PasswordState.NONE, None, "*LK*"),
-    ("x", PasswordState.NONE, None, "x"),
-    ("!$6$s$h", PasswordState.LOCKED, HashScheme.SHA512, "!"),
-    ("!!$y$j9T$s$h", PasswordState.LOCKED, HashScheme.YESCRYPT, "!!"),
-    ("$y$j9T$s$h", PasswordState.SET, HashScheme.YESCRYPT, ""),
-    ("$2b$10$" + "a" * 53, PasswordState.SET, HashScheme.BCRYPT, ""),
-    ("abJnggxhB/yWI", PasswordState.SET, HashScheme.DES, ""),
-    ("$argon2id$v=19$x", PasswordState.SET, HashScheme.UNKNOWN, ""),
-])
-def test_password_fields_are_classified(field: str, state: PasswordState,
-                                        scheme: HashScheme | None, marker: str) -> None:
+@pytest.mark.parametrize(
+    ("field", "state", "scheme", "marker"),
+    [
+        ("", PasswordState.EMPTY, None, ""),
+        ("*", PasswordState.NONE, None, "*"),
+        ("!", PasswordState.NONE, None, "!"),
+        ("!!", PasswordState.NONE, None, "!!"),
+        ("!*", PasswordState.NONE, None, "!*"),
+        ("*LK*", PasswordState.NONE, None, "*LK*"),
+        ("x", PasswordState.NONE, None, "x"),
+        ("!$6$s$h", PasswordState.LOCKED, HashScheme.SHA512, "!"),
+        ("!!$y$j9T$s$h", PasswordState.LOCKED, HashScheme.YESCRYPT, "!!"),
+        ("$y$j9T$s$h", PasswordState.SET, HashScheme.YESCRYPT, ""),
+        ("$2b$10$" + "a" * 53, PasswordState.SET, HashScheme.BCRYPT, ""),
+        ("abJnggxhB/yWI", PasswordState.SET, HashScheme.DES, ""),
+        ("$argon2id$v=19$x", PasswordState.SET, HashScheme.UNKNOWN, ""),
+    ],
+)
+def test_password_fields_are_classified(
+    field: str, state: PasswordState, scheme: HashScheme | None, marker: str
+) -> None:
     pw = classify_password(field, "/etc/shadow:1")
     assert (pw.state, pw.scheme, pw.marker) == (state, scheme, marker)
     assert "$" not in pw.describe() and "$" not in repr(pw)  # hashes are never printed
@@ -118,7 +127,9 @@ def test_sshd_directives_and_key_lines() -> None:
     assert split_directive("PasswordAuthentication=yes") == ("passwordauthentication", "yes")
     assert split_directive("PasswordAuthentication = yes") == ("passwordauthentication", "yes")
     assert split_directive('AuthorizedKeysFile "/etc/keys/%u"') == (
-        "authorizedkeysfile", "/etc/keys/%u")
+        "authorizedkeysfile",
+        "/etc/keys/%u",
+    )
     assert split_directive("# PermitRootLogin yes") is None
     assert split_directive("   ") is None
     assert count_keys("# c\n\nssh-rsa A b\n  # x\nssh-ed25519 B c\n") == 2
@@ -133,13 +144,15 @@ def test_read_accounts_on_a_guest_disk() -> None:
     by_name = {a.name: a for a in acc.accounts}
     assert list(by_name) == ["root", "daemon", "alice", "bob", "svc", "old"]
     root = by_name["root"]
-    assert (root.password.state, root.password.scheme) == (PasswordState.LOCKED,
-                                                           HashScheme.SHA512)
+    assert (root.password.state, root.password.scheme) == (PasswordState.LOCKED, HashScheme.SHA512)
     assert root.password.source == "/etc/shadow:1"
     assert [(k.path, k.keys) for k in root.key_files] == [("/root/.ssh/authorized_keys", 1)]
     alice = by_name["alice"]
     assert (alice.password.state, alice.password.scheme, alice.keys) == (
-        PasswordState.SET, HashScheme.YESCRYPT, 2)
+        PasswordState.SET,
+        HashScheme.YESCRYPT,
+        2,
+    )
     assert by_name["bob"].password.state is PasswordState.EMPTY and by_name["bob"].login_shell
     assert not by_name["daemon"].login_shell and not by_name["svc"].login_shell
     assert by_name["svc"].password.state is PasswordState.MISSING
@@ -155,7 +168,9 @@ def test_read_accounts_on_a_guest_disk() -> None:
     assert root_login.source == "/etc/ssh/sshd_config.d/10-root.conf:1"
     pw_auth = sshd.setting("passwordauthentication")
     assert pw_auth is not None and (pw_auth.value, pw_auth.source) == (
-        "no", "/etc/ssh/sshd_config.d/50-cloud-init.conf:1")
+        "no",
+        "/etc/ssh/sshd_config.d/50-cloud-init.conf:1",
+    )
     assert sshd.setting("authorizedkeysfile") is None  # only inside Match
     assert acc.cloud_init is None and acc.problems == ()
 
@@ -169,19 +184,35 @@ def test_base_guest_has_no_shadow() -> None:
 
 # --- the weak-password audit ------------------------------------------------------------------
 
+
 def _openssl6(password: str, salt: str) -> str:
     if shutil.which("openssl") is None:
         pytest.fail("openssl is not installed")
-    return subprocess.run(["openssl", "passwd", "-6", "-salt", salt, "-stdin"],
-                          input=password + "\n", capture_output=True, text=True,
-                          check=True).stdout.strip()
+    return subprocess.run(
+        ["openssl", "passwd", "-6", "-salt", salt, "-stdin"],
+        input=password + "\n",
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
 
 
 def test_the_list_is_about_200_distinct_passwords() -> None:
     assert 180 <= len(WEAK_PASSWORDS) <= 260
     assert len(set(WEAK_PASSWORDS)) == len(WEAK_PASSWORDS)
-    for word in ("123456", "password", "Huawei@123", "Admin@123", "root", "toor", "changeme",
-                 "P@ssw0rd", "Passw0rd!", "qwerty", "letmein"):
+    for word in (
+        "123456",
+        "password",
+        "Huawei@123",
+        "Admin@123",
+        "root",
+        "toor",
+        "changeme",
+        "P@ssw0rd",
+        "Passw0rd!",
+        "qwerty",
+        "letmein",
+    ):
         assert word in WEAK_PASSWORDS
     assert candidates("admin")[:3] == ("admin", "admin123", "admin@123")
     assert mask("123456") == "1****6" and mask("ab") == "**"
@@ -204,10 +235,13 @@ def test_audit_finds_weak_hashes_and_says_what_it_left_out() -> None:
 
 def test_audit_stops_at_its_time_budget() -> None:
     ticks = itertools.count()
-    targets = [AuditTarget("root", "$1$abcdefgh$" + "x" * 22, "/etc/shadow:1"),
-               AuditTarget("alice", "$1$abcdefgh$" + "y" * 22, "/etc/shadow:2")]
-    audit = audit_weak_passwords(targets, helper=None, budget=10.0,
-                                 clock=lambda: float(next(ticks)))
+    targets = [
+        AuditTarget("root", "$1$abcdefgh$" + "x" * 22, "/etc/shadow:1"),
+        AuditTarget("alice", "$1$abcdefgh$" + "y" * 22, "/etc/shadow:2"),
+    ]
+    audit = audit_weak_passwords(
+        targets, helper=None, budget=10.0, clock=lambda: float(next(ticks))
+    )
     assert audit.matches == () and audit.audited == ()
     (root, alice) = audit.not_audited
     assert root.tried == 9 and "time budget of 10 s used up" in root.reason
@@ -218,8 +252,14 @@ def test_audit_uses_mkpasswd_for_yescrypt() -> None:
     helper = CryptHelper.find()
     if helper is None:
         pytest.fail("mkpasswd is not installed; run scripts/install --test (package whois)")
-    stored = subprocess.run([helper.program, "-s", "-m", "yescrypt"], input="password\n",
-                            capture_output=True, text=True, check=True).stdout.strip()
-    audit = audit_weak_passwords([AuditTarget("bob", stored, "/etc/shadow:5")], helper=helper,
-                                 budget=10.0)
+    stored = subprocess.run(
+        [helper.program, "-s", "-m", "yescrypt"],
+        input="password\n",
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    audit = audit_weak_passwords(
+        [AuditTarget("bob", stored, "/etc/shadow:5")], helper=helper, budget=10.0
+    )
     assert [m.masked for m in audit.matches] == ["p******d"]

@@ -59,13 +59,20 @@ submenu 'Advanced options for Debian GNU/Linux' $menuentry_id_option 'gnulinux-a
 def test_grub_cfg_default_is_the_first_entry_and_numbers_reach_into_submenus() -> None:
     cfg = parse_grub_cfg(DEBIAN_GRUB_CFG, "/boot/grub/grub.cfg")
     assert [e.kernel for e in cfg.entries] == [
-        "/vmlinuz-6.1.0-13-amd64", "/vmlinuz-6.1.0-12-amd64", "/vmlinuz-6.1.0-11-amd64"]
+        "/vmlinuz-6.1.0-13-amd64",
+        "/vmlinuz-6.1.0-12-amd64",
+        "/vmlinuz-6.1.0-11-amd64",
+    ]
     d = cfg.default
     assert d is not None and d.title == "Debian GNU/Linux" and d.line_no == 11
     assert d.root == "UUID=abc" and d.consoles == ("tty0", "ttyS0,115200")
     assert d.where.startswith("/boot/grub/grub.cfg:11: linux\t/vmlinuz-6.1.0-13-amd64")
-    for spec, kernel in (("1>0", "6.1.0-12"), ("1>older", "6.1.0-11"),
-                         ("gnulinux-advanced-x>1", "6.1.0-11"), ("1", "6.1.0-12")):
+    for spec, kernel in (
+        ("1>0", "6.1.0-12"),
+        ("1>older", "6.1.0-11"),
+        ("gnulinux-advanced-x>1", "6.1.0-11"),
+        ("1", "6.1.0-12"),
+    ):
         text = DEBIAN_GRUB_CFG.replace('set default="0"', f'set default="{spec}"')
         picked = parse_grub_cfg(text, "g").default
         assert picked is not None and kernel in picked.kernel, spec
@@ -78,8 +85,14 @@ def test_grub_cfg_default_is_the_first_entry_and_numbers_reach_into_submenus() -
 
 
 def test_grub_cfg_tolerates_garbage() -> None:
-    for text in ("", "}}}}\n", "menuentry {\n" * 100, "linux\n", "set default='5>9>x'\n"
-                 "menuentry 'a' {\nlinux16 /k 'unbalanced\n}\n", "\0\xff" * 1000):
+    for text in (
+        "",
+        "}}}}\n",
+        "menuentry {\n" * 100,
+        "linux\n",
+        "set default='5>9>x'\nmenuentry 'a' {\nlinux16 /k 'unbalanced\n}\n",
+        "\0\xff" * 1000,
+    ):
         cfg = parse_grub_cfg(text, "g")
         assert len(cfg.entries) <= 1
     cfg = parse_grub_cfg("menuentry 'a' {\nlinux16 /k 'unbalanced root=/dev/sda1\n}\n", "g")
@@ -87,12 +100,17 @@ def test_grub_cfg_tolerates_garbage() -> None:
 
 
 def test_bls_entries_with_kernelopts_from_grubenv() -> None:
-    env = parse_grubenv("# GRUB Environment Block\nsaved_entry=abc-5.14\n"
-                        "kernelopts=root=/dev/mapper/rl-root ro console=ttyS0,115200\n" + "#" * 600)
+    env = parse_grubenv(
+        "# GRUB Environment Block\nsaved_entry=abc-5.14\n"
+        "kernelopts=root=/dev/mapper/rl-root ro console=ttyS0,115200\n" + "#" * 600
+    )
     assert env["saved_entry"] == "abc-5.14"
-    entry = parse_bls_entry("title Rocky Linux (5.14)\nversion 5.14\nlinux /vmlinuz-5.14\n"
-                            "initrd /initramfs-5.14.img\noptions $kernelopts crashkernel=auto\n",
-                            "/boot/loader/entries/abc-5.14.conf", env["kernelopts"])
+    entry = parse_bls_entry(
+        "title Rocky Linux (5.14)\nversion 5.14\nlinux /vmlinuz-5.14\n"
+        "initrd /initramfs-5.14.img\noptions $kernelopts crashkernel=auto\n",
+        "/boot/loader/entries/abc-5.14.conf",
+        env["kernelopts"],
+    )
     assert entry is not None and entry.line_no == 5 and entry.title == "Rocky Linux (5.14)"
     assert entry.root == "/dev/mapper/rl-root" and entry.consoles == ("ttyS0,115200",)
     assert parse_bls_entry("title nothing\n", "x") is None
@@ -101,13 +119,17 @@ def test_bls_entries_with_kernelopts_from_grubenv() -> None:
 def test_syslinux_and_menu_lst_defaults() -> None:
     sys_cfg = parse_syslinux_cfg(
         "DEFAULT linux\nLABEL rescue\n  KERNEL /vmlinuz\n  APPEND root=/dev/sda1 single\n"
-        "label linux\n  linux /vmlinuz-virt\n  append root=UUID=r console=ttyS0\n", "/x.conf")
+        "label linux\n  linux /vmlinuz-virt\n  append root=UUID=r console=ttyS0\n",
+        "/x.conf",
+    )
     assert sys_cfg.default is not None and sys_cfg.default.kernel == "/vmlinuz-virt"
     assert sys_cfg.default.line_no == 7 and sys_cfg.default.consoles == ("ttyS0",)
     menu = parse_menu_lst(
         "default 1\ntimeout 5\ntitle CentOS (2.6.32-754)\n root (hd0,0)\n"
         " kernel /vmlinuz-2.6.32-754 ro root=UUID=aa\n initrd /initramfs\n"
-        "title CentOS (old)\n kernel /vmlinuz-old ro root=/dev/sdb1\n", "/boot/grub/grub.conf")
+        "title CentOS (old)\n kernel /vmlinuz-old ro root=/dev/sdb1\n",
+        "/boot/grub/grub.conf",
+    )
     assert menu.default is not None and menu.default.root == "/dev/sdb1"
     assert menu.default.title == "CentOS (old)" and menu.default.line_no == 8
 
@@ -116,10 +138,14 @@ def test_default_grub_settings_are_unquoted() -> None:
     found = parse_shell_settings(
         'GRUB_DEFAULT=0\nGRUB_CMDLINE_LINUX_DEFAULT="quiet"\n'
         'GRUB_CMDLINE_LINUX="console=tty0 console=ttyS0,115200n8"  # serial\n'
-        "GRUB_CMDLINE_LINUX='net.ifnames=0'\n", "/etc/default/grub",
-        ("GRUB_CMDLINE_LINUX", "GRUB_CMDLINE_LINUX_DEFAULT"))
+        "GRUB_CMDLINE_LINUX='net.ifnames=0'\n",
+        "/etc/default/grub",
+        ("GRUB_CMDLINE_LINUX", "GRUB_CMDLINE_LINUX_DEFAULT"),
+    )
     assert [(s.key, s.value, s.line_no) for s in found] == [
-        ("GRUB_CMDLINE_LINUX", "net.ifnames=0", 4), ("GRUB_CMDLINE_LINUX_DEFAULT", "quiet", 2)]
+        ("GRUB_CMDLINE_LINUX", "net.ifnames=0", 4),
+        ("GRUB_CMDLINE_LINUX_DEFAULT", "quiet", 2),
+    ]
 
 
 def _tool(name: str) -> str:
@@ -136,14 +162,19 @@ def _mbr_disk(boot_code: bytes, gap: bytes = b"", active: bool = True, vbr: bool
         with open(tmp, "wb") as f:
             f.truncate(8 * MiB)
         flag = ", bootable" if active else ""
-        subprocess.run([_tool("sfdisk"), "-q", str(tmp)], input=f"label: dos\nstart=2048, "
-                       f"type=83{flag}\n", text=True, check=True, capture_output=True)
+        subprocess.run(
+            [_tool("sfdisk"), "-q", str(tmp)],
+            input=f"label: dos\nstart=2048, type=83{flag}\n",
+            text=True,
+            check=True,
+            capture_output=True,
+        )
         os.replace(tmp, final)
     data = bytearray(final.read_bytes())
     data[:440] = boot_code[:440]
-    data[512:512 + len(gap)] = gap
+    data[512 : 512 + len(gap)] = gap
     if vbr:
-        data[2048 * 512 + 510:2048 * 512 + 512] = b"\x55\xaa"
+        data[2048 * 512 + 510 : 2048 * 512 + 512] = b"\x55\xaa"
     return bytes(data)
 
 
@@ -160,7 +191,8 @@ def test_grub_in_the_mbr_gap_boots_with_bios() -> None:
     assert (table.scheme, table.mbr_boot_code, table.grub_core_lba) == ("mbr", "grub", 1)
     ev = bios_evidence(table, disk)
     assert ev.supported and ev.evidence == (
-        "sector 0: GRUB boot.img, core.img at LBA 1 in the MBR gap",)
+        "sector 0: GRUB boot.img, core.img at LBA 1 in the MBR gap",
+    )
 
 
 def test_grub_without_its_core_img_does_not_boot() -> None:
@@ -204,19 +236,26 @@ def test_a_guest_without_bios_boot_code_boots_only_with_uefi() -> None:
 def test_esp_loaders_grub_cfg_and_bls_entries_are_read() -> None:
     path = gf.build_guest(
         "boot-esp-bls",
-        esp={"EFI/BOOT/BOOTX64.EFI": None, "EFI/rocky/shimx64.efi": b"MZ" + bytes(100),
-             "EFI/rocky/grub.cfg": "set default=\"${saved_entry}\"\nblscfg\n",
-             "EFI/other/grubx64.efi": b"not a PE"},
-        boot={"grub2/grubenv": "saved_entry=id-5.14.0\nkernelopts=root=UUID=r ro\n",
-              "loader/entries/id-5.14.0.conf": "title Rocky\nlinux /vmlinuz-5.14.0\n"
-                                               "options $kernelopts console=ttyS0\n",
-              "loader/entries/id-0-rescue.conf": "title Rescue\nlinux /vmlinuz-0-rescue\n"
-                                                 "options $kernelopts\n"})
+        esp={
+            "EFI/BOOT/BOOTX64.EFI": None,
+            "EFI/rocky/shimx64.efi": b"MZ" + bytes(100),
+            "EFI/rocky/grub.cfg": 'set default="${saved_entry}"\nblscfg\n',
+            "EFI/other/grubx64.efi": b"not a PE",
+        },
+        boot={
+            "grub2/grubenv": "saved_entry=id-5.14.0\nkernelopts=root=UUID=r ro\n",
+            "loader/entries/id-5.14.0.conf": "title Rocky\nlinux /vmlinuz-5.14.0\n"
+            "options $kernelopts console=ttyS0\n",
+            "loader/entries/id-0-rescue.conf": "title Rescue\nlinux /vmlinuz-0-rescue\n"
+            "options $kernelopts\n",
+        },
+    )
     with FileSource(path) as src:
         boot = inspect_guest(RawDisk(src)).derive(read_boot)
     assert "uefi" in boot.modes
     assert boot.uefi.evidence == (
-        "ESP part2: EFI/rocky/shimx64.efi (no EFI/BOOT fallback loader: needs an NVRAM entry)",)
+        "ESP part2: EFI/rocky/shimx64.efi (no EFI/BOOT fallback loader: needs an NVRAM entry)",
+    )
     assert [c.kind for c in boot.configs] == ["bls"]
     assert boot.default is not None and boot.default.title == "Rocky"
     assert boot.default.args == ("root=UUID=r", "ro", "console=ttyS0")

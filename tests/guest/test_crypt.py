@@ -24,42 +24,73 @@ from imageport.guest.crypt import (
 
 #: From Drepper's "Unix crypt using SHA-256 and SHA-512" (the $5$ one confirmed with openssl).
 DREPPER_VECTORS = [
-    ("$5$saltstring", "Hello world!",
-     "$5$saltstring$5B8vYYiY.CVt1RlTTf8KbXBH3hsxY/GNooZaBBGWEc5"),
-    ("$6$saltstring", "Hello world!",
-     "$6$saltstring$svn8UoSVapNtMuq1ukKS4tPQd8iKwSMHWjl/O817G3uBnIFNjnQJuesI68u4OTLiBFdcbYEdFC"
-     "oEOfaS35inz1"),
-    ("$5$rounds=10000$saltstringsaltstring", "Hello world!",
-     "$5$rounds=10000$saltstringsaltst$3xv.VbSHBb41AL9AvLeujZkZRBAwqFMz2.opqey6IcA"),
-    ("$6$rounds=10000$saltstringsaltstring", "Hello world!",
-     "$6$rounds=10000$saltstringsaltst$OW1/O6BYHV6BcXZu8QVeXbDWra3Oeqh0sbHbbMCVNSnCM/UrjmM0Dp8v"
-     "OuZeHBy/YTBmSK6H9qs/y3RnOaw5v."),
+    ("$5$saltstring", "Hello world!", "$5$saltstring$5B8vYYiY.CVt1RlTTf8KbXBH3hsxY/GNooZaBBGWEc5"),
+    (
+        "$6$saltstring",
+        "Hello world!",
+        "$6$saltstring$svn8UoSVapNtMuq1ukKS4tPQd8iKwSMHWjl/O817G3uBnIFNjnQJuesI68u4OTLiBFdcbYEdFC"
+        "oEOfaS35inz1",
+    ),
+    (
+        "$5$rounds=10000$saltstringsaltstring",
+        "Hello world!",
+        "$5$rounds=10000$saltstringsaltst$3xv.VbSHBb41AL9AvLeujZkZRBAwqFMz2.opqey6IcA",
+    ),
+    (
+        "$6$rounds=10000$saltstringsaltstring",
+        "Hello world!",
+        "$6$rounds=10000$saltstringsaltst$OW1/O6BYHV6BcXZu8QVeXbDWra3Oeqh0sbHbbMCVNSnCM/UrjmM0Dp8v"
+        "OuZeHBy/YTBmSK6H9qs/y3RnOaw5v.",
+    ),
     # fewer than 1000 rounds are raised to the minimum, and the output says so
-    ("$6$rounds=10$roundstoolow", "the minimum number is still observed",
-     "$6$rounds=1000$roundstoolow$kUMsbe306n21p9R.FRkW3IGn.S9NPN0x50YhH1xhLsPuWGsUSklZt58jaTfF4Z"
-     "EQpyUNGc0dqbpBYYBaHHrsX."),
+    (
+        "$6$rounds=10$roundstoolow",
+        "the minimum number is still observed",
+        "$6$rounds=1000$roundstoolow$kUMsbe306n21p9R.FRkW3IGn.S9NPN0x50YhH1xhLsPuWGsUSklZt58jaTfF4Z"
+        "EQpyUNGc0dqbpBYYBaHHrsX.",
+    ),
 ]
-PASSWORDS = ["Passw0rd!", "", "x", "a" * 33, "Hüàwei@123", "sixteen-chars-ab", "p" * 64,
-             "0123456789abcdefghijklmnopqrstuvwxyz0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ"]
+PASSWORDS = [
+    "Passw0rd!",
+    "",
+    "x",
+    "a" * 33,
+    "Hüàwei@123",
+    "sixteen-chars-ab",
+    "p" * 64,
+    "0123456789abcdefghijklmnopqrstuvwxyz0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ",
+]
 
 
 def _tool(name: str) -> str:
     path = shutil.which(name)
     if path is None:
-        pytest.fail(f"{name} is not installed; run scripts/install --test (package "
-                    f"{'whois' if name == 'mkpasswd' else name})")
+        pytest.fail(
+            f"{name} is not installed; run scripts/install --test (package "
+            f"{'whois' if name == 'mkpasswd' else name})"
+        )
     return path
 
 
 def _openssl(flag: str, salt: str, password: str) -> str:
-    proc = subprocess.run([_tool("openssl"), "passwd", flag, "-salt", salt, "-stdin"],
-                          input=password + "\n", capture_output=True, text=True, check=True)
+    proc = subprocess.run(
+        [_tool("openssl"), "passwd", flag, "-salt", salt, "-stdin"],
+        input=password + "\n",
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     return proc.stdout.strip()
 
 
 def _mkpasswd(method: str, password: str, *extra: str) -> str:
-    proc = subprocess.run([_tool("mkpasswd"), "-s", "-m", method, *extra],
-                          input=password + "\n", capture_output=True, text=True, check=True)
+    proc = subprocess.run(
+        [_tool("mkpasswd"), "-s", "-m", method, *extra],
+        input=password + "\n",
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     return proc.stdout.strip()
 
 
@@ -71,8 +102,9 @@ def test_drepper_vectors(setting: str, password: str, expected: str) -> None:
 
 
 @pytest.mark.parametrize("password", [p for p in PASSWORDS if p])
-@pytest.mark.parametrize(("flag", "salt"), [("-6", "Xq7.zP/9aBcDeFgH"), ("-5", "abc"),
-                                            ("-1", "8charsal"), ("-1", "s")])
+@pytest.mark.parametrize(
+    ("flag", "salt"), [("-6", "Xq7.zP/9aBcDeFgH"), ("-5", "abc"), ("-1", "8charsal"), ("-1", "s")]
+)
 def test_matches_openssl_passwd(flag: str, salt: str, password: str) -> None:
     expected = _openssl(flag, salt, password)
     compute = md5_crypt if flag == "-1" else sha_crypt
@@ -92,12 +124,21 @@ def test_matches_mkpasswd_with_rounds_and_an_empty_password() -> None:
 
 
 def test_hash_schemes_are_named_by_prefix() -> None:
-    cases = {"$y$j9T$a$b": HashScheme.YESCRYPT, "$gy$j9T$a$b": HashScheme.GOST_YESCRYPT,
-             "$7$CU..$a$b": HashScheme.SCRYPT, "$2b$05$" + "a" * 53: HashScheme.BCRYPT,
-             "$2a$05$x": HashScheme.BCRYPT, "$2y$05$x": HashScheme.BCRYPT,
-             "$6$s$h": HashScheme.SHA512, "$5$s$h": HashScheme.SHA256, "$1$s$h": HashScheme.MD5,
-             "abJnggxhB/yWI": HashScheme.DES, "$sha1$4000$s$h": HashScheme.SHA1,
-             "$argon2id$v=19$x": HashScheme.UNKNOWN, "abJnggxhB/yW": HashScheme.UNKNOWN}
+    cases = {
+        "$y$j9T$a$b": HashScheme.YESCRYPT,
+        "$gy$j9T$a$b": HashScheme.GOST_YESCRYPT,
+        "$7$CU..$a$b": HashScheme.SCRYPT,
+        "$2b$05$" + "a" * 53: HashScheme.BCRYPT,
+        "$2a$05$x": HashScheme.BCRYPT,
+        "$2y$05$x": HashScheme.BCRYPT,
+        "$6$s$h": HashScheme.SHA512,
+        "$5$s$h": HashScheme.SHA256,
+        "$1$s$h": HashScheme.MD5,
+        "abJnggxhB/yWI": HashScheme.DES,
+        "$sha1$4000$s$h": HashScheme.SHA1,
+        "$argon2id$v=19$x": HashScheme.UNKNOWN,
+        "abJnggxhB/yW": HashScheme.UNKNOWN,
+    }
     assert {k: hash_scheme(k) for k in cases} == cases
     assert HashScheme.DES.weak and HashScheme.MD5.weak and not HashScheme.YESCRYPT.weak
 

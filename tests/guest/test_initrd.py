@@ -41,8 +41,9 @@ def _tool(name: str) -> str:
 
 
 def _run(args: list[str], *, stdin: bytes | None = None, cwd: Path | None = None) -> bytes:
-    proc = subprocess.run([_tool(args[0]), *args[1:]], input=stdin, capture_output=True,
-                          cwd=cwd, check=False)
+    proc = subprocess.run(
+        [_tool(args[0]), *args[1:]], input=stdin, capture_output=True, cwd=cwd, check=False
+    )
     if proc.returncode != 0:
         raise RuntimeError(f"{' '.join(args)} failed: {proc.stderr.decode(errors='replace')}")
     return proc.stdout
@@ -63,12 +64,17 @@ def _main_tree() -> Path:
 
     mods = f"lib/modules/{KVER}"
     put(f"{mods}/kernel/drivers/block/virtio_blk.ko", b"\x7fELF dummy virtio_blk" * 50)
-    put(f"{mods}/kernel/drivers/net/virtio_net.ko.xz",
-        _run(["xz", "-c"], stdin=b"\x7fELF dummy virtio_net" * 50))
-    put(f"{mods}/kernel/drivers/scsi/virtio-scsi.ko.zst",
-        _run(["zstd", "-q", "-c"], stdin=b"\x7fELF dummy virtio_scsi" * 50))
-    put(f"{mods}/modules.builtin",
-        b"kernel/drivers/block/xen-blkfront.ko\nkernel/fs/ext4/ext4.ko\n")
+    put(
+        f"{mods}/kernel/drivers/net/virtio_net.ko.xz",
+        _run(["xz", "-c"], stdin=b"\x7fELF dummy virtio_net" * 50),
+    )
+    put(
+        f"{mods}/kernel/drivers/scsi/virtio-scsi.ko.zst",
+        _run(["zstd", "-q", "-c"], stdin=b"\x7fELF dummy virtio_scsi" * 50),
+    )
+    put(
+        f"{mods}/modules.builtin", b"kernel/drivers/block/xen-blkfront.ko\nkernel/fs/ext4/ext4.ko\n"
+    )
     put(f"{mods}/modules.dep", b"kernel/drivers/block/virtio_blk.ko:\n")
     put("etc/udev/rules.d/70-persistent-net.rules", RULES)
     put("etc/modprobe.d/blacklist.conf", b"blacklist floppy\n")

@@ -82,11 +82,14 @@ def make_initrd(name: str, tree: Mapping[str, bytes], compressor: list[str]) -> 
         paths = sorted(str(p.relative_to(top)) for p in top.rglob("*"))
         for p in [top, *(top / q for q in paths)]:
             os.utime(p, (1_700_000_000, 1_700_000_000))
-        archive = subprocess.run(["cpio", "-o", "-H", "newc", "--reproducible", "--quiet"],
-                                 input="\n".join(paths).encode(), cwd=top, capture_output=True,
-                                 check=True).stdout
-        packed = subprocess.run(compressor, input=archive, capture_output=True,
-                                check=True).stdout
+        archive = subprocess.run(
+            ["cpio", "-o", "-H", "newc", "--reproducible", "--quiet"],
+            input="\n".join(paths).encode(),
+            cwd=top,
+            capture_output=True,
+            check=True,
+        ).stdout
+        packed = subprocess.run(compressor, input=archive, capture_output=True, check=True).stdout
         out = Path(tmp) / "initrd"
         out.write_bytes(packed)
         os.replace(out, final)
@@ -105,43 +108,71 @@ def config(*enabled: str, module: tuple[str, ...] = ()) -> str:
     return "\n".join(lines) + "\n"
 
 
-ALL_MODULE_SYMBOLS = ("VIRTIO", "VIRTIO_PCI", "VIRTIO_BLK", "SCSI_VIRTIO", "VIRTIO_NET",
-                      "XEN_BLKDEV_FRONTEND", "XEN_NETDEV_FRONTEND")
+ALL_MODULE_SYMBOLS = (
+    "VIRTIO",
+    "VIRTIO_PCI",
+    "VIRTIO_BLK",
+    "SCSI_VIRTIO",
+    "VIRTIO_NET",
+    "XEN_BLKDEV_FRONTEND",
+    "XEN_NETDEV_FRONTEND",
+)
 
 
 def good_guest() -> Path:
     """Debian 12: zstd initrd with every driver as a module, x86_64 userland, merged /usr."""
-    initrd = make_initrd("good-v1", {**modules_tree(DEB, {**VIRTIO_KOS, **XEN_KOS, **OTHER_KOS}),
-                                     "conf/initramfs.conf": b"MODULES=most\n"}, ZSTD)
+    initrd = make_initrd(
+        "good-v1",
+        {
+            **modules_tree(DEB, {**VIRTIO_KOS, **XEN_KOS, **OTHER_KOS}),
+            "conf/initramfs.conf": b"MODULES=most\n",
+        },
+        ZSTD,
+    )
     return gf.build_guest(
         "kern-good",
-        root={"usr/bin/sh": elf_header(64, EM_X86_64), "lib": gf.Symlink("usr/lib"),
-              **{f"usr/{k}": v for k, v in modules_tree(DEB, VIRTIO_KOS).items()}},
-        boot={f"initrd.img-{DEB}": initrd,
-              f"config-{DEB}": config(module=ALL_MODULE_SYMBOLS)},
+        root={
+            "usr/bin/sh": elf_header(64, EM_X86_64),
+            "lib": gf.Symlink("usr/lib"),
+            **{f"usr/{k}": v for k, v in modules_tree(DEB, VIRTIO_KOS).items()},
+        },
+        boot={f"initrd.img-{DEB}": initrd, f"config-{DEB}": config(module=ALL_MODULE_SYMBOLS)},
     )
 
 
-CENTOS7_RELEASE = 'NAME="CentOS Linux"\nVERSION_ID="7"\nID="centos"\nID_LIKE="rhel fedora"\n' \
+CENTOS7_RELEASE = (
+    'NAME="CentOS Linux"\nVERSION_ID="7"\nID="centos"\nID_LIKE="rhel fedora"\n'
     'PRETTY_NAME="CentOS Linux 7 (Core)"\n'
+)
 
 
 def novirtio_guest() -> Path:
     """CentOS 7 made on VMware: a gzip initramfs without virtio modules (Xen ones only), with
     a persistent-net rule inside and on disk; virtio_net is installed on the root only."""
-    initrd = make_initrd("novirtio-v1", {
-        **modules_tree(EL7, {**XEN_KOS, **OTHER_KOS}),
-        "etc/udev/rules.d/70-persistent-net.rules": NET_RULES.encode(),
-    }, GZIP)
+    initrd = make_initrd(
+        "novirtio-v1",
+        {
+            **modules_tree(EL7, {**XEN_KOS, **OTHER_KOS}),
+            "etc/udev/rules.d/70-persistent-net.rules": NET_RULES.encode(),
+        },
+        GZIP,
+    )
     return gf.build_guest(
         "kern-novirtio",
-        root={"usr/lib/os-release": CENTOS7_RELEASE, "usr/bin/sh": elf_header(64, EM_X86_64),
-              "etc/udev/rules.d/70-persistent-net.rules": NET_RULES,
-              f"lib/modules/{EL7}/kernel/drivers/net/virtio_net.ko.xz": b"xz"},
-        boot={"vmlinuz-6.1.0-13-amd64": None, f"vmlinuz-{EL7}": b"MZ" + bytes(900),
-              f"initramfs-{EL7}.img": initrd, f"config-{EL7}": config(module=ALL_MODULE_SYMBOLS),
-              "vmlinuz-0-rescue-0123456789abcdef": b"MZ" + bytes(900),
-              "initramfs-0-rescue-0123456789abcdef.img": b"not read" * 10},
+        root={
+            "usr/lib/os-release": CENTOS7_RELEASE,
+            "usr/bin/sh": elf_header(64, EM_X86_64),
+            "etc/udev/rules.d/70-persistent-net.rules": NET_RULES,
+            f"lib/modules/{EL7}/kernel/drivers/net/virtio_net.ko.xz": b"xz",
+        },
+        boot={
+            "vmlinuz-6.1.0-13-amd64": None,
+            f"vmlinuz-{EL7}": b"MZ" + bytes(900),
+            f"initramfs-{EL7}.img": initrd,
+            f"config-{EL7}": config(module=ALL_MODULE_SYMBOLS),
+            "vmlinuz-0-rescue-0123456789abcdef": b"MZ" + bytes(900),
+            "initramfs-0-rescue-0123456789abcdef.img": b"not read" * 10,
+        },
     )
 
 
@@ -151,13 +182,18 @@ def builtin_guest() -> Path:
     initrd = make_initrd("builtin-v1", {"init": b"#!/bin/sh\n", "conf/x": b"x"}, ZSTD)
     return gf.build_guest(
         "kern-builtin",
-        root={"usr/bin/sh": elf_header(64, EM_AARCH64),
-              f"lib/modules/{DEB}/modules.builtin": "kernel/drivers/net/xen-netfront.ko\n",
-              "etc/udev/rules.d/75-persistent-net-generator.rules": "",
-              "etc/udev/rules.d/70-persistent-net.rules": "# nothing here\n\n"},
-        boot={f"initrd.img-{DEB}": initrd,
-              f"config-{DEB}": config("VIRTIO", "VIRTIO_PCI", "VIRTIO_BLK", "SCSI_VIRTIO",
-                                      "VIRTIO_NET")},
+        root={
+            "usr/bin/sh": elf_header(64, EM_AARCH64),
+            f"lib/modules/{DEB}/modules.builtin": "kernel/drivers/net/xen-netfront.ko\n",
+            "etc/udev/rules.d/75-persistent-net-generator.rules": "",
+            "etc/udev/rules.d/70-persistent-net.rules": "# nothing here\n\n",
+        },
+        boot={
+            f"initrd.img-{DEB}": initrd,
+            f"config-{DEB}": config(
+                "VIRTIO", "VIRTIO_PCI", "VIRTIO_BLK", "SCSI_VIRTIO", "VIRTIO_NET"
+            ),
+        },
     )
 
 
@@ -165,14 +201,19 @@ def xen_guest() -> Path:
     """CentOS 5, i386 userland, GRUB's saved_entry picks the Xen kernel over a newer one."""
     return gf.build_guest(
         "kern-xen",
-        root={"usr/lib/os-release": None, "etc/os-release": None,
-              "etc/redhat-release": "CentOS release 5.11 (Final)\n",
-              "usr/bin/sh": elf_header(32, EM_386)},
-        boot={"vmlinuz-6.1.0-13-amd64": None,
-              "vmlinuz-2.6.18-398.el5xen": b"\x7fELF" + bytes(900),
-              "vmlinuz-2.6.18-400.el5": b"MZ" + bytes(900),
-              "grub/grubenv": "# GRUB Environment Block\nsaved_entry=CentOS (2.6.18-398.el5xen)\n"
-              + "#" * 900},
+        root={
+            "usr/lib/os-release": None,
+            "etc/os-release": None,
+            "etc/redhat-release": "CentOS release 5.11 (Final)\n",
+            "usr/bin/sh": elf_header(32, EM_386),
+        },
+        boot={
+            "vmlinuz-6.1.0-13-amd64": None,
+            "vmlinuz-2.6.18-398.el5xen": b"\x7fELF" + bytes(900),
+            "vmlinuz-2.6.18-400.el5": b"MZ" + bytes(900),
+            "grub/grubenv": "# GRUB Environment Block\nsaved_entry=CentOS (2.6.18-398.el5xen)\n"
+            + "#" * 900,
+        },
     )
 
 
@@ -183,9 +224,12 @@ def two_kernels_guest() -> Path:
     return gf.build_guest(
         "kern-two",
         root={"usr/bin/sh": elf_header(64, EM_X86_64)},
-        boot={f"initrd.img-{DEB}": good, f"config-{DEB}": config(module=ALL_MODULE_SYMBOLS),
-              "vmlinuz-5.10.0-9-amd64": b"MZ" + bytes(900),
-              "initrd.img-5.10.0-9-amd64": old},
+        boot={
+            f"initrd.img-{DEB}": good,
+            f"config-{DEB}": config(module=ALL_MODULE_SYMBOLS),
+            "vmlinuz-5.10.0-9-amd64": b"MZ" + bytes(900),
+            "initrd.img-5.10.0-9-amd64": old,
+        },
     )
 
 
@@ -254,8 +298,15 @@ def test_builtin_drivers_from_config_and_modules_builtin() -> None:
     kf = guest.derive(kernels.read_kernels)
     k = kf.default
     assert k is not None
-    assert k.builtin == {"virtio", "virtio_ring", "virtio_pci", "virtio_blk", "virtio_scsi",
-                         "virtio_net", "xen_netfront"}
+    assert k.builtin == {
+        "virtio",
+        "virtio_ring",
+        "virtio_pci",
+        "virtio_blk",
+        "virtio_scsi",
+        "virtio_net",
+        "xen_netfront",
+    }
     assert k.builtin_path == f"/lib/modules/{DEB}/modules.builtin"
     assert k.initrd is not None and k.initrd.module_count == 0
     assert [d for d in kernels.WATCHED_DRIVERS if not k.available(d)] == ["xen_blkfront"]
@@ -299,8 +350,9 @@ def test_initrd_is_streamed_in_ranges() -> None:
 
 
 def test_a_corrupt_initrd_is_recorded_not_raised() -> None:
-    path = gf.build_guest("kern-badinitrd", boot={f"initrd.img-{DEB}": b"garbage" * 100,
-                                             f"config-{DEB}": None})
+    path = gf.build_guest(
+        "kern-badinitrd", boot={f"initrd.img-{DEB}": b"garbage" * 100, f"config-{DEB}": None}
+    )
     k = guest_of(path).derive(kernels.read_kernels).default
     assert k is not None and k.initrd is not None
     assert not k.initrd.read and k.initrd.error is not None and "not an initrd" in k.initrd.error
@@ -318,22 +370,37 @@ def test_the_unpack_cap_is_shared_by_all_initrds(monkeypatch: pytest.MonkeyPatch
 # --- parsers ---------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("bits", "machine", "order", "name"), [
-    (64, EM_X86_64, "<", "x86_64"), (64, EM_AARCH64, "<", "aarch64"), (32, EM_386, "<", "i386"),
-    (32, EM_X86_64, "<", "x32"), (64, EM_PPC64, "<", "ppc64le"), (64, EM_PPC64, ">", "ppc64"),
-    (64, 22, ">", "s390x"), (64, 243, "<", "riscv64"), (64, 9999, "<", "machine-9999"),
-])
+@pytest.mark.parametrize(
+    ("bits", "machine", "order", "name"),
+    [
+        (64, EM_X86_64, "<", "x86_64"),
+        (64, EM_AARCH64, "<", "aarch64"),
+        (32, EM_386, "<", "i386"),
+        (32, EM_X86_64, "<", "x32"),
+        (64, EM_PPC64, "<", "ppc64le"),
+        (64, EM_PPC64, ">", "ppc64"),
+        (64, 22, ">", "s390x"),
+        (64, 243, "<", "riscv64"),
+        (64, 9999, "<", "machine-9999"),
+    ],
+)
 def test_elf_architecture(bits: int, machine: int, order: str, name: str) -> None:
     header = ElfHeader.from_bytes(elf_header(bits, machine, order))
     assert (header.architecture, header.bits, header.machine) == (name, bits, machine)
     assert header.byte_order == ("little" if order == "<" else "big")
 
 
-@pytest.mark.parametrize("data", [
-    b"", b"\x7fELF", b"MZ" + bytes(62), b"\x7fELF" + bytes(60),
-    elf_header(64, EM_X86_64)[:40],  # cut short
-    elf_header(64, EM_X86_64)[:4] + b"\x03" + elf_header(64, EM_X86_64)[5:],  # class 3
-])
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"",
+        b"\x7fELF",
+        b"MZ" + bytes(62),
+        b"\x7fELF" + bytes(60),
+        elf_header(64, EM_X86_64)[:40],  # cut short
+        elf_header(64, EM_X86_64)[:4] + b"\x03" + elf_header(64, EM_X86_64)[5:],  # class 3
+    ],
+)
 def test_elf_rejects_what_is_not_a_header(data: bytes) -> None:
     with pytest.raises(CorruptImageError):
         ElfHeader.from_bytes(data)
@@ -347,21 +414,37 @@ def test_elf_checks_the_header_size() -> None:
 
 
 def test_version_sort() -> None:
-    versions = ["5.10.0-9-amd64", "6.1.0-13-amd64", "6.1.0-9-amd64", "0-rescue-abc",
-                "5.14.0-70.13.1.el9_0.x86_64", "5.14.0-362.8.1.el9_3.x86_64"]
+    versions = [
+        "5.10.0-9-amd64",
+        "6.1.0-13-amd64",
+        "6.1.0-9-amd64",
+        "0-rescue-abc",
+        "5.14.0-70.13.1.el9_0.x86_64",
+        "5.14.0-362.8.1.el9_3.x86_64",
+    ]
     assert sorted(versions, key=kernels.version_key, reverse=True) == [
-        "6.1.0-13-amd64", "6.1.0-9-amd64", "5.14.0-362.8.1.el9_3.x86_64",
-        "5.14.0-70.13.1.el9_0.x86_64", "5.10.0-9-amd64", "0-rescue-abc"]
+        "6.1.0-13-amd64",
+        "6.1.0-9-amd64",
+        "5.14.0-362.8.1.el9_3.x86_64",
+        "5.14.0-70.13.1.el9_0.x86_64",
+        "5.10.0-9-amd64",
+        "0-rescue-abc",
+    ]
 
 
-@pytest.mark.parametrize(("text", "expected"), [
-    (NET_RULES, (4, MAC_RULE)),
-    ("", None),
-    ("# only comments\n#SUBSYSTEM==\"net\"\n\n", None),
-    ('KERNEL=="eth*", NAME="eth0"\n', (1, 'KERNEL=="eth*", NAME="eth0"')),
-    ('KERNEL=="eth*"\nSUBSYSTEM=="net", SYSFS{address}=="00:16:3e:00:00:01", NAME="eth0"\n',
-     (2, 'SUBSYSTEM=="net", SYSFS{address}=="00:16:3e:00:00:01", NAME="eth0"')),
-])
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (NET_RULES, (4, MAC_RULE)),
+        ("", None),
+        ('# only comments\n#SUBSYSTEM=="net"\n\n', None),
+        ('KERNEL=="eth*", NAME="eth0"\n', (1, 'KERNEL=="eth*", NAME="eth0"')),
+        (
+            'KERNEL=="eth*"\nSUBSYSTEM=="net", SYSFS{address}=="00:16:3e:00:00:01", NAME="eth0"\n',
+            (2, 'SUBSYSTEM=="net", SYSFS{address}=="00:16:3e:00:00:01", NAME="eth0"'),
+        ),
+    ],
+)
 def test_quote_net_rules(text: str, expected: tuple[int, str] | None) -> None:
     item = kernels.quote_net_rules("/etc/udev/rules.d/70-persistent-net.rules", text)
     assert (None if item is None else (item.line_no, item.line)) == expected

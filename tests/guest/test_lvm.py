@@ -101,24 +101,53 @@ def _build() -> tuple[list[Path], dict[str, Any]]:
         _run(_tool("pvcreate"), *cfg, *loops)
         _run(_tool("vgcreate"), *cfg, "-s", "1m", VG, *loops)
         _run(_tool("lvcreate"), *cfg, "-an", "-Zn", "-L", "10m", "-n", "root", VG, loops[0])
-        _run(_tool("lvcreate"), *cfg, "-an", "-Zn", "-L", "8m", "-i", "2", "-I", "64k",
-             "-n", "data", VG)
+        _run(
+            _tool("lvcreate"),
+            *cfg,
+            "-an",
+            "-Zn",
+            "-L",
+            "8m",
+            "-i",
+            "2",
+            "-I",
+            "64k",
+            "-n",
+            "data",
+            VG,
+        )
         _run(_tool("lvextend"), *cfg, "-L", "+3m", f"{VG}/root", loops[1])
         report = ["--units", "b", "--nosuffix", "--reportformat", "json"]
-        segs = json.loads(_run(_tool("lvs"), *cfg, *report, "--segments", "-o",
-                               "lv_name,lv_uuid,lv_size,seg_start_pe,seg_size_pe,segtype,"
-                               "stripes,stripe_size,seg_pe_ranges", VG))["report"][0]["seg"]
-        pvs = json.loads(_run(_tool("pvs"), *cfg, *report, "-o", "pv_name,pv_uuid,pe_start,"
-                              "pv_pe_count", *loops))["report"][0]["pv"]
-        vgs = json.loads(_run(_tool("vgs"), *cfg, *report, "-o", "vg_name,vg_uuid,"
-                              "vg_extent_size,vg_seqno", VG))["report"][0]["vg"]
+        segs = json.loads(
+            _run(
+                _tool("lvs"),
+                *cfg,
+                *report,
+                "--segments",
+                "-o",
+                "lv_name,lv_uuid,lv_size,seg_start_pe,seg_size_pe,segtype,"
+                "stripes,stripe_size,seg_pe_ranges",
+                VG,
+            )
+        )["report"][0]["seg"]
+        pvs = json.loads(
+            _run(_tool("pvs"), *cfg, *report, "-o", "pv_name,pv_uuid,pe_start,pv_pe_count", *loops)
+        )["report"][0]["pv"]
+        vgs = json.loads(
+            _run(_tool("vgs"), *cfg, *report, "-o", "vg_name,vg_uuid,vg_extent_size,vg_seqno", VG)
+        )["report"][0]["vg"]
     finally:
         for loop in loops:
             subprocess.run([_tool("losetup"), "-d", loop], check=False)
     for pv in pvs:
         pv["pe_start"] = int(pv["pe_start"])
-    layout = {"loops": loops, "segments": segs, "pvs": pvs, "vg": vgs[0],
-              "extent_size": int(vgs[0]["vg_extent_size"])}
+    layout = {
+        "loops": loops,
+        "segments": segs,
+        "pvs": pvs,
+        "vg": vgs[0],
+        "extent_size": int(vgs[0]["vg_extent_size"]),
+    }
     _write_pattern(tmps, layout)
     meta.write_text(json.dumps(layout))
     for t, f in zip(tmps, files, strict=True):
@@ -171,20 +200,30 @@ def test_volume_group_matches_lvs(pvs: Any) -> None:
     assert vg.extent_size == layout["extent_size"]
     assert vg.missing_pvs == () and vg.problems == ()
     assert [(p.uuid, p.pe_start, p.pe_count) for p in vg.physical_volumes] == [
-        (p["pv_uuid"], p["pe_start"], int(p["pv_pe_count"])) for p in layout["pvs"]]
+        (p["pv_uuid"], p["pe_start"], int(p["pv_pe_count"])) for p in layout["pvs"]
+    ]
     key_to_loop = {p.key: layout["pvs"][i]["pv_name"] for i, p in enumerate(vg.physical_volumes)}
     got = []
     for lv in vg.logical_volumes:
         for seg in lv.segments:
             per = seg.extent_count // len(seg.areas)
-            got.append({
-                "lv_name": lv.name, "lv_uuid": lv.uuid, "lv_size": str(lv.size),
-                "seg_start_pe": str(seg.start_extent), "seg_size_pe": str(seg.extent_count),
-                "segtype": seg.kind, "stripes": str(len(seg.areas)),
-                "stripe_size": str(seg.stripe_size),
-                "seg_pe_ranges": " ".join(f"{key_to_loop[a.pv]}:{a.start_extent}-"
-                                          f"{a.start_extent + per - 1}" for a in seg.areas),
-            })
+            got.append(
+                {
+                    "lv_name": lv.name,
+                    "lv_uuid": lv.uuid,
+                    "lv_size": str(lv.size),
+                    "seg_start_pe": str(seg.start_extent),
+                    "seg_size_pe": str(seg.extent_count),
+                    "segtype": seg.kind,
+                    "stripes": str(len(seg.areas)),
+                    "stripe_size": str(seg.stripe_size),
+                    "seg_pe_ranges": " ".join(
+                        f"{key_to_loop[a.pv]}:{a.start_extent}-{a.start_extent + per - 1}"
+                        for a in seg.areas
+                    ),
+                }
+            )
+
     def order(seg: dict[str, str]) -> tuple[str, int]:
         return seg["lv_name"], int(seg["seg_start_pe"])
 
@@ -240,8 +279,9 @@ def _rewrite(buf: bytearray, text: bytes, at: int | None = None, size: int | Non
     first = min(len(text), area_size - loc)
     buf[start + loc : start + loc + first] = text[:first]
     buf[start + 512 : start + 512 + len(text) - first] = text[first:]
-    struct.pack_into("<QQII", buf, start + 40, loc, len(text) if size is None else size,
-                     lvm_crc(text), 0)
+    struct.pack_into(
+        "<QQII", buf, start + 40, loc, len(text) if size is None else size, lvm_crc(text), 0
+    )
     struct.pack_into("<I", buf, start, lvm_crc(bytes(buf[start + 4 : start + 512])))
 
 
@@ -310,8 +350,19 @@ def test_nesting_bomb(pvs: Any) -> None:
     parse_metadata(b"x {" * MAX_DEPTH + b"}" * MAX_DEPTH)
 
 
-@pytest.mark.parametrize("junk", [b'a = "unterminated', b"a = [1, 2", b"a = 1e999x", b"{}", b"a b",
-                                  b"a = 9" + b"9" * 5000, b"a {", b"a = 1\na = 2"])
+@pytest.mark.parametrize(
+    "junk",
+    [
+        b'a = "unterminated',
+        b"a = [1, 2",
+        b"a = 1e999x",
+        b"{}",
+        b"a b",
+        b"a = 9" + b"9" * 5000,
+        b"a {",
+        b"a = 1\na = 2",
+    ],
+)
 def test_parser_rejects_junk(junk: bytes) -> None:
     with pytest.raises(CorruptImageError):
         parse_metadata(junk)
@@ -338,7 +389,7 @@ def _edit(text: bytes, old: bytes, new: bytes) -> bytes:
         (b"stripe_count = 2", b"stripe_count = 3", "stripe_count says 3"),  # list has 2
         (b'"pv1", 0', b'"pv1", 60', "lie beyond PV pv1"),
         (b'"pv1", 0', b'"pv7", 0', "unknown PV"),
-        (b"type = \"striped\"\nstripe_count = 2", b"type = \"thin\"\nstripe_count = 2", ""),
+        (b'type = "striped"\nstripe_count = 2', b'type = "thin"\nstripe_count = 2', ""),
     ],
 )
 def test_hostile_segments(pvs: Any, old: bytes, new: bytes, message: str) -> None:

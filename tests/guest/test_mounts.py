@@ -19,11 +19,18 @@ def test_volumes_root_and_mounts_are_found() -> None:
         storage = scan_storage(RawDisk(src))
         assert storage.table.scheme == "gpt"
         assert [(v.name, v.kind) for v in storage.volumes] == [
-            ("part1", "unknown"), ("part2", "vfat"), ("part3", "ext4"), ("part4", "ext4")]
+            ("part1", "unknown"),
+            ("part2", "vfat"),
+            ("part3", "ext4"),
+            ("part4", "ext4"),
+        ]
         layout = assemble(storage)
         assert layout.root is not None and layout.root.volume.name == "part3"
         assert {m.mountpoint: m.volume.name for m in layout.mounts} == {
-            "/": "part3", "/boot": "part4", "/boot/efi": "part2"}
+            "/": "part3",
+            "/boot": "part4",
+            "/boot/efi": "part2",
+        }
         # the noauto line's device is absent too: reported, the rule decides it is harmless
         assert [u.entry.mountpoint for u in layout.unresolved] == ["/mnt/usb"]
         files = layout.files()
@@ -59,22 +66,43 @@ def test_an_empty_disk_has_no_root() -> None:
 def test_fstab_specs_name_the_right_volumes() -> None:
     with FileSource(gf.synthetic_guest()) as src:
         vols = scan_storage(RawDisk(src)).volumes
-        by = {spec: (v.name if v else None) for spec in (
-            f"UUID={gf.ROOT_UUID}", f'UUID="{gf.ROOT_UUID.upper()}"', "LABEL=rootfs",
-            "UUID=1234-ABCD", f"/dev/disk/by-uuid/{gf.BOOT_UUID}", "/dev/vda3", "/dev/sda4",
-            "/dev/nvme0n1p2", "/dev/vdb1", "/dev/sdb3", "UUID=nope",
-        ) for v in [find_volume(spec, vols)]}
+        by = {
+            spec: (v.name if v else None)
+            for spec in (
+                f"UUID={gf.ROOT_UUID}",
+                f'UUID="{gf.ROOT_UUID.upper()}"',
+                "LABEL=rootfs",
+                "UUID=1234-ABCD",
+                f"/dev/disk/by-uuid/{gf.BOOT_UUID}",
+                "/dev/vda3",
+                "/dev/sda4",
+                "/dev/nvme0n1p2",
+                "/dev/vdb1",
+                "/dev/sdb3",
+                "UUID=nope",
+            )
+            for v in [find_volume(spec, vols)]
+        }
     assert by == {
-        f"UUID={gf.ROOT_UUID}": "part3", f'UUID="{gf.ROOT_UUID.upper()}"': "part3",
-        "LABEL=rootfs": "part3", "UUID=1234-ABCD": "part2",
-        f"/dev/disk/by-uuid/{gf.BOOT_UUID}": "part4", "/dev/vda3": "part3", "/dev/sda4": "part4",
-        "/dev/nvme0n1p2": "part2", "/dev/vdb1": None, "/dev/sdb3": None, "UUID=nope": None,
+        f"UUID={gf.ROOT_UUID}": "part3",
+        f'UUID="{gf.ROOT_UUID.upper()}"': "part3",
+        "LABEL=rootfs": "part3",
+        "UUID=1234-ABCD": "part2",
+        f"/dev/disk/by-uuid/{gf.BOOT_UUID}": "part4",
+        "/dev/vda3": "part3",
+        "/dev/sda4": "part4",
+        "/dev/nvme0n1p2": "part2",
+        "/dev/vdb1": None,
+        "/dev/sdb3": None,
+        "UUID=nope": None,
     }
 
 
 def test_parse_fstab_handles_comments_escapes_and_short_lines() -> None:
-    entries = parse_fstab("# c\n\nUUID=a / ext4 defaults 0 1 # trailing\n"
-                          "/dev/sdb1 /mnt/my\\040disk xfs noauto,nofail\nbroken\n")
+    entries = parse_fstab(
+        "# c\n\nUUID=a / ext4 defaults 0 1 # trailing\n"
+        "/dev/sdb1 /mnt/my\\040disk xfs noauto,nofail\nbroken\n"
+    )
     assert [(e.spec, e.mountpoint, e.fstype, e.auto, e.nofail, e.passno) for e in entries] == [
         ("UUID=a", "/", "ext4", True, False, 1),
         ("/dev/sdb1", "/mnt/my disk", "xfs", False, True, 0),

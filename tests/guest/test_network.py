@@ -43,6 +43,7 @@ def guest(path: Path) -> Iterator[GuestFacts]:
 
 # -- parsers ---------------------------------------------------------------------------------
 
+
 def test_interfaces_static_stanza_quotes_address_and_hwaddress() -> None:
     configs, includes = parse_interfaces("/etc/network/interfaces", nf.DEB_STATIC_INTERFACES)
     assert includes == []
@@ -50,22 +51,32 @@ def test_interfaces_static_stanza_quotes_address_and_hwaddress() -> None:
     assert (lo.name, lo.method) == ("lo", LOOPBACK)
     assert (eth0.name, eth0.method) == ("eth0", STATIC)
     assert [str(q) for q in eth0.addresses] == [
-        "/etc/network/interfaces:6: address 192.168.10.5/24"]
+        "/etc/network/interfaces:6: address 192.168.10.5/24"
+    ]
     assert [str(q) for q in eth0.mac_bindings] == [
-        "/etc/network/interfaces:8: hwaddress ether 52:54:00:12:34:56"]
+        "/etc/network/interfaces:8: hwaddress ether 52:54:00:12:34:56"
+    ]
     assert str(eth0.where) == "/etc/network/interfaces:5: iface eth0 inet static"
 
 
 def test_interfaces_dhcp_includes_continuations_and_methods() -> None:
-    text = ("source-directory interfaces.d\nsource /etc/net/*.cfg\n"
-            "iface eth0 inet \\\n  dhcp\n# iface eth9 inet static\n"
-            "iface eth1 inet6 auto\niface br0 inet manual\n  bridge_ports eth2\n"
-            "iface eth3 inet static\n")
+    text = (
+        "source-directory interfaces.d\nsource /etc/net/*.cfg\n"
+        "iface eth0 inet \\\n  dhcp\n# iface eth9 inet static\n"
+        "iface eth1 inet6 auto\niface br0 inet manual\n  bridge_ports eth2\n"
+        "iface eth3 inet static\n"
+    )
     configs, includes = parse_interfaces("/x", text)
-    assert [(i.directory, i.pattern) for i in includes] == [(True, "interfaces.d"),
-                                                            (False, "/etc/net/*.cfg")]
+    assert [(i.directory, i.pattern) for i in includes] == [
+        (True, "interfaces.d"),
+        (False, "/etc/net/*.cfg"),
+    ]
     assert [(c.name, c.method) for c in configs] == [
-        ("eth0", DHCP), ("eth1", DHCP), ("br0", MANUAL), ("eth3", STATIC)]
+        ("eth0", DHCP),
+        ("eth1", DHCP),
+        ("br0", MANUAL),
+        ("eth3", STATIC),
+    ]
     # a static stanza without an address line quotes the stanza itself
     assert str(configs[-1].addresses[0]) == "/x:9: iface eth3 inet static"
 
@@ -74,7 +85,8 @@ def test_ifcfg_red_hat_and_suse() -> None:
     cfg = parse_ifcfg("/etc/sysconfig/network-scripts/ifcfg-eth0", nf.IFCFG_STATIC)
     assert cfg is not None and (cfg.name, cfg.method, cfg.style) == ("eth0", STATIC, "ifcfg")
     assert [str(q) for q in cfg.addresses] == [
-        "/etc/sysconfig/network-scripts/ifcfg-eth0:5: IPADDR=192.168.10.5"]
+        "/etc/sysconfig/network-scripts/ifcfg-eth0:5: IPADDR=192.168.10.5"
+    ]
     assert [q.text for q in cfg.mac_bindings] == ["HWADDR=52:54:00:12:34:56"]
     suse = parse_ifcfg("/etc/sysconfig/network/ifcfg-eth0", nf.SUSE_IFCFG, suse=True)
     assert suse is not None and suse.method == DHCP and suse.addresses == ()
@@ -87,7 +99,7 @@ def test_ifcfg_red_hat_and_suse() -> None:
 
 
 def test_shell_vars_survive_bad_quoting() -> None:
-    values = parse_shell_vars("A='unterminated\nB=\"x\" # c\n=1\nexport C=3\n")
+    values = parse_shell_vars('A=\'unterminated\nB="x" # c\n=1\nexport C=3\n')
     assert values["A"][1] == "unterminated"
     assert values["B"][1] == "x" and values["C"][1] == "3"
 
@@ -98,8 +110,9 @@ def test_nm_keyfile_manual_auto_and_slave() -> None:
     assert cfg is not None and (cfg.name, cfg.method) == ("eth1", STATIC)
     assert [str(q) for q in cfg.addresses] == [f"{path}:12: address1=10.1.2.3/16,10.1.0.1"]
     assert [str(q) for q in cfg.mac_bindings] == [f"{path}:8: mac-address=52:54:00:AA:BB:CC"]
-    auto = parse_nm_keyfile("/k", "[connection]\nid=Wired\ntype=ethernet\n"
-                            "[ethernet]\ncloned-mac-address=stable\n")
+    auto = parse_nm_keyfile(
+        "/k", "[connection]\nid=Wired\ntype=ethernet\n[ethernet]\ncloned-mac-address=stable\n"
+    )
     assert auto is not None and auto.method == DHCP and auto.mac_bindings == ()
     port = parse_nm_keyfile("/k", "[connection]\nid=p\ntype=ethernet\ncontroller=bond0\n")
     assert port is not None and port.method == MANUAL
@@ -120,9 +133,11 @@ def test_netplan_static_with_match_macaddress() -> None:
     (cfg,) = parse_netplan("/etc/netplan/50-static.yaml", doc)
     assert (cfg.name, cfg.method) == ("ens3", STATIC)
     assert [str(q) for q in cfg.addresses] == [
-        "/etc/netplan/50-static.yaml:8: addresses: ['10.0.0.7/24']"]
+        "/etc/netplan/50-static.yaml:8: addresses: ['10.0.0.7/24']"
+    ]
     assert [str(q) for q in cfg.mac_bindings] == [
-        "/etc/netplan/50-static.yaml:6: match: macaddress: 52:54:00:ab:cd:ef"]
+        "/etc/netplan/50-static.yaml:6: match: macaddress: 52:54:00:ab:cd:ef"
+    ]
     (dhcp,) = parse_netplan("/n", load_yaml(nf.NETPLAN_DHCP))
     assert dhcp.method == DHCP
     assert parse_netplan("/n", load_yaml("network: [1, 2]\n")) == []
@@ -133,9 +148,12 @@ def test_wicked_static_and_dhcp() -> None:
     (cfg,) = parse_wicked("/etc/wicked/ifconfig/eth1.xml", nf.WICKED_XML)
     assert (cfg.name, cfg.method) == ("eth1", STATIC)
     assert [str(q) for q in cfg.addresses] == [
-        "/etc/wicked/ifconfig/eth1.xml:5: <local>192.168.50.2/24</local>"]
-    text = ("<interface><name>eth0</name><ipv4:dhcp><enabled>true</enabled></ipv4:dhcp>"
-            "<ethernet><address>52:54:00:00:00:09</address></ethernet></interface>")
+        "/etc/wicked/ifconfig/eth1.xml:5: <local>192.168.50.2/24</local>"
+    ]
+    text = (
+        "<interface><name>eth0</name><ipv4:dhcp><enabled>true</enabled></ipv4:dhcp>"
+        "<ethernet><address>52:54:00:00:00:09</address></ethernet></interface>"
+    )
     (dhcp,) = parse_wicked("/w", text)
     assert dhcp.method == DHCP and len(dhcp.mac_bindings) == 1
     assert parse_wicked("/w", "<interface><name>x</name>" * 10_000) == []  # unclosed: nothing
@@ -146,17 +164,22 @@ def test_is_mac() -> None:
     assert is_mac("525400123456") and not is_mac("permanent") and not is_mac("")
 
 
-@pytest.mark.parametrize("text", [
-    "a: &x [1, *x]\n",  # an alias cycle
-    "a: &a [x,x,x,x,x,x,x,x,x]\n" + "".join(  # billion laughs
-        f"{chr(98 + i)}: &{chr(98 + i)} [{', '.join(['*' + chr(97 + i)] * 9)}]\n"
-        for i in range(9)),
-    "a: [" * 2000,  # too deep / unterminated
-    "a: !!python/object:os.system ls\n",  # not a safe tag
-    "{[1]: 2}\n",  # unhashable key
-    "a: b: c\n",  # a syntax error
-    "x" * ((1 << 20) + 1),  # too big
-])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "a: &x [1, *x]\n",  # an alias cycle
+        "a: &a [x,x,x,x,x,x,x,x,x]\n"
+        + "".join(  # billion laughs
+            f"{chr(98 + i)}: &{chr(98 + i)} [{', '.join(['*' + chr(97 + i)] * 9)}]\n"
+            for i in range(9)
+        ),
+        "a: [" * 2000,  # too deep / unterminated
+        "a: !!python/object:os.system ls\n",  # not a safe tag
+        "{[1]: 2}\n",  # unhashable key
+        "a: b: c\n",  # a syntax error
+        "x" * ((1 << 20) + 1),  # too big
+    ],
+)
 def test_load_yaml_refuses_unsafe_or_broken_documents(text: str) -> None:
     with pytest.raises(YamlRefused):
         load_yaml(text)
@@ -175,12 +198,14 @@ def test_load_yaml_records_key_lines() -> None:
 
 # -- readers on guest disks ------------------------------------------------------------------
 
+
 def test_read_network_follows_source_lines_and_skips_backups() -> None:
     with guest(nf.debian_good()) as g:
         net = read_network(g)
         assert [(c.name, c.method, c.where.path) for c in net.interfaces] == [
             ("lo", LOOPBACK, "/etc/network/interfaces"),
-            ("eth0", DHCP, "/etc/network/interfaces.d/eth0")]
+            ("eth0", DHCP, "/etc/network/interfaces.d/eth0"),
+        ]
         assert net.problems == () and not net.nm_auto_dhcp
 
 
@@ -188,8 +213,10 @@ def test_read_network_on_centos_reads_ifcfg_keyfiles_and_networkd() -> None:
     with guest(nf.centos_static()) as g:
         net = read_network(g)
         assert [(c.style, c.name, c.method) for c in net.configured] == [
-            ("ifcfg", "eth0", STATIC), ("nm", "eth1", STATIC),
-            ("networkd", "10-static.network", STATIC)]
+            ("ifcfg", "eth0", STATIC),
+            ("nm", "eth1", STATIC),
+            ("networkd", "10-static.network", STATIC),
+        ]
         assert "/etc/sysconfig/network-scripts/ifcfg-eth0.bak" not in net.files
         assert all(c.mac_bindings for c in net.configured)
 
@@ -198,34 +225,76 @@ def test_read_network_on_suse_reads_ifcfg_and_wicked() -> None:
     with guest(nf.suse_disabled()) as g:
         net = read_network(g)
         assert [(c.style, c.name, c.method) for c in net.configured] == [
-            ("suse-ifcfg", "eth0", DHCP), ("wicked", "eth1", STATIC)]
+            ("suse-ifcfg", "eth0", DHCP),
+            ("wicked", "eth1", STATIC),
+        ]
 
 
 def test_units_from_wants_links_and_masks() -> None:
     with guest(nf.suse_disabled()) as g:
         units = read_units(g)
         assert "cloud-config.service" in units.masked
-        assert enabled_units(g) == frozenset({"cloud-init-local.service",
-                                              "cloud-final.service"})
-        assert units.links["cloud-final.service"] == \
-            "/etc/systemd/system/multi-user.target.wants/cloud-final.service"
+        assert enabled_units(g) == frozenset({"cloud-init-local.service", "cloud-final.service"})
+        assert (
+            units.links["cloud-final.service"]
+            == "/etc/systemd/system/multi-user.target.wants/cloud-final.service"
+        )
 
 
 def test_units_from_sysv_rc_links() -> None:
-    path = gf.build_guest("units-sysv", root={
-        "etc/rc3.d/S55sshd": Symlink("../init.d/sshd"),
-        "etc/rc3.d/K10cloud-final": Symlink("../init.d/cloud-final"),
-        "etc/rc0.d/S01halt": Symlink("../init.d/halt"),
-    })
+    path = gf.build_guest(
+        "units-sysv",
+        root={
+            "etc/rc3.d/S55sshd": Symlink("../init.d/sshd"),
+            "etc/rc3.d/K10cloud-final": Symlink("../init.d/cloud-final"),
+            "etc/rc0.d/S01halt": Symlink("../init.d/halt"),
+        },
+    )
     with guest(path) as g:
         assert enabled_units(g) == frozenset({"sshd.service"})
 
 
-_FRAGMENTS = ["iface ", "eth0 ", "inet ", "static", "dhcp", "\n", "address 1.2.3.4", "source ",
-              "=", "[", "]", "Match", "Network", "DHCP=yes", "Address=", "IPADDR=", "'", '"',
-              "\\", "#", "<interface>", "</interface>", "<name>", "</name>", "<ipv4:static>",
-              "<local>", "</local>", "network:", "  ", "ethernets:", "- ", "{", "}", ":",
-              "HWADDR=52:54:00:12:34:56", "mac-address=", "method=manual", "\x00", "\u00e9"]
+_FRAGMENTS = [
+    "iface ",
+    "eth0 ",
+    "inet ",
+    "static",
+    "dhcp",
+    "\n",
+    "address 1.2.3.4",
+    "source ",
+    "=",
+    "[",
+    "]",
+    "Match",
+    "Network",
+    "DHCP=yes",
+    "Address=",
+    "IPADDR=",
+    "'",
+    '"',
+    "\\",
+    "#",
+    "<interface>",
+    "</interface>",
+    "<name>",
+    "</name>",
+    "<ipv4:static>",
+    "<local>",
+    "</local>",
+    "network:",
+    "  ",
+    "ethernets:",
+    "- ",
+    "{",
+    "}",
+    ":",
+    "HWADDR=52:54:00:12:34:56",
+    "mac-address=",
+    "method=manual",
+    "\x00",
+    "\u00e9",
+]
 
 
 @settings(max_examples=300, deadline=None)

@@ -134,7 +134,13 @@ def test_mbr_primary_extended_logical(mbr_disk: tuple[bytes, dict[str, object]])
     _assert_matches_sfdisk(table, sf)
     assert [p.number for p in table.partitions] == [1, 2, 3, 5, 6, 7]
     assert [p.type_name for p in table.partitions] == [
-        "linux", "extended", "linux-raid", "swap", "linux", "linux-lvm"]
+        "linux",
+        "extended",
+        "linux-raid",
+        "swap",
+        "linux",
+        "linux-lvm",
+    ]
     assert [p.logical for p in table.partitions] == [False] * 3 + [True] * 3
     assert table.disk_id == f"{int(str(sf['id']), 16):08x}"
 
@@ -220,7 +226,7 @@ def test_hybrid_mbr_uses_gpt(gpt_disk: tuple[bytes, dict[str, object]]) -> None:
 
 
 def test_gpt_without_protective_mbr_is_read_as_mbr_when_mbr_is_valid(
-    gpt_disk: tuple[bytes, dict[str, object]]
+    gpt_disk: tuple[bytes, dict[str, object]],
 ) -> None:
     data, _ = gpt_disk
     mixed = bytearray(data)
@@ -328,8 +334,10 @@ def gpt4k_disk() -> tuple[bytes, dict[str, object]]:
             f.truncate(64 * MiB)
         loop = _run(_tool("losetup"), "--find", "--show", "-b", "4096", str(tmp)).strip()
         try:
-            script = "label: gpt\nsize=8M, type=C12A7328-F81F-11D2-BA4B-00A0C93EC93B\n" \
-                     "type=0FC63DAF-8483-4772-8E79-3D69D8477DE4\n"
+            script = (
+                "label: gpt\nsize=8M, type=C12A7328-F81F-11D2-BA4B-00A0C93EC93B\n"
+                "type=0FC63DAF-8483-4772-8E79-3D69D8477DE4\n"
+            )
             _run(_tool("sfdisk"), "-q", "--no-reread", loop, stdin=script)
             table = json.loads(_run(_tool("sfdisk"), "--json", loop))["partitiontable"]
         finally:

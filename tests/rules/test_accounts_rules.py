@@ -29,12 +29,12 @@ ACCOUNT_RULES = (LoginRule(), RootPasswordRule(), PasswordStrengthRule())
 SSHD_ENABLED: gf.Tree = {
     "usr/sbin/sshd": b"\x7fELF" + bytes(60),
     "lib/systemd/system/ssh.service": "[Service]\nExecStart=/usr/sbin/sshd -D\n",
-    "etc/systemd/system/multi-user.target.wants/ssh.service":
-        gf.Symlink("/lib/systemd/system/ssh.service"),
+    "etc/systemd/system/multi-user.target.wants/ssh.service": gf.Symlink(
+        "/lib/systemd/system/ssh.service"
+    ),
 }
 ALICE_WITH_KEY: gf.Tree = {
-    "etc/passwd": "root:x:0:0:root:/root:/bin/bash\n"
-                  "alice:x:1000:1000::/home/alice:/bin/bash\n",
+    "etc/passwd": "root:x:0:0:root:/root:/bin/bash\nalice:x:1000:1000::/home/alice:/bin/bash\n",
     "home/alice/.ssh/authorized_keys": "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAA alice@laptop\n",
 }
 
@@ -42,9 +42,13 @@ ALICE_WITH_KEY: gf.Tree = {
 def _hash(password: str, salt: str) -> str:
     if shutil.which("openssl") is None:
         pytest.fail("openssl is not installed; run scripts/install --test")
-    return subprocess.run(["openssl", "passwd", "-6", "-salt", salt, "-stdin"],
-                          input=password + "\n", capture_output=True, text=True,
-                          check=True).stdout.strip()
+    return subprocess.run(
+        ["openssl", "passwd", "-6", "-salt", salt, "-stdin"],
+        input=password + "\n",
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
 
 
 def _shadow(root_field: str, *more: str) -> str:
@@ -60,8 +64,11 @@ def weak_root() -> Path:
 
 
 def locked_root_with_keys(*, sshd: bool = True) -> Path:
-    tree = {**ALICE_WITH_KEY, **(SSHD_ENABLED if sshd else {}),
-            "etc/shadow": _shadow("!", "alice:*")}
+    tree = {
+        **ALICE_WITH_KEY,
+        **(SSHD_ENABLED if sshd else {}),
+        "etc/shadow": _shadow("!", "alice:*"),
+    }
     return gf.build_guest("acct-keys" if sshd else "acct-keys-nosshd", root=tree)
 
 
@@ -70,8 +77,10 @@ def no_login() -> Path:
 
 
 def cloud_init_only() -> Path:
-    return gf.build_guest("acct-cloudinit", root={"etc/shadow": _shadow("*"),
-                                                  "usr/bin/cloud-init": "#!/usr/bin/python3\n"})
+    return gf.build_guest(
+        "acct-cloudinit",
+        root={"etc/shadow": _shadow("*"), "usr/bin/cloud-init": "#!/usr/bin/python3\n"},
+    )
 
 
 def empty_root() -> Path:
@@ -98,6 +107,7 @@ def text(f: Finding) -> str:
 
 # --- IMG-LOGIN --------------------------------------------------------------------------------
 
+
 def test_no_password_no_key_no_cloud_init_fails_img_login() -> None:
     (f,) = findings(no_login(), "IMG-LOGIN")
     assert f.severity is Severity.ERROR
@@ -116,14 +126,14 @@ def test_a_key_without_sshd_is_no_way_in() -> None:
     assert "AAAAC3" not in msg  # keys are counted, not quoted
 
 
-@pytest.mark.parametrize("build", [strong_root, locked_root_with_keys, cloud_init_only,
-                                   empty_root])
+@pytest.mark.parametrize("build", [strong_root, locked_root_with_keys, cloud_init_only, empty_root])
 def test_a_password_a_key_with_sshd_or_cloud_init_is_a_way_in(build: object) -> None:
     assert callable(build)
     assert findings(build(), "IMG-LOGIN") == []
 
 
 # --- IMG-ROOT-PASSWORD ------------------------------------------------------------------------
+
 
 def test_a_locked_root_is_a_warning_and_an_error_when_uninitialized() -> None:
     disk = locked_root_with_keys()
@@ -150,12 +160,14 @@ def test_a_set_root_password_passes() -> None:
 
 # --- IMG-PASSWORD-STRENGTH --------------------------------------------------------------------
 
+
 def test_a_weak_stored_root_password_is_found_and_masked() -> None:
     (f,) = findings(weak_root(), "IMG-PASSWORD-STRENGTH")
     assert f.severity is Severity.ERROR
     assert f.message == "root's password is a well-known weak password: 1****6."
-    assert f.evidence == ("/etc/shadow:1: sha512-crypt hash of a password on imageport's "
-                          "weak-password list",)
+    assert f.evidence == (
+        "/etc/shadow:1: sha512-crypt hash of a password on imageport's weak-password list",
+    )
 
 
 def test_a_strong_stored_password_is_not_reported_as_weak() -> None:
@@ -171,8 +183,11 @@ def test_the_supplied_password_is_checked_and_compared_with_root() -> None:
     found = findings(disk, "IMG-PASSWORD-STRENGTH", CheckOptions(password="abc123"))  # noqa: S106
     rule, differs = (f for f in found if f.severity is not Severity.INFO)
     assert rule.severity is Severity.ERROR
-    assert rule.evidence == ("it has 6 characters, fewer than 8", "it has no upper-case letter",
-                             "it has no special character from !@$%^-_=+[{}]:,./?")
+    assert rule.evidence == (
+        "it has 6 characters, fewer than 8",
+        "it has no upper-case letter",
+        "it has no special character from !@$%^-_=+[{}]:,./?",
+    )
     assert differs.severity is Severity.WARNING and "root password differs" in differs.message
     assert all("abc123" not in text(f) for f in found)  # the password is never echoed
 
@@ -181,8 +196,11 @@ def test_password_classes() -> None:
     assert password_problems("Abcdef1!") == []
     assert password_problems("Huawei@123") == []
     assert password_problems("abcdefgh") == [
-        "it has no upper-case letter", "it has no digit",
-        "it has no special character from !@$%^-_=+[{}]:,./?"]
+        "it has no upper-case letter",
+        "it has no digit",
+        "it has no special character from !@$%^-_=+[{}]:,./?",
+    ]
     assert password_problems("Abcdef1#!") == [
-        "it has 1 character(s) outside letters, digits and !@$%^-_=+[{}]:,./?"]
+        "it has 1 character(s) outside letters, digits and !@$%^-_=+[{}]:,./?"
+    ]
     assert "it has no upper-case letter" in password_problems("ÄBCDEFG1!x".lower())

@@ -41,7 +41,6 @@ SERIAL = f"root=UUID={gf.ROOT_UUID} ro console=tty0 console=ttyS0,115200 quiet"
 NO_SERIAL = f"root=UUID={gf.ROOT_UUID} ro quiet"
 
 
-
 def _tool(name: str) -> str:
     path = shutil.which(name)
     if path is None:
@@ -62,12 +61,23 @@ def with_core(disk: Path) -> Path:
     return final
 
 
-def bios_guest(name: str, *, args: str = SERIAL, root: gf.Tree | None = None,
-               fstab: str | None = None, with_esp: bool = True) -> Path:
+def bios_guest(
+    name: str,
+    *,
+    args: str = SERIAL,
+    root: gf.Tree | None = None,
+    fstab: str | None = None,
+    with_esp: bool = True,
+) -> Path:
     """A guest with GRUB for BIOS (and, unless ``with_esp=False``, the ESP's BOOTX64.EFI)."""
-    disk = gf.build_guest(name, boot={"grub/grub.cfg": grub_cfg(args)},
-                          root={"etc/default/grub": DEFAULT_GRUB, **(root or {})}, fstab=fstab,
-                          with_esp=with_esp, boot_code=gf.grub_boot_code())
+    disk = gf.build_guest(
+        name,
+        boot={"grub/grub.cfg": grub_cfg(args)},
+        root={"etc/default/grub": DEFAULT_GRUB, **(root or {})},
+        fstab=fstab,
+        with_esp=with_esp,
+        boot_code=gf.grub_boot_code(),
+    )
     return with_core(disk)
 
 
@@ -95,8 +105,10 @@ def test_uefi_only_fails_unless_the_platform_supports_uefi() -> None:
     path = gf.build_guest("boot-uefi", bios_boot=False, boot={"grub/grub.cfg": grub_cfg(SERIAL)})
     (f,) = findings(path, "IMG-BOOT-MODE")
     assert f.severity is Severity.ERROR and "boots only with UEFI" in f.message
-    assert f.evidence[:2] == ("BIOS: sector 0: no boot code",
-                              "UEFI: ESP part2: EFI/BOOT/BOOTX64.EFI")
+    assert f.evidence[:2] == (
+        "BIOS: sector 0: no boot code",
+        "UEFI: ESP part2: EFI/BOOT/BOOTX64.EFI",
+    )
     assert "apt-get install grub-pc-bin" in f.advice  # Debian's fix
     assert findings(path, "IMG-BOOT-MODE", CheckOptions(uefi=True)) == []
 
@@ -111,42 +123,53 @@ def test_no_boot_loader_at_all_fails() -> None:
 
 def test_grub_boot_code_without_core_img_is_not_bios_bootable() -> None:
     # boot.img aimed at the ESP's first sector (LBA 4096), where no core.img is
-    path = gf.build_guest("boot-nocore", boot_code=gf.grub_boot_code(4096),
-                          boot={"grub/grub.cfg": grub_cfg(SERIAL)})
+    path = gf.build_guest(
+        "boot-nocore", boot_code=gf.grub_boot_code(4096), boot={"grub/grub.cfg": grub_cfg(SERIAL)}
+    )
     (f,) = findings(path, "IMG-BOOT-MODE")
-    assert ("BIOS: sector 0: GRUB boot.img, core.img at LBA 4096 in partition 2 (efi-system), "
-            "but that sector does not hold GRUB's core.img") in f.evidence
+    assert (
+        "BIOS: sector 0: GRUB boot.img, core.img at LBA 4096 in partition 2 (efi-system), "
+        "but that sector does not hold GRUB's core.img"
+    ) in f.evidence
 
 
 def test_boot_code_pointing_outside_any_partition_is_not_bios_bootable() -> None:
     # boot.img aimed at LBA 1 (the GPT header), core.img where it should have pointed
-    path = with_core(gf.build_guest("boot-bios-ev", boot_code=gf.grub_boot_code(1),
-                                    with_esp=False))
+    path = with_core(gf.build_guest("boot-bios-ev", boot_code=gf.grub_boot_code(1), with_esp=False))
     (f,) = findings(path, "IMG-BOOT-MODE")
-    assert "BIOS: sector 0: GRUB boot.img, core.img at LBA 1 in no partition, but that sector " \
-           "does not hold GRUB's core.img" in f.evidence
+    assert (
+        "BIOS: sector 0: GRUB boot.img, core.img at LBA 1 in no partition, but that sector "
+        "does not hold GRUB's core.img" in f.evidence
+    )
 
 
 def test_a_serial_console_missing_is_a_warning_quoting_the_line() -> None:
     (f,) = findings(bios_guest("boot-noconsole", args=NO_SERIAL), "IMG-CONSOLE")
     assert f.severity is Severity.WARNING
-    assert f.evidence == (f"/boot/grub/grub.cfg:5: linux\t/{KERNEL} {NO_SERIAL}",
-                          "no console= argument")
+    assert f.evidence == (
+        f"/boot/grub/grub.cfg:5: linux\t/{KERNEL} {NO_SERIAL}",
+        "no console= argument",
+    )
     assert "GRUB_CMDLINE_LINUX in /etc/default/grub" in f.advice and "update-grub" in f.advice
 
 
 def test_console_set_in_default_grub_but_not_generated_is_named() -> None:
     default = DEFAULT_GRUB.replace('LINUX=""', 'LINUX="console=ttyS0,115200"')
-    (f,) = findings(bios_guest("boot-pending", args=NO_SERIAL, root={"etc/default/grub": default}),
-                    "IMG-CONSOLE")
-    assert ('/etc/default/grub:3: GRUB_CMDLINE_LINUX="console=ttyS0,115200" (has it, but '
-            "grub.cfg was not regenerated)") in f.evidence
+    (f,) = findings(
+        bios_guest("boot-pending", args=NO_SERIAL, root={"etc/default/grub": default}),
+        "IMG-CONSOLE",
+    )
+    assert (
+        '/etc/default/grub:3: GRUB_CMDLINE_LINUX="console=ttyS0,115200" (has it, but '
+        "grub.cfg was not regenerated)"
+    ) in f.evidence
 
 
 def test_rhel_advice_uses_grubby() -> None:
     rocky = 'NAME="Rocky Linux"\nID="rocky"\nID_LIKE="rhel centos fedora"\nVERSION_ID="9.3"\n'
-    (f,) = findings(bios_guest("boot-rhel", args=NO_SERIAL, root={"usr/lib/os-release": rocky}),
-                    "IMG-CONSOLE")
+    (f,) = findings(
+        bios_guest("boot-rhel", args=NO_SERIAL, root={"usr/lib/os-release": rocky}), "IMG-CONSOLE"
+    )
     assert 'grubby --update-kernel=ALL --args="console=ttyS0,115200"' in f.advice
 
 
@@ -200,16 +223,22 @@ def test_the_real_debian_images() -> None:
 
     def boot_findings(layout: str) -> list[str]:
         report = check_image(gi.guest_image(layout))
-        return [f"{f.rule_id}: {f.message} | " + " | ".join(f.evidence)
-                for f in report.findings if f.rule_id in BOOT_RULES]
+        return [
+            f"{f.rule_id}: {f.message} | " + " | ".join(f.evidence)
+            for f in report.findings
+            if f.rule_id in BOOT_RULES
+        ]
 
     assert boot_findings("gpt-bios-esp-ext4") == []
     assert boot_findings("mbr-boot-lvm-xfs") == []  # core.img in the MBR gap, root on LVM
     (mode,) = boot_findings("gpt-esp-btrfs")  # UEFI only, on purpose
-    assert mode == ("IMG-BOOT-MODE: The image boots only with UEFI; the platform boots it with "
-                    "BIOS unless it is registered for UEFI. | BIOS: sector 0: no boot code | "
-                    "UEFI: ESP part1: EFI/BOOT/BOOTX64.EFI, EFI/debian/grubx64.efi")
+    assert mode == (
+        "IMG-BOOT-MODE: The image boots only with UEFI; the platform boots it with "
+        "BIOS unless it is registered for UEFI. | BIOS: sector 0: no boot code | "
+        "UEFI: ESP part1: EFI/BOOT/BOOTX64.EFI, EFI/debian/grubx64.efi"
+    )
     (console,) = boot_findings("gpt-bios-esp-ext4-defects")
-    assert console.startswith("IMG-CONSOLE: The default kernel command line (Debian GNU/Linux "
-                              "12) has no serial console")
+    assert console.startswith(
+        "IMG-CONSOLE: The default kernel command line (Debian GNU/Linux 12) has no serial console"
+    )
     assert "/boot/grub/grub.cfg:10: linux\t/boot/vmlinuz-" in console

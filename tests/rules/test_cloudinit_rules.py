@@ -39,8 +39,9 @@ def test_datasource_list_without_openstack_quotes_the_line() -> None:
     (f,) = run(nf.debian_static())
     assert f.severity is Severity.WARNING
     assert "does not include OpenStack" in f.message
-    assert f.evidence[0] == \
-        "/etc/cloud/cloud.cfg.d/90_dpkg.cfg:2: datasource_list: [ NoCloud, None ]"
+    assert (
+        f.evidence[0] == "/etc/cloud/cloud.cfg.d/90_dpkg.cfg:2: datasource_list: [ NoCloud, None ]"
+    )
     assert "/etc/cloud/cloud.cfg.d/05_logging.cfg" in f.evidence[1]
     assert "metadata_urls: ['http://169.254.169.254']" in f.advice
 
@@ -59,14 +60,19 @@ def test_disabled_and_missing_stages_and_unreadable_config() -> None:
 
 
 def test_kernel_command_line_switch_says_how_to_regenerate_grub() -> None:
-    path = gf.build_guest("ci-cmdline", root={
-        "usr/bin/cloud-init": "",
-        "etc/default/grub": '# cloud-init=disabled in a comment\n'
-                            'GRUB_CMDLINE_LINUX="quiet cloud-init=disabled"\n',
-    })
+    path = gf.build_guest(
+        "ci-cmdline",
+        root={
+            "usr/bin/cloud-init": "",
+            "etc/default/grub": "# cloud-init=disabled in a comment\n"
+            'GRUB_CMDLINE_LINUX="quiet cloud-init=disabled"\n',
+        },
+    )
     off = run(path)[0]
-    assert off.evidence[1] == \
-        'disabled by /etc/default/grub:2: GRUB_CMDLINE_LINUX="quiet cloud-init=disabled"'
+    assert (
+        off.evidence[1]
+        == 'disabled by /etc/default/grub:2: GRUB_CMDLINE_LINUX="quiet cloud-init=disabled"'
+    )
     assert "run `update-grub`" in off.advice
 
 

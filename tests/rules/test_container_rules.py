@@ -25,8 +25,11 @@ REPO = Path(__file__).resolve().parents[2]
 
 def facts(options: CheckOptions | None = None, **kw: object) -> ImageFacts:
     base: dict[str, object] = {
-        "format": "qcow2", "variant": "v3", "accepted": True,
-        "file_size": 10 * GiB, "virtual_size": 40 * GiB,
+        "format": "qcow2",
+        "variant": "v3",
+        "accepted": True,
+        "file_size": 10 * GiB,
+        "virtual_size": 40 * GiB,
     }
     base.update(kw)
     return ImageFacts(Container(**base), 1 * GiB, options or CheckOptions())  # type: ignore[arg-type]
@@ -41,8 +44,16 @@ def test_a_clean_qcow2_passes_every_rule() -> None:
 
 
 def test_format_rule_names_the_detected_format_and_its_hint() -> None:
-    found = list(FormatRule().check(facts(format="gzip", variant="gzip-compressed", accepted=False,
-                                          properties={"hint": "decompress it first"})))
+    found = list(
+        FormatRule().check(
+            facts(
+                format="gzip",
+                variant="gzip-compressed",
+                accepted=False,
+                properties={"hint": "decompress it first"},
+            )
+        )
+    )
     assert len(found) == 1
     assert "gzip" in found[0].message and found[0].advice == "decompress it first"
     assert "detected format: gzip" in found[0].evidence
@@ -54,14 +65,23 @@ def test_format_rule_reports_damage_with_the_reason() -> None:
 
 
 def test_format_rule_names_an_unsupported_variant_as_such() -> None:
-    found = list(FormatRule().check(facts(format="vmdk", variant="seSparse",
-                                          damage="unsupported: seSparse extents are not read")))
+    found = list(
+        FormatRule().check(
+            facts(
+                format="vmdk",
+                variant="seSparse",
+                damage="unsupported: seSparse extents are not read",
+            )
+        )
+    )
     assert found[0].message.startswith("The file is vmdk (seSparse), a variant imageport cannot")
 
 
 def test_safe_rule_lists_every_hazard() -> None:
-    hazards = (Hazard("backing-file", "backing file '/etc/passwd'"),
-               Hazard("feature-bit", "unknown incompatible feature bit 9"))
+    hazards = (
+        Hazard("backing-file", "backing file '/etc/passwd'"),
+        Hazard("feature-bit", "unknown incompatible feature bit 9"),
+    )
     found = list(SafeRule().check(facts(hazards=hazards)))
     assert [f.evidence[0] for f in found] == [
         "backing-file: backing file '/etc/passwd'",
@@ -71,8 +91,12 @@ def test_safe_rule_lists_every_hazard() -> None:
 
 
 def test_polyglot_is_reported_once_by_img_safe_not_img_format() -> None:
-    f = facts(format="polyglot", variant="qcow2, iso9660", accepted=False,
-              hazards=(Hazard("polyglot", "valid as qcow2 and iso9660"),))
+    f = facts(
+        format="polyglot",
+        variant="qcow2, iso9660",
+        accepted=False,
+        hazards=(Hazard("polyglot", "valid as qcow2 and iso9660"),),
+    )
     assert [x.rule_id for x in run_rules(RULES, f)] == ["IMG-SAFE"]
 
 
@@ -86,16 +110,25 @@ def test_size_rule_limits() -> None:
     assert ids(SizeRule(), facts(file_size=200 * GiB))  # qcow2 above 128 GiB
     raw_big = facts(format="raw", variant="mbr", file_size=200 * GiB)
     assert ids(SizeRule(), raw_big)  # needs fast import
-    assert ids(SizeRule(), facts(CheckOptions(fast_import=True), format="raw",
-                                 variant="mbr", file_size=200 * GiB)) == []
+    assert (
+        ids(
+            SizeRule(),
+            facts(CheckOptions(fast_import=True), format="raw", variant="mbr", file_size=200 * GiB),
+        )
+        == []
+    )
     assert ids(SizeRule(), facts(file_size=128 * GiB)) == []
 
 
 def test_disk_size_rule_rounds_up_and_checks_min_disk() -> None:
     vhd = facts(virtual_size=40 * GiB + 1)
     assert ids(DiskSizeRule(), vhd) == []
-    assert "41" in "".join(f.advice for f in DiskSizeRule().check(
-        facts(CheckOptions(min_disk_gib=40), virtual_size=40 * GiB + 1)))
+    assert "41" in "".join(
+        f.advice
+        for f in DiskSizeRule().check(
+            facts(CheckOptions(min_disk_gib=40), virtual_size=40 * GiB + 1)
+        )
+    )
     min41 = CheckOptions(min_disk_gib=41)
     assert ids(DiskSizeRule(), facts(min41, virtual_size=40 * GiB + 1)) == []
     assert ids(DiskSizeRule(), facts(CheckOptions(min_disk_gib=20), virtual_size=GiB))

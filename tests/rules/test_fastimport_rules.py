@@ -38,8 +38,14 @@ BS = 2 * MiB
 
 #: What the unoptimized guest gets wrong: every rule of the optimization set.
 UNMET = {
-    "IMG-DRIVERS", "IMG-NET-RULES", "IMG-NET-DHCP", "IMG-HW-BINDING", "IMG-FSTAB-DATA-DISK",
-    "IMG-FSTAB-UUID", "IMG-CLOUD-INIT", "IMG-CONSOLE",
+    "IMG-DRIVERS",
+    "IMG-NET-RULES",
+    "IMG-NET-DHCP",
+    "IMG-HW-BINDING",
+    "IMG-FSTAB-DATA-DISK",
+    "IMG-FSTAB-UUID",
+    "IMG-CLOUD-INIT",
+    "IMG-CONSOLE",
 }
 #: A grub.cfg from a machine made elsewhere: root by device name, no serial console.
 PLAIN_GRUB_CFG = f"""set default=0
@@ -54,15 +60,21 @@ def unoptimized_guest() -> Path:
     """A Debian guest exported from VMware and never prepared: an initrd without virtio (and
     no kernel config showing it built in), persistent-net rules, a static address bound to a
     MAC, a data disk in fstab, root= by device name, no serial console, no cloud-init."""
-    initrd = kt.make_initrd("fast-unopt-v1", kt.modules_tree(kt.DEB, {**kt.XEN_KOS,
-                                                                       **kt.OTHER_KOS}), kt.GZIP)
+    initrd = kt.make_initrd(
+        "fast-unopt-v1", kt.modules_tree(kt.DEB, {**kt.XEN_KOS, **kt.OTHER_KOS}), kt.GZIP
+    )
     return gf.build_guest(
         "fast-unopt",
-        root={"etc/udev/rules.d/70-persistent-net.rules": kt.NET_RULES,
-              "etc/network/interfaces": nf.DEB_STATIC_INTERFACES,
-              "etc/shadow": "root:*:19700:0:99999:7:::\n"},
-        boot={f"config-{kt.DEB}": None, f"initrd.img-{kt.DEB}": initrd,
-              "grub/grub.cfg": PLAIN_GRUB_CFG},
+        root={
+            "etc/udev/rules.d/70-persistent-net.rules": kt.NET_RULES,
+            "etc/network/interfaces": nf.DEB_STATIC_INTERFACES,
+            "etc/shadow": "root:*:19700:0:99999:7:::\n",
+        },
+        boot={
+            f"config-{kt.DEB}": None,
+            f"initrd.img-{kt.DEB}": initrd,
+            "grub/grub.cfg": PLAIN_GRUB_CFG,
+        },
         fstab=gf.GOOD_FSTAB + gf.DATA_DISK_LINE + "\n",
     )
 
@@ -89,8 +101,9 @@ def with_bitmap(directory: Path, guest: Path, name: str = "disk") -> tuple[Path,
 
 
 def check(path: Path, bitmap: Path | None = None, *, fast: bool = True) -> CheckReport:
-    return check_image(path, CheckOptions(fast_import=fast,
-                                          bitmap_path=None if bitmap is None else str(bitmap)))
+    return check_image(
+        path, CheckOptions(fast_import=fast, bitmap_path=None if bitmap is None else str(bitmap))
+    )
 
 
 def of(report: CheckReport, rule_id: str) -> list[Finding]:
@@ -113,6 +126,7 @@ def unopt(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
 
 
 # --- optimized and not ----------------------------------------------------------------------
+
 
 def test_an_optimized_raw_with_its_bitmap_passes(ready: tuple[Path, Path]) -> None:
     raw, bitmap = ready
@@ -158,8 +172,7 @@ def test_zvhd2_of_an_optimized_guest_passes_and_of_another_fails() -> None:
     fast = of(bad, "IMG-FAST-ZVHD2")
     assert named(fast) == UNMET and len(fast) == len(UNMET)
     assert not of(bad, "IMG-FAST-RAW")  # a ZVHD2 needs no bitmap file
-    assert next(f.rule_id for f in bad.findings if f.severity is Severity.ERROR) == \
-        "IMG-FAST-ZVHD2"
+    assert next(f.rule_id for f in bad.findings if f.severity is Severity.ERROR) == "IMG-FAST-ZVHD2"
 
 
 def test_without_fast_import_the_fast_rules_say_nothing(unopt: tuple[Path, Path]) -> None:
@@ -171,12 +184,10 @@ def test_without_fast_import_the_fast_rules_say_nothing(unopt: tuple[Path, Path]
 
 def test_other_formats_are_refused_for_fast_import(tmp_path: Path) -> None:
     qcow2 = tmp_path / "disk.qcow2"
-    builders.qemu_img("convert", "-f", "raw", "-O", "qcow2", str(gf.synthetic_guest()),
-                      str(qcow2))
+    builders.qemu_img("convert", "-f", "raw", "-O", "qcow2", str(gf.synthetic_guest()), str(qcow2))
     report = check(qcow2)
     (f,) = of(report, "IMG-FAST-RAW")
-    assert f.message == ("Fast import takes RAW (with a bitmap file) or ZVHD2; this file is "
-                         "qcow2.")
+    assert f.message == ("Fast import takes RAW (with a bitmap file) or ZVHD2; this file is qcow2.")
     assert "imageport convert IN OUT.zvhd2" in f.advice
     assert "detected format: qcow2 (v3)" in f.evidence
     assert report.bitmap is None
@@ -195,6 +206,7 @@ def test_no_system_disk_cannot_be_confirmed_optimized(tmp_path: Path) -> None:
 
 # --- the bitmap file ------------------------------------------------------------------------
 
+
 def _corrupt(path: Path) -> None:
     data = bytearray(path.read_bytes())
     data[-1] ^= 0x01  # a bit of the bitmap: its SHA-256 no longer matches
@@ -211,13 +223,17 @@ def _newer_version(path: Path) -> None:
     path.write_bytes(bytes(data))
 
 
-@pytest.mark.parametrize(("damage", "expected"), [
-    (_corrupt, "bitmap checksum (SHA-256) does not match its bitmap"),
-    (_truncate, "is 50 bytes long, shorter than its 96-byte header"),
-    (_newer_version, "has version 7; this imageport reads version 1"),
-])
+@pytest.mark.parametrize(
+    ("damage", "expected"),
+    [
+        (_corrupt, "bitmap checksum (SHA-256) does not match its bitmap"),
+        (_truncate, "is 50 bytes long, shorter than its 96-byte header"),
+        (_newer_version, "has version 7; this imageport reads version 1"),
+    ],
+)
 def test_a_damaged_bitmap_fails_with_the_parsers_message(
-        tmp_path: Path, ready: tuple[Path, Path], damage: object, expected: str) -> None:
+    tmp_path: Path, ready: tuple[Path, Path], damage: object, expected: str
+) -> None:
     bitmap = tmp_path / "disk.mf"
     bitmap.write_bytes(ready[1].read_bytes())
     damage(bitmap)  # type: ignore[operator]
@@ -229,8 +245,9 @@ def test_a_damaged_bitmap_fails_with_the_parsers_message(
     assert report_document(report)["bitmap"]["matches"] is False
 
 
-def test_a_missing_bitmap_file_is_a_finding_not_a_crash(ready: tuple[Path, Path],
-                                                        tmp_path: Path) -> None:
+def test_a_missing_bitmap_file_is_a_finding_not_a_crash(
+    ready: tuple[Path, Path], tmp_path: Path
+) -> None:
     missing = tmp_path / "nothing.mf"
     report = check(ready[0], missing)
     (f,) = of(report, "IMG-FAST-RAW")
@@ -241,7 +258,8 @@ def test_a_missing_bitmap_file_is_a_finding_not_a_crash(ready: tuple[Path, Path]
 
 
 def test_a_bitmap_of_another_image_or_made_before_a_change_fails(
-        tmp_path: Path, ready: tuple[Path, Path], unopt: tuple[Path, Path]) -> None:
+    tmp_path: Path, ready: tuple[Path, Path], unopt: tuple[Path, Path]
+) -> None:
     # another image of another size
     other = tmp_path / "other.raw"
     with open(other, "wb") as out:
@@ -258,14 +276,17 @@ def test_a_bitmap_of_another_image_or_made_before_a_change_fails(
         out.write(b"written after the bitmap")
     report = check(raw, bitmap)
     (f,) = of(report, "IMG-FAST-RAW")
-    assert f"block {block} (bytes {block * BS}..{(block + 1) * BS - 1}) holds data but the " \
-           "bitmap marks it empty" in f.message
+    assert (
+        f"block {block} (bytes {block * BS}..{(block + 1) * BS - 1}) holds data but the "
+        "bitmap marks it empty" in f.message
+    )
     assert not report.passed
     # the unoptimized guest's bitmap is fine; the ready one's does not fit the other guest
     assert report_document(check(*unopt))["bitmap"]["matches"] is True
 
 
 # --- units ----------------------------------------------------------------------------------
+
 
 def test_the_optimization_rules_are_the_catalogues_instances() -> None:
     rules = fastimport.optimization_rules()
@@ -282,8 +303,9 @@ def _note(self: DriversRule, facts: object) -> Iterator[Finding]:
     yield self.found("only a note", severity=Severity.INFO)
 
 
-def test_a_crashing_rule_is_unmet_and_a_note_is_not(monkeypatch: pytest.MonkeyPatch,
-                                                    ready: tuple[Path, Path]) -> None:
+def test_a_crashing_rule_is_unmet_and_a_note_is_not(
+    monkeypatch: pytest.MonkeyPatch, ready: tuple[Path, Path]
+) -> None:
     monkeypatch.setattr(DriversRule, "check", _crash)
     fast = of(check(*ready), "IMG-FAST-RAW")
     assert named(fast) == {"IMG-DRIVERS"}
@@ -294,8 +316,10 @@ def test_a_crashing_rule_is_unmet_and_a_note_is_not(monkeypatch: pytest.MonkeyPa
 
 # --- CLI and worker -------------------------------------------------------------------------
 
-def test_cli_uses_the_bitmap_beside_the_image(ready: tuple[Path, Path], tmp_path: Path,
-                                              capsys: pytest.CaptureFixture[str]) -> None:
+
+def test_cli_uses_the_bitmap_beside_the_image(
+    ready: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     raw, bitmap = ready
     assert cli_main(["check", str(raw), "--fast-import", "--json"]) == 0
     doc = json.loads(capsys.readouterr().out)
@@ -312,8 +336,9 @@ def test_cli_uses_the_bitmap_beside_the_image(ready: tuple[Path, Path], tmp_path
     assert "--bitmap is for fast import" in capsys.readouterr().err
 
 
-def test_worker_and_converter_pass_the_bitmap_path(ready: tuple[Path, Path], tmp_path: Path,
-                                                   capsys: pytest.CaptureFixture[str]) -> None:
+def test_worker_and_converter_pass_the_bitmap_path(
+    ready: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     raw, bitmap = ready
     opts = json.dumps({"fast_import": True, "bitmap_path": str(bitmap)})
     assert inspect_image.main([str(raw), "--options", opts]) == 0
@@ -322,8 +347,9 @@ def test_worker_and_converter_pass_the_bitmap_path(ready: tuple[Path, Path], tmp
     assert inspect_image.main([str(raw), "--options", '{"bitmap_path": 5}']) == 2
     assert "bitmap_path must be a string" in capsys.readouterr().err
     converter = QemuImgConverter(load_settings({}, data_dir=tmp_path / "d"))
-    found = converter.inspect(raw, CheckOptions(fast_import=True, bitmap_path=str(bitmap)),
-                              cancelled=lambda: False)
+    found = converter.inspect(
+        raw, CheckOptions(fast_import=True, bitmap_path=str(bitmap)), cancelled=lambda: False
+    )
     assert found.report is not None and found.report["bitmap"]["path"] == str(bitmap)
     assert found.failures == ()
     found = converter.inspect(raw, CheckOptions(fast_import=True), cancelled=lambda: False)

@@ -37,8 +37,11 @@ def test_missing_virtio_is_an_error_with_the_dracut_fix() -> None:
     (f,) = run(kt.novirtio_guest(), DriversRule())
     assert f.severity is Severity.ERROR
     assert f.message.startswith(f"Kernel {kt.EL7} (default: the newest version")
-    assert "cannot load virtio, virtio_ring, virtio_pci, virtio_blk, virtio_scsi, virtio_net " \
-           "at boot" in f.message and "will not find its system disk" in f.message
+    assert (
+        "cannot load virtio, virtio_ring, virtio_pci, virtio_blk, virtio_scsi, virtio_net at boot"
+        in f.message
+        and "will not find its system disk" in f.message
+    )
     assert f"initrd: /boot/initramfs-{kt.EL7}.img: 4 modules, 4 of them for {kt.EL7}" in f.evidence
     assert "virtio_net (module installed, not in the initrd)" in f.evidence[-1]
     assert "virtio_blk (not installed)" in f.evidence[-1]
@@ -58,8 +61,12 @@ def test_builtin_virtio_passes_and_missing_xen_is_a_warning() -> None:
 
 
 def test_no_initrd_and_no_config_is_an_error() -> None:
-    (f,) = run(gf.build_guest("kern-noinitrd", boot={f"initrd.img-{kt.DEB}": None,
-                                                      f"config-{kt.DEB}": None}), DriversRule())
+    (f,) = run(
+        gf.build_guest(
+            "kern-noinitrd", boot={f"initrd.img-{kt.DEB}": None, f"config-{kt.DEB}": None}
+        ),
+        DriversRule(),
+    )
     assert f.severity is Severity.ERROR
     assert any(e.startswith("initrd: none found for 6.1.0-13-amd64") for e in f.evidence)
     assert any(e.startswith("built in: unknown") for e in f.evidence)
@@ -69,8 +76,10 @@ def test_an_older_kernel_without_virtio_is_a_warning() -> None:
     (f,) = run(kt.two_kernels_guest(), DriversRule())
     assert f.severity is Severity.WARNING
     assert f.message.startswith("Kernel 5.10.0-9-amd64 (not the default kernel) cannot load")
-    assert "initrd: /boot/initrd.img-5.10.0-9-amd64: 2 modules, 2 of them for 5.10.0-9-amd64" \
+    assert (
+        "initrd: /boot/initrd.img-5.10.0-9-amd64: 2 modules, 2 of them for 5.10.0-9-amd64"
         in f.evidence
+    )
 
 
 def test_centos5_gets_mkinitrd_advice() -> None:
@@ -82,8 +91,9 @@ def test_centos5_gets_mkinitrd_advice() -> None:
 
 def test_everything_built_in_needs_no_initrd() -> None:
     everything = kt.config(*(s for s in kt.ALL_MODULE_SYMBOLS))
-    path = gf.build_guest("kern-allbuiltin", boot={f"initrd.img-{kt.DEB}": None,
-                                                   f"config-{kt.DEB}": everything})
+    path = gf.build_guest(
+        "kern-allbuiltin", boot={f"initrd.img-{kt.DEB}": None, f"config-{kt.DEB}": everything}
+    )
     assert run(path, DriversRule()) == []
 
 
@@ -93,12 +103,15 @@ def test_no_kernel_is_an_error() -> None:
 
 
 def test_an_unreadable_initrd_is_quoted() -> None:
-    path = gf.build_guest("kern-badinitrd", boot={f"initrd.img-{kt.DEB}": b"garbage" * 100,
-                                             f"config-{kt.DEB}": None})
+    path = gf.build_guest(
+        "kern-badinitrd", boot={f"initrd.img-{kt.DEB}": b"garbage" * 100, f"config-{kt.DEB}": None}
+    )
     (f,) = run(path, DriversRule())
     assert f.severity is Severity.ERROR
-    assert any(e.startswith(f"initrd: /boot/initrd.img-{kt.DEB} cannot be read: not an initrd")
-               for e in f.evidence)
+    assert any(
+        e.startswith(f"initrd: /boot/initrd.img-{kt.DEB} cannot be read: not an initrd")
+        for e in f.evidence
+    )
 
 
 def test_full_virt_rejects_i386_old_and_xen_kernels() -> None:
@@ -125,7 +138,8 @@ def test_net_rules_on_disk_and_in_the_initrd() -> None:
     assert disk.evidence == (f"/etc/udev/rules.d/70-persistent-net.rules:4: {kt.MAC_RULE}",)
     assert disk.message.startswith("/etc/udev/rules.d/70-persistent-net.rules exists")
     assert initrd.message.startswith(
-        f"The initrd /boot/initramfs-{kt.EL7}.img contains etc/udev/rules.d/70-persistent-net")
+        f"The initrd /boot/initramfs-{kt.EL7}.img contains etc/udev/rules.d/70-persistent-net"
+    )
     assert "dracut -f --regenerate-all" in initrd.advice
     assert "75-persistent-net-generator" not in initrd.advice  # CentOS 7, not 6
 
@@ -137,8 +151,9 @@ def test_empty_generator_and_comment_only_rules_are_fine() -> None:
 def test_fix_text_per_family() -> None:
     assert "INITRD_MODULES" in driver_fix("suse", ["virtio_blk"])
     assert "update-initramfs" in driver_fix("debian", ["virtio_blk"])
-    assert "add_drivers+=\" virtio_blk virtio_scsi \"" in driver_fix("rhel", ["virtio_blk",
-                                                                            "virtio_scsi"])
+    assert 'add_drivers+=" virtio_blk virtio_scsi "' in driver_fix(
+        "rhel", ["virtio_blk", "virtio_scsi"]
+    )
     assert "dracut" in driver_fix("arch", ["virtio_blk"])
 
 

@@ -11,8 +11,11 @@ from imageport.service.check import check_image
 
 
 def rule_findings(path: Path, rule_id: str) -> list[str]:
-    return [f.message + " | " + " | ".join(f.evidence)
-            for f in check_image(path).findings if f.rule_id == rule_id]
+    return [
+        f.message + " | " + " | ".join(f.evidence)
+        for f in check_image(path).findings
+        if f.rule_id == rule_id
+    ]
 
 
 def test_a_system_disk_passes_both_rules_in_every_format(tmp_path: Path) -> None:
@@ -42,16 +45,18 @@ def test_an_auto_mounted_data_disk_fails_and_quotes_the_line() -> None:
 def test_nofail_makes_it_a_warning() -> None:
     report = check_image(gf.synthetic_guest(nofail=True))
     assert [f.severity for f in report.findings if f.rule_id == "IMG-FSTAB-DATA-DISK"] == [
-        Severity.WARNING]
+        Severity.WARNING
+    ]
     assert report.passed
 
 
 def test_device_names_in_fstab_and_root_are_reported() -> None:
-    fstab = gf.GOOD_FSTAB.replace(f"UUID={gf.ROOT_UUID} /", "/dev/sda3 /") + \
-        "/dev/sdb1 /mnt/old ext4 noauto 0 0\n"
+    fstab = (
+        gf.GOOD_FSTAB.replace(f"UUID={gf.ROOT_UUID} /", "/dev/sda3 /")
+        + "/dev/sdb1 /mnt/old ext4 noauto 0 0\n"
+    )
     grub = gf.READY_GRUB_CFG.replace(f"root=UUID={gf.ROOT_UUID}", "root=/dev/sda3")
-    img = gf.build_guest("devnames", root=gf.CLOUD_READY, boot={"grub/grub.cfg": grub},
-                         fstab=fstab)
+    img = gf.build_guest("devnames", root=gf.CLOUD_READY, boot={"grub/grub.cfg": grub}, fstab=fstab)
     found = rule_findings(img, "IMG-FSTAB-UUID")
     assert len(found) == 2
     assert "/etc/fstab:2: /dev/sda3 / ext4 errors=remount-ro 0 1" in found[0]

@@ -85,11 +85,16 @@ def test_no_network_configuration_passes_when_cloud_init_configures_it() -> None
 
 
 def test_no_network_configuration_passes_when_network_manager_does_dhcp() -> None:
-    nm = {"etc/systemd/system/multi-user.target.wants/NetworkManager.service":
-          gf.Symlink("/usr/lib/systemd/system/NetworkManager.service")}
+    nm = {
+        "etc/systemd/system/multi-user.target.wants/NetworkManager.service": gf.Symlink(
+            "/usr/lib/systemd/system/NetworkManager.service"
+        )
+    }
     assert run(gf.build_guest("net-nm-auto", root=nm), NetDhcpRule()) == []
-    off = gf.build_guest("net-nm-noauto", root={
-        **nm, "etc/NetworkManager/conf.d/10-no-auto.conf": "[main]\nno-auto-default = *\n"})
+    off = gf.build_guest(
+        "net-nm-noauto",
+        root={**nm, "etc/NetworkManager/conf.d/10-no-auto.conf": "[main]\nno-auto-default = *\n"},
+    )
     (f,) = run(off, NetDhcpRule())
     assert "No network interface is configured" in f.message
 

@@ -12,8 +12,11 @@ from imageport.service.check import check_image
 
 
 def messages(path: Path, rule_id: str) -> list[str]:
-    return [f"{f.severity.value}: {f.message} | " + " | ".join(f.evidence)
-            for f in check_image(path).findings if f.rule_id == rule_id]
+    return [
+        f"{f.severity.value}: {f.message} | " + " | ".join(f.evidence)
+        for f in check_image(path).findings
+        if f.rule_id == rule_id
+    ]
 
 
 def luks2_header() -> bytes:
@@ -26,17 +29,24 @@ def luks2_header() -> bytes:
 
 def test_no_storage_rule_fires_on_a_plain_guest() -> None:
     report = check_image(gf.synthetic_guest())
-    assert not [f for f in report.findings
-                if f.rule_id in ("IMG-LVM-INJECTION", "IMG-DISK-ENCRYPTION", "IMG-OEM")]
+    assert not [
+        f
+        for f in report.findings
+        if f.rule_id in ("IMG-LVM-INJECTION", "IMG-DISK-ENCRYPTION", "IMG-OEM")
+    ]
 
 
 def test_a_luks_partition_and_a_crypttab_line_are_reported() -> None:
     img = gf.build_guest(
-        "luks", with_esp=False, part2=luks2_header(),
+        "luks",
+        with_esp=False,
+        part2=luks2_header(),
         fstab=gf.GOOD_FSTAB.replace("UUID=1234-ABCD /boot/efi vfat umask=0077 0 1\n", ""),
-        root={"etc/crypttab": "# <target> <source> <key> <options>\n"
-                              "cryptdata UUID=00000000-0000-0000-0000-000000000007 none luks\n"
-                              "cryptswap /dev/vda9 /dev/urandom swap,noauto\n"},
+        root={
+            "etc/crypttab": "# <target> <source> <key> <options>\n"
+            "cryptdata UUID=00000000-0000-0000-0000-000000000007 none luks\n"
+            "cryptswap /dev/vda9 /dev/urandom swap,noauto\n"
+        },
     )
     found = messages(img, "IMG-DISK-ENCRYPTION")
     assert found == [
@@ -49,10 +59,13 @@ def test_a_luks_partition_and_a_crypttab_line_are_reported() -> None:
 
 
 def test_oem_markers_are_errors() -> None:
-    img = gf.build_guest("oem", root={
-        "etc/oem-release": "OEM build 42\n",
-        "usr/lib/os-release": gf.OS_RELEASE + 'VARIANT="OEM"\n',
-    })
+    img = gf.build_guest(
+        "oem",
+        root={
+            "etc/oem-release": "OEM build 42\n",
+            "usr/lib/os-release": gf.OS_RELEASE + 'VARIANT="OEM"\n',
+        },
+    )
     found = messages(img, "IMG-OEM")
     assert len(found) == 2 and all(m.startswith("error:") for m in found)
     assert "/etc/oem-release" in found[0] and "VARIANT=OEM" in found[1]

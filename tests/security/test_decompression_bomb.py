@@ -35,8 +35,9 @@ VARIANTS = [
 
 def run(*args: str) -> tuple[subprocess.CompletedProcess[str], float]:
     started = time.perf_counter()
-    proc = subprocess.run([*IMAGEPORT, *args], capture_output=True, text=True, timeout=120,
-                          check=False)
+    proc = subprocess.run(
+        [*IMAGEPORT, *args], capture_output=True, text=True, timeout=120, check=False
+    )
     return proc, time.perf_counter() - started
 
 
@@ -54,17 +55,23 @@ def test_check_refuses_clusters_shared_by_many_guest_offsets(compressed: bool, s
     assert elapsed < QUICK
     text = " ".join(proc.stdout.split())  # the report wraps long lines
     assert "IMG-SAFE" in text and "Result: FAIL" in text
-    assert "tables are unsafe to convert: qcow2 guest offsets 0x20000000, 0x20010000, " \
-           "0x20020000, 0x20030000 and" in text
+    assert (
+        "tables are unsafe to convert: qcow2 guest offsets 0x20000000, 0x20010000, "
+        "0x20020000, 0x20030000 and" in text
+    )
     assert "all use the file byte at offset 0x" in text
     assert "guest ranges read the same stored data, which the format does not allow" in text
 
 
 @pytest.mark.parametrize(("compressed", "size"), VARIANTS[2:])
-def test_check_json_names_the_hazard_and_claims_no_allocation(compressed: bool,
-                                                               size: int) -> None:
-    proc, elapsed = run("check", "--json", "--min-disk", "1024",
-                        str(sb.shared_qcow2(compressed=compressed, size=size)))
+def test_check_json_names_the_hazard_and_claims_no_allocation(compressed: bool, size: int) -> None:
+    proc, elapsed = run(
+        "check",
+        "--json",
+        "--min-disk",
+        "1024",
+        str(sb.shared_qcow2(compressed=compressed, size=size)),
+    )
     assert proc.returncode == 1 and elapsed < QUICK
     doc = json.loads(proc.stdout)
     assert doc["summary"]["verdict"] == "fail" and doc["allocated_bytes"] is None
@@ -76,8 +83,7 @@ def test_check_json_names_the_hazard_and_claims_no_allocation(compressed: bool,
 
 def test_convert_refuses_to_write_the_bomb(tmp_path: Path) -> None:
     out = tmp_path / "out.raw"
-    proc, elapsed = run("convert", str(sb.shared_qcow2(compressed=False, size=1 << 40)),
-                        str(out))
+    proc, elapsed = run("convert", str(sb.shared_qcow2(compressed=False, size=1 << 40)), str(out))
     assert proc.returncode == 1 and elapsed < QUICK  # refused with the check report
     assert "all use the file byte at offset" in " ".join(proc.stderr.split())
     assert "cannot be converted: it fails IMG-SAFE" in proc.stderr
@@ -88,8 +94,12 @@ def test_check_refuses_distinct_compressed_clusters_after_a_good_guest() -> None
     proc, elapsed = run("check", "--min-disk", "40", str(sb.expanding_guest_qcow2()))
     assert proc.returncode == 1 and elapsed < QUICK, proc.stdout + proc.stderr
     text = " ".join(proc.stdout.split())
-    assert "IMG-SAFE" in text and "qcow2 compressed data expands more than this service accepts: " \
-        "7489 units decode to 490799104 guest bytes and occupy at most" in text
+    assert (
+        "IMG-SAFE" in text
+        and "qcow2 compressed data expands more than this service accepts: "
+        "7489 units decode to 490799104 guest bytes and occupy at most"
+        in text
+    )
 
 
 def test_check_refuses_distinct_compressed_clusters_expanding_a_million_to_one() -> None:
@@ -98,5 +108,8 @@ def test_check_refuses_distinct_compressed_clusters_expanding_a_million_to_one()
     proc, elapsed = run("check", "--min-disk", "1024", str(bomb))
     assert proc.returncode == 1 and elapsed < QUICK, proc.stdout + proc.stderr
     text = " ".join(proc.stdout.split())
-    assert "IMG-SAFE" in text and "qcow2 compressed data expands more than this service accepts" \
-        in text and "the limit is 256:1" in text
+    assert (
+        "IMG-SAFE" in text
+        and "qcow2 compressed data expands more than this service accepts" in text
+        and "the limit is 256:1" in text
+    )

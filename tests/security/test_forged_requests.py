@@ -47,21 +47,37 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServeProcess]:
         yield running
 
 
-def sdk_signed(server: ServeProcess, keys: Keys, method: str, path: str,
-               body: bytes = b"") -> SdkRequest:
+def sdk_signed(
+    server: ServeProcess, keys: Keys, method: str, path: str, body: bytes = b""
+) -> SdkRequest:
     """A request as the vendor SDK signs it (``Content-Type: application/json``, so the SDK
     signs the body's sha256 without sending it in a header)."""
-    headers = {"Content-Type": "application/json;charset=utf-8",
-               "X-Sdk-Date": datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ"),
-               "X-Project-Id": keys.project_id}
-    req = SdkRequest(method=method, schema="http", host=server.ims_url.split("//")[1],
-                     resource_path=path, query_params=[], header_params=headers, body=body)
+    headers = {
+        "Content-Type": "application/json;charset=utf-8",
+        "X-Sdk-Date": datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ"),
+        "X-Project-Id": keys.project_id,
+    }
+    req = SdkRequest(
+        method=method,
+        schema="http",
+        host=server.ims_url.split("//")[1],
+        resource_path=path,
+        query_params=[],
+        header_params=headers,
+        body=body,
+    )
     Signer(SimpleNamespace(ak=keys.access_key, sk=keys.secret_key)).sign(req)
     return req
 
 
-def send(server: ServeProcess, req: SdkRequest, *, body: bytes | None = None,
-         extra: dict[str, str] | None = None, respace: bool = False) -> httpx.Response:
+def send(
+    server: ServeProcess,
+    req: SdkRequest,
+    *,
+    body: bytes | None = None,
+    extra: dict[str, str] | None = None,
+    respace: bool = False,
+) -> httpx.Response:
     """Send ``req`` as signed, or as an eavesdropper re-sends it: the Authorization header's
     ``", "`` turned into ``","`` (same signature, different text), headers added, another
     body."""
@@ -69,8 +85,13 @@ def send(server: ServeProcess, req: SdkRequest, *, body: bytes | None = None,
     if respace:
         headers["Authorization"] = headers["Authorization"].replace(", ", ",")
     headers.update(extra or {})
-    return httpx.request(req.method, server.ims_url + req.resource_path, headers=headers,
-                         content=req.body if body is None else body, timeout=30)
+    return httpx.request(
+        req.method,
+        server.ims_url + req.resource_path,
+        headers=headers,
+        content=req.body if body is None else body,
+        timeout=30,
+    )
 
 
 def error_code(answer: httpx.Response) -> str:
@@ -83,21 +104,27 @@ def image_names(server: ServeProcess, keys: Keys) -> set[str]:
     return {image["name"] for image in listing.json()["images"]}
 
 
-def test_a_captured_registration_cannot_be_resent_with_another_body(
-        server: ServeProcess) -> None:
+def test_a_captured_registration_cannot_be_resent_with_another_body(server: ServeProcess) -> None:
     alpha = server.keys["alpha"]
-    body = json.dumps({"name": "victim-image", "image_url": "victim:disk.qcow2",
-                       "min_disk": 40}).encode()
+    body = json.dumps(
+        {"name": "victim-image", "image_url": "victim:disk.qcow2", "min_disk": 40}
+    ).encode()
     captured = sdk_signed(server, alpha, "POST", "/v2/cloudimages/action", body)
     first = send(server, captured)
     assert first.status_code == 200, first.text
 
-    forged_body = json.dumps({"name": "attacker-image", "image_url": "victim:other.qcow2",
-                              "min_disk": 40}).encode()
+    forged_body = json.dumps(
+        {"name": "attacker-image", "image_url": "victim:other.qcow2", "min_disk": 40}
+    ).encode()
     # the attack of the issue: same signature re-spaced, the original body's hash declared in
     # an unsigned X-Sdk-Content-Sha256, and the attacker's body
-    forged = send(server, captured, body=forged_body, respace=True,
-                  extra={"X-Sdk-Content-Sha256": hashlib.sha256(body).hexdigest()})
+    forged = send(
+        server,
+        captured,
+        body=forged_body,
+        respace=True,
+        extra={"X-Sdk-Content-Sha256": hashlib.sha256(body).hexdigest()},
+    )
     assert forged.status_code in (400, 401), forged.text
     assert error_code(forged) in ("XAmzContentSHA256Mismatch", "ReplayedRequest")
     # each half of it is refused on its own, too
@@ -116,14 +143,23 @@ def test_unsigned_payload_only_where_the_vendor_sends_it(server: ServeProcess) -
     route (whoever holds the request could send any body), accepted on a JSON-patch update,
     which the vendor SDK itself sends that way."""
     alpha = server.keys["alpha"]
-    body = json.dumps({"name": "unsigned", "image_url": "victim:disk.qcow2",
-                       "min_disk": 40}).encode()
-    headers = {"Content-Type": "application/octet-stream",
-               "X-Sdk-Date": datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ"),
-               "X-Project-Id": alpha.project_id}
-    req = SdkRequest(method="POST", schema="http", host=server.ims_url.split("//")[1],
-                     resource_path="/v2/cloudimages/action", query_params=[],
-                     header_params=headers, body=body)
+    body = json.dumps(
+        {"name": "unsigned", "image_url": "victim:disk.qcow2", "min_disk": 40}
+    ).encode()
+    headers = {
+        "Content-Type": "application/octet-stream",
+        "X-Sdk-Date": datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ"),
+        "X-Project-Id": alpha.project_id,
+    }
+    req = SdkRequest(
+        method="POST",
+        schema="http",
+        host=server.ims_url.split("//")[1],
+        resource_path="/v2/cloudimages/action",
+        query_params=[],
+        header_params=headers,
+        body=body,
+    )
     Signer(SimpleNamespace(ak=alpha.access_key, sk=alpha.secret_key)).sign(req)
     assert req.header_params["X-Sdk-Content-Sha256"] == "UNSIGNED-PAYLOAD"
     answer = send(server, req)
@@ -151,30 +187,51 @@ def test_an_export_request_cannot_be_replayed(server: ServeProcess) -> None:
     assert (again.status_code, error_code(again)) == (401, "ReplayedRequest")
 
 
-def _crt_signed(server: ServeProcess, keys: Keys, method: str, path: str,
-                headers: list[tuple[str, str]], body_value: str) -> dict[str, str]:
+def _crt_signed(
+    server: ServeProcess,
+    keys: Keys,
+    method: str,
+    path: str,
+    headers: list[tuple[str, str]],
+    body_value: str,
+) -> dict[str, str]:
     """Headers of a request signed by AWS's CRT signer with payload hash ``body_value``."""
-    request = crt_http.HttpRequest(method, path, crt_http.HttpHeaders(
-        [("Host", server.s3_url.split("//")[1]), *headers]))
+    request = crt_http.HttpRequest(
+        method, path, crt_http.HttpHeaders([("Host", server.s3_url.split("//")[1]), *headers])
+    )
     config = crt_auth.AwsSigningConfig(
         algorithm=crt_auth.AwsSigningAlgorithm.V4,
         signature_type=crt_auth.AwsSignatureType.HTTP_REQUEST_HEADERS,
         credentials_provider=crt_auth.AwsCredentialsProvider.new_static(
-            keys.access_key, keys.secret_key),
-        region="local-1", service="s3", date=datetime.now(UTC), signed_body_value=body_value,
-        signed_body_header_type=crt_auth.AwsSignedBodyHeaderType.X_AMZ_CONTENT_SHA_256)
+            keys.access_key, keys.secret_key
+        ),
+        region="local-1",
+        service="s3",
+        date=datetime.now(UTC),
+        signed_body_value=body_value,
+        signed_body_header_type=crt_auth.AwsSignedBodyHeaderType.X_AMZ_CONTENT_SHA_256,
+    )
     signed = dict(crt_auth.aws_sign_request(request, config).result(10).headers)
     del signed["Host"]  # httpx sends it
     return signed
 
 
-def _s3_signed(server: ServeProcess, keys: Keys, method: str, path: str, body: bytes, *,
-               v2: bool = False, unsigned: bool = False) -> dict[str, str]:
+def _s3_signed(
+    server: ServeProcess,
+    keys: Keys,
+    method: str,
+    path: str,
+    body: bytes,
+    *,
+    v2: bool = False,
+    unsigned: bool = False,
+) -> dict[str, str]:
     """Headers of an S3 request as botocore signs it (SigV4 or v2), or as the CRT signer does
     with ``UNSIGNED-PAYLOAD`` (what esdk-obs sends with v4, and any client over https)."""
     if unsigned:
-        return _crt_signed(server, keys, method, path, [],
-                           crt_auth.AwsSignedBodyValue.UNSIGNED_PAYLOAD)
+        return _crt_signed(
+            server, keys, method, path, [], crt_auth.AwsSignedBodyValue.UNSIGNED_PAYLOAD
+        )
     req = AWSRequest(method=method, url=server.s3_url + path, data=body, headers={})
     creds = Credentials(keys.access_key, keys.secret_key)
     signer: Any = HmacV1Auth(creds) if v2 else S3SigV4Auth(creds, "s3", "local-1")
@@ -190,16 +247,19 @@ def _object(server: ServeProcess, key: str) -> bytes:
 
 @pytest.mark.parametrize("mode", ["v2", "sigv4-unsigned-payload"])
 def test_a_captured_put_whose_body_is_not_signed_cannot_carry_another_body(
-        server: ServeProcess, mode: str) -> None:
+    server: ServeProcess, mode: str
+) -> None:
     alpha = server.keys["alpha"]
     key = f"replayed-{mode}.txt"
     original = b"the victim's data"
-    headers = _s3_signed(server, alpha, "PUT", f"/victim/{key}", original, v2=mode == "v2",
-                         unsigned=mode != "v2")
+    headers = _s3_signed(
+        server, alpha, "PUT", f"/victim/{key}", original, v2=mode == "v2", unsigned=mode != "v2"
+    )
     first = httpx.put(f"{server.s3_url}/victim/{key}", headers=headers, content=original)
     assert first.status_code == 200, first.text
-    forged = httpx.put(f"{server.s3_url}/victim/{key}", headers=headers,
-                       content=b"attacker's data!!")
+    forged = httpx.put(
+        f"{server.s3_url}/victim/{key}", headers=headers, content=b"attacker's data!!"
+    )
     # 503 SlowDown: S3 clients retry it signing again, an attacker's copy never gets through
     assert forged.status_code == 503 and b"already used" in forged.content, forged.text
     assert _object(server, key) == original
@@ -211,8 +271,9 @@ def test_a_captured_bodiless_write_cannot_be_resent_with_a_body(server: ServePro
     alpha = server.keys["alpha"]
     url = f"{server.s3_url}/victim/was-empty.txt"
     for v2 in (True, False):
-        headers = _s3_signed(server, alpha, "PUT", "/victim/was-empty.txt", b"", v2=v2,
-                             unsigned=not v2)
+        headers = _s3_signed(
+            server, alpha, "PUT", "/victim/was-empty.txt", b"", v2=v2, unsigned=not v2
+        )
         for _ in range(2):  # the same empty PUT again is the same operation
             assert httpx.put(url, headers=headers, content=b"").status_code == 200
         forged = httpx.put(url, headers=headers, content=b"<script>attacker</script>")
@@ -225,15 +286,20 @@ def test_a_refused_write_does_not_give_its_signature_back(server: ServeProcess) 
     refused (501); its signature was released, and the copy without that header, with the
     attacker's body, was accepted."""
     alpha = server.keys["alpha"]
-    req = AWSRequest(method="PUT", url=f"{server.s3_url}/victim/refused.txt", data=b"v",
-                     headers={"Cache-Control": "no-cache"})
+    req = AWSRequest(
+        method="PUT",
+        url=f"{server.s3_url}/victim/refused.txt",
+        data=b"v",
+        headers={"Cache-Control": "no-cache"},
+    )
     HmacV1Auth(Credentials(alpha.access_key, alpha.secret_key)).add_auth(req)
     headers = {k: v.decode() if isinstance(v, bytes) else v for k, v in req.headers.items()}
     first = httpx.put(f"{server.s3_url}/victim/refused.txt", headers=headers, content=b"v")
     assert first.status_code == 501, first.text
     del headers["Cache-Control"]
-    forged = httpx.put(f"{server.s3_url}/victim/refused.txt", headers=headers,
-                       content=b"<script>attacker</script>")
+    forged = httpx.put(
+        f"{server.s3_url}/victim/refused.txt", headers=headers, content=b"<script>attacker</script>"
+    )
     assert forged.status_code == 503, forged.text
     listed = s3_client(server, alpha).list_objects_v2(Bucket="victim", Prefix="refused")
     assert listed.get("KeyCount") == 0
@@ -244,12 +310,20 @@ def test_a_negative_chunk_size_is_refused_at_once(server: ServeProcess) -> None:
     ever on the event loop both listeners share."""
     alpha = server.keys["alpha"]
     for n, size in enumerate((b"-6", b"0x1", b"+1", b"1_0")):
-        headers = _crt_signed(server, alpha, "PUT", f"/victim/negative-{n}.bin",
-                              [("Content-Encoding", "aws-chunked"),
-                               ("x-amz-decoded-content-length", "2")],
-                              crt_auth.AwsSignedBodyValue.UNSIGNED_PAYLOAD)
-        answer = httpx.put(f"{server.s3_url}/victim/negative-{n}.bin", headers=headers,
-                           content=b"1\r\nA\r\n" + size + b"\r\nX\r\n0\r\n\r\n", timeout=10)
+        headers = _crt_signed(
+            server,
+            alpha,
+            "PUT",
+            f"/victim/negative-{n}.bin",
+            [("Content-Encoding", "aws-chunked"), ("x-amz-decoded-content-length", "2")],
+            crt_auth.AwsSignedBodyValue.UNSIGNED_PAYLOAD,
+        )
+        answer = httpx.put(
+            f"{server.s3_url}/victim/negative-{n}.bin",
+            headers=headers,
+            content=b"1\r\nA\r\n" + size + b"\r\nX\r\n0\r\n\r\n",
+            timeout=10,
+        )
         assert answer.status_code == 400 and b"IncompleteBody" in answer.content, answer.text
         assert httpx.get(f"{server.ims_url}/health", timeout=5).status_code == 200
 
@@ -263,20 +337,30 @@ def test_an_identical_signed_put_with_a_signed_body_may_be_resent(server: ServeP
     for _ in range(2):
         answer = httpx.put(f"{server.s3_url}/victim/covered.txt", headers=headers, content=data)
         assert answer.status_code == 200, answer.text
-    changed = httpx.put(f"{server.s3_url}/victim/covered.txt", headers=headers,
-                        content=b"signed bodz")
+    changed = httpx.put(
+        f"{server.s3_url}/victim/covered.txt", headers=headers, content=b"signed bodz"
+    )
     assert changed.status_code == 400 and b"XAmzContentSHA256Mismatch" in changed.content
 
 
-def _chunked_put(server: ServeProcess, keys: Keys, key: str, chunks: list[bytes],
-                 signatures: list[str] | None = None) -> httpx.Response:
+def _chunked_put(
+    server: ServeProcess,
+    keys: Keys,
+    key: str,
+    chunks: list[bytes],
+    signatures: list[str] | None = None,
+) -> httpx.Response:
     """A ``STREAMING-AWS4-HMAC-SHA256-PAYLOAD`` PUT: the seed signed by AWS's CRT signer, the
     chunks signed as the AWS S3 reference describes (``signatures`` replaces them)."""
     decoded = sum(len(chunk) for chunk in chunks)
     headers = _crt_signed(
-        server, keys, "PUT", f"/victim/{key}",
+        server,
+        keys,
+        "PUT",
+        f"/victim/{key}",
         [("Content-Encoding", "aws-chunked"), ("x-amz-decoded-content-length", str(decoded))],
-        crt_auth.AwsSignedBodyValue.STREAMING_AWS4_HMAC_SHA256_PAYLOAD)
+        crt_auth.AwsSignedBodyValue.STREAMING_AWS4_HMAC_SHA256_PAYLOAD,
+    )
     now = datetime.strptime(headers["X-Amz-Date"], "%Y%m%dT%H%M%SZ")
     seed = headers["Authorization"].rsplit("Signature=", 1)[1]
     key_bytes = b"AWS4" + keys.secret_key.encode()
@@ -285,14 +369,21 @@ def _chunked_put(server: ServeProcess, keys: Keys, key: str, chunks: list[bytes]
     scope = f"{now:%Y%m%d}/local-1/s3/aws4_request"
     body, previous = b"", seed
     for n, chunk in enumerate([*chunks, b""]):
-        sts = "\n".join(("AWS4-HMAC-SHA256-PAYLOAD", headers["X-Amz-Date"], scope, previous,
-                         EMPTY, hashlib.sha256(chunk).hexdigest()))
+        sts = "\n".join(
+            (
+                "AWS4-HMAC-SHA256-PAYLOAD",
+                headers["X-Amz-Date"],
+                scope,
+                previous,
+                EMPTY,
+                hashlib.sha256(chunk).hexdigest(),
+            )
+        )
         previous = hmac.new(key_bytes, sts.encode(), hashlib.sha256).hexdigest()
         if signatures is not None:
             previous = signatures[n]
         body += f"{len(chunk):x};chunk-signature={previous}\r\n".encode() + chunk + b"\r\n"
-    return httpx.put(f"{server.s3_url}/victim/{key}", headers=headers, content=body,
-                     timeout=30)
+    return httpx.put(f"{server.s3_url}/victim/{key}", headers=headers, content=body, timeout=30)
 
 
 def test_chunk_signatures_are_verified(server: ServeProcess) -> None:
@@ -326,63 +417,99 @@ def test_trailer_checksums_are_verified(server: ServeProcess, trailer: str) -> N
     name = "x-amz-checksum-crc32c" if trailer == "crc32c" else "x-amz-checksum-crc32"
     crc = zlib.crc32(data if trailer != "wrong" else data + b"!")
     headers = _crt_signed(
-        server, alpha, "PUT", f"/victim/trailer-{trailer}.bin",
-        [("Content-Encoding", "aws-chunked"), ("x-amz-decoded-content-length", str(len(data))),
-         ("x-amz-trailer", name)], "STREAMING-UNSIGNED-PAYLOAD-TRAILER")
+        server,
+        alpha,
+        "PUT",
+        f"/victim/trailer-{trailer}.bin",
+        [
+            ("Content-Encoding", "aws-chunked"),
+            ("x-amz-decoded-content-length", str(len(data))),
+            ("x-amz-trailer", name),
+        ],
+        "STREAMING-UNSIGNED-PAYLOAD-TRAILER",
+    )
     value = base64.b64encode(crc.to_bytes(4, "big")).decode()
-    body = (f"{len(data):x}\r\n".encode() + data + b"\r\n0\r\n"
-            + f"{name}:{value}\r\n\r\n".encode())
-    answer = httpx.put(f"{server.s3_url}/victim/trailer-{trailer}.bin", headers=headers,
-                       content=body, timeout=30)
+    body = f"{len(data):x}\r\n".encode() + data + b"\r\n0\r\n" + f"{name}:{value}\r\n\r\n".encode()
+    answer = httpx.put(
+        f"{server.s3_url}/victim/trailer-{trailer}.bin", headers=headers, content=body, timeout=30
+    )
     if trailer == "right":
         assert answer.status_code == 200, answer.text
         assert _object(server, "trailer-right.bin") == data
         return
     expected = (400, b"BadDigest") if trailer == "wrong" else (501, b"NotImplemented")
     assert (answer.status_code, expected[1] in answer.content) == (expected[0], True), answer.text
-    listed = s3_client(server, alpha).list_objects_v2(Bucket="victim",
-                                                      Prefix=f"trailer-{trailer}")
+    listed = s3_client(server, alpha).list_objects_v2(Bucket="victim", Prefix=f"trailer-{trailer}")
     assert listed.get("KeyCount") == 0
 
 
-def test_a_dropped_data_upload_cannot_be_finished_with_another_image(
-        server: ServeProcess) -> None:
+def test_a_dropped_data_upload_cannot_be_finished_with_another_image(server: ServeProcess) -> None:
     """Round 2 of the review, H1: an SDK-signed Glance upload (UNSIGNED-PAYLOAD) whose
     connection dropped had its signature given back; whoever logged its headers then sent
     their own image with them, and the import job ran on it."""
     alpha = server.keys["alpha"]
-    created = send(server, sdk_signed(server, alpha, "POST", "/v2/images", json.dumps(
-        {"name": "dropped", "disk_format": "qcow2", "container_format": "bare"}).encode()))
+    created = send(
+        server,
+        sdk_signed(
+            server,
+            alpha,
+            "POST",
+            "/v2/images",
+            json.dumps(
+                {"name": "dropped", "disk_format": "qcow2", "container_format": "bare"}
+            ).encode(),
+        ),
+    )
     assert created.status_code == 201, created.text
     image_id = created.json()["id"]
-    headers = {"Content-Type": "application/octet-stream",
-               "X-Sdk-Date": datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ"),
-               "X-Project-Id": alpha.project_id}
-    req = SdkRequest(method="PUT", schema="http", host=server.ims_url.split("//")[1],
-                     resource_path=f"/v2/images/{image_id}/file", query_params=[],
-                     header_params=headers, body=b"\0" * 1024)
+    headers = {
+        "Content-Type": "application/octet-stream",
+        "X-Sdk-Date": datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ"),
+        "X-Project-Id": alpha.project_id,
+    }
+    req = SdkRequest(
+        method="PUT",
+        schema="http",
+        host=server.ims_url.split("//")[1],
+        resource_path=f"/v2/images/{image_id}/file",
+        query_params=[],
+        header_params=headers,
+        body=b"\0" * 1024,
+    )
     Signer(SimpleNamespace(ak=alpha.access_key, sk=alpha.secret_key)).sign(req)
     assert req.header_params["X-Sdk-Content-Sha256"] == "UNSIGNED-PAYLOAD"
     host, port = server.ims_url.removeprefix("http://").rsplit(":", 1)
-    head = (f"PUT {req.resource_path} HTTP/1.1\r\nHost: {req.header_params['Host']}\r\n"
-            + "".join(f"{k}: {v}\r\n" for k, v in req.header_params.items() if k != "Host")
-            + "Content-Length: 1048576\r\n\r\n").encode()
+    head = (
+        f"PUT {req.resource_path} HTTP/1.1\r\nHost: {req.header_params['Host']}\r\n"
+        + "".join(f"{k}: {v}\r\n" for k, v in req.header_params.items() if k != "Host")
+        + "Content-Length: 1048576\r\n\r\n"
+    ).encode()
     with socket.create_connection((host, int(port)), timeout=10) as victim:
         victim.sendall(head + b"\0" * 4096)  # then the victim's connection drops
         time.sleep(0.3)
     time.sleep(0.3)
-    forged = httpx.put(server.ims_url + req.resource_path, timeout=30,
-                       headers={k: v for k, v in req.header_params.items() if k != "Host"},
-                       content=b"attacker's image" * 4096)
+    forged = httpx.put(
+        server.ims_url + req.resource_path,
+        timeout=30,
+        headers={k: v for k, v in req.header_params.items() if k != "Host"},
+        content=b"attacker's image" * 4096,
+    )
     assert (forged.status_code, error_code(forged)) == (401, "ReplayedRequest"), forged.text
 
 
-@pytest.mark.parametrize(("method", "path"), [
-    ("PUT", "/victim/disk.qcow2?annotation"), ("DELETE", "/victim/disk.qcow2?annotation"),
-    ("DELETE", "/victim?metadataConfiguration"), ("PUT", "/victim?abac"),
-    ("GET", "/victim/disk.qcow2?annotation")])
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("PUT", "/victim/disk.qcow2?annotation"),
+        ("DELETE", "/victim/disk.qcow2?annotation"),
+        ("DELETE", "/victim?metadataConfiguration"),
+        ("PUT", "/victim?abac"),
+        ("GET", "/victim/disk.qcow2?annotation"),
+    ],
+)
 def test_an_unknown_sub_resource_is_refused_not_routed_to_the_object(
-        server: ServeProcess, method: str, path: str) -> None:
+    server: ServeProcess, method: str, path: str
+) -> None:
     """Round 2 of the review: S3's newer sub-resources (boto3's put/delete_object_annotation,
     delete_bucket_metadata_table_configuration) were routed by method and path alone, so they
     overwrote or deleted the object or the bucket itself."""
@@ -406,10 +533,17 @@ def test_a_trailer_sent_twice_is_refused(server: ServeProcess) -> None:
     data = b"twice"
     value = base64.b64encode(zlib.crc32(data).to_bytes(4, "big")).decode()
     headers = _crt_signed(
-        server, alpha, "PUT", "/victim/twice.bin",
-        [("Content-Encoding", "aws-chunked"), ("x-amz-decoded-content-length", "5"),
-         ("x-amz-trailer", "x-amz-checksum-crc32")], "STREAMING-UNSIGNED-PAYLOAD-TRAILER")
-    body = (b"5\r\ntwice\r\n0\r\n" + f"x-amz-checksum-crc32:{value}\r\n".encode() * 2
-            + b"\r\n")
+        server,
+        alpha,
+        "PUT",
+        "/victim/twice.bin",
+        [
+            ("Content-Encoding", "aws-chunked"),
+            ("x-amz-decoded-content-length", "5"),
+            ("x-amz-trailer", "x-amz-checksum-crc32"),
+        ],
+        "STREAMING-UNSIGNED-PAYLOAD-TRAILER",
+    )
+    body = b"5\r\ntwice\r\n0\r\n" + f"x-amz-checksum-crc32:{value}\r\n".encode() * 2 + b"\r\n"
     answer = httpx.put(f"{server.s3_url}/victim/twice.bin", headers=headers, content=body)
     assert answer.status_code == 400 and b"IncompleteBody" in answer.content, answer.text

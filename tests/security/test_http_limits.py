@@ -29,19 +29,23 @@ from server_process import ServeProcess, serve_process
 KiB = 1024
 MiB = 1024 * KiB
 TIMEOUT = 2  # seconds: head and body timeouts of the servers below
-SHORT_TIMEOUTS = {"IMAGEPORT_HTTP_HEAD_TIMEOUT_SECONDS": str(TIMEOUT),
-                  "IMAGEPORT_HTTP_BODY_TIMEOUT_SECONDS": str(TIMEOUT)}
+SHORT_TIMEOUTS = {
+    "IMAGEPORT_HTTP_HEAD_TIMEOUT_SECONDS": str(TIMEOUT),
+    "IMAGEPORT_HTTP_BODY_TIMEOUT_SECONDS": str(TIMEOUT),
+}
 STATUS = re.compile(rb"^HTTP/1\.1 (\d{3}) ")
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServeProcess]:
-    with serve_process(tmp_path_factory.mktemp("limits"), tenants=("alpha",),
-                       env=SHORT_TIMEOUTS) as started:
+    with serve_process(
+        tmp_path_factory.mktemp("limits"), tenants=("alpha",), env=SHORT_TIMEOUTS
+    ) as started:
         yield started
 
 
 # -- helpers --------------------------------------------------------------------------------------
+
 
 def address(url: str) -> tuple[str, int]:
     host, port = url.removeprefix("http://").rsplit(":", 1)
@@ -143,15 +147,17 @@ def still_open(sock: socket.socket) -> bool:
 
 # -- head size ------------------------------------------------------------------------------------
 
-def test_huge_header_lines_are_cut_off_and_server_memory_stays_flat(
-        server: ServeProcess) -> None:
+
+def test_huge_header_lines_are_cut_off_and_server_memory_stays_flat(server: ServeProcess) -> None:
     for _ in range(3):
         assert httpx.get(f"{server.ims_url}/health", timeout=10).status_code == 200
     baseline = vm_kib(server, "VmHWM")
     size = 64 * MiB
     results: list[Streamed] = []
-    threads = [threading.Thread(target=lambda: results.append(stream_header(server.ims_url, size)))
-               for _ in range(4)]
+    threads = [
+        threading.Thread(target=lambda: results.append(stream_header(server.ims_url, size)))
+        for _ in range(4)
+    ]
     for thread in threads:
         thread.start()
     for thread in threads:
@@ -202,15 +208,18 @@ def test_too_many_header_lines_are_refused_431(server: ServeProcess) -> None:
 def test_largest_legitimate_request_still_fits(server: ServeProcess) -> None:
     """A 16 KiB query (what the signature checks accept, presigned URLs fit in it) and an 8 KiB
     header value (the longest a signature covers) pass the HTTP layer."""
-    answer = httpx.get(f"{server.ims_url}/health?q={'a' * (16 * KiB - 2)}",
-                       headers={"X-Long": "b" * (8 * KiB)}, timeout=10)
+    answer = httpx.get(
+        f"{server.ims_url}/health?q={'a' * (16 * KiB - 2)}",
+        headers={"X-Long": "b" * (8 * KiB)},
+        timeout=10,
+    )
     assert answer.status_code == 200
 
 
 # -- timeouts -------------------------------------------------------------------------------------
 
-def test_head_sent_a_byte_at_a_time_is_closed_after_the_head_timeout(
-        server: ServeProcess) -> None:
+
+def test_head_sent_a_byte_at_a_time_is_closed_after_the_head_timeout(server: ServeProcess) -> None:
     sock = connect(server.ims_url)
     started = time.monotonic()
     sock.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n")
@@ -227,7 +236,8 @@ def test_head_sent_a_byte_at_a_time_is_closed_after_the_head_timeout(
 
 
 def test_connection_that_sends_nothing_is_closed_after_the_head_timeout(
-        server: ServeProcess) -> None:
+    server: ServeProcess,
+) -> None:
     sock = connect(server.s3_url)
     started = time.monotonic()
     assert read_answer(sock, seconds=TIMEOUT * 4) == b""
@@ -237,13 +247,16 @@ def test_connection_that_sends_nothing_is_closed_after_the_head_timeout(
 
 @pytest.mark.parametrize("trickle", [False, True])
 def test_stalled_or_trickled_json_body_is_closed_after_the_body_timeout(
-        server: ServeProcess, trickle: bool) -> None:
+    server: ServeProcess, trickle: bool
+) -> None:
     """The image API reads a JSON body before it checks its signature: a body that stops
     arriving, or comes a byte at a time, must not keep the connection (and its buffer)."""
     sock = connect(server.ims_url)
     started = time.monotonic()
-    sock.sendall(b"POST /v2/cloudimages/action HTTP/1.1\r\nHost: x\r\n"
-                 b"Content-Type: application/json\r\nContent-Length: 1000\r\n\r\n{\"name\": ")
+    sock.sendall(
+        b"POST /v2/cloudimages/action HTTP/1.1\r\nHost: x\r\n"
+        b'Content-Type: application/json\r\nContent-Length: 1000\r\n\r\n{"name": '
+    )
     with contextlib.suppress(OSError):
         # a byte every 0.25 s, until the server answers
         while trickle and time.monotonic() - started < TIMEOUT * 4:
@@ -263,8 +276,14 @@ def test_stalled_object_upload_is_closed_after_the_body_timeout(server: ServePro
     target = url.removeprefix(server.s3_url).encode()
     sock = connect(server.s3_url)
     started = time.monotonic()
-    sock.sendall(b"PUT " + target + b" HTTP/1.1\r\nHost: " + server.s3_url[7:].encode()
-                 + b"\r\nContent-Length: %d\r\n\r\n" % MiB + b"x" * (64 * KiB))
+    sock.sendall(
+        b"PUT "
+        + target
+        + b" HTTP/1.1\r\nHost: "
+        + server.s3_url[7:].encode()
+        + b"\r\nContent-Length: %d\r\n\r\n" % MiB
+        + b"x" * (64 * KiB)
+    )
     answer = read_answer(sock, seconds=TIMEOUT * 4)
     assert status_of(answer) == 408, answer
     assert b"<Code>RequestTimeout</Code>" in answer
@@ -281,8 +300,13 @@ def test_client_that_reads_nothing_of_a_download_is_cut_off(server: ServeProcess
     before = metric(server, "imageport_http_refused_total", api="s3", reason="send_timeout")
     sock = connect(server.s3_url)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * KiB)
-    sock.sendall(b"GET " + url.removeprefix(server.s3_url).encode() + b" HTTP/1.1\r\nHost: "
-                 + server.s3_url[7:].encode() + b"\r\n\r\n")
+    sock.sendall(
+        b"GET "
+        + url.removeprefix(server.s3_url).encode()
+        + b" HTTP/1.1\r\nHost: "
+        + server.s3_url[7:].encode()
+        + b"\r\n\r\n"
+    )
     deadline = time.monotonic() + TIMEOUT * 4
     while time.monotonic() < deadline:
         time.sleep(0.25)
@@ -295,20 +319,22 @@ def test_client_that_reads_nothing_of_a_download_is_cut_off(server: ServeProcess
 
 # -- connection caps ------------------------------------------------------------------------------
 
+
 def test_connections_beyond_the_caps_are_refused_and_service_recovers(tmp_path: Path) -> None:
     env = {"IMAGEPORT_HTTP_MAX_CONNECTIONS": "6", "IMAGEPORT_HTTP_MAX_CONNECTIONS_PER_CLIENT": "4"}
     with serve_process(tmp_path, tenants=("alpha",), env=env) as server:
         held = [connect(server.s3_url) for _ in range(4)]
-        extra = connect(server.s3_url)                      # a 5th from 127.0.0.1
+        extra = connect(server.s3_url)  # a 5th from 127.0.0.1
         assert refused_at_once(extra)
-        held += [connect(server.s3_url, "127.0.0.2") for _ in range(2)]   # 6 in all
+        held += [connect(server.s3_url, "127.0.0.2") for _ in range(2)]  # 6 in all
         beyond = connect(server.s3_url, "127.0.0.3")
         assert refused_at_once(beyond)
         assert all(still_open(sock) for sock in held)
         # each listener counts its own connections: the image API still answers
         assert httpx.get(f"{server.ims_url}/health", timeout=10).status_code == 200
-        assert metric(server, "imageport_http_refused_total", api="s3",
-                      reason="connection_limit") == 2
+        assert (
+            metric(server, "imageport_http_refused_total", api="s3", reason="connection_limit") == 2
+        )
         assert metric(server, "imageport_http_open_connections", api="s3") == 6
         for sock in [*held, extra, beyond]:
             sock.close()
@@ -324,8 +350,10 @@ def test_connections_beyond_the_caps_are_refused_and_service_recovers(tmp_path: 
 
 # -- pipelining -----------------------------------------------------------------------------------
 
-PIPELINED = {"ims": b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n",   # 200
-             "s3": b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"}          # anonymous ListBuckets: 403
+PIPELINED = {
+    "ims": b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n",  # 200
+    "s3": b"GET / HTTP/1.1\r\nHost: x\r\n\r\n",
+}  # anonymous ListBuckets: 403
 
 
 def pipeline_unread(url: str, request: bytes, size: int, seconds: float) -> socket.socket:
@@ -358,8 +386,7 @@ def pipelined_answers(url: str, request: bytes, count: int) -> list[int]:
 
 
 @pytest.mark.parametrize("api", ["ims", "s3"])
-def test_pipelined_requests_left_unread_do_not_grow_server_memory(
-        tmp_path: Path, api: str) -> None:
+def test_pipelined_requests_left_unread_do_not_grow_server_memory(tmp_path: Path, api: str) -> None:
     """Four connections each pipeline 2 MiB of tiny requests and read no answer. Before the
     fix uvicorn parsed everything it received and queued a request object (~2 KB) for each
     ~32 bytes: the server's peak grew by 365 MiB (image API) and 321 MiB (bucket API) here,
@@ -372,8 +399,12 @@ def test_pipelined_requests_left_unread_do_not_grow_server_memory(
         assert pipelined_answers(url, request, 200) == [expected] * 200
         baseline = vm_kib(server, "VmHWM")
         socks: list[socket.socket] = []
-        threads = [threading.Thread(target=lambda: socks.append(
-            pipeline_unread(url, request, 2 * MiB, seconds=10))) for _ in range(4)]
+        threads = [
+            threading.Thread(
+                target=lambda: socks.append(pipeline_unread(url, request, 2 * MiB, seconds=10))
+            )
+            for _ in range(4)
+        ]
         for thread in threads:
             thread.start()
         for thread in threads:
@@ -392,11 +423,13 @@ def test_a_client_gone_mid_body_is_no_server_error(server: ServeProcess) -> None
     traceback in the log (one per connection, for anyone to cause)."""
     before = [line for line in server.log_lines() if line.get("level") == "error"]
     sock = connect(server.ims_url)
-    sock.sendall(b"POST /v2/cloudimages/action HTTP/1.1\r\nHost: x\r\n"
-                 b"Content-Type: application/json\r\nContent-Length: 1000\r\n\r\n{\"name\": ")
+    sock.sendall(
+        b"POST /v2/cloudimages/action HTTP/1.1\r\nHost: x\r\n"
+        b'Content-Type: application/json\r\nContent-Length: 1000\r\n\r\n{"name": '
+    )
     time.sleep(0.2)
     sock.close()
     time.sleep(0.5)
     errors = [line for line in server.log_lines() if line.get("level") == "error"]
-    assert errors == before, errors[len(before):]
+    assert errors == before, errors[len(before) :]
     assert httpx.get(f"{server.ims_url}/health", timeout=10).status_code == 200

@@ -30,7 +30,8 @@ from server_process import ServeProcess, serve_process
 
 # The SDK marks ShowJob deprecated but still sends it; it is part of the API we serve.
 pytestmark = pytest.mark.filterwarnings(
-    "ignore:Method '.*' of ImsClient is deprecated:DeprecationWarning")
+    "ignore:Method '.*' of ImsClient is deprecated:DeprecationWarning"
+)
 
 #: qemu-img reads at most this many bytes a second in these tests: the good guest's data then
 #: take about four seconds to convert, long enough to hold a worker.
@@ -46,8 +47,11 @@ def _upload(server: ServeProcess, tenant: str, copies: int = 1) -> None:
 
 
 def _register(server: ServeProcess, tenant: str, n: int = 0) -> str:
-    body = CreateImageRequestBody(name=f"{tenant}-{n}-{uuid.uuid4().hex[:8]}",
-                                  image_url=f"{tenant}-images:disk-{n}.qcow2", min_disk=40)
+    body = CreateImageRequestBody(
+        name=f"{tenant}-{n}-{uuid.uuid4().hex[:8]}",
+        image_url=f"{tenant}-images:disk-{n}.qcow2",
+        min_disk=40,
+    )
     client = ims_client(server, server.keys[tenant])
     job_id: str = client.create_image(CreateImageRequest(body=body)).job_id
     return job_id
@@ -83,7 +87,8 @@ def test_one_project_cannot_starve_another(slow_server: ServeProcess) -> None:
     assert second.status in ("INIT", "RUNNING"), (running, second)
     for job_id in hostile:
         assert wait_job(ims_client(slow_server, slow_server.keys["alpha"]), job_id).status == (
-            "SUCCESS")
+            "SUCCESS"
+        )
 
 
 def test_a_project_with_too_many_unfinished_jobs_is_refused(slow_server: ServeProcess) -> None:
@@ -106,13 +111,15 @@ def _failed_without_trace(server: ServeProcess, tenant: str, job_id: str) -> Any
     job = wait_job(ims_client(server, server.keys[tenant]), job_id)
     assert job.status == "FAIL", job
     leftovers = [p for p in (server.data_dir / "images").iterdir()] + [
-        p for p in (server.data_dir / "tmp").iterdir()]
+        p for p in (server.data_dir / "tmp").iterdir()
+    ]
     assert leftovers == [], leftovers
     return job
 
 
 def test_an_image_beyond_the_projects_storage_quota_is_refused_before_converting(
-        tmp_path: Path) -> None:
+    tmp_path: Path,
+) -> None:
     env = {"IMAGEPORT_PROJECT_STORAGE_BYTES": str(4 * MiB)}
     with serve_process(tmp_path, env=env) as server:
         _upload(server, "alpha")
@@ -122,7 +129,8 @@ def test_an_image_beyond_the_projects_storage_quota_is_refused_before_converting
 
 
 def test_a_conversion_that_would_not_fit_on_disk_is_refused_before_it_starts(
-        tmp_path: Path) -> None:
+    tmp_path: Path,
+) -> None:
     # all but 10 MiB must stay free: the 2 MB upload fits, the conversion's bound (its data
     # plus at least 16 MiB for metadata) does not
     reserve = shutil.disk_usage(tmp_path).free - 10 * MiB
@@ -136,7 +144,8 @@ def test_a_conversion_that_would_not_fit_on_disk_is_refused_before_it_starts(
 
 @pytest.mark.parametrize("compressed", [False, True])
 def test_a_shared_cluster_bomb_is_refused_before_it_is_converted(
-        slow_server: ServeProcess, compressed: bool) -> None:
+    slow_server: ServeProcess, compressed: bool
+) -> None:
     """The attack of finding 2: a good guest followed by L2 entries pointing a TiB of guest
     clusters at one stored cluster. A 2 MiB upload once became a 10.6 GB image; now the job
     fails at its check, in seconds, and nothing is stored."""
@@ -145,8 +154,9 @@ def test_a_shared_cluster_bomb_is_refused_before_it_is_converted(
     s3 = s3_client(slow_server, slow_server.keys["beta"])
     s3.upload_file(str(bomb), "beta-images", "bomb.qcow2")
     client = ims_client(slow_server, slow_server.keys["beta"])
-    body = CreateImageRequestBody(name=f"bomb-{uuid.uuid4().hex[:8]}",
-                                  image_url="beta-images:bomb.qcow2", min_disk=1024)
+    body = CreateImageRequestBody(
+        name=f"bomb-{uuid.uuid4().hex[:8]}", image_url="beta-images:bomb.qcow2", min_disk=1024
+    )
     started = time.monotonic()
     job = wait_job(client, client.create_image(CreateImageRequest(body=body)).job_id)
     assert (job.status, job.error_code) == ("FAIL", "IMG-SAFE"), job
@@ -169,8 +179,9 @@ def test_a_project_cannot_fill_the_disk_with_objects(tmp_path: Path) -> None:
         assert err.value.response["Error"]["Code"] == "QuotaExceeded"
         upload = alpha.create_multipart_upload(Bucket="fill", Key="c")["UploadId"]
         with pytest.raises(ClientError) as err:
-            alpha.upload_part(Bucket="fill", Key="c", UploadId=upload, PartNumber=1,
-                              Body=b"\3" * (2 * MiB))
+            alpha.upload_part(
+                Bucket="fill", Key="c", UploadId=upload, PartNumber=1, Body=b"\3" * (2 * MiB)
+            )
         assert err.value.response["Error"]["Code"] == "QuotaExceeded"
         with pytest.raises(ClientError) as err:
             alpha.copy_object(Bucket="fill", Key="d", CopySource={"Bucket": "fill", "Key": "a"})
@@ -190,5 +201,7 @@ def test_no_upload_may_eat_the_disk_reserve(tmp_path: Path) -> None:
             alpha.put_object(Bucket="full", Key="a", Body=b"\1" * 1024)
         assert err.value.response["ResponseMetadata"]["HTTPStatusCode"] == 507
         assert err.value.response["Error"]["Code"] == "InsufficientStorage"
-        assert "KeyCount" not in alpha.list_objects_v2(Bucket="full") or \
-            alpha.list_objects_v2(Bucket="full")["KeyCount"] == 0
+        assert (
+            "KeyCount" not in alpha.list_objects_v2(Bucket="full")
+            or alpha.list_objects_v2(Bucket="full")["KeyCount"] == 0
+        )

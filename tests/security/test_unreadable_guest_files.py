@@ -53,8 +53,13 @@ def _guest(path: str, kind: str) -> str:
 
 
 def _check(image: str) -> tuple[int, dict[str, object]]:
-    proc = subprocess.run([str(IMAGEPORT), "check", "--json", image], capture_output=True,
-                          text=True, check=False, timeout=120)
+    proc = subprocess.run(
+        [str(IMAGEPORT), "check", "--json", image],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
+    )
     return proc.returncode, json.loads(proc.stdout)
 
 
@@ -65,15 +70,17 @@ def test_the_cloud_ready_guest_passes() -> None:
 
 @pytest.mark.parametrize("kind", ["dangling", "loop", "dir"])
 @pytest.mark.parametrize(("path", "rule"), CASES)
-def test_an_unreadable_file_fails_the_rule_that_needs_it(path: str, rule: str,
-                                                         kind: str) -> None:
+def test_an_unreadable_file_fails_the_rule_that_needs_it(path: str, rule: str, kind: str) -> None:
     code, report = _check(_guest(path, kind))
     findings = report["findings"]
     assert isinstance(findings, list)
     mine = [f for f in findings if f["rule_id"] == rule and f["severity"] == "error"]
     assert code == 1 and mine, findings
-    shown = "/" + path.removeprefix("boot:").replace("grub/", "boot/grub/", 1) \
-        if path.startswith("boot:") else "/" + path
+    shown = (
+        "/" + path.removeprefix("boot:").replace("grub/", "boot/grub/", 1)
+        if path.startswith("boot:")
+        else "/" + path
+    )
     assert any(shown in line for f in mine for line in [f["message"], *f["evidence"]]), mine
 
 
@@ -87,8 +94,14 @@ def test_login_files_broken_fail_even_with_cloud_init() -> None:
 
 
 def test_a_directory_is_no_cloud_init_program() -> None:
-    code, report = _check(str(gf.build_guest(
-        "unreadable-cloud-init-dir", boot=BOOT,
-        root={**gf.CLOUD_READY, "usr/bin/cloud-init": None, "usr/bin/cloud-init/x": ""})))
+    code, report = _check(
+        str(
+            gf.build_guest(
+                "unreadable-cloud-init-dir",
+                boot=BOOT,
+                root={**gf.CLOUD_READY, "usr/bin/cloud-init": None, "usr/bin/cloud-init/x": ""},
+            )
+        )
+    )
     rules = {f["rule_id"] for f in report["findings"]}  # type: ignore[union-attr]
     assert code == 1 and "IMG-LOGIN" in rules, report["findings"]

@@ -42,14 +42,28 @@ S3 = frozenset({"sigv4", "s3v2"})
 ALL = IMS | S3
 
 
-def sdk_signed(key: AccessKey, method: str = "GET", path: str = "/v2/cloudimages",
-               body: bytes = b"", when: datetime | None = None) -> SignedRequest:
+def sdk_signed(
+    key: AccessKey,
+    method: str = "GET",
+    path: str = "/v2/cloudimages",
+    body: bytes = b"",
+    when: datetime | None = None,
+) -> SignedRequest:
     """What the server sees for a request the vendor SDK signed with ``key``."""
-    headers = {"Content-Type": "application/json;charset=utf-8", "X-Project-Id": key.project_id,
-               "X-Sdk-Date": (when or datetime.now(UTC)).strftime("%Y%m%dT%H%M%SZ")}
-    req = SdkRequest(method=method, schema="http", host="127.0.0.1:8080", resource_path=path,
-                     query_params=[("limit", 10)] if method == "GET" else [],
-                     header_params=headers, body=body)
+    headers = {
+        "Content-Type": "application/json;charset=utf-8",
+        "X-Project-Id": key.project_id,
+        "X-Sdk-Date": (when or datetime.now(UTC)).strftime("%Y%m%dT%H%M%SZ"),
+    }
+    req = SdkRequest(
+        method=method,
+        schema="http",
+        host="127.0.0.1:8080",
+        resource_path=path,
+        query_params=[("limit", 10)] if method == "GET" else [],
+        header_params=headers,
+        body=body,
+    )
     Signer(SimpleNamespace(ak=key.access_key, sk=key.secret_key)).sign(req)
     split = urlsplit(req.url)
     sent = dict(req.header_params)
@@ -58,8 +72,13 @@ def sdk_signed(key: AccessKey, method: str = "GET", path: str = "/v2/cloudimages
     return SignedRequest(method, split.path, split.query, sent, sha(req.body or b""))
 
 
-def s3_signed(key: AccessKey, method: str = "PUT", path: str = "/bucket/disk.qcow2",
-              body: bytes = b"data", v2: bool = False) -> SignedRequest:
+def s3_signed(
+    key: AccessKey,
+    method: str = "PUT",
+    path: str = "/bucket/disk.qcow2",
+    body: bytes = b"data",
+    v2: bool = False,
+) -> SignedRequest:
     req = AWSRequest(method=method, url="http://127.0.0.1:8081" + path, data=body, headers={})
     credentials = Credentials(key.access_key, key.secret_key)
     if v2:
@@ -84,21 +103,29 @@ def refused(services: Services, request: SignedRequest, schemes: frozenset[str] 
 
 
 def test_each_signature_scheme_finds_the_signers_project(
-        db_services: Services, two_keys: tuple[AccessKey, AccessKey]) -> None:
+    db_services: Services, two_keys: tuple[AccessKey, AccessKey]
+) -> None:
     for key in two_keys:
         want = Principal(key.project_id, key.access_key)
         body = b'{"name": "img", "image_url": "b:k", "min_disk": 40}'
-        assert authenticate(db_services, sdk_signed(key, "POST", "/v2/cloudimages/action", body),
-                            schemes=IMS) == want
+        assert (
+            authenticate(
+                db_services, sdk_signed(key, "POST", "/v2/cloudimages/action", body), schemes=IMS
+            )
+            == want
+        )
         assert authenticate(db_services, sdk_signed(key), schemes=IMS) == want
         assert authenticate(db_services, s3_signed(key), schemes=S3) == want
-        assert authenticate(db_services, s3_signed(key, "GET", "/bucket?list-type=2", b""),
-                            schemes=S3) == want
+        assert (
+            authenticate(db_services, s3_signed(key, "GET", "/bucket?list-type=2", b""), schemes=S3)
+            == want
+        )
         assert authenticate(db_services, s3_signed(key, v2=True), schemes=S3) == want
 
 
 def test_revoked_and_unknown_keys_are_refused(
-        db_services: Services, two_keys: tuple[AccessKey, AccessKey]) -> None:
+    db_services: Services, two_keys: tuple[AccessKey, AccessKey]
+) -> None:
     alpha, beta = two_keys
     revoke_key(db_services, alpha.access_key)
     assert refused(db_services, sdk_signed(alpha)) == "InvalidAccessKeyId"
@@ -115,7 +142,8 @@ def test_revoked_and_unknown_keys_are_refused(
 
 
 def test_replayed_post_refused_replayed_get_allowed(
-        db_services: Services, two_keys: tuple[AccessKey, AccessKey]) -> None:
+    db_services: Services, two_keys: tuple[AccessKey, AccessKey]
+) -> None:
     alpha, _ = two_keys
     post = sdk_signed(alpha, "POST", "/v2/cloudimages/action", b'{"name": "x"}')
     assert authenticate(db_services, post, schemes=IMS).access_key == alpha.access_key
@@ -124,13 +152,17 @@ def test_replayed_post_refused_replayed_get_allowed(
     for _ in range(3):
         assert authenticate(db_services, get, schemes=IMS).access_key == alpha.access_key
     # a freshly signed POST (a new date makes a new signature) is accepted
-    later = sdk_signed(alpha, "POST", "/v2/cloudimages/action", b'{"name": "x"}',
-                       when=datetime.now(UTC) + timedelta(seconds=2))
+    later = sdk_signed(
+        alpha,
+        "POST",
+        "/v2/cloudimages/action",
+        b'{"name": "x"}',
+        when=datetime.now(UTC) + timedelta(seconds=2),
+    )
     assert authenticate(db_services, later, schemes=IMS).access_key == alpha.access_key
 
 
-def test_clock_skew_window(db_services: Services,
-                           two_keys: tuple[AccessKey, AccessKey]) -> None:
+def test_clock_skew_window(db_services: Services, two_keys: tuple[AccessKey, AccessKey]) -> None:
     alpha, _ = two_keys
     window = timedelta(seconds=db_services.settings.max_skew_seconds)
     old = sdk_signed(alpha, when=datetime.now(UTC) - window - timedelta(minutes=1))
@@ -144,7 +176,8 @@ def test_clock_skew_window(db_services: Services,
 
 
 def test_scheme_must_be_accepted_and_present(
-        db_services: Services, two_keys: tuple[AccessKey, AccessKey]) -> None:
+    db_services: Services, two_keys: tuple[AccessKey, AccessKey]
+) -> None:
     alpha, _ = two_keys
     assert refused(db_services, s3_signed(alpha), IMS) == "AccessDenied"
     assert refused(db_services, sdk_signed(alpha), S3) == "AccessDenied"
@@ -174,15 +207,17 @@ def test_tokens(db_services: Services, two_keys: tuple[AccessKey, AccessKey]) ->
     revoke_key(db_services, alpha.access_key)
     assert refused(db_services, _with_token(token)) == "InvalidToken"
     assert authenticate(db_services, _with_token(beta_token), schemes=IMS).project_id == (
-        beta.project_id)
+        beta.project_id
+    )
     # past its lifetime, a token is refused
     lifetime = timedelta(seconds=db_services.settings.token_lifetime_seconds)
     db_services.clock = lambda: datetime.now(UTC) + lifetime + timedelta(seconds=10)
     assert refused(db_services, _with_token(beta_token)) == "InvalidToken"
 
 
-def test_signature_wins_over_a_token(db_services: Services,
-                                     two_keys: tuple[AccessKey, AccessKey]) -> None:
+def test_signature_wins_over_a_token(
+    db_services: Services, two_keys: tuple[AccessKey, AccessKey]
+) -> None:
     """A signed request is judged by its signature, whatever X-Auth-Token it also carries."""
     alpha, beta = two_keys
     beta_token, _ = issue_token(db_services, Principal(beta.project_id, beta.access_key))
@@ -192,21 +227,25 @@ def test_signature_wins_over_a_token(db_services: Services,
 
 
 def test_the_replay_memory_keys_on_the_signature_not_the_header_text(
-        db_services: Services, two_keys: tuple[AccessKey, AccessKey]) -> None:
+    db_services: Services, two_keys: tuple[AccessKey, AccessKey]
+) -> None:
     alpha, _ = two_keys
     post = sdk_signed(alpha, "POST", "/v2/cloudimages/action", b'{"name": "x"}')
     assert authenticate(db_services, post, schemes=IMS).access_key == alpha.access_key
     auth = post.headers["authorization"]
-    for reformatted in (auth.replace(", ", ","), auth.replace(", ", " ,  "),
-                        auth.replace("SDK-HMAC-SHA256 ", "SDK-HMAC-SHA256 ").replace(
-                            ", Signature=", ",Signature=")):
+    for reformatted in (
+        auth.replace(", ", ","),
+        auth.replace(", ", " ,  "),
+        auth.replace("SDK-HMAC-SHA256 ", "SDK-HMAC-SHA256 ").replace(", Signature=", ",Signature="),
+    ):
         assert reformatted != auth
         again = dataclasses.replace(post, headers={**post.headers, "authorization": reformatted})
         assert refused(db_services, again) == "ReplayedRequest"
 
 
 def test_s3_writes_are_single_use_only_when_their_body_is_not_signed(
-        db_services: Services, two_keys: tuple[AccessKey, AccessKey]) -> None:
+    db_services: Services, two_keys: tuple[AccessKey, AccessKey]
+) -> None:
     alpha, _ = two_keys
     covered = s3_signed(alpha)  # SigV4 over the body's sha256: S3's rule, repeatable
     for _ in range(2):
@@ -226,7 +265,8 @@ def test_s3_writes_are_single_use_only_when_their_body_is_not_signed(
 
 
 def test_a_bodiless_uncovered_write_may_be_repeated_but_never_with_a_body(
-        db_services: Services, two_keys: tuple[AccessKey, AccessKey]) -> None:
+    db_services: Services, two_keys: tuple[AccessKey, AccessKey]
+) -> None:
     """The reviewer's attack: a zero-byte PUT signed over no body was repeatable, so its first
     copy *with* a body counted as a first use."""
     alpha, _ = two_keys
@@ -234,15 +274,17 @@ def test_a_bodiless_uncovered_write_may_be_repeated_but_never_with_a_body(
     assert single_use("s3v2", empty)
     for _ in range(2):  # the same bodiless operation, as S3 allows
         assert authenticate_request(db_services, empty, schemes=S3).replay_key is not None
-    with_body = dataclasses.replace(empty, body_sha256=None, headers={
-        **empty.headers, "content-length": "24"})
+    with_body = dataclasses.replace(
+        empty, body_sha256=None, headers={**empty.headers, "content-length": "24"}
+    )
     with pytest.raises(ServiceError) as err:
         authenticate_request(db_services, with_body, schemes=S3)
     assert err.value.code == "SlowDown"
 
 
 def test_an_image_api_write_that_failed_on_our_side_may_be_retried(
-        db_services: Services, two_keys: tuple[AccessKey, AccessKey]) -> None:
+    db_services: Services, two_keys: tuple[AccessKey, AccessKey]
+) -> None:
     alpha, _ = two_keys
     post = sdk_signed(alpha, "POST", "/v2/cloudimages/action", b'{"name": "x"}')
     used = authenticate_request(db_services, post, schemes=IMS)
@@ -291,12 +333,10 @@ def test_a_used_signature_stays_used_until_the_row_is_purged(db_services: Servic
     key = replay_key("sdk-hmac", "edge")
     assert guard.first_use(key, "p1", signed_at=signed, now=now)
     for late in (1, 2, 60):
-        assert not guard.first_use(key, "p1", signed_at=signed,
-                                   now=now + timedelta(seconds=late))
+        assert not guard.first_use(key, "p1", signed_at=signed, now=now + timedelta(seconds=late))
 
 
-def test_one_projects_far_dated_signature_holds_back_no_other_count(
-        db_services: Services) -> None:
+def test_one_projects_far_dated_signature_holds_back_no_other_count(db_services: Services) -> None:
     guard = ReplayGuard(db_services, per_project=1)
     now = datetime.now(UTC)
     skew = timedelta(seconds=db_services.settings.max_skew_seconds)
@@ -307,7 +347,8 @@ def test_one_projects_far_dated_signature_holds_back_no_other_count(
 
 
 def test_bucket_api_posts_are_single_use_even_with_a_signed_empty_body(
-        db_services: Services, two_keys: tuple[AccessKey, AccessKey]) -> None:
+    db_services: Services, two_keys: tuple[AccessKey, AccessKey]
+) -> None:
     """A captured CreateMultipartUpload replayed a thousand times took the victim's places."""
     alpha, _ = two_keys
     initiate = s3_signed(alpha, "POST", "/bucket/big.raw?uploads", b"")
@@ -319,20 +360,31 @@ def test_bucket_api_posts_are_single_use_even_with_a_signed_empty_body(
 
 
 def test_an_unsigned_payload_write_is_never_given_back(
-        db_services: Services, two_keys: tuple[AccessKey, AccessKey]) -> None:
+    db_services: Services, two_keys: tuple[AccessKey, AccessKey]
+) -> None:
     """Round 2, H1: a Glance upload sent with UNSIGNED-PAYLOAD whose connection dropped was
     released, and its copy carried the attacker's image."""
     alpha, _ = two_keys
-    headers = {"Content-Type": "application/octet-stream", "X-Project-Id": alpha.project_id,
-               "X-Sdk-Date": datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")}
-    req = SdkRequest(method="PUT", schema="http", host="127.0.0.1:8080",
-                     resource_path="/v2/images/5d87/file", query_params=[],
-                     header_params=headers, body=b"image data")
+    headers = {
+        "Content-Type": "application/octet-stream",
+        "X-Project-Id": alpha.project_id,
+        "X-Sdk-Date": datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ"),
+    }
+    req = SdkRequest(
+        method="PUT",
+        schema="http",
+        host="127.0.0.1:8080",
+        resource_path="/v2/images/5d87/file",
+        query_params=[],
+        header_params=headers,
+        body=b"image data",
+    )
     Signer(SimpleNamespace(ak=alpha.access_key, sk=alpha.secret_key)).sign(req)
     assert req.header_params["X-Sdk-Content-Sha256"] == "UNSIGNED-PAYLOAD"
     split = urlsplit(req.url)
-    upload = SignedRequest("PUT", split.path, split.query,
-                           {**req.header_params, "Content-Length": "10"}, None)
+    upload = SignedRequest(
+        "PUT", split.path, split.query, {**req.header_params, "Content-Length": "10"}, None
+    )
     used = authenticate_request(db_services, upload, schemes=IMS, unsigned_payload=True)
     assert used.replay_key is not None and not used.releasable
     release(db_services, used)  # the API layer calls it when the body does not arrive
@@ -342,7 +394,8 @@ def test_an_unsigned_payload_write_is_never_given_back(
 
 
 def test_a_key_holds_a_bounded_number_of_live_tokens(
-        db_services: Services, two_keys: tuple[AccessKey, AccessKey]) -> None:
+    db_services: Services, two_keys: tuple[AccessKey, AccessKey]
+) -> None:
     """Round 2 of the review: 3000 tokens in 8 s, each kept a day, from one key."""
     from sqlalchemy import func, select
 
@@ -354,10 +407,19 @@ def test_a_key_holds_a_bounded_number_of_live_tokens(
     issued = [issue_token(db_services, who)[0] for _ in range(MAX_TOKENS_PER_KEY + 20)]
     other = issue_token(db_services, Principal(beta.project_id, beta.access_key))[0]
     with db_services.db.connect() as conn:
-        count = conn.execute(select(func.count()).select_from(tokens).where(
-            tokens.c.access_key == alpha.access_key)).scalar_one()
+        count = conn.execute(
+            select(func.count()).select_from(tokens).where(tokens.c.access_key == alpha.access_key)
+        ).scalar_one()
     assert count == MAX_TOKENS_PER_KEY
-    assert authenticate(db_services, SignedRequest("GET", "/", "", {"X-Auth-Token": issued[-1]}),
-                        schemes=IMS).access_key == alpha.access_key
-    assert authenticate(db_services, SignedRequest("GET", "/", "", {"X-Auth-Token": other}),
-                        schemes=IMS).access_key == beta.access_key
+    assert (
+        authenticate(
+            db_services, SignedRequest("GET", "/", "", {"X-Auth-Token": issued[-1]}), schemes=IMS
+        ).access_key
+        == alpha.access_key
+    )
+    assert (
+        authenticate(
+            db_services, SignedRequest("GET", "/", "", {"X-Auth-Token": other}), schemes=IMS
+        ).access_key
+        == beta.access_key
+    )

@@ -37,13 +37,15 @@ def _active_image(services: Services, name: str = "img") -> str:
     return str(image.id)
 
 
-def _out_bucket(services: Services, project_id: str, name: str = OUT,
-                storage_class: str = "STANDARD") -> None:
+def _out_bucket(
+    services: Services, project_id: str, name: str = OUT, storage_class: str = "STANDARD"
+) -> None:
     services.store.create_bucket(name, project_id, storage_class, services.settings.region)
 
 
-def _export(services: Services, image_id: str, key: str, fmt: str | None,
-            quick: bool = False) -> Any:
+def _export(
+    services: Services, image_id: str, key: str, fmt: str | None, quick: bool = False
+) -> Any:
     body: dict[str, object] = {"bucket_url": f"{OUT}:{key}", "is_quick_export": quick}
     if fmt is not None:
         body["file_format"] = fmt
@@ -80,7 +82,7 @@ def _assert_variant(path: Path, fmt: str) -> None:
         assert data[:4] == b"QFI\xfb"
     elif fmt == "vmdk":
         assert data[:4] == b"KDMV"
-        assert b'createType="streamOptimized"' in data[:64 << 10]
+        assert b'createType="streamOptimized"' in data[: 64 << 10]
     elif fmt == "vhd":
         footer = data[-512:]
         assert footer[:8] == b"conectix"
@@ -99,8 +101,9 @@ def image_id(services: Services) -> str:
     return made
 
 
-def test_export_to_every_format_holds_the_stored_disk(services: Services, image_id: str,
-                                                      tmp_path: Path) -> None:
+def test_export_to_every_format_holds_the_stored_disk(
+    services: Services, image_id: str, tmp_path: Path
+) -> None:
     image = _stored(services, image_id)
     stored = services.settings.images_dir / image.blob
     expected = _raw_sha256(stored, "qcow2", tmp_path / "stored.raw")
@@ -116,17 +119,20 @@ def test_export_to_every_format_holds_the_stored_disk(services: Services, image_
             assert info.sha256 == _file_sha256(path)
             _assert_variant(path, fmt)
             assert _raw_sha256(path, fmt, tmp_path / f"{fmt}.raw") == expected, fmt
-        assert (info.storage_class, info.content_type) == ("STANDARD",
-                                                           "application/octet-stream")
-        assert job.params["result"] == {"object_size": info.size, "object_etag": info.etag,
-                                        "object_sha256": info.sha256}
+        assert (info.storage_class, info.content_type) == ("STANDARD", "application/octet-stream")
+        assert job.params["result"] == {
+            "object_size": info.size,
+            "object_etag": info.etag,
+            "object_sha256": info.sha256,
+        }
         # the image is untouched
         assert _stored(services, image_id).status == "active"
     assert list(services.settings.tmp_dir.iterdir()) == []
 
 
 def test_quick_export_is_the_stored_file_and_replaces_an_object(
-        services: Services, image_id: str) -> None:
+    services: Services, image_id: str
+) -> None:
     fx.put_object(services, fx.project_id(services), "old", fx.good_raw())  # bucket "images"
     image = _stored(services, image_id)
     first = _export(services, image_id, "same.qcow2", "vmdk")
@@ -165,27 +171,37 @@ def test_requests_are_checked_before_any_job(services: Services, image_id: str) 
     assert refused({"bucket_url": "no-colon", "file_format": "qcow2"}) == ("IMG.0017", 400)
     assert refused({"bucket_url": url, "file_format": "vdi"}) == ("IMG.0072", 400)
     assert refused({"bucket_url": url}) == ("IMG.0001", 400)
-    assert refused({"bucket_url": url, "file_format": "raw", "is_quick_export": True}) == \
-        ("IMG.0072", 400)
+    assert refused({"bucket_url": url, "file_format": "raw", "is_quick_export": True}) == (
+        "IMG.0072",
+        400,
+    )
     assert refused({"bucket_url": url, "file_format": "qcow2", "x": 1}) == ("IMG.0001", 400)
-    assert refused({"bucket_url": url, "file_format": "qcow2"}, "no-such-image") == \
-        ("IMG.NOT_FOUND", 404)
+    assert refused({"bucket_url": url, "file_format": "qcow2"}, "no-such-image") == (
+        "IMG.NOT_FOUND",
+        404,
+    )
     with services.db.begin() as conn:  # another project's image is not found either
         conn.execute(update(images).where(images.c.id == image_id).values(project_id=other))
     assert refused({"bucket_url": url, "file_format": "qcow2"}) == ("IMG.NOT_FOUND", 404)
     with services.db.begin() as conn:
-        conn.execute(update(images).where(images.c.id == image_id)
-                     .values(project_id=pid, status="killed"))
+        conn.execute(
+            update(images).where(images.c.id == image_id).values(project_id=pid, status="killed")
+        )
     assert refused({"bucket_url": url, "file_format": "qcow2"}) == ("IMG.STATE", 409)
     with services.db.connect() as conn:
         assert conn.execute(select(jobs.c.id).where(jobs.c.job_type == EXPORT_JOB)).all() == []
 
 
 def test_cancel_during_conversion_leaves_no_object_and_no_scratch(
-        services: Services, image_id: str) -> None:
+    services: Services, image_id: str
+) -> None:
     services.converter = QemuImgConverter(services.settings, rate_limit=100 << 10)
-    job_id = export_image(services, fx.project_id(services), image_id,
-                          {"bucket_url": f"{OUT}:slow.vmdk", "file_format": "vmdk"})
+    job_id = export_image(
+        services,
+        fx.project_id(services),
+        image_id,
+        {"bucket_url": f"{OUT}:slow.vmdk", "file_format": "vmdk"},
+    )
     runner = threading.Thread(target=run_job, args=(services, job_id))
     runner.start()
     deadline = time.monotonic() + 30
@@ -206,8 +222,12 @@ def test_cancel_during_conversion_leaves_no_object_and_no_scratch(
 
 
 def test_a_bucket_deleted_meanwhile_fails_the_job(services: Services, image_id: str) -> None:
-    job_id = export_image(services, fx.project_id(services), image_id,
-                          {"bucket_url": f"{OUT}:x.qcow2", "file_format": "qcow2"})
+    job_id = export_image(
+        services,
+        fx.project_id(services),
+        image_id,
+        {"bucket_url": f"{OUT}:x.qcow2", "file_format": "qcow2"},
+    )
     services.store.delete_bucket(OUT)
     run_job(services, job_id)
     job = fx.job_row(services, job_id)
@@ -217,16 +237,22 @@ def test_a_bucket_deleted_meanwhile_fails_the_job(services: Services, image_id: 
     assert list(services.settings.tmp_dir.iterdir()) == []
 
 
-def test_an_interrupted_export_runs_again_after_a_restart(
-        backend_services: Services) -> None:
+def test_an_interrupted_export_runs_again_after_a_restart(backend_services: Services) -> None:
     services = backend_services
     image_id = _active_image(services)
     _out_bucket(services, fx.project_id(services))
-    job_id = export_image(services, fx.project_id(services), image_id,
-                          {"bucket_url": f"{OUT}:again.zvhd2", "file_format": "zvhd2"})
+    job_id = export_image(
+        services,
+        fx.project_id(services),
+        image_id,
+        {"bucket_url": f"{OUT}:again.zvhd2", "file_format": "zvhd2"},
+    )
     with services.db.begin() as conn:  # as a crash mid-job leaves it
-        conn.execute(update(jobs).where(jobs.c.id == job_id).values(
-            status="RUNNING", attempts=1, phase="convert", percent=40.0))
+        conn.execute(
+            update(jobs)
+            .where(jobs.c.id == job_id)
+            .values(status="RUNNING", attempts=1, phase="convert", percent=40.0)
+        )
     (services.settings.tmp_dir / "stage-partial").write_bytes(b"half a file")
     assert job_id in recover(services)
     assert list(services.settings.tmp_dir.iterdir()) == []

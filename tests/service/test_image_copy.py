@@ -34,26 +34,49 @@ def services(backend_services: Services) -> Services:
     return backend_services
 
 
-def active_image(services: Services, project_id: str, name: str, data: bytes = DISK,
-                 status: str = "active") -> str:
+def active_image(
+    services: Services, project_id: str, name: str, data: bytes = DISK, status: str = "active"
+) -> str:
     """An image as an import job leaves it: a row and its stored file (made in no time)."""
     image_id = new_uuid()
     folder = services.settings.images_dir
     folder.mkdir(parents=True, exist_ok=True)
     (folder / f"{image_id}.qcow2").write_bytes(data)
-    props = base_properties(os_version="Ubuntu 22.04 server 64bit", description="the source",
-                            config_init=True, architecture="x86", firmware="bios",
-                            data_origin="file,images:disk.qcow2")
+    props = base_properties(
+        os_version="Ubuntu 22.04 server 64bit",
+        description="the source",
+        config_init=True,
+        architecture="x86",
+        firmware="bios",
+        data_origin="file,images:disk.qcow2",
+    )
     props["__image_size"] = str(len(data))
     with services.db.begin() as conn:
-        conn.execute(insert(images).values(
-            id=image_id, project_id=project_id, name=name, status=status,
-            visibility="private", protected=False, container_format="bare",
-            disk_format="qcow2", min_disk=40, min_ram=1024, max_ram=4096, size=len(data),
-            virtual_size=1 << 30, checksum=hashlib.sha256(data).hexdigest(),
-            blob=f"{image_id}.qcow2", properties=props, tags=["env=test"],
-            report={"summary": {"verdict": "pass"}}, created_at="2030-01-01T00:00:00.000Z",
-            updated_at="2030-01-01T00:00:00.000Z", active_at="2030-01-01T00:00:00.000Z"))
+        conn.execute(
+            insert(images).values(
+                id=image_id,
+                project_id=project_id,
+                name=name,
+                status=status,
+                visibility="private",
+                protected=False,
+                container_format="bare",
+                disk_format="qcow2",
+                min_disk=40,
+                min_ram=1024,
+                max_ram=4096,
+                size=len(data),
+                virtual_size=1 << 30,
+                checksum=hashlib.sha256(data).hexdigest(),
+                blob=f"{image_id}.qcow2",
+                properties=props,
+                tags=["env=test"],
+                report={"summary": {"verdict": "pass"}},
+                created_at="2030-01-01T00:00:00.000Z",
+                updated_at="2030-01-01T00:00:00.000Z",
+                active_at="2030-01-01T00:00:00.000Z",
+            )
+        )
     return image_id
 
 
@@ -71,8 +94,12 @@ def code_of(call: object) -> tuple[int, str]:
 def test_copy_shares_the_stored_file_and_survives_the_source(services: Services) -> None:
     mine = create_project(services, "mine").id
     source_id = active_image(services, mine, "source")
-    job_id = copy_image(services, mine, source_id,
-                        {"name": "copy", "description": "a copy", "enterprise_project_id": "0"})
+    job_id = copy_image(
+        services,
+        mine,
+        source_id,
+        {"name": "copy", "description": "a copy", "enterprise_project_id": "0"},
+    )
     job = row(services, jobs, job_id)
     assert (job.job_type, job.status) == (COPY_JOB, "INIT")
     copy_id = job.image_id
@@ -86,7 +113,10 @@ def test_copy_shares_the_stored_file_and_survives_the_source(services: Services)
     copy = image_queries.get_image(services, mine, copy_id)
     assert copy.status == "active" and copy.active_at is not None
     assert (copy.size, copy.virtual_size, copy.checksum) == (
-        source.size, source.virtual_size, source.checksum)
+        source.size,
+        source.virtual_size,
+        source.checksum,
+    )
     assert (copy.min_disk, copy.min_ram, copy.max_ram) == (40, 1024, 4096)
     props = copy.properties
     assert props["__originalimagename"] == source_id
@@ -122,7 +152,8 @@ def test_deleting_the_copy_leaves_the_source(services: Services) -> None:
 
 
 def test_where_no_link_can_be_made_the_file_is_copied(
-        services: Services, monkeypatch: pytest.MonkeyPatch) -> None:
+    services: Services, monkeypatch: pytest.MonkeyPatch
+) -> None:
     def no_link(src: object, dst: object) -> None:
         raise OSError(errno.EXDEV, "Invalid cross-device link")
 
@@ -145,23 +176,39 @@ def test_synchronous_checks(services: Services) -> None:
     source_id = active_image(services, mine, "source")
     queued_id = active_image(services, mine, "not-yet", status="queued")
     assert code_of(lambda: copy_image(services, mine, queued_id, {"name": "c"})) == (
-        409, "IMG.STATE")
+        409,
+        "IMG.STATE",
+    )
     assert code_of(lambda: copy_image(services, mine, source_id, {"name": "not-yet"})) == (
-        400, "IMG.0009")
+        400,
+        "IMG.0009",
+    )
     assert code_of(lambda: copy_image(services, mine, source_id, {"name": "bad/name"})) == (
-        400, "IMG.0003")
+        400,
+        "IMG.0003",
+    )
     assert code_of(lambda: copy_image(services, mine, source_id, {})) == (400, "IMG.0007")
     assert code_of(lambda: copy_image(services, mine, source_id, {"description": "x"})) == (
-        400, "IMG.0013")
-    assert code_of(lambda: copy_image(services, mine, source_id, {"name": "c", "cmk_id": "k"})
-                   ) == (400, "IMG.0095")
+        400,
+        "IMG.0013",
+    )
+    assert code_of(lambda: copy_image(services, mine, source_id, {"name": "c", "cmk_id": "k"})) == (
+        400,
+        "IMG.0095",
+    )
     assert code_of(lambda: copy_image(services, mine, source_id, {"name": "c", "x": 1})) == (
-        400, "IMG.0001")
+        400,
+        "IMG.0001",
+    )
     assert code_of(lambda: copy_image(services, other, source_id, {"name": "c"})) == (
-        404, "IMG.NOT_FOUND")
+        404,
+        "IMG.NOT_FOUND",
+    )
     services.settings = dataclasses.replace(services.settings, image_quota=2)
     assert code_of(lambda: copy_image(services, mine, source_id, {"name": "c"})) == (
-        400, "IMG.0015")
+        400,
+        "IMG.0015",
+    )
     with services.db.connect() as conn:  # nothing was added by the refused requests
         assert len(conn.execute(select(jobs.c.id)).all()) == 0
         assert len(conn.execute(select(images.c.id)).all()) == 2
@@ -211,5 +258,4 @@ def test_a_copy_interrupted_too_often_fails(services: Services) -> None:
     assert (job.status, job.fail_reason) == ("FAIL", RESTARTED)
     copy = image_queries.get_image(services, mine, job.image_id)
     assert copy.status == "killed"
-    assert [p.name for p in Path(services.settings.images_dir).iterdir()] == [
-        f"{source_id}.qcow2"]
+    assert [p.name for p in Path(services.settings.images_dir).iterdir()] == [f"{source_id}.qcow2"]

@@ -25,9 +25,22 @@ from imageport.service.images import (
 from imageport.service.ports import StagedFile
 from imageport.service.projects import create_project
 
-PARAM_KEYS = {"bucket", "key", "object_size", "object_etag", "quick_import", "is_config",
-              "uninitialized", "min_disk", "os_version", "architecture", "hw_firmware_type",
-              "stored_format", "staged", "declared_format"}
+PARAM_KEYS = {
+    "bucket",
+    "key",
+    "object_size",
+    "object_etag",
+    "quick_import",
+    "is_config",
+    "uninitialized",
+    "min_disk",
+    "os_version",
+    "architecture",
+    "hw_firmware_type",
+    "stored_format",
+    "staged",
+    "declared_format",
+}
 
 
 class RecordingQueue:
@@ -43,25 +56,36 @@ class RecordingQueue:
     def stop(self, timeout: float = 10.0) -> None: ...
 
 
-def put(services: Services, bucket: str, key: str, data: bytes,
-        storage_class: str = "STANDARD") -> None:
+def put(
+    services: Services, bucket: str, key: str, data: bytes, storage_class: str = "STANDARD"
+) -> None:
     path = services.store.staging_path()
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(data)
-    staged = StagedFile(path, len(data), hashlib.md5(data).hexdigest(),  # noqa: S324
-                        hashlib.sha256(data).hexdigest())
-    services.store.commit_object(bucket, key, staged, content_type="application/octet-stream",
-                                 storage_class=storage_class, metadata={})
+    staged = StagedFile(
+        path,
+        len(data),
+        hashlib.md5(data).hexdigest(),  # noqa: S324
+        hashlib.sha256(data).hexdigest(),
+    )
+    services.store.commit_object(
+        bucket,
+        key,
+        staged,
+        content_type="application/octet-stream",
+        storage_class=storage_class,
+        metadata={},
+    )
 
 
 World = tuple[Services, str, str, RecordingQueue]
-
 
 
 @pytest.fixture
 def services(backend_services: Services) -> Services:
     """These tests run on SQLite and on a real PostgreSQL server."""
     return backend_services
+
 
 @pytest.fixture
 def world(services: Services) -> World:
@@ -77,8 +101,13 @@ def world(services: Services) -> World:
     return services, mine, other, queue
 
 
-BODY = {"name": "web", "image_url": "images:disk.qcow2", "min_disk": 40,
-        "os_version": "Ubuntu 22.04 server 64bit", "image_tags": [{"key": "k", "value": "v"}]}
+BODY = {
+    "name": "web",
+    "image_url": "images:disk.qcow2",
+    "min_disk": 40,
+    "os_version": "Ubuntu 22.04 server 64bit",
+    "image_tags": [{"key": "k", "value": "v"}],
+}
 
 
 def code_of(call: object) -> str:
@@ -94,8 +123,11 @@ def job_row(services: Services, job_id: str) -> dict[str, object]:
 
 def end_job(services: Services, job_id: str, status: str = "FAIL") -> None:
     with services.db.begin() as conn:
-        conn.execute(update(jobs).where(jobs.c.id == job_id).values(
-            status=status, end_time="2030-01-01T00:00:00.000Z"))
+        conn.execute(
+            update(jobs)
+            .where(jobs.c.id == job_id)
+            .values(status=status, end_time="2030-01-01T00:00:00.000Z")
+        )
 
 
 def test_create_image_registers_a_queued_image_and_submits_its_job(world: World) -> None:
@@ -123,11 +155,19 @@ def test_registration_checks_the_object(world: World) -> None:
     services, mine, _, _ = world
     put(services, "images", "warm.qcow2", b"x" * 10, storage_class="WARM")
     put(services, "images", "empty.qcow2", b"")
-    for url, code in (("theirs:disk.qcow2", "IMG.0069"), ("nobucket:disk.qcow2", "IMG.0069"),
-                      ("images:missing.qcow2", "IMG.0121"), ("images:warm.qcow2", "IMG.0058"),
-                      ("images:empty.qcow2", "IMG.0057")):
-        assert code_of(lambda url=url: create_image_from_file(
-            services, mine, {**BODY, "image_url": url})) == code
+    for url, code in (
+        ("theirs:disk.qcow2", "IMG.0069"),
+        ("nobucket:disk.qcow2", "IMG.0069"),
+        ("images:missing.qcow2", "IMG.0121"),
+        ("images:warm.qcow2", "IMG.0058"),
+        ("images:empty.qcow2", "IMG.0057"),
+    ):
+        assert (
+            code_of(
+                lambda url=url: create_image_from_file(services, mine, {**BODY, "image_url": url})
+            )
+            == code
+        )
     with services.db.connect() as conn:
         assert conn.execute(select(images.c.id)).first() is None  # nothing half-made
 
@@ -158,12 +198,12 @@ def test_region_without_import(tmp_path: Path) -> None:
 
 def test_glance_path_registers_an_uninitialized_image(world: World) -> None:
     services, mine, other, queue = world
-    image = create_glance_image(services, mine, {"name": "raw-one", "disk_format": "qcow2",
-                                                 "min_disk": 50, "tags": ["a=b"]})
+    image = create_glance_image(
+        services, mine, {"name": "raw-one", "disk_format": "qcow2", "min_disk": 50, "tags": ["a=b"]}
+    )
     assert image.properties["__is_config_init"] == "false"
     body = {"image_url": "images:disk.qcow2"}
-    assert code_of(lambda: register_image_file(services, other, image.id, body)) \
-        == "IMG.NOT_FOUND"
+    assert code_of(lambda: register_image_file(services, other, image.id, body)) == "IMG.NOT_FOUND"
     job_id = register_image_file(services, mine, image.id, body)
     job = job_row(services, job_id)
     assert job["job_type"] == "imsNativeImportImageJob" and queue.submitted == [job_id]
@@ -181,8 +221,11 @@ def test_glance_path_registers_an_uninitialized_image(world: World) -> None:
 def test_list_filters_sorts_and_pages(world: World) -> None:
     services, mine, other, _ = world
     for i in range(5):
-        create_glance_image(services, mine, {"name": f"img-{i}", "disk_format": "qcow2",
-                                             "tags": [f"n={i}"], "min_ram": i})
+        create_glance_image(
+            services,
+            mine,
+            {"name": f"img-{i}", "disk_format": "qcow2", "tags": [f"n={i}"], "min_ram": i},
+        )
     create_glance_image(services, other, {"name": "img-x"})
 
     def names(*query: tuple[str, str]) -> list[str]:
@@ -197,16 +240,22 @@ def test_list_filters_sorts_and_pages(world: World) -> None:
     assert names(("created_at", "gt:2000-01-01T00:00:00Z"), ("limit", "2")) != []
     assert names(("created_at", "lt:2000-01-01T00:00:00Z")) == []
     assert names(("owner", other)) == []
-    page = image_queries.list_images(services, mine, [("sort_key", "name"), ("sort_dir", "asc"),
-                                                      ("limit", "2")])
+    page = image_queries.list_images(
+        services, mine, [("sort_key", "name"), ("sort_dir", "asc"), ("limit", "2")]
+    )
     assert [i.name for i in page.images] == ["img-0", "img-1"] and page.next_marker
     rest = names(("sort_key", "name"), ("sort_dir", "asc"), ("marker", page.next_marker))
     assert rest == ["img-2", "img-3", "img-4"]
-    for query in ([("sort_key", "password")], [("sort_dir", "up")], [("limit", "0")],
-                  [("limit", "1001")], [("flavor_id", "x")], [("marker", "nope")],
-                  [("created_at", "after:2020")]):
-        assert code_of(lambda q=query: image_queries.list_images(services, mine, q)) \
-            == "IMG.0001"
+    for query in (
+        [("sort_key", "password")],
+        [("sort_dir", "up")],
+        [("limit", "0")],
+        [("limit", "1001")],
+        [("flavor_id", "x")],
+        [("marker", "nope")],
+        [("created_at", "after:2020")],
+    ):
+        assert code_of(lambda q=query: image_queries.list_images(services, mine, q)) == "IMG.0001"
 
 
 def test_update_image(world: World) -> None:
@@ -214,28 +263,44 @@ def test_update_image(world: World) -> None:
     image = create_glance_image(services, mine, {"name": "one"})
     create_glance_image(services, mine, {"name": "two"})
     rename = [{"op": "replace", "path": "/name", "value": "uno"}]
-    assert code_of(lambda: image_updates.update_image(services, mine, image.id, rename)) \
-        == "IMG.STATE"  # cloudimages PATCH: active images only
-    updated = image_updates.update_image(services, mine, image.id, [
-        *rename, {"op": "add", "path": "/__description", "value": "first"},
-        {"op": "replace", "path": "/min_ram", "value": "2048"},
-        {"op": "add", "path": "/__support_kvm", "value": "true"},
-        {"op": "replace", "path": "/hw_firmware_type", "value": "uefi"}], glance=True)
+    assert (
+        code_of(lambda: image_updates.update_image(services, mine, image.id, rename)) == "IMG.STATE"
+    )  # cloudimages PATCH: active images only
+    updated = image_updates.update_image(
+        services,
+        mine,
+        image.id,
+        [
+            *rename,
+            {"op": "add", "path": "/__description", "value": "first"},
+            {"op": "replace", "path": "/min_ram", "value": "2048"},
+            {"op": "add", "path": "/__support_kvm", "value": "true"},
+            {"op": "replace", "path": "/hw_firmware_type", "value": "uefi"},
+        ],
+        glance=True,
+    )
     assert updated.name == "uno" and updated.min_ram == 2048
     assert updated.properties["__description"] == "first"
     assert updated.properties["hw_firmware_type"] == "uefi"
     with services.db.begin() as conn:
         conn.execute(update(images).where(images.c.id == image.id).values(status="active"))
-    for ops, code in (([{"op": "replace", "path": "/name", "value": "two"}], "IMG.0009"),
-                      ([{"op": "replace", "path": "/status", "value": "active"}], "IMG.0001"),
-                      ([{"op": "move", "path": "/name", "value": "x"}], "IMG.0001"),
-                      ([{"op": "remove", "path": "/name"}], "IMG.0013"),
-                      ([{"op": "replace", "path": "/min_ram", "value": -1}], "IMG.0055"),
-                      ({"op": "replace"}, "IMG.0001")):
-        assert code_of(lambda o=ops: image_updates.update_image(services, mine, image.id, o)) \
-            == code
-    assert image_updates.update_image(services, mine, image.id, [
-        {"op": "replace", "path": "/name", "value": "un"}]).name == "un"
+    for ops, code in (
+        ([{"op": "replace", "path": "/name", "value": "two"}], "IMG.0009"),
+        ([{"op": "replace", "path": "/status", "value": "active"}], "IMG.0001"),
+        ([{"op": "move", "path": "/name", "value": "x"}], "IMG.0001"),
+        ([{"op": "remove", "path": "/name"}], "IMG.0013"),
+        ([{"op": "replace", "path": "/min_ram", "value": -1}], "IMG.0055"),
+        ({"op": "replace"}, "IMG.0001"),
+    ):
+        assert (
+            code_of(lambda o=ops: image_updates.update_image(services, mine, image.id, o)) == code
+        )
+    assert (
+        image_updates.update_image(
+            services, mine, image.id, [{"op": "replace", "path": "/name", "value": "un"}]
+        ).name
+        == "un"
+    )
 
 
 def test_delete_image_waits_for_its_job_and_removes_the_file(world: World) -> None:
@@ -250,8 +315,9 @@ def test_delete_image_waits_for_its_job_and_removes_the_file(world: World) -> No
     blob.parent.mkdir(parents=True, exist_ok=True)
     blob.write_bytes(b"stored")
     with services.db.begin() as conn:
-        conn.execute(update(images).where(images.c.id == image_id).values(
-            status="active", blob=blob.name))
+        conn.execute(
+            update(images).where(images.c.id == image_id).values(status="active", blob=blob.name)
+        )
     delete_image(services, mine, image_id, {"delete_backup": False})
     assert not blob.exists()
     assert code_of(lambda: image_queries.get_image(services, mine, image_id)) == "IMG.NOT_FOUND"
@@ -284,8 +350,9 @@ def test_image_quota_per_project(world: World) -> None:
     create_image_from_file(services, mine, BODY)
     second = create_glance_image(services, mine, {"name": "two"})
     # the third image of the project is refused on every path, and nothing is added
-    assert code_of(lambda: create_image_from_file(services, mine, {**BODY, "name": "3"})) \
-        == "IMG.0015"
+    assert (
+        code_of(lambda: create_image_from_file(services, mine, {**BODY, "name": "3"})) == "IMG.0015"
+    )
     assert code_of(lambda: quick_import(services, mine, {**BODY, "name": "3"})) == "IMG.0015"
     assert code_of(lambda: create_glance_image(services, mine, {"name": "3"})) == "IMG.0015"
     with services.db.connect() as conn:

@@ -32,14 +32,18 @@ def _sha256(path: Path) -> str:
 
 
 def _finished(services: Services) -> float:
-    return metrics.REGISTRY.get_sample_value(
-        "imageport_jobs_finished_total",
-        {"job_type": "imsImportImageJob", "status": "SUCCESS"}) or 0.0
+    return (
+        metrics.REGISTRY.get_sample_value(
+            "imageport_jobs_finished_total", {"job_type": "imsImportImageJob", "status": "SUCCESS"}
+        )
+        or 0.0
+    )
 
 
 @pytest.mark.parametrize("fmt", ["qcow2", "vmdk"])
 def test_good_image_becomes_active_qcow2_with_the_same_disk(
-        services: Services, tmp_path: Path, fmt: str) -> None:
+    services: Services, tmp_path: Path, fmt: str
+) -> None:
     source = fx.good_image(fmt)
     job_id = fx.register(services, source, name=f"good-{fmt}")
     before = _finished(services)
@@ -59,14 +63,14 @@ def test_good_image_becomes_active_qcow2_with_the_same_disk(
     props = image.properties
     assert props["__image_size"] == str(image.size)
     assert props["__os_version"] == "Debian GNU/Linux 12.0.0 64bit"
-    assert (props["__platform"], props["__os_type"], props["__os_bit"]) == ("Debian", "Linux",
-                                                                            "64")
+    assert (props["__platform"], props["__os_type"], props["__os_bit"]) == ("Debian", "Linux", "64")
     assert props["__data_origin"] == f"file,{fx.BUCKET}:uploads/good-{fmt}.{fmt}"
     assert image.report["summary"]["verdict"] == "pass"
     assert image.active_at is not None
     # the stored disk holds exactly what the uploaded one held
-    assert fx.raw_of(stored, "qcow2", tmp_path / "out.raw") == \
-        fx.raw_of(source, fmt, tmp_path / "in.raw")
+    assert fx.raw_of(stored, "qcow2", tmp_path / "out.raw") == fx.raw_of(
+        source, fmt, tmp_path / "in.raw"
+    )
     assert list(services.settings.tmp_dir.iterdir()) == []
     assert _finished(services) == before + 1
 
@@ -89,8 +93,7 @@ def _assert_failed(services: Services, job_id: str, rule: str) -> str:
     image = fx.image_row(services, job_id)
     assert job.status == "FAIL", job.fail_reason
     assert job.error_code == rule
-    assert (image.status, image.error_code, image.fail_reason) == ("killed", rule,
-                                                                   job.fail_reason)
+    assert (image.status, image.error_code, image.fail_reason) == ("killed", rule, job.fail_reason)
     assert list(services.settings.images_dir.glob("*")) == []
     assert list(services.settings.tmp_dir.iterdir()) == []
     return str(job.fail_reason)
@@ -126,12 +129,14 @@ def test_data_disk_in_fstab_fails_img_fstab_data_disk(services: Services) -> Non
     assert "/dev/vdb1" in reason or "/data" in reason
 
 
-def test_worker_out_of_memory_fails_the_job_naming_the_limit(tmp_path: Path,
-                                                            database_url: str) -> None:
+def test_worker_out_of_memory_fails_the_job_naming_the_limit(
+    tmp_path: Path, database_url: str
+) -> None:
     import service_fixtures
 
-    services = service_fixtures.make_services(tmp_path / "d", database_url,
-                                              worker_memory_bytes=20 << 20)
+    services = service_fixtures.make_services(
+        tmp_path / "d", database_url, worker_memory_bytes=20 << 20
+    )
     job_id = fx.register(services, fx.good_image("qcow2"))
     run_job(services, job_id)
     reason = _assert_failed(services, job_id, "IMG.1075")
@@ -192,8 +197,7 @@ def test_progress_is_written_by_phase(services: Services) -> None:
     progress = job_state.Progress(services, job_id)
     progress.phase("convert", 1000)
     row = fx.job_row(services, job_id)
-    assert (row.phase, row.percent, row.bytes_done, row.bytes_total) == ("convert", 10.0, 0,
-                                                                         1000)
+    assert (row.phase, row.percent, row.bytes_done, row.bytes_total) == ("convert", 10.0, 0, 1000)
     time.sleep(job_state.PROGRESS_INTERVAL)
     progress.update(0.5, 500, 1000)
     progress.update(0.6, 600, 1000)  # too soon after the last write: not written

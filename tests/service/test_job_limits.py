@@ -30,15 +30,19 @@ THREADS = 14
 
 def _unfinished(services: Services) -> int:
     with services.db.connect() as conn:
-        return int(conn.execute(select(func.count()).select_from(jobs).where(
-            jobs.c.status.in_(("INIT", "RUNNING")))).scalar_one())
+        return int(
+            conn.execute(
+                select(func.count()).select_from(jobs).where(jobs.c.status.in_(("INIT", "RUNNING")))
+            ).scalar_one()
+        )
 
 
 def test_concurrent_admissions_never_exceed_the_limit(db_services: Services) -> None:
     """Review of issue 9, M5: 40 concurrent creates on PostgreSQL once left 24 unfinished jobs
     where 20 were allowed; the project's row is now locked while its jobs are counted."""
-    services = dataclasses.replace(db_services, settings=dataclasses.replace(
-        db_services.settings, project_job_limit=LIMIT))
+    services = dataclasses.replace(
+        db_services, settings=dataclasses.replace(db_services.settings, project_job_limit=LIMIT)
+    )
     project = create_project(services, "alpha").id
     refused: list[str] = []
     start = threading.Barrier(THREADS)
@@ -47,8 +51,15 @@ def test_concurrent_admissions_never_exceed_the_limit(db_services: Services) -> 
         start.wait()
         try:
             with services.db.begin() as conn:
-                insert_job(conn, services.settings, project_id=project, job_type="t",
-                           image_id=f"image-{n}", params={}, now=time_text(datetime.now(UTC)))
+                insert_job(
+                    conn,
+                    services.settings,
+                    project_id=project,
+                    job_type="t",
+                    image_id=f"image-{n}",
+                    params={},
+                    now=time_text(datetime.now(UTC)),
+                )
         except RequestInvalid as exc:
             refused.append(exc.code)
 
@@ -61,13 +72,16 @@ def test_concurrent_admissions_never_exceed_the_limit(db_services: Services) -> 
     assert refused == ["IMG.0194"] * (THREADS - LIMIT)
 
 
-def test_conversions_under_way_count_against_the_quota_and_the_disk(
-        db_services: Services) -> None:
+def test_conversions_under_way_count_against_the_quota_and_the_disk(db_services: Services) -> None:
     """Review of issue 9, M4: two conversions running at once each passed a check that
     counted only stored images."""
     quota = 100 << 20
-    services = dataclasses.replace(db_services, settings=dataclasses.replace(
-        db_services.settings, project_storage_bytes=quota, free_space_reserve_bytes=0))
+    services = dataclasses.replace(
+        db_services,
+        settings=dataclasses.replace(
+            db_services.settings, project_storage_bytes=quota, free_space_reserve_bytes=0
+        ),
+    )
     with room_for(services, "alpha", stored=60 << 20):
         with pytest.raises(JobFailedError) as err, room_for(services, "alpha", stored=60 << 20):
             pass
@@ -78,8 +92,10 @@ def test_conversions_under_way_count_against_the_quota_and_the_disk(
         pass
     free = shutil.disk_usage(services.settings.data_dir.parent).free
     with room_for(services, "alpha", disk=free // 2):
-        with pytest.raises(JobFailedError) as err, room_for(services, "beta",
-                                                            disk=free // 2 + (512 << 20)):
+        with (
+            pytest.raises(JobFailedError) as err,
+            room_for(services, "beta", disk=free // 2 + (512 << 20)),
+        ):
             pass
         assert err.value.code == "IMG.1075" and "nothing was written" in err.value.reason
 
@@ -92,12 +108,12 @@ def test_the_output_bound_covers_extents_and_metadata() -> None:
     assert output_bound(1 << 30, 10, 100 << 30, "raw") < bound
 
 
-def test_what_a_job_has_written_is_not_counted_twice(db_services: Services,
-                                                   tmp_path: Path) -> None:
+def test_what_a_job_has_written_is_not_counted_twice(db_services: Services, tmp_path: Path) -> None:
     """Round 2 of the review: a job's whole reservation was taken off a free space that
     already lacked what it had written, so a legitimate import could be refused."""
-    services = dataclasses.replace(db_services, settings=dataclasses.replace(
-        db_services.settings, free_space_reserve_bytes=0))
+    services = dataclasses.replace(
+        db_services, settings=dataclasses.replace(db_services.settings, free_space_reserve_bytes=0)
+    )
     free = shutil.disk_usage(tmp_path).free
     target = tmp_path / "job-1.qcow2"
     with room_for(services, "alpha", disk=free // 2, writing=target):

@@ -18,7 +18,8 @@ from service_fixtures import make_services
 
 
 def test_a_source_replaced_during_a_part_copy_is_copied_whole(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     services = make_services(tmp_path / "data")
     try:
         pid = fx.project_id(services)
@@ -34,14 +35,17 @@ def test_a_source_replaced_during_a_part_copy_is_copied_whole(
                     replaced.append(True)
                     fx.put_object(services, pid, "src", new)
                 return real(self, bucket, key)
+
             return opener
 
         replaced: list[bool] = []
         for name in ("open_object", "open_object_with_info"):
-            monkeypatch.setattr(LocalObjectStore, name,
-                                replaced_first(getattr(LocalObjectStore, name)))
-        part = part_copy.copy_part(services, pid, fx.BUCKET, "dst", upload.upload_id, 1,
-                                   (fx.BUCKET, "src"), None)
+            monkeypatch.setattr(
+                LocalObjectStore, name, replaced_first(getattr(LocalObjectStore, name))
+            )
+        part = part_copy.copy_part(
+            services, pid, fx.BUCKET, "dst", upload.upload_id, 1, (fx.BUCKET, "src"), None
+        )
         assert replaced and part.size == 3000  # all of the version that was opened
         assert part.etag.strip('"') == hashlib.md5(b"n" * 3000).hexdigest()  # noqa: S324
     finally:

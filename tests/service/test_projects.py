@@ -89,7 +89,9 @@ def test_keys_create_list_revoke(db_services: Services) -> None:
     assert first.access_key != second.access_key and first.secret_key != second.secret_key
     assert active_key(db_services, first.access_key) == first
     assert {k.access_key for k in list_keys(db_services, "keys")} == {
-        first.access_key, second.access_key}
+        first.access_key,
+        second.access_key,
+    }
     assert [k.project_id for k in list_keys(db_services, "other")] == [other.id]
 
     revoke_key(db_services, first.access_key)

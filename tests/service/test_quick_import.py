@@ -40,8 +40,7 @@ JOB_SECONDS = 30.0
 @pytest.fixture(scope="module")
 def big_raw(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """200 GiB apparent size, the optimized guest at the start, its bitmap beside it."""
-    raw = ff.sparse_disk(ff.ready_raw(), tmp_path_factory.mktemp("big") / "disk.raw",
-                         200 * ff.GiB)
+    raw = ff.sparse_disk(ff.ready_raw(), tmp_path_factory.mktemp("big") / "disk.raw", 200 * ff.GiB)
     ff.with_bitmap(raw)
     return raw
 
@@ -56,8 +55,7 @@ def commit(services: Services, key: str, path: Path) -> ObjectInfo:
     into the store's staging area (no copy of a sparse 200 GiB file), placeholder digests."""
     store = services.store
     if store.get_bucket(BUCKET) is None:
-        store.create_bucket(BUCKET, fx.project_id(services), "STANDARD",
-                            services.settings.region)
+        store.create_bucket(BUCKET, fx.project_id(services), "STANDARD", services.settings.region)
     staged = store.staging_path()
     staged.parent.mkdir(parents=True, exist_ok=True)
     try:
@@ -67,16 +65,26 @@ def commit(services: Services, key: str, path: Path) -> ObjectInfo:
             raise
         subprocess.run(["cp", "--sparse=always", str(path), str(staged)], check=True)
     return store.commit_object(
-        BUCKET, key, StagedFile(staged, path.stat().st_size, placeholder(key, "md5"),
-                                placeholder(key)),
-        content_type="application/octet-stream", storage_class="STANDARD", metadata={})
+        BUCKET,
+        key,
+        StagedFile(staged, path.stat().st_size, placeholder(key, "md5"), placeholder(key)),
+        content_type="application/octet-stream",
+        storage_class="STANDARD",
+        metadata={},
+    )
 
 
-def quick(services: Services, key: str, *, name: str = "fast", min_disk: int = 40,
-          **body: object) -> str:
+def quick(
+    services: Services, key: str, *, name: str = "fast", min_disk: int = 40, **body: object
+) -> str:
     """Quick-import ``BUCKET:key`` (the API's body); the INIT job's id."""
-    doc = {"name": name, "image_url": f"{BUCKET}:{key}", "min_disk": min_disk,
-           "os_version": ff.OS_VERSION, **body}
+    doc = {
+        "name": name,
+        "image_url": f"{BUCKET}:{key}",
+        "min_disk": min_disk,
+        "os_version": ff.OS_VERSION,
+        **body,
+    }
     return quick_import(services, fx.project_id(services), doc)
 
 
@@ -88,8 +96,9 @@ def run(services: Services, job_id: str) -> float:
 
 def object_blob(services: Services, key: str) -> Path:
     with services.db.connect() as conn:
-        blob = conn.execute(select(objects.c.blob).where(objects.c.bucket == BUCKET,
-                                                         objects.c.key == key)).scalar_one()
+        blob = conn.execute(
+            select(objects.c.blob).where(objects.c.bucket == BUCKET, objects.c.key == key)
+        ).scalar_one()
     return services.settings.objects_dir / str(blob)
 
 
@@ -113,7 +122,8 @@ def test_bitmap_key_is_the_sibling_mf() -> None:
 
 
 def test_200_gib_sparse_raw_is_stored_by_a_hard_link_in_seconds(
-        services: Services, big_raw: Path) -> None:
+    services: Services, big_raw: Path
+) -> None:
     info = commit(services, "disk/big.raw", big_raw)
     commit(services, "disk/big.mf", big_raw.with_suffix(".mf"))
     job_id = quick(services, "disk/big.raw", name="big", min_disk=200)
@@ -152,7 +162,8 @@ def test_no_bitmap_in_the_bucket_fails_img_fast_raw(services: Services, big_raw:
 
 
 def test_disk_written_after_its_bitmap_fails_img_fast_raw(
-        services: Services, big_raw: Path, tmp_path: Path) -> None:
+    services: Services, big_raw: Path, tmp_path: Path
+) -> None:
     """A block the bitmap marks empty now holds data: fast import would lose it."""
     stale = ff.sparse_disk(ff.ready_raw(), tmp_path / "stale.raw", 200 * ff.GiB)
     with open(stale, "r+b") as f:
@@ -168,8 +179,7 @@ def test_disk_written_after_its_bitmap_fails_img_fast_raw(
     assert f"block {100 * ff.GiB // (2 << 20)}" in reason
 
 
-def test_unoptimized_guest_fails_naming_the_unmet_rule(services: Services,
-                                                       tmp_path: Path) -> None:
+def test_unoptimized_guest_fails_naming_the_unmet_rule(services: Services, tmp_path: Path) -> None:
     raw = tmp_path / "netrules.raw"
     ff.sparse_disk(ff.unoptimized_raw(), raw, 128 << 20)
     commit(services, "netrules.raw", raw)
@@ -185,15 +195,22 @@ def test_zvhd2_needs_no_bitmap_and_is_stored_as_it_is(services: Services) -> Non
     zvhd2 = ff.ready_zvhd2()
     info = commit(services, "disk/guest.zvhd2", zvhd2)
     # is_quick_import on the normal create call takes the same path
-    job_id = create_image_from_file(services, fx.project_id(services), {
-        "name": "z2", "image_url": f"{BUCKET}:disk/guest.zvhd2", "min_disk": 40,
-        "os_version": ff.OS_VERSION, "is_quick_import": True})
+    job_id = create_image_from_file(
+        services,
+        fx.project_id(services),
+        {
+            "name": "z2",
+            "image_url": f"{BUCKET}:disk/guest.zvhd2",
+            "min_disk": 40,
+            "os_version": ff.OS_VERSION,
+            "is_quick_import": True,
+        },
+    )
     run(services, job_id)
     job = fx.job_row(services, job_id)
     assert job.status == "SUCCESS", job.fail_reason
     image = fx.image_row(services, job_id)
-    assert (image.status, image.disk_format, image.blob) == ("active", "zvhd2",
-                                                             f"{image.id}.zvhd2")
+    assert (image.status, image.disk_format, image.blob) == ("active", "zvhd2", f"{image.id}.zvhd2")
     assert (image.size, image.virtual_size) == (zvhd2.stat().st_size, 128 << 20)
     assert image.checksum == info.sha256
     assert "__bitmap_file" not in image.properties
@@ -211,8 +228,8 @@ def test_qcow2_fails_quick_import(services: Services) -> None:
 
 
 def test_copy_when_no_link_can_be_made_keeps_the_holes(
-        services: Services, big_raw: Path, tmp_path: Path,
-        monkeypatch: pytest.MonkeyPatch) -> None:
+    services: Services, big_raw: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Where the images directory is on another filesystem (EXDEV), the job copies the file,
     reading and writing only its data extents."""
     copied = tmp_path / "copy.raw"
@@ -255,8 +272,11 @@ def test_registration_limits(services: Services, big_raw: Path, tmp_path: Path) 
 
     commit(services, "disk/big.raw", big_raw)
     with pytest.raises(RequestInvalid) as normal:
-        create_image_from_file(services, fx.project_id(services), {
-            "name": "normal-big", "image_url": f"{BUCKET}:disk/big.raw", "min_disk": 200})
+        create_image_from_file(
+            services,
+            fx.project_id(services),
+            {"name": "normal-big", "image_url": f"{BUCKET}:disk/big.raw", "min_disk": 200},
+        )
     assert normal.value.code == "IMG.0059"
     assert "IMG-SIZE" in normal.value.message and "quickimport" in normal.value.message
 

@@ -19,6 +19,7 @@ def services(backend_services: Services) -> Services:
     """These tests run on SQLite and on a real PostgreSQL server."""
     return backend_services
 
+
 def _crash_mid_job(services: Services, name: str) -> str:
     """A job claimed by a worker that then died: RUNNING, its image saving."""
     job_id = fx.register(services, fx.good_image("qcow2"), name=name)

@@ -17,8 +17,12 @@ from imageport.service.ports import BucketInfo, ObjectInfo
 from imageport.service.projects import create_project
 from imageport.settings import load_settings
 
-GOOD = {"name": "web server 1", "image_url": "images:disk/web.qcow2", "min_disk": 40,
-        "os_version": "Ubuntu 22.04 server 64bit"}
+GOOD = {
+    "name": "web server 1",
+    "image_url": "images:disk/web.qcow2",
+    "min_disk": 40,
+    "os_version": "Ubuntu 22.04 server 64bit",
+}
 
 
 @pytest.fixture
@@ -37,52 +41,67 @@ def refused(body: dict[str, object], *, quick: bool = False) -> str:
     return code_of(lambda: parse_import_request(body, quick=quick))
 
 
-@pytest.mark.parametrize(("change", "code"), [
-    ({"name": None}, "IMG.0013"),
-    ({"name": "x" * 129}, "IMG.0002"),
-    ({"name": " leading"}, "IMG.0003"),
-    ({"name": "semi;colon"}, "IMG.0003"),
-    ({"description": "d" * 1025}, "IMG.0004"),
-    ({"description": "<script>"}, "IMG.0054"),
-    ({"description": "line\r\nbreak"}, "IMG.0054"),
-    ({"image_url": "no-colon"}, "IMG.0017"),
-    ({"image_url": "images:folder/"}, "IMG.0017"),
-    ({"image_url": None}, "IMG.0017"),
-    ({"image_url": "Bad_Bucket:disk.qcow2"}, "IMG.0109"),
-    ({"image_url": "images:my folder/disk.qcow2"}, "IMG.0175"),
-    ({"image_url": "images:disk 1.qcow2"}, "IMG.0175"),
-    ({"min_disk": 39}, "IMG.0055"),
-    ({"min_disk": 1025}, "IMG.0055"),
-    ({"min_disk": None}, "IMG.0055"),
-    ({"min_disk": True}, "IMG.0055"),
-    ({"min_ram": 2048, "max_ram": 1024}, "IMG.0055"),
-    ({"os_version": "Ubuntu 99.04 server 64bit"}, "IMG.0056"),
-    ({"os_type": "Windows"}, "IMG.0122"),
-    ({"os_type": "BeOS"}, "IMG.0122"),
-    ({"architecture": "mips"}, "IMG.0212"),
-    ({"hw_firmware_type": "coreboot"}, "IMG.0141"),
-    ({"architecture": "arm", "hw_firmware_type": "bios"}, "IMG.0141"),
-    ({"type": "IsoImage"}, "IMG.0024"),
-    ({"type": "Bogus"}, "IMG.0024"),
-    ({"tags": ["no-dot"]}, "IMG.0001"),
-    ({"image_tags": [{"key": "k" * 37, "value": "v"}]}, "IMG.0001"),
-    ({"tags": ["a.b"], "image_tags": [{"key": "c", "value": "d"}]}, "IMG.0001"),
-    ({"is_config": "yes"}, "IMG.0001"),
-    ({"colour": "blue"}, "IMG.0001"),
-    ({"instance_id": "0f6c3a36-3c4b-4f1e-9a55-2b5d0c1f7e11"}, "IMG.SOURCE"),
-    ({"data_images": [{"name": "d", "volume_id": "v"}]}, "IMG.SOURCE"),
-    ({"cmk_id": "key"}, "IMG.0095"),
-])
+@pytest.mark.parametrize(
+    ("change", "code"),
+    [
+        ({"name": None}, "IMG.0013"),
+        ({"name": "x" * 129}, "IMG.0002"),
+        ({"name": " leading"}, "IMG.0003"),
+        ({"name": "semi;colon"}, "IMG.0003"),
+        ({"description": "d" * 1025}, "IMG.0004"),
+        ({"description": "<script>"}, "IMG.0054"),
+        ({"description": "line\r\nbreak"}, "IMG.0054"),
+        ({"image_url": "no-colon"}, "IMG.0017"),
+        ({"image_url": "images:folder/"}, "IMG.0017"),
+        ({"image_url": None}, "IMG.0017"),
+        ({"image_url": "Bad_Bucket:disk.qcow2"}, "IMG.0109"),
+        ({"image_url": "images:my folder/disk.qcow2"}, "IMG.0175"),
+        ({"image_url": "images:disk 1.qcow2"}, "IMG.0175"),
+        ({"min_disk": 39}, "IMG.0055"),
+        ({"min_disk": 1025}, "IMG.0055"),
+        ({"min_disk": None}, "IMG.0055"),
+        ({"min_disk": True}, "IMG.0055"),
+        ({"min_ram": 2048, "max_ram": 1024}, "IMG.0055"),
+        ({"os_version": "Ubuntu 99.04 server 64bit"}, "IMG.0056"),
+        ({"os_type": "Windows"}, "IMG.0122"),
+        ({"os_type": "BeOS"}, "IMG.0122"),
+        ({"architecture": "mips"}, "IMG.0212"),
+        ({"hw_firmware_type": "coreboot"}, "IMG.0141"),
+        ({"architecture": "arm", "hw_firmware_type": "bios"}, "IMG.0141"),
+        ({"type": "IsoImage"}, "IMG.0024"),
+        ({"type": "Bogus"}, "IMG.0024"),
+        ({"tags": ["no-dot"]}, "IMG.0001"),
+        ({"image_tags": [{"key": "k" * 37, "value": "v"}]}, "IMG.0001"),
+        ({"tags": ["a.b"], "image_tags": [{"key": "c", "value": "d"}]}, "IMG.0001"),
+        ({"is_config": "yes"}, "IMG.0001"),
+        ({"colour": "blue"}, "IMG.0001"),
+        ({"instance_id": "0f6c3a36-3c4b-4f1e-9a55-2b5d0c1f7e11"}, "IMG.SOURCE"),
+        ({"data_images": [{"name": "d", "volume_id": "v"}]}, "IMG.SOURCE"),
+        ({"cmk_id": "key"}, "IMG.0095"),
+    ],
+)
 def test_each_bad_field_gets_its_code(change: dict[str, object], code: str) -> None:
     assert refused({**GOOD, **change}) == code
 
 
 def test_the_closest_good_request_passes() -> None:
-    request = parse_import_request({
-        **GOOD, "name": "a" * 128, "description": "multi\nline, fine", "min_disk": 1024,
-        "image_url": "images:folder/sub/disk-1.qcow2", "os_type": "Linux",
-        "architecture": "arm", "tags": ["env.prod", "team.a_b-1"], "min_ram": 1024,
-        "max_ram": 4096, "type": "FusionCompute", "is_config": True}, quick=False)
+    request = parse_import_request(
+        {
+            **GOOD,
+            "name": "a" * 128,
+            "description": "multi\nline, fine",
+            "min_disk": 1024,
+            "image_url": "images:folder/sub/disk-1.qcow2",
+            "os_type": "Linux",
+            "architecture": "arm",
+            "tags": ["env.prod", "team.a_b-1"],
+            "min_ram": 1024,
+            "max_ram": 4096,
+            "type": "FusionCompute",
+            "is_config": True,
+        },
+        quick=False,
+    )
     assert (request.url.bucket, request.url.key) == ("images", "folder/sub/disk-1.qcow2")
     assert request.firmware == "uefi"  # arm boots with UEFI only
     assert request.tags == ["env=prod", "team=a_b-1"]
@@ -122,8 +141,16 @@ def test_duplicate_name_in_the_project(services: Services) -> None:
 
 
 BUCKET = BucketInfo("images", "p1", "STANDARD", "local-1", "2024-01-01T00:00:00.000Z")
-OBJECT = ObjectInfo("images", "disk.qcow2", 1 << 20, '"e"', "s", "application/octet-stream",
-                    "STANDARD", "2024-01-01T00:00:00.000Z")
+OBJECT = ObjectInfo(
+    "images",
+    "disk.qcow2",
+    1 << 20,
+    '"e"',
+    "s",
+    "application/octet-stream",
+    "STANDARD",
+    "2024-01-01T00:00:00.000Z",
+)
 URL = v.ImageUrl("images", "disk.qcow2")
 
 
@@ -139,8 +166,10 @@ def test_bucket_codes() -> None:
 
 
 def test_storage_class_names_the_rule() -> None:
-    for bucket, obj in ((replace(BUCKET, storage_class="WARM"), OBJECT),
-                        (BUCKET, replace(OBJECT, storage_class="COLD"))):
+    for bucket, obj in (
+        (replace(BUCKET, storage_class="WARM"), OBJECT),
+        (BUCKET, replace(OBJECT, storage_class="COLD")),
+    ):
         with pytest.raises(RequestInvalid) as info:
             src.check_storage_class(bucket, obj)
         assert info.value.code == "IMG.0058"
@@ -172,15 +201,18 @@ def test_region_refusing_import() -> None:
 
 def test_glance_codes(services: Services) -> None:
     project = create_project(services, "p").id
-    for body, code in (({"name": "g", "disk_format": "iso"}, "IMG.0072"),
-                       ({"name": "g", "min_disk": 2}, "IMG.0055"),
-                       ({"name": "g", "__os_version": "Windows 95"}, "IMG.0056"),
-                       ({"name": "g", "visibility": "public"}, "IMG.0001"),
-                       ({"name": "g", "tags": ["x" * 256]}, "IMG.0001"),
-                       ({"disk_format": "qcow2"}, "IMG.0013")):
+    for body, code in (
+        ({"name": "g", "disk_format": "iso"}, "IMG.0072"),
+        ({"name": "g", "min_disk": 2}, "IMG.0055"),
+        ({"name": "g", "__os_version": "Windows 95"}, "IMG.0056"),
+        ({"name": "g", "visibility": "public"}, "IMG.0001"),
+        ({"name": "g", "tags": ["x" * 256]}, "IMG.0001"),
+        ({"disk_format": "qcow2"}, "IMG.0013"),
+    ):
         assert code_of(lambda body=body: create_glance_image(services, project, body)) == code
-    image = create_glance_image(services, project, {"name": "g", "disk_format": "vmdk",
-                                                    "tags": ["k=v"]})
+    image = create_glance_image(
+        services, project, {"name": "g", "disk_format": "vmdk", "tags": ["k=v"]}
+    )
     assert image.status == "queued" and image.min_disk == 40
     assert image.properties["__os_version"] == "Other Linux(64 bit)"
 
@@ -198,7 +230,6 @@ def test_os_version_mapping() -> None:
     assert os_versions.platform_of("Other Linux(64 bit)") == "Other"
     assert os_versions.bits_of(os_versions.OTHER_LINUX_32) == 32
     groups = os_versions.os_version_document()
-    names = [item["os_version"] for g in groups
-             for item in g["version_list"]]  # type: ignore[attr-defined]
+    names = [item["os_version"] for g in groups for item in g["version_list"]]  # type: ignore[attr-defined]
     assert len(names) == len(set(names))
     assert all(v.check_os_version(n) == n for n in names)

@@ -53,9 +53,11 @@ def test_a_watch_stops_a_conversion_that_outgrows_its_bound(tmp_path: Path) -> N
     out = tmp_path / "out.raw"
     sparse = f"f = open({str(out)!r}, 'wb'); f.truncate(512 << 20); f.close()"
     run_limited(_python(sparse), ROOMY, watch=output_watch([out], 4 * MiB))  # holes are free
-    writer = (f"import time; f = open({str(out)!r}, 'r+b')\n"
-              "for n in range(64):\n"
-              "    f.write(bytes([1]) * (1 << 20)); f.flush(); time.sleep(0.02)\n")
+    writer = (
+        f"import time; f = open({str(out)!r}, 'r+b')\n"
+        "for n in range(64):\n"
+        "    f.write(bytes([1]) * (1 << 20)); f.flush(); time.sleep(0.02)\n"
+    )
     started = time.monotonic()
     with pytest.raises(WorkerError, match="more than the 4194304 bytes") as err:
         run_limited(_python(writer), ROOMY, watch=output_watch([out], 4 * MiB))
@@ -99,16 +101,17 @@ def test_cancel_stops_the_worker_promptly() -> None:
 
 
 def test_worker_runs_in_its_own_session_without_core_dumps() -> None:
-    code = ("import os, resource; print(os.getsid(0) == os.getpid(), "
-            "resource.getrlimit(resource.RLIMIT_CORE), resource.getrlimit(resource.RLIMIT_AS))")
+    code = (
+        "import os, resource; print(os.getsid(0) == os.getpid(), "
+        "resource.getrlimit(resource.RLIMIT_CORE), resource.getrlimit(resource.RLIMIT_AS))"
+    )
     out = run_limited(_python(code), ROOMY).stdout.decode()
     assert out.split() == ["True", "(0,", "0)", f"({1 << 30},", f"{1 << 30})"]
 
 
 def test_stdout_is_capped() -> None:
     with pytest.raises(WorkerError, match="printed more than 1 MiB"):
-        run_limited(_python("import sys; sys.stdout.write('x' * (4 << 20))"), ROOMY,
-                    stdout_cap=MiB)
+        run_limited(_python("import sys; sys.stdout.write('x' * (4 << 20))"), ROOMY, stdout_cap=MiB)
 
 
 def test_a_failing_worker_explains_itself() -> None:
@@ -117,8 +120,15 @@ def test_a_failing_worker_explains_itself() -> None:
 
 
 def test_inspect_worker_prints_one_document_with_the_job_facts() -> None:
-    out = run_limited(python_command("imageport.worker.inspect_image", str(gf.synthetic_guest()),
-                                     "--options", json.dumps({"min_disk_gib": 40})), ROOMY)
+    out = run_limited(
+        python_command(
+            "imageport.worker.inspect_image",
+            str(gf.synthetic_guest()),
+            "--options",
+            json.dumps({"min_disk_gib": 40}),
+        ),
+        ROOMY,
+    )
     doc = json.loads(out.stdout)
     assert doc["schema"] == SCHEMA
     found = inspection_from_document(doc)
@@ -138,9 +148,16 @@ def test_a_forged_worker_document_is_refused() -> None:
 
 def test_workers_die_with_a_killed_server() -> None:
     marker = f"sleep 301.{os.getpid()}"
-    server = subprocess.Popen([sys.executable, "-c", (
-        "from imageport.worker.limits import WorkerLimits, run_limited\n"
-        f"run_limited({marker.split()!r}, WorkerLimits(1 << 30, 60, 1 << 30, 60))")])
+    server = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            (
+                "from imageport.worker.limits import WorkerLimits, run_limited\n"
+                f"run_limited({marker.split()!r}, WorkerLimits(1 << 30, 60, 1 << 30, 60))"
+            ),
+        ]
+    )
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
         ps = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True, check=True)

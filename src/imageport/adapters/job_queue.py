@@ -37,8 +37,14 @@ class ThreadJobQueue:
     """Runs submitted job ids with ``run``, at most ``workers`` at a time and at most
     ``per_owner`` of one owner's (0: :func:`default_per_owner`), owners taking turns."""
 
-    def __init__(self, workers: int, run: Callable[[str], None], *,
-                 owner_of: Callable[[str], str] | None = None, per_owner: int = 0) -> None:
+    def __init__(
+        self,
+        workers: int,
+        run: Callable[[str], None],
+        *,
+        owner_of: Callable[[str], str] | None = None,
+        per_owner: int = 0,
+    ) -> None:
         if workers < 1:
             raise ValueError("a job queue needs at least one worker")
         if per_owner < 0:
@@ -82,8 +88,7 @@ class ThreadJobQueue:
                 return
             self._stopping = False
             for n in range(self.workers):
-                thread = threading.Thread(target=self._work, name=f"imageport-job-{n}",
-                                          daemon=True)
+                thread = threading.Thread(target=self._work, name=f"imageport-job-{n}", daemon=True)
                 self._threads.append(thread)
                 thread.start()
 

@@ -36,8 +36,14 @@ from imageport.worker.limits import WorkerLimits, python_command, run_limited
 
 #: Our format names -> qemu's block driver names, for the formats qemu-img reads itself.
 QEMU_DRIVERS = {
-    "qcow2": "qcow2", "qcow": "qcow", "vmdk": "vmdk", "vhd": "vpc", "vhdx": "vhdx",
-    "vdi": "vdi", "qed": "qed", "raw": "raw",
+    "qcow2": "qcow2",
+    "qcow": "qcow",
+    "vmdk": "vmdk",
+    "vhd": "vpc",
+    "vhdx": "vhdx",
+    "vdi": "vdi",
+    "qed": "qed",
+    "raw": "raw",
 }
 #: Formats read by imageport's own readers (converted to raw in a worker first).
 OWN_READER_FORMATS = ("zvhd", "zvhd2")
@@ -45,7 +51,8 @@ OWN_READER_FORMATS = ("zvhd", "zvhd2")
 TARGET_FORMATS = ("qcow2", "raw")
 #: Export formats qemu-img writes: our name -> (its driver, its creation options).
 EXPORT_TARGETS: dict[str, tuple[str, tuple[str, ...]]] = {
-    "qcow2": ("qcow2", ()), "raw": ("raw", ()),
+    "qcow2": ("qcow2", ()),
+    "raw": ("raw", ()),
     "vhd": ("vpc", ("-o", "subformat=dynamic,force_size=on")),
     "vmdk": ("vmdk", ("-o", "subformat=streamOptimized")),
 }
@@ -80,8 +87,9 @@ class QemuImgConverter:
     """Implements :class:`~imageport.service.image_worker.ImageWorker` (and so the
     ``ImageConverter`` port) with limited worker processes."""
 
-    def __init__(self, settings: Settings, *, qemu_img: str | None = None,
-                 rate_limit: int | None = None) -> None:
+    def __init__(
+        self, settings: Settings, *, qemu_img: str | None = None, rate_limit: int | None = None
+    ) -> None:
         """``rate_limit``: bytes per second qemu-img may read (``-r``), to spare the disks;
         by default the ``convert_rate_limit_bytes`` setting (0: none)."""
         self.settings = settings
@@ -100,24 +108,31 @@ class QemuImgConverter:
 
     # -- inspection -------------------------------------------------------------------------
 
-    def inspect(self, path: Path, options: CheckOptions, *,
-                cancelled: Callable[[], bool]) -> ImageInspection:
+    def inspect(
+        self, path: Path, options: CheckOptions, *, cancelled: Callable[[], bool]
+    ) -> ImageInspection:
         """Check ``path`` with every rule in a worker process."""
-        opts = {"fast_import": options.fast_import, "min_disk_gib": options.min_disk_gib,
-                "uefi": options.uefi, "uninitialized": options.uninitialized,
-                "bitmap_path": options.bitmap_path,
-                "declared_format": options.declared_format}
+        opts = {
+            "fast_import": options.fast_import,
+            "min_disk_gib": options.min_disk_gib,
+            "uefi": options.uefi,
+            "uninitialized": options.uninitialized,
+            "bitmap_path": options.bitmap_path,
+            "declared_format": options.declared_format,
+        }
         return self._inspect(["--options", json.dumps(opts)], path, cancelled)
 
     def probe(self, path: Path, *, cancelled: Callable[[], bool]) -> ImageInspection:
         """Probe the container of ``path`` in a worker process (no rules)."""
         return self._inspect(["--probe-only"], path, cancelled)
 
-    def _inspect(self, args: list[str], path: Path,
-                 cancelled: Callable[[], bool]) -> ImageInspection:
+    def _inspect(
+        self, args: list[str], path: Path, cancelled: Callable[[], bool]
+    ) -> ImageInspection:
         command = python_command("imageport.worker.inspect_image", str(path), *args)
-        result = run_limited(command, self.check_limits, name="the image checker",
-                             cancelled=cancelled)
+        result = run_limited(
+            command, self.check_limits, name="the image checker", cancelled=cancelled
+        )
         try:
             doc = json.loads(result.stdout)
         except ValueError as exc:
@@ -150,8 +165,15 @@ class QemuImgConverter:
         stage = target.with_name(target.name + ".raw")
         watch = output_watch((target, stage), max_output_bytes)
         if source_format in QEMU_DRIVERS:
-            self._qemu_convert(source, QEMU_DRIVERS[source_format], target, target_format,
-                               progress, cancelled, watch=watch)
+            self._qemu_convert(
+                source,
+                QEMU_DRIVERS[source_format],
+                target,
+                target_format,
+                progress,
+                cancelled,
+                watch=watch,
+            )
             return
         if source_format not in OWN_READER_FORMATS:
             raise WorkerError(f"no converter reads the {source_format!r} format")
@@ -160,8 +182,15 @@ class QemuImgConverter:
             return
         try:
             self._own_to_raw(source, stage, lambda p: progress(p / 2), cancelled, watch)
-            self._qemu_convert(stage, "raw", target, target_format,
-                               lambda p: progress(50 + p / 2), cancelled, watch=watch)
+            self._qemu_convert(
+                stage,
+                "raw",
+                target,
+                target_format,
+                lambda p: progress(50 + p / 2),
+                cancelled,
+                watch=watch,
+            )
         finally:
             with contextlib.suppress(FileNotFoundError):
                 stage.unlink()
@@ -184,47 +213,95 @@ class QemuImgConverter:
         stage = target.with_name(target.name + ".raw")
         watch = output_watch((target, stage), max_output_bytes)
         if target_format in OWN_WRITER_FORMATS:
-            command = python_command("imageport.worker.to_zvhd", str(source), source_format,
-                                     str(target), target_format)
-            run_limited(command, self.limits, name=f"the {target_format} writer",
-                        cancelled=cancelled, on_stdout=_progress_lines(progress), watch=watch)
+            command = python_command(
+                "imageport.worker.to_zvhd", str(source), source_format, str(target), target_format
+            )
+            run_limited(
+                command,
+                self.limits,
+                name=f"the {target_format} writer",
+                cancelled=cancelled,
+                on_stdout=_progress_lines(progress),
+                watch=watch,
+            )
             progress(100.0)
             return
         if target_format not in EXPORT_TARGETS:
             raise WorkerError(f"cannot export images as {target_format!r}")
         driver, options = EXPORT_TARGETS[target_format]
         if source_format in QEMU_DRIVERS:
-            self._qemu_convert(source, QEMU_DRIVERS[source_format], target, driver, progress,
-                               cancelled, options, watch=watch)
+            self._qemu_convert(
+                source,
+                QEMU_DRIVERS[source_format],
+                target,
+                driver,
+                progress,
+                cancelled,
+                options,
+                watch=watch,
+            )
             return
         if source_format not in OWN_READER_FORMATS:
             raise WorkerError(f"no converter reads the {source_format!r} format")
         try:
             self._own_to_raw(source, stage, lambda p: progress(p / 2), cancelled, watch)
-            self._qemu_convert(stage, "raw", target, driver, lambda p: progress(50 + p / 2),
-                               cancelled, options, watch=watch)
+            self._qemu_convert(
+                stage,
+                "raw",
+                target,
+                driver,
+                lambda p: progress(50 + p / 2),
+                cancelled,
+                options,
+                watch=watch,
+            )
         finally:
             with contextlib.suppress(FileNotFoundError):
                 stage.unlink()
 
-    def _qemu_convert(self, source: Path, driver: str, target: Path, target_format: str,
-                      progress: Callable[[float], None], cancelled: Callable[[], bool],
-                      options: Sequence[str] = (), *,
-                      watch: Callable[[], str | None] | None = None) -> None:
+    def _qemu_convert(
+        self,
+        source: Path,
+        driver: str,
+        target: Path,
+        target_format: str,
+        progress: Callable[[float], None],
+        cancelled: Callable[[], bool],
+        options: Sequence[str] = (),
+        *,
+        watch: Callable[[], str | None] | None = None,
+    ) -> None:
         command = [self.qemu_img, "convert", "-p", "-f", driver, "-O", target_format, *options]
         if self.rate_limit:
             command += ["-r", str(self.rate_limit)]
         command += [source_spec(source, driver), str(target)]
-        run_limited(command, self.limits, name="qemu-img", cancelled=cancelled,
-                    on_stdout=_ProgressParser(progress), watch=watch)
+        run_limited(
+            command,
+            self.limits,
+            name="qemu-img",
+            cancelled=cancelled,
+            on_stdout=_ProgressParser(progress),
+            watch=watch,
+        )
         progress(100.0)
 
-    def _own_to_raw(self, source: Path, target: Path, progress: Callable[[float], None],
-                    cancelled: Callable[[], bool],
-                    watch: Callable[[], str | None] | None = None) -> None:
+    def _own_to_raw(
+        self,
+        source: Path,
+        target: Path,
+        progress: Callable[[float], None],
+        cancelled: Callable[[], bool],
+        watch: Callable[[], str | None] | None = None,
+    ) -> None:
         command = python_command("imageport.worker.to_raw", str(source), str(target))
-        run_limited(command, self.limits, name="the raw converter", cancelled=cancelled,
-                    on_stdout=_progress_lines(progress), watch=watch)
+        run_limited(
+            command,
+            self.limits,
+            name="the raw converter",
+            cancelled=cancelled,
+            on_stdout=_progress_lines(progress),
+            watch=watch,
+        )
         progress(100.0)
 
 
@@ -237,8 +314,7 @@ def disk_usage(paths: Sequence[Path]) -> int:
     return used
 
 
-def output_watch(paths: Sequence[Path],
-                 limit: int | None) -> Callable[[], str | None] | None:
+def output_watch(paths: Sequence[Path], limit: int | None) -> Callable[[], str | None] | None:
     """A :func:`~imageport.worker.limits.run_limited` watch that stops a conversion once the
     files at ``paths`` take more than ``limit`` bytes of disk (None: no limit). Allocated
     blocks are measured, not apparent sizes: a raw output is sparse."""
@@ -249,8 +325,10 @@ def output_watch(paths: Sequence[Path],
         used = disk_usage(paths)
         if used <= limit:
             return None
-        return (f"the conversion wrote {used} bytes, more than the {limit} bytes the image's "
-                "own allocation allows, and was stopped")
+        return (
+            f"the conversion wrote {used} bytes, more than the {limit} bytes the image's "
+            "own allocation allows, and was stopped"
+        )
 
     return watch
 

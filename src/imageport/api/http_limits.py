@@ -59,12 +59,14 @@ class HttpLimits:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> HttpLimits:
-        return cls(max_url_bytes=settings.http_max_url_bytes,
-                   max_header_bytes=settings.http_max_header_bytes,
-                   head_timeout=float(settings.http_head_timeout_seconds),
-                   body_timeout=float(settings.http_body_timeout_seconds),
-                   max_connections=settings.http_max_connections,
-                   max_connections_per_client=settings.http_max_connections_per_client)
+        return cls(
+            max_url_bytes=settings.http_max_url_bytes,
+            max_header_bytes=settings.http_max_header_bytes,
+            head_timeout=float(settings.http_head_timeout_seconds),
+            body_timeout=float(settings.http_body_timeout_seconds),
+            max_connections=settings.http_max_connections,
+            max_connections_per_client=settings.http_max_connections_per_client,
+        )
 
     @property
     def poll_seconds(self) -> float:
@@ -88,42 +90,77 @@ class Refusal:
         ``headers`` (uvicorn's defaults: ``date``)."""
         if api == "s3":
             content_type = b"application/xml"
-            body = ('<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>'
-                    f"{self.s3_code}</Code><Message>{self.message}</Message></Error>").encode()
+            body = (
+                '<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>'
+                f"{self.s3_code}</Code><Message>{self.message}</Message></Error>"
+            ).encode()
         else:
             code = f"IMG.HTTP{self.status}"
             content_type = b"application/json"
-            body = json.dumps({"error": {"code": code, "message": self.message},
-                               "error_code": code, "error_msg": self.message}).encode()
-        return b"".join([STATUS_LINE[self.status],
-                         *(b"%s: %s\r\n" % (name, value) for name, value in headers),
-                         b"content-type: ", content_type,
-                         b"\r\ncontent-length: ", str(len(body)).encode(),
-                         b"\r\nconnection: close\r\n\r\n", body])
+            body = json.dumps(
+                {
+                    "error": {"code": code, "message": self.message},
+                    "error_code": code,
+                    "error_msg": self.message,
+                }
+            ).encode()
+        return b"".join(
+            [
+                STATUS_LINE[self.status],
+                *(b"%s: %s\r\n" % (name, value) for name, value in headers),
+                b"content-type: ",
+                content_type,
+                b"\r\ncontent-length: ",
+                str(len(body)).encode(),
+                b"\r\nconnection: close\r\n\r\n",
+                body,
+            ]
+        )
 
 
 def url_too_long(limits: HttpLimits) -> Refusal:
-    return Refusal(414, "InvalidURI", f"the request target is longer than "
-                   f"{limits.max_url_bytes} bytes", "url_too_long")
+    return Refusal(
+        414,
+        "InvalidURI",
+        f"the request target is longer than {limits.max_url_bytes} bytes",
+        "url_too_long",
+    )
 
 
 def head_too_large(limits: HttpLimits) -> Refusal:
-    return Refusal(431, "RequestHeaderSectionTooLarge", f"the request header section is larger "
-                   f"than {limits.max_header_bytes} bytes", "header_too_large")
+    return Refusal(
+        431,
+        "RequestHeaderSectionTooLarge",
+        f"the request header section is larger than {limits.max_header_bytes} bytes",
+        "header_too_large",
+    )
 
 
-TOO_MANY_FIELDS = Refusal(431, "RequestHeaderSectionTooLarge",
-                          f"the request has more than {MAX_HEADER_FIELDS} header lines",
-                          "too_many_headers")
-FRAMING_TOO_LARGE = Refusal(431, "RequestHeaderSectionTooLarge", "a chunk-size line or the "
-                            "trailers of the chunked body are too large", "trailers_too_large")
+TOO_MANY_FIELDS = Refusal(
+    431,
+    "RequestHeaderSectionTooLarge",
+    f"the request has more than {MAX_HEADER_FIELDS} header lines",
+    "too_many_headers",
+)
+FRAMING_TOO_LARGE = Refusal(
+    431,
+    "RequestHeaderSectionTooLarge",
+    "a chunk-size line or the trailers of the chunked body are too large",
+    "trailers_too_large",
+)
 MALFORMED = Refusal(400, "InvalidRequest", "the request is not valid HTTP/1.1", "malformed")
-HEAD_TIMEOUT = Refusal(408, "RequestTimeout", "the request head was not received in time",
-                       "head_timeout")
-BODY_TIMEOUT = Refusal(408, "RequestTimeout", "the request body stopped arriving: the "
-                       "connection was not read from within the timeout period", "body_timeout")
-TOO_MANY_CONNECTIONS = Refusal(503, "SlowDown", "too many connections; retry later",
-                               "connection_limit")
+HEAD_TIMEOUT = Refusal(
+    408, "RequestTimeout", "the request head was not received in time", "head_timeout"
+)
+BODY_TIMEOUT = Refusal(
+    408,
+    "RequestTimeout",
+    "the request body stopped arriving: the connection was not read from within the timeout period",
+    "body_timeout",
+)
+TOO_MANY_CONNECTIONS = Refusal(
+    503, "SlowDown", "too many connections; retry later", "connection_limit"
+)
 
 
 def client_key(host: str) -> str:
@@ -156,8 +193,10 @@ class Listener:
         limits = self.limits
         if limits.max_connections and open_connections > limits.max_connections:
             return "max_connections"
-        if (limits.max_connections_per_client
-                and self.per_client.get(key, 0) >= limits.max_connections_per_client):
+        if (
+            limits.max_connections_per_client
+            and self.per_client.get(key, 0) >= limits.max_connections_per_client
+        ):
             return "max_connections_per_client"
         self.per_client[key] = self.per_client.get(key, 0) + 1
         metrics.HTTP_CONNECTIONS.labels(self.api).inc()
@@ -176,8 +215,13 @@ class Listener:
         :data:`REFUSAL_LOG_SECONDS`, with how many were refused since the last."""
         self.refused_since_log += 1
         if now - self.last_refusal_log >= REFUSAL_LOG_SECONDS:
-            log.warning("refused %d connection(s) over %s (latest from %s)",
-                        self.refused_since_log, cap, client, extra={"api": self.api})
+            log.warning(
+                "refused %d connection(s) over %s (latest from %s)",
+                self.refused_since_log,
+                cap,
+                client,
+                extra={"api": self.api},
+            )
             self.refused_since_log = 0
             self.last_refusal_log = now
 
@@ -193,6 +237,10 @@ def fit_open_file_limit(limits: HttpLimits, listeners: int = 2) -> None:
         target = needed if hard == resource.RLIM_INFINITY else min(needed, hard)
         resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
         if target < needed:
-            log.warning("open-file limit %d is below the %d that %d connections per listener "
-                        "need: lower http_max_connections or raise the limit", target, needed,
-                        limits.max_connections)
+            log.warning(
+                "open-file limit %d is below the %d that %d connections per listener "
+                "need: lower http_max_connections or raise the limit",
+                target,
+                needed,
+                limits.max_connections,
+            )

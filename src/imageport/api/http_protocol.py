@@ -123,8 +123,12 @@ class _WatchedFlow(FlowControl):
     ``receive()`` of the request being served, which let one connection queue requests
     without end. The protocol resumes it itself once the request waiting has started."""
 
-    def __init__(self, transport: asyncio.Transport, on_resume: Callable[[bool], None],
-                 held_back: Callable[[], bool]) -> None:
+    def __init__(
+        self,
+        transport: asyncio.Transport,
+        on_resume: Callable[[bool], None],
+        held_back: Callable[[], bool],
+    ) -> None:
         super().__init__(transport)
         self._on_resume = on_resume
         self._held_back = held_back
@@ -145,28 +149,33 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
 
     listener: ClassVar[Listener]
 
-    def __init__(self, config: Config, server_state: ServerState, app_state: dict[str, Any],
-                 _loop: asyncio.AbstractEventLoop | None = None) -> None:
+    def __init__(
+        self,
+        config: Config,
+        server_state: ServerState,
+        app_state: dict[str, Any],
+        _loop: asyncio.AbstractEventLoop | None = None,
+    ) -> None:
         super().__init__(config, server_state, app_state, _loop)
         self.limits = self.listener.limits
         self._client_key: str | None = None
-        self._refusal: Refusal | None = None   # set by a parser callback that stopped it
-        self._ended = False                     # refused or timed out: input is dropped
-        self._deferred: Refusal | None = None   # the answer owed once earlier responses are out
+        self._refusal: Refusal | None = None  # set by a parser callback that stopped it
+        self._ended = False  # refused or timed out: input is dropped
+        self._deferred: Refusal | None = None  # the answer owed once earlier responses are out
         self._lost = False
         # the request head being received
         self._head_open = True
         self._head_bytes = 0
-        self._tail = b""                        # last bytes fed of a head or a chunked body
+        self._tail = b""  # last bytes fed of a head or a chunked body
         self._url_bytes = 0
         self._fields = 0
         # the request body being received
-        self._body_left: int | None = None      # bytes to come of a Content-Length body
+        self._body_left: int | None = None  # bytes to come of a Content-Length body
         self._body_seen = False
         self._framing_run = 0
-        self._chunk_left = 0                    # of a chunked body: data + CRLF of a chunk
-        self._size_line = b""                   # a chunk-size line begun in an earlier read
-        self._last_chunk = False                # the size-0 chunk began: trailers follow
+        self._chunk_left = 0  # of a chunked body: data + CRLF of a chunk
+        self._size_line = b""  # a chunk-size line begun in an earlier read
+        self._last_chunk = False  # the size-0 chunk began: trailers follow
         # input not yet fed to the parser, from ``_held_at`` on: it follows a pipelined
         # request that waits for the response before it (one read of the transport at most)
         self._held = b""
@@ -174,8 +183,8 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         self._serving: RequestResponseCycle | None = None  # the request being served
         # clocks (loop time)
         self._head_since = 0.0
-        self._body_clock = 0.0                  # when the body last made progress
-        self._progress = 0                      # bytes received since the body clock moved
+        self._body_clock = 0.0  # when the body last made progress
+        self._progress = 0  # bytes received since the body clock moved
         self._continue_owed = False
         self._write_paused_since: float | None = None
         self._closing_since: float | None = None
@@ -238,7 +247,7 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
             return
         if self._holding():
             # reading is paused; what a transport still hands over waits with the rest
-            self._held = self._held[self._held_at:] + data
+            self._held = self._held[self._held_at :] + data
             self._held_at = 0
             self.flow.pause_reading()
             return
@@ -272,7 +281,7 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
             if in_head:
                 self._head_bytes += stop - pos
             if self._body_left is None:
-                self._tail = (self._tail + data[max(pos, stop - 3):stop])[-3:]
+                self._tail = (self._tail + data[max(pos, stop - 3) : stop])[-3:]
             self._body_seen = False
             try:
                 self.parser.feed_data(data if pos == 0 and stop == end else view[pos:stop])
@@ -285,8 +294,9 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
             except httptools.HttpParserError:
                 self._end(self._refusal or MALFORMED, answer=True)
                 return
-            if self._head_open and (self._head_bytes - self._url_bytes
-                                    >= self.limits.max_header_bytes):
+            if self._head_open and (
+                self._head_bytes - self._url_bytes >= self.limits.max_header_bytes
+            ):
                 # the cap's worth was handed over and the head has not ended: it is longer
                 self._end(head_too_large(self.limits), answer=True)
                 return
@@ -340,7 +350,7 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         size = min(most, end - pos)
         tail = self._tail
         if tail:
-            found = (tail + data[pos:pos + 3]).find(_TERMINATOR)
+            found = (tail + data[pos : pos + 3]).find(_TERMINATOR)
             if found >= 0:
                 return min(size, found + len(_TERMINATOR) - len(tail))
         found = data.find(_TERMINATOR, pos, pos + size)
@@ -393,8 +403,9 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         """The application asks for body bytes: the body clock starts again if the server had
         held the client back (reading paused, or a ``100 Continue`` owed until now)."""
         cycle = self.cycle
-        if was_paused or (self._continue_owed and cycle is not None
-                          and not cycle.waiting_for_100_continue):
+        if was_paused or (
+            self._continue_owed and cycle is not None and not cycle.waiting_for_100_continue
+        ):
             self._continue_owed = False
             self._body_clock = self.loop.time()
             self._progress = 0
@@ -437,8 +448,12 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         if at < len(held):
             self._feed(held, at)
         cycle = self.cycle
-        if not (self._ended or self.pipeline or self.transport.is_closing()
-                or (cycle is not None and len(cycle.body) > HIGH_WATER_LIMIT)):
+        if not (
+            self._ended
+            or self.pipeline
+            or self.transport.is_closing()
+            or (cycle is not None and len(cycle.body) > HIGH_WATER_LIMIT)
+        ):
             self.flow.resume_reading()
 
     def _stop(self, refusal: Refusal) -> None:
@@ -477,8 +492,12 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         if self._write_paused_since is not None:
             deadline = self._write_paused_since + limits.body_timeout
             if now >= deadline:
-                log.info("client %s read nothing of its response for %.0f s: connection cut",
-                         self._peer(), limits.body_timeout, extra={"api": self.listener.api})
+                log.info(
+                    "client %s read nothing of its response for %.0f s: connection cut",
+                    self._peer(),
+                    limits.body_timeout,
+                    extra={"api": self.listener.api},
+                )
                 metrics.HTTP_REFUSED.labels(self.listener.api, "send_timeout").inc()
                 self._ended = True
                 self.transport.abort()
@@ -493,8 +512,9 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
                     self._end(HEAD_TIMEOUT, answer=self._head_bytes > 0)
                     return
                 due = min(due, deadline)
-        elif not self.flow.read_paused and not (cycle is not None
-                                                and cycle.waiting_for_100_continue):
+        elif not self.flow.read_paused and not (
+            cycle is not None and cycle.waiting_for_100_continue
+        ):
             deadline = self._body_clock + limits.body_timeout
             if now >= deadline:
                 self._end(BODY_TIMEOUT, answer=True)
@@ -514,8 +534,12 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         self._ended = True
         metrics.HTTP_REFUSED.labels(self.listener.api, refusal.reason).inc()
         if refusal is not TOO_MANY_CONNECTIONS:  # those are logged by the listener, in bulk
-            log.info("%s: connection from %s closed", refusal.message, self._peer(),
-                     extra={"api": self.listener.api, "status": refusal.status})
+            log.info(
+                "%s: connection from %s closed",
+                refusal.message,
+                self._peer(),
+                extra={"api": self.listener.api, "status": refusal.status},
+            )
         cycle = self.cycle
         if cycle is not None and not cycle.response_complete:
             if self._head_open:  # a head refused while earlier requests are served
@@ -529,8 +553,9 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
 
     def _close(self, refusal: Refusal, *, answer: bool) -> None:
         if answer and not self.transport.is_closing():
-            self.transport.write(refusal.response(self.listener.api,
-                                                  self.server_state.default_headers))
+            self.transport.write(
+                refusal.response(self.listener.api, self.server_state.default_headers)
+            )
         self.transport.close()
         self._closing_since = self.loop.time()
         self._arm(self._closing_since + CLOSE_GRACE_SECONDS)
@@ -549,5 +574,3 @@ def protocol_class(limits: HttpLimits, api: Api) -> type[LimitedHttpToolsProtoco
 
     ListenerProtocol.__name__ = ListenerProtocol.__qualname__ = f"LimitedHttpToolsProtocol[{api}]"
     return ListenerProtocol
-
-

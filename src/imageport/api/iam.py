@@ -28,14 +28,16 @@ from imageport.service.tokens import MAX_BODY, IssuedToken, create_token
 
 
 def _token_document(issued: IssuedToken) -> dict[str, object]:
-    return {"token": {
-        "expires_at": issued.expires_at,
-        "issued_at": issued.issued_at,
-        "methods": list(issued.methods),
-        "project": {"id": issued.project_id, "name": issued.project_name},
-        "catalog": [],
-        "roles": [],
-    }}
+    return {
+        "token": {
+            "expires_at": issued.expires_at,
+            "issued_at": issued.issued_at,
+            "methods": list(issued.methods),
+            "project": {"id": issued.project_id, "name": issued.project_name},
+            "catalog": [],
+            "roles": [],
+        }
+    }
 
 
 async def create_token_view(request: Request) -> Response:
@@ -43,12 +45,14 @@ async def create_token_view(request: Request) -> Response:
     services: Services = request.app.state.services
     try:
         body = await read_body(request, MAX_BODY, "RequestBodyTooLarge")
-        issued = await run_in_threadpool(create_token, services,
-                                         signed_request(request, body), body)
+        issued = await run_in_threadpool(
+            create_token, services, signed_request(request, body), body
+        )
     except ServiceError as exc:
         return service_error(exc)
-    return JSONResponse(_token_document(issued), status_code=201,
-                        headers={"X-Subject-Token": issued.token})
+    return JSONResponse(
+        _token_document(issued), status_code=201, headers={"X-Subject-Token": issued.token}
+    )
 
 
 ROUTES: list[BaseRoute] = [

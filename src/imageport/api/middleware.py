@@ -49,8 +49,11 @@ _METHODS = frozenset({"GET", "HEAD", "PUT", "POST", "PATCH", "DELETE", "OPTIONS"
 _MAX_LOGGED_PATH = 512
 _MAX_LOGGED_QUERY = 512
 #: Query parameters whose values are credentials (presigned URLs, tokens): logged as "***".
-_SECRET_PARAM = re.compile(r"signature|credential|security-token|secret|password|accesskeyid"
-                           r"|^token$|auth-token", re.IGNORECASE)
+_SECRET_PARAM = re.compile(
+    r"signature|credential|security-token|secret|password|accesskeyid"
+    r"|^token$|auth-token",
+    re.IGNORECASE,
+)
 
 
 def request_id_from(scope: Scope) -> str:
@@ -68,9 +71,10 @@ def masked_query(raw: bytes) -> str:
     text = raw[: _MAX_LOGGED_QUERY * 2].decode("latin-1")
     pairs = parse_qsl(text, keep_blank_values=True)
     shown = "&".join(
-        quote(k, safe="-_.~") + ("=" + ("***" if _SECRET_PARAM.search(k) else
-                                        quote(v, safe="-_.~/")) if v else "")
-        for k, v in pairs)
+        quote(k, safe="-_.~")
+        + ("=" + ("***" if _SECRET_PARAM.search(k) else quote(v, safe="-_.~/")) if v else "")
+        for k, v in pairs
+    )
     return shown[:_MAX_LOGGED_QUERY]
 
 
@@ -78,11 +82,17 @@ def _error_body(api: str, request_id: str) -> tuple[bytes, bytes]:
     """A 500 body in the API's error shape (content type, body)."""
     message = "the server failed to handle the request; report the request id to its operator"
     if api == "s3":
-        body = ("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>InternalError</Code>"
-                f"<Message>{message}</Message><RequestId>{request_id}</RequestId></Error>")
+        body = (
+            '<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>InternalError</Code>'
+            f"<Message>{message}</Message><RequestId>{request_id}</RequestId></Error>"
+        )
         return b"application/xml", body.encode()
-    doc = {"error": {"code": "IMG.0001", "message": message},
-           "error_code": "IMG.0001", "error_msg": message, "request_id": request_id}
+    doc = {
+        "error": {"code": "IMG.0001", "message": message},
+        "error_code": "IMG.0001",
+        "error_msg": message,
+        "request_id": request_id,
+    }
     return b"application/json", json.dumps(doc).encode()
 
 
@@ -133,29 +143,51 @@ class RequestContext:
             failure = exc
             if status == 0:
                 content_type, body = _error_body(self.api, request_id)
-                await send_with_id({"type": "http.response.start", "status": 500, "headers": [
-                    (b"content-type", content_type),
-                    (b"content-length", str(len(body)).encode())]})
+                await send_with_id(
+                    {
+                        "type": "http.response.start",
+                        "status": 500,
+                        "headers": [
+                            (b"content-type", content_type),
+                            (b"content-length", str(len(body)).encode()),
+                        ],
+                    }
+                )
                 await send_with_id({"type": "http.response.body", "body": body})
             elif recorded:
-                log.error("unhandled error in the application (answered %s)", status,
-                          exc_info=exc, extra={"request_id": request_id, "api": self.api})
+                log.error(
+                    "unhandled error in the application (answered %s)",
+                    status,
+                    exc_info=exc,
+                    extra={"request_id": request_id, "api": self.api},
+                )
         finally:
             record()
 
-    def _record(self, scope: Scope, state: MutableMapping[str, Any], request_id: str,
-                status: int, started_at: float, failure: BaseException | None) -> None:
+    def _record(
+        self,
+        scope: Scope,
+        state: MutableMapping[str, Any],
+        request_id: str,
+        status: int,
+        started_at: float,
+        failure: BaseException | None,
+    ) -> None:
         seconds = time.perf_counter() - started_at
         method = str(scope.get("method", ""))
         # 499: the client went away before any response was started (nginx's convention)
         shown = status or 499
-        metrics.REQUESTS.labels(self.api, method if method in _METHODS else "OTHER",
-                                str(shown)).inc()
+        metrics.REQUESTS.labels(
+            self.api, method if method in _METHODS else "OTHER", str(shown)
+        ).inc()
         metrics.REQUEST_SECONDS.labels(self.api).observe(seconds)
         fields: dict[str, object] = {
-            "request_id": request_id, "api": self.api, "method": method[:16],
+            "request_id": request_id,
+            "api": self.api,
+            "method": method[:16],
             "path": str(scope.get("path", ""))[:_MAX_LOGGED_PATH],
-            "status": shown, "duration_ms": round(seconds * 1000, 1),
+            "status": shown,
+            "duration_ms": round(seconds * 1000, 1),
         }
         query = masked_query(scope.get("query_string", b""))
         if query:
@@ -165,7 +197,7 @@ class RequestContext:
                 fields[field] = str(state[key])
         # a 503 is the service asking a client to come back (SlowDown, a replayed signature, a
         # connection cap): worth seeing, not an error to be paged for
-        level = (logging.WARNING if shown == 503 else
-                 logging.ERROR if shown >= 500 else logging.INFO)
-        log.log(level, "%s %s %s", method[:16], fields["path"], shown, extra=fields,
-                exc_info=failure)
+        level = logging.WARNING if shown == 503 else logging.ERROR if shown >= 500 else logging.INFO
+        log.log(
+            level, "%s %s %s", method[:16], fields["path"], shown, extra=fields, exc_info=failure
+        )

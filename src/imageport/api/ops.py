@@ -46,8 +46,7 @@ def _counts(db: Engine) -> tuple[dict[str, int], dict[str, int]]:
     with db.connect() as conn:
         job_rows = conn.execute(select(jobs.c.status, func.count()).group_by(jobs.c.status))
         job_counts = dict.fromkeys(JOB_STATES, 0) | {str(s): int(n) for s, n in job_rows}
-        image_rows = conn.execute(select(images.c.status, func.count())
-                                  .group_by(images.c.status))
+        image_rows = conn.execute(select(images.c.status, func.count()).group_by(images.c.status))
         image_counts = dict.fromkeys(IMAGE_STATES, 0) | {str(s): int(n) for s, n in image_rows}
     return job_counts, image_counts
 
@@ -78,19 +77,20 @@ class DatabaseCollector(Collector):
         yield from self._families(job_counts, image_counts, up=1)
 
     @staticmethod
-    def _families(job_counts: Mapping[str, int], image_counts: Mapping[str, int],
-                  up: int) -> Iterator[GaugeMetricFamily]:
+    def _families(
+        job_counts: Mapping[str, int], image_counts: Mapping[str, int], up: int
+    ) -> Iterator[GaugeMetricFamily]:
         job_family = GaugeMetricFamily("imageport_jobs", "jobs by status", labels=["status"])
         for status, count in job_counts.items():
             job_family.add_metric([status], count)
-        image_family = GaugeMetricFamily("imageport_images", "images by status",
-                                         labels=["status"])
+        image_family = GaugeMetricFamily("imageport_images", "images by status", labels=["status"])
         for status, count in image_counts.items():
             image_family.add_metric([status], count)
         yield job_family
         yield image_family
-        yield GaugeMetricFamily("imageport_database_up",
-                                "1 when the database answered the last scrape", value=up)
+        yield GaugeMetricFamily(
+            "imageport_database_up", "1 when the database answered the last scrape", value=up
+        )
 
 
 _COLLECTOR = DatabaseCollector()
@@ -116,10 +116,17 @@ def health_document(services: Services) -> tuple[int, dict[str, object]]:
         job_counts, _ = _counts(services.db)
     except SQLAlchemyError as exc:
         reason = type(exc).__name__
-        return 503, {"status": "unavailable", "database": f"error: {reason}",
-                     "queue": {"workers": services.settings.workers}}
-    queue = {"running": services.queue is not None, "workers": services.settings.workers,
-             "jobs_waiting": job_counts["INIT"], "jobs_running": job_counts["RUNNING"]}
+        return 503, {
+            "status": "unavailable",
+            "database": f"error: {reason}",
+            "queue": {"workers": services.settings.workers},
+        }
+    queue = {
+        "running": services.queue is not None,
+        "workers": services.settings.workers,
+        "jobs_waiting": job_counts["INIT"],
+        "jobs_running": job_counts["RUNNING"],
+    }
     return 200, {"status": "ok", "database": "ok", "queue": queue}
 
 
@@ -139,11 +146,9 @@ def ops_routes(services: Services) -> list[BaseRoute]:
         # text format 0.0.4 unless the scraper asks for OpenMetrics or text 1.0.0
         encode, content_type = choose_encoder(request.headers.get("accept", "")[:1024])
         body = await run_in_threadpool(encode, metrics.REGISTRY)
-        return Response(body, headers={"Content-Type": content_type,
-                                       "Cache-Control": "no-store"})
+        return Response(body, headers={"Content-Type": content_type, "Cache-Control": "no-store"})
 
-    return [_health_route(services),
-            Route("/metrics", prometheus, methods=["GET"])]
+    return [_health_route(services), Route("/metrics", prometheus, methods=["GET"])]
 
 
 def with_s3_health(app: ASGIApp, services: Services) -> ASGIApp:
@@ -152,9 +157,13 @@ def with_s3_health(app: ASGIApp, services: Services) -> ASGIApp:
     health_route = _health_route(services)
 
     async def asgi(scope: Scope, receive: Receive, send: Send) -> None:
-        if (scope["type"] == "http" and scope.get("path") == "/health"
-                and scope.get("method") in ("GET", "HEAD") and not scope.get("query_string")
-                and not any(name == b"authorization" for name, _ in scope.get("headers", ()))):
+        if (
+            scope["type"] == "http"
+            and scope.get("path") == "/health"
+            and scope.get("method") in ("GET", "HEAD")
+            and not scope.get("query_string")
+            and not any(name == b"authorization" for name, _ in scope.get("headers", ()))
+        ):
             await health_route.handle(scope, receive, send)
             return
         await app(scope, receive, send)

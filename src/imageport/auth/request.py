@@ -123,9 +123,16 @@ def capped(value: str | None, limit: int, what: str) -> str:
 
 def parse_basic_date(value: str, what: str) -> datetime:
     """Parse ``YYYYMMDDTHHMMSSZ`` (X-Sdk-Date, X-Amz-Date) as an aware UTC datetime."""
-    if len(value) != 16 or value[8] != "T" or value[15] != "Z" or not (
-        value[:8].isascii() and value[:8].isdigit() and value[9:15].isascii()
-        and value[9:15].isdigit()
+    if (
+        len(value) != 16
+        or value[8] != "T"
+        or value[15] != "Z"
+        or not (
+            value[:8].isascii()
+            and value[:8].isdigit()
+            and value[9:15].isascii()
+            and value[9:15].isdigit()
+        )
     ):
         raise SignatureError(MALFORMED, f"{what} is not YYYYMMDDTHHMMSSZ")
     try:

@@ -58,16 +58,56 @@ from imageport.auth.request import (
 SCHEMES = {"AWS": "x-amz-", "OBS": "x-obs-"}
 """Authorization scheme → prefix of the headers (and query names) it signs."""
 
-SUB_RESOURCES = frozenset({
-    "accelerate", "acl", "analytics", "append", "cors", "defaultObjectAcl", "delete",
-    "encryption", "inventory", "lifecycle", "location", "logging", "metadata", "metrics",
-    "modify", "name", "notification", "object-lock", "partNumber", "policy", "position",
-    "quota", "rename", "replication", "requestPayment", "response-cache-control",
-    "response-content-disposition", "response-content-encoding", "response-content-language",
-    "response-content-type", "response-expires", "restore", "select", "select-type",
-    "storageClass", "storageinfo", "storagePolicy", "tagging", "torrent", "truncate",
-    "uploadId", "uploads", "versionId", "versioning", "versions", "website",
-})
+SUB_RESOURCES = frozenset(
+    {
+        "accelerate",
+        "acl",
+        "analytics",
+        "append",
+        "cors",
+        "defaultObjectAcl",
+        "delete",
+        "encryption",
+        "inventory",
+        "lifecycle",
+        "location",
+        "logging",
+        "metadata",
+        "metrics",
+        "modify",
+        "name",
+        "notification",
+        "object-lock",
+        "partNumber",
+        "policy",
+        "position",
+        "quota",
+        "rename",
+        "replication",
+        "requestPayment",
+        "response-cache-control",
+        "response-content-disposition",
+        "response-content-encoding",
+        "response-content-language",
+        "response-content-type",
+        "response-expires",
+        "restore",
+        "select",
+        "select-type",
+        "storageClass",
+        "storageinfo",
+        "storagePolicy",
+        "tagging",
+        "torrent",
+        "truncate",
+        "uploadId",
+        "uploads",
+        "versionId",
+        "versioning",
+        "versions",
+        "website",
+    }
+)
 """Query names that are part of the signed resource (botocore's list plus OBS's additions)."""
 
 QUERY_PARAMS = ("AWSAccessKeyId", "Expires", "Signature")
@@ -142,13 +182,13 @@ def _variants(
     request: SignedRequest, prefix: str, date_lines: list[str], resources: set[str]
 ) -> list[str]:
     """The StringToSign for each date line and each resource."""
-    head = f"{request.method.upper()}\n{_standard(request, 'content-md5')}\n" \
-           f"{_standard(request, 'content-type')}\n"
+    head = (
+        f"{request.method.upper()}\n{_standard(request, 'content-md5')}\n"
+        f"{_standard(request, 'content-type')}\n"
+    )
     custom = _prefixed_headers(request, prefix)
     return [
-        f"{head}{line}\n{custom}{resource}"
-        for line in date_lines
-        for resource in sorted(resources)
+        f"{head}{line}\n{custom}{resource}" for line in date_lines for resource in sorted(resources)
     ]
 
 
@@ -158,13 +198,15 @@ def strings_to_sign(
     """The signing time and every StringToSign a real client could have produced."""
     own_date = request.header(prefix + "date")
     date = request.header("date")
-    signed_at = parse_http_date(own_date if own_date is not None else capped(date, 64, "Date"),
-                                "Date")
+    signed_at = parse_http_date(
+        own_date if own_date is not None else capped(date, 64, "Date"), "Date"
+    )
     date_lines = [""] if own_date is not None else []
     if date is not None:
         date_lines.append(date.strip())
-    return signed_at, _variants(request, prefix, date_lines,
-                                canonical_resources(request, virtual_bucket, prefix))
+    return signed_at, _variants(
+        request, prefix, date_lines, canonical_resources(request, virtual_bucket, prefix)
+    )
 
 
 def _check_signature(secret: str, candidates: list[str], signature: str) -> None:
@@ -192,7 +234,8 @@ def verify(
     """
     try:
         prefix, access, signature = _parse_authorization(
-            capped(request.header("authorization"), MAX_AUTHORIZATION, "Authorization"))
+            capped(request.header("authorization"), MAX_AUTHORIZATION, "Authorization")
+        )
         secret = secret_for(access)
         if secret is None:
             raise SignatureError(INVALID_ACCESS_KEY, "unknown access key")
@@ -214,8 +257,11 @@ def _query_params(raw_query: str) -> dict[str, str]:
                 raise SignatureError(MALFORMED, f"{name} is given twice")
             params[name] = unquote(raw_value or "")
     if len(params) != len(QUERY_PARAMS):
-        raise SignatureError(ACCESS_DENIED, "Query-string authentication requires the "
-                             "Signature, Expires and AWSAccessKeyId parameters")
+        raise SignatureError(
+            ACCESS_DENIED,
+            "Query-string authentication requires the "
+            "Signature, Expires and AWSAccessKeyId parameters",
+        )
     return params
 
 
@@ -261,8 +307,12 @@ def verify_query(
         secret = secret_for(access)
         if secret is None:
             raise SignatureError(INVALID_ACCESS_KEY, "unknown access key")
-        candidates = _variants(_with_query_headers(request), "x-amz-", [expires_text],
-                               canonical_resources(request, virtual_bucket, None))
+        candidates = _variants(
+            _with_query_headers(request),
+            "x-amz-",
+            [expires_text],
+            canonical_resources(request, virtual_bucket, None),
+        )
     except (ValueError, OverflowError) as exc:
         raise SignatureError(MALFORMED, "request cannot be canonicalised") from exc
     _check_signature(secret, candidates, signature)
@@ -272,14 +322,17 @@ def verify_query(
 def signature_of(request: SignedRequest) -> str:
     """The signature value of a request :func:`verify` accepted (the replay memory's key)."""
     return _parse_authorization(
-        capped(request.header("authorization"), MAX_AUTHORIZATION, "Authorization"))[2]
+        capped(request.header("authorization"), MAX_AUTHORIZATION, "Authorization")
+    )[2]
 
 
 def signed_at(request: SignedRequest) -> datetime:
     """When a request :func:`verify` accepted was signed (``x-amz-date``/``x-obs-date``, else
     Date)."""
     prefix = _parse_authorization(
-        capped(request.header("authorization"), MAX_AUTHORIZATION, "Authorization"))[0]
+        capped(request.header("authorization"), MAX_AUTHORIZATION, "Authorization")
+    )[0]
     own_date = request.header(prefix + "date")
-    return parse_http_date(own_date if own_date is not None else capped(
-        request.header("date"), 64, "Date"), "Date")
+    return parse_http_date(
+        own_date if own_date is not None else capped(request.header("date"), 64, "Date"), "Date"
+    )

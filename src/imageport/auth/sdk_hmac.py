@@ -85,8 +85,10 @@ def payload_hash(request: SignedRequest, *, unsigned_payload: bool = False) -> s
     ``X-Sdk-Content-Sha256`` has been checked against the body (see the module docstring)."""
     declared = request.header(_CONTENT_HASH_HEADER)
     if declared is not None and declared != UNSIGNED_PAYLOAD and not is_sha256_hex(declared):
-        raise SignatureError(MALFORMED, "X-Sdk-Content-Sha256 is neither UNSIGNED-PAYLOAD nor "
-                             "64 lower-case hex digits")
+        raise SignatureError(
+            MALFORMED,
+            "X-Sdk-Content-Sha256 is neither UNSIGNED-PAYLOAD nor 64 lower-case hex digits",
+        )
     body = request.body_sha256
     if not declares_body(request):
         return EMPTY_SHA256  # the SDK signs an empty body's hash whatever it declares
@@ -94,19 +96,26 @@ def payload_hash(request: SignedRequest, *, unsigned_payload: bool = False) -> s
         content_type = (request.header("content-type") or "").strip().lower()
         if not unsigned_payload or content_type.startswith(_SIGNED_BODY_TYPES):
             # the SDK leaves only non-JSON bodies unsigned, and only some routes take them
-            raise SignatureError(INVALID_REQUEST, "X-Sdk-Content-Sha256: UNSIGNED-PAYLOAD is "
-                                 "accepted only for data uploads and JSON-patch updates; sign "
-                                 "the body's sha256")
+            raise SignatureError(
+                INVALID_REQUEST,
+                "X-Sdk-Content-Sha256: UNSIGNED-PAYLOAD is "
+                "accepted only for data uploads and JSON-patch updates; sign "
+                "the body's sha256",
+            )
         return UNSIGNED_PAYLOAD
     if body is None:
         if declared is not None:
-            raise SignatureError(INVALID_REQUEST, "a streamed body's sha256 cannot be checked "
-                                 "before it is read; send X-Sdk-Content-Sha256: "
-                                 "UNSIGNED-PAYLOAD")
+            raise SignatureError(
+                INVALID_REQUEST,
+                "a streamed body's sha256 cannot be checked "
+                "before it is read; send X-Sdk-Content-Sha256: "
+                "UNSIGNED-PAYLOAD",
+            )
         raise SignatureError(INVALID_REQUEST, "the body hash is needed to verify this request")
     if declared is not None and not same(declared, body):
-        raise SignatureError(CONTENT_SHA256_MISMATCH,
-                             "X-Sdk-Content-Sha256 is not the sha256 of the body received")
+        raise SignatureError(
+            CONTENT_SHA256_MISMATCH, "X-Sdk-Content-Sha256 is not the sha256 of the body received"
+        )
     return body
 
 
@@ -115,7 +124,7 @@ def _parse_authorization(value: str) -> tuple[str, str, list[str], str]:
     capped(value, MAX_AUTHORIZATION, "Authorization")
     if not value.startswith(_PREFIX):
         raise SignatureError(MALFORMED, f"Authorization is not {ALGORITHM}")
-    params = split_auth_params(value[len(_PREFIX):])
+    params = split_auth_params(value[len(_PREFIX) :])
     if set(params) != {"Access", "SignedHeaders", "Signature"}:
         raise SignatureError(MALFORMED, "need exactly Access, SignedHeaders and Signature")
     access, signed, signature = params["Access"], params["SignedHeaders"], params["Signature"]
@@ -124,17 +133,25 @@ def _parse_authorization(value: str) -> tuple[str, str, list[str], str]:
     return access, signed, signed_header_names(signed), signature
 
 
-def string_to_sign(request: SignedRequest, signed_text: str, names: list[str], date: str, *,
-                   unsigned_payload: bool = False) -> str:
+def string_to_sign(
+    request: SignedRequest,
+    signed_text: str,
+    names: list[str],
+    date: str,
+    *,
+    unsigned_payload: bool = False,
+) -> str:
     """The SDK's StringToSign for ``request`` with the given signed headers and X-Sdk-Date."""
-    canonical = "\n".join((
-        request.method.upper(),
-        canonical_uri(request.raw_path),
-        canonical_query(request.raw_query),
-        canonical_headers(request, names, str.strip),
-        signed_text,
-        payload_hash(request, unsigned_payload=unsigned_payload),
-    ))
+    canonical = "\n".join(
+        (
+            request.method.upper(),
+            canonical_uri(request.raw_path),
+            canonical_query(request.raw_query),
+            canonical_headers(request, names, str.strip),
+            signed_text,
+            payload_hash(request, unsigned_payload=unsigned_payload),
+        )
+    )
     digest = hashlib.sha256(utf8(canonical)).hexdigest()
     return f"{ALGORITHM}\n{date}\n{digest}"
 
@@ -152,7 +169,8 @@ def verify(
     ``unsigned_payload``: the route takes ``X-Sdk-Content-Sha256: UNSIGNED-PAYLOAD``."""
     try:
         access, signed_text, names, signature = _parse_authorization(
-            capped(request.header("authorization"), MAX_AUTHORIZATION, "Authorization"))
+            capped(request.header("authorization"), MAX_AUTHORIZATION, "Authorization")
+        )
         if "x-sdk-date" not in names:
             raise SignatureError(MALFORMED, "X-Sdk-Date is not signed")
         date = capped(request.header("x-sdk-date"), 16, "X-Sdk-Date")
@@ -161,8 +179,7 @@ def verify(
         if secret is None:
             raise SignatureError(INVALID_ACCESS_KEY, "unknown access key")
         check_skew(signed_at, now, max_skew)
-        sts = string_to_sign(request, signed_text, names, date,
-                             unsigned_payload=unsigned_payload)
+        sts = string_to_sign(request, signed_text, names, date, unsigned_payload=unsigned_payload)
     except (ValueError, OverflowError) as exc:
         raise SignatureError(MALFORMED, "request cannot be canonicalised") from exc
     expected = hmac.new(utf8(secret), utf8(sts), hashlib.sha256).hexdigest()
@@ -175,7 +192,8 @@ def signature_of(request: SignedRequest) -> str:
     """The signature value of a request :func:`verify` accepted (the replay memory's key: the
     same signature however the Authorization header's spaces and parameters are arranged)."""
     return _parse_authorization(
-        capped(request.header("authorization"), MAX_AUTHORIZATION, "Authorization"))[3]
+        capped(request.header("authorization"), MAX_AUTHORIZATION, "Authorization")
+    )[3]
 
 
 def signed_at(request: SignedRequest) -> datetime:

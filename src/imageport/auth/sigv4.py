@@ -58,14 +58,16 @@ from imageport.auth.request import (
 ALGORITHM = "AWS4-HMAC-SHA256"
 _PREFIX = ALGORITHM + " "
 UNSIGNED_PAYLOAD = "UNSIGNED-PAYLOAD"
-PAYLOAD_MARKERS = frozenset({
-    UNSIGNED_PAYLOAD,
-    "STREAMING-UNSIGNED-PAYLOAD-TRAILER",
-    "STREAMING-AWS4-HMAC-SHA256-PAYLOAD",
-    "STREAMING-AWS4-HMAC-SHA256-PAYLOAD-TRAILER",
-    "STREAMING-AWS4-ECDSA-P256-SHA256-PAYLOAD",
-    "STREAMING-AWS4-ECDSA-P256-SHA256-PAYLOAD-TRAILER",
-})
+PAYLOAD_MARKERS = frozenset(
+    {
+        UNSIGNED_PAYLOAD,
+        "STREAMING-UNSIGNED-PAYLOAD-TRAILER",
+        "STREAMING-AWS4-HMAC-SHA256-PAYLOAD",
+        "STREAMING-AWS4-HMAC-SHA256-PAYLOAD-TRAILER",
+        "STREAMING-AWS4-ECDSA-P256-SHA256-PAYLOAD",
+        "STREAMING-AWS4-ECDSA-P256-SHA256-PAYLOAD-TRAILER",
+    }
+)
 _UNRESERVED = "-_.~"
 _SIGNED_PREFIXES = ("x-amz-", "x-obs-")
 _MAX_SCOPE_PART = 64
@@ -119,7 +121,7 @@ def _parse_authorization(value: str) -> tuple[Credential, str, list[str], str]:
     capped(value, MAX_AUTHORIZATION, "Authorization")
     if not value.startswith(_PREFIX):
         raise SignatureError(MALFORMED, f"Authorization is not {ALGORITHM}")
-    params = split_auth_params(value[len(_PREFIX):])
+    params = split_auth_params(value[len(_PREFIX) :])
     if set(params) != {"Credential", "SignedHeaders", "Signature"}:
         raise SignatureError(MALFORMED, "need exactly Credential, SignedHeaders and Signature")
     signature = params["Signature"]
@@ -155,19 +157,27 @@ def payload_hash(request: SignedRequest) -> str:
 
 
 def string_to_sign(
-    request: SignedRequest, scope: str, signed_text: str, names: list[str], date: str, *,
-    query: str | None = None, payload: str | None = None,
+    request: SignedRequest,
+    scope: str,
+    signed_text: str,
+    names: list[str],
+    date: str,
+    *,
+    query: str | None = None,
+    payload: str | None = None,
 ) -> str:
     """The SigV4 StringToSign for ``request``; ``query`` (canonical) and ``payload`` (hash)
     default to the header form's, a presigned URL passes its own."""
-    canonical = "\n".join((
-        request.method.upper(),
-        canonical_uri(request.raw_path),
-        canonical_query(request.raw_query) if query is None else query,
-        canonical_headers(request, names, _trim_all),
-        signed_text,
-        payload_hash(request) if payload is None else payload,
-    ))
+    canonical = "\n".join(
+        (
+            request.method.upper(),
+            canonical_uri(request.raw_path),
+            canonical_query(request.raw_query) if query is None else query,
+            canonical_headers(request, names, _trim_all),
+            signed_text,
+            payload_hash(request) if payload is None else payload,
+        )
+    )
     digest = hashlib.sha256(utf8(canonical)).hexdigest()
     return f"{ALGORITHM}\n{date}\n{scope}\n{digest}"
 
@@ -187,12 +197,18 @@ def check_unsigned_headers(request: SignedRequest, names: Collection[str]) -> No
     (a copy of another object) or metadata. ``x-amz-content-sha256`` is exempt: its value is
     the payload hash the signature covers."""
     unsigned = sorted(
-        name for name in request.headers
-        if name.startswith(_SIGNED_PREFIXES) and name != "x-amz-content-sha256"
-        and name not in names)
+        name
+        for name in request.headers
+        if name.startswith(_SIGNED_PREFIXES)
+        and name != "x-amz-content-sha256"
+        and name not in names
+    )
     if unsigned:
-        raise SignatureError(ACCESS_DENIED, "There were headers present in the request which "
-                             "were not signed: " + ", ".join(n[:64] for n in unsigned[:8]))
+        raise SignatureError(
+            ACCESS_DENIED,
+            "There were headers present in the request which "
+            "were not signed: " + ", ".join(n[:64] for n in unsigned[:8]),
+        )
 
 
 def verify(
@@ -206,7 +222,8 @@ def verify(
     """Return the access key that signed ``request``; raise :class:`SignatureError` otherwise."""
     try:
         cred, signed_text, names, signature = _parse_authorization(
-            capped(request.header("authorization"), MAX_AUTHORIZATION, "Authorization"))
+            capped(request.header("authorization"), MAX_AUTHORIZATION, "Authorization")
+        )
         if cred.service != service:
             raise SignatureError(MALFORMED, f"Credential service is not {service}")
         date, signed_at = amz_date(request)
@@ -231,7 +248,8 @@ def authorization_parts(request: SignedRequest) -> tuple[Credential, str, list[s
     """``(credential, signed_headers_text, signed_header_names, signature)`` of the request's
     Authorization header."""
     return _parse_authorization(
-        capped(request.header("authorization"), MAX_AUTHORIZATION, "Authorization"))
+        capped(request.header("authorization"), MAX_AUTHORIZATION, "Authorization")
+    )
 
 
 def signature_of(request: SignedRequest) -> str:

@@ -65,8 +65,14 @@ SESSION_PARAM = "X-Amz-Security-Token"
 """The temporary-credential parameter, refused: no temporary credentials are issued here."""
 MARKERS = frozenset({"X-Amz-Algorithm", "X-Amz-Credential", SIGNATURE})
 """Query names that make a request a SigV4 presigned one."""
-_REQUIRED = ("X-Amz-Algorithm", "X-Amz-Credential", "X-Amz-Date", "X-Amz-Expires",
-             "X-Amz-SignedHeaders", SIGNATURE)
+_REQUIRED = (
+    "X-Amz-Algorithm",
+    "X-Amz-Credential",
+    "X-Amz-Date",
+    "X-Amz-Expires",
+    "X-Amz-SignedHeaders",
+    SIGNATURE,
+)
 MAX_EXPIRES = 604_800
 """Longest validity of a presigned URL in seconds (S3's limit: seven days)."""
 MAX_CREDENTIAL = 512
@@ -100,8 +106,10 @@ def _auth_params(raw_query: str) -> dict[str, str]:
             raise SignatureError(QUERY_MALFORMED, f"{name} is given twice")
         params[name] = unquote(raw_value or "")
     if SESSION_PARAM in params:
-        raise SignatureError(INVALID_ARGUMENT, f"{SESSION_PARAM} is not supported: this "
-                             "service issues no temporary credentials")
+        raise SignatureError(
+            INVALID_ARGUMENT,
+            f"{SESSION_PARAM} is not supported: this service issues no temporary credentials",
+        )
     missing = [name for name in _REQUIRED if name not in params]
     if missing:
         raise SignatureError(QUERY_MALFORMED, "presigned URL lacks " + ", ".join(missing))
@@ -114,8 +122,9 @@ def _expires(text: str) -> timedelta:
         raise SignatureError(QUERY_MALFORMED, "X-Amz-Expires should be a positive number")
     seconds = int(text)
     if not 0 < seconds <= MAX_EXPIRES:
-        raise SignatureError(QUERY_MALFORMED, "X-Amz-Expires must be between 1 and "
-                             f"{MAX_EXPIRES} seconds (a week)")
+        raise SignatureError(
+            QUERY_MALFORMED, f"X-Amz-Expires must be between 1 and {MAX_EXPIRES} seconds (a week)"
+        )
     return timedelta(seconds=seconds)
 
 
@@ -123,23 +132,28 @@ def _parse(raw_query: str) -> QueryAuth:
     params = _auth_params(raw_query)
     if params["X-Amz-Algorithm"] != ALGORITHM:
         raise SignatureError(QUERY_MALFORMED, f"X-Amz-Algorithm only supports {ALGORITHM}")
-    credential = Credential(capped(params["X-Amz-Credential"], MAX_CREDENTIAL,
-                                   "X-Amz-Credential"))
+    credential = Credential(capped(params["X-Amz-Credential"], MAX_CREDENTIAL, "X-Amz-Credential"))
     date = capped(params["X-Amz-Date"], 16, "X-Amz-Date")
     signed_at = parse_basic_date(date, "X-Amz-Date")
     if date[:8] != credential.date:
         raise SignatureError(QUERY_MALFORMED, "X-Amz-Credential date differs from X-Amz-Date")
-    signed_text = capped(params["X-Amz-SignedHeaders"], MAX_AUTHORIZATION,
-                         "X-Amz-SignedHeaders")
+    signed_text = capped(params["X-Amz-SignedHeaders"], MAX_AUTHORIZATION, "X-Amz-SignedHeaders")
     names = signed_header_names(signed_text)
     if "host" not in names:
         raise SignatureError(QUERY_MALFORMED, "X-Amz-SignedHeaders must include host")
     signature = params[SIGNATURE]
     if not is_sha256_hex(signature):
         raise SignatureError(QUERY_MALFORMED, "X-Amz-Signature is not 64 hex digits")
-    return QueryAuth(credential, date, signed_at, _expires(params["X-Amz-Expires"]),
-                     signed_text, tuple(names), signature,
-                     canonical_query(raw_query, omit=SIGNATURE))
+    return QueryAuth(
+        credential,
+        date,
+        signed_at,
+        _expires(params["X-Amz-Expires"]),
+        signed_text,
+        tuple(names),
+        signature,
+        canonical_query(raw_query, omit=SIGNATURE),
+    )
 
 
 def parse_query_auth(raw_query: str) -> QueryAuth:
@@ -190,8 +204,15 @@ def verify(
         secret = secret_for(cred.access_key)
         if secret is None:
             raise SignatureError(INVALID_ACCESS_KEY, "unknown access key")
-        sts = string_to_sign(request, cred.scope, auth.signed_text, list(auth.names),
-                             auth.date, query=auth.query, payload=_payload(request))
+        sts = string_to_sign(
+            request,
+            cred.scope,
+            auth.signed_text,
+            list(auth.names),
+            auth.date,
+            query=auth.query,
+            payload=_payload(request),
+        )
         key = signing_key(secret, cred.date, cred.region, cred.service)
         expected = hmac.new(key, utf8(sts), hashlib.sha256).hexdigest()
     except (ValueError, OverflowError) as exc:

@@ -31,11 +31,13 @@ from imageport.auth.sigv4 import amz_date, authorization_parts, signing_key
 
 SIGNED_CHUNKS = "STREAMING-AWS4-HMAC-SHA256-PAYLOAD"
 """The ``x-amz-content-sha256`` value of a chunk-signed upload."""
-REFUSED_MODES = frozenset({
-    "STREAMING-AWS4-HMAC-SHA256-PAYLOAD-TRAILER",
-    "STREAMING-AWS4-ECDSA-P256-SHA256-PAYLOAD",
-    "STREAMING-AWS4-ECDSA-P256-SHA256-PAYLOAD-TRAILER",
-})
+REFUSED_MODES = frozenset(
+    {
+        "STREAMING-AWS4-HMAC-SHA256-PAYLOAD-TRAILER",
+        "STREAMING-AWS4-ECDSA-P256-SHA256-PAYLOAD",
+        "STREAMING-AWS4-ECDSA-P256-SHA256-PAYLOAD-TRAILER",
+    }
+)
 """Streaming modes whose signatures are not verified here: refused, never accepted unchecked."""
 _CHUNK_ALGORITHM = "AWS4-HMAC-SHA256-PAYLOAD"
 _SIGNATURE_PARAM = "chunk-signature="
@@ -57,8 +59,9 @@ def chain_for(request: SignedRequest, secret: str) -> ChunkChain:
     accepted with ``secret``."""
     cred, _, _, signature = authorization_parts(request)
     date, _ = amz_date(request)
-    return ChunkChain(signing_key(secret, cred.date, cred.region, cred.service), date,
-                      cred.scope, signature)
+    return ChunkChain(
+        signing_key(secret, cred.date, cred.region, cred.service), date, cred.scope, signature
+    )
 
 
 def chunk_signature(extension: str) -> str:
@@ -66,7 +69,7 @@ def chunk_signature(extension: str) -> str:
     text = extension.strip()
     if not text.startswith(_SIGNATURE_PARAM):
         raise SignatureError(MALFORMED, "an aws-chunked chunk has no chunk-signature")
-    signature = text[len(_SIGNATURE_PARAM):]
+    signature = text[len(_SIGNATURE_PARAM) :]
     if not is_sha256_hex(signature):
         raise SignatureError(MALFORMED, "a chunk-signature is not 64 hex digits")
     return signature
@@ -83,8 +86,16 @@ class ChunkVerifier:
 
     def expected(self, data_sha256: str) -> str:
         """The signature the next chunk must carry when its data's sha256 is ``data_sha256``."""
-        sts = "\n".join((_CHUNK_ALGORITHM, self._chain.amz_date, self._chain.scope,
-                         self._previous, EMPTY_SHA256, data_sha256))
+        sts = "\n".join(
+            (
+                _CHUNK_ALGORITHM,
+                self._chain.amz_date,
+                self._chain.scope,
+                self._previous,
+                EMPTY_SHA256,
+                data_sha256,
+            )
+        )
         return hmac.new(self._chain.key, utf8(sts), hashlib.sha256).hexdigest()
 
     def check(self, signature: str, data_sha256: str, *, last: bool) -> None:

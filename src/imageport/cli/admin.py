@@ -47,11 +47,17 @@ class _AdminContext:
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add this module's subcommands to ``sub``; each sets ``func`` (args -> exit status)."""
     admin = sub.add_parser("admin", help="manage projects and access keys (AK/SK)")
-    admin.add_argument("--data-dir", type=Path, metavar="DIR",
-                       help="the service's data folder (default: $IMAGEPORT_DATA_DIR or the "
-                       "per-user folder)")
-    admin.add_argument("--database-url", metavar="URL",
-                       help="SQLAlchemy URL of the database (default: SQLite in the data dir)")
+    admin.add_argument(
+        "--data-dir",
+        type=Path,
+        metavar="DIR",
+        help="the service's data folder (default: $IMAGEPORT_DATA_DIR or the per-user folder)",
+    )
+    admin.add_argument(
+        "--database-url",
+        metavar="URL",
+        help="SQLAlchemy URL of the database (default: SQLite in the data dir)",
+    )
     what = admin.add_subparsers(dest="admin_command", required=True, metavar="WHAT")
 
     project = what.add_parser("project", help="create and list projects")
@@ -68,8 +74,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     kcmd = key.add_subparsers(dest="key_command", required=True, metavar="ACTION")
     kcreate = kcmd.add_parser("create", help="create an access key; prints its secret once")
     kcreate.add_argument("--project", required=True, metavar="NAME", help="project name or id")
-    kcreate.add_argument("--json", action="store_true",
-                         help='print {"access_key", "secret_key", "project_id"}')
+    kcreate.add_argument(
+        "--json", action="store_true", help='print {"access_key", "secret_key", "project_id"}'
+    )
     kcreate.set_defaults(func=_key_create)
     kls = kcmd.add_parser("ls", help="list a project's access keys (never their secrets)")
     kls.add_argument("--project", required=True, metavar="NAME", help="project name or id")
@@ -84,8 +91,7 @@ def _context(args: argparse.Namespace) -> _AdminContext:
     from imageport.adapters.db.engine import open_database
     from imageport.settings import load_settings
 
-    settings = load_settings(os.environ, data_dir=args.data_dir,
-                             database_url=args.database_url)
+    settings = load_settings(os.environ, data_dir=args.data_dir, database_url=args.database_url)
     return _AdminContext(open_database(settings.db_url))
 
 
@@ -113,8 +119,7 @@ def _project_create(args: argparse.Namespace) -> int:
     def action(context: _AdminContext) -> int:
         project = create_project(context, args.name)
         if args.json:
-            _print_json({"id": project.id, "name": project.name,
-                         "created_at": project.created_at})
+            _print_json({"id": project.id, "name": project.name, "created_at": project.created_at})
         else:
             print(f"created project {project.name} (id {project.id})")
         return EXIT_OK
@@ -128,8 +133,7 @@ def _project_ls(args: argparse.Namespace) -> int:
     def action(context: _AdminContext) -> int:
         found = list_projects(context)
         if args.json:
-            _print_json([{"id": p.id, "name": p.name, "created_at": p.created_at}
-                         for p in found])
+            _print_json([{"id": p.id, "name": p.name, "created_at": p.created_at} for p in found])
         else:
             for p in found:
                 print(f"{p.name:<32} {p.id}  {p.created_at}")
@@ -144,12 +148,19 @@ def _key_create(args: argparse.Namespace) -> int:
     def action(context: _AdminContext) -> int:
         key = create_key(context, args.project)
         if args.json:
-            _print_json({"access_key": key.access_key, "secret_key": key.secret_key,
-                         "project_id": key.project_id})
+            _print_json(
+                {
+                    "access_key": key.access_key,
+                    "secret_key": key.secret_key,
+                    "project_id": key.project_id,
+                }
+            )
         else:
-            print(f"access key: {key.access_key}\nsecret key: {key.secret_key}\n"
-                  f"project id: {key.project_id}\n"
-                  "(the secret is shown only now; keep it safe)")
+            print(
+                f"access key: {key.access_key}\nsecret key: {key.secret_key}\n"
+                f"project id: {key.project_id}\n"
+                "(the secret is shown only now; keep it safe)"
+            )
         return EXIT_OK
 
     return _run(args, action)
@@ -161,9 +172,18 @@ def _key_ls(args: argparse.Namespace) -> int:
     def action(context: _AdminContext) -> int:
         keys = list_keys(context, args.project)
         if args.json:
-            _print_json([{"access_key": k.access_key, "project_id": k.project_id,
-                          "created_at": k.created_at, "revoked_at": k.revoked_at,
-                          "active": k.revoked_at is None} for k in keys])
+            _print_json(
+                [
+                    {
+                        "access_key": k.access_key,
+                        "project_id": k.project_id,
+                        "created_at": k.created_at,
+                        "revoked_at": k.revoked_at,
+                        "active": k.revoked_at is None,
+                    }
+                    for k in keys
+                ]
+            )
         else:
             for k in keys:
                 state = f"revoked {k.revoked_at}" if k.revoked_at else "active"

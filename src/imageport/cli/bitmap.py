@@ -50,20 +50,38 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     p.add_argument("raw", help="the RAW image")
     p.add_argument("mf", nargs="?", help="with --verify: the bitmap file to check")
-    p.add_argument("-o", "--output", metavar="FILE",
-                   help="where to write the bitmap (default: the RAW's name with .mf)")
-    p.add_argument("--block-size", type=_block_size, metavar="SIZE",
-                   help="block size, a power of two from 64K to 64M (bare number = MiB; "
-                   "default 2)")
+    p.add_argument(
+        "-o",
+        "--output",
+        metavar="FILE",
+        help="where to write the bitmap (default: the RAW's name with .mf)",
+    )
+    p.add_argument(
+        "--block-size",
+        type=_block_size,
+        metavar="SIZE",
+        help="block size, a power of two from 64K to 64M (bare number = MiB; default 2)",
+    )
     p.add_argument("-p", "--progress", action="store_true", help="show progress")
-    p.add_argument("--verify", action="store_true",
-                   help="check the bitmap file MF against RAW instead of writing one")
-    p.add_argument("--samples", type=int, default=None, metavar="N",
-                   help="with --verify: blocks drawn at random to check (default 64), besides "
-                   "the first, the last and blocks marked empty that the file system stores")
+    p.add_argument(
+        "--verify",
+        action="store_true",
+        help="check the bitmap file MF against RAW instead of writing one",
+    )
+    p.add_argument(
+        "--samples",
+        type=int,
+        default=None,
+        metavar="N",
+        help="with --verify: blocks drawn at random to check (default 64), besides "
+        "the first, the last and blocks marked empty that the file system stores",
+    )
     p.add_argument("--seed", type=int, default=0, help="with --verify: sampling seed")
-    p.add_argument("--full", action="store_true",
-                   help="with --verify: check every block (reads all allocated bytes)")
+    p.add_argument(
+        "--full",
+        action="store_true",
+        help="with --verify: check every block (reads all allocated bytes)",
+    )
     p.set_defaults(func=_run, bitmap_parser=p)
 
 
@@ -110,9 +128,11 @@ def _build(args: argparse.Namespace) -> int:
     result = mf.scan_raw(args.raw, block_size, _ProgressLine() if args.progress else None)
     mf.write_bitmap(result.bitmap, output, not_over=args.raw)
     bm = result.bitmap
-    print(f"wrote {output}: {bm.block_count} blocks of {_size(bm.block_size)}, "
-          f"{bm.set_bits} with data; read {_size(result.bytes_read)} of "
-          f"{_size(bm.image_size)} in {result.seconds:.2f} s")
+    print(
+        f"wrote {output}: {bm.block_count} blocks of {_size(bm.block_size)}, "
+        f"{bm.set_bits} with data; read {_size(result.bytes_read)} of "
+        f"{_size(bm.image_size)} in {result.seconds:.2f} s"
+    )
     return EXIT_OK
 
 
@@ -128,10 +148,14 @@ def _verify(args: argparse.Namespace) -> int:
     if not result.ok or bm is None:
         for problem in result.problems:
             sys.stderr.write(f"imageport: {problem}\n")
-        sys.stderr.write(f"imageport: {args.mf} does not match {args.raw}: fast import of "
-                         "this RAW would fail (IMG-FAST-RAW)\n")
+        sys.stderr.write(
+            f"imageport: {args.mf} does not match {args.raw}: fast import of "
+            "this RAW would fail (IMG-FAST-RAW)\n"
+        )
         return EXIT_MISMATCH
-    print(f"{args.mf} matches {args.raw}: {bm.block_count} blocks of "
-          f"{_size(bm.block_size)}, {bm.set_bits} with data; checked "
-          f"{result.blocks_checked} blocks, read {_size(result.bytes_read)}")
+    print(
+        f"{args.mf} matches {args.raw}: {bm.block_count} blocks of "
+        f"{_size(bm.block_size)}, {bm.set_bits} with data; checked "
+        f"{result.blocks_checked} blocks, read {_size(result.bytes_read)}"
+    )
     return EXIT_OK

@@ -22,22 +22,39 @@ from imageport.cli import remote
 FORMATS = ("qcow2", "vmdk", "vhd", "zvhd", "zvhd2", "raw")
 
 
-def add_parser(icmd: argparse._SubParsersAction[argparse.ArgumentParser],
-               common: Sequence[argparse.ArgumentParser]) -> None:
+def add_parser(
+    icmd: argparse._SubParsersAction[argparse.ArgumentParser],
+    common: Sequence[argparse.ArgumentParser],
+) -> None:
     """Add ``export`` to the ``image`` actions."""
-    exp = icmd.add_parser("export", parents=list(common),
-                          help="export an active image to a bucket (a new object)")
+    exp = icmd.add_parser(
+        "export", parents=list(common), help="export an active image to a bucket (a new object)"
+    )
     exp.add_argument("id", metavar="IMAGE_ID")
-    exp.add_argument("target", metavar="BUCKET/KEY",
-                     help="the object to write (BUCKET:KEY works too); an object there is "
-                     "replaced")
-    exp.add_argument("--format", choices=FORMATS, default=None,
-                     help="file format (default qcow2; vmdk is streamOptimized, vhd dynamic)")
-    exp.add_argument("--quick", action="store_true",
-                     help="write the stored file as it is, in its own format (no conversion)")
+    exp.add_argument(
+        "target",
+        metavar="BUCKET/KEY",
+        help="the object to write (BUCKET:KEY works too); an object there is replaced",
+    )
+    exp.add_argument(
+        "--format",
+        choices=FORMATS,
+        default=None,
+        help="file format (default qcow2; vmdk is streamOptimized, vhd dynamic)",
+    )
+    exp.add_argument(
+        "--quick",
+        action="store_true",
+        help="write the stored file as it is, in its own format (no conversion)",
+    )
     exp.add_argument("--wait", action="store_true", help="wait for the export job to finish")
-    exp.add_argument("--timeout", type=float, default=3600.0, metavar="S",
-                     help="with --wait: give up after S seconds (default 3600)")
+    exp.add_argument(
+        "--timeout",
+        type=float,
+        default=3600.0,
+        metavar="S",
+        help="with --wait: give up after S seconds (default 3600)",
+    )
     exp.add_argument("--json", action="store_true")
     exp.set_defaults(func=_image_export)
 
@@ -63,8 +80,7 @@ def _image_export(args: argparse.Namespace) -> int:
         job_id = ims.export_image(args.id, url, fmt, args.quick)
         if not args.wait:
             if args.json:
-                remote._print_json({"job_id": job_id, "image_id": args.id,
-                                    "bucket_url": url})
+                remote._print_json({"job_id": job_id, "image_id": args.id, "bucket_url": url})
             else:
                 print(f"job {job_id} (export of image {args.id} to {url})")
             return remote.EXIT_OK

@@ -36,36 +36,70 @@ def _parser() -> argparse.ArgumentParser:
     check = sub.add_parser("check", help="check an image file against the import rules")
     check.add_argument("file", help="the image file (any format; detected from its content)")
     check.add_argument("--json", action="store_true", help="print the JSON document")
-    check.add_argument("--fast-import", action="store_true",
-                       help="the image is meant for fast import (RAW with bitmap, or ZVHD2)")
-    check.add_argument("--bitmap", metavar="FILE.mf",
-                       help="with --fast-import: the RAW image's bitmap file, checked against "
-                       "it (default: the .mf of the same base name beside the image, if any)")
-    check.add_argument("--min-disk", type=int, metavar="GIB",
-                       help="the min_disk (GiB) the image will be registered with")
-    check.add_argument("--uefi", action="store_true",
-                       help="the platform supports UEFI boot (UEFI-only images pass)")
-    check.add_argument("--uninitialized", action="store_true",
-                       help="the image will be registered as uninitialized (fixed after boot)")
-    check.add_argument("--password-env", metavar="VAR",
-                       help="check the image's initial password, read from environment "
-                       "variable VAR")
-    check.add_argument("--password", action="store_true", dest="ask_password",
-                       help="prompt for the image's initial password and check it")
+    check.add_argument(
+        "--fast-import",
+        action="store_true",
+        help="the image is meant for fast import (RAW with bitmap, or ZVHD2)",
+    )
+    check.add_argument(
+        "--bitmap",
+        metavar="FILE.mf",
+        help="with --fast-import: the RAW image's bitmap file, checked against "
+        "it (default: the .mf of the same base name beside the image, if any)",
+    )
+    check.add_argument(
+        "--min-disk",
+        type=int,
+        metavar="GIB",
+        help="the min_disk (GiB) the image will be registered with",
+    )
+    check.add_argument(
+        "--uefi",
+        action="store_true",
+        help="the platform supports UEFI boot (UEFI-only images pass)",
+    )
+    check.add_argument(
+        "--uninitialized",
+        action="store_true",
+        help="the image will be registered as uninitialized (fixed after boot)",
+    )
+    check.add_argument(
+        "--password-env",
+        metavar="VAR",
+        help="check the image's initial password, read from environment variable VAR",
+    )
+    check.add_argument(
+        "--password",
+        action="store_true",
+        dest="ask_password",
+        help="prompt for the image's initial password and check it",
+    )
 
     conv = sub.add_parser(
-        "convert", help="write the virtual disk of an image as raw, qcow2, zvhd or zvhd2",
+        "convert",
+        help="write the virtual disk of an image as raw, qcow2, zvhd or zvhd2",
         description="Convert an image (any accepted format, read by imageport's own readers "
-        "after the safety checks) to raw, qcow2 (written by qemu-img from raw), zvhd or zvhd2.")
+        "after the safety checks) to raw, qcow2 (written by qemu-img from raw), zvhd or zvhd2.",
+    )
     conv.add_argument("input")
     conv.add_argument("output")
-    conv.add_argument("-O", dest="output_format", choices=["raw", "qcow2", "zvhd", "zvhd2"],
-                      help="output format (default: from OUTPUT's extension: .zvhd2, .zvhd, "
-                      ".raw/.img, .qcow2)")
-    conv.add_argument("--compression", choices=["zstd", "zlib"],
-                      help="zvhd2: zstd (default) or zlib; qcow2: compress clusters with it")
-    conv.add_argument("--block-size", type=int, metavar="MIB",
-                      help="zvhd2 block size in MiB: 1, 2 (default), 4, 8, 16 or 32")
+    conv.add_argument(
+        "-O",
+        dest="output_format",
+        choices=["raw", "qcow2", "zvhd", "zvhd2"],
+        help="output format (default: from OUTPUT's extension: .zvhd2, .zvhd, .raw/.img, .qcow2)",
+    )
+    conv.add_argument(
+        "--compression",
+        choices=["zstd", "zlib"],
+        help="zvhd2: zstd (default) or zlib; qcow2: compress clusters with it",
+    )
+    conv.add_argument(
+        "--block-size",
+        type=int,
+        metavar="MIB",
+        help="zvhd2 block size in MiB: 1, 2 (default), 4, 8, 16 or 32",
+    )
     conv.add_argument("-p", "--progress", action="store_true", help="show progress")
 
     fmts = sub.add_parser("formats", help="list the formats imageport recognises")
@@ -133,8 +167,10 @@ def _cmd_convert(args: argparse.Namespace) -> int:
 
     fmt = args.output_format or cf.format_for_path(args.output)
     if fmt is None:
-        sys.stderr.write(f"imageport: cannot tell the output format from {args.output!r}; "
-                         "give -O raw|qcow2|zvhd|zvhd2\n")
+        sys.stderr.write(
+            f"imageport: cannot tell the output format from {args.output!r}; "
+            "give -O raw|qcow2|zvhd|zvhd2\n"
+        )
         return EXIT_UNREADABLE
     block = None
     if args.block_size is not None:
@@ -144,8 +180,9 @@ def _cmd_convert(args: argparse.Namespace) -> int:
         block = args.block_size << 20
     options = cf.ConvertOptions(compression=args.compression, block_size=block)
     try:
-        result = cf.convert_image(args.input, args.output, fmt, options,
-                                  progress if args.progress else None)
+        result = cf.convert_image(
+            args.input, args.output, fmt, options, progress if args.progress else None
+        )
     except ImageRefusedError as exc:
         from imageport.reports.text_report import render_text
 
@@ -153,9 +190,11 @@ def _cmd_convert(args: argparse.Namespace) -> int:
         sys.stderr.write(f"imageport: {exc}\n")
         return EXIT_RULES
     detail = f" ({result.detail})" if result.detail else ""
-    print(f"wrote {args.output}: {result.format}{detail}, virtual size "
-          f"{human_size(result.virtual_size)}, {human_size(result.data_bytes)} of data, "
-          f"file {human_size(result.file_size)}")
+    print(
+        f"wrote {args.output}: {result.format}{detail}, virtual size "
+        f"{human_size(result.virtual_size)}, {human_size(result.data_bytes)} of data, "
+        f"file {human_size(result.file_size)}"
+    )
     return EXIT_OK
 
 
@@ -165,8 +204,9 @@ def _cmd_formats(args: argparse.Namespace) -> int:
     rows = [("raw", "raw disk image (no container)", True)]
     rows += [(s.name, s.description, s.accepted) for s in FORMATS]
     if args.json:
-        print(json.dumps([{"name": n, "description": d, "accepted": a} for n, d, a in rows],
-                         indent=2))
+        print(
+            json.dumps([{"name": n, "description": d, "accepted": a} for n, d, a in rows], indent=2)
+        )
     else:
         for name, desc, accepted in rows:
             print(f"{name:<12} {'accepted' if accepted else 'refused ':<9} {desc}")
@@ -180,8 +220,15 @@ def _cmd_rules(args: argparse.Namespace) -> int:
     if args.markdown:
         sys.stdout.write(rules_markdown())
     elif args.json:
-        print(json.dumps([{"id": r.id, "severity": r.severity.value, "title": r.title,
-                           "docs": r.docs()} for r in RULES], indent=2))
+        print(
+            json.dumps(
+                [
+                    {"id": r.id, "severity": r.severity.value, "title": r.title, "docs": r.docs()}
+                    for r in RULES
+                ],
+                indent=2,
+            )
+        )
     else:
         for r in RULES:
             print(f"{r.id:<22} {r.severity.value:<8} {r.title}")

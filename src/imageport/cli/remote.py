@@ -51,14 +51,15 @@ def _client_flags() -> argparse.ArgumentParser:
     flags = argparse.ArgumentParser(add_help=False)
     group = flags.add_argument_group("service and credentials (else environment, else config)")
     group.add_argument("--endpoint", metavar="URL", help="image API ($IMAGEPORT_ENDPOINT)")
-    group.add_argument("--s3-endpoint", metavar="URL",
-                       help="bucket API ($IMAGEPORT_S3_ENDPOINT)")
+    group.add_argument("--s3-endpoint", metavar="URL", help="bucket API ($IMAGEPORT_S3_ENDPOINT)")
     group.add_argument("--access-key", metavar="AK", help="($IMAGEPORT_ACCESS_KEY)")
     group.add_argument("--secret-key", metavar="SK", help="($IMAGEPORT_SECRET_KEY)")
     group.add_argument("--project-id", metavar="ID", help="($IMAGEPORT_PROJECT_ID)")
-    group.add_argument("--config", metavar="FILE",
-                       help="TOML config file ($IMAGEPORT_CONFIG, default "
-                       "~/.config/imageport/client.toml)")
+    group.add_argument(
+        "--config",
+        metavar="FILE",
+        help="TOML config file ($IMAGEPORT_CONFIG, default ~/.config/imageport/client.toml)",
+    )
     return flags
 
 
@@ -70,9 +71,12 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     bcmd = bucket.add_subparsers(dest="bucket_command", required=True, metavar="ACTION")
     create = bcmd.add_parser("create", parents=common, help="create a bucket")
     create.add_argument("name")
-    create.add_argument("--storage-class", choices=("STANDARD", "WARM", "COLD"),
-                        default="STANDARD", help="default class of its objects "
-                        "(only STANDARD objects can be registered as images)")
+    create.add_argument(
+        "--storage-class",
+        choices=("STANDARD", "WARM", "COLD"),
+        default="STANDARD",
+        help="default class of its objects (only STANDARD objects can be registered as images)",
+    )
     create.set_defaults(func=_bucket_create)
     ls = bcmd.add_parser("ls", parents=common, help="list buckets, or the objects of NAME")
     ls.add_argument("name", nargs="?")
@@ -82,48 +86,78 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     rm.add_argument("name")
     rm.set_defaults(func=_bucket_rm)
 
-    upload = sub.add_parser("upload", parents=common,
-                            help="upload a file into a bucket (parallel parts; resumes)")
+    upload = sub.add_parser(
+        "upload", parents=common, help="upload a file into a bucket (parallel parts; resumes)"
+    )
     upload.add_argument("file")
     upload.add_argument("target", metavar="BUCKET/KEY")
-    upload.add_argument("--part-size", type=int, default=64, metavar="MiB",
-                        help="part size in MiB (default 64, at least 5; raised so that the "
-                        "file needs at most 10000 parts)")
-    upload.add_argument("--parallel", type=int, default=4, metavar="N",
-                        help="parts in flight at once (default 4)")
-    upload.add_argument("--progress", action="store_true",
-                        help="show progress even when stderr is not a terminal")
+    upload.add_argument(
+        "--part-size",
+        type=int,
+        default=64,
+        metavar="MiB",
+        help="part size in MiB (default 64, at least 5; raised so that the "
+        "file needs at most 10000 parts)",
+    )
+    upload.add_argument(
+        "--parallel", type=int, default=4, metavar="N", help="parts in flight at once (default 4)"
+    )
+    upload.add_argument(
+        "--progress", action="store_true", help="show progress even when stderr is not a terminal"
+    )
     upload.add_argument("--json", action="store_true", help="print the result as JSON")
-    upload.add_argument("--bitmap", action="store_true",
-                        help="the file is RAW: also make its bitmap file and upload it beside "
-                        "it as <base>.mf, for fast import")
+    upload.add_argument(
+        "--bitmap",
+        action="store_true",
+        help="the file is RAW: also make its bitmap file and upload it beside "
+        "it as <base>.mf, for fast import",
+    )
     upload.set_defaults(func=_upload)
 
     image = sub.add_parser("image", help="register, list, show and delete images")
     icmd = image.add_subparsers(dest="image_command", required=True, metavar="ACTION")
-    reg = icmd.add_parser("register", parents=common,
-                          help="register an uploaded file as a private image")
+    reg = icmd.add_parser(
+        "register", parents=common, help="register an uploaded file as a private image"
+    )
     reg.add_argument("name")
     reg.add_argument("image_url", metavar="BUCKET:KEY")
-    reg.add_argument("--uninitialized", action="store_true",
-                     help="register as uninitialized (POST /v2/images + upload): fix it after "
-                     "booting a server from it")
-    reg.add_argument("--fast", action="store_true",
-                     help="fast import (RAW with a bitmap, or ZVHD2; up to 1 TiB; stored as "
-                     "it is): needs --os-version and a --min-disk that holds the disk")
-    reg.add_argument("--source", metavar="FILE",
-                     help="with --fast: the local file that was uploaded; a RAW gets its "
-                     "bitmap made and uploaded as <base>.mf when the bucket has none")
-    reg.add_argument("--min-disk", type=int, metavar="GIB",
-                     help="system disk size of servers from this image (default: 40, or with "
-                     "--source the file's virtual size rounded up to GiB when larger)")
+    reg.add_argument(
+        "--uninitialized",
+        action="store_true",
+        help="register as uninitialized (POST /v2/images + upload): fix it after "
+        "booting a server from it",
+    )
+    reg.add_argument(
+        "--fast",
+        action="store_true",
+        help="fast import (RAW with a bitmap, or ZVHD2; up to 1 TiB; stored as "
+        "it is): needs --os-version and a --min-disk that holds the disk",
+    )
+    reg.add_argument(
+        "--source",
+        metavar="FILE",
+        help="with --fast: the local file that was uploaded; a RAW gets its "
+        "bitmap made and uploaded as <base>.mf when the bucket has none",
+    )
+    reg.add_argument(
+        "--min-disk",
+        type=int,
+        metavar="GIB",
+        help="system disk size of servers from this image (default: 40, or with "
+        "--source the file's virtual size rounded up to GiB when larger)",
+    )
     reg.add_argument("--os-version", metavar="V", help='e.g. "Ubuntu 22.04 server 64bit"')
     reg.add_argument("--architecture", choices=("x86", "arm"), default="x86")
     reg.add_argument("--firmware", choices=("bios", "uefi"))
     reg.add_argument("--description", default="")
     reg.add_argument("--wait", action="store_true", help="wait for the import job to finish")
-    reg.add_argument("--timeout", type=float, default=3600.0, metavar="S",
-                     help="with --wait: give up after S seconds (default 3600)")
+    reg.add_argument(
+        "--timeout",
+        type=float,
+        default=3600.0,
+        metavar="S",
+        help="with --wait: give up after S seconds (default 3600)",
+    )
     reg.add_argument("--json", action="store_true")
     reg.set_defaults(func=_image_register)
     ils = icmd.add_parser("ls", parents=common, help="list the project's private images")
@@ -146,18 +180,21 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     jshow.add_argument("id")
     jshow.add_argument("--json", action="store_true")
     jshow.set_defaults(func=_job_show)
-    jwait = jcmd.add_parser("wait", parents=common,
-                            help="wait for a job; exit 0 on SUCCESS, 1 on FAIL")
+    jwait = jcmd.add_parser(
+        "wait", parents=common, help="wait for a job; exit 0 on SUCCESS, 1 on FAIL"
+    )
     jwait.add_argument("id")
     jwait.add_argument("--timeout", type=float, default=3600.0, metavar="S")
-    jwait.add_argument("--interval", type=float, default=1.0, metavar="S",
-                       help="seconds between polls (default 1)")
+    jwait.add_argument(
+        "--interval", type=float, default=1.0, metavar="S", help="seconds between polls (default 1)"
+    )
     jwait.add_argument("--json", action="store_true", help="print the final job as JSON")
     jwait.set_defaults(func=_job_wait)
 
 
 def _guarded(command: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
     """Turn a ClientError into a one-line message and exit status 2."""
+
     def run(args: argparse.Namespace) -> int:
         from imageport.client.errors import ClientError
 
@@ -166,6 +203,7 @@ def _guarded(command: Callable[[argparse.Namespace], int]) -> Callable[[argparse
         except ClientError as exc:
             _err(str(exc))
             return EXIT_ERROR
+
     run.__doc__ = command.__doc__
     return run
 
@@ -224,9 +262,18 @@ def _bucket_ls(args: argparse.Namespace) -> int:
             return EXIT_OK
         objects = list(s3.list_objects(args.name))
     if args.json:
-        _print_json([{"key": o.key, "size": o.size, "etag": o.etag,
-                      "last_modified": o.last_modified, "storage_class": o.storage_class}
-                     for o in objects])
+        _print_json(
+            [
+                {
+                    "key": o.key,
+                    "size": o.size,
+                    "etag": o.etag,
+                    "last_modified": o.last_modified,
+                    "storage_class": o.storage_class,
+                }
+                for o in objects
+            ]
+        )
     else:
         for o in objects:
             print(f"{o.last_modified:<26} {o.size:>14} {o.storage_class:<9} {o.key}")
@@ -264,36 +311,58 @@ def _upload(args: argparse.Namespace) -> int:
 
         fmt = local_format(args.file)
         if fmt != "raw":
-            _err(f"--bitmap: {args.file} is {fmt}, not RAW; only a RAW image has a bitmap "
-                 "file (a ZVHD2 needs none)")
+            _err(
+                f"--bitmap: {args.file} is {fmt}, not RAW; only a RAW image has a bitmap "
+                "file (a ZVHD2 needs none)"
+            )
             return EXIT_ERROR
     tty = sys.stderr.isatty()
     shown = tty or args.progress
     with _s3(args, pool=max(2, args.parallel + 1)) as s3:
-        uploader = Uploader(s3, part_size=args.part_size * MiB, parallel=args.parallel,
-                            progress_stream=sys.stderr if shown else None, tty=tty,
-                            log=_err)
+        uploader = Uploader(
+            s3,
+            part_size=args.part_size * MiB,
+            parallel=args.parallel,
+            progress_stream=sys.stderr if shown else None,
+            tty=tty,
+            log=_err,
+        )
         try:
             result = uploader.upload(args.file, bucket, key)
         except ClientError as exc:
-            raise ClientError(f"{exc}; the parts already sent are kept: run the same "
-                              "command again to resume") from exc
+            raise ClientError(
+                f"{exc}; the parts already sent are kept: run the same command again to resume"
+            ) from exc
         bitmap = None
         if args.bitmap:
             from imageport.client.fast import upload_bitmap
 
             bitmap = upload_bitmap(s3, args.file, bucket, key)
     if args.json:
-        _print_json({"bucket": result.bucket, "key": result.key, "size": result.size,
-                     "etag": result.etag, "part_size": result.part_size,
-                     "parts_total": result.parts_total, "parts_sent": result.parts_sent,
-                     "bytes_sent": result.bytes_sent, "resumed_upload_id": result.resumed,
-                     "bitmap_key": bitmap.bitmap_key if bitmap else None})
+        _print_json(
+            {
+                "bucket": result.bucket,
+                "key": result.key,
+                "size": result.size,
+                "etag": result.etag,
+                "part_size": result.part_size,
+                "parts_total": result.parts_total,
+                "parts_sent": result.parts_sent,
+                "bytes_sent": result.bytes_sent,
+                "resumed_upload_id": result.resumed,
+                "bitmap_key": bitmap.bitmap_key if bitmap else None,
+            }
+        )
     else:
-        resumed = (f", resumed: {result.parts_sent} of {result.parts_total} parts sent"
-                   if result.resumed else f", {result.parts_total} part(s)")
-        print(f"uploaded {args.file} to {bucket}/{key}: {result.size} bytes{resumed}, "
-              f"etag {result.etag}")
+        resumed = (
+            f", resumed: {result.parts_sent} of {result.parts_total} parts sent"
+            if result.resumed
+            else f", {result.parts_total} part(s)"
+        )
+        print(
+            f"uploaded {args.file} to {bucket}/{key}: {result.size} bytes{resumed}, "
+            f"etag {result.etag}"
+        )
         if bitmap is not None:
             print(bitmap.message)
     return EXIT_OK
@@ -306,8 +375,12 @@ def _glance_body(args: argparse.Namespace, key: str) -> dict[str, object]:
     """The ``POST /v2/images`` body of the uninitialized path (format guessed from the key's
     extension when it names one; the job detects the real format anyway)."""
     body: dict[str, object] = {
-        "name": args.name, "container_format": "bare", "visibility": "private",
-        "min_disk": args.min_disk, "protected": False, "architecture": args.architecture,
+        "name": args.name,
+        "container_format": "bare",
+        "visibility": "private",
+        "min_disk": args.min_disk,
+        "protected": False,
+        "architecture": args.architecture,
     }
     ext = key.rsplit(".", 1)[-1].lower() if "." in key else ""
     if ext in _DISK_FORMATS or ext == "img":
@@ -335,8 +408,10 @@ def _image_register(args: argparse.Namespace) -> int:
             _err("--fast and --uninitialized cannot be combined")
             return EXIT_ERROR
         if not args.os_version:
-            _err("--fast needs --os-version (fast import requires it), e.g. "
-                 '--os-version "Debian GNU/Linux 12.0.0 64bit"')
+            _err(
+                "--fast needs --os-version (fast import requires it), e.g. "
+                '--os-version "Debian GNU/Linux 12.0.0 64bit"'
+            )
             return EXIT_ERROR
         _prepare_fast(args, bucket, key)
     if args.min_disk is None:
@@ -346,8 +421,11 @@ def _image_register(args: argparse.Namespace) -> int:
 
             args.min_disk = min_disk_for(args.source)
             if args.min_disk > 40:
-                print(f"imageport: --min-disk {args.min_disk} (the virtual size of "
-                      f"{args.source}, rounded up)", file=sys.stderr)
+                print(
+                    f"imageport: --min-disk {args.min_disk} (the virtual size of "
+                    f"{args.source}, rounded up)",
+                    file=sys.stderr,
+                )
     with _ims(args) as ims:
         image_id = ""
         if args.uninitialized:
@@ -359,14 +437,19 @@ def _image_register(args: argparse.Namespace) -> int:
             job_id = ims.upload_image(image_id, args.image_url)
         else:
             body: dict[str, object] = {
-                "name": args.name, "image_url": args.image_url, "min_disk": args.min_disk,
-                "architecture": args.architecture, "type": "ECS",
+                "name": args.name,
+                "image_url": args.image_url,
+                "min_disk": args.min_disk,
+                "architecture": args.architecture,
+                "type": "ECS",
             }
             if not args.fast:
                 body.update(is_config=False, is_quick_import=False)
-            for field, value in (("os_version", args.os_version),
-                                 ("hw_firmware_type", args.firmware),
-                                 ("description", args.description)):
+            for field, value in (
+                ("os_version", args.os_version),
+                ("hw_firmware_type", args.firmware),
+                ("description", args.description),
+            ):
                 if value:
                     body[field] = value
             job_id = ims.quick_import(body) if args.fast else ims.create_image(body)
@@ -394,10 +477,12 @@ def _prepare_fast(args: argparse.Namespace, bucket: str, key: str) -> None:
 
 def _image_line(image: Mapping[str, Any]) -> str:
     size = image.get("size")
-    return (f"{image.get('id', '')!s:<36}  {image.get('status', '')!s:<7}  "
-            f"{image.get('disk_format') or '-'!s:<6}  {size if size is not None else '-'!s:>12}  "
-            f"{image.get('min_disk', '-')!s:>4}  {image.get('created_at', '')!s:<24}  "
-            f"{image.get('name', '')}")
+    return (
+        f"{image.get('id', '')!s:<36}  {image.get('status', '')!s:<7}  "
+        f"{image.get('disk_format') or '-'!s:<6}  {size if size is not None else '-'!s:>12}  "
+        f"{image.get('min_disk', '-')!s:>4}  {image.get('created_at', '')!s:<24}  "
+        f"{image.get('name', '')}"
+    )
 
 
 @_guarded
@@ -407,8 +492,10 @@ def _image_ls(args: argparse.Namespace) -> int:
     if args.json:
         _print_json(images)
     else:
-        print(f"{'ID':<36}  {'STATUS':<7}  {'FORMAT':<6}  {'SIZE':>12}  {'DISK':>4}  "
-              f"{'CREATED':<24}  NAME")
+        print(
+            f"{'ID':<36}  {'STATUS':<7}  {'FORMAT':<6}  {'SIZE':>12}  {'DISK':>4}  "
+            f"{'CREATED':<24}  NAME"
+        )
         for image in images:
             print(_image_line(image))
     return EXIT_OK
@@ -471,13 +558,11 @@ def _report_final(job: Mapping[str, Any], as_json: bool) -> int:
         return EXIT_FAILED
     if not as_json:
         image_id = _entities(job).get("image_id")
-        print(f"job {job.get('job_id', '')} {status}" + (f": image {image_id}" if image_id
-                                                          else ""))
+        print(f"job {job.get('job_id', '')} {status}" + (f": image {image_id}" if image_id else ""))
     return EXIT_OK
 
 
-def _wait_for(ims: ImsClient, job_id: str, timeout: float, interval: float,
-              as_json: bool) -> int:
+def _wait_for(ims: ImsClient, job_id: str, timeout: float, interval: float, as_json: bool) -> int:
     tty = sys.stderr.isatty()
     deadline = time.monotonic() + timeout
     last = ""
@@ -495,8 +580,7 @@ def _wait_for(ims: ImsClient, job_id: str, timeout: float, interval: float,
         if time.monotonic() >= deadline:
             if tty:
                 sys.stderr.write("\n")
-            _err(f"timed out after {timeout:g} s; job {job_id} is still "
-                 f"{job.get('status', '?')}")
+            _err(f"timed out after {timeout:g} s; job {job_id} is still {job.get('status', '?')}")
             return EXIT_ERROR
         time.sleep(max(0.05, min(interval, deadline - time.monotonic())))
 

@@ -57,8 +57,13 @@ class ClientConfig:
             return
         where = self.config_path or "the config file"
         lines = [f"{_FLAGS[n]} / {env_name(n)} / '{n}' in {where}" for n in missing]
-        raise ConfigError("missing " + ", ".join(n.replace("_", " ") for n in missing)
-                          + " (give " + "; ".join(lines) + ")")
+        raise ConfigError(
+            "missing "
+            + ", ".join(n.replace("_", " ") for n in missing)
+            + " (give "
+            + "; ".join(lines)
+            + ")"
+        )
 
     @property
     def credentials(self) -> Credentials:
@@ -66,8 +71,9 @@ class ClientConfig:
         return Credentials(self.access_key, self.secret_key, self.project_id)
 
     def __repr__(self) -> str:  # never print the secret
-        shown = ", ".join(f"{f.name}={getattr(self, f.name)!r}" for f in fields(self)
-                          if f.name != "secret_key")
+        shown = ", ".join(
+            f"{f.name}={getattr(self, f.name)!r}" for f in fields(self) if f.name != "secret_key"
+        )
         return f"ClientConfig({shown})"
 
 
@@ -95,8 +101,10 @@ def _read_file(path: Path, explicit: bool) -> dict[str, str]:
         raise ConfigError(f"config file {path} is not valid TOML: {exc}") from exc
     unknown = sorted(set(doc) - set(SETTINGS))
     if unknown:
-        raise ConfigError(f"config file {path}: unknown key(s) {', '.join(unknown)} "
-                          f"(known: {', '.join(SETTINGS)})")
+        raise ConfigError(
+            f"config file {path}: unknown key(s) {', '.join(unknown)} "
+            f"(known: {', '.join(SETTINGS)})"
+        )
     out: dict[str, str] = {}
     for key, value in doc.items():
         if not isinstance(value, str):

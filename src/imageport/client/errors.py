@@ -19,8 +19,9 @@ from imageport.errors import ImageportError
 class ClientError(ImageportError):
     """A request to the service failed; see the module docstring for the fields."""
 
-    def __init__(self, message: str, *, status: int = 0, code: str = "",
-                 request_id: str = "") -> None:
+    def __init__(
+        self, message: str, *, status: int = 0, code: str = "", request_id: str = ""
+    ) -> None:
         self.status = status
         self.code = code
         self.message = message

@@ -82,8 +82,13 @@ def _key_of_bitmap(key: str) -> str:
     return mf_key
 
 
-def upload_bitmap(s3: S3Client, path: str, bucket: str, key: str,
-                  progress: Callable[[int, int], None] | None = None) -> BitmapOutcome:
+def upload_bitmap(
+    s3: S3Client,
+    path: str,
+    bucket: str,
+    key: str,
+    progress: Callable[[int, int], None] | None = None,
+) -> BitmapOutcome:
     """Build the bitmap of the RAW file ``path`` and store it as ``<base>.mf`` beside ``key``
     (replacing any)."""
     from imageport.fastimport.bitmap import scan_raw
@@ -97,16 +102,27 @@ def upload_bitmap(s3: S3Client, path: str, bucket: str, key: str,
     md5_hex, md5_b64 = content_md5(data)
     etag = s3.put_object(bucket, mf_key, len(data), md5_b64, lambda: [data])
     if etag and etag != md5_hex:
-        raise ClientError(f"the server stored {bucket}/{mf_key} with ETag {etag}, not the "
-                          f"bitmap's MD5 {md5_hex}")
+        raise ClientError(
+            f"the server stored {bucket}/{mf_key} with ETag {etag}, not the bitmap's MD5 {md5_hex}"
+        )
     bm = result.bitmap
-    return BitmapOutcome("uploaded", mf_key, (
-        f"uploaded bitmap {bucket}/{mf_key}: {len(data)} bytes, {bm.set_bits} of "
-        f"{bm.block_count} blocks ({bm.block_size // 1024} KiB each) hold data"))
+    return BitmapOutcome(
+        "uploaded",
+        mf_key,
+        (
+            f"uploaded bitmap {bucket}/{mf_key}: {len(data)} bytes, {bm.set_bits} of "
+            f"{bm.block_count} blocks ({bm.block_size // 1024} KiB each) hold data"
+        ),
+    )
 
 
-def ensure_bitmap(s3: S3Client, bucket: str, key: str, source: str | None,
-                  progress: Callable[[int, int], None] | None = None) -> BitmapOutcome:
+def ensure_bitmap(
+    s3: S3Client,
+    bucket: str,
+    key: str,
+    source: str | None,
+    progress: Callable[[int, int], None] | None = None,
+) -> BitmapOutcome:
     """Make sure object ``bucket/key`` can be fast-imported as far as its bitmap goes.
 
     With ``source`` (the local file that was uploaded as ``key``; it must have the object's
@@ -118,28 +134,47 @@ def ensure_bitmap(s3: S3Client, bucket: str, key: str, source: str | None,
     if source is None:
         if s3.head_object(bucket, mf_key) is not None:
             return BitmapOutcome("present", mf_key, f"using bitmap {bucket}/{mf_key}")
-        return BitmapOutcome("missing", None, (
-            f"no bitmap {bucket}/{mf_key}: a RAW image fails fast import (IMG-FAST-RAW) "
-            "without one; give --source FILE to make and upload it (a ZVHD2 needs none)"),
-            warning=True)
+        return BitmapOutcome(
+            "missing",
+            None,
+            (
+                f"no bitmap {bucket}/{mf_key}: a RAW image fails fast import (IMG-FAST-RAW) "
+                "without one; give --source FILE to make and upload it (a ZVHD2 needs none)"
+            ),
+            warning=True,
+        )
     if not os.path.isfile(source):
         raise ClientError(f"{source} is not a readable file")
     obj = s3.head_object(bucket, key)
     if obj is None:
-        raise ClientError(f"{bucket}/{key} does not exist; upload it first "
-                          f"(imageport upload {source} {bucket}/{key} --bitmap)")
+        raise ClientError(
+            f"{bucket}/{key} does not exist; upload it first "
+            f"(imageport upload {source} {bucket}/{key} --bitmap)"
+        )
     size = os.path.getsize(source)
     if obj.size != size:
-        raise ClientError(f"{bucket}/{key} is {obj.size} bytes but {source} is {size}: "
-                          "not the file that was uploaded")
+        raise ClientError(
+            f"{bucket}/{key} is {obj.size} bytes but {source} is {size}: "
+            "not the file that was uploaded"
+        )
     fmt = local_format(source)
     if fmt == "zvhd2":
         return BitmapOutcome("not-needed", None, f"{source} is ZVHD2: no bitmap needed")
     if fmt != "raw":
-        return BitmapOutcome("unsupported", None, (
-            f"{source} is {fmt}: fast import takes RAW (with a bitmap) or ZVHD2 only, so the "
-            f"job will fail (convert it: imageport convert {source} OUT.zvhd2)"), warning=True)
+        return BitmapOutcome(
+            "unsupported",
+            None,
+            (
+                f"{source} is {fmt}: fast import takes RAW (with a bitmap) or ZVHD2 only, so the "
+                f"job will fail (convert it: imageport convert {source} OUT.zvhd2)"
+            ),
+            warning=True,
+        )
     if s3.head_object(bucket, mf_key) is not None:
-        return BitmapOutcome("present", mf_key, f"using bitmap {bucket}/{mf_key} (already "
-                             "in the bucket; the import job verifies it against the image)")
+        return BitmapOutcome(
+            "present",
+            mf_key,
+            f"using bitmap {bucket}/{mf_key} (already "
+            "in the bucket; the import job verifies it against the image)",
+        )
     return upload_bitmap(s3, source, bucket, key, progress)

@@ -35,8 +35,12 @@ def ims_error(status: int, body: bytes, request_id: str) -> ClientError:
             code, message = str(inner.get("code") or ""), str(inner.get("message") or "")
         code = code or str(doc.get("error_code") or doc.get("errorCode") or "")
         message = message or str(doc.get("error_msg") or doc.get("errorMsg") or "")
-    return ClientError(message or f"the image API answered {status}", status=status, code=code,
-                       request_id=request_id)
+    return ClientError(
+        message or f"the image API answered {status}",
+        status=status,
+        code=code,
+        request_id=request_id,
+    )
 
 
 def _object(data: bytes, what: str) -> dict[str, Any]:
@@ -57,8 +61,9 @@ def _query(params: Mapping[str, str | int]) -> str:
 class ImsClient:
     """Calls to one image API endpoint for ``credentials`` (project id required)."""
 
-    def __init__(self, endpoint: str, credentials: Credentials, *,
-                 timeouts: Timeouts | None = None) -> None:
+    def __init__(
+        self, endpoint: str, credentials: Credentials, *, timeouts: Timeouts | None = None
+    ) -> None:
         if not credentials.project_id:
             raise ClientError("the image API needs a project id")
         self.credentials = credentials
@@ -73,8 +78,14 @@ class ImsClient:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def _call(self, method: str, path: str, doc: object = None, *,
-              ok: tuple[int, ...] = (200, 201, 202, 204)) -> dict[str, Any]:
+    def _call(
+        self,
+        method: str,
+        path: str,
+        doc: object = None,
+        *,
+        ok: tuple[int, ...] = (200, 201, 202, 204),
+    ) -> dict[str, Any]:
         body = b"" if doc is None else json.dumps(doc).encode()
         ctype = JSON_TYPE if doc is not None else "application/json"
 
@@ -82,8 +93,9 @@ class ImsClient:
             return sdk_hmac_headers(m, url, headers, body, self.credentials)
 
         signer: Signer = sign
-        reply = self.transport.send(method, path, signer, headers={"Content-Type": ctype},
-                                    body=body, ok=ok)
+        reply = self.transport.send(
+            method, path, signer, headers={"Content-Type": ctype}, body=body, ok=ok
+        )
         if not reply.body.strip():
             return {}
         return _object(reply.body, f"{method} {path}")
@@ -107,15 +119,15 @@ class ImsClient:
         path = f"/v1/cloudimages/{quote(image_id, safe='')}/upload"
         return _job_id(self._call("PUT", path, {"image_url": image_url}))
 
-    def export_image(self, image_id: str, bucket_url: str, file_format: str | None,
-                     quick: bool = False) -> str:
+    def export_image(
+        self, image_id: str, bucket_url: str, file_format: str | None, quick: bool = False
+    ) -> str:
         """``POST /v1/cloudimages/{id}/file`` to ``bucket:key`` (``file_format`` None: a quick
         export's stored format): the job id."""
         body: dict[str, object] = {"bucket_url": bucket_url, "is_quick_export": quick}
         if file_format is not None:
             body["file_format"] = file_format
-        return _job_id(self._call("POST", f"/v1/cloudimages/{quote(image_id, safe='')}/file",
-                                  body))
+        return _job_id(self._call("POST", f"/v1/cloudimages/{quote(image_id, safe='')}/file", body))
 
     # images
     def list_images(self, **filters: str | int) -> Iterator[dict[str, Any]]:

@@ -86,12 +86,15 @@ def sdk_hmac_headers(
         out["X-Sdk-Content-Sha256"] = UNSIGNED_PAYLOAD
     names = sorted(k.lower() for k in out if "_" not in k)
     signed_text = ";".join(names)
-    request = SignedRequest(method.upper(), raw_path, raw_query, out,
-                            hashlib.sha256(body).hexdigest())
+    request = SignedRequest(
+        method.upper(), raw_path, raw_query, out, hashlib.sha256(body).hexdigest()
+    )
     sts = sdk_hmac.string_to_sign(request, signed_text, names, date, unsigned_payload=unsigned)
     signature = hmac.new(utf8(credentials.secret_key), utf8(sts), hashlib.sha256).hexdigest()
-    out["Authorization"] = (f"{sdk_hmac.ALGORITHM} Access={credentials.access_key}, "
-                            f"SignedHeaders={signed_text}, Signature={signature}")
+    out["Authorization"] = (
+        f"{sdk_hmac.ALGORITHM} Access={credentials.access_key}, "
+        f"SignedHeaders={signed_text}, Signature={signature}"
+    )
     return out
 
 
@@ -101,11 +104,24 @@ def content_md5(data: bytes | bytearray | memoryview) -> tuple[str, str]:
     return digest.hex(), base64.b64encode(digest).decode("ascii")
 
 
-_SIGV4_UNSIGNED = frozenset({
-    "baggage", "connection", "expect", "keep-alive", "proxy-authenticate", "proxy-authorization",
-    "te", "traceparent", "tracestate", "trailer", "transfer-encoding", "upgrade", "user-agent",
-    "x-amzn-trace-id",
-})
+_SIGV4_UNSIGNED = frozenset(
+    {
+        "baggage",
+        "connection",
+        "expect",
+        "keep-alive",
+        "proxy-authenticate",
+        "proxy-authorization",
+        "te",
+        "traceparent",
+        "tracestate",
+        "trailer",
+        "transfer-encoding",
+        "upgrade",
+        "user-agent",
+        "x-amzn-trace-id",
+    }
+)
 """Headers botocore never signs (hop-by-hop, or changed by proxies)."""
 
 
@@ -143,8 +159,10 @@ def sigv4_headers(
     sts = sigv4.string_to_sign(request, scope, signed_text, names, date)
     key = sigv4.signing_key(credentials.secret_key, date[:8], region, "s3")
     signature = hmac.new(key, utf8(sts), hashlib.sha256).hexdigest()
-    out["Authorization"] = (f"{sigv4.ALGORITHM} Credential={credentials.access_key}/{scope}, "
-                            f"SignedHeaders={signed_text}, Signature={signature}")
+    out["Authorization"] = (
+        f"{sigv4.ALGORITHM} Credential={credentials.access_key}/{scope}, "
+        f"SignedHeaders={signed_text}, Signature={signature}"
+    )
     return out
 
 

@@ -59,8 +59,16 @@ class Reply:
 class Transport:
     """Signed requests to one base URL; see the module docstring."""
 
-    def __init__(self, base_url: str, error_of: ErrorOf, *, timeouts: Timeouts | None = None,
-                 pool: int = 8, attempts: int = 3, pause: float = 1.0) -> None:
+    def __init__(
+        self,
+        base_url: str,
+        error_of: ErrorOf,
+        *,
+        timeouts: Timeouts | None = None,
+        pool: int = 8,
+        attempts: int = 3,
+        pause: float = 1.0,
+    ) -> None:
         import httpx
 
         t = timeouts or Timeouts()
@@ -138,7 +146,9 @@ def _read_capped(response: httpx.Response, limit: int) -> bytes:
     for chunk in response.iter_bytes():
         total += len(chunk)
         if total > limit:
-            raise ClientError(f"reply from {response.request.url} is larger than {limit} bytes",
-                              status=response.status_code)
+            raise ClientError(
+                f"reply from {response.request.url} is larger than {limit} bytes",
+                status=response.status_code,
+            )
         chunks.append(chunk)
     return b"".join(chunks)

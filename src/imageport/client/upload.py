@@ -75,8 +75,10 @@ def choose_part_size(file_size: int, requested: int = DEFAULT_PART_SIZE) -> int:
     if needed > size:
         size = -(-needed // MiB) * MiB
     if size > MAX_PART_SIZE:
-        raise ClientError(f"a file of {file_size} bytes needs more than {MAX_PART_NUMBER} parts "
-                          f"of {MAX_PART_SIZE} bytes")
+        raise ClientError(
+            f"a file of {file_size} bytes needs more than {MAX_PART_NUMBER} parts "
+            f"of {MAX_PART_SIZE} bytes"
+        )
     return size
 
 
@@ -84,8 +86,10 @@ def plan_parts(file_size: int, part_size: int) -> list[Part]:
     """The parts that cover ``file_size`` bytes (one empty part for an empty file)."""
     if file_size == 0:
         return [Part(1, 0, 0)]
-    return [Part(i + 1, off, min(part_size, file_size - off))
-            for i, off in enumerate(range(0, file_size, part_size))]
+    return [
+        Part(i + 1, off, min(part_size, file_size - off))
+        for i, off in enumerate(range(0, file_size, part_size))
+    ]
 
 
 def multipart_etag(digests: list[bytes]) -> str:
@@ -111,8 +115,15 @@ class Progress:
     """Bytes done of a total, drawn on ``stream`` (a ``\\r`` line on a TTY, else one line per
     ``interval`` seconds): size, percent, MB/s of bytes actually sent, and ETA. Thread-safe."""
 
-    def __init__(self, total: int, stream: TextIO | None, *, tty: bool,
-                 interval: float = 0.25, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        total: int,
+        stream: TextIO | None,
+        *,
+        tty: bool,
+        interval: float = 0.25,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.total = total
         self._stream = stream
         self._tty = tty
@@ -159,8 +170,10 @@ class Progress:
         else:
             eta = _clock_text(left / rate) if rate > 0 else "--:--"
         bar = "#" * int(pct / 5)
-        return (f"[{bar:<20}] {done / MiB:,.1f}/{self.total / MiB:,.1f} MiB {pct:5.1f}% "
-                f"{rate / 1e6:7.1f} MB/s ETA {eta}")
+        return (
+            f"[{bar:<20}] {done / MiB:,.1f}/{self.total / MiB:,.1f} MiB {pct:5.1f}% "
+            f"{rate / 1e6:7.1f} MB/s ETA {eta}"
+        )
 
     def _draw(self, *, force: bool) -> None:
         if self._stream is None:
@@ -204,7 +217,7 @@ def _chunks(buf: bytearray, progress: Progress) -> Callable[[], Iterator[bytes]]
         counted = 0
         view = memoryview(buf)
         for start in range(0, len(buf), CHUNK):
-            piece = bytes(view[start:start + CHUNK])
+            piece = bytes(view[start : start + CHUNK])
             counted += len(piece)
             progress.add(len(piece))
             yield piece
@@ -215,9 +228,16 @@ def _chunks(buf: bytearray, progress: Progress) -> Callable[[], Iterator[bytes]]
 class Uploader:
     """Uploads one file to ``bucket/key`` through ``s3``; see the module docstring."""
 
-    def __init__(self, s3: S3Client, *, part_size: int = DEFAULT_PART_SIZE,
-                 parallel: int = DEFAULT_PARALLEL, progress_stream: TextIO | None = None,
-                 tty: bool = False, log: Callable[[str], None] | None = None) -> None:
+    def __init__(
+        self,
+        s3: S3Client,
+        *,
+        part_size: int = DEFAULT_PART_SIZE,
+        parallel: int = DEFAULT_PARALLEL,
+        progress_stream: TextIO | None = None,
+        tty: bool = False,
+        log: Callable[[str], None] | None = None,
+    ) -> None:
         if not 1 <= parallel <= MAX_PARALLEL:
             raise ClientError(f"--parallel must be 1..{MAX_PARALLEL}")
         self.s3 = s3
@@ -243,8 +263,7 @@ class Uploader:
                 if upload_id is not None:
                     adopted = _stored_part_size(stored, size, part_size)
                     if adopted != part_size:
-                        self._log(f"resuming with the stored upload's part size of "
-                                  f"{adopted} bytes")
+                        self._log(f"resuming with the stored upload's part size of {adopted} bytes")
                     part_size = adopted
             if size < part_size:
                 return self._single(fd, size, part_size, bucket, key)
@@ -259,8 +278,10 @@ class Uploader:
         etag = self.s3.put_object(bucket, key, size, md5_b64, _chunks(buf, progress))
         progress.finish()
         if etag and etag != md5_hex:
-            raise ClientError(f"the server stored {bucket}/{key} with ETag {etag}, "
-                              f"expected {md5_hex}: the upload was corrupted")
+            raise ClientError(
+                f"the server stored {bucket}/{key} with ETag {etag}, "
+                f"expected {md5_hex}: the upload was corrupted"
+            )
         return UploadResult(bucket, key, size, etag or md5_hex, part_size, 1, 1, size, None)
 
     def _find_upload(self, bucket: str, key: str) -> tuple[str | None, dict[int, PartEntry]]:
@@ -271,8 +292,16 @@ class Uploader:
         stored = {p.number: p for p in self.s3.list_parts(bucket, key, newest.upload_id)}
         return newest.upload_id, stored
 
-    def _multipart(self, fd: int, size: int, part_size: int, bucket: str, key: str,
-                   upload_id: str | None, stored: dict[int, PartEntry]) -> UploadResult:
+    def _multipart(
+        self,
+        fd: int,
+        size: int,
+        part_size: int,
+        bucket: str,
+        key: str,
+        upload_id: str | None,
+        stored: dict[int, PartEntry],
+    ) -> UploadResult:
         resumed = upload_id
         if upload_id is None:
             upload_id = self.s3.create_multipart_upload(bucket, key)
@@ -293,12 +322,20 @@ class Uploader:
                 etag = have.etag
                 progress.skip(part.size)
             else:
-                etag = self.s3.upload_part(bucket, key, upload_id, part.number, part.size,
-                                           base64.b64encode(digest).decode("ascii"),
-                                           _chunks(buf, progress))
+                etag = self.s3.upload_part(
+                    bucket,
+                    key,
+                    upload_id,
+                    part.number,
+                    part.size,
+                    base64.b64encode(digest).decode("ascii"),
+                    _chunks(buf, progress),
+                )
                 if etag and etag != digest.hex():
-                    raise ClientError(f"the server stored part {part.number} with ETag {etag}, "
-                                      f"expected {digest.hex()}: the upload was corrupted")
+                    raise ClientError(
+                        f"the server stored part {part.number} with ETag {etag}, "
+                        f"expected {digest.hex()}: the upload was corrupted"
+                    )
                 with lock:
                     sent.append(part.number)
             with lock:
@@ -309,14 +346,25 @@ class Uploader:
         progress.finish()
         ordered = [p.number for p in parts]
         etag = self.s3.complete_multipart_upload(
-            bucket, key, upload_id, [(n, etags[n]) for n in ordered])
+            bucket, key, upload_id, [(n, etags[n]) for n in ordered]
+        )
         expected = multipart_etag([digests[n] for n in ordered])
         if "-" in etag and etag != expected:
-            raise ClientError(f"the server completed {bucket}/{key} with ETag {etag}, "
-                              f"expected {expected}")
+            raise ClientError(
+                f"the server completed {bucket}/{key} with ETag {etag}, expected {expected}"
+            )
         bytes_sent = sum(p.size for p in parts if p.number in set(sent))
-        return UploadResult(bucket, key, size, etag or expected, part_size, len(parts),
-                            len(sent), bytes_sent, resumed)
+        return UploadResult(
+            bucket,
+            key,
+            size,
+            etag or expected,
+            part_size,
+            len(parts),
+            len(sent),
+            bytes_sent,
+            resumed,
+        )
 
     def _run_all(self, run: Callable[[Part], None], parts: list[Part]) -> None:
         """Run ``run`` over ``parts`` on ``parallel`` threads; the first failure stops the rest

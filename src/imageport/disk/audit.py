@@ -141,8 +141,11 @@ class _Kept:
 
     def covering(self, point: int) -> list[int]:
         """Guest offsets whose data uses file byte ``point``, in guest order."""
-        hits = [g + point - s for s, e, g in zip(self.ds, self.de, self.dg, strict=True)
-                if s <= point < e]
+        hits = [
+            g + point - s
+            for s, e, g in zip(self.ds, self.de, self.dg, strict=True)
+            if s <= point < e
+        ]
         hits += [g for s, c, g in zip(self.ps, self.pc, self.pg, strict=True) if s <= point < c]
         return sorted(hits)
 
@@ -213,22 +216,26 @@ class _Walk:
         self.pending_end = 0  # its declared end
         self.count = 0  # ranges kept
         self.cap = limits.MAX_AUDIT_INTERVALS
-        self.packed_limit = max(limits.PACKED_RATIO_FLOOR,
-                                limits.MAX_PACKED_RATIO * self.file_size)
+        self.packed_limit = max(limits.PACKED_RATIO_FLOOR, limits.MAX_PACKED_RATIO * self.file_size)
 
     # -- refusals -------------------------------------------------------------------------
 
     def _mapped(self) -> str:
         mapped = self.data_bytes + self.packed_bytes
-        return (f"the tables map {mapped} guest bytes of data onto a {self.file_size}-byte "
-                f"file ({mapped / max(1, self.file_size):.1f}:1)")
+        return (
+            f"the tables map {mapped} guest bytes of data onto a {self.file_size}-byte "
+            f"file ({mapped / max(1, self.file_size):.1f}:1)"
+        )
 
     def shared(self, point: int, more_hits: list[int], walked: int) -> UnsafeImageError:
         hits = sorted([*self.kept.covering(point), *more_hits])
         guests = ", ".join(f"{g:#x}" for g in hits[:4])
         more = f" and {len(hits) - 4} more" if len(hits) > 4 else ""
-        where = "" if walked >= self.virtual_size else (
-            f" in the first {walked} bytes of the {self.virtual_size}-byte disk")
+        where = (
+            ""
+            if walked >= self.virtual_size
+            else (f" in the first {walked} bytes of the {self.virtual_size}-byte disk")
+        )
         return UnsafeImageError(
             SHARED,
             f"{self.name} guest offsets {guests}{more} all use the file byte at offset "
@@ -275,8 +282,8 @@ class _Walk:
     def overfull(self) -> UnsafeImageError:
         """Data ranges that add up to more than the file: some must share."""
         return UnsafeImageError(
-            SHARED, f"{self.name} tables map more stored data than the file holds: "
-            f"{self._mapped()}")
+            SHARED, f"{self.name} tables map more stored data than the file holds: {self._mapped()}"
+        )
 
     def expansion(self, file_bytes: int, exact: bool) -> UnsafeImageError:
         ratio = self.packed_bytes / max(1, file_bytes)
@@ -394,10 +401,12 @@ class _Walk:
             if self.pending_start >= 0:
                 self.packed_file += min(self.pending_end, self.file_size) - self.pending_start
         else:
-            self.packed_file = _packed_span_total(chunk.packed_starts, chunk.packed_ends,
-                                                  self.file_size)
-        if self.packed_bytes > max(limits.PACKED_RATIO_FLOOR,
-                                   limits.MAX_PACKED_RATIO * self.packed_file):
+            self.packed_file = _packed_span_total(
+                chunk.packed_starts, chunk.packed_ends, self.file_size
+            )
+        if self.packed_bytes > max(
+            limits.PACKED_RATIO_FLOOR, limits.MAX_PACKED_RATIO * self.packed_file
+        ):
             raise self.expansion(self.packed_file, exact=True)
         if self.checker is not None:
             self.checker.add(chunk)

@@ -227,8 +227,10 @@ class VirtualDisk(abc.ABC):
                 )
             self._unpacked[key] = unit
             self._unpacked_bytes += len(unit)
-            while (self._unpacked_bytes > _UNPACK_CACHE_BYTES
-                   and len(self._unpacked) > _UNPACK_CACHE_MIN_UNITS):
+            while (
+                self._unpacked_bytes > _UNPACK_CACHE_BYTES
+                and len(self._unpacked) > _UNPACK_CACHE_MIN_UNITS
+            ):
                 _, dropped = self._unpacked.popitem(last=False)
                 self._unpacked_bytes -= len(dropped)
         else:
@@ -236,9 +238,7 @@ class VirtualDisk(abc.ABC):
         return unit
 
 
-def data_runs_in_file(
-    file_size: int, start: int, length: int, host: int, what: str
-) -> list[Run]:
+def data_runs_in_file(file_size: int, start: int, length: int, host: int, what: str) -> list[Run]:
     """The runs of guest ``[start, start + length)`` stored at file offset ``host``.
 
     Data that starts beyond the end of the file is an error; a tail that runs past it reads

@@ -185,8 +185,6 @@ def zstd_cluster(data: bytes, cluster_size: int, what: str) -> bytes:
     return bytes(out)
 
 
-
-
 class Qcow2Disk(VirtualDisk):
     """The guest view of a qcow2 image without backing file, data file or encryption."""
 
@@ -325,12 +323,16 @@ class Qcow2Disk(VirtualDisk):
         m = self._m
         if m.dirty:
             return None
-        refcounts = Refcounts(self.source, m.cluster_bits, m.refcount_order,
-                              m.refcount_table_offset, m.refcount_table_clusters)
+        refcounts = Refcounts(
+            self.source,
+            m.cluster_bits,
+            m.refcount_order,
+            m.refcount_table_offset,
+            m.refcount_table_clusters,
+        )
         l2_offsets = [entry & L1_OFFSET_MASK for entry in self._l1]
         span = self._cluster * m.l2_entries
-        return RefcountCheck(refcounts, m.cluster_bits, l2_offsets, span,
-                             exact=m.snapshots == 0)
+        return RefcountCheck(refcounts, m.cluster_bits, l2_offsets, span, exact=m.snapshots == 0)
 
     # -- compressed clusters --------------------------------------------------------------
 

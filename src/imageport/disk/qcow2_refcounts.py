@@ -65,18 +65,24 @@ def _sub_byte_table(order: int) -> list[bytes]:
 class Refcounts:
     """The refcounts of a qcow2 image, read through its refcount table on demand."""
 
-    def __init__(self, source: ByteSource, cluster_bits: int, order: int, table_offset: int,
-                 table_clusters: int) -> None:
+    def __init__(
+        self,
+        source: ByteSource,
+        cluster_bits: int,
+        order: int,
+        table_offset: int,
+        table_clusters: int,
+    ) -> None:
         if not 0 <= order <= 6:
             raise CorruptImageError(f"qcow2: refcount_order {order} exceeds 6")
         cluster = 1 << cluster_bits
         if table_clusters == 0:
             raise CorruptImageError("qcow2: the image has no refcount table")
-        size = limits.cap(table_clusters * cluster, MAX_REFTABLE_BYTES,
-                          "qcow2 refcount table size")
+        size = limits.cap(table_clusters * cluster, MAX_REFTABLE_BYTES, "qcow2 refcount table size")
         if table_offset % cluster:
             raise CorruptImageError(
-                f"qcow2: refcount table offset {table_offset:#x} is not cluster-aligned")
+                f"qcow2: refcount table offset {table_offset:#x} is not cluster-aligned"
+            )
         raw = read_exact(source, table_offset, size, "qcow2 refcount table")
         self._table = array("Q")
         self._table.frombytes(raw)
@@ -101,11 +107,13 @@ class Refcounts:
         if offset:
             if offset % self._cluster:
                 raise CorruptImageError(
-                    f"qcow2: refcount block {index} at {offset:#x} is not cluster-aligned")
+                    f"qcow2: refcount block {index} at {offset:#x} is not cluster-aligned"
+                )
             if offset + self._cluster > self._source.size:
                 raise TruncatedImageError(
                     f"qcow2: refcount block {index} at {offset:#x} lies beyond the end of the "
-                    f"file ({self._source.size} bytes)")
+                    f"file ({self._source.size} bytes)"
+                )
             raw = read_exact(self._source, offset, self._cluster, "qcow2 refcount block")
             if self._expand is not None:
                 raw = b"".join(map(self._expand.__getitem__, raw))
@@ -146,8 +154,9 @@ class RefcountCheck:
     """The audit's :class:`~imageport.disk.audit.HostChecker` for qcow2 (see the module
     docstring for what it checks)."""
 
-    def __init__(self, refcounts: Refcounts, cluster_bits: int, l1: Sequence[int],
-                 l2_span: int, exact: bool) -> None:
+    def __init__(
+        self, refcounts: Refcounts, cluster_bits: int, l1: Sequence[int], l2_span: int, exact: bool
+    ) -> None:
         self._rc = refcounts
         self._bits = cluster_bits
         self._exact = exact
@@ -166,24 +175,32 @@ class RefcountCheck:
         count = self._rc.get(cluster)
         where = f"qcow2 host cluster at offset {self._offset(cluster)} ({what})"
         if count == 0:
-            why = ("has refcount 0: the active tables use it, but qemu counts it as free space "
-                   "and would hand it out again")
+            why = (
+                "has refcount 0: the active tables use it, but qemu counts it as free space "
+                "and would hand it out again"
+            )
         elif self._exact:
-            why = (f"has refcount {count}, but the image has no internal snapshots and its "
-                   f"active tables reference it {references} time(s)")
+            why = (
+                f"has refcount {count}, but the image has no internal snapshots and its "
+                f"active tables reference it {references} time(s)"
+            )
         else:
             why = f"has refcount {count}, fewer than the {references} references of its tables"
         return UnsafeImageError(
-            REFCOUNT, f"{where} {why}; the refcounts disagree with the tables "
-            "(`qemu-img check` reports it as an error)")
+            REFCOUNT,
+            f"{where} {why}; the refcounts disagree with the tables "
+            "(`qemu-img check` reports it as an error)",
+        )
 
     def _not_l2(self, first: int, end: int, what: str) -> None:
         i = bisect.bisect_left(self._l2_sorted, first)
         if i < len(self._l2_sorted) and self._l2_sorted[i] < end:
             cluster = self._l2_sorted[i]
             raise UnsafeImageError(
-                SHARED, f"qcow2 host cluster at offset {self._offset(cluster)} is both the L2 "
-                f"table for guest offset {self._l2_guest[cluster]:#x} and {what}")
+                SHARED,
+                f"qcow2 host cluster at offset {self._offset(cluster)} is both the L2 "
+                f"table for guest offset {self._l2_guest[cluster]:#x} and {what}",
+            )
 
     def _check(self, cluster: int, references: int, what: str) -> None:
         count = self._rc.get(cluster)
@@ -199,8 +216,9 @@ class RefcountCheck:
 
     def add(self, chunk: HostChunk) -> None:
         bits = self._bits
-        for start, end, guest in zip(chunk.data_starts, chunk.data_ends, chunk.data_guest,
-                                     strict=True):
+        for start, end, guest in zip(
+            chunk.data_starts, chunk.data_ends, chunk.data_guest, strict=True
+        ):
             first, stop = start >> bits, ((end - 1) >> bits) + 1
             what = f"data of guest offset {guest:#x}"
             self._not_l2(first, stop, what)
@@ -209,8 +227,9 @@ class RefcountCheck:
                 offset = guest + max(0, (bad << bits) - start)
                 raise self._refuse(bad, f"data of guest offset {offset:#x}", 1)
         current, count, first_guest = self._packed
-        for start, end, guest in zip(chunk.packed_starts, chunk.packed_ends,
-                                     chunk.packed_guest, strict=True):
+        for start, end, guest in zip(
+            chunk.packed_starts, chunk.packed_ends, chunk.packed_guest, strict=True
+        ):
             first, last = start >> bits, (max(end, start + 1) - 1) >> bits
             if first == current:
                 count += 1

@@ -90,10 +90,12 @@ class QedHeader:
     def from_bytes(cls, data: bytes) -> QedHeader:
         if len(data) < _HEADER.size:
             raise CorruptImageError(f"qed: header is {len(data)} bytes, need {_HEADER.size}")
-        (magic, cluster, table, header, features, compat, autoclear, l1, size, bf_off,
-         bf_size) = _HEADER.unpack_from(data)
-        return cls(magic, cluster, table, header, features, compat, autoclear, l1, size,
-                   bf_off, bf_size)
+        (magic, cluster, table, header, features, compat, autoclear, l1, size, bf_off, bf_size) = (
+            _HEADER.unpack_from(data)
+        )
+        return cls(
+            magic, cluster, table, header, features, compat, autoclear, l1, size, bf_off, bf_size
+        )
 
     @property
     def table_bytes(self) -> int:
@@ -123,18 +125,23 @@ class QedHeader:
             raise CorruptImageError("qed: bad magic")
         cs = self.cluster_size
         if not _power_of_two(cs) or not MIN_CLUSTER_SIZE <= cs <= MAX_CLUSTER_SIZE:
-            raise LimitExceededError(f"qed: cluster size {cs} is not a power of two "
-                                     f"from {MIN_CLUSTER_SIZE} to {MAX_CLUSTER_SIZE}")
+            raise LimitExceededError(
+                f"qed: cluster size {cs} is not a power of two "
+                f"from {MIN_CLUSTER_SIZE} to {MAX_CLUSTER_SIZE}"
+            )
         if not _power_of_two(self.table_size) or self.table_size > MAX_TABLE_SIZE:
-            raise LimitExceededError(f"qed: table size {self.table_size} is not a power of "
-                                     f"two from 1 to {MAX_TABLE_SIZE} clusters")
+            raise LimitExceededError(
+                f"qed: table size {self.table_size} is not a power of "
+                f"two from 1 to {MAX_TABLE_SIZE} clusters"
+            )
         limits.cap(self.table_bytes, limits.MAX_TABLE_BYTES, "qed: table size in bytes")
         limits.cap(self.image_size, limits.MAX_VIRTUAL_SIZE, "qed: image size")
         if self.image_size % 512:
             raise CorruptImageError(f"qed: image size {self.image_size} is not whole sectors")
         if self.image_size > self.l2_span * self.table_entries:
-            raise CorruptImageError(f"qed: image size {self.image_size} exceeds what the "
-                                    "tables can map")
+            raise CorruptImageError(
+                f"qed: image size {self.image_size} exceeds what the tables can map"
+            )
         if self.header_size == 0:
             raise CorruptImageError("qed: header size is 0 clusters")
         limits.cap(self.header_size * cs, limits.MAX_TABLE_BYTES, "qed: header size in bytes")
@@ -143,8 +150,11 @@ class QedHeader:
             end = self.backing_filename_offset + self.backing_filename_size
             if end > self.header_size * cs:
                 raise CorruptImageError("qed: backing file name lies outside the header")
-            limits.cap(self.backing_filename_size, limits.MAX_DESCRIPTOR_BYTES,
-                       "qed: backing file name size")
+            limits.cap(
+                self.backing_filename_size,
+                limits.MAX_DESCRIPTOR_BYTES,
+                "qed: backing file name size",
+            )
 
     def check_table_offset(self, offset: int, file_size: int, what: str) -> None:
         """A table must be cluster-aligned, after the header and wholly inside the file."""
@@ -194,8 +204,7 @@ class QedDisk(VirtualDisk):
     def _l2(self, offset: int) -> array[int]:
         table = self._l2_cache.get(offset)
         if table is None:
-            table = _u64_array(read_exact(self.source, offset, self._h.table_bytes,
-                                          "qed L2 table"))
+            table = _u64_array(read_exact(self.source, offset, self._h.table_bytes, "qed L2 table"))
             self._l2_cache[offset] = table
             if len(self._l2_cache) > self._l2_cache_max:
                 self._l2_cache.popitem(last=False)
@@ -246,5 +255,3 @@ class QedDisk(VirtualDisk):
 
     def runs(self, start: int, end: int) -> Iterator[Run]:
         return coalesce(self._raw_runs(start, end))
-
-

@@ -156,8 +156,9 @@ class VdiHeader:
             )
         for name, off in (("block map", self.offset_bmap), ("data", self.offset_data)):
             if off % SECTOR or off < HEADER_BYTES:
-                raise CorruptImageError(f"vdi: {name} offset {off:#x} is not a sector after "
-                                        "the header")
+                raise CorruptImageError(
+                    f"vdi: {name} offset {off:#x} is not a sector after the header"
+                )
         bmap_end = self.offset_bmap + self.blocks_in_image * 4
         if bmap_end > file_size:
             raise CorruptImageError(

@@ -257,5 +257,3 @@ def _inflate(data: bytes, limit: int, host: int) -> bytes:
             )
         raise CorruptImageError(f"VMDK compressed grain at offset {host} is cut short")
     return plain
-
-

@@ -126,11 +126,25 @@ class Footer:
         # index_size, bitmap_size, index_seg_size, bitmap_seg_size, index_seg_num,
         # bitmap_seg_num, non_zero_blk_num, index_contains_zero_blk, compress_method, reserved
         return cls(
-            cookie=f[0], features=f[1], ff_version=f[2], creator_app=f[5],
-            creator_version=f[6], orig_size=f[8], curr_size=f[9], disk_type=f[11],
-            checksum=f[12], zvhd2_version=f[17], block_size=f[18], max_blk_num=f[19],
-            index_lba=f[20], bitmap_lba=f[21], index_size=f[22], bitmap_size=f[23],
-            non_zero_blk_num=f[28], index_contains_zero_blk=f[29], compress_method=f[30],
+            cookie=f[0],
+            features=f[1],
+            ff_version=f[2],
+            creator_app=f[5],
+            creator_version=f[6],
+            orig_size=f[8],
+            curr_size=f[9],
+            disk_type=f[11],
+            checksum=f[12],
+            zvhd2_version=f[17],
+            block_size=f[18],
+            max_blk_num=f[19],
+            index_lba=f[20],
+            bitmap_lba=f[21],
+            index_size=f[22],
+            bitmap_size=f[23],
+            non_zero_blk_num=f[28],
+            index_contains_zero_blk=f[29],
+            compress_method=f[30],
             raw=bytes(data[:FOOTER_BYTES]),
         )
 
@@ -163,11 +177,14 @@ class RecordHeader:
 
     def check(self, record_len: int, where: int, what: str) -> None:
         if self.prefix != RECORD_PREFIX:
-            raise CorruptImageError(f"{what}: no record header at offset {where} "
-                                    f"(found {self.prefix!r})")
+            raise CorruptImageError(
+                f"{what}: no record header at offset {where} (found {self.prefix!r})"
+            )
         if self.size == 0 or padded_record_size(self.size) > record_len:
-            raise CorruptImageError(f"{what}: record at offset {where} claims {self.size} "
-                                    f"compressed bytes, more than its {record_len}-byte record")
+            raise CorruptImageError(
+                f"{what}: record at offset {where} claims {self.size} "
+                f"compressed bytes, more than its {record_len}-byte record"
+            )
 
 
 def _decode_error(what: str, block: int, detail: str) -> CorruptImageError:
@@ -183,8 +200,9 @@ def _finish_block(data: bytes, expected: int, last_len: int, what: str, block: i
     raise _decode_error(what, block, f"{len(data)} bytes decoded, expected {expected}")
 
 
-def inflate_into(decoder: zlib._Decompress, payload: bytes, limit: int, what: str,
-                 block: int) -> bytes:
+def inflate_into(
+    decoder: zlib._Decompress, payload: bytes, limit: int, what: str, block: int
+) -> bytes:
     """Feed ``payload`` to ``decoder``; at most ``limit`` bytes out, else a bomb error."""
     try:
         out = decoder.decompress(payload, limit + 1)
@@ -214,8 +232,9 @@ def unzstd(payload: bytes, limit: int, what: str, block: int) -> bytes:
     return bytes(out)
 
 
-def _read_record(source: ByteSource, offset: int, length: int, blocks: tuple[int, ...],
-                 what: str) -> bytes:
+def _read_record(
+    source: ByteSource, offset: int, length: int, blocks: tuple[int, ...], what: str
+) -> bytes:
     """The compressed payload of the record at ``offset`` after checking its frame.
 
     The record header's block number must be one of ``blocks``.
@@ -226,8 +245,9 @@ def _read_record(source: ByteSource, offset: int, length: int, blocks: tuple[int
     if record[-4:] != RECORD_TRAILER:
         raise CorruptImageError(f"{what}: record at offset {offset} has no end marker")
     if header.block not in blocks:
-        raise CorruptImageError(f"{what}: record at offset {offset} holds block "
-                                f"{header.block}, expected {blocks[0]}")
+        raise CorruptImageError(
+            f"{what}: record at offset {offset} holds block {header.block}, expected {blocks[0]}"
+        )
     return record[RECORD_HEADER_BYTES : RECORD_HEADER_BYTES + header.size]
 
 
@@ -263,21 +283,26 @@ def scan_records(source: ByteSource, footer: Footer) -> RecordIndex:
         header.check(max_record, pos, "zvhd")
         length = padded_record_size(header.size)
         if header.block >= max_blocks:
-            raise CorruptImageError(f"zvhd: record at offset {pos} holds block {header.block},"
-                                    f" beyond the disk's {max_blocks} blocks")
+            raise CorruptImageError(
+                f"zvhd: record at offset {pos} holds block {header.block},"
+                f" beyond the disk's {max_blocks} blocks"
+            )
         if index.blocks and header.block <= index.blocks[-1]:
-            raise CorruptImageError(f"zvhd: record at offset {pos} holds block {header.block} "
-                                    "out of order")
+            raise CorruptImageError(
+                f"zvhd: record at offset {pos} holds block {header.block} out of order"
+            )
         if pos + length > end:
-            raise TruncatedImageError(f"zvhd: record at offset {pos} runs into the footer "
-                                      "or past the end of the file")
+            raise TruncatedImageError(
+                f"zvhd: record at offset {pos} runs into the footer or past the end of the file"
+            )
         index.offsets.append(pos)
         index.blocks.append(header.block)
         index.lengths.append(length)
         pos += length
     if pos != end:
-        raise CorruptImageError(f"zvhd: footer copy at offset {pos}, but the file ends at "
-                                f"{source.size}")
+        raise CorruptImageError(
+            f"zvhd: footer copy at offset {pos}, but the file ends at {source.size}"
+        )
     if read_exact(source, pos, FOOTER_BYTES, "zvhd footer copy") != footer.raw:
         raise CorruptImageError("zvhd: the footer copy at the end differs from the header")
     return index
@@ -343,8 +368,9 @@ class ZvhdDisk(VirtualDisk):
 
     def _decode(self, i: int, decoder: zlib._Decompress) -> bytes:
         block = self._index.blocks[i]
-        payload = _read_record(self.source, self._index.offsets[i], self._index.lengths[i],
-                               (block,), "zvhd")
+        payload = _read_record(
+            self.source, self._index.offsets[i], self._index.lengths[i], (block,), "zvhd"
+        )
         return inflate_into(decoder, payload, ZVHD_BLOCK_SIZE, "zvhd", block)
 
 
@@ -377,12 +403,12 @@ class Zvhd2Index:
         count = footer.non_zero_blk_num if dense else footer.max_blk_num
         raw = read_exact(source, footer.index_lba, count * INDEX_ENTRY_BYTES, "zvhd2 index")
         pairs = _u64_pairs(raw)
-        bitmap = read_exact(source, footer.bitmap_lba, -(-footer.max_blk_num // 8),
-                            "zvhd2 bitmap")
+        bitmap = read_exact(source, footer.bitmap_lba, -(-footer.max_blk_num // 8), "zvhd2 bitmap")
         bits = int.from_bytes(bitmap, "little")
         if bits >> footer.max_blk_num:
-            raise CorruptImageError("zvhd2: the bitmap marks blocks beyond max_blk_num "
-                                    f"{footer.max_blk_num}")
+            raise CorruptImageError(
+                f"zvhd2: the bitmap marks blocks beyond max_blk_num {footer.max_blk_num}"
+            )
         index = cls(array("I"), array("Q"), array("I"))
         max_len = min(limits.MAX_COMPRESSED_BYTES, padded_record_size(2 * footer.block_size))
         prev_end = FOOTER_AREA
@@ -401,18 +427,24 @@ class Zvhd2Index:
             if not (bits >> block) & 1:
                 raise CorruptImageError(f"{where} is not marked in the bitmap")
             if not RECORD_HEADER_BYTES < length <= max_len:
-                raise LimitExceededError(f"{where} has record length {length}, outside "
-                                         f"{RECORD_HEADER_BYTES + 1}..{max_len}")
+                raise LimitExceededError(
+                    f"{where} has record length {length}, outside "
+                    f"{RECORD_HEADER_BYTES + 1}..{max_len}"
+                )
             if offset < prev_end or offset + length > footer.index_lba:
-                raise CorruptImageError(f"{where} points at offset {offset}, outside the "
-                                        "record area or overlapping another record")
+                raise CorruptImageError(
+                    f"{where} points at offset {offset}, outside the "
+                    "record area or overlapping another record"
+                )
             prev_end = offset + length
             index.blocks.append(block)
             index.offsets.append(offset)
             index.lengths.append(length)
         if bits.bit_count() != len(index.blocks):
-            raise CorruptImageError(f"zvhd2: the bitmap marks {bits.bit_count()} blocks, the "
-                                    f"index lists {len(index.blocks)}")
+            raise CorruptImageError(
+                f"zvhd2: the bitmap marks {bits.bit_count()} blocks, the "
+                f"index lists {len(index.blocks)}"
+            )
         return index
 
 
@@ -423,34 +455,46 @@ def check_zvhd2_footer(footer: Footer, file_size: int) -> None:
         raise UnsupportedImageError("zvhd2: version 0 file (no index; only sequential reading)")
     bs = footer.block_size
     if bs & (bs - 1) or not MIN_BLOCK_SIZE <= bs <= MAX_BLOCK_SIZE:
-        raise LimitExceededError(f"zvhd2: block size {bs} is not a power of two from "
-                                 f"{MIN_BLOCK_SIZE} to {MAX_BLOCK_SIZE}")
+        raise LimitExceededError(
+            f"zvhd2: block size {bs} is not a power of two from "
+            f"{MIN_BLOCK_SIZE} to {MAX_BLOCK_SIZE}"
+        )
     if footer.compress_method not in COMPRESSION_NAMES:
         raise UnsupportedImageError(f"zvhd2: compression method {footer.compress_method}")
     if footer.index_contains_zero_blk not in (0, 1):
-        raise CorruptImageError(f"zvhd2: index_contains_zero_blk is "
-                                f"{footer.index_contains_zero_blk}")
+        raise CorruptImageError(
+            f"zvhd2: index_contains_zero_blk is {footer.index_contains_zero_blk}"
+        )
     blocks = -(-footer.orig_size // bs)
     if footer.max_blk_num != blocks:
-        raise CorruptImageError(f"zvhd2: max_blk_num {footer.max_blk_num} does not match "
-                                f"the disk size ({blocks} blocks of {bs})")
+        raise CorruptImageError(
+            f"zvhd2: max_blk_num {footer.max_blk_num} does not match "
+            f"the disk size ({blocks} blocks of {bs})"
+        )
     if footer.non_zero_blk_num > footer.max_blk_num:
-        raise CorruptImageError(f"zvhd2: non_zero_blk_num {footer.non_zero_blk_num} exceeds "
-                                f"max_blk_num {footer.max_blk_num}")
+        raise CorruptImageError(
+            f"zvhd2: non_zero_blk_num {footer.non_zero_blk_num} exceeds "
+            f"max_blk_num {footer.max_blk_num}"
+        )
     entries = footer.non_zero_blk_num if footer.index_contains_zero_blk == 0 else blocks
-    need_index = limits.cap(entries * INDEX_ENTRY_BYTES, limits.MAX_TABLE_BYTES,
-                            "zvhd2: index size")
+    need_index = limits.cap(
+        entries * INDEX_ENTRY_BYTES, limits.MAX_TABLE_BYTES, "zvhd2: index size"
+    )
     need_bitmap = limits.cap(-(-blocks // 8), limits.MAX_TABLE_BYTES, "zvhd2: bitmap size")
     tail = file_size - FOOTER_AREA
-    for name, lba, size, need in (("index", footer.index_lba, footer.index_size, need_index),
-                                  ("bitmap", footer.bitmap_lba, footer.bitmap_size,
-                                   need_bitmap)):
+    for name, lba, size, need in (
+        ("index", footer.index_lba, footer.index_size, need_index),
+        ("bitmap", footer.bitmap_lba, footer.bitmap_size, need_bitmap),
+    ):
         if size < need:
-            raise CorruptImageError(f"zvhd2: {name} size {size} is smaller than the "
-                                    f"{need} bytes it must hold")
+            raise CorruptImageError(
+                f"zvhd2: {name} size {size} is smaller than the {need} bytes it must hold"
+            )
         if lba < FOOTER_AREA or lba + size > tail:
-            raise TruncatedImageError(f"zvhd2: {name} ({size} bytes at offset {lba}) lies "
-                                      f"outside the file ({file_size} bytes)")
+            raise TruncatedImageError(
+                f"zvhd2: {name} ({size} bytes at offset {lba}) lies "
+                f"outside the file ({file_size} bytes)"
+            )
 
 
 class Zvhd2Disk(VirtualDisk):
@@ -490,8 +534,9 @@ class Zvhd2Disk(VirtualDisk):
         # The public writer numbers records in 2 MiB units whatever the block size; accept
         # that numbering as well as the block index.
         accepted = (block, run.unit_start // ZVHD_BLOCK_SIZE)
-        payload = _read_record(self.source, self._index.offsets[i], self._index.lengths[i],
-                               accepted, "zvhd2")
+        payload = _read_record(
+            self.source, self._index.offsets[i], self._index.lengths[i], accepted, "zvhd2"
+        )
         if self._footer.compress_method == COMPRESS_ZSTD:
             data = unzstd(payload, self._bs, "zvhd2", block)
         else:

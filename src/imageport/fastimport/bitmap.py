@@ -152,7 +152,7 @@ def write_bitmap(
     with atomic_output(dst, ".mf.part") as out:
         data = memoryview(bitmap.encode())
         while data:
-            data = data[os.write(out.fd, data):]
+            data = data[os.write(out.fd, data) :]
 
 
 def read_bitmap(mf_path: str | os.PathLike[str]) -> Bitmap:
@@ -167,9 +167,7 @@ def read_bitmap(mf_path: str | os.PathLike[str]) -> Bitmap:
     return parse_bitmap(data, f"bitmap file {os.fspath(mf_path)}")
 
 
-def _risky_blocks(
-    source: ScanSource, bitmap: Bitmap, limit: int, rng: random.Random
-) -> list[int]:
+def _risky_blocks(source: ScanSource, bitmap: Bitmap, limit: int, rng: random.Random) -> list[int]:
     """Up to ``limit`` blocks marked 0 that the file system stores data in (reservoir sample).
 
     Writing into a RAW after its bitmap was made allocates blocks in its holes, so these are
@@ -229,10 +227,15 @@ def verify_bitmap(
         if source.size != bitmap.image_size:
             count = -(-source.size // bitmap.block_size)
             return VerifyResult(
-                (f"{RULE}: the bitmap describes an image of {bitmap.image_size} bytes "
-                 f"({bitmap.block_count} blocks) but {source.path} is {source.size} bytes "
-                 f"({count} blocks); the bitmap belongs to another file or is out of date",),
-                (), bitmap, 0, 0,
+                (
+                    f"{RULE}: the bitmap describes an image of {bitmap.image_size} bytes "
+                    f"({bitmap.block_count} blocks) but {source.path} is {source.size} bytes "
+                    f"({count} blocks); the bitmap belongs to another file or is out of date",
+                ),
+                (),
+                bitmap,
+                0,
+                0,
             )
         scanner = ZeroScanner(source)
         if full:
@@ -248,8 +251,9 @@ def verify_bitmap(
         problems = [_lost_message(bitmap, block) for block in lost[:MAX_LISTED]]
         if n_lost > MAX_LISTED:
             problems.append(f"{RULE}: and {n_lost - MAX_LISTED} more such blocks")
-        warnings = [f"block {block} is marked as data but is all zero"
-                    for block in wasted[:MAX_LISTED]]
+        warnings = [
+            f"block {block} is marked as data but is all zero" for block in wasted[:MAX_LISTED]
+        ]
         if n_wasted > MAX_LISTED:
             warnings.append(f"and {n_wasted - MAX_LISTED} more blocks marked as data are zero")
         return VerifyResult(tuple(problems), tuple(warnings), bitmap, checked, source.bytes_read)

@@ -116,10 +116,7 @@ def bitmap_bytes_for(block_count: int) -> int:
 
 def check_block_size(block_size: int) -> int:
     """Return ``block_size`` if it is a power of two in 64 KiB .. 64 MiB, else raise."""
-    if (
-        not MIN_BLOCK_SIZE <= block_size <= MAX_BLOCK_SIZE
-        or block_size & (block_size - 1) != 0
-    ):
+    if not MIN_BLOCK_SIZE <= block_size <= MAX_BLOCK_SIZE or block_size & (block_size - 1) != 0:
         raise BitmapFileError(
             f"block size {block_size} is not a power of two between {MIN_BLOCK_SIZE} "
             f"(64 KiB) and {MAX_BLOCK_SIZE} (64 MiB)"
@@ -163,9 +160,7 @@ class Bitmap:
                 f"{bitmap_bytes_for(count)}"
             )
         if int.from_bytes(self.bits, "little") >> count:
-            raise BitmapFileError(
-                f"bits past the last block ({count}) are set; they must be zero"
-            )
+            raise BitmapFileError(f"bits past the last block ({count}) are set; they must be zero")
 
     @property
     def block_count(self) -> int:
@@ -193,9 +188,17 @@ class Bitmap:
     def encode(self) -> bytes:
         """The complete ``.mf`` file for this bitmap."""
         fields = Header(
-            magic=MAGIC, version=VERSION, header_size=HEADER_SIZE, block_size=self.block_size,
-            image_size=self.image_size, block_count=self.block_count, set_bits=self.set_bits,
-            flags=0, bitmap_sha256=self.sha256(), reserved=bytes(12), header_crc32=0,
+            magic=MAGIC,
+            version=VERSION,
+            header_size=HEADER_SIZE,
+            block_size=self.block_size,
+            image_size=self.image_size,
+            block_count=self.block_count,
+            set_bits=self.set_bits,
+            flags=0,
+            bitmap_sha256=self.sha256(),
+            reserved=bytes(12),
+            header_crc32=0,
         )
         head = bytearray(HEADER.pack(*astuple(fields)))
         struct.pack_into("<I", head, HEADER_CRC_SPAN, zlib.crc32(head[:HEADER_CRC_SPAN]))

@@ -74,7 +74,6 @@ class ScanSource(FileSource):
         self.read_calls += 1
         return done
 
-
     def __enter__(self) -> ScanSource:
         return self
 

@@ -97,12 +97,38 @@ def pack_footer(f: FooterFields) -> bytes:
     """The 512-byte footer with a valid checksum."""
     zvhd2 = f.zvhd2_version != 0
     raw = FOOTER.pack(
-        f.cookie.ljust(8, b"\0"), 2, 0x00010000, 0xFFFFFFFFFFFFFFFF, f.timestamp, b"tap\0",
-        f.creator_version, 0, f.orig_size, f.curr_size, chs_geometry(f.orig_size), f.disk_type,
-        0, f.uuid, 0, 0, 0, f.zvhd2_version, f.block_size, f.max_blk_num, f.index_lba,
-        f.bitmap_lba, f.index_size, f.bitmap_size, INDEX_SEGMENT_BYTES if zvhd2 else 0,
-        BITMAP_SEGMENT_BYTES if zvhd2 else 0, f.index_seg_num, f.bitmap_seg_num,
-        f.non_zero_blk_num, f.index_contains_zero_blk, f.compress_method, bytes(370),
+        f.cookie.ljust(8, b"\0"),
+        2,
+        0x00010000,
+        0xFFFFFFFFFFFFFFFF,
+        f.timestamp,
+        b"tap\0",
+        f.creator_version,
+        0,
+        f.orig_size,
+        f.curr_size,
+        chs_geometry(f.orig_size),
+        f.disk_type,
+        0,
+        f.uuid,
+        0,
+        0,
+        0,
+        f.zvhd2_version,
+        f.block_size,
+        f.max_blk_num,
+        f.index_lba,
+        f.bitmap_lba,
+        f.index_size,
+        f.bitmap_size,
+        INDEX_SEGMENT_BYTES if zvhd2 else 0,
+        BITMAP_SEGMENT_BYTES if zvhd2 else 0,
+        f.index_seg_num,
+        f.bitmap_seg_num,
+        f.non_zero_blk_num,
+        f.index_contains_zero_blk,
+        f.compress_method,
+        bytes(370),
     )
     return with_checksum(raw)
 
@@ -137,11 +163,13 @@ def record_size(payload: int) -> int:
     return -(-raw // RECORD_ALIGN) * RECORD_ALIGN
 
 
-def record_parts(payload: bytes, block: int, *, orig_size: int = 0,
-                 compressed: int = 0) -> list[bytes]:
+def record_parts(
+    payload: bytes, block: int, *, orig_size: int = 0, compressed: int = 0
+) -> list[bytes]:
     """One record as ``[header, payload, padding, "end\\0"]`` (join them, or ``writev``)."""
-    head = RECORD_HEADER.pack(RECORD_PREFIX, len(payload), block, compressed, bytes(3),
-                              orig_size, bytes(20))
+    head = RECORD_HEADER.pack(
+        RECORD_PREFIX, len(payload), block, compressed, bytes(3), orig_size, bytes(20)
+    )
     pad = record_size(len(payload)) - RECORD_HEADER_BYTES - len(payload) - len(RECORD_TRAILER)
     return [head, payload, _PADDING[:pad], RECORD_TRAILER]
 
@@ -155,8 +183,12 @@ def _whole_segments(data: bytes, segment: int) -> bytes:
     return data.ljust(-(-len(data) // segment) * segment, b"\0")
 
 
-def index_bytes(blocks: Sequence[int], offsets: Sequence[int], lengths: Sequence[int],
-                all_blocks: int | None = None) -> bytes:
+def index_bytes(
+    blocks: Sequence[int],
+    offsets: Sequence[int],
+    lengths: Sequence[int],
+    all_blocks: int | None = None,
+) -> bytes:
     """The index: one entry per non-zero block, or given ``all_blocks`` one per guest block
     (zero offset and length for zero blocks); whole 512 KiB segments."""
     if all_blocks is None:

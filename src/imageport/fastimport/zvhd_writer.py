@@ -135,8 +135,7 @@ def _deflate_chained(block: bytes, dictionary: bytes, level: int, header: bytes)
     """Raw deflate of ``block`` that may refer into ``dictionary`` (the stream's preceding
     32 KiB), sync-flushed: a piece of one longer zlib stream, ``header`` first."""
     if dictionary:
-        stream = zlib.compressobj(level, zlib.DEFLATED, -15, 9, zlib.Z_DEFAULT_STRATEGY,
-                                  dictionary)
+        stream = zlib.compressobj(level, zlib.DEFLATED, -15, 9, zlib.Z_DEFAULT_STRATEGY, dictionary)
     else:
         stream = zlib.compressobj(level, zlib.DEFLATED, -15, 9)
     return header + stream.compress(block) + stream.flush(zlib.Z_SYNC_FLUSH)
@@ -162,7 +161,7 @@ def data_blocks(disk: VirtualDisk, block_size: int) -> Iterator[tuple[int, bytes
             data = disk.read(n * block_size, block_size)
             last = n
             if len(data) < block_size:
-                data += zeros[len(data):]
+                data += zeros[len(data) :]
             if data != zeros:
                 yield n, data
 
@@ -193,10 +192,9 @@ class _Output(AtomicOutput):
         if done != total:  # short write (rare): finish the rest with plain writes
             rest = memoryview(b"".join(parts))[done:]
             while rest:
-                rest = rest[os.write(self.fd, rest):]
+                rest = rest[os.write(self.fd, rest) :]
         self.pos += total
-        if self.pos - self._synced_at >= _SYNC_EVERY and (self._sync is None
-                                                          or self._sync.done()):
+        if self.pos - self._synced_at >= _SYNC_EVERY and (self._sync is None or self._sync.done()):
             if self._sync is not None:
                 self._sync.result()  # raise a failed flush now
             self._synced_at = self.pos
@@ -214,9 +212,12 @@ class _Output(AtomicOutput):
         super().discard()
 
 
-def _pipeline(disk: VirtualDisk, block_size: int, workers: int,
-              submit: Callable[[ThreadPoolExecutor, bytes], Future[bytes]],
-              ) -> Iterator[tuple[int, bytes]]:
+def _pipeline(
+    disk: VirtualDisk,
+    block_size: int,
+    workers: int,
+    submit: Callable[[ThreadPoolExecutor, bytes], Future[bytes]],
+) -> Iterator[tuple[int, bytes]]:
     """``(block number, compressed payload)`` in block order, compressed on ``workers``
     threads with at most ``2 * workers`` blocks in flight."""
     window = 2 * workers
@@ -240,18 +241,24 @@ def _footer_base(cookie: bytes, disk: VirtualDisk, opts: WriterOptions) -> layou
     stamp = opts.timestamp
     if stamp is None:
         stamp = max(0, int(time.time()) - layout.EPOCH_2000)
-    return layout.FooterFields(cookie=cookie, orig_size=disk.virtual_size,
-                               timestamp=stamp & 0xFFFFFFFF,
-                               uuid=opts.uuid if opts.uuid is not None else uuid.uuid4().bytes)
+    return layout.FooterFields(
+        cookie=cookie,
+        orig_size=disk.virtual_size,
+        timestamp=stamp & 0xFFFFFFFF,
+        uuid=opts.uuid if opts.uuid is not None else uuid.uuid4().bytes,
+    )
 
 
 def _workers(opts: WriterOptions) -> int:
     return opts.workers or len(os.sched_getaffinity(0)) or 1
 
 
-def write_zvhd2(disk: VirtualDisk, dst: str | os.PathLike[str],
-                options: WriterOptions | None = None,
-                progress: Progress | None = None) -> WriteResult:
+def write_zvhd2(
+    disk: VirtualDisk,
+    dst: str | os.PathLike[str],
+    options: WriterOptions | None = None,
+    progress: Progress | None = None,
+) -> WriteResult:
     """Write ``disk`` as a ZVHD2 file at ``dst``."""
     opts = (options or WriterOptions()).checked()
     bs = opts.block_size
@@ -259,21 +266,28 @@ def write_zvhd2(disk: VirtualDisk, dst: str | os.PathLike[str],
     if opts.index_contains_zero_blk:
         limits.cap(max_blk * layout.INDEX_ENTRY.size, limits.MAX_TABLE_BYTES, "zvhd2 index")
     level = opts.level if opts.level is not None else DEFAULT_LEVELS[opts.method]
-    compress = (_zstd_compressor(level) if opts.method == "zstd" else _zlib_compressor(level))
+    compress = _zstd_compressor(level) if opts.method == "zstd" else _zlib_compressor(level)
     base = _footer_base(ZVHD2_COOKIE, disk, opts)
-    base = dataclasses.replace(base, zvhd2_version=layout.ZVHD2_VERSION, block_size=bs,
-                    max_blk_num=max_blk, compress_method=METHOD_CODES[opts.method],
-                    index_contains_zero_blk=int(opts.index_contains_zero_blk))
+    base = dataclasses.replace(
+        base,
+        zvhd2_version=layout.ZVHD2_VERSION,
+        block_size=bs,
+        max_blk_num=max_blk,
+        compress_method=METHOD_CODES[opts.method],
+        index_contains_zero_blk=int(opts.index_contains_zero_blk),
+    )
     header = layout.footer_area(layout.pack_footer(base))
     blocks, offsets, lengths = array("I"), array("Q"), array("I")
     max_entries = limits.MAX_TABLE_BYTES // layout.INDEX_ENTRY.size
     with committed(_Output(dst)) as out:
         out.write(header)
-        for number, payload in _pipeline(disk, bs, _workers(opts),
-                                         lambda pool, data: pool.submit(compress, data)):
+        for number, payload in _pipeline(
+            disk, bs, _workers(opts), lambda pool, data: pool.submit(compress, data)
+        ):
             if len(blocks) >= max_entries:
-                raise ImageportError(f"zvhd2: more than {max_entries} non-zero blocks; "
-                                     "use a larger block size")
+                raise ImageportError(
+                    f"zvhd2: more than {max_entries} non-zero blocks; use a larger block size"
+                )
             parts = layout.record_parts(payload, number, orig_size=bs, compressed=1)
             blocks.append(number)
             offsets.append(out.write(*parts))
@@ -281,15 +295,20 @@ def write_zvhd2(disk: VirtualDisk, dst: str | os.PathLike[str],
             if progress is not None:
                 progress(min((number + 1) * bs, disk.virtual_size), disk.virtual_size)
         out.write(header)
-        index = layout.index_bytes(blocks, offsets, lengths,
-                                   max_blk if opts.index_contains_zero_blk else None)
+        index = layout.index_bytes(
+            blocks, offsets, lengths, max_blk if opts.index_contains_zero_blk else None
+        )
         bitmap = layout.bitmap_bytes(blocks, max_blk)
         index_at = out.write(index)
         bitmap_at = out.write(bitmap)
         final = dataclasses.replace(
-            base, index_lba=index_at, index_size=len(index),
-            index_seg_num=len(index) // layout.INDEX_SEGMENT_BYTES, bitmap_lba=bitmap_at,
-            bitmap_size=len(bitmap), bitmap_seg_num=len(bitmap) // layout.BITMAP_SEGMENT_BYTES,
+            base,
+            index_lba=index_at,
+            index_size=len(index),
+            index_seg_num=len(index) // layout.INDEX_SEGMENT_BYTES,
+            bitmap_lba=bitmap_at,
+            bitmap_size=len(bitmap),
+            bitmap_seg_num=len(bitmap) // layout.BITMAP_SEGMENT_BYTES,
             non_zero_blk_num=len(blocks),
         )
         out.write(layout.footer_area(layout.pack_footer(final)))
@@ -299,9 +318,12 @@ def write_zvhd2(disk: VirtualDisk, dst: str | os.PathLike[str],
     return WriteResult(disk.virtual_size, size, len(blocks))
 
 
-def write_zvhd(disk: VirtualDisk, dst: str | os.PathLike[str],
-               options: WriterOptions | None = None,
-               progress: Progress | None = None) -> WriteResult:
+def write_zvhd(
+    disk: VirtualDisk,
+    dst: str | os.PathLike[str],
+    options: WriterOptions | None = None,
+    progress: Progress | None = None,
+) -> WriteResult:
     """Write ``disk`` as a ZVHD file at ``dst`` (zlib, 2 MiB blocks; ``options.method`` and
     ``options.block_size`` do not apply)."""
     opts = (options or WriterOptions()).checked()
@@ -324,11 +346,9 @@ def write_zvhd(disk: VirtualDisk, dst: str | os.PathLike[str],
             out.write(*layout.record_parts(payload, number))
             stored += 1
             if progress is not None:
-                progress(min((number + 1) * ZVHD_BLOCK_SIZE, disk.virtual_size),
-                         disk.virtual_size)
+                progress(min((number + 1) * ZVHD_BLOCK_SIZE, disk.virtual_size), disk.virtual_size)
         out.write(header)
         size = out.pos
     if progress is not None:
         progress(disk.virtual_size, disk.virtual_size)
     return WriteResult(disk.virtual_size, size, stored)
-

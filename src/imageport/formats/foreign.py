@@ -44,7 +44,6 @@ from imageport.source import ByteSource, read_exact
 SECTOR = 512
 
 
-
 def _virtual(value: int, what: str) -> int:
     return limits.cap(value, limits.MAX_VIRTUAL_SIZE, what)
 
@@ -386,7 +385,6 @@ def _inspect_asif(source: ByteSource, window: ProbeWindow) -> Container:
             "maximum size": str(header.max_sectors * header.block_size),
         },
     )
-
 
 
 SPECS: tuple[FormatSpec, ...] = (

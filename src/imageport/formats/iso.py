@@ -55,7 +55,6 @@ _PLATFORMS = {0x00: "x86 BIOS", 0x01: "PowerPC", 0x02: "Mac", 0xEF: "UEFI"}
 _MATCH_SECTORS = (16, 17, 18)
 
 
-
 @dataclass(frozen=True, slots=True)
 class VolumeDescriptorHeader:
     """The 7 bytes that open every ISO 9660 volume descriptor: type, ``CD001``, version."""
@@ -308,7 +307,6 @@ def _inspect_udf(source: ByteSource, window: ProbeWindow) -> Container:
         virtual_size=virtual_size,
         properties=properties,
     )
-
 
 
 ISO_SPEC = refused_spec(

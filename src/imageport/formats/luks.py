@@ -42,7 +42,6 @@ LUKS2_HEADER_SIZES = tuple(16384 << k for k in range(9))  # 16 KiB .. 4 MiB
 _KEYSLOT_ACTIVE = 0x00AC71F3
 
 
-
 def _cstr(raw: bytes) -> str:
     return raw.split(b"\0", 1)[0].decode("ascii", "replace")
 
@@ -258,7 +257,6 @@ def _inspect_luks2(source: ByteSource, offset: int) -> Container:
         damage=damage,
         properties=properties,
     )
-
 
 
 SPEC = refused_spec("luks", "LUKS encrypted volume", _matches, _inspect)

@@ -48,8 +48,9 @@ class QcowHeader:
     @classmethod
     def read(cls, source: ByteSource) -> QcowHeader:
         raw = read_exact(source, 0, cls._LAYOUT.size, "qcow header")
-        (magic, version, bf_off, bf_size, mtime, size, cbits, l2bits, _pad, crypt,
-         l1_off) = cls._LAYOUT.unpack(raw)
+        (magic, version, bf_off, bf_size, mtime, size, cbits, l2bits, _pad, crypt, l1_off) = (
+            cls._LAYOUT.unpack(raw)
+        )
         if magic != MAGIC or version != 1:
             raise CorruptImageError("qcow: not a version 1 header")
         return cls(version, bf_off, bf_size, mtime, size, cbits, l2bits, crypt, l1_off)
@@ -101,8 +102,14 @@ def _inspect(source: ByteSource, window: ProbeWindow) -> Container:
             name = "(name not readable)"
             damage = f"qcow: backing file name of {header.backing_file_size} bytes is too long"
         else:
-            name = quote(read_exact(source, header.backing_file_offset,
-                                    header.backing_file_size, "qcow backing file name"))
+            name = quote(
+                read_exact(
+                    source,
+                    header.backing_file_offset,
+                    header.backing_file_size,
+                    "qcow backing file name",
+                )
+            )
         hazards.append(Hazard("backing-file", f"qcow backing file {name}"))
     encryption = "aes" if header.crypt_method == 1 else None
     virtual_size = header.size // 512 * 512

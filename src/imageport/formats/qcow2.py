@@ -111,14 +111,39 @@ class Qcow2Header:
     def read(cls, source: ByteSource) -> Qcow2Header:
         """Parse the header at the start of ``source`` (raises on a truncated header)."""
         raw = read_exact(source, 0, cls._V2.size, "qcow2 header")
-        (magic, version, bf_off, bf_size, cbits, size, crypt, l1_size, l1_off, rc_off,
-         rc_clusters, nb_snap, snap_off) = cls._V2.unpack(raw)
+        (
+            magic,
+            version,
+            bf_off,
+            bf_size,
+            cbits,
+            size,
+            crypt,
+            l1_size,
+            l1_off,
+            rc_off,
+            rc_clusters,
+            nb_snap,
+            snap_off,
+        ) = cls._V2.unpack(raw)
         if magic != MAGIC:
             raise CorruptImageError("qcow2: bad magic")
         if version not in (2, 3):
             raise UnsupportedImageError(f"qcow2 version {version} (only 2 and 3 exist)")
-        common = cls(version, bf_off, bf_size, cbits, size, crypt, l1_size, l1_off, rc_off,
-                     rc_clusters, nb_snap, snap_off)
+        common = cls(
+            version,
+            bf_off,
+            bf_size,
+            cbits,
+            size,
+            crypt,
+            l1_size,
+            l1_off,
+            rc_off,
+            rc_clusters,
+            nb_snap,
+            snap_off,
+        )
         if version == 2:
             return common
         extra = read_exact(source, cls._V2.size, cls._V3.size, "qcow2 version 3 header")
@@ -126,9 +151,26 @@ class Qcow2Header:
         compression = 0
         if hlen > 104:
             compression = read_exact(source, 104, 1, "qcow2 compression type")[0]
-        return cls(version, bf_off, bf_size, cbits, size, crypt, l1_size, l1_off, rc_off,
-                   rc_clusters, nb_snap, snap_off, incompat, compat, autoclear, rc_order, hlen,
-                   compression)
+        return cls(
+            version,
+            bf_off,
+            bf_size,
+            cbits,
+            size,
+            crypt,
+            l1_size,
+            l1_off,
+            rc_off,
+            rc_clusters,
+            nb_snap,
+            snap_off,
+            incompat,
+            compat,
+            autoclear,
+            rc_order,
+            hlen,
+            compression,
+        )
 
     @property
     def cluster_size(self) -> int:
@@ -293,11 +335,13 @@ def hazards_of(header: Qcow2Header, ext: Extensions, backing: bytes | None) -> l
         name = quote(backing) if backing is not None else "(name not readable)"
         found.append(Hazard("backing-file", f"qcow2 backing file {name}{fmt}"))
     if header.incompatible_features >> INCOMPAT_DATA_FILE & 1:
-        found.append(Hazard(
-            "data-file",
-            "qcow2 incompatible feature bit 2 (external data file) is set: guest data lives "
-            "in another file",
-        ))
+        found.append(
+            Hazard(
+                "data-file",
+                "qcow2 incompatible feature bit 2 (external data file) is set: guest data lives "
+                "in another file",
+            )
+        )
     found.extend(
         Hazard("data-file", f"qcow2 data-file header extension names {quote(name)}")
         for name in ext.data_files
@@ -323,8 +367,9 @@ def backing_name(source: ByteSource, header: Qcow2Header) -> bytes:
         raise CorruptImageError(
             f"qcow2: backing file name of {header.backing_file_size} bytes is too long"
         )
-    return read_exact(source, header.backing_file_offset, header.backing_file_size,
-                      "qcow2 backing file name")
+    return read_exact(
+        source, header.backing_file_offset, header.backing_file_size, "qcow2 backing file name"
+    )
 
 
 def properties_of(header: Qcow2Header, ext: Extensions, virtual_size: int) -> dict[str, str]:

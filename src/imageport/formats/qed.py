@@ -51,10 +51,10 @@ def _hazards(source: ByteSource, header: QedHeader) -> tuple[Hazard, ...]:
     found: list[Hazard] = []
     if header.features & F_BACKING_FILE:
         raw_note = " (raw format)" if header.features & F_BACKING_FORMAT_NO_PROBE else ""
-        found.append(Hazard(
-            "backing-file",
-            f"qed image reads from backing file {backing_file_name(source, header)!r}{raw_note}",
-        ))
+        name = backing_file_name(source, header)
+        found.append(
+            Hazard("backing-file", f"qed image reads from backing file {name!r}{raw_note}")
+        )
     unknown = header.unknown_features
     for bit in range(64):
         if unknown & (1 << bit):

@@ -114,10 +114,23 @@ class Footer:
         """Parse a footer; ``raw`` is 512 bytes (a 511-byte footer padded with a zero byte)."""
         f = cls.LAYOUT.unpack_from(raw, 0)
         return cls(
-            cookie=f[0], features=f[1], format_version=f[2], data_offset=f[3], timestamp=f[4],
-            creator_app=f[5], creator_version=f[6], creator_os=f[7], original_size=f[8],
-            current_size=f[9], cylinders=f[10], heads=f[11], sectors_per_track=f[12],
-            disk_type=f[13], checksum=f[14], unique_id=f[15], saved_state=f[16],
+            cookie=f[0],
+            features=f[1],
+            format_version=f[2],
+            data_offset=f[3],
+            timestamp=f[4],
+            creator_app=f[5],
+            creator_version=f[6],
+            creator_os=f[7],
+            original_size=f[8],
+            current_size=f[9],
+            cylinders=f[10],
+            heads=f[11],
+            sectors_per_track=f[12],
+            disk_type=f[13],
+            checksum=f[14],
+            unique_id=f[15],
+            saved_state=f[16],
             checksum_ok=vhd_checksum(raw, cls.CHECKSUM_OFFSET) == f[14],
         )
 
@@ -145,8 +158,9 @@ class ParentLocator:
     @classmethod
     def from_bytes(cls, raw: bytes, offset: int) -> ParentLocator:
         f = cls.LAYOUT.unpack_from(raw, offset)
-        return cls(platform_code=f[0], data_space=f[1], data_length=f[2], reserved=f[3],
-                   data_offset=f[4])
+        return cls(
+            platform_code=f[0], data_space=f[1], data_length=f[2], reserved=f[3], data_offset=f[4]
+        )
 
     @property
     def used(self) -> bool:
@@ -183,9 +197,18 @@ class DynamicHeader:
             for i in range(_LOCATOR_COUNT)
         )
         return cls(
-            cookie=f[0], data_offset=f[1], table_offset=f[2], header_version=f[3],
-            max_table_entries=f[4], block_size=f[5], checksum=f[6], parent_uuid=f[7],
-            parent_timestamp=f[8], reserved=f[9], parent_name_raw=f[10], locators=locators,
+            cookie=f[0],
+            data_offset=f[1],
+            table_offset=f[2],
+            header_version=f[3],
+            max_table_entries=f[4],
+            block_size=f[5],
+            checksum=f[6],
+            parent_uuid=f[7],
+            parent_timestamp=f[8],
+            reserved=f[9],
+            parent_name_raw=f[10],
+            locators=locators,
             checksum_ok=vhd_checksum(raw, cls.CHECKSUM_OFFSET) == f[6],
         )
 
@@ -229,8 +252,11 @@ def _find_end_footer(window: ProbeWindow) -> tuple[Footer | None, int]:
 def choose_footer(window: ProbeWindow) -> FooterChoice:
     """Pick the footer qemu-img would use, refusing the combinations it refuses."""
     head = window.head_at(0, FOOTER_SIZE)
-    start = Footer.from_bytes(head) if len(head) == FOOTER_SIZE and head.startswith(
-        FOOTER_COOKIE) else None
+    start = (
+        Footer.from_bytes(head)
+        if len(head) == FOOTER_SIZE and head.startswith(FOOTER_COOKIE)
+        else None
+    )
     end, end_length = _find_end_footer(window)
     end_ok = end is not None and end.checksum_ok
     if start is None:
@@ -258,8 +284,9 @@ def choose_footer(window: ProbeWindow) -> FooterChoice:
         raise CorruptImageError(
             "the footer at offset 0 and the footer at the end differ (ambiguous file)"
         )
-    return FooterChoice(start, at_start=True, end_length=end_length if end_ok else 0,
-                        notes=tuple(notes))
+    return FooterChoice(
+        start, at_start=True, end_length=end_length if end_ok else 0, notes=tuple(notes)
+    )
 
 
 def qemu_size(footer: Footer) -> tuple[int, str]:
@@ -313,8 +340,7 @@ def read_bat(source: ByteSource, header: DynamicHeader, virtual_size: int) -> Vh
             f"the VHD BAT ({entries} entries of {block_size} bytes) is smaller than the disk"
         )
     raw = read_exact(source, header.table_offset, entries * 4, "VHD block allocation table")
-    bat = VhdBat(raw=raw, entries=entries, block_size=block_size,
-                 bitmap_size=header.bitmap_size)
+    bat = VhdBat(raw=raw, entries=entries, block_size=block_size, bitmap_size=header.bitmap_size)
     span = header.bitmap_size + block_size
     for index, (sector,) in enumerate(struct.iter_unpack(">I", raw)):
         if sector != UNALLOCATED and sector * SECTOR + span > source.size:
@@ -340,7 +366,7 @@ def _inspect(source: ByteSource, window: ProbeWindow) -> Container:
     virtual_size, size_from = qemu_size(footer)
     props: dict[str, str] = {
         "creator": f"{footer.creator} {footer.creator_version >> 16}."
-                   f"{footer.creator_version & 0xFFFF} ({footer.creator_os.decode('latin-1')})",
+        f"{footer.creator_version & 0xFFFF} ({footer.creator_os.decode('latin-1')})",
         "size from": size_from,
     }
     geometry_size = footer.geometry_sectors * SECTOR
@@ -349,17 +375,21 @@ def _inspect(source: ByteSource, window: ProbeWindow) -> Container:
         props["geometry size"] = str(geometry_size)
     if choice.notes:
         props["footer"] = "; ".join(choice.notes)
-    base = Container(format="vhd", variant=variant, accepted=True, file_size=source.size,
-                     virtual_size=virtual_size, properties=props)
+    base = Container(
+        format="vhd",
+        variant=variant,
+        accepted=True,
+        file_size=source.size,
+        virtual_size=virtual_size,
+        properties=props,
+    )
     if footer.disk_type == DISK_FIXED:
         data_end = source.size - choice.end_length
         if virtual_size > data_end:
             raise TruncatedImageError(
                 f"fixed VHD of {virtual_size} bytes holds only {data_end} bytes of data"
             )
-        return dataclasses.replace(
-            base, opener=functools.partial(FixedVhdDisk, size=virtual_size)
-        )
+        return dataclasses.replace(base, opener=functools.partial(FixedVhdDisk, size=virtual_size))
     limits.cap(footer.data_offset, source.size - DYNAMIC_HEADER_SIZE, "VHD dynamic header offset")
     header = DynamicHeader.from_bytes(
         read_exact(source, footer.data_offset, DYNAMIC_HEADER_SIZE, "VHD dynamic header")

@@ -83,8 +83,13 @@ _ITEM_NAMES = {
     PHYSICAL_SECTOR_SIZE: "physical sector size",
     PARENT_LOCATOR: "parent locator",
 }
-_REQUIRED_ITEMS = (FILE_PARAMETERS, VIRTUAL_DISK_SIZE, PAGE_83_DATA, LOGICAL_SECTOR_SIZE,
-                   PHYSICAL_SECTOR_SIZE)
+_REQUIRED_ITEMS = (
+    FILE_PARAMETERS,
+    VIRTUAL_DISK_SIZE,
+    PAGE_83_DATA,
+    LOGICAL_SECTOR_SIZE,
+    PHYSICAL_SECTOR_SIZE,
+)
 
 
 def checksum_ok(block: bytes) -> bool:
@@ -119,9 +124,19 @@ class Header:
     def from_bytes(cls, raw: bytes) -> Header:
         f = cls.LAYOUT.unpack_from(raw, 0)
         valid = f[0] == b"head" and f[7] == 1 and checksum_ok(raw)
-        return cls(signature=f[0], checksum=f[1], sequence_number=f[2], file_write_guid=f[3],
-                   data_write_guid=f[4], log_guid=f[5], log_version=f[6], version=f[7],
-                   log_length=f[8], log_offset=f[9], valid=valid)
+        return cls(
+            signature=f[0],
+            checksum=f[1],
+            sequence_number=f[2],
+            file_write_guid=f[3],
+            data_write_guid=f[4],
+            log_guid=f[5],
+            log_version=f[6],
+            version=f[7],
+            log_length=f[8],
+            log_offset=f[9],
+            valid=valid,
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -216,8 +231,9 @@ def read_regions(source: ByteSource, regions: _Regions) -> tuple[TableEntry, Tab
     note = "copy valid" if copy[:4] == b"regi" and checksum_ok(copy) else "copy damaged"
     if raw[:4] != b"regi" or not checksum_ok(raw):
         raise CorruptImageError("the VHDX region table has a bad signature or CRC")
-    count = limits.cap(struct.unpack_from("<I", raw, 8)[0], MAX_TABLE_ENTRIES,
-                       "VHDX region table entry count")
+    count = limits.cap(
+        struct.unpack_from("<I", raw, 8)[0], MAX_TABLE_ENTRIES, "VHDX region table entry count"
+    )
     found: dict[bytes, TableEntry] = {}
     for i in range(count):
         entry = TableEntry.region(raw, 16 + 32 * i)
@@ -269,8 +285,9 @@ def read_metadata(source: ByteSource, region: TableEntry) -> Metadata:
     raw = read_exact(source, region.offset, METADATA_TABLE_SIZE, "VHDX metadata table")
     if raw[:8] != b"metadata":
         raise CorruptImageError("the VHDX metadata table has a bad signature")
-    count = limits.cap(struct.unpack_from("<H", raw, 10)[0], MAX_TABLE_ENTRIES,
-                       "VHDX metadata entry count")
+    count = limits.cap(
+        struct.unpack_from("<H", raw, 10)[0], MAX_TABLE_ENTRIES, "VHDX metadata entry count"
+    )
     items: dict[bytes, TableEntry] = {}
     for i in range(count):
         entry = TableEntry.metadata(raw, 32 + 32 * i)
@@ -299,13 +316,21 @@ def read_metadata(source: ByteSource, region: TableEntry) -> Metadata:
         entry = items[PARENT_LOCATOR]
         limits.cap(entry.length, MAX_LOCATOR_BYTES, "VHDX parent locator length")
         locator = parse_locator(_item(source, region, entry, entry.length))
-    return Metadata(block_size=block_size, leave_blocks_allocated=bool(bits & 1),
-                    has_parent=bool(bits & 2), virtual_size=size, logical_sector_size=logical,
-                    physical_sector_size=physical, page83=page83, parent_locator=locator)
+    return Metadata(
+        block_size=block_size,
+        leave_blocks_allocated=bool(bits & 1),
+        has_parent=bool(bits & 2),
+        virtual_size=size,
+        logical_sector_size=logical,
+        physical_sector_size=physical,
+        page83=page83,
+        parent_locator=locator,
+    )
 
 
-def read_bat(source: ByteSource, region: TableEntry, meta: Metadata,
-             regions: _Regions) -> vdisk.VhdxBat:
+def read_bat(
+    source: ByteSource, region: TableEntry, meta: Metadata, regions: _Regions
+) -> vdisk.VhdxBat:
     """Read the BAT of a disk without a parent and check every payload entry."""
     ratio = meta.chunk_ratio
     blocks = -(-meta.virtual_size // meta.block_size)
@@ -321,8 +346,13 @@ def read_bat(source: ByteSource, region: TableEntry, meta: Metadata,
         state = entry & vdisk.STATE_MASK
         if state == vdisk.PAYLOAD_FULLY_PRESENT:
             _check_block(entry & vdisk.FILE_OFFSET_MASK, block, meta, regions)
-        elif state not in (vdisk.PAYLOAD_NOT_PRESENT, vdisk.PAYLOAD_UNDEFINED, vdisk.PAYLOAD_ZERO,
-                           vdisk.PAYLOAD_UNMAPPED, vdisk.PAYLOAD_UNMAPPED_V095):
+        elif state not in (
+            vdisk.PAYLOAD_NOT_PRESENT,
+            vdisk.PAYLOAD_UNDEFINED,
+            vdisk.PAYLOAD_ZERO,
+            vdisk.PAYLOAD_UNMAPPED,
+            vdisk.PAYLOAD_UNMAPPED_V095,
+        ):
             raise CorruptImageError(f"VHDX BAT entry for block {block} has invalid state {state}")
     return vdisk.VhdxBat(raw=raw, block_size=meta.block_size, chunk_ratio=ratio)
 
@@ -354,8 +384,15 @@ def _inspect(source: ByteSource, window: ProbeWindow) -> Container:
         if not hazards:
             raise
         damage: ImageportError = exc
-    return Container(format="vhdx", variant="damaged", accepted=True, file_size=source.size,
-                     hazards=tuple(hazards), damage=str(damage), properties=props)
+    return Container(
+        format="vhdx",
+        variant="damaged",
+        accepted=True,
+        file_size=source.size,
+        hazards=tuple(hazards),
+        damage=str(damage),
+        properties=props,
+    )
 
 
 def _parse(source: ByteSource, hazards: list[Hazard], props: dict[str, str]) -> Container:
@@ -365,25 +402,30 @@ def _parse(source: ByteSource, hazards: list[Hazard], props: dict[str, str]) -> 
         props["header"] = note
     regions = _Regions(source.size)
     if header.log_guid != bytes(16):
-        hazards.append(Hazard(
-            "log-replay",
-            f"the VHDX log (GUID {_guid(header.log_guid)}, {header.log_length} bytes at offset "
-            f"{header.log_offset}) may hold writes that must be replayed; it is never replayed "
-            "here (that would write to the image)",
-        ))
+        hazards.append(
+            Hazard(
+                "log-replay",
+                f"the VHDX log (GUID {_guid(header.log_guid)}, {header.log_length} bytes at offset "
+                f"{header.log_offset}) may hold writes that must be replayed; it is never replayed "
+                "here (that would write to the image)",
+            )
+        )
     if header.log_length:
         regions.claim(header.log_offset, header.log_length, "log")
     bat_region, meta_region, copy_note = read_regions(source, regions)
     props["region table"] = copy_note
     meta = read_metadata(source, meta_region)
-    props.update({
-        "block size": str(meta.block_size),
-        "logical sector size": str(meta.logical_sector_size),
-        "physical sector size": str(meta.physical_sector_size),
-        "page 83 id": meta.page83,
-    })
-    variant = ("differencing" if meta.has_parent
-               else "fixed" if meta.leave_blocks_allocated else "dynamic")
+    props.update(
+        {
+            "block size": str(meta.block_size),
+            "logical sector size": str(meta.logical_sector_size),
+            "physical sector size": str(meta.physical_sector_size),
+            "page 83 id": meta.page83,
+        }
+    )
+    variant = (
+        "differencing" if meta.has_parent else "fixed" if meta.leave_blocks_allocated else "dynamic"
+    )
     if meta.has_parent:
         pairs = meta.parent_locator
         found = "; ".join(f"{k}={v!r}" for k, v in pairs) if pairs else "no parent locator"
@@ -396,9 +438,16 @@ def _parse(source: ByteSource, hazards: list[Hazard], props: dict[str, str]) -> 
             )
         bat = read_bat(source, bat_region, meta, regions)
         opener = functools.partial(vdisk.VhdxDisk, size=meta.virtual_size, bat=bat)
-    return Container(format="vhdx", variant=variant, accepted=True, file_size=source.size,
-                     virtual_size=meta.virtual_size, hazards=tuple(hazards), properties=props,
-                     opener=opener)
+    return Container(
+        format="vhdx",
+        variant=variant,
+        accepted=True,
+        file_size=source.size,
+        virtual_size=meta.virtual_size,
+        hazards=tuple(hazards),
+        properties=props,
+        opener=opener,
+    )
 
 
 SPECS: tuple[FormatSpec, ...] = (

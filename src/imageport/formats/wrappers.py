@@ -39,7 +39,6 @@ _DECOMPRESS = "decompress it first ({tool}) and check the disk image inside"
 _EXTRACT = "extract the disk image from the archive ({tool}) and check that file instead"
 
 
-
 def _wrapped(source: ByteSource, fmt: str, variant: str, hint: str, **properties: str) -> Container:
     return Container(
         format=fmt,
@@ -312,7 +311,6 @@ def _inspect_tar(source: ByteSource, window: ProbeWindow) -> Container:
         )
     return _wrapped(source, "tar", variant, _EXTRACT.format(tool="e.g. tar -xf"),
                     **{"first member": name})  # fmt: skip
-
 
 
 SPECS: tuple[FormatSpec, ...] = (

@@ -69,11 +69,13 @@ def _inspect_zvhd(source: ByteSource, window: ProbeWindow) -> Container:
     footer.check(ZVHD_COOKIE, "zvhd")
     index = scan_records(source, footer)
     properties = _common_properties(footer)
-    properties.update({
-        "compression": "zlib (one stream)",
-        "block size": str(ZVHD_BLOCK_SIZE),
-        "non-zero blocks": str(len(index.blocks)),
-    })
+    properties.update(
+        {
+            "compression": "zlib (one stream)",
+            "block size": str(ZVHD_BLOCK_SIZE),
+            "non-zero blocks": str(len(index.blocks)),
+        }
+    )
     return Container(
         format="zvhd",
         variant="zvhd",
@@ -95,17 +97,21 @@ def _inspect_zvhd2(source: ByteSource, window: ProbeWindow) -> Container:
     )
     check_zvhd2_footer(footer, source.size)
     if head.orig_size != footer.orig_size:
-        raise CorruptImageError(f"zvhd2: header disk size {head.orig_size} differs from the "
-                                f"final footer's {footer.orig_size}")
+        raise CorruptImageError(
+            f"zvhd2: header disk size {head.orig_size} differs from the "
+            f"final footer's {footer.orig_size}"
+        )
     index = Zvhd2Index.read(source, footer)
     method = COMPRESSION_NAMES[footer.compress_method]
     properties = _common_properties(footer)
-    properties.update({
-        "compression": method,
-        "block size": str(footer.block_size),
-        "non-zero blocks": str(len(index.blocks)),
-        "zvhd2 version": str(footer.zvhd2_version),
-    })
+    properties.update(
+        {
+            "compression": method,
+            "block size": str(footer.block_size),
+            "non-zero blocks": str(len(index.blocks)),
+            "zvhd2 version": str(footer.zvhd2_version),
+        }
+    )
     return Container(
         format="zvhd2",
         variant=f"zvhd2 ({method})",

@@ -52,8 +52,11 @@ SSHD_CONFIG = "/etc/ssh/sshd_config"
 DEFAULT_KEY_FILES = (".ssh/authorized_keys", ".ssh/authorized_keys2")
 #: The passwd password field that means "see /etc/shadow".
 _IN_SHADOW = "x"
-_PRESET_DIRS = ("/etc/systemd/system-preset", "/usr/lib/systemd/system-preset",
-                "/lib/systemd/system-preset")
+_PRESET_DIRS = (
+    "/etc/systemd/system-preset",
+    "/usr/lib/systemd/system-preset",
+    "/lib/systemd/system-preset",
+)
 _SYSV_DIRS = ("/etc/rc2.d", "/etc/rc3.d", "/etc/rc5.d")
 
 
@@ -175,6 +178,7 @@ class AccountFacts:
 
 # --- parsers of file contents (pure functions on strings) ------------------------------------
 
+
 @dataclass(frozen=True, slots=True)
 class PasswdEntry:
     """One valid line of /etc/passwd."""
@@ -195,11 +199,17 @@ def parse_passwd(text: str, limit: int = MAX_ACCOUNTS) -> list[PasswdEntry]:
         fields = line.rstrip("\r").split(":")
         if len(fields) != 7 or not fields[0] or fields[0][0] in "+-#":
             continue
-        if not (fields[2].isdecimal() and fields[3].isdecimal()) or len(fields[2]) > 10 \
-                or len(fields[3]) > 10:
+        if (
+            not (fields[2].isdecimal() and fields[3].isdecimal())
+            or len(fields[2]) > 10
+            or len(fields[3]) > 10
+        ):
             continue
-        entries.append(PasswdEntry(fields[0], fields[1], int(fields[2]), int(fields[3]),
-                                   fields[5], fields[6], line_no))
+        entries.append(
+            PasswdEntry(
+                fields[0], fields[1], int(fields[2]), int(fields[3]), fields[5], fields[6], line_no
+            )
+        )
         if len(entries) >= limit:
             break
     return entries
@@ -238,8 +248,9 @@ def classify_password(field_value: str, source: str) -> Password:
 
 def count_keys(text: str) -> int:
     """Key lines of an authorized_keys text (not blank, not comments)."""
-    return sum(1 for line in text.splitlines() if line.strip() and
-               not line.lstrip().startswith("#"))
+    return sum(
+        1 for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#")
+    )
 
 
 def split_directive(line: str) -> tuple[str, str] | None:
@@ -259,8 +270,10 @@ def split_directive(line: str) -> tuple[str, str] | None:
 
 # --- reading the guest ------------------------------------------------------------------------
 
-def _read(files: GuestFiles, path: str, problems: list[str],
-          unreadable: list[str] | None = None) -> str | None:
+
+def _read(
+    files: GuestFiles, path: str, problems: list[str], unreadable: list[str] | None = None
+) -> str | None:
     """``path``'s text; None when absent. One that exists but cannot be read is a problem,
     and also goes to ``unreadable`` when the caller's verdict depends on it."""
     try:
@@ -354,21 +367,32 @@ class _SshdConfigReader:
         if any(c in folder for c in "*?["):
             self.problems.append(f"sshd_config Include {pattern}: globbed folders not read")
             return []
-        return [posixpath.join(folder, n) for n in _names(self.files, folder)
-                if fnmatch.fnmatchcase(n, name)]
+        return [
+            posixpath.join(folder, n)
+            for n in _names(self.files, folder)
+            if fnmatch.fnmatchcase(n, name)
+        ]
 
 
 def _sshd_enabled(files: GuestFiles) -> tuple[str, ...]:
     found: list[str] = []
-    wants_dirs = [f"/etc/systemd/system/{n}" for n in _names(files, "/etc/systemd/system")
-                  if n.endswith(".wants")]
-    wants_dirs += ["/usr/lib/systemd/system/multi-user.target.wants",
-                   "/lib/systemd/system/multi-user.target.wants"]
+    wants_dirs = [
+        f"/etc/systemd/system/{n}"
+        for n in _names(files, "/etc/systemd/system")
+        if n.endswith(".wants")
+    ]
+    wants_dirs += [
+        "/usr/lib/systemd/system/multi-user.target.wants",
+        "/lib/systemd/system/multi-user.target.wants",
+    ]
     for folder in wants_dirs:
         found += [f"{folder}/{unit}" for unit in SSHD_UNITS if _present(files, f"{folder}/{unit}")]
     for folder in _SYSV_DIRS:
-        found += [f"{folder}/{n}" for n in _names(files, folder)
-                  if n.startswith("S") and n[3:] in ("ssh", "sshd")]
+        found += [
+            f"{folder}/{n}"
+            for n in _names(files, folder)
+            if n.startswith("S") and n[3:] in ("ssh", "sshd")
+        ]
     return tuple(dict.fromkeys(found))
 
 
@@ -385,14 +409,14 @@ def _sshd_preset(files: GuestFiles, problems: list[str]) -> str | None:
             words = line.split()
             if len(words) < 2 or words[0] not in ("enable", "disable"):
                 continue
-            if any(fnmatch.fnmatchcase(unit, words[1]) for unit in ("ssh.service",
-                                                                       "sshd.service")):
+            if any(fnmatch.fnmatchcase(unit, words[1]) for unit in ("ssh.service", "sshd.service")):
                 return f"{chosen[name]}:{line_no}: {line.strip()}"
     return None
 
 
-def read_sshd(files: GuestFiles, problems: list[str],
-              unreadable: list[str] | None = None) -> SshdFacts:
+def read_sshd(
+    files: GuestFiles, problems: list[str], unreadable: list[str] | None = None
+) -> SshdFacts:
     """sshd's program, enablement and configuration (configuration files that exist but cannot
     be read go to ``unreadable`` too)."""
     program = next((p for p in SSHD_PROGRAMS if _program(files, p)), None)
@@ -400,15 +424,19 @@ def read_sshd(files: GuestFiles, problems: list[str],
     config.read(SSHD_CONFIG)
     if unreadable is not None:
         unreadable += config.unreadable
-    return SshdFacts(program, _sshd_enabled(files), _sshd_preset(files, problems),
-                     config.settings)
+    return SshdFacts(program, _sshd_enabled(files), _sshd_preset(files, problems), config.settings)
 
 
 def _key_paths(entry: PasswdEntry, key_files: str) -> list[str]:
     paths = []
     for token in key_files.split():
-        token = token.replace("%%", "\0").replace("%h", entry.home).replace(
-            "%u", entry.name).replace("%U", str(entry.uid)).replace("\0", "%")
+        token = (
+            token.replace("%%", "\0")
+            .replace("%h", entry.home)
+            .replace("%u", entry.name)
+            .replace("%U", str(entry.uid))
+            .replace("\0", "%")
+        )
         if "%" in token or token.lower() == "none":
             continue
         if not token.startswith("/"):
@@ -417,8 +445,9 @@ def _key_paths(entry: PasswdEntry, key_files: str) -> list[str]:
     return paths
 
 
-def _key_files(files: GuestFiles, entry: PasswdEntry, key_setting: str,
-               problems: list[str]) -> tuple[KeyFile, ...]:
+def _key_files(
+    files: GuestFiles, entry: PasswdEntry, key_setting: str, problems: list[str]
+) -> tuple[KeyFile, ...]:
     if not entry.home.startswith("/"):
         return ()
     found = []
@@ -467,12 +496,20 @@ def read_accounts(guest: GuestFacts) -> AccountFacts:
                 password = Password(PasswordState.MISSING, f"/etc/passwd:{entry.line_no}")
         else:
             password = classify_password(entry.password, f"/etc/passwd:{entry.line_no}")
-        account = Account(entry.name, entry.uid, entry.gid, entry.home, entry.shell,
-                          entry.line_no, password)
+        account = Account(
+            entry.name, entry.uid, entry.gid, entry.home, entry.shell, entry.line_no, password
+        )
         if index < MAX_KEY_ACCOUNTS and (account.login_shell or entry.uid == 0):
-            account = Account(entry.name, entry.uid, entry.gid, entry.home, entry.shell,
-                              entry.line_no, password,
-                              _key_files(files, entry, keys_from, problems))
+            account = Account(
+                entry.name,
+                entry.uid,
+                entry.gid,
+                entry.home,
+                entry.shell,
+                entry.line_no,
+                password,
+                _key_files(files, entry, keys_from, problems),
+            )
         accounts.append(account)
     cloud_init = CLOUD_INIT_PROGRAM if _program(files, CLOUD_INIT_PROGRAM) else None
     return AccountFacts(tuple(accounts), sshd, cloud_init, tuple(problems), tuple(unreadable))

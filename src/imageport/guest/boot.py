@@ -72,8 +72,14 @@ _VENDOR_LOADERS = frozenset({"grubx64.efi", "shimx64.efi", "grubaa64.efi", "shim
 
 GRUB_CFG_PATHS = ("/boot/grub/grub.cfg", "/boot/grub2/grub.cfg")
 GRUBENV_PATHS = ("/boot/grub2/grubenv", "/boot/grub/grubenv")
-SYSLINUX_PATHS = ("/boot/extlinux/extlinux.conf", "/boot/extlinux.conf", "/extlinux.conf",
-                  "/boot/syslinux/syslinux.cfg", "/boot/syslinux.cfg", "/syslinux/syslinux.cfg")
+SYSLINUX_PATHS = (
+    "/boot/extlinux/extlinux.conf",
+    "/boot/extlinux.conf",
+    "/extlinux.conf",
+    "/boot/syslinux/syslinux.cfg",
+    "/boot/syslinux.cfg",
+    "/syslinux/syslinux.cfg",
+)
 MENU_LST_PATHS = ("/boot/grub/menu.lst", "/boot/grub/grub.conf")
 DEFAULT_GRUB = "/etc/default/grub"
 BLS_DIR = "/boot/loader/entries"
@@ -147,8 +153,13 @@ def _grub2_bios(table: PartitionTable, disk: BlockDevice) -> ModeEvidence:
     if sector is None or not is_grub_core(sector):
         return ModeEvidence(False, (f"{head}, but that sector does not hold GRUB's core.img",))
     if table.scheme == "gpt" and (part is None or part.type_name != "bios-boot"):
-        return ModeEvidence(True, (f"{head} (not a BIOS boot partition: GRUB was installed "
-                                   "with block lists, which break when files move)",))
+        return ModeEvidence(
+            True,
+            (
+                f"{head} (not a BIOS boot partition: GRUB was installed "
+                "with block lists, which break when files move)",
+            ),
+        )
     return ModeEvidence(True, (head,))
 
 
@@ -160,10 +171,16 @@ def _chainload_bios(kind: str, table: PartitionTable, disk: BlockDevice) -> Mode
     part = active[0]
     vbr = _read_sector(disk, part.start // SECTOR)
     if vbr is None or vbr[510:512] != b"\x55\xaa":
-        return ModeEvidence(False, (f"sector 0: {name}; active partition {part.number} has no "
-                                    "boot sector (no 55AA signature)",))
-    return ModeEvidence(True, (f"sector 0: {name}, chain-loads active partition "
-                               f"{part.number}'s boot sector",))
+        return ModeEvidence(
+            False,
+            (
+                f"sector 0: {name}; active partition {part.number} has no "
+                "boot sector (no 55AA signature)",
+            ),
+        )
+    return ModeEvidence(
+        True, (f"sector 0: {name}, chain-loads active partition {part.number}'s boot sector",)
+    )
 
 
 def bios_evidence(table: PartitionTable, disk: BlockDevice) -> ModeEvidence:
@@ -171,13 +188,21 @@ def bios_evidence(table: PartitionTable, disk: BlockDevice) -> ModeEvidence:
     sector0 = _read_sector(disk, 0)
     if sector0 is None or table.mbr_boot_code == "none":
         return ModeEvidence(False, ("sector 0: no boot code",))
-    if sector0[_GRUB_LEGACY_VERSION_OFFSET:_GRUB_LEGACY_VERSION_OFFSET + 2] == \
-            _GRUB_LEGACY_VERSION and table.mbr_boot_code == "grub":
+    if (
+        sector0[_GRUB_LEGACY_VERSION_OFFSET : _GRUB_LEGACY_VERSION_OFFSET + 2]
+        == _GRUB_LEGACY_VERSION
+        and table.mbr_boot_code == "grub"
+    ):
         (lba,) = _GRUB_LEGACY_STAGE2.unpack_from(sector0, _GRUB_LEGACY_STAGE2_OFFSET)
         stage = _read_sector(disk, lba) if lba else None
         if stage is None or not any(stage):
-            return ModeEvidence(False, (f"sector 0: GRUB Legacy stage1, but its stage 2 sector "
-                                        f"(LBA {lba}) is empty or beyond the disk",))
+            return ModeEvidence(
+                False,
+                (
+                    f"sector 0: GRUB Legacy stage1, but its stage 2 sector "
+                    f"(LBA {lba}) is empty or beyond the disk",
+                ),
+            )
         return ModeEvidence(True, (f"sector 0: GRUB Legacy stage1, stage 1.5/2 at LBA {lba}",))
     if table.mbr_boot_code == "grub":
         return _grub2_bios(table, disk)
@@ -227,8 +252,13 @@ def _open_esps(guest: GuestFacts, problems: list[str]) -> tuple[list[_Esp], list
         label = f"ESP {volume.name}"
         mount = mounted.get(id(volume))
         try:
-            fs = mount.fs if mount else (
-                open_filesystem(volume.device, volume.signature) if volume.signature else None)
+            fs = (
+                mount.fs
+                if mount
+                else (
+                    open_filesystem(volume.device, volume.signature) if volume.signature else None
+                )
+            )
         except ImageportError as exc:
             problems.append(f"{label} cannot be read: {exc}")
             fs = None
@@ -274,8 +304,9 @@ def _find_ci_all(fs: Filesystem, directory: str) -> list[tuple[str, FileType]]:
     return out
 
 
-def uefi_evidence(esps: list[_Esp], notes: list[str],
-                  problems: list[str]) -> tuple[ModeEvidence, list[tuple[_Esp, str]]]:
+def uefi_evidence(
+    esps: list[_Esp], notes: list[str], problems: list[str]
+) -> tuple[ModeEvidence, list[tuple[_Esp, str]]]:
     """Whether an ESP holds a UEFI loader, and the grub.cfg files found on the ESPs."""
     evidence = list(notes)
     configs: list[tuple[_Esp, str]] = []
@@ -294,15 +325,18 @@ def uefi_evidence(esps: list[_Esp], notes: list[str],
             tail = "" if fallback else " (no EFI/BOOT fallback loader: needs an NVRAM entry)"
             evidence.append(f"{esp.label}: {', '.join(good)}{tail}")
         else:
-            evidence.append(f"{esp.label}: no UEFI boot loader in EFI/ "
-                            f"({', '.join(loaders) or 'no BOOTX64.EFI, grubx64.efi or shim'})")
+            evidence.append(
+                f"{esp.label}: no UEFI boot loader in EFI/ "
+                f"({', '.join(loaders) or 'no BOOTX64.EFI, grubx64.efi or shim'})"
+            )
     if not esps and not notes:
         evidence.append("no EFI system partition")
     return ModeEvidence(supported, tuple(evidence)), configs
 
 
-def _read_text(files: GuestFiles, path: str, problems: list[str],
-               unreadable: list[str] | None = None) -> str | None:
+def _read_text(
+    files: GuestFiles, path: str, problems: list[str], unreadable: list[str] | None = None
+) -> str | None:
     """``path``'s text, None when absent; one that exists but cannot be read is a problem
     (and goes to ``unreadable`` too, for the loader configuration itself)."""
     try:
@@ -314,11 +348,15 @@ def _read_text(files: GuestFiles, path: str, problems: list[str],
         return None
 
 
-def _bls_configs(files: GuestFiles, kernelopts: str | None, saved: str | None,
-                 problems: list[str]) -> LoaderConfig | None:
+def _bls_configs(
+    files: GuestFiles, kernelopts: str | None, saved: str | None, problems: list[str]
+) -> LoaderConfig | None:
     try:
-        names = sorted(e.name for i, e in enumerate(files.listdir(BLS_DIR))
-                       if i < MAX_DIR_SCAN and e.name.endswith(".conf"))
+        names = sorted(
+            e.name
+            for i, e in enumerate(files.listdir(BLS_DIR))
+            if i < MAX_DIR_SCAN and e.name.endswith(".conf")
+        )
     except ImageportError:
         return None
     entries: list[KernelLine] = []
@@ -346,9 +384,14 @@ def _kernel_in_boot(files: GuestFiles) -> bool:
     return any(e.name.startswith(KERNEL_PREFIXES) for e in listing[:MAX_DIR_SCAN])
 
 
-def _loader_configs(guest: GuestFacts, esp_cfgs: list[tuple[_Esp, str]], sector0_kind: str,
-                    looked: list[str], problems: list[str],
-                    unreadable: list[str]) -> list[LoaderConfig]:
+def _loader_configs(
+    guest: GuestFacts,
+    esp_cfgs: list[tuple[_Esp, str]],
+    sector0_kind: str,
+    looked: list[str],
+    problems: list[str],
+    unreadable: list[str],
+) -> list[LoaderConfig]:
     files = guest.files
     env: dict[str, str] = {}
     for path in GRUBENV_PATHS:
@@ -396,8 +439,11 @@ def read_boot(guest: GuestFacts) -> BootFacts:
     problems: list[str] = []
     table = guest.layout.storage.table
     disk = _disk_of(guest)
-    bios = bios_evidence(table, disk) if disk is not None else \
-        ModeEvidence(False, ("the disk itself could not be read",))
+    bios = (
+        bios_evidence(table, disk)
+        if disk is not None
+        else ModeEvidence(False, ("the disk itself could not be read",))
+    )
     esps, notes = _open_esps(guest, problems)
     uefi, esp_cfgs = uefi_evidence(esps, notes, problems)
     looked: list[str] = []
@@ -406,16 +452,27 @@ def read_boot(guest: GuestFacts) -> BootFacts:
     kernel_in_boot = False
     unreadable: list[str] = []
     if guest.layout.root is not None:
-        configs = _loader_configs(guest, esp_cfgs, table.mbr_boot_code, looked, problems,
-                                  unreadable)
+        configs = _loader_configs(
+            guest, esp_cfgs, table.mbr_boot_code, looked, problems, unreadable
+        )
         text = _read_text(guest.files, DEFAULT_GRUB, problems)
         if text:
-            defaults = parse_shell_settings(text, DEFAULT_GRUB,
-                                            ("GRUB_CMDLINE_LINUX", "GRUB_CMDLINE_LINUX_DEFAULT"))
+            defaults = parse_shell_settings(
+                text, DEFAULT_GRUB, ("GRUB_CMDLINE_LINUX", "GRUB_CMDLINE_LINUX_DEFAULT")
+            )
         kernel_in_boot = _kernel_in_boot(guest.files)
     default = configs[0].default if configs else None
-    return BootFacts(bios, uefi, tuple(configs), default, defaults, kernel_in_boot,
-                     tuple(looked), tuple(problems), tuple(unreadable))
+    return BootFacts(
+        bios,
+        uefi,
+        tuple(configs),
+        default,
+        defaults,
+        kernel_in_boot,
+        tuple(looked),
+        tuple(problems),
+        tuple(unreadable),
+    )
 
 
 def _disk_of(guest: GuestFacts) -> BlockDevice | None:

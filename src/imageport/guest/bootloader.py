@@ -66,7 +66,7 @@ class KernelLine:
     def values(self, key: str) -> tuple[str, ...]:
         """Every value of ``key=`` on the command line, in order."""
         prefix = key + "="
-        return tuple(a[len(prefix):] for a in self.args if a.startswith(prefix))
+        return tuple(a[len(prefix) :] for a in self.args if a.startswith(prefix))
 
     @property
     def root(self) -> str | None:
@@ -178,8 +178,9 @@ def parse_grub_cfg(text: str, source: str, saved_entry: str | None = None) -> Lo
             continue
         word = line.split(None, 1)[0]
         if word in ("menuentry", "submenu") and line.endswith("{"):
-            node = _Node(word, _first_group(_GRUB_TITLE.match(line)),
-                         _first_group(_GRUB_ID.search(line)))
+            node = _Node(
+                word, _first_group(_GRUB_TITLE.match(line)), _first_group(_GRUB_ID.search(line))
+            )
             if len(stack) < MAX_DEPTH:
                 stack[-1].children.append(node)
                 stack.append(node)
@@ -246,8 +247,9 @@ def parse_bls_entry(text: str, source: str, kernelopts: str | None = None) -> Ke
             first_no, first_line = first_no or no, first_line or raw
         elif key == "options":
             if kernelopts is not None:
-                value = value.replace("${kernelopts}", kernelopts).replace("$kernelopts",
-                                                                         kernelopts)
+                value = value.replace("${kernelopts}", kernelopts).replace(
+                    "$kernelopts", kernelopts
+                )
             options.extend(_words(value)[: MAX_WORDS - len(options)])
             first_no, first_line = no, raw
     if not kernel:
@@ -278,8 +280,11 @@ def parse_syslinux_cfg(text: str, source: str) -> LoaderConfig:
             labels[-1] = (label, no, raw, kernel, _words(value))
         elif labels and key == "menu" and value.lower() == "default":
             menu_default = labels[-1][0]
-    entries = tuple(KernelLine(source, no, _quote(raw), label, kernel, tuple(args))
-                    for label, no, raw, kernel, args in labels if kernel)
+    entries = tuple(
+        KernelLine(source, no, _quote(raw), label, kernel, tuple(args))
+        for label, no, raw, kernel, args in labels
+        if kernel
+    )
     wanted = menu_default or default_label
     default = next((e for e in entries if e.title == wanted), entries[0] if entries else None)
     return LoaderConfig(source, "syslinux", entries, default)
@@ -306,8 +311,10 @@ def parse_menu_lst(text: str, source: str) -> LoaderConfig:
         elif key == "kernel" and titles and len(entries) < MAX_ENTRIES:
             entries.append(_kernel_line(source, no, raw, title, ["kernel", *_words(value)]))
             owner.append(titles - 1)
-    default = next((e for e, t in zip(entries, owner, strict=True) if t == default_index),
-                   entries[0] if entries else None)
+    default = next(
+        (e for e, t in zip(entries, owner, strict=True) if t == default_index),
+        entries[0] if entries else None,
+    )
     return LoaderConfig(source, "grub-legacy", tuple(entries), default)
 
 

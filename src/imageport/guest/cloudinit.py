@@ -32,26 +32,42 @@ COMMANDS = ("/usr/bin/cloud-init", "/bin/cloud-init", "/usr/local/bin/cloud-init
 LIB_DIRS = ("/usr/lib", "/usr/lib64", "/usr/local/lib")
 #: The boot stages; each tuple lists the names one stage has had across versions
 #: (24.3 renamed cloud-init.service to cloud-init-network.service).
-STAGES = (("cloud-init-local.service",),
-          ("cloud-init.service", "cloud-init-network.service"),
-          ("cloud-config.service",),
-          ("cloud-final.service",))
+STAGES = (
+    ("cloud-init-local.service",),
+    ("cloud-init.service", "cloud-init-network.service"),
+    ("cloud-config.service",),
+    ("cloud-final.service",),
+)
 DISABLED_FILE = "/etc/cloud/cloud-init.disabled"
-CMDLINE_FILES = ("/etc/default/grub", "/etc/kernel/cmdline", "/boot/grub/grub.cfg",
-                 "/boot/grub2/grub.cfg")
+CMDLINE_FILES = (
+    "/etc/default/grub",
+    "/etc/kernel/cmdline",
+    "/boot/grub/grub.cfg",
+    "/boot/grub2/grub.cfg",
+)
 CONFIG_FILE = "/etc/cloud/cloud.cfg"
 CONFIG_DIR = "/etc/cloud/cloud.cfg.d"
 #: The settings kept, by key path.
-SETTINGS = (("datasource_list",), ("datasource", "OpenStack", "metadata_urls"),
-            ("network", "config"), ("manage_etc_hosts",), ("users",), ("ssh_pwauth",),
-            ("disable_root",), ("chpasswd",), ("password",), ("ssh_authorized_keys",))
+SETTINGS = (
+    ("datasource_list",),
+    ("datasource", "OpenStack", "metadata_urls"),
+    ("network", "config"),
+    ("manage_etc_hosts",),
+    ("users",),
+    ("ssh_pwauth",),
+    ("disable_root",),
+    ("chpasswd",),
+    ("password",),
+    ("ssh_authorized_keys",),
+)
 #: Largest dpkg status database read.
 MAX_DPKG_STATUS_BYTES = 32 << 20
 #: Bytes of cloud-init YAML parsed in all.
 MAX_YAML_TOTAL = 2 << 20
 _PY_DIR = re.compile(r"^python[23](\.\d{1,3})?$")
-_VERSION = re.compile(r"""^(__VERSION__|_PACKAGED_VERSION)\s*=\s*["']([^"'@]{1,64})["']""",
-                      re.MULTILINE)
+_VERSION = re.compile(
+    r"""^(__VERSION__|_PACKAGED_VERSION)\s*=\s*["']([^"'@]{1,64})["']""", re.MULTILINE
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,8 +144,12 @@ def _dig(data: Any, path: tuple[str, ...]) -> tuple[bool, Any]:
 
 def _shown(value: Any) -> str:
     if isinstance(value, list):
-        return "[" + ", ".join(_shown(v) for v in value[:16]) + (", ..." if len(value) > 16
-                                                               else "") + "]"
+        return (
+            "["
+            + ", ".join(_shown(v) for v in value[:16])
+            + (", ..." if len(value) > 16 else "")
+            + "]"
+        )
     if isinstance(value, dict):
         return "{" + ", ".join(f"{k}: {_shown(v)}" for k, v in list(value.items())[:8]) + "}"
     return str(value)
@@ -164,7 +184,7 @@ def parse_dpkg_stanza(status: str, package: str) -> tuple[str, str] | None:
             return None
         start = at + 1
     end = status.find("\n\n", start)
-    stanza = status[start: end if end >= 0 else len(status)]
+    stanza = status[start : end if end >= 0 else len(status)]
     fields: dict[str, str] = {}
     for line in stanza.splitlines()[:200]:
         key, sep, value = line.partition(":")
@@ -209,14 +229,19 @@ def read_cloud_init(guest: GuestFacts) -> CloudInitFacts:
     if package_dir is not None:
         evidence.append(package_dir)
         openstack = exists(files, f"{package_dir}/sources/DataSourceOpenStack.py")
-        found = {m[1]: m[2] for m in _VERSION.finditer(
-            read_config(files, f"{package_dir}/version.py", problems) or "")}
+        found = {
+            m[1]: m[2]
+            for m in _VERSION.finditer(
+                read_config(files, f"{package_dir}/version.py", problems) or ""
+            )
+        }
         version = found.get("_PACKAGED_VERSION") or found.get("__VERSION__")
     status = read_config(files, "/var/lib/dpkg/status", problems, MAX_DPKG_STATUS_BYTES)
     stanza = parse_dpkg_stanza(status, "cloud-init") if status else None
     if stanza is not None and stanza[0].endswith(" installed"):
-        evidence.append(f"/var/lib/dpkg/status: Package: cloud-init, Status: {stanza[0]}, "
-                        f"Version: {stanza[1]}")
+        evidence.append(
+            f"/var/lib/dpkg/status: Package: cloud-init, Status: {stanza[0]}, Version: {stanza[1]}"
+        )
         version = stanza[1] or version
 
     units = guest.derive(read_units)
@@ -226,8 +251,9 @@ def read_cloud_init(guest: GuestFacts) -> CloudInitFacts:
         enabled.append("cloud-init-main.service")
 
     docs: list[tuple[str, str, YamlDoc]] = []
-    paths = [CONFIG_FILE] + [f"{CONFIG_DIR}/{n}" for n, _ in list_dir(files, CONFIG_DIR, problems)
-                             if n.endswith(".cfg")]
+    paths = [CONFIG_FILE] + [
+        f"{CONFIG_DIR}/{n}" for n, _ in list_dir(files, CONFIG_DIR, problems) if n.endswith(".cfg")
+    ]
     read: list[str] = []
     budget = MAX_YAML_TOTAL
     for path in paths:
@@ -237,15 +263,25 @@ def read_cloud_init(guest: GuestFacts) -> CloudInitFacts:
         read.append(path)
         budget -= len(text)
         if budget < 0:
-            problems.append(f"{path}: not parsed, more than {MAX_YAML_TOTAL} bytes of "
-                            "cloud-init configuration in all")
+            problems.append(
+                f"{path}: not parsed, more than {MAX_YAML_TOTAL} bytes of "
+                "cloud-init configuration in all"
+            )
             continue
         try:
             docs.append((path, text, load_yaml(text)))
         except YamlRefused as exc:
             problems.append(f"{path}: {exc}")
     return CloudInitFacts(
-        installed=bool(evidence), evidence=tuple(evidence), version=version,
-        package_dir=package_dir, units_enabled=tuple(enabled), units_missing=tuple(missing),
-        disabled_by=tuple(_disabled_by(files, problems)), config_files=tuple(read),
-        settings=merge_settings(docs), openstack_module=openstack, problems=tuple(problems))
+        installed=bool(evidence),
+        evidence=tuple(evidence),
+        version=version,
+        package_dir=package_dir,
+        units_enabled=tuple(enabled),
+        units_missing=tuple(missing),
+        disabled_by=tuple(_disabled_by(files, problems)),
+        config_files=tuple(read),
+        settings=merge_settings(docs),
+        openstack_module=openstack,
+        problems=tuple(problems),
+    )

@@ -43,8 +43,9 @@ def quote(path: str, line: int, text: str) -> Quote:
     return Quote(path, line, text)
 
 
-def read_config(files: GuestFiles, path: str, problems: list[str],
-                max_bytes: int = MAX_CONFIG_BYTES) -> str | None:
+def read_config(
+    files: GuestFiles, path: str, problems: list[str], max_bytes: int = MAX_CONFIG_BYTES
+) -> str | None:
     """``path`` decoded as UTF-8 (bad bytes replaced); None when absent or unreadable.
 
     A file that exists but cannot be read (too big, damaged) adds a line to ``problems``.
@@ -75,8 +76,9 @@ def is_file(files: GuestFiles, path: str) -> bool:
         return False
 
 
-def list_dir(files: GuestFiles, path: str, problems: list[str],
-             limit: int = MAX_DIR_FILES) -> list[tuple[str, FileType | None]]:
+def list_dir(
+    files: GuestFiles, path: str, problems: list[str], limit: int = MAX_DIR_FILES
+) -> list[tuple[str, FileType | None]]:
     """The sorted names (and entry types, when recorded) in directory ``path``, at most
     ``limit`` of them; empty when it does not exist."""
     try:
@@ -86,8 +88,9 @@ def list_dir(files: GuestFiles, path: str, problems: list[str],
     except ImageportError as exc:
         problems.append(f"{path}: cannot be listed: {exc}")
         return []
-    found = sorted(((e.name, e.type) for e in entries if "/" not in e.name),
-                   key=lambda item: item[0])
+    found = sorted(
+        ((e.name, e.type) for e in entries if "/" not in e.name), key=lambda item: item[0]
+    )
     if len(found) > limit:
         problems.append(f"{path}: {len(found)} entries, only the first {limit} were read")
     return found[:limit]

@@ -105,10 +105,21 @@ class CpioHeader:
     def from_bin(cls, raw: bytes) -> CpioHeader:
         """Parse 26 bytes of the old binary format (byte order from the magic)."""
         order = "<" if raw[:2] == BIN_MAGIC_LE else ">"
-        (_magic, _dev, _ino, mode, uid, gid, nlink, _rdev, mt_hi, mt_lo, namesize, fs_hi,
-         fs_lo) = _BIN[order].unpack(raw)
-        return cls("bin", mode, uid, gid, nlink, (mt_hi << 16) | mt_lo, (fs_hi << 16) | fs_lo,
-                   namesize, 26, 2)
+        (_magic, _dev, _ino, mode, uid, gid, nlink, _rdev, mt_hi, mt_lo, namesize, fs_hi, fs_lo) = (
+            _BIN[order].unpack(raw)
+        )
+        return cls(
+            "bin",
+            mode,
+            uid,
+            gid,
+            nlink,
+            (mt_hi << 16) | mt_lo,
+            (fs_hi << 16) | fs_lo,
+            namesize,
+            26,
+            2,
+        )
 
     @property
     def name_padding(self) -> int:

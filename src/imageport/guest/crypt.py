@@ -100,6 +100,7 @@ def hash_scheme(stored: str) -> HashScheme:
 
 # --- the crypt base-64 encoding -------------------------------------------------------------
 
+
 def _b64_from_24bit(b2: int, b1: int, b0: int, n: int) -> str:
     w = (b2 << 16) | (b1 << 8) | b0
     out = []
@@ -109,8 +110,7 @@ def _b64_from_24bit(b2: int, b1: int, b0: int, n: int) -> str:
     return "".join(out)
 
 
-def _encode(digest: bytes, groups: tuple[tuple[int, int, int], ...],
-            tail: tuple[int, ...]) -> str:
+def _encode(digest: bytes, groups: tuple[tuple[int, int, int], ...], tail: tuple[int, ...]) -> str:
     """Encode ``digest`` in the byte order a scheme prescribes (groups of three, then a tail)."""
     parts = [_b64_from_24bit(digest[a], digest[b], digest[c], 4) for a, b, c in groups]
     if len(tail) == 1:
@@ -122,21 +122,47 @@ def _encode(digest: bytes, groups: tuple[tuple[int, int, int], ...],
 
 #: Byte order of the SHA-512 result in the encoding (Drepper's specification, step 22).
 _SHA512_ORDER = (
-    (0, 21, 42), (22, 43, 1), (44, 2, 23), (3, 24, 45), (25, 46, 4), (47, 5, 26), (6, 27, 48),
-    (28, 49, 7), (50, 8, 29), (9, 30, 51), (31, 52, 10), (53, 11, 32), (12, 33, 54),
-    (34, 55, 13), (56, 14, 35), (15, 36, 57), (37, 58, 16), (59, 17, 38), (18, 39, 60),
-    (40, 61, 19), (62, 20, 41),
+    (0, 21, 42),
+    (22, 43, 1),
+    (44, 2, 23),
+    (3, 24, 45),
+    (25, 46, 4),
+    (47, 5, 26),
+    (6, 27, 48),
+    (28, 49, 7),
+    (50, 8, 29),
+    (9, 30, 51),
+    (31, 52, 10),
+    (53, 11, 32),
+    (12, 33, 54),
+    (34, 55, 13),
+    (56, 14, 35),
+    (15, 36, 57),
+    (37, 58, 16),
+    (59, 17, 38),
+    (18, 39, 60),
+    (40, 61, 19),
+    (62, 20, 41),
 )
 #: Byte order of the SHA-256 result (same specification).
 _SHA256_ORDER = (
-    (0, 10, 20), (21, 1, 11), (12, 22, 2), (3, 13, 23), (24, 4, 14), (15, 25, 5), (6, 16, 26),
-    (27, 7, 17), (18, 28, 8), (9, 19, 29),
+    (0, 10, 20),
+    (21, 1, 11),
+    (12, 22, 2),
+    (3, 13, 23),
+    (24, 4, 14),
+    (15, 25, 5),
+    (6, 16, 26),
+    (27, 7, 17),
+    (18, 28, 8),
+    (9, 19, 29),
 )
 #: Byte order of the md5-crypt result.
 _MD5_ORDER = ((0, 6, 12), (1, 7, 13), (2, 8, 14), (3, 9, 15), (4, 10, 5))
 
 
 # --- SHA-crypt --------------------------------------------------------------------------------
+
 
 @dataclass(frozen=True, slots=True)
 class ShaSetting:
@@ -162,9 +188,10 @@ def parse_sha_setting(setting: str) -> ShaSetting:
         if requested > MAX_ROUNDS:
             raise LimitExceededError(
                 f"SHA-crypt hash asks for {digits[:12]} rounds, more than the {MAX_ROUNDS} "
-                "this check computes")
+                "this check computes"
+            )
         rounds, explicit = max(SHA_MIN_ROUNDS, requested), True
-        rest = rest[match.end():]
+        rest = rest[match.end() :]
     elif rest.startswith("rounds="):
         raise CorruptImageError("SHA-crypt hash with a malformed rounds= parameter")
     salt = rest.split("$", 1)[0][:SHA_MAX_SALT]
@@ -217,13 +244,17 @@ def sha_crypt(password: bytes, setting: str) -> str:
     for i in range(params.rounds):
         odd, fixed = cycle[i % 42]
         c = new(fixed + c) if odd else new(c + fixed)
-    encoded = (_encode(c, _SHA512_ORDER, (63,)) if params.prefix == "$6$"
-               else _encode(c, _SHA256_ORDER, (31, 30)))
+    encoded = (
+        _encode(c, _SHA512_ORDER, (63,))
+        if params.prefix == "$6$"
+        else _encode(c, _SHA256_ORDER, (31, 30))
+    )
     rounds_part = f"rounds={params.rounds}$" if params.explicit_rounds else ""
     return f"{params.prefix}{rounds_part}{params.salt}${encoded}"
 
 
 # --- md5-crypt --------------------------------------------------------------------------------
+
 
 def md5_crypt(password: bytes, setting: str) -> str:
     """The full ``$1$`` hash of ``password`` with the salt of ``setting`` (1000 fixed rounds)."""
@@ -254,6 +285,7 @@ def md5_crypt(password: bytes, setting: str) -> str:
 
 
 # --- dispatch ---------------------------------------------------------------------------------
+
 
 def python_crypt(password: bytes, stored: str) -> str | None:
     """``stored`` recomputed for ``password`` in pure Python; None if the scheme is not here."""
@@ -300,8 +332,13 @@ class CryptHelper:
             cmd[1:1] = ["-m", "descrypt"]
         try:
             proc = subprocess.run(  # noqa: S603 - fixed program, no shell, no image path
-                cmd, input=password + b"\n", capture_output=True, timeout=timeout,
-                check=False, preexec_fn=_limit_memory)
+                cmd,
+                input=password + b"\n",
+                capture_output=True,
+                timeout=timeout,
+                check=False,
+                preexec_fn=_limit_memory,
+            )
         except (OSError, subprocess.SubprocessError):
             return None
         if proc.returncode != 0:
@@ -317,8 +354,9 @@ class Unverifiable(UnsupportedImageError):
     """Neither this module nor a helper can compute the hash's scheme."""
 
 
-def verify_password(password: str, stored: str, *, helper: CryptHelper | None = None,
-                    timeout: float = 2.0) -> bool:
+def verify_password(
+    password: str, stored: str, *, helper: CryptHelper | None = None, timeout: float = 2.0
+) -> bool:
     """True when ``password`` hashes to ``stored``.
 
     Raises :class:`Unverifiable` when the scheme is not computed here and no helper (or a
@@ -330,11 +368,15 @@ def verify_password(password: str, stored: str, *, helper: CryptHelper | None = 
     computed = python_crypt(secret, stored)
     if computed is None:
         if helper is None:
-            raise Unverifiable(f"{hash_scheme(stored).value} hashes need mkpasswd (package "
-                               "whois), which is not installed")
+            raise Unverifiable(
+                f"{hash_scheme(stored).value} hashes need mkpasswd (package "
+                "whois), which is not installed"
+            )
         computed = helper.compute(secret, stored, timeout)
         if computed is None:
-            raise Unverifiable(f"mkpasswd could not compute the {hash_scheme(stored).value} "
-                               "hash in time")
-    return hmac.compare_digest(computed.encode("utf-8", "surrogateescape"),
-                               stored.encode("utf-8", "surrogateescape"))
+            raise Unverifiable(
+                f"mkpasswd could not compute the {hash_scheme(stored).value} hash in time"
+            )
+    return hmac.compare_digest(
+        computed.encode("utf-8", "surrogateescape"), stored.encode("utf-8", "surrogateescape")
+    )

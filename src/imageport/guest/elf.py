@@ -30,20 +30,41 @@ _FIXED = {"<": struct.Struct("<HHI"), ">": struct.Struct(">HHI")}
 #: e_entry, e_phoff, e_shoff, e_flags, e_ehsize, e_phentsize, e_phnum, e_shentsize, e_shnum,
 #: e_shstrndx, after the 24 fixed bytes.
 _REST = {
-    (32, "<"): struct.Struct("<IIIIHHHHHH"), (32, ">"): struct.Struct(">IIIIHHHHHH"),
-    (64, "<"): struct.Struct("<QQQIHHHHHH"), (64, ">"): struct.Struct(">QQQIHHHHHH"),
+    (32, "<"): struct.Struct("<IIIIHHHHHH"),
+    (32, ">"): struct.Struct(">IIIIHHHHHH"),
+    (64, "<"): struct.Struct("<QQQIHHHHHH"),
+    (64, ">"): struct.Struct(">QQQIHHHHHH"),
 }
 _EHSIZE = {32: 52, 64: 64}
 
 #: e_machine values (from the ABI's registry) and the names ``uname -m`` uses for them.
 MACHINES: dict[int, str] = {
-    2: "sparc", 3: "i386", 8: "mips", 20: "ppc", 21: "ppc64", 22: "s390", 40: "arm",
-    43: "sparc64", 50: "ia64", 62: "x86_64", 183: "aarch64", 243: "riscv", 258: "loongarch",
+    2: "sparc",
+    3: "i386",
+    8: "mips",
+    20: "ppc",
+    21: "ppc64",
+    22: "s390",
+    40: "arm",
+    43: "sparc64",
+    50: "ia64",
+    62: "x86_64",
+    183: "aarch64",
+    243: "riscv",
+    258: "loongarch",
 }
 
 #: Binaries tried in order; the first with a readable ELF header decides.
-ARCH_PROBES = ("/bin/sh", "/usr/bin/sh", "/bin/ls", "/usr/bin/ls", "/sbin/init",
-               "/usr/lib/systemd/systemd", "/bin/bash", "/usr/bin/bash")
+ARCH_PROBES = (
+    "/bin/sh",
+    "/usr/bin/sh",
+    "/bin/ls",
+    "/usr/bin/ls",
+    "/sbin/init",
+    "/usr/lib/systemd/systemd",
+    "/bin/bash",
+    "/usr/bin/bash",
+)
 
 
 @dataclass(frozen=True, slots=True)

@@ -30,8 +30,7 @@ class GuestFacts:
     os: OsInfo | None
     #: release files (os-release ...) that exist but could not be read (IMG-SYSTEM-DISK)
     os_problems: tuple[str, ...] = ()
-    _derived: dict[Callable[..., Any], Any] = field(default_factory=dict, repr=False,
-                                                    compare=False)
+    _derived: dict[Callable[..., Any], Any] = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def family(self) -> str:
@@ -60,8 +59,7 @@ def inspect_guest(disk: BlockDevice) -> GuestFacts:
     try:
         layout = assemble(scan_storage(disk))
         os_problems: list[str] = []
-        os_info = read_os_info(layout.files(), os_problems) if layout.root is not None \
-            else None
+        os_info = read_os_info(layout.files(), os_problems) if layout.root is not None else None
     except SourceError:
         raise
     except Exception as exc:  # noqa: BLE001 - a reader bug must not pass or crash a check

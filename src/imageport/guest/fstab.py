@@ -24,11 +24,37 @@ _FIRST_DISK_PARTITION = re.compile(
     r"^/dev/(?:(?:[shv]|xv)da(?P<n1>\d+)|nvme0n1p(?P<n2>\d+)|mmcblk0p(?P<n3>\d+))$"
 )
 _FIRST_DISK_WHOLE = re.compile(r"^/dev/(?:(?:[shv]|xv)da|nvme0n1|mmcblk0)$")
-_BY_DIR = {"by-uuid": "UUID", "by-label": "LABEL", "by-partuuid": "PARTUUID",
-           "by-partlabel": "PARTLABEL"}
-_PSEUDO_TYPES = frozenset({"proc", "sysfs", "tmpfs", "devpts", "devtmpfs", "swap", "none",
-                           "cgroup", "cgroup2", "securityfs", "debugfs", "nfs", "nfs4", "cifs",
-                           "smbfs", "fuse", "9p", "virtiofs", "efivarfs", "hugetlbfs", "mqueue"})
+_BY_DIR = {
+    "by-uuid": "UUID",
+    "by-label": "LABEL",
+    "by-partuuid": "PARTUUID",
+    "by-partlabel": "PARTLABEL",
+}
+_PSEUDO_TYPES = frozenset(
+    {
+        "proc",
+        "sysfs",
+        "tmpfs",
+        "devpts",
+        "devtmpfs",
+        "swap",
+        "none",
+        "cgroup",
+        "cgroup2",
+        "securityfs",
+        "debugfs",
+        "nfs",
+        "nfs4",
+        "cifs",
+        "smbfs",
+        "fuse",
+        "9p",
+        "virtiofs",
+        "efivarfs",
+        "hugetlbfs",
+        "mqueue",
+    }
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,8 +102,17 @@ def parse_fstab(text: str) -> tuple[FstabEntry, ...]:
         fstype = fields[2] if len(fields) > 2 else "auto"
         options = tuple(fields[3].split(",")) if len(fields) > 3 else ("defaults",)
         passno = int(fields[5]) if len(fields) > 5 and fields[5].isdigit() else 0
-        entries.append(FstabEntry(no, line.strip(), _unescape(fields[0]), _unescape(fields[1]),
-                                  fstype, options, passno))
+        entries.append(
+            FstabEntry(
+                no,
+                line.strip(),
+                _unescape(fields[0]),
+                _unescape(fields[1]),
+                fstype,
+                options,
+                passno,
+            )
+        )
     return tuple(entries)
 
 
@@ -107,8 +142,12 @@ def find_volume(spec: str, volumes: Sequence[Volume]) -> Volume | None:
                 return v
             if key == "LABEL" and sig and sig.label == value:
                 return v
-            if key == "PARTUUID" and part and part.partuuid and \
-                    part.partuuid.lower() == value.lower():
+            if (
+                key == "PARTUUID"
+                and part
+                and part.partuuid
+                and part.partuuid.lower() == value.lower()
+            ):
                 return v
             if key == "PARTLABEL" and part and part.name == value:
                 return v

@@ -137,7 +137,7 @@ def parse_kernel_config(text: str) -> dict[str, str]:
     for line in text.splitlines():
         line = line.strip()
         if line.startswith("# CONFIG_") and line.endswith(" is not set"):
-            config[line[2:-len(" is not set")]] = "n"
+            config[line[2 : -len(" is not set")]] = "n"
         elif line.startswith("CONFIG_") and "=" in line:
             key, value = line.split("=", 1)
             if len(value) >= 2 and value[0] == value[-1] == '"':

@@ -143,8 +143,9 @@ class KernelFacts:
 
 def version_key(version: str) -> tuple[tuple[int, int, str], ...]:
     """A sort key like ``sort -V``: digit runs compare as numbers, other runs as text."""
-    return tuple((1, int(p), "") if p.isdigit() else (0, 0, p)
-                 for p in re.split(r"(\d+)", version) if p)
+    return tuple(
+        (1, int(p), "") if p.isdigit() else (0, 0, p) for p in re.split(r"(\d+)", version) if p
+    )
 
 
 class GuestFileDevice:
@@ -204,7 +205,7 @@ def _boot_kernels(files: GuestFiles, problems: list[str]) -> dict[str, str]:
         prefix = next((p for p in _IMAGE_PREFIXES if name.startswith(p)), None)
         if prefix is None:
             continue
-        tag = name[len(prefix):]
+        tag = name[len(prefix) :]
         for suffix in _IMAGE_SUFFIXES:
             tag = tag.removesuffix(suffix)
         if not (tag.startswith("0-rescue") or _VERSION.match(tag)):
@@ -221,8 +222,12 @@ def _boot_kernels(files: GuestFiles, problems: list[str]) -> dict[str, str]:
 
 
 def _initrd_path(files: GuestFiles, version: str) -> str | None:
-    for name in (f"initrd.img-{version}", f"initramfs-{version}.img", f"initrd-{version}",
-                 f"initrd-{version}.img"):
+    for name in (
+        f"initrd.img-{version}",
+        f"initramfs-{version}.img",
+        f"initrd-{version}",
+        f"initrd-{version}.img",
+    ):
         if _is_file(files, f"/boot/{name}"):
             return f"/boot/{name}"
     for top in ("/usr/lib/modules", "/lib/modules"):
@@ -231,14 +236,16 @@ def _initrd_path(files: GuestFiles, version: str) -> str | None:
     return None
 
 
-def _read_initrd(files: GuestFiles, path: str, version: str, max_unpacked: int
-                 ) -> tuple[InitrdInfo, int]:
+def _read_initrd(
+    files: GuestFiles, path: str, version: str, max_unpacked: int
+) -> tuple[InitrdInfo, int]:
     """The initrd's facts and the bytes it unpacked to."""
     try:
         fs, ino, resolved = files.locate(path)
         size = fs.stat_ino(ino).size
-        contents = read_initrd(GuestFileDevice(fs, ino, size), keep=INITRD_UDEV_RULES,
-                               max_unpacked=max_unpacked)
+        contents = read_initrd(
+            GuestFileDevice(fs, ino, size), keep=INITRD_UDEV_RULES, max_unpacked=max_unpacked
+        )
     except ImageportError as exc:
         spent = max_unpacked if isinstance(exc, LimitExceededError) else 0
         return InitrdInfo(path, 0, False, str(exc), frozenset(), 0, (), frozenset(), (), ()), spent
@@ -247,19 +254,33 @@ def _read_initrd(files: GuestFiles, path: str, version: str, max_unpacked: int
     for kept_path, kept in contents.kept.items():
         if kept_path.endswith(f"/{version}/modules.builtin"):
             builtin = parse_modules_builtin(kept.data.decode("utf-8", "replace"))
-    rules = tuple(k for p, k in sorted(contents.kept.items())
-                  if p.startswith("etc/udev/rules.d/") and _is_net_rules_name(p.rsplit("/")[-1]))
+    rules = tuple(
+        k
+        for p, k in sorted(contents.kept.items())
+        if p.startswith("etc/udev/rules.d/") and _is_net_rules_name(p.rsplit("/")[-1])
+    )
     count = sum(len(m) for m in contents.modules_by_version.values())
-    return InitrdInfo(resolved, size, True, None, mine, count, contents.kernel_versions, builtin,
-                      rules, contents.problems), contents.unpacked_bytes
+    return InitrdInfo(
+        resolved,
+        size,
+        True,
+        None,
+        mine,
+        count,
+        contents.kernel_versions,
+        builtin,
+        rules,
+        contents.problems,
+    ), contents.unpacked_bytes
 
 
 def _is_net_rules_name(name: str) -> bool:
     return bool(_PERSISTENT_NET.search(name)) and "generator" not in name
 
 
-def _builtin(files: GuestFiles, version: str, problems: list[str]
-             ) -> tuple[frozenset[str], str | None, str | None, dict[str, str]]:
+def _builtin(
+    files: GuestFiles, version: str, problems: list[str]
+) -> tuple[frozenset[str], str | None, str | None, dict[str, str]]:
     """Watched drivers built in, the config and modules.builtin paths read, the config."""
     config: dict[str, str] = {}
     config_path = None
@@ -311,8 +332,9 @@ def _grub_saved_entry(files: GuestFiles, problems: list[str]) -> tuple[str, str]
     return None
 
 
-def _choose_default(files: GuestFiles, kernels: list[Kernel], problems: list[str]
-                    ) -> tuple[Kernel | None, str]:
+def _choose_default(
+    files: GuestFiles, kernels: list[Kernel], problems: list[str]
+) -> tuple[Kernel | None, str]:
     if not kernels:
         return None, "no kernel found"
     saved = _grub_saved_entry(files, problems)
@@ -344,8 +366,20 @@ def read_kernels(guest: GuestFacts) -> KernelFacts:
         builtin, config_path, builtin_path, config = _builtin(files, version, kproblems)
         xen, why = _xen_pv_only(version, config)
         initrds[version] = _initrd_path(files, version)
-        bare.append(Kernel(version, images[version], None, config_path, builtin_path, builtin,
-                           _on_disk(files, version, kproblems), xen, why, tuple(kproblems)))
+        bare.append(
+            Kernel(
+                version,
+                images[version],
+                None,
+                config_path,
+                builtin_path,
+                builtin,
+                _on_disk(files, version, kproblems),
+                xen,
+                why,
+                tuple(kproblems),
+            )
+        )
     default, reason = _choose_default(files, bare, problems)
     order = sorted(bare, key=lambda k: k is not default)  # the default's initrd first
     read_budget = MAX_INITRDS_READ
@@ -362,17 +396,28 @@ def read_kernels(guest: GuestFacts) -> KernelFacts:
             with_initrd[kernel.version] = info
         else:
             with_initrd[kernel.version] = InitrdInfo(
-                path, 0, False, None, frozenset(), 0, (), frozenset(), (), ())
+                path, 0, False, None, frozenset(), 0, (), frozenset(), (), ()
+            )
     kernels = tuple(_with(k, with_initrd[k.version]) for k in bare)
-    chosen = next((k for k in kernels if default is not None and k.version == default.version),
-                  None)
+    chosen = next(
+        (k for k in kernels if default is not None and k.version == default.version), None
+    )
     return KernelFacts(kernels, chosen, reason, read_architecture(files), tuple(problems))
 
 
 def _with(kernel: Kernel, initrd: InitrdInfo | None) -> Kernel:
-    return Kernel(kernel.version, kernel.image, initrd, kernel.config_path, kernel.builtin_path,
-                  kernel.builtin, kernel.on_disk, kernel.xen_pv_only, kernel.xen_reason,
-                  kernel.problems)
+    return Kernel(
+        kernel.version,
+        kernel.image,
+        initrd,
+        kernel.config_path,
+        kernel.builtin_path,
+        kernel.builtin,
+        kernel.on_disk,
+        kernel.xen_pv_only,
+        kernel.xen_reason,
+        kernel.problems,
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -385,8 +430,7 @@ class NetRulesFile:
     in_initrd: str | None  #: the initrd's guest path when the file is inside one
 
 
-def quote_net_rules(path: str, text: str, in_initrd: str | None = None
-                    ) -> NetRulesFile | None:
+def quote_net_rules(path: str, text: str, in_initrd: str | None = None) -> NetRulesFile | None:
     """The file as a finding, or None when it has no active rule (empty or comments only)."""
     first: tuple[int, str] | None = None
     for no, raw in enumerate(text.splitlines()[:10_000], start=1):
@@ -418,8 +462,11 @@ def read_net_rules(guest: GuestFacts) -> tuple[NetRulesFile, ...]:
         if kernel.initrd is None:
             continue
         for kept in kernel.initrd.net_rules:
-            item = quote_net_rules(f"{kernel.initrd.path}:{kept.path}",
-                                   kept.data.decode("utf-8", "replace"), kernel.initrd.path)
+            item = quote_net_rules(
+                f"{kernel.initrd.path}:{kept.path}",
+                kept.data.decode("utf-8", "replace"),
+                kernel.initrd.path,
+            )
             if item is not None:
                 found.append(item)
     return tuple(found)

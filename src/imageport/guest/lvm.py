@@ -87,6 +87,7 @@ _LOCN = struct.Struct("<QQ")
 _MDA_HEADER = struct.Struct("<I16sIQQ")
 _RAW_LOCN = struct.Struct("<QQII")
 
+
 def lvm_crc(data: bytes, initial: int = INITIAL_CRC) -> int:
     """LVM's CRC-32: zlib's polynomial started at ``initial`` without the final inversion."""
     return zlib.crc32(data, initial ^ 0xFFFFFFFF) ^ 0xFFFFFFFF
@@ -368,5 +369,3 @@ def read_volume_group(devices: Sequence[BlockDevice], name: str | None = None) -
             "several LVM volume groups found: " + ", ".join(g.name for g in groups)
         )
     return groups[0]
-
-

@@ -46,13 +46,43 @@ MAX_STRIPES = 128  #: LVM's own maximum
 MAX_EXTENT_SECTORS = 1 << 32
 
 #: Segment types that are recognised but not mapped.
-UNSUPPORTED_SEGMENT_TYPES = frozenset({
-    "thin", "thin-pool", "mirror", "snapshot", "cache", "cache-pool", "writecache", "integrity",
-    "vdo", "vdo-pool", "error", "zero", "raid0", "raid0_meta", "raid1", "raid4", "raid5",
-    "raid5_la", "raid5_ra", "raid5_ls", "raid5_rs", "raid5_n", "raid6", "raid6_zr", "raid6_nr",
-    "raid6_nc", "raid6_ls_6", "raid6_rs_6", "raid6_la_6", "raid6_ra_6", "raid6_n_6", "raid10",
-    "raid10_near",
-})
+UNSUPPORTED_SEGMENT_TYPES = frozenset(
+    {
+        "thin",
+        "thin-pool",
+        "mirror",
+        "snapshot",
+        "cache",
+        "cache-pool",
+        "writecache",
+        "integrity",
+        "vdo",
+        "vdo-pool",
+        "error",
+        "zero",
+        "raid0",
+        "raid0_meta",
+        "raid1",
+        "raid4",
+        "raid5",
+        "raid5_la",
+        "raid5_ra",
+        "raid5_ls",
+        "raid5_rs",
+        "raid5_n",
+        "raid6",
+        "raid6_zr",
+        "raid6_nr",
+        "raid6_nc",
+        "raid6_ls_6",
+        "raid6_rs_6",
+        "raid6_la_6",
+        "raid6_ra_6",
+        "raid6_n_6",
+        "raid10",
+        "raid10_near",
+    }
+)
 
 
 def lvm_uuid(raw: str) -> str:
@@ -162,14 +192,20 @@ class LogicalVolume:
         pieces = []
         for seg in self.segments:
             areas = tuple(
-                (self.pv_maps[a.pv].device,
-                 self.pv_maps[a.pv].pe_start + a.start_extent * self.extent_size)
+                (
+                    self.pv_maps[a.pv].device,
+                    self.pv_maps[a.pv].pe_start + a.start_extent * self.extent_size,
+                )
                 for a in seg.areas
             )
-            pieces.append(_Piece(
-                seg.start_extent * self.extent_size, seg.extent_count * self.extent_size,
-                seg.stripe_size, areas,
-            ))
+            pieces.append(
+                _Piece(
+                    seg.start_extent * self.extent_size,
+                    seg.extent_count * self.extent_size,
+                    seg.stripe_size,
+                    areas,
+                )
+            )
         return LogicalVolumeDevice(self.name, pieces)
 
 
@@ -200,8 +236,12 @@ def _pv_records(vg: ConfigSection, extent_size: int) -> dict[str, PvRecord]:
         if pe_start < 0 or pe_count < 0:
             raise CorruptImageError(f"LVM metadata: PV {key} has a negative pe_start/pe_count")
         out[key] = PvRecord(
-            key, lvm_uuid(pv.get_str("id")), pe_start, pe_count,
-            pv.get_int("dev_size", 0) * SECTOR, pv.get_str("device", ""),
+            key,
+            lvm_uuid(pv.get_str("id")),
+            pe_start,
+            pe_count,
+            pv.get_int("dev_size", 0) * SECTOR,
+            pv.get_str("device", ""),
         )
     return out
 
@@ -240,8 +280,12 @@ def _segment(sec: ConfigSection, extent_size: int, problems: list[str]) -> Segme
 
 
 def _logical_volume(
-    name: str, sec: ConfigSection, pvs: dict[str, PvRecord], maps: dict[str, _PvMap],
-    extent_size: int, budget: list[int],
+    name: str,
+    sec: ConfigSection,
+    pvs: dict[str, PvRecord],
+    maps: dict[str, _PvMap],
+    extent_size: int,
+    budget: list[int],
 ) -> LogicalVolume:
     """One LV; what is wrong with it goes to its ``problems`` rather than failing the VG."""
     problems: list[str] = []
@@ -285,14 +329,23 @@ def _logical_volume(
                 )
             elif area.pv not in maps:
                 missing[pv.uuid] = None
-            elif (maps[area.pv].pe_start + (area.start_extent + per) * extent_size
-                  > maps[area.pv].device.size):
+            elif (
+                maps[area.pv].pe_start + (area.start_extent + per) * extent_size
+                > maps[area.pv].device.size
+            ):
                 problems.append(f"extents of PV {area.pv} lie beyond the end of its device")
     total = sum(s.extent_count for s in segments)
     return LogicalVolume(
-        name=name, uuid=uuid, extent_count=total, size=total * extent_size,
-        visible="VISIBLE" in status, status=status, segments=tuple(segments),
-        extent_size=extent_size, missing_pvs=tuple(missing), problems=tuple(problems),
+        name=name,
+        uuid=uuid,
+        extent_count=total,
+        size=total * extent_size,
+        visible="VISIBLE" in status,
+        status=status,
+        segments=tuple(segments),
+        extent_size=extent_size,
+        missing_pvs=tuple(missing),
+        problems=tuple(problems),
         pv_maps=maps,
     )
 
@@ -327,8 +380,11 @@ def build_volume_group(
     lvs = [_logical_volume(n, s, pvs, maps, extent_size, budget) for n, s in lv_secs]
     problems += _allocation_overlaps(lvs)
     return VolumeGroup(
-        name=name, uuid=lvm_uuid(vg.get_str("id")), seqno=vg.get_int("seqno"),
-        extent_size=extent_size, physical_volumes=tuple(pvs.values()),
+        name=name,
+        uuid=lvm_uuid(vg.get_str("id")),
+        seqno=vg.get_int("seqno"),
+        extent_size=extent_size,
+        physical_volumes=tuple(pvs.values()),
         logical_volumes=tuple(lvs),
         missing_pvs=tuple(p.uuid for p in pvs.values() if p.uuid not in devices),
         problems=tuple(problems),

@@ -116,15 +116,18 @@ class GuestFiles:
                 ino = mount.fs.resolve("/" + "/".join(rel), follow=False)
             except NotFoundError as exc:
                 if linked:  # the name came from a symlink's target: the link dangles
-                    raise BrokenLinkError(f"{path}: a symbolic link on the path points to "
-                                          f"/{'/'.join(candidate)}, which does not exist "
-                                          "(dangling link)") from exc
+                    raise BrokenLinkError(
+                        f"{path}: a symbolic link on the path points to "
+                        f"/{'/'.join(candidate)}, which does not exist "
+                        "(dangling link)"
+                    ) from exc
                 raise
             if mount.fs.stat_ino(ino).type is FileType.SYMLINK and (follow or todo):
                 hops += 1
                 if hops > MAX_SYMLINK_HOPS:
-                    raise LimitExceededError(f"{path}: too many levels of symbolic links "
-                                             "(a symlink loop)")
+                    raise LimitExceededError(
+                        f"{path}: too many levels of symbolic links (a symlink loop)"
+                    )
                 target = mount.fs.readlink_ino(ino)
                 if target.startswith("/"):
                     resolved = []
@@ -132,8 +135,11 @@ class GuestFiles:
                 continue
             resolved = candidate
         mount, rel = self._mount_for(resolved)
-        return mount.fs, mount.fs.resolve("/" + "/".join(rel), follow=False), \
-            "/" + "/".join(resolved)
+        return (
+            mount.fs,
+            mount.fs.resolve("/" + "/".join(rel), follow=False),
+            "/" + "/".join(resolved),
+        )
 
     def exists(self, path: str) -> bool:
         """Whether ``path`` leads to something (a dangling symlink does not)."""
@@ -195,8 +201,15 @@ def _open(volume: Volume, options: tuple[str, ...] = ()) -> Filesystem | None:
 def _looks_like_root(fs: Filesystem) -> int:
     """A score: how much ``fs`` looks like an installed Linux root (0 = not at all)."""
     score = 0
-    for path, weight in (("/etc/fstab", 3), ("/etc/os-release", 2), ("/usr/lib/os-release", 2),
-                         ("/etc/passwd", 2), ("/sbin/init", 1), ("/usr/bin", 1), ("/bin", 1)):
+    for path, weight in (
+        ("/etc/fstab", 3),
+        ("/etc/os-release", 2),
+        ("/usr/lib/os-release", 2),
+        ("/etc/passwd", 2),
+        ("/sbin/init", 1),
+        ("/usr/bin", 1),
+        ("/bin", 1),
+    ):
         try:
             if fs.exists(path):
                 score += weight
@@ -262,8 +275,10 @@ def assemble(storage: StorageLayout) -> GuestLayout:
             continue
         if entry.mountpoint == "/" or len(mounts) >= MAX_MOUNTS:
             if entry.mountpoint == "/" and volume is not root.volume:
-                problems.append(f"fstab line {entry.line_no} mounts {volume.name} as /, but the "
-                                f"system was found on {root.volume.name}")
+                problems.append(
+                    f"fstab line {entry.line_no} mounts {volume.name} as /, but the "
+                    f"system was found on {root.volume.name}"
+                )
             continue
         try:
             fs = _open(volume, entry.options)
@@ -272,5 +287,6 @@ def assemble(storage: StorageLayout) -> GuestLayout:
             continue
         if fs is not None:
             mounts.append(Mount(entry.mountpoint, volume, fs, entry))
-    return GuestLayout(storage, root, tuple(mounts), fstab, tuple(unresolved), tuple(problems),
-                       fstab_error)
+    return GuestLayout(
+        storage, root, tuple(mounts), fstab, tuple(unresolved), tuple(problems), fstab_error
+    )

@@ -41,8 +41,10 @@ MAX_INCLUDE_DEPTH = 8
 #: Bytes of YAML (netplan) parsed in all.
 MAX_YAML_TOTAL = 2 << 20
 #: Backup and editor files the network tools ignore.
-_IGNORED = re.compile(r"(~|\.(bak|orig|old|rpmnew|rpmsave|rpmorig|dpkg-old|dpkg-dist|swp|"
-                      r"ucf-old|ucf-dist))$")
+_IGNORED = re.compile(
+    r"(~|\.(bak|orig|old|rpmnew|rpmsave|rpmorig|dpkg-old|dpkg-dist|swp|"
+    r"ucf-old|ucf-dist))$"
+)
 #: run-parts names, which ``source-directory`` reads.
 _RUN_PARTS = re.compile(r"^[A-Za-z0-9_-]+$")
 
@@ -84,11 +86,16 @@ class _Reader:
         return text
 
     def names(self, directory: str, prefix: str = "", suffix: str = "") -> list[str]:
-        return [f"{directory}/{name}" for name, kind in list_dir(self.files, directory,
-                                                                 self.problems)
-                if name.startswith(prefix) and name.endswith(suffix) and len(name) > len(prefix)
-                and not name.startswith(".") and not _IGNORED.search(name)
-                and kind in (FileType.REGULAR, FileType.SYMLINK, None)]
+        return [
+            f"{directory}/{name}"
+            for name, kind in list_dir(self.files, directory, self.problems)
+            if name.startswith(prefix)
+            and name.endswith(suffix)
+            and len(name) > len(prefix)
+            and not name.startswith(".")
+            and not _IGNORED.search(name)
+            and kind in (FileType.REGULAR, FileType.SYMLINK, None)
+        ]
 
     # -- one method per configuration system ----------------------------------------------
 
@@ -102,20 +109,24 @@ class _Reader:
         configs, includes = parse_interfaces(path, text)
         self.interfaces.extend(configs)
         for inc in includes:
-            pattern = inc.pattern if inc.pattern.startswith("/") else \
-                posixpath.join("/etc/network", inc.pattern)
+            pattern = (
+                inc.pattern
+                if inc.pattern.startswith("/")
+                else posixpath.join("/etc/network", inc.pattern)
+            )
             pattern = posixpath.normpath(pattern)
             if inc.directory:
-                targets = [p for p in self.names(pattern)
-                           if _RUN_PARTS.match(p.rsplit("/", 1)[-1])]
+                targets = [p for p in self.names(pattern) if _RUN_PARTS.match(p.rsplit("/", 1)[-1])]
             elif any(c in pattern for c in "*?["):
                 directory, glob = posixpath.split(pattern)
                 if any(c in directory for c in "*?["):
-                    self.problems.append(f"{inc.where}: wildcards in directories are not "
-                                         "followed")
+                    self.problems.append(f"{inc.where}: wildcards in directories are not followed")
                     continue
-                targets = [p for p in self.names(directory)
-                           if fnmatch.fnmatchcase(p.rsplit("/", 1)[-1], glob)]
+                targets = [
+                    p
+                    for p in self.names(directory)
+                    if fnmatch.fnmatchcase(p.rsplit("/", 1)[-1], glob)
+                ]
             else:
                 targets = [pattern]
             for target in targets:
@@ -142,8 +153,9 @@ class _Reader:
                 continue
             self.yaml_bytes += len(text)
             if self.yaml_bytes > MAX_YAML_TOTAL:
-                self.problems.append(f"{path}: not parsed, more than {MAX_YAML_TOTAL} bytes of "
-                                     "netplan YAML in all")
+                self.problems.append(
+                    f"{path}: not parsed, more than {MAX_YAML_TOTAL} bytes of netplan YAML in all"
+                )
                 continue
             try:
                 doc = load_yaml(text)
@@ -175,9 +187,13 @@ def _nm_auto_dhcp(guest: GuestFacts, problems: list[str]) -> bool:
         return False
     files = guest.files
     paths = ["/etc/NetworkManager/NetworkManager.conf"] + [
-        p for p in (f"/etc/NetworkManager/conf.d/{n}" for n, _ in
-                    list_dir(files, "/etc/NetworkManager/conf.d", problems))
-        if p.endswith(".conf")]
+        p
+        for p in (
+            f"/etc/NetworkManager/conf.d/{n}"
+            for n, _ in list_dir(files, "/etc/NetworkManager/conf.d", problems)
+        )
+        if p.endswith(".conf")
+    ]
     for path in paths:
         text = read_config(files, path, problems) or ""
         section = ""
@@ -202,5 +218,6 @@ def read_network(guest: GuestFacts) -> NetworkFacts:
     reader.keyfiles()
     reader.networkd()
     nm_auto = _nm_auto_dhcp(guest, reader.problems)
-    return NetworkFacts(tuple(reader.interfaces), tuple(reader.read), nm_auto,
-                        tuple(reader.problems))
+    return NetworkFacts(
+        tuple(reader.interfaces), tuple(reader.read), nm_auto, tuple(reader.problems)
+    )

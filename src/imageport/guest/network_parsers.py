@@ -68,8 +68,16 @@ def _method(dhcp: bool, addresses: list[Quote], default: str = MANUAL) -> str:
 
 # -- ifupdown: /etc/network/interfaces -------------------------------------------------------
 
-_STANZAS = ("iface", "mapping", "auto", "source", "source-directory", "no-auto-down",
-            "no-scripts", "rename")
+_STANZAS = (
+    "iface",
+    "mapping",
+    "auto",
+    "source",
+    "source-directory",
+    "no-auto-down",
+    "no-scripts",
+    "rename",
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,8 +119,9 @@ def parse_interfaces(path: str, text: str) -> tuple[list[InterfaceConfig], list[
     def close() -> None:
         if current is not None and len(configs) < MAX_INTERFACES:
             name, where, method = current
-            configs.append(InterfaceConfig("ifupdown", name, where, method, tuple(addresses),
-                                           tuple(macs)))
+            configs.append(
+                InterfaceConfig("ifupdown", name, where, method, tuple(addresses), tuple(macs))
+            )
 
     for no, line in _logical_lines(text):
         words = line.split()
@@ -143,13 +152,15 @@ def parse_interfaces(path: str, text: str) -> tuple[list[InterfaceConfig], list[
     result = []
     for cfg in configs:
         if cfg.method == STATIC and not cfg.addresses:
-            cfg = InterfaceConfig(cfg.style, cfg.name, cfg.where, cfg.method, (cfg.where,),
-                                  cfg.mac_bindings)
+            cfg = InterfaceConfig(
+                cfg.style, cfg.name, cfg.where, cfg.method, (cfg.where,), cfg.mac_bindings
+            )
         result.append(cfg)
     return result, includes
 
 
 # -- ifcfg: Red Hat network-scripts and SUSE sysconfig ---------------------------------------
+
 
 def parse_shell_vars(text: str) -> dict[str, tuple[int, str, str]]:
     """``KEY=value`` assignments of a shell-style file: key -> (line, value, raw line)."""
@@ -182,21 +193,37 @@ def parse_ifcfg(path: str, text: str, *, suse: bool = False) -> InterfaceConfig 
     if not suse and values.get("DEVICE", (0, "", ""))[1]:
         name = values["DEVICE"][1]
     first = min(no for no, _, _ in values.values())
-    where = quote(path, values["BOOTPROTO"][0], values["BOOTPROTO"][2]) if "BOOTPROTO" in values \
+    where = (
+        quote(path, values["BOOTPROTO"][0], values["BOOTPROTO"][2])
+        if "BOOTPROTO" in values
         else quote(path, first, "")
+    )
     proto = values.get("BOOTPROTO", (0, "", ""))[1].lower()
     dhcp = proto.startswith("dhcp") or proto == "bootp"
-    addresses = [quote(path, no, raw) for key, (no, value, raw) in values.items()
-                 if _ADDRESS_KEY.match(key) and value][:MAX_ITEMS]
+    addresses = [
+        quote(path, no, raw)
+        for key, (no, value, raw) in values.items()
+        if _ADDRESS_KEY.match(key) and value
+    ][:MAX_ITEMS]
     mac_keys = ("LLADDR",) if suse else ("HWADDR", "MACADDR")
-    macs = [quote(path, values[k][0], values[k][2]) for k in mac_keys
-            if k in values and is_mac(values[k][1])]
+    macs = [
+        quote(path, values[k][0], values[k][2])
+        for k in mac_keys
+        if k in values and is_mac(values[k][1])
+    ]
     method = LOOPBACK if name == "lo" else _method(dhcp, addresses)
-    return InterfaceConfig("suse-ifcfg" if suse else "ifcfg", name, where, method,
-                           tuple(addresses) if method == STATIC else (), tuple(macs))
+    return InterfaceConfig(
+        "suse-ifcfg" if suse else "ifcfg",
+        name,
+        where,
+        method,
+        tuple(addresses) if method == STATIC else (),
+        tuple(macs),
+    )
 
 
 # -- INI-style: NetworkManager keyfiles and systemd-networkd ---------------------------------
+
 
 def parse_ini(text: str) -> list[tuple[str, str, str, int, str]]:
     """``(section, key, value, line, raw)`` for each assignment, in order (sections repeat)."""
@@ -222,19 +249,30 @@ def parse_nm_keyfile(path: str, text: str) -> InterfaceConfig | None:
     if ("connection", "id") not in get and ("connection", "type") not in get:
         return None
     ctype = get.get(("connection", "type"), ("", 0, ""))[0]
-    name = (get.get(("connection", "interface-name"), ("", 0, ""))[0]
-            or get.get(("connection", "id"), ("", 0, ""))[0] or path.rsplit("/", 1)[-1])
+    name = (
+        get.get(("connection", "interface-name"), ("", 0, ""))[0]
+        or get.get(("connection", "id"), ("", 0, ""))[0]
+        or path.rsplit("/", 1)[-1]
+    )
     anchor = get.get(("connection", "id")) or get.get(("connection", "type"))
     where = quote(path, anchor[1], anchor[2]) if anchor else quote(path, 0, "")
-    methods = {fam: get.get((fam, "method"), ("auto" if fam == "ipv4" else "", 0, ""))[0]
-               for fam in ("ipv4", "ipv6")}
-    addresses = [quote(path, no, raw) for s, k, v, no, raw in items
-                 if s in ("ipv4", "ipv6") and re.fullmatch(r"address(es)?\d*", k) and v]
-    macs = [quote(path, no, raw) for s, k, v, no, raw in items
-            if s in ("ethernet", "802-3-ethernet", "wifi", "802-11-wireless")
-            and k in ("mac-address", "cloned-mac-address") and is_mac(v)]
-    slave = any(k in ("master", "controller") and v for s, k, v, _, _ in items
-                if s == "connection")
+    methods = {
+        fam: get.get((fam, "method"), ("auto" if fam == "ipv4" else "", 0, ""))[0]
+        for fam in ("ipv4", "ipv6")
+    }
+    addresses = [
+        quote(path, no, raw)
+        for s, k, v, no, raw in items
+        if s in ("ipv4", "ipv6") and re.fullmatch(r"address(es)?\d*", k) and v
+    ]
+    macs = [
+        quote(path, no, raw)
+        for s, k, v, no, raw in items
+        if s in ("ethernet", "802-3-ethernet", "wifi", "802-11-wireless")
+        and k in ("mac-address", "cloned-mac-address")
+        and is_mac(v)
+    ]
+    slave = any(k in ("master", "controller") and v for s, k, v, _, _ in items if s == "connection")
     if ctype == "loopback":
         method = LOOPBACK
     elif slave:
@@ -245,9 +283,14 @@ def parse_nm_keyfile(path: str, text: str) -> InterfaceConfig | None:
         method = DHCP
     else:
         method = MANUAL
-    return InterfaceConfig("nm", name, where, method,
-                           tuple(addresses[:MAX_ITEMS]) if method == STATIC else (),
-                           tuple(macs[:MAX_ITEMS]))
+    return InterfaceConfig(
+        "nm",
+        name,
+        where,
+        method,
+        tuple(addresses[:MAX_ITEMS]) if method == STATIC else (),
+        tuple(macs[:MAX_ITEMS]),
+    )
 
 
 _TRUE = ("yes", "true", "on", "1", "ipv4", "ipv6", "both")
@@ -261,24 +304,45 @@ def parse_networkd(path: str, text: str) -> InterfaceConfig | None:
     names = [v for s, k, v, _, _ in items if s == "Match" and k == "Name" and v]
     match_lines = [(no, raw) for s, _, _, no, raw in items if s == "Match"]
     where = quote(path, *match_lines[0]) if match_lines else quote(path, 0, "")
-    dhcp = any(s == "Network" and k == "DHCP" and v.lower() in _TRUE
-               for s, k, v, _, _ in items)
-    addresses = [quote(path, no, raw) for s, k, v, no, raw in items
-                 if k == "Address" and s in ("Network", "Address") and v]
-    macs = [quote(path, no, raw) for s, k, v, no, raw in items
-            if k in ("MACAddress", "PermanentMACAddress") and s in ("Match", "Link")
-            and any(is_mac(w) for w in v.split())]
+    dhcp = any(s == "Network" and k == "DHCP" and v.lower() in _TRUE for s, k, v, _, _ in items)
+    addresses = [
+        quote(path, no, raw)
+        for s, k, v, no, raw in items
+        if k == "Address" and s in ("Network", "Address") and v
+    ]
+    macs = [
+        quote(path, no, raw)
+        for s, k, v, no, raw in items
+        if k in ("MACAddress", "PermanentMACAddress")
+        and s in ("Match", "Link")
+        and any(is_mac(w) for w in v.split())
+    ]
     name = " ".join(names) or path.rsplit("/", 1)[-1]
     method = LOOPBACK if names == ["lo"] else _method(dhcp, addresses)
-    return InterfaceConfig("networkd", name, where, method,
-                           tuple(addresses[:MAX_ITEMS]) if method == STATIC else (),
-                           tuple(macs[:MAX_ITEMS]))
+    return InterfaceConfig(
+        "networkd",
+        name,
+        where,
+        method,
+        tuple(addresses[:MAX_ITEMS]) if method == STATIC else (),
+        tuple(macs[:MAX_ITEMS]),
+    )
 
 
 # -- netplan ---------------------------------------------------------------------------------
 
-NETPLAN_GROUPS = ("ethernets", "bonds", "bridges", "vlans", "wifis", "tunnels", "vrfs",
-                  "modems", "dummy-devices", "virtual-ethernets")
+NETPLAN_GROUPS = (
+    "ethernets",
+    "bonds",
+    "bridges",
+    "vlans",
+    "wifis",
+    "tunnels",
+    "vrfs",
+    "modems",
+    "dummy-devices",
+    "virtual-ethernets",
+)
 
 
 def _truthy(value: Any) -> bool:
@@ -317,20 +381,29 @@ def parse_netplan(path: str, doc: YamlDoc) -> list[InterfaceConfig]:
             where = quote(path, doc.line(*base), f"{group}: {key}:")
             dhcp = _truthy(dev.get("dhcp4")) or _truthy(dev.get("dhcp6"))
             addrs = _netplan_addresses(dev.get("addresses"))
-            addresses = [quote(path, doc.line(*base, "addresses"), f"addresses: {addrs}")] \
-                if addrs else []
+            addresses = (
+                [quote(path, doc.line(*base, "addresses"), f"addresses: {addrs}")] if addrs else []
+            )
             macs = []
             mac = match.get("macaddress")
             if isinstance(mac, str) and is_mac(mac):
-                macs.append(quote(path, doc.line(*base, "match", "macaddress"),
-                                  f"match: macaddress: {mac}"))
+                macs.append(
+                    quote(path, doc.line(*base, "match", "macaddress"), f"match: macaddress: {mac}")
+                )
             own = dev.get("macaddress")
             if isinstance(own, str) and is_mac(own):
                 macs.append(quote(path, doc.line(*base, "macaddress"), f"macaddress: {own}"))
             method = LOOPBACK if name == "lo" else _method(dhcp, addresses)
-            configs.append(InterfaceConfig("netplan", name, where, method,
-                                           tuple(addresses) if method == STATIC else (),
-                                           tuple(macs)))
+            configs.append(
+                InterfaceConfig(
+                    "netplan",
+                    name,
+                    where,
+                    method,
+                    tuple(addresses) if method == STATIC else (),
+                    tuple(macs),
+                )
+            )
     return configs
 
 
@@ -361,17 +434,19 @@ def _xml_blocks(text: str, tag: str) -> Iterator[tuple[int, str]]:
 
 def parse_wicked(path: str, text: str) -> list[InterfaceConfig]:
     """The ``<interface>`` elements of a wicked ifconfig XML file."""
+
     def line_at(offset: int) -> int:
         return text.count("\n", 0, offset) + 1
 
     configs: list[InterfaceConfig] = []
     for start, body in _xml_blocks(text, "interface"):
-        if body[len("<interface"):][:1] not in (">", " ", "\n", "\t", "\r"):
+        if body[len("<interface") :][:1] not in (">", " ", "\n", "\t", "\r"):
             continue
         m = _XML_NAME.search(body)
         name = m.group(1) if m else "?"
-        where = quote(path, line_at(start + (m.start() if m else 0)),
-                      m.group(0) if m else "<interface>")
+        where = quote(
+            path, line_at(start + (m.start() if m else 0)), m.group(0) if m else "<interface>"
+        )
         dhcp = False
         for fam in ("ipv4:dhcp", "ipv6:dhcp", "ipv6:auto"):
             for _, block in _xml_blocks(body, fam):
@@ -382,11 +457,19 @@ def parse_wicked(path: str, text: str) -> list[InterfaceConfig]:
             for off, block in _xml_blocks(body, fam):
                 for a in _XML_LOCAL.finditer(block):
                     if len(addresses) < MAX_ITEMS:
-                        addresses.append(quote(path, line_at(start + off + a.start()),
-                                               a.group(0)))
-        macs = [quote(path, line_at(start + x.start()), x.group(0))
-                for x in _XML_MAC.finditer(body)][:MAX_ITEMS]
+                        addresses.append(quote(path, line_at(start + off + a.start()), a.group(0)))
+        macs = [
+            quote(path, line_at(start + x.start()), x.group(0)) for x in _XML_MAC.finditer(body)
+        ][:MAX_ITEMS]
         method = LOOPBACK if name == "lo" else _method(dhcp, addresses)
-        configs.append(InterfaceConfig("wicked", name, where, method,
-                                       tuple(addresses) if method == STATIC else (), tuple(macs)))
+        configs.append(
+            InterfaceConfig(
+                "wicked",
+                name,
+                where,
+                method,
+                tuple(addresses) if method == STATIC else (),
+                tuple(macs),
+            )
+        )
     return configs

@@ -39,9 +39,11 @@ class OsInfo:
     def family(self) -> str:
         """``debian``, ``rhel``, ``suse`` or the id itself."""
         ids = (self.id, *self.id_like)
-        for family, members in (("debian", ("debian", "ubuntu")),
-                                ("rhel", ("rhel", "fedora", "centos", "openEuler", "euleros")),
-                                ("suse", ("suse", "sles", "opensuse"))):
+        for family, members in (
+            ("debian", ("debian", "ubuntu")),
+            ("rhel", ("rhel", "fedora", "centos", "openEuler", "euleros")),
+            ("suse", ("suse", "sles", "opensuse")),
+        ):
             if any(i in members for i in ids):
                 return family
         return self.id
@@ -81,9 +83,11 @@ def read_os_info(files: GuestFiles, problems: list[str] | None = None) -> OsInfo
             v = parse_os_release(text)
             if "ID" in v or "NAME" in v:
                 return OsInfo(
-                    id=v.get("ID", "linux"), version_id=v.get("VERSION_ID", ""),
+                    id=v.get("ID", "linux"),
+                    version_id=v.get("VERSION_ID", ""),
                     pretty_name=v.get("PRETTY_NAME") or v.get("NAME", ""),
-                    id_like=tuple(v.get("ID_LIKE", "").split()), source=path,
+                    id_like=tuple(v.get("ID_LIKE", "").split()),
+                    source=path,
                     variant=v.get("VARIANT", ""),
                 )
     lsb = _read(files, "/etc/lsb-release")
@@ -91,8 +95,10 @@ def read_os_info(files: GuestFiles, problems: list[str] | None = None) -> OsInfo
         v = parse_os_release(lsb)
         if "DISTRIB_ID" in v:
             return OsInfo(
-                id=v["DISTRIB_ID"].lower(), version_id=v.get("DISTRIB_RELEASE", ""),
-                pretty_name=v.get("DISTRIB_DESCRIPTION", v["DISTRIB_ID"]), id_like=(),
+                id=v["DISTRIB_ID"].lower(),
+                version_id=v.get("DISTRIB_RELEASE", ""),
+                pretty_name=v.get("DISTRIB_DESCRIPTION", v["DISTRIB_ID"]),
+                id_like=(),
                 source="/etc/lsb-release",
             )
     for path, distro in _FALLBACKS:
@@ -102,4 +108,3 @@ def read_os_info(files: GuestFiles, problems: list[str] | None = None) -> OsInfo
             m = _VERSION.search(first)
             return OsInfo(distro, m.group(1) if m else "", first, (), path)
     return None
-

@@ -66,14 +66,42 @@ _GRUB_KERNEL_SECTOR_OFFSET = 0x5C
 _BOOT_CODE_BYTES = 440
 
 MBR_TYPE_NAMES: dict[int, str] = {
-    0x01: "fat12", 0x04: "fat16", 0x05: "extended", 0x06: "fat16", 0x07: "ntfs",
-    0x0B: "fat32", 0x0C: "fat32", 0x0E: "fat16", 0x0F: "extended", 0x11: "fat12-hidden",
-    0x12: "compaq-diagnostics", 0x14: "fat16-hidden", 0x16: "fat16-hidden", 0x17: "ntfs-hidden",
-    0x1B: "fat32-hidden", 0x1C: "fat32-hidden", 0x1E: "fat16-hidden", 0x27: "windows-recovery",
-    0x42: "windows-ldm", 0x82: "swap", 0x83: "linux", 0x85: "extended", 0x8E: "linux-lvm",
-    0x96: "iso9660", 0xA5: "freebsd", 0xA6: "openbsd", 0xA8: "apple-ufs", 0xA9: "netbsd",
-    0xAF: "apple-hfs", 0xDA: "non-fs-data", 0xDE: "dell-utility", 0xEE: "gpt-protective",
-    0xEF: "efi-system", 0xFB: "vmware-vmfs", 0xFC: "vmware-vmkcore", 0xFD: "linux-raid",
+    0x01: "fat12",
+    0x04: "fat16",
+    0x05: "extended",
+    0x06: "fat16",
+    0x07: "ntfs",
+    0x0B: "fat32",
+    0x0C: "fat32",
+    0x0E: "fat16",
+    0x0F: "extended",
+    0x11: "fat12-hidden",
+    0x12: "compaq-diagnostics",
+    0x14: "fat16-hidden",
+    0x16: "fat16-hidden",
+    0x17: "ntfs-hidden",
+    0x1B: "fat32-hidden",
+    0x1C: "fat32-hidden",
+    0x1E: "fat16-hidden",
+    0x27: "windows-recovery",
+    0x42: "windows-ldm",
+    0x82: "swap",
+    0x83: "linux",
+    0x85: "extended",
+    0x8E: "linux-lvm",
+    0x96: "iso9660",
+    0xA5: "freebsd",
+    0xA6: "openbsd",
+    0xA8: "apple-ufs",
+    0xA9: "netbsd",
+    0xAF: "apple-hfs",
+    0xDA: "non-fs-data",
+    0xDE: "dell-utility",
+    0xEE: "gpt-protective",
+    0xEF: "efi-system",
+    0xFB: "vmware-vmfs",
+    0xFC: "vmware-vmkcore",
+    0xFD: "linux-raid",
 }
 
 GPT_TYPE_NAMES: dict[str, str] = {
@@ -156,8 +184,9 @@ class GptHeader:
 
     @classmethod
     def from_bytes(cls, data: bytes) -> GptHeader:
-        (_sig, rev, hsize, hcrc, _res, my, alt, first, last, guid, elba, count, esize,
-         ecrc) = _GPT_HEADER.unpack_from(data)
+        (_sig, rev, hsize, hcrc, _res, my, alt, first, last, guid, elba, count, esize, ecrc) = (
+            _GPT_HEADER.unpack_from(data)
+        )
         return cls(rev, hsize, hcrc, my, alt, first, last, _guid(guid), elba, count, esize, ecrc)
 
 
@@ -244,8 +273,17 @@ class _Builder:
         self.problems: list[str] = []
 
     def add(
-        self, number: int, first_lba: int, sectors: int, *, type: str, type_name: str,
-        partuuid: str | None, name: str = "", bootable: bool = False, logical: bool = False,
+        self,
+        number: int,
+        first_lba: int,
+        sectors: int,
+        *,
+        type: str,
+        type_name: str,
+        partuuid: str | None,
+        name: str = "",
+        bootable: bool = False,
+        logical: bool = False,
         attributes: int = 0,
     ) -> None:
         start = first_lba * self.sector_size
@@ -261,10 +299,21 @@ class _Builder:
                 "of the disk; clipped"
             )
             size = self.dev.size - start
-        self.parts.append(Partition(
-            number, start, size, type, type_name, partuuid, name, bootable, logical, attributes,
-            disk=self.dev,
-        ))
+        self.parts.append(
+            Partition(
+                number,
+                start,
+                size,
+                type,
+                type_name,
+                partuuid,
+                name,
+                bootable,
+                logical,
+                attributes,
+                disk=self.dev,
+            )
+        )
 
     def check_overlaps(self) -> None:
         data = sorted(
@@ -279,9 +328,14 @@ def _mbr_partition(
     b: _Builder, number: int, e: MbrEntry, lba: int, sig: int, *, logical: bool = False
 ) -> None:
     b.add(
-        number, lba, e.sectors, type=f"{e.type:02x}",
+        number,
+        lba,
+        e.sectors,
+        type=f"{e.type:02x}",
         type_name=MBR_TYPE_NAMES.get(e.type, "unknown"),
-        partuuid=f"{sig:08x}-{number:02x}", bootable=e.status == 0x80, logical=logical,
+        partuuid=f"{sig:08x}-{number:02x}",
+        bootable=e.status == 0x80,
+        logical=logical,
     )
 
 
@@ -398,9 +452,15 @@ def _read_gpt(b: _Builder, header: GptHeader, entries: bytes) -> None:
         type_guid = _guid(type_raw)
         name = name_raw.decode("utf-16-le", "replace").split("\0", 1)[0]
         b.add(
-            number, first, last - first + 1, type=type_guid,
-            type_name=GPT_TYPE_NAMES.get(type_guid, "unknown"), partuuid=_guid(uniq),
-            name=name, bootable=bool(attrs & 4), attributes=attrs,
+            number,
+            first,
+            last - first + 1,
+            type=type_guid,
+            type_name=GPT_TYPE_NAMES.get(type_guid, "unknown"),
+            partuuid=_guid(uniq),
+            name=name,
+            bootable=bool(attrs & 4),
+            attributes=attrs,
         )
 
 
@@ -447,7 +507,12 @@ def read_partitions(dev: BlockDevice) -> PartitionTable:
         b.notes.append("sector 0 has the 55AA signature but no valid partition entries")
     b.check_overlaps()
     return PartitionTable(
-        scheme=scheme, partitions=tuple(sorted(b.parts, key=lambda p: p.number)),
-        sector_size=b.sector_size, disk_id=disk_id, mbr_boot_code=boot_code,
-        grub_core_lba=grub_lba, notes=tuple(b.notes), problems=tuple(b.problems),
+        scheme=scheme,
+        partitions=tuple(sorted(b.parts, key=lambda p: p.number)),
+        sector_size=b.sector_size,
+        disk_id=disk_id,
+        mbr_boot_code=boot_code,
+        grub_core_lba=grub_lba,
+        notes=tuple(b.notes),
+        problems=tuple(b.problems),
     )

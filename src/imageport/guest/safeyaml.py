@@ -74,8 +74,10 @@ def _refuse_alias_bombs(root: yaml.Node) -> None:
             open_.discard(key)
             size[key] = 1 + sum(size[id(c)] for c in _children(node))
             if size[key] > MAX_EXPANDED_NODES:
-                raise YamlRefused(f"expands to more than {MAX_EXPANDED_NODES} nodes through "
-                                  "its anchors and aliases")
+                raise YamlRefused(
+                    f"expands to more than {MAX_EXPANDED_NODES} nodes through "
+                    "its anchors and aliases"
+                )
             continue
         if key in size:
             continue

@@ -91,5 +91,6 @@ def _lv_volume(vg: VolumeGroup, lv: LogicalVolume, problems: list[str]) -> Volum
     except ImageportError as exc:
         problems.append(f"LV {vg.name}/{lv.name}: {exc}")
         return None
-    return Volume(f"{vg.name}/{lv.name}", dev, _probe(dev), volume_group=vg.name,
-                  logical_volume=lv.name)
+    return Volume(
+        f"{vg.name}/{lv.name}", dev, _probe(dev), volume_group=vg.name, logical_volume=lv.name
+    )

@@ -47,8 +47,9 @@ def summarize_guest(guest: GuestFacts) -> GuestSummary:
         hostname = None
     try:
         ci = guest.derive(read_cloud_init)
-        cloud_init = (f"installed {ci.version}" if ci.version else "installed") \
-            if ci.installed else None
+        cloud_init = (
+            (f"installed {ci.version}" if ci.version else "installed") if ci.installed else None
+        )
     except ImageportError:
         cloud_init = None
     try:
@@ -56,8 +57,12 @@ def summarize_guest(guest: GuestFacts) -> GuestSummary:
         arch = f"{kf.arch.name} ({kf.arch.path})" if kf.arch else None
         default = kf.default.version if kf.default else None
         kernels = tuple(
-            KernelSummary(k.version, k.version == default, k.initrd.path if k.initrd else None,
-                          k.initrd.module_count if k.initrd else 0)
+            KernelSummary(
+                k.version,
+                k.version == default,
+                k.initrd.path if k.initrd else None,
+                k.initrd.module_count if k.initrd else 0,
+            )
             for k in kf.kernels
         )
     except ImageportError:

@@ -72,8 +72,11 @@ def read_units(guest: GuestFacts) -> UnitFacts:
                     links.setdefault(unit, f"{base}/{sub}/{unit}")
         if base == "/etc/systemd/system":
             for unit, kind in names:
-                if kind in (FileType.SYMLINK, None) and _UNIT_NAME.match(unit) and \
-                        _is_masked(files, f"{base}/{unit}"):
+                if (
+                    kind in (FileType.SYMLINK, None)
+                    and _UNIT_NAME.match(unit)
+                    and _is_masked(files, f"{base}/{unit}")
+                ):
                     masked.add(unit)
     for rc in SYSV_DIRS:
         for name, _ in list_dir(files, rc, problems):

@@ -31,24 +31,34 @@ def guest_document(guest: GuestFacts, summary: GuestSummary) -> dict[str, Any]:
     layout = guest.layout
     storage = layout.storage
     return {
-        "os": None if guest.os is None else {
-            "id": guest.os.id, "version_id": guest.os.version_id,
-            "pretty_name": guest.os.pretty_name, "family": guest.os.family,
+        "os": None
+        if guest.os is None
+        else {
+            "id": guest.os.id,
+            "version_id": guest.os.version_id,
+            "pretty_name": guest.os.pretty_name,
+            "family": guest.os.family,
             "source": guest.os.source,
         },
         "hostname": summary.hostname,
         "cloud_init": summary.cloud_init,
         "architecture": summary.architecture,
         "kernels": [
-            {"version": k.version, "default": k.default, "initrd": k.initrd,
-             "initrd_modules": k.initrd_modules}
+            {
+                "version": k.version,
+                "default": k.default,
+                "initrd": k.initrd,
+                "initrd_modules": k.initrd_modules,
+            }
             for k in summary.kernels
         ],
         "boot_modes": list(summary.boot_modes),
         "partition_table": storage.table.scheme,
         "volumes": [
             {
-                "name": v.name, "size": v.device.size, "kind": v.kind,
+                "name": v.name,
+                "size": v.device.size,
+                "kind": v.kind,
                 "uuid": v.signature.uuid if v.signature else None,
                 "label": v.signature.label if v.signature else None,
                 "partition_type": v.partition.type_name if v.partition else None,
@@ -100,7 +110,8 @@ def report_document(report: CheckReport) -> dict[str, Any]:
         "damage": c.damage,
         "hazards": [{"kind": h.kind, "detail": h.detail} for h in c.hazards],
         "properties": dict(c.properties),
-        "guest": None if report.guest is None or report.guest_summary is None
+        "guest": None
+        if report.guest is None or report.guest_summary is None
         else guest_document(report.guest, report.guest_summary),
         "bitmap": None if report.bitmap is None else bitmap_document(report.bitmap),
         "findings": [finding_document(f) for f in report.findings],

@@ -67,9 +67,11 @@ def bitmap_line(bitmap: BitmapCheck) -> str:
     else:
         bs = bitmap.block_size or 0
         unit = f"{bs // MiB} MiB" if bs % MiB == 0 else f"{bs // KiB} KiB"
-        verdict = (f"{'matches' if bitmap.ok else 'DOES NOT MATCH'}; {bitmap.blocks_marked} of "
-                   f"{bitmap.block_count} blocks ({unit}) marked as data, "
-                   f"{bitmap.blocks_checked} checked")
+        verdict = (
+            f"{'matches' if bitmap.ok else 'DOES NOT MATCH'}; {bitmap.blocks_marked} of "
+            f"{bitmap.block_count} blocks ({unit}) marked as data, "
+            f"{bitmap.blocks_checked} checked"
+        )
     return f"{bitmap.path}{where}: {verdict}"
 
 
@@ -97,8 +99,9 @@ def _guest_lines(guest: GuestFacts, summary: GuestSummary | None) -> list[str]:
         ident = f" UUID={sig.uuid}" if sig and sig.uuid else ""
         label = f" LABEL={sig.label}" if sig and sig.label else ""
         ptype = f" [{v.partition.type_name}]" if v.partition else ""
-        lines.append(f"    {v.name:<14} {human_size(v.device.size):<28} {v.kind}{ptype}"
-                     f"{ident}{label}")
+        lines.append(
+            f"    {v.name:<14} {human_size(v.device.size):<28} {v.kind}{ptype}{ident}{label}"
+        )
     if layout.root is None:
         lines.append("  root             not found")
     for m in layout.mounts:
@@ -110,6 +113,10 @@ def _guest_lines(guest: GuestFacts, summary: GuestSummary | None) -> list[str]:
 
 def _wrapped(text: str, indent: str) -> list[str]:
     return textwrap.wrap(
-        text, width=100, initial_indent=indent, subsequent_indent=indent + "  ",
-        break_long_words=False, break_on_hyphens=False,
+        text,
+        width=100,
+        initial_indent=indent,
+        subsequent_indent=indent + "  ",
+        break_long_words=False,
+        break_on_hyphens=False,
     ) or [indent]

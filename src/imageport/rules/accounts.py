@@ -27,8 +27,11 @@ COMPARE_TIMEOUT = 2.0
 
 _ACCOUNT_FILES = ("/etc/passwd:", "/etc/shadow:")
 """Prefixes of the :attr:`AccountFacts.unreadable` entries that leave no account usable."""
-_INSTALL = {"debian": "apt-get install cloud-init", "rhel": "yum install cloud-init",
-            "suse": "zypper install cloud-init"}
+_INSTALL = {
+    "debian": "apt-get install cloud-init",
+    "rhel": "yum install cloud-init",
+    "suse": "zypper install cloud-init",
+}
 _SSH_UNIT = {"debian": "ssh", "rhel": "sshd", "suse": "sshd"}
 
 
@@ -42,8 +45,10 @@ def _can_log_in(account: Account) -> bool:
 
 
 def _line(account: Account) -> str:
-    return f"{account.name} (uid {account.uid}, shell {account.shell or '/bin/sh'}): " \
-           f"password {account.password.describe()} [{account.password.source}]"
+    return (
+        f"{account.name} (uid {account.uid}, shell {account.shell or '/bin/sh'}): "
+        f"password {account.password.describe()} [{account.password.source}]"
+    )
 
 
 class LoginRule(Rule):
@@ -91,7 +96,8 @@ class LoginRule(Rule):
                 *(f"problem: {p}" for p in acc.problems if p not in accounts_unread),
                 advice="Restore /etc/passwd and /etc/shadow as regular files (a symbolic link "
                 "must point at an existing file inside the guest), then export the image "
-                "again.")
+                "again.",
+            )
             return
         if acc.cloud_init is not None:
             return
@@ -111,14 +117,17 @@ class LoginRule(Rule):
         if len(people) > MAX_LISTED:
             evidence.append(f"... and {len(people) - MAX_LISTED} more login accounts")
         for a in keyed[:MAX_LISTED]:
-            paths = ", ".join(f"{k.path} ({k.keys if k.keys is not None else '?'} keys)"
-                              for k in a.key_files)
+            paths = ", ".join(
+                f"{k.path} ({k.keys if k.keys is not None else '?'} keys)" for k in a.key_files
+            )
             evidence.append(f"SSH keys of {a.name}: {paths}")
         if not keyed:
             evidence.append("SSH keys: no authorized_keys file with keys for a login account")
-        evidence.append(f"sshd: {sshd.program or 'not installed'}; started at boot by: "
-                        f"{', '.join(sshd.enabled_by) or 'nothing'}"
-                        + (f"; preset: {sshd.preset}" if sshd.preset else ""))
+        evidence.append(
+            f"sshd: {sshd.program or 'not installed'}; started at boot by: "
+            f"{', '.join(sshd.enabled_by) or 'nothing'}"
+            + (f"; preset: {sshd.preset}" if sshd.preset else "")
+        )
         evidence += [f"sshd cannot start: {u}" for u in sshd_unread]
         if root_keys_refused and root_login is not None:
             evidence.append(f"{root_login.source}: PermitRootLogin {root_login.value}")
@@ -168,35 +177,46 @@ class RootPasswordRule(Rule):
         missing_severity = Severity.ERROR if uninitialized else Severity.WARNING
         root = acc.root
         if root is None:
-            yield self.found("There is no root account in /etc/passwd.",
-                             *(f"problem: {p}" for p in acc.problems), severity=missing_severity,
-                             advice="Restore the root line of /etc/passwd (`root:x:0:0:root:"
-                             "/root:/bin/bash`) and set its password with `passwd root`.")
+            yield self.found(
+                "There is no root account in /etc/passwd.",
+                *(f"problem: {p}" for p in acc.problems),
+                severity=missing_severity,
+                advice="Restore the root line of /etc/passwd (`root:x:0:0:root:"
+                "/root:/bin/bash`) and set its password with `passwd root`.",
+            )
             return
         pw = root.password
         where = f"{pw.source}: root password {pw.describe()}"
         if pw.state is PasswordState.EMPTY:
             yield self.found(
                 "root has an empty password: anyone at the console (and over SSH where "
-                "empty passwords are permitted) can log in as root.", where,
+                "empty passwords are permitted) can log in as root.",
+                where,
                 severity=Severity.ERROR,
                 advice="Set a strong root password with `passwd root`, or lock it with "
-                "`passwd -l root` if logins use keys or cloud-init.")
+                "`passwd -l root` if logins use keys or cloud-init.",
+            )
         elif pw.state is not PasswordState.SET:
-            why = " (needed to fix an uninitialized image at the console)" if uninitialized \
-                else ""
-            yield self.found(f"root cannot log in with a password: it is {pw.describe()}{why}.",
-                             where, severity=missing_severity)
+            why = " (needed to fix an uninitialized image at the console)" if uninitialized else ""
+            yield self.found(
+                f"root cannot log in with a password: it is {pw.describe()}{why}.",
+                where,
+                severity=missing_severity,
+            )
         elif pw.scheme is not None and pw.scheme.weak:
             yield self.found(
-                f"root's password is stored as a {pw.scheme.value} hash, which is fast to "
-                "crack.", where,
+                f"root's password is stored as a {pw.scheme.value} hash, which is fast to crack.",
+                where,
                 advice="Make the system hash with sha512-crypt or yescrypt (`ENCRYPT_METHOD "
                 "SHA512` in /etc/login.defs and the pam_unix options), then run "
-                "`passwd root` again.")
+                "`passwd root` again.",
+            )
         elif pw.scheme is HashScheme.UNKNOWN:
-            yield self.found("root's password hash is of an unknown type; make sure it works.",
-                             where, severity=Severity.INFO)
+            yield self.found(
+                "root's password hash is of an unknown type; make sure it works.",
+                where,
+                severity=Severity.INFO,
+            )
 
 
 def password_problems(password: str) -> list[str]:
@@ -204,8 +224,11 @@ def password_problems(password: str) -> list[str]:
     problems = []
     if len(password) < MIN_PASSWORD_LENGTH:
         problems.append(f"it has {len(password)} characters, fewer than {MIN_PASSWORD_LENGTH}")
-    for test, name in ((str.isupper, "upper-case letter"), (str.islower, "lower-case letter"),
-                       (str.isdigit, "digit")):
+    for test, name in (
+        (str.isupper, "upper-case letter"),
+        (str.islower, "lower-case letter"),
+        (str.isdigit, "digit"),
+    ):
         if not any(test(c) and c.isascii() for c in password):
             problems.append(f"it has no {name}")
     if not any(c in SPECIALS for c in password):
@@ -257,12 +280,15 @@ class PasswordStrengthRule(Rule):
             yield from self._check_supplied(supplied, acc, helper)
         for a in acc.accounts:
             if a.password.state is PasswordState.EMPTY and _can_log_in(a):
-                yield self.found(f"{a.name} has an empty password: no password is needed to "
-                                 "log in.", _line(a),
-                                 advice=f"Set a password with `passwd {a.name}` or lock the "
-                                 f"account with `passwd -l {a.name}`.")
-        targets = [AuditTarget(a.name, a.password.stored, a.password.source)
-                   for a in _audit_order(acc)]
+                yield self.found(
+                    f"{a.name} has an empty password: no password is needed to log in.",
+                    _line(a),
+                    advice=f"Set a password with `passwd {a.name}` or lock the "
+                    f"account with `passwd -l {a.name}`.",
+                )
+        targets = [
+            AuditTarget(a.name, a.password.stored, a.password.source) for a in _audit_order(acc)
+        ]
         audit = audit_weak_passwords(targets, helper=helper)
         for match in audit.matches:
             t = match.target
@@ -272,46 +298,65 @@ class PasswordStrengthRule(Rule):
                 f"{t.source}: {scheme.value if scheme else '?'} hash of a password on "
                 "imageport's weak-password list",
                 advice=f"Set a strong password with `passwd {t.user}` (or lock it with "
-                f"`passwd -l {t.user}`) and export the image again.")
+                f"`passwd -l {t.user}`) and export the image again.",
+            )
         if audit.not_audited:
             yield self.found(
                 "Some stored passwords were not audited against the weak-password list.",
-                *(f"{n.target.user} [{n.target.source}]: {n.reason} ({n.tried} tried)"
-                  for n in audit.not_audited[:MAX_LISTED]),
+                *(
+                    f"{n.target.user} [{n.target.source}]: {n.reason} ({n.tried} tried)"
+                    for n in audit.not_audited[:MAX_LISTED]
+                ),
                 severity=Severity.INFO,
                 advice="Install mkpasswd (package whois) to audit yescrypt, bcrypt and DES "
-                "hashes; check these accounts' passwords yourself.")
+                "hashes; check these accounts' passwords yourself.",
+            )
 
-    def _check_supplied(self, password: str, acc: AccountFacts,
-                        helper: CryptHelper | None) -> Iterator[Finding]:
+    def _check_supplied(
+        self, password: str, acc: AccountFacts, helper: CryptHelper | None
+    ) -> Iterator[Finding]:
         problems = password_problems(password)
         if problems:
-            yield self.found("The password given for the image does not meet the password "
-                             "rule.", *problems,
-                             advice=f"Choose a password of at least {MIN_PASSWORD_LENGTH} "
-                             f"characters with upper- and lower-case letters, digits and one "
-                             f"of {SPECIALS}.")
+            yield self.found(
+                "The password given for the image does not meet the password rule.",
+                *problems,
+                advice=f"Choose a password of at least {MIN_PASSWORD_LENGTH} "
+                f"characters with upper- and lower-case letters, digits and one "
+                f"of {SPECIALS}.",
+            )
         root = acc.root
         if root is None or root.password.state is not PasswordState.SET:
             state = root.password.describe() if root else "missing"
-            yield self.found("The password given cannot be root's password in the image: "
-                             f"root's password is {state}.", severity=Severity.INFO)
+            yield self.found(
+                "The password given cannot be root's password in the image: "
+                f"root's password is {state}.",
+                severity=Severity.INFO,
+            )
             return
         pw = root.password
         try:
             same = verify_password(password, pw.stored, helper=helper, timeout=COMPARE_TIMEOUT)
         except Unverifiable as exc:
-            yield self.found("The password given could not be compared with root's password "
-                             f"in the image ({exc}).", f"{pw.source}: {pw.describe()}",
-                             severity=Severity.INFO)
+            yield self.found(
+                "The password given could not be compared with root's password "
+                f"in the image ({exc}).",
+                f"{pw.source}: {pw.describe()}",
+                severity=Severity.INFO,
+            )
             return
         except ImageportError as exc:
-            yield self.found(f"root's password hash could not be checked ({exc}).",
-                             f"{pw.source}: {pw.describe()}", severity=Severity.WARNING)
+            yield self.found(
+                f"root's password hash could not be checked ({exc}).",
+                f"{pw.source}: {pw.describe()}",
+                severity=Severity.WARNING,
+            )
             return
         if not same:
-            yield self.found("The password given is not root's password in the image: the "
-                             "image's root password differs.", f"{pw.source}: {pw.describe()}",
-                             severity=Severity.WARNING,
-                             advice="Set root's password to the intended one with `passwd "
-                             "root` on the source machine, or give the image's real password.")
+            yield self.found(
+                "The password given is not root's password in the image: the "
+                "image's root password differs.",
+                f"{pw.source}: {pw.describe()}",
+                severity=Severity.WARNING,
+                advice="Set root's password to the intended one with `passwd "
+                "root` on the source machine, or give the image's real password.",
+            )

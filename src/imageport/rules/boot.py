@@ -14,25 +14,40 @@ from imageport.rules.base import ImageFacts, Rule
 #: Consoles that reach the platform's serial log: x86 UART, Xen/virtio console, Arm PL011.
 SERIAL_CONSOLES = ("ttyS0", "hvc0", "ttyAMA0")
 #: root= values that name no block device of the image on purpose (network, live, ZFS ...).
-_NON_DEVICE_ROOTS = ("ZFS=", "zfs:", "live:", "nfs:", "/dev/nfs", "cifs", "iscsi:", "nbd:",
-                     "tmpfs", "fstab", "gpt-auto")
+_NON_DEVICE_ROOTS = (
+    "ZFS=",
+    "zfs:",
+    "live:",
+    "nfs:",
+    "/dev/nfs",
+    "cifs",
+    "iscsi:",
+    "nbd:",
+    "tmpfs",
+    "fstab",
+    "gpt-auto",
+)
 
 
 def _bios_advice(family: str, *, uefi_found: bool = True) -> str:
     install = {
         "debian": "`apt-get install grub-pc-bin && grub-install --target=i386-pc /dev/vda && "
-                  "update-grub`",
+        "update-grub`",
         "rhel": "`dnf install grub2-pc grub2-pc-modules && grub2-install --target=i386-pc "
-                "/dev/vda && grub2-mkconfig -o /boot/grub2/grub.cfg`",
+        "/dev/vda && grub2-mkconfig -o /boot/grub2/grub.cfg`",
         "suse": "`zypper install grub2-i386-pc && grub2-install --target=i386-pc /dev/vda && "
-                "grub2-mkconfig -o /boot/grub2/grub.cfg`",
+        "grub2-mkconfig -o /boot/grub2/grub.cfg`",
     }.get(family, "`grub-install --target=i386-pc /dev/vda` (or grub2-install)")
     where = "next to the UEFI one" if uefi_found else "on the system disk"
-    text = (f"Install the BIOS boot loader {where}: {install} (a GPT disk needs a 1 MiB BIOS "
-            "boot partition, type ef02, for GRUB's core.img).")
+    text = (
+        f"Install the BIOS boot loader {where}: {install} (a GPT disk needs a 1 MiB BIOS "
+        "boot partition, type ef02, for GRUB's core.img)."
+    )
     if uefi_found:
-        text += (" Or, if the platform is configured for UEFI, check with `--uefi` and register "
-                 "the image with UEFI firmware.")
+        text += (
+            " Or, if the platform is configured for UEFI, check with `--uefi` and register "
+            "the image with UEFI firmware."
+        )
     return text
 
 
@@ -71,29 +86,38 @@ class BootModeRule(Rule):
             return
         boot = guest.derive(read_boot)
         uefi_allowed = facts.options.uefi
-        evidence = (*(f"BIOS: {e}" for e in boot.bios.evidence),
-                    *(f"UEFI: {e}" for e in boot.uefi.evidence),
-                    *(f"problem: {p}" for p in boot.problems))
+        evidence = (
+            *(f"BIOS: {e}" for e in boot.bios.evidence),
+            *(f"UEFI: {e}" for e in boot.uefi.evidence),
+            *(f"problem: {p}" for p in boot.problems),
+        )
         if boot.unreadable:
             yield self.found(
                 "The boot loader's configuration exists but cannot be read: the loader "
                 "cannot read it either and stops at its prompt instead of starting the system.",
-                *boot.unreadable, *evidence,
+                *boot.unreadable,
+                *evidence,
                 advice="Make the boot loader configuration (grub.cfg ...) a regular file on "
                 "the system disk (a symbolic link must point at an existing file), e.g. with "
                 "`update-grub` or `grub2-mkconfig -o /boot/grub2/grub.cfg`, then export the "
-                "image again.")
+                "image again.",
+            )
             return
         if boot.bios.supported or (boot.uefi.supported and uefi_allowed):
             return
         if boot.uefi.supported:
-            yield self.found("The image boots only with UEFI; the platform boots it with BIOS "
-                             "unless it is registered for UEFI.", *evidence,
-                             advice=_bios_advice(guest.family))
+            yield self.found(
+                "The image boots only with UEFI; the platform boots it with BIOS "
+                "unless it is registered for UEFI.",
+                *evidence,
+                advice=_bios_advice(guest.family),
+            )
             return
-        yield self.found("No boot loader was found for BIOS or UEFI: servers from this image "
-                         "will not start.", *evidence,
-                         advice=_bios_advice(guest.family, uefi_found=False))
+        yield self.found(
+            "No boot loader was found for BIOS or UEFI: servers from this image will not start.",
+            *evidence,
+            advice=_bios_advice(guest.family, uefi_found=False),
+        )
 
 
 def _root_spec_ok(spec: str) -> bool:
@@ -122,27 +146,37 @@ class BootSameDiskRule(Rule):
     id = "IMG-BOOT-SAME-DISK"
     severity = Severity.ERROR
     title = "/boot and the root filesystem must be on the system disk"
-    advice = ("Keep /boot and / on the system disk and make the boot loader name the root by "
-              "UUID (root=UUID=...).")
+    advice = (
+        "Keep /boot and / on the system disk and make the boot loader name the root by "
+        "UUID (root=UUID=...)."
+    )
 
     def check(self, facts: ImageFacts) -> Iterator[Finding]:
         guest = facts.installed_guest
         if guest is None:
             return
         boot = guest.derive(read_boot)
-        boot_mounts = [u for u in guest.layout.unresolved
-                       if u.entry.mountpoint in ("/", "/boot", "/boot/efi") and u.entry.auto]
+        boot_mounts = [
+            u
+            for u in guest.layout.unresolved
+            if u.entry.mountpoint in ("/", "/boot", "/boot/efi") and u.entry.auto
+        ]
         for item in boot_mounts:
             e = item.entry
-            yield self.found(f"/etc/fstab mounts {e.mountpoint} from {e.spec}, which is not on "
-                             f"this disk ({item.reason}).", f"/etc/fstab:{e.line_no}: {e.line}")
+            yield self.found(
+                f"/etc/fstab mounts {e.mountpoint} from {e.spec}, which is not on "
+                f"this disk ({item.reason}).",
+                f"/etc/fstab:{e.line_no}: {e.line}",
+            )
         has_boot_mount = any(m.mountpoint == "/boot" for m in guest.layout.mounts)
         if not boot.kernel_in_boot and not has_boot_mount and not boot_mounts:
-            yield self.found("/boot holds no kernel and /etc/fstab mounts no /boot: the boot "
-                             "partition is probably on another disk.",
-                             "/boot: no vmlinuz-* or other kernel file",
-                             advice="Copy /boot (kernels, initrds, boot loader files) onto "
-                             "the system disk, or export the disk that holds it.")
+            yield self.found(
+                "/boot holds no kernel and /etc/fstab mounts no /boot: the boot "
+                "partition is probably on another disk.",
+                "/boot: no vmlinuz-* or other kernel file",
+                advice="Copy /boot (kernels, initrds, boot loader files) onto "
+                "the system disk, or export the disk that holds it.",
+            )
         if boot.default is not None:
             yield from self._check_root_arg(guest, boot.default)
 
@@ -153,12 +187,18 @@ class BootSameDiskRule(Rule):
             return
         volume = find_volume(spec, guest.layout.storage.volumes)
         if volume is None:
-            yield self.found(f"The default kernel command line mounts the root from {spec}, "
-                             "which is not on this disk.", entry.where)
+            yield self.found(
+                f"The default kernel command line mounts the root from {spec}, "
+                "which is not on this disk.",
+                entry.where,
+            )
         elif volume.name != root.volume.name:
-            yield self.found(f"The default kernel command line's root={spec} names "
-                             f"{volume.name} ({volume.kind}), but the system is on "
-                             f"{root.volume.name}.", entry.where)
+            yield self.found(
+                f"The default kernel command line's root={spec} names "
+                f"{volume.name} ({volume.kind}), but the system is on "
+                f"{root.volume.name}.",
+                entry.where,
+            )
 
 
 def _has_serial(args: tuple[str, ...]) -> bool:
@@ -174,13 +214,16 @@ def _console_advice(family: str, boot: BootFacts) -> str:
         return f"Add `{arg}` to the kernel line of {boot.configs[0].source}."
     return {
         "debian": f"Add `{arg}` to GRUB_CMDLINE_LINUX in /etc/default/grub, then run "
-                  "`update-grub`.",
+        "`update-grub`.",
         "rhel": f'Run `grubby --update-kernel=ALL --args="{arg}"` and add it to '
-                "GRUB_CMDLINE_LINUX in /etc/default/grub for future kernels.",
+        "GRUB_CMDLINE_LINUX in /etc/default/grub for future kernels.",
         "suse": f"Add `{arg}` to GRUB_CMDLINE_LINUX_DEFAULT in /etc/default/grub (or use "
-                "YaST > Boot Loader), then run `grub2-mkconfig -o /boot/grub2/grub.cfg`.",
-    }.get(family, f"Add `{arg}` to the kernel command line in the boot loader configuration "
-                  "(GRUB_CMDLINE_LINUX in /etc/default/grub, then regenerate grub.cfg).")
+        "YaST > Boot Loader), then run `grub2-mkconfig -o /boot/grub2/grub.cfg`.",
+    }.get(
+        family,
+        f"Add `{arg}` to the kernel command line in the boot loader configuration "
+        "(GRUB_CMDLINE_LINUX in /etc/default/grub, then regenerate grub.cfg).",
+    )
 
 
 class ConsoleRule(Rule):
@@ -213,19 +256,30 @@ class ConsoleRule(Rule):
         advice = _console_advice(guest.family, boot)
         entry = boot.default
         if entry is None:
-            yield self.found("No kernel command line was found, so a serial console could not "
-                             "be confirmed.", "looked at: " + ", ".join(boot.looked_at),
-                             advice=advice)
+            yield self.found(
+                "No kernel command line was found, so a serial console could not be confirmed.",
+                "looked at: " + ", ".join(boot.looked_at),
+                advice=advice,
+            )
             return
         if _has_serial(entry.consoles):
             return
         evidence = [entry.where]
         found = ", ".join(f"console={c}" for c in entry.consoles)
         evidence.append(f"consoles: {found}" if found else "no console= argument")
-        pending = [s for s in boot.grub_defaults if _has_serial(
-            tuple(w.removeprefix("console=") for w in s.value.split()
-                  if w.startswith("console=")))]
-        evidence.extend(f"{s.where} (has it, but grub.cfg was not regenerated)"
-                        for s in pending)
-        yield self.found(f"The default kernel command line ({entry.title or entry.kernel}) has "
-                         "no serial console (console=ttyS0).", *evidence, advice=advice)
+        pending = [
+            s
+            for s in boot.grub_defaults
+            if _has_serial(
+                tuple(
+                    w.removeprefix("console=") for w in s.value.split() if w.startswith("console=")
+                )
+            )
+        ]
+        evidence.extend(f"{s.where} (has it, but grub.cfg was not regenerated)" for s in pending)
+        yield self.found(
+            f"The default kernel command line ({entry.title or entry.kernel}) has "
+            "no serial console (console=ttyS0).",
+            *evidence,
+            advice=advice,
+        )

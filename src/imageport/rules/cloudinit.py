@@ -32,8 +32,10 @@ _INSTALL = {
     "rhel": "yum install cloud-init (dnf install cloud-init on newer releases)",
     "suse": "zypper install cloud-init",
 }
-_ENABLE = ("systemctl enable cloud-init-local.service cloud-init.service cloud-config.service "
-           "cloud-final.service")
+_ENABLE = (
+    "systemctl enable cloud-init-local.service cloud-init.service cloud-config.service "
+    "cloud-final.service"
+)
 _GRUB = {
     "debian": "update-grub",
     "rhel": "grub2-mkconfig -o /boot/grub2/grub.cfg",
@@ -44,20 +46,21 @@ _GRUB = {
 _UNDISABLE = {
     DISABLED_FILE: f"Delete {DISABLED_FILE}.",
     "/etc/default/grub": "Remove `cloud-init=disabled` from GRUB_CMDLINE_LINUX in "
-                         "/etc/default/grub and run `{grub}`.",
+    "/etc/default/grub and run `{grub}`.",
     "/etc/kernel/cmdline": "Remove `cloud-init=disabled` from /etc/kernel/cmdline and "
-                           "reinstall the kernel's boot entry (kernel-install).",
+    "reinstall the kernel's boot entry (kernel-install).",
     "/boot/grub/grub.cfg": "Remove `cloud-init=disabled` from the kernel command line and run "
-                           "`{grub}`.",
+    "`{grub}`.",
     "/boot/grub2/grub.cfg": "Remove `cloud-init=disabled` from the kernel command line and "
-                            "run `{grub}`.",
+    "run `{grub}`.",
 }
 
 
 def install_command(family: str) -> str:
     """How to install cloud-init on ``family``."""
-    return _INSTALL.get(family, "install the cloud-init package with the distribution's "
-                        "package manager")
+    return _INSTALL.get(
+        family, "install the cloud-init package with the distribution's package manager"
+    )
 
 
 class CloudInitRule(Rule):
@@ -106,8 +109,7 @@ class CloudInitRule(Rule):
                 "no cloudinit Python package under /usr/lib*/python*/{dist,site}-packages",
                 "no installed cloud-init package in /var/lib/dpkg/status (the RPM database "
                 "is not read)",
-                advice=f"Install it ({install_command(family)}), then {_ENABLE}. "
-                       + CONFIG_ADVICE,
+                advice=f"Install it ({install_command(family)}), then {_ENABLE}. " + CONFIG_ADVICE,
             )
             return
         yield from self._enablement(ci, family)
@@ -115,14 +117,20 @@ class CloudInitRule(Rule):
 
     def _enablement(self, ci: CloudInitFacts, family: str) -> Iterator[Finding]:
         installed = f"installed: {', '.join(ci.evidence)}" + (
-            f" (version {ci.version})" if ci.version else "")
+            f" (version {ci.version})" if ci.version else ""
+        )
         if ci.disabled_by:
             yield self.found(
                 "cloud-init is installed but switched off, so it does nothing at boot.",
-                installed, *(f"disabled by {q}" for q in ci.disabled_by),
-                advice=" ".join(_UNDISABLE[q.path].format(
-                    grub=_GRUB.get(family, "grub2-mkconfig -o /boot/grub2/grub.cfg"))
-                    for q in ci.disabled_by if q.path in _UNDISABLE),
+                installed,
+                *(f"disabled by {q}" for q in ci.disabled_by),
+                advice=" ".join(
+                    _UNDISABLE[q.path].format(
+                        grub=_GRUB.get(family, "grub2-mkconfig -o /boot/grub2/grub.cfg")
+                    )
+                    for q in ci.disabled_by
+                    if q.path in _UNDISABLE
+                ),
             )
         if ci.units_missing:
             yield self.found(
@@ -131,8 +139,7 @@ class CloudInitRule(Rule):
                 installed,
                 "enabled: " + (", ".join(ci.units_enabled) or "none"),
                 "not enabled (no link in /etc/systemd/system/*.wants, "
-                "/usr/lib/systemd/system/*.wants or /etc/rc?.d): "
-                + ", ".join(ci.units_missing),
+                "/usr/lib/systemd/system/*.wants or /etc/rc?.d): " + ", ".join(ci.units_missing),
                 advice=f"Enable them: {_ENABLE} (on SysV systems: chkconfig <name> on).",
             )
 
@@ -140,9 +147,10 @@ class CloudInitRule(Rule):
         if ci.problems:
             yield self.found(
                 "Part of cloud-init's configuration could not be read; cloud-init may ignore "
-                "it too.", *ci.problems,
+                "it too.",
+                *ci.problems,
                 advice="Fix or remove the file: it must be valid YAML, and anchors and "
-                       "aliases must not make cyclic or huge data.",
+                "aliases must not make cyclic or huge data.",
             )
         setting = ci.setting("datasource_list")
         if not ci.uses_openstack and setting is not None:
@@ -152,7 +160,7 @@ class CloudInitRule(Rule):
                 str(setting.where),
                 "merged from: " + ", ".join(ci.config_files),
                 advice=f"Set `datasource_list: [ OpenStack ]` in the file above or in a file "
-                       f"read after it. {CONFIG_ADVICE}",
+                f"read after it. {CONFIG_ADVICE}",
             )
             return
         if ci.openstack_module is False:
@@ -160,7 +168,7 @@ class CloudInitRule(Rule):
                 "The installed cloud-init has no OpenStack datasource module.",
                 f"{ci.package_dir}/sources/DataSourceOpenStack.py does not exist",
                 advice=f"Install the distribution's full cloud-init package "
-                       f"({install_command(family)}).",
+                f"({install_command(family)}).",
             )
         if ci.units_missing or ci.disabled_by:
             return
@@ -169,22 +177,30 @@ class CloudInitRule(Rule):
     def _vendor_settings(self, ci: CloudInitFacts, family: str) -> Iterator[Finding]:
         notes: list[str] = []
         if ci.datasource_list is None:
-            notes.append("datasource_list is not set: cloud-init probes all its datasources "
-                         "(vendor: datasource_list: [ OpenStack ])")
+            notes.append(
+                "datasource_list is not set: cloud-init probes all its datasources "
+                "(vendor: datasource_list: [ OpenStack ])"
+            )
         urls = ci.setting("datasource.OpenStack.metadata_urls")
         if urls is None:
-            notes.append("datasource.OpenStack.metadata_urls is not set (vendor: "
-                         "['http://169.254.169.254'])")
+            notes.append(
+                "datasource.OpenStack.metadata_urls is not set (vendor: ['http://169.254.169.254'])"
+            )
         if not ci.network_config_disabled:
             net = ci.setting("network.config")
-            notes.append(f"{net.where if net else 'network: {config: ...} is not set'} "
-                         "(vendor: network: {config: disabled})")
+            notes.append(
+                f"{net.where if net else 'network: {config: ...} is not set'} "
+                "(vendor: network: {config: disabled})"
+            )
         hosts = ci.setting("manage_etc_hosts")
         if family == "debian" and (hosts is None or str(hosts.value).lower() != "localhost"):
-            notes.append(f"{hosts.where if hosts else 'manage_etc_hosts is not set'} "
-                         "(vendor, Debian and Ubuntu: manage_etc_hosts: localhost)")
+            notes.append(
+                f"{hosts.where if hosts else 'manage_etc_hosts is not set'} "
+                "(vendor, Debian and Ubuntu: manage_etc_hosts: localhost)"
+            )
         if notes:
             yield self.found(
                 "cloud-init is set up; some settings differ from the vendor's checklist.",
-                *notes, severity=Severity.INFO,
+                *notes,
+                severity=Severity.INFO,
             )

@@ -58,7 +58,7 @@ class FormatRule(Rule):
                 f"The file is {what}{_format_label(facts)}, which the platform does not accept "
                 f"(accepted: {_ACCEPTED}).",
                 f"detected format: {c.format}",
-                *( (f"variant: {c.variant}",) if c.variant else () ),
+                *((f"variant: {c.variant}",) if c.variant else ()),
                 advice=hint or self.advice,
             )
         declared = facts.options.declared_format
@@ -66,7 +66,8 @@ class FormatRule(Rule):
             yield self.found(
                 f"The image was declared {declared} (disk_format) but the file is "
                 f"{_format_label(facts)}.",
-                f"declared format: {declared}", f"detected format: {c.format}",
+                f"declared format: {declared}",
+                f"detected format: {c.format}",
                 advice=f"Create the image with disk_format {c.format}, or convert the file "
                 f"to {declared} (`qemu-img convert -O {declared} IN OUT`).",
             )
@@ -144,14 +145,14 @@ class SafeRule(Rule):
 
 _STORAGE_ADVICE = {
     SHARED: "No tool writes tables like these: re-export the disk from its source "
-            "(`qemu-img check -f FMT FILE` shows the damage).",
+    "(`qemu-img check -f FMT FILE` shows the damage).",
     REFCOUNT: "Re-export the disk from its source, or repair a copy with "
-              "`qemu-img check -r all FILE` and check it again.",
+    "`qemu-img check -r all FILE` and check it again.",
     EXPANSION: "Convert the disk without compression (`qemu-img convert -O qcow2 IN OUT`, "
-               "no -c) and upload that; data that compresses this much is constant or "
-               "repeated, not a system's.",
+    "no -c) and upload that; data that compresses this much is constant or "
+    "repeated, not a system's.",
     FRAGMENTED: "Rewrite the image in file order with `qemu-img convert -O qcow2 IN OUT` "
-                "(without -c) and check the new file.",
+    "(without -c) and check the new file.",
 }
 
 
@@ -204,8 +205,10 @@ class SizeRule(Rule):
     id = "IMG-SIZE"
     severity = Severity.ERROR
     title = "The file must not exceed 1 TiB (128 GiB without fast import)"
-    advice = ("Shrink the image; up to 1 TiB, use fast import with ZVHD2 (`imageport convert "
-              "IN OUT.zvhd2`) or RAW and its bitmap file (`imageport bitmap disk.raw`).")
+    advice = (
+        "Shrink the image; up to 1 TiB, use fast import with ZVHD2 (`imageport convert "
+        "IN OUT.zvhd2`) or RAW and its bitmap file (`imageport bitmap disk.raw`)."
+    )
 
     def check(self, facts: ImageFacts) -> Iterator[Finding]:
         c = facts.container
@@ -213,8 +216,7 @@ class SizeRule(Rule):
         evidence = f"file size: {size} bytes ({size / GiB:.1f} GiB)"
         if size > TiB:
             yield self.found(
-                "The file is larger than 1 TiB, the most any import takes (fast import "
-                "included).",
+                "The file is larger than 1 TiB, the most any import takes (fast import included).",
                 evidence,
                 advice="Shrink the disk below 1 TiB (move data to data disks, trim free space, "
                 "shrink the filesystem and partition, then `qemu-img resize --shrink`).",
@@ -235,9 +237,12 @@ class SizeRule(Rule):
                     "imported with fast import.",
                     evidence,
                     advice="Register it with fast import (quick import) and check it with "
-                    + ("`imageport check FILE --fast-import --bitmap FILE.mf` after making the "
-                       "bitmap with `imageport bitmap FILE` (IMG-FAST-RAW)." if raw else
-                       "`imageport check FILE --fast-import` (IMG-FAST-ZVHD2)."),
+                    + (
+                        "`imageport check FILE --fast-import --bitmap FILE.mf` after making the "
+                        "bitmap with `imageport bitmap FILE` (IMG-FAST-RAW)."
+                        if raw
+                        else "`imageport check FILE --fast-import` (IMG-FAST-ZVHD2)."
+                    ),
                 )
 
 

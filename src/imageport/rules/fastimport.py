@@ -113,8 +113,10 @@ class FastRawRule(_OptimizedRule):
     id = "IMG-FAST-RAW"
     severity = Severity.ERROR
     title = "Fast import of RAW needs the image optimized and a matching bitmap file"
-    advice = ("Make the bitmap with `imageport bitmap disk.raw` (writes disk.mf) and fix every "
-              "optimization rule before uploading.")
+    advice = (
+        "Make the bitmap with `imageport bitmap disk.raw` (writes disk.mf) and fix every "
+        "optimization rule before uploading."
+    )
 
     def check(self, facts: ImageFacts) -> Iterator[Finding]:
         c = facts.container
@@ -144,15 +146,20 @@ class FastRawRule(_OptimizedRule):
         if bitmap.ok:
             return
         # the parser names the file itself; say it once
-        problems = [p.removeprefix(f"{self.id}: ").removeprefix(f"bitmap file {bitmap.path} ")
-                    for p in bitmap.problems]
+        problems = [
+            p.removeprefix(f"{self.id}: ").removeprefix(f"bitmap file {bitmap.path} ")
+            for p in bitmap.problems
+        ]
         where = "found beside the image" if bitmap.origin == "beside" else "given"
         yield self.found(
             f"The bitmap file {bitmap.path} does not match this RAW image: {problems[0]}",
             f"bitmap file: {bitmap.path} ({where})",
             *problems[1:],
-            *((f"blocks checked: {bitmap.blocks_checked} of {bitmap.block_count}",)
-              if bitmap.block_count is not None else ()),
+            *(
+                (f"blocks checked: {bitmap.blocks_checked} of {bitmap.block_count}",)
+                if bitmap.block_count is not None
+                else ()
+            ),
             advice=f"Build the bitmap again from the final image (`imageport bitmap IMAGE -o "
             f"{bitmap.path}`) after the last change to it, and upload both together.",
         )

@@ -35,8 +35,10 @@ def rebuild_command(family: str) -> str:
     if family == "debian":
         return "`update-initramfs -u -k all`"
     if family == "rhel":
-        return ("`dracut -f --regenerate-all` (RHEL/CentOS 6: `dracut -f "
-                "/boot/initramfs-<version>.img <version>` for each kernel)")
+        return (
+            "`dracut -f --regenerate-all` (RHEL/CentOS 6: `dracut -f "
+            "/boot/initramfs-<version>.img <version>` for each kernel)"
+        )
     if family == "suse":
         return "`dracut -f --regenerate-all` (SLES 11: `mkinitrd`)"
     return "your distribution's initrd tool (`dracut -f`, `update-initramfs -u` or `mkinitrd`)"
@@ -47,35 +49,49 @@ def driver_fix(family: str, modules: list[str], release: str = "") -> str:
     names = " ".join(modules)
     if family == "rhel" and release.split(".")[0] == "5":
         withs = " ".join(f"--with={m}" for m in modules)
-        return (f"RHEL/CentOS 5 uses mkinitrd: `mkinitrd -f {withs} /boot/initrd-<version>.img "
-                f"<version>` for the default kernel.")
-    dracut = (f"`echo 'add_drivers+=\" {names} \"' > /etc/dracut.conf.d/virtio.conf`, then "
-              f"{rebuild_command('rhel')}")
+        return (
+            f"RHEL/CentOS 5 uses mkinitrd: `mkinitrd -f {withs} /boot/initrd-<version>.img "
+            f"<version>` for the default kernel."
+        )
+    dracut = (
+        f"`echo 'add_drivers+=\" {names} \"' > /etc/dracut.conf.d/virtio.conf`, then "
+        f"{rebuild_command('rhel')}"
+    )
     if family == "debian":
-        return (f"Add the modules to /etc/initramfs-tools/modules (`printf '%s\\n' {names} >> "
-                f"/etc/initramfs-tools/modules`), then run {rebuild_command('debian')}.")
+        return (
+            f"Add the modules to /etc/initramfs-tools/modules (`printf '%s\\n' {names} >> "
+            f"/etc/initramfs-tools/modules`), then run {rebuild_command('debian')}."
+        )
     if family == "rhel":
         return f"Add the drivers to dracut: {dracut}."
     if family == "suse":
-        return (f"SLES 12 and later (dracut): `echo 'add_drivers+=\" {names} \"' > "
-                f"/etc/dracut.conf.d/virtio.conf`, then `dracut -f --regenerate-all`; SLES 11: "
-                f"add them to INITRD_MODULES in /etc/sysconfig/kernel, then run `mkinitrd`.")
-    return (f"Rebuild the initrd with {names} included (dracut: add_drivers+=\" {names} \" in "
-            f"/etc/dracut.conf.d/virtio.conf; initramfs-tools: /etc/initramfs-tools/modules), "
-            f"then {rebuild_command(family)}.")
+        return (
+            f"SLES 12 and later (dracut): `echo 'add_drivers+=\" {names} \"' > "
+            f"/etc/dracut.conf.d/virtio.conf`, then `dracut -f --regenerate-all`; SLES 11: "
+            f"add them to INITRD_MODULES in /etc/sysconfig/kernel, then run `mkinitrd`."
+        )
+    return (
+        f'Rebuild the initrd with {names} included (dracut: add_drivers+=" {names} " in '
+        f"/etc/dracut.conf.d/virtio.conf; initramfs-tools: /etc/initramfs-tools/modules), "
+        f"then {rebuild_command(family)}."
+    )
 
 
 def _initrd_evidence(kernel: Kernel) -> str:
     initrd = kernel.initrd
     if initrd is None:
-        return (f"initrd: none found for {kernel.version} (looked for /boot/initrd.img-<v>, "
-                f"/boot/initramfs-<v>.img, /boot/initrd-<v>)")
+        return (
+            f"initrd: none found for {kernel.version} (looked for /boot/initrd.img-<v>, "
+            f"/boot/initramfs-<v>.img, /boot/initrd-<v>)"
+        )
     if initrd.error is not None:
         return f"initrd: {initrd.path} cannot be read: {initrd.error}"
     if not initrd.read:
         return f"initrd: {initrd.path} (not read: too many initrds)"
-    text = (f"initrd: {initrd.path}: {initrd.module_count} modules, {len(initrd.modules)} of them "
-            f"for {kernel.version}")
+    text = (
+        f"initrd: {initrd.path}: {initrd.module_count} modules, {len(initrd.modules)} of them "
+        f"for {kernel.version}"
+    )
     others = [v for v in initrd.versions if v != kernel.version]
     if others and not initrd.modules:
         text += f" (it holds modules for {', '.join(others[:4])} instead)"
@@ -87,8 +103,10 @@ def _initrd_evidence(kernel: Kernel) -> str:
 def _builtin_evidence(kernel: Kernel) -> str:
     sources = [p for p in (kernel.config_path, kernel.builtin_path) if p]
     if not sources:
-        return (f"built in: unknown (no /boot/config-{kernel.version} or "
-                f"/lib/modules/{kernel.version}/modules.builtin)")
+        return (
+            f"built in: unknown (no /boot/config-{kernel.version} or "
+            f"/lib/modules/{kernel.version}/modules.builtin)"
+        )
     built = [f"{d} ({WATCHED_DRIVERS[d]}=y)" for d in WATCHED_DRIVERS if d in kernel.builtin]
     return f"built in ({', '.join(sources)}): {', '.join(built) or 'none of the drivers checked'}"
 
@@ -153,8 +171,9 @@ class DriversRule(Rule):
             if kernel is not kf.default and not kernel.rescue:
                 yield from self._kernel(kernel, kf, family, release, default=False)
 
-    def _kernel(self, kernel: Kernel, kf: KernelFacts, family: str, release: str, *,
-                default: bool) -> Iterator[Finding]:
+    def _kernel(
+        self, kernel: Kernel, kf: KernelFacts, family: str, release: str, *, default: bool
+    ) -> Iterator[Finding]:
         missing = _missing(kernel)
         if not default and (kernel.initrd is None or not kernel.initrd.read):
             return
@@ -165,24 +184,33 @@ class DriversRule(Rule):
         severity = Severity.ERROR if default and (storage or net_lost) else Severity.WARNING
         detail = []
         for d in missing:
-            where = ("module installed, not in the initrd" if d in kernel.on_disk
-                     else "not installed")
+            where = (
+                "module installed, not in the initrd" if d in kernel.on_disk else "not installed"
+            )
             detail.append(f"{d} ({where})")
         which = f"default: {kf.default_reason}" if default else "not the default kernel"
-        consequence = ("the server will not find its system disk" if storage else
-                       "the server will have no network" if net_lost else
-                       "servers on Xen-based flavours will not boot")
+        consequence = (
+            "the server will not find its system disk"
+            if storage
+            else "the server will have no network"
+            if net_lost
+            else "servers on Xen-based flavours will not boot"
+        )
         fix = driver_fix(family, missing, release)
         if any(d not in kernel.on_disk and d not in kernel.builtin for d in missing):
-            fix += (f" Drivers marked 'not installed' have no module under /lib/modules/"
-                    f"{kernel.version}: install the distribution's kernel modules package "
-                    f"for this kernel, or a newer kernel, first.")
+            fix += (
+                f" Drivers marked 'not installed' have no module under /lib/modules/"
+                f"{kernel.version}: install the distribution's kernel modules package "
+                f"for this kernel, or a newer kernel, first."
+            )
         they = "it is" if len(missing) == 1 else "they are"
         if kernel.config_path or kernel.builtin_path:
             why = f"{they} neither built in nor in its initrd"
         else:
-            why = (f"{they} not in its initrd, and no kernel config or modules.builtin shows "
-                   f"{'it' if len(missing) == 1 else 'them'} built in")
+            why = (
+                f"{they} not in its initrd, and no kernel config or modules.builtin shows "
+                f"{'it' if len(missing) == 1 else 'them'} built in"
+            )
         yield self.found(
             f"Kernel {kernel.version} ({which}) cannot load {', '.join(missing)} at boot: "
             f"{why}, so {consequence}.",
@@ -247,11 +275,14 @@ class FullVirtRule(Rule):
             )
         if kernel.xen_pv_only:
             others = [k.version for k in kf.kernels if not k.xen_pv_only and not k.rescue]
-            advice = ("Make the standard kernel " + others[0] + " the GRUB default "
-                      "(`grub2-set-default` / `grub-set-default`, or GRUB_DEFAULT) and remove "
-                      "the Xen kernel." if others else
-                      "Install the distribution's standard kernel (e.g. `kernel-default` on "
-                      "SUSE, `kernel` on RHEL), make it the GRUB default and remove kernel-xen.")
+            advice = (
+                "Make the standard kernel " + others[0] + " the GRUB default "
+                "(`grub2-set-default` / `grub-set-default`, or GRUB_DEFAULT) and remove "
+                "the Xen kernel."
+                if others
+                else "Install the distribution's standard kernel (e.g. `kernel-default` on "
+                "SUSE, `kernel` on RHEL), make it the GRUB default and remove kernel-xen."
+            )
             yield self.found(
                 f"The default kernel {kernel.version} is a Xen paravirtual kernel: "
                 f"{kernel.xen_reason}; it cannot boot as an HVM/KVM guest.",
@@ -291,19 +322,30 @@ class NetRulesRule(Rule):
         if guest is None:
             return
         family = guest.family
-        old_rhel = (guest.os is not None and family == "rhel"
-                    and guest.os.version_id.split(".")[0] in ("5", "6"))
+        old_rhel = (
+            guest.os is not None
+            and family == "rhel"
+            and guest.os.version_id.split(".")[0] in ("5", "6")
+        )
         for item in guest.derive(read_net_rules):
-            yield self.found(self._message(item), self._evidence(item),
-                             advice=self._advice(item, family, old_rhel))
+            yield self.found(
+                self._message(item),
+                self._evidence(item),
+                advice=self._advice(item, family, old_rhel),
+            )
 
     @staticmethod
     def _message(item: NetRulesFile) -> str:
         what = "binds" if "address" in item.line else "sets"
-        where = (f"The initrd {item.in_initrd} contains {item.path.split(':', 1)[1]}"
-                 if item.in_initrd else f"{item.path} exists")
-        return (f"{where}: it {what} network interface names by MAC address, so a new "
-                f"server's NIC gets another name and its network does not come up.")
+        where = (
+            f"The initrd {item.in_initrd} contains {item.path.split(':', 1)[1]}"
+            if item.in_initrd
+            else f"{item.path} exists"
+        )
+        return (
+            f"{where}: it {what} network interface names by MAC address, so a new "
+            f"server's NIC gets another name and its network does not come up."
+        )
 
     @staticmethod
     def _evidence(item: NetRulesFile) -> str:
@@ -312,12 +354,18 @@ class NetRulesRule(Rule):
     @staticmethod
     def _advice(item: NetRulesFile, family: str, old_rhel: bool) -> str:
         if item.in_initrd:
-            text = (f"Delete the file from /etc/udev/rules.d in the guest, then rebuild the "
-                    f"initrd: {rebuild_command(family)}.")
+            text = (
+                f"Delete the file from /etc/udev/rules.d in the guest, then rebuild the "
+                f"initrd: {rebuild_command(family)}."
+            )
         else:
-            text = (f"Delete {item.path}, then rebuild the initrd so no copy stays in it: "
-                    f"{rebuild_command(family)}.")
+            text = (
+                f"Delete {item.path}, then rebuild the initrd so no copy stays in it: "
+                f"{rebuild_command(family)}."
+            )
         if old_rhel:
-            text += (" On CentOS/RHEL 6 also create an empty "
-                     "/etc/udev/rules.d/75-persistent-net-generator.rules.")
+            text += (
+                " On CentOS/RHEL 6 also create an empty "
+                "/etc/udev/rules.d/75-persistent-net-generator.rules."
+            )
         return text

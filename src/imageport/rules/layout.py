@@ -42,15 +42,19 @@ class SystemDiskRule(Rule):
             if guest.os_problems:
                 identified = guest.os is not None
                 yield self.found(
-                    ("A release file of the system cannot be read; the system was identified "
-                     f"from {guest.os.source}." if guest.os is not None else
-                     "The installed system's identity cannot be read: its release file "
-                     "exists but cannot be read, so nothing tells which system it is."),
+                    (
+                        "A release file of the system cannot be read; the system was identified "
+                        f"from {guest.os.source}."
+                        if guest.os is not None
+                        else "The installed system's identity cannot be read: its release file "
+                        "exists but cannot be read, so nothing tells which system it is."
+                    ),
                     *guest.os_problems,
                     severity=Severity.WARNING if identified else Severity.ERROR,
                     advice="Make /etc/os-release a regular file or a symbolic link to an "
                     "existing file inside the guest (usually ../usr/lib/os-release), then "
-                    "export the image again.")
+                    "export the image again.",
+                )
             return
         if guest is None:
             return
@@ -98,7 +102,8 @@ class FstabDataDiskRule(Rule):
                 "filesystems at boot as intended, and what it would mount cannot be checked.",
                 f"/etc/fstab: {error}",
                 advice="Make /etc/fstab a regular file (a symbolic link must point at an "
-                "existing file inside the guest), then export the image again.")
+                "existing file inside the guest), then export the image again.",
+            )
         for item in facts.guest.layout.unresolved:
             entry = item.entry
             if not entry.auto:
@@ -166,7 +171,7 @@ class StableNamesRule(Rule):
 _REGENERATE = {
     "debian": "Run `update-grub` (it writes root=UUID=...) after fixing /etc/fstab.",
     "rhel": "Run `grub2-mkconfig -o /boot/grub2/grub.cfg` (or `grubby --update-kernel=ALL "
-            "--args=root=UUID=<uuid>`).",
+    "--args=root=UUID=<uuid>`).",
     "suse": "Run `grub2-mkconfig -o /boot/grub2/grub.cfg` after fixing /etc/fstab.",
     "other": "Regenerate the boot loader configuration so that it says root=UUID=<uuid>.",
 }

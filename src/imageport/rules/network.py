@@ -13,16 +13,16 @@ from imageport.rules.base import ImageFacts, Rule
 #: How to switch one interface to DHCP, by configuration style.
 _TO_DHCP = {
     "ifupdown": "Write the stanza as `iface {name} inet dhcp` and delete its address, netmask "
-                "and gateway lines.",
+    "and gateway lines.",
     "ifcfg": "Set BOOTPROTO=dhcp in the file and delete IPADDR, PREFIX/NETMASK and GATEWAY.",
     "suse-ifcfg": "Set BOOTPROTO='dhcp' in the file and delete IPADDR and NETMASK "
-                  "(or use `yast lan`).",
+    "(or use `yast lan`).",
     "wicked": "Replace the <ipv4:static> element with <ipv4:dhcp><enabled>true</enabled>"
-              "</ipv4:dhcp> (or move the interface to an ifcfg file with BOOTPROTO='dhcp').",
+    "</ipv4:dhcp> (or move the interface to an ifcfg file with BOOTPROTO='dhcp').",
     "netplan": "Set `dhcp4: true` for {name}, delete its `addresses`, `gateway4`/`routes` "
-               "and run `netplan generate`.",
+    "and run `netplan generate`.",
     "nm": "Run `nmcli connection modify <connection> ipv4.method auto ipv4.addresses '' "
-          "ipv4.gateway ''` (or set method=auto in [ipv4] and delete the address lines).",
+    "ipv4.gateway ''` (or set method=auto in [ipv4] and delete the address lines).",
     "networkd": "Set DHCP=yes in [Network] and delete the Address= lines.",
 }
 #: How to remove a MAC binding, by configuration style.
@@ -32,26 +32,26 @@ _UNBIND = {
     "suse-ifcfg": "Delete the LLADDR= line.",
     "wicked": "Delete the <address>/<permanent-address> element; match the interface by name.",
     "netplan": "Match the interface by `name:` (or `driver:`) instead of `macaddress:`, and "
-               "delete any `macaddress:` it sets; then run `netplan generate`.",
+    "delete any `macaddress:` it sets; then run `netplan generate`.",
     "nm": "Delete mac-address= and cloned-mac-address= from [ethernet] (`nmcli connection "
-          "modify <connection> 802-3-ethernet.mac-address ''`); use interface-name= instead.",
+    "modify <connection> 802-3-ethernet.mac-address ''`); use interface-name= instead.",
     "networkd": "Match by Name= instead of MACAddress=/PermanentMACAddress= in [Match], and "
-                "delete MACAddress= from [Link].",
+    "delete MACAddress= from [Link].",
 }
 
 
 #: How to add a DHCP configuration for the first NIC, by distribution family.
 _NEW_DHCP = {
     "debian": "Add `auto eth0` and `iface eth0 inet dhcp` to /etc/network/interfaces (on "
-              "Ubuntu 18.04 and later: a netplan file, e.g. /etc/netplan/01-dhcp.yaml with "
-              "`network: {version: 2, ethernets: {eth0: {dhcp4: true}}}`).",
+    "Ubuntu 18.04 and later: a netplan file, e.g. /etc/netplan/01-dhcp.yaml with "
+    "`network: {version: 2, ethernets: {eth0: {dhcp4: true}}}`).",
     "rhel": "Create /etc/sysconfig/network-scripts/ifcfg-eth0 with DEVICE=eth0, BOOTPROTO=dhcp "
-            "and ONBOOT=yes (or, with NetworkManager: `nmcli connection add type ethernet "
-            "ifname eth0 ipv4.method auto`).",
+    "and ONBOOT=yes (or, with NetworkManager: `nmcli connection add type ethernet "
+    "ifname eth0 ipv4.method auto`).",
     "suse": "Create /etc/sysconfig/network/ifcfg-eth0 with BOOTPROTO='dhcp' and "
-            "STARTMODE='auto' (or use `yast lan`).",
+    "STARTMODE='auto' (or use `yast lan`).",
     "other": "Configure the first NIC (eth0) for DHCP in the system's network configuration, "
-             "or let cloud-init configure it (do not disable its network configuration).",
+    "or let cloud-init configure it (do not disable its network configuration).",
 }
 
 
@@ -99,8 +99,11 @@ class NetDhcpRule(Rule):
             return
         if net.nm_auto_dhcp:
             return
-        why = ("cloud-init's network configuration is disabled"
-               if ci.active else "cloud-init is not installed and enabled")
+        why = (
+            "cloud-init's network configuration is disabled"
+            if ci.active
+            else "cloud-init is not installed and enabled"
+        )
         yield self.found(
             "No network interface is configured to get an address, and nothing else will "
             f"configure one ({why}; NetworkManager is not enabled to bring up NICs by "

@@ -79,8 +79,11 @@ _UNCOVERED_SIGV4 = frozenset({sigv4.UNSIGNED_PAYLOAD, "STREAMING-UNSIGNED-PAYLOA
 #: Body digests the bucket API verifies before it acts: signed, they cover the body (CRC32 does
 #: not: a body with a chosen CRC is easy to make)
 _BODY_DIGESTS = ("content-md5", "x-amz-checksum-sha256", "x-amz-checksum-sha1")
-_SIGNATURE_OF = {"sdk-hmac": sdk_hmac.signature_of, "sigv4": sigv4.signature_of,
-                 "s3v2": s3v2.signature_of}
+_SIGNATURE_OF = {
+    "sdk-hmac": sdk_hmac.signature_of,
+    "sigv4": sigv4.signature_of,
+    "s3v2": s3v2.signature_of,
+}
 _SIGNED_AT = {"sdk-hmac": sdk_hmac.signed_at, "sigv4": sigv4.signed_at, "s3v2": s3v2.signed_at}
 
 
@@ -134,9 +137,12 @@ def _scheme_of(request: SignedRequest, schemes: frozenset[str]) -> str | None:
     if query_scheme is None:
         return header_scheme
     if request.header("authorization") is not None:
-        raise Unauthenticated("InvalidArgument", "Only one auth mechanism allowed; only the "
-                              "X-Amz-Algorithm query parameter, Signature query string "
-                              "parameter or the Authorization header should be specified")
+        raise Unauthenticated(
+            "InvalidArgument",
+            "Only one auth mechanism allowed; only the "
+            "X-Amz-Algorithm query parameter, Signature query string "
+            "parameter or the Authorization header should be specified",
+        )
     return query_scheme
 
 
@@ -153,8 +159,9 @@ def _verify(
     ``now``); SignatureError otherwise."""
     skew = timedelta(seconds=services.settings.max_skew_seconds)
     if scheme == "sdk-hmac":
-        return sdk_hmac.verify(request, secret_for, now, max_skew=skew,
-                               unsigned_payload=unsigned_payload)
+        return sdk_hmac.verify(
+            request, secret_for, now, max_skew=skew, unsigned_payload=unsigned_payload
+        )
     if scheme == "sigv4":
         return sigv4.verify(request, secret_for, now, max_skew=skew)
     if scheme == "sigv4-query":
@@ -182,34 +189,49 @@ def single_use(scheme: str, request: SignedRequest) -> bool:
     else:
         signed = {"content-md5"}  # v2 always signs the Content-MD5 line
     # a signed digest of the body, which the views verify, covers it as well as a signed hash
-    return not any(name in signed and request.header(name) is not None
-                   for name in _BODY_DIGESTS)
+    return not any(name in signed and request.header(name) is not None for name in _BODY_DIGESTS)
 
 
-def _use_up(services: Services, scheme: str, request: SignedRequest, project_id: str,
-            key: str, now: datetime) -> None:
+def _use_up(
+    services: Services,
+    scheme: str,
+    request: SignedRequest,
+    project_id: str,
+    key: str,
+    now: datetime,
+) -> None:
     """Record the single-use ``request``'s signature ``key``, or refuse it as a replay
     (``now``: the time its date was checked against)."""
     signed_at: datetime = _SIGNED_AT[scheme](request)
     first = guard_of(services).first_use(
-        key, project_id, signed_at=signed_at, now=now,
+        key,
+        project_id,
+        signed_at=signed_at,
+        now=now,
         bodiless=not declares_body(request),
-        repeatable_bodiless=scheme != "sdk-hmac" and request.method.upper() != "POST")
+        repeatable_bodiless=scheme != "sdk-hmac" and request.method.upper() != "POST",
+    )
     if first:
         return
     if scheme == "sdk-hmac":
-        raise Unauthenticated("ReplayedRequest",
-                              "this signed request was already used; sign it again")
-    raise ServiceError("SlowDown", "this signed request was already used; sign it again and "
-                       "retry", status=503)
+        raise Unauthenticated(
+            "ReplayedRequest", "this signed request was already used; sign it again"
+        )
+    raise ServiceError(
+        "SlowDown", "this signed request was already used; sign it again and retry", status=503
+    )
 
 
 def _streaming_mode(request: SignedRequest) -> str | None:
     declared = request.header("x-amz-content-sha256")
     if declared in sigv4_streaming.REFUSED_MODES:
-        raise ServiceError("NotImplemented", f"x-amz-content-sha256: {declared} is not "
-                           f"supported; send {sigv4_streaming.SIGNED_CHUNKS}, a hex sha256 or "
-                           "UNSIGNED-PAYLOAD", status=501)
+        raise ServiceError(
+            "NotImplemented",
+            f"x-amz-content-sha256: {declared} is not "
+            f"supported; send {sigv4_streaming.SIGNED_CHUNKS}, a hex sha256 or "
+            "UNSIGNED-PAYLOAD",
+            status=501,
+        )
     return declared
 
 
@@ -239,22 +261,29 @@ def authenticate_request(
     found = _Secrets(services)
     now = services.clock()  # one reading for the date check and the replay memory
     try:
-        access = _verify(scheme, request, found, services, virtual_bucket, unsigned_payload,
-                         now)
-        chain = (sigv4_streaming.chain_for(request, found.secrets[access])
-                 if scheme == "sigv4" and mode == sigv4_streaming.SIGNED_CHUNKS else None)
-        key = (replay_key(scheme, _SIGNATURE_OF[scheme](request))
-               if single_use(scheme, request) else None)
+        access = _verify(scheme, request, found, services, virtual_bucket, unsigned_payload, now)
+        chain = (
+            sigv4_streaming.chain_for(request, found.secrets[access])
+            if scheme == "sigv4" and mode == sigv4_streaming.SIGNED_CHUNKS
+            else None
+        )
+        key = (
+            replay_key(scheme, _SIGNATURE_OF[scheme](request))
+            if single_use(scheme, request)
+            else None
+        )
         if key is not None:
             _use_up(services, scheme, request, found.projects[access], key, now)
     except SignatureError as exc:
         raise Unauthenticated(exc.code, exc.message) from exc
     # given back after a failure only when a copy could do nothing else: an SDK-HMAC request
     # whose body hash is signed (never one sent with UNSIGNED-PAYLOAD)
-    releasable = (scheme == "sdk-hmac"
-                  and request.header("x-sdk-content-sha256") != sdk_hmac.UNSIGNED_PAYLOAD)
-    return Authenticated(Principal(found.projects[access], access), key, chain,
-                         releasable=releasable)
+    releasable = (
+        scheme == "sdk-hmac" and request.header("x-sdk-content-sha256") != sdk_hmac.UNSIGNED_PAYLOAD
+    )
+    return Authenticated(
+        Principal(found.projects[access], access), key, chain, releasable=releasable
+    )
 
 
 def authenticate(
@@ -266,9 +295,13 @@ def authenticate(
     unsigned_payload: bool = False,
 ) -> Principal:
     """The caller of ``request`` (:func:`authenticate_request` without the request facts)."""
-    return authenticate_request(services, request, schemes=schemes,
-                                virtual_bucket=virtual_bucket,
-                                unsigned_payload=unsigned_payload).principal
+    return authenticate_request(
+        services,
+        request,
+        schemes=schemes,
+        virtual_bucket=virtual_bucket,
+        unsigned_payload=unsigned_payload,
+    ).principal
 
 
 def release(services: Services, authenticated: Authenticated) -> None:
@@ -288,8 +321,9 @@ def _from_token(services: Services, token: str) -> Principal:
     if not token or len(token) > MAX_TOKEN:
         raise Unauthenticated("InvalidToken", "the token is malformed")
     with services.db.connect() as conn:
-        row = conn.execute(select(tokens).where(
-            tokens.c.token_sha256 == _token_digest(token))).first()
+        row = conn.execute(
+            select(tokens).where(tokens.c.token_sha256 == _token_digest(token))
+        ).first()
     if row is None or row.expires_at < services.clock().timestamp():
         raise Unauthenticated("InvalidToken", "the token is unknown or has expired")
     if active_key(services, row.access_key) is None:
@@ -306,13 +340,23 @@ def issue_token(services: Services, principal: Principal) -> tuple[str, float]:
     expires = now + services.settings.token_lifetime_seconds
     with services.db.begin() as conn:
         conn.execute(delete(tokens).where(tokens.c.expires_at < now))
-        kept = select(tokens.c.token_sha256).where(
-            tokens.c.access_key == principal.access_key).order_by(
-            tokens.c.expires_at.desc()).limit(MAX_TOKENS_PER_KEY - 1)
-        conn.execute(delete(tokens).where(tokens.c.access_key == principal.access_key,
-                                          tokens.c.token_sha256.not_in(kept)))
-        conn.execute(insert(tokens).values(token_sha256=_token_digest(token),
-                                           project_id=principal.project_id,
-                                           access_key=principal.access_key,
-                                           expires_at=expires))
+        kept = (
+            select(tokens.c.token_sha256)
+            .where(tokens.c.access_key == principal.access_key)
+            .order_by(tokens.c.expires_at.desc())
+            .limit(MAX_TOKENS_PER_KEY - 1)
+        )
+        conn.execute(
+            delete(tokens).where(
+                tokens.c.access_key == principal.access_key, tokens.c.token_sha256.not_in(kept)
+            )
+        )
+        conn.execute(
+            insert(tokens).values(
+                token_sha256=_token_digest(token),
+                project_id=principal.project_id,
+                access_key=principal.access_key,
+                expires_at=expires,
+            )
+        )
     return token, expires

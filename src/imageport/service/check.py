@@ -82,8 +82,9 @@ def inspect_source(source: ByteSource) -> Inspection:
     try:
         disk = container.opener(source)
         storage = disk.audit()
-        return Inspection(container, storage.allocated_bytes, inspect_guest(disk),
-                          storage.data_extents)
+        return Inspection(
+            container, storage.allocated_bytes, inspect_guest(disk), storage.data_extents
+        )
     except SourceError:
         raise
     except UnsafeImageError as exc:
@@ -107,8 +108,11 @@ def check_bitmap(image: str | os.PathLike[str], bitmap: str, origin: str = "give
     except ImageportError as exc:
         return BitmapCheck(bitmap, origin, (f"the bitmap file cannot be checked: {exc}",))
     except Exception as exc:  # noqa: BLE001 - a verifier bug must not pass (or crash) a check
-        return BitmapCheck(bitmap, origin, ("the bitmap file cannot be checked: internal error "
-                                            f"({type(exc).__name__}: {exc})",))
+        return BitmapCheck(
+            bitmap,
+            origin,
+            (f"the bitmap file cannot be checked: internal error ({type(exc).__name__}: {exc})",),
+        )
     parsed = result.bitmap
     return BitmapCheck(
         path=bitmap,

@@ -32,7 +32,11 @@ OutputFormat = Literal["raw", "qcow2", "zvhd", "zvhd2"]
 OUTPUT_FORMATS: tuple[str, ...] = get_args(OutputFormat)
 #: File name extensions that name an output format when ``-O`` is not given.
 EXTENSIONS: dict[str, OutputFormat] = {
-    ".zvhd2": "zvhd2", ".zvhd": "zvhd", ".raw": "raw", ".img": "raw", ".qcow2": "qcow2",
+    ".zvhd2": "zvhd2",
+    ".zvhd": "zvhd",
+    ".raw": "raw",
+    ".img": "raw",
+    ".qcow2": "qcow2",
 }
 
 
@@ -70,9 +74,13 @@ def _refuse_same_file(src: str | os.PathLike[str], dst: str | os.PathLike[str]) 
         raise ImageportError("the output file is the input file")
 
 
-def convert_image(src_path: str | os.PathLike[str], dst_path: str | os.PathLike[str],
-                  fmt: OutputFormat, options: ConvertOptions | None = None,
-                  progress: Progress | None = None) -> Converted:
+def convert_image(
+    src_path: str | os.PathLike[str],
+    dst_path: str | os.PathLike[str],
+    fmt: OutputFormat,
+    options: ConvertOptions | None = None,
+    progress: Progress | None = None,
+) -> Converted:
     """Convert ``src_path`` to ``fmt`` at ``dst_path``."""
     opts = options or ConvertOptions()
     if fmt not in OUTPUT_FORMATS:
@@ -81,8 +89,9 @@ def convert_image(src_path: str | os.PathLike[str], dst_path: str | os.PathLike[
     _refuse_same_file(src_path, dst_path)
     if fmt == "raw":
         result = convert_to_raw(src_path, dst_path, progress)
-        return Converted("raw", result.virtual_size, os.path.getsize(dst_path),
-                         result.bytes_written)
+        return Converted(
+            "raw", result.virtual_size, os.path.getsize(dst_path), result.bytes_written
+        )
     if fmt == "qcow2":
         return _to_qcow2(src_path, dst_path, opts, progress)
     return _to_zvhd(src_path, dst_path, fmt, opts, progress)
@@ -91,22 +100,30 @@ def convert_image(src_path: str | os.PathLike[str], dst_path: str | os.PathLike[
 def _check_options(fmt: OutputFormat, opts: ConvertOptions) -> None:
     if opts.compression not in (None, "zstd", "zlib"):
         raise ImageportError(f"unknown compression {opts.compression!r} (zstd or zlib)")
-    if opts.compression is not None and (fmt == "raw" or (fmt == "zvhd"
-                                                          and opts.compression != "zlib")):
-        raise ImageportError(f"{fmt} output does not take --compression {opts.compression}"
-                             + (" (zvhd is always zlib)" if fmt == "zvhd" else ""))
+    if opts.compression is not None and (
+        fmt == "raw" or (fmt == "zvhd" and opts.compression != "zlib")
+    ):
+        raise ImageportError(
+            f"{fmt} output does not take --compression {opts.compression}"
+            + (" (zvhd is always zlib)" if fmt == "zvhd" else "")
+        )
     if opts.block_size is not None and fmt != "zvhd2":
         raise ImageportError(f"{fmt} output has no selectable block size (zvhd2 only)")
 
 
-def _to_zvhd(src_path: str | os.PathLike[str], dst_path: str | os.PathLike[str],
-             fmt: OutputFormat, opts: ConvertOptions, progress: Progress | None) -> Converted:
+def _to_zvhd(
+    src_path: str | os.PathLike[str],
+    dst_path: str | os.PathLike[str],
+    fmt: OutputFormat,
+    opts: ConvertOptions,
+    progress: Progress | None,
+) -> Converted:
     from imageport.fastimport import zvhd_writer as zw
 
     method: zw.Method = "zlib" if opts.compression == "zlib" else "zstd"
-    writer_opts = zw.WriterOptions(method=method,
-                                   block_size=opts.block_size or zw.DEFAULT_BLOCK_SIZE,
-                                   workers=opts.workers).checked()
+    writer_opts = zw.WriterOptions(
+        method=method, block_size=opts.block_size or zw.DEFAULT_BLOCK_SIZE, workers=opts.workers
+    ).checked()
     with open_checked(src_path) as (_container, disk):
         if fmt == "zvhd2":
             done = zw.write_zvhd2(disk, dst_path, writer_opts, progress)
@@ -115,20 +132,27 @@ def _to_zvhd(src_path: str | os.PathLike[str], dst_path: str | os.PathLike[str],
         else:
             done = zw.write_zvhd(disk, dst_path, writer_opts, progress)
             detail, block = "zlib, 2 MiB blocks", 2 << 20
-    return Converted(fmt, done.virtual_size, done.file_size,
-                     min(done.blocks * block, done.virtual_size), detail)
+    return Converted(
+        fmt, done.virtual_size, done.file_size, min(done.blocks * block, done.virtual_size), detail
+    )
 
 
 def _qemu_img() -> str:
     path = shutil.which("qemu-img")
     if path is None:
-        raise ImageportError("qcow2 output needs qemu-img (Debian/Ubuntu: apt-get install "
-                             "qemu-utils); it is not on PATH")
+        raise ImageportError(
+            "qcow2 output needs qemu-img (Debian/Ubuntu: apt-get install "
+            "qemu-utils); it is not on PATH"
+        )
     return path
 
 
-def _to_qcow2(src_path: str | os.PathLike[str], dst_path: str | os.PathLike[str],
-              opts: ConvertOptions, progress: Progress | None) -> Converted:
+def _to_qcow2(
+    src_path: str | os.PathLike[str],
+    dst_path: str | os.PathLike[str],
+    opts: ConvertOptions,
+    progress: Progress | None,
+) -> Converted:
     qemu_img = _qemu_img()
     directory = os.path.dirname(os.path.abspath(dst_path))
     with open_checked(src_path) as (container, disk):
@@ -146,8 +170,12 @@ def _to_qcow2(src_path: str | os.PathLike[str], dst_path: str | os.PathLike[str]
         args = [qemu_img, "convert", "-q", "-f", "raw", "-O", "qcow2"]
         if opts.compression is not None:
             args += ["-c", "-o", f"compression_type={opts.compression}"]
-        proc = subprocess.run([*args, raw_path, out],  # noqa: S603 - fixed argv, no shell
-                              capture_output=True, text=True, check=False)
+        proc = subprocess.run(  # noqa: S603 - fixed argv, no shell
+            [*args, raw_path, out],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
         if proc.returncode != 0:
             raise ImageportError(f"qemu-img convert failed: {proc.stderr.strip()}")
         fsync_file(out)
@@ -157,7 +185,10 @@ def _to_qcow2(src_path: str | os.PathLike[str], dst_path: str | os.PathLike[str]
         os.replace(out, dst_path)
         fsync_dir(directory)
     st = os.stat(dst_path)
-    return Converted("qcow2", virtual_size, st.st_size, st.st_blocks * 512,
-                     f"via qemu-img{', ' + opts.compression if opts.compression else ''}")
-
-
+    return Converted(
+        "qcow2",
+        virtual_size,
+        st.st_size,
+        st.st_blocks * 512,
+        f"via qemu-img{', ' + opts.compression if opts.compression else ''}",
+    )

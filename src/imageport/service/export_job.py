@@ -51,14 +51,25 @@ from imageport.service.ports import StagedFile
 log = logging.getLogger(__name__)
 
 PHASES: Mapping[str, tuple[float, float]] = {
-    "fetch": (0.0, 1.0), "convert": (1.0, 75.0), "verify": (75.0, 80.0), "upload": (80.0, 100.0),
+    "fetch": (0.0, 1.0),
+    "convert": (1.0, 75.0),
+    "verify": (75.0, 80.0),
+    "upload": (80.0, 100.0),
 }
 QUICK_PHASES: Mapping[str, tuple[float, float]] = {
-    "fetch": (0.0, 1.0), "convert": (1.0, 5.0), "upload": (5.0, 100.0),
+    "fetch": (0.0, 1.0),
+    "convert": (1.0, 5.0),
+    "upload": (5.0, 100.0),
 }
 #: What the prober calls each export format.
-PROBED_AS = {"qcow2": "qcow2", "raw": "raw", "vhd": "vhd", "vmdk": "vmdk", "zvhd": "zvhd",
-             "zvhd2": "zvhd2"}
+PROBED_AS = {
+    "qcow2": "qcow2",
+    "raw": "raw",
+    "vhd": "vhd",
+    "vmdk": "vmdk",
+    "zvhd": "zvhd",
+    "zvhd2": "zvhd2",
+}
 CONTENT_TYPE = "application/octet-stream"
 GONE = "IMG.STATE"
 BUCKET_GONE = "IMG.0069"
@@ -70,9 +81,17 @@ class ImageExporter(Protocol):
     """What the job needs of the converter: export conversion and a probe, both in limited
     worker processes (:class:`imageport.adapters.qemu_img.QemuImgConverter`)."""
 
-    def export(self, source: Path, source_format: str, target: Path, target_format: str, *,
-               progress: Callable[[float], None], cancelled: Callable[[], bool],
-               max_output_bytes: int | None = None) -> None: ...
+    def export(
+        self,
+        source: Path,
+        source_format: str,
+        target: Path,
+        target_format: str,
+        *,
+        progress: Callable[[float], None],
+        cancelled: Callable[[], bool],
+        max_output_bytes: int | None = None,
+    ) -> None: ...
 
     def probe(self, path: Path, *, cancelled: Callable[[], bool]) -> ImageInspection: ...
 
@@ -86,16 +105,18 @@ def run_job(services: Services, job_id: str) -> None:
     progress = state.Progress(services, job.id, QUICK_PHASES if params.quick else PHASES)
 
     def work(scratch: list[Path]) -> bool:
-        return _succeed(services, job.id, _run_phases(services, job, project_id, params,
-                                                      progress, scratch))
+        return _succeed(
+            services, job.id, _run_phases(services, job, project_id, params, progress, scratch)
+        )
 
     run_to_end(services, job, "exporting", work)
 
 
 def _job_params(services: Services, job_id: str) -> tuple[str, ExportParams]:
     with services.db.connect() as conn:
-        row = conn.execute(select(jobs.c.project_id, jobs.c.params)
-                           .where(jobs.c.id == job_id)).one()
+        row = conn.execute(
+            select(jobs.c.project_id, jobs.c.params).where(jobs.c.id == job_id)
+        ).one()
     return row.project_id, ExportParams.from_document(row.params)
 
 
@@ -105,9 +126,17 @@ def _succeed(services: Services, job_id: str, result: Mapping[str, object]) -> b
     with services.db.begin() as conn:
         params = conn.execute(select(jobs.c.params).where(jobs.c.id == job_id)).scalar()
         doc = {**(params if isinstance(params, dict) else {}), "result": dict(result)}
-        done = conn.execute(update(jobs).where(jobs.c.id == job_id, jobs.c.status == "RUNNING")
-                            .values(status="SUCCESS", percent=100.0, phase="upload",
-                                    params=doc, end_time=state.now_text(services)))
+        done = conn.execute(
+            update(jobs)
+            .where(jobs.c.id == job_id, jobs.c.status == "RUNNING")
+            .values(
+                status="SUCCESS",
+                percent=100.0,
+                phase="upload",
+                params=doc,
+                end_time=state.now_text(services),
+            )
+        )
     return done.rowcount == 1
 
 
@@ -133,13 +162,21 @@ def _stored_file(services: Services, image_id: str) -> tuple[Path, Any]:
 def _check_bucket(services: Services, project_id: str, params: ExportParams) -> None:
     bucket = services.store.get_bucket(params.bucket)
     if bucket is None or bucket.project_id != project_id or bucket.storage_class != STANDARD:
-        raise JobFailedError(BUCKET_GONE, f"the bucket {params.bucket!r} no longer exists, is "
-                             "not accessible or is no longer STANDARD")
+        raise JobFailedError(
+            BUCKET_GONE,
+            f"the bucket {params.bucket!r} no longer exists, is "
+            "not accessible or is no longer STANDARD",
+        )
 
 
-def _run_phases(services: Services, job: state.ClaimedJob, project_id: str,
-                params: ExportParams, progress: state.Progress,
-                scratch: list[Path]) -> dict[str, object]:
+def _run_phases(
+    services: Services,
+    job: state.ClaimedJob,
+    project_id: str,
+    params: ExportParams,
+    progress: state.Progress,
+    scratch: list[Path],
+) -> dict[str, object]:
     stored, image = _stored_file(services, job.image_id)
     _check_bucket(services, project_id, params)
     _check_cancelled(progress)
@@ -157,15 +194,24 @@ def _run_phases(services: Services, job: state.ClaimedJob, project_id: str,
         _verify(services, output, image, params.file_format, progress)
     _check_cancelled(progress)
     staged = _hash_file(output, progress)
-    if params.quick and _SHA256_HEX.fullmatch(image.checksum or "") \
-            and staged.sha256_hex != image.checksum:
-        raise JobFailedError(state.INTERNAL, f"the stored file of image {job.image_id} does "
-                             "not match its checksum")
+    if (
+        params.quick
+        and _SHA256_HEX.fullmatch(image.checksum or "")
+        and staged.sha256_hex != image.checksum
+    ):
+        raise JobFailedError(
+            state.INTERNAL, f"the stored file of image {job.image_id} does not match its checksum"
+        )
     _check_cancelled(progress)
     _check_bucket(services, project_id, params)
     info = services.store.commit_object(
-        params.bucket, params.key, staged, content_type=CONTENT_TYPE, storage_class=STANDARD,
-        metadata={"imageport-image-id": job.image_id, "imageport-format": params.file_format})
+        params.bucket,
+        params.key,
+        staged,
+        content_type=CONTENT_TYPE,
+        storage_class=STANDARD,
+        metadata={"imageport-image-id": job.image_id, "imageport-format": params.file_format},
+    )
     metrics.BYTES_PROCESSED.labels("export").inc(info.size)
     return {"object_size": info.size, "object_etag": info.etag, "object_sha256": info.sha256}
 
@@ -184,23 +230,36 @@ def export_bound(stored: Path, virtual_size: int) -> int:
     return stored.stat().st_blocks * 512 + virtual_size // 4096 + METADATA_SLACK
 
 
-def _convert(services: Services, stored: Path, image: Any, output: Path, fmt: str,
-             bound: int, progress: state.Progress) -> None:
+def _convert(
+    services: Services,
+    stored: Path,
+    image: Any,
+    output: Path,
+    fmt: str,
+    bound: int,
+    progress: state.Progress,
+) -> None:
     virtual = int(image.virtual_size or 0)
     progress.phase("convert", virtual)
     try:
         _exporter(services).export(
-            stored, image.disk_format, output, fmt,
+            stored,
+            image.disk_format,
+            output,
+            fmt,
             progress=lambda pct: progress.update(pct / 100, int(virtual * pct / 100), virtual),
-            cancelled=progress.cancelled, max_output_bytes=bound)
+            cancelled=progress.cancelled,
+            max_output_bytes=bound,
+        )
     except WorkerError as exc:
         if exc.limit == "watch":  # never for a file of ours: a converter bug, not the user's
             raise JobFailedError(state.INTERNAL, f"{state.INTERNAL}: {exc.reason}") from exc
         raise
 
 
-def _verify(services: Services, output: Path, image: Any, fmt: str,
-            progress: state.Progress) -> None:
+def _verify(
+    services: Services, output: Path, image: Any, fmt: str, progress: state.Progress
+) -> None:
     """The output must be a clean ``fmt`` file of the image's virtual size."""
     progress.phase("verify", output.stat().st_size)
     found = _exporter(services).probe(output, cancelled=progress.cancelled)
@@ -211,11 +270,13 @@ def _verify(services: Services, output: Path, image: Any, fmt: str,
         detail = "; ".join((*found.hazards, found.damage or "", found.encryption or ""))
         problems.append(f"it is not a clean image ({detail.strip('; ')})")
     if image.virtual_size is not None and found.virtual_size != image.virtual_size:
-        problems.append(f"its virtual size {found.virtual_size} differs from the image's "
-                        f"{image.virtual_size}")
+        problems.append(
+            f"its virtual size {found.virtual_size} differs from the image's {image.virtual_size}"
+        )
     if problems:
-        raise JobFailedError(state.INTERNAL, f"the exported {fmt} file failed verification: "
-                             + "; ".join(problems))
+        raise JobFailedError(
+            state.INTERNAL, f"the exported {fmt} file failed verification: " + "; ".join(problems)
+        )
 
 
 def _place_as_is(stored: Path, output: Path, progress: state.Progress) -> None:
@@ -223,8 +284,12 @@ def _place_as_is(stored: Path, output: Path, progress: state.Progress) -> None:
     where the filesystem cannot link."""
     size = stored.stat().st_size
     progress.phase("convert", size)
-    link_or_copy(stored, output, lambda done: progress.update(done / max(1, size), done, size),
-                 progress.cancelled)
+    link_or_copy(
+        stored,
+        output,
+        lambda done: progress.update(done / max(1, size), done, size),
+        progress.cancelled,
+    )
 
 
 def _hash_file(path: Path, progress: state.Progress) -> StagedFile:

@@ -65,12 +65,20 @@ class ExportParams:
             value = d.get(name)
             return value if isinstance(value, str) else ""
 
-        return cls(bucket=text("bucket"), key=text("key"), file_format=text("file_format"),
-                   quick=d.get("quick") is True)
+        return cls(
+            bucket=text("bucket"),
+            key=text("key"),
+            file_format=text("file_format"),
+            quick=d.get("quick") is True,
+        )
 
     def document(self) -> dict[str, object]:
-        return {"bucket": self.bucket, "key": self.key, "file_format": self.file_format,
-                "quick": self.quick}
+        return {
+            "bucket": self.bucket,
+            "key": self.key,
+            "file_format": self.file_format,
+            "quick": self.quick,
+        }
 
 
 def check_file_format(value: object, *, quick: bool, stored: str) -> str:
@@ -81,15 +89,21 @@ def check_file_format(value: object, *, quick: bool, stored: str) -> str:
     fmt = value.lower() if isinstance(value, str) and value else None
     if quick:
         if fmt is not None and fmt != stored:
-            raise RequestInvalid("IMG.0072", f"a quick export writes the stored file as it is "
-                                 f"({stored}); omit file_format or give {stored}")
+            raise RequestInvalid(
+                "IMG.0072",
+                f"a quick export writes the stored file as it is "
+                f"({stored}); omit file_format or give {stored}",
+            )
         return stored
     if fmt is None:
-        raise RequestInvalid("IMG.0001", "file_format is required: one of "
-                             + ", ".join(EXPORT_FORMATS))
+        raise RequestInvalid(
+            "IMG.0001", "file_format is required: one of " + ", ".join(EXPORT_FORMATS)
+        )
     if fmt not in EXPORT_FORMATS:
-        raise RequestInvalid("IMG.0072", f"file_format {fmt[:32]!r} is not supported; use one "
-                             "of " + ", ".join(EXPORT_FORMATS))
+        raise RequestInvalid(
+            "IMG.0072",
+            f"file_format {fmt[:32]!r} is not supported; use one of " + ", ".join(EXPORT_FORMATS),
+        )
     return fmt
 
 
@@ -103,18 +117,28 @@ def export_image(services: Services, project_id: str, image_id: str, body: objec
     with services.db.begin() as conn:
         row = image_row(conn, project_id, image_id)
         if row.status != "active" or not row.blob or not row.disk_format:
-            raise Conflict(STATE, f"image {image_id} is {row.status}; only an active image "
-                           "can be exported")
+            raise Conflict(
+                STATE, f"image {image_id} is {row.status}; only an active image can be exported"
+            )
         fmt = check_file_format(doc.get("file_format"), quick=quick, stored=row.disk_format)
-        bucket = check_bucket_access(services.store.get_bucket(url.bucket), url.bucket,
-                                     project_id)
+        bucket = check_bucket_access(services.store.get_bucket(url.bucket), url.bucket, project_id)
         if bucket.storage_class != STANDARD:
-            raise RequestInvalid("IMG.0058", f"IMG-STORAGE-CLASS: bucket {bucket.name!r} is of "
-                                 f"storage class {bucket.storage_class}; images are exported "
-                                 "to STANDARD buckets only")
+            raise RequestInvalid(
+                "IMG.0058",
+                f"IMG-STORAGE-CLASS: bucket {bucket.name!r} is of "
+                f"storage class {bucket.storage_class}; images are exported "
+                "to STANDARD buckets only",
+            )
         params = ExportParams(url.bucket, url.key, fmt, quick)
-        job_id = insert_job(conn, services.settings, project_id=project_id, job_type=EXPORT_JOB,
-                            image_id=image_id, params=params.document(), now=now)
+        job_id = insert_job(
+            conn,
+            services.settings,
+            project_id=project_id,
+            job_type=EXPORT_JOB,
+            image_id=image_id,
+            params=params.document(),
+            now=now,
+        )
     services.submit_job(job_id)
     return job_id
 
@@ -124,8 +148,11 @@ def export_entities(params: Mapping[str, object]) -> dict[str, object]:
     ``file_format``, and once it succeeded the object's ``object_size``, ``object_etag``
     (its md5, quoted, as S3 shows it) and ``object_sha256``."""
     p = ExportParams.from_document(dict(params))
-    doc: dict[str, object] = {"bucket_url": f"{p.bucket}:{p.key}", "file_format": p.file_format,
-                              "is_quick_export": p.quick}
+    doc: dict[str, object] = {
+        "bucket_url": f"{p.bucket}:{p.key}",
+        "file_format": p.file_format,
+        "is_quick_export": p.quick,
+    }
     result = params.get("result")
     if isinstance(result, dict):
         for name in ("object_size", "object_etag", "object_sha256"):

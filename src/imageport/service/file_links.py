@@ -35,8 +35,9 @@ HASH_CHUNK = 8 << 20
 """Bytes read at a time by :func:`hash_file`."""
 
 
-def copy_file(source: Path, target: Path, progress: Callable[[int], None],
-              cancelled: Callable[[], bool]) -> None:
+def copy_file(
+    source: Path, target: Path, progress: Callable[[int], None], cancelled: Callable[[], bool]
+) -> None:
     """Copy ``source`` to a new ``target``, keeping its holes (only the extents that hold data
     are copied, so a 1 TiB sparse RAW costs its allocated bytes), with ``copy_file_range`` (a
     reflink or an in-kernel copy where the filesystem offers one), in steps that report
@@ -49,15 +50,15 @@ def copy_file(source: Path, target: Path, progress: Callable[[int], None],
                 if cancelled():
                     raise JobCancelledError
                 try:
-                    n = os.copy_file_range(src.fileno(), dst.fileno(),
-                                           min(COPY_STEP, end - done), done, done)
+                    n = os.copy_file_range(
+                        src.fileno(), dst.fileno(), min(COPY_STEP, end - done), done, done
+                    )
                 except OSError:
                     n = 0
                 if n <= 0:  # not supported here: copy in user space
                     chunk = os.pread(src.fileno(), min(USER_CHUNK, end - done), done)
                     if not chunk:
-                        raise JobFailedError(state.SOURCE_CHANGED,
-                                             "the file shrank while copied")
+                        raise JobFailedError(state.SOURCE_CHANGED, "the file shrank while copied")
                     n = os.pwrite(dst.fileno(), chunk, done)
                 done += n
                 progress(done)
@@ -66,8 +67,9 @@ def copy_file(source: Path, target: Path, progress: Callable[[int], None],
         progress(size)
 
 
-def link_or_copy(source: Path, target: Path, progress: Callable[[int], None],
-                 cancelled: Callable[[], bool]) -> bool:
+def link_or_copy(
+    source: Path, target: Path, progress: Callable[[int], None], cancelled: Callable[[], bool]
+) -> bool:
     """Give ``source`` the new name ``target``: a hard link (True), or, where the filesystem
     cannot make one, a hole-keeping :func:`copy_file` (False). ``target`` must not exist; a
     missing ``source`` raises :class:`FileNotFoundError`."""

@@ -77,13 +77,17 @@ def too_large(services: Services, size: int | None = None) -> RequestInvalid:
     limit = upload_limit(services)
     what = "the image data is larger" if size is None else f"the image data is {size} bytes"
     return RequestInvalid(
-        "IMG.0059", f"IMG-SIZE: {what} than the {limit} bytes the normal import takes; "
+        "IMG.0059",
+        f"IMG-SIZE: {what} than the {limit} bytes the normal import takes; "
         "larger RAW or ZVHD2 files must use fast import (upload to a bucket, then "
-        "POST /v2/cloudimages/quickimport/action)", status=413)
+        "POST /v2/cloudimages/quickimport/action)",
+        status=413,
+    )
 
 
-def open_upload(services: Services, project_id: str, image_id: str,
-                declared_size: int | None) -> UploadSlot:
+def open_upload(
+    services: Services, project_id: str, image_id: str, declared_size: int | None
+) -> UploadSlot:
     """Check that the caller's image may take data now and give the slot for its body;
     ``declared_size`` (Content-Length or ``x-openstack-image-size``) is checked against the
     cap before anything is read."""
@@ -94,12 +98,14 @@ def open_upload(services: Services, project_id: str, image_id: str,
     if declared_size is not None and declared_size > upload_limit(services):
         raise too_large(services, declared_size)
     room = write_room(services, project_id, declared_size)  # staged data is the project's too
-    return UploadSlot(image_id, staging.part_path(services.settings, image_id),
-                      min(upload_limit(services), room))
+    return UploadSlot(
+        image_id, staging.part_path(services.settings, image_id), min(upload_limit(services), room)
+    )
 
 
-def _commit(services: Services, project_id: str, slot: UploadSlot, size: int, *,
-            start_job: bool) -> str | None:
+def _commit(
+    services: Services, project_id: str, slot: UploadSlot, size: int, *, start_job: bool
+) -> str | None:
     """Stage the received body (removing the part file in all cases); with ``start_job`` also
     create the import job. The job id."""
     settings = services.settings
@@ -126,16 +132,23 @@ def _commit(services: Services, project_id: str, slot: UploadSlot, size: int, *,
     return job_id
 
 
-def _insert_import_job(conn: Connection, services: Services, row: Any, size: int,
-                       now: str) -> str:
+def _insert_import_job(conn: Connection, services: Services, row: Any, size: int, now: str) -> str:
     """The import job of the staged data of image ``row`` (inside the caller's transaction)."""
     params = native_job_params(services, row, object_size=size, staged=row.id)
     props = dict(row.properties or {})
     props["__data_origin"] = DATA_ORIGIN
-    conn.execute(images.update().where(images.c.id == row.id)
-                 .values(properties=props, updated_at=now))
-    return insert_job(conn, services.settings, project_id=row.project_id,
-                      job_type=NATIVE_IMPORT_JOB, image_id=row.id, params=params, now=now)
+    conn.execute(
+        images.update().where(images.c.id == row.id).values(properties=props, updated_at=now)
+    )
+    return insert_job(
+        conn,
+        services.settings,
+        project_id=row.project_id,
+        job_type=NATIVE_IMPORT_JOB,
+        image_id=row.id,
+        params=params,
+        now=now,
+    )
 
 
 def commit_upload(services: Services, project_id: str, slot: UploadSlot, size: int) -> str:
@@ -157,8 +170,7 @@ def parse_import_method(body: object) -> str:
     method = doc.get("method") if doc is not None else None
     name = method.get("name") if isinstance(method, Mapping) else None
     if not isinstance(name, str):
-        raise RequestInvalid("IMG.0001", 'the body must be {"method": {"name": '
-                             '"glance-direct"}}')
+        raise RequestInvalid("IMG.0001", 'the body must be {"method": {"name": "glance-direct"}}')
     if name in IMPORT_METHODS:
         return name
     reason = _REFUSED_METHODS.get(name, f"import method {name[:64]!r} is not offered")
@@ -178,11 +190,15 @@ def import_staged(services: Services, project_id: str, image_id: str, body: obje
         if running_job_of(conn, image_id) is not None:  # a second import of the same data
             raise RequestInvalid("IMG.0090", f"image {image_id} is already being imported")
         if not staging.has_staged(settings, image_id):
-            raise Conflict(staging.STATE, f"image {image_id} has no staged data; "
-                           "PUT /v2/images/{id}/stage first")
+            raise Conflict(
+                staging.STATE,
+                f"image {image_id} has no staged data; PUT /v2/images/{{id}}/stage first",
+            )
         if row.status != "queued":
-            raise Conflict(staging.STATE, f"image {image_id} is {row.status}; only a queued "
-                           "image can be imported")
+            raise Conflict(
+                staging.STATE,
+                f"image {image_id} is {row.status}; only a queued image can be imported",
+            )
         size = staging.staged_path(settings, image_id).stat().st_size
         job_id = _insert_import_job(conn, services, row, size, now)
     services.submit_job(job_id)
@@ -207,13 +223,15 @@ def stored_file(services: Services, project_id: str, image_id: str) -> tuple[Pat
 
 def import_info() -> dict[str, object]:
     """``GET /v2/info/import``: the methods offered."""
-    return {"import-methods": {
-        "description": "Import methods available: glance-direct (stage the data with "
-                       "PUT /v2/images/{id}/stage, then import it). web-download is not "
-                       "offered (fetching user-named URLs from the server is an SSRF risk).",
-        "type": "array",
-        "value": list(IMPORT_METHODS),
-    }}
+    return {
+        "import-methods": {
+            "description": "Import methods available: glance-direct (stage the data with "
+            "PUT /v2/images/{id}/stage, then import it). web-download is not "
+            "offered (fetching user-named URLs from the server is an SSRF risk).",
+            "type": "array",
+            "value": list(IMPORT_METHODS),
+        }
+    }
 
 
 def declared_size(values: Mapping[str, str]) -> int | None:

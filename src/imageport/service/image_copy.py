@@ -75,25 +75,53 @@ def copy_image(services: Services, project_id: str, image_id: str, body: object)
     with services.db.begin() as conn:
         source = image_row(conn, project_id, image_id)
         if source.status != "active" or not source.blob:
-            raise Conflict("IMG.STATE", f"image {image_id} is {source.status}; only an active "
-                           "image can be copied")
+            raise Conflict(
+                "IMG.STATE",
+                f"image {image_id} is {source.status}; only an active image can be copied",
+            )
         v.check_unique_name(conn, project_id, name)
         v.check_quota(conn, project_id, services.settings.image_quota)
-        props = {str(k): str(val) for k, val in (source.properties or {}).items()
-                 if val is not None}
-        props.update({"__description": description, ORIGINAL_IMAGE: source.id,
-                      DATA_ORIGIN: f"image,{source.id}"})
+        props = {
+            str(k): str(val) for k, val in (source.properties or {}).items() if val is not None
+        }
+        props.update(
+            {
+                "__description": description,
+                ORIGINAL_IMAGE: source.id,
+                DATA_ORIGIN: f"image,{source.id}",
+            }
+        )
         if enterprise_project is not None:
             props["enterprise_project_id"] = enterprise_project
-        insert_image_row(conn, dict(
-            id=new_image_id, project_id=project_id, name=name, status="queued",
-            visibility="private", protected=False, container_format=source.container_format,
-            disk_format=source.disk_format, min_disk=source.min_disk, min_ram=source.min_ram,
-            max_ram=source.max_ram, properties=props, tags=[], created_at=now,
-            updated_at=now))
-        job_id = insert_job(conn, services.settings, project_id=project_id, job_type=COPY_JOB,
-                            image_id=new_image_id, params={"source_image_id": source.id},
-                            now=now)
+        insert_image_row(
+            conn,
+            dict(
+                id=new_image_id,
+                project_id=project_id,
+                name=name,
+                status="queued",
+                visibility="private",
+                protected=False,
+                container_format=source.container_format,
+                disk_format=source.disk_format,
+                min_disk=source.min_disk,
+                min_ram=source.min_ram,
+                max_ram=source.max_ram,
+                properties=props,
+                tags=[],
+                created_at=now,
+                updated_at=now,
+            ),
+        )
+        job_id = insert_job(
+            conn,
+            services.settings,
+            project_id=project_id,
+            job_type=COPY_JOB,
+            image_id=new_image_id,
+            params={"source_image_id": source.id},
+            now=now,
+        )
     services.submit_job(job_id)
     return job_id
 
@@ -118,19 +146,29 @@ def _source_row(services: Services, job: state.ClaimedJob) -> Any:
         params = conn.execute(select(jobs.c.params).where(jobs.c.id == job.id)).scalar()
         target = conn.execute(select(images).where(images.c.id == job.image_id)).first()
         source_id = params.get("source_image_id") if isinstance(params, dict) else None
-        source = None if not isinstance(source_id, str) or target is None else conn.execute(
-            select(images).where(images.c.id == source_id,
-                                 images.c.project_id == target.project_id)).first()
+        source = (
+            None
+            if not isinstance(source_id, str) or target is None
+            else conn.execute(
+                select(images).where(
+                    images.c.id == source_id, images.c.project_id == target.project_id
+                )
+            ).first()
+        )
     if target is None:
         raise JobFailedError(state.INTERNAL, f"the image {job.image_id} no longer exists")
     if source is None or source.status != "active" or not source.blob:
-        raise JobFailedError(state.SOURCE_CHANGED, f"the source image {source_id} was deleted "
-                             "(or is no longer active) before it could be copied")
+        raise JobFailedError(
+            state.SOURCE_CHANGED,
+            f"the source image {source_id} was deleted "
+            "(or is no longer active) before it could be copied",
+        )
     return source
 
 
-def _copy(services: Services, job: state.ClaimedJob, progress: state.Progress,
-          scratch: list[Path]) -> None:
+def _copy(
+    services: Services, job: state.ClaimedJob, progress: state.Progress, scratch: list[Path]
+) -> None:
     source = _source_row(services, job)
     if progress.cancelled():
         raise JobCancelledError
@@ -140,8 +178,14 @@ def _copy(services: Services, job: state.ClaimedJob, progress: state.Progress,
         _link(services, job, source, size, progress, scratch)
 
 
-def _link(services: Services, job: state.ClaimedJob, source: Any, size: int,
-          progress: state.Progress, scratch: list[Path]) -> None:
+def _link(
+    services: Services,
+    job: state.ClaimedJob,
+    source: Any,
+    size: int,
+    progress: state.Progress,
+    scratch: list[Path],
+) -> None:
     """Link (or copy) the source's file under a temporary name and store it as the copy's."""
     progress.phase("store", size)
     images_dir = services.settings.images_dir
@@ -150,25 +194,33 @@ def _link(services: Services, job: state.ClaimedJob, source: Any, size: int,
     temporary = images_dir / f".job-{new_id()}.{fmt}"
     scratch.append(temporary)
     try:
-        linked = link_or_copy(images_dir / source.blob, temporary,
-                              lambda done: progress.update(done / max(1, size), done, size),
-                              progress.cancelled)
+        linked = link_or_copy(
+            images_dir / source.blob,
+            temporary,
+            lambda done: progress.update(done / max(1, size), done, size),
+            progress.cancelled,
+        )
     except FileNotFoundError as exc:
-        raise JobFailedError(state.SOURCE_CHANGED, f"the source image {source.id} was deleted "
-                             "while it was being copied") from exc
+        raise JobFailedError(
+            state.SOURCE_CHANGED,
+            f"the source image {source.id} was deleted while it was being copied",
+        ) from exc
     if not linked:
         metrics.BYTES_PROCESSED.labels("convert").inc(size)
     stored = temporary.stat().st_size
     if stored != size:
-        raise JobFailedError(state.INTERNAL, f"the source image's file is {stored} bytes, not "
-                             f"the {size} its record says")
+        raise JobFailedError(
+            state.INTERNAL,
+            f"the source image's file is {stored} bytes, not the {size} its record says",
+        )
     if progress.cancelled():
         raise JobCancelledError
     _store(services, job, temporary, fmt, source)
 
 
-def _store(services: Services, job: state.ClaimedJob, temporary: Path, fmt: str,
-           source: Any) -> None:
+def _store(
+    services: Services, job: state.ClaimedJob, temporary: Path, fmt: str, source: Any
+) -> None:
     """Rename the file into place and make the image active with the source's facts."""
     images_dir = services.settings.images_dir
     blob = f"{job.image_id}.{fmt}"
@@ -178,9 +230,15 @@ def _store(services: Services, job: state.ClaimedJob, temporary: Path, fmt: str,
     current = state.image_row(services, job.image_id)  # now: a Glance PATCH may have edited it
     props = dict(getattr(current, "properties", None) or {})
     props["__image_size"] = str(source.size)
-    values = {"disk_format": source.disk_format, "size": source.size,
-              "virtual_size": source.virtual_size, "checksum": source.checksum, "blob": blob,
-              "properties": props, "report": source.report}
+    values = {
+        "disk_format": source.disk_format,
+        "size": source.size,
+        "virtual_size": source.virtual_size,
+        "checksum": source.checksum,
+        "blob": blob,
+        "properties": props,
+        "report": source.report,
+    }
     activate(services, job, final, values)
 
 

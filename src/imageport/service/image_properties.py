@@ -20,16 +20,19 @@ from imageport.service.image_worker import ImageInspection
 BITMAP_FILE = "__bitmap_file"
 
 
-def detected_os_properties(inspection: ImageInspection,
-                           registered: Mapping[str, str]) -> dict[str, str]:
+def detected_os_properties(
+    inspection: ImageInspection, registered: Mapping[str, str]
+) -> dict[str, str]:
     """``__os_version``, ``__os_type``, ``__os_bit``, ``__platform`` from the guest, or {}."""
     guest = inspection.os
     if guest is None:
         return {}
     bits = inspection.bits or os_versions.bits_of(
-        registered.get("__os_version", os_versions.OTHER_LINUX_64))
+        registered.get("__os_version", os_versions.OTHER_LINUX_64)
+    )
     version = os_versions.os_version_for(guest.id, guest.version_id, bits) or (
-        os_versions.OTHER_LINUX_64 if bits == 64 else os_versions.OTHER_LINUX_32)
+        os_versions.OTHER_LINUX_64 if bits == 64 else os_versions.OTHER_LINUX_32
+    )
     return {
         "__os_version": version,
         "__os_type": "Linux",

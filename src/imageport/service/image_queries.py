@@ -50,20 +50,50 @@ MAX_PARAMS = 64
 MAX_VALUE = 1024
 """Longest query parameter value accepted."""
 
-SORT_KEYS = frozenset({
-    "created_at", "updated_at", "name", "id", "status", "min_disk", "min_ram", "size",
-    "disk_format", "container_format", "__os_version", "__platform", "__os_type"})
+SORT_KEYS = frozenset(
+    {
+        "created_at",
+        "updated_at",
+        "name",
+        "id",
+        "status",
+        "min_disk",
+        "min_ram",
+        "size",
+        "disk_format",
+        "container_format",
+        "__os_version",
+        "__platform",
+        "__os_type",
+    }
+)
 
 _COLUMNS_EXACT = ("id", "name", "status", "visibility", "disk_format", "container_format")
 _COLUMNS_INT = ("min_disk", "min_ram")
-_PROPERTIES = frozenset({
-    "__imagetype", "__isregistered", "__os_type", "__os_version", "__os_bit", "__platform",
-    "virtual_env_type", "enterprise_project_id", "__image_source_type", "hw_firmware_type"})
+_PROPERTIES = frozenset(
+    {
+        "__imagetype",
+        "__isregistered",
+        "__os_type",
+        "__os_version",
+        "__os_bit",
+        "__platform",
+        "virtual_env_type",
+        "enterprise_project_id",
+        "__image_source_type",
+        "hw_firmware_type",
+    }
+)
 _SUPPORT = re.compile(r"__support_[a-z0-9_]{1,40}")
 _ARCH = {"x86": "x86_64", "arm": "aarch64"}
 _TIME_OPS: dict[str, Callable[[str, str], bool]] = {
-    "gt": operator.gt, "gte": operator.ge, "lt": operator.lt, "lte": operator.le,
-    "eq": operator.eq, "neq": operator.ne}
+    "gt": operator.gt,
+    "gte": operator.ge,
+    "lt": operator.lt,
+    "lte": operator.le,
+    "eq": operator.eq,
+    "neq": operator.ne,
+}
 _PAGING = frozenset({"limit", "marker", "sort_key", "sort_dir"})
 
 Predicate = Callable[[ImageRecord], bool]
@@ -84,8 +114,13 @@ def get_image(services: Services, project_id: str, image_id: str) -> ImageRecord
         return ImageRecord.from_row(image_row(conn, project_id, image_id))
 
 
-def list_images(services: Services, project_id: str, query: Sequence[tuple[str, str]], *,
-                default_limit: int = CLOUDIMAGES_LIMIT) -> ImagePage:
+def list_images(
+    services: Services,
+    project_id: str,
+    query: Sequence[tuple[str, str]],
+    *,
+    default_limit: int = CLOUDIMAGES_LIMIT,
+) -> ImagePage:
     """The caller's images matching ``query`` (the request's parameters, in order)."""
     if len(query) > MAX_PARAMS:
         raise RequestInvalid("IMG.0001", f"at most {MAX_PARAMS} query parameters")
@@ -106,8 +141,7 @@ def list_images(services: Services, project_id: str, query: Sequence[tuple[str, 
     if sort_dir not in ("asc", "desc"):
         raise RequestInvalid("IMG.0001", "sort_dir must be asc or desc")
     with services.db.connect() as conn:
-        rows = conn.execute(select(*IMAGE_COLUMNS).where(
-            images.c.project_id == project_id)).all()
+        rows = conn.execute(select(*IMAGE_COLUMNS).where(images.c.project_id == project_id)).all()
     found = [r for r in map(ImageRecord.from_row, rows) if all(p(r) for p in predicates)]
     found.sort(key=lambda r: r.id)
     found.sort(key=lambda r: _sort_value(r, sort_key), reverse=sort_dir == "desc")
@@ -116,10 +150,11 @@ def list_images(services: Services, project_id: str, query: Sequence[tuple[str, 
     if marker:
         index = next((i for i, r in enumerate(found) if r.id == marker), None)
         if index is None:
-            raise RequestInvalid("IMG.0001", f"marker {marker[:64]!r} is not an image of "
-                                 "this listing")
+            raise RequestInvalid(
+                "IMG.0001", f"marker {marker[:64]!r} is not an image of this listing"
+            )
         start = index + 1
-    page = found[start:start + limit]
+    page = found[start : start + limit]
     more = start + limit < len(found)
     return ImagePage(page, limit, page[-1].id if more and page else None)
 
@@ -196,6 +231,16 @@ def image_quota_document(services: Services, project_id: str) -> dict[str, objec
     quota = services.settings.image_quota
     with services.db.connect() as conn:
         used = v.images_held(conn, project_id)
-    return {"quotas": {"resources": [{
-        "type": "image", "used": used, "quota": quota if quota > 0 else UNLIMITED,
-        "min": 0, "max": UNLIMITED}]}}
+    return {
+        "quotas": {
+            "resources": [
+                {
+                    "type": "image",
+                    "used": used,
+                    "quota": quota if quota > 0 else UNLIMITED,
+                    "min": 0,
+                    "max": UNLIMITED,
+                }
+            ]
+        }
+    }

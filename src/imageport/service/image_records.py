@@ -55,15 +55,28 @@ class ImageRecord:
     def from_row(cls, row: Row[Any]) -> ImageRecord:
         props = row.properties if isinstance(row.properties, dict) else {}
         return cls(
-            id=row.id, project_id=row.project_id, name=row.name, status=row.status,
-            visibility=row.visibility, protected=bool(row.protected),
-            container_format=row.container_format, disk_format=row.disk_format,
-            min_disk=row.min_disk, min_ram=row.min_ram, max_ram=row.max_ram, size=row.size,
-            virtual_size=row.virtual_size, checksum=row.checksum,
+            id=row.id,
+            project_id=row.project_id,
+            name=row.name,
+            status=row.status,
+            visibility=row.visibility,
+            protected=bool(row.protected),
+            container_format=row.container_format,
+            disk_format=row.disk_format,
+            min_disk=row.min_disk,
+            min_ram=row.min_ram,
+            max_ram=row.max_ram,
+            size=row.size,
+            virtual_size=row.virtual_size,
+            checksum=row.checksum,
             properties={str(k): str(v) for k, v in props.items() if v is not None},
-            tags=[str(t) for t in (row.tags or [])], error_code=row.error_code,
-            fail_reason=row.fail_reason, created_at=row.created_at, updated_at=row.updated_at,
-            active_at=row.active_at, blob=row.blob,
+            tags=[str(t) for t in (row.tags or [])],
+            error_code=row.error_code,
+            fail_reason=row.fail_reason,
+            created_at=row.created_at,
+            updated_at=row.updated_at,
+            active_at=row.active_at,
+            blob=row.blob,
         )
 
 
@@ -91,12 +104,22 @@ class JobRecord:
     @classmethod
     def from_row(cls, row: Row[Any], image_name: str | None) -> JobRecord:
         return cls(
-            id=row.id, project_id=row.project_id, job_type=row.job_type, status=row.status,
-            image_id=row.image_id, image_name=image_name, phase=row.phase,
-            percent=float(row.percent), bytes_done=row.bytes_done, bytes_total=row.bytes_total,
-            error_code=row.error_code, fail_reason=row.fail_reason,
-            cancel_requested=bool(row.cancel_requested), begin_time=row.begin_time,
-            end_time=row.end_time, params=dict(row.params or {}),
+            id=row.id,
+            project_id=row.project_id,
+            job_type=row.job_type,
+            status=row.status,
+            image_id=row.image_id,
+            image_name=image_name,
+            phase=row.phase,
+            percent=float(row.percent),
+            bytes_done=row.bytes_done,
+            bytes_total=row.bytes_total,
+            error_code=row.error_code,
+            fail_reason=row.fail_reason,
+            cancel_requested=bool(row.cancel_requested),
+            begin_time=row.begin_time,
+            end_time=row.end_time,
+            params=dict(row.params or {}),
         )
 
 
@@ -104,8 +127,9 @@ def image_row(conn: Connection, project_id: str, image_id: str) -> Row[Any]:
     """The project's image row; :class:`NotFound` (``IMG.NOT_FOUND``) otherwise."""
     if len(image_id) > 64:
         raise NotFound(NOT_FOUND, "image not found")
-    row = conn.execute(select(*IMAGE_COLUMNS).where(
-        images.c.id == image_id, images.c.project_id == project_id)).first()
+    row = conn.execute(
+        select(*IMAGE_COLUMNS).where(images.c.id == image_id, images.c.project_id == project_id)
+    ).first()
     if row is None:
         raise NotFound(NOT_FOUND, f"image {image_id!r} not found")
     return row
@@ -115,14 +139,18 @@ def job_record(conn: Connection, project_id: str, job_id: str) -> JobRecord:
     """The project's job; :class:`NotFound` (``IMG.NOT_FOUND``) otherwise."""
     if len(job_id) > 64:
         raise NotFound(NOT_FOUND, "job not found")
-    row = conn.execute(select(jobs).where(
-        jobs.c.id == job_id, jobs.c.project_id == project_id)).first()
+    row = conn.execute(
+        select(jobs).where(jobs.c.id == job_id, jobs.c.project_id == project_id)
+    ).first()
     if row is None:
         raise NotFound(NOT_FOUND, f"job {job_id!r} not found")
     name = None
     if row.image_id is not None:
         # the project's own image only: a deleted image's id may since name another
         # project's image (Glance clients may choose ids), whose name must not show here
-        name = conn.execute(select(images.c.name).where(
-            images.c.id == row.image_id, images.c.project_id == project_id)).scalar()
+        name = conn.execute(
+            select(images.c.name).where(
+                images.c.id == row.image_id, images.c.project_id == project_id
+            )
+        ).scalar()
     return JobRecord.from_row(row, name)

@@ -45,8 +45,7 @@ MAX_QUERY_VALUE = 255
 DEFAULT_LIMIT = 10
 MAX_LIMIT = 1000
 _CONDITIONS = ("tags", "tags_any", "not_tags", "not_tags_any")
-_QUERY_FIELDS = frozenset({*_CONDITIONS, "action", "limit", "offset", "matches",
-                           "without_any_tag"})
+_QUERY_FIELDS = frozenset({*_CONDITIONS, "action", "limit", "offset", "matches", "without_any_tag"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,16 +93,19 @@ def check_project(project_id: str, path_project_id: str) -> None:
 
 # -- one image ------------------------------------------------------------------------------------
 
-def list_tags(services: Services, project_id: str, path_project_id: str,
-              image_id: str) -> list[Tag]:
+
+def list_tags(
+    services: Services, project_id: str, path_project_id: str, image_id: str
+) -> list[Tag]:
     """``GET /v2/{project_id}/images/{image_id}/tags``."""
     check_project(project_id, path_project_id)
     with services.db.connect() as conn:
         return tags_of(ImageRecord.from_row(image_row(conn, project_id, image_id)).tags)
 
 
-def add_tag(services: Services, project_id: str, path_project_id: str, image_id: str,
-            body: object) -> None:
+def add_tag(
+    services: Services, project_id: str, path_project_id: str, image_id: str, body: object
+) -> None:
     """``POST /v2/{project_id}/images/{image_id}/tags {"tag": {"key", "value"}}``."""
     check_project(project_id, path_project_id)
     doc = v.require_object(body, frozenset({"tag"}))
@@ -112,8 +114,9 @@ def add_tag(services: Services, project_id: str, path_project_id: str, image_id:
     _change_tags(services, project_id, image_id, lambda stored: _with_tag(stored, text))
 
 
-def delete_tag(services: Services, project_id: str, path_project_id: str, image_id: str,
-               key: str) -> None:
+def delete_tag(
+    services: Services, project_id: str, path_project_id: str, image_id: str, key: str
+) -> None:
     """``DELETE /v2/{project_id}/images/{image_id}/tags/{key}``: NotFound when the image has no
     tag with ``key``."""
     check_project(project_id, path_project_id)
@@ -127,8 +130,9 @@ def delete_tag(services: Services, project_id: str, path_project_id: str, image_
     _change_tags(services, project_id, image_id, without)
 
 
-def batch_tags(services: Services, project_id: str, path_project_id: str, image_id: str,
-               body: object) -> None:
+def batch_tags(
+    services: Services, project_id: str, path_project_id: str, image_id: str, body: object
+) -> None:
     """``POST /v2/{project_id}/images/{image_id}/tags/action {"action", "tags"}``."""
     check_project(project_id, path_project_id)
     doc = v.require_object(body, frozenset({"action", "tags"}))
@@ -137,7 +141,7 @@ def batch_tags(services: Services, project_id: str, path_project_id: str, image_
         raise RequestInvalid("IMG.0001", "action must be create or delete")
     items = doc.get("tags")
     if not isinstance(items, list) or not items:
-        raise RequestInvalid("IMG.0001", "tags must be a non-empty list of {\"key\",\"value\"}")
+        raise RequestInvalid("IMG.0001", 'tags must be a non-empty list of {"key","value"}')
     if len(items) > v.MAX_TAGS * 2:
         raise RequestInvalid("IMG.0001", f"at most {v.MAX_TAGS * 2} tags in one request")
     tags = [_tag_object(item, "each tags item") for item in items]
@@ -154,8 +158,9 @@ def batch_tags(services: Services, project_id: str, path_project_id: str, image_
     else:
         for key in keys:
             if not isinstance(key, str) or not key or len(key) > MAX_QUERY_KEY:
-                raise RequestInvalid("IMG.0001", f"a tag key to delete is 1-{MAX_QUERY_KEY} "
-                                     "characters")
+                raise RequestInvalid(
+                    "IMG.0001", f"a tag key to delete is 1-{MAX_QUERY_KEY} characters"
+                )
         gone = set(map(str, keys))
 
         def change(stored: list[str]) -> list[str]:
@@ -166,7 +171,7 @@ def batch_tags(services: Services, project_id: str, path_project_id: str, image_
 
 def _tag_object(value: object, what: str) -> Mapping[str, object]:
     if not isinstance(value, dict) or "key" not in value or set(value) - {"key", "value"}:
-        raise RequestInvalid("IMG.0001", f"{what} must be {{\"key\", \"value\"}}")
+        raise RequestInvalid("IMG.0001", f'{what} must be {{"key", "value"}}')
     return value
 
 
@@ -184,31 +189,42 @@ def _with_tag(stored: list[str], text: str) -> list[str]:
     return out if placed else [*out, text]
 
 
-def _change_tags(services: Services, project_id: str, image_id: str,
-                 change: Callable[[list[str]], list[str]]) -> None:
+def _change_tags(
+    services: Services, project_id: str, image_id: str, change: Callable[[list[str]], list[str]]
+) -> None:
     """Apply ``change`` to the image's tags in one transaction; IMG.0001 beyond the cap."""
     with services.db.begin() as conn:
         row = image_row(conn, project_id, image_id)
         before = [str(t) for t in (row.tags or [])]
         after = change(list(before))
         if len(after) > v.MAX_TAGS and len(after) > len(before):
-            raise RequestInvalid("IMG.0001", f"an image has at most {v.MAX_TAGS} tags; image "
-                                 f"{image_id} would have {len(after)}")
+            raise RequestInvalid(
+                "IMG.0001",
+                f"an image has at most {v.MAX_TAGS} tags; image {image_id} would have {len(after)}",
+            )
         if after != before:
-            conn.execute(update(images).where(images.c.id == image_id).values(
-                tags=after, updated_at=time_text(services.clock())))
+            conn.execute(
+                update(images)
+                .where(images.c.id == image_id)
+                .values(tags=after, updated_at=time_text(services.clock()))
+            )
 
 
 # -- the project ----------------------------------------------------------------------------------
 
-def project_tags(services: Services, project_id: str,
-                 path_project_id: str) -> list[tuple[str, list[str]]]:
+
+def project_tags(
+    services: Services, project_id: str, path_project_id: str
+) -> list[tuple[str, list[str]]]:
     """``GET /v2/{project_id}/images/tags``: every tag key of the project's images with its
     distinct values, keys and values sorted."""
     check_project(project_id, path_project_id)
     with services.db.connect() as conn:
-        stored = conn.execute(select(images.c.tags).where(
-            images.c.project_id == project_id)).scalars().all()
+        stored = (
+            conn.execute(select(images.c.tags).where(images.c.project_id == project_id))
+            .scalars()
+            .all()
+        )
     values: dict[str, set[str]] = {}
     for tags in stored:
         for tag in tags_of([str(t) for t in (tags or [])]):
@@ -219,8 +235,9 @@ def project_tags(services: Services, project_id: str,
 Condition = list[tuple[str, frozenset[str]]]
 
 
-def query_images(services: Services, project_id: str, path_project_id: str,
-                 body: object) -> TagQueryResult:
+def query_images(
+    services: Services, project_id: str, path_project_id: str, body: object
+) -> TagQueryResult:
     """``POST /v2/{project_id}/images/resource_instances/action``: filter or count."""
     check_project(project_id, path_project_id)
     doc = v.require_object(body, _QUERY_FIELDS)
@@ -233,8 +250,7 @@ def query_images(services: Services, project_id: str, path_project_id: str,
     limit = _number(doc.get("limit"), "limit", DEFAULT_LIMIT, 1, MAX_LIMIT)
     offset = _number(doc.get("offset"), "offset", 0, 0, 1 << 31)
     with services.db.connect() as conn:
-        rows = conn.execute(select(*IMAGE_COLUMNS).where(
-            images.c.project_id == project_id)).all()
+        rows = conn.execute(select(*IMAGE_COLUMNS).where(images.c.project_id == project_id)).all()
     found = []
     for record in map(ImageRecord.from_row, rows):
         tags = tags_of(record.tags)
@@ -250,7 +266,7 @@ def query_images(services: Services, project_id: str, path_project_id: str,
     found.sort(key=lambda i: i.id)
     by_created = {r.id: r.created_at for r in rows}
     found.sort(key=lambda i: by_created[i.id], reverse=True)
-    return TagQueryResult(len(found), found[offset:offset + limit])
+    return TagQueryResult(len(found), found[offset : offset + limit])
 
 
 def _tags_match(tags: Sequence[Tag], conditions: Mapping[str, Condition | None]) -> bool:
@@ -261,10 +277,12 @@ def _tags_match(tags: Sequence[Tag], conditions: Mapping[str, Condition | None])
     anyof = conditions["tags_any"]
     not_every = conditions["not_tags"]
     not_any = conditions["not_tags_any"]
-    return ((every is None or all(has(k, vals) for k, vals in every))
-            and (anyof is None or any(has(k, vals) for k, vals in anyof))
-            and (not_every is None or not all(has(k, vals) for k, vals in not_every))
-            and (not_any is None or not any(has(k, vals) for k, vals in not_any)))
+    return (
+        (every is None or all(has(k, vals) for k, vals in every))
+        and (anyof is None or any(has(k, vals) for k, vals in anyof))
+        and (not_every is None or not all(has(k, vals) for k, vals in not_every))
+        and (not_any is None or not any(has(k, vals) for k, vals in not_any))
+    )
 
 
 def _condition(value: object, name: str) -> Condition | None:
@@ -272,20 +290,27 @@ def _condition(value: object, name: str) -> Condition | None:
     if value is None:
         return None
     if not isinstance(value, list) or not value or len(value) > MAX_QUERY_KEYS:
-        raise RequestInvalid("IMG.0001", f"{name} must be a list of 1-{MAX_QUERY_KEYS} "
-                             "{\"key\", \"values\"}")
+        raise RequestInvalid(
+            "IMG.0001", f'{name} must be a list of 1-{MAX_QUERY_KEYS} {{"key", "values"}}'
+        )
     out: Condition = []
     for item in value:
         if not isinstance(item, dict) or set(item) - {"key", "values"}:
-            raise RequestInvalid("IMG.0001", f"each {name} item is {{\"key\", \"values\"}}")
+            raise RequestInvalid("IMG.0001", f'each {name} item is {{"key", "values"}}')
         key, values = item.get("key"), item.get("values", [])
         if not isinstance(key, str) or not key or len(key) > MAX_QUERY_KEY:
             raise RequestInvalid("IMG.0001", f"{name}: a key is 1-{MAX_QUERY_KEY} characters")
-        if (not isinstance(values, list) or len(values) > MAX_QUERY_VALUES
-                or not all(isinstance(x, str) and len(x) <= MAX_QUERY_VALUE for x in values)
-                or len(set(values)) != len(values)):
-            raise RequestInvalid("IMG.0001", f"{name}: values are at most {MAX_QUERY_VALUES} "
-                                 f"distinct strings of at most {MAX_QUERY_VALUE} characters")
+        if (
+            not isinstance(values, list)
+            or len(values) > MAX_QUERY_VALUES
+            or not all(isinstance(x, str) and len(x) <= MAX_QUERY_VALUE for x in values)
+            or len(set(values)) != len(values)
+        ):
+            raise RequestInvalid(
+                "IMG.0001",
+                f"{name}: values are at most {MAX_QUERY_VALUES} "
+                f"distinct strings of at most {MAX_QUERY_VALUE} characters",
+            )
         if any(key == k for k, _ in out):
             raise RequestInvalid("IMG.0001", f"{name}: key {key[:64]!r} is repeated")
         out.append((key, frozenset(values)))
@@ -297,18 +322,18 @@ def _matches(value: object) -> list[Callable[[ImageRecord], bool]]:
     if value is None:
         return []
     if not isinstance(value, list) or not value or len(value) > 2:
-        raise RequestInvalid("IMG.0001", "matches must be a list of 1-2 {\"key\", \"value\"}")
+        raise RequestInvalid("IMG.0001", 'matches must be a list of 1-2 {"key", "value"}')
     tests: dict[str, Callable[[ImageRecord], bool]] = {}
     for item in value:
         if not isinstance(item, dict) or set(item) != {"key", "value"}:
-            raise RequestInvalid("IMG.0001", "each matches item is {\"key\", \"value\"}")
+            raise RequestInvalid("IMG.0001", 'each matches item is {"key", "value"}')
         key, wanted = item["key"], item["value"]
         if key not in ("resource_name", "resource_id") or key in tests:
-            raise RequestInvalid("IMG.0001", "matches keys are resource_name and resource_id, "
-                                 "each at most once")
+            raise RequestInvalid(
+                "IMG.0001", "matches keys are resource_name and resource_id, each at most once"
+            )
         if not isinstance(wanted, str) or not wanted or len(wanted) > MAX_QUERY_VALUE:
-            raise RequestInvalid("IMG.0001", f"a matches value is 1-{MAX_QUERY_VALUE} "
-                                 "characters")
+            raise RequestInvalid("IMG.0001", f"a matches value is 1-{MAX_QUERY_VALUE} characters")
         tests[key] = _name_contains(wanted) if key == "resource_name" else _id_is(wanted)
     return list(tests.values())
 

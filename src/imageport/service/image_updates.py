@@ -36,8 +36,9 @@ _FLAG_PROPERTIES = frozenset({"__is_config_init", "hw_vif_multiqueue_enabled"})
 Changes = dict[str, object]
 
 
-def update_image(services: Services, project_id: str, image_id: str, ops: object, *,
-                 glance: bool = False) -> ImageRecord:
+def update_image(
+    services: Services, project_id: str, image_id: str, ops: object, *, glance: bool = False
+) -> ImageRecord:
     """Apply the patch ``ops`` to the caller's image; the updated image."""
     if not isinstance(ops, list) or not ops:
         raise RequestInvalid("IMG.0001", "the body must be a non-empty JSON-patch array")
@@ -47,22 +48,30 @@ def update_image(services: Services, project_id: str, image_id: str, ops: object
     with services.db.begin() as conn:
         row = image_row(conn, project_id, image_id)
         if row.status not in allowed:
-            raise Conflict("IMG.STATE", f"image {image_id} is {row.status}; only "
-                           f"{' or '.join(allowed)} images can be updated")
+            raise Conflict(
+                "IMG.STATE",
+                f"image {image_id} is {row.status}; only "
+                f"{' or '.join(allowed)} images can be updated",
+            )
         props = dict(row.properties or {})
         columns: Changes = {}
         for op in ops:
-            _apply(op, columns, props, glance=glance,
-                   architecture=props.get("architecture", "x86_64"))
+            _apply(
+                op, columns, props, glance=glance, architecture=props.get("architecture", "x86_64")
+            )
         if "name" in columns:
             v.check_unique_name(conn, project_id, str(columns["name"]), except_id=image_id)
-        conn.execute(update(images).where(images.c.id == image_id).values(
-            **columns, properties=props, updated_at=time_text(services.clock())))
+        conn.execute(
+            update(images)
+            .where(images.c.id == image_id)
+            .values(**columns, properties=props, updated_at=time_text(services.clock()))
+        )
         return ImageRecord.from_row(image_row(conn, project_id, image_id))
 
 
-def _apply(op: object, columns: Changes, props: dict[str, str], *, glance: bool,
-           architecture: str) -> None:
+def _apply(
+    op: object, columns: Changes, props: dict[str, str], *, glance: bool, architecture: str
+) -> None:
     """Apply one operation to the pending column and property changes."""
     if not isinstance(op, Mapping):
         raise RequestInvalid("IMG.0001", "each patch operation is a JSON object")
@@ -70,7 +79,7 @@ def _apply(op: object, columns: Changes, props: dict[str, str], *, glance: bool,
     if kind not in ("add", "replace", "remove"):
         raise RequestInvalid("IMG.0001", "op must be add, replace or remove")
     if not isinstance(path, str) or not path.startswith("/") or len(path) > 64:
-        raise RequestInvalid("IMG.0001", "path must be \"/<attribute>\"")
+        raise RequestInvalid("IMG.0001", 'path must be "/<attribute>"')
     attr = path[1:]
     remove = kind == "remove"
     if not remove and "value" not in op:
@@ -81,16 +90,20 @@ def _apply(op: object, columns: Changes, props: dict[str, str], *, glance: bool,
             raise RequestInvalid("IMG.0013", "name cannot be removed")
         columns["name"] = v.check_name(value)
     elif attr in ("min_ram", "max_ram"):
-        columns[attr] = (0 if attr == "min_ram" else None) if remove else v.check_int(
-            value, attr, "IMG.0055", 0, v.MAX_RAM_MB, text=True)
+        columns[attr] = (
+            (0 if attr == "min_ram" else None)
+            if remove
+            else v.check_int(value, attr, "IMG.0055", 0, v.MAX_RAM_MB, text=True)
+        )
     elif attr == "protected" and glance:
         columns["protected"] = False if remove else _flag(value, attr) == "true"
     elif attr == "__description":
         props[attr] = "" if remove else v.check_description(value)
     elif attr == "hw_firmware_type":
         arch = "arm" if architecture == "aarch64" else "x86"
-        props[attr] = ("uefi" if arch == "arm" else "bios") if remove else str(
-            v.check_firmware(value, arch))
+        props[attr] = (
+            ("uefi" if arch == "arm" else "bios") if remove else str(v.check_firmware(value, arch))
+        )
     else:
         setter = _property_setter(attr)
         if remove:
@@ -118,8 +131,13 @@ def _flag(value: object, attr: str) -> str:
 
 
 def _text(value: object, attr: str) -> str:
-    if not isinstance(value, str) or len(value) > MAX_PROPERTY_VALUE or any(
-            ord(c) < 32 for c in value):
-        raise RequestInvalid("IMG.0001", f"{attr} must be a string of at most "
-                             f"{MAX_PROPERTY_VALUE} printable characters")
+    if (
+        not isinstance(value, str)
+        or len(value) > MAX_PROPERTY_VALUE
+        or any(ord(c) < 32 for c in value)
+    ):
+        raise RequestInvalid(
+            "IMG.0001",
+            f"{attr} must be a string of at most {MAX_PROPERTY_VALUE} printable characters",
+        )
     return value

@@ -94,8 +94,9 @@ class ImageWorker(ImageConverter, Protocol):
     """The converter, plus the two read-only looks at a file the job needs, all run in
     limited worker processes and cancellable (``cancelled()`` is polled while they run)."""
 
-    def inspect(self, path: Path, options: CheckOptions, *,
-                cancelled: Callable[[], bool]) -> ImageInspection:
+    def inspect(
+        self, path: Path, options: CheckOptions, *, cancelled: Callable[[], bool]
+    ) -> ImageInspection:
         """Probe, safety-check and guest-check ``path`` with every rule."""
         ...
 
@@ -125,10 +126,14 @@ def inspection_from_document(raw: object) -> ImageInspection:
     facts = _typed(doc.get("facts"), dict, "facts")
     report = _typed(doc.get("report"), dict, "report", optional=True)
     os_doc = _typed(facts.get("os"), dict, "os", optional=True)
-    guest_os = None if os_doc is None else GuestOs(
-        _typed(os_doc.get("id"), str, "os.id"),
-        _typed(os_doc.get("version_id"), str, "os.version_id"),
-        _typed(os_doc.get("pretty_name"), str, "os.pretty_name"),
+    guest_os = (
+        None
+        if os_doc is None
+        else GuestOs(
+            _typed(os_doc.get("id"), str, "os.id"),
+            _typed(os_doc.get("version_id"), str, "os.version_id"),
+            _typed(os_doc.get("pretty_name"), str, "os.pretty_name"),
+        )
     )
     hazards = _typed(facts.get("hazards"), list, "hazards")
     modes = _typed(facts.get("boot_modes", []), list, "boot_modes")
@@ -141,8 +146,7 @@ def inspection_from_document(raw: object) -> ImageInspection:
         hazards=tuple(_typed(h, str, "hazard") for h in hazards),
         damage=_typed(facts.get("damage"), str, "damage", optional=True),
         encryption=_typed(facts.get("encryption"), str, "encryption", optional=True),
-        allocated_bytes=_typed(facts.get("allocated_bytes"), int, "allocated_bytes",
-                               optional=True),
+        allocated_bytes=_typed(facts.get("allocated_bytes"), int, "allocated_bytes", optional=True),
         data_extents=_typed(facts.get("data_extents"), int, "data_extents", optional=True),
         os=guest_os,
         arch=_typed(facts.get("arch"), str, "arch", optional=True),

@@ -91,19 +91,26 @@ def run_job(services: Services, job_id: str) -> None:
     job = state.claim(services, job_id)
     if job is None:
         return
-    progress = state.Progress(services, job.id, state.QUICK_PHASES
-                              if job.params.quick_import else state.PHASES)
+    progress = state.Progress(
+        services, job.id, state.QUICK_PHASES if job.params.quick_import else state.PHASES
+    )
 
     def work(scratch: list[Path]) -> bool:
         _run_phases(services, job, progress, scratch)
         return True
 
-    run_to_end(services, job, "importing", work,
-               finally_=lambda: staging.remove(services.settings, job.params.staged))
+    run_to_end(
+        services,
+        job,
+        "importing",
+        work,
+        finally_=lambda: staging.remove(services.settings, job.params.staged),
+    )
 
 
-def _run_phases(services: Services, job: state.ClaimedJob, progress: state.Progress,
-                scratch: list[Path]) -> None:
+def _run_phases(
+    services: Services, job: state.ClaimedJob, progress: state.Progress, scratch: list[Path]
+) -> None:
     worker = _image_worker(services)
     registered = state.image_row(services, job.image_id)
     if registered is None:
@@ -119,9 +126,15 @@ def _run_phases(services: Services, job: state.ClaimedJob, progress: state.Progr
             _check_cancelled(progress)
             bound = conversion_bound(inspection, fmt)
             target = _scratch_file(services, scratch, fmt)
-            room.enter_context(room_for(services, job.project_id, stored=bound,
-                                        disk=worker.disk_needed(inspection.format, bound),
-                                        writing=target))
+            room.enter_context(
+                room_for(
+                    services,
+                    job.project_id,
+                    stored=bound,
+                    disk=worker.disk_needed(inspection.format, bound),
+                    writing=target,
+                )
+            )
             output = _convert(worker, fetched.path, inspection, fmt, bound, progress, target)
         _check_cancelled(progress)
         checksum, size = _verify(worker, output, fmt, inspection, progress)
@@ -129,8 +142,13 @@ def _run_phases(services: Services, job: state.ClaimedJob, progress: state.Progr
         _store(services, job, output, fmt, inspection, checksum, size, progress)
 
 
-def _run_quick_phases(services: Services, worker: ImageWorker, job: state.ClaimedJob,
-                      progress: state.Progress, scratch: list[Path]) -> None:
+def _run_quick_phases(
+    services: Services,
+    worker: ImageWorker,
+    job: state.ClaimedJob,
+    progress: state.Progress,
+    scratch: list[Path],
+) -> None:
     """Quick import: check (with the bitmap), then store the file as it is."""
     with contextlib.ExitStack() as room:  # held until the image is stored
         with fetch(services, job, progress) as fetched:
@@ -140,11 +158,12 @@ def _run_quick_phases(services: Services, worker: ImageWorker, job: state.Claime
                 raise JobFailedError(
                     state.FORMAT_NOT_SUPPORTED,
                     f"quick import stores RAW or ZVHD2 files as they are; this file is "
-                    f"{inspection.format}", inspection.report)
+                    f"{inspection.format}",
+                    inspection.report,
+                )
             _check_cancelled(progress)
             # stored as it is (a hard link: no new disk), but it counts against the quota
-            room.enter_context(room_for(services, job.project_id,
-                                        stored=inspection.file_size))
+            room.enter_context(room_for(services, job.project_id, stored=inspection.file_size))
             output = _place_as_is(services, fetched.path, inspection, progress, scratch)
         _check_cancelled(progress)
         size = _verify_as_is(worker, output, inspection, fetched.info.size, progress)
@@ -155,8 +174,18 @@ def _run_quick_phases(services: Services, worker: ImageWorker, job: state.Claime
         extra: dict[str, str] = {}
         if inspection.format == "raw" and fetched.bitmap_key is not None:
             extra[BITMAP_FILE] = f"{job.params.bucket}:{fetched.bitmap_key}"
-        _store(services, job, output, inspection.format, inspection, checksum, size, progress,
-               extra, enter_phase=False)
+        _store(
+            services,
+            job,
+            output,
+            inspection.format,
+            inspection,
+            checksum,
+            size,
+            progress,
+            extra,
+            enter_phase=False,
+        )
 
 
 def _image_worker(services: Services) -> ImageWorker:
@@ -174,11 +203,14 @@ def _check_cancelled(progress: state.Progress) -> None:
 def check_options(params: state.JobParams, bitmap_path: Path | None = None) -> CheckOptions:
     """What the rules are told about this import (``bitmap_path``: the RAW's bitmap file, for
     quick import)."""
-    return CheckOptions(fast_import=params.quick_import, min_disk_gib=params.min_disk,
-                        uefi=params.hw_firmware_type == "uefi",
-                        uninitialized=params.uninitialized,
-                        bitmap_path=None if bitmap_path is None else str(bitmap_path),
-                        declared_format=params.declared_format)
+    return CheckOptions(
+        fast_import=params.quick_import,
+        min_disk_gib=params.min_disk,
+        uefi=params.hw_firmware_type == "uefi",
+        uninitialized=params.uninitialized,
+        bitmap_path=None if bitmap_path is None else str(bitmap_path),
+        declared_format=params.declared_format,
+    )
 
 
 def _renamed(value: object, names: Mapping[str, str]) -> object:
@@ -194,8 +226,9 @@ def _renamed(value: object, names: Mapping[str, str]) -> object:
     return value
 
 
-def _named_as_uploaded(inspection: ImageInspection, params: state.JobParams,
-                       fetched: Fetched) -> ImageInspection:
+def _named_as_uploaded(
+    inspection: ImageInspection, params: state.JobParams, fetched: Fetched
+) -> ImageInspection:
     """The inspection with the scratch paths the worker was given (``tmp/link-...``) replaced
     by the ``bucket:key`` the user uploaded, in the report and so in the failure reasons."""
     if inspection.report is None:
@@ -212,19 +245,25 @@ def failure_reason(inspection: ImageInspection) -> str:
     return "\n".join(f"{rule}: {message}" for rule, message in inspection.failures)
 
 
-def _check(worker: ImageWorker, job: state.ClaimedJob, fetched: Fetched,
-           progress: state.Progress) -> ImageInspection:
+def _check(
+    worker: ImageWorker, job: state.ClaimedJob, fetched: Fetched, progress: state.Progress
+) -> ImageInspection:
     """Probe, safety and guest checks in a worker; FAIL with the rules when any errs."""
     progress.phase("check", job.params.object_size)
     try:
-        inspection = worker.inspect(fetched.path,
-                                    check_options(job.params, fetched.bitmap_path),
-                                    cancelled=progress.cancelled)
+        inspection = worker.inspect(
+            fetched.path,
+            check_options(job.params, fetched.bitmap_path),
+            cancelled=progress.cancelled,
+        )
     except WorkerError as exc:
         if exc.limit in CHECK_LIMIT_FINDINGS:
-            raise JobFailedError("IMG-SAFE", f"IMG-SAFE: {exc.reason}; a well-formed image of "
-                                 "any size is checked well within these limits, so this file "
-                                 "is refused") from exc
+            raise JobFailedError(
+                "IMG-SAFE",
+                f"IMG-SAFE: {exc.reason}; a well-formed image of "
+                "any size is checked well within these limits, so this file "
+                "is refused",
+            ) from exc
         raise
     inspection = _named_as_uploaded(inspection, job.params, fetched)
     if inspection.report is not None:
@@ -236,15 +275,24 @@ def _check(worker: ImageWorker, job: state.ClaimedJob, fetched: Fetched,
         reason = failure_reason(inspection)
         params = job.params
         mf_key = bitmap_key_for(params.key)
-        if (params.quick_import and fetched.bitmap_path is None and mf_key is not None
-                and any(rule == "IMG-FAST-RAW" for rule, _ in failures)):
-            reason += (f"\nIMG-FAST-RAW: looked for the bitmap file {params.bucket}:{mf_key} "
-                       f"beside {params.bucket}:{params.key}; there is none")
+        if (
+            params.quick_import
+            and fetched.bitmap_path is None
+            and mf_key is not None
+            and any(rule == "IMG-FAST-RAW" for rule, _ in failures)
+        ):
+            reason += (
+                f"\nIMG-FAST-RAW: looked for the bitmap file {params.bucket}:{mf_key} "
+                f"beside {params.bucket}:{params.key}; there is none"
+            )
         raise JobFailedError(failures[0][0], reason, inspection.report)
     if not inspection.readable or inspection.virtual_size is None:
         # the rules pass only readable files; fail closed if that ever changes
-        raise JobFailedError("IMG-SAFE", f"IMG-SAFE: the {inspection.format} file cannot be "
-                             "read safely", inspection.report)
+        raise JobFailedError(
+            "IMG-SAFE",
+            f"IMG-SAFE: the {inspection.format} file cannot be read safely",
+            inspection.report,
+        )
     return inspection
 
 
@@ -256,22 +304,32 @@ def _scratch_file(services: Services, scratch: list[Path], suffix: str) -> Path:
     return path
 
 
-def _convert(worker: ImageWorker, source: Path, inspection: ImageInspection, fmt: str,
-             bound: int, progress: state.Progress, target: Path) -> Path:
+def _convert(
+    worker: ImageWorker,
+    source: Path,
+    inspection: ImageInspection,
+    fmt: str,
+    bound: int,
+    progress: state.Progress,
+    target: Path,
+) -> Path:
     """Convert ``source`` to ``fmt`` at ``target`` (scratch space), stopping a conversion
     whose output takes more disk than ``bound`` (IMG-SAFE)."""
     virtual = inspection.virtual_size or 0
     progress.phase("convert", virtual)
     try:
-        worker.convert(source, inspection.format, target, fmt,
-                       progress=lambda pct: progress.update(pct / 100, int(virtual * pct / 100),
-                                                            virtual),
-                       cancelled=progress.cancelled,
-                       max_output_bytes=worker.disk_needed(inspection.format, bound))
+        worker.convert(
+            source,
+            inspection.format,
+            target,
+            fmt,
+            progress=lambda pct: progress.update(pct / 100, int(virtual * pct / 100), virtual),
+            cancelled=progress.cancelled,
+            max_output_bytes=worker.disk_needed(inspection.format, bound),
+        )
     except WorkerError as exc:
         if exc.limit == "watch":
-            raise JobFailedError("IMG-SAFE", f"IMG-SAFE: {exc.reason}",
-                                 inspection.report) from exc
+            raise JobFailedError("IMG-SAFE", f"IMG-SAFE: {exc.reason}", inspection.report) from exc
         raise
     metrics.BYTES_PROCESSED.labels("convert").inc(virtual)
     return target
@@ -296,8 +354,13 @@ def _hash_file(path: Path, progress: state.Progress) -> tuple[str, int]:
     return checksum, size
 
 
-def _verify(worker: ImageWorker, output: Path, disk_format: str, inspection: ImageInspection,
-            progress: state.Progress) -> tuple[str, int]:
+def _verify(
+    worker: ImageWorker,
+    output: Path,
+    disk_format: str,
+    inspection: ImageInspection,
+    progress: state.Progress,
+) -> tuple[str, int]:
     """Re-probe the output in a worker while hashing it; it must be a clean file of the stored
     format with the input's virtual size."""
     progress.phase("verify", output.stat().st_size)
@@ -311,13 +374,17 @@ def _verify(worker: ImageWorker, output: Path, disk_format: str, inspection: Ima
         found = probing.result()
     problems = _verification_problems(found, disk_format, inspection)
     if problems:
-        raise JobFailedError(state.INTERNAL, "the converted image failed verification: "
-                             + "; ".join(problems), inspection.report)
+        raise JobFailedError(
+            state.INTERNAL,
+            "the converted image failed verification: " + "; ".join(problems),
+            inspection.report,
+        )
     return checksum, size
 
 
-def _verification_problems(found: ImageInspection, disk_format: str,
-                           inspection: ImageInspection) -> list[str]:
+def _verification_problems(
+    found: ImageInspection, disk_format: str, inspection: ImageInspection
+) -> list[str]:
     """What is wrong with a stored file a worker re-probed (nothing: it may become the image)."""
     problems = []
     if found.format != disk_format:
@@ -326,13 +393,20 @@ def _verification_problems(found: ImageInspection, disk_format: str,
         detail = "; ".join((*found.hazards, found.damage or "", found.encryption or ""))
         problems.append(f"it is not a clean image ({detail.strip('; ')})")
     if found.virtual_size != inspection.virtual_size:
-        problems.append(f"its virtual size {found.virtual_size} differs from the file's "
-                        f"{inspection.virtual_size}")
+        problems.append(
+            f"its virtual size {found.virtual_size} differs from the file's "
+            f"{inspection.virtual_size}"
+        )
     return problems
 
 
-def _place_as_is(services: Services, source: Path, inspection: ImageInspection,
-                 progress: state.Progress, scratch: list[Path]) -> Path:
+def _place_as_is(
+    services: Services,
+    source: Path,
+    inspection: ImageInspection,
+    progress: state.Progress,
+    scratch: list[Path],
+) -> Path:
     """Quick import: the object's file under a temporary name in ``images/``, as a hard link
     (no bytes move), or a hole-preserving copy where the filesystem cannot link."""
     size = inspection.file_size
@@ -341,16 +415,24 @@ def _place_as_is(services: Services, source: Path, inspection: ImageInspection,
     images_dir.mkdir(parents=True, exist_ok=True)
     target = images_dir / f".job-{new_id()}.{inspection.format}"
     scratch.append(target)
-    linked = link_or_copy(source, target,
-                          lambda done: progress.update(done / max(1, size), done, size),
-                          progress.cancelled)
+    linked = link_or_copy(
+        source,
+        target,
+        lambda done: progress.update(done / max(1, size), done, size),
+        progress.cancelled,
+    )
     if not linked:
         metrics.BYTES_PROCESSED.labels("convert").inc(size)
     return target
 
 
-def _verify_as_is(worker: ImageWorker, output: Path, inspection: ImageInspection,
-                  object_size: int, progress: state.Progress) -> int:
+def _verify_as_is(
+    worker: ImageWorker,
+    output: Path,
+    inspection: ImageInspection,
+    object_size: int,
+    progress: state.Progress,
+) -> int:
     """Quick import: re-probe the stored file in a worker (format, clean, virtual size, and the
     object's size), without reading it all; its size."""
     size = output.stat().st_size
@@ -360,15 +442,27 @@ def _verify_as_is(worker: ImageWorker, output: Path, inspection: ImageInspection
     if size != object_size:
         problems.append(f"it is {size} bytes, not the uploaded file's {object_size}")
     if problems:
-        raise JobFailedError(state.INTERNAL, "the stored image failed verification: "
-                             + "; ".join(problems), inspection.report)
+        raise JobFailedError(
+            state.INTERNAL,
+            "the stored image failed verification: " + "; ".join(problems),
+            inspection.report,
+        )
     return size
 
 
-def _store(services: Services, job: state.ClaimedJob, output: Path, disk_format: str,
-           inspection: ImageInspection, checksum: str, size: int,
-           progress: state.Progress, extra_properties: Mapping[str, str] | None = None, *,
-           enter_phase: bool = True) -> None:
+def _store(
+    services: Services,
+    job: state.ClaimedJob,
+    output: Path,
+    disk_format: str,
+    inspection: ImageInspection,
+    checksum: str,
+    size: int,
+    progress: state.Progress,
+    extra_properties: Mapping[str, str] | None = None,
+    *,
+    enter_phase: bool = True,
+) -> None:
     """Move the output into the image directory and make the image active (the job ends in
     phase ``store`` at 100 %; ``enter_phase``: announce the phase first)."""
     if enter_phase:
@@ -382,6 +476,11 @@ def _store(services: Services, job: state.ClaimedJob, output: Path, disk_format:
     registered = state.image_row(services, job.image_id)  # now: the user may have edited it
     values = active_image_values(
         registered_properties=getattr(registered, "properties", None) or {},
-        inspection=inspection, disk_format=disk_format, size=size, checksum=checksum,
-        blob=blob, extra_properties=extra_properties)
+        inspection=inspection,
+        disk_format=disk_format,
+        size=size,
+        checksum=checksum,
+        blob=blob,
+        extra_properties=extra_properties,
+    )
     activate(services, job, final, values)

@@ -38,8 +38,9 @@ STANDARD = "STANDARD"
 def check_import_offered(settings: Settings) -> None:
     """IMG.REGION (403) when the region refuses external image import."""
     if not settings.import_enabled:
-        raise Forbidden("IMG.REGION", "external image import is not offered in region "
-                        f"{settings.region}")
+        raise Forbidden(
+            "IMG.REGION", f"external image import is not offered in region {settings.region}"
+        )
 
 
 def check_bucket_access(bucket: BucketInfo | None, name: str, project_id: str) -> BucketInfo:
@@ -65,29 +66,37 @@ def check_not_empty(obj: ObjectInfo) -> None:
 
 def check_storage_class(bucket: BucketInfo, obj: ObjectInfo) -> None:
     """IMG.0058 naming IMG-STORAGE-CLASS unless bucket and object are both STANDARD."""
-    for what, value in (("bucket " + repr(bucket.name), bucket.storage_class),
-                        ("file " + repr(obj.key), obj.storage_class)):
+    for what, value in (
+        ("bucket " + repr(bucket.name), bucket.storage_class),
+        ("file " + repr(obj.key), obj.storage_class),
+    ):
         if value != STANDARD:
             raise RequestInvalid(
-                "IMG.0058", f"IMG-STORAGE-CLASS: {what} is of storage class {value}; only "
-                "STANDARD can be imported (copy it to a STANDARD bucket/object)")
+                "IMG.0058",
+                f"IMG-STORAGE-CLASS: {what} is of storage class {value}; only "
+                "STANDARD can be imported (copy it to a STANDARD bucket/object)",
+            )
 
 
 def check_size(obj: ObjectInfo, settings: Settings, *, quick: bool) -> None:
     """IMG.0059 naming IMG-SIZE: over ``import_max_bytes`` always; over
     ``normal_import_max_bytes`` unless quick (fast) import is used."""
     if obj.size > settings.import_max_bytes:
-        raise RequestInvalid("IMG.0059", f"IMG-SIZE: file {obj.key!r} is {obj.size} bytes; "
-                             f"at most {settings.import_max_bytes} can be imported")
+        raise RequestInvalid(
+            "IMG.0059",
+            f"IMG-SIZE: file {obj.key!r} is {obj.size} bytes; "
+            f"at most {settings.import_max_bytes} can be imported",
+        )
     if not quick and obj.size > settings.normal_import_max_bytes:
         raise RequestInvalid(
-            "IMG.0059", f"IMG-SIZE: file {obj.key!r} is {obj.size} bytes; files over "
+            "IMG.0059",
+            f"IMG-SIZE: file {obj.key!r} is {obj.size} bytes; files over "
             f"{settings.normal_import_max_bytes} bytes must use fast import "
-            "(POST /v2/cloudimages/quickimport/action, RAW or ZVHD2)")
+            "(POST /v2/cloudimages/quickimport/action, RAW or ZVHD2)",
+        )
 
 
-def check_source(services: Services, project_id: str, url: ImageUrl, *,
-                 quick: bool) -> ObjectInfo:
+def check_source(services: Services, project_id: str, url: ImageUrl, *, quick: bool) -> ObjectInfo:
     """Run every check above, in order; the object to import."""
     settings = services.settings
     check_import_offered(settings)

@@ -62,14 +62,19 @@ def admit(conn: Connection, settings: Settings, project_id: str) -> None:
     transaction ends, so concurrent admissions count one after the other)."""
     # a write to the project's row: PostgreSQL locks the row, SQLite takes its write lock and
     # the latest snapshot (a SELECT ... FOR UPDATE would do neither on SQLite)
-    conn.execute(update(projects).where(projects.c.id == project_id)
-                 .values(name=projects.c.name))
-    count = conn.execute(select(func.count()).select_from(jobs).where(
-        jobs.c.project_id == project_id, jobs.c.status.in_(_UNFINISHED))).scalar_one()
+    conn.execute(update(projects).where(projects.c.id == project_id).values(name=projects.c.name))
+    count = conn.execute(
+        select(func.count())
+        .select_from(jobs)
+        .where(jobs.c.project_id == project_id, jobs.c.status.in_(_UNFINISHED))
+    ).scalar_one()
     if count >= settings.project_job_limit:
-        raise RequestInvalid(TOO_MANY_JOBS, f"the project has {count} unfinished jobs, the most "
-                             f"it may have at once ({settings.project_job_limit}); wait for "
-                             "one to end")
+        raise RequestInvalid(
+            TOO_MANY_JOBS,
+            f"the project has {count} unfinished jobs, the most "
+            f"it may have at once ({settings.project_job_limit}); wait for "
+            "one to end",
+        )
 
 
 def project_of(services: Services, job_id: str) -> str:
@@ -80,8 +85,9 @@ def project_of(services: Services, job_id: str) -> str:
     return str(owner or "")
 
 
-def output_bound(allocated_bytes: int, data_extents: int, virtual_size: int,
-                 target_format: str) -> int:
+def output_bound(
+    allocated_bytes: int, data_extents: int, virtual_size: int, target_format: str
+) -> int:
     """The most disk a conversion to ``target_format`` may honestly take for a disk whose
     ``data_extents`` extents hold ``allocated_bytes`` of its ``virtual_size``: each extent may
     touch two partial target clusters, qcow2 adds an 8-byte L2 entry per cluster of the
@@ -98,8 +104,11 @@ def output_bound(allocated_bytes: int, data_extents: int, virtual_size: int,
 def stored_bytes(services: Services, project_id: str) -> int:
     """Bytes of the stored images ``project_id`` holds now."""
     with services.db.connect() as conn:
-        total = conn.execute(select(func.coalesce(func.sum(images.c.size), 0)).where(
-            images.c.project_id == project_id, images.c.status == "active")).scalar_one()
+        total = conn.execute(
+            select(func.coalesce(func.sum(images.c.size), 0)).where(
+                images.c.project_id == project_id, images.c.status == "active"
+            )
+        ).scalar_one()
     return int(total)
 
 
@@ -122,8 +131,11 @@ class _Hold:
             return self.disk
         folder, name = self.writing.parent, self.writing.name
         try:
-            written = sum(entry.stat().st_blocks * 512 for entry in folder.iterdir()
-                          if entry.name.startswith(name))
+            written = sum(
+                entry.stat().st_blocks * 512
+                for entry in folder.iterdir()
+                if entry.name.startswith(name)
+            )
         except OSError:  # a file removed while measured: count none of it as written
             written = 0
         return max(0, self.disk - written)
@@ -159,13 +171,18 @@ def _disk_room(services: Services, held: _Reservations) -> int:
     write (called with ``held.lock`` held)."""
     settings = services.settings
     folder = next(f for f in (settings.tmp_dir, *settings.tmp_dir.parents) if f.exists())
-    return (shutil.disk_usage(folder).free - settings.free_space_reserve_bytes
-            - held.disk())
+    return shutil.disk_usage(folder).free - settings.free_space_reserve_bytes - held.disk()
 
 
 @contextmanager
-def room_for(services: Services, project_id: str, *, stored: int = 0, disk: int = 0,
-             writing: Path | None = None) -> Iterator[None]:
+def room_for(
+    services: Services,
+    project_id: str,
+    *,
+    stored: int = 0,
+    disk: int = 0,
+    writing: Path | None = None,
+) -> Iterator[None]:
     """Hold room for a job of ``project_id`` while the block runs: ``stored`` bytes of the
     project's image storage quota (the image it will store) and ``disk`` bytes of the data
     dir's free space (what it may write, into ``writing`` and files named after it); refuse it
@@ -179,17 +196,28 @@ def room_for(services: Services, project_id: str, *, stored: int = 0, disk: int 
         if stored and limit:
             used = stored_bytes(services, project_id) + held.stored(project_id)
             if used + stored > limit:
-                raise JobFailedError(QUOTA, f"{QUOTA}: this image may take up to "
-                                     f"{_text(stored)}; the project's images take "
-                                     f"{_text(used)} of its {_text(limit)} storage quota")
+                raise JobFailedError(
+                    QUOTA,
+                    f"{QUOTA}: this image may take up to "
+                    f"{_text(stored)}; the project's images take "
+                    f"{_text(used)} of its {_text(limit)} storage quota",
+                )
         if disk:
             room = _disk_room(services, held)
             if room < disk:
-                log.warning("refused a job of %s: %d bytes needed, %d free beside the "
-                            "reserve and the jobs under way", project_id, disk, room)
-                raise JobFailedError(state.INTERNAL, f"{state.INTERNAL}: the service is short "
-                                     f"of free disk space for this job (up to {_text(disk)}); "
-                                     "nothing was written, try again later")
+                log.warning(
+                    "refused a job of %s: %d bytes needed, %d free beside the "
+                    "reserve and the jobs under way",
+                    project_id,
+                    disk,
+                    room,
+                )
+                raise JobFailedError(
+                    state.INTERNAL,
+                    f"{state.INTERNAL}: the service is short "
+                    f"of free disk space for this job (up to {_text(disk)}); "
+                    "nothing was written, try again later",
+                )
         held.holds.append(hold)
     try:
         yield
@@ -209,9 +237,11 @@ def disk_room(services: Services) -> int:
 def _staged(services: Services, project_id: str) -> int:
     """Disk the project's Glance data, staged or being received, takes."""
     with services.db.connect() as conn:
-        ids = conn.execute(select(images.c.id).where(
-            images.c.project_id == project_id,
-            images.c.status.in_(("queued", "saving")))).scalars()
+        ids = conn.execute(
+            select(images.c.id).where(
+                images.c.project_id == project_id, images.c.status.in_(("queued", "saving"))
+            )
+        ).scalars()
         return staging.staged_bytes(services.settings, [str(i) for i in ids])
 
 
@@ -223,14 +253,21 @@ def write_room(services: Services, project_id: str, declared: int | None) -> int
     length is cut off at the figure returned."""
     room = disk_room(services)
     if declared is not None and declared > room:
-        raise ServiceError("InsufficientStorage", "the service is short of disk space for "
-                           "this upload now; nothing was written, try again later", status=507)
+        raise ServiceError(
+            "InsufficientStorage",
+            "the service is short of disk space for "
+            "this upload now; nothing was written, try again later",
+            status=507,
+        )
     quota = services.settings.project_object_bytes
     if quota:
         left = quota - services.store.project_bytes(project_id) - _staged(services, project_id)
         if declared is not None and declared > left:
-            raise Forbidden("QuotaExceeded", f"the project's objects and uploads may take "
-                            f"{_text(quota)} in all and have {_text(max(0, left))} left; "
-                            "delete objects or abort uploads first")
+            raise Forbidden(
+                "QuotaExceeded",
+                f"the project's objects and uploads may take "
+                f"{_text(quota)} in all and have {_text(max(0, left))} left; "
+                "delete objects or abort uploads first",
+            )
         room = min(room, left)
     return max(0, room)

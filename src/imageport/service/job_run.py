@@ -28,19 +28,32 @@ Work = Callable[[list[Path]], bool]
 SUCCESS (False: the job was no longer RUNNING, e.g. cancelled at the last moment)."""
 
 
-def end_failed(services: Services, job: state.ClaimedJob, code: str, reason: str,
-               report: object = None) -> None:
+def end_failed(
+    services: Services, job: state.ClaimedJob, code: str, reason: str, report: object = None
+) -> None:
     """End ``job`` FAIL (its image killed); when the database cannot be reached, leave it to
     start-up recovery."""
     try:
-        state.fail(services, job.id, job.image_id, code, reason,
-                   report if isinstance(report, dict) else None)
+        state.fail(
+            services,
+            job.id,
+            job.image_id,
+            code,
+            reason,
+            report if isinstance(report, dict) else None,
+        )
     except Exception:
         log.exception("job %s: cannot record its failure (%s: %s)", job.id, code, reason)
 
 
-def run_to_end(services: Services, job: state.ClaimedJob, doing: str, work: Work,
-               *, finally_: Callable[[], None] | None = None) -> None:
+def run_to_end(
+    services: Services,
+    job: state.ClaimedJob,
+    doing: str,
+    work: Work,
+    *,
+    finally_: Callable[[], None] | None = None,
+) -> None:
     """Run ``work`` for the claimed ``job`` and end the job whatever happens (``doing`` names
     the work in an unexpected error's reason: "importing", "exporting"...); ``finally_`` runs
     after it in all cases."""
@@ -58,8 +71,12 @@ def run_to_end(services: Services, job: state.ClaimedJob, doing: str, work: Work
         end_failed(services, job, state.INTERNAL, exc.reason)
     except Exception as exc:  # never leave a job RUNNING
         log.exception("job %s: unexpected error", job.id)
-        end_failed(services, job, state.INTERNAL,
-                   f"internal error while {doing}: {type(exc).__name__}: {exc}")
+        end_failed(
+            services,
+            job,
+            state.INTERNAL,
+            f"internal error while {doing}: {type(exc).__name__}: {exc}",
+        )
     finally:
         if finally_ is not None:
             finally_()
@@ -70,8 +87,9 @@ def run_to_end(services: Services, job: state.ClaimedJob, doing: str, work: Work
         metrics.JOB_SECONDS.labels(job.job_type).observe(time.monotonic() - started)
 
 
-def activate(services: Services, job: state.ClaimedJob, final: Path,
-             values: Mapping[str, object]) -> None:
+def activate(
+    services: Services, job: state.ClaimedJob, final: Path, values: Mapping[str, object]
+) -> None:
     """Make the job's image active with ``values`` and end the job SUCCESS, its stored file
     ``final`` already in place. When that cannot be recorded ``final`` is removed and the job
     ends cancelled (a cancel was requested) or failed (the image or job changed meanwhile)."""

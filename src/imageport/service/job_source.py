@@ -54,8 +54,7 @@ class Fetched:
 
 
 @contextlib.contextmanager
-def fetch(services: Services, job: state.ClaimedJob,
-           progress: state.Progress) -> Iterator[Fetched]:
+def fetch(services: Services, job: state.ClaimedJob, progress: state.Progress) -> Iterator[Fetched]:
     """The uploaded object as a local read-only file, if it is still the registered one; for
     quick import also its bitmap file, when the bucket has one."""
     params = job.params
@@ -70,21 +69,28 @@ def fetch(services: Services, job: state.ClaimedJob,
     if info is None:
         raise JobFailedError(state.SOURCE_CHANGED, f"the file {where} no longer exists")
     if info.size != params.object_size or info.etag != params.object_etag:
-        raise JobFailedError(state.SOURCE_CHANGED,
-                             f"the file {where} was replaced after the image was registered")
+        raise JobFailedError(
+            state.SOURCE_CHANGED, f"the file {where} was replaced after the image was registered"
+        )
     with contextlib.ExitStack() as stack:
         path = stack.enter_context(store.local_path(params.bucket, params.key))
         again = store.get_object(params.bucket, params.key)  # still the same, now it is held?
-        if (path.stat().st_size != params.object_size or again is None
-                or again.etag != params.object_etag):
-            raise JobFailedError(state.SOURCE_CHANGED,
-                                 f"the file {where} was replaced after the image was registered")
+        if (
+            path.stat().st_size != params.object_size
+            or again is None
+            or again.etag != params.object_etag
+        ):
+            raise JobFailedError(
+                state.SOURCE_CHANGED,
+                f"the file {where} was replaced after the image was registered",
+            )
         fetched = Fetched(path, info)
         mf_key = bitmap_key_for(params.key) if params.quick_import else None
         if mf_key is not None and store.get_object(params.bucket, mf_key) is not None:
             with contextlib.suppress(NotFound):  # deleted meanwhile: as if there was none
-                fetched = Fetched(path, info, stack.enter_context(
-                    store.local_path(params.bucket, mf_key)), mf_key)
+                fetched = Fetched(
+                    path, info, stack.enter_context(store.local_path(params.bucket, mf_key)), mf_key
+                )
         yield fetched
 
 
@@ -96,16 +102,31 @@ def fetch_staged(services: Services, params: state.JobParams) -> Iterator[Fetche
         path = staging.staged_path(services.settings, params.staged or "")
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
     except (ValueError, OSError):
-        raise JobFailedError(state.SOURCE_CHANGED, "the uploaded data is gone (the server "
-                             "was restarted before it was stored?); upload it again") from None
+        raise JobFailedError(
+            state.SOURCE_CHANGED,
+            "the uploaded data is gone (the server "
+            "was restarted before it was stored?); upload it again",
+        ) from None
     try:
         size = os.fstat(fd).st_size
         if size != params.object_size:
-            raise JobFailedError(state.SOURCE_CHANGED, f"the uploaded data is {size} bytes, "
-                                 f"not the {params.object_size} received")
-        yield Fetched(path, ObjectInfo(bucket="", key=UPLOADED, size=size, etag="",
-                                       sha256="", content_type="application/octet-stream",
-                                       storage_class="STANDARD", created_at=""))
+            raise JobFailedError(
+                state.SOURCE_CHANGED,
+                f"the uploaded data is {size} bytes, not the {params.object_size} received",
+            )
+        yield Fetched(
+            path,
+            ObjectInfo(
+                bucket="",
+                key=UPLOADED,
+                size=size,
+                etag="",
+                sha256="",
+                content_type="application/octet-stream",
+                storage_class="STANDARD",
+                created_at="",
+            ),
+        )
     finally:
         os.close(fd)
 

@@ -25,13 +25,20 @@ SOURCE_CHANGED = "IMG.0057"
 FORMAT_NOT_SUPPORTED = "IMG.0072"
 #: Phases of the import job and the share of ``percent`` each covers.
 PHASES: Mapping[str, tuple[float, float]] = {
-    "fetch": (0.0, 1.0), "probe": (1.0, 2.0), "check": (2.0, 10.0), "convert": (10.0, 90.0),
-    "verify": (90.0, 99.0), "store": (99.0, 100.0),
+    "fetch": (0.0, 1.0),
+    "probe": (1.0, 2.0),
+    "check": (2.0, 10.0),
+    "convert": (10.0, 90.0),
+    "verify": (90.0, 99.0),
+    "store": (99.0, 100.0),
 }
 #: The quick-import job's phases: no conversion; the check is nearly all the work (the file is
 #: stored by a hard link, then re-probed).
 QUICK_PHASES: Mapping[str, tuple[float, float]] = {
-    "fetch": (0.0, 1.0), "check": (1.0, 90.0), "store": (90.0, 98.0), "verify": (98.0, 100.0),
+    "fetch": (0.0, 1.0),
+    "check": (1.0, 90.0),
+    "store": (90.0, 98.0),
+    "verify": (98.0, 100.0),
 }
 #: Seconds between progress writes (and between reads of ``cancel_requested``).
 PROGRESS_INTERVAL = 0.5
@@ -73,9 +80,13 @@ class JobParams:
         staged = d.get("staged")
         declared = d.get("declared_format")
         return cls(
-            bucket=text("bucket"), key=text("key"), object_size=number("object_size") or 0,
-            object_etag=text("object_etag"), quick_import=d.get("quick_import") is True,
-            uninitialized=d.get("uninitialized") is True, min_disk=number("min_disk"),
+            bucket=text("bucket"),
+            key=text("key"),
+            object_size=number("object_size") or 0,
+            object_etag=text("object_etag"),
+            quick_import=d.get("quick_import") is True,
+            uninitialized=d.get("uninitialized") is True,
+            min_disk=number("min_disk"),
             hw_firmware_type=firmware if isinstance(firmware, str) else None,
             stored_format=stored if isinstance(stored, str) and stored else None,
             staged=staged if isinstance(staged, str) and staged else None,
@@ -103,18 +114,37 @@ def claim(services: Services, job_id: str) -> ClaimedJob | None:
     job is not INIT (already claimed, ended, or unknown)."""
     with services.db.begin() as conn:
         done = conn.execute(
-            update(jobs).where(jobs.c.id == job_id, jobs.c.status == "INIT").values(
-                status="RUNNING", attempts=jobs.c.attempts + 1, phase="fetch", percent=0.0,
-                bytes_done=0, bytes_total=0, error_code=None, fail_reason=None))
+            update(jobs)
+            .where(jobs.c.id == job_id, jobs.c.status == "INIT")
+            .values(
+                status="RUNNING",
+                attempts=jobs.c.attempts + 1,
+                phase="fetch",
+                percent=0.0,
+                bytes_done=0,
+                bytes_total=0,
+                error_code=None,
+                fail_reason=None,
+            )
+        )
         if done.rowcount != 1:
             return None
         row = conn.execute(select(jobs).where(jobs.c.id == job_id)).one()
         if row.image_id is not None:
-            conn.execute(update(images).where(
-                images.c.id == row.image_id, images.c.status.in_(("queued", "saving"))
-            ).values(status="saving", updated_at=now_text(services)))
-    return ClaimedJob(row.id, row.job_type, row.image_id or "", JobParams.from_document(
-        row.params), row.attempts, bool(row.cancel_requested), row.project_id)
+            conn.execute(
+                update(images)
+                .where(images.c.id == row.image_id, images.c.status.in_(("queued", "saving")))
+                .values(status="saving", updated_at=now_text(services))
+            )
+    return ClaimedJob(
+        row.id,
+        row.job_type,
+        row.image_id or "",
+        JobParams.from_document(row.params),
+        row.attempts,
+        bool(row.cancel_requested),
+        row.project_id,
+    )
 
 
 def image_row(services: Services, image_id: str) -> Any:
@@ -133,8 +163,9 @@ class Progress:
     """Writes the job's phase, percent and bytes, at most every :data:`PROGRESS_INTERVAL`
     seconds, and answers "was the job cancelled?" (also read at most that often)."""
 
-    def __init__(self, services: Services, job_id: str,
-                 phases: Mapping[str, tuple[float, float]] = PHASES) -> None:
+    def __init__(
+        self, services: Services, job_id: str, phases: Mapping[str, tuple[float, float]] = PHASES
+    ) -> None:
         """``phases``: the share of ``percent`` of each phase (:data:`PHASES`, or
         :data:`QUICK_PHASES` for quick import)."""
         self.services = services
@@ -167,13 +198,19 @@ class Progress:
 
     def _write(self, percent: float, done: int, total: int, *, phase: str | None = None) -> None:
         self._last_write = time.monotonic()
-        values: dict[str, object] = {"percent": round(percent, 2), "bytes_done": done,
-                                     "bytes_total": total}
+        values: dict[str, object] = {
+            "percent": round(percent, 2),
+            "bytes_done": done,
+            "bytes_total": total,
+        }
         if phase is not None:
             values["phase"] = phase
         with self.services.db.begin() as conn:
-            conn.execute(update(jobs).where(jobs.c.id == self.job_id,
-                                            jobs.c.status == "RUNNING").values(**values))
+            conn.execute(
+                update(jobs)
+                .where(jobs.c.id == self.job_id, jobs.c.status == "RUNNING")
+                .values(**values)
+            )
 
     def cancelled(self) -> bool:
         """Whether a cancel was requested (re-read from the database when due)."""
@@ -186,40 +223,65 @@ class Progress:
         return self._cancelled
 
 
-def fail(services: Services, job_id: str, image_id: str, code: str, reason: str,
-         report: Mapping[str, Any] | None = None) -> bool:
+def fail(
+    services: Services,
+    job_id: str,
+    image_id: str,
+    code: str,
+    reason: str,
+    report: Mapping[str, Any] | None = None,
+) -> bool:
     """End the job FAIL with ``code``/``reason`` and kill its image (keeping ``report``).
     False when the job was not RUNNING."""
     now = now_text(services)
     with services.db.begin() as conn:
-        done = conn.execute(update(jobs).where(jobs.c.id == job_id, jobs.c.status == "RUNNING")
-                            .values(status="FAIL", error_code=code, fail_reason=reason,
-                                    end_time=now))
+        done = conn.execute(
+            update(jobs)
+            .where(jobs.c.id == job_id, jobs.c.status == "RUNNING")
+            .values(status="FAIL", error_code=code, fail_reason=reason, end_time=now)
+        )
         if done.rowcount != 1:
             return False
-        values: dict[str, object] = {"status": "killed", "error_code": code,
-                                     "fail_reason": reason, "updated_at": now}
+        values: dict[str, object] = {
+            "status": "killed",
+            "error_code": code,
+            "fail_reason": reason,
+            "updated_at": now,
+        }
         if report is not None:
             values["report"] = dict(report)
-        conn.execute(update(images).where(images.c.id == image_id,
-                                          images.c.status.in_(("queued", "saving")))
-                     .values(**values))
+        conn.execute(
+            update(images)
+            .where(images.c.id == image_id, images.c.status.in_(("queued", "saving")))
+            .values(**values)
+        )
     return True
 
 
-def succeed(services: Services, job_id: str, image_id: str,
-            image_values: Mapping[str, object]) -> bool:
+def succeed(
+    services: Services, job_id: str, image_id: str, image_values: Mapping[str, object]
+) -> bool:
     """Make the image active with ``image_values`` and end the job SUCCESS, together; False
     (nothing changed) when the job is no longer RUNNING or the image no longer saving."""
     now = now_text(services)
     with services.db.connect() as conn, conn.begin() as transaction:
         image_done = conn.execute(
-            update(images).where(images.c.id == image_id, images.c.status == "saving")
-            .values(status="active", active_at=now, updated_at=now, error_code=None,
-                    fail_reason=None, **image_values))
-        done = conn.execute(update(jobs).where(jobs.c.id == job_id, jobs.c.status == "RUNNING")
-                            .values(status="SUCCESS", percent=100.0, phase="store",
-                                    end_time=now))
+            update(images)
+            .where(images.c.id == image_id, images.c.status == "saving")
+            .values(
+                status="active",
+                active_at=now,
+                updated_at=now,
+                error_code=None,
+                fail_reason=None,
+                **image_values,
+            )
+        )
+        done = conn.execute(
+            update(jobs)
+            .where(jobs.c.id == job_id, jobs.c.status == "RUNNING")
+            .values(status="SUCCESS", percent=100.0, phase="store", end_time=now)
+        )
         if image_done.rowcount != 1 or done.rowcount != 1:
             transaction.rollback()
             return False

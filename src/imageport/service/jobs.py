@@ -37,28 +37,53 @@ CANCELLED = "IMG.CANCELLED"
 CANCELLED_REASON = "the job was cancelled at the user's request before it started"
 
 
-def insert_job(conn: Connection, settings: Settings, *, project_id: str, job_type: str,
-               image_id: str, params: dict[str, object], now: str) -> str:
+def insert_job(
+    conn: Connection,
+    settings: Settings,
+    *,
+    project_id: str,
+    job_type: str,
+    image_id: str,
+    params: dict[str, object],
+    now: str,
+) -> str:
     """Insert a new ``INIT`` job (inside the caller's transaction); its id. A project that
     already has ``project_job_limit`` unfinished jobs is refused (``IMG.0194``)."""
     admit(conn, settings, project_id)
     job_id = new_id()
-    conn.execute(insert(jobs).values(
-        id=job_id, project_id=project_id, job_type=job_type, status="INIT",
-        image_id=image_id, params=params, phase=None, percent=0.0, bytes_done=0,
-        bytes_total=0, error_code=None, fail_reason=None, cancel_requested=False,
-        attempts=0, begin_time=now, end_time=None))
+    conn.execute(
+        insert(jobs).values(
+            id=job_id,
+            project_id=project_id,
+            job_type=job_type,
+            status="INIT",
+            image_id=image_id,
+            params=params,
+            phase=None,
+            percent=0.0,
+            bytes_done=0,
+            bytes_total=0,
+            error_code=None,
+            fail_reason=None,
+            cancel_requested=False,
+            attempts=0,
+            begin_time=now,
+            end_time=None,
+        )
+    )
     return job_id
 
 
 def running_job_of(conn: Connection, image_id: str) -> Row[Any] | None:
     """The image's job that is INIT or RUNNING, if any."""
-    return conn.execute(select(jobs.c.id).where(
-        jobs.c.image_id == image_id, jobs.c.status.in_(ACTIVE_JOB_STATES))).first()
+    return conn.execute(
+        select(jobs.c.id).where(jobs.c.image_id == image_id, jobs.c.status.in_(ACTIVE_JOB_STATES))
+    ).first()
 
 
-def show_job(services: Services, project_id: str, job_id: str,
-             path_project_id: str | None = None) -> JobRecord:
+def show_job(
+    services: Services, project_id: str, job_id: str, path_project_id: str | None = None
+) -> JobRecord:
     """The caller's job ``job_id``; NotFound when it is another project's, or when the path's
     ``{project_id}`` is not the caller's."""
     if path_project_id is not None and path_project_id != project_id:
@@ -74,15 +99,31 @@ def cancel_job(services: Services, project_id: str, job_id: str) -> JobRecord:
         if record.status not in ACTIVE_JOB_STATES:
             raise Conflict("IMG.STATE", f"job {job_id} has already ended ({record.status})")
         now = time_text(services.clock())
-        ended = conn.execute(update(jobs).where(jobs.c.id == job_id, jobs.c.status == "INIT")
-                             .values(status="FAIL", error_code=CANCELLED,
-                                     fail_reason=CANCELLED_REASON, cancel_requested=True,
-                                     end_time=now)).rowcount == 1
+        ended = (
+            conn.execute(
+                update(jobs)
+                .where(jobs.c.id == job_id, jobs.c.status == "INIT")
+                .values(
+                    status="FAIL",
+                    error_code=CANCELLED,
+                    fail_reason=CANCELLED_REASON,
+                    cancel_requested=True,
+                    end_time=now,
+                )
+            ).rowcount
+            == 1
+        )
         if ended:
-            conn.execute(update(images).where(images.c.id == record.image_id,
-                                              images.c.status == "queued")
-                         .values(status="killed", error_code=CANCELLED,
-                                 fail_reason=CANCELLED_REASON, updated_at=now))
+            conn.execute(
+                update(images)
+                .where(images.c.id == record.image_id, images.c.status == "queued")
+                .values(
+                    status="killed",
+                    error_code=CANCELLED,
+                    fail_reason=CANCELLED_REASON,
+                    updated_at=now,
+                )
+            )
         else:
             conn.execute(update(jobs).where(jobs.c.id == job_id).values(cancel_requested=True))
         result = job_record(conn, project_id, job_id)

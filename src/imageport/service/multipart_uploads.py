@@ -46,8 +46,9 @@ upload. More is refused early with 400 ``EntityTooSmall``, the code S3 gives suc
 completion."""
 
 
-def _owned_upload(services: Services, project_id: str, bucket: str, key: str,
-                  upload_id: str) -> UploadInfo:
+def _owned_upload(
+    services: Services, project_id: str, bucket: str, key: str, upload_id: str
+) -> UploadInfo:
     owned_bucket(services, project_id, bucket)
     upload = services.store.get_upload(upload_id) if len(upload_id) <= 64 else None
     if upload is None or upload.bucket != bucket or upload.key != key:
@@ -65,10 +66,12 @@ def check_open_uploads(services: Services, project_id: str) -> None:
         return
     held = services.store.count_uploads(project_id)
     if held >= cap:
-        raise Forbidden("QuotaExceeded",
-                        f"the project has {held} unfinished multipart uploads, the most it may "
-                        "have open: complete or abort some (ListMultipartUploads lists them; "
-                        "the operator sets the cap with IMAGEPORT_PROJECT_OPEN_UPLOADS)")
+        raise Forbidden(
+            "QuotaExceeded",
+            f"the project has {held} unfinished multipart uploads, the most it may "
+            "have open: complete or abort some (ListMultipartUploads lists them; "
+            "the operator sets the cap with IMAGEPORT_PROJECT_OPEN_UPLOADS)",
+        )
 
 
 def check_small_parts(services: Services, upload_id: str, number: int, size: int | None) -> None:
@@ -76,22 +79,27 @@ def check_small_parts(services: Services, upload_id: str, number: int, size: int
     upload already holds :data:`MAX_SMALL_PARTS` other such parts (see there)."""
     if size is None or size >= MIN_PART_BYTES:
         return
-    held = services.store.count_parts(upload_id, smaller_than=MIN_PART_BYTES,
-                                      except_number=number)
+    held = services.store.count_parts(upload_id, smaller_than=MIN_PART_BYTES, except_number=number)
     if held >= MAX_SMALL_PARTS:
-        raise RequestInvalid("EntityTooSmall",
-                             f"the upload already has {held} parts under {MIN_PART_BYTES} bytes; "
-                             "every part but the last must be at least that large")
+        raise RequestInvalid(
+            "EntityTooSmall",
+            f"the upload already has {held} parts under {MIN_PART_BYTES} bytes; "
+            "every part but the last must be at least that large",
+        )
 
 
-def create_upload(services: Services, project_id: str, bucket: str, key: str,
-                  new: NewObject) -> UploadInfo:
+def create_upload(
+    services: Services, project_id: str, bucket: str, key: str, new: NewObject
+) -> UploadInfo:
     found = prepare_put(services, project_id, bucket, key, None)
     check_open_uploads(services, project_id)
     return services.store.create_upload(
-        bucket, key, content_type=new.content_type[:255],
+        bucket,
+        key,
+        content_type=new.content_type[:255],
         storage_class=parse_storage_class(new.storage_class, found.storage_class),
-        metadata=new.metadata)
+        metadata=new.metadata,
+    )
 
 
 def parse_part_number(value: str | None) -> int:
@@ -102,16 +110,24 @@ def parse_part_number(value: str | None) -> int:
     return number
 
 
-def prepare_part(services: Services, project_id: str, bucket: str, key: str,
-                 upload_id: str, size: int | None) -> UploadInfo:
+def prepare_part(
+    services: Services, project_id: str, bucket: str, key: str, upload_id: str, size: int | None
+) -> UploadInfo:
     """Checks of an UploadPart before its body is read (and again with its real size)."""
     upload = _owned_upload(services, project_id, bucket, key, upload_id)
     check_put_size(size)
     return upload
 
 
-def part_target(services: Services, project_id: str, bucket: str, key: str, upload_id: str,
-                number: int, size: int | None) -> PartTarget:
+def part_target(
+    services: Services,
+    project_id: str,
+    bucket: str,
+    key: str,
+    upload_id: str,
+    number: int,
+    size: int | None,
+) -> PartTarget:
     """Checks of an UploadPart before its body is read, and where the body goes (in place in
     the upload's assembly file, or a staged file); the caller gives the target back with
     ``store.release_part_target`` whatever happens."""
@@ -120,23 +136,38 @@ def part_target(services: Services, project_id: str, bucket: str, key: str, uplo
     return services.store.part_target(upload_id, number, size)
 
 
-def upload_part(services: Services, project_id: str, bucket: str, key: str, upload_id: str,
-                number: int, staged: StagedFile, content_md5: str | None = None) -> PartInfo:
+def upload_part(
+    services: Services,
+    project_id: str,
+    bucket: str,
+    key: str,
+    upload_id: str,
+    number: int,
+    staged: StagedFile,
+    content_md5: str | None = None,
+) -> PartInfo:
     prepare_part(services, project_id, bucket, key, upload_id, staged.size)
     check_small_parts(services, upload_id, number, staged.size)
     check_content_md5(content_md5, staged.md5_hex)
     return services.store.commit_part(upload_id, number, staged)
 
 
-def list_parts(services: Services, project_id: str, bucket: str, key: str,
-               upload_id: str) -> tuple[UploadInfo, Sequence[PartInfo]]:
+def list_parts(
+    services: Services, project_id: str, bucket: str, key: str, upload_id: str
+) -> tuple[UploadInfo, Sequence[PartInfo]]:
     upload = _owned_upload(services, project_id, bucket, key, upload_id)
     return upload, services.store.list_parts(upload_id)
 
 
-def complete_upload(services: Services, project_id: str, bucket: str, key: str,
-                    upload_id: str, parts: Sequence[tuple[int, str]],
-                    expected_size: int | None = None) -> ObjectInfo:
+def complete_upload(
+    services: Services,
+    project_id: str,
+    bucket: str,
+    key: str,
+    upload_id: str,
+    parts: Sequence[tuple[int, str]],
+    expected_size: int | None = None,
+) -> ObjectInfo:
     """Join ``parts`` into the object. ``expected_size`` (``x-amz-mp-object-size``) must be
     the size of the parts named (400 ``InvalidRequest`` otherwise, as S3); a part is named by
     number and ETag, so the size of the stored parts with those ETags is the object's."""
@@ -146,16 +177,26 @@ def complete_upload(services: Services, project_id: str, bucket: str, key: str,
     total = sum(p.size for p in named if p is not None)
     if total > MAX_OBJECT_BYTES:
         raise RequestInvalid("EntityTooLarge", f"objects are at most {MAX_OBJECT_BYTES} bytes")
-    exact = all(p is not None and etag_matches(etag, p.etag)
-                for p, (_n, etag) in zip(named, parts, strict=True))
+    exact = all(
+        p is not None and etag_matches(etag, p.etag)
+        for p, (_n, etag) in zip(named, parts, strict=True)
+    )
     if expected_size is not None and exact and expected_size != total:
-        raise RequestInvalid("InvalidRequest", f"x-amz-mp-object-size is {expected_size} but "
-                             f"the parts named make {total} bytes")
+        raise RequestInvalid(
+            "InvalidRequest",
+            f"x-amz-mp-object-size is {expected_size} but the parts named make {total} bytes",
+        )
     return services.store.complete_upload(upload_id, parts)
 
 
-def abort_upload(services: Services, project_id: str, bucket: str, key: str,
-                 upload_id: str, initiated: datetime | None = None) -> None:
+def abort_upload(
+    services: Services,
+    project_id: str,
+    bucket: str,
+    key: str,
+    upload_id: str,
+    initiated: datetime | None = None,
+) -> None:
     """Abort the upload; with ``initiated`` (``x-amz-if-match-initiated-time``) only if it was
     started in that second (412 ``PreconditionFailed`` otherwise, as S3)."""
     upload = _owned_upload(services, project_id, bucket, key, upload_id)
@@ -188,8 +229,9 @@ class UploadsPage:
     common_prefixes: Sequence[str] = ()
 
 
-def list_uploads(services: Services, project_id: str, bucket: str,
-                 query: UploadsQuery) -> UploadsPage:
+def list_uploads(
+    services: Services, project_id: str, bucket: str, query: UploadsQuery
+) -> UploadsPage:
     """One page of the bucket's unfinished multipart uploads, in (key, upload id) order, with
     common prefixes in key order among them when a delimiter is given (each counts as one
     entry of ``max_uploads``, as in S3)."""
@@ -202,20 +244,25 @@ def list_uploads(services: Services, project_id: str, bucket: str,
     last_key, last_id = "", ""
     while True:
         room = query.max_uploads - len(uploads) - len(prefixes)
-        found = store.list_uploads(bucket, prefix=query.prefix, key_marker=key_marker,
-                                   upload_id_marker=id_marker, limit=min(room, MAX_KEYS) + 1)
+        found = store.list_uploads(
+            bucket,
+            prefix=query.prefix,
+            key_marker=key_marker,
+            upload_id_marker=id_marker,
+            limit=min(room, MAX_KEYS) + 1,
+        )
         rolled = False
-        for upload in found[:room + 1]:
+        for upload in found[: room + 1]:
             if len(uploads) + len(prefixes) >= query.max_uploads:
                 return UploadsPage(uploads, True, last_key, last_id, prefixes)
-            rest = upload.key[len(query.prefix):]
+            rest = upload.key[len(query.prefix) :]
             cut = rest.find(query.delimiter) if query.delimiter else -1
             if cut < 0:
                 uploads.append(upload)
                 last_key, last_id = upload.key, upload.upload_id
                 key_marker, id_marker = upload.key, upload.upload_id
                 continue
-            common = query.prefix + rest[:cut + len(query.delimiter)]
+            common = query.prefix + rest[: cut + len(query.delimiter)]
             if common > query.key_marker:  # else the page before ended with this prefix
                 prefixes.append(common)
                 last_key, last_id = common, ""

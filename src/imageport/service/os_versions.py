@@ -34,40 +34,72 @@ class OsVersion:
     os_type: str = "Linux"
 
 
-def _family(platform: str, ids: tuple[str, ...], rows: list[tuple[str, str]],
-            bits: int = 64) -> list[OsVersion]:
+def _family(
+    platform: str, ids: tuple[str, ...], rows: list[tuple[str, str]], bits: int = 64
+) -> list[OsVersion]:
     return [OsVersion(platform, name, bits, ids, release) for release, name in rows]
 
 
 _ENTRIES: tuple[OsVersion, ...] = (
-    *_family("Ubuntu", ("ubuntu",), [
-        (v, f"Ubuntu {v} server 64bit") for v in ("18.04", "20.04", "22.04", "24.04")]),
-    *_family("Debian", ("debian",), [
-        (v, f"Debian GNU/Linux {v}.0.0 64bit") for v in ("10", "11", "12")]),
-    *_family("CentOS", ("centos",), [
-        *((f"7.{m}", f"CentOS 7.{m} 64bit") for m in range(10)),
-        ("7", "CentOS 7.0 64bit"), ("8", "CentOS 8.0 64bit"),
-        ("8.2", "CentOS 8.2 64bit"), ("9", "CentOS Stream 9 64bit")]),
-    *_family("EulerOS", ("euleros",), [
-        *((f"2.{m}", f"EulerOS 2.{m} 64bit") for m in (2, 3, 5, 8, 9, 10, 11, 12)),
-        ("2", "EulerOS 2.5 64bit")]),
-    *_family("openEuler", ("openeuler",), [
-        ("20.03", "openEuler 20.03 64bit"), ("22.03", "openEuler 22.03 64bit"),
-        ("24.03", "openEuler 24.03 64bit")]),
-    *_family("Rocky", ("rocky",), [
-        ("8", "Rocky Linux 8.0 64bit"), ("9", "Rocky Linux 9.0 64bit")]),
-    *_family("AlmaLinux", ("almalinux",), [
-        ("8", "AlmaLinux 8.0 64bit"), ("9", "AlmaLinux 9.0 64bit")]),
-    *_family("Red Hat", ("rhel",), [
-        ("7", "Redhat Linux Enterprise 7.0 64bit"), ("8", "Redhat Linux Enterprise 8.0 64bit"),
-        ("9", "Redhat Linux Enterprise 9.0 64bit")]),
-    *_family("SUSE", ("sles", "sled", "suse"), [
-        ("12", "SUSE Linux Enterprise Server 12 64bit"),
-        ("15", "SUSE Linux Enterprise Server 15 64bit")]),
-    *_family("OpenSUSE", ("opensuse-leap", "opensuse"), [
-        ("15", "OpenSUSE 15.0 64bit")]),
-    *_family("Fedora", ("fedora",), [
-        (str(v), f"Fedora {v} 64bit") for v in range(35, 41)]),
+    *_family(
+        "Ubuntu",
+        ("ubuntu",),
+        [(v, f"Ubuntu {v} server 64bit") for v in ("18.04", "20.04", "22.04", "24.04")],
+    ),
+    *_family(
+        "Debian", ("debian",), [(v, f"Debian GNU/Linux {v}.0.0 64bit") for v in ("10", "11", "12")]
+    ),
+    *_family(
+        "CentOS",
+        ("centos",),
+        [
+            *((f"7.{m}", f"CentOS 7.{m} 64bit") for m in range(10)),
+            ("7", "CentOS 7.0 64bit"),
+            ("8", "CentOS 8.0 64bit"),
+            ("8.2", "CentOS 8.2 64bit"),
+            ("9", "CentOS Stream 9 64bit"),
+        ],
+    ),
+    *_family(
+        "EulerOS",
+        ("euleros",),
+        [
+            *((f"2.{m}", f"EulerOS 2.{m} 64bit") for m in (2, 3, 5, 8, 9, 10, 11, 12)),
+            ("2", "EulerOS 2.5 64bit"),
+        ],
+    ),
+    *_family(
+        "openEuler",
+        ("openeuler",),
+        [
+            ("20.03", "openEuler 20.03 64bit"),
+            ("22.03", "openEuler 22.03 64bit"),
+            ("24.03", "openEuler 24.03 64bit"),
+        ],
+    ),
+    *_family("Rocky", ("rocky",), [("8", "Rocky Linux 8.0 64bit"), ("9", "Rocky Linux 9.0 64bit")]),
+    *_family(
+        "AlmaLinux", ("almalinux",), [("8", "AlmaLinux 8.0 64bit"), ("9", "AlmaLinux 9.0 64bit")]
+    ),
+    *_family(
+        "Red Hat",
+        ("rhel",),
+        [
+            ("7", "Redhat Linux Enterprise 7.0 64bit"),
+            ("8", "Redhat Linux Enterprise 8.0 64bit"),
+            ("9", "Redhat Linux Enterprise 9.0 64bit"),
+        ],
+    ),
+    *_family(
+        "SUSE",
+        ("sles", "sled", "suse"),
+        [
+            ("12", "SUSE Linux Enterprise Server 12 64bit"),
+            ("15", "SUSE Linux Enterprise Server 15 64bit"),
+        ],
+    ),
+    *_family("OpenSUSE", ("opensuse-leap", "opensuse"), [("15", "OpenSUSE 15.0 64bit")]),
+    *_family("Fedora", ("fedora",), [(str(v), f"Fedora {v} 64bit") for v in range(35, 41)]),
     OsVersion(OTHER_PLATFORM, OTHER_LINUX_64, 64, (), ""),
     OsVersion(OTHER_PLATFORM, OTHER_LINUX_32, 32, (), ""),
 )
@@ -116,7 +148,8 @@ def os_version_for(distro_id: str, version: str, bits: int) -> str | None:
         if release == entry.release:
             return entry.os_version
         if release.startswith(entry.release + ".") and (
-                best is None or len(entry.release) > len(best.release)):
+            best is None or len(entry.release) > len(best.release)
+        ):
             best = entry
     return best.os_version if best else None
 
@@ -129,11 +162,13 @@ def os_version_document() -> list[dict[str, object]]:
         if entry.os_version in seen:  # a name can match two releases ("7" and "7.0")
             continue
         seen.add(entry.os_version)
-        groups.setdefault(entry.platform, []).append({
-            "platform": entry.platform,
-            "os_version_key": entry.os_version,
-            "os_version": entry.os_version,
-            "os_bit": entry.bits,
-            "os_type": entry.os_type,
-        })
+        groups.setdefault(entry.platform, []).append(
+            {
+                "platform": entry.platform,
+                "os_version_key": entry.os_version,
+                "os_version": entry.os_version,
+                "os_bit": entry.bits,
+                "os_type": entry.os_type,
+            }
+        )
     return [{"platform": platform, "version_list": items} for platform, items in groups.items()]

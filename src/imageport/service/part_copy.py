@@ -39,18 +39,28 @@ def parse_copy_range(header: str | None, size: int) -> tuple[int, int]:
         return 0, size
     match = _RANGE.match(header.strip()) if len(header) <= MAX_RANGE_HEADER else None
     if match is None:
-        raise RequestInvalid("InvalidArgument",
-                             "x-amz-copy-source-range must be bytes=first-last")
+        raise RequestInvalid("InvalidArgument", "x-amz-copy-source-range must be bytes=first-last")
     first, last = whole_number(match.group(1)), whole_number(match.group(2))
     if first is None or last is None or last < first or last >= size:
-        raise ServiceError("InvalidRange", f"the range {first}-{last} is not inside the "
-                           f"{size}-byte source object", status=416)
+        raise ServiceError(
+            "InvalidRange",
+            f"the range {first}-{last} is not inside the {size}-byte source object",
+            status=416,
+        )
     return first, last - first + 1
 
 
-def copy_part(services: Services, project_id: str, bucket: str, key: str, upload_id: str,
-              number: int, source: tuple[str, str], range_header: str | None,
-              check_source: Callable[[ObjectInfo], None] | None = None) -> PartInfo:
+def copy_part(
+    services: Services,
+    project_id: str,
+    bucket: str,
+    key: str,
+    upload_id: str,
+    number: int,
+    source: tuple[str, str],
+    range_header: str | None,
+    check_source: Callable[[ObjectInfo], None] | None = None,
+) -> PartInfo:
     """Part ``number`` of the upload, copied from ``source`` (bucket, key) or a range of it;
     ``check_source`` judges the version being copied first (``x-amz-copy-source-if-*``)."""
     store = services.store
@@ -60,18 +70,21 @@ def copy_part(services: Services, project_id: str, bucket: str, key: str, upload
             check_source(origin)
         start, length = parse_copy_range(range_header, origin.size)
         write_room(services, project_id, length)  # a copied part takes room as an upload does
-        target = multipart_uploads.part_target(services, project_id, bucket, key, upload_id, number,
-                                     length)
+        target = multipart_uploads.part_target(
+            services, project_id, bucket, key, upload_id, number, length
+        )
         try:
             staged = _fill(target, src, start, length)
-            return multipart_uploads.upload_part(services, project_id, bucket, key, upload_id,
-                                                 number, staged)
+            return multipart_uploads.upload_part(
+                services, project_id, bucket, key, upload_id, number, staged
+            )
         finally:
             store.release_part_target(target)
 
 
-def _open_source(services: Services, project_id: str,
-                 source: tuple[str, str]) -> tuple[ObjectInfo, BinaryIO]:
+def _open_source(
+    services: Services, project_id: str, source: tuple[str, str]
+) -> tuple[ObjectInfo, BinaryIO]:
     """The caller's source object's record and an open file of that same version (a record
     read apart from the file may be of a version replaced meanwhile)."""
     src_bucket, src_key = source
@@ -111,5 +124,6 @@ def _fill(target: PartTarget, src: BinaryIO, start: int, length: int) -> StagedF
         raise
     finally:
         os.close(fd)
-    return StagedFile(target.path, length, md5.hexdigest(), "",
-                      target.offset if target.in_place else None)
+    return StagedFile(
+        target.path, length, md5.hexdigest(), "", target.offset if target.in_place else None
+    )

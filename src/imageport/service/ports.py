@@ -108,16 +108,25 @@ class ObjectStore(Protocol):
         """A fresh path in scratch space on the same filesystem as the objects."""
         ...
 
-    def create_bucket(self, name: str, project_id: str, storage_class: str,
-                      location: str) -> BucketInfo: ...
+    def create_bucket(
+        self, name: str, project_id: str, storage_class: str, location: str
+    ) -> BucketInfo: ...
     def get_bucket(self, name: str) -> BucketInfo | None: ...
     def list_buckets(self, project_id: str) -> Sequence[BucketInfo]: ...
     def delete_bucket(self, name: str) -> None:
         """Raises :class:`~imageport.service.errors.Conflict` (``BucketNotEmpty``) if not empty."""
         ...
 
-    def commit_object(self, bucket: str, key: str, staged: StagedFile, *, content_type: str,
-                      storage_class: str, metadata: Mapping[str, str]) -> ObjectInfo:
+    def commit_object(
+        self,
+        bucket: str,
+        key: str,
+        staged: StagedFile,
+        *,
+        content_type: str,
+        storage_class: str,
+        metadata: Mapping[str, str],
+    ) -> ObjectInfo:
         """Make ``staged`` the object ``bucket/key`` (replacing any), visible only once durable."""
         ...
 
@@ -136,27 +145,45 @@ class ObjectStore(Protocol):
         """Bytes the project's objects and the parts of its unfinished uploads hold."""
         ...
 
-    def delete_object_if(self, bucket: str, key: str,
-                         check: Callable[[ObjectInfo | None], None]) -> bool:
+    def delete_object_if(
+        self, bucket: str, key: str, check: Callable[[ObjectInfo | None], None]
+    ) -> bool:
         """Delete ``bucket/key`` if ``check`` (which raises otherwise) accepts its current
         record (None when there is none), atomically: the version deleted is the one checked.
         False when there was nothing to delete."""
         ...
-    def list_objects(self, bucket: str, *, prefix: str = "", start_after: str = "",
-                     limit: int = 1000) -> Sequence[ObjectInfo]:
+
+    def list_objects(
+        self, bucket: str, *, prefix: str = "", start_after: str = "", limit: int = 1000
+    ) -> Sequence[ObjectInfo]:
         """Objects with keys starting with ``prefix`` and sorting after ``start_after``, in key
         order, at most ``limit``."""
         ...
 
-    def create_upload(self, bucket: str, key: str, *, content_type: str, storage_class: str,
-                      metadata: Mapping[str, str]) -> UploadInfo: ...
+    def create_upload(
+        self,
+        bucket: str,
+        key: str,
+        *,
+        content_type: str,
+        storage_class: str,
+        metadata: Mapping[str, str],
+    ) -> UploadInfo: ...
     def get_upload(self, upload_id: str) -> UploadInfo | None: ...
-    def list_uploads(self, bucket: str, *, prefix: str = "", key_marker: str = "",
-                     upload_id_marker: str = "", limit: int = 1000) -> Sequence[UploadInfo]:
+    def list_uploads(
+        self,
+        bucket: str,
+        *,
+        prefix: str = "",
+        key_marker: str = "",
+        upload_id_marker: str = "",
+        limit: int = 1000,
+    ) -> Sequence[UploadInfo]:
         """Unfinished uploads with keys starting with ``prefix``, in (key, upload id) order,
         at most ``limit``: those after ``key_marker``, and those of ``key_marker`` itself
         whose id sorts after ``upload_id_marker`` when one is given."""
         ...
+
     def count_uploads(self, project_id: str) -> int:
         """Unfinished multipart uploads in the buckets of ``project_id``."""
         ...
@@ -166,8 +193,7 @@ class ObjectStore(Protocol):
         ``except_number``."""
         ...
 
-    def part_target(self, upload_id: str, number: int, declared_length: int | None
-                    ) -> PartTarget:
+    def part_target(self, upload_id: str, number: int, declared_length: int | None) -> PartTarget:
         """Where to write the body of part ``number`` (``declared_length`` bytes, None when
         unknown): in place in the upload's assembly file when the client uses one part size,
         else a staged file of its own. An in-place target reserves that part's slot until

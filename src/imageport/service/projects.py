@@ -32,8 +32,9 @@ MAX_ACCESS_KEY = 40
 
 def _plausible_key(access_key: str) -> bool:
     """Worth a lookup: printable ASCII of the column's width (PostgreSQL refuses NUL bytes)."""
-    return (0 < len(access_key) <= MAX_ACCESS_KEY and access_key.isascii()
-            and access_key.isprintable())
+    return (
+        0 < len(access_key) <= MAX_ACCESS_KEY and access_key.isascii() and access_key.isprintable()
+    )
 
 
 class Identity(Protocol):
@@ -44,6 +45,7 @@ class Identity(Protocol):
 
     @property
     def clock(self) -> Callable[[], datetime]: ...
+
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 _AK_ALPHABET = string.ascii_uppercase + string.digits
@@ -73,16 +75,19 @@ class AccessKey:
 def create_project(services: Identity, name: str) -> Project:
     """A new project called ``name`` (letters, digits, ``_.-``; unique)."""
     if not _NAME.match(name):
-        raise RequestInvalid("InvalidProjectName",
-                             f"project name {name!r} must be 1-64 letters, digits, '_', '.', '-'")
+        raise RequestInvalid(
+            "InvalidProjectName",
+            f"project name {name!r} must be 1-64 letters, digits, '_', '.', '-'",
+        )
     project = Project(new_id(), name, time_text(services.clock()))
     exists = Conflict("ProjectExists", f"project {name!r} already exists")
     try:
         with services.db.begin() as conn:
             if conn.execute(select(projects.c.id).where(projects.c.name == name)).first():
                 raise exists
-            conn.execute(insert(projects).values(id=project.id, name=name,
-                                                 created_at=project.created_at))
+            conn.execute(
+                insert(projects).values(id=project.id, name=name, created_at=project.created_at)
+            )
     except IntegrityError as exc:  # the same name created concurrently
         raise exists from exc
     return project
@@ -118,9 +123,14 @@ def create_key(services: Identity, project: str) -> AccessKey:
         created_at=time_text(services.clock()),
     )
     with services.db.begin() as conn:
-        conn.execute(insert(access_keys).values(
-            access_key=key.access_key, secret_key=key.secret_key,
-            project_id=key.project_id, created_at=key.created_at))
+        conn.execute(
+            insert(access_keys).values(
+                access_key=key.access_key,
+                secret_key=key.secret_key,
+                project_id=key.project_id,
+                created_at=key.created_at,
+            )
+        )
     return key
 
 
@@ -129,11 +139,15 @@ def list_keys(services: Identity, project: str) -> list[AccessKey]:
     first. Callers that show them must not print ``secret_key``."""
     owner = find_project(services, project)
     with services.db.connect() as conn:
-        rows = conn.execute(select(access_keys)
-                            .where(access_keys.c.project_id == owner.id)
-                            .order_by(access_keys.c.created_at, access_keys.c.access_key)).all()
-    return [AccessKey(row.access_key, row.secret_key, row.project_id, row.created_at,
-                      row.revoked_at) for row in rows]
+        rows = conn.execute(
+            select(access_keys)
+            .where(access_keys.c.project_id == owner.id)
+            .order_by(access_keys.c.created_at, access_keys.c.access_key)
+        ).all()
+    return [
+        AccessKey(row.access_key, row.secret_key, row.project_id, row.created_at, row.revoked_at)
+        for row in rows
+    ]
 
 
 def revoke_key(services: Identity, access_key: str) -> None:
@@ -142,10 +156,12 @@ def revoke_key(services: Identity, access_key: str) -> None:
     if not _plausible_key(access_key):
         raise NotFound("NoSuchKey", f"no active access key {access_key[:MAX_ACCESS_KEY]!r}")
     with services.db.begin() as conn:
-        done = conn.execute(update(access_keys)
-                            .where(access_keys.c.access_key == access_key)
-                            .where(access_keys.c.revoked_at.is_(None))
-                            .values(revoked_at=time_text(services.clock())))
+        done = conn.execute(
+            update(access_keys)
+            .where(access_keys.c.access_key == access_key)
+            .where(access_keys.c.revoked_at.is_(None))
+            .values(revoked_at=time_text(services.clock()))
+        )
     if done.rowcount == 0:
         raise NotFound("NoSuchKey", f"no active access key {access_key!r}")
 
@@ -155,9 +171,11 @@ def active_key(services: Identity, access_key: str) -> AccessKey | None:
     if not _plausible_key(access_key):
         return None
     with services.db.connect() as conn:
-        row = conn.execute(select(access_keys)
-                           .where(access_keys.c.access_key == access_key)
-                           .where(access_keys.c.revoked_at.is_(None))).first()
+        row = conn.execute(
+            select(access_keys)
+            .where(access_keys.c.access_key == access_key)
+            .where(access_keys.c.revoked_at.is_(None))
+        ).first()
     if row is None:
         return None
     return AccessKey(row.access_key, row.secret_key, row.project_id, row.created_at)

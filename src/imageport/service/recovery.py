@@ -67,10 +67,15 @@ def _remove_orphan_images(services: Services) -> int:
     if not folder.is_dir():
         return 0
     with services.db.connect() as conn:
-        in_use = {blob for (blob,) in conn.execute(
-            select(images.c.blob).where(images.c.blob.is_not(None)))}
-    return sum(_remove(entry) for entry in folder.iterdir()
-               if not (entry.name in in_use and entry.is_file() and not entry.is_symlink()))
+        in_use = {
+            blob
+            for (blob,) in conn.execute(select(images.c.blob).where(images.c.blob.is_not(None)))
+        }
+    return sum(
+        _remove(entry)
+        for entry in folder.iterdir()
+        if not (entry.name in in_use and entry.is_file() and not entry.is_symlink())
+    )
 
 
 def _remove_orphan_blobs(services: Services) -> int:
@@ -94,30 +99,46 @@ def _remove_orphan_blobs(services: Services) -> int:
 def _reset_jobs(services: Services) -> None:
     now = time_text(services.clock())
     with services.db.begin() as conn:
-        running = conn.execute(select(jobs.c.id, jobs.c.image_id, jobs.c.attempts)
-                               .where(jobs.c.status == "RUNNING")).all()
+        running = conn.execute(
+            select(jobs.c.id, jobs.c.image_id, jobs.c.attempts).where(jobs.c.status == "RUNNING")
+        ).all()
         for job_id, image_id, attempts in running:
             if attempts >= MAX_ATTEMPTS:
-                conn.execute(update(jobs).where(jobs.c.id == job_id).values(
-                    status="FAIL", error_code=INTERNAL, fail_reason=RESTARTED, end_time=now))
-                conn.execute(update(images).where(
-                    images.c.id == image_id, images.c.status.in_(("queued", "saving"))
-                ).values(status="killed", error_code=INTERNAL, fail_reason=RESTARTED,
-                         updated_at=now))
+                conn.execute(
+                    update(jobs)
+                    .where(jobs.c.id == job_id)
+                    .values(status="FAIL", error_code=INTERNAL, fail_reason=RESTARTED, end_time=now)
+                )
+                conn.execute(
+                    update(images)
+                    .where(images.c.id == image_id, images.c.status.in_(("queued", "saving")))
+                    .values(
+                        status="killed", error_code=INTERNAL, fail_reason=RESTARTED, updated_at=now
+                    )
+                )
                 log.warning("job %s failed: %s", job_id, RESTARTED)
                 continue
-            conn.execute(update(jobs).where(jobs.c.id == job_id).values(
-                status="INIT", phase=None, percent=0.0, bytes_done=0, bytes_total=0))
-            conn.execute(update(images).where(images.c.id == image_id,
-                                              images.c.status == "saving")
-                         .values(status="queued", updated_at=now))
+            conn.execute(
+                update(jobs)
+                .where(jobs.c.id == job_id)
+                .values(status="INIT", phase=None, percent=0.0, bytes_done=0, bytes_total=0)
+            )
+            conn.execute(
+                update(images)
+                .where(images.c.id == image_id, images.c.status == "saving")
+                .values(status="queued", updated_at=now)
+            )
             log.info("job %s was interrupted by a restart; it runs again", job_id)
-        live = select(jobs.c.image_id).where(jobs.c.status.in_(("INIT", "RUNNING")),
-                                             jobs.c.image_id.is_not(None))
-        conn.execute(update(images).where(images.c.status == "saving",
-                                          images.c.id.not_in(live))
-                     .values(status="killed", error_code=INTERNAL, fail_reason=STOPPED_SAVING,
-                             updated_at=now))
+        live = select(jobs.c.image_id).where(
+            jobs.c.status.in_(("INIT", "RUNNING")), jobs.c.image_id.is_not(None)
+        )
+        conn.execute(
+            update(images)
+            .where(images.c.status == "saving", images.c.id.not_in(live))
+            .values(
+                status="killed", error_code=INTERNAL, fail_reason=STOPPED_SAVING, updated_at=now
+            )
+        )
 
 
 def recover(services: Services) -> list[str]:
@@ -126,13 +147,21 @@ def recover(services: Services) -> list[str]:
     removed = _empty_dir(settings.tmp_dir)
     orphans = _remove_orphan_images(services) + _remove_orphan_blobs(services)
     if removed or orphans:
-        log.info("recovery removed %d temporary file(s) and %d orphan image or object file(s)",
-                 removed, orphans)
+        log.info(
+            "recovery removed %d temporary file(s) and %d orphan image or object file(s)",
+            removed,
+            orphans,
+        )
     _reset_jobs(services)
     staged = staging.remove_orphans(services)
     if staged:
         log.info("recovery removed %d staged upload file(s)", staged)
     with services.db.connect() as conn:
-        return [job_id for (job_id,) in conn.execute(
-            select(jobs.c.id).where(jobs.c.status == "INIT")
-            .order_by(jobs.c.begin_time, jobs.c.id))]
+        return [
+            job_id
+            for (job_id,) in conn.execute(
+                select(jobs.c.id)
+                .where(jobs.c.status == "INIT")
+                .order_by(jobs.c.begin_time, jobs.c.id)
+            )
+        ]

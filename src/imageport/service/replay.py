@@ -53,8 +53,9 @@ class RetryLater(ServiceError):
 
 def replay_key(scheme: str, signature: str) -> str:
     """The memory's key for ``signature`` made with ``scheme`` (32 hex digits)."""
-    return hashlib.blake2b(f"{scheme}:{signature}".encode("utf-8", "surrogatepass"),
-                           digest_size=16).hexdigest()
+    return hashlib.blake2b(
+        f"{scheme}:{signature}".encode("utf-8", "surrogatepass"), digest_size=16
+    ).hexdigest()
 
 
 class _ProjectCounts:
@@ -90,8 +91,16 @@ class ReplayGuard:
         self._added = 0
         self._lock = threading.Lock()
 
-    def first_use(self, key: str, project_id: str, *, signed_at: datetime, now: datetime,
-                  bodiless: bool = False, repeatable_bodiless: bool = False) -> bool:
+    def first_use(
+        self,
+        key: str,
+        project_id: str,
+        *,
+        signed_at: datetime,
+        now: datetime,
+        bodiless: bool = False,
+        repeatable_bodiless: bool = False,
+    ) -> bool:
         """True when the request whose signature is ``key`` may be accepted (it is then
         remembered until its signature expires), False on a replay. ``repeatable_bodiless``:
         a bodiless repeat of a bodiless first use is not a replay. :class:`RetryLater` when
@@ -100,22 +109,29 @@ class ReplayGuard:
         clock = now.timestamp()
         with self._lock:
             if self._counts.count(project_id, clock) >= self._per_project:
-                raise RetryLater(f"too many signed requests in the last {2 * self._skew:.0f} s;"
-                                 " retry later")
+                raise RetryLater(
+                    f"too many signed requests in the last {2 * self._skew:.0f} s; retry later"
+                )
             self._added += 1
             purge = self._added % PURGE_EVERY == 0
         with self._services.db.begin() as conn:
             if purge:  # well after expiry: servers' clocks may differ by a little
                 conn.execute(delete(table).where(table.c.expires_at < clock - PURGE_MARGIN))
-            seen = conn.execute(select(table.c.bodiless).where(
-                table.c.signature_digest == key)).first()
+            seen = conn.execute(
+                select(table.c.bodiless).where(table.c.signature_digest == key)
+            ).first()
             if seen is not None:  # used, however close to its expiry
                 return repeatable_bodiless and bodiless and bool(seen.bodiless)
             try:
                 with conn.begin_nested():
-                    conn.execute(insert(table).values(signature_digest=key,
-                                                      project_id=project_id,
-                                                      expires_at=expires, bodiless=bodiless))
+                    conn.execute(
+                        insert(table).values(
+                            signature_digest=key,
+                            project_id=project_id,
+                            expires_at=expires,
+                            bodiless=bodiless,
+                        )
+                    )
             except IntegrityError:  # the same signature, used at this very moment
                 return False
         with self._lock:

@@ -89,8 +89,9 @@ def claim(settings: Settings, part: Path, image_id: str) -> Path:
     try:
         os.link(part, target)
     except FileExistsError:
-        raise Conflict(STATE, f"image {image_id} already has data; import it or delete the "
-                       "image") from None
+        raise Conflict(
+            STATE, f"image {image_id} already has data; import it or delete the image"
+        ) from None
     fsync_dir(settings.staged_dir)
     return target
 
@@ -109,12 +110,18 @@ def remove_orphans(services: Services) -> int:
     if not folder.is_dir():
         return 0
     with services.db.connect() as conn:
-        waiting = {image_id for (image_id,) in conn.execute(
-            select(images.c.id).where(images.c.status.in_(WAITING)))}
+        waiting = {
+            image_id
+            for (image_id,) in conn.execute(select(images.c.id).where(images.c.status.in_(WAITING)))
+        }
     removed = 0
     for entry in folder.iterdir():
-        keep = (entry.name in waiting and _NAME.fullmatch(entry.name) is not None
-                and entry.is_file() and not entry.is_symlink())
+        keep = (
+            entry.name in waiting
+            and _NAME.fullmatch(entry.name) is not None
+            and entry.is_file()
+            and not entry.is_symlink()
+        )
         if not keep:
             with contextlib.suppress(OSError):
                 entry.unlink()

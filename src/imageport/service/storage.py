@@ -77,16 +77,25 @@ LAST_CHAR = "\U0010ffff"
 
 # -- names, classes, metadata, digests (pure checks) -------------------------------------------
 
+
 def validate_bucket_name(name: str) -> None:
     """S3's rules: 3-63 of ``a-z 0-9 . -``, starting and ending with a letter or digit, no
     ``..`` or ``.-``/``-.``, not an IPv4 address, no ``xn--`` prefix or ``-s3alias`` suffix."""
-    if (not _BUCKET.match(name) or ".." in name or ".-" in name or "-." in name
-            or _IPV4.match(name) or name.startswith(("xn--", "sthree-"))
-            or name.endswith(("-s3alias", "--ol-s3"))):
-        raise RequestInvalid("InvalidBucketName",
-                             f"bucket name {name[:80]!r} is not valid: use 3-63 lower-case "
-                             "letters, digits, '.' and '-', starting and ending with a letter "
-                             "or digit")
+    if (
+        not _BUCKET.match(name)
+        or ".." in name
+        or ".-" in name
+        or "-." in name
+        or _IPV4.match(name)
+        or name.startswith(("xn--", "sthree-"))
+        or name.endswith(("-s3alias", "--ol-s3"))
+    ):
+        raise RequestInvalid(
+            "InvalidBucketName",
+            f"bucket name {name[:80]!r} is not valid: use 3-63 lower-case "
+            "letters, digits, '.' and '-', starting and ending with a letter "
+            "or digit",
+        )
 
 
 def validate_key(key: str) -> None:
@@ -98,8 +107,9 @@ def validate_key(key: str) -> None:
     except UnicodeEncodeError as exc:
         raise RequestInvalid("InvalidArgument", "the object key is not valid UTF-8") from exc
     if size > MAX_KEY_BYTES:
-        raise RequestInvalid("KeyTooLongError",
-                             f"the object key is {size} bytes; at most {MAX_KEY_BYTES}")
+        raise RequestInvalid(
+            "KeyTooLongError", f"the object key is {size} bytes; at most {MAX_KEY_BYTES}"
+        )
     if "\x00" in key:
         raise RequestInvalid("InvalidArgument", "the object key contains a NUL character")
 
@@ -111,9 +121,11 @@ def parse_storage_class(value: str | None, default: str = "STANDARD") -> str:
         return default
     canonical = _CLASS_ALIASES.get(value.strip().upper())
     if canonical is None:
-        raise RequestInvalid("InvalidStorageClass",
-                             f"storage class {value[:40]!r} is not one of STANDARD, WARM "
-                             "(STANDARD_IA), COLD (GLACIER, DEEP_ARCHIVE)")
+        raise RequestInvalid(
+            "InvalidStorageClass",
+            f"storage class {value[:40]!r} is not one of STANDARD, WARM "
+            "(STANDARD_IA), COLD (GLACIER, DEEP_ARCHIVE)",
+        )
     return canonical
 
 
@@ -135,9 +147,11 @@ def user_metadata(pairs: Iterable[tuple[str, str]]) -> dict[str, str]:
         total += len(lowered.encode()) + len(value.encode("utf-8", "replace"))
         out[lowered] = f"{out[lowered]},{value}" if lowered in out else value
     if total > MAX_METADATA_BYTES or len(out) > MAX_METADATA_ITEMS:
-        raise RequestInvalid("MetadataTooLarge",
-                             f"user metadata is {total} bytes in {len(out)} items; at most "
-                             f"{MAX_METADATA_BYTES} bytes and {MAX_METADATA_ITEMS} items")
+        raise RequestInvalid(
+            "MetadataTooLarge",
+            f"user metadata is {total} bytes in {len(out)} items; at most "
+            f"{MAX_METADATA_BYTES} bytes and {MAX_METADATA_ITEMS} items",
+        )
     return out
 
 
@@ -152,30 +166,37 @@ def check_content_md5(content_md5: str | None, md5_hex: str) -> None:
     if len(given) != 16:
         raise RequestInvalid("InvalidDigest", "Content-MD5 is not an MD5 digest")
     if given.hex() != md5_hex:
-        raise RequestInvalid("BadDigest",
-                             "the Content-MD5 you specified did not match what we received")
+        raise RequestInvalid(
+            "BadDigest", "the Content-MD5 you specified did not match what we received"
+        )
 
 
 def check_put_size(size: int | None) -> None:
     """Refuse a single PUT or part larger than S3 allows, before any byte is read."""
     if size is not None and size > MAX_PUT_BYTES:
-        raise RequestInvalid("EntityTooLarge",
-                             f"{size} bytes is more than {MAX_PUT_BYTES} in one request; "
-                             "use a multipart upload")
+        raise RequestInvalid(
+            "EntityTooLarge",
+            f"{size} bytes is more than {MAX_PUT_BYTES} in one request; use a multipart upload",
+        )
 
 
 def precondition_failed(what: str = "") -> ServiceError:
     """412 ``PreconditionFailed``, S3's answer when a condition the client set does not hold."""
-    return ServiceError("PreconditionFailed", "at least one of the preconditions you specified "
-                        f"did not hold{': ' + what if what else ''}", status=412)
+    return ServiceError(
+        "PreconditionFailed",
+        "at least one of the preconditions you specified "
+        f"did not hold{': ' + what if what else ''}",
+        status=412,
+    )
 
 
 def etag_matches(wanted: str, etag: str) -> bool:
     """An ``If-Match``-style value (``*``, one ETag or a comma-separated list, quoted or not)
     against the object's ETag."""
     bare = etag.strip('"')
-    return any(item.strip() in ("*", etag) or item.strip().strip('"') == bare
-               for item in wanted.split(","))
+    return any(
+        item.strip() in ("*", etag) or item.strip().strip('"') == bare for item in wanted.split(",")
+    )
 
 
 def same_second(time_text: str, when: datetime) -> bool:
@@ -186,6 +207,7 @@ def same_second(time_text: str, when: datetime) -> bool:
 
 # -- buckets -----------------------------------------------------------------------------------
 
+
 def owned_bucket(services: Services, project_id: str, name: str) -> BucketInfo:
     """The bucket ``name`` if ``project_id`` owns it; NoSuchBucket otherwise (even if it exists
     in another project)."""
@@ -195,22 +217,30 @@ def owned_bucket(services: Services, project_id: str, name: str) -> BucketInfo:
     return bucket
 
 
-def create_bucket(services: Services, project_id: str, name: str,
-                  storage_class: str | None = None, location: str | None = None) -> BucketInfo:
+def create_bucket(
+    services: Services,
+    project_id: str,
+    name: str,
+    storage_class: str | None = None,
+    location: str | None = None,
+) -> BucketInfo:
     """A new bucket; 409 ``BucketAlreadyOwnedByYou`` or ``BucketAlreadyExists`` if taken."""
     validate_bucket_name(name)
     canonical = parse_storage_class(storage_class)
     existing = services.store.get_bucket(name)
     if existing is None:
         try:
-            return services.store.create_bucket(name, project_id, canonical,
-                                                location or services.settings.region)
+            return services.store.create_bucket(
+                name, project_id, canonical, location or services.settings.region
+            )
         except Conflict:
             existing = services.store.get_bucket(name)  # lost a race: say who has it
     if existing is not None and existing.project_id == project_id:
         raise Conflict("BucketAlreadyOwnedByYou", f"you already own bucket {name!r}")
-    raise Conflict("BucketAlreadyExists",
-                   f"bucket name {name!r} is taken; bucket names are shared by all projects")
+    raise Conflict(
+        "BucketAlreadyExists",
+        f"bucket name {name!r} is taken; bucket names are shared by all projects",
+    )
 
 
 def list_buckets(services: Services, project_id: str) -> Sequence[BucketInfo]:
@@ -245,8 +275,9 @@ def parse_max_buckets(value: str | None) -> int | None:
         return None
     number = whole_number(value)
     if number is None or not 1 <= number <= MAX_BUCKETS_LISTED:
-        raise RequestInvalid("InvalidArgument",
-                             f"max-buckets must be an integer 1-{MAX_BUCKETS_LISTED}")
+        raise RequestInvalid(
+            "InvalidArgument", f"max-buckets must be an integer 1-{MAX_BUCKETS_LISTED}"
+        )
     return number
 
 
@@ -254,15 +285,22 @@ def list_bucket_page(services: Services, project_id: str, query: BucketsQuery) -
     """The project's buckets whose names start with ``prefix`` (in ``region`` when one is
     named), in name order, after the page ``token`` ends, at most ``max_buckets``."""
     after = _decode_token(query.token) if query.token else query.marker
-    found = [b for b in services.store.list_buckets(project_id)
-             if b.name.startswith(query.prefix) and b.name > after
-             and (query.region is None or b.location == query.region)]
+    found = [
+        b
+        for b in services.store.list_buckets(project_id)
+        if b.name.startswith(query.prefix)
+        and b.name > after
+        and (query.region is None or b.location == query.region)
+    ]
     found.sort(key=lambda b: b.name)
     limit = query.max_buckets
     if limit is None or len(found) <= limit:
         return BucketsPage(found, "")
-    return BucketsPage(found[:limit], _encode_token(found[limit - 1].name) if limit else "",
-                       found[limit - 1].name if limit else "")
+    return BucketsPage(
+        found[:limit],
+        _encode_token(found[limit - 1].name) if limit else "",
+        found[limit - 1].name if limit else "",
+    )
 
 
 def delete_bucket(services: Services, project_id: str, name: str) -> None:
@@ -271,6 +309,7 @@ def delete_bucket(services: Services, project_id: str, name: str) -> None:
 
 
 # -- objects -----------------------------------------------------------------------------------
+
 
 def _object(services: Services, bucket: str, key: str) -> ObjectInfo:
     info = services.store.get_object(bucket, key)
@@ -286,8 +325,9 @@ def put_limit(services: Services, project_id: str, size: int | None) -> int:
     return min(MAX_PUT_BYTES, write_room(services, project_id, size))
 
 
-def prepare_put(services: Services, project_id: str, bucket: str, key: str,
-                size: int | None) -> BucketInfo:
+def prepare_put(
+    services: Services, project_id: str, bucket: str, key: str, size: int | None
+) -> BucketInfo:
     """Everything about a PUT that can be checked before its body is read."""
     found = owned_bucket(services, project_id, bucket)
     validate_key(key)
@@ -304,15 +344,26 @@ class NewObject:
     metadata: Mapping[str, str] = field(default_factory=dict)
 
 
-def put_object(services: Services, project_id: str, bucket: str, key: str,
-               staged: StagedFile, new: NewObject, content_md5: str | None = None) -> ObjectInfo:
+def put_object(
+    services: Services,
+    project_id: str,
+    bucket: str,
+    key: str,
+    staged: StagedFile,
+    new: NewObject,
+    content_md5: str | None = None,
+) -> ObjectInfo:
     """Store ``staged`` as ``bucket/key`` after checking the digest the client declared."""
     found = prepare_put(services, project_id, bucket, key, staged.size)
     check_content_md5(content_md5, staged.md5_hex)
     return services.store.commit_object(
-        bucket, key, staged, content_type=new.content_type[:255],
+        bucket,
+        key,
+        staged,
+        content_type=new.content_type[:255],
         storage_class=parse_storage_class(new.storage_class, found.storage_class),
-        metadata=new.metadata)
+        metadata=new.metadata,
+    )
 
 
 def head_object(services: Services, project_id: str, bucket: str, key: str) -> ObjectInfo:
@@ -343,13 +394,13 @@ class DeleteCondition:
             raise precondition_failed("If-Match")
         if self.size is not None and self.size != current.size:
             raise precondition_failed("the size")
-        if self.last_modified is not None and not same_second(current.created_at,
-                                                                self.last_modified):
+        if self.last_modified is not None and not same_second(
+            current.created_at, self.last_modified
+        ):
             raise precondition_failed("the last-modified time")
 
 
-def _delete(services: Services, bucket: str, key: str,
-            condition: DeleteCondition | None) -> None:
+def _delete(services: Services, bucket: str, key: str, condition: DeleteCondition | None) -> None:
     """Delete ``bucket/key`` (if ``condition`` holds for the version deleted: the store's
     ``delete_object_if`` checks and deletes that one version atomically)."""
     if condition is None:
@@ -358,8 +409,13 @@ def _delete(services: Services, bucket: str, key: str,
         services.store.delete_object_if(bucket, key, condition.check)
 
 
-def delete_object(services: Services, project_id: str, bucket: str, key: str,
-                  condition: DeleteCondition | None = None) -> None:
+def delete_object(
+    services: Services,
+    project_id: str,
+    bucket: str,
+    key: str,
+    condition: DeleteCondition | None = None,
+) -> None:
     """Delete ``bucket/key`` if ``condition`` holds; deleting a missing key succeeds, as in S3
     (unless the condition names an ETag)."""
     owned_bucket(services, project_id, bucket)
@@ -383,8 +439,9 @@ class DeleteResult:
     """``(key, code, message)`` of each key that could not be deleted."""
 
 
-def delete_objects(services: Services, project_id: str, bucket: str,
-                   entries: Sequence[DeleteEntry]) -> DeleteResult:
+def delete_objects(
+    services: Services, project_id: str, bucket: str, entries: Sequence[DeleteEntry]
+) -> DeleteResult:
     """S3 multi-object delete (``POST /b?delete``): each entry is deleted if its conditions
     hold; one that cannot be is an error of its own (``PreconditionFailed``, ``NoSuchKey``,
     ``InvalidArgument``), as S3 reports them."""
@@ -397,8 +454,10 @@ def delete_objects(services: Services, project_id: str, bucket: str,
         try:
             validate_key(entry.key)
             if entry.version_id is not None and entry.version_id != "null":
-                raise RequestInvalid("InvalidArgument", "invalid version id specified "
-                                     "(buckets here are not versioned)")
+                raise RequestInvalid(
+                    "InvalidArgument",
+                    "invalid version id specified (buckets here are not versioned)",
+                )
             _delete(services, bucket, entry.key, entry.condition)
         except ServiceError as exc:
             errors.append((entry.key, exc.code, exc.message))
@@ -407,10 +466,16 @@ def delete_objects(services: Services, project_id: str, bucket: str,
     return DeleteResult(deleted, errors)
 
 
-def copy_object(services: Services, project_id: str, source: tuple[str, str],
-                bucket: str, key: str, new: NewObject | None,
-                check_source: Callable[[ObjectInfo], None] | None = None,
-                storage_class: str | None = None) -> ObjectInfo:
+def copy_object(
+    services: Services,
+    project_id: str,
+    source: tuple[str, str],
+    bucket: str,
+    key: str,
+    new: NewObject | None,
+    check_source: Callable[[ObjectInfo], None] | None = None,
+    storage_class: str | None = None,
+) -> ObjectInfo:
     """Copy ``source`` (bucket, key) to ``bucket/key``; ``new`` None keeps the source's type
     and metadata (``x-amz-metadata-directive: COPY``), and its class unless ``storage_class``
     names one (S3 applies ``x-amz-storage-class`` whatever the directive). The bytes are copied
@@ -428,16 +493,20 @@ def copy_object(services: Services, project_id: str, source: tuple[str, str],
     if check_source is not None:
         check_source(origin)
     if new is None:
-        new = NewObject(origin.content_type, storage_class or origin.storage_class,
-                        origin.metadata)
+        new = NewObject(origin.content_type, storage_class or origin.storage_class, origin.metadata)
         if (src_bucket, src_key) == (bucket, key) and parse_storage_class(
-                new.storage_class) == origin.storage_class:
-            raise RequestInvalid("InvalidRequest", "this copy request is illegal because it "
-                                 "is trying to copy an object to itself without changing the "
-                                 "object's metadata or storage class")
+            new.storage_class
+        ) == origin.storage_class:
+            raise RequestInvalid(
+                "InvalidRequest",
+                "this copy request is illegal because it "
+                "is trying to copy an object to itself without changing the "
+                "object's metadata or storage class",
+            )
     if origin.size > MAX_COPY_BYTES:
-        raise RequestInvalid("InvalidRequest",
-                             f"the copy source is larger than {MAX_COPY_BYTES} bytes")
+        raise RequestInvalid(
+            "InvalidRequest", f"the copy source is larger than {MAX_COPY_BYTES} bytes"
+        )
     write_room(services, project_id, origin.size)  # a copy takes room as a PUT does
     staged_path = store.staging_path()
     md5 = hashlib.md5()  # noqa: S324 - the S3 ETag
@@ -454,14 +523,19 @@ def copy_object(services: Services, project_id: str, source: tuple[str, str],
             os.fsync(out.fileno())
         staged = StagedFile(staged_path, size, md5.hexdigest(), sha.hexdigest())
         return store.commit_object(
-            bucket, key, staged, content_type=new.content_type[:255],
+            bucket,
+            key,
+            staged,
+            content_type=new.content_type[:255],
             storage_class=parse_storage_class(new.storage_class, found.storage_class),
-            metadata=new.metadata)
+            metadata=new.metadata,
+        )
     finally:
         staged_path.unlink(missing_ok=True)
 
 
 # -- listing -----------------------------------------------------------------------------------
+
 
 @dataclass(frozen=True, slots=True)
 class ListQuery:
@@ -509,8 +583,7 @@ def _decode_token(token: str) -> str:
         raise RequestInvalid("InvalidArgument", "the continuation token is not valid") from exc
 
 
-def list_objects(services: Services, project_id: str, bucket: str,
-                 query: ListQuery) -> ListPage:
+def list_objects(services: Services, project_id: str, bucket: str, query: ListQuery) -> ListPage:
     """One page of keys (and common prefixes when a delimiter is given), in binary key order.
 
     The resume point is the last key returned, or ``prefix + U+10FFFF`` after a common prefix
@@ -532,13 +605,13 @@ def list_objects(services: Services, project_id: str, bucket: str,
             if len(contents) + len(prefixes) >= query.max_keys:
                 full = True
                 break
-            rest = info.key[len(query.prefix):]
+            rest = info.key[len(query.prefix) :]
             cut = rest.find(query.delimiter) if query.delimiter else -1
             if cut < 0:
                 contents.append(info)
                 after = last = info.key
                 continue
-            common = query.prefix + rest[:cut + len(query.delimiter)]
+            common = query.prefix + rest[: cut + len(query.delimiter)]
             after = common + LAST_CHAR
             if common > marker or query.token is not None:
                 prefixes.append(common)
@@ -549,6 +622,12 @@ def list_objects(services: Services, project_id: str, bucket: str,
             exhausted = True
             break
     truncated = not exhausted and bool(
-        store.list_objects(bucket, prefix=query.prefix, start_after=after, limit=1))
-    return ListPage(contents, prefixes, truncated, last if truncated else "",
-                    _encode_token(after) if truncated else "")
+        store.list_objects(bucket, prefix=query.prefix, start_after=after, limit=1)
+    )
+    return ListPage(
+        contents,
+        prefixes,
+        truncated,
+        last if truncated else "",
+        _encode_token(after) if truncated else "",
+    )

@@ -71,8 +71,9 @@ def create_token(services: Services, request: SignedRequest, body: bytes) -> Iss
     project = find_project(services, principal.project_id)
     for kind, value in scopes:
         if kind and value != (project.id if kind == "id" else project.name):
-            raise Unauthenticated("ScopeMismatch",
-                                  f"the access key does not belong to project {value[:64]!r}")
+            raise Unauthenticated(
+                "ScopeMismatch", f"the access key does not belong to project {value[:64]!r}"
+            )
     issued = services.clock()
     token, expires = issue_token(services, principal)
     return IssuedToken(
@@ -94,9 +95,11 @@ def _parse(body: bytes, *, required: bool) -> dict[str, Any]:
     if isinstance(document, dict):
         return document
     if required:
-        raise RequestInvalid("InvalidRequestBody",
-                             'the body must be {"auth": {"identity": ..., "scope": ...}} '
-                             "or the request must be signed with SDK-HMAC-SHA256")
+        raise RequestInvalid(
+            "InvalidRequestBody",
+            'the body must be {"auth": {"identity": ..., "scope": ...}} '
+            "or the request must be signed with SDK-HMAC-SHA256",
+        )
     return {}
 
 
@@ -114,8 +117,9 @@ def _text(document: object, *path: str) -> str | None:
     if value is None:
         return None
     if not isinstance(value, str) or not value or len(value) > MAX_FIELD:
-        raise RequestInvalid("InvalidRequestBody",
-                             f"{'.'.join(path)} must be a string of 1-{MAX_FIELD} characters")
+        raise RequestInvalid(
+            "InvalidRequestBody", f"{'.'.join(path)} must be a string of 1-{MAX_FIELD} characters"
+        )
     return value
 
 
@@ -131,19 +135,24 @@ def _body_scope(document: dict[str, Any]) -> tuple[str, str]:
 def _from_body(services: Services, document: dict[str, Any]) -> Principal:
     methods = _member(document, "auth", "identity", "methods")
     if not isinstance(methods, list) or METHOD not in methods:
-        raise RequestInvalid("InvalidRequestBody",
-                             f'auth.identity.methods must include "{METHOD}" '
-                             "(the only method this service supports)")
+        raise RequestInvalid(
+            "InvalidRequestBody",
+            f'auth.identity.methods must include "{METHOD}" '
+            "(the only method this service supports)",
+        )
     access = _text(document, "auth", "identity", METHOD, "access", "key")
     secret = _text(document, "auth", "identity", METHOD, "secret", "key")
     if access is None or secret is None:
-        raise RequestInvalid("InvalidRequestBody",
-                             f"auth.identity.{METHOD} needs access.key and secret.key")
+        raise RequestInvalid(
+            "InvalidRequestBody", f"auth.identity.{METHOD} needs access.key and secret.key"
+        )
     key = active_key(services, access)
     expected = key.secret_key if key is not None else _DUMMY_SECRET
-    matches = hmac.compare_digest(expected.encode("utf-8", "surrogatepass"),
-                                  secret.encode("utf-8", "surrogatepass"))
+    matches = hmac.compare_digest(
+        expected.encode("utf-8", "surrogatepass"), secret.encode("utf-8", "surrogatepass")
+    )
     if key is None or not matches:
-        raise Unauthenticated("InvalidCredentials",
-                              "the access key is unknown or revoked, or the secret is wrong")
+        raise Unauthenticated(
+            "InvalidCredentials", "the access key is unknown or revoked, or the secret is wrong"
+        )
     return Principal(key.project_id, key.access_key)

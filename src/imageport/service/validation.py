@@ -95,6 +95,7 @@ class ImageUrl:
 
 # -- the body -----------------------------------------------------------------------------------
 
+
 def parse_json_body(raw: bytes, *, required: bool = True) -> object:
     """The JSON document in ``raw``: IMG.0007 if empty (and ``required``), IMG.0001 if it is not
     UTF-8 JSON, nests deeper than :data:`MAX_JSON_DEPTH`, or uses NaN/Infinity."""
@@ -159,8 +160,9 @@ def check_bool(value: object, field: str, default: bool = False) -> bool:
     return value
 
 
-def check_int(value: object, field: str, code: str, low: int, high: int, *,
-              text: bool = False) -> int:
+def check_int(
+    value: object, field: str, code: str, low: int, high: int, *, text: bool = False
+) -> int:
     """A whole number in ``low..high``; ``code`` otherwise. A JSON integer only (not ``true``,
     which Python counts as 1, not ``40.0``, not ``"40"``), as the vendor's API types it and
     every client we serve sends it; ``text`` also takes a string of ASCII digits, for the
@@ -172,8 +174,9 @@ def check_int(value: object, field: str, code: str, low: int, high: int, *,
             raise RequestInvalid(code, f"{field} must be a whole number")
         value = number
     if not isinstance(value, int) or isinstance(value, bool):
-        raise RequestInvalid(code, f"{field} must be a whole number (a JSON integer), not "
-                             f"{_json_type(value)}")
+        raise RequestInvalid(
+            code, f"{field} must be a whole number (a JSON integer), not {_json_type(value)}"
+        )
     if not low <= value <= high:
         raise RequestInvalid(code, f"{field} must be {low}-{high}, not {value}")
     return value
@@ -191,6 +194,7 @@ def _json_type(value: object) -> str:
 
 # -- name and description -----------------------------------------------------------------------
 
+
 def check_name(value: object) -> str:
     """The image name: 1-128 letters, digits, ``-._`` and spaces, no leading or trailing space."""
     if value is None or value == "":
@@ -201,16 +205,18 @@ def check_name(value: object) -> str:
         raise RequestInvalid("IMG.0002", f"name is {len(value)} characters; at most 128")
     if not _NAME.fullmatch(value) or value != value.strip(" "):
         raise RequestInvalid(
-            "IMG.0003", f"name {value[:40]!r} may hold only letters, digits, '-', '.', '_' and "
-            "spaces, and may not start or end with a space")
+            "IMG.0003",
+            f"name {value[:40]!r} may hold only letters, digits, '-', '.', '_' and "
+            "spaces, and may not start or end with a space",
+        )
     return value
 
 
-def check_unique_name(conn: Connection, project_id: str, name: str,
-                      except_id: str | None = None) -> None:
+def check_unique_name(
+    conn: Connection, project_id: str, name: str, except_id: str | None = None
+) -> None:
     """IMG.0009 if another image of the project is called ``name``."""
-    query = select(images.c.id).where(images.c.project_id == project_id,
-                                      images.c.name == name)
+    query = select(images.c.id).where(images.c.project_id == project_id, images.c.name == name)
     if except_id is not None:
         query = query.where(images.c.id != except_id)
     if conn.execute(query).first() is not None:
@@ -219,8 +225,9 @@ def check_unique_name(conn: Connection, project_id: str, name: str,
 
 def images_held(conn: Connection, project_id: str) -> int:
     """How many images (of any status) the project holds: what its quota counts."""
-    held: int = conn.execute(select(func.count()).select_from(images)
-                             .where(images.c.project_id == project_id)).scalar_one()
+    held: int = conn.execute(
+        select(func.count()).select_from(images).where(images.c.project_id == project_id)
+    ).scalar_one()
     return held
 
 
@@ -231,9 +238,12 @@ def check_quota(conn: Connection, project_id: str, quota: int) -> None:
         return
     held = images_held(conn, project_id)
     if held >= quota:
-        raise RequestInvalid("IMG.0015", f"the project holds {held} images and its quota is "
-                             f"{quota}: delete images first (the operator sets the quota with "
-                             "imageport serve --image-quota)")
+        raise RequestInvalid(
+            "IMG.0015",
+            f"the project holds {held} images and its quota is "
+            f"{quota}: delete images first (the operator sets the quota with "
+            "imageport serve --image-quota)",
+        )
 
 
 def check_description(value: object) -> str:
@@ -243,8 +253,7 @@ def check_description(value: object) -> str:
     if not isinstance(value, str):
         raise RequestInvalid("IMG.0054", "description must be a string")
     if len(value) > MAX_DESCRIPTION:
-        raise RequestInvalid("IMG.0004",
-                             f"description is {len(value)} characters; at most 1024")
+        raise RequestInvalid("IMG.0004", f"description is {len(value)} characters; at most 1024")
     bad = next((c for c in value if c in "\r<>"), None)
     if bad is not None:
         raise RequestInvalid("IMG.0054", f"description may not contain {bad!r}")
@@ -253,25 +262,28 @@ def check_description(value: object) -> str:
 
 # -- the file -------------------------------------------------------------------------------------
 
+
 def check_image_url(value: object, field: str = "image_url") -> ImageUrl:
     """``"bucket:key"`` (IMG.0017), a valid bucket name (IMG.0109), a key naming a file whose
     folder and file names have no spaces (IMG.0175). ``field``: the body field messages name
     (``bucket_url`` for an export)."""
     if value is None or value == "":
-        raise RequestInvalid("IMG.0017", f"{field} is required, as \"bucket:key\"")
+        raise RequestInvalid("IMG.0017", f'{field} is required, as "bucket:key"')
     if not isinstance(value, str) or ":" not in value:
-        raise RequestInvalid("IMG.0017", f"{field} must be \"bucket:key\"")
+        raise RequestInvalid("IMG.0017", f'{field} must be "bucket:key"')
     bucket, _, key = value.partition(":")
     if not bucket or not key or key.endswith("/") or len(key) > MAX_KEY:
-        raise RequestInvalid("IMG.0017",
-                             f"{field} {value[:80]!r} must name a bucket and a file in it")
+        raise RequestInvalid(
+            "IMG.0017", f"{field} {value[:80]!r} must name a bucket and a file in it"
+        )
     if _CONTROL.search(key):
         raise RequestInvalid("IMG.0017", f"{field} contains a control character")
     if not _BUCKET.fullmatch(bucket) or ".." in bucket:
         raise RequestInvalid("IMG.0109", f"bucket name {bucket[:64]!r} is not valid")
     if " " in key:
-        raise RequestInvalid("IMG.0175",
-                             f"the folder or file name in {key[:80]!r} contains a space")
+        raise RequestInvalid(
+            "IMG.0175", f"the folder or file name in {key[:80]!r} contains a space"
+        )
     return ImageUrl(bucket, key)
 
 
@@ -296,6 +308,7 @@ def check_ram(min_ram: object, max_ram: object) -> tuple[int, int | None]:
 
 # -- operating system and hardware ------------------------------------------------------------
 
+
 def check_os_version(value: object, *, required: bool = False) -> str | None:
     """One of the ``__os_version`` list (IMG.0056); required for quick import."""
     if value is None or value == "":
@@ -304,8 +317,9 @@ def check_os_version(value: object, *, required: bool = False) -> str | None:
         return None
     if not isinstance(value, str) or os_versions.find(value) is None:
         shown = value[:80] if isinstance(value, str) else value
-        raise RequestInvalid("IMG.0056", f"os_version {shown!r} is not in the list of "
-                             "GET /v1/cloudimages/os_version")
+        raise RequestInvalid(
+            "IMG.0056", f"os_version {shown!r} is not in the list of GET /v1/cloudimages/os_version"
+        )
     return value
 
 
@@ -374,19 +388,25 @@ def check_enterprise_project(value: object) -> str | None:
 def refuse_other_sources(body: Mapping[str, object]) -> None:
     """Only files can be imported: servers, volumes and data disks do not exist here yet
     (``IMG.SOURCE``), and neither does KMS (``IMG.0095``, the vendor's "key not found")."""
-    for field, what in (("instance_id", "a server (instance_id)"),
-                        ("volume_id", "a volume (volume_id)"),
-                        ("data_images", "data disks (data_images)")):
+    for field, what in (
+        ("instance_id", "a server (instance_id)"),
+        ("volume_id", "a volume (volume_id)"),
+        ("data_images", "data disks (data_images)"),
+    ):
         if body.get(field) not in (None, "", []):
             raise RequestInvalid(
-                "IMG.SOURCE", f"creating an image from {what} is not available yet: servers "
-                "and volumes do not exist on this platform; register a file with image_url")
+                "IMG.SOURCE",
+                f"creating an image from {what} is not available yet: servers "
+                "and volumes do not exist on this platform; register a file with image_url",
+            )
     if body.get("cmk_id") not in (None, ""):
-        raise RequestInvalid("IMG.0095", "cmk_id: no KMS key can be found (encrypted images "
-                             "are not offered here)")
+        raise RequestInvalid(
+            "IMG.0095", "cmk_id: no KMS key can be found (encrypted images are not offered here)"
+        )
 
 
 # -- tags -----------------------------------------------------------------------------------------
+
 
 def check_tags(tags: object, image_tags: object) -> list[str]:
     """``tags: ["key.value"]`` or ``image_tags: [{"key","value"}]`` (not both), as
@@ -397,18 +417,18 @@ def check_tags(tags: object, image_tags: object) -> list[str]:
     if isinstance(tags, list):
         for tag in tags:
             if not isinstance(tag, str) or "." not in tag:
-                raise RequestInvalid("IMG.0001", "each tag must be \"key.value\"")
+                raise RequestInvalid("IMG.0001", 'each tag must be "key.value"')
             head, _, tail = tag.partition(".")
             pairs.append((head, tail))
     elif tags is not None:
-        raise RequestInvalid("IMG.0001", "tags must be a list of \"key.value\" strings")
+        raise RequestInvalid("IMG.0001", 'tags must be a list of "key.value" strings')
     if isinstance(image_tags, list):
         for tag in image_tags:
             if not isinstance(tag, dict) or set(tag) - {"key", "value"}:
-                raise RequestInvalid("IMG.0001", "each image_tags item is {\"key\",\"value\"}")
+                raise RequestInvalid("IMG.0001", 'each image_tags item is {"key","value"}')
             pairs.append((tag.get("key"), tag.get("value", "")))
     elif image_tags is not None:
-        raise RequestInvalid("IMG.0001", "image_tags must be a list of {\"key\",\"value\"}")
+        raise RequestInvalid("IMG.0001", 'image_tags must be a list of {"key","value"}')
     if len(pairs) > MAX_TAGS:
         raise RequestInvalid("IMG.0001", f"at most {MAX_TAGS} tags")
     return [check_tag(key, val) for key, val in pairs]
@@ -419,10 +439,14 @@ def check_tag(key: object, value: object) -> str:
     of ``A-Za-z0-9_-`` (IMG.0001)."""
     if not isinstance(key, str) or not _TAG_PART.fullmatch(key) or len(key) > MAX_TAG_KEY:
         raise RequestInvalid("IMG.0001", "a tag key is 1-36 letters, digits, '_' or '-'")
-    if (not isinstance(value, str) or len(value) > MAX_TAG_VALUE
-            or (value and not _TAG_PART.fullmatch(value))):
-        raise RequestInvalid("IMG.0001",
-                             f"tag {key!r}: a value is 0-43 letters, digits, '_' or '-'")
+    if (
+        not isinstance(value, str)
+        or len(value) > MAX_TAG_VALUE
+        or (value and not _TAG_PART.fullmatch(value))
+    ):
+        raise RequestInvalid(
+            "IMG.0001", f"tag {key!r}: a value is 0-43 letters, digits, '_' or '-'"
+        )
     return f"{key}={value}"
 
 
@@ -434,8 +458,7 @@ def check_glance_tags(value: object) -> list[str]:
         raise RequestInvalid("IMG.0001", f"tags must be a list of at most {MAX_TAGS} strings")
     out: list[str] = []
     for tag in value:
-        if (not isinstance(tag, str) or not tag or len(tag) > MAX_GLANCE_TAG
-                or _CONTROL.search(tag)):
+        if not isinstance(tag, str) or not tag or len(tag) > MAX_GLANCE_TAG or _CONTROL.search(tag):
             raise RequestInvalid("IMG.0001", "each tag is 1-255 printable characters")
         if tag not in out:
             out.append(tag)

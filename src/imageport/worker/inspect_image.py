@@ -30,8 +30,14 @@ def _options(raw: str) -> Any:
     given = json.loads(raw)
     if not isinstance(given, dict):
         raise ValueError("--options must be a JSON object")
-    allowed = {"fast_import", "min_disk_gib", "uefi", "uninitialized", "bitmap_path",
-               "declared_format"}
+    allowed = {
+        "fast_import",
+        "min_disk_gib",
+        "uefi",
+        "uninitialized",
+        "bitmap_path",
+        "declared_format",
+    }
     unknown = set(given) - allowed
     if unknown:
         raise ValueError(f"unknown options: {', '.join(sorted(unknown))}")
@@ -80,8 +86,15 @@ def check_document(path: str, options: Any) -> dict[str, Any]:
     facts["data_extents"] = report.data_extents
     guest = report.guest
     os_info = guest.os if guest is not None and guest.layout.root is not None else None
-    facts["os"] = None if os_info is None else {
-        "id": os_info.id, "version_id": os_info.version_id, "pretty_name": os_info.pretty_name}
+    facts["os"] = (
+        None
+        if os_info is None
+        else {
+            "id": os_info.id,
+            "version_id": os_info.version_id,
+            "pretty_name": os_info.pretty_name,
+        }
+    )
     summary = report.guest_summary
     arch = summary.architecture.split(" (", 1)[0] if summary and summary.architecture else None
     facts["arch"] = arch

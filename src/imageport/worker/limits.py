@@ -37,9 +37,15 @@ STDOUT_CAP = 16 * MiB
 STDERR_TAIL = 64 * 1024
 #: Seconds between checks of the wall clock and of ``cancelled()``.
 POLL_SECONDS = 0.2
-_MEMORY_SIGNS = ("MemoryError", "Cannot allocate memory", "failed to allocate",
-                 "failed to map segment", "cannot allocate",
-                 "Out of memory", "out of memory")
+_MEMORY_SIGNS = (
+    "MemoryError",
+    "Cannot allocate memory",
+    "failed to allocate",
+    "failed to map segment",
+    "cannot allocate",
+    "Out of memory",
+    "out of memory",
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,8 +76,12 @@ class WorkerLimits:
         formed image of any size is checked in about a second), three times that plus 30 s of
         wall clock, at most ``worker_memory_bytes`` of memory, and no file written."""
         cpu = settings.check_cpu_seconds
-        return cls(memory_bytes=settings.worker_memory_bytes, cpu_seconds=cpu,
-                   file_bytes=CHECK_FILE_BYTES, wall_seconds=3.0 * cpu + 30)
+        return cls(
+            memory_bytes=settings.worker_memory_bytes,
+            cpu_seconds=cpu,
+            file_bytes=CHECK_FILE_BYTES,
+            wall_seconds=3.0 * cpu + 30,
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,9 +93,20 @@ class WorkerResult:
 def limited_command(command: Sequence[str], limits: WorkerLimits) -> list[str]:
     """``command`` prefixed with the launcher that applies ``limits``."""
     return [
-        sys.executable, "-I", "-S", str(Path(launcher.__file__)),
-        "--as", str(limits.memory_bytes), "--cpu", str(limits.cpu_seconds),
-        "--fsize", str(limits.file_bytes), "--parent", str(os.getpid()), "--", *command,
+        sys.executable,
+        "-I",
+        "-S",
+        str(Path(launcher.__file__)),
+        "--as",
+        str(limits.memory_bytes),
+        "--cpu",
+        str(limits.cpu_seconds),
+        "--fsize",
+        str(limits.file_bytes),
+        "--parent",
+        str(os.getpid()),
+        "--",
+        *command,
     ]
 
 
@@ -124,8 +145,10 @@ def describe_failure(name: str, returncode: int, stderr: str, limits: WorkerLimi
     if limit == "memory":
         return f"{name} exceeded its memory limit of {_size_text(limits.memory_bytes)}"
     if returncode == -signal.SIGKILL:
-        return (f"{name} was killed (CPU time limit of {limits.cpu_seconds} s or memory limit "
-                f"of {_size_text(limits.memory_bytes)})")
+        return (
+            f"{name} was killed (CPU time limit of {limits.cpu_seconds} s or memory limit "
+            f"of {_size_text(limits.memory_bytes)})"
+        )
     lines = [line.strip() for line in stderr.splitlines() if line.strip()]
     detail = f": {lines[-1][:500]}" if lines else ""
     if returncode < 0:
@@ -137,8 +160,14 @@ class _Reader(threading.Thread):
     """Drains one pipe: keeps up to ``cap`` bytes (or the last ``cap`` with ``tail``) and hands
     every chunk to ``on_chunk``."""
 
-    def __init__(self, pipe: IO[bytes], cap: int, *, tail: bool,
-                 on_chunk: Callable[[bytes], None] | None = None) -> None:
+    def __init__(
+        self,
+        pipe: IO[bytes],
+        cap: int,
+        *,
+        tail: bool,
+        on_chunk: Callable[[bytes], None] | None = None,
+    ) -> None:
         super().__init__(daemon=True)
         self.pipe, self.cap, self.tail, self.on_chunk = pipe, cap, tail, on_chunk
         self.data = bytearray()
@@ -190,9 +219,14 @@ def run_limited(
     env = {**os.environ, "LC_ALL": "C", "PYTHONDONTWRITEBYTECODE": "1"}
     try:
         proc = subprocess.Popen(  # noqa: S603 - argument list built by our callers
-            limited_command(command, limits), stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True,
-            close_fds=True, env=env)
+            limited_command(command, limits),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            start_new_session=True,
+            close_fds=True,
+            env=env,
+        )
     except OSError as exc:
         raise WorkerError(f"{name} could not be started: {exc.strerror}") from exc
     if proc.stdout is None or proc.stderr is None:  # pragma: no cover - PIPE was given
@@ -216,8 +250,10 @@ def run_limited(
                 outcome = f"{name} printed more than {_size_text(stdout_cap)} and was stopped"
                 limit = "output"
             elif time.monotonic() > deadline:
-                outcome = (f"{name} exceeded its wall-clock limit of {limits.wall_seconds:g} s "
-                           "and was stopped")
+                outcome = (
+                    f"{name} exceeded its wall-clock limit of {limits.wall_seconds:g} s "
+                    "and was stopped"
+                )
                 limit = "wall"
             elif watched is not None:
                 outcome, limit = watched, "watch"
@@ -244,8 +280,10 @@ def run_limited(
     if out.overflowed:
         raise WorkerError(f"{name} printed more than {_size_text(stdout_cap)}", limit="output")
     if proc.returncode != 0:
-        raise WorkerError(describe_failure(name, proc.returncode, stderr, limits),
-                          limit=limit_hit(proc.returncode, stderr))
+        raise WorkerError(
+            describe_failure(name, proc.returncode, stderr, limits),
+            limit=limit_hit(proc.returncode, stderr),
+        )
     if out.error is not None:
         raise WorkerError(f"{name}'s output could not be read: {out.error}")
     return WorkerResult(bytes(out.data), stderr)

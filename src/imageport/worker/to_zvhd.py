@@ -22,8 +22,9 @@ WRITER_THREADS = 2
 
 def main(argv: list[str]) -> int:
     if len(argv) != 4 or argv[3] not in ("zvhd", "zvhd2"):
-        sys.stderr.write("usage: python -m imageport.worker.to_zvhd SOURCE SOURCE_FORMAT "
-                         "TARGET zvhd|zvhd2\n")
+        sys.stderr.write(
+            "usage: python -m imageport.worker.to_zvhd SOURCE SOURCE_FORMAT TARGET zvhd|zvhd2\n"
+        )
         return 2
     source, source_format, target, target_format = argv
     from imageport.errors import ImageportError
@@ -39,8 +40,13 @@ def main(argv: list[str]) -> int:
         if found != source_format:
             sys.stderr.write(f"the file is {found}, not {source_format}\n")
             return 1
-        convert_image(source, target, "zvhd2" if target_format == "zvhd2" else "zvhd",
-                      ConvertOptions(workers=WRITER_THREADS), progress)
+        convert_image(
+            source,
+            target,
+            "zvhd2" if target_format == "zvhd2" else "zvhd",
+            ConvertOptions(workers=WRITER_THREADS),
+            progress,
+        )
     except ImageportError as exc:
         sys.stderr.write(f"{exc}\n")
         return 1

@@ -47,8 +47,9 @@ def guest() -> Path:
 def hostile(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A qcow2 whose backing file is /etc/passwd."""
     path = tmp_path_factory.mktemp("hostile") / "hostile.qcow2"
-    builders.qemu_img("create", "-q", "-f", "qcow2", "-u", "-b", "/etc/passwd", "-F", "raw",
-                      str(path), "64M")
+    builders.qemu_img(
+        "create", "-q", "-f", "qcow2", "-u", "-b", "/etc/passwd", "-F", "raw", str(path), "64M"
+    )
     return path
 
 
@@ -65,8 +66,12 @@ class Glance:
     def run_jobs(self, image_id: str) -> None:
         """Run the image's INIT jobs to their end."""
         with self.services.db.connect() as conn:
-            ids = [row.id for row in conn.execute(select(jobs.c.id).where(
-                jobs.c.image_id == image_id, jobs.c.status == "INIT"))]
+            ids = [
+                row.id
+                for row in conn.execute(
+                    select(jobs.c.id).where(jobs.c.image_id == image_id, jobs.c.status == "INIT")
+                )
+            ]
         assert ids, f"image {image_id} has no job waiting"
         for job_id in ids:
             run_job(self.services, job_id)
@@ -104,8 +109,9 @@ def _bytes_read() -> int:
     raise AssertionError("no rchar in /proc/self/io")
 
 
-def test_glanceclient_upload_download_and_conflict(api: Glance, guest: Path,
-                                                   tmp_path: Path) -> None:
+def test_glanceclient_upload_download_and_conflict(
+    api: Glance, guest: Path, tmp_path: Path
+) -> None:
     g = api.client()
     image_id = _create(g, "gc-upload")
     with open(guest, "rb") as f:
@@ -121,15 +127,19 @@ def test_glanceclient_upload_download_and_conflict(api: Glance, guest: Path,
     stored = tmp_path / "stored.qcow2"
     stored.write_bytes(b"".join(g.images.data(image_id)))
     assert hashlib.sha256(stored.read_bytes()).hexdigest() == image["checksum"]
-    info = json.loads(subprocess.run(
-        ["qemu-img", "info", "-f", "qcow2", "--output=json", str(stored)],
-        capture_output=True, check=True, text=True).stdout)
+    info = json.loads(
+        subprocess.run(
+            ["qemu-img", "info", "-f", "qcow2", "--output=json", str(stored)],
+            capture_output=True,
+            check=True,
+            text=True,
+        ).stdout
+    )
     assert info["virtual-size"] == image["virtual_size"] and "backing-filename" not in info
     # HEAD answers the size without sending, or reading, the file (the server runs in this
     # process: its reads count in our /proc/self/io)
     read_before = _bytes_read()
-    head = httpx.head(f"{api.base}/v2/images/{image_id}/file",
-                      headers={"X-Auth-Token": api.alpha})
+    head = httpx.head(f"{api.base}/v2/images/{image_id}/file", headers={"X-Auth-Token": api.alpha})
     assert head.status_code == 200 and head.content == b""
     assert head.headers["content-length"] == str(stored.stat().st_size)
     assert _bytes_read() - read_before < stored.stat().st_size // 2
@@ -161,13 +171,16 @@ def test_stage_then_glance_direct_import(api: Glance, guest: Path) -> None:
 @pytest.mark.filterwarnings("ignore::openstack.warnings._RemovedInSDKWarning")
 # and create_image(filename=...) never closes the file it opened
 @pytest.mark.filterwarnings(
-    "ignore:Exception ignored in. <_io.FileIO:pytest.PytestUnraisableExceptionWarning")
+    "ignore:Exception ignored in. <_io.FileIO:pytest.PytestUnraisableExceptionWarning"
+)
 def test_openstacksdk_create_image_from_a_file(api: Glance, guest: Path) -> None:
     # admin_token (or token_endpoint): the endpoint is used as given, so it names /v2
     conn = openstack.connection.Connection(
-        auth_type="admin_token", auth={"token": api.alpha, "endpoint": api.base + "/v2"})
-    image = conn.create_image("sdk-upload", filename=str(guest), wait=False,
-                              disk_format="qcow2", container_format="bare")
+        auth_type="admin_token", auth={"token": api.alpha, "endpoint": api.base + "/v2"}
+    )
+    image = conn.create_image(
+        "sdk-upload", filename=str(guest), wait=False, disk_format="qcow2", container_format="bare"
+    )
     api.run_jobs(image.id)
     deadline = time.monotonic() + 30
     while (shown := conn.image.get_image(image.id)).status not in ("active", "killed"):
@@ -207,8 +220,11 @@ def test_other_projects_and_anonymous_callers(api: Glance, guest: Path) -> None:
         other.images.upload(image_id, f)
     with pytest.raises(glance_exc.HTTPNotFound):
         other.images.data(image_id)
-    anonymous = httpx.put(f"{api.base}/v2/images/{image_id}/file", content=b"x" * 1024,
-                          headers={"Content-Type": "application/octet-stream"})
+    anonymous = httpx.put(
+        f"{api.base}/v2/images/{image_id}/file",
+        content=b"x" * 1024,
+        headers={"Content-Type": "application/octet-stream"},
+    )
     assert anonymous.status_code == 401
     for path in ("/v2/schemas/image", "/v2/info/import"):
         assert httpx.get(api.base + path).status_code == 401

@@ -50,8 +50,11 @@ class Api:
         return {"X-Auth-Token": self.token}
 
     def create(self, name: str) -> str:
-        answer = httpx.post(f"{self.base}/v2/images", headers=self.headers(),
-                            json={"name": name, "disk_format": "qcow2"})
+        answer = httpx.post(
+            f"{self.base}/v2/images",
+            headers=self.headers(),
+            json={"name": name, "disk_format": "qcow2"},
+        )
         assert answer.status_code == 201, answer.text
         return str(answer.json()["id"])
 
@@ -64,16 +67,21 @@ class Api:
         """A socket that has sent the request line and headers of a data PUT."""
         host, port = self.base.removeprefix("http://").split(":")
         sock = socket.create_connection((host, int(port)), timeout=10)
-        sock.sendall((f"PUT /v2/images/{image_id}/{route} HTTP/1.1\r\nHost: {host}\r\n"
-                      f"X-Auth-Token: {self.token}\r\n"
-                      f"Content-Type: application/octet-stream\r\n{framing}\r\n\r\n").encode())
+        sock.sendall(
+            (
+                f"PUT /v2/images/{image_id}/{route} HTTP/1.1\r\nHost: {host}\r\n"
+                f"X-Auth-Token: {self.token}\r\n"
+                f"Content-Type: application/octet-stream\r\n{framing}\r\n\r\n"
+            ).encode()
+        )
         return sock
 
 
 @pytest.fixture(scope="module")
 def api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Api]:
-    services = service_fixtures.make_services(tmp_path_factory.mktemp("staging") / "data",
-                                              normal_import_max_bytes=LIMIT)
+    services = service_fixtures.make_services(
+        tmp_path_factory.mktemp("staging") / "data", normal_import_max_bytes=LIMIT
+    )
     create_project(services, "alpha")
     key = create_key(services, "alpha")
     token = issue_token(services, Principal(key.project_id, key.access_key))[0]
@@ -103,8 +111,9 @@ def read_status(sock: socket.socket) -> int:
 
 def jobs_of(api: Api, image_id: str) -> list[str]:
     with api.services.db.connect() as conn:
-        return [r.status for r in conn.execute(select(jobs.c.status).where(
-            jobs.c.image_id == image_id))]
+        return [
+            r.status for r in conn.execute(select(jobs.c.status).where(jobs.c.image_id == image_id))
+        ]
 
 
 def test_a_client_that_goes_away_mid_body_leaves_nothing(api: Api) -> None:
@@ -132,16 +141,22 @@ def test_a_chunked_body_over_the_cap_is_refused_while_it_streams(api: Api) -> No
     assert read_status(sock) == 413
     sock.close()
     wait_for(lambda: not api.staged_names())
-    declared = httpx.put(f"{api.base}/v2/images/{image_id}/file", content=b"x" * (LIMIT + 1),
-                         headers={**api.headers(), "Content-Type": "application/octet-stream"})
+    declared = httpx.put(
+        f"{api.base}/v2/images/{image_id}/file",
+        content=b"x" * (LIMIT + 1),
+        headers={**api.headers(), "Content-Type": "application/octet-stream"},
+    )
     assert declared.status_code == 413 and declared.json()["error_code"] == "IMG.0059"
     assert "IMG-SIZE" in declared.json()["error_msg"]
     assert api.image(image_id)["status"] == "queued" and jobs_of(api, image_id) == []
 
 
 def _stage(api: Api, image_id: str, body: bytes = b"QFI\xfb" + b"\0" * 4092) -> None:
-    answer = httpx.put(f"{api.base}/v2/images/{image_id}/stage", content=body,
-                       headers={**api.headers(), "Content-Type": "application/octet-stream"})
+    answer = httpx.put(
+        f"{api.base}/v2/images/{image_id}/stage",
+        content=body,
+        headers={**api.headers(), "Content-Type": "application/octet-stream"},
+    )
     assert answer.status_code == 204, answer.text
 
 
@@ -149,16 +164,21 @@ def test_staged_data_goes_with_its_image_or_its_cancelled_job(api: Api) -> None:
     deleted = api.create("staged-deleted")
     _stage(api, deleted)
     assert api.staged_names() == [deleted]
-    refused = httpx.put(f"{api.base}/v2/images/{deleted}/stage", content=b"again",
-                        headers={**api.headers(), "Content-Type": "application/octet-stream"})
+    refused = httpx.put(
+        f"{api.base}/v2/images/{deleted}/stage",
+        content=b"again",
+        headers={**api.headers(), "Content-Type": "application/octet-stream"},
+    )
     assert refused.status_code == 409
-    assert httpx.delete(f"{api.base}/v2/images/{deleted}",
-                        headers=api.headers()).status_code == 204
+    assert httpx.delete(f"{api.base}/v2/images/{deleted}", headers=api.headers()).status_code == 204
     assert not api.staged_names()
     cancelled = api.create("staged-cancelled")
     _stage(api, cancelled)
-    imported = httpx.post(f"{api.base}/v2/images/{cancelled}/import", headers=api.headers(),
-                          json={"method": {"name": "glance-direct"}})
+    imported = httpx.post(
+        f"{api.base}/v2/images/{cancelled}/import",
+        headers=api.headers(),
+        json={"method": {"name": "glance-direct"}},
+    )
     assert imported.status_code == 202
     with api.services.db.connect() as conn:
         job_id = conn.execute(select(jobs.c.id).where(jobs.c.image_id == cancelled)).scalar()
@@ -184,10 +204,16 @@ def test_recovery_keeps_only_data_a_job_will_read(api: Api) -> None:
 def test_a_second_import_of_the_same_staged_data_is_refused(api: Api) -> None:
     image_id = api.create("imported-twice")
     _stage(api, image_id)
-    first = httpx.post(f"{api.base}/v2/images/{image_id}/import", headers=api.headers(),
-                       json={"method": {"name": "glance-direct"}})
+    first = httpx.post(
+        f"{api.base}/v2/images/{image_id}/import",
+        headers=api.headers(),
+        json={"method": {"name": "glance-direct"}},
+    )
     assert first.status_code == 202
-    again = httpx.post(f"{api.base}/v2/images/{image_id}/import", headers=api.headers(),
-                       json={"method": {"name": "glance-direct"}})
+    again = httpx.post(
+        f"{api.base}/v2/images/{image_id}/import",
+        headers=api.headers(),
+        json={"method": {"name": "glance-direct"}},
+    )
     assert again.status_code == 400 and again.json()["error_code"] == "IMG.0090"
     assert jobs_of(api, image_id) == ["INIT"]

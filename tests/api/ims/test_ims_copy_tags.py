@@ -35,7 +35,8 @@ from imageport.service.projects import AccessKey, create_key, create_project
 
 # the SDK marks ShowJob and the Glance* operations deprecated but still sends them
 pytestmark = pytest.mark.filterwarnings(
-    "ignore:Method '.*' of ImsClient is deprecated:DeprecationWarning")
+    "ignore:Method '.*' of ImsClient is deprecated:DeprecationWarning"
+)
 
 DISK = b"QFI\xfb" + bytes(60) + b"stored image" * 500
 
@@ -53,14 +54,24 @@ class Api:
 
     def send(self, method: str, path: str, body: bytes = b"") -> httpx.Response:
         """A request signed with alpha's key by the SDK's own signer (any path)."""
-        headers = {"Content-Type": "application/json;charset=UTF-8",
-                   "X-Sdk-Date": datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ"),
-                   "X-Project-Id": self.alpha.project_id}
-        req = SdkRequest(method=method, schema="http", host=self.base.split("//")[1],
-                         resource_path=path, query_params=[], header_params=headers, body=body)
+        headers = {
+            "Content-Type": "application/json;charset=UTF-8",
+            "X-Sdk-Date": datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ"),
+            "X-Project-Id": self.alpha.project_id,
+        }
+        req = SdkRequest(
+            method=method,
+            schema="http",
+            host=self.base.split("//")[1],
+            resource_path=path,
+            query_params=[],
+            header_params=headers,
+            body=body,
+        )
         Signer(SimpleNamespace(ak=self.alpha.access_key, sk=self.alpha.secret_key)).sign(req)
-        return httpx.request(method, self.base + path, headers=req.header_params,
-                             content=body, timeout=10)
+        return httpx.request(
+            method, self.base + path, headers=req.header_params, content=body, timeout=10
+        )
 
     def active_image(self, key: AccessKey, name: str) -> str:
         """An active image of ``key``'s project, as an import job leaves it."""
@@ -68,18 +79,40 @@ class Api:
         folder = self.services.settings.images_dir
         folder.mkdir(parents=True, exist_ok=True)
         (folder / f"{image_id}.qcow2").write_bytes(DISK)
-        props = base_properties(os_version="Ubuntu 22.04 server 64bit", description="",
-                                config_init=True, architecture="x86", firmware="bios",
-                                data_origin="file,images:disk.qcow2")
+        props = base_properties(
+            os_version="Ubuntu 22.04 server 64bit",
+            description="",
+            config_init=True,
+            architecture="x86",
+            firmware="bios",
+            data_origin="file,images:disk.qcow2",
+        )
         now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.000Z")
         with self.services.db.begin() as conn:
-            conn.execute(insert(images).values(
-                id=image_id, project_id=key.project_id, name=name, status="active",
-                visibility="private", protected=False, container_format="bare",
-                disk_format="qcow2", min_disk=40, min_ram=0, max_ram=None, size=len(DISK),
-                virtual_size=1 << 30, checksum=hashlib.sha256(DISK).hexdigest(),
-                blob=f"{image_id}.qcow2", properties=props, tags=["env=test"], created_at=now,
-                updated_at=now, active_at=now))
+            conn.execute(
+                insert(images).values(
+                    id=image_id,
+                    project_id=key.project_id,
+                    name=name,
+                    status="active",
+                    visibility="private",
+                    protected=False,
+                    container_format="bare",
+                    disk_format="qcow2",
+                    min_disk=40,
+                    min_ram=0,
+                    max_ram=None,
+                    size=len(DISK),
+                    virtual_size=1 << 30,
+                    checksum=hashlib.sha256(DISK).hexdigest(),
+                    blob=f"{image_id}.qcow2",
+                    properties=props,
+                    tags=["env=test"],
+                    created_at=now,
+                    updated_at=now,
+                    active_at=now,
+                )
+            )
         return image_id
 
 
@@ -103,15 +136,17 @@ def sdk_error(call: object) -> ClientRequestException:
 
 
 def copy_request(image_id: str, name: str, **extra: str) -> m.CopyImageInRegionRequest:
-    return m.CopyImageInRegionRequest(image_id=image_id, body=m.CopyImageInRegionRequestBody(
-        name=name, **extra))
+    return m.CopyImageInRegionRequest(
+        image_id=image_id, body=m.CopyImageInRegionRequestBody(name=name, **extra)
+    )
 
 
 def test_copy_image_in_region(api: Api) -> None:
     ims = api.client(api.alpha)
     source_id = api.active_image(api.alpha, "copy-source")
-    job_id = ims.copy_image_in_region(copy_request(
-        source_id, "copy-target", description="copied by the sdk")).job_id
+    job_id = ims.copy_image_in_region(
+        copy_request(source_id, "copy-target", description="copied by the sdk")
+    ).job_id
     job = ims.show_job(m.ShowJobRequest(job_id=job_id))
     assert (job.status, job.job_type) == ("INIT", "imsCopyImageInRegionJob")
     copy_id = job.entities.image_id
@@ -123,9 +158,15 @@ def test_copy_image_in_region(api: Api) -> None:
     source = ims.glance_show_image(m.GlanceShowImageRequest(image_id=source_id))
     copy = ims.glance_show_image(m.GlanceShowImageRequest(image_id=copy_id))
     assert (copy.status, copy.name, copy.description) == (
-        "active", "copy-target", "copied by the sdk")
+        "active",
+        "copy-target",
+        "copied by the sdk",
+    )
     assert (copy.checksum, copy.size, copy.disk_format) == (
-        source.checksum, source.size, source.disk_format)
+        source.checksum,
+        source.size,
+        source.disk_format,
+    )
     assert (copy.originalimagename, copy.data_origin) == (source_id, f"image,{source_id}")
     folder = api.services.settings.images_dir
     stored, copied = folder / f"{source_id}.qcow2", folder / f"{copy_id}.qcow2"
@@ -141,14 +182,18 @@ def test_copy_refusals(api: Api) -> None:
     ims = api.client(api.alpha)
     source_id = api.active_image(api.alpha, "refusal-source")
     for request, status, code in (
-            (copy_request(source_id, "refusal-source"), 400, "IMG.0009"),
-            (copy_request(source_id, "enc", cmk_id="bd66288c"), 400, "IMG.0095"),
-            (copy_request(source_id, "bad name!"), 400, "IMG.0003"),
-            (copy_request(new_uuid(), "x"), 404, "IMG.NOT_FOUND")):
+        (copy_request(source_id, "refusal-source"), 400, "IMG.0009"),
+        (copy_request(source_id, "enc", cmk_id="bd66288c"), 400, "IMG.0095"),
+        (copy_request(source_id, "bad name!"), 400, "IMG.0003"),
+        (copy_request(new_uuid(), "x"), 404, "IMG.NOT_FOUND"),
+    ):
         err = sdk_error(lambda request=request: ims.copy_image_in_region(request))
         assert (err.status_code, err.error_code) == (status, code), err.error_msg
-    queued = ims.glance_create_image_metadata(m.GlanceCreateImageMetadataRequest(
-        body=m.GlanceCreateImageMetadataRequestBody(name="refusal-queued"))).id
+    queued = ims.glance_create_image_metadata(
+        m.GlanceCreateImageMetadataRequest(
+            body=m.GlanceCreateImageMetadataRequestBody(name="refusal-queued")
+        )
+    ).id
     err = sdk_error(lambda: ims.copy_image_in_region(copy_request(queued, "x")))
     assert (err.status_code, err.error_code) == (409, "IMG.STATE")
     theirs = api.client(api.beta)
@@ -161,39 +206,69 @@ def test_image_tags_through_the_sdk(api: Api) -> None:
     image_id = api.active_image(api.alpha, "tagged")
     other_id = api.active_image(api.alpha, "tagged-too")
     api.active_image(api.alpha, "tagged-three")  # keeps env=test
-    ims.add_image_tag(m.AddImageTagRequest(image_id=image_id, body=m.AddImageTagRequestBody(
-        tag=m.ResourceTag(key="owner", value="ops"))))
+    ims.add_image_tag(
+        m.AddImageTagRequest(
+            image_id=image_id,
+            body=m.AddImageTagRequestBody(tag=m.ResourceTag(key="owner", value="ops")),
+        )
+    )
     tags = ims.list_image_tags(m.ListImageTagsRequest(image_id=image_id)).tags
     assert [(tag.key, tag.value) for tag in tags] == [("env", "test"), ("owner", "ops")]
 
-    ims.batch_add_or_delete_tags(m.BatchAddOrDeleteTagsRequest(
-        image_id=image_id, body=m.BatchAddOrDeleteTagsRequestBody(action="create", tags=[
-            m.ResourceTag(key="env", value="prod"), m.ResourceTag(key="tier", value="")])))
+    ims.batch_add_or_delete_tags(
+        m.BatchAddOrDeleteTagsRequest(
+            image_id=image_id,
+            body=m.BatchAddOrDeleteTagsRequestBody(
+                action="create",
+                tags=[m.ResourceTag(key="env", value="prod"), m.ResourceTag(key="tier", value="")],
+            ),
+        )
+    )
     ims.delete_image_tag(m.DeleteImageTagRequest(image_id=image_id, key="owner"))
-    ims.batch_add_or_delete_tags(m.BatchAddOrDeleteTagsRequest(
-        image_id=other_id, body=m.BatchAddOrDeleteTagsRequestBody(
-            action="delete", tags=[m.ResourceTag(key="env", value="test")])))
+    ims.batch_add_or_delete_tags(
+        m.BatchAddOrDeleteTagsRequest(
+            image_id=other_id,
+            body=m.BatchAddOrDeleteTagsRequestBody(
+                action="delete", tags=[m.ResourceTag(key="env", value="test")]
+            ),
+        )
+    )
     tags = ims.list_image_tags(m.ListImageTagsRequest(image_id=image_id)).tags
     assert [(tag.key, tag.value) for tag in tags] == [("env", "prod"), ("tier", "")]
     shown = ims.glance_show_image(m.GlanceShowImageRequest(image_id=image_id))
     assert shown.tags == ["env=prod", "tier="]
 
-    found = ims.list_image_by_tags(m.ListImageByTagsRequest(body=m.ListImageByTagsRequestBody(
-        action="filter", limit="10", offset="0",
-        tags=[m.Tags(key="env", values=["prod"])],
-        matches=[m.TagKeyValue(key="resource_name", value="tagged")])))
+    found = ims.list_image_by_tags(
+        m.ListImageByTagsRequest(
+            body=m.ListImageByTagsRequestBody(
+                action="filter",
+                limit="10",
+                offset="0",
+                tags=[m.Tags(key="env", values=["prod"])],
+                matches=[m.TagKeyValue(key="resource_name", value="tagged")],
+            )
+        )
+    )
     assert found.total_count == 1
     (resource,) = found.resources
     assert (resource.resource_id, resource.resource_name, resource.resource_detail.status) == (
-        image_id, "tagged", "active")
+        image_id,
+        "tagged",
+        "active",
+    )
     assert [(tag.key, tag.value) for tag in resource.tags] == [("env", "prod"), ("tier", "")]
-    counted = ims.list_image_by_tags(m.ListImageByTagsRequest(body=m.ListImageByTagsRequestBody(
-        action="count", not_tags_any=[m.Tags(key="tier", values=[])],
-        matches=[m.TagKeyValue(key="resource_id", value=other_id)])))
+    counted = ims.list_image_by_tags(
+        m.ListImageByTagsRequest(
+            body=m.ListImageByTagsRequestBody(
+                action="count",
+                not_tags_any=[m.Tags(key="tier", values=[])],
+                matches=[m.TagKeyValue(key="resource_id", value=other_id)],
+            )
+        )
+    )
     assert (counted.total_count, counted.resources) == (1, None)
 
-    every = {tag.key: tag.values for tag in ims.list_images_tags(
-        m.ListImagesTagsRequest()).tags}
+    every = {tag.key: tag.values for tag in ims.list_images_tags(m.ListImagesTagsRequest()).tags}
     assert (every["env"], every["tier"]) == (["prod", "test"], [""])
 
 
@@ -202,19 +277,28 @@ def test_tag_refusals(api: Api) -> None:
     image_id = api.active_image(api.alpha, "tag-refusals")
 
     def add(key: str, value: str, client: ImsClient = ims) -> object:
-        return client.add_image_tag(m.AddImageTagRequest(
-            image_id=image_id, body=m.AddImageTagRequestBody(tag=m.ResourceTag(key, value))))
+        return client.add_image_tag(
+            m.AddImageTagRequest(
+                image_id=image_id, body=m.AddImageTagRequestBody(tag=m.ResourceTag(key, value))
+            )
+        )
 
     for key, value in (("k" * 37, "v"), ("k", "v" * 44), ("k k", "v")):
         err = sdk_error(lambda key=key, value=value: add(key, value))
         assert (err.status_code, err.error_code) == (400, "IMG.0001"), err.error_msg
-    ims.batch_add_or_delete_tags(m.BatchAddOrDeleteTagsRequest(
-        image_id=image_id, body=m.BatchAddOrDeleteTagsRequestBody(action="create", tags=[
-            m.ResourceTag(key=f"k{i}", value="v") for i in range(9)])))  # 10 with env=test
+    ims.batch_add_or_delete_tags(
+        m.BatchAddOrDeleteTagsRequest(
+            image_id=image_id,
+            body=m.BatchAddOrDeleteTagsRequestBody(
+                action="create", tags=[m.ResourceTag(key=f"k{i}", value="v") for i in range(9)]
+            ),
+        )
+    )  # 10 with env=test
     err = sdk_error(lambda: add("one-too-many", "v"))
     assert (err.status_code, err.error_code) == (400, "IMG.0001") and "10" in err.error_msg
-    err = sdk_error(lambda: ims.delete_image_tag(m.DeleteImageTagRequest(
-        image_id=image_id, key="absent")))
+    err = sdk_error(
+        lambda: ims.delete_image_tag(m.DeleteImageTagRequest(image_id=image_id, key="absent"))
+    )
     assert (err.status_code, err.error_code) == (404, "IMG.NOT_FOUND")
 
     # another project's image is not found
@@ -223,11 +307,11 @@ def test_tag_refusals(api: Api) -> None:
     # a path naming another project than the caller's is refused
     beta = api.beta.project_id
     for method, path, body in (
-            ("GET", f"/v2/{beta}/images/{image_id}/tags", b""),
-            ("POST", f"/v2/{beta}/images/{image_id}/tags",
-             b'{"tag": {"key": "x", "value": "y"}}'),
-            ("GET", f"/v2/{beta}/images/tags", b""),
-            ("POST", f"/v2/{beta}/images/resource_instances/action", b'{"action": "count"}')):
+        ("GET", f"/v2/{beta}/images/{image_id}/tags", b""),
+        ("POST", f"/v2/{beta}/images/{image_id}/tags", b'{"tag": {"key": "x", "value": "y"}}'),
+        ("GET", f"/v2/{beta}/images/tags", b""),
+        ("POST", f"/v2/{beta}/images/resource_instances/action", b'{"action": "count"}'),
+    ):
         answer = api.send(method, path, body)
         assert answer.status_code == 404 and answer.json()["error_code"] == "IMG.NOT_FOUND", path
     mine = api.send("GET", f"/v2/{api.alpha.project_id}/images/{image_id}/tags")

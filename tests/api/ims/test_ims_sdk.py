@@ -40,7 +40,8 @@ from imageport.service.projects import AccessKey, create_key, create_project
 # The SDK marks ShowJob and the Glance* operations deprecated but still sends them (and
 # Terraform polls ShowJob): they are part of the API we serve.
 pytestmark = pytest.mark.filterwarnings(
-    "ignore:Method '.*' of ImsClient is deprecated:DeprecationWarning")
+    "ignore:Method '.*' of ImsClient is deprecated:DeprecationWarning"
+)
 
 
 @dataclass
@@ -54,20 +55,36 @@ class Api:
         cred = BasicCredentials(key.access_key, key.secret_key, project_id or key.project_id)
         return ImsClient.new_builder().with_credentials(cred).with_endpoint(self.base).build()
 
-    def signed(self, method: str, path: str, body: bytes = b"",
-               headers: dict[str, str] | None = None) -> SdkRequest:
+    def signed(
+        self, method: str, path: str, body: bytes = b"", headers: dict[str, str] | None = None
+    ) -> SdkRequest:
         """A request signed by the SDK's signer with alpha's key (to replay or tamper with)."""
-        sent = {"Content-Type": "application/json;charset=utf-8",
-                "X-Sdk-Date": datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ"),
-                "X-Project-Id": self.alpha.project_id, **(headers or {})}
-        req = SdkRequest(method=method, schema="http", host=self.base.split("//")[1],
-                         resource_path=path, query_params=[], header_params=sent, body=body)
+        sent = {
+            "Content-Type": "application/json;charset=utf-8",
+            "X-Sdk-Date": datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ"),
+            "X-Project-Id": self.alpha.project_id,
+            **(headers or {}),
+        }
+        req = SdkRequest(
+            method=method,
+            schema="http",
+            host=self.base.split("//")[1],
+            resource_path=path,
+            query_params=[],
+            header_params=sent,
+            body=body,
+        )
         Signer(SimpleNamespace(ak=self.alpha.access_key, sk=self.alpha.secret_key)).sign(req)
         return req
 
     def send(self, req: SdkRequest) -> httpx.Response:
-        return httpx.request(req.method, self.base + req.resource_path, headers=req.header_params,
-                             content=req.body, timeout=10)
+        return httpx.request(
+            req.method,
+            self.base + req.resource_path,
+            headers=req.header_params,
+            content=req.body,
+            timeout=10,
+        )
 
 
 def put_file(services: Services, bucket: str, key: str, source: Path) -> None:
@@ -75,10 +92,20 @@ def put_file(services: Services, bucket: str, key: str, source: Path) -> None:
     staging = services.store.staging_path()
     staging.parent.mkdir(parents=True, exist_ok=True)
     staging.write_bytes(data)
-    staged = StagedFile(staging, len(data), hashlib.md5(data).hexdigest(),  # noqa: S324
-                        hashlib.sha256(data).hexdigest())
-    services.store.commit_object(bucket, key, staged, content_type="application/octet-stream",
-                                 storage_class="STANDARD", metadata={})
+    staged = StagedFile(
+        staging,
+        len(data),
+        hashlib.md5(data).hexdigest(),  # noqa: S324
+        hashlib.sha256(data).hexdigest(),
+    )
+    services.store.commit_object(
+        bucket,
+        key,
+        staged,
+        content_type="application/octet-stream",
+        storage_class="STANDARD",
+        metadata={},
+    )
 
 
 @pytest.fixture(scope="module")
@@ -89,8 +116,7 @@ def api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Api]:
     create_project(services, "beta")
     alpha, beta = create_key(services, "alpha"), create_key(services, "beta")
     services.store.create_bucket("images", alpha.project_id, "STANDARD", "local-1")
-    put_file(services, "images", "disk/ready.qcow2",
-             import_fixtures.good_image("qcow2"))
+    put_file(services, "images", "disk/ready.qcow2", import_fixtures.good_image("qcow2"))
     empty = data / "empty.qcow2"
     subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", str(empty), "1G"], check=True)
     put_file(services, "images", "disk/empty.qcow2", empty)
@@ -101,13 +127,22 @@ def api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Api]:
         services.db.dispose()
 
 
-def create_body(name: str, url: str = "images:disk/ready.qcow2",
-                **extra: object) -> m.CreateImageRequestBody:
+def create_body(
+    name: str, url: str = "images:disk/ready.qcow2", **extra: object
+) -> m.CreateImageRequestBody:
     fields: dict[str, object] = {
-        "name": name, "image_url": url, "min_disk": 40, "os_version": "Ubuntu 22.04 server 64bit",
-        "description": "from the sdk", "image_tags": [m.TagKeyValue(key="env", value="test")],
-        "architecture": "x86", "hw_firmware_type": "bios", "type": "ECS", "is_config": False,
-        "is_quick_import": False}
+        "name": name,
+        "image_url": url,
+        "min_disk": 40,
+        "os_version": "Ubuntu 22.04 server 64bit",
+        "description": "from the sdk",
+        "image_tags": [m.TagKeyValue(key="env", value="test")],
+        "architecture": "x86",
+        "hw_firmware_type": "bios",
+        "type": "ECS",
+        "is_config": False,
+        "is_quick_import": False,
+    }
     return m.CreateImageRequestBody(**{**fields, **extra})
 
 
@@ -131,31 +166,55 @@ def test_create_run_list_update_delete(api: Api) -> None:
     progress = ims.show_job_progress(m.ShowJobProgressRequest(job_id=job_id))
     assert progress.entities.process_percent == 1.0
 
-    listed = ims.list_images(m.ListImagesRequest(
-        imagetype="private", status="active", name="sdk-ready", sort_key="created_at",
-        sort_dir="desc", limit=10)).images
+    listed = ims.list_images(
+        m.ListImagesRequest(
+            imagetype="private",
+            status="active",
+            name="sdk-ready",
+            sort_key="created_at",
+            sort_dir="desc",
+            limit=10,
+        )
+    ).images
     assert [i.id for i in listed] == [image_id]
     image = listed[0]
     # the OS found in the guest overrides the one the request named
     assert (image.os_version, image.platform, image.os_bit) == (
-        "Debian GNU/Linux 12.0.0 64bit", "Debian", "64")
+        "Debian GNU/Linux 12.0.0 64bit",
+        "Debian",
+        "64",
+    )
     assert (image.disk_format, image.imagetype, image.data_origin) == (
-        "qcow2", "private", "file,images:disk/ready.qcow2")
+        "qcow2",
+        "private",
+        "file,images:disk/ready.qcow2",
+    )
     assert image.tags == ["env=test"] and int(image.image_size) == image.size > 0
 
-    renamed = ims.update_image(m.UpdateImageRequest(image_id=image_id, body=[
-        m.UpdateImageRequestBody(op="replace", path="/name", value="sdk-renamed")]))
+    renamed = ims.update_image(
+        m.UpdateImageRequest(
+            image_id=image_id,
+            body=[m.UpdateImageRequestBody(op="replace", path="/name", value="sdk-renamed")],
+        )
+    )
     assert renamed.name == "sdk-renamed"
     shown = ims.glance_show_image(m.GlanceShowImageRequest(image_id=image_id))
     assert shown.name == "sdk-renamed" and shown.status == "active"
-    described = ims.glance_update_image(m.GlanceUpdateImageRequest(image_id=image_id, body=[
-        m.GlanceUpdateImageRequestBody(op="add", path="/__description", value="patched")]))
+    described = ims.glance_update_image(
+        m.GlanceUpdateImageRequest(
+            image_id=image_id,
+            body=[m.GlanceUpdateImageRequestBody(op="add", path="/__description", value="patched")],
+        )
+    )
     assert described.description == "patched"
 
     blob = api.services.settings.images_dir
     files_before = {p.name for p in blob.iterdir()}
-    ims.glance_delete_image(m.GlanceDeleteImageRequest(
-        image_id=image_id, body=m.GlanceDeleteImageRequestBody(delete_backup=False)))
+    ims.glance_delete_image(
+        m.GlanceDeleteImageRequest(
+            image_id=image_id, body=m.GlanceDeleteImageRequestBody(delete_backup=False)
+        )
+    )
     assert {p.name for p in blob.iterdir()} < files_before  # the stored file is gone
     err = sdk_error(lambda: ims.glance_show_image(m.GlanceShowImageRequest(image_id=image_id)))
     assert (err.status_code, err.error_code) == (404, "IMG.NOT_FOUND")
@@ -163,8 +222,9 @@ def test_create_run_list_update_delete(api: Api) -> None:
 
 def test_a_failed_import_keeps_the_rule_on_the_image(api: Api) -> None:
     ims = api.client(api.alpha)
-    job_id = ims.create_image(m.CreateImageRequest(
-        body=create_body("sdk-empty", "images:disk/empty.qcow2"))).job_id
+    job_id = ims.create_image(
+        m.CreateImageRequest(body=create_body("sdk-empty", "images:disk/empty.qcow2"))
+    ).job_id
     run_job(api.services, job_id)
     job = ims.show_job(m.ShowJobRequest(job_id=job_id))
     assert job.status == "FAIL" and "IMG-SYSTEM-DISK" in (job.fail_reason or "")
@@ -176,13 +236,15 @@ def test_a_failed_import_keeps_the_rule_on_the_image(api: Api) -> None:
 
 def test_validation_errors_carry_the_img_code(api: Api) -> None:
     ims = api.client(api.alpha)
-    for body, code in ((create_body("bad name!"), "IMG.0003"),
-                       (create_body("x", "images:my disk.qcow2"), "IMG.0175"),
-                       (create_body("x", "images:nothing.qcow2"), "IMG.0121"),
-                       (create_body("x", "elsewhere:disk.qcow2"), "IMG.0069"),
-                       (create_body("x", architecture="sparc"), "IMG.0212"),
-                       (create_body("x", hw_firmware_type="efi"), "IMG.0141"),
-                       (create_body("x", instance_id="c3a1e5d2"), "IMG.SOURCE")):
+    for body, code in (
+        (create_body("bad name!"), "IMG.0003"),
+        (create_body("x", "images:my disk.qcow2"), "IMG.0175"),
+        (create_body("x", "images:nothing.qcow2"), "IMG.0121"),
+        (create_body("x", "elsewhere:disk.qcow2"), "IMG.0069"),
+        (create_body("x", architecture="sparc"), "IMG.0212"),
+        (create_body("x", hw_firmware_type="efi"), "IMG.0141"),
+        (create_body("x", instance_id="c3a1e5d2"), "IMG.SOURCE"),
+    ):
         err = sdk_error(lambda body=body: ims.create_image(m.CreateImageRequest(body=body)))
         assert (err.status_code, err.error_code) == (400, code), err.error_msg
     err = sdk_error(lambda: ims.list_images(m.ListImagesRequest(sort_key="secret")))
@@ -191,14 +253,26 @@ def test_validation_errors_carry_the_img_code(api: Api) -> None:
 
 def test_glance_register_and_os_versions(api: Api) -> None:
     ims = api.client(api.alpha)
-    created = ims.glance_create_image_metadata(m.GlanceCreateImageMetadataRequest(
-        body=m.GlanceCreateImageMetadataRequestBody(
-            name="sdk-glance", container_format="bare", disk_format="qcow2", min_disk=40,
-            tags=["k=v"], visibility="private", protected=False)))
+    created = ims.glance_create_image_metadata(
+        m.GlanceCreateImageMetadataRequest(
+            body=m.GlanceCreateImageMetadataRequestBody(
+                name="sdk-glance",
+                container_format="bare",
+                disk_format="qcow2",
+                min_disk=40,
+                tags=["k=v"],
+                visibility="private",
+                protected=False,
+            )
+        )
+    )
     assert created.status == "queued" and created.os_version == "Other Linux(64 bit)"
-    job_id = ims.register_image(m.RegisterImageRequest(
-        image_id=created.id, body=m.RegisterImageRequestBody(
-            image_url="images:disk/ready.qcow2"))).job_id
+    job_id = ims.register_image(
+        m.RegisterImageRequest(
+            image_id=created.id,
+            body=m.RegisterImageRequestBody(image_url="images:disk/ready.qcow2"),
+        )
+    ).job_id
     job = ims.show_job(m.ShowJobRequest(job_id=job_id))
     assert (job.job_type, job.entities.image_id) == ("imsNativeImportImageJob", created.id)
     listed = ims.glance_list_images(m.GlanceListImagesRequest(limit=1, sort_key="name"))
@@ -207,8 +281,11 @@ def test_glance_register_and_os_versions(api: Api) -> None:
     safe_mode = api.send(api.signed("POST", "/v2.1/cloudimages/action", b"{}"))
     assert safe_mode.json()["error_code"] == "IMG.0007"  # the /v2.1/ path is served too
     versions = ims.list_os_versions(m.ListOsVersionsRequest()).body
-    assert any(v.platform == "Ubuntu" and any(i.os_version == "Ubuntu 22.04 server 64bit"
-               for i in v.version_list) for v in versions)
+    assert any(
+        v.platform == "Ubuntu"
+        and any(i.os_version == "Ubuntu 22.04 server 64bit" for i in v.version_list)
+        for v in versions
+    )
 
 
 def test_auth_and_isolation(api: Api) -> None:
@@ -230,8 +307,9 @@ def test_auth_and_isolation(api: Api) -> None:
     err = sdk_error(lambda: liar.list_images(m.ListImagesRequest()))
     assert (err.status_code, err.error_code) == (403, "ProjectMismatch")
 
-    body = json.dumps({"name": "sdk-replayed", "image_url": "images:disk/ready.qcow2",
-                       "min_disk": 40}).encode()
+    body = json.dumps(
+        {"name": "sdk-replayed", "image_url": "images:disk/ready.qcow2", "min_disk": 40}
+    ).encode()
     req = api.signed("POST", "/v2/cloudimages/action", body)
     first = api.send(req)
     assert first.status_code == 200, first.text
@@ -244,8 +322,12 @@ def test_auth_and_isolation(api: Api) -> None:
 
     issued = api.send(api.signed("POST", "/v3/auth/tokens"))  # the token endpoint is mounted
     assert issued.status_code == 201, issued.text
-    by_token = httpx.get(api.base + "/v2/cloudimages", params={"name": "sdk-private"},
-                         headers={"X-Auth-Token": issued.headers["X-Subject-Token"]}, timeout=10)
+    by_token = httpx.get(
+        api.base + "/v2/cloudimages",
+        params={"name": "sdk-private"},
+        headers={"X-Auth-Token": issued.headers["X-Subject-Token"]},
+        timeout=10,
+    )
     assert [i["id"] for i in by_token.json()["images"]] == [image_id]
 
     big = api.send(api.signed("POST", "/v2/cloudimages/action", b"[" * (2 << 20)))
@@ -256,7 +338,10 @@ def test_image_quota_through_the_sdk(api: Api) -> None:
     mine = api.client(api.alpha).show_image_quota(m.ShowImageQuotaRequest()).quotas.resources
     theirs = api.client(api.beta).show_image_quota(m.ShowImageQuotaRequest()).quotas.resources
     with api.services.db.connect() as conn:
-        held = conn.execute(select(func.count()).select_from(images).where(
-            images.c.project_id == api.alpha.project_id)).scalar_one()
+        held = conn.execute(
+            select(func.count())
+            .select_from(images)
+            .where(images.c.project_id == api.alpha.project_id)
+        ).scalar_one()
     assert [(q.type, q.used, q.quota) for q in mine] == [("image", held, 50)]  # the default
     assert [(q.type, q.used) for q in theirs] == [("image", 0)]  # per project

@@ -31,14 +31,21 @@ def _s3cmd(config: Path, *args: str) -> str:
     s3cmd = shutil.which("s3cmd")
     if s3cmd is None:
         pytest.fail("s3cmd is not installed (Debian package s3cmd)")
-    done = subprocess.run([s3cmd, "-c", str(config), *args], capture_output=True, text=True,
-                          timeout=120, check=False, env={**os.environ, "HOME": str(config.parent)})
+    done = subprocess.run(
+        [s3cmd, "-c", str(config), *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        env={**os.environ, "HOME": str(config.parent)},
+    )
     assert done.returncode == 0, f"s3cmd {' '.join(args)} failed:\n{done.stdout}\n{done.stderr}"
     return done.stdout
 
 
-def test_s3cmd_bucket_and_multipart_round_trip(url: str, creds: s3_server.Credentials,
-                                               tmp_path: Path) -> None:
+def test_s3cmd_bucket_and_multipart_round_trip(
+    url: str, creds: s3_server.Credentials, tmp_path: Path
+) -> None:
     config = s3_server.s3cmd_config(tmp_path / "s3cfg", url, creds)
     source = tmp_path / "disk.img"
     data = os.urandom(12 * MiB)
@@ -66,8 +73,9 @@ def _code(exc: pytest.ExceptionInfo[ClientError]) -> tuple[str, int]:
     return err["Error"]["Code"], err["ResponseMetadata"]["HTTPStatusCode"]
 
 
-def test_bad_credentials_and_other_projects(url: str, services: Services,
-                                            creds: s3_server.Credentials) -> None:
+def test_bad_credentials_and_other_projects(
+    url: str, services: Services, creds: s3_server.Credentials
+) -> None:
     mine = s3_server.boto3_client(url, creds)
     mine.create_bucket(Bucket="private")
     mine.put_object(Bucket="private", Key="secret", Body=b"s")
@@ -83,10 +91,12 @@ def test_bad_credentials_and_other_projects(url: str, services: Services,
 
     other = s3_server.boto3_client(url, s3_server.new_credentials(services, "beta"))
     assert other.list_buckets()["Buckets"] == []
-    for call in (lambda: other.get_object(Bucket="private", Key="secret"),
-                 lambda: other.list_objects_v2(Bucket="private"),
-                 lambda: other.put_object(Bucket="private", Key="x", Body=b"x"),
-                 lambda: other.delete_bucket(Bucket="private")):
+    for call in (
+        lambda: other.get_object(Bucket="private", Key="secret"),
+        lambda: other.list_objects_v2(Bucket="private"),
+        lambda: other.put_object(Bucket="private", Key="x", Body=b"x"),
+        lambda: other.delete_bucket(Bucket="private"),
+    ):
         with pytest.raises(ClientError) as exc:
             call()
         assert _code(exc) == ("NoSuchBucket", 404)
@@ -113,8 +123,11 @@ def test_unsigned_requests_are_refused_before_the_body(url: str, services: Servi
     reply = _request(port, b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
     assert reply.startswith(b"HTTP/1.1 403") and b"<Code>AccessDenied</Code>" in reply
     # an unsigned upload announcing a body with Expect: the 403 comes without sending it
-    reply = _request(port, b"PUT /b/k HTTP/1.1\r\nHost: x\r\nContent-Length: 104857600\r\n"
-                     b"Expect: 100-continue\r\n\r\n")
+    reply = _request(
+        port,
+        b"PUT /b/k HTTP/1.1\r\nHost: x\r\nContent-Length: 104857600\r\n"
+        b"Expect: 100-continue\r\n\r\n",
+    )
     assert reply.startswith(b"HTTP/1.1 403") and b"connection: close" in reply.lower()
     # the OBS SDK's unauthenticated probe
     reply = _request(port, b"HEAD /?apiversion HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
@@ -122,8 +135,9 @@ def test_unsigned_requests_are_refused_before_the_body(url: str, services: Servi
     assert list(services.settings.tmp_dir.iterdir()) == []
 
 
-def test_bad_content_md5_stores_nothing(url: str, services: Services,
-                                        creds: s3_server.Credentials) -> None:
+def test_bad_content_md5_stores_nothing(
+    url: str, services: Services, creds: s3_server.Credentials
+) -> None:
     s3 = s3_server.boto3_client(url, creds)
     s3.create_bucket(Bucket="images")
     import base64
@@ -138,17 +152,22 @@ def test_bad_content_md5_stores_nothing(url: str, services: Services,
 
 
 def _signed_put_head(url: str, creds: s3_server.Credentials, path: str, length: int) -> bytes:
-    request = AWSRequest(method="PUT", url=f"{url}{path}", headers={
-        "Content-Length": str(length), "x-amz-content-sha256": "UNSIGNED-PAYLOAD"})
-    SigV4Auth(BotoCredentials(creds.access_key, creds.secret_key), "s3",
-              "us-east-1").add_auth(request)
+    request = AWSRequest(
+        method="PUT",
+        url=f"{url}{path}",
+        headers={"Content-Length": str(length), "x-amz-content-sha256": "UNSIGNED-PAYLOAD"},
+    )
+    SigV4Auth(BotoCredentials(creds.access_key, creds.secret_key), "s3", "us-east-1").add_auth(
+        request
+    )
     lines = [f"PUT {path} HTTP/1.1", f"Host: {url.removeprefix('http://')}", "Connection: close"]
     lines += [f"{name}: {value}" for name, value in request.headers.items()]
     return ("\r\n".join(lines) + "\r\n\r\n").encode()
 
 
-def test_upload_killed_mid_body_leaves_nothing(url: str, services: Services,
-                                               creds: s3_server.Credentials) -> None:
+def test_upload_killed_mid_body_leaves_nothing(
+    url: str, services: Services, creds: s3_server.Credentials
+) -> None:
     s3 = s3_server.boto3_client(url, creds)
     s3.create_bucket(Bucket="images")
     port = int(url.rsplit(":", 1)[1])
@@ -179,13 +198,20 @@ def test_aws_chunked_upload_is_decoded(url: str, creds: s3_server.Credentials) -
     encoded = b"".join(b"%x\r\n%s\r\n" % (len(c), c) for c in chunks)
     crc = base64.b64encode(zlib.crc32(data).to_bytes(4, "big"))
     encoded += b"0\r\nx-amz-checksum-crc32:" + crc + b"\r\n\r\n"  # verified since issue 9
-    request = AWSRequest(method="PUT", url=f"{url}/images/chunked", headers={
-        "Content-Length": str(len(encoded)), "Content-Encoding": "aws-chunked",
-        "x-amz-content-sha256": "STREAMING-UNSIGNED-PAYLOAD-TRAILER",
-        "x-amz-decoded-content-length": str(len(data)),
-        "x-amz-trailer": "x-amz-checksum-crc32"})
-    SigV4Auth(BotoCredentials(creds.access_key, creds.secret_key), "s3",
-              "us-east-1").add_auth(request)
+    request = AWSRequest(
+        method="PUT",
+        url=f"{url}/images/chunked",
+        headers={
+            "Content-Length": str(len(encoded)),
+            "Content-Encoding": "aws-chunked",
+            "x-amz-content-sha256": "STREAMING-UNSIGNED-PAYLOAD-TRAILER",
+            "x-amz-decoded-content-length": str(len(data)),
+            "x-amz-trailer": "x-amz-checksum-crc32",
+        },
+    )
+    SigV4Auth(BotoCredentials(creds.access_key, creds.secret_key), "s3", "us-east-1").add_auth(
+        request
+    )
     host = url.removeprefix("http://")
     head = f"PUT /images/chunked HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n"
     head += "".join(f"{k}: {v}\r\n" for k, v in request.headers.items()) + "\r\n"

@@ -54,8 +54,9 @@ class Recorder:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
             headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
-            self.seen.append((scope["method"], headers.get("host", ""),
-                              headers.get("authorization", "")))
+            self.seen.append(
+                (scope["method"], headers.get("host", ""), headers.get("authorization", ""))
+            )
         await self.app(scope, receive, send)
 
 
@@ -69,10 +70,13 @@ class Served:
     creds: s3_server.Credentials
 
     def client(self, secret: str | None = None) -> Any:
-        return ObsClient(access_key_id=self.creds.access_key,
-                         secret_access_key=secret or self.creds.secret_key,
-                         server=f"http://{DOMAIN}:80", proxy_host="127.0.0.1",
-                         proxy_port=self.proxy.port)
+        return ObsClient(
+            access_key_id=self.creds.access_key,
+            secret_access_key=secret or self.creds.secret_key,
+            server=f"http://{DOMAIN}:80",
+            proxy_host="127.0.0.1",
+            proxy_port=self.proxy.port,
+        )
 
 
 @pytest.fixture
@@ -91,13 +95,15 @@ def served(obs_services: Services) -> Iterator[Served]:
 
 
 def _ok(response: Any, what: str) -> Any:
-    assert response.status < 300, f"{what}: {response.status} {response.errorCode} " \
-                                  f"{response.errorMessage}"
+    assert response.status < 300, (
+        f"{what}: {response.status} {response.errorCode} {response.errorMessage}"
+    )
     return response.body
 
 
-def test_obs_dialect_bucket_files_and_reads(served: Served, obs_services: Services,
-                                            tmp_path: Path) -> None:
+def test_obs_dialect_bucket_files_and_reads(
+    served: Served, obs_services: Services, tmp_path: Path
+) -> None:
     small = tmp_path / "notes.txt"
     small.write_bytes(b"hello\n")
     big = tmp_path / "disk.qcow2"
@@ -105,17 +111,46 @@ def test_obs_dialect_bucket_files_and_reads(served: Served, obs_services: Servic
     big.write_bytes(data)
     obs = served.client()
     try:
-        _ok(obs.createBucket("images", header=CreateBucketHeader(storageClass="WARM"),
-                             location="local-1"), "createBucket")  # the region served
+        _ok(
+            obs.createBucket(
+                "images", header=CreateBucketHeader(storageClass="WARM"), location="local-1"
+            ),
+            "createBucket",
+        )  # the region served
         bucket = _ok(obs.getBucketMetadata("images"), "getBucketMetadata")
         assert bucket.storageClass == "WARM"
-        _ok(obs.putFile("images", "notes.txt", str(small), metadata={"purpose": "demo"},
-                        headers=PutObjectHeader(storageClass="COLD")), "putFile")
-        _ok(obs.putObject("images", "disk/read me+1.txt", "text", metadata={"a": "b"},
-                          headers=PutObjectHeader(storageClass="COLD")), "putObject")
-        _ok(obs.uploadFile("images", "disk/disk.qcow2", str(big), partSize=PART, taskNum=3,
-                           metadata={"os": "debian"},
-                           headers=UploadFileHeader(storageClass="WARM")), "uploadFile")
+        _ok(
+            obs.putFile(
+                "images",
+                "notes.txt",
+                str(small),
+                metadata={"purpose": "demo"},
+                headers=PutObjectHeader(storageClass="COLD"),
+            ),
+            "putFile",
+        )
+        _ok(
+            obs.putObject(
+                "images",
+                "disk/read me+1.txt",
+                "text",
+                metadata={"a": "b"},
+                headers=PutObjectHeader(storageClass="COLD"),
+            ),
+            "putObject",
+        )
+        _ok(
+            obs.uploadFile(
+                "images",
+                "disk/disk.qcow2",
+                str(big),
+                partSize=PART,
+                taskNum=3,
+                metadata={"os": "debian"},
+                headers=UploadFileHeader(storageClass="WARM"),
+            ),
+            "uploadFile",
+        )
 
         disk = obs.getObjectMetadata("images", "disk/disk.qcow2")
         meta = _ok(disk, "getObjectMetadata")
@@ -129,13 +164,23 @@ def test_obs_dialect_bucket_files_and_reads(served: Served, obs_services: Servic
 
         listing = _ok(obs.listObjects("images", prefix="disk/", max_keys=100), "listObjects")
         assert [(o.key, o.storageClass) for o in listing.contents] == [
-            ("disk/disk.qcow2", "WARM"), ("disk/read me+1.txt", "COLD")]
+            ("disk/disk.qcow2", "WARM"),
+            ("disk/read me+1.txt", "COLD"),
+        ]
 
-        head = _ok(obs.getObject("images", "disk/disk.qcow2", loadStreamInMemory=True,
-                                 headers=GetObjectHeader(range="1000-2023")), "ranged getObject")
+        head = _ok(
+            obs.getObject(
+                "images",
+                "disk/disk.qcow2",
+                loadStreamInMemory=True,
+                headers=GetObjectHeader(range="1000-2023"),
+            ),
+            "ranged getObject",
+        )
         assert head.buffer == data[1000:2024]
-        whole = _ok(obs.getObject("images", "disk/disk.qcow2", loadStreamInMemory=True),
-                    "getObject")
+        whole = _ok(
+            obs.getObject("images", "disk/disk.qcow2", loadStreamInMemory=True), "getObject"
+        )
         assert hashlib.sha256(whole.buffer).digest() == hashlib.sha256(data).digest()
 
         for key in ("notes.txt", "disk/read me+1.txt", "disk/disk.qcow2"):
@@ -169,12 +214,18 @@ def test_obs_dialect_wrong_secret_is_refused(served: Served, obs_services: Servi
 
 
 @pytest.mark.parametrize(("signature", "scheme"), [("v4", "AWS4-HMAC-SHA256"), ("v2", "AWS")])
-def test_aws_signatures_work_virtual_host_style(served: Served, signature: str,
-                                                scheme: str) -> None:
-    obs = ObsClient(access_key_id=served.creds.access_key,
-                    secret_access_key=served.creds.secret_key, server=f"http://{DOMAIN}:80",
-                    proxy_host="127.0.0.1", proxy_port=served.proxy.port, signature=signature,
-                    is_signature_negotiation=False)  # else the probe picks OBS
+def test_aws_signatures_work_virtual_host_style(
+    served: Served, signature: str, scheme: str
+) -> None:
+    obs = ObsClient(
+        access_key_id=served.creds.access_key,
+        secret_access_key=served.creds.secret_key,
+        server=f"http://{DOMAIN}:80",
+        proxy_host="127.0.0.1",
+        proxy_port=served.proxy.port,
+        signature=signature,
+        is_signature_negotiation=False,
+    )  # else the probe picks OBS
     try:
         _ok(obs.createBucket("images"), "createBucket")
         _ok(obs.putObject("images", "a b/c+d", "x"), "putObject")
@@ -199,25 +250,37 @@ def test_virtual_host_probe_and_error_resource(served: Served) -> None:
 
 # -- parse_call ------------------------------------------------------------------------------
 
+
 def _request(host: str, path: str, query: str = "", method: str = "GET") -> Request:
-    return Request({"type": "http", "method": method, "path": path,
-                    "raw_path": path.encode(), "query_string": query.encode(),
-                    "headers": [(b"host", host.encode())]})
+    return Request(
+        {
+            "type": "http",
+            "method": method,
+            "path": path,
+            "raw_path": path.encode(),
+            "query_string": query.encode(),
+            "headers": [(b"host", host.encode())],
+        }
+    )
 
 
-@pytest.mark.parametrize(("host", "path", "bucket", "key", "virtual"), [
-    ("images.obs.test", "/disk/a.qcow2", "images", "disk/a.qcow2", "images"),
-    ("Images.OBS.test:8081", "/", "images", "", "images"),
-    ("my.images.obs.test", "/a", "my.images", "a", "my.images"),
-    ("images.obs.test", "//a", "images", "/a", "images"),
-    ("obs.test", "/images/a", "images", "a", None),
-    ("127.0.0.1:8081", "/images/a", "images", "a", None),
-    ("images.example.com", "/images/a", "images", "a", None),
-    ("images.obs.test.evil", "/images/a", "images", "a", None),
-    ("[::1]:8081", "/images/a", "images", "a", None),
-])
-def test_parse_call_reads_the_bucket_from_the_host(host: str, path: str, bucket: str, key: str,
-                                                   virtual: str | None) -> None:
+@pytest.mark.parametrize(
+    ("host", "path", "bucket", "key", "virtual"),
+    [
+        ("images.obs.test", "/disk/a.qcow2", "images", "disk/a.qcow2", "images"),
+        ("Images.OBS.test:8081", "/", "images", "", "images"),
+        ("my.images.obs.test", "/a", "my.images", "a", "my.images"),
+        ("images.obs.test", "//a", "images", "/a", "images"),
+        ("obs.test", "/images/a", "images", "a", None),
+        ("127.0.0.1:8081", "/images/a", "images", "a", None),
+        ("images.example.com", "/images/a", "images", "a", None),
+        ("images.obs.test.evil", "/images/a", "images", "a", None),
+        ("[::1]:8081", "/images/a", "images", "a", None),
+    ],
+)
+def test_parse_call_reads_the_bucket_from_the_host(
+    host: str, path: str, bucket: str, key: str, virtual: str | None
+) -> None:
     call = parse_call(_request(host, path), DOMAIN)
     assert (call.bucket, call.key, call.virtual_bucket) == (bucket, key, virtual)
     expected = f"/{virtual}{path}" if virtual else path
@@ -246,12 +309,14 @@ def test_parse_call_refuses_long_hosts_and_bad_bucket_labels() -> None:
 
 # -- the setting -----------------------------------------------------------------------------
 
+
 def test_s3_domain_setting_is_normalised_and_checked(capsys: pytest.CaptureFixture[str]) -> None:
     assert load_settings({}).s3_domain is None
     assert load_settings({"IMAGEPORT_S3_DOMAIN": "OBS.Test."}).s3_domain == "obs.test"
     assert load_settings({"IMAGEPORT_S3_DOMAIN": ""}).s3_domain is None
-    assert load_settings({"IMAGEPORT_S3_DOMAIN": "a.b"}, s3_domain="s3.local").s3_domain \
-        == "s3.local"
+    assert (
+        load_settings({"IMAGEPORT_S3_DOMAIN": "a.b"}, s3_domain="s3.local").s3_domain == "s3.local"
+    )
     for bad in ("obs_test", "-obs.test", "obs..test", "a" * 181):
         with pytest.raises(ValueError, match="s3_domain"):
             load_settings({}, s3_domain=bad)

@@ -34,11 +34,16 @@ MiB = 1024 * 1024
 PART = 5 * MiB
 
 
-def _client(url: str, creds: s3_server.Credentials, signature: str | None = None,
-            secret: str | None = None) -> Iterator[Any]:
+def _client(
+    url: str, creds: s3_server.Credentials, signature: str | None = None, secret: str | None = None
+) -> Iterator[Any]:
     extra = {} if signature is None else {"signature": signature}
-    client = ObsClient(access_key_id=creds.access_key,
-                       secret_access_key=secret or creds.secret_key, server=url, **extra)
+    client = ObsClient(
+        access_key_id=creds.access_key,
+        secret_access_key=secret or creds.secret_key,
+        server=url,
+        **extra,
+    )
     try:
         yield client
     finally:
@@ -46,14 +51,16 @@ def _client(url: str, creds: s3_server.Credentials, signature: str | None = None
 
 
 def _ok(response: Any, what: str) -> Any:
-    assert response.status < 300, f"{what}: {response.status} {response.errorCode} " \
-                                  f"{response.errorMessage}"
+    assert response.status < 300, (
+        f"{what}: {response.status} {response.errorCode} {response.errorMessage}"
+    )
     return response.body
 
 
 @pytest.mark.parametrize("signature", [None, "v4"], ids=["sigv2", "sigv4"])
-def test_obs_sdk_bucket_files_and_reads(services: Services, tmp_path: Path,
-                                        signature: str | None) -> None:
+def test_obs_sdk_bucket_files_and_reads(
+    services: Services, tmp_path: Path, signature: str | None
+) -> None:
     creds = s3_server.new_credentials(services, "alpha")
     small = tmp_path / "notes.txt"
     small.write_bytes(b"hello\n")
@@ -62,17 +69,39 @@ def test_obs_sdk_bucket_files_and_reads(services: Services, tmp_path: Path,
     big.write_bytes(data)
     with s3_server.running(services) as url:
         obs = next(_client(url, creds, signature))
-        _ok(obs.createBucket("images", header=CreateBucketHeader(storageClass="WARM"),
-                             location="local-1"), "createBucket")  # the region served
+        _ok(
+            obs.createBucket(
+                "images", header=CreateBucketHeader(storageClass="WARM"), location="local-1"
+            ),
+            "createBucket",
+        )  # the region served
         assert services.store.get_bucket("images") is not None
         listed = _ok(obs.listBuckets(), "listBuckets")  # asks for each bucket's location
         assert [(b.name, b.location) for b in listed.buckets] == [("images", "local-1")]
-        _ok(obs.putFile("images", "notes.txt", str(small), metadata={"purpose": "demo"},
-                        headers=PutObjectHeader(storageClass="COLD")), "putFile")
-        _ok(obs.uploadFile("images", "disk/disk.qcow2", str(big), partSize=PART, taskNum=3,
-                           enableCheckpoint=True, checkpointFile=str(tmp_path / "cp"),
-                           metadata={"os": "debian"},
-                           headers=UploadFileHeader(storageClass="WARM")), "uploadFile")
+        _ok(
+            obs.putFile(
+                "images",
+                "notes.txt",
+                str(small),
+                metadata={"purpose": "demo"},
+                headers=PutObjectHeader(storageClass="COLD"),
+            ),
+            "putFile",
+        )
+        _ok(
+            obs.uploadFile(
+                "images",
+                "disk/disk.qcow2",
+                str(big),
+                partSize=PART,
+                taskNum=3,
+                enableCheckpoint=True,
+                checkpointFile=str(tmp_path / "cp"),
+                metadata={"os": "debian"},
+                headers=UploadFileHeader(storageClass="WARM"),
+            ),
+            "uploadFile",
+        )
 
         meta = _ok(obs.getObjectMetadata("images", "disk/disk.qcow2"), "getObjectMetadata")
         assert meta.contentLength == len(data)
@@ -85,11 +114,19 @@ def test_obs_sdk_bucket_files_and_reads(services: Services, tmp_path: Path,
         listing = _ok(obs.listObjects("images", prefix="disk/", max_keys=100), "listObjects")
         assert [(o.key, o.size) for o in listing.contents] == [("disk/disk.qcow2", len(data))]
 
-        head = _ok(obs.getObject("images", "disk/disk.qcow2", loadStreamInMemory=True,
-                                 headers=GetObjectHeader(range="0-1023")), "ranged getObject")
+        head = _ok(
+            obs.getObject(
+                "images",
+                "disk/disk.qcow2",
+                loadStreamInMemory=True,
+                headers=GetObjectHeader(range="0-1023"),
+            ),
+            "ranged getObject",
+        )
         assert head.buffer == data[:1024]
-        whole = _ok(obs.getObject("images", "disk/disk.qcow2", loadStreamInMemory=True),
-                    "getObject")
+        whole = _ok(
+            obs.getObject("images", "disk/disk.qcow2", loadStreamInMemory=True), "getObject"
+        )
         assert hashlib.sha256(whole.buffer).digest() == hashlib.sha256(data).digest()
 
         wrong = next(_client(url, creds, signature, secret="x" * 40))
@@ -105,8 +142,9 @@ def test_obs_sdk_bucket_files_and_reads(services: Services, tmp_path: Path,
 
 # the SDK drops the sockets of the requests it retries without closing them (its own leak)
 @pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
-def test_obs_sdk_checkpoint_upload_resends_only_the_failed_part(services: Services,
-                                                                tmp_path: Path) -> None:
+def test_obs_sdk_checkpoint_upload_resends_only_the_failed_part(
+    services: Services, tmp_path: Path
+) -> None:
     creds = s3_server.new_credentials(services, "alpha")
     big = tmp_path / "disk.raw"
     data = os.urandom(4 * PART)
@@ -121,8 +159,15 @@ def test_obs_sdk_checkpoint_upload_resends_only_the_failed_part(services: Servic
         counter.failing = {3}
         # the SDK raises a bare Exception
         with pytest.raises(Exception, match="some parts are failed"):
-            obs.uploadFile("images", "disk.raw", str(big), partSize=PART, taskNum=2,
-                           enableCheckpoint=True, checkpointFile=str(checkpoint))
+            obs.uploadFile(
+                "images",
+                "disk.raw",
+                str(big),
+                partSize=PART,
+                taskNum=2,
+                enableCheckpoint=True,
+                checkpointFile=str(checkpoint),
+            )
         assert counter.refused >= 2 and checkpoint.exists()
         assert counter.taken() == [1, 2, 4]
         uploads = services.store.list_uploads("images")
@@ -132,8 +177,18 @@ def test_obs_sdk_checkpoint_upload_resends_only_the_failed_part(services: Servic
 
         # the server is well again: the same call finishes the same upload with part 3 alone
         counter.failing = set()
-        _ok(obs.uploadFile("images", "disk.raw", str(big), partSize=PART, taskNum=2,
-                           enableCheckpoint=True, checkpointFile=str(checkpoint)), "uploadFile")
+        _ok(
+            obs.uploadFile(
+                "images",
+                "disk.raw",
+                str(big),
+                partSize=PART,
+                taskNum=2,
+                enableCheckpoint=True,
+                checkpointFile=str(checkpoint),
+            ),
+            "uploadFile",
+        )
         assert counter.taken() == [3]
         assert not checkpoint.exists()
         assert list(services.store.list_uploads("images")) == []

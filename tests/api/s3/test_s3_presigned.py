@@ -46,12 +46,15 @@ def test_presigned_put_then_get_with_range(s3: Any) -> None:
     assert put.headers["etag"] == f'"{hashlib.md5(data).hexdigest()}"'  # noqa: S324
     # The signed Content-Type must be sent as signed; the URL is reusable until it expires.
     assert _error(httpx.put(put_url, content=b"x", headers={"Content-Type": "text/plain"})) == (
-        403, "SignatureDoesNotMatch")
+        403,
+        "SignatureDoesNotMatch",
+    )
     again = httpx.put(put_url, content=data, headers={"Content-Type": "application/x-raw"})
     assert again.status_code == 200
 
     get_url = s3.generate_presigned_url(
-        "get_object", Params={"Bucket": "images", "Key": "disk/my disk.img"}, ExpiresIn=600)
+        "get_object", Params={"Bucket": "images", "Key": "disk/my disk.img"}, ExpiresIn=600
+    )
     got = httpx.get(get_url)
     assert got.status_code == 200 and got.content == data
     assert got.headers["content-type"] == "application/x-raw"
@@ -70,15 +73,21 @@ def test_presigned_upload_part(s3: Any) -> None:
     parts = [os.urandom(5 * MiB), os.urandom(1000)]
     etags = []
     for number, body in enumerate(parts, start=1):
-        part_url = s3.generate_presigned_url("upload_part", Params={
-            "Bucket": "images", "Key": "big.img", "UploadId": upload, "PartNumber": number})
+        part_url = s3.generate_presigned_url(
+            "upload_part",
+            Params={"Bucket": "images", "Key": "big.img", "UploadId": upload, "PartNumber": number},
+        )
         reply = httpx.put(part_url, content=body)
         assert reply.status_code == 200, reply.text
         etags.append(reply.headers["etag"])
-    s3.complete_multipart_upload(Bucket="images", Key="big.img", UploadId=upload,
-                                 MultipartUpload={"Parts": [
-                                     {"ETag": etag, "PartNumber": n}
-                                     for n, etag in enumerate(etags, start=1)]})
+    s3.complete_multipart_upload(
+        Bucket="images",
+        Key="big.img",
+        UploadId=upload,
+        MultipartUpload={
+            "Parts": [{"ETag": etag, "PartNumber": n} for n, etag in enumerate(etags, start=1)]
+        },
+    )
     assert s3.get_object(Bucket="images", Key="big.img")["Body"].read() == b"".join(parts)
 
 
@@ -87,7 +96,8 @@ def test_other_projects_bucket_and_mixed_auth(s3: Any, url: str, services: Servi
     other = s3_server.boto3_client(url, s3_server.new_credentials(services, "beta"))
     for operation, method in (("get_object", "GET"), ("put_object", "PUT")):
         foreign = other.generate_presigned_url(
-            operation, Params={"Bucket": "images", "Key": "secret"})
+            operation, Params={"Bucket": "images", "Key": "secret"}
+        )
         assert _error(httpx.request(method, foreign, content=b"x")) == (404, "NoSuchBucket")
     # The same answer as header auth gives.
     with pytest.raises(other.exceptions.NoSuchBucket):
@@ -100,22 +110,24 @@ def test_other_projects_bucket_and_mixed_auth(s3: Any, url: str, services: Servi
     assert httpx.get(mine).content == b"s"
 
 
-def test_expired_urls_are_access_denied(s3: Any, url: str,
-                                        creds: s3_server.Credentials) -> None:
+def test_expired_urls_are_access_denied(s3: Any, url: str, creds: s3_server.Credentials) -> None:
     s3.put_object(Bucket="images", Key="k", Body=b"data")
-    v4 = s3.generate_presigned_url("get_object", Params={"Bucket": "images", "Key": "k"},
-                                   ExpiresIn=1)
+    v4 = s3.generate_presigned_url(
+        "get_object", Params={"Bucket": "images", "Key": "k"}, ExpiresIn=1
+    )
     request = AWSRequest(method="GET", url=f"{url}/images/k")
     HmacV1QueryAuth(BotoCredentials(creds.access_key, creds.secret_key), expires=1).add_auth(
-        request)
+        request
+    )
     v2 = request.url
     time.sleep(2.1)
     for expired in (v4, v2):
         reply = httpx.get(expired)
         assert _error(reply) == (403, "AccessDenied")
         assert "Request has expired" in reply.text
-    week = s3.generate_presigned_url("get_object", Params={"Bucket": "images", "Key": "k"},
-                                     ExpiresIn=604_801)
+    week = s3.generate_presigned_url(
+        "get_object", Params={"Bucket": "images", "Key": "k"}, ExpiresIn=604_801
+    )
     assert _error(httpx.get(week)) == (400, "AuthorizationQueryParametersError")
 
 
@@ -126,9 +138,14 @@ def test_s3cmd_signurl(s3: Any, url: str, creds: s3_server.Credentials, tmp_path
     data = os.urandom(10_000)
     s3.put_object(Bucket="images", Key="dir/disk.img", Body=data)
     config = s3_server.s3cmd_config(tmp_path / "s3cfg", url, creds)
-    done = subprocess.run([s3cmd, "-c", str(config), "signurl", "s3://images/dir/disk.img",
-                           "+600"], capture_output=True, text=True, timeout=60, check=False,
-                          env={**os.environ, "HOME": str(tmp_path)})
+    done = subprocess.run(
+        [s3cmd, "-c", str(config), "signurl", "s3://images/dir/disk.img", "+600"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        env={**os.environ, "HOME": str(tmp_path)},
+    )
     assert done.returncode == 0, done.stderr
     signed = done.stdout.strip()
     assert "Signature=" in signed and "Expires=" in signed
@@ -139,8 +156,9 @@ def test_s3cmd_signurl(s3: Any, url: str, creds: s3_server.Credentials, tmp_path
 def test_rclone_link(s3: Any, url: str, creds: s3_server.Credentials, tmp_path: Path) -> None:
     """``rclone link`` with provider Other makes a SigV4 presigned GET (host signed only)."""
     s3.put_object(Bucket="images", Key="dir/disk.img", Body=b"linked")
-    done = s3_server.rclone(url, creds, tmp_path, "link", "--expire", "10m",
-                            "loc:images/dir/disk.img")
+    done = s3_server.rclone(
+        url, creds, tmp_path, "link", "--expire", "10m", "loc:images/dir/disk.img"
+    )
     link = done.stdout.decode().strip()
     assert "X-Amz-Signature=" in link and "X-Amz-Expires=600" in link
     got = httpx.get(link)

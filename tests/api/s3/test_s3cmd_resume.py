@@ -26,20 +26,28 @@ PARTS = 6  # 30 MiB in 5 MiB parts (multipart_chunk_size_mb = 5 in s3_server.s3c
 def _s3cmd_argv(config: Path, *args: str) -> list[str]:
     s3cmd = shutil.which("s3cmd")
     if s3cmd is None:
-        raise AssertionError("s3cmd is not installed (Debian package s3cmd): "
-                             "scripts/install --test installs it")
+        raise AssertionError(
+            "s3cmd is not installed (Debian package s3cmd): scripts/install --test installs it"
+        )
     return [s3cmd, "-c", str(config), *args]
 
 
 def _s3cmd(config: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    done = subprocess.run(_s3cmd_argv(config, *args), capture_output=True, text=True,
-                          timeout=120, check=False, env={**os.environ, "HOME": str(config.parent)})
+    done = subprocess.run(
+        _s3cmd_argv(config, *args),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        env={**os.environ, "HOME": str(config.parent)},
+    )
     assert done.returncode == 0, f"s3cmd {' '.join(args)} failed:\n{done.stdout}\n{done.stderr}"
     return done
 
 
-def test_s3cmd_continue_put_sends_only_the_missing_parts(services: Services,
-                                                         tmp_path: Path) -> None:
+def test_s3cmd_continue_put_sends_only_the_missing_parts(
+    services: Services, tmp_path: Path
+) -> None:
     creds = s3_server.new_credentials(services, "alpha")
     counter = s3_server.PartPuts(build_s3_app(services))
     source = tmp_path / "disk.img"
@@ -51,9 +59,12 @@ def test_s3cmd_continue_put_sends_only_the_missing_parts(services: Services,
 
         # first run: killed once the server has stored two parts (each part waits 0.4 s)
         counter.delay = 0.4
-        first = subprocess.Popen(_s3cmd_argv(config, "put", str(source), "s3://images/disk.img"),
-                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                                 env={**os.environ, "HOME": str(tmp_path)})
+        first = subprocess.Popen(
+            _s3cmd_argv(config, "put", str(source), "s3://images/disk.img"),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            env={**os.environ, "HOME": str(tmp_path)},
+        )
         deadline = time.monotonic() + 60
         while len(counter.parts) < 2 and first.poll() is None:
             assert time.monotonic() < deadline, "s3cmd sent no parts"

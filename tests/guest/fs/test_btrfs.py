@@ -175,8 +175,13 @@ def build_subvol_image(name: str, scale: str, fs_uuid: str) -> tuple[Path, Path]
         for algo in COMPRESSORS:
             (mnt / "@" / algo).mkdir()
             run(tool("btrfs"), "property", "set", str(mnt / "@" / algo), "compression", algo)
-        shutil.copytree(src_tmp / "@", mnt / "@", symlinks=True, dirs_exist_ok=True,
-                        ignore=lambda _d, names: [n for n in names if n in HOLEY_FILES])
+        shutil.copytree(
+            src_tmp / "@",
+            mnt / "@",
+            symlinks=True,
+            dirs_exist_ok=True,
+            ignore=lambda _d, names: [n for n in names if n in HOLEY_FILES],
+        )
         write_holey_files(mnt / "@")
         copy_tree(src_tmp / "@home", mnt / "@home")
         copy_tree(src_tmp / "top", mnt)
@@ -200,8 +205,20 @@ def build_rootdir_image() -> tuple[Path, Path]:
     tmp = final.with_name(final.name + ".tmp")
     with open(tmp, "wb") as f:
         f.truncate(160 << 20)
-    run(tool("mkfs.btrfs"), "-q", "-f", "-d", "dup", "-m", "dup", "-L", "rootdir",
-        "--rootdir", str(src_tmp), str(tmp))
+    run(
+        tool("mkfs.btrfs"),
+        "-q",
+        "-f",
+        "-d",
+        "dup",
+        "-m",
+        "dup",
+        "-L",
+        "rootdir",
+        "--rootdir",
+        str(src_tmp),
+        str(tmp),
+    )
     os.replace(src_tmp, src)
     os.replace(tmp, final)
     return final, src
@@ -263,8 +280,9 @@ def rootdir() -> tuple[Path, Path]:
 # -- comparing with the source tree ------------------------------------------------------------
 
 
-def compare_tree(fs: btrfs.BtrfsFilesystem, fs_path: str, src: Path,
-                 subvol_dirs: frozenset[str] = frozenset()) -> int:
+def compare_tree(
+    fs: btrfs.BtrfsFilesystem, fs_path: str, src: Path, subvol_dirs: frozenset[str] = frozenset()
+) -> int:
     """Check ``fs_path`` in ``fs`` against directory ``src``; returns the entries compared."""
     expected = sorted(os.listdir(src)) + sorted(subvol_dirs)
     entries = {e.name: e for e in fs.listdir(fs_path)}
@@ -307,7 +325,9 @@ def test_subvolumes_by_path_and_id(big: tuple[Path, Path]) -> None:
     dev = FileDevice(image)
     fs = btrfs.open_fs(dev)
     assert [(s.id, s.path, s.parent_id) for s in fs.subvolumes()] == [
-        (256, "@", 5), (257, "@home", 5)]
+        (256, "@", 5),
+        (257, "@home", 5),
+    ]
     for spec in ("@home", "/@home/", 257):
         home = btrfs.open_fs(dev, spec)
         assert home.subvol_id == 257
@@ -349,17 +369,23 @@ def extent_items(fs: btrfs.BtrfsFilesystem, path: str) -> list[Item]:
 def test_fixture_exercises_every_extent_kind(big: tuple[Path, Path]) -> None:
     fs = btrfs.open_fs(FileDevice(big[0]))
     for algo, code in (("zlib", 1), ("lzo", 2), ("zstd", 3)):
-        extents = [L.FileExtent.from_bytes(i.key.offset, i.data)
-                   for i in extent_items(fs, f"/{algo}/big.txt")]
+        extents = [
+            L.FileExtent.from_bytes(i.key.offset, i.data)
+            for i in extent_items(fs, f"/{algo}/big.txt")
+        ]
         assert len(extents) > 10 and all(e.compression == code for e in extents), algo
-        (small,) = [L.FileExtent.from_bytes(i.key.offset, i.data)
-                    for i in extent_items(fs, f"/{algo}/small.txt")]
+        (small,) = [
+            L.FileExtent.from_bytes(i.key.offset, i.data)
+            for i in extent_items(fs, f"/{algo}/small.txt")
+        ]
         assert small.type == L.EXTENT_INLINE and small.compression == code
-    sparse = [L.FileExtent.from_bytes(i.key.offset, i.data)
-              for i in extent_items(fs, "/sparse.img")]
+    sparse = [
+        L.FileExtent.from_bytes(i.key.offset, i.data) for i in extent_items(fs, "/sparse.img")
+    ]
     assert sparse[0].file_offset == 0 and sparse[-1].file_offset == 3 << 20  # holes between
-    prealloc = [L.FileExtent.from_bytes(i.key.offset, i.data)
-                for i in extent_items(fs, "/prealloc.bin")]
+    prealloc = [
+        L.FileExtent.from_bytes(i.key.offset, i.data) for i in extent_items(fs, "/prealloc.bin")
+    ]
     assert L.EXTENT_PREALLOC in {e.type for e in prealloc}
 
 
@@ -367,8 +393,15 @@ def test_reads_at_many_offsets(big: tuple[Path, Path]) -> None:
     image, src = big
     fs = btrfs.open_fs(FileDevice(image))
     rng = random.Random(5)
-    for name in ("lzo/big.txt", "zstd/big.txt", "zlib/tail.txt", "sparse.img", "random.bin",
-                 "inline.txt", "zlib/small.txt"):
+    for name in (
+        "lzo/big.txt",
+        "zstd/big.txt",
+        "zlib/tail.txt",
+        "sparse.img",
+        "random.bin",
+        "inline.txt",
+        "zlib/small.txt",
+    ):
         data = (src / "@" / name).read_bytes()
         ino = fs.resolve(name)
         for _ in range(25):
@@ -398,8 +431,11 @@ def test_probe() -> None:
 def test_probe_and_checksums(big: tuple[Path, Path]) -> None:
     dev = FileDevice(big[0])
     sig = btrfs.probe(dev)
-    assert sig is not None and (sig.kind, sig.uuid, sig.label) == ("btrfs", FS_UUID,
-                                                                   "imageport-big")
+    assert sig is not None and (sig.kind, sig.uuid, sig.label) == (
+        "btrfs",
+        FS_UUID,
+        "imageport-big",
+    )
     bad = PatchedDevice(dev, {L.SUPERBLOCK_OFFSET + 0x100: b"\x01"})
     assert btrfs.probe(bad) is None
     with pytest.raises(CorruptImageError, match="checksum"):
@@ -469,8 +505,9 @@ def mutate(rng: random.Random, region: bytes, base: int) -> dict[int, bytes]:
     if kind == 1:
         return {base + pos: bytes([region[pos] ^ (1 << rng.randrange(8))])}
     width = rng.choice((2, 4, 8))
-    value = rng.choice((0, 1, 0x7F, 0xFF, 0xFFFF, 0xFFFFFFFF, (1 << 64) - 1, 1 << 40, 4096,
-                        16384, 65536))
+    value = rng.choice(
+        (0, 1, 0x7F, 0xFF, 0xFFFF, 0xFFFFFFFF, (1 << 64) - 1, 1 << 40, 4096, 16384, 65536)
+    )
     return {base + pos: (value & ((1 << (8 * width)) - 1)).to_bytes(width, "little")}
 
 
@@ -488,7 +525,7 @@ def test_hostile_mutations(tiny: tuple[Path, Path]) -> None:
     sb_raw = dev.read(L.SUPERBLOCK_OFFSET, L.SUPERBLOCK_SIZE)
     for _ in range(120):
         m = mutate(rng, sb_raw[32 : L.SUPER_SYS_CHUNK_ARRAY_OFFSET + sb.sys_chunk_array_size], 32)
-        (off, new), = m.items()
+        ((off, new),) = m.items()
         bad = resigned(dev, {off: new})
         result = only_our_errors(lambda bad=bad: walk_everything(bad))
         outcomes[result] = outcomes.get(result, 0) + 1
@@ -534,8 +571,9 @@ def test_tree_cycle_and_misplaced_child(big: tuple[Path, Path]) -> None:
         # (a directory walk stops at its cap and may not get there)
         bad = btrfs.open_fs(dup)
         bad_root = bad._root_item(bad.subvol_id)
-        for _ in bad.tree.items(bad_root.bytenr, bad_root.level, L.KEY_MIN,
-                                L.Key(2**64 - 1, 255, 2**64 - 1)):
+        for _ in bad.tree.items(
+            bad_root.bytenr, bad_root.level, L.KEY_MIN, L.Key(2**64 - 1, 255, 2**64 - 1)
+        ):
             pass
 
 
@@ -568,8 +606,9 @@ def test_chunk_mapping_beyond_the_device(tiny: tuple[Path, Path]) -> None:
         btrfs.open_fs(bad)
     for profile, name in ((L.BG_RAID0, "raid0"), (L.BG_RAID5, "raid5")):
         chunk_type = L.BG_SYSTEM | profile
-        bad = resigned(dev, {L.SUPER_SYS_CHUNK_ARRAY_OFFSET + 17 + 24: struct.pack("<Q",
-                                                                                 chunk_type)})
+        bad = resigned(
+            dev, {L.SUPER_SYS_CHUNK_ARRAY_OFFSET + 17 + 24: struct.pack("<Q", chunk_type)}
+        )
         with pytest.raises(UnsupportedImageError, match=name):
             btrfs.open_fs(bad)
 

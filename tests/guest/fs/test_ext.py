@@ -159,8 +159,22 @@ def build_image(variant: str, tree: Path) -> Path:
         return final
     tmp = final.with_name(final.name + ".tmp")
     tmp.unlink(missing_ok=True)
-    cmd = [_tool("mkfs.ext4"), "-q", "-F", "-T", "default", "-N", "12000",
-           "-U", "0a8295fa-4020-4d15-87e4-06208f4de04a", *options, "-d", str(tree), str(tmp), size]
+    cmd = [
+        _tool("mkfs.ext4"),
+        "-q",
+        "-F",
+        "-T",
+        "default",
+        "-N",
+        "12000",
+        "-U",
+        "0a8295fa-4020-4d15-87e4-06208f4de04a",
+        *options,
+        "-d",
+        str(tree),
+        str(tmp),
+        size,
+    ]
     subprocess.run(cmd, check=True, capture_output=True)
     # e2fsck -D turns the large directories into hash-indexed (htree) ones.
     proc = subprocess.run([_tool("e2fsck"), "-fyD", str(tmp)], capture_output=True, check=False)
@@ -183,8 +197,11 @@ def _entries(root: Path) -> Iterator[tuple[str, Path]]:
 
 
 _KIND = {
-    stat.S_IFREG: FileType.REGULAR, stat.S_IFDIR: FileType.DIRECTORY,
-    stat.S_IFLNK: FileType.SYMLINK, stat.S_IFIFO: FileType.FIFO, stat.S_IFCHR: FileType.CHARDEV,
+    stat.S_IFREG: FileType.REGULAR,
+    stat.S_IFDIR: FileType.DIRECTORY,
+    stat.S_IFLNK: FileType.SYMLINK,
+    stat.S_IFIFO: FileType.FIFO,
+    stat.S_IFCHR: FileType.CHARDEV,
 }
 
 
@@ -249,8 +266,13 @@ def test_paths_symlinks_and_sparse_reads(variant: str, images: dict[str, Path]) 
             fs.read_file("/far.bin")
         big = fs.resolve("/big.bin")
         whole = fs.read_file("/big.bin")
-        for offset, length in ((0, 1), (4095, 2), (MiB - 1, 4099), (5 * MiB + 17, 3 * MiB + 5),
-                               (20 * MiB - 10, 100)):
+        for offset, length in (
+            (0, 1),
+            (4095, 2),
+            (MiB - 1, 4099),
+            (5 * MiB + 17, 3 * MiB + 5),
+            (20 * MiB - 10, 100),
+        ):
             assert fs.read_ino(big, offset, length) == whole[offset : offset + length]
     finally:
         dev.close()
@@ -262,8 +284,9 @@ def test_names_uuid_label_and_types(images: dict[str, Path]) -> None:
         dev = FileDevice(path)
         sig = ext.probe(dev)
         assert sig is not None
-        blkid = subprocess.run(["blkid", "-p", "-o", "export", str(path)], capture_output=True,
-                               text=True, check=True).stdout
+        blkid = subprocess.run(
+            ["blkid", "-p", "-o", "export", str(path)], capture_output=True, text=True, check=True
+        ).stdout
         fields = dict(line.split("=", 1) for line in blkid.splitlines() if "=" in line)
         assert sig.kind == fields["TYPE"], variant
         assert sig.uuid == fields["UUID"] == "0a8295fa-4020-4d15-87e4-06208f4de04a"
@@ -273,14 +296,21 @@ def test_names_uuid_label_and_types(images: dict[str, Path]) -> None:
         assert (fs.fs_type, fs.uuid, fs.label) == (sig.kind, sig.uuid, sig.label)
         kinds[variant] = fs.fs_type
         dev.close()
-    assert kinds == {"ext4": "ext4", "ext2-1k": "ext2", "ext3-128": "ext3",
-                     "ext4-blockmap": "ext4", "ext4-1k": "ext4", "ext4-inline": "ext4"}
+    assert kinds == {
+        "ext4": "ext4",
+        "ext2-1k": "ext2",
+        "ext3-128": "ext3",
+        "ext4-blockmap": "ext4",
+        "ext4-1k": "ext4",
+        "ext4-inline": "ext4",
+    }
     assert ext.probe(BytesDevice(bytes(4096))) is None
     assert ext.probe(BytesDevice(b"")) is None
 
 
 def test_the_variants_exercise_what_they_claim(images: dict[str, Path]) -> None:
     """Guard against a fixture that silently stops covering a code path."""
+
     def inode(variant: str, path: str) -> ext_layout.Inode:
         fs = ext.open_fs(FileDevice(images[variant]))
         return fs._inode(fs.resolve(path, follow=False))
@@ -339,9 +369,27 @@ def small_image(tmp_path_factory: pytest.TempPathFactory) -> bytes:
         os.symlink("d1/" + "./" * 30 + "d2/f", root / "slow")
         tmp = final.with_name(final.name + ".tmp")
         tmp.unlink(missing_ok=True)
-        subprocess.run([_tool("mkfs.ext4"), "-q", "-F", "-T", "default", "-b", "1024",
-                        "-O", "^has_journal,^resize_inode", "-N", "32", "-d", str(root), str(tmp),
-                        "1M"], check=True, capture_output=True)
+        subprocess.run(
+            [
+                _tool("mkfs.ext4"),
+                "-q",
+                "-F",
+                "-T",
+                "default",
+                "-b",
+                "1024",
+                "-O",
+                "^has_journal,^resize_inode",
+                "-N",
+                "32",
+                "-d",
+                str(root),
+                str(tmp),
+                "1M",
+            ],
+            check=True,
+            capture_output=True,
+        )
         os.replace(tmp, final)
     return final.read_bytes()
 
@@ -433,11 +481,13 @@ def test_extent_tree_cycle_and_depth(small_image: bytes) -> None:
     with pytest.raises(LimitExceededError):
         _patched(small_image, at, deep).read_file("/d1/d2/f")
     # root (depth 1) -> a block whose header says depth 1 and points at itself
-    root = ext_layout.EXTENT_HEADER.pack(0xF30A, 1, 4, 1, 0) + struct.pack("<IIHH", 0, node_block,
-                                                                            0, 0)
+    root = ext_layout.EXTENT_HEADER.pack(0xF30A, 1, 4, 1, 0) + struct.pack(
+        "<IIHH", 0, node_block, 0, 0
+    )
     bs = fs.block_size
-    node = ext_layout.EXTENT_HEADER.pack(0xF30A, 1, 4, 1, 0) + struct.pack("<IIHH", 0, node_block,
-                                                                            0, 0)
+    node = ext_layout.EXTENT_HEADER.pack(0xF30A, 1, 4, 1, 0) + struct.pack(
+        "<IIHH", 0, node_block, 0, 0
+    )
     img = bytearray(small_image)
     img[at : at + len(root)] = root
     img[node_block * bs : node_block * bs + len(node)] = node
@@ -494,8 +544,11 @@ def test_superblock_checks(small_image: bytes) -> None:
 
 def test_external_journal_is_named_but_not_opened(tmp_path: Path) -> None:
     journal = tmp_path / "journal.img"
-    subprocess.run([_tool("mkfs.ext4"), "-q", "-F", "-O", "journal_dev", "-b", "4096",
-                    str(journal), "8M"], check=True, capture_output=True)
+    subprocess.run(
+        [_tool("mkfs.ext4"), "-q", "-F", "-O", "journal_dev", "-b", "4096", str(journal), "8M"],
+        check=True,
+        capture_output=True,
+    )
     dev = BytesDevice(journal.read_bytes())
     sig = ext.probe(dev)
     assert sig is not None and sig.kind == "jbd"

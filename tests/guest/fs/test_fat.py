@@ -38,8 +38,9 @@ def _tool(name: str) -> str:
 
 def _run(*args: str) -> str:
     env = {**os.environ, "MTOOLS_SKIP_CHECK": "1", "LC_ALL": "C.UTF-8"}
-    proc = subprocess.run([_tool(args[0]), *args[1:]], capture_output=True, text=True,
-                          env=env, check=False)
+    proc = subprocess.run(
+        [_tool(args[0]), *args[1:]], capture_output=True, text=True, env=env, check=False
+    )
     if proc.returncode != 0:
         raise RuntimeError(f"{' '.join(args)} failed: {proc.stderr.strip()}")
     return proc.stdout
@@ -83,8 +84,20 @@ def fat_image(bits: int) -> Path:
     tmp = final.with_name(final.name + ".tmp")
     tmp.unlink(missing_ok=True)
     sectors_per_cluster = {12: "4", 16: "4", 32: "1"}[bits]
-    _run("mkfs.vfat", "-C", "-F", str(bits), "-s", sectors_per_cluster, "-n", f"ESP{bits}",
-         "-i", SERIAL[bits], str(tmp), str(SIZE_KIB[bits]))
+    _run(
+        "mkfs.vfat",
+        "-C",
+        "-F",
+        str(bits),
+        "-s",
+        sectors_per_cluster,
+        "-n",
+        f"ESP{bits}",
+        "-i",
+        SERIAL[bits],
+        str(tmp),
+        str(SIZE_KIB[bits]),
+    )
     img = ["-i", str(tmp)]
     filler = src.parent / f"fat-filler-{VERSION}"
     filler.mkdir(exist_ok=True)
@@ -101,8 +114,9 @@ def fat_image(bits: int) -> Path:
             f.seek(fsinfo * 512 + 492)
             f.write(b"\xff\xff\xff\xff")
     _run("mcopy", *img, str(src / "big.bin"), "::/")  # into the holes: a fragmented chain
-    _run("mcopy", *img, "-s", *[str(p) for p in sorted(src.iterdir()) if p.name != "big.bin"],
-         "::/")
+    _run(
+        "mcopy", *img, "-s", *[str(p) for p in sorted(src.iterdir()) if p.name != "big.bin"], "::/"
+    )
     for i in range(1, 12, 2):
         _run("mdel", *img, f"::/gaps/gap{i}.bin")
     _run("mrd", *img, "::/gaps")

@@ -144,8 +144,10 @@ def _proto(root: Node, srcdir: Path) -> str:
             if child.mounted:
                 continue
             m = child.mode
-            mode = (f"{first[child.kind]}{'u' if m & 0o4000 else '-'}"
-                    f"{'g' if m & 0o2000 else '-'}{m & 0o777:03o}")
+            mode = (
+                f"{first[child.kind]}{'u' if m & 0o4000 else '-'}"
+                f"{'g' if m & 0o2000 else '-'}{m & 0o777:03o}"
+            )
             spec = f"{name} {mode} 0 0"
             if child.kind == "file":
                 src = empty
@@ -171,8 +173,9 @@ def _proto(root: Node, srcdir: Path) -> str:
 def _mounted_extras(image: Path, root: Node) -> None:
     """Write the ``mounted`` entries of ``root`` through a loop mount (always unmounted)."""
     mnt = Path(tempfile.mkdtemp(prefix="xfsmnt"))
-    proc = subprocess.run(["mount", "-o", "loop", str(image), str(mnt)],
-                          capture_output=True, text=True, check=False)
+    proc = subprocess.run(
+        ["mount", "-o", "loop", str(image), str(mnt)], capture_output=True, text=True, check=False
+    )
     if proc.returncode != 0:
         os.rmdir(mnt)
         raise RuntimeError(f"loop mount of the XFS fixture failed: {proc.stderr.strip()}")
@@ -226,8 +229,12 @@ def xfs_image(flavour: str) -> Path:
         proto.write_text(_proto(root, Path(src)), encoding="utf-8")
         with open(tmp, "wb") as f:
             f.truncate(IMAGE_BYTES)
-        proc = subprocess.run([_tool("mkfs.xfs"), "-q", "-f", *options, "-p", str(proto),
-                               str(tmp)], capture_output=True, text=True, check=False)
+        proc = subprocess.run(
+            [_tool("mkfs.xfs"), "-q", "-f", *options, "-p", str(proto), str(tmp)],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
         if proc.returncode != 0:
             raise RuntimeError(f"mkfs.xfs {options} failed: {proc.stderr.strip()}")
     if flavour.startswith("v5"):
@@ -239,8 +246,9 @@ def xfs_image(flavour: str) -> Path:
 class FileDevice:
     """A read-only image file as a block device, with optional patched bytes on top."""
 
-    def __init__(self, path: Path, patches: dict[int, bytes] | None = None,
-                 size: int | None = None) -> None:
+    def __init__(
+        self, path: Path, patches: dict[int, bytes] | None = None, size: int | None = None
+    ) -> None:
         self.path = path
         self._size = path.stat().st_size if size is None else size
         self.patches = patches or {}
@@ -270,8 +278,12 @@ def flavour_image(request: pytest.FixtureRequest) -> tuple[str, Path]:
 
 
 def _blkid(image: Path) -> dict[str, str]:
-    out = subprocess.run([_tool("blkid"), "-p", "-o", "export", str(image)],
-                         capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(
+        [_tool("blkid"), "-p", "-o", "export", str(image)],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     return dict(line.split("=", 1) for line in out.splitlines() if "=" in line)
 
 
@@ -287,8 +299,13 @@ def test_probe_and_identity_match_blkid(flavour_image: tuple[str, Path]) -> None
     assert (fs.fs_type, fs.uuid, fs.label) == ("xfs", ref["UUID"], ref.get("LABEL"))
 
 
-_KINDS = {"file": FileType.REGULAR, "dir": FileType.DIRECTORY, "symlink": FileType.SYMLINK,
-          "chardev": FileType.CHARDEV, "fifo": FileType.FIFO}
+_KINDS = {
+    "file": FileType.REGULAR,
+    "dir": FileType.DIRECTORY,
+    "symlink": FileType.SYMLINK,
+    "chardev": FileType.CHARDEV,
+    "fifo": FileType.FIFO,
+}
 
 
 def test_whole_tree_matches_what_was_built(flavour_image: tuple[str, Path]) -> None:
@@ -427,8 +444,16 @@ def _regions(image: Path) -> dict[str, tuple[int, int]]:
     fs = xfs.open_fs(FileDevice(image))
     sb = fs.sb
     out = {"superblock": (0, 264), "agi": (2 * sb.sectsize, sb.sectsize)}
-    for path in ("/", "/dir5", "/dir60", "/dir200", "/dir5000", "/frag.bin", "/link_long",
-                 "/big.bin"):
+    for path in (
+        "/",
+        "/dir5",
+        "/dir60",
+        "/dir200",
+        "/dir5000",
+        "/frag.bin",
+        "/link_long",
+        "/big.bin",
+    ):
         out[f"inode {path}"] = (fs._inode_offset(fs.resolve(path, follow=False)), sb.inodesize)
     for path in ("/dir60", "/dir200", "/dir5000", "/frag.bin"):
         ino = fs.resolve(path)
@@ -436,8 +461,10 @@ def _regions(image: Path) -> dict[str, tuple[int, int]]:
         for tag, ext in (("first", exts[0]), ("last", exts[-1])):
             out[f"block {path} {tag}"] = (fs._fsb_offset(ext.block), sb.blocksize)
     frag = fs._inode(fs.resolve("/frag.bin")).fork
-    out["bmbt leaf /frag.bin"] = (fs._fsb_offset(int.from_bytes(frag[4 + 8 * ((len(frag)
-                                  - 4) // 16) :][:8], "big")), 72)
+    out["bmbt leaf /frag.bin"] = (
+        fs._fsb_offset(int.from_bytes(frag[4 + 8 * ((len(frag) - 4) // 16) :][:8], "big")),
+        72,
+    )
     return out
 
 

@@ -59,8 +59,7 @@ def upgrade(engine: Engine) -> None:
     with _UPGRADE_LOCK, engine.begin() as connection:
         # both locks are released when this transaction ends
         if connection.dialect.name == "postgresql":
-            connection.execute(text("SELECT pg_advisory_xact_lock(:key)"),
-                               {"key": MIGRATION_LOCK})
+            connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK})
         elif connection.dialect.name == "sqlite":
             # pysqlite runs DDL outside any transaction unless one is begun explicitly
             connection.exec_driver_sql("BEGIN IMMEDIATE")

@@ -100,8 +100,7 @@ class Slots:
             self._completing.discard(upload_id)
 
 
-def assembly_misfits(rows: list[Any], all_rows: list[Any], stride: int | None
-                     ) -> list[Any] | None:
+def assembly_misfits(rows: list[Any], all_rows: list[Any], stride: int | None) -> list[Any] | None:
     """When the chosen part ``rows`` can become the assembly, the rows kept in files of their
     own that must first be copied into their slots; None when they cannot: numbers not
     1..K, a part but the last not exactly ``stride`` long, the last longer, or a part committed
@@ -129,8 +128,9 @@ def copy_range(src: int, start: int, dst: int, size: int) -> None:
     if hasattr(os, "copy_file_range"):
         try:
             while done < size:
-                moved = os.copy_file_range(src, dst, min(COPY_CHUNK * 8, size - done),
-                                           offset_src=start + done)
+                moved = os.copy_file_range(
+                    src, dst, min(COPY_CHUNK * 8, size - done), offset_src=start + done
+                )
                 if moved == 0:
                     break
                 done += moved
@@ -159,5 +159,12 @@ def hash_range(fd: int, start: int, size: int, digest: Any) -> None:
         done += len(data)
 
 
-__all__ = ["ASSEMBLY", "MAX_ASSEMBLY_BYTES", "MIN_PART_SIZE", "Slots", "assembly_misfits",
-           "copy_range", "hash_range"]
+__all__ = [
+    "ASSEMBLY",
+    "MAX_ASSEMBLY_BYTES",
+    "MIN_PART_SIZE",
+    "Slots",
+    "assembly_misfits",
+    "copy_range",
+    "hash_range",
+]

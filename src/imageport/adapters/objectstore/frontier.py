@@ -86,12 +86,14 @@ class HashFrontier:
         """The row of part h+1 if it is committed full stride long; else None."""
         number = len(state.hashed) + 1
         with self._db.connect() as conn:
-            stride = conn.execute(select(uploads.c.stride).where(uploads.c.id == upload_id)
-                                  ).scalar_one_or_none()
+            stride = conn.execute(
+                select(uploads.c.stride).where(uploads.c.id == upload_id)
+            ).scalar_one_or_none()
             if not stride:
                 return None
-            row = conn.execute(select(parts).where(
-                (parts.c.upload_id == upload_id) & (parts.c.number == number))).first()
+            row = conn.execute(
+                select(parts).where((parts.c.upload_id == upload_id) & (parts.c.number == number))
+            ).first()
         if row is None or row.size != stride or row.offset not in (None, (number - 1) * stride):
             return None
         return row
@@ -127,8 +129,9 @@ class HashFrontier:
         with state.lock:
             state.closed = True
             count = len(state.hashed)
-            if count > len(chosen) or any(identity(chosen[i]) != state.hashed[i]
-                                          for i in range(count)):
+            if count > len(chosen) or any(
+                identity(chosen[i]) != state.hashed[i] for i in range(count)
+            ):
                 return hashlib.sha256(), 0
             return state.digest, sum(chosen[i].size for i in range(count))
 

@@ -102,8 +102,9 @@ class LocalObjectStore:
         for folder in (self._objects, self._uploads, self._tmp):
             folder.mkdir(parents=True, exist_ok=True)
         # S3 lists keys in binary (UTF-8 byte) order: SQLite's default; PostgreSQL needs "C".
-        self._key = (objects.c.key.collate("C") if engine.dialect.name == "postgresql"
-                     else objects.c.key)
+        self._key = (
+            objects.c.key.collate("C") if engine.dialect.name == "postgresql" else objects.c.key
+        )
         self._slots = Slots()
         self._frontier = HashFrontier(engine, self._uploads)
 
@@ -118,14 +119,21 @@ class LocalObjectStore:
 
     # -- buckets -----------------------------------------------------------------------------
 
-    def create_bucket(self, name: str, project_id: str, storage_class: str,
-                      location: str) -> BucketInfo:
+    def create_bucket(
+        self, name: str, project_id: str, storage_class: str, location: str
+    ) -> BucketInfo:
         info = BucketInfo(name, project_id, storage_class, location, self._now())
         try:
             with self._db.begin() as conn:
-                conn.execute(insert(buckets).values(
-                    name=name, project_id=project_id, storage_class=storage_class,
-                    location=location, created_at=info.created_at))
+                conn.execute(
+                    insert(buckets).values(
+                        name=name,
+                        project_id=project_id,
+                        storage_class=storage_class,
+                        location=location,
+                        created_at=info.created_at,
+                    )
+                )
         except IntegrityError as exc:
             raise Conflict("BucketAlreadyExists", f"bucket {name!r} already exists") from exc
         return info
@@ -135,25 +143,32 @@ class LocalObjectStore:
             row = conn.execute(select(buckets).where(buckets.c.name == name)).first()
         if row is None:
             return None
-        return BucketInfo(row.name, row.project_id, row.storage_class, row.location,
-                          row.created_at)
+        return BucketInfo(row.name, row.project_id, row.storage_class, row.location, row.created_at)
 
     def list_buckets(self, project_id: str) -> Sequence[BucketInfo]:
         with self._db.connect() as conn:
-            rows = conn.execute(select(buckets).where(buckets.c.project_id == project_id)
-                                .order_by(buckets.c.name)).all()
-        return [BucketInfo(r.name, r.project_id, r.storage_class, r.location, r.created_at)
-                for r in rows]
+            rows = conn.execute(
+                select(buckets).where(buckets.c.project_id == project_id).order_by(buckets.c.name)
+            ).all()
+        return [
+            BucketInfo(r.name, r.project_id, r.storage_class, r.location, r.created_at)
+            for r in rows
+        ]
 
     def delete_bucket(self, name: str) -> None:
         """Delete an empty bucket, aborting its unfinished multipart uploads."""
         try:
             with self._db.begin() as conn:
-                if conn.execute(select(objects.c.key).where(objects.c.bucket == name)
-                                .limit(1)).first() is not None:
+                if (
+                    conn.execute(
+                        select(objects.c.key).where(objects.c.bucket == name).limit(1)
+                    ).first()
+                    is not None
+                ):
                     raise Conflict("BucketNotEmpty", f"bucket {name!r} is not empty")
-                ids = list(conn.execute(select(uploads.c.id).where(uploads.c.bucket == name))
-                           .scalars())
+                ids = list(
+                    conn.execute(select(uploads.c.id).where(uploads.c.bucket == name)).scalars()
+                )
                 if ids:
                     conn.execute(delete(parts).where(parts.c.upload_id.in_(ids)))
                     conn.execute(delete(uploads).where(uploads.c.id.in_(ids)))
@@ -169,8 +184,17 @@ class LocalObjectStore:
 
     @staticmethod
     def _object_info(row: Any) -> ObjectInfo:
-        return ObjectInfo(row.bucket, row.key, row.size, row.etag, row.sha256, row.content_type,
-                          row.storage_class, row.created_at, dict(row.metadata or {}))
+        return ObjectInfo(
+            row.bucket,
+            row.key,
+            row.size,
+            row.etag,
+            row.sha256,
+            row.content_type,
+            row.storage_class,
+            row.created_at,
+            dict(row.metadata or {}),
+        )
 
     def _place(self, source: Path) -> str:
         """Rename ``source`` to a fresh blob in ``objects/`` durably; its name."""
@@ -183,20 +207,48 @@ class LocalObjectStore:
         """Insert the row of ``info`` (replacing any), inside ``conn``'s transaction; the
         replaced object's blob name, if any. The DELETE comes first so that SQLite takes the
         write lock before anything is read."""
-        old = conn.execute(delete(objects).where(
-            (objects.c.bucket == info.bucket) & (objects.c.key == info.key))
-            .returning(objects.c.blob)).scalar_one_or_none()
-        conn.execute(insert(objects).values(
-            bucket=info.bucket, key=info.key, size=info.size, etag=info.etag,
-            sha256=info.sha256, content_type=info.content_type,
-            storage_class=info.storage_class, metadata=dict(info.metadata), blob=blob,
-            created_at=info.created_at))
+        old = conn.execute(
+            delete(objects)
+            .where((objects.c.bucket == info.bucket) & (objects.c.key == info.key))
+            .returning(objects.c.blob)
+        ).scalar_one_or_none()
+        conn.execute(
+            insert(objects).values(
+                bucket=info.bucket,
+                key=info.key,
+                size=info.size,
+                etag=info.etag,
+                sha256=info.sha256,
+                content_type=info.content_type,
+                storage_class=info.storage_class,
+                metadata=dict(info.metadata),
+                blob=blob,
+                created_at=info.created_at,
+            )
+        )
         return old  # type: ignore[no-any-return]
 
-    def commit_object(self, bucket: str, key: str, staged: StagedFile, *, content_type: str,
-                      storage_class: str, metadata: Mapping[str, str]) -> ObjectInfo:
-        info = ObjectInfo(bucket, key, staged.size, f'"{staged.md5_hex}"', staged.sha256_hex,
-                          content_type, storage_class, self._now(), dict(metadata))
+    def commit_object(
+        self,
+        bucket: str,
+        key: str,
+        staged: StagedFile,
+        *,
+        content_type: str,
+        storage_class: str,
+        metadata: Mapping[str, str],
+    ) -> ObjectInfo:
+        info = ObjectInfo(
+            bucket,
+            key,
+            staged.size,
+            f'"{staged.md5_hex}"',
+            staged.sha256_hex,
+            content_type,
+            storage_class,
+            self._now(),
+            dict(metadata),
+        )
         blob = self._place(staged.path)
         try:
             with self._db.begin() as conn:
@@ -213,8 +265,9 @@ class LocalObjectStore:
 
     def _object_row(self, bucket: str, key: str) -> Any:
         with self._db.connect() as conn:
-            return conn.execute(select(objects).where(
-                (objects.c.bucket == bucket) & (objects.c.key == key))).first()
+            return conn.execute(
+                select(objects).where((objects.c.bucket == bucket) & (objects.c.key == key))
+            ).first()
 
     def get_object(self, bucket: str, key: str) -> ObjectInfo | None:
         row = self._object_row(bucket, key)
@@ -263,16 +316,19 @@ class LocalObjectStore:
 
     def delete_object(self, bucket: str, key: str) -> bool:
         with self._db.begin() as conn:
-            old = conn.execute(delete(objects).where(
-                (objects.c.bucket == bucket) & (objects.c.key == key))
-                .returning(objects.c.blob)).scalar_one_or_none()
+            old = conn.execute(
+                delete(objects)
+                .where((objects.c.bucket == bucket) & (objects.c.key == key))
+                .returning(objects.c.blob)
+            ).scalar_one_or_none()
         if old is None:
             return False
         (self._objects / old).unlink(missing_ok=True)
         return True
 
-    def delete_object_if(self, bucket: str, key: str,
-                         check: Callable[[ObjectInfo | None], None]) -> bool:
+    def delete_object_if(
+        self, bucket: str, key: str, check: Callable[[ObjectInfo | None], None]
+    ) -> bool:
         """Delete ``bucket/key`` if ``check`` (which raises otherwise) accepts its current
         record (None when there is none), atomically: the row deleted is the very version
         checked (same blob), and a version that replaced it in between is checked again.
@@ -283,22 +339,30 @@ class LocalObjectStore:
             if row is None:
                 return False
             with self._db.begin() as conn:
-                gone = conn.execute(delete(objects).where(
-                    (objects.c.bucket == bucket) & (objects.c.key == key)
-                    & (objects.c.blob == row.blob))).rowcount
+                gone = conn.execute(
+                    delete(objects).where(
+                        (objects.c.bucket == bucket)
+                        & (objects.c.key == key)
+                        & (objects.c.blob == row.blob)
+                    )
+                ).rowcount
             if gone:
                 (self._objects / row.blob).unlink(missing_ok=True)
                 return True
-        raise Conflict("ConditionalRequestConflict",
-                       f"object {key!r} kept changing while its delete conditions were checked")
+        raise Conflict(
+            "ConditionalRequestConflict",
+            f"object {key!r} kept changing while its delete conditions were checked",
+        )
 
-    def list_objects(self, bucket: str, *, prefix: str = "", start_after: str = "",
-                     limit: int = 1000) -> Sequence[ObjectInfo]:
+    def list_objects(
+        self, bucket: str, *, prefix: str = "", start_after: str = "", limit: int = 1000
+    ) -> Sequence[ObjectInfo]:
         query = select(objects).where(objects.c.bucket == bucket)
         if prefix:
             # substr, not LIKE: SQLite's LIKE ignores ASCII case.
-            query = query.where(self._key >= prefix,
-                                func.substr(objects.c.key, 1, len(prefix)) == prefix)
+            query = query.where(
+                self._key >= prefix, func.substr(objects.c.key, 1, len(prefix)) == prefix
+            )
         if start_after:
             query = query.where(self._key > start_after)
         query = query.order_by(self._key).limit(max(0, min(limit, MAX_LIST)))
@@ -309,22 +373,44 @@ class LocalObjectStore:
 
     @staticmethod
     def _upload_info(row: Any) -> UploadInfo:
-        return UploadInfo(row.id, row.bucket, row.key, row.content_type, row.storage_class,
-                          row.created_at, dict(row.metadata or {}))
+        return UploadInfo(
+            row.id,
+            row.bucket,
+            row.key,
+            row.content_type,
+            row.storage_class,
+            row.created_at,
+            dict(row.metadata or {}),
+        )
 
-    def create_upload(self, bucket: str, key: str, *, content_type: str, storage_class: str,
-                      metadata: Mapping[str, str]) -> UploadInfo:
-        info = UploadInfo(new_id(), bucket, key, content_type, storage_class, self._now(),
-                          dict(metadata))
+    def create_upload(
+        self,
+        bucket: str,
+        key: str,
+        *,
+        content_type: str,
+        storage_class: str,
+        metadata: Mapping[str, str],
+    ) -> UploadInfo:
+        info = UploadInfo(
+            new_id(), bucket, key, content_type, storage_class, self._now(), dict(metadata)
+        )
         folder = self._uploads / info.upload_id
         folder.mkdir()
         fsync_dir(self._uploads)
         try:
             with self._db.begin() as conn:
-                conn.execute(insert(uploads).values(
-                    id=info.upload_id, bucket=bucket, key=key, content_type=content_type,
-                    storage_class=storage_class, metadata=dict(metadata),
-                    created_at=info.created_at))
+                conn.execute(
+                    insert(uploads).values(
+                        id=info.upload_id,
+                        bucket=bucket,
+                        key=key,
+                        content_type=content_type,
+                        storage_class=storage_class,
+                        metadata=dict(metadata),
+                        created_at=info.created_at,
+                    )
+                )
         except IntegrityError as exc:
             shutil.rmtree(folder, ignore_errors=True)
             raise _no_such_bucket(bucket) from exc
@@ -335,8 +421,15 @@ class LocalObjectStore:
             row = conn.execute(select(uploads).where(uploads.c.id == upload_id)).first()
         return None if row is None else self._upload_info(row)
 
-    def list_uploads(self, bucket: str, *, prefix: str = "", key_marker: str = "",
-                     upload_id_marker: str = "", limit: int = 1000) -> Sequence[UploadInfo]:
+    def list_uploads(
+        self,
+        bucket: str,
+        *,
+        prefix: str = "",
+        key_marker: str = "",
+        upload_id_marker: str = "",
+        limit: int = 1000,
+    ) -> Sequence[UploadInfo]:
         query = select(uploads).where(uploads.c.bucket == bucket)
         if prefix:
             query = query.where(func.substr(uploads.c.key, 1, len(prefix)) == prefix)
@@ -344,8 +437,9 @@ class LocalObjectStore:
         key = uploads.c.key.collate("C") if postgres else uploads.c.key
         upload_id = uploads.c.id.collate("C") if postgres else uploads.c.id
         if key_marker and upload_id_marker:
-            query = query.where((key > key_marker)
-                                | ((key == key_marker) & (upload_id > upload_id_marker)))
+            query = query.where(
+                (key > key_marker) | ((key == key_marker) & (upload_id > upload_id_marker))
+            )
         elif key_marker:
             query = query.where(key > key_marker)
         query = query.order_by(key, upload_id).limit(max(0, min(limit, MAX_LIST)))
@@ -355,25 +449,37 @@ class LocalObjectStore:
     def project_bytes(self, project_id: str) -> int:
         owned = select(buckets.c.name).where(buckets.c.project_id == project_id)
         stored = select(func.coalesce(func.sum(objects.c.size), 0)).where(
-            objects.c.bucket.in_(owned))
-        pending = (select(func.coalesce(func.sum(parts.c.size), 0)).select_from(parts)
-                   .join(uploads, uploads.c.id == parts.c.upload_id)
-                   .where(uploads.c.bucket.in_(owned)))
+            objects.c.bucket.in_(owned)
+        )
+        pending = (
+            select(func.coalesce(func.sum(parts.c.size), 0))
+            .select_from(parts)
+            .join(uploads, uploads.c.id == parts.c.upload_id)
+            .where(uploads.c.bucket.in_(owned))
+        )
         with self._db.connect() as conn:
-            return int(conn.execute(stored).scalar_one()) + int(
-                conn.execute(pending).scalar_one())
+            return int(conn.execute(stored).scalar_one()) + int(conn.execute(pending).scalar_one())
 
     def count_uploads(self, project_id: str) -> int:
-        query = (select(func.count()).select_from(uploads)
-                 .join(buckets, buckets.c.name == uploads.c.bucket)
-                 .where(buckets.c.project_id == project_id))
+        query = (
+            select(func.count())
+            .select_from(uploads)
+            .join(buckets, buckets.c.name == uploads.c.bucket)
+            .where(buckets.c.project_id == project_id)
+        )
         with self._db.connect() as conn:
             return int(conn.execute(query).scalar_one())
 
     def count_parts(self, upload_id: str, *, smaller_than: int, except_number: int) -> int:
-        query = select(func.count()).select_from(parts).where(
-            (parts.c.upload_id == upload_id) & (parts.c.size < smaller_than)
-            & (parts.c.number != except_number))
+        query = (
+            select(func.count())
+            .select_from(parts)
+            .where(
+                (parts.c.upload_id == upload_id)
+                & (parts.c.size < smaller_than)
+                & (parts.c.number != except_number)
+            )
+        )
         with self._db.connect() as conn:
             return int(conn.execute(query).scalar_one())
 
@@ -387,17 +493,25 @@ class LocalObjectStore:
                 raise _no_such_upload(upload_id)
             if row.stride is not None or declared_length < MIN_PART_SIZE:
                 return row.stride  # type: ignore[no-any-return]
-            twin = conn.execute(select(parts.c.number).where(
-                (parts.c.upload_id == upload_id) & (parts.c.number != number)
-                & (parts.c.size == declared_length)).limit(1)).first()
+            twin = conn.execute(
+                select(parts.c.number)
+                .where(
+                    (parts.c.upload_id == upload_id)
+                    & (parts.c.number != number)
+                    & (parts.c.size == declared_length)
+                )
+                .limit(1)
+            ).first()
         known = self._slots.propose(upload_id, number, declared_length)
         if number != 1 and twin is None and not known:
             return None
         self._slots.forget(upload_id)
         with self._db.begin() as conn:  # the first to know wins, even among concurrent parts
-            conn.execute(update(uploads).where(
-                (uploads.c.id == upload_id) & uploads.c.stride.is_(None))
-                .values(stride=declared_length))
+            conn.execute(
+                update(uploads)
+                .where((uploads.c.id == upload_id) & uploads.c.stride.is_(None))
+                .values(stride=declared_length)
+            )
             return conn.execute(query).first().stride  # type: ignore[union-attr,no-any-return]
 
     def _assembly(self, upload_id: str) -> Path:
@@ -413,8 +527,7 @@ class LocalObjectStore:
         fsync_dir(folder)
         return path
 
-    def part_target(self, upload_id: str, number: int, declared_length: int | None
-                    ) -> PartTarget:
+    def part_target(self, upload_id: str, number: int, declared_length: int | None) -> PartTarget:
         own = PartTarget(upload_id, number, self.staging_path())
         if declared_length is None or not 1 <= number <= MAX_PARTS:
             return own
@@ -426,8 +539,11 @@ class LocalObjectStore:
             return own
         try:
             with self._db.connect() as conn:
-                committed = conn.execute(select(parts.c.offset).where(
-                    (parts.c.upload_id == upload_id) & (parts.c.number == number))).first()
+                committed = conn.execute(
+                    select(parts.c.offset).where(
+                        (parts.c.upload_id == upload_id) & (parts.c.number == number)
+                    )
+                ).first()
             if committed is not None and committed.offset is not None:
                 self._slots.release(upload_id, number)  # never overwrite committed bytes
                 return own
@@ -458,12 +574,22 @@ class LocalObjectStore:
         info = PartInfo(number, staged.size, f'"{staged.md5_hex}"', self._now())
         try:
             with self._db.begin() as conn:
-                old = conn.execute(delete(parts).where(
-                    (parts.c.upload_id == upload_id) & (parts.c.number == number))
-                    .returning(parts.c.blob, parts.c.offset)).first()
-                conn.execute(insert(parts).values(
-                    upload_id=upload_id, number=number, size=info.size, etag=info.etag,
-                    blob=blob, offset=staged.offset, created_at=info.created_at))
+                old = conn.execute(
+                    delete(parts)
+                    .where((parts.c.upload_id == upload_id) & (parts.c.number == number))
+                    .returning(parts.c.blob, parts.c.offset)
+                ).first()
+                conn.execute(
+                    insert(parts).values(
+                        upload_id=upload_id,
+                        number=number,
+                        size=info.size,
+                        etag=info.etag,
+                        blob=blob,
+                        offset=staged.offset,
+                        created_at=info.created_at,
+                    )
+                )
         except IntegrityError as exc:
             if staged.offset is None:
                 (folder / blob).unlink(missing_ok=True)
@@ -474,18 +600,23 @@ class LocalObjectStore:
             raise
         if old is not None and old.offset is None:
             (folder / old.blob).unlink(missing_ok=True)
-        self._frontier.committed(upload_id, number,
-                                 (info.etag, info.created_at, blob, staged.offset))
+        self._frontier.committed(
+            upload_id, number, (info.etag, info.created_at, blob, staged.offset)
+        )
         return info
 
     def _part_rows(self, upload_id: str) -> list[Any]:
         with self._db.connect() as conn:
-            return list(conn.execute(select(parts).where(parts.c.upload_id == upload_id)
-                                     .order_by(parts.c.number)))
+            return list(
+                conn.execute(
+                    select(parts).where(parts.c.upload_id == upload_id).order_by(parts.c.number)
+                )
+            )
 
     def list_parts(self, upload_id: str) -> Sequence[PartInfo]:
-        return [PartInfo(r.number, r.size, r.etag, r.created_at)
-                for r in self._part_rows(upload_id)]
+        return [
+            PartInfo(r.number, r.size, r.etag, r.created_at) for r in self._part_rows(upload_id)
+        ]
 
     @staticmethod
     def _chosen_parts(stored_rows: list[Any], wanted: Sequence[tuple[int, str]]) -> list[Any]:
@@ -499,19 +630,23 @@ class LocalObjectStore:
         previous = 0
         for number, etag in wanted:
             if number <= previous:
-                raise RequestInvalid("InvalidPartOrder",
-                                     "parts must be listed in ascending order of part number")
+                raise RequestInvalid(
+                    "InvalidPartOrder", "parts must be listed in ascending order of part number"
+                )
             previous = number
             row = stored.get(number)
             if row is None or strip_etag(row.etag) != strip_etag(etag):
-                raise RequestInvalid("InvalidPart",
-                                     f"part {number} was not uploaded or its ETag differs")
+                raise RequestInvalid(
+                    "InvalidPart", f"part {number} was not uploaded or its ETag differs"
+                )
             chosen.append(row)
         for row in chosen[:-1]:
             if row.size < MIN_PART_SIZE:
-                raise RequestInvalid("EntityTooSmall",
-                                     f"part {row.number} is {row.size} bytes; every part but "
-                                     f"the last must be at least {MIN_PART_SIZE}")
+                raise RequestInvalid(
+                    "EntityTooSmall",
+                    f"part {row.number} is {row.size} bytes; every part but "
+                    f"the last must be at least {MIN_PART_SIZE}",
+                )
         return chosen
 
     @staticmethod
@@ -519,8 +654,10 @@ class LocalObjectStore:
         try:
             return os.open(folder / row.blob, os.O_RDONLY)
         except FileNotFoundError as exc:
-            raise RequestInvalid("InvalidPart", f"part {row.number} was replaced or removed; "
-                                 "list the parts and complete again") from exc
+            raise RequestInvalid(
+                "InvalidPart",
+                f"part {row.number} was replaced or removed; list the parts and complete again",
+            ) from exc
 
     def _join_parts(self, upload_id: str, chosen: Sequence[Any], target: Path) -> str:
         """Write the parts one after another into ``target`` (fsynced); the sha256 hex of the
@@ -547,8 +684,9 @@ class LocalObjectStore:
             os.close(out)
         return digest.hexdigest()
 
-    def _adopt_assembly(self, upload_id: str, stride: int, chosen: list[Any],
-                        misfits: Sequence[Any], size: int) -> tuple[str, str]:
+    def _adopt_assembly(
+        self, upload_id: str, stride: int, chosen: list[Any], misfits: Sequence[Any], size: int
+    ) -> tuple[str, str]:
         """Copy the ``misfits`` (parts in files of their own) into their slots, cut the
         assembly to the object's ``size``, make it durable, hash what the frontier has not
         and hard-link it into ``objects/``: the new blob's name and the sha256 hex. The
@@ -585,8 +723,9 @@ class LocalObjectStore:
         finally:
             staged.unlink(missing_ok=True)
 
-    def complete_upload(self, upload_id: str, parts_wanted: Sequence[tuple[int, str]]
-                        ) -> ObjectInfo:
+    def complete_upload(
+        self, upload_id: str, parts_wanted: Sequence[tuple[int, str]]
+    ) -> ObjectInfo:
         with self._db.connect() as conn:
             row = conn.execute(select(uploads).where(uploads.c.id == upload_id)).first()
         if row is None:
@@ -602,17 +741,25 @@ class LocalObjectStore:
         try:
             blob, sha256 = (
                 self._adopt_assembly(upload_id, row.stride, chosen, misfits or [], size)
-                if adopt else self._joined_object(upload_id, chosen))
-            info = ObjectInfo(upload.bucket, upload.key, size,
-                              multipart_etag([strip_etag(r.etag) for r in chosen]), sha256,
-                              upload.content_type, upload.storage_class, self._now(),
-                              dict(upload.metadata))
+                if adopt
+                else self._joined_object(upload_id, chosen)
+            )
+            info = ObjectInfo(
+                upload.bucket,
+                upload.key,
+                size,
+                multipart_etag([strip_etag(r.etag) for r in chosen]),
+                sha256,
+                upload.content_type,
+                upload.storage_class,
+                self._now(),
+                dict(upload.metadata),
+            )
             try:
                 with self._db.begin() as conn:
                     old = self._publish(conn, info, blob)
                     conn.execute(delete(parts).where(parts.c.upload_id == upload_id))
-                    if not conn.execute(delete(uploads).where(uploads.c.id == upload_id)
-                                        ).rowcount:
+                    if not conn.execute(delete(uploads).where(uploads.c.id == upload_id)).rowcount:
                         raise _no_such_upload(upload_id)  # completed or aborted meanwhile
             except IntegrityError as exc:
                 (self._objects / blob).unlink(missing_ok=True)

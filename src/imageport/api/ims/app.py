@@ -104,18 +104,27 @@ def ims_routes(services: Services) -> list[BaseRoute]:
         Route("/versions", gv.versions, methods=["GET"]),
         Route("/v2/images/{image_id}/file", gv.upload_endpoint(services), methods=["PUT"]),
         Route("/v2/images/{image_id}/stage", gv.stage_endpoint(services), methods=["PUT"]),
-        *(Route(path, endpoint(services, view), methods=[method], name=view.__name__)
-          for path, method, view in _TABLE),
-        *(Route(path, endpoint(services, view, unsigned_payload=True), methods=[method],
-                name=view.__name__)
-          for path, method, view in _UNSIGNED_BODY_TABLE),
+        *(
+            Route(path, endpoint(services, view), methods=[method], name=view.__name__)
+            for path, method, view in _TABLE
+        ),
+        *(
+            Route(
+                path,
+                endpoint(services, view, unsigned_payload=True),
+                methods=[method],
+                name=view.__name__,
+            )
+            for path, method, view in _UNSIGNED_BODY_TABLE
+        ),
     ]
 
 
 def build_ims_app(services: Services) -> Starlette:
     """The image API over ``services`` (the token endpoint included; it finds the services in
     ``app.state.services``)."""
-    app = Starlette(routes=[*iam.ROUTES, *ims_routes(services)],
-                    exception_handlers={HTTPException: http_error})
+    app = Starlette(
+        routes=[*iam.ROUTES, *ims_routes(services)], exception_handlers={HTTPException: http_error}
+    )
     app.state.services = services
     return app

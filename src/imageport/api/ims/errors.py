@@ -31,8 +31,7 @@ def nested_only(headers: Mapping[str, str]) -> bool:
     return headers.get("user-agent", "").startswith(GLANCECLIENT)
 
 
-def error_response(status: int, code: str, message: str, *,
-                   nested: bool = False) -> JSONResponse:
+def error_response(status: int, code: str, message: str, *, nested: bool = False) -> JSONResponse:
     """A vendor-shaped error response (``nested``: the ``error`` object only)."""
     doc: dict[str, object] = {"error": {"code": code, "message": message}}
     if not nested:
@@ -42,8 +41,12 @@ def error_response(status: int, code: str, message: str, *,
 
 def service_error(error: ServiceError, request: Request | None = None) -> JSONResponse:
     """The response for a refused request (shaped for the client that sent ``request``)."""
-    return error_response(error.status, error.code, error.message,
-                          nested=request is not None and nested_only(request.headers))
+    return error_response(
+        error.status,
+        error.code,
+        error.message,
+        nested=request is not None and nested_only(request.headers),
+    )
 
 
 async def http_error(request: Request, exc: Exception) -> Response:
@@ -51,10 +54,15 @@ async def http_error(request: Request, exc: Exception) -> Response:
     status = exc.status_code if isinstance(exc, HTTPException) else 500
     nested = nested_only(request.headers)
     if status == 404:
-        return error_response(404, "IMG.NOT_FOUND", f"no such API: {request.url.path[:200]}",
-                              nested=nested)
+        return error_response(
+            404, "IMG.NOT_FOUND", f"no such API: {request.url.path[:200]}", nested=nested
+        )
     if status == 405:
-        return error_response(405, "IMG.METHOD", f"{request.method} is not allowed on "
-                              f"{request.url.path[:200]}", nested=nested)
+        return error_response(
+            405,
+            "IMG.METHOD",
+            f"{request.method} is not allowed on {request.url.path[:200]}",
+            nested=nested,
+        )
     detail = exc.detail if isinstance(exc, HTTPException) else "internal error"
     return error_response(status, f"IMG.HTTP{status}", str(detail), nested=nested)

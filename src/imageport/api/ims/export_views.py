@@ -12,5 +12,10 @@ from imageport.service.context import Services
 def export_image(services: Services, call: Call) -> Response:
     """POST /v1/cloudimages/{image_id}/file ``{"bucket_url", "file_format",
     "is_quick_export"}``: ``{"job_id"}`` (the job writes the object)."""
-    return JSONResponse({"job_id": exports.export_image(
-        services, call.project_id, call.path_params["image_id"], call.json())})
+    return JSONResponse(
+        {
+            "job_id": exports.export_image(
+                services, call.project_id, call.path_params["image_id"], call.json()
+            )
+        }
+    )

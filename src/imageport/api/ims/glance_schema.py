@@ -40,36 +40,60 @@ def _read_only(kind: Any, description: str, **extra: Any) -> dict[str, Any]:
 def image_schema() -> dict[str, Any]:
     """The ``image`` schema (``GET /v2/schemas/image``)."""
     properties: dict[str, Any] = {
-        "id": {"type": "string", "description": "An identifier for the image",
-               "pattern": "^([0-9a-fA-F]){8}-([0-9a-fA-F]){4}-([0-9a-fA-F]){4}"
-                          "-([0-9a-fA-F]){4}-([0-9a-fA-F]){12}$"},
+        "id": {
+            "type": "string",
+            "description": "An identifier for the image",
+            "pattern": "^([0-9a-fA-F]){8}-([0-9a-fA-F]){4}-([0-9a-fA-F]){4}"
+            "-([0-9a-fA-F]){4}-([0-9a-fA-F]){12}$",
+        },
         "name": _nullable("string", "Descriptive name for the image", maxLength=255),
-        "status": _read_only("string", "Status of the image", enum=[
-            "queued", "saving", "active", "killed", "deleted", "uploading", "importing",
-            "pending_delete", "deactivated"]),
-        "visibility": {"type": "string", "description": "Scope of image accessibility",
-                       "enum": ["community", "public", "private", "shared"]},
+        "status": _read_only(
+            "string",
+            "Status of the image",
+            enum=[
+                "queued",
+                "saving",
+                "active",
+                "killed",
+                "deleted",
+                "uploading",
+                "importing",
+                "pending_delete",
+                "deactivated",
+            ],
+        ),
+        "visibility": {
+            "type": "string",
+            "description": "Scope of image accessibility",
+            "enum": ["community", "public", "private", "shared"],
+        },
         "protected": {"type": "boolean", "description": "If true, image will not be deletable."},
-        "os_hidden": {"type": "boolean",
-                      "description": "If true, image will not appear in default image list."},
-        "checksum": _read_only(["null", "string"], "sha256 of the stored image file (Glance: "
-                               "md5)", maxLength=64),
-        "os_hash_algo": _read_only(["null", "string"], "Algorithm of os_hash_value",
-                                   maxLength=64),
-        "os_hash_value": _read_only(["null", "string"], "Hex digest of the stored image file",
-                                    maxLength=128),
+        "os_hidden": {
+            "type": "boolean",
+            "description": "If true, image will not appear in default image list.",
+        },
+        "checksum": _read_only(
+            ["null", "string"], "sha256 of the stored image file (Glance: md5)", maxLength=64
+        ),
+        "os_hash_algo": _read_only(["null", "string"], "Algorithm of os_hash_value", maxLength=64),
+        "os_hash_value": _read_only(
+            ["null", "string"], "Hex digest of the stored image file", maxLength=128
+        ),
         "owner": _nullable("string", "Owner of the image", maxLength=255),
         "size": _read_only(["null", "integer"], "Size of the stored image file in bytes"),
         "virtual_size": _read_only(["null", "integer"], "Virtual size of the image in bytes"),
-        "container_format": _nullable("string", "Format of the container",
-                                      enum=[None, "bare"]),
-        "disk_format": _nullable("string", "Format of the disk",
-                                 enum=[None, *sorted(GLANCE_DISK_FORMATS)]),
+        "container_format": _nullable("string", "Format of the container", enum=[None, "bare"]),
+        "disk_format": _nullable(
+            "string", "Format of the disk", enum=[None, *sorted(GLANCE_DISK_FORMATS)]
+        ),
         "created_at": _read_only("string", "Date and time of image registration"),
         "updated_at": _read_only("string", "Date and time of the last image modification"),
         "active_at": _read_only(["null", "string"], "Date and time the image became active"),
-        "tags": {"type": "array", "description": "List of strings related to the image",
-                 "items": {"type": "string", "maxLength": 255}},
+        "tags": {
+            "type": "array",
+            "description": "List of strings related to the image",
+            "items": {"type": "string", "maxLength": 255},
+        },
         "min_ram": {"type": "integer", "description": "Amount of RAM (MB) required to boot"},
         "min_disk": {"type": "integer", "description": "Amount of disk (GB) required to boot"},
         "max_ram": _nullable("string", "Most RAM (MB) the image supports"),
@@ -81,8 +105,11 @@ def image_schema() -> dict[str, Any]:
         "name": "image",
         "properties": properties,
         "additionalProperties": {"type": "string"},
-        "links": [{"rel": "self", "href": "{self}"}, {"rel": "enclosure", "href": "{file}"},
-                  {"rel": "describedby", "href": "{schema}"}],
+        "links": [
+            {"rel": "self", "href": "{self}"},
+            {"rel": "enclosure", "href": "{file}"},
+            {"rel": "describedby", "href": "{schema}"},
+        ],
     }
 
 
@@ -96,15 +123,24 @@ def images_schema() -> dict[str, Any]:
             "next": {"type": "string"},
             "schema": {"type": "string"},
         },
-        "links": [{"rel": "first", "href": "{first}"}, {"rel": "next", "href": "{next}"},
-                  {"rel": "describedby", "href": "{schema}"}],
+        "links": [
+            {"rel": "first", "href": "{first}"},
+            {"rel": "next", "href": "{next}"},
+            {"rel": "describedby", "href": "{schema}"},
+        ],
     }
 
 
 def versions_document(base_url: str) -> dict[str, Any]:
     """The versions list; ``base_url``: the service's root URL as the request reached it."""
     href = base_url.rstrip("/") + "/v2/"
-    return {"versions": [
-        {"id": f"v{version}", "status": "CURRENT" if n == 0 else "SUPPORTED",
-         "links": [{"rel": "self", "href": href}]}
-        for n, version in enumerate(API_VERSIONS)]}
+    return {
+        "versions": [
+            {
+                "id": f"v{version}",
+                "status": "CURRENT" if n == 0 else "SUPPORTED",
+                "links": [{"rel": "self", "href": href}],
+            }
+            for n, version in enumerate(API_VERSIONS)
+        ]
+    }

@@ -33,8 +33,9 @@ READ_CHUNK = 1 * MiB
 Commit = Callable[[Services, str, glance_data.UploadSlot, int], object]
 
 
-def data_endpoint(services: Services, commit: Commit,
-                  name: str) -> Callable[[Request], Awaitable[Response]]:
+def data_endpoint(
+    services: Services, commit: Commit, name: str
+) -> Callable[[Request], Awaitable[Response]]:
     """The endpoint receiving image data and passing it to ``commit`` (answers 204)."""
 
     async def handle(request: Request) -> Response:
@@ -43,15 +44,26 @@ def data_endpoint(services: Services, commit: Commit,
             call = await run_in_threadpool(authenticate_headers, services, request)
             media = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
             if media != DATA_TYPE:
-                raise RequestInvalid("IMG.0001", f"image data must be sent as {DATA_TYPE}, "
-                                     f"not {media[:80]!r}", status=415)
+                raise RequestInvalid(
+                    "IMG.0001",
+                    f"image data must be sent as {DATA_TYPE}, not {media[:80]!r}",
+                    status=415,
+                )
             declared = glance_data.declared_size(request.headers)
-            slot = await run_in_threadpool(glance_data.open_upload, services,
-                                           call.project_id, call.path_params["image_id"],
-                                           declared)
+            slot = await run_in_threadpool(
+                glance_data.open_upload,
+                services,
+                call.project_id,
+                call.path_params["image_id"],
+                declared,
+            )
             size = await receive_to_file(
-                request, slot.part, limit=slot.limit, expected=declared,
-                too_large=lambda: glance_data.too_large(services))
+                request,
+                slot.part,
+                limit=slot.limit,
+                expected=declared,
+                too_large=lambda: glance_data.too_large(services),
+            )
             await run_in_threadpool(commit, services, call.project_id, slot, size)
         except ServiceError as error:
             if server_side(error):
@@ -62,9 +74,12 @@ def data_endpoint(services: Services, commit: Commit,
             return response
         except ClientDisconnect:
             release_call(services, call)
-            return error_response(400, "IMG.0001", "the client went away before the image "
-                                  "data ended; nothing was kept",
-                                  nested=nested_only(request.headers))
+            return error_response(
+                400,
+                "IMG.0001",
+                "the client went away before the image data ended; nothing was kept",
+                nested=nested_only(request.headers),
+            )
         except BaseException:
             release_call(services, call)
             raise
@@ -86,8 +101,7 @@ def stage_endpoint(services: Services) -> Callable[[Request], Awaitable[Response
 
 def import_image(services: Services, call: Call) -> Response:
     """POST /v2/images/{image_id}/import ``{"method": {"name": "glance-direct"}}``: 202."""
-    glance_data.import_staged(services, call.project_id, call.path_params["image_id"],
-                              call.json())
+    glance_data.import_staged(services, call.project_id, call.path_params["image_id"], call.json())
     return Response(status_code=202)
 
 
@@ -130,8 +144,7 @@ def download_image_data(services: Services, call: Call) -> Response:
     except FileNotFoundError:
         return Response(status_code=204)
     size = os.fstat(fd).st_size
-    return _FileResponse(_OpenFile(fd), media_type=DATA_TYPE,
-                         headers={"Content-Length": str(size)})
+    return _FileResponse(_OpenFile(fd), media_type=DATA_TYPE, headers={"Content-Length": str(size)})
 
 
 class _FileResponse(StreamingResponse):
@@ -147,8 +160,9 @@ class _FileResponse(StreamingResponse):
             await super().__call__(scope, receive, send)
             return
         self._data.close()
-        await send({"type": "http.response.start", "status": self.status_code,
-                    "headers": self.raw_headers})
+        await send(
+            {"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers}
+        )
         await send({"type": "http.response.body", "body": b"", "more_body": False})
 
 
@@ -165,5 +179,4 @@ def images_schema(services: Services, call: Call) -> Response:
 async def versions(request: Request) -> Response:
     """GET / (300, as Glance) and GET /versions (200): the API versions; unauthenticated."""
     status = 200 if request.url.path.rstrip("/").endswith("/versions") else 300
-    return JSONResponse(glance_schema.versions_document(str(request.base_url)),
-                        status_code=status)
+    return JSONResponse(glance_schema.versions_document(str(request.base_url)), status_code=status)

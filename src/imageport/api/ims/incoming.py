@@ -66,13 +66,12 @@ class Call:
 View = Callable[[Services, Call], Response]
 
 
-async def read_body(request: Request, limit: int = MAX_BODY,
-                    code: str = "IMG.0001") -> bytes:
+async def read_body(request: Request, limit: int = MAX_BODY, code: str = "IMG.0001") -> bytes:
     """The request body, refusing more than ``limit`` bytes (413 ``code``) before reading them
     all: a Content-Length over it is refused at once, a longer stream as soon as it is."""
+
     def too_large() -> RequestInvalid:
-        return RequestInvalid(code, f"the request body is larger than {limit} bytes",
-                              status=413)
+        return RequestInvalid(code, f"the request body is larger than {limit} bytes", status=413)
 
     if (whole_number(request.headers.get("content-length", "")) or 0) > limit:
         raise too_large()
@@ -89,38 +88,54 @@ async def read_body(request: Request, limit: int = MAX_BODY,
 def signed_request(request: Request, body: bytes) -> SignedRequest:
     """The facts the signature covers: raw path and query, headers decoded as UTF-8."""
     raw_path = request.scope.get("raw_path")
-    path = (raw_path.decode("latin-1") if isinstance(raw_path, bytes)
-            else quote(request.scope["path"]))
+    path = (
+        raw_path.decode("latin-1") if isinstance(raw_path, bytes) else quote(request.scope["path"])
+    )
     headers: dict[str, str] = {}
     for raw_name, raw_value in request.scope["headers"]:
         name, value = raw_name.decode("latin-1").lower(), raw_value.decode("utf-8", "replace")
         # repeated headers are joined with "," as the clients' signers do
         headers[name] = f"{headers[name]},{value}" if name in headers else value
     return SignedRequest(
-        method=request.method, raw_path=path,
+        method=request.method,
+        raw_path=path,
         raw_query=request.scope.get("query_string", b"").decode("latin-1"),
-        headers=headers, body_sha256=hashlib.sha256(body).hexdigest())
+        headers=headers,
+        body_sha256=hashlib.sha256(body).hexdigest(),
+    )
 
 
-def authenticate_call(services: Services, request: Request, body: bytes, *,
-                      signed: SignedRequest | None = None,
-                      unsigned_payload: bool = False) -> Call:
+def authenticate_call(
+    services: Services,
+    request: Request,
+    body: bytes,
+    *,
+    signed: SignedRequest | None = None,
+    unsigned_payload: bool = False,
+) -> Call:
     """Authenticate ``request`` and check its ``X-Project-Id``; the view's call record.
     ``unsigned_payload``: the route takes ``X-Sdk-Content-Sha256: UNSIGNED-PAYLOAD``."""
     signed = signed or signed_request(request, body)
-    authenticated = authenticate_request(services, signed, schemes=SCHEMES,
-                                         unsigned_payload=unsigned_payload)
+    authenticated = authenticate_request(
+        services, signed, schemes=SCHEMES, unsigned_payload=unsigned_payload
+    )
     principal = authenticated.principal
     request.state.project_id = principal.project_id
     request.state.access_key = principal.access_key
     claimed = signed.header("x-project-id")
     if claimed is not None and claimed != principal.project_id:
-        raise Forbidden("ProjectMismatch", "X-Project-Id names another project than the one "
-                        "of the credentials")
+        raise Forbidden(
+            "ProjectMismatch", "X-Project-Id names another project than the one of the credentials"
+        )
     return Call(
-        principal=principal, body=body, path_params=dict(request.path_params),
-        query=request.query_params.multi_items(), raw_query=signed.raw_query,
-        content_type=request.headers.get("content-type", ""), authenticated=authenticated)
+        principal=principal,
+        body=body,
+        path_params=dict(request.path_params),
+        query=request.query_params.multi_items(),
+        raw_query=signed.raw_query,
+        content_type=request.headers.get("content-type", ""),
+        authenticated=authenticated,
+    )
 
 
 def release_call(services: Services, call: Call | None) -> None:
@@ -143,8 +158,9 @@ def authenticate_headers(services: Services, request: Request) -> Call:
     return authenticate_call(services, request, b"", signed=signed, unsigned_payload=True)
 
 
-def endpoint(services: Services, view: View, *,
-             unsigned_payload: bool = False) -> Callable[[Request], Awaitable[Response]]:
+def endpoint(
+    services: Services, view: View, *, unsigned_payload: bool = False
+) -> Callable[[Request], Awaitable[Response]]:
     """The Starlette endpoint running ``view`` after the steps in the module docstring;
     ``unsigned_payload``: the route takes ``X-Sdk-Content-Sha256: UNSIGNED-PAYLOAD`` (the
     vendor SDK sends it for a non-JSON content type: the JSON-patch updates)."""
@@ -168,8 +184,10 @@ def endpoint(services: Services, view: View, *,
         except ServiceError as error:
             return service_error(error, request)
         except ClientDisconnect:  # gone before its body ended: nothing was done, nobody reads
-            return service_error(RequestInvalid("IMG.0001", "the client went away before the "
-                                                "request body ended"), request)
+            return service_error(
+                RequestInvalid("IMG.0001", "the client went away before the request body ended"),
+                request,
+            )
 
     handle.__name__ = view.__name__
     handle.__doc__ = view.__doc__

@@ -12,19 +12,32 @@ from imageport.service.context import Services
 
 def show_job(services: Services, call: Call) -> Response:
     """GET /v1/{project_id}/jobs/{job_id} (the path's project must be the caller's)."""
-    return JSONResponse(job_document(jobs.show_job(
-        services, call.project_id, call.path_params["job_id"],
-        call.path_params["project_id"])))
+    return JSONResponse(
+        job_document(
+            jobs.show_job(
+                services,
+                call.project_id,
+                call.path_params["job_id"],
+                call.path_params["project_id"],
+            )
+        )
+    )
 
 
 def job_progress(services: Services, call: Call) -> Response:
     """GET /v1/cloudimages/job/{job_id}: the job with percent, phase and bytes."""
-    return JSONResponse(job_document(jobs.show_job(
-        services, call.project_id, call.path_params["job_id"]), progress=True))
+    return JSONResponse(
+        job_document(
+            jobs.show_job(services, call.project_id, call.path_params["job_id"]), progress=True
+        )
+    )
 
 
 def cancel_job(services: Services, call: Call) -> Response:
     """POST /v1/cloudimages/job/{job_id}/cancel (ours, not the vendor's): 202 and the job."""
-    return JSONResponse(job_document(jobs.cancel_job(
-        services, call.project_id, call.path_params["job_id"]), progress=True),
-        status_code=202)
+    return JSONResponse(
+        job_document(
+            jobs.cancel_job(services, call.project_id, call.path_params["job_id"]), progress=True
+        ),
+        status_code=202,
+    )

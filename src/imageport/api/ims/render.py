@@ -23,32 +23,34 @@ def image_document(image: ImageRecord) -> dict[str, object]:
     if image.status == "killed":
         doc["__error_code"] = image.error_code or ""
         doc["__fail_reason"] = image.fail_reason or ""
-    doc.update({
-        "id": image.id,
-        "name": image.name,
-        "status": image.status,
-        "visibility": image.visibility,
-        "owner": image.project_id,
-        "protected": image.protected,
-        "container_format": image.container_format,
-        "disk_format": image.disk_format,
-        "min_disk": image.min_disk,
-        "min_ram": image.min_ram,
-        "max_ram": None if image.max_ram is None else str(image.max_ram),
-        "size": image.size,
-        "virtual_size": image.virtual_size,
-        "checksum": image.checksum,
-        # the same sha256 where Glance clients look for a strong digest to verify downloads
-        "os_hash_algo": "sha256" if image.checksum else None,
-        "os_hash_value": image.checksum,
-        "tags": list(image.tags),
-        "created_at": image.created_at,
-        "updated_at": image.updated_at,
-        "active_at": image.active_at,
-        "self": f"/v2/images/{image.id}",
-        "file": f"/v2/images/{image.id}/file",
-        "schema": "/v2/schemas/image",
-    })
+    doc.update(
+        {
+            "id": image.id,
+            "name": image.name,
+            "status": image.status,
+            "visibility": image.visibility,
+            "owner": image.project_id,
+            "protected": image.protected,
+            "container_format": image.container_format,
+            "disk_format": image.disk_format,
+            "min_disk": image.min_disk,
+            "min_ram": image.min_ram,
+            "max_ram": None if image.max_ram is None else str(image.max_ram),
+            "size": image.size,
+            "virtual_size": image.virtual_size,
+            "checksum": image.checksum,
+            # the same sha256 where Glance clients look for a strong digest to verify downloads
+            "os_hash_algo": "sha256" if image.checksum else None,
+            "os_hash_value": image.checksum,
+            "tags": list(image.tags),
+            "created_at": image.created_at,
+            "updated_at": image.updated_at,
+            "active_at": image.active_at,
+            "self": f"/v2/images/{image.id}",
+            "file": f"/v2/images/{image.id}/file",
+            "schema": "/v2/schemas/image",
+        }
+    )
     return doc
 
 

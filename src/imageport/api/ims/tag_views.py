@@ -21,49 +21,90 @@ def _query_document(result: TagQueryResult) -> dict[str, object]:
     doc: dict[str, object] = {"total_count": result.total_count}
     if result.images is not None:
         doc["resources"] = [
-            {"resource_id": i.id, "resource_name": i.name,
-             "resource_detail": {"status": i.status}, "tags": _pairs(i.tags)}
-            for i in result.images]
+            {
+                "resource_id": i.id,
+                "resource_name": i.name,
+                "resource_detail": {"status": i.status},
+                "tags": _pairs(i.tags),
+            }
+            for i in result.images
+        ]
     return doc
 
 
 def add_image_tag(services: Services, call: Call) -> Response:
     """POST /v2/{project_id}/images/{image_id}/tags ``{"tag": {"key","value"}}``: 204."""
-    image_tags.add_tag(services, call.project_id, call.path_params["project_id"],
-                       call.path_params["image_id"], call.json())
+    image_tags.add_tag(
+        services,
+        call.project_id,
+        call.path_params["project_id"],
+        call.path_params["image_id"],
+        call.json(),
+    )
     return Response(status_code=204)
 
 
 def list_image_tags(services: Services, call: Call) -> Response:
     """GET /v2/{project_id}/images/{image_id}/tags: ``{"tags": [{"key","value"}]}``."""
-    return JSONResponse({"tags": _pairs(image_tags.list_tags(
-        services, call.project_id, call.path_params["project_id"],
-        call.path_params["image_id"]))})
+    return JSONResponse(
+        {
+            "tags": _pairs(
+                image_tags.list_tags(
+                    services,
+                    call.project_id,
+                    call.path_params["project_id"],
+                    call.path_params["image_id"],
+                )
+            )
+        }
+    )
 
 
 def delete_image_tag(services: Services, call: Call) -> Response:
     """DELETE /v2/{project_id}/images/{image_id}/tags/{key}: 204."""
-    image_tags.delete_tag(services, call.project_id, call.path_params["project_id"],
-                          call.path_params["image_id"], call.path_params["key"])
+    image_tags.delete_tag(
+        services,
+        call.project_id,
+        call.path_params["project_id"],
+        call.path_params["image_id"],
+        call.path_params["key"],
+    )
     return Response(status_code=204)
 
 
 def batch_image_tags(services: Services, call: Call) -> Response:
     """POST /v2/{project_id}/images/{image_id}/tags/action ``{"action","tags"}``: 204."""
-    image_tags.batch_tags(services, call.project_id, call.path_params["project_id"],
-                          call.path_params["image_id"], call.json())
+    image_tags.batch_tags(
+        services,
+        call.project_id,
+        call.path_params["project_id"],
+        call.path_params["image_id"],
+        call.json(),
+    )
     return Response(status_code=204)
 
 
 def list_images_by_tags(services: Services, call: Call) -> Response:
     """POST /v2/{project_id}/images/resource_instances/action: ``{"total_count"}`` (count), plus
     ``resources`` (filter)."""
-    return JSONResponse(_query_document(image_tags.query_images(
-        services, call.project_id, call.path_params["project_id"], call.json())))
+    return JSONResponse(
+        _query_document(
+            image_tags.query_images(
+                services, call.project_id, call.path_params["project_id"], call.json()
+            )
+        )
+    )
 
 
 def list_project_tags(services: Services, call: Call) -> Response:
     """GET /v2/{project_id}/images/tags: ``{"tags": [{"key","values"}]}``."""
-    return JSONResponse({"tags": [
-        {"key": key, "values": values} for key, values in image_tags.project_tags(
-            services, call.project_id, call.path_params["project_id"])]})
+    return JSONResponse(
+        {
+            "tags": [
+                {"key": key, "values": values}
+                for key, values in image_tags.project_tags(
+                    services, call.project_id, call.path_params["project_id"]
+                )
+            ]
+        }
+    )

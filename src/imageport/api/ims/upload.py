@@ -34,8 +34,14 @@ def _write_all(fd: int, pieces: list[bytes]) -> None:
             view = view[written:]
 
 
-async def receive_to_file(request: Request, path: Path, *, limit: int, expected: int | None,
-                          too_large: Callable[[], ServiceError]) -> int:
+async def receive_to_file(
+    request: Request,
+    path: Path,
+    *,
+    limit: int,
+    expected: int | None,
+    too_large: Callable[[], ServiceError],
+) -> int:
     """Write the body of ``request`` to the new file ``path`` (fsynced, mode 0600); its size.
     At most ``limit`` bytes (``too_large()`` is raised beyond); ``expected``: the declared
     Content-Length, which the body must match."""
@@ -66,8 +72,10 @@ async def receive_to_file(request: Request, path: Path, *, limit: int, expected:
         if batch:
             await write(batch)
         if expected is not None and size != expected:
-            raise RequestInvalid("IMG.0001", f"the body is {size} bytes, not the "
-                                 f"{expected} its Content-Length declared")
+            raise RequestInvalid(
+                "IMG.0001",
+                f"the body is {size} bytes, not the {expected} its Content-Length declared",
+            )
         pending = loop.run_in_executor(None, os.fsync, fd)
         await asyncio.shield(pending)
     except BaseException:

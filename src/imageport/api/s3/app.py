@@ -34,33 +34,98 @@ from imageport.service.errors import ServiceError
 View = Callable[[Ctx], Awaitable[Response]]
 log = logging.getLogger("imageport.api.s3")
 
-_UNSUPPORTED = frozenset({
-    "acl", "cors", "policy", "tagging", "versioning", "lifecycle", "website", "logging",
-    "notification", "replication", "encryption", "requestPayment", "object-lock", "retention",
-    "legal-hold", "torrent", "restore", "select", "accelerate", "analytics", "inventory",
-    "metrics", "ownershipControls", "publicAccessBlock", "intelligent-tiering", "versions",
-    "storageClass", "storagePolicy", "append", "attributes",
-})
+_UNSUPPORTED = frozenset(
+    {
+        "acl",
+        "cors",
+        "policy",
+        "tagging",
+        "versioning",
+        "lifecycle",
+        "website",
+        "logging",
+        "notification",
+        "replication",
+        "encryption",
+        "requestPayment",
+        "object-lock",
+        "retention",
+        "legal-hold",
+        "torrent",
+        "restore",
+        "select",
+        "accelerate",
+        "analytics",
+        "inventory",
+        "metrics",
+        "ownershipControls",
+        "publicAccessBlock",
+        "intelligent-tiering",
+        "versions",
+        "storageClass",
+        "storagePolicy",
+        "append",
+        "attributes",
+    }
+)
 """Sub-resources this service does not implement (501 unless a view below answers them)."""
 
-_READ = frozenset({
-    # sub-resources the views serve
-    "location", "policy", "cors", "lifecycle", "tagging", "website", "uploads", "acl",
-    "versioning", "delete", "uploadId", "partNumber", "apiversion", "versionId",
-    # listing and paging
-    "prefix", "delimiter", "marker", "max-keys", "list-type", "continuation-token",
-    "start-after", "encoding-type", "fetch-owner", "max-uploads", "key-marker",
-    "upload-id-marker", "max-parts", "part-number-marker", "max-buckets", "bucket-region",
-    # response overrides of a GET
-    "response-cache-control", "response-content-disposition", "response-content-encoding",
-    "response-content-language", "response-content-type", "response-expires",
-    # presigned URLs' authentication (SigV4 and v2)
-    "X-Amz-Algorithm", "X-Amz-Credential", "X-Amz-Date", "X-Amz-Expires",
-    "X-Amz-SignedHeaders", "X-Amz-Signature", "X-Amz-Security-Token",
-    "AWSAccessKeyId", "Signature", "Expires",
-    # botocore names the operation in the query of some calls (``?x-id=PutObject``)
-    "x-id",
-})
+_READ = frozenset(
+    {
+        # sub-resources the views serve
+        "location",
+        "policy",
+        "cors",
+        "lifecycle",
+        "tagging",
+        "website",
+        "uploads",
+        "acl",
+        "versioning",
+        "delete",
+        "uploadId",
+        "partNumber",
+        "apiversion",
+        "versionId",
+        # listing and paging
+        "prefix",
+        "delimiter",
+        "marker",
+        "max-keys",
+        "list-type",
+        "continuation-token",
+        "start-after",
+        "encoding-type",
+        "fetch-owner",
+        "max-uploads",
+        "key-marker",
+        "upload-id-marker",
+        "max-parts",
+        "part-number-marker",
+        "max-buckets",
+        "bucket-region",
+        # response overrides of a GET
+        "response-cache-control",
+        "response-content-disposition",
+        "response-content-encoding",
+        "response-content-language",
+        "response-content-type",
+        "response-expires",
+        # presigned URLs' authentication (SigV4 and v2)
+        "X-Amz-Algorithm",
+        "X-Amz-Credential",
+        "X-Amz-Date",
+        "X-Amz-Expires",
+        "X-Amz-SignedHeaders",
+        "X-Amz-Signature",
+        "X-Amz-Security-Token",
+        "AWSAccessKeyId",
+        "Signature",
+        "Expires",
+        # botocore names the operation in the query of some calls (``?x-id=PutObject``)
+        "x-id",
+    }
+)
 """Query names the bucket API reads. Any other (``?annotation``, ``?metadataTable``, ...:
 S3 keeps adding sub-resources) answers 501: routed by method and path alone, a PUT or DELETE
 of an unknown sub-resource would overwrite or delete the object or bucket itself.
@@ -74,8 +139,9 @@ def _not_implemented(call: S3Call) -> ServiceError:
 
 
 def _not_allowed(call: S3Call) -> ServiceError:
-    return ServiceError("MethodNotAllowed",
-                        f"{call.method} is not allowed on this resource", status=405)
+    return ServiceError(
+        "MethodNotAllowed", f"{call.method} is not allowed on this resource", status=405
+    )
 
 
 def _service_view(call: S3Call) -> View:
@@ -89,19 +155,27 @@ def _bucket_get(call: S3Call) -> View:
     if "location" in q:
         return bucket_views.get_location
     if "policy" in q:
-        return partial(bucket_views.no_configuration, code="NoSuchBucketPolicy",
-                       what="bucket policy")
+        return partial(
+            bucket_views.no_configuration, code="NoSuchBucketPolicy", what="bucket policy"
+        )
     if "cors" in q:
-        return partial(bucket_views.no_configuration, code="NoSuchCORSConfiguration",
-                       what="CORS configuration")
+        return partial(
+            bucket_views.no_configuration, code="NoSuchCORSConfiguration", what="CORS configuration"
+        )
     if "lifecycle" in q:
-        return partial(bucket_views.no_configuration, code="NoSuchLifecycleConfiguration",
-                       what="lifecycle configuration")
+        return partial(
+            bucket_views.no_configuration,
+            code="NoSuchLifecycleConfiguration",
+            what="lifecycle configuration",
+        )
     if "tagging" in q:
         return partial(bucket_views.no_configuration, code="NoSuchTagSet", what="tags")
     if "website" in q:
-        return partial(bucket_views.no_configuration, code="NoSuchWebsiteConfiguration",
-                       what="website configuration")
+        return partial(
+            bucket_views.no_configuration,
+            code="NoSuchWebsiteConfiguration",
+            what="website configuration",
+        )
     if "uploads" in q:
         return bucket_views.list_uploads
     if "acl" in q:
@@ -154,8 +228,11 @@ def _object_view(call: S3Call) -> View:
 
 def _unknown_parameter(call: S3Call) -> str | None:
     for name in sorted(call.query):
-        if name not in _READ and name not in _UNSUPPORTED and \
-                not name.lower().startswith(("x-amz-", "x-obs-")):
+        if (
+            name not in _READ
+            and name not in _UNSUPPORTED
+            and not name.lower().startswith(("x-amz-", "x-obs-"))
+        ):
             return name
     return None
 
@@ -196,13 +273,20 @@ async def _respond(request: Request) -> Response:
     except ServiceError as exc:
         return error_response(request, exc, resource)
     except ClientDisconnect:
-        return error_response(request, ServiceError(
-            "IncompleteBody", "the client closed the connection", status=400), resource)
+        return error_response(
+            request,
+            ServiceError("IncompleteBody", "the client closed the connection", status=400),
+            resource,
+        )
     except Exception:  # an unexpected failure must still be an S3 error, and be logged
         log.exception("bucket API request failed: %s %s", request.method, resource)
-        return error_response(request, ServiceError(
-            "InternalError", "we encountered an internal error; please try again",
-            status=500), resource)
+        return error_response(
+            request,
+            ServiceError(
+                "InternalError", "we encountered an internal error; please try again", status=500
+            ),
+            resource,
+        )
 
 
 def build_s3_app(services: Services) -> Starlette:

@@ -54,8 +54,9 @@ Buffer = bytes | memoryview
 
 
 def _missing_length() -> ServiceError:
-    return ServiceError("MissingContentLength", "you must provide the Content-Length header",
-                        status=411)
+    return ServiceError(
+        "MissingContentLength", "you must provide the Content-Length header", status=411
+    )
 
 
 def _too_large(limit: int) -> RequestInvalid:
@@ -63,8 +64,9 @@ def _too_large(limit: int) -> RequestInvalid:
 
 
 def _incomplete() -> RequestInvalid:
-    return RequestInvalid("IncompleteBody",
-                          "the body is shorter or longer than its declared length")
+    return RequestInvalid(
+        "IncompleteBody", "the body is shorter or longer than its declared length"
+    )
 
 
 def _length(value: str | None) -> int | None:
@@ -109,8 +111,10 @@ def check_payload_sha256(request: Request, sha256_hex: str) -> None:
     """Compare the body's sha256 with a hex ``x-amz-content-sha256`` (markers pass)."""
     declared = request.headers.get("x-amz-content-sha256")
     if declared is not None and is_sha256_hex(declared.lower()) and declared.lower() != sha256_hex:
-        raise RequestInvalid("XAmzContentSHA256Mismatch",
-                             "the provided x-amz-content-sha256 does not match what was computed")
+        raise RequestInvalid(
+            "XAmzContentSHA256Mismatch",
+            "the provided x-amz-content-sha256 does not match what was computed",
+        )
 
 
 def _signature_refused(exc: SignatureError) -> ServiceError:
@@ -141,7 +145,7 @@ class AwsChunkedDecoder:
         while pos < end:
             if self._state == "data":
                 take = min(self._remaining, end - pos)
-                piece = view[pos:pos + take]
+                piece = view[pos : pos + take]
                 out.append(piece)
                 if self._verifier is not None:
                     self._chunk_hash.update(piece)
@@ -205,8 +209,9 @@ class AwsChunkedDecoder:
             name, _, value = text.partition(":")
             name = name.strip().lower()
             if len(self.trailers) >= MAX_TRAILERS or name in self.trailers:
-                raise RequestInvalid("IncompleteBody", "too many aws-chunked trailers, or one "
-                                     "sent twice")
+                raise RequestInvalid(
+                    "IncompleteBody", "too many aws-chunked trailers, or one sent twice"
+                )
             self.trailers[name] = value.strip()
 
 
@@ -217,16 +222,23 @@ def keep_trailers(request: Request, decoder: AwsChunkedDecoder | None) -> None:
     (:func:`imageport.api.s3.checksum_headers.trailer_checksums`)."""
     if decoder is None:
         return
-    announced = {name.strip().lower()
-                 for name in request.headers.get("x-amz-trailer", "").split(",") if name.strip()}
+    announced = {
+        name.strip().lower()
+        for name in request.headers.get("x-amz-trailer", "").split(",")
+        if name.strip()
+    }
     missing = sorted(announced - decoder.trailers.keys())
     if missing:
-        raise RequestInvalid("IncompleteBody", f"the trailer {missing[0][:64]} announced in "
-                             "x-amz-trailer did not come")
+        raise RequestInvalid(
+            "IncompleteBody",
+            f"the trailer {missing[0][:64]} announced in x-amz-trailer did not come",
+        )
     unannounced = sorted(decoder.trailers.keys() - announced)
     if unannounced:  # only announced ones were vetted (request_features) and can be verified
-        raise RequestInvalid("InvalidRequest", f"the trailer {unannounced[0][:64]} was not "
-                             "announced in x-amz-trailer")
+        raise RequestInvalid(
+            "InvalidRequest",
+            f"the trailer {unannounced[0][:64]} was not announced in x-amz-trailer",
+        )
     request.state.trailers = dict(decoder.trailers)
 
 
@@ -240,8 +252,9 @@ def chunked_decoder(request: Request) -> AwsChunkedDecoder | None:
         return AwsChunkedDecoder()
     chain = getattr(request.state, "chunk_chain", None)
     if chain is None:
-        raise ServiceError("AccessDenied", "the chunk signatures of this upload cannot be "
-                           "verified", status=403)
+        raise ServiceError(
+            "AccessDenied", "the chunk signatures of this upload cannot be verified", status=403
+        )
     return AwsChunkedDecoder(ChunkVerifier(chain))
 
 
@@ -255,8 +268,14 @@ class _Sink:
     without truncating and the bytes are written from ``offset`` on (pwritev), then
     fdatasynced."""
 
-    def __init__(self, path: Path, *, sha256: bool = True, offset: int | None = None,
-                 hashers: Mapping[str, Hasher] | None = None) -> None:
+    def __init__(
+        self,
+        path: Path,
+        *,
+        sha256: bool = True,
+        offset: int | None = None,
+        hashers: Mapping[str, Hasher] | None = None,
+    ) -> None:
         self.path = path
         self._hashers = list((hashers or {}).values())
         self._want_sha256 = sha256
@@ -307,8 +326,10 @@ class _Sink:
     async def push(self, pieces: list[Buffer]) -> None:
         """Hand a batch to the worker threads once the previous batch is done."""
         await self._drain()
-        self._pending = [self._md5_thread.submit(self._hash_md5, pieces),
-                         self._data_thread.submit(self._hash_and_write, pieces)]
+        self._pending = [
+            self._md5_thread.submit(self._hash_md5, pieces),
+            self._data_thread.submit(self._hash_and_write, pieces),
+        ]
 
     async def finish(self) -> None:
         """Wait for all batches, then fsync and close the file."""
@@ -332,9 +353,15 @@ def payload_hash_declared(request: Request) -> bool:
     return is_sha256_hex(request.headers.get("x-amz-content-sha256", "").lower())
 
 
-async def receive_to_file(request: Request, path: Path, *, limit: int,
-                          sha256: bool = True, offset: int | None = None,
-                          hashers: Mapping[str, Hasher] | None = None) -> StagedFile:
+async def receive_to_file(
+    request: Request,
+    path: Path,
+    *,
+    limit: int,
+    sha256: bool = True,
+    offset: int | None = None,
+    hashers: Mapping[str, Hasher] | None = None,
+) -> StagedFile:
     """Stream the body of ``request`` into a new file at ``path`` (fsynced) and return it with
     its size and digests. The file is removed if anything fails.
 
@@ -352,8 +379,9 @@ async def receive_to_file(request: Request, path: Path, *, limit: int,
     if expected is not None and expected > limit:
         raise _too_large(limit)
     decoder = chunked_decoder(request)
-    sink = _Sink(path, sha256=sha256 or payload_hash_declared(request), offset=offset,
-                 hashers=hashers)
+    sink = _Sink(
+        path, sha256=sha256 or payload_hash_declared(request), offset=offset, hashers=hashers
+    )
     batch: list[Buffer] = []
     batched = received = 0
     try:
@@ -385,8 +413,13 @@ async def receive_to_file(request: Request, path: Path, *, limit: int,
         if expected is not None and sink.size != expected:
             raise _incomplete()
         keep_trailers(request, decoder)
-        staged = StagedFile(path, sink.size, sink.md5.hexdigest(),
-                            sink.sha256.hexdigest() if sink.hashes_sha256 else "", offset)
+        staged = StagedFile(
+            path,
+            sink.size,
+            sink.md5.hexdigest(),
+            sink.sha256.hexdigest() if sink.hashes_sha256 else "",
+            offset,
+        )
         check_payload_sha256(request, staged.sha256_hex)
         return staged
     except BaseException:
@@ -402,8 +435,9 @@ async def read_small(request: Request, limit: int) -> bytes:
     ``Content-MD5``."""
     length = _length(request.headers.get("content-length"))
     if length is not None and length > limit and not is_aws_chunked(request):
-        raise RequestInvalid("MaxMessageLengthExceeded",
-                             f"the request body is larger than {limit} bytes")
+        raise RequestInvalid(
+            "MaxMessageLengthExceeded", f"the request body is larger than {limit} bytes"
+        )
     decoder = chunked_decoder(request)
     parts: list[Buffer] = []
     size = 0
@@ -415,8 +449,9 @@ async def read_small(request: Request, limit: int) -> bytes:
         for piece in pieces:
             size += len(piece)
             if size > limit:
-                raise RequestInvalid("MaxMessageLengthExceeded",
-                                     f"the request body is larger than {limit} bytes")
+                raise RequestInvalid(
+                    "MaxMessageLengthExceeded", f"the request body is larger than {limit} bytes"
+                )
             parts.append(bytes(piece))
     request.state.body_read = True
     if decoder is not None and not decoder.finished:
@@ -427,6 +462,5 @@ async def read_small(request: Request, limit: int) -> bytes:
     keep_trailers(request, decoder)
     body = b"".join(parts)
     check_payload_sha256(request, hashlib.sha256(body).hexdigest())
-    check_content_md5(request.headers.get("content-md5"),
-                      hashlib.md5(body).hexdigest())  # noqa: S324 - Content-MD5
+    check_content_md5(request.headers.get("content-md5"), hashlib.md5(body).hexdigest())  # noqa: S324 - Content-MD5
     return body

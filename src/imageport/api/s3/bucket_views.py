@@ -53,8 +53,9 @@ def url_encoding(ctx: Ctx) -> bool:
     if not value:
         return False
     if value.lower() != "url":
-        raise RequestInvalid("InvalidArgument", f"invalid encoding-type {value[:40]!r}: the "
-                             "only encoding is url")
+        raise RequestInvalid(
+            "InvalidArgument", f"invalid encoding-type {value[:40]!r}: the only encoding is url"
+        )
     return True
 
 
@@ -67,29 +68,54 @@ async def list_all_buckets(ctx: Ctx) -> Response:
     q, headers = ctx.call.query, ctx.request.headers
     obs_paging = "marker" in q or "max-keys" in q
     query = storage.BucketsQuery(
-        prefix=q.get("prefix", ""), region=q.get("bucket-region"),
-        max_buckets=(storage.parse_max_keys(q.get("max-keys")) if obs_paging
-                     else storage.parse_max_buckets(q.get("max-buckets"))),
-        token=q.get("continuation-token") or None, marker=q.get("marker", ""))
+        prefix=q.get("prefix", ""),
+        region=q.get("bucket-region"),
+        max_buckets=(
+            storage.parse_max_keys(q.get("max-keys"))
+            if obs_paging
+            else storage.parse_max_buckets(q.get("max-buckets"))
+        ),
+        token=q.get("continuation-token") or None,
+        marker=q.get("marker", ""),
+    )
     kind = headers.get("x-obs-bucket-type", "OBJECT").strip().upper()
     if kind not in ("OBJECT", "POSIX"):
         raise RequestInvalid("InvalidArgument", "x-obs-bucket-type must be OBJECT or POSIX")
-    page = storage.BucketsPage([], "") if kind == "POSIX" else await run_in_threadpool(
-        storage.list_bucket_page, ctx.services, ctx.project_id, query)
-    location = any(headers.get(name, "").strip().lower() == "true"
-                   for name in ("x-amz-location", "x-obs-location"))
+    page = (
+        storage.BucketsPage([], "")
+        if kind == "POSIX"
+        else await run_in_threadpool(storage.list_bucket_page, ctx.services, ctx.project_id, query)
+    )
+    location = any(
+        headers.get(name, "").strip().lower() == "true"
+        for name in ("x-amz-location", "x-obs-location")
+    )
     items: list[Child] = [
         ("Owner", owner(ctx.project_id)),
-        ("Buckets", [("Bucket", [("Name", b.name), ("CreationDate", b.created_at),
-                                 ("Location", b.location if location else None)])
-                     for b in page.buckets]),
+        (
+            "Buckets",
+            [
+                (
+                    "Bucket",
+                    [
+                        ("Name", b.name),
+                        ("CreationDate", b.created_at),
+                        ("Location", b.location if location else None),
+                    ],
+                )
+                for b in page.buckets
+            ],
+        ),
         ("ContinuationToken", None if obs_paging else page.next_token or None),
         ("Prefix", query.prefix if "prefix" in q else None),
     ]
     if obs_paging:
-        items += [("Marker", query.marker), ("MaxKeys", query.max_buckets),
-                  ("IsTruncated", bool(page.next_marker)),
-                  ("NextMarker", page.next_marker or None)]
+        items += [
+            ("Marker", query.marker),
+            ("MaxKeys", query.max_buckets),
+            ("IsTruncated", bool(page.next_marker)),
+            ("NextMarker", page.next_marker or None),
+        ]
     return xml_response(ctx.request, "ListAllMyBucketsResult", items)
 
 
@@ -109,45 +135,55 @@ async def create_bucket(ctx: Ctx) -> Response:
     verify_bytes(ctx.request.headers, body, trailer_checksums(ctx.request))
     configuration = xml.bucket_configuration(body)
     if configuration.others:
-        raise ServiceError("NotImplemented", f"CreateBucketConfiguration element "
-                           f"{configuration.others[0][:40]!r} is not implemented (directory "
-                           "buckets and bucket tags are not offered here)", status=501)
+        raise ServiceError(
+            "NotImplemented",
+            f"CreateBucketConfiguration element "
+            f"{configuration.others[0][:40]!r} is not implemented (directory "
+            "buckets and bucket tags are not offered here)",
+            status=501,
+        )
     region = ctx.services.settings.region
     if configuration.location is not None and configuration.location != region:
-        raise RequestInvalid("IllegalLocationConstraintException",
-                             f"the location constraint {configuration.location[:64]!r} is "
-                             f"incompatible with this endpoint's region {region!r}")
-    storage_class = _class_header(ctx, "x-default-storage-class", "x-obs-storage-class",
-                                  "x-amz-storage-class")
-    await run_in_threadpool(storage.create_bucket, ctx.services, ctx.project_id,
-                            ctx.call.bucket, storage_class)
+        raise RequestInvalid(
+            "IllegalLocationConstraintException",
+            f"the location constraint {configuration.location[:64]!r} is "
+            f"incompatible with this endpoint's region {region!r}",
+        )
+    storage_class = _class_header(
+        ctx, "x-default-storage-class", "x-obs-storage-class", "x-amz-storage-class"
+    )
+    await run_in_threadpool(
+        storage.create_bucket, ctx.services, ctx.project_id, ctx.call.bucket, storage_class
+    )
     return empty_response(ctx.request, headers={"Location": f"/{ctx.call.bucket}"})
 
 
 async def head_bucket(ctx: Ctx) -> Response:
-    bucket = await run_in_threadpool(storage.owned_bucket, ctx.services, ctx.project_id,
-                                     ctx.call.bucket)
+    bucket = await run_in_threadpool(
+        storage.owned_bucket, ctx.services, ctx.project_id, ctx.call.bucket
+    )
     headers = {"x-amz-bucket-region": bucket.location}
     if ctx.call.dialect == "obs":
         headers["x-obs-bucket-location"] = bucket.location
         headers["x-obs-storage-class"] = bucket.storage_class
     else:
-        headers["x-default-storage-class"] = storage.storage_class_name(
-            bucket.storage_class, "amz")
+        headers["x-default-storage-class"] = storage.storage_class_name(bucket.storage_class, "amz")
     return empty_response(ctx.request, headers=headers)
 
 
 async def delete_bucket(ctx: Ctx) -> Response:
-    await run_in_threadpool(storage.delete_bucket, ctx.services, ctx.project_id,
-                            ctx.call.bucket)
+    await run_in_threadpool(storage.delete_bucket, ctx.services, ctx.project_id, ctx.call.bucket)
     return empty_response(ctx.request, status=204)
 
 
 async def get_location(ctx: Ctx) -> Response:
-    bucket = await run_in_threadpool(storage.owned_bucket, ctx.services, ctx.project_id,
-                                     ctx.call.bucket)
-    body = (f'<?xml version="1.0" encoding="UTF-8"?><LocationConstraint xmlns="{xml.NS}">'
-            f"{_escape(bucket.location)}</LocationConstraint>").encode()
+    bucket = await run_in_threadpool(
+        storage.owned_bucket, ctx.services, ctx.project_id, ctx.call.bucket
+    )
+    body = (
+        f'<?xml version="1.0" encoding="UTF-8"?><LocationConstraint xmlns="{xml.NS}">'
+        f"{_escape(bucket.location)}</LocationConstraint>"
+    ).encode()
     return Response(body, headers=base_headers(ctx.request), media_type=XML_TYPE)
 
 
@@ -173,11 +209,15 @@ async def list_objects(ctx: Ctx) -> Response:
     url = url_encoding(ctx)
     max_keys = storage.parse_max_keys(q.get("max-keys"))
     query = storage.ListQuery(
-        prefix=q.get("prefix", ""), delimiter=q.get("delimiter", ""),
-        marker=q.get("start-after", "") if v2 else q.get("marker", ""), max_keys=max_keys,
-        token=q.get("continuation-token") if v2 else None)
-    page = await run_in_threadpool(storage.list_objects, ctx.services, ctx.project_id,
-                                   ctx.call.bucket, query)
+        prefix=q.get("prefix", ""),
+        delimiter=q.get("delimiter", ""),
+        marker=q.get("start-after", "") if v2 else q.get("marker", ""),
+        max_keys=max_keys,
+        token=q.get("continuation-token") if v2 else None,
+    )
+    page = await run_in_threadpool(
+        storage.list_objects, ctx.services, ctx.project_id, ctx.call.bucket, query
+    )
 
     def enc(text: str) -> str:
         return quote(text, safe="/") if url else text
@@ -185,29 +225,35 @@ async def list_objects(ctx: Ctx) -> Response:
     contents: list[Child] = []
     for info in page.contents:
         entry: list[Child] = [
-            ("Key", enc(info.key)), ("LastModified", info.created_at), ("ETag", info.etag),
+            ("Key", enc(info.key)),
+            ("LastModified", info.created_at),
+            ("ETag", info.etag),
             ("Size", info.size),
             ("StorageClass", storage.storage_class_name(info.storage_class, ctx.call.dialect)),
         ]
         if not v2 or q.get("fetch-owner") == "true":
             entry.append(("Owner", owner(ctx.project_id)))
         contents.append(("Contents", entry))
-    prefixes: list[Child] = [("CommonPrefixes", [("Prefix", enc(p))])
-                             for p in page.common_prefixes]
+    prefixes: list[Child] = [("CommonPrefixes", [("Prefix", enc(p))]) for p in page.common_prefixes]
     items: list[Child] = [("Name", ctx.call.bucket), ("Prefix", enc(query.prefix))]
     if v2:
-        items += [("KeyCount", len(page.contents) + len(page.common_prefixes)),
-                  ("MaxKeys", max_keys),
-                  ("Delimiter", enc(query.delimiter) if query.delimiter else None),
-                  ("IsTruncated", page.is_truncated),
-                  ("ContinuationToken", query.token),
-                  ("NextContinuationToken", page.next_token or None),
-                  ("StartAfter", enc(query.marker) if query.marker else None)]
+        items += [
+            ("KeyCount", len(page.contents) + len(page.common_prefixes)),
+            ("MaxKeys", max_keys),
+            ("Delimiter", enc(query.delimiter) if query.delimiter else None),
+            ("IsTruncated", page.is_truncated),
+            ("ContinuationToken", query.token),
+            ("NextContinuationToken", page.next_token or None),
+            ("StartAfter", enc(query.marker) if query.marker else None),
+        ]
     else:
-        items += [("Marker", enc(query.marker)), ("MaxKeys", max_keys),
-                  ("Delimiter", enc(query.delimiter) if query.delimiter else None),
-                  ("IsTruncated", page.is_truncated),
-                  ("NextMarker", enc(page.next_marker) if page.is_truncated else None)]
+        items += [
+            ("Marker", enc(query.marker)),
+            ("MaxKeys", max_keys),
+            ("Delimiter", enc(query.delimiter) if query.delimiter else None),
+            ("IsTruncated", page.is_truncated),
+            ("NextMarker", enc(page.next_marker) if page.is_truncated else None),
+        ]
     if url:
         items.append(("EncodingType", "url"))
     return xml_response(ctx.request, "ListBucketResult", items + contents + prefixes)
@@ -219,13 +265,16 @@ async def delete_objects(ctx: Ctx) -> Response:
     body = await read_small(ctx.request, MAX_DELETE_BODY)  # Content-MD5 checked there
     verify_bytes(ctx.request.headers, body, trailer_checksums(ctx.request))
     entries, quiet = xml.delete_entries(body)
-    result = await run_in_threadpool(storage.delete_objects, ctx.services, ctx.project_id,
-                                     ctx.call.bucket, entries)
+    result = await run_in_threadpool(
+        storage.delete_objects, ctx.services, ctx.project_id, ctx.call.bucket, entries
+    )
     items: list[Child] = []
     if not quiet:
         items += [("Deleted", [("Key", key)]) for key in result.deleted]
-    items += [("Error", [("Key", key), ("Code", code), ("Message", message)])
-              for key, code, message in result.errors]
+    items += [
+        ("Error", [("Key", key), ("Code", code), ("Message", message)])
+        for key, code, message in result.errors
+    ]
     return xml_response(ctx.request, "DeleteResult", items)
 
 
@@ -234,33 +283,48 @@ async def list_uploads(ctx: Ctx) -> Response:
     q = ctx.call.query
     url = url_encoding(ctx)
     query = multipart_uploads.UploadsQuery(
-        prefix=q.get("prefix", ""), key_marker=q.get("key-marker", ""),
+        prefix=q.get("prefix", ""),
+        key_marker=q.get("key-marker", ""),
         upload_id_marker=q.get("upload-id-marker", ""),
         max_uploads=storage.parse_max_keys(q.get("max-uploads"), "max-uploads"),
-        delimiter=q.get("delimiter", ""))
-    page = await run_in_threadpool(multipart_uploads.list_uploads, ctx.services, ctx.project_id,
-                                   ctx.call.bucket, query)
+        delimiter=q.get("delimiter", ""),
+    )
+    page = await run_in_threadpool(
+        multipart_uploads.list_uploads, ctx.services, ctx.project_id, ctx.call.bucket, query
+    )
 
     def enc(text: str) -> str:
         return quote(text, safe="/") if url else text
 
     items: list[Child] = [
-        ("Bucket", ctx.call.bucket), ("KeyMarker", enc(query.key_marker)),
+        ("Bucket", ctx.call.bucket),
+        ("KeyMarker", enc(query.key_marker)),
         ("UploadIdMarker", query.upload_id_marker),
         ("NextKeyMarker", enc(page.next_key_marker)),
-        ("NextUploadIdMarker", page.next_upload_id_marker), ("Prefix", enc(query.prefix)),
+        ("NextUploadIdMarker", page.next_upload_id_marker),
+        ("Prefix", enc(query.prefix)),
         ("Delimiter", enc(query.delimiter) if query.delimiter else None),
-        ("MaxUploads", query.max_uploads), ("IsTruncated", page.is_truncated),
+        ("MaxUploads", query.max_uploads),
+        ("IsTruncated", page.is_truncated),
     ]
     if url:
         items.append(("EncodingType", "url"))
     for upload in page.uploads:
-        items.append(("Upload", [
-            ("Key", enc(upload.key)), ("UploadId", upload.upload_id),
-            ("Initiator", owner(ctx.project_id)), ("Owner", owner(ctx.project_id)),
-            ("StorageClass", storage.storage_class_name(upload.storage_class,
-                                                        ctx.call.dialect)),
-            ("Initiated", upload.created_at),
-        ]))
+        items.append(
+            (
+                "Upload",
+                [
+                    ("Key", enc(upload.key)),
+                    ("UploadId", upload.upload_id),
+                    ("Initiator", owner(ctx.project_id)),
+                    ("Owner", owner(ctx.project_id)),
+                    (
+                        "StorageClass",
+                        storage.storage_class_name(upload.storage_class, ctx.call.dialect),
+                    ),
+                    ("Initiated", upload.created_at),
+                ],
+            )
+        )
     items += [("CommonPrefixes", [("Prefix", enc(p))]) for p in page.common_prefixes]
     return xml_response(ctx.request, "ListMultipartUploadsResult", items)

@@ -89,8 +89,9 @@ def declared_checksums(headers: Mapping[str, str]) -> list[DeclaredChecksum]:
         except (binascii.Error, ValueError):
             digest = b""
         if len(digest) != _DIGEST_SIZES[algorithm]:
-            raise RequestInvalid("InvalidRequest",
-                                 f"value for {HEADER_PREFIX}{algorithm} header is invalid")
+            raise RequestInvalid(
+                "InvalidRequest", f"value for {HEADER_PREFIX}{algorithm} header is invalid"
+            )
         found.append(DeclaredChecksum(algorithm, digest))
     return found
 
@@ -120,12 +121,16 @@ def verify_digests(declared: list[DeclaredChecksum], hashers: Mapping[str, Hashe
     ``BadDigest`` naming the first that differs."""
     for item in declared:
         if hashers[item.algorithm].digest() != item.digest:
-            raise RequestInvalid("BadDigest", f"the {item.algorithm.upper()} you specified "
-                                 f"({item.header}) did not match the calculated checksum")
+            raise RequestInvalid(
+                "BadDigest",
+                f"the {item.algorithm.upper()} you specified "
+                f"({item.header}) did not match the calculated checksum",
+            )
 
 
-def verify_bytes(headers: Mapping[str, str], body: bytes,
-                 trailers: list[DeclaredChecksum] | None = None) -> None:
+def verify_bytes(
+    headers: Mapping[str, str], body: bytes, trailers: list[DeclaredChecksum] | None = None
+) -> None:
     """Check the checksums ``headers`` declare (and ``trailers``, those of an aws-chunked
     body) against a small body read whole (CreateBucket, DeleteObjects,
     CompleteMultipartUpload)."""
@@ -136,5 +141,14 @@ def verify_bytes(headers: Mapping[str, str], body: bytes,
     verify_digests(declared, hashers)
 
 
-__all__ = ["ALGORITHMS", "HEADER_PREFIX", "DeclaredChecksum", "Hasher", "body_hashers",
-           "declared_checksums", "trailer_checksums", "verify_bytes", "verify_digests"]
+__all__ = [
+    "ALGORITHMS",
+    "HEADER_PREFIX",
+    "DeclaredChecksum",
+    "Hasher",
+    "body_hashers",
+    "declared_checksums",
+    "trailer_checksums",
+    "verify_bytes",
+    "verify_digests",
+]

@@ -41,11 +41,20 @@ MAX_PARTS_LISTED = 1000
 
 
 async def initiate(ctx: Ctx) -> Response:
-    upload = await run_in_threadpool(multipart_uploads.create_upload, ctx.services, ctx.project_id,
-                                     ctx.call.bucket, ctx.call.key, new_object(ctx))
-    return xml_response(ctx.request, "InitiateMultipartUploadResult", [
-        ("Bucket", upload.bucket), ("Key", upload.key), ("UploadId", upload.upload_id)],
-        headers=class_header(ctx, upload.storage_class))
+    upload = await run_in_threadpool(
+        multipart_uploads.create_upload,
+        ctx.services,
+        ctx.project_id,
+        ctx.call.bucket,
+        ctx.call.key,
+        new_object(ctx),
+    )
+    return xml_response(
+        ctx.request,
+        "InitiateMultipartUploadResult",
+        [("Bucket", upload.bucket), ("Key", upload.key), ("UploadId", upload.upload_id)],
+        headers=class_header(ctx, upload.storage_class),
+    )
 
 
 async def upload_part(ctx: Ctx) -> Response:
@@ -58,24 +67,45 @@ async def upload_part(ctx: Ctx) -> Response:
     checksums = declared_checksums(headers)
     declared = declared_length(ctx.request)
     room = await run_in_threadpool(storage.put_limit, ctx.services, ctx.project_id, declared)
-    target = await run_in_threadpool(multipart_uploads.part_target, ctx.services, ctx.project_id,
-                                     call.bucket, call.key, upload_id, number, declared)
+    target = await run_in_threadpool(
+        multipart_uploads.part_target,
+        ctx.services,
+        ctx.project_id,
+        call.bucket,
+        call.key,
+        upload_id,
+        number,
+        declared,
+    )
     try:
         limit = min(room, target.capacity or storage.MAX_PUT_BYTES)
         hashers = body_hashers(headers)
         try:
-            staged = await receive_to_file(ctx.request, target.path, limit=limit, sha256=False,
-                                          offset=target.offset if target.in_place else None,
-                                          hashers=hashers)
+            staged = await receive_to_file(
+                ctx.request,
+                target.path,
+                limit=limit,
+                sha256=False,
+                offset=target.offset if target.in_place else None,
+                hashers=hashers,
+            )
         except FileNotFoundError as exc:
             if not target.in_place:
                 raise
             # the assembly is gone: the upload was aborted meanwhile
             raise NotFound("NoSuchUpload", f"upload {upload_id[:64]!r} does not exist") from exc
         verify_digests([*checksums, *trailer_checksums(ctx.request)], hashers)
-        part = await run_in_threadpool(multipart_uploads.upload_part, ctx.services, ctx.project_id,
-                                       call.bucket, call.key, upload_id, number, staged,
-                                       ctx.request.headers.get("content-md5"))
+        part = await run_in_threadpool(
+            multipart_uploads.upload_part,
+            ctx.services,
+            ctx.project_id,
+            call.bucket,
+            call.key,
+            upload_id,
+            number,
+            staged,
+            ctx.request.headers.get("content-md5"),
+        )
     finally:  # quick (a set update or an unlink), and must run even if the task is cancelled
         ctx.services.store.release_part_target(target)
     metrics.BYTES_UPLOADED.inc(staged.size)
@@ -88,13 +118,20 @@ async def copy_part(ctx: Ctx) -> Response:
     call, headers = ctx.call, ctx.request.headers
     source = copy_source(headers.get("x-amz-copy-source") or headers["x-obs-copy-source"])
     part = await run_in_threadpool(
-        part_copy.copy_part, ctx.services, ctx.project_id, call.bucket, call.key,
+        part_copy.copy_part,
+        ctx.services,
+        ctx.project_id,
+        call.bucket,
+        call.key,
         call.query["uploadId"],
-        multipart_uploads.parse_part_number(call.query.get("partNumber")), source,
+        multipart_uploads.parse_part_number(call.query.get("partNumber")),
+        source,
         headers.get("x-amz-copy-source-range") or headers.get("x-obs-copy-source-range"),
-        source_conditions(ctx))
-    return xml_response(ctx.request, "CopyPartResult", [
-        ("LastModified", part.created_at), ("ETag", part.etag)])
+        source_conditions(ctx),
+    )
+    return xml_response(
+        ctx.request, "CopyPartResult", [("LastModified", part.created_at), ("ETag", part.etag)]
+    )
 
 
 async def complete(ctx: Ctx) -> Response:
@@ -111,12 +148,26 @@ async def complete(ctx: Ctx) -> Response:
     verify_bytes(ctx.request.headers, body, trailer_checksums(ctx.request))
     parts = xml.complete_parts(body)
     await run_in_threadpool(check_write_conditions, ctx, call.bucket, call.key)
-    info = await run_in_threadpool(multipart_uploads.complete_upload, ctx.services, ctx.project_id,
-                                   call.bucket, call.key, call.query["uploadId"], parts,
-                                   expected)
-    return xml_response(ctx.request, "CompleteMultipartUploadResult", [
-        ("Location", f"/{call.bucket}/{call.key}"), ("Bucket", call.bucket),
-        ("Key", call.key), ("ETag", info.etag)])
+    info = await run_in_threadpool(
+        multipart_uploads.complete_upload,
+        ctx.services,
+        ctx.project_id,
+        call.bucket,
+        call.key,
+        call.query["uploadId"],
+        parts,
+        expected,
+    )
+    return xml_response(
+        ctx.request,
+        "CompleteMultipartUploadResult",
+        [
+            ("Location", f"/{call.bucket}/{call.key}"),
+            ("Bucket", call.bucket),
+            ("Key", call.key),
+            ("ETag", info.etag),
+        ],
+    )
 
 
 async def abort(ctx: Ctx) -> Response:
@@ -124,10 +175,15 @@ async def abort(ctx: Ctx) -> Response:
     then (412 otherwise)."""
     call = ctx.call
     initiated = ctx.request.headers.get("x-amz-if-match-initiated-time")
-    await run_in_threadpool(multipart_uploads.abort_upload, ctx.services, ctx.project_id,
-                            call.bucket, call.key, call.query["uploadId"],
-                            None if initiated is None else http_time(
-                                "x-amz-if-match-initiated-time", initiated))
+    await run_in_threadpool(
+        multipart_uploads.abort_upload,
+        ctx.services,
+        ctx.project_id,
+        call.bucket,
+        call.key,
+        call.query["uploadId"],
+        None if initiated is None else http_time("x-amz-if-match-initiated-time", initiated),
+    )
     return empty_response(ctx.request, status=204)
 
 
@@ -148,23 +204,42 @@ async def list_parts(ctx: Ctx) -> Response:
     call = ctx.call
     url = url_encoding(ctx)
     upload, parts = await run_in_threadpool(
-        multipart_uploads.list_parts, ctx.services, ctx.project_id, call.bucket, call.key,
-        call.query["uploadId"])
+        multipart_uploads.list_parts,
+        ctx.services,
+        ctx.project_id,
+        call.bucket,
+        call.key,
+        call.query["uploadId"],
+    )
     marker = _list_number(call.query.get("part-number-marker"), "part-number-marker", 0)
-    max_parts = min(_list_number(call.query.get("max-parts"), "max-parts", MAX_PARTS_LISTED),
-                    MAX_PARTS_LISTED)
+    max_parts = min(
+        _list_number(call.query.get("max-parts"), "max-parts", MAX_PARTS_LISTED), MAX_PARTS_LISTED
+    )
     after = [p for p in parts if p.number > marker]
     shown, truncated = after[:max_parts], len(after) > max_parts
     items: list[Child] = [
-        ("Bucket", call.bucket), ("Key", quote(call.key, safe="/") if url else call.key),
+        ("Bucket", call.bucket),
+        ("Key", quote(call.key, safe="/") if url else call.key),
         ("UploadId", upload.upload_id),
-        ("Initiator", owner(ctx.project_id)), ("Owner", owner(ctx.project_id)),
+        ("Initiator", owner(ctx.project_id)),
+        ("Owner", owner(ctx.project_id)),
         ("StorageClass", storage.storage_class_name(upload.storage_class, call.dialect)),
         ("PartNumberMarker", marker),
         ("NextPartNumberMarker", shown[-1].number if shown else marker),
-        ("MaxParts", max_parts), ("IsTruncated", truncated),
+        ("MaxParts", max_parts),
+        ("IsTruncated", truncated),
         ("EncodingType", "url" if url else None),
     ]
-    items += [("Part", [("PartNumber", p.number), ("LastModified", p.created_at),
-                        ("ETag", p.etag), ("Size", p.size)]) for p in shown]
+    items += [
+        (
+            "Part",
+            [
+                ("PartNumber", p.number),
+                ("LastModified", p.created_at),
+                ("ETag", p.etag),
+                ("Size", p.size),
+            ],
+        )
+        for p in shown
+    ]
     return xml_response(ctx.request, "ListPartsResult", items)

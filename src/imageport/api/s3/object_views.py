@@ -50,12 +50,17 @@ _MULTIPART_ETAG = re.compile(r'^"[0-9a-f]{32}-([0-9]{1,5})"$', re.ASCII)
 def new_object(ctx: Ctx) -> storage.NewObject:
     """Content type, storage class and user metadata from the request headers."""
     headers = ctx.request.headers
-    pairs = [(name[len(prefix):], value) for name, value in headers.items()
-             for prefix in _META_PREFIXES if name.startswith(prefix)]
+    pairs = [
+        (name[len(prefix) :], value)
+        for name, value in headers.items()
+        for prefix in _META_PREFIXES
+        if name.startswith(prefix)
+    ]
     return storage.NewObject(
         content_type=headers.get("content-type") or "binary/octet-stream",
         storage_class=headers.get("x-amz-storage-class") or headers.get("x-obs-storage-class"),
-        metadata=storage.user_metadata(pairs))
+        metadata=storage.user_metadata(pairs),
+    )
 
 
 def class_header(ctx: Ctx, canonical: str) -> dict[str, str]:
@@ -70,8 +75,9 @@ async def put_object(ctx: Ctx) -> Response:
     new = new_object(ctx)
     checksums = declared_checksums(ctx.request.headers)
     declared = declared_length(ctx.request)
-    await run_in_threadpool(storage.prepare_put, services, ctx.project_id, call.bucket,
-                            call.key, declared)
+    await run_in_threadpool(
+        storage.prepare_put, services, ctx.project_id, call.bucket, call.key, declared
+    )
     await run_in_threadpool(check_write_conditions, ctx, call.bucket, call.key)
     limit = await run_in_threadpool(storage.put_limit, services, ctx.project_id, declared)
     path = services.store.staging_path()
@@ -80,14 +86,22 @@ async def put_object(ctx: Ctx) -> Response:
     try:
         verify_digests([*checksums, *trailer_checksums(ctx.request)], hashers)
         await run_in_threadpool(check_write_conditions, ctx, call.bucket, call.key)
-        info = await run_in_threadpool(storage.put_object, services, ctx.project_id,
-                                       call.bucket, call.key, staged, new,
-                                       ctx.request.headers.get("content-md5"))
+        info = await run_in_threadpool(
+            storage.put_object,
+            services,
+            ctx.project_id,
+            call.bucket,
+            call.key,
+            staged,
+            new,
+            ctx.request.headers.get("content-md5"),
+        )
     finally:
         path.unlink(missing_ok=True)
     metrics.BYTES_UPLOADED.inc(staged.size)
-    return empty_response(ctx.request, headers={"ETag": info.etag,
-                                                **class_header(ctx, info.storage_class)})
+    return empty_response(
+        ctx.request, headers={"ETag": info.etag, **class_header(ctx, info.storage_class)}
+    )
 
 
 def copy_source(value: str) -> tuple[str, str]:
@@ -117,12 +131,14 @@ def source_conditions(ctx: Ctx) -> Callable[[ObjectInfo], None]:
     """The check of ``x-amz-copy-source-if-match`` / ``-if-none-match`` /
     ``-if-modified-since`` / ``-if-unmodified-since`` (``x-obs-`` too) against the version
     being copied: 412 ``PreconditionFailed`` when one does not hold, as S3 answers."""
-    prefix = "x-obs-copy-source-" if "x-obs-copy-source" in ctx.request.headers \
-        else "x-amz-copy-source-"
+    prefix = (
+        "x-obs-copy-source-" if "x-obs-copy-source" in ctx.request.headers else "x-amz-copy-source-"
+    )
 
     def check(info: ObjectInfo) -> None:
         if check_conditions(ctx, info, prefix) is not None:
             raise _precondition_failed()
+
     return check
 
 
@@ -178,8 +194,9 @@ def _directive(ctx: Ctx, *names: str) -> str:
     value = next((headers[name] for name in names if name in headers), "COPY")
     directive = value.strip().upper()
     if directive not in _DIRECTIVES:
-        raise RequestInvalid("InvalidArgument", f"unknown {names[0]} {value[:40]!r}: use "
-                             "COPY or REPLACE")
+        raise RequestInvalid(
+            "InvalidArgument", f"unknown {names[0]} {value[:40]!r}: use COPY or REPLACE"
+        )
     return directive
 
 
@@ -194,15 +211,25 @@ async def copy_object(ctx: Ctx) -> Response:
     new = new_object(ctx) if directive == "REPLACE" else None
     storage_class = headers.get("x-amz-storage-class") or headers.get("x-obs-storage-class")
     await run_in_threadpool(check_write_conditions, ctx, ctx.call.bucket, ctx.call.key)
-    info = await run_in_threadpool(storage.copy_object, ctx.services, ctx.project_id, source,
-                                   ctx.call.bucket, ctx.call.key, new, source_conditions(ctx),
-                                   storage_class)
-    return xml_response(ctx.request, "CopyObjectResult",
-                        [("LastModified", info.created_at), ("ETag", info.etag)])
+    info = await run_in_threadpool(
+        storage.copy_object,
+        ctx.services,
+        ctx.project_id,
+        source,
+        ctx.call.bucket,
+        ctx.call.key,
+        new,
+        source_conditions(ctx),
+        storage_class,
+    )
+    return xml_response(
+        ctx.request, "CopyObjectResult", [("LastModified", info.created_at), ("ETag", info.etag)]
+    )
 
 
-def _open(services: Services, project_id: str, bucket: str, key: str
-          ) -> tuple[ObjectInfo, BinaryIO]:
+def _open(
+    services: Services, project_id: str, bucket: str, key: str
+) -> tuple[ObjectInfo, BinaryIO]:
     """The object's record and an open file of the same version."""
     storage.owned_bucket(services, project_id, bucket)
     store = services.store
@@ -243,19 +270,27 @@ def check_conditions(ctx: Ctx, info: ObjectInfo, prefix: str = "") -> int | None
 
 async def get_object(ctx: Ctx, *, send_body: bool = True) -> Response:
     call = ctx.call
-    info, file = await run_in_threadpool(_open, ctx.services, ctx.project_id, call.bucket,
-                                         call.key)
+    info, file = await run_in_threadpool(_open, ctx.services, ctx.project_id, call.bucket, call.key)
     try:
         failed = check_conditions(ctx, info)
         if failed == 412:
             raise _precondition_failed()
-        headers = {**base_headers(ctx.request), **object_headers(info, call.dialect),
-                   **response_overrides(ctx)}
+        headers = {
+            **base_headers(ctx.request),
+            **object_headers(info, call.dialect),
+            **response_overrides(ctx),
+        }
         if failed == 304:
             file.close()
-            return Response(b"", status_code=304, headers={
-                k: v for k, v in headers.items() if k in ("ETag", "Last-Modified",
-                                                          "x-amz-request-id")})
+            return Response(
+                b"",
+                status_code=304,
+                headers={
+                    k: v
+                    for k, v in headers.items()
+                    if k in ("ETag", "Last-Modified", "x-amz-request-id")
+                },
+            )
         if "partNumber" in call.query:
             wanted = _part_slice(ctx, info, headers)
         elif _range_applies(ctx, info):
@@ -266,12 +301,14 @@ async def get_object(ctx: Ctx, *, send_body: bool = True) -> Response:
         file.close()
         raise
     if wanted is None:
-        return FileSliceResponse(file, 0, info.size, status_code=200, headers=headers,
-                                 send_body=send_body)
+        return FileSliceResponse(
+            file, 0, info.size, status_code=200, headers=headers, send_body=send_body
+        )
     start, length = wanted
     headers["Content-Range"] = f"bytes {start}-{start + length - 1}/{info.size}"
-    return FileSliceResponse(file, start, length, status_code=206, headers=headers,
-                             send_body=send_body)
+    return FileSliceResponse(
+        file, start, length, status_code=206, headers=headers, send_body=send_body
+    )
 
 
 def _range_applies(ctx: Ctx, info: ObjectInfo) -> bool:
@@ -288,8 +325,7 @@ def _range_applies(ctx: Ctx, info: ObjectInfo) -> bool:
         when = parsedate_to_datetime(value)
     except (TypeError, ValueError, IndexError, OverflowError):
         return False
-    return storage.same_second(info.created_at, when if when.tzinfo else
-                               when.replace(tzinfo=UTC))
+    return storage.same_second(info.created_at, when if when.tzinfo else when.replace(tzinfo=UTC))
 
 
 def _part_slice(ctx: Ctx, info: ObjectInfo, headers: dict[str, str]) -> tuple[int, int] | None:
@@ -301,19 +337,27 @@ def _part_slice(ctx: Ctx, info: ObjectInfo, headers: dict[str, str]) -> tuple[in
     part number is 400 ``InvalidRequest``, as S3 answers."""
     number = multipart_uploads.parse_part_number(ctx.call.query["partNumber"])
     if "range" in ctx.request.headers:
-        raise RequestInvalid("InvalidRequest",
-                             "cannot specify both a Range header and a partNumber")
+        raise RequestInvalid(
+            "InvalidRequest", "cannot specify both a Range header and a partNumber"
+        )
     match = _MULTIPART_ETAG.match(info.etag)
     count = whole_number(match.group(1)) if match else None
     if number > (count or 1):
-        raise ServiceError("InvalidPartNumber", f"the object has {count or 1} part(s); part "
-                           f"{number} is not satisfiable", status=416)
+        raise ServiceError(
+            "InvalidPartNumber",
+            f"the object has {count or 1} part(s); part {number} is not satisfiable",
+            status=416,
+        )
     if count is not None:
         headers["x-amz-mp-parts-count"] = str(count)
         if count > 1:
-            raise ServiceError("NotImplemented", f"reading part {number} of a {count}-part "
-                               "object is not implemented: part boundaries are not kept once "
-                               "an upload is complete; read it with a Range", status=501)
+            raise ServiceError(
+                "NotImplemented",
+                f"reading part {number} of a {count}-part "
+                "object is not implemented: part boundaries are not kept once "
+                "an upload is complete; read it with a Range",
+                status=501,
+            )
     return (0, info.size) if info.size else None
 
 
@@ -334,23 +378,44 @@ def delete_condition(ctx: Ctx) -> storage.DeleteCondition | None:
     if size_text is not None and size is None:
         raise RequestInvalid("InvalidArgument", "x-amz-if-match-size is not a whole number")
     return storage.DeleteCondition(
-        etag=etag, size=size,
-        last_modified=None if modified is None else http_time(
-            "x-amz-if-match-last-modified-time", modified))
+        etag=etag,
+        size=size,
+        last_modified=None
+        if modified is None
+        else http_time("x-amz-if-match-last-modified-time", modified),
+    )
 
 
 async def delete_object(ctx: Ctx) -> Response:
-    await run_in_threadpool(storage.delete_object, ctx.services, ctx.project_id,
-                            ctx.call.bucket, ctx.call.key, delete_condition(ctx))
+    await run_in_threadpool(
+        storage.delete_object,
+        ctx.services,
+        ctx.project_id,
+        ctx.call.bucket,
+        ctx.call.key,
+        delete_condition(ctx),
+    )
     return empty_response(ctx.request, status=204)
 
 
 async def object_acl(ctx: Ctx) -> Response:
-    await run_in_threadpool(storage.head_object, ctx.services, ctx.project_id, ctx.call.bucket,
-                            ctx.call.key)
+    await run_in_threadpool(
+        storage.head_object, ctx.services, ctx.project_id, ctx.call.bucket, ctx.call.key
+    )
     return acl_response(ctx)
 
 
-__all__ = ["check_write_conditions", "copy_object", "copy_source", "delete_condition",
-           "delete_object", "get_object", "head_object", "http_date", "http_time", "object_acl",
-           "put_object", "source_conditions"]
+__all__ = [
+    "check_write_conditions",
+    "copy_object",
+    "copy_source",
+    "delete_condition",
+    "delete_object",
+    "get_object",
+    "head_object",
+    "http_date",
+    "http_time",
+    "object_acl",
+    "put_object",
+    "source_conditions",
+]

@@ -118,10 +118,19 @@ def parse_call(request: Request, s3_domain: str | None = None) -> S3Call:
         bucket, _, key = path.lstrip("/").partition("/")
     else:
         bucket, key = host_bucket, path.removeprefix("/")
-    obs = (headers.get("authorization", "").startswith("OBS ")
-           or any(name.startswith("x-obs-") for name in headers))
-    return S3Call(request.method, bucket, key, query, "obs" if obs else "amz", raw_path,
-                  raw_query, host_bucket)
+    obs = headers.get("authorization", "").startswith("OBS ") or any(
+        name.startswith("x-obs-") for name in headers
+    )
+    return S3Call(
+        request.method,
+        bucket,
+        key,
+        query,
+        "obs" if obs else "amz",
+        raw_path,
+        raw_query,
+        host_bucket,
+    )
 
 
 def signed_request(request: Request, call: S3Call) -> SignedRequest:
@@ -130,18 +139,23 @@ def signed_request(request: Request, call: S3Call) -> SignedRequest:
     for raw_name, raw_value in request.scope["headers"]:
         name, value = raw_name.decode("latin-1").lower(), raw_value.decode("utf-8", "replace")
         headers[name] = f"{headers[name]},{value}" if name in headers else value
-    bodiless = (headers.get("content-length", "0").strip() == "0"
-                and "transfer-encoding" not in headers)
-    return SignedRequest(method=call.method, raw_path=call.raw_path, raw_query=call.raw_query,
-                         headers=headers, body_sha256=EMPTY_SHA256 if bodiless else None)
+    bodiless = (
+        headers.get("content-length", "0").strip() == "0" and "transfer-encoding" not in headers
+    )
+    return SignedRequest(
+        method=call.method,
+        raw_path=call.raw_path,
+        raw_query=call.raw_query,
+        headers=headers,
+        body_sha256=EMPTY_SHA256 if bodiless else None,
+    )
 
 
 def _s3_error(exc: Unauthenticated) -> ServiceError:
     return ServiceError(exc.code, exc.message, status=_AUTH_STATUS.get(exc.code, 403))
 
 
-async def authenticate_call(services: Services, request: Request,
-                            call: S3Call) -> Authenticated:
+async def authenticate_call(services: Services, request: Request, call: S3Call) -> Authenticated:
     """The authenticated caller, or a ServiceError in S3's terms (403 ``AccessDenied``,
     ``SignatureDoesNotMatch``, ``InvalidAccessKeyId``, ``RequestTimeTooSkewed`` ...).
     Presigned URLs are accepted too (an expired one is 403 ``AccessDenied``). A chunk-signed
@@ -150,8 +164,12 @@ async def authenticate_call(services: Services, request: Request,
     signed = signed_request(request, call)
     try:
         authenticated = await run_in_threadpool(
-            authenticate_request, services, signed, schemes=SCHEMES,
-            virtual_bucket=call.virtual_bucket)
+            authenticate_request,
+            services,
+            signed,
+            schemes=SCHEMES,
+            virtual_bucket=call.virtual_bucket,
+        )
     except Unauthenticated as exc:
         raise _s3_error(exc) from exc
     request.state.chunk_chain = authenticated.chunk_chain

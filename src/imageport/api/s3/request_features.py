@@ -136,12 +136,12 @@ _ACCEPTED = {
     "x-amz-sdk-checksum-algorithm": "a kind verified here (vetted below)",
     # accepted: what they ask for is what happens here anyway
     "x-amz-checksum-algorithm": "asks S3 to keep a checksum of the new object; only the kinds "
-                                "verified here are accepted (boto3 sends CRC32 on every "
-                                "CreateMultipartUpload, and each part's declared checksum is "
-                                "verified); none is kept, as for an S3 object stored without one",
+    "verified here are accepted (boto3 sends CRC32 on every "
+    "CreateMultipartUpload, and each part's declared checksum is "
+    "verified); none is kept, as for an S3 object stored without one",
     "x-amz-checksum-mode": "asks for the object's stored checksum with a GET; none is stored, "
-                           "so none is sent, as S3 answers for an object stored without one "
-                           "(boto3 sends it with every ranged GET and then verifies nothing)",
+    "so none is sent, as S3 answers for an object stored without one "
+    "(boto3 sends it with every ranged GET and then verifies nothing)",
     "x-amz-request-payer": "nothing is billed here",
     "x-obs-request-payer": "nothing is billed here",
     "x-amz-bypass-governance-retention": "nothing is retained here",
@@ -161,8 +161,7 @@ _ONLY_ON = {
 """Conditions and options honoured by one operation each (they mean nothing elsewhere)."""
 _COPIES = frozenset({"CopyObject", "UploadPartCopy"})
 _COPY_CONDITIONS = ("if-match", "if-none-match", "if-modified-since", "if-unmodified-since")
-_CONDITIONS = ("if-match", "if-none-match", "if-modified-since", "if-unmodified-since",
-               "if-range")
+_CONDITIONS = ("if-match", "if-none-match", "if-modified-since", "if-unmodified-since", "if-range")
 _READ_CONDITIONS = frozenset(_CONDITIONS)
 _WRITE_CONDITIONS = frozenset({"if-match", "if-none-match"})
 _WRITES = ("PutObject", "CopyObject", "CompleteMultipartUpload")
@@ -173,19 +172,30 @@ _HONOURED_CONDITIONS = {
     "DeleteObject": frozenset({"if-match"}),
 }
 """The HTTP conditions each operation honours (as S3 does); elsewhere they are refused."""
-_COPY_SOURCE_HEADERS = frozenset(f"{prefix}{name}" for prefix in ("x-amz-copy-source-",
-                                                                   "x-obs-copy-source-")
-                                 for name in (*_COPY_CONDITIONS, "range"))
+_COPY_SOURCE_HEADERS = frozenset(
+    f"{prefix}{name}"
+    for prefix in ("x-amz-copy-source-", "x-obs-copy-source-")
+    for name in (*_COPY_CONDITIONS, "range")
+)
 
 _META_PREFIXES = ("x-amz-meta-", "x-obs-meta-")
 _ACL_HEADERS = ("x-amz-acl", "x-obs-acl")
 _OWNER_HEADERS = ("x-amz-expected-bucket-owner", "x-amz-source-expected-bucket-owner")
-_SIGNATURE_QUERY = frozenset({
-    "x-amz-algorithm", "x-amz-credential", "x-amz-date", "x-amz-expires",
-    "x-amz-signedheaders", "x-amz-signature", "x-amz-security-token"})
+_SIGNATURE_QUERY = frozenset(
+    {
+        "x-amz-algorithm",
+        "x-amz-credential",
+        "x-amz-date",
+        "x-amz-expires",
+        "x-amz-signedheaders",
+        "x-amz-signature",
+        "x-amz-security-token",
+    }
+)
 """The presigned-URL parameters of a SigV4 query signature (read by the authentication)."""
-_CHECKSUM_SETTINGS = frozenset({"x-amz-checksum-algorithm", "x-amz-checksum-type",
-                                "x-amz-checksum-mode"})
+_CHECKSUM_SETTINGS = frozenset(
+    {"x-amz-checksum-algorithm", "x-amz-checksum-type", "x-amz-checksum-mode"}
+)
 """``x-amz-checksum-`` headers that are not a checksum value."""
 _STORED_HEADERS = ("cache-control", "content-disposition", "content-language", "expires")
 """Headers S3 stores with an object and sends back on GET; not stored here (only the content
@@ -198,8 +208,11 @@ class HeaderNotImplemented(ServiceError):
     status = 501
 
     def __init__(self, header: str, what: str) -> None:
-        super().__init__("NotImplemented", f"a header you provided implies functionality "
-                         f"that is not implemented: {header} ({what} are not offered here)")
+        super().__init__(
+            "NotImplemented",
+            f"a header you provided implies functionality "
+            f"that is not implemented: {header} ({what} are not offered here)",
+        )
         self.header = header
 
 
@@ -216,8 +229,16 @@ def operation(call: S3Call, headers: Mapping[str, str]) -> str:
         if method == "GET":
             if "uploads" in q:
                 return "ListMultipartUploads"
-            subresources = ("location", "policy", "cors", "lifecycle", "tagging", "website",
-                            "acl", "versioning")
+            subresources = (
+                "location",
+                "policy",
+                "cors",
+                "lifecycle",
+                "tagging",
+                "website",
+                "acl",
+                "versioning",
+            )
             if any(name in q for name in subresources):
                 return "Other"
             return "ListObjectsV2" if q.get("list-type") == "2" else "ListObjects"
@@ -230,9 +251,12 @@ def operation(call: S3Call, headers: Mapping[str, str]) -> str:
             return "UploadPartCopy" if copy else "UploadPart"
         return "CopyObject" if copy else "PutObject"
     object_ops = {
-        ("GET", False): "GetObject", ("GET", True): "ListParts",
-        ("HEAD", False): "HeadObject", ("HEAD", True): "HeadObject",
-        ("DELETE", False): "DeleteObject", ("DELETE", True): "AbortMultipartUpload",
+        ("GET", False): "GetObject",
+        ("GET", True): "ListParts",
+        ("HEAD", False): "HeadObject",
+        ("HEAD", True): "HeadObject",
+        ("DELETE", False): "DeleteObject",
+        ("DELETE", True): "AbortMultipartUpload",
         ("POST", True): "CompleteMultipartUpload",
     }
     if method == "GET" and "acl" in q:
@@ -253,8 +277,12 @@ def _refused(name: str) -> str | None:
         return None if kind in ALGORITHMS else f"{kind.upper()[:32]} checksums"
     if name in _REFUSED:
         return _REFUSED[name]
-    known = (name in _ACCEPTED or name in _ONLY_ON or name in _COPY_SOURCE_HEADERS
-             or name.startswith(_META_PREFIXES))
+    known = (
+        name in _ACCEPTED
+        or name in _ONLY_ON
+        or name in _COPY_SOURCE_HEADERS
+        or name.startswith(_META_PREFIXES)
+    )
     if name.startswith(("x-amz-", "x-obs-")) and not known:
         return "unknown features"
     return None
@@ -280,26 +308,33 @@ def _check_checksums(op: str, headers: Mapping[str, str]) -> None:
     for trailer in headers.get("x-amz-trailer", "").split(","):
         name = trailer.strip().lower()
         if name and name.removeprefix(HEADER_PREFIX) not in ALGORITHMS:
-            raise HeaderNotImplemented("x-amz-trailer", f"the trailer {name[:64]!r} (only "
-                                       "CRC32, SHA-1, SHA-256, SHA-512 and MD5 checksums are "
-                                       "verified)")
+            raise HeaderNotImplemented(
+                "x-amz-trailer",
+                f"the trailer {name[:64]!r} (only "
+                "CRC32, SHA-1, SHA-256, SHA-512 and MD5 checksums are "
+                "verified)",
+            )
         if name and not _takes_body_checksum(op):
-            raise HeaderNotImplemented("x-amz-trailer", f"the trailer {name[:64]!r} on {op} "
-                                       "(checksums of assembled objects)")
+            raise HeaderNotImplemented(
+                "x-amz-trailer",
+                f"the trailer {name[:64]!r} on {op} (checksums of assembled objects)",
+            )
     for name in ("x-amz-sdk-checksum-algorithm", "x-amz-checksum-algorithm"):
         algorithm = headers.get(name)
         if algorithm is not None and algorithm.strip().lower() not in ALGORITHMS:
             raise HeaderNotImplemented(name, f"{algorithm.strip().upper()[:32]} checksums")
     kind = headers.get("x-amz-checksum-type")
     if kind is not None and kind.strip().upper() != "COMPOSITE":
-        raise HeaderNotImplemented("x-amz-checksum-type", "full-object checksums of "
-                                   "multipart uploads")
+        raise HeaderNotImplemented(
+            "x-amz-checksum-type", "full-object checksums of multipart uploads"
+        )
     if not _takes_body_checksum(op):
         for algorithm in ALGORITHMS:
             if HEADER_PREFIX + algorithm in headers:
-                raise HeaderNotImplemented(HEADER_PREFIX + algorithm,
-                                           "checksums of assembled objects, of copies and "
-                                           "of requests without a body")
+                raise HeaderNotImplemented(
+                    HEADER_PREFIX + algorithm,
+                    "checksums of assembled objects, of copies and of requests without a body",
+                )
 
 
 def _check_conditions(op: str, headers: Mapping[str, str]) -> None:
@@ -311,8 +346,9 @@ def _check_conditions(op: str, headers: Mapping[str, str]) -> None:
     if op in _WRITES:
         if_none = headers.get("if-none-match")
         if if_none is not None and if_none.strip() != "*":
-            raise HeaderNotImplemented("if-none-match", "conditional writes other than "
-                                       "If-None-Match: *")
+            raise HeaderNotImplemented(
+                "if-none-match", "conditional writes other than If-None-Match: *"
+            )
     for name, ops in _ONLY_ON.items():
         if name in headers and op not in ops:
             raise HeaderNotImplemented(name, f"conditions and options of this kind on {op}")
@@ -321,8 +357,11 @@ def _check_conditions(op: str, headers: Mapping[str, str]) -> None:
             if prefix + name in headers and op not in _COPIES:
                 raise HeaderNotImplemented(prefix + name, f"copy-source conditions on {op}")
         if prefix + "range" in headers and op != "UploadPartCopy":
-            raise RequestInvalid("InvalidArgument", f"{prefix}range is allowed only on "
-                                 "UploadPartCopy (a PUT with partNumber and uploadId)")
+            raise RequestInvalid(
+                "InvalidArgument",
+                f"{prefix}range is allowed only on "
+                "UploadPartCopy (a PUT with partNumber and uploadId)",
+            )
 
 
 def refuse_unsupported(call: S3Call, headers: Mapping[str, str]) -> None:
@@ -343,8 +382,9 @@ def refuse_unsupported(call: S3Call, headers: Mapping[str, str]) -> None:
         raise HeaderNotImplemented("x-amz-bucket-object-lock-enabled", "object lock")
     namespace = headers.get("x-amz-bucket-namespace")
     if namespace is not None and namespace.strip().lower() != "global":
-        raise HeaderNotImplemented("x-amz-bucket-namespace", "bucket namespaces other than "
-                                   "the global one")
+        raise HeaderNotImplemented(
+            "x-amz-bucket-namespace", "bucket namespaces other than the global one"
+        )
     _check_checksums(op, headers)
     _check_conditions(op, headers)
     if _writes_object(op):
@@ -380,8 +420,10 @@ def check_version_id(call: S3Call, headers: Mapping[str, str]) -> None:
                     values.append(value)
     for value in values:
         if value != "null":
-            raise RequestInvalid("InvalidArgument", f"invalid version id specified: "
-                                 f"{value[:64]!r} (buckets here are not versioned)")
+            raise RequestInvalid(
+                "InvalidArgument",
+                f"invalid version id specified: {value[:64]!r} (buckets here are not versioned)",
+            )
 
 
 def refuse_query_headers(call: S3Call) -> None:
@@ -406,5 +448,12 @@ def check_request(call: S3Call, headers: Mapping[str, str], project_id: str) -> 
     check_version_id(call, headers)
 
 
-__all__ = ["PRIVATE_ACLS", "HeaderNotImplemented", "check_expected_owner", "check_request",
-           "check_version_id", "refuse_query_headers", "refuse_unsupported"]
+__all__ = [
+    "PRIVATE_ACLS",
+    "HeaderNotImplemented",
+    "check_expected_owner",
+    "check_request",
+    "check_version_id",
+    "refuse_query_headers",
+    "refuse_unsupported",
+]

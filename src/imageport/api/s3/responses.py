@@ -42,15 +42,21 @@ def base_headers(request: Request) -> dict[str, str]:
     return {"x-amz-request-id": request_id(request)}
 
 
-def xml_response(request: Request, root: str, items: Sequence[Child], status: int = 200,
-                 headers: Mapping[str, str] | None = None) -> Response:
+def xml_response(
+    request: Request,
+    root: str,
+    items: Sequence[Child],
+    status: int = 200,
+    headers: Mapping[str, str] | None = None,
+) -> Response:
     out = base_headers(request)
     out.update(headers or {})
     return Response(render(root, items), status_code=status, headers=out, media_type=XML_TYPE)
 
 
-def empty_response(request: Request, status: int = 200,
-                   headers: Mapping[str, str] | None = None) -> Response:
+def empty_response(
+    request: Request, status: int = 200, headers: Mapping[str, str] | None = None
+) -> Response:
     out = base_headers(request)
     out.update(headers or {})
     return Response(b"", status_code=status, headers=out)
@@ -69,8 +75,7 @@ def error_response(request: Request, error: ServiceError, resource: str) -> Resp
     header = getattr(error, "header", None)
     if isinstance(header, str):  # NotImplemented names the header, as S3's does
         items.append(("Header", header))
-    body = render("Error", [*items, ("Resource", resource), ("RequestId", rid)],
-                  namespace=False)
+    body = render("Error", [*items, ("Resource", resource), ("RequestId", rid)], namespace=False)
     return Response(body, status_code=error.status, headers=headers, media_type=XML_TYPE)
 
 
@@ -98,10 +103,19 @@ def object_headers(info: ObjectInfo, dialect: str) -> dict[str, str]:
 class FileSliceResponse(Response):
     """``length`` bytes of ``file`` from ``start``, streamed; the file is closed afterwards."""
 
-    def __init__(self, file: BinaryIO, start: int, length: int, *, status_code: int,
-                 headers: Mapping[str, str], send_body: bool) -> None:
-        super().__init__(b"", status_code=status_code,
-                         headers={**headers, "Content-Length": str(length)})
+    def __init__(
+        self,
+        file: BinaryIO,
+        start: int,
+        length: int,
+        *,
+        status_code: int,
+        headers: Mapping[str, str],
+        send_body: bool,
+    ) -> None:
+        super().__init__(
+            b"", status_code=status_code, headers={**headers, "Content-Length": str(length)}
+        )
         self._file = file
         self._start = start
         self._length = length
@@ -109,8 +123,13 @@ class FileSliceResponse(Response):
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         try:
-            await send({"type": "http.response.start", "status": self.status_code,
-                        "headers": self.raw_headers})
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": self.status_code,
+                    "headers": self.raw_headers,
+                }
+            )
             if not self._send_body or self._length == 0:
                 await send({"type": "http.response.body", "body": b"", "more_body": False})
                 return
@@ -118,11 +137,11 @@ class FileSliceResponse(Response):
             offset, end = self._start, self._start + self._length
             while offset < end:
                 chunk = await anyio.to_thread.run_sync(
-                    os.pread, fd, min(SEND_CHUNK, end - offset), offset)
+                    os.pread, fd, min(SEND_CHUNK, end - offset), offset
+                )
                 if not chunk:
                     raise OSError("object file shorter than its record")
                 offset += len(chunk)
-                await send({"type": "http.response.body", "body": chunk,
-                            "more_body": offset < end})
+                await send({"type": "http.response.body", "body": chunk, "more_body": offset < end})
         finally:
             self._file.close()

@@ -46,7 +46,7 @@ def parse(body: bytes, root: str) -> ET.Element:
     element: ET.Element | None = None
     try:
         for start in range(0, max(len(body), 1), _FEED):
-            parser.feed(body[start:start + _FEED])
+            parser.feed(body[start : start + _FEED])
             events = cast("Iterator[tuple[str, object]]", parser.read_events())
             for event, node in events:
                 if event == "end":
@@ -57,8 +57,11 @@ def parse(body: bytes, root: str) -> ET.Element:
                 if element is None and isinstance(node, ET.Element):
                     element = node
                 if depth > MAX_DEPTH or elements > MAX_ELEMENTS:
-                    raise RequestInvalid("MalformedXML", f"the XML nests deeper than {MAX_DEPTH}"
-                                         f" or has more than {MAX_ELEMENTS} elements")
+                    raise RequestInvalid(
+                        "MalformedXML",
+                        f"the XML nests deeper than {MAX_DEPTH}"
+                        f" or has more than {MAX_ELEMENTS} elements",
+                    )
         parser.close()
     except ET.ParseError as exc:
         raise RequestInvalid("MalformedXML", "the XML you provided was not well-formed") from exc
@@ -90,8 +93,12 @@ def complete_parts(body: bytes) -> list[tuple[int, str]]:
     for part in children(doc, "Part"):
         number = (child_text(part, "PartNumber") or "").strip()
         etag = child_text(part, "ETag")
-        if (not number.isascii() or not number.isdigit()
-                or len(number) > _MAX_PART_NUMBER_TEXT or etag is None):
+        if (
+            not number.isascii()
+            or not number.isdigit()
+            or len(number) > _MAX_PART_NUMBER_TEXT
+            or etag is None
+        ):
             raise RequestInvalid("MalformedXML", "each Part needs a PartNumber and an ETag")
         out.append((int(number), etag.strip()))
     return out
@@ -125,11 +132,14 @@ def _delete_entry(obj: ET.Element) -> DeleteEntry:
     condition = None
     if etag is not None or size is not None or modified is not None:
         condition = DeleteCondition(
-            etag=etag.strip() if etag is not None else None, size=size,
-            last_modified=_timestamp(modified) if modified is not None else None)
+            etag=etag.strip() if etag is not None else None,
+            size=size,
+            last_modified=_timestamp(modified) if modified is not None else None,
+        )
     version = child_text(obj, "VersionId")
-    return DeleteEntry(child_text(obj, "Key") or "", condition,
-                       version.strip() if version is not None else None)
+    return DeleteEntry(
+        child_text(obj, "Key") or "", condition, version.strip() if version is not None else None
+    )
 
 
 def delete_entries(body: bytes) -> tuple[list[DeleteEntry], bool]:

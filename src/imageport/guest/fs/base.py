@@ -89,8 +89,7 @@ def follow_link(todo: list[tuple[str, bool]], target: str) -> None:
     """Push the components of a symlink's ``target`` onto the lookup stack ``todo`` (last
     component first), each marked as coming from a link: a missing one means the link
     dangles (:class:`BrokenLinkError`), not that the path asked for is absent."""
-    todo.extend((part, True) for part in reversed([p for p in target.split("/")
-                                                   if p and p != "."]))
+    todo.extend((part, True) for part in reversed([p for p in target.split("/") if p and p != "."]))
 
 
 class Filesystem(abc.ABC):
@@ -153,21 +152,26 @@ class Filesystem(abc.ABC):
             current = stack[-1]
             if self.stat_ino(current).type is not FileType.DIRECTORY:
                 if linked:
-                    raise BrokenLinkError(f"{path}: a symbolic link on the path leads through "
-                                          "a file that is not a directory")
+                    raise BrokenLinkError(
+                        f"{path}: a symbolic link on the path leads through "
+                        "a file that is not a directory"
+                    )
                 raise NotFoundError(f"{path}: a component is not a directory")
             child = self.lookup_child(current, name)
             if child is None:
                 if linked:
-                    raise BrokenLinkError(f"{path}: a symbolic link on the path points to a "
-                                          "missing file (dangling link)")
+                    raise BrokenLinkError(
+                        f"{path}: a symbolic link on the path points to a "
+                        "missing file (dangling link)"
+                    )
                 raise NotFoundError(f"{path}: not found")
             st = self.stat_ino(child)
             if st.type is FileType.SYMLINK and (follow or todo):
                 hops += 1
                 if hops > MAX_SYMLINK_HOPS:
-                    raise LimitExceededError(f"{path}: too many levels of symbolic links "
-                                             "(a symlink loop)")
+                    raise LimitExceededError(
+                        f"{path}: too many levels of symbolic links (a symlink loop)"
+                    )
                 target = self.readlink_ino(child)
                 if target.startswith("/"):
                     stack = [self.root_ino]

@@ -70,13 +70,21 @@ _UNSUPPORTED_INCOMPAT = {
     L.INCOMPAT_ENCRYPT: "encryption",
 }
 _MODE_TYPES = {
-    0o100000: FileType.REGULAR, 0o040000: FileType.DIRECTORY, 0o120000: FileType.SYMLINK,
-    0o020000: FileType.CHARDEV, 0o060000: FileType.BLOCKDEV, 0o010000: FileType.FIFO,
+    0o100000: FileType.REGULAR,
+    0o040000: FileType.DIRECTORY,
+    0o120000: FileType.SYMLINK,
+    0o020000: FileType.CHARDEV,
+    0o060000: FileType.BLOCKDEV,
+    0o010000: FileType.FIFO,
     0o140000: FileType.SOCKET,
 }
 _DIR_TYPES = {
-    L.FT_REG_FILE: FileType.REGULAR, L.FT_DIR: FileType.DIRECTORY, L.FT_SYMLINK: FileType.SYMLINK,
-    L.FT_CHRDEV: FileType.CHARDEV, L.FT_BLKDEV: FileType.BLOCKDEV, L.FT_FIFO: FileType.FIFO,
+    L.FT_REG_FILE: FileType.REGULAR,
+    L.FT_DIR: FileType.DIRECTORY,
+    L.FT_SYMLINK: FileType.SYMLINK,
+    L.FT_CHRDEV: FileType.CHARDEV,
+    L.FT_BLKDEV: FileType.BLOCKDEV,
+    L.FT_FIFO: FileType.FIFO,
     L.FT_SOCK: FileType.SOCKET,
 }
 
@@ -278,8 +286,9 @@ class BtrfsFilesystem(Filesystem):
             return cached
         data = self._item(ino >> 64, L.Key(ino & _OBJ_MASK, L.INODE_ITEM, 0))
         if data is None:
-            raise CorruptImageError(f"btrfs inode {ino & _OBJ_MASK} of subvolume {ino >> 64} "
-                                    "is missing")
+            raise CorruptImageError(
+                f"btrfs inode {ino & _OBJ_MASK} of subvolume {ino >> 64} is missing"
+            )
         inode = L.InodeItem.from_bytes(data)
         self._inodes[ino] = inode
         if len(self._inodes) > INODE_CACHE_ENTRIES:
@@ -289,8 +298,12 @@ class BtrfsFilesystem(Filesystem):
     def stat_ino(self, ino: int) -> Stat:
         inode = self._inode(ino)
         return Stat(
-            ino=ino, type=_MODE_TYPES.get(inode.mode & 0o170000, FileType.UNKNOWN),
-            size=inode.size, mode=inode.mode & 0o7777, uid=inode.uid, gid=inode.gid,
+            ino=ino,
+            type=_MODE_TYPES.get(inode.mode & 0o170000, FileType.UNKNOWN),
+            size=inode.size,
+            mode=inode.mode & 0o7777,
+            uid=inode.uid,
+            gid=inode.gid,
             mtime=inode.mtime,
         )
 
@@ -313,8 +326,11 @@ class BtrfsFilesystem(Filesystem):
                 count += 1
                 if count > MAX_DIR_ENTRIES:
                     raise LimitExceededError(f"btrfs directory has over {MAX_DIR_ENTRIES} entries")
-                yield DirEntry(decode_name(entry.name), self._entry_ino(tree_id, entry),
-                               _DIR_TYPES.get(entry.type, FileType.UNKNOWN))
+                yield DirEntry(
+                    decode_name(entry.name),
+                    self._entry_ino(tree_id, entry),
+                    _DIR_TYPES.get(entry.type, FileType.UNKNOWN),
+                )
 
     def lookup_child(self, dir_ino: int, name: str) -> int | None:
         """Find ``name`` by its hash (the DIR_ITEM key), without listing the directory."""

@@ -24,8 +24,12 @@ CSUM_SIZE = 32  #: checksum field at the start of the superblock and of every tr
 
 #: Checksum algorithms (``csum_type``); only crc32c is verified here.
 CSUM_CRC32C, CSUM_XXHASH, CSUM_SHA256, CSUM_BLAKE2 = 0, 1, 2, 3
-CSUM_NAMES = {CSUM_CRC32C: "crc32c", CSUM_XXHASH: "xxhash64", CSUM_SHA256: "sha256",
-              CSUM_BLAKE2: "blake2b"}
+CSUM_NAMES = {
+    CSUM_CRC32C: "crc32c",
+    CSUM_XXHASH: "xxhash64",
+    CSUM_SHA256: "sha256",
+    CSUM_BLAKE2: "blake2b",
+}
 
 # Object ids.
 ROOT_TREE_OBJECTID = 1
@@ -167,10 +171,23 @@ class Superblock:
         f = SUPER_HEAD.unpack_from(data, CSUM_SIZE)
         array_size = f[17]
         return cls(
-            csum=data[:CSUM_SIZE], fsid=f[0], bytenr=f[1], magic=f[3], generation=f[4],
-            root=f[5], chunk_root=f[6], total_bytes=f[9], root_dir_objectid=f[11],
-            num_devices=f[12], sectorsize=f[13], nodesize=f[14], sys_chunk_array_size=array_size,
-            incompat_flags=f[21], csum_type=f[22], root_level=f[23], chunk_root_level=f[24],
+            csum=data[:CSUM_SIZE],
+            fsid=f[0],
+            bytenr=f[1],
+            magic=f[3],
+            generation=f[4],
+            root=f[5],
+            chunk_root=f[6],
+            total_bytes=f[9],
+            root_dir_objectid=f[11],
+            num_devices=f[12],
+            sectorsize=f[13],
+            nodesize=f[14],
+            sys_chunk_array_size=array_size,
+            incompat_flags=f[21],
+            csum_type=f[22],
+            root_level=f[23],
+            chunk_root_level=f[24],
             dev_item=DevItem.from_bytes(data, SUPER_DEV_ITEM_OFFSET),
             label=data[SUPER_LABEL_OFFSET : SUPER_LABEL_OFFSET + SUPER_LABEL_SIZE],
             metadata_uuid=data[SUPER_METADATA_UUID_OFFSET : SUPER_METADATA_UUID_OFFSET + 16],
@@ -222,8 +239,15 @@ class ChunkItem:
             Stripe(*STRIPE.unpack_from(data, offset + CHUNK.size + i * STRIPE.size)[:2])
             for i in range(num)
         )
-        return cls(logical=logical, length=f[0], stripe_len=f[2], type=f[3], num_stripes=num,
-                   sub_stripes=f[8], stripes=stripes)
+        return cls(
+            logical=logical,
+            length=f[0],
+            stripe_len=f[2],
+            type=f[3],
+            num_stripes=num,
+            sub_stripes=f[8],
+            stripes=stripes,
+        )
 
 
 # -- tree nodes ----------------------------------------------------------------------------------
@@ -247,8 +271,16 @@ class NodeHeader:
     @classmethod
     def from_bytes(cls, data: bytes) -> NodeHeader:
         f = HEADER.unpack_from(data, 0)
-        return cls(csum=f[0], fsid=f[1], bytenr=f[2], flags=f[3], generation=f[5], owner=f[6],
-                   nritems=f[7], level=f[8])
+        return cls(
+            csum=f[0],
+            fsid=f[1],
+            bytenr=f[2],
+            flags=f[3],
+            generation=f[5],
+            owner=f[6],
+            nritems=f[7],
+            level=f[8],
+        )
 
 
 # -- items ---------------------------------------------------------------------------------------
@@ -271,8 +303,7 @@ class InodeItem:
         if offset + INODE.size > len(data):
             raise CorruptImageError("btrfs inode item is short")
         f = INODE.unpack_from(data, offset)
-        return cls(size=f[2], nlink=f[5], uid=f[6], gid=f[7], mode=f[8], flags=f[10],
-                   mtime=f[16])
+        return cls(size=f[2], nlink=f[5], uid=f[6], gid=f[7], mode=f[8], flags=f[10], mtime=f[16])
 
 
 #: Root item fields after its embedded inode item: generation, root_dirid, bytenr, byte_limit,
@@ -394,8 +425,19 @@ class FileExtent:
             raise CorruptImageError("btrfs file extent item is short")
         _gen, ram, comp, enc, other, etype = FILE_EXTENT_HEAD.unpack_from(data, 0)
         if etype == EXTENT_INLINE:
-            return cls(file_offset, ram, comp, enc, other, etype, data[FILE_EXTENT_HEAD.size :],
-                       0, 0, 0, ram)
+            return cls(
+                file_offset,
+                ram,
+                comp,
+                enc,
+                other,
+                etype,
+                data[FILE_EXTENT_HEAD.size :],
+                0,
+                0,
+                0,
+                ram,
+            )
         if len(data) < FILE_EXTENT_HEAD.size + FILE_EXTENT_REG.size:
             raise CorruptImageError("btrfs regular file extent item is short")
         bytenr, disk_num, off, num = FILE_EXTENT_REG.unpack_from(data, FILE_EXTENT_HEAD.size)

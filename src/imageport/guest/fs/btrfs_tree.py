@@ -215,8 +215,14 @@ class TreeReader:
         yield from self._walk(root, level, lo, hi, L.KEY_MIN, None, visited)
 
     def _walk(
-        self, bytenr: int, level: int, lo: L.Key, hi: L.Key, floor: L.Key,
-        ceiling: L.Key | None, visited: set[int],
+        self,
+        bytenr: int,
+        level: int,
+        lo: L.Key,
+        hi: L.Key,
+        floor: L.Key,
+        ceiling: L.Key | None,
+        visited: set[int],
     ) -> Iterator[Item]:
         if bytenr in visited:
             raise CorruptImageError(f"btrfs tree block {bytenr} is reached twice (a cycle)")

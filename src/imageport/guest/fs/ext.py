@@ -59,8 +59,12 @@ NAME_CACHE_ENTRIES = 1 << 20
 DIR_CHUNK_BLOCKS = 64
 
 _FILE_TYPES = {
-    L.S_IFREG: FileType.REGULAR, L.S_IFDIR: FileType.DIRECTORY, L.S_IFLNK: FileType.SYMLINK,
-    L.S_IFCHR: FileType.CHARDEV, L.S_IFBLK: FileType.BLOCKDEV, L.S_IFIFO: FileType.FIFO,
+    L.S_IFREG: FileType.REGULAR,
+    L.S_IFDIR: FileType.DIRECTORY,
+    L.S_IFLNK: FileType.SYMLINK,
+    L.S_IFCHR: FileType.CHARDEV,
+    L.S_IFBLK: FileType.BLOCKDEV,
+    L.S_IFIFO: FileType.FIFO,
     L.S_IFSOCK: FileType.SOCKET,
 }
 
@@ -85,8 +89,9 @@ def probe(dev: BlockDevice) -> Signature | None:
     if found is None:
         return None
     sb = found[1]
-    return Signature(kind=sb.fs_type(), uuid=sb.uuid_text, label=sb.label_text,
-                     version=sb.version_text)
+    return Signature(
+        kind=sb.fs_type(), uuid=sb.uuid_text, label=sb.label_text, version=sb.version_text
+    )
 
 
 def open_fs(dev: BlockDevice) -> ExtFilesystem:
@@ -140,8 +145,10 @@ class ExtFilesystem(Filesystem):
             self.inode_size = L.GOOD_OLD_INODE_SIZE
         else:
             self.inode_size = sb.inode_size
-            if self.inode_size < L.GOOD_OLD_INODE_SIZE or self.inode_size > bs or (
-                self.inode_size & (self.inode_size - 1)
+            if (
+                self.inode_size < L.GOOD_OLD_INODE_SIZE
+                or self.inode_size > bs
+                or (self.inode_size & (self.inode_size - 1))
             ):
                 raise CorruptImageError(f"ext inode size {self.inode_size} is invalid")
         span = self.blocks_count - sb.first_data_block
@@ -164,9 +171,11 @@ class ExtFilesystem(Filesystem):
     def feature_names(self) -> list[str]:
         """All feature flags set on this filesystem, by their mke2fs names."""
         sb = self.sb
-        return (L.feature_names(sb.feature_compat, L.COMPAT_NAMES)
-                + L.feature_names(sb.feature_incompat, L.INCOMPAT_NAMES)
-                + L.feature_names(sb.feature_ro_compat, L.RO_COMPAT_NAMES))
+        return (
+            L.feature_names(sb.feature_compat, L.COMPAT_NAMES)
+            + L.feature_names(sb.feature_incompat, L.INCOMPAT_NAMES)
+            + L.feature_names(sb.feature_ro_compat, L.RO_COMPAT_NAMES)
+        )
 
     def _has_super(self, group: int) -> bool:
         """Whether ``group`` holds a superblock backup (and so descriptor copies)."""
@@ -262,8 +271,13 @@ class ExtFilesystem(Filesystem):
     def stat_ino(self, ino: int) -> Stat:
         inode = self._inode(ino)
         return Stat(
-            ino=ino, type=_FILE_TYPES.get(inode.file_format, FileType.UNKNOWN), size=inode.size,
-            mode=inode.mode & 0o7777, uid=inode.uid, gid=inode.gid, mtime=inode.mtime,
+            ino=ino,
+            type=_FILE_TYPES.get(inode.file_format, FileType.UNKNOWN),
+            size=inode.size,
+            mode=inode.mode & 0o7777,
+            uid=inode.uid,
+            gid=inode.gid,
+            mtime=inode.mtime,
         )
 
     # -- file data --------------------------------------------------------------------------
@@ -296,9 +310,11 @@ class ExtFilesystem(Filesystem):
                     raise LimitExceededError(f"inode {ino}: extent tree depth {header.depth}")
             elif header.depth != expected_depth:
                 raise CorruptImageError(f"inode {ino}: extent node at the wrong depth")
-            offsets = range(L.EXTENT_HEADER.size,
-                            L.EXTENT_HEADER.size + header.entries * L.EXTENT_ENTRY.size,
-                            L.EXTENT_ENTRY.size)
+            offsets = range(
+                L.EXTENT_HEADER.size,
+                L.EXTENT_HEADER.size + header.entries * L.EXTENT_ENTRY.size,
+                L.EXTENT_ENTRY.size,
+            )
             if header.depth == 0:
                 previous_end = 0
                 for off in offsets:
@@ -410,8 +426,9 @@ class ExtFilesystem(Filesystem):
         if inode.flags & L.INODE_ENCRYPT_FL:
             raise UnsupportedImageError(f"symlink inode {ino} is encrypted (fscrypt)")
         if inode.flags & L.INODE_INLINE_DATA_FL or not self._has_data_blocks(inode):
-            source = (self._inline_data(inode) if inode.flags & L.INODE_INLINE_DATA_FL
-                      else inode.block)
+            source = (
+                self._inline_data(inode) if inode.flags & L.INODE_INLINE_DATA_FL else inode.block
+            )
             if inode.size > len(source):
                 raise CorruptImageError(f"symlink inode {ino} is longer than its inline space")
             target = source[: inode.size]
@@ -468,8 +485,9 @@ class ExtFilesystem(Filesystem):
                     continue  # a hole in a directory reads as no entries (as Linux >= 5.0)
                 data = read_exact_dev(self.dev, phys * bs, n * bs, f"directory inode {ino}")
                 for i in range(n):
-                    yield from _parse_dirents(data[i * bs : (i + 1) * bs], ino, has_type,
-                                              self.sb.inodes_count)
+                    yield from _parse_dirents(
+                        data[i * bs : (i + 1) * bs], ino, has_type, self.sb.inodes_count
+                    )
 
     def lookup_child(self, dir_ino: int, name: str) -> int | None:
         names = self._names.get(dir_ino)

@@ -29,21 +29,55 @@ I_BLOCK_SIZE = 60
 # -- feature flags -------------------------------------------------------------------------
 
 COMPAT_NAMES = {
-    0x1: "dir_prealloc", 0x2: "imagic_inodes", 0x4: "has_journal", 0x8: "ext_attr",
-    0x10: "resize_inode", 0x20: "dir_index", 0x40: "lazy_bg", 0x100: "exclude_bitmap",
-    0x200: "sparse_super2", 0x400: "fast_commit", 0x800: "stable_inodes", 0x1000: "orphan_file",
+    0x1: "dir_prealloc",
+    0x2: "imagic_inodes",
+    0x4: "has_journal",
+    0x8: "ext_attr",
+    0x10: "resize_inode",
+    0x20: "dir_index",
+    0x40: "lazy_bg",
+    0x100: "exclude_bitmap",
+    0x200: "sparse_super2",
+    0x400: "fast_commit",
+    0x800: "stable_inodes",
+    0x1000: "orphan_file",
 }
 INCOMPAT_NAMES = {
-    0x1: "compression", 0x2: "filetype", 0x4: "needs_recovery", 0x8: "journal_dev",
-    0x10: "meta_bg", 0x40: "extent", 0x80: "64bit", 0x100: "mmp", 0x200: "flex_bg",
-    0x400: "ea_inode", 0x1000: "dirdata", 0x2000: "metadata_csum_seed", 0x4000: "large_dir",
-    0x8000: "inline_data", 0x10000: "encrypt", 0x20000: "casefold",
+    0x1: "compression",
+    0x2: "filetype",
+    0x4: "needs_recovery",
+    0x8: "journal_dev",
+    0x10: "meta_bg",
+    0x40: "extent",
+    0x80: "64bit",
+    0x100: "mmp",
+    0x200: "flex_bg",
+    0x400: "ea_inode",
+    0x1000: "dirdata",
+    0x2000: "metadata_csum_seed",
+    0x4000: "large_dir",
+    0x8000: "inline_data",
+    0x10000: "encrypt",
+    0x20000: "casefold",
 }
 RO_COMPAT_NAMES = {
-    0x1: "sparse_super", 0x2: "large_file", 0x4: "btree_dir", 0x8: "huge_file",
-    0x10: "uninit_bg", 0x20: "dir_nlink", 0x40: "extra_isize", 0x80: "snapshot", 0x100: "quota",
-    0x200: "bigalloc", 0x400: "metadata_csum", 0x800: "replica", 0x1000: "read-only",
-    0x2000: "project", 0x4000: "shared_blocks", 0x8000: "verity", 0x10000: "orphan_present",
+    0x1: "sparse_super",
+    0x2: "large_file",
+    0x4: "btree_dir",
+    0x8: "huge_file",
+    0x10: "uninit_bg",
+    0x20: "dir_nlink",
+    0x40: "extra_isize",
+    0x80: "snapshot",
+    0x100: "quota",
+    0x200: "bigalloc",
+    0x400: "metadata_csum",
+    0x800: "replica",
+    0x1000: "read-only",
+    0x2000: "project",
+    0x4000: "shared_blocks",
+    0x8000: "verity",
+    0x10000: "orphan_present",
 }
 
 COMPAT_HAS_JOURNAL = 0x4
@@ -271,9 +305,31 @@ class Inode:
     @classmethod
     def from_bytes(cls, raw: bytes) -> Inode:
         """Parse one on-disk inode (``raw`` is the whole ``s_inode_size`` record)."""
-        (mode, uid_lo, size_lo, _atime, _ctime, mtime, _dtime, gid_lo, links, blocks_lo, flags,
-         _osd1, block, _gen, acl_lo, size_hi, _faddr, blocks_hi, acl_hi, uid_hi, gid_hi,
-         _csum_lo, _res) = _INODE.unpack_from(raw, 0)
+        (
+            mode,
+            uid_lo,
+            size_lo,
+            _atime,
+            _ctime,
+            mtime,
+            _dtime,
+            gid_lo,
+            links,
+            blocks_lo,
+            flags,
+            _osd1,
+            block,
+            _gen,
+            acl_lo,
+            size_hi,
+            _faddr,
+            blocks_hi,
+            acl_hi,
+            uid_hi,
+            gid_hi,
+            _csum_lo,
+            _res,
+        ) = _INODE.unpack_from(raw, 0)
         mtime_full = mtime - (1 << 32) if mtime & 0x80000000 else mtime
         xattrs = b""
         if len(raw) > GOOD_OLD_INODE_SIZE:
@@ -286,10 +342,17 @@ class Inode:
             if start + 4 <= len(raw) and _U32.unpack_from(raw, start)[0] == XATTR_MAGIC:
                 xattrs = raw[start + 4 :]
         return cls(
-            mode=mode, uid=uid_lo | (uid_hi << 16), gid=gid_lo | (gid_hi << 16),
-            size=size_lo | (size_hi << 32), mtime=mtime_full, links_count=links,
-            blocks=blocks_lo | (blocks_hi << 32), flags=flags, block=block,
-            file_acl=acl_lo | (acl_hi << 32), ibody_xattrs=xattrs,
+            mode=mode,
+            uid=uid_lo | (uid_hi << 16),
+            gid=gid_lo | (gid_hi << 16),
+            size=size_lo | (size_hi << 32),
+            mtime=mtime_full,
+            links_count=links,
+            blocks=blocks_lo | (blocks_hi << 32),
+            flags=flags,
+            block=block,
+            file_acl=acl_lo | (acl_hi << 32),
+            ibody_xattrs=xattrs,
         )
 
     @property
@@ -314,8 +377,8 @@ def ibody_xattr(area: bytes, index: int, name: bytes) -> bytes | None:
     while pos + 4 <= len(area) and _U32.unpack_from(area, pos)[0] != 0:
         if pos + _XATTR_ENTRY.size > len(area):
             raise CorruptImageError("in-inode xattr entry runs past the inode")
-        name_len, name_index, value_offs, value_inum, value_size, _hash = (
-            _XATTR_ENTRY.unpack_from(area, pos)
+        name_len, name_index, value_offs, value_inum, value_size, _hash = _XATTR_ENTRY.unpack_from(
+            area, pos
         )
         name_end = pos + _XATTR_ENTRY.size + name_len
         if name_end > len(area):
@@ -396,5 +459,4 @@ class ExtentIndex:
 
 DIRENT_HEADER = struct.Struct("<IHBB")  # inode, rec_len, name_len, file_type
 #: ``file_type`` byte of a directory entry (with the FILETYPE feature), low 3 bits.
-DIRENT_TYPES = {1: S_IFREG, 2: S_IFDIR, 3: S_IFCHR, 4: S_IFBLK, 5: S_IFIFO, 6: S_IFSOCK,
-                7: S_IFLNK}
+DIRENT_TYPES = {1: S_IFREG, 2: S_IFDIR, 3: S_IFCHR, 4: S_IFBLK, 5: S_IFIFO, 6: S_IFSOCK, 7: S_IFLNK}

@@ -97,17 +97,62 @@ class BootSector:
     @classmethod
     def from_bytes(cls, raw: bytes) -> BootSector:
         """Parse the first 512 bytes of a volume (structure only; see :func:`_geometry`)."""
-        (jump, oem, bps, spc, reserved, nfats, root_entries, ts16, media, fsz16, _spt, _heads,
-         hidden, ts32) = _BPB.unpack_from(raw, 0)
+        (
+            jump,
+            oem,
+            bps,
+            spc,
+            reserved,
+            nfats,
+            root_entries,
+            ts16,
+            media,
+            fsz16,
+            _spt,
+            _heads,
+            hidden,
+            ts32,
+        ) = _BPB.unpack_from(raw, 0)
         fsz32 = root_cluster = 0
         if fsz16 == 0:
-            (fsz32, _flags, _ver, root_cluster, _info, _backup, _res, _drive, _r1, bsig, vol_id,
-             label, fstype) = _EXT32.unpack_from(raw, 36)
+            (
+                fsz32,
+                _flags,
+                _ver,
+                root_cluster,
+                _info,
+                _backup,
+                _res,
+                _drive,
+                _r1,
+                bsig,
+                vol_id,
+                label,
+                fstype,
+            ) = _EXT32.unpack_from(raw, 36)
         else:
             _drive, _r1, bsig, vol_id, label, fstype = _EXT16.unpack_from(raw, 36)
-        return cls(jump, oem, bps, spc, reserved, nfats, root_entries, ts16, media, fsz16, hidden,
-                   ts32, fsz32, root_cluster, bsig, vol_id, label, fstype,
-                   raw[510:512] == b"\x55\xaa")
+        return cls(
+            jump,
+            oem,
+            bps,
+            spc,
+            reserved,
+            nfats,
+            root_entries,
+            ts16,
+            media,
+            fsz16,
+            hidden,
+            ts32,
+            fsz32,
+            root_cluster,
+            bsig,
+            vol_id,
+            label,
+            fstype,
+            raw[510:512] == b"\x55\xaa",
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,8 +186,9 @@ class ShortEntry:
 
     @classmethod
     def from_bytes(cls, raw: bytes) -> ShortEntry:
-        (name, attr, nt, _tenth, _ctime, _cdate, _adate, hi, wtime, wdate, lo,
-         size) = _DIRENT.unpack(raw)
+        (name, attr, nt, _tenth, _ctime, _cdate, _adate, hi, wtime, wdate, lo, size) = (
+            _DIRENT.unpack(raw)
+        )
         return cls(name, attr, nt, (hi << 16) | lo, size, wtime, wdate)
 
     def short_name(self) -> str:
@@ -170,8 +216,13 @@ class ShortEntry:
         d, t = self.wrt_date, self.wrt_time
         try:
             when = datetime.datetime(
-                1980 + (d >> 9), (d >> 5) & 0xF, d & 0x1F,
-                t >> 11, (t >> 5) & 0x3F, min((t & 0x1F) * 2, 59), tzinfo=datetime.UTC,
+                1980 + (d >> 9),
+                (d >> 5) & 0xF,
+                d & 0x1F,
+                t >> 11,
+                (t >> 5) & 0x3F,
+                min((t & 0x1F) * 2, 59),
+                tzinfo=datetime.UTC,
             )
         except ValueError:
             return 0
@@ -243,11 +294,17 @@ def _geometry(bs: BootSector) -> Geometry:
         raise CorruptImageError(f"FAT32: root cluster {bs.root_cluster} is out of range")
     root_offset = (bs.reserved_sectors + bs.num_fats * fat_sectors) * bps
     return Geometry(
-        fat_bits=bits, sector=bps, cluster_bytes=spc * bps,
-        fat_offset=bs.reserved_sectors * bps, fat_bytes=fat_sectors * bps,
-        root_offset=root_offset, root_bytes=bs.root_entries * 32,
-        data_offset=root_offset + root_sectors * bps, cluster_count=clusters,
-        total_bytes=total * bps, root_cluster=bs.root_cluster,
+        fat_bits=bits,
+        sector=bps,
+        cluster_bytes=spc * bps,
+        fat_offset=bs.reserved_sectors * bps,
+        fat_bytes=fat_sectors * bps,
+        root_offset=root_offset,
+        root_bytes=bs.root_entries * 32,
+        data_offset=root_offset + root_sectors * bps,
+        cluster_count=clusters,
+        total_bytes=total * bps,
+        root_cluster=bs.root_cluster,
     )
 
 
@@ -279,8 +336,9 @@ def probe(dev: BlockDevice) -> Signature | None:
         bs, geo = _parse(dev)
     except (ImageportError, struct.error, IndexError):
         return None
-    return Signature(kind="vfat", uuid=_serial(bs), label=_boot_label(bs),
-                     version=f"FAT{geo.fat_bits}")
+    return Signature(
+        kind="vfat", uuid=_serial(bs), label=_boot_label(bs), version=f"FAT{geo.fat_bits}"
+    )
 
 
 def open_fs(dev: BlockDevice) -> FatFilesystem:
@@ -420,8 +478,10 @@ class FatFilesystem(Filesystem):
         """(device offset, bytes) pieces of directory ``ino``, at most MAX_DIR_BYTES in all."""
         geo = self.geometry
         if ino == ROOT_INO and geo.fat_bits != 32:
-            yield geo.root_offset, read_exact_dev(
-                self._dev, geo.root_offset, geo.root_bytes, "FAT root directory")
+            yield (
+                geo.root_offset,
+                read_exact_dev(self._dev, geo.root_offset, geo.root_bytes, "FAT root directory"),
+            )
             return
         first = geo.root_cluster if ino == ROOT_INO else self._node(ino).first_cluster
         if ino != ROOT_INO and first == 0:
@@ -473,7 +533,10 @@ class FatFilesystem(Filesystem):
         mode = 0o755 if is_dir or not short.attr & ATTR_READ_ONLY else 0o555
         node = _Node(
             FileType.DIRECTORY if is_dir else FileType.REGULAR,
-            short.first_cluster, 0 if is_dir else short.size, mode, short.mtime(),
+            short.first_cluster,
+            0 if is_dir else short.size,
+            mode,
+            short.mtime(),
         )
         if len(self._nodes) >= MAX_ENTRY_CACHE:
             self._nodes.clear()

@@ -170,8 +170,13 @@ class XfsFilesystem(Filesystem):
     def stat_ino(self, ino: int) -> Stat:
         core = self._inode(ino)
         return Stat(
-            ino=ino, type=file_type(core.mode), size=core.size, mode=core.mode & 0o7777,
-            uid=core.uid, gid=core.gid, mtime=core.mtime,
+            ino=ino,
+            type=file_type(core.mode),
+            size=core.size,
+            mode=core.mode & 0o7777,
+            uid=core.uid,
+            gid=core.gid,
+            mtime=core.mtime,
         )
 
     # -- data forks --------------------------------------------------------------------
@@ -214,8 +219,10 @@ class XfsFilesystem(Filesystem):
         if not 1 <= root.level < MAX_BMAP_DEPTH or not 1 <= root.numrecs <= maxrecs:
             raise CorruptImageError(f"XFS inode {ino} has an invalid bmap btree root")
         ptr_base = 4 + maxrecs * 8
-        ptrs = [int.from_bytes(fork[ptr_base + i * 8 : ptr_base + i * 8 + 8], "big")
-                for i in range(root.numrecs)]
+        ptrs = [
+            int.from_bytes(fork[ptr_base + i * 8 : ptr_base + i * 8 + 8], "big")
+            for i in range(root.numrecs)
+        ]
         hdr = BMBT_HDR_V5 if self.sb.has_crc else BMBT_HDR_V4
         node_max = (self.sb.blocksize - hdr) // 16
         out: list[Extent] = []
@@ -240,8 +247,10 @@ class XfsFilesystem(Filesystem):
                     raise LimitExceededError(f"XFS inode {ino} has too many extents")
                 continue
             base = hdr + node_max * 8
-            children = [int.from_bytes(block[base + i * 8 : base + i * 8 + 8], "big")
-                        for i in range(head.numrecs)]
+            children = [
+                int.from_bytes(block[base + i * 8 : base + i * 8 + 8], "big")
+                for i in range(head.numrecs)
+            ]
             stack.extend((p, level - 1) for p in reversed(children))
         return out
 
@@ -337,8 +346,7 @@ class XfsFilesystem(Filesystem):
             entries: Iterator[xfs_dir.RawEntry] = iter(raw)
         else:
             view = _DirView(self, ino, self._extent_list(ino, core))
-            entries = xfs_dir.list_blocks(view, self.sb.has_crc, self.sb.has_ftype,
-                                          MAX_DIR_ENTRIES)
+            entries = xfs_dir.list_blocks(view, self.sb.has_crc, self.sb.has_ftype, MAX_DIR_ENTRIES)
         for entry in entries:
             yield DirEntry(decode_name(entry.name), entry.ino, entry.ftype)
 
@@ -350,8 +358,13 @@ class XfsFilesystem(Filesystem):
             return next((e.ino for e in entries if e.name == raw), None)
         view = _DirView(self, dir_ino, self._extent_list(dir_ino, core))
         found = xfs_dir.lookup_blocks(
-            view, raw, size=core.size, blocklog=self.sb.blocklog, has_crc=self.sb.has_crc,
-            has_ftype=self.sb.has_ftype, use_hash=not self.sb.ascii_ci,
+            view,
+            raw,
+            size=core.size,
+            blocklog=self.sb.blocklog,
+            has_crc=self.sb.has_crc,
+            has_ftype=self.sb.has_ftype,
+            use_hash=not self.sb.ascii_ci,
             max_entries=MAX_DIR_ENTRIES,
         )
         return found.ino if found is not None else None

@@ -43,8 +43,13 @@ DA_HDR_V4 = 16  #: blkinfo (12) + count + stale/level
 DA_HDR_V5 = 64  #: da3 blkinfo (56) + count + stale/level + pad
 
 FTYPES = {
-    1: FileType.REGULAR, 2: FileType.DIRECTORY, 3: FileType.CHARDEV, 4: FileType.BLOCKDEV,
-    5: FileType.FIFO, 6: FileType.SOCKET, 7: FileType.SYMLINK,
+    1: FileType.REGULAR,
+    2: FileType.DIRECTORY,
+    3: FileType.CHARDEV,
+    4: FileType.BLOCKDEV,
+    5: FileType.FIFO,
+    6: FileType.SOCKET,
+    7: FileType.SYMLINK,
 }
 
 _DA_INFO = struct.Struct(">IIHH")
@@ -240,8 +245,15 @@ def list_blocks(
 
 
 def lookup_blocks(
-    blocks: DirBlocks, name: bytes, *, size: int, blocklog: int, has_crc: bool,
-    has_ftype: bool, use_hash: bool, max_entries: int,
+    blocks: DirBlocks,
+    name: bytes,
+    *,
+    size: int,
+    blocklog: int,
+    has_crc: bool,
+    has_ftype: bool,
+    use_hash: bool,
+    max_entries: int,
 ) -> RawEntry | None:
     """Find ``name`` in a block/leaf/node directory of ``size`` bytes."""
     v = 1 if has_crc else 0

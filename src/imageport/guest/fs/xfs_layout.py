@@ -45,9 +45,7 @@ INCOMPAT_NREXT64 = 0x020
 INCOMPAT_READABLE = 0x001 | 0x002 | 0x004 | 0x008 | 0x010 | 0x020 | 0x040 | 0x080
 
 
-_SB = struct.Struct(
-    ">4sIQQQ16sQQQQIIIIIHHHH12sBBBBBBBBQQQQQQHBBIIIBBHIIIIIIIIIQQ16s"
-)
+_SB = struct.Struct(">4sIQQQ16sQQQQIIIIIHHHH12sBBBBBBBBQQQQQQHBBIIIBBHIIIIIIIIIQQ16s")
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,10 +82,24 @@ class Superblock:
         if f[0] != SB_MAGIC:
             raise CorruptImageError("no XFS superblock magic")
         return cls(
-            blocksize=f[1], dblocks=f[2], uuid=f[5], rootino=f[7], agblocks=f[11],
-            agcount=f[12], versionnum=f[15], sectsize=f[16], inodesize=f[17],
-            inopblock=f[18], fname=f[19], blocklog=f[20], sectlog=f[21], inodelog=f[22],
-            inopblog=f[23], agblklog=f[24], dirblklog=f[40], features2=f[44],
+            blocksize=f[1],
+            dblocks=f[2],
+            uuid=f[5],
+            rootino=f[7],
+            agblocks=f[11],
+            agcount=f[12],
+            versionnum=f[15],
+            sectsize=f[16],
+            inodesize=f[17],
+            inopblock=f[18],
+            fname=f[19],
+            blocklog=f[20],
+            sectlog=f[21],
+            inodelog=f[22],
+            inopblog=f[23],
+            agblklog=f[24],
+            dirblklog=f[40],
+            features2=f[44],
             features_incompat=f[48],
         )
 
@@ -129,9 +141,12 @@ class Superblock:
             (self.inopblock == 1 << self.inopblog, "inodes per block"),
             (1 <= self.agcount <= 1 << 24, "AG count"),
             (5 <= self.agblocks < 1 << 31, "AG size"),
-            (self.agblklog <= 31 and (1 << self.agblklog) >= self.agblocks
-             and (self.agblklog == 0 or 1 << (self.agblklog - 1) < self.agblocks),
-             "AG block log"),
+            (
+                self.agblklog <= 31
+                and (1 << self.agblklog) >= self.agblocks
+                and (self.agblklog == 0 or 1 << (self.agblklog - 1) < self.agblocks),
+                "AG block log",
+            ),
             (self.blocklog + self.dirblklog <= 16, "directory block size"),
             (self.version != 5 or self.inodesize >= 512, "v5 inode size"),
         )
@@ -218,9 +233,19 @@ class InodeCore:
         if fork_end <= core or fork_end > len(raw):
             raise CorruptImageError(f"XFS inode fork offset {forkoff} is invalid")
         return cls(
-            mode=f[1], version=version, format=f[3], uid=f[5], gid=f[6], mtime=mtime,
-            size=f[14], nextents=nextents, forkoff=forkoff, flags=f[23], flags2=flags2,
-            ino_field=ino_field, fork=raw[core:fork_end],
+            mode=f[1],
+            version=version,
+            format=f[3],
+            uid=f[5],
+            gid=f[6],
+            mtime=mtime,
+            size=f[14],
+            nextents=nextents,
+            forkoff=forkoff,
+            flags=f[23],
+            flags2=flags2,
+            ino_field=ino_field,
+            fork=raw[core:fork_end],
         )
 
 
