@@ -17,7 +17,7 @@ from pathlib import Path
 import builders
 import guest_fixtures as gf
 from imageport.fastimport.bitmap import build_bitmap, write_bitmap
-from imageport.service.convert_formats import convert_image
+from imageport.service.tools.convert import convert_image
 
 GiB = 1 << 30
 TiB = 1 << 40

@@ -2,7 +2,7 @@
 
 ``register(services, path)`` does what a user does: creates a project and a STANDARD bucket,
 puts the file in it through the object store, and registers it with the image use case
-(:func:`imageport.service.images.create_image_from_file`), leaving the job INIT.
+(:func:`imageport.service.images.lifecycle.create_image_from_file`), leaving the job INIT.
 """
 
 from __future__ import annotations
@@ -17,10 +17,10 @@ from sqlalchemy import select
 import builders
 import guest_fixtures as gf
 from imageport.adapters.db.schema import images, jobs
+from imageport.service.access.projects import create_project
 from imageport.service.context import Services
-from imageport.service.images import create_image_from_file
+from imageport.service.images.lifecycle import create_image_from_file
 from imageport.service.ports import StagedFile
-from imageport.service.projects import create_project
 
 BUCKET = "images"
 

@@ -19,8 +19,8 @@ from urllib.parse import parse_qs
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from imageport.api.s3.app import build_s3_app
+from imageport.service.access.projects import create_key, create_project
 from imageport.service.context import Services
-from imageport.service.projects import create_key, create_project
 from server_process import running_app
 
 

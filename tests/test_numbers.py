@@ -6,8 +6,8 @@ import pytest
 
 from imageport.api.s3.ranges import RangeNotSatisfiable, parse_range
 from imageport.numbers import HUGE, whole_number
+from imageport.service.buckets.part_copy import parse_copy_range
 from imageport.service.errors import RequestInvalid, ServiceError
-from imageport.service.part_copy import parse_copy_range
 
 
 @pytest.mark.parametrize(

@@ -7,7 +7,7 @@ Start-up, in order (each step can fail with a clear message and exit status 2):
 2. bind both listening sockets (port 0 picks a free port), so a port already in use is reported
    before any work is done;
 3. build the services (:func:`imageport.wiring.build_services`: database migrated to head), run
-   crash recovery (:func:`imageport.service.recovery.recover`: empties ``tmp/``, puts
+   crash recovery (:func:`imageport.service.jobs.recovery.recover`: empties ``tmp/``, puts
    interrupted jobs back), start the job queue and resubmit the jobs recovery returned;
 4. serve both APIs with two ``uvicorn.Server`` instances in one asyncio loop, and print::
 
@@ -216,7 +216,7 @@ def _admin_hint(services: Services) -> str | None:
 
 
 def _start_services(settings: Settings) -> Services:
-    from imageport.service.recovery import recover
+    from imageport.service.jobs.recovery import recover
     from imageport.wiring import build_services
 
     services = build_services(settings)

@@ -18,8 +18,8 @@ from imageport.adapters.job_queue import ThreadJobQueue
 from imageport.adapters.objectstore.local import LocalObjectStore
 from imageport.adapters.qemu_img import QemuImgConverter
 from imageport.service.context import Services
-from imageport.service.job_limits import project_of
-from imageport.service.job_runner import run_job
+from imageport.service.jobs.dispatch import run_job
+from imageport.service.jobs.quotas import project_of
 from imageport.settings import Settings
 
 log = logging.getLogger("imageport.jobs")

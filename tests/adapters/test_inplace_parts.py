@@ -17,8 +17,8 @@ from imageport.adapters.db.schema import parts, projects
 from imageport.adapters.objectstore.assembly import ASSEMBLY, MIN_PART_SIZE
 from imageport.adapters.objectstore.frontier import HashFrontier, identity
 from imageport.adapters.objectstore.local import LocalObjectStore
-from imageport.service import recovery
 from imageport.service.context import Services
+from imageport.service.jobs import recovery
 from imageport.service.ports import PartInfo, PartTarget, StagedFile
 
 STRIDE = MIN_PART_SIZE + 4096

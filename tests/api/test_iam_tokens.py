@@ -28,10 +28,10 @@ from starlette.applications import Starlette
 
 from imageport.api.iam import ROUTES
 from imageport.auth import SignedRequest
-from imageport.service.authn import Principal, authenticate
+from imageport.service.access.authn import Principal, authenticate
+from imageport.service.access.projects import AccessKey, create_key, create_project, revoke_key
 from imageport.service.context import Services
 from imageport.service.errors import Unauthenticated
-from imageport.service.projects import AccessKey, create_key, create_project, revoke_key
 
 pytest_plugins = ["db_backends"]  # db_services: each test on both backends
 

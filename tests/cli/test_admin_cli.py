@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 import pg_server
-from imageport.service.projects import AccessKey, active_key
+from imageport.service.access.projects import AccessKey, active_key
 
 pytest_plugins = ["db_backends"]  # postgres_server
 

@@ -12,7 +12,7 @@ import pytest
 
 import import_fixtures as fx
 from client.live_apis import Live, live_apis
-from imageport.service.job_runner import run_job
+from imageport.service.jobs.dispatch import run_job
 
 
 @pytest.fixture

@@ -16,7 +16,7 @@ from sqlalchemy import select
 import import_fixtures as fx
 from client.live_apis import IMAGEPORT, Live, live_apis
 from imageport.adapters.db.schema import jobs
-from imageport.service.import_job import run_job
+from imageport.service.jobs.import_job import run_job
 
 
 @pytest.fixture

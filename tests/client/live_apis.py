@@ -23,8 +23,8 @@ from urllib.parse import parse_qs
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 import service_fixtures
+from imageport.service.access.projects import create_key, create_project
 from imageport.service.context import Services
-from imageport.service.projects import create_key, create_project
 from server_process import running_app
 
 IMAGEPORT = [sys.executable, "-m", "imageport.cli.main"]

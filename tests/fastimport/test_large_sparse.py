@@ -24,7 +24,7 @@ import guest_fixtures as gf
 from imageport.fastimport import bitmap as mf
 from imageport.findings import Severity
 from imageport.rules.base import CheckOptions
-from imageport.service.check import CheckReport, check_image
+from imageport.service.tools.check import CheckReport, check_image
 
 MiB = 1 << 20
 GiB = 1 << 30

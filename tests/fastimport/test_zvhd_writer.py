@@ -22,9 +22,9 @@ from imageport.fastimport import zvhd_writer as zw
 from imageport.findings import Severity
 from imageport.formats import registry
 from imageport.formats.base import Container
-from imageport.service.check import check_image
-from imageport.service.convert import ImageRefusedError
-from imageport.service.convert_formats import ConvertOptions, convert_image, open_checked
+from imageport.service.tools.check import check_image
+from imageport.service.tools.convert import ConvertOptions, convert_image, open_checked
+from imageport.service.tools.to_raw import ImageRefusedError
 from imageport.source import BytesSource, FileSource
 
 MiB = 1 << 20

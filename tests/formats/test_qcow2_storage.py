@@ -15,7 +15,7 @@ import pytest
 import builders
 import storage_bombs as sb
 from imageport.formats import registry
-from imageport.service.check import inspect_source
+from imageport.service.tools.check import inspect_source
 from imageport.source import BytesSource, FileSource
 
 MiB = 1 << 20

@@ -19,7 +19,7 @@ import storage_bombs as sb
 from imageport.disk.base import ExtentState, VirtualDisk
 from imageport.formats import registry
 from imageport.formats.base import Container
-from imageport.service.check import inspect_source
+from imageport.service.tools.check import inspect_source
 from imageport.source import BytesSource, FileSource
 
 MiB = 1 << 20

@@ -11,7 +11,7 @@ import pytest
 
 import builders
 from exactness import assert_allocation_consistent, assert_reads_match
-from imageport.checksums import crc32c
+from imageport.crc32c import crc32c
 from imageport.formats import registry, vhdx
 from imageport.formats.base import Container
 from imageport.source import BytesSource, FileSource

@@ -11,7 +11,7 @@ import pytest
 
 import guest_fixtures as gf
 from imageport.disk.raw import RawDisk
-from imageport.guest.accounts import (
+from imageport.guest.facts.accounts import (
     PasswordState,
     classify_password,
     count_keys,
@@ -20,9 +20,9 @@ from imageport.guest.accounts import (
     read_accounts,
     split_directive,
 )
-from imageport.guest.crypt import CryptHelper, HashScheme
-from imageport.guest.facts import inspect_guest
-from imageport.guest.weak_passwords import (
+from imageport.guest.facts.inspect import inspect_guest
+from imageport.guest.facts.password_hashes import CryptHelper, HashScheme
+from imageport.guest.facts.weak_passwords import (
     WEAK_PASSWORDS,
     AuditTarget,
     audit_weak_passwords,

@@ -15,9 +15,7 @@ import pytest
 import builders
 import guest_fixtures as gf
 from imageport.disk.raw import RawDisk
-from imageport.guest.blockdev import BytesDevice
-from imageport.guest.boot import bios_evidence, is_grub_core, read_boot
-from imageport.guest.bootloader import (
+from imageport.guest.boot.bootloader import (
     parse_bls_entry,
     parse_grub_cfg,
     parse_grubenv,
@@ -25,8 +23,10 @@ from imageport.guest.bootloader import (
     parse_shell_settings,
     parse_syslinux_cfg,
 )
-from imageport.guest.facts import inspect_guest
-from imageport.guest.partitions import read_partitions
+from imageport.guest.boot.modes import bios_evidence, is_grub_core, read_boot
+from imageport.guest.facts.inspect import inspect_guest
+from imageport.guest.volumes.blockdev import BytesDevice
+from imageport.guest.volumes.partitions import read_partitions
 from imageport.source import FileSource
 
 MiB = 1 << 20

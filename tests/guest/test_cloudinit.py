@@ -9,15 +9,15 @@ from pathlib import Path
 import guest_fixtures as gf
 import network_fixtures as nf
 from imageport.disk.raw import RawDisk
-from imageport.guest.cloudinit import (
+from imageport.guest.facts.cloudinit import (
     CloudInitFacts,
     as_names,
     merge_settings,
     parse_dpkg_stanza,
     read_cloud_init,
 )
-from imageport.guest.facts import inspect_guest
-from imageport.guest.safeyaml import load_yaml
+from imageport.guest.facts.inspect import inspect_guest
+from imageport.guest.files.safeyaml import load_yaml
 from imageport.source import FileSource
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from imageport.errors import CorruptImageError, LimitExceededError
-from imageport.guest.crypt import (
+from imageport.guest.facts.password_hashes import (
     MAX_ROUNDS,
     CryptHelper,
     HashScheme,

@@ -16,8 +16,8 @@ import zstandard
 
 import builders
 from imageport.errors import CorruptImageError, ImageportError, LimitExceededError
-from imageport.guest import initrd
-from imageport.guest.decompress import lz4_block_decode
+from imageport.guest.boot import initrd
+from imageport.guest.boot.decompress import lz4_block_decode
 from imageport.guest.fs.base import FileType
 
 VERSION = "v1"

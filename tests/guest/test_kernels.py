@@ -19,11 +19,11 @@ import builders
 import guest_fixtures as gf
 from imageport.errors import CorruptImageError
 from imageport.formats import registry
-from imageport.guest import kernels
-from imageport.guest.blockdev import BytesDevice
-from imageport.guest.elf import ElfHeader
-from imageport.guest.facts import GuestFacts, inspect_guest
-from imageport.guest.initrd import read_initrd
+from imageport.guest.boot import kernels
+from imageport.guest.boot.initrd import read_initrd
+from imageport.guest.facts.elf import ElfHeader
+from imageport.guest.facts.inspect import GuestFacts, inspect_guest
+from imageport.guest.volumes.blockdev import BytesDevice
 from imageport.source import FileSource
 
 DEB = "6.1.0-13-amd64"

@@ -21,9 +21,9 @@ import pytest
 
 import builders
 from imageport.errors import CorruptImageError, LimitExceededError, UnsupportedImageError
-from imageport.guest.blockdev import BytesDevice
-from imageport.guest.lvm import lvm_crc, probe, read_physical_volume, read_volume_group
-from imageport.guest.lvm_metadata import MAX_DEPTH, parse_metadata
+from imageport.guest.volumes.blockdev import BytesDevice
+from imageport.guest.volumes.lvm import lvm_crc, probe, read_physical_volume, read_volume_group
+from imageport.guest.volumes.lvm_metadata import MAX_DEPTH, parse_metadata
 
 MiB = 1 << 20
 PV_SIZE = 64 * MiB

@@ -6,11 +6,11 @@ import pytest
 
 import guest_fixtures as gf
 from imageport.disk.raw import RawDisk
-from imageport.guest.facts import inspect_guest
+from imageport.guest.facts.inspect import inspect_guest
+from imageport.guest.files.fstab import find_volume, parse_fstab
+from imageport.guest.files.mounts import assemble
 from imageport.guest.fs.base import NotFoundError
-from imageport.guest.fstab import find_volume, parse_fstab
-from imageport.guest.mounts import assemble
-from imageport.guest.storage import scan_storage
+from imageport.guest.volumes.discover import scan_storage
 from imageport.source import FileSource
 
 

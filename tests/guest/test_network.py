@@ -14,9 +14,9 @@ import guest_fixtures as gf
 import network_fixtures as nf
 from guest_fixtures import Symlink
 from imageport.disk.raw import RawDisk
-from imageport.guest.facts import GuestFacts, inspect_guest
-from imageport.guest.network import read_network
-from imageport.guest.network_parsers import (
+from imageport.guest.facts.inspect import GuestFacts, inspect_guest
+from imageport.guest.facts.network import read_network
+from imageport.guest.facts.network_parsers import (
     DHCP,
     LOOPBACK,
     MANUAL,
@@ -30,8 +30,8 @@ from imageport.guest.network_parsers import (
     parse_shell_vars,
     parse_wicked,
 )
-from imageport.guest.safeyaml import YamlRefused, load_yaml
-from imageport.guest.units import enabled_units, read_units
+from imageport.guest.facts.units import enabled_units, read_units
+from imageport.guest.files.safeyaml import YamlRefused, load_yaml
 from imageport.source import FileSource
 
 

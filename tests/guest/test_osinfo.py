@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import guest_fixtures as gf
 from imageport.disk.raw import RawDisk
-from imageport.guest.facts import inspect_guest
+from imageport.guest.facts.inspect import inspect_guest
 from imageport.source import FileSource
 
 

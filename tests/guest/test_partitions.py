@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 
 import builders
-from imageport.guest.blockdev import BytesDevice
-from imageport.guest.partitions import PartitionTable, read_partitions
+from imageport.guest.volumes.blockdev import BytesDevice
+from imageport.guest.volumes.partitions import PartitionTable, read_partitions
 
 MiB = 1 << 20
 DISK = 40 * MiB

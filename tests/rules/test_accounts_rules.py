@@ -20,7 +20,7 @@ from imageport.rules.accounts import (
 )
 from imageport.rules.base import CheckOptions
 from imageport.rules.catalogue import RULES
-from imageport.service.check import check_image
+from imageport.service.tools.check import check_image
 
 #: A strong password (random, made for this test) and a weak one.
 STRONG = "3nVF6X-gtt2lK.Fr1"

@@ -17,7 +17,7 @@ import pytest
 import guest_fixtures as gf
 from imageport.findings import Finding, Severity
 from imageport.rules.base import CheckOptions
-from imageport.service.check import check_image
+from imageport.service.tools.check import check_image
 
 CORE_LBA = 2048  #: where build_guest puts the BIOS boot partition
 KERNEL = "vmlinuz-6.1.0-13-amd64"

@@ -28,7 +28,7 @@ from imageport.rules import fastimport
 from imageport.rules.base import CheckOptions
 from imageport.rules.catalogue import rule_by_id
 from imageport.rules.kernel import DriversRule
-from imageport.service.check import CheckReport, check_image
+from imageport.service.tools.check import CheckReport, check_image
 from imageport.settings import load_settings
 from imageport.source import FileSource
 from imageport.worker import inspect_image

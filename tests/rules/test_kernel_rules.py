@@ -12,7 +12,7 @@ from imageport.findings import Finding, Severity
 from imageport.rules.base import CheckOptions, ImageFacts, Rule
 from imageport.rules.engine import run_rules
 from imageport.rules.kernel import DriversRule, FullVirtRule, NetRulesRule, driver_fix
-from imageport.service.check import inspect_source
+from imageport.service.tools.check import inspect_source
 from imageport.source import FileSource
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import builders
 import guest_fixtures as gf
 from imageport.findings import Severity
-from imageport.service.check import check_image
+from imageport.service.tools.check import check_image
 
 
 def rule_findings(path: Path, rule_id: str) -> list[str]:

@@ -10,7 +10,7 @@ from imageport.findings import Finding, Severity
 from imageport.rules.base import CheckOptions, ImageFacts, Rule
 from imageport.rules.engine import run_rules
 from imageport.rules.network import HardwareBindingRule, NetDhcpRule
-from imageport.service.check import inspect_source
+from imageport.service.tools.check import inspect_source
 from imageport.source import FileSource
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import guest_fixtures as gf
 import guest_images
 from imageport.findings import Severity
-from imageport.service.check import check_image
+from imageport.service.tools.check import check_image
 
 
 def messages(path: Path, rule_id: str) -> list[str]:

@@ -21,7 +21,7 @@ from huaweicloudsdkcore.signer.signer import Signer
 
 from auth._signers import from_aws, sha
 from imageport.auth import SignedRequest
-from imageport.service.authn import (
+from imageport.service.access.authn import (
     MAX_TOKEN,
     Principal,
     authenticate,
@@ -30,10 +30,10 @@ from imageport.service.authn import (
     release,
     single_use,
 )
+from imageport.service.access.projects import AccessKey, create_key, create_project, revoke_key
+from imageport.service.access.replay import ReplayGuard, RetryLater, replay_key
 from imageport.service.context import Services
 from imageport.service.errors import ServiceError, Unauthenticated
-from imageport.service.projects import AccessKey, create_key, create_project, revoke_key
-from imageport.service.replay import ReplayGuard, RetryLater, replay_key
 
 pytest_plugins = ["db_backends"]  # db_services: each test on both backends
 
@@ -400,7 +400,7 @@ def test_a_key_holds_a_bounded_number_of_live_tokens(
     from sqlalchemy import func, select
 
     from imageport.adapters.db.schema import tokens
-    from imageport.service.authn import MAX_TOKENS_PER_KEY
+    from imageport.service.access.authn import MAX_TOKENS_PER_KEY
 
     alpha, beta = two_keys
     who = Principal(alpha.project_id, alpha.access_key)

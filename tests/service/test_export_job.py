@@ -16,14 +16,14 @@ from sqlalchemy import select, update
 import import_fixtures as fx
 from imageport.adapters.db.schema import images, jobs
 from imageport.adapters.qemu_img import QemuImgConverter
+from imageport.service.access.projects import create_project
 from imageport.service.context import Services
-from imageport.service.convert import convert_to_raw
 from imageport.service.errors import Conflict, NotFound, RequestInvalid
-from imageport.service.exports import EXPORT_JOB, export_image
-from imageport.service.job_runner import run_job
-from imageport.service.jobs import cancel_job
-from imageport.service.projects import create_project
-from imageport.service.recovery import recover
+from imageport.service.jobs.dispatch import run_job
+from imageport.service.jobs.export_request import EXPORT_JOB, export_image
+from imageport.service.jobs.manage import cancel_job
+from imageport.service.jobs.recovery import recover
+from imageport.service.tools.to_raw import convert_to_raw
 
 OUT = "exports"
 

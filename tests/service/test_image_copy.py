@@ -15,15 +15,16 @@ import pytest
 from sqlalchemy import Table, insert, select, update
 
 from imageport.adapters.db.schema import images, jobs
-from imageport.service import image_queries, job_state
+from imageport.service.access.projects import create_project
 from imageport.service.clock import new_uuid
 from imageport.service.context import Services
 from imageport.service.errors import ServiceError
-from imageport.service.image_copy import COPY_JOB, copy_image
-from imageport.service.images import base_properties, delete_image
-from imageport.service.job_runner import run_job
-from imageport.service.projects import create_project
-from imageport.service.recovery import MAX_ATTEMPTS, RESTARTED, recover
+from imageport.service.images import queries as image_queries
+from imageport.service.images.lifecycle import base_properties, delete_image
+from imageport.service.jobs import state as job_state
+from imageport.service.jobs.copy_job import COPY_JOB, copy_image
+from imageport.service.jobs.dispatch import run_job
+from imageport.service.jobs.recovery import MAX_ATTEMPTS, RESTARTED, recover
 
 DISK = b"QFI\xfb" + bytes(60) + b"stored image bytes" * 100
 

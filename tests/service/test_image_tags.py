@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import pytest
 
-from imageport.service import image_queries
-from imageport.service import image_tags as t
+from imageport.service.access.projects import create_project
 from imageport.service.context import Services
 from imageport.service.errors import ServiceError
-from imageport.service.image_tags import Tag
-from imageport.service.images import create_glance_image
-from imageport.service.projects import create_project
+from imageport.service.images import queries as image_queries
+from imageport.service.images import tags as t
+from imageport.service.images.lifecycle import create_glance_image
+from imageport.service.images.tags import Tag
 
 World = tuple[Services, str, str]
 

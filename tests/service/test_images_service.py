@@ -11,19 +11,20 @@ from sqlalchemy import select, update
 
 import service_fixtures
 from imageport.adapters.db.schema import images, jobs
-from imageport.service import image_queries, image_updates
-from imageport.service import jobs as job_cases
+from imageport.service.access.projects import create_project
 from imageport.service.context import Services
 from imageport.service.errors import ServiceError
-from imageport.service.images import (
+from imageport.service.images import queries as image_queries
+from imageport.service.images import updates as image_updates
+from imageport.service.images.lifecycle import (
     create_glance_image,
     create_image_from_file,
     delete_image,
     quick_import,
     register_image_file,
 )
+from imageport.service.jobs import manage as job_cases
 from imageport.service.ports import StagedFile
-from imageport.service.projects import create_project
 
 PARAM_KEYS = {
     "bucket",

@@ -15,10 +15,10 @@ import pytest
 import import_fixtures as fx
 from imageport import metrics
 from imageport.adapters.qemu_img import QemuImgConverter
-from imageport.service import job_state
 from imageport.service.context import Services
-from imageport.service.import_job import run_job
-from imageport.service.jobs import cancel_job
+from imageport.service.jobs import state as job_state
+from imageport.service.jobs.import_job import run_job
+from imageport.service.jobs.manage import cancel_job
 
 
 @pytest.fixture

@@ -12,8 +12,9 @@ import pytest
 
 import import_fixtures as fx
 from imageport.adapters.objectstore.local import LocalObjectStore
-from imageport.service import multipart_uploads, part_copy
-from imageport.service.storage import NewObject
+from imageport.service.buckets import multipart as multipart_uploads
+from imageport.service.buckets import part_copy
+from imageport.service.buckets.objects import NewObject
 from service_fixtures import make_services
 
 

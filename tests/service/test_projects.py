@@ -6,9 +6,7 @@ import threading
 
 import pytest
 
-from imageport.service.context import Services
-from imageport.service.errors import Conflict, NotFound, RequestInvalid
-from imageport.service.projects import (
+from imageport.service.access.projects import (
     active_key,
     create_key,
     create_project,
@@ -17,6 +15,8 @@ from imageport.service.projects import (
     list_projects,
     revoke_key,
 )
+from imageport.service.context import Services
+from imageport.service.errors import Conflict, NotFound, RequestInvalid
 
 pytest_plugins = ["db_backends"]  # database_url / db_services: each test on both backends
 

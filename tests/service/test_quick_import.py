@@ -27,9 +27,9 @@ from imageport.fastimport.bitmap import build_bitmap
 from imageport.fastimport.naming import bitmap_key_for
 from imageport.service.context import Services
 from imageport.service.errors import RequestInvalid
-from imageport.service.file_links import copy_file
-from imageport.service.images import create_image_from_file, delete_image, quick_import
-from imageport.service.import_job import run_job
+from imageport.service.images.lifecycle import create_image_from_file, delete_image, quick_import
+from imageport.service.jobs.file_links import copy_file
+from imageport.service.jobs.import_job import run_job
 from imageport.service.ports import ObjectInfo, StagedFile
 
 BUCKET = fx.BUCKET

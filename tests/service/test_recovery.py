@@ -8,10 +8,10 @@ from sqlalchemy import update
 
 import import_fixtures as fx
 from imageport.adapters.db.schema import jobs
-from imageport.service import job_state
 from imageport.service.context import Services
-from imageport.service.import_job import run_job
-from imageport.service.recovery import RESTARTED, recover
+from imageport.service.jobs import state as job_state
+from imageport.service.jobs.import_job import run_job
+from imageport.service.jobs.recovery import RESTARTED, recover
 
 
 @pytest.fixture

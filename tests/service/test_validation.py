@@ -7,14 +7,14 @@ from dataclasses import replace
 
 import pytest
 
-from imageport.service import import_source as src
-from imageport.service import os_versions
-from imageport.service import validation as v
+from imageport.service.access.projects import create_project
 from imageport.service.context import Services
 from imageport.service.errors import Forbidden, RequestInvalid, ServiceError
-from imageport.service.images import create_glance_image, parse_import_request
+from imageport.service.images import os_versions
+from imageport.service.images import source_checks as src
+from imageport.service.images import validation as v
+from imageport.service.images.lifecycle import create_glance_image, parse_import_request
 from imageport.service.ports import BucketInfo, ObjectInfo
-from imageport.service.projects import create_project
 from imageport.settings import load_settings
 
 GOOD = {

@@ -22,7 +22,7 @@ from imageport.service.image_worker import (
     inspection_from_document,
 )
 from imageport.settings import load_settings
-from imageport.worker.limits import WorkerLimits, python_command, run_limited
+from imageport.worker.sandbox import WorkerLimits, python_command, run_limited
 
 MiB = 1 << 20
 ROOMY = WorkerLimits(memory_bytes=1 << 30, cpu_seconds=60, file_bytes=1 << 30, wall_seconds=60)
@@ -153,7 +153,7 @@ def test_workers_die_with_a_killed_server() -> None:
             sys.executable,
             "-c",
             (
-                "from imageport.worker.limits import WorkerLimits, run_limited\n"
+                "from imageport.worker.sandbox import WorkerLimits, run_limited\n"
                 f"run_limited({marker.split()!r}, WorkerLimits(1 << 30, 60, 1 << 30, 60))"
             ),
         ]

@@ -1,5 +1,5 @@
 """The image worker: qemu-img for conversion, imageport's checker for inspection, both run as
-limited worker processes (:mod:`imageport.worker.limits`).
+limited worker processes (:mod:`imageport.worker.sandbox`).
 
 Conversion runs ``qemu-img convert -p -f DRIVER -O FORMAT json:{...} TARGET`` where the source
 is a ``json:`` block-device description with ``"backing": null``: the format is pinned and qemu
@@ -10,7 +10,7 @@ writable option is ever passed. Progress comes from ``-p`` (``(12.34/100%)``).
 Formats qemu-img cannot read (``zvhd``, ``zvhd2``) are first written as raw by imageport's own
 readers (:mod:`imageport.worker.to_raw`, also a limited worker), then converted from raw.
 
-Export (:meth:`QemuImgConverter.export`, for :mod:`imageport.service.export_job`) writes the
+Export (:meth:`QemuImgConverter.export`, for :mod:`imageport.service.jobs.export_job`) writes the
 formats clouds import, with the same discipline: qcow2 and raw as above; VHD as qemu's ``vpc``
 ``subformat=dynamic,force_size=on`` (the footer keeps the exact virtual size instead of rounding
 it to a CHS geometry); VMDK as ``subformat=streamOptimized`` (the single-file, compressed
@@ -32,7 +32,7 @@ from pathlib import Path
 from imageport.rules.base import CheckOptions
 from imageport.service.image_worker import ImageInspection, WorkerError, inspection_from_document
 from imageport.settings import Settings
-from imageport.worker.limits import WorkerLimits, python_command, run_limited
+from imageport.worker.sandbox import WorkerLimits, python_command, run_limited
 
 #: Our format names -> qemu's block driver names, for the formats qemu-img reads itself.
 QEMU_DRIVERS = {
@@ -315,7 +315,7 @@ def disk_usage(paths: Sequence[Path]) -> int:
 
 
 def output_watch(paths: Sequence[Path], limit: int | None) -> Callable[[], str | None] | None:
-    """A :func:`~imageport.worker.limits.run_limited` watch that stops a conversion once the
+    """A :func:`~imageport.worker.sandbox.run_limited` watch that stops a conversion once the
     files at ``paths`` take more than ``limit`` bytes of disk (None: no limit). Allocated
     blocks are measured, not apparent sizes: a raw output is sparse."""
     if limit is None:

@@ -1,11 +1,11 @@
 """Token endpoint (``POST /v3/auth/tokens``), mounted on the image API.
 
 The vendor's IAM answers ``201 Created`` with the token in the ``X-Subject-Token`` header and a
-description of it in the body; clients then send it as ``X-Auth-Token``. The view reads the
-body (at most :data:`~imageport.service.tokens.MAX_BODY` bytes), hands it with the request's
-signature facts (:func:`imageport.api.ims.incoming.signed_request`, as every image API call) to
-:func:`imageport.service.tokens.create_token`, and renders the result, or the error in the image
-API's error shape (:mod:`imageport.api.ims.errors`)::
+description of it in the body; clients then send it as ``X-Auth-Token``. The view reads the body (at
+most :data:`~imageport.service.access.tokens.MAX_BODY` bytes), hands it with the request's signature
+facts (:func:`imageport.api.ims.incoming.signed_request`, as every image API call) to
+:func:`~imageport.service.access.tokens.create_token`, and renders the result, or the error in the
+image API's error shape (:mod:`imageport.api.ims.errors`)::
 
     {"error": {"code": CODE, "message": MSG}, "error_code": CODE, "error_msg": MSG}
 
@@ -22,9 +22,9 @@ from starlette.routing import BaseRoute, Route
 
 from imageport.api.ims.errors import service_error
 from imageport.api.ims.incoming import read_body, signed_request
+from imageport.service.access.tokens import MAX_BODY, IssuedToken, create_token
 from imageport.service.context import Services
 from imageport.service.errors import ServiceError
-from imageport.service.tokens import MAX_BODY, IssuedToken, create_token
 
 
 def _token_document(issued: IssuedToken) -> dict[str, object]:

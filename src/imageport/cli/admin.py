@@ -114,7 +114,7 @@ def _print_json(document: object) -> None:
 
 
 def _project_create(args: argparse.Namespace) -> int:
-    from imageport.service.projects import create_project
+    from imageport.service.access.projects import create_project
 
     def action(context: _AdminContext) -> int:
         project = create_project(context, args.name)
@@ -128,7 +128,7 @@ def _project_create(args: argparse.Namespace) -> int:
 
 
 def _project_ls(args: argparse.Namespace) -> int:
-    from imageport.service.projects import list_projects
+    from imageport.service.access.projects import list_projects
 
     def action(context: _AdminContext) -> int:
         found = list_projects(context)
@@ -143,7 +143,7 @@ def _project_ls(args: argparse.Namespace) -> int:
 
 
 def _key_create(args: argparse.Namespace) -> int:
-    from imageport.service.projects import create_key
+    from imageport.service.access.projects import create_key
 
     def action(context: _AdminContext) -> int:
         key = create_key(context, args.project)
@@ -167,7 +167,7 @@ def _key_create(args: argparse.Namespace) -> int:
 
 
 def _key_ls(args: argparse.Namespace) -> int:
-    from imageport.service.projects import list_keys
+    from imageport.service.access.projects import list_keys
 
     def action(context: _AdminContext) -> int:
         keys = list_keys(context, args.project)
@@ -194,7 +194,7 @@ def _key_ls(args: argparse.Namespace) -> int:
 
 
 def _key_revoke(args: argparse.Namespace) -> int:
-    from imageport.service.projects import revoke_key
+    from imageport.service.access.projects import revoke_key
 
     def action(context: _AdminContext) -> int:
         revoke_key(context, args.access_key)

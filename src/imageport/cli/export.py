@@ -18,7 +18,7 @@ from collections.abc import Sequence
 
 from imageport.cli import remote
 
-#: ``--format`` values (the service's :data:`imageport.service.exports.EXPORT_FORMATS`).
+#: ``--format`` values (the service's :data:`imageport.service.jobs.export_request.EXPORT_FORMATS`).
 FORMATS = ("qcow2", "vmdk", "vhd", "zvhd", "zvhd2", "raw")
 
 

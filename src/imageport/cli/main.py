@@ -118,7 +118,7 @@ def _cmd_check(args: argparse.Namespace) -> int:
     from imageport.reports.json_report import report_document
     from imageport.reports.text_report import render_text
     from imageport.rules.base import CheckOptions
-    from imageport.service.check import check_image
+    from imageport.service.tools.check import check_image
 
     if args.bitmap is not None and not args.fast_import:
         sys.stderr.write("imageport: --bitmap is for fast import; add --fast-import\n")
@@ -156,8 +156,8 @@ def _cmd_check(args: argparse.Namespace) -> int:
 
 def _cmd_convert(args: argparse.Namespace) -> int:
     from imageport.reports.sizes import human_size
-    from imageport.service import convert_formats as cf
-    from imageport.service.convert import ImageRefusedError
+    from imageport.service.tools import convert as cf
+    from imageport.service.tools.to_raw import ImageRefusedError
 
     def progress(done: int, total: int) -> None:
         pct = 100.0 * done / total if total else 100.0

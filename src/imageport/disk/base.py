@@ -107,7 +107,7 @@ class VirtualDisk(abc.ABC):
 
     @property
     def size(self) -> int:
-        """The virtual size (so that a disk is a :class:`~imageport.guest.blockdev.BlockDevice`)."""
+        """The virtual size (a disk is a :class:`~imageport.guest.volumes.blockdev.BlockDevice`)."""
         return self.virtual_size
 
     # -- what a reader implements -------------------------------------------------------

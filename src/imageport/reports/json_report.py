@@ -8,10 +8,10 @@ from __future__ import annotations
 from typing import Any
 
 from imageport.findings import Finding, Severity
-from imageport.guest.facts import GuestFacts
-from imageport.guest.summary import GuestSummary
+from imageport.guest.facts.inspect import GuestFacts
+from imageport.guest.facts.summary import GuestSummary
 from imageport.rules.base import BitmapCheck
-from imageport.service.check import CheckReport
+from imageport.service.tools.check import CheckReport
 
 SCHEMA = "imageport.check/1"
 

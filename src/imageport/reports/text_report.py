@@ -5,12 +5,12 @@ from __future__ import annotations
 import textwrap
 
 from imageport.findings import Severity
-from imageport.guest.facts import GuestFacts
-from imageport.guest.summary import GuestSummary
+from imageport.guest.facts.inspect import GuestFacts
+from imageport.guest.facts.summary import GuestSummary
 from imageport.limits import KiB, MiB
 from imageport.reports.sizes import human_size
 from imageport.rules.base import BitmapCheck
-from imageport.service.check import CheckReport
+from imageport.service.tools.check import CheckReport
 
 _GROUP_TITLES = {
     Severity.ERROR: "Errors",

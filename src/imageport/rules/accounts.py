@@ -1,8 +1,8 @@
 """Rules about logging in to servers made from the image: a way in, root's password, strength.
 
-They judge :class:`~imageport.guest.accounts.AccountFacts` (read once per check). Passwords and
-hashes are never printed: a weak password found in the image is shown masked (``1****6``), and
-a password the user supplies is only described by the character classes it lacks.
+They judge :class:`~imageport.guest.facts.accounts.AccountFacts` (read once per check). Passwords
+and hashes are never printed: a weak password found in the image is shown masked (``1****6``), and a
+password the user supplies is only described by the character classes it lacks.
 """
 
 from __future__ import annotations
@@ -11,10 +11,15 @@ from collections.abc import Iterator
 
 from imageport.errors import ImageportError
 from imageport.findings import Finding, Severity
-from imageport.guest.accounts import Account, AccountFacts, PasswordState, read_accounts
-from imageport.guest.crypt import CryptHelper, HashScheme, Unverifiable, verify_password
-from imageport.guest.facts import GuestFacts
-from imageport.guest.weak_passwords import AuditTarget, audit_weak_passwords
+from imageport.guest.facts.accounts import Account, AccountFacts, PasswordState, read_accounts
+from imageport.guest.facts.inspect import GuestFacts
+from imageport.guest.facts.password_hashes import (
+    CryptHelper,
+    HashScheme,
+    Unverifiable,
+    verify_password,
+)
+from imageport.guest.facts.weak_passwords import AuditTarget, audit_weak_passwords
 from imageport.rules.base import ImageFacts, Rule
 
 #: Special characters the platform accepts in an initial password.

@@ -15,7 +15,7 @@ from typing import ClassVar
 
 from imageport.findings import Finding, Severity
 from imageport.formats.base import Container
-from imageport.guest.facts import GuestFacts
+from imageport.guest.facts.inspect import GuestFacts
 
 
 @dataclass(frozen=True, slots=True)

@@ -5,10 +5,10 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from imageport.findings import Finding, Severity
-from imageport.guest.boot import BootFacts, read_boot
-from imageport.guest.bootloader import KernelLine
-from imageport.guest.facts import GuestFacts
-from imageport.guest.fstab import find_volume
+from imageport.guest.boot.bootloader import KernelLine
+from imageport.guest.boot.modes import BootFacts, read_boot
+from imageport.guest.facts.inspect import GuestFacts
+from imageport.guest.files.fstab import find_volume
 from imageport.rules.base import ImageFacts, Rule
 
 #: Consoles that reach the platform's serial log: x86 UART, Xen/virtio console, Arm PL011.

@@ -5,12 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from imageport.findings import Finding, Severity
-from imageport.guest.cloudinit import (
-    COMMANDS,
-    DISABLED_FILE,
-    CloudInitFacts,
-    read_cloud_init,
-)
+from imageport.guest.facts.cloudinit import COMMANDS, DISABLED_FILE, CloudInitFacts, read_cloud_init
 from imageport.rules.base import ImageFacts, Rule
 
 #: The configuration the vendor's checklist asks for (reference §3.2 item 7).

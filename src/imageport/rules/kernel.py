@@ -1,8 +1,8 @@
 """Rules about the guest's kernel: paravirtual drivers at boot, full virtualization, and udev
 rules that pin network names to the old machine's MAC addresses.
 
-Facts come from :func:`imageport.guest.kernels.read_kernels` (shared by the three rules) and
-:func:`imageport.guest.kernels.read_net_rules`. Fixes follow the vendor's checklist
+Facts come from :func:`imageport.guest.boot.kernels.read_kernels` (shared by the three rules) and
+:func:`imageport.guest.boot.kernels.read_net_rules`. Fixes follow the vendor's checklist
 (``ims-reference.md`` §3.2 items 1 and 3) per distribution family.
 """
 
@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from imageport.findings import Finding, Severity
-from imageport.guest.kernels import (
+from imageport.guest.boot.kernels import (
     WATCHED_DRIVERS,
     Kernel,
     KernelFacts,

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 from imageport.errors import ImageportError
 from imageport.findings import Finding, Severity
-from imageport.guest.boot import read_boot
+from imageport.guest.boot.modes import read_boot
 from imageport.rules.base import ImageFacts, Rule
 
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from imageport.findings import Finding, Severity
-from imageport.guest.cloudinit import read_cloud_init
-from imageport.guest.network import read_network
-from imageport.guest.network_parsers import DHCP, STATIC, InterfaceConfig
+from imageport.guest.facts.cloudinit import read_cloud_init
+from imageport.guest.facts.network import read_network
+from imageport.guest.facts.network_parsers import DHCP, STATIC, InterfaceConfig
 from imageport.rules.base import ImageFacts, Rule
 
 #: How to switch one interface to DHCP, by configuration style.

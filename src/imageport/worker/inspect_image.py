@@ -2,7 +2,7 @@
 
 ``python -m imageport.worker.inspect_image PATH [--options JSON] [--probe-only]``
 
-Run only under :mod:`imageport.worker.run_limited` (memory, CPU and file-size limits, own
+Run only under :mod:`imageport.worker.launcher` (memory, CPU and file-size limits, own
 session): this is where untrusted image bytes are parsed, never in the server process. The
 document on stdout is described in :mod:`imageport.service.image_worker`; ``--options`` is a
 JSON object of :class:`~imageport.rules.base.CheckOptions` fields (``fast_import``,
@@ -77,8 +77,8 @@ def probe_document(path: str) -> dict[str, Any]:
 def check_document(path: str, options: Any) -> dict[str, Any]:
     """The worker document for a full check of ``path``: container, guest facts and report."""
     from imageport.reports.json_report import report_document
-    from imageport.service.check import check_image
     from imageport.service.image_worker import SCHEMA
+    from imageport.service.tools.check import check_image
 
     report = check_image(path, options)
     facts = _container_facts(report.container)

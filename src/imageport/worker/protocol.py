@@ -1,4 +1,4 @@
-"""How a worker process talks to the job that started it (:mod:`imageport.worker.run_limited`).
+"""How a worker process talks to the job that started it (:mod:`imageport.worker.launcher`).
 
 Progress goes to stdout as ``progress DONE TOTAL`` lines (at most about ten a second, and the
 last one always); a reason goes to stderr; the exit status says how it ended: 0 done, 1 the

@@ -3,7 +3,7 @@
 ``python -m imageport.worker.to_raw SOURCE TARGET``
 
 Used for the formats qemu-img cannot read (zvhd, zvhd2). Runs only under
-:mod:`imageport.worker.run_limited`. Prints ``progress DONE TOTAL`` lines on stdout (at most
+:mod:`imageport.worker.launcher`. Prints ``progress DONE TOTAL`` lines on stdout (at most
 about ten a second). Exit status: 0 done; 1 the file cannot be read or converted (reason on
 stderr); 3 memory ran out.
 """
@@ -20,7 +20,7 @@ def main(argv: list[str]) -> int:
         sys.stderr.write("usage: python -m imageport.worker.to_raw SOURCE TARGET\n")
         return 2
     from imageport.errors import ImageportError
-    from imageport.service.convert import convert_to_raw
+    from imageport.service.tools.to_raw import convert_to_raw
 
     progress = progress_printer()
 

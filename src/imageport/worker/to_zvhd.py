@@ -2,9 +2,9 @@
 
 ``python -m imageport.worker.to_zvhd SOURCE SOURCE_FORMAT TARGET TARGET_FORMAT``
 
-Used by the export job (:mod:`imageport.service.export_job`) for the formats qemu-img cannot
+Used by the export job (:mod:`imageport.service.jobs.export_job`) for the formats qemu-img cannot
 write. The source's format is pinned: the probe must find ``SOURCE_FORMAT`` or nothing is
-written. Runs only under :mod:`imageport.worker.run_limited`. Prints ``progress DONE TOTAL``
+written. Runs only under :mod:`imageport.worker.launcher`. Prints ``progress DONE TOTAL``
 lines on stdout (at most about ten a second), as :mod:`imageport.worker.to_raw` does. Exit
 status: 0 done; 1 the file cannot be read or converted (reason on stderr); 2 usage; 3 memory
 ran out.
@@ -29,7 +29,7 @@ def main(argv: list[str]) -> int:
     source, source_format, target, target_format = argv
     from imageport.errors import ImageportError
     from imageport.formats import registry
-    from imageport.service.convert_formats import ConvertOptions, convert_image
+    from imageport.service.tools.convert import ConvertOptions, convert_image
     from imageport.source import FileSource
 
     progress = progress_printer()

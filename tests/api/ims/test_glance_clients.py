@@ -31,10 +31,10 @@ import server_process
 import service_fixtures
 from imageport.adapters.db.schema import jobs
 from imageport.api.ims.app import build_ims_app
-from imageport.service.authn import Principal, issue_token
+from imageport.service.access.authn import Principal, issue_token
+from imageport.service.access.projects import create_key, create_project
 from imageport.service.context import Services
-from imageport.service.import_job import run_job
-from imageport.service.projects import create_key, create_project
+from imageport.service.jobs.import_job import run_job
 
 
 @pytest.fixture(scope="module")

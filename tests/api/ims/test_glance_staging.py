@@ -22,11 +22,11 @@ import service_fixtures
 from imageport.adapters.db.schema import images, jobs
 from imageport.api.ims.app import build_ims_app
 from imageport.limits import MiB
-from imageport.service import staging
-from imageport.service.authn import Principal, issue_token
+from imageport.service.access.authn import Principal, issue_token
+from imageport.service.access.projects import create_key, create_project
 from imageport.service.context import Services
-from imageport.service.projects import create_key, create_project
-from imageport.service.recovery import recover
+from imageport.service.images import staging
+from imageport.service.jobs.recovery import recover
 
 LIMIT = 1 * MiB
 

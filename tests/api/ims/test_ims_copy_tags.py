@@ -1,7 +1,7 @@
 """CopyImageInRegion and the image tag APIs driven by the vendor's SDK (huaweicloudsdkims,
 unmodified) over real HTTP, as in test_ims_sdk.py: a real uvicorn over SQLite and the local
 store, no job queue (the test runs a job with the queue's dispatcher,
-:func:`imageport.service.job_runner.run_job`). Active images are made as an import job leaves
+:func:`imageport.service.jobs.dispatch.run_job`). Active images are made as an import job leaves
 them (a row and its stored file), so no import runs here."""
 
 from __future__ import annotations
@@ -27,11 +27,11 @@ import server_process
 import service_fixtures
 from imageport.adapters.db.schema import images
 from imageport.api.ims.app import build_ims_app
+from imageport.service.access.projects import AccessKey, create_key, create_project
 from imageport.service.clock import new_uuid
 from imageport.service.context import Services
-from imageport.service.images import base_properties
-from imageport.service.job_runner import run_job
-from imageport.service.projects import AccessKey, create_key, create_project
+from imageport.service.images.lifecycle import base_properties
+from imageport.service.jobs.dispatch import run_job
 
 # the SDK marks ShowJob and the Glance* operations deprecated but still sends them
 pytestmark = pytest.mark.filterwarnings(

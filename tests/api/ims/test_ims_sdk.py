@@ -3,7 +3,7 @@
 A real uvicorn serves :func:`build_ims_app` on loopback over a real SQLite database and the local
 object store; files are put into a bucket through the store, as an upload would leave them.
 There is no job queue: jobs stay INIT until the test runs them with the real job runner
-(:func:`imageport.service.import_job.run_job`), as a worker would.
+(:func:`imageport.service.jobs.import_job.run_job`), as a worker would.
 """
 
 from __future__ import annotations
@@ -32,10 +32,10 @@ import server_process
 import service_fixtures
 from imageport.adapters.db.schema import images
 from imageport.api.ims.app import build_ims_app
+from imageport.service.access.projects import AccessKey, create_key, create_project
 from imageport.service.context import Services
-from imageport.service.import_job import run_job
+from imageport.service.jobs.import_job import run_job
 from imageport.service.ports import StagedFile
-from imageport.service.projects import AccessKey, create_key, create_project
 
 # The SDK marks ShowJob and the Glance* operations deprecated but still sends them (and
 # Terraform polls ShowJob): they are part of the API we serve.

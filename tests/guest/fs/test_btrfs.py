@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 
 import builders
-from imageport.checksums import crc32c
+from imageport.crc32c import crc32c
 from imageport.errors import (
     CorruptImageError,
     ImageportError,
@@ -31,11 +31,11 @@ from imageport.errors import (
     TruncatedImageError,
     UnsupportedImageError,
 )
-from imageport.guest.blockdev import BytesDevice
 from imageport.guest.fs import btrfs
 from imageport.guest.fs import btrfs_layout as L
 from imageport.guest.fs.base import BrokenLinkError, FileType, NotFoundError
 from imageport.guest.fs.btrfs_tree import Item
+from imageport.guest.volumes.blockdev import BytesDevice
 
 FIXTURE_VERSION = "3"
 FS_UUID = "6a1c2b3d-4e5f-4a6b-8c7d-9e0f1a2b3c4d"

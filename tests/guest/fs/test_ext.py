@@ -22,16 +22,16 @@ from pathlib import Path
 import pytest
 
 import builders
-from imageport.checksums import crc32c_update
+from imageport.crc32c import crc32c_update
 from imageport.errors import (
     CorruptImageError,
     ImageportError,
     LimitExceededError,
     UnsupportedImageError,
 )
-from imageport.guest.blockdev import BytesDevice
 from imageport.guest.fs import ext, ext_layout
 from imageport.guest.fs.base import FileType, NotFoundError
+from imageport.guest.volumes.blockdev import BytesDevice
 
 TREE_VERSION = "4"
 MiB = 1 << 20

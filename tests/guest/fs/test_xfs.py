@@ -27,10 +27,10 @@ from imageport.errors import (
     TruncatedImageError,
     UnsupportedImageError,
 )
-from imageport.guest.blockdev import BytesDevice
 from imageport.guest.fs import xfs
 from imageport.guest.fs.base import FileType, NotFoundError
 from imageport.guest.fs.xfs_layout import FMT_BTREE, FMT_EXTENTS, FMT_LOCAL
+from imageport.guest.volumes.blockdev import BytesDevice
 
 # -- fixtures ------------------------------------------------------------------------------
 

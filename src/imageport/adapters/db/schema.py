@@ -73,7 +73,7 @@ tokens = Table(
 used_signatures = Table(
     "used_signatures",
     metadata,
-    # the replay memory (service/replay.py): a digest of a single-use request's signature,
+    # the replay memory (service/access/replay.py): a digest of a single-use request's signature,
     # kept until the signature expires, so that a copy is refused even after a restart
     Column("signature_digest", String(32), primary_key=True),
     Column("project_id", String(ID), nullable=False),

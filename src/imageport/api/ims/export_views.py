@@ -5,8 +5,8 @@ from __future__ import annotations
 from starlette.responses import JSONResponse, Response
 
 from imageport.api.ims.incoming import Call
-from imageport.service import exports
 from imageport.service.context import Services
+from imageport.service.jobs import export_request as exports
 
 
 def export_image(services: Services, call: Call) -> Response:

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from imageport.service.images import GLANCE_DISK_FORMATS
+from imageport.service.images.lifecycle import GLANCE_DISK_FORMATS
 
 #: API versions listed by version discovery: v2 with import (2.6) is the newest we follow.
 API_VERSIONS = ("2.6", "2.5", "2.4", "2.3", "2.2", "2.1", "2.0")

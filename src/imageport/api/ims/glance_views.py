@@ -6,7 +6,7 @@ authenticate from the headers (:func:`~imageport.api.ims.incoming.authenticate_h
 the service whether the image takes data (before a byte is read), stream the body to the
 service's staging file (:mod:`imageport.api.ims.upload`) and hand it back to the service. A
 refusal sent before the body was read closes the connection (the client may still be sending).
-The other views are ordinary thin views over :mod:`imageport.service.glance_data`.
+The other views are ordinary thin views over :mod:`imageport.service.images.glance_data`.
 """
 
 from __future__ import annotations
@@ -24,9 +24,9 @@ from imageport.api.ims.errors import error_response, nested_only, service_error
 from imageport.api.ims.incoming import Call, authenticate_headers, release_call, server_side
 from imageport.api.ims.upload import receive_to_file
 from imageport.limits import MiB
-from imageport.service import glance_data
 from imageport.service.context import Services
 from imageport.service.errors import RequestInvalid, ServiceError
+from imageport.service.images import glance_data
 
 DATA_TYPE = "application/octet-stream"
 READ_CHUNK = 1 * MiB

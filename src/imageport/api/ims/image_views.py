@@ -6,10 +6,13 @@ from starlette.responses import JSONResponse, Response
 
 from imageport.api.ims.incoming import Call
 from imageport.api.ims.render import glance_images_document, image_document, images_document
-from imageport.service import image_copy, image_queries, image_updates, images
 from imageport.service.context import Services
 from imageport.service.errors import RequestInvalid
-from imageport.service.os_versions import os_version_document
+from imageport.service.images import lifecycle as images
+from imageport.service.images import queries as image_queries
+from imageport.service.images import updates as image_updates
+from imageport.service.images.os_versions import os_version_document
+from imageport.service.jobs import copy_job as image_copy
 
 PATCH_TYPES = frozenset(
     {

@@ -12,7 +12,7 @@ that
 4. runs the view in a worker thread (the service layer is synchronous) and renders any
    :class:`~imageport.service.errors.ServiceError` as the vendor's error body.
 
-A signed write uses up its signature (:mod:`imageport.service.authn`); when the view then fails
+A signed write uses up its signature (:mod:`~imageport.service.access.authn`); when the view fails
 on the server's side (5xx) the signature is released, so that the client's retry is accepted.
 """
 
@@ -31,10 +31,10 @@ from starlette.responses import Response
 from imageport.api.ims.errors import service_error
 from imageport.auth import SignedRequest
 from imageport.numbers import whole_number
-from imageport.service.authn import Authenticated, Principal, authenticate_request, release
+from imageport.service.access.authn import Authenticated, Principal, authenticate_request, release
 from imageport.service.context import Services
 from imageport.service.errors import Forbidden, RequestInvalid, ServiceError
-from imageport.service.validation import MAX_JSON_BYTES, parse_json_body
+from imageport.service.images.validation import MAX_JSON_BYTES, parse_json_body
 
 MAX_BODY = MAX_JSON_BYTES
 """Largest request body read (every image API body is a small JSON document)."""

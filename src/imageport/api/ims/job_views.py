@@ -6,8 +6,8 @@ from starlette.responses import JSONResponse, Response
 
 from imageport.api.ims.incoming import Call
 from imageport.api.ims.render import job_document
-from imageport.service import jobs
 from imageport.service.context import Services
+from imageport.service.jobs import manage as jobs
 
 
 def show_job(services: Services, call: Call) -> Response:

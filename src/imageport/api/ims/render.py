@@ -12,9 +12,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from urllib.parse import urlencode
 
-from imageport.service.exports import EXPORT_JOB, export_entities
-from imageport.service.image_queries import ImagePage
-from imageport.service.image_records import ImageRecord, JobRecord
+from imageport.service.images.queries import ImagePage
+from imageport.service.images.records import ImageRecord, JobRecord
+from imageport.service.jobs.export_request import EXPORT_JOB, export_entities
 
 
 def image_document(image: ImageRecord) -> dict[str, object]:
@@ -77,7 +77,8 @@ def glance_images_document(page: ImagePage, query: Sequence[tuple[str, str]]) ->
 def job_document(job: JobRecord, *, progress: bool = False) -> dict[str, object]:
     """``GET /v1/{project_id}/jobs/{id}`` (and with ``progress``, ``GET
     /v1/cloudimages/job/{id}``, whose entities add ``subJobId`` and the byte counts). An export
-    job's entities also name the object (:func:`imageport.service.exports.export_entities`)."""
+    job's entities also name the object
+    (:func:`imageport.service.jobs.export_request.export_entities`)."""
     entities: dict[str, object] = {
         "image_id": job.image_id,
         "image_name": job.image_name,

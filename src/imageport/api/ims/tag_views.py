@@ -1,5 +1,5 @@
 """Image tag routes (``/v2/{project_id}/images/...``): each view parses, calls one function of
-:mod:`imageport.service.image_tags` and renders the vendor's document (204 for the changes)."""
+:mod:`imageport.service.images.tags` and renders the vendor's document (204 for the changes)."""
 
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ from collections.abc import Sequence
 from starlette.responses import JSONResponse, Response
 
 from imageport.api.ims.incoming import Call
-from imageport.service import image_tags
 from imageport.service.context import Services
-from imageport.service.image_tags import Tag, TagQueryResult
+from imageport.service.images import tags as image_tags
+from imageport.service.images.tags import Tag, TagQueryResult
 
 
 def _pairs(tags: Sequence[Tag]) -> list[dict[str, str]]:

@@ -8,7 +8,7 @@ Order of work for each request: parse the request line; answer the unauthenticat
 (before reading any body); choose the view; refuse headers asking for features this service
 does not have (:mod:`~imageport.api.s3.request_features`: 501 ``NotImplemented``, never
 ignored); run the view; map :class:`ServiceError` to an S3 error document.
-A single-use signature (see :mod:`imageport.service.authn`) is never given back: a client
+A single-use signature (see :mod:`imageport.service.access.authn`) is never given back: a client
 that retries signs again.
 """
 

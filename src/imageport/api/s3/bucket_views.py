@@ -16,7 +16,8 @@ from imageport.api.s3.request import Ctx
 from imageport.api.s3.responses import XML_TYPE, base_headers, empty_response, xml_response
 from imageport.api.s3.xml import Child
 from imageport.limits import KiB, MiB
-from imageport.service import multipart_uploads, storage
+from imageport.service.buckets import multipart as multipart_uploads
+from imageport.service.buckets import objects as storage
 from imageport.service.errors import RequestInvalid, ServiceError
 
 MAX_CREATE_BODY = 64 * KiB

@@ -32,7 +32,9 @@ from imageport.api.s3.responses import empty_response, xml_response
 from imageport.api.s3.xml import Child
 from imageport.limits import MiB
 from imageport.numbers import whole_number
-from imageport.service import multipart_uploads, part_copy, storage
+from imageport.service.buckets import multipart as multipart_uploads
+from imageport.service.buckets import objects as storage
+from imageport.service.buckets import part_copy
 from imageport.service.errors import NotFound, RequestInvalid
 
 MAX_COMPLETE_BODY = 2 * MiB

@@ -36,7 +36,8 @@ from imageport.api.s3.responses import (
     xml_response,
 )
 from imageport.numbers import whole_number
-from imageport.service import multipart_uploads, storage
+from imageport.service.buckets import multipart as multipart_uploads
+from imageport.service.buckets import objects as storage
 from imageport.service.clock import parse_time_text
 from imageport.service.context import Services
 from imageport.service.errors import NotFound, RequestInvalid, ServiceError

@@ -20,10 +20,10 @@ from starlette.requests import Request
 
 from imageport.auth import SignedRequest
 from imageport.auth.request import EMPTY_SHA256, MAX_PATH, MAX_QUERY
-from imageport.service.authn import Authenticated, Principal, authenticate_request
+from imageport.service.access.authn import Authenticated, Principal, authenticate_request
+from imageport.service.buckets.objects import validate_bucket_name
 from imageport.service.context import Services
 from imageport.service.errors import RequestInvalid, ServiceError, Unauthenticated
-from imageport.service.storage import validate_bucket_name
 
 SCHEMES = frozenset({"sigv4", "s3v2", "sigv4-query", "s3v2-query"})
 """Header signatures and presigned URLs (query-string signatures), SigV4 and v2."""

@@ -16,8 +16,8 @@ from datetime import UTC, datetime
 from typing import cast
 
 from imageport.numbers import whole_number
+from imageport.service.buckets.objects import DeleteCondition, DeleteEntry
 from imageport.service.errors import RequestInvalid
-from imageport.service.storage import DeleteCondition, DeleteEntry
 
 NS = "http://s3.amazonaws.com/doc/2006-03-01/"
 Child = tuple[str, "str | int | bool | Sequence[Child] | None"]

@@ -21,14 +21,13 @@ from collections import OrderedDict
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from imageport.checksums import crc32c
+from imageport.crc32c import crc32c
 from imageport.errors import (
     CorruptImageError,
     ImageportError,
     LimitExceededError,
     UnsupportedImageError,
 )
-from imageport.guest.blockdev import BlockDevice, read_exact_dev
 from imageport.guest.fs import btrfs_extents as X
 from imageport.guest.fs import btrfs_layout as L
 from imageport.guest.fs.base import (
@@ -49,6 +48,7 @@ from imageport.guest.fs.btrfs_tree import (
     parse_sys_chunk_array,
 )
 from imageport.guest.fs.signature import Signature
+from imageport.guest.volumes.blockdev import BlockDevice, read_exact_dev
 
 __all__ = ["BtrfsFilesystem", "Subvolume", "open_fs", "probe"]
 

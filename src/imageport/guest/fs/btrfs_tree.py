@@ -20,8 +20,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 from imageport.errors import CorruptImageError, LimitExceededError, UnsupportedImageError
-from imageport.guest.blockdev import BlockDevice, read_exact_dev
 from imageport.guest.fs import btrfs_layout as L
+from imageport.guest.volumes.blockdev import BlockDevice, read_exact_dev
 
 #: B-tree levels (btrfs itself allows 8: levels 0..7).
 MAX_LEVEL = 7

@@ -13,11 +13,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from imageport.errors import ImageportError
-from imageport.guest import lvm
-from imageport.guest.blockdev import BlockDevice
 from imageport.guest.fs import btrfs, ext, fat, xfs
 from imageport.guest.fs.base import Filesystem
 from imageport.guest.fs.signature import Signature
+from imageport.guest.volumes import lvm
+from imageport.guest.volumes.blockdev import BlockDevice
 
 __all__ = ["FILESYSTEMS", "Signature", "detect", "open_filesystem"]
 

@@ -26,7 +26,6 @@ from collections.abc import Iterator
 
 from imageport import limits
 from imageport.errors import CorruptImageError, LimitExceededError, UnsupportedImageError
-from imageport.guest.blockdev import BlockDevice, read_exact_dev
 from imageport.guest.fs import ext_layout as L
 from imageport.guest.fs.base import (
     MAX_DIR_ENTRIES,
@@ -38,6 +37,7 @@ from imageport.guest.fs.base import (
     decode_name,
 )
 from imageport.guest.fs.signature import Signature
+from imageport.guest.volumes.blockdev import BlockDevice, read_exact_dev
 
 #: Block groups in one filesystem (2**24 groups of 128 MiB is 2 PiB).
 MAX_GROUPS = 1 << 24

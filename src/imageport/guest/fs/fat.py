@@ -24,7 +24,6 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 from imageport.errors import CorruptImageError, ImageportError, LimitExceededError
-from imageport.guest.blockdev import BlockDevice, read_exact_dev
 from imageport.guest.fs.base import (
     MAX_DIR_ENTRIES,
     DirEntry,
@@ -34,6 +33,7 @@ from imageport.guest.fs.base import (
     Stat,
 )
 from imageport.guest.fs.signature import Signature
+from imageport.guest.volumes.blockdev import BlockDevice, read_exact_dev
 
 #: Largest cluster accepted (the spec allows 32 KiB; some formatters make 64 KiB and up).
 MAX_CLUSTER_BYTES = 256 * 1024

@@ -27,7 +27,6 @@ from imageport.errors import (
     LimitExceededError,
     UnsupportedImageError,
 )
-from imageport.guest.blockdev import BlockDevice, read_exact_dev
 from imageport.guest.fs import xfs_dir
 from imageport.guest.fs.base import (
     MAX_DIR_ENTRIES,
@@ -55,6 +54,7 @@ from imageport.guest.fs.xfs_layout import (
     Superblock,
     SymlinkHeader,
 )
+from imageport.guest.volumes.blockdev import BlockDevice, read_exact_dev
 from imageport.limits import MAX_READ_BYTES
 
 #: Extents of one file held in memory (a file with more is refused, not truncated).

@@ -1,0 +1,1 @@
+"""How the guest boots: boot modes, boot loader configuration, kernels and their initrds."""

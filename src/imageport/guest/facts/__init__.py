@@ -1,0 +1,1 @@
+"""Facts about the guest: its OS, accounts, network, cloud-init, services, and the inspection."""

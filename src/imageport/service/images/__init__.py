@@ -1,0 +1,1 @@
+"""Images: registering, listing, updating, tagging, deleting; their checks and data uploads."""

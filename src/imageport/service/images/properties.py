@@ -1,0 +1,68 @@
+"""The image's columns and properties once its job has stored the file (CONTRACTS4).
+
+The OS properties follow what the guest says (ims-reference §3.1: a detected OS overrides the
+user's choice; a Linux the list does not name becomes ``Other Linux``); when no guest OS was
+found, the properties the image was registered with stay.
+
+A quick-imported RAW image also gets ``__bitmap_file`` (:data:`BITMAP_FILE`): the
+``bucket:key`` of the bitmap file (``.mf``) its check verified.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from imageport.service.image_worker import ImageInspection
+from imageport.service.images import os_versions
+
+#: Property of a quick-imported RAW image: ``bucket:key`` of the bitmap file its check verified.
+BITMAP_FILE = "__bitmap_file"
+
+
+def detected_os_properties(
+    inspection: ImageInspection, registered: Mapping[str, str]
+) -> dict[str, str]:
+    """``__os_version``, ``__os_type``, ``__os_bit``, ``__platform`` from the guest, or {}."""
+    guest = inspection.os
+    if guest is None:
+        return {}
+    bits = inspection.bits or os_versions.bits_of(
+        registered.get("__os_version", os_versions.OTHER_LINUX_64)
+    )
+    version = os_versions.os_version_for(guest.id, guest.version_id, bits) or (
+        os_versions.OTHER_LINUX_64 if bits == 64 else os_versions.OTHER_LINUX_32
+    )
+    return {
+        "__os_version": version,
+        "__os_type": "Linux",
+        "__os_bit": str(bits),
+        "__platform": os_versions.platform_of(version),
+    }
+
+
+def active_image_values(
+    *,
+    registered_properties: Mapping[str, Any],
+    inspection: ImageInspection,
+    disk_format: str,
+    size: int,
+    checksum: str,
+    blob: str,
+    extra_properties: Mapping[str, str] | None = None,
+) -> dict[str, object]:
+    """The ``images`` columns to set when the image becomes active (``extra_properties`` are
+    added to the properties, e.g. :data:`BITMAP_FILE`)."""
+    props = {str(k): str(v) for k, v in registered_properties.items() if v is not None}
+    props.update(detected_os_properties(inspection, props))
+    props.update(extra_properties or {})
+    props["__image_size"] = str(size)
+    return {
+        "disk_format": disk_format,
+        "size": size,
+        "virtual_size": inspection.virtual_size,
+        "checksum": checksum,
+        "blob": blob,
+        "properties": props,
+        "report": dict(inspection.report) if inspection.report is not None else None,
+    }

@@ -1,0 +1,486 @@
+"""The import job: from an uploaded file to an active image, one small function per phase.
+
+Normal import::
+
+    claim    INIT -> RUNNING (only one worker wins), image queued -> saving
+    fetch    the object as a local read-only file; it must still be the one registered
+             (or the data received on the Glance routes, staged under the data dir and
+             removed when the job ends: ``params.staged``, :mod:`.staging`)
+    check    probe + safety + guest rules, in a limited worker process      0-10 %
+             any error finding: FAIL with the rule IDs, image killed, report kept;
+             a check that hits the checker's tight limits (a well-formed image
+             is checked in about a second) is itself a finding: FAIL with
+             IMG-SAFE (CPU, wall clock, report size)
+    convert  qemu-img (format pinned, no backing file) to the stored format 10-90 %
+             within a bound known before it starts (:mod:`.job_limits`: the
+             data the check measured, plus metadata), which must fit in the
+             project's storage quota (IMG.0015) and the free disk space
+             (IMG.1075); a conversion outgrowing it is stopped (IMG-SAFE)
+    verify   re-probe the output in a worker while hashing it (sha256)      90-99 %
+    store    rename into ``images/<image id>.<format>``, image active, job SUCCESS
+
+Quick (fast) import (``params.quick_import``, requirements W4) stores the file as it is::
+
+    fetch    the object, and its bitmap ``<base>.mf`` from the same bucket   0-1 %
+             when there is one (``dir/disk.raw`` -> ``dir/disk.mf``)
+    check    as above, told ``fast_import`` and the bitmap's path: the rules   1-90 %
+             IMG-FAST-RAW / IMG-FAST-ZVHD2 verify the bitmap and the guest
+    store    a hard link of the object's file into ``images/`` (O(1) for any  90-98 %
+             size; objects are immutable blobs, so the link never changes);
+             a hole-preserving copy only where no link can be made
+    verify   re-probe the stored file in a worker (format, clean, virtual     98-100 %
+             size); no hash pass: ``checksum`` is the sha256 the object store
+             computed when the object was uploaded (the same bytes)
+    store    rename into place, image active (``__bitmap_file`` names the bitmap)
+
+Untrusted image bytes are read only by the worker processes (:class:`ImageWorker`): this module
+only moves files and hashes them. Every way out ends the job: a rule failure, a worker limit
+(named in the reason), a cancellation (``IMG.CANCELLED``) or an unexpected error
+(``IMG.1075``); temporary files are removed in all cases.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import contextlib
+import dataclasses
+import logging
+import os
+import re
+from collections.abc import Mapping
+from pathlib import Path
+
+from imageport import metrics
+from imageport.durable import fsync_dir
+from imageport.fastimport.naming import bitmap_key_for
+from imageport.rules.base import CheckOptions
+from imageport.service.clock import new_id
+from imageport.service.context import Services
+from imageport.service.image_worker import (
+    ImageInspection,
+    ImageWorker,
+    WorkerError,
+)
+from imageport.service.images import staging
+from imageport.service.images.properties import BITMAP_FILE, active_image_values
+from imageport.service.jobs import state
+from imageport.service.jobs.file_links import hash_file, link_or_copy
+from imageport.service.jobs.import_source import (
+    Fetched,
+    JobCancelledError,
+    JobFailedError,
+    fetch,
+    source_name,
+)
+from imageport.service.jobs.quotas import output_bound, room_for
+from imageport.service.jobs.run import activate, run_to_end
+
+log = logging.getLogger(__name__)
+
+#: Formats a quick-import job stores as they are (requirements W4).
+QUICK_FORMATS = ("raw", "zvhd2")
+#: Checker limits whose hit is a finding about the file (IMG-SAFE), not a service failure: a
+#: well-formed image is checked in about a second and its report is small. (Memory is not
+#: among them: the readers' caps bound it, so running short is the service's own limit.)
+CHECK_LIMIT_FINDINGS = frozenset({"cpu", "wall", "output"})
+_SHA256_HEX = re.compile(r"[0-9a-f]{64}")
+
+
+def run_job(services: Services, job_id: str) -> None:
+    """Run job ``job_id`` to its end, unless another worker has it or it is not INIT."""
+    job = state.claim(services, job_id)
+    if job is None:
+        return
+    progress = state.Progress(
+        services, job.id, state.QUICK_PHASES if job.params.quick_import else state.PHASES
+    )
+
+    def work(scratch: list[Path]) -> bool:
+        _run_phases(services, job, progress, scratch)
+        return True
+
+    run_to_end(
+        services,
+        job,
+        "importing",
+        work,
+        finally_=lambda: staging.remove(services.settings, job.params.staged),
+    )
+
+
+def _run_phases(
+    services: Services, job: state.ClaimedJob, progress: state.Progress, scratch: list[Path]
+) -> None:
+    worker = _image_worker(services)
+    registered = state.image_row(services, job.image_id)
+    if registered is None:
+        raise JobFailedError(state.INTERNAL, f"the image {job.image_id} no longer exists")
+    _check_cancelled(progress)
+    if job.params.quick_import:
+        _run_quick_phases(services, worker, job, progress, scratch)
+        return
+    fmt = job.params.stored_format or services.settings.stored_format
+    with contextlib.ExitStack() as room:  # held until the image is stored
+        with fetch(services, job, progress) as fetched:
+            inspection = _check(worker, job, fetched, progress)
+            _check_cancelled(progress)
+            bound = conversion_bound(inspection, fmt)
+            target = _scratch_file(services, scratch, fmt)
+            room.enter_context(
+                room_for(
+                    services,
+                    job.project_id,
+                    stored=bound,
+                    disk=worker.disk_needed(inspection.format, bound),
+                    writing=target,
+                )
+            )
+            output = _convert(worker, fetched.path, inspection, fmt, bound, progress, target)
+        _check_cancelled(progress)
+        checksum, size = _verify(worker, output, fmt, inspection, progress)
+        _check_cancelled(progress)
+        _store(services, job, output, fmt, inspection, checksum, size, progress)
+
+
+def _run_quick_phases(
+    services: Services,
+    worker: ImageWorker,
+    job: state.ClaimedJob,
+    progress: state.Progress,
+    scratch: list[Path],
+) -> None:
+    """Quick import: check (with the bitmap), then store the file as it is."""
+    with contextlib.ExitStack() as room:  # held until the image is stored
+        with fetch(services, job, progress) as fetched:
+            inspection = _check(worker, job, fetched, progress)
+            if inspection.format not in QUICK_FORMATS:
+                # the rules refuse other formats for fast import (IMG-FAST-RAW); fail closed
+                raise JobFailedError(
+                    state.FORMAT_NOT_SUPPORTED,
+                    f"quick import stores RAW or ZVHD2 files as they are; this file is "
+                    f"{inspection.format}",
+                    inspection.report,
+                )
+            _check_cancelled(progress)
+            # stored as it is (a hard link: no new disk), but it counts against the quota
+            room.enter_context(room_for(services, job.project_id, stored=inspection.file_size))
+            output = _place_as_is(services, fetched.path, inspection, progress, scratch)
+        _check_cancelled(progress)
+        size = _verify_as_is(worker, output, inspection, fetched.info.size, progress)
+        checksum = fetched.info.sha256
+        if not _SHA256_HEX.fullmatch(checksum):  # a store that kept no digest: hash it
+            checksum, size = _hash_file(output, progress)
+        _check_cancelled(progress)
+        extra: dict[str, str] = {}
+        if inspection.format == "raw" and fetched.bitmap_key is not None:
+            extra[BITMAP_FILE] = f"{job.params.bucket}:{fetched.bitmap_key}"
+        _store(
+            services,
+            job,
+            output,
+            inspection.format,
+            inspection,
+            checksum,
+            size,
+            progress,
+            extra,
+            enter_phase=False,
+        )
+
+
+def _image_worker(services: Services) -> ImageWorker:
+    converter = services.converter
+    if not isinstance(converter, ImageWorker):
+        raise JobFailedError(state.INTERNAL, "the configured converter cannot inspect images")
+    return converter
+
+
+def _check_cancelled(progress: state.Progress) -> None:
+    if progress.cancelled():
+        raise JobCancelledError
+
+
+def check_options(params: state.JobParams, bitmap_path: Path | None = None) -> CheckOptions:
+    """What the rules are told about this import (``bitmap_path``: the RAW's bitmap file, for
+    quick import)."""
+    return CheckOptions(
+        fast_import=params.quick_import,
+        min_disk_gib=params.min_disk,
+        uefi=params.hw_firmware_type == "uefi",
+        uninitialized=params.uninitialized,
+        bitmap_path=None if bitmap_path is None else str(bitmap_path),
+        declared_format=params.declared_format,
+    )
+
+
+def _renamed(value: object, names: Mapping[str, str]) -> object:
+    """``value`` (a JSON document) with every string's server paths replaced by their names."""
+    if isinstance(value, str):
+        for path, name in names.items():
+            value = value.replace(path, name)
+        return value
+    if isinstance(value, list):
+        return [_renamed(item, names) for item in value]
+    if isinstance(value, dict):
+        return {key: _renamed(item, names) for key, item in value.items()}
+    return value
+
+
+def _named_as_uploaded(
+    inspection: ImageInspection, params: state.JobParams, fetched: Fetched
+) -> ImageInspection:
+    """The inspection with the scratch paths the worker was given (``tmp/link-...``) replaced
+    by the ``bucket:key`` the user uploaded, in the report and so in the failure reasons."""
+    if inspection.report is None:
+        return inspection
+    names = {str(fetched.path): source_name(params)}
+    if fetched.bitmap_path is not None:
+        names[str(fetched.bitmap_path)] = f"{params.bucket}:{fetched.bitmap_key}"
+    report = _renamed(dict(inspection.report), names)
+    return dataclasses.replace(inspection, report=report if isinstance(report, dict) else None)
+
+
+def failure_reason(inspection: ImageInspection) -> str:
+    """One line per failing rule: ``IMG-SAFE: the qcow2 names a backing file ...``."""
+    return "\n".join(f"{rule}: {message}" for rule, message in inspection.failures)
+
+
+def _check(
+    worker: ImageWorker, job: state.ClaimedJob, fetched: Fetched, progress: state.Progress
+) -> ImageInspection:
+    """Probe, safety and guest checks in a worker; FAIL with the rules when any errs."""
+    progress.phase("check", job.params.object_size)
+    try:
+        inspection = worker.inspect(
+            fetched.path,
+            check_options(job.params, fetched.bitmap_path),
+            cancelled=progress.cancelled,
+        )
+    except WorkerError as exc:
+        if exc.limit in CHECK_LIMIT_FINDINGS:
+            raise JobFailedError(
+                "IMG-SAFE",
+                f"IMG-SAFE: {exc.reason}; a well-formed image of "
+                "any size is checked well within these limits, so this file "
+                "is refused",
+            ) from exc
+        raise
+    inspection = _named_as_uploaded(inspection, job.params, fetched)
+    if inspection.report is not None:
+        read = inspection.report.get("bytes_read")
+        if isinstance(read, int) and read > 0:
+            metrics.BYTES_PROCESSED.labels("check").inc(read)
+    failures = inspection.failures
+    if failures:
+        reason = failure_reason(inspection)
+        params = job.params
+        mf_key = bitmap_key_for(params.key)
+        if (
+            params.quick_import
+            and fetched.bitmap_path is None
+            and mf_key is not None
+            and any(rule == "IMG-FAST-RAW" for rule, _ in failures)
+        ):
+            reason += (
+                f"\nIMG-FAST-RAW: looked for the bitmap file {params.bucket}:{mf_key} "
+                f"beside {params.bucket}:{params.key}; there is none"
+            )
+        raise JobFailedError(failures[0][0], reason, inspection.report)
+    if not inspection.readable or inspection.virtual_size is None:
+        # the rules pass only readable files; fail closed if that ever changes
+        raise JobFailedError(
+            "IMG-SAFE",
+            f"IMG-SAFE: the {inspection.format} file cannot be read safely",
+            inspection.report,
+        )
+    return inspection
+
+
+def _scratch_file(services: Services, scratch: list[Path], suffix: str) -> Path:
+    tmp = services.settings.tmp_dir
+    tmp.mkdir(parents=True, exist_ok=True)
+    path = tmp / f"job-{new_id()}.{suffix}"
+    scratch.append(path)
+    return path
+
+
+def _convert(
+    worker: ImageWorker,
+    source: Path,
+    inspection: ImageInspection,
+    fmt: str,
+    bound: int,
+    progress: state.Progress,
+    target: Path,
+) -> Path:
+    """Convert ``source`` to ``fmt`` at ``target`` (scratch space), stopping a conversion
+    whose output takes more disk than ``bound`` (IMG-SAFE)."""
+    virtual = inspection.virtual_size or 0
+    progress.phase("convert", virtual)
+    try:
+        worker.convert(
+            source,
+            inspection.format,
+            target,
+            fmt,
+            progress=lambda pct: progress.update(pct / 100, int(virtual * pct / 100), virtual),
+            cancelled=progress.cancelled,
+            max_output_bytes=worker.disk_needed(inspection.format, bound),
+        )
+    except WorkerError as exc:
+        if exc.limit == "watch":
+            raise JobFailedError("IMG-SAFE", f"IMG-SAFE: {exc.reason}", inspection.report) from exc
+        raise
+    metrics.BYTES_PROCESSED.labels("convert").inc(virtual)
+    return target
+
+
+def conversion_bound(inspection: ImageInspection, target_format: str) -> int:
+    """The most disk the conversion of the checked file to ``target_format`` may take
+    (:func:`~imageport.service.jobs.quotas.output_bound`); a checker that measured nothing
+    (never, for a file that passed) bounds it by the virtual size."""
+    virtual = inspection.virtual_size or 0
+    allocated = inspection.allocated_bytes
+    extents = inspection.data_extents
+    if allocated is None or extents is None:
+        allocated, extents = virtual, 1
+    return output_bound(allocated, extents, virtual, target_format)
+
+
+def _hash_file(path: Path, progress: state.Progress) -> tuple[str, int]:
+    """sha256 and size of ``path``, fsynced (the file is about to become the image)."""
+    (checksum,), size = hash_file(path, progress, "sha256")
+    metrics.BYTES_PROCESSED.labels("verify").inc(size)
+    return checksum, size
+
+
+def _verify(
+    worker: ImageWorker,
+    output: Path,
+    disk_format: str,
+    inspection: ImageInspection,
+    progress: state.Progress,
+) -> tuple[str, int]:
+    """Re-probe the output in a worker while hashing it; it must be a clean file of the stored
+    format with the input's virtual size."""
+    progress.phase("verify", output.stat().st_size)
+    with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="imageport-probe") as pool:
+        probing = pool.submit(worker.probe, output, cancelled=progress.cancelled)
+        try:
+            checksum, size = _hash_file(output, progress)
+        except BaseException:
+            progress.cancel_now()
+            raise
+        found = probing.result()
+    problems = _verification_problems(found, disk_format, inspection)
+    if problems:
+        raise JobFailedError(
+            state.INTERNAL,
+            "the converted image failed verification: " + "; ".join(problems),
+            inspection.report,
+        )
+    return checksum, size
+
+
+def _verification_problems(
+    found: ImageInspection, disk_format: str, inspection: ImageInspection
+) -> list[str]:
+    """What is wrong with a stored file a worker re-probed (nothing: it may become the image)."""
+    problems = []
+    if found.format != disk_format:
+        problems.append(f"it is {found.format}, not {disk_format}")
+    if not found.readable:
+        detail = "; ".join((*found.hazards, found.damage or "", found.encryption or ""))
+        problems.append(f"it is not a clean image ({detail.strip('; ')})")
+    if found.virtual_size != inspection.virtual_size:
+        problems.append(
+            f"its virtual size {found.virtual_size} differs from the file's "
+            f"{inspection.virtual_size}"
+        )
+    return problems
+
+
+def _place_as_is(
+    services: Services,
+    source: Path,
+    inspection: ImageInspection,
+    progress: state.Progress,
+    scratch: list[Path],
+) -> Path:
+    """Quick import: the object's file under a temporary name in ``images/``, as a hard link
+    (no bytes move), or a hole-preserving copy where the filesystem cannot link."""
+    size = inspection.file_size
+    progress.phase("store", size)
+    images_dir = services.settings.images_dir
+    images_dir.mkdir(parents=True, exist_ok=True)
+    target = images_dir / f".job-{new_id()}.{inspection.format}"
+    scratch.append(target)
+    linked = link_or_copy(
+        source,
+        target,
+        lambda done: progress.update(done / max(1, size), done, size),
+        progress.cancelled,
+    )
+    if not linked:
+        metrics.BYTES_PROCESSED.labels("convert").inc(size)
+    return target
+
+
+def _verify_as_is(
+    worker: ImageWorker,
+    output: Path,
+    inspection: ImageInspection,
+    object_size: int,
+    progress: state.Progress,
+) -> int:
+    """Quick import: re-probe the stored file in a worker (format, clean, virtual size, and the
+    object's size), without reading it all; its size."""
+    size = output.stat().st_size
+    progress.phase("verify", size)
+    found = worker.probe(output, cancelled=progress.cancelled)
+    problems = _verification_problems(found, inspection.format, inspection)
+    if size != object_size:
+        problems.append(f"it is {size} bytes, not the uploaded file's {object_size}")
+    if problems:
+        raise JobFailedError(
+            state.INTERNAL,
+            "the stored image failed verification: " + "; ".join(problems),
+            inspection.report,
+        )
+    return size
+
+
+def _store(
+    services: Services,
+    job: state.ClaimedJob,
+    output: Path,
+    disk_format: str,
+    inspection: ImageInspection,
+    checksum: str,
+    size: int,
+    progress: state.Progress,
+    extra_properties: Mapping[str, str] | None = None,
+    *,
+    enter_phase: bool = True,
+) -> None:
+    """Move the output into the image directory and make the image active (the job ends in
+    phase ``store`` at 100 %; ``enter_phase``: announce the phase first)."""
+    if enter_phase:
+        progress.phase("store", size)
+    images_dir = services.settings.images_dir
+    images_dir.mkdir(parents=True, exist_ok=True)
+    blob = f"{job.image_id}.{disk_format}"
+    final = images_dir / blob
+    os.replace(output, final)
+    fsync_dir(images_dir)
+    registered = state.image_row(services, job.image_id)  # now: the user may have edited it
+    values = active_image_values(
+        registered_properties=getattr(registered, "properties", None) or {},
+        inspection=inspection,
+        disk_format=disk_format,
+        size=size,
+        checksum=checksum,
+        blob=blob,
+        extra_properties=extra_properties,
+    )
+    activate(services, job, final, values)

@@ -1,0 +1,134 @@
+"""Job use cases: create the row (for :mod:`images`), show it, show its progress, cancel it.
+
+A job is created ``INIT`` by the image use cases and advanced by the worker
+(:mod:`imageport.service.jobs.import_job`): ``INIT -> RUNNING -> SUCCESS | FAIL``. Its ``params``
+document is fixed by CONTRACTS4 (see :func:`imageport.service.images.lifecycle.job_params`).
+
+Cancelling is ours, not the vendor's (``POST /v1/cloudimages/job/{job_id}/cancel``). A job
+still ``INIT`` (no worker has claimed it) ends at once: ``FAIL`` with ``IMG.CANCELLED``, its image
+``killed``; the claim is a conditional update on ``status = 'INIT'``, so exactly one of the
+cancel and the worker's claim wins. A ``RUNNING`` job gets ``cancel_requested``; the worker
+notices between phases (and kills a running subprocess) and ends it the same way. A job that
+has already ended cannot be cancelled (``IMG.STATE``, 409).
+
+Jobs are private to their project: another project's job is ``IMG.NOT_FOUND`` (404), and so is
+a ``GET /v1/{project_id}/jobs/{job_id}`` whose path names a project other than the caller's.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import Connection, Row, insert, select, update
+
+from imageport import metrics
+from imageport.adapters.db.schema import images, jobs
+from imageport.service.clock import new_id, time_text
+from imageport.service.context import Services
+from imageport.service.errors import Conflict, NotFound
+from imageport.service.images import staging
+from imageport.service.images.records import NOT_FOUND, JobRecord, job_record
+from imageport.service.jobs.quotas import admit
+from imageport.settings import Settings
+
+ACTIVE_JOB_STATES = ("INIT", "RUNNING")
+"""States in which a job still works on its image."""
+CANCELLED = "IMG.CANCELLED"
+CANCELLED_REASON = "the job was cancelled at the user's request before it started"
+
+
+def insert_job(
+    conn: Connection,
+    settings: Settings,
+    *,
+    project_id: str,
+    job_type: str,
+    image_id: str,
+    params: dict[str, object],
+    now: str,
+) -> str:
+    """Insert a new ``INIT`` job (inside the caller's transaction); its id. A project that
+    already has ``project_job_limit`` unfinished jobs is refused (``IMG.0194``)."""
+    admit(conn, settings, project_id)
+    job_id = new_id()
+    conn.execute(
+        insert(jobs).values(
+            id=job_id,
+            project_id=project_id,
+            job_type=job_type,
+            status="INIT",
+            image_id=image_id,
+            params=params,
+            phase=None,
+            percent=0.0,
+            bytes_done=0,
+            bytes_total=0,
+            error_code=None,
+            fail_reason=None,
+            cancel_requested=False,
+            attempts=0,
+            begin_time=now,
+            end_time=None,
+        )
+    )
+    return job_id
+
+
+def running_job_of(conn: Connection, image_id: str) -> Row[Any] | None:
+    """The image's job that is INIT or RUNNING, if any."""
+    return conn.execute(
+        select(jobs.c.id).where(jobs.c.image_id == image_id, jobs.c.status.in_(ACTIVE_JOB_STATES))
+    ).first()
+
+
+def show_job(
+    services: Services, project_id: str, job_id: str, path_project_id: str | None = None
+) -> JobRecord:
+    """The caller's job ``job_id``; NotFound when it is another project's, or when the path's
+    ``{project_id}`` is not the caller's."""
+    if path_project_id is not None and path_project_id != project_id:
+        raise NotFound(NOT_FOUND, f"job {job_id[:64]!r} not found")
+    with services.db.connect() as conn:
+        return job_record(conn, project_id, job_id)
+
+
+def cancel_job(services: Services, project_id: str, job_id: str) -> JobRecord:
+    """Ask the worker to stop the job; the job as it is now (``cancel_requested`` set)."""
+    with services.db.begin() as conn:
+        record = job_record(conn, project_id, job_id)
+        if record.status not in ACTIVE_JOB_STATES:
+            raise Conflict("IMG.STATE", f"job {job_id} has already ended ({record.status})")
+        now = time_text(services.clock())
+        ended = (
+            conn.execute(
+                update(jobs)
+                .where(jobs.c.id == job_id, jobs.c.status == "INIT")
+                .values(
+                    status="FAIL",
+                    error_code=CANCELLED,
+                    fail_reason=CANCELLED_REASON,
+                    cancel_requested=True,
+                    end_time=now,
+                )
+            ).rowcount
+            == 1
+        )
+        if ended:
+            conn.execute(
+                update(images)
+                .where(images.c.id == record.image_id, images.c.status == "queued")
+                .values(
+                    status="killed",
+                    error_code=CANCELLED,
+                    fail_reason=CANCELLED_REASON,
+                    updated_at=now,
+                )
+            )
+        else:
+            conn.execute(update(jobs).where(jobs.c.id == job_id).values(cancel_requested=True))
+        result = job_record(conn, project_id, job_id)
+    if ended:
+        staged = result.params.get("staged")
+        staging.remove(services.settings, staged if isinstance(staged, str) else None)
+        metrics.JOBS_FINISHED.labels(job_type=result.job_type, status="FAIL").inc()
+    return result

@@ -1,0 +1,167 @@
+"""Start-up recovery: put right what a crash (or kill -9) left behind, before jobs run again.
+
+Called once by the server before the job queue starts. In order:
+
+1. empty ``settings.tmp_dir`` (scratch only: staged bodies, conversions in progress, links);
+2. remove files in ``settings.images_dir`` that no image row points at (a crash between the
+   rename and the commit of the store phase);
+3. jobs left RUNNING go back to INIT and their image from ``saving`` to ``queued``, unless the
+   job has already been started :data:`MAX_ATTEMPTS` times: then it FAILs ("server restarted
+   3 times during this job") and its image is killed, so a file that crashes the server cannot
+   do it forever. This holds for every job type: an interrupted export job
+   (:mod:`.export_job`) starts again from its image's stored file (its partial output was in
+   ``tmp_dir``, and no object was committed), and its image, active, is left as it is;
+4. any image still ``saving`` without a live job is killed (no image stays ``saving``);
+5. remove object and part files that no object or part record points at (a crash between a
+   staged body's rename and its commit, or during an abort);
+6. in ``settings.staged_dir`` (image data received on the Glance routes), remove bodies that
+   were still arriving and data whose image is no longer ``queued`` or ``saving``
+   (:func:`imageport.service.images.staging.remove_orphans`).
+
+Returns the ids of all INIT jobs, oldest first, for the caller to submit.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import shutil
+from pathlib import Path
+
+from sqlalchemy import select, update
+
+from imageport.adapters.db.schema import images, jobs
+from imageport.service.clock import time_text
+from imageport.service.context import Services
+from imageport.service.images import staging
+from imageport.service.jobs.state import INTERNAL
+
+log = logging.getLogger(__name__)
+
+#: Starts of one job after which a restart fails it instead of running it again.
+MAX_ATTEMPTS = 3
+RESTARTED = f"server restarted {MAX_ATTEMPTS} times during this job"
+STOPPED_SAVING = "the server stopped while the image was being saved"
+
+
+def _remove(entry: Path) -> int:
+    """Remove a file, link or whole directory (not following symlinks); 1 if it was there."""
+    with contextlib.suppress(FileNotFoundError):
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry)
+        else:
+            entry.unlink()
+        return 1
+    return 0
+
+
+def _empty_dir(folder: Path) -> int:
+    """Remove everything inside ``folder``; the number of entries removed."""
+    if not folder.is_dir():
+        return 0
+    return sum(_remove(entry) for entry in folder.iterdir())
+
+
+def _remove_orphan_images(services: Services) -> int:
+    folder = services.settings.images_dir
+    if not folder.is_dir():
+        return 0
+    with services.db.connect() as conn:
+        in_use = {
+            blob
+            for (blob,) in conn.execute(select(images.c.blob).where(images.c.blob.is_not(None)))
+        }
+    return sum(
+        _remove(entry)
+        for entry in folder.iterdir()
+        if not (entry.name in in_use and entry.is_file() and not entry.is_symlink())
+    )
+
+
+def _remove_orphan_blobs(services: Services) -> int:
+    settings = services.settings
+    in_use = {path.resolve() for path in services.store.iter_blobs_in_use()}
+    removed = 0
+    for folder in (settings.objects_dir, settings.uploads_dir):
+        if not folder.is_dir():
+            continue
+        for entry in sorted(folder.rglob("*"), key=lambda p: len(p.parts), reverse=True):
+            with contextlib.suppress(FileNotFoundError, OSError):
+                if entry.is_dir() and not entry.is_symlink():
+                    if not any(entry.iterdir()):
+                        entry.rmdir()
+                elif entry.resolve() not in in_use:
+                    entry.unlink()
+                    removed += 1
+    return removed
+
+
+def _reset_jobs(services: Services) -> None:
+    now = time_text(services.clock())
+    with services.db.begin() as conn:
+        running = conn.execute(
+            select(jobs.c.id, jobs.c.image_id, jobs.c.attempts).where(jobs.c.status == "RUNNING")
+        ).all()
+        for job_id, image_id, attempts in running:
+            if attempts >= MAX_ATTEMPTS:
+                conn.execute(
+                    update(jobs)
+                    .where(jobs.c.id == job_id)
+                    .values(status="FAIL", error_code=INTERNAL, fail_reason=RESTARTED, end_time=now)
+                )
+                conn.execute(
+                    update(images)
+                    .where(images.c.id == image_id, images.c.status.in_(("queued", "saving")))
+                    .values(
+                        status="killed", error_code=INTERNAL, fail_reason=RESTARTED, updated_at=now
+                    )
+                )
+                log.warning("job %s failed: %s", job_id, RESTARTED)
+                continue
+            conn.execute(
+                update(jobs)
+                .where(jobs.c.id == job_id)
+                .values(status="INIT", phase=None, percent=0.0, bytes_done=0, bytes_total=0)
+            )
+            conn.execute(
+                update(images)
+                .where(images.c.id == image_id, images.c.status == "saving")
+                .values(status="queued", updated_at=now)
+            )
+            log.info("job %s was interrupted by a restart; it runs again", job_id)
+        live = select(jobs.c.image_id).where(
+            jobs.c.status.in_(("INIT", "RUNNING")), jobs.c.image_id.is_not(None)
+        )
+        conn.execute(
+            update(images)
+            .where(images.c.status == "saving", images.c.id.not_in(live))
+            .values(
+                status="killed", error_code=INTERNAL, fail_reason=STOPPED_SAVING, updated_at=now
+            )
+        )
+
+
+def recover(services: Services) -> list[str]:
+    """Repair the state left by a crash; the INIT job ids to submit, in ``begin_time`` order."""
+    settings = services.settings
+    removed = _empty_dir(settings.tmp_dir)
+    orphans = _remove_orphan_images(services) + _remove_orphan_blobs(services)
+    if removed or orphans:
+        log.info(
+            "recovery removed %d temporary file(s) and %d orphan image or object file(s)",
+            removed,
+            orphans,
+        )
+    _reset_jobs(services)
+    staged = staging.remove_orphans(services)
+    if staged:
+        log.info("recovery removed %d staged upload file(s)", staged)
+    with services.db.connect() as conn:
+        return [
+            job_id
+            for (job_id,) in conn.execute(
+                select(jobs.c.id)
+                .where(jobs.c.status == "INIT")
+                .order_by(jobs.c.begin_time, jobs.c.id)
+            )
+        ]

@@ -1,0 +1,288 @@
+"""The import job's rows: claiming a job, reporting progress, ending it (and its image).
+
+Every transition is one conditional UPDATE, so concurrent workers and a restarted server agree:
+a job is claimed only ``WHERE status = 'INIT'`` (two workers never run one job), progress and
+endings are written only ``WHERE status = 'RUNNING'``, and the image moves with its job in the
+same transaction (``queued -> saving -> active | killed``).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import select, update
+
+from imageport.adapters.db.schema import images, jobs
+from imageport.service.clock import time_text
+from imageport.service.context import Services
+
+CANCELLED = "IMG.CANCELLED"
+INTERNAL = "IMG.1075"
+SOURCE_CHANGED = "IMG.0057"
+FORMAT_NOT_SUPPORTED = "IMG.0072"
+#: Phases of the import job and the share of ``percent`` each covers.
+PHASES: Mapping[str, tuple[float, float]] = {
+    "fetch": (0.0, 1.0),
+    "probe": (1.0, 2.0),
+    "check": (2.0, 10.0),
+    "convert": (10.0, 90.0),
+    "verify": (90.0, 99.0),
+    "store": (99.0, 100.0),
+}
+#: The quick-import job's phases: no conversion; the check is nearly all the work (the file is
+#: stored by a hard link, then re-probed).
+QUICK_PHASES: Mapping[str, tuple[float, float]] = {
+    "fetch": (0.0, 1.0),
+    "check": (1.0, 90.0),
+    "store": (90.0, 98.0),
+    "verify": (98.0, 100.0),
+}
+#: Seconds between progress writes (and between reads of ``cancel_requested``).
+PROGRESS_INTERVAL = 0.5
+
+
+@dataclass(frozen=True, slots=True)
+class JobParams:
+    """The job's ``params`` document (CONTRACTS4), read defensively."""
+
+    bucket: str
+    key: str
+    object_size: int
+    object_etag: str
+    quick_import: bool
+    uninitialized: bool
+    min_disk: int | None
+    hw_firmware_type: str | None
+    stored_format: str | None
+    #: Data received on the Glance routes: the staged file's name (the image id), read from
+    #: :func:`imageport.service.images.staging.staged_path`; None when the source is an object.
+    staged: str | None = None
+    #: The image's Glance ``disk_format`` when it declared one: the file must be of it.
+    declared_format: str | None = None
+
+    @classmethod
+    def from_document(cls, doc: object) -> JobParams:
+        d: Mapping[str, Any] = doc if isinstance(doc, dict) else {}
+
+        def text(name: str) -> str:
+            value = d.get(name)
+            return value if isinstance(value, str) else ""
+
+        def number(name: str) -> int | None:
+            value = d.get(name)
+            return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+        stored = d.get("stored_format")
+        firmware = d.get("hw_firmware_type")
+        staged = d.get("staged")
+        declared = d.get("declared_format")
+        return cls(
+            bucket=text("bucket"),
+            key=text("key"),
+            object_size=number("object_size") or 0,
+            object_etag=text("object_etag"),
+            quick_import=d.get("quick_import") is True,
+            uninitialized=d.get("uninitialized") is True,
+            min_disk=number("min_disk"),
+            hw_firmware_type=firmware if isinstance(firmware, str) else None,
+            stored_format=stored if isinstance(stored, str) and stored else None,
+            staged=staged if isinstance(staged, str) and staged else None,
+            declared_format=declared if isinstance(declared, str) and declared else None,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimedJob:
+    id: str
+    job_type: str
+    image_id: str
+    params: JobParams
+    attempts: int
+    cancel_requested: bool
+    project_id: str = ""
+
+
+def now_text(services: Services) -> str:
+    return time_text(services.clock())
+
+
+def claim(services: Services, job_id: str) -> ClaimedJob | None:
+    """Move the job INIT -> RUNNING (attempts + 1) and its image to ``saving``; None when the
+    job is not INIT (already claimed, ended, or unknown)."""
+    with services.db.begin() as conn:
+        done = conn.execute(
+            update(jobs)
+            .where(jobs.c.id == job_id, jobs.c.status == "INIT")
+            .values(
+                status="RUNNING",
+                attempts=jobs.c.attempts + 1,
+                phase="fetch",
+                percent=0.0,
+                bytes_done=0,
+                bytes_total=0,
+                error_code=None,
+                fail_reason=None,
+            )
+        )
+        if done.rowcount != 1:
+            return None
+        row = conn.execute(select(jobs).where(jobs.c.id == job_id)).one()
+        if row.image_id is not None:
+            conn.execute(
+                update(images)
+                .where(images.c.id == row.image_id, images.c.status.in_(("queued", "saving")))
+                .values(status="saving", updated_at=now_text(services))
+            )
+    return ClaimedJob(
+        row.id,
+        row.job_type,
+        row.image_id or "",
+        JobParams.from_document(row.params),
+        row.attempts,
+        bool(row.cancel_requested),
+        row.project_id,
+    )
+
+
+def image_row(services: Services, image_id: str) -> Any:
+    """The image row (None when it no longer exists)."""
+    with services.db.connect() as conn:
+        return conn.execute(select(images).where(images.c.id == image_id)).first()
+
+
+def cancel_requested(services: Services, job_id: str) -> bool:
+    with services.db.connect() as conn:
+        value = conn.execute(select(jobs.c.cancel_requested).where(jobs.c.id == job_id)).scalar()
+    return bool(value)
+
+
+class Progress:
+    """Writes the job's phase, percent and bytes, at most every :data:`PROGRESS_INTERVAL`
+    seconds, and answers "was the job cancelled?" (also read at most that often)."""
+
+    def __init__(
+        self, services: Services, job_id: str, phases: Mapping[str, tuple[float, float]] = PHASES
+    ) -> None:
+        """``phases``: the share of ``percent`` of each phase (:data:`PHASES`, or
+        :data:`QUICK_PHASES` for quick import)."""
+        self.services = services
+        self.job_id = job_id
+        self.phases = phases
+        self.phase_name = "fetch"
+        self._range = phases["fetch"]
+        self._last_write = 0.0
+        self._last_cancel_check = 0.0
+        self._cancelled = False
+        self._aborted = False
+
+    def cancel_now(self) -> None:
+        """Make :meth:`cancelled` true from now on (stops workers when the job is failing)."""
+        self._aborted = True
+
+    def phase(self, name: str, bytes_total: int = 0) -> None:
+        """Enter phase ``name`` (written at once)."""
+        self.phase_name = name
+        self._range = self.phases[name]
+        self._write(self._range[0], 0, bytes_total, phase=name)
+
+    def update(self, fraction: float, bytes_done: int, bytes_total: int) -> None:
+        """``fraction`` (0..1) of the current phase is done (written if due)."""
+        now = time.monotonic()
+        if now - self._last_write < PROGRESS_INTERVAL:
+            return
+        lo, hi = self._range
+        self._write(lo + (hi - lo) * max(0.0, min(1.0, fraction)), bytes_done, bytes_total)
+
+    def _write(self, percent: float, done: int, total: int, *, phase: str | None = None) -> None:
+        self._last_write = time.monotonic()
+        values: dict[str, object] = {
+            "percent": round(percent, 2),
+            "bytes_done": done,
+            "bytes_total": total,
+        }
+        if phase is not None:
+            values["phase"] = phase
+        with self.services.db.begin() as conn:
+            conn.execute(
+                update(jobs)
+                .where(jobs.c.id == self.job_id, jobs.c.status == "RUNNING")
+                .values(**values)
+            )
+
+    def cancelled(self) -> bool:
+        """Whether a cancel was requested (re-read from the database when due)."""
+        if self._aborted:
+            return True
+        now = time.monotonic()
+        if not self._cancelled and now - self._last_cancel_check >= PROGRESS_INTERVAL:
+            self._last_cancel_check = now
+            self._cancelled = cancel_requested(self.services, self.job_id)
+        return self._cancelled
+
+
+def fail(
+    services: Services,
+    job_id: str,
+    image_id: str,
+    code: str,
+    reason: str,
+    report: Mapping[str, Any] | None = None,
+) -> bool:
+    """End the job FAIL with ``code``/``reason`` and kill its image (keeping ``report``).
+    False when the job was not RUNNING."""
+    now = now_text(services)
+    with services.db.begin() as conn:
+        done = conn.execute(
+            update(jobs)
+            .where(jobs.c.id == job_id, jobs.c.status == "RUNNING")
+            .values(status="FAIL", error_code=code, fail_reason=reason, end_time=now)
+        )
+        if done.rowcount != 1:
+            return False
+        values: dict[str, object] = {
+            "status": "killed",
+            "error_code": code,
+            "fail_reason": reason,
+            "updated_at": now,
+        }
+        if report is not None:
+            values["report"] = dict(report)
+        conn.execute(
+            update(images)
+            .where(images.c.id == image_id, images.c.status.in_(("queued", "saving")))
+            .values(**values)
+        )
+    return True
+
+
+def succeed(
+    services: Services, job_id: str, image_id: str, image_values: Mapping[str, object]
+) -> bool:
+    """Make the image active with ``image_values`` and end the job SUCCESS, together; False
+    (nothing changed) when the job is no longer RUNNING or the image no longer saving."""
+    now = now_text(services)
+    with services.db.connect() as conn, conn.begin() as transaction:
+        image_done = conn.execute(
+            update(images)
+            .where(images.c.id == image_id, images.c.status == "saving")
+            .values(
+                status="active",
+                active_at=now,
+                updated_at=now,
+                error_code=None,
+                fail_reason=None,
+                **image_values,
+            )
+        )
+        done = conn.execute(
+            update(jobs)
+            .where(jobs.c.id == job_id, jobs.c.status == "RUNNING")
+            .values(status="SUCCESS", percent=100.0, phase="store", end_time=now)
+        )
+        if image_done.rowcount != 1 or done.rowcount != 1:
+            transaction.rollback()
+            return False
+    return True

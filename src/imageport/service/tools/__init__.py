@@ -1,0 +1,1 @@
+"""The local tools behind ``imageport check`` and ``imageport convert``: no service state."""
