@@ -13,7 +13,7 @@ from sqlalchemy import Engine
 
 from imageport.adapters.db.engine import open_database
 from imageport.adapters.objectstore.local import MIN_PART_SIZE, LocalObjectStore
-from imageport.service.buckets.objects import precondition_failed
+from imageport.service.buckets.checks import precondition_failed
 from imageport.service.errors import Conflict, NotFound, RequestInvalid, ServiceError
 from imageport.service.ports import ObjectInfo, StagedFile
 from imageport.settings import Settings, load_settings

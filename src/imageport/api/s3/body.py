@@ -38,7 +38,7 @@ from imageport.auth.errors import SignatureError
 from imageport.auth.request import EMPTY_SHA256, is_sha256_hex
 from imageport.auth.sigv4_streaming import SIGNED_CHUNKS, ChunkVerifier, chunk_signature
 from imageport.limits import MiB
-from imageport.service.buckets.objects import check_content_md5
+from imageport.service.buckets.checks import check_content_md5
 from imageport.service.errors import RequestInvalid, ServiceError
 from imageport.service.ports import StagedFile
 

@@ -16,8 +16,9 @@ from imageport.api.s3.request import Ctx
 from imageport.api.s3.responses import XML_TYPE, base_headers, empty_response, xml_response
 from imageport.api.s3.xml import Child
 from imageport.limits import KiB, MiB
+from imageport.service.buckets import buckets as bucket_cases
+from imageport.service.buckets import checks, objects
 from imageport.service.buckets import multipart as multipart_uploads
-from imageport.service.buckets import objects as storage
 from imageport.service.errors import RequestInvalid, ServiceError
 
 MAX_CREATE_BODY = 64 * KiB
@@ -68,13 +69,13 @@ async def list_all_buckets(ctx: Ctx) -> Response:
     ``OBJECT`` bucket, none a ``POSIX`` file system)."""
     q, headers = ctx.call.query, ctx.request.headers
     obs_paging = "marker" in q or "max-keys" in q
-    query = storage.BucketsQuery(
+    query = bucket_cases.BucketsQuery(
         prefix=q.get("prefix", ""),
         region=q.get("bucket-region"),
         max_buckets=(
-            storage.parse_max_keys(q.get("max-keys"))
+            objects.parse_max_keys(q.get("max-keys"))
             if obs_paging
-            else storage.parse_max_buckets(q.get("max-buckets"))
+            else bucket_cases.parse_max_buckets(q.get("max-buckets"))
         ),
         token=q.get("continuation-token") or None,
         marker=q.get("marker", ""),
@@ -83,9 +84,11 @@ async def list_all_buckets(ctx: Ctx) -> Response:
     if kind not in ("OBJECT", "POSIX"):
         raise RequestInvalid("InvalidArgument", "x-obs-bucket-type must be OBJECT or POSIX")
     page = (
-        storage.BucketsPage([], "")
+        bucket_cases.BucketsPage([], "")
         if kind == "POSIX"
-        else await run_in_threadpool(storage.list_bucket_page, ctx.services, ctx.project_id, query)
+        else await run_in_threadpool(
+            bucket_cases.list_bucket_page, ctx.services, ctx.project_id, query
+        )
     )
     location = any(
         headers.get(name, "").strip().lower() == "true"
@@ -154,32 +157,34 @@ async def create_bucket(ctx: Ctx) -> Response:
         ctx, "x-default-storage-class", "x-obs-storage-class", "x-amz-storage-class"
     )
     await run_in_threadpool(
-        storage.create_bucket, ctx.services, ctx.project_id, ctx.call.bucket, storage_class
+        bucket_cases.create_bucket, ctx.services, ctx.project_id, ctx.call.bucket, storage_class
     )
     return empty_response(ctx.request, headers={"Location": f"/{ctx.call.bucket}"})
 
 
 async def head_bucket(ctx: Ctx) -> Response:
     bucket = await run_in_threadpool(
-        storage.owned_bucket, ctx.services, ctx.project_id, ctx.call.bucket
+        bucket_cases.owned_bucket, ctx.services, ctx.project_id, ctx.call.bucket
     )
     headers = {"x-amz-bucket-region": bucket.location}
     if ctx.call.dialect == "obs":
         headers["x-obs-bucket-location"] = bucket.location
         headers["x-obs-storage-class"] = bucket.storage_class
     else:
-        headers["x-default-storage-class"] = storage.storage_class_name(bucket.storage_class, "amz")
+        headers["x-default-storage-class"] = checks.storage_class_name(bucket.storage_class, "amz")
     return empty_response(ctx.request, headers=headers)
 
 
 async def delete_bucket(ctx: Ctx) -> Response:
-    await run_in_threadpool(storage.delete_bucket, ctx.services, ctx.project_id, ctx.call.bucket)
+    await run_in_threadpool(
+        bucket_cases.delete_bucket, ctx.services, ctx.project_id, ctx.call.bucket
+    )
     return empty_response(ctx.request, status=204)
 
 
 async def get_location(ctx: Ctx) -> Response:
     bucket = await run_in_threadpool(
-        storage.owned_bucket, ctx.services, ctx.project_id, ctx.call.bucket
+        bucket_cases.owned_bucket, ctx.services, ctx.project_id, ctx.call.bucket
     )
     body = (
         f'<?xml version="1.0" encoding="UTF-8"?><LocationConstraint xmlns="{xml.NS}">'
@@ -189,18 +194,24 @@ async def get_location(ctx: Ctx) -> Response:
 
 
 async def bucket_acl(ctx: Ctx) -> Response:
-    await run_in_threadpool(storage.owned_bucket, ctx.services, ctx.project_id, ctx.call.bucket)
+    await run_in_threadpool(
+        bucket_cases.owned_bucket, ctx.services, ctx.project_id, ctx.call.bucket
+    )
     return acl_response(ctx)
 
 
 async def no_configuration(ctx: Ctx, code: str, what: str) -> Response:
     """404 for bucket configurations this service never has (policy, CORS, lifecycle...)."""
-    await run_in_threadpool(storage.owned_bucket, ctx.services, ctx.project_id, ctx.call.bucket)
+    await run_in_threadpool(
+        bucket_cases.owned_bucket, ctx.services, ctx.project_id, ctx.call.bucket
+    )
     raise ServiceError(code, f"the bucket has no {what}", status=404)
 
 
 async def get_versioning(ctx: Ctx) -> Response:
-    await run_in_threadpool(storage.owned_bucket, ctx.services, ctx.project_id, ctx.call.bucket)
+    await run_in_threadpool(
+        bucket_cases.owned_bucket, ctx.services, ctx.project_id, ctx.call.bucket
+    )
     return xml_response(ctx.request, "VersioningConfiguration", [])
 
 
@@ -208,8 +219,8 @@ async def list_objects(ctx: Ctx) -> Response:
     q = ctx.call.query
     v2 = q.get("list-type") == "2"
     url = url_encoding(ctx)
-    max_keys = storage.parse_max_keys(q.get("max-keys"))
-    query = storage.ListQuery(
+    max_keys = objects.parse_max_keys(q.get("max-keys"))
+    query = objects.ListQuery(
         prefix=q.get("prefix", ""),
         delimiter=q.get("delimiter", ""),
         marker=q.get("start-after", "") if v2 else q.get("marker", ""),
@@ -217,7 +228,7 @@ async def list_objects(ctx: Ctx) -> Response:
         token=q.get("continuation-token") if v2 else None,
     )
     page = await run_in_threadpool(
-        storage.list_objects, ctx.services, ctx.project_id, ctx.call.bucket, query
+        objects.list_objects, ctx.services, ctx.project_id, ctx.call.bucket, query
     )
 
     def enc(text: str) -> str:
@@ -230,7 +241,7 @@ async def list_objects(ctx: Ctx) -> Response:
             ("LastModified", info.created_at),
             ("ETag", info.etag),
             ("Size", info.size),
-            ("StorageClass", storage.storage_class_name(info.storage_class, ctx.call.dialect)),
+            ("StorageClass", checks.storage_class_name(info.storage_class, ctx.call.dialect)),
         ]
         if not v2 or q.get("fetch-owner") == "true":
             entry.append(("Owner", owner(ctx.project_id)))
@@ -267,7 +278,7 @@ async def delete_objects(ctx: Ctx) -> Response:
     verify_bytes(ctx.request.headers, body, trailer_checksums(ctx.request))
     entries, quiet = xml.delete_entries(body)
     result = await run_in_threadpool(
-        storage.delete_objects, ctx.services, ctx.project_id, ctx.call.bucket, entries
+        objects.delete_objects, ctx.services, ctx.project_id, ctx.call.bucket, entries
     )
     items: list[Child] = []
     if not quiet:
@@ -287,7 +298,7 @@ async def list_uploads(ctx: Ctx) -> Response:
         prefix=q.get("prefix", ""),
         key_marker=q.get("key-marker", ""),
         upload_id_marker=q.get("upload-id-marker", ""),
-        max_uploads=storage.parse_max_keys(q.get("max-uploads"), "max-uploads"),
+        max_uploads=objects.parse_max_keys(q.get("max-uploads"), "max-uploads"),
         delimiter=q.get("delimiter", ""),
     )
     page = await run_in_threadpool(
@@ -321,7 +332,7 @@ async def list_uploads(ctx: Ctx) -> Response:
                     ("Owner", owner(ctx.project_id)),
                     (
                         "StorageClass",
-                        storage.storage_class_name(upload.storage_class, ctx.call.dialect),
+                        checks.storage_class_name(upload.storage_class, ctx.call.dialect),
                     ),
                     ("Initiated", upload.created_at),
                 ],

@@ -32,9 +32,8 @@ from imageport.api.s3.responses import empty_response, xml_response
 from imageport.api.s3.xml import Child
 from imageport.limits import MiB
 from imageport.numbers import whole_number
+from imageport.service.buckets import checks, objects, part_copy
 from imageport.service.buckets import multipart as multipart_uploads
-from imageport.service.buckets import objects as storage
-from imageport.service.buckets import part_copy
 from imageport.service.errors import NotFound, RequestInvalid
 
 MAX_COMPLETE_BODY = 2 * MiB
@@ -68,7 +67,7 @@ async def upload_part(ctx: Ctx) -> Response:
     upload_id = call.query["uploadId"]
     checksums = declared_checksums(headers)
     declared = declared_length(ctx.request)
-    room = await run_in_threadpool(storage.put_limit, ctx.services, ctx.project_id, declared)
+    room = await run_in_threadpool(objects.put_limit, ctx.services, ctx.project_id, declared)
     target = await run_in_threadpool(
         multipart_uploads.part_target,
         ctx.services,
@@ -80,7 +79,7 @@ async def upload_part(ctx: Ctx) -> Response:
         declared,
     )
     try:
-        limit = min(room, target.capacity or storage.MAX_PUT_BYTES)
+        limit = min(room, target.capacity or checks.MAX_PUT_BYTES)
         hashers = body_hashers(headers)
         try:
             staged = await receive_to_file(
@@ -195,7 +194,7 @@ def _list_number(value: str | None, name: str, default: int) -> int:
     if not value:
         return default
     number = whole_number(value)
-    if number is None or number > storage.MAX_INT32:
+    if number is None or number > checks.MAX_INT32:
         raise RequestInvalid("InvalidArgument", f"{name} must be an integer 0-2147483647")
     return number
 
@@ -225,7 +224,7 @@ async def list_parts(ctx: Ctx) -> Response:
         ("UploadId", upload.upload_id),
         ("Initiator", owner(ctx.project_id)),
         ("Owner", owner(ctx.project_id)),
-        ("StorageClass", storage.storage_class_name(upload.storage_class, call.dialect)),
+        ("StorageClass", checks.storage_class_name(upload.storage_class, call.dialect)),
         ("PartNumberMarker", marker),
         ("NextPartNumberMarker", shown[-1].number if shown else marker),
         ("MaxParts", max_parts),

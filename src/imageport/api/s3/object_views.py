@@ -36,8 +36,9 @@ from imageport.api.s3.responses import (
     xml_response,
 )
 from imageport.numbers import whole_number
+from imageport.service.buckets import buckets as bucket_cases
+from imageport.service.buckets import checks, objects
 from imageport.service.buckets import multipart as multipart_uploads
-from imageport.service.buckets import objects as storage
 from imageport.service.clock import parse_time_text
 from imageport.service.context import Services
 from imageport.service.errors import NotFound, RequestInvalid, ServiceError
@@ -48,7 +49,7 @@ _DIRECTIVES = frozenset({"COPY", "REPLACE"})
 _MULTIPART_ETAG = re.compile(r'^"[0-9a-f]{32}-([0-9]{1,5})"$', re.ASCII)
 
 
-def new_object(ctx: Ctx) -> storage.NewObject:
+def new_object(ctx: Ctx) -> objects.NewObject:
     """Content type, storage class and user metadata from the request headers."""
     headers = ctx.request.headers
     pairs = [
@@ -57,16 +58,16 @@ def new_object(ctx: Ctx) -> storage.NewObject:
         for prefix in _META_PREFIXES
         if name.startswith(prefix)
     ]
-    return storage.NewObject(
+    return objects.NewObject(
         content_type=headers.get("content-type") or "binary/octet-stream",
         storage_class=headers.get("x-amz-storage-class") or headers.get("x-obs-storage-class"),
-        metadata=storage.user_metadata(pairs),
+        metadata=checks.user_metadata(pairs),
     )
 
 
 def class_header(ctx: Ctx, canonical: str) -> dict[str, str]:
     prefix = "x-obs-" if ctx.call.dialect == "obs" else "x-amz-"
-    return {f"{prefix}storage-class": storage.storage_class_name(canonical, ctx.call.dialect)}
+    return {f"{prefix}storage-class": checks.storage_class_name(canonical, ctx.call.dialect)}
 
 
 async def put_object(ctx: Ctx) -> Response:
@@ -77,10 +78,10 @@ async def put_object(ctx: Ctx) -> Response:
     checksums = declared_checksums(ctx.request.headers)
     declared = declared_length(ctx.request)
     await run_in_threadpool(
-        storage.prepare_put, services, ctx.project_id, call.bucket, call.key, declared
+        objects.prepare_put, services, ctx.project_id, call.bucket, call.key, declared
     )
     await run_in_threadpool(check_write_conditions, ctx, call.bucket, call.key)
-    limit = await run_in_threadpool(storage.put_limit, services, ctx.project_id, declared)
+    limit = await run_in_threadpool(objects.put_limit, services, ctx.project_id, declared)
     path = services.store.staging_path()
     hashers = body_hashers(ctx.request.headers)
     staged = await receive_to_file(ctx.request, path, limit=limit, hashers=hashers)
@@ -88,7 +89,7 @@ async def put_object(ctx: Ctx) -> Response:
         verify_digests([*checksums, *trailer_checksums(ctx.request)], hashers)
         await run_in_threadpool(check_write_conditions, ctx, call.bucket, call.key)
         info = await run_in_threadpool(
-            storage.put_object,
+            objects.put_object,
             services,
             ctx.project_id,
             call.bucket,
@@ -115,7 +116,7 @@ def copy_source(value: str) -> tuple[str, str]:
 
 
 def _precondition_failed() -> ServiceError:
-    return storage.precondition_failed()
+    return checks.precondition_failed()
 
 
 def http_time(name: str, value: str) -> datetime:
@@ -158,7 +159,7 @@ def check_write_conditions(ctx: Ctx, bucket: str, key: str) -> None:
     if if_match is not None:
         if current is None:
             raise NotFound("NoSuchKey", f"object {key[:200]!r} does not exist")
-        if not storage.etag_matches(if_match, current.etag):
+        if not checks.etag_matches(if_match, current.etag):
             raise _precondition_failed()
 
 
@@ -213,7 +214,7 @@ async def copy_object(ctx: Ctx) -> Response:
     storage_class = headers.get("x-amz-storage-class") or headers.get("x-obs-storage-class")
     await run_in_threadpool(check_write_conditions, ctx, ctx.call.bucket, ctx.call.key)
     info = await run_in_threadpool(
-        storage.copy_object,
+        objects.copy_object,
         ctx.services,
         ctx.project_id,
         source,
@@ -232,12 +233,12 @@ def _open(
     services: Services, project_id: str, bucket: str, key: str
 ) -> tuple[ObjectInfo, BinaryIO]:
     """The object's record and an open file of the same version."""
-    storage.owned_bucket(services, project_id, bucket)
+    bucket_cases.owned_bucket(services, project_id, bucket)
     store = services.store
     opener = getattr(store, "open_object_with_info", None)
     if opener is not None:
         return opener(bucket, key)  # type: ignore[no-any-return]
-    info = storage.head_object(services, project_id, bucket, key)
+    info = objects.head_object(services, project_id, bucket, key)
     return info, store.open_object(bucket, key)
 
 
@@ -257,12 +258,12 @@ def check_conditions(ctx: Ctx, info: ObjectInfo, prefix: str = "") -> int | None
             return None
 
     if_match = headers.get(prefix + "if-match")
-    if if_match is not None and not storage.etag_matches(if_match, info.etag):
+    if if_match is not None and not checks.etag_matches(if_match, info.etag):
         return 412
     if if_match is None and since("if-unmodified-since") is True:
         return 412
     if_none = headers.get(prefix + "if-none-match")
-    if if_none is not None and storage.etag_matches(if_none, info.etag):
+    if if_none is not None and checks.etag_matches(if_none, info.etag):
         return 304
     if if_none is None and since("if-modified-since") is False:
         return 304
@@ -326,7 +327,7 @@ def _range_applies(ctx: Ctx, info: ObjectInfo) -> bool:
         when = parsedate_to_datetime(value)
     except (TypeError, ValueError, IndexError, OverflowError):
         return False
-    return storage.same_second(info.created_at, when if when.tzinfo else when.replace(tzinfo=UTC))
+    return checks.same_second(info.created_at, when if when.tzinfo else when.replace(tzinfo=UTC))
 
 
 def _part_slice(ctx: Ctx, info: ObjectInfo, headers: dict[str, str]) -> tuple[int, int] | None:
@@ -366,7 +367,7 @@ async def head_object(ctx: Ctx) -> Response:
     return await get_object(ctx, send_body=False)
 
 
-def delete_condition(ctx: Ctx) -> storage.DeleteCondition | None:
+def delete_condition(ctx: Ctx) -> objects.DeleteCondition | None:
     """The conditions of a DeleteObject: ``If-Match``, ``x-amz-if-match-size`` and
     ``x-amz-if-match-last-modified-time`` (400 ``InvalidArgument`` for a malformed value)."""
     headers = ctx.request.headers
@@ -378,7 +379,7 @@ def delete_condition(ctx: Ctx) -> storage.DeleteCondition | None:
     size = whole_number(size_text.strip()) if size_text is not None else None
     if size_text is not None and size is None:
         raise RequestInvalid("InvalidArgument", "x-amz-if-match-size is not a whole number")
-    return storage.DeleteCondition(
+    return objects.DeleteCondition(
         etag=etag,
         size=size,
         last_modified=None
@@ -389,7 +390,7 @@ def delete_condition(ctx: Ctx) -> storage.DeleteCondition | None:
 
 async def delete_object(ctx: Ctx) -> Response:
     await run_in_threadpool(
-        storage.delete_object,
+        objects.delete_object,
         ctx.services,
         ctx.project_id,
         ctx.call.bucket,
@@ -401,7 +402,7 @@ async def delete_object(ctx: Ctx) -> Response:
 
 async def object_acl(ctx: Ctx) -> Response:
     await run_in_threadpool(
-        storage.head_object, ctx.services, ctx.project_id, ctx.call.bucket, ctx.call.key
+        objects.head_object, ctx.services, ctx.project_id, ctx.call.bucket, ctx.call.key
     )
     return acl_response(ctx)
 

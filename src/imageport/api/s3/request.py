@@ -21,7 +21,7 @@ from starlette.requests import Request
 from imageport.auth import SignedRequest
 from imageport.auth.request import EMPTY_SHA256, MAX_PATH, MAX_QUERY
 from imageport.service.access.authn import Authenticated, Principal, authenticate_request
-from imageport.service.buckets.objects import validate_bucket_name
+from imageport.service.buckets.checks import validate_bucket_name
 from imageport.service.context import Services
 from imageport.service.errors import RequestInvalid, ServiceError, Unauthenticated
 

@@ -20,7 +20,7 @@ from starlette.types import Receive, Scope, Send
 from imageport.api.s3.ranges import RangeNotSatisfiable
 from imageport.api.s3.xml import Child, render
 from imageport.limits import MiB
-from imageport.service.buckets.objects import storage_class_name
+from imageport.service.buckets.checks import storage_class_name
 from imageport.service.clock import new_id, parse_time_text
 from imageport.service.errors import ServiceError
 from imageport.service.ports import ObjectInfo

@@ -16,20 +16,19 @@ from datetime import datetime
 
 from imageport.limits import MiB
 from imageport.numbers import whole_number
-from imageport.service.buckets.objects import (
+from imageport.service.buckets.buckets import owned_bucket
+from imageport.service.buckets.checks import (
     LAST_CHAR,
     MAX_KEYS,
     MAX_OBJECT_BYTES,
-    NewObject,
     check_content_md5,
     check_put_size,
     etag_matches,
-    owned_bucket,
     parse_storage_class,
     precondition_failed,
-    prepare_put,
     same_second,
 )
+from imageport.service.buckets.objects import NewObject, prepare_put
 from imageport.service.context import Services
 from imageport.service.errors import Forbidden, NotFound, RequestInvalid
 from imageport.service.ports import ObjectInfo, PartInfo, PartTarget, StagedFile, UploadInfo

@@ -20,8 +20,9 @@ from collections.abc import Callable
 from typing import BinaryIO
 
 from imageport.numbers import whole_number
+from imageport.service.buckets import buckets as bucket_cases
+from imageport.service.buckets import checks, objects
 from imageport.service.buckets import multipart as multipart_uploads
-from imageport.service.buckets import objects as storage
 from imageport.service.context import Services
 from imageport.service.errors import RequestInvalid, ServiceError
 from imageport.service.jobs.quotas import write_room
@@ -89,11 +90,11 @@ def _open_source(
     """The caller's source object's record and an open file of that same version (a record
     read apart from the file may be of a version replaced meanwhile)."""
     src_bucket, src_key = source
-    storage.owned_bucket(services, project_id, src_bucket)
+    bucket_cases.owned_bucket(services, project_id, src_bucket)
     opener = getattr(services.store, "open_object_with_info", None)
     if opener is not None:
         return opener(src_bucket, src_key)  # type: ignore[no-any-return]
-    info = storage.head_object(services, project_id, src_bucket, src_key)
+    info = objects.head_object(services, project_id, src_bucket, src_key)
     return info, services.store.open_object(src_bucket, src_key)
 
 
@@ -109,7 +110,7 @@ def _fill(target: PartTarget, src: BinaryIO, start: int, length: int) -> StagedF
     try:
         src.seek(start)
         while done < length:
-            chunk = src.read(min(storage.COPY_CHUNK, length - done))
+            chunk = src.read(min(checks.COPY_CHUNK, length - done))
             if not chunk:
                 raise ServiceError("InternalError", "the source object ended early", status=500)
             md5.update(chunk)
