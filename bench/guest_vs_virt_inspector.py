@@ -1,15 +1,15 @@
 """Time ``imageport check`` on real Debian 12 disks against ``virt-inspector``; compare findings.
 
-Images: the guest images of ``tests/guest_images.py`` (``docs/test-images.md``): 3 GiB virtual,
-~0.9 GB of data, converted by ``qemu-img convert`` into every format imageport accepts (raw,
-qcow2, vmdk, vmdk-stream, vpc, vhdx, vdi, qed). Each layout also comes as a **100 GiB** disk with
-the same content: the raw disk copied sparse into a 100 GiB file (``cp --sparse=always`` then
+Images: the guest images of ``tests/support/guest_images.py`` (``docs/test-images.md``): 3 GiB
+virtual, ~0.9 GB of data, converted by ``qemu-img convert`` into every format imageport accepts
+(raw, qcow2, vmdk, vmdk-stream, vpc, vhdx, vdi, qed). Each layout also comes as a **100 GiB** disk
+with the same content: the raw disk copied sparse into a 100 GiB file (``cp --sparse=always`` then
 ``truncate``), the GPT backup header moved to the new end with ``sfdisk --relocate gpt-bak-std``
 (the partitions keep their size), then converted like the 3 GiB one. No backing files: imageport
 refuses them. The 100 GiB raw is built once, sparse (~0.9 GB allocated), under the guest cache
-(``.test-cache/guest/big-KEY/``); its conversions are made per run into a temporary file and
-removed after measuring (``--keep-big`` caches them too), so that the bench does not fill a
-shared disk; a build that would leave less than 3 GiB free is skipped and reported.
+(``.test-cache/guest/big-KEY/``); its conversions are made per run into a temporary file and removed
+after measuring (``--keep-big`` caches them too), so that the bench does not fill a shared disk; a
+build that would leave less than 3 GiB free is skipped and reported.
 
 Measured per image:
 
@@ -52,7 +52,7 @@ for _p in (HERE, REPO / "tests"):
 
 from check_vs_qemu import Timing, imageport_cmd, strace_bytes  # noqa: E402 - bench/
 
-import guest_images  # noqa: E402 - from tests/, after the path is set
+from support import guest_images  # noqa: E402 - from tests/, after the path is set
 
 MiB = 1 << 20
 GiB = 1 << 30

@@ -16,8 +16,8 @@ dir, SQLite, ``--workers 1``):
   — ratio = import time / that sum (goal: at most 1.5).
 
 Files: the upload file is ``--upload-gib`` GiB of incompressible data made once under the bench
-cache; the import file is the Debian 12 guest image of ``tests/guest_images.py`` (3 GiB virtual,
-~0.9 GB of data) as qcow2, built on first use (needs mmdebstrap; takes minutes once).
+cache; the import file is the Debian 12 guest image of ``tests/support/guest_images.py`` (3 GiB
+virtual, ~0.9 GB of data) as qcow2, built on first use (needs mmdebstrap; takes minutes once).
 
 Usage: ``bench/run --service [--reps N] [--upload-gib N] [--layout NAME] [--format FMT]``.
 """
@@ -46,7 +46,7 @@ for _p in (HERE, REPO / "tests"):
     if str(_p) not in sys.path:
         sys.path.insert(0, str(_p))
 
-import guest_images  # noqa: E402 - from tests/, after the path is set
+from support import guest_images  # noqa: E402 - from tests/, after the path is set
 
 MiB = 1 << 20
 GiB = 1 << 30

@@ -5,7 +5,7 @@ Both make a zstd-compressed image of the same virtual disk, with every core avai
 imageport compresses 2 MiB blocks on a thread pool (one thread per core); qemu-img compresses
 64 KiB clusters in its own worker threads. Inputs (``--inputs``, default all that exist):
 
-* ``debian-raw`` / ``debian-qcow2``: the Debian 12 guest of ``tests/guest_images.py``
+* ``debian-raw`` / ``debian-qcow2``: the Debian 12 guest of ``tests/support/guest_images.py``
   (``gpt-bios-esp-ext4``, 3 GiB virtual, ~0.9 GB of data), when it is in the test cache
   (``.test-cache/guest/images-*/``); it is not built here;
 * ``mixed-1g``: a synthetic 1 GiB raw, built once under ``.test-cache/bench`` (or
@@ -256,7 +256,7 @@ def main(argv: list[str] | None = None) -> int:
         path, fmt = resolve(name)
         if path is None:
             print(
-                f"{name}: not in the test cache (run tests/test_guest_images.py to build "
+                f"{name}: not in the test cache (run tests/guest/test_guest_images.py to build "
                 "the Debian guest images); skipped",
                 file=sys.stderr,
             )

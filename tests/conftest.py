@@ -7,12 +7,11 @@ from pathlib import Path
 
 import pytest
 
-import builders
-import service_fixtures
 from imageport.service.context import Services
+from support import builders, service_fixtures
 
 # postgres_server (session), database_url [sqlite|postgresql], backend_services, db_services
-pytest_plugins = ["db_backends"]
+pytest_plugins = ["support.db_backends"]
 
 
 @pytest.fixture(scope="session")

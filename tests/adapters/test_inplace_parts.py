@@ -12,7 +12,6 @@ from pathlib import Path
 
 import pytest
 
-import service_fixtures
 from imageport.adapters.db.schema import parts, projects
 from imageport.adapters.objectstore.assembly import ASSEMBLY, MIN_PART_SIZE
 from imageport.adapters.objectstore.frontier import HashFrontier, identity
@@ -20,6 +19,7 @@ from imageport.adapters.objectstore.local import LocalObjectStore
 from imageport.service.context import Services
 from imageport.service.jobs import recovery
 from imageport.service.ports import PartInfo, PartTarget, StagedFile
+from support import service_fixtures
 
 STRIDE = MIN_PART_SIZE + 4096
 
@@ -230,7 +230,7 @@ def test_boto3_parts_land_in_place_through_the_bucket_api(
 ) -> None:
     """Through the real S3 API: boto3's parts, sent in parallel, are written into the
     assembly, which becomes the object without a copy."""
-    import s3_server
+    from support import s3_server
 
     creds = s3_server.new_credentials(services, "alpha")
     data = os.urandom(3 * STRIDE + 999)

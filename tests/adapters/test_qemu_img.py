@@ -10,12 +10,11 @@ from pathlib import Path
 
 import pytest
 
-import builders
-import zvhd_writer
 from imageport.adapters.qemu_img import QEMU_DRIVERS, QemuImgConverter, source_spec
 from imageport.rules.base import CheckOptions
 from imageport.service.image_worker import WorkerCancelledError, WorkerError
 from imageport.settings import load_settings
+from support import builders, zvhd_writer
 
 MiB = 1 << 20
 

@@ -33,7 +33,7 @@ from imageport.service.access.projects import AccessKey, create_key, create_proj
 from imageport.service.context import Services
 from imageport.service.errors import Unauthenticated
 
-pytest_plugins = ["db_backends"]  # db_services: each test on both backends
+pytest_plugins = ["support.db_backends"]  # db_services: each test on both backends
 
 PATH = "/v3/auth/tokens"
 TOKEN_ONLY = frozenset({"token"})

@@ -23,7 +23,7 @@ from starlette.types import Receive, Scope, Send
 from imageport import logs, metrics
 from imageport.api.middleware import RequestContext, masked_query
 from imageport.logs import JsonFormatter
-from server_process import running_app
+from support.server_process import running_app
 
 HEX32 = re.compile(r"^[0-9a-f]{32}$")
 first_chunk_seen = threading.Event()

@@ -23,7 +23,7 @@ from imageport.service.access.projects import create_project
 from imageport.service.clock import new_id, new_uuid, time_text, utc_now
 from imageport.service.context import Services
 from imageport.settings import load_settings
-from server_process import running_app
+from support.server_process import running_app
 
 
 def _services(data_dir: Path, database_url: str | None = None) -> Services:

@@ -18,7 +18,6 @@ from botocore.awsrequest import AWSRequest
 from botocore.config import Config
 from botocore.credentials import Credentials
 
-from auth._signers import AK, SK, now, secret_for, sha, wrong_secret
 from imageport.auth import (
     SignatureError,
     SignedRequest,
@@ -27,6 +26,7 @@ from imageport.auth import (
     s3v2,
     sigv4_query,
 )
+from support.signers import AK, SK, now, secret_for, sha, wrong_secret
 
 BASE = "http://127.0.0.1:9000"
 Verify = Callable[..., str]

@@ -12,9 +12,9 @@ from botocore.credentials import Credentials
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from auth._signers import AK, SK, from_aws, now, secret_for, wrong_secret
 from imageport.auth import SignatureError, SignedRequest, detect_scheme
 from imageport.auth.s3v2 import verify
+from support.signers import AK, SK, from_aws, now, secret_for, wrong_secret
 
 BASE = "http://127.0.0.1:9000"
 CASES = [

@@ -14,9 +14,9 @@ from huaweicloudsdkcore.signer.signer import Signer
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from auth._signers import AK, SK, now, secret_for, sha, wrong_secret
 from imageport.auth import SignatureError, SignedRequest, detect_scheme
 from imageport.auth.sdk_hmac import verify
+from support.signers import AK, SK, now, secret_for, sha, wrong_secret
 
 PROJECT = "0123456789abcdef0123456789abcdef"
 

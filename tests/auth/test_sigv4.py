@@ -14,9 +14,9 @@ from botocore.credentials import Credentials
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from auth._signers import AK, SK, from_aws, now, secret_for, sha, wrong_secret
 from imageport.auth import SignatureError, SignedRequest, detect_scheme
 from imageport.auth.sigv4 import verify
+from support.signers import AK, SK, from_aws, now, secret_for, sha, wrong_secret
 
 BASE = "http://127.0.0.1:9000"
 CASES = [

@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-import pg_server
 from imageport.service.access.projects import AccessKey, active_key
+from support import pg_server
 
-pytest_plugins = ["db_backends"]  # postgres_server
+pytest_plugins = ["support.db_backends"]  # postgres_server
 
 IMAGEPORT = Path(sys.executable).parent / "imageport"
 
@@ -40,7 +40,7 @@ def admin(
 
 def key_record(data: Path, access_key: str) -> AccessKey | None:
     """The key as the service reads it from the same data dir."""
-    from db_backends import db_only_services
+    from support.db_backends import db_only_services
 
     services = db_only_services(data, None)
     try:

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-import import_fixtures as fx
-from client.live_apis import Live, live_apis
 from imageport.service.jobs.dispatch import run_job
+from support import import_fixtures as fx
+from support.live_apis import Live, live_apis
 
 
 @pytest.fixture

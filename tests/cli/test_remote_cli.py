@@ -13,10 +13,10 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-import import_fixtures as fx
-from client.live_apis import IMAGEPORT, Live, live_apis
 from imageport.adapters.db.schema import jobs
 from imageport.service.jobs.import_job import run_job
+from support import import_fixtures as fx
+from support.live_apis import IMAGEPORT, Live, live_apis
 
 
 @pytest.fixture

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-import builders
 from imageport.client.errors import ClientError
 from imageport.client.fast import min_disk_for
+from support import builders
 
 GiB = 1 << 30
 

@@ -16,8 +16,8 @@ import boto3
 import pytest
 from botocore.config import Config
 
-from client.live_apis import IMAGEPORT, Live, live_apis
 from imageport.cli.main import main
+from support.live_apis import IMAGEPORT, Live, live_apis
 
 MiB = 1024 * 1024
 

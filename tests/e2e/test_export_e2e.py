@@ -17,10 +17,9 @@ from huaweicloudsdkims.v2 import (
     ExportImageRequestBody,
 )
 
-import builders
-import import_fixtures
-from e2e_clients import ims_client, s3_client, wait_job
-from server_process import ServeProcess, serve_process
+from support import builders, import_fixtures
+from support.e2e_clients import ims_client, s3_client, wait_job
+from support.server_process import ServeProcess, serve_process
 
 #: the SDK marks ShowJob deprecated; clients still call it
 pytestmark = pytest.mark.filterwarnings(

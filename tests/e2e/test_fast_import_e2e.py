@@ -26,10 +26,10 @@ from huaweicloudsdkims.v2 import (
     QuickImportImageByFileRequestBody,
 )
 
-import fast_fixtures as ff
-from e2e_clients import ims_client, s3_client, wait_job
 from imageport.fastimport.bitmap import build_bitmap
-from server_process import ServeProcess, serve_process
+from support import fast_fixtures as ff
+from support.e2e_clients import ims_client, s3_client, wait_job
+from support.server_process import ServeProcess, serve_process
 
 pytestmark = pytest.mark.filterwarnings(
     "ignore:Method '[a-z_]+' of ImsClient is deprecated:DeprecationWarning"

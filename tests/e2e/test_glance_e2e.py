@@ -18,9 +18,9 @@ import glanceclient
 import pytest
 from glanceclient import exc as glance_exc
 
-import import_fixtures
-from e2e_clients import token_for
-from server_process import ServeProcess, serve_process
+from support import import_fixtures
+from support.e2e_clients import token_for
+from support.server_process import ServeProcess, serve_process
 
 JOB_SECONDS = 180.0
 

@@ -37,11 +37,9 @@ from huaweicloudsdkims.v2 import (
 )
 from obs import ObsClient
 
-import builders
-import guest_fixtures
-import import_fixtures
-from e2e_clients import ims_client, s3_client, wait_job
-from server_process import Keys, ServeProcess, serve_process
+from support import builders, guest_fixtures, import_fixtures
+from support.e2e_clients import ims_client, s3_client, wait_job
+from support.server_process import Keys, ServeProcess, serve_process
 
 #: the SDK marks ShowJob and the Glance calls deprecated; clients still call them
 pytestmark = pytest.mark.filterwarnings(

@@ -33,11 +33,10 @@ from huaweicloudsdkims.v2 import (
     ShowJobRequest,
 )
 
-import import_fixtures as fx
-import pg_server
-import s3_server
-from e2e_clients import ims_client, s3_client, wait_job
-from server_process import serve_process
+from support import import_fixtures as fx
+from support import pg_server, s3_server
+from support.e2e_clients import ims_client, s3_client, wait_job
+from support.server_process import serve_process
 
 #: the SDK marks ShowJob deprecated; clients still call it
 pytestmark = pytest.mark.filterwarnings(

@@ -23,8 +23,6 @@ from pathlib import Path
 
 import pytest
 
-import builders
-import guest_fixtures
 from imageport.errors import (
     ImageportError,
     LimitExceededError,
@@ -44,6 +42,7 @@ from imageport.fastimport.bitmap_layout import (
     parse_bitmap,
 )
 from imageport.fastimport.zeroscan import ScanSource
+from support import builders, guest_fixtures
 
 KiB = 1 << 10
 MiB = 1 << 20

@@ -19,12 +19,12 @@ from pathlib import Path
 
 import pytest
 
-import builders
-import guest_fixtures as gf
 from imageport.fastimport import bitmap as mf
 from imageport.findings import Severity
 from imageport.rules.base import CheckOptions
 from imageport.service.tools.check import CheckReport, check_image
+from support import builders
+from support import guest_fixtures as gf
 
 MiB = 1 << 20
 GiB = 1 << 30

@@ -13,7 +13,6 @@ from pathlib import Path
 
 import pytest
 
-import builders
 from imageport.disk.base import ExtentState
 from imageport.disk.raw import RawDisk
 from imageport.errors import ImageportError
@@ -26,6 +25,7 @@ from imageport.service.tools.check import check_image
 from imageport.service.tools.convert import ConvertOptions, convert_image, open_checked
 from imageport.service.tools.to_raw import ImageRefusedError
 from imageport.source import BytesSource, FileSource
+from support import builders
 
 MiB = 1 << 20
 GiB = 1 << 30

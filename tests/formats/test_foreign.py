@@ -6,10 +6,10 @@ import struct
 import zlib
 from pathlib import Path
 
-import builders
 from imageport.formats import registry
 from imageport.formats.base import Container
 from imageport.source import BytesSource, FileSource
+from support import builders
 
 
 def probe(data: bytes | bytearray) -> Container:

@@ -16,10 +16,10 @@ from pathlib import Path
 
 import pytest
 
-import builders
 from imageport.formats import registry
 from imageport.formats.base import Container
 from imageport.source import BytesSource, FileSource
+from support import builders
 
 SECTOR = 2048
 CORPUS = Path(__file__).resolve().parents[3] / "shared" / "corpus"

@@ -9,13 +9,13 @@ from pathlib import Path
 
 import pytest
 
-import builders
-from exactness import assert_allocation_consistent, assert_reads_match
 from imageport.disk.base import RunKind
 from imageport.errors import CorruptImageError, ImageportError, TruncatedImageError
 from imageport.formats import registry
 from imageport.source import BytesSource, FileSource
-from isolation import probe_refusing_opens
+from support import builders
+from support.exactness import assert_allocation_consistent, assert_reads_match
+from support.isolation import probe_refusing_opens
 
 MiB = 1 << 20
 CLUSTER = 4096

@@ -12,14 +12,14 @@ from pathlib import Path
 import pytest
 import zstandard
 
-import builders
-from exactness import assert_allocation_consistent, assert_reads_match
 from imageport.disk.base import ExtentState, RunKind, VirtualDisk
 from imageport.disk.qcow2 import inflate_cluster, zstd_cluster
 from imageport.errors import CorruptImageError, ImageportError, TruncatedImageError
 from imageport.formats import registry
 from imageport.source import BytesSource, FileSource
-from isolation import probe_refusing_opens
+from support import builders
+from support.exactness import assert_allocation_consistent, assert_reads_match
+from support.isolation import probe_refusing_opens
 
 MiB = 1 << 20
 

@@ -12,11 +12,11 @@ from pathlib import Path
 
 import pytest
 
-import builders
-import storage_bombs as sb
 from imageport.formats import registry
 from imageport.service.tools.check import inspect_source
 from imageport.source import BytesSource, FileSource
+from support import builders
+from support import storage_bombs as sb
 
 MiB = 1 << 20
 C = 64 * 1024

@@ -7,14 +7,14 @@ from pathlib import Path
 
 import pytest
 
-import builders
-from exactness import assert_allocation_consistent, assert_reads_match
 from imageport.disk.base import Run, RunKind
 from imageport.disk.qed import QedDisk, QedHeader
 from imageport.errors import CorruptImageError, ImageportError
 from imageport.formats import registry
 from imageport.formats.base import Container
 from imageport.source import BytesSource, FileSource
+from support import builders
+from support.exactness import assert_allocation_consistent, assert_reads_match
 
 
 @pytest.mark.parametrize(

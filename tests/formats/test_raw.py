@@ -6,9 +6,9 @@ import struct
 import zlib
 from pathlib import Path
 
-from exactness import assert_allocation_consistent, assert_reads_match
 from imageport.formats import raw, registry
 from imageport.source import BytesSource, FileSource
+from support.exactness import assert_allocation_consistent, assert_reads_match
 
 
 def test_pattern_raw_is_raw_with_mbr_and_reads_exactly(pattern_raw: Path) -> None:

@@ -14,13 +14,13 @@ from pathlib import Path
 
 import pytest
 
-import builders
-import storage_bombs as sb
 from imageport.disk.base import ExtentState, VirtualDisk
 from imageport.formats import registry
 from imageport.formats.base import Container
 from imageport.service.tools.check import inspect_source
 from imageport.source import BytesSource, FileSource
+from support import builders
+from support import storage_bombs as sb
 
 MiB = 1 << 20
 

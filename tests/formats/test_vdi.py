@@ -8,13 +8,13 @@ from pathlib import Path
 
 import pytest
 
-import builders
-from exactness import assert_allocation_consistent, assert_reads_match
 from imageport.disk.vdi import VdiDisk, VdiHeader
 from imageport.errors import CorruptImageError, ImageportError, LimitExceededError
 from imageport.formats import registry
 from imageport.formats.base import Container
 from imageport.source import BytesSource, FileSource
+from support import builders
+from support.exactness import assert_allocation_consistent, assert_reads_match
 
 
 @pytest.mark.parametrize(("options", "variant"), [("", "dynamic"), ("static=on", "static")])

@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 
-import builders
-from exactness import assert_allocation_consistent, assert_reads_match
 from imageport.formats import registry, vhd
 from imageport.formats.base import Container
 from imageport.source import BytesSource, FileSource
+from support import builders
+from support.exactness import assert_allocation_consistent, assert_reads_match
 
 CORPUS = builders.CORPUS
 

@@ -9,12 +9,12 @@ from pathlib import Path
 
 import pytest
 
-import builders
-from exactness import assert_allocation_consistent, assert_reads_match
 from imageport.crc32c import crc32c
 from imageport.formats import registry, vhdx
 from imageport.formats.base import Container
 from imageport.source import BytesSource, FileSource
+from support import builders
+from support.exactness import assert_allocation_consistent, assert_reads_match
 
 CORPUS = builders.CORPUS
 HEADERS = vhdx.HEADER_OFFSETS

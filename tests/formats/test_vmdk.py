@@ -12,12 +12,12 @@ from pathlib import Path
 
 import pytest
 
-import builders
-from exactness import assert_allocation_consistent, assert_reads_match
 from imageport.errors import CorruptImageError, TruncatedImageError
 from imageport.formats import registry
 from imageport.formats.base import Container
 from imageport.source import BytesSource, FileSource
+from support import builders
+from support.exactness import assert_allocation_consistent, assert_reads_match
 
 SECTOR = 512
 CORPUS = builders.CORPUS

@@ -11,13 +11,13 @@ from pathlib import Path
 import pytest
 import zstandard
 
-import zvhd_writer as zw
-from exactness import assert_allocation_consistent, assert_reads_match
 from imageport.disk.base import ExtentState
 from imageport.errors import CorruptImageError, ImageportError
 from imageport.formats import registry
 from imageport.formats.base import Container
 from imageport.source import BytesSource, FileSource
+from support import zvhd_writer as zw
+from support.exactness import assert_allocation_consistent, assert_reads_match
 
 MiB = 1 << 20
 

@@ -10,7 +10,6 @@ from pathlib import Path
 
 import pytest
 
-import guest_fixtures as gf
 from imageport.findings import Finding, Severity
 from imageport.rules.accounts import (
     LoginRule,
@@ -21,6 +20,7 @@ from imageport.rules.accounts import (
 from imageport.rules.base import CheckOptions
 from imageport.rules.catalogue import RULES
 from imageport.service.tools.check import check_image
+from support import guest_fixtures as gf
 
 #: A strong password (random, made for this test) and a weak one.
 STRONG = "3nVF6X-gtt2lK.Fr1"

@@ -14,10 +14,10 @@ from pathlib import Path
 
 import pytest
 
-import guest_fixtures as gf
 from imageport.findings import Finding, Severity
 from imageport.rules.base import CheckOptions
 from imageport.service.tools.check import check_image
+from support import guest_fixtures as gf
 
 CORE_LBA = 2048  #: where build_guest puts the BIOS boot partition
 KERNEL = "vmlinuz-6.1.0-13-amd64"
@@ -219,7 +219,7 @@ def test_root_argument_naming_the_boot_partition_fails_and_vda3_passes() -> None
 @pytest.mark.timeout(3600)
 def test_the_real_debian_images() -> None:
     """The mmdebstrap-built layouts of docs/test-images.md (built once, then cached)."""
-    import guest_images as gi
+    from support import guest_images as gi
 
     def boot_findings(layout: str) -> list[str]:
         report = check_image(gi.guest_image(layout))

@@ -12,10 +12,6 @@ from pathlib import Path
 
 import pytest
 
-import builders
-import guest_fixtures as gf
-import network_fixtures as nf
-from guest import test_kernels as kt
 from imageport.adapters.qemu_img import QemuImgConverter
 from imageport.cli.main import main as cli_main
 from imageport.disk.raw import RawDisk
@@ -32,6 +28,10 @@ from imageport.service.tools.check import CheckReport, check_image
 from imageport.settings import load_settings
 from imageport.source import FileSource
 from imageport.worker import inspect_image
+from support import builders
+from support import guest_fixtures as gf
+from support import kernel_fixtures as kt
+from support import network_fixtures as nf
 
 MiB = 1 << 20
 BS = 2 * MiB

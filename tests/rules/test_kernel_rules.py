@@ -6,14 +6,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import guest_fixtures as gf
-from guest import test_kernels as kt
 from imageport.findings import Finding, Severity
 from imageport.rules.base import CheckOptions, ImageFacts, Rule
 from imageport.rules.engine import run_rules
 from imageport.rules.kernel import DriversRule, FullVirtRule, NetRulesRule, driver_fix
 from imageport.service.tools.check import inspect_source
 from imageport.source import FileSource
+from support import guest_fixtures as gf
+from support import kernel_fixtures as kt
 
 
 def run(path: Path, rule: Rule) -> list[Finding]:

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import builders
-import guest_fixtures as gf
 from imageport.findings import Severity
 from imageport.service.tools.check import check_image
+from support import builders
+from support import guest_fixtures as gf
 
 
 def rule_findings(path: Path, rule_id: str) -> list[str]:

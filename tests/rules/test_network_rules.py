@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import guest_fixtures as gf
-import network_fixtures as nf
 from imageport.findings import Finding, Severity
 from imageport.rules.base import CheckOptions, ImageFacts, Rule
 from imageport.rules.engine import run_rules
 from imageport.rules.network import HardwareBindingRule, NetDhcpRule
 from imageport.service.tools.check import inspect_source
 from imageport.source import FileSource
+from support import guest_fixtures as gf
+from support import network_fixtures as nf
 
 
 def run(path: Path, rule: Rule) -> list[Finding]:

@@ -5,10 +5,10 @@ from __future__ import annotations
 import uuid
 from pathlib import Path
 
-import guest_fixtures as gf
-import guest_images
 from imageport.findings import Severity
 from imageport.service.tools.check import check_image
+from support import guest_fixtures as gf
+from support import guest_images
 
 
 def messages(path: Path, rule_id: str) -> list[str]:

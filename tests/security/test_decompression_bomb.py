@@ -2,7 +2,7 @@
 
 A good guest (import_fixtures.good_image, which passes every rule), grown with qemu-img
 resize, with one cluster written after it and its L2 slots (and, for the 1 TiB variant, every
-further L1 entry) pointed at that one cluster, plain or compressed (tests/storage_bombs.py).
+further L1 entry) pointed at that one cluster, plain or compressed (tests/support/storage_bombs.py).
 Before the fix ``imageport check --min-disk 1024`` passed such a file and the import turned
 a 3 MiB upload into a 10.6 GB image; now the real CLI refuses it, quickly, naming IMG-SAFE,
 guest offsets that share the stored cluster, and the data mapped onto the file.
@@ -18,8 +18,8 @@ from pathlib import Path
 
 import pytest
 
-import import_fixtures
-import storage_bombs as sb
+from support import import_fixtures
+from support import storage_bombs as sb
 
 IMAGEPORT = [sys.executable, "-m", "imageport.cli.main"]
 #: Seconds the whole CLI run may take (Python start-up ~0.3 s, the walk well under 1 s).

@@ -31,8 +31,8 @@ from botocore.credentials import Credentials
 from huaweicloudsdkcore.sdk_request import SdkRequest
 from huaweicloudsdkcore.signer.signer import Signer
 
-from e2e_clients import s3_client
-from server_process import Keys, ServeProcess, serve_process
+from support.e2e_clients import s3_client
+from support.server_process import Keys, ServeProcess, serve_process
 
 EMPTY = hashlib.sha256(b"").hexdigest()
 

@@ -23,8 +23,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from e2e_clients import s3_client
-from server_process import ServeProcess, serve_process
+from support.e2e_clients import s3_client
+from support.server_process import ServeProcess, serve_process
 
 KiB = 1024
 MiB = 1024 * KiB

@@ -22,11 +22,10 @@ from botocore.exceptions import ClientError
 from huaweicloudsdkcore.exceptions.exceptions import ClientRequestException
 from huaweicloudsdkims.v2 import CreateImageRequest, CreateImageRequestBody, ShowJobRequest
 
-import import_fixtures
-import storage_bombs
-from e2e_clients import ims_client, s3_client, wait_job
 from imageport.limits import MiB
-from server_process import ServeProcess, serve_process
+from support import import_fixtures, storage_bombs
+from support.e2e_clients import ims_client, s3_client, wait_job
+from support.server_process import ServeProcess, serve_process
 
 # The SDK marks ShowJob deprecated but still sends it; it is part of the API we serve.
 pytestmark = pytest.mark.filterwarnings(

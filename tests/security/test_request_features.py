@@ -20,8 +20,8 @@ from urllib.parse import quote
 import httpx
 import pytest
 
-import s3_requests
-from server_process import Keys, ServeProcess, serve_process
+from support import s3_requests
+from support.server_process import Keys, ServeProcess, serve_process
 
 PART = 5 * 1024 * 1024
 """The smallest part but the last (S3's rule)."""

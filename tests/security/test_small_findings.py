@@ -24,9 +24,9 @@ from typing import Any
 import httpx
 import pytest
 
-import s3_requests
-from e2e_clients import token_for
-from server_process import Keys, ServeProcess, serve_process
+from support import s3_requests
+from support.e2e_clients import token_for
+from support.server_process import Keys, ServeProcess, serve_process
 
 OPEN_UPLOADS = 5
 """The server's cap on open multipart uploads per project (IMAGEPORT_PROJECT_OPEN_UPLOADS)."""

@@ -13,9 +13,9 @@ import subprocess
 
 import pytest
 
-import guest_fixtures as gf
-from guest_fixtures import Symlink
-from server_process import IMAGEPORT
+from support import guest_fixtures as gf
+from support.guest_fixtures import Symlink
+from support.server_process import IMAGEPORT
 
 BOOT = {"grub/grub.cfg": gf.READY_GRUB_CFG}
 

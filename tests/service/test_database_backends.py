@@ -22,7 +22,7 @@ from imageport.adapters.db.engine import alembic_config, open_database
 from imageport.adapters.db.schema import images, jobs, metadata, objects, projects
 from imageport.service.clock import new_id, new_uuid, time_text, utc_now
 
-pytest_plugins = ["db_backends"]  # database_url: each test on both backends
+pytest_plugins = ["support.db_backends"]  # database_url: each test on both backends
 
 HEAD = ScriptDirectory.from_config(alembic_config()).get_current_head()
 

@@ -13,7 +13,6 @@ from pathlib import Path
 
 import pytest
 
-import guest_fixtures as gf
 from imageport.adapters.qemu_img import disk_usage, output_watch
 from imageport.service.image_worker import (
     SCHEMA,
@@ -23,6 +22,7 @@ from imageport.service.image_worker import (
 )
 from imageport.settings import load_settings
 from imageport.worker.sandbox import WorkerLimits, python_command, run_limited
+from support import guest_fixtures as gf
 
 MiB = 1 << 20
 ROOMY = WorkerLimits(memory_bytes=1 << 30, cpu_seconds=60, file_bytes=1 << 30, wall_seconds=60)

@@ -3,7 +3,7 @@
 Layout: the vendor notes (ims-reference) §4.2, described in detail in
 :mod:`imageport.disk.zvhd` (learned by reading opnmind/ims-qemu-img ``src/zvhd.c`` and
 ``src/zvhd2.c``; no code copied). Upstream qemu-img cannot read either format, so the reads
-are checked against the raw disk the test writer (``tests/zvhd_writer.py``) started from.
+are checked against the raw disk the test writer (``tests/support/zvhd_writer.py``) started from.
 
 * ``zvhd``: cookie ``"stream"`` at offset 0; its records are indexed by walking their headers
   (one 48-byte read per record, never the data) up to the footer copy that must end the file.

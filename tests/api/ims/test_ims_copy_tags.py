@@ -23,8 +23,6 @@ from huaweicloudsdkims.v2 import ImsClient
 from huaweicloudsdkims.v2 import model as m
 from sqlalchemy import insert
 
-import server_process
-import service_fixtures
 from imageport.adapters.db.schema import images
 from imageport.api.ims.app import build_ims_app
 from imageport.service.access.projects import AccessKey, create_key, create_project
@@ -32,6 +30,7 @@ from imageport.service.clock import new_uuid
 from imageport.service.context import Services
 from imageport.service.images.lifecycle import base_properties
 from imageport.service.jobs.dispatch import run_job
+from support import server_process, service_fixtures
 
 # the SDK marks ShowJob and the Glance* operations deprecated but still sends them
 pytestmark = pytest.mark.filterwarnings(

@@ -27,15 +27,13 @@ from huaweicloudsdkims.v2 import ImsClient
 from huaweicloudsdkims.v2 import model as m
 from sqlalchemy import func, select
 
-import import_fixtures
-import server_process
-import service_fixtures
 from imageport.adapters.db.schema import images
 from imageport.api.ims.app import build_ims_app
 from imageport.service.access.projects import AccessKey, create_key, create_project
 from imageport.service.context import Services
 from imageport.service.jobs.import_job import run_job
 from imageport.service.ports import StagedFile
+from support import import_fixtures, server_process, service_fixtures
 
 # The SDK marks ShowJob and the Glance* operations deprecated but still sends them (and
 # Terraform polls ShowJob): they are part of the API we serve.

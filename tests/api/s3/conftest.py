@@ -1,5 +1,5 @@
 """Fixtures of the bucket-API tests: a project's credentials and the API served by a real
-uvicorn on loopback (``tests/s3_server.py``)."""
+uvicorn on loopback (``tests/support/s3_server.py``)."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ from collections.abc import Iterator
 
 import pytest
 
-import s3_server
 from imageport.service.context import Services
+from support import s3_server
 
 
 @pytest.fixture

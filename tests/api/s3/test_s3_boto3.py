@@ -12,9 +12,9 @@ import pytest
 from boto3.s3.transfer import TransferConfig
 from botocore.exceptions import ClientError
 
-import s3_server
 from imageport.service.context import Services
-from service_fixtures import make_services
+from support import s3_server
+from support.service_fixtures import make_services
 
 MiB = 1024 * 1024
 

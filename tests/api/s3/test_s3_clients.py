@@ -21,8 +21,8 @@ from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials as BotoCredentials
 from botocore.exceptions import ClientError
 
-import s3_server
 from imageport.service.context import Services
+from support import s3_server
 
 MiB = 1024 * 1024
 

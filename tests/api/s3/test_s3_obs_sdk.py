@@ -25,10 +25,10 @@ from obs import (
     UploadFileHeader,
 )
 
-import s3_server
 from imageport.api.s3.app import build_s3_app
 from imageport.service.context import Services
-from server_process import running_app
+from support import s3_server
+from support.server_process import running_app
 
 MiB = 1024 * 1024
 PART = 5 * MiB

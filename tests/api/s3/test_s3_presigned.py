@@ -18,8 +18,8 @@ from botocore.auth import HmacV1QueryAuth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials as BotoCredentials
 
-import s3_server
 from imageport.service.context import Services
+from support import s3_server
 
 MiB = 1024 * 1024
 

@@ -12,8 +12,8 @@ import os
 from pathlib import Path
 from typing import Any
 
-import s3_server
 from imageport.service.context import Services
+from support import s3_server
 
 MiB = 1024 * 1024
 

@@ -14,10 +14,10 @@ import subprocess
 import time
 from pathlib import Path
 
-import s3_server
 from imageport.api.s3.app import build_s3_app
 from imageport.service.context import Services
-from server_process import running_app
+from support import s3_server
+from support.server_process import running_app
 
 MiB = 1024 * 1024
 PARTS = 6  # 30 MiB in 5 MiB parts (multipart_chunk_size_mb = 5 in s3_server.s3cmd_config)

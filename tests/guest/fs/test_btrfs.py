@@ -22,7 +22,6 @@ from pathlib import Path
 
 import pytest
 
-import builders
 from imageport.crc32c import crc32c
 from imageport.errors import (
     CorruptImageError,
@@ -36,6 +35,7 @@ from imageport.guest.fs import btrfs_layout as L
 from imageport.guest.fs.base import BrokenLinkError, FileType, NotFoundError
 from imageport.guest.fs.btrfs_tree import Item
 from imageport.guest.volumes.blockdev import BytesDevice
+from support import builders
 
 FIXTURE_VERSION = "3"
 FS_UUID = "6a1c2b3d-4e5f-4a6b-8c7d-9e0f1a2b3c4d"

@@ -21,7 +21,6 @@ from pathlib import Path
 
 import pytest
 
-import builders
 from imageport.crc32c import crc32c_update
 from imageport.errors import (
     CorruptImageError,
@@ -32,6 +31,7 @@ from imageport.errors import (
 from imageport.guest.fs import ext, ext_layout
 from imageport.guest.fs.base import FileType, NotFoundError
 from imageport.guest.volumes.blockdev import BytesDevice
+from support import builders
 
 TREE_VERSION = "4"
 MiB = 1 << 20

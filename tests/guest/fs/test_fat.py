@@ -17,11 +17,11 @@ from pathlib import Path
 
 import pytest
 
-import builders
 from imageport.errors import CorruptImageError, ImageportError
 from imageport.guest.fs import fat
 from imageport.guest.fs.base import FileType, NotFoundError, WrongTypeError
 from imageport.guest.volumes.blockdev import BytesDevice
+from support import builders
 
 VERSION = "v4"
 SERIAL = {12: "12AB34CD", 16: "0000BEEF", 32: "DEADBEEF"}

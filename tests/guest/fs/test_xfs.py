@@ -19,7 +19,6 @@ from pathlib import Path
 
 import pytest
 
-import builders
 from imageport.errors import (
     CorruptImageError,
     ImageportError,
@@ -31,6 +30,7 @@ from imageport.guest.fs import xfs
 from imageport.guest.fs.base import FileType, NotFoundError
 from imageport.guest.fs.xfs_layout import FMT_BTREE, FMT_EXTENTS, FMT_LOCAL
 from imageport.guest.volumes.blockdev import BytesDevice
+from support import builders
 
 # -- fixtures ------------------------------------------------------------------------------
 

@@ -1,0 +1,123 @@
+"""The `imageport` command as users run it: a real process, real files, exit codes."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from imageport.formats.registry import ACCEPTED_FORMATS
+from support import builders, guest_fixtures
+
+IMAGEPORT = [sys.executable, "-m", "imageport.cli.main"]
+
+
+def run(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*IMAGEPORT, *args], capture_output=True, text=True, timeout=120, check=False
+    )
+
+
+def test_check_prints_format_sizes_guest_and_passes() -> None:
+    proc = run("check", str(guest_fixtures.synthetic_guest()))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "raw (gpt), accepted format" in proc.stdout
+    assert "128.0 MiB (134217728 bytes)" in proc.stdout
+    assert "Debian GNU/Linux 12 (bookworm)" in proc.stdout
+    assert "mount /boot/efi  part2 (vfat)" in proc.stdout
+    assert "kernel           6.1.0-13-amd64 (default)" in proc.stdout
+    assert "boot mode        bios + uefi" in proc.stdout
+    assert "hostname         testguest" in proc.stdout
+    assert "cloud-init       installed" in proc.stdout
+    assert "Result: PASS" in proc.stdout
+
+
+def test_a_disk_without_a_system_fails_with_exit_1(pattern_raw: Path) -> None:
+    proc = run("check", str(pattern_raw))
+    assert proc.returncode == 1
+    assert "raw (mbr), accepted format" in proc.stdout
+    assert "48.0 MiB (50331648 bytes)" in proc.stdout
+    assert "IMG-SYSTEM-DISK" in proc.stdout
+
+
+def test_check_json_is_the_documented_document() -> None:
+    proc = run("check", "--json", str(guest_fixtures.synthetic_guest()))
+    assert proc.returncode == 0
+    doc = json.loads(proc.stdout)
+    assert doc["schema"] == "imageport.check/1"
+    assert {k: doc[k] for k in ("format", "variant", "accepted", "virtual_size")} == {
+        "format": "raw",
+        "variant": "gpt",
+        "accepted": True,
+        "virtual_size": 128 << 20,
+    }
+    assert doc["summary"]["verdict"] == "pass" and doc["summary"]["errors"] == 0
+    assert doc["guest"]["os"]["id"] == "debian" and doc["guest"]["root"] == "part3"
+    assert [m["mountpoint"] for m in doc["guest"]["mounts"]] == ["/", "/boot", "/boot/efi"]
+    documented = (builders.REPO / "docs" / "check-json.md").read_text()
+    for key in doc:
+        assert f"`{key}`" in documented, f"key {key} is not documented in docs/check-json.md"
+
+
+def test_hostile_qcow2_backing_file_is_refused_with_exit_1(tmp_path: Path) -> None:
+    img = tmp_path / "evil.img"  # the name says nothing: detection is by content
+    builders.qemu_img(
+        "create", "-q", "-f", "qcow2", "-u", "-b", "/etc/passwd", "-F", "raw", str(img), "64M"
+    )
+    proc = run("check", str(img))
+    assert proc.returncode == 1
+    assert "IMG-SAFE" in proc.stdout and "/etc/passwd" in proc.stdout
+    doc = json.loads(run("check", "--json", str(img)).stdout)
+    assert doc["format"] == "qcow2" and doc["summary"]["verdict"] == "fail"
+    assert any("/etc/passwd" in f["message"] for f in doc["findings"])
+
+
+def test_unreadable_inputs_exit_2(tmp_path: Path) -> None:
+    assert run("check", str(tmp_path / "missing.qcow2")).returncode == 2
+    assert run("check", str(tmp_path)).returncode == 2  # a directory
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    proc = run("check", str(fifo))  # must not hang waiting for a writer
+    assert proc.returncode == 2 and "not a regular file" in proc.stderr
+    assert run("check").returncode == 2  # usage
+
+
+def test_convert_to_raw_equals_the_disk_and_keeps_holes(pattern_raw: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out.raw"
+    proc = run("convert", str(pattern_raw), str(out), "-O", "raw")
+    assert proc.returncode == 0, proc.stderr
+    assert out.read_bytes() == pattern_raw.read_bytes()
+    assert out.stat().st_blocks * 512 < 12 << 20  # ~8 MiB of data in a 48 MiB disk
+    assert [p.name for p in tmp_path.iterdir()] == ["out.raw"]  # no temporary left behind
+
+
+def test_convert_refuses_an_unsafe_image_and_writes_nothing(tmp_path: Path) -> None:
+    img = tmp_path / "evil.qcow2"
+    builders.qemu_img(
+        "create", "-q", "-f", "qcow2", "-u", "-b", "/etc/passwd", "-F", "raw", str(img), "64M"
+    )
+    proc = run("convert", str(img), str(tmp_path / "out.raw"), "-O", "raw")
+    assert proc.returncode == 1 and "IMG-SAFE" in proc.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["evil.qcow2"]
+
+
+def test_formats_and_rules_listings() -> None:
+    fmts = json.loads(run("formats", "--json").stdout)
+    accepted = {f["name"] for f in fmts if f["accepted"]}
+    assert set(ACCEPTED_FORMATS) <= accepted
+    assert {"gzip", "iso9660", "luks"} <= {f["name"] for f in fmts if not f["accepted"]}
+    rules = json.loads(run("rules", "--json").stdout)
+    assert "IMG-SAFE" in {r["id"] for r in rules}
+
+
+def test_convert_of_compressed_qcow2_equals_qemu_img_output(tmp_path: Path) -> None:
+    image = builders.converted("qcow2", options="compression_type=zstd", compress=True)
+    reference = builders.reference_raw(image, "qcow2")
+    out = tmp_path / "disk.raw"
+    proc = run("convert", str(image), str(out), "-O", "raw", "--progress")
+    assert proc.returncode == 0, proc.stderr
+    assert "100.00/100%" in proc.stderr
+    assert out.read_bytes() == reference.read_bytes()
+    assert out.stat().st_blocks * 512 < out.stat().st_size  # holes stay holes
