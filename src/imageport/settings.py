@@ -110,7 +110,7 @@ class Settings:
     #: qemu-img read-rate limit in bytes/s for conversions (0 = none)
     convert_rate_limit_bytes: int = 0
     max_skew_seconds: int = 900
-    #: Files larger than this need fast import (requirements W4, IMG-SIZE).
+    #: Files larger than this need fast import (IMG-SIZE).
     normal_import_max_bytes: int = 128 * GiB
     #: Nothing larger than this is imported at all (IMG-SIZE).
     import_max_bytes: int = 1 * TiB

@@ -250,7 +250,7 @@ def _vhd_checksum(footer: bytes) -> int:
 
 
 def zvhd_seed(version: int) -> bytes:
-    """A hand-made ZVHD (1) or ZVHD2 (2) file per ims-reference §4.2: one 2 MiB data block.
+    """A hand-made ZVHD (1) or ZVHD2 (2) file (:mod:`imageport.disk.zvhd`): one 2 MiB block.
 
     Fields are little-endian (host order on x86). Built from the layout description only; the
     zvhd reader's own tests are the authority on validity, here it only needs to be close.

@@ -8,8 +8,8 @@ root password, GRUB) and lays it out on a sparse 3 GiB raw disk with the ordinar
 + mtools, LVM written through a loop device with activation off (there is no device-mapper here),
 and GRUB's ``core.img``/``boot.img``/``BOOTX64.EFI`` made with ``grub-mkimage`` inside the tree and
 installed the way ``grub-bios-setup`` does it. Other formats come from ``qemu-img convert`` on
-request. How each step was found to work: ``shared/spec/test-images.md``; what the layouts hold
-and which defects are seeded: ``docs/test-images.md``.
+request. How each step works, what the layouts hold and which defects are seeded:
+``docs/test-images.md``.
 
 Usable from tests (``guest_images.guest_image("gpt-bios-esp-ext4", "qcow2")``) and from the shell::
 

@@ -4,7 +4,7 @@ mounts, LVM without device-mapper, GRUB installed like grub-bios-setup, and the 
 Used by ``guest_images.py`` (which builds the layouts) and by its tests. Everything here calls
 the ordinary Linux tools and fails with :class:`GuestImageError` naming the command (or the
 Debian package to install when the command is missing). GRUB's boot sector offsets come from
-GRUB's ``include/grub/i386/pc/boot.h`` as described in ``shared/spec/test-images.md``.
+GRUB's ``include/grub/i386/pc/boot.h``, as ``docs/test-images.md`` describes.
 """
 
 from __future__ import annotations

@@ -45,7 +45,7 @@ def running(services: Services) -> Iterator[str]:
 
 
 def boto3_client(url: str, creds: Credentials, **config: Any) -> Any:
-    """A boto3 S3 client as clients.md section 3 configures it (path style, SigV4, http)."""
+    """A boto3 S3 client configured for a local S3 service (path style, SigV4, http)."""
     import boto3
     from botocore.config import Config
 
@@ -73,7 +73,7 @@ def rclone(
     check: bool = True,
 ) -> subprocess.CompletedProcess[bytes]:
     """Run rclone (the Debian program) with the remote ``loc:`` set to the server at ``url``
-    as clients.md section 3 configures it (provider Other, path style, http); stdout as bytes.
+    configured for a local S3 service (provider Other, path style, http); stdout as bytes.
     ``check`` asserts that it succeeded."""
     program = shutil.which("rclone")
     if program is None:

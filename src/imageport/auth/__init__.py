@@ -3,8 +3,9 @@
 Each scheme module exposes ``verify(request, secret_for, now, *, max_skew) -> access_key`` and
 raises only :class:`SignatureError`. :func:`detect_scheme` (Authorization header) and
 :func:`detect_query_scheme` (presigned URLs: ``sigv4_query.verify``, ``s3v2.verify_query``) tell
-the API layer which one to call. Learned from the client captures in ``shared/spec/clients.md``
-sections 1-3.
+the API layer which one to call. Learned from the requests the unmodified clients send (the
+vendor's Python SDK, esdk-obs-python, boto3, s3cmd, rclone), captured on a loopback server, and
+from their signers' source; the tests in ``tests/auth`` sign with the clients' own code.
 """
 
 from __future__ import annotations

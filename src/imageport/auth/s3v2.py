@@ -1,7 +1,8 @@
 """Verify AWS signature version 2 (``AWS ak:sig``) and the OBS dialect (``OBS ak:sig``).
 
-Learned from ``botocore/auth.py`` ``HmacV1Auth`` (Apache-2.0), esdk-obs-python's ``obs/auth.py`` as
-summarised in ``shared/spec/clients.md`` section 2, and the S3 REST authentication docs::
+Learned from ``botocore/auth.py`` ``HmacV1Auth`` (Apache-2.0), esdk-obs-python's ``obs/auth.py``
+and requests captured from both, and the S3 documentation ("Signing and Authenticating REST
+Requests")::
 
     StringToSign = METHOD \\n Content-MD5 \\n Content-Type \\n DateLine \\n
                    CanonicalPrefixedHeaders CanonicalResource

@@ -1,7 +1,7 @@
 """Verify the vendor SDK's ``SDK-HMAC-SHA256`` request signature (IMS API).
 
-Learned from ``huaweicloudsdkcore/signer/signer.py`` (Apache-2.0) and the captures in
-``shared/spec/clients.md`` section 1. The client signs every header it set itself::
+Learned from ``huaweicloudsdkcore/signer/signer.py`` (Apache-2.0) and requests captured from
+the vendor's Python SDK. The client signs every header it set itself::
 
     Authorization: SDK-HMAC-SHA256 Access=AK, SignedHeaders=host;x-sdk-date, Signature=hex
 

@@ -1,7 +1,8 @@
 """Verify AWS Signature Version 4 (``AWS4-HMAC-SHA256``) on S3 requests.
 
-Learned from the AWS SigV4 documentation, ``botocore/auth.py`` (Apache-2.0) and the captures in
-``shared/spec/clients.md`` section 3 (boto3, s3cmd, rclone) and section 2 (esdk-obs ``v4``)::
+Learned from the AWS documentation ("Authenticating Requests (AWS Signature Version 4)"),
+``botocore/auth.py`` (Apache-2.0) and requests captured from boto3, s3cmd, rclone and esdk-obs
+(its ``v4`` mode)::
 
     Authorization: AWS4-HMAC-SHA256 Credential=AK/20261127/us-east-1/s3/aws4_request,
                    SignedHeaders=host;x-amz-content-sha256;x-amz-date, Signature=hex

@@ -77,7 +77,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument(
         "--no-import",
         action="store_true",
-        help="refuse external image import in this region (requirements §2)",
+        help="refuse external image import in this region (IMG.REGION)",
     )
     p.set_defaults(func=_cmd_serve)
 

@@ -1,8 +1,9 @@
 """ZVHD and ZVHD2 (the vendor's compressed stream formats): layout, indexes and readers.
 
-The layout was learned from the vendor notes (ims-reference) §4.2 and by reading (never
-copying) opnmind/ims-qemu-img ``src/zvhd.c``, ``src/zvhd2.c`` and ``src/comp_wrapper.c``
-(GPLv2). Fields are in the writer's host byte order, little-endian on the x86 hosts that run
+The vendor documents only what the formats are for (its IMS user guide, "Common Image
+Formats"); the layout was learned by reading (never copying) the third-party qemu driver
+opnmind/ims-qemu-img, ``src/zvhd.c``, ``src/zvhd2.c`` and ``src/comp_wrapper.c`` (GPLv2).
+Fields are in the writer's host byte order, little-endian on the x86 hosts that run
 qemu-img-hw, at the byte offsets of a VHD footer.
 
 File layout::

@@ -4,8 +4,8 @@ The platform's fast import of a RAW image needs a bitmap file beside it that mar
 blocks of the image hold data; a block marked 0 is not copied, so the guest reads zeros there.
 The vendor's own tool (``CreateMF.jar``) writes an unpublished format and no source for it
 was found, so imageport defines and documents its own (``docs/bitmap-format.md``). The bit
-order follows the bitmap table of ZVHD2 (bit ``n % 8`` of byte ``n // 8``, read from
-``src/zvhd2.c`` as summarised in the shared IMS reference, section 4.2); the shape of the
+order follows the bitmap table of ZVHD2 (bit ``n % 8`` of byte ``n // 8``, as
+:mod:`imageport.disk.zvhd` reads it); the shape of the
 header (magic, version, header size, a checksum of the header and one of the payload) follows
 the habits of qcow2 and VHDX headers, and the strict-parser style follows oslo.utils'
 format_inspector: every number is checked before it sizes a read.

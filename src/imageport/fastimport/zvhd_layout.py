@@ -1,8 +1,8 @@
 """The bytes a ZVHD / ZVHD2 writer lays down: footer, records, index and bitmap.
 
 The layout is the one :mod:`imageport.disk.zvhd` reads (its module docstring draws the file);
-it follows the vendor notes (ims-reference) §4.2, learned by reading (never copying)
-opnmind/ims-qemu-img ``src/zvhd.c`` and ``src/zvhd2.c``. Constants that both sides need come
+it was learned by reading (never copying) the third-party qemu driver opnmind/ims-qemu-img,
+``src/zvhd.c`` and ``src/zvhd2.c``. Constants that both sides need come
 from the reader, so the two cannot drift; this module only adds the packing:
 
 * :func:`pack_footer`: the 512-byte footer with its checksum (VHD field offsets, little-endian),

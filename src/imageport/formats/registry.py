@@ -57,7 +57,8 @@ FORMATS: tuple[FormatSpec, ...] = (
     *wrappers.SPECS,
 )
 
-#: Names of the formats the platform accepts (requirements, IMG-FORMAT).
+#: Names of the formats the platform accepts (IMG-FORMAT; the vendor's IMS user guide lists
+#: them in "Registering an External Image File as a Private Image").
 ACCEPTED_FORMATS: tuple[str, ...] = (
     "qcow2",
     "vmdk",

@@ -1,14 +1,13 @@
 """IMG-FAST-RAW and IMG-FAST-ZVHD2: what fast import needs of the file and of the guest.
 
-Fast import stores the file as it is: no conversion, and none of the changes the normal
-import can make to a guest. So the guest must already be *optimized* (requirements §4,
-``ims-reference.md`` §1.3: "RAW must be optimized and have a bitmap; ZVHD2 must be
-optimized"), and a RAW file needs its bitmap file. These rules add nothing new to judge a
-guest by: they run the optimization rules of the catalogue (:data:`OPTIMIZATION_RULE_IDS`)
-again and turn every warning or error those report into an error of their own, one finding
-per unmet rule, so that the job's failure reason names each of them. The bitmap is read and
-compared with the image by the check service (rules never open files); IMG-FAST-RAW judges
-the recorded :class:`~imageport.rules.base.BitmapCheck`.
+Fast import stores the file as it is: no conversion, and none of the changes the normal import
+can make to a guest. So the guest must already be *optimized*, and a RAW file needs its bitmap
+file (the vendor's IMS API reference, "Importing an Image File Quickly"). These rules add
+nothing new to judge a guest by: they run the optimization rules of the catalogue
+(:data:`OPTIMIZATION_RULE_IDS`) again and turn every warning or error those report into an error
+of their own, one finding per unmet rule, so that the job's failure reason names each of them.
+The bitmap is read and compared with the image by the check service (rules never open files);
+IMG-FAST-RAW judges the recorded :class:`~imageport.rules.base.BitmapCheck`.
 """
 
 from __future__ import annotations
@@ -19,10 +18,11 @@ from imageport.findings import Finding, Severity
 from imageport.rules.base import BitmapCheck, ImageFacts, Rule
 from imageport.rules.engine import run_rules
 
-#: The rules that say an image is "optimized" (requirements §4: paravirtual drivers in the
-#: initrd, no persistent-net rules, DHCP without MAC bindings, fstab by UUID and without data
-#: disks, cloud-init for the platform, serial console). IMG-LOGIN, IMG-BOOT-MODE and the other
-#: guest rules are not here: they are errors on every path and report on their own.
+#: The rules that say an image is "optimized" (the vendor's IMS user guide, "Optimizing a
+#: Linux Private Image": paravirtual drivers in the initrd, no persistent-net rules, DHCP
+#: without MAC bindings, fstab by UUID and without data disks, cloud-init for the platform,
+#: serial console). IMG-LOGIN, IMG-BOOT-MODE and the other guest rules are not here: they are
+#: errors on every path and report on their own.
 OPTIMIZATION_RULE_IDS = (
     "IMG-DRIVERS",
     "IMG-NET-RULES",

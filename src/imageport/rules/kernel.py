@@ -2,8 +2,9 @@
 rules that pin network names to the old machine's MAC addresses.
 
 Facts come from :func:`imageport.guest.boot.kernels.read_kernels` (shared by the three rules) and
-:func:`imageport.guest.boot.kernels.read_net_rules`. Fixes follow the vendor's checklist
-(``ims-reference.md`` §3.2 items 1 and 3) per distribution family.
+:func:`imageport.guest.boot.kernels.read_net_rules`. Fixes follow the vendor's checklist per
+distribution family (its IMS user guide, "Optimizing a Linux Private Image": delete the
+persistent-net rules, put the virtio drivers in the initrd).
 """
 
 from __future__ import annotations
@@ -11,14 +12,12 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from imageport.findings import Finding, Severity
-from imageport.guest.boot.kernels import (
-    WATCHED_DRIVERS,
-    Kernel,
-    KernelFacts,
-    NetRulesFile,
-    read_kernels,
-    read_net_rules,
-)
+from imageport.guest.boot.kernels import WATCHED_DRIVERS
+from imageport.guest.boot.kernels import Kernel
+from imageport.guest.boot.kernels import KernelFacts
+from imageport.guest.boot.kernels import NetRulesFile
+from imageport.guest.boot.kernels import read_kernels
+from imageport.guest.boot.kernels import read_net_rules
 from imageport.rules.base import ImageFacts, Rule
 
 #: Without these the root disk is not found and the server does not boot.

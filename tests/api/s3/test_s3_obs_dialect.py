@@ -2,7 +2,7 @@
 
 The SDK signs ``OBS ak:sig`` with ``x-obs-*`` headers only for a DNS-named server in
 virtual-host mode (``Host: <bucket>.obs.test``, path ``/key``), after an unauthenticated
-``HEAD /?apiversion`` probe answered ``x-obs-api: 3.0`` (clients.md section 2). It cannot
+``HEAD /?apiversion`` probe answered ``x-obs-api: 3.0`` (as captured from the SDK). It cannot
 resolve ``obs.test``, so it reaches the real uvicorn through ``tests/support/connect_proxy.py``. The
 unit tests at the end pin how :func:`parse_call` reads the Host header.
 """
@@ -28,14 +28,15 @@ from obs import (
 from starlette.requests import Request
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from support import s3_server
+from support import service_fixtures
+from support.connect_proxy import ConnectProxy
 from imageport.api.s3.app import build_s3_app
 from imageport.api.s3.request import MAX_HOST, parse_call
 from imageport.cli.main import main
 from imageport.service.context import Services
 from imageport.service.errors import RequestInvalid
 from imageport.settings import load_settings
-from support import s3_server, service_fixtures
-from support.connect_proxy import ConnectProxy
 from support.server_process import running_app
 
 DOMAIN = "obs.test"

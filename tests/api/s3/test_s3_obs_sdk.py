@@ -2,7 +2,7 @@
 
 Against an IP endpoint the SDK forces path style and signs with AWS signature v2 and
 ``x-amz-*`` headers (``signature="v4"`` gives SigV4 with only a ``Date`` header and
-``UNSIGNED-PAYLOAD``); clients.md section 2 has the captured requests. What a user does with
+``UNSIGNED-PAYLOAD``), as requests captured from it show. What a user does with
 it: create a bucket in a storage class, put a small file and upload a big one in parallel
 parts, read the metadata back, list, read a range and the whole object, delete. And its
 checkpointed ``uploadFile``: when parts keep failing it gives up but keeps the upload and a

@@ -1,8 +1,9 @@
-"""rclone (the Debian program, unmodified) against the real bucket API, configured as clients.md
-section 3 does (provider Other, path style, http). rclone differs from the other clients in
-ways the server must take: ``?uploads=`` with an "=", Content-MD5 on every part, ETags
-XML-escaped as ``&#34;`` in Complete, ``Accept-Encoding`` among the signed headers, an md5 kept
-in ``X-Amz-Meta-Md5chksum`` for its checks, and UploadPartCopy for a copy inside the store."""
+"""rclone (the Debian program, unmodified) against the real bucket API, configured as
+:func:`s3_server.rclone` does (provider Other, path style, http). rclone differs from the other
+clients in ways the server must take: ``?uploads=`` with an "=", Content-MD5 on every part,
+ETags XML-escaped as ``&#34;`` in Complete, ``Accept-Encoding`` among the signed headers, an md5
+kept in ``X-Amz-Meta-Md5chksum`` for its checks, and UploadPartCopy for a copy inside the
+store."""
 
 from __future__ import annotations
 

@@ -1,6 +1,7 @@
 """Who is calling: turn a request's signature or token into the caller's project.
 
-Accepted credentials (requirements: every API request is authenticated):
+Accepted credentials (every API request is authenticated; ``docs/security.md`` lists the few
+routes that answer without credentials):
 
 * ``SDK-HMAC-SHA256`` signatures (the vendor SDK, image API), SigV4 and AWS/OBS v2 signatures
   (S3 clients, bucket API), verified by :mod:`imageport.auth` against the key's secret;

@@ -1,8 +1,8 @@
 """Glance v2 image data use cases: upload, stage, import, download (no HTTP here).
 
 Learned from Glance's v2 API (``glance/api/v2/image_data.py`` and ``images.py``'s import
-action) and from what python-glanceclient and openstacksdk send (``shared/spec/clients.md``
-§4):
+action) and from the requests python-glanceclient 4.13.0 and openstacksdk 4.22.0 send
+(captured on a loopback server):
 
 * ``PUT /v2/images/{id}/file``: :func:`open_upload` checks the image before a byte is read
   (the caller's, ``queued``, no job, nothing staged: else 409 as Glance answers) and gives the

@@ -1,4 +1,4 @@
-"""Image use cases that create, register and delete images (requirements W2, W3, W4).
+"""Image use cases that create, register (initialized, uninitialized, fast) and delete images.
 
 * :func:`create_image_from_file` — ``POST /v2/cloudimages/action`` (and ``/v2.1/``): validate,
   check the object, create a ``queued`` image and an ``imsImportImageJob`` job, submit it.
@@ -7,7 +7,8 @@
   fast-import work itself belongs to the job.
 * :func:`create_glance_image` — ``POST /v2/images``: a ``queued`` image with metadata only.
 * :func:`register_image_file` — ``PUT /v1/cloudimages/{id}/upload``: give a queued image its file
-  through an ``imsNativeImportImageJob`` job (``uninitialized`` = true: the W3 path).
+  through an ``imsNativeImportImageJob`` job (``uninitialized`` = true: the image is fixed
+  at the console of a server booted from it).
 * :func:`delete_image` — ``DELETE /v2/images/{id}``: remove the row and the stored file.
 
 Reads are in :mod:`imageport.service.images.queries`, updates in
@@ -212,7 +213,8 @@ def job_params(
     staged: str | None = None,
     declared_format: str | None = None,
 ) -> dict[str, object]:
-    """The job's ``params`` document (CONTRACTS4: all keys always present). The source is the
+    """The job's ``params`` document (every key always present, as
+    :class:`~imageport.service.jobs.state.JobParams` reads it). The source is the
     object ``url``, or (``staged``, an image id) data received on the Glance routes and staged
     by :mod:`imageport.service.images.staging`; ``declared_format`` is the image's Glance
     ``disk_format``, which the file must then be (rule IMG-FORMAT)."""

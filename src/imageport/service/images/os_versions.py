@@ -2,8 +2,9 @@
 
 The vendor keeps a fixed list of OS version strings (``GET /v1/cloudimages/os_version``); a
 request's ``os_version`` must be one of them (else ``IMG.0056``), and the import job replaces it
-with the OS it detects in the guest (ims-reference §3.1: "a detected OS overrides the user's
-choice, and an unknown OS becomes Other Linux"). This module holds that list for the Linux
+with the OS it detects in the guest (the vendor's IMS user guide, "Registering an External
+Image File as a Private Image": a detected OS overrides the user's choice, and an unknown OS
+becomes Other Linux). This module holds that list for the Linux
 distributions we import, in the vendor's spelling, and maps what the guest's ``os-release``
 says (:class:`imageport.guest.facts.osinfo.OsInfo` ``id`` / ``version_id``) to the best entry.
 

@@ -1,8 +1,9 @@
-"""The image's columns and properties once its job has stored the file (CONTRACTS4).
+"""The image's columns and properties once its job has stored the file.
 
-The OS properties follow what the guest says (ims-reference §3.1: a detected OS overrides the
-user's choice; a Linux the list does not name becomes ``Other Linux``); when no guest OS was
-found, the properties the image was registered with stay.
+The OS properties follow what the guest says (as the vendor's IMS user guide says in
+"Registering an External Image File as a Private Image": a detected OS overrides the user's
+choice; a Linux the list does not name becomes ``Other Linux``); when no guest OS was found,
+the properties the image was registered with stay.
 
 A quick-imported RAW image also gets ``__bitmap_file`` (:data:`BITMAP_FILE`): the
 ``bucket:key`` of the bitmap file (``.mf``) its check verified.

@@ -1,4 +1,5 @@
-"""Reading images: one image, and filtered, sorted, paged lists (ims-reference §1.6).
+"""Reading images: one image, and filtered, sorted, paged lists (the vendor's IMS API
+reference, "Querying Images").
 
 ``GET /v2/cloudimages`` and ``GET /v2/images`` take the same filters; they differ in the page
 size (500 and 25 by default; never more than :data:`MAX_LIMIT`) and in how the next page is

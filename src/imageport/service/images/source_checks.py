@@ -7,7 +7,7 @@ image bytes are read here):
 code         status  raised when
 ============ ======= ===================================================================
 IMG.REGION   403     this region does not offer external image import
-                     (``settings.import_enabled`` is false; requirements §2)
+                     (``settings.import_enabled`` is false: ``serve --no-import``)
 IMG.0069     400     the bucket does not exist or belongs to another project: both say
                      "not accessible", so a caller never learns another project's bucket
 IMG.0058     400     bucket or object is not of the STANDARD storage class (the message

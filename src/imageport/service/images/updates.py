@@ -1,9 +1,10 @@
 """Updating an image with a JSON patch (``PATCH /v2/cloudimages/{id}`` and ``/v2/images/{id}``).
 
 The body is an array of at most :data:`MAX_OPS` ``{"op": "add"|"replace"|"remove", "path":
-"/<attribute>", "value": ...}``. Patchable attributes (ims-reference §1.6): ``name``,
-``__description``, ``__support_*``, ``__is_config_init``, ``min_ram``, ``max_ram``,
-``hw_firmware_type``, ``hw_vif_multiqueue_enabled``, ``enterprise_project_id``; the Glance path
+"/<attribute>", "value": ...}``. Patchable attributes (the vendor's IMS API reference,
+"Updating Image Information"): ``name``, ``__description``, ``__support_*``,
+``__is_config_init``, ``min_ram``, ``max_ram``, ``hw_firmware_type``,
+``hw_vif_multiqueue_enabled``, ``enterprise_project_id``; the Glance path
 also takes ``protected`` (so a protected image can be made deletable again). Values may be JSON
 strings, as the vendor SDK sends them (``"1024"``, ``"true"``).
 

@@ -4,7 +4,8 @@ Everything here runs before a job exists, in the API process, on the request's J
 records of the bucket and object it names; none of it reads image bytes (the job does that,
 in a worker). Each check is one small function that returns the clean value or raises
 :class:`~imageport.service.errors.RequestInvalid` (HTTP 400) with the vendor's code
-(ims-reference §1.2, §2, §7.4) and a message naming the value that was wrong:
+(the vendor's IMS API reference, "Creating an Image" and "Error Codes") and a message naming
+the value that was wrong:
 
 ============ ======================================================================
 code         raised when

@@ -19,7 +19,8 @@ Normal import::
     verify   re-probe the output in a worker while hashing it (sha256)      90-99 %
     store    rename into ``images/<image id>.<format>``, image active, job SUCCESS
 
-Quick (fast) import (``params.quick_import``, requirements W4) stores the file as it is::
+Quick (fast) import (``params.quick_import``; RAW or ZVHD2 up to 1 TiB) stores the file as it
+is::
 
     fetch    the object, and its bitmap ``<base>.mf`` from the same bucket   0-1 %
              when there is one (``dir/disk.raw`` -> ``dir/disk.mf``)
@@ -77,7 +78,8 @@ from imageport.service.jobs.run import activate, run_to_end
 
 log = logging.getLogger(__name__)
 
-#: Formats a quick-import job stores as they are (requirements W4).
+#: Formats a quick-import job stores as they are (the vendor's IMS API reference, "Importing
+#: an Image File Quickly").
 QUICK_FORMATS = ("raw", "zvhd2")
 #: Checker limits whose hit is a finding about the file (IMG-SAFE), not a service failure: a
 #: well-formed image is checked in about a second and its report is small. (Memory is not

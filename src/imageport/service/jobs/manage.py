@@ -2,7 +2,8 @@
 
 A job is created ``INIT`` by the image use cases and advanced by the worker
 (:mod:`imageport.service.jobs.import_job`): ``INIT -> RUNNING -> SUCCESS | FAIL``. Its ``params``
-document is fixed by CONTRACTS4 (see :func:`imageport.service.images.lifecycle.job_params`).
+document, written by :func:`imageport.service.images.lifecycle.job_params` and read by
+:class:`imageport.service.jobs.state.JobParams`, always has every key.
 
 Cancelling is ours, not the vendor's (``POST /v1/cloudimages/job/{job_id}/cancel``). A job
 still ``INIT`` (no worker has claimed it) ends at once: ``FAIL`` with ``IMG.CANCELLED``, its image
@@ -23,11 +24,13 @@ from sqlalchemy import Connection, Row, insert, select, update
 
 from imageport import metrics
 from imageport.adapters.db.schema import images, jobs
+from imageport.service.images import staging
 from imageport.service.clock import new_id, time_text
 from imageport.service.context import Services
 from imageport.service.errors import Conflict, NotFound
-from imageport.service.images import staging
-from imageport.service.images.records import NOT_FOUND, JobRecord, job_record
+from imageport.service.images.records import NOT_FOUND
+from imageport.service.images.records import JobRecord
+from imageport.service.images.records import job_record
 from imageport.service.jobs.quotas import admit
 from imageport.settings import Settings
 

@@ -46,7 +46,8 @@ PROGRESS_INTERVAL = 0.5
 
 @dataclass(frozen=True, slots=True)
 class JobParams:
-    """The job's ``params`` document (CONTRACTS4), read defensively."""
+    """The job's ``params`` document (:func:`imageport.service.images.lifecycle.job_params` writes
+    it), read defensively."""
 
     bucket: str
     key: str
