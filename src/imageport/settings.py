@@ -2,32 +2,8 @@
 
 Every setting has a default; ``IMAGEPORT_<NAME>`` environment variables override them and the
 ``imageport serve`` flags override those. :func:`load_settings` is the one place they are read.
-
-============================ ======================================== =========================
-setting                      meaning                                  default
-============================ ======================================== =========================
-``data_dir``                 database, buckets, images, temp files    ``$XDG_DATA_HOME/imageport``
-``database_url``             SQLAlchemy URL (sqlite or postgresql)    SQLite in ``data_dir``
-``host``                     address both APIs listen on              ``127.0.0.1``
-``port`` / ``s3_port``       image API port / bucket API port         8080 / 8081
-``region``                   the region name this service serves      ``local-1``
-``s3_domain``                ``<bucket>.<domain>`` Hosts name buckets none (path-style only)
-``import_enabled``           False: the region refuses file import    True
-``image_quota``              private images a project may hold        50 (0: no limit)
-``stored_format``            format images are stored in              ``qcow2``
-``workers``                  jobs run at the same time                2
-``worker_memory_bytes``      address-space limit of a job's processes 2 GiB
-``worker_cpu_seconds``       CPU-time limit of each job process       3600
-``max_skew_seconds``         accepted clock difference of signatures  900
-``check_cpu_seconds``        CPU-time limit of the image checker      20 (then IMG-SAFE)
-``project_running_jobs``     jobs of one project running at once      0: half the workers
-``project_job_limit``        unfinished jobs a project may have       20 (IMG.0194 beyond)
-``project_storage_bytes``    bytes of stored images a project may use 1 TiB (0: no limit)
-``project_object_bytes``     bytes of objects, parts, staged uploads  1 TiB (0: no limit)
-``free_space_reserve_bytes`` disk space a conversion must leave free  1 GiB
-``project_open_uploads``     unfinished multipart uploads per project 1000 (0: no limit)
-``http_*``                   HTTP limits of both listeners            see below
-============================ ======================================== =========================
+Each field of :class:`Settings` carries its description, from which :func:`settings_markdown`
+generates ``docs/settings.md`` (the table of every setting, its variable and its default).
 
 The ``http_*`` settings bound what a client that has not authenticated can make the server
 hold (:mod:`imageport.api.http_limits`; each listener counts its own connections):
@@ -63,8 +39,11 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 from imageport.limits import GiB, KiB, TiB
+
+_T = TypeVar("_T")
 
 STORED_FORMATS = ("qcow2", "raw")
 """Formats the service can store images in (``zvhd2`` arrives with fast import)."""
@@ -84,63 +63,114 @@ def default_data_dir(env: Mapping[str, str] | None = None) -> Path:
     return Path(base) / "imageport"
 
 
+def _setting(default: _T, doc: str, *, shown: str | None = None) -> _T:
+    """A field of :class:`Settings`: its default, what it is (``doc``, one sentence of
+    Markdown) and, when the bare value would read badly in ``docs/settings.md``, how to show
+    the default (``shown``)."""
+    return field(default=default, metadata={"doc": doc, "shown": shown})
+
+
 @dataclass(frozen=True, slots=True)
 class Settings:
     """Everything the service needs to know about its installation (see the module docstring)."""
 
-    data_dir: Path = field(default_factory=default_data_dir)
-    database_url: str | None = None
-    host: str = "127.0.0.1"
-    port: int = 8080
-    s3_port: int = 8081
-    #: DNS name under which the bucket API also answers virtual-host style requests
-    #: (``Host: <bucket>.<s3_domain>``); None: path-style only
-    s3_domain: str | None = None
-    region: str = "local-1"
-    import_enabled: bool = True
-    #: private images a project may hold (the vendor's 50 per region, IMG.0015); 0: no limit
-    image_quota: int = 50
-    stored_format: str = "qcow2"
-    workers: int = 2
-    worker_memory_bytes: int = 2 * GiB
-    worker_cpu_seconds: int = 3600
-    worker_file_bytes: int = 2 * TiB
-    #: wall-clock limit of a job process; 0 = twice ``worker_cpu_seconds`` plus 60 s
-    worker_wall_seconds: int = 0
-    #: qemu-img read-rate limit in bytes/s for conversions (0 = none)
-    convert_rate_limit_bytes: int = 0
-    max_skew_seconds: int = 900
-    #: Files larger than this need fast import (IMG-SIZE).
-    normal_import_max_bytes: int = 128 * GiB
-    #: Nothing larger than this is imported at all (IMG-SIZE).
-    import_max_bytes: int = 1 * TiB
-    token_lifetime_seconds: int = 24 * 3600
-    #: CPU seconds the checker may spend on one image: a well-formed image of any size is
-    #: checked in about a second, so more is itself a finding (IMG-SAFE)
-    check_cpu_seconds: int = 20
-    #: jobs of one project that run at the same time; 0: half the workers (at least one), so
-    #: one project's slow or hostile jobs never hold every worker
-    project_running_jobs: int = 0
-    #: unfinished (INIT or RUNNING) jobs one project may have; more is refused (IMG.0194)
-    project_job_limit: int = 20
-    #: bytes of stored images (and of conversions under way) one project may hold (IMG.0015)
-    project_storage_bytes: int = 1 * TiB
-    #: bytes of bucket objects, unfinished multipart parts and staged Glance data one project
-    #: may hold (S3 ``QuotaExceeded``)
-    project_object_bytes: int = 1 * TiB
-    #: free disk space a conversion must leave in the data dir, beyond its own bound
-    free_space_reserve_bytes: int = 1 * GiB
-    #: unfinished multipart uploads one project may have open (403 QuotaExceeded beyond; S3
-    #: has no such limit, each one holds a folder, rows and parts on disk); 0: no limit
-    project_open_uploads: int = 1000
-    #: HTTP limits of both listeners (see the module docstring for the reasoning)
-    http_max_url_bytes: int = 33 * KiB
-    http_max_header_bytes: int = 32 * KiB
-    http_head_timeout_seconds: int = 30
-    http_body_timeout_seconds: int = 60
-    #: 0: no cap
-    http_max_connections: int = 512
-    http_max_connections_per_client: int = 128
+    data_dir: Path = field(
+        default_factory=default_data_dir,
+        metadata={
+            "doc": "the database (SQLite), buckets, images and temporary files",
+            "shown": "`$XDG_DATA_HOME/imageport`, else `~/.local/share/imageport`",
+        },
+    )
+    database_url: str | None = _setting(
+        None,
+        "SQLAlchemy URL of the database, e.g. `postgresql+pg8000://user@host/db`",
+        shown="SQLite in `data_dir`",
+    )
+    host: str = _setting("127.0.0.1", "address both APIs listen on")
+    port: int = _setting(8080, "image API port (0 picks a free one)")
+    s3_port: int = _setting(8081, "bucket API port (0 picks a free one)")
+    s3_domain: str | None = _setting(
+        None,
+        "DNS name under which the bucket API also answers virtual-host style requests "
+        "(`Host: <bucket>.<s3_domain>`)",
+        shown="none (path-style only)",
+    )
+    region: str = _setting("local-1", "the region name this service serves")
+    import_enabled: bool = _setting(
+        True, "false: this region refuses external image import (`IMG.REGION`)"
+    )
+    image_quota: int = _setting(
+        50, "private images a project may hold (the vendor's 50 per region, `IMG.0015`); 0: none"
+    )
+    stored_format: str = _setting("qcow2", "format images are stored in: `qcow2` or `raw`")
+    workers: int = _setting(2, "jobs running at the same time")
+    worker_memory_bytes: int = _setting(2 * GiB, "address space of every worker process")
+    worker_cpu_seconds: int = _setting(3600, "CPU time of each conversion process")
+    worker_file_bytes: int = _setting(2 * TiB, "largest file a conversion may write")
+    worker_wall_seconds: int = _setting(
+        0, "wall clock of each conversion process; 0: twice `worker_cpu_seconds` plus 60 s"
+    )
+    convert_rate_limit_bytes: int = _setting(
+        0, "bytes per second qemu-img may read in a conversion; 0: no limit"
+    )
+    max_skew_seconds: int = _setting(
+        900, "how far a signature's date may be from the server's clock, either way"
+    )
+    normal_import_max_bytes: int = _setting(
+        128 * GiB, "files larger than this need fast import (IMG-SIZE)"
+    )
+    import_max_bytes: int = _setting(1 * TiB, "nothing larger is imported at all (IMG-SIZE)")
+    token_lifetime_seconds: int = _setting(24 * 3600, "lifetime of an `X-Auth-Token`")
+    check_cpu_seconds: int = _setting(
+        20,
+        "CPU time the checker may spend on one image (wall clock: three times that plus 30 s): "
+        "a well-formed image of any size is checked in about a second, so more is itself a "
+        "finding (IMG-SAFE)",
+    )
+    project_running_jobs: int = _setting(
+        0,
+        "jobs of one project running at the same time; 0: half the workers (at least one), so "
+        "one project's slow or hostile jobs never hold every worker",
+    )
+    project_job_limit: int = _setting(
+        20, "unfinished (INIT or RUNNING) jobs one project may have (more: `IMG.0194`)"
+    )
+    project_storage_bytes: int = _setting(
+        1 * TiB,
+        "bytes of stored images (and of conversions under way) one project may hold "
+        "(`IMG.0015`); 0: no limit",
+    )
+    project_object_bytes: int = _setting(
+        1 * TiB,
+        "bytes of bucket objects, unfinished multipart parts and staged Glance data one project "
+        "may hold (more: 403 `QuotaExceeded`); 0: no limit",
+    )
+    free_space_reserve_bytes: int = _setting(
+        1 * GiB,
+        "free disk space in the data dir that conversions and uploads must leave, beyond their "
+        "own bound (`IMG.1075`; 507 `InsufficientStorage` on the bucket API)",
+    )
+    project_open_uploads: int = _setting(
+        1000,
+        "unfinished multipart uploads one project may have open (more: 403 `QuotaExceeded`; S3 "
+        "has no such limit, but each one holds a folder, rows and parts on disk); 0: no limit",
+    )
+    # the HTTP limits of both listeners: see the module docstring for the reasoning
+    http_max_url_bytes: int = _setting(33 * KiB, "longest request target (longer: 414)")
+    http_max_header_bytes: int = _setting(
+        32 * KiB, "largest request head apart from the target, 100 lines at most (larger: 431)"
+    )
+    http_head_timeout_seconds: int = _setting(30, "time to send a whole request head (408)")
+    http_body_timeout_seconds: int = _setting(
+        60, "time for each 32 KiB of a body, and for a client to read some of a response (408)"
+    )
+    http_max_connections: int = _setting(
+        512, "connections per listener (more: 503 `SlowDown`); 0: no cap"
+    )
+    http_max_connections_per_client: int = _setting(
+        128,
+        "connections per client address, an IPv6 client per /64 (more: 503 `SlowDown`); 0: no cap",
+    )
 
     @property
     def db_url(self) -> str:
@@ -238,3 +268,48 @@ def normal_domain(text: str) -> str | None:
     if not _DOMAIN.match(name):
         raise ValueError(f"s3_domain {text[:80]!r} is not a DNS name like s3.example.com")
     return name
+
+
+_UNITS = (("TiB", TiB), ("GiB", GiB), ("MiB", 1 << 20), ("KiB", KiB))
+
+
+def _default_text(f: dataclasses.Field[object]) -> str:
+    """How ``docs/settings.md`` shows the default of the field ``f``."""
+    shown = f.metadata.get("shown")
+    if shown:
+        return str(shown)
+    value = f.default
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int) and f.name.endswith("_bytes") and value:
+        for unit, size in _UNITS:
+            if value % size == 0:
+                return f"{value // size} {unit}"
+    if isinstance(value, str):
+        return f"`{value}`"
+    return str(value)
+
+
+def settings_markdown() -> str:
+    """``docs/settings.md``: every setting, its variable, its default and what it is."""
+    out = [
+        "# Settings",
+        "",
+        "Generated by `scripts/docs` from the fields of `Settings` in "
+        "`src/imageport/settings.py`; do not edit by hand.",
+        "",
+        "Every setting has a default. An `IMAGEPORT_<NAME>` environment variable overrides it "
+        "(numbers in bytes or seconds, booleans `true` or `false`), and the `imageport serve` "
+        "flags (`imageport serve --help`) override both. Why the `http_*` limits have the "
+        "values they have is explained in the module docstring of `settings.py`.",
+        "",
+        "| setting | variable | default | what it is |",
+        "| --- | --- | --- | --- |",
+    ]
+    for f in dataclasses.fields(Settings):
+        variable = f"IMAGEPORT_{f.name.upper()}"
+        doc = f.metadata.get("doc")
+        if not doc:
+            raise ValueError(f"the setting {f.name} has no description (declare it with _setting)")
+        out.append(f"| `{f.name}` | `{variable}` | {_default_text(f)} | {doc} |")
+    return "\n".join(out) + "\n"

@@ -41,7 +41,8 @@ def _token_document(issued: IssuedToken) -> dict[str, object]:
 
 
 async def create_token_view(request: Request) -> Response:
-    """``POST /v3/auth/tokens``: 201 with ``X-Subject-Token``, or the error."""
+    """A token for the image API, for an SDK-HMAC-signed request or the IAM body with a key and its
+    secret: 201 with ``X-Subject-Token`` (24 h by default)."""
     services: Services = request.app.state.services
     try:
         body = await read_body(request, MAX_BODY, "RequestBodyTooLarge")

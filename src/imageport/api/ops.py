@@ -132,6 +132,8 @@ def health_document(services: Services) -> tuple[int, dict[str, object]]:
 
 def _health_route(services: Services) -> Route:
     async def health(_request: Request) -> Response:
+        """Health: 200 ``{"status": "ok", ...}``, or 503 when the database does not answer;
+        unauthenticated."""
         status, doc = await run_in_threadpool(health_document, services)
         return JSONResponse(doc, status_code=status, headers={"Cache-Control": "no-store"})
 
@@ -143,6 +145,8 @@ def ops_routes(services: Services) -> list[BaseRoute]:
     _collector_for(services.db)
 
     async def prometheus(request: Request) -> Response:
+        """Prometheus metrics (counters of requests, jobs and bytes; no ids, names or keys);
+        unauthenticated."""
         # text format 0.0.4 unless the scraper asks for OpenMetrics or text 1.0.0
         encode, content_type = choose_encoder(request.headers.get("accept", "")[:1024])
         body = await run_in_threadpool(encode, metrics.REGISTRY)

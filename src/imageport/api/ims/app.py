@@ -1,42 +1,11 @@
 """The image API application: the route table, every route authenticated.
 
-===================================================== ======= ===============================
-path                                                  method  view
-===================================================== ======= ===============================
-/v2/cloudimages/action, /v2.1/cloudimages/action       POST    create an image from a file
-/v2/cloudimages/quickimport/action (and /v2.1/)        POST    fast import
-/v2/cloudimages                                        GET     list (filters, paging, sort)
-/v2/cloudimages/{image_id}                             PATCH   update an active image
-/v2/images                                             POST    Glance create (queued, 201)
-/v2/images                                             GET     Glance list (first/next links)
-/v2/images/{image_id}                                  GET     show
-/v2/images/{image_id}                                  PATCH   Glance update
-/v2/images/{image_id}                                  DELETE  delete (204)
-/v2/images/{image_id}/file                             PUT     Glance upload: import job (204)
-/v2/images/{image_id}/file                             GET     download the stored file
-/v2/images/{image_id}/stage                            PUT     Glance stage data (204)
-/v2/images/{image_id}/import                           POST    import staged data (202)
-/v2/info/import                                        GET     import methods (glance-direct)
-/v2/schemas/image, /v2/schemas/images                  GET     Glance schemas
-/v1/cloudimages/{image_id}/upload                      PUT     register a file (native job)
-/v1/cloudimages/{image_id}/file                        POST    export to a bucket (job)
-/v1/cloudimages/os_version                             GET     the __os_version list
-/v1/cloudimages/quota                                  GET     the image quota and its use
-/v1/{project_id}/jobs/{job_id}                         GET     show a job
-/v1/cloudimages/job/{job_id}                           GET     job progress
-/v1/cloudimages/job/{job_id}/cancel                    POST    cancel a job (ours)
-/v1/cloudimages/{image_id}/copy                        POST    copy in the region (job)
-/v2/{project_id}/images/tags                           GET     every tag key and its values
-/v2/{project_id}/images/resource_instances/action      POST    filter or count images by tag
-/v2/{project_id}/images/{image_id}/tags                POST    add or replace a tag (204)
-/v2/{project_id}/images/{image_id}/tags                GET     an image's tags
-/v2/{project_id}/images/{image_id}/tags/action         POST    add or delete tags (204)
-/v2/{project_id}/images/{image_id}/tags/{key}          DELETE  delete a tag (204)
-===================================================== ======= ===============================
-
-plus :data:`imageport.api.iam.ROUTES` (the token endpoint) and, unauthenticated as in Glance,
-version discovery at ``/`` (300) and ``/versions`` (200). The two data ``PUT`` routes stream
-their bodies (:mod:`imageport.api.ims.glance_views`); every other view gets a small JSON body.
+Each route's view begins its docstring with what a client sees (the body it sends, the answer
+it gets): ``docs/service.md``'s route table is generated from those and the routes below
+(:mod:`imageport.api.route_docs`). :data:`imageport.api.iam.ROUTES` adds the token endpoint,
+and version discovery at ``/`` (300) and ``/versions`` (200) is unauthenticated, as in Glance.
+The two data ``PUT`` routes stream their bodies (:mod:`imageport.api.ims.glance_views`); every
+other view gets a small JSON body.
 """
 
 from __future__ import annotations

@@ -10,8 +10,9 @@ from imageport.service.jobs import export_request as exports
 
 
 def export_image(services: Services, call: Call) -> Response:
-    """POST /v1/cloudimages/{image_id}/file ``{"bucket_url", "file_format",
-    "is_quick_export"}``: ``{"job_id"}`` (the job writes the object)."""
+    """Export an active image to a bucket ``{"bucket_url": "bucket:key", "file_format": "qcow2",
+    "is_quick_export": false}``: ``{"job_id"}`` of an ``imsNativeExportImageJob`` job, which writes
+    the object."""
     return JSONResponse(
         {
             "job_id": exports.export_image(

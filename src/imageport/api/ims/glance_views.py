@@ -34,9 +34,10 @@ Commit = Callable[[Services, str, glance_data.UploadSlot, int], object]
 
 
 def data_endpoint(
-    services: Services, commit: Commit, name: str
+    services: Services, commit: Commit, name: str, doc: str | None
 ) -> Callable[[Request], Awaitable[Response]]:
-    """The endpoint receiving image data and passing it to ``commit`` (answers 204)."""
+    """The endpoint ``name`` (described by ``doc``) receiving image data and passing it to
+    ``commit`` (answers 204)."""
 
     async def handle(request: Request) -> Response:
         call: Call | None = None
@@ -86,27 +87,34 @@ def data_endpoint(
         return Response(status_code=204)
 
     handle.__name__ = name
+    handle.__doc__ = doc
     return handle
 
 
 def upload_endpoint(services: Services) -> Callable[[Request], Awaitable[Response]]:
-    """PUT /v2/images/{image_id}/file: store the data and start the import job (204)."""
-    return data_endpoint(services, glance_data.commit_upload, "upload_image_data")
+    """Glance upload (``application/octet-stream``, chunked or with Content-Length): the data is
+    staged and the image's import job starts (204)."""
+    return data_endpoint(
+        services, glance_data.commit_upload, "upload_image_data", upload_endpoint.__doc__
+    )
 
 
 def stage_endpoint(services: Services) -> Callable[[Request], Awaitable[Response]]:
-    """PUT /v2/images/{image_id}/stage: keep the data for a later import (204)."""
-    return data_endpoint(services, glance_data.commit_stage, "stage_image_data")
+    """Glance stage: the data is kept for a later ``import`` (204)."""
+    return data_endpoint(
+        services, glance_data.commit_stage, "stage_image_data", stage_endpoint.__doc__
+    )
 
 
 def import_image(services: Services, call: Call) -> Response:
-    """POST /v2/images/{image_id}/import ``{"method": {"name": "glance-direct"}}``: 202."""
+    """Import staged data ``{"method": {"name": "glance-direct"}}``: 202, and the same job as an
+    upload runs; every other method is 400."""
     glance_data.import_staged(services, call.project_id, call.path_params["image_id"], call.json())
     return Response(status_code=202)
 
 
 def import_info(services: Services, call: Call) -> Response:
-    """GET /v2/info/import: the import methods offered."""
+    """The Glance import methods offered (``glance-direct``)."""
     return JSONResponse(glance_data.import_info())
 
 
@@ -133,8 +141,9 @@ class _OpenFile:
 
 
 def download_image_data(services: Services, call: Call) -> Response:
-    """GET /v2/images/{image_id}/file: the active image's stored file, streamed (204 when the
-    image has no data). The file is opened here, so a delete meanwhile does not cut it."""
+    """The active image's stored file, streamed (204 when the image has no data).
+
+    The file is opened here, so a delete meanwhile does not cut it."""
     found = glance_data.stored_file(services, call.project_id, call.path_params["image_id"])
     if found is None:
         return Response(status_code=204)
@@ -167,16 +176,16 @@ class _FileResponse(StreamingResponse):
 
 
 def image_schema(services: Services, call: Call) -> Response:
-    """GET /v2/schemas/image."""
+    """Glance's schema of an image."""
     return JSONResponse(glance_schema.image_schema())
 
 
 def images_schema(services: Services, call: Call) -> Response:
-    """GET /v2/schemas/images."""
+    """Glance's schema of an image list."""
     return JSONResponse(glance_schema.images_schema())
 
 
 async def versions(request: Request) -> Response:
-    """GET / (300, as Glance) and GET /versions (200): the API versions; unauthenticated."""
+    """Glance version discovery: 300 at ``/``, 200 at ``/versions``; unauthenticated, as Glance."""
     status = 200 if request.url.path.rstrip("/").endswith("/versions") else 300
     return JSONResponse(glance_schema.versions_document(str(request.base_url)), status_code=status)

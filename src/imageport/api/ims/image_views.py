@@ -26,26 +26,30 @@ GlanceUpdateImage the second)."""
 
 
 def create_image(services: Services, call: Call) -> Response:
-    """POST /v2/cloudimages/action (and /v2.1/): register a file; ``{"job_id"}``."""
+    """Register a file ``{"name", "image_url": "bucket:key", "min_disk", ...}``: ``{"job_id"}`` of
+    an ``imsImportImageJob`` job."""
     return JSONResponse(
         {"job_id": images.create_image_from_file(services, call.project_id, call.json())}
     )
 
 
 def quick_import(services: Services, call: Call) -> Response:
-    """POST /v2/cloudimages/quickimport/action (and /v2.1/); ``{"job_id"}``."""
+    """Fast import of a RAW (with its bitmap file) or ZVHD2 file of up to 1 TiB, stored without
+    conversion: ``{"job_id"}`` (also ``"is_quick_import": true`` on a registration)."""
     return JSONResponse({"job_id": images.quick_import(services, call.project_id, call.json())})
 
 
 def list_cloudimages(services: Services, call: Call) -> Response:
-    """GET /v2/cloudimages: ``{"images": [...]}`` (filters, marker/limit, sort_key/sort_dir)."""
+    """The project's images ``{"images": [...]}``, with the vendor's filters, ``marker``/``limit``
+    paging and ``sort_key``/``sort_dir``."""
     return JSONResponse(
         images_document(image_queries.list_images(services, call.project_id, call.query))
     )
 
 
 def update_cloudimage(services: Services, call: Call) -> Response:
-    """PATCH /v2/cloudimages/{image_id}: JSON patch of an active image; the image."""
+    """JSON patch of an active image (``application/json`` or
+    ``application/openstack-images-v2.1-json-patch``): the image."""
     return JSONResponse(
         image_document(
             image_updates.update_image(
@@ -56,7 +60,7 @@ def update_cloudimage(services: Services, call: Call) -> Response:
 
 
 def create_glance_image(services: Services, call: Call) -> Response:
-    """POST /v2/images: a queued image (201)."""
+    """Glance create: a ``queued`` image with metadata only (201)."""
     return JSONResponse(
         image_document(images.create_glance_image(services, call.project_id, call.json())),
         status_code=201,
@@ -64,7 +68,7 @@ def create_glance_image(services: Services, call: Call) -> Response:
 
 
 def list_glance_images(services: Services, call: Call) -> Response:
-    """GET /v2/images: 25 per page by default, with ``first``/``next`` links."""
+    """Glance list: 25 images a page by default, with ``first``/``next`` links."""
     page = image_queries.list_images(
         services, call.project_id, call.query, default_limit=image_queries.GLANCE_LIMIT
     )
@@ -72,7 +76,7 @@ def list_glance_images(services: Services, call: Call) -> Response:
 
 
 def show_glance_image(services: Services, call: Call) -> Response:
-    """GET /v2/images/{image_id}."""
+    """One image, as Glance shows it."""
     return JSONResponse(
         image_document(
             image_queries.get_image(services, call.project_id, call.path_params["image_id"])
@@ -81,7 +85,7 @@ def show_glance_image(services: Services, call: Call) -> Response:
 
 
 def update_glance_image(services: Services, call: Call) -> Response:
-    """PATCH /v2/images/{image_id}: JSON patch of a queued or active image; the image."""
+    """Glance JSON patch of a queued or active image: the image."""
     return JSONResponse(
         image_document(
             image_updates.update_image(
@@ -96,7 +100,7 @@ def update_glance_image(services: Services, call: Call) -> Response:
 
 
 def delete_glance_image(services: Services, call: Call) -> Response:
-    """DELETE /v2/images/{image_id} (optional JSON body): 204."""
+    """Delete an image and its stored file (204), also with a ``{"delete_backup": false}`` body."""
     images.delete_image(
         services, call.project_id, call.path_params["image_id"], call.json(required=False)
     )
@@ -104,7 +108,8 @@ def delete_glance_image(services: Services, call: Call) -> Response:
 
 
 def register_image(services: Services, call: Call) -> Response:
-    """PUT /v1/cloudimages/{image_id}/upload ``{"image_url"}``: ``{"job_id"}``."""
+    """Give a ``queued`` image its file ``{"image_url": "bucket:key"}`` as an *uninitialized* image:
+    ``{"job_id"}`` of an ``imsNativeImportImageJob`` job."""
     return JSONResponse(
         {
             "job_id": images.register_image_file(
@@ -115,18 +120,18 @@ def register_image(services: Services, call: Call) -> Response:
 
 
 def show_image_quota(services: Services, call: Call) -> Response:
-    """GET /v1/cloudimages/quota: the project's image quota and how much of it is used."""
+    """The project's image quota and how much of it is used (``quota`` -1: no limit)."""
     return JSONResponse(image_queries.image_quota_document(services, call.project_id))
 
 
 def list_os_versions(services: Services, call: Call) -> Response:
-    """GET /v1/cloudimages/os_version: the ``__os_version`` list by platform."""
+    """The ``__os_version`` values a registration may name, by platform."""
     return JSONResponse(os_version_document())
 
 
 def copy_image(services: Services, call: Call) -> Response:
-    """POST /v1/cloudimages/{image_id}/copy ``{"name", "description"?, ...}``: ``{"job_id"}``
-    (job ``imsCopyImageInRegionJob``)."""
+    """Copy an active image in the region ``{"name", "description"?, "enterprise_project_id"?}``:
+    ``{"job_id"}`` of an ``imsCopyImageInRegionJob`` job."""
     return JSONResponse(
         {
             "job_id": image_copy.copy_image(

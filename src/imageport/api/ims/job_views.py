@@ -11,7 +11,8 @@ from imageport.service.jobs import manage as jobs
 
 
 def show_job(services: Services, call: Call) -> Response:
-    """GET /v1/{project_id}/jobs/{job_id} (the path's project must be the caller's)."""
+    """A job: ``status`` INIT/RUNNING/SUCCESS/FAIL, ``error_code``, ``fail_reason``,
+    ``entities.image_id``; the path's project must be the caller's."""
     return JSONResponse(
         job_document(
             jobs.show_job(
@@ -25,7 +26,8 @@ def show_job(services: Services, call: Call) -> Response:
 
 
 def job_progress(services: Services, call: Call) -> Response:
-    """GET /v1/cloudimages/job/{job_id}: the job with percent, phase and bytes."""
+    """A job with its progress: ``entities.process_percent``, ``current_task`` (the phase) and
+    bytes."""
     return JSONResponse(
         job_document(
             jobs.show_job(services, call.project_id, call.path_params["job_id"]), progress=True
@@ -34,7 +36,7 @@ def job_progress(services: Services, call: Call) -> Response:
 
 
 def cancel_job(services: Services, call: Call) -> Response:
-    """POST /v1/cloudimages/job/{job_id}/cancel (ours, not the vendor's): 202 and the job."""
+    """Cancel a job (ours, not the vendor's): 202 and the job."""
     return JSONResponse(
         job_document(
             jobs.cancel_job(services, call.project_id, call.path_params["job_id"]), progress=True

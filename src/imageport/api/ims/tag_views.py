@@ -33,7 +33,7 @@ def _query_document(result: TagQueryResult) -> dict[str, object]:
 
 
 def add_image_tag(services: Services, call: Call) -> Response:
-    """POST /v2/{project_id}/images/{image_id}/tags ``{"tag": {"key","value"}}``: 204."""
+    """Add or replace one tag ``{"tag": {"key", "value"}}`` (204)."""
     image_tags.add_tag(
         services,
         call.project_id,
@@ -45,7 +45,7 @@ def add_image_tag(services: Services, call: Call) -> Response:
 
 
 def list_image_tags(services: Services, call: Call) -> Response:
-    """GET /v2/{project_id}/images/{image_id}/tags: ``{"tags": [{"key","value"}]}``."""
+    """An image's tags: ``{"tags": [{"key", "value"}]}``."""
     return JSONResponse(
         {
             "tags": _pairs(
@@ -61,7 +61,7 @@ def list_image_tags(services: Services, call: Call) -> Response:
 
 
 def delete_image_tag(services: Services, call: Call) -> Response:
-    """DELETE /v2/{project_id}/images/{image_id}/tags/{key}: 204."""
+    """Delete one tag (204; 404 when the image has no such key)."""
     image_tags.delete_tag(
         services,
         call.project_id,
@@ -73,7 +73,7 @@ def delete_image_tag(services: Services, call: Call) -> Response:
 
 
 def batch_image_tags(services: Services, call: Call) -> Response:
-    """POST /v2/{project_id}/images/{image_id}/tags/action ``{"action","tags"}``: 204."""
+    """Add or delete tags: ``{"action": "create" | "delete", "tags": [{"key", "value"}]}`` (204)."""
     image_tags.batch_tags(
         services,
         call.project_id,
@@ -85,8 +85,7 @@ def batch_image_tags(services: Services, call: Call) -> Response:
 
 
 def list_images_by_tags(services: Services, call: Call) -> Response:
-    """POST /v2/{project_id}/images/resource_instances/action: ``{"total_count"}`` (count), plus
-    ``resources`` (filter)."""
+    """Filter images by tag (``resources``, ``total_count``) or count them (``total_count``)."""
     return JSONResponse(
         _query_document(
             image_tags.query_images(
@@ -97,7 +96,7 @@ def list_images_by_tags(services: Services, call: Call) -> Response:
 
 
 def list_project_tags(services: Services, call: Call) -> Response:
-    """GET /v2/{project_id}/images/tags: ``{"tags": [{"key","values"}]}``."""
+    """Every tag key of the project with its values: ``{"tags": [{"key", "values"}]}``."""
     return JSONResponse(
         {
             "tags": [

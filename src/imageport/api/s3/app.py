@@ -132,6 +132,11 @@ of an unknown sub-resource would overwrite or delete the object or bucket itself
 ``x-amz-*``/``x-obs-*`` names are judged as headers (:mod:`.request_features`)."""
 
 
+QUERY_NAMES = _READ | _UNSUPPORTED
+"""Every query name the bucket API knows, served or refused (its route table in
+``docs/service.md`` is what :func:`route` answers for each)."""
+
+
 def _not_implemented(call: S3Call) -> ServiceError:
     names = sorted(_UNSUPPORTED.intersection(call.query))
     what = f"?{names[0]}" if names else f"{call.method} here"

@@ -62,7 +62,9 @@ def url_encoding(ctx: Ctx) -> bool:
 
 
 async def list_all_buckets(ctx: Ctx) -> Response:
-    """ListBuckets, with S3's ``prefix``, ``bucket-region``, ``max-buckets`` and
+    """ListBuckets: the caller's buckets, paged.
+
+    With S3's ``prefix``, ``bucket-region``, ``max-buckets`` and
     ``continuation-token`` (the reply's ``ContinuationToken`` resumes), and OBS's ``marker``
     and ``max-keys`` paging, ``x-obs-location: true`` (each bucket's ``Location``, asked by the
     vendor SDK's ``listBuckets`` by default) and ``x-obs-bucket-type`` (every bucket here is an
@@ -132,7 +134,9 @@ def _class_header(ctx: Ctx, *names: str) -> str | None:
 
 
 async def create_bucket(ctx: Ctx) -> Response:
-    """CreateBucket. Buckets live in this service's region: a ``LocationConstraint`` naming
+    """CreateBucket, in a storage class.
+
+    Buckets live in this service's region: a ``LocationConstraint`` naming
     another is S3's 400 ``IllegalLocationConstraintException`` (not a bucket created here
     anyway); directory buckets and bucket tags are 501."""
     body = await read_small(ctx.request, MAX_CREATE_BODY)
@@ -163,6 +167,7 @@ async def create_bucket(ctx: Ctx) -> Response:
 
 
 async def head_bucket(ctx: Ctx) -> Response:
+    """HeadBucket: the bucket's region and default storage class in headers."""
     bucket = await run_in_threadpool(
         bucket_cases.owned_bucket, ctx.services, ctx.project_id, ctx.call.bucket
     )
@@ -176,13 +181,13 @@ async def head_bucket(ctx: Ctx) -> Response:
 
 
 async def delete_bucket(ctx: Ctx) -> Response:
-    await run_in_threadpool(
-        bucket_cases.delete_bucket, ctx.services, ctx.project_id, ctx.call.bucket
-    )
+    """DeleteBucket (204), aborting its unfinished uploads; one that holds objects is 409."""
+    await run_in_threadpool(bucket_cases.delete_bucket, ctx.services, ctx.project_id, ctx.call.bucket)
     return empty_response(ctx.request, status=204)
 
 
 async def get_location(ctx: Ctx) -> Response:
+    """GetBucketLocation: the service's region."""
     bucket = await run_in_threadpool(
         bucket_cases.owned_bucket, ctx.services, ctx.project_id, ctx.call.bucket
     )
@@ -194,9 +199,8 @@ async def get_location(ctx: Ctx) -> Response:
 
 
 async def bucket_acl(ctx: Ctx) -> Response:
-    await run_in_threadpool(
-        bucket_cases.owned_bucket, ctx.services, ctx.project_id, ctx.call.bucket
-    )
+    """GetBucketAcl: always private, the owning project has FULL_CONTROL."""
+    await run_in_threadpool(bucket_cases.owned_bucket, ctx.services, ctx.project_id, ctx.call.bucket)
     return acl_response(ctx)
 
 
@@ -209,13 +213,13 @@ async def no_configuration(ctx: Ctx, code: str, what: str) -> Response:
 
 
 async def get_versioning(ctx: Ctx) -> Response:
-    await run_in_threadpool(
-        bucket_cases.owned_bucket, ctx.services, ctx.project_id, ctx.call.bucket
-    )
+    """GetBucketVersioning: never enabled (buckets are unversioned)."""
+    await run_in_threadpool(bucket_cases.owned_bucket, ctx.services, ctx.project_id, ctx.call.bucket)
     return xml_response(ctx.request, "VersioningConfiguration", [])
 
 
 async def list_objects(ctx: Ctx) -> Response:
+    """ListObjects, or ListObjectsV2 with ``list-type=2``."""
     q = ctx.call.query
     v2 = q.get("list-type") == "2"
     url = url_encoding(ctx)

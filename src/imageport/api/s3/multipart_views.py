@@ -42,6 +42,7 @@ MAX_PARTS_LISTED = 1000
 
 
 async def initiate(ctx: Ctx) -> Response:
+    """CreateMultipartUpload: the upload id."""
     upload = await run_in_threadpool(
         multipart_uploads.create_upload,
         ctx.services,
@@ -59,6 +60,7 @@ async def initiate(ctx: Ctx) -> Response:
 
 
 async def upload_part(ctx: Ctx) -> Response:
+    """UploadPart, or UploadPartCopy when ``x-amz-copy-source`` is sent."""
     call = ctx.call
     headers = ctx.request.headers
     if "x-amz-copy-source" in headers or "x-obs-copy-source" in headers:
@@ -136,7 +138,9 @@ async def copy_part(ctx: Ctx) -> Response:
 
 
 async def complete(ctx: Ctx) -> Response:
-    """CompleteMultipartUpload, with ``If-Match``/``If-None-Match: *`` and
+    """CompleteMultipartUpload: the object appears whole.
+
+    With ``If-Match``/``If-None-Match: *`` and
     ``x-amz-mp-object-size`` honoured. A ``<ChecksumCRC32>`` (or other kind) of a ``<Part>``
     is not compared: part checksums are not kept, but the part's ETag (its MD5) is, and it
     must match; a checksum the part declared when it was uploaded was verified then."""

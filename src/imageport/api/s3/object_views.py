@@ -71,6 +71,7 @@ def class_header(ctx: Ctx, canonical: str) -> dict[str, str]:
 
 
 async def put_object(ctx: Ctx) -> Response:
+    """PutObject, or CopyObject when ``x-amz-copy-source`` is sent."""
     if "x-amz-copy-source" in ctx.request.headers or "x-obs-copy-source" in ctx.request.headers:
         return await copy_object(ctx)
     services, call = ctx.services, ctx.call
@@ -271,6 +272,7 @@ def check_conditions(ctx: Ctx, info: ObjectInfo, prefix: str = "") -> int | None
 
 
 async def get_object(ctx: Ctx, *, send_body: bool = True) -> Response:
+    """GetObject, with Range, ``partNumber``, conditions and ``response-*`` overrides."""
     call = ctx.call
     info, file = await run_in_threadpool(_open, ctx.services, ctx.project_id, call.bucket, call.key)
     try:
@@ -364,6 +366,7 @@ def _part_slice(ctx: Ctx, info: ObjectInfo, headers: dict[str, str]) -> tuple[in
 
 
 async def head_object(ctx: Ctx) -> Response:
+    """HeadObject: GetObject's headers without the body."""
     return await get_object(ctx, send_body=False)
 
 
@@ -389,6 +392,7 @@ def delete_condition(ctx: Ctx) -> objects.DeleteCondition | None:
 
 
 async def delete_object(ctx: Ctx) -> Response:
+    """DeleteObject (204), with its conditions."""
     await run_in_threadpool(
         objects.delete_object,
         ctx.services,
@@ -401,6 +405,7 @@ async def delete_object(ctx: Ctx) -> Response:
 
 
 async def object_acl(ctx: Ctx) -> Response:
+    """GetObjectAcl: always private, the owning project has FULL_CONTROL."""
     await run_in_threadpool(
         objects.head_object, ctx.services, ctx.project_id, ctx.call.bucket, ctx.call.key
     )
