@@ -1,4 +1,4 @@
-"""Conformance on real files made by other tools (``../shared/corpus``, next to the repository).
+"""Conformance on real files made by other tools (:data:`builders.CORPUS`, beside the checkout).
 
 Every corpus file is decompressed (``.gz``/``.bz2``; anything else as-is) into the test cache and
 probed. For each file the test prints the verdict, checks that probing never raises and always
@@ -7,7 +7,8 @@ readable and ``qemu-img info -f FMT`` opens it too, compares our reads with
 ``qemu-img convert -f FMT -O raw``: the whole disk when it is under 256 MiB, else 1 MiB windows at
 the start, the end, inside our data extents and at pseudo-random offsets.
 
-Without ``../shared/corpus`` (a checkout on its own) the test is skipped and says why.
+Without the corpus (``$IMAGEPORT_CORPUS``, by default ``../shared/corpus``: a checkout on its own
+has none) the tests are skipped, naming the folder and the variable.
 """
 
 from __future__ import annotations
@@ -290,21 +291,14 @@ def _check_expectation(rel: str, c: Container) -> None:
 
 
 FILES = _corpus_files()
-SKIP_REASON = (
-    f"corpus conformance skipped: {CORPUS} does not exist (the corpus lives in ../shared/corpus "
-    "next to the repository; a checkout on its own has none)"
-)
 
 
+@builders.needs_corpus
 def test_corpus_is_present() -> None:
-    if not FILES:
-        pytest.skip(SKIP_REASON)
     assert set(EXPECT) <= {_key(rel) for rel in FILES}, "EXPECT names files not in the corpus"
 
 
-@pytest.mark.parametrize(
-    "rel", FILES or [pytest.param("", marks=pytest.mark.skip(reason=SKIP_REASON))]
-)
+@pytest.mark.parametrize("rel", FILES or builders.without_corpus())
 def test_corpus_file(rel: str, capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     path = decompressed(rel)
     with FileSource(path) as src:

@@ -171,12 +171,7 @@ def test_fuzz_magic_seed(name: str, data: st.DataObject) -> None:
 
 @pytest.mark.parametrize(
     "name",
-    fuzz_seeds.corpus_names()
-    or [
-        pytest.param(
-            "", marks=pytest.mark.skip(reason="../shared/corpus is absent: no corpus files to fuzz")
-        )
-    ],
+    fuzz_seeds.corpus_names() or builders.without_corpus(),
 )
 @_settings(4)
 @given(data=st.data())

@@ -22,7 +22,6 @@ from imageport.source import BytesSource, FileSource
 from support import builders
 
 SECTOR = 2048
-CORPUS = Path(__file__).resolve().parents[3] / "shared" / "corpus"
 
 
 def iso_descriptors(volume_blocks: int) -> bytes:
@@ -110,10 +109,9 @@ def test_xorriso_hybrid_isos_with_mbr_and_gpt(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     "name", ["grub-rescue-cdrom.iso.gz", "ipxe.iso.gz", "memtest86+x64.iso.gz"]
 )
+@builders.needs_corpus
 def test_debian_hybrid_media_are_iso_not_polyglot(name: str) -> None:
-    source = CORPUS / "debian" / name
-    if not source.exists():
-        pytest.skip(f"corpus file {source} is absent (../shared/corpus is not laid out here)")
+    source = builders.CORPUS / "debian" / name
     path = builders.cached(f"corpus-polyglot-{name[:-3]}")
     if not path.exists():
         path.write_bytes(gzip.decompress(source.read_bytes()))

@@ -415,9 +415,8 @@ def _assert_same_as_reference(disk: VirtualDisk, reference: Path, name: str) -> 
         os.close(fd)
 
 
+@builders.needs_corpus
 def test_corpus_files() -> None:
-    if not CORPUS.is_dir():
-        pytest.skip(f"{CORPUS} is not present on this machine; the corpus check needs it")
     work = builders.cached("qcow2-corpus")
     work.mkdir(exist_ok=True)
     for name, expected in CORPUS_FILES.items():

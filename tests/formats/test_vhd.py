@@ -202,9 +202,8 @@ def corpus_file(name: str) -> Path:
     return target
 
 
+@builders.needs_corpus
 def test_corpus_vhd_files() -> None:
-    if not CORPUS.exists():
-        pytest.skip(f"no corpus at {CORPUS}: the shared corpus is only on the build machine")
     for name, (variant, readable) in _CORPUS_VERDICTS.items():
         path = corpus_file(name)
         c = _probe_file(path)

@@ -226,9 +226,8 @@ def corpus_file(name: str) -> Path:
     return target
 
 
+@builders.needs_corpus
 def test_corpus_vhdx_files() -> None:
-    if not CORPUS.exists():
-        pytest.skip(f"no corpus at {CORPUS}: the shared corpus is only on the build machine")
     for name, (variant, readable, kinds) in _CORPUS_VERDICTS.items():
         path = corpus_file(name)
         with FileSource(path) as src:

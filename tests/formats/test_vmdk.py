@@ -324,9 +324,8 @@ _CORPUS_EXPECT = {
 }
 
 
+@builders.needs_corpus
 def test_corpus_files_probe_and_read_like_qemu() -> None:
-    if not CORPUS.is_dir():
-        pytest.skip(f"{CORPUS} is not present on this machine")
     for rel, (variant, readable) in _CORPUS_EXPECT.items():
         packed = CORPUS / rel
         opener = bz2.open if rel.endswith(".bz2") else gzip.open

@@ -2,7 +2,8 @@
 
 The cache lives in ``.test-cache/`` at the top of the repository (or ``$IMAGEPORT_TEST_CACHE``);
 files are keyed by the qemu-img version and :data:`BUILDERS_VERSION`, so a change to a builder
-or an upgraded qemu-img rebuilds them. Nothing here downloads anything.
+or an upgraded qemu-img rebuilds them. Nothing here downloads anything. Real images made by
+other tools come from the corpus (:data:`CORPUS`), which the tests that need it are marked for.
 """
 
 from __future__ import annotations
@@ -14,16 +15,35 @@ import shutil
 import subprocess
 import time
 from pathlib import Path
+from typing import Any
+
+import pytest
 
 BUILDERS_VERSION = "1"
 MiB = 1 << 20
 REPO = Path(__file__).resolve().parents[2]
-CORPUS = REPO.parent / "shared" / "corpus"
-"""Real image files made by other tools, beside the checkout (``../shared/corpus``)."""
+CORPUS = Path(os.environ.get("IMAGEPORT_CORPUS") or REPO.parent / "shared" / "corpus")
+"""Real image files made by other tools: ``$IMAGEPORT_CORPUS``, by default ``../shared/corpus``
+beside the checkout. The tests that read it skip without it, saying where they looked."""
+CORPUS_ABSENT = (
+    f"no corpus of real image files at {CORPUS}: set IMAGEPORT_CORPUS to its folder "
+    "(the default is ../shared/corpus beside the checkout)"
+)
+"""The reason every corpus test gives when it skips."""
 
 #: Size of the pattern disk every format is converted from (a multiple of 2 MiB and of CHS
 #: geometry steps, so that VHD keeps it exactly with force_size).
 PATTERN_SIZE = 48 * MiB
+
+
+needs_corpus = pytest.mark.skipif(not CORPUS.is_dir(), reason=CORPUS_ABSENT)
+"""Marks a test that reads the corpus: skipped, saying why, when it is absent."""
+
+
+def without_corpus() -> list[Any]:
+    """The parameters of a test parametrized by corpus files when there are none: one case,
+    skipped with :data:`CORPUS_ABSENT`."""
+    return [pytest.param("", marks=pytest.mark.skip(reason=CORPUS_ABSENT))]
 
 
 def cache_dir() -> Path:

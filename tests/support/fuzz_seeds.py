@@ -1,11 +1,11 @@
 """Seed images, mutations and the crash oracle for the parser fuzz tests
 (tests/formats/test_fuzz.py).
 
-Seeds are small valid images of every format, made by real tools (qemu-img, xorriso) from one
-4 MiB raw disk with data in a few places, plus hand-made headers and magic-only byte strings for
-the formats no local tool writes, plus small files from ``shared/corpus``. Each seed carries
-*regions*: byte ranges of its metadata (headers, tables, footers), found generically as the
-parts of the file that ``qemu-img map`` does not report as guest data.
+Seeds are small valid images of every format, made by real tools (qemu-img, xorriso) from one 4
+MiB raw disk with data in a few places, plus hand-made headers and magic-only byte strings for
+the formats no local tool writes, plus small files from the corpus (:data:`builders.CORPUS`).
+Each seed carries *regions*: byte ranges of its metadata (headers, tables, footers), found
+generically as the parts of the file that ``qemu-img map`` does not report as guest data.
 
 A :class:`Mutation` is a small, printable, reproducible edit (overwrite, bit flip, truncation,
 random body behind a valid magic). :func:`check` runs every parser on the mutated bytes and
@@ -71,7 +71,7 @@ MAX_EXTENTS_WALKED = 10_000
 #: Longest guest read asked of a disk per example.
 MAX_FUZZ_READ = 256 * KiB
 
-CORPUS = Path(os.environ.get("IMAGEPORT_CORPUS", builders.REPO.parent / "shared" / "corpus"))
+CORPUS = builders.CORPUS
 #: Corpus files larger than this (decompressed) are cut to it: a truncated image is a fine seed.
 MAX_CORPUS_SEED = 6 * MiB
 
