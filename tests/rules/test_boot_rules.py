@@ -81,6 +81,28 @@ def bios_guest(
     return with_core(disk)
 
 
+def uefi_only_guest() -> Path:
+    """GRUB on the ESP only: no boot code in sector 0."""
+    return gf.build_guest("boot-uefi", bios_boot=False, boot={"grub/grub.cfg": grub_cfg(SERIAL)})
+
+
+#: A kernel command line whose root= names a disk the server will not have.
+ROOT_ON_VDB1 = "root=/dev/vdb1 ro console=ttyS0"
+
+
+def root_on_another_disk() -> Path:
+    return bios_guest("boot-rootvdb", args=ROOT_ON_VDB1)
+
+
+def root_on_vda3() -> Path:
+    """root= by device name, but the system disk's own third partition: on the same disk."""
+    return bios_guest("boot-rootvda3", args="root=/dev/vda3 ro console=ttyS0")
+
+
+def without_serial_console() -> Path:
+    return bios_guest("boot-noconsole", args=NO_SERIAL)
+
+
 def findings(path: Path, rule_id: str, options: CheckOptions | None = None) -> list[Finding]:
     return [f for f in check_image(path, options).findings if f.rule_id == rule_id]
 
@@ -102,7 +124,7 @@ def test_bios_only_passes_the_boot_mode_rule() -> None:
 
 
 def test_uefi_only_fails_unless_the_platform_supports_uefi() -> None:
-    path = gf.build_guest("boot-uefi", bios_boot=False, boot={"grub/grub.cfg": grub_cfg(SERIAL)})
+    path = uefi_only_guest()
     (f,) = findings(path, "IMG-BOOT-MODE")
     assert f.severity is Severity.ERROR and "boots only with UEFI" in f.message
     assert f.evidence[:2] == (
@@ -144,7 +166,7 @@ def test_boot_code_pointing_outside_any_partition_is_not_bios_bootable() -> None
 
 
 def test_a_serial_console_missing_is_a_warning_quoting_the_line() -> None:
-    (f,) = findings(bios_guest("boot-noconsole", args=NO_SERIAL), "IMG-CONSOLE")
+    (f,) = findings(without_serial_console(), "IMG-CONSOLE")
     assert f.severity is Severity.WARNING
     assert f.evidence == (
         f"/boot/grub/grub.cfg:5: linux\t/{KERNEL} {NO_SERIAL}",
@@ -201,18 +223,16 @@ def test_no_boot_mount_and_no_kernel_in_the_root_fails() -> None:
 
 
 def test_root_argument_naming_another_disk_fails_quoting_grub_cfg() -> None:
-    args = "root=/dev/vdb1 ro console=ttyS0"
-    (f,) = findings(bios_guest("boot-rootvdb", args=args), "IMG-BOOT-SAME-DISK")
+    (f,) = findings(root_on_another_disk(), "IMG-BOOT-SAME-DISK")
     assert "mounts the root from /dev/vdb1, which is not on this disk" in f.message
-    assert f.evidence == (f"/boot/grub/grub.cfg:5: linux\t/{KERNEL} {args}",)
+    assert f.evidence == (f"/boot/grub/grub.cfg:5: linux\t/{KERNEL} {ROOT_ON_VDB1}",)
 
 
 def test_root_argument_naming_the_boot_partition_fails_and_vda3_passes() -> None:
     args = f"root=UUID={gf.BOOT_UUID} ro console=ttyS0"
     (f,) = findings(bios_guest("boot-rootboot", args=args), "IMG-BOOT-SAME-DISK")
     assert "names part4 (ext4), but the system is on part3" in f.message
-    path = bios_guest("boot-rootvda3", args="root=/dev/vda3 ro console=ttyS0")
-    assert findings(path, "IMG-BOOT-SAME-DISK") == []
+    assert findings(root_on_vda3(), "IMG-BOOT-SAME-DISK") == []
 
 
 @pytest.mark.slow

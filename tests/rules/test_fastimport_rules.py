@@ -6,6 +6,7 @@ finds the bitmap beside the image, and the worker passes the bitmap path through
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -85,6 +86,17 @@ def zvhd2_of(raw: Path) -> Path:
     if not final.exists():
         with FileSource(raw) as src:
             zw.write_zvhd2(RawDisk(src), final, zw.WriterOptions(timestamp=0, uuid=bytes(16)))
+    return final
+
+
+def bitmap_of(raw: Path) -> Path:
+    """The bitmap file of a cached RAW guest, made once into the cache (``<stem>-bitmap.mf``,
+    a name the CLI never looks for beside the image)."""
+    final = raw.with_name(f"{raw.stem}-bitmap.mf")
+    if not final.exists():
+        tmp = final.with_name(f"{final.name}.{os.getpid()}.tmp")
+        mf.write_bitmap(mf.build_bitmap(raw), tmp)
+        os.replace(tmp, final)
     return final
 
 

@@ -50,14 +50,21 @@ def test_nofail_makes_it_a_warning() -> None:
     assert report.passed
 
 
-def test_device_names_in_fstab_and_root_are_reported() -> None:
+def device_names_guest() -> Path:
+    """The cloud-ready guest with its root mounted, and booted, by device name (/dev/sda3), and
+    a noauto line for /dev/sdb1."""
     fstab = (
         gf.GOOD_FSTAB.replace(f"UUID={gf.ROOT_UUID} /", "/dev/sda3 /")
         + "/dev/sdb1 /mnt/old ext4 noauto 0 0\n"
     )
     grub = gf.READY_GRUB_CFG.replace(f"root=UUID={gf.ROOT_UUID}", "root=/dev/sda3")
-    img = gf.build_guest("devnames", root=gf.CLOUD_READY, boot={"grub/grub.cfg": grub}, fstab=fstab)
-    found = rule_findings(img, "IMG-FSTAB-UUID")
+    return gf.build_guest(
+        "devnames", root=gf.CLOUD_READY, boot={"grub/grub.cfg": grub}, fstab=fstab
+    )
+
+
+def test_device_names_in_fstab_and_root_are_reported() -> None:
+    found = rule_findings(device_names_guest(), "IMG-FSTAB-UUID")
     assert len(found) == 2
     assert "/etc/fstab:2: /dev/sda3 / ext4 errors=remount-ro 0 1" in found[0]
     assert "root=/dev/sda3" in found[1] and "/boot/grub/grub.cfg:4:" in found[1]

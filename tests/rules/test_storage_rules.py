@@ -36,8 +36,9 @@ def test_no_storage_rule_fires_on_a_plain_guest() -> None:
     ]
 
 
-def test_a_luks_partition_and_a_crypttab_line_are_reported() -> None:
-    img = gf.build_guest(
+def luks_guest() -> Path:
+    """A LUKS2 partition (in place of the ESP) and a crypttab that opens it at boot."""
+    return gf.build_guest(
         "luks",
         with_esp=False,
         part2=luks2_header(),
@@ -48,7 +49,21 @@ def test_a_luks_partition_and_a_crypttab_line_are_reported() -> None:
             "cryptswap /dev/vda9 /dev/urandom swap,noauto\n"
         },
     )
-    found = messages(img, "IMG-DISK-ENCRYPTION")
+
+
+def oem_guest() -> Path:
+    """An OEM release file and an os-release whose VARIANT says OEM."""
+    return gf.build_guest(
+        "oem",
+        root={
+            "etc/oem-release": "OEM build 42\n",
+            "usr/lib/os-release": gf.OS_RELEASE + 'VARIANT="OEM"\n',
+        },
+    )
+
+
+def test_a_luks_partition_and_a_crypttab_line_are_reported() -> None:
+    found = messages(luks_guest(), "IMG-DISK-ENCRYPTION")
     assert found == [
         "warning: part2 is an encrypted luks2 volume. | "
         "part2: luks UUID=00000000-0000-0000-0000-000000000007",
@@ -59,14 +74,7 @@ def test_a_luks_partition_and_a_crypttab_line_are_reported() -> None:
 
 
 def test_oem_markers_are_errors() -> None:
-    img = gf.build_guest(
-        "oem",
-        root={
-            "etc/oem-release": "OEM build 42\n",
-            "usr/lib/os-release": gf.OS_RELEASE + 'VARIANT="OEM"\n',
-        },
-    )
-    found = messages(img, "IMG-OEM")
+    found = messages(oem_guest(), "IMG-OEM")
     assert len(found) == 2 and all(m.startswith("error:") for m in found)
     assert "/etc/oem-release" in found[0] and "VARIANT=OEM" in found[1]
 
