@@ -18,23 +18,23 @@ from pathlib import Path
 
 import pytest
 
-import guest_fixtures as gf
-import guest_images
-import network_fixtures as nf
-from guest import test_kernels as kt
 from imageport.findings import Finding, Severity
 from imageport.formats.base import Hazard
 from imageport.limits import GiB
 from imageport.rules.base import CheckOptions
 from imageport.rules.catalogue import RULES, rule_by_id
 from imageport.rules.engine import run_rules
-from imageport.service.check import check_image
+from imageport.service.tools.check import check_image
 from rules import test_accounts_rules as accounts
 from rules import test_boot_rules as boot
 from rules import test_container_rules as container
 from rules import test_fastimport_rules as fast
 from rules import test_layout_rules as layout
 from rules import test_storage_rules as storage
+from support import guest_fixtures as gf
+from support import guest_images
+from support import kernel_fixtures as kt
+from support import network_fixtures as nf
 
 #: A rule's findings on a fixture (the fixture is built or read when it is called).
 Findings = Callable[[str], list[Finding]]

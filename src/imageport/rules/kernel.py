@@ -12,12 +12,14 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from imageport.findings import Finding, Severity
-from imageport.guest.boot.kernels import WATCHED_DRIVERS
-from imageport.guest.boot.kernels import Kernel
-from imageport.guest.boot.kernels import KernelFacts
-from imageport.guest.boot.kernels import NetRulesFile
-from imageport.guest.boot.kernels import read_kernels
-from imageport.guest.boot.kernels import read_net_rules
+from imageport.guest.boot.kernels import (
+    WATCHED_DRIVERS,
+    Kernel,
+    KernelFacts,
+    NetRulesFile,
+    read_kernels,
+    read_net_rules,
+)
 from imageport.rules.base import ImageFacts, Rule
 
 #: Without these the root disk is not found and the server does not boot.

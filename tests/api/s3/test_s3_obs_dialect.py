@@ -28,15 +28,14 @@ from obs import (
 from starlette.requests import Request
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from support import s3_server
-from support import service_fixtures
-from support.connect_proxy import ConnectProxy
 from imageport.api.s3.app import build_s3_app
 from imageport.api.s3.request import MAX_HOST, parse_call
 from imageport.cli.main import main
 from imageport.service.context import Services
 from imageport.service.errors import RequestInvalid
 from imageport.settings import load_settings
+from support import s3_server, service_fixtures
+from support.connect_proxy import ConnectProxy
 from support.server_process import running_app
 
 DOMAIN = "obs.test"

@@ -182,7 +182,9 @@ async def head_bucket(ctx: Ctx) -> Response:
 
 async def delete_bucket(ctx: Ctx) -> Response:
     """DeleteBucket (204), aborting its unfinished uploads; one that holds objects is 409."""
-    await run_in_threadpool(bucket_cases.delete_bucket, ctx.services, ctx.project_id, ctx.call.bucket)
+    await run_in_threadpool(
+        bucket_cases.delete_bucket, ctx.services, ctx.project_id, ctx.call.bucket
+    )
     return empty_response(ctx.request, status=204)
 
 
@@ -200,7 +202,9 @@ async def get_location(ctx: Ctx) -> Response:
 
 async def bucket_acl(ctx: Ctx) -> Response:
     """GetBucketAcl: always private, the owning project has FULL_CONTROL."""
-    await run_in_threadpool(bucket_cases.owned_bucket, ctx.services, ctx.project_id, ctx.call.bucket)
+    await run_in_threadpool(
+        bucket_cases.owned_bucket, ctx.services, ctx.project_id, ctx.call.bucket
+    )
     return acl_response(ctx)
 
 
@@ -214,7 +218,9 @@ async def no_configuration(ctx: Ctx, code: str, what: str) -> Response:
 
 async def get_versioning(ctx: Ctx) -> Response:
     """GetBucketVersioning: never enabled (buckets are unversioned)."""
-    await run_in_threadpool(bucket_cases.owned_bucket, ctx.services, ctx.project_id, ctx.call.bucket)
+    await run_in_threadpool(
+        bucket_cases.owned_bucket, ctx.services, ctx.project_id, ctx.call.bucket
+    )
     return xml_response(ctx.request, "VersioningConfiguration", [])
 
 

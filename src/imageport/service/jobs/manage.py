@@ -24,13 +24,11 @@ from sqlalchemy import Connection, Row, insert, select, update
 
 from imageport import metrics
 from imageport.adapters.db.schema import images, jobs
-from imageport.service.images import staging
 from imageport.service.clock import new_id, time_text
 from imageport.service.context import Services
 from imageport.service.errors import Conflict, NotFound
-from imageport.service.images.records import NOT_FOUND
-from imageport.service.images.records import JobRecord
-from imageport.service.images.records import job_record
+from imageport.service.images import staging
+from imageport.service.images.records import NOT_FOUND, JobRecord, job_record
 from imageport.service.jobs.quotas import admit
 from imageport.settings import Settings
 
