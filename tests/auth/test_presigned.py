@@ -168,7 +168,7 @@ def test_sigv4_signed_content_sha256_is_the_payload_hash() -> None:
     headers = {"X-Amz-Content-SHA256": sha(body)}
     req = AWSRequest(method="PUT", url=BASE + "/images/k", headers=headers)
     signer = S3SigV4QueryAuth(Credentials(AK, SK), "s3", "us-east-1")
-    signer.payload = lambda request: sha(body)  # type: ignore[method-assign]
+    signer.payload = lambda request: sha(body)
     signer.add_auth(req)
     signed = _request("PUT", req.url, headers, body)
     assert "x-amz-content-sha256" in dict(parse_qsl(signed.raw_query))["X-Amz-SignedHeaders"]

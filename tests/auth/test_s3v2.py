@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
-from datetime import timedelta
+from collections.abc import Callable, Mapping
+from datetime import datetime, timedelta
 
 import pytest
 from botocore.auth import HmacV1Auth
@@ -17,7 +18,7 @@ from imageport.auth.s3v2 import verify
 from support.signers import AK, SK, from_aws, now, secret_for, wrong_secret
 
 BASE = "http://127.0.0.1:9000"
-CASES = [
+CASES: list[tuple[str, str, Mapping[str, str]]] = [
     ("PUT", "/images", {"x-default-storage-class": "STANDARD_IA"}),
     (
         "PUT",
@@ -36,26 +37,30 @@ CASES = [
 ]
 
 
-def _signed(method, path, headers):
+def _signed(method: str, path: str, headers: Mapping[str, str]) -> SignedRequest:
     req = AWSRequest(method=method, url=BASE + path, data=b"", headers=dict(headers))
     HmacV1Auth(Credentials(AK, SK)).add_auth(req)
     return from_aws(req)
 
 
 @pytest.mark.parametrize(("method", "path", "headers"), CASES)
-def test_botocore_v2_requests_verify(method, path, headers):
+def test_botocore_v2_requests_verify(method: str, path: str, headers: Mapping[str, str]) -> None:
     signed = _signed(method, path, headers)
     assert detect_scheme(signed.headers) == "s3v2"
     assert verify(signed, secret_for, now()) == AK
 
 
-def _code(signed, secrets=secret_for, at=None):
+def _code(
+    signed: SignedRequest,
+    secrets: Callable[[str], str | None] = secret_for,
+    at: datetime | None = None,
+) -> str:
     with pytest.raises(SignatureError) as err:
         verify(signed, secrets, at or now())
     return err.value.code
 
 
-def test_rejections():
+def test_rejections() -> None:
     signed = _signed(*CASES[4])
     assert _code(signed, wrong_secret) == "SignatureDoesNotMatch"
     assert _code(signed, lambda ak: None) == "InvalidAccessKeyId"
@@ -75,7 +80,7 @@ def test_rejections():
         )
 
 
-def test_obs_dialect_uses_x_obs_headers():
+def test_obs_dialect_uses_x_obs_headers() -> None:
     """Same algorithm with the OBS scheme: x-obs-* headers are signed, x-amz-* are not."""
     signed = _signed("PUT", "/images/k", {"x-obs-storage-class": "WARM"})
     # botocore signs x-amz-* only, so recompute the expected OBS signature via its sign_string.
@@ -92,7 +97,7 @@ def test_obs_dialect_uses_x_obs_headers():
     path=st.text(max_size=40),
     query=st.text(max_size=40),
 )
-def test_garbage_only_raises_signature_error(auth, date, path, query):
+def test_garbage_only_raises_signature_error(auth: str, date: str, path: str, query: str) -> None:
     for value in (auth, f"AWS {AK}:{auth}", f"OBS {AK}:{auth}"):
         headers = {"Authorization": value, "Date": date, "x-amz-date": date, "x-obs-a": auth}
         with pytest.raises(SignatureError):

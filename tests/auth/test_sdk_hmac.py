@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime, timedelta
 from types import SimpleNamespace
 from urllib.parse import urlsplit
@@ -21,7 +22,14 @@ from support.signers import AK, SK, now, secret_for, sha, wrong_secret
 PROJECT = "0123456789abcdef0123456789abcdef"
 
 
-def _signed(method, path, query=(), body=b"", ctype="application/json;charset=utf-8", when=None):
+def _signed(
+    method: str,
+    path: str,
+    query: Iterable[tuple[str, object]] = (),
+    body: bytes = b"",
+    ctype: str = "application/json;charset=utf-8",
+    when: datetime | None = None,
+) -> SignedRequest:
     headers = {
         "Content-Type": ctype,
         "X-Project-Id": PROJECT,
@@ -48,7 +56,7 @@ def _signed(method, path, query=(), body=b"", ctype="application/json;charset=ut
 BODY = json.dumps(
     {"name": "img", "image_url": "images:disk/test.qcow2", "min_disk": 40, "is_config": True}
 ).encode()
-CASES = [
+CASES: list[tuple[str, str, Iterable[tuple[str, object]], bytes]] = [
     ("POST", "/v2/cloudimages/action", (), BODY),
     (
         "GET",
@@ -69,13 +77,15 @@ CASES = [
 
 
 @pytest.mark.parametrize(("method", "path", "query", "body"), CASES)
-def test_sdk_requests_verify(method, path, query, body):
+def test_sdk_requests_verify(
+    method: str, path: str, query: Iterable[tuple[str, object]], body: bytes
+) -> None:
     signed = _signed(method, path, query, body)
     assert detect_scheme(signed.headers) == "sdk-hmac"
     assert verify(signed, secret_for, now()) == AK
 
 
-def test_unsigned_payload_header_is_signed():
+def test_unsigned_payload_header_is_signed() -> None:
     body = b'[{"op":"replace","path":"/name","value":"x"}]'
     signed = _signed(
         "PATCH", "/v2/images/5d87", (), body, ctype="application/openstack-images-v2.1-json-patch"
@@ -90,7 +100,7 @@ def test_unsigned_payload_header_is_signed():
     assert _code(streamed) == "InvalidRequest"
 
 
-def test_a_declared_body_hash_must_be_the_body_received():
+def test_a_declared_body_hash_must_be_the_body_received() -> None:
     """The attack of issue 9: the SDK signed sha256(body) without sending X-Sdk-Content-Sha256;
     whoever copies the request adds that header with the original hash (it need not be signed,
     the canonical request carries its value) and sends another body."""
@@ -116,13 +126,17 @@ def test_a_declared_body_hash_must_be_the_body_received():
     assert _code(bad) == "AuthorizationHeaderMalformed"
 
 
-def _code(signed, secrets=secret_for, at=None):
+def _code(
+    signed: SignedRequest,
+    secrets: Callable[[str], str | None] = secret_for,
+    at: datetime | None = None,
+) -> str:
     with pytest.raises(SignatureError) as err:
         verify(signed, secrets, at or now())
     return err.value.code
 
 
-def test_rejections():
+def test_rejections() -> None:
     signed = _signed(*CASES[0])
     assert _code(signed, wrong_secret) == "SignatureDoesNotMatch"
     assert _code(signed, lambda ak: None) == "InvalidAccessKeyId"
@@ -162,7 +176,7 @@ def test_rejections():
     path=st.text(max_size=40),
     query=st.text(max_size=40),
 )
-def test_garbage_only_raises_signature_error(auth, date, path, query):
+def test_garbage_only_raises_signature_error(auth: str, date: str, path: str, query: str) -> None:
     prefix = "SDK-HMAC-SHA256 Access=AK_TEST, SignedHeaders=x-sdk-date;"
     for value in (auth, prefix + auth):
         headers = {"Authorization": value, "X-Sdk-Date": date, "X-Sdk-Content-Sha256": auth}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
 from email.utils import formatdate
 
@@ -19,7 +20,7 @@ from imageport.auth.sigv4 import verify
 from support.signers import AK, SK, from_aws, now, secret_for, sha, wrong_secret
 
 BASE = "http://127.0.0.1:9000"
-CASES = [
+CASES: list[tuple[str, str, bytes, Mapping[str, str]]] = [
     ("PUT", "/images", b"", {}),
     ("POST", "/images/disk/test.qcow2?uploads", b"", {"x-amz-storage-class": "STANDARD_IA"}),
     ("POST", "/images/disk/test.qcow2?uploads=", b"", {}),
@@ -30,7 +31,14 @@ CASES = [
 ]
 
 
-def _s3_signed(method, path, body, headers, region="us-east-1", unsigned=False):
+def _s3_signed(
+    method: str,
+    path: str,
+    body: bytes,
+    headers: Mapping[str, str],
+    region: str = "us-east-1",
+    unsigned: bool = False,
+) -> AWSRequest:
     url = BASE.replace("http", "https") if unsigned else BASE
     req = AWSRequest(method=method, url=url + path, data=body, headers=dict(headers))
     if unsigned:
@@ -40,7 +48,9 @@ def _s3_signed(method, path, body, headers, region="us-east-1", unsigned=False):
 
 
 @pytest.mark.parametrize(("method", "path", "body", "headers"), CASES)
-def test_botocore_s3_requests_verify(method, path, body, headers):
+def test_botocore_s3_requests_verify(
+    method: str, path: str, body: bytes, headers: Mapping[str, str]
+) -> None:
     signed = from_aws(_s3_signed(method, path, body, headers))
     assert detect_scheme(signed.headers) == "sigv4"
     assert verify(signed, secret_for, now()) == AK
@@ -49,7 +59,9 @@ def test_botocore_s3_requests_verify(method, path, body, headers):
 
 
 @pytest.mark.parametrize(("method", "path", "body", "headers"), CASES)
-def test_unsigned_payload_and_other_region(method, path, body, headers):
+def test_unsigned_payload_and_other_region(
+    method: str, path: str, body: bytes, headers: Mapping[str, str]
+) -> None:
     signed = from_aws(_s3_signed(method, path, body, headers, region="region", unsigned=True))
     assert signed.header("x-amz-content-sha256") == "UNSIGNED-PAYLOAD"
     assert verify(signed, secret_for, now()) == AK
@@ -57,7 +69,7 @@ def test_unsigned_payload_and_other_region(method, path, body, headers):
     assert verify(dataclasses.replace(signed, body_sha256=sha(b"x")), secret_for, now()) == AK
 
 
-def test_generic_sigv4auth_without_content_header():
+def test_generic_sigv4auth_without_content_header() -> None:
     req = AWSRequest(method="POST", url=BASE + "/images?delete", data=b"<Delete/>")
     SigV4Auth(Credentials(AK, SK), "s3", "eu-west-1").add_auth(req)
     signed = from_aws(req)
@@ -68,7 +80,7 @@ def test_generic_sigv4auth_without_content_header():
     assert err.value.code == "InvalidRequest"
 
 
-def test_esdk_obs_variant_uses_date_only():
+def test_esdk_obs_variant_uses_date_only() -> None:
     """esdk-obs v4: no X-Amz-Date, the instant carried by Date (RFC 1123), no spaces after ",".
 
     botocore's S3SigV4Auth builds the canonical request from the headers it is given, so signing
@@ -95,13 +107,17 @@ def test_esdk_obs_variant_uses_date_only():
     assert _code(dataclasses.replace(obs, raw_query="")) == "SignatureDoesNotMatch"
 
 
-def _code(signed, secrets=secret_for, at=None):
+def _code(
+    signed: SignedRequest,
+    secrets: Callable[[str], str | None] = secret_for,
+    at: datetime | None = None,
+) -> str:
     with pytest.raises(SignatureError) as err:
         verify(signed, secrets, at or now())
     return err.value.code
 
 
-def test_rejections():
+def test_rejections() -> None:
     signed = from_aws(_s3_signed(*CASES[3]))
     assert _code(signed, wrong_secret) == "SignatureDoesNotMatch"
     assert _code(signed, lambda ak: None) == "InvalidAccessKeyId"
@@ -132,7 +148,7 @@ def test_rejections():
         )
 
 
-def test_unsigned_amz_headers_are_refused():
+def test_unsigned_amz_headers_are_refused() -> None:
     """A signed PUT seen on the wire must not become a copy of another object (or gain
     metadata) by an added, unsigned ``x-amz-*`` header; S3 answers AccessDenied too."""
     signed = from_aws(_s3_signed(*CASES[3]))
@@ -151,7 +167,9 @@ def test_unsigned_amz_headers_are_refused():
     query=st.text(max_size=40),
     sha_hdr=st.text(max_size=70),
 )
-def test_garbage_only_raises_signature_error(auth, date, path, query, sha_hdr):
+def test_garbage_only_raises_signature_error(
+    auth: str, date: str, path: str, query: str, sha_hdr: str
+) -> None:
     prefix = "AWS4-HMAC-SHA256 Credential=AK_TEST/20260101/r/s3/aws4_request, SignedHeaders="
     for value in (auth, prefix + auth):
         headers = {

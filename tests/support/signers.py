@@ -36,9 +36,12 @@ def from_aws(request: AWSRequest, *, body_known: bool = True) -> SignedRequest:
     body = prepared.body or b""
     if isinstance(body, str):
         body = body.encode()
-    headers = [(k, v.decode() if isinstance(v, bytes) else v) for k, v in prepared.headers.items()]
-    if "host" not in {k.lower() for k, _ in headers}:
-        headers.append(("Host", split.netloc))  # added by the HTTP client, as botocore signed it
+    # names lower-cased and repeated headers joined with ",", as the service's HTTP layer does
+    headers: dict[str, str] = {}
+    for name, raw in prepared.headers.items():
+        key, value = name.lower(), raw.decode() if isinstance(raw, bytes) else raw
+        headers[key] = f"{headers[key]},{value}" if key in headers else value
+    headers.setdefault("host", split.netloc)  # added by the HTTP client, as botocore signed it
     return SignedRequest(
         method=prepared.method,
         raw_path=split.path,
