@@ -24,7 +24,7 @@ def _file(tmp_path: Path, text: str) -> Path:
     return path
 
 
-def test_flags_beat_environment_beat_file(tmp_path):
+def test_flags_beat_environment_beat_file(tmp_path: Path) -> None:
     path = _file(
         tmp_path,
         'endpoint = "http://file:8080"\ns3_endpoint = "http://file:8081"\n'
@@ -48,7 +48,7 @@ def test_flags_beat_environment_beat_file(tmp_path):
     assert "SK_FILE" not in repr(config)
 
 
-def test_config_flag_beats_environment_path_and_default_is_xdg(tmp_path):
+def test_config_flag_beats_environment_path_and_default_is_xdg(tmp_path: Path) -> None:
     chosen = _file(tmp_path, 'access_key = "AK_CHOSEN"\n')
     (tmp_path / "xdg" / "imageport").mkdir(parents=True)
     (tmp_path / "xdg" / "imageport" / "client.toml").write_text('access_key = "AK_XDG"\n')
@@ -61,7 +61,7 @@ def test_config_flag_beats_environment_path_and_default_is_xdg(tmp_path):
     assert load_config(NONE, {"HOME": str(tmp_path / "nohome")}).access_key == ""
 
 
-def test_missing_settings_are_named_with_every_way_to_give_them(tmp_path):
+def test_missing_settings_are_named_with_every_way_to_give_them(tmp_path: Path) -> None:
     config = load_config(NONE, {"HOME": str(tmp_path)})
     with pytest.raises(ConfigError) as err:
         config.require("endpoint", "secret_key")
@@ -80,14 +80,14 @@ def test_missing_settings_are_named_with_every_way_to_give_them(tmp_path):
         ('endpoint = "ftp://x"', "not an http:// or https:// URL"),
     ],
 )
-def test_bad_config_files_are_explained(tmp_path, text, message):
+def test_bad_config_files_are_explained(tmp_path: Path, text: str, message: str) -> None:
     path = _file(tmp_path, text)
     with pytest.raises(ConfigError) as err:
         load_config(NONE, {}, str(path))
     assert message in str(err.value)
 
 
-def test_named_config_file_must_exist(tmp_path):
+def test_named_config_file_must_exist(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as err:
         load_config(NONE, {"IMAGEPORT_CONFIG": str(tmp_path / "gone.toml")})
     assert "gone.toml does not exist" in str(err.value)

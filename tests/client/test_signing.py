@@ -87,7 +87,9 @@ IMS_CASES = [
 
 
 @pytest.mark.parametrize(("method", "path", "query", "body", "ctype"), IMS_CASES)
-def test_sdk_hmac_equals_huaweicloudsdkcore_and_verifies(method, path, query, body, ctype):
+def test_sdk_hmac_equals_huaweicloudsdkcore_and_verifies(
+    method: str, path: str, query: list[tuple[str, str]], body: bytes, ctype: str
+) -> None:
     when = _now()
     headers = {
         "Content-Type": ctype,
@@ -117,7 +119,7 @@ def test_sdk_hmac_equals_huaweicloudsdkcore_and_verifies(method, path, query, bo
     assert sdk_hmac.verify(received, secret_for, _now(), unsigned_payload=unsigned) == AK
 
 
-def test_sdk_hmac_tampered_body_is_refused():
+def test_sdk_hmac_tampered_body_is_refused() -> None:
     body = b'{"name":"img"}'
     url = "http://127.0.0.1:8080/v2/cloudimages/action"
     ours = sdk_hmac_headers("POST", url, {"Content-Type": "application/json"}, body, CREDS)
@@ -141,7 +143,9 @@ S3_CASES = [
 
 
 @pytest.mark.parametrize(("method", "url", "headers", "body"), S3_CASES)
-def test_sigv4_equals_botocore_and_verifies(method, url, headers, body):
+def test_sigv4_equals_botocore_and_verifies(
+    method: str, url: str, headers: dict[str, str], body: bytes
+) -> None:
     boto = AWSRequest(method=method, url=url, data=body, headers=dict(headers))
     S3SigV4Auth(BotoCredentials(AK, SK), "s3", "us-east-1").add_auth(boto)
     when = datetime.strptime(boto.headers["X-Amz-Date"], "%Y%m%dT%H%M%SZ").replace(tzinfo=UTC)
@@ -154,7 +158,7 @@ def test_sigv4_equals_botocore_and_verifies(method, url, headers, body):
     assert sigv4.verify(_as_received(method, url, ours, body), secret_for, _now()) == AK
 
 
-def test_unsigned_part_equals_botocore_and_the_md5_is_signed():
+def test_unsigned_part_equals_botocore_and_the_md5_is_signed() -> None:
     url = "http://127.0.0.1:8081/images/disk.qcow2?partNumber=3&uploadId=abc"
     body = b"part bytes" * 1000
     _, md5_b64 = content_md5(body)
@@ -184,5 +188,5 @@ def test_unsigned_part_equals_botocore_and_the_md5_is_signed():
     assert err.value.code == "SignatureDoesNotMatch"
 
 
-def test_credentials_repr_hides_the_secret():
+def test_credentials_repr_hides_the_secret() -> None:
     assert SK not in repr(CREDS)

@@ -11,6 +11,7 @@ import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import boto3
 import pytest
@@ -39,7 +40,7 @@ def _file(tmp_path: Path, size: int, name: str = "disk.img") -> tuple[Path, byte
     return path, data
 
 
-def _boto(live: Live):  # type: ignore[no-untyped-def]
+def _boto(live: Live) -> Any:  # boto3 has no type stubs here: its clients are Any
     return boto3.client(
         "s3",
         endpoint_url=live.s3_url,
@@ -50,7 +51,7 @@ def _boto(live: Live):  # type: ignore[no-untyped-def]
     )
 
 
-def test_bucket_create_ls_rm_and_errors(live, tmp_path):
+def test_bucket_create_ls_rm_and_errors(live: Live, tmp_path: Path) -> None:
     made = _cli(live, "bucket", "create", "images")
     assert made.returncode == 0, made.stderr
     assert _cli(live, "bucket", "create", "cold-one", "--storage-class", "COLD").returncode == 0
@@ -74,7 +75,7 @@ def test_bucket_create_ls_rm_and_errors(live, tmp_path):
     assert "cold-one" not in _cli(live, "bucket", "ls").stdout
 
 
-def test_wrong_secret_and_missing_settings_exit_2_with_one_line(live):
+def test_wrong_secret_and_missing_settings_exit_2_with_one_line(live: Live) -> None:
     bad = _cli(live, "bucket", "ls", "--secret-key", "x" * 40)
     assert bad.returncode == 2
     assert "HTTP 403 SignatureDoesNotMatch" in bad.stderr or "HTTP 401" in bad.stderr
@@ -93,7 +94,9 @@ def test_wrong_secret_and_missing_settings_exit_2_with_one_line(live):
     assert down.returncode == 2 and "cannot connect" in down.stderr
 
 
-def test_small_file_is_one_put(live, tmp_path, capsys):
+def test_small_file_is_one_put(
+    live: Live, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     assert (
         main(
             [
@@ -120,7 +123,7 @@ def test_small_file_is_one_put(live, tmp_path, capsys):
     assert live.object_bytes("images", "small.img") == data
 
 
-def test_parallel_multipart_upload_with_progress(live, tmp_path):
+def test_parallel_multipart_upload_with_progress(live: Live, tmp_path: Path) -> None:
     assert _cli(live, "bucket", "create", "images").returncode == 0
     path, data = _file(tmp_path, 23 * MiB + 7)
     done = _cli(
@@ -149,7 +152,7 @@ def test_parallel_multipart_upload_with_progress(live, tmp_path):
     assert quiet.returncode == 0 and quiet.stderr == ""
 
 
-def test_resume_sends_only_missing_and_mismatched_parts(live, tmp_path):
+def test_resume_sends_only_missing_and_mismatched_parts(live: Live, tmp_path: Path) -> None:
     """An upload started by boto3 (parts 1 and 4 right, part 2 with other bytes) is resumed:
     only parts 2, 3 and 5 are sent, then the object is whole."""
     s3 = _boto(live)
@@ -176,7 +179,7 @@ def test_resume_sends_only_missing_and_mismatched_parts(live, tmp_path):
     assert s3.list_multipart_uploads(Bucket="images").get("Uploads", []) == []
 
 
-def test_resume_adopts_the_stored_part_size(live, tmp_path):
+def test_resume_adopts_the_stored_part_size(live: Live, tmp_path: Path) -> None:
     s3 = _boto(live)
     s3.create_bucket(Bucket="images")
     path, data = _file(tmp_path, 20 * MiB)
@@ -191,7 +194,7 @@ def test_resume_adopts_the_stored_part_size(live, tmp_path):
     assert live.object_bytes("images", "disk.img") == data
 
 
-def test_killed_uploader_resumes_where_it_stopped(live, tmp_path):
+def test_killed_uploader_resumes_where_it_stopped(live: Live, tmp_path: Path) -> None:
     """kill -9 the uploader after some parts, run it again: only the parts the server does not
     have go over the wire, and the object is byte-identical."""
     assert _cli(live, "bucket", "create", "images").returncode == 0
@@ -224,7 +227,7 @@ def test_killed_uploader_resumes_where_it_stopped(live, tmp_path):
     assert live.object_bytes("images", "disk.img") == data
 
 
-def test_interrupted_upload_says_how_to_resume(live, tmp_path):
+def test_interrupted_upload_says_how_to_resume(live: Live, tmp_path: Path) -> None:
     path, _ = _file(tmp_path, 11 * MiB)
     gone = _cli(live, "upload", str(path), "nobucket/disk.img", "--part-size", "5")
     assert gone.returncode == 2

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+from pathlib import Path
 
 import pytest
 
@@ -24,7 +25,7 @@ from imageport.client.upload import (
 GiB = 1024 * MiB
 
 
-def test_part_size_is_clamped_and_raised_to_stay_within_10000_parts():
+def test_part_size_is_clamped_and_raised_to_stay_within_10000_parts() -> None:
     assert choose_part_size(100 * MiB, 64 * MiB) == 64 * MiB
     assert choose_part_size(100 * MiB, 1 * MiB) == 5 * MiB  # at least 5 MiB
     big = 1024 * GiB  # 1 TiB with 5 MiB parts
@@ -35,18 +36,18 @@ def test_part_size_is_clamped_and_raised_to_stay_within_10000_parts():
         choose_part_size(10_000 * 5 * GiB + 1, 64 * MiB)
 
 
-def test_10_tib_needs_bigger_parts():
+def test_10_tib_needs_bigger_parts() -> None:
     size = choose_part_size(10 * 1024 * GiB, 64 * MiB)
     assert size > 64 * MiB and len(plan_parts(10 * 1024 * GiB, size)) <= 10_000
 
 
-def test_parts_cover_the_file_exactly():
+def test_parts_cover_the_file_exactly() -> None:
     parts = plan_parts(12 * MiB + 1, 5 * MiB)
     assert parts == [Part(1, 0, 5 * MiB), Part(2, 5 * MiB, 5 * MiB), Part(3, 10 * MiB, 2 * MiB + 1)]
     assert plan_parts(0, 5 * MiB) == [Part(1, 0, 0)]
 
 
-def test_stored_part_size_is_adopted_only_when_it_explains_every_stored_part():
+def test_stored_part_size_is_adopted_only_when_it_explains_every_stored_part() -> None:
     size = 23 * MiB
     stored = {1: PartEntry(1, 6 * MiB, "a"), 3: PartEntry(3, 6 * MiB, "b")}
     assert _stored_part_size(stored, size, 5 * MiB) == 6 * MiB
@@ -56,7 +57,7 @@ def test_stored_part_size_is_adopted_only_when_it_explains_every_stored_part():
     assert _stored_part_size({}, size, 8 * MiB) == 8 * MiB
 
 
-def test_multipart_etag_is_s3s():
+def test_multipart_etag_is_s3s() -> None:
     digests = [
         hashlib.md5(b"a", usedforsecurity=False).digest(),
         hashlib.md5(b"b", usedforsecurity=False).digest(),
@@ -65,7 +66,7 @@ def test_multipart_etag_is_s3s():
     assert multipart_etag(digests) == joined + "-2"
 
 
-def test_read_part_reads_exactly_its_range(tmp_path):
+def test_read_part_reads_exactly_its_range(tmp_path: Path) -> None:
     data = os.urandom(3 * MiB + 17)
     path = tmp_path / "f"
     path.write_bytes(data)
@@ -86,7 +87,7 @@ class _Clock:
         return self.t
 
 
-def test_progress_shows_bytes_speed_and_eta_and_ignores_skipped_bytes_for_speed():
+def test_progress_shows_bytes_speed_and_eta_and_ignores_skipped_bytes_for_speed() -> None:
     clock = _Clock()
     out = io.StringIO()
     progress = Progress(100 * MiB, out, tty=False, clock=clock)
@@ -105,7 +106,7 @@ def test_progress_shows_bytes_speed_and_eta_and_ignores_skipped_bytes_for_speed(
     assert "70.0/100.0 MiB" in out.getvalue().splitlines()[-1]
 
 
-def test_progress_on_a_tty_redraws_one_line():
+def test_progress_on_a_tty_redraws_one_line() -> None:
     out = io.StringIO()
     clock = _Clock()
     progress = Progress(10 * MiB, out, tty=True, clock=clock)
