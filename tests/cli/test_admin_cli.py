@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -49,7 +50,8 @@ def key_record(data: Path, access_key: str) -> AccessKey | None:
         services.db.dispose()
 
 
-def ok_json(done: subprocess.CompletedProcess[str]) -> object:
+def ok_json(done: subprocess.CompletedProcess[str]) -> Any:
+    """The JSON the command printed (a JSON value: Any, as json.loads gives it)."""
     assert done.returncode == 0, done.stderr
     return json.loads(done.stdout)
 
@@ -99,7 +101,7 @@ def test_plain_text_output(tmp_path: Path) -> None:
     listing = admin("project", "ls", data_dir=data)
     assert "plain" in listing.stdout
     projects = ok_json(admin("project", "ls", "--json", data_dir=data))
-    assert [p["name"] for p in projects] == ["plain"]  # type: ignore[union-attr,index]
+    assert [p["name"] for p in projects] == ["plain"]
 
 
 def test_refusals_exit_2_with_a_message(tmp_path: Path) -> None:
@@ -131,10 +133,10 @@ def test_settings_from_environment_and_database_url(tmp_path: Path) -> None:
     assert listed == [
         {
             "id": made["id"],
-            "name": "from-env",  # type: ignore[index]
+            "name": "from-env",
             "created_at": listed[0]["created_at"],
         }
-    ]  # type: ignore[index]
+    ]
 
 
 def test_admin_on_postgresql(postgres_server: pg_server.PostgresServer) -> None:
@@ -142,7 +144,7 @@ def test_admin_on_postgresql(postgres_server: pg_server.PostgresServer) -> None:
     try:
         project = ok_json(admin("project", "create", "pg-team", "--json", database_url=url))
         key = ok_json(admin("key", "create", "--project", "pg-team", "--json", database_url=url))
-        assert key["project_id"] == project["id"]  # type: ignore[index]
+        assert key["project_id"] == project["id"]
         dup = admin("project", "create", "pg-team", database_url=url)
         assert dup.returncode == 2 and "already exists" in dup.stderr
     finally:

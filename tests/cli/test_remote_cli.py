@@ -33,7 +33,7 @@ def _init_jobs(live: Live) -> list[str]:
         return list(conn.execute(select(jobs.c.id).where(jobs.c.status == "INIT")).scalars())
 
 
-def test_register_wait_runs_to_active_and_the_image_is_listed(live):
+def test_register_wait_runs_to_active_and_the_image_is_listed(live: Live) -> None:
     waiting = subprocess.Popen(
         [
             *IMAGEPORT,
@@ -82,7 +82,7 @@ def test_register_wait_runs_to_active_and_the_image_is_listed(live):
     assert gone.returncode == 2 and "HTTP 404" in gone.stderr
 
 
-def test_failed_job_exits_1_with_the_rule_and_reason(live):
+def test_failed_job_exits_1_with_the_rule_and_reason(live: Live) -> None:
     registered = live.cli_ok("image", "register", "bad", "images:bad.qcow2", "--json")
     job_id = json.loads(registered.stdout)["job_id"]
     run_job(live.services, job_id)
@@ -98,7 +98,7 @@ def test_failed_job_exits_1_with_the_rule_and_reason(live):
     assert killed.returncode == 1 and "status: killed" in killed.stdout
 
 
-def test_uninitialized_path_and_refusals(live):
+def test_uninitialized_path_and_refusals(live: Live) -> None:
     made = json.loads(
         live.cli_ok(
             "image", "register", "raw-one", "images:good.qcow2", "--uninitialized", "--json"
