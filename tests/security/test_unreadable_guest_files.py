@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+from typing import Any
 
 import pytest
 
@@ -41,7 +42,7 @@ CASES = [
 
 def _guest(path: str, kind: str) -> str:
     root = dict(gf.CLOUD_READY)
-    boot = dict(BOOT)
+    boot: dict[str, str | bytes | Symlink | None] = dict(BOOT)
     if path.startswith("boot:"):
         boot.update(_broken(path.removeprefix("boot:"), kind))
     else:
@@ -52,7 +53,8 @@ def _guest(path: str, kind: str) -> str:
     return str(gf.build_guest(name, root=root, boot=boot))
 
 
-def _check(image: str) -> tuple[int, dict[str, object]]:
+def _check(image: str) -> tuple[int, dict[str, Any]]:
+    """The exit code and the JSON report (its values as json.loads gives them)."""
     proc = subprocess.run(
         [str(IMAGEPORT), "check", "--json", image],
         capture_output=True,
@@ -88,7 +90,7 @@ def test_login_files_broken_fail_even_with_cloud_init() -> None:
     """cloud-init injects keys and passwords through the account files: with /etc/passwd
     unreadable it cannot, so its presence does not save the verdict."""
     code, report = _check(_guest("etc/passwd", "dangling"))
-    login = [f for f in report["findings"] if f["rule_id"] == "IMG-LOGIN"]  # type: ignore[union-attr]
+    login = [f for f in report["findings"] if f["rule_id"] == "IMG-LOGIN"]
     assert code == 1 and login
     assert "dangling" in " ".join(login[0]["evidence"])
 
@@ -103,5 +105,5 @@ def test_a_directory_is_no_cloud_init_program() -> None:
             )
         )
     )
-    rules = {f["rule_id"] for f in report["findings"]}  # type: ignore[union-attr]
+    rules = {f["rule_id"] for f in report["findings"]}
     assert code == 1 and "IMG-LOGIN" in rules, report["findings"]

@@ -160,8 +160,8 @@ def _esp_image(t: Path, files: Tree) -> Path:
             subprocess.run(
                 ["mmd", "-D", "s", "-i", str(esp), target], capture_output=True, check=False
             )
-    for f in sorted(p for p in src.rglob("*") if p.is_file()):
-        _run("mcopy", "-i", str(esp), str(f), "::/" + str(f.relative_to(src)))
+    for file in sorted(p for p in src.rglob("*") if p.is_file()):
+        _run("mcopy", "-i", str(esp), str(file), "::/" + str(file.relative_to(src)))
     return esp
 
 

@@ -10,6 +10,7 @@ cases. Every name, type, size, content and link target is checked against the so
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import random
 import shutil
@@ -34,7 +35,7 @@ from imageport.guest.fs import btrfs
 from imageport.guest.fs import btrfs_layout as L
 from imageport.guest.fs.base import BrokenLinkError, FileType, NotFoundError
 from imageport.guest.fs.btrfs_tree import Item
-from imageport.guest.volumes.blockdev import BytesDevice
+from imageport.guest.volumes.blockdev import BlockDevice, BytesDevice
 from support import builders
 
 FIXTURE_VERSION = "3"
@@ -461,9 +462,9 @@ def resigned(dev: FileDevice, sb_patches: dict[int, bytes], *, sign: bool = True
     return PatchedDevice(dev, {L.SUPERBLOCK_OFFSET: bytes(raw)})
 
 
-def walk_everything(dev: object, subvol: str | int | None = None) -> int:
+def walk_everything(dev: BlockDevice, subvol: str | int | None = None) -> int:
     """Open, list subvolumes, and visit every entry of the subvolume (reads capped)."""
-    fs = btrfs.open_fs(dev, subvol)  # type: ignore[arg-type]
+    fs = btrfs.open_fs(dev, subvol)
     fs.subvolumes()
     seen = 0
     stack = [fs.root_ino]
@@ -527,7 +528,7 @@ def test_hostile_mutations(tiny: tuple[Path, Path]) -> None:
         m = mutate(rng, sb_raw[32 : L.SUPER_SYS_CHUNK_ARRAY_OFFSET + sb.sys_chunk_array_size], 32)
         ((off, new),) = m.items()
         bad = resigned(dev, {off: new})
-        result = only_our_errors(lambda bad=bad: walk_everything(bad))
+        result = only_our_errors(functools.partial(walk_everything, bad))
         outcomes[result] = outcomes.get(result, 0) + 1
         cases += 1
     # Tree blocks: the chunk tree, the root tree and every leaf/node of the default subvolume.
@@ -545,7 +546,7 @@ def test_hostile_mutations(tiny: tuple[Path, Path]) -> None:
             region = raw[32:used] if rng.random() < 0.5 else raw[32:]
             m = mutate(rng, region, phys + 32)
             bad = PatchedDevice(dev, m)
-            result = only_our_errors(lambda bad=bad: walk_everything(bad))
+            result = only_our_errors(functools.partial(walk_everything, bad))
             outcomes[result] = outcomes.get(result, 0) + 1
             cases += 1
     assert cases >= 300

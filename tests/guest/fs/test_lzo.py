@@ -40,7 +40,7 @@ def lzop_blocks(container: bytes) -> list[tuple[bytes, int, bytes]]:
         pos += 4
     pos += 12  # mode, mtime low, mtime high
     pos += 1 + container[pos] + 4  # name, header checksum
-    blocks = []
+    blocks: list[tuple[bytes, int, bytes]] = []
     while True:
         (dst_len,) = struct.unpack_from(">I", container, pos)
         pos += 4

@@ -91,8 +91,8 @@ def _build() -> tuple[list[Path], dict[str, Any]]:
         return files, json.loads(meta.read_text())
     tmps = [f.with_name(f.name + ".tmp") for f in files]
     for t in tmps:
-        with open(t, "wb") as f:
-            f.truncate(PV_SIZE)
+        with open(t, "wb") as blank:
+            blank.truncate(PV_SIZE)
     loops: list[str] = []
     try:
         for t in tmps:
