@@ -208,7 +208,7 @@ def test_zvhd2_blocks_expanding_beyond_compression_are_refused(tmp_path: Path) -
     out = tmp_path / "constant.zvhd2"
     write_zvhd2(
         RawDisk(ConstantSource(12 * 32 * MiB)),
-        out,  # type: ignore[arg-type]
+        out,
         WriterOptions(method="zstd", block_size=32 * MiB, timestamp=0, uuid=bytes(16)),
     )
     container, hazards = _hazards(out.read_bytes())

@@ -13,6 +13,7 @@ import zstandard
 
 from imageport.disk.base import ExtentState
 from imageport.errors import CorruptImageError, ImageportError
+from imageport.fastimport.zvhd_writer import Method
 from imageport.formats import registry
 from imageport.formats.base import Container
 from imageport.source import BytesSource, FileSource
@@ -57,7 +58,7 @@ def test_zvhd_pattern_reads_back(pattern_raw: Path, out_dir: Path) -> None:
     ],
 )
 def test_zvhd2_pattern_reads_back(
-    pattern_raw: Path, out_dir: Path, method: str, block_size: int, with_zero: bool
+    pattern_raw: Path, out_dir: Path, method: Method, block_size: int, with_zero: bool
 ) -> None:
     image = zw.write_zvhd2(
         pattern_raw,
@@ -107,7 +108,7 @@ def _read_all(data: bytes | bytearray) -> bytes:
     return disk.read(0, disk.virtual_size)
 
 
-def _zvhd2(small_raw: Path, out_dir: Path, method: str = "zstd") -> bytearray:
+def _zvhd2(small_raw: Path, out_dir: Path, method: Method = "zstd") -> bytearray:
     return _bytes_of(zw.write_zvhd2(small_raw, out_dir / f"small-{method}.zvhd2", method=method))
 
 
@@ -191,7 +192,7 @@ def _replace_payload(data: bytearray, record_offset: int, payload: bytes) -> Non
 
 
 @pytest.mark.parametrize("method", ["zstd", "zlib"])
-def test_decompression_bomb_is_bounded(small_raw: Path, out_dir: Path, method: str) -> None:
+def test_decompression_bomb_is_bounded(small_raw: Path, out_dir: Path, method: Method) -> None:
     data = _zvhd2(small_raw, out_dir, method)
     if method == "zstd":
         bomb = zstandard.ZstdCompressor().compress(bytes(64 * MiB))
