@@ -18,6 +18,7 @@ import subprocess
 import sys
 import time
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -112,7 +113,7 @@ def make_sparse(tmp: Path, size: int, name: str) -> SparseRaw:
 
 
 def set_blocks(bitmap: Bitmap) -> set[int]:
-    out = set()
+    out: set[int] = set()
     for i, byte in enumerate(bitmap.bits):
         if byte:
             out.update(i * 8 + b for b in range(8) if byte >> b & 1)
@@ -254,7 +255,8 @@ def _flip(data: bytes, offset: int) -> bytes:
     return bytes(b)
 
 
-CORRUPTIONS = {
+#: name -> (the change to a valid file, the error it must raise, words of its message)
+CORRUPTIONS: dict[str, tuple[Callable[[bytes], bytes], type[ImageportError], str]] = {
     "bad magic": (lambda d: b"QFI\xfb" + d[4:], BitmapFileError, "magic"),
     "newer version": (lambda d: _rewrite(d, version=2), UnsupportedImageError, "version 2"),
     "version 0": (lambda d: _rewrite(d, version=0), BitmapFileError, "version 0"),

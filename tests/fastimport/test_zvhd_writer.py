@@ -9,6 +9,7 @@ import os
 import struct
 import time
 import zlib
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -22,8 +23,8 @@ from imageport.findings import Severity
 from imageport.formats import registry
 from imageport.formats.base import Container
 from imageport.service.tools.check import check_image
-from imageport.service.tools.convert import ConvertOptions, convert_image, open_checked
-from imageport.service.tools.to_raw import ImageRefusedError
+from imageport.service.tools.convert import ConvertOptions, convert_image
+from imageport.service.tools.to_raw import ImageRefusedError, open_checked
 from imageport.source import BytesSource, FileSource
 from support import builders
 
@@ -105,7 +106,7 @@ def test_methods_and_block_sizes_round_trip(
 def test_output_passes_our_probe_and_safety_checks(pattern_raw: Path, tmp_path: Path) -> None:
     for fmt in ("zvhd2", "zvhd"):
         out = tmp_path / f"out.{fmt}"
-        convert_image(pattern_raw, out, fmt)  # type: ignore[arg-type]
+        convert_image(pattern_raw, out, fmt)
         report = check_image(out)
         c = report.container
         assert (c.format, c.accepted, c.readable, c.hazards, c.damage) == (
@@ -149,7 +150,7 @@ def test_holes_and_zero_blocks_are_not_stored(pattern_raw: Path, tmp_path: Path)
 
 def test_parallel_output_equals_sequential_output(pattern_raw: Path, tmp_path: Path) -> None:
     for write, ext in ((zw.write_zvhd2, "zvhd2"), (zw.write_zvhd, "zvhd")):
-        outs = []
+        outs: list[Path] = []
         for workers in (1, 3):
             out = tmp_path / f"w{workers}.{ext}"
             with FileSource(pattern_raw) as src:
@@ -159,7 +160,7 @@ def test_parallel_output_equals_sequential_output(pattern_raw: Path, tmp_path: P
                     zw.WriterOptions(timestamp=0, uuid=bytes(16), workers=workers),
                 )
             outs.append(out)
-        assert filecmp.cmp(*outs, shallow=False)
+        assert filecmp.cmp(outs[0], outs[1], shallow=False)
 
 
 def test_zvhd_records_form_one_zlib_stream(pattern_raw: Path, tmp_path: Path) -> None:
@@ -210,7 +211,7 @@ def test_in_flight_blocks_are_bounded(tmp_path: Path) -> None:
     raw.write_bytes(os.urandom(64 * 1024) * 32 * 8)  # 16 MiB: 16 blocks of 1 MiB
     live, peak = 0, 0
 
-    def submit(pool: zw.ThreadPoolExecutor, data: bytes) -> zw.Future[bytes]:
+    def submit(pool: ThreadPoolExecutor, data: bytes) -> Future[bytes]:
         nonlocal live, peak
         live += 1
         peak = max(peak, live)
