@@ -7,7 +7,8 @@ from __future__ import annotations
 import asyncio
 import json
 import re
-from collections.abc import Awaitable, Callable
+import resource
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 import pytest
@@ -155,7 +156,7 @@ class Listener:
         return transport
 
 
-def run(scenario: Callable[[], Awaitable[None]]) -> None:
+def run(scenario: Callable[[], Coroutine[Any, Any, None]]) -> None:
     asyncio.run(scenario())
 
 
@@ -614,11 +615,11 @@ def test_open_file_limit_is_raised_to_fit_full_listeners(
     and the database would run out, and accept() and file opens would fail for everyone."""
     limits = HttpLimits.from_settings(load_settings({}))
     calls: list[tuple[int, int]] = []
-    monkeypatch.setattr(http_limits.resource, "setrlimit", lambda _, value: calls.append(value))
-    monkeypatch.setattr(http_limits.resource, "getrlimit", lambda _: (1024, 1 << 20))
+    monkeypatch.setattr(resource, "setrlimit", lambda _, value: calls.append(value))
+    monkeypatch.setattr(resource, "getrlimit", lambda _: (1024, 1 << 20))
     http_limits.fit_open_file_limit(limits, listeners=2)
     assert calls == [(2 * 512 + http_limits.FD_RESERVE, 1 << 20)]
-    monkeypatch.setattr(http_limits.resource, "getrlimit", lambda _: (1024, 1500))
+    monkeypatch.setattr(resource, "getrlimit", lambda _: (1024, 1500))
     http_limits.fit_open_file_limit(limits, listeners=2)
     assert calls[-1] == (1500, 1500)
     assert "lower http_max_connections" in caplog.text

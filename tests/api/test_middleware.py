@@ -94,7 +94,7 @@ def test_a_sane_client_request_id_is_kept_and_an_odd_one_replaced(ims_url: str) 
     assert kept.headers["x-request-id"] == "client-Trace-42"
     assert kept.json()["request_id"] == "client-Trace-42"
     for odd in ("a" * 65, "has space", "semi;colon", "ünï"):
-        answer = httpx.get(f"{ims_url}/echo", headers={"X-Request-Id": odd.encode()})
+        answer = httpx.get(f"{ims_url}/echo", headers={b"X-Request-Id": odd.encode()})
         assert HEX32.match(answer.headers["x-request-id"]), odd
     # only one X-Request-Id header comes back, even when the app set its own
     assert len(kept.headers.get_list("x-request-id")) == 1

@@ -178,6 +178,7 @@ def test_openstacksdk_create_image_from_a_file(api: Glance, guest: Path) -> None
     image = conn.create_image(
         "sdk-upload", filename=str(guest), wait=False, disk_format="qcow2", container_format="bare"
     )
+    assert image is not None  # Optional in openstacksdk's types; None only after wait=True
     api.run_jobs(image.id)
     deadline = time.monotonic() + 30
     while (shown := conn.image.get_image(image.id)).status not in ("active", "killed"):

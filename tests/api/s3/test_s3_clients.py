@@ -12,6 +12,7 @@ import socket
 import subprocess
 import time
 import zlib
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -91,12 +92,13 @@ def test_bad_credentials_and_other_projects(
 
     other = s3_server.boto3_client(url, s3_server.new_credentials(services, "beta"))
     assert other.list_buckets()["Buckets"] == []
-    for call in (
+    refused: list[Callable[[], object]] = [
         lambda: other.get_object(Bucket="private", Key="secret"),
         lambda: other.list_objects_v2(Bucket="private"),
         lambda: other.put_object(Bucket="private", Key="x", Body=b"x"),
         lambda: other.delete_bucket(Bucket="private"),
-    ):
+    ]
+    for call in refused:
         with pytest.raises(ClientError) as exc:
             call()
         assert _code(exc) == ("NoSuchBucket", 404)
