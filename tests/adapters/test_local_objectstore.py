@@ -172,8 +172,13 @@ def test_uploads_listed_in_key_then_id_order_from_markers(store: LocalObjectStor
         for key in ("b", "B", "b", "a/1", "é")
     )
 
-    def listed(**markers: str) -> list[tuple[str, str]]:
-        return [(u.key, u.upload_id) for u in store.list_uploads("bkt", **markers)]
+    def listed(
+        prefix: str = "", key_marker: str = "", upload_id_marker: str = ""
+    ) -> list[tuple[str, str]]:
+        uploads = store.list_uploads(
+            "bkt", prefix=prefix, key_marker=key_marker, upload_id_marker=upload_id_marker
+        )
+        return [(u.key, u.upload_id) for u in uploads]
 
     assert listed() == made  # binary key order, on PostgreSQL too ("B" < "a/1" < "b" < "é")
     assert [key for key, _ in made] == ["B", "a/1", "b", "b", "é"]

@@ -261,6 +261,7 @@ def test_image_bodies_take_integers_and_booleans_only_as_json_types(server: Serv
         "min_disk": 40,
         "os_version": "Ubuntu 22.04 server 64bit",
     }
+    value: object  # JSON values of every type, the wrong ones on purpose
     for field, value, expected in (
         ("min_disk", "40", "IMG.0055"),
         ("min_disk", True, "IMG.0055"),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import replace
 
@@ -209,7 +210,7 @@ def test_glance_codes(services: Services) -> None:
         ({"name": "g", "tags": ["x" * 256]}, "IMG.0001"),
         ({"disk_format": "qcow2"}, "IMG.0013"),
     ):
-        assert code_of(lambda body=body: create_glance_image(services, project, body)) == code
+        assert code_of(functools.partial(create_glance_image, services, project, body)) == code
     image = create_glance_image(
         services, project, {"name": "g", "disk_format": "vmdk", "tags": ["k=v"]}
     )

@@ -23,6 +23,7 @@ from imageport.service.jobs.export_request import EXPORT_JOB, export_image
 from imageport.service.jobs.manage import cancel_job
 from imageport.service.jobs.recovery import recover
 from imageport.service.tools.to_raw import convert_to_raw
+from support import builders
 from support import import_fixtures as fx
 
 OUT = "exports"
@@ -68,7 +69,7 @@ def _raw_sha256(path: Path, fmt: str, out: Path) -> str:
         convert_to_raw(path, out)
     else:
         driver = "vpc" if fmt == "vhd" else fmt
-        fx.builders.qemu_img("convert", "-f", driver, "-O", "raw", str(path), str(out))
+        builders.qemu_img("convert", "-f", driver, "-O", "raw", str(path), str(out))
     try:
         return _file_sha256(out)
     finally:

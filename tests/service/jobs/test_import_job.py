@@ -18,6 +18,7 @@ from imageport.service.context import Services
 from imageport.service.jobs import state as job_state
 from imageport.service.jobs.import_job import run_job
 from imageport.service.jobs.manage import cancel_job
+from support import guest_fixtures as gf
 from support import import_fixtures as fx
 
 
@@ -123,7 +124,7 @@ def test_luks_qcow2_fails_with_every_rule_listed(services: Services) -> None:
 
 
 def test_data_disk_in_fstab_fails_img_fstab_data_disk(services: Services) -> None:
-    job_id = fx.register(services, fx.gf.synthetic_guest(data_disk=True), name="datadisk")
+    job_id = fx.register(services, gf.synthetic_guest(data_disk=True), name="datadisk")
     run_job(services, job_id)
     reason = _assert_failed(services, job_id, "IMG-FSTAB-DATA-DISK")
     assert "/dev/vdb1" in reason or "/data" in reason
