@@ -12,9 +12,10 @@ from pathlib import Path
 
 import pytest
 
+from imageport.disk.base import VirtualDisk
 from imageport.formats import registry
 from imageport.service.tools.check import inspect_source
-from imageport.source import BytesSource, FileSource
+from imageport.source import ByteSource, BytesSource, FileSource
 from support import builders
 from support import storage_bombs as sb
 
@@ -61,6 +62,13 @@ def hazards(data: bytes | bytearray) -> list[str]:
     found = inspect_source(BytesSource(bytes(data)))
     assert found.container.damage is None, found.container.damage
     return [f"{h.kind}: {h.detail}" for h in found.container.hazards]
+
+
+def _open(src: ByteSource) -> VirtualDisk:
+    """The disk in ``src``, opened by the reader its probe chose."""
+    container = registry.probe(src)
+    assert container.opener is not None, container
+    return container.opener(src)
 
 
 def qemu_data_bytes(path: Path) -> int:
@@ -114,7 +122,7 @@ def test_a_vm_style_fragmented_image_passes() -> None:
     writes += [f"write -c -P 7 {(3000 + i) * C} 64k" for i in (5, 1, 3)]
     path = image("fragmented", "256M", "\n".join(writes))
     with FileSource(path) as src:
-        disk = registry.probe(src).opener(src)  # type: ignore[misc]
+        disk = _open(src)
         assert not disk.audit().in_file_order
     passes_exactly(path)
 
@@ -147,7 +155,7 @@ def test_a_small_image_of_constant_data_passes_under_the_floor() -> None:
         options="cluster_size=2M,compression_type=zstd",
     )
     with FileSource(path) as src:
-        found = registry.probe(src).opener(src).audit()  # type: ignore[misc]
+        found = _open(src).audit()
     assert found.packed_bytes > 1032 * found.packed_file_bytes  # beyond deflate, too
     passes_exactly(path)
 

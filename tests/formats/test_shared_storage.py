@@ -11,10 +11,18 @@ import subprocess
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import pytest
 
 from imageport.disk.base import ExtentState, VirtualDisk
+from imageport.disk.qcow import QcowDisk
+from imageport.disk.qcow2 import Qcow2Disk
+from imageport.disk.qed import QedDisk
+from imageport.disk.vdi import VdiDisk
+from imageport.disk.vhd import DynamicVhdDisk
+from imageport.disk.vhdx import VhdxDisk
+from imageport.disk.vmdk import SparseVmdkDisk
 from imageport.formats import registry
 from imageport.formats.base import Container
 from imageport.service.tools.check import inspect_source
@@ -68,10 +76,20 @@ def made(fmt: str, options: str = "", compress: bool = False) -> Path:
     return final
 
 
+D = TypeVar("D", bound=VirtualDisk)
+
+
 def opened(data: bytes | bytearray) -> VirtualDisk:
     container = registry.probe(BytesSource(bytes(data)))
     assert container.opener is not None, container
     return container.opener(BytesSource(bytes(data)))
+
+
+def opened_as(data: bytes | bytearray, kind: type[D]) -> D:
+    """``data`` opened, as the reader of its format (whose internals the tables below use)."""
+    disk = opened(data)
+    assert isinstance(disk, kind), disk
+    return disk
 
 
 @dataclass(frozen=True)
@@ -95,39 +113,39 @@ class Table:
 
 
 def qcow2_table(data: bytearray) -> Table:
-    disk = opened(data)
-    extended = disk._m.extended_l2  # type: ignore[attr-defined]
+    disk = opened_as(data, Qcow2Disk)
+    extended = disk._m.extended_l2
     return Table(sb.l2_entry_at(data, 0), 16 if extended else 8, ">Q", 64 * 1024)
 
 
 def qcow_table(data: bytearray) -> Table:
-    disk = opened(data)
-    return Table(disk._l1[0], 8, ">Q", disk._cluster)  # type: ignore[attr-defined]
+    disk = opened_as(data, QcowDisk)
+    return Table(disk._l1[0], 8, ">Q", disk._cluster)
 
 
 def qed_table(data: bytearray) -> Table:
-    disk = opened(data)
-    return Table(disk._l1[0], 8, "<Q", disk._h.cluster_size)  # type: ignore[attr-defined]
+    disk = opened_as(data, QedDisk)
+    return Table(disk._l1[0], 8, "<Q", disk._h.cluster_size)
 
 
 def vmdk_table(data: bytearray) -> Table:
-    disk = opened(data)
-    sector = disk.directory.entries[0]  # type: ignore[attr-defined]
-    return Table(sector * 512, 4, "<I", disk.layout.grain_size)  # type: ignore[attr-defined]
+    disk = opened_as(data, SparseVmdkDisk)
+    sector = disk.directory.entries[0]
+    return Table(sector * 512, 4, "<I", disk.layout.grain_size)
 
 
 def vhd_table(data: bytearray) -> Table:
-    bat = opened(data)._bat  # type: ignore[attr-defined]
+    bat = opened_as(data, DynamicVhdDisk)._bat
     return Table(bytes(data).find(bat.raw), 4, ">I", bat.block_size)
 
 
 def vhdx_table(data: bytearray) -> Table:
-    bat = opened(data)._bat  # type: ignore[attr-defined]
+    bat = opened_as(data, VhdxDisk)._bat
     return Table(bytes(data).find(bat.raw), 8, "<Q", bat.block_size)
 
 
 def vdi_table(data: bytearray) -> Table:
-    header = opened(data)._header  # type: ignore[attr-defined]
+    header = opened_as(data, VdiDisk)._header
     return Table(header.offset_bmap, 4, "<I", header.block_size, empty=0xFFFFFFFF)
 
 

@@ -10,6 +10,7 @@ import random
 import struct
 import tarfile
 import zipfile
+from collections.abc import Callable
 
 import pytest
 import zstandard
@@ -60,8 +61,8 @@ CASES = [
 
 
 @pytest.mark.parametrize(("fmt", "make", "tool"), CASES, ids=[c[0] for c in CASES])
-def test_wrapper_is_named_with_a_hint(fmt: str, make: object, tool: str) -> None:
-    c = probe(make())  # type: ignore[operator]
+def test_wrapper_is_named_with_a_hint(fmt: str, make: Callable[[], bytes], tool: str) -> None:
+    c = probe(make())
     assert (c.format, c.accepted, c.readable) == (fmt, False, False)
     assert tool in c.properties["hint"]
     assert "disk image" in c.properties["hint"]
