@@ -242,6 +242,7 @@ def _rewrite(data: bytes, *, bits: dict[int, int] | None = None, **fields: int |
     body = bytearray(data[HEADER_SIZE:])
     for index, value in (bits or {}).items():
         body[index] = value
+    # mypy checks every field against the int | bytes union: the caller names the right type
     head = dataclasses.replace(Header(*HEADER.unpack_from(data)), **fields)  # type: ignore[arg-type]
     head = dataclasses.replace(head, bitmap_sha256=hashlib.sha256(body).digest())
     raw = bytearray(HEADER.pack(*dataclasses.astuple(head)))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 from imageport.findings import Finding, Severity
 from imageport.formats.base import Container, Hazard
@@ -23,8 +24,8 @@ from imageport.rules.engine import run_rules
 REPO = Path(__file__).resolve().parents[2]
 
 
-def facts(options: CheckOptions | None = None, **kw: object) -> ImageFacts:
-    base: dict[str, object] = {
+def facts(options: CheckOptions | None = None, **kw: Any) -> ImageFacts:
+    base: dict[str, Any] = {
         "format": "qcow2",
         "variant": "v3",
         "accepted": True,
@@ -32,7 +33,7 @@ def facts(options: CheckOptions | None = None, **kw: object) -> ImageFacts:
         "virtual_size": 40 * GiB,
     }
     base.update(kw)
-    return ImageFacts(Container(**base), 1 * GiB, options or CheckOptions())  # type: ignore[arg-type]
+    return ImageFacts(Container(**base), 1 * GiB, options or CheckOptions())
 
 
 def ids(rule: Rule, f: ImageFacts) -> list[str]:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -244,11 +244,11 @@ def _newer_version(path: Path) -> None:
     ],
 )
 def test_a_damaged_bitmap_fails_with_the_parsers_message(
-    tmp_path: Path, ready: tuple[Path, Path], damage: object, expected: str
+    tmp_path: Path, ready: tuple[Path, Path], damage: Callable[[Path], object], expected: str
 ) -> None:
     bitmap = tmp_path / "disk.mf"
     bitmap.write_bytes(ready[1].read_bytes())
-    damage(bitmap)  # type: ignore[operator]
+    damage(bitmap)
     report = check(ready[0], bitmap)
     (f,) = of(report, "IMG-FAST-RAW")
     assert f.message == f"The bitmap file {bitmap} does not match this RAW image: {expected}"

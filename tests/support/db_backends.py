@@ -39,6 +39,7 @@ def db_only_services(
     from imageport.settings import load_settings
 
     conf = load_settings({}, data_dir=data_dir, database_url=database_url, **settings)
+    # no store, no worker: these tests reach the database only, and fail loudly otherwise
     return Services(conf, open_database(conf.db_url), None, None)  # type: ignore[arg-type]
 
 

@@ -8,10 +8,11 @@ There is no job queue: jobs stay INIT until the test runs them with the real job
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -144,9 +145,9 @@ def create_body(
     return m.CreateImageRequestBody(**{**fields, **extra})
 
 
-def sdk_error(call: object) -> ClientRequestException:
+def sdk_error(call: Callable[[], object]) -> ClientRequestException:
     with pytest.raises(ClientRequestException) as info:
-        call()  # type: ignore[operator]
+        call()
     return info.value
 
 
@@ -243,7 +244,7 @@ def test_validation_errors_carry_the_img_code(api: Api) -> None:
         (create_body("x", hw_firmware_type="efi"), "IMG.0141"),
         (create_body("x", instance_id="c3a1e5d2"), "IMG.SOURCE"),
     ):
-        err = sdk_error(lambda body=body: ims.create_image(m.CreateImageRequest(body=body)))
+        err = sdk_error(functools.partial(ims.create_image, m.CreateImageRequest(body=body)))
         assert (err.status_code, err.error_code) == (400, code), err.error_msg
     err = sdk_error(lambda: ims.list_images(m.ListImagesRequest(sort_key="secret")))
     assert err.error_code == "IMG.0001"

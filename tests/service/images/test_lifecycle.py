@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import select, update
@@ -117,7 +118,7 @@ def code_of(call: object) -> str:
     return info.value.code
 
 
-def job_row(services: Services, job_id: str) -> dict[str, object]:
+def job_row(services: Services, job_id: str) -> dict[str, Any]:
     with services.db.connect() as conn:
         return dict(conn.execute(select(jobs).where(jobs.c.id == job_id)).one()._mapping)
 
@@ -181,7 +182,7 @@ def test_normal_import_size_limit_and_quick_import(tmp_path: Path) -> None:
         put(services, "images", "disk.qcow2", b"x" * 2000)
         assert code_of(lambda: create_image_from_file(services, mine, BODY)) == "IMG.0059"
         job_id = quick_import(services, mine, BODY)
-        assert job_row(services, job_id)["params"]["quick_import"] is True  # type: ignore[index]
+        assert job_row(services, job_id)["params"]["quick_import"] is True
     finally:
         services.db.dispose()
 
@@ -208,10 +209,10 @@ def test_glance_path_registers_an_uninitialized_image(world: World) -> None:
     job_id = register_image_file(services, mine, image.id, body)
     job = job_row(services, job_id)
     assert job["job_type"] == "imsNativeImportImageJob" and queue.submitted == [job_id]
-    assert job["params"]["uninitialized"] is True  # type: ignore[index]
-    assert job["params"]["min_disk"] == 50  # type: ignore[index]
+    assert job["params"]["uninitialized"] is True
+    assert job["params"]["min_disk"] == 50
     # a file from a bucket may be of any format (the vendor's disk_format describes the result)
-    assert job["params"]["declared_format"] is None  # type: ignore[index]
+    assert job["params"]["declared_format"] is None
     assert code_of(lambda: register_image_file(services, mine, image.id, body)) == "IMG.0090"
     end_job(services, job_id)
     with services.db.begin() as conn:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable
 from dataclasses import replace
+from typing import cast
 
 import pytest
 
@@ -231,6 +232,10 @@ def test_os_version_mapping() -> None:
     assert os_versions.platform_of("Other Linux(64 bit)") == "Other"
     assert os_versions.bits_of(os_versions.OTHER_LINUX_32) == 32
     groups = os_versions.os_version_document()
-    names = [item["os_version"] for g in groups for item in g["version_list"]]  # type: ignore[attr-defined]
+    names = [
+        item["os_version"]
+        for g in groups
+        for item in cast("list[dict[str, str]]", g["version_list"])
+    ]
     assert len(names) == len(set(names))
     assert all(v.check_os_version(n) == n for n in names)

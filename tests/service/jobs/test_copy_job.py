@@ -8,6 +8,7 @@ import dataclasses
 import errno
 import hashlib
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -86,9 +87,9 @@ def row(services: Services, table: Table, row_id: str) -> Any:
         return conn.execute(select(table).where(table.c.id == row_id)).one()
 
 
-def code_of(call: object) -> tuple[int, str]:
+def code_of(call: Callable[[], object]) -> tuple[int, str]:
     with pytest.raises(ServiceError) as info:
-        call()  # type: ignore[operator]
+        call()
     return info.value.status, info.value.code
 
 

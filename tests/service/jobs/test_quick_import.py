@@ -75,7 +75,7 @@ def commit(services: Services, key: str, path: Path) -> ObjectInfo:
 
 
 def quick(
-    services: Services, key: str, *, name: str = "fast", min_disk: int = 40, **body: object
+    services: Services, key: str, *, name: str = "fast", min_disk: int | None = 40, **body: object
 ) -> str:
     """Quick-import ``BUCKET:key`` (the API's body); the INIT job's id."""
     doc = {
@@ -242,10 +242,10 @@ def test_copy_when_no_link_can_be_made_keeps_the_holes(
 
     real_link = os.link
 
-    def no_link_into_images(src: object, dst: object) -> None:
+    def no_link_into_images(src: str | os.PathLike[str], dst: str | os.PathLike[str]) -> None:
         if Path(str(dst)).parent == services.settings.images_dir:
             raise OSError(errno.EXDEV, "Invalid cross-device link")
-        real_link(src, dst)  # type: ignore[arg-type]
+        real_link(src, dst)
 
     monkeypatch.setattr(os, "link", no_link_into_images)  # what import_job calls
     commit(services, "disk/big.raw", big_raw)
@@ -284,5 +284,5 @@ def test_registration_limits(services: Services, big_raw: Path, tmp_path: Path) 
         quick(services, "disk/big.raw", min_disk=200, os_version=None)
     assert no_os.value.code == "IMG.0056"
     with pytest.raises(RequestInvalid) as no_disk:
-        quick(services, "disk/big.raw", min_disk=None)  # type: ignore[arg-type]
+        quick(services, "disk/big.raw", min_disk=None)
     assert no_disk.value.code == "IMG.0055"
