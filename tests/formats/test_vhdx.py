@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from imageport.crc32c import crc32c
+from imageport.checksums import crc32c
 from imageport.formats import registry, vhdx
 from imageport.formats.base import Container
 from imageport.source import BytesSource, FileSource

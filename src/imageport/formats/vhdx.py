@@ -40,7 +40,7 @@ import uuid
 from dataclasses import dataclass
 
 from imageport import limits
-from imageport.crc32c import crc32c
+from imageport.checksums import crc32c
 from imageport.disk import vhdx as vdisk
 from imageport.errors import (
     CorruptImageError,

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from imageport.crc32c import crc32c
+from imageport.checksums import crc32c
 from imageport.errors import (
     CorruptImageError,
     ImageportError,

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from imageport.crc32c import crc32c_update
+from imageport.checksums import crc32c_update
 from imageport.errors import (
     CorruptImageError,
     ImageportError,

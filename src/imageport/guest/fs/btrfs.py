@@ -21,7 +21,7 @@ from collections import OrderedDict
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from imageport.crc32c import crc32c
+from imageport.checksums import crc32c
 from imageport.errors import (
     CorruptImageError,
     ImageportError,

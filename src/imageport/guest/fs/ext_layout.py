@@ -15,7 +15,7 @@ import struct
 import uuid as uuidlib
 from dataclasses import dataclass
 
-from imageport.crc32c import crc32c_update
+from imageport.checksums import crc32c_update
 from imageport.errors import CorruptImageError
 
 SUPERBLOCK_OFFSET = 1024
