@@ -4,8 +4,11 @@ The data routes (``PUT /v2/images/{id}/file`` and ``/stage``) cannot go through
 :func:`~imageport.api.ims.incoming.endpoint`, which reads a small JSON body first: they
 authenticate from the headers (:func:`~imageport.api.ims.incoming.authenticate_headers`), ask
 the service whether the image takes data (before a byte is read), stream the body to the
-service's staging file (:mod:`imageport.api.ims.upload`) and hand it back to the service. A
+service's staging file (:mod:`imageport.api.body_file`) and hand it back to the service. A
 refusal sent before the body was read closes the connection (the client may still be sending).
+python-glanceclient sends the data with ``Transfer-Encoding: chunked`` and no length, so the
+cap is enforced as the body arrives; openstacksdk sends a ``Content-Length``, which the body
+must match.
 The other views are ordinary thin views over :mod:`imageport.service.images.glance_data`.
 """
 
@@ -19,10 +22,10 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.types import Receive, Scope, Send
 
+from imageport.api.body_file import receive_to_file
 from imageport.api.ims import glance_schema
 from imageport.api.ims.errors import error_response, nested_only, service_error
 from imageport.api.ims.incoming import Call, authenticate_headers, release_call, server_side
-from imageport.api.ims.upload import receive_to_file
 from imageport.limits import MiB
 from imageport.service.context import Services
 from imageport.service.errors import RequestInvalid, ServiceError
@@ -64,6 +67,10 @@ def data_endpoint(
                 limit=slot.limit,
                 expected=declared,
                 too_large=lambda: glance_data.too_large(services),
+                wrong_length=lambda size: RequestInvalid(
+                    "IMG.0001",
+                    f"the body is {size} bytes, not the {declared} its Content-Length declared",
+                ),
             )
             await run_in_threadpool(commit, services, call.project_id, slot, size)
         except ServiceError as error:

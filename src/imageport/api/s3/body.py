@@ -1,11 +1,11 @@
 """Request bodies: streamed to a staged file while hashing, or read whole when small.
 
-Uploads are never held in memory. :func:`receive_to_file` gathers the pieces the server
-receives (without copying them) into batches of :data:`CHUNK` bytes and hands each batch to two
-worker threads, one for md5, one for sha256 and writing, while the event loop receives the next
-batch; at the end the file is fsynced. The sha256
-is then compared with a hex ``x-amz-content-sha256`` (the signature covered that header, not the
-bytes), and the file is removed on any failure, including a client that goes away mid-body.
+Uploads are never held in memory. :func:`receive_to_file` streams the body through the shared
+receiver (:mod:`imageport.api.body_file`), which writes it and computes its sha256 in one worker
+thread and its md5 (the ETag) and any declared checksums in another, then fsyncs the file. The
+sha256 is then compared with a hex ``x-amz-content-sha256`` (the signature covered that header,
+not the bytes), and the file is removed on any failure, including a client that goes away
+mid-body.
 
 ``aws-chunked`` bodies (``x-amz-content-sha256: STREAMING-...``, ``Content-Encoding:
 aws-chunked``) are decoded on the fly: ``<hex size>[;chunk-signature=..]\\r\\n<data>\\r\\n`` ...
@@ -23,34 +23,27 @@ then leaves its bytes there, unreferenced, instead of removing the file.
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
-import os
 import re
 from collections.abc import Mapping
-from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 from starlette.requests import Request
 
+from imageport.api import body_file
+from imageport.api.body_file import Buffer
 from imageport.api.s3.checksum_headers import Hasher
 from imageport.auth.errors import SignatureError
 from imageport.auth.request import EMPTY_SHA256, is_sha256_hex
 from imageport.auth.sigv4_streaming import SIGNED_CHUNKS, ChunkVerifier, chunk_signature
-from imageport.limits import MiB
 from imageport.service.buckets.checks import check_content_md5
 from imageport.service.errors import RequestInvalid, ServiceError
 from imageport.service.ports import StagedFile
 
-CHUNK = 4 * MiB
-"""Bytes gathered before they are hashed and written in a worker thread."""
 MAX_CHUNK_LINE = 4096
 """Longest aws-chunked size or trailer line."""
 MAX_TRAILERS = 16
 _CHUNK_SIZE = re.compile(r"[0-9A-Fa-f]{1,16}")
-_IOV_MAX = 1024
-
-Buffer = bytes | memoryview
 
 
 def _missing_length() -> ServiceError:
@@ -258,95 +251,6 @@ def chunked_decoder(request: Request) -> AwsChunkedDecoder | None:
     return AwsChunkedDecoder(ChunkVerifier(chain))
 
 
-class _Sink:
-    """The staged file and its digests. Each batch of received pieces is hashed with md5 in one
-    worker thread while another hashes it with sha256 and writes it (hashlib and os.write release
-    the GIL), and the event loop meanwhile receives the next batch. Each thread handles batches
-    in order, so the digests see the bytes in order.
-
-    With ``offset`` the file exists already (a multipart upload's assembly file): it is opened
-    without truncating and the bytes are written from ``offset`` on (pwritev), then
-    fdatasynced."""
-
-    def __init__(
-        self,
-        path: Path,
-        *,
-        sha256: bool = True,
-        offset: int | None = None,
-        hashers: Mapping[str, Hasher] | None = None,
-    ) -> None:
-        self.path = path
-        self._hashers = list((hashers or {}).values())
-        self._want_sha256 = sha256
-        self._offset = offset
-        if offset is None:
-            self.fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        else:
-            self.fd = os.open(path, os.O_WRONLY)
-        self.md5 = hashlib.md5()  # noqa: S324 - the S3 ETag
-        self.sha256 = hashlib.sha256()
-        self.size = 0
-        self._md5_thread = ThreadPoolExecutor(1, thread_name_prefix="imageport-md5")
-        self._data_thread = ThreadPoolExecutor(1, thread_name_prefix="imageport-write")
-        self._pending: list[Future[None]] = []
-
-    @property
-    def hashes_sha256(self) -> bool:
-        return self._want_sha256
-
-    def _hash_md5(self, pieces: list[Buffer]) -> None:
-        for piece in pieces:
-            self.md5.update(piece)
-            for hasher in self._hashers:  # the checksums the client declared (CRC32 ...)
-                hasher.update(piece)
-
-    def _hash_and_write(self, pieces: list[Buffer]) -> None:
-        if self._want_sha256:
-            for piece in pieces:
-                self.sha256.update(piece)
-        views = [memoryview(piece).cast("B") for piece in pieces]
-        while views:
-            if self._offset is None:
-                written = os.writev(self.fd, views[:_IOV_MAX])
-            else:
-                written = os.pwritev(self.fd, views[:_IOV_MAX], self._offset + self.size)
-            self.size += written
-            while views and written >= len(views[0]):
-                written -= len(views[0])
-                views.pop(0)
-            if views and written:
-                views[0] = views[0][written:]
-
-    async def _drain(self) -> None:
-        pending, self._pending = self._pending, []
-        for future in pending:
-            await asyncio.wrap_future(future)
-
-    async def push(self, pieces: list[Buffer]) -> None:
-        """Hand a batch to the worker threads once the previous batch is done."""
-        await self._drain()
-        self._pending = [
-            self._md5_thread.submit(self._hash_md5, pieces),
-            self._data_thread.submit(self._hash_and_write, pieces),
-        ]
-
-    async def finish(self) -> None:
-        """Wait for all batches, then fsync and close the file."""
-        await self._drain()
-        sync = os.fsync if self._offset is None else os.fdatasync
-        await asyncio.wrap_future(self._data_thread.submit(sync, self.fd))
-        self.close()
-
-    def close(self) -> None:
-        """Close the file and stop the threads (waiting for queued work first)."""
-        self._md5_thread.shutdown(wait=True)
-        self._data_thread.shutdown(wait=True)
-        if self.fd >= 0:
-            os.close(self.fd)
-            self.fd = -1
-
-
 def payload_hash_declared(request: Request) -> bool:
     """True when the client signed the body's sha256 (hex ``x-amz-content-sha256``), which
     must then be verified."""
@@ -377,56 +281,29 @@ async def receive_to_file(
     :func:`~imageport.api.s3.checksum_headers.body_hashers`)."""
     expected = declared_length(request)
     if expected is not None and expected > limit:
-        raise _too_large(limit)
+        raise _too_large(limit)  # before the decoder can refuse the chunk signatures
     decoder = chunked_decoder(request)
-    sink = _Sink(
-        path, sha256=sha256 or payload_hash_declared(request), offset=offset, hashers=hashers
-    )
-    batch: list[Buffer] = []
-    batched = received = 0
-    try:
-        async for chunk in request.stream():
-            if decoder is None:
-                pieces: list[Buffer] = [chunk]
-            else:
-                pieces = []
-                decoder.feed(chunk, pieces)
-            for piece in pieces:
-                size = len(piece)
-                received += size
-                if expected is not None and received > expected:
-                    raise _incomplete()
-                if received > limit:
-                    raise _too_large(limit)
-                if size:
-                    batch.append(piece)
-                    batched += size
-            if batched >= CHUNK:
-                await sink.push(batch)
-                batch, batched = [], 0
-        request.state.body_read = True
-        if batch:
-            await sink.push(batch)
-        await sink.finish()
-        if decoder is not None and not decoder.finished:
-            raise _incomplete()
-        if expected is not None and sink.size != expected:
-            raise _incomplete()
+    md5 = hashlib.md5()  # noqa: S324 - the S3 ETag
+    sha = hashlib.sha256() if sha256 or payload_hash_declared(request) else None
+
+    def check() -> None:
         keep_trailers(request, decoder)
-        staged = StagedFile(
-            path,
-            sink.size,
-            sink.md5.hexdigest(),
-            sink.sha256.hexdigest() if sink.hashes_sha256 else "",
-            offset,
-        )
-        check_payload_sha256(request, staged.sha256_hex)
-        return staged
-    except BaseException:
-        await asyncio.shield(asyncio.get_running_loop().run_in_executor(None, sink.close))
-        if offset is None:
-            path.unlink(missing_ok=True)
-        raise
+        check_payload_sha256(request, "" if sha is None else sha.hexdigest())
+
+    size = await body_file.receive_to_file(
+        request,
+        path,
+        limit=limit,
+        expected=expected,
+        too_large=lambda: _too_large(limit),
+        wrong_length=lambda _size: _incomplete(),
+        decoder=decoder,
+        offset=offset,
+        hashers=() if sha is None else (sha,),
+        side_hashers=(md5, *(hashers or {}).values()),
+        check=check,
+    )
+    return StagedFile(path, size, md5.hexdigest(), "" if sha is None else sha.hexdigest(), offset)
 
 
 async def read_small(request: Request, limit: int) -> bytes:
