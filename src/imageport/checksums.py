@@ -1,7 +1,10 @@
-"""CRC-32C (Castagnoli), used by VHDX, ext4 (metadata_csum) and Btrfs.
+"""The checksums of on-disk structures that more than one format shares.
 
-Pure Python and table-driven; runs of trailing zero bytes are fed through precomputed
-GF(2)-linear operators, so a 64 KiB mostly-empty block costs little more than its data.
+* CRC-32C (Castagnoli), used by VHDX, ext4 (metadata_csum) and Btrfs: pure Python and
+  table-driven; runs of trailing zero bytes are fed through precomputed GF(2)-linear operators,
+  so a 64 KiB mostly-empty block costs little more than its data.
+* The VHD checksum (:func:`vhd_checksum`), the one's complement of a byte sum, used by the VHD
+  footer and dynamic header and by the ZVHD / ZVHD2 footers.
 """
 
 from __future__ import annotations
@@ -76,3 +79,10 @@ def crc32c_update(crc: int, data: bytes) -> int:
 def crc32c(data: bytes) -> int:
     """The standard CRC-32C of ``data`` (initial register all ones, final inversion)."""
     return crc32c_update(0xFFFFFFFF, data) ^ 0xFFFFFFFF
+
+
+def vhd_checksum(data: bytes, field_offset: int) -> int:
+    """One's complement of the byte sum of ``data``, the 4 bytes at ``field_offset`` (the
+    checksum field itself) counted as zero."""
+    total = sum(data) - sum(data[field_offset : field_offset + 4])
+    return ~total & 0xFFFFFFFF

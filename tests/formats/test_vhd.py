@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from imageport.checksums import vhd_checksum
 from imageport.formats import registry, vhd
 from imageport.formats.base import Container
 from imageport.source import BytesSource, FileSource
@@ -60,7 +61,7 @@ def _dynamic() -> bytearray:
 def _fix_footers(data: bytearray) -> None:
     for off in (0, len(data) - 512):
         struct.pack_into(">I", data, off + 64, 0)
-        struct.pack_into(">I", data, off + 64, vhd.vhd_checksum(bytes(data[off : off + 512]), 64))
+        struct.pack_into(">I", data, off + 64, vhd_checksum(bytes(data[off : off + 512]), 64))
 
 
 def _dyn_offset(data: bytearray) -> int:
@@ -71,7 +72,7 @@ def _dyn_offset(data: bytearray) -> int:
 def _fix_dynamic_header(data: bytearray) -> None:
     off = _dyn_offset(data)
     struct.pack_into(">I", data, off + 36, 0)
-    struct.pack_into(">I", data, off + 36, vhd.vhd_checksum(bytes(data[off : off + 1024]), 36))
+    struct.pack_into(">I", data, off + 36, vhd_checksum(bytes(data[off : off + 1024]), 36))
 
 
 def _probe(data: bytearray) -> Container:

@@ -42,6 +42,7 @@ from functools import cache, partial
 from pathlib import Path
 from types import FrameType
 
+from imageport.checksums import vhd_checksum
 from imageport.disk.base import VirtualDisk
 from imageport.errors import ImageportError, SourceError
 from imageport.formats import raw, registry
@@ -245,10 +246,6 @@ def minimal_iso() -> bytes:
     return bytes(16 * sector) + bytes(pvd) + bytes(term) + bytes((total - 18) * sector)
 
 
-def _vhd_checksum(footer: bytes) -> int:
-    return (~sum(footer)) & 0xFFFFFFFF
-
-
 def zvhd_seed(version: int) -> bytes:
     """A hand-made ZVHD (1) or ZVHD2 (2) file (:mod:`imageport.disk.zvhd`): one 2 MiB block.
 
@@ -275,7 +272,7 @@ def zvhd_seed(version: int) -> bytes:
             struct.pack_into("<IIIIIII", f, 112, 16, 1, 512 * KiB, 4 * KiB, 1, 1, 1)
             f[140] = 0
             f[141] = 0
-        struct.pack_into("<I", f, 64, _vhd_checksum(bytes(f)))
+        struct.pack_into("<I", f, 64, vhd_checksum(bytes(f), 64))
         return bytes(f)
 
     record = bytearray(b"hwstream bg\0" + struct.pack("<II", len(packed), 0) + bytes(28))

@@ -48,6 +48,7 @@ import struct
 from dataclasses import dataclass
 
 from imageport import limits
+from imageport.checksums import vhd_checksum
 from imageport.disk.vhd import DynamicVhdDisk, FixedVhdDisk, VhdBat
 from imageport.errors import CorruptImageError, LimitExceededError, TruncatedImageError
 from imageport.formats.base import Container, FormatSpec, Hazard, ProbeWindow
@@ -74,12 +75,6 @@ CURRENT_SIZE_CREATORS = (b"win ", b"qem2", b"d2v ", b"CTXS", b"tap\0")
 #: Largest parent-locator text decoded for a message (a Windows path is at most 64 KiB).
 MAX_LOCATOR_BYTES = 64 * 1024
 _LOCATOR_COUNT = 8
-
-
-def vhd_checksum(data: bytes, field_offset: int) -> int:
-    """One's complement of the byte sum of ``data``, the 4 bytes at ``field_offset`` as zero."""
-    total = sum(data) - sum(data[field_offset : field_offset + 4])
-    return ~total & 0xFFFFFFFF
 
 
 @dataclass(frozen=True, slots=True)
