@@ -14,10 +14,11 @@ from pathlib import Path
 
 import pytest
 
+from imageport.disk import zvhd_layout as layout
 from imageport.disk.base import ExtentState
 from imageport.disk.raw import RawDisk
 from imageport.errors import ImageportError
-from imageport.fastimport import zvhd_layout as layout
+from imageport.fastimport import zvhd_packing as packing
 from imageport.fastimport import zvhd_writer as zw
 from imageport.findings import Severity
 from imageport.formats import registry
@@ -276,7 +277,7 @@ def _final_at(data: bytearray) -> int:
 
 def _refit(data: bytearray) -> bytearray:
     at = _final_at(data)
-    data[at : at + 512] = layout.with_checksum(data[at : at + 512])
+    data[at : at + 512] = packing.with_checksum(data[at : at + 512])
     return data
 
 

@@ -1,7 +1,7 @@
 """ZVHD / ZVHD2 files for the reader tests, made by the production writer.
 
 The writer lives in :mod:`imageport.fastimport.zvhd_writer` (layout packing in
-:mod:`imageport.fastimport.zvhd_layout`); this module keeps the small API the reader tests
+:mod:`imageport.fastimport.zvhd_packing`); this module keeps the small API the reader tests
 were written against: convert a raw file, with a fixed UUID and timestamp so that output is
 reproducible, and re-export the packing helpers for hand-made hostile files.
 """
@@ -11,8 +11,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from imageport.disk.raw import RawDisk
-from imageport.disk.zvhd import FOOTER_AREA
-from imageport.fastimport.zvhd_layout import (
+from imageport.disk.zvhd_layout import FOOTER_AREA
+from imageport.fastimport.zvhd_packing import (
     FooterFields,
     footer_area,
     pack_footer,

@@ -1,45 +1,22 @@
-"""ZVHD and ZVHD2 (the vendor's compressed stream formats): layout, indexes and readers.
+"""ZVHD and ZVHD2 (the vendor's compressed stream formats): record indexes and readers.
 
-The vendor documents only what the formats are for (its IMS user guide, "Common Image
-Formats"); the layout was learned by reading (never copying) the third-party qemu driver
-opnmind/ims-qemu-img, ``src/zvhd.c``, ``src/zvhd2.c`` and ``src/comp_wrapper.c`` (GPLv2).
-Fields are in the writer's host byte order, little-endian on the x86 hosts that run
-qemu-img-hw, at the byte offsets of a VHD footer.
-
-File layout::
-
-    ZVHD:  [footer 4 KiB] [record] [record] ... [footer copy 4 KiB]
-    ZVHD2: [footer 4 KiB] [record] ... [footer copy 4 KiB] [index] [bitmap] [final footer 4 KiB]
-
-The 512-byte footer (:class:`Footer`) starts with the cookie ``"stream"`` (ZVHD) or
-``"z2strm"`` (ZVHD2) and carries a VHD-style checksum: the one's complement of the byte sum
-of the 512 bytes with the checksum field zeroed. ZVHD2 appends the block size, the number of
-guest blocks, and the offsets and sizes of the index and the bitmap. A ZVHD2 reader takes the
-footer from the last 4 KiB of the file (the one at offset 0 was written before the index).
-
-A *record* holds one non-zero guest block (:class:`RecordHeader`): a 48-byte header starting
-``"hwstream bg\\0"`` with the compressed length and the block number, the compressed bytes,
-zero padding, and ``"end\\0"`` in the last 4 bytes; the record is padded to a multiple of
-4 KiB. Zero blocks have no record. Records appear in increasing block order.
+The layout (footer, records, index, bitmap) is drawn in :mod:`imageport.disk.zvhd_layout`;
+this module finds the records and decodes them.
 
 * ZVHD blocks are 2 MiB. The writer compresses with one *stateful* zlib stream (OpenSSL's
   ``COMP_zlib``), flushing with ``Z_SYNC_FLUSH`` after each block, so a record can refer back
   into the previous block's data: blocks can only be decoded in order. :class:`ZvhdDisk` keeps
   a bounded set of decompressor checkpoints so that random reads restart from the nearest one
-  (a record that ends its own zlib stream starts a fresh one, which is also accepted).
+  (a record that ends its own zlib stream starts a fresh one, which is also accepted). Its
+  records are found by walking their headers (:func:`scan_records`).
 * ZVHD2 blocks are 1-32 MiB, each record an independent zlib stream (sync-flushed) or zstd
-  frame. The index lists ``{u64 file_offset, u32 block_no, u32 record_len}`` per non-zero
-  block in block order (or, with ``index_contains_zero_blk``, one entry per guest block, zero
-  offset for zero blocks); the bitmap has bit ``n % 8`` of byte ``n // 8`` set for every
-  non-zero block ``n``. Both are read and cross-checked when the file is inspected.
-
-Block numbers (``curr_blk``, ``block_no``) count blocks of the file's block size.
+  frame, found through the index; the index and the bitmap are read and cross-checked when the
+  file is inspected (:func:`read_zvhd2_index`).
 """
 
 from __future__ import annotations
 
 import bisect
-import struct
 import sys
 import zlib
 from array import array
@@ -50,6 +27,23 @@ import zstandard
 
 from imageport import limits
 from imageport.disk.base import Run, RunKind, VirtualDisk, block_runs
+from imageport.disk.zvhd_layout import (
+    COMPRESS_ZSTD,
+    COMPRESSION_NAMES,
+    FOOTER_AREA,
+    FOOTER_BYTES,
+    INDEX_ENTRY,
+    MAX_BLOCK_SIZE,
+    MIN_BLOCK_SIZE,
+    RECORD_HEADER_BYTES,
+    RECORD_TRAILER,
+    ZVHD2_COOKIE,
+    ZVHD_BLOCK_SIZE,
+    ZVHD_COOKIE,
+    Footer,
+    RecordHeader,
+    record_size,
+)
 from imageport.errors import (
     CorruptImageError,
     LimitExceededError,
@@ -57,135 +51,6 @@ from imageport.errors import (
     UnsupportedImageError,
 )
 from imageport.source import ByteSource, read_exact
-
-FOOTER_AREA = 4096  #: the footer occupies a 4 KiB area; its first 512 bytes are the footer
-FOOTER_BYTES = 512
-RECORD_ALIGN = 4096
-RECORD_HEADER_BYTES = 48
-RECORD_PREFIX = b"hwstream bg\0"
-RECORD_TRAILER = b"end\0"
-ZVHD_COOKIE = b"stream"
-ZVHD2_COOKIE = b"z2strm"
-ZVHD_BLOCK_SIZE = 2 * limits.MiB
-MIN_BLOCK_SIZE = 1 * limits.MiB
-MAX_BLOCK_SIZE = 32 * limits.MiB
-INDEX_ENTRY_BYTES = 16
-COMPRESS_ZLIB = 0
-COMPRESS_ZSTD = 1
-COMPRESSION_NAMES = {COMPRESS_ZLIB: "zlib", COMPRESS_ZSTD: "zstd"}
-
-_FOOTER = struct.Struct("<8sIIQI4sIIQQIII16sBBBBIIQQIIIIIIIBB370s")
-_RECORD = struct.Struct("<12sIIB3sI20s")
-_CHECKSUM_AT = 64
-
-
-def footer_checksum(footer: bytes) -> int:
-    """One's complement of the byte sum of the 512-byte footer with its checksum zeroed."""
-    body = footer[:_CHECKSUM_AT] + b"\0\0\0\0" + footer[_CHECKSUM_AT + 4 : FOOTER_BYTES]
-    return ~sum(body) & 0xFFFFFFFF
-
-
-def padded_record_size(payload: int) -> int:
-    """Bytes a record with ``payload`` compressed bytes occupies in the file."""
-    raw = RECORD_HEADER_BYTES + payload + len(RECORD_TRAILER)
-    return -(-raw // RECORD_ALIGN) * RECORD_ALIGN
-
-
-@dataclass(frozen=True, slots=True)
-class Footer:
-    """The ZVHD / ZVHD2 footer. ZVHD leaves the fields after ``align_64`` zero."""
-
-    cookie: bytes
-    features: int
-    ff_version: int
-    creator_app: bytes
-    creator_version: int
-    orig_size: int
-    curr_size: int
-    disk_type: int
-    checksum: int
-    zvhd2_version: int
-    block_size: int
-    max_blk_num: int
-    index_lba: int
-    bitmap_lba: int
-    index_size: int
-    bitmap_size: int
-    non_zero_blk_num: int
-    index_contains_zero_blk: int
-    compress_method: int
-    raw: bytes
-
-    @classmethod
-    def from_bytes(cls, data: bytes) -> Footer:
-        if len(data) < FOOTER_BYTES:
-            raise TruncatedImageError(f"zvhd: footer is {len(data)} bytes, need {FOOTER_BYTES}")
-        f = _FOOTER.unpack_from(data)
-        # f: cookie, features, ff_version, data_offset, timestamp, crtr_app, crtr_ver,
-        # crtr_os, orig_size, curr_size, geometry, type, checksum, uuid, saved, hidden,
-        # align_64, zvhd2_version, block_size, max_blk_num, index_lba, bitmap_lba,
-        # index_size, bitmap_size, index_seg_size, bitmap_seg_size, index_seg_num,
-        # bitmap_seg_num, non_zero_blk_num, index_contains_zero_blk, compress_method, reserved
-        return cls(
-            cookie=f[0],
-            features=f[1],
-            ff_version=f[2],
-            creator_app=f[5],
-            creator_version=f[6],
-            orig_size=f[8],
-            curr_size=f[9],
-            disk_type=f[11],
-            checksum=f[12],
-            zvhd2_version=f[17],
-            block_size=f[18],
-            max_blk_num=f[19],
-            index_lba=f[20],
-            bitmap_lba=f[21],
-            index_size=f[22],
-            bitmap_size=f[23],
-            non_zero_blk_num=f[28],
-            index_contains_zero_blk=f[29],
-            compress_method=f[30],
-            raw=bytes(data[:FOOTER_BYTES]),
-        )
-
-    def check(self, cookie: bytes, what: str) -> None:
-        """The cookie matches and the checksum is right; the disk size is within caps."""
-        if self.cookie[: len(cookie)] != cookie:
-            raise CorruptImageError(f"{what}: cookie {self.cookie!r} is not {cookie!r}")
-        if footer_checksum(self.raw) != self.checksum:
-            raise CorruptImageError(
-                f"{what}: footer checksum {self.checksum:#010x} does not match the footer "
-                f"(computed {footer_checksum(self.raw):#010x})"
-            )
-        limits.cap(self.orig_size, limits.MAX_VIRTUAL_SIZE, f"{what}: disk size")
-
-
-@dataclass(frozen=True, slots=True)
-class RecordHeader:
-    """The 48-byte header of a data record."""
-
-    prefix: bytes
-    size: int
-    block: int
-    compressed: int
-    orig_size: int
-
-    @classmethod
-    def from_bytes(cls, data: bytes) -> RecordHeader:
-        prefix, size, block, compressed, _pad, orig, _rest = _RECORD.unpack_from(data)
-        return cls(prefix, size, block, compressed, orig)
-
-    def check(self, record_len: int, where: int, what: str) -> None:
-        if self.prefix != RECORD_PREFIX:
-            raise CorruptImageError(
-                f"{what}: no record header at offset {where} (found {self.prefix!r})"
-            )
-        if self.size == 0 or padded_record_size(self.size) > record_len:
-            raise CorruptImageError(
-                f"{what}: record at offset {where} claims {self.size} "
-                f"compressed bytes, more than its {record_len}-byte record"
-            )
 
 
 def _decode_error(what: str, block: int, detail: str) -> CorruptImageError:
@@ -252,16 +117,53 @@ def _read_record(
     return record[RECORD_HEADER_BYTES : RECORD_HEADER_BYTES + header.size]
 
 
-# -- ZVHD -----------------------------------------------------------------------------------
-
-
 @dataclass(frozen=True, slots=True)
 class RecordIndex:
-    """Where each ZVHD record is: parallel arrays in block order."""
+    """Where each record is: parallel arrays in block order (ZVHD: :func:`scan_records`,
+    ZVHD2: :func:`read_zvhd2_index`)."""
 
-    offsets: array[int]
     blocks: array[int]
+    offsets: array[int]
     lengths: array[int]
+
+    @classmethod
+    def empty(cls) -> RecordIndex:
+        return cls(blocks=array("I"), offsets=array("Q"), lengths=array("I"))
+
+    def add(self, block: int, offset: int, length: int) -> None:
+        self.blocks.append(block)
+        self.offsets.append(offset)
+        self.lengths.append(length)
+
+
+class _RecordDisk(VirtualDisk):
+    """A disk of fixed-size blocks, each non-zero one a record listed in ``index``; a packed
+    run's ``host`` is the record's position in the index."""
+
+    def __init__(
+        self, source: ByteSource, virtual_size: int, index: RecordIndex, block_size: int
+    ) -> None:
+        super().__init__(source, virtual_size)
+        self._index = index
+        self._bs = block_size
+
+    def _lookup(self, block: int) -> Run:
+        start = block * self._bs
+        blocks = self._index.blocks
+        i = bisect.bisect_left(blocks, block)
+        if i < len(blocks) and blocks[i] == block:
+            return Run(start, self._bs, RunKind.PACKED, i, start, self._bs)
+        return Run(start, self._bs, RunKind.HOLE)
+
+    def runs(self, start: int, end: int) -> Iterator[Run]:
+        return block_runs(start, end, self._bs, self._lookup)
+
+    def packed_extent(self, run: Run) -> tuple[int, int, int]:
+        i = run.host
+        return self._index.offsets[i], self._index.lengths[i], self._index.lengths[i]
+
+
+# -- ZVHD -----------------------------------------------------------------------------------
 
 
 def scan_records(source: ByteSource, footer: Footer) -> RecordIndex:
@@ -272,17 +174,17 @@ def scan_records(source: ByteSource, footer: Footer) -> RecordIndex:
     """
     max_blocks = -(-footer.orig_size // ZVHD_BLOCK_SIZE)
     limits.cap(max_blocks, limits.MAX_TABLE_ENTRIES, "zvhd: number of blocks")
-    index = RecordIndex(array("Q"), array("I"), array("I"))
+    index = RecordIndex.empty()
     end = source.size - FOOTER_AREA
     pos = FOOTER_AREA
-    max_record = padded_record_size(2 * ZVHD_BLOCK_SIZE)
+    max_record = record_size(2 * ZVHD_BLOCK_SIZE)
     while True:
         head = read_exact(source, pos, RECORD_HEADER_BYTES, "zvhd record header")
         if head[: len(ZVHD_COOKIE)] == ZVHD_COOKIE:
             break
         header = RecordHeader.from_bytes(head)
         header.check(max_record, pos, "zvhd")
-        length = padded_record_size(header.size)
+        length = record_size(header.size)
         if header.block >= max_blocks:
             raise CorruptImageError(
                 f"zvhd: record at offset {pos} holds block {header.block},"
@@ -296,9 +198,7 @@ def scan_records(source: ByteSource, footer: Footer) -> RecordIndex:
             raise TruncatedImageError(
                 f"zvhd: record at offset {pos} runs into the footer or past the end of the file"
             )
-        index.offsets.append(pos)
-        index.blocks.append(header.block)
-        index.lengths.append(length)
+        index.add(header.block, pos, length)
         pos += length
     if pos != end:
         raise CorruptImageError(
@@ -313,14 +213,13 @@ def scan_records(source: ByteSource, footer: Footer) -> RecordIndex:
 _CHECKPOINT_COST = 48 * limits.KiB
 
 
-class ZvhdDisk(VirtualDisk):
+class ZvhdDisk(_RecordDisk):
     """A ZVHD file: 2 MiB blocks in one stateful zlib stream, decoded in record order."""
 
     format_name = "zvhd"
 
     def __init__(self, source: ByteSource, footer: Footer, index: RecordIndex) -> None:
-        super().__init__(source, footer.orig_size)
-        self._index = index
+        super().__init__(source, footer.orig_size, index, ZVHD_BLOCK_SIZE)
         count = len(index.blocks)
         budget = max(1, limits.MAX_METADATA_CACHE_BYTES // _CHECKPOINT_COST)
         self._interval = max(1, -(-count // budget))
@@ -331,21 +230,6 @@ class ZvhdDisk(VirtualDisk):
     def open(cls, source: ByteSource, footer: Footer) -> ZvhdDisk:
         footer.check(ZVHD_COOKIE, "zvhd")
         return cls(source, footer, scan_records(source, footer))
-
-    def _lookup(self, block: int) -> Run:
-        start = block * ZVHD_BLOCK_SIZE
-        blocks = self._index.blocks
-        i = bisect.bisect_left(blocks, block)
-        if i < len(blocks) and blocks[i] == block:
-            return Run(start, ZVHD_BLOCK_SIZE, RunKind.PACKED, i, start, ZVHD_BLOCK_SIZE)
-        return Run(start, ZVHD_BLOCK_SIZE, RunKind.HOLE)
-
-    def runs(self, start: int, end: int) -> Iterator[Run]:
-        return block_runs(start, end, ZVHD_BLOCK_SIZE, self._lookup)
-
-    def packed_extent(self, run: Run) -> tuple[int, int, int]:
-        i = run.host
-        return self._index.offsets[i], self._index.lengths[i], self._index.lengths[i]
 
     def unpack(self, run: Run) -> bytes:
         target = run.host
@@ -386,67 +270,56 @@ def _u64_pairs(data: bytes) -> array[int]:
     return table
 
 
-@dataclass(frozen=True, slots=True)
-class Zvhd2Index:
-    """The non-zero blocks of a ZVHD2 file: parallel arrays sorted by block number."""
+def read_zvhd2_index(source: ByteSource, footer: Footer) -> RecordIndex:
+    """The non-zero blocks of a ZVHD2 file, from the index and the bitmap named by ``footer``,
+    checked against each other.
 
-    blocks: array[int]
-    offsets: array[int]
-    lengths: array[int]
-
-    @classmethod
-    def read(cls, source: ByteSource, footer: Footer) -> Zvhd2Index:
-        """Read the index and the bitmap named by ``footer`` and check them against each other.
-
-        ``footer`` must have passed :func:`check_zvhd2_footer`.
-        """
-        dense = footer.index_contains_zero_blk == 0
-        count = footer.non_zero_blk_num if dense else footer.max_blk_num
-        raw = read_exact(source, footer.index_lba, count * INDEX_ENTRY_BYTES, "zvhd2 index")
-        pairs = _u64_pairs(raw)
-        bitmap = read_exact(source, footer.bitmap_lba, -(-footer.max_blk_num // 8), "zvhd2 bitmap")
-        bits = int.from_bytes(bitmap, "little")
-        if bits >> footer.max_blk_num:
-            raise CorruptImageError(
-                f"zvhd2: the bitmap marks blocks beyond max_blk_num {footer.max_blk_num}"
+    ``footer`` must have passed :func:`check_zvhd2_footer`.
+    """
+    dense = footer.index_contains_zero_blk == 0
+    count = footer.non_zero_blk_num if dense else footer.max_blk_num
+    raw = read_exact(source, footer.index_lba, count * INDEX_ENTRY.size, "zvhd2 index")
+    pairs = _u64_pairs(raw)
+    bitmap = read_exact(source, footer.bitmap_lba, -(-footer.max_blk_num // 8), "zvhd2 bitmap")
+    bits = int.from_bytes(bitmap, "little")
+    if bits >> footer.max_blk_num:
+        raise CorruptImageError(
+            f"zvhd2: the bitmap marks blocks beyond max_blk_num {footer.max_blk_num}"
+        )
+    index = RecordIndex.empty()
+    max_len = min(limits.MAX_COMPRESSED_BYTES, record_size(2 * footer.block_size))
+    prev_end = FOOTER_AREA
+    for k in range(count):
+        offset, packed = pairs[2 * k], pairs[2 * k + 1]
+        block, length = packed & 0xFFFFFFFF, packed >> 32
+        if not dense and (offset == 0 or length == 0):
+            continue  # a zero block in an index that lists every block
+        where = f"zvhd2: index entry {k} (block {block})"
+        if block >= footer.max_blk_num:
+            raise CorruptImageError(f"{where} is beyond max_blk_num {footer.max_blk_num}")
+        if not dense and block != k:
+            raise CorruptImageError(f"{where} sits at position {k}")
+        if index.blocks and block <= index.blocks[-1]:
+            raise CorruptImageError(f"{where} is out of order")
+        if not (bits >> block) & 1:
+            raise CorruptImageError(f"{where} is not marked in the bitmap")
+        if not RECORD_HEADER_BYTES < length <= max_len:
+            raise LimitExceededError(
+                f"{where} has record length {length}, outside {RECORD_HEADER_BYTES + 1}..{max_len}"
             )
-        index = cls(array("I"), array("Q"), array("I"))
-        max_len = min(limits.MAX_COMPRESSED_BYTES, padded_record_size(2 * footer.block_size))
-        prev_end = FOOTER_AREA
-        for k in range(count):
-            offset, packed = pairs[2 * k], pairs[2 * k + 1]
-            block, length = packed & 0xFFFFFFFF, packed >> 32
-            if not dense and (offset == 0 or length == 0):
-                continue  # a zero block in an index that lists every block
-            where = f"zvhd2: index entry {k} (block {block})"
-            if block >= footer.max_blk_num:
-                raise CorruptImageError(f"{where} is beyond max_blk_num {footer.max_blk_num}")
-            if not dense and block != k:
-                raise CorruptImageError(f"{where} sits at position {k}")
-            if index.blocks and block <= index.blocks[-1]:
-                raise CorruptImageError(f"{where} is out of order")
-            if not (bits >> block) & 1:
-                raise CorruptImageError(f"{where} is not marked in the bitmap")
-            if not RECORD_HEADER_BYTES < length <= max_len:
-                raise LimitExceededError(
-                    f"{where} has record length {length}, outside "
-                    f"{RECORD_HEADER_BYTES + 1}..{max_len}"
-                )
-            if offset < prev_end or offset + length > footer.index_lba:
-                raise CorruptImageError(
-                    f"{where} points at offset {offset}, outside the "
-                    "record area or overlapping another record"
-                )
-            prev_end = offset + length
-            index.blocks.append(block)
-            index.offsets.append(offset)
-            index.lengths.append(length)
-        if bits.bit_count() != len(index.blocks):
+        if offset < prev_end or offset + length > footer.index_lba:
             raise CorruptImageError(
-                f"zvhd2: the bitmap marks {bits.bit_count()} blocks, the "
-                f"index lists {len(index.blocks)}"
+                f"{where} points at offset {offset}, outside the "
+                "record area or overlapping another record"
             )
-        return index
+        prev_end = offset + length
+        index.add(block, offset, length)
+    if bits.bit_count() != len(index.blocks):
+        raise CorruptImageError(
+            f"zvhd2: the bitmap marks {bits.bit_count()} blocks, the "
+            f"index lists {len(index.blocks)}"
+        )
+    return index
 
 
 def check_zvhd2_footer(footer: Footer, file_size: int) -> None:
@@ -478,9 +351,7 @@ def check_zvhd2_footer(footer: Footer, file_size: int) -> None:
             f"max_blk_num {footer.max_blk_num}"
         )
     entries = footer.non_zero_blk_num if footer.index_contains_zero_blk == 0 else blocks
-    need_index = limits.cap(
-        entries * INDEX_ENTRY_BYTES, limits.MAX_TABLE_BYTES, "zvhd2: index size"
-    )
+    need_index = limits.cap(entries * INDEX_ENTRY.size, limits.MAX_TABLE_BYTES, "zvhd2: index size")
     need_bitmap = limits.cap(-(-blocks // 8), limits.MAX_TABLE_BYTES, "zvhd2: bitmap size")
     tail = file_size - FOOTER_AREA
     for name, lba, size, need in (
@@ -498,36 +369,19 @@ def check_zvhd2_footer(footer: Footer, file_size: int) -> None:
             )
 
 
-class Zvhd2Disk(VirtualDisk):
+class Zvhd2Disk(_RecordDisk):
     """A ZVHD2 file: independently compressed blocks found through the index."""
 
     format_name = "zvhd2"
 
-    def __init__(self, source: ByteSource, footer: Footer, index: Zvhd2Index) -> None:
-        super().__init__(source, footer.orig_size)
+    def __init__(self, source: ByteSource, footer: Footer, index: RecordIndex) -> None:
+        super().__init__(source, footer.orig_size, index, footer.block_size)
         self._footer = footer
-        self._index = index
-        self._bs = footer.block_size
 
     @classmethod
     def open(cls, source: ByteSource, footer: Footer) -> Zvhd2Disk:
         check_zvhd2_footer(footer, source.size)
-        return cls(source, footer, Zvhd2Index.read(source, footer))
-
-    def _lookup(self, block: int) -> Run:
-        start = block * self._bs
-        blocks = self._index.blocks
-        i = bisect.bisect_left(blocks, block)
-        if i < len(blocks) and blocks[i] == block:
-            return Run(start, self._bs, RunKind.PACKED, i, start, self._bs)
-        return Run(start, self._bs, RunKind.HOLE)
-
-    def runs(self, start: int, end: int) -> Iterator[Run]:
-        return block_runs(start, end, self._bs, self._lookup)
-
-    def packed_extent(self, run: Run) -> tuple[int, int, int]:
-        i = run.host
-        return self._index.offsets[i], self._index.lengths[i], self._index.lengths[i]
+        return cls(source, footer, read_zvhd2_index(source, footer))
 
     def unpack(self, run: Run) -> bytes:
         i = run.host

@@ -1,9 +1,9 @@
 """Write a virtual disk as ZVHD2 or ZVHD, compressing blocks in parallel.
 
-The file layout is drawn in :mod:`imageport.disk.zvhd` (the reader) and packed by
-:mod:`imageport.fastimport.zvhd_layout`. The writer takes any
-:class:`~imageport.disk.base.VirtualDisk` (opened by our probe, so every input format we read
-can be written), and:
+The file layout is drawn in :mod:`imageport.disk.zvhd_layout` (shared with the reader) and
+packed by :mod:`imageport.fastimport.zvhd_packing`; see the vendor notes (ims-reference) §4.2. The
+writer takes any :class:`~imageport.disk.base.VirtualDisk` (opened by our probe, so every
+input format we read can be written), and:
 
 * reads only the blocks that meet a DATA extent of the disk's allocation map, so holes and
   zero clusters cost nothing and a 200 GiB sparse disk with a few MiB of data takes as long as
@@ -43,8 +43,9 @@ from typing import Literal
 import zstandard
 
 from imageport import limits
+from imageport.disk import zvhd_layout as layout
 from imageport.disk.base import ExtentState, VirtualDisk
-from imageport.disk.zvhd import (
+from imageport.disk.zvhd_layout import (
     COMPRESS_ZLIB,
     COMPRESS_ZSTD,
     MAX_BLOCK_SIZE,
@@ -55,7 +56,7 @@ from imageport.disk.zvhd import (
 )
 from imageport.durable import AtomicOutput, committed
 from imageport.errors import ImageportError
-from imageport.fastimport import zvhd_layout as layout
+from imageport.fastimport import zvhd_packing as packing
 
 Method = Literal["zstd", "zlib"]
 METHOD_CODES: dict[str, int] = {"zlib": COMPRESS_ZLIB, "zstd": COMPRESS_ZSTD}
@@ -237,11 +238,11 @@ def _pipeline(
                 fut.cancel()
 
 
-def _footer_base(cookie: bytes, disk: VirtualDisk, opts: WriterOptions) -> layout.FooterFields:
+def _footer_base(cookie: bytes, disk: VirtualDisk, opts: WriterOptions) -> packing.FooterFields:
     stamp = opts.timestamp
     if stamp is None:
-        stamp = max(0, int(time.time()) - layout.EPOCH_2000)
-    return layout.FooterFields(
+        stamp = max(0, int(time.time()) - packing.EPOCH_2000)
+    return packing.FooterFields(
         cookie=cookie,
         orig_size=disk.virtual_size,
         timestamp=stamp & 0xFFFFFFFF,
@@ -270,13 +271,13 @@ def write_zvhd2(
     base = _footer_base(ZVHD2_COOKIE, disk, opts)
     base = dataclasses.replace(
         base,
-        zvhd2_version=layout.ZVHD2_VERSION,
+        zvhd2_version=packing.ZVHD2_VERSION,
         block_size=bs,
         max_blk_num=max_blk,
         compress_method=METHOD_CODES[opts.method],
         index_contains_zero_blk=int(opts.index_contains_zero_blk),
     )
-    header = layout.footer_area(layout.pack_footer(base))
+    header = packing.footer_area(packing.pack_footer(base))
     blocks, offsets, lengths = array("I"), array("Q"), array("I")
     max_entries = limits.MAX_TABLE_BYTES // layout.INDEX_ENTRY.size
     with committed(_Output(dst)) as out:
@@ -288,17 +289,17 @@ def write_zvhd2(
                 raise ImageportError(
                     f"zvhd2: more than {max_entries} non-zero blocks; use a larger block size"
                 )
-            parts = layout.record_parts(payload, number, orig_size=bs, compressed=1)
+            parts = packing.record_parts(payload, number, orig_size=bs, compressed=1)
             blocks.append(number)
             offsets.append(out.write(*parts))
             lengths.append(out.pos - offsets[-1])
             if progress is not None:
                 progress(min((number + 1) * bs, disk.virtual_size), disk.virtual_size)
         out.write(header)
-        index = layout.index_bytes(
+        index = packing.index_bytes(
             blocks, offsets, lengths, max_blk if opts.index_contains_zero_blk else None
         )
-        bitmap = layout.bitmap_bytes(blocks, max_blk)
+        bitmap = packing.bitmap_bytes(blocks, max_blk)
         index_at = out.write(index)
         bitmap_at = out.write(bitmap)
         final = dataclasses.replace(
@@ -311,7 +312,7 @@ def write_zvhd2(
             bitmap_seg_num=len(bitmap) // layout.BITMAP_SEGMENT_BYTES,
             non_zero_blk_num=len(blocks),
         )
-        out.write(layout.footer_area(layout.pack_footer(final)))
+        out.write(packing.footer_area(packing.pack_footer(final)))
         size = out.pos
     if progress is not None:
         progress(disk.virtual_size, disk.virtual_size)
@@ -328,7 +329,7 @@ def write_zvhd(
     ``options.block_size`` do not apply)."""
     opts = (options or WriterOptions()).checked()
     level = opts.level if opts.level is not None else DEFAULT_LEVELS["zlib"]
-    header = layout.footer_area(layout.pack_footer(_footer_base(ZVHD_COOKIE, disk, opts)))
+    header = packing.footer_area(packing.pack_footer(_footer_base(ZVHD_COOKIE, disk, opts)))
     stream_head = zlib.compress(b"", level)[:2]
     previous = b""  # the tail of the previous stored block: the next one's dictionary
 
@@ -343,7 +344,7 @@ def write_zvhd(
     with committed(_Output(dst)) as out:
         out.write(header)
         for number, payload in _pipeline(disk, ZVHD_BLOCK_SIZE, _workers(opts), submit):
-            out.write(*layout.record_parts(payload, number))
+            out.write(*packing.record_parts(payload, number))
             stored += 1
             if progress is not None:
                 progress(min((number + 1) * ZVHD_BLOCK_SIZE, disk.virtual_size), disk.virtual_size)

@@ -1,8 +1,8 @@
 """ZVHD and ZVHD2, the vendor's compressed image formats: probing and inspection.
 
-Layout: described in detail in :mod:`imageport.disk.zvhd` (learned by reading the
-third-party qemu driver opnmind/ims-qemu-img, ``src/zvhd.c`` and ``src/zvhd2.c``; no code
-copied). Upstream qemu-img cannot read either format, so the reads
+Layout: the vendor notes (ims-reference) §4.2, described in detail in
+:mod:`imageport.disk.zvhd_layout` (learned by reading opnmind/ims-qemu-img ``src/zvhd.c`` and
+``src/zvhd2.c``; no code copied). Upstream qemu-img cannot read either format, so the reads
 are checked against the raw disk the test writer (``tests/support/zvhd_writer.py``) started from.
 
 * ``zvhd``: cookie ``"stream"`` at offset 0; its records are indexed by walking their headers
@@ -30,6 +30,13 @@ from __future__ import annotations
 import functools
 
 from imageport.disk.zvhd import (
+    Zvhd2Disk,
+    ZvhdDisk,
+    check_zvhd2_footer,
+    read_zvhd2_index,
+    scan_records,
+)
+from imageport.disk.zvhd_layout import (
     COMPRESSION_NAMES,
     FOOTER_AREA,
     FOOTER_BYTES,
@@ -37,11 +44,6 @@ from imageport.disk.zvhd import (
     ZVHD_BLOCK_SIZE,
     ZVHD_COOKIE,
     Footer,
-    Zvhd2Disk,
-    Zvhd2Index,
-    ZvhdDisk,
-    check_zvhd2_footer,
-    scan_records,
 )
 from imageport.errors import CorruptImageError
 from imageport.formats.base import Container, FormatSpec, ProbeWindow
@@ -101,7 +103,7 @@ def _inspect_zvhd2(source: ByteSource, window: ProbeWindow) -> Container:
             f"zvhd2: header disk size {head.orig_size} differs from the "
             f"final footer's {footer.orig_size}"
         )
-    index = Zvhd2Index.read(source, footer)
+    index = read_zvhd2_index(source, footer)
     method = COMPRESSION_NAMES[footer.compress_method]
     properties = _common_properties(footer)
     properties.update(

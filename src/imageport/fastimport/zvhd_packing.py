@@ -1,9 +1,8 @@
 """The bytes a ZVHD / ZVHD2 writer lays down: footer, records, index and bitmap.
 
-The layout is the one :mod:`imageport.disk.zvhd` reads (its module docstring draws the file);
-it was learned by reading (never copying) the third-party qemu driver opnmind/ims-qemu-img,
-``src/zvhd.c`` and ``src/zvhd2.c``. Constants that both sides need come
-from the reader, so the two cannot drift; this module only adds the packing:
+The layout is drawn, and its constants and record sizes defined, once in
+:mod:`imageport.disk.zvhd_layout`, which the reader uses too, so the two cannot drift; this
+module only adds the packing:
 
 * :func:`pack_footer`: the 512-byte footer with its checksum (VHD field offsets, little-endian),
   padded to its 4 KiB area by :func:`footer_area`.
@@ -24,36 +23,30 @@ from array import array
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from imageport.disk.zvhd import (
+from imageport.disk.zvhd_layout import (
+    BITMAP_SEGMENT_BYTES,
+    BLOCKS_PER_SEGMENT,
+    CHECKSUM_AT,
+    FOOTER,
     FOOTER_AREA,
     FOOTER_BYTES,
+    INDEX_ENTRY,
+    INDEX_SEGMENT_BYTES,
     RECORD_ALIGN,
+    RECORD_HEADER,
     RECORD_HEADER_BYTES,
     RECORD_PREFIX,
     RECORD_TRAILER,
     footer_checksum,
+    record_size,
 )
 from imageport.limits import GiB
 
-INDEX_SEGMENT_BYTES = 512 * 1024
-INDEX_ENTRY = struct.Struct("<QII")  # file_offset, block_no, record_len
-BLOCKS_PER_SEGMENT = INDEX_SEGMENT_BYTES // INDEX_ENTRY.size  # 32768
-BITMAP_SEGMENT_BYTES = BLOCKS_PER_SEGMENT // 8  # 4096
 ZVHD2_VERSION = 1
 CREATOR_VERSION = 0x00010004
 DISK_TYPE = 4
 #: Seconds from the Unix epoch to 2000-01-01 00:00:00 UTC (the footer's timestamp base).
 EPOCH_2000 = 946684800
-
-#: cookie, features, ff_version, data_offset, timestamp, crtr_app, crtr_ver, crtr_os,
-#: orig_size, curr_size, geometry, type, checksum, uuid, saved, hidden, align_64,
-#: zvhd2_version, block_size, max_blk_num, index_lba, bitmap_lba, index_size, bitmap_size,
-#: index_seg_size, bitmap_seg_size, index_seg_num, bitmap_seg_num, non_zero_blk_num,
-#: index_contains_zero_blk, compress_method, reserved
-FOOTER = struct.Struct("<8sIIQI4sIIQQIII16sBBBBIIQQIIIIIIIBB370s")
-#: prefix "hwstream bg\0", size, curr_blk, compressed, pad, orig_size, reserved
-RECORD_HEADER = struct.Struct("<12sIIB3sI20s")
-_CHECKSUM_AT = 64
 _PADDING = bytes(RECORD_ALIGN)
 
 
@@ -89,7 +82,7 @@ class FooterFields:
 def with_checksum(footer: bytes | bytearray) -> bytes:
     """``footer`` (its first 512 bytes) with the checksum field recomputed."""
     out = bytearray(footer[:FOOTER_BYTES])
-    struct.pack_into("<I", out, _CHECKSUM_AT, footer_checksum(bytes(out)))
+    struct.pack_into("<I", out, CHECKSUM_AT, footer_checksum(bytes(out)))
     return bytes(out)
 
 
@@ -155,12 +148,6 @@ def chs_geometry(size: int) -> int:
             spt, heads = 63, 16
             cth = secs // spt
     return ((cth // heads) << 16) | (heads << 8) | spt
-
-
-def record_size(payload: int) -> int:
-    """Bytes a record with ``payload`` compressed bytes occupies (a multiple of 4 KiB)."""
-    raw = RECORD_HEADER_BYTES + payload + len(RECORD_TRAILER)
-    return -(-raw // RECORD_ALIGN) * RECORD_ALIGN
 
 
 def record_parts(
