@@ -12,7 +12,8 @@ import pytest
 from sqlalchemy import Engine
 
 from imageport.adapters.db.engine import open_database
-from imageport.adapters.objectstore.local import MIN_PART_SIZE, LocalObjectStore
+from imageport.adapters.objectstore.assembly import MIN_PART_SIZE
+from imageport.adapters.objectstore.local import LocalObjectStore
 from imageport.service.buckets.checks import precondition_failed
 from imageport.service.errors import Conflict, NotFound, RequestInvalid, ServiceError
 from imageport.service.ports import ObjectInfo, StagedFile
