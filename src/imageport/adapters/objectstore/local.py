@@ -139,18 +139,7 @@ class LocalObjectStore(LocalUploads):
             self._now(),
             dict(metadata),
         )
-        blob = self._place(staged.path)
-        try:
-            with self._db.begin() as conn:
-                old = self._publish(conn, info, blob)
-        except IntegrityError as exc:
-            (self._objects / blob).unlink(missing_ok=True)
-            raise no_such_bucket(bucket) from exc
-        except BaseException:
-            (self._objects / blob).unlink(missing_ok=True)
-            raise
-        if old:
-            (self._objects / old).unlink(missing_ok=True)
+        self._publish(info, self._place(staged.path))
         return info
 
     def _object_row(self, bucket: str, key: str) -> Any:

@@ -26,10 +26,12 @@ unreferenced file, which the store's ``iter_blobs_in_use`` lets start-up remove.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine, delete, insert
+from sqlalchemy.exc import IntegrityError
 
 from imageport.adapters.db.schema import objects
 from imageport.adapters.objectstore.assembly import Slots
@@ -80,27 +82,42 @@ class ObjectFiles:
         fsync_dir(self._objects)
         return blob
 
-    def _publish(self, conn: Any, info: ObjectInfo, blob: str) -> str | None:
-        """Insert the row of ``info`` (replacing any), inside ``conn``'s transaction; the
-        replaced object's blob name, if any. The DELETE comes first so that SQLite takes the
-        write lock before anything is read."""
-        old = conn.execute(
-            delete(objects)
-            .where((objects.c.bucket == info.bucket) & (objects.c.key == info.key))
-            .returning(objects.c.blob)
-        ).scalar_one_or_none()
-        conn.execute(
-            insert(objects).values(
-                bucket=info.bucket,
-                key=info.key,
-                size=info.size,
-                etag=info.etag,
-                sha256=info.sha256,
-                content_type=info.content_type,
-                storage_class=info.storage_class,
-                metadata=dict(info.metadata),
-                blob=blob,
-                created_at=info.created_at,
-            )
-        )
-        return old  # type: ignore[no-any-return]
+    def _publish(
+        self, info: ObjectInfo, blob: str, *, also: Callable[[Any], None] | None = None
+    ) -> None:
+        """Commit the row of ``info`` pointing at the placed file ``blob``, replacing any row of
+        the same key, with whatever ``also`` adds to the same transaction. If that fails the
+        placed file is removed (a bucket gone meanwhile is ``NoSuchBucket``); once it committed,
+        the replaced object's file is. The DELETE comes first so that SQLite takes the write
+        lock before anything is read."""
+        try:
+            with self._db.begin() as conn:
+                old = conn.execute(
+                    delete(objects)
+                    .where((objects.c.bucket == info.bucket) & (objects.c.key == info.key))
+                    .returning(objects.c.blob)
+                ).scalar_one_or_none()
+                conn.execute(
+                    insert(objects).values(
+                        bucket=info.bucket,
+                        key=info.key,
+                        size=info.size,
+                        etag=info.etag,
+                        sha256=info.sha256,
+                        content_type=info.content_type,
+                        storage_class=info.storage_class,
+                        metadata=dict(info.metadata),
+                        blob=blob,
+                        created_at=info.created_at,
+                    )
+                )
+                if also is not None:
+                    also(conn)
+        except IntegrityError as exc:
+            (self._objects / blob).unlink(missing_ok=True)
+            raise no_such_bucket(info.bucket) from exc
+        except BaseException:
+            (self._objects / blob).unlink(missing_ok=True)
+            raise
+        if old:
+            (self._objects / old).unlink(missing_ok=True)

@@ -48,6 +48,14 @@ def _no_such_upload(upload_id: str) -> NotFound:
     return NotFound("NoSuchUpload", f"upload {upload_id!r} does not exist (completed or aborted?)")
 
 
+def _drop_upload_rows(conn: Any, upload_id: str) -> None:
+    """Delete the rows of an upload and its parts in ``conn``'s transaction (NoSuchUpload when
+    it is gone already: completed or aborted)."""
+    conn.execute(delete(parts).where(parts.c.upload_id == upload_id))
+    if not conn.execute(delete(uploads).where(uploads.c.id == upload_id)).rowcount:
+        raise _no_such_upload(upload_id)
+
+
 class LocalUploads(ObjectFiles):
     """The multipart uploads of the local store (the rest of the port is
     :class:`~imageport.adapters.objectstore.local.LocalObjectStore`, built on this class)."""
@@ -356,23 +364,10 @@ class LocalUploads(ObjectFiles):
                 self._now(),
                 dict(upload.metadata),
             )
-            try:
-                with self._db.begin() as conn:
-                    old = self._publish(conn, info, blob)
-                    conn.execute(delete(parts).where(parts.c.upload_id == upload_id))
-                    if not conn.execute(delete(uploads).where(uploads.c.id == upload_id)).rowcount:
-                        raise _no_such_upload(upload_id)  # completed or aborted meanwhile
-            except IntegrityError as exc:
-                (self._objects / blob).unlink(missing_ok=True)
-                raise no_such_bucket(upload.bucket) from exc
-            except BaseException:
-                (self._objects / blob).unlink(missing_ok=True)
-                raise
-            if old:
-                (self._objects / old).unlink(missing_ok=True)
-            shutil.rmtree(self._uploads / upload_id, ignore_errors=True)
-            self._slots.forget(upload_id)
-            self._frontier.forget(upload_id)
+            # the upload's rows go with the object's commit (completed or aborted meanwhile:
+            # NoSuchUpload, and no object)
+            self._publish(info, blob, also=lambda conn: _drop_upload_rows(conn, upload_id))
+            self._forget_upload(upload_id)
         finally:
             if adopt:
                 self._slots.end_complete(upload_id)
@@ -380,9 +375,11 @@ class LocalUploads(ObjectFiles):
 
     def abort_upload(self, upload_id: str) -> None:
         with self._db.begin() as conn:
-            conn.execute(delete(parts).where(parts.c.upload_id == upload_id))
-            if not conn.execute(delete(uploads).where(uploads.c.id == upload_id)).rowcount:
-                raise _no_such_upload(upload_id)
+            _drop_upload_rows(conn, upload_id)
+        self._forget_upload(upload_id)
+
+    def _forget_upload(self, upload_id: str) -> None:
+        """Remove the folder and the in-memory state of an upload whose rows are gone."""
         shutil.rmtree(self._uploads / upload_id, ignore_errors=True)
         self._slots.forget(upload_id)
         self._frontier.forget(upload_id)
