@@ -20,6 +20,7 @@ import pytest
 from imageport.errors import CorruptImageError, ImageportError
 from imageport.guest.fs import fat
 from imageport.guest.fs.base import FileType, NotFoundError, WrongTypeError
+from imageport.guest.fs.fat_layout import ATTR_LFN, LfnEntry
 from imageport.guest.volumes.blockdev import BytesDevice
 from support import builders
 
@@ -301,7 +302,7 @@ def test_long_name_with_bad_checksum_falls_back_to_the_short_name() -> None:
     first_part = LONG[:13].encode("utf-16-le")
     for pos in range(geo.root_offset, geo.root_offset + geo.root_bytes, 32):
         entry = data[pos : pos + 32]
-        if entry[11] == fat.ATTR_LFN and fat.LfnEntry.from_bytes(bytes(entry)).chars == first_part:
+        if entry[11] == ATTR_LFN and LfnEntry.from_bytes(bytes(entry)).chars == first_part:
             data[pos + 13] ^= 0xFF
             break
     else:
