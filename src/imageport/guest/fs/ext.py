@@ -7,10 +7,10 @@ What it reads: the primary superblock (the metadata_csum checksum is verified wh
 group descriptors (32 or 64 bytes, classic or meta_bg placement, read one block at a time on
 demand), inodes (read one at a time when needed, LRU-cached), file data through extent trees
 (depth at most 5, unwritten extents read as zeros) or classic block maps (direct, indirect,
-double, triple), inline data (``i_block`` plus the ``system.data`` xattr), fast, slow and inline
-symlinks, and directories by a linear scan of their blocks (an htree's index blocks look like
-empty entries to a scan). Name lookups build one name→inode map per directory, bounded in
-total size.
+double, triple; both mapped in :mod:`imageport.guest.fs.ext_blocks`), inline data (``i_block``
+plus the ``system.data`` xattr), fast, slow and inline symlinks, and directories by a linear
+scan of their blocks (an htree's index blocks look like empty entries to a scan). Name lookups
+build one name→inode map per directory, bounded in total size.
 
 What it refuses: ``compression`` (the old ext2 patches) and ``journal_dev`` (an external
 journal, not a filesystem) and incompat bits it does not know, with UnsupportedImageError;
@@ -36,15 +36,12 @@ from imageport.guest.fs.base import (
     Stat,
     decode_name,
 )
+from imageport.guest.fs.ext_blocks import BlockMapper, Run
 from imageport.guest.fs.signature import Signature
 from imageport.guest.volumes.blockdev import BlockDevice, read_exact_dev
 
 #: Block groups in one filesystem (2**24 groups of 128 MiB is 2 PiB).
 MAX_GROUPS = 1 << 24
-#: Extent tree depth (the kernel's own limit is 5).
-MAX_EXTENT_DEPTH = 5
-#: Extent tree nodes visited to map one read.
-MAX_EXTENT_NODES = 4096
 #: Bytes of one directory that are scanned (a directory of a million entries is ~40 MiB).
 MAX_DIR_BYTES = 128 * limits.MiB
 #: Bytes one read_ino call may return.
@@ -67,8 +64,6 @@ _FILE_TYPES = {
     L.S_IFIFO: FileType.FIFO,
     L.S_IFSOCK: FileType.SOCKET,
 }
-
-_Run = tuple[int, int, int | None]  # (first logical block, block count, physical block or None)
 
 
 def _read_superblock(dev: BlockDevice) -> tuple[bytes, L.Superblock] | None:
@@ -126,6 +121,7 @@ class ExtFilesystem(Filesystem):
         self.needs_recovery = bool(sb.feature_incompat & L.INCOMPAT_RECOVER)
         self.block_size = 1024 << sb.log_block_size
         self._check_geometry()
+        self._blocks = BlockMapper(self._meta_block, self._check_blocks, self.addr_per_block)
         self._inodes: OrderedDict[int, L.Inode] = OrderedDict()
         self._meta: OrderedDict[int, bytes] = OrderedDict()
         self._names: OrderedDict[int, dict[str, int]] = OrderedDict()
@@ -288,98 +284,9 @@ class ExtFilesystem(Filesystem):
         extra = L.ibody_xattr(inode.ibody_xattrs, L.XATTR_INDEX_SYSTEM, b"data")
         return inode.block + (extra or b"")
 
-    def _runs(self, ino: int, inode: L.Inode, first: int, count: int) -> list[_Run]:
+    def _runs(self, ino: int, inode: L.Inode, first: int, count: int) -> list[Run]:
         """Logical blocks ``[first, first + count)`` as runs of physical blocks or holes."""
-        if inode.flags & L.INODE_EXTENTS_FL:
-            leaves = self._extent_leaves(ino, inode.block, first, first + count - 1)
-            return _fill_holes(leaves, first, count)
-        return self._blockmap_runs(ino, inode, first, count)
-
-    def _extent_leaves(self, ino: int, root: bytes, first: int, last: int) -> list[L.ExtentLeaf]:
-        """Leaf extents overlapping logical blocks ``[first, last]``, in logical order."""
-        out: list[L.ExtentLeaf] = []
-        visits = [0]
-
-        def walk(node: bytes, expected_depth: int | None) -> None:
-            visits[0] += 1
-            if visits[0] > MAX_EXTENT_NODES:
-                raise LimitExceededError(f"inode {ino}: extent tree has too many nodes")
-            header = L.ExtentHeader.from_bytes(node)
-            if expected_depth is None:
-                if header.depth > MAX_EXTENT_DEPTH:
-                    raise LimitExceededError(f"inode {ino}: extent tree depth {header.depth}")
-            elif header.depth != expected_depth:
-                raise CorruptImageError(f"inode {ino}: extent node at the wrong depth")
-            offsets = range(
-                L.EXTENT_HEADER.size,
-                L.EXTENT_HEADER.size + header.entries * L.EXTENT_ENTRY.size,
-                L.EXTENT_ENTRY.size,
-            )
-            if header.depth == 0:
-                previous_end = 0
-                for off in offsets:
-                    leaf = L.ExtentLeaf.from_bytes(node, off)
-                    if leaf.length == 0 or leaf.logical < previous_end:
-                        raise CorruptImageError(f"inode {ino}: extents overlap or are empty")
-                    previous_end = leaf.logical + leaf.length
-                    if leaf.logical <= last and previous_end > first:
-                        self._check_blocks(leaf.physical, leaf.length, f"inode {ino} extent")
-                        out.append(leaf)
-                return
-            entries = [L.ExtentIndex.from_bytes(node, off) for off in offsets]
-            for i, entry in enumerate(entries):
-                if i and entry.logical <= entries[i - 1].logical:
-                    raise CorruptImageError(f"inode {ino}: extent index is not sorted")
-            for i, entry in enumerate(entries):
-                end = entries[i + 1].logical if i + 1 < len(entries) else 1 << 32
-                if entry.logical <= last and end > first:
-                    child = self._meta_block(entry.child, f"inode {ino} extent node")
-                    walk(child, header.depth - 1)
-
-        walk(root, None)
-        return out
-
-    def _blockmap_runs(self, ino: int, inode: L.Inode, first: int, count: int) -> list[_Run]:
-        """Runs for a classic (ext2/ext3) block map: 12 direct, then 1-, 2-, 3-level indirect."""
-        direct = struct.unpack("<15I", inode.block)
-        apb = self.addr_per_block
-        runs: list[_Run] = []
-        for lblk in range(first, first + count):
-            phys = self._map_block(ino, direct, apb, lblk)
-            if runs:
-                start, n, prev = runs[-1]
-                if (prev is None and phys is None) or (
-                    prev is not None and phys is not None and phys == prev + n
-                ):
-                    runs[-1] = (start, n + 1, prev)
-                    continue
-            runs.append((lblk, 1, phys))
-        return runs
-
-    def _map_block(self, ino: int, direct: tuple[int, ...], apb: int, lblk: int) -> int | None:
-        if lblk < 12:
-            phys = direct[lblk]
-        else:
-            rel, level = lblk - 12, 1
-            while level <= 3 and rel >= apb**level:
-                rel -= apb**level
-                level += 1
-            if level > 3:
-                return None
-            phys = direct[11 + level]
-            for depth in range(level - 1, -1, -1):
-                if phys == 0:
-                    return None
-                table = self._indirect(ino, phys)
-                phys = table[(rel // apb**depth) % apb]
-        if phys == 0:
-            return None
-        self._check_blocks(phys, 1, f"inode {ino} data block")
-        return phys
-
-    def _indirect(self, ino: int, block: int) -> tuple[int, ...]:
-        data = self._meta_block(block, f"inode {ino} indirect block")
-        return struct.unpack(f"<{self.addr_per_block}I", data)
+        return self._blocks.runs(ino, inode, first, count)
 
     def read_ino(self, ino: int, offset: int, length: int) -> bytes:
         inode = self._inode(ino)
@@ -509,25 +416,6 @@ def _cluster_bits(sb: L.Superblock) -> int:
     if sb.feature_ro_compat & L.RO_COMPAT_BIGALLOC and sb.log_cluster_size >= sb.log_block_size:
         return min(sb.log_cluster_size - sb.log_block_size, 16)
     return 0
-
-
-def _fill_holes(leaves: list[L.ExtentLeaf], first: int, count: int) -> list[_Run]:
-    """Runs covering ``[first, first + count)``: the leaves clipped, holes and unwritten as None."""
-    runs: list[_Run] = []
-    pos, end = first, first + count
-    for leaf in leaves:
-        start = max(leaf.logical, pos)
-        stop = min(leaf.logical + leaf.length, end)
-        if stop <= start:
-            continue
-        if start > pos:
-            runs.append((pos, start - pos, None))
-        phys = None if leaf.unwritten else leaf.physical + (start - leaf.logical)
-        runs.append((start, stop - start, phys))
-        pos = stop
-    if pos < end:
-        runs.append((pos, end - pos, None))
-    return runs
 
 
 def _parse_dirents(
