@@ -27,7 +27,7 @@ listener, from :func:`protocol_class`, so each counts its own connections):
   most :attr:`HttpLimits.max_header_bytes` and :data:`MAX_HEADER_FIELDS` lines (431). A slice
   ends at the head's blank line, so the next pipelined request is counted on its own. Chunk-size
   lines and trailers of a chunked body are held to the same header cap (431), give or take one
-  :data:`CHUNKED_SLICE`.
+  :data:`~imageport.api.http_input.CHUNKED_SLICE`.
 * **pipelining**: once a complete head has to wait for the response before it (uvicorn's
   ``pipeline``), nothing more is parsed: the rest of that read (one read of the transport,
   256 KiB at most) is held back unparsed and reading stays paused, whoever asks (a
@@ -70,13 +70,12 @@ from __future__ import annotations
 import asyncio
 import logging
 from asyncio import TimerHandle
-from collections.abc import Callable
 from typing import Any, ClassVar
 
 import httptools
 from uvicorn._types import ASGI3Application
 from uvicorn.config import Config
-from uvicorn.protocols.http.flow_control import HIGH_WATER_LIMIT, FlowControl
+from uvicorn.protocols.http.flow_control import HIGH_WATER_LIMIT
 from uvicorn.protocols.http.httptools_impl import (
     HttpToolsProtocol,
     RequestResponseCycle,
@@ -84,6 +83,7 @@ from uvicorn.protocols.http.httptools_impl import (
 from uvicorn.server import ServerState
 
 from imageport import metrics
+from imageport.api.http_input import Slicer, WatchedFlow
 from imageport.api.http_limits import (
     BODY_TIMEOUT,
     FRAMING_TOO_LARGE,
@@ -100,44 +100,11 @@ from imageport.api.http_limits import (
     head_too_large,
     url_too_long,
 )
-from imageport.limits import KiB
 
 log = logging.getLogger("imageport.http")
 
-CHUNKED_SLICE = 64 * KiB
-"""Largest piece of a chunked body handed to the parser at once: how far past the header cap
-a chunk-size line or the trailers of a chunked body can get before they are counted."""
 CLOSE_GRACE_SECONDS = 5.0
 """How long a closing connection may take to flush its last bytes before it is aborted."""
-_TERMINATOR = b"\r\n\r\n"  # llhttp 9 insists on CRLF: a head ends at the first blank line
-
-
-class _WatchedFlow(FlowControl):
-    """uvicorn's flow control, telling the protocol each time the application asks for body
-    bytes (every ``receive()`` resumes reading, right after it sends a ``100 Continue`` owed)
-    and whether reading had been paused: the body clock then starts again, as the client
-    could not send while the server was not reading.
-
-    While the protocol holds input back (``held_back()``: a pipelined request waits for the
-    response before it), reading stays paused whoever asks: uvicorn resumes it on every
-    ``receive()`` of the request being served, which let one connection queue requests
-    without end. The protocol resumes it itself once the request waiting has started."""
-
-    def __init__(
-        self,
-        transport: asyncio.Transport,
-        on_resume: Callable[[bool], None],
-        held_back: Callable[[], bool],
-    ) -> None:
-        super().__init__(transport)
-        self._on_resume = on_resume
-        self._held_back = held_back
-
-    def resume_reading(self) -> None:
-        if self._held_back():
-            return
-        self._on_resume(self.read_paused)
-        super().resume_reading()
 
 
 class _Stop(Exception):
@@ -166,16 +133,13 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         # the request head being received
         self._head_open = True
         self._head_bytes = 0
-        self._tail = b""  # last bytes fed of a head or a chunked body
+        self._slices = Slicer()  # where the input is cut (see http_input)
         self._url_bytes = 0
         self._fields = 0
         # the request body being received
         self._body_left: int | None = None  # bytes to come of a Content-Length body
         self._body_seen = False
         self._framing_run = 0
-        self._chunk_left = 0  # of a chunked body: data + CRLF of a chunk
-        self._size_line = b""  # a chunk-size line begun in an earlier read
-        self._last_chunk = False  # the size-0 chunk began: trailers follow
         # input not yet fed to the parser, from ``_held_at`` on: it follows a pipelined
         # request that waits for the response before it (one read of the transport at most)
         self._held = b""
@@ -196,7 +160,7 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
         now = self.loop.time()
-        self.flow = _WatchedFlow(transport, self._reading_resumed, self._holding)
+        self.flow = WatchedFlow(transport, self._reading_resumed, self._holding)
         self._head_since = self._body_clock = now
         host = self.client[0] if self.client else ""
         key = client_key(host)
@@ -273,15 +237,15 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
             in_head = self._head_open
             if in_head:
                 room = self.limits.max_header_bytes + self._url_bytes - self._head_bytes
-                stop = pos + self._cut(data, pos, end, room)
+                stop = pos + self._slices.cut(data, pos, end, room)
             elif self._body_left:
                 stop = min(end, pos + self._body_left)
             else:
-                stop = pos + self._chunked_cut(data, pos, end)
+                stop = pos + self._slices.chunked_cut(data, pos, end)
             if in_head:
                 self._head_bytes += stop - pos
             if self._body_left is None:
-                self._tail = (self._tail + data[max(pos, stop - 3) : stop])[-3:]
+                self._slices.fed(data, pos, stop)
             self._body_seen = False
             try:
                 self.parser.feed_data(data if pos == 0 and stop == end else view[pos:stop])
@@ -308,56 +272,6 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
                     return
             pos = stop
 
-    def _chunked_cut(self, data: bytes, pos: int, end: int) -> int:
-        """How many bytes of a chunked body to hand to the parser from ``pos``: whole chunks
-        (at most :data:`CHUNKED_SLICE`), followed through their size lines here, and from the
-        last chunk on no further than the blank line that ends the body, so that a head
-        pipelined behind it starts a slice of its own (it is counted, and waits). The state
-        kept assumes the slice is fed (the parser takes it all or the connection ends); a
-        size line this does not understand is one the parser refuses (then any blank line may
-        end the body)."""
-        if self._last_chunk:
-            return self._cut(data, pos, end, CHUNKED_SLICE)
-        limit = min(end, pos + CHUNKED_SLICE)
-        at = pos
-        while at < limit:
-            if self._chunk_left:  # chunk data and the CRLF after it
-                step = min(self._chunk_left, limit - at)
-                self._chunk_left -= step
-                at += step
-                continue
-            eol = data.find(b"\n", at, limit)
-            if eol < 0:  # the size line goes on in the next read (the framing cap bounds it)
-                self._size_line += data[at:limit]
-                return limit - pos
-            line, self._size_line = self._size_line + data[at:eol], b""
-            at = eol + 1
-            try:
-                size = int(line.split(b";", 1)[0].rstrip(b"\r"), 16)
-            except ValueError:
-                size = 0
-            if size <= 0:
-                self._last_chunk = True
-                break
-            self._chunk_left = size + 2
-        return at - pos
-
-    def _cut(self, data: bytes, pos: int, end: int, most: int) -> int:
-        """How many bytes from ``pos`` to hand to the parser in one slice: at most ``most``
-        (for a head: what the header cap still allows, the URL's bytes are capped on their
-        own), and no further than the first blank line (``\\r\\n\\r\\n``, counting the bytes
-        fed before): where a head ends, and where the last chunk of a chunked body does."""
-        size = min(most, end - pos)
-        tail = self._tail
-        if tail:
-            found = (tail + data[pos : pos + 3]).find(_TERMINATOR)
-            if found >= 0:
-                return min(size, found + len(_TERMINATOR) - len(tail))
-        found = data.find(_TERMINATOR, pos, pos + size)
-        if found >= 0:
-            return found + len(_TERMINATOR) - pos
-        return size
-
     # -- parser callbacks -----------------------------------------------------------------------
 
     def on_message_begin(self) -> None:
@@ -379,12 +293,9 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
 
     def on_headers_complete(self) -> None:
         self._head_open = False
-        self._tail = b""
+        self._slices.body_begins()
         self._body_left = None
         self._framing_run = 0
-        self._chunk_left = 0
-        self._size_line = b""
-        self._last_chunk = False
         self._body_clock = self.loop.time()
         self._progress = 0
         length = None
@@ -419,7 +330,7 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
     def on_message_complete(self) -> None:
         self._head_open = True
         self._head_bytes = 0
-        self._tail = b""
+        self._slices.head_begins()
         self._body_left = None
         self._head_since = self.loop.time()
         super().on_message_complete()
