@@ -8,7 +8,7 @@
 
 Calls ``POST /v1/cloudimages/{image_id}/file`` (the vendor's ExportImage); ``--quick`` writes
 the stored file as it is (no conversion, no ``--format``). Exit status as the other client
-commands (:mod:`imageport.cli.remote`).
+commands (:mod:`imageport.cli.client_setup`).
 """
 
 from __future__ import annotations
@@ -16,7 +16,8 @@ from __future__ import annotations
 import argparse
 from collections.abc import Sequence
 
-from imageport.cli import remote
+from imageport.cli.client_setup import EXIT_ERROR, EXIT_OK, err, guarded, ims_client, print_json
+from imageport.cli.job_commands import wait_for
 
 #: ``--format`` values (the service's :data:`imageport.service.jobs.export_request.EXPORT_FORMATS`).
 FORMATS = ("qcow2", "vmdk", "vhd", "zvhd", "zvhd2", "raw")
@@ -66,22 +67,22 @@ def bucket_url(target: str) -> str | None:
     return f"{bucket}:{key}" if bucket and found and key else None
 
 
-@remote._guarded
+@guarded
 def _image_export(args: argparse.Namespace) -> int:
     url = bucket_url(args.target)
     if url is None:
-        remote._err(f"target {args.target!r} is not BUCKET/KEY or BUCKET:KEY")
-        return remote.EXIT_ERROR
+        err(f"target {args.target!r} is not BUCKET/KEY or BUCKET:KEY")
+        return EXIT_ERROR
     if args.quick and args.format is not None:
-        remote._err("--quick writes the stored file in its own format; drop --format")
-        return remote.EXIT_ERROR
+        err("--quick writes the stored file in its own format; drop --format")
+        return EXIT_ERROR
     fmt = None if args.quick else (args.format or "qcow2")
-    with remote._ims(args) as ims:
+    with ims_client(args) as ims:
         job_id = ims.export_image(args.id, url, fmt, args.quick)
         if not args.wait:
             if args.json:
-                remote._print_json({"job_id": job_id, "image_id": args.id, "bucket_url": url})
+                print_json({"job_id": job_id, "image_id": args.id, "bucket_url": url})
             else:
                 print(f"job {job_id} (export of image {args.id} to {url})")
-            return remote.EXIT_OK
-        return remote._wait_for(ims, job_id, args.timeout, 1.0, args.json)
+            return EXIT_OK
+        return wait_for(ims, job_id, args.timeout, 1.0, args.json)

@@ -18,54 +18,36 @@
 Every command takes ``--endpoint``, ``--s3-endpoint``, ``--access-key``, ``--secret-key``,
 ``--project-id`` and ``--config``; see :mod:`imageport.client.config` for the environment
 variables and the config file. Exit status: 0 success; 1 the job failed or the image is
-``killed``; 2 usage, configuration, connection or server errors, with a one-line message.
-Network libraries are imported inside the commands so ``imageport check`` starts fast.
+``killed``; 2 usage, configuration, connection or server errors, with a one-line message
+(:mod:`imageport.cli.client_setup`). Network libraries are imported inside the commands so
+``imageport check`` starts fast.
+
+This module declares the commands and runs ``bucket`` and ``upload``; ``image`` runs in
+:mod:`imageport.cli.image_commands` (and :mod:`imageport.cli.export`), ``job`` in
+:mod:`imageport.cli.job_commands`.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
-import time
-from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any
 
-if TYPE_CHECKING:
-    from imageport.client.config import ClientConfig
-    from imageport.client.ims import ImsClient
-    from imageport.client.s3 import S3Client
-
-EXIT_OK = 0
-EXIT_FAILED = 1
-EXIT_ERROR = 2
-
-_DISK_FORMATS = ("qcow2", "vmdk", "vhd", "vhdx", "qed", "vdi", "qcow", "zvhd2", "zvhd", "raw")
-
-
-# ---------------------------------------------------------------------------- wiring
-
-
-def _client_flags() -> argparse.ArgumentParser:
-    flags = argparse.ArgumentParser(add_help=False)
-    group = flags.add_argument_group("service and credentials (else environment, else config)")
-    group.add_argument("--endpoint", metavar="URL", help="image API ($IMAGEPORT_ENDPOINT)")
-    group.add_argument("--s3-endpoint", metavar="URL", help="bucket API ($IMAGEPORT_S3_ENDPOINT)")
-    group.add_argument("--access-key", metavar="AK", help="($IMAGEPORT_ACCESS_KEY)")
-    group.add_argument("--secret-key", metavar="SK", help="($IMAGEPORT_SECRET_KEY)")
-    group.add_argument("--project-id", metavar="ID", help="($IMAGEPORT_PROJECT_ID)")
-    group.add_argument(
-        "--config",
-        metavar="FILE",
-        help="TOML config file ($IMAGEPORT_CONFIG, default ~/.config/imageport/client.toml)",
-    )
-    return flags
+from imageport.cli import image_commands, job_commands
+from imageport.cli.client_setup import (
+    EXIT_ERROR,
+    EXIT_OK,
+    client_flags,
+    err,
+    guarded,
+    print_json,
+    s3_client,
+)
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add ``bucket``, ``upload``, ``image`` and ``job``; each leaf sets ``func``."""
-    common = [_client_flags()]
+    common = [client_flags()]
 
     bucket = sub.add_parser("bucket", help="create, list and remove buckets")
     bcmd = bucket.add_subparsers(dest="bucket_command", required=True, metavar="ACTION")
@@ -159,17 +141,17 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="with --wait: give up after S seconds (default 3600)",
     )
     reg.add_argument("--json", action="store_true")
-    reg.set_defaults(func=_image_register)
+    reg.set_defaults(func=image_commands.image_register)
     ils = icmd.add_parser("ls", parents=common, help="list the project's private images")
     ils.add_argument("--json", action="store_true")
-    ils.set_defaults(func=_image_ls)
+    ils.set_defaults(func=image_commands.image_ls)
     show = icmd.add_parser("show", parents=common, help="show an image (exit 1 if killed)")
     show.add_argument("id")
     show.add_argument("--json", action="store_true")
-    show.set_defaults(func=_image_show)
+    show.set_defaults(func=image_commands.image_show)
     irm = icmd.add_parser("rm", parents=common, help="delete an image")
     irm.add_argument("id")
-    irm.set_defaults(func=_image_rm)
+    irm.set_defaults(func=image_commands.image_rm)
     from imageport.cli import export
 
     export.add_parser(icmd, common)
@@ -179,7 +161,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     jshow = jcmd.add_parser("show", parents=common, help="show a job (exit 1 if it failed)")
     jshow.add_argument("id")
     jshow.add_argument("--json", action="store_true")
-    jshow.set_defaults(func=_job_show)
+    jshow.set_defaults(func=job_commands.job_show)
     jwait = jcmd.add_parser(
         "wait", parents=common, help="wait for a job; exit 0 on SUCCESS, 1 on FAIL"
     )
@@ -189,80 +171,33 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "--interval", type=float, default=1.0, metavar="S", help="seconds between polls (default 1)"
     )
     jwait.add_argument("--json", action="store_true", help="print the final job as JSON")
-    jwait.set_defaults(func=_job_wait)
-
-
-def _guarded(command: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
-    """Turn a ClientError into a one-line message and exit status 2."""
-
-    def run(args: argparse.Namespace) -> int:
-        from imageport.client.errors import ClientError
-
-        try:
-            return command(args)
-        except ClientError as exc:
-            _err(str(exc))
-            return EXIT_ERROR
-
-    run.__doc__ = command.__doc__
-    return run
-
-
-def _err(message: str) -> None:
-    sys.stderr.write(f"imageport: {message}\n")
-
-
-def _config(args: argparse.Namespace, *needed: str) -> ClientConfig:
-    from imageport.client.config import SETTINGS, load_config
-
-    flags = {name: getattr(args, name, None) for name in SETTINGS}
-    config = load_config(flags, config_path=args.config)
-    config.require(*needed)
-    return config
-
-
-def _s3(args: argparse.Namespace, pool: int = 8) -> S3Client:
-    from imageport.client.s3 import S3Client
-
-    c = _config(args, "s3_endpoint", "access_key", "secret_key")
-    return S3Client(c.s3_endpoint, c.credentials, region=c.region, pool=pool)
-
-
-def _ims(args: argparse.Namespace) -> ImsClient:
-    from imageport.client.ims import ImsClient
-
-    c = _config(args, "endpoint", "access_key", "secret_key", "project_id")
-    return ImsClient(c.endpoint, c.credentials)
-
-
-def _print_json(doc: object) -> None:
-    print(json.dumps(doc, indent=2, sort_keys=True))
+    jwait.set_defaults(func=job_commands.job_wait)
 
 
 # ---------------------------------------------------------------------------- buckets
 
 
-@_guarded
+@guarded
 def _bucket_create(args: argparse.Namespace) -> int:
-    with _s3(args) as s3:
+    with s3_client(args) as s3:
         s3.create_bucket(args.name, args.storage_class)
     print(f"created bucket {args.name} ({args.storage_class})")
     return EXIT_OK
 
 
-@_guarded
+@guarded
 def _bucket_ls(args: argparse.Namespace) -> int:
-    with _s3(args) as s3:
+    with s3_client(args) as s3:
         if args.name is None:
             buckets = s3.list_buckets()
             if args.json:
-                _print_json([{"name": b.name, "created": b.created} for b in buckets])
+                print_json([{"name": b.name, "created": b.created} for b in buckets])
             for b in [] if args.json else buckets:
                 print(f"{b.created:<26} {b.name}")
             return EXIT_OK
         objects = list(s3.list_objects(args.name))
     if args.json:
-        _print_json(
+        print_json(
             [
                 {
                     "key": o.key,
@@ -280,9 +215,9 @@ def _bucket_ls(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-@_guarded
+@guarded
 def _bucket_rm(args: argparse.Namespace) -> int:
-    with _s3(args) as s3:
+    with s3_client(args) as s3:
         s3.delete_bucket(args.name)
     print(f"removed bucket {args.name}")
     return EXIT_OK
@@ -291,41 +226,41 @@ def _bucket_rm(args: argparse.Namespace) -> int:
 # ---------------------------------------------------------------------------- upload
 
 
-@_guarded
+@guarded
 def _upload(args: argparse.Namespace) -> int:
     from imageport.client.errors import ClientError
     from imageport.client.upload import MiB, Uploader
 
     bucket, slash, key = args.target.partition("/")
     if not bucket or not slash or not key:
-        _err(f"target {args.target!r} is not BUCKET/KEY")
+        err(f"target {args.target!r} is not BUCKET/KEY")
         return EXIT_ERROR
     if not os.path.isfile(args.file):
-        _err(f"{args.file} is not a readable file")
+        err(f"{args.file} is not a readable file")
         return EXIT_ERROR
     if args.part_size < 5:
-        _err("--part-size must be at least 5 (MiB)")
+        err("--part-size must be at least 5 (MiB)")
         return EXIT_ERROR
     if args.bitmap:
         from imageport.client.fast import local_format
 
         fmt = local_format(args.file)
         if fmt != "raw":
-            _err(
+            err(
                 f"--bitmap: {args.file} is {fmt}, not RAW; only a RAW image has a bitmap "
                 "file (a ZVHD2 needs none)"
             )
             return EXIT_ERROR
     tty = sys.stderr.isatty()
     shown = tty or args.progress
-    with _s3(args, pool=max(2, args.parallel + 1)) as s3:
+    with s3_client(args, pool=max(2, args.parallel + 1)) as s3:
         uploader = Uploader(
             s3,
             part_size=args.part_size * MiB,
             parallel=args.parallel,
             progress_stream=sys.stderr if shown else None,
             tty=tty,
-            log=_err,
+            log=err,
         )
         try:
             result = uploader.upload(args.file, bucket, key)
@@ -339,7 +274,7 @@ def _upload(args: argparse.Namespace) -> int:
 
             bitmap = upload_bitmap(s3, args.file, bucket, key)
     if args.json:
-        _print_json(
+        print_json(
             {
                 "bucket": result.bucket,
                 "key": result.key,
@@ -366,243 +301,3 @@ def _upload(args: argparse.Namespace) -> int:
         if bitmap is not None:
             print(bitmap.message)
     return EXIT_OK
-
-
-# ---------------------------------------------------------------------------- images
-
-
-def _glance_body(args: argparse.Namespace, key: str) -> dict[str, object]:
-    """The ``POST /v2/images`` body of the uninitialized path (format guessed from the key's
-    extension when it names one; the job detects the real format anyway)."""
-    body: dict[str, object] = {
-        "name": args.name,
-        "container_format": "bare",
-        "visibility": "private",
-        "min_disk": args.min_disk,
-        "protected": False,
-        "architecture": args.architecture,
-    }
-    ext = key.rsplit(".", 1)[-1].lower() if "." in key else ""
-    if ext in _DISK_FORMATS or ext == "img":
-        body["disk_format"] = "raw" if ext == "img" else ext
-    if args.os_version:
-        body["__os_version"] = args.os_version
-    if args.firmware:
-        body["hw_firmware_type"] = args.firmware
-    if args.description:
-        body["__description"] = args.description
-    return body
-
-
-@_guarded
-def _image_register(args: argparse.Namespace) -> int:
-    bucket, colon, key = args.image_url.partition(":")
-    if not bucket or not colon or not key:
-        _err(f"source {args.image_url!r} is not BUCKET:KEY")
-        return EXIT_ERROR
-    if args.source and not args.fast:
-        _err("--source FILE goes with --fast (it makes the RAW image's bitmap)")
-        return EXIT_ERROR
-    if args.fast:
-        if args.uninitialized:
-            _err("--fast and --uninitialized cannot be combined")
-            return EXIT_ERROR
-        if not args.os_version:
-            _err(
-                "--fast needs --os-version (fast import requires it), e.g. "
-                '--os-version "Debian GNU/Linux 12.0.0 64bit"'
-            )
-            return EXIT_ERROR
-        _prepare_fast(args, bucket, key)
-    if args.min_disk is None:
-        args.min_disk = 40
-        if args.source:
-            from imageport.client.fast import min_disk_for
-
-            args.min_disk = min_disk_for(args.source)
-            if args.min_disk > 40:
-                print(
-                    f"imageport: --min-disk {args.min_disk} (the virtual size of "
-                    f"{args.source}, rounded up)",
-                    file=sys.stderr,
-                )
-    with _ims(args) as ims:
-        image_id = ""
-        if args.uninitialized:
-            image = ims.create_glance_image(_glance_body(args, key))
-            image_id = str(image.get("id", ""))
-            if not image_id:
-                _err("the image API did not return the new image's id")
-                return EXIT_ERROR
-            job_id = ims.upload_image(image_id, args.image_url)
-        else:
-            body: dict[str, object] = {
-                "name": args.name,
-                "image_url": args.image_url,
-                "min_disk": args.min_disk,
-                "architecture": args.architecture,
-                "type": "ECS",
-            }
-            if not args.fast:
-                body.update(is_config=False, is_quick_import=False)
-            for field, value in (
-                ("os_version", args.os_version),
-                ("hw_firmware_type", args.firmware),
-                ("description", args.description),
-            ):
-                if value:
-                    body[field] = value
-            job_id = ims.quick_import(body) if args.fast else ims.create_image(body)
-        if not args.wait:
-            if args.json:
-                _print_json({"job_id": job_id, "image_id": image_id or None})
-            else:
-                print(f"job {job_id}" + (f" (image {image_id})" if image_id else ""))
-            return EXIT_OK
-        return _wait_for(ims, job_id, args.timeout, 1.0, args.json)
-
-
-def _prepare_fast(args: argparse.Namespace, bucket: str, key: str) -> None:
-    """Fast import: make sure the bitmap of a RAW image is in the bucket (see
-    :func:`imageport.client.fast.ensure_bitmap`); warn when the import will likely fail."""
-    from imageport.client.fast import ensure_bitmap
-
-    with _s3(args) as s3:
-        outcome = ensure_bitmap(s3, bucket, key, args.source)
-    if outcome.warning:
-        _err(f"warning: {outcome.message}")
-    elif not args.json:
-        print(outcome.message)
-
-
-def _image_line(image: Mapping[str, Any]) -> str:
-    size = image.get("size")
-    return (
-        f"{image.get('id', '')!s:<36}  {image.get('status', '')!s:<7}  "
-        f"{image.get('disk_format') or '-'!s:<6}  {size if size is not None else '-'!s:>12}  "
-        f"{image.get('min_disk', '-')!s:>4}  {image.get('created_at', '')!s:<24}  "
-        f"{image.get('name', '')}"
-    )
-
-
-@_guarded
-def _image_ls(args: argparse.Namespace) -> int:
-    with _ims(args) as ims:
-        images = list(ims.list_images())
-    if args.json:
-        _print_json(images)
-    else:
-        print(
-            f"{'ID':<36}  {'STATUS':<7}  {'FORMAT':<6}  {'SIZE':>12}  {'DISK':>4}  "
-            f"{'CREATED':<24}  NAME"
-        )
-        for image in images:
-            print(_image_line(image))
-    return EXIT_OK
-
-
-@_guarded
-def _image_show(args: argparse.Namespace) -> int:
-    with _ims(args) as ims:
-        image = ims.show_image(args.id)
-    if args.json:
-        _print_json(image)
-    else:
-        for name in sorted(image):
-            value = image[name]
-            shown = value if isinstance(value, str) else json.dumps(value)
-            print(f"{name}: {shown}")
-    return EXIT_FAILED if image.get("status") == "killed" else EXIT_OK
-
-
-@_guarded
-def _image_rm(args: argparse.Namespace) -> int:
-    with _ims(args) as ims:
-        ims.delete_image(args.id)
-    print(f"deleted image {args.id}")
-    return EXIT_OK
-
-
-# ---------------------------------------------------------------------------- jobs
-
-
-def _entities(job: Mapping[str, Any]) -> Mapping[str, Any]:
-    ent = job.get("entities")
-    return ent if isinstance(ent, dict) else {}
-
-
-def _percent(job: Mapping[str, Any]) -> float:
-    """The job's progress 0..100 (``entities.process_percent`` is 0..1)."""
-    raw = _entities(job).get("process_percent", job.get("process_percent"))
-    try:
-        value = float(raw) if raw is not None else 0.0
-    except (TypeError, ValueError):
-        return 0.0
-    return max(0.0, min(100.0, value * 100.0 if value <= 1.0 else value))
-
-
-def job_line(job: Mapping[str, Any]) -> str:
-    """``job ID: RUNNING convert 45%`` — the progress line ``job wait`` draws."""
-    phase = _entities(job).get("current_task") or job.get("phase") or "-"
-    return f"job {job.get('job_id', '')}: {job.get('status', '?')} {phase} {_percent(job):.0f}%"
-
-
-def _report_final(job: Mapping[str, Any], as_json: bool) -> int:
-    status = job.get("status")
-    if as_json:
-        _print_json(job)
-    if status == "FAIL":
-        _err(f"job {job.get('job_id', '')} failed: {job.get('error_code') or '?'}")
-        for line in str(job.get("fail_reason") or "").splitlines():
-            sys.stderr.write(f"  {line}\n")
-        return EXIT_FAILED
-    if not as_json:
-        image_id = _entities(job).get("image_id")
-        print(f"job {job.get('job_id', '')} {status}" + (f": image {image_id}" if image_id else ""))
-    return EXIT_OK
-
-
-def _wait_for(ims: ImsClient, job_id: str, timeout: float, interval: float, as_json: bool) -> int:
-    tty = sys.stderr.isatty()
-    deadline = time.monotonic() + timeout
-    last = ""
-    while True:
-        job = ims.job_progress(job_id)
-        line = job_line(job)
-        if line != last:
-            sys.stderr.write(f"\r{line}\x1b[K" if tty else line + "\n")
-            sys.stderr.flush()
-            last = line
-        if job.get("status") in ("SUCCESS", "FAIL"):
-            if tty:
-                sys.stderr.write("\n")
-            return _report_final(ims.show_job(job_id), as_json)
-        if time.monotonic() >= deadline:
-            if tty:
-                sys.stderr.write("\n")
-            _err(f"timed out after {timeout:g} s; job {job_id} is still {job.get('status', '?')}")
-            return EXIT_ERROR
-        time.sleep(max(0.05, min(interval, deadline - time.monotonic())))
-
-
-@_guarded
-def _job_show(args: argparse.Namespace) -> int:
-    with _ims(args) as ims:
-        job = ims.show_job(args.id)
-    if args.json:
-        _print_json(job)
-    else:
-        print(job_line(job))
-        for name in ("job_type", "begin_time", "end_time", "error_code", "fail_reason"):
-            if job.get(name):
-                print(f"{name}: {job[name]}")
-        for name, value in sorted(_entities(job).items()):
-            if value is not None:
-                print(f"entities.{name}: {value}")
-    return EXIT_FAILED if job.get("status") == "FAIL" else EXIT_OK
-
-
-@_guarded
-def _job_wait(args: argparse.Namespace) -> int:
-    with _ims(args) as ims:
-        return _wait_for(ims, args.id, args.timeout, args.interval, args.json)

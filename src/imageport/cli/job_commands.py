@@ -1,0 +1,111 @@
+"""``imageport job show|wait``, and the job progress line and wait the other commands use.
+
+A job's progress is polled (``GET /v1/{project_id}/jobs/{job_id}`` through
+:class:`~imageport.client.ims.ImsClient`) and drawn as one line (:func:`job_line`); the final
+job decides the exit status (1 when it failed).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from imageport.cli.client_setup import (
+    EXIT_ERROR,
+    EXIT_FAILED,
+    EXIT_OK,
+    err,
+    guarded,
+    ims_client,
+    print_json,
+)
+
+if TYPE_CHECKING:
+    from imageport.client.ims import ImsClient
+
+
+def _entities(job: Mapping[str, Any]) -> Mapping[str, Any]:
+    ent = job.get("entities")
+    return ent if isinstance(ent, dict) else {}
+
+
+def _percent(job: Mapping[str, Any]) -> float:
+    """The job's progress 0..100 (``entities.process_percent`` is 0..1)."""
+    raw = _entities(job).get("process_percent", job.get("process_percent"))
+    try:
+        value = float(raw) if raw is not None else 0.0
+    except (TypeError, ValueError):
+        return 0.0
+    return max(0.0, min(100.0, value * 100.0 if value <= 1.0 else value))
+
+
+def job_line(job: Mapping[str, Any]) -> str:
+    """``job ID: RUNNING convert 45%`` — the progress line ``job wait`` draws."""
+    phase = _entities(job).get("current_task") or job.get("phase") or "-"
+    return f"job {job.get('job_id', '')}: {job.get('status', '?')} {phase} {_percent(job):.0f}%"
+
+
+def _report_final(job: Mapping[str, Any], as_json: bool) -> int:
+    status = job.get("status")
+    if as_json:
+        print_json(job)
+    if status == "FAIL":
+        err(f"job {job.get('job_id', '')} failed: {job.get('error_code') or '?'}")
+        for line in str(job.get("fail_reason") or "").splitlines():
+            sys.stderr.write(f"  {line}\n")
+        return EXIT_FAILED
+    if not as_json:
+        image_id = _entities(job).get("image_id")
+        print(f"job {job.get('job_id', '')} {status}" + (f": image {image_id}" if image_id else ""))
+    return EXIT_OK
+
+
+def wait_for(ims: ImsClient, job_id: str, timeout: float, interval: float, as_json: bool) -> int:
+    """Poll the job every ``interval`` seconds, drawing its progress line on stderr, until it
+    ends (its exit status) or ``timeout`` passes (2)."""
+    tty = sys.stderr.isatty()
+    deadline = time.monotonic() + timeout
+    last = ""
+    while True:
+        job = ims.job_progress(job_id)
+        line = job_line(job)
+        if line != last:
+            sys.stderr.write(f"\r{line}\x1b[K" if tty else line + "\n")
+            sys.stderr.flush()
+            last = line
+        if job.get("status") in ("SUCCESS", "FAIL"):
+            if tty:
+                sys.stderr.write("\n")
+            return _report_final(ims.show_job(job_id), as_json)
+        if time.monotonic() >= deadline:
+            if tty:
+                sys.stderr.write("\n")
+            err(f"timed out after {timeout:g} s; job {job_id} is still {job.get('status', '?')}")
+            return EXIT_ERROR
+        time.sleep(max(0.05, min(interval, deadline - time.monotonic())))
+
+
+@guarded
+def job_show(args: argparse.Namespace) -> int:
+    with ims_client(args) as ims:
+        job = ims.show_job(args.id)
+    if args.json:
+        print_json(job)
+    else:
+        print(job_line(job))
+        for name in ("job_type", "begin_time", "end_time", "error_code", "fail_reason"):
+            if job.get(name):
+                print(f"{name}: {job[name]}")
+        for name, value in sorted(_entities(job).items()):
+            if value is not None:
+                print(f"entities.{name}: {value}")
+    return EXIT_FAILED if job.get("status") == "FAIL" else EXIT_OK
+
+
+@guarded
+def job_wait(args: argparse.Namespace) -> int:
+    with ims_client(args) as ims:
+        return wait_for(ims, args.id, args.timeout, args.interval, args.json)
