@@ -35,7 +35,7 @@ from __future__ import annotations
 
 import functools
 import struct
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from imageport import limits
 from imageport.disk.qcow2 import L1_OFFSET_MASK, Qcow2Disk, Qcow2Mapping, be64_array
@@ -111,39 +111,14 @@ class Qcow2Header:
     def read(cls, source: ByteSource) -> Qcow2Header:
         """Parse the header at the start of ``source`` (raises on a truncated header)."""
         raw = read_exact(source, 0, cls._V2.size, "qcow2 header")
-        (
-            magic,
-            version,
-            bf_off,
-            bf_size,
-            cbits,
-            size,
-            crypt,
-            l1_size,
-            l1_off,
-            rc_off,
-            rc_clusters,
-            nb_snap,
-            snap_off,
-        ) = cls._V2.unpack(raw)
+        # the magic, then the class's fields in order from ``version`` to ``snapshots_offset``
+        magic, *v2 = cls._V2.unpack(raw)
         if magic != MAGIC:
             raise CorruptImageError("qcow2: bad magic")
+        version = v2[0]
         if version not in (2, 3):
             raise UnsupportedImageError(f"qcow2 version {version} (only 2 and 3 exist)")
-        common = cls(
-            version,
-            bf_off,
-            bf_size,
-            cbits,
-            size,
-            crypt,
-            l1_size,
-            l1_off,
-            rc_off,
-            rc_clusters,
-            nb_snap,
-            snap_off,
-        )
+        common = cls(*v2)
         if version == 2:
             return common
         extra = read_exact(source, cls._V2.size, cls._V3.size, "qcow2 version 3 header")
@@ -151,25 +126,14 @@ class Qcow2Header:
         compression = 0
         if hlen > 104:
             compression = read_exact(source, 104, 1, "qcow2 compression type")[0]
-        return cls(
-            version,
-            bf_off,
-            bf_size,
-            cbits,
-            size,
-            crypt,
-            l1_size,
-            l1_off,
-            rc_off,
-            rc_clusters,
-            nb_snap,
-            snap_off,
-            incompat,
-            compat,
-            autoclear,
-            rc_order,
-            hlen,
-            compression,
+        return replace(
+            common,
+            incompatible_features=incompat,
+            compatible_features=compat,
+            autoclear_features=autoclear,
+            refcount_order=rc_order,
+            header_length=hlen,
+            compression_type=compression,
         )
 
     @property
