@@ -26,6 +26,7 @@ from pathlib import Path
 
 import pytest
 
+from imageport.adapters.qemu_img import QEMU_DRIVERS
 from imageport.disk.base import ExtentState, VirtualDisk
 from imageport.formats import registry
 from imageport.formats.base import Container
@@ -39,18 +40,6 @@ WHOLE_DISK_LIMIT = 256 * MiB
 SAMPLE = MiB  # qemu's raw window needs 512-byte multiples; odd reads are cut from it
 CHUNK = 4 * MiB
 NOT_IMAGES = (".copyright", ".md", ".upstream")
-
-#: Our format names -> qemu's driver names, for the cross-check.
-QEMU_DRIVER = {
-    "qcow2": "qcow2",
-    "qcow": "qcow",
-    "vmdk": "vmdk",
-    "vhd": "vpc",
-    "vhdx": "vhdx",
-    "vdi": "vdi",
-    "qed": "qed",
-    "raw": "raw",
-}
 
 
 @dataclass(frozen=True)
@@ -307,7 +296,7 @@ def test_corpus_file(rel: str, capsys: pytest.CaptureFixture[str], tmp_path: Pat
         with capsys.disabled():
             print("\n" + _verdict(rel, container))
         _check_expectation(rel, container)
-        driver = QEMU_DRIVER.get(container.format)
+        driver = QEMU_DRIVERS.get(container.format)
         if not container.readable or container.opener is None or driver is None:
             return
         info = _qemu_info(path, driver)
