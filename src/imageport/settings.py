@@ -233,30 +233,39 @@ def load_settings(env: Mapping[str, str] | None = None, **overrides: object) -> 
         raise ValueError(f"stored_format must be one of {', '.join(STORED_FORMATS)}")
     if settings.image_quota < 0:
         raise ValueError("image_quota must be 0 (no limit) or more")
-    for name in ("check_cpu_seconds", "project_job_limit"):
-        if getattr(settings, name) < 1:
-            raise ValueError(f"{name} must be 1 or more")
-    for name in (
-        "project_running_jobs",
-        "project_storage_bytes",
-        "project_object_bytes",
-        "free_space_reserve_bytes",
-        "project_open_uploads",
-    ):
-        if getattr(settings, name) < 0:
-            raise ValueError(f"{name} must be 0 or more")
-    for name in (
-        "http_max_url_bytes",
-        "http_max_header_bytes",
-        "http_head_timeout_seconds",
-        "http_body_timeout_seconds",
-    ):
-        if getattr(settings, name) < 1:
-            raise ValueError(f"{name} must be 1 or more")
-    for name in ("http_max_connections", "http_max_connections_per_client"):
-        if getattr(settings, name) < 0:
-            raise ValueError(f"{name} must be 0 (no limit) or more")
+    for names, least, words in _MINIMUMS:
+        for name in names:
+            if getattr(settings, name) < least:
+                raise ValueError(f"{name} must be {words}")
     return settings
+
+
+#: Settings with a floor: (names, the least value, how the error says it).
+_MINIMUMS: tuple[tuple[tuple[str, ...], int, str], ...] = (
+    (("check_cpu_seconds", "project_job_limit"), 1, "1 or more"),
+    (
+        (
+            "project_running_jobs",
+            "project_storage_bytes",
+            "project_object_bytes",
+            "free_space_reserve_bytes",
+            "project_open_uploads",
+        ),
+        0,
+        "0 or more",
+    ),
+    (
+        (
+            "http_max_url_bytes",
+            "http_max_header_bytes",
+            "http_head_timeout_seconds",
+            "http_body_timeout_seconds",
+        ),
+        1,
+        "1 or more",
+    ),
+    (("http_max_connections", "http_max_connections_per_client"), 0, "0 (no limit) or more"),
+)
 
 
 def normal_domain(text: str) -> str | None:
