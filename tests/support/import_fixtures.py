@@ -120,6 +120,29 @@ def put_object(services: Services, project_id: str, key: str, path: Path) -> Non
     )
 
 
+def store_bytes(
+    services: Services, bucket: str, key: str, data: bytes, storage_class: str = "STANDARD"
+) -> None:
+    """Commit ``data`` as ``bucket/key`` straight into the object store (the bucket exists)."""
+    staging = services.store.staging_path()
+    staging.parent.mkdir(parents=True, exist_ok=True)
+    staging.write_bytes(data)
+    staged = StagedFile(
+        staging,
+        len(data),
+        hashlib.md5(data).hexdigest(),  # noqa: S324
+        hashlib.sha256(data).hexdigest(),
+    )
+    services.store.commit_object(
+        bucket,
+        key,
+        staged,
+        content_type="application/octet-stream",
+        storage_class=storage_class,
+        metadata={},
+    )
+
+
 def project_id(services: Services) -> str:
     """The test project's id (created on first use)."""
     from imageport.adapters.db.schema import projects

@@ -9,13 +9,11 @@ There is no job queue: jobs stay INIT until the test runs them with the real job
 from __future__ import annotations
 
 import functools
-import hashlib
 import json
 import subprocess
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path
 from types import SimpleNamespace
 
 import httpx
@@ -33,7 +31,6 @@ from imageport.api.ims.app import build_ims_app
 from imageport.service.access.projects import AccessKey, create_key, create_project
 from imageport.service.context import Services
 from imageport.service.jobs.import_job import run_job
-from imageport.service.ports import StagedFile
 from support import import_fixtures, server_process, service_fixtures
 
 # The SDK marks ShowJob and the Glance* operations deprecated but still sends them (and
@@ -86,27 +83,6 @@ class Api:
         )
 
 
-def put_file(services: Services, bucket: str, key: str, source: Path) -> None:
-    data = source.read_bytes()
-    staging = services.store.staging_path()
-    staging.parent.mkdir(parents=True, exist_ok=True)
-    staging.write_bytes(data)
-    staged = StagedFile(
-        staging,
-        len(data),
-        hashlib.md5(data).hexdigest(),  # noqa: S324
-        hashlib.sha256(data).hexdigest(),
-    )
-    services.store.commit_object(
-        bucket,
-        key,
-        staged,
-        content_type="application/octet-stream",
-        storage_class="STANDARD",
-        metadata={},
-    )
-
-
 @pytest.fixture(scope="module")
 def api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Api]:
     data = tmp_path_factory.mktemp("ims-sdk")
@@ -115,10 +91,12 @@ def api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Api]:
     create_project(services, "beta")
     alpha, beta = create_key(services, "alpha"), create_key(services, "beta")
     services.store.create_bucket("images", alpha.project_id, "STANDARD", "local-1")
-    put_file(services, "images", "disk/ready.qcow2", import_fixtures.good_image("qcow2"))
+    import_fixtures.store_bytes(
+        services, "images", "disk/ready.qcow2", import_fixtures.good_image("qcow2").read_bytes()
+    )
     empty = data / "empty.qcow2"
     subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", str(empty), "1G"], check=True)
-    put_file(services, "images", "disk/empty.qcow2", empty)
+    import_fixtures.store_bytes(services, "images", "disk/empty.qcow2", empty.read_bytes())
     try:
         with server_process.running_app(build_ims_app(services)) as base:
             yield Api(base, services, alpha, beta)

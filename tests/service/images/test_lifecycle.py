@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 from pathlib import Path
 from typing import Any
 
@@ -24,8 +23,8 @@ from imageport.service.images.lifecycle import (
     register_image_file,
 )
 from imageport.service.jobs import manage as job_cases
-from imageport.service.ports import StagedFile
 from support import service_fixtures
+from support.import_fixtures import store_bytes
 
 PARAM_KEYS = {
     "bucket",
@@ -58,28 +57,6 @@ class RecordingQueue:
     def stop(self, timeout: float = 10.0) -> None: ...
 
 
-def put(
-    services: Services, bucket: str, key: str, data: bytes, storage_class: str = "STANDARD"
-) -> None:
-    path = services.store.staging_path()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(data)
-    staged = StagedFile(
-        path,
-        len(data),
-        hashlib.md5(data).hexdigest(),  # noqa: S324
-        hashlib.sha256(data).hexdigest(),
-    )
-    services.store.commit_object(
-        bucket,
-        key,
-        staged,
-        content_type="application/octet-stream",
-        storage_class=storage_class,
-        metadata={},
-    )
-
-
 World = tuple[Services, str, str, RecordingQueue]
 
 
@@ -98,8 +75,8 @@ def world(services: Services) -> World:
     other = create_project(services, "other").id
     services.store.create_bucket("images", mine, "STANDARD", "local-1")
     services.store.create_bucket("theirs", other, "STANDARD", "local-1")
-    put(services, "images", "disk.qcow2", b"QFI\xfb" + bytes(4096))
-    put(services, "theirs", "disk.qcow2", b"QFI\xfb" + bytes(4096))
+    store_bytes(services, "images", "disk.qcow2", b"QFI\xfb" + bytes(4096))
+    store_bytes(services, "theirs", "disk.qcow2", b"QFI\xfb" + bytes(4096))
     return services, mine, other, queue
 
 
@@ -155,8 +132,8 @@ def test_create_image_registers_a_queued_image_and_submits_its_job(world: World)
 
 def test_registration_checks_the_object(world: World) -> None:
     services, mine, _, _ = world
-    put(services, "images", "warm.qcow2", b"x" * 10, storage_class="WARM")
-    put(services, "images", "empty.qcow2", b"")
+    store_bytes(services, "images", "warm.qcow2", b"x" * 10, storage_class="WARM")
+    store_bytes(services, "images", "empty.qcow2", b"")
     for url, code in (
         ("theirs:disk.qcow2", "IMG.0069"),
         ("nobucket:disk.qcow2", "IMG.0069"),
@@ -179,7 +156,7 @@ def test_normal_import_size_limit_and_quick_import(tmp_path: Path) -> None:
     try:
         mine = create_project(services, "mine").id
         services.store.create_bucket("images", mine, "STANDARD", "local-1")
-        put(services, "images", "disk.qcow2", b"x" * 2000)
+        store_bytes(services, "images", "disk.qcow2", b"x" * 2000)
         assert code_of(lambda: create_image_from_file(services, mine, BODY)) == "IMG.0059"
         job_id = quick_import(services, mine, BODY)
         assert job_row(services, job_id)["params"]["quick_import"] is True
