@@ -4,8 +4,6 @@ built with mkfs.ext4 whose /etc/shadow hashes come from ``openssl passwd``."""
 from __future__ import annotations
 
 import functools
-import shutil
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -21,6 +19,7 @@ from imageport.rules.base import CheckOptions
 from imageport.rules.catalogue import RULES
 from imageport.service.tools.check import check_image
 from support import guest_fixtures as gf
+from support.guest_tools import sha512_crypt
 
 #: A strong password (random, made for this test) and a weak one.
 STRONG = "3nVF6X-gtt2lK.Fr1"
@@ -39,28 +38,18 @@ ALICE_WITH_KEY: gf.Tree = {
 }
 
 
-def _hash(password: str, salt: str) -> str:
-    if shutil.which("openssl") is None:
-        pytest.fail("openssl is not installed; run scripts/install --test")
-    return subprocess.run(
-        ["openssl", "passwd", "-6", "-salt", salt, "-stdin"],
-        input=password + "\n",
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.strip()
-
-
 def _shadow(root_field: str, *more: str) -> str:
     return "".join(f"{line}:19700:0:99999:7:::\n" for line in (f"root:{root_field}", *more))
 
 
 def strong_root() -> Path:
-    return gf.build_guest("acct-strong", root={"etc/shadow": _shadow(_hash(STRONG, "Qm4vTz8w"))})
+    return gf.build_guest(
+        "acct-strong", root={"etc/shadow": _shadow(sha512_crypt(STRONG, "Qm4vTz8w"))}
+    )
 
 
 def weak_root() -> Path:
-    return gf.build_guest("acct-weak", root={"etc/shadow": _shadow(_hash(WEAK, "saltsalt"))})
+    return gf.build_guest("acct-weak", root={"etc/shadow": _shadow(sha512_crypt(WEAK, "saltsalt"))})
 
 
 def locked_root_with_keys(*, sshd: bool = True) -> Path:

@@ -120,6 +120,12 @@ def run_bytes(argv: list[str], data: bytes) -> bytes:
     return proc.stdout
 
 
+def sha512_crypt(password: str, salt: str) -> str:
+    """``password`` hashed as ``/etc/shadow`` keeps it (``$6$<salt>$...``), by openssl."""
+    line = (password + "\n").encode()
+    return run("openssl", "passwd", "-6", "-salt", salt, "-stdin", input_bytes=line).strip()
+
+
 @dataclass(frozen=True, slots=True)
 class Part:
     """A partition as sfdisk reports it (sectors)."""
