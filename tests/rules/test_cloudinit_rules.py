@@ -60,14 +60,7 @@ def test_disabled_and_missing_stages_and_unreadable_config() -> None:
 
 
 def test_kernel_command_line_switch_says_how_to_regenerate_grub() -> None:
-    path = gf.build_guest(
-        "ci-cmdline",
-        root={
-            "usr/bin/cloud-init": "",
-            "etc/default/grub": "# cloud-init=disabled in a comment\n"
-            'GRUB_CMDLINE_LINUX="quiet cloud-init=disabled"\n',
-        },
-    )
+    path = nf.cloud_init_off_on_kernel_cmdline()
     off = run(path)[0]
     assert (
         off.evidence[1]

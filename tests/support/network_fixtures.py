@@ -215,6 +215,19 @@ def rpm_cloud_init_default() -> Path:
     )
 
 
+def cloud_init_off_on_kernel_cmdline() -> Path:
+    """cloud-init switched off by ``cloud-init=disabled`` on the kernel command line (and in a
+    comment, which does not count)."""
+    return gf.build_guest(
+        "ci-cmdline",
+        root={
+            "usr/bin/cloud-init": "",
+            "etc/default/grub": "# cloud-init=disabled in a comment\n"
+            'GRUB_CMDLINE_LINUX="quiet cloud-init=disabled"\n',
+        },
+    )
+
+
 def suse_disabled() -> Path:
     return gf.build_guest(
         "net-suse-off",

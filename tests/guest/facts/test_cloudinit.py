@@ -124,14 +124,7 @@ def test_absent() -> None:
 
 
 def test_kernel_command_line_switch() -> None:
-    path = gf.build_guest(
-        "ci-cmdline",
-        root={
-            "usr/bin/cloud-init": "",
-            "etc/default/grub": "# cloud-init=disabled in a comment\n"
-            'GRUB_CMDLINE_LINUX="quiet cloud-init=disabled"\n',
-        },
-    )
+    path = nf.cloud_init_off_on_kernel_cmdline()
     with cloud_init(path) as ci:
         assert [str(q) for q in ci.disabled_by] == [
             '/etc/default/grub:2: GRUB_CMDLINE_LINUX="quiet cloud-init=disabled"'
