@@ -16,15 +16,13 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from types import SimpleNamespace
 from typing import Any
 
 import httpx
 import pytest
 import uvicorn
-from huaweicloudsdkcore.sdk_request import SdkRequest
-from huaweicloudsdkcore.signer.signer import Signer
 from starlette.applications import Starlette
+from support.sdk_requests import sdk_signed
 
 from imageport.api.iam import ROUTES
 from imageport.auth import SignedRequest
@@ -54,21 +52,9 @@ class Endpoint:
         when: datetime | None = None,
     ) -> httpx.Response:
         """POST the token path signed by the vendor SDK's signer with ``key``."""
-        sent = {
-            "Content-Type": "application/json;charset=utf-8",
-            "X-Sdk-Date": (when or datetime.now(UTC)).strftime("%Y%m%dT%H%M%SZ"),
-            **(headers or {}),
-        }
-        req = SdkRequest(
-            method="POST",
-            schema="http",
-            host=self.base.split("//")[1],
-            resource_path=PATH,
-            query_params=[],
-            header_params=sent,
-            body=body,
+        req = sdk_signed(
+            self.base, key.access_key, key.secret_key, "POST", PATH, body, headers, when=when
         )
-        Signer(SimpleNamespace(ak=key.access_key, sk=key.secret_key)).sign(req)
         return self.send(req.header_params, body)
 
     def send(self, headers: dict[str, str], body: bytes) -> httpx.Response:
@@ -191,20 +177,15 @@ def test_signed_request_refusals(endpoint: Endpoint) -> None:
     old = datetime.now(UTC) - timedelta(hours=1)
     assert refused(endpoint.signed_post(alpha, when=old)) == "RequestTimeTooSkewed"
     # the same signed POST sent twice: the second is a replay
-    sent = {
-        "Content-Type": "application/json",
-        "X-Sdk-Date": (datetime.now(UTC) + timedelta(seconds=3)).strftime("%Y%m%dT%H%M%SZ"),
-    }
-    req = SdkRequest(
-        method="POST",
-        schema="http",
-        host=endpoint.base.split("//")[1],
-        resource_path=PATH,
-        query_params=[],
-        header_params=sent,
-        body=b"",
+    req = sdk_signed(
+        endpoint.base,
+        alpha.access_key,
+        alpha.secret_key,
+        "POST",
+        PATH,
+        headers={"Content-Type": "application/json"},
+        when=datetime.now(UTC) + timedelta(seconds=3),
     )
-    Signer(SimpleNamespace(ak=alpha.access_key, sk=alpha.secret_key)).sign(req)
     issued(endpoint.send(dict(req.header_params), b""), alpha)
     assert refused(endpoint.send(dict(req.header_params), b"")) == "ReplayedRequest"
     revoke_key(endpoint.services, alpha.access_key)

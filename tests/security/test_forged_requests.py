@@ -31,6 +31,7 @@ from botocore.credentials import Credentials
 from huaweicloudsdkcore.sdk_request import SdkRequest
 from huaweicloudsdkcore.signer.signer import Signer
 
+from support import sdk_requests
 from support.e2e_clients import s3_client
 from support.server_process import Keys, ServeProcess, serve_process
 
@@ -50,24 +51,16 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServeProcess]:
 def sdk_signed(
     server: ServeProcess, keys: Keys, method: str, path: str, body: bytes = b""
 ) -> SdkRequest:
-    """A request as the vendor SDK signs it (``Content-Type: application/json``, so the SDK
-    signs the body's sha256 without sending it in a header)."""
-    headers = {
-        "Content-Type": "application/json;charset=utf-8",
-        "X-Sdk-Date": datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ"),
-        "X-Project-Id": keys.project_id,
-    }
-    req = SdkRequest(
-        method=method,
-        schema="http",
-        host=server.ims_url.split("//")[1],
-        resource_path=path,
-        query_params=[],
-        header_params=headers,
-        body=body,
+    """A request as the vendor SDK signs it, for ``keys``' project."""
+    return sdk_requests.sdk_signed(
+        server.ims_url,
+        keys.access_key,
+        keys.secret_key,
+        method,
+        path,
+        body,
+        {"X-Project-Id": keys.project_id},
     )
-    Signer(SimpleNamespace(ak=keys.access_key, sk=keys.secret_key)).sign(req)
-    return req
 
 
 def send(

@@ -12,17 +12,15 @@ import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from types import SimpleNamespace
 
 import httpx
 import pytest
 from huaweicloudsdkcore.auth.credentials import BasicCredentials
 from huaweicloudsdkcore.exceptions.exceptions import ClientRequestException
-from huaweicloudsdkcore.sdk_request import SdkRequest
-from huaweicloudsdkcore.signer.signer import Signer
 from huaweicloudsdkims.v2 import ImsClient
 from huaweicloudsdkims.v2 import model as m
 from sqlalchemy import insert
+from support.sdk_requests import sdk_signed
 
 from imageport.adapters.db.schema import images
 from imageport.api.ims.app import build_ims_app
@@ -56,19 +54,11 @@ class Api:
         """A request signed with alpha's key by the SDK's own signer (any path)."""
         headers = {
             "Content-Type": "application/json;charset=UTF-8",
-            "X-Sdk-Date": datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ"),
             "X-Project-Id": self.alpha.project_id,
         }
-        req = SdkRequest(
-            method=method,
-            schema="http",
-            host=self.base.split("//")[1],
-            resource_path=path,
-            query_params=[],
-            header_params=headers,
-            body=body,
+        req = sdk_signed(
+            self.base, self.alpha.access_key, self.alpha.secret_key, method, path, body, headers
         )
-        Signer(SimpleNamespace(ak=self.alpha.access_key, sk=self.alpha.secret_key)).sign(req)
         return httpx.request(
             method, self.base + path, headers=req.header_params, content=body, timeout=10
         )

@@ -13,18 +13,16 @@ import json
 import subprocess
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
-from types import SimpleNamespace
 
 import httpx
 import pytest
 from huaweicloudsdkcore.auth.credentials import BasicCredentials
 from huaweicloudsdkcore.exceptions.exceptions import ClientRequestException
 from huaweicloudsdkcore.sdk_request import SdkRequest
-from huaweicloudsdkcore.signer.signer import Signer
 from huaweicloudsdkims.v2 import ImsClient
 from huaweicloudsdkims.v2 import model as m
 from sqlalchemy import func, select
+from support.sdk_requests import sdk_signed
 
 from imageport.adapters.db.schema import images
 from imageport.api.ims.app import build_ims_app
@@ -55,23 +53,15 @@ class Api:
         self, method: str, path: str, body: bytes = b"", headers: dict[str, str] | None = None
     ) -> SdkRequest:
         """A request signed by the SDK's signer with alpha's key (to replay or tamper with)."""
-        sent = {
-            "Content-Type": "application/json;charset=utf-8",
-            "X-Sdk-Date": datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ"),
-            "X-Project-Id": self.alpha.project_id,
-            **(headers or {}),
-        }
-        req = SdkRequest(
-            method=method,
-            schema="http",
-            host=self.base.split("//")[1],
-            resource_path=path,
-            query_params=[],
-            header_params=sent,
-            body=body,
+        return sdk_signed(
+            self.base,
+            self.alpha.access_key,
+            self.alpha.secret_key,
+            method,
+            path,
+            body,
+            {"X-Project-Id": self.alpha.project_id, **(headers or {})},
         )
-        Signer(SimpleNamespace(ak=self.alpha.access_key, sk=self.alpha.secret_key)).sign(req)
-        return req
 
     def send(self, req: SdkRequest) -> httpx.Response:
         return httpx.request(
