@@ -2,8 +2,9 @@
 
 The one description of the bytes, shared by the reader (:mod:`imageport.disk.zvhd`), the probe
 (:mod:`imageport.formats.zvhd`) and the writer (:mod:`imageport.fastimport.zvhd_packing`), so
-the three cannot drift. The layout was learned from the vendor notes (ims-reference) §4.2 and
-by reading (never copying) opnmind/ims-qemu-img ``src/zvhd.c``, ``src/zvhd2.c`` and
+the three cannot drift. The vendor documents only what the formats are for (its IMS user
+guide, "Common Image Formats"); the layout was learned by reading (never copying) the
+third-party qemu driver opnmind/ims-qemu-img, ``src/zvhd.c``, ``src/zvhd2.c`` and
 ``src/comp_wrapper.c`` (GPLv2). Fields are in the writer's host byte order, little-endian on
 the x86 hosts that run qemu-img-hw, at the byte offsets of a VHD footer.
 

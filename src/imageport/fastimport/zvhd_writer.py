@@ -1,9 +1,9 @@
 """Write a virtual disk as ZVHD2 or ZVHD, compressing blocks in parallel.
 
-The file layout is drawn in :mod:`imageport.disk.zvhd_layout` (shared with the reader) and
-packed by :mod:`imageport.fastimport.zvhd_packing`; see the vendor notes (ims-reference) §4.2. The
-writer takes any :class:`~imageport.disk.base.VirtualDisk` (opened by our probe, so every
-input format we read can be written), and:
+The file layout is drawn in :mod:`imageport.disk.zvhd_layout` (shared with the reader) and packed by
+:mod:`imageport.fastimport.zvhd_packing`. The writer takes any
+:class:`~imageport.disk.base.VirtualDisk` (opened by our probe, so every input format we read can be
+written), and:
 
 * reads only the blocks that meet a DATA extent of the disk's allocation map, so holes and
   zero clusters cost nothing and a 200 GiB sparse disk with a few MiB of data takes as long as

@@ -1,8 +1,8 @@
 """ZVHD and ZVHD2, the vendor's compressed image formats: probing and inspection.
 
-Layout: the vendor notes (ims-reference) §4.2, described in detail in
-:mod:`imageport.disk.zvhd_layout` (learned by reading opnmind/ims-qemu-img ``src/zvhd.c`` and
-``src/zvhd2.c``; no code copied). Upstream qemu-img cannot read either format, so the reads
+Layout: described in detail in :mod:`imageport.disk.zvhd_layout` (learned by reading the
+third-party qemu driver opnmind/ims-qemu-img, ``src/zvhd.c`` and ``src/zvhd2.c``; no code
+copied). Upstream qemu-img cannot read either format, so the reads
 are checked against the raw disk the test writer (``tests/support/zvhd_writer.py``) started from.
 
 * ``zvhd``: cookie ``"stream"`` at offset 0; its records are indexed by walking their headers
