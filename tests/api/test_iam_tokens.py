@@ -22,7 +22,6 @@ import httpx
 import pytest
 import uvicorn
 from starlette.applications import Starlette
-from support.sdk_requests import sdk_signed
 
 from imageport.api.iam import ROUTES
 from imageport.auth import SignedRequest
@@ -30,6 +29,7 @@ from imageport.service.access.authn import Principal, authenticate
 from imageport.service.access.projects import AccessKey, create_key, create_project, revoke_key
 from imageport.service.context import Services
 from imageport.service.errors import Unauthenticated
+from support.sdk_requests import sdk_signed
 
 pytest_plugins = ["support.db_backends"]  # db_services: each test on both backends
 

@@ -135,6 +135,12 @@ class ObjectStore(Protocol):
         """The object's bytes, opened read-only (seekable)."""
         ...
 
+    def open_object_with_info(self, bucket: str, key: str) -> tuple[ObjectInfo, BinaryIO]:
+        """The object's record and its bytes (read-only, seekable), of the same version: a
+        record read apart from the file may describe a version replaced meanwhile. Raises
+        :class:`~imageport.service.errors.NotFound` (``NoSuchKey``) when there is none."""
+        ...
+
     def local_path(self, bucket: str, key: str) -> AbstractContextManager[Path]:
         """A read-only local file holding the object (the object itself for the local store, a
         downloaded copy for a remote one) for as long as the context lasts."""

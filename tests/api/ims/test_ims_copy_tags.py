@@ -20,7 +20,6 @@ from huaweicloudsdkcore.exceptions.exceptions import ClientRequestException
 from huaweicloudsdkims.v2 import ImsClient
 from huaweicloudsdkims.v2 import model as m
 from sqlalchemy import insert
-from support.sdk_requests import sdk_signed
 
 from imageport.adapters.db.schema import images
 from imageport.api.ims.app import build_ims_app
@@ -30,6 +29,7 @@ from imageport.service.context import Services
 from imageport.service.images.lifecycle import base_properties
 from imageport.service.jobs.dispatch import run_job
 from support import server_process, service_fixtures
+from support.sdk_requests import sdk_signed
 
 # the SDK marks ShowJob and the Glance* operations deprecated but still sends them
 pytestmark = pytest.mark.filterwarnings(

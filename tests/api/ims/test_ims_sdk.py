@@ -22,7 +22,6 @@ from huaweicloudsdkcore.sdk_request import SdkRequest
 from huaweicloudsdkims.v2 import ImsClient
 from huaweicloudsdkims.v2 import model as m
 from sqlalchemy import func, select
-from support.sdk_requests import sdk_signed
 
 from imageport.adapters.db.schema import images
 from imageport.api.ims.app import build_ims_app
@@ -30,6 +29,7 @@ from imageport.service.access.projects import AccessKey, create_key, create_proj
 from imageport.service.context import Services
 from imageport.service.jobs.import_job import run_job
 from support import import_fixtures, server_process, service_fixtures
+from support.sdk_requests import sdk_signed
 
 # The SDK marks ShowJob and the Glance* operations deprecated but still sends them (and
 # Terraform polls ShowJob): they are part of the API we serve.

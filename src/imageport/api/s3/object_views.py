@@ -10,7 +10,6 @@ import re
 from collections.abc import Callable
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
-from typing import BinaryIO
 from urllib.parse import unquote
 
 from starlette.concurrency import run_in_threadpool
@@ -36,11 +35,9 @@ from imageport.api.s3.responses import (
     xml_response,
 )
 from imageport.numbers import whole_number
-from imageport.service.buckets import buckets as bucket_cases
 from imageport.service.buckets import checks, objects
 from imageport.service.buckets import multipart as multipart_uploads
 from imageport.service.clock import parse_time_text
-from imageport.service.context import Services
 from imageport.service.errors import NotFound, RequestInvalid, ServiceError
 from imageport.service.ports import ObjectInfo
 
@@ -230,19 +227,6 @@ async def copy_object(ctx: Ctx) -> Response:
     )
 
 
-def _open(
-    services: Services, project_id: str, bucket: str, key: str
-) -> tuple[ObjectInfo, BinaryIO]:
-    """The object's record and an open file of the same version."""
-    bucket_cases.owned_bucket(services, project_id, bucket)
-    store = services.store
-    opener = getattr(store, "open_object_with_info", None)
-    if opener is not None:
-        return opener(bucket, key)  # type: ignore[no-any-return]
-    info = objects.head_object(services, project_id, bucket, key)
-    return info, store.open_object(bucket, key)
-
-
 def check_conditions(ctx: Ctx, info: ObjectInfo, prefix: str = "") -> int | None:
     """412 or 304 per If-Match / If-Unmodified-Since / If-None-Match / If-Modified-Since
     (with ``prefix`` ``x-amz-copy-source-``: the copy source's conditions)."""
@@ -274,7 +258,9 @@ def check_conditions(ctx: Ctx, info: ObjectInfo, prefix: str = "") -> int | None
 async def get_object(ctx: Ctx, *, send_body: bool = True) -> Response:
     """GetObject, with Range, ``partNumber``, conditions and ``response-*`` overrides."""
     call = ctx.call
-    info, file = await run_in_threadpool(_open, ctx.services, ctx.project_id, call.bucket, call.key)
+    info, file = await run_in_threadpool(
+        objects.open_object, ctx.services, ctx.project_id, call.bucket, call.key
+    )
     try:
         failed = check_conditions(ctx, info)
         if failed == 412:

@@ -19,6 +19,7 @@ import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import BinaryIO
 
 from imageport.numbers import whole_number
 from imageport.service.buckets.buckets import owned_bucket
@@ -110,6 +111,15 @@ def put_object(
 def head_object(services: Services, project_id: str, bucket: str, key: str) -> ObjectInfo:
     owned_bucket(services, project_id, bucket)
     return _object(services, bucket, key)
+
+
+def open_object(
+    services: Services, project_id: str, bucket: str, key: str
+) -> tuple[ObjectInfo, BinaryIO]:
+    """The caller's object's record and an open file of that same version (GetObject, and the
+    source of UploadPartCopy): the caller closes the file."""
+    owned_bucket(services, project_id, bucket)
+    return services.store.open_object_with_info(bucket, key)
 
 
 @dataclass(frozen=True, slots=True)

@@ -20,7 +20,6 @@ from collections.abc import Callable
 from typing import BinaryIO
 
 from imageport.numbers import whole_number
-from imageport.service.buckets import buckets as bucket_cases
 from imageport.service.buckets import checks, objects
 from imageport.service.buckets import multipart as multipart_uploads
 from imageport.service.context import Services
@@ -66,8 +65,9 @@ def copy_part(
     """Part ``number`` of the upload, copied from ``source`` (bucket, key) or a range of it;
     ``check_source`` judges the version being copied first (``x-amz-copy-source-if-*``)."""
     store = services.store
-    origin, src = _open_source(services, project_id, source)
-    with src:  # the range and conditions are checked against the very version being copied
+    # the record of the very version being copied: the range and conditions are checked on it
+    origin, src = objects.open_object(services, project_id, *source)
+    with src:
         if check_source is not None:
             check_source(origin)
         start, length = parse_copy_range(range_header, origin.size)
@@ -82,20 +82,6 @@ def copy_part(
             )
         finally:
             store.release_part_target(target)
-
-
-def _open_source(
-    services: Services, project_id: str, source: tuple[str, str]
-) -> tuple[ObjectInfo, BinaryIO]:
-    """The caller's source object's record and an open file of that same version (a record
-    read apart from the file may be of a version replaced meanwhile)."""
-    src_bucket, src_key = source
-    bucket_cases.owned_bucket(services, project_id, src_bucket)
-    opener = getattr(services.store, "open_object_with_info", None)
-    if opener is not None:
-        return opener(src_bucket, src_key)  # type: ignore[no-any-return]
-    info = objects.head_object(services, project_id, src_bucket, src_key)
-    return info, services.store.open_object(src_bucket, src_key)
 
 
 def _fill(target: PartTarget, src: BinaryIO, start: int, length: int) -> StagedFile:
