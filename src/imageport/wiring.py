@@ -1,7 +1,7 @@
 """The one place the service's adapters are chosen from the settings.
 
 :func:`build_services` opens the database (migrating it), and builds the object store, the
-image converter and the job queue. Today there is one implementation of each port: files on
+image worker and the job queue. Today there is one implementation of each port: files on
 local disk plus the database, qemu-img in limited subprocesses, and a thread pool in this
 process. A remote object store or remote workers would be picked here, from new settings,
 without touching ``service/`` or ``api/``.

@@ -12,7 +12,7 @@ import pytest
 
 from imageport.adapters.qemu_img import QEMU_DRIVERS, QemuImgConverter, source_spec
 from imageport.rules.base import CheckOptions
-from imageport.service.image_worker import WorkerCancelledError, WorkerError
+from imageport.service.ports import WorkerCancelledError, WorkerError
 from imageport.settings import load_settings
 from support import builders, zvhd_writer
 

@@ -31,7 +31,7 @@ def _services(data_dir: Path, database_url: str | None = None) -> Services:
     settings = load_settings({}, data_dir=data_dir, database_url=database_url, workers=3)
     db = open_database(settings.db_url) if database_url is None else create_engine(database_url)
     unused: Any = None
-    return Services(settings, db, store=unused, converter=unused)
+    return Services(settings, db, store=unused, worker=unused)
 
 
 def _add_job(services: Services, project_id: str, status: str, image_status: str) -> None:

@@ -12,7 +12,7 @@ gives:
 * ``backend_services``: :class:`Services` on that database, the same shape the ``services``
   fixture gives, built through ``service_fixtures.make_services``.
 * :func:`db_only_services`: Services with only settings and a database, for identity tests
-  (projects, keys, tokens) that never reach the object store or the converter; the fixture
+  (projects, keys, tokens) that never reach the object store or the image worker; the fixture
   ``db_services`` gives one on each backend.
 
 Tests that use ``database_url`` appear twice in the report, ``[sqlite]`` and ``[postgresql]``.
@@ -34,7 +34,7 @@ BACKENDS = ["sqlite", "postgresql"]
 def db_only_services(
     data_dir: Path, database_url: str | None = None, **settings: object
 ) -> Services:
-    """Services on a migrated database whose store and converter are absent (None)."""
+    """Services on a migrated database whose store and image worker are absent (None)."""
     from imageport.adapters.db.engine import open_database
     from imageport.settings import load_settings
 

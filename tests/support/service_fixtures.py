@@ -1,5 +1,5 @@
 """A ready :class:`Services` for service and API tests: real SQLite (or PostgreSQL), the local
-object store and the qemu-img converter, with no job queue (jobs stay INIT until run)."""
+object store and the qemu-img image worker, with no job queue (jobs stay INIT until run)."""
 
 from __future__ import annotations
 

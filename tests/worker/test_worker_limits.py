@@ -14,13 +14,9 @@ from pathlib import Path
 import pytest
 
 from imageport.adapters.qemu_img import disk_usage, output_watch
-from imageport.service.image_worker import (
-    SCHEMA,
-    WorkerCancelledError,
-    WorkerError,
-    inspection_from_document,
-)
+from imageport.service.ports import WorkerCancelledError, WorkerError
 from imageport.settings import load_settings
+from imageport.worker.document import SCHEMA, inspection_from_document
 from imageport.worker.sandbox import WorkerLimits, python_command, run_limited
 from support import guest_fixtures as gf
 

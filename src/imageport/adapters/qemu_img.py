@@ -30,8 +30,9 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from imageport.rules.base import CheckOptions
-from imageport.service.image_worker import ImageInspection, WorkerError, inspection_from_document
+from imageport.service.ports import ImageInspection, WorkerError
 from imageport.settings import Settings
+from imageport.worker.document import inspection_from_document
 from imageport.worker.sandbox import WorkerLimits, python_command, run_limited
 
 #: Our format names -> qemu's block driver names, for the formats qemu-img reads itself.
@@ -84,8 +85,8 @@ class _ProgressParser:
 
 
 class QemuImgConverter:
-    """Implements :class:`~imageport.service.image_worker.ImageWorker` (and so the
-    ``ImageConverter`` port) with limited worker processes."""
+    """Implements the :class:`~imageport.service.ports.ImageWorker` port with limited worker
+    processes."""
 
     def __init__(
         self, settings: Settings, *, qemu_img: str | None = None, rate_limit: int | None = None

@@ -9,8 +9,7 @@ from datetime import datetime
 from sqlalchemy import Engine
 
 from imageport.service.clock import utc_now
-from imageport.service.image_worker import ImageWorker
-from imageport.service.ports import JobQueue, ObjectStore
+from imageport.service.ports import ImageWorker, JobQueue, ObjectStore
 from imageport.settings import Settings
 
 
@@ -21,8 +20,8 @@ class Services:
     settings: Settings
     db: Engine
     store: ObjectStore
-    #: converts images and inspects them, in limited worker processes
-    converter: ImageWorker
+    #: inspects, probes and converts images, in limited worker processes
+    worker: ImageWorker
     #: set by the wiring once the queue (which needs the services to run jobs) exists
     queue: JobQueue | None = None
     clock: Callable[[], datetime] = field(default=utc_now)

@@ -8,7 +8,10 @@ or remote workers plug in here without touching ``service/``.
 * :class:`ObjectStore`: buckets, objects and multipart uploads (the S3 API's backend, and where
   the import job reads uploaded files from).
 * :class:`JobQueue`: runs queued jobs somewhere, at most ``workers`` at a time.
-* :class:`ImageConverter`: converts an image file to the stored format (qemu-img).
+* :class:`ImageWorker`: inspects, probes and converts image files in limited worker processes
+  (qemu-img and imageport's own checker), with the records it answers
+  (:class:`ImageInspection`) and the errors it raises (:class:`WorkerError`,
+  :class:`WorkerCancelledError`).
 """
 
 from __future__ import annotations
@@ -17,7 +20,9 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO, Protocol
+from typing import Any, BinaryIO, Protocol
+
+from imageport.rules.base import CheckOptions
 
 
 @dataclass(frozen=True, slots=True)
@@ -236,8 +241,90 @@ class JobQueue(Protocol):
     def stop(self, timeout: float = 10.0) -> None: ...
 
 
-class ImageConverter(Protocol):
-    """Converts an image file, already checked, to the stored format."""
+# -- the image worker --------------------------------------------------------------------------
+
+
+class WorkerError(Exception):
+    """A worker process failed: crashed, hit a limit, or answered nonsense. ``reason`` says
+    which, in words for the user (e.g. "the image worker exceeded its memory limit of 2 GiB");
+    ``limit`` names the limit it hit, if one (``cpu``, ``memory``, ``wall``, ``file``,
+    ``output``, or ``watch``: the caller's own watch stopped it)."""
+
+    def __init__(self, reason: str, *, limit: str | None = None) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.limit = limit
+
+
+class WorkerCancelledError(Exception):
+    """The job was cancelled while a worker ran; the worker was killed."""
+
+
+@dataclass(frozen=True, slots=True)
+class GuestOs:
+    id: str
+    version_id: str
+    pretty_name: str
+
+
+@dataclass(frozen=True, slots=True)
+class ImageInspection:
+    """What a worker found in one file."""
+
+    format: str
+    variant: str
+    file_size: int
+    virtual_size: int | None
+    #: True when the container is accepted, undamaged, unencrypted and has no hazards.
+    readable: bool
+    hazards: tuple[str, ...]
+    damage: str | None
+    encryption: str | None
+    allocated_bytes: int | None = None
+    #: how many separate extents of the virtual disk hold data (bounds a conversion's output)
+    data_extents: int | None = None
+    os: GuestOs | None = None
+    #: ``uname -m`` name of the guest's userland (``x86_64``, ``aarch64`` ...), when found.
+    arch: str | None = None
+    bits: int | None = None
+    boot_modes: tuple[str, ...] = ()
+    #: The check report (``imageport.check/1``), None for a probe without rules.
+    report: Mapping[str, Any] | None = None
+
+    @property
+    def failures(self) -> tuple[tuple[str, str], ...]:
+        """``(rule_id, message)`` of every error finding in the report, in report order."""
+        if self.report is None:
+            return ()
+        found = []
+        for item in self.report.get("findings", ()):
+            if isinstance(item, dict) and item.get("severity") == "error":
+                found.append((str(item.get("rule_id", "?")), str(item.get("message", ""))))
+        return tuple(found)
+
+
+class ImageWorker(Protocol):
+    """Everything the jobs ask of the processes that touch image bytes: inspect a file, probe
+    one, convert one to the stored format or to an export format. The service never parses an
+    image itself; an implementation runs each call in a limited worker process
+    (:class:`imageport.adapters.qemu_img.QemuImgConverter`), cancellable: ``cancelled()`` is
+    polled while it runs, and a cancelled call raises :class:`WorkerCancelledError`. Any other
+    failure is a :class:`WorkerError`."""
+
+    def inspect(
+        self, path: Path, options: CheckOptions, *, cancelled: Callable[[], bool]
+    ) -> ImageInspection:
+        """Probe, safety-check and guest-check ``path`` with every rule."""
+        ...
+
+    def probe(self, path: Path, *, cancelled: Callable[[], bool]) -> ImageInspection:
+        """Probe the container of ``path`` only (re-probing a conversion's output)."""
+        ...
+
+    def disk_needed(self, source_format: str, output_bytes: int) -> int:
+        """The disk a conversion from ``source_format`` takes at once when its output may
+        take ``output_bytes`` (more where it writes an intermediate file too)."""
+        ...
 
     def convert(
         self,
@@ -250,8 +337,24 @@ class ImageConverter(Protocol):
         cancelled: Callable[[], bool],
         max_output_bytes: int | None = None,
     ) -> None:
-        """Write ``target`` from ``source`` (format pinned, no backing file, source read-only).
-        ``progress`` receives 0..100; returns early with an error when ``cancelled()``, and
-        with a ``WorkerError`` (``limit="watch"``) once the output takes more disk space than
-        ``max_output_bytes``."""
+        """Write ``target`` in a stored format (qcow2, raw) from ``source``, an image already
+        checked (format pinned, no backing file, source read-only). ``progress`` receives
+        0..100; a :class:`WorkerError` with ``limit="watch"`` once the output takes more disk
+        space than ``max_output_bytes``."""
+        ...
+
+    def export(
+        self,
+        source: Path,
+        source_format: str,
+        target: Path,
+        target_format: str,
+        *,
+        progress: Callable[[float], None],
+        cancelled: Callable[[], bool],
+        max_output_bytes: int | None = None,
+    ) -> None:
+        """Write ``target`` in an export format (qcow2, raw, vhd, vmdk, zvhd, zvhd2) from a
+        stored image ``source``, with the same discipline and the same limit as
+        :meth:`convert`."""
         ...

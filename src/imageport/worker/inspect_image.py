@@ -4,7 +4,7 @@
 
 Run only under :mod:`imageport.worker.launcher` (memory, CPU and file-size limits, own
 session): this is where untrusted image bytes are parsed, never in the server process. The
-document on stdout is described in :mod:`imageport.service.image_worker`; ``--options`` is a
+document on stdout is described in :mod:`imageport.worker.document`; ``--options`` is a
 JSON object of :class:`~imageport.rules.base.CheckOptions` fields (``fast_import``,
 ``min_disk_gib``, ``uefi``, ``uninitialized``, ``bitmap_path``: the RAW image's bitmap file
 for fast import, a path the job chose, compared with the image for IMG-FAST-RAW).
@@ -66,8 +66,8 @@ def _container_facts(container: Any) -> dict[str, Any]:
 def probe_document(path: str) -> dict[str, Any]:
     """The worker document for a probe of ``path`` (container facts, no rules)."""
     from imageport.formats import registry
-    from imageport.service.image_worker import SCHEMA
     from imageport.source import FileSource
+    from imageport.worker.document import SCHEMA
 
     with FileSource(path) as source:
         container = registry.probe(source)
@@ -77,8 +77,8 @@ def probe_document(path: str) -> dict[str, Any]:
 def check_document(path: str, options: Any) -> dict[str, Any]:
     """The worker document for a full check of ``path``: container, guest facts and report."""
     from imageport.reports.json_report import report_document
-    from imageport.service.image_worker import SCHEMA
     from imageport.service.tools.check import check_image
+    from imageport.worker.document import SCHEMA
 
     report = check_image(path, options)
     facts = _container_facts(report.container)

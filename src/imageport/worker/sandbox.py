@@ -7,8 +7,8 @@ whole process group. It reads the command's stdout (capped: a worker that prints
 ``stdout_cap`` bytes is killed) and keeps the tail of its stderr to explain failures, naming the
 limit that was hit when one was.
 
-Raises :class:`~imageport.service.image_worker.WorkerError` (failed, with a reason for the
-user) or :class:`~imageport.service.image_worker.WorkerCancelledError`.
+Raises :class:`~imageport.service.ports.WorkerError` (failed, with a reason for the
+user) or :class:`~imageport.service.ports.WorkerCancelledError`.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
-from imageport.service.image_worker import WorkerCancelledError, WorkerError
+from imageport.service.ports import WorkerCancelledError, WorkerError
 from imageport.settings import Settings
 from imageport.worker import launcher
 

@@ -196,7 +196,7 @@ def test_requests_are_checked_before_any_job(services: Services, image_id: str) 
 def test_cancel_during_conversion_leaves_no_object_and_no_scratch(
     services: Services, image_id: str
 ) -> None:
-    services.converter = QemuImgConverter(services.settings, rate_limit=100 << 10)
+    services.worker = QemuImgConverter(services.settings, rate_limit=100 << 10)
     job_id = export_image(
         services,
         fx.project_id(services),

@@ -6,7 +6,7 @@ characters, as the vendor's are.
 
 These use cases touch only the database and the clock, so they take any :class:`Identity`
 (a :class:`~imageport.service.context.Services` is one); ``imageport admin`` passes a small
-context without an object store or a converter.
+context without an object store or an image worker.
 """
 
 from __future__ import annotations

@@ -14,8 +14,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from imageport.service.image_worker import ImageInspection
 from imageport.service.images import os_versions
+from imageport.service.ports import ImageInspection
 
 #: Property of a quick-imported RAW image: ``bucket:key`` of the bitmap file its check verified.
 BITMAP_FILE = "__bitmap_file"

@@ -29,16 +29,15 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from typing import Any
 
 from sqlalchemy import select, update
 
 from imageport import metrics
 from imageport.adapters.db.schema import jobs
 from imageport.service.context import Services
-from imageport.service.image_worker import ImageInspection, WorkerError
 from imageport.service.images.source_checks import STANDARD
 from imageport.service.jobs import state
 from imageport.service.jobs.export_request import ExportParams
@@ -46,7 +45,7 @@ from imageport.service.jobs.file_links import hash_file, link_or_copy
 from imageport.service.jobs.import_source import JobCancelledError, JobFailedError
 from imageport.service.jobs.quotas import METADATA_SLACK, room_for, write_room
 from imageport.service.jobs.run import run_to_end
-from imageport.service.ports import StagedFile
+from imageport.service.ports import StagedFile, WorkerError
 
 log = logging.getLogger(__name__)
 
@@ -74,26 +73,6 @@ CONTENT_TYPE = "application/octet-stream"
 GONE = "IMG.STATE"
 BUCKET_GONE = "IMG.0069"
 _SHA256_HEX = re.compile(r"[0-9a-f]{64}")
-
-
-@runtime_checkable
-class ImageExporter(Protocol):
-    """What the job needs of the converter: export conversion and a probe, both in limited
-    worker processes (:class:`imageport.adapters.qemu_img.QemuImgConverter`)."""
-
-    def export(
-        self,
-        source: Path,
-        source_format: str,
-        target: Path,
-        target_format: str,
-        *,
-        progress: Callable[[float], None],
-        cancelled: Callable[[], bool],
-        max_output_bytes: int | None = None,
-    ) -> None: ...
-
-    def probe(self, path: Path, *, cancelled: Callable[[], bool]) -> ImageInspection: ...
 
 
 def run_job(services: Services, job_id: str) -> None:
@@ -216,13 +195,6 @@ def _run_phases(
     return {"object_size": info.size, "object_etag": info.etag, "object_sha256": info.sha256}
 
 
-def _exporter(services: Services) -> ImageExporter:
-    converter = services.converter
-    if not isinstance(converter, ImageExporter):
-        raise JobFailedError(state.INTERNAL, "the configured converter cannot export images")
-    return converter
-
-
 def export_bound(stored: Path, virtual_size: int) -> int:
     """The most disk an export of the stored file may take: its data (the file's allocated
     blocks: a stored image is ours, checked when it came in) and every format's metadata (at
@@ -242,7 +214,7 @@ def _convert(
     virtual = int(image.virtual_size or 0)
     progress.phase("convert", virtual)
     try:
-        _exporter(services).export(
+        services.worker.export(
             stored,
             image.disk_format,
             output,
@@ -262,7 +234,7 @@ def _verify(
 ) -> None:
     """The output must be a clean ``fmt`` file of the image's virtual size."""
     progress.phase("verify", output.stat().st_size)
-    found = _exporter(services).probe(output, cancelled=progress.cancelled)
+    found = services.worker.probe(output, cancelled=progress.cancelled)
     problems = []
     if found.format != PROBED_AS.get(fmt, fmt):
         problems.append(f"it is {found.format}, not {fmt}")

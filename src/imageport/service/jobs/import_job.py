@@ -57,11 +57,6 @@ from imageport.fastimport.naming import bitmap_key_for
 from imageport.rules.base import CheckOptions
 from imageport.service.clock import new_id
 from imageport.service.context import Services
-from imageport.service.image_worker import (
-    ImageInspection,
-    ImageWorker,
-    WorkerError,
-)
 from imageport.service.images import staging
 from imageport.service.images.properties import BITMAP_FILE, active_image_values
 from imageport.service.jobs import state
@@ -75,6 +70,11 @@ from imageport.service.jobs.import_source import (
 )
 from imageport.service.jobs.quotas import output_bound, room_for
 from imageport.service.jobs.run import activate, run_to_end
+from imageport.service.ports import (
+    ImageInspection,
+    ImageWorker,
+    WorkerError,
+)
 
 log = logging.getLogger(__name__)
 
@@ -113,7 +113,7 @@ def run_job(services: Services, job_id: str) -> None:
 def _run_phases(
     services: Services, job: state.ClaimedJob, progress: state.Progress, scratch: list[Path]
 ) -> None:
-    worker = _image_worker(services)
+    worker = services.worker
     registered = state.image_row(services, job.image_id)
     if registered is None:
         raise JobFailedError(state.INTERNAL, f"the image {job.image_id} no longer exists")
@@ -188,13 +188,6 @@ def _run_quick_phases(
             extra,
             enter_phase=False,
         )
-
-
-def _image_worker(services: Services) -> ImageWorker:
-    converter = services.converter
-    if not isinstance(converter, ImageWorker):
-        raise JobFailedError(state.INTERNAL, "the configured converter cannot inspect images")
-    return converter
 
 
 def _check_cancelled(progress: state.Progress) -> None:

@@ -17,9 +17,9 @@ from pathlib import Path
 
 from imageport import metrics
 from imageport.service.context import Services
-from imageport.service.image_worker import WorkerCancelledError, WorkerError
 from imageport.service.jobs import state
 from imageport.service.jobs.import_source import JobCancelledError, JobFailedError
+from imageport.service.ports import WorkerCancelledError, WorkerError
 
 log = logging.getLogger(__name__)
 
