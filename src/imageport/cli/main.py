@@ -155,6 +155,7 @@ def _cmd_check(args: argparse.Namespace) -> int:
 
 
 def _cmd_convert(args: argparse.Namespace) -> int:
+    from imageport.adapters.qemu_img import QemuImgQcow2Writer
     from imageport.reports.sizes import human_size
     from imageport.service.tools import convert as cf
     from imageport.service.tools.to_raw import ImageRefusedError
@@ -181,7 +182,12 @@ def _cmd_convert(args: argparse.Namespace) -> int:
     options = cf.ConvertOptions(compression=args.compression, block_size=block)
     try:
         result = cf.convert_image(
-            args.input, args.output, fmt, options, progress if args.progress else None
+            args.input,
+            args.output,
+            fmt,
+            options,
+            progress if args.progress else None,
+            qcow2=QemuImgQcow2Writer(),
         )
     except ImageRefusedError as exc:
         from imageport.reports.text_report import render_text

@@ -12,6 +12,7 @@ or remote workers plug in here without touching ``service/``.
   (qemu-img and imageport's own checker), with the records it answers
   (:class:`ImageInspection`) and the errors it raises (:class:`WorkerError`,
   :class:`WorkerCancelledError`).
+* :class:`Qcow2Writer`: lays raw bytes out as qcow2 for the local ``convert`` tool (qemu-img).
 """
 
 from __future__ import annotations
@@ -357,4 +358,22 @@ class ImageWorker(Protocol):
         """Write ``target`` in an export format (qcow2, raw, vhd, vmdk, zvhd, zvhd2) from a
         stored image ``source``, with the same discipline and the same limit as
         :meth:`convert`."""
+        ...
+
+
+class Qcow2Writer(Protocol):
+    """Writes qcow2 from raw bytes, for the local ``imageport convert -O qcow2`` tool
+    (:mod:`imageport.service.tools.convert`): imageport's own readers produce the raw bytes,
+    this only lays them out as qcow2."""
+
+    def ready(self) -> None:
+        """Raise :class:`~imageport.errors.ImageportError`, saying what to install, when this
+        writer cannot run here (asked before any work is done)."""
+        ...
+
+    def write_qcow2(self, raw: Path, target: Path, *, compression: str | None) -> None:
+        """Write ``target`` (an existing file, overwritten) as qcow2 holding the bytes of the
+        file ``raw``, read as raw whatever they look like, and fsync it. ``compression``:
+        ``zstd`` or ``zlib`` compressed clusters, None for none. Raises
+        :class:`~imageport.errors.ImageportError` when it fails."""
         ...

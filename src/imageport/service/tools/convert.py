@@ -7,25 +7,27 @@ raised, as :func:`~imageport.service.tools.to_raw.convert_to_raw` does. Then:
 * ``zvhd2`` / ``zvhd``: our writer (:mod:`imageport.fastimport.zvhd_writer`) reads the opened
   virtual disk directly (parallel compression, holes skipped).
 * ``raw``: :func:`~imageport.service.tools.to_raw.convert_to_raw` (sparse output).
-* ``qcow2``: qemu-img writes it, from raw bytes that our reader produced: the input itself when
-  it is a raw file (raw has no structure to misread), else a sparse raw temporary file next to
-  the output (deleted afterwards). qemu-img is always told ``-f raw``, so it never interprets
-  the input's container; ``--compression`` adds ``-c -o compression_type=...``.
+* ``qcow2``: the :class:`~imageport.service.ports.Qcow2Writer` the caller passes (qemu-img)
+  writes it, from raw bytes that our reader produced: the input itself when it is a raw file
+  (raw has no structure to misread), else a sparse raw temporary file next to the output
+  (deleted afterwards). The writer reads them as raw, so it never interprets the input's
+  container; ``--compression`` asks it for compressed clusters.
 
-Every output appears only when complete (temporary file, fsync, rename).
+Every output appears only when complete (:func:`imageport.durable.atomic_output`: temporary
+file, fsync, rename).
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
-import shutil
-import subprocess
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Literal, get_args
 
-from imageport.durable import fsync_dir, fsync_file, temp_path
+from imageport.durable import atomic_output, temp_path
 from imageport.errors import ImageportError
+from imageport.service.ports import Qcow2Writer
 from imageport.service.tools.to_raw import Progress, convert_to_raw, open_checked
 
 OutputFormat = Literal["raw", "qcow2", "zvhd", "zvhd2"]
@@ -80,8 +82,12 @@ def convert_image(
     fmt: OutputFormat,
     options: ConvertOptions | None = None,
     progress: Progress | None = None,
+    *,
+    qcow2: Qcow2Writer | None = None,
 ) -> Converted:
-    """Convert ``src_path`` to ``fmt`` at ``dst_path``."""
+    """Convert ``src_path`` to ``fmt`` at ``dst_path``; ``qcow2`` writes qcow2 output (the
+    caller picks the implementation: :class:`imageport.adapters.qemu_img.QemuImgQcow2Writer`),
+    and is needed for that format only."""
     opts = options or ConvertOptions()
     if fmt not in OUTPUT_FORMATS:
         raise ImageportError(f"unknown output format {fmt!r}")
@@ -93,7 +99,7 @@ def convert_image(
             "raw", result.virtual_size, os.path.getsize(dst_path), result.bytes_written
         )
     if fmt == "qcow2":
-        return _to_qcow2(src_path, dst_path, opts, progress)
+        return _to_qcow2(src_path, dst_path, opts, progress, qcow2)
     return _to_zvhd(src_path, dst_path, fmt, opts, progress)
 
 
@@ -137,53 +143,30 @@ def _to_zvhd(
     )
 
 
-def _qemu_img() -> str:
-    path = shutil.which("qemu-img")
-    if path is None:
-        raise ImageportError(
-            "qcow2 output needs qemu-img (Debian/Ubuntu: apt-get install "
-            "qemu-utils); it is not on PATH"
-        )
-    return path
-
-
 def _to_qcow2(
     src_path: str | os.PathLike[str],
     dst_path: str | os.PathLike[str],
     opts: ConvertOptions,
     progress: Progress | None,
+    writer: Qcow2Writer | None,
 ) -> Converted:
-    qemu_img = _qemu_img()
+    if writer is None:
+        raise ImageportError("qcow2 output needs a qcow2 writer (none was given)")
+    writer.ready()
     directory = os.path.dirname(os.path.abspath(dst_path))
     with open_checked(src_path) as (container, disk):
         virtual_size = disk.virtual_size
         is_raw = container.format == "raw"
     with contextlib.ExitStack() as stack:
         if is_raw:
-            raw_path = os.fspath(src_path)
+            raw_path = Path(src_path)
             if progress is not None:
                 progress(virtual_size, virtual_size)
         else:
-            raw_path = os.fspath(stack.enter_context(temp_path(directory, ".raw")))
+            raw_path = stack.enter_context(temp_path(directory, ".raw"))
             convert_to_raw(src_path, raw_path, progress)
-        out = stack.enter_context(temp_path(directory, ".qcow2"))
-        args = [qemu_img, "convert", "-q", "-f", "raw", "-O", "qcow2"]
-        if opts.compression is not None:
-            args += ["-c", "-o", f"compression_type={opts.compression}"]
-        proc = subprocess.run(  # noqa: S603 - fixed argv, no shell
-            [*args, raw_path, out],
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-        if proc.returncode != 0:
-            raise ImageportError(f"qemu-img convert failed: {proc.stderr.strip()}")
-        fsync_file(out)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(out, 0o666 & ~umask)
-        os.replace(out, dst_path)
-        fsync_dir(directory)
+        with atomic_output(dst_path, ".qcow2") as out:
+            writer.write_qcow2(raw_path, Path(out.tmp), compression=opts.compression)
     st = os.stat(dst_path)
     return Converted(
         "qcow2",
