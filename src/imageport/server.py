@@ -44,12 +44,12 @@ from starlette.routing import Mount
 from starlette.types import ASGIApp
 
 from imageport import logs
-from imageport.adapters.db.schema import projects
 from imageport.api.http_limits import Api, HttpLimits, fit_open_file_limit
 from imageport.api.http_protocol import protocol_class
 from imageport.api.middleware import RequestContext
 from imageport.api.ops import ops_routes, with_s3_health
 from imageport.service.context import Services
+from imageport.service.tables import projects
 from imageport.settings import Settings
 
 log = logging.getLogger("imageport.server")

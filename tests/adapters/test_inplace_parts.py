@@ -12,13 +12,13 @@ from pathlib import Path
 
 import pytest
 
-from imageport.adapters.db.schema import parts, projects
 from imageport.adapters.objectstore.assembly import ASSEMBLY, MIN_PART_SIZE
 from imageport.adapters.objectstore.frontier import HashFrontier, identity
 from imageport.adapters.objectstore.local import LocalObjectStore
 from imageport.service.context import Services
 from imageport.service.jobs import recovery
 from imageport.service.ports import PartInfo, PartTarget, StagedFile
+from imageport.service.tables import parts, projects
 from support import service_fixtures
 
 STRIDE = MIN_PART_SIZE + 4096

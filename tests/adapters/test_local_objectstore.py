@@ -58,7 +58,7 @@ def _stage(store: LocalObjectStore, data: bytes) -> StagedFile:
 @pytest.fixture
 def store(tmp_path: Path, database_url: str) -> LocalObjectStore:
     """A store with bucket ``bkt``, on SQLite and on PostgreSQL (``database_url``)."""
-    from imageport.adapters.db.schema import projects
+    from imageport.service.tables import projects
 
     settings, made = _store(tmp_path / "data", database_url)
     with _open(settings.db_url).begin() as conn:

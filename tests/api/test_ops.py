@@ -16,12 +16,12 @@ from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Mount, Route
 
 from imageport.adapters.db.engine import open_database
-from imageport.adapters.db.schema import images, jobs
 from imageport.api.middleware import RequestContext
 from imageport.api.ops import ops_routes, with_s3_health
 from imageport.service.access.projects import create_project
 from imageport.service.clock import new_id, new_uuid, time_text, utc_now
 from imageport.service.context import Services
+from imageport.service.tables import images, jobs
 from imageport.settings import load_settings
 from support.server_process import running_app
 

@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from imageport.adapters.db.schema import jobs
 from imageport.service.jobs.import_job import run_job
+from imageport.service.tables import jobs
 from support import import_fixtures as fx
 from support.live_apis import IMAGEPORT, Live, live_apis
 

@@ -1,6 +1,6 @@
 """The database layer on both real backends: SQLite files and a PostgreSQL 15 server.
 
-The migrations must build exactly the tables :mod:`imageport.adapters.db.schema` describes (so
+The migrations must build exactly the tables :mod:`imageport.service.tables` describes (so
 the two cannot drift), opening must be safe when several processes start on a new database at
 once, and every column type the service uses must survive a round trip through each driver
 (pysqlite, pg8000). The identity tests (test_projects, test_authn, test_iam_tokens) also run
@@ -19,8 +19,8 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import insert, inspect, select
 
 from imageport.adapters.db.engine import alembic_config, open_database
-from imageport.adapters.db.schema import images, jobs, metadata, objects, projects
 from imageport.service.clock import new_id, new_uuid, time_text, utc_now
+from imageport.service.tables import images, jobs, metadata, objects, projects
 
 pytest_plugins = ["support.db_backends"]  # database_url: each test on both backends
 

@@ -14,11 +14,11 @@ from typing import Any
 
 from sqlalchemy import select
 
-from imageport.adapters.db.schema import images, jobs
 from imageport.service.access.projects import create_project
 from imageport.service.context import Services
 from imageport.service.images.lifecycle import create_image_from_file
 from imageport.service.ports import StagedFile
+from imageport.service.tables import images, jobs
 from support import builders
 from support import guest_fixtures as gf
 
@@ -145,7 +145,7 @@ def store_bytes(
 
 def project_id(services: Services) -> str:
     """The test project's id (created on first use)."""
-    from imageport.adapters.db.schema import projects
+    from imageport.service.tables import projects
 
     with services.db.connect() as conn:
         found = conn.execute(select(projects.c.id).where(projects.c.name == "tester")).scalar()

@@ -34,8 +34,8 @@ from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from imageport import metrics
-from imageport.adapters.db.schema import images, jobs
 from imageport.service.context import Services
+from imageport.service.tables import images, jobs
 
 JOB_STATES = ("INIT", "RUNNING", "SUCCESS", "FAIL")
 IMAGE_STATES = ("queued", "saving", "active", "killed")

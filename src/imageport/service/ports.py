@@ -5,6 +5,10 @@ port from the settings. Today that is the local object store (files + the databa
 job queue in the ``serve`` process, and qemu-img run as a limited subprocess; an S3-backed store
 or remote workers plug in here without touching ``service/``.
 
+The database is the one thing the service uses without a port, on purpose: the use cases query
+the tables of :mod:`imageport.service.tables` with SQLAlchemy Core (see :mod:`imageport.service`
+for why); :mod:`imageport.adapters.db` only opens the database and migrates it.
+
 * :class:`ObjectStore`: buckets, objects and multipart uploads (the S3 API's backend, and where
   the import job reads uploaded files from).
 * :class:`JobQueue`: runs queued jobs somewhere, at most ``workers`` at a time.

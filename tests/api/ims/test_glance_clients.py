@@ -25,12 +25,12 @@ import pytest
 from glanceclient import exc as glance_exc
 from sqlalchemy import select
 
-from imageport.adapters.db.schema import jobs
 from imageport.api.ims.app import build_ims_app
 from imageport.service.access.authn import Principal, issue_token
 from imageport.service.access.projects import create_key, create_project
 from imageport.service.context import Services
 from imageport.service.jobs.import_job import run_job
+from imageport.service.tables import jobs
 from support import builders, import_fixtures, server_process, service_fixtures
 
 

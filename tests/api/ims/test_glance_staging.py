@@ -17,7 +17,6 @@ import httpx
 import pytest
 from sqlalchemy import select, update
 
-from imageport.adapters.db.schema import images, jobs
 from imageport.api.ims.app import build_ims_app
 from imageport.limits import MiB
 from imageport.service.access.authn import Principal, issue_token
@@ -25,6 +24,7 @@ from imageport.service.access.projects import create_key, create_project
 from imageport.service.context import Services
 from imageport.service.images import staging
 from imageport.service.jobs.recovery import recover
+from imageport.service.tables import images, jobs
 from support import server_process, service_fixtures
 
 LIMIT = 1 * MiB

@@ -23,11 +23,11 @@ from huaweicloudsdkims.v2 import ImsClient
 from huaweicloudsdkims.v2 import model as m
 from sqlalchemy import func, select
 
-from imageport.adapters.db.schema import images
 from imageport.api.ims.app import build_ims_app
 from imageport.service.access.projects import AccessKey, create_key, create_project
 from imageport.service.context import Services
 from imageport.service.jobs.import_job import run_job
+from imageport.service.tables import images
 from support import import_fixtures, server_process, service_fixtures
 from support.sdk_requests import sdk_signed
 

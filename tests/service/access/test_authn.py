@@ -399,8 +399,8 @@ def test_a_key_holds_a_bounded_number_of_live_tokens(
     """Round 2 of the review: 3000 tokens in 8 s, each kept a day, from one key."""
     from sqlalchemy import func, select
 
-    from imageport.adapters.db.schema import tokens
     from imageport.service.access.authn import MAX_TOKENS_PER_KEY
+    from imageport.service.tables import tokens
 
     alpha, beta = two_keys
     who = Principal(alpha.project_id, alpha.access_key)

@@ -9,7 +9,6 @@ from typing import Any
 import pytest
 from sqlalchemy import select, update
 
-from imageport.adapters.db.schema import images, jobs
 from imageport.service.access.projects import create_project
 from imageport.service.context import Services
 from imageport.service.errors import ServiceError
@@ -23,6 +22,7 @@ from imageport.service.images.lifecycle import (
     register_image_file,
 )
 from imageport.service.jobs import manage as job_cases
+from imageport.service.tables import images, jobs
 from support import service_fixtures
 from support.import_fixtures import store_bytes
 

@@ -15,7 +15,6 @@ from typing import Any
 import pytest
 from sqlalchemy import Table, insert, select, update
 
-from imageport.adapters.db.schema import images, jobs
 from imageport.service.access.projects import create_project
 from imageport.service.clock import new_uuid
 from imageport.service.context import Services
@@ -26,6 +25,7 @@ from imageport.service.jobs import state as job_state
 from imageport.service.jobs.copy_job import COPY_JOB, copy_image
 from imageport.service.jobs.dispatch import run_job
 from imageport.service.jobs.recovery import MAX_ATTEMPTS, RESTARTED, recover
+from imageport.service.tables import images, jobs
 
 DISK = b"QFI\xfb" + bytes(60) + b"stored image bytes" * 100
 

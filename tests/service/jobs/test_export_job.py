@@ -13,7 +13,6 @@ from typing import Any
 import pytest
 from sqlalchemy import select, update
 
-from imageport.adapters.db.schema import images, jobs
 from imageport.adapters.qemu_img import QemuImgConverter
 from imageport.service.access.projects import create_project
 from imageport.service.context import Services
@@ -22,6 +21,7 @@ from imageport.service.jobs.dispatch import run_job
 from imageport.service.jobs.export_request import EXPORT_JOB, export_image
 from imageport.service.jobs.manage import cancel_job
 from imageport.service.jobs.recovery import recover
+from imageport.service.tables import images, jobs
 from imageport.service.tools.to_raw import convert_to_raw
 from support import builders
 from support import import_fixtures as fx

@@ -20,7 +20,6 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from imageport.adapters.db.schema import objects
 from imageport.fastimport.bitmap import build_bitmap
 from imageport.fastimport.naming import bitmap_key_for
 from imageport.service.context import Services
@@ -29,6 +28,7 @@ from imageport.service.images.lifecycle import create_image_from_file, delete_im
 from imageport.service.jobs.file_links import copy_file
 from imageport.service.jobs.import_job import run_job
 from imageport.service.ports import ObjectInfo, StagedFile
+from imageport.service.tables import objects
 from support import fast_fixtures as ff
 from support import import_fixtures as fx
 

@@ -13,7 +13,6 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 
-from imageport.adapters.db.schema import jobs
 from imageport.service.access.projects import create_project
 from imageport.service.clock import time_text
 from imageport.service.context import Services
@@ -21,6 +20,7 @@ from imageport.service.errors import RequestInvalid
 from imageport.service.jobs.import_source import JobFailedError
 from imageport.service.jobs.manage import insert_job
 from imageport.service.jobs.quotas import disk_room, output_bound, room_for
+from imageport.service.tables import jobs
 
 pytest_plugins = ["support.db_backends"]  # db_services: each test on both backends
 

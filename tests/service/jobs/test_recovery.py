@@ -6,11 +6,11 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import update
 
-from imageport.adapters.db.schema import jobs
 from imageport.service.context import Services
 from imageport.service.jobs import state as job_state
 from imageport.service.jobs.import_job import run_job
 from imageport.service.jobs.recovery import RESTARTED, recover
+from imageport.service.tables import jobs
 from support import import_fixtures as fx
 
 

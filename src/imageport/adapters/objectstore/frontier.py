@@ -25,9 +25,9 @@ from typing import Any
 
 from sqlalchemy import Engine, select
 
-from imageport.adapters.db.schema import parts, uploads
 from imageport.adapters.objectstore.assembly import hash_range
 from imageport.service.errors import RequestInvalid
+from imageport.service.tables import parts, uploads
 
 Identity = tuple[str, str, str, int | None]
 

@@ -23,13 +23,19 @@ from typing import Any, BinaryIO
 from sqlalchemy import delete, func, insert, select
 from sqlalchemy.exc import IntegrityError
 
-from imageport.adapters.db.schema import buckets, objects, parts, uploads
-from imageport.adapters.objectstore.assembly import ASSEMBLY
+from imageport.adapters.objectstore.assembly import (
+    ASSEMBLY,
+)
 from imageport.adapters.objectstore.object_files import MAX_LIST, no_such_bucket
 from imageport.adapters.objectstore.uploads import LocalUploads
 from imageport.service.clock import new_id
 from imageport.service.errors import Conflict, NotFound
-from imageport.service.ports import BucketInfo, ObjectInfo, StagedFile
+from imageport.service.ports import (
+    BucketInfo,
+    ObjectInfo,
+    StagedFile,
+)
+from imageport.service.tables import buckets, objects, parts, uploads
 
 CONDITIONAL_DELETE_TRIES = 5
 """Times a conditional delete re-checks an object replaced between its check and its delete

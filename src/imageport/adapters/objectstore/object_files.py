@@ -33,13 +33,13 @@ from typing import Any
 from sqlalchemy import Engine, delete, insert
 from sqlalchemy.exc import IntegrityError
 
-from imageport.adapters.db.schema import objects
 from imageport.adapters.objectstore.assembly import Slots
 from imageport.adapters.objectstore.frontier import HashFrontier
 from imageport.durable import fsync_dir
 from imageport.service.clock import new_id, time_text, utc_now
 from imageport.service.errors import NotFound
 from imageport.service.ports import ObjectInfo
+from imageport.service.tables import objects
 
 MAX_LIST = 10_000
 """Most rows one list call returns."""

@@ -20,7 +20,6 @@ from typing import Any
 from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
-from imageport.adapters.db.schema import buckets, parts, uploads
 from imageport.adapters.objectstore.assembly import (
     ASSEMBLY,
     MAX_ASSEMBLY_BYTES,
@@ -42,6 +41,7 @@ from imageport.durable import fsync_dir
 from imageport.service.clock import new_id
 from imageport.service.errors import NotFound
 from imageport.service.ports import ObjectInfo, PartInfo, PartTarget, StagedFile, UploadInfo
+from imageport.service.tables import buckets, parts, uploads
 
 
 def _no_such_upload(upload_id: str) -> NotFound:

@@ -51,7 +51,6 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import delete, insert, select
 
-from imageport.adapters.db.schema import tokens
 from imageport.auth import (
     SignatureError,
     SignedRequest,
@@ -68,6 +67,7 @@ from imageport.service.access.projects import active_key
 from imageport.service.access.replay import guard_of, replay_key
 from imageport.service.context import Services
 from imageport.service.errors import ServiceError, Unauthenticated
+from imageport.service.tables import tokens
 
 MAX_TOKEN = 512
 """Longest X-Auth-Token value looked up."""

@@ -22,9 +22,9 @@ from typing import Protocol
 from sqlalchemy import Engine, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
-from imageport.adapters.db.schema import access_keys, projects
 from imageport.service.clock import new_id, time_text
 from imageport.service.errors import Conflict, NotFound, RequestInvalid
+from imageport.service.tables import access_keys, projects
 
 MAX_ACCESS_KEY = 40
 """Longest access key looked up (the column's width); longer ones are unknown at once."""

@@ -28,9 +28,9 @@ from datetime import datetime
 from sqlalchemy import delete, insert, select
 from sqlalchemy.exc import IntegrityError
 
-from imageport.adapters.db.schema import used_signatures as table
 from imageport.service.context import Services
 from imageport.service.errors import ServiceError
+from imageport.service.tables import used_signatures as table
 
 PER_PROJECT = 100_000
 """Most live signatures one project may have in the memory (per server process)."""

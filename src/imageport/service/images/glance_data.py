@@ -33,7 +33,6 @@ from typing import Any
 
 from sqlalchemy import Connection
 
-from imageport.adapters.db.schema import images
 from imageport.service.clock import time_text
 from imageport.service.context import Services
 from imageport.service.errors import Conflict, RequestInvalid
@@ -47,6 +46,7 @@ from imageport.service.images.records import ImageRecord, image_row
 from imageport.service.images.source_checks import check_import_offered
 from imageport.service.jobs.manage import insert_job, running_job_of
 from imageport.service.jobs.quotas import admit, write_room
+from imageport.service.tables import images
 
 IMPORT_METHODS = ("glance-direct",)
 """Import methods offered by ``POST /v2/images/{id}/import``."""

@@ -30,7 +30,6 @@ from typing import Any
 from sqlalchemy import Connection, delete, insert, select
 from sqlalchemy.exc import IntegrityError
 
-from imageport.adapters.db.schema import images
 from imageport.service.clock import new_uuid, time_text
 from imageport.service.context import Services
 from imageport.service.errors import Conflict, Forbidden, RequestInvalid
@@ -39,6 +38,7 @@ from imageport.service.images import validation as v
 from imageport.service.images.records import ImageRecord, image_row
 from imageport.service.images.source_checks import check_import_offered, check_source
 from imageport.service.jobs.manage import insert_job, running_job_of
+from imageport.service.tables import images
 
 IMPORT_JOB = "imsImportImageJob"
 NATIVE_IMPORT_JOB = "imsNativeImportImageJob"

@@ -32,13 +32,13 @@ from dataclasses import dataclass
 
 from sqlalchemy import select
 
-from imageport.adapters.db.schema import images
 from imageport.numbers import whole_number
 from imageport.service.clock import parse_time_text, time_text
 from imageport.service.context import Services
 from imageport.service.errors import RequestInvalid
 from imageport.service.images import validation as v
 from imageport.service.images.records import IMAGE_COLUMNS, ImageRecord, image_row
+from imageport.service.tables import images
 
 MAX_LIMIT = 1000
 MAX_FILTER_NUMBER = 999_999_999

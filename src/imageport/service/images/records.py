@@ -13,8 +13,8 @@ from typing import Any
 
 from sqlalchemy import Connection, Row, select
 
-from imageport.adapters.db.schema import images, jobs
 from imageport.service.errors import NotFound
+from imageport.service.tables import images, jobs
 
 NOT_FOUND = "IMG.NOT_FOUND"
 """Our 404 code for an image or job that does not exist in the caller's project (another

@@ -29,11 +29,11 @@ from pathlib import Path
 
 from sqlalchemy import select
 
-from imageport.adapters.db.schema import images
 from imageport.durable import fsync_dir
 from imageport.service.clock import new_id
 from imageport.service.context import Services
 from imageport.service.errors import Conflict
+from imageport.service.tables import images
 from imageport.settings import Settings
 
 _NAME = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")

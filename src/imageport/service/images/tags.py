@@ -30,12 +30,12 @@ from dataclasses import dataclass
 
 from sqlalchemy import select, update
 
-from imageport.adapters.db.schema import images
 from imageport.service.clock import time_text
 from imageport.service.context import Services
 from imageport.service.errors import NotFound, RequestInvalid
 from imageport.service.images import validation as v
 from imageport.service.images.records import IMAGE_COLUMNS, NOT_FOUND, ImageRecord, image_row
+from imageport.service.tables import images
 
 MAX_QUERY_KEYS = 10
 """Most keys one ``tags``/``tags_any``/``not_tags``/``not_tags_any`` condition names."""

@@ -20,12 +20,12 @@ from collections.abc import Callable, Mapping
 
 from sqlalchemy import update
 
-from imageport.adapters.db.schema import images
 from imageport.service.clock import time_text
 from imageport.service.context import Services
 from imageport.service.errors import Conflict, RequestInvalid
 from imageport.service.images import validation as v
 from imageport.service.images.records import ImageRecord, image_row
+from imageport.service.tables import images
 
 MAX_OPS = 50
 """Most operations one patch may hold."""

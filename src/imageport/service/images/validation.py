@@ -50,10 +50,10 @@ from dataclasses import dataclass
 
 from sqlalchemy import Connection, func, select
 
-from imageport.adapters.db.schema import images
 from imageport.numbers import whole_number
 from imageport.service.errors import RequestInvalid
 from imageport.service.images import os_versions
+from imageport.service.tables import images
 
 MAX_JSON_BYTES = 64 * 1024
 """Largest JSON request body read (bytes). The image API reads a body before it can check the

@@ -37,7 +37,6 @@ from typing import Any
 from sqlalchemy import select
 
 from imageport import metrics
-from imageport.adapters.db.schema import images, jobs
 from imageport.durable import fsync_dir
 from imageport.service.clock import new_id, new_uuid, time_text
 from imageport.service.context import Services
@@ -51,6 +50,7 @@ from imageport.service.jobs.import_source import JobCancelledError, JobFailedErr
 from imageport.service.jobs.manage import insert_job
 from imageport.service.jobs.quotas import room_for
 from imageport.service.jobs.run import activate, run_to_end
+from imageport.service.tables import images, jobs
 
 log = logging.getLogger(__name__)
 

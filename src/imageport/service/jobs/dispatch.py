@@ -12,11 +12,11 @@ from collections.abc import Callable, Mapping
 
 from sqlalchemy import select
 
-from imageport.adapters.db.schema import jobs
 from imageport.service.context import Services
 from imageport.service.jobs import copy_job as image_copy
 from imageport.service.jobs import export_job, import_job
 from imageport.service.jobs.export_request import EXPORT_JOB
+from imageport.service.tables import jobs
 
 Runner = Callable[[Services, str], None]
 #: Job type -> its runner, for the types that are not imports.

@@ -36,7 +36,6 @@ from typing import Any
 from sqlalchemy import select, update
 
 from imageport import metrics
-from imageport.adapters.db.schema import jobs
 from imageport.service.context import Services
 from imageport.service.images.source_checks import STANDARD
 from imageport.service.jobs import state
@@ -46,6 +45,7 @@ from imageport.service.jobs.import_source import JobCancelledError, JobFailedErr
 from imageport.service.jobs.quotas import METADATA_SLACK, room_for, write_room
 from imageport.service.jobs.run import run_to_end
 from imageport.service.ports import StagedFile, WorkerError
+from imageport.service.tables import jobs
 
 log = logging.getLogger(__name__)
 

@@ -23,13 +23,13 @@ from typing import Any
 from sqlalchemy import Connection, Row, insert, select, update
 
 from imageport import metrics
-from imageport.adapters.db.schema import images, jobs
 from imageport.service.clock import new_id, time_text
 from imageport.service.context import Services
 from imageport.service.errors import Conflict, NotFound
 from imageport.service.images import staging
 from imageport.service.images.records import NOT_FOUND, JobRecord, job_record
 from imageport.service.jobs.quotas import admit
+from imageport.service.tables import images, jobs
 from imageport.settings import Settings
 
 ACTIVE_JOB_STATES = ("INIT", "RUNNING")

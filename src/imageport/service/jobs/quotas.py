@@ -36,13 +36,13 @@ from pathlib import Path
 
 from sqlalchemy import Connection, func, select, update
 
-from imageport.adapters.db.schema import images, jobs, projects
 from imageport.limits import GiB, KiB, MiB
 from imageport.service.context import Services
 from imageport.service.errors import Forbidden, RequestInvalid, ServiceError
 from imageport.service.images import staging
 from imageport.service.jobs import state
 from imageport.service.jobs.import_source import JobFailedError
+from imageport.service.tables import images, jobs, projects
 from imageport.settings import Settings
 
 log = logging.getLogger(__name__)

@@ -30,11 +30,11 @@ from pathlib import Path
 
 from sqlalchemy import select, update
 
-from imageport.adapters.db.schema import images, jobs
 from imageport.service.clock import time_text
 from imageport.service.context import Services
 from imageport.service.images import staging
 from imageport.service.jobs.state import INTERNAL
+from imageport.service.tables import images, jobs
 
 log = logging.getLogger(__name__)
 

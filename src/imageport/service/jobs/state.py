@@ -15,9 +15,9 @@ from typing import Any
 
 from sqlalchemy import select, update
 
-from imageport.adapters.db.schema import images, jobs
 from imageport.service.clock import time_text
 from imageport.service.context import Services
+from imageport.service.tables import images, jobs
 
 CANCELLED = "IMG.CANCELLED"
 INTERNAL = "IMG.1075"

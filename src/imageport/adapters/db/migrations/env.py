@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from alembic import context
 
-from imageport.adapters.db.schema import metadata
+from imageport.service.tables import metadata
 
 connection = context.config.attributes.get("connection")
 if connection is None:

@@ -1,6 +1,9 @@
 """The service's tables (SQLAlchemy Core), the single description of the database.
 
-Alembic migrations in ``migrations/versions`` create exactly these tables; a test compares the
+They live with the service, not under ``adapters/``: the use cases query them directly with
+SQLAlchemy Core (see :mod:`imageport.service`), so they are part of the domain. What stays in
+:mod:`imageport.adapters.db` is how a database is opened and migrated: the Alembic migrations
+in ``adapters/db/migrations/versions`` create exactly these tables, and a test compares the
 migrated database with this metadata so the two cannot drift. The same tables work on SQLite
 (the embedded default) and PostgreSQL.
 
