@@ -37,7 +37,6 @@ from typing import IO
 
 import uvicorn
 import uvloop
-from sqlalchemy import func, select
 from sqlalchemy.engine import make_url
 from starlette.applications import Starlette
 from starlette.routing import Mount
@@ -48,8 +47,8 @@ from imageport.api.http_limits import Api, HttpLimits, fit_open_file_limit
 from imageport.api.http_protocol import protocol_class
 from imageport.api.middleware import RequestContext
 from imageport.api.ops import ops_routes, with_s3_health
+from imageport.service.access.projects import count_projects
 from imageport.service.context import Services
-from imageport.service.tables import projects
 from imageport.settings import Settings
 
 log = logging.getLogger("imageport.server")
@@ -201,9 +200,7 @@ def _where(settings: Settings) -> str:
 
 
 def _admin_hint(services: Services) -> str | None:
-    with services.db.connect() as conn:
-        count = conn.execute(select(func.count()).select_from(projects)).scalar_one()
-    if count:
+    if count_projects(services):
         return None
     admin = "imageport admin --data-dir " + shlex.quote(str(services.settings.data_dir))
     if services.settings.database_url:

@@ -9,7 +9,7 @@ from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import create_engine, insert
+from sqlalchemy import create_engine
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
@@ -19,58 +19,18 @@ from imageport.adapters.db.engine import open_database
 from imageport.api.middleware import RequestContext
 from imageport.api.ops import ops_routes, with_s3_health
 from imageport.service.access.projects import create_project
-from imageport.service.clock import new_id, new_uuid, time_text, utc_now
 from imageport.service.context import Services
-from imageport.service.tables import images, jobs
 from imageport.settings import load_settings
+from support import import_fixtures as fx
 from support.server_process import running_app
 
 
 def _services(data_dir: Path, database_url: str | None = None) -> Services:
-    """Services with a real database; ops never touch the store or the converter."""
+    """Services with a real database; ops never touch the store or the image worker."""
     settings = load_settings({}, data_dir=data_dir, database_url=database_url, workers=3)
     db = open_database(settings.db_url) if database_url is None else create_engine(database_url)
     unused: Any = None
     return Services(settings, db, store=unused, worker=unused)
-
-
-def _add_job(services: Services, project_id: str, status: str, image_status: str) -> None:
-    now = time_text(utc_now())
-    image_id = new_uuid()
-    with services.db.begin() as conn:
-        conn.execute(
-            insert(images).values(
-                id=image_id,
-                project_id=project_id,
-                name=f"img-{image_id[:8]}",
-                status=image_status,
-                visibility="private",
-                protected=False,
-                container_format="bare",
-                min_disk=1,
-                min_ram=0,
-                properties={},
-                tags=[],
-                created_at=now,
-                updated_at=now,
-            )
-        )
-        conn.execute(
-            insert(jobs).values(
-                id=new_id(),
-                project_id=project_id,
-                job_type="imsImportImageJob",
-                status=status,
-                image_id=image_id,
-                params={},
-                percent=0.0,
-                bytes_done=0,
-                bytes_total=0,
-                cancel_requested=False,
-                attempts=0,
-                begin_time=now,
-            )
-        )
 
 
 async def _bucket_api(request: Request) -> Response:
@@ -95,9 +55,9 @@ def served(tmp_path: Path) -> Iterator[tuple[Services, str]]:
 def test_health_reports_the_database_and_the_queue(served: tuple[Services, str]) -> None:
     services, url = served
     project = create_project(services, "ops")
-    _add_job(services, project.id, "INIT", "queued")
-    _add_job(services, project.id, "RUNNING", "saving")
-    _add_job(services, project.id, "SUCCESS", "active")
+    fx.add_job_and_image(services, project.id, "INIT", "queued")
+    fx.add_job_and_image(services, project.id, "RUNNING", "saving")
+    fx.add_job_and_image(services, project.id, "SUCCESS", "active")
     answer = httpx.get(f"{url}/health")
     assert answer.status_code == 200
     assert answer.headers["x-request-id"]
@@ -127,8 +87,8 @@ def test_metrics_show_requests_and_jobs_and_images_by_state(served: tuple[Servic
     services, url = served
     project = create_project(services, "metrics")
     for _ in range(2):
-        _add_job(services, project.id, "FAIL", "killed")
-    _add_job(services, project.id, "SUCCESS", "active")
+        fx.add_job_and_image(services, project.id, "FAIL", "killed")
+    fx.add_job_and_image(services, project.id, "SUCCESS", "active")
     httpx.get(f"{url}/health")
     scrape = httpx.get(f"{url}/metrics")
     assert scrape.status_code == 200

@@ -12,9 +12,10 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import insert, select
 
 from imageport.service.access.projects import create_project
+from imageport.service.clock import new_id, new_uuid, time_text, utc_now
 from imageport.service.context import Services
 from imageport.service.images.lifecycle import create_image_from_file
 from imageport.service.ports import StagedFile
@@ -176,3 +177,44 @@ def raw_of(image: Path, fmt: str, out: Path) -> bytes:
     """What qemu-img says the disk holds (``convert -O raw``)."""
     builders.qemu_img("convert", "-f", fmt, "-O", "raw", str(image), str(out))
     return out.read_bytes()
+
+
+def add_job_and_image(services: Services, project_id: str, status: str, image_status: str) -> None:
+    """An image in ``image_status`` and an import job of it in ``status``, written straight
+    into the tables (for the figures that count them)."""
+    now = time_text(utc_now())
+    image_id = new_uuid()
+    with services.db.begin() as conn:
+        conn.execute(
+            insert(images).values(
+                id=image_id,
+                project_id=project_id,
+                name=f"img-{image_id[:8]}",
+                status=image_status,
+                visibility="private",
+                protected=False,
+                container_format="bare",
+                min_disk=1,
+                min_ram=0,
+                properties={},
+                tags=[],
+                created_at=now,
+                updated_at=now,
+            )
+        )
+        conn.execute(
+            insert(jobs).values(
+                id=new_id(),
+                project_id=project_id,
+                job_type="imsImportImageJob",
+                status=status,
+                image_id=image_id,
+                params={},
+                percent=0.0,
+                bytes_done=0,
+                bytes_total=0,
+                cancel_requested=False,
+                attempts=0,
+                begin_time=now,
+            )
+        )

@@ -25,8 +25,6 @@ from collections.abc import Iterator, Mapping
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.exposition import choose_encoder
 from prometheus_client.registry import Collector
-from sqlalchemy import Engine, func, select, text
-from sqlalchemy.exc import SQLAlchemyError
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -35,20 +33,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from imageport import metrics
 from imageport.service.context import Services
-from imageport.service.tables import images, jobs
-
-JOB_STATES = ("INIT", "RUNNING", "SUCCESS", "FAIL")
-IMAGE_STATES = ("queued", "saving", "active", "killed")
-
-
-def _counts(db: Engine) -> tuple[dict[str, int], dict[str, int]]:
-    """Jobs and images by status (every known status present, 0 when none)."""
-    with db.connect() as conn:
-        job_rows = conn.execute(select(jobs.c.status, func.count()).group_by(jobs.c.status))
-        job_counts = dict.fromkeys(JOB_STATES, 0) | {str(s): int(n) for s, n in job_rows}
-        image_rows = conn.execute(select(images.c.status, func.count()).group_by(images.c.status))
-        image_counts = dict.fromkeys(IMAGE_STATES, 0) | {str(s): int(n) for s, n in image_rows}
-    return job_counts, image_counts
+from imageport.service.health import health, status_counts
 
 
 class DatabaseCollector(Collector):
@@ -59,7 +44,7 @@ class DatabaseCollector(Collector):
     """
 
     def __init__(self) -> None:
-        self.db: Engine | None = None
+        self.services: Services | None = None
 
     def describe(self) -> Iterator[GaugeMetricFamily]:
         # Without describe(), an auto-describing registry would call collect() (and query the
@@ -67,14 +52,13 @@ class DatabaseCollector(Collector):
         yield from self._families({}, {}, up=0)
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
-        if self.db is None:
+        if self.services is None:
             return
-        try:
-            job_counts, image_counts = _counts(self.db)
-        except SQLAlchemyError:
+        counts = status_counts(self.services)
+        if counts is None:
             yield from self._families({}, {}, up=0)
             return
-        yield from self._families(job_counts, image_counts, up=1)
+        yield from self._families(counts.jobs, counts.images, up=1)
 
     @staticmethod
     def _families(
@@ -98,34 +82,30 @@ _REGISTERED = threading.Lock()
 _registered = False
 
 
-def _collector_for(db: Engine) -> DatabaseCollector:
+def _collector_for(services: Services) -> DatabaseCollector:
     global _registered
     with _REGISTERED:
         if not _registered:
             metrics.REGISTRY.register(_COLLECTOR)
             _registered = True
-        _COLLECTOR.db = db
+        _COLLECTOR.services = services
     return _COLLECTOR
 
 
 def health_document(services: Services) -> tuple[int, dict[str, object]]:
     """The /health answer (status code, JSON document); blocking (runs in a thread)."""
-    try:
-        with services.db.connect() as conn:
-            conn.execute(text("SELECT 1"))
-        job_counts, _ = _counts(services.db)
-    except SQLAlchemyError as exc:
-        reason = type(exc).__name__
+    found = health(services)
+    if found.database_error is not None:
         return 503, {
             "status": "unavailable",
-            "database": f"error: {reason}",
-            "queue": {"workers": services.settings.workers},
+            "database": f"error: {found.database_error}",
+            "queue": {"workers": found.workers},
         }
     queue = {
-        "running": services.queue is not None,
-        "workers": services.settings.workers,
-        "jobs_waiting": job_counts["INIT"],
-        "jobs_running": job_counts["RUNNING"],
+        "running": found.queue_running,
+        "workers": found.workers,
+        "jobs_waiting": found.jobs_waiting,
+        "jobs_running": found.jobs_running,
     }
     return 200, {"status": "ok", "database": "ok", "queue": queue}
 
@@ -142,7 +122,7 @@ def _health_route(services: Services) -> Route:
 
 def ops_routes(services: Services) -> list[BaseRoute]:
     """``/health`` and ``/metrics`` for ``services`` (unauthenticated, GET and HEAD)."""
-    _collector_for(services.db)
+    _collector_for(services)
 
     async def prometheus(request: Request) -> Response:
         """Prometheus metrics (counters of requests, jobs and bytes; no ids, names or keys);

@@ -8,6 +8,7 @@ import pytest
 
 from imageport.service.access.projects import (
     active_key,
+    count_projects,
     create_key,
     create_project,
     find_project,
@@ -113,3 +114,10 @@ def test_unknown_keys_and_projects(db_services: Services) -> None:
         with pytest.raises(NotFound) as err:
             revoke_key(db_services, junk)
         assert err.value.code == "NoSuchKey"
+
+
+def test_count_projects(db_services: Services) -> None:
+    assert count_projects(db_services) == 0  # serve prints how to create the first one
+    create_project(db_services, "one")
+    create_project(db_services, "two")
+    assert count_projects(db_services) == 2

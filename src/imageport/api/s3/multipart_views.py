@@ -110,7 +110,7 @@ async def upload_part(ctx: Ctx) -> Response:
             ctx.request.headers.get("content-md5"),
         )
     finally:  # quick (a set update or an unlink), and must run even if the task is cancelled
-        ctx.services.store.release_part_target(target)
+        multipart_uploads.release_part_target(ctx.services, target)
     metrics.BYTES_UPLOADED.inc(staged.size)
     return empty_response(ctx.request, headers={"ETag": part.etag})
 

@@ -80,7 +80,7 @@ async def put_object(ctx: Ctx) -> Response:
     )
     await run_in_threadpool(check_write_conditions, ctx, call.bucket, call.key)
     limit = await run_in_threadpool(objects.put_limit, services, ctx.project_id, declared)
-    path = services.store.staging_path()
+    path = objects.staging_path(services)
     hashers = body_hashers(ctx.request.headers)
     staged = await receive_to_file(ctx.request, path, limit=limit, hashers=hashers)
     try:
@@ -151,7 +151,7 @@ def check_write_conditions(ctx: Ctx, bucket: str, key: str) -> None:
     if_none, if_match = headers.get("if-none-match"), headers.get("if-match")
     if if_none is None and if_match is None:
         return
-    current = ctx.services.store.get_object(bucket, key)
+    current = objects.current_object(ctx.services, bucket, key)
     if if_none is not None and current is not None:  # only "*" gets here (request_features)
         raise _precondition_failed()
     if if_match is not None:

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
-from sqlalchemy import Engine, insert, select, update
+from sqlalchemy import Engine, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from imageport.service.clock import new_id, time_text
@@ -98,6 +98,12 @@ def list_projects(services: Identity) -> list[Project]:
     with services.db.connect() as conn:
         rows = conn.execute(select(projects).order_by(projects.c.name)).all()
     return [Project(row.id, row.name, row.created_at) for row in rows]
+
+
+def count_projects(services: Identity) -> int:
+    """How many projects there are (``imageport serve`` says how to create the first)."""
+    with services.db.connect() as conn:
+        return int(conn.execute(select(func.count()).select_from(projects)).scalar_one())
 
 
 def find_project(services: Identity, name_or_id: str) -> Project:

@@ -129,10 +129,16 @@ def part_target(
 ) -> PartTarget:
     """Checks of an UploadPart before its body is read, and where the body goes (in place in
     the upload's assembly file, or a staged file); the caller gives the target back with
-    ``store.release_part_target`` whatever happens."""
+    :func:`release_part_target` whatever happens."""
     prepare_part(services, project_id, bucket, key, upload_id, size)
     check_small_parts(services, upload_id, number, size)
     return services.store.part_target(upload_id, number, size)
+
+
+def release_part_target(services: Services, target: PartTarget) -> None:
+    """Give back a target :func:`part_target` handed out (after the part was committed, or
+    its body failed); quick, and idempotent."""
+    services.store.release_part_target(target)
 
 
 def upload_part(

@@ -9,7 +9,7 @@ the :class:`PartTarget` that :func:`part_target` returns: possibly in place in t
 assembly file) and passes the resulting :class:`StagedFile`; the functions here validate (names,
 storage classes, metadata, Content-MD5, sizes) and then let the store make the data visible
 atomically. A staged file that is refused is left in place for the caller to delete (or to give
-back with ``store.release_part_target``).
+back with :func:`~imageport.service.buckets.multipart.release_part_target`).
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from pathlib import Path
 from typing import BinaryIO
 
 from imageport.numbers import whole_number
@@ -51,6 +52,18 @@ from imageport.service.ports import (
 )
 
 # -- objects -----------------------------------------------------------------------------------
+
+
+def staging_path(services: Services) -> Path:
+    """A fresh path in the store's scratch space for a request body (the caller removes it
+    once the object is committed or refused)."""
+    return services.store.staging_path()
+
+
+def current_object(services: Services, bucket: str, key: str) -> ObjectInfo | None:
+    """The record of ``bucket/key`` now, None when there is none (for conditional writes,
+    once :func:`prepare_put` has checked the bucket is the caller's)."""
+    return services.store.get_object(bucket, key)
 
 
 def _object(services: Services, bucket: str, key: str) -> ObjectInfo:
