@@ -11,6 +11,8 @@ gives:
   or ``open_database(url)``. The PostgreSQL database is dropped after the test.
 * ``backend_services``: :class:`Services` on that database, the same shape the ``services``
   fixture gives, built through ``service_fixtures.make_services``.
+* ``fake_backend_services``: the same with the fakes of :mod:`fakes` for the object store,
+  the image worker and the job queue (``service_fixtures.make_fake_services``).
 * :func:`db_only_services`: Services with only settings and a database, for identity tests
   (projects, keys, tokens) that never reach the object store or the image worker; the fixture
   ``db_services`` gives one on each backend.
@@ -79,6 +81,19 @@ def backend_services(database_url: str, tmp_path: Path) -> Iterator[Services]:
     from support import service_fixtures
 
     made = service_fixtures.make_services(tmp_path / "data", database_url)
+    try:
+        yield made
+    finally:
+        made.db.dispose()
+
+
+@pytest.fixture
+def fake_backend_services(database_url: str, tmp_path: Path) -> Iterator[Services]:
+    """Like ``backend_services``, with the fake store, image worker and job queue
+    (``service_fixtures.make_fake_services``)."""
+    from support import service_fixtures
+
+    made = service_fixtures.make_fake_services(tmp_path / "data", database_url)
     try:
         yield made
     finally:

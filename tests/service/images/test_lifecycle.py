@@ -1,4 +1,5 @@
-"""The image and job use cases on a real database and the local object store."""
+"""The image and job use cases on a real database, with the fake object store and job queue of
+:mod:`fakes` (held to their ports by the contract tests in tests/adapters)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from typing import Any
 import pytest
 from sqlalchemy import select, update
 
+from fakes import FakeJobQueue
 from imageport.service.access.projects import create_project
 from imageport.service.context import Services
 from imageport.service.errors import ServiceError
@@ -44,32 +46,19 @@ PARAM_KEYS = {
 }
 
 
-class RecordingQueue:
-    """Stands in for the thread queue: remembers what was submitted, runs nothing."""
-
-    def __init__(self) -> None:
-        self.submitted: list[str] = []
-
-    def submit(self, job_id: str) -> None:
-        self.submitted.append(job_id)
-
-    def start(self) -> None: ...
-    def stop(self, timeout: float = 10.0) -> None: ...
-
-
-World = tuple[Services, str, str, RecordingQueue]
+World = tuple[Services, str, str, FakeJobQueue]
 
 
 @pytest.fixture
-def services(backend_services: Services) -> Services:
+def services(fake_backend_services: Services) -> Services:
     """These tests run on SQLite and on a real PostgreSQL server."""
-    return backend_services
+    return fake_backend_services
 
 
 @pytest.fixture
 def world(services: Services) -> World:
     """Two projects; the first owns bucket ``images`` holding ``disk.qcow2``."""
-    queue = RecordingQueue()
+    queue = FakeJobQueue()  # records what is submitted, runs nothing
     services.queue = queue
     mine = create_project(services, "mine").id
     other = create_project(services, "other").id
@@ -152,7 +141,7 @@ def test_registration_checks_the_object(world: World) -> None:
 
 
 def test_normal_import_size_limit_and_quick_import(tmp_path: Path) -> None:
-    services = service_fixtures.make_services(tmp_path / "d", normal_import_max_bytes=1000)
+    services = service_fixtures.make_fake_services(tmp_path / "d", normal_import_max_bytes=1000)
     try:
         mine = create_project(services, "mine").id
         services.store.create_bucket("images", mine, "STANDARD", "local-1")
@@ -165,7 +154,7 @@ def test_normal_import_size_limit_and_quick_import(tmp_path: Path) -> None:
 
 
 def test_region_without_import(tmp_path: Path) -> None:
-    services = service_fixtures.make_services(tmp_path / "d", import_enabled=False)
+    services = service_fixtures.make_fake_services(tmp_path / "d", import_enabled=False)
     try:
         mine = create_project(services, "mine").id
         with pytest.raises(ServiceError) as info:

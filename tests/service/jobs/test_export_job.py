@@ -1,12 +1,17 @@
 """Image export on real parts: an image made active by the import job (qemu-img and the checker
 in limited workers), exported by the export job through the job runner into a bucket of the
-local object store; the object is read back and compared with the stored image's disk."""
+local object store; the object is read back and compared with the stored image's disk.
+
+The tests of the job's own logic (request checks, quick export, a bucket gone, recovery) run on
+the fakes of :mod:`fakes` (object store, image worker, queue), which the contract tests in
+tests/adapters hold to the same ports; the bytes of every format are checked on the real ones."""
 
 from __future__ import annotations
 
 import hashlib
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +28,7 @@ from imageport.service.jobs.manage import cancel_job
 from imageport.service.jobs.recovery import recover
 from imageport.service.tables import images, jobs
 from imageport.service.tools.to_raw import convert_to_raw
-from support import builders
+from support import builders, service_fixtures
 from support import import_fixtures as fx
 
 OUT = "exports"
@@ -102,6 +107,22 @@ def image_id(services: Services) -> str:
     return made
 
 
+@pytest.fixture
+def faked(tmp_path: Path) -> Iterator[Services]:
+    """Services on SQLite with the fake object store, image worker and queue."""
+    made = service_fixtures.make_fake_services(tmp_path / "data")
+    yield made
+    made.db.dispose()
+
+
+@pytest.fixture
+def fake_image_id(faked: Services) -> str:
+    """``image_id`` on the fakes: an image the import job made active with the fake worker."""
+    made = _active_image(faked)
+    _out_bucket(faked, fx.project_id(faked))
+    return made
+
+
 def test_export_to_every_format_holds_the_stored_disk(
     services: Services, image_id: str, tmp_path: Path
 ) -> None:
@@ -132,8 +153,9 @@ def test_export_to_every_format_holds_the_stored_disk(
 
 
 def test_quick_export_is_the_stored_file_and_replaces_an_object(
-    services: Services, image_id: str
+    faked: Services, fake_image_id: str
 ) -> None:
+    services, image_id = faked, fake_image_id
     fx.put_object(services, fx.project_id(services), "old", fx.good_raw())  # bucket "images"
     image = _stored(services, image_id)
     first = _export(services, image_id, "same.qcow2", "vmdk")
@@ -151,7 +173,8 @@ def test_quick_export_is_the_stored_file_and_replaces_an_object(
         assert path.stat().st_size == info.size
 
 
-def test_requests_are_checked_before_any_job(services: Services, image_id: str) -> None:
+def test_requests_are_checked_before_any_job(faked: Services, fake_image_id: str) -> None:
+    services, image_id = faked, fake_image_id
     pid = fx.project_id(services)
     other = create_project(services, "other").id
     _out_bucket(services, other, "theirs")
@@ -222,7 +245,8 @@ def test_cancel_during_conversion_leaves_no_object_and_no_scratch(
     assert _stored(services, image_id).status == "active"
 
 
-def test_a_bucket_deleted_meanwhile_fails_the_job(services: Services, image_id: str) -> None:
+def test_a_bucket_deleted_meanwhile_fails_the_job(faked: Services, fake_image_id: str) -> None:
+    services, image_id = faked, fake_image_id
     job_id = export_image(
         services,
         fx.project_id(services),
@@ -238,8 +262,10 @@ def test_a_bucket_deleted_meanwhile_fails_the_job(services: Services, image_id: 
     assert list(services.settings.tmp_dir.iterdir()) == []
 
 
-def test_an_interrupted_export_runs_again_after_a_restart(backend_services: Services) -> None:
-    services = backend_services
+def test_an_interrupted_export_runs_again_after_a_restart(
+    fake_backend_services: Services,
+) -> None:
+    services = fake_backend_services
     image_id = _active_image(services)
     _out_bucket(services, fx.project_id(services))
     job_id = export_image(

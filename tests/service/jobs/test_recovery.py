@@ -1,11 +1,14 @@
 """Start-up recovery after a simulated crash: temporary files go, orphan image files go, RUNNING
-jobs run again (or fail after three starts), and no image stays ``saving``."""
+jobs run again (or fail after three starts), and no image stays ``saving``. The jobs run again
+on the fake image worker (:mod:`fakes`): recovery is about the records and the files, not about
+what a worker makes of the image."""
 
 from __future__ import annotations
 
 import pytest
 from sqlalchemy import update
 
+from fakes import FakeImageWorker
 from imageport.service.context import Services
 from imageport.service.jobs import state as job_state
 from imageport.service.jobs.import_job import run_job
@@ -28,6 +31,7 @@ def _crash_mid_job(services: Services, name: str) -> str:
 
 
 def test_recovery_cleans_up_and_the_interrupted_job_runs_again(services: Services) -> None:
+    services.worker = FakeImageWorker()
     done = fx.register(services, fx.good_image("qcow2"), name="done")
     run_job(services, done)
     kept = services.settings.images_dir / fx.image_row(services, done).blob
@@ -76,6 +80,7 @@ def test_no_image_stays_saving(services: Services) -> None:
 
 
 def test_recovery_removes_object_files_no_record_points_at(services: Services) -> None:
+    services.worker = FakeImageWorker()
     done = fx.register(services, fx.good_image("qcow2"), name="uploaded")
     in_use = list(services.store.iter_blobs_in_use())
     assert in_use, "the registered image's object should have a blob"
