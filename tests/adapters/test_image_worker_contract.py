@@ -12,13 +12,13 @@ from pathlib import Path
 
 import pytest
 
-from fakes import FakeImageWorker
-from fakes.image_worker import GOOD_DEBIAN
 from imageport.adapters.qemu_img import QemuImgConverter
 from imageport.rules.base import CheckOptions
 from imageport.service.ports import ImageWorker, WorkerCancelledError, WorkerError
 from imageport.settings import load_settings
 from support import builders
+from support.fakes import FakeImageWorker
+from support.fakes.image_worker import GOOD_DEBIAN
 
 #: What the fake is told the source is (what the real checker finds in the pattern qcow2).
 PATTERN = dataclasses.replace(GOOD_DEBIAN, virtual_size=builders.PATTERN_SIZE, os=None)

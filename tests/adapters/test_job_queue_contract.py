@@ -11,9 +11,9 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from fakes import FakeJobQueue
 from imageport.adapters.job_queue import ThreadJobQueue
 from imageport.service.ports import JobQueue
+from support.fakes import FakeJobQueue
 
 Maker = Callable[[Callable[[str], None]], JobQueue]
 

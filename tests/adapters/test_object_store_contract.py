@@ -11,13 +11,14 @@ from pathlib import Path
 
 import pytest
 
-from fakes import FakeObjectStore
 from imageport.adapters.db.engine import open_database
-from imageport.adapters.objectstore.local import MIN_PART_SIZE, LocalObjectStore
+from imageport.adapters.objectstore.assembly import MIN_PART_SIZE
+from imageport.adapters.objectstore.local import LocalObjectStore
 from imageport.service.errors import Conflict, NotFound, RequestInvalid, ServiceError
 from imageport.service.ports import ObjectInfo, ObjectStore, PartInfo, StagedFile
 from imageport.service.tables import projects
 from imageport.settings import load_settings
+from support.fakes import FakeObjectStore
 
 MINE, THEIRS = "p" * 32, "q" * 32
 

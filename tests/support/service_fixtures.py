@@ -29,7 +29,7 @@ def make_fake_services(
     store's, :class:`~fakes.FakeImageWorker` answering :data:`~fakes.GOOD_DEBIAN`, and a
     :class:`~fakes.FakeJobQueue` that records submitted jobs and runs none): for tests of the
     service's own logic, with no process started."""
-    from fakes import FakeImageWorker, FakeJobQueue, FakeObjectStore
+    from support.fakes import FakeImageWorker, FakeJobQueue, FakeObjectStore
 
     conf = load_settings({}, data_dir=data_dir, database_url=database_url, **settings)
     db = open_database(conf.db_url)

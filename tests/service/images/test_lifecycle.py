@@ -10,7 +10,6 @@ from typing import Any
 import pytest
 from sqlalchemy import select, update
 
-from fakes import FakeJobQueue
 from imageport.service.access.projects import create_project
 from imageport.service.context import Services
 from imageport.service.errors import ServiceError
@@ -26,6 +25,7 @@ from imageport.service.images.lifecycle import (
 from imageport.service.jobs import manage as job_cases
 from imageport.service.tables import images, jobs
 from support import service_fixtures
+from support.fakes import FakeJobQueue
 from support.import_fixtures import store_bytes
 
 PARAM_KEYS = {

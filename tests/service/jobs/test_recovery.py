@@ -8,13 +8,13 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import update
 
-from fakes import FakeImageWorker
 from imageport.service.context import Services
 from imageport.service.jobs import state as job_state
 from imageport.service.jobs.import_job import run_job
 from imageport.service.jobs.recovery import RESTARTED, recover
 from imageport.service.tables import jobs
 from support import import_fixtures as fx
+from support.fakes import FakeImageWorker
 
 
 @pytest.fixture

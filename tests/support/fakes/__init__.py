@@ -1,10 +1,10 @@
 """In-memory stand-ins for the service's ports, the test seam (httpx's ``MockTransport`` idea).
 
-* :class:`~fakes.object_store.FakeObjectStore`: buckets, objects and multipart uploads in
+* :class:`~support.fakes.object_store.FakeObjectStore`: buckets, objects and multipart uploads in
   dictionaries (bytes in memory; only request bodies and ``local_path`` copies touch disk).
-* :class:`~fakes.image_worker.FakeImageWorker`: answers what a file is from a script, and
+* :class:`~support.fakes.image_worker.FakeImageWorker`: answers what a file is from a script, and
   "converts" by writing a one-line fake container that it recognises again; no process runs.
-* :class:`~fakes.job_queue.FakeJobQueue`: records submitted job ids and, once started, runs
+* :class:`~support.fakes.job_queue.FakeJobQueue`: records submitted job ids and, once started, runs
   them at once in the caller's thread.
 
 Each is held to its port by the same contract tests as the real adapter
@@ -15,8 +15,8 @@ checks, failures, quotas); the adapters' own tests cover files, processes and th
 
 from __future__ import annotations
 
-from fakes.image_worker import GOOD_DEBIAN, FakeImageWorker, fake_container
-from fakes.job_queue import FakeJobQueue
-from fakes.object_store import FakeObjectStore
+from support.fakes.image_worker import GOOD_DEBIAN, FakeImageWorker, fake_container
+from support.fakes.job_queue import FakeJobQueue
+from support.fakes.object_store import FakeObjectStore
 
 __all__ = ["GOOD_DEBIAN", "FakeImageWorker", "FakeJobQueue", "FakeObjectStore", "fake_container"]
