@@ -8,7 +8,7 @@ from imageport.disk.raw import RawDisk
 from imageport.guest.facts.inspect import inspect_guest
 from imageport.guest.files.fstab import find_volume, parse_fstab
 from imageport.guest.files.mounts import assemble
-from imageport.guest.fs.base import NotFoundError
+from imageport.guest.fs.base import NoSuchFileError
 from imageport.guest.volumes.discover import scan_storage
 from imageport.source import FileSource
 from support import guest_fixtures as gf
@@ -38,7 +38,7 @@ def test_volumes_root_and_mounts_are_found() -> None:
         assert files.exists("/boot/efi/EFI/BOOT/BOOTX64.EFI")  # on the ESP, case-insensitive
         assert files.read_text("/etc/hostname") == "testguest\n"
         assert files.exists("/bin/sh")  # /bin -> usr/bin
-        with pytest.raises(NotFoundError):
+        with pytest.raises(NoSuchFileError):
             files.read_file("/etc/no-such-file")
 
 

@@ -33,7 +33,7 @@ from imageport.errors import (
 )
 from imageport.guest.fs import btrfs
 from imageport.guest.fs import btrfs_layout as L
-from imageport.guest.fs.base import BrokenLinkError, FileType, NotFoundError
+from imageport.guest.fs.base import BrokenLinkError, FileType, NoSuchFileError
 from imageport.guest.fs.btrfs_tree import Item
 from imageport.guest.volumes.blockdev import BlockDevice, BytesDevice
 from support import builders
@@ -341,10 +341,10 @@ def test_subvolumes_by_path_and_id(big: tuple[Path, Path]) -> None:
     assert top.read_file("/@home/alice/.bashrc") == (src / "@home/alice/.bashrc").read_bytes()
     assert top.resolve("/@") == fs.root_ino
     for bad in ("@/etc", "nothing", "README"):
-        with pytest.raises(NotFoundError):
+        with pytest.raises(NoSuchFileError):
             btrfs.open_fs(dev, bad)
     for bad_id in (258, 4, 1 << 70):
-        with pytest.raises(NotFoundError):
+        with pytest.raises(NoSuchFileError):
             btrfs.open_fs(dev, bad_id)
 
 
@@ -480,7 +480,7 @@ def walk_everything(dev: BlockDevice, subvol: str | int | None = None) -> int:
             elif st.type is FileType.SYMLINK:
                 fs.readlink_ino(entry.ino)
     for name in ("etc/fstab", "lzo/big.txt", "bigdir/entry-00007-xxxxxxx"):
-        with contextlib.suppress(NotFoundError):
+        with contextlib.suppress(NoSuchFileError):
             fs.lookup_child(fs.root_ino, name.split("/")[0])
     return seen
 

@@ -29,7 +29,7 @@ from imageport.errors import (
     UnsupportedImageError,
 )
 from imageport.guest.fs import ext, ext_layout
-from imageport.guest.fs.base import FileType, NotFoundError
+from imageport.guest.fs.base import FileType, NoSuchFileError
 from imageport.guest.volumes.blockdev import BytesDevice
 from support import builders
 
@@ -253,9 +253,9 @@ def test_paths_symlinks_and_sparse_reads(variant: str, images: dict[str, Path]) 
         assert not fs.exists("/dangling")
         with pytest.raises(LimitExceededError):
             fs.resolve("/loop1")
-        with pytest.raises(NotFoundError):
+        with pytest.raises(NoSuchFileError):
             fs.read_file("/etc/os-release/x")
-        with pytest.raises(NotFoundError):
+        with pytest.raises(NoSuchFileError):
             fs.read_file("/etc/missing")
         far = fs.stat("/far.bin")
         assert far.size == FAR_OFFSET + 13

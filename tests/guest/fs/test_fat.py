@@ -19,7 +19,7 @@ import pytest
 
 from imageport.errors import CorruptImageError, ImageportError
 from imageport.guest.fs import fat
-from imageport.guest.fs.base import FileType, NotFoundError, WrongTypeError
+from imageport.guest.fs.base import FileType, NoSuchFileError, WrongTypeError
 from imageport.guest.fs.fat_layout import ATTR_LFN, LfnEntry
 from imageport.guest.volumes.blockdev import BytesDevice
 from support import builders
@@ -186,9 +186,9 @@ def test_lookups_reads_and_stat(bits: int) -> None:
     chain = list(fs._chain(first, 1 << 20))
     assert sum(b != a + 1 for a, b in itertools.pairwise(chain)) >= 5  # fragmented
     assert fs.stat("/empty").size == 0 and fs.read_file("/empty") == b""
-    with pytest.raises(NotFoundError):
+    with pytest.raises(NoSuchFileError):
         fs.readlink("/lower.txt")
-    with pytest.raises(NotFoundError):
+    with pytest.raises(NoSuchFileError):
         fs.read_file("/no/such/file")
     with pytest.raises(WrongTypeError):  # a file where a directory is listed
         fs.listdir("/lower.txt")

@@ -27,7 +27,7 @@ from imageport.errors import (
     UnsupportedImageError,
 )
 from imageport.guest.fs import xfs
-from imageport.guest.fs.base import FileType, NotFoundError
+from imageport.guest.fs.base import FileType, NoSuchFileError
 from imageport.guest.fs.xfs_layout import FMT_BTREE, FMT_EXTENTS, FMT_LOCAL
 from imageport.guest.volumes.blockdev import BytesDevice
 from support import builders
@@ -560,5 +560,5 @@ def test_unsupported_features_are_named_and_probe_is_quiet() -> None:
     assert xfs.probe(BytesDevice(b"XFSB" + bytes(600))) is None
     with pytest.raises(CorruptImageError):
         xfs.open_fs(BytesDevice(b"XFSB" + bytes(600)))
-    with pytest.raises(NotFoundError):
+    with pytest.raises(NoSuchFileError):
         xfs.open_fs(FileDevice(image)).read_file("/no/such/file")

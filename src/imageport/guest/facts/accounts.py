@@ -25,7 +25,7 @@ from imageport.guest.files.mounts import GuestFiles
 from imageport.guest.fs.base import (
     BrokenLinkError,
     FileType,
-    NotFoundError,
+    NoSuchFileError,
     TooLargeError,
     WrongTypeError,
 )
@@ -278,7 +278,7 @@ def _read(
     and also goes to ``unreadable`` when the caller's verdict depends on it."""
     try:
         return files.read_text(path, MAX_CONFIG_BYTES)
-    except NotFoundError:
+    except NoSuchFileError:
         return None
     except ImageportError as exc:
         problems.append(f"{path}: {exc}")
@@ -454,7 +454,7 @@ def _key_files(
     for path in _key_paths(entry, key_setting):
         try:
             text = files.read_text(path, MAX_CONFIG_BYTES)
-        except NotFoundError:
+        except NoSuchFileError:
             continue
         except TooLargeError:  # sshd reads it: a file this large surely holds keys
             found.append(KeyFile(path, None))

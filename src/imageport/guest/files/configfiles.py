@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from imageport.errors import ImageportError
 from imageport.guest.files.mounts import GuestFiles
-from imageport.guest.fs.base import FileType, NotFoundError
+from imageport.guest.fs.base import FileType, NoSuchFileError
 
 #: Largest configuration file read.
 MAX_CONFIG_BYTES = 1 << 20
@@ -52,7 +52,7 @@ def read_config(
     """
     try:
         return files.read_file(path, max_bytes).decode("utf-8", "replace")
-    except NotFoundError:
+    except NoSuchFileError:
         return None
     except ImageportError as exc:
         problems.append(f"{path}: cannot be read: {exc}")
@@ -83,7 +83,7 @@ def list_dir(
     ``limit`` of them; empty when it does not exist."""
     try:
         entries = files.listdir(path)
-    except NotFoundError:
+    except NoSuchFileError:
         return []
     except ImageportError as exc:
         problems.append(f"{path}: cannot be listed: {exc}")

@@ -6,7 +6,7 @@ filesystems it mounts (``/boot``, ``/usr``, ``/var`` ...) where they are. :class
 then reads paths across those mounts, following symlinks inside the guest only.
 
 "Absent" and "unreadable" are kept apart: only a path with no entry at all is
-:class:`~imageport.guest.fs.base.NotFoundError`; a symlink whose target is missing, a symlink
+:class:`~imageport.guest.fs.base.NoSuchFileError`; a symlink whose target is missing, a symlink
 loop, a directory where a file is read and a file over the cap raise errors that readers must
 report as problems (a rule that needs the file then says so), never treat as absent. A symlink
 cannot escape the guest: absolute targets are taken from the guest's root, and ``..`` stops
@@ -28,7 +28,7 @@ from imageport.guest.fs.base import (
     DirEntry,
     Filesystem,
     FileType,
-    NotFoundError,
+    NoSuchFileError,
     Stat,
     TooLargeError,
     WrongTypeError,
@@ -95,7 +95,7 @@ class GuestFiles:
             mp = _split(mount.mountpoint)
             if parts[: len(mp)] == mp:
                 return mount, parts[len(mp) :]
-        raise NotFoundError("/" + "/".join(parts) + ": no filesystem is mounted there")
+        raise NoSuchFileError("/" + "/".join(parts) + ": no filesystem is mounted there")
 
     def locate(self, path: str, *, follow: bool = True) -> tuple[Filesystem, int, str]:
         """The filesystem, inode and resolved guest path of ``path``."""
@@ -114,7 +114,7 @@ class GuestFiles:
             mount, rel = self._mount_for(candidate)
             try:
                 ino = mount.fs.resolve("/" + "/".join(rel), follow=False)
-            except NotFoundError as exc:
+            except NoSuchFileError as exc:
                 if linked:  # the name came from a symlink's target: the link dangles
                     raise BrokenLinkError(
                         f"{path}: a symbolic link on the path points to "
@@ -145,7 +145,7 @@ class GuestFiles:
         """Whether ``path`` leads to something (a dangling symlink does not)."""
         try:
             self.locate(path)
-        except (NotFoundError, BrokenLinkError):
+        except (NoSuchFileError, BrokenLinkError):
             return False
         return True
 
@@ -169,7 +169,7 @@ class GuestFiles:
         symlink loop or a file over ``max_bytes`` (:class:`LimitExceededError`)."""
         try:
             return self.read_file(path, max_bytes).decode("utf-8", "replace")
-        except NotFoundError:
+        except NoSuchFileError:
             return None
 
     def listdir(self, path: str) -> list[DirEntry]:
@@ -257,7 +257,7 @@ def assemble(storage: StorageLayout) -> GuestLayout:
     fstab_error = None
     try:
         text = root.fs.read_file("/etc/fstab", MAX_FSTAB_BYTES).decode("utf-8", "replace")
-    except NotFoundError:
+    except NoSuchFileError:
         text = ""
     except ImageportError as exc:
         problems.append(f"/etc/fstab cannot be read: {exc}")

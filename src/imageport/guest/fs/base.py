@@ -61,13 +61,13 @@ class DirEntry:
     type: FileType | None = None  #: from the directory entry when the format records it
 
 
-class NotFoundError(ImageportError):
+class NoSuchFileError(ImageportError):
     """A path does not exist in the guest filesystem (or a component is not a directory)."""
 
 
 class UnreadableError(ImageportError):
     """A path names something that exists but cannot be read as asked. Not a
-    :class:`NotFoundError`: a reader that treats "absent" as "nothing to check" must report
+    :class:`NoSuchFileError`: a reader that treats "absent" as "nothing to check" must report
     this one instead (a rule that needs the file cannot pass without it)."""
 
 
@@ -135,7 +135,7 @@ class Filesystem(abc.ABC):
     def resolve(self, path: str, *, follow: bool = True) -> int:
         """The inode at ``path`` (absolute, inside this filesystem), following symlinks.
 
-        With ``follow=False`` a final symlink is returned itself. Raises :class:`NotFoundError`.
+        With ``follow=False`` a final symlink is returned itself. Raises :class:`NoSuchFileError`.
         """
         parts = [p for p in path.split("/") if p and p != "."]
         hops = 0
@@ -156,7 +156,7 @@ class Filesystem(abc.ABC):
                         f"{path}: a symbolic link on the path leads through "
                         "a file that is not a directory"
                     )
-                raise NotFoundError(f"{path}: a component is not a directory")
+                raise NoSuchFileError(f"{path}: a component is not a directory")
             child = self.lookup_child(current, name)
             if child is None:
                 if linked:
@@ -164,7 +164,7 @@ class Filesystem(abc.ABC):
                         f"{path}: a symbolic link on the path points to a "
                         "missing file (dangling link)"
                     )
-                raise NotFoundError(f"{path}: not found")
+                raise NoSuchFileError(f"{path}: not found")
             st = self.stat_ino(child)
             if st.type is FileType.SYMLINK and (follow or todo):
                 hops += 1
@@ -188,7 +188,7 @@ class Filesystem(abc.ABC):
         ``os.path.exists``)."""
         try:
             self.resolve(path)
-        except (NotFoundError, BrokenLinkError):
+        except (NoSuchFileError, BrokenLinkError):
             return False
         return True
 
@@ -215,7 +215,7 @@ class Filesystem(abc.ABC):
     def readlink(self, path: str) -> str:
         ino = self.resolve(path, follow=False)
         if self.stat_ino(ino).type is not FileType.SYMLINK:
-            raise NotFoundError(f"{path}: not a symlink")
+            raise NoSuchFileError(f"{path}: not a symlink")
         return self.readlink_ino(ino)
 
 

@@ -37,7 +37,7 @@ from imageport.guest.fs.base import (
     DirEntry,
     Filesystem,
     FileType,
-    NotFoundError,
+    NoSuchFileError,
     Stat,
     decode_name,
 )
@@ -165,14 +165,14 @@ class BtrfsFilesystem(Filesystem):
         if tree_id != L.FS_TREE_OBJECTID and not (
             L.FIRST_FREE_OBJECTID <= tree_id <= L.LAST_FREE_OBJECTID
         ):
-            raise NotFoundError(f"btrfs subvolume id {tree_id} is not a subvolume id")
+            raise NoSuchFileError(f"btrfs subvolume id {tree_id} is not a subvolume id")
         sb = self.superblock
         found = None
         lo, hi = L.Key(tree_id, L.ROOT_ITEM, 0), L.Key(tree_id, L.ROOT_ITEM, _OBJ_MASK)
         for item in self.tree.items(sb.root, sb.root_level, lo, hi):
             found = item  # the newest root item of that tree sorts last
         if found is None:
-            raise NotFoundError(f"btrfs subvolume {tree_id} does not exist")
+            raise NoSuchFileError(f"btrfs subvolume {tree_id} does not exist")
         root = L.RootItem.from_bytes(found.data)
         if root.level > 7:
             raise CorruptImageError(f"btrfs subvolume {tree_id} root level {root.level}")
@@ -212,18 +212,18 @@ class BtrfsFilesystem(Filesystem):
         """The id of the subvolume at ``path`` from the top level (``@``, ``/@home`` ...)."""
         parts = [p for p in path.split("/") if p and p != "."]
         if len(parts) > MAX_PATH_COMPONENTS or ".." in parts:
-            raise NotFoundError(f"btrfs subvolume path {path!r} is not usable")
+            raise NoSuchFileError(f"btrfs subvolume path {path!r} is not usable")
         ino = self._subvol_root_ino(L.FS_TREE_OBJECTID)
         for name in parts:
             if self.stat_ino(ino).type is not FileType.DIRECTORY:
-                raise NotFoundError(f"btrfs subvolume path {path!r}: not a directory")
+                raise NoSuchFileError(f"btrfs subvolume path {path!r}: not a directory")
             child = self.lookup_child(ino, name)
             if child is None:
-                raise NotFoundError(f"btrfs subvolume path {path!r} does not exist")
+                raise NoSuchFileError(f"btrfs subvolume path {path!r} does not exist")
             ino = child
         tree_id = ino >> 64
         if ino != self._subvol_root_ino(tree_id):
-            raise NotFoundError(f"btrfs path {path!r} is not a subvolume")
+            raise NoSuchFileError(f"btrfs path {path!r} is not a subvolume")
         return tree_id
 
     # -- subvolumes ----------------------------------------------------------------------------

@@ -25,7 +25,7 @@ from imageport.guest.fs.base import (
     DirEntry,
     Filesystem,
     FileType,
-    NotFoundError,
+    NoSuchFileError,
     Stat,
 )
 from imageport.guest.fs.fat_layout import (
@@ -274,7 +274,7 @@ class FatFilesystem(Filesystem):
         if node is not None:
             return node
         if ino <= 0 or ino % 32 or ino + 32 > self.geometry.total_bytes:
-            raise NotFoundError(f"FAT: no entry at handle {ino}")
+            raise NoSuchFileError(f"FAT: no entry at handle {ino}")
         raw = read_exact_dev(self._dev, ino, 32, "FAT directory entry")
         return self._remember(ino, ShortEntry.from_bytes(raw))
 
@@ -292,7 +292,7 @@ class FatFilesystem(Filesystem):
 
     def list_ino(self, ino: int) -> Iterator[DirEntry]:
         if self.stat_ino(ino).type is not FileType.DIRECTORY:
-            raise NotFoundError(f"FAT: handle {ino} is not a directory")
+            raise NoSuchFileError(f"FAT: handle {ino} is not a directory")
         count = 0
         for handle, name, short in self._entries(ino):
             count += 1
@@ -325,7 +325,7 @@ class FatFilesystem(Filesystem):
     def read_ino(self, ino: int, offset: int, length: int) -> bytes:
         node = self._node(ino)
         if node.type is not FileType.REGULAR:
-            raise NotFoundError(f"FAT: handle {ino} is not a regular file")
+            raise NoSuchFileError(f"FAT: handle {ino} is not a regular file")
         if offset < 0 or length < 0:
             raise ImageportError(f"invalid read at {offset} length {length}")
         length = max(0, min(length, node.size - offset))
@@ -337,4 +337,4 @@ class FatFilesystem(Filesystem):
         return data
 
     def readlink_ino(self, ino: int) -> str:
-        raise NotFoundError("FAT has no symbolic links")
+        raise NoSuchFileError("FAT has no symbolic links")

@@ -34,7 +34,7 @@ from imageport.guest.fs.base import (
     DirEntry,
     Filesystem,
     FileType,
-    NotFoundError,
+    NoSuchFileError,
     Stat,
     decode_name,
 )
@@ -280,7 +280,7 @@ class XfsFilesystem(Filesystem):
     def read_ino(self, ino: int, offset: int, length: int) -> bytes:
         core = self._inode(ino)
         if file_type(core.mode) is not FileType.REGULAR:
-            raise NotFoundError(f"XFS inode {ino} is not a regular file")
+            raise NoSuchFileError(f"XFS inode {ino} is not a regular file")
         if core.flags & DIFLAG_REALTIME:
             raise UnsupportedImageError(f"XFS inode {ino} keeps its data on a realtime device")
         if offset < 0 or length < 0:
@@ -299,7 +299,7 @@ class XfsFilesystem(Filesystem):
     def readlink_ino(self, ino: int) -> str:
         core = self._inode(ino)
         if file_type(core.mode) is not FileType.SYMLINK:
-            raise NotFoundError(f"XFS inode {ino} is not a symlink")
+            raise NoSuchFileError(f"XFS inode {ino} is not a symlink")
         size = core.size
         if not 1 <= size <= MAX_SYMLINK_BYTES:
             raise CorruptImageError(f"XFS symlink {ino} has a target of {size} bytes")
@@ -336,7 +336,7 @@ class XfsFilesystem(Filesystem):
     def _dir_core(self, ino: int) -> InodeCore:
         core = self._inode(ino)
         if file_type(core.mode) is not FileType.DIRECTORY:
-            raise NotFoundError(f"XFS inode {ino} is not a directory")
+            raise NoSuchFileError(f"XFS inode {ino} is not a directory")
         return core
 
     def list_ino(self, ino: int) -> Iterator[DirEntry]:
