@@ -47,6 +47,7 @@ from imageport.api.http_limits import Api, HttpLimits, fit_open_file_limit
 from imageport.api.http_protocol import protocol_class
 from imageport.api.middleware import RequestContext
 from imageport.api.ops import ops_routes, with_s3_health
+from imageport.errors import ImageportError
 from imageport.service.access.projects import count_projects
 from imageport.service.context import Services
 from imageport.settings import Settings
@@ -61,7 +62,7 @@ EXIT_OK = 0
 EXIT_START_FAILED = 2
 
 
-class StartError(Exception):
+class StartError(ImageportError):
     """The server cannot start; the message says why, for the operator."""
 
 

@@ -107,6 +107,9 @@ CLOSE_GRACE_SECONDS = 5.0
 """How long a closing connection may take to flush its last bytes before it is aborted."""
 
 
+# Not an ImageportError on purpose: it is control flow. httptools wraps an exception raised in
+# a callback into its own HttpParserError, which ``_feed`` catches; no caller ever sees a _Stop,
+# so it is not in the tree of imageport.errors.
 class _Stop(Exception):
     """Raised in a parser callback to stop the parser; the refusal is kept on the protocol."""
 

@@ -1,9 +1,5 @@
-"""The one exception request-signature verification raises.
-
-::
-
-    ImageportError                 (imageport.errors)
-    └── SignatureError             a signed request was refused; ``code`` says why
+"""The one exception request-signature verification raises: :class:`SignatureError`, a signed
+request was refused (its place in the tree is drawn in :mod:`imageport.errors`).
 
 ``code`` is the S3-style error code the API layer turns into a response:
 

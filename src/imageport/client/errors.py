@@ -1,10 +1,6 @@
-"""What the client raises.
-
-::
-
-    ImageportError                  (imageport.errors)
-    └── ClientError                 a request failed: connection, timeout, or the server said no
-        └── ConfigError             a setting is missing or the config file is unusable
+"""What the client raises: :class:`ClientError`, a request failed (connection, timeout, or the
+server said no), and its :class:`ConfigError`, a setting is missing or the config file is
+unusable. Their place in the tree is drawn in :mod:`imageport.errors`.
 
 A :class:`ClientError` from a server reply carries the HTTP ``status``, the server's ``code``
 and ``message`` (from the IMS JSON body or the S3 XML body) and its ``request_id``, and prints

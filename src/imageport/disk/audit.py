@@ -184,6 +184,9 @@ def _packed_span_total(starts: array[int], ends: array[int], file_size: int) -> 
     return sum(map(min, ends, nexts, [file_size] * len(starts))) - sum(starts)
 
 
+# Not an ImageportError on purpose: it is control flow that leaves the walk the moment a byte
+# is found shared, caught in this module (and turned into an UnsafeImageError); being outside
+# the tree keeps the walk's own ``except ImageportError`` from swallowing it.
 class _SharedByte(Exception):
     """Raised inside the walk when a file byte is found used twice."""
 

@@ -1,14 +1,9 @@
 """Errors the service layer raises for the API and CLI layers to map onto responses.
 
-::
-
-    ImageportError                     (imageport.errors)
-    └── ServiceError                   a request cannot be served; ``code`` and ``status`` say how
-        ├── RequestInvalid             400: a vendor ``IMG.xxxx`` code or an S3 code
-        ├── Unauthenticated            401: no, bad or expired credentials / signature
-        ├── Forbidden                  403: authenticated, but not allowed (region refuses import)
-        ├── NotFound                   404: missing, or owned by another project (never "forbidden")
-        └── Conflict                   409: the resource exists or is busy
+:class:`ServiceError` carries a ``code`` and an HTTP ``status``; each subclass here fixes the
+status (400 :class:`RequestInvalid`, 401 :class:`Unauthenticated`, 403 :class:`Forbidden`, 404
+:class:`NotFound`: missing, or owned by another project, never "forbidden"; 409
+:class:`Conflict`). Their place in the one tree is drawn in :mod:`imageport.errors`.
 
 ``code`` is what clients read: ``IMG.0009`` on the image API, ``NoSuchBucket`` on the bucket
 API; ``message`` is one sentence for a person, naming the value that was wrong.

@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO, Protocol
 
+from imageport.errors import ImageportError
 from imageport.rules.base import CheckOptions
 
 
@@ -249,7 +250,7 @@ class JobQueue(Protocol):
 # -- the image worker --------------------------------------------------------------------------
 
 
-class WorkerError(Exception):
+class WorkerError(ImageportError):
     """A worker process failed: crashed, hit a limit, or answered nonsense. ``reason`` says
     which, in words for the user (e.g. "the image worker exceeded its memory limit of 2 GiB");
     ``limit`` names the limit it hit, if one (``cpu``, ``memory``, ``wall``, ``file``,
@@ -261,7 +262,7 @@ class WorkerError(Exception):
         self.limit = limit
 
 
-class WorkerCancelledError(Exception):
+class WorkerCancelledError(ImageportError):
     """The job was cancelled while a worker ran; the worker was killed."""
 
 

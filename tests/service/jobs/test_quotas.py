@@ -17,7 +17,7 @@ from imageport.service.access.projects import create_project
 from imageport.service.clock import time_text
 from imageport.service.context import Services
 from imageport.service.errors import RequestInvalid
-from imageport.service.jobs.import_source import JobFailedError
+from imageport.service.jobs.errors import JobFailedError
 from imageport.service.jobs.manage import insert_job
 from imageport.service.jobs.quotas import disk_room, output_bound, room_for
 from imageport.service.tables import jobs

@@ -45,8 +45,8 @@ from imageport.service.images import validation as v
 from imageport.service.images.lifecycle import insert_image_row
 from imageport.service.images.records import image_row
 from imageport.service.jobs import state
+from imageport.service.jobs.errors import JobCancelledError, JobFailedError
 from imageport.service.jobs.file_links import link_or_copy
-from imageport.service.jobs.import_source import JobCancelledError, JobFailedError
 from imageport.service.jobs.manage import insert_job
 from imageport.service.jobs.quotas import room_for
 from imageport.service.jobs.run import activate, run_to_end

@@ -39,9 +39,9 @@ from imageport import metrics
 from imageport.service.context import Services
 from imageport.service.images.source_checks import STANDARD
 from imageport.service.jobs import state
+from imageport.service.jobs.errors import JobCancelledError, JobFailedError
 from imageport.service.jobs.export_request import ExportParams
 from imageport.service.jobs.file_links import hash_file, link_or_copy
-from imageport.service.jobs.import_source import JobCancelledError, JobFailedError
 from imageport.service.jobs.quotas import METADATA_SLACK, room_for, write_room
 from imageport.service.jobs.run import run_to_end
 from imageport.service.ports import StagedFile, WorkerError

@@ -19,7 +19,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from imageport.service.jobs import state
-from imageport.service.jobs.import_source import JobCancelledError, JobFailedError
+from imageport.service.jobs.errors import JobCancelledError, JobFailedError
 from imageport.source import data_segments
 
 log = logging.getLogger(__name__)

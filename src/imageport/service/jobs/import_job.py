@@ -60,14 +60,9 @@ from imageport.service.context import Services
 from imageport.service.images import staging
 from imageport.service.images.properties import BITMAP_FILE, active_image_values
 from imageport.service.jobs import state
+from imageport.service.jobs.errors import JobCancelledError, JobFailedError
 from imageport.service.jobs.file_links import hash_file, link_or_copy
-from imageport.service.jobs.import_source import (
-    Fetched,
-    JobCancelledError,
-    JobFailedError,
-    fetch,
-    source_name,
-)
+from imageport.service.jobs.import_source import Fetched, fetch, source_name
 from imageport.service.jobs.quotas import output_bound, room_for
 from imageport.service.jobs.run import activate, run_to_end
 from imageport.service.ports import (

@@ -4,8 +4,8 @@
 (which must still be the very object that was registered: same size and ETag, checked before
 and after it is held open) with, for quick import, the bitmap ``<base>.mf`` beside it; or the
 data a Glance client sent, staged by :mod:`.staging` under the data dir and named only by the
-image id (never a path from a request). :class:`JobFailedError` ends the job FAIL with a code
-and a reason; :class:`JobCancelledError` ends it cancelled.
+image id (never a path from a request). A source that changed or vanished ends the job with
+:class:`~imageport.service.jobs.manage.errors.JobFailedError`.
 """
 
 from __future__ import annotations
@@ -21,24 +21,11 @@ from imageport.service.context import Services
 from imageport.service.errors import NotFound
 from imageport.service.images import staging
 from imageport.service.jobs import state
+from imageport.service.jobs.errors import JobFailedError
 from imageport.service.ports import ObjectInfo
 
 #: How reasons name data received on the Glance routes (there is no ``bucket:key``).
 UPLOADED = "the uploaded image data"
-
-
-class JobFailedError(Exception):
-    """Ends the job FAIL with ``code`` and ``reason`` (and the check ``report``, if any)."""
-
-    def __init__(self, code: str, reason: str, report: object = None) -> None:
-        super().__init__(reason)
-        self.code = code
-        self.reason = reason
-        self.report = report if isinstance(report, dict) else None
-
-
-class JobCancelledError(Exception):
-    """The user cancelled the job."""
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

@@ -41,7 +41,7 @@ from imageport.service.context import Services
 from imageport.service.errors import Forbidden, RequestInvalid, ServiceError
 from imageport.service.images import staging
 from imageport.service.jobs import state
-from imageport.service.jobs.import_source import JobFailedError
+from imageport.service.jobs.errors import JobFailedError
 from imageport.service.tables import images, jobs, projects
 from imageport.settings import Settings
 

@@ -18,7 +18,7 @@ from pathlib import Path
 from imageport import metrics
 from imageport.service.context import Services
 from imageport.service.jobs import state
-from imageport.service.jobs.import_source import JobCancelledError, JobFailedError
+from imageport.service.jobs.errors import JobCancelledError, JobFailedError
 from imageport.service.ports import WorkerCancelledError, WorkerError
 
 log = logging.getLogger(__name__)
