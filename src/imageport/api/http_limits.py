@@ -25,6 +25,7 @@ from uvicorn.protocols.http.httptools_impl import (
 
 from imageport import metrics
 from imageport.limits import KiB
+from imageport.service import codes
 from imageport.settings import Settings
 
 log = logging.getLogger("imageport.http")
@@ -95,7 +96,7 @@ class Refusal:
                 f"{self.s3_code}</Code><Message>{self.message}</Message></Error>"
             ).encode()
         else:
-            code = f"IMG.HTTP{self.status}"
+            code = codes.http_status(self.status)
             content_type = b"application/json"
             body = json.dumps(
                 {

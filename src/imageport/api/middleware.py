@@ -37,6 +37,7 @@ from urllib.parse import parse_qsl, quote
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from imageport import logs, metrics
+from imageport.service import codes
 from imageport.service.clock import new_id
 
 log = logging.getLogger("imageport.access")
@@ -88,8 +89,8 @@ def _error_body(api: str, request_id: str) -> tuple[bytes, bytes]:
         )
         return b"application/xml", body.encode()
     doc = {
-        "error": {"code": "IMG.0001", "message": message},
-        "error_code": "IMG.0001",
+        "error": {"code": codes.BAD_REQUEST, "message": message},
+        "error_code": codes.BAD_REQUEST,
         "error_msg": message,
         "request_id": request_id,
     }

@@ -21,6 +21,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from imageport.service import codes
 from imageport.service.errors import ServiceError
 
 GLANCECLIENT = "python-glanceclient"
@@ -55,14 +56,14 @@ async def http_error(request: Request, exc: Exception) -> Response:
     nested = nested_only(request.headers)
     if status == 404:
         return error_response(
-            404, "IMG.NOT_FOUND", f"no such API: {request.url.path[:200]}", nested=nested
+            404, codes.NOT_FOUND, f"no such API: {request.url.path[:200]}", nested=nested
         )
     if status == 405:
         return error_response(
             405,
-            "IMG.METHOD",
+            codes.METHOD_NOT_ALLOWED,
             f"{request.method} is not allowed on {request.url.path[:200]}",
             nested=nested,
         )
     detail = exc.detail if isinstance(exc, HTTPException) else "internal error"
-    return error_response(status, f"IMG.HTTP{status}", str(detail), nested=nested)
+    return error_response(status, codes.http_status(status), str(detail), nested=nested)

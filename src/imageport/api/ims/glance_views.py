@@ -27,6 +27,7 @@ from imageport.api.ims import glance_schema
 from imageport.api.ims.errors import error_response, nested_only, service_error
 from imageport.api.ims.incoming import Call, authenticate_headers, release_call, server_side
 from imageport.limits import MiB
+from imageport.service import codes
 from imageport.service.context import Services
 from imageport.service.errors import RequestInvalid, ServiceError
 from imageport.service.images import glance_data
@@ -49,7 +50,7 @@ def data_endpoint(
             media = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
             if media != DATA_TYPE:
                 raise RequestInvalid(
-                    "IMG.0001",
+                    codes.BAD_REQUEST,
                     f"image data must be sent as {DATA_TYPE}, not {media[:80]!r}",
                     status=415,
                 )
@@ -84,7 +85,7 @@ def data_endpoint(
             release_call(services, call)
             return error_response(
                 400,
-                "IMG.0001",
+                codes.BAD_REQUEST,
                 "the client went away before the image data ended; nothing was kept",
                 nested=nested_only(request.headers),
             )

@@ -6,6 +6,7 @@ from starlette.responses import JSONResponse, Response
 
 from imageport.api.ims.incoming import Call
 from imageport.api.ims.render import glance_images_document, image_document, images_document
+from imageport.service import codes
 from imageport.service.context import Services
 from imageport.service.errors import RequestInvalid
 from imageport.service.images import lifecycle as images
@@ -145,7 +146,7 @@ def _patch_body(call: Call) -> object:
     media = call.content_type.split(";", 1)[0].strip().lower()
     if media not in PATCH_TYPES:
         raise RequestInvalid(
-            "IMG.0001",
+            codes.BAD_REQUEST,
             f"a PATCH body must be one of {', '.join(sorted(PATCH_TYPES))}, not {media[:80]!r}",
             status=415,
         )

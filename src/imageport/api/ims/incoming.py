@@ -31,6 +31,7 @@ from starlette.responses import Response
 from imageport.api.ims.errors import service_error
 from imageport.auth import SignedRequest
 from imageport.numbers import whole_number
+from imageport.service import codes
 from imageport.service.access.authn import Authenticated, Principal, authenticate_request, release
 from imageport.service.context import Services
 from imageport.service.errors import Forbidden, RequestInvalid, ServiceError
@@ -66,7 +67,9 @@ class Call:
 View = Callable[[Services, Call], Response]
 
 
-async def read_body(request: Request, limit: int = MAX_BODY, code: str = "IMG.0001") -> bytes:
+async def read_body(
+    request: Request, limit: int = MAX_BODY, code: str = codes.BAD_REQUEST
+) -> bytes:
     """The request body, refusing more than ``limit`` bytes (413 ``code``) before reading them
     all: a Content-Length over it is refused at once, a longer stream as soon as it is."""
 
@@ -185,7 +188,9 @@ def endpoint(
             return service_error(error, request)
         except ClientDisconnect:  # gone before its body ended: nothing was done, nobody reads
             return service_error(
-                RequestInvalid("IMG.0001", "the client went away before the request body ended"),
+                RequestInvalid(
+                    codes.BAD_REQUEST, "the client went away before the request body ended"
+                ),
                 request,
             )
 

@@ -33,6 +33,7 @@ from typing import Any
 
 from sqlalchemy import Connection
 
+from imageport.service import codes
 from imageport.service.clock import time_text
 from imageport.service.context import Services
 from imageport.service.errors import Conflict, RequestInvalid
@@ -81,7 +82,7 @@ def too_large(services: Services, size: int | None = None) -> RequestInvalid:
     limit = upload_limit(services)
     what = "the image data is larger" if size is None else f"the image data is {size} bytes"
     return RequestInvalid(
-        "IMG.0059",
+        codes.FILE_TOO_LARGE,
         f"IMG-SIZE: {what} than the {limit} bytes the normal import takes; "
         "larger RAW or ZVHD2 files must use fast import (upload to a bucket, then "
         "POST /v2/cloudimages/quickimport/action)",
@@ -116,7 +117,7 @@ def _commit(
     staged: Path | None = None
     try:
         if size <= 0:
-            raise RequestInvalid("IMG.0057", "the image data is empty")
+            raise RequestInvalid(codes.SOURCE_FILE_UNUSABLE, "the image data is empty")
         now = time_text(services.clock())
         with services.db.begin() as conn:
             row = image_row(conn, project_id, slot.image_id)
@@ -174,11 +175,13 @@ def parse_import_method(body: object) -> str:
     method = doc.get("method") if doc is not None else None
     name = method.get("name") if isinstance(method, Mapping) else None
     if not isinstance(name, str):
-        raise RequestInvalid("IMG.0001", 'the body must be {"method": {"name": "glance-direct"}}')
+        raise RequestInvalid(
+            codes.BAD_REQUEST, 'the body must be {"method": {"name": "glance-direct"}}'
+        )
     if name in IMPORT_METHODS:
         return name
     reason = _REFUSED_METHODS.get(name, f"import method {name[:64]!r} is not offered")
-    raise RequestInvalid("IMG.0001", f"{reason} (offered: {', '.join(IMPORT_METHODS)})")
+    raise RequestInvalid(codes.BAD_REQUEST, f"{reason} (offered: {', '.join(IMPORT_METHODS)})")
 
 
 def import_staged(services: Services, project_id: str, image_id: str, body: object) -> str:
@@ -192,15 +195,15 @@ def import_staged(services: Services, project_id: str, image_id: str, body: obje
     with services.db.begin() as conn:
         row = image_row(conn, project_id, image_id)
         if running_job_of(conn, image_id) is not None:  # a second import of the same data
-            raise RequestInvalid("IMG.0090", f"image {image_id} is already being imported")
+            raise RequestInvalid(codes.IMAGE_BUSY, f"image {image_id} is already being imported")
         if not staging.has_staged(settings, image_id):
             raise Conflict(
-                staging.STATE,
+                codes.STATE,
                 f"image {image_id} has no staged data; PUT /v2/images/{{id}}/stage first",
             )
         if row.status != "queued":
             raise Conflict(
-                staging.STATE,
+                codes.STATE,
                 f"image {image_id} is {row.status}; only a queued image can be imported",
             )
         size = staging.staged_path(settings, image_id).stat().st_size
@@ -247,7 +250,7 @@ def declared_size(values: Mapping[str, str]) -> int | None:
             continue
         raw = raw.strip()
         if not raw.isascii() or not raw.isdigit() or len(raw) > 19:
-            raise RequestInvalid("IMG.0001", f"{name} is not a number")
+            raise RequestInvalid(codes.BAD_REQUEST, f"{name} is not a number")
         return int(raw)
     return None
 

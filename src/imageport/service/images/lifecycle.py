@@ -30,6 +30,7 @@ from typing import Any
 from sqlalchemy import Connection, delete, insert, select
 from sqlalchemy.exc import IntegrityError
 
+from imageport.service import codes
 from imageport.service.clock import new_uuid, time_text
 from imageport.service.context import Services
 from imageport.service.errors import Conflict, Forbidden, RequestInvalid
@@ -42,8 +43,6 @@ from imageport.service.tables import images
 
 IMPORT_JOB = "imsImportImageJob"
 NATIVE_IMPORT_JOB = "imsNativeImportImageJob"
-STATE = "IMG.STATE"
-"""Our 409 code: the image is not in a status that allows the operation."""
 
 _ACTION_FIELDS = frozenset(
     {
@@ -273,14 +272,14 @@ def check_accepts_data(conn: Connection, services: Services, row: Any) -> None:
     """IMG.0090 while the image has a job; ``IMG.STATE`` (409) unless it is queued with no
     staged data: the states in which an image may be given its file."""
     if running_job_of(conn, row.id) is not None:
-        raise RequestInvalid("IMG.0090", f"image {row.id} is still being created")
+        raise RequestInvalid(codes.IMAGE_BUSY, f"image {row.id} is still being created")
     if row.status != "queued":
         raise Conflict(
-            STATE, f"image {row.id} is {row.status}; only a queued image can be given a file"
+            codes.STATE, f"image {row.id} is {row.status}; only a queued image can be given a file"
         )
     if staging.has_staged(services.settings, row.id):
         raise Conflict(
-            STATE, f"image {row.id} already has staged data; import it or delete the image"
+            codes.STATE, f"image {row.id} already has staged data; import it or delete the image"
         )
 
 
@@ -292,7 +291,7 @@ def id_taken(image_id: str) -> Conflict:
     else); what remains is that this one id cannot be chosen, which Glance answers too and
     which tells nothing about ids the caller does not already know (122 random bits)."""
     return Conflict(
-        "IMG.0009",
+        codes.NAME_TAKEN,
         f"id {image_id} cannot be used: choose another id, or omit id "
         "to let the service choose one",
     )
@@ -305,7 +304,7 @@ def insert_image_row(conn: Connection, values: dict[str, object]) -> None:
             conn.execute(insert(images).values(**values))
     except IntegrityError as exc:  # a concurrent request took the name (or the id) first
         raise RequestInvalid(
-            "IMG.0009",
+            codes.NAME_TAKEN,
             f"an image named {values['name']!r} already exists, or its id cannot be used",
         ) from exc
 
@@ -404,21 +403,21 @@ def create_glance_image(services: Services, project_id: str, body: object) -> Im
     )
     min_ram, _ = v.check_ram(doc.get("min_ram"), None)
     if doc.get("container_format", "bare") != "bare":
-        raise RequestInvalid("IMG.0001", "container_format must be bare")
+        raise RequestInvalid(codes.BAD_REQUEST, "container_format must be bare")
     disk_format = doc.get("disk_format")
     if disk_format is not None and (
         not isinstance(disk_format, str) or disk_format not in GLANCE_DISK_FORMATS
     ):
         raise RequestInvalid(
-            "IMG.0072",
+            codes.FORMAT_NOT_SUPPORTED,
             f"disk_format {str(disk_format)[:32]!r} is not "
             f"supported; use one of {', '.join(sorted(GLANCE_DISK_FORMATS))}",
         )
     if doc.get("visibility", "private") != "private":
-        raise RequestInvalid("IMG.0001", "visibility must be private")
+        raise RequestInvalid(codes.BAD_REQUEST, "visibility must be private")
     image_id = new_uuid() if doc.get("id") is None else doc["id"]
     if not isinstance(image_id, str) or not _UUID.fullmatch(image_id):
-        raise RequestInvalid("IMG.0001", "id must be a lower-case UUID")
+        raise RequestInvalid(codes.BAD_REQUEST, "id must be a lower-case UUID")
     architecture = v.check_architecture(doc.get("architecture"))
     props = base_properties(
         os_version=os_version,
@@ -431,7 +430,9 @@ def create_glance_image(services: Services, project_id: str, body: object) -> Im
     for key in sorted(OWNER_SPECIFIED & doc.keys()):
         value = doc[key]
         if not isinstance(value, str) or len(value) > 255:
-            raise RequestInvalid("IMG.0001", f"{key} must be a string of at most 255 characters")
+            raise RequestInvalid(
+                codes.BAD_REQUEST, f"{key} must be a string of at most 255 characters"
+            )
         props[key] = value
     now = time_text(services.clock())
     with services.db.begin() as conn:
@@ -500,21 +501,21 @@ def delete_image(services: Services, project_id: str, image_id: str, body: objec
     if body is not None:
         doc = body if isinstance(body, Mapping) else None
         if doc is None or set(doc) - {"delete_backup"}:
-            raise RequestInvalid("IMG.0001", "the body may only hold delete_backup")
+            raise RequestInvalid(codes.BAD_REQUEST, "the body may only hold delete_backup")
         v.check_bool(doc.get("delete_backup"), "delete_backup")
     with services.db.begin() as conn:
         row = image_row(conn, project_id, image_id)
         busy = running_job_of(conn, image_id)
         if busy is not None:
             raise RequestInvalid(
-                "IMG.0090",
+                codes.IMAGE_BUSY,
                 f"image {image_id} has a job in progress "
                 f"({busy.id}: an import, export or copy); cancel it or wait "
                 "for it to end",
             )
         if row.protected:
             raise Forbidden(
-                "IMG.PROTECTED", f"image {image_id} is protected; set protected to false first"
+                codes.PROTECTED, f"image {image_id} is protected; set protected to false first"
             )
         conn.execute(delete(images).where(images.c.id == image_id))
     if row.blob:

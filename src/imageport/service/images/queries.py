@@ -33,6 +33,7 @@ from dataclasses import dataclass
 from sqlalchemy import select
 
 from imageport.numbers import whole_number
+from imageport.service import codes
 from imageport.service.clock import parse_time_text, time_text
 from imageport.service.context import Services
 from imageport.service.errors import RequestInvalid
@@ -124,12 +125,12 @@ def list_images(
 ) -> ImagePage:
     """The caller's images matching ``query`` (the request's parameters, in order)."""
     if len(query) > MAX_PARAMS:
-        raise RequestInvalid("IMG.0001", f"at most {MAX_PARAMS} query parameters")
+        raise RequestInvalid(codes.BAD_REQUEST, f"at most {MAX_PARAMS} query parameters")
     params: dict[str, str] = {}
     predicates: list[Predicate] = []
     for name, value in query:
         if len(value) > MAX_VALUE or len(name) > 64:
-            raise RequestInvalid("IMG.0001", f"query parameter {name[:64]!r} is too long")
+            raise RequestInvalid(codes.BAD_REQUEST, f"query parameter {name[:64]!r} is too long")
         if name in _PAGING:
             params[name] = value
         else:
@@ -137,10 +138,12 @@ def list_images(
     limit = _limit(params.get("limit"), default_limit)
     sort_key = params.get("sort_key", "created_at")
     if sort_key not in SORT_KEYS:
-        raise RequestInvalid("IMG.0001", f"sort_key must be one of {', '.join(sorted(SORT_KEYS))}")
+        raise RequestInvalid(
+            codes.BAD_REQUEST, f"sort_key must be one of {', '.join(sorted(SORT_KEYS))}"
+        )
     sort_dir = params.get("sort_dir", "desc")
     if sort_dir not in ("asc", "desc"):
-        raise RequestInvalid("IMG.0001", "sort_dir must be asc or desc")
+        raise RequestInvalid(codes.BAD_REQUEST, "sort_dir must be asc or desc")
     with services.db.connect() as conn:
         rows = conn.execute(select(*IMAGE_COLUMNS).where(images.c.project_id == project_id)).all()
     found = [r for r in map(ImageRecord.from_row, rows) if all(p(r) for p in predicates)]
@@ -152,7 +155,7 @@ def list_images(
         index = next((i for i, r in enumerate(found) if r.id == marker), None)
         if index is None:
             raise RequestInvalid(
-                "IMG.0001", f"marker {marker[:64]!r} is not an image of this listing"
+                codes.BAD_REQUEST, f"marker {marker[:64]!r} is not an image of this listing"
             )
         start = index + 1
     page = found[start : start + limit]
@@ -165,7 +168,7 @@ def _limit(raw: str | None, default: int) -> int:
         return default
     number = whole_number(raw)  # not int(raw[:6]): "000010000" is 10000, not 10
     if number is None or not 1 <= number <= MAX_LIMIT:
-        raise RequestInvalid("IMG.0001", f"limit must be 1-{MAX_LIMIT}")
+        raise RequestInvalid(codes.BAD_REQUEST, f"limit must be 1-{MAX_LIMIT}")
     return number
 
 
@@ -183,16 +186,16 @@ def _predicate(name: str, value: str, project_id: str) -> Predicate:
     if name in _COLUMNS_INT:
         number = whole_number(value)
         if number is None or number > MAX_FILTER_NUMBER:
-            raise RequestInvalid("IMG.0001", f"{name} must be a whole number")
+            raise RequestInvalid(codes.BAD_REQUEST, f"{name} must be a whole number")
         return lambda r: getattr(r, name) == number
     if name == "protected":
         if value not in ("true", "false", "True", "False"):
-            raise RequestInvalid("IMG.0001", "protected must be true or false")
+            raise RequestInvalid(codes.BAD_REQUEST, "protected must be true or false")
         flag = value.lower() == "true"
         return lambda r: r.protected == flag
     if name == "os_hidden":  # Glance's hidden images (openstacksdk asks); none is hidden here
         if value not in ("true", "false", "True", "False"):
-            raise RequestInvalid("IMG.0001", "os_hidden must be true or false")
+            raise RequestInvalid(codes.BAD_REQUEST, "os_hidden must be true or false")
         hidden = value.lower() == "true"
         return lambda r: not hidden
     if name == "owner":
@@ -206,18 +209,18 @@ def _predicate(name: str, value: str, project_id: str) -> Predicate:
         return lambda r: r.properties.get(name) == value
     if name in ("created_at", "updated_at"):
         return _time_predicate(name, value)
-    raise RequestInvalid("IMG.0001", f"query parameter {name[:64]!r} is not supported")
+    raise RequestInvalid(codes.BAD_REQUEST, f"query parameter {name[:64]!r} is not supported")
 
 
 def _time_predicate(name: str, value: str) -> Predicate:
     op, sep, when = value.partition(":")
     compare = _TIME_OPS.get(op)
     if not sep or compare is None:
-        raise RequestInvalid("IMG.0001", f"{name} must be gt|gte|lt|lte|eq|neq:<time>")
+        raise RequestInvalid(codes.BAD_REQUEST, f"{name} must be gt|gte|lt|lte|eq|neq:<time>")
     try:
         bound = time_text(parse_time_text(when))
     except ValueError as exc:
-        raise RequestInvalid("IMG.0001", f"{name}: {when[:40]!r} is not a time") from exc
+        raise RequestInvalid(codes.BAD_REQUEST, f"{name}: {when[:40]!r} is not a time") from exc
     return lambda r: compare(getattr(r, name), bound)
 
 

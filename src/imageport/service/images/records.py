@@ -13,12 +13,9 @@ from typing import Any
 
 from sqlalchemy import Connection, Row, select
 
+from imageport.service import codes
 from imageport.service.errors import NotFound
 from imageport.service.tables import images, jobs
-
-NOT_FOUND = "IMG.NOT_FOUND"
-"""Our 404 code for an image or job that does not exist in the caller's project (another
-project's image or job gets the same answer, so nothing leaks)."""
 
 #: image columns listed and rendered (``report`` is kept out of listings: it can be large)
 IMAGE_COLUMNS = [c for c in images.c if c.name != "report"]
@@ -126,24 +123,24 @@ class JobRecord:
 def image_row(conn: Connection, project_id: str, image_id: str) -> Row[Any]:
     """The project's image row; :class:`NotFound` (``IMG.NOT_FOUND``) otherwise."""
     if len(image_id) > 64:
-        raise NotFound(NOT_FOUND, "image not found")
+        raise NotFound(codes.NOT_FOUND, "image not found")
     row = conn.execute(
         select(*IMAGE_COLUMNS).where(images.c.id == image_id, images.c.project_id == project_id)
     ).first()
     if row is None:
-        raise NotFound(NOT_FOUND, f"image {image_id!r} not found")
+        raise NotFound(codes.NOT_FOUND, f"image {image_id!r} not found")
     return row
 
 
 def job_record(conn: Connection, project_id: str, job_id: str) -> JobRecord:
     """The project's job; :class:`NotFound` (``IMG.NOT_FOUND``) otherwise."""
     if len(job_id) > 64:
-        raise NotFound(NOT_FOUND, "job not found")
+        raise NotFound(codes.NOT_FOUND, "job not found")
     row = conn.execute(
         select(jobs).where(jobs.c.id == job_id, jobs.c.project_id == project_id)
     ).first()
     if row is None:
-        raise NotFound(NOT_FOUND, f"job {job_id!r} not found")
+        raise NotFound(codes.NOT_FOUND, f"job {job_id!r} not found")
     name = None
     if row.image_id is not None:
         # the project's own image only: a deleted image's id may since name another

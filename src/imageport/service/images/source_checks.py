@@ -26,6 +26,7 @@ this service's own store, whatever ``LocationConstraint`` its client sent (esdk-
 
 from __future__ import annotations
 
+from imageport.service import codes
 from imageport.service.context import Services
 from imageport.service.errors import Forbidden, RequestInvalid
 from imageport.service.images.validation import ImageUrl
@@ -39,7 +40,8 @@ def check_import_offered(settings: Settings) -> None:
     """IMG.REGION (403) when the region refuses external image import."""
     if not settings.import_enabled:
         raise Forbidden(
-            "IMG.REGION", f"external image import is not offered in region {settings.region}"
+            codes.REGION_REFUSES_IMPORT,
+            f"external image import is not offered in region {settings.region}",
         )
 
 
@@ -47,21 +49,25 @@ def check_bucket_access(bucket: BucketInfo | None, name: str, project_id: str) -
     """The bucket if the caller's project owns it; IMG.0069 (the same answer whether it is
     missing or someone else's)."""
     if bucket is None or bucket.project_id != project_id:
-        raise RequestInvalid("IMG.0069", f"bucket {name!r} does not exist or is not accessible")
+        raise RequestInvalid(
+            codes.BUCKET_UNAVAILABLE, f"bucket {name!r} does not exist or is not accessible"
+        )
     return bucket
 
 
 def check_object_exists(obj: ObjectInfo | None, url: ImageUrl) -> ObjectInfo:
     """The object; IMG.0121 when the bucket has no such key."""
     if obj is None:
-        raise RequestInvalid("IMG.0121", f"file {url.key!r} not found in bucket {url.bucket!r}")
+        raise RequestInvalid(
+            codes.FILE_NOT_IN_BUCKET, f"file {url.key!r} not found in bucket {url.bucket!r}"
+        )
     return obj
 
 
 def check_not_empty(obj: ObjectInfo) -> None:
     """IMG.0057 for a zero-byte file."""
     if obj.size <= 0:
-        raise RequestInvalid("IMG.0057", f"file {obj.key!r} is empty")
+        raise RequestInvalid(codes.SOURCE_FILE_UNUSABLE, f"file {obj.key!r} is empty")
 
 
 def check_storage_class(bucket: BucketInfo, obj: ObjectInfo) -> None:
@@ -72,7 +78,7 @@ def check_storage_class(bucket: BucketInfo, obj: ObjectInfo) -> None:
     ):
         if value != STANDARD:
             raise RequestInvalid(
-                "IMG.0058",
+                codes.NOT_STANDARD_STORAGE,
                 f"IMG-STORAGE-CLASS: {what} is of storage class {value}; only "
                 "STANDARD can be imported (copy it to a STANDARD bucket/object)",
             )
@@ -83,13 +89,13 @@ def check_size(obj: ObjectInfo, settings: Settings, *, quick: bool) -> None:
     ``normal_import_max_bytes`` unless quick (fast) import is used."""
     if obj.size > settings.import_max_bytes:
         raise RequestInvalid(
-            "IMG.0059",
+            codes.FILE_TOO_LARGE,
             f"IMG-SIZE: file {obj.key!r} is {obj.size} bytes; "
             f"at most {settings.import_max_bytes} can be imported",
         )
     if not quick and obj.size > settings.normal_import_max_bytes:
         raise RequestInvalid(
-            "IMG.0059",
+            codes.FILE_TOO_LARGE,
             f"IMG-SIZE: file {obj.key!r} is {obj.size} bytes; files over "
             f"{settings.normal_import_max_bytes} bytes must use fast import "
             "(POST /v2/cloudimages/quickimport/action, RAW or ZVHD2)",

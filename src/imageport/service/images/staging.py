@@ -30,6 +30,7 @@ from pathlib import Path
 from sqlalchemy import select
 
 from imageport.durable import fsync_dir
+from imageport.service import codes
 from imageport.service.clock import new_id
 from imageport.service.context import Services
 from imageport.service.errors import Conflict
@@ -39,7 +40,6 @@ from imageport.settings import Settings
 _NAME = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 #: Image statuses whose staged data a job may still read.
 WAITING = ("queued", "saving")
-STATE = "IMG.STATE"
 
 
 def staged_path(settings: Settings, name: str) -> Path:
@@ -90,7 +90,7 @@ def claim(settings: Settings, part: Path, image_id: str) -> Path:
         os.link(part, target)
     except FileExistsError:
         raise Conflict(
-            STATE, f"image {image_id} already has data; import it or delete the image"
+            codes.STATE, f"image {image_id} already has data; import it or delete the image"
         ) from None
     fsync_dir(settings.staged_dir)
     return target

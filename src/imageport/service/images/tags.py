@@ -30,11 +30,12 @@ from dataclasses import dataclass
 
 from sqlalchemy import select, update
 
+from imageport.service import codes
 from imageport.service.clock import time_text
 from imageport.service.context import Services
 from imageport.service.errors import NotFound, RequestInvalid
 from imageport.service.images import validation as v
-from imageport.service.images.records import IMAGE_COLUMNS, NOT_FOUND, ImageRecord, image_row
+from imageport.service.images.records import IMAGE_COLUMNS, ImageRecord, image_row
 from imageport.service.tables import images
 
 MAX_QUERY_KEYS = 10
@@ -88,7 +89,7 @@ def tags_of(stored: Sequence[str]) -> list[Tag]:
 def check_project(project_id: str, path_project_id: str) -> None:
     """The path's ``{project_id}`` must be the caller's project (else NotFound)."""
     if path_project_id != project_id:
-        raise NotFound(NOT_FOUND, f"project {path_project_id[:64]!r} not found")
+        raise NotFound(codes.NOT_FOUND, f"project {path_project_id[:64]!r} not found")
 
 
 # -- one image ------------------------------------------------------------------------------------
@@ -124,7 +125,7 @@ def delete_tag(
     def without(stored: list[str]) -> list[str]:
         kept = [t for t in stored if Tag.parse(t).key != key]
         if len(kept) == len(stored):
-            raise NotFound(NOT_FOUND, f"image {image_id} has no tag {key[:64]!r}")
+            raise NotFound(codes.NOT_FOUND, f"image {image_id} has no tag {key[:64]!r}")
         return kept
 
     _change_tags(services, project_id, image_id, without)
@@ -138,16 +139,16 @@ def batch_tags(
     doc = v.require_object(body, frozenset({"action", "tags"}))
     action = doc.get("action")
     if action not in ("create", "delete"):
-        raise RequestInvalid("IMG.0001", "action must be create or delete")
+        raise RequestInvalid(codes.BAD_REQUEST, "action must be create or delete")
     items = doc.get("tags")
     if not isinstance(items, list) or not items:
-        raise RequestInvalid("IMG.0001", 'tags must be a non-empty list of {"key","value"}')
+        raise RequestInvalid(codes.BAD_REQUEST, 'tags must be a non-empty list of {"key","value"}')
     if len(items) > v.MAX_TAGS * 2:
-        raise RequestInvalid("IMG.0001", f"at most {v.MAX_TAGS * 2} tags in one request")
+        raise RequestInvalid(codes.BAD_REQUEST, f"at most {v.MAX_TAGS * 2} tags in one request")
     tags = [_tag_object(item, "each tags item") for item in items]
     keys = [t.get("key") for t in tags]
     if len(set(map(str, keys))) != len(keys):
-        raise RequestInvalid("IMG.0001", "the keys of the tags must be unique")
+        raise RequestInvalid(codes.BAD_REQUEST, "the keys of the tags must be unique")
     if action == "create":
         texts = [v.check_tag(t.get("key"), t.get("value")) for t in tags]
 
@@ -159,7 +160,7 @@ def batch_tags(
         for key in keys:
             if not isinstance(key, str) or not key or len(key) > MAX_QUERY_KEY:
                 raise RequestInvalid(
-                    "IMG.0001", f"a tag key to delete is 1-{MAX_QUERY_KEY} characters"
+                    codes.BAD_REQUEST, f"a tag key to delete is 1-{MAX_QUERY_KEY} characters"
                 )
         gone = set(map(str, keys))
 
@@ -171,7 +172,7 @@ def batch_tags(
 
 def _tag_object(value: object, what: str) -> Mapping[str, object]:
     if not isinstance(value, dict) or "key" not in value or set(value) - {"key", "value"}:
-        raise RequestInvalid("IMG.0001", f'{what} must be {{"key", "value"}}')
+        raise RequestInvalid(codes.BAD_REQUEST, f'{what} must be {{"key", "value"}}')
     return value
 
 
@@ -199,7 +200,7 @@ def _change_tags(
         after = change(list(before))
         if len(after) > v.MAX_TAGS and len(after) > len(before):
             raise RequestInvalid(
-                "IMG.0001",
+                codes.BAD_REQUEST,
                 f"an image has at most {v.MAX_TAGS} tags; image {image_id} would have {len(after)}",
             )
         if after != before:
@@ -243,7 +244,7 @@ def query_images(
     doc = v.require_object(body, _QUERY_FIELDS)
     action = doc.get("action")
     if action not in ("filter", "count"):
-        raise RequestInvalid("IMG.0001", "action must be filter or count")
+        raise RequestInvalid(codes.BAD_REQUEST, "action must be filter or count")
     conditions = {name: _condition(doc.get(name), name) for name in _CONDITIONS}
     untagged = v.check_bool(doc.get("without_any_tag"), "without_any_tag")
     matches = _matches(doc.get("matches"))
@@ -291,15 +292,17 @@ def _condition(value: object, name: str) -> Condition | None:
         return None
     if not isinstance(value, list) or not value or len(value) > MAX_QUERY_KEYS:
         raise RequestInvalid(
-            "IMG.0001", f'{name} must be a list of 1-{MAX_QUERY_KEYS} {{"key", "values"}}'
+            codes.BAD_REQUEST, f'{name} must be a list of 1-{MAX_QUERY_KEYS} {{"key", "values"}}'
         )
     out: Condition = []
     for item in value:
         if not isinstance(item, dict) or set(item) - {"key", "values"}:
-            raise RequestInvalid("IMG.0001", f'each {name} item is {{"key", "values"}}')
+            raise RequestInvalid(codes.BAD_REQUEST, f'each {name} item is {{"key", "values"}}')
         key, values = item.get("key"), item.get("values", [])
         if not isinstance(key, str) or not key or len(key) > MAX_QUERY_KEY:
-            raise RequestInvalid("IMG.0001", f"{name}: a key is 1-{MAX_QUERY_KEY} characters")
+            raise RequestInvalid(
+                codes.BAD_REQUEST, f"{name}: a key is 1-{MAX_QUERY_KEY} characters"
+            )
         if (
             not isinstance(values, list)
             or len(values) > MAX_QUERY_VALUES
@@ -307,12 +310,12 @@ def _condition(value: object, name: str) -> Condition | None:
             or len(set(values)) != len(values)
         ):
             raise RequestInvalid(
-                "IMG.0001",
+                codes.BAD_REQUEST,
                 f"{name}: values are at most {MAX_QUERY_VALUES} "
                 f"distinct strings of at most {MAX_QUERY_VALUE} characters",
             )
         if any(key == k for k, _ in out):
-            raise RequestInvalid("IMG.0001", f"{name}: key {key[:64]!r} is repeated")
+            raise RequestInvalid(codes.BAD_REQUEST, f"{name}: key {key[:64]!r} is repeated")
         out.append((key, frozenset(values)))
     return out
 
@@ -322,18 +325,21 @@ def _matches(value: object) -> list[Callable[[ImageRecord], bool]]:
     if value is None:
         return []
     if not isinstance(value, list) or not value or len(value) > 2:
-        raise RequestInvalid("IMG.0001", 'matches must be a list of 1-2 {"key", "value"}')
+        raise RequestInvalid(codes.BAD_REQUEST, 'matches must be a list of 1-2 {"key", "value"}')
     tests: dict[str, Callable[[ImageRecord], bool]] = {}
     for item in value:
         if not isinstance(item, dict) or set(item) != {"key", "value"}:
-            raise RequestInvalid("IMG.0001", 'each matches item is {"key", "value"}')
+            raise RequestInvalid(codes.BAD_REQUEST, 'each matches item is {"key", "value"}')
         key, wanted = item["key"], item["value"]
         if key not in ("resource_name", "resource_id") or key in tests:
             raise RequestInvalid(
-                "IMG.0001", "matches keys are resource_name and resource_id, each at most once"
+                codes.BAD_REQUEST,
+                "matches keys are resource_name and resource_id, each at most once",
             )
         if not isinstance(wanted, str) or not wanted or len(wanted) > MAX_QUERY_VALUE:
-            raise RequestInvalid("IMG.0001", f"a matches value is 1-{MAX_QUERY_VALUE} characters")
+            raise RequestInvalid(
+                codes.BAD_REQUEST, f"a matches value is 1-{MAX_QUERY_VALUE} characters"
+            )
         tests[key] = _name_contains(wanted) if key == "resource_name" else _id_is(wanted)
     return list(tests.values())
 
@@ -350,4 +356,4 @@ def _number(value: object, name: str, default: int, low: int, high: int) -> int:
     """``limit``/``offset``: a string of digits (as the SDK sends) or a number."""
     if value is None:
         return default
-    return v.check_int(value, name, "IMG.0001", low, high, text=True)
+    return v.check_int(value, name, codes.BAD_REQUEST, low, high, text=True)

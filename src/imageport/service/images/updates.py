@@ -20,6 +20,7 @@ from collections.abc import Callable, Mapping
 
 from sqlalchemy import update
 
+from imageport.service import codes
 from imageport.service.clock import time_text
 from imageport.service.context import Services
 from imageport.service.errors import Conflict, RequestInvalid
@@ -42,15 +43,15 @@ def update_image(
 ) -> ImageRecord:
     """Apply the patch ``ops`` to the caller's image; the updated image."""
     if not isinstance(ops, list) or not ops:
-        raise RequestInvalid("IMG.0001", "the body must be a non-empty JSON-patch array")
+        raise RequestInvalid(codes.BAD_REQUEST, "the body must be a non-empty JSON-patch array")
     if len(ops) > MAX_OPS:
-        raise RequestInvalid("IMG.0001", f"at most {MAX_OPS} patch operations")
+        raise RequestInvalid(codes.BAD_REQUEST, f"at most {MAX_OPS} patch operations")
     allowed = ("active", "queued") if glance else ("active",)
     with services.db.begin() as conn:
         row = image_row(conn, project_id, image_id)
         if row.status not in allowed:
             raise Conflict(
-                "IMG.STATE",
+                codes.STATE,
                 f"image {image_id} is {row.status}; only "
                 f"{' or '.join(allowed)} images can be updated",
             )
@@ -75,26 +76,26 @@ def _apply(
 ) -> None:
     """Apply one operation to the pending column and property changes."""
     if not isinstance(op, Mapping):
-        raise RequestInvalid("IMG.0001", "each patch operation is a JSON object")
+        raise RequestInvalid(codes.BAD_REQUEST, "each patch operation is a JSON object")
     kind, path = op.get("op"), op.get("path")
     if kind not in ("add", "replace", "remove"):
-        raise RequestInvalid("IMG.0001", "op must be add, replace or remove")
+        raise RequestInvalid(codes.BAD_REQUEST, "op must be add, replace or remove")
     if not isinstance(path, str) or not path.startswith("/") or len(path) > 64:
-        raise RequestInvalid("IMG.0001", 'path must be "/<attribute>"')
+        raise RequestInvalid(codes.BAD_REQUEST, 'path must be "/<attribute>"')
     attr = path[1:]
     remove = kind == "remove"
     if not remove and "value" not in op:
-        raise RequestInvalid("IMG.0001", f"{kind} {path} needs a value")
+        raise RequestInvalid(codes.BAD_REQUEST, f"{kind} {path} needs a value")
     value = op.get("value")
     if attr == "name":
         if remove:
-            raise RequestInvalid("IMG.0013", "name cannot be removed")
+            raise RequestInvalid(codes.NAME_REQUIRED, "name cannot be removed")
         columns["name"] = v.check_name(value)
     elif attr in ("min_ram", "max_ram"):
         columns[attr] = (
             (0 if attr == "min_ram" else None)
             if remove
-            else v.check_int(value, attr, "IMG.0055", 0, v.MAX_RAM_MB, text=True)
+            else v.check_int(value, attr, codes.DISK_OR_RAM_INVALID, 0, v.MAX_RAM_MB, text=True)
         )
     elif attr == "protected" and glance:
         columns["protected"] = False if remove else _flag(value, attr) == "true"
@@ -120,7 +121,7 @@ def _property_setter(attr: str) -> Callable[[object], str]:
         return lambda value: _text(value, attr)
     if attr == "enterprise_project_id":
         return lambda value: str(v.check_enterprise_project(value))
-    raise RequestInvalid("IMG.0001", f"/{attr[:64]} cannot be updated")
+    raise RequestInvalid(codes.BAD_REQUEST, f"/{attr[:64]} cannot be updated")
 
 
 def _flag(value: object, attr: str) -> str:
@@ -128,7 +129,7 @@ def _flag(value: object, attr: str) -> str:
         return "true"
     if value in (False, "false", "False"):
         return "false"
-    raise RequestInvalid("IMG.0001", f"{attr} must be true or false")
+    raise RequestInvalid(codes.BAD_REQUEST, f"{attr} must be true or false")
 
 
 def _text(value: object, attr: str) -> str:
@@ -138,7 +139,7 @@ def _text(value: object, attr: str) -> str:
         or any(ord(c) < 32 for c in value)
     ):
         raise RequestInvalid(
-            "IMG.0001",
+            codes.BAD_REQUEST,
             f"{attr} must be a string of at most {MAX_PROPERTY_VALUE} printable characters",
         )
     return value

@@ -51,6 +51,7 @@ from dataclasses import dataclass
 from sqlalchemy import Connection, func, select
 
 from imageport.numbers import whole_number
+from imageport.service import codes
 from imageport.service.errors import RequestInvalid
 from imageport.service.images import os_versions
 from imageport.service.tables import images
@@ -102,12 +103,14 @@ def parse_json_body(raw: bytes, *, required: bool = True) -> object:
     UTF-8 JSON, nests deeper than :data:`MAX_JSON_DEPTH`, or uses NaN/Infinity."""
     if not raw.strip():
         if required:
-            raise RequestInvalid("IMG.0007", "the request body is empty")
+            raise RequestInvalid(codes.BODY_EMPTY, "the request body is empty")
         return None
     if len(raw) > MAX_JSON_BYTES:
-        raise RequestInvalid("IMG.0001", f"the request body is larger than {MAX_JSON_BYTES} bytes")
+        raise RequestInvalid(
+            codes.BAD_REQUEST, f"the request body is larger than {MAX_JSON_BYTES} bytes"
+        )
     if _depth(raw) > MAX_JSON_DEPTH:
-        raise RequestInvalid("IMG.0001", f"the JSON body nests deeper than {MAX_JSON_DEPTH}")
+        raise RequestInvalid(codes.BAD_REQUEST, f"the JSON body nests deeper than {MAX_JSON_DEPTH}")
 
     def refuse_constant(name: str) -> object:
         raise ValueError(f"{name} is not JSON")
@@ -115,7 +118,9 @@ def parse_json_body(raw: bytes, *, required: bool = True) -> object:
     try:
         return json.loads(raw.decode("utf-8"), parse_constant=refuse_constant)
     except (UnicodeDecodeError, ValueError, RecursionError) as exc:
-        raise RequestInvalid("IMG.0001", f"the request body is not valid JSON: {exc}") from exc
+        raise RequestInvalid(
+            codes.BAD_REQUEST, f"the request body is not valid JSON: {exc}"
+        ) from exc
 
 
 def _depth(raw: bytes) -> int:
@@ -143,12 +148,12 @@ def _depth(raw: bytes) -> int:
 def require_object(body: object, allowed: frozenset[str]) -> Mapping[str, object]:
     """``body`` as a non-empty JSON object with only ``allowed`` fields (IMG.0007 / IMG.0001)."""
     if not isinstance(body, dict):
-        raise RequestInvalid("IMG.0001", "the request body must be a JSON object")
+        raise RequestInvalid(codes.BAD_REQUEST, "the request body must be a JSON object")
     if not body:
-        raise RequestInvalid("IMG.0007", "the request body is empty")
+        raise RequestInvalid(codes.BODY_EMPTY, "the request body is empty")
     unknown = sorted(k for k in body if k not in allowed)
     if unknown:
-        raise RequestInvalid("IMG.0001", f"unknown field {unknown[0][:64]!r}")
+        raise RequestInvalid(codes.BAD_REQUEST, f"unknown field {unknown[0][:64]!r}")
     return body
 
 
@@ -157,7 +162,7 @@ def check_bool(value: object, field: str, default: bool = False) -> bool:
     if value is None:
         return default
     if not isinstance(value, bool):
-        raise RequestInvalid("IMG.0001", f"{field} must be true or false")
+        raise RequestInvalid(codes.BAD_REQUEST, f"{field} must be true or false")
     return value
 
 
@@ -199,14 +204,14 @@ def _json_type(value: object) -> str:
 def check_name(value: object) -> str:
     """The image name: 1-128 letters, digits, ``-._`` and spaces, no leading or trailing space."""
     if value is None or value == "":
-        raise RequestInvalid("IMG.0013", "name is required")
+        raise RequestInvalid(codes.NAME_REQUIRED, "name is required")
     if not isinstance(value, str):
-        raise RequestInvalid("IMG.0003", "name must be a string")
+        raise RequestInvalid(codes.NAME_INVALID, "name must be a string")
     if len(value) > MAX_NAME:
-        raise RequestInvalid("IMG.0002", f"name is {len(value)} characters; at most 128")
+        raise RequestInvalid(codes.NAME_TOO_LONG, f"name is {len(value)} characters; at most 128")
     if not _NAME.fullmatch(value) or value != value.strip(" "):
         raise RequestInvalid(
-            "IMG.0003",
+            codes.NAME_INVALID,
             f"name {value[:40]!r} may hold only letters, digits, '-', '.', '_' and "
             "spaces, and may not start or end with a space",
         )
@@ -221,7 +226,7 @@ def check_unique_name(
     if except_id is not None:
         query = query.where(images.c.id != except_id)
     if conn.execute(query).first() is not None:
-        raise RequestInvalid("IMG.0009", f"an image named {name!r} already exists")
+        raise RequestInvalid(codes.NAME_TAKEN, f"an image named {name!r} already exists")
 
 
 def images_held(conn: Connection, project_id: str) -> int:
@@ -240,7 +245,7 @@ def check_quota(conn: Connection, project_id: str, quota: int) -> None:
     held = images_held(conn, project_id)
     if held >= quota:
         raise RequestInvalid(
-            "IMG.0015",
+            codes.QUOTA_EXCEEDED,
             f"the project holds {held} images and its quota is "
             f"{quota}: delete images first (the operator sets the quota with "
             "imageport serve --image-quota)",
@@ -252,12 +257,14 @@ def check_description(value: object) -> str:
     if value is None:
         return ""
     if not isinstance(value, str):
-        raise RequestInvalid("IMG.0054", "description must be a string")
+        raise RequestInvalid(codes.DESCRIPTION_INVALID, "description must be a string")
     if len(value) > MAX_DESCRIPTION:
-        raise RequestInvalid("IMG.0004", f"description is {len(value)} characters; at most 1024")
+        raise RequestInvalid(
+            codes.DESCRIPTION_TOO_LONG, f"description is {len(value)} characters; at most 1024"
+        )
     bad = next((c for c in value if c in "\r<>"), None)
     if bad is not None:
-        raise RequestInvalid("IMG.0054", f"description may not contain {bad!r}")
+        raise RequestInvalid(codes.DESCRIPTION_INVALID, f"description may not contain {bad!r}")
     return value
 
 
@@ -269,21 +276,21 @@ def check_image_url(value: object, field: str = "image_url") -> ImageUrl:
     folder and file names have no spaces (IMG.0175). ``field``: the body field messages name
     (``bucket_url`` for an export)."""
     if value is None or value == "":
-        raise RequestInvalid("IMG.0017", f'{field} is required, as "bucket:key"')
+        raise RequestInvalid(codes.BUCKET_URL_INVALID, f'{field} is required, as "bucket:key"')
     if not isinstance(value, str) or ":" not in value:
-        raise RequestInvalid("IMG.0017", f'{field} must be "bucket:key"')
+        raise RequestInvalid(codes.BUCKET_URL_INVALID, f'{field} must be "bucket:key"')
     bucket, _, key = value.partition(":")
     if not bucket or not key or key.endswith("/") or len(key) > MAX_KEY:
         raise RequestInvalid(
-            "IMG.0017", f"{field} {value[:80]!r} must name a bucket and a file in it"
+            codes.BUCKET_URL_INVALID, f"{field} {value[:80]!r} must name a bucket and a file in it"
         )
     if _CONTROL.search(key):
-        raise RequestInvalid("IMG.0017", f"{field} contains a control character")
+        raise RequestInvalid(codes.BUCKET_URL_INVALID, f"{field} contains a control character")
     if not _BUCKET.fullmatch(bucket) or ".." in bucket:
-        raise RequestInvalid("IMG.0109", f"bucket name {bucket[:64]!r} is not valid")
+        raise RequestInvalid(codes.BUCKET_NAME_INVALID, f"bucket name {bucket[:64]!r} is not valid")
     if " " in key:
         raise RequestInvalid(
-            "IMG.0175", f"the folder or file name in {key[:80]!r} contains a space"
+            codes.SPACE_IN_FILE_NAME, f"the folder or file name in {key[:80]!r} contains a space"
         )
     return ImageUrl(bucket, key)
 
@@ -292,18 +299,24 @@ def check_min_disk(value: object) -> int:
     """The system disk of servers from the image, 40-1024 GiB (IMG-DISK-SIZE; the job checks
     that the image's virtual size fits)."""
     if value is None:
-        raise RequestInvalid("IMG.0055", "min_disk is required (40-1024 GiB)")
-    return check_int(value, "min_disk", "IMG.0055", MIN_SYSTEM_DISK_GIB, MAX_SYSTEM_DISK_GIB)
+        raise RequestInvalid(codes.DISK_OR_RAM_INVALID, "min_disk is required (40-1024 GiB)")
+    return check_int(
+        value, "min_disk", codes.DISK_OR_RAM_INVALID, MIN_SYSTEM_DISK_GIB, MAX_SYSTEM_DISK_GIB
+    )
 
 
 def check_ram(min_ram: object, max_ram: object) -> tuple[int, int | None]:
     """``min_ram`` (default 0) and ``max_ram`` (MB, ``max_ram >= min_ram``), IMG.0055."""
-    low = 0 if min_ram is None else check_int(min_ram, "min_ram", "IMG.0055", 0, MAX_RAM_MB)
+    low = (
+        0
+        if min_ram is None
+        else check_int(min_ram, "min_ram", codes.DISK_OR_RAM_INVALID, 0, MAX_RAM_MB)
+    )
     if max_ram is None:
         return low, None
-    high = check_int(max_ram, "max_ram", "IMG.0055", 0, MAX_RAM_MB)
+    high = check_int(max_ram, "max_ram", codes.DISK_OR_RAM_INVALID, 0, MAX_RAM_MB)
     if high and high < low:
-        raise RequestInvalid("IMG.0055", f"max_ram {high} is below min_ram {low}")
+        raise RequestInvalid(codes.DISK_OR_RAM_INVALID, f"max_ram {high} is below min_ram {low}")
     return low, high
 
 
@@ -314,12 +327,15 @@ def check_os_version(value: object, *, required: bool = False) -> str | None:
     """One of the ``__os_version`` list (IMG.0056); required for quick import."""
     if value is None or value == "":
         if required:
-            raise RequestInvalid("IMG.0056", "os_version is required for quick import")
+            raise RequestInvalid(
+                codes.OS_VERSION_INVALID, "os_version is required for quick import"
+            )
         return None
     if not isinstance(value, str) or os_versions.find(value) is None:
         shown = value[:80] if isinstance(value, str) else value
         raise RequestInvalid(
-            "IMG.0056", f"os_version {shown!r} is not in the list of GET /v1/cloudimages/os_version"
+            codes.OS_VERSION_INVALID,
+            f"os_version {shown!r} is not in the list of GET /v1/cloudimages/os_version",
         )
     return value
 
@@ -329,12 +345,14 @@ def check_os_type(value: object, os_version: str | None) -> str:
     if value is None:
         return "Linux"
     if value not in ("Linux", "Windows", "Other"):
-        raise RequestInvalid("IMG.0122", "os_type must be Linux")
+        raise RequestInvalid(codes.OS_TYPE_INVALID, "os_type must be Linux")
     if value != "Linux":
-        raise RequestInvalid("IMG.0122", f"os_type {value}: only Linux images can be imported")
+        raise RequestInvalid(
+            codes.OS_TYPE_INVALID, f"os_type {value}: only Linux images can be imported"
+        )
     entry = os_versions.find(os_version) if os_version else None
     if entry is not None and entry.os_type != value:
-        raise RequestInvalid("IMG.0122", f"os_type {value} does not match {os_version}")
+        raise RequestInvalid(codes.OS_TYPE_INVALID, f"os_type {value} does not match {os_version}")
     return value
 
 
@@ -343,7 +361,7 @@ def check_architecture(value: object) -> str:
     if value is None:
         return "x86"
     if value not in ("x86", "arm"):
-        raise RequestInvalid("IMG.0212", "architecture must be x86 or arm")
+        raise RequestInvalid(codes.ARCHITECTURE_INVALID, "architecture must be x86 or arm")
     return str(value)
 
 
@@ -353,9 +371,11 @@ def check_firmware(value: object, architecture: str) -> str | None:
     if value is None:
         return "uefi" if architecture == "arm" else None
     if value not in ("bios", "uefi"):
-        raise RequestInvalid("IMG.0141", "hw_firmware_type must be bios or uefi")
+        raise RequestInvalid(codes.FIRMWARE_INVALID, "hw_firmware_type must be bios or uefi")
     if architecture == "arm" and value == "bios":
-        raise RequestInvalid("IMG.0141", "arm images boot with UEFI: hw_firmware_type must be uefi")
+        raise RequestInvalid(
+            codes.FIRMWARE_INVALID, "arm images boot with UEFI: hw_firmware_type must be uefi"
+        )
     return str(value)
 
 
@@ -367,14 +387,16 @@ def check_image_type(value: object) -> str:
     if value in ("ECS", "FusionCompute"):
         return str(value)
     if value in ("BMS", "Ironic", "IsoImage", "DataImage"):
-        raise RequestInvalid("IMG.0024", f"type {value} images are not offered here; use ECS")
-    raise RequestInvalid("IMG.0024", "type must be ECS")
+        raise RequestInvalid(
+            codes.TYPE_INVALID, f"type {value} images are not offered here; use ECS"
+        )
+    raise RequestInvalid(codes.TYPE_INVALID, "type must be ECS")
 
 
 def check_license_type(value: object) -> None:
     """``platform`` or ``byol`` (IMG.0001); it only matters for Windows, so it is not kept."""
     if value is not None and value not in ("platform", "byol"):
-        raise RequestInvalid("IMG.0001", "license_type must be platform or byol")
+        raise RequestInvalid(codes.BAD_REQUEST, "license_type must be platform or byol")
 
 
 def check_enterprise_project(value: object) -> str | None:
@@ -382,7 +404,7 @@ def check_enterprise_project(value: object) -> str | None:
     if value is None:
         return None
     if not isinstance(value, str) or not _EPS.fullmatch(value):
-        raise RequestInvalid("IMG.0001", "enterprise_project_id is not valid")
+        raise RequestInvalid(codes.BAD_REQUEST, "enterprise_project_id is not valid")
     return value
 
 
@@ -396,13 +418,14 @@ def refuse_other_sources(body: Mapping[str, object]) -> None:
     ):
         if body.get(field) not in (None, "", []):
             raise RequestInvalid(
-                "IMG.SOURCE",
+                codes.SOURCE_NOT_OFFERED,
                 f"creating an image from {what} is not available yet: servers "
                 "and volumes do not exist on this platform; register a file with image_url",
             )
     if body.get("cmk_id") not in (None, ""):
         raise RequestInvalid(
-            "IMG.0095", "cmk_id: no KMS key can be found (encrypted images are not offered here)"
+            codes.KMS_KEY_NOT_FOUND,
+            "cmk_id: no KMS key can be found (encrypted images are not offered here)",
         )
 
 
@@ -413,25 +436,25 @@ def check_tags(tags: object, image_tags: object) -> list[str]:
     """``tags: ["key.value"]`` or ``image_tags: [{"key","value"}]`` (not both), as
     ``"key=value"`` strings: key 1-36, value 0-43 characters of ``A-Za-z0-9_-``, at most 10."""
     if tags not in (None, []) and image_tags not in (None, []):
-        raise RequestInvalid("IMG.0001", "give tags or image_tags, not both")
+        raise RequestInvalid(codes.BAD_REQUEST, "give tags or image_tags, not both")
     pairs: list[tuple[object, object]] = []
     if isinstance(tags, list):
         for tag in tags:
             if not isinstance(tag, str) or "." not in tag:
-                raise RequestInvalid("IMG.0001", 'each tag must be "key.value"')
+                raise RequestInvalid(codes.BAD_REQUEST, 'each tag must be "key.value"')
             head, _, tail = tag.partition(".")
             pairs.append((head, tail))
     elif tags is not None:
-        raise RequestInvalid("IMG.0001", 'tags must be a list of "key.value" strings')
+        raise RequestInvalid(codes.BAD_REQUEST, 'tags must be a list of "key.value" strings')
     if isinstance(image_tags, list):
         for tag in image_tags:
             if not isinstance(tag, dict) or set(tag) - {"key", "value"}:
-                raise RequestInvalid("IMG.0001", 'each image_tags item is {"key","value"}')
+                raise RequestInvalid(codes.BAD_REQUEST, 'each image_tags item is {"key","value"}')
             pairs.append((tag.get("key"), tag.get("value", "")))
     elif image_tags is not None:
-        raise RequestInvalid("IMG.0001", 'image_tags must be a list of {"key","value"}')
+        raise RequestInvalid(codes.BAD_REQUEST, 'image_tags must be a list of {"key","value"}')
     if len(pairs) > MAX_TAGS:
-        raise RequestInvalid("IMG.0001", f"at most {MAX_TAGS} tags")
+        raise RequestInvalid(codes.BAD_REQUEST, f"at most {MAX_TAGS} tags")
     return [check_tag(key, val) for key, val in pairs]
 
 
@@ -439,14 +462,14 @@ def check_tag(key: object, value: object) -> str:
     """One key/value tag as the stored ``"key=value"`` string: key 1-36, value 0-43 characters
     of ``A-Za-z0-9_-`` (IMG.0001)."""
     if not isinstance(key, str) or not _TAG_PART.fullmatch(key) or len(key) > MAX_TAG_KEY:
-        raise RequestInvalid("IMG.0001", "a tag key is 1-36 letters, digits, '_' or '-'")
+        raise RequestInvalid(codes.BAD_REQUEST, "a tag key is 1-36 letters, digits, '_' or '-'")
     if (
         not isinstance(value, str)
         or len(value) > MAX_TAG_VALUE
         or (value and not _TAG_PART.fullmatch(value))
     ):
         raise RequestInvalid(
-            "IMG.0001", f"tag {key!r}: a value is 0-43 letters, digits, '_' or '-'"
+            codes.BAD_REQUEST, f"tag {key!r}: a value is 0-43 letters, digits, '_' or '-'"
         )
     return f"{key}={value}"
 
@@ -456,11 +479,13 @@ def check_glance_tags(value: object) -> list[str]:
     if value is None:
         return []
     if not isinstance(value, list) or len(value) > MAX_TAGS:
-        raise RequestInvalid("IMG.0001", f"tags must be a list of at most {MAX_TAGS} strings")
+        raise RequestInvalid(
+            codes.BAD_REQUEST, f"tags must be a list of at most {MAX_TAGS} strings"
+        )
     out: list[str] = []
     for tag in value:
         if not isinstance(tag, str) or not tag or len(tag) > MAX_GLANCE_TAG or _CONTROL.search(tag):
-            raise RequestInvalid("IMG.0001", "each tag is 1-255 printable characters")
+            raise RequestInvalid(codes.BAD_REQUEST, "each tag is 1-255 printable characters")
         if tag not in out:
             out.append(tag)
     return out
@@ -469,5 +494,5 @@ def check_glance_tags(value: object) -> list[str]:
 def check_string_list(value: object, field: str) -> Sequence[str]:
     """A list of strings (IMG.0001)."""
     if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-        raise RequestInvalid("IMG.0001", f"{field} must be a list of strings")
+        raise RequestInvalid(codes.BAD_REQUEST, f"{field} must be a list of strings")
     return value

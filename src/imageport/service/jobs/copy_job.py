@@ -38,6 +38,7 @@ from sqlalchemy import select
 
 from imageport import metrics
 from imageport.durable import fsync_dir
+from imageport.service import codes
 from imageport.service.clock import new_id, new_uuid, time_text
 from imageport.service.context import Services
 from imageport.service.errors import Conflict
@@ -76,7 +77,7 @@ def copy_image(services: Services, project_id: str, image_id: str, body: object)
         source = image_row(conn, project_id, image_id)
         if source.status != "active" or not source.blob:
             raise Conflict(
-                "IMG.STATE",
+                codes.STATE,
                 f"image {image_id} is {source.status}; only an active image can be copied",
             )
         v.check_unique_name(conn, project_id, name)
@@ -156,10 +157,10 @@ def _source_row(services: Services, job: state.ClaimedJob) -> Any:
             ).first()
         )
     if target is None:
-        raise JobFailedError(state.INTERNAL, f"the image {job.image_id} no longer exists")
+        raise JobFailedError(codes.INTERNAL, f"the image {job.image_id} no longer exists")
     if source is None or source.status != "active" or not source.blob:
         raise JobFailedError(
-            state.SOURCE_CHANGED,
+            codes.SOURCE_FILE_UNUSABLE,
             f"the source image {source_id} was deleted "
             "(or is no longer active) before it could be copied",
         )
@@ -202,7 +203,7 @@ def _link(
         )
     except FileNotFoundError as exc:
         raise JobFailedError(
-            state.SOURCE_CHANGED,
+            codes.SOURCE_FILE_UNUSABLE,
             f"the source image {source.id} was deleted while it was being copied",
         ) from exc
     if not linked:
@@ -210,7 +211,7 @@ def _link(
     stored = temporary.stat().st_size
     if stored != size:
         raise JobFailedError(
-            state.INTERNAL,
+            codes.INTERNAL,
             f"the source image's file is {stored} bytes, not the {size} its record says",
         )
     if progress.cancelled():

@@ -36,6 +36,7 @@ from typing import Any
 from sqlalchemy import select, update
 
 from imageport import metrics
+from imageport.service import codes
 from imageport.service.context import Services
 from imageport.service.images.source_checks import STANDARD
 from imageport.service.jobs import state
@@ -70,8 +71,6 @@ PROBED_AS = {
     "zvhd2": "zvhd2",
 }
 CONTENT_TYPE = "application/octet-stream"
-GONE = "IMG.STATE"
-BUCKET_GONE = "IMG.0069"
 _SHA256_HEX = re.compile(r"[0-9a-f]{64}")
 
 
@@ -129,12 +128,12 @@ def _stored_file(services: Services, image_id: str) -> tuple[Path, Any]:
     row = state.image_row(services, image_id)
     blob = getattr(row, "blob", None) or ""
     if row is None or row.status != "active" or not row.disk_format:
-        raise JobFailedError(GONE, f"the image {image_id} is no longer active")
+        raise JobFailedError(codes.STATE, f"the image {image_id} is no longer active")
     if "/" in blob or "\\" in blob or blob in ("", ".", ".."):
-        raise JobFailedError(state.INTERNAL, f"the image {image_id} has no stored file")
+        raise JobFailedError(codes.INTERNAL, f"the image {image_id} has no stored file")
     path = services.settings.images_dir / blob
     if not path.is_file():
-        raise JobFailedError(state.INTERNAL, f"the stored file of image {image_id} is missing")
+        raise JobFailedError(codes.INTERNAL, f"the stored file of image {image_id} is missing")
     return path, row
 
 
@@ -142,7 +141,7 @@ def _check_bucket(services: Services, project_id: str, params: ExportParams) -> 
     bucket = services.store.get_bucket(params.bucket)
     if bucket is None or bucket.project_id != project_id or bucket.storage_class != STANDARD:
         raise JobFailedError(
-            BUCKET_GONE,
+            codes.BUCKET_UNAVAILABLE,
             f"the bucket {params.bucket!r} no longer exists, is "
             "not accessible or is no longer STANDARD",
         )
@@ -179,7 +178,7 @@ def _run_phases(
         and staged.sha256_hex != image.checksum
     ):
         raise JobFailedError(
-            state.INTERNAL, f"the stored file of image {job.image_id} does not match its checksum"
+            codes.INTERNAL, f"the stored file of image {job.image_id} does not match its checksum"
         )
     _check_cancelled(progress)
     _check_bucket(services, project_id, params)
@@ -225,7 +224,7 @@ def _convert(
         )
     except WorkerError as exc:
         if exc.limit == "watch":  # never for a file of ours: a converter bug, not the user's
-            raise JobFailedError(state.INTERNAL, f"{state.INTERNAL}: {exc.reason}") from exc
+            raise JobFailedError(codes.INTERNAL, f"{codes.INTERNAL}: {exc.reason}") from exc
         raise
 
 
@@ -247,7 +246,7 @@ def _verify(
         )
     if problems:
         raise JobFailedError(
-            state.INTERNAL, f"the exported {fmt} file failed verification: " + "; ".join(problems)
+            codes.INTERNAL, f"the exported {fmt} file failed verification: " + "; ".join(problems)
         )
 
 

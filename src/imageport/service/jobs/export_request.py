@@ -32,6 +32,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from imageport.service import codes
 from imageport.service.clock import time_text
 from imageport.service.context import Services
 from imageport.service.errors import Conflict, RequestInvalid
@@ -43,7 +44,6 @@ from imageport.service.jobs.manage import insert_job
 EXPORT_JOB = "imsNativeExportImageJob"
 #: ``file_format`` values: the vendor's four, then raw and zvhd2 (ours).
 EXPORT_FORMATS = ("qcow2", "vhd", "zvhd", "vmdk", "raw", "zvhd2")
-STATE = "IMG.STATE"
 _FIELDS = frozenset({"bucket_url", "file_format", "is_quick_export"})
 
 
@@ -85,23 +85,23 @@ def check_file_format(value: object, *, quick: bool, stored: str) -> str:
     """The format to write: ``value`` (IMG.0072 unless in :data:`EXPORT_FORMATS`), or for a
     quick export the stored format (``value`` may only repeat it)."""
     if value is not None and not isinstance(value, str):
-        raise RequestInvalid("IMG.0001", "file_format must be a string")
+        raise RequestInvalid(codes.BAD_REQUEST, "file_format must be a string")
     fmt = value.lower() if isinstance(value, str) and value else None
     if quick:
         if fmt is not None and fmt != stored:
             raise RequestInvalid(
-                "IMG.0072",
+                codes.FORMAT_NOT_SUPPORTED,
                 f"a quick export writes the stored file as it is "
                 f"({stored}); omit file_format or give {stored}",
             )
         return stored
     if fmt is None:
         raise RequestInvalid(
-            "IMG.0001", "file_format is required: one of " + ", ".join(EXPORT_FORMATS)
+            codes.BAD_REQUEST, "file_format is required: one of " + ", ".join(EXPORT_FORMATS)
         )
     if fmt not in EXPORT_FORMATS:
         raise RequestInvalid(
-            "IMG.0072",
+            codes.FORMAT_NOT_SUPPORTED,
             f"file_format {fmt[:32]!r} is not supported; use one of " + ", ".join(EXPORT_FORMATS),
         )
     return fmt
@@ -118,13 +118,14 @@ def export_image(services: Services, project_id: str, image_id: str, body: objec
         row = image_row(conn, project_id, image_id)
         if row.status != "active" or not row.blob or not row.disk_format:
             raise Conflict(
-                STATE, f"image {image_id} is {row.status}; only an active image can be exported"
+                codes.STATE,
+                f"image {image_id} is {row.status}; only an active image can be exported",
             )
         fmt = check_file_format(doc.get("file_format"), quick=quick, stored=row.disk_format)
         bucket = check_bucket_access(services.store.get_bucket(url.bucket), url.bucket, project_id)
         if bucket.storage_class != STANDARD:
             raise RequestInvalid(
-                "IMG.0058",
+                codes.NOT_STANDARD_STORAGE,
                 f"IMG-STORAGE-CLASS: bucket {bucket.name!r} is of "
                 f"storage class {bucket.storage_class}; images are exported "
                 "to STANDARD buckets only",

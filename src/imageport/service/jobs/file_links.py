@@ -18,6 +18,7 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 
+from imageport.service import codes
 from imageport.service.jobs import state
 from imageport.service.jobs.errors import JobCancelledError, JobFailedError
 from imageport.source import data_segments
@@ -58,7 +59,9 @@ def copy_file(
                 if n <= 0:  # not supported here: copy in user space
                     chunk = os.pread(src.fileno(), min(USER_CHUNK, end - done), done)
                     if not chunk:
-                        raise JobFailedError(state.SOURCE_CHANGED, "the file shrank while copied")
+                        raise JobFailedError(
+                            codes.SOURCE_FILE_UNUSABLE, "the file shrank while copied"
+                        )
                     n = os.pwrite(dst.fileno(), chunk, done)
                 done += n
                 progress(done)

@@ -55,6 +55,7 @@ from imageport import metrics
 from imageport.durable import fsync_dir
 from imageport.fastimport.naming import bitmap_key_for
 from imageport.rules.base import CheckOptions
+from imageport.service import codes
 from imageport.service.clock import new_id
 from imageport.service.context import Services
 from imageport.service.images import staging
@@ -111,7 +112,7 @@ def _run_phases(
     worker = services.worker
     registered = state.image_row(services, job.image_id)
     if registered is None:
-        raise JobFailedError(state.INTERNAL, f"the image {job.image_id} no longer exists")
+        raise JobFailedError(codes.INTERNAL, f"the image {job.image_id} no longer exists")
     _check_cancelled(progress)
     if job.params.quick_import:
         _run_quick_phases(services, worker, job, progress, scratch)
@@ -153,7 +154,7 @@ def _run_quick_phases(
             if inspection.format not in QUICK_FORMATS:
                 # the rules refuse other formats for fast import (IMG-FAST-RAW); fail closed
                 raise JobFailedError(
-                    state.FORMAT_NOT_SUPPORTED,
+                    codes.FORMAT_NOT_SUPPORTED,
                     f"quick import stores RAW or ZVHD2 files as they are; this file is "
                     f"{inspection.format}",
                     inspection.report,
@@ -365,7 +366,7 @@ def _verify(
     problems = _verification_problems(found, disk_format, inspection)
     if problems:
         raise JobFailedError(
-            state.INTERNAL,
+            codes.INTERNAL,
             "the converted image failed verification: " + "; ".join(problems),
             inspection.report,
         )
@@ -433,7 +434,7 @@ def _verify_as_is(
         problems.append(f"it is {size} bytes, not the uploaded file's {object_size}")
     if problems:
         raise JobFailedError(
-            state.INTERNAL,
+            codes.INTERNAL,
             "the stored image failed verification: " + "; ".join(problems),
             inspection.report,
         )

@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from imageport.fastimport.naming import bitmap_key_for
+from imageport.service import codes
 from imageport.service.context import Services
 from imageport.service.errors import NotFound
 from imageport.service.images import staging
@@ -54,10 +55,11 @@ def fetch(services: Services, job: state.ClaimedJob, progress: state.Progress) -
     store = services.store
     info = store.get_object(params.bucket, params.key)
     if info is None:
-        raise JobFailedError(state.SOURCE_CHANGED, f"the file {where} no longer exists")
+        raise JobFailedError(codes.SOURCE_FILE_UNUSABLE, f"the file {where} no longer exists")
     if info.size != params.object_size or info.etag != params.object_etag:
         raise JobFailedError(
-            state.SOURCE_CHANGED, f"the file {where} was replaced after the image was registered"
+            codes.SOURCE_FILE_UNUSABLE,
+            f"the file {where} was replaced after the image was registered",
         )
     with contextlib.ExitStack() as stack:
         path = stack.enter_context(store.local_path(params.bucket, params.key))
@@ -68,7 +70,7 @@ def fetch(services: Services, job: state.ClaimedJob, progress: state.Progress) -
             or again.etag != params.object_etag
         ):
             raise JobFailedError(
-                state.SOURCE_CHANGED,
+                codes.SOURCE_FILE_UNUSABLE,
                 f"the file {where} was replaced after the image was registered",
             )
         fetched = Fetched(path, info)
@@ -90,7 +92,7 @@ def fetch_staged(services: Services, params: state.JobParams) -> Iterator[Fetche
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
     except (ValueError, OSError):
         raise JobFailedError(
-            state.SOURCE_CHANGED,
+            codes.SOURCE_FILE_UNUSABLE,
             "the uploaded data is gone (the server "
             "was restarted before it was stored?); upload it again",
         ) from None
@@ -98,7 +100,7 @@ def fetch_staged(services: Services, params: state.JobParams) -> Iterator[Fetche
         size = os.fstat(fd).st_size
         if size != params.object_size:
             raise JobFailedError(
-                state.SOURCE_CHANGED,
+                codes.SOURCE_FILE_UNUSABLE,
                 f"the uploaded data is {size} bytes, not the {params.object_size} received",
             )
         yield Fetched(

@@ -23,18 +23,18 @@ from typing import Any
 from sqlalchemy import Connection, Row, insert, select, update
 
 from imageport import metrics
+from imageport.service import codes
 from imageport.service.clock import new_id, time_text
 from imageport.service.context import Services
 from imageport.service.errors import Conflict, NotFound
 from imageport.service.images import staging
-from imageport.service.images.records import NOT_FOUND, JobRecord, job_record
+from imageport.service.images.records import JobRecord, job_record
 from imageport.service.jobs.quotas import admit
 from imageport.service.tables import images, jobs
 from imageport.settings import Settings
 
 ACTIVE_JOB_STATES = ("INIT", "RUNNING")
 """States in which a job still works on its image."""
-CANCELLED = "IMG.CANCELLED"
 CANCELLED_REASON = "the job was cancelled at the user's request before it started"
 
 
@@ -88,7 +88,7 @@ def show_job(
     """The caller's job ``job_id``; NotFound when it is another project's, or when the path's
     ``{project_id}`` is not the caller's."""
     if path_project_id is not None and path_project_id != project_id:
-        raise NotFound(NOT_FOUND, f"job {job_id[:64]!r} not found")
+        raise NotFound(codes.NOT_FOUND, f"job {job_id[:64]!r} not found")
     with services.db.connect() as conn:
         return job_record(conn, project_id, job_id)
 
@@ -98,7 +98,7 @@ def cancel_job(services: Services, project_id: str, job_id: str) -> JobRecord:
     with services.db.begin() as conn:
         record = job_record(conn, project_id, job_id)
         if record.status not in ACTIVE_JOB_STATES:
-            raise Conflict("IMG.STATE", f"job {job_id} has already ended ({record.status})")
+            raise Conflict(codes.STATE, f"job {job_id} has already ended ({record.status})")
         now = time_text(services.clock())
         ended = (
             conn.execute(
@@ -106,7 +106,7 @@ def cancel_job(services: Services, project_id: str, job_id: str) -> JobRecord:
                 .where(jobs.c.id == job_id, jobs.c.status == "INIT")
                 .values(
                     status="FAIL",
-                    error_code=CANCELLED,
+                    error_code=codes.CANCELLED,
                     fail_reason=CANCELLED_REASON,
                     cancel_requested=True,
                     end_time=now,
@@ -120,7 +120,7 @@ def cancel_job(services: Services, project_id: str, job_id: str) -> JobRecord:
                 .where(images.c.id == record.image_id, images.c.status == "queued")
                 .values(
                     status="killed",
-                    error_code=CANCELLED,
+                    error_code=codes.CANCELLED,
                     fail_reason=CANCELLED_REASON,
                     updated_at=now,
                 )

@@ -37,18 +37,16 @@ from pathlib import Path
 from sqlalchemy import Connection, func, select, update
 
 from imageport.limits import GiB, KiB, MiB
+from imageport.service import codes
 from imageport.service.context import Services
 from imageport.service.errors import Forbidden, RequestInvalid, ServiceError
 from imageport.service.images import staging
-from imageport.service.jobs import state
 from imageport.service.jobs.errors import JobFailedError
 from imageport.service.tables import images, jobs, projects
 from imageport.settings import Settings
 
 log = logging.getLogger(__name__)
 
-TOO_MANY_JOBS = "IMG.0194"
-QUOTA = "IMG.0015"
 #: The cluster size qemu-img gives the qcow2 files it writes, and the block size of a raw one.
 TARGET_UNIT = {"qcow2": 64 * KiB, "raw": 4 * KiB}
 #: Headers, L1 table, first refcount blocks, and qemu's own alignment: room beyond the data.
@@ -70,7 +68,7 @@ def admit(conn: Connection, settings: Settings, project_id: str) -> None:
     ).scalar_one()
     if count >= settings.project_job_limit:
         raise RequestInvalid(
-            TOO_MANY_JOBS,
+            codes.TOO_MANY_JOBS,
             f"the project has {count} unfinished jobs, the most "
             f"it may have at once ({settings.project_job_limit}); wait for "
             "one to end",
@@ -197,8 +195,8 @@ def room_for(
             used = stored_bytes(services, project_id) + held.stored(project_id)
             if used + stored > limit:
                 raise JobFailedError(
-                    QUOTA,
-                    f"{QUOTA}: this image may take up to "
+                    codes.QUOTA_EXCEEDED,
+                    f"{codes.QUOTA_EXCEEDED}: this image may take up to "
                     f"{_text(stored)}; the project's images take "
                     f"{_text(used)} of its {_text(limit)} storage quota",
                 )
@@ -213,8 +211,8 @@ def room_for(
                     room,
                 )
                 raise JobFailedError(
-                    state.INTERNAL,
-                    f"{state.INTERNAL}: the service is short "
+                    codes.INTERNAL,
+                    f"{codes.INTERNAL}: the service is short "
                     f"of free disk space for this job (up to {_text(disk)}); "
                     "nothing was written, try again later",
                 )

@@ -30,10 +30,10 @@ from pathlib import Path
 
 from sqlalchemy import select, update
 
+from imageport.service import codes
 from imageport.service.clock import time_text
 from imageport.service.context import Services
 from imageport.service.images import staging
-from imageport.service.jobs.state import INTERNAL
 from imageport.service.tables import images, jobs
 
 log = logging.getLogger(__name__)
@@ -107,13 +107,21 @@ def _reset_jobs(services: Services) -> None:
                 conn.execute(
                     update(jobs)
                     .where(jobs.c.id == job_id)
-                    .values(status="FAIL", error_code=INTERNAL, fail_reason=RESTARTED, end_time=now)
+                    .values(
+                        status="FAIL",
+                        error_code=codes.INTERNAL,
+                        fail_reason=RESTARTED,
+                        end_time=now,
+                    )
                 )
                 conn.execute(
                     update(images)
                     .where(images.c.id == image_id, images.c.status.in_(("queued", "saving")))
                     .values(
-                        status="killed", error_code=INTERNAL, fail_reason=RESTARTED, updated_at=now
+                        status="killed",
+                        error_code=codes.INTERNAL,
+                        fail_reason=RESTARTED,
+                        updated_at=now,
                     )
                 )
                 log.warning("job %s failed: %s", job_id, RESTARTED)
@@ -136,7 +144,10 @@ def _reset_jobs(services: Services) -> None:
             update(images)
             .where(images.c.status == "saving", images.c.id.not_in(live))
             .values(
-                status="killed", error_code=INTERNAL, fail_reason=STOPPED_SAVING, updated_at=now
+                status="killed",
+                error_code=codes.INTERNAL,
+                fail_reason=STOPPED_SAVING,
+                updated_at=now,
             )
         )
 

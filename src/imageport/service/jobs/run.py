@@ -16,6 +16,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from imageport import metrics
+from imageport.service import codes
 from imageport.service.context import Services
 from imageport.service.jobs import state
 from imageport.service.jobs.errors import JobCancelledError, JobFailedError
@@ -66,15 +67,15 @@ def run_to_end(
     except JobFailedError as exc:
         end_failed(services, job, exc.code, exc.reason, exc.report)
     except (JobCancelledError, WorkerCancelledError):
-        end_failed(services, job, state.CANCELLED, "the job was cancelled at the user's request")
+        end_failed(services, job, codes.CANCELLED, "the job was cancelled at the user's request")
     except WorkerError as exc:
-        end_failed(services, job, state.INTERNAL, exc.reason)
+        end_failed(services, job, codes.INTERNAL, exc.reason)
     except Exception as exc:  # never leave a job RUNNING
         log.exception("job %s: unexpected error", job.id)
         end_failed(
             services,
             job,
-            state.INTERNAL,
+            codes.INTERNAL,
             f"internal error while {doing}: {type(exc).__name__}: {exc}",
         )
     finally:
@@ -102,4 +103,4 @@ def activate(
         final.unlink(missing_ok=True)
         if state.cancel_requested(services, job.id):
             raise JobCancelledError
-        raise JobFailedError(state.INTERNAL, "the image or its job changed while it was stored")
+        raise JobFailedError(codes.INTERNAL, "the image or its job changed while it was stored")

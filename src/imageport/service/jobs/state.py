@@ -19,10 +19,6 @@ from imageport.service.clock import time_text
 from imageport.service.context import Services
 from imageport.service.tables import images, jobs
 
-CANCELLED = "IMG.CANCELLED"
-INTERNAL = "IMG.1075"
-SOURCE_CHANGED = "IMG.0057"
-FORMAT_NOT_SUPPORTED = "IMG.0072"
 #: Phases of the import job and the share of ``percent`` each covers.
 PHASES: Mapping[str, tuple[float, float]] = {
     "fetch": (0.0, 1.0),

@@ -1,0 +1,99 @@
+"""Every error code the image API answers with, one named constant each.
+
+A refused request answers ``{"error": {"code": ..., "message": ...}, "error_code": ...}`` and a
+failed job records its code in ``error_code``; clients test these strings, so each is defined
+once, here, and every module names the constant (``tests/service/test_codes.py`` fails on an
+``"IMG.`` literal anywhere else in ``src/``). The numbered codes are the vendor's (the cloud's
+Image Management Service), answered where the vendor answers them; the named ones
+(``IMG.STATE``, ``IMG.NOT_FOUND`` ...) are ours, for cases the vendor's list has no code for.
+The bucket API answers S3's own codes instead (``NoSuchBucket`` ...), and rule IDs such as
+``IMG-SAFE`` (with a dash) belong to the rule catalogue, not here. The HTTP status that goes
+with a code is chosen where it is raised (mostly 400, see :mod:`imageport.service.errors`).
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+# -- the vendor's codes -------------------------------------------------------------------------
+
+#: A request the vendor has no finer code for is malformed: a bad query parameter, patch
+#: operation, tag list or media type, a body shorter than declared; also the 500 body.
+BAD_REQUEST: Final = "IMG.0001"
+#: ``name`` is longer than 128 characters.
+NAME_TOO_LONG: Final = "IMG.0002"
+#: ``name`` is not a string, or has a character the name rules do not allow.
+NAME_INVALID: Final = "IMG.0003"
+#: ``description`` is longer than 1024 characters.
+DESCRIPTION_TOO_LONG: Final = "IMG.0004"
+#: The request needs a JSON body and it is empty.
+BODY_EMPTY: Final = "IMG.0007"
+#: Another image of the project has this name (or a client-chosen ``id`` is taken).
+NAME_TAKEN: Final = "IMG.0009"
+#: ``name`` is missing, or a patch removes it.
+NAME_REQUIRED: Final = "IMG.0013"
+#: The project is at its image quota, or its stored bytes would pass its storage quota.
+QUOTA_EXCEEDED: Final = "IMG.0015"
+#: ``image_url`` / ``bucket_url`` is not ``bucket:key``.
+BUCKET_URL_INVALID: Final = "IMG.0017"
+#: ``type`` is not ``ECS`` (the only image type offered).
+TYPE_INVALID: Final = "IMG.0024"
+#: ``description`` is not a string, or holds a character it may not.
+DESCRIPTION_INVALID: Final = "IMG.0054"
+#: ``min_disk``, ``min_ram`` or ``max_ram`` is missing, not a number or out of range.
+DISK_OR_RAM_INVALID: Final = "IMG.0055"
+#: ``os_version`` is missing (quick import) or not in the list of supported versions.
+OS_VERSION_INVALID: Final = "IMG.0056"
+#: The image file is empty, or (a job) it vanished, changed or shrank after registration.
+SOURCE_FILE_UNUSABLE: Final = "IMG.0057"
+#: The bucket or the object is not of the STANDARD storage class (rule IMG-STORAGE-CLASS).
+NOT_STANDARD_STORAGE: Final = "IMG.0058"
+#: The image file is larger than the import path allows (rule IMG-SIZE).
+FILE_TOO_LARGE: Final = "IMG.0059"
+#: The bucket does not exist or is not the caller's (one answer for both).
+BUCKET_UNAVAILABLE: Final = "IMG.0069"
+#: The file format is not one that can be imported or exported this way.
+FORMAT_NOT_SUPPORTED: Final = "IMG.0072"
+#: The image has a job in progress (still being created, imported, exported or copied).
+IMAGE_BUSY: Final = "IMG.0090"
+#: ``cmk_id``: no KMS key can be found (encrypted images are not offered).
+KMS_KEY_NOT_FOUND: Final = "IMG.0095"
+#: The bucket name in ``bucket:key`` is not a valid bucket name.
+BUCKET_NAME_INVALID: Final = "IMG.0109"
+#: The file named by ``image_url`` is not in the bucket.
+FILE_NOT_IN_BUCKET: Final = "IMG.0121"
+#: ``os_type`` is missing, not Linux, or does not match ``os_version``.
+OS_TYPE_INVALID: Final = "IMG.0122"
+#: ``hw_firmware_type`` is not bios or uefi (or not uefi for an arm image).
+FIRMWARE_INVALID: Final = "IMG.0141"
+#: The folder or file name in ``bucket:key`` contains a space.
+SPACE_IN_FILE_NAME: Final = "IMG.0175"
+#: The project already has as many unfinished jobs as it may.
+TOO_MANY_JOBS: Final = "IMG.0194"
+#: ``architecture`` is not x86 or arm.
+ARCHITECTURE_INVALID: Final = "IMG.0212"
+#: A job failed inside the service: a worker failed, an unexpected error, no disk room.
+INTERNAL: Final = "IMG.1075"
+
+# -- ours ---------------------------------------------------------------------------------------
+
+#: 409: the image (or job) is not in a status that allows the operation.
+STATE: Final = "IMG.STATE"
+#: A job ended because its user cancelled it.
+CANCELLED: Final = "IMG.CANCELLED"
+#: 404: no such image, job or route in the caller's project (another project's is the same).
+NOT_FOUND: Final = "IMG.NOT_FOUND"
+#: 405: the method is not allowed on the path.
+METHOD_NOT_ALLOWED: Final = "IMG.METHOD"
+#: 403: the image is protected and cannot be deleted.
+PROTECTED: Final = "IMG.PROTECTED"
+#: 403: the region does not offer external image import.
+REGION_REFUSES_IMPORT: Final = "IMG.REGION"
+#: An image from a server, volume or data disks: only files can be imported here.
+SOURCE_NOT_OFFERED: Final = "IMG.SOURCE"
+
+
+def http_status(status: int) -> str:
+    """``IMG.HTTP<status>``: a refusal made below the image API (an HTTP limit, a framework
+    error) that has no code of its own."""
+    return f"IMG.HTTP{status}"
