@@ -25,6 +25,7 @@ from imageport.cli.client_setup import (
     s3_client,
 )
 from imageport.cli.job_commands import wait_for
+from imageport.service.statuses import ImageStatus
 
 _DISK_FORMATS = ("qcow2", "vmdk", "vhd", "vhdx", "qed", "vdi", "qcow", "zvhd2", "zvhd", "raw")
 
@@ -170,7 +171,7 @@ def image_show(args: argparse.Namespace) -> int:
             value = image[name]
             shown = value if isinstance(value, str) else json.dumps(value)
             print(f"{name}: {shown}")
-    return EXIT_FAILED if image.get("status") == "killed" else EXIT_OK
+    return EXIT_FAILED if image.get("status") == ImageStatus.KILLED else EXIT_OK
 
 
 @guarded

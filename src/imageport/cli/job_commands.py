@@ -22,6 +22,7 @@ from imageport.cli.client_setup import (
     ims_client,
     print_json,
 )
+from imageport.service.statuses import ENDED_JOB, JobStatus
 
 if TYPE_CHECKING:
     from imageport.client.ims import ImsClient
@@ -52,7 +53,7 @@ def _report_final(job: Mapping[str, Any], as_json: bool) -> int:
     status = job.get("status")
     if as_json:
         print_json(job)
-    if status == "FAIL":
+    if status == JobStatus.FAIL:
         err(f"job {job.get('job_id', '')} failed: {job.get('error_code') or '?'}")
         for line in str(job.get("fail_reason") or "").splitlines():
             sys.stderr.write(f"  {line}\n")
@@ -76,7 +77,7 @@ def wait_for(ims: ImsClient, job_id: str, timeout: float, interval: float, as_js
             sys.stderr.write(f"\r{line}\x1b[K" if tty else line + "\n")
             sys.stderr.flush()
             last = line
-        if job.get("status") in ("SUCCESS", "FAIL"):
+        if job.get("status") in ENDED_JOB:
             if tty:
                 sys.stderr.write("\n")
             return _report_final(ims.show_job(job_id), as_json)
@@ -102,7 +103,7 @@ def job_show(args: argparse.Namespace) -> int:
         for name, value in sorted(_entities(job).items()):
             if value is not None:
                 print(f"entities.{name}: {value}")
-    return EXIT_FAILED if job.get("status") == "FAIL" else EXIT_OK
+    return EXIT_FAILED if job.get("status") == JobStatus.FAIL else EXIT_OK
 
 
 @guarded

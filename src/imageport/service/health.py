@@ -14,10 +14,8 @@ from sqlalchemy import Engine, func, select, text
 from sqlalchemy.exc import SQLAlchemyError
 
 from imageport.service.context import Services
+from imageport.service.statuses import ImageStatus, JobStatus
 from imageport.service.tables import images, jobs
-
-JOB_STATES = ("INIT", "RUNNING", "SUCCESS", "FAIL")
-IMAGE_STATES = ("queued", "saving", "active", "killed")
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,9 +30,11 @@ class StatusCounts:
 def _counts(db: Engine) -> StatusCounts:
     with db.connect() as conn:
         job_rows = conn.execute(select(jobs.c.status, func.count()).group_by(jobs.c.status))
-        job_counts = dict.fromkeys(JOB_STATES, 0) | {str(s): int(n) for s, n in job_rows}
+        job_counts = dict.fromkeys(map(str, JobStatus), 0) | {str(s): int(n) for s, n in job_rows}
         image_rows = conn.execute(select(images.c.status, func.count()).group_by(images.c.status))
-        image_counts = dict.fromkeys(IMAGE_STATES, 0) | {str(s): int(n) for s, n in image_rows}
+        image_counts = dict.fromkeys(map(str, ImageStatus), 0) | {
+            str(s): int(n) for s, n in image_rows
+        }
     return StatusCounts(job_counts, image_counts)
 
 
@@ -72,6 +72,6 @@ def health(services: Services) -> Health:
     return Health(
         workers,
         queue_running=services.queue is not None,
-        jobs_waiting=counts.jobs["INIT"],
-        jobs_running=counts.jobs["RUNNING"],
+        jobs_waiting=counts.jobs[JobStatus.INIT],
+        jobs_running=counts.jobs[JobStatus.RUNNING],
     )

@@ -24,6 +24,7 @@ from __future__ import annotations
 from typing import Any
 
 from imageport.service.images.lifecycle import GLANCE_DISK_FORMATS
+from imageport.service.statuses import ImageStatus
 
 #: API versions listed by version discovery: v2 with import (2.6) is the newest we follow.
 API_VERSIONS = ("2.6", "2.5", "2.4", "2.3", "2.2", "2.1", "2.0")
@@ -50,11 +51,9 @@ def image_schema() -> dict[str, Any]:
         "status": _read_only(
             "string",
             "Status of the image",
+            # the statuses an image here has, then Glance's others (never set here)
             enum=[
-                "queued",
-                "saving",
-                "active",
-                "killed",
+                *ImageStatus,
                 "deleted",
                 "uploading",
                 "importing",

@@ -15,12 +15,13 @@ from urllib.parse import urlencode
 from imageport.service.images.queries import ImagePage
 from imageport.service.images.records import ImageRecord, JobRecord
 from imageport.service.jobs.export_request import EXPORT_JOB, export_entities
+from imageport.service.statuses import ImageStatus
 
 
 def image_document(image: ImageRecord) -> dict[str, object]:
     """The image as ``GET /v2/images/{id}`` and the cloudimages list show it."""
     doc: dict[str, object] = dict(image.properties)
-    if image.status == "killed":
+    if image.status == ImageStatus.KILLED:
         doc["__error_code"] = image.error_code or ""
         doc["__fail_reason"] = image.fail_reason or ""
     doc.update(

@@ -47,6 +47,7 @@ from imageport.service.images.records import ImageRecord, image_row
 from imageport.service.images.source_checks import check_import_offered
 from imageport.service.jobs.manage import insert_job, running_job_of
 from imageport.service.jobs.quotas import admit, write_room
+from imageport.service.statuses import ImageStatus
 from imageport.service.tables import images
 
 IMPORT_METHODS = ("glance-direct",)
@@ -201,7 +202,7 @@ def import_staged(services: Services, project_id: str, image_id: str, body: obje
                 codes.STATE,
                 f"image {image_id} has no staged data; PUT /v2/images/{{id}}/stage first",
             )
-        if row.status != "queued":
+        if row.status != ImageStatus.QUEUED:
             raise Conflict(
                 codes.STATE,
                 f"image {image_id} is {row.status}; only a queued image can be imported",
@@ -218,7 +219,7 @@ def stored_file(services: Services, project_id: str, image_id: str) -> tuple[Pat
     with services.db.connect() as conn:
         image = ImageRecord.from_row(image_row(conn, project_id, image_id))
     blob = image.blob
-    if image.status != "active" or not blob or "/" in blob or blob.startswith("."):
+    if image.status != ImageStatus.ACTIVE or not blob or "/" in blob or blob.startswith("."):
         return None
     path = services.settings.images_dir / blob
     try:

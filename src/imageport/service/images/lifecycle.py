@@ -39,6 +39,7 @@ from imageport.service.images import validation as v
 from imageport.service.images.records import ImageRecord, image_row
 from imageport.service.images.source_checks import check_import_offered, check_source
 from imageport.service.jobs.manage import insert_job, running_job_of
+from imageport.service.statuses import ImageStatus
 from imageport.service.tables import images
 
 IMPORT_JOB = "imsImportImageJob"
@@ -273,7 +274,7 @@ def check_accepts_data(conn: Connection, services: Services, row: Any) -> None:
     staged data: the states in which an image may be given its file."""
     if running_job_of(conn, row.id) is not None:
         raise RequestInvalid(codes.IMAGE_BUSY, f"image {row.id} is still being created")
-    if row.status != "queued":
+    if row.status != ImageStatus.QUEUED:
         raise Conflict(
             codes.STATE, f"image {row.id} is {row.status}; only a queued image can be given a file"
         )
@@ -351,7 +352,7 @@ def create_image_from_file(
                 id=image_id,
                 project_id=project_id,
                 name=request.name,
-                status="queued",
+                status=ImageStatus.QUEUED,
                 visibility="private",
                 protected=False,
                 container_format="bare",
@@ -446,7 +447,7 @@ def create_glance_image(services: Services, project_id: str, body: object) -> Im
                 id=image_id,
                 project_id=project_id,
                 name=name,
-                status="queued",
+                status=ImageStatus.QUEUED,
                 visibility="private",
                 protected=v.check_bool(doc.get("protected"), "protected"),
                 container_format="bare",

@@ -34,12 +34,11 @@ from imageport.service import codes
 from imageport.service.clock import new_id
 from imageport.service.context import Services
 from imageport.service.errors import Conflict
+from imageport.service.statuses import IMAGE_IN_PROGRESS
 from imageport.service.tables import images
 from imageport.settings import Settings
 
 _NAME = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
-#: Image statuses whose staged data a job may still read.
-WAITING = ("queued", "saving")
 
 
 def staged_path(settings: Settings, name: str) -> Path:
@@ -109,10 +108,12 @@ def remove_orphans(services: Services) -> int:
     folder = services.settings.staged_dir
     if not folder.is_dir():
         return 0
-    with services.db.connect() as conn:
+    with services.db.connect() as conn:  # images whose staged data a job may still read
         waiting = {
             image_id
-            for (image_id,) in conn.execute(select(images.c.id).where(images.c.status.in_(WAITING)))
+            for (image_id,) in conn.execute(
+                select(images.c.id).where(images.c.status.in_(IMAGE_IN_PROGRESS))
+            )
         }
     removed = 0
     for entry in folder.iterdir():

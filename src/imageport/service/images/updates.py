@@ -26,6 +26,7 @@ from imageport.service.context import Services
 from imageport.service.errors import Conflict, RequestInvalid
 from imageport.service.images import validation as v
 from imageport.service.images.records import ImageRecord, image_row
+from imageport.service.statuses import ImageStatus
 from imageport.service.tables import images
 
 MAX_OPS = 50
@@ -46,7 +47,7 @@ def update_image(
         raise RequestInvalid(codes.BAD_REQUEST, "the body must be a non-empty JSON-patch array")
     if len(ops) > MAX_OPS:
         raise RequestInvalid(codes.BAD_REQUEST, f"at most {MAX_OPS} patch operations")
-    allowed = ("active", "queued") if glance else ("active",)
+    allowed = (ImageStatus.ACTIVE, ImageStatus.QUEUED) if glance else (ImageStatus.ACTIVE,)
     with services.db.begin() as conn:
         row = image_row(conn, project_id, image_id)
         if row.status not in allowed:

@@ -51,6 +51,7 @@ from imageport.service.jobs.file_links import link_or_copy
 from imageport.service.jobs.manage import insert_job
 from imageport.service.jobs.quotas import room_for
 from imageport.service.jobs.run import activate, run_to_end
+from imageport.service.statuses import ImageStatus
 from imageport.service.tables import images, jobs
 
 log = logging.getLogger(__name__)
@@ -75,7 +76,7 @@ def copy_image(services: Services, project_id: str, image_id: str, body: object)
     new_image_id = new_uuid()
     with services.db.begin() as conn:
         source = image_row(conn, project_id, image_id)
-        if source.status != "active" or not source.blob:
+        if source.status != ImageStatus.ACTIVE or not source.blob:
             raise Conflict(
                 codes.STATE,
                 f"image {image_id} is {source.status}; only an active image can be copied",
@@ -100,7 +101,7 @@ def copy_image(services: Services, project_id: str, image_id: str, body: object)
                 id=new_image_id,
                 project_id=project_id,
                 name=name,
-                status="queued",
+                status=ImageStatus.QUEUED,
                 visibility="private",
                 protected=False,
                 container_format=source.container_format,
@@ -158,7 +159,7 @@ def _source_row(services: Services, job: state.ClaimedJob) -> Any:
         )
     if target is None:
         raise JobFailedError(codes.INTERNAL, f"the image {job.image_id} no longer exists")
-    if source is None or source.status != "active" or not source.blob:
+    if source is None or source.status != ImageStatus.ACTIVE or not source.blob:
         raise JobFailedError(
             codes.SOURCE_FILE_UNUSABLE,
             f"the source image {source_id} was deleted "

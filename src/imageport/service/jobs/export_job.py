@@ -46,6 +46,7 @@ from imageport.service.jobs.file_links import hash_file, link_or_copy
 from imageport.service.jobs.quotas import METADATA_SLACK, room_for, write_room
 from imageport.service.jobs.run import run_to_end
 from imageport.service.ports import StagedFile, WorkerError
+from imageport.service.statuses import ImageStatus, JobStatus
 from imageport.service.tables import jobs
 
 log = logging.getLogger(__name__)
@@ -106,9 +107,9 @@ def _succeed(services: Services, job_id: str, result: Mapping[str, object]) -> b
         doc = {**(params if isinstance(params, dict) else {}), "result": dict(result)}
         done = conn.execute(
             update(jobs)
-            .where(jobs.c.id == job_id, jobs.c.status == "RUNNING")
+            .where(jobs.c.id == job_id, jobs.c.status == JobStatus.RUNNING)
             .values(
-                status="SUCCESS",
+                status=JobStatus.SUCCESS,
                 percent=100.0,
                 phase="upload",
                 params=doc,
@@ -127,7 +128,7 @@ def _stored_file(services: Services, image_id: str) -> tuple[Path, Any]:
     """The image's stored file and row; IMG.STATE when it is no longer active."""
     row = state.image_row(services, image_id)
     blob = getattr(row, "blob", None) or ""
-    if row is None or row.status != "active" or not row.disk_format:
+    if row is None or row.status != ImageStatus.ACTIVE or not row.disk_format:
         raise JobFailedError(codes.STATE, f"the image {image_id} is no longer active")
     if "/" in blob or "\\" in blob or blob in ("", ".", ".."):
         raise JobFailedError(codes.INTERNAL, f"the image {image_id} has no stored file")

@@ -40,6 +40,7 @@ from imageport.service.images import validation as v
 from imageport.service.images.records import image_row
 from imageport.service.images.source_checks import STANDARD, check_bucket_access
 from imageport.service.jobs.manage import insert_job
+from imageport.service.statuses import ImageStatus
 
 EXPORT_JOB = "imsNativeExportImageJob"
 #: ``file_format`` values: the vendor's four, then raw and zvhd2 (ours).
@@ -116,7 +117,7 @@ def export_image(services: Services, project_id: str, image_id: str, body: objec
     now = time_text(services.clock())
     with services.db.begin() as conn:
         row = image_row(conn, project_id, image_id)
-        if row.status != "active" or not row.blob or not row.disk_format:
+        if row.status != ImageStatus.ACTIVE or not row.blob or not row.disk_format:
             raise Conflict(
                 codes.STATE,
                 f"image {image_id} is {row.status}; only an active image can be exported",

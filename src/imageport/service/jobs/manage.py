@@ -30,11 +30,10 @@ from imageport.service.errors import Conflict, NotFound
 from imageport.service.images import staging
 from imageport.service.images.records import JobRecord, job_record
 from imageport.service.jobs.quotas import admit
+from imageport.service.statuses import UNFINISHED_JOB, ImageStatus, JobStatus
 from imageport.service.tables import images, jobs
 from imageport.settings import Settings
 
-ACTIVE_JOB_STATES = ("INIT", "RUNNING")
-"""States in which a job still works on its image."""
 CANCELLED_REASON = "the job was cancelled at the user's request before it started"
 
 
@@ -57,7 +56,7 @@ def insert_job(
             id=job_id,
             project_id=project_id,
             job_type=job_type,
-            status="INIT",
+            status=JobStatus.INIT,
             image_id=image_id,
             params=params,
             phase=None,
@@ -78,7 +77,7 @@ def insert_job(
 def running_job_of(conn: Connection, image_id: str) -> Row[Any] | None:
     """The image's job that is INIT or RUNNING, if any."""
     return conn.execute(
-        select(jobs.c.id).where(jobs.c.image_id == image_id, jobs.c.status.in_(ACTIVE_JOB_STATES))
+        select(jobs.c.id).where(jobs.c.image_id == image_id, jobs.c.status.in_(UNFINISHED_JOB))
     ).first()
 
 
@@ -97,15 +96,15 @@ def cancel_job(services: Services, project_id: str, job_id: str) -> JobRecord:
     """Ask the worker to stop the job; the job as it is now (``cancel_requested`` set)."""
     with services.db.begin() as conn:
         record = job_record(conn, project_id, job_id)
-        if record.status not in ACTIVE_JOB_STATES:
+        if record.status not in UNFINISHED_JOB:
             raise Conflict(codes.STATE, f"job {job_id} has already ended ({record.status})")
         now = time_text(services.clock())
         ended = (
             conn.execute(
                 update(jobs)
-                .where(jobs.c.id == job_id, jobs.c.status == "INIT")
+                .where(jobs.c.id == job_id, jobs.c.status == JobStatus.INIT)
                 .values(
-                    status="FAIL",
+                    status=JobStatus.FAIL,
                     error_code=codes.CANCELLED,
                     fail_reason=CANCELLED_REASON,
                     cancel_requested=True,
@@ -117,9 +116,9 @@ def cancel_job(services: Services, project_id: str, job_id: str) -> JobRecord:
         if ended:
             conn.execute(
                 update(images)
-                .where(images.c.id == record.image_id, images.c.status == "queued")
+                .where(images.c.id == record.image_id, images.c.status == ImageStatus.QUEUED)
                 .values(
-                    status="killed",
+                    status=ImageStatus.KILLED,
                     error_code=codes.CANCELLED,
                     fail_reason=CANCELLED_REASON,
                     updated_at=now,
@@ -131,5 +130,5 @@ def cancel_job(services: Services, project_id: str, job_id: str) -> JobRecord:
     if ended:
         staged = result.params.get("staged")
         staging.remove(services.settings, staged if isinstance(staged, str) else None)
-        metrics.JOBS_FINISHED.labels(job_type=result.job_type, status="FAIL").inc()
+        metrics.JOBS_FINISHED.labels(job_type=result.job_type, status=JobStatus.FAIL).inc()
     return result

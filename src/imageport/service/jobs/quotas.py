@@ -42,6 +42,7 @@ from imageport.service.context import Services
 from imageport.service.errors import Forbidden, RequestInvalid, ServiceError
 from imageport.service.images import staging
 from imageport.service.jobs.errors import JobFailedError
+from imageport.service.statuses import IMAGE_IN_PROGRESS, UNFINISHED_JOB, ImageStatus
 from imageport.service.tables import images, jobs, projects
 from imageport.settings import Settings
 
@@ -51,7 +52,6 @@ log = logging.getLogger(__name__)
 TARGET_UNIT = {"qcow2": 64 * KiB, "raw": 4 * KiB}
 #: Headers, L1 table, first refcount blocks, and qemu's own alignment: room beyond the data.
 METADATA_SLACK = 16 * MiB
-_UNFINISHED = ("INIT", "RUNNING")
 
 
 def admit(conn: Connection, settings: Settings, project_id: str) -> None:
@@ -64,7 +64,7 @@ def admit(conn: Connection, settings: Settings, project_id: str) -> None:
     count = conn.execute(
         select(func.count())
         .select_from(jobs)
-        .where(jobs.c.project_id == project_id, jobs.c.status.in_(_UNFINISHED))
+        .where(jobs.c.project_id == project_id, jobs.c.status.in_(UNFINISHED_JOB))
     ).scalar_one()
     if count >= settings.project_job_limit:
         raise RequestInvalid(
@@ -104,7 +104,7 @@ def stored_bytes(services: Services, project_id: str) -> int:
     with services.db.connect() as conn:
         total = conn.execute(
             select(func.coalesce(func.sum(images.c.size), 0)).where(
-                images.c.project_id == project_id, images.c.status == "active"
+                images.c.project_id == project_id, images.c.status == ImageStatus.ACTIVE
             )
         ).scalar_one()
     return int(total)
@@ -237,7 +237,7 @@ def _staged(services: Services, project_id: str) -> int:
     with services.db.connect() as conn:
         ids = conn.execute(
             select(images.c.id).where(
-                images.c.project_id == project_id, images.c.status.in_(("queued", "saving"))
+                images.c.project_id == project_id, images.c.status.in_(IMAGE_IN_PROGRESS)
             )
         ).scalars()
         return staging.staged_bytes(services.settings, [str(i) for i in ids])

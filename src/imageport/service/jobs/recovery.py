@@ -34,6 +34,7 @@ from imageport.service import codes
 from imageport.service.clock import time_text
 from imageport.service.context import Services
 from imageport.service.images import staging
+from imageport.service.statuses import IMAGE_IN_PROGRESS, UNFINISHED_JOB, ImageStatus, JobStatus
 from imageport.service.tables import images, jobs
 
 log = logging.getLogger(__name__)
@@ -100,7 +101,9 @@ def _reset_jobs(services: Services) -> None:
     now = time_text(services.clock())
     with services.db.begin() as conn:
         running = conn.execute(
-            select(jobs.c.id, jobs.c.image_id, jobs.c.attempts).where(jobs.c.status == "RUNNING")
+            select(jobs.c.id, jobs.c.image_id, jobs.c.attempts).where(
+                jobs.c.status == JobStatus.RUNNING
+            )
         ).all()
         for job_id, image_id, attempts in running:
             if attempts >= MAX_ATTEMPTS:
@@ -108,7 +111,7 @@ def _reset_jobs(services: Services) -> None:
                     update(jobs)
                     .where(jobs.c.id == job_id)
                     .values(
-                        status="FAIL",
+                        status=JobStatus.FAIL,
                         error_code=codes.INTERNAL,
                         fail_reason=RESTARTED,
                         end_time=now,
@@ -116,9 +119,9 @@ def _reset_jobs(services: Services) -> None:
                 )
                 conn.execute(
                     update(images)
-                    .where(images.c.id == image_id, images.c.status.in_(("queued", "saving")))
+                    .where(images.c.id == image_id, images.c.status.in_(IMAGE_IN_PROGRESS))
                     .values(
-                        status="killed",
+                        status=ImageStatus.KILLED,
                         error_code=codes.INTERNAL,
                         fail_reason=RESTARTED,
                         updated_at=now,
@@ -129,22 +132,22 @@ def _reset_jobs(services: Services) -> None:
             conn.execute(
                 update(jobs)
                 .where(jobs.c.id == job_id)
-                .values(status="INIT", phase=None, percent=0.0, bytes_done=0, bytes_total=0)
+                .values(status=JobStatus.INIT, phase=None, percent=0.0, bytes_done=0, bytes_total=0)
             )
             conn.execute(
                 update(images)
-                .where(images.c.id == image_id, images.c.status == "saving")
-                .values(status="queued", updated_at=now)
+                .where(images.c.id == image_id, images.c.status == ImageStatus.SAVING)
+                .values(status=ImageStatus.QUEUED, updated_at=now)
             )
             log.info("job %s was interrupted by a restart; it runs again", job_id)
         live = select(jobs.c.image_id).where(
-            jobs.c.status.in_(("INIT", "RUNNING")), jobs.c.image_id.is_not(None)
+            jobs.c.status.in_(UNFINISHED_JOB), jobs.c.image_id.is_not(None)
         )
         conn.execute(
             update(images)
-            .where(images.c.status == "saving", images.c.id.not_in(live))
+            .where(images.c.status == ImageStatus.SAVING, images.c.id.not_in(live))
             .values(
-                status="killed",
+                status=ImageStatus.KILLED,
                 error_code=codes.INTERNAL,
                 fail_reason=STOPPED_SAVING,
                 updated_at=now,
@@ -172,7 +175,7 @@ def recover(services: Services) -> list[str]:
             job_id
             for (job_id,) in conn.execute(
                 select(jobs.c.id)
-                .where(jobs.c.status == "INIT")
+                .where(jobs.c.status == JobStatus.INIT)
                 .order_by(jobs.c.begin_time, jobs.c.id)
             )
         ]

@@ -21,6 +21,7 @@ from imageport.service.context import Services
 from imageport.service.jobs import state
 from imageport.service.jobs.errors import JobCancelledError, JobFailedError
 from imageport.service.ports import WorkerCancelledError, WorkerError
+from imageport.service.statuses import JobStatus
 
 log = logging.getLogger(__name__)
 
@@ -60,10 +61,10 @@ def run_to_end(
     after it in all cases."""
     started = time.monotonic()
     scratch: list[Path] = []
-    status = "FAIL"
+    status = JobStatus.FAIL
     try:
         if work(scratch):
-            status = "SUCCESS"
+            status = JobStatus.SUCCESS
     except JobFailedError as exc:
         end_failed(services, job, exc.code, exc.reason, exc.report)
     except (JobCancelledError, WorkerCancelledError):

@@ -17,6 +17,7 @@ from sqlalchemy import select, update
 
 from imageport.service.clock import time_text
 from imageport.service.context import Services
+from imageport.service.statuses import IMAGE_IN_PROGRESS, ImageStatus, JobStatus
 from imageport.service.tables import images, jobs
 
 #: Phases of the import job and the share of ``percent`` each covers.
@@ -112,9 +113,9 @@ def claim(services: Services, job_id: str) -> ClaimedJob | None:
     with services.db.begin() as conn:
         done = conn.execute(
             update(jobs)
-            .where(jobs.c.id == job_id, jobs.c.status == "INIT")
+            .where(jobs.c.id == job_id, jobs.c.status == JobStatus.INIT)
             .values(
-                status="RUNNING",
+                status=JobStatus.RUNNING,
                 attempts=jobs.c.attempts + 1,
                 phase="fetch",
                 percent=0.0,
@@ -130,8 +131,8 @@ def claim(services: Services, job_id: str) -> ClaimedJob | None:
         if row.image_id is not None:
             conn.execute(
                 update(images)
-                .where(images.c.id == row.image_id, images.c.status.in_(("queued", "saving")))
-                .values(status="saving", updated_at=now_text(services))
+                .where(images.c.id == row.image_id, images.c.status.in_(IMAGE_IN_PROGRESS))
+                .values(status=ImageStatus.SAVING, updated_at=now_text(services))
             )
     return ClaimedJob(
         row.id,
@@ -205,7 +206,7 @@ class Progress:
         with self.services.db.begin() as conn:
             conn.execute(
                 update(jobs)
-                .where(jobs.c.id == self.job_id, jobs.c.status == "RUNNING")
+                .where(jobs.c.id == self.job_id, jobs.c.status == JobStatus.RUNNING)
                 .values(**values)
             )
 
@@ -234,13 +235,13 @@ def fail(
     with services.db.begin() as conn:
         done = conn.execute(
             update(jobs)
-            .where(jobs.c.id == job_id, jobs.c.status == "RUNNING")
-            .values(status="FAIL", error_code=code, fail_reason=reason, end_time=now)
+            .where(jobs.c.id == job_id, jobs.c.status == JobStatus.RUNNING)
+            .values(status=JobStatus.FAIL, error_code=code, fail_reason=reason, end_time=now)
         )
         if done.rowcount != 1:
             return False
         values: dict[str, object] = {
-            "status": "killed",
+            "status": ImageStatus.KILLED,
             "error_code": code,
             "fail_reason": reason,
             "updated_at": now,
@@ -249,7 +250,7 @@ def fail(
             values["report"] = dict(report)
         conn.execute(
             update(images)
-            .where(images.c.id == image_id, images.c.status.in_(("queued", "saving")))
+            .where(images.c.id == image_id, images.c.status.in_(IMAGE_IN_PROGRESS))
             .values(**values)
         )
     return True
@@ -264,9 +265,9 @@ def succeed(
     with services.db.connect() as conn, conn.begin() as transaction:
         image_done = conn.execute(
             update(images)
-            .where(images.c.id == image_id, images.c.status == "saving")
+            .where(images.c.id == image_id, images.c.status == ImageStatus.SAVING)
             .values(
-                status="active",
+                status=ImageStatus.ACTIVE,
                 active_at=now,
                 updated_at=now,
                 error_code=None,
@@ -276,8 +277,8 @@ def succeed(
         )
         done = conn.execute(
             update(jobs)
-            .where(jobs.c.id == job_id, jobs.c.status == "RUNNING")
-            .values(status="SUCCESS", percent=100.0, phase="store", end_time=now)
+            .where(jobs.c.id == job_id, jobs.c.status == JobStatus.RUNNING)
+            .values(status=JobStatus.SUCCESS, percent=100.0, phase="store", end_time=now)
         )
         if image_done.rowcount != 1 or done.rowcount != 1:
             transaction.rollback()
