@@ -1,35 +1,93 @@
 """Run a job by its type: the one entry point the job queue calls (:mod:`imageport.wiring`).
 
-:data:`RUNNERS` names the runner of each job type that is not an import (export, copy); every
-other type (the import jobs: ``imsImportImageJob``, ``imsNativeImportImageJob``) goes to
-:func:`imageport.service.jobs.import_job.run_job`, as before. An unknown job id is left alone, as
-the runners themselves leave a job that is not INIT.
+:data:`RUNNERS` names the runner of every job type this server writes: the two imports, the
+export and the copy. A job of any other type (a row written by another version of imageport,
+or by hand) is not guessed at: it ends ``FAIL`` with ``IMG.1075`` and a reason that names its
+type, and its image (still ``queued`` or ``saving``) is killed with it, so the job neither runs
+as something it is not nor waits ``INIT`` forever. An unknown job id, or a job that is no longer
+``INIT``, is left alone, as the runners themselves leave a job that is not INIT.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Mapping
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 
+from imageport import metrics
+from imageport.service import codes
+from imageport.service.clock import time_text
 from imageport.service.context import Services
+from imageport.service.images.lifecycle import IMPORT_JOB, NATIVE_IMPORT_JOB
 from imageport.service.jobs import copy_job as image_copy
 from imageport.service.jobs import export_job, import_job
 from imageport.service.jobs.export_request import EXPORT_JOB
-from imageport.service.tables import jobs
+from imageport.service.statuses import IMAGE_IN_PROGRESS, ImageStatus, JobStatus
+from imageport.service.tables import images, jobs
+
+log = logging.getLogger(__name__)
 
 Runner = Callable[[Services, str], None]
-#: Job type -> its runner, for the types that are not imports.
+#: Job type -> its runner: every type this server writes.
 RUNNERS: Mapping[str, Runner] = {
+    IMPORT_JOB: import_job.run_job,
+    NATIVE_IMPORT_JOB: import_job.run_job,
     EXPORT_JOB: export_job.run_job,
     image_copy.COPY_JOB: image_copy.run_copy_job,
 }
 
 
 def run_job(services: Services, job_id: str) -> None:
-    """Run job ``job_id`` with the runner of its ``job_type``."""
+    """Run job ``job_id`` with the runner of its ``job_type`` (or end it: see the module)."""
     with services.db.connect() as conn:
         job_type = conn.execute(select(jobs.c.job_type).where(jobs.c.id == job_id)).scalar()
     if job_type is None:
         return
-    RUNNERS.get(job_type, import_job.run_job)(services, job_id)
+    runner = RUNNERS.get(job_type)
+    if runner is None:
+        end_unknown(services, job_id, job_type)
+        return
+    runner(services, job_id)
+
+
+def unknown_type_reason(job_type: str) -> str:
+    """The ``fail_reason`` of a job whose type no runner has."""
+    return (
+        f"job type {job_type[:64]!r} is not one this server runs "
+        f"(it runs {', '.join(sorted(RUNNERS))})"
+    )
+
+
+def end_unknown(services: Services, job_id: str, job_type: str) -> None:
+    """End the INIT job ``job_id`` of unknown ``job_type`` FAIL without running it, and kill
+    its image if it is still ``queued`` or ``saving``."""
+    reason = unknown_type_reason(job_type)
+    now = time_text(services.clock())
+    with services.db.begin() as conn:
+        ended = conn.execute(
+            update(jobs)
+            .where(jobs.c.id == job_id, jobs.c.status == JobStatus.INIT)
+            .values(
+                status=JobStatus.FAIL,
+                error_code=codes.INTERNAL,
+                fail_reason=reason,
+                end_time=now,
+            )
+        )
+        if ended.rowcount != 1:
+            return
+        image_id = conn.execute(select(jobs.c.image_id).where(jobs.c.id == job_id)).scalar()
+        if image_id is not None:
+            conn.execute(
+                update(images)
+                .where(images.c.id == image_id, images.c.status.in_(IMAGE_IN_PROGRESS))
+                .values(
+                    status=ImageStatus.KILLED,
+                    error_code=codes.INTERNAL,
+                    fail_reason=reason,
+                    updated_at=now,
+                )
+            )
+    log.error("job %s failed: %s", job_id, reason)
+    metrics.JOBS_FINISHED.labels(job_type, JobStatus.FAIL).inc()
