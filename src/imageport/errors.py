@@ -39,11 +39,14 @@ drawn, or is not an :class:`ImageportError`::
     │   └── ConfigError           client.errors                a client setting missing or bad
     └── StartError                server                       the server cannot start
 
-Readers and parsers raise only the image errors (the first eight lines). Anything else escaping
-a parser is a bug; the check service turns it into a finding rather than a crash, and the fuzz
-tests fail on it. Two private classes (``api.http_protocol._Stop``, ``disk.audit._SharedByte``)
-are control flow inside one function, caught where they are raised, and stay out of the tree on
-purpose (see their comments).
+Readers and parsers raise only the image errors (:class:`SourceError`, :class:`CorruptImageError`
+and below it, :class:`UnsafeImageError`, :class:`UnsupportedImageError` and below it). Anything
+else escaping a parser is a bug; the check service turns it into a finding rather than a crash,
+and the fuzz tests fail on it.
+
+Two private classes stay out of the tree on purpose: ``api.http_protocol._Stop`` and
+``disk.audit._SharedByte`` are control flow, caught inside their own module, never seen by a
+caller (their comments say more).
 """
 
 from __future__ import annotations
