@@ -69,7 +69,7 @@ def data_endpoint(
                 expected=declared,
                 too_large=lambda: glance_data.too_large(services),
                 wrong_length=lambda size: RequestInvalid(
-                    "IMG.0001",
+                    codes.BAD_REQUEST,
                     f"the body is {size} bytes, not the {declared} its Content-Length declared",
                 ),
             )
