@@ -21,7 +21,7 @@ for why); :mod:`imageport.adapters.db` only opens the database and migrates it.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -234,8 +234,10 @@ class ObjectStore(Protocol):
 
     def abort_upload(self, upload_id: str) -> None: ...
 
-    def iter_blobs_in_use(self) -> Iterator[Path]:
-        """Every file the store's records point at (for cleaning orphans at start-up)."""
+    def remove_orphans(self) -> int:
+        """Remove the data no record points at: what a crash between a staged body's rename and
+        its commit, or during an abort, left behind. Called once at start-up, before requests
+        are served; the number of files removed."""
         ...
 
 

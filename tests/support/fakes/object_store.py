@@ -353,9 +353,9 @@ class FakeObjectStore:
                 raise _no_such_upload(upload_id)
             del self._parts[upload_id]
 
-    def iter_blobs_in_use(self) -> Iterator[Path]:
-        """None: the fake keeps no files of its own."""
-        return iter(())
+    def remove_orphans(self) -> int:
+        """Nothing to remove: the fake keeps its objects and parts in memory, not in files."""
+        return 0
 
 
 def _chosen(

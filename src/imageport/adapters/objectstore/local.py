@@ -279,5 +279,23 @@ class LocalObjectStore(LocalUploads):
             for upload_id, blob in conn.execute(select(parts.c.upload_id, parts.c.blob)):
                 yield self._uploads / upload_id / blob
 
+    def remove_orphans(self) -> int:
+        """Remove object and part files no record points at (and the folders left empty)."""
+        in_use = {path.resolve() for path in self.iter_blobs_in_use()}
+        removed = 0
+        for folder in (self._objects, self._uploads):
+            if not folder.is_dir():
+                continue
+            # deepest first, so that a folder is looked at after what it held
+            for entry in sorted(folder.rglob("*"), key=lambda p: len(p.parts), reverse=True):
+                with contextlib.suppress(FileNotFoundError, OSError):
+                    if entry.is_dir() and not entry.is_symlink():
+                        if not any(entry.iterdir()):
+                            entry.rmdir()
+                    elif entry.resolve() not in in_use:
+                        entry.unlink()
+                        removed += 1
+        return removed
+
 
 __all__ = ["LocalObjectStore"]

@@ -20,7 +20,7 @@ Durability and atomicity, in this order for every write:
 4. only then is the replaced file removed.
 
 A reader therefore sees the old object or the new one, never a mix; a crash leaves at worst an
-unreferenced file, which the store's ``iter_blobs_in_use`` lets start-up remove.
+unreferenced file, which the store's ``remove_orphans`` removes at start-up.
 """
 
 from __future__ import annotations

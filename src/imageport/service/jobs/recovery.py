@@ -79,24 +79,6 @@ def _remove_orphan_images(services: Services) -> int:
     )
 
 
-def _remove_orphan_blobs(services: Services) -> int:
-    settings = services.settings
-    in_use = {path.resolve() for path in services.store.iter_blobs_in_use()}
-    removed = 0
-    for folder in (settings.objects_dir, settings.uploads_dir):
-        if not folder.is_dir():
-            continue
-        for entry in sorted(folder.rglob("*"), key=lambda p: len(p.parts), reverse=True):
-            with contextlib.suppress(FileNotFoundError, OSError):
-                if entry.is_dir() and not entry.is_symlink():
-                    if not any(entry.iterdir()):
-                        entry.rmdir()
-                elif entry.resolve() not in in_use:
-                    entry.unlink()
-                    removed += 1
-    return removed
-
-
 def _reset_jobs(services: Services) -> None:
     now = time_text(services.clock())
     with services.db.begin() as conn:
@@ -159,7 +141,7 @@ def recover(services: Services) -> list[str]:
     """Repair the state left by a crash; the INIT job ids to submit, in ``begin_time`` order."""
     settings = services.settings
     removed = _empty_dir(settings.tmp_dir)
-    orphans = _remove_orphan_images(services) + _remove_orphan_blobs(services)
+    orphans = _remove_orphan_images(services) + services.store.remove_orphans()
     if removed or orphans:
         log.info(
             "recovery removed %d temporary file(s) and %d orphan image or object file(s)",
