@@ -16,7 +16,7 @@ from imageport import logs
 from imageport.adapters.db.engine import open_database
 from imageport.adapters.job_queue import ThreadJobQueue
 from imageport.adapters.objectstore.local import LocalObjectStore
-from imageport.adapters.qemu_img import QemuImgConverter
+from imageport.adapters.qemu_img import SubprocessImageWorker
 from imageport.service.context import Services
 from imageport.service.jobs.dispatch import run_job
 from imageport.service.jobs.quotas import project_of
@@ -29,7 +29,9 @@ def build_services(settings: Settings) -> Services:
     """Services for ``settings``, with a job queue (not started: the caller runs recovery
     first, then starts it). Every line logged while a job runs carries its ``job_id``."""
     db = open_database(settings.db_url)
-    services = Services(settings, db, LocalObjectStore(settings, db), QemuImgConverter(settings))
+    services = Services(
+        settings, db, LocalObjectStore(settings, db), SubprocessImageWorker(settings)
+    )
 
     def run(job_id: str) -> None:
         started = time.monotonic()

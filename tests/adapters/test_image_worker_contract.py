@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from imageport.adapters.qemu_img import QemuImgConverter
+from imageport.adapters.qemu_img import SubprocessImageWorker
 from imageport.rules.base import CheckOptions
 from imageport.service.ports import ImageWorker, WorkerCancelledError, WorkerError
 from imageport.settings import load_settings
@@ -37,7 +37,7 @@ def kind(request: pytest.FixtureRequest) -> str:
 def worker(kind: str, tmp_path: Path) -> ImageWorker:
     if kind == "fake":
         return FakeImageWorker(PATTERN)
-    return QemuImgConverter(load_settings({}, data_dir=tmp_path / "d"))
+    return SubprocessImageWorker(load_settings({}, data_dir=tmp_path / "d"))
 
 
 @pytest.fixture
@@ -46,7 +46,7 @@ def slow_worker(kind: str, tmp_path: Path) -> ImageWorker:
     if kind == "fake":
         return FakeImageWorker(PATTERN)
     settings = load_settings({}, data_dir=tmp_path / "d")
-    return QemuImgConverter(settings, rate_limit=10 << 10)
+    return SubprocessImageWorker(settings, rate_limit=10 << 10)
 
 
 @pytest.fixture

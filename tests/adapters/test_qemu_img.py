@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from imageport.adapters.qemu_img import QEMU_DRIVERS, QemuImgConverter, source_spec
+from imageport.adapters.qemu_img import QEMU_DRIVERS, SubprocessImageWorker, source_spec
 from imageport.rules.base import CheckOptions
 from imageport.service.ports import WorkerCancelledError, WorkerError
 from imageport.settings import load_settings
@@ -19,8 +19,8 @@ from support import builders, zvhd_writer
 MiB = 1 << 20
 
 
-def _converter(tmp_path: Path, **settings: object) -> QemuImgConverter:
-    return QemuImgConverter(load_settings({}, data_dir=tmp_path / "d", **settings))
+def _converter(tmp_path: Path, **settings: object) -> SubprocessImageWorker:
+    return SubprocessImageWorker(load_settings({}, data_dir=tmp_path / "d", **settings))
 
 
 def _never() -> bool:
@@ -76,7 +76,9 @@ def test_zvhd_formats_convert_through_our_reader(tmp_path: Path, fmt: str) -> No
 
 
 def test_cancel_kills_the_conversion(tmp_path: Path) -> None:
-    converter = QemuImgConverter(load_settings({}, data_dir=tmp_path / "d"), rate_limit=10 << 10)
+    converter = SubprocessImageWorker(
+        load_settings({}, data_dir=tmp_path / "d"), rate_limit=10 << 10
+    )
     stop = threading.Event()
     timer = threading.Timer(1.0, stop.set)
     timer.start()

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from imageport.adapters.qemu_img import QemuImgConverter
+from imageport.adapters.qemu_img import SubprocessImageWorker
 from imageport.cli.main import main as cli_main
 from imageport.disk.raw import RawDisk
 from imageport.fastimport import bitmap as mf
@@ -358,7 +358,7 @@ def test_worker_and_converter_pass_the_bitmap_path(
     assert doc["report"]["bitmap"]["matches"] is True
     assert inspect_image.main([str(raw), "--options", '{"bitmap_path": 5}']) == 2
     assert "bitmap_path must be a string" in capsys.readouterr().err
-    converter = QemuImgConverter(load_settings({}, data_dir=tmp_path / "d"))
+    converter = SubprocessImageWorker(load_settings({}, data_dir=tmp_path / "d"))
     found = converter.inspect(
         raw, CheckOptions(fast_import=True, bitmap_path=str(bitmap)), cancelled=lambda: False
     )

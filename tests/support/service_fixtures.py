@@ -14,11 +14,11 @@ from imageport.settings import load_settings
 def make_services(data_dir: Path, database_url: str | None = None, **settings: object) -> Services:
     """Services over ``data_dir`` (and ``database_url`` when given, else SQLite there)."""
     from imageport.adapters.objectstore.local import LocalObjectStore
-    from imageport.adapters.qemu_img import QemuImgConverter
+    from imageport.adapters.qemu_img import SubprocessImageWorker
 
     conf = load_settings({}, data_dir=data_dir, database_url=database_url, **settings)
     db = open_database(conf.db_url)
-    return Services(conf, db, LocalObjectStore(conf, db), QemuImgConverter(conf))
+    return Services(conf, db, LocalObjectStore(conf, db), SubprocessImageWorker(conf))
 
 
 def make_fake_services(

@@ -10,12 +10,12 @@ writable option is ever passed. Progress comes from ``-p`` (``(12.34/100%)``).
 Formats qemu-img cannot read (``zvhd``, ``zvhd2``) are first written as raw by imageport's own
 readers (:mod:`imageport.worker.to_raw`, also a limited worker), then converted from raw.
 
-Export (:meth:`QemuImgConverter.export`, for :mod:`imageport.service.jobs.export_job`) writes the
-formats clouds import, with the same discipline: qcow2 and raw as above; VHD as qemu's ``vpc``
-``subformat=dynamic,force_size=on`` (the footer keeps the exact virtual size instead of rounding
-it to a CHS geometry); VMDK as ``subformat=streamOptimized`` (the single-file, compressed
-variant clouds and OVF tools import); ZVHD and ZVHD2 by imageport's own writer in a limited
-worker (:mod:`imageport.worker.to_zvhd`), which also pins the source format.
+Export (:meth:`SubprocessImageWorker.export`, for :mod:`imageport.service.jobs.export_job`) writes
+the formats clouds import, with the same discipline: qcow2 and raw as above; VHD as qemu's ``vpc``
+``subformat=dynamic,force_size=on`` (the footer keeps the exact virtual size instead of rounding it
+to a CHS geometry); VMDK as ``subformat=streamOptimized`` (the single-file, compressed variant
+clouds and OVF tools import); ZVHD and ZVHD2 by imageport's own writer in a limited worker
+(:mod:`imageport.worker.to_zvhd`), which also pins the source format.
 
 The caller gives a target path in scratch space and moves the finished file into place.
 
@@ -92,9 +92,10 @@ class _ProgressParser:
             self.pending = self.pending[self.pending.rfind(b")") + 1 :]
 
 
-class QemuImgConverter:
+class SubprocessImageWorker:
     """Implements the :class:`~imageport.service.ports.ImageWorker` port with limited worker
-    processes."""
+    processes: imageport's own readers (:mod:`imageport.worker`) and qemu-img, each in a
+    process of its own under the limits of :mod:`imageport.worker.sandbox`."""
 
     def __init__(
         self, settings: Settings, *, qemu_img: str | None = None, rate_limit: int | None = None

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 from sqlalchemy import select, update
 
-from imageport.adapters.qemu_img import QemuImgConverter
+from imageport.adapters.qemu_img import SubprocessImageWorker
 from imageport.service.access.projects import create_project
 from imageport.service.context import Services
 from imageport.service.errors import Conflict, NotFound, RequestInvalid
@@ -219,7 +219,7 @@ def test_requests_are_checked_before_any_job(faked: Services, fake_image_id: str
 def test_cancel_during_conversion_leaves_no_object_and_no_scratch(
     services: Services, image_id: str
 ) -> None:
-    services.worker = QemuImgConverter(services.settings, rate_limit=100 << 10)
+    services.worker = SubprocessImageWorker(services.settings, rate_limit=100 << 10)
     job_id = export_image(
         services,
         fx.project_id(services),

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from imageport import metrics
-from imageport.adapters.qemu_img import QemuImgConverter
+from imageport.adapters.qemu_img import SubprocessImageWorker
 from imageport.service.context import Services
 from imageport.service.jobs import state as job_state
 from imageport.service.jobs.import_job import run_job
@@ -147,7 +147,7 @@ def test_worker_out_of_memory_fails_the_job_naming_the_limit(
 
 def test_cancel_during_conversion_kills_qemu_img(services: Services) -> None:
     # qemu-img rate-limited (-r 100 KiB/s): the conversion takes several seconds
-    services.worker = QemuImgConverter(services.settings, rate_limit=100 << 10)
+    services.worker = SubprocessImageWorker(services.settings, rate_limit=100 << 10)
     job_id = fx.register(services, fx.good_image("qcow2"), name="slow")
     runner = threading.Thread(target=run_job, args=(services, job_id))
     runner.start()
