@@ -7,7 +7,7 @@ from pathlib import Path
 from sqlalchemy import update
 
 from imageport.service.context import Services
-from imageport.service.images.lifecycle import IMPORT_JOB, NATIVE_IMPORT_JOB
+from imageport.service.images.import_request import IMPORT_JOB, NATIVE_IMPORT_JOB
 from imageport.service.jobs import import_job
 from imageport.service.jobs.dispatch import RUNNERS, run_job
 from imageport.service.tables import jobs

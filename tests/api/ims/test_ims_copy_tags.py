@@ -25,7 +25,7 @@ from imageport.api.ims.app import build_ims_app
 from imageport.service.access.projects import AccessKey, create_key, create_project
 from imageport.service.clock import new_uuid
 from imageport.service.context import Services
-from imageport.service.images.lifecycle import base_properties
+from imageport.service.images.import_request import base_properties
 from imageport.service.jobs.dispatch import run_job
 from imageport.service.tables import images
 from support import server_process, service_fixtures

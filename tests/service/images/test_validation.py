@@ -15,7 +15,8 @@ from imageport.service.errors import Forbidden, RequestInvalid, ServiceError
 from imageport.service.images import os_versions
 from imageport.service.images import source_checks as src
 from imageport.service.images import validation as v
-from imageport.service.images.lifecycle import create_glance_image, parse_import_request
+from imageport.service.images.import_request import parse_import_request
+from imageport.service.images.lifecycle import create_glance_image
 from imageport.service.ports import BucketInfo, ObjectInfo
 from imageport.settings import load_settings
 

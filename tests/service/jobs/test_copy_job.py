@@ -20,7 +20,8 @@ from imageport.service.clock import new_uuid
 from imageport.service.context import Services
 from imageport.service.errors import ServiceError
 from imageport.service.images import queries as image_queries
-from imageport.service.images.lifecycle import base_properties, delete_image
+from imageport.service.images.import_request import base_properties
+from imageport.service.images.lifecycle import delete_image
 from imageport.service.jobs import state as job_state
 from imageport.service.jobs.copy_job import COPY_JOB, copy_image
 from imageport.service.jobs.dispatch import run_job

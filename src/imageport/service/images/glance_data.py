@@ -38,11 +38,8 @@ from imageport.service.clock import time_text
 from imageport.service.context import Services
 from imageport.service.errors import Conflict, RequestInvalid
 from imageport.service.images import staging
-from imageport.service.images.lifecycle import (
-    NATIVE_IMPORT_JOB,
-    check_accepts_data,
-    native_job_params,
-)
+from imageport.service.images.import_request import NATIVE_IMPORT_JOB, native_job_params
+from imageport.service.images.lifecycle import check_accepts_data
 from imageport.service.images.records import ImageRecord, image_row
 from imageport.service.images.source_checks import check_import_offered
 from imageport.service.jobs.manage import insert_job, running_job_of

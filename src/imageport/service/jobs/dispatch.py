@@ -19,7 +19,7 @@ from imageport import metrics
 from imageport.service import codes
 from imageport.service.clock import time_text
 from imageport.service.context import Services
-from imageport.service.images.lifecycle import IMPORT_JOB, NATIVE_IMPORT_JOB
+from imageport.service.images.import_request import IMPORT_JOB, NATIVE_IMPORT_JOB
 from imageport.service.jobs import copy_job as image_copy
 from imageport.service.jobs import export_job, import_job
 from imageport.service.jobs.export_request import EXPORT_JOB

@@ -2,7 +2,7 @@
 
 A job is created ``INIT`` by the image use cases and advanced by the worker
 (:mod:`imageport.service.jobs.import_job`): ``INIT -> RUNNING -> SUCCESS | FAIL``. Its ``params``
-document, written by :func:`imageport.service.images.lifecycle.job_params` and read by
+document, written by :func:`imageport.service.images.import_request.job_params` and read by
 :class:`imageport.service.jobs.state.JobParams`, always has every key.
 
 Cancelling is ours, not the vendor's (``POST /v1/cloudimages/job/{job_id}/cancel``). A job

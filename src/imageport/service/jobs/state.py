@@ -43,8 +43,8 @@ PROGRESS_INTERVAL = 0.5
 
 @dataclass(frozen=True, slots=True)
 class JobParams:
-    """The job's ``params`` document (:func:`imageport.service.images.lifecycle.job_params` writes
-    it), read defensively."""
+    """The job's ``params`` document, read defensively (written by
+    :func:`imageport.service.images.import_request.job_params`)."""
 
     bucket: str
     key: str
