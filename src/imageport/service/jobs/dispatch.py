@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Mapping
 
-from sqlalchemy import select, update
+from sqlalchemy import select
 
 from imageport import metrics
 from imageport.service import codes
@@ -21,10 +21,10 @@ from imageport.service.clock import time_text
 from imageport.service.context import Services
 from imageport.service.images.import_request import IMPORT_JOB, NATIVE_IMPORT_JOB
 from imageport.service.jobs import copy_job as image_copy
-from imageport.service.jobs import export_job, import_job
+from imageport.service.jobs import export_job, import_job, state
 from imageport.service.jobs.export_request import EXPORT_JOB
-from imageport.service.statuses import IMAGE_IN_PROGRESS, ImageStatus, JobStatus
-from imageport.service.tables import images, jobs
+from imageport.service.statuses import JobStatus
+from imageport.service.tables import jobs
 
 log = logging.getLogger(__name__)
 
@@ -65,29 +65,10 @@ def end_unknown(services: Services, job_id: str, job_type: str) -> None:
     reason = unknown_type_reason(job_type)
     now = time_text(services.clock())
     with services.db.begin() as conn:
-        ended = conn.execute(
-            update(jobs)
-            .where(jobs.c.id == job_id, jobs.c.status == JobStatus.INIT)
-            .values(
-                status=JobStatus.FAIL,
-                error_code=codes.INTERNAL,
-                fail_reason=reason,
-                end_time=now,
-            )
-        )
-        if ended.rowcount != 1:
-            return
         image_id = conn.execute(select(jobs.c.image_id).where(jobs.c.id == job_id)).scalar()
-        if image_id is not None:
-            conn.execute(
-                update(images)
-                .where(images.c.id == image_id, images.c.status.in_(IMAGE_IN_PROGRESS))
-                .values(
-                    status=ImageStatus.KILLED,
-                    error_code=codes.INTERNAL,
-                    fail_reason=reason,
-                    updated_at=now,
-                )
-            )
+        if not state.fail_in(
+            conn, job_id, image_id, codes.INTERNAL, reason, now, was=JobStatus.INIT
+        ):
+            return
     log.error("job %s failed: %s", job_id, reason)
     metrics.JOBS_FINISHED.labels(job_type, JobStatus.FAIL).inc()

@@ -34,7 +34,8 @@ from imageport.service import codes
 from imageport.service.clock import time_text
 from imageport.service.context import Services
 from imageport.service.images import staging
-from imageport.service.statuses import IMAGE_IN_PROGRESS, UNFINISHED_JOB, ImageStatus, JobStatus
+from imageport.service.jobs import state
+from imageport.service.statuses import UNFINISHED_JOB, ImageStatus, JobStatus
 from imageport.service.tables import images, jobs
 
 log = logging.getLogger(__name__)
@@ -89,26 +90,7 @@ def _reset_jobs(services: Services) -> None:
         ).all()
         for job_id, image_id, attempts in running:
             if attempts >= MAX_ATTEMPTS:
-                conn.execute(
-                    update(jobs)
-                    .where(jobs.c.id == job_id)
-                    .values(
-                        status=JobStatus.FAIL,
-                        error_code=codes.INTERNAL,
-                        fail_reason=RESTARTED,
-                        end_time=now,
-                    )
-                )
-                conn.execute(
-                    update(images)
-                    .where(images.c.id == image_id, images.c.status.in_(IMAGE_IN_PROGRESS))
-                    .values(
-                        status=ImageStatus.KILLED,
-                        error_code=codes.INTERNAL,
-                        fail_reason=RESTARTED,
-                        updated_at=now,
-                    )
-                )
+                state.fail_in(conn, job_id, image_id, codes.INTERNAL, RESTARTED, now)
                 log.warning("job %s failed: %s", job_id, RESTARTED)
                 continue
             conn.execute(

@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import Connection, select, update
 
 from imageport.service.clock import time_text
 from imageport.service.context import Services
@@ -231,28 +231,47 @@ def fail(
 ) -> bool:
     """End the job FAIL with ``code``/``reason`` and kill its image (keeping ``report``).
     False when the job was not RUNNING."""
-    now = now_text(services)
     with services.db.begin() as conn:
-        done = conn.execute(
-            update(jobs)
-            .where(jobs.c.id == job_id, jobs.c.status == JobStatus.RUNNING)
-            .values(status=JobStatus.FAIL, error_code=code, fail_reason=reason, end_time=now)
-        )
-        if done.rowcount != 1:
-            return False
-        values: dict[str, object] = {
-            "status": ImageStatus.KILLED,
-            "error_code": code,
-            "fail_reason": reason,
-            "updated_at": now,
-        }
-        if report is not None:
-            values["report"] = dict(report)
-        conn.execute(
-            update(images)
-            .where(images.c.id == image_id, images.c.status.in_(IMAGE_IN_PROGRESS))
-            .values(**values)
-        )
+        return fail_in(conn, job_id, image_id, code, reason, now_text(services), report=report)
+
+
+def fail_in(
+    conn: Connection,
+    job_id: str,
+    image_id: str | None,
+    code: str,
+    reason: str,
+    now: str,
+    *,
+    report: Mapping[str, Any] | None = None,
+    was: JobStatus = JobStatus.RUNNING,
+) -> bool:
+    """In the transaction ``conn``: end the job FAIL with ``code``/``reason`` if it is still
+    ``was``, and kill its image ``image_id`` if that is still queued or saving (keeping
+    ``report``). False, and nothing changed, when the job was no longer ``was``. The one way
+    every job ends failed: its job, start-up recovery, and a job no runner can run."""
+    done = conn.execute(
+        update(jobs)
+        .where(jobs.c.id == job_id, jobs.c.status == was)
+        .values(status=JobStatus.FAIL, error_code=code, fail_reason=reason, end_time=now)
+    )
+    if done.rowcount != 1:
+        return False
+    if image_id is None:
+        return True
+    values: dict[str, object] = {
+        "status": ImageStatus.KILLED,
+        "error_code": code,
+        "fail_reason": reason,
+        "updated_at": now,
+    }
+    if report is not None:
+        values["report"] = dict(report)
+    conn.execute(
+        update(images)
+        .where(images.c.id == image_id, images.c.status.in_(IMAGE_IN_PROGRESS))
+        .values(**values)
+    )
     return True
 
 
