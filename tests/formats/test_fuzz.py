@@ -322,3 +322,15 @@ def test_probe_of_large_sparse_image_reads_only_metadata(name: str) -> None:
     assert allocated >= MiB  # the data written is seen as allocated ...
     assert read < MAX_PROBE_BYTES, f"probe + allocated_bytes read {read} bytes of {path}"
     assert peak < 32 * MiB, f"peak memory {peak / MiB:.1f} MiB"
+
+
+def test_every_registered_format_has_a_seed() -> None:
+    """An accepted format (one whose reader goes past the headers) is fuzzed from a seed it
+    matches: adding one without a seed in ``tests/support/fuzz_seeds.py`` fails here, naming it.
+    The formats that are only named and refused are fuzzed on any bytes (the test above)."""
+    matched: set[str] = set()
+    for name in (*fuzz_seeds.BUILT_NAMES, *fuzz_seeds.MAGIC_NAMES):
+        window = ProbeWindow.read(BytesSource(fuzz_seeds.seed(name).data))
+        matched |= {spec.name for spec in registry.matching_formats(window)}
+    unseeded = sorted({spec.name for spec in registry.FORMATS if spec.accepted} - matched)
+    assert unseeded == [], f"no fuzz seed matches {unseeded}: add one to fuzz_seeds"
