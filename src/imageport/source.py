@@ -29,6 +29,11 @@ class ByteSource(Protocol):
         """Up to ``length`` bytes at ``offset``; fewer only at the end of the source."""
         ...
 
+    def data_segments(self, start: int, end: int) -> Iterator[tuple[int, int]]:
+        """The ``(lo, hi)`` ranges within ``[start, end)`` that may hold data, in order (a
+        source that cannot tell holes from data names the whole range)."""
+        ...
+
 
 class FileSource:
     """A regular file or block device opened read-only (``O_RDONLY``), read with ``pread``."""
@@ -116,6 +121,12 @@ class BytesSource:
         self.bytes_read += len(data)
         self.read_calls += 1
         return data
+
+    def data_segments(self, start: int, end: int) -> Iterator[tuple[int, int]]:
+        """All of it is data (memory has no holes)."""
+        end = min(end, len(self._data))
+        if end > start:
+            yield start, end
 
 
 def read_exact(source: ByteSource, offset: int, length: int, what: str) -> bytes:

@@ -8,7 +8,7 @@ import json
 import random
 import struct
 import subprocess
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
@@ -213,6 +213,11 @@ class ConstantSource:
 
     def __init__(self, size: int) -> None:
         self.size = size
+
+    def data_segments(self, start: int, end: int) -> Iterator[tuple[int, int]]:
+        end = min(end, self.size)
+        if end > start:
+            yield start, end
 
     def read_at(self, offset: int, length: int) -> bytes:
         return b"\xff" * max(0, min(length, self.size - offset))

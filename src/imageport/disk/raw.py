@@ -19,13 +19,8 @@ class RawDisk(VirtualDisk):
 
     def runs(self, start: int, end: int) -> Iterator[Run]:
         """Data where the file system stores data, holes where a sparse file has holes."""
-        segments = getattr(self.source, "data_segments", None)
-        if segments is None:
-            if end > start:
-                yield Run(start, end - start, RunKind.DATA, self._offset + start)
-            return
         pos = start
-        for lo, hi in segments(self._offset + start, self._offset + end):
+        for lo, hi in self.source.data_segments(self._offset + start, self._offset + end):
             lo, hi = lo - self._offset, hi - self._offset
             if lo > pos:
                 yield Run(pos, lo - pos, RunKind.HOLE)

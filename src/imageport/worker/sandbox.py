@@ -61,7 +61,7 @@ class WorkerLimits:
     @classmethod
     def from_settings(cls, settings: Settings) -> WorkerLimits:
         """The limits from ``settings``; the wall clock defaults to twice the CPU limit."""
-        wall = getattr(settings, "worker_wall_seconds", None)
+        wall = settings.worker_wall_seconds
         return cls(
             memory_bytes=settings.worker_memory_bytes,
             cpu_seconds=settings.worker_cpu_seconds,
