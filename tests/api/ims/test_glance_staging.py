@@ -150,6 +150,30 @@ def test_a_chunked_body_over_the_cap_is_refused_while_it_streams(api: Api) -> No
     assert api.image(image_id)["status"] == "queued" and jobs_of(api, image_id) == []
 
 
+def test_a_chunked_body_longer_than_its_declared_size_is_stopped(api: Api) -> None:
+    """glanceclient declares the size of a chunked upload in ``x-openstack-image-size``: a body
+    that runs past it is refused as soon as it does (the rest is not read), naming the size."""
+    image_id = api.create("longer")
+
+    def body() -> Iterator[bytes]:
+        yield b"QFI\xfb" + b"\0" * 4092
+        yield b"\0" * 4096
+
+    answer = httpx.put(
+        f"{api.base}/v2/images/{image_id}/file",
+        content=body(),
+        headers={
+            **api.headers(),
+            "Content-Type": "application/octet-stream",
+            "x-openstack-image-size": "4096",
+        },
+    )
+    assert answer.status_code == 400 and answer.json()["error_code"] == "IMG.0001"
+    assert "longer than the 4096 bytes" in answer.json()["error_msg"]
+    assert api.image(image_id)["status"] == "queued" and jobs_of(api, image_id) == []
+    wait_for(lambda: not api.staged_names())
+
+
 def _stage(api: Api, image_id: str, body: bytes = b"QFI\xfb" + b"\0" * 4092) -> None:
     answer = httpx.put(
         f"{api.base}/v2/images/{image_id}/stage",

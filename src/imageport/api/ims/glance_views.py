@@ -68,10 +68,7 @@ def data_endpoint(
                 limit=slot.limit,
                 expected=declared,
                 too_large=lambda: glance_data.too_large(services),
-                wrong_length=lambda size: RequestInvalid(
-                    codes.BAD_REQUEST,
-                    f"the body is {size} bytes, not the {declared} its Content-Length declared",
-                ),
+                wrong_length=lambda size: _wrong_length(size, declared),
             )
             await run_in_threadpool(commit, services, call.project_id, slot, size)
         except ServiceError as error:
@@ -191,6 +188,16 @@ def image_schema(services: Services, call: Call) -> Response:
 def images_schema(services: Services, call: Call) -> Response:
     """Glance's schema of an image list."""
     return JSONResponse(glance_schema.images_schema())
+
+
+def _wrong_length(size: int, declared: int | None) -> RequestInvalid:
+    """400 for a body that is not the declared length; one longer is stopped as soon as it
+    passes it (nothing more is read), so its whole size is not known."""
+    if declared is not None and size > declared:
+        said = f"the body is longer than the {declared} bytes"
+    else:
+        said = f"the body is {size} bytes, not the {declared}"
+    return RequestInvalid(codes.BAD_REQUEST, f"{said} its Content-Length declared")
 
 
 async def versions(request: Request) -> Response:
