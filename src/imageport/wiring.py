@@ -19,7 +19,7 @@ from imageport.adapters.objectstore.local import LocalObjectStore
 from imageport.adapters.qemu_img import SubprocessImageWorker
 from imageport.service.context import Services
 from imageport.service.jobs.dispatch import run_job
-from imageport.service.jobs.quotas import project_of
+from imageport.service.quotas import project_of
 from imageport.settings import Settings
 
 log = logging.getLogger("imageport.jobs")

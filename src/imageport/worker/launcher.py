@@ -1,6 +1,6 @@
 """Launcher that applies resource limits to itself, then becomes the command it was given.
 
-``python -I -S run_limited.py --as BYTES --cpu SECONDS --fsize BYTES -- CMD ARGS...``
+``python -I -S launcher.py --as BYTES --cpu SECONDS --fsize BYTES -- CMD ARGS...``
 
 It runs as its own tiny process (standard library only, started with ``-S`` so that nothing
 but this file is imported), because setting limits between ``fork`` and ``exec`` with

@@ -19,7 +19,7 @@ from imageport.service.context import Services
 from imageport.service.errors import RequestInvalid
 from imageport.service.jobs.errors import JobFailedError
 from imageport.service.jobs.manage import insert_job
-from imageport.service.jobs.quotas import disk_room, output_bound, room_for
+from imageport.service.quotas import disk_room, output_bound, room_for
 from imageport.service.tables import jobs
 
 pytest_plugins = ["support.db_backends"]  # db_services: each test on both backends

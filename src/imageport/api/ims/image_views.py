@@ -13,7 +13,7 @@ from imageport.service.images import lifecycle as images
 from imageport.service.images import queries as image_queries
 from imageport.service.images import updates as image_updates
 from imageport.service.images.os_versions import os_version_document
-from imageport.service.jobs import copy_job as image_copy
+from imageport.service.jobs import copy_job
 
 PATCH_TYPES = frozenset(
     {
@@ -135,7 +135,7 @@ def copy_image(services: Services, call: Call) -> Response:
     ``{"job_id"}`` of an ``imsCopyImageInRegionJob`` job."""
     return JSONResponse(
         {
-            "job_id": image_copy.copy_image(
+            "job_id": copy_job.copy_image(
                 services, call.project_id, call.path_params["image_id"], call.json()
             )
         }

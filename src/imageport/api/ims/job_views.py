@@ -7,7 +7,7 @@ from starlette.responses import JSONResponse, Response
 from imageport.api.ims.incoming import Call
 from imageport.api.ims.render import job_document
 from imageport.service.context import Services
-from imageport.service.jobs import manage as jobs
+from imageport.service.jobs import manage
 
 
 def show_job(services: Services, call: Call) -> Response:
@@ -15,7 +15,7 @@ def show_job(services: Services, call: Call) -> Response:
     ``entities.image_id``; the path's project must be the caller's."""
     return JSONResponse(
         job_document(
-            jobs.show_job(
+            manage.show_job(
                 services,
                 call.project_id,
                 call.path_params["job_id"],
@@ -30,7 +30,7 @@ def job_progress(services: Services, call: Call) -> Response:
     bytes."""
     return JSONResponse(
         job_document(
-            jobs.show_job(services, call.project_id, call.path_params["job_id"]), progress=True
+            manage.show_job(services, call.project_id, call.path_params["job_id"]), progress=True
         )
     )
 
@@ -39,7 +39,7 @@ def cancel_job(services: Services, call: Call) -> Response:
     """Cancel a job (ours, not the vendor's): 202 and the job."""
     return JSONResponse(
         job_document(
-            jobs.cancel_job(services, call.project_id, call.path_params["job_id"]), progress=True
+            manage.cancel_job(services, call.project_id, call.path_params["job_id"]), progress=True
         ),
         status_code=202,
     )

@@ -17,8 +17,7 @@ from imageport.api.s3.responses import XML_TYPE, base_headers, empty_response, x
 from imageport.api.s3.xml import Child
 from imageport.limits import KiB, MiB
 from imageport.service.buckets import buckets as bucket_cases
-from imageport.service.buckets import checks, objects
-from imageport.service.buckets import multipart as multipart_uploads
+from imageport.service.buckets import checks, multipart, objects
 from imageport.service.errors import RequestInvalid, ServiceError
 
 MAX_CREATE_BODY = 64 * KiB
@@ -304,7 +303,7 @@ async def list_uploads(ctx: Ctx) -> Response:
     """ListMultipartUploads, with ``delimiter`` (common prefixes) and ``encoding-type``."""
     q = ctx.call.query
     url = url_encoding(ctx)
-    query = multipart_uploads.UploadsQuery(
+    query = multipart.UploadsQuery(
         prefix=q.get("prefix", ""),
         key_marker=q.get("key-marker", ""),
         upload_id_marker=q.get("upload-id-marker", ""),
@@ -312,7 +311,7 @@ async def list_uploads(ctx: Ctx) -> Response:
         delimiter=q.get("delimiter", ""),
     )
     page = await run_in_threadpool(
-        multipart_uploads.list_uploads, ctx.services, ctx.project_id, ctx.call.bucket, query
+        multipart.list_uploads, ctx.services, ctx.project_id, ctx.call.bucket, query
     )
 
     def enc(text: str) -> str:

@@ -32,8 +32,7 @@ from imageport.api.s3.responses import empty_response, xml_response
 from imageport.api.s3.xml import Child
 from imageport.limits import MiB
 from imageport.numbers import whole_number
-from imageport.service.buckets import checks, objects, part_copy
-from imageport.service.buckets import multipart as multipart_uploads
+from imageport.service.buckets import checks, multipart, objects, part_copy
 from imageport.service.errors import NotFound, RequestInvalid
 
 MAX_COMPLETE_BODY = 2 * MiB
@@ -44,7 +43,7 @@ MAX_PARTS_LISTED = 1000
 async def initiate(ctx: Ctx) -> Response:
     """CreateMultipartUpload: the upload id."""
     upload = await run_in_threadpool(
-        multipart_uploads.create_upload,
+        multipart.create_upload,
         ctx.services,
         ctx.project_id,
         ctx.call.bucket,
@@ -65,13 +64,13 @@ async def upload_part(ctx: Ctx) -> Response:
     headers = ctx.request.headers
     if "x-amz-copy-source" in headers or "x-obs-copy-source" in headers:
         return await copy_part(ctx)
-    number = multipart_uploads.parse_part_number(call.query.get("partNumber"))
+    number = multipart.parse_part_number(call.query.get("partNumber"))
     upload_id = call.query["uploadId"]
     checksums = declared_checksums(headers)
     declared = declared_length(ctx.request)
     room = await run_in_threadpool(objects.put_limit, ctx.services, ctx.project_id, declared)
     target = await run_in_threadpool(
-        multipart_uploads.part_target,
+        multipart.part_target,
         ctx.services,
         ctx.project_id,
         call.bucket,
@@ -99,7 +98,7 @@ async def upload_part(ctx: Ctx) -> Response:
             raise NotFound("NoSuchUpload", f"upload {upload_id[:64]!r} does not exist") from exc
         verify_digests([*checksums, *trailer_checksums(ctx.request)], hashers)
         part = await run_in_threadpool(
-            multipart_uploads.upload_part,
+            multipart.upload_part,
             ctx.services,
             ctx.project_id,
             call.bucket,
@@ -110,7 +109,7 @@ async def upload_part(ctx: Ctx) -> Response:
             ctx.request.headers.get("content-md5"),
         )
     finally:  # quick (a set update or an unlink), and must run even if the task is cancelled
-        multipart_uploads.release_part_target(ctx.services, target)
+        multipart.release_part_target(ctx.services, target)
     metrics.BYTES_UPLOADED.inc(staged.size)
     return empty_response(ctx.request, headers={"ETag": part.etag})
 
@@ -127,7 +126,7 @@ async def copy_part(ctx: Ctx) -> Response:
         call.bucket,
         call.key,
         call.query["uploadId"],
-        multipart_uploads.parse_part_number(call.query.get("partNumber")),
+        multipart.parse_part_number(call.query.get("partNumber")),
         source,
         headers.get("x-amz-copy-source-range") or headers.get("x-obs-copy-source-range"),
         source_conditions(ctx),
@@ -154,7 +153,7 @@ async def complete(ctx: Ctx) -> Response:
     parts = xml.complete_parts(body)
     await run_in_threadpool(check_write_conditions, ctx, call.bucket, call.key)
     info = await run_in_threadpool(
-        multipart_uploads.complete_upload,
+        multipart.complete_upload,
         ctx.services,
         ctx.project_id,
         call.bucket,
@@ -181,7 +180,7 @@ async def abort(ctx: Ctx) -> Response:
     call = ctx.call
     initiated = ctx.request.headers.get("x-amz-if-match-initiated-time")
     await run_in_threadpool(
-        multipart_uploads.abort_upload,
+        multipart.abort_upload,
         ctx.services,
         ctx.project_id,
         call.bucket,
@@ -209,7 +208,7 @@ async def list_parts(ctx: Ctx) -> Response:
     call = ctx.call
     url = url_encoding(ctx)
     upload, parts = await run_in_threadpool(
-        multipart_uploads.list_parts,
+        multipart.list_parts,
         ctx.services,
         ctx.project_id,
         call.bucket,

@@ -35,8 +35,7 @@ from imageport.api.s3.responses import (
     xml_response,
 )
 from imageport.numbers import whole_number
-from imageport.service.buckets import checks, objects
-from imageport.service.buckets import multipart as multipart_uploads
+from imageport.service.buckets import checks, multipart, objects
 from imageport.service.clock import parse_time_text
 from imageport.service.errors import NotFound, RequestInvalid, ServiceError
 from imageport.service.ports import ObjectInfo
@@ -325,7 +324,7 @@ def _part_slice(ctx: Ctx, info: ObjectInfo, headers: dict[str, str]) -> tuple[in
     upload). A part of a multipart object of several parts is 501 ``NotImplemented`` (a Range
     reads any slice), a part past the last is 416 ``InvalidPartNumber``, and a Range with a
     part number is 400 ``InvalidRequest``, as S3 answers."""
-    number = multipart_uploads.parse_part_number(ctx.call.query["partNumber"])
+    number = multipart.parse_part_number(ctx.call.query["partNumber"])
     if "range" in ctx.request.headers:
         raise RequestInvalid(
             "InvalidRequest", "cannot specify both a Range header and a partNumber"

@@ -44,12 +44,12 @@ from imageport.service.buckets.checks import (
 )
 from imageport.service.context import Services
 from imageport.service.errors import NotFound, RequestInvalid, ServiceError
-from imageport.service.jobs.quotas import write_room
 from imageport.service.ports import (
     BucketInfo,
     ObjectInfo,
     StagedFile,
 )
+from imageport.service.quotas import write_room
 
 # -- objects -----------------------------------------------------------------------------------
 
@@ -76,7 +76,7 @@ def _object(services: Services, bucket: str, key: str) -> ObjectInfo:
 def put_limit(services: Services, project_id: str, size: int | None) -> int:
     """The most bytes one PUT (or part) of ``project_id`` may bring now: S3's 5 GiB, or less
     where the project's object quota or the free disk space leaves less (a ``size`` declared
-    beyond that is refused at once: :func:`~imageport.service.jobs.quotas.write_room`)."""
+    beyond that is refused at once: :func:`~imageport.service.quotas.write_room`)."""
     return min(MAX_PUT_BYTES, write_room(services, project_id, size))
 
 

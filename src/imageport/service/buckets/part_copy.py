@@ -20,12 +20,11 @@ from collections.abc import Callable
 from typing import BinaryIO
 
 from imageport.numbers import whole_number
-from imageport.service.buckets import checks, objects
-from imageport.service.buckets import multipart as multipart_uploads
+from imageport.service.buckets import checks, multipart, objects
 from imageport.service.context import Services
 from imageport.service.errors import RequestInvalid, ServiceError
-from imageport.service.jobs.quotas import write_room
 from imageport.service.ports import ObjectInfo, PartInfo, PartTarget, StagedFile
+from imageport.service.quotas import write_room
 
 _RANGE = re.compile(r"^bytes=([0-9]+)-([0-9]+)$", re.ASCII)
 MAX_RANGE_HEADER = 4096
@@ -72,12 +71,10 @@ def copy_part(
             check_source(origin)
         start, length = parse_copy_range(range_header, origin.size)
         write_room(services, project_id, length)  # a copied part takes room as an upload does
-        target = multipart_uploads.part_target(
-            services, project_id, bucket, key, upload_id, number, length
-        )
+        target = multipart.part_target(services, project_id, bucket, key, upload_id, number, length)
         try:
             staged = _fill(target, src, start, length)
-            return multipart_uploads.upload_part(
+            return multipart.upload_part(
                 services, project_id, bucket, key, upload_id, number, staged
             )
         finally:

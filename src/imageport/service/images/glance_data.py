@@ -43,7 +43,7 @@ from imageport.service.images.lifecycle import check_accepts_data
 from imageport.service.images.records import ImageRecord, image_row
 from imageport.service.images.source_checks import check_import_offered
 from imageport.service.jobs.manage import insert_job, running_job_of
-from imageport.service.jobs.quotas import admit, write_room
+from imageport.service.quotas import admit, write_room
 from imageport.service.statuses import ImageStatus
 from imageport.service.tables import images
 

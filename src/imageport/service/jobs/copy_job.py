@@ -49,8 +49,8 @@ from imageport.service.jobs import state
 from imageport.service.jobs.errors import JobCancelledError, JobFailedError
 from imageport.service.jobs.file_links import link_or_copy
 from imageport.service.jobs.manage import insert_job
-from imageport.service.jobs.quotas import room_for
 from imageport.service.jobs.run import activate, run_to_end
+from imageport.service.quotas import room_for
 from imageport.service.statuses import ImageStatus
 from imageport.service.tables import images, jobs
 

@@ -20,8 +20,7 @@ from imageport.service import codes
 from imageport.service.clock import time_text
 from imageport.service.context import Services
 from imageport.service.images.import_request import IMPORT_JOB, NATIVE_IMPORT_JOB
-from imageport.service.jobs import copy_job as image_copy
-from imageport.service.jobs import export_job, import_job, state
+from imageport.service.jobs import copy_job, export_job, import_job, state
 from imageport.service.jobs.export_request import EXPORT_JOB
 from imageport.service.statuses import JobStatus
 from imageport.service.tables import jobs
@@ -34,7 +33,7 @@ RUNNERS: Mapping[str, Runner] = {
     IMPORT_JOB: import_job.run_job,
     NATIVE_IMPORT_JOB: import_job.run_job,
     EXPORT_JOB: export_job.run_job,
-    image_copy.COPY_JOB: image_copy.run_copy_job,
+    copy_job.COPY_JOB: copy_job.run_copy_job,
 }
 
 

@@ -21,7 +21,7 @@ checksum) and commits it.
 Every way out ends the job: a failure (``IMG.STATE`` the image went away, ``IMG.0069`` the
 bucket went away, a worker limit or an unexpected error ``IMG.1075``), or a cancellation
 (``IMG.CANCELLED``: no object is written); scratch files are removed in all cases. The image is
-never changed by an export job (:func:`.job_state.fail` only kills images still being
+never changed by an export job (:func:`.state.fail` only kills images still being
 created).
 """
 
@@ -43,9 +43,9 @@ from imageport.service.jobs import state
 from imageport.service.jobs.errors import JobCancelledError, JobFailedError
 from imageport.service.jobs.export_request import ExportParams
 from imageport.service.jobs.file_links import hash_file, link_or_copy
-from imageport.service.jobs.quotas import METADATA_SLACK, room_for, write_room
 from imageport.service.jobs.run import run_to_end
 from imageport.service.ports import StagedFile, WorkerError
+from imageport.service.quotas import METADATA_SLACK, room_for, write_room
 from imageport.service.statuses import ImageStatus, JobStatus
 from imageport.service.tables import jobs
 

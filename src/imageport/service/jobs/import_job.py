@@ -12,7 +12,7 @@ Normal import::
              is checked in about a second) is itself a finding: FAIL with
              IMG-SAFE (CPU, wall clock, report size)
     convert  qemu-img (format pinned, no backing file) to the stored format 10-90 %
-             within a bound known before it starts (:mod:`.job_limits`: the
+             within a bound known before it starts (:mod:`.quotas`: the
              data the check measured, plus metadata), which must fit in the
              project's storage quota (IMG.0015) and the free disk space
              (IMG.1075); a conversion outgrowing it is stopped (IMG-SAFE)
@@ -64,13 +64,13 @@ from imageport.service.jobs import state
 from imageport.service.jobs.errors import JobCancelledError, JobFailedError
 from imageport.service.jobs.file_links import hash_file, link_or_copy
 from imageport.service.jobs.import_source import Fetched, fetch, source_name
-from imageport.service.jobs.quotas import output_bound, room_for
 from imageport.service.jobs.run import activate, run_to_end
 from imageport.service.ports import (
     ImageInspection,
     ImageWorker,
     WorkerError,
 )
+from imageport.service.quotas import output_bound, room_for
 
 log = logging.getLogger(__name__)
 
@@ -328,7 +328,7 @@ def _convert(
 
 def conversion_bound(inspection: ImageInspection, target_format: str) -> int:
     """The most disk the conversion of the checked file to ``target_format`` may take
-    (:func:`~imageport.service.jobs.quotas.output_bound`); a checker that measured nothing
+    (:func:`~imageport.service.quotas.output_bound`); a checker that measured nothing
     (never, for a file that passed) bounds it by the virtual size."""
     virtual = inspection.virtual_size or 0
     allocated = inspection.allocated_bytes

@@ -1,11 +1,12 @@
-"""Where an import job's bytes come from, and how a job is ended early.
+"""Where an import job's bytes come from: the registered object, or data staged on the Glance
+routes.
 
 :func:`fetch` hands the job its source as a local read-only file: the registered bucket object
 (which must still be the very object that was registered: same size and ETag, checked before
 and after it is held open) with, for quick import, the bitmap ``<base>.mf`` beside it; or the
 data a Glance client sent, staged by :mod:`.staging` under the data dir and named only by the
 image id (never a path from a request). A source that changed or vanished ends the job with
-:class:`~imageport.service.jobs.manage.errors.JobFailedError`.
+:class:`~imageport.service.jobs.errors.JobFailedError`.
 """
 
 from __future__ import annotations

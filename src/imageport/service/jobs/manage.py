@@ -29,7 +29,7 @@ from imageport.service.context import Services
 from imageport.service.errors import Conflict, NotFound
 from imageport.service.images import staging
 from imageport.service.images.records import JobRecord, job_record
-from imageport.service.jobs.quotas import admit
+from imageport.service.quotas import admit
 from imageport.service.statuses import UNFINISHED_JOB, ImageStatus, JobStatus
 from imageport.service.tables import images, jobs
 from imageport.settings import Settings

@@ -1,4 +1,4 @@
-"""The import job's rows: claiming a job, reporting progress, ending it (and its image).
+"""Every job's row: claiming a job, reporting its progress, ending it (and its image with it).
 
 Every transition is one conditional UPDATE, so concurrent workers and a restarted server agree:
 a job is claimed only ``WHERE status = 'INIT'`` (two workers never run one job), progress and
