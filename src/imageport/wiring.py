@@ -14,9 +14,9 @@ import time
 
 from imageport import logs
 from imageport.adapters.db.engine import open_database
+from imageport.adapters.image_worker import SubprocessImageWorker
 from imageport.adapters.job_queue import ThreadJobQueue
 from imageport.adapters.objectstore.local import LocalObjectStore
-from imageport.adapters.qemu_img import SubprocessImageWorker
 from imageport.service.context import Services
 from imageport.service.jobs.dispatch import run_job
 from imageport.service.quotas import project_of

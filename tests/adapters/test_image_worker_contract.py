@@ -2,7 +2,7 @@
 in limited processes) and the fake the service tests use: what inspect and probe answer, that
 a conversion or export is probed back as the format asked for with the source's virtual size,
 which formats are refused, and cancellation. (The real worker's bytes, limits and safety are
-tested in test_qemu_img.py and tests/worker/.)"""
+tested in test_image_worker.py and tests/worker/.)"""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from imageport.adapters.qemu_img import SubprocessImageWorker
+from imageport.adapters.image_worker import SubprocessImageWorker
 from imageport.rules.base import CheckOptions
 from imageport.service.ports import ImageWorker, WorkerCancelledError, WorkerError
 from imageport.settings import load_settings

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import pytest
 
-from imageport.adapters.qemu_img import QEMU_DRIVERS
+from imageport.adapters.image_worker import QEMU_DRIVERS
 from imageport.disk.base import ExtentState, VirtualDisk
 from imageport.formats import registry
 from imageport.formats.base import Container

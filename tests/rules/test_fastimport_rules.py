@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from imageport.adapters.qemu_img import SubprocessImageWorker
+from imageport.adapters.image_worker import SubprocessImageWorker
 from imageport.cli.main import main as cli_main
 from imageport.disk.raw import RawDisk
 from imageport.fastimport import bitmap as mf

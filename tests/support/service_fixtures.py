@@ -13,8 +13,8 @@ from imageport.settings import load_settings
 
 def make_services(data_dir: Path, database_url: str | None = None, **settings: object) -> Services:
     """Services over ``data_dir`` (and ``database_url`` when given, else SQLite there)."""
+    from imageport.adapters.image_worker import SubprocessImageWorker
     from imageport.adapters.objectstore.local import LocalObjectStore
-    from imageport.adapters.qemu_img import SubprocessImageWorker
 
     conf = load_settings({}, data_dir=data_dir, database_url=database_url, **settings)
     db = open_database(conf.db_url)

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from imageport.adapters.qemu_img import disk_usage, output_watch
+from imageport.adapters.image_worker import disk_usage, output_watch
 from imageport.service.ports import WorkerCancelledError, WorkerError
 from imageport.settings import load_settings
 from imageport.worker.document import SCHEMA, inspection_from_document

@@ -155,7 +155,7 @@ def _cmd_check(args: argparse.Namespace) -> int:
 
 
 def _cmd_convert(args: argparse.Namespace) -> int:
-    from imageport.adapters.qemu_img import QemuImgQcow2Writer
+    from imageport.adapters.image_worker import QemuImgQcow2Writer
     from imageport.reports.sizes import human_size
     from imageport.service.tools import convert as cf
     from imageport.service.tools.to_raw import ImageRefusedError

@@ -315,9 +315,9 @@ class ImageWorker(Protocol):
     """Everything the jobs ask of the processes that touch image bytes: inspect a file, probe
     one, convert one to the stored format or to an export format. The service never parses an
     image itself; an implementation runs each call in a limited worker process
-    (:class:`imageport.adapters.qemu_img.SubprocessImageWorker`), cancellable: ``cancelled()`` is
-    polled while it runs, and a cancelled call raises :class:`WorkerCancelledError`. Any other
-    failure is a :class:`WorkerError`."""
+    (:class:`imageport.adapters.image_worker.SubprocessImageWorker`), cancellable:
+    ``cancelled()`` is polled while it runs, and a cancelled call raises
+    :class:`WorkerCancelledError`. Any other failure is a :class:`WorkerError`."""
 
     def inspect(
         self, path: Path, options: CheckOptions, *, cancelled: Callable[[], bool]

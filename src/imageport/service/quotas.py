@@ -10,7 +10,7 @@
   the guest bytes that hold data, refusing files whose tables share or over-compress data
   (IMG-SAFE), so what qemu-img may honestly write is known: those bytes, each data extent
   rounded out to whole target clusters, plus the target's metadata. The conversion is stopped
-  once its output takes more disk than that (:func:`imageport.adapters.qemu_img.output_watch`).
+  once its output takes more disk than that (:func:`imageport.adapters.image_worker.output_watch`).
 * **Room** (:func:`room_for`): the bound must fit in the project's image storage quota
   (``project_storage_bytes``: the stored images it holds, the conversions of its own under way,
   plus this one; ``IMG.0015``) and in the data dir's free space less what the other

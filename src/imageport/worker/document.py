@@ -1,7 +1,7 @@
 """The document the inspect worker prints, and its reading by the job's side.
 
 :mod:`imageport.worker.inspect_image` (run in a limited process) prints one JSON document; the
-image worker adapter (:mod:`imageport.adapters.qemu_img`) reads it back with
+image worker adapter (:mod:`imageport.adapters.image_worker`) reads it back with
 :func:`inspection_from_document` into the :class:`~imageport.service.ports.ImageInspection`
 the service receives. The document is still treated as untrusted input: its size was capped by
 the reader and every field is type-checked here before the job believes it.

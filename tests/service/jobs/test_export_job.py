@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 from sqlalchemy import select, update
 
-from imageport.adapters.qemu_img import SubprocessImageWorker
+from imageport.adapters.image_worker import SubprocessImageWorker
 from imageport.service.access.projects import create_project
 from imageport.service.context import Services
 from imageport.service.errors import Conflict, NotFound, RequestInvalid

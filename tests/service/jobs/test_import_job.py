@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from imageport import metrics
-from imageport.adapters.qemu_img import SubprocessImageWorker
+from imageport.adapters.image_worker import SubprocessImageWorker
 from imageport.service.context import Services
 from imageport.service.jobs import state as job_state
 from imageport.service.jobs.import_job import run_job

@@ -86,7 +86,7 @@ def convert_image(
     qcow2: Qcow2Writer | None = None,
 ) -> Converted:
     """Convert ``src_path`` to ``fmt`` at ``dst_path``; ``qcow2`` writes qcow2 output (the
-    caller picks the implementation: :class:`imageport.adapters.qemu_img.QemuImgQcow2Writer`),
+    caller picks the implementation: :class:`imageport.adapters.image_worker.QemuImgQcow2Writer`),
     and is needed for that format only."""
     opts = options or ConvertOptions()
     if fmt not in OUTPUT_FORMATS:

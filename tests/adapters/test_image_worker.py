@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from imageport.adapters.qemu_img import QEMU_DRIVERS, SubprocessImageWorker, source_spec
+from imageport.adapters.image_worker import QEMU_DRIVERS, SubprocessImageWorker, source_spec
 from imageport.rules.base import CheckOptions
 from imageport.service.ports import WorkerCancelledError, WorkerError
 from imageport.settings import load_settings
