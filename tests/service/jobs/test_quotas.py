@@ -108,14 +108,24 @@ def test_the_output_bound_covers_extents_and_metadata() -> None:
     assert output_bound(1 << 30, 10, 100 << 30, "raw") < bound
 
 
-def test_what_a_job_has_written_is_not_counted_twice(db_services: Services, tmp_path: Path) -> None:
+def test_what_a_job_has_written_is_not_counted_twice(
+    db_services: Services, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Round 2 of the review: a job's whole reservation was taken off a free space that
     already lacked what it had written, so a legitimate import could be refused."""
     services = dataclasses.replace(
         db_services, settings=dataclasses.replace(db_services.settings, free_space_reserve_bytes=0)
     )
-    free = shutil.disk_usage(tmp_path).free
     target = tmp_path / "job-1.qcow2"
+    free = 100 << 30
+
+    def usage(path: object) -> shutil._ntuple_diskusage:
+        """A disk of which only this job writes (the machine's own disk changes under other
+        processes): its free space falls by the blocks the job's file takes."""
+        written = target.stat().st_blocks * 512 if target.exists() else 0
+        return shutil._ntuple_diskusage(2 * free, written, free - written)
+
+    monkeypatch.setattr(shutil, "disk_usage", usage)
     with room_for(services, "alpha", disk=free // 2, writing=target):
         before = disk_room(services)
         with target.open("wb") as out:  # the job writes 64 MiB of its reservation
