@@ -152,10 +152,19 @@ def test_export_to_every_format_holds_the_stored_disk(
     assert list(services.settings.tmp_dir.iterdir()) == []
 
 
+@pytest.fixture(params=["real", "fake"])
+def either(request: pytest.FixtureRequest) -> tuple[Services, str]:
+    """An active image and the services that made it: the real store and worker (the local
+    store's hard links and copies are what a user gets), and the fakes (the jobs' own logic)."""
+    if request.param == "real":
+        return request.getfixturevalue("services"), request.getfixturevalue("image_id")
+    return request.getfixturevalue("faked"), request.getfixturevalue("fake_image_id")
+
+
 def test_quick_export_is_the_stored_file_and_replaces_an_object(
-    faked: Services, fake_image_id: str
+    either: tuple[Services, str],
 ) -> None:
-    services, image_id = faked, fake_image_id
+    services, image_id = either
     fx.put_object(services, fx.project_id(services), "old", fx.good_raw())  # bucket "images"
     image = _stored(services, image_id)
     first = _export(services, image_id, "same.qcow2", "vmdk")
@@ -245,8 +254,8 @@ def test_cancel_during_conversion_leaves_no_object_and_no_scratch(
     assert _stored(services, image_id).status == "active"
 
 
-def test_a_bucket_deleted_meanwhile_fails_the_job(faked: Services, fake_image_id: str) -> None:
-    services, image_id = faked, fake_image_id
+def test_a_bucket_deleted_meanwhile_fails_the_job(either: tuple[Services, str]) -> None:
+    services, image_id = either
     job_id = export_image(
         services,
         fx.project_id(services),
@@ -262,10 +271,18 @@ def test_a_bucket_deleted_meanwhile_fails_the_job(faked: Services, fake_image_id
     assert list(services.settings.tmp_dir.iterdir()) == []
 
 
-def test_an_interrupted_export_runs_again_after_a_restart(
+def test_an_interrupted_export_runs_again_after_a_restart(backend_services: Services) -> None:
+    """On SQLite and PostgreSQL, with the real store and worker (a real zvhd2 export)."""
+    _interrupted_export_runs_again(backend_services)
+
+
+def test_an_interrupted_export_runs_again_after_a_restart_on_the_fakes(
     fake_backend_services: Services,
 ) -> None:
-    services = fake_backend_services
+    _interrupted_export_runs_again(fake_backend_services)
+
+
+def _interrupted_export_runs_again(services: Services) -> None:
     image_id = _active_image(services)
     _out_bucket(services, fx.project_id(services))
     job_id = export_image(
