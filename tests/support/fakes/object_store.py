@@ -20,8 +20,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
+from imageport.adapters.objectstore.part_joining import chosen_parts, multipart_etag, strip_etag
 from imageport.service.clock import new_id, time_text, utc_now
-from imageport.service.errors import Conflict, NotFound, RequestInvalid
+from imageport.service.errors import Conflict, NotFound
 from imageport.service.ports import (
     BucketInfo,
     ObjectInfo,
@@ -31,9 +32,6 @@ from imageport.service.ports import (
     UploadInfo,
 )
 
-MIN_PART_SIZE = 5 << 20
-"""Smallest part but the last (S3's rule)."""
-MAX_PARTS = 10_000
 MAX_LIST = 10_000
 CONDITIONAL_DELETE_TRIES = 5
 
@@ -47,10 +45,6 @@ class _Stored:
 def _binary(key: str) -> bytes:
     """The sort key of S3's listing order (UTF-8 bytes)."""
     return key.encode("utf-8", "surrogatepass")
-
-
-def _strip(etag: str) -> str:
-    return etag.strip().strip('"').strip()
 
 
 def _no_such_bucket(name: str) -> NotFound:
@@ -327,14 +321,15 @@ class FakeObjectStore:
             upload = self._uploads.get(upload_id)
             if upload is None:
                 raise _no_such_upload(upload_id)
-            chosen = _chosen(self._parts[upload_id], parts)
-            data = b"".join(d for _, d in chosen)
-            md5s = b"".join(bytes.fromhex(_strip(p.etag)) for p, _ in chosen)
+            stored = self._parts[upload_id]
+            # S3's rules on the Complete list and its ETag, as the local store applies them
+            chosen = chosen_parts([part for part, _ in stored.values()], parts)
+            data = b"".join(stored[part.number][1] for part in chosen)
             info = ObjectInfo(
                 upload.bucket,
                 upload.key,
                 len(data),
-                f'"{hashlib.md5(md5s).hexdigest()}-{len(chosen)}"',  # noqa: S324 - S3's ETag
+                multipart_etag([strip_etag(part.etag) for part in chosen]),
                 hashlib.sha256(data).hexdigest(),
                 upload.content_type,
                 upload.storage_class,
@@ -356,35 +351,3 @@ class FakeObjectStore:
     def remove_orphans(self) -> int:
         """Nothing to remove: the fake keeps its objects and parts in memory, not in files."""
         return 0
-
-
-def _chosen(
-    stored: Mapping[int, tuple[PartInfo, bytes]], wanted: Sequence[tuple[int, str]]
-) -> list[tuple[PartInfo, bytes]]:
-    """The stored parts named by the client's ``(number, etag)`` list, checked as S3 does."""
-    if not wanted:
-        raise RequestInvalid("MalformedXML", "the Complete request names no parts")
-    if len(wanted) > MAX_PARTS:
-        raise RequestInvalid("MalformedXML", f"more than {MAX_PARTS} parts")
-    chosen = []
-    previous = 0
-    for number, etag in wanted:
-        if number <= previous:
-            raise RequestInvalid(
-                "InvalidPartOrder", "parts must be listed in ascending order of part number"
-            )
-        previous = number
-        found = stored.get(number)
-        if found is None or _strip(found[0].etag) != _strip(etag):
-            raise RequestInvalid(
-                "InvalidPart", f"part {number} was not uploaded or its ETag differs"
-            )
-        chosen.append(found)
-    for part, _ in chosen[:-1]:
-        if part.size < MIN_PART_SIZE:
-            raise RequestInvalid(
-                "EntityTooSmall",
-                f"part {part.number} is {part.size} bytes; every part but "
-                f"the last must be at least {MIN_PART_SIZE}",
-            )
-    return chosen
