@@ -37,6 +37,7 @@ from imageport.guest.fs.base import BrokenLinkError, FileType, NoSuchFileError
 from imageport.guest.fs.btrfs_tree import Item
 from imageport.guest.volumes.blockdev import BlockDevice, BytesDevice
 from support import builders
+from support.file_device import FileDevice
 
 FIXTURE_VERSION = "3"
 FS_UUID = "6a1c2b3d-4e5f-4a6b-8c7d-9e0f1a2b3c4d"
@@ -226,21 +227,6 @@ def build_rootdir_image() -> tuple[Path, Path]:
 
 
 # -- devices ------------------------------------------------------------------------------------
-
-
-class FileDevice:
-    """A read-only block device over an image file."""
-
-    def __init__(self, path: Path) -> None:
-        self._fd = os.open(path, os.O_RDONLY)
-        self._size = os.fstat(self._fd).st_size
-
-    @property
-    def size(self) -> int:
-        return self._size
-
-    def read(self, offset: int, length: int) -> bytes:
-        return os.pread(self._fd, max(0, min(length, self._size - offset)), offset)
 
 
 class PatchedDevice:

@@ -32,6 +32,7 @@ from imageport.guest.fs import ext, ext_layout
 from imageport.guest.fs.base import FileType, NoSuchFileError
 from imageport.guest.volumes.blockdev import BytesDevice
 from support import builders
+from support.file_device import FileDevice
 
 TREE_VERSION = "4"
 MiB = 1 << 20
@@ -52,24 +53,6 @@ VARIANTS: dict[str, tuple[list[str], bool, str]] = {
     "ext4-1k": (["-t", "ext4", "-b", "1024"], False, "96M"),
     "ext4-inline": (["-t", "ext4", "-b", "4096", "-O", "inline_data", "-I", "256"], False, "96M"),
 }
-
-
-class FileDevice:
-    """A read-only block device over an image file (positioned reads, no caching)."""
-
-    def __init__(self, path: Path) -> None:
-        self._fd = os.open(path, os.O_RDONLY)
-        self._size = os.fstat(self._fd).st_size
-
-    @property
-    def size(self) -> int:
-        return self._size
-
-    def read(self, offset: int, length: int) -> bytes:
-        return os.pread(self._fd, max(0, min(length, self._size - offset)), offset)
-
-    def close(self) -> None:
-        os.close(self._fd)
 
 
 def _tool(name: str) -> str:

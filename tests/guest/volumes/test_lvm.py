@@ -24,6 +24,7 @@ from imageport.guest.volumes.blockdev import BytesDevice
 from imageport.guest.volumes.lvm import lvm_crc, probe, read_physical_volume, read_volume_group
 from imageport.guest.volumes.lvm_metadata import MAX_DEPTH, parse_metadata
 from support import builders
+from support.file_device import FileDevice
 
 MiB = 1 << 20
 PV_SIZE = 64 * MiB
@@ -153,24 +154,6 @@ def _build() -> tuple[list[Path], dict[str, Any]]:
     for t, f in zip(tmps, files, strict=True):
         os.replace(t, f)
     return files, layout
-
-
-class FileDevice:
-    """A read-only file as a block device (positioned reads, nothing cached)."""
-
-    def __init__(self, path: Path) -> None:
-        self._fd = os.open(path, os.O_RDONLY)
-        self._size = os.fstat(self._fd).st_size
-
-    @property
-    def size(self) -> int:
-        return self._size
-
-    def read(self, offset: int, length: int) -> bytes:
-        return os.pread(self._fd, max(0, min(length, self._size - offset)), offset)
-
-    def close(self) -> None:
-        os.close(self._fd)
 
 
 @pytest.fixture(scope="module")
