@@ -1,6 +1,7 @@
 """The layers keep to their side of the ports: the service never imports an adapter, and the
-entry points (API views, CLI, server start-up) never query the tables themselves nor probe an
-adapter for methods its port lacks. Read from the source, so a new module is covered at once."""
+entry points (API views, CLI, workers, server start-up) never query the tables themselves nor
+probe an adapter for methods its port lacks. Read from the source, so a new module is covered
+at once."""
 
 from __future__ import annotations
 
@@ -11,7 +12,12 @@ from pathlib import Path
 import imageport
 
 SRC = Path(imageport.__file__).parent
-ENTRY_POINTS = [*SRC.glob("api/**/*.py"), *SRC.glob("cli/**/*.py"), SRC / "server.py"]
+ENTRY_POINTS = [
+    *SRC.glob("api/**/*.py"),
+    *SRC.glob("cli/**/*.py"),
+    *SRC.glob("worker/**/*.py"),
+    SRC / "server.py",
+]
 #: What querying the database looks like: the tables, and SQLAlchemy's statement builders.
 QUERYING = {"imageport.service.tables", "sqlalchemy.select", "sqlalchemy.insert"} | {
     f"sqlalchemy.{name}" for name in ("update", "delete", "func", "text", "and_", "or_")

@@ -39,10 +39,12 @@ drawn, or is not an :class:`ImageportError`::
     │   └── ConfigError           client.errors                a client setting missing or bad
     └── StartError                server                       the server cannot start
 
-Readers and parsers raise only the image errors (:class:`SourceError`, :class:`CorruptImageError`
-and below it, :class:`UnsafeImageError`, :class:`UnsupportedImageError` and below it). Anything
-else escaping a parser is a bug; the check service turns it into a finding rather than a crash,
-and the fuzz tests fail on it.
+Readers and parsers of images raise only the image errors (:class:`SourceError`,
+:class:`CorruptImageError` and below it, :class:`UnsafeImageError`, :class:`UnsupportedImageError`
+and below it); the guest filesystem readers add the path errors of ``guest.fs.base``
+(:class:`NoSuchFileError`, :class:`UnreadableError` and below it), which the guest facts
+record. Anything else escaping a parser is a bug; the check service turns it into a finding
+rather than a crash, and the fuzz tests fail on it.
 
 Two private classes stay out of the tree on purpose: ``api.http_protocol._Stop`` and
 ``disk.audit._SharedByte`` are control flow, caught inside their own module, never seen by a

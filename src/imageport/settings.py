@@ -100,7 +100,8 @@ class Settings:
         True, "false: this region refuses external image import (`IMG.REGION`)"
     )
     image_quota: int = _setting(
-        50, "private images a project may hold (the vendor's 50 per region, `IMG.0015`); 0: none"
+        50,
+        "private images a project may hold (the vendor's 50 per region, `IMG.0015`); 0: no limit",
     )
     stored_format: str = _setting("qcow2", "format images are stored in: `qcow2` or `raw`")
     workers: int = _setting(2, "jobs running at the same time")
