@@ -8,7 +8,7 @@ containers the opener, reads at fuzzed offsets and the allocation walk. The cont
 
 * only :class:`~imageport.errors.ImageportError` subclasses escape (probe: only ``SourceError``,
   and it never reports an internal error);
-* the Python allocation peak stays under ``fuzz_seeds.MEMORY_CEILING`` (inputs are a few MiB, so
+* the Python allocation peak stays under ``fuzz_oracle.MEMORY_CEILING`` (inputs are a few MiB, so
   a bigger peak means a buffer sized from a header number);
 * each example uses at most ``fuzz_seeds.CPU_LIMIT_S`` of CPU time (interrupted at
   ``HARD_TIMEOUT_S``). This replaces hypothesis's wall-clock ``deadline``, which is switched off:
@@ -17,8 +17,8 @@ containers the opener, reads at fuzzed offsets and the allocation walk. The cont
 Runs are deterministic (``derandomize=True``, no example database). Shrinking is off by default
 to keep failures fast (mutations are small already); ``IMAGEPORT_FUZZ_SHRINK=1`` turns it on and
 ``IMAGEPORT_FUZZ_SCALE=10`` runs ten times as many examples. A failure prints the seed, the
-mutations and a one-line reproducer; ``python tests/support/fuzz_seeds.py`` sweeps longer and groups
-every distinct crash.
+mutations and a one-line reproducer; ``python tests/support/fuzz_oracle.py`` sweeps longer and
+groups every distinct crash.
 """
 
 from __future__ import annotations
@@ -36,21 +36,20 @@ from imageport.errors import CorruptImageError, ImageportError
 from imageport.formats import registry
 from imageport.formats.base import Container, FormatSpec, ProbeWindow
 from imageport.source import BytesSource, FileSource
-from support import builders, fuzz_seeds
-from support.fuzz_seeds import (
+from support import builders, fuzz_oracle, fuzz_seeds
+from support.fuzz_oracle import (
     MAX_FUZZ_READ,
     BitFlip,
-    KiB,
     Mutation,
     Overwrite,
     RandomBody,
     Report,
-    Seed,
     Truncate,
     apply,
     check,
     interesting_values,
 )
+from support.fuzz_seeds import KiB, Seed
 
 MiB = 1024 * KiB
 GiB = 1024 * MiB
@@ -125,7 +124,7 @@ def _explain(seed: Seed, muts: list[Mutation], report: Report) -> str:
         f"{len(report.problems)} problem(s) on seed {seed.name!r} "
         f"(peak {report.peak_bytes / MiB:.1f} MiB, {report.seconds:.2f} s CPU):",
         *(f"  - {p}" for p in report.problems),
-        'reproduce: cd tests && ../.venv/bin/python -c "from fuzz_seeds import *; '
+        'reproduce: cd tests && ../.venv/bin/python -c "from support.fuzz_oracle import *; '
         f"print(*check(apply(seed({seed.name!r}).data, {muts!r})).problems, sep='\\n')\"",
     ]
     return "\n".join(lines)
@@ -183,7 +182,7 @@ GARBAGE = (b"", b"\x00", bytes(512), b"\xff" * 65536, bytes(range(256)) * 300)
 
 
 def _spec_names() -> list[str]:
-    return [spec.name for spec in fuzz_seeds.all_specs()]
+    return [spec.name for spec in fuzz_oracle.all_specs()]
 
 
 @pytest.mark.parametrize("spec_name", _spec_names())
@@ -193,7 +192,7 @@ def test_inspect_on_any_bytes_raises_only_our_errors(spec_name: str) -> None:
     ``registry.probe`` never does this, so these failures are not reachable through probing;
     they are listed per format, every distinct one, for the format's owner.
     """
-    spec = next(s for s in fuzz_seeds.all_specs() if s.name == spec_name)
+    spec = next(s for s in fuzz_oracle.all_specs() if s.name == spec_name)
     seen: dict[str, str] = {}
     inputs = [
         (n, fuzz_seeds.seed(n).data) for n in (*fuzz_seeds.BUILT_NAMES, *fuzz_seeds.MAGIC_NAMES)
@@ -207,7 +206,7 @@ def test_inspect_on_any_bytes_raises_only_our_errors(spec_name: str) -> None:
         except ImageportError:
             pass
         except Exception as exc:  # noqa: BLE001 - that is what this test looks for
-            problem = f"{type(exc).__name__} at {fuzz_seeds.where(exc)}"
+            problem = f"{type(exc).__name__} at {fuzz_oracle.where(exc)}"
             seen.setdefault(problem, f"{name}: {str(exc)[:120]}")
     if seen:
         lines = [f"  - {p} (first on {first})" for p, first in seen.items()]
@@ -234,7 +233,7 @@ def test_oracle_catches_a_crash(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_oracle_catches_a_huge_allocation(monkeypatch: pytest.MonkeyPatch) -> None:
     def greedy(source: object, window: object) -> Container:
-        buf = bytearray(fuzz_seeds.MEMORY_CEILING + MiB)
+        buf = bytearray(fuzz_oracle.MEMORY_CEILING + MiB)
         raise CorruptImageError(f"refused after allocating {len(buf)}")
 
     spec = FormatSpec("greedy", "", True, lambda w: True, greedy)
