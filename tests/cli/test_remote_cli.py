@@ -76,6 +76,13 @@ def test_register_wait_runs_to_active_and_the_image_is_listed(live: Live) -> Non
     assert shown["__description"] == "from the CLI" and shown["disk_format"] == "qcow2"
     text = live.cli_ok("job", "show", pending[0]).stdout
     assert f"job {pending[0]}: SUCCESS" in text and f"entities.image_id: {image_id}" in text
+    # the check report the image keeps, printed as `imageport check` prints it
+    assert "imageport check: " in text and "Result: PASS" in text
+    report = live.cli_ok("image", "report", image_id)
+    assert report.stdout == live.cli_ok("job", "report", pending[0]).stdout
+    assert report.stdout.startswith("imageport check: ") and "Result: PASS" in report.stdout
+    document = json.loads(live.cli_ok("image", "report", image_id, "--json").stdout)
+    assert document["schema"] == "imageport.check/1" and document["summary"]["verdict"] == "pass"
 
     assert live.cli_ok("image", "rm", image_id).stdout.strip() == f"deleted image {image_id}"
     gone = live.cli("image", "show", image_id)
@@ -96,6 +103,13 @@ def test_failed_job_exits_1_with_the_rule_and_reason(live: Live) -> None:
     image_id = json.loads(shown.stdout)["entities"]["image_id"]
     killed = live.cli("image", "show", image_id)
     assert killed.returncode == 1 and "status: killed" in killed.stdout
+    # the whole report of the failed check: the rule, its evidence and its fix
+    assert "Errors (" in killed.stdout and "  IMG-SAFE" in killed.stdout
+    assert "evidence: " in killed.stdout and "Result: FAIL" in killed.stdout
+    report = live.cli("job", "report", job_id, "--json")
+    assert report.returncode == 1
+    failed = [f for f in json.loads(report.stdout)["findings"] if f["severity"] == "error"]
+    assert [f["rule_id"] for f in failed] == ["IMG-SAFE"] and failed[0]["evidence"]
 
 
 def test_uninitialized_path_and_refusals(live: Live) -> None:

@@ -25,6 +25,7 @@ from imageport.cli.client_setup import (
     s3_client,
 )
 from imageport.cli.job_commands import wait_for
+from imageport.cli.report_commands import print_report, stored_report
 from imageport.service.statuses import ImageStatus
 
 _DISK_FORMATS = ("qcow2", "vmdk", "vhd", "vhdx", "qed", "vdi", "qcow", "zvhd2", "zvhd", "raw")
@@ -164,6 +165,7 @@ def image_ls(args: argparse.Namespace) -> int:
 def image_show(args: argparse.Namespace) -> int:
     with ims_client(args) as ims:
         image = ims.show_image(args.id)
+        report = None if args.json else stored_report(lambda: ims.image_report(args.id))
     if args.json:
         print_json(image)
     else:
@@ -171,6 +173,7 @@ def image_show(args: argparse.Namespace) -> int:
             value = image[name]
             shown = value if isinstance(value, str) else json.dumps(value)
             print(f"{name}: {shown}")
+        print_report(report)
     return EXIT_FAILED if image.get("status") == ImageStatus.KILLED else EXIT_OK
 
 

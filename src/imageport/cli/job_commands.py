@@ -22,6 +22,7 @@ from imageport.cli.client_setup import (
     ims_client,
     print_json,
 )
+from imageport.cli.report_commands import print_report, stored_report
 from imageport.service.statuses import ENDED_JOB, JobStatus
 
 if TYPE_CHECKING:
@@ -93,6 +94,7 @@ def wait_for(ims: ImsClient, job_id: str, timeout: float, interval: float, as_js
 def job_show(args: argparse.Namespace) -> int:
     with ims_client(args) as ims:
         job = ims.show_job(args.id)
+        report = None if args.json else stored_report(lambda: ims.job_report(args.id))
     if args.json:
         print_json(job)
     else:
@@ -103,6 +105,7 @@ def job_show(args: argparse.Namespace) -> int:
         for name, value in sorted(_entities(job).items()):
             if value is not None:
                 print(f"entities.{name}: {value}")
+        print_report(report)
     return EXIT_FAILED if job.get("status") == JobStatus.FAIL else EXIT_OK
 
 

@@ -33,7 +33,7 @@ import argparse
 import os
 import sys
 
-from imageport.cli import image_commands, job_commands
+from imageport.cli import image_commands, job_commands, report_commands
 from imageport.cli.client_setup import (
     EXIT_ERROR,
     EXIT_OK,
@@ -149,6 +149,14 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     show.add_argument("id")
     show.add_argument("--json", action="store_true")
     show.set_defaults(func=image_commands.image_show)
+    ireport = icmd.add_parser(
+        "report",
+        parents=common,
+        help="the image's check report, as imageport check prints it (exit 1 if it failed)",
+    )
+    ireport.add_argument("id")
+    ireport.add_argument("--json", action="store_true", help="the imageport.check/1 document")
+    ireport.set_defaults(func=report_commands.image_report)
     irm = icmd.add_parser("rm", parents=common, help="delete an image")
     irm.add_argument("id")
     irm.set_defaults(func=image_commands.image_rm)
@@ -162,6 +170,14 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     jshow.add_argument("id")
     jshow.add_argument("--json", action="store_true")
     jshow.set_defaults(func=job_commands.job_show)
+    jreport = jcmd.add_parser(
+        "report",
+        parents=common,
+        help="the check report of the image the job made (exit 1 if the check failed)",
+    )
+    jreport.add_argument("id")
+    jreport.add_argument("--json", action="store_true", help="the imageport.check/1 document")
+    jreport.set_defaults(func=report_commands.job_report)
     jwait = jcmd.add_parser(
         "wait", parents=common, help="wait for a job; exit 0 on SUCCESS, 1 on FAIL"
     )

@@ -162,6 +162,15 @@ class ImsClient:
         """``GET /v1/cloudimages/job/{job_id}`` (status plus phase and percent)."""
         return self._call("GET", f"/v1/cloudimages/job/{quote(job_id, safe='')}")
 
+    def image_report(self, image_id: str) -> dict[str, Any]:
+        """The check report the image keeps (``imageport.check/1``); ClientError 404
+        ``IMG.NO_REPORT`` before its file has been checked."""
+        return self._call("GET", f"/v1/cloudimages/{quote(image_id, safe='')}/report")
+
+    def job_report(self, job_id: str) -> dict[str, Any]:
+        """The check report of the image the job made (``imageport.check/1``)."""
+        return self._call("GET", f"/v1/cloudimages/job/{quote(job_id, safe='')}/report")
+
 
 def _job_id(doc: Mapping[str, Any]) -> str:
     job_id = doc.get("job_id")

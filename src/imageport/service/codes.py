@@ -91,6 +91,8 @@ PROTECTED: Final = "IMG.PROTECTED"
 REGION_REFUSES_IMPORT: Final = "IMG.REGION"
 #: An image from a server, volume or data disks: only files can be imported here.
 SOURCE_NOT_OFFERED: Final = "IMG.SOURCE"
+#: 404: the image or job has no check report (yet): no check has run on its file.
+NO_REPORT: Final = "IMG.NO_REPORT"
 
 
 def http_status(status: int) -> str:

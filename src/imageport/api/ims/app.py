@@ -19,6 +19,7 @@ from imageport.api.ims import export_views as ev
 from imageport.api.ims import glance_views as gv
 from imageport.api.ims import image_views as iv
 from imageport.api.ims import job_views as jv
+from imageport.api.ims import report_views as rv
 from imageport.api.ims import tag_views as tv
 from imageport.api.ims.errors import http_error
 from imageport.api.ims.incoming import View, endpoint
@@ -45,6 +46,8 @@ _TABLE: list[tuple[str, str, View]] = [
     ("/v1/cloudimages/{image_id}/file", "POST", ev.export_image),
     ("/v1/cloudimages/job/{job_id}", "GET", jv.job_progress),
     ("/v1/cloudimages/job/{job_id}/cancel", "POST", jv.cancel_job),
+    ("/v1/cloudimages/job/{job_id}/report", "GET", rv.job_report),
+    ("/v1/cloudimages/{image_id}/report", "GET", rv.image_report),
     ("/v1/{project_id}/jobs/{job_id}", "GET", jv.show_job),
     ("/v1/cloudimages/{image_id}/copy", "POST", iv.copy_image),
     ("/v2/{project_id}/images/tags", "GET", tv.list_project_tags),

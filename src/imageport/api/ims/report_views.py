@@ -1,0 +1,24 @@
+"""Report routes (ours, next to the vendor's): the check report of an image or of a job, the
+``imageport.check/1`` document that ``imageport check --json`` prints."""
+
+from __future__ import annotations
+
+from starlette.responses import JSONResponse, Response
+
+from imageport.api.ims.incoming import Call
+from imageport.service.context import Services
+from imageport.service.images import reports
+
+
+def image_report(services: Services, call: Call) -> Response:
+    """The check report an image keeps (every finding with its evidence and fix); 404
+    ``IMG.NO_REPORT`` before its file has been checked."""
+    return JSONResponse(
+        reports.image_report(services, call.project_id, call.path_params["image_id"])
+    )
+
+
+def job_report(services: Services, call: Call) -> Response:
+    """The check report of the image a job made (an import's check, or a copy's source report);
+    404 ``IMG.NO_REPORT`` for an export or a job that has not checked its file yet."""
+    return JSONResponse(reports.job_report(services, call.project_id, call.path_params["job_id"]))

@@ -1,0 +1,61 @@
+"""The check report an image keeps, reached by the image and by its job (on the fakes: what is
+stored is the worker's document; the real checker's report is read through a server in
+tests/cli/test_remote_cli.py)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from imageport.service.access.projects import create_project
+from imageport.service.context import Services
+from imageport.service.errors import NotFound
+from imageport.service.images.reports import image_report, job_report
+from imageport.service.jobs.export_request import export_image
+from imageport.service.jobs.import_job import run_job
+from support import import_fixtures as fx
+from support import service_fixtures
+from support.fakes.image_worker import PASSING_REPORT
+
+
+@pytest.fixture
+def services(tmp_path: Path) -> Iterator[Services]:
+    made = service_fixtures.make_fake_services(tmp_path / "data")
+    yield made
+    made.db.dispose()
+
+
+def _code(call: Callable[[], object]) -> str:
+    with pytest.raises(NotFound) as err:
+        call()
+    return err.value.code
+
+
+def test_an_imported_image_keeps_its_report_by_image_and_by_job(services: Services) -> None:
+    job_id = fx.register(services, fx.good_image("qcow2"), name="good")
+    image_id = fx.image_row(services, job_id).id
+    project = fx.project_id(services)
+    assert _code(lambda: image_report(services, project, image_id)) == "IMG.NO_REPORT"
+    assert _code(lambda: job_report(services, project, job_id)) == "IMG.NO_REPORT"
+    run_job(services, job_id)
+    assert image_report(services, project, image_id) == PASSING_REPORT
+    assert job_report(services, project, job_id) == PASSING_REPORT
+
+
+def test_another_projects_report_is_not_found_and_an_export_has_none(
+    services: Services,
+) -> None:
+    job_id = fx.register(services, fx.good_image("qcow2"), name="good")
+    run_job(services, job_id)
+    image_id = fx.image_row(services, job_id).id
+    other = create_project(services, "other").id
+    assert _code(lambda: image_report(services, other, image_id)) == "IMG.NOT_FOUND"
+    assert _code(lambda: job_report(services, other, job_id)) == "IMG.NOT_FOUND"
+    project = fx.project_id(services)
+    services.store.create_bucket("out", project, "STANDARD", services.settings.region)
+    export = export_image(
+        services, project, image_id, {"bucket_url": "out:x.qcow2", "file_format": "qcow2"}
+    )
+    assert _code(lambda: job_report(services, project, export)) == "IMG.NO_REPORT"
