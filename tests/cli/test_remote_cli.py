@@ -144,3 +144,24 @@ def test_uninitialized_path_and_refusals(live: Live) -> None:
         check=False,
     )
     assert missing.returncode == 2 and "missing project id" in missing.stderr
+
+
+def test_check_an_object_through_the_service(live: Live) -> None:
+    """``imageport check BUCKET:KEY``: the service's checker on an uploaded object, the same
+    report as a local check, nothing registered."""
+    good = live.cli("check", "images:good.qcow2")
+    assert good.returncode == 0, good.stderr
+    assert good.stdout.startswith("imageport check: images:good.qcow2\n")
+    assert "Result: PASS" in good.stdout and "/data/" not in good.stdout  # no server path
+    bad = live.cli("check", "images:bad.qcow2", "--json")
+    assert bad.returncode == 1
+    document = json.loads(bad.stdout)
+    assert document["schema"] == "imageport.check/1" and document["file"] == "images:bad.qcow2"
+    assert "IMG-SAFE" in [f["rule_id"] for f in document["findings"] if f["severity"] == "error"]
+    missing = live.cli("check", "images:absent.qcow2")
+    assert missing.returncode == 2 and "HTTP 404" in missing.stderr
+    local_only = live.cli("check", "images:good.qcow2", "--fast-import")
+    assert (
+        local_only.returncode == 2 and "--fast-import: only for a local file" in local_only.stderr
+    )
+    assert json.loads(live.cli_ok("image", "ls", "--json").stdout) == []  # nothing stored

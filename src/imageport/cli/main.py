@@ -15,6 +15,7 @@ from collections.abc import Sequence
 
 from imageport import __version__
 from imageport.cli import admin, bitmap, remote, serve
+from imageport.cli.client_setup import client_flags
 from imageport.errors import ImageportError, SourceError
 
 # Each command imports what it needs when it runs, so that `imageport bitmap`, `serve`, `admin`
@@ -33,8 +34,14 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--version", action="version", version=f"imageport {__version__}")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    check = sub.add_parser("check", help="check an image file against the import rules")
-    check.add_argument("file", help="the image file (any format; detected from its content)")
+    check = sub.add_parser(
+        "check", parents=[client_flags()], help="check an image file against the import rules"
+    )
+    check.add_argument(
+        "file",
+        help="the image file (any format; detected from its content), or BUCKET:KEY to have "
+        "the service check an object already uploaded (nothing is stored)",
+    )
     check.add_argument("--json", action="store_true", help="print the JSON document")
     check.add_argument(
         "--fast-import",
@@ -115,11 +122,14 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _cmd_check(args: argparse.Namespace) -> int:
+    from imageport.cli import report_commands
     from imageport.reports.json_report import report_document
     from imageport.reports.text_report import render_text
     from imageport.rules.base import CheckOptions
     from imageport.service.tools.check import check_image
 
+    if report_commands.names_an_object(args.file):
+        return report_commands.check_object(args)
     if args.bitmap is not None and not args.fast_import:
         sys.stderr.write("imageport: --bitmap is for fast import; add --fast-import\n")
         return EXIT_UNREADABLE

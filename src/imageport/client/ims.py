@@ -167,6 +167,11 @@ class ImsClient:
         ``IMG.NO_REPORT`` before its file has been checked."""
         return self._call("GET", f"/v1/cloudimages/{quote(image_id, safe='')}/report")
 
+    def check_object(self, body: Mapping[str, object]) -> dict[str, Any]:
+        """``POST /v1/cloudimages/check``: the check report of an object in a bucket
+        (``{"image_url": "bucket:key", ...}``), nothing stored."""
+        return self._call("POST", "/v1/cloudimages/check", dict(body))
+
     def job_report(self, job_id: str) -> dict[str, Any]:
         """The check report of the image the job made (``imageport.check/1``)."""
         return self._call("GET", f"/v1/cloudimages/job/{quote(job_id, safe='')}/report")

@@ -8,13 +8,16 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from sqlalchemy import func, select
 
 from imageport.service.access.projects import create_project
 from imageport.service.context import Services
-from imageport.service.errors import NotFound
+from imageport.service.errors import NotFound, RequestInvalid
+from imageport.service.images import object_check
 from imageport.service.images.reports import image_report, job_report
 from imageport.service.jobs.export_request import export_image
 from imageport.service.jobs.import_job import run_job
+from imageport.service.tables import images
 from support import import_fixtures as fx
 from support import service_fixtures
 from support.fakes.image_worker import PASSING_REPORT
@@ -59,3 +62,35 @@ def test_another_projects_report_is_not_found_and_an_export_has_none(
         services, project, image_id, {"bucket_url": "out:x.qcow2", "file_format": "qcow2"}
     )
     assert _code(lambda: job_report(services, project, export)) == "IMG.NO_REPORT"
+
+
+def test_an_object_is_checked_without_storing_anything(services: Services) -> None:
+    project = fx.project_id(services)
+    fx.put_object(services, project, "disk.qcow2", fx.good_image("qcow2"))
+    body = {"image_url": "images:disk.qcow2", "min_disk": 40}
+    assert object_check.check_object(services, project, body) == PASSING_REPORT
+    with services.db.connect() as conn:
+        assert conn.execute(select(func.count()).select_from(images)).scalar() == 0
+    other = create_project(services, "other").id
+    assert _code(lambda: object_check.check_object(services, other, body)) == "NoSuchBucket"
+    with pytest.raises(RequestInvalid) as err:
+        object_check.check_object(services, project, {**body, "is_quick_import": True})
+    assert err.value.code == "IMG.0001"
+
+
+def test_as_many_checks_run_as_there_are_workers(services: Services) -> None:
+    project = fx.project_id(services)
+    fx.put_object(services, project, "disk.qcow2", fx.good_image("qcow2"))
+    slot = object_check._slot(services)
+    taken = 0
+    while slot.acquire(blocking=False):
+        taken += 1
+    try:
+        assert taken == services.settings.workers
+        with pytest.raises(RequestInvalid) as err:
+            object_check.check_object(services, project, {"image_url": "images:disk.qcow2"})
+        assert err.value.code == "IMG.0194"
+    finally:
+        for _ in range(taken):
+            slot.release()
+    assert object_check.check_object(services, project, {"image_url": "images:disk.qcow2"})

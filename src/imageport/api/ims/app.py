@@ -48,6 +48,7 @@ _TABLE: list[tuple[str, str, View]] = [
     ("/v1/cloudimages/job/{job_id}/cancel", "POST", jv.cancel_job),
     ("/v1/cloudimages/job/{job_id}/report", "GET", rv.job_report),
     ("/v1/cloudimages/{image_id}/report", "GET", rv.image_report),
+    ("/v1/cloudimages/check", "POST", rv.check_object),
     ("/v1/{project_id}/jobs/{job_id}", "GET", jv.show_job),
     ("/v1/cloudimages/{image_id}/copy", "POST", iv.copy_image),
     ("/v2/{project_id}/images/tags", "GET", tv.list_project_tags),

@@ -1,0 +1,98 @@
+"""Check an object already in a bucket before registering it (ours, ``POST
+/v1/cloudimages/check``): the same rules, rule IDs and ``imageport.check/1`` document as
+``imageport check`` on a local file, and nothing stored.
+
+The check runs in a limited worker process, as an import job's does (the checker's tight CPU,
+wall-clock and output limits: a limit reached is an IMG-SAFE answer, as it fails an import). At
+most ``settings.workers`` checks run at once in the server; one more is refused at once with
+``IMG.0194`` rather than queued, so requests cannot pile up worker processes. The document
+names the object as ``bucket:key``, never a path of the server.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+from imageport.rules.base import CheckOptions
+from imageport.service import codes
+from imageport.service.buckets.objects import head_object
+from imageport.service.context import Services
+from imageport.service.errors import RequestInvalid, ServiceError
+from imageport.service.images import validation as v
+from imageport.service.ports import WorkerError
+
+_FIELDS = frozenset({"image_url", "min_disk", "hw_firmware_type", "uninitialized"})
+#: Worker limits whose end means the file is refused (as an import's check would be).
+_CHECK_LIMITS = frozenset({"cpu", "wall", "output"})
+
+_running = threading.Lock()
+_slots: dict[int, threading.BoundedSemaphore] = {}
+
+
+def _slot(services: Services) -> threading.BoundedSemaphore:
+    """The semaphore of this server's checks (one per Services: tests run several)."""
+    with _running:
+        return _slots.setdefault(
+            id(services), threading.BoundedSemaphore(max(1, services.settings.workers))
+        )
+
+
+def parse_check_request(body: object) -> tuple[v.ImageUrl, CheckOptions]:
+    """``{"image_url": "bucket:key", "min_disk"?, "hw_firmware_type"?, "uninitialized"?}``,
+    checked as a registration checks them; any other field is refused (IMG.0001)."""
+    doc = v.require_object(body, _FIELDS)
+    url = v.check_image_url(doc.get("image_url"))
+    min_disk = None if doc.get("min_disk") is None else v.check_min_disk(doc.get("min_disk"))
+    firmware = v.check_firmware(doc.get("hw_firmware_type"), "x86")
+    return url, CheckOptions(
+        min_disk_gib=min_disk,
+        uefi=firmware == "uefi",
+        uninitialized=v.check_bool(doc.get("uninitialized"), "uninitialized"),
+    )
+
+
+def check_object(services: Services, project_id: str, body: object) -> dict[str, Any]:
+    """The check report of the caller's object named by ``image_url``."""
+    url, options = parse_check_request(body)
+    head_object(services, project_id, url.bucket, url.key)  # the caller's, or 404
+    slot = _slot(services)
+    if not slot.acquire(blocking=False):
+        raise RequestInvalid(
+            codes.TOO_MANY_JOBS,
+            f"{services.settings.workers} checks are running; try again when one has ended",
+        )
+    try:
+        with services.store.local_path(url.bucket, url.key) as path:
+            try:
+                inspection = services.worker.inspect(path, options, cancelled=lambda: False)
+            except WorkerError as exc:
+                if exc.limit in _CHECK_LIMITS:
+                    raise RequestInvalid(
+                        "IMG-SAFE",
+                        f"IMG-SAFE: {exc.reason}; a well-formed image of any size is checked "
+                        "well within these limits, so this file would be refused",
+                    ) from exc
+                raise ServiceError(codes.INTERNAL, f"the check failed: {exc.reason}") from exc
+            shown = f"{url.bucket}:{url.key}"
+            report = _renamed(inspection.report, str(path), shown)
+    finally:
+        slot.release()
+    if not isinstance(report, dict):
+        raise ServiceError(codes.INTERNAL, "the checker returned no report")
+    return report
+
+
+def _renamed(value: object, path: str, name: str) -> object:
+    """``value`` (a JSON document) with the server's ``path`` of the object replaced by
+    ``name``."""
+    if isinstance(value, str):
+        return value.replace(path, name)
+    if isinstance(value, list):
+        return [_renamed(item, path, name) for item in value]
+    if isinstance(value, dict):
+        return {key: _renamed(item, path, name) for key, item in value.items()}
+    return value
+
+
+__all__ = ["check_object", "parse_check_request"]
