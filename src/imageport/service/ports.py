@@ -276,6 +276,20 @@ class GuestOs:
 
 
 @dataclass(frozen=True, slots=True)
+class FailedRule:
+    """One error finding of a check report, as a job's ``fail_reason`` tells it: the rule, its
+    message, the first of its evidence lines (None when it gave none) and how many more it gave,
+    and the fix (``advice``). Strings as the report holds them: not yet capped or cleaned
+    (:mod:`imageport.service.jobs.fail_reason` does that)."""
+
+    rule_id: str
+    message: str
+    evidence: str | None
+    more_evidence: int
+    advice: str
+
+
+@dataclass(frozen=True, slots=True)
 class ImageInspection:
     """What a worker found in one file."""
 
@@ -300,15 +314,32 @@ class ImageInspection:
     report: Mapping[str, Any] | None = None
 
     @property
-    def failures(self) -> tuple[tuple[str, str], ...]:
-        """``(rule_id, message)`` of every error finding in the report, in report order."""
+    def failed_rules(self) -> tuple[FailedRule, ...]:
+        """Every error finding in the report, in report order (the worker wrote the report from
+        an untrusted image: any field may be missing or of the wrong type)."""
         if self.report is None:
             return ()
+        findings = self.report.get("findings")
         found = []
-        for item in self.report.get("findings", ()):
+        for item in findings if isinstance(findings, (list, tuple)) else ():
             if isinstance(item, dict) and item.get("severity") == "error":
-                found.append((str(item.get("rule_id", "?")), str(item.get("message", ""))))
+                evidence = item.get("evidence")
+                lines = evidence if isinstance(evidence, (list, tuple)) else ()
+                found.append(
+                    FailedRule(
+                        rule_id=str(item.get("rule_id", "?")),
+                        message=str(item.get("message", "")),
+                        evidence=str(lines[0]) if lines else None,
+                        more_evidence=max(0, len(lines) - 1),
+                        advice=str(item.get("advice") or ""),
+                    )
+                )
         return tuple(found)
+
+    @property
+    def failures(self) -> tuple[tuple[str, str], ...]:
+        """``(rule_id, message)`` of every error finding in the report, in report order."""
+        return tuple((f.rule_id, f.message) for f in self.failed_rules)
 
 
 class ImageWorker(Protocol):
