@@ -65,6 +65,25 @@ def console_ready_qcow2() -> Path:
     return final
 
 
+def failing_twice_qcow2() -> Path:
+    """The cloud-ready guest failing two rules, each with evidence and a fix, as qcow2 (cached):
+    its fstab mounts a data disk (IMG-FSTAB-DATA-DISK, one evidence line) and it boots only with
+    UEFI (IMG-BOOT-MODE, two evidence lines: BIOS first, then UEFI)."""
+    final = builders.cached("import-failing-twice.qcow2")
+    if not final.exists():
+        raw = gf.build_guest(
+            "failing-twice",
+            root=gf.CLOUD_READY,
+            boot={"grub/grub.cfg": gf.READY_GRUB_CFG},
+            fstab=gf.GOOD_FSTAB + gf.DATA_DISK_LINE + "\n",
+            bios_boot=False,
+        )
+        tmp = final.with_name(final.name + ".tmp")
+        builders.qemu_img("convert", "-f", "raw", "-O", "qcow2", str(raw), str(tmp))
+        tmp.replace(final)
+    return final
+
+
 def backing_qcow2() -> Path:
     """A qcow2 that names ``/etc/passwd`` as its backing file (IMG-SAFE)."""
     final = builders.cached("import-backing.qcow2")

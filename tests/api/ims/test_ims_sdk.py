@@ -201,6 +201,37 @@ def test_a_failed_import_keeps_the_rule_on_the_image(api: Api) -> None:
     assert "IMG-SYSTEM-DISK" in doc["__fail_reason"] and doc["__error_code"]
 
 
+def test_a_failed_import_names_every_failing_rule_with_evidence_and_fix(api: Api) -> None:
+    """Two failing rules, each with its first evidence line and its fix, read by the SDK's
+    ShowJob and on the killed image."""
+    import_fixtures.store_bytes(
+        api.services,
+        "images",
+        "disk/failing-twice.qcow2",
+        import_fixtures.failing_twice_qcow2().read_bytes(),
+    )
+    ims = api.client(api.alpha)
+    job_id = ims.create_image(
+        m.CreateImageRequest(body=create_body("sdk-twice", "images:disk/failing-twice.qcow2"))
+    ).job_id
+    run_job(api.services, job_id)
+    job = ims.show_job(m.ShowJobRequest(job_id=job_id))
+    assert (job.status, job.error_code) == ("FAIL", "IMG-FSTAB-DATA-DISK")
+    lines = (job.fail_reason or "").splitlines()
+    assert [line.split(":", 1)[0] for line in lines if not line.startswith(" ")] == [
+        "IMG-FSTAB-DATA-DISK",
+        "IMG-BOOT-MODE",
+    ]
+    assert lines[1] == "  evidence: /etc/fstab:7: /dev/vdb1 /data ext4 defaults 0 2"
+    assert lines[2].startswith("  fix: Remove the line from /etc/fstab")
+    assert lines[4] == "  evidence: BIOS: sector 0: no boot code (+1 more in the check report)"
+    assert lines[5].startswith("  fix: Install the BIOS boot loader")
+    assert "UEFI: ESP" not in (job.fail_reason or "")  # the second evidence line: report only
+    doc = api.send(api.signed("GET", f"/v2/images/{job.entities.image_id}")).json()
+    assert (doc["status"], doc["__error_code"]) == ("killed", "IMG-FSTAB-DATA-DISK")
+    assert doc["__fail_reason"] == job.fail_reason
+
+
 def test_validation_errors_carry_the_img_code(api: Api) -> None:
     ims = api.client(api.alpha)
     for body, code in (

@@ -119,8 +119,31 @@ def test_luks_qcow2_fails_with_every_rule_listed(services: Services) -> None:
     failing = [f["rule_id"] for f in report["findings"] if f["severity"] == "error"]
     assert "IMG-QCOW2-ENCRYPTED" in failing
     reason = _assert_failed(services, job_id, failing[0])
-    assert [line.split(":", 1)[0] for line in reason.splitlines()] == failing
+    # each failing rule's entry starts an unindented line; its evidence and fix lines are indented
+    rules = [line.split(":", 1)[0] for line in reason.splitlines() if not line.startswith(" ")]
+    assert rules == failing
     assert job.error_code == failing[0]
+
+
+def test_two_failing_rules_each_name_their_first_evidence_line_and_fix(
+    services: Services,
+) -> None:
+    job_id = fx.register(services, fx.failing_twice_qcow2(), name="twice")
+    run_job(services, job_id)
+    reason = _assert_failed(services, job_id, "IMG-FSTAB-DATA-DISK")
+    report = fx.image_row(services, job_id).report
+    errors = [f for f in report["findings"] if f["severity"] == "error"]
+    assert [f["rule_id"] for f in errors] == ["IMG-FSTAB-DATA-DISK", "IMG-BOOT-MODE"]
+    fstab, boot = errors
+    assert boot["evidence"][1].startswith("UEFI: ")  # the second line stays in the report only
+    assert reason.splitlines() == [
+        f"IMG-FSTAB-DATA-DISK: {fstab['message']}",
+        f"  evidence: /etc/fstab:7: {gf.DATA_DISK_LINE}",
+        f"  fix: {fstab['advice']}",
+        f"IMG-BOOT-MODE: {boot['message']}",
+        "  evidence: BIOS: sector 0: no boot code (+1 more in the check report)",
+        f"  fix: {boot['advice']}",
+    ]
 
 
 def test_data_disk_in_fstab_fails_img_fstab_data_disk(services: Services) -> None:

@@ -7,7 +7,9 @@ Normal import::
              (or the data received on the Glance routes, staged under the data dir and
              removed when the job ends: ``params.staged``, :mod:`.staging`)
     check    probe + safety + guest rules, in a limited worker process      0-10 %
-             any error finding: FAIL with the rule IDs, image killed, report kept;
+             any error finding: FAIL with the rule IDs, image killed, report kept
+             (``fail_reason``: each failing rule with its first evidence line
+             and its fix, :mod:`.fail_reason`);
              a check that hits the checker's tight limits (a well-formed image
              is checked in about a second) is itself a finding: FAIL with
              IMG-SAFE (CPU, wall clock, report size)
@@ -62,6 +64,7 @@ from imageport.service.images import staging
 from imageport.service.images.properties import BITMAP_FILE, active_image_values
 from imageport.service.jobs import state
 from imageport.service.jobs.errors import JobCancelledError, JobFailedError
+from imageport.service.jobs.fail_reason import failure_reason
 from imageport.service.jobs.file_links import hash_file, link_or_copy
 from imageport.service.jobs.import_source import Fetched, fetch, source_name
 from imageport.service.jobs.run import activate, run_to_end
@@ -231,11 +234,6 @@ def _named_as_uploaded(
     return dataclasses.replace(inspection, report=report if isinstance(report, dict) else None)
 
 
-def failure_reason(inspection: ImageInspection) -> str:
-    """One line per failing rule: ``IMG-SAFE: the qcow2 names a backing file ...``."""
-    return "\n".join(f"{rule}: {message}" for rule, message in inspection.failures)
-
-
 def _check(
     worker: ImageWorker, job: state.ClaimedJob, fetched: Fetched, progress: state.Progress
 ) -> ImageInspection:
@@ -261,22 +259,17 @@ def _check(
         read = inspection.report.get("bytes_read")
         if isinstance(read, int) and read > 0:
             metrics.BYTES_PROCESSED.labels("check").inc(read)
-    failures = inspection.failures
-    if failures:
-        reason = failure_reason(inspection)
+    failed = inspection.failed_rules
+    if failed:
         params = job.params
         mf_key = bitmap_key_for(params.key)
-        if (
-            params.quick_import
-            and fetched.bitmap_path is None
-            and mf_key is not None
-            and any(rule == "IMG-FAST-RAW" for rule, _ in failures)
-        ):
-            reason += (
-                f"\nIMG-FAST-RAW: looked for the bitmap file {params.bucket}:{mf_key} "
+        notes: dict[str, str] = {}
+        if params.quick_import and fetched.bitmap_path is None and mf_key is not None:
+            notes["IMG-FAST-RAW"] = (
+                f"looked for the bitmap file {params.bucket}:{mf_key} "
                 f"beside {params.bucket}:{params.key}; there is none"
             )
-        raise JobFailedError(failures[0][0], reason, inspection.report)
+        raise JobFailedError(failed[0].rule_id, failure_reason(failed, notes), inspection.report)
     if not inspection.readable or inspection.virtual_size is None:
         # the rules pass only readable files; fail closed if that ever changes
         raise JobFailedError(
