@@ -3,8 +3,8 @@
 An image is the Glance fields plus its properties flattened into the same object (every ``__``
 value a string), plus ``self``, ``file`` and ``schema`` links. A ``killed`` image also carries
 why, as two extra string properties: ``__error_code`` (the job's code, e.g. ``IMG-SAFE``) and
-``__fail_reason`` (one line per failing rule), so a user reading the image sees the failing
-rules without finding the job.
+``__fail_reason`` (each failing rule with its first evidence line and its fix), so a user
+reading the image sees the failing rules without finding the job.
 """
 
 from __future__ import annotations
