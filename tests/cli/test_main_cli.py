@@ -10,6 +10,7 @@ from pathlib import Path
 
 from imageport.formats.registry import ACCEPTED_FORMATS
 from support import builders, guest_fixtures
+from support import kernel_fixtures as kt
 
 IMAGEPORT = [sys.executable, "-m", "imageport.cli.main"]
 
@@ -40,6 +41,20 @@ def test_a_disk_without_a_system_fails_with_exit_1(pattern_raw: Path) -> None:
     assert "raw (mbr), accepted format" in proc.stdout
     assert "48.0 MiB (50331648 bytes)" in proc.stdout
     assert "IMG-SYSTEM-DISK" in proc.stdout
+
+
+def test_check_architecture_arm_of_an_x86_64_guest_fails_img_arch() -> None:
+    guest = str(kt.x86_64_ready_guest())
+    proc = run("check", "--architecture", "arm", guest)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "architecture     x86_64 (/usr/bin/sh)" in proc.stdout
+    assert "Errors (1)\n  IMG-ARCH\n" in proc.stdout
+    assert "evidence: /usr/bin/sh: ELF 64-bit little-endian, e_machine 62 (x86_64)" in proc.stdout
+    assert "Register the image with the architecture x86" in proc.stdout
+    for declared in ("x86", None):
+        proc = run("check", *(["--architecture", declared] if declared else []), guest)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        assert "IMG-ARCH" not in proc.stdout
 
 
 def test_check_json_is_the_documented_document() -> None:

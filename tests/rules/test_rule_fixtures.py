@@ -161,6 +161,18 @@ CASES = (
     Case("IMG-DRIVERS", False, "every-driver", disk(kt.good_guest)),
     Case("IMG-FULL-VIRT", True, "xen-i386", disk(kt.xen_guest)),
     Case("IMG-FULL-VIRT", False, "every-driver", disk(kt.good_guest)),
+    Case(
+        "IMG-ARCH",
+        True,
+        "x86_64-declared-arm",
+        disk(kt.good_guest, CheckOptions(architecture="arm")),
+    ),
+    Case(
+        "IMG-ARCH",
+        False,
+        "x86_64-declared-x86",
+        disk(kt.good_guest, CheckOptions(architecture="x86")),
+    ),
     Case("IMG-NET-RULES", True, "persistent-net-rules", disk(kt.novirtio_guest)),
     Case("IMG-NET-RULES", False, "empty-generator-rules", disk(kt.builtin_guest)),
     Case("IMG-CLOUD-INIT", True, "no-cloud-init", disk(_base_guest)),

@@ -192,6 +192,17 @@ def builtin_guest() -> Path:
     )
 
 
+def x86_64_ready_guest() -> Path:
+    """The cloud-ready guest (passes every rule) with an x86_64 userland: a valid ELF header in
+    /usr/bin/sh, where the synthetic guests have none, so that IMG-ARCH can tell its
+    architecture."""
+    return gf.build_guest(
+        "ready-x86-64",
+        root={**gf.CLOUD_READY, "usr/bin/sh": elf_header(64, EM_X86_64)},
+        boot={"grub/grub.cfg": gf.READY_GRUB_CFG},
+    )
+
+
 def xen_guest() -> Path:
     """CentOS 5, i386 userland, GRUB's saved_entry picks the Xen kernel over a newer one."""
     return gf.build_guest(

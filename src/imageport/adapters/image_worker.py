@@ -129,6 +129,7 @@ class SubprocessImageWorker:
             "uninitialized": options.uninitialized,
             "bitmap_path": options.bitmap_path,
             "declared_format": options.declared_format,
+            "architecture": options.architecture,
         }
         return self._inspect(["--options", json.dumps(opts)], path, cancelled)
 

@@ -66,6 +66,12 @@ def _parser() -> argparse.ArgumentParser:
         help="the platform supports UEFI boot (UEFI-only images pass)",
     )
     check.add_argument(
+        "--architecture",
+        choices=("x86", "arm"),
+        help="the architecture the image will be registered with; its programs must be built "
+        "for it (rule IMG-ARCH; not checked when not given)",
+    )
+    check.add_argument(
         "--uninitialized",
         action="store_true",
         help="the image will be registered as uninitialized (fixed after boot)",
@@ -155,6 +161,7 @@ def _cmd_check(args: argparse.Namespace) -> int:
         uninitialized=args.uninitialized,
         password=password,
         bitmap_path=bitmap,
+        architecture=args.architecture,
     )
     report = check_image(args.file, options, bitmap_origin=origin)
     if args.json:

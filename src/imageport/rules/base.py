@@ -38,6 +38,9 @@ class CheckOptions:
     #: The format the image was declared to be (a Glance image's ``disk_format``): IMG-FORMAT
     #: then refuses a file of any other format.
     declared_format: str | None = None
+    #: The architecture the image will be registered with, as the vendor's API names it
+    #: (``x86`` or ``arm``); None when not declared (IMG-ARCH then stays silent).
+    architecture: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

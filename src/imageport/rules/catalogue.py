@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from imageport.rules.accounts import LoginRule, PasswordStrengthRule, RootPasswordRule
+from imageport.rules.architecture import ArchitectureRule
 from imageport.rules.base import Rule
 from imageport.rules.boot import BootModeRule, BootSameDiskRule, ConsoleRule
 from imageport.rules.cloudinit import CloudInitRule
@@ -39,6 +40,7 @@ RULES: tuple[Rule, ...] = (
     PasswordStrengthRule(),
     DriversRule(),
     FullVirtRule(),
+    ArchitectureRule(),
     NetRulesRule(),
     CloudInitRule(),
     NetDhcpRule(),

@@ -37,6 +37,7 @@ def _options(raw: str) -> Any:
         "uninitialized",
         "bitmap_path",
         "declared_format",
+        "architecture",
     }
     unknown = set(given) - allowed
     if unknown:
@@ -47,6 +48,8 @@ def _options(raw: str) -> Any:
     declared = given.get("declared_format")
     if declared is not None and not isinstance(declared, str):
         raise ValueError("declared_format must be a string or null")
+    if given.get("architecture") not in (None, "x86", "arm"):
+        raise ValueError("architecture must be x86, arm or null")
     return CheckOptions(**given)
 
 

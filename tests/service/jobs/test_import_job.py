@@ -20,6 +20,7 @@ from imageport.service.jobs.import_job import run_job
 from imageport.service.jobs.manage import cancel_job
 from support import guest_fixtures as gf
 from support import import_fixtures as fx
+from support import kernel_fixtures as kt
 
 
 @pytest.fixture
@@ -151,6 +152,33 @@ def test_data_disk_in_fstab_fails_img_fstab_data_disk(services: Services) -> Non
     run_job(services, job_id)
     reason = _assert_failed(services, job_id, "IMG-FSTAB-DATA-DISK")
     assert "/dev/vdb1" in reason or "/data" in reason
+
+
+def test_an_x86_64_guest_registered_arm_fails_img_arch(services: Services) -> None:
+    job_id = fx.register(services, kt.x86_64_ready_guest(), name="x86-as-arm", architecture="arm")
+    run_job(services, job_id)
+    reason = _assert_failed(services, job_id, "IMG-ARCH")
+    assert reason.splitlines()[:2] == [
+        "IMG-ARCH: The image is declared arm (aarch64), but its programs are built for x86_64: "
+        "its servers would be started on aarch64 hosts and would not boot.",
+        "  evidence: /usr/bin/sh: ELF 64-bit little-endian, e_machine 62 (x86_64) "
+        "(+1 more in the check report)",
+    ]
+    assert "Register the image with the architecture x86" in reason
+    report = fx.image_row(services, job_id).report
+    errors = [f["rule_id"] for f in report["findings"] if f["severity"] == "error"]
+    assert errors == ["IMG-ARCH"]
+
+
+def test_an_x86_64_guest_registered_x86_becomes_active(services: Services) -> None:
+    for name, body in (("x86-default", {}), ("x86-declared", {"architecture": "x86"})):
+        job_id = fx.register(services, kt.x86_64_ready_guest(), name=name, **body)
+        run_job(services, job_id)
+        job = fx.job_row(services, job_id)
+        assert (job.status, job.fail_reason) == ("SUCCESS", None)
+        report = fx.image_row(services, job_id).report
+        assert "IMG-ARCH" not in {f["rule_id"] for f in report["findings"]}
+        assert report["summary"]["verdict"] == "pass"
 
 
 def test_worker_out_of_memory_fails_the_job_naming_the_limit(

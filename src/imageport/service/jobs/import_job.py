@@ -204,6 +204,7 @@ def check_options(params: state.JobParams, bitmap_path: Path | None = None) -> C
         uninitialized=params.uninitialized,
         bitmap_path=None if bitmap_path is None else str(bitmap_path),
         declared_format=params.declared_format,
+        architecture=params.architecture,
     )
 
 

@@ -60,6 +60,9 @@ class JobParams:
     staged: str | None = None
     #: The image's Glance ``disk_format`` when it declared one: the file must be of it.
     declared_format: str | None = None
+    #: The architecture the image is registered with (``x86`` or ``arm``, as the request named
+    #: it), checked against the guest's by IMG-ARCH; None in a document without it.
+    architecture: str | None = None
 
     @classmethod
     def from_document(cls, doc: object) -> JobParams:
@@ -77,6 +80,7 @@ class JobParams:
         firmware = d.get("hw_firmware_type")
         staged = d.get("staged")
         declared = d.get("declared_format")
+        architecture = d.get("architecture")
         return cls(
             bucket=text("bucket"),
             key=text("key"),
@@ -89,6 +93,7 @@ class JobParams:
             stored_format=stored if isinstance(stored, str) and stored else None,
             staged=staged if isinstance(staged, str) and staged else None,
             declared_format=declared if isinstance(declared, str) and declared else None,
+            architecture=architecture if architecture in ("x86", "arm") else None,
         )
 
 
