@@ -158,6 +158,11 @@ def test_check_an_object_through_the_service(live: Live) -> None:
     document = json.loads(bad.stdout)
     assert document["schema"] == "imageport.check/1" and document["file"] == "images:bad.qcow2"
     assert "IMG-SAFE" in [f["rule_id"] for f in document["findings"] if f["severity"] == "error"]
+    declared = live.cli("check", "images:good.qcow2", "--architecture", "arm", "--json")
+    assert declared.returncode == 0, declared.stderr
+    (note,) = [f for f in json.loads(declared.stdout)["findings"] if f["rule_id"] == "IMG-ARCH"]
+    # the good guest's /usr/bin/sh has no ELF header: the declared arm is noted, not checked
+    assert note["severity"] == "info" and "arm was not checked" in note["message"]
     missing = live.cli("check", "images:absent.qcow2")
     assert missing.returncode == 2 and "HTTP 404" in missing.stderr
     local_only = live.cli("check", "images:good.qcow2", "--fast-import")

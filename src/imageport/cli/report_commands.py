@@ -97,4 +97,6 @@ def check_object(args: argparse.Namespace) -> int:
         body["min_disk"] = args.min_disk
     if args.uefi:
         body["hw_firmware_type"] = "uefi"
+    if args.architecture is not None:
+        body["architecture"] = args.architecture
     return _report(args, lambda ims: ims.check_object(body))

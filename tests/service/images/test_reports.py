@@ -78,6 +78,18 @@ def test_an_object_is_checked_without_storing_anything(services: Services) -> No
     assert err.value.code == "IMG.0001"
 
 
+def test_a_check_request_declares_the_architecture_as_a_registration_does() -> None:
+    url = "images:disk.qcow2"
+    assert object_check.parse_check_request({"image_url": url})[1].architecture is None
+    _, arm = object_check.parse_check_request({"image_url": url, "architecture": "arm"})
+    assert (arm.architecture, arm.uefi) == ("arm", True)  # arm boots with UEFI only
+    _, x86 = object_check.parse_check_request({"image_url": url, "architecture": "x86"})
+    assert (x86.architecture, x86.uefi) == ("x86", False)
+    with pytest.raises(RequestInvalid) as err:
+        object_check.parse_check_request({"image_url": url, "architecture": "x86_64"})
+    assert err.value.code == "IMG.0212"
+
+
 def test_as_many_checks_run_as_there_are_workers(services: Services) -> None:
     project = fx.project_id(services)
     fx.put_object(services, project, "disk.qcow2", fx.good_image("qcow2"))

@@ -26,6 +26,7 @@ def job_report(services: Services, call: Call) -> Response:
 
 def check_object(services: Services, call: Call) -> Response:
     """Check an object before registering it ``{"image_url": "bucket:key", "min_disk"?,
-    "hw_firmware_type"?, "uninitialized"?}``: its check report, nothing stored; 400
+    "hw_firmware_type"?, "uninitialized"?, "architecture"?}``: its check report, nothing
+    stored; 400
     ``IMG.0194`` while as many checks run as there are workers."""
     return JSONResponse(object_check.check_object(services, call.project_id, call.json()))

@@ -22,7 +22,7 @@ from imageport.service.errors import RequestInvalid, ServiceError
 from imageport.service.images import validation as v
 from imageport.service.ports import WorkerError
 
-_FIELDS = frozenset({"image_url", "min_disk", "hw_firmware_type", "uninitialized"})
+_FIELDS = frozenset({"image_url", "min_disk", "hw_firmware_type", "uninitialized", "architecture"})
 #: Worker limits whose end means the file is refused (as an import's check would be).
 _CHECK_LIMITS = frozenset({"cpu", "wall", "output"})
 
@@ -39,16 +39,20 @@ def _slot(services: Services) -> threading.BoundedSemaphore:
 
 
 def parse_check_request(body: object) -> tuple[v.ImageUrl, CheckOptions]:
-    """``{"image_url": "bucket:key", "min_disk"?, "hw_firmware_type"?, "uninitialized"?}``,
-    checked as a registration checks them; any other field is refused (IMG.0001)."""
+    """``{"image_url": "bucket:key", "min_disk"?, "hw_firmware_type"?, "uninitialized"?,
+    "architecture"?}``, checked as a registration checks them; any other field is refused
+    (IMG.0001). Without ``architecture`` the guest's is not compared with one (IMG-ARCH)."""
     doc = v.require_object(body, _FIELDS)
     url = v.check_image_url(doc.get("image_url"))
     min_disk = None if doc.get("min_disk") is None else v.check_min_disk(doc.get("min_disk"))
-    firmware = v.check_firmware(doc.get("hw_firmware_type"), "x86")
+    given = doc.get("architecture")
+    architecture = None if given is None else v.check_architecture(given)
+    firmware = v.check_firmware(doc.get("hw_firmware_type"), architecture or "x86")
     return url, CheckOptions(
         min_disk_gib=min_disk,
         uefi=firmware == "uefi",
         uninitialized=v.check_bool(doc.get("uninitialized"), "uninitialized"),
+        architecture=architecture,
     )
 
 
