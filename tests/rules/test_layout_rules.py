@@ -42,12 +42,25 @@ def test_an_auto_mounted_data_disk_fails_and_quotes_the_line() -> None:
     assert "/mnt/usb" not in msg
 
 
-def test_nofail_makes_it_a_warning() -> None:
+def test_nofail_without_noauto_is_still_an_error_and_says_why() -> None:
     report = check_image(gf.synthetic_guest(nofail=True))
-    assert [f.severity for f in report.findings if f.rule_id == "IMG-FSTAB-DATA-DISK"] == [
-        Severity.WARNING
+    (finding,) = [f for f in report.findings if f.rule_id == "IMG-FSTAB-DATA-DISK"]
+    assert finding.severity is Severity.ERROR and not report.passed
+    line = gf.DATA_DISK_LINE.replace("defaults", "defaults,nofail")
+    assert finding.evidence[0] == f"/etc/fstab:7: {line}"
+    assert "nofail is not enough" in finding.evidence[1]
+    assert "the wrong disk is mounted at that path" in finding.evidence[1]
+    assert "noauto" in finding.advice
+
+
+def test_a_line_without_nofail_does_not_mention_it() -> None:
+    (finding,) = [
+        f
+        for f in check_image(gf.synthetic_guest(data_disk=True)).findings
+        if f.rule_id == "IMG-FSTAB-DATA-DISK"
     ]
-    assert report.passed
+    assert finding.severity is Severity.ERROR
+    assert not any("nofail" in e for e in finding.evidence)
 
 
 def device_names_guest() -> Path:

@@ -68,14 +68,26 @@ class SystemDiskRule(Rule):
         )
 
 
+#: Why a data-disk line with ``nofail`` but without ``noauto`` is still an error.
+_NOFAIL_IS_NOT_ENOUGH = (
+    "nofail is not enough: the line still mounts automatically at boot, so when the user "
+    "attaches a different disk, the wrong disk is mounted at that path; only noauto stops "
+    "the automatic mount"
+)
+
+
 class FstabDataDiskRule(Rule):
     """What it checks: every filesystem that ``/etc/fstab`` mounts automatically at boot is on
     this disk; a line that names another disk (``/dev/vdb1``, or a UUID not in the image) must
-    be ``noauto``.
+    be ``noauto``. ``nofail`` alone does not make such a line acceptable: it is an error too.
 
-    Why it matters: servers created from the image get only the system disk. A boot-time mount
-    of a missing data disk stops the boot in emergency mode (or, with ``nofail``, waits and
-    mounts nothing), and the server cannot be logged in to.
+    Why it matters: the platform requires that ``/etc/fstab`` does not mount user data disks
+    automatically. Servers created from the image get only the system disk. A boot-time mount
+    of a missing data disk stops the boot in emergency mode, and the server cannot be logged
+    in to. ``nofail`` only lets the boot go on (after waiting for the disk) when it is
+    missing: the line still mounts automatically, so when the user attaches a different disk,
+    that wrong disk is mounted at the line's path (a device name such as ``/dev/vdb1`` names
+    whichever disk is attached second).
 
     How to fix: remove the line from ``/etc/fstab`` or add ``noauto`` (and ``nofail``) to its
     options before exporting the image; attach and mount data disks after the server starts.
@@ -84,7 +96,9 @@ class FstabDataDiskRule(Rule):
     directory, over 1 MiB) is reported too: the guest cannot read it either, and nothing here
     can be checked. (No fstab at all is fine: only the root is mounted.)
 
-    Example: ``/dev/vdb1 /data ext4 defaults 0 2`` is reported, quoting the line.
+    Example: ``/dev/vdb1 /data ext4 defaults 0 2`` is reported, quoting the line;
+    ``/dev/vdb1 /data ext4 defaults,nofail 0 2`` is reported the same way, with a line saying
+    why ``nofail`` is not enough; ``/dev/vdb1 /data ext4 noauto,nofail 0 2`` is not reported.
     """
 
     id = "IMG-FSTAB-DATA-DISK"
@@ -112,7 +126,13 @@ class FstabDataDiskRule(Rule):
                 f"/etc/fstab line {entry.line_no} mounts {entry.mountpoint} at boot from "
                 f"{entry.spec}, which is not on this disk ({item.reason}).",
                 f"/etc/fstab:{entry.line_no}: {entry.line}",
-                severity=Severity.WARNING if entry.nofail else None,
+                *((_NOFAIL_IS_NOT_ENOUGH,) if entry.nofail else ()),
+                advice=(
+                    "Add `noauto` to the line's options (nofail alone still mounts it at "
+                    "boot), or remove the line from /etc/fstab."
+                    if entry.nofail
+                    else None
+                ),
             )
 
 
