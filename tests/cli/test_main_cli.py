@@ -8,7 +8,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+from imageport.cli.main import main
 from imageport.formats.registry import ACCEPTED_FORMATS
+from imageport.guest.facts.weak_passwords import candidates
+from rules import test_accounts_rules as accounts
 from support import builders, guest_fixtures
 from support import kernel_fixtures as kt
 
@@ -33,6 +38,22 @@ def test_check_prints_format_sizes_guest_and_passes() -> None:
     assert "hostname         testguest" in proc.stdout
     assert "cloud-init       installed" in proc.stdout
     assert "Result: PASS" in proc.stdout
+
+
+def test_check_says_how_far_the_password_audit_got_and_all_passwords_runs_it_all(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    costly = run("check", str(accounts.costly_root()))
+    of = len(candidates("root"))
+    assert f"root [/etc/shadow:1]: checked 1 of {of} common passwords" in costly.stdout
+    assert "imageport check --all-passwords" in costly.stdout
+    # the whole list at 5000 rounds: every candidate tried, nothing left to report
+    strong = run("check", str(accounts.strong_root()), "--all-passwords", "--json")
+    found = json.loads(strong.stdout)["findings"]
+    assert [f for f in found if f["rule_id"] == "IMG-PASSWORD-STRENGTH"] == [], found
+    # the service's checker keeps its budget: the option is only for a local file
+    assert main(["check", "images:disk.qcow2", "--all-passwords"]) == 2
+    assert "--all-passwords: only for a local file" in capsys.readouterr().err
 
 
 def test_a_disk_without_a_system_fails_with_exit_1(pattern_raw: Path) -> None:

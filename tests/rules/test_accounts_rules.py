@@ -9,6 +9,8 @@ from pathlib import Path
 import pytest
 
 from imageport.findings import Finding, Severity
+from imageport.guest.facts.weak_passwords import AUDIT_BUDGET_SECONDS, PasswordAudit, candidates
+from imageport.rules import accounts as accounts_rules
 from imageport.rules.accounts import (
     LoginRule,
     PasswordStrengthRule,
@@ -46,6 +48,15 @@ def strong_root() -> Path:
     return gf.build_guest(
         "acct-strong", root={"etc/shadow": _shadow(sha512_crypt(STRONG, "Qm4vTz8w"))}
     )
+
+
+#: A sha512-crypt hash at 999999 rounds (not of any listed password): one try takes about a
+#: second here, longer than the audit's whole budget, so the audit stops after one try.
+COSTLY_HASH = "$6$rounds=999999$Qm4vTz8w$" + "A" * 86
+
+
+def costly_root() -> Path:
+    return gf.build_guest("acct-costly", root={"etc/shadow": _shadow(COSTLY_HASH)})
 
 
 def weak_root() -> Path:
@@ -163,6 +174,38 @@ def test_a_strong_stored_password_is_not_reported_as_weak() -> None:
     found = findings(strong_root(), "IMG-PASSWORD-STRENGTH")
     # auditing all ~220 candidates at 5000 rounds may not fit in the budget: then it says so
     assert all(f.severity is Severity.INFO and "time budget" in text(f) for f in found), found
+
+
+def test_when_the_budget_ends_the_report_says_how_far_the_audit_got() -> None:
+    (f,) = findings(costly_root(), "IMG-PASSWORD-STRENGTH")
+    assert f.severity is Severity.INFO
+    assert f.message == (
+        "The time ran out before every stored password was compared with the whole list of "
+        "common passwords."
+    )
+    of = len(candidates("root"))
+    assert f.evidence == (
+        f"root [/etc/shadow:1]: checked 1 of {of} common passwords "
+        f"(sha512-crypt: time budget of {AUDIT_BUDGET_SECONDS:g} s used up)",
+    )
+    assert "imageport check --all-passwords" in f.advice and "mkpasswd" not in f.advice
+
+
+def test_all_passwords_runs_the_whole_list(monkeypatch: pytest.MonkeyPatch) -> None:
+    # a strong hash at the default 5000 rounds: the whole list takes a second or two, and
+    # nothing is left unaudited
+    assert findings(strong_root(), "IMG-PASSWORD-STRENGTH", CheckOptions(all_passwords=True)) == []
+    # the option reaches the audit (and only the option: the default keeps the budget)
+    seen: list[bool] = []
+
+    def audit(targets: object, *, helper: object, whole_list: bool = False) -> PasswordAudit:
+        seen.append(whole_list)
+        return PasswordAudit((), (), ())
+
+    monkeypatch.setattr(accounts_rules, "audit_weak_passwords", audit)
+    for options in (CheckOptions(), CheckOptions(all_passwords=True)):
+        check_image(strong_root(), options)
+    assert seen == [False, True]
 
 
 def test_the_supplied_password_is_checked_and_compared_with_root() -> None:

@@ -76,6 +76,7 @@ _LOCAL_ONLY = {
     "bitmap": "--bitmap",
     "password_env": "--password-env",
     "ask_password": "--password",
+    "all_passwords": "--all-passwords",
 }
 
 

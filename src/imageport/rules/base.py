@@ -30,6 +30,9 @@ class CheckOptions:
     uefi: bool = False
     #: The image will be registered as uninitialized (fixed at the console after boot).
     uninitialized: bool = False
+    #: IMG-PASSWORD-STRENGTH audits stored hashes against the whole weak-password list, with
+    #: no time budget (still within the audit's hard limits); only for a local check.
+    all_passwords: bool = False
     #: The image's intended initial password, checked by IMG-PASSWORD-STRENGTH; never printed.
     password: str | None = field(default=None, repr=False)
     #: The bitmap file (``.mf``) that comes with a RAW image for fast import (IMG-FAST-RAW);

@@ -21,7 +21,9 @@ from imageport.guest.facts.accounts import (
 from imageport.guest.facts.inspect import inspect_guest
 from imageport.guest.facts.password_hashes import CryptHelper, HashScheme
 from imageport.guest.facts.weak_passwords import (
+    MAX_TRY_SECONDS,
     WEAK_PASSWORDS,
+    WHOLE_LIST_MAX_SECONDS,
     AuditTarget,
     audit_weak_passwords,
     candidates,
@@ -234,6 +236,66 @@ def test_audit_stops_at_its_time_budget() -> None:
     (root, alice) = audit.not_audited
     assert root.tried == 9 and "time budget of 10 s used up" in root.reason
     assert alice.tried == 0
+    # the report says how far it got, in words: "checked 9 of 213 common passwords"
+    assert root.of == len(candidates("root")) and alice.of == len(candidates("alice"))
+    assert root.out_of_time and alice.out_of_time
+    assert root.describe() == (
+        f"root [/etc/shadow:1]: checked 9 of {root.of} common passwords "
+        "(md5-crypt: time budget of 10 s used up)"
+    )
+
+
+class _SlowHelper(CryptHelper):
+    """A helper that records the timeout of each try and computes nothing (a hash too costly)."""
+
+    def __init__(self) -> None:
+        super().__init__("mkpasswd")
+        self.timeouts: list[float] = []
+
+    def compute(self, password: bytes, stored: str, timeout: float) -> str | None:
+        self.timeouts.append(timeout)
+        return None
+
+
+def test_the_whole_list_ignores_the_budget_but_keeps_its_hard_limits() -> None:
+    strong = [AuditTarget("root", "$1$abcdefgh$" + "x" * 22, "/etc/shadow:1")]
+    ticks = itertools.count()
+    audit = audit_weak_passwords(
+        strong, helper=None, budget=10.0, whole_list=True, clock=lambda: float(next(ticks))
+    )
+    assert audit.not_audited == () and [t.user for t in audit.audited] == ["root"]
+    # a hostile image cannot keep it running: 60 s a tick reaches the hard limit of 600 s
+    slow = itertools.count(step=60)
+    audit = audit_weak_passwords(
+        strong, helper=None, whole_list=True, clock=lambda: float(next(slow))
+    )
+    (root,) = audit.not_audited
+    assert root.out_of_time and 0 < root.tried < root.of
+    assert f"hard limit of {WHOLE_LIST_MAX_SECONDS:g} s for the whole list reached" in (
+        root.describe()
+    )
+    # and one try is stopped after MAX_TRY_SECONDS, not after what is left of the limit
+    helper = _SlowHelper()
+    audit = audit_weak_passwords(
+        [AuditTarget("bob", "$y$j9T$abc$def", "/etc/shadow:5")], helper=helper, whole_list=True
+    )
+    assert helper.timeouts == [MAX_TRY_SECONDS]
+    (bob,) = audit.not_audited
+    assert not bob.out_of_time and "could not compute" in bob.reason and bob.tried == 0
+
+
+def test_a_helper_stopped_by_the_budget_is_out_of_time_not_unverifiable() -> None:
+    ticks = iter([0.0, 0.0, 1.0])  # the start, before the try, after it: past the budget
+    helper = _SlowHelper()
+    audit = audit_weak_passwords(
+        [AuditTarget("bob", "$y$j9T$abc$def", "/etc/shadow:5")],
+        helper=helper,
+        budget=0.5,
+        clock=lambda: next(ticks),
+    )
+    (bob,) = audit.not_audited
+    assert helper.timeouts == [0.5]
+    assert bob.out_of_time and "time budget of 0.5 s used up" in bob.reason
 
 
 def test_audit_uses_mkpasswd_for_yescrypt() -> None:
