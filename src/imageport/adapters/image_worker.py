@@ -173,38 +173,9 @@ class SubprocessImageWorker:
         a conversion that outgrows it is stopped (:func:`output_watch`)."""
         if target_format not in TARGET_FORMATS:
             raise WorkerError(f"cannot store images as {target_format!r}")
-        stage = target.with_name(target.name + ".raw")
-        watch = output_watch((target, stage), max_output_bytes)
-        if source_format in QEMU_DRIVERS:
-            self._qemu_convert(
-                source,
-                QEMU_DRIVERS[source_format],
-                target,
-                target_format,
-                progress,
-                cancelled,
-                watch=watch,
-            )
-            return
-        if source_format not in OWN_READER_FORMATS:
-            raise WorkerError(f"no converter reads the {source_format!r} format")
-        if target_format == "raw":
-            self._own_to_raw(source, target, progress, cancelled, watch)
-            return
-        try:
-            self._own_to_raw(source, stage, lambda p: progress(p / 2), cancelled, watch)
-            self._qemu_convert(
-                stage,
-                "raw",
-                target,
-                target_format,
-                lambda p: progress(50 + p / 2),
-                cancelled,
-                watch=watch,
-            )
-        finally:
-            with contextlib.suppress(FileNotFoundError):
-                stage.unlink()
+        self._convert_from(
+            source, source_format, target, target_format, (), progress, cancelled, max_output_bytes
+        )
 
     def export(
         self,
@@ -240,20 +211,39 @@ class SubprocessImageWorker:
         if target_format not in EXPORT_TARGETS:
             raise WorkerError(f"cannot export images as {target_format!r}")
         driver, options = EXPORT_TARGETS[target_format]
+        self._convert_from(
+            source, source_format, target, driver, options, progress, cancelled, max_output_bytes
+        )
+
+    def _convert_from(
+        self,
+        source: Path,
+        source_format: str,
+        target: Path,
+        driver: str,
+        options: Sequence[str],
+        progress: Callable[[float], None],
+        cancelled: Callable[[], bool],
+        max_output_bytes: int | None,
+    ) -> None:
+        """Write ``target`` with qemu-img's output ``driver`` (and its ``options``) from
+        ``source``: directly when qemu-img reads ``source_format``; else through our own
+        reader, straight into ``target`` for plain raw, or into a raw stage beside it that
+        qemu-img then converts (each half of the progress). The stage is always removed; the
+        output and the stage together may take ``max_output_bytes`` of disk."""
+        stage = target.with_name(target.name + ".raw")
+        watch = output_watch((target, stage), max_output_bytes)
         if source_format in QEMU_DRIVERS:
+            qemu_driver = QEMU_DRIVERS[source_format]
             self._qemu_convert(
-                source,
-                QEMU_DRIVERS[source_format],
-                target,
-                driver,
-                progress,
-                cancelled,
-                options,
-                watch=watch,
+                source, qemu_driver, target, driver, progress, cancelled, options, watch=watch
             )
             return
         if source_format not in OWN_READER_FORMATS:
             raise WorkerError(f"no converter reads the {source_format!r} format")
+        if driver == "raw" and not options:
+            self._own_to_raw(source, target, progress, cancelled, watch)
+            return
         try:
             self._own_to_raw(source, stage, lambda p: progress(p / 2), cancelled, watch)
             self._qemu_convert(
