@@ -130,6 +130,7 @@ class SubprocessImageWorker:
             "bitmap_path": options.bitmap_path,
             "declared_format": options.declared_format,
             "architecture": options.architecture,
+            "disk_kind": options.disk_kind,
         }
         return self._inspect(["--options", json.dumps(opts)], path, cancelled)
 

@@ -11,11 +11,19 @@ import abc
 import inspect
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import ClassVar
+from typing import ClassVar, Literal
 
 from imageport.findings import Finding, Severity
 from imageport.formats.base import Container
 from imageport.guest.facts.inspect import GuestFacts
+
+
+DiskKind = Literal["system", "data", "iso"]
+"""What an image is registered as: a system disk (``ECS``/``FusionCompute``), a data disk
+(``DataImage``: no operating system is judged) or an ISO file (``IsoImage``: stored as it is)."""
+DISK_KINDS: tuple[DiskKind, ...] = ("system", "data", "iso")
+ALL_KINDS: frozenset[DiskKind] = frozenset(DISK_KINDS)
+"""The :attr:`Rule.kinds` of a rule about the file itself, which judges every kind of image."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,6 +52,9 @@ class CheckOptions:
     #: The architecture the image will be registered with, as the vendor's API names it
     #: (``x86`` or ``arm``); None when not declared (IMG-ARCH then stays silent).
     architecture: str | None = None
+    #: What the image is registered as (:data:`DiskKind`): only the rules whose
+    #: :attr:`Rule.kinds` name it run (a data disk or an ISO has no system to judge).
+    disk_kind: DiskKind = "system"
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,6 +120,9 @@ class Rule(abc.ABC):
     title: ClassVar[str]
     #: Default advice, used when a finding gives none of its own.
     advice: ClassVar[str]
+    #: The kinds of image the rule judges (:data:`DiskKind`); a system disk by default, as
+    #: every guest rule judges the system installed on it.
+    kinds: ClassVar[frozenset[DiskKind]] = frozenset({"system"})
 
     @abc.abstractmethod
     def check(self, facts: ImageFacts) -> Iterable[Finding]:

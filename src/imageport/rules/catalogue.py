@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from imageport.rules.accounts import LoginRule, PasswordStrengthRule, RootPasswordRule
 from imageport.rules.architecture import ArchitectureRule
-from imageport.rules.base import Rule
+from imageport.rules.base import DiskKind, Rule
 from imageport.rules.boot import BootModeRule, BootSameDiskRule, ConsoleRule
 from imageport.rules.cloudinit import CloudInitRule
 from imageport.rules.container import (
@@ -57,3 +57,10 @@ def rule_by_id(rule_id: str) -> Rule:
         if rule.id == rule_id:
             return rule
     raise KeyError(rule_id)
+
+
+def rules_for(kind: DiskKind) -> tuple[Rule, ...]:
+    """The rules that judge an image of ``kind``, in catalogue order: every rule for a system
+    disk; for a data disk and an ISO only the rules about the file (format, safety,
+    encryption, sizes, and for a data disk the fast-import bitmap), never the guest rules."""
+    return tuple(rule for rule in RULES if kind in rule.kinds)

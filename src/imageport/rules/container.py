@@ -10,9 +10,16 @@ from imageport.findings import Finding, Severity
 from imageport.formats.base import UNSUPPORTED_PREFIX
 from imageport.formats.registry import ACCEPTED_FORMATS
 from imageport.limits import GiB, TiB
-from imageport.rules.base import ImageFacts, Rule
+from imageport.rules.base import ALL_KINDS, ImageFacts, Rule
 
 _ACCEPTED = ", ".join(ACCEPTED_FORMATS)
+ISO_FORMAT = "iso9660"
+"""The one format an ISO image (``type: IsoImage``) is registered from, and the only kind of
+image an ISO file may be registered as."""
+#: ``min_disk`` (GiB) range and largest virtual disk of each kind of image: a system disk
+#: (and the disk an ISO installs onto) is 40-1024 GiB, a data disk 1-2048 GiB (the vendor's
+#: ``data_images`` limits).
+DISK_LIMITS_GIB = {"system": (40, 1024), "iso": (40, 1024), "data": (1, 2048)}
 
 
 def _format_label(facts: ImageFacts) -> str:
@@ -25,7 +32,9 @@ class FormatRule(Rule):
     is one the platform accepts (qcow2, vmdk, vhd, vhdx, qed, vdi, qcow, raw, zvhd, zvhd2), and
     its structures are intact enough to read. When the image declared a format (the
     ``disk_format`` of an image created with ``POST /v2/images``), the file must be of that
-    format.
+    format. An ISO image (``type: IsoImage``) is the one exception, both ways: it must be an
+    ISO 9660 file (stored as it is, without conversion), and an ISO 9660 file is accepted only
+    as an ISO image, never as a system or data disk.
 
     Why it matters: the import job can only convert these formats; a file in another format, a
     compressed or archived file, or a damaged one fails after a long upload. A file that is not
@@ -39,18 +48,24 @@ class FormatRule(Rule):
     (``qemu-img info IN`` tells it), or convert the file to the declared one.
 
     Example: ``disk.img.gz`` is reported as "gzip-compressed file" with the hint to decompress it;
-    a qcow2 uploaded into an image created with ``disk_format: raw`` is refused, naming both.
+    a qcow2 uploaded into an image created with ``disk_format: raw`` is refused, naming both; an
+    installer ``.iso`` registered as a system disk is refused (register it with ``type:
+    IsoImage``), and a qcow2 registered as an ISO image is refused too.
     """
 
     id = "IMG-FORMAT"
     severity = Severity.ERROR
     title = "The file's format must be one the platform accepts"
     advice = "Convert the disk to an accepted format, e.g. `qemu-img convert -O qcow2 IN OUT`."
+    kinds = ALL_KINDS
 
     def check(self, facts: ImageFacts) -> Iterator[Finding]:
         c = facts.container
         if c.format == "polyglot":
             return  # IMG-SAFE reports it
+        if facts.options.disk_kind == "iso":
+            yield from self._iso(facts)
+            return
         if not c.accepted:
             hint = c.properties.get("hint")
             what = "an encrypted " if c.encryption else ""
@@ -71,6 +86,24 @@ class FormatRule(Rule):
                 advice=f"Create the image with disk_format {c.format}, or convert the file "
                 f"to {declared} (`qemu-img convert -O {declared} IN OUT`).",
             )
+        yield from self._damage(facts)
+
+    def _iso(self, facts: ImageFacts) -> Iterator[Finding]:
+        """An ISO image: the file must be ISO 9660 (and intact)."""
+        c = facts.container
+        if c.format != ISO_FORMAT:
+            yield self.found(
+                f"An ISO image (type IsoImage) is registered from an ISO 9660 file; this file "
+                f"is {_format_label(facts)}.",
+                f"detected format: {c.format}",
+                advice="Register a disk image with type ECS (or as a data image), or give an "
+                "ISO 9660 file (`xorriso -as mkisofs -o OUT.iso DIR`); a UDF-only disc must "
+                "be remastered as ISO 9660.",
+            )
+        yield from self._damage(facts)
+
+    def _damage(self, facts: ImageFacts) -> Iterator[Finding]:
+        c = facts.container
         if c.damage is not None and c.damage.startswith(UNSUPPORTED_PREFIX):
             yield self.found(
                 f"The file is {_format_label(facts)}, a variant imageport cannot read: "
@@ -126,6 +159,7 @@ class SafeRule(Rule):
     severity = Severity.ERROR
     title = "The file must be self-contained and unambiguous"
     advice = "Flatten the image into one self-contained file with `qemu-img convert`."
+    kinds = ALL_KINDS
 
     def check(self, facts: ImageFacts) -> Iterator[Finding]:
         c = facts.container
@@ -174,6 +208,7 @@ class EncryptionRule(Rule):
     severity = Severity.ERROR
     title = "The file must not be encrypted"
     advice = "Convert to an unencrypted image with qemu-img, giving it the key."
+    kinds = ALL_KINDS
 
     def check(self, facts: ImageFacts) -> Iterator[Finding]:
         c = facts.container
@@ -198,6 +233,8 @@ class SizeRule(Rule):
     bitmap file (``imageport convert IN OUT.raw``, then ``imageport bitmap OUT.raw``) and use
     fast import.
 
+    An ISO image (stored as it is, never fast-imported) is limited to 128 GiB.
+
     Example: a 200 GiB vmdk is refused; a 200 GiB raw is told to use fast import, and passes
     when checked with ``--fast-import --bitmap disk.mf``; a 1.5 TiB raw is refused even then.
     """
@@ -209,6 +246,7 @@ class SizeRule(Rule):
         "Shrink the image; up to 1 TiB, use fast import with ZVHD2 (`imageport convert "
         "IN OUT.zvhd2`) or RAW and its bitmap file (`imageport bitmap disk.raw`)."
     )
+    kinds = ALL_KINDS
 
     def check(self, facts: ImageFacts) -> Iterator[Finding]:
         c = facts.container
@@ -222,7 +260,14 @@ class SizeRule(Rule):
                 "shrink the filesystem and partition, then `qemu-img resize --shrink`).",
             )
         elif size > 128 * GiB:
-            if c.format not in ("raw", "zvhd2"):
+            if facts.options.disk_kind == "iso":
+                yield self.found(
+                    "The ISO file is larger than 128 GiB, the most an ISO image takes (it is "
+                    "stored as it is; fast import is for RAW and ZVHD2 disks).",
+                    evidence,
+                    advice="Split the installation media, or move the data onto a data disk.",
+                )
+            elif c.format not in ("raw", "zvhd2"):
                 yield self.found(
                     f"The file is larger than 128 GiB and is {c.format}; files this large can "
                     "only be imported as RAW or ZVHD2 with fast import.",
@@ -249,42 +294,49 @@ class SizeRule(Rule):
 class DiskSizeRule(Rule):
     """What it checks: the virtual disk is at most 1024 GiB, and the ``min_disk`` given for the
     image (``--min-disk``) is 40-1024 GiB and not smaller than the virtual size rounded up to a
-    whole GiB.
+    whole GiB. For a data image (``DataImage``, ``--data-image``) the limits are those of a data
+    disk: 1-2048 GiB for both; for an ISO image those of the system disk it installs onto (its
+    virtual size is the ISO 9660 volume size).
 
     Why it matters: servers get a system disk of ``min_disk``; a disk smaller than the image
-    cannot hold it, and the platform's system disks are 40-1024 GiB.
+    cannot hold it, and the platform's system disks are 40-1024 GiB (data disks made from an
+    image, 1-2048 GiB).
 
     How to fix: register with a ``min_disk`` of at least the rounded-up virtual size; shrink a
     larger disk (resize the filesystem and partition, then ``qemu-img resize --shrink``).
 
-    Example: a VHD of 40.01 GiB needs ``min_disk`` 41.
+    Example: a VHD of 40.01 GiB needs ``min_disk`` 41; a 10 GiB data disk may be registered
+    as a data image with ``min_disk`` 10.
     """
 
     id = "IMG-DISK-SIZE"
     severity = Severity.ERROR
-    title = "The virtual disk must fit a 40-1024 GiB system disk"
+    title = "The virtual disk must fit a 40-1024 GiB system disk (1-2048 GiB data disk)"
     advice = "Use a min_disk of at least the virtual size rounded up to whole GiB."
+    kinds = ALL_KINDS
 
     def check(self, facts: ImageFacts) -> Iterator[Finding]:
         vsize = facts.container.virtual_size
         min_disk = facts.options.min_disk_gib
+        low, high = DISK_LIMITS_GIB[facts.options.disk_kind]
+        disk = "data disk" if facts.options.disk_kind == "data" else "virtual disk"
         if vsize is not None:
             needed = math.ceil(vsize / GiB)
             evidence = f"virtual size: {vsize} bytes ({needed} GiB rounded up)"
-            if vsize > 1024 * GiB:
+            if vsize > high * GiB:
                 yield self.found(
-                    "The virtual disk is larger than 1024 GiB.",
+                    f"The {disk} is larger than {high} GiB.",
                     evidence,
-                    advice="Shrink the disk to at most 1024 GiB before importing it.",
+                    advice=f"Shrink the disk to at most {high} GiB before importing it.",
                 )
             if min_disk is not None and min_disk < needed:
                 yield self.found(
-                    f"min_disk {min_disk} GiB is smaller than the virtual disk ({needed} GiB).",
+                    f"min_disk {min_disk} GiB is smaller than the {disk} ({needed} GiB).",
                     evidence,
-                    advice=f"Register the image with min_disk of at least {max(needed, 40)}.",
+                    advice=f"Register the image with min_disk of at least {max(needed, low)}.",
                 )
-        if min_disk is not None and not 40 <= min_disk <= 1024:
+        if min_disk is not None and not low <= min_disk <= high:
             yield self.found(
-                f"min_disk {min_disk} GiB is outside 40-1024 GiB.",
+                f"min_disk {min_disk} GiB is outside {low}-{high} GiB.",
                 f"min_disk: {min_disk}",
             )

@@ -57,9 +57,14 @@ def unmet(facts: ImageFacts) -> Iterator[tuple[Rule, tuple[Finding, ...]]]:
 
 
 class _OptimizedRule(Rule):
-    """Shared by the two fast-import rules: the guest must be optimized."""
+    """Shared by the two fast-import rules: the guest must be optimized (a system disk's: a
+    data disk has no system, so only its format and bitmap are judged)."""
+
+    kinds = frozenset({"system", "data"})
 
     def _optimized(self, facts: ImageFacts) -> Iterator[Finding]:
+        if facts.options.disk_kind != "system":
+            return
         if facts.installed_guest is None:
             yield self.found(
                 "No installed Linux system could be read from the disk, so it cannot be "

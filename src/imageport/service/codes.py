@@ -36,7 +36,8 @@ NAME_REQUIRED: Final = "IMG.0013"
 QUOTA_EXCEEDED: Final = "IMG.0015"
 #: ``image_url`` / ``bucket_url`` is not ``bucket:key``.
 BUCKET_URL_INVALID: Final = "IMG.0017"
-#: ``type`` is not ``ECS`` (the only image type offered).
+#: ``type`` is not one the route offers (``ECS``/``FusionCompute``, ``IsoImage`` on a
+#: registration, ``DataImage`` on a quick import).
 TYPE_INVALID: Final = "IMG.0024"
 #: ``description`` is not a string, or holds a character it may not.
 DESCRIPTION_INVALID: Final = "IMG.0054"
@@ -66,6 +67,10 @@ FILE_NOT_IN_BUCKET: Final = "IMG.0121"
 OS_TYPE_INVALID: Final = "IMG.0122"
 #: ``hw_firmware_type`` is not bios or uefi (or not uefi for an arm image).
 FIRMWARE_INVALID: Final = "IMG.0141"
+#: An ISO image (``type: IsoImage``) is registered without ``os_version``.
+ISO_OS_REQUIRED: Final = "IMG.0166"
+#: A field an ISO image cannot have (``is_quick_import``, ``data_images``, ``is_config``).
+ISO_FIELD_NOT_ALLOWED: Final = "IMG.0167"
 #: The folder or file name in ``bucket:key`` contains a space.
 SPACE_IN_FILE_NAME: Final = "IMG.0175"
 #: The project already has as many unfinished jobs as it may.
@@ -89,7 +94,7 @@ METHOD_NOT_ALLOWED: Final = "IMG.METHOD"
 PROTECTED: Final = "IMG.PROTECTED"
 #: 403: the region does not offer external image import.
 REGION_REFUSES_IMPORT: Final = "IMG.REGION"
-#: An image from a server, volume or data disks: only files can be imported here.
+#: An image from a server or a volume: only files can be imported here.
 SOURCE_NOT_OFFERED: Final = "IMG.SOURCE"
 #: 404: the image or job has no check report (yet): no check has run on its file.
 NO_REPORT: Final = "IMG.NO_REPORT"

@@ -25,7 +25,7 @@ _64_BIT = {"x86_64", "aarch64", "ppc64", "ppc64le", "s390x", "riscv64", "loongar
 
 
 def _options(raw: str) -> Any:
-    from imageport.rules.base import CheckOptions
+    from imageport.rules.base import DISK_KINDS, CheckOptions
 
     given = json.loads(raw)
     if not isinstance(given, dict):
@@ -38,6 +38,7 @@ def _options(raw: str) -> Any:
         "bitmap_path",
         "declared_format",
         "architecture",
+        "disk_kind",
     }
     unknown = set(given) - allowed
     if unknown:
@@ -50,6 +51,8 @@ def _options(raw: str) -> Any:
         raise ValueError("declared_format must be a string or null")
     if given.get("architecture") not in (None, "x86", "arm"):
         raise ValueError("architecture must be x86, arm or null")
+    if given.get("disk_kind", "system") not in DISK_KINDS:
+        raise ValueError(f"disk_kind must be one of {', '.join(DISK_KINDS)}")
     return CheckOptions(**given)
 
 

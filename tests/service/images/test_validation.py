@@ -15,7 +15,10 @@ from imageport.service.errors import Forbidden, RequestInvalid, ServiceError
 from imageport.service.images import os_versions
 from imageport.service.images import source_checks as src
 from imageport.service.images import validation as v
-from imageport.service.images.import_request import parse_import_request
+from imageport.service.images.import_request import (
+    parse_data_image_request,
+    parse_import_request,
+)
 from imageport.service.images.lifecycle import create_glance_image
 from imageport.service.ports import BucketInfo, ObjectInfo
 from imageport.settings import load_settings
@@ -71,8 +74,45 @@ def refused(body: dict[str, object], *, quick: bool = False) -> str:
         ({"architecture": "mips"}, "IMG.0212"),
         ({"hw_firmware_type": "coreboot"}, "IMG.0141"),
         ({"architecture": "arm", "hw_firmware_type": "bios"}, "IMG.0141"),
-        ({"type": "IsoImage"}, "IMG.0024"),
+        ({"type": "DataImage"}, "IMG.0024"),  # a data image: data_images or its own route
+        ({"type": "BMS"}, "IMG.0024"),
         ({"type": "Bogus"}, "IMG.0024"),
+        ({"type": "IsoImage", "os_version": None}, "IMG.0166"),
+        ({"type": "IsoImage", "is_quick_import": True}, "IMG.0167"),
+        ({"type": "IsoImage", "is_config": True}, "IMG.0167"),
+        ({"type": "IsoImage", "data_images": [{"name": "d"}]}, "IMG.0167"),
+        (
+            {"data_images": [{"name": "d", "image_url": "images:d.qcow2", "min_disk": 0}]},
+            "IMG.0055",
+        ),
+        (
+            {"data_images": [{"name": "d", "image_url": "images:d.qcow2", "min_disk": 2049}]},
+            "IMG.0055",
+        ),
+        ({"data_images": [{"name": "d", "image_url": "images:d.qcow2"}]}, "IMG.0055"),
+        ({"data_images": [{"name": "d", "image_url": "d.qcow2", "min_disk": 1}]}, "IMG.0017"),
+        ({"data_images": [{"image_url": "images:d.qcow2", "min_disk": 1}]}, "IMG.0013"),
+        (
+            {"data_images": [{"name": "web server 1", "image_url": "images:d", "min_disk": 1}]},
+            "IMG.0009",
+        ),
+        (
+            {
+                "data_images": [
+                    {"name": "d", "image_url": "images:d", "min_disk": 1, "os_version": "x"}
+                ]
+            },
+            "IMG.0001",
+        ),
+        (
+            {
+                "data_images": [
+                    {"name": f"d{i}", "image_url": "images:d", "min_disk": 1} for i in range(4)
+                ]
+            },
+            "IMG.0001",
+        ),
+        ({"data_images": "images:d"}, "IMG.0001"),
         ({"tags": ["no-dot"]}, "IMG.0001"),
         ({"image_tags": [{"key": "k" * 37, "value": "v"}]}, "IMG.0001"),
         ({"tags": ["a.b"], "image_tags": [{"key": "c", "value": "d"}]}, "IMG.0001"),
@@ -113,6 +153,56 @@ def test_the_closest_good_request_passes() -> None:
     assert defaults.os_version is None and defaults.architecture == "x86"
     assert defaults.firmware is None and defaults.is_config_init
     assert parse_import_request({**GOOD, "min_disk": 40}, quick=False).min_disk == 40
+
+
+def test_data_images_and_iso_images_are_parsed() -> None:
+    """data_images: up to three data images of 1-2048 GiB, each its own request; an ISO image
+    with its os_version; the quick-import route's DataImage without one."""
+    items = [
+        {"name": "logs", "image_url": "images:data/logs.qcow2", "min_disk": 1},
+        {
+            "name": "db",
+            "image_url": "images:data/db.raw",
+            "min_disk": 2048,
+            "is_quick_import": True,
+            "description": "the database",
+            "image_tags": [{"key": "role", "value": "db"}],
+        },
+    ]
+    request = parse_import_request({**GOOD, "data_images": items}, quick=False)
+    assert request.disk_kind == "system" and request.job_type == "imsImportImageJob"
+    logs, db = request.data_images
+    assert (logs.name, logs.min_disk, logs.quick, logs.disk_kind) == ("logs", 1, False, "data")
+    assert (db.url.key, db.min_disk, db.quick, db.tags) == ("data/db.raw", 2048, True, ["role=db"])
+    assert db.job_type == "imsImportDataImageJob" and db.os_version is None
+    iso = parse_import_request({**GOOD, "type": "IsoImage", "is_quick_import": False}, quick=False)
+    assert (iso.disk_kind, iso.os_version) == ("iso", "Ubuntu 22.04 server 64bit")
+    data = parse_import_request(
+        {**GOOD, "type": "DataImage", "os_type": "Windows", "os_version": None, "min_disk": 2048},
+        quick=True,
+    )
+    assert (data.disk_kind, data.os_type, data.quick) == ("data", "Windows", True)
+    assert refused({**GOOD, "type": "IsoImage"}, quick=True) == "IMG.0167"
+    assert refused({**GOOD, "data_images": items}, quick=True) == "IMG.0001"
+
+
+@pytest.mark.parametrize(
+    ("change", "code"),
+    [
+        ({"min_disk": 39}, "IMG.0055"),
+        ({"min_disk": 2049}, "IMG.0055"),
+        ({"os_type": "BeOS"}, "IMG.0122"),
+        ({"cmk_id": "key"}, "IMG.0095"),
+        ({"os_version": "Ubuntu 22.04 server 64bit"}, "IMG.0001"),
+        ({"name": None}, "IMG.0013"),
+        ({"image_url": "no-colon"}, "IMG.0017"),
+    ],
+)
+def test_data_image_route_codes(change: dict[str, object], code: str) -> None:
+    good = {"name": "data 1", "image_url": "images:data.qcow2", "min_disk": 40}
+    assert code_of(lambda: parse_data_image_request({**good, **change})) == code
+    parsed = parse_data_image_request({**good, "min_disk": 2048, "os_type": "Windows"})
+    assert (parsed.disk_kind, parsed.os_type, parsed.min_disk) == ("data", "Windows", 2048)
 
 
 def test_quick_import_needs_os_version() -> None:

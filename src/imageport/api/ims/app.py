@@ -28,6 +28,8 @@ from imageport.service.context import Services
 _TABLE: list[tuple[str, str, View]] = [
     ("/v2/cloudimages/action", "POST", iv.create_image),
     ("/v2.1/cloudimages/action", "POST", iv.create_image),
+    ("/v1/cloudimages/dataimages/action", "POST", iv.create_data_image),
+    ("/v2.1/cloudimages/dataimages/action", "POST", iv.create_data_image),
     ("/v2/cloudimages/quickimport/action", "POST", iv.quick_import),
     ("/v2.1/cloudimages/quickimport/action", "POST", iv.quick_import),
     ("/v2/cloudimages", "GET", iv.list_cloudimages),

@@ -34,6 +34,14 @@ def create_image(services: Services, call: Call) -> Response:
     )
 
 
+def create_data_image(services: Services, call: Call) -> Response:
+    """Register a data-disk file ``{"name", "image_url", "min_disk" 40-2048, "os_type", ...}``
+    as a data image: ``{"job_id"}`` of an ``imsImportDataImageJob`` job."""
+    return JSONResponse(
+        {"job_id": images.create_data_image(services, call.project_id, call.json())}
+    )
+
+
 def quick_import(services: Services, call: Call) -> Response:
     """Fast import of a RAW (with its bitmap file) or ZVHD2 file of up to 1 TiB, stored without
     conversion: ``{"job_id"}`` (also ``"is_quick_import": true`` on a registration)."""

@@ -90,14 +90,40 @@ def job_document(job: JobRecord, *, progress: bool = False) -> dict[str, object]
         entities.update(subJobId=None, bytes_done=job.bytes_done, bytes_total=job.bytes_total)
     if job.job_type == EXPORT_JOB:
         entities.update(export_entities(job.params))
+    error_code, fail_reason = job.error_code, job.fail_reason
+    if job.sub_jobs:
+        entities["sub_jobs_list"] = [sub.id for sub in job.sub_jobs]
+        entities["sub_jobs_result"] = [_sub_job_document(sub) for sub in job.sub_jobs]
+        failed = job.failed_sub_job
+        if failed is not None:
+            error_code = failed.error_code
+            fail_reason = (
+                f"data image {failed.image_name or failed.image_id} (sub-job {failed.id}): "
+                f"{failed.fail_reason}"
+            )
     return {
         "job_id": job.id,
         "job_type": job.job_type,
+        "status": job.overall_status,
+        "begin_time": job.begin_time,
+        "end_time": job.overall_end_time,
+        "error_code": error_code,
+        "fail_reason": fail_reason,
+        "cancel_requested": job.cancel_requested,
+        "entities": entities,
+    }
+
+
+def _sub_job_document(job: JobRecord) -> dict[str, object]:
+    """One of ``entities.sub_jobs_result``: the sub-job and its image (the SDK's
+    ``SubJobResult``)."""
+    return {
         "status": job.status,
+        "job_id": job.id,
+        "job_type": job.job_type,
         "begin_time": job.begin_time,
         "end_time": job.end_time,
         "error_code": job.error_code,
         "fail_reason": job.fail_reason,
-        "cancel_requested": job.cancel_requested,
-        "entities": entities,
+        "entities": {"image_id": job.image_id, "image_name": job.image_name},
     }

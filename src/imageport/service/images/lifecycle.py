@@ -2,6 +2,9 @@
 
 * :func:`create_image_from_file` — ``POST /v2/cloudimages/action`` (and ``/v2.1/``): validate,
   check the object, create a ``queued`` image and an ``imsImportImageJob`` job, submit it.
+* :func:`create_data_image` — ``POST /v1/cloudimages/dataimages/action``: the same for a data
+  image (``imsImportDataImageJob``); a registration's ``data_images`` are data images too, each
+  with a sub-job of the registration's job.
 * :func:`quick_import` — ``POST /v2/cloudimages/quickimport/action``: the same with
   ``quick_import`` set (``os_version`` required, files up to ``import_max_bytes``); the
   fast-import work itself belongs to the job.
@@ -36,16 +39,18 @@ from imageport.service.errors import Conflict, Forbidden, RequestInvalid
 from imageport.service.images import staging
 from imageport.service.images import validation as v
 from imageport.service.images.import_request import (
-    IMPORT_JOB,
     NATIVE_IMPORT_JOB,
+    ImportRequest,
     base_properties,
     job_params,
     native_job_params,
+    parse_data_image_request,
     parse_import_request,
 )
 from imageport.service.images.records import ImageRecord, image_row
 from imageport.service.images.source_checks import check_import_offered, check_source
-from imageport.service.jobs.manage import insert_job, running_job_of
+from imageport.service.jobs.manage import insert_job, link_sub_jobs, running_job_of
+from imageport.service.ports import ObjectInfo
 from imageport.service.statuses import ImageStatus
 from imageport.service.tables import images
 
@@ -125,11 +130,52 @@ def insert_image_row(conn: Connection, values: dict[str, object]) -> None:
 def create_image_from_file(
     services: Services, project_id: str, body: object, *, quick: bool = False
 ) -> str:
-    """Register the file named by ``image_url`` as a private image; the id of the job that
-    imports it (the job is submitted to the queue)."""
-    request = parse_import_request(body, quick=quick)
-    obj = check_source(services, project_id, request.url, quick=request.quick)
+    """Register the file named by ``image_url`` as a private image (with its ``data_images``,
+    each a data image of its own); the id of the job that imports it (the job is submitted to
+    the queue)."""
+    return _register(services, project_id, parse_import_request(body, quick=quick))
+
+
+def create_data_image(services: Services, project_id: str, body: object) -> str:
+    """``POST /v1/cloudimages/dataimages/action``: register the file named by ``image_url``
+    as a private data image; the id of its ``imsImportDataImageJob``."""
+    return _register(services, project_id, parse_data_image_request(body))
+
+
+def _register(services: Services, project_id: str, request: ImportRequest) -> str:
+    """Check every file, then in one transaction add the images and their jobs, and submit
+    them. A registration with ``data_images`` is one job for the whole request, as the
+    vendor's: the system image's job, whose ``params.sub_jobs`` name one
+    ``imsImportDataImageJob`` per data image (each runs on its own; the parent job shows them
+    in ``entities.sub_jobs_list``/``sub_jobs_result`` and ends with the last of them)."""
+    requests = (request, *request.data_images)
+    objects = [check_source(services, project_id, r.url, quick=r.quick) for r in requests]
     now = time_text(services.clock())
+    with services.db.begin() as conn:
+        for r in requests:
+            v.check_unique_name(conn, project_id, r.name)
+        v.check_quota(conn, project_id, services.settings.image_quota, adding=len(requests))
+        job_ids = [
+            _insert_image_and_job(conn, services, project_id, r, obj, now)
+            for r, obj in zip(requests, objects, strict=True)
+        ]
+        parent, subs = job_ids[0], job_ids[1:]
+        if subs:
+            link_sub_jobs(conn, parent, subs)
+    for job_id in job_ids:
+        services.submit_job(job_id)
+    return parent
+
+
+def _insert_image_and_job(
+    conn: Connection,
+    services: Services,
+    project_id: str,
+    request: ImportRequest,
+    obj: ObjectInfo,
+    now: str,
+) -> str:
+    """Insert the ``queued`` image of ``request`` and its ``INIT`` job; the job's id."""
     image_id = new_uuid()
     props = base_properties(
         os_version=request.os_version,
@@ -139,6 +185,7 @@ def create_image_from_file(
         firmware=request.firmware,
         data_origin=f"file,{request.url}",
         image_type=request.image_type,
+        os_type=request.os_type,
     )
     if request.enterprise_project_id is not None:
         props["enterprise_project_id"] = request.enterprise_project_id
@@ -154,41 +201,37 @@ def create_image_from_file(
         os_version=request.os_version,
         architecture=request.architecture,
         firmware=request.firmware,
+        disk_kind=request.disk_kind,
     )
-    with services.db.begin() as conn:
-        v.check_unique_name(conn, project_id, request.name)
-        v.check_quota(conn, project_id, services.settings.image_quota)
-        insert_image_row(
-            conn,
-            dict(
-                id=image_id,
-                project_id=project_id,
-                name=request.name,
-                status=ImageStatus.QUEUED,
-                visibility="private",
-                protected=False,
-                container_format="bare",
-                disk_format=None,
-                min_disk=request.min_disk,
-                min_ram=request.min_ram,
-                max_ram=request.max_ram,
-                properties=props,
-                tags=request.tags,
-                created_at=now,
-                updated_at=now,
-            ),
-        )
-        job_id = insert_job(
-            conn,
-            services.settings,
+    insert_image_row(
+        conn,
+        dict(
+            id=image_id,
             project_id=project_id,
-            job_type=IMPORT_JOB,
-            image_id=image_id,
-            params=params,
-            now=now,
-        )
-    services.submit_job(job_id)
-    return job_id
+            name=request.name,
+            status=ImageStatus.QUEUED,
+            visibility="private",
+            protected=False,
+            container_format="bare",
+            disk_format=None,
+            min_disk=request.min_disk,
+            min_ram=request.min_ram,
+            max_ram=request.max_ram,
+            properties=props,
+            tags=request.tags,
+            created_at=now,
+            updated_at=now,
+        ),
+    )
+    return insert_job(
+        conn,
+        services.settings,
+        project_id=project_id,
+        job_type=request.job_type,
+        image_id=image_id,
+        params=params,
+        now=now,
+    )
 
 
 def quick_import(services: Services, project_id: str, body: object) -> str:
@@ -345,6 +388,7 @@ def _remove_blob(services: Services, blob: str) -> None:
 
 __all__ = [
     "check_accepts_data",
+    "create_data_image",
     "create_glance_image",
     "create_image_from_file",
     "delete_image",

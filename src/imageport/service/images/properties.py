@@ -3,7 +3,8 @@
 The OS properties follow what the guest says (as the vendor's IMS user guide says in
 "Registering an External Image File as a Private Image": a detected OS overrides the user's
 choice; a Linux the list does not name becomes ``Other Linux``); when no guest OS was found,
-the properties the image was registered with stay.
+the properties the image was registered with stay. Data and ISO images keep the properties
+they were registered with (:data:`NO_GUEST_TYPES`).
 
 A quick-imported RAW image also gets ``__bitmap_file`` (:data:`BITMAP_FILE`): the
 ``bucket:key`` of the bitmap file (``.mf``) its check verified.
@@ -19,6 +20,10 @@ from imageport.service.ports import ImageInspection
 
 #: Property of a quick-imported RAW image: ``bucket:key`` of the bitmap file its check verified.
 BITMAP_FILE = "__bitmap_file"
+#: ``virtual_env_type`` of the images whose OS properties are the registered ones, never a
+#: detected guest's: a data image boots nothing (a system found on it is not its OS), and an
+#: ISO image's system is the one its ``os_version`` names (no disk is read in it).
+NO_GUEST_TYPES = frozenset({"DataImage", "IsoImage"})
 
 
 def detected_os_properties(
@@ -55,7 +60,8 @@ def active_image_values(
     """The ``images`` columns to set when the image becomes active (``extra_properties`` are
     added to the properties, e.g. :data:`BITMAP_FILE`)."""
     props = {str(k): str(v) for k, v in registered_properties.items() if v is not None}
-    props.update(detected_os_properties(inspection, props))
+    if props.get("virtual_env_type") not in NO_GUEST_TYPES:
+        props.update(detected_os_properties(inspection, props))
     props.update(extra_properties or {})
     props["__image_size"] = str(size)
     return {

@@ -7,8 +7,9 @@ named, so a schema change shows up here.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from sqlalchemy import Connection, Row, select
@@ -16,6 +17,9 @@ from sqlalchemy import Connection, Row, select
 from imageport.service import codes
 from imageport.service.errors import NotFound
 from imageport.service.tables import images, jobs
+
+MAX_SUB_JOBS = 3
+"""Most sub-jobs read for one job (a registration has at most three ``data_images``)."""
 
 #: image columns listed and rendered (``report`` is kept out of listings: it can be large)
 IMAGE_COLUMNS = [c for c in images.c if c.name != "report"]
@@ -97,6 +101,34 @@ class JobRecord:
     begin_time: str
     end_time: str | None
     params: Mapping[str, object] = field(default_factory=dict)
+    #: The jobs of a registration's ``data_images`` (``params.sub_jobs``), each its own record.
+    sub_jobs: tuple[JobRecord, ...] = ()
+
+    @property
+    def overall_status(self) -> str:
+        """The status of the whole request: a job with sub-jobs has ended only when they all
+        have, and has failed when any of them failed (its own status otherwise)."""
+        statuses = [self.status, *(sub.status for sub in self.sub_jobs)]
+        if "FAIL" in statuses:
+            return "FAIL"
+        if any(status in ("INIT", "RUNNING") for status in statuses[1:]):
+            return "RUNNING" if self.status != "INIT" else "INIT"
+        return self.status
+
+    @property
+    def failed_sub_job(self) -> JobRecord | None:
+        """The first sub-job that failed (when the job itself did not)."""
+        if self.status == "FAIL":
+            return None
+        return next((sub for sub in self.sub_jobs if sub.status == "FAIL"), None)
+
+    @property
+    def overall_end_time(self) -> str | None:
+        """When the last of the job and its sub-jobs ended (None while any runs)."""
+        ends = [self.end_time, *(sub.end_time for sub in self.sub_jobs)]
+        if self.overall_status not in ("SUCCESS", "FAIL") or any(e is None for e in ends):
+            return self.end_time if self.overall_status == "FAIL" else None
+        return max(e for e in ends if e is not None)
 
     @classmethod
     def from_row(cls, row: Row[Any], image_name: str | None) -> JobRecord:
@@ -150,4 +182,13 @@ def job_record(conn: Connection, project_id: str, job_id: str) -> JobRecord:
                 images.c.id == row.image_id, images.c.project_id == project_id
             )
         ).scalar()
-    return JobRecord.from_row(row, name)
+    record = JobRecord.from_row(row, name)
+    subs = record.params.get("sub_jobs")
+    if isinstance(subs, list) and subs:
+        found = []
+        for sub in subs[:MAX_SUB_JOBS]:
+            if isinstance(sub, str) and sub != job_id:
+                with contextlib.suppress(NotFound):  # never deleted today; shown if present
+                    found.append(job_record(conn, project_id, sub))
+        record = replace(record, sub_jobs=tuple(r for r in found if not r.sub_jobs))
+    return record

@@ -26,15 +26,20 @@ IMG.0015     the project holds ``image_quota`` images already (50 by default, as
 IMG.0017     ``image_url`` is missing or not ``bucket:key``
 IMG.0109     the bucket part of ``image_url`` is not a valid bucket name
 IMG.0175     a folder or file name in the object key contains a space
-IMG.0055     ``min_disk`` (40-1024 GiB) or ``min_ram``/``max_ram`` out of range
+IMG.0055     ``min_disk`` (40-1024 GiB; a data image's 1-2048 in ``data_images``, 40-2048 on
+             the data-image route) or ``min_ram``/``max_ram`` out of range
 IMG.0056     ``os_version`` is not in the ``__os_version`` list, or missing for quick import
 IMG.0122     ``os_type`` is not ``Linux`` (or disagrees with ``os_version``)
 IMG.0212     ``architecture`` is not ``x86`` or ``arm``
 IMG.0141     ``hw_firmware_type`` is not ``bios`` or ``uefi``, or ``bios`` with ``arm``
-IMG.0024     ``type`` is not one this platform offers (``ECS``, ``FusionCompute``)
+IMG.0024     ``type`` is not one the route offers (``ECS``, ``FusionCompute``; ``IsoImage``
+             on a registration; ``DataImage`` on a quick import)
+IMG.0166     ``type: IsoImage`` without ``os_version``
+IMG.0167     ``type: IsoImage`` with a field an ISO image cannot have (``is_quick_import``,
+             ``data_images``, ``is_config``)
 IMG.0095     ``cmk_id`` given: no KMS key can be found (there is no KMS here)
-IMG.SOURCE   ``instance_id``/``volume_id``/``data_images``: servers and volumes do not
-             exist on this platform yet (our code; the vendor has none for this)
+IMG.SOURCE   ``instance_id``/``volume_id`` (also in a ``data_images`` item): servers and
+             volumes do not exist on this platform yet (our code; the vendor has none)
 ============ ======================================================================
 
 The checks of the object to import (bucket access, storage class, size, region) are in
@@ -69,6 +74,8 @@ MAX_KEY = 1024
 """Longest object key accepted in ``image_url`` (as S3)."""
 MIN_SYSTEM_DISK_GIB = 40
 MAX_SYSTEM_DISK_GIB = 1024
+MAX_DATA_DISK_GIB = 2048
+"""Largest ``min_disk`` of a data image (the vendor's limit for data disks made from files)."""
 MAX_RAM_MB = 1024 * 1024
 """Largest ``min_ram``/``max_ram`` (MB, 1 TiB)."""
 MAX_TAGS = 10
@@ -237,16 +244,18 @@ def images_held(conn: Connection, project_id: str) -> int:
     return held
 
 
-def check_quota(conn: Connection, project_id: str, quota: int) -> None:
-    """IMG.0015 when the project already holds ``quota`` images (of any status; 0 means no
-    limit). Checked when a request is accepted, in the transaction that adds the image."""
+def check_quota(conn: Connection, project_id: str, quota: int, adding: int = 1) -> None:
+    """IMG.0015 when the project's images (of any status; ``quota`` 0 means no limit) and the
+    ``adding`` new ones would be more than ``quota``. Checked when a request is accepted, in
+    the transaction that adds the images."""
     if quota <= 0:
         return
     held = images_held(conn, project_id)
-    if held >= quota:
+    if held + adding > quota:
+        more = "" if adding == 1 else f", this request adds {adding}"
         raise RequestInvalid(
             codes.QUOTA_EXCEEDED,
-            f"the project holds {held} images and its quota is "
+            f"the project holds {held} images{more} and its quota is "
             f"{quota}: delete images first (the operator sets the quota with "
             "imageport serve --image-quota)",
         )
@@ -295,14 +304,17 @@ def check_image_url(value: object, field: str = "image_url") -> ImageUrl:
     return ImageUrl(bucket, key)
 
 
-def check_min_disk(value: object) -> int:
+def check_min_disk(
+    value: object,
+    low: int = MIN_SYSTEM_DISK_GIB,
+    high: int = MAX_SYSTEM_DISK_GIB,
+    field: str = "min_disk",
+) -> int:
     """The system disk of servers from the image, 40-1024 GiB (IMG-DISK-SIZE; the job checks
-    that the image's virtual size fits)."""
+    that the image's virtual size fits); ``low``-``high`` for a data image's disk."""
     if value is None:
-        raise RequestInvalid(codes.DISK_OR_RAM_INVALID, "min_disk is required (40-1024 GiB)")
-    return check_int(
-        value, "min_disk", codes.DISK_OR_RAM_INVALID, MIN_SYSTEM_DISK_GIB, MAX_SYSTEM_DISK_GIB
-    )
+        raise RequestInvalid(codes.DISK_OR_RAM_INVALID, f"{field} is required ({low}-{high} GiB)")
+    return check_int(value, field, codes.DISK_OR_RAM_INVALID, low, high)
 
 
 def check_ram(min_ram: object, max_ram: object) -> tuple[int, int | None]:
@@ -379,18 +391,30 @@ def check_firmware(value: object, architecture: str) -> str | None:
     return str(value)
 
 
-def check_image_type(value: object) -> str:
-    """``ECS`` (default) or ``FusionCompute``: the platform has no bare-metal, ISO or data-disk
-    import yet (IMG.0024)."""
+def check_image_type(value: object, *, also: tuple[str, ...] = ()) -> str:
+    """``ECS`` (default) or ``FusionCompute``, or one of ``also`` (the route's other types:
+    ``IsoImage`` for a registration, ``DataImage`` for a quick import); the platform has no
+    bare-metal import (IMG.0024)."""
     if value is None:
         return "ECS"
-    if value in ("ECS", "FusionCompute"):
+    if value in ("ECS", "FusionCompute", *also):
         return str(value)
+    offered = ", ".join(("ECS", "FusionCompute", *also))
     if value in ("BMS", "Ironic", "IsoImage", "DataImage"):
         raise RequestInvalid(
-            codes.TYPE_INVALID, f"type {value} images are not offered here; use ECS"
+            codes.TYPE_INVALID, f"type {value} images are not offered here; use one of {offered}"
         )
-    raise RequestInvalid(codes.TYPE_INVALID, "type must be ECS")
+    raise RequestInvalid(codes.TYPE_INVALID, f"type must be one of {offered}")
+
+
+def check_data_os_type(value: object) -> str:
+    """A data image's ``os_type``: ``Linux`` (default) or ``Windows``, the system of the
+    servers its disk is for (IMG.0122); nothing on the disk is judged by it."""
+    if value is None:
+        return "Linux"
+    if value not in ("Linux", "Windows"):
+        raise RequestInvalid(codes.OS_TYPE_INVALID, "os_type must be Linux or Windows")
+    return str(value)
 
 
 def check_license_type(value: object) -> None:
@@ -409,12 +433,11 @@ def check_enterprise_project(value: object) -> str | None:
 
 
 def refuse_other_sources(body: Mapping[str, object]) -> None:
-    """Only files can be imported: servers, volumes and data disks do not exist here yet
+    """Only files can be imported: servers and volumes do not exist here yet
     (``IMG.SOURCE``), and neither does KMS (``IMG.0095``, the vendor's "key not found")."""
     for field, what in (
         ("instance_id", "a server (instance_id)"),
         ("volume_id", "a volume (volume_id)"),
-        ("data_images", "data disks (data_images)"),
     ):
         if body.get(field) not in (None, "", []):
             raise RequestInvalid(

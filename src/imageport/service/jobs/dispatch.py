@@ -19,7 +19,11 @@ from imageport import metrics
 from imageport.service import codes
 from imageport.service.clock import time_text
 from imageport.service.context import Services
-from imageport.service.images.import_request import IMPORT_JOB, NATIVE_IMPORT_JOB
+from imageport.service.images.import_request import (
+    DATA_IMPORT_JOB,
+    IMPORT_JOB,
+    NATIVE_IMPORT_JOB,
+)
 from imageport.service.jobs import copy_job, export_job, import_job, state
 from imageport.service.jobs.export_request import EXPORT_JOB
 from imageport.service.statuses import JobStatus
@@ -31,6 +35,7 @@ Runner = Callable[[Services, str], None]
 #: Job type -> its runner: every type this server writes.
 RUNNERS: Mapping[str, Runner] = {
     IMPORT_JOB: import_job.run_job,
+    DATA_IMPORT_JOB: import_job.run_job,
     NATIVE_IMPORT_JOB: import_job.run_job,
     EXPORT_JOB: export_job.run_job,
     copy_job.COPY_JOB: copy_job.run_copy_job,

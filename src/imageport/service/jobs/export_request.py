@@ -15,7 +15,8 @@ IMG.0017      400    ``bucket_url`` is not ``bucket:key`` (IMG.0109 bad bucket n
 IMG.NOT_FOUND 404    no such image in the caller's project
 IMG.STATE     409    the image is not ``active`` (it has no stored file yet, or failed)
 IMG.0072      400    ``file_format`` is not one of :data:`EXPORT_FORMATS`; or, for a quick
-                     export, not the stored file's own format
+                     export, not the stored file's own format; an ISO image exported
+                     other than quickly (it is an ISO file, not a disk to convert)
 IMG.0069      400    the bucket does not exist or is another project's (one answer)
 IMG.0058      400    the bucket is not of the STANDARD storage class
 ============= ====== ==================================================================
@@ -84,7 +85,8 @@ class ExportParams:
 
 def check_file_format(value: object, *, quick: bool, stored: str) -> str:
     """The format to write: ``value`` (IMG.0072 unless in :data:`EXPORT_FORMATS`), or for a
-    quick export the stored format (``value`` may only repeat it)."""
+    quick export the stored format (``value`` may only repeat it). An ISO image (stored
+    ``iso``) is exported only as it is: a quick export (IMG.0072 otherwise)."""
     if value is not None and not isinstance(value, str):
         raise RequestInvalid(codes.BAD_REQUEST, "file_format must be a string")
     fmt = value.lower() if isinstance(value, str) and value else None
@@ -96,6 +98,12 @@ def check_file_format(value: object, *, quick: bool, stored: str) -> str:
                 f"({stored}); omit file_format or give {stored}",
             )
         return stored
+    if stored == "iso":
+        raise RequestInvalid(
+            codes.FORMAT_NOT_SUPPORTED,
+            "an ISO image is the ISO file it was registered from, not a disk to convert: "
+            "export it as it is with is_quick_export true (and no file_format)",
+        )
     if fmt is None:
         raise RequestInvalid(
             codes.BAD_REQUEST, "file_format is required: one of " + ", ".join(EXPORT_FORMATS)

@@ -36,6 +36,13 @@ is::
              computed when the object was uploaded (the same bytes)
     store    rename into place, image active (``__bitmap_file`` names the bitmap)
 
+A data image (``params.disk_kind`` ``data``: ``imsImportDataImageJob``) takes the normal
+path (or the quick one), checked by the rules about the file only (no guest rules: it has no
+system to boot). An ISO image (``disk_kind`` ``iso``) takes the quick path's phases without
+a bitmap: the ISO 9660 file is checked (format, safety, size) and stored as it is, as
+``images/<image id>.iso`` with ``disk_format`` ``iso``: it is installation media, not a disk
+to convert.
+
 Untrusted image bytes are read only by the worker processes (:class:`ImageWorker`): this module
 only moves files and hashes them. Every way out ends the job: a rule failure, a worker limit
 (named in the reason), a cancellation (``IMG.CANCELLED``) or an unexpected error
@@ -57,6 +64,7 @@ from imageport import metrics
 from imageport.durable import fsync_dir
 from imageport.fastimport.naming import bitmap_key_for
 from imageport.rules.base import CheckOptions
+from imageport.rules.container import ISO_FORMAT
 from imageport.service import codes
 from imageport.service.clock import new_id
 from imageport.service.context import Services
@@ -80,6 +88,9 @@ log = logging.getLogger(__name__)
 #: Formats a quick-import job stores as they are (the vendor's IMS API reference, "Importing
 #: an Image File Quickly").
 QUICK_FORMATS = ("raw", "zvhd2")
+#: The format an ISO image's file is probed as (rule IMG-FORMAT) and the ``disk_format`` it
+#: is stored with.
+ISO_PROBED, ISO_DISK_FORMAT = ISO_FORMAT, "iso"
 #: Checker limits whose hit is a finding about the file (IMG-SAFE), not a service failure: a
 #: well-formed image is checked in about a second and its report is small. (Memory is not
 #: among them: the readers' caps bound it, so running short is the service's own limit.)
@@ -92,9 +103,8 @@ def run_job(services: Services, job_id: str) -> None:
     job = state.claim(services, job_id)
     if job is None:
         return
-    progress = state.Progress(
-        services, job.id, state.QUICK_PHASES if job.params.quick_import else state.PHASES
-    )
+    as_is = job.params.quick_import or job.params.disk_kind == "iso"
+    progress = state.Progress(services, job.id, state.QUICK_PHASES if as_is else state.PHASES)
 
     def work(scratch: list[Path]) -> bool:
         _run_phases(services, job, progress, scratch)
@@ -117,7 +127,7 @@ def _run_phases(
     if registered is None:
         raise JobFailedError(codes.INTERNAL, f"the image {job.image_id} no longer exists")
     _check_cancelled(progress)
-    if job.params.quick_import:
+    if job.params.quick_import or job.params.disk_kind == "iso":
         _run_quick_phases(services, worker, job, progress, scratch)
         return
     fmt = job.params.stored_format or services.settings.stored_format
@@ -150,15 +160,20 @@ def _run_quick_phases(
     progress: state.Progress,
     scratch: list[Path],
 ) -> None:
-    """Quick import: check (with the bitmap), then store the file as it is."""
+    """Quick import: check (with the bitmap), then store the file as it is (an ISO image
+    too, without a bitmap)."""
+    iso = job.params.disk_kind == "iso"
     with contextlib.ExitStack() as room:  # held until the image is stored
         with fetch(services, job, progress) as fetched:
             inspection = _check(worker, job, fetched, progress)
-            if inspection.format not in QUICK_FORMATS:
-                # the rules refuse other formats for fast import (IMG-FAST-RAW); fail closed
+            if inspection.format not in ((ISO_PROBED,) if iso else QUICK_FORMATS):
+                # the rules refuse other formats (IMG-FAST-RAW, IMG-FORMAT); fail closed
                 raise JobFailedError(
                     codes.FORMAT_NOT_SUPPORTED,
-                    f"quick import stores RAW or ZVHD2 files as they are; this file is "
+                    "an ISO image stores an ISO 9660 file as it is; this file is "
+                    f"{inspection.format}"
+                    if iso
+                    else "quick import stores RAW or ZVHD2 files as they are; this file is "
                     f"{inspection.format}",
                     inspection.report,
                 )
@@ -179,7 +194,7 @@ def _run_quick_phases(
             services,
             job,
             output,
-            inspection.format,
+            ISO_DISK_FORMAT if iso else inspection.format,
             inspection,
             checksum,
             size,
@@ -205,6 +220,7 @@ def check_options(params: state.JobParams, bitmap_path: Path | None = None) -> C
         bitmap_path=None if bitmap_path is None else str(bitmap_path),
         declared_format=params.declared_format,
         architecture=params.architecture,
+        disk_kind=params.disk_kind,
     )
 
 
@@ -271,7 +287,7 @@ def _check(
                 f"beside {params.bucket}:{params.key}; there is none"
             )
         raise JobFailedError(failed[0].rule_id, failure_reason(failed, notes), inspection.report)
-    if not inspection.readable or inspection.virtual_size is None:
+    if not _stored_safely(inspection, job.params) or inspection.virtual_size is None:
         # the rules pass only readable files; fail closed if that ever changes
         raise JobFailedError(
             "IMG-SAFE",
@@ -279,6 +295,19 @@ def _check(
             inspection.report,
         )
     return inspection
+
+
+def _stored_safely(inspection: ImageInspection, params: state.JobParams) -> bool:
+    """Whether the checked file may be stored: a readable disk, or for an ISO image an intact
+    ISO 9660 file (no disk is opened in it: it is stored as it is)."""
+    if params.disk_kind == "iso":
+        return (
+            inspection.format == ISO_PROBED
+            and not inspection.hazards
+            and inspection.damage is None
+            and inspection.encryption is None
+        )
+    return inspection.readable
 
 
 def _scratch_file(services: Services, scratch: list[Path], suffix: str) -> Path:
@@ -374,7 +403,8 @@ def _verification_problems(
     problems = []
     if found.format != disk_format:
         problems.append(f"it is {found.format}, not {disk_format}")
-    if not found.readable:
+    iso_intact = found.format == ISO_PROBED and not (found.hazards or found.damage)
+    if not found.readable and not (iso_intact and found.encryption is None):
         detail = "; ".join((*found.hazards, found.damage or "", found.encryption or ""))
         problems.append(f"it is not a clean image ({detail.strip('; ')})")
     if found.virtual_size != inspection.virtual_size:

@@ -74,6 +74,21 @@ def insert_job(
     return job_id
 
 
+def link_sub_jobs(conn: Connection, parent: str, subs: list[str]) -> None:
+    """Make ``subs`` the sub-jobs of ``parent`` (inside the caller's transaction): the
+    parent's ``params.sub_jobs`` names them, each one's ``params.parent_job`` the parent.
+    Shown by :func:`~imageport.service.images.records.job_record`; cancelling the parent
+    cancels them too."""
+    for job_id, key, value in (
+        (parent, "sub_jobs", list(subs)),
+        *((s, "parent_job", parent) for s in subs),
+    ):
+        params = conn.execute(select(jobs.c.params).where(jobs.c.id == job_id)).scalar_one()
+        conn.execute(
+            update(jobs).where(jobs.c.id == job_id).values(params={**(params or {}), key: value})
+        )
+
+
 def running_job_of(conn: Connection, image_id: str) -> Row[Any] | None:
     """The image's job that is INIT or RUNNING, if any."""
     return conn.execute(
@@ -93,11 +108,26 @@ def show_job(
 
 
 def cancel_job(services: Services, project_id: str, job_id: str) -> JobRecord:
-    """Ask the worker to stop the job; the job as it is now (``cancel_requested`` set)."""
+    """Ask the worker to stop the job, and its sub-jobs (a registration's ``data_images``);
+    the job as it is now (``cancel_requested`` set)."""
+    record = _cancel_one(services, project_id, job_id)
+    for sub in record.sub_jobs:
+        if sub.status in UNFINISHED_JOB:
+            _cancel_one(services, project_id, sub.id)
+    with services.db.connect() as conn:
+        return job_record(conn, project_id, job_id)
+
+
+def _cancel_one(services: Services, project_id: str, job_id: str) -> JobRecord:
+    """Cancel one job (see :func:`cancel_job`); IMG.STATE when the job and its sub-jobs
+    have all ended."""
     with services.db.begin() as conn:
         record = job_record(conn, project_id, job_id)
-        if record.status not in UNFINISHED_JOB:
+        running = [r for r in (record, *record.sub_jobs) if r.status in UNFINISHED_JOB]
+        if not running:
             raise Conflict(codes.STATE, f"job {job_id} has already ended ({record.status})")
+        if record.status not in UNFINISHED_JOB:
+            return record  # its sub-jobs still run: the caller cancels them
         now = time_text(services.clock())
         ended = (
             conn.execute(

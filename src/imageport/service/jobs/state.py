@@ -15,6 +15,7 @@ from typing import Any
 
 from sqlalchemy import Connection, select, update
 
+from imageport.rules.base import DiskKind
 from imageport.service.clock import time_text
 from imageport.service.context import Services
 from imageport.service.statuses import IMAGE_IN_PROGRESS, ImageStatus, JobStatus
@@ -63,6 +64,9 @@ class JobParams:
     #: The architecture the image is registered with (``x86`` or ``arm``, as the request named
     #: it), checked against the guest's by IMG-ARCH; None in a document without it.
     architecture: str | None = None
+    #: What the file is checked and stored as: ``system`` (a document without it), ``data``
+    #: (a data image: no guest rules) or ``iso`` (an ISO image: stored as it is).
+    disk_kind: DiskKind = "system"
 
     @classmethod
     def from_document(cls, doc: object) -> JobParams:
@@ -81,6 +85,7 @@ class JobParams:
         staged = d.get("staged")
         declared = d.get("declared_format")
         architecture = d.get("architecture")
+        kind = d.get("disk_kind")
         return cls(
             bucket=text("bucket"),
             key=text("key"),
@@ -94,6 +99,7 @@ class JobParams:
             staged=staged if isinstance(staged, str) and staged else None,
             declared_format=declared if isinstance(declared, str) and declared else None,
             architecture=architecture if architecture in ("x86", "arm") else None,
+            disk_kind=kind if kind in ("data", "iso") else "system",
         )
 
 

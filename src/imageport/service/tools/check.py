@@ -21,7 +21,7 @@ from imageport.formats.base import Container, Hazard
 from imageport.guest.facts.inspect import GuestFacts, inspect_guest
 from imageport.guest.facts.summary import GuestSummary, summarize_guest
 from imageport.rules.base import BitmapCheck, CheckOptions, ImageFacts
-from imageport.rules.catalogue import RULES
+from imageport.rules.catalogue import rules_for
 from imageport.rules.engine import run_rules
 from imageport.source import ByteSource, FileSource
 
@@ -148,7 +148,7 @@ def check_image(
             bitmap = check_bitmap(path, opts.bitmap_path, bitmap_origin)
         # rules may read guest files, so they run while the source is open
         facts = ImageFacts(found.container, found.allocated_bytes, opts, found.guest, bitmap)
-        findings = run_rules(RULES, facts)
+        findings = run_rules(rules_for(opts.disk_kind), facts)
         summary = summarize_guest(found.guest) if found.guest is not None else None
         bytes_read = source.bytes_read + (bitmap.bytes_read if bitmap is not None else 0)
     return CheckReport(
