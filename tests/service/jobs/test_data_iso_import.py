@@ -1,0 +1,171 @@
+"""Data images and ISO images through the service: real SQLite, the local object store, the
+checker and probe in limited worker processes, files made by qemu-img (a data disk with no
+system on it) and a hand-made ISO 9660 volume.
+
+A data disk is judged only by the rules about the file (no guest rules: the same empty disk
+registered as a system disk fails IMG-SYSTEM-DISK); a registration's ``data_images`` are
+sub-jobs of its job, which ends with the last of them. An ISO is stored as it is (``disk_format
+iso``), refused as a system disk and refused in an ISO image when it is not an ISO.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from imageport.service.context import Services
+from imageport.service.errors import RequestInvalid
+from imageport.service.images.lifecycle import create_data_image
+from imageport.service.jobs.export_request import export_image
+from imageport.service.jobs.import_job import run_job
+from imageport.service.jobs.manage import cancel_job, show_job
+from support import fuzz_seeds
+from support import import_fixtures as fx
+
+BUCKET = fx.BUCKET
+DEBIAN = "Debian GNU/Linux 12.0.0 64bit"
+
+
+@pytest.fixture(scope="module")
+def data_disk(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A 2 GiB qcow2 data disk with nothing on it (no partition table, no system)."""
+    path = tmp_path_factory.mktemp("data") / "data.qcow2"
+    subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", str(path), "2G"], check=True)
+    return path
+
+
+@pytest.fixture(scope="module")
+def iso_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("iso") / "install.iso"
+    path.write_bytes(fuzz_seeds.minimal_iso())
+    return path
+
+
+def upload(services: Services, key: str, path: Path) -> str:
+    fx.put_object(services, fx.project_id(services), key, path)
+    return f"{BUCKET}:{key}"
+
+
+def test_data_images_are_sub_jobs_of_the_registration(services: Services, data_disk: Path) -> None:
+    pid = fx.project_id(services)
+    logs = upload(services, "data/logs.qcow2", data_disk)
+    job_id = fx.register(
+        services,
+        fx.good_image("qcow2"),
+        name="web",
+        os_version=DEBIAN,
+        data_images=[{"name": "logs", "image_url": logs, "min_disk": 2, "tags": ["role.logs"]}],
+    )
+    parent = show_job(services, pid, job_id)
+    (sub,) = parent.sub_jobs
+    assert (sub.job_type, sub.image_name, sub.status) == ("imsImportDataImageJob", "logs", "INIT")
+    run_job(services, job_id)
+    parent = show_job(services, pid, job_id)
+    assert parent.status == "SUCCESS" and parent.overall_status == "RUNNING"
+    assert parent.overall_end_time is None
+    run_job(services, sub.id)
+    parent = show_job(services, pid, job_id)
+    assert parent.overall_status == "SUCCESS", parent.sub_jobs[0].fail_reason
+    image = fx.image_row(services, sub.id)
+    props = image.properties
+    assert (image.status, image.min_disk, image.tags) == ("active", 2, ["role=logs"])
+    assert (props["virtual_env_type"], props["__imagetype"], props["__os_type"]) == (
+        "DataImage",
+        "private",
+        "Linux",
+    )
+    assert "__os_version" not in props and "hw_firmware_type" not in props
+    report_rules = {f["rule_id"] for f in image.report["findings"]}
+    assert "IMG-SYSTEM-DISK" not in report_rules
+    system = fx.image_row(services, job_id)
+    assert system.properties["virtual_env_type"] == "FusionCompute"
+
+
+def test_a_failed_data_image_fails_the_whole_request(services: Services, data_disk: Path) -> None:
+    pid = fx.project_id(services)
+    small = upload(services, "data/small.qcow2", data_disk)
+    job_id = fx.register(
+        services,
+        fx.good_image("qcow2"),
+        name="web2",
+        os_version=DEBIAN,
+        data_images=[{"name": "too small", "image_url": small, "min_disk": 1}],
+    )
+    sub_id = show_job(services, pid, job_id).sub_jobs[0].id
+    run_job(services, sub_id)  # the sub-job may run first
+    parent = show_job(services, pid, job_id)
+    assert parent.overall_status == "FAIL" and parent.status == "INIT"
+    failed = parent.failed_sub_job
+    assert failed is not None and failed.error_code == "IMG-DISK-SIZE"
+    assert "min_disk 1 GiB is smaller than the data disk (2 GiB)" in (failed.fail_reason or "")
+    cancel_job(services, pid, job_id)  # the parent still can be cancelled
+    assert show_job(services, pid, job_id).status == "FAIL"
+
+
+def test_data_image_route_and_the_same_disk_as_a_system_disk(
+    services: Services, data_disk: Path
+) -> None:
+    pid = fx.project_id(services)
+    url = upload(services, "data/disk.qcow2", data_disk)
+    job_id = create_data_image(
+        services, pid, {"name": "data", "image_url": url, "min_disk": 40, "os_type": "Windows"}
+    )
+    job = show_job(services, pid, job_id)
+    assert job.job_type == "imsImportDataImageJob" and not job.sub_jobs
+    run_job(services, job_id)
+    job = show_job(services, pid, job_id)
+    assert job.status == "SUCCESS", job.fail_reason
+    image = fx.image_row(services, job_id)
+    assert image.properties["virtual_env_type"] == "DataImage"
+    assert image.properties["__os_type"] == "Windows"
+    assert image.disk_format == services.settings.stored_format
+    assert image.virtual_size == 2 << 30
+    # the same file as a system disk: the guest rules run and find no system
+    system_job = fx.register(services, data_disk, name="not-a-system", os_version=DEBIAN)
+    run_job(services, system_job)
+    failed = fx.job_row(services, system_job)
+    assert failed.status == "FAIL" and "IMG-SYSTEM-DISK" in failed.fail_reason
+
+
+def test_iso_image_is_stored_as_it_is(services: Services, iso_file: Path) -> None:
+    pid = fx.project_id(services)
+    job_id = fx.register(services, iso_file, name="installer", type="IsoImage", os_version=DEBIAN)
+    run_job(services, job_id)
+    job = fx.job_row(services, job_id)
+    assert job.status == "SUCCESS", job.fail_reason
+    image = fx.image_row(services, job_id)
+    assert (image.disk_format, image.blob) == ("iso", f"{image.id}.iso")
+    assert image.properties["virtual_env_type"] == "IsoImage"
+    assert image.properties["__os_version"] == DEBIAN
+    stored = services.settings.images_dir / image.blob
+    assert stored.read_bytes() == iso_file.read_bytes()
+    rules = {f["rule_id"] for f in image.report["findings"]}
+    assert not rules & {"IMG-SYSTEM-DISK", "IMG-BOOT-MODE", "IMG-LOGIN"}
+    # exported only as it is
+    with pytest.raises(RequestInvalid) as info:
+        export_image(
+            services, pid, image.id, {"bucket_url": f"{BUCKET}:out.qcow2", "file_format": "qcow2"}
+        )
+    assert info.value.code == "IMG.0072" and "is_quick_export" in info.value.message
+    export_image(
+        services, pid, image.id, {"bucket_url": f"{BUCKET}:out.iso", "is_quick_export": True}
+    )
+
+
+def test_iso_and_disk_are_not_interchangeable(
+    services: Services, iso_file: Path, data_disk: Path
+) -> None:
+    as_system = fx.register(services, iso_file, name="iso-as-ecs", os_version=DEBIAN)
+    run_job(services, as_system)
+    job = fx.job_row(services, as_system)
+    assert job.status == "FAIL" and job.error_code == "IMG-FORMAT"
+    assert "iso9660" in job.fail_reason
+    disk_as_iso = fx.register(
+        services, data_disk, name="disk-as-iso", type="IsoImage", os_version=DEBIAN
+    )
+    run_job(services, disk_as_iso)
+    job = fx.job_row(services, disk_as_iso)
+    assert job.status == "FAIL" and job.error_code == "IMG-FORMAT"
+    assert "ISO 9660 file; this file is qcow2" in job.fail_reason
