@@ -28,7 +28,7 @@ from imageport.service.access.projects import AccessKey, create_key, create_proj
 from imageport.service.context import Services
 from imageport.service.jobs.import_job import run_job
 from imageport.service.tables import images
-from support import import_fixtures, server_process, service_fixtures
+from support import fuzz_seeds, import_fixtures, server_process, service_fixtures
 from support.sdk_requests import sdk_signed
 
 # The SDK marks ShowJob and the Glance* operations deprecated but still sends them (and
@@ -343,3 +343,82 @@ def test_image_quota_through_the_sdk(api: Api) -> None:
         ).scalar_one()
     assert [(q.type, q.used, q.quota) for q in mine] == [("image", held, 50)]  # the default
     assert [(q.type, q.used) for q in theirs] == [("image", 0)]  # per project
+
+
+def test_data_images_through_the_sdk(api: Api) -> None:
+    """A data image from a file with the SDK's CreateDataImage, and a registration with
+    data_images (the SDK's CreateDataImage item has no image_url, so that body is sent signed
+    by hand), whose job the SDK's ShowJob reads with its sub_jobs_list and sub_jobs_result."""
+    ims = api.client(api.alpha)
+    body = m.CreateDataImageRequestBody(
+        name="sdk-data", image_url="images:disk/empty.qcow2", min_disk=40, os_type="Linux"
+    )
+    job_id = ims.create_data_image(m.CreateDataImageRequest(body=body)).job_id
+    run_job(api.services, job_id)
+    job = ims.show_job(m.ShowJobRequest(job_id=job_id))
+    assert (job.status, job.job_type) == ("SUCCESS", "imsImportDataImageJob"), job.fail_reason
+    listed = ims.list_images(m.ListImagesRequest(virtual_env_type="DataImage", name="sdk-data"))
+    (image,) = listed.images
+    assert (image.virtual_env_type, image.imagetype, image.os_type) == (
+        "DataImage",
+        "private",
+        "Linux",
+    )
+    err = sdk_error(
+        lambda: ims.create_data_image(
+            m.CreateDataImageRequest(
+                body=m.CreateDataImageRequestBody(**{**body.to_dict(), "min_disk": 39})
+            )
+        )
+    )
+    assert err.error_code == "IMG.0055"
+
+    doc = {
+        "name": "sdk-with-data",
+        "image_url": "images:disk/ready.qcow2",
+        "min_disk": 40,
+        "os_version": "Ubuntu 22.04 server 64bit",
+        "data_images": [
+            {"name": "sdk-data-1", "image_url": "images:disk/empty.qcow2", "min_disk": 1},
+        ],
+    }
+    sent = api.send(api.signed("POST", "/v2/cloudimages/action", json.dumps(doc).encode()))
+    assert sent.status_code == 200, sent.text
+    parent_id = sent.json()["job_id"]
+    job = ims.show_job(m.ShowJobRequest(job_id=parent_id))
+    (sub_id,) = job.entities.sub_jobs_list
+    (result,) = job.entities.sub_jobs_result
+    assert (result.job_id, result.job_type, result.status) == (
+        sub_id,
+        "imsImportDataImageJob",
+        "INIT",
+    )
+    assert result.entities.image_name == "sdk-data-1"
+    run_job(api.services, parent_id)
+    assert ims.show_job(m.ShowJobRequest(job_id=parent_id)).status == "RUNNING"
+    run_job(api.services, sub_id)
+    job = ims.show_job(m.ShowJobRequest(job_id=parent_id))
+    assert job.status == "SUCCESS" and job.entities.sub_jobs_result[0].status == "SUCCESS"
+    data = ims.list_images(m.ListImagesRequest(name="sdk-data-1")).images[0]
+    assert (data.virtual_env_type, data.min_disk) == ("DataImage", 1)
+
+
+def test_iso_image_through_the_sdk(api: Api) -> None:
+    ims = api.client(api.alpha)
+    import_fixtures.store_bytes(api.services, "images", "iso/install.iso", fuzz_seeds.minimal_iso())
+    iso = create_body("sdk-iso", "images:iso/install.iso", type="IsoImage", is_quick_import=None)
+    job_id = ims.create_image(m.CreateImageRequest(body=iso)).job_id
+    run_job(api.services, job_id)
+    job = ims.show_job(m.ShowJobRequest(job_id=job_id))
+    assert job.status == "SUCCESS", job.fail_reason
+    image = ims.list_images(m.ListImagesRequest(name="sdk-iso")).images[0]
+    assert (image.disk_format, image.virtual_env_type) == ("iso", "IsoImage")
+    assert image.os_version == "Ubuntu 22.04 server 64bit"
+    no_os = create_body("sdk-iso-2", "images:iso/install.iso", type="IsoImage", os_version=None)
+    err = sdk_error(lambda: ims.create_image(m.CreateImageRequest(body=no_os)))
+    assert err.error_code == "IMG.0166"
+    quick = create_body(
+        "sdk-iso-3", "images:iso/install.iso", type="IsoImage", is_quick_import=True
+    )
+    err = sdk_error(lambda: ims.create_image(m.CreateImageRequest(body=quick)))
+    assert err.error_code == "IMG.0167"
