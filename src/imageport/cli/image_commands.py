@@ -1,9 +1,10 @@
 """``imageport image register|ls|show|rm``: images registered from objects in a bucket.
 
 ``register`` creates an image from ``BUCKET:KEY`` (``POST /v2/cloudimages/action``), or with
-``--uninitialized`` the Glance way (``POST /v2/images`` and an upload), or with ``--fast`` by
-fast import (``POST /v2/cloudimages/quickimport/action``, after making sure a RAW image's bitmap
-is in the bucket); ``--wait`` follows the job (:mod:`imageport.cli.job_commands`).
+``--uninitialized`` the Glance way (``POST /v2/images`` and an upload), with ``--data-image``
+as a data image (``POST /v1/cloudimages/dataimages/action``), or with ``--fast`` by fast import
+(``POST /v2/cloudimages/quickimport/action``, after making sure a RAW image's bitmap is in the
+bucket); ``--wait`` follows the job (:mod:`imageport.cli.job_commands`).
 """
 
 from __future__ import annotations
@@ -63,11 +64,15 @@ def image_register(args: argparse.Namespace) -> int:
     if args.source and not args.fast:
         err("--source FILE goes with --fast (it makes the RAW image's bitmap)")
         return EXIT_ERROR
+    problem = _data_image_conflict(args)
+    if problem:
+        err(problem)
+        return EXIT_ERROR
     if args.fast:
         if args.uninitialized:
             err("--fast and --uninitialized cannot be combined")
             return EXIT_ERROR
-        if not args.os_version:
+        if not args.os_version and not args.data_image:
             err(
                 "--fast needs --os-version (fast import requires it), e.g. "
                 '--os-version "Debian GNU/Linux 12.0.0 64bit"'
@@ -95,6 +100,8 @@ def image_register(args: argparse.Namespace) -> int:
                 err("the image API did not return the new image's id")
                 return EXIT_ERROR
             job_id = ims.upload_image(image_id, args.image_url)
+        elif args.data_image:
+            job_id = _register_data_image(ims, args)
         else:
             body: dict[str, object] = {
                 "name": args.name,
@@ -120,6 +127,38 @@ def image_register(args: argparse.Namespace) -> int:
                 print(f"job {job_id}" + (f" (image {image_id})" if image_id else ""))
             return EXIT_OK
         return wait_for(ims, job_id, args.timeout, 1.0, args.json)
+
+
+def _data_image_conflict(args: argparse.Namespace) -> str | None:
+    """Why the options cannot go together (``--data-image`` takes none of a system disk's),
+    or None; ``--os-type`` goes only with ``--data-image``."""
+    if not args.data_image:
+        return "--os-type goes with --data-image" if args.os_type else None
+    for given, option in (
+        (args.uninitialized, "--uninitialized"),
+        (args.os_version, "--os-version"),
+        (args.firmware, "--firmware"),
+        (args.architecture != "x86", "--architecture"),
+    ):
+        if given:
+            return f"--data-image registers a data disk, which has no system: drop {option}"
+    return None
+
+
+def _register_data_image(ims: Any, args: argparse.Namespace) -> str:
+    """A data image: the data-image route, or with ``--fast`` a quick import of type
+    ``DataImage``; the job id."""
+    body: dict[str, object] = {
+        "name": args.name,
+        "image_url": args.image_url,
+        "min_disk": args.min_disk,
+        "os_type": args.os_type or "Linux",
+    }
+    if args.description:
+        body["description"] = args.description
+    if args.fast:
+        return str(ims.quick_import({**body, "type": "DataImage"}))
+    return str(ims.create_data_image(body))
 
 
 def _prepare_fast(args: argparse.Namespace, bucket: str, key: str) -> None:

@@ -110,6 +110,18 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "booting a server from it",
     )
     reg.add_argument(
+        "--data-image",
+        action="store_true",
+        help="register a data disk as a data image (POST /v1/cloudimages/dataimages/action, "
+        "or with --fast a quick import of type DataImage): checked only by the rules about "
+        "the file, --min-disk 40-2048 (1-2048 with --fast)",
+    )
+    reg.add_argument(
+        "--os-type",
+        choices=("Linux", "Windows"),
+        help="with --data-image: the system of the servers the data disk is for (default Linux)",
+    )
+    reg.add_argument(
         "--fast",
         action="store_true",
         help="fast import (RAW with a bitmap, or ZVHD2; up to 1 TiB; stored as "

@@ -105,6 +105,10 @@ class ImsClient:
         """``POST /v2/cloudimages/action``: the job id."""
         return _job_id(self._call("POST", "/v2/cloudimages/action", dict(body)))
 
+    def create_data_image(self, body: Mapping[str, object]) -> str:
+        """``POST /v1/cloudimages/dataimages/action`` (a data image from a file): the job id."""
+        return _job_id(self._call("POST", "/v1/cloudimages/dataimages/action", dict(body)))
+
     def quick_import(self, body: Mapping[str, object]) -> str:
         """``POST /v2/cloudimages/quickimport/action`` (fast import of RAW + bitmap or ZVHD2):
         the job id."""

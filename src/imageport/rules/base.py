@@ -17,7 +17,6 @@ from imageport.findings import Finding, Severity
 from imageport.formats.base import Container
 from imageport.guest.facts.inspect import GuestFacts
 
-
 DiskKind = Literal["system", "data", "iso"]
 """What an image is registered as: a system disk (``ECS``/``FusionCompute``), a data disk
 (``DataImage``: no operating system is judged) or an ISO file (``IsoImage``: stored as it is)."""
