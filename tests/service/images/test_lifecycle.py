@@ -43,6 +43,7 @@ PARAM_KEYS = {
     "stored_format",
     "staged",
     "declared_format",
+    "disk_kind",
 }
 
 
@@ -108,7 +109,7 @@ def test_create_image_registers_a_queued_image_and_submits_its_job(world: World)
     assert isinstance(params, dict) and set(params) == PARAM_KEYS
     assert params["bucket"] == "images" and params["object_size"] == 4100
     assert params["quick_import"] is False and params["uninitialized"] is False
-    assert params["stored_format"] == "qcow2"
+    assert params["stored_format"] == "qcow2" and params["disk_kind"] == "system"
     image = image_queries.get_image(services, mine, str(job["image_id"]))
     assert image.status == "queued" and image.visibility == "private"
     assert image.tags == ["k=v"]
