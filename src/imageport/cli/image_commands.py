@@ -4,7 +4,14 @@
 ``--uninitialized`` the Glance way (``POST /v2/images`` and an upload), with ``--data-image``
 as a data image (``POST /v1/cloudimages/dataimages/action``), or with ``--fast`` by fast import
 (``POST /v2/cloudimages/quickimport/action``, after making sure a RAW image's bitmap is in the
-bucket); ``--wait`` follows the job (:mod:`imageport.cli.job_commands`).
+bucket); ``--wait`` follows the job (:mod:`imageport.cli.job_commands`). Its ``--tags`` are
+sent as the vendor's ``image_tags`` (``tags: ["k=v"]`` on the Glance path), its ``--type`` as
+``type`` (the server says which types it offers).
+
+``ls`` sends its filters as the vendor's list parameters: ``--status`` ``status``, ``--name``
+``name`` (exact), ``--tag K=V`` ``tag=K=V`` (repeatable: every tag must be there), ``--os``
+``__os_version``; ``--sort KEY`` and ``--desc`` are ``sort_key`` and ``sort_dir`` (without
+either the server's order: newest first).
 """
 
 from __future__ import annotations
@@ -27,7 +34,25 @@ from imageport.cli.client_setup import (
 )
 from imageport.cli.job_commands import wait_for
 from imageport.cli.report_commands import print_report, stored_report
+from imageport.cli.tag_commands import TagSyntaxError, parse_tags
 from imageport.service.statuses import ImageStatus
+
+SORT_KEYS = (
+    "created_at",
+    "updated_at",
+    "name",
+    "id",
+    "status",
+    "min_disk",
+    "min_ram",
+    "size",
+    "disk_format",
+    "container_format",
+    "__os_version",
+    "__platform",
+    "__os_type",
+)
+"""``image ls --sort`` values: the server's ``sort_key`` values (a test keeps them equal)."""
 
 _DISK_FORMATS = ("qcow2", "vmdk", "vhd", "vhdx", "qed", "vdi", "qcow", "zvhd2", "zvhd", "raw")
 
@@ -52,6 +77,8 @@ def _glance_body(args: argparse.Namespace, key: str) -> dict[str, object]:
         body["hw_firmware_type"] = args.firmware
     if args.description:
         body["__description"] = args.description
+    if args.tag_pairs:
+        body["tags"] = [f"{k}={v}" for k, v in args.tag_pairs]
     return body
 
 
@@ -67,6 +94,14 @@ def image_register(args: argparse.Namespace) -> int:
     problem = _data_image_conflict(args)
     if problem:
         err(problem)
+        return EXIT_ERROR
+    try:
+        args.tag_pairs = parse_tags(args.tags or ())
+    except TagSyntaxError as exc:
+        err(f"--tags: {exc}")
+        return EXIT_ERROR
+    if args.uninitialized and args.type is not None:
+        err("--type goes with the normal or fast registration, not --uninitialized (Glance)")
         return EXIT_ERROR
     if args.fast:
         if args.uninitialized:
@@ -108,7 +143,7 @@ def image_register(args: argparse.Namespace) -> int:
                 "image_url": args.image_url,
                 "min_disk": args.min_disk,
                 "architecture": args.architecture,
-                "type": "ECS",
+                "type": args.type or "ECS",
             }
             if not args.fast:
                 body.update(is_config=False, is_quick_import=False)
@@ -119,6 +154,8 @@ def image_register(args: argparse.Namespace) -> int:
             ):
                 if value:
                     body[field] = value
+            if args.tag_pairs:
+                body["image_tags"] = [{"key": k, "value": v} for k, v in args.tag_pairs]
             job_id = ims.quick_import(body) if args.fast else ims.create_image(body)
         if not args.wait:
             if args.json:
@@ -139,6 +176,7 @@ def _data_image_conflict(args: argparse.Namespace) -> str | None:
         (args.os_version, "--os-version"),
         (args.firmware, "--firmware"),
         (args.architecture != "x86", "--architecture"),
+        (args.type is not None, "--type"),
     ):
         if given:
             return f"--data-image registers a data disk, which has no system: drop {option}"
@@ -156,6 +194,8 @@ def _register_data_image(ims: Any, args: argparse.Namespace) -> str:
     }
     if args.description:
         body["description"] = args.description
+    if args.tag_pairs:
+        body["image_tags"] = [{"key": k, "value": v} for k, v in args.tag_pairs]
     if args.fast:
         return str(ims.quick_import({**body, "type": "DataImage"}))
     return str(ims.create_data_image(body))
@@ -184,10 +224,29 @@ def _image_line(image: Mapping[str, Any]) -> str:
     )
 
 
+def list_filters(args: argparse.Namespace) -> list[tuple[str, str]]:
+    """The list parameters of ``image ls``'s filter options (:class:`TagSyntaxError` for a
+    ``--tag`` that is not ``KEY=VALUE``)."""
+    filters: list[tuple[str, str]] = []
+    for param, value in (("status", args.status), ("name", args.name), ("__os_version", args.os)):
+        if value is not None:
+            filters.append((param, value))
+    filters += [("tag", f"{k}={v}") for k, v in parse_tags(args.tag or ())]
+    return filters
+
+
 @guarded
 def image_ls(args: argparse.Namespace) -> int:
+    try:
+        filters = list_filters(args)
+    except TagSyntaxError as exc:
+        err(f"--tag: {exc}")
+        return EXIT_ERROR
+    paging: dict[str, str] = {}
+    if args.sort or args.desc:
+        paging = {"sort_key": args.sort or "created_at", "sort_dir": "desc" if args.desc else "asc"}
     with ims_client(args) as ims:
-        images = list(ims.list_images())
+        images = list(ims.list_images(filters, **paging))
     if args.json:
         print_json(images)
     else:
@@ -200,6 +259,14 @@ def image_ls(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def print_image(image: Mapping[str, Any]) -> None:
+    """``name: value`` lines, sorted by name (values other than strings as JSON)."""
+    for name in sorted(image):
+        value = image[name]
+        shown = value if isinstance(value, str) else json.dumps(value)
+        print(f"{name}: {shown}")
+
+
 @guarded
 def image_show(args: argparse.Namespace) -> int:
     with ims_client(args) as ims:
@@ -208,10 +275,7 @@ def image_show(args: argparse.Namespace) -> int:
     if args.json:
         print_json(image)
     else:
-        for name in sorted(image):
-            value = image[name]
-            shown = value if isinstance(value, str) else json.dumps(value)
-            print(f"{name}: {shown}")
+        print_image(image)
         print_report(report)
     return EXIT_FAILED if image.get("status") == ImageStatus.KILLED else EXIT_OK
 

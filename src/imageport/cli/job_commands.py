@@ -1,8 +1,12 @@
-"""``imageport job show|wait``, and the job progress line and wait the other commands use.
+"""``imageport job show|wait|cancel``, and the job progress line and wait the other commands
+use.
 
 A job's progress is polled (``GET /v1/{project_id}/jobs/{job_id}`` through
 :class:`~imageport.client.ims.ImsClient`) and drawn as one line (:func:`job_line`); the final
-job decides the exit status (1 when it failed).
+job decides the exit status (1 when it failed). ``cancel`` asks the service to stop a job
+(``POST /v1/cloudimages/job/{job_id}/cancel``, ours, not the vendor's): one not yet started
+ends at once (``FAIL`` with ``IMG.CANCELLED``, its image ``killed``), a running one at its
+worker's next step; a job that has ended is refused (``IMG.STATE``).
 """
 
 from __future__ import annotations
@@ -113,3 +117,19 @@ def job_show(args: argparse.Namespace) -> int:
 def job_wait(args: argparse.Namespace) -> int:
     with ims_client(args) as ims:
         return wait_for(ims, args.id, args.timeout, args.interval, args.json)
+
+
+@guarded
+def job_cancel(args: argparse.Namespace) -> int:
+    with ims_client(args) as ims:
+        job = ims.cancel_job(args.id)
+    if args.json:
+        print_json(job)
+    elif job.get("status") == JobStatus.FAIL:
+        print(f"job {args.id} cancelled: {job.get('error_code') or '?'}")
+    else:
+        print(
+            f"job {args.id} is {job.get('status', '?')}: cancel requested; it stops at its "
+            "next step (imageport job wait shows when)"
+        )
+    return EXIT_OK

@@ -10,10 +10,17 @@
     imageport image register NAME BUCKET:KEY [--uninitialized | --fast [--source FILE]]
                              [--min-disk N] [--os-version V]
                              [--architecture x86|arm] [--firmware bios|uefi] [--description D]
+                             [--tags K=V[,K=V...]]... [--type ECS|FusionCompute|...]
                              [--wait [--timeout S]] [--json]
-    imageport image ls [--json] | show ID [--json] | rm ID
+    imageport image ls [--status S] [--name N] [--tag K=V]... [--os V]
+                       [--sort KEY] [--desc] [--json]
+    imageport image show ID [--json] | rm ID
+    imageport image update ID [--name N] [--description D] [--min-ram MB] [--max-ram MB]
+                       [--config-init|--no-config-init] [--firmware F]   # (image_update_commands)
+    imageport image copy ID --name NEW [--description D] [--wait]        # (image_update_commands)
+    imageport image tag add ID K=V... | rm ID KEY... | ls ID             # (tag_commands)
     imageport image export ID BUCKET/KEY [--format F | --quick] [--wait]   # (cli/export.py)
-    imageport job show ID [--json] | wait ID [--timeout S] [--interval S]
+    imageport job show ID [--json] | wait ID [--timeout S] [--interval S] | cancel ID [--json]
 
 Every command takes ``--endpoint``, ``--s3-endpoint``, ``--access-key``, ``--secret-key``,
 ``--project-id`` and ``--config``; see :mod:`imageport.client.config` for the environment
@@ -43,6 +50,7 @@ from imageport.cli.client_setup import (
     print_json,
     s3_client,
 )
+from imageport.service.statuses import ImageStatus
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -144,6 +152,18 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     reg.add_argument("--architecture", choices=("x86", "arm"), default="x86")
     reg.add_argument("--firmware", choices=("bios", "uefi"))
     reg.add_argument("--description", default="")
+    reg.add_argument(
+        "--tags",
+        action="append",
+        metavar="K=V",
+        help="tag the image (repeatable, or a comma list k1=v1,k2=v2; at most 10)",
+    )
+    reg.add_argument(
+        "--type",
+        metavar="TYPE",
+        help="image type (ECS, the default; FusionCompute, BMS, IsoImage, DataImage...: the "
+        "server refuses those it does not offer)",
+    )
     reg.add_argument("--wait", action="store_true", help="wait for the import job to finish")
     reg.add_argument(
         "--timeout",
@@ -155,6 +175,23 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     reg.add_argument("--json", action="store_true")
     reg.set_defaults(func=image_commands.image_register)
     ils = icmd.add_parser("ls", parents=common, help="list the project's private images")
+    ils.add_argument(
+        "--status", choices=[str(s) for s in ImageStatus], help="only images in this status"
+    )
+    ils.add_argument("--name", help="only the image with exactly this name")
+    ils.add_argument(
+        "--tag", action="append", metavar="K=V", help="only images with this tag (repeatable)"
+    )
+    ils.add_argument(
+        "--os", metavar="V", help='only this __os_version, e.g. "Ubuntu 22.04 server 64bit"'
+    )
+    ils.add_argument(
+        "--sort",
+        choices=image_commands.SORT_KEYS,
+        metavar="KEY",
+        help=f"sort by KEY ({', '.join(image_commands.SORT_KEYS)}); ascending unless --desc",
+    )
+    ils.add_argument("--desc", action="store_true", help="descending order (alone: by created_at)")
     ils.add_argument("--json", action="store_true")
     ils.set_defaults(func=image_commands.image_ls)
     show = icmd.add_parser("show", parents=common, help="show an image (exit 1 if killed)")
@@ -172,9 +209,11 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     irm = icmd.add_parser("rm", parents=common, help="delete an image")
     irm.add_argument("id")
     irm.set_defaults(func=image_commands.image_rm)
-    from imageport.cli import export
+    from imageport.cli import export, image_update_commands, tag_commands
 
     export.add_parser(icmd, common)
+    image_update_commands.add_parser(icmd, common)
+    tag_commands.add_parser(icmd, common)
 
     job = sub.add_parser("job", help="show or wait for an import job")
     jcmd = job.add_subparsers(dest="job_command", required=True, metavar="ACTION")
@@ -200,6 +239,14 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     jwait.add_argument("--json", action="store_true", help="print the final job as JSON")
     jwait.set_defaults(func=job_commands.job_wait)
+    jcancel = jcmd.add_parser(
+        "cancel",
+        parents=common,
+        help="cancel a job: one not started ends at once, a running one at its next step",
+    )
+    jcancel.add_argument("id")
+    jcancel.add_argument("--json", action="store_true", help="print the job as JSON")
+    jcancel.set_defaults(func=job_commands.job_cancel)
 
 
 # ---------------------------------------------------------------------------- buckets

@@ -1,7 +1,8 @@
 """A small client of the image API (vendor IMS-compatible), signed with SDK-HMAC-SHA256.
 
 Only what the CLI needs: register an image from a bucket object (normal path, fast import, or
-the uninitialized Glance path), list, show and delete images, and read jobs. Replies are JSON; error
+the uninitialized Glance path), list (filtered and sorted), show, update, tag, copy and delete
+images, and read and cancel jobs. Replies are JSON; error
 replies are decoded from either the vendor's ``{"error": {"code", "message"}}`` or the SDK's
 ``{"error_code", "error_msg"}`` shape.
 """
@@ -9,7 +10,7 @@ replies are decoded from either the vendor's ``{"error": {"code", "message"}}`` 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 from urllib.parse import quote
 
@@ -53,8 +54,9 @@ def _object(data: bytes, what: str) -> dict[str, Any]:
     return doc
 
 
-def _query(params: Mapping[str, str | int]) -> str:
-    items = [f"{quote(k, safe='~')}={quote(str(v), safe='~')}" for k, v in params.items()]
+def _query(params: Mapping[str, str | int] | Sequence[tuple[str, str | int]]) -> str:
+    pairs = params.items() if isinstance(params, Mapping) else params
+    items = [f"{quote(k, safe='~')}={quote(str(v), safe='~')}" for k, v in pairs]
     return "?" + "&".join(items) if items else ""
 
 
@@ -134,12 +136,17 @@ class ImsClient:
         return _job_id(self._call("POST", f"/v1/cloudimages/{quote(image_id, safe='')}/file", body))
 
     # images
-    def list_images(self, **filters: str | int) -> Iterator[dict[str, Any]]:
-        """Every private image (``GET /v2/cloudimages``, page by page with ``marker``)."""
-        params: dict[str, str | int] = {"__imagetype": "private", "limit": PAGE, **filters}
+    def list_images(
+        self, filters: Sequence[tuple[str, str]] = (), **paging: str
+    ) -> Iterator[dict[str, Any]]:
+        """Every private image (``GET /v2/cloudimages``, page by page with ``marker``) that
+        matches every one of ``filters`` (the vendor's query parameters, e.g. ``("status",
+        "active")``; a name may repeat, as ``tag``), in the order of ``paging``'s ``sort_key``
+        and ``sort_dir``."""
+        params: dict[str, str | int] = {"__imagetype": "private", "limit": PAGE, **paging}
         seen: set[str] = set()
         while True:
-            doc = self._call("GET", "/v2/cloudimages" + _query(params))
+            doc = self._call("GET", "/v2/cloudimages" + _query([*params.items(), *filters]))
             images = doc.get("images")
             if not isinstance(images, list):
                 raise ClientError("the image list reply has no 'images' list")
@@ -156,11 +163,48 @@ class ImsClient:
     def delete_image(self, image_id: str) -> None:
         self._call("DELETE", f"/v2/images/{quote(image_id, safe='')}")
 
+    def update_image(self, image_id: str, ops: Sequence[Mapping[str, object]]) -> dict[str, Any]:
+        """``PATCH /v2/cloudimages/{id}`` with the JSON-patch ``ops``: the updated image."""
+        path = f"/v2/cloudimages/{quote(image_id, safe='')}"
+        return self._call("PATCH", path, [dict(op) for op in ops])
+
+    def copy_image(self, image_id: str, body: Mapping[str, object]) -> str:
+        """``POST /v1/cloudimages/{id}/copy`` (a copy in the region, ``{"name", ...}``): the
+        job id."""
+        path = f"/v1/cloudimages/{quote(image_id, safe='')}/copy"
+        return _job_id(self._call("POST", path, dict(body)))
+
+    # tags
+    def _tags_path(self, image_id: str) -> str:
+        project = quote(self.credentials.project_id, safe="")
+        return f"/v2/{project}/images/{quote(image_id, safe='')}/tags"
+
+    def add_tags(self, image_id: str, tags: Sequence[tuple[str, str]]) -> None:
+        """``POST /v2/{project_id}/images/{id}/tags/action`` ``create``: add the tags, or
+        replace their keys' (all or none)."""
+        doc = {"action": "create", "tags": [{"key": k, "value": v} for k, v in tags]}
+        self._call("POST", f"{self._tags_path(image_id)}/action", doc)
+
+    def delete_tag(self, image_id: str, key: str) -> None:
+        """``DELETE /v2/{project_id}/images/{id}/tags/{key}``."""
+        self._call("DELETE", f"{self._tags_path(image_id)}/{quote(key, safe='')}")
+
+    def list_tags(self, image_id: str) -> list[dict[str, Any]]:
+        """``GET /v2/{project_id}/images/{id}/tags``: ``[{"key", "value"}]``."""
+        tags = self._call("GET", self._tags_path(image_id)).get("tags")
+        if not isinstance(tags, list):
+            raise ClientError("the tag list reply has no 'tags' list")
+        return [t for t in tags if isinstance(t, dict)]
+
     # jobs
     def show_job(self, job_id: str) -> dict[str, Any]:
         """``GET /v1/{project_id}/jobs/{job_id}``."""
         project = quote(self.credentials.project_id, safe="")
         return self._call("GET", f"/v1/{project}/jobs/{quote(job_id, safe='')}")
+
+    def cancel_job(self, job_id: str) -> dict[str, Any]:
+        """``POST /v1/cloudimages/job/{job_id}/cancel`` (ours): the job as it is now."""
+        return self._call("POST", f"/v1/cloudimages/job/{quote(job_id, safe='')}/cancel")
 
     def job_progress(self, job_id: str) -> dict[str, Any]:
         """``GET /v1/cloudimages/job/{job_id}`` (status plus phase and percent)."""
