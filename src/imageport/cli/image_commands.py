@@ -34,7 +34,7 @@ from imageport.cli.client_setup import (
 )
 from imageport.cli.job_commands import wait_for
 from imageport.cli.report_commands import print_report, stored_report
-from imageport.cli.tag_commands import TagSyntaxError, parse_tags
+from imageport.cli.tag_commands import parse_tags
 from imageport.service.statuses import ImageStatus
 
 SORT_KEYS = (
@@ -95,11 +95,7 @@ def image_register(args: argparse.Namespace) -> int:
     if problem:
         err(problem)
         return EXIT_ERROR
-    try:
-        args.tag_pairs = parse_tags(args.tags or ())
-    except TagSyntaxError as exc:
-        err(f"--tags: {exc}")
-        return EXIT_ERROR
+    args.tag_pairs = parse_tags(args.tags or (), "--tags")
     if args.uninitialized and args.type is not None:
         err("--type goes with the normal or fast registration, not --uninitialized (Glance)")
         return EXIT_ERROR
@@ -225,23 +221,19 @@ def _image_line(image: Mapping[str, Any]) -> str:
 
 
 def list_filters(args: argparse.Namespace) -> list[tuple[str, str]]:
-    """The list parameters of ``image ls``'s filter options (:class:`TagSyntaxError` for a
-    ``--tag`` that is not ``KEY=VALUE``)."""
+    """The list parameters of ``image ls``'s filter options (ClientError for a ``--tag`` that
+    is not ``KEY=VALUE``)."""
     filters: list[tuple[str, str]] = []
     for param, value in (("status", args.status), ("name", args.name), ("__os_version", args.os)):
         if value is not None:
             filters.append((param, value))
-    filters += [("tag", f"{k}={v}") for k, v in parse_tags(args.tag or ())]
+    filters += [("tag", f"{k}={v}") for k, v in parse_tags(args.tag or (), "--tag")]
     return filters
 
 
 @guarded
 def image_ls(args: argparse.Namespace) -> int:
-    try:
-        filters = list_filters(args)
-    except TagSyntaxError as exc:
-        err(f"--tag: {exc}")
-        return EXIT_ERROR
+    filters = list_filters(args)
     paging: dict[str, str] = {}
     if args.sort or args.desc:
         paging = {"sort_key": args.sort or "created_at", "sort_dir": "desc" if args.desc else "asc"}

@@ -22,21 +22,21 @@ from collections.abc import Iterable, Sequence
 from imageport.cli.client_setup import EXIT_ERROR, EXIT_OK, err, guarded, ims_client, print_json
 
 
-class TagSyntaxError(ValueError):
-    """A ``KEY=VALUE`` argument without its ``=`` or its key."""
+def parse_tags(values: Iterable[str], option: str = "") -> list[tuple[str, str]]:
+    """``KEY=VALUE`` arguments, each possibly a comma list (``a=1,b=2``), as pairs in order; a
+    :class:`~imageport.client.errors.ClientError` (``option: ...``, exit status 2 through
+    :func:`~imageport.cli.client_setup.guarded`) names the first one that is not ``KEY=VALUE``
+    (``KEY=`` is an empty value)."""
+    from imageport.client.errors import ClientError
 
-
-def parse_tags(values: Iterable[str]) -> list[tuple[str, str]]:
-    """``KEY=VALUE`` arguments, each possibly a comma list (``a=1,b=2``), as pairs in order;
-    :class:`TagSyntaxError` names the first one that is not ``KEY=VALUE`` (``KEY=`` is an
-    empty value)."""
     pairs: list[tuple[str, str]] = []
     for value in values:
         for item in value.split(","):
             key, eq, val = item.strip().partition("=")
             if not eq or not key.strip():
-                raise TagSyntaxError(
-                    f"tag {item.strip()!r} is not KEY=VALUE (KEY= for an empty value)"
+                lead = f"{option}: " if option else ""
+                raise ClientError(
+                    f"{lead}tag {item.strip()!r} is not KEY=VALUE (KEY= for an empty value)"
                 )
             pairs.append((key.strip(), val.strip()))
     return pairs
@@ -69,11 +69,7 @@ def add_parser(
 
 @guarded
 def _tag_add(args: argparse.Namespace) -> int:
-    try:
-        pairs = parse_tags(args.tags)
-    except TagSyntaxError as exc:
-        err(str(exc))
-        return EXIT_ERROR
+    pairs = parse_tags(args.tags)
     keys = [k for k, _ in pairs]
     twice = sorted({k for k in keys if keys.count(k) > 1})
     if twice:
