@@ -30,8 +30,10 @@ variables and the config file. Exit status: 0 success; 1 the job failed or the i
 ``imageport check`` starts fast.
 
 This module declares the commands and runs ``bucket`` and ``upload``; ``image`` runs in
-:mod:`imageport.cli.image_commands` (and :mod:`imageport.cli.export`), ``job`` in
-:mod:`imageport.cli.job_commands`.
+:mod:`imageport.cli.image_commands` (and :mod:`imageport.cli.export`,
+:mod:`imageport.cli.image_update_commands`, :mod:`imageport.cli.tag_commands`, which declare
+their own actions), ``job`` in :mod:`imageport.cli.job_commands`. ``docs/client.md`` describes
+them all.
 """
 
 from __future__ import annotations
@@ -104,7 +106,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     upload.set_defaults(func=_upload)
 
-    image = sub.add_parser("image", help="register, list, show and delete images")
+    image = sub.add_parser(
+        "image", help="register, list, show, update, tag, copy, export and delete images"
+    )
     icmd = image.add_subparsers(dest="image_command", required=True, metavar="ACTION")
     reg = icmd.add_parser(
         "register", parents=common, help="register an uploaded file as a private image"
@@ -215,7 +219,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     image_update_commands.add_parser(icmd, common)
     tag_commands.add_parser(icmd, common)
 
-    job = sub.add_parser("job", help="show or wait for an import job")
+    job = sub.add_parser("job", help="show, wait for or cancel a job")
     jcmd = job.add_subparsers(dest="job_command", required=True, metavar="ACTION")
     jshow = jcmd.add_parser("show", parents=common, help="show a job (exit 1 if it failed)")
     jshow.add_argument("id")
