@@ -80,9 +80,12 @@ def test_register_sends_tags_type_and_architecture(live: Live) -> None:
     glance = json.loads(live.cli_ok("image", "show", made["image_id"], "--json").stdout)
     assert glance["tags"] == ["k=v"]
 
+    # the type reaches the server, which judges it: an ISO needs its OS named (IMG.0166)
     iso = live.cli("image", "register", "iso", "images:good.qcow2", "--type", "IsoImage")
-    assert iso.returncode == 2 and "HTTP 400 IMG.0024" in iso.stderr
-    assert "type IsoImage images are not offered here" in iso.stderr
+    assert iso.returncode == 2 and "HTTP 400 IMG.0166" in iso.stderr
+    bms = live.cli("image", "register", "bms", "images:good.qcow2", "--type", "BMS")
+    assert bms.returncode == 2 and "HTTP 400 IMG.0024" in bms.stderr
+    assert "type BMS images are not offered here" in bms.stderr
     unknown = live.cli("image", "register", "x", "images:good.qcow2", "--type", "Nonsense")
     assert unknown.returncode == 2 and "IMG.0024" in unknown.stderr
     bad = live.cli("image", "register", "x", "images:good.qcow2", "--tags", "team")
