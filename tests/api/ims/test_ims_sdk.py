@@ -126,12 +126,19 @@ def test_create_run_list_update_delete(api: Api) -> None:
     assert (job.status, job.job_type) == ("INIT", "imsImportImageJob")
     image_id = job.entities.image_id
     assert job.entities.image_name == "sdk-ready"
+    assert job.entities.alarm_code is None  # nothing checked yet
 
     run_job(api.services, job_id)  # what a worker does with the submitted job
     job = ims.show_job(m.ShowJobRequest(job_id=job_id))
     assert job.status == "SUCCESS", (job.error_code, job.fail_reason)
+    # active with a warning: no fail_reason, but the SDK's alarm_code names the rule
+    assert job.fail_reason is None
+    assert "IMG-ROOT-PASSWORD" in (job.entities.alarm_code or "").split(",")
     progress = ims.show_job_progress(m.ShowJobProgressRequest(job_id=job_id))
     assert progress.entities.process_percent == 1.0
+    report = api.send(api.signed("GET", f"/v1/cloudimages/{image_id}/report")).json()
+    warned = [f["rule_id"] for f in report["findings"] if f["severity"] != "error"]
+    assert sorted(job.entities.alarm_code.split(",")) == sorted(set(warned))
 
     listed = ims.list_images(
         m.ListImagesRequest(

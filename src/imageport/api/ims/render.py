@@ -79,7 +79,9 @@ def job_document(job: JobRecord, *, progress: bool = False) -> dict[str, object]
     """``GET /v1/{project_id}/jobs/{id}`` (and with ``progress``, ``GET
     /v1/cloudimages/job/{id}``, whose entities add ``subJobId`` and the byte counts). An export
     job's entities also name the object
-    (:func:`imageport.service.jobs.export_request.export_entities`)."""
+    (:func:`imageport.service.jobs.export_request.export_entities`); a job whose image's check
+    found warnings or notes names their rules in ``alarm_code``
+    (:mod:`imageport.service.images.alarms`)."""
     entities: dict[str, object] = {
         "image_id": job.image_id,
         "image_name": job.image_name,
@@ -90,6 +92,10 @@ def job_document(job: JobRecord, *, progress: bool = False) -> dict[str, object]
         entities.update(subJobId=None, bytes_done=job.bytes_done, bytes_total=job.bytes_total)
     if job.job_type == EXPORT_JOB:
         entities.update(export_entities(job.params))
+    elif job.alarms:
+        # the warnings and notes of the check (fail_reason has the errors); see
+        # imageport.service.images.alarms
+        entities["alarm_code"] = ",".join(job.alarms)
     error_code, fail_reason = job.error_code, job.fail_reason
     if job.sub_jobs:
         entities["sub_jobs_list"] = [sub.id for sub in job.sub_jobs]

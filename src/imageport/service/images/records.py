@@ -16,6 +16,7 @@ from sqlalchemy import Connection, Row, select
 
 from imageport.service import codes
 from imageport.service.errors import NotFound
+from imageport.service.images.alarms import alarm_rules
 from imageport.service.tables import images, jobs
 
 MAX_SUB_JOBS = 3
@@ -103,6 +104,9 @@ class JobRecord:
     params: Mapping[str, object] = field(default_factory=dict)
     #: The jobs of a registration's ``data_images`` (``params.sub_jobs``), each its own record.
     sub_jobs: tuple[JobRecord, ...] = ()
+    #: The rule IDs of the warnings and notes of its image's check report
+    #: (:func:`imageport.service.images.alarms.alarm_rules`).
+    alarms: tuple[str, ...] = ()
 
     @property
     def overall_status(self) -> str:
@@ -173,16 +177,20 @@ def job_record(conn: Connection, project_id: str, job_id: str) -> JobRecord:
     ).first()
     if row is None:
         raise NotFound(codes.NOT_FOUND, f"job {job_id!r} not found")
-    name = None
+    name: str | None = None
+    alarms: tuple[str, ...] = ()
     if row.image_id is not None:
         # the project's own image only: a deleted image's id may since name another
         # project's image (Glance clients may choose ids), whose name must not show here
-        name = conn.execute(
-            select(images.c.name).where(
+        image = conn.execute(
+            select(images.c.name, images.c.report).where(
                 images.c.id == row.image_id, images.c.project_id == project_id
             )
-        ).scalar()
-    record = JobRecord.from_row(row, name)
+        ).first()
+        if image is not None:
+            name = image.name
+            alarms = alarm_rules(image.report)
+    record = replace(JobRecord.from_row(row, name), alarms=alarms)
     subs = record.params.get("sub_jobs")
     if isinstance(subs, list) and subs:
         found = []
