@@ -16,6 +16,7 @@ from sqlalchemy import select
 from imageport.service.jobs.import_job import run_job
 from imageport.service.tables import jobs
 from support import import_fixtures as fx
+from support.guest_fixtures import CLOUD_READY, GOOD_FSTAB, READY_GRUB_CFG, build_guest
 from support.live_apis import IMAGEPORT, Live, live_apis
 
 
@@ -170,3 +171,37 @@ def test_check_an_object_through_the_service(live: Live) -> None:
         local_only.returncode == 2 and "--fast-import: only for a local file" in local_only.stderr
     )
     assert json.loads(live.cli_ok("image", "ls", "--json").stdout) == []  # nothing stored
+
+
+#: Control characters a terminal obeys (C0 but the line break, DEL, C1).
+_OBEYED = {chr(c) for c in [*range(0x20), 0x7F, *range(0x80, 0xA0)]} - {"\n"}
+
+
+def test_an_images_text_cannot_drive_the_users_terminal(live: Live) -> None:
+    """A guest whose hostname sets the terminal's title and clears the screen, and whose fstab
+    line colours the text: the real checker reports them (through the
+    server's check, an import job's report and its fail_reason), and what ``imageport check``,
+    ``job wait``, ``job show`` and ``image show`` print holds them escaped, not raw."""
+    hostile = build_guest(
+        "terminal-escapes",
+        root={**CLOUD_READY, "etc/hostname": "\x1b]0;PWNED\x07\x1b[2Jhost\n"},
+        boot={"grub/grub.cfg": READY_GRUB_CFG},
+        fstab=GOOD_FSTAB + "/dev/vdb1 /data\x1b[31mRED\x1b[0m ext4 defaults 0 2\n",
+    )
+    live.cli_ok("upload", str(hostile), "images/hostile.raw")
+    checked = live.cli("check", "images:hostile.raw")
+    registered = live.cli_ok("image", "register", "hostile", "images:hostile.raw", "--json")
+    job_id = json.loads(registered.stdout)["job_id"]
+    run_job(live.services, job_id)
+    waited = live.cli("job", "wait", job_id, "--timeout", "30")
+    shown = live.cli("job", "show", job_id)
+    as_json = live.cli("job", "show", job_id, "--json").stdout
+    image_id = json.loads(as_json)["entities"]["image_id"]
+    image = live.cli("image", "show", image_id)
+    for run in (checked, waited, shown, image):
+        assert run.returncode == 1, run.stderr
+        assert not _OBEYED & set(run.stdout + run.stderr), run.args
+    for run in (checked, shown, image):
+        assert "hostname         \\x1b]0;PWNED\\x07\\x1b[2Jhost" in run.stdout
+        assert "evidence: /etc/fstab:7: /dev/vdb1 /data\\x1b[31mRED\\x1b[0m ext4" in run.stdout
+    assert "IMG-FSTAB-DATA-DISK: /etc/fstab line 7" in waited.stderr

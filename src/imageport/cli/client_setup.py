@@ -19,6 +19,8 @@ import sys
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from imageport.reports.terminal import terminal_safe
+
 if TYPE_CHECKING:
     from imageport.client.config import ClientConfig
     from imageport.client.ims import ImsClient
@@ -63,8 +65,9 @@ def guarded(command: Callable[[argparse.Namespace], int]) -> Callable[[argparse.
 
 
 def err(message: str) -> None:
-    """One ``imageport: ...`` line on stderr."""
-    sys.stderr.write(f"imageport: {message}\n")
+    """One ``imageport: ...`` line on stderr (a server's message may quote an image's text:
+    its control characters are shown escaped, never sent to the terminal)."""
+    sys.stderr.write(f"imageport: {terminal_safe(message, lines=True)}\n")
 
 
 def client_config(args: argparse.Namespace, *needed: str) -> ClientConfig:

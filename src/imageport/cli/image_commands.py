@@ -35,6 +35,7 @@ from imageport.cli.client_setup import (
 from imageport.cli.job_commands import wait_for
 from imageport.cli.report_commands import print_report, stored_report
 from imageport.cli.tag_commands import parse_tags
+from imageport.reports.terminal import terminal_safe
 from imageport.service.statuses import ImageStatus
 
 SORT_KEYS = (
@@ -247,7 +248,7 @@ def image_ls(args: argparse.Namespace) -> int:
             f"{'CREATED':<24}  NAME"
         )
         for image in images:
-            print(_image_line(image))
+            print(terminal_safe(_image_line(image)))
     return EXIT_OK
 
 
@@ -256,7 +257,7 @@ def print_image(image: Mapping[str, Any]) -> None:
     for name in sorted(image):
         value = image[name]
         shown = value if isinstance(value, str) else json.dumps(value)
-        print(f"{name}: {shown}")
+        print(terminal_safe(f"{name}: {shown}", lines=True))
 
 
 @guarded

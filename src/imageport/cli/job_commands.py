@@ -27,6 +27,7 @@ from imageport.cli.client_setup import (
     print_json,
 )
 from imageport.cli.report_commands import print_report, stored_report
+from imageport.reports.terminal import terminal_safe
 from imageport.service.statuses import ENDED_JOB, JobStatus
 
 if TYPE_CHECKING:
@@ -49,9 +50,12 @@ def _percent(job: Mapping[str, Any]) -> float:
 
 
 def job_line(job: Mapping[str, Any]) -> str:
-    """``job ID: RUNNING convert 45%`` — the progress line ``job wait`` draws."""
+    """``job ID: RUNNING convert 45%`` — the progress line ``job wait`` draws (the server's
+    text shown escaped, as everything these commands print from it: :func:`terminal_safe`)."""
     phase = _entities(job).get("current_task") or job.get("phase") or "-"
-    return f"job {job.get('job_id', '')}: {job.get('status', '?')} {phase} {_percent(job):.0f}%"
+    return terminal_safe(
+        f"job {job.get('job_id', '')}: {job.get('status', '?')} {phase} {_percent(job):.0f}%"
+    )
 
 
 def _report_final(job: Mapping[str, Any], as_json: bool) -> int:
@@ -60,12 +64,14 @@ def _report_final(job: Mapping[str, Any], as_json: bool) -> int:
         print_json(job)
     if status == JobStatus.FAIL:
         err(f"job {job.get('job_id', '')} failed: {job.get('error_code') or '?'}")
-        for line in str(job.get("fail_reason") or "").splitlines():
-            sys.stderr.write(f"  {line}\n")
+        reason = str(job.get("fail_reason") or "")
+        for line in reason.split("\n") if reason else ():
+            sys.stderr.write(f"  {terminal_safe(line)}\n")
         return EXIT_FAILED
     if not as_json:
         image_id = _entities(job).get("image_id")
-        print(f"job {job.get('job_id', '')} {status}" + (f": image {image_id}" if image_id else ""))
+        done = f"job {job.get('job_id', '')} {status}" + (f": image {image_id}" if image_id else "")
+        print(terminal_safe(done))
     return EXIT_OK
 
 
@@ -105,10 +111,10 @@ def job_show(args: argparse.Namespace) -> int:
         print(job_line(job))
         for name in ("job_type", "begin_time", "end_time", "error_code", "fail_reason"):
             if job.get(name):
-                print(f"{name}: {job[name]}")
+                print(f"{name}: {terminal_safe(str(job[name]), lines=True)}")
         for name, value in sorted(_entities(job).items()):
             if value is not None:
-                print(f"entities.{name}: {value}")
+                print(terminal_safe(f"entities.{name}: {value}"))
         print_report(report)
     return EXIT_FAILED if job.get("status") == JobStatus.FAIL else EXIT_OK
 

@@ -17,6 +17,7 @@ from imageport import __version__
 from imageport.cli import admin, bitmap, remote, serve
 from imageport.cli.client_setup import client_flags
 from imageport.errors import ImageportError, SourceError
+from imageport.reports.terminal import terminal_safe
 
 # Each command imports what it needs when it runs, so that `imageport bitmap`, `serve`, `admin`
 # and the client commands do not pay for loading the whole check pipeline.
@@ -217,7 +218,7 @@ def _cmd_convert(args: argparse.Namespace) -> int:
         from imageport.reports.text_report import render_text
 
         sys.stderr.write(render_text(exc.report))
-        sys.stderr.write(f"imageport: {exc}\n")
+        sys.stderr.write(f"imageport: {terminal_safe(str(exc), lines=True)}\n")
         return EXIT_RULES
     detail = f" ({result.detail})" if result.detail else ""
     print(
@@ -278,11 +279,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         command = _COMMANDS.get(args.command) or args.func
         return int(command(args))
-    except SourceError as exc:
-        sys.stderr.write(f"imageport: {exc}\n")
+    except SourceError as exc:  # its message may quote the image: shown escaped
+        sys.stderr.write(f"imageport: {terminal_safe(str(exc), lines=True)}\n")
         return EXIT_UNREADABLE
     except ImageportError as exc:
-        sys.stderr.write(f"imageport: {exc}\n")
+        sys.stderr.write(f"imageport: {terminal_safe(str(exc), lines=True)}\n")
         return EXIT_UNREADABLE
 
 

@@ -11,6 +11,7 @@ from imageport.findings import Severity
 from imageport.limits import KiB, MiB
 from imageport.reports.json_report import report_document
 from imageport.reports.sizes import human_size
+from imageport.reports.terminal import terminal_safe
 from imageport.service.tools.check import CheckReport
 
 _GROUP_TITLES = {
@@ -28,7 +29,9 @@ def render_text(report: CheckReport) -> str:
 def render_document(doc: Mapping[str, Any]) -> str:
     """The report as text for a terminal, from its JSON document (:mod:`.json_report`): what
     ``imageport check`` prints, and what ``imageport image show`` prints for an image's stored
-    report. Only the document's fields are read, so both give the same text."""
+    report. Only the document's fields are read, so both give the same text. Every string
+    of it may come from the image, so control characters are shown escaped
+    (:func:`~imageport.reports.terminal.terminal_safe`), never sent to the terminal."""
     lines = [f"imageport check: {doc.get('file')}", ""]
     accepted = "accepted format" if doc.get("accepted") else "NOT an accepted format"
     fmt, variant = doc.get("format"), doc.get("variant")
@@ -70,7 +73,7 @@ def render_document(doc: Mapping[str, Any]) -> str:
         f"{summary.get('warnings', 0)} warning(s)); read {human_size(doc.get('bytes_read'))} "
         f"in {elapsed if not isinstance(elapsed, int | float) else format(elapsed, '.3f')} s"
     )
-    return "\n".join(lines) + "\n"
+    return "\n".join(terminal_safe(line) for line in lines) + "\n"
 
 
 def _bitmap_doc_line(bitmap: Mapping[str, Any]) -> str:
@@ -131,7 +134,7 @@ def _guest_doc_lines(guest: Mapping[str, Any]) -> list[str]:
 
 def _wrapped(text: str, indent: str) -> list[str]:
     return textwrap.wrap(
-        text,
+        terminal_safe(text),  # escaped first: wrapping would turn CR and LF into spaces
         width=100,
         initial_indent=indent,
         subsequent_indent=indent + "  ",
