@@ -3,15 +3,26 @@ strings that come from the image."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
+import pytest
+
+from imageport.rules.base import CheckOptions
+from imageport.service.context import Services
 from imageport.service.jobs.fail_reason import (
     MAX_PART_CHARS,
     MAX_REASON_CHARS,
     MAX_RULE_ID_CHARS,
     failure_reason,
+    stored_reason,
 )
-from imageport.service.ports import FailedRule, ImageInspection
+from imageport.service.jobs.import_job import run_job
+from imageport.service.ports import FailedRule, ImageInspection, WorkerError
+from support import import_fixtures as fx
+from support import service_fixtures
+from support.fakes.image_worker import FakeImageWorker
 
 
 def _inspection(findings: Any) -> ImageInspection:
@@ -131,3 +142,51 @@ def test_the_cap_holds_for_the_longest_entries() -> None:
     assert len(reason) <= MAX_REASON_CHARS
     assert reason.splitlines()[-1].startswith("(+")
     assert failure_reason([]) == ""
+
+
+class _CrashingChecker(FakeImageWorker):
+    """A checker that ends with ``error`` (a worker quoting its last line of stderr, or a
+    bug's message), as one crashed by an image's content would."""
+
+    def __init__(self, error: Exception) -> None:
+        super().__init__()
+        self.error = error
+
+    def inspect(
+        self, path: Path, options: CheckOptions, *, cancelled: Callable[[], bool]
+    ) -> ImageInspection:
+        raise self.error
+
+
+#: What a crashed worker's stderr or an exception can quote from an image: terminal escapes,
+#: CR, NUL, a bidi override, and far more text than a reason holds.
+HOSTILE = "\x1b]0;PWNED\x07\x1b[2J\r\x00\u202e" + "A" * 200_000
+
+
+@pytest.mark.parametrize(
+    "error", [WorkerError(f"the image checker failed: {HOSTILE}"), KeyError(HOSTILE)]
+)
+def test_any_failure_is_stored_without_control_characters_and_capped(
+    tmp_path: Path, error: Exception
+) -> None:
+    """Not only the findings' reason: a job failed by a crashed worker or a bug keeps (and
+    ShowJob and the killed image's ``__fail_reason`` show) a clean reason of bounded size."""
+    services: Services = service_fixtures.make_fake_services(tmp_path / "data")
+    try:
+        services.worker = _CrashingChecker(error)
+        job_id = fx.register(services, fx.good_image("qcow2"), name="crash")
+        run_job(services, job_id)
+        job, image = fx.job_row(services, job_id), fx.image_row(services, job_id)
+    finally:
+        services.db.dispose()
+    assert job.status == "FAIL" and image.status == "killed"
+    for reason in (job.fail_reason, image.fail_reason):
+        assert len(reason) <= MAX_REASON_CHARS and reason.endswith("AAA…")
+        assert reason.isprintable(), reason[:80]
+        assert "]0;PWNED" in reason  # the text is kept, its control characters are not
+
+
+def test_a_stored_reason_keeps_the_lines_of_a_built_one() -> None:
+    built = failure_reason([_rule("IMG-A", "m", "e\x1b[2J", advice="f")])
+    assert stored_reason(built) == built
+    assert stored_reason("a\r\n  b\x00") == "a\n  b"

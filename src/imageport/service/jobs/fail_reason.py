@@ -21,6 +21,11 @@ cleaned (control characters and line breaks become spaces) and capped: the rule 
 :data:`MAX_RULE_ID_CHARS`, each message, evidence, fix and note at :data:`MAX_PART_CHARS`, and
 the whole reason at :data:`MAX_REASON_CHARS`. When the entries do not all fit, the last line says
 how many were left out and names their rule IDs (the report has them in full).
+
+Every other reason a job fails with (a worker that crashed, whose last line of stderr is
+quoted; an unexpected error's message) is made safe the same way when it is stored
+(:func:`stored_reason`, applied by :func:`imageport.service.jobs.state.fail_in`): control
+characters become spaces line by line and the whole is capped at :data:`MAX_REASON_CHARS`.
 """
 
 from __future__ import annotations
@@ -69,6 +74,18 @@ def failure_reason(failed: Sequence[FailedRule], notes: Mapping[str, str] | None
             break
         used -= len(entries.pop()) + (1 if entries else 0)
     return "\n".join([*entries, _left_out(failed[len(entries) :])])[:MAX_REASON_CHARS]
+
+
+def stored_reason(reason: str) -> str:
+    """``reason`` as a job or image keeps it: its lines (ours: a built reason's indented
+    ``evidence:`` lines stay as they are) without control characters, each one a space, and
+    at most :data:`MAX_REASON_CHARS` in all, an ellipsis ending a reason that was cut."""
+    window = reason[: MAX_REASON_CHARS + 1]
+    lines = ("".join(ch if ch.isprintable() else " " for ch in line) for line in window.split("\n"))
+    text = "\n".join(line.rstrip() for line in lines)
+    if len(reason) <= MAX_REASON_CHARS:
+        return text
+    return text[: MAX_REASON_CHARS - 1] + _ELLIPSIS
 
 
 def _entry(rule: FailedRule, note: str | None) -> str:

@@ -18,6 +18,7 @@ from sqlalchemy import Connection, select, update
 from imageport.rules.base import DiskKind
 from imageport.service.clock import time_text
 from imageport.service.context import Services
+from imageport.service.jobs.fail_reason import stored_reason
 from imageport.service.statuses import IMAGE_IN_PROGRESS, ImageStatus, JobStatus
 from imageport.service.tables import images, jobs
 
@@ -260,7 +261,10 @@ def fail_in(
     """In the transaction ``conn``: end the job FAIL with ``code``/``reason`` if it is still
     ``was``, and kill its image ``image_id`` if that is still queued or saving (keeping
     ``report``). False, and nothing changed, when the job was no longer ``was``. The one way
-    every job ends failed: its job, start-up recovery, and a job no runner can run."""
+    every job ends failed: its job, start-up recovery, and a job no runner can run. The
+    reason may quote an image or a crashed worker: it is stored cleaned and capped
+    (:func:`~imageport.service.jobs.fail_reason.stored_reason`)."""
+    reason = stored_reason(reason)
     done = conn.execute(
         update(jobs)
         .where(jobs.c.id == job_id, jobs.c.status == was)
