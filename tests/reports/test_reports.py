@@ -5,14 +5,20 @@ shows what a user needs of each finding (rule, message, evidence, fix) and the v
 from __future__ import annotations
 
 import dataclasses
+import json
 import re
 
 import pytest
 
 from imageport.findings import Finding, Severity
-from imageport.reports.json_report import SCHEMA, report_document
+from imageport.reports.json_report import (
+    MAX_EVIDENCE_LINES,
+    MAX_TEXT_CHARS,
+    SCHEMA,
+    report_document,
+)
 from imageport.reports.sizes import human_size
-from imageport.reports.text_report import render_text
+from imageport.reports.text_report import render_document, render_text
 from imageport.rules.base import CheckOptions
 from imageport.service.tools.check import CheckReport, check_image
 from support import builders, import_fixtures
@@ -81,3 +87,31 @@ def test_the_text_report_shows_each_finding_with_its_evidence_and_fix(
 )
 def test_sizes_are_shown_in_binary_units_with_the_exact_count(n: int | None, shown: str) -> None:
     assert human_size(n) == shown
+
+
+def test_the_document_is_bounded_whatever_the_image_holds(report: CheckReport) -> None:
+    """Thousands of findings of one rule, each with long quoted text and many evidence lines
+    (what a 1 MiB fstab makes): the document lists 50 of the rule, counts the rest in
+    ``findings_left_out``, caps each string and evidence list, and ``summary`` counts all."""
+    long = "x" * 100_000  # one string shared by every finding: the test stays small
+    many = (
+        Finding(
+            "IMG-FSTAB-DATA-DISK", Severity.ERROR, long, (f"/etc/fstab:7: {long}",) * 100, long
+        ),
+    ) * 3000
+    other = Finding("IMG-CLOUD-INIT", Severity.WARNING, "w", ("e",), "a")
+    doc = report_document(dataclasses.replace(report, findings=(*many, other)))
+    assert [f["rule_id"] for f in doc["findings"]] == ["IMG-FSTAB-DATA-DISK"] * 50 + [
+        "IMG-CLOUD-INIT"
+    ]
+    assert doc["findings_left_out"] == {"IMG-FSTAB-DATA-DISK": 2950}
+    assert doc["summary"]["errors"] == 3000 and doc["summary"]["verdict"] == "fail"
+    first = doc["findings"][0]
+    assert len(first["evidence"]) == MAX_EVIDENCE_LINES
+    assert first["evidence"][-1] == "(+81 more evidence lines left out)"
+    assert all(len(s) <= MAX_TEXT_CHARS for s in (first["message"], first["advice"]))
+    assert all(len(line) <= MAX_TEXT_CHARS for line in first["evidence"])
+    assert len(json.dumps(doc)) < 2_500_000  # 3000 findings of 10 MB before
+    text = render_document(doc)
+    assert "  IMG-FSTAB-DATA-DISK: 2950 more finding(s)" in text
+    assert doc["findings_left_out"] and report_document(report)["findings_left_out"] == {}

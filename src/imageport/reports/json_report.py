@@ -1,10 +1,19 @@
 """The JSON document of a check (``imageport check --json``); see ``docs/check-json.md``.
 
 The document is versioned by ``schema``; fields are only ever added within a version.
+
+Its findings quote the image (a line of its fstab, a mount point, a file name), and an image can
+hold thousands of lines that each make a finding: a 1 MiB fstab made a 6 MB document, which the
+service stores with the image and sends on every report request. So the document is bounded
+whatever the image holds: at most :data:`MAX_FINDINGS_PER_RULE` findings of one rule (the rest
+counted in ``findings_left_out``; ``summary`` counts them all), at most
+:data:`MAX_EVIDENCE_LINES` evidence lines a finding, and at most :data:`MAX_TEXT_CHARS`
+characters in its message, advice and each evidence line.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from imageport.findings import Finding, Severity
@@ -14,16 +23,48 @@ from imageport.rules.base import BitmapCheck
 from imageport.service.tools.check import CheckReport
 
 SCHEMA = "imageport.check/1"
+#: The most findings of one rule ID a document lists (errors first, so an error is never left
+#: out for a warning of the same rule); the others are counted in ``findings_left_out``.
+MAX_FINDINGS_PER_RULE = 50
+#: The most evidence lines of one finding; the last line then says how many more there were.
+MAX_EVIDENCE_LINES = 20
+#: The most characters of a finding's message, advice or one evidence line.
+MAX_TEXT_CHARS = 2000
+
+_ELLIPSIS = "…"
+
+
+def _capped(text: str) -> str:
+    return text if len(text) <= MAX_TEXT_CHARS else text[: MAX_TEXT_CHARS - 1] + _ELLIPSIS
 
 
 def finding_document(finding: Finding) -> dict[str, Any]:
+    evidence = [_capped(line) for line in finding.evidence[:MAX_EVIDENCE_LINES]]
+    if len(finding.evidence) > MAX_EVIDENCE_LINES:
+        more = len(finding.evidence) - MAX_EVIDENCE_LINES + 1
+        evidence[-1] = f"(+{more} more evidence lines left out)"
     return {
         "rule_id": finding.rule_id,
         "severity": finding.severity.value,
-        "message": finding.message,
-        "evidence": list(finding.evidence),
-        "advice": finding.advice,
+        "message": _capped(finding.message),
+        "evidence": evidence,
+        "advice": _capped(finding.advice),
     }
+
+
+def findings_documents(findings: Sequence[Finding]) -> tuple[list[dict[str, Any]], dict[str, int]]:
+    """The documents of ``findings`` in order, at most :data:`MAX_FINDINGS_PER_RULE` of a rule
+    ID, and how many of each rule ID were left out."""
+    shown: dict[str, int] = {}
+    left_out: dict[str, int] = {}
+    documents = []
+    for finding in findings:
+        if shown.get(finding.rule_id, 0) >= MAX_FINDINGS_PER_RULE:
+            left_out[finding.rule_id] = left_out.get(finding.rule_id, 0) + 1
+            continue
+        shown[finding.rule_id] = shown.get(finding.rule_id, 0) + 1
+        documents.append(finding_document(finding))
+    return documents, left_out
 
 
 def guest_document(guest: GuestFacts, summary: GuestSummary) -> dict[str, Any]:
@@ -97,6 +138,7 @@ def report_document(report: CheckReport) -> dict[str, Any]:
     counts = {s.value: 0 for s in Severity}
     for f in report.findings:
         counts[f.severity.value] += 1
+    findings, left_out = findings_documents(report.findings)
     return {
         "schema": SCHEMA,
         "file": report.path,
@@ -114,7 +156,8 @@ def report_document(report: CheckReport) -> dict[str, Any]:
         if report.guest is None or report.guest_summary is None
         else guest_document(report.guest, report.guest_summary),
         "bitmap": None if report.bitmap is None else bitmap_document(report.bitmap),
-        "findings": [finding_document(f) for f in report.findings],
+        "findings": findings,
+        "findings_left_out": left_out,
         "summary": {
             "verdict": "pass" if report.passed else "fail",
             "errors": counts["error"],

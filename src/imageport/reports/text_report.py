@@ -65,6 +65,11 @@ def render_document(doc: Mapping[str, Any]) -> str:
             if f.get("advice"):
                 lines += _wrapped(f"fix: {f.get('advice')}", "    ")
         lines.append("")
+    left_out = doc.get("findings_left_out") or {}
+    if isinstance(left_out, Mapping) and left_out:
+        lines.append("Left out (the same rule again, over the report's limit)")
+        lines += [f"  {rule_id}: {count} more finding(s)" for rule_id, count in left_out.items()]
+        lines.append("")
     summary = doc.get("summary") or {}
     verdict = "PASS" if summary.get("verdict") == "pass" else "FAIL"
     elapsed = doc.get("elapsed_seconds")
