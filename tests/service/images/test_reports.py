@@ -4,12 +4,14 @@ tests/cli/test_remote_cli.py)."""
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 from sqlalchemy import func, select
 
+from imageport.rules.base import CheckOptions
 from imageport.service.access.projects import create_project
 from imageport.service.context import Services
 from imageport.service.errors import NotFound, RequestInvalid
@@ -17,10 +19,11 @@ from imageport.service.images import object_check
 from imageport.service.images.reports import image_report, job_report
 from imageport.service.jobs.export_request import export_image
 from imageport.service.jobs.import_job import run_job
+from imageport.service.ports import ImageInspection
 from imageport.service.tables import images
 from support import import_fixtures as fx
 from support import service_fixtures
-from support.fakes.image_worker import PASSING_REPORT
+from support.fakes.image_worker import PASSING_REPORT, FakeImageWorker
 
 
 @pytest.fixture
@@ -106,3 +109,69 @@ def test_as_many_checks_run_as_there_are_workers(services: Services) -> None:
         for _ in range(taken):
             slot.release()
     assert object_check.check_object(services, project, {"image_url": "images:disk.qcow2"})
+
+
+class _HeldChecker(FakeImageWorker):
+    """A checker whose checks run until :attr:`go` is set (a check that takes its time)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.go = threading.Event()
+        self.running = threading.Semaphore(0)
+
+    def inspect(
+        self, path: Path, options: CheckOptions, *, cancelled: Callable[[], bool]
+    ) -> ImageInspection:
+        self.running.release()
+        assert self.go.wait(30)
+        return super().inspect(path, options, cancelled=cancelled)
+
+
+def test_one_project_checking_in_a_loop_leaves_a_check_to_the_others(tmp_path: Path) -> None:
+    """With 3 workers one project runs at most 2 checks at once (IMG.0194 for a third) and
+    another project's check still runs; every place is free again when the checks end."""
+    services = service_fixtures.make_fake_services(tmp_path / "data", workers=3)
+    checker = _HeldChecker()
+    services.worker = checker
+    alpha, beta = fx.project_id(services), create_project(services, "beta").id
+    body = {}
+    for project in (alpha, beta):
+        bucket = f"b-{project[:8]}"
+        services.store.create_bucket(bucket, project, "STANDARD", services.settings.region)
+        fx.store_bytes(services, bucket, "disk.qcow2", b"x" * 512)
+        body[project] = {"image_url": f"{bucket}:disk.qcow2"}
+    results: list[object] = []
+    threads: list[threading.Thread] = []
+
+    def start(project: str) -> None:
+        thread = threading.Thread(
+            target=lambda: results.append(
+                object_check.check_object(services, project, body[project])
+            )
+        )
+        thread.start()
+        threads.append(thread)
+        assert checker.running.acquire(timeout=30)  # that check is running
+
+    def refused(project: str) -> str:
+        with pytest.raises(RequestInvalid) as err:
+            object_check.check_object(services, project, body[project])
+        assert err.value.code == "IMG.0194"
+        return err.value.message
+
+    try:
+        start(alpha)
+        start(alpha)
+        assert "2 checks of this project are running" in refused(alpha)
+        start(beta)  # alpha's loop left beta a place
+        assert "3 checks are running" in refused(beta)
+    finally:
+        checker.go.set()
+        for thread in threads:
+            thread.join(30)
+    try:
+        assert len(results) == 3
+        assert object_check.check_object(services, alpha, body[alpha]) == PASSING_REPORT
+        assert object_check.check_object(services, beta, body[beta]) == PASSING_REPORT
+    finally:
+        services.db.dispose()

@@ -28,5 +28,6 @@ def check_object(services: Services, call: Call) -> Response:
     """Check an object before registering it ``{"image_url": "bucket:key", "min_disk"?,
     "hw_firmware_type"?, "uninitialized"?, "architecture"?}``: its check report, nothing
     stored; 400
-    ``IMG.0194`` while as many checks run as there are workers."""
+    ``IMG.0194`` while as many checks run as there are workers, or all of them but one in the
+    caller's project."""
     return JSONResponse(object_check.check_object(services, call.project_id, call.json()))

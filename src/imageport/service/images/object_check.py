@@ -4,8 +4,11 @@
 
 The check runs in a limited worker process, as an import job's does (the checker's tight CPU,
 wall-clock and output limits: a limit reached is an IMG-SAFE answer, as it fails an import). At
-most ``settings.workers`` checks run at once in the server; one more is refused at once with
-``IMG.0194`` rather than queued, so requests cannot pile up worker processes. The document
+most ``settings.workers`` checks run at once in the server, and at most all of them but one in
+one project (:func:`project_share`), so that a project checking in a loop leaves a check to the
+others; one more is refused at once with ``IMG.0194`` rather than queued, so requests cannot
+pile up worker processes. A check whose client went away runs to its end (within the limits)
+and then frees its place. The document
 names the object as ``bucket:key``, never a path of the server.
 """
 
@@ -28,6 +31,8 @@ _CHECK_LIMITS = frozenset({"cpu", "wall", "output"})
 
 _running = threading.Lock()
 _slots: dict[int, threading.BoundedSemaphore] = {}
+#: checks running per (Services, project)
+_by_project: dict[tuple[int, str], int] = {}
 
 
 def _slot(services: Services) -> threading.BoundedSemaphore:
@@ -36,6 +41,39 @@ def _slot(services: Services) -> threading.BoundedSemaphore:
         return _slots.setdefault(
             id(services), threading.BoundedSemaphore(max(1, services.settings.workers))
         )
+
+
+def project_share(services: Services) -> int:
+    """The most checks one project runs at once: all the server's but one (one when it has
+    one)."""
+    return max(1, services.settings.workers - 1)
+
+
+def _enter(services: Services, project_id: str) -> tuple[int, str]:
+    """Take a place for a check of ``project_id``, or refuse it (IMG.0194)."""
+    slot, share, key = _slot(services), project_share(services), (id(services), project_id)
+    with _running:
+        if _by_project.get(key, 0) >= share:
+            raise RequestInvalid(
+                codes.TOO_MANY_JOBS,
+                f"{share} checks of this project are running (the most one project runs at "
+                "once); try again when one has ended",
+            )
+        if not slot.acquire(blocking=False):
+            raise RequestInvalid(
+                codes.TOO_MANY_JOBS,
+                f"{services.settings.workers} checks are running; try again when one has ended",
+            )
+        _by_project[key] = _by_project.get(key, 0) + 1
+    return key
+
+
+def _leave(services: Services, key: tuple[int, str]) -> None:
+    with _running:
+        left = _by_project.pop(key) - 1
+        if left:
+            _by_project[key] = left
+    _slot(services).release()
 
 
 def parse_check_request(body: object) -> tuple[v.ImageUrl, CheckOptions]:
@@ -60,12 +98,7 @@ def check_object(services: Services, project_id: str, body: object) -> dict[str,
     """The check report of the caller's object named by ``image_url``."""
     url, options = parse_check_request(body)
     head_object(services, project_id, url.bucket, url.key)  # the caller's, or 404
-    slot = _slot(services)
-    if not slot.acquire(blocking=False):
-        raise RequestInvalid(
-            codes.TOO_MANY_JOBS,
-            f"{services.settings.workers} checks are running; try again when one has ended",
-        )
+    place = _enter(services, project_id)
     try:
         with services.store.local_path(url.bucket, url.key) as path:
             try:
@@ -81,7 +114,7 @@ def check_object(services: Services, project_id: str, body: object) -> dict[str,
             shown = f"{url.bucket}:{url.key}"
             report = _renamed(inspection.report, str(path), shown)
     finally:
-        slot.release()
+        _leave(services, place)
     if not isinstance(report, dict):
         raise ServiceError(codes.INTERNAL, "the checker returned no report")
     return report
@@ -99,4 +132,4 @@ def _renamed(value: object, path: str, name: str) -> object:
     return value
 
 
-__all__ = ["check_object", "parse_check_request"]
+__all__ = ["check_object", "parse_check_request", "project_share"]
