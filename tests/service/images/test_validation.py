@@ -223,6 +223,17 @@ def test_body_codes() -> None:
     assert v.parse_json_body(b"", required=False) is None
 
 
+def test_a_field_given_twice_is_refused_not_overridden() -> None:
+    """``{"image_url": "mine:a", "image_url": "mine:b"}``: which one a reader takes depends on
+    the reader (a proxy or a log may take the first); the request is refused, at any depth."""
+    twice = b'{"image_url": "images:a.qcow2", "image_url": "images:b.qcow2"}'
+    with pytest.raises(RequestInvalid) as err:
+        v.parse_json_body(twice)
+    assert err.value.code == "IMG.0001" and "'image_url' is given twice" in err.value.message
+    assert code_of(lambda: v.parse_json_body(b'[{"op": "add", "op": "remove"}]')) == "IMG.0001"
+    assert v.parse_json_body(b'{"a": {"b": 1}, "b": {"a": 2}}') == {"a": {"b": 1}, "b": {"a": 2}}
+
+
 def test_duplicate_name_in_the_project(services: Services) -> None:
     mine = create_project(services, "mine").id
     other = create_project(services, "other").id

@@ -107,7 +107,9 @@ class ImageUrl:
 
 def parse_json_body(raw: bytes, *, required: bool = True) -> object:
     """The JSON document in ``raw``: IMG.0007 if empty (and ``required``), IMG.0001 if it is not
-    UTF-8 JSON, nests deeper than :data:`MAX_JSON_DEPTH`, or uses NaN/Infinity."""
+    UTF-8 JSON, nests deeper than :data:`MAX_JSON_DEPTH`, uses NaN/Infinity, or names a field
+    twice in one object (the first value would be silently ignored, and another reader of the
+    same bytes may take the first)."""
     if not raw.strip():
         if required:
             raise RequestInvalid(codes.BODY_EMPTY, "the request body is empty")
@@ -122,8 +124,18 @@ def parse_json_body(raw: bytes, *, required: bool = True) -> object:
     def refuse_constant(name: str) -> object:
         raise ValueError(f"{name} is not JSON")
 
+    def refuse_duplicates(pairs: list[tuple[str, object]]) -> dict[str, object]:
+        doc: dict[str, object] = {}
+        for key, value in pairs:
+            if key in doc:
+                raise ValueError(f"the field {key[:100]!r} is given twice")
+            doc[key] = value
+        return doc
+
     try:
-        return json.loads(raw.decode("utf-8"), parse_constant=refuse_constant)
+        return json.loads(
+            raw.decode("utf-8"), parse_constant=refuse_constant, object_pairs_hook=refuse_duplicates
+        )
     except (UnicodeDecodeError, ValueError, RecursionError) as exc:
         raise RequestInvalid(
             codes.BAD_REQUEST, f"the request body is not valid JSON: {exc}"
