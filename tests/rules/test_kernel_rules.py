@@ -114,6 +114,40 @@ def test_an_unreadable_initrd_is_quoted() -> None:
     )
 
 
+def test_a_missing_ide_driver_is_a_warning_naming_the_initrd_and_the_fix() -> None:
+    (f,) = run(kt.ide_guest("missing"), DriversRule())
+    assert f.severity is Severity.WARNING
+    assert f.message.startswith(f"Kernel {kt.DEB} (default: the newest version")
+    assert "cannot load ata_piix at boot: it is neither built in nor in its initrd" in f.message
+    assert "Xen-based flavours will not boot (they start from an emulated IDE disk)" in f.message
+    assert f"kernel: /boot/vmlinuz-{kt.DEB}" in f.evidence
+    assert f"initrd: /boot/initrd.img-{kt.DEB}: 10 modules, 10 of them for {kt.DEB}" in f.evidence
+    assert (
+        f.evidence[-1] == "missing: ata_piix (the IDE driver, module installed, not in the initrd)"
+    )
+    assert f.advice == (
+        "Add the modules to /etc/initramfs-tools/modules (`printf '%s\\n' ata_piix >> "
+        "/etc/initramfs-tools/modules`), then run `update-initramfs -u -k all`."
+    )
+
+
+def test_the_ide_driver_in_the_initrd_or_built_in_passes() -> None:
+    assert run(kt.ide_guest("initrd"), DriversRule()) == []
+    assert run(kt.ide_guest("builtin"), DriversRule()) == []
+
+
+def test_a_missing_ide_driver_joins_the_missing_virtio_drivers() -> None:
+    (f,) = run(kt.xen_guest(), DriversRule())
+    assert f.message.endswith(
+        "cannot load virtio, virtio_ring, virtio_pci, virtio_blk, virtio_scsi, virtio_net, "
+        "xen_blkfront, xen_netfront, ata_piix at boot: they are not in its initrd, and no kernel "
+        "config or modules.builtin shows them built in, so the server will not find its system "
+        "disk."
+    )
+    assert "ata_piix (the IDE driver, not installed)" in f.evidence[-1]
+    assert "--with=ata_piix" in f.advice
+
+
 def test_full_virt_rejects_i386_old_and_xen_kernels() -> None:
     found = run(kt.xen_guest(), FullVirtRule())
     assert all(f.severity is Severity.ERROR for f in found)

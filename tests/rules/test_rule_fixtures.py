@@ -159,6 +159,8 @@ CASES = (
     Case("IMG-PASSWORD-STRENGTH", False, "strong-root-password", disk(accounts.strong_root)),
     Case("IMG-DRIVERS", True, "no-virtio", disk(kt.novirtio_guest)),
     Case("IMG-DRIVERS", False, "every-driver", disk(kt.good_guest)),
+    Case("IMG-DRIVERS", True, "no-ide-driver", disk(lambda: kt.ide_guest("missing"))),
+    Case("IMG-DRIVERS", False, "ide-driver-in-initrd", disk(lambda: kt.ide_guest("initrd"))),
     Case("IMG-FULL-VIRT", True, "xen-i386", disk(kt.xen_guest)),
     Case("IMG-FULL-VIRT", False, "every-driver", disk(kt.good_guest)),
     Case(

@@ -71,10 +71,11 @@ BASE_ROOT: dict[str, str | bytes | Symlink | None] = {
 }
 BASE_BOOT: dict[str, str | bytes | Symlink | None] = {
     "vmlinuz-6.1.0-13-amd64": b"MZ" + bytes(1000),
-    # the drivers the platform needs, built in (so the base guest needs no initrd)
+    # the drivers the platform needs, built in (so the base guest needs no initrd); the IDE
+    # driver built in as RHEL's, Fedora's and Ubuntu's kernels have it
     "config-6.1.0-13-amd64": "CONFIG_VIRTIO=y\nCONFIG_VIRTIO_PCI=y\nCONFIG_VIRTIO_BLK=y\n"
     "CONFIG_SCSI_VIRTIO=y\nCONFIG_VIRTIO_NET=y\nCONFIG_XEN_BLKDEV_FRONTEND=y\n"
-    "CONFIG_XEN_NETDEV_FRONTEND=y\n",
+    "CONFIG_XEN_NETDEV_FRONTEND=y\nCONFIG_ATA_PIIX=y\n",
 }
 BASE_ESP: dict[str, str | bytes | Symlink | None] = {
     "EFI/BOOT/BOOTX64.EFI": b"MZ" + bytes(500),

@@ -95,8 +95,12 @@ ZSTD = ["zstd", "-q", "-c"]
 GZIP = ["gzip", "-n", "-c"]
 
 
-def config(*enabled: str, module: tuple[str, ...] = ()) -> str:
+def config(*enabled: str, module: tuple[str, ...] = (), ide: bool = True) -> str:
+    """A kernel config with ``enabled`` built in and ``module`` as modules; with ``ide``, the
+    IDE driver is built in too (``CONFIG_ATA_PIIX=y``, as in RHEL's and Ubuntu's kernels)."""
     lines = ["#", "# Automatically generated file; DO NOT EDIT.", "#", "CONFIG_64BIT=y"]
+    if ide and "ATA_PIIX" not in enabled + module:
+        lines.append("CONFIG_ATA_PIIX=y")
     lines += [f"CONFIG_{s}=y" for s in enabled] + [f"CONFIG_{s}=m" for s in module]
     if "XEN_BLKDEV_FRONTEND" not in enabled + module:
         lines.append("# CONFIG_XEN_BLKDEV_FRONTEND is not set")
@@ -132,6 +136,39 @@ def good_guest() -> Path:
             **{f"usr/{k}": v for k, v in modules_tree(DEB, VIRTIO_KOS).items()},
         },
         boot={f"initrd.img-{DEB}": initrd, f"config-{DEB}": config(module=ALL_MODULE_SYMBOLS)},
+    )
+
+
+IDE_KO = {"kernel/drivers/ata/ata_piix.ko": b"ko"}
+
+
+def ide_guest(where: str) -> Path:
+    """Debian 12 with every virtio and Xen driver in its zstd initrd and ``ata_piix`` a module
+    (``CONFIG_ATA_PIIX=m``) installed under /lib/modules, and, by ``where``: ``missing``, not in
+    the initrd (an initrd made with ``MODULES=dep`` on a KVM machine); ``initrd``, in the
+    initrd too; ``builtin``, built in by modules.builtin only (no module, no ``=y``)."""
+    tree = {
+        **modules_tree(DEB, {**VIRTIO_KOS, **XEN_KOS, **OTHER_KOS}),
+        "conf/initramfs.conf": b"MODULES=dep\n",
+    }
+    if where == "initrd":
+        tree.update(modules_tree(DEB, IDE_KO))
+    initrd = make_initrd(f"ide-{where}-v1", tree, ZSTD)
+    installed = IDE_KO if where != "builtin" else {}
+    builtin = {"modules.builtin": b"kernel/drivers/ata/ata_piix.ko\n"} if where == "builtin" else {}
+    ide_module = ("ATA_PIIX",) if where != "builtin" else ()
+    return gf.build_guest(
+        f"kern-ide-{where}",
+        root={
+            "usr/bin/sh": elf_header(64, EM_X86_64),
+            "lib": gf.Symlink("usr/lib"),
+            **{f"usr/{k}": v for k, v in modules_tree(DEB, {**VIRTIO_KOS, **installed}).items()},
+            **{f"usr/{k}": v for k, v in modules_tree(DEB, builtin).items()},
+        },
+        boot={
+            f"initrd.img-{DEB}": initrd,
+            f"config-{DEB}": config(module=ALL_MODULE_SYMBOLS + ide_module, ide=False),
+        },
     )
 
 

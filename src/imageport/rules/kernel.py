@@ -13,6 +13,8 @@ from collections.abc import Iterator
 
 from imageport.findings import Finding, Severity
 from imageport.guest.boot.kernels import (
+    BOOT_DRIVERS,
+    IDE_DRIVERS,
     WATCHED_DRIVERS,
     Kernel,
     KernelFacts,
@@ -27,6 +29,9 @@ STORAGE_DRIVERS = ("virtio", "virtio_ring", "virtio_pci", "virtio_blk", "virtio_
 #: Xen PV front ends, needed only on the platform's Xen-based flavours.
 XEN_DRIVERS = ("xen_blkfront", "xen_netfront")
 FULL_VIRT_ARCHES = ("x86_64", "aarch64")
+#: The name a finding gives the missing IDE support (either of :data:`IDE_DRIVERS` would do;
+#: this is the one to add).
+IDE_DRIVER = "ata_piix"
 #: virtio entered the kernel in 2.6.24.
 MIN_VIRTIO_RELEASE = (2, 6, 24)
 
@@ -108,12 +113,24 @@ def _builtin_evidence(kernel: Kernel) -> str:
             f"built in: unknown (no /boot/config-{kernel.version} or "
             f"/lib/modules/{kernel.version}/modules.builtin)"
         )
-    built = [f"{d} ({WATCHED_DRIVERS[d]}=y)" for d in WATCHED_DRIVERS if d in kernel.builtin]
+    built = [f"{d} ({BOOT_DRIVERS[d]}=y)" for d in BOOT_DRIVERS if d in kernel.builtin]
     return f"built in ({', '.join(sources)}): {', '.join(built) or 'none of the drivers checked'}"
 
 
 def _missing(kernel: Kernel) -> list[str]:
-    return [d for d in WATCHED_DRIVERS if not kernel.available(d)]
+    """The drivers ``kernel`` cannot load at boot; the IDE support counts as one, named
+    :data:`IDE_DRIVER`, missing when no driver of :data:`IDE_DRIVERS` loads."""
+    missing = [d for d in WATCHED_DRIVERS if not kernel.available(d)]
+    if not kernel.ide_available:
+        missing.append(IDE_DRIVER)
+    return missing
+
+
+def _installed(kernel: Kernel, driver: str) -> bool:
+    """Whether ``driver``'s module is on the root filesystem (for IDE: any IDE driver's)."""
+    if driver == IDE_DRIVER:
+        return any(d in kernel.on_disk for d in IDE_DRIVERS)
+    return driver in kernel.on_disk
 
 
 class DriversRule(Rule):
@@ -123,7 +140,14 @@ class DriversRule(Rule):
     (``CONFIG_VIRTIO_BLK=y`` in ``/boot/config-<version>``, or listed in
     ``/lib/modules/<version>/modules.builtin``) or present as a module in the kernel's initrd
     for that version. The initrd is read like ``lsinitrd``/``lsinitramfs`` would list it.
-    Other (non-rescue) kernels that lack the virtio storage drivers are warned about.
+    It also checks the IDE support the vendor asks for: a driver for the emulated PIIX IDE
+    controller, ``ata_piix`` (``CONFIG_ATA_PIIX``) or, on kernels from before libata, the
+    legacy ``piix`` (``CONFIG_BLK_DEV_PIIX``), either one built in or in the initrd, the same
+    way. ``ata_generic`` does not count: it leaves Intel PIIX controllers alone unless the
+    kernel is booted with ``ata_generic.all_generic_ide=1``. The vendor's "PVOPS" (a kernel
+    that runs paravirtualised on the hypervisor) is what the virtio and Xen front-end drivers
+    give; a classic Xen kernel that runs only as Xen PV is IMG-FULL-VIRT's. Other
+    (non-rescue) kernels that lack the virtio storage drivers are warned about.
 
     Why it matters: servers see their system disk as a virtio (or Xen) device; an initrd made
     by dracut in host-only mode on VMware or bare metal holds only that machine's drivers, so
@@ -132,24 +156,31 @@ class DriversRule(Rule):
     ``virtio_net`` is an error only when its module is not installed either (otherwise udev
     loads it from the root filesystem after boot, so it is a warning); missing Xen front ends
     while virtio is complete are a warning, because only the platform's Xen-based flavours
-    need them and KVM flavours boot without them.
+    need them and KVM flavours boot without them. A missing IDE driver is a warning for the
+    same reason: Xen-based flavours start from an emulated IDE disk before the Xen front ends
+    take over, KVM flavours boot from virtio (the vendor's automatic configuration adds the
+    IDE driver when it is missing, but fast import changes nothing in the image).
 
     How to fix: add the missing modules to the initrd and rebuild it: on Debian/Ubuntu list
     them in ``/etc/initramfs-tools/modules`` and run ``update-initramfs -u -k all``; on
     RHEL, CentOS, EulerOS and openEuler put ``add_drivers+=" virtio_blk virtio_scsi
     virtio_net virtio_pci "`` in ``/etc/dracut.conf.d/virtio.conf`` and run
     ``dracut -f --regenerate-all``; on SUSE use dracut the same way (SLES 12+), or
-    ``INITRD_MODULES`` in ``/etc/sysconfig/kernel`` and ``mkinitrd`` (SLES 11).
+    ``INITRD_MODULES`` in ``/etc/sysconfig/kernel`` and ``mkinitrd`` (SLES 11). The IDE
+    driver goes in the same way: ``ata_piix`` in the list.
 
     Example: a CentOS 7 image whose ``/boot/initramfs-3.10.0-1160.el7.x86_64.img`` was built
     on VMware (no virtio modules) reports "Kernel 3.10.0-1160.el7.x86_64 cannot load virtio,
-    virtio_ring, virtio_pci, virtio_blk, virtio_scsi ... at boot".
+    virtio_ring, virtio_pci, virtio_blk, virtio_scsi ... at boot"; a Debian image whose
+    ``/boot/config-<version>`` says ``CONFIG_ATA_PIIX=m`` and whose initrd was made with
+    ``MODULES=dep`` on a KVM machine (virtio only) warns "cannot load ata_piix at boot", with
+    ``ata_piix (the IDE driver, module installed, not in the initrd)`` as evidence.
     """
 
     id = "IMG-DRIVERS"
     severity = Severity.ERROR
-    title = "The kernel must load virtio and Xen PV drivers at boot"
-    advice = "Add the virtio and Xen PV drivers to the initrd and rebuild it."
+    title = "The kernel must load virtio, Xen PV and IDE drivers at boot"
+    advice = "Add the virtio, Xen PV and IDE drivers to the initrd and rebuild it."
 
     def check(self, facts: ImageFacts) -> Iterator[Finding]:
         guest = facts.installed_guest
@@ -181,14 +212,15 @@ class DriversRule(Rule):
         storage = [d for d in missing if d in STORAGE_DRIVERS]
         if not missing or (not default and not storage):
             return
-        net_lost = "virtio_net" in missing and "virtio_net" not in kernel.on_disk
+        net_lost = "virtio_net" in missing and not _installed(kernel, "virtio_net")
         severity = Severity.ERROR if default and (storage or net_lost) else Severity.WARNING
         detail = []
         for d in missing:
             where = (
-                "module installed, not in the initrd" if d in kernel.on_disk else "not installed"
+                "module installed, not in the initrd" if _installed(kernel, d) else "not installed"
             )
-            detail.append(f"{d} ({where})")
+            what = "the IDE driver, " if d == IDE_DRIVER else ""
+            detail.append(f"{d} ({what}{where})")
         which = f"default: {kf.default_reason}" if default else "not the default kernel"
         consequence = (
             "the server will not find its system disk"
@@ -196,9 +228,10 @@ class DriversRule(Rule):
             else "the server will have no network"
             if net_lost
             else "servers on Xen-based flavours will not boot"
+            + (" (they start from an emulated IDE disk)" if IDE_DRIVER in missing else "")
         )
         fix = driver_fix(family, missing, release)
-        if any(d not in kernel.on_disk and d not in kernel.builtin for d in missing):
+        if any(not _installed(kernel, d) and d not in kernel.builtin for d in missing):
             fix += (
                 f" Drivers marked 'not installed' have no module under /lib/modules/"
                 f"{kernel.version}: install the distribution's kernel modules package "

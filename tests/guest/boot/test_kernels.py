@@ -28,6 +28,7 @@ from support.kernel_fixtures import (
     elf_header,
     good_guest,
     guest_of,
+    ide_guest,
     make_initrd,
     nokernel_guest,
     novirtio_guest,
@@ -48,7 +49,9 @@ def test_debian_kernel_with_a_zstd_initrd() -> None:
     assert {"virtio_blk", "virtio_scsi", "xen_blkfront", "ahci"} <= k.initrd.modules
     assert k.initrd.module_count == 10
     assert all(k.available(d) for d in kernels.WATCHED_DRIVERS)
-    assert k.builtin == frozenset() and k.config_path == f"/boot/config-{DEB}"
+    # every driver a module, the IDE driver built in (CONFIG_ATA_PIIX=y)
+    assert k.builtin == {"ata_piix"} and k.config_path == f"/boot/config-{DEB}"
+    assert k.ide_available
     # found on the root through the lib -> usr/lib symlink
     assert k.on_disk == frozenset(n for n in kernels.WATCHED_DRIVERS if not n.startswith("xen"))
     assert kf.arch is not None and (kf.arch.name, kf.arch.bits) == ("x86_64", 64)
@@ -87,12 +90,25 @@ def test_builtin_drivers_from_config_and_modules_builtin() -> None:
         "virtio_scsi",
         "virtio_net",
         "xen_netfront",
+        "ata_piix",
     }
     assert k.builtin_path == f"/lib/modules/{DEB}/modules.builtin"
     assert k.initrd is not None and k.initrd.module_count == 0
     assert [d for d in kernels.WATCHED_DRIVERS if not k.available(d)] == ["xen_blkfront"]
     assert kf.arch is not None and kf.arch.name == "aarch64"
     assert guest.derive(kernels.read_net_rules) == ()
+
+
+def test_ide_driver_as_a_module_in_the_initrd_or_in_modules_builtin() -> None:
+    missing = guest_of(ide_guest("missing")).derive(kernels.read_kernels).default
+    assert missing is not None and missing.builtin == frozenset()
+    assert "ata_piix" in missing.on_disk  # /lib/modules/<v>/kernel/drivers/ata/ata_piix.ko
+    assert not missing.ide_available
+    in_initrd = guest_of(ide_guest("initrd")).derive(kernels.read_kernels).default
+    assert in_initrd is not None and in_initrd.available("ata_piix") and in_initrd.ide_available
+    builtin = guest_of(ide_guest("builtin")).derive(kernels.read_kernels).default
+    assert builtin is not None and builtin.builtin == {"ata_piix"} and builtin.ide_available
+    assert "ata_piix" not in builtin.on_disk
 
 
 def test_grubenv_saved_entry_picks_the_default() -> None:

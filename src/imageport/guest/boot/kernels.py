@@ -72,8 +72,26 @@ WATCHED_DRIVERS: dict[str, str] = {
     "xen_blkfront": "CONFIG_XEN_BLKDEV_FRONTEND",
     "xen_netfront": "CONFIG_XEN_NETDEV_FRONTEND",
 }
-#: Where each watched driver's module lies under /lib/modules/<v>/kernel/.
-_MODULE_DIRS = ("drivers/block", "drivers/net", "drivers/scsi", "drivers/virtio")
+#: Drivers for the emulated PIIX IDE controller that Xen HVM flavours boot from, and their
+#: Kconfig symbols: libata's ``ata_piix``, or the legacy IDE layer's ``piix`` (kernels before
+#: libata took over IDE). Either one is enough. ``ata_generic`` is not among them: it does not
+#: claim Intel PIIX controllers unless booted with ``ata_generic.all_generic_ide=1``.
+IDE_DRIVERS: dict[str, str] = {
+    "ata_piix": "CONFIG_ATA_PIIX",
+    "piix": "CONFIG_BLK_DEV_PIIX",
+}
+#: Every driver whose presence a :class:`Kernel` records.
+BOOT_DRIVERS: dict[str, str] = {**WATCHED_DRIVERS, **IDE_DRIVERS}
+#: Where each recorded driver's module lies under /lib/modules/<v>/kernel/.
+_MODULE_DIRS = (
+    "drivers/block",
+    "drivers/net",
+    "drivers/scsi",
+    "drivers/virtio",
+    "drivers/ata",
+    "drivers/ide",
+    "drivers/ide/pci",
+)
 #: Kconfig symbols set only in the classic (non-pvops) Xen kernels, which run only as Xen PV.
 _XEN_PV_SYMBOLS = ("CONFIG_X86_XEN", "CONFIG_X86_64_XEN")
 
@@ -104,9 +122,9 @@ class Kernel:
     initrd: InitrdInfo | None
     config_path: str | None
     builtin_path: str | None  #: modules.builtin read
-    #: Watched drivers built into the image (from the config ``=y`` or modules.builtin).
+    #: :data:`BOOT_DRIVERS` built into the image (from the config ``=y`` or modules.builtin).
     builtin: frozenset[str]
-    #: Watched drivers whose module file is on the root filesystem under /lib/modules/<v>.
+    #: :data:`BOOT_DRIVERS` whose module file is on the root filesystem under /lib/modules/<v>.
     on_disk: frozenset[str]
     xen_pv_only: bool
     xen_reason: str
@@ -123,6 +141,11 @@ class Kernel:
             return True
         initrd = self.initrd
         return initrd is not None and (driver in initrd.modules or driver in initrd.builtin)
+
+    @property
+    def ide_available(self) -> bool:
+        """Whether a driver for the emulated IDE controller (:data:`IDE_DRIVERS`) loads at boot."""
+        return any(self.available(d) for d in IDE_DRIVERS)
 
     def release(self) -> tuple[int, ...] | None:
         """The numeric release (``(2, 6, 32)`` for ``2.6.32-754.el6.x86_64``), if any."""
@@ -281,7 +304,7 @@ def _is_net_rules_name(name: str) -> bool:
 def _builtin(
     files: GuestFiles, version: str, problems: list[str]
 ) -> tuple[frozenset[str], str | None, str | None, dict[str, str]]:
-    """Watched drivers built in, the config and modules.builtin paths read, the config."""
+    """:data:`BOOT_DRIVERS` built in, the config and modules.builtin paths read, the config."""
     config: dict[str, str] = {}
     config_path = None
     for path in (f"/boot/config-{version}", f"/lib/modules/{version}/config"):
@@ -290,14 +313,14 @@ def _builtin(
             if text is not None:
                 config, config_path = parse_kernel_config(text), path
                 break
-    names = {d for d, sym in WATCHED_DRIVERS.items() if config.get(sym) == "y"}
+    names = {d for d, sym in BOOT_DRIVERS.items() if config.get(sym) == "y"}
     builtin_path = None
     path = f"/lib/modules/{version}/modules.builtin"
     if _exists(files, path):
         text = _text(files, path, problems)
         if text is not None:
             builtin_path = path
-            names |= parse_modules_builtin(text) & set(WATCHED_DRIVERS)
+            names |= parse_modules_builtin(text) & set(BOOT_DRIVERS)
     return frozenset(names), config_path, builtin_path, config
 
 
@@ -306,7 +329,7 @@ def _on_disk(files: GuestFiles, version: str, problems: list[str]) -> frozenset[
     for sub in _MODULE_DIRS:
         for name in _names(files, f"/lib/modules/{version}/kernel/{sub}", problems):
             mod = module_name(name)
-            if mod in WATCHED_DRIVERS and ".ko" in name:
+            if mod in BOOT_DRIVERS and ".ko" in name:
                 found.add(mod)
     return frozenset(found)
 
