@@ -7,7 +7,8 @@ from pathlib import Path
 from imageport.findings import Finding, Severity
 from imageport.rules.base import CheckOptions, ImageFacts, Rule
 from imageport.rules.engine import run_rules
-from imageport.rules.network import HardwareBindingRule, NetDhcpRule
+from imageport.rules.hardware_binding import HardwareBindingRule
+from imageport.rules.network import NetDhcpRule
 from imageport.service.tools.check import inspect_source
 from imageport.source import FileSource
 from support import guest_fixtures as gf

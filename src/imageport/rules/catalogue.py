@@ -15,9 +15,10 @@ from imageport.rules.container import (
     SizeRule,
 )
 from imageport.rules.fastimport import FastRawRule, FastZvhd2Rule
+from imageport.rules.hardware_binding import HardwareBindingRule
 from imageport.rules.kernel import DriversRule, FullVirtRule, NetRulesRule
 from imageport.rules.layout import FstabDataDiskRule, StableNamesRule, SystemDiskRule
-from imageport.rules.network import HardwareBindingRule, NetDhcpRule
+from imageport.rules.network import NetDhcpRule
 from imageport.rules.storage import DiskEncryptionRule, LvmInjectionRule, OemRule
 
 RULES: tuple[Rule, ...] = (

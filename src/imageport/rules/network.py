@@ -1,4 +1,8 @@
-"""IMG-NET-DHCP and IMG-HW-BINDING: network interfaces on DHCP, not tied to the old NICs' MACs."""
+"""IMG-NET-DHCP: network interfaces get their address by DHCP.
+
+(IMG-HW-BINDING, MAC addresses in the same configuration files, is in
+:mod:`imageport.rules.hardware_binding`.)
+"""
 
 from __future__ import annotations
 
@@ -25,21 +29,6 @@ _TO_DHCP = {
     "ipv4.gateway ''` (or set method=auto in [ipv4] and delete the address lines).",
     "networkd": "Set DHCP=yes in [Network] and delete the Address= lines.",
 }
-#: How to remove a MAC binding, by configuration style.
-_UNBIND = {
-    "ifupdown": "Delete the `hwaddress` line.",
-    "ifcfg": "Delete the HWADDR= and MACADDR= lines (the DEVICE= name identifies the NIC).",
-    "suse-ifcfg": "Delete the LLADDR= line.",
-    "wicked": "Delete the <address>/<permanent-address> element; match the interface by name.",
-    "netplan": "Match the interface by `name:` (or `driver:`) instead of `macaddress:`, and "
-    "delete any `macaddress:` it sets; then run `netplan generate`.",
-    "nm": "Delete mac-address= and cloned-mac-address= from [ethernet] (`nmcli connection "
-    "modify <connection> 802-3-ethernet.mac-address ''`); use interface-name= instead.",
-    "networkd": "Match by Name= instead of MACAddress=/PermanentMACAddress= in [Match], and "
-    "delete MACAddress= from [Link].",
-}
-
-
 #: How to add a DHCP configuration for the first NIC, by distribution family.
 _NEW_DHCP = {
     "debian": "Add `auto eth0` and `iface eth0 inet dhcp` to /etc/network/interfaces (on "
@@ -125,43 +114,3 @@ class NetDhcpRule(Rule):
             *((f"declared at {cfg.where}",) if cfg.where not in addresses else ()),
             advice=advice,
         )
-
-
-class HardwareBindingRule(Rule):
-    """What it checks: no network configuration binds an interface to a MAC address or
-    sets one: ``HWADDR=``/``MACADDR=`` in Red Hat ifcfg files, ``LLADDR=`` in SUSE ifcfg
-    files, ``hwaddress`` in ``/etc/network/interfaces``, ``match: macaddress`` or
-    ``macaddress`` in netplan, ``mac-address=``/``cloned-mac-address=`` in NetworkManager
-    keyfiles, ``MACAddress=``/``PermanentMACAddress=`` in systemd-networkd files, and MAC
-    addresses in wicked XML. (Persistent udev NIC naming rules are IMG-NET-RULES.)
-
-    Why it matters: a server from the image gets new NICs with new MAC addresses. A
-    configuration matched to the old MAC no longer applies, so the NIC stays down; one that
-    sets a MAC makes the NIC use an address the platform does not expect, and its traffic
-    is dropped.
-
-    How to fix: remove the MAC binding and identify the interface by name (``eth0``), e.g.
-    delete the ``HWADDR=`` line from ``ifcfg-eth0``.
-
-    Example: ``/etc/sysconfig/network-scripts/ifcfg-eth0:5: HWADDR=52:54:00:12:34:56`` is
-    reported.
-    """
-
-    id = "IMG-HW-BINDING"
-    severity = Severity.WARNING
-    title = "The OS should not be bound to the old machine's hardware"
-    advice = "Remove MAC address bindings from the network configuration."
-
-    def check(self, facts: ImageFacts) -> Iterator[Finding]:
-        guest = facts.installed_guest
-        if guest is None:
-            return
-        net = guest.derive(read_network)
-        for cfg in net.interfaces:
-            if cfg.mac_bindings:
-                yield self.found(
-                    f"Interface {cfg.name} is bound to a MAC address in {cfg.where.path}; new "
-                    "servers have different NICs.",
-                    *(str(q) for q in cfg.mac_bindings),
-                    advice=_UNBIND.get(cfg.style, self.advice),
-                )
