@@ -30,6 +30,7 @@ from rules import test_boot_rules as boot
 from rules import test_container_rules as container
 from rules import test_fastimport_rules as fast
 from rules import test_hardware_binding_rules as hwb
+from rules import test_hypervisor_tools_rules as hvt
 from rules import test_layout_rules as layout
 from rules import test_storage_rules as storage
 from support import guest_fixtures as gf
@@ -186,6 +187,8 @@ CASES = (
     Case("IMG-HW-BINDING", False, "dhcp", disk(nf.debian_good)),
     Case("IMG-HW-BINDING", True, "by-id-and-by-path-disks", disk(hwb.disk_ids_guest)),
     Case("IMG-HW-BINDING", False, READY, disk(gf.synthetic_guest)),
+    Case("IMG-HYPERVISOR-TOOLS", True, "open-vm-tools", disk(hvt.vmware_debian_guest)),
+    Case("IMG-HYPERVISOR-TOOLS", False, READY, disk(gf.synthetic_guest)),
     Case("IMG-LVM-INJECTION", True, "debian-lvm-root", disk(_lvm_root_guest)),
     Case("IMG-LVM-INJECTION", False, READY, disk(gf.synthetic_guest)),
     Case("IMG-DISK-ENCRYPTION", True, "luks-and-crypttab", disk(storage.luks_guest)),

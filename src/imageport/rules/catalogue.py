@@ -16,6 +16,7 @@ from imageport.rules.container import (
 )
 from imageport.rules.fastimport import FastRawRule, FastZvhd2Rule
 from imageport.rules.hardware_binding import HardwareBindingRule
+from imageport.rules.hypervisor_tools import HypervisorToolsRule
 from imageport.rules.kernel import DriversRule, FullVirtRule, NetRulesRule
 from imageport.rules.layout import FstabDataDiskRule, StableNamesRule, SystemDiskRule
 from imageport.rules.network import NetDhcpRule
@@ -46,6 +47,7 @@ RULES: tuple[Rule, ...] = (
     CloudInitRule(),
     NetDhcpRule(),
     HardwareBindingRule(),
+    HypervisorToolsRule(),
     LvmInjectionRule(),
     DiskEncryptionRule(),
     OemRule(),
