@@ -107,17 +107,19 @@ def test_by_id_and_by_path_names_are_reported_with_file_line_and_fix() -> None:
     )
 
 
-def test_names_by_uuid_label_and_partuuid_are_not_hardware_bindings() -> None:
+def test_names_by_uuid_label_partuuid_and_image_metadata_are_not_hardware_bindings() -> None:
     assert run(gf.synthetic_guest()) == []
     fstab = (
         gf.GOOD_FSTAB
         + "/dev/disk/by-uuid/0b4e3f0e-0000-4000-8000-000000000002 /srv ext4 nofail 0 2\n"
+        + "/dev/disk/by-id/md-uuid-6c1d9f2e:0b4e3f0e:11223344:55667788 /raid ext4 nofail 0 2\n"
     )
     path = gf.build_guest(
         "diskids-uuid",
         root={
             **gf.CLOUD_READY,
-            "etc/crypttab": "cryptdata /dev/disk/by-partuuid/0b4e3f0e-01 none luks\n",
+            "etc/crypttab": "cryptdata /dev/disk/by-partuuid/0b4e3f0e-01 none luks\n"
+            "cryptswap /dev/disk/by-id/dm-name-vg0-swap /dev/urandom swap\n",
             "etc/default/grub": 'GRUB_CMDLINE_LINUX="root=/dev/disk/by-label/rootfs"\n',
         },
         boot={"grub/grub.cfg": gf.READY_GRUB_CFG},

@@ -114,8 +114,10 @@ class HardwareBindingRule(Rule):
     and ``resume=`` on the kernel command lines of the boot loader configurations
     (``grub.cfg``, BLS entries, ``menu.lst``, ``extlinux.conf``) and in
     ``GRUB_CMDLINE_LINUX``/``GRUB_CMDLINE_LINUX_DEFAULT`` of ``/etc/default/grub``. Names by
-    UUID, label or partition UUID come with the image and are fine; kernel names such as
-    ``/dev/sda1`` are IMG-FSTAB-UUID's. Only these fixed files are read.
+    UUID, label or partition UUID come with the image and are fine, as are the by-id names
+    made from metadata inside the image (``dm-name-``, ``dm-uuid-``, ``md-uuid-``,
+    ``md-name-``, ``lvm-pv-uuid-``); kernel names such as ``/dev/sda1`` are IMG-FSTAB-UUID's.
+    Only these fixed files are read.
 
     Why it matters: a server from the image gets new NICs with new MAC addresses. A
     configuration matched to the old MAC no longer applies, so the NIC stays down; one that

@@ -7,7 +7,10 @@ udev makes these links from the disk itself (udev's ``60-persistent-storage.rule
 a ``by-path`` name the controller's PCI address and the port (``pci-0000:00:10.0-scsi-0:0:0:0``).
 Neither exists on a new server: its disks have other serials and sit on other buses. Names
 by UUID, label or partition UUID (``by-uuid``, ``by-label``, ``by-partuuid``) come from the
-filesystem or the partition table, which the image carries, and are not collected.
+filesystem or the partition table, which the image carries, and are not collected; nor are
+the ``by-id`` names made from what the image carries too: device-mapper's (``dm-name-``,
+``dm-uuid-``: LVM volumes, LUKS mappings), software RAID's (``md-name-``, ``md-uuid-``) and
+LVM physical volumes' (``lvm-pv-uuid-``).
 
 Read from fixed paths only, through the guest's file layer: ``/etc/fstab`` (already parsed
 with the layout; lines mounted at boot), ``/etc/crypttab`` (the device field),
@@ -36,6 +39,8 @@ MAX_USES = 64
 #: Kernel parameters that name a disk.
 CMDLINE_KEYS = ("root", "resume")
 _HARDWARE_NAME = re.compile(r"^/dev/disk/by-(id|path)/[^/\s]+$")
+#: by-id names made from metadata inside the image, not from the hardware.
+_IMAGE_IDS = ("dm-name-", "dm-uuid-", "md-name-", "md-uuid-", "lvm-pv-uuid-")
 _WORD = re.compile(r"""(?:^|[\s"'])(root|resume)=(/dev/disk/by-(?:id|path)/[^\s"']+)""")
 
 
@@ -66,8 +71,11 @@ class DiskNameFacts:
 
 
 def is_hardware_name(name: str) -> bool:
-    """Whether ``name`` is a ``/dev/disk/by-id/...`` or ``/dev/disk/by-path/...`` link."""
-    return bool(_HARDWARE_NAME.match(name))
+    """Whether ``name`` is a ``/dev/disk/by-id/...`` or ``/dev/disk/by-path/...`` link made from
+    the hardware (not one of :data:`_IMAGE_IDS`)."""
+    if not _HARDWARE_NAME.match(name):
+        return False
+    return not name.removeprefix("/dev/disk/by-id/").startswith(_IMAGE_IDS)
 
 
 def _from_entries(entries: list[KernelLine]) -> list[DiskNameUse]:
