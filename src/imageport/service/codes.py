@@ -57,6 +57,9 @@ BUCKET_UNAVAILABLE: Final = "IMG.0069"
 FORMAT_NOT_SUPPORTED: Final = "IMG.0072"
 #: The image has a job in progress (still being created, imported, exported or copied).
 IMAGE_BUSY: Final = "IMG.0090"
+#: 403: the caller's project is not the image's owner, only a member it is shared with: it
+#: may read and copy the image but not change, export, share or delete it.
+NOT_OWNER: Final = "IMG.0092"
 #: ``cmk_id``: no KMS key can be found (encrypted images are not offered).
 KMS_KEY_NOT_FOUND: Final = "IMG.0095"
 #: The bucket name in ``bucket:key`` is not a valid bucket name.
@@ -96,6 +99,10 @@ PROTECTED: Final = "IMG.PROTECTED"
 REGION_REFUSES_IMPORT: Final = "IMG.REGION"
 #: An image from a server or a volume: only files can be imported here.
 SOURCE_NOT_OFFERED: Final = "IMG.SOURCE"
+#: 409: the project is already a member of the image (``POST /v2/images/{id}/members``).
+MEMBER_EXISTS: Final = "IMG.MEMBER_EXISTS"
+#: A project to share an image with does not exist (or is the image's own project).
+PROJECT_UNKNOWN: Final = "IMG.PROJECT"
 #: 404: the image or job has no check report (yet): no check has run on its file.
 NO_REPORT: Final = "IMG.NO_REPORT"
 

@@ -56,3 +56,20 @@ class ImageStatus(enum.StrEnum):
 
 #: The statuses of an image whose file is still to come.
 IMAGE_IN_PROGRESS = (ImageStatus.QUEUED, ImageStatus.SAVING)
+
+
+class MemberStatus(enum.StrEnum):
+    """Where a share stands for its member project; ``image_members.status`` and the
+    ``status`` of a member document (``/v2/images/{id}/members``)."""
+
+    #: Shared by the owner; the member has not answered. The member can show the image.
+    PENDING = "pending"
+    #: The member accepted: the image is in its lists, and it can read and copy it.
+    ACCEPTED = "accepted"
+    #: The member rejected: the image is hidden from it (404) except in a list filtered
+    #: ``member_status=rejected``, and it can still accept it later.
+    REJECTED = "rejected"
+
+
+#: The statuses of a share whose image its member can show (and is refused changes to, 403).
+VISIBLE_MEMBER = (MemberStatus.PENDING, MemberStatus.ACCEPTED)

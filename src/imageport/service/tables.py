@@ -176,6 +176,20 @@ images = Table(
     UniqueConstraint("project_id", "name", name="uq_images_project_name"),
 )
 
+image_members = Table(
+    "image_members",
+    metadata,
+    # an image shared with another project (service/images/members.py): the owner adds the
+    # member project, which accepts or rejects; deleting the image deletes its rows first
+    Column("image_id", String(36), ForeignKey("images.id"), primary_key=True),
+    Column("member_id", String(ID), ForeignKey("projects.id"), primary_key=True),
+    # pending | accepted | rejected
+    Column("status", String(16), nullable=False),
+    Column("created_at", String(TIME), nullable=False),
+    Column("updated_at", String(TIME), nullable=False),
+    Index("ix_image_members_member_id", "member_id"),
+)
+
 jobs = Table(
     "jobs",
     metadata,
@@ -204,6 +218,7 @@ jobs = Table(
 __all__ = [
     "access_keys",
     "buckets",
+    "image_members",
     "images",
     "jobs",
     "metadata",

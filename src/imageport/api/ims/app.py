@@ -19,6 +19,7 @@ from imageport.api.ims import export_views as ev
 from imageport.api.ims import glance_views as gv
 from imageport.api.ims import image_views as iv
 from imageport.api.ims import job_views as jv
+from imageport.api.ims import member_views as mv
 from imageport.api.ims import report_views as rv
 from imageport.api.ims import tag_views as tv
 from imageport.api.ims.errors import http_error
@@ -53,6 +54,14 @@ _TABLE: list[tuple[str, str, View]] = [
     ("/v1/cloudimages/check", "POST", rv.check_object),
     ("/v1/{project_id}/jobs/{job_id}", "GET", jv.show_job),
     ("/v1/cloudimages/{image_id}/copy", "POST", iv.copy_image),
+    ("/v1/cloudimages/members", "POST", mv.batch_add_members),
+    ("/v1/cloudimages/members", "PUT", mv.batch_update_members),
+    ("/v1/cloudimages/members", "DELETE", mv.batch_delete_members),
+    ("/v2/images/{image_id}/members", "POST", mv.add_image_member),
+    ("/v2/images/{image_id}/members", "GET", mv.list_image_members),
+    ("/v2/images/{image_id}/members/{member_id}", "GET", mv.show_image_member),
+    ("/v2/images/{image_id}/members/{member_id}", "PUT", mv.update_image_member),
+    ("/v2/images/{image_id}/members/{member_id}", "DELETE", mv.delete_image_member),
     ("/v2/{project_id}/images/tags", "GET", tv.list_project_tags),
     ("/v2/{project_id}/images/resource_instances/action", "POST", tv.list_images_by_tags),
     ("/v2/{project_id}/images/{image_id}/tags", "POST", tv.add_image_tag),

@@ -47,6 +47,7 @@ from imageport.service.images.import_request import (
     parse_data_image_request,
     parse_import_request,
 )
+from imageport.service.images.members import delete_members_of
 from imageport.service.images.records import ImageRecord, image_row
 from imageport.service.images.source_checks import check_import_offered, check_source
 from imageport.service.jobs.manage import insert_job, link_sub_jobs, running_job_of
@@ -351,9 +352,9 @@ def register_image_file(services: Services, project_id: str, image_id: str, body
 
 
 def delete_image(services: Services, project_id: str, image_id: str, body: object) -> None:
-    """``DELETE /v2/images/{id}`` (optional body ``{"delete_backup": bool}``): remove the image
-    and its stored file. ``IMG.0090`` while its job is INIT or RUNNING; ``IMG.PROTECTED``
-    (403) for a protected image."""
+    """``DELETE /v2/images/{id}`` (optional body ``{"delete_backup": bool}``): remove the image,
+    its shares with other projects and its stored file. ``IMG.0090`` while its job is INIT or
+    RUNNING; ``IMG.PROTECTED`` (403) for a protected image."""
     if body is not None:
         doc = body if isinstance(body, Mapping) else None
         if doc is None or set(doc) - {"delete_backup"}:
@@ -373,6 +374,7 @@ def delete_image(services: Services, project_id: str, image_id: str, body: objec
             raise Forbidden(
                 codes.PROTECTED, f"image {image_id} is protected; set protected to false first"
             )
+        delete_members_of(conn, image_id)  # its shares end with it
         conn.execute(delete(images).where(images.c.id == image_id))
     if row.blob:
         _remove_blob(services, row.blob)

@@ -13,14 +13,21 @@ Filters (all must hold):
 * properties, exact: ``__imagetype``, ``__isregistered``, ``__os_type``, ``__os_version``,
   ``__os_bit``, ``__platform``, any ``__support_*``, ``virtual_env_type``,
   ``enterprise_project_id``, ``architecture`` (``x86``/``arm`` or ``x86_64``/``aarch64``);
-* ``owner`` (only the caller's own project can match), ``tag=k=v`` (the image has that tag);
+* ``owner`` (the owner's project: the caller's, or the owner of an image shared with it),
+  ``tag=k=v`` (the image has that tag);
+* ``member_status`` (``pending``/``accepted``/``rejected``): the images shared with the caller
+  whose share is in that status, instead of the default, which is the caller's own images and
+  the images shared with it and ``accepted`` (:mod:`imageport.service.images.members`: shared
+  images are listed with ``visibility`` and ``__imagetype`` ``shared``, so those filters pick
+  them too);
 * ``os_hidden`` (Glance): no image is hidden here, so ``true`` matches none, ``false`` all;
 * ``created_at`` / ``updated_at`` = ``gt|gte|lt|lte|eq|neq:<time>``.
 
 An unknown or unsupported parameter is refused (``IMG.0001``) rather than ignored: a filter
 that silently does nothing would return images the caller asked to exclude. A project's images
-are filtered in memory after one query on the project (projects hold tens to hundreds of
-images; the row's large ``report`` is never loaded).
+are filtered in memory after one query on the project and one on the shares (projects hold
+tens to hundreds of images, an image at most 256 members; the row's large ``report`` is never
+loaded).
 """
 
 from __future__ import annotations
@@ -38,7 +45,9 @@ from imageport.service.clock import parse_time_text, time_text
 from imageport.service.context import Services
 from imageport.service.errors import RequestInvalid
 from imageport.service.images import validation as v
-from imageport.service.images.records import IMAGE_COLUMNS, ImageRecord, image_row
+from imageport.service.images.members import shared_images, visible_image
+from imageport.service.images.records import IMAGE_COLUMNS, ImageRecord
+from imageport.service.statuses import MemberStatus
 from imageport.service.tables import images
 
 MAX_LIMIT = 1000
@@ -111,9 +120,10 @@ class ImagePage:
 
 
 def get_image(services: Services, project_id: str, image_id: str) -> ImageRecord:
-    """The caller's image; NotFound (``IMG.NOT_FOUND``) for a missing or foreign one."""
+    """The caller's image, or one shared with it (pending or accepted: shown ``shared``);
+    NotFound (``IMG.NOT_FOUND``) for a missing or foreign one."""
     with services.db.connect() as conn:
-        return ImageRecord.from_row(image_row(conn, project_id, image_id))
+        return visible_image(conn, project_id, image_id)
 
 
 def list_images(
@@ -128,13 +138,21 @@ def list_images(
         raise RequestInvalid(codes.BAD_REQUEST, f"at most {MAX_PARAMS} query parameters")
     params: dict[str, str] = {}
     predicates: list[Predicate] = []
+    member_status: str | None = None
     for name, value in query:
         if len(value) > MAX_VALUE or len(name) > 64:
             raise RequestInvalid(codes.BAD_REQUEST, f"query parameter {name[:64]!r} is too long")
         if name in _PAGING:
             params[name] = value
+        elif name == "member_status":
+            if value not in tuple(MemberStatus) or member_status not in (None, value):
+                raise RequestInvalid(
+                    codes.BAD_REQUEST,
+                    f"member_status must be one of {', '.join(MemberStatus)} (once)",
+                )
+            member_status = value
         else:
-            predicates.append(_predicate(name, value, project_id))
+            predicates.append(_predicate(name, value))
     limit = _limit(params.get("limit"), default_limit)
     sort_key = params.get("sort_key", "created_at")
     if sort_key not in SORT_KEYS:
@@ -145,8 +163,15 @@ def list_images(
     if sort_dir not in ("asc", "desc"):
         raise RequestInvalid(codes.BAD_REQUEST, "sort_dir must be asc or desc")
     with services.db.connect() as conn:
-        rows = conn.execute(select(*IMAGE_COLUMNS).where(images.c.project_id == project_id)).all()
-    found = [r for r in map(ImageRecord.from_row, rows) if all(p(r) for p in predicates)]
+        if member_status is None:
+            rows = conn.execute(
+                select(*IMAGE_COLUMNS).where(images.c.project_id == project_id)
+            ).all()
+            records = [*map(ImageRecord.from_row, rows)]
+            records += shared_images(conn, project_id, [MemberStatus.ACCEPTED])
+        else:
+            records = shared_images(conn, project_id, [member_status])
+    found = [r for r in records if all(p(r) for p in predicates)]
     found.sort(key=lambda r: r.id)
     found.sort(key=lambda r: _sort_value(r, sort_key), reverse=sort_dir == "desc")
     start = 0
@@ -179,7 +204,7 @@ def _sort_value(record: ImageRecord, key: str) -> tuple[int, object]:
     return (0, value) if value is not None else (-1, 0)
 
 
-def _predicate(name: str, value: str, project_id: str) -> Predicate:
+def _predicate(name: str, value: str) -> Predicate:
     """The test one filter parameter makes; IMG.0001 for an unknown or malformed one."""
     if name in _COLUMNS_EXACT:
         return lambda r: getattr(r, name) == value
@@ -199,7 +224,7 @@ def _predicate(name: str, value: str, project_id: str) -> Predicate:
         hidden = value.lower() == "true"
         return lambda r: not hidden
     if name == "owner":
-        return lambda r: value == project_id
+        return lambda r: r.project_id == value
     if name == "tag":
         return lambda r: value in r.tags
     if name == "architecture":

@@ -15,9 +15,10 @@ from typing import Any
 from sqlalchemy import Connection, Row, select
 
 from imageport.service import codes
-from imageport.service.errors import NotFound
+from imageport.service.errors import Forbidden, NotFound
 from imageport.service.images.alarms import alarm_rules
-from imageport.service.tables import images, jobs
+from imageport.service.statuses import VISIBLE_MEMBER
+from imageport.service.tables import image_members, images, jobs
 
 MAX_SUB_JOBS = 3
 """Most sub-jobs read for one job (a registration has at most three ``data_images``)."""
@@ -157,15 +158,36 @@ class JobRecord:
 
 
 def image_row(conn: Connection, project_id: str, image_id: str) -> Row[Any]:
-    """The project's image row; :class:`NotFound` (``IMG.NOT_FOUND``) otherwise."""
+    """The project's own image row, for a use case only the owner may run.
+
+    :class:`Forbidden` (``IMG.0092``) when the image is another project's shared with this one
+    (pending or accepted: the caller can see it, so 404 would be a lie), :class:`NotFound`
+    (``IMG.NOT_FOUND``) otherwise. Reads that members may make go through
+    :mod:`imageport.service.images.members` instead."""
     if len(image_id) > 64:
         raise NotFound(codes.NOT_FOUND, "image not found")
     row = conn.execute(
         select(*IMAGE_COLUMNS).where(images.c.id == image_id, images.c.project_id == project_id)
     ).first()
     if row is None:
+        if member_status(conn, project_id, image_id) in VISIBLE_MEMBER:
+            raise Forbidden(
+                codes.NOT_OWNER,
+                f"image {image_id} is shared with this project by its owner: only the owner "
+                "can change, export, share or delete it (copy it to have your own)",
+            )
         raise NotFound(codes.NOT_FOUND, f"image {image_id!r} not found")
     return row
+
+
+def member_status(conn: Connection, project_id: str, image_id: str) -> str | None:
+    """The status of the share of ``image_id`` with ``project_id`` (None: not a member)."""
+    status = conn.execute(
+        select(image_members.c.status).where(
+            image_members.c.image_id == image_id, image_members.c.member_id == project_id
+        )
+    ).scalar()
+    return None if status is None else str(status)
 
 
 def job_record(conn: Connection, project_id: str, job_id: str) -> JobRecord:

@@ -3,9 +3,10 @@ on the file (:mod:`imageport.reports.json_report`, the same as ``imageport check
 
 An import job stores it on the image whether the image went active or was killed, so a user
 can read every finding (errors, warnings, notes) with its evidence and fix. It is reached by
-the image and by the job that checked it; another project's image or job is 404 as a missing
-one, and one without a report (not checked yet, or a job that checks nothing, such as an
-export) is 404 ``IMG.NO_REPORT``.
+the image and by the job that checked it; a member of a shared image (pending or accepted,
+:mod:`imageport.service.images.members`) reads it too, as it reads the image; another
+project's image or job is 404 as a missing one, and one without a report (not checked yet, or
+a job that checks nothing, such as an export) is 404 ``IMG.NO_REPORT``.
 """
 
 from __future__ import annotations
@@ -17,20 +18,17 @@ from sqlalchemy import select
 from imageport.service import codes
 from imageport.service.context import Services
 from imageport.service.errors import NotFound
-from imageport.service.images.records import image_row, job_record
+from imageport.service.images.members import visible_row
+from imageport.service.images.records import job_record
 from imageport.service.jobs.export_request import EXPORT_JOB
 from imageport.service.tables import images
 
 
 def image_report(services: Services, project_id: str, image_id: str) -> dict[str, Any]:
-    """The check report of the caller's image ``image_id``."""
+    """The check report of the caller's image ``image_id`` (or of one shared with it)."""
     with services.db.connect() as conn:
-        image_row(conn, project_id, image_id)  # the caller's, or NotFound
-        report = conn.execute(
-            select(images.c.report).where(
-                images.c.id == image_id, images.c.project_id == project_id
-            )
-        ).scalar()
+        visible_row(conn, project_id, image_id)  # the caller's or shared with it, or NotFound
+        report = conn.execute(select(images.c.report).where(images.c.id == image_id)).scalar()
     if not isinstance(report, dict):
         raise NotFound(
             codes.NO_REPORT,

@@ -2,8 +2,9 @@
 ``CopyImageInRegion``): a new private image with the same disk, through an
 ``imsCopyImageInRegionJob`` job.
 
-The request (:func:`copy_image`) is checked at once: the source is the caller's and
-``active`` (else ``IMG.STATE``, 409), the new name follows the name rules and is not taken
+The request (:func:`copy_image`) is checked at once: the source is the caller's, or shared with
+it and accepted (:mod:`imageport.service.images.members`; a pending share is ``IMG.0092``, 403),
+and ``active`` (else ``IMG.STATE``, 409), the new name follows the name rules and is not taken
 (``IMG.0009``), the project is under its image quota (``IMG.0015``), and ``cmk_id`` is refused
 (``IMG.0095``: there is no KMS here, as for create). The new image row is inserted ``queued``
 in the same transaction as its job, with the source's columns and properties except:
@@ -12,7 +13,8 @@ in the same transaction as its job, with the source's columns and properties exc
 * ``__originalimagename`` = the source image's id (the SDK documents it as the parent image
   id, empty for images made from a file);
 * ``__data_origin`` = ``image,<source id>`` (the ``kind,id`` form of ``instance,<id>``);
-* ``enterprise_project_id`` when the request names one;
+* ``enterprise_project_id`` when the request names one (a shared source's own is dropped: it
+  names the owner's enterprise project, not the caller's);
 * ``protected`` false, no tags (tags label one resource; the vendor's body has none).
 
 The job (:func:`run_copy_job`) gives the new image the source's stored file under its own name
@@ -20,7 +22,8 @@ The job (:func:`run_copy_job`) gives the new image the source's stored file unde
 the two names stay the same bytes; deleting either image removes only its own name), or a
 hole-keeping copy where no link can be made (:mod:`imageport.service.jobs.file_links`); then it
 fsyncs the directory and makes the image ``active`` with the source's size, virtual size,
-checksum and check report. Progress: ``fetch`` 0-5 %, ``store`` 5-100 %. A source deleted
+checksum and check report. A shared source must still be shared with the copy's project and
+accepted when the job runs. Progress: ``fetch`` 0-5 %, ``store`` 5-100 %. A source deleted
 before the job links its file fails the job with ``IMG.0057``; a restart while the job runs
 puts it back to INIT and runs it again (:mod:`imageport.service.jobs.recovery`), which is safe as
 every attempt links afresh under a temporary name.
@@ -44,7 +47,7 @@ from imageport.service.context import Services
 from imageport.service.errors import Conflict
 from imageport.service.images import validation as v
 from imageport.service.images.lifecycle import insert_image_row
-from imageport.service.images.records import image_row
+from imageport.service.images.members import accepted_by, copy_source
 from imageport.service.jobs import state
 from imageport.service.jobs.errors import JobCancelledError, JobFailedError
 from imageport.service.jobs.file_links import link_or_copy
@@ -65,8 +68,9 @@ _FIELDS = frozenset({"name", "description", "cmk_id", "enterprise_project_id"})
 
 
 def copy_image(services: Services, project_id: str, image_id: str, body: object) -> str:
-    """Copy the caller's active image ``image_id`` to a new image named in ``body``; the id of
-    the job that makes it active (submitted to the queue)."""
+    """Copy the caller's active image ``image_id`` (or one shared with it and accepted) to a new
+    image named in ``body``; the id of the job that makes it active (submitted to the
+    queue)."""
     doc = v.require_object(body, _FIELDS)
     v.refuse_other_sources(doc)  # of its fields, only cmk_id can be here: IMG.0095
     name = v.check_name(doc.get("name"))
@@ -75,7 +79,7 @@ def copy_image(services: Services, project_id: str, image_id: str, body: object)
     now = time_text(services.clock())
     new_image_id = new_uuid()
     with services.db.begin() as conn:
-        source = image_row(conn, project_id, image_id)
+        source = copy_source(conn, project_id, image_id)
         if source.status != ImageStatus.ACTIVE or not source.blob:
             raise Conflict(
                 codes.STATE,
@@ -86,6 +90,8 @@ def copy_image(services: Services, project_id: str, image_id: str, body: object)
         props = {
             str(k): str(val) for k, val in (source.properties or {}).items() if val is not None
         }
+        if source.project_id != project_id:  # shared with the caller: not its enterprise project
+            props.pop("enterprise_project_id", None)
         props.update(
             {
                 "__description": description,
@@ -143,7 +149,8 @@ def run_copy_job(services: Services, job_id: str) -> None:
 
 
 def _source_row(services: Services, job: state.ClaimedJob) -> Any:
-    """The active source image's row (with its check report), of the new image's project."""
+    """The active source image's row (with its check report): of the new image's project, or
+    shared with it and accepted."""
     with services.db.connect() as conn:
         params = conn.execute(select(jobs.c.params).where(jobs.c.id == job.id)).scalar()
         target = conn.execute(select(images).where(images.c.id == job.image_id)).first()
@@ -151,19 +158,22 @@ def _source_row(services: Services, job: state.ClaimedJob) -> Any:
         source = (
             None
             if not isinstance(source_id, str) or target is None
-            else conn.execute(
-                select(images).where(
-                    images.c.id == source_id, images.c.project_id == target.project_id
-                )
-            ).first()
+            else conn.execute(select(images).where(images.c.id == source_id)).first()
         )
+        if (
+            source is not None
+            and target is not None
+            and source.project_id != target.project_id
+            and not accepted_by(conn, target.project_id, source.id)
+        ):
+            source = None  # no longer shared with the copy's project (or another's id now)
     if target is None:
         raise JobFailedError(codes.INTERNAL, f"the image {job.image_id} no longer exists")
     if source is None or source.status != ImageStatus.ACTIVE or not source.blob:
         raise JobFailedError(
             codes.SOURCE_FILE_UNUSABLE,
             f"the source image {source_id} was deleted "
-            "(or is no longer active) before it could be copied",
+            "(or is no longer active, or no longer shared) before it could be copied",
         )
     return source
 
