@@ -4,6 +4,7 @@ and the copy of an accepted shared image into the member's project."""
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 
 import pytest
@@ -225,7 +226,9 @@ def test_batch_requests_are_checked_and_all_or_nothing(
         {"images": [good], "projects": [member], "domains": ["d"]},
         {"images": [good], "projects": [member], "extra": 1},
     ):
-        assert code_of(lambda b=body: members.batch_add(services, owner, b)) == bad_request, body
+        assert code_of(functools.partial(members.batch_add, services, owner, body)) == (
+            bad_request
+        ), body
     for body, code in (
         ({"images": [good, queued], "projects": [member]}, codes.STATE),
         ({"images": [good, theirs], "projects": [member]}, codes.NOT_FOUND),
