@@ -234,10 +234,17 @@ def list_filters(args: argparse.Namespace) -> list[tuple[str, str]]:
 
 @guarded
 def image_ls(args: argparse.Namespace) -> int:
+    if args.member_status and not args.shared:
+        err("--member-status goes with --shared")
+        return EXIT_ERROR
     filters = list_filters(args)
     paging: dict[str, str] = {}
     if args.sort or args.desc:
         paging = {"sort_key": args.sort or "created_at", "sort_dir": "desc" if args.desc else "asc"}
+    if args.shared:  # the images other projects share with this one, not its own
+        paging["__imagetype"] = "shared"
+        if args.member_status:
+            filters.append(("member_status", args.member_status))
     with ims_client(args) as ims:
         images = list(ims.list_images(filters, **paging))
     if args.json:

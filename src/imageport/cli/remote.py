@@ -13,12 +13,14 @@
                              [--tags K=V[,K=V...]]... [--type ECS|FusionCompute|...]
                              [--wait [--timeout S]] [--json]
     imageport image ls [--status S] [--name N] [--tag K=V]... [--os V]
-                       [--sort KEY] [--desc] [--json]
+                       [--sort KEY] [--desc] [--shared [--member-status S]] [--json]
     imageport image show ID [--json] | rm ID
     imageport image update ID [--name N] [--description D] [--min-ram MB] [--max-ram MB]
                        [--config-init|--no-config-init] [--firmware F]   # (image_update_commands)
     imageport image copy ID --name NEW [--description D] [--wait]        # (image_update_commands)
     imageport image tag add ID K=V... | rm ID KEY... | ls ID             # (tag_commands)
+    imageport image share ID --project P... | unshare ID --project P... | members ID
+    imageport image accept ID | reject ID                                # (member_commands)
     imageport image export ID BUCKET/KEY [--format F | --quick] [--wait]   # (cli/export.py)
     imageport job show ID [--json] | wait ID [--timeout S] [--interval S] | cancel ID [--json]
 
@@ -31,9 +33,9 @@ variables and the config file. Exit status: 0 success; 1 the job failed or the i
 
 This module declares the commands and runs ``bucket`` and ``upload``; ``image`` runs in
 :mod:`imageport.cli.image_commands` (and :mod:`imageport.cli.export`,
-:mod:`imageport.cli.image_update_commands`, :mod:`imageport.cli.tag_commands`, which declare
-their own actions), ``job`` in :mod:`imageport.cli.job_commands`. ``docs/client.md`` describes
-them all.
+:mod:`imageport.cli.image_update_commands`, :mod:`imageport.cli.tag_commands`,
+:mod:`imageport.cli.member_commands`, which declare their own actions), ``job`` in
+:mod:`imageport.cli.job_commands`. ``docs/client.md`` describes them all.
 """
 
 from __future__ import annotations
@@ -42,7 +44,7 @@ import argparse
 import os
 import sys
 
-from imageport.cli import image_commands, job_commands, report_commands
+from imageport.cli import image_commands, job_commands, member_commands, report_commands
 from imageport.cli.client_setup import (
     EXIT_ERROR,
     EXIT_OK,
@@ -52,7 +54,7 @@ from imageport.cli.client_setup import (
     print_json,
     s3_client,
 )
-from imageport.service.statuses import ImageStatus
+from imageport.service.statuses import ImageStatus, MemberStatus
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -196,6 +198,16 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help=f"sort by KEY ({', '.join(image_commands.SORT_KEYS)}); ascending unless --desc",
     )
     ils.add_argument("--desc", action="store_true", help="descending order (alone: by created_at)")
+    ils.add_argument(
+        "--shared",
+        action="store_true",
+        help="list the images other projects share with this one instead (accepted ones)",
+    )
+    ils.add_argument(
+        "--member-status",
+        choices=[str(s) for s in MemberStatus],
+        help="with --shared: the shares in this status (pending: waiting for an answer)",
+    )
     ils.add_argument("--json", action="store_true")
     ils.set_defaults(func=image_commands.image_ls)
     show = icmd.add_parser("show", parents=common, help="show an image (exit 1 if killed)")
@@ -218,6 +230,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     export.add_parser(icmd, common)
     image_update_commands.add_parser(icmd, common)
     tag_commands.add_parser(icmd, common)
+    member_commands.add_parsers(icmd, common)
 
     job = sub.add_parser("job", help="show, wait for or cancel a job")
     jcmd = job.add_subparsers(dest="job_command", required=True, metavar="ACTION")

@@ -2,9 +2,9 @@
 
 Only what the CLI needs: register an image from a bucket object (normal path, fast import, or
 the uninitialized Glance path), list (filtered and sorted), show, update, tag, copy and delete
-images, and read and cancel jobs. Replies are JSON; error
-replies are decoded from either the vendor's ``{"error": {"code", "message"}}`` or the SDK's
-``{"error_code", "error_msg"}`` shape.
+images, share them with other projects (and answer a share), and read and cancel jobs. Replies
+are JSON; error replies are decoded from either the vendor's ``{"error": {"code", "message"}}``
+or the SDK's ``{"error_code", "error_msg"}`` shape.
 """
 
 from __future__ import annotations
@@ -142,7 +142,8 @@ class ImsClient:
         """Every private image (``GET /v2/cloudimages``, page by page with ``marker``) that
         matches every one of ``filters`` (the vendor's query parameters, e.g. ``("status",
         "active")``; a name may repeat, as ``tag``), in the order of ``paging``'s ``sort_key``
-        and ``sort_dir``."""
+        and ``sort_dir``; ``paging`` may replace ``__imagetype`` (``shared``: the images other
+        projects share with this one)."""
         params: dict[str, str | int] = {"__imagetype": "private", "limit": PAGE, **paging}
         seen: set[str] = set()
         while True:
@@ -195,6 +196,33 @@ class ImsClient:
         if not isinstance(tags, list):
             raise ClientError("the tag list reply has no 'tags' list")
         return [t for t in tags if isinstance(t, dict)]
+
+    # sharing
+    def add_members(self, images: list[str], projects: list[str]) -> str:
+        """``POST /v1/cloudimages/members``: share every image with every project; the job id
+        (of a job that has already ended)."""
+        body = {"images": images, "projects": projects}
+        return _job_id(self._call("POST", "/v1/cloudimages/members", body))
+
+    def answer_share(self, images: list[str], status: str) -> str:
+        """``PUT /v1/cloudimages/members``: this project accepts or rejects the images shared
+        with it (``status`` ``accepted`` or ``rejected``); the job id."""
+        body = {"images": images, "project_id": self.credentials.project_id, "status": status}
+        return _job_id(self._call("PUT", "/v1/cloudimages/members", body))
+
+    def delete_members(self, images: list[str], projects: list[str]) -> str:
+        """``DELETE /v1/cloudimages/members``: stop sharing the images with the projects; the
+        job id."""
+        body = {"images": images, "projects": projects}
+        return _job_id(self._call("DELETE", "/v1/cloudimages/members", body))
+
+    def list_members(self, image_id: str) -> list[dict[str, Any]]:
+        """``GET /v2/images/{id}/members``: the image's members (for a member: itself)."""
+        doc = self._call("GET", f"/v2/images/{quote(image_id, safe='')}/members")
+        found = doc.get("members")
+        if not isinstance(found, list):
+            raise ClientError("the member list reply has no 'members' list")
+        return [m for m in found if isinstance(m, dict)]
 
     # jobs
     def show_job(self, job_id: str) -> dict[str, Any]:
