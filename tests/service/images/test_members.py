@@ -72,6 +72,7 @@ def test_share_accept_list_and_reject(services: Services, three: tuple[str, str,
         "SUCCESS",
         image_id,
     )
+    assert code_of(lambda: reports.job_report(services, owner, job_id)) == (404, codes.NO_REPORT)
 
     # pending: not in the member's list (the vendor lists accepted shares), but showable
     assert listed(services, member) == []

@@ -73,6 +73,8 @@ from imageport.service.tables import image_members, images, jobs, projects
 ADD_JOB = "imsAddImageMembersJob"
 UPDATE_JOB = "imsUpdateImageMembersJob"
 DELETE_JOB = "imsDelImageMembersJob"
+MEMBER_JOBS = (ADD_JOB, UPDATE_JOB, DELETE_JOB)
+"""The job types of the batch routes (they check no image file: no report)."""
 MAX_MEMBERS = 256
 """Most projects one image may be shared with (the vendor's limit for disk images)."""
 MAX_BATCH_IMAGES = 100
@@ -598,6 +600,7 @@ __all__ = [
     "MAX_BATCH_IMAGES",
     "MAX_BATCH_PROJECTS",
     "MAX_MEMBERS",
+    "MEMBER_JOBS",
     "UPDATE_JOB",
     "Member",
     "MemberPage",

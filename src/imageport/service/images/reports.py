@@ -18,7 +18,7 @@ from sqlalchemy import select
 from imageport.service import codes
 from imageport.service.context import Services
 from imageport.service.errors import NotFound
-from imageport.service.images.members import visible_row
+from imageport.service.images.members import MEMBER_JOBS, visible_row
 from imageport.service.images.records import job_record
 from imageport.service.jobs.export_request import EXPORT_JOB
 from imageport.service.tables import images
@@ -40,10 +40,10 @@ def image_report(services: Services, project_id: str, image_id: str) -> dict[str
 def job_report(services: Services, project_id: str, job_id: str) -> dict[str, Any]:
     """The check report of the caller's job ``job_id``: the report the image it made keeps (an
     import's own check, or for a copy the source's report, copied with the file); an export
-    makes no image and has none."""
+    makes no image and has none, nor do the jobs that share images."""
     with services.db.connect() as conn:
         job = job_record(conn, project_id, job_id)
-    if job.image_id is None or job.job_type == EXPORT_JOB:
+    if job.image_id is None or job.job_type in (EXPORT_JOB, *MEMBER_JOBS):
         raise NotFound(codes.NO_REPORT, f"job {job_id} checks no image file: it has no report")
     try:
         return image_report(services, project_id, job.image_id)
