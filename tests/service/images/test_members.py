@@ -14,7 +14,7 @@ from imageport.service import codes
 from imageport.service.access.projects import create_project
 from imageport.service.context import Services
 from imageport.service.errors import ServiceError
-from imageport.service.images import members, reports, tags, updates
+from imageport.service.images import member_batches, members, reports, tags, updates
 from imageport.service.images import queries as image_queries
 from imageport.service.images.glance_data import stored_file
 from imageport.service.images.lifecycle import delete_image
@@ -65,7 +65,7 @@ def three(services: Services) -> tuple[str, str, str]:
 def test_share_accept_list_and_reject(services: Services, three: tuple[str, str, str]) -> None:
     owner, member, stranger = three
     image_id = active_image(services, owner, "golden")
-    job_id = members.batch_add(services, owner, {"images": [image_id], "projects": [member]})
+    job_id = member_batches.batch_add(services, owner, {"images": [image_id], "projects": [member]})
     added = job(services, owner, job_id)
     assert (added.job_type, added.status, added.image_id) == (
         "imsAddImageMembersJob",
@@ -87,7 +87,7 @@ def test_share_accept_list_and_reject(services: Services, three: tuple[str, str,
     mine = image_queries.get_image(services, owner, image_id)
     assert (mine.visibility, mine.properties["__imagetype"]) == ("private", "private")
 
-    answered = members.batch_update(
+    answered = member_batches.batch_update(
         services, member, {"images": [image_id], "project_id": member, "status": "accepted"}
     )
     assert job(services, member, answered).status == "SUCCESS"
@@ -136,7 +136,7 @@ def test_a_member_reads_but_cannot_change_the_image(
     assert code_of(lambda: stored_file(services, member, image_id)) == refused
     third = create_project(services, "third").id
     again = {"images": [image_id], "projects": [third]}
-    failed = job(services, member, members.batch_add(services, member, again))
+    failed = job(services, member, member_batches.batch_add(services, member, again))
     assert (failed.status, failed.error_code) == ("FAIL", codes.NOT_OWNER)
     assert code_of(lambda: members.add_member(services, member, image_id, {"member": third})) == (
         refused
@@ -153,7 +153,7 @@ def test_members_see_only_themselves(services: Services, three: tuple[str, str, 
     owner, member, stranger = three
     other = create_project(services, "other").id
     image_id = active_image(services, owner, "golden")
-    members.batch_add(services, owner, {"images": [image_id], "projects": [member, other]})
+    member_batches.batch_add(services, owner, {"images": [image_id], "projects": [member, other]})
     everyone = members.list_members(services, owner, image_id, [])
     assert {m.member_id for m in everyone.members} == {member, other}
     assert {m.status for m in everyone.members} == {"pending"}
@@ -181,7 +181,7 @@ def test_members_see_only_themselves(services: Services, three: tuple[str, str, 
     )
     # a stranger's batch answer is refused as for an image that does not exist
     body = {"images": [image_id], "project_id": stranger, "status": "accepted"}
-    failed = job(services, stranger, members.batch_update(services, stranger, body))
+    failed = job(services, stranger, member_batches.batch_update(services, stranger, body))
     assert (failed.status, failed.error_code) == ("FAIL", codes.NOT_FOUND)
 
 
@@ -191,18 +191,18 @@ def test_removed_members_and_deleted_images_leave_nothing(
     owner, member, _ = three
     kept, gone = active_image(services, owner, "kept"), active_image(services, owner, "gone")
     body = {"images": [kept, gone], "projects": [member]}
-    members.batch_add(services, owner, body)
-    members.batch_update(
+    member_batches.batch_add(services, owner, body)
+    member_batches.batch_update(
         services, member, {"images": [kept, gone], "project_id": member, "status": "accepted"}
     )
     assert sorted(listed(services, member)) == sorted([kept, gone])
-    removed = members.batch_delete(services, owner, {"images": [kept], "projects": [member]})
+    removed = member_batches.batch_delete(services, owner, {"images": [kept], "projects": [member]})
     deleted = job(services, owner, removed)
     assert (deleted.job_type, deleted.status) == ("imsDelImageMembersJob", "SUCCESS")
     gone_for_member = code_of(lambda: image_queries.get_image(services, member, kept))
     assert gone_for_member == (404, codes.NOT_FOUND)
     # removing it again names what is wrong, and changes nothing
-    again = job(services, owner, members.batch_delete(services, owner, body))
+    again = job(services, owner, member_batches.batch_delete(services, owner, body))
     assert (again.status, again.error_code) == ("FAIL", codes.NOT_FOUND)
     assert listed(services, member) == [gone]
     delete_image(services, owner, gone, None)
@@ -227,7 +227,7 @@ def test_batch_requests_are_checked_and_all_or_nothing(
         {"images": [good], "projects": [member], "domains": ["d"]},
         {"images": [good], "projects": [member], "extra": 1},
     ):
-        assert code_of(functools.partial(members.batch_add, services, owner, body)) == (
+        assert code_of(functools.partial(member_batches.batch_add, services, owner, body)) == (
             bad_request
         ), body
     for body, code in (
@@ -236,17 +236,17 @@ def test_batch_requests_are_checked_and_all_or_nothing(
         ({"images": [good], "projects": [owner]}, codes.PROJECT_UNKNOWN),
         ({"images": [good], "projects": ["0" * 32]}, codes.PROJECT_UNKNOWN),
     ):
-        failed = job(services, owner, members.batch_add(services, owner, body))
+        failed = job(services, owner, member_batches.batch_add(services, owner, body))
         assert (failed.status, failed.error_code) == ("FAIL", code), failed.fail_reason
         assert failed.image_id is None or failed.image_id == good
     assert share_rows(services) == 0  # the good image was not shared by the failed requests
     answer = {"images": [good], "project_id": owner, "status": "accepted"}
-    assert code_of(lambda: members.batch_update(services, member, answer)) == bad_request
+    assert code_of(lambda: member_batches.batch_update(services, member, answer)) == bad_request
     maybe = {"images": [good], "project_id": member, "status": "maybe"}
-    assert code_of(lambda: members.batch_update(services, member, maybe)) == bad_request
+    assert code_of(lambda: member_batches.batch_update(services, member, maybe)) == bad_request
     monkeypatch.setattr(members, "MAX_MEMBERS", 1)
     two = {"images": [good], "projects": [member, stranger]}
-    failed = job(services, owner, members.batch_add(services, owner, two))
+    failed = job(services, owner, member_batches.batch_add(services, owner, two))
     assert (failed.status, failed.error_code) == ("FAIL", codes.QUOTA_EXCEEDED)
     assert members.add_member(services, owner, good, {"member": member}).status == "pending"
     assert code_of(lambda: members.add_member(services, owner, good, {"member": member})) == (
@@ -255,7 +255,7 @@ def test_batch_requests_are_checked_and_all_or_nothing(
     )
     # the batch leaves an existing share as it is (and within the cap)
     once = {"images": [good], "projects": [member]}
-    assert job(services, owner, members.batch_add(services, owner, once)).status == "SUCCESS"
+    assert job(services, owner, member_batches.batch_add(services, owner, once)).status == "SUCCESS"
 
 
 def test_an_accepted_member_copies_the_image_into_its_project(

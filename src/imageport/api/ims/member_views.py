@@ -1,5 +1,7 @@
 """Image sharing routes: each view parses, calls one function of
-:mod:`imageport.service.images.members` and renders the vendor's document."""
+:mod:`imageport.service.images.members` (Glance) or
+:mod:`imageport.service.images.member_batches` (the batch routes) and renders the vendor's
+document."""
 
 from __future__ import annotations
 
@@ -7,7 +9,7 @@ from starlette.responses import JSONResponse, Response
 
 from imageport.api.ims.incoming import Call
 from imageport.service.context import Services
-from imageport.service.images import members
+from imageport.service.images import member_batches, members
 from imageport.service.images.members import MEMBER_SCHEMA, MEMBERS_SCHEMA, Member
 
 
@@ -27,20 +29,23 @@ def member_document(member: Member) -> dict[str, object]:
 def batch_add_members(services: Services, call: Call) -> Response:
     """Share images with projects ``{"images": [...], "projects": [...]}``: ``{"job_id"}`` of an
     ``imsAddImageMembersJob`` job, already SUCCESS (every share made) or FAIL (none made)."""
-    return JSONResponse({"job_id": members.batch_add(services, call.project_id, call.json())})
+    job_id = member_batches.batch_add(services, call.project_id, call.json())
+    return JSONResponse({"job_id": job_id})
 
 
 def batch_update_members(services: Services, call: Call) -> Response:
     """The member project accepts or rejects shared images ``{"images", "project_id",
     "status": "accepted" | "rejected"}``: ``{"job_id"}`` of an ``imsUpdateImageMembersJob``
     job, already ended."""
-    return JSONResponse({"job_id": members.batch_update(services, call.project_id, call.json())})
+    job_id = member_batches.batch_update(services, call.project_id, call.json())
+    return JSONResponse({"job_id": job_id})
 
 
 def batch_delete_members(services: Services, call: Call) -> Response:
     """Stop sharing images with projects ``{"images", "projects"}``: ``{"job_id"}`` of an
     ``imsDelImageMembersJob`` job, already ended."""
-    return JSONResponse({"job_id": members.batch_delete(services, call.project_id, call.json())})
+    job_id = member_batches.batch_delete(services, call.project_id, call.json())
+    return JSONResponse({"job_id": job_id})
 
 
 def add_image_member(services: Services, call: Call) -> Response:

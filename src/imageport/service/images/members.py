@@ -1,21 +1,12 @@
 """Sharing images with other projects: the image's members (the vendor's "Image Sharing").
 
 The owner of an active private image adds another project as a *member*; the share is
-``pending`` until the member project accepts or rejects it (:class:`MemberStatus`). Routes:
-
-* ``POST /v1/cloudimages/members {"images", "projects"}`` (:func:`batch_add`): every image
-  with every project; ``PUT /v1/cloudimages/members {"images", "project_id", "status"}``
-  (:func:`batch_update`): the member accepts or rejects; ``DELETE /v1/cloudimages/members``
-  (:func:`batch_delete`): the owner removes members. Each answers ``{"job_id"}`` at once, as
-  the vendor does, of a job (``imsAddImageMembersJob``, ``imsUpdateImageMembersJob``,
-  ``imsDelImageMembersJob``) that has already ended: the work is a few rows, done in one
-  transaction, so the job is ``SUCCESS`` with every pair done, or ``FAIL`` with none done and
-  ``error_code``/``fail_reason`` naming the first image or project that could not be. The
-  body's shape is checked before any job exists (400).
-* Glance: ``POST /v2/images/{id}/members {"member"}`` (:func:`add_member`), ``GET`` the list
-  (:func:`list_members`), ``GET``/``PUT {"status"}``/``DELETE``
-  ``/v2/images/{id}/members/{member_id}`` (:func:`show_member`, :func:`update_member`,
-  :func:`delete_member`).
+``pending`` until the member project accepts or rejects it (:class:`MemberStatus`). The Glance
+routes are here: ``POST /v2/images/{id}/members {"member"}`` (:func:`add_member`), ``GET`` the
+list (:func:`list_members`), ``GET``/``PUT {"status"}``/``DELETE``
+``/v2/images/{id}/members/{member_id}`` (:func:`show_member`, :func:`update_member`,
+:func:`delete_member`); the vendor's batch routes (``/v1/cloudimages/members``) are in
+:mod:`imageport.service.images.member_batches`, over the same checks and rows.
 
 Who may do what:
 
@@ -47,19 +38,18 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, Row, delete, func, insert, select, update
+from sqlalchemy import Connection, Row, delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
-from imageport import metrics
 from imageport.numbers import whole_number
 from imageport.service import codes
-from imageport.service.clock import new_id, time_text
+from imageport.service.clock import time_text
 from imageport.service.context import Services
-from imageport.service.errors import Conflict, Forbidden, NotFound, RequestInvalid, ServiceError
+from imageport.service.errors import Conflict, Forbidden, NotFound, RequestInvalid
 from imageport.service.images import validation as v
 from imageport.service.images.records import (
     IMAGE_COLUMNS,
@@ -67,21 +57,11 @@ from imageport.service.images.records import (
     image_row,
     member_status,
 )
-from imageport.service.statuses import VISIBLE_MEMBER, ImageStatus, JobStatus, MemberStatus
-from imageport.service.tables import image_members, images, jobs, projects
+from imageport.service.statuses import VISIBLE_MEMBER, ImageStatus, MemberStatus
+from imageport.service.tables import image_members, images, projects
 
-ADD_JOB = "imsAddImageMembersJob"
-UPDATE_JOB = "imsUpdateImageMembersJob"
-DELETE_JOB = "imsDelImageMembersJob"
-MEMBER_JOBS = (ADD_JOB, UPDATE_JOB, DELETE_JOB)
-"""The job types of the batch routes (they check no image file: no report)."""
 MAX_MEMBERS = 256
 """Most projects one image may be shared with (the vendor's limit for disk images)."""
-MAX_BATCH_IMAGES = 100
-"""Most images one batch request names (ours; the vendor documents none)."""
-MAX_BATCH_PROJECTS = 100
-"""Most projects one batch request names (ours; with :data:`MAX_BATCH_IMAGES`, at most 10,000
-shares are written by one request)."""
 MEMBER_SCHEMA = "/v2/schemas/member"
 MEMBERS_SCHEMA = "/v2/schemas/members"
 SHARED = "shared"
@@ -89,8 +69,8 @@ SHARED = "shared"
 ANSWERS = (MemberStatus.ACCEPTED, MemberStatus.REJECTED)
 """The statuses a member may set."""
 
-_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
-_PROJECT = re.compile(r"[0-9a-f]{32}")
+PROJECT_ID = re.compile(r"[0-9a-f]{32}")
+"""What a project id is."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -185,31 +165,11 @@ def delete_members_of(conn: Connection, image_id: str) -> None:
     conn.execute(delete(image_members).where(image_members.c.image_id == image_id))
 
 
-# -- checks -------------------------------------------------------------------------------------
+# -- checks (also for member_batches) -----------------------------------------------------------
 
 
-def _id_list(
-    doc: Mapping[str, object], field: str, pattern: re.Pattern[str], cap: int
-) -> list[str]:
-    """``doc[field]``: a non-empty list of at most ``cap`` ids of ``pattern``, duplicates
-    dropped (IMG.0001 otherwise)."""
-    value = doc.get(field)
-    if not isinstance(value, list) or not value:
-        raise RequestInvalid(codes.BAD_REQUEST, f"{field} must be a non-empty list of ids")
-    if len(value) > cap:
-        raise RequestInvalid(codes.BAD_REQUEST, f"{field} may name at most {cap} ids")
-    ids: list[str] = []
-    for item in value:
-        if not isinstance(item, str) or not pattern.fullmatch(item):
-            shown = str(item)[:64] if isinstance(item, str) else type(item).__name__
-            raise RequestInvalid(codes.BAD_REQUEST, f"{field}: {shown!r} is not a valid id")
-        if item not in ids:
-            ids.append(item)
-    return ids
-
-
-def _project_id(value: object, field: str) -> str:
-    if not isinstance(value, str) or not _PROJECT.fullmatch(value):
+def check_project_id(value: object, field: str) -> str:
+    if not isinstance(value, str) or not PROJECT_ID.fullmatch(value):
         shown = str(value)[:64] if isinstance(value, str) else type(value).__name__
         raise RequestInvalid(
             codes.BAD_REQUEST, f"{field}: {shown!r} is not a project id (32 hex characters)"
@@ -217,7 +177,7 @@ def _project_id(value: object, field: str) -> str:
     return value
 
 
-def _answer(value: object) -> MemberStatus:
+def check_answer(value: object) -> MemberStatus:
     if value not in ANSWERS:
         raise RequestInvalid(
             codes.BAD_REQUEST, f"status must be {' or '.join(ANSWERS)}, not {str(value)[:32]!r}"
@@ -225,13 +185,13 @@ def _answer(value: object) -> MemberStatus:
     return MemberStatus(str(value))
 
 
-def _refuse_unoffered(doc: Mapping[str, object], fields: Sequence[str], why: str) -> None:
+def refuse_unoffered(doc: Mapping[str, object], fields: Sequence[str], why: str) -> None:
     for name in fields:
         if doc.get(name) not in (None, []):
             raise RequestInvalid(codes.BAD_REQUEST, f"{name} is not offered: {why}")
 
 
-def _shareable(conn: Connection, project_id: str, image_id: str) -> Row[Any]:
+def shareable_row(conn: Connection, project_id: str, image_id: str) -> Row[Any]:
     """The caller's image, if it may be shared (owner: else 403/404; active and private)."""
     row = image_row(conn, project_id, image_id)
     if row.status != ImageStatus.ACTIVE or row.visibility != "private":
@@ -243,7 +203,7 @@ def _shareable(conn: Connection, project_id: str, image_id: str) -> Row[Any]:
     return row
 
 
-def _check_projects(conn: Connection, owner: str, project_ids: Sequence[str]) -> None:
+def check_projects(conn: Connection, owner: str, project_ids: Sequence[str]) -> None:
     """Each project exists and is not the owner's (``IMG.PROJECT``)."""
     if owner in project_ids:
         raise RequestInvalid(
@@ -257,17 +217,7 @@ def _check_projects(conn: Connection, owner: str, project_ids: Sequence[str]) ->
             raise RequestInvalid(codes.PROJECT_UNKNOWN, f"project {project_id} does not exist")
 
 
-def _member_count(conn: Connection, image_id: str) -> int:
-    return int(
-        conn.execute(
-            select(func.count())
-            .select_from(image_members)
-            .where(image_members.c.image_id == image_id)
-        ).scalar_one()
-    )
-
-
-def _add(conn: Connection, image_id: str, new: Sequence[str], now: str) -> None:
+def add_shares(conn: Connection, image_id: str, new: Sequence[str], now: str) -> None:
     """Share the image with the projects of ``new`` not yet members (``IMG.0015`` past
     :data:`MAX_MEMBERS`)."""
     existing = set(
@@ -298,159 +248,24 @@ def _add(conn: Connection, image_id: str, new: Sequence[str], now: str) -> None:
         )
 
 
-# -- the batch routes ---------------------------------------------------------------------------
-
-Work = Callable[[Connection, str], None]
-
-
-def _run_batch(
-    services: Services,
-    project_id: str,
-    job_type: str,
-    image_ids: Sequence[str],
-    params: dict[str, object],
-    work: Work,
-) -> str:
-    """Do ``work`` in one transaction and record it as a job that has ended: SUCCESS, or
-    FAIL with the refusal's code and message and nothing changed; the job's id."""
-    now = time_text(services.clock())
-    try:
-        with services.db.begin() as conn:
-            work(conn, now)
-            job_id = _ended_job(conn, project_id, job_type, image_ids, params, now, None)
-    except ServiceError as error:
-        refusal: ServiceError | None = error
-    except IntegrityError:  # a concurrent request changed the same shares first
-        refusal = Conflict(
-            codes.STATE, "the shares were changed by another request meanwhile; send it again"
-        )
-    else:
-        refusal = None
-    if refusal is not None:
-        with services.db.begin() as conn:
-            job_id = _ended_job(conn, project_id, job_type, image_ids, params, now, refusal)
-    metrics.JOBS_FINISHED.labels(
-        job_type=job_type, status=JobStatus.FAIL if refusal else JobStatus.SUCCESS
-    ).inc()
-    return job_id
-
-
-def _ended_job(
-    conn: Connection,
-    project_id: str,
-    job_type: str,
-    image_ids: Sequence[str],
-    params: dict[str, object],
-    now: str,
-    refusal: ServiceError | None,
-) -> str:
-    job_id = new_id()
-    conn.execute(
-        insert(jobs).values(
-            id=job_id,
-            project_id=project_id,
-            job_type=job_type,
-            status=JobStatus.FAIL if refusal else JobStatus.SUCCESS,
-            # entities.image_id: the image when there is one (several: see params)
-            image_id=image_ids[0] if len(image_ids) == 1 else None,
-            params=params,
-            phase=None,
-            percent=0.0 if refusal else 100.0,
-            bytes_done=0,
-            bytes_total=0,
-            error_code=refusal.code if refusal else None,
-            fail_reason=refusal.message if refusal else None,
-            cancel_requested=False,
-            attempts=1,
-            begin_time=now,
-            end_time=now,
-        )
-    )
-    return job_id
-
-
-_BATCH_FIELDS = frozenset({"images", "projects", "domains", "organizations"})
-_NO_ACCOUNTS = "images are shared with projects here (there are no accounts or organizations)"
-
-
-def _batch_request(body: object) -> tuple[list[str], list[str]]:
-    doc = v.require_object(body, _BATCH_FIELDS)
-    _refuse_unoffered(doc, ("domains", "organizations"), _NO_ACCOUNTS)
-    return (
-        _id_list(doc, "images", _UUID, MAX_BATCH_IMAGES),
-        _id_list(doc, "projects", _PROJECT, MAX_BATCH_PROJECTS),
-    )
-
-
-def batch_add(services: Services, project_id: str, body: object) -> str:
-    """``POST /v1/cloudimages/members``: share every image with every project; the job id."""
-    image_ids, project_ids = _batch_request(body)
-
-    def work(conn: Connection, now: str) -> None:
-        _check_projects(conn, project_id, project_ids)
-        for image_id in image_ids:
-            _shareable(conn, project_id, image_id)
-            _add(conn, image_id, project_ids, now)
-
-    params: dict[str, object] = {"images": image_ids, "projects": project_ids}
-    return _run_batch(services, project_id, ADD_JOB, image_ids, params, work)
-
-
-def batch_update(services: Services, project_id: str, body: object) -> str:
-    """``PUT /v1/cloudimages/members``: the caller (a member) accepts or rejects the images
-    shared with it; the job id. ``project_id`` must be the caller's project."""
-    doc = v.require_object(body, frozenset({"images", "project_id", "status", "vault_id"}))
-    _refuse_unoffered(doc, ("vault_id",), "there are no CBR vaults (full-server images) here")
-    image_ids = _id_list(doc, "images", _UUID, MAX_BATCH_IMAGES)
-    if _project_id(doc.get("project_id"), "project_id") != project_id:
-        raise RequestInvalid(
-            codes.BAD_REQUEST,
-            "project_id must be the caller's project: a member answers for itself",
-        )
-    status = _answer(doc.get("status"))
-
-    def work(conn: Connection, now: str) -> None:
-        for image_id in image_ids:
-            _own_membership(conn, project_id, image_id)
-            _set_status(conn, image_id, project_id, status, now)
-
-    params: dict[str, object] = {"images": image_ids, "status": str(status)}
-    return _run_batch(services, project_id, UPDATE_JOB, image_ids, params, work)
-
-
-def batch_delete(services: Services, project_id: str, body: object) -> str:
-    """``DELETE /v1/cloudimages/members``: the owner stops sharing every image with every
-    project (each must be a member of each image); the job id."""
-    image_ids, project_ids = _batch_request(body)
-
-    def work(conn: Connection, now: str) -> None:
-        for image_id in image_ids:
-            image_row(conn, project_id, image_id)
-            for member in project_ids:
-                _remove(conn, image_id, member)
-
-    params: dict[str, object] = {"images": image_ids, "projects": project_ids}
-    return _run_batch(services, project_id, DELETE_JOB, image_ids, params, work)
-
-
 # -- the Glance routes --------------------------------------------------------------------------
 
 
 def add_member(services: Services, project_id: str, image_id: str, body: object) -> Member:
     """``POST /v2/images/{id}/members {"member": project_id}``: the new ``pending`` share."""
     doc = v.require_object(body, frozenset({"member"}))
-    member = _project_id(doc.get("member"), "member")
+    member = check_project_id(doc.get("member"), "member")
     now = time_text(services.clock())
     with services.db.begin() as conn:
-        _shareable(conn, project_id, image_id)
-        _check_projects(conn, project_id, [member])
+        shareable_row(conn, project_id, image_id)
+        check_projects(conn, project_id, [member])
         if member_status(conn, image_id=image_id, project_id=member) is not None:
             raise Conflict(
                 codes.MEMBER_EXISTS, f"project {member} is already a member of image {image_id}"
             )
         try:
             with conn.begin_nested():
-                _add(conn, image_id, [member], now)
+                add_shares(conn, image_id, [member], now)
         except IntegrityError as exc:
             raise Conflict(
                 codes.MEMBER_EXISTS, f"project {member} is already a member of image {image_id}"
@@ -514,8 +329,8 @@ def update_member(
     """``PUT /v2/images/{id}/members/{member_id} {"status"}``: the member accepts or rejects
     (the owner is refused ``IMG.0092``)."""
     doc = v.require_object(body, frozenset({"status", "vault_id"}))
-    _refuse_unoffered(doc, ("vault_id",), "there are no CBR vaults (full-server images) here")
-    status = _answer(doc.get("status"))
+    refuse_unoffered(doc, ("vault_id",), "there are no CBR vaults (full-server images) here")
+    status = check_answer(doc.get("status"))
     now = time_text(services.clock())
     with services.db.begin() as conn:
         owner = _owner_or_member(conn, project_id, image_id)
@@ -526,7 +341,7 @@ def update_member(
             )
         if member_id != project_id:
             raise NotFound(codes.NOT_FOUND, f"member {member_id[:64]!r} not found")
-        _set_status(conn, image_id, project_id, status, now)
+        set_status(conn, image_id, project_id, status, now)
         return _member(conn, image_id, member_id)
 
 
@@ -535,10 +350,10 @@ def delete_member(services: Services, project_id: str, image_id: str, member_id:
     the project."""
     with services.db.begin() as conn:
         image_row(conn, project_id, image_id)
-        _remove(conn, image_id, member_id)
+        remove_share(conn, image_id, member_id)
 
 
-# -- rows ---------------------------------------------------------------------------------------
+# -- rows (also for member_batches) -------------------------------------------------------------
 
 
 def _owner_or_member(conn: Connection, project_id: str, image_id: str) -> bool:
@@ -552,7 +367,7 @@ def _owner_or_member(conn: Connection, project_id: str, image_id: str) -> bool:
     raise NotFound(codes.NOT_FOUND, f"image {image_id[:64]!r} not found")
 
 
-def _own_membership(conn: Connection, project_id: str, image_id: str) -> None:
+def require_membership(conn: Connection, project_id: str, image_id: str) -> None:
     """NotFound unless the image is shared with the caller (in any status); its owner is not
     a member of it."""
     if _owner_or_member(conn, project_id, image_id):
@@ -572,7 +387,7 @@ def _member(conn: Connection, image_id: str, member_id: str) -> Member:
     return Member.from_row(row)
 
 
-def _set_status(
+def set_status(
     conn: Connection, image_id: str, member_id: str, status: MemberStatus, now: str
 ) -> None:
     conn.execute(
@@ -582,7 +397,7 @@ def _set_status(
     )
 
 
-def _remove(conn: Connection, image_id: str, member_id: str) -> None:
+def remove_share(conn: Connection, image_id: str, member_id: str) -> None:
     removed = conn.execute(
         delete(image_members).where(
             image_members.c.image_id == image_id, image_members.c.member_id == member_id
@@ -595,24 +410,25 @@ def _remove(conn: Connection, image_id: str, member_id: str) -> None:
 
 
 __all__ = [
-    "ADD_JOB",
-    "DELETE_JOB",
-    "MAX_BATCH_IMAGES",
-    "MAX_BATCH_PROJECTS",
     "MAX_MEMBERS",
-    "MEMBER_JOBS",
-    "UPDATE_JOB",
+    "PROJECT_ID",
     "Member",
     "MemberPage",
     "accepted_by",
     "add_member",
-    "batch_add",
-    "batch_delete",
-    "batch_update",
+    "add_shares",
+    "check_answer",
+    "check_project_id",
+    "check_projects",
     "copy_source",
     "delete_member",
     "delete_members_of",
     "list_members",
+    "refuse_unoffered",
+    "remove_share",
+    "require_membership",
+    "set_status",
+    "shareable_row",
     "shared_images",
     "shared_view",
     "show_member",

@@ -18,7 +18,8 @@ from sqlalchemy import select
 from imageport.service import codes
 from imageport.service.context import Services
 from imageport.service.errors import NotFound
-from imageport.service.images.members import MEMBER_JOBS, visible_row
+from imageport.service.images.member_batches import MEMBER_JOBS
+from imageport.service.images.members import visible_row
 from imageport.service.images.records import job_record
 from imageport.service.jobs.export_request import EXPORT_JOB
 from imageport.service.tables import images
