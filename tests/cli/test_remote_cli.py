@@ -90,27 +90,40 @@ def test_register_wait_runs_to_active_and_the_image_is_listed(live: Live) -> Non
     assert gone.returncode == 2 and "HTTP 404" in gone.stderr
 
 
+def test_a_header_verdict_is_given_at_once(live: Live) -> None:
+    """What the job would refuse from the header alone (here a backing file) is refused when
+    the image is registered: exit 2, the vendor's code, the rule with its evidence and fix."""
+    refused = live.cli("image", "register", "bad", "images:bad.qcow2")
+    assert refused.returncode == 2
+    assert "HTTP 400 IMG.0057: IMG-SAFE: " in refused.stderr and "/etc/passwd" in refused.stderr
+    assert "  fix: " in refused.stderr
+    assert json.loads(live.cli_ok("image", "ls", "--json").stdout) == []  # nothing registered
+
+
 def test_failed_job_exits_1_with_the_rule_and_reason(live: Live) -> None:
-    registered = live.cli_ok("image", "register", "bad", "images:bad.qcow2", "--json")
+    live.cli_ok("upload", str(fx.failing_twice_qcow2()), "images/twice.qcow2")
+    registered = live.cli_ok("image", "register", "twice", "images:twice.qcow2", "--json")
     job_id = json.loads(registered.stdout)["job_id"]
     run_job(live.services, job_id)
 
     waited = live.cli("job", "wait", job_id, "--timeout", "30")
     assert waited.returncode == 1
-    assert f"job {job_id} failed: IMG-SAFE" in waited.stderr
-    assert "/etc/passwd" in waited.stderr  # fail_reason names the evidence
+    assert f"job {job_id} failed: IMG-FSTAB-DATA-DISK" in waited.stderr
+    assert "/etc/fstab:7" in waited.stderr  # fail_reason names the evidence
     shown = live.cli("job", "show", job_id, "--json")
-    assert shown.returncode == 1 and json.loads(shown.stdout)["error_code"] == "IMG-SAFE"
+    assert shown.returncode == 1
+    assert json.loads(shown.stdout)["error_code"] == "IMG-FSTAB-DATA-DISK"
     image_id = json.loads(shown.stdout)["entities"]["image_id"]
     killed = live.cli("image", "show", image_id)
     assert killed.returncode == 1 and "status: killed" in killed.stdout
     # the whole report of the failed check: the rule, its evidence and its fix
-    assert "Errors (" in killed.stdout and "  IMG-SAFE" in killed.stdout
+    assert "Errors (" in killed.stdout and "  IMG-FSTAB-DATA-DISK" in killed.stdout
     assert "evidence: " in killed.stdout and "Result: FAIL" in killed.stdout
     report = live.cli("job", "report", job_id, "--json")
     assert report.returncode == 1
     failed = [f for f in json.loads(report.stdout)["findings"] if f["severity"] == "error"]
-    assert [f["rule_id"] for f in failed] == ["IMG-SAFE"] and failed[0]["evidence"]
+    assert [f["rule_id"] for f in failed] == ["IMG-FSTAB-DATA-DISK", "IMG-BOOT-MODE"]
+    assert failed[0]["evidence"]
 
 
 def test_uninitialized_path_and_refusals(live: Live) -> None:

@@ -12,11 +12,13 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+import pytest
 from sqlalchemy import insert, select
 
 from imageport.service.access.projects import create_project
 from imageport.service.clock import new_id, new_uuid, time_text, utc_now
 from imageport.service.context import Services
+from imageport.service.images import lifecycle
 from imageport.service.images.lifecycle import create_image_from_file
 from imageport.service.ports import StagedFile
 from imageport.service.tables import images, jobs
@@ -179,6 +181,13 @@ def register(services: Services, path: Path, *, name: str = "img", **body: Any) 
     put_object(services, pid, key, path)
     request = {"name": name, "image_url": f"{BUCKET}:{key}", "min_disk": 40, **body}
     return create_image_from_file(services, pid, request, quick=bool(body.get("is_quick_import")))
+
+
+def without_header_checks(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Registration accepts what its header checks would refuse at once
+    (:mod:`imageport.service.images.header_checks`), so that a test can show the job's own
+    check still refuses it (defence in depth)."""
+    monkeypatch.setattr(lifecycle, "check_header", lambda *args, **kwargs: None)
 
 
 def job_row(services: Services, job_id: str) -> Any:

@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from imageport.findings import Finding, Severity
+from imageport.formats.base import Container
 from imageport.rules.base import BitmapCheck, ImageFacts, Rule
 from imageport.rules.engine import run_rules
 
@@ -127,6 +128,17 @@ class FastRawRule(_OptimizedRule):
         c = facts.container
         if not facts.options.fast_import or c.format == "zvhd2" or not c.accepted:
             return  # not fast import; IMG-FAST-ZVHD2; IMG-FORMAT refuses the file anyway
+        wrong = tuple(self.format_findings(c))
+        if wrong:
+            yield from wrong
+            return
+        yield from self.bitmap_findings(facts.bitmap)
+        yield from self._optimized(facts)
+
+    def format_findings(self, c: Container) -> Iterator[Finding]:
+        """The finding for a file fast import does not take (neither RAW nor ZVHD2): known
+        from the header alone, so registration refuses it too
+        (:mod:`imageport.service.images.header_checks`)."""
         if c.format not in FAST_FORMATS:
             yield self.found(
                 f"Fast import takes RAW (with a bitmap file) or ZVHD2; this file is {c.format}.",
@@ -134,11 +146,9 @@ class FastRawRule(_OptimizedRule):
                 advice="Convert it: `imageport convert IN OUT.zvhd2` (or `imageport convert "
                 "IN OUT.raw` and then `imageport bitmap OUT.raw`), or use the normal import.",
             )
-            return
-        yield from self._bitmap(facts.bitmap)
-        yield from self._optimized(facts)
 
-    def _bitmap(self, bitmap: BitmapCheck | None) -> Iterator[Finding]:
+    def bitmap_findings(self, bitmap: BitmapCheck | None) -> Iterator[Finding]:
+        """The findings about a RAW image's bitmap file (None: there is none)."""
         if bitmap is None:
             yield self.found(
                 "No bitmap file was given: fast import of a RAW image needs one, with the "

@@ -101,7 +101,12 @@ def _assert_failed(services: Services, job_id: str, rule: str) -> str:
     return str(job.fail_reason)
 
 
-def test_backing_file_fails_img_safe_and_the_report_is_kept(services: Services) -> None:
+def test_backing_file_fails_img_safe_and_the_report_is_kept(
+    services: Services, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Registration refuses it at once (tests/service/images/test_header_checks.py); the job
+    refuses it too, should it get one."""
+    fx.without_header_checks(monkeypatch)
     job_id = fx.register(services, fx.backing_qcow2(), name="backing")
     run_job(services, job_id)
     reason = _assert_failed(services, job_id, "IMG-SAFE")
@@ -112,7 +117,10 @@ def test_backing_file_fails_img_safe_and_the_report_is_kept(services: Services) 
     assert "IMG-SAFE" in {f["rule_id"] for f in report["findings"]}
 
 
-def test_luks_qcow2_fails_with_every_rule_listed(services: Services) -> None:
+def test_luks_qcow2_fails_with_every_rule_listed(
+    services: Services, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fx.without_header_checks(monkeypatch)  # registration refuses it at once (IMG.0057)
     job_id = fx.register(services, fx.luks_qcow2(), name="luks")
     run_job(services, job_id)
     job = fx.job_row(services, job_id)

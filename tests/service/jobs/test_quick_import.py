@@ -153,8 +153,16 @@ def test_200_gib_sparse_raw_is_stored_by_a_hard_link_in_seconds(
     assert object_blob(services, "disk/big.raw").stat().st_size == 200 * ff.GiB
 
 
-def test_no_bitmap_in_the_bucket_fails_img_fast_raw(services: Services, big_raw: Path) -> None:
+def test_no_bitmap_in_the_bucket_fails_img_fast_raw(
+    services: Services, big_raw: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     commit(services, "disk/big.raw", big_raw)
+    with pytest.raises(RequestInvalid) as refused:  # at once, when registered
+        quick(services, "disk/big.raw", min_disk=200)
+    assert refused.value.code == "IMG.0057"
+    assert refused.value.message.startswith("IMG-FAST-RAW: No bitmap file was given")
+    assert f"looked for the bitmap file {BUCKET}:disk/big.mf beside" in refused.value.message
+    fx.without_header_checks(monkeypatch)  # and the job's own check, should it get one
     job_id = quick(services, "disk/big.raw", min_disk=200)
     run(services, job_id)
     reason = failed(services, job_id, "IMG-FAST-RAW")
@@ -219,8 +227,13 @@ def test_zvhd2_needs_no_bitmap_and_is_stored_as_it_is(services: Services) -> Non
     assert stored.stat().st_ino == object_blob(services, "disk/guest.zvhd2").stat().st_ino
 
 
-def test_qcow2_fails_quick_import(services: Services) -> None:
+def test_qcow2_fails_quick_import(services: Services, monkeypatch: pytest.MonkeyPatch) -> None:
     commit(services, "guest.qcow2", fx.good_image("qcow2"))
+    with pytest.raises(RequestInvalid) as refused:  # at once, when registered
+        quick(services, "guest.qcow2")
+    assert refused.value.code == "IMG.0072"
+    assert "this file is qcow2" in refused.value.message
+    fx.without_header_checks(monkeypatch)  # and the job's own check, should it get one
     job_id = quick(services, "guest.qcow2")
     run(services, job_id)
     reason = failed(services, job_id, "IMG-FAST-RAW")

@@ -1,7 +1,9 @@
 """Image use cases that create, register (initialized, uninitialized, fast) and delete images.
 
 * :func:`create_image_from_file` — ``POST /v2/cloudimages/action`` (and ``/v2.1/``): validate,
-  check the object, create a ``queued`` image and an ``imsImportImageJob`` job, submit it.
+  check the object and its header (:mod:`.header_checks`: a file the job would refuse from its
+  header alone, e.g. a ``min_disk`` below its virtual size, is refused at once), create a
+  ``queued`` image and an ``imsImportImageJob`` job, submit it.
 * :func:`create_data_image` — ``POST /v1/cloudimages/dataimages/action``: the same for a data
   image (``imsImportDataImageJob``); a registration's ``data_images`` are data images too, each
   with a sub-job of the registration's job.
@@ -38,6 +40,7 @@ from imageport.service.context import Services
 from imageport.service.errors import Conflict, Forbidden, RequestInvalid
 from imageport.service.images import staging
 from imageport.service.images import validation as v
+from imageport.service.images.header_checks import check_header
 from imageport.service.images.import_request import (
     NATIVE_IMPORT_JOB,
     ImportRequest,
@@ -148,9 +151,18 @@ def _register(services: Services, project_id: str, request: ImportRequest) -> st
     them. A registration with ``data_images`` is one job for the whole request, as the
     vendor's: the system image's job, whose ``params.sub_jobs`` name one
     ``imsImportDataImageJob`` per data image (each runs on its own; the parent job shows them
-    in ``entities.sub_jobs_list``/``sub_jobs_result`` and ends with the last of them)."""
+    in ``entities.sub_jobs_list``/``sub_jobs_result`` and ends with the last of them). Each
+    file's header is judged before anything is written (:mod:`.header_checks`)."""
     requests = (request, *request.data_images)
     objects = [check_source(services, project_id, r.url, quick=r.quick) for r in requests]
+    with services.db.connect() as conn:  # refused before the files are read; again below
+        for r in requests:
+            v.check_unique_name(conn, project_id, r.name)
+        v.check_quota(conn, project_id, services.settings.image_quota, adding=len(requests))
+    for r, obj in zip(requests, objects, strict=True):
+        check_header(
+            services, r.url, obj, min_disk=r.min_disk, quick=r.quick, disk_kind=r.disk_kind
+        )
     now = time_text(services.clock())
     with services.db.begin() as conn:
         for r in requests:
@@ -323,12 +335,16 @@ def create_glance_image(services: Services, project_id: str, body: object) -> Im
 def register_image_file(services: Services, project_id: str, image_id: str, body: object) -> str:
     """``PUT /v1/cloudimages/{id}/upload {"image_url"}``: import the file into the queued image
     as an uninitialized image; the job id. ``IMG.STATE`` (409) unless the image is queued
-    with no job running."""
+    with no job running; a file the job would refuse from its header alone (a ``min_disk``
+    below its virtual size, a format not accepted) is refused at once (:mod:`.header_checks`)
+    and the image stays as it was."""
     doc = v.require_object(body, frozenset({"image_url"}))
     url = v.check_image_url(doc.get("image_url"))
     with services.db.connect() as conn:
         row = image_row(conn, project_id, image_id)
+        check_accepts_data(conn, services, row)  # before reading the file; again below
     obj = check_source(services, project_id, url, quick=False)
+    check_header(services, url, obj, min_disk=row.min_disk, quick=False)
     params = native_job_params(services, row, url=url, object_size=obj.size, object_etag=obj.etag)
     props = dict(row.properties or {})
     props["__data_origin"] = f"file,{url}"
