@@ -40,7 +40,7 @@ from imageport.errors import ImageportError
 from imageport.rules.base import CheckOptions
 from imageport.service.ports import ImageInspection, WorkerError
 from imageport.settings import Settings
-from imageport.worker.document import inspection_from_document
+from imageport.worker.document import header_inspection_from_document, inspection_from_document
 from imageport.worker.sandbox import WorkerLimits, python_command, run_limited
 
 #: Our format names -> qemu's block driver names, for the formats qemu-img reads itself.
@@ -68,6 +68,13 @@ EXPORT_TARGETS: dict[str, tuple[str, tuple[str, ...]]] = {
 #: Export formats imageport's own writer produces.
 OWN_WRITER_FORMATS = ("zvhd", "zvhd2")
 _PROGRESS = re.compile(rb"\((\d+(?:\.\d+)?)/100%\)")
+
+
+def _json_of(stdout: bytes) -> object:
+    try:
+        return json.loads(stdout)
+    except ValueError as exc:
+        raise WorkerError("the image checker answered something that is not JSON") from exc
 
 
 def source_spec(path: Path, driver: str) -> str:
@@ -138,6 +145,27 @@ class SubprocessImageWorker:
         """Probe the container of ``path`` in a worker process (no rules)."""
         return self._inspect(["--probe-only"], path, cancelled)
 
+    def check_header(
+        self, window: Path, file_size: int, head_bytes: int, options: CheckOptions
+    ) -> ImageInspection | None:
+        """Judge a header window in a worker process, within the header limits."""
+        opts = {"fast_import": options.fast_import, "min_disk_gib": options.min_disk_gib}
+        command = python_command(
+            "imageport.worker.inspect_image",
+            str(window),
+            "--header-window",
+            f"{file_size},{head_bytes}",
+            "--options",
+            json.dumps(opts),
+        )
+        result = run_limited(
+            command,
+            WorkerLimits.for_header(self.settings),
+            name="the header check",
+            cancelled=lambda: False,
+        )
+        return header_inspection_from_document(_json_of(result.stdout))
+
     def _inspect(
         self, args: list[str], path: Path, cancelled: Callable[[], bool]
     ) -> ImageInspection:
@@ -145,11 +173,7 @@ class SubprocessImageWorker:
         result = run_limited(
             command, self.check_limits, name="the image checker", cancelled=cancelled
         )
-        try:
-            doc = json.loads(result.stdout)
-        except ValueError as exc:
-            raise WorkerError("the image checker answered something that is not JSON") from exc
-        return inspection_from_document(doc)
+        return inspection_from_document(_json_of(result.stdout))
 
     # -- conversion -------------------------------------------------------------------------
 

@@ -360,6 +360,16 @@ class ImageWorker(Protocol):
         """Probe the container of ``path`` only (re-probing a conversion's output)."""
         ...
 
+    def check_header(
+        self, window: Path, file_size: int, head_bytes: int, options: CheckOptions
+    ) -> ImageInspection | None:
+        """Judge a file of ``file_size`` bytes from its header window alone: ``window`` holds
+        its first ``head_bytes`` bytes followed by its last ones. The container facts, with
+        the error findings of the rules that need only the header as ``report["findings"]``
+        (:mod:`imageport.service.tools.header`); None when the header alone does not tell.
+        Run at registration, within tight limits of its own."""
+        ...
+
     def disk_needed(self, source_format: str, output_bytes: int) -> int:
         """The disk a conversion from ``source_format`` takes at once when its output may
         take ``output_bytes`` (more where it writes an intermediate file too)."""

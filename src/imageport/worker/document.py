@@ -14,6 +14,10 @@ Worker document (``imageport.worker/1``)::
                "os": {"id", "version_id",
                "pretty_name"} | null, "arch", "bits", "boot_modes": [str]},
      "report": <imageport.check/1 document> | null}
+
+A header window's document (``--header-window``) has the same shape, with ``facts`` null when
+the header alone does not tell and ``report`` ``{"schema": "imageport.header/1",
+"findings": [...]}`` (:func:`header_inspection_from_document`).
 """
 
 from __future__ import annotations
@@ -23,6 +27,10 @@ from typing import Any
 from imageport.service.ports import GuestOs, ImageInspection, WorkerError
 
 SCHEMA = "imageport.worker/1"
+#: The ``report`` of a header window's document: ``{"schema", "findings": [...]}`` (the
+#: findings as a check report has them); the document's ``facts`` are null when the header
+#: alone does not tell.
+HEADER_REPORT_SCHEMA = "imageport.header/1"
 
 
 def _typed(value: object, kind: type, what: str, *, optional: bool = False) -> Any:
@@ -69,3 +77,17 @@ def inspection_from_document(raw: object) -> ImageInspection:
         boot_modes=tuple(_typed(m, str, "boot mode") for m in modes),
         report=report,
     )
+
+
+def header_inspection_from_document(raw: object) -> ImageInspection | None:
+    """A header window's document (:data:`HEADER_REPORT_SCHEMA`): None when the header did not
+    tell, else the container facts with the findings as the report."""
+    doc: dict[str, Any] = _typed(raw, dict, "not an object")
+    if doc.get("schema") == SCHEMA and doc.get("facts") is None:
+        return None
+    found = inspection_from_document(doc)
+    report = _typed(found.report, dict, "report")
+    if report.get("schema") != HEADER_REPORT_SCHEMA:
+        raise WorkerError("the image worker answered an invalid document (header report)")
+    _typed(report.get("findings"), list, "findings")
+    return found

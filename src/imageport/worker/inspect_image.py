@@ -1,6 +1,9 @@
 """Worker entry point: check (or only probe) one image file and print one JSON document.
 
 ``python -m imageport.worker.inspect_image PATH [--options JSON] [--probe-only]``
+``python -m imageport.worker.inspect_image WINDOW --header-window FILE_SIZE,HEAD_BYTES
+[--options JSON]`` (judge a file's header window: the first ``HEAD_BYTES`` of ``WINDOW`` are
+the file's first bytes, the rest its last, the file ``FILE_SIZE`` bytes long)
 
 Run only under :mod:`imageport.worker.launcher` (memory, CPU and file-size limits, own
 session): this is where untrusted image bytes are parsed, never in the server process. The
@@ -21,6 +24,8 @@ from typing import Any
 
 from imageport.worker.protocol import run_main
 
+#: The largest header window the worker reads (the service sends at most 5 MiB).
+MAX_HEADER_WINDOW_BYTES = 8 << 20
 _64_BIT = {"x86_64", "aarch64", "ppc64", "ppc64le", "s390x", "riscv64", "loongarch64", "mips64"}
 
 
@@ -80,6 +85,35 @@ def probe_document(path: str) -> dict[str, Any]:
     return {"schema": SCHEMA, "facts": _container_facts(container), "report": None}
 
 
+def header_document(path: str, file_size: int, head_bytes: int, options: Any) -> dict[str, Any]:
+    """The worker document for a header window (``--header-window``): ``path`` holds the
+    first ``head_bytes`` bytes of a file of ``file_size`` bytes followed by its last bytes. The
+    container facts and the header rules' error findings
+    (:func:`imageport.service.tools.header.judge_header`); ``facts`` null when the header
+    alone does not tell."""
+    from imageport.formats.window import HeaderWindow
+    from imageport.reports.json_report import finding_document
+    from imageport.service.tools.header import judge_header
+    from imageport.worker.document import HEADER_REPORT_SCHEMA, SCHEMA
+
+    with open(path, "rb") as f:
+        data = f.read(MAX_HEADER_WINDOW_BYTES + 1)
+    if len(data) > MAX_HEADER_WINDOW_BYTES or not 0 <= head_bytes <= len(data):
+        raise ValueError("the header window is larger than the worker takes")
+    window = HeaderWindow(file_size, data[:head_bytes], data[head_bytes:])
+    judged = judge_header(window, options)
+    if judged is None:
+        return {"schema": SCHEMA, "facts": None, "report": None}
+    return {
+        "schema": SCHEMA,
+        "facts": _container_facts(judged.container),
+        "report": {
+            "schema": HEADER_REPORT_SCHEMA,
+            "findings": [finding_document(f) for f in judged.findings],
+        },
+    }
+
+
 def check_document(path: str, options: Any) -> dict[str, Any]:
     """The worker document for a full check of ``path``: container, guest facts and report."""
     from imageport.reports.json_report import report_document
@@ -116,11 +150,15 @@ def main(argv: list[str]) -> int:
     parser.add_argument("path")
     parser.add_argument("--options", default="{}")
     parser.add_argument("--probe-only", action="store_true")
+    parser.add_argument("--header-window", metavar="FILE_SIZE,HEAD_BYTES")
     args = parser.parse_args(argv)
     from imageport.errors import SourceError
 
     try:
-        if args.probe_only:
+        if args.header_window is not None:
+            file_size, head_bytes = (int(n) for n in args.header_window.split(","))
+            doc = header_document(args.path, file_size, head_bytes, _options(args.options))
+        elif args.probe_only:
             doc = probe_document(args.path)
         else:
             doc = check_document(args.path, _options(args.options))

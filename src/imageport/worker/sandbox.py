@@ -31,6 +31,8 @@ from imageport.worker import launcher
 MiB = 1 << 20
 #: Largest file the checker may write (it writes none; a little room for the runtime).
 CHECK_FILE_BYTES = 1 * MiB
+#: Most CPU seconds judging a header window at registration may take.
+HEADER_CPU_SECONDS = 5
 #: Most stdout bytes read from a worker (its JSON document); more kills it.
 STDOUT_CAP = 16 * MiB
 #: Bytes of a worker's stderr kept to explain a failure.
@@ -81,6 +83,20 @@ class WorkerLimits:
             cpu_seconds=cpu,
             file_bytes=CHECK_FILE_BYTES,
             wall_seconds=3.0 * cpu + 30,
+        )
+
+    @classmethod
+    def for_header(cls, settings: Settings) -> WorkerLimits:
+        """The limits of judging a header window at registration, while the client waits:
+        the checker's, with at most :data:`HEADER_CPU_SECONDS` of CPU and twice that plus
+        10 s of wall clock (a header of a few MiB is judged in well under a second)."""
+        check = cls.for_check(settings)
+        cpu = min(check.cpu_seconds, HEADER_CPU_SECONDS)
+        return cls(
+            memory_bytes=check.memory_bytes,
+            cpu_seconds=cpu,
+            file_bytes=check.file_bytes,
+            wall_seconds=2.0 * cpu + 10,
         )
 
 

@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select
 
+from imageport.rules.base import CheckOptions
 from imageport.service.context import Services
 from imageport.service.errors import RequestInvalid
 from imageport.service.images import header_checks
@@ -26,7 +27,7 @@ from imageport.service.images.lifecycle import (
 )
 from imageport.service.images.queries import get_image
 from imageport.service.images.validation import ImageUrl
-from imageport.service.ports import StagedFile
+from imageport.service.ports import StagedFile, WorkerError
 from imageport.service.tables import images, jobs
 from support import import_fixtures as fx
 from support.builders import qemu_img
@@ -199,22 +200,37 @@ def test_a_header_that_does_not_tell_is_left_to_the_job(services: Services) -> N
     )
     header += struct.pack(">QQQII", 0, 0, 0, 4, 104)  # features, refcount order, header length
     put_sparse(services, "far.qcow2", size, header)
-    started = time.monotonic()
-    facts = header_checks.probe_header(services, ImageUrl(BUCKET, "far.qcow2"))
-    assert facts is not None and facts.container is None
-    assert time.monotonic() - started < 2
     pid = fx.project_id(services)
+    registered = services.store.get_object(BUCKET, "far.qcow2")
+    assert registered is not None
+    options = CheckOptions(min_disk_gib=40)
+    started = time.monotonic()
+    assert header_checks.judge(services, ImageUrl(BUCKET, "far.qcow2"), registered, options) is None
+    assert time.monotonic() - started < 10  # one small worker process
     assert create_image_from_file(services, pid, body("far.qcow2", 40))  # the job decides
 
 
+def test_a_worker_that_fails_leaves_the_verdict_to_the_job(
+    services: Services, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    put(services, "big.qcow2", qcow2_of(tmp_path, "50G"))
+
+    def broken(*args: object) -> None:
+        raise WorkerError("the header check exceeded its CPU limit of 5 s", limit="cpu")
+
+    monkeypatch.setattr(services.worker, "check_header", broken)
+    assert create_image_from_file(services, fx.project_id(services), body("big.qcow2", 40))
+    assert list(services.settings.tmp_dir.iterdir()) == []  # the window file is gone
+
+
 def test_only_the_head_and_tail_are_read(services: Services) -> None:
-    put_sparse(services, "huge.raw", 900 * GiB)
-    info, window = header_checks.read_window(services, ImageUrl(BUCKET, "huge.raw"))
-    assert window.size == info.size == 900 * GiB
-    assert window.read_at(0, 16) == bytes(16)
-    assert window.read_at(900 * GiB - 16, 16) == bytes(16)
-    with pytest.raises(header_checks.OutsideHeader):
-        window.read_at(header_checks.HEAD_BYTES, 1)
-    with pytest.raises(header_checks.OutsideHeader):
-        window.read_at(0, header_checks.HEAD_BYTES + 1)
-    assert window.bytes_read == 32
+    put_sparse(services, "huge.raw", 900 * GiB, b"first")
+    with header_checks.header_window(services, ImageUrl(BUCKET, "huge.raw")) as (info, path, n):
+        assert info.size == 900 * GiB and n == header_checks.HEAD_BYTES
+        data = path.read_bytes()
+        assert len(data) == header_checks.HEAD_BYTES + header_checks.TAIL_BYTES
+        assert data.startswith(b"first")
+    assert not path.exists()
+    put(services, "small.raw", b"small" * 100)  # a small object: all of it, once
+    with header_checks.header_window(services, ImageUrl(BUCKET, "small.raw")) as (_, path, n):
+        assert path.read_bytes() == b"small" * 100 and n == 500

@@ -119,6 +119,13 @@ class FakeImageWorker:
         self._start("probe", path, cancelled)
         return dataclasses.replace(self._what(path), report=None)
 
+    def check_header(
+        self, window: Path, file_size: int, head_bytes: int, options: CheckOptions
+    ) -> ImageInspection | None:
+        """The header alone never tells here: the fake's answers are whole-file answers (the
+        real header check is tested with the real worker)."""
+        return None
+
     # -- writing --------------------------------------------------------------------------
 
     def disk_needed(self, source_format: str, output_bytes: int) -> int:

@@ -126,6 +126,8 @@ class ImportRequest:
     os_type: str = "Linux"
     #: The registration's ``data_images``, each a ``DataImage`` request of its own.
     data_images: tuple[ImportRequest, ...] = ()
+    #: ``platform`` or ``byol`` as the request gave it (kept as ``__license_type``), or None.
+    license_type: str | None = None
 
     @property
     def disk_kind(self) -> DiskKind:
@@ -175,7 +177,6 @@ def parse_import_request(body: object, *, quick: bool) -> ImportRequest:
         os_type = v.check_os_type(doc.get("os_type"), os_version)
     architecture = v.check_architecture(doc.get("architecture"))
     firmware = v.check_firmware(doc.get("hw_firmware_type"), architecture)
-    v.check_license_type(doc.get("license_type"))
     request = ImportRequest(
         name=name,
         description=description,
@@ -192,6 +193,7 @@ def parse_import_request(body: object, *, quick: bool) -> ImportRequest:
         quick=quick,
         tags=v.check_tags(doc.get("tags"), doc.get("image_tags")),
         enterprise_project_id=v.check_enterprise_project(doc.get("enterprise_project_id")),
+        license_type=v.check_license_type(doc.get("license_type")),
         os_type=os_type,
     )
     if data and (request.is_config or doc.get("min_ram") is not None):
@@ -270,6 +272,7 @@ def _data_images(items: object, system: ImportRequest) -> tuple[ImportRequest, .
                 quick=v.check_bool(item.get("is_quick_import"), "is_quick_import"),
                 tags=v.check_tags(item.get("tags"), item.get("image_tags")),
                 data_images=(),
+                license_type=None,
             )
         )
     return tuple(found)

@@ -87,6 +87,8 @@ client saw them); kept on the image as they are, at most 255 characters each."""
 GLANCE_DISK_FORMATS = frozenset(
     {"zvhd", "qcow2", "vhd", "raw", "vhdx", "qed", "vdi", "qcow", "zvhd2", "vmdk"}
 )
+LICENSE_TYPE = "__license_type"
+"""The property keeping a file import's ``license_type`` (``platform`` or ``byol``)."""
 _UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 
 
@@ -202,6 +204,9 @@ def _insert_image_and_job(
     )
     if request.enterprise_project_id is not None:
         props["enterprise_project_id"] = request.enterprise_project_id
+    if request.license_type is not None:
+        # the vendor's image model has no field for it: an extension property, as a string
+        props[LICENSE_TYPE] = request.license_type
     params = job_params(
         services,
         url=request.url,

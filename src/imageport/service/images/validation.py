@@ -429,10 +429,14 @@ def check_data_os_type(value: object) -> str:
     return str(value)
 
 
-def check_license_type(value: object) -> None:
-    """``platform`` or ``byol`` (IMG.0001); it only matters for Windows, so it is not kept."""
-    if value is not None and value not in ("platform", "byol"):
+def check_license_type(value: object) -> str | None:
+    """``platform`` or ``byol`` (IMG.0001), or None when absent; the image keeps it as
+    ``__license_type``."""
+    if value is None:
+        return None
+    if value not in ("platform", "byol"):
         raise RequestInvalid(codes.BAD_REQUEST, "license_type must be platform or byol")
+    return str(value)
 
 
 def check_enterprise_project(value: object) -> str | None:
