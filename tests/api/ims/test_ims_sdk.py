@@ -27,7 +27,7 @@ from imageport.api.ims.app import build_ims_app
 from imageport.service.access.projects import AccessKey, create_key, create_project
 from imageport.service.context import Services
 from imageport.service.jobs.import_job import run_job
-from imageport.service.tables import images
+from imageport.service.tables import images, jobs
 from support import fuzz_seeds, import_fixtures, server_process, service_fixtures
 from support.sdk_requests import sdk_signed
 
@@ -254,6 +254,92 @@ def test_validation_errors_carry_the_img_code(api: Api) -> None:
         assert (err.status_code, err.error_code) == (400, code), err.error_msg
     err = sdk_error(lambda: ims.list_images(m.ListImagesRequest(sort_key="secret")))
     assert err.error_code == "IMG.0001"
+
+
+def _rows(api: Api) -> tuple[int, int]:
+    """How many images and jobs the service holds."""
+    with api.services.db.connect() as conn:
+        return (
+            conn.execute(select(func.count()).select_from(images)).scalar_one(),
+            conn.execute(select(func.count()).select_from(jobs)).scalar_one(),
+        )
+
+
+def test_a_min_disk_below_the_virtual_size_is_refused_at_once(
+    api: Api, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """Issue 11: the header tells the virtual size, so registration answers at once (400
+    IMG.0055, the job's IMG-DISK-SIZE words) instead of a job failing minutes later; no image
+    or job is created, on each of the three registration routes."""
+    big = tmp_path_factory.mktemp("big") / "big.qcow2"
+    subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", str(big), "50G"], check=True)
+    import_fixtures.store_bytes(api.services, "images", "disk/big50.qcow2", big.read_bytes())
+    ims = api.client(api.alpha)
+    queued = ims.glance_create_image_metadata(
+        m.GlanceCreateImageMetadataRequest(
+            body=m.GlanceCreateImageMetadataRequestBody(
+                name="sdk-small-disk-later", container_format="bare", min_disk=40
+            )
+        )
+    )
+    before = _rows(api)
+    wanted = "IMG-DISK-SIZE: min_disk 40 GiB is smaller than the virtual disk (50 GiB)."
+    err = sdk_error(
+        lambda: ims.create_image(
+            m.CreateImageRequest(body=create_body("sdk-small-disk", "images:disk/big50.qcow2"))
+        )
+    )
+    assert (err.status_code, err.error_code) == (400, "IMG.0055")
+    assert err.error_msg.splitlines()[0] == wanted
+    assert "fix: Register the image with min_disk of at least 50." in err.error_msg
+    quick = m.QuickImportImageByFileRequestBody(
+        name="sdk-small-disk",
+        os_version="Ubuntu 22.04 server 64bit",
+        image_url="images:disk/big50.qcow2",
+        min_disk=40,
+    )
+    err = sdk_error(lambda: ims.import_image_quick(m.ImportImageQuickRequest(body=quick)))
+    assert (err.status_code, err.error_code) == (400, "IMG.0055")
+    assert err.error_msg.splitlines()[0] == wanted
+    assert "IMG-FAST-RAW: Fast import takes RAW" in err.error_msg  # a qcow2, too
+    err = sdk_error(
+        lambda: ims.register_image(
+            m.RegisterImageRequest(
+                image_id=queued.id,
+                body=m.RegisterImageRequestBody(image_url="images:disk/big50.qcow2"),
+            )
+        )
+    )
+    assert (err.status_code, err.error_code) == (400, "IMG.0055")
+    assert err.error_msg.splitlines()[0] == wanted
+    assert _rows(api) == before  # nothing half-written
+    shown = ims.glance_show_image(m.GlanceShowImageRequest(image_id=queued.id))
+    assert (shown.status, shown.data_origin) == ("queued", "")  # no file given to it
+
+
+def test_license_type_is_kept_on_the_image(api: Api) -> None:
+    """The vendor's ImageInfo has no field for it: the image keeps it as ``__license_type``,
+    which the raw document shows."""
+    import_fixtures.store_bytes(api.services, "images", "fast/lic.raw", bytes(1 << 20))
+    import_fixtures.store_bytes(api.services, "images", "fast/lic.mf", b"bitmap")
+    ims = api.client(api.alpha)
+    body = m.QuickImportImageByFileRequestBody(
+        name="sdk-byol",
+        os_version="Ubuntu 22.04 server 64bit",
+        image_url="images:fast/lic.raw",
+        min_disk=40,
+        license_type="byol",
+    )
+    job_id = ims.import_image_quick(m.ImportImageQuickRequest(body=body)).job_id
+    image_id = ims.show_job(m.ShowJobRequest(job_id=job_id)).entities.image_id
+    doc = api.send(api.signed("GET", f"/v2/images/{image_id}")).json()
+    assert doc["__license_type"] == "byol"
+    without = ims.create_image(m.CreateImageRequest(body=create_body("sdk-no-license"))).job_id
+    other = ims.show_job(m.ShowJobRequest(job_id=without)).entities.image_id
+    assert "__license_type" not in api.send(api.signed("GET", f"/v2/images/{other}")).json()
+    wrong = m.QuickImportImageByFileRequestBody(**{**body.to_dict(), "license_type": "oem"})
+    err = sdk_error(lambda: ims.import_image_quick(m.ImportImageQuickRequest(body=wrong)))
+    assert (err.status_code, err.error_code) == (400, "IMG.0001")
 
 
 def test_glance_register_and_os_versions(api: Api) -> None:
