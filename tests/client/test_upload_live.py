@@ -228,7 +228,30 @@ def test_killed_uploader_resumes_where_it_stopped(live: Live, tmp_path: Path) ->
 
 
 def test_interrupted_upload_says_how_to_resume(live: Live, tmp_path: Path) -> None:
-    path, _ = _file(tmp_path, 11 * MiB)
-    gone = _cli(live, "upload", str(path), "nobucket/disk.img", "--part-size", "5")
-    assert gone.returncode == 2
-    assert "NoSuchBucket" in gone.stderr and "run the same command again" in gone.stderr
+    """The server stops taking parts from part 3 on (503, every retry too): the upload stops,
+    says how to resume, and the same command then sends only the parts that are missing."""
+    assert _cli(live, "bucket", "create", "images").returncode == 0
+    path, data = _file(tmp_path, 16 * MiB)
+    live.counter.fail_from = 3
+    cut = _cli(live, "upload", str(path), "images/disk.img", "--part-size", "5", "--parallel", "1")
+    assert cut.returncode == 2
+    assert "HTTP 503 ServiceUnavailable" in cut.stderr
+    assert "the parts already sent are kept: run the same command again" in cut.stderr
+    assert sorted(live.counter.parts) == [1, 2]
+    live.counter.fail_from = None
+    live.counter.reset()
+    done = _cli(live, "upload", str(path), "images/disk.img", "--part-size", "5", "--json")
+    assert done.returncode == 0, done.stderr
+    assert sorted(live.counter.parts) == [3, 4]
+    assert live.object_bytes("images", "disk.img") == data
+
+
+def test_upload_to_a_missing_bucket_says_so(live: Live, tmp_path: Path) -> None:
+    for size in (11 * MiB, 1000):  # multipart, and one PUT
+        path, _ = _file(tmp_path, size)
+        gone = _cli(live, "upload", str(path), "nobucket/disk.img", "--part-size", "5")
+        assert gone.returncode == 2
+        assert "NoSuchBucket" in gone.stderr
+        assert "bucket 'nobucket' does not exist" in gone.stderr
+        assert "imageport bucket create nobucket" in gone.stderr
+        assert "kept" not in gone.stderr and "run the same command again" not in gone.stderr

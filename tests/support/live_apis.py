@@ -3,8 +3,9 @@
 :func:`live_apis` builds :func:`service_fixtures.make_services` in a directory, creates a project
 and an access key, and serves ``build_s3_app`` and ``build_ims_app`` (behind the request-id
 middleware) with uvicorn in background threads. :class:`PartCounter` wraps the bucket API: it
-records the part number of every UploadPart the server answered 200, and can slow part uploads
-down so a test can kill an uploader half-way.
+records the part number of every UploadPart the server answered 200, can slow part uploads
+down so a test can kill an uploader half-way, and can refuse parts from a number on (503) as a
+server going away mid-upload.
 """
 
 from __future__ import annotations
@@ -39,6 +40,9 @@ class PartCounter:
         self.parts: list[int] = []
         self.puts = 0
         self.delay = 0.0
+        #: UploadParts of this number and above are answered 503 (the server went away
+        #: mid-upload, as far as the client can tell), until set back to None.
+        self.fail_from: int | None = None
         self._lock = threading.Lock()
 
     def reset(self) -> None:
@@ -54,6 +58,9 @@ class PartCounter:
         number = int(query["partNumber"][0]) if "partNumber" in query else None
         if number is not None and self.delay:
             await asyncio.sleep(self.delay)
+        if number is not None and self.fail_from is not None and number >= self.fail_from:
+            await _unavailable(receive, send)
+            return
 
         async def counting_send(message: Message) -> None:
             if message["type"] == "http.response.start" and message["status"] == 200:
@@ -65,6 +72,29 @@ class PartCounter:
             await send(message)
 
         await self.app(scope, receive, counting_send)
+
+
+async def _unavailable(receive: Receive, send: Send) -> None:
+    """Read the request body, then answer 503 ServiceUnavailable as S3 does."""
+    more = True
+    while more:
+        message = await receive()
+        more = message.get("more_body", False) and message["type"] == "http.request"
+    body = (
+        b'<?xml version="1.0" encoding="UTF-8"?><Error><Code>ServiceUnavailable</Code>'
+        b"<Message>the test stopped taking parts</Message></Error>"
+    )
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 503,
+            "headers": [
+                (b"content-type", b"application/xml"),
+                (b"content-length", b"%d" % len(body)),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
 
 
 @dataclass

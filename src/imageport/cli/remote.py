@@ -357,6 +357,11 @@ def _upload(args: argparse.Namespace) -> int:
         try:
             result = uploader.upload(args.file, bucket, key)
         except ClientError as exc:
+            if exc.code == "NoSuchBucket":  # nothing was sent, and resuming will not help
+                raise ClientError(
+                    f"{exc}; bucket {bucket!r} does not exist: create it with "
+                    f"`imageport bucket create {bucket}` (or name another bucket)"
+                ) from exc
             raise ClientError(
                 f"{exc}; the parts already sent are kept: run the same command again to resume"
             ) from exc
