@@ -47,6 +47,14 @@ def test_export_writes_the_object_and_job_wait_reports_it(live: Live) -> None:
         info.etag,
         info.size,
     )
+    # the text output names the object written, as the job's entities do
+    said = live.cli_ok("job", "wait", doc["job_id"]).stdout.strip()
+    assert said == (
+        f"job {doc['job_id']} SUCCESS: image {image_id}, wrote images:out/disk.vhd "
+        f"({info.size} bytes)"
+    )
+    shown = live.cli_ok("job", "show", doc["job_id"]).stdout
+    assert "entities.bucket_url: images:out/disk.vhd" in shown
 
     refused = live.cli("image", "export", image_id, "images:x", "--quick", "--format", "raw")
     assert refused.returncode == 2 and "--quick" in refused.stderr

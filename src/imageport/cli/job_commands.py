@@ -71,8 +71,19 @@ def _report_final(job: Mapping[str, Any], as_json: bool) -> int:
     if not as_json:
         image_id = _entities(job).get("image_id")
         done = f"job {job.get('job_id', '')} {status}" + (f": image {image_id}" if image_id else "")
-        print(terminal_safe(done))
+        print(terminal_safe(done + _written(job)))
     return EXIT_OK
+
+
+def _written(job: Mapping[str, Any]) -> str:
+    """``, wrote BUCKET:KEY (N bytes)`` for an export job that succeeded (its entities name
+    the object: ``bucket_url``, ``object_size``), else nothing."""
+    ent = _entities(job)
+    url = ent.get("bucket_url")
+    if job.get("status") != JobStatus.SUCCESS or not isinstance(url, str):
+        return ""
+    size = ent.get("object_size")
+    return f", wrote {url}" + (f" ({size} bytes)" if isinstance(size, int) else "")
 
 
 def wait_for(ims: ImsClient, job_id: str, timeout: float, interval: float, as_json: bool) -> int:
