@@ -16,6 +16,7 @@ import os
 import subprocess
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import select
@@ -25,6 +26,7 @@ from imageport.fastimport.naming import bitmap_key_for
 from imageport.service.context import Services
 from imageport.service.errors import RequestInvalid
 from imageport.service.images.lifecycle import create_image_from_file, delete_image, quick_import
+from imageport.service.jobs import state
 from imageport.service.jobs.file_links import copy_file
 from imageport.service.jobs.import_job import run_job
 from imageport.service.ports import ObjectInfo, StagedFile
@@ -225,6 +227,38 @@ def test_zvhd2_needs_no_bitmap_and_is_stored_as_it_is(services: Services) -> Non
     assert image.properties["__os_version"].startswith("Debian")
     stored = services.settings.images_dir / image.blob
     assert stored.stat().st_ino == object_blob(services, "disk/guest.zvhd2").stat().st_ino
+
+
+def test_quick_import_reports_bytes_and_percent_as_it_goes(
+    services: Services, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every phase ends with all its bytes done and the percent at the phase's end, as the
+    other jobs show it; the job ends at 100 % with every byte of the last phase done."""
+    zvhd2 = ff.ready_zvhd2()
+    size = zvhd2.stat().st_size
+    commit(services, "disk/progress.zvhd2", zvhd2)
+    writes: list[tuple[str, float, int, int]] = []
+    original = state.Progress._write
+
+    def recording(self: state.Progress, percent: float, done: int, total: int, **kw: Any) -> None:
+        writes.append((self.phase_name, percent, done, total))
+        original(self, percent, done, total, **kw)
+
+    monkeypatch.setattr(state.Progress, "_write", recording)
+    job_id = quick(services, "disk/progress.zvhd2", name="progress")
+    run(services, job_id)
+    job = fx.job_row(services, job_id)
+    assert job.status == "SUCCESS", job.fail_reason
+    ends = {phase: (percent, done, total) for phase, percent, done, total in writes}
+    assert ends == {
+        "fetch": (1.0, size, size),
+        "check": (90.0, size, size),
+        "store": (98.0, size, size),
+        "verify": (100.0, size, size),
+    }
+    percents = [percent for _, percent, _, _ in writes]
+    assert percents == sorted(percents)
+    assert (job.percent, job.bytes_done, job.bytes_total) == (100.0, size, size)
 
 
 def test_qcow2_fails_quick_import(services: Services, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -181,8 +181,10 @@ def _run_quick_phases(
             # stored as it is (a hard link: no new disk), but it counts against the quota
             room.enter_context(room_for(services, job.project_id, stored=inspection.file_size))
             output = _place_as_is(services, fetched.path, inspection, progress, scratch)
+            progress.phase_done()  # a hard link reports no bytes as it goes
         _check_cancelled(progress)
         size = _verify_as_is(worker, output, inspection, fetched.info.size, progress)
+        progress.phase_done()
         checksum = fetched.info.sha256
         if not _SHA256_HEX.fullmatch(checksum):  # a store that kept no digest: hash it
             checksum, size = _hash_file(output, progress)
@@ -294,6 +296,7 @@ def _check(
             f"IMG-SAFE: the {inspection.format} file cannot be read safely",
             inspection.report,
         )
+    progress.phase_done()  # the worker reports no bytes as it checks
     return inspection
 
 

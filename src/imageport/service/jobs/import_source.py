@@ -50,6 +50,7 @@ def fetch(services: Services, job: state.ClaimedJob, progress: state.Progress) -
     progress.phase("fetch", params.object_size)
     if params.staged is not None:
         with fetch_staged(services, params) as fetched:
+            progress.phase_done()
             yield fetched
         return
     where = f"{params.bucket}:{params.key}"
@@ -81,6 +82,7 @@ def fetch(services: Services, job: state.ClaimedJob, progress: state.Progress) -
                 fetched = Fetched(
                     path, info, stack.enter_context(store.local_path(params.bucket, mf_key)), mf_key
                 )
+        progress.phase_done()  # held: a local file, fetched all at once
         yield fetched
 
 

@@ -183,6 +183,7 @@ class Progress:
         self.phases = phases
         self.phase_name = "fetch"
         self._range = phases["fetch"]
+        self._total = 0
         self._last_write = 0.0
         self._last_cancel_check = 0.0
         self._cancelled = False
@@ -196,7 +197,14 @@ class Progress:
         """Enter phase ``name`` (written at once)."""
         self.phase_name = name
         self._range = self.phases[name]
+        self._total = bytes_total
         self._write(self._range[0], 0, bytes_total, phase=name)
+
+    def phase_done(self) -> None:
+        """The current phase is done: its share of ``percent`` and all its bytes (written at
+        once; a phase whose work reports no progress, such as a check in a worker or a hard
+        link, would otherwise end showing 0 bytes done)."""
+        self._write(self._range[1], self._total, self._total)
 
     def update(self, fraction: float, bytes_done: int, bytes_total: int) -> None:
         """``fraction`` (0..1) of the current phase is done (written if due)."""
@@ -312,7 +320,13 @@ def succeed(
         done = conn.execute(
             update(jobs)
             .where(jobs.c.id == job_id, jobs.c.status == JobStatus.RUNNING)
-            .values(status=JobStatus.SUCCESS, percent=100.0, phase="store", end_time=now)
+            .values(
+                status=JobStatus.SUCCESS,
+                percent=100.0,
+                phase="store",
+                bytes_done=jobs.c.bytes_total,  # done: all of the last phase's bytes
+                end_time=now,
+            )
         )
         if image_done.rowcount != 1 or done.rowcount != 1:
             transaction.rollback()
