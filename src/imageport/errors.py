@@ -6,6 +6,7 @@ drawn, or is not an :class:`ImageportError`::
 
     ImageportError                errors                       anything raised on purpose
     ├── SourceError               errors                       the file cannot be opened or read
+    │   └── OutsideHeader         formats.window               a read past a header window
     ├── CorruptImageError         errors                       bytes invalid for their format
     │   ├── TruncatedImageError   errors                       a structure runs past the end
     │   ├── LimitExceededError    errors                       a number beyond a cap in limits
