@@ -199,7 +199,8 @@ def test_cli_register_fast_makes_the_missing_bitmap(server: ServeProcess, ready:
     wrong = cli(server, "upload", str(zvhd2), f"{BUCKET}/cli/other.raw", "--bitmap")
     assert wrong.returncode == 2 and "is zvhd2, not RAW" in wrong.stderr
 
-    # no --source and no bitmap in the bucket: a warning, and the job says why it failed
+    # no --source and no bitmap in the bucket: a warning, and the registration is refused at
+    # once, saying why (the job would have failed the same way)
     s3.copy_object(
         Bucket=BUCKET, Key="cli/lone.raw", CopySource={"Bucket": BUCKET, "Key": "cli/ready.raw"}
     )
@@ -214,7 +215,7 @@ def test_cli_register_fast_makes_the_missing_bitmap(server: ServeProcess, ready:
         ff.OS_VERSION,
         "--wait",
     )
-    assert lone.returncode == 1
+    assert lone.returncode == 2
     assert f"warning: no bitmap {BUCKET}/cli/lone.mf" in lone.stderr
-    assert "failed: IMG-FAST-RAW" in lone.stderr
+    assert "HTTP 400 IMG.0057: IMG-FAST-RAW: No bitmap file was given" in lone.stderr
     assert f"looked for the bitmap file {BUCKET}:cli/lone.mf" in lone.stderr

@@ -3,8 +3,9 @@
 boto3, s3cmd and the vendor's object-storage SDK (esdk-obs) upload a qcow2 guest (one multipart
 upload is resumed after the server was killed); the vendor's IMS SDK registers it, polls the
 job to SUCCESS, lists, renames and deletes the image; a qcow2 naming /etc/passwd as backing file
-ends FAIL with IMG-SAFE; unsigned and cross-project requests fail; the server is killed with
-SIGKILL while jobs run and every job still ends with a clear outcome after the restart.
+is refused at registration with IMG-SAFE; unsigned and cross-project requests fail; the server
+is killed with SIGKILL while jobs run and every job still ends with a clear outcome after the
+restart.
 """
 
 from __future__ import annotations
@@ -277,16 +278,18 @@ def test_vendor_sdks_upload_register_list_rename_and_delete(
     assert creates and creates[0].get("project") == server.keys["alpha"].project_id
 
 
-def test_hostile_backing_file_fails_the_job_with_img_safe(
+def test_hostile_backing_file_is_refused_at_registration_with_img_safe(
     server: ServeProcess, alpha_bucket: str
 ) -> None:
+    """The header names a backing file: refused at once (the job's IMG-SAFE words, which the
+    job would also give), and no image is created."""
     client = ims_client(server, server.keys["alpha"])
-    job = wait_job(client, register(client, "e2e-hostile", alpha_bucket, "disk/hostile.qcow2"))
-    assert job.status == "FAIL"
-    assert "IMG-SAFE" in f"{job.error_code} {job.fail_reason}"
-    assert "/etc/passwd" in job.fail_reason
-    image = client.glance_show_image(GlanceShowImageRequest(image_id=job.entities.image_id))
-    assert image.status == "killed"
+    with pytest.raises(ClientRequestException) as refused:
+        register(client, "e2e-hostile", alpha_bucket, "disk/hostile.qcow2")
+    assert (refused.value.status_code, refused.value.error_code) == (400, "IMG.0057")
+    assert refused.value.error_msg.startswith("IMG-SAFE: ")
+    assert "/etc/passwd" in refused.value.error_msg
+    assert client.list_images(ListImagesRequest(name="e2e-hostile")).images == []
     assert httpx.get(f"{server.ims_url}/health").status_code == 200
 
 

@@ -1,7 +1,8 @@
 """End-to-end on PostgreSQL: a real ``imageport serve --database-url postgresql+pg8000://...``
 process, with projects and keys made by ``imageport admin --database-url``, driven by boto3 and
 the vendor SDK (``huaweicloudsdkims``): a good qcow2 becomes active, a hostile one (backing
-file /etc/passwd) fails IMG-SAFE and a truncated one IMG-FORMAT. Then the server is killed with
+file /etc/passwd) is refused at registration (IMG.0057, IMG-SAFE) and a truncated one fails
+its job with IMG-FORMAT. Then the server is killed with
 SIGKILL while a job runs and restarted on the same database and data dir: what was there is
 still there, the interrupted jobs end with a clear outcome and a new job still works. The rows
 are read back from PostgreSQL itself (and the data dir holds no SQLite database), so the test
@@ -25,6 +26,7 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy
+from huaweicloudsdkcore.exceptions.exceptions import ClientRequestException
 from huaweicloudsdkims.v2 import (
     CreateImageRequest,
     CreateImageRequestBody,
@@ -96,14 +98,15 @@ def test_serve_on_postgresql_survives_kill9(tmp_path: Path, pg_url: str) -> None
         listed = client.list_images(ListImagesRequest(imagetype="private"))
         assert [(i.id, i.status) for i in listed.images] == [(image_id, "active")]
         assert "Debian" in listed.images[0].os_version
-        hostile = wait_job(client, register(client, "pg-hostile", "disk/hostile.qcow2"))
-        assert hostile.status == "FAIL" and hostile.error_code == "IMG-SAFE", hostile
+        with pytest.raises(ClientRequestException) as hostile:  # the header tells: at once
+            register(client, "pg-hostile", "disk/hostile.qcow2")
+        assert hostile.value.error_code == "IMG.0057"
+        assert hostile.value.error_msg.startswith("IMG-SAFE: ")
         broken = wait_job(client, register(client, "pg-broken", "disk/truncated.qcow2"))
         assert broken.status == "FAIL" and broken.error_code == "IMG-FORMAT", broken
         assert "beyond the end of the file" in broken.fail_reason
         _, images_in_pg = pg_rows(pg_url)
         assert images_in_pg[image_id] == "active"
-        assert images_in_pg[hostile.entities.image_id] == "killed"
         assert images_in_pg[broken.entities.image_id] == "killed"
 
         # kill -9 with one job running and one waiting
@@ -132,7 +135,7 @@ def test_serve_on_postgresql_survives_kill9(tmp_path: Path, pg_url: str) -> None
 
         jobs_after, images_after = pg_rows(pg_url)
         assert set(jobs_after.values()) <= {"SUCCESS", "FAIL"}
-        assert sorted(images_after.values()) == ["active"] * 4 + ["killed"] * 2
+        assert sorted(images_after.values()) == ["active"] * 4 + ["killed"]
         assert list((server.data_dir / "tmp").iterdir()) == []
 
 
