@@ -149,7 +149,11 @@ class SubprocessImageWorker:
         self, window: Path, file_size: int, head_bytes: int, options: CheckOptions
     ) -> ImageInspection | None:
         """Judge a header window in a worker process, within the header limits."""
-        opts = {"fast_import": options.fast_import, "min_disk_gib": options.min_disk_gib}
+        opts = {
+            "fast_import": options.fast_import,
+            "min_disk_gib": options.min_disk_gib,
+            "disk_kind": options.disk_kind,
+        }
         command = python_command(
             "imageport.worker.inspect_image",
             str(window),

@@ -20,6 +20,7 @@ from imageport.service.context import Services
 from imageport.service.errors import RequestInvalid
 from imageport.service.images import header_checks
 from imageport.service.images.lifecycle import (
+    create_data_image,
     create_glance_image,
     create_image_from_file,
     quick_import,
@@ -31,6 +32,7 @@ from imageport.service.ports import StagedFile, WorkerError
 from imageport.service.tables import images, jobs
 from support import import_fixtures as fx
 from support.builders import qemu_img
+from support.fuzz_seeds import minimal_iso
 
 GiB = 1 << 30
 BUCKET = fx.BUCKET
@@ -234,3 +236,21 @@ def test_only_the_head_and_tail_are_read(services: Services) -> None:
     put(services, "small.raw", b"small" * 100)  # a small object: all of it, once
     with header_checks.header_window(services, ImageUrl(BUCKET, "small.raw")) as (_, path, n):
         assert path.read_bytes() == b"small" * 100 and n == 500
+
+
+def test_each_kind_of_image_is_judged_as_its_job_judges_it(
+    services: Services, tmp_path: Path
+) -> None:
+    """An ISO registered as an ISO passes the header (as a system disk IMG-FORMAT refuses it),
+    and a data disk's min_disk is held against its virtual size like a system disk's."""
+    pid = fx.project_id(services)
+    put(services, "cd.iso", minimal_iso())
+    iso_job = create_image_from_file(services, pid, body("cd.iso", type="IsoImage"))
+    assert fx.job_row(services, iso_job).status == "INIT"
+    err = refused(lambda: create_image_from_file(services, pid, {**body("cd.iso"), "name": "s"}))
+    assert err.code == "IMG.0072" and err.message.startswith("IMG-FORMAT: ")
+    put(services, "data.qcow2", qcow2_of(tmp_path, "50G"))
+    data = {"name": "data", "image_url": f"{BUCKET}:data.qcow2", "os_type": "Linux"}
+    err = refused(lambda: create_data_image(services, pid, {**data, "min_disk": 40}))
+    assert err.code == "IMG.0055" and err.message.startswith("IMG-DISK-SIZE: ")
+    assert fx.job_row(services, create_data_image(services, pid, {**data, "min_disk": 50}))

@@ -49,7 +49,7 @@ from imageport.findings import Finding
 from imageport.formats.base import UNSUPPORTED_PREFIX
 from imageport.formats.registry import ACCEPTED_FORMATS
 from imageport.limits import MiB
-from imageport.rules.base import CheckOptions
+from imageport.rules.base import CheckOptions, DiskKind
 from imageport.rules.fastimport import FAST_FORMATS, FastRawRule
 from imageport.service import codes
 from imageport.service.clock import new_id
@@ -122,12 +122,20 @@ def vendor_code(rule: FailedRule, found: ImageInspection) -> str:
 
 
 def check_header(
-    services: Services, url: ImageUrl, registered: ObjectInfo, *, min_disk: int, quick: bool
+    services: Services,
+    url: ImageUrl,
+    registered: ObjectInfo,
+    *,
+    min_disk: int,
+    quick: bool,
+    disk_kind: DiskKind = "system",
 ) -> None:
     """Refuse at once (RequestInvalid: the vendor's code, the job's words) a file the import
     job would refuse from its header alone; nothing when the header passes or does not tell.
-    ``registered`` is the object the source checks accepted."""
-    found = judge(services, url, registered, CheckOptions(fast_import=quick, min_disk_gib=min_disk))
+    ``registered`` is the object the source checks accepted; ``disk_kind`` what the file is
+    registered as (a system disk, a data disk or an ISO), judged as the job will judge it."""
+    options = CheckOptions(fast_import=quick, min_disk_gib=min_disk, disk_kind=disk_kind)
+    found = judge(services, url, registered, options)
     if found is None:
         return
     failed = list(found.failed_rules)

@@ -37,14 +37,16 @@ class HeaderJudgement:
 
 def judge_header(window: ByteSource, options: CheckOptions) -> HeaderJudgement | None:
     """The header rules' error findings on ``window``; None when the probe needs bytes past
-    the header (the job then decides). Uses ``options.min_disk_gib`` and
-    ``options.fast_import``."""
+    the header (the job then decides). Uses ``options.min_disk_gib``, ``options.fast_import``
+    and ``options.disk_kind`` (a rule that does not judge that kind of image is not run, as in
+    the job: an ISO is judged as an ISO, a data disk's size against its own range)."""
     try:
         container = registry.probe(window)
     except OutsideHeader:
         return None
     facts = ImageFacts(container=container, allocated_bytes=None, options=options)
-    rules = [rule_by_id(rule_id) for rule_id in HEADER_RULE_IDS]
+    judging = (rule_by_id(rule_id) for rule_id in HEADER_RULE_IDS)
+    rules = [rule for rule in judging if options.disk_kind in rule.kinds]
     found = [f for f in run_rules(rules, facts) if f.severity is Severity.ERROR]
     if options.fast_import and container.accepted:
         found.extend(FastRawRule().format_findings(container))
