@@ -83,16 +83,28 @@ def test_data_images_are_sub_jobs_of_the_registration(services: Services, data_d
     assert system.properties["virtual_env_type"] == "FusionCompute"
 
 
-def test_a_failed_data_image_fails_the_whole_request(services: Services, data_disk: Path) -> None:
+def test_a_failed_data_image_fails_the_whole_request(
+    services: Services, data_disk: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     pid = fx.project_id(services)
     small = upload(services, "data/small.qcow2", data_disk)
-    job_id = fx.register(
-        services,
-        fx.good_image("qcow2"),
-        name="web2",
-        os_version=DEBIAN,
-        data_images=[{"name": "too small", "image_url": small, "min_disk": 1}],
-    )
+
+    def register() -> str:
+        return fx.register(
+            services,
+            fx.good_image("qcow2"),
+            name="web2",
+            os_version=DEBIAN,
+            data_images=[{"name": "too small", "image_url": small, "min_disk": 1}],
+        )
+
+    # the header tells: refused at once, naming the data image, nothing created
+    with pytest.raises(RequestInvalid) as refused:
+        register()
+    assert refused.value.code == "IMG.0055"
+    assert refused.value.message.startswith("data_images[0] (too small): IMG-DISK-SIZE: ")
+    fx.without_header_checks(monkeypatch)  # and the job still refuses it
+    job_id = register()
     sub_id = show_job(services, pid, job_id).sub_jobs[0].id
     run_job(services, sub_id)  # the sub-job may run first
     parent = show_job(services, pid, job_id)
@@ -155,8 +167,18 @@ def test_iso_image_is_stored_as_it_is(services: Services, iso_file: Path) -> Non
 
 
 def test_iso_and_disk_are_not_interchangeable(
-    services: Services, iso_file: Path, data_disk: Path
+    services: Services, iso_file: Path, data_disk: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    # registration refuses both from the header at once (IMG.0072 naming IMG-FORMAT) ...
+    for path, name, extra in (
+        (iso_file, "iso-as-ecs", {}),
+        (data_disk, "disk-as-iso", {"type": "IsoImage"}),
+    ):
+        with pytest.raises(RequestInvalid) as refused:
+            fx.register(services, path, name=name, os_version=DEBIAN, **extra)
+        assert refused.value.code == "IMG.0072"
+        assert refused.value.message.startswith("IMG-FORMAT: ")
+    fx.without_header_checks(monkeypatch)  # ... and the job's own check still does
     as_system = fx.register(services, iso_file, name="iso-as-ecs", os_version=DEBIAN)
     run_job(services, as_system)
     job = fx.job_row(services, as_system)

@@ -14,7 +14,8 @@ rule                code      when
 IMG-DISK-SIZE       IMG.0055  ``min_disk`` is smaller than the virtual disk (or the disk is
                               over 1024 GiB): "memory/disk size invalid"
 IMG-FORMAT          IMG.0072  a format the platform does not accept, or a variant no reader
-                              here reads: "format not supported"
+                              here reads, or for an ``IsoImage`` a file that is not ISO 9660
+                              (and an ISO registered as a disk): "format not supported"
 IMG-FORMAT          IMG.0057  the header's structures are invalid: "wrong format"
 IMG-SAFE            IMG.0057  a backing or data file, external extents, a polyglot ...
 IMG-QCOW2-ENCRYPTED IMG.0057  the header says the file is encrypted
@@ -50,6 +51,7 @@ from imageport.formats.base import UNSUPPORTED_PREFIX
 from imageport.formats.registry import ACCEPTED_FORMATS
 from imageport.limits import MiB
 from imageport.rules.base import CheckOptions, DiskKind
+from imageport.rules.container import ISO_FORMAT
 from imageport.rules.fastimport import FAST_FORMATS, FastRawRule
 from imageport.service import codes
 from imageport.service.clock import new_id
@@ -109,12 +111,14 @@ def judge(
         return None
 
 
-def vendor_code(rule: FailedRule, found: ImageInspection) -> str:
-    """The vendor's IMG code for a header finding (see the module's table)."""
+def vendor_code(rule: FailedRule, found: ImageInspection, disk_kind: DiskKind = "system") -> str:
+    """The vendor's IMG code for a header finding (see the module's table); for an ISO
+    image, every format but ISO 9660 is one the platform does not take (IMG.0072)."""
     if rule.rule_id == "IMG-DISK-SIZE":
         return codes.DISK_OR_RAM_INVALID
     unsupported = found.damage is not None and found.damage.startswith(UNSUPPORTED_PREFIX)
-    if rule.rule_id == "IMG-FORMAT" and (found.format not in ACCEPTED_FORMATS or unsupported):
+    accepted = (ISO_FORMAT,) if disk_kind == "iso" else ACCEPTED_FORMATS
+    if rule.rule_id == "IMG-FORMAT" and (found.format not in accepted or unsupported):
         return codes.FORMAT_NOT_SUPPORTED
     if rule.rule_id == "IMG-FAST-RAW" and found.format not in FAST_FORMATS:
         return codes.FORMAT_NOT_SUPPORTED
@@ -151,7 +155,7 @@ def check_header(
                 )
     if not failed:
         return
-    raise RequestInvalid(vendor_code(failed[0], found), failure_reason(failed, notes))
+    raise RequestInvalid(vendor_code(failed[0], found, disk_kind), failure_reason(failed, notes))
 
 
 def _as_failed(findings: Iterable[Finding]) -> list[FailedRule]:

@@ -161,10 +161,17 @@ def _register(services: Services, project_id: str, request: ImportRequest) -> st
         for r in requests:
             v.check_unique_name(conn, project_id, r.name)
         v.check_quota(conn, project_id, services.settings.image_quota, adding=len(requests))
-    for r, obj in zip(requests, objects, strict=True):
-        check_header(
-            services, r.url, obj, min_disk=r.min_disk, quick=r.quick, disk_kind=r.disk_kind
-        )
+    for index, (r, obj) in enumerate(zip(requests, objects, strict=True)):
+        try:
+            check_header(
+                services, r.url, obj, min_disk=r.min_disk, quick=r.quick, disk_kind=r.disk_kind
+            )
+        except RequestInvalid as refused:
+            if index == 0:
+                raise
+            raise RequestInvalid(  # say which of the request's files it is
+                refused.code, f"data_images[{index - 1}] ({r.name}): {refused.message}"
+            ) from refused
     now = time_text(services.clock())
     with services.db.begin() as conn:
         for r in requests:
