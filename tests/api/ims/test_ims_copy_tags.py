@@ -7,7 +7,6 @@ them (a row and its stored file), so no import runs here."""
 from __future__ import annotations
 
 import functools
-import hashlib
 import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -19,16 +18,13 @@ from huaweicloudsdkcore.auth.credentials import BasicCredentials
 from huaweicloudsdkcore.exceptions.exceptions import ClientRequestException
 from huaweicloudsdkims.v2 import ImsClient
 from huaweicloudsdkims.v2 import model as m
-from sqlalchemy import insert
 
 from imageport.api.ims.app import build_ims_app
 from imageport.service.access.projects import AccessKey, create_key, create_project
 from imageport.service.clock import new_uuid
 from imageport.service.context import Services
-from imageport.service.images.import_request import base_properties
 from imageport.service.jobs.dispatch import run_job
-from imageport.service.tables import images
-from support import server_process, service_fixtures
+from support import server_process, service_fixtures, shared_images
 from support.sdk_requests import sdk_signed
 
 # the SDK marks ShowJob and the Glance* operations deprecated but still sends them
@@ -65,45 +61,16 @@ class Api:
 
     def active_image(self, key: AccessKey, name: str) -> str:
         """An active image of ``key``'s project, as an import job leaves it."""
-        image_id = new_uuid()
-        folder = self.services.settings.images_dir
-        folder.mkdir(parents=True, exist_ok=True)
-        (folder / f"{image_id}.qcow2").write_bytes(DISK)
-        props = base_properties(
-            os_version="Ubuntu 22.04 server 64bit",
-            description="",
-            config_init=True,
-            architecture="x86",
-            firmware="bios",
-            data_origin="file,images:disk.qcow2",
-        )
         now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.000Z")
-        with self.services.db.begin() as conn:
-            conn.execute(
-                insert(images).values(
-                    id=image_id,
-                    project_id=key.project_id,
-                    name=name,
-                    status="active",
-                    visibility="private",
-                    protected=False,
-                    container_format="bare",
-                    disk_format="qcow2",
-                    min_disk=40,
-                    min_ram=0,
-                    max_ram=None,
-                    size=len(DISK),
-                    virtual_size=1 << 30,
-                    checksum=hashlib.sha256(DISK).hexdigest(),
-                    blob=f"{image_id}.qcow2",
-                    properties=props,
-                    tags=["env=test"],
-                    created_at=now,
-                    updated_at=now,
-                    active_at=now,
-                )
-            )
-        return image_id
+        return shared_images.active_image(
+            self.services,
+            key.project_id,
+            name,
+            data=DISK,
+            description="",
+            report=None,
+            created_at=now,
+        )
 
 
 @pytest.fixture(scope="module")

@@ -6,27 +6,25 @@ from __future__ import annotations
 
 import dataclasses
 import errno
-import hashlib
 import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import Table, insert, select, update
+from sqlalchemy import Table, select, update
 
 from imageport.service.access.projects import create_project
-from imageport.service.clock import new_uuid
 from imageport.service.context import Services
 from imageport.service.errors import ServiceError
 from imageport.service.images import queries as image_queries
-from imageport.service.images.import_request import base_properties
 from imageport.service.images.lifecycle import delete_image
 from imageport.service.jobs import state as job_state
 from imageport.service.jobs.copy_job import COPY_JOB, copy_image
 from imageport.service.jobs.dispatch import run_job
 from imageport.service.jobs.recovery import MAX_ATTEMPTS, RESTARTED, recover
 from imageport.service.tables import images, jobs
+from support import shared_images
 
 DISK = b"QFI\xfb" + bytes(60) + b"stored image bytes" * 100
 
@@ -41,46 +39,17 @@ def active_image(
     services: Services, project_id: str, name: str, data: bytes = DISK, status: str = "active"
 ) -> str:
     """An image as an import job leaves it: a row and its stored file (made in no time)."""
-    image_id = new_uuid()
-    folder = services.settings.images_dir
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / f"{image_id}.qcow2").write_bytes(data)
-    props = base_properties(
-        os_version="Ubuntu 22.04 server 64bit",
+    return shared_images.active_image(
+        services,
+        project_id,
+        name,
+        data=data,
+        status=status,
         description="the source",
-        config_init=True,
-        architecture="x86",
-        firmware="bios",
-        data_origin="file,images:disk.qcow2",
+        min_ram=1024,
+        max_ram=4096,
+        report={"summary": {"verdict": "pass"}},
     )
-    props["__image_size"] = str(len(data))
-    with services.db.begin() as conn:
-        conn.execute(
-            insert(images).values(
-                id=image_id,
-                project_id=project_id,
-                name=name,
-                status=status,
-                visibility="private",
-                protected=False,
-                container_format="bare",
-                disk_format="qcow2",
-                min_disk=40,
-                min_ram=1024,
-                max_ram=4096,
-                size=len(data),
-                virtual_size=1 << 30,
-                checksum=hashlib.sha256(data).hexdigest(),
-                blob=f"{image_id}.qcow2",
-                properties=props,
-                tags=["env=test"],
-                report={"summary": {"verdict": "pass"}},
-                created_at="2030-01-01T00:00:00.000Z",
-                updated_at="2030-01-01T00:00:00.000Z",
-                active_at="2030-01-01T00:00:00.000Z",
-            )
-        )
-    return image_id
 
 
 def row(services: Services, table: Table, row_id: str) -> Any:
