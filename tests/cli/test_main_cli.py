@@ -14,7 +14,7 @@ from imageport.cli.main import main
 from imageport.formats.registry import ACCEPTED_FORMATS
 from imageport.guest.facts.weak_passwords import candidates
 from rules import test_accounts_rules as accounts
-from support import builders, guest_fixtures
+from support import builders, fuzz_seeds, guest_fixtures
 from support import kernel_fixtures as kt
 
 IMAGEPORT = [sys.executable, "-m", "imageport.cli.main"]
@@ -62,6 +62,24 @@ def test_a_disk_without_a_system_fails_with_exit_1(pattern_raw: Path) -> None:
     assert "raw (mbr), accepted format" in proc.stdout
     assert "48.0 MiB (50331648 bytes)" in proc.stdout
     assert "IMG-SYSTEM-DISK" in proc.stdout
+
+
+def test_check_type_judges_a_data_disk_or_an_iso_with_its_own_rules(
+    pattern_raw: Path, tmp_path: Path
+) -> None:
+    """The disk without a system passes as a data disk (no guest rules run), not as an ISO;
+    an ISO file passes as an ISO and fails as a system disk (IMG-FORMAT)."""
+    data = run("check", str(pattern_raw), "--type", "DataImage", "--json")
+    assert data.returncode == 0, data.stdout
+    assert "IMG-SYSTEM-DISK" not in data.stdout
+    as_iso = run("check", str(pattern_raw), "--type", "IsoImage", "--json")
+    assert as_iso.returncode == 1
+    assert [f["rule_id"] for f in json.loads(as_iso.stdout)["findings"]] == ["IMG-FORMAT"]
+    iso = tmp_path / "cd.iso"
+    iso.write_bytes(fuzz_seeds.minimal_iso())
+    assert run("check", str(iso), "--type", "IsoImage").returncode == 0
+    as_system = run("check", str(iso))
+    assert as_system.returncode == 1 and "IMG-FORMAT" in as_system.stdout
 
 
 def test_check_architecture_arm_of_an_x86_64_guest_fails_img_arch() -> None:

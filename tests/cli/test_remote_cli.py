@@ -177,6 +177,12 @@ def test_check_an_object_through_the_service(live: Live) -> None:
     (note,) = [f for f in json.loads(declared.stdout)["findings"] if f["rule_id"] == "IMG-ARCH"]
     # the good guest's /usr/bin/sh has no ELF header: the declared arm is noted, not checked
     assert note["severity"] == "info" and "arm was not checked" in note["message"]
+    # as a data disk only the file rules run: no guest findings at all
+    as_data = json.loads(
+        live.cli("check", "images:good.qcow2", "--type", "DataImage", "--json").stdout
+    )
+    assert {f["rule_id"] for f in as_data["findings"]} <= {"IMG-FORMAT", "IMG-DISK-SIZE"}
+    assert as_data["summary"]["verdict"] == "pass"
     missing = live.cli("check", "images:absent.qcow2")
     assert missing.returncode == 2 and "HTTP 404" in missing.stderr
     local_only = live.cli("check", "images:good.qcow2", "--fast-import")

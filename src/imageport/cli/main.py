@@ -78,6 +78,12 @@ def _parser() -> argparse.ArgumentParser:
         help="the image will be registered as uninitialized (fixed after boot)",
     )
     check.add_argument(
+        "--type",
+        choices=("ECS", "DataImage", "IsoImage"),
+        help="what the file will be registered as: a system disk (ECS, the default), a data "
+        "disk or an ISO; only the rules that judge it run (a data disk has no system to check)",
+    )
+    check.add_argument(
         "--password-env",
         metavar="VAR",
         help="check the image's initial password, read from environment variable VAR",
@@ -139,6 +145,7 @@ def _cmd_check(args: argparse.Namespace) -> int:
     from imageport.reports.json_report import report_document
     from imageport.reports.text_report import render_text
     from imageport.rules.base import CheckOptions
+    from imageport.service.images.import_request import disk_kind_of
     from imageport.service.tools.check import check_image
 
     if report_commands.names_an_object(args.file):
@@ -162,6 +169,7 @@ def _cmd_check(args: argparse.Namespace) -> int:
     elif args.ask_password:
         password = getpass.getpass("Image password: ")
     options = CheckOptions(
+        disk_kind=disk_kind_of(args.type or "ECS"),
         fast_import=args.fast_import,
         min_disk_gib=args.min_disk,
         uefi=args.uefi,

@@ -100,4 +100,6 @@ def check_object(args: argparse.Namespace) -> int:
         body["hw_firmware_type"] = "uefi"
     if args.architecture is not None:
         body["architecture"] = args.architecture
+    if args.type is not None:
+        body["type"] = args.type
     return _report(args, lambda ims: ims.check_object(body))

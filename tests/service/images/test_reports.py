@@ -93,6 +93,24 @@ def test_a_check_request_declares_the_architecture_as_a_registration_does() -> N
     assert err.value.code == "IMG.0212"
 
 
+def test_a_check_request_declares_the_type_as_a_registration_does() -> None:
+    url = "images:disk.qcow2"
+    assert object_check.parse_check_request({"image_url": url})[1].disk_kind == "system"
+    _, data = object_check.parse_check_request(
+        {"image_url": url, "type": "DataImage", "min_disk": 2000}
+    )
+    assert (data.disk_kind, data.min_disk_gib) == ("data", 2000)  # a data disk's range
+    _, iso = object_check.parse_check_request({"image_url": url, "type": "IsoImage"})
+    assert iso.disk_kind == "iso"
+    for wrong, code in (
+        ({"type": "BMS"}, "IMG.0024"),
+        ({"min_disk": 2000}, "IMG.0055"),  # a system disk: 40-1024
+    ):
+        with pytest.raises(RequestInvalid) as err:
+            object_check.parse_check_request({"image_url": url, **wrong})
+        assert err.value.code == code
+
+
 def test_as_many_checks_run_as_there_are_workers(services: Services) -> None:
     project = fx.project_id(services)
     fx.put_object(services, project, "disk.qcow2", fx.good_image("qcow2"))

@@ -103,6 +103,14 @@ _SYSTEM_ONLY_PROPERTIES = (
 )
 
 
+def disk_kind_of(image_type: str) -> DiskKind:
+    """What an image of the vendor's ``type`` is checked as: ``DataImage`` a data disk,
+    ``IsoImage`` an ISO, any other type a system disk."""
+    if image_type == DATA_IMAGE_TYPE:
+        return "data"
+    return "iso" if image_type == ISO_IMAGE_TYPE else "system"
+
+
 @dataclass(frozen=True, slots=True)
 class ImportRequest:
     """A validated file-import request (the fields the job and the image row need)."""
@@ -132,9 +140,7 @@ class ImportRequest:
     @property
     def disk_kind(self) -> DiskKind:
         """What the checker judges the file as (:class:`~imageport.rules.base.CheckOptions`)."""
-        if self.image_type == DATA_IMAGE_TYPE:
-            return "data"
-        return "iso" if self.image_type == ISO_IMAGE_TYPE else "system"
+        return disk_kind_of(self.image_type)
 
     @property
     def job_type(self) -> str:
@@ -456,6 +462,7 @@ __all__ = [
     "NATIVE_IMPORT_JOB",
     "ImportRequest",
     "base_properties",
+    "disk_kind_of",
     "job_params",
     "native_job_params",
     "parse_data_image_request",

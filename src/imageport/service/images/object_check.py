@@ -23,9 +23,12 @@ from imageport.service.buckets.objects import head_object
 from imageport.service.context import Services
 from imageport.service.errors import RequestInvalid, ServiceError
 from imageport.service.images import validation as v
+from imageport.service.images.import_request import DATA_IMAGE_TYPE, ISO_IMAGE_TYPE, disk_kind_of
 from imageport.service.ports import WorkerError
 
-_FIELDS = frozenset({"image_url", "min_disk", "hw_firmware_type", "uninitialized", "architecture"})
+_FIELDS = frozenset(
+    {"image_url", "min_disk", "hw_firmware_type", "uninitialized", "architecture", "type"}
+)
 #: Worker limits whose end means the file is refused (as an import's check would be).
 _CHECK_LIMITS = frozenset({"cpu", "wall", "output"})
 
@@ -78,11 +81,16 @@ def _leave(services: Services, key: tuple[int, str]) -> None:
 
 def parse_check_request(body: object) -> tuple[v.ImageUrl, CheckOptions]:
     """``{"image_url": "bucket:key", "min_disk"?, "hw_firmware_type"?, "uninitialized"?,
-    "architecture"?}``, checked as a registration checks them; any other field is refused
-    (IMG.0001). Without ``architecture`` the guest's is not compared with one (IMG-ARCH)."""
+    "architecture"?, "type"?}``, checked as a registration checks them; any other field is
+    refused (IMG.0001). Without ``architecture`` the guest's is not compared with one
+    (IMG-ARCH). ``type`` ``DataImage`` or ``IsoImage`` checks the file as a data disk
+    (``min_disk`` 1-2048) or an ISO, with only the rules that judge it (ECS by default)."""
     doc = v.require_object(body, _FIELDS)
     url = v.check_image_url(doc.get("image_url"))
-    min_disk = None if doc.get("min_disk") is None else v.check_min_disk(doc.get("min_disk"))
+    kind = disk_kind_of(v.check_image_type(doc.get("type"), also=(ISO_IMAGE_TYPE, DATA_IMAGE_TYPE)))
+    disk_range = (1, v.MAX_DATA_DISK_GIB) if kind == "data" else ()
+    given_disk = doc.get("min_disk")
+    min_disk = None if given_disk is None else v.check_min_disk(given_disk, *disk_range)
     given = doc.get("architecture")
     architecture = None if given is None else v.check_architecture(given)
     firmware = v.check_firmware(doc.get("hw_firmware_type"), architecture or "x86")
@@ -91,6 +99,7 @@ def parse_check_request(body: object) -> tuple[v.ImageUrl, CheckOptions]:
         uefi=firmware == "uefi",
         uninitialized=v.check_bool(doc.get("uninitialized"), "uninitialized"),
         architecture=architecture,
+        disk_kind=kind,
     )
 
 
