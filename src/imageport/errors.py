@@ -36,6 +36,7 @@ drawn, or is not an :class:`ImageportError`::
     ├── JobCancelledError         service.jobs.errors          ends a job cancelled
     ├── WorkerError               service.ports                a worker process failed
     ├── WorkerCancelledError      service.ports                a worker killed: job cancelled
+    ├── BootError                 service.ports                a virtual machine did not start
     ├── ClientError               client.errors                a client request failed
     │   └── ConfigError           client.errors                a client setting missing or bad
     └── StartError                server                       the server cannot start

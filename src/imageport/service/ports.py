@@ -425,3 +425,56 @@ class Qcow2Writer(Protocol):
         ``zstd`` or ``zlib`` compressed clusters, None for none. Raises
         :class:`~imageport.errors.ImageportError` when it fails."""
         ...
+
+
+# -- the boot test --------------------------------------------------------------------------------
+
+
+class BootError(ImageportError):
+    """A virtual machine could not be started at all (QEMU or its firmware missing, QEMU
+    refusing its arguments): no verdict about the image. ``str()`` says what to do."""
+
+
+@dataclass(frozen=True, slots=True)
+class BootRun:
+    """What one boot of an image in a virtual machine produced."""
+
+    firmware: str  #: ``bios`` or ``uefi``
+    accelerator: str  #: ``kvm`` or ``tcg``
+    #: The guest's serial console and the firmware's debug log: the last bytes of each, capped.
+    serial: bytes
+    firmware_log: bytes
+    seconds: float
+    #: Why the boot was stopped: ``settled`` (the caller's verdict cannot change any more),
+    #: ``timeout``, ``guest-stopped`` (the guest powered off or rebooted), ``qemu-exited``.
+    ended: str
+    #: The PNG of the display taken at the end, when asked and QEMU could take it.
+    screenshot: Path | None
+    #: Why QEMU exited by itself (its last message), when it did.
+    qemu_message: str = ""
+
+
+class BootRunner(Protocol):
+    """Boots a local image file in a throw-away virtual machine (the file is never written):
+    no network, no listening port, the serial console and firmware log captured."""
+
+    def ready(self, firmware: str) -> None:
+        """Raise :class:`BootError` saying what to install when ``firmware`` (``bios`` or
+        ``uefi``) cannot be booted here."""
+        ...
+
+    def boot(
+        self,
+        image: Path,
+        image_format: str,
+        firmware: str,
+        *,
+        timeout: float,
+        settled: Callable[[bytes, bytes], bool],
+        screenshot: Path | None,
+    ) -> BootRun:
+        """Boot ``image`` (its format ``image_format``, one of imageport's format names, never
+        guessed) under ``firmware`` until ``settled(serial, firmware_log)`` answers True, the
+        guest stops, or ``timeout`` seconds pass; then save the display to ``screenshot`` (PNG)
+        and end the machine. Raises :class:`BootError` when the machine cannot start."""
+        ...

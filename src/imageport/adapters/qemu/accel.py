@@ -1,0 +1,88 @@
+"""Which accelerator QEMU can use here: KVM when it really runs a guest, TCG otherwise.
+
+``/dev/kvm`` opening is not enough: on machines that are themselves virtual machines, nested
+KVM may make QEMU abort (an MSR it cannot set) or hang with the guest's CPU never getting past
+the firmware. So the probe runs a real tiny machine with ``accel=kvm`` (no disk, 64 MiB,
+SeaBIOS) and waits for the firmware to reach its end (``Booting from`` or ``No bootable
+device.`` on its debug console); that takes a few tenths of a second where KVM works, and as
+long under TCG. Anything else within :data:`PROBE_SECONDS` (an abort, an error, silence) means
+TCG. Measured on a nested machine: KVM needed 6.5 s to get there (every exit of the guest goes
+through the outer hypervisor) and a Debian guest then made no progress in 2 minutes, while TCG
+took 0.3 s; so a KVM slower than the limit is no KVM. The answer is kept for the process.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import select
+import signal
+import subprocess
+import time
+
+#: How long the KVM probe waits for SeaBIOS to finish (TCG needs about 0.3 s).
+PROBE_SECONDS = 2.0
+_DONE = (b"No bootable device", b"Booting from ")
+
+
+@functools.cache
+def usable_accelerator(qemu: str) -> str:
+    """``kvm`` when a machine with KVM runs its firmware to the end here, else ``tcg``."""
+    if not os.access("/dev/kvm", os.R_OK | os.W_OK):
+        return "tcg"
+    return "kvm" if _kvm_runs(qemu) else "tcg"
+
+
+def _kvm_runs(qemu: str) -> bool:
+    argv = [
+        qemu,
+        "-nodefaults",
+        "-no-user-config",
+        "-machine",
+        "pc,accel=kvm",
+        "-m",
+        "64",
+        "-display",
+        "none",
+        "-no-reboot",
+        "-chardev",
+        "stdio,id=fw,signal=off",
+        "-device",
+        "isa-debugcon,iobase=0x402,chardev=fw",
+    ]
+    try:
+        proc = subprocess.Popen(  # noqa: S603 - argument list built here, no shell
+            argv,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+    except OSError:
+        return False
+    seen = b""
+    deadline = time.monotonic() + PROBE_SECONDS
+    try:
+        assert proc.stdout is not None  # stdout=PIPE
+        while (left := deadline - time.monotonic()) > 0:
+            if not select.select([proc.stdout], [], [], left)[0]:
+                break
+            chunk = os.read(proc.stdout.fileno(), 65536)
+            if not chunk:
+                break  # QEMU exited: KVM failed
+            seen = (seen + chunk)[-4096:]
+            if any(mark in seen for mark in _DONE):
+                return True
+        return False
+    finally:
+        _end(proc)
+
+
+def _end(proc: subprocess.Popen[bytes]) -> None:
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    proc.wait()
+    if proc.stdout is not None:
+        proc.stdout.close()
