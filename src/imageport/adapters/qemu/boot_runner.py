@@ -15,7 +15,7 @@ What the machine is, and why:
 * **Evidence.** The first serial port and the firmware's debug port (0x402, where SeaBIOS
   logs) are captured with a bounded head and tail (:mod:`.capture`); a standard VGA device
   lets QMP's ``screendump`` save the display as PNG at the end.
-* **Bounded.** 1 GiB of memory, one vCPU, a hard timeout; a reboot or power-off pauses the
+* **Bounded.** 1 GiB of memory, two vCPUs, a hard timeout; a reboot or power-off pauses the
   machine (``-action``) so its last screen can still be saved; QEMU runs in its own process
   group, killed when the boot ends whatever happened; the directory is removed.
 """
@@ -50,6 +50,8 @@ from imageport.adapters.qemu.qmp import Qmp
 from imageport.service.ports import BootError, BootRun
 
 MEMORY_MIB = 1024
+#: Two vCPUs: under TCG each is a host thread, and systemd starts units in parallel.
+VCPUS = 2
 #: Seconds QEMU has to start and connect its sockets.
 START_SECONDS = 30.0
 #: How often the caller's verdict is asked, and QEMU's run state.
@@ -131,7 +133,7 @@ class QemuBootRunner:
             "-m",
             str(MEMORY_MIB),
             "-smp",
-            "1",
+            str(VCPUS),
             "-nic",
             "none",
             "-display",

@@ -1,0 +1,191 @@
+"""``imageport boot`` as users run it: a real process, real QEMU machines, exit codes.
+
+Real boots in the default run: a disk with no boot code under SeaBIOS and under OVMF (a few
+seconds each: the firmware finds no bootable device) and the Debian test image under BIOS to its
+login prompt (1-3 minutes under TCG, depending on the machine's load). With
+``IMAGEPORT_BOOT_TESTS=1`` also: that image under UEFI, the UEFI-only image forced under BIOS,
+and the image whose kernel has no serial console (the screenshot is the evidence).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import struct
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from support import guest_images as gi
+from support import guest_tools as gt
+
+IMAGEPORT = [sys.executable, "-m", "imageport.cli.main"]
+
+pytestmark = pytest.mark.skipif(
+    shutil.which("qemu-system-x86_64") is None, reason="qemu-system-x86 is not installed"
+)
+opt_in = pytest.mark.skipif(
+    not gt.boot_tests_enabled(), reason="set IMAGEPORT_BOOT_TESTS=1 (minutes per boot)"
+)
+
+
+def boot(*args: str, cwd: Path, timeout: float = 600) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*IMAGEPORT, "boot", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+        cwd=cwd,
+    )
+
+
+def png_size(path: Path) -> tuple[int, int]:
+    data = path.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n" and data[12:16] == b"IHDR"
+    width, height = struct.unpack(">II", data[16:24])
+    return width, height
+
+
+@pytest.fixture
+def bare_fs(tmp_path: Path) -> Path:
+    """A filesystem image without a partition table: nothing for a firmware to boot (a
+    partition uploaded instead of a disk)."""
+    image = tmp_path / "partition.raw"
+    with open(image, "wb") as f:
+        f.truncate(64 << 20)
+    subprocess.run(["mkfs.ext4", "-q", "-F", str(image)], check=True)
+    return image
+
+
+def stage(doc: dict[str, Any], name: str) -> dict[str, Any]:
+    return next(s for s in doc["stages"] if s["stage"] == name)
+
+
+def test_a_disk_without_boot_code_finds_no_bootable_device_under_seabios(
+    bare_fs: Path, tmp_path: Path
+) -> None:
+    proc = boot(str(bare_fs), "--timeout", "60", cwd=tmp_path)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    out = proc.stdout
+    assert "claims: neither BIOS nor UEFI" in out
+    assert "booted: BIOS, to show what a machine does with it" in out
+    assert "BIOS: FAIL: The firmware found no bootable device." in out
+    assert "    Boot failed: not a bootable disk\n    No bootable device.\n" in out
+    assert "  screenshot: partition.raw.boot.png" in out
+    assert png_size(tmp_path / "partition.raw.boot.png") == (720, 400)  # the text-mode screen
+    assert "result: FAIL, no login prompt under BIOS" in out
+
+
+def test_uefi_forced_on_a_disk_without_an_esp_ends_in_the_firmware_shell(
+    bare_fs: Path, tmp_path: Path
+) -> None:
+    shot = tmp_path / "uefi.png"
+    proc = boot(str(bare_fs), "--uefi", "--json", "--screenshot", str(shot), cwd=tmp_path)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    doc = json.loads(proc.stdout)
+    assert doc["schema"] == "imageport.boot/1"
+    assert doc["claimed_firmware"] == [] and doc["forced_firmware"] == "uefi"
+    assert doc["passed"] is False
+    (run,) = doc["boots"]
+    assert run["firmware"] == "uefi" and run["outcome"] == "no-bootable-device"
+    assert run["ended"] == "settled" and run["accelerator"] in ("kvm", "tcg")
+    assert run["why"][0]["line"].startswith('BdsDxe: failed to load Boot0001 "UEFI Misc Device"')
+    assert any("UEFI Interactive Shell" in line for line in run["serial_tail"])
+    assert run["screenshot"] == str(shot) and png_size(shot)[0] >= 640
+
+
+def test_the_debian_image_reaches_its_login_prompt_under_bios(tmp_path: Path) -> None:
+    image = gi.guest_raw("gpt-bios-esp-ext4")
+    proc = boot(str(image), "--bios", "--json", "--screenshot", "login.png", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    doc = json.loads(proc.stdout)
+    assert doc["claimed_firmware"] == ["bios", "uefi"] and doc["passed"] is True
+    (run,) = doc["boots"]
+    assert run["outcome"] == "login", run["summary"]
+    assert run["summary"].startswith("Reached a login prompt after ")
+    assert [s["reached"] for s in run["stages"]][:5] == [True] * 5
+    assert stage(run, "firmware")["evidence"][0]["line"] == "Booting from 0000:7c00"
+    assert stage(run, "boot-loader")["evidence"][0]["line"].startswith("GNU GRUB  version 2.06")
+    assert "Linux version 6.1." in stage(run, "kernel")["evidence"][0]["line"]
+    assert (
+        "EXT4-fs (vda3): mounted filesystem" in stage(run, "root-filesystem")["evidence"][0]["line"]
+    )
+    assert stage(run, "login")["evidence"][0]["line"].startswith("imageport-guest login:")
+    assert png_size(tmp_path / "login.png") == (1280, 800)  # the kernel's framebuffer console
+    print(f"BIOS: {run['summary']} ({run['seconds']} s)")
+
+
+def test_usage_errors_exit_2(bare_fs: Path, tmp_path: Path) -> None:
+    both = boot(str(bare_fs), "--bios", "--uefi", cwd=tmp_path)
+    assert both.returncode == 2 and "not allowed with argument" in both.stderr
+    short = boot(str(bare_fs), "--timeout", "5", cwd=tmp_path)
+    assert short.returncode == 2 and "--timeout is in seconds, 10 to 3600" in short.stderr
+    missing = boot(str(tmp_path / "nope.raw"), cwd=tmp_path)
+    assert missing.returncode == 2 and "cannot open" in missing.stderr
+    assert not list(tmp_path.glob("*.png"))
+
+
+def test_an_image_with_a_backing_file_is_not_booted(tmp_path: Path) -> None:
+    top = tmp_path / "top.qcow2"
+    subprocess.run(
+        [
+            "qemu-img",
+            "create",
+            "-q",
+            "-f",
+            "qcow2",
+            "-u",
+            "-b",
+            "/etc/shadow",
+            "-F",
+            "raw",
+            str(top),
+            "1G",
+        ],
+        check=True,
+    )
+    proc = boot(str(top), cwd=tmp_path)
+    assert proc.returncode == 2
+    assert "IMG-SAFE" in proc.stdout + proc.stderr
+    assert "is not safe to boot" in proc.stderr
+
+
+@opt_in
+def test_the_debian_image_reaches_its_login_prompt_under_uefi(tmp_path: Path) -> None:
+    proc = boot(str(gi.guest_raw("gpt-bios-esp-ext4")), "--uefi", "--json", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    (run,) = json.loads(proc.stdout)["boots"]
+    assert run["outcome"] == "login"
+    assert stage(run, "firmware")["evidence"][0]["line"].startswith("BdsDxe: starting Boot")
+    print(f"UEFI: {run['summary']} ({run['seconds']} s)")
+
+
+@opt_in
+def test_a_uefi_only_image_does_not_start_under_bios(tmp_path: Path) -> None:
+    image = gi.guest_raw("gpt-esp-btrfs")
+    proc = boot(str(image), "--bios", "--timeout", "30", "--json", cwd=tmp_path)
+    assert proc.returncode == 1
+    doc = json.loads(proc.stdout)
+    assert doc["claimed_firmware"] == ["uefi"]
+    (run,) = doc["boots"]
+    assert run["outcome"] == "no-login" and run["serial_silent"] is True
+    assert not stage(run, "boot-loader")["reached"]
+    assert "serial console stayed silent throughout" in run["summary"]
+
+
+@opt_in
+def test_a_kernel_without_a_serial_console_leaves_the_screenshot_as_evidence(
+    tmp_path: Path,
+) -> None:
+    image = gi.guest_raw("gpt-bios-esp-ext4-defects")  # "ro quiet", and no virtio in the initrd
+    proc = boot(str(image), "--bios", "--timeout", "120", "--json", cwd=tmp_path)
+    assert proc.returncode == 1
+    (run,) = json.loads(proc.stdout)["boots"]
+    assert stage(run, "boot-loader")["reached"] and not stage(run, "kernel")["evidence"]
+    assert run["outcome"] == "no-login"
+    assert "has no console=ttyS0); the screenshot shows the screen." in run["summary"]
+    assert Path(tmp_path, run["screenshot"]).stat().st_size > 0
