@@ -302,7 +302,12 @@ def _watch(
 ) -> BootRun:
     t0 = time.monotonic()
     conns = _accept(listeners, proc, work)
-    qmp = Qmp(conns["qmp"])
+    try:
+        qmp = Qmp(conns["qmp"])
+    except BootError:
+        for conn in conns.values():
+            conn.close()
+        raise
     serial = ConsoleBuffer(SERIAL_HEAD, SERIAL_TAIL)
     fwlog = ConsoleBuffer(FIRMWARE_HEAD, FIRMWARE_TAIL)
     buffers = {conns["serial"]: serial, conns["fw"]: fwlog}
@@ -328,8 +333,8 @@ def _watch(
                     break
             if now - last_status >= STATUS_EVERY:
                 last_status = now
-                if qmp.execute("query-status").get("status") != "running":
-                    ended = "guest-stopped"
+                if _status(qmp, proc) != "running":
+                    ended = "guest-stopped" if proc.poll() is None else "qemu-exited"
                     break
         seconds = time.monotonic() - t0
         shot = _screendump(qmp, work, screenshot) if ended != "qemu-exited" else None
@@ -349,6 +354,21 @@ def _watch(
         screenshot=shot,
         qemu_message=_qemu_message(work) if ended == "qemu-exited" else "",
     )
+
+
+def _status(qmp: Qmp, proc: subprocess.Popen[bytes]) -> str:
+    """QEMU's run state (``running``, ``shutdown``, ``paused`` ...); ``exited`` when QEMU
+    stopped answering because it is gone."""
+    try:
+        status = qmp.execute("query-status").get("status")
+    except BootError:
+        if proc.poll() is None:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(2.0)
+        if proc.poll() is not None:
+            return "exited"
+        raise
+    return str(status)
 
 
 def _screendump(qmp: Qmp, work: Path, target: Path | None) -> Path | None:
