@@ -4,16 +4,20 @@ Real boots in the default run: a disk with no boot code under SeaBIOS and under 
 seconds each: the firmware finds no bootable device) and the Debian test image under BIOS to its
 login prompt (1-3 minutes under TCG, depending on the machine's load). With
 ``IMAGEPORT_BOOT_TESTS=1`` also: that image under UEFI, the UEFI-only image forced under BIOS,
-and the image whose kernel has no serial console (the screenshot is the evidence).
+the image whose kernel has no serial console (the screenshot is the evidence), and copies of the
+Debian image with a wrong ``root=`` (the initramfs gives up and drops to its shell) and with no
+initrd (the kernel panics).
 """
 
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import struct
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +27,7 @@ from support import guest_images as gi
 from support import guest_tools as gt
 
 IMAGEPORT = [sys.executable, "-m", "imageport.cli.main"]
+NO_SUCH_UUID = b"00000000-0000-4000-8000-000000000000"
 
 pytestmark = pytest.mark.skipif(
     shutil.which("qemu-system-x86_64") is None, reason="qemu-system-x86 is not installed"
@@ -189,3 +194,74 @@ def test_a_kernel_without_a_serial_console_leaves_the_screenshot_as_evidence(
     assert run["outcome"] == "no-login"
     assert "has no console=ttyS0); the screenshot shows the screen." in run["summary"]
     assert Path(tmp_path, run["screenshot"]).stat().st_size > 0
+
+
+def patched_copy(dest: Path, patch: Callable[[bytes], bytes]) -> Path:
+    """A sparse copy of the Debian test image whose grub.cfg is changed by ``patch`` (keeping
+    its length), in the file's data block in place: ext4 keeps no checksum of file data, so
+    GRUB reads the changed file as it is."""
+    src = gi.guest_raw("gpt-bios-esp-ext4")
+    subprocess.run(["cp", "--sparse=always", str(src), str(dest)], check=True)
+    marker = b"# written by imageport's tests/support/guest_images.py"
+    chunk = 64 << 20
+    with open(dest, "r+b") as f:
+        offset = 0
+        while data := f.read(chunk + 4096):
+            at = data.find(marker)
+            if at >= 0:
+                cfg = data[at : data.index(b"\n}\n", at) + 3]
+                new = patch(cfg)
+                assert len(new) == len(cfg) and new != cfg
+                f.seek(offset + at)
+                f.write(new)
+                return dest
+            offset += chunk
+            f.seek(offset)
+    raise AssertionError("grub.cfg not found in the test image")
+
+
+@opt_in
+def test_a_wrong_root_drops_to_the_initramfs_shell_and_says_why(tmp_path: Path) -> None:
+    image = patched_copy(
+        tmp_path / "wrong-root.raw",
+        lambda cfg: re.sub(rb"root=UUID=[0-9a-f-]{36}", b"root=UUID=" + NO_SUCH_UUID, cfg),
+    )
+    try:
+        proc = boot(str(image), "--bios", "--json", cwd=tmp_path)
+    finally:
+        image.unlink()  # about 1 GB of data
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    (run,) = json.loads(proc.stdout)["boots"]
+    assert run["outcome"] == "emergency-shell", run["summary"]
+    assert run["summary"] == (
+        "The root filesystem was not mounted: the boot dropped to an emergency shell."
+    )
+    assert stage(run, "kernel")["reached"] and not stage(run, "root-filesystem")["reached"]
+    why = [w["line"] for w in run["why"]]
+    assert any("Gave up waiting for root file system device" in line for line in why)
+    assert any(f"ALERT!  UUID={NO_SUCH_UUID.decode()} does not exist" in line for line in why)
+    print(f"wrong root=: {run['summary']} ({run['seconds']} s)")
+
+
+@opt_in
+def test_a_kernel_without_its_initrd_cannot_reach_the_root_disk_and_panics(
+    tmp_path: Path,
+) -> None:
+    # the virtio disk driver is a module in the initrd: without it, root= names nothing
+    image = patched_copy(
+        tmp_path / "no-initrd.raw", lambda cfg: cfg.replace(b"\tinitrd", b"#initrd")
+    )
+    try:
+        proc = boot(str(image), "--bios", "--json", cwd=tmp_path)
+    finally:
+        image.unlink()
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    (run,) = json.loads(proc.stdout)["boots"]
+    assert run["outcome"] == "kernel-panic", run["summary"]
+    assert run["summary"].startswith(
+        "The kernel panicked: Kernel panic - not syncing: VFS: Unable to mount root fs on "
+    )
+    why = [w["line"] for w in run["why"]]
+    assert why[0].endswith("] No filesystem could mount root, tried:")
+    assert not stage(run, "root-filesystem")["reached"]
+    print(f"no initrd: {run['summary']} ({run['seconds']} s)")
