@@ -1,12 +1,16 @@
 """Every finding of an image's check, read the three ways a user reads it (issue 11's "done
 when"): a guest exported from VMware with its tools installed, a resume device named by the old
-machine's disk id and no root password goes ``active`` with warnings, and
+machine's disk id, a kernel without the IDE driver and no root password goes ``active`` with
+warnings, and
 
 * the vendor's SDK (``ShowJob``) shows a SUCCESS job without ``fail_reason`` whose
   ``entities.alarm_code`` names every rule that has more to say;
 * our report route (``imageport image report --json``) has each finding with its evidence
   and fix;
 * ``imageport image show`` prints the same findings as ``imageport check`` does.
+
+A data disk mounted with ``nofail`` but without ``noauto`` fails the import, and the SDK's
+``fail_reason`` says why ``nofail`` is not enough.
 
 A real image API and S3 API on loopback, the real checker in its worker processes, the SDK and
 the CLI as real clients; the job is run as a worker of ``imageport serve`` runs it."""
@@ -36,7 +40,10 @@ DPKG_STATUS = "".join(
     f"Architecture: amd64\nVersion: {version}\nDescription: {name}\n\n"
     for name, version in (("base-files", "12.4+deb12u5"), ("open-vm-tools", "2:12.2.0-1+deb12u2"))
 )
-WARNED = {"IMG-HYPERVISOR-TOOLS", "IMG-HW-BINDING", "IMG-ROOT-PASSWORD"}
+WARNED = {"IMG-HYPERVISOR-TOOLS", "IMG-HW-BINDING", "IMG-ROOT-PASSWORD", "IMG-DRIVERS"}
+KERNEL_CONFIG = "config-6.1.0-13-amd64"
+#: the base guest's kernel without its IDE driver (virtio and Xen front ends complete)
+NO_IDE = str(gf.BASE_BOOT[KERNEL_CONFIG]).replace("CONFIG_ATA_PIIX=y\n", "")
 
 
 def from_vmware() -> Path:
@@ -47,7 +54,17 @@ def from_vmware() -> Path:
             "var/lib/dpkg/status": DPKG_STATUS,
             "etc/default/grub": f'GRUB_DEFAULT=0\nGRUB_CMDLINE_LINUX="resume={BY_ID}-part2"\n',
         },
+        boot={"grub/grub.cfg": gf.READY_GRUB_CFG, KERNEL_CONFIG: NO_IDE},
+    )
+
+
+def with_a_nofail_data_disk() -> Path:
+    """The cloud-ready guest whose fstab mounts a data disk with ``nofail`` (not ``noauto``)."""
+    return gf.build_guest(
+        "report-visibility-nofail",
+        root=gf.CLOUD_READY,
         boot={"grub/grub.cfg": gf.READY_GRUB_CFG},
+        fstab=gf.GOOD_FSTAB + "/dev/vdb1 /data ext4 defaults,nofail 0 2\n",
     )
 
 
@@ -56,6 +73,7 @@ def live(tmp_path: Path) -> Iterator[Live]:
     with live_apis(tmp_path) as apis:
         apis.cli_ok("bucket", "create", "images")
         apis.cli_ok("upload", str(from_vmware()), "images/vmware.raw")
+        apis.cli_ok("upload", str(with_a_nofail_data_disk()), "images/nofail.raw")
         yield apis
 
 
@@ -86,6 +104,8 @@ def test_an_active_images_warnings_reach_the_sdk_the_report_route_and_image_show
     assert "open-vm-tools" in tools["advice"]
     assert any(f"resume={BY_ID}-part2" in line for line in binding["evidence"])
     assert "/etc/default/grub" in binding["advice"]
+    ide = findings["IMG-DRIVERS"]  # no IDE driver: a warning while virtio is complete
+    assert ide["severity"] == "warning" and "ata_piix" in ide["message"]
 
     shown = live.cli_ok("image", "show", image_id).stdout
     assert "status: active" in shown
@@ -99,3 +119,23 @@ def test_an_active_images_warnings_reach_the_sdk_the_report_route_and_image_show
 def gf_debian() -> str:
     """The ``os_version`` the good guest is (Debian 12)."""
     return "Debian GNU/Linux 12.0.0 64bit"
+
+
+def test_a_nofail_data_disk_line_fails_the_import_and_the_sdk_says_why(live: Live) -> None:
+    cred = BasicCredentials(live.access_key, live.secret_key, live.project_id)
+    ims = ImsClient.new_builder().with_credentials(cred).with_endpoint(live.ims_url).build()
+    body = m.CreateImageRequestBody(
+        name="nofail", image_url="images:nofail.raw", min_disk=40, os_version=gf_debian()
+    )
+    job_id = ims.create_image(m.CreateImageRequest(body=body)).job_id
+    run_job(live.services, job_id)
+    job = ims.show_job(m.ShowJobRequest(job_id=job_id))
+    assert (job.status, job.error_code) == ("FAIL", "IMG-FSTAB-DATA-DISK")
+    reason = job.fail_reason or ""
+    assert "/etc/fstab:7: /dev/vdb1 /data ext4 defaults,nofail 0 2" in reason
+    # the fix says why nofail is not enough; the report's second evidence line says it too
+    assert "fix: Add `noauto`" in reason and "nofail alone still mounts it at" in reason
+    image_id = job.entities.image_id
+    report = json.loads(live.cli("image", "report", image_id, "--json").stdout)
+    (finding,) = [f for f in report["findings"] if f["rule_id"] == "IMG-FSTAB-DATA-DISK"]
+    assert any(line.startswith("nofail is not enough") for line in finding["evidence"])
