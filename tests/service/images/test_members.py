@@ -299,3 +299,34 @@ def test_a_copy_whose_share_ends_before_it_runs_fails(
     failed = job(services, member, job_id)
     assert (failed.status, failed.error_code) == ("FAIL", codes.SOURCE_FILE_UNUSABLE)
     assert "no longer shared" in (failed.fail_reason or "")
+
+
+def test_list_filters_never_widen_what_a_project_sees(
+    services: Services, three: tuple[str, str, str]
+) -> None:
+    """``owner=``, ``__imagetype=shared`` and ``visibility=shared`` only narrow a list: a
+    stranger and a member that has not accepted find no image of the owner with them, and a
+    member cannot answer for another member."""
+    owner, member, stranger = three
+    other = create_project(services, "other").id
+    image_id = active_image(services, owner, "golden")
+    active_image(services, owner, "private")
+    member_batches.batch_add(services, owner, {"images": [image_id], "projects": [member, other]})
+    members.update_member(services, other, image_id, other, {"status": "accepted"})
+    widening = [
+        [("owner", owner)],
+        [("__imagetype", "shared")],
+        [("visibility", "shared")],
+        [("owner", owner), ("visibility", "private")],
+    ]
+    for query in widening:
+        assert listed(services, stranger, *query) == [], query
+        assert listed(services, member, *query) == [], query  # pending: not listed
+    assert listed(services, other, ("owner", owner)) == [image_id]  # accepted, and only it
+    for member_id, status in ((other, "rejected"), (owner, "accepted")):
+        answer = {"status": status}
+        call = functools.partial(
+            members.update_member, services, member, image_id, member_id, answer
+        )
+        assert code_of(call) == (404, codes.NOT_FOUND)
+    assert members.show_member(services, owner, image_id, other).status == "accepted"

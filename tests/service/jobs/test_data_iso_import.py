@@ -10,17 +10,21 @@ iso``), refused as a system disk and refused in an ISO image when it is not an I
 
 from __future__ import annotations
 
+import dataclasses
 import subprocess
 from pathlib import Path
 
 import pytest
+from sqlalchemy import func, select
 
+from imageport.service.access.projects import create_project
 from imageport.service.context import Services
-from imageport.service.errors import RequestInvalid
+from imageport.service.errors import NotFound, RequestInvalid
 from imageport.service.images.lifecycle import create_data_image
 from imageport.service.jobs.export_request import export_image
 from imageport.service.jobs.import_job import run_job
 from imageport.service.jobs.manage import cancel_job, show_job
+from imageport.service.tables import images
 from support import fuzz_seeds
 from support import import_fixtures as fx
 
@@ -191,3 +195,42 @@ def test_iso_and_disk_are_not_interchangeable(
     job = fx.job_row(services, disk_as_iso)
     assert job.status == "FAIL" and job.error_code == "IMG-FORMAT"
     assert "ISO 9660 file; this file is qcow2" in job.fail_reason
+
+
+def test_data_images_stay_in_the_registering_project(
+    services: Services, data_disk: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each data image's file is checked as the system image's is (another project's bucket:
+    IMG.0069, nothing created), the quota counts every image of the request, and another
+    project can neither read nor cancel the registration's job or its sub-jobs."""
+    pid = fx.project_id(services)
+    other = create_project(services, "other").id
+    mine = upload(services, "data/mine.qcow2", data_disk)
+    services.store.create_bucket("theirs", other, "STANDARD", services.settings.region)
+    fx.store_bytes(services, "theirs", "data.qcow2", data_disk.read_bytes())
+
+    def register(name: str, *urls: str) -> str:
+        items = [{"name": f"{name}-{i}", "image_url": u, "min_disk": 2} for i, u in enumerate(urls)]
+        return fx.register(
+            services, fx.good_image("qcow2"), name=name, os_version=DEBIAN, data_images=items
+        )
+
+    with pytest.raises(RequestInvalid) as refused:
+        register("cross", mine, "theirs:data.qcow2")
+    assert refused.value.code == "IMG.0069"
+    with services.db.connect() as conn:
+        held = conn.execute(select(func.count()).where(images.c.project_id == pid)).scalar()
+    assert held == 0
+    services.settings = dataclasses.replace(services.settings, image_quota=3)
+    with pytest.raises(RequestInvalid) as over:
+        register("over", mine, mine, mine)  # four images
+    assert over.value.code == "IMG.0015" and "this request adds 4" in over.value.message
+    services.settings = dataclasses.replace(services.settings, image_quota=4)
+    job_id = register("fits", mine, mine, mine)
+    subs = [s.id for s in show_job(services, pid, job_id).sub_jobs]
+    assert len(subs) == 3
+    for foreign in (job_id, *subs):
+        for call in (show_job, cancel_job):
+            with pytest.raises(NotFound):
+                call(services, other, foreign)
+    assert {s.status for s in show_job(services, pid, job_id).sub_jobs} == {"INIT"}
