@@ -25,6 +25,7 @@ import pytest
 
 from support import guest_images as gi
 from support import guest_tools as gt
+from support import import_fixtures as fx
 
 IMAGEPORT = [sys.executable, "-m", "imageport.cli.main"]
 NO_SUCH_UUID = b"00000000-0000-4000-8000-000000000000"
@@ -135,24 +136,7 @@ def test_usage_errors_exit_2(bare_fs: Path, tmp_path: Path) -> None:
 
 
 def test_an_image_with_a_backing_file_is_not_booted(tmp_path: Path) -> None:
-    top = tmp_path / "top.qcow2"
-    subprocess.run(
-        [
-            "qemu-img",
-            "create",
-            "-q",
-            "-f",
-            "qcow2",
-            "-u",
-            "-b",
-            "/etc/shadow",
-            "-F",
-            "raw",
-            str(top),
-            "1G",
-        ],
-        check=True,
-    )
+    top = fx.backing_qcow2()  # names a host file as its backing file
     proc = boot(str(top), cwd=tmp_path)
     assert proc.returncode == 2
     assert "IMG-SAFE" in proc.stdout + proc.stderr

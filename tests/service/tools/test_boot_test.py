@@ -15,6 +15,7 @@ from imageport.service.ports import BootError, BootRun
 from imageport.service.tools.boot_test import boot_test
 from imageport.service.tools.to_raw import ImageRefusedError
 from support import guest_images as gi
+from support import import_fixtures as fx
 
 LOGIN = b"GNU GRUB  version 2.06\r\n[    0.0] Linux version 6.1.0-57-amd64\r\nhost login: "
 
@@ -112,25 +113,8 @@ def test_an_image_that_claims_no_firmware_is_booted_under_bios(tmp_path: Path) -
     assert report.claim_evidence["bios"] == ("sector 0: no boot code",)
 
 
-def test_an_unsafe_image_is_refused_before_any_boot(tmp_path: Path) -> None:
-    top = tmp_path / "top.qcow2"
-    subprocess.run(
-        [
-            "qemu-img",
-            "create",
-            "-q",
-            "-f",
-            "qcow2",
-            "-u",
-            "-b",
-            "/etc/shadow",
-            "-F",
-            "raw",
-            str(top),
-            "1G",
-        ],
-        check=True,
-    )
+def test_an_unsafe_image_is_refused_before_any_boot() -> None:
+    top = fx.backing_qcow2()  # names a host file as its backing file
     runner = RecordingRunner()
     with pytest.raises(ImageRefusedError) as caught:
         boot_test(top, runner)
