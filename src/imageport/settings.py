@@ -156,6 +156,26 @@ class Settings:
         "unfinished multipart uploads one project may have open (more: 403 `QuotaExceeded`; S3 "
         "has no such limit, but each one holds a folder, rows and parts on disk); 0: no limit",
     )
+    # servers: virtual machines run by this service (service/servers/, adapters/qemu/)
+    server_quota: int = _setting(
+        4, "servers (not deleted) one project may have (more: `Ecs.0001`); 0: no servers at all"
+    )
+    server_host_vcpus: int = _setting(
+        4, "vCPUs all running servers together may have (more: `Ecs.0319`)"
+    )
+    server_host_memory_mib: int = _setting(
+        4096, "MiB of memory all running servers together may have (more: `Ecs.0319`)"
+    )
+    server_max_memory_mib: int = _setting(
+        2048, "MiB of memory one server may have: flavors above it are not offered"
+    )
+    server_accelerator: str = _setting(
+        "auto", "`kvm`, `tcg`, or `auto`: KVM when a probe machine really runs with it here"
+    )
+    server_user: str = _setting(
+        "nobody",
+        "the unprivileged user QEMU runs as when the service runs as root",
+    )
     # the HTTP limits of both listeners: see the module docstring for the reasoning
     http_max_url_bytes: int = _setting(33 * KiB, "longest request target (longer: 414)")
     http_max_header_bytes: int = _setting(
@@ -194,6 +214,11 @@ class Settings:
     def staged_dir(self) -> Path:
         """Image data received on the Glance routes, kept until its import job ends."""
         return self.data_dir / "staged"
+
+    @property
+    def servers_dir(self) -> Path:
+        """One private folder per server: its system disk overlay, config drive, sockets, log."""
+        return self.data_dir / "servers"
 
     @property
     def tmp_dir(self) -> Path:

@@ -106,6 +106,44 @@ PROJECT_UNKNOWN: Final = "IMG.PROJECT"
 #: 404: the image or job has no check report (yet): no check has run on its file.
 NO_REPORT: Final = "IMG.NO_REPORT"
 
+#: 409: an image a server (not deleted) was made from cannot be deleted.
+IMAGE_IN_USE: Final = "IMG.IN_USE"
+
+# -- the server API's codes (the vendor's ECS codes, ``Ecs.xxxx``) ----------------------------
+
+#: 400: the request is malformed (the ECS API's generic code).
+ECS_BAD_REQUEST: Final = "Ecs.0000"
+#: 400: the project is at its server quota.
+ECS_QUOTA: Final = "Ecs.0001"
+#: 403: no permission.
+ECS_FORBIDDEN: Final = "Ecs.0003"
+#: 400: a parameter is invalid (named in the message).
+ECS_INVALID: Final = "Ecs.0005"
+#: 400: the project id in the path is not the caller's.
+ECS_PROJECT_MISMATCH: Final = "Ecs.0023"
+#: 400: no such flavor.
+ECS_FLAVOR_UNKNOWN: Final = "Ecs.0029"
+#: 400: no such image.
+ECS_IMAGE_UNKNOWN: Final = "Ecs.0031"
+#: 400: the image is not active.
+ECS_IMAGE_NOT_ACTIVE: Final = "Ecs.0032"
+#: 400: the server's status does not allow the operation.
+ECS_STATE: Final = "Ecs.0100"
+#: 404: no such server.
+ECS_NOT_FOUND: Final = "Ecs.0114"
+#: 400: too many servers in one batch.
+ECS_BATCH_TOO_LARGE: Final = "Ecs.0118"
+#: A server could not be created (its job's error code).
+ECS_CREATE_FAILED: Final = "Ecs.0204"
+#: 400: no such key pair.
+ECS_KEYPAIR_UNKNOWN: Final = "Ecs.0314"
+#: 400: the host has not enough vCPUs or memory left for the flavor.
+ECS_NO_RESOURCES: Final = "Ecs.0319"
+#: 400: the console log could not be read.
+ECS_CONSOLE_FAILED: Final = "Ecs.0321"
+#: A server could not be deleted (its job's error code).
+ECS_DELETE_FAILED: Final = "Ecs.0501"
+
 
 def http_status(status: int) -> str:
     """``IMG.HTTP<status>``: a refusal made below the image API (an HTTP limit, a framework

@@ -9,7 +9,7 @@ from datetime import datetime
 from sqlalchemy import Engine
 
 from imageport.service.clock import utc_now
-from imageport.service.ports import ImageWorker, JobQueue, ObjectStore
+from imageport.service.ports import ImageWorker, JobQueue, ObjectStore, ServerHost
 from imageport.settings import Settings
 
 
@@ -24,6 +24,8 @@ class Services:
     worker: ImageWorker
     #: set by the wiring once the queue (which needs the services to run jobs) exists
     queue: JobQueue | None = None
+    #: runs servers' virtual machines; None where servers are not offered (tests of other parts)
+    host: ServerHost | None = None
     clock: Callable[[], datetime] = field(default=utc_now)
 
     def submit_job(self, job_id: str) -> None:

@@ -478,3 +478,139 @@ class BootRunner(Protocol):
         guest stops, or ``timeout`` seconds pass; then save the display to ``screenshot`` (PNG)
         and end the machine. Raises :class:`BootError` when the machine cannot start."""
         ...
+
+
+# -- servers: virtual machines that keep running ---------------------------------------------------
+
+
+class MachineError(ImageportError):
+    """A server's virtual machine could not be made, started, stopped or copied. ``str()`` says
+    what happened (QEMU's own message where it gave one), for a job's ``fail_reason``."""
+
+
+@dataclass(frozen=True, slots=True)
+class MachineSpec:
+    """Everything the host needs to make and start one server's machine.
+
+    The service decides every value (sizes already checked against the flavor, the image and
+    the limits); the host only carries them out. Nothing in it is read from an image."""
+
+    server_id: str
+    #: the stored image the system disk is an overlay on, and its stored format (never guessed)
+    image: Path
+    image_format: str
+    #: the system disk's virtual size (at least the image's), bytes
+    disk_bytes: int
+    #: ``bios`` or ``uefi``
+    firmware: str
+    vcpus: int
+    memory_mib: int
+    #: the guest's NIC's MAC address (``fa:16:3e:..``), also in the metadata's network data
+    mac: str
+    #: what the guest's metadata service and config drive serve: path below the OpenStack tree
+    #: (``openstack/latest/meta_data.json``, ``openstack/latest/user_data`` ...) -> content
+    metadata: Mapping[str, bytes]
+    #: attach the metadata as a config drive (ISO 9660, label ``config-2``) too
+    config_drive: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class MachineState:
+    """A machine as the host finds it."""
+
+    server_id: str
+    #: QEMU runs (the guest may be paused for a copy, or halted but not powered off)
+    running: bool
+    #: the loopback port forwarded to the guest's port 22; None when the machine is off
+    ssh_port: int | None = None
+    pid: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class DiskCopy:
+    """A point-in-time copy of a server's system disk: the overlay ``top`` (a private copy, the
+    caller removes it with :meth:`ServerHost.discard_copy`) on the stored image ``base``."""
+
+    top: Path
+    base: Path
+    base_format: str
+    virtual_size: int
+
+
+class ConsoleSession(Protocol):
+    """An interactive attachment to a running machine's serial console."""
+
+    def read(self, timeout: float) -> bytes:
+        """Console output since the last read (b"" after ``timeout`` seconds of silence).
+        Raises :class:`MachineError` once the machine is gone."""
+        ...
+
+    def write(self, data: bytes) -> None:
+        """Type ``data`` on the console."""
+        ...
+
+    def close(self) -> None: ...
+
+
+class ServerHost(Protocol):
+    """Runs servers as virtual machines on this machine (:mod:`imageport.adapters.qemu`).
+
+    Machines outlive the service process: a restarted service finds them with
+    :meth:`recover`. ``on_stopped`` (given to the implementation by the wiring) is called
+    with a server id whenever its machine ends by itself (the guest powered off, QEMU died)."""
+
+    def ready(self) -> None:
+        """Raise :class:`MachineError` saying what to install when machines cannot run here."""
+        ...
+
+    def create(self, spec: MachineSpec) -> None:
+        """Make the machine's system disk (an overlay on ``spec.image``, grown to
+        ``spec.disk_bytes``) and its config drive; the machine is off."""
+        ...
+
+    def start(self, spec: MachineSpec) -> MachineState:
+        """Power the machine on (its disk made by :meth:`create`); returns once QEMU runs."""
+        ...
+
+    def state(self, server_id: str) -> MachineState:
+        """The machine's state now (``running=False`` when it is off or unknown)."""
+        ...
+
+    def stop(self, server_id: str, *, hard: bool, timeout: float) -> None:
+        """Power off: ``hard`` pulls the plug at once; otherwise the guest is asked (ACPI) and
+        the plug pulled after ``timeout`` seconds. Returns once QEMU has exited."""
+        ...
+
+    def reboot(self, server_id: str, *, hard: bool) -> None:
+        """Restart the guest: ``hard`` resets the machine; otherwise the guest is asked
+        (Ctrl-Alt-Del)."""
+        ...
+
+    def destroy(self, server_id: str) -> None:
+        """Stop the machine if it runs and remove everything of it (disk, config drive, logs,
+        sockets). Idempotent."""
+        ...
+
+    def console_output(self, server_id: str, lines: int | None) -> str:
+        """The last ``lines`` lines of the serial console's log (None: all that is kept)."""
+        ...
+
+    def attach_console(self, server_id: str) -> ConsoleSession:
+        """Attach to the running machine's serial console."""
+        ...
+
+    def vnc_socket(self, server_id: str) -> Path:
+        """The unix socket of the running machine's display (VNC); only the service opens it."""
+        ...
+
+    def copy_disk(self, server_id: str, target_dir: Path) -> DiskCopy:
+        """A point-in-time copy of the system disk into ``target_dir``: directly when the
+        machine is off, else with the guest paused for the copy of its overlay only."""
+        ...
+
+    def discard_copy(self, copy: DiskCopy) -> None: ...
+
+    def recover(self, known: Sequence[str]) -> dict[str, MachineState]:
+        """After a restart: re-attach every living machine of ``known`` and answer its state
+        (the others are off); kill machines and remove the files of servers not in ``known``."""
+        ...

@@ -215,16 +215,70 @@ jobs = Table(
     Index("ix_jobs_status", "status"),
 )
 
+servers = Table(
+    "servers",
+    metadata,
+    # a server (service/servers/): a virtual machine made from an image, run by the ServerHost
+    Column("id", String(36), primary_key=True),
+    Column("project_id", String(ID), ForeignKey("projects.id"), nullable=False),
+    Column("name", String(64), nullable=False),
+    Column("description", String(255), nullable=False),
+    # BUILD | ACTIVE | SHUTOFF | REBOOT | HARD_REBOOT | ERROR | DELETED (the vendor's status,
+    # derived from vm_state and task_state: service/servers/statuses.py)
+    Column("status", String(16), nullable=False),
+    Column("vm_state", String(16), nullable=False),
+    Column("task_state", String(24)),
+    # 0 NOSTATE, 1 RUNNING, 4 SHUTDOWN
+    Column("power_state", Integer, nullable=False),
+    Column("flavor_id", String(64), nullable=False),
+    Column("vcpus", Integer, nullable=False),
+    Column("memory_mib", Integer, nullable=False),
+    # the image the server was made from; an image a server uses cannot be deleted
+    Column("image_id", String(36), nullable=False),
+    Column("disk_gib", Integer, nullable=False),
+    # bios | uefi (the image's hw_firmware_type)
+    Column("firmware", String(8), nullable=False),
+    Column("key_name", String(64)),
+    Column("metadata", JSON, nullable=False),
+    Column("availability_zone", String(64), nullable=False),
+    Column("mac", String(17), nullable=False),
+    # loopback port forwarded to the guest's SSH while it runs
+    Column("ssh_port", Integer),
+    # {"code": .., "message": ..} of the last failure (ShowServer's fault), else NULL
+    Column("fault", JSON),
+    Column("created_at", String(TIME), nullable=False),
+    Column("updated_at", String(TIME), nullable=False),
+    Column("launched_at", String(TIME)),
+    Column("deleted_at", String(TIME)),
+    Index("ix_servers_project_id", "project_id"),
+    Index("ix_servers_image_id", "image_id"),
+)
+
+keypairs = Table(
+    "keypairs",
+    metadata,
+    # an SSH key pair of a project (the Nova os-keypairs API); only the public key is kept
+    Column("project_id", String(ID), ForeignKey("projects.id"), primary_key=True),
+    Column("name", String(64), primary_key=True),
+    Column("public_key", Text, nullable=False),
+    Column("fingerprint", String(64), nullable=False),
+    # ssh | x509
+    Column("key_type", String(8), nullable=False),
+    Column("created_at", String(TIME), nullable=False),
+)
+
 __all__ = [
     "access_keys",
     "buckets",
     "image_members",
     "images",
     "jobs",
+    "keypairs",
     "metadata",
     "objects",
     "parts",
     "projects",
+    "servers",
     "tokens",
     "uploads",
     "used_signatures",

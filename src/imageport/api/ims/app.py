@@ -15,6 +15,7 @@ from starlette.exceptions import HTTPException
 from starlette.routing import BaseRoute, Route
 
 from imageport.api import iam
+from imageport.api.ecs.app import ecs_routes
 from imageport.api.ims import export_views as ev
 from imageport.api.ims import glance_views as gv
 from imageport.api.ims import image_views as iv
@@ -108,7 +109,8 @@ def build_ims_app(services: Services) -> Starlette:
     """The image API over ``services`` (the token endpoint included; it finds the services in
     ``app.state.services``)."""
     app = Starlette(
-        routes=[*iam.ROUTES, *ims_routes(services)], exception_handlers={HTTPException: http_error}
+        routes=[*iam.ROUTES, *ims_routes(services), *ecs_routes(services)],
+        exception_handlers={HTTPException: http_error},
     )
     app.state.services = services
     return app
