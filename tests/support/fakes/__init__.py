@@ -4,6 +4,8 @@
   dictionaries (bytes in memory; only request bodies and ``local_path`` copies touch disk).
 * :class:`~support.fakes.image_worker.FakeImageWorker`: answers what a file is from a script, and
   "converts" by writing a one-line fake container that it recognises again; no process runs.
+* :class:`~support.fakes.server_host.FakeServerHost`: servers' machines as dictionary entries; no
+  virtual machine runs.
 * :class:`~support.fakes.job_queue.FakeJobQueue`: records submitted job ids and, once started, runs
   them at once in the caller's thread.
 
@@ -18,5 +20,13 @@ from __future__ import annotations
 from support.fakes.image_worker import GOOD_DEBIAN, FakeImageWorker, fake_container
 from support.fakes.job_queue import FakeJobQueue
 from support.fakes.object_store import FakeObjectStore
+from support.fakes.server_host import FakeServerHost
 
-__all__ = ["GOOD_DEBIAN", "FakeImageWorker", "FakeJobQueue", "FakeObjectStore", "fake_container"]
+__all__ = [
+    "GOOD_DEBIAN",
+    "FakeImageWorker",
+    "FakeJobQueue",
+    "FakeObjectStore",
+    "FakeServerHost",
+    "fake_container",
+]

@@ -1,0 +1,166 @@
+"""A server host that runs no virtual machine (the ``ServerHost`` port).
+
+Machines are entries in a dictionary: :meth:`FakeServerHost.start` marks one running with a
+made-up SSH port, :meth:`~FakeServerHost.stop` marks it off. What a test needs to see is
+recorded: every call in :attr:`FakeServerHost.calls`, the spec each machine was made with in
+:attr:`FakeServerHost.specs` (so a test reads the metadata a guest would have received).
+:meth:`~FakeServerHost.copy_disk` writes a tiny real file (``FAKE-COPY``); a test of a job that
+converts a copy puts a real overlay there instead with :attr:`copy_maker`. A test makes a
+machine end by itself with :meth:`~FakeServerHost.guest_powered_off` (the ``on_stopped``
+callback runs, as the real host's watcher calls it). :attr:`fail` makes the next call of a
+method raise :class:`~imageport.service.ports.MachineError`.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from imageport.service.ports import (
+    ConsoleSession,
+    DiskCopy,
+    MachineError,
+    MachineSpec,
+    MachineState,
+)
+
+
+@dataclass
+class _Machine:
+    spec: MachineSpec
+    running: bool = False
+    ssh_port: int | None = None
+    console: list[str] = field(default_factory=list)
+
+
+class FakeConsole:
+    def __init__(self, machine: _Machine) -> None:
+        self._machine = machine
+        self.typed = b""
+
+    def read(self, timeout: float) -> bytes:
+        if not self._machine.running:
+            raise MachineError("the machine is off")
+        return b""
+
+    def write(self, data: bytes) -> None:
+        self.typed += data
+
+    def close(self) -> None:
+        pass
+
+
+class FakeServerHost:
+    def __init__(self, on_stopped: Callable[[str], None] | None = None) -> None:
+        self.on_stopped = on_stopped
+        self.machines: dict[str, _Machine] = {}
+        self.specs: dict[str, MachineSpec] = {}
+        self.calls: list[tuple[str, str]] = []
+        #: method name -> message: the next call of that method raises MachineError
+        self.fail: dict[str, str] = {}
+        #: writes the copy's top file (default: a few bytes); tests of conversions set it
+        self.copy_maker: Callable[[MachineSpec, Path], None] | None = None
+        self._ports = itertools.count(22000)
+
+    def _call(self, method: str, server_id: str) -> None:
+        self.calls.append((method, server_id))
+        if method in self.fail:
+            raise MachineError(self.fail.pop(method))
+
+    def _machine(self, server_id: str) -> _Machine:
+        machine = self.machines.get(server_id)
+        if machine is None:
+            raise MachineError(f"no machine for server {server_id}")
+        return machine
+
+    def ready(self) -> None:
+        self._call("ready", "")
+
+    def create(self, spec: MachineSpec) -> None:
+        self._call("create", spec.server_id)
+        self.machines[spec.server_id] = _Machine(spec)
+        self.specs[spec.server_id] = spec
+
+    def start(self, spec: MachineSpec) -> MachineState:
+        self._call("start", spec.server_id)
+        machine = self._machine(spec.server_id)
+        machine.spec = spec
+        machine.running = True
+        machine.ssh_port = next(self._ports)
+        machine.console.append("imageport-guest login: ")
+        return self.state(spec.server_id)
+
+    def state(self, server_id: str) -> MachineState:
+        machine = self.machines.get(server_id)
+        if machine is None or not machine.running:
+            return MachineState(server_id, running=False)
+        return MachineState(server_id, running=True, ssh_port=machine.ssh_port, pid=4242)
+
+    def stop(self, server_id: str, *, hard: bool, timeout: float) -> None:
+        self._call("stop-hard" if hard else "stop", server_id)
+        machine = self._machine(server_id)
+        machine.running = False
+        machine.ssh_port = None
+
+    def reboot(self, server_id: str, *, hard: bool) -> None:
+        self._call("reboot-hard" if hard else "reboot", server_id)
+        if not self._machine(server_id).running:
+            raise MachineError("the machine is off")
+
+    def destroy(self, server_id: str) -> None:
+        self._call("destroy", server_id)
+        self.machines.pop(server_id, None)
+
+    def console_output(self, server_id: str, lines: int | None) -> str:
+        self._call("console_output", server_id)
+        kept = self._machine(server_id).console
+        return "\n".join(kept if lines is None else kept[-lines:] if lines > 0 else [])
+
+    def attach_console(self, server_id: str) -> ConsoleSession:
+        self._call("attach_console", server_id)
+        machine = self._machine(server_id)
+        if not machine.running:
+            raise MachineError("the machine is off")
+        return FakeConsole(machine)
+
+    def vnc_socket(self, server_id: str) -> Path:
+        self._call("vnc_socket", server_id)
+        if not self._machine(server_id).running:
+            raise MachineError("the machine is off")
+        return Path(f"/nonexistent/{server_id}/vnc.sock")
+
+    def copy_disk(self, server_id: str, target_dir: Path) -> DiskCopy:
+        self._call("copy_disk", server_id)
+        machine = self._machine(server_id)
+        top = target_dir / f"{server_id}-copy.qcow2"
+        if self.copy_maker is not None:
+            self.copy_maker(machine.spec, top)
+        else:
+            top.write_bytes(b"FAKE-COPY")
+        return DiskCopy(
+            top=top,
+            base=machine.spec.image,
+            base_format=machine.spec.image_format,
+            virtual_size=machine.spec.disk_bytes,
+        )
+
+    def discard_copy(self, copy: DiskCopy) -> None:
+        copy.top.unlink(missing_ok=True)
+
+    def recover(self, known: Sequence[str]) -> dict[str, MachineState]:
+        self._call("recover", "")
+        for server_id in [s for s in self.machines if s not in known]:
+            del self.machines[server_id]
+        return {server_id: self.state(server_id) for server_id in known}
+
+    # -- what tests do to a machine ---------------------------------------------------------
+
+    def guest_powered_off(self, server_id: str) -> None:
+        """The guest shut itself down: the machine ends and ``on_stopped`` hears of it."""
+        machine = self._machine(server_id)
+        machine.running = False
+        machine.ssh_port = None
+        if self.on_stopped is not None:
+            self.on_stopped(server_id)
