@@ -23,6 +23,8 @@
     imageport image accept ID | reject ID                                # (member_commands)
     imageport image export ID BUCKET/KEY [--format F | --quick] [--wait]   # (cli/export.py)
     imageport job show ID [--json] | wait ID [--timeout S] [--interval S] | cancel ID [--json]
+    imageport server create|ls|show|start|stop|reboot|rm|log|ssh ...    # (server_commands)
+    imageport flavor ls                                                  # (server_commands)
 
 Every command takes ``--endpoint``, ``--s3-endpoint``, ``--access-key``, ``--secret-key``,
 ``--project-id`` and ``--config``; see :mod:`imageport.client.config` for the environment
@@ -44,7 +46,13 @@ import argparse
 import os
 import sys
 
-from imageport.cli import image_commands, job_commands, member_commands, report_commands
+from imageport.cli import (
+    image_commands,
+    job_commands,
+    member_commands,
+    report_commands,
+    server_commands,
+)
 from imageport.cli.client_setup import (
     EXIT_ERROR,
     EXIT_OK,
@@ -264,6 +272,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     jcancel.add_argument("id")
     jcancel.add_argument("--json", action="store_true", help="print the job as JSON")
     jcancel.set_defaults(func=job_commands.job_cancel)
+
+    server_commands.register(sub)
 
 
 # ---------------------------------------------------------------------------- buckets

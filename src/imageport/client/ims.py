@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator, Mapping, Sequence
-from typing import Any
+from typing import Any, Self
 from urllib.parse import quote
 
 from imageport.client.errors import ClientError
@@ -74,7 +74,7 @@ class ImsClient:
     def close(self) -> None:
         self.transport.close()
 
-    def __enter__(self) -> ImsClient:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:
