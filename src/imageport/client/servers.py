@@ -2,8 +2,8 @@
 
 What ``imageport server`` needs: create servers, list and show them, start, stop, reboot and
 delete them, read their console log, list flavors, and wait for the server jobs these return
-(``GET /v1/{project_id}/jobs/{job_id}``, the ECS job shape). Paths and bodies are those of
-``../shared/spec/ecs-reference.md``; errors decode as the image API's do (``Ecs.xxxx`` codes).
+(``GET /v1/{project_id}/jobs/{job_id}``, the ECS job shape). Paths and bodies are those the
+vendor's ECS SDK sends; errors decode as the image API's do (``Ecs.xxxx`` codes).
 """
 
 from __future__ import annotations
