@@ -176,6 +176,10 @@ class Settings:
         "nobody",
         "the unprivileged user QEMU runs as when the service runs as root",
     )
+    keypair_quota: int = _setting(
+        100,
+        "SSH key pairs one project may hold (Nova's default; more: 403 `Ecs.0001`); 0: none at all",
+    )
     # the HTTP limits of both listeners: see the module docstring for the reasoning
     http_max_url_bytes: int = _setting(33 * KiB, "longest request target (longer: 414)")
     http_max_header_bytes: int = _setting(
@@ -276,6 +280,7 @@ _MINIMUMS: tuple[tuple[tuple[str, ...], int, str], ...] = (
             "project_object_bytes",
             "free_space_reserve_bytes",
             "project_open_uploads",
+            "keypair_quota",
         ),
         0,
         "0 or more",

@@ -113,11 +113,15 @@ IMAGE_IN_USE: Final = "IMG.IN_USE"
 
 #: 400: the request is malformed (the ECS API's generic code).
 ECS_BAD_REQUEST: Final = "Ecs.0000"
-#: 400: the project is at its server quota.
+#: 400: the project is at its server quota. 403 on the key pair routes: the project holds
+#: ``keypair_quota`` key pairs already (403 is Nova's status for its key pair quota).
 ECS_QUOTA: Final = "Ecs.0001"
 #: 403: no permission.
 ECS_FORBIDDEN: Final = "Ecs.0003"
-#: 400: a parameter is invalid (named in the message).
+#: 400: a parameter is invalid (named in the message). The key pair routes answer it for every
+#: field they refuse (a name, a public key, ``type: x509``, an unknown field or query
+#: parameter): the vendor's list has no finer code for those (its key pair service's
+#: ``KPS.xxxx`` codes belong to another API).
 ECS_INVALID: Final = "Ecs.0005"
 #: 400: the project id in the path is not the caller's.
 ECS_PROJECT_MISMATCH: Final = "Ecs.0023"
@@ -135,7 +139,8 @@ ECS_NOT_FOUND: Final = "Ecs.0114"
 ECS_BATCH_TOO_LARGE: Final = "Ecs.0118"
 #: A server could not be created (its job's error code).
 ECS_CREATE_FAILED: Final = "Ecs.0204"
-#: 400: no such key pair.
+#: No such key pair (the vendor's "the key pair does not exist"): 400 when a server names one,
+#: 404 on the key pair routes (``/v2.1/{project_id}/os-keypairs/{name}``).
 ECS_KEYPAIR_UNKNOWN: Final = "Ecs.0314"
 #: 400: the host has not enough vCPUs or memory left for the flavor.
 ECS_NO_RESOURCES: Final = "Ecs.0319"
@@ -143,6 +148,9 @@ ECS_NO_RESOURCES: Final = "Ecs.0319"
 ECS_CONSOLE_FAILED: Final = "Ecs.0321"
 #: A server could not be deleted (its job's error code).
 ECS_DELETE_FAILED: Final = "Ecs.0501"
+#: 409 (ours: the vendor's list has no code for it, Nova answers 409): the project already has
+#: a key pair of that name.
+ECS_KEYPAIR_EXISTS: Final = "Ecs.KEYPAIR_EXISTS"
 
 
 def http_status(status: int) -> str:

@@ -8,10 +8,17 @@ from __future__ import annotations
 
 from starlette.routing import BaseRoute, Route
 
+from imageport.api.ecs import keypair_views as kv
 from imageport.api.ims.incoming import View, endpoint
 from imageport.service.context import Services
 
-_TABLE: list[tuple[str, str, View]] = []
+_TABLE: list[tuple[str, str, View]] = [
+    # key pairs (Nova os-keypairs)
+    ("/v2.1/{project_id}/os-keypairs", "POST", kv.create_keypair),
+    ("/v2.1/{project_id}/os-keypairs", "GET", kv.list_keypairs),
+    ("/v2.1/{project_id}/os-keypairs/{keypair_name}", "GET", kv.show_keypair),
+    ("/v2.1/{project_id}/os-keypairs/{keypair_name}", "DELETE", kv.delete_keypair),
+]
 
 
 def ecs_routes(services: Services) -> list[BaseRoute]:

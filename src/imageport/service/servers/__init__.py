@@ -8,4 +8,8 @@ reboot, delete) is a job on the shared jobs table, run by the job queue like an 
 client polls it on ``GET /v1/{project_id}/jobs/{job_id}`` with the ECS job shape.
 
 * :mod:`.statuses`: the vendor's status, derived from ``vm_state`` and ``task_state``.
+* :mod:`.keypairs`: the project's SSH key pairs (Nova ``os-keypairs``), and the public key a
+  server is given (:func:`.keypairs.public_key_of`).
+* :mod:`.ssh_keys`: OpenSSH public keys read strictly, generated (Ed25519), fingerprinted.
+* :mod:`.ecs_requests`: the server API's body and path-project checks, with ``Ecs.xxxx`` codes.
 """
