@@ -25,6 +25,8 @@
     imageport job show ID [--json] | wait ID [--timeout S] [--interval S] | cancel ID [--json]
     imageport server create|ls|show|start|stop|reboot|rm|log|ssh ...    # (server_commands)
     imageport flavor ls                                                  # (server_commands)
+    imageport keypair create NAME [--public-key FILE | --private-key-out FILE] [--json]
+    imageport keypair ls [--json] | show NAME [--json] | rm NAME      # (keypair_commands)
 
 Every command takes ``--endpoint``, ``--s3-endpoint``, ``--access-key``, ``--secret-key``,
 ``--project-id`` and ``--config``; see :mod:`imageport.client.config` for the environment
@@ -37,7 +39,8 @@ This module declares the commands and runs ``bucket`` and ``upload``; ``image`` 
 :mod:`imageport.cli.image_commands` (and :mod:`imageport.cli.export`,
 :mod:`imageport.cli.image_update_commands`, :mod:`imageport.cli.tag_commands`,
 :mod:`imageport.cli.member_commands`, which declare their own actions), ``job`` in
-:mod:`imageport.cli.job_commands`. ``docs/client.md`` describes them all.
+:mod:`imageport.cli.job_commands`, ``keypair`` in :mod:`imageport.cli.keypair_commands` (which
+declares its own actions). ``docs/client.md`` describes them all.
 """
 
 from __future__ import annotations
@@ -49,6 +52,7 @@ import sys
 from imageport.cli import (
     image_commands,
     job_commands,
+    keypair_commands,
     member_commands,
     report_commands,
     server_commands,
@@ -66,7 +70,8 @@ from imageport.service.statuses import ImageStatus, MemberStatus
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """Add ``bucket``, ``upload``, ``image`` and ``job``; each leaf sets ``func``."""
+    """Add ``bucket``, ``upload``, ``image``, ``job`` and ``keypair``; each leaf sets
+    ``func``."""
     common = [client_flags()]
 
     bucket = sub.add_parser("bucket", help="create, list and remove buckets")
@@ -274,6 +279,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     jcancel.set_defaults(func=job_commands.job_cancel)
 
     server_commands.register(sub)
+    keypair_commands.add_parser(sub, common)
 
 
 # ---------------------------------------------------------------------------- buckets

@@ -1,4 +1,4 @@
-"""The client of a running ``imageport serve``: what ``imageport bucket|upload|image|job`` use.
+"""The client of a running ``imageport serve``: what the client commands of ``imageport`` use.
 
 ::
 
@@ -8,6 +8,7 @@
     s3         the bucket API client (buckets, objects, multipart uploads)
     upload     parallel, resumable multipart upload with a progress bar
     ims        the image API client (register, list, show, delete images; jobs)
+    keypairs   the server API's SSH key pair routes (create or import, list, show, delete)
     errors     ClientError (server code, message, request id) and ConfigError
 
 Nothing here is imported by ``imageport check``: the CLI imports these inside its commands.
