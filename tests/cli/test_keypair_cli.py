@@ -108,7 +108,8 @@ def test_refusals_say_what_is_wrong(live: Live, tmp_path: Path) -> None:
 
     # imported first, so that the generating request below is not the same signed request
     # sent twice in one second (which the replay check refuses before the name is looked at)
-    taken = make_key(tmp_path, "ed25519")
+    (tmp_path / "taken").mkdir()
+    taken = make_key(tmp_path / "taken", "ed25519")
     live.cli_ok("keypair", "create", "taken", "--public-key", f"{taken}.pub")
     clash = live.cli("keypair", "create", "taken", "--private-key-out", str(tmp_path / "u.pem"))
     assert clash.returncode == 2
