@@ -51,17 +51,13 @@ only moves files and hashes them. Every way out ends the job: a rule failure, a 
 
 from __future__ import annotations
 
-import concurrent.futures
 import contextlib
 import dataclasses
 import logging
-import os
 import re
-from collections.abc import Mapping
 from pathlib import Path
 
 from imageport import metrics
-from imageport.durable import fsync_dir
 from imageport.fastimport.naming import bitmap_key_for
 from imageport.rules.base import CheckOptions
 from imageport.rules.container import ISO_FORMAT
@@ -69,13 +65,12 @@ from imageport.service import codes
 from imageport.service.clock import new_id
 from imageport.service.context import Services
 from imageport.service.images import staging
-from imageport.service.images.properties import BITMAP_FILE, active_image_values
-from imageport.service.jobs import state
+from imageport.service.images.properties import BITMAP_FILE
+from imageport.service.jobs import state, steps
 from imageport.service.jobs.errors import JobCancelledError, JobFailedError
-from imageport.service.jobs.fail_reason import failure_reason
-from imageport.service.jobs.file_links import hash_file, link_or_copy
+from imageport.service.jobs.file_links import link_or_copy
 from imageport.service.jobs.import_source import Fetched, fetch, source_name
-from imageport.service.jobs.run import activate, run_to_end
+from imageport.service.jobs.run import run_to_end
 from imageport.service.ports import (
     ImageInspection,
     ImageWorker,
@@ -91,10 +86,6 @@ QUICK_FORMATS = ("raw", "zvhd2")
 #: The format an ISO image's file is probed as (rule IMG-FORMAT) and the ``disk_format`` it
 #: is stored with.
 ISO_PROBED, ISO_DISK_FORMAT = ISO_FORMAT, "iso"
-#: Checker limits whose hit is a finding about the file (IMG-SAFE), not a service failure: a
-#: well-formed image is checked in about a second and its report is small. (Memory is not
-#: among them: the readers' caps bound it, so running short is the service's own limit.)
-CHECK_LIMIT_FINDINGS = frozenset({"cpu", "wall", "output"})
 _SHA256_HEX = re.compile(r"[0-9a-f]{64}")
 
 
@@ -136,7 +127,7 @@ def _run_phases(
             inspection = _check(worker, job, fetched, progress)
             _check_cancelled(progress)
             bound = conversion_bound(inspection, fmt)
-            target = _scratch_file(services, scratch, fmt)
+            target = steps.scratch_file(services, scratch, fmt)
             room.enter_context(
                 room_for(
                     services,
@@ -148,9 +139,9 @@ def _run_phases(
             )
             output = _convert(worker, fetched.path, inspection, fmt, bound, progress, target)
         _check_cancelled(progress)
-        checksum, size = _verify(worker, output, fmt, inspection, progress)
+        checksum, size = steps.verify_output(worker, output, fmt, inspection, progress)
         _check_cancelled(progress)
-        _store(services, job, output, fmt, inspection, checksum, size, progress)
+        steps.store_output(services, job, output, fmt, inspection, checksum, size, progress)
 
 
 def _run_quick_phases(
@@ -187,12 +178,12 @@ def _run_quick_phases(
         progress.phase_done()
         checksum = fetched.info.sha256
         if not _SHA256_HEX.fullmatch(checksum):  # a store that kept no digest: hash it
-            checksum, size = _hash_file(output, progress)
+            checksum, size = steps.hash_output(output, progress)
         _check_cancelled(progress)
         extra: dict[str, str] = {}
         if inspection.format == "raw" and fetched.bitmap_key is not None:
             extra[BITMAP_FILE] = f"{job.params.bucket}:{fetched.bitmap_key}"
-        _store(
+        steps.store_output(
             services,
             job,
             output,
@@ -226,19 +217,6 @@ def check_options(params: state.JobParams, bitmap_path: Path | None = None) -> C
     )
 
 
-def _renamed(value: object, names: Mapping[str, str]) -> object:
-    """``value`` (a JSON document) with every string's server paths replaced by their names."""
-    if isinstance(value, str):
-        for path, name in names.items():
-            value = value.replace(path, name)
-        return value
-    if isinstance(value, list):
-        return [_renamed(item, names) for item in value]
-    if isinstance(value, dict):
-        return {key: _renamed(item, names) for key, item in value.items()}
-    return value
-
-
 def _named_as_uploaded(
     inspection: ImageInspection, params: state.JobParams, fetched: Fetched
 ) -> ImageInspection:
@@ -249,7 +227,7 @@ def _named_as_uploaded(
     names = {str(fetched.path): source_name(params)}
     if fetched.bitmap_path is not None:
         names[str(fetched.bitmap_path)] = f"{params.bucket}:{fetched.bitmap_key}"
-    report = _renamed(dict(inspection.report), names)
+    report = steps.renamed(dict(inspection.report), names)
     return dataclasses.replace(inspection, report=report if isinstance(report, dict) else None)
 
 
@@ -258,37 +236,19 @@ def _check(
 ) -> ImageInspection:
     """Probe, safety and guest checks in a worker; FAIL with the rules when any errs."""
     progress.phase("check", job.params.object_size)
-    try:
-        inspection = worker.inspect(
-            fetched.path,
-            check_options(job.params, fetched.bitmap_path),
-            cancelled=progress.cancelled,
-        )
-    except WorkerError as exc:
-        if exc.limit in CHECK_LIMIT_FINDINGS:
-            raise JobFailedError(
-                "IMG-SAFE",
-                f"IMG-SAFE: {exc.reason}; a well-formed image of "
-                "any size is checked well within these limits, so this file "
-                "is refused",
-            ) from exc
-        raise
+    inspection = steps.inspect_file(
+        worker, fetched.path, check_options(job.params, fetched.bitmap_path), progress
+    )
     inspection = _named_as_uploaded(inspection, job.params, fetched)
-    if inspection.report is not None:
-        read = inspection.report.get("bytes_read")
-        if isinstance(read, int) and read > 0:
-            metrics.BYTES_PROCESSED.labels("check").inc(read)
-    failed = inspection.failed_rules
-    if failed:
-        params = job.params
-        mf_key = bitmap_key_for(params.key)
-        notes: dict[str, str] = {}
-        if params.quick_import and fetched.bitmap_path is None and mf_key is not None:
-            notes["IMG-FAST-RAW"] = (
-                f"looked for the bitmap file {params.bucket}:{mf_key} "
-                f"beside {params.bucket}:{params.key}; there is none"
-            )
-        raise JobFailedError(failed[0].rule_id, failure_reason(failed, notes), inspection.report)
+    params = job.params
+    mf_key = bitmap_key_for(params.key)
+    notes: dict[str, str] = {}
+    if params.quick_import and fetched.bitmap_path is None and mf_key is not None:
+        notes["IMG-FAST-RAW"] = (
+            f"looked for the bitmap file {params.bucket}:{mf_key} "
+            f"beside {params.bucket}:{params.key}; there is none"
+        )
+    steps.refuse_failed(inspection, notes)
     if not _stored_safely(inspection, job.params) or inspection.virtual_size is None:
         # the rules pass only readable files; fail closed if that ever changes
         raise JobFailedError(
@@ -311,14 +271,6 @@ def _stored_safely(inspection: ImageInspection, params: state.JobParams) -> bool
             and inspection.encryption is None
         )
     return inspection.readable
-
-
-def _scratch_file(services: Services, scratch: list[Path], suffix: str) -> Path:
-    tmp = services.settings.tmp_dir
-    tmp.mkdir(parents=True, exist_ok=True)
-    path = tmp / f"job-{new_id()}.{suffix}"
-    scratch.append(path)
-    return path
 
 
 def _convert(
@@ -364,60 +316,6 @@ def conversion_bound(inspection: ImageInspection, target_format: str) -> int:
     return output_bound(allocated, extents, virtual, target_format)
 
 
-def _hash_file(path: Path, progress: state.Progress) -> tuple[str, int]:
-    """sha256 and size of ``path``, fsynced (the file is about to become the image)."""
-    (checksum,), size = hash_file(path, progress, "sha256")
-    metrics.BYTES_PROCESSED.labels("verify").inc(size)
-    return checksum, size
-
-
-def _verify(
-    worker: ImageWorker,
-    output: Path,
-    disk_format: str,
-    inspection: ImageInspection,
-    progress: state.Progress,
-) -> tuple[str, int]:
-    """Re-probe the output in a worker while hashing it; it must be a clean file of the stored
-    format with the input's virtual size."""
-    progress.phase("verify", output.stat().st_size)
-    with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="imageport-probe") as pool:
-        probing = pool.submit(worker.probe, output, cancelled=progress.cancelled)
-        try:
-            checksum, size = _hash_file(output, progress)
-        except BaseException:
-            progress.cancel_now()
-            raise
-        found = probing.result()
-    problems = _verification_problems(found, disk_format, inspection)
-    if problems:
-        raise JobFailedError(
-            codes.INTERNAL,
-            "the converted image failed verification: " + "; ".join(problems),
-            inspection.report,
-        )
-    return checksum, size
-
-
-def _verification_problems(
-    found: ImageInspection, disk_format: str, inspection: ImageInspection
-) -> list[str]:
-    """What is wrong with a stored file a worker re-probed (nothing: it may become the image)."""
-    problems = []
-    if found.format != disk_format:
-        problems.append(f"it is {found.format}, not {disk_format}")
-    iso_intact = found.format == ISO_PROBED and not (found.hazards or found.damage)
-    if not found.readable and not (iso_intact and found.encryption is None):
-        detail = "; ".join((*found.hazards, found.damage or "", found.encryption or ""))
-        problems.append(f"it is not a clean image ({detail.strip('; ')})")
-    if found.virtual_size != inspection.virtual_size:
-        problems.append(
-            f"its virtual size {found.virtual_size} differs from the file's "
-            f"{inspection.virtual_size}"
-        )
-    return problems
-
-
 def _place_as_is(
     services: Services,
     source: Path,
@@ -456,7 +354,7 @@ def _verify_as_is(
     size = output.stat().st_size
     progress.phase("verify", size)
     found = worker.probe(output, cancelled=progress.cancelled)
-    problems = _verification_problems(found, inspection.format, inspection)
+    problems = steps.verification_problems(found, inspection.format, inspection)
     if size != object_size:
         problems.append(f"it is {size} bytes, not the uploaded file's {object_size}")
     if problems:
@@ -466,39 +364,3 @@ def _verify_as_is(
             inspection.report,
         )
     return size
-
-
-def _store(
-    services: Services,
-    job: state.ClaimedJob,
-    output: Path,
-    disk_format: str,
-    inspection: ImageInspection,
-    checksum: str,
-    size: int,
-    progress: state.Progress,
-    extra_properties: Mapping[str, str] | None = None,
-    *,
-    enter_phase: bool = True,
-) -> None:
-    """Move the output into the image directory and make the image active (the job ends in
-    phase ``store`` at 100 %; ``enter_phase``: announce the phase first)."""
-    if enter_phase:
-        progress.phase("store", size)
-    images_dir = services.settings.images_dir
-    images_dir.mkdir(parents=True, exist_ok=True)
-    blob = f"{job.image_id}.{disk_format}"
-    final = images_dir / blob
-    os.replace(output, final)
-    fsync_dir(images_dir)
-    registered = state.image_row(services, job.image_id)  # now: the user may have edited it
-    values = active_image_values(
-        registered_properties=getattr(registered, "properties", None) or {},
-        inspection=inspection,
-        disk_format=disk_format,
-        size=size,
-        checksum=checksum,
-        blob=blob,
-        extra_properties=extra_properties,
-    )
-    activate(services, job, final, values)
