@@ -14,7 +14,7 @@ import pytest
 
 from imageport.adapters.image_worker import SubprocessImageWorker
 from imageport.rules.base import CheckOptions
-from imageport.service.ports import ImageWorker, WorkerCancelledError, WorkerError
+from imageport.service.ports import DiskCopy, ImageWorker, WorkerCancelledError, WorkerError
 from imageport.settings import load_settings
 from support import builders
 from support.fakes import FakeImageWorker
@@ -135,3 +135,25 @@ def test_a_cancelled_conversion_raises_cancelled(
             progress=lambda p: None,
             cancelled=stop.is_set,
         )
+
+
+@pytest.mark.parametrize("fmt", ["qcow2", "raw"])
+def test_a_flattened_disk_copy_is_probed_back_as_asked(
+    worker: ImageWorker, source: Path, tmp_path: Path, fmt: str
+) -> None:
+    top = tmp_path / "top.qcow2"
+    builders.qemu_img(
+        "create", "-q", "-f", "qcow2", "-b", str(source), "-F", "qcow2", str(top), "1G"
+    )
+    copy = DiskCopy(top=top, base=source, base_format="qcow2", virtual_size=1 << 30)
+    bound = worker.flattened_size(copy, fmt, cancelled=_never)
+    target = tmp_path / f"out.{fmt}"
+    seen: list[float] = []
+    worker.flatten(
+        copy, target, fmt, progress=seen.append, cancelled=_never, max_output_bytes=bound
+    )
+    assert seen[-1] == 100.0
+    found = worker.probe(target, cancelled=_never)
+    assert (found.format, found.virtual_size, found.readable) == (fmt, 1 << 30, True)
+    with pytest.raises(WorkerError, match="cannot store images as 'vmdk'"):
+        worker.flatten(copy, tmp_path / "o", "vmdk", progress=lambda p: None, cancelled=_never)

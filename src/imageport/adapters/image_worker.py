@@ -17,6 +17,20 @@ to a CHS geometry); VMDK as ``subformat=streamOptimized`` (the single-file, comp
 clouds and OVF tools import); ZVHD and ZVHD2 by imageport's own writer in a limited worker
 (:mod:`imageport.worker.to_zvhd`), which also pins the source format.
 
+Flattening (:meth:`SubprocessImageWorker.flatten`, for
+:mod:`imageport.service.jobs.server_image_job`) turns a point-in-time copy of a server's system
+disk, a qcow2 overlay on the stored image, into one standalone image of the stored format. The
+overlay is first probed by imageport's own reader in a worker: it must be an intact,
+unencrypted qcow2 file whose only hazard is the backing file it names (an external data file, for
+one, would make qemu open a file named inside it). Then ``qemu-img measure`` (the bound, known
+before anything is written) and ``qemu-img convert`` read it through an explicit block graph::
+
+    {"driver": "qcow2", "file": <the overlay>,
+     "backing": {"driver": <the stored format>, "file": <the stored image>, "backing": null}}
+
+so both formats are pinned, the backing file is the one the service names (the name inside the
+overlay is never read) and the stored image has no backing of its own.
+
 The caller gives a target path in scratch space and moves the finished file into place.
 
 :class:`QemuImgQcow2Writer` serves the local ``imageport convert -O qcow2`` tool instead: it
@@ -38,7 +52,7 @@ from pathlib import Path
 from imageport.durable import fsync_file
 from imageport.errors import ImageportError
 from imageport.rules.base import CheckOptions
-from imageport.service.ports import ImageInspection, WorkerError
+from imageport.service.ports import DiskCopy, ImageInspection, WorkerError
 from imageport.settings import Settings
 from imageport.worker.document import header_inspection_from_document, inspection_from_document
 from imageport.worker.sandbox import WorkerLimits, python_command, run_limited
@@ -68,6 +82,8 @@ EXPORT_TARGETS: dict[str, tuple[str, tuple[str, ...]]] = {
 #: Export formats imageport's own writer produces.
 OWN_WRITER_FORMATS = ("zvhd", "zvhd2")
 _PROGRESS = re.compile(rb"\((\d+(?:\.\d+)?)/100%\)")
+#: How the checker's probe names a qcow2 backing file among a file's hazards (``kind: detail``).
+_BACKING_HAZARD = "backing-file:"
 
 
 def _json_of(stdout: bytes) -> object:
@@ -77,11 +93,28 @@ def _json_of(stdout: bytes) -> object:
         raise WorkerError("the image checker answered something that is not JSON") from exc
 
 
+def _node(path: Path, driver: str, backing: dict[str, object] | None) -> dict[str, object]:
+    """A block node reading ``path`` with ``driver``, over ``backing`` (None: no backing)."""
+    return {
+        "driver": driver,
+        "file": {"driver": "file", "filename": str(path.resolve())},
+        "backing": backing,
+    }
+
+
 def source_spec(path: Path, driver: str) -> str:
     """The ``json:`` source naming ``path`` with ``driver`` and no backing file."""
-    spec = {"driver": driver, "file": {"driver": "file", "filename": str(path.resolve())}}
-    spec["backing"] = None  # type: ignore[assignment]
-    return "json:" + json.dumps(spec, separators=(",", ":"))
+    return "json:" + json.dumps(_node(path, driver, None), separators=(",", ":"))
+
+
+def overlay_spec(copy: DiskCopy) -> str:
+    """The ``json:`` source of a disk copy: the qcow2 overlay ``copy.top`` over the stored
+    image ``copy.base`` (its format pinned, no backing of its own); the backing file named
+    inside the overlay is never opened."""
+    if copy.base_format not in QEMU_DRIVERS:
+        raise WorkerError(f"a server's disk cannot be on a {copy.base_format!r} image")
+    base = _node(copy.base, QEMU_DRIVERS[copy.base_format], None)
+    return "json:" + json.dumps(_node(copy.top, "qcow2", base), separators=(",", ":"))
 
 
 class _ProgressParser:
@@ -178,6 +211,77 @@ class SubprocessImageWorker:
             command, self.check_limits, name="the image checker", cancelled=cancelled
         )
         return inspection_from_document(_json_of(result.stdout))
+
+    # -- flattening a server's disk copy -------------------------------------------------------
+
+    def flattened_size(
+        self, copy: DiskCopy, target_format: str, *, cancelled: Callable[[], bool]
+    ) -> int:
+        """Disk the flattened image takes in ``target_format``, once the overlay has been found
+        to be a plain qcow2 overlay (:meth:`_check_overlay`): what ``qemu-img measure`` says
+        a qcow2 output requires (data clusters and metadata). It bounds a raw output too, whose
+        blocks on disk are only those that hold data (qemu-img's own measure of raw is the
+        whole virtual size, sparse or not)."""
+        if target_format not in TARGET_FORMATS:
+            raise WorkerError(f"cannot store images as {target_format!r}")
+        self._check_overlay(copy, cancelled)
+        command = [self.qemu_img, "measure", "--output=json", "-O", "qcow2", overlay_spec(copy)]
+        result = run_limited(command, self.limits, name="qemu-img measure", cancelled=cancelled)
+        measured = _json_of(result.stdout)
+        required = measured.get("required") if isinstance(measured, dict) else None
+        if not isinstance(required, int) or isinstance(required, bool) or required < 0:
+            raise WorkerError("qemu-img measure answered no required size")
+        return required
+
+    def flatten(
+        self,
+        copy: DiskCopy,
+        target: Path,
+        target_format: str,
+        *,
+        progress: Callable[[float], None],
+        cancelled: Callable[[], bool],
+        max_output_bytes: int | None = None,
+    ) -> None:
+        """Write ``target`` in ``target_format``: the overlay of ``copy`` and the stored image
+        under it as one standalone image (see the module docstring); stopped once it takes more
+        than ``max_output_bytes`` of disk."""
+        if target_format not in TARGET_FORMATS:
+            raise WorkerError(f"cannot store images as {target_format!r}")
+        self._check_overlay(copy, cancelled)
+        command = [self.qemu_img, "convert", "-p", "-f", "qcow2", "-O", target_format]
+        if self.rate_limit:
+            command += ["-r", str(self.rate_limit)]
+        command += [overlay_spec(copy), str(target)]
+        run_limited(
+            command,
+            self.limits,
+            name="qemu-img",
+            cancelled=cancelled,
+            on_stdout=_ProgressParser(progress),
+            watch=output_watch((target,), max_output_bytes),
+        )
+        progress(100.0)
+
+    def _check_overlay(self, copy: DiskCopy, cancelled: Callable[[], bool]) -> None:
+        """Refuse a copy whose overlay is not an intact, unencrypted qcow2 file of the copy's
+        virtual size, with no hazard but its backing file (probed in a worker)."""
+        found = self.probe(copy.top, cancelled=cancelled)
+        others = [h for h in found.hazards if not h.startswith(_BACKING_HAZARD)]
+        problems = [
+            *([] if found.format == "qcow2" else [f"it is {found.format}, not qcow2"]),
+            *([] if found.damage is None else [found.damage]),
+            *([] if found.encryption is None else [f"it is encrypted ({found.encryption})"]),
+            *others,
+        ]
+        if found.virtual_size != copy.virtual_size:
+            problems.append(
+                f"its virtual size {found.virtual_size} is not the disk's {copy.virtual_size}"
+            )
+        if problems:
+            raise WorkerError(
+                "the copy of the server's disk is not a plain overlay: " + "; ".join(problems)
+            )
 
     # -- conversion -------------------------------------------------------------------------
 

@@ -13,7 +13,8 @@ for why); :mod:`imageport.adapters.db` only opens the database and migrates it.
   the import job reads uploaded files from).
 * :class:`JobQueue`: runs queued jobs somewhere, at most ``workers`` at a time.
 * :class:`ImageWorker`: inspects, probes and converts image files in limited worker processes
-  (qemu-img and imageport's own checker), with the records it answers
+  (qemu-img and imageport's own checker), and flattens copies of servers' disks
+  (:class:`DiskCopy`) into standalone images, with the records it answers
   (:class:`ImageInspection`) and the errors it raises (:class:`WorkerError`,
   :class:`WorkerCancelledError`).
 * :class:`Qcow2Writer`: lays raw bytes out as qcow2 for the local ``convert`` tool (qemu-img).
@@ -344,7 +345,8 @@ class ImageInspection:
 
 class ImageWorker(Protocol):
     """Everything the jobs ask of the processes that touch image bytes: inspect a file, probe
-    one, convert one to the stored format or to an export format. The service never parses an
+    one, convert one to the stored format or to an export format, flatten a copy of a server's
+    disk into a standalone image. The service never parses an
     image itself; an implementation runs each call in a limited worker process
     (:class:`imageport.adapters.image_worker.SubprocessImageWorker`), cancellable:
     ``cancelled()`` is polled while it runs, and a cancelled call raises
@@ -406,6 +408,31 @@ class ImageWorker(Protocol):
         """Write ``target`` in an export format (qcow2, raw, vhd, vmdk, zvhd, zvhd2) from a
         stored image ``source``, with the same discipline and the same limit as
         :meth:`convert`."""
+        ...
+
+    def flattened_size(
+        self, copy: DiskCopy, target_format: str, *, cancelled: Callable[[], bool]
+    ) -> int:
+        """The disk :meth:`flatten` of ``copy`` to ``target_format`` takes (a bound known
+        before anything is written). Raises :class:`WorkerError` when ``copy.top`` is not a
+        plain qcow2 overlay."""
+        ...
+
+    def flatten(
+        self,
+        copy: DiskCopy,
+        target: Path,
+        target_format: str,
+        *,
+        progress: Callable[[float], None],
+        cancelled: Callable[[], bool],
+        max_output_bytes: int | None = None,
+    ) -> None:
+        """Write ``target`` in a stored format: the server's disk ``copy`` (the qcow2 overlay
+        ``copy.top`` over the stored image ``copy.base``, both formats pinned, the backing file
+        named inside the overlay never opened) as one standalone image, with no backing file.
+        ``progress`` receives 0..100; a :class:`WorkerError` with ``limit="watch"`` once the
+        output takes more disk space than ``max_output_bytes``."""
         ...
 
 

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from imageport.rules.base import CheckOptions
 from imageport.service.ports import (
+    DiskCopy,
     GuestOs,
     ImageInspection,
     WorkerCancelledError,
@@ -178,6 +179,32 @@ class FakeImageWorker:
             cancelled,
             max_output_bytes,
         )
+
+    def flattened_size(
+        self, copy: DiskCopy, target_format: str, *, cancelled: Callable[[], bool]
+    ) -> int:
+        self._start("flattened_size", copy.top, cancelled)
+        return len(fake_container(target_format, copy.virtual_size))
+
+    def flatten(
+        self,
+        copy: DiskCopy,
+        target: Path,
+        target_format: str,
+        *,
+        progress: Callable[[float], None],
+        cancelled: Callable[[], bool],
+        max_output_bytes: int | None = None,
+    ) -> None:
+        """A fake container of the copy's virtual size (the overlay is not read)."""
+        if target_format not in STORES:
+            raise WorkerError(f"cannot store images as {target_format!r}")
+        self._start("flatten", copy.top, cancelled)
+        data = fake_container(target_format, copy.virtual_size)
+        if max_output_bytes is not None and len(data) > max_output_bytes:
+            raise WorkerError("the flattened image outgrew its bound", limit="watch")
+        target.write_bytes(data)
+        progress(100.0)
 
     def _write(
         self,
