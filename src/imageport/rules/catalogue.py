@@ -54,6 +54,25 @@ RULES: tuple[Rule, ...] = (
 )
 
 
+#: The rules of the vendor's checklist for the configuration an image needs before servers are
+#: made from it ("How do I configure an ECS or an image file before I use it to create an
+#: image?"): no udev persistent-net rules, DHCP, virtio drivers in the initrd, filesystems named
+#: by UUID in GRUB and fstab, no data-disk mounts in fstab, cloud-init with the OpenStack
+#: datasource. An image is *initialized* (``__is_config_init`` "true" on an image made from a
+#: server) when its check reports no error and no warning of any of them; an uninitialized
+#: image is the one that still has to be fixed in a server.
+INITIALIZATION_RULES: frozenset[str] = frozenset(
+    {
+        NetRulesRule.id,
+        NetDhcpRule.id,
+        DriversRule.id,
+        StableNamesRule.id,
+        FstabDataDiskRule.id,
+        CloudInitRule.id,
+    }
+)
+
+
 def rule_by_id(rule_id: str) -> Rule:
     """The rule with ``rule_id``; KeyError when there is none."""
     for rule in RULES:

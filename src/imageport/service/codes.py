@@ -97,7 +97,9 @@ METHOD_NOT_ALLOWED: Final = "IMG.METHOD"
 PROTECTED: Final = "IMG.PROTECTED"
 #: 403: the region does not offer external image import.
 REGION_REFUSES_IMPORT: Final = "IMG.REGION"
-#: An image from a server or a volume: only files can be imported here.
+#: An image from a volume (volumes do not exist here), from a server's data disks (servers
+#: have none) or from a server where the service runs none; ``instance_id`` on a route that
+#: imports files only.
 SOURCE_NOT_OFFERED: Final = "IMG.SOURCE"
 #: 409: the project is already a member of the image (``POST /v2/images/{id}/members``).
 MEMBER_EXISTS: Final = "IMG.MEMBER_EXISTS"

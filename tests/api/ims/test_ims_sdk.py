@@ -248,7 +248,7 @@ def test_validation_errors_carry_the_img_code(api: Api) -> None:
         (create_body("x", "elsewhere:disk.qcow2"), "IMG.0069"),
         (create_body("x", architecture="sparc"), "IMG.0212"),
         (create_body("x", hw_firmware_type="efi"), "IMG.0141"),
-        (create_body("x", instance_id="c3a1e5d2"), "IMG.SOURCE"),
+        (create_body("x", instance_id="c3a1e5d2"), "IMG.0001"),  # image_url: a file
     ):
         err = sdk_error(functools.partial(ims.create_image, m.CreateImageRequest(body=body)))
         assert (err.status_code, err.error_code) == (400, code), err.error_msg

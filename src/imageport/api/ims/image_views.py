@@ -11,6 +11,7 @@ from imageport.service.context import Services
 from imageport.service.errors import RequestInvalid
 from imageport.service.images import lifecycle as images
 from imageport.service.images import queries as image_queries
+from imageport.service.images import server_images
 from imageport.service.images import updates as image_updates
 from imageport.service.images.os_versions import os_version_document
 from imageport.service.jobs import copy_job
@@ -28,9 +29,14 @@ GlanceUpdateImage the second)."""
 
 def create_image(services: Services, call: Call) -> Response:
     """Register a file ``{"name", "image_url": "bucket:key", "min_disk", ...}``: ``{"job_id"}`` of
-    an ``imsImportImageJob`` job."""
+    an ``imsImportImageJob`` job; or make an image from a server ``{"name", "instance_id",
+    ...}`` (ACTIVE or SHUTOFF, its system disk 40-1024 GiB): ``{"job_id"}`` of an
+    ``imsCreateImageByInstance`` job, which copies the server's disk (a point-in-time copy of a
+    running server), flattens it into one standalone image, checks it with every rule and stores
+    it (``__data_origin`` ``instance,<server id>``; ``__is_config_init`` true when the
+    initialization rules pass)."""
     return JSONResponse(
-        {"job_id": images.create_image_from_file(services, call.project_id, call.json())}
+        {"job_id": server_images.create_image(services, call.project_id, call.json())}
     )
 
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from imageport.rules.catalogue import INITIALIZATION_RULES
 from imageport.service.images import os_versions
 from imageport.service.ports import ImageInspection
 
@@ -45,6 +46,23 @@ def detected_os_properties(
         "__os_bit": str(bits),
         "__platform": os_versions.platform_of(version),
     }
+
+
+def initialization_done(inspection: ImageInspection) -> bool:
+    """Whether the checked image's initial configuration is done (``__is_config_init``): its
+    report names a guest and has no error or warning of the
+    :data:`~imageport.rules.catalogue.INITIALIZATION_RULES`. A report that cannot be read
+    (the worker wrote it from an untrusted image) says no."""
+    report = inspection.report
+    findings = None if report is None else report.get("findings")
+    if not isinstance(findings, (list, tuple)) or inspection.os is None:
+        return False
+    for item in findings:
+        if not isinstance(item, dict):
+            return False
+        if item.get("rule_id") in INITIALIZATION_RULES and item.get("severity") != "info":
+            return False
+    return True
 
 
 def active_image_values(

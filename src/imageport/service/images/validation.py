@@ -38,8 +38,10 @@ IMG.0166     ``type: IsoImage`` without ``os_version``
 IMG.0167     ``type: IsoImage`` with a field an ISO image cannot have (``is_quick_import``,
              ``data_images``, ``is_config``)
 IMG.0095     ``cmk_id`` given: no KMS key can be found (there is no KMS here)
-IMG.SOURCE   ``instance_id``/``volume_id`` (also in a ``data_images`` item): servers and
-             volumes do not exist on this platform yet (our code; the vendor has none)
+IMG.SOURCE   ``volume_id`` (also in a ``data_images`` item): volumes do not exist on this
+             platform (our code; the vendor has none); ``instance_id`` on a route other than
+             ``POST /v2/cloudimages/action`` (:mod:`.server_images`), or where the service
+             runs no servers
 ============ ======================================================================
 
 The checks of the object to import (bucket access, storage class, size, region) are in
@@ -449,18 +451,22 @@ def check_enterprise_project(value: object) -> str | None:
 
 
 def refuse_other_sources(body: Mapping[str, object]) -> None:
-    """Only files can be imported: servers and volumes do not exist here yet
-    (``IMG.SOURCE``), and neither does KMS (``IMG.0095``, the vendor's "key not found")."""
-    for field, what in (
-        ("instance_id", "a server (instance_id)"),
-        ("volume_id", "a volume (volume_id)"),
-    ):
-        if body.get(field) not in (None, "", []):
-            raise RequestInvalid(
-                codes.SOURCE_NOT_OFFERED,
-                f"creating an image from {what} is not available yet: servers "
-                "and volumes do not exist on this platform; register a file with image_url",
-            )
+    """A route that imports files only: a server (``instance_id``: an image from a server is
+    made with ``POST /v2/cloudimages/action``, :mod:`.server_images`) and a volume (volumes do
+    not exist here) are ``IMG.SOURCE``; KMS does not exist either (``IMG.0095``, the vendor's
+    "key not found")."""
+    if body.get("instance_id") not in (None, "", []):
+        raise RequestInvalid(
+            codes.SOURCE_NOT_OFFERED,
+            "this route registers files: an image is made from a server (instance_id) "
+            "with POST /v2/cloudimages/action",
+        )
+    if body.get("volume_id") not in (None, "", []):
+        raise RequestInvalid(
+            codes.SOURCE_NOT_OFFERED,
+            "creating an image from a volume (volume_id) is not available: volumes do not "
+            "exist on this platform; register a file with image_url",
+        )
     if body.get("cmk_id") not in (None, ""):
         raise RequestInvalid(
             codes.KMS_KEY_NOT_FOUND,

@@ -1,11 +1,11 @@
 """Run a job by its type: the one entry point the job queue calls (:mod:`imageport.wiring`).
 
-:data:`RUNNERS` names the runner of every job type this server writes: the two imports, the
-export and the copy. A job of any other type (a row written by another version of imageport,
-or by hand) is not guessed at: it ends ``FAIL`` with ``IMG.1075`` and a reason that names its
-type, and its image (still ``queued`` or ``saving``) is killed with it, so the job neither runs
-as something it is not nor waits ``INIT`` forever. An unknown job id, or a job that is no longer
-``INIT``, is left alone, as the runners themselves leave a job that is not INIT.
+:data:`RUNNERS` names the runner of every job type this server writes: the imports, the export,
+the copy and the image from a server. A job of any other type (a row written by another version
+of imageport, or by hand) is not guessed at: it ends ``FAIL`` with ``IMG.1075`` and a reason that
+names its type, and its image (still ``queued`` or ``saving``) is killed with it, so the job
+neither runs as something it is not nor waits ``INIT`` forever. An unknown job id, or a job that
+is no longer ``INIT``, is left alone, as the runners themselves leave a job that is not INIT.
 """
 
 from __future__ import annotations
@@ -24,7 +24,8 @@ from imageport.service.images.import_request import (
     IMPORT_JOB,
     NATIVE_IMPORT_JOB,
 )
-from imageport.service.jobs import copy_job, export_job, import_job, state
+from imageport.service.images.server_images import SERVER_IMAGE_JOB
+from imageport.service.jobs import copy_job, export_job, import_job, server_image_job, state
 from imageport.service.jobs.export_request import EXPORT_JOB
 from imageport.service.statuses import JobStatus
 from imageport.service.tables import jobs
@@ -39,6 +40,7 @@ RUNNERS: Mapping[str, Runner] = {
     NATIVE_IMPORT_JOB: import_job.run_job,
     EXPORT_JOB: export_job.run_job,
     copy_job.COPY_JOB: copy_job.run_copy_job,
+    SERVER_IMAGE_JOB: server_image_job.run_server_image_job,
 }
 
 

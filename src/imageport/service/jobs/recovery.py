@@ -16,7 +16,10 @@ Called once by the server before the job queue starts. In order:
    staged body's rename and its commit, or during an abort);
 6. in ``settings.staged_dir`` (image data received on the Glance routes), remove bodies that
    were still arriving and data whose image is no longer ``queued`` or ``saving``
-   (:func:`imageport.service.images.staging.remove_orphans`).
+   (:func:`imageport.service.images.staging.remove_orphans`);
+7. servers left ``image_snapshot`` by a job that was copying their disk lose the mark (the copy
+   was in ``tmp_dir``; the job, back to INIT, copies again:
+   :func:`imageport.service.servers.disk_snapshot.end_left_over`).
 
 Returns the ids of all INIT jobs, oldest first, for the caller to submit.
 """
@@ -35,6 +38,7 @@ from imageport.service.clock import time_text
 from imageport.service.context import Services
 from imageport.service.images import staging
 from imageport.service.jobs import state
+from imageport.service.servers import disk_snapshot
 from imageport.service.statuses import UNFINISHED_JOB, ImageStatus, JobStatus
 from imageport.service.tables import images, jobs
 
@@ -134,6 +138,9 @@ def recover(services: Services) -> list[str]:
     staged = staging.remove_orphans(services)
     if staged:
         log.info("recovery removed %d staged upload file(s)", staged)
+    marked = disk_snapshot.end_left_over(services)
+    if marked:
+        log.info("recovery took image_snapshot off %d server(s)", marked)
     with services.db.connect() as conn:
         return [
             job_id
