@@ -72,6 +72,12 @@ INITIALIZATION_RULES: frozenset[str] = frozenset(
     }
 )
 
+#: The initialization rules whose errors an image registered uninitialized (``--uninitialized``,
+#: the Glance path) is allowed, as warnings: they are what its user fixes in a server made from
+#: it, before making an image from that server. Not IMG-DRIVERS: a server whose initrd cannot
+#: load its disk's driver does not start, so it cannot be fixed in one.
+TOLERATED_WHEN_UNINITIALIZED: frozenset[str] = INITIALIZATION_RULES - {DriversRule.id}
+
 
 def rule_by_id(rule_id: str) -> Rule:
     """The rule with ``rule_id``; KeyError when there is none."""

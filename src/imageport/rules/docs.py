@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from imageport.rules.base import DISK_KINDS, Rule
-from imageport.rules.catalogue import RULES
+from imageport.rules.catalogue import INITIALIZATION_RULES, RULES, TOLERATED_WHEN_UNINITIALIZED
 
 _KIND_NAMES = {"system": "system disk", "data": "data disk", "iso": "ISO"}
 
@@ -11,6 +11,11 @@ _KIND_NAMES = {"system": "system disk", "data": "data disk", "iso": "ISO"}
 def _kinds(rule: Rule) -> str:
     """The kinds of image `rule` judges, in :data:`DISK_KINDS` order."""
     return ", ".join(_KIND_NAMES[k] for k in DISK_KINDS if k in rule.kinds)
+
+
+def _ids(rule_ids: frozenset[str]) -> str:
+    """``rule_ids`` in catalogue order, each as a link to its section."""
+    return ", ".join(f"[{r.id}](#{r.id.lower()})" for r in RULES if r.id in rule_ids)
 
 
 def rules_markdown() -> str:
@@ -27,6 +32,15 @@ def rules_markdown() -> str:
         "the rules about the file, since it has no system to boot; an ISO file (`IsoImage`) "
         "only by the rules about the file that fit a file stored as it is. The *judges* "
         "column says which.",
+        "",
+        "The *initialization rules*, the vendor's checklist for configuring an image before "
+        f"servers are made from it ({_ids(INITIALIZATION_RULES)}), say whether an image is "
+        "initialized: an image made from a server has `__is_config_init` true only when its "
+        "check reports no error and no warning of them. An image registered uninitialized "
+        "(`--uninitialized`, the Glance path) is fixed in a server later, so the errors of "
+        f"{_ids(TOLERATED_WHEN_UNINITIALIZED)} are warnings for it; not those of "
+        f"{_ids(INITIALIZATION_RULES - TOLERATED_WHEN_UNINITIALIZED)} (a server that cannot "
+        "load its disk's driver does not start, so it cannot be fixed in one).",
         "",
         "| ID | severity | judges | title |",
         "| --- | --- | --- | --- |",

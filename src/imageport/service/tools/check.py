@@ -21,7 +21,7 @@ from imageport.formats.base import Container, Hazard
 from imageport.guest.facts.inspect import GuestFacts, inspect_guest
 from imageport.guest.facts.summary import GuestSummary, summarize_guest
 from imageport.rules.base import BitmapCheck, CheckOptions, ImageFacts
-from imageport.rules.catalogue import rules_for
+from imageport.rules.catalogue import TOLERATED_WHEN_UNINITIALIZED, rules_for
 from imageport.rules.engine import run_rules
 from imageport.source import ByteSource, FileSource
 
@@ -127,6 +127,27 @@ def check_bitmap(image: str | os.PathLike[str], bitmap: str, origin: str = "give
     )
 
 
+#: What a tolerated error's message says (an image registered uninitialized).
+TOLERATED_NOTE = (
+    " (a warning, not an error, for an image registered uninitialized: fix it in a server made "
+    "from the image, then make an image from that server)"
+)
+
+
+def tolerated_when_uninitialized(findings: tuple[Finding, ...]) -> tuple[Finding, ...]:
+    """``findings`` of an image registered uninitialized: the errors of the
+    :data:`~imageport.rules.catalogue.TOLERATED_WHEN_UNINITIALIZED` rules become warnings that
+    say why, errors first again."""
+    changed = [
+        dataclasses.replace(f, severity=Severity.WARNING, message=f.message + TOLERATED_NOTE)
+        if f.severity is Severity.ERROR and f.rule_id in TOLERATED_WHEN_UNINITIALIZED
+        else f
+        for f in findings
+    ]
+    order = {Severity.ERROR: 0, Severity.WARNING: 1, Severity.INFO: 2}
+    return tuple(sorted(changed, key=lambda f: order[f.severity]))
+
+
 def check_image(
     path: str | os.PathLike[str],
     options: CheckOptions | None = None,
@@ -149,6 +170,8 @@ def check_image(
         # rules may read guest files, so they run while the source is open
         facts = ImageFacts(found.container, found.allocated_bytes, opts, found.guest, bitmap)
         findings = run_rules(rules_for(opts.disk_kind), facts)
+        if opts.uninitialized:
+            findings = tolerated_when_uninitialized(findings)
         summary = summarize_guest(found.guest) if found.guest is not None else None
         bytes_read = source.bytes_read + (bitmap.bytes_read if bitmap is not None else 0)
     return CheckReport(
