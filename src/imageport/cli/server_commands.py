@@ -10,6 +10,7 @@
     imageport server rm NAME|ID... [--wait [--timeout S]]
     imageport server log NAME|ID [--lines N]         # the serial console's last lines
     imageport server ssh NAME|ID [-i KEY] [--user U] [-- COMMAND...]
+    imageport server image NAME|ID --name IMAGE [--description D] [--wait [--timeout S]]
     imageport flavor ls [--json]
 
 A server is named by its id or by its exact name (the one server of the project with that
@@ -105,6 +106,15 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     ssh.add_argument("--user", help="user to log in as (default: the image's cloud user)")
     ssh.add_argument("command", nargs=argparse.REMAINDER, help="command to run (after --)")
     ssh.set_defaults(func=guarded(_ssh))
+
+    image = scmd.add_parser(
+        "image", parents=common, help="make a private image from a server's system disk"
+    )
+    image.add_argument("server", metavar="NAME|ID")
+    image.add_argument("--name", required=True, help="the new image's name")
+    image.add_argument("--description", help="the new image's description")
+    _wait_flags(image)
+    image.set_defaults(func=guarded(_image))
 
     flavor = sub.add_parser("flavor", help="list the flavors servers can have")
     fcmd = flavor.add_subparsers(dest="flavor_command", required=True, metavar="ACTION")
@@ -306,6 +316,20 @@ def _cloud_user(client: ServersClient, server: dict[str, Any]) -> str:
     except ClientError:
         return "root"
     return DEFAULT_USERS.get(os_version.split(" ", 1)[0].lower(), "root")
+
+
+def _image(args: argparse.Namespace) -> int:
+    body: dict[str, object] = {"name": args.name}
+    if args.description:
+        body["description"] = args.description
+    with _client(args) as client:
+        body["instance_id"] = str(resolve(client, args.server).get("id"))
+        job_id = client.create_image(body)
+        status = _job_ended(client, job_id, args)
+        if args.wait and status == EXIT_OK:
+            image_id = client.show_job(job_id).get("entities", {}).get("image_id")
+            print(f"image {_text(image_id)}")
+        return status
 
 
 def _flavors(args: argparse.Namespace) -> int:
