@@ -37,6 +37,7 @@ drawn, or is not an :class:`ImageportError`::
     ├── WorkerError               service.ports                a worker process failed
     ├── WorkerCancelledError      service.ports                a worker killed: job cancelled
     ├── BootError                 service.ports                a virtual machine did not start
+    ├── MachineError              service.ports                a server's machine op failed
     ├── ClientError               client.errors                a client request failed
     │   └── ConfigError           client.errors                a client setting missing or bad
     └── StartError                server                       the server cannot start

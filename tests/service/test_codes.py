@@ -1,4 +1,4 @@
-"""The image API's error codes are named once, in :mod:`imageport.service.codes`."""
+"""The image and server APIs' error codes are named once, in :mod:`imageport.service.codes`."""
 
 from __future__ import annotations
 
@@ -11,10 +11,11 @@ from imageport.service import codes
 
 SRC = Path(imageport.__file__).parent
 CODES = Path(codes.__file__)
-#: A string that is a vendor or imageport code, or the start of one built in an f-string (not
-#: a rule ID such as IMG-SAFE, with a dash). Prose that names a code to explain it (docstrings,
-#: help texts, setting descriptions) is documentation, not a second definition.
-CODE = re.compile(r"IMG\.[A-Z0-9_]*")
+#: A string that is a vendor or imageport code (``IMG.xxxx``, ``Ecs.xxxx``), or the start of one
+#: built in an f-string (not a rule ID such as IMG-SAFE, with a dash). Prose that names a code
+#: to explain it (docstrings, help texts, setting descriptions) is documentation, not a second
+#: definition.
+CODE = re.compile(r"(IMG|Ecs)\.[A-Z0-9_]*")
 
 
 def docstrings(tree: ast.AST) -> set[int]:
@@ -54,5 +55,6 @@ def test_each_code_has_one_name() -> None:
     }
     assert len(named) >= 30
     assert len(set(named.values())) == len(named)
-    # the image API's codes, and the server API's (the vendor's Ecs.xxxx and a few of ours)
-    assert all(re.fullmatch(r"IMG\.[A-Z0-9_]+|Ecs\.[A-Z0-9_]+", value) for value in named.values())
+    assert all(
+        re.fullmatch(r"IMG\.[A-Z0-9_]+|Ecs\.([0-9]{4}|[A-Z_]+)", value) for value in named.values()
+    )

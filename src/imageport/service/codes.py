@@ -153,6 +153,15 @@ ECS_DELETE_FAILED: Final = "Ecs.0501"
 #: 409 (ours: the vendor's list has no code for it, Nova answers 409): the project already has
 #: a key pair of that name.
 ECS_KEYPAIR_EXISTS: Final = "Ecs.KEYPAIR_EXISTS"
+#: 400: ``adminPass`` does not meet the password rules (8-26 characters of three kinds...).
+ECS_PASSWORD: Final = "Ecs.0011"  # noqa: S105 (a code, not a password)
+#: 400: ``nics[].subnet_id`` names a subnet this service does not have.
+ECS_SUBNET_UNKNOWN: Final = "Ecs.0038"
+#: A server's machine could not be started, stopped or rebooted (its job's error code; ours:
+#: the vendor's list has no code for it).
+ECS_MACHINE_FAILED: Final = "Ecs.MACHINE"
+#: 403: this service runs no servers (no server host is configured; ours, like ``IMG.REGION``).
+ECS_NOT_OFFERED: Final = "Ecs.NOT_OFFERED"
 
 
 def http_status(status: int) -> str:
