@@ -8,7 +8,10 @@ Start-up, in order (each step can fail with a clear message and exit status 2):
    before any work is done;
 3. build the services (:func:`imageport.wiring.build_services`: database migrated to head), run
    crash recovery (:func:`imageport.service.jobs.recovery.recover`: empties ``tmp/``, puts
-   interrupted jobs back), start the job queue and resubmit the jobs recovery returned;
+   interrupted jobs back; then
+   :func:`imageport.service.servers.recovery.recover_servers`: the server host re-attaches
+   the machines, and each server's row is made to say what its machine is), start the job
+   queue and resubmit the jobs recovery returned;
 4. serve both APIs with two ``uvicorn.Server`` instances in one asyncio loop, and print::
 
        imageport: image API http://127.0.0.1:8080, bucket API http://127.0.0.1:8081, data in DIR
@@ -215,10 +218,14 @@ def _admin_hint(services: Services) -> str | None:
 
 def _start_services(settings: Settings) -> Services:
     from imageport.service.jobs.recovery import recover
+    from imageport.service.servers.recovery import recover_servers
     from imageport.wiring import build_services
 
     services = build_services(settings)
     job_ids = recover(services)
+    changed = recover_servers(services)  # after the jobs: it knows which will run again
+    if changed:
+        log.info("recovery put %d server(s) right after the restart", changed)
     if services.queue is not None:
         services.queue.start()
     for job_id in job_ids:

@@ -14,7 +14,9 @@
 * :func:`register_image_file` — ``PUT /v1/cloudimages/{id}/upload``: give a queued image its file
   through an ``imsNativeImportImageJob`` job (``uninitialized`` = true: the image is fixed
   at the console of a server booted from it).
-* :func:`delete_image` — ``DELETE /v2/images/{id}``: remove the row and the stored file.
+* :func:`delete_image` — ``DELETE /v2/images/{id}``: remove the row and the stored file
+  (refused while a server that is not deleted was made from the image: its system disk is an
+  overlay on the stored file).
 
 Reads are in :mod:`imageport.service.images.queries`, updates in
 :mod:`imageport.service.images.updates`, jobs in :mod:`imageport.service.jobs.manage`.
@@ -31,7 +33,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from sqlalchemy import Connection, delete, insert, select
+from sqlalchemy import Connection, delete, func, insert, select
 from sqlalchemy.exc import IntegrityError
 
 from imageport.service import codes
@@ -55,8 +57,9 @@ from imageport.service.images.records import ImageRecord, image_row
 from imageport.service.images.source_checks import check_import_offered, check_source
 from imageport.service.jobs.manage import insert_job, link_sub_jobs, running_job_of
 from imageport.service.ports import ObjectInfo
+from imageport.service.servers.statuses import VmState
 from imageport.service.statuses import ImageStatus
-from imageport.service.tables import images
+from imageport.service.tables import images, servers
 
 _GLANCE_FIELDS = frozenset(
     {
@@ -382,7 +385,9 @@ def register_image_file(services: Services, project_id: str, image_id: str, body
 def delete_image(services: Services, project_id: str, image_id: str, body: object) -> None:
     """``DELETE /v2/images/{id}`` (optional body ``{"delete_backup": bool}``): remove the image,
     its shares with other projects and its stored file. ``IMG.0090`` while its job is INIT or
-    RUNNING; ``IMG.PROTECTED`` (403) for a protected image."""
+    RUNNING; ``IMG.PROTECTED`` (403) for a protected image; ``IMG.IN_USE`` (409) while a server
+    (of any project: a shared image's members may boot it) that is not deleted was made from
+    it, since its system disk is an overlay on the stored file."""
     if body is not None:
         doc = body if isinstance(body, Mapping) else None
         if doc is None or set(doc) - {"delete_backup"}:
@@ -402,11 +407,27 @@ def delete_image(services: Services, project_id: str, image_id: str, body: objec
             raise Forbidden(
                 codes.PROTECTED, f"image {image_id} is protected; set protected to false first"
             )
+        _refuse_in_use(conn, image_id)
         delete_members_of(conn, image_id)  # its shares end with it
         conn.execute(delete(images).where(images.c.id == image_id))
     if row.blob:
         _remove_blob(services, row.blob)
     staging.remove(services.settings, image_id)
+
+
+def _refuse_in_use(conn: Connection, image_id: str) -> None:
+    """``IMG.IN_USE`` (409) while a server that is not deleted was made from the image."""
+    users = conn.execute(
+        select(func.count())
+        .select_from(servers)
+        .where(servers.c.image_id == image_id, servers.c.vm_state != VmState.DELETED)
+    ).scalar_one()
+    if users:
+        raise Conflict(
+            codes.IMAGE_IN_USE,
+            f"image {image_id} is in use by {users} server(s), whose system disks are made "
+            "from it; delete them first",
+        )
 
 
 def _remove_blob(services: Services, blob: str) -> None:

@@ -10,7 +10,8 @@ still ``INIT`` (no worker has claimed it) ends at once: ``FAIL`` with ``IMG.CANC
 ``killed``; the claim is a conditional update on ``status = 'INIT'``, so exactly one of the
 cancel and the worker's claim wins. A ``RUNNING`` job gets ``cancel_requested``; the worker
 notices between phases (and kills a running subprocess) and ends it the same way. A job that
-has already ended cannot be cancelled (``IMG.STATE``, 409).
+has already ended cannot be cancelled (``IMG.STATE``, 409), and neither can a server job
+(``IMG.STATE``: a machine operation stopped half-way would leave a server whose row lies).
 
 Jobs are private to their project: another project's job is ``IMG.NOT_FOUND`` (404), and so is
 a ``GET /v1/{project_id}/jobs/{job_id}`` whose path names a project other than the caller's.
@@ -30,6 +31,7 @@ from imageport.service.errors import Conflict, NotFound
 from imageport.service.images import staging
 from imageport.service.images.records import JobRecord, job_record
 from imageport.service.quotas import admit
+from imageport.service.servers.job_types import is_server_job
 from imageport.service.statuses import UNFINISHED_JOB, ImageStatus, JobStatus
 from imageport.service.tables import images, jobs
 from imageport.settings import Settings
@@ -123,6 +125,8 @@ def _cancel_one(services: Services, project_id: str, job_id: str) -> JobRecord:
     have all ended."""
     with services.db.begin() as conn:
         record = job_record(conn, project_id, job_id)
+        if is_server_job(record.job_type):
+            raise Conflict(codes.STATE, f"job {job_id} is a server job; it cannot be cancelled")
         running = [r for r in (record, *record.sub_jobs) if r.status in UNFINISHED_JOB]
         if not running:
             raise Conflict(codes.STATE, f"job {job_id} has already ended ({record.status})")

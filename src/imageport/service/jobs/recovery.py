@@ -8,9 +8,12 @@ Called once by the server before the job queue starts. In order:
 3. jobs left RUNNING go back to INIT and their image from ``saving`` to ``queued``, unless the
    job has already been started :data:`MAX_ATTEMPTS` times: then it FAILs ("server restarted
    3 times during this job") and its image is killed, so a file that crashes the server cannot
-   do it forever. This holds for every job type: an interrupted export job
+   do it forever. This holds for every image job type: an interrupted export job
    (:mod:`.export_job`) starts again from its image's stored file (its partial output was in
-   ``tmp_dir``, and no object was committed), and its image, active, is left as it is;
+   ``tmp_dir``, and no object was committed), and its image, active, is left as it is. Server
+   jobs left RUNNING FAIL instead (:func:`imageport.service.servers.recovery.fail_interrupted_jobs`:
+   half a machine operation is not resumed); ``imageport serve`` then makes the servers' rows
+   say what their machines are (:func:`~imageport.service.servers.recovery.recover_servers`);
 4. any image still ``saving`` without a live job is killed (no image stays ``saving``);
 5. remove object and part files that no object or part record points at (a crash between a
    staged body's rename and its commit, or during an abort);
@@ -21,7 +24,8 @@ Called once by the server before the job queue starts. In order:
    was in ``tmp_dir``; the job, back to INIT, copies again:
    :func:`imageport.service.servers.disk_snapshot.end_left_over`).
 
-Returns the ids of all INIT jobs, oldest first, for the caller to submit.
+Returns the ids of all INIT jobs, oldest first, for the caller to submit (but server sub-jobs:
+their batch job runs them).
 """
 
 from __future__ import annotations
@@ -39,6 +43,8 @@ from imageport.service.context import Services
 from imageport.service.images import staging
 from imageport.service.jobs import state
 from imageport.service.servers import disk_snapshot
+from imageport.service.servers import job_types as server_jobs
+from imageport.service.servers.recovery import fail_interrupted_jobs
 from imageport.service.statuses import UNFINISHED_JOB, ImageStatus, JobStatus
 from imageport.service.tables import images, jobs
 
@@ -87,9 +93,11 @@ def _remove_orphan_images(services: Services) -> int:
 def _reset_jobs(services: Services) -> None:
     now = time_text(services.clock())
     with services.db.begin() as conn:
+        fail_interrupted_jobs(conn, now)
         running = conn.execute(
             select(jobs.c.id, jobs.c.image_id, jobs.c.attempts).where(
-                jobs.c.status == JobStatus.RUNNING
+                jobs.c.status == JobStatus.RUNNING,
+                jobs.c.job_type.not_in(sorted(server_jobs.SERVER_JOBS)),
             )
         ).all()
         for job_id, image_id, attempts in running:
@@ -146,7 +154,10 @@ def recover(services: Services) -> list[str]:
             job_id
             for (job_id,) in conn.execute(
                 select(jobs.c.id)
-                .where(jobs.c.status == JobStatus.INIT)
+                .where(
+                    jobs.c.status == JobStatus.INIT,
+                    jobs.c.job_type.not_in(sorted(server_jobs.SUB_JOBS)),
+                )
                 .order_by(jobs.c.begin_time, jobs.c.id)
             )
         ]
