@@ -8,11 +8,23 @@ from __future__ import annotations
 
 from starlette.routing import BaseRoute, Route
 
+from imageport.api.ecs import flavor_views as fv
 from imageport.api.ecs import keypair_views as kv
+from imageport.api.ecs import server_views as sv
 from imageport.api.ims.incoming import View, endpoint
 from imageport.service.context import Services
 
+# the literal paths (detail, flavors, delete, action) before /cloudservers/{server_id}
 _TABLE: list[tuple[str, str, View]] = [
+    ("/v1/{project_id}/cloudservers", "POST", sv.create_post_paid_servers),
+    ("/v1.1/{project_id}/cloudservers", "POST", sv.create_servers),
+    ("/v1/{project_id}/cloudservers/detail", "GET", sv.list_servers_details),
+    ("/v1/{project_id}/cloudservers/flavors", "GET", fv.list_flavors),
+    ("/v1/{project_id}/cloudservers/delete", "POST", sv.delete_servers),
+    ("/v1/{project_id}/cloudservers/action", "POST", sv.server_action),
+    ("/v1/{project_id}/cloudservers/{server_id}", "GET", sv.show_server),
+    ("/v1/{project_id}/cloudservers/{server_id}/console-output", "GET", sv.show_console_output),
+    ("/v2.1/{project_id}/servers/{server_id}", "GET", sv.nova_show_server),
     # key pairs (Nova os-keypairs)
     ("/v2.1/{project_id}/os-keypairs", "POST", kv.create_keypair),
     ("/v2.1/{project_id}/os-keypairs", "GET", kv.list_keypairs),

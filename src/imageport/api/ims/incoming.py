@@ -54,6 +54,8 @@ class Call:
     content_type: str
     #: the authentication itself (its replay key is released if the request fails on our side)
     authenticated: Authenticated | None = None
+    #: the request's headers, names in lower case (repeated ones joined with ",")
+    headers: Mapping[str, str] = dataclasses.field(default_factory=dict)
 
     @property
     def project_id(self) -> str:
@@ -138,6 +140,7 @@ def authenticate_call(
         raw_query=signed.raw_query,
         content_type=request.headers.get("content-type", ""),
         authenticated=authenticated,
+        headers=signed.headers,
     )
 
 
