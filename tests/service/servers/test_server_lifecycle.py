@@ -20,8 +20,15 @@ from imageport.service.servers import queries
 from imageport.service.servers.actions import delete_servers, server_action
 from imageport.service.servers.create import create_servers
 from imageport.service.servers.jobs import server_job
+from imageport.service.servers.machines import create_params
 from imageport.service.servers.records import ServerRecord
-from support.server_fixtures import create_body, fake_host, run_submitted, server_services
+from support.server_fixtures import (
+    add_keypair,
+    create_body,
+    fake_host,
+    run_submitted,
+    server_services,
+)
 from support.shared_images import active_image
 
 
@@ -42,8 +49,12 @@ def image(services: Services, project: str) -> str:
     return active_image(services, project, "debian")
 
 
-def active_servers(services: Services, project: str, image: str, count: int = 1) -> list[str]:
-    created = create_servers(services, project, create_body(image, count=count), version="v1")
+def active_servers(
+    services: Services, project: str, image: str, count: int = 1, **fields: object
+) -> list[str]:
+    created = create_servers(
+        services, project, create_body(image, count=count, **fields), version="v1"
+    )
     run_submitted(services)
     return list(created.server_ids)
 
@@ -66,8 +77,12 @@ def act(services: Services, project: str, action: str, ids: list[str], **extra: 
 
 
 def test_stop_start_reboot_delete(services: Services, project: str, image: str) -> None:
-    first, second = active_servers(services, project, image, count=2)
+    add_keypair(services, project, "kp1")
+    first, second = active_servers(
+        services, project, image, count=2, key_name="kp1", user_data="I2Nsb3VkLWNvbmZpZwo="
+    )
     host = fake_host(services)
+    assert create_params(services, first).user_data == "I2Nsb3VkLWNvbmZpZwo="
 
     job_id = act(services, project, "os-stop", [first, second])
     assert state(services, project, first) == ("ACTIVE", "powering-off", 1)
@@ -123,6 +138,8 @@ def test_stop_start_reboot_delete(services: Services, project: str, image: str) 
     gone = deleted.servers[0]
     assert (gone.vm_state, gone.task_state, gone.power_state) == ("deleted", None, 0)
     assert gone.deleted_at is not None and queries.addresses_of(gone) == []
+    kept = create_params(services, first)  # what a start would need: dropped, may be secret
+    assert (kept.user_data, kept.public_key, kept.server_id) == (None, None, first)
     assert refusal(lambda: act(services, project, "os-start", [first]))[:2] == (404, "Ecs.0114")
 
 

@@ -9,7 +9,8 @@ Every value comes from the server's row and the service's own records, never fro
 * the metadata tree (:mod:`.metadata`) is rebuilt at every start from the row and from what the
   server's create sub-job kept (:class:`CreateParams`: its launch index, the key pair's public
   key as it was at create, so a key pair deleted later does not take the key from the server,
-  as in Nova, and ``user_data``). ``adminPass`` is in it only at the first start, handed over
+  as in Nova, and ``user_data``; both are dropped when the server is deleted:
+  :func:`forget_create_inputs`). ``adminPass`` is in it only at the first start, handed over
   by the create job from memory (:mod:`.passwords`): cloud-init sets it once per instance.
 """
 
@@ -21,7 +22,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Row, select
+from sqlalchemy import Connection, Row, select, update
 
 from imageport.limits import GiB
 from imageport.service.context import Services
@@ -78,6 +79,17 @@ def create_params(services: Services, server_id: str) -> CreateParams:
     return CreateParams.from_document(doc)
 
 
+def forget_create_inputs(conn: Connection, server_id: str) -> None:
+    """Drop ``user_data`` and the public key from the server's create sub-job (in the caller's
+    transaction, when the server is deleted): they may hold secrets, and no start needs them
+    any more."""
+    job_id = create_job_id(server_id)
+    doc = conn.execute(select(jobs.c.params).where(jobs.c.id == job_id)).scalar()
+    if isinstance(doc, dict):
+        kept = {**doc, "user_data": None, "public_key": None}
+        conn.execute(update(jobs).where(jobs.c.id == job_id).values(params=kept))
+
+
 def machine_spec(
     services: Services, row: Row[Any], *, admin_pass: str | None = None
 ) -> MachineSpec:
@@ -125,4 +137,4 @@ def machine_spec(
     )
 
 
-__all__ = ["CreateParams", "create_params", "machine_spec"]
+__all__ = ["CreateParams", "create_params", "forget_create_inputs", "machine_spec"]

@@ -12,7 +12,8 @@ sub-job's params, the server's task state already set by the request:
   ACTIVE. On failure the row is made to say what the machine really is (running: ACTIVE,
   off: SHUTOFF) and the job's code is ``Ecs.MACHINE``.
 * delete: the host removes the machine and all its files; the row becomes DELETED (kept, for
-  lists filtered ``status=DELETED``). On failure the task is cleared (``Ecs.0501``).
+  lists filtered ``status=DELETED``) and its ``user_data`` and key are dropped from its create
+  sub-job. On failure the task is cleared (``Ecs.0501``).
 
 An operation raises :class:`~imageport.service.jobs.errors.JobFailedError` with the job's code
 and reason after putting the row right; it never leaves a task state behind.
@@ -41,7 +42,11 @@ from imageport.service.servers.lifecycle import (
     settle,
     truth,
 )
-from imageport.service.servers.machines import create_params, machine_spec
+from imageport.service.servers.machines import (
+    create_params,
+    forget_create_inputs,
+    machine_spec,
+)
 from imageport.service.servers.passwords import VAULT
 from imageport.service.servers.statuses import (
     POWER_NOSTATE,
@@ -240,6 +245,7 @@ def delete_machine(
             ssh_port=None,
             deleted_at=now,
         )
+        forget_create_inputs(conn, server_id)
 
 
 #: The sub-job's type -> its operation.
