@@ -336,3 +336,26 @@ def test_records_keep_what_the_row_says(services: Services, project: str, image:
     server = queries.show_server(services, project, server_id)
     assert isinstance(server, ServerRecord) and server.fault is None
     assert server.created_at <= server.updated_at and server.launched_at is not None
+
+
+def test_an_unexpected_error_fails_one_server_and_the_batch_goes_on(
+    services: Services, project: str, image: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    first, second = active_servers(services, project, image, count=2)
+    host = fake_host(services)
+    real_stop = host.stop
+
+    def stop(server_id: str, *, hard: bool, timeout: float) -> None:
+        if server_id == first:
+            raise RuntimeError("a bug in the host")
+        real_stop(server_id, hard=hard, timeout=timeout)
+
+    monkeypatch.setattr(host, "stop", stop)
+    job_id = act(services, project, "os-stop", [first, second])
+    run_submitted(services)
+    job = server_job(services, project, job_id)
+    assert (job.status, job.error_code) == ("FAIL", "Ecs.MACHINE")
+    assert "internal error: RuntimeError('a bug in the host')" in (job.fail_reason or "")
+    assert [s.status for s in job.sub_jobs] == ["FAIL", "SUCCESS"]
+    assert state(services, project, first) == ("ACTIVE", None, 1)  # no task left behind
+    assert state(services, project, second) == ("SHUTOFF", None, 4)

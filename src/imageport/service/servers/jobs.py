@@ -42,7 +42,7 @@ from imageport.service.jobs.fail_reason import stored_reason
 from imageport.service.ports import MachineError, ServerHost
 from imageport.service.servers import job_types as jt
 from imageport.service.servers.create_request import MAX_BATCH
-from imageport.service.servers.operations import FAILURE_CODE, OPERATIONS, no_host
+from imageport.service.servers.operations import FAILURE_CODE, OPERATIONS, after_error, no_host
 from imageport.service.servers.records import ServerJobRecord
 from imageport.service.statuses import JobStatus
 from imageport.service.tables import jobs
@@ -204,15 +204,13 @@ def _run_sub_job(
             operation(services, host, server_id, params)
     except JobFailedError as exc:
         failure = exc.code, f"server {server_id}: {exc.reason}"
-    except MachineError as exc:  # an operation should have caught it; never leave it RUNNING
+    except Exception as exc:  # an operation catches what it expects; never leave it RUNNING
+        if not isinstance(exc, MachineError):
+            log.exception("server job %s (server %s): unexpected error", sub_id, server_id)
+        message = str(exc) if isinstance(exc, MachineError) else f"internal error: {exc!r}"
+        after_error(services, sub.job_type, server_id, message)
         code = FAILURE_CODE.get(sub.job_type, codes.ECS_MACHINE_FAILED)
-        failure = code, f"server {server_id}: {exc}"
-    except Exception as exc:
-        log.exception("server job %s (server %s): unexpected error", sub_id, server_id)
-        failure = (
-            FAILURE_CODE.get(sub.job_type, codes.ECS_MACHINE_FAILED),
-            f"server {server_id}: internal error: {type(exc).__name__}: {exc}",
-        )
+        failure = code, f"server {server_id}: {message}"
     now = time_text(services.clock())
     with services.db.begin() as conn:
         if failure is None:

@@ -107,6 +107,17 @@ def _put_right(
     return JobFailedError(code, reason)
 
 
+def after_error(services: Services, job_type: str, server_id: str, message: str) -> None:
+    """An operation of ``job_type`` ended in an error it did not expect: make the row say what
+    the machine is (a server being built becomes ERROR with ``message``), as far as the
+    database lets us; never raises."""
+    code = FAILURE_CODE.get(job_type, codes.ECS_MACHINE_FAILED)
+    try:
+        _put_right(services, server_id, code, message, build_fault=fault(code, message))
+    except Exception:
+        log.exception("server %s: its row could not be put right after an error", server_id)
+
+
 def no_host(services: Services, server_id: str) -> None:
     """A job found no server host (servers are no longer offered): end the task, and fail."""
     reason = "this service runs no server host now (servers are not offered)"
@@ -257,4 +268,4 @@ OPERATIONS: Mapping[str, Operation] = {
     jt.DELETE_SERVER: delete_machine,
 }
 
-__all__ = ["FAILURE_CODE", "OPERATIONS", "SOFT_STOP_SECONDS", "no_host"]
+__all__ = ["FAILURE_CODE", "OPERATIONS", "SOFT_STOP_SECONDS", "after_error", "no_host"]
