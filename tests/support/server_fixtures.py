@@ -80,8 +80,8 @@ def create_body(image_id: str, **server: object) -> dict[str, object]:
         "imageRef": image_id,
         "flavorRef": "s1.small.1",
         "name": "vm",
-        "vpcid": "imageport-net",
-        "nics": [{"subnet_id": "imageport-subnet"}],
+        "vpcid": "default",
+        "nics": [{"subnet_id": "default"}],
         "root_volume": {"volumetype": "SSD"},
     }
     doc.update(server)

@@ -90,8 +90,8 @@ def post_paid(api: Api, **fields: object) -> m.PostPaidServer:
         "image_ref": api.image,
         "flavor_ref": "s1.small.1",
         "name": "sdk-vm",
-        "vpcid": "imageport-net",
-        "nics": [m.PostPaidServerNic(subnet_id="imageport-subnet")],
+        "vpcid": "default",
+        "nics": [m.PostPaidServerNic(subnet_id="default")],
         "root_volume": m.PostPaidServerRootVolume(volumetype="SSD", size=40),
     }
     values.update(fields)
@@ -166,7 +166,7 @@ def test_a_servers_life_through_the_sdk(api: Api) -> None:
     )
     assert server.tenant_id == api.alpha.project_id
     assert server.os_ext_a_zavailability_zone == "local-1a"
-    (address,) = server.addresses["imageport-net"]
+    (address,) = server.addresses["default"]
     assert (address.addr, address.version, address.os_ext_ip_stype) == (
         "169.254.169.15",
         "4",
@@ -276,8 +276,8 @@ def test_v11_create_is_idempotent_with_a_client_token(api: Api) -> None:
             image_ref=api.image,
             flavor_ref="s1.small.1",
             name="token-vm",
-            vpcid="imageport-net",
-            nics=[m.PrePaidServerNic(subnet_id="imageport-subnet")],
+            vpcid="default",
+            nics=[m.PrePaidServerNic(subnet_id="default")],
             root_volume=m.PrePaidServerRootVolume(volumetype="SSD"),
             admin_pass=PASSWORD,
             extendparam=m.PrePaidServerExtendParam(charging_mode="postPaid"),

@@ -86,7 +86,7 @@ def test_the_network_is_one_ethernet_link_configured_by_dhcp() -> None:
         }
     ]
     assert network["networks"] == [
-        {"id": "network0", "type": "ipv4_dhcp", "link": "tap0", "network_id": "imageport-net"}
+        {"id": "network0", "type": "ipv4_dhcp", "link": "tap0", "network_id": "default"}
     ]
     assert network["services"] == []
 

@@ -27,8 +27,8 @@ field                   what is accepted
 ``availability_zone``   this region's one zone (:func:`.flavors.availability_zone`)
 ``description``         at most 85 characters, no ``<``, ``>`` or control characters
 ``vpcid``, ``nics``     this service's one network (:mod:`.network`): ``vpcid``
-                        ``imageport-net``; at most one NIC, whose ``subnet_id`` is
-                        ``imageport-subnet`` (another: ``Ecs.0038``) and whose
+                        ``default``; at most one NIC, whose ``subnet_id`` is
+                        ``default`` (another: ``Ecs.0038``) and whose
                         ``ip_address``, if given, is the guest's address
 ``data_volumes``,       empty lists only: there are no data disks and no security
 ``security_groups``     groups here (a guest is reachable only through its SSH forward)

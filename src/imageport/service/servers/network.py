@@ -3,9 +3,10 @@
 Each machine has one NIC on QEMU's user-mode network: the guest gets :data:`GUEST_ADDRESS` by
 DHCP, reaches the metadata service at ``169.254.169.254`` and nothing else, and is reached only
 through the loopback port forwarded to its SSH port. There are no VPCs or subnets to choose:
-this network has the fixed ids :data:`NETWORK_ID` (the ``vpcid`` a create request may name, the
-key of the server's ``addresses``) and :data:`SUBNET_ID` (the only ``nics[].subnet_id``); a
-request naming any other is refused rather than given this network silently
+this network is ``default``, both as :data:`NETWORK_ID` (the ``vpcid`` a create request may
+name, the key of the server's ``addresses``) and as :data:`SUBNET_ID` (the only
+``nics[].subnet_id``; ``imageport server create`` sends both); a request naming any other is
+refused rather than given this network silently
 (:mod:`imageport.service.servers.create_request`).
 """
 
@@ -14,8 +15,8 @@ from __future__ import annotations
 import secrets
 from typing import Final
 
-NETWORK_ID: Final = "imageport-net"
-SUBNET_ID: Final = "imageport-subnet"
+NETWORK_ID: Final = "default"
+SUBNET_ID: Final = "default"
 #: The address every guest gets by DHCP on its own user-mode network.
 GUEST_ADDRESS: Final = "169.254.169.15"
 #: The OpenStack prefix of the MAC addresses (``fa:16:3e``), which guests' tools recognise.
