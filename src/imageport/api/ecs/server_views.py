@@ -16,20 +16,15 @@ from imageport.api.ecs.render import (
     servers_document,
 )
 from imageport.api.ims.incoming import Call
-from imageport.service import codes
 from imageport.service.context import Services
-from imageport.service.errors import RequestInvalid
 from imageport.service.servers import actions, create, queries
-from imageport.service.servers.create_request import Version, parse_body
+from imageport.service.servers.create_request import Version
+from imageport.service.servers.ecs_requests import json_body, require_own_project
 
 
 def check_project(call: Call) -> None:
     """``Ecs.0023`` unless the path's ``{project_id}`` is the caller's project."""
-    if call.path_params.get("project_id") != call.project_id:
-        raise RequestInvalid(
-            codes.ECS_PROJECT_MISMATCH,
-            "the project id in the path is not the project of the credentials",
-        )
+    require_own_project(call.project_id, call.path_params.get("project_id", ""))
 
 
 def _create(services: Services, call: Call, version: Version) -> Response:
@@ -37,7 +32,7 @@ def _create(services: Services, call: Call, version: Version) -> Response:
     created = create.create_servers(
         services,
         call.project_id,
-        parse_body(call.body),
+        json_body(call.body),
         version=version,
         client_token=call.headers.get("x-client-token"),
     )
@@ -88,7 +83,7 @@ def delete_servers(services: Services, call: Call) -> Response:
     """Delete servers ``{"servers": [{"id"}], "delete_publicip", "delete_volume"}``:
     ``{"job_id"}`` of a ``deleteServer`` job."""
     check_project(call)
-    job_id = actions.delete_servers(services, call.project_id, parse_body(call.body))
+    job_id = actions.delete_servers(services, call.project_id, json_body(call.body))
     return JSONResponse({"job_id": job_id})
 
 
@@ -97,7 +92,7 @@ def server_action(services: Services, call: Call) -> Response:
     "type": "SOFT" | "HARD"}}``: ``{"job_id"}``; ``Ecs.0100`` when a server's status does not
     allow it."""
     check_project(call)
-    job_id = actions.server_action(services, call.project_id, parse_body(call.body))
+    job_id = actions.server_action(services, call.project_id, json_body(call.body))
     return JSONResponse({"job_id": job_id})
 
 

@@ -56,7 +56,6 @@ from typing import Literal
 
 from imageport.service import codes
 from imageport.service.errors import RequestInvalid
-from imageport.service.images.validation import parse_json_body
 from imageport.service.servers.flavors import Flavor, availability_zone, flavor_by_id
 from imageport.service.servers.network import GUEST_ADDRESS, NETWORK_ID, SUBNET_ID
 from imageport.service.servers.passwords import check_admin_pass
@@ -165,14 +164,6 @@ class CreateRequest:
 def invalid(field_name: str, why: str) -> RequestInvalid:
     """``Ecs.0005`` naming ``field_name``."""
     return RequestInvalid(codes.ECS_INVALID, f"{field_name}: {why}")
-
-
-def parse_body(raw: bytes, *, required: bool = True) -> object:
-    """The JSON body (``Ecs.0000`` when it is empty or not JSON)."""
-    try:
-        return parse_json_body(raw, required=required)
-    except RequestInvalid as exc:
-        raise RequestInvalid(codes.ECS_BAD_REQUEST, exc.message) from exc
 
 
 def parse_create_request(settings: Settings, body: object, version: Version) -> CreateRequest:
@@ -406,6 +397,5 @@ __all__ = [
     "MAX_BATCH",
     "CreateRequest",
     "invalid",
-    "parse_body",
     "parse_create_request",
 ]
