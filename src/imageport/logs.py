@@ -32,6 +32,7 @@ FIELDS = (
     "query",
     "status",
     "duration_ms",
+    "websocket",
     "project",
     "access_key",
     "job_id",

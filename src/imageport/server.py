@@ -50,6 +50,7 @@ from imageport.api.http_limits import Api, HttpLimits, fit_open_file_limit
 from imageport.api.http_protocol import protocol_class
 from imageport.api.middleware import RequestContext
 from imageport.api.ops import ops_routes, with_s3_health
+from imageport.api.websocket_protocol import websocket_settings
 from imageport.errors import ImageportError
 from imageport.service.access.projects import count_projects
 from imageport.service.context import Services
@@ -143,12 +144,15 @@ class _Server(uvicorn.Server):
 
 def make_server(app: ASGIApp, limits: HttpLimits, api: Api) -> uvicorn.Server:
     """A uvicorn server for ``app`` on a socket we bound (our logging, no lifespan), with the
-    HTTP limits of :mod:`imageport.api.http_limits` (``api``: the listener's error shape)."""
+    HTTP limits of :mod:`imageport.api.http_limits` (``api``: the listener's error shape). The
+    image API's listener also takes WebSockets (the consoles:
+    :mod:`imageport.api.websocket_protocol`); the bucket API's takes none."""
+    websockets = websocket_settings() if api == "ims" else {"ws": "none"}
     config = uvicorn.Config(
         # httptools parses request bodies in C: a 2 GiB PUT is drained in ~2 s instead of ~4
         app,
         http=protocol_class(limits, api),
-        ws="none",
+        **websockets,
         lifespan="off",
         log_config=None,
         access_log=False,

@@ -7,6 +7,11 @@ says how): request heads (the URL at most :attr:`HttpLimits.max_url_bytes`, 414;
 :attr:`HttpLimits.max_header_bytes` and :data:`MAX_HEADER_FIELDS` lines, 431), pipelining (one
 request waiting behind the one served), head and body timeouts (408), and connections per
 listener and per client address (503 ``SlowDown``, closed before anything is read).
+
+A WebSocket (the image API's consoles) is a connection upgraded from HTTP
+(:mod:`imageport.api.websocket_protocol`): its head passed the limits above, it keeps its
+place in the connection counts until it closes, and its messages are bounded by
+:data:`WS_MAX_MESSAGE_BYTES` and its liveness by :data:`WS_PING_SECONDS`.
 """
 
 from __future__ import annotations
@@ -38,6 +43,14 @@ open-file limit is fitted to the connection caps."""
 REFUSAL_LOG_SECONDS = 10.0
 """At most one log line per listener in this time for connections refused by a cap (a flood
 of connections must not flood the log too)."""
+WS_MAX_MESSAGE_BYTES = 64 * KiB
+"""Largest WebSocket message a client may send (the image API's console WebSockets carry key
+and pointer events, screen requests and typed text); a longer one closes the connection
+(1009). Messages are not compressed (``permessage-deflate`` is not offered), so this bounds
+what one message holds in memory."""
+WS_PING_SECONDS = 20.0
+"""A WebSocket is pinged after this long and closed when the pong does not come within as
+long again: a client that is gone, or reads nothing, is cut off after at most 40 s."""
 
 Api = Literal["ims", "s3"]
 

@@ -60,9 +60,12 @@ bytes of the body, so the next head is counted), and the timers are one per conn
 re-arms itself, not one per read. ``Expect: 100-continue``, keep-alive and pipelining (answers
 in order) work as in uvicorn. A request asking for another protocol (``Upgrade``, ``CONNECT``)
 is answered as plain HTTP and its connection then ends (uvicorn kept it open, with a parser that
-read nothing more). A client that goes away is noticed by the request being served (uvicorn
-told only the last one parsed, which is the one waiting when there is one: the other wrote to
-the closed transport, which uvloop refuses, and logged an error).
+read nothing more), except a WebSocket handshake on a listener that takes them (the image
+API's): its connection passes to :mod:`imageport.api.websocket_protocol`, unless it was
+pipelined behind a response still being sent (then the connection ends after that one). A
+client that goes away is noticed by the request being served (uvicorn told only the last one
+parsed, which is the one waiting when there is one: the other wrote to the closed transport,
+which uvloop refuses, and logged an error).
 """
 
 from __future__ import annotations
@@ -100,6 +103,7 @@ from imageport.api.http_limits import (
     head_too_large,
     url_too_long,
 )
+from imageport.api.websocket_protocol import CountedWebSocketProtocol
 
 log = logging.getLogger("imageport.http")
 
@@ -253,10 +257,15 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
             try:
                 self.parser.feed_data(data if pos == 0 and stop == end else view[pos:stop])
             except httptools.HttpParserUpgrade:
-                # the service speaks no other protocol: the request is answered as plain HTTP
-                # and the connection ends after it (llhttp parses nothing more on it)
+                if self._should_upgrade() and (self.cycle is None or self.cycle.response_complete):
+                    self.handle_websocket_upgrade()
+                    return
+                # any other protocol (or a WebSocket pipelined behind a response still being
+                # sent) is not spoken: the connection ends after the request before it, or
+                # after this one, answered as plain HTTP (llhttp parses nothing more on it)
                 self._ended = True
-                self.cycle.keep_alive = False
+                if self.cycle is not None:
+                    self.cycle.keep_alive = False
                 return
             except httptools.HttpParserError:
                 self._end(self._refusal or MALFORMED, answer=True)
@@ -345,6 +354,36 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
             self._deferred = None
         super().on_response_complete()  # does nothing more on a closing transport
         self._release()
+
+    def handle_websocket_upgrade(self) -> None:
+        """Hand the connection to :class:`CountedWebSocketProtocol` (the handshake's head, as
+        parsed, is fed to it again): this protocol's timer stops, and the connection's place in
+        the listener's counts passes to the new protocol, which releases it when it closes."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self._ended = True
+        key, self._client_key = self._client_key, None
+        listener = self.listener
+
+        def release() -> None:
+            if key is not None:
+                listener.release(key)
+
+        self.connections.discard(self)
+        head = [self.scope["method"].encode(), b" ", self.url, b" HTTP/1.1\r\n"]
+        for name, value in self.scope["headers"]:
+            head += [name, b": ", value, b"\r\n"]
+        head.append(b"\r\n")
+        protocol = CountedWebSocketProtocol(
+            config=self.config, server_state=self.server_state, app_state=self.app_state
+        )
+        protocol.release = release
+        protocol.connection_made(self.transport)
+        self.transport.set_protocol(protocol)
+        if self.flow.read_paused:
+            self.transport.resume_reading()
+        protocol.data_received(b"".join(head))
 
     def _start_asgi_task(self, cycle: RequestResponseCycle, app: ASGI3Application) -> None:
         self._serving = cycle

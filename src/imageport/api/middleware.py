@@ -22,6 +22,12 @@ For every HTTP request it:
 An exception that escapes the application before it started a response becomes a 500 with the
 request id (in the API's error shape), logged with its traceback; the client never sees a
 traceback.
+
+A WebSocket (the image API's consoles) gets the same: a request id (sent back on the ``101``
+or on the handshake's refusal), one log line when it ends, with ``status`` 101 when it was
+accepted (else the refusal's: 403 when the application closed it unaccepted), ``duration_ms``
+the whole session and ``websocket: true``, and the request metrics under method ``GET``. Its
+query is logged masked like any other (the console ``token`` is a credential).
 """
 
 from __future__ import annotations
@@ -106,6 +112,9 @@ class RequestContext:
         self.api = api
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "websocket":
+            await self._websocket(scope, receive, send)
+            return
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
@@ -165,6 +174,38 @@ class RequestContext:
         finally:
             record()
 
+    async def _websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """A WebSocket's handshake and session (see the module docstring); an exception that
+        escapes the application is logged here, and uvicorn refuses the handshake (500) or
+        drops the connection."""
+        started_at = time.perf_counter()
+        request_id = request_id_from(scope)
+        state: MutableMapping[str, Any] = scope.setdefault("state", {})
+        state["request_id"] = request_id
+        header = (HEADER, request_id.encode("ascii"))
+        status = 0
+        failure: BaseException | None = None
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal status
+            kind = message["type"]
+            if kind in ("websocket.accept", "websocket.http.response.start"):
+                status = 101 if kind == "websocket.accept" else int(message["status"])
+                headers = [(k, v) for k, v in message.get("headers", ()) if k.lower() != HEADER]
+                message = {**message, "headers": [*headers, header]}
+            elif kind == "websocket.close" and status == 0:
+                status = 403  # closed before it was accepted: uvicorn answers 403
+            await send(message)
+
+        try:
+            with logs.bound(request_id=request_id):
+                await self.app(scope, receive, send_with_id)
+        except Exception as exc:  # noqa: BLE001 - logged by _record; uvicorn then refuses or drops
+            failure = exc
+            status = status or 500
+        finally:
+            self._record(scope, state, request_id, status, started_at, failure)
+
     def _record(
         self,
         scope: Scope,
@@ -175,7 +216,8 @@ class RequestContext:
         failure: BaseException | None,
     ) -> None:
         seconds = time.perf_counter() - started_at
-        method = str(scope.get("method", ""))
+        websocket = scope["type"] == "websocket"
+        method = "GET" if websocket else str(scope.get("method", ""))
         # 499: the client went away before any response was started (nginx's convention)
         shown = status or 499
         metrics.REQUESTS.labels(
@@ -193,12 +235,16 @@ class RequestContext:
         query = masked_query(scope.get("query_string", b""))
         if query:
             fields["query"] = query
+        if websocket:
+            fields["websocket"] = True
         for key, field in (("project_id", "project"), ("access_key", "access_key")):
             if state.get(key):
                 fields[field] = str(state[key])
         # a 503 is the service asking a client to come back (SlowDown, a replayed signature, a
         # connection cap): worth seeing, not an error to be paged for
         level = logging.WARNING if shown == 503 else logging.ERROR if shown >= 500 else logging.INFO
+        if failure is not None:
+            level = logging.ERROR
         log.log(
             level, "%s %s %s", method[:16], fields["path"], shown, extra=fields, exc_info=failure
         )

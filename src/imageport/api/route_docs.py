@@ -1,8 +1,8 @@
 """The route tables of ``docs/service.md``, generated from what the two APIs serve.
 
 * The image API (:func:`ims_route_table`): every Starlette route of the application the server
-  runs (``/health`` and ``/metrics``, the token endpoint, the IMS and Glance routes), one row
-  per endpoint with its methods and paths.
+  runs (``/health`` and ``/metrics``, the token endpoint, the IMS, Glance and ECS routes, the
+  console WebSockets as ``WEBSOCKET``), one row per endpoint with its methods and paths.
 * The bucket API (:func:`s3_route_table`): one catch-all route that
   :func:`imageport.api.s3.app.route` dispatches on the method, the path's depth (service,
   bucket, object) and the sub-resource; the table is what ``route`` answers for each method and
@@ -21,14 +21,14 @@ import re
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
-from starlette.routing import BaseRoute, Mount, Route
+from starlette.routing import BaseRoute, Mount, Route, WebSocketRoute
 
 from imageport.api.s3.app import QUERY_NAMES, route
 from imageport.api.s3.request import S3Call
 from imageport.service.errors import ServiceError
 
-#: The order methods are listed in.
-_METHODS = ("GET", "HEAD", "PUT", "POST", "PATCH", "DELETE")
+#: The order methods are listed in (``WEBSOCKET``: a WebSocket route, opened with ``GET``).
+_METHODS = ("GET", "HEAD", "PUT", "POST", "PATCH", "DELETE", "WEBSOCKET")
 #: The bucket API's path depths, as a row shows them, and the (bucket, key) that stands for each.
 _DEPTHS = {"/": ("", ""), "/{bucket}": ("bucket", ""), "/{bucket}/{key}": ("bucket", "key")}
 
@@ -52,8 +52,10 @@ def _routes(routes: Sequence[BaseRoute], prefix: str = "") -> Iterator[Route]:
             yield from _routes(r.routes, prefix + r.path)
         elif isinstance(r, Route):
             yield Route(prefix + r.path, r.endpoint, methods=r.methods, name=r.name)
+        elif isinstance(r, WebSocketRoute):
+            yield Route(prefix + r.path, r.endpoint, methods=["WEBSOCKET"], name=r.name)
         else:
-            raise TypeError(f"{r!r}: only Route and Mount are documented")
+            raise TypeError(f"{r!r}: only Route, WebSocketRoute and Mount are documented")
 
 
 def _methods(route: Route) -> list[str]:

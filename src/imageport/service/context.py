@@ -10,6 +10,7 @@ from sqlalchemy import Engine
 
 from imageport.service.clock import utc_now
 from imageport.service.ports import ImageWorker, JobQueue, ObjectStore, ServerHost
+from imageport.service.servers.console_tokens import ConsoleTokens
 from imageport.settings import Settings
 
 
@@ -27,6 +28,8 @@ class Services:
     #: runs servers' virtual machines; None where servers are not offered (tests of other parts)
     host: ServerHost | None = None
     clock: Callable[[], datetime] = field(default=utc_now)
+    #: the console URLs' tokens, in memory (a restarted service accepts none it did not issue)
+    console_tokens: ConsoleTokens = field(default_factory=ConsoleTokens)
 
     def submit_job(self, job_id: str) -> None:
         """Hand a job to the queue (jobs stay INIT in the database when none is running)."""

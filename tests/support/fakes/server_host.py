@@ -9,11 +9,22 @@ converts a copy puts a real overlay there instead with :attr:`copy_maker`. A tes
 machine end by itself with :meth:`~FakeServerHost.guest_powered_off` (the ``on_stopped``
 callback runs, as the real host's watcher calls it). :attr:`fail` makes the next call of a
 method raise :class:`~imageport.service.ports.MachineError`.
+
+Consoles: :meth:`~FakeServerHost.attach_console` hands out a :class:`FakeConsole` (kept in
+:attr:`~FakeServerHost.consoles`) that first prints :attr:`~FakeServerHost.console_greeting`,
+then whatever a test makes the guest print with :meth:`~FakeServerHost.guest_prints`, and
+records what was typed (echoing it back when :attr:`~FakeServerHost.console_echo` is set, as a
+guest's terminal does); its reads wait up to their timeout and fail once the machine is off.
+:meth:`~FakeServerHost.vnc_socket` answers the path a test put in
+:attr:`~FakeServerHost.vnc_sockets` (a unix socket it serves), else a path where nothing is.
 """
 
 from __future__ import annotations
 
+import contextlib
 import itertools
+import queue
+import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,20 +47,38 @@ class _Machine:
 
 
 class FakeConsole:
-    def __init__(self, machine: _Machine) -> None:
+    def __init__(self, machine: _Machine, *, echo: bool = False) -> None:
         self._machine = machine
+        self._echo = echo
+        self._output: queue.Queue[bytes] = queue.Queue()
+        self._lock = threading.Lock()
         self.typed = b""
+        self.closed = False
 
     def read(self, timeout: float) -> bytes:
         if not self._machine.running:
             raise MachineError("the machine is off")
-        return b""
+        try:
+            chunks = [self._output.get(timeout=timeout)]
+        except queue.Empty:
+            return b""
+        with contextlib.suppress(queue.Empty):
+            while True:
+                chunks.append(self._output.get_nowait())
+        return b"".join(chunks)
 
     def write(self, data: bytes) -> None:
-        self.typed += data
+        with self._lock:
+            self.typed += data
+        if self._echo:
+            self._output.put(data)
 
     def close(self) -> None:
-        pass
+        self.closed = True
+
+    def prints(self, data: bytes) -> None:
+        """The guest prints ``data`` on this console."""
+        self._output.put(data)
 
 
 class FakeServerHost:
@@ -62,6 +91,12 @@ class FakeServerHost:
         self.fail: dict[str, str] = {}
         #: writes the copy's top file (default: a few bytes); tests of conversions set it
         self.copy_maker: Callable[[MachineSpec, Path], None] | None = None
+        #: server id -> the unix socket :meth:`vnc_socket` answers (a test serves it)
+        self.vnc_sockets: dict[str, Path] = {}
+        #: every console attached, in order; each prints the greeting first
+        self.consoles: list[FakeConsole] = []
+        self.console_greeting = b""
+        self.console_echo = False
         self._ports = itertools.count(22000)
 
     def _call(self, method: str, server_id: str) -> None:
@@ -123,13 +158,17 @@ class FakeServerHost:
         machine = self._machine(server_id)
         if not machine.running:
             raise MachineError("the machine is off")
-        return FakeConsole(machine)
+        console = FakeConsole(machine, echo=self.console_echo)
+        if self.console_greeting:
+            console.prints(self.console_greeting)
+        self.consoles.append(console)
+        return console
 
     def vnc_socket(self, server_id: str) -> Path:
         self._call("vnc_socket", server_id)
         if not self._machine(server_id).running:
             raise MachineError("the machine is off")
-        return Path(f"/nonexistent/{server_id}/vnc.sock")
+        return self.vnc_sockets.get(server_id, Path(f"/nonexistent/{server_id}/vnc.sock"))
 
     def copy_disk(self, server_id: str, target_dir: Path) -> DiskCopy:
         self._call("copy_disk", server_id)
@@ -156,6 +195,13 @@ class FakeServerHost:
         return {server_id: self.state(server_id) for server_id in known}
 
     # -- what tests do to a machine ---------------------------------------------------------
+
+    def guest_prints(self, server_id: str, data: bytes) -> None:
+        """The guest prints ``data`` on its serial console: every open console of it reads it."""
+        machine = self._machine(server_id)
+        for console in self.consoles:
+            if console._machine is machine and not console.closed:
+                console.prints(data)
 
     def guest_powered_off(self, server_id: str) -> None:
         """The guest shut itself down: the machine ends and ``on_stopped`` hears of it."""

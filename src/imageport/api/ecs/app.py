@@ -2,15 +2,18 @@
 
 Views follow the image API's pattern (:mod:`imageport.api.ims.incoming`): each is a plain
 ``(services, call) -> Response`` whose docstring begins with what a client sees, and every route
-is authenticated like the image API's."""
+is authenticated like the image API's. The console WebSockets (and the display's page) are the
+exception: their token is their credential (:mod:`imageport.api.ecs.console_sockets`)."""
 
 from __future__ import annotations
 
 from starlette.routing import BaseRoute, Route
 
+from imageport.api.ecs import console_views as cv
 from imageport.api.ecs import flavor_views as fv
 from imageport.api.ecs import keypair_views as kv
 from imageport.api.ecs import server_views as sv
+from imageport.api.ecs.console_sockets import console_routes
 from imageport.api.ims.incoming import View, endpoint
 from imageport.service.context import Services
 
@@ -24,6 +27,12 @@ _TABLE: list[tuple[str, str, View]] = [
     ("/v1/{project_id}/cloudservers/action", "POST", sv.server_action),
     ("/v1/{project_id}/cloudservers/{server_id}", "GET", sv.show_server),
     ("/v1/{project_id}/cloudservers/{server_id}/console-output", "GET", sv.show_console_output),
+    ("/v1/{project_id}/cloudservers/{server_id}/remote_console", "POST", cv.remote_console),
+    (
+        "/v1/{project_id}/cloudservers/{server_id}/actions/serial-console",
+        "POST",
+        cv.serial_console,
+    ),
     ("/v2.1/{project_id}/servers/{server_id}", "GET", sv.nova_show_server),
     # key pairs (Nova os-keypairs)
     ("/v2.1/{project_id}/os-keypairs", "POST", kv.create_keypair),
@@ -36,6 +45,9 @@ _TABLE: list[tuple[str, str, View]] = [
 def ecs_routes(services: Services) -> list[BaseRoute]:
     """The server API's routes."""
     return [
-        Route(path, endpoint(services, view), methods=[method], name=view.__name__)
-        for path, method, view in _TABLE
+        *(
+            Route(path, endpoint(services, view), methods=[method], name=view.__name__)
+            for path, method, view in _TABLE
+        ),
+        *console_routes(services),
     ]

@@ -56,6 +56,8 @@ class Call:
     authenticated: Authenticated | None = None
     #: the request's headers, names in lower case (repeated ones joined with ",")
     headers: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    #: the service's root URL as this request reached it (scheme and ``Host``), ending in ``/``
+    base_url: str = ""
 
     @property
     def project_id(self) -> str:
@@ -141,6 +143,7 @@ def authenticate_call(
         content_type=request.headers.get("content-type", ""),
         authenticated=authenticated,
         headers=signed.headers,
+        base_url=str(request.base_url),
     )
 
 
