@@ -392,6 +392,21 @@ def test_the_serial_console_shows_output_and_types_input(api: Api) -> None:
         api.host.console_greeting = b""
 
 
+def test_input_sent_just_before_leaving_is_still_typed(api: Api) -> None:
+    """A client that types and leaves at once (``echo cmd | imageport server console``) while
+    the guest prints: its input is not lost to the output side noticing first."""
+    server_id = api.server()
+    api.host.console_greeting = b"x" * 65536
+    try:
+        for attempt in range(20):
+            with connect(api.serial_url(server_id)) as ws:
+                ws.send(b"typed %d\r" % attempt)
+            _wait_for(lambda: api.host.consoles[-1].closed)
+            assert api.host.consoles[-1].typed == b"typed %d\r" % attempt
+    finally:
+        api.host.console_greeting = b""
+
+
 def test_the_serial_console_is_refused_without_a_valid_token(api: Api) -> None:
     server_id = api.server()
     url = api.serial_url(server_id)

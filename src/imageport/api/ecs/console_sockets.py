@@ -316,7 +316,10 @@ async def _serial(services: Services, sessions: _Sessions, websocket: WebSocket)
                 data = await _next_input(websocket, activity, text_allowed=True)
                 if isinstance(data, _Ended) or data is None:
                     return data
-                await anyio.to_thread.run_sync(session.write, data, limiter=threads)
+                try:
+                    await anyio.to_thread.run_sync(session.write, data, limiter=threads)
+                except MachineError:
+                    return _Ended(NORMAL, "the server stopped")
 
         async def to_client() -> _Ended:
             while True:
@@ -368,7 +371,7 @@ async def _run_session(
     to_client: Callable[[], Awaitable[_Ended]],
 ) -> None:
     """Run both directions and the watch until one ends; close the WebSocket with its reason
-    (unless the client went away first)."""
+    (unless the client went away first: then the input it sent before is still delivered)."""
 
     async def watch() -> _Ended:
         while True:
@@ -378,9 +381,18 @@ async def _run_session(
             if not await run_in_threadpool(consoles.machine_running, services, grant):
                 return _Ended(NORMAL, "the server stopped")
 
+    async def output() -> _Ended:
+        try:
+            return await to_client()
+        except WebSocketDisconnect:
+            # the client has gone; what it sent before it left is still taken, and the input
+            # side ends the session when it reaches the disconnect
+            await asyncio.Event().wait()
+            raise
+
     started = time.monotonic()
     log.info("console %s of server %s opened", grant.kind, grant.server_id)
-    tasks = [asyncio.ensure_future(step()) for step in (from_client, to_client, watch)]
+    tasks = [asyncio.ensure_future(step()) for step in (from_client, output, watch)]
     ended: _Ended | None = None
     try:
         done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
