@@ -2,8 +2,8 @@
 
 The client commands (:mod:`imageport.cli.remote`, :mod:`imageport.cli.image_commands`,
 :mod:`imageport.cli.image_update_commands`, :mod:`imageport.cli.tag_commands`,
-:mod:`imageport.cli.job_commands`, :mod:`imageport.cli.export`; all described in
-``docs/client.md``) take ``--endpoint``,
+:mod:`imageport.cli.job_commands`, :mod:`imageport.cli.export`,
+:mod:`imageport.cli.console_commands`; all described in ``docs/client.md``) take ``--endpoint``,
 ``--s3-endpoint``, ``--access-key``, ``--secret-key``, ``--project-id`` and ``--config``
 (:func:`client_flags`; see :mod:`imageport.client.config` for the environment variables and the
 config file), and exit 0 on success, 1 when the job failed or the image is ``killed``, 2 on

@@ -27,6 +27,7 @@
     imageport flavor ls                                                  # (server_commands)
     imageport keypair create NAME [--public-key FILE | --private-key-out FILE] [--json]
     imageport keypair ls [--json] | show NAME [--json] | rm NAME      # (keypair_commands)
+    imageport server console NAME_OR_ID      # Ctrl-] detaches        (cli/console_commands.py)
 
 Every command takes ``--endpoint``, ``--s3-endpoint``, ``--access-key``, ``--secret-key``,
 ``--project-id`` and ``--config``; see :mod:`imageport.client.config` for the environment
@@ -40,7 +41,9 @@ This module declares the commands and runs ``bucket`` and ``upload``; ``image`` 
 :mod:`imageport.cli.image_update_commands`, :mod:`imageport.cli.tag_commands`,
 :mod:`imageport.cli.member_commands`, which declare their own actions), ``job`` in
 :mod:`imageport.cli.job_commands`, ``keypair`` in :mod:`imageport.cli.keypair_commands` (which
-declares its own actions). ``docs/client.md`` describes them all.
+declares its own actions), ``server`` and ``flavor`` in :mod:`imageport.cli.server_commands`
+(``server console`` in :mod:`imageport.cli.console_commands`). ``docs/client.md`` describes
+them all.
 """
 
 from __future__ import annotations

@@ -10,6 +10,7 @@
     imageport server rm NAME|ID... [--wait [--timeout S]]
     imageport server log NAME|ID [--lines N]         # the serial console's last lines
     imageport server ssh NAME|ID [-i KEY] [--user U] [-- COMMAND...]
+    imageport server console NAME|ID                  # Ctrl-] detaches (cli/console_commands.py)
     imageport server image NAME|ID --name IMAGE [--description D] [--wait [--timeout S]]
     imageport flavor ls [--json]
 
@@ -29,6 +30,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from imageport.cli import console_commands
 from imageport.cli.client_setup import (
     EXIT_ERROR,
     EXIT_FAILED,
@@ -115,6 +117,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     image.add_argument("--description", help="the new image's description")
     _wait_flags(image)
     image.set_defaults(func=guarded(_image))
+
+    console_commands.add_parser(scmd, common)
 
     flavor = sub.add_parser("flavor", help="list the flavors servers can have")
     fcmd = flavor.add_subparsers(dest="flavor_command", required=True, metavar="ACTION")

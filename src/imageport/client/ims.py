@@ -2,9 +2,10 @@
 
 Only what the CLI needs: register an image from a bucket object (normal path, fast import, or
 the uninitialized Glance path), list (filtered and sorted), show, update, tag, copy and delete
-images, share them with other projects (and answer a share), and read and cancel jobs. Replies
-are JSON; error replies are decoded from either the vendor's ``{"error": {"code", "message"}}``
-or the SDK's ``{"error_code", "error_msg"}`` shape.
+images, share them with other projects (and answer a share), read and cancel jobs, and find a
+server and its serial console's URL. Replies are JSON; error replies are decoded from either
+the vendor's ``{"error": {"code", "message"}}`` or the SDK's ``{"error_code", "error_msg"}``
+shape.
 """
 
 from __future__ import annotations
@@ -251,6 +252,29 @@ class ImsClient:
     def job_report(self, job_id: str) -> dict[str, Any]:
         """The check report of the image the job made (``imageport.check/1``)."""
         return self._call("GET", f"/v1/cloudimages/job/{quote(job_id, safe='')}/report")
+
+    # servers (the server API answers on the same endpoint)
+    def _servers_path(self) -> str:
+        return f"/v1/{quote(self.credentials.project_id, safe='')}/cloudservers"
+
+    def servers_named(self, name: str) -> list[dict[str, Any]]:
+        """``GET /v1/{project_id}/cloudservers/detail?name=NAME``: the servers whose name is
+        exactly ``name`` (the vendor's filter may match more loosely)."""
+        doc = self._call("GET", f"{self._servers_path()}/detail" + _query({"name": name}))
+        found = doc.get("servers")
+        if not isinstance(found, list):
+            raise ClientError("the server list reply has no 'servers' list")
+        return [s for s in found if isinstance(s, dict) and s.get("name") == name]
+
+    def serial_console_url(self, server_id: str) -> str:
+        """``POST /v1/{project_id}/cloudservers/{id}/actions/serial-console``: the URL of the
+        server's serial console WebSocket (for one connection, within 10 minutes)."""
+        path = f"{self._servers_path()}/{quote(server_id, safe='')}/actions/serial-console"
+        console = self._call("POST", path).get("serial_console")
+        url = console.get("url") if isinstance(console, dict) else None
+        if not isinstance(url, str) or not url:
+            raise ClientError("the serial-console reply has no 'serial_console.url'")
+        return url
 
 
 def _job_id(doc: Mapping[str, Any]) -> str:
