@@ -340,8 +340,8 @@ def test_a_project_opens_a_bounded_number_of_consoles(api: Api) -> None:
             stack.enter_context(connect(api.serial_url(server_id, api.beta)))
             for _ in range(console_sockets.MAX_SESSIONS_PER_PROJECT)
         ]
-        status, _ = _refusal(lambda: connect(api.serial_url(server_id, api.beta)))
-        assert status == 503
+        status, body = _refusal(lambda: connect(api.serial_url(server_id, api.beta)))
+        assert (status, body["error_code"]) == (503, "IMG.HTTP503")
         assert _opens(api.serial_url(api.server()))  # another project's is not held back
         opened[0].close()
         _wait_for(lambda: _opens(api.serial_url(server_id, api.beta)))

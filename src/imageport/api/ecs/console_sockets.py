@@ -14,7 +14,7 @@ is accepted:
    console with a URL it got hold of (403);
 2. the client may offer the ``binary`` subprotocol and nothing else (400);
 3. at most :data:`MAX_SESSIONS` consoles are open at once, :data:`MAX_SESSIONS_PER_PROJECT`
-   per project (503);
+   per project (503 ``IMG.HTTP503``, as the listener's own refusals);
 4. the token is redeemed (used up) and the server must still be ``ACTIVE`` with its machine
    running (403 ``Ecs.0003`` for a bad token, 400 ``Ecs.0100`` for a server without a console).
 
@@ -226,14 +226,14 @@ def _precheck(websocket: WebSocket, sessions: _Sessions) -> tuple[str, str | Non
         raise _Refused(403, codes.ECS_FORBIDDEN, "the Origin of the page is not this service's own")
     subprotocol = _subprotocol(websocket)
     if sessions.full():
-        raise _Refused(503, codes.ECS_FORBIDDEN, "too many consoles are open; retry later")
+        raise _Refused(503, codes.http_status(503), "too many consoles are open; retry later")
     return _token(websocket), subprotocol
 
 
 def _admit(sessions: _Sessions, grant: ConsoleGrant) -> None:
     if not sessions.admit(grant.project_id):
         raise _Refused(
-            503, codes.ECS_FORBIDDEN, "too many consoles of this project are open; close one"
+            503, codes.http_status(503), "too many consoles of this project are open; close one"
         )
 
 
