@@ -23,7 +23,6 @@ What the machine is, and why:
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import select
 import shutil
@@ -34,7 +33,6 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
 
 from imageport.adapters.image_worker import QEMU_DRIVERS
 from imageport.adapters.qemu.accel import usable_accelerator
@@ -44,6 +42,12 @@ from imageport.adapters.qemu.capture import (
     SERIAL_HEAD,
     SERIAL_TAIL,
     ConsoleBuffer,
+)
+from imageport.adapters.qemu.disks import (
+    create_overlay,
+    opt,
+    overlay_blockdev,
+    virtual_size,
 )
 from imageport.adapters.qemu.firmware import OVMF_PAIRS, find_ovmf
 from imageport.adapters.qemu.qmp import Qmp
@@ -57,8 +61,6 @@ START_SECONDS = 30.0
 #: How often the caller's verdict is asked, and QEMU's run state.
 SETTLE_EVERY = 1.0
 STATUS_EVERY = 2.0
-#: Block drivers that know a backing file (so the image node gets an explicit "none").
-_HAS_BACKING = frozenset({"qcow2", "qcow", "qed", "vmdk"})
 _SANDBOX = "on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny"
 
 
@@ -115,11 +117,9 @@ class QemuBootRunner:
                 return _watch(proc, listeners, work, firmware, accel, timeout, settled, screenshot)
 
     def _overlay(self, work: Path, image: Path, driver: str) -> Path:
-        size = _virtual_size(self.qemu_img, image, driver)
+        size = virtual_size(self.qemu_img, image, driver, BootError)
         overlay = work / "disk.qcow2"
-        backing = f"backing_file={_opt(str(image))},backing_fmt={driver}"
-        cmd = [self.qemu_img, "create", "-q", "-f", "qcow2", "-u", "-o", backing]
-        _run([*cmd, str(overlay), str(size)], "qemu-img create")
+        create_overlay(self.qemu_img, overlay, image, driver, size, BootError)
         return overlay
 
     def _machine(self, work: Path, firmware: str, accel: str) -> list[str]:
@@ -155,45 +155,16 @@ class QemuBootRunner:
             f"q35,accel={accel}",
             *argv,
             "-drive",
-            f"if=pflash,format=raw,unit=0,readonly=on,file={_opt(str(ovmf.code))}",
+            f"if=pflash,format=raw,unit=0,readonly=on,file={opt(str(ovmf.code))}",
             "-drive",
-            f"if=pflash,format=raw,unit=1,file={_opt(str(variables))}",
+            f"if=pflash,format=raw,unit=1,file={opt(str(variables))}",
         ]
 
 
-def _opt(value: str) -> str:
-    """``value`` quoted for QEMU's ``key=value,...`` option syntax (commas doubled)."""
-    return value.replace(",", ",,")
-
-
-def _virtual_size(qemu_img: str, image: Path, driver: str) -> int:
-    spec = {"driver": driver, "file": {"driver": "file", "filename": str(image)}}
-    if driver in _HAS_BACKING:
-        spec["backing"] = None  # type: ignore[assignment]
-    out = _run([qemu_img, "info", "--output=json", "json:" + json.dumps(spec)], "qemu-img info")
-    size = json.loads(out).get("virtual-size")
-    if not isinstance(size, int) or size <= 0:
-        raise BootError(f"qemu-img info gave no virtual size for {image}")
-    return size
-
-
 def _disk(overlay: Path, image: Path, driver: str) -> list[str]:
-    base: dict[str, Any] = {
-        "driver": driver,
-        "read-only": True,
-        "file": {"driver": "file", "filename": str(image), "read-only": True},
-    }
-    if driver in _HAS_BACKING:
-        base["backing"] = None
-    top = {
-        "driver": "qcow2",
-        "node-name": "disk0",
-        "file": {"driver": "file", "filename": str(overlay)},
-        "backing": base,
-    }
     return [
         "-blockdev",
-        json.dumps(top),
+        overlay_blockdev(overlay, image, driver, "disk0"),
         "-device",
         "virtio-blk-pci,drive=disk0,bootindex=1",
     ]
@@ -203,27 +174,18 @@ def _consoles(work: Path) -> list[str]:
     """QMP, the first serial port and the firmware debug port, each a socket QEMU connects to."""
     return [
         "-chardev",
-        f"socket,id=qmp,path={_opt(str(work / 'qmp.sock'))}",
+        f"socket,id=qmp,path={opt(str(work / 'qmp.sock'))}",
         "-mon",
         "chardev=qmp,mode=control",
         "-chardev",
-        f"socket,id=serial0,path={_opt(str(work / 'serial.sock'))}",
+        f"socket,id=serial0,path={opt(str(work / 'serial.sock'))}",
         "-serial",
         "chardev:serial0",
         "-chardev",
-        f"socket,id=fw,path={_opt(str(work / 'fw.sock'))}",
+        f"socket,id=fw,path={opt(str(work / 'fw.sock'))}",
         "-device",
         "isa-debugcon,iobase=0x402,chardev=fw",
     ]
-
-
-def _run(argv: list[str], what: str) -> str:
-    proc = subprocess.run(  # noqa: S603 - argument list built here, no shell
-        argv, capture_output=True, check=False, timeout=120
-    )
-    if proc.returncode != 0:
-        raise BootError(f"{what} failed: {proc.stderr.decode(errors='replace').strip()[-500:]}")
-    return proc.stdout.decode(errors="replace")
 
 
 @contextlib.contextmanager
