@@ -1,10 +1,10 @@
 """The one place the service's adapters are chosen from the settings.
 
 :func:`build_services` opens the database (migrating it), and builds the object store, the
-image worker and the job queue. Today there is one implementation of each port: files on
-local disk plus the database, qemu-img in limited subprocesses, and a thread pool in this
-process. A remote object store or remote workers would be picked here, from new settings,
-without touching ``service/`` or ``api/``.
+image worker, the job queue and the server host. Today there is one implementation of each
+port: files on local disk plus the database, qemu-img in limited subprocesses, a thread pool in
+this process, and QEMU virtual machines on this machine. A remote object store or remote
+workers would be picked here, from new settings, without touching ``service/`` or ``api/``.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from imageport.adapters.db.engine import open_database
 from imageport.adapters.image_worker import SubprocessImageWorker
 from imageport.adapters.job_queue import ThreadJobQueue
 from imageport.adapters.objectstore.local import LocalObjectStore
+from imageport.adapters.qemu.server_host import QemuServerHost
 from imageport.service.context import Services
 from imageport.service.jobs.dispatch import run_job
 from imageport.service.quotas import project_of
@@ -27,7 +28,11 @@ log = logging.getLogger("imageport.jobs")
 
 def build_services(settings: Settings) -> Services:
     """Services for ``settings``, with a job queue (not started: the caller runs recovery
-    first, then starts it). Every line logged while a job runs carries its ``job_id``."""
+    first, then starts it). Every line logged while a job runs carries its ``job_id``.
+
+    The server host reports a machine that ends by itself (the guest powered off, QEMU died)
+    by calling ``host.on_stopped(server_id)``; the service's handler for that is assigned to
+    it here, once the services it needs exist."""
     db = open_database(settings.db_url)
     services = Services(
         settings, db, LocalObjectStore(settings, db), SubprocessImageWorker(settings)
@@ -42,6 +47,8 @@ def build_services(settings: Settings) -> Services:
             finally:
                 log.info("job ended after %.1f s", time.monotonic() - started)
 
+    host = QemuServerHost(settings, on_stopped=None)
+    services.host = host
     services.queue = ThreadJobQueue(
         settings.workers,
         run,
