@@ -23,11 +23,8 @@ import os
 import re
 import secrets
 import shutil
-import signal
 import socket
-import subprocess
 import threading
-import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -51,6 +48,15 @@ from imageport.adapters.qemu.machine_files import (
 from imageport.adapters.qemu.metadata_service import MetadataService, socket_name
 from imageport.adapters.qemu.metadata_tree import MetadataTree
 from imageport.adapters.qemu.privileges import RunAs, relay_python, relay_script, run_as
+from imageport.adapters.qemu.qemu_process import (
+    END_SECONDS,
+    PORT_TAKEN,
+    connect,
+    free_port,
+    kill,
+    launch,
+    wait_gone,
+)
 from imageport.adapters.qemu.qmp import Qmp
 from imageport.adapters.qemu.watcher import MachineWatcher
 from imageport.service.ports import (
@@ -68,9 +74,6 @@ MAX_VCPUS = 64
 MIN_MEMORY_MIB = 64
 MAX_MEMORY_MIB = 256 * 1024
 MAX_DISK_BYTES = 1024 << 30
-#: Seconds QEMU has to open its sockets, and to end after ``quit`` or a kill.
-START_SECONDS = 30.0
-END_SECONDS = 30.0
 #: Seconds a stop may give the guest to power off.
 MAX_STOP_SECONDS = 3600.0
 #: Tries at a free loopback port for the SSH forward (another program may take one first).
@@ -86,10 +89,6 @@ class _Running:
     ssh_port: int
     watcher: MachineWatcher
     metadata: MetadataService
-
-
-class _PortTaken(MachineError):
-    """Another program took the SSH port between our pick and QEMU's bind."""
 
 
 class QemuServerHost:
@@ -217,7 +216,7 @@ class QemuServerHost:
                 if ended.wait(timeout):
                     return
                 log.info("server %s: no power-off in %.0f s, pulling the plug", server_id, timeout)
-            _kill(running.pid, files)
+            kill(running.pid, files)
             if not ended.wait(END_SECONDS):
                 raise MachineError(f"the QEMU of server {server_id} did not end")
 
@@ -287,8 +286,8 @@ class QemuServerHost:
         for pid, server_id in all_server_qemus(self.servers_dir).items():
             if server_id not in wanted:
                 log.warning("server %s is not known: killing its QEMU (pid %d)", server_id, pid)
-                _kill(pid, MachineFiles(self.servers_dir, server_id))
-                _wait_gone(pid, MachineFiles(self.servers_dir, server_id))
+                kill(pid, MachineFiles(self.servers_dir, server_id))
+                wait_gone(pid, MachineFiles(self.servers_dir, server_id))
         if self.servers_dir.is_dir():
             for entry in self.servers_dir.iterdir():
                 with contextlib.suppress(MachineError):
@@ -339,23 +338,24 @@ class QemuServerHost:
                 mac=spec.mac,
                 config_drive=spec.config_drive,
                 accelerator=self._accelerator(),
-                ssh_port=_free_port(),
+                ssh_port=free_port(),
                 relay=relay,
                 ovmf_code=ovmf.code if ovmf is not None else None,
                 run_as=user.name if user is not None else None,
             )
             argv = [self.setpriv, "--nnp", "--", *machine_argv(self.qemu, config)]
             try:
-                pid = _launch(files, argv)
+                pid = launch(files, argv)
                 break
-            except _PortTaken:
-                if attempt == PORT_TRIES:
+            except MachineError as exc:
+                # another program took the SSH port between our pick and QEMU's bind
+                if PORT_TAKEN not in str(exc) or attempt == PORT_TRIES:
                     raise
         try:
             files.save_run(RunRecord(pid, config.ssh_port))
-            qmp = Qmp(_connect(files.qmp, 5.0), error=MachineError)
+            qmp = Qmp(connect(files.qmp, 5.0), error=MachineError)
             try:
-                self._follow(files, pid, config.ssh_port, _connect(files.serial, 5.0), metadata)
+                self._follow(files, pid, config.ssh_port, connect(files.serial, 5.0), metadata)
                 qmp.execute("cont")
             finally:
                 qmp.close()
@@ -420,8 +420,8 @@ class QemuServerHost:
             running = self._running.get(files.server_id)
         if running is not None:
             running.watcher.stopping = True
-        _kill(pid, files)
-        _wait_gone(pid, files)
+        kill(pid, files)
+        wait_gone(pid, files)
         if running is not None:
             running.watcher.ended.wait(END_SECONDS)
         files.forget_run()
@@ -443,19 +443,19 @@ class QemuServerHost:
             log.error(
                 "server %s: cannot serve its metadata again (%s): stopping it", files.server_id, exc
             )
-            _kill(pid, files)
-            _wait_gone(pid, files)
+            kill(pid, files)
+            wait_gone(pid, files)
             files.forget_run()
             return
         try:
-            serial = _connect(files.serial, 5.0)
+            serial = connect(files.serial, 5.0)
         except OSError as exc:
             metadata.close()
             log.error(
                 "server %s: its console does not answer (%s): stopping it", files.server_id, exc
             )
-            _kill(pid, files)
-            _wait_gone(pid, files)
+            kill(pid, files)
+            wait_gone(pid, files)
             files.forget_run()
             return
         self._follow(files, pid, run.ssh_port, serial, metadata)
@@ -498,7 +498,7 @@ class QemuServerHost:
         self, files: MachineFiles, command: str, arguments: dict[str, Any] | None = None
     ) -> Any:
         try:
-            sock = _connect(files.qmp, 5.0)
+            sock = connect(files.qmp, 5.0)
         except OSError as exc:
             raise MachineError(f"QEMU's machine protocol does not answer: {exc}") from exc
         qmp = None
@@ -524,8 +524,8 @@ class QemuServerHost:
         for pid, server_id in all_server_qemus(self.servers_dir).items():
             if server_id == files.server_id:
                 log.warning("server %s: killing a QEMU nobody followed (pid %d)", server_id, pid)
-                _kill(pid, files)
-                _wait_gone(pid, files)
+                kill(pid, files)
+                wait_gone(pid, files)
 
     @contextlib.contextmanager
     def _exclusive(self, server_id: str) -> Iterator[None]:
@@ -556,75 +556,3 @@ def _check_spec(spec: MachineSpec) -> None:
         problems.append(f"image {spec.image} (not a file)")
     if problems:
         raise MachineError("cannot make a machine with " + "; ".join(problems))
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _connect(path: Path, timeout: float) -> socket.socket:
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    sock.settimeout(timeout)
-    try:
-        sock.connect(str(path))
-    except OSError:
-        sock.close()
-        raise
-    return sock
-
-
-def _launch(files: MachineFiles, argv: list[str]) -> int:
-    """Start QEMU (it daemonizes, paused by ``-S``); the pid it runs as."""
-    files.remove_sockets()
-    files.pid_file.unlink(missing_ok=True)
-    fd = os.open(files.qemu_log, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
-    with os.fdopen(fd, "wb") as qemu_log:
-        proc = subprocess.Popen(  # noqa: S603 - argument list built here, no shell
-            argv,
-            stdin=subprocess.DEVNULL,
-            stdout=qemu_log,
-            stderr=qemu_log,
-            cwd=files.folder,
-            start_new_session=True,
-            umask=0o077,
-        )
-    try:
-        status = proc.wait(START_SECONDS)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
-        raise MachineError(f"QEMU did not start in {START_SECONDS:.0f} s") from None
-    pid = qemu_pid(files, files.daemon_pid())
-    if status != 0 or pid is None:
-        message = _qemu_message(files) or f"exit status {status}, no message"
-        error = _PortTaken if "host forwarding" in message else MachineError
-        raise error(f"QEMU did not start: {message}")
-    return pid
-
-
-def _qemu_message(files: MachineFiles) -> str:
-    try:
-        data = files.qemu_log.read_bytes()[-2000:]
-    except OSError:
-        return ""
-    return data.decode(errors="replace").strip()
-
-
-def _kill(pid: int, files: MachineFiles) -> None:
-    """SIGKILL the QEMU ``pid`` of the server of ``files`` (and its process group, which is
-    its own), if that is still what ``pid`` is."""
-    if qemu_pid(files, pid) is None:
-        return
-    with contextlib.suppress(ProcessLookupError):
-        if os.getpgid(pid) == pid:
-            os.killpg(pid, signal.SIGKILL)
-        else:
-            os.kill(pid, signal.SIGKILL)
-
-
-def _wait_gone(pid: int, files: MachineFiles) -> None:
-    deadline = time.monotonic() + END_SECONDS
-    while qemu_pid(files, pid) is not None and time.monotonic() < deadline:
-        time.sleep(0.1)
