@@ -250,6 +250,9 @@ def run(settings: Settings, out: IO[str] | None = None) -> int:
                 stack.callback(sock.close)
             services = _start_services(settings)
             stack.callback(services.db.dispose)
+            if services.host is not None:
+                # servers keep running: the next start re-attaches them
+                stack.callback(services.host.close)
             if services.queue is not None:
                 stack.callback(services.queue.stop, QUEUE_STOP_SECONDS)
             ims, s3 = build_apps(services)

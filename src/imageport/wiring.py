@@ -21,6 +21,7 @@ from imageport.adapters.qemu.server_host import QemuServerHost
 from imageport.service.context import Services
 from imageport.service.jobs.dispatch import run_job
 from imageport.service.quotas import project_of
+from imageport.service.servers.lifecycle import machine_stopped
 from imageport.settings import Settings
 
 log = logging.getLogger("imageport.jobs")
@@ -31,8 +32,8 @@ def build_services(settings: Settings) -> Services:
     first, then starts it). Every line logged while a job runs carries its ``job_id``.
 
     The server host reports a machine that ends by itself (the guest powered off, QEMU died)
-    by calling ``host.on_stopped(server_id)``; the service's handler for that is assigned to
-    it here, once the services it needs exist."""
+    by calling ``on_stopped(server_id)``: the service's :func:`machine_stopped`, which turns the
+    server SHUTOFF."""
     db = open_database(settings.db_url)
     services = Services(
         settings, db, LocalObjectStore(settings, db), SubprocessImageWorker(settings)
@@ -47,7 +48,9 @@ def build_services(settings: Settings) -> Services:
             finally:
                 log.info("job ended after %.1f s", time.monotonic() - started)
 
-    host = QemuServerHost(settings, on_stopped=None)
+    host = QemuServerHost(
+        settings, on_stopped=lambda server_id: machine_stopped(services, server_id)
+    )
     services.host = host
     services.queue = ThreadJobQueue(
         settings.workers,

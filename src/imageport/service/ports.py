@@ -637,6 +637,11 @@ class ServerHost(Protocol):
 
     def discard_copy(self, copy: DiskCopy) -> None: ...
 
+    def close(self) -> None:
+        """Stop following the machines, which keep running: the service is shutting down, and
+        the next one finds them with :meth:`recover`."""
+        ...
+
     def recover(self, known: Sequence[str]) -> dict[str, MachineState]:
         """After a restart: re-attach every living machine of ``known`` and answer its state
         (the others are off); kill machines and remove the files of servers not in ``known``."""

@@ -188,6 +188,9 @@ class FakeServerHost:
     def discard_copy(self, copy: DiskCopy) -> None:
         copy.top.unlink(missing_ok=True)
 
+    def close(self) -> None:
+        self._call("close", "")
+
     def recover(self, known: Sequence[str]) -> dict[str, MachineState]:
         self._call("recover", "")
         for server_id in [s for s in self.machines if s not in known]:

@@ -300,8 +300,6 @@ class QemuServerHost:
                     self._reattach(MachineFiles(self.servers_dir, server_id))
         return {server_id: self.state(server_id) for server_id in known}
 
-    # -- not in the port -------------------------------------------------------------------------
-
     def close(self) -> None:
         """Stop following the machines, which keep running (the service is shutting down; a
         new one finds them with :meth:`recover`)."""
