@@ -5,6 +5,7 @@ QEMU runs as, the command line, the sparse disk copy."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shlex
@@ -358,3 +359,35 @@ def test_a_disk_copy_keeps_holes(tmp_path: Path) -> None:
     assert stat.S_IMODE(copy.stat().st_mode) == 0o600
     with pytest.raises(FileExistsError):
         copy_sparse(source, copy)
+
+
+# -- the published relay ----------------------------------------------------------------------
+
+
+def test_the_relay_is_published_once_where_anyone_can_read_and_no_one_can_change_it(
+    tmp_path: Path,
+) -> None:
+    from imageport.adapters.qemu.privileges import published_relay
+
+    first = published_relay(b"print('relay')\n", tmp_path)
+    assert first.read_bytes() == b"print('relay')\n"
+    assert stat.S_IMODE(first.stat().st_mode) == 0o444
+    assert stat.S_IMODE(first.parent.stat().st_mode) == 0o755
+    # a restarted service finds the very file its running machines name
+    assert published_relay(b"print('relay')\n", tmp_path) == first
+    # another relay (an upgrade) gets its own folder; the old file stays for old machines
+    other = published_relay(b"print('relay 2')\n", tmp_path)
+    assert other.parent != first.parent and first.exists()
+
+
+def test_a_folder_of_the_relays_name_that_is_not_ours_is_never_used(tmp_path: Path) -> None:
+    from imageport.adapters.qemu.privileges import PUBLISHED, published_relay
+
+    code = b"print('relay')\n"
+    digest = hashlib.sha256(code).hexdigest()[:16]
+    planted = tmp_path / PUBLISHED.format(uid=os.geteuid(), digest=digest)
+    planted.mkdir(mode=0o777)
+    (planted / "metadata_relay.py").write_bytes(b"import os; os.system('evil')\n")
+    published = published_relay(code, tmp_path)
+    assert published.parent != planted
+    assert published.read_bytes() == code

@@ -12,10 +12,12 @@ system.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import pwd
 import stat
 import sys
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -67,15 +69,67 @@ def relay_python(user: RunAs | None) -> str:
 
 
 def relay_script(user: RunAs | None) -> Path:
-    """The relay's file (:mod:`.metadata_relay`), when ``user`` (None: the service's) can
-    read it."""
+    """The relay's file (:mod:`.metadata_relay`), as a path ``user`` (None: the service's) can
+    read: the installed module itself when it can, else a copy published in a folder of the
+    service's user that anyone may enter (:func:`published_relay`): an installation in a
+    folder only root can enter (a checkout under ``/root``, a 0700 temporary folder) still
+    serves metadata."""
     script = Path(os.path.realpath(metadata_relay.__file__))
-    if user is not None and not can_read(script, user):
+    if user is None or can_read(script, user):
+        return script
+    published = published_relay(script.read_bytes(), Path(tempfile.gettempdir()))
+    if not can_read(published, user):
         raise MachineError(
-            f"the metadata relay {script} is not readable by user {user.name}, whom QEMU runs "
-            "as: install imageport where that user can read it (not under /root)"
+            f"the metadata relay {published} is not readable by user {user.name}, whom QEMU "
+            "runs as: make the temporary folder searchable for it, or install imageport where "
+            "it can read the relay"
         )
+    return published
+
+
+#: Where the published relay goes in the temporary folder: named by the service's user and the
+#: relay's digest, so a machine started with an older relay still finds its file after an
+#: upgrade, and a restarted service finds the file its running machines name.
+PUBLISHED = "imageport-relay-{uid}-{digest}"
+
+
+def published_relay(code: bytes, tmp: Path) -> Path:
+    """``code`` as ``metadata_relay.py`` in a folder of ``tmp`` owned by the service's user,
+    mode 0755, the file 0444: nobody else can change it. A folder of that name that is not
+    exactly that (another owner, a link, other bits, other content) is never used: the copy
+    then goes to a fresh folder of a random name."""
+    uid = os.geteuid()
+    digest = hashlib.sha256(code).hexdigest()[:16]
+    folder = tmp / PUBLISHED.format(uid=uid, digest=digest)
+    script = folder / "metadata_relay.py"
+    if _trusted(folder, script, code, uid):
+        return script
+    try:
+        folder.mkdir(mode=0o755)
+    except FileExistsError:
+        folder = Path(tempfile.mkdtemp(prefix=f"imageport-relay-{uid}-", dir=tmp))
+        script = folder / "metadata_relay.py"
+    folder.chmod(0o755)  # the umask may have taken bits away
+    descriptor = os.open(script, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o444)
+    with os.fdopen(descriptor, "wb") as out:
+        out.write(code)
+    os.chmod(script, 0o444)
     return script
+
+
+def _trusted(folder: Path, script: Path, code: bytes, uid: int) -> bool:
+    try:
+        folder_stat = os.lstat(folder)
+        script_stat = os.lstat(script)
+    except FileNotFoundError:
+        return False
+    if not (stat.S_ISDIR(folder_stat.st_mode) and stat.S_ISREG(script_stat.st_mode)):
+        return False
+    if folder_stat.st_uid != uid or script_stat.st_uid != uid:
+        return False
+    if stat.S_IMODE(folder_stat.st_mode) != 0o755 or stat.S_IMODE(script_stat.st_mode) & 0o222:
+        return False
+    return script.read_bytes() == code
 
 
 def can_read(path: Path, user: RunAs) -> bool:
