@@ -135,3 +135,14 @@ def test_the_console_buffer_keeps_a_head_and_a_tail() -> None:
     small = ConsoleBuffer(head=64, tail=64)
     small.append(b"all of it")
     assert small.data == b"all of it"
+
+
+def test_a_machine_that_is_itself_virtual_never_picks_kvm_by_itself(tmp_path: Path) -> None:
+    from imageport.adapters.qemu.accel import nested
+
+    virtual = tmp_path / "virtual"
+    virtual.write_text("processor\t: 0\nflags\t\t: fpu vme sse2 hypervisor lahf_lm\n")
+    bare = tmp_path / "bare"
+    bare.write_text("processor\t: 0\nflags\t\t: fpu vme sse2 vmx lahf_lm\n")
+    assert nested(virtual) and not nested(bare)
+    assert not nested(tmp_path / "missing")
