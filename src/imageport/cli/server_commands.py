@@ -106,7 +106,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     ssh.add_argument("server", metavar="NAME|ID")
     ssh.add_argument("-i", "--identity", metavar="KEY", help="private key file")
     ssh.add_argument("--user", help="user to log in as (default: the image's cloud user)")
-    ssh.add_argument("command", nargs=argparse.REMAINDER, help="command to run (after --)")
+    ssh.add_argument(
+        "remote_command", nargs=argparse.REMAINDER, metavar="COMMAND", help="to run (after --)"
+    )
     ssh.set_defaults(func=guarded(_ssh))
 
     image = scmd.add_parser(
@@ -302,7 +304,8 @@ def _ssh(args: argparse.Namespace) -> int:
     ]
     if args.identity:
         argv += ["-i", str(Path(args.identity))]
-    command = args.command[1:] if args.command[:1] == ["--"] else args.command
+    given = args.remote_command
+    command = given[1:] if given[:1] == ["--"] else given
     argv += [f"{user}@{host}", *command]
     os.execvp("ssh", argv)  # noqa: S606,S607 - the user's own ssh, argument list built here
 
