@@ -107,7 +107,10 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     ssh.add_argument("-i", "--identity", metavar="KEY", help="private key file")
     ssh.add_argument("--user", help="user to log in as (default: the image's cloud user)")
     ssh.add_argument(
-        "remote_command", nargs=argparse.REMAINDER, metavar="COMMAND", help="to run (after --)"
+        "remote_command",
+        nargs=argparse.REMAINDER,
+        metavar="-- COMMAND",
+        help="to run on the server (-i and --user may also come after NAME|ID)",
     )
     ssh.set_defaults(func=guarded(_ssh))
 
@@ -159,16 +162,21 @@ def resolve(client: ServersClient, name_or_id: str) -> dict[str, Any]:
     return client.show_server(name_or_id)
 
 
-def _job_ended(client: ServersClient, job_id: str, args: argparse.Namespace) -> int:
-    """Wait for ``job_id`` when asked; the exit status."""
+def _job_ended(
+    client: ServersClient, job_id: str, args: argparse.Namespace, *, quiet: bool = False
+) -> int:
+    """Wait for ``job_id`` when asked; the exit status. ``quiet``: print nothing on success
+    (the caller prints JSON)."""
     if not args.wait:
-        print(f"job {job_id}")
+        if not quiet:
+            print(f"job {job_id}")
         return EXIT_OK
     job = client.wait_job(job_id, timeout=args.timeout)
     if job.get("status") != "SUCCESS":
         err(f"job {job_id} failed: {job.get('error_code')}: {job.get('fail_reason')}")
         return EXIT_FAILED
-    print(f"job {job_id} SUCCESS")
+    if not quiet:
+        print(f"job {job_id} SUCCESS")
     return EXIT_OK
 
 
@@ -198,9 +206,10 @@ def _create(args: argparse.Namespace) -> int:
         if args.json and not args.wait:
             print_json({"job_id": job_id, "serverIds": ids})
             return EXIT_OK
-        for server_id in ids:
-            print(f"server {server_id}")
-        status = _job_ended(client, job_id, args)
+        if not args.json:
+            for server_id in ids:
+                print(f"server {server_id}")
+        status = _job_ended(client, job_id, args, quiet=args.json)
         if args.json:
             print_json([client.show_server(s) for s in ids])
         return status
@@ -283,9 +292,11 @@ def _ssh(args: argparse.Namespace) -> int:
     if shutil.which("ssh") is None:
         err("server ssh needs the ssh program: apt-get install openssh-client")
         return EXIT_ERROR
+    identity, user, command = _ssh_tail(args.remote_command)
+    identity = identity or args.identity
     with _client(args) as client:
         server = resolve(client, args.server)
-        user = args.user or _cloud_user(client, server)
+        user = user or args.user or _cloud_user(client, server)
     forward = server.get(SSH_KEY)
     if server.get("status") != "ACTIVE" or not isinstance(forward, str) or ":" not in forward:
         err(f"server {server.get('id')} is {server.get('status')}: no SSH forward to use")
@@ -302,12 +313,21 @@ def _ssh(args: argparse.Namespace) -> int:
         "-o",
         "LogLevel=ERROR",
     ]
-    if args.identity:
-        argv += ["-i", str(Path(args.identity))]
-    given = args.remote_command
-    command = given[1:] if given[:1] == ["--"] else given
+    if identity:
+        argv += ["-i", str(Path(identity))]
     argv += [f"{user}@{host}", *command]
     os.execvp("ssh", argv)  # noqa: S606,S607 - the user's own ssh, argument list built here
+
+
+def _ssh_tail(tail: Sequence[str]) -> tuple[str | None, str | None, list[str]]:
+    """``-i KEY``/``--user U`` given after the server's name, and the command after ``--``
+    (argparse hands everything after the name over as it is)."""
+    cut = tail.index("--") if "--" in tail else len(tail)
+    options = argparse.ArgumentParser(prog="imageport server ssh NAME|ID", add_help=False)
+    options.add_argument("-i", "--identity")
+    options.add_argument("--user")
+    parsed = options.parse_args(list(tail[:cut]))  # exits 2 with a usage line on anything else
+    return parsed.identity, parsed.user, list(tail[cut + 1 :])
 
 
 def _cloud_user(client: ServersClient, server: dict[str, Any]) -> str:

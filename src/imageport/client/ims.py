@@ -88,6 +88,7 @@ class ImsClient:
         doc: object = None,
         *,
         ok: tuple[int, ...] = (200, 201, 202, 204),
+        headers: Mapping[str, str] | None = None,
     ) -> dict[str, Any]:
         body = b"" if doc is None else json.dumps(doc).encode()
         ctype = JSON_TYPE if doc is not None else "application/json"
@@ -97,7 +98,12 @@ class ImsClient:
 
         signer: Signer = sign
         reply = self.transport.send(
-            method, path, signer, headers={"Content-Type": ctype}, body=body, ok=ok
+            method,
+            path,
+            signer,
+            headers={"Content-Type": ctype, **(headers or {})},
+            body=body,
+            ok=ok,
         )
         if not reply.body.strip():
             return {}

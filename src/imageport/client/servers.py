@@ -9,6 +9,7 @@ vendor's ECS SDK sends; errors decode as the image API's do (``Ecs.xxxx`` codes)
 from __future__ import annotations
 
 import time
+import uuid
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 from urllib.parse import quote
@@ -28,9 +29,17 @@ class ServersClient(ImsClient):
     def _servers(self, suffix: str = "") -> str:
         return f"/v1/{quote(self.credentials.project_id, safe='')}/cloudservers{suffix}"
 
-    def create_servers(self, server: Mapping[str, object]) -> tuple[str, list[str]]:
-        """``POST /v1/{project_id}/cloudservers``: the job id and the new servers' ids."""
-        doc = self._call("POST", self._servers(), {"server": dict(server)})
+    def create_servers(
+        self, server: Mapping[str, object], *, client_token: str | None = None
+    ) -> tuple[str, list[str]]:
+        """``POST /v1/{project_id}/cloudservers``: the job id and the new servers' ids.
+        ``client_token`` (``X-Client-Token``, the vendor's idempotency key; a fresh one by
+        default): the same token sent again gets the same job, so a retry makes no second
+        server, and two identical creates in one second are two requests, not a replay."""
+        token = client_token or uuid.uuid4().hex
+        doc = self._call(
+            "POST", self._servers(), {"server": dict(server)}, headers={"X-Client-Token": token}
+        )
         ids = doc.get("serverIds")
         job_id = doc.get("job_id")
         if not isinstance(job_id, str) or not isinstance(ids, list):
