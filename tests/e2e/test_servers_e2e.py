@@ -8,8 +8,9 @@
 2. a key pair is imported with the ECS SDK (Nova os-keypairs), and a server created from the
    image with it (CreatePostPaidServers; ShowJob until SUCCESS; ShowServer ACTIVE with its SSH
    forward);
-3. ``imageport server ssh`` logs in with the injected key (cloud-init took it from the metadata
-   service) and fixes both defects; the console log shows the guest's login prompt;
+3. ``imageport server ssh`` logs in as root with the injected key (cloud-init took it and the
+   user data allowing root from the metadata service) and fixes both defects; the console log
+   shows the guest's login prompt;
 4. the server is stopped (BatchStopServers SOFT), an image is made from it (the IMS SDK's
    CreateImage with ``instance_id``), its job succeeds and the new image's report no longer
    shows the defects;
@@ -20,6 +21,7 @@ One Debian boot (TCG: a minute or two); everything else is quick.
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import shutil
@@ -75,9 +77,12 @@ pytestmark = pytest.mark.filterwarnings(
 #: the defects of the fixable layout, and the rules that report them
 DEFECT_RULES = {"IMG-FSTAB-DATA-DISK", "IMG-NET-RULES"}
 FIX = (
-    "sudo rm -f /etc/udev/rules.d/70-persistent-net.rules"
-    " && sudo sed -i '\\#[[:space:]]/data[[:space:]]#d' /etc/fstab && sync && echo fixed"
+    "rm -f /etc/udev/rules.d/70-persistent-net.rules"
+    " && sed -i '\\#[[:space:]]/data[[:space:]]#d' /etc/fstab && sync && echo fixed"
 )
+#: the user data the server is created with: root may log in with the key pair (the image has
+#: no sudo; cloud-init's default puts the key only in the default user's authorized_keys)
+USER_DATA = b"#cloud-config\ndisable_root: false\n"
 SSH_SECONDS = 420.0
 IMAGEPORT = [sys.executable, "-m", "imageport.cli.main"]
 
@@ -195,6 +200,7 @@ def test_an_uninitialized_image_is_fixed_in_a_server_and_made_an_image_again(
                     nics=[PostPaidServerNic(subnet_id="default")],
                     root_volume=PostPaidServerRootVolume(volumetype="SSD", size=40),
                     key_name="fixer",
+                    user_data=base64.b64encode(USER_DATA).decode(),
                 )
             )
         )
@@ -209,7 +215,20 @@ def test_an_uninitialized_image_is_fixed_in_a_server_and_made_an_image_again(
     t0 = time.monotonic()
     fixed = None
     while time.monotonic() - t0 < SSH_SECONDS:
-        fixed = cli(server, keys, "server", "ssh", "fixer", "-i", str(key), "--", FIX, timeout=60)
+        fixed = cli(
+            server,
+            keys,
+            "server",
+            "ssh",
+            "fixer",
+            "-i",
+            str(key),
+            "--user",
+            "root",
+            "--",
+            FIX,
+            timeout=60,
+        )
         if fixed.returncode == 0:
             break
         time.sleep(5)
