@@ -156,6 +156,28 @@ class Settings:
         "unfinished multipart uploads one project may have open (more: 403 `QuotaExceeded`; S3 "
         "has no such limit, but each one holds a folder, rows and parts on disk); 0: no limit",
     )
+    # boot tests: stored images booted in throw-away QEMU machines (docs/boot.md)
+    boot_test_concurrency: int = _setting(
+        1,
+        "boot tests running at once on this host (each a QEMU machine of 1 GiB and 2 vCPUs, "
+        "for the boot-test route and the import's boot phase alike; more wait their turn); "
+        "0: boot tests are not offered (`IMG.BOOT`)",
+    )
+    boot_test_timeout_seconds: int = _setting(
+        300,
+        "seconds a boot test gives each firmware when the request names no `timeout`, and "
+        "the import's boot phase always (10-3600; a Debian 12 guest reaches its login prompt "
+        "in 35-180 s under TCG)",
+    )
+    boot_test_max_seconds: int = _setting(
+        900, "the longest `timeout` a boot-test request may ask for, per firmware (10-3600)"
+    )
+    import_boot_test: bool = _setting(
+        False,
+        "true: the import of every system image ends with a boot test (its verdict joins the "
+        "image's report) unless its registration says `boot_test: false`; false: only when "
+        "it says `boot_test: true`",
+    )
     # servers: virtual machines run by this service (service/servers/, adapters/qemu/)
     server_quota: int = _setting(
         4, "servers (not deleted) one project may have (more: `Ecs.0001`); 0: no servers at all"
@@ -170,7 +192,9 @@ class Settings:
         2048, "MiB of memory one server may have: flavors above it are not offered"
     )
     server_accelerator: str = _setting(
-        "auto", "`kvm`, `tcg`, or `auto`: KVM when a probe machine really runs with it here"
+        "auto",
+        "`kvm`, `tcg`, or `auto`: KVM when a probe machine really runs with it here (servers "
+        "and boot tests)",
     )
     server_user: str = _setting(
         "nobody",
@@ -220,6 +244,12 @@ class Settings:
         return self.data_dir / "staged"
 
     @property
+    def boot_screens_dir(self) -> Path:
+        """The screenshots of boot tests, one PNG per image and firmware, named by their ids
+        (``<image id>.<firmware>.png``); removed with the image."""
+        return self.data_dir / "boot-screens"
+
+    @property
     def servers_dir(self) -> Path:
         """One private folder per server: its system disk overlay, config drive, sockets, log."""
         return self.data_dir / "servers"
@@ -263,6 +293,11 @@ def load_settings(env: Mapping[str, str] | None = None, **overrides: object) -> 
         raise ValueError(f"stored_format must be one of {', '.join(STORED_FORMATS)}")
     if settings.image_quota < 0:
         raise ValueError("image_quota must be 0 (no limit) or more")
+    for name in ("boot_test_timeout_seconds", "boot_test_max_seconds"):
+        if not 10 <= getattr(settings, name) <= 3600:
+            raise ValueError(f"{name} must be 10-3600 (seconds)")
+    if settings.boot_test_timeout_seconds > settings.boot_test_max_seconds:
+        raise ValueError("boot_test_timeout_seconds must not be above boot_test_max_seconds")
     for names, least, words in _MINIMUMS:
         for name in names:
             if getattr(settings, name) < least:
@@ -281,6 +316,7 @@ _MINIMUMS: tuple[tuple[tuple[str, ...], int, str], ...] = (
             "free_space_reserve_bytes",
             "project_open_uploads",
             "keypair_quota",
+            "boot_test_concurrency",
         ),
         0,
         "0 or more",

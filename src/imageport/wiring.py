@@ -1,10 +1,11 @@
 """The one place the service's adapters are chosen from the settings.
 
 :func:`build_services` opens the database (migrating it), and builds the object store, the
-image worker, the job queue and the server host. Today there is one implementation of each
-port: files on local disk plus the database, qemu-img in limited subprocesses, a thread pool in
-this process, and QEMU virtual machines on this machine. A remote object store or remote
-workers would be picked here, from new settings, without touching ``service/`` or ``api/``.
+image worker, the job queue, the server host and the boot runner (QEMU, for boot tests). Today
+there is one implementation of each port: files on local disk plus the database, qemu-img in
+limited subprocesses, a thread pool in this process, and QEMU virtual machines on this machine.
+A remote object store or remote workers would be picked here, from new settings, without
+touching ``service/`` or ``api/``.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from imageport.adapters.db.engine import open_database
 from imageport.adapters.image_worker import SubprocessImageWorker
 from imageport.adapters.job_queue import ThreadJobQueue
 from imageport.adapters.objectstore.local import LocalObjectStore
+from imageport.adapters.qemu.boot_runner import QemuBootRunner
 from imageport.adapters.qemu.server_host import QemuServerHost
 from imageport.service.context import Services
 from imageport.service.jobs.dispatch import run_job
@@ -36,7 +38,11 @@ def build_services(settings: Settings) -> Services:
     server SHUTOFF."""
     db = open_database(settings.db_url)
     services = Services(
-        settings, db, LocalObjectStore(settings, db), SubprocessImageWorker(settings)
+        settings,
+        db,
+        LocalObjectStore(settings, db),
+        SubprocessImageWorker(settings),
+        boot=QemuBootRunner(accelerator=settings.server_accelerator),
     )
 
     def run(job_id: str) -> None:

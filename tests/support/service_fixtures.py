@@ -26,13 +26,19 @@ def make_fake_services(
 ) -> Services:
     """Services on a real database whose object store, image worker and job queue are the
     fakes (:class:`~fakes.FakeObjectStore` with its scratch space in ``tmp/`` as the local
-    store's, :class:`~fakes.FakeImageWorker` answering :data:`~fakes.GOOD_DEBIAN`, and a
-    :class:`~fakes.FakeJobQueue` that records submitted jobs and runs none): for tests of the
+    store's, :class:`~fakes.FakeImageWorker` answering :data:`~fakes.GOOD_DEBIAN`, a
+    :class:`~fakes.FakeJobQueue` that records submitted jobs and runs none, and a
+    :class:`~fakes.FakeBootRunner` whose machines reach a login prompt): for tests of the
     service's own logic, with no process started."""
-    from support.fakes import FakeImageWorker, FakeJobQueue, FakeObjectStore
+    from support.fakes import FakeBootRunner, FakeImageWorker, FakeJobQueue, FakeObjectStore
 
     conf = load_settings({}, data_dir=data_dir, database_url=database_url, **settings)
     db = open_database(conf.db_url)
     return Services(
-        conf, db, FakeObjectStore(conf.tmp_dir), FakeImageWorker(), queue=FakeJobQueue()
+        conf,
+        db,
+        FakeObjectStore(conf.tmp_dir),
+        FakeImageWorker(),
+        queue=FakeJobQueue(),
+        boot=FakeBootRunner(),
     )

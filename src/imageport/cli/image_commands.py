@@ -4,9 +4,11 @@
 ``--uninitialized`` the Glance way (``POST /v2/images`` and an upload), with ``--data-image``
 as a data image (``POST /v1/cloudimages/dataimages/action``), or with ``--fast`` by fast import
 (``POST /v2/cloudimages/quickimport/action``, after making sure a RAW image's bitmap is in the
-bucket); ``--wait`` follows the job (:mod:`imageport.cli.job_commands`). Its ``--tags`` are
-sent as the vendor's ``image_tags`` (``tags: ["k=v"]`` on the Glance path), its ``--type`` as
-``type`` (the server says which types it offers).
+bucket); ``--boot-test`` (``--no-boot-test``) sends ``boot_test`` (ours: end the import with a
+boot test, or not even when the server does so by default); ``--wait`` follows the job
+(:mod:`imageport.cli.job_commands`). Its ``--tags`` are sent as the vendor's ``image_tags``
+(``tags: ["k=v"]`` on the Glance path), its ``--type`` as ``type`` (the server says which
+types it offers).
 
 ``ls`` sends its filters as the vendor's list parameters: ``--status`` ``status``, ``--name``
 ``name`` (exact), ``--tag K=V`` ``tag=K=V`` (repeatable: every tag must be there), ``--os``
@@ -131,7 +133,7 @@ def image_register(args: argparse.Namespace) -> int:
             if not image_id:
                 err("the image API did not return the new image's id")
                 return EXIT_ERROR
-            job_id = ims.upload_image(image_id, args.image_url)
+            job_id = ims.upload_image(image_id, args.image_url, args.boot_test)
         elif args.data_image:
             job_id = _register_data_image(ims, args)
         else:
@@ -153,6 +155,8 @@ def image_register(args: argparse.Namespace) -> int:
                     body[field] = value
             if args.tag_pairs:
                 body["image_tags"] = [{"key": k, "value": v} for k, v in args.tag_pairs]
+            if args.boot_test is not None:
+                body["boot_test"] = args.boot_test
             job_id = ims.quick_import(body) if args.fast else ims.create_image(body)
         if not args.wait:
             if args.json:
@@ -174,6 +178,7 @@ def _data_image_conflict(args: argparse.Namespace) -> str | None:
         (args.firmware, "--firmware"),
         (args.architecture != "x86", "--architecture"),
         (args.type is not None, "--type"),
+        (args.boot_test, "--boot-test"),
     ):
         if given:
             return f"--data-image registers a data disk, which has no system: drop {option}"

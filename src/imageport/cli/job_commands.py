@@ -58,9 +58,9 @@ def job_line(job: Mapping[str, Any]) -> str:
     )
 
 
-def _report_final(job: Mapping[str, Any], as_json: bool) -> int:
+def _report_final(job: Mapping[str, Any], as_json: bool, announce: bool = True) -> int:
     status = job.get("status")
-    if as_json:
+    if as_json and announce:
         print_json(job)
     if status == JobStatus.FAIL:
         err(f"job {job.get('job_id', '')} failed: {job.get('error_code') or '?'}")
@@ -68,7 +68,7 @@ def _report_final(job: Mapping[str, Any], as_json: bool) -> int:
         for line in reason.split("\n") if reason else ():
             sys.stderr.write(f"  {terminal_safe(line)}\n")
         return EXIT_FAILED
-    if not as_json:
+    if not as_json and announce:
         image_id = _entities(job).get("image_id")
         done = f"job {job.get('job_id', '')} {status}" + (f": image {image_id}" if image_id else "")
         print(terminal_safe(done + _written(job)))
@@ -86,9 +86,18 @@ def _written(job: Mapping[str, Any]) -> str:
     return f", wrote {url}" + (f" ({size} bytes)" if isinstance(size, int) else "")
 
 
-def wait_for(ims: ImsClient, job_id: str, timeout: float, interval: float, as_json: bool) -> int:
+def wait_for(
+    ims: ImsClient,
+    job_id: str,
+    timeout: float,
+    interval: float,
+    as_json: bool,
+    *,
+    announce: bool = True,
+) -> int:
     """Poll the job every ``interval`` seconds, drawing its progress line on stderr, until it
-    ends (its exit status) or ``timeout`` passes (2)."""
+    ends (its exit status) or ``timeout`` passes (2). The ended job is printed (``announce``
+    False: only a failure, on stderr; the caller prints what the job made)."""
     tty = sys.stderr.isatty()
     deadline = time.monotonic() + timeout
     last = ""
@@ -102,7 +111,7 @@ def wait_for(ims: ImsClient, job_id: str, timeout: float, interval: float, as_js
         if job.get("status") in ENDED_JOB:
             if tty:
                 sys.stderr.write("\n")
-            return _report_final(ims.show_job(job_id), as_json)
+            return _report_final(ims.show_job(job_id), as_json, announce)
         if time.monotonic() >= deadline:
             if tty:
                 sys.stderr.write("\n")

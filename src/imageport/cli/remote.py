@@ -11,7 +11,7 @@
                              [--min-disk N] [--os-version V]
                              [--architecture x86|arm] [--firmware bios|uefi] [--description D]
                              [--tags K=V[,K=V...]]... [--type ECS|FusionCompute|...]
-                             [--wait [--timeout S]] [--json]
+                             [--boot-test | --no-boot-test] [--wait [--timeout S]] [--json]
     imageport image ls [--status S] [--name N] [--tag K=V]... [--os V]
                        [--sort KEY] [--desc] [--shared [--member-status S]] [--json]
     imageport image show ID [--json] | rm ID
@@ -22,6 +22,8 @@
     imageport image share ID --project P... | unshare ID --project P... | members ID
     imageport image accept ID | reject ID                                # (member_commands)
     imageport image export ID BUCKET/KEY [--format F | --quick] [--wait]   # (cli/export.py)
+    imageport image boot-test ID [--bios|--uefi|--both] [--timeout S] [--wait]
+                       [--screenshots DIR]                    # (cli/boot_test_commands.py)
     imageport job show ID [--json] | wait ID [--timeout S] [--interval S] | cancel ID [--json]
     imageport server create|ls|show|start|stop|reboot|rm|log|ssh ...    # (server_commands)
     imageport flavor ls                                                  # (server_commands)
@@ -186,6 +188,14 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="image type (ECS, the default; FusionCompute, BMS, IsoImage, DataImage...: the "
         "server refuses those it does not offer)",
     )
+    reg.add_argument(
+        "--boot-test",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="end the import with a boot test of the image (its verdict joins the report; a "
+        "boot that reaches no kernel fails the import); --no-boot-test: not even when the "
+        "server does it by default",
+    )
     reg.add_argument("--wait", action="store_true", help="wait for the import job to finish")
     reg.add_argument(
         "--timeout",
@@ -241,9 +251,10 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     irm = icmd.add_parser("rm", parents=common, help="delete an image")
     irm.add_argument("id")
     irm.set_defaults(func=image_commands.image_rm)
-    from imageport.cli import export, image_update_commands, tag_commands
+    from imageport.cli import boot_test_commands, export, image_update_commands, tag_commands
 
     export.add_parser(icmd, common)
+    boot_test_commands.add_parser(icmd, common)
     image_update_commands.add_parser(icmd, common)
     tag_commands.add_parser(icmd, common)
     member_commands.add_parsers(icmd, common)

@@ -1,11 +1,11 @@
 """A small client of the image API (vendor IMS-compatible), signed with SDK-HMAC-SHA256.
 
 Only what the CLI needs: register an image from a bucket object (normal path, fast import, or
-the uninitialized Glance path), list (filtered and sorted), show, update, tag, copy and delete
-images, share them with other projects (and answer a share), read and cancel jobs, and find a
-server and its serial console's URL. Replies are JSON; error replies are decoded from either
-the vendor's ``{"error": {"code", "message"}}`` or the SDK's ``{"error_code", "error_msg"}``
-shape.
+the uninitialized Glance path), list (filtered and sorted), show, update, tag, copy, boot-test
+and delete images, share them with other projects (and answer a share), read and cancel jobs,
+and find a server and its serial console's URL. Replies are JSON; error replies are decoded from
+either the vendor's ``{"error": {"code", "message"}}`` or the SDK's ``{"error_code",
+"error_msg"}`` shape.
 """
 
 from __future__ import annotations
@@ -127,10 +127,14 @@ class ImsClient:
         """``POST /v2/images`` (queued, no data yet): the image object."""
         return self._call("POST", "/v2/images", dict(body))
 
-    def upload_image(self, image_id: str, image_url: str) -> str:
-        """``PUT /v1/cloudimages/{id}/upload`` from ``bucket:key``: the job id."""
+    def upload_image(self, image_id: str, image_url: str, boot_test: bool | None = None) -> str:
+        """``PUT /v1/cloudimages/{id}/upload`` from ``bucket:key`` (``boot_test``: ours, end
+        the import with a boot test; None: as the server's default): the job id."""
         path = f"/v1/cloudimages/{quote(image_id, safe='')}/upload"
-        return _job_id(self._call("PUT", path, {"image_url": image_url}))
+        body: dict[str, object] = {"image_url": image_url}
+        if boot_test is not None:
+            body["boot_test"] = boot_test
+        return _job_id(self._call("PUT", path, body))
 
     def export_image(
         self, image_id: str, bucket_url: str, file_format: str | None, quick: bool = False
@@ -141,6 +145,27 @@ class ImsClient:
         if file_format is not None:
             body["file_format"] = file_format
         return _job_id(self._call("POST", f"/v1/cloudimages/{quote(image_id, safe='')}/file", body))
+
+    def boot_test_image(self, image_id: str, body: Mapping[str, object]) -> str:
+        """``POST /v1/cloudimages/{id}/boot-test`` (ours; ``{"firmware"?, "timeout"?}``): the
+        job id."""
+        path = f"/v1/cloudimages/{quote(image_id, safe='')}/boot-test"
+        return _job_id(self._call("POST", path, dict(body)))
+
+    def boot_screenshot(self, image_id: str, firmware: str) -> bytes:
+        """The PNG of the image's last boot under ``firmware`` (ours); ClientError 404
+        ``IMG.NO_REPORT`` when none has run."""
+        path = f"/v1/cloudimages/{quote(image_id, safe='')}/boot-test/screenshot" + _query(
+            {"firmware": firmware}
+        )
+
+        def sign(m: str, url: str, headers: dict[str, str]) -> dict[str, str]:
+            return sdk_hmac_headers(m, url, headers, b"", self.credentials)
+
+        reply = self.transport.send("GET", path, sign, headers={}, body=b"", ok=(200,))
+        if not reply.body.startswith(b"\x89PNG\r\n\x1a\n"):
+            raise ClientError("the screenshot the image API sent is not a PNG")
+        return reply.body
 
     # images
     def list_images(

@@ -4,6 +4,7 @@ describes them."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from imageport.boot.console import clean_lines
@@ -58,19 +59,25 @@ def boot_document(report: BootTestReport) -> dict[str, Any]:
         "kernel_consoles": list(report.kernel_consoles),
         "passed": report.passed,
         "boots": [
-            {
-                "firmware": b.firmware,
-                "passed": b.passed,
-                "summary": b.summary,
-                **_verdict_document(b.verdict),
-                "seconds": b.run.seconds,
-                "ended": b.run.ended,
-                "accelerator": b.run.accelerator,
-                "screenshot": str(b.run.screenshot) if b.run.screenshot else None,
-                "serial_tail": _tail(b),
-            }
+            firmware_boot_document(b, str(b.run.screenshot) if b.run.screenshot else None)
             for b in report.boots
         ],
+    }
+
+
+def firmware_boot_document(boot: FirmwareBoot, screenshot: str | None) -> dict[str, Any]:
+    """One member of ``boots``: how one firmware's boot went (``screenshot``: where its PNG
+    is, as the reader finds it: a file name, or the service's route)."""
+    return {
+        "firmware": boot.firmware,
+        "passed": boot.passed,
+        "summary": boot.summary,
+        **_verdict_document(boot.verdict),
+        "seconds": boot.run.seconds,
+        "ended": boot.run.ended,
+        "accelerator": boot.run.accelerator,
+        "screenshot": screenshot,
+        "serial_tail": _tail(boot),
     }
 
 
@@ -118,4 +125,63 @@ def _boot_text(boot: FirmwareBoot) -> list[str]:
     if tail and not boot.passed:
         out.append("  last serial console lines:")
         out += [f"    {line}" for line in tail]
+    return out
+
+
+def boot_section_lines(section: Mapping[str, Any]) -> list[str]:
+    """The ``boot`` member of a stored check report (the service's boot tests of the image:
+    :mod:`imageport.service.images.boot_results`) as text, from the document only: what
+    ``imageport image report`` prints after the findings. Any field may be missing."""
+    out = ["Boot test"]
+    claimed = [str(fw).upper() for fw in _list(section.get("claimed_firmware"))]
+    out.append(f"  claims: {', '.join(claimed) or 'neither BIOS nor UEFI'}")
+    boots = [b for b in _list(section.get("boots")) if isinstance(b, Mapping)]
+    for boot in boots:
+        out += _boot_doc_lines(boot)
+    if not boots:
+        out.append("  no boot has been recorded")
+    elif section.get("passed") is True:
+        out.append("  result: PASS, every firmware booted reached a login prompt")
+    else:
+        failed = ", ".join(
+            str(b.get("firmware")).upper() for b in boots if b.get("passed") is not True
+        )
+        out.append(f"  result: FAIL, no login prompt under {failed}")
+    out.append("")
+    return out
+
+
+def _list(value: object) -> list[Any]:
+    return value if isinstance(value, list) else []
+
+
+def _boot_doc_lines(boot: Mapping[str, Any]) -> list[str]:
+    head = "PASS" if boot.get("passed") is True else "FAIL"
+    out = [f"  {str(boot.get('firmware')).upper()}: {head}: {boot.get('summary')}"]
+    seconds = boot.get("seconds")
+    took = f"{seconds:.0f} s" if isinstance(seconds, int | float) else "? s"
+    when = f"; tested {boot.get('tested_at')}" if boot.get("tested_at") else ""
+    job = f" by job {boot.get('job_id')}" if boot.get("job_id") else ""
+    out.append(
+        f"    ({str(boot.get('accelerator')).upper()}, {took}, stopped: {boot.get('ended')}"
+        f"{when}{job})"
+    )
+    for stage in _list(boot.get("stages")):
+        if not isinstance(stage, Mapping):
+            continue
+        mark = "yes" if stage.get("reached") is True else "no "
+        evidence = [e for e in _list(stage.get("evidence")) if isinstance(e, Mapping)]
+        quote = str(evidence[0].get("line", "")).strip() if evidence else ""
+        name = _STAGE_NAMES.get(str(stage.get("stage")), str(stage.get("stage")))
+        out.append(f"    {mark} {name:<16} {quote}".rstrip())
+    why = [e for e in _list(boot.get("why")) if isinstance(e, Mapping)]
+    if why:
+        out.append("    why:")
+        out += [f"      {str(e.get('line', '')).strip()}" for e in why]
+    if boot.get("screenshot"):
+        out.append(f"    screenshot: GET {boot.get('screenshot')}")
+    tail = [str(line) for line in _list(boot.get("serial_tail"))]
+    if tail and boot.get("passed") is not True:
+        out.append("    last serial console lines:")
+        out += [f"      {line}" for line in tail]
     return out

@@ -9,6 +9,7 @@ from typing import Any
 
 from imageport.findings import Severity
 from imageport.limits import KiB, MiB
+from imageport.reports.boot_report import boot_section_lines
 from imageport.reports.json_report import report_document
 from imageport.reports.sizes import human_size
 from imageport.reports.terminal import terminal_safe
@@ -31,7 +32,9 @@ def render_document(doc: Mapping[str, Any]) -> str:
     ``imageport check`` prints, and what ``imageport image show`` prints for an image's stored
     report. Only the document's fields are read, so both give the same text. Every string
     of it may come from the image, so control characters are shown escaped
-    (:func:`~imageport.reports.terminal.terminal_safe`), never sent to the terminal."""
+    (:func:`~imageport.reports.terminal.terminal_safe`), never sent to the terminal. The
+    verdicts of the image's boot tests (the ``boot`` member a stored report may have) come
+    after the findings."""
     lines = [f"imageport check: {doc.get('file')}", ""]
     accepted = "accepted format" if doc.get("accepted") else "NOT an accepted format"
     fmt, variant = doc.get("format"), doc.get("variant")
@@ -70,6 +73,9 @@ def render_document(doc: Mapping[str, Any]) -> str:
         lines.append("Left out (the same rule again, over the report's limit)")
         lines += [f"  {rule_id}: {count} more finding(s)" for rule_id, count in left_out.items()]
         lines.append("")
+    boot = doc.get("boot")
+    if isinstance(boot, Mapping):
+        lines += boot_section_lines(boot)
     summary = doc.get("summary") or {}
     verdict = "PASS" if summary.get("verdict") == "pass" else "FAIL"
     elapsed = doc.get("elapsed_seconds")

@@ -108,6 +108,10 @@ PROJECT_UNKNOWN: Final = "IMG.PROJECT"
 #: 404: the image or job has no check report (yet): no check has run on its file.
 NO_REPORT: Final = "IMG.NO_REPORT"
 
+#: Boot tests are not offered here (turned off, or QEMU or its firmware is missing: the
+#: message says what to install), or not for this image (a data disk or an ISO boots nothing).
+BOOT_NOT_OFFERED: Final = "IMG.BOOT"
+
 #: 409: an image a server (not deleted) was made from cannot be deleted.
 IMAGE_IN_USE: Final = "IMG.IN_USE"
 

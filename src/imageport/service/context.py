@@ -8,8 +8,9 @@ from datetime import datetime
 
 from sqlalchemy import Engine
 
+from imageport.service.boot_slots import BootSlots
 from imageport.service.clock import utc_now
-from imageport.service.ports import ImageWorker, JobQueue, ObjectStore, ServerHost
+from imageport.service.ports import BootRunner, ImageWorker, JobQueue, ObjectStore, ServerHost
 from imageport.service.servers.console_tokens import ConsoleTokens
 from imageport.settings import Settings
 
@@ -30,6 +31,13 @@ class Services:
     clock: Callable[[], datetime] = field(default=utc_now)
     #: the console URLs' tokens, in memory (a restarted service accepts none it did not issue)
     console_tokens: ConsoleTokens = field(default_factory=ConsoleTokens)
+    #: boots stored images in throw-away machines (boot tests); None where none are offered
+    boot: BootRunner | None = None
+    #: the places for boot tests on this host (``settings.boot_test_concurrency``)
+    boot_slots: BootSlots = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.boot_slots = BootSlots(self.settings.boot_test_concurrency)
 
     def submit_job(self, job_id: str) -> None:
         """Hand a job to the queue (jobs stay INIT in the database when none is running)."""

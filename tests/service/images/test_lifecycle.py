@@ -44,6 +44,7 @@ PARAM_KEYS = {
     "staged",
     "declared_format",
     "disk_kind",
+    "boot_test",
 }
 
 
@@ -110,6 +111,7 @@ def test_create_image_registers_a_queued_image_and_submits_its_job(world: World)
     assert params["bucket"] == "images" and params["object_size"] == 4100
     assert params["quick_import"] is False and params["uninitialized"] is False
     assert params["stored_format"] == "qcow2" and params["disk_kind"] == "system"
+    assert params["boot_test"] is False  # import_boot_test is off by default
     image = image_queries.get_image(services, mine, str(job["image_id"]))
     assert image.status == "queued" and image.visibility == "private"
     assert image.tags == ["k=v"]

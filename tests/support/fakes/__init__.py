@@ -6,6 +6,8 @@
   "converts" by writing a one-line fake container that it recognises again; no process runs.
 * :class:`~support.fakes.server_host.FakeServerHost`: servers' machines as dictionary entries; no
   virtual machine runs.
+* :class:`~support.fakes.boot_runner.FakeBootRunner`: boots nothing; each firmware's boot shows
+  the console a test scripted for it.
 * :class:`~support.fakes.job_queue.FakeJobQueue`: records submitted job ids and, once started, runs
   them at once in the caller's thread.
 
@@ -17,6 +19,7 @@ checks, failures, quotas); the adapters' own tests cover files, processes and th
 
 from __future__ import annotations
 
+from support.fakes.boot_runner import FakeBootRunner
 from support.fakes.image_worker import GOOD_DEBIAN, FakeImageWorker, fake_container
 from support.fakes.job_queue import FakeJobQueue
 from support.fakes.object_store import FakeObjectStore
@@ -24,6 +27,7 @@ from support.fakes.server_host import FakeServerHost
 
 __all__ = [
     "GOOD_DEBIAN",
+    "FakeBootRunner",
     "FakeImageWorker",
     "FakeJobQueue",
     "FakeObjectStore",

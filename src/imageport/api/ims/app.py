@@ -16,6 +16,7 @@ from starlette.routing import BaseRoute, Route
 
 from imageport.api import iam
 from imageport.api.ecs.app import ecs_routes
+from imageport.api.ims import boot_views as bv
 from imageport.api.ims import export_views as ev
 from imageport.api.ims import glance_views as gv
 from imageport.api.ims import image_views as iv
@@ -48,6 +49,8 @@ _TABLE: list[tuple[str, str, View]] = [
     ("/v1/cloudimages/quota", "GET", iv.show_image_quota),
     ("/v1/cloudimages/{image_id}/upload", "PUT", iv.register_image),
     ("/v1/cloudimages/{image_id}/file", "POST", ev.export_image),
+    ("/v1/cloudimages/{image_id}/boot-test", "POST", bv.boot_test_image),
+    ("/v1/cloudimages/{image_id}/boot-test/screenshot", "GET", bv.boot_screenshot),
     ("/v1/cloudimages/job/{job_id}", "GET", jv.job_progress),
     ("/v1/cloudimages/job/{job_id}/cancel", "POST", jv.cancel_job),
     ("/v1/cloudimages/job/{job_id}/report", "GET", rv.job_report),

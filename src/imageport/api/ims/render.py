@@ -14,6 +14,7 @@ from urllib.parse import urlencode
 
 from imageport.service.images.queries import ImagePage
 from imageport.service.images.records import ImageRecord, JobRecord
+from imageport.service.jobs.boot_request import BOOT_TEST_JOB, boot_entities
 from imageport.service.jobs.export_request import EXPORT_JOB, export_entities
 from imageport.service.statuses import ImageStatus
 
@@ -79,7 +80,9 @@ def job_document(job: JobRecord, *, progress: bool = False) -> dict[str, object]
     """``GET /v1/{project_id}/jobs/{id}`` (and with ``progress``, ``GET
     /v1/cloudimages/job/{id}``, whose entities add ``subJobId`` and the byte counts). An export
     job's entities also name the object
-    (:func:`imageport.service.jobs.export_request.export_entities`); a job whose image's check
+    (:func:`imageport.service.jobs.export_request.export_entities`), a boot-test job the
+    firmwares it boots and their outcomes
+    (:func:`imageport.service.jobs.boot_request.boot_entities`); a job whose image's check
     found warnings or notes names their rules in ``alarm_code``
     (:mod:`imageport.service.images.alarms`)."""
     entities: dict[str, object] = {
@@ -92,6 +95,8 @@ def job_document(job: JobRecord, *, progress: bool = False) -> dict[str, object]
         entities.update(subJobId=None, bytes_done=job.bytes_done, bytes_total=job.bytes_total)
     if job.job_type == EXPORT_JOB:
         entities.update(export_entities(job.params))
+    elif job.job_type == BOOT_TEST_JOB:
+        entities.update(boot_entities(job.params))
     elif job.alarms:
         # the warnings and notes of the check (fail_reason has the errors); see
         # imageport.service.images.alarms

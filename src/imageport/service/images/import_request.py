@@ -54,6 +54,8 @@ _ACTION_FIELDS = frozenset(
         "instance_id",
         "volume_id",
         "license_type",
+        # ours: end the import with a boot test (None: settings.import_boot_test)
+        "boot_test",
     }
 )
 _ARCH_PROPERTY = {"x86": "x86_64", "arm": "aarch64"}
@@ -136,6 +138,9 @@ class ImportRequest:
     data_images: tuple[ImportRequest, ...] = ()
     #: ``platform`` or ``byol`` as the request gave it (kept as ``__license_type``), or None.
     license_type: str | None = None
+    #: Ours: ``boot_test`` as the request gave it (True: end the import with a boot test;
+    #: None: as ``settings.import_boot_test`` says); only for a system image.
+    boot_test: bool | None = None
 
     @property
     def disk_kind(self) -> DiskKind:
@@ -201,6 +206,7 @@ def parse_import_request(body: object, *, quick: bool) -> ImportRequest:
         enterprise_project_id=v.check_enterprise_project(doc.get("enterprise_project_id")),
         license_type=v.check_license_type(doc.get("license_type")),
         os_type=os_type,
+        boot_test=check_boot_test(doc.get("boot_test"), image_type),
     )
     if data and (request.is_config or doc.get("min_ram") is not None):
         raise RequestInvalid(
@@ -216,6 +222,20 @@ def parse_import_request(body: object, *, quick: bool) -> ImportRequest:
             )
         return replace(request, data_images=_data_images(items, request))
     return request
+
+
+def check_boot_test(value: object, image_type: str = "ECS") -> bool | None:
+    """The registration's ``boot_test`` (ours): None when absent, else a boolean (IMG.0001);
+    ``true`` for a data image or an ISO is refused (IMG.BOOT: it has no system to boot)."""
+    if value is None:
+        return None
+    wanted = v.check_bool(value, "boot_test")
+    if wanted and image_type in (DATA_IMAGE_TYPE, ISO_IMAGE_TYPE):
+        raise RequestInvalid(
+            codes.BOOT_NOT_OFFERED,
+            f"boot_test: a {image_type} has no system of its own to boot",
+        )
+    return wanted
 
 
 def _check_iso_fields(doc: Mapping[str, object]) -> None:
@@ -279,6 +299,7 @@ def _data_images(items: object, system: ImportRequest) -> tuple[ImportRequest, .
                 tags=v.check_tags(item.get("tags"), item.get("image_tags")),
                 data_images=(),
                 license_type=None,
+                boot_test=None,
             )
         )
     return tuple(found)
@@ -393,6 +414,7 @@ def job_params(
     staged: str | None = None,
     declared_format: str | None = None,
     disk_kind: DiskKind = "system",
+    boot_test: bool | None = None,
 ) -> dict[str, object]:
     """The job's ``params`` document (every key always present, as
     :class:`~imageport.service.jobs.state.JobParams` reads it). The source is the
@@ -400,7 +422,8 @@ def job_params(
     by :mod:`imageport.service.images.staging`; ``declared_format`` is the image's Glance
     ``disk_format``, which the file must then be (rule IMG-FORMAT); ``disk_kind``: what the
     file is checked as (a data disk or an ISO skips the guest rules; an ISO is stored as it
-    is)."""
+    is); ``boot_test``: the registration's option (None: ``settings.import_boot_test``), which
+    ends the import of a system image with a boot test where boot tests are offered."""
     return {
         "bucket": None if url is None else url.bucket,
         "key": None if url is None else url.key,
@@ -417,6 +440,10 @@ def job_params(
         "stored_format": services.settings.stored_format,
         "declared_format": declared_format,
         "disk_kind": disk_kind,
+        "boot_test": disk_kind == "system"
+        and services.boot is not None
+        and services.settings.boot_test_concurrency > 0
+        and (services.settings.import_boot_test if boot_test is None else boot_test),
     }
 
 
@@ -428,6 +455,7 @@ def native_job_params(
     object_size: int,
     object_etag: str = "",
     staged: str | None = None,
+    boot_test: bool | None = None,
 ) -> dict[str, object]:
     """The params of an ``imsNativeImportImageJob`` giving the queued image ``row`` its file
     (the OS, architecture and firmware it was created with). Data sent on the Glance routes
@@ -450,6 +478,7 @@ def native_job_params(
         firmware=props.get("hw_firmware_type"),
         staged=staged,
         declared_format=row.disk_format if staged is not None else None,
+        boot_test=boot_test,
     )
 
 
@@ -462,6 +491,7 @@ __all__ = [
     "NATIVE_IMPORT_JOB",
     "ImportRequest",
     "base_properties",
+    "check_boot_test",
     "disk_kind_of",
     "job_params",
     "native_job_params",

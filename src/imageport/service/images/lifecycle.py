@@ -42,11 +42,13 @@ from imageport.service.context import Services
 from imageport.service.errors import Conflict, Forbidden, RequestInvalid
 from imageport.service.images import staging
 from imageport.service.images import validation as v
+from imageport.service.images.boot_results import remove_screenshots
 from imageport.service.images.header_checks import check_header
 from imageport.service.images.import_request import (
     NATIVE_IMPORT_JOB,
     ImportRequest,
     base_properties,
+    check_boot_test,
     job_params,
     native_job_params,
     parse_data_image_request,
@@ -55,6 +57,7 @@ from imageport.service.images.import_request import (
 from imageport.service.images.members import delete_members_of
 from imageport.service.images.records import ImageRecord, image_row
 from imageport.service.images.source_checks import check_import_offered, check_source
+from imageport.service.jobs.boot_request import check_boot_offered
 from imageport.service.jobs.manage import insert_job, link_sub_jobs, running_job_of
 from imageport.service.ports import ObjectInfo
 from imageport.service.servers.statuses import VmState
@@ -159,6 +162,8 @@ def _register(services: Services, project_id: str, request: ImportRequest) -> st
     in ``entities.sub_jobs_list``/``sub_jobs_result`` and ends with the last of them). Each
     file's header is judged before anything is written (:mod:`.header_checks`)."""
     requests = (request, *request.data_images)
+    if request.boot_test:
+        check_boot_offered(services, ("bios",))
     objects = [check_source(services, project_id, r.url, quick=r.quick) for r in requests]
     with services.db.connect() as conn:  # refused before the files are read; again below
         for r in requests:
@@ -230,6 +235,7 @@ def _insert_image_and_job(
         architecture=request.architecture,
         firmware=request.firmware,
         disk_kind=request.disk_kind,
+        boot_test=request.boot_test,
     )
     insert_image_row(
         conn,
@@ -348,19 +354,25 @@ def create_glance_image(services: Services, project_id: str, body: object) -> Im
 
 
 def register_image_file(services: Services, project_id: str, image_id: str, body: object) -> str:
-    """``PUT /v1/cloudimages/{id}/upload {"image_url"}``: import the file into the queued image
-    as an uninitialized image; the job id. ``IMG.STATE`` (409) unless the image is queued
-    with no job running; a file the job would refuse from its header alone (a ``min_disk``
-    below its virtual size, a format not accepted) is refused at once (:mod:`.header_checks`)
-    and the image stays as it was."""
-    doc = v.require_object(body, frozenset({"image_url"}))
+    """``PUT /v1/cloudimages/{id}/upload {"image_url", "boot_test"?}``: import the file into
+    the queued image as an uninitialized image; the job id. ``IMG.STATE`` (409) unless the
+    image is queued with no job running; a file the job would refuse from its header alone (a
+    ``min_disk`` below its virtual size, a format not accepted) is refused at once
+    (:mod:`.header_checks`) and the image stays as it was. ``boot_test`` (ours): end the
+    import with a boot test (:mod:`imageport.service.jobs.import_boot`)."""
+    doc = v.require_object(body, frozenset({"image_url", "boot_test"}))
     url = v.check_image_url(doc.get("image_url"))
+    boot_test = check_boot_test(doc.get("boot_test"))
+    if boot_test:
+        check_boot_offered(services, ("bios",))
     with services.db.connect() as conn:
         row = image_row(conn, project_id, image_id)
         check_accepts_data(conn, services, row)  # before reading the file; again below
     obj = check_source(services, project_id, url, quick=False)
     check_header(services, url, obj, min_disk=row.min_disk, quick=False)
-    params = native_job_params(services, row, url=url, object_size=obj.size, object_etag=obj.etag)
+    params = native_job_params(
+        services, row, url=url, object_size=obj.size, object_etag=obj.etag, boot_test=boot_test
+    )
     props = dict(row.properties or {})
     props["__data_origin"] = f"file,{url}"
     now = time_text(services.clock())
@@ -384,10 +396,11 @@ def register_image_file(services: Services, project_id: str, image_id: str, body
 
 def delete_image(services: Services, project_id: str, image_id: str, body: object) -> None:
     """``DELETE /v2/images/{id}`` (optional body ``{"delete_backup": bool}``): remove the image,
-    its shares with other projects and its stored file. ``IMG.0090`` while its job is INIT or
-    RUNNING; ``IMG.PROTECTED`` (403) for a protected image; ``IMG.IN_USE`` (409) while a server
-    (of any project: a shared image's members may boot it) that is not deleted was made from
-    it, since its system disk is an overlay on the stored file."""
+    its shares with other projects, its stored file and its boot tests' screenshots.
+    ``IMG.0090`` while its job is INIT or RUNNING; ``IMG.PROTECTED`` (403) for a protected
+    image; ``IMG.IN_USE`` (409) while a server (of any project: a shared image's members may
+    boot it) that is not deleted was made from it, since its system disk is an overlay on the
+    stored file."""
     if body is not None:
         doc = body if isinstance(body, Mapping) else None
         if doc is None or set(doc) - {"delete_backup"}:
@@ -413,6 +426,7 @@ def delete_image(services: Services, project_id: str, image_id: str, body: objec
     if row.blob:
         _remove_blob(services, row.blob)
     staging.remove(services.settings, image_id)
+    remove_screenshots(services.settings, image_id)
 
 
 def _refuse_in_use(conn: Connection, image_id: str) -> None:

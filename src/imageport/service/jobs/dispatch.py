@@ -1,13 +1,13 @@
 """Run a job by its type: the one entry point the job queue calls (:mod:`imageport.wiring`).
 
 :data:`RUNNERS` names the runner of every job type this server writes: the imports, the export,
-the copy, the image from a server, and the server jobs (a batch's runner runs its sub-jobs, so a
-sub-job's runner leaves it to its batch: :mod:`imageport.service.servers.jobs`). A job of any
-other type (a row written by another version of imageport, or by hand) is not guessed at: it ends
-``FAIL`` with ``IMG.1075`` and a reason that names its type, and its image (still ``queued`` or
-``saving``) is killed with it, so the job neither runs as something it is not nor waits ``INIT``
-forever. An unknown job id, or a job that is no longer ``INIT``, is left alone, as the runners
-themselves leave a job that is not INIT.
+the copy, the image from a server, the boot test, and the server jobs (a batch's runner runs its
+sub-jobs, so a sub-job's runner leaves it to its batch: :mod:`imageport.service.servers.jobs`).
+A job of any other type (a row written by another version of imageport, or by hand) is not
+guessed at: it ends ``FAIL`` with ``IMG.1075`` and a reason that names its type, and its image
+(still ``queued`` or ``saving``) is killed with it, so the job neither runs as something it is
+not nor waits ``INIT`` forever. An unknown job id, or a job that is no longer ``INIT``, is left
+alone, as the runners themselves leave a job that is not INIT.
 """
 
 from __future__ import annotations
@@ -27,7 +27,15 @@ from imageport.service.images.import_request import (
     NATIVE_IMPORT_JOB,
 )
 from imageport.service.images.server_images import SERVER_IMAGE_JOB
-from imageport.service.jobs import copy_job, export_job, import_job, server_image_job, state
+from imageport.service.jobs import (
+    boot_job,
+    copy_job,
+    export_job,
+    import_job,
+    server_image_job,
+    state,
+)
+from imageport.service.jobs.boot_request import BOOT_TEST_JOB
 from imageport.service.jobs.export_request import EXPORT_JOB
 from imageport.service.servers import job_types as server_jobs
 from imageport.service.servers.jobs import leave_to_batch, run_batch_job
@@ -47,6 +55,7 @@ RUNNERS: Mapping[str, Runner] = {
     SERVER_IMAGE_JOB: server_image_job.run_server_image_job,
     **dict.fromkeys(server_jobs.BATCH_JOBS, run_batch_job),
     **dict.fromkeys(server_jobs.SUB_JOBS, leave_to_batch),
+    BOOT_TEST_JOB: boot_job.run_job,
 }
 
 

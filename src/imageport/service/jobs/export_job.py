@@ -124,7 +124,7 @@ def _check_cancelled(progress: state.Progress) -> None:
         raise JobCancelledError
 
 
-def _stored_file(services: Services, image_id: str) -> tuple[Path, Any]:
+def stored_file(services: Services, image_id: str) -> tuple[Path, Any]:
     """The image's stored file and row; IMG.STATE when it is no longer active."""
     row = state.image_row(services, image_id)
     blob = getattr(row, "blob", None) or ""
@@ -156,7 +156,7 @@ def _run_phases(
     progress: state.Progress,
     scratch: list[Path],
 ) -> dict[str, object]:
-    stored, image = _stored_file(services, job.image_id)
+    stored, image = stored_file(services, job.image_id)
     _check_bucket(services, project_id, params)
     _check_cancelled(progress)
     output = services.store.staging_path()

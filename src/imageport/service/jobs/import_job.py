@@ -19,6 +19,11 @@ Normal import::
              project's storage quota (IMG.0015) and the free disk space
              (IMG.1075); a conversion outgrowing it is stopped (IMG-SAFE)
     verify   re-probe the output in a worker while hashing it (sha256)      90-99 %
+    boot     only with ``params.boot_test`` (the registration's ``boot_test``, or
+             ``settings.import_boot_test``): boot the output under each firmware
+             the image claims; the verdicts join the report, and a boot that
+             reached no kernel fails the job with IMG-BOOT (:mod:`.import_boot`;
+             the percentages are then :data:`.state.BOOT_PHASES`')
     store    rename into ``images/<image id>.<format>``, image active, job SUCCESS
 
 Quick (fast) import (``params.quick_import``; RAW or ZVHD2 up to 1 TiB) stores the file as it
@@ -69,6 +74,7 @@ from imageport.service.images.properties import BITMAP_FILE
 from imageport.service.jobs import state, steps
 from imageport.service.jobs.errors import JobCancelledError, JobFailedError
 from imageport.service.jobs.file_links import link_or_copy
+from imageport.service.jobs.import_boot import boot_phase
 from imageport.service.jobs.import_source import Fetched, fetch, source_name
 from imageport.service.jobs.run import run_to_end
 from imageport.service.ports import (
@@ -95,7 +101,11 @@ def run_job(services: Services, job_id: str) -> None:
     if job is None:
         return
     as_is = job.params.quick_import or job.params.disk_kind == "iso"
-    progress = state.Progress(services, job.id, state.QUICK_PHASES if as_is else state.PHASES)
+    if job.params.boot_test:
+        phases = state.QUICK_BOOT_PHASES if as_is else state.BOOT_PHASES
+    else:
+        phases = state.QUICK_PHASES if as_is else state.PHASES
+    progress = state.Progress(services, job.id, phases)
 
     def work(scratch: list[Path]) -> bool:
         _run_phases(services, job, progress, scratch)
@@ -141,6 +151,9 @@ def _run_phases(
         _check_cancelled(progress)
         checksum, size = steps.verify_output(worker, output, fmt, inspection, progress)
         _check_cancelled(progress)
+        if job.params.boot_test:
+            inspection = boot_phase(services, job, output, fmt, inspection, progress)
+            _check_cancelled(progress)
         steps.store_output(services, job, output, fmt, inspection, checksum, size, progress)
 
 
@@ -180,6 +193,9 @@ def _run_quick_phases(
         if not _SHA256_HEX.fullmatch(checksum):  # a store that kept no digest: hash it
             checksum, size = steps.hash_output(output, progress)
         _check_cancelled(progress)
+        if job.params.boot_test:
+            inspection = boot_phase(services, job, output, inspection.format, inspection, progress)
+            _check_cancelled(progress)
         extra: dict[str, str] = {}
         if inspection.format == "raw" and fetched.bitmap_key is not None:
             extra[BITMAP_FILE] = f"{job.params.bucket}:{fetched.bitmap_key}"

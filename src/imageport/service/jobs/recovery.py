@@ -22,7 +22,9 @@ Called once by the server before the job queue starts. In order:
    (:func:`imageport.service.images.staging.remove_orphans`);
 7. servers left ``image_snapshot`` by a job that was copying their disk lose the mark (the copy
    was in ``tmp_dir``; the job, back to INIT, copies again:
-   :func:`imageport.service.servers.disk_snapshot.end_left_over`).
+   :func:`imageport.service.servers.disk_snapshot.end_left_over`);
+8. remove boot-test screenshots whose image no longer exists (a crash between an image's
+   deletion and the removal of its files).
 
 Returns the ids of all INIT jobs, oldest first, for the caller to submit (but server sub-jobs:
 their batch job runs them).
@@ -41,6 +43,7 @@ from imageport.service import codes
 from imageport.service.clock import time_text
 from imageport.service.context import Services
 from imageport.service.images import staging
+from imageport.service.images.boot_results import remove_orphan_screenshots
 from imageport.service.jobs import state
 from imageport.service.servers import disk_snapshot
 from imageport.service.servers import job_types as server_jobs
@@ -149,6 +152,9 @@ def recover(services: Services) -> list[str]:
     marked = disk_snapshot.end_left_over(services)
     if marked:
         log.info("recovery took image_snapshot off %d server(s)", marked)
+    screens = remove_orphan_screenshots(services)
+    if screens:
+        log.info("recovery removed %d screenshot(s) of deleted images", screens)
     with services.db.connect() as conn:
         return [
             job_id

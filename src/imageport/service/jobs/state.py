@@ -39,6 +39,25 @@ QUICK_PHASES: Mapping[str, tuple[float, float]] = {
     "store": (90.0, 98.0),
     "verify": (98.0, 100.0),
 }
+#: The import job's phases when it ends with a boot test (``params.boot_test``): booting
+#: takes minutes, more than the rest together.
+BOOT_PHASES: Mapping[str, tuple[float, float]] = {
+    "fetch": (0.0, 1.0),
+    "probe": (1.0, 2.0),
+    "check": (2.0, 5.0),
+    "convert": (5.0, 40.0),
+    "verify": (40.0, 45.0),
+    "boot": (45.0, 99.0),
+    "store": (99.0, 100.0),
+}
+#: The quick-import job's phases with a boot test.
+QUICK_BOOT_PHASES: Mapping[str, tuple[float, float]] = {
+    "fetch": (0.0, 1.0),
+    "check": (1.0, 40.0),
+    "store": (40.0, 43.0),
+    "verify": (43.0, 45.0),
+    "boot": (45.0, 100.0),
+}
 #: Seconds between progress writes (and between reads of ``cancel_requested``).
 PROGRESS_INTERVAL = 0.5
 
@@ -68,6 +87,8 @@ class JobParams:
     #: What the file is checked and stored as: ``system`` (a document without it), ``data``
     #: (a data image: no guest rules) or ``iso`` (an ISO image: stored as it is).
     disk_kind: DiskKind = "system"
+    #: End the import with a boot test (:mod:`imageport.service.jobs.import_boot`).
+    boot_test: bool = False
 
     @classmethod
     def from_document(cls, doc: object) -> JobParams:
@@ -101,6 +122,7 @@ class JobParams:
             declared_format=declared if isinstance(declared, str) and declared else None,
             architecture=architecture if architecture in ("x86", "arm") else None,
             disk_kind=kind if kind in ("data", "iso") else "system",
+            boot_test=d.get("boot_test") is True and kind not in ("data", "iso"),
         )
 
 

@@ -17,6 +17,8 @@ The image passes when every firmware booted reached a login prompt.
 from __future__ import annotations
 
 import os
+import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -106,27 +108,15 @@ def boot_test(
             f"the default kernel command line ({facts.default.source}:{facts.default.line_no}) "
             "has no console=ttyS0"
         )
-    boots = []
-    for fw in chosen:
-        shot = _screenshot_path(screenshot, fw, len(chosen))
-        run = runner.boot(
-            Path(path),
-            image.format,
-            fw,
-            timeout=timeout,
-            settled=_settled,
-            screenshot=shot,
-        )
-        verdict = _verdict(run)
-        summary = describe(
-            verdict,
-            ended=run.ended,
-            seconds=run.seconds,
-            timeout=timeout,
-            qemu_message=run.qemu_message,
-            console_hint=hint,
-        )
-        boots.append(FirmwareBoot(fw, run, verdict, summary))
+    boots = boot_firmwares(
+        runner,
+        Path(path),
+        image.format,
+        chosen,
+        timeout=timeout,
+        screenshot_for=lambda fw: _screenshot_path(screenshot, fw, len(chosen)),
+        console_hint=hint,
+    )
     return BootTestReport(
         path=os.fspath(path),
         format=image.format,
@@ -136,8 +126,57 @@ def boot_test(
         forced=firmware,
         kernel_consoles=consoles,
         kernel_line=facts.default.line if facts.default else None,
-        boots=tuple(boots),
+        boots=boots,
     )
+
+
+def boot_firmwares(
+    runner: BootRunner,
+    path: Path,
+    image_format: str,
+    firmwares: Sequence[str],
+    *,
+    timeout: float,
+    screenshot_for: Callable[[str], Path | None],
+    console_hint: str | None = None,
+    stop: Callable[[str, float], bool] | None = None,
+) -> tuple[FirmwareBoot, ...]:
+    """Boot the file ``path`` (of ``image_format``, never guessed) under each of ``firmwares``
+    in turn, each for at most ``timeout`` seconds, and judge each console. ``screenshot_for``
+    says where each firmware's screenshot goes (None: none); ``console_hint`` why the serial
+    console may stay silent (for the summary). ``stop(firmware, seconds)`` is asked about
+    once a second while a machine runs: True ends that boot at once (the caller was
+    cancelled; the verdict is of what the console showed so far). Shared by the local
+    ``imageport boot`` and the service's boot tests of stored images."""
+    boots = []
+    for fw in firmwares:
+
+        def settled(
+            serial: bytes, firmware_log: bytes, fw: str = fw, started: float = time.monotonic()
+        ) -> bool:
+            if stop is not None and stop(fw, time.monotonic() - started):
+                return True
+            return _settled(serial, firmware_log)
+
+        run = runner.boot(
+            path,
+            image_format,
+            fw,
+            timeout=timeout,
+            settled=settled,
+            screenshot=screenshot_for(fw),
+        )
+        verdict = verdict_of(run)
+        summary = describe(
+            verdict,
+            ended=run.ended,
+            seconds=run.seconds,
+            timeout=timeout,
+            qemu_message=run.qemu_message,
+            console_hint=console_hint,
+        )
+        boots.append(FirmwareBoot(fw, run, verdict, summary))
+    return tuple(boots)
 
 
 def _read_image(path: str | os.PathLike[str]) -> _Image:
@@ -146,7 +185,8 @@ def _read_image(path: str | os.PathLike[str]) -> _Image:
         return _Image(container.format, container.virtual_size, facts)
 
 
-def _verdict(run: BootRun) -> Verdict:
+def verdict_of(run: BootRun) -> Verdict:
+    """What the consoles of ``run`` showed."""
     return classify(clean_lines(run.serial), clean_lines(run.firmware_log))
 
 
