@@ -8,9 +8,13 @@ device.`` on its debug console); that takes a few tenths of a second where KVM w
 long under TCG. Anything else within :data:`PROBE_SECONDS` (an abort, an error, silence) means
 TCG. Measured on a nested machine: KVM needed 6.5 s to get there (every exit of the guest goes
 through the outer hypervisor) and a Debian guest then made no progress in 2 minutes, while TCG
-took 0.3 s; so a KVM slower than the limit is no KVM. And a probe that passes on a machine
-that is itself virtual was seen to be followed by a guest that hung after its boot loader, so
-on such a machine (:func:`nested`) ``auto`` means TCG without a probe. The answer is kept for
+took 0.3 s; so a KVM slower than the limit is no KVM. On a quieter day the same machine's KVM
+took 1.7 s, and the Debian guest still stopped for good in GRUB's loading of its kernel (five
+boots out of five, 200-300 s each), so the limit is a second: three times what TCG takes, and
+several times what a working KVM takes to start QEMU and run SeaBIOS. And a probe that passes
+on a machine that is itself virtual was seen to be followed by a guest that hung after its boot
+loader, so on such a machine (:func:`nested`) ``auto`` means TCG without a probe. The answer is
+kept for
 the process.
 """
 
@@ -24,8 +28,9 @@ import subprocess
 import time
 from pathlib import Path
 
-#: How long the KVM probe waits for SeaBIOS to finish (TCG needs about 0.3 s).
-PROBE_SECONDS = 2.0
+#: How long the KVM probe waits for SeaBIOS to finish (TCG needs about 0.3 s; a nested KVM
+#: that needs 1.7 s runs no real guest).
+PROBE_SECONDS = 1.0
 _DONE = (b"No bootable device", b"Booting from ")
 
 
