@@ -129,6 +129,25 @@ def test_grub_rescue_is_a_failed_boot_loader_with_its_error() -> None:
     assert reached(v) == ["firmware"]
 
 
+def test_grub_without_a_configuration_stops_at_its_command_line() -> None:
+    """What GRUB 2.06 printed on ``boot_disks.grub_disk("no-config")``: its modules are there,
+    its grub.cfg is not."""
+    serial = (
+        "\x1b[H\x1b[J                             GNU GRUB  version 2.06-13+deb12u2\r\n\r\n"
+        "   Minimal BASH-like line editing is supported. For the first word, TAB\r\n"
+        "   lists possible command completions. Anywhere else TAB lists possible\r\n"
+        "   device or file completions.\r\n\r\n\r\ngrub> "
+    )
+    v = verdict(serial, SEABIOS_DISK)
+    assert v.outcome == "boot-loader-failed" and is_settled(v)
+    assert reached(v) == ["firmware", "boot-loader"]
+    assert [e.line for e in v.why] == [
+        "   Minimal BASH-like line editing is supported. For the first word, TAB",
+    ]
+    assert verdict("grub> ls\n(hd0) (hd0,msdos1)\n", SEABIOS_DISK).outcome == "boot-loader-failed"
+    assert verdict("echo grub> done\n").outcome == "no-login"  # not a prompt
+
+
 def test_a_kernel_panic_quotes_the_panic_and_the_lines_that_say_why() -> None:
     serial = (
         GRUB
@@ -217,6 +236,32 @@ def test_a_start_job_waiting_for_a_missing_disk_names_the_disk() -> None:
     assert any("Dependency failed for data.mount" in e.line for e in v.why)
     assert describe(v, ended="settled", seconds=120, timeout=300) == (
         "The root filesystem was mounted, then systemd entered emergency mode."
+    )
+
+
+def test_systemd_252_waiting_for_a_device_known_only_from_fstab_names_its_unit() -> None:
+    """What the Debian test image with ``LABEL=gone /data ext4 x-systemd.device-timeout=0`` in
+    its fstab showed (``boot_disks.debian_variant("waits-for-disk")``)."""
+    waiting = "".join(
+        f"\r[{spin}] Job dev-disk-by\\x2dlabel-gone.device/start running ({n}s / no limit)"
+        for spin, n in (("    **", 35), ("   ***", 35), ("  *** ", 36))
+    )
+    v = verdict(GRUB + KERNEL + ROOT + waiting)
+    assert v.outcome == "waiting-for-disk" and not is_settled(v)
+    assert len(v.why) == 1
+    assert describe(v, ended="timeout", seconds=240, timeout=240) == (
+        "Still waiting for a disk when the boot was stopped after 240 s: /dev/disk/by-label/gone."
+    )
+    later = "\r[   ***] Job dev-disk-by\\x2dlabel-gone.devic…tart running (3min 35s / no limit)"
+    v = verdict(GRUB + KERNEL + ROOT + waiting + later)  # cut as the timer grew: the whole one
+    assert describe(v, ended="timeout", seconds=240, timeout=240).endswith(
+        ": /dev/disk/by-label/gone."
+    )
+    cut = "[    **] Job dev-disk-by\\x2dlabel-imageport\\…ice/start running (35s / no limit)\n"
+    v = verdict(GRUB + KERNEL + ROOT + cut)  # a longer name, cut to 80 columns
+    assert v.outcome == "waiting-for-disk"
+    assert describe(v, ended="timeout", seconds=60, timeout=60).endswith(
+        ": dev-disk-by-label-imageport\\…ice."
     )
 
 

@@ -1,12 +1,14 @@
 """``imageport boot`` as users run it: a real process, real QEMU machines, exit codes.
 
 Real boots in the default run: a disk with no boot code under SeaBIOS and under OVMF (a few
-seconds each: the firmware finds no bootable device) and the Debian test image under BIOS to its
-login prompt (1-3 minutes under TCG, depending on the machine's load). With
-``IMAGEPORT_BOOT_TESTS=1`` also: that image under UEFI, the UEFI-only image forced under BIOS,
-the image whose kernel has no serial console (the screenshot is the evidence), and copies of the
-Debian image with a wrong ``root=`` (the initramfs gives up and drops to its shell) and with no
-initrd (the kernel panics).
+seconds each: the firmware finds no bootable device), two small disks whose GRUB fails (no
+``grub.cfg``: its command line; no prefix: rescue mode; seconds each, ``boot_disks.py``) and
+the Debian test image under BIOS to its login prompt (1-3 minutes under TCG, depending on the
+machine's load). With ``IMAGEPORT_BOOT_TESTS=1`` also: that image under UEFI, the UEFI-only
+image forced under BIOS, the image whose kernel has no serial console (the screenshot is the
+evidence), copies of the Debian image with a wrong ``root=`` (the initramfs gives up and drops
+to its shell), with no initrd (the kernel panics), with an fstab that waits for a missing disk,
+and with cloud-init running without a datasource (it finishes).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from typing import Any
 
 import pytest
 
+from support import boot_disks as bd
 from support import guest_images as gi
 from support import guest_tools as gt
 from support import import_fixtures as fx
@@ -123,6 +126,35 @@ def test_the_debian_image_reaches_its_login_prompt_under_bios(tmp_path: Path) ->
     assert stage(run, "login")["evidence"][0]["line"].startswith("imageport-guest login:")
     assert png_size(tmp_path / "login.png") == (1280, 800)  # the kernel's framebuffer console
     print(f"BIOS: {run['summary']} ({run['seconds']} s)")
+
+
+def test_grub_without_its_configuration_stops_at_its_command_line(tmp_path: Path) -> None:
+    proc = boot(str(bd.grub_disk("no-config")), "--json", "--timeout", "60", cwd=tmp_path)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    doc = json.loads(proc.stdout)
+    assert doc["claimed_firmware"] == ["bios"]
+    (run,) = doc["boots"]
+    assert (run["outcome"], run["ended"]) == ("boot-loader-failed", "settled"), run["summary"]
+    assert run["summary"] == (
+        "The boot loader started but failed (rescue mode, or no kernel to boot)."
+    )
+    assert [s["stage"] for s in run["stages"] if s["reached"]] == ["firmware", "boot-loader"]
+    assert stage(run, "boot-loader")["evidence"][0]["line"].endswith(
+        "GNU GRUB  version 2.06-13+deb12u2"
+    )
+    assert run["why"][0]["line"].strip().startswith("Minimal BASH-like line editing is supported")
+    assert run["serial_tail"][-1] == "grub>"
+    print(f"GRUB without grub.cfg: {run['summary']} ({run['seconds']} s)")
+
+
+def test_grub_that_cannot_reach_its_prefix_enters_rescue_mode(tmp_path: Path) -> None:
+    proc = boot(str(bd.grub_disk("rescue")), "--json", "--timeout", "60", cwd=tmp_path)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    (run,) = json.loads(proc.stdout)["boots"]
+    assert (run["outcome"], run["ended"]) == ("boot-loader-failed", "settled"), run["summary"]
+    assert [w["line"] for w in run["why"]] == ["error: no such partition.", "grub rescue>"]
+    assert stage(run, "firmware")["reached"]
+    print(f"GRUB rescue: {run['summary']} ({run['seconds']} s)")
 
 
 def test_usage_errors_exit_2(bare_fs: Path, tmp_path: Path) -> None:
@@ -249,3 +281,38 @@ def test_a_kernel_without_its_initrd_cannot_reach_the_root_disk_and_panics(
     assert why[0].endswith("] No filesystem could mount root, tried:")
     assert not stage(run, "root-filesystem")["reached"]
     print(f"no initrd: {run['summary']} ({run['seconds']} s)")
+
+
+@opt_in
+def test_a_start_job_waiting_for_a_missing_disk_is_named(tmp_path: Path) -> None:
+    """fstab requires a data disk (by label) that is not attached, with no time limit: systemd
+    waits for it until the boot is stopped."""
+    image = bd.debian_variant("waits-for-disk")
+    proc = boot(str(image), "--bios", "--timeout", "240", "--json", cwd=tmp_path)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    (run,) = json.loads(proc.stdout)["boots"]
+    assert (run["outcome"], run["ended"]) == ("waiting-for-disk", "timeout"), run["summary"]
+    device = f"/dev/disk/by-label/{bd.MISSING_LABEL}"
+    assert run["summary"] == (
+        f"Still waiting for a disk when the boot was stopped after 240 s: {device}."
+    )
+    assert stage(run, "root-filesystem")["reached"] and not stage(run, "login")["reached"]
+    # systemd redraws its status line every second (one message), cut to 80 columns once its
+    # timer needs more room (a few more): every line quoted is about that one unit
+    why = [w["line"] for w in run["why"]]
+    assert "Job dev-disk-by\\x2dlabel-gone.device/start running (" in why[0]
+    assert all("Job dev-disk-by\\x2dlabel-gone.devic" in line for line in why)
+    print(f"waiting for a disk: {run['summary']}")
+
+
+@opt_in
+def test_cloud_init_that_finishes_is_waited_for_and_reported(tmp_path: Path) -> None:
+    image = bd.debian_variant("cloud-init")  # datasource_list: [ None ]: no network needed
+    proc = boot(str(image), "--bios", "--json", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    (run,) = json.loads(proc.stdout)["boots"]
+    assert (run["outcome"], run["ended"]) == ("login", "settled")
+    assert stage(run, "cloud-init")["reached"]
+    assert "Cloud-init v. 22.4.2 finished at" in stage(run, "cloud-init")["evidence"][0]["line"]
+    assert run["summary"].endswith("; cloud-init finished.")
+    print(f"cloud-init: {run['summary']} ({run['seconds']} s)")

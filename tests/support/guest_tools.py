@@ -57,6 +57,7 @@ TOOLS = {
     "vgs": "lvm2",
     "lvs": "lvm2",
     "dd": "coreutils",
+    "grub-mkimage": "grub-common",
     "cp": "coreutils",
 }
 
@@ -192,9 +193,19 @@ def grub_mkimage(tree: Path, target: str, prefix: str, extra: tuple[str, ...]) -
 def install_bios_grub(
     disk: Path, tree: Path, core_lba: int, room_sectors: int, prefix: str, extra: tuple[str, ...]
 ) -> None:
-    """What grub-bios-setup does: core.img at ``core_lba`` with its block list patched, boot.img's
-    code in sector 0 pointing at it (offsets from GRUB's include/grub/i386/pc/boot.h)."""
-    core = bytearray(grub_mkimage(tree, "i386-pc", prefix, ("biosdisk", *extra)).read_bytes())
+    """What grub-bios-setup does, with the tree's GRUB: see :func:`place_bios_grub`."""
+    core = grub_mkimage(tree, "i386-pc", prefix, ("biosdisk", *extra)).read_bytes()
+    boot = (tree / "usr/lib/grub/i386-pc/boot.img").read_bytes()
+    place_bios_grub(disk, core, boot, core_lba, room_sectors)
+
+
+def place_bios_grub(
+    disk: Path, core_img: bytes, boot_img: bytes, core_lba: int, room_sectors: int
+) -> None:
+    """What grub-bios-setup does: ``core_img`` at ``core_lba`` with its block list patched,
+    ``boot_img``'s code in sector 0 pointing at it (offsets from GRUB's
+    include/grub/i386/pc/boot.h)."""
+    core = bytearray(core_img)
     sectors = -(-len(core) // SECTOR)
     if sectors > room_sectors:
         raise GuestImageError(f"core.img needs {sectors} sectors, only {room_sectors} reserved")
@@ -205,10 +216,9 @@ def install_bios_grub(
         + (sectors - 1).to_bytes(2, "little")
         + (0x820).to_bytes(2, "little")
     )
-    boot = (tree / "usr/lib/grub/i386-pc/boot.img").read_bytes()
     with open(disk, "r+b") as f:
         mbr = bytearray(f.read(SECTOR))
-        mbr[:440] = boot[:440]  # code only: keep disk signature and partition table
+        mbr[:440] = boot_img[:440]  # code only: keep disk signature and partition table
         mbr[0x5C:0x64] = core_lba.to_bytes(8, "little")  # kernel_sector
         mbr[0x64] = 0xFF  # boot_drive: use the drive the BIOS booted from
         mbr[0x66:0x68] = b"\x90\x90"  # NOP out the floppy/drive check

@@ -10,7 +10,8 @@ images under QEMU, or quoted from the programs' sources):
   Boot0002 "UEFI QEMU HARDDISK ..." ... Not Found``, ``BdsDxe: No bootable option or device was
   found.``, and its fallback ``UEFI Interactive Shell`` with the ``Shell>`` prompt.
 * GRUB 2: ``GNU GRUB  version 2.06`` (its menu), ``Booting `Debian GNU/Linux'``, ``error: ...``,
-  ``grub rescue>``.
+  ``grub rescue>`` (it could not load its normal mode), and its command line when it has no
+  configuration to boot: ``Minimal BASH-like line editing is supported. ...`` then ``grub>``.
 * Linux: ``Linux version 6.1.0-... (...)``, ``Kernel panic - not syncing: VFS: Unable to mount
   root fs on unknown-block(0,0)``, ``VFS: Cannot open root device ...``, ``Please append a
   correct "root=" boot option``; filesystem mount lines (``EXT4-fs (vda3): mounted filesystem``,
@@ -20,7 +21,9 @@ images under QEMU, or quoted from the programs' sources):
   dracut: ``Warning: dracut-initqueue: timeout``, ``Warning: /dev/... does not exist``, the
   ``dracut:/#`` prompt.
 * systemd: ``Welcome to Debian GNU/Linux 12 (bookworm)!`` (PID 1 started from the root
-  filesystem), ``A start job is running for /dev/disk/by-uuid/... (1min 2s / 1min 30s)``,
+  filesystem), ``A start job is running for /dev/disk/by-uuid/... (1min 2s / 1min 30s)``, or
+  for a device it knows only from fstab ``Job dev-disk-by\x2dlabel-data.device/start running
+  (35s / no limit)`` (the line is cut in the middle with ``…`` to the console's 80 columns),
   ``Timed out waiting for device ...``, ``Dependency failed for ...``, ``You are in emergency
   mode``; getty's ``hostname login:``.
 * cloud-init: ``Cloud-init v. 22.4.2 running 'init' at ...`` and ``Cloud-init v. 22.4.2
@@ -64,6 +67,8 @@ _SOURCES: tuple[tuple[Signal, str], ...] = (
     ),
     # boot loader
     ("boot-loader-failed", r"grub rescue>|Entering rescue mode|you need to load the kernel"),
+    # GRUB's bare command line: no grub.cfg (or no entry in it) to boot
+    ("boot-loader-failed", r"^grub>(?: |$)|Minimal BASH-like line editing is supported"),
     ("boot-loader", r"GNU GRUB +version|Welcome to GRUB|GRUB loading|^\s*Booting `"),
     ("boot-loader", r"^(?:SYSLINUX|ISOLINUX|EXTLINUX) \d|^Loading Linux "),
     ("boot-loader-error", r"^error: "),
@@ -84,6 +89,8 @@ _SOURCES: tuple[tuple[Signal, str], ...] = (
     ("root-filesystem", r"^Welcome to (?!.*(?:[Ii]nitramfs|[Ii]nitrd|dracut)).+!$"),
     # systemd waiting for a disk
     ("waiting-for-disk", r"A start job is running for (?:/dev/|dev-)"),
+    # systemd 252 names a device unit that has no description yet by its unit name
+    ("waiting-for-disk", r"\bJob dev-\S+ running \("),
     ("disk-problem", r"Timed out waiting for device|Dependency failed for"),
     ("disk-problem", r"Failed to mount "),
     # the end of a boot

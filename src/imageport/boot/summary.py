@@ -84,9 +84,26 @@ def _first(verdict: Verdict, needle: str) -> str | None:
 
 
 def _waited_for(verdict: Verdict) -> str | None:
-    marker = "A start job is running for "
-    for ev in reversed(verdict.why):
-        if marker in ev.line:
-            rest = ev.line.split(marker, 1)[1]
-            return systemd_unescape(rest.rsplit(" (", 1)[0])
-    return None
+    """The device systemd was waiting for, as its status lines name it: a description
+    (``/dev/disk/by-uuid/...``), or a device unit's name, shown as the device's path when it
+    is whole (``dev-disk-by\x2dlabel-data.device`` is ``/dev/disk/by-label/data``). systemd
+    cuts a status line to the console's width with ``…`` as its timer grows: the last line
+    that names the device whole is preferred."""
+    named = []
+    for ev in verdict.why:
+        for marker in ("A start job is running for ", "Job "):
+            if marker in ev.line and " (" in ev.line:
+                rest = ev.line.split(marker, 1)[1].rsplit(" (", 1)[0]
+                named.append(_device_path(rest.removesuffix(" running").removesuffix("/start")))
+                break
+    whole = [name for name in named if "…" not in name]
+    found = whole or named
+    return found[-1] if found else None
+
+
+def _device_path(name: str) -> str:
+    """``name`` as a path when it is a whole device unit name, else unescaped as it is."""
+    if name.startswith("dev-") and name.endswith(".device") and "…" not in name:
+        parts = name.removesuffix(".device").split("-")
+        return "/" + "/".join(systemd_unescape(part) for part in parts)
+    return systemd_unescape(name)

@@ -177,12 +177,14 @@ def _stages(found: dict[Stage, list[Evidence]]) -> tuple[StageResult, ...]:
 
 def _same_message(a: str, b: str) -> bool:
     """Whether two lines are the same message repeated: systemd redraws ``A start job is
-    running for X (5s / 1min 30s)`` every second with a new time and spinner."""
+    running for X (5s / 1min 30s)`` (or ``Job X/start running (5s / no limit)``) every second
+    with a new time and spinner."""
     return _strip_progress(a) == _strip_progress(b)
 
 
 def _strip_progress(line: str) -> str:
-    head = line.split(" (", 1)[0] if "A start job is running" in line else line
+    waiting = "A start job is running" in line or " running (" in line
+    head = line.split(" (", 1)[0] if waiting else line
     return head.lstrip(" [*]")
 
 

@@ -31,7 +31,7 @@ import threading
 from collections.abc import Mapping
 from pathlib import Path
 
-from sqlalchemy import select, update
+from sqlalchemy import or_, select, update
 
 from imageport.service import codes
 from imageport.service.boot_slots import RETRY_SECONDS
@@ -102,7 +102,11 @@ def _wait_for_place(services: Services, job_id: str) -> None:
     with services.db.begin() as conn:
         conn.execute(
             update(jobs)
-            .where(jobs.c.id == job_id, jobs.c.status == JobStatus.INIT)
+            .where(
+                jobs.c.id == job_id,
+                jobs.c.status == JobStatus.INIT,
+                or_(jobs.c.phase.is_(None), jobs.c.phase != WAITING),
+            )
             .values(phase=WAITING)
         )
     timer = threading.Timer(RETRY_SECONDS, services.submit_job, (job_id,))

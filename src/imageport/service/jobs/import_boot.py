@@ -19,9 +19,9 @@ and what they mean for the import is a finding of the report, ``IMG-BOOT``:
   prompt within the time, a serial console that stayed silent) is a **warning**: the image is
   stored, and ``alarm_code`` names ``IMG-BOOT``. These are the failures whose cause the check
   reads on the disk itself and judges with its own rules (``IMG-DRIVERS``,
-  ``IMG-FSTAB-DATA-DISK``, ``IMG-ROOT``, ``IMG-CONSOLE``), and whose symptom here also depends on
-  the machine (TCG on a shared host is slow; a kernel that writes nothing to the serial console
-  shows nothing);
+  ``IMG-FSTAB-DATA-DISK``, ``IMG-BOOT-SAME-DISK``, ``IMG-CONSOLE``), and whose symptom here
+  depends on the machine (TCG on a shared host is slow; a kernel that writes nothing to the
+  serial console shows nothing);
 * a firmware that could not be booted here at all (a quick import's ZVHD2, which QEMU does not
   read; OVMF or QEMU missing) is a **note** saying why.
 
