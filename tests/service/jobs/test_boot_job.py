@@ -24,6 +24,7 @@ from imageport.service.errors import ServiceError
 from imageport.service.images import boot_results, lifecycle, members, reports
 from imageport.service.jobs import boot_job, manage, recovery
 from imageport.service.jobs.boot_request import BOOT_TEST_JOB, boot_test_image
+from imageport.service.jobs.copy_job import copy_image
 from imageport.service.jobs.dispatch import run_job
 from imageport.service.tables import images, jobs
 from support import import_fixtures as fx
@@ -417,3 +418,21 @@ def test_a_kernel_panic_is_judged_as_the_cli_judges_it(services: Services) -> No
         "unknown-block(0,0)."
     )
     assert 'VFS: Cannot open root device "UUID=1234"' in bios["why"][0]["line"]
+
+
+def test_a_copy_keeps_the_verdicts_but_not_the_routes_to_the_source_screenshots(
+    services: Services,
+) -> None:
+    pid = fx.project_id(services)
+    source = an_image(services)
+    run_job(services, boot_test_image(services, pid, source, None))
+    copy_job = copy_image(services, pid, source, {"name": "copied"})
+    run_job(services, copy_job)
+    copied = fx.image_row(services, copy_job)
+    assert copied.status == "active" and copied.id != source
+    boots = report_of(services, copied.id)["boot"]["boots"]
+    assert [(b["outcome"], b["screenshot"]) for b in boots] == [("login", None), ("login", None)]
+    assert report_of(services, source)["boot"]["boots"][0]["screenshot"] is not None
+    assert code_of(
+        lambda: boot_results.read_screenshot(services, pid, copied.id, [("firmware", "bios")])
+    ) == (codes.NO_REPORT, 404)

@@ -136,6 +136,22 @@ def with_boots(
     return {**report, "boot": boot_section(report.get("boot"), entries, claimed)}
 
 
+def copied_report(report: object) -> object:
+    """The report a copy of the image starts with: the source's, its boot verdicts included
+    (they are verdicts on the same bytes), without the routes to the source's screenshots
+    (a copy has none of its own until it is boot-tested)."""
+    if not isinstance(report, Mapping) or not isinstance(report.get("boot"), Mapping):
+        return report
+    boot = dict(report["boot"])
+    boots = boot.get("boots")
+    if isinstance(boots, list):
+        boot["boots"] = [
+            {**entry, "screenshot": None} if isinstance(entry, Mapping) else entry
+            for entry in boots
+        ]
+    return {**report, "boot": boot}
+
+
 def record_boots(
     services: Services,
     image_id: str,
@@ -231,6 +247,7 @@ __all__ = [
     "boot_section",
     "claimed_firmwares",
     "console_hint",
+    "copied_report",
     "keep_screenshots",
     "read_screenshot",
     "record_boots",

@@ -46,6 +46,7 @@ from imageport.service.clock import new_id, new_uuid, time_text
 from imageport.service.context import Services
 from imageport.service.errors import Conflict
 from imageport.service.images import validation as v
+from imageport.service.images.boot_results import copied_report
 from imageport.service.images.lifecycle import insert_image_row
 from imageport.service.images.members import accepted_by, copy_source
 from imageport.service.jobs import state
@@ -249,7 +250,7 @@ def _store(
         "checksum": source.checksum,
         "blob": blob,
         "properties": props,
-        "report": source.report,
+        "report": copied_report(source.report),
     }
     activate(services, job, final, values)
 
