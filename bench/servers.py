@@ -100,7 +100,7 @@ def main(argv: list[str] | None = None) -> int:
                     "--json",
                 )
             )
-            image_id = registered["id"]
+            image_id = registered.get("entities", {}).get("image_id") or registered["image_id"]
             key = work / "key"
             subprocess.run(
                 ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True
@@ -127,22 +127,23 @@ def main(argv: list[str] | None = None) -> int:
             server_id = created[0]["id"]
             active = time.monotonic() - t0
             login = ssh = None
-            while time.monotonic() - t0 < SSH_SECONDS and ssh is None:
+            while time.monotonic() - t0 < SSH_SECONDS and (ssh is None or login is None):
                 if login is None and "login:" in cli(env, "server", "log", "b1", "--lines", "-1"):
                     login = time.monotonic() - t0
-                probe = subprocess.run(
-                    [IMAGEPORT, "server", "ssh", "b1", "-i", str(key), "--", "true"],
-                    env=env,
-                    capture_output=True,
-                    timeout=60,
-                    check=False,
-                )
-                if probe.returncode == 0:
-                    ssh = time.monotonic() - t0
-                else:
-                    time.sleep(2)
+                if ssh is None:
+                    probe = subprocess.run(
+                        [IMAGEPORT, "server", "ssh", "b1", "-i", str(key), "--", "true"],
+                        env=env,
+                        capture_output=True,
+                        timeout=60,
+                        check=False,
+                    )
+                    if probe.returncode == 0:
+                        ssh = time.monotonic() - t0
+                time.sleep(1)
             if login is None or ssh is None:
-                raise RuntimeError("the server did not reach login: and SSH in time")
+                tail = cli(env, "server", "log", "b1", "--lines", "30")
+                raise RuntimeError(f"the server did not reach login: and SSH in time:\n{tail}")
             cli(env, "server", "stop", "b1", "--wait")
 
             overlay = server.data_dir / "servers" / server_id / "disk.qcow2"

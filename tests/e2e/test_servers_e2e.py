@@ -11,10 +11,12 @@
 3. ``imageport server ssh`` logs in as root with the injected key (cloud-init took it and the
    user data allowing root from the metadata service) and fixes both defects; the console log
    shows the guest's login prompt;
-4. the server is stopped (BatchStopServers SOFT), an image is made from it (the IMS SDK's
+4. ``imageport serve`` is killed (SIGKILL) and started again: the server is still ACTIVE and
+   answers SSH (its QEMU outlived the service and was re-attached);
+5. the server is stopped (BatchStopServers SOFT), an image is made from it (the IMS SDK's
    CreateImage with ``instance_id``), its job succeeds and the new image's report no longer
    shows the defects;
-5. the server is deleted and its QEMU process is gone.
+6. the server is deleted and its QEMU process is gone.
 
 One Debian boot (TCG: a minute or two); everything else is quick.
 """
@@ -241,6 +243,16 @@ def test_an_uninitialized_image_is_fixed_in_a_server_and_made_an_image_again(
         ShowServerConsoleOutputRequest(server_id=server_id, length=-1)
     )
     assert "login:" in console.output
+
+    # the service is killed: the machine lives on, and the restarted service finds it again
+    server.kill9()
+    server.restart()
+    ecs = ecs_client(server, keys)
+    ims = ims_client(server, keys)
+    again = ecs.show_server(ShowServerRequest(server_id=server_id)).server
+    assert again.status == "ACTIVE"
+    assert getattr(again, "os_ext_st_spower_state", None) == 1
+    assert cli(server, keys, "server", "ssh", "fixer", "-i", str(key), "--", "true").returncode == 0
 
     stop = ecs.batch_stop_servers(
         BatchStopServersRequest(
