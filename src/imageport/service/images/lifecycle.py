@@ -237,22 +237,58 @@ def _insert_image_and_job(
         disk_kind=request.disk_kind,
         boot_test=request.boot_test,
     )
+    return insert_queued_image(
+        conn,
+        services,
+        project_id=project_id,
+        image_id=image_id,
+        name=request.name,
+        min_disk=request.min_disk,
+        min_ram=request.min_ram,
+        max_ram=request.max_ram,
+        properties=props,
+        tags=request.tags,
+        job_type=request.job_type,
+        params=params,
+        now=now,
+    )
+
+
+def insert_queued_image(
+    conn: Connection,
+    services: Services,
+    *,
+    project_id: str,
+    image_id: str,
+    name: str,
+    min_disk: int,
+    min_ram: int | None,
+    max_ram: int | None,
+    properties: dict[str, Any],
+    tags: list[str],
+    job_type: str,
+    params: dict[str, object],
+    now: str,
+) -> str:
+    """Insert a ``queued`` private image with no file yet (no disk format) and the ``INIT``
+    job of ``job_type`` that will fill it; the job's id. The steps every "make an image and a
+    job" request shares (from a file, from a server)."""
     insert_image_row(
         conn,
         dict(
             id=image_id,
             project_id=project_id,
-            name=request.name,
+            name=name,
             status=ImageStatus.QUEUED,
             visibility="private",
             protected=False,
             container_format="bare",
             disk_format=None,
-            min_disk=request.min_disk,
-            min_ram=request.min_ram,
-            max_ram=request.max_ram,
-            properties=props,
-            tags=request.tags,
+            min_disk=min_disk,
+            min_ram=min_ram,
+            max_ram=max_ram,
+            properties=properties,
+            tags=tags,
             created_at=now,
             updated_at=now,
         ),
@@ -261,7 +297,7 @@ def _insert_image_and_job(
         conn,
         services.settings,
         project_id=project_id,
-        job_type=request.job_type,
+        job_type=job_type,
         image_id=image_id,
         params=params,
         now=now,
@@ -458,6 +494,7 @@ __all__ = [
     "create_image_from_file",
     "delete_image",
     "insert_image_row",
+    "insert_queued_image",
     "quick_import",
     "register_image_file",
 ]

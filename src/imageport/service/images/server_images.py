@@ -51,9 +51,7 @@ from imageport.service.errors import Conflict, NotFound, RequestInvalid
 from imageport.service.images import lifecycle, os_versions
 from imageport.service.images import validation as v
 from imageport.service.images.import_request import base_properties, job_params
-from imageport.service.jobs.manage import insert_job
 from imageport.service.servers.statuses import ServerStatus
-from imageport.service.statuses import ImageStatus
 from imageport.service.tables import images, servers
 
 SERVER_IMAGE_JOB = "imsCreateImageByInstance"
@@ -227,27 +225,6 @@ def create_image_from_server(services: Services, project_id: str, body: object) 
         del props["__root_origin"]  # the vendor's mark of an image imported from a file
         if request.enterprise_project_id is not None:
             props["enterprise_project_id"] = request.enterprise_project_id
-        image_id = new_uuid()
-        lifecycle.insert_image_row(
-            conn,
-            dict(
-                id=image_id,
-                project_id=project_id,
-                name=request.name,
-                status=ImageStatus.QUEUED,
-                visibility="private",
-                protected=False,
-                container_format="bare",
-                disk_format=None,
-                min_disk=server.disk_gib,
-                min_ram=request.min_ram,
-                max_ram=request.max_ram,
-                properties=props,
-                tags=request.tags,
-                created_at=now,
-                updated_at=now,
-            ),
-        )
         params = job_params(
             services,
             url=None,
@@ -262,12 +239,18 @@ def create_image_from_server(services: Services, project_id: str, body: object) 
             firmware=firmware,
         )
         params["server_id"] = server.id
-        job_id = insert_job(
+        job_id = lifecycle.insert_queued_image(
             conn,
-            services.settings,
+            services,
             project_id=project_id,
+            image_id=new_uuid(),
+            name=request.name,
+            min_disk=server.disk_gib,
+            min_ram=request.min_ram,
+            max_ram=request.max_ram,
+            properties=props,
+            tags=request.tags,
             job_type=SERVER_IMAGE_JOB,
-            image_id=image_id,
             params=params,
             now=now,
         )
