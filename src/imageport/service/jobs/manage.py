@@ -53,6 +53,31 @@ def insert_job(
     already has ``project_job_limit`` unfinished jobs is refused (``IMG.0194``)."""
     admit(conn, settings, project_id)
     job_id = new_id()
+    insert_job_row(
+        conn,
+        job_id=job_id,
+        project_id=project_id,
+        job_type=job_type,
+        image_id=image_id,
+        params=params,
+        now=now,
+    )
+    return job_id
+
+
+def insert_job_row(
+    conn: Connection,
+    *,
+    job_id: str,
+    project_id: str,
+    job_type: str,
+    image_id: str | None,
+    params: dict[str, object],
+    now: str,
+) -> None:
+    """Insert one ``INIT`` job row with no progress yet (inside the caller's transaction),
+    admitted or not: :func:`insert_job` for an image's job, a server batch and its sub-jobs
+    (``image_id`` None) in :mod:`imageport.service.servers.jobs`."""
     conn.execute(
         insert(jobs).values(
             id=job_id,
@@ -73,7 +98,6 @@ def insert_job(
             end_time=None,
         )
     )
-    return job_id
 
 
 def link_sub_jobs(conn: Connection, parent: str, subs: list[str]) -> None:

@@ -30,7 +30,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import Connection, insert, select, update
+from sqlalchemy import Connection, select, update
 
 from imageport import metrics
 from imageport.service import codes
@@ -39,6 +39,7 @@ from imageport.service.context import Services
 from imageport.service.errors import NotFound
 from imageport.service.jobs.errors import JobFailedError
 from imageport.service.jobs.fail_reason import stored_reason
+from imageport.service.jobs.manage import insert_job_row
 from imageport.service.ports import MachineError, ServerHost
 from imageport.service.servers import job_types as jt
 from imageport.service.servers.create_request import MAX_BATCH
@@ -48,38 +49,6 @@ from imageport.service.statuses import JobStatus
 from imageport.service.tables import jobs
 
 log = logging.getLogger(__name__)
-
-
-def insert_job_row(
-    conn: Connection,
-    *,
-    job_id: str,
-    project_id: str,
-    job_type: str,
-    params: dict[str, object],
-    now: str,
-) -> None:
-    """Insert one INIT server job row (inside the caller's transaction)."""
-    conn.execute(
-        insert(jobs).values(
-            id=job_id,
-            project_id=project_id,
-            job_type=job_type,
-            status=JobStatus.INIT,
-            image_id=None,
-            params=params,
-            phase=None,
-            percent=0.0,
-            bytes_done=0,
-            bytes_total=0,
-            error_code=None,
-            fail_reason=None,
-            cancel_requested=False,
-            attempts=0,
-            begin_time=now,
-            end_time=None,
-        )
-    )
 
 
 def insert_batch(
@@ -102,6 +71,7 @@ def insert_batch(
         job_id=batch_id,
         project_id=project_id,
         job_type=batch_type,
+        image_id=None,
         params={**(params or {}), "sub_jobs": ids},
         now=now,
     )
@@ -111,6 +81,7 @@ def insert_batch(
             job_id=sub_id,
             project_id=project_id,
             job_type=jt.SUB_JOB_OF[batch_type],
+            image_id=None,
             params={**sub_params, "server_id": server_id, "parent_job": batch_id},
             now=now,
         )
@@ -272,7 +243,6 @@ def _record(row: Any, subs: Sequence[ServerJobRecord]) -> ServerJobRecord:
 __all__ = [
     "end_job",
     "insert_batch",
-    "insert_job_row",
     "leave_to_batch",
     "run_batch_job",
     "server_job",
