@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from imageport.api.job_fields import job_with_entities
 from imageport.service.servers.flavors import Flavor
 from imageport.service.servers.network import NETWORK_ID
 from imageport.service.servers.queries import ServerPage, addresses_of
@@ -154,38 +155,16 @@ def flavors_document(flavors: Sequence[Flavor]) -> dict[str, object]:
     return {"flavors": [flavor_document(f) for f in flavors]}
 
 
-def _sub_job_document(job: ServerJobRecord) -> dict[str, object]:
-    return {
-        "status": job.status,
-        "job_id": job.id,
-        "job_type": job.job_type,
-        "begin_time": job.begin_time,
-        "end_time": job.end_time,
-        "error_code": job.error_code,
-        "fail_reason": job.fail_reason,
-        "entities": {"server_id": job.server_id},
-    }
-
-
 def server_job_document(job: ServerJobRecord) -> dict[str, object]:
     """ECS ShowJob: the job, ``entities.server_id`` (when it is about one server),
     ``entities.sub_jobs_total`` and ``entities.sub_jobs``."""
     entities: dict[str, object] = {
         "sub_jobs_total": len(job.sub_jobs),
-        "sub_jobs": [_sub_job_document(s) for s in job.sub_jobs],
+        "sub_jobs": [job_with_entities(s, {"server_id": s.server_id}) for s in job.sub_jobs],
     }
     if job.server_id is not None:
         entities["server_id"] = job.server_id
-    return {
-        "status": job.status,
-        "job_id": job.id,
-        "job_type": job.job_type,
-        "begin_time": job.begin_time,
-        "end_time": job.end_time,
-        "error_code": job.error_code,
-        "fail_reason": job.fail_reason,
-        "entities": entities,
-    }
+    return job_with_entities(job, entities)
 
 
 __all__ = [

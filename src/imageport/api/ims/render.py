@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from urllib.parse import urlencode
 
+from imageport.api.job_fields import job_with_entities
 from imageport.service.images.queries import ImagePage
 from imageport.service.images.records import ImageRecord, JobRecord
 from imageport.service.jobs.boot_request import BOOT_TEST_JOB, boot_entities
@@ -128,13 +129,4 @@ def job_document(job: JobRecord, *, progress: bool = False) -> dict[str, object]
 def _sub_job_document(job: JobRecord) -> dict[str, object]:
     """One of ``entities.sub_jobs_result``: the sub-job and its image (the SDK's
     ``SubJobResult``)."""
-    return {
-        "status": job.status,
-        "job_id": job.id,
-        "job_type": job.job_type,
-        "begin_time": job.begin_time,
-        "end_time": job.end_time,
-        "error_code": job.error_code,
-        "fail_reason": job.fail_reason,
-        "entities": {"image_id": job.image_id, "image_name": job.image_name},
-    }
+    return job_with_entities(job, {"image_id": job.image_id, "image_name": job.image_name})
