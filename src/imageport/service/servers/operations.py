@@ -24,7 +24,7 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import Row
 
@@ -58,6 +58,8 @@ from imageport.service.servers.statuses import (
 from imageport.service.tables import servers
 
 log = logging.getLogger(__name__)
+
+_T = TypeVar("_T")
 
 Operation = Callable[[Services, ServerHost, str, Mapping[str, Any]], None]
 
@@ -105,6 +107,17 @@ def _put_right(
         if row is not None and row.vm_state != VmState.DELETED:
             truth(conn, row, machine, _now(services), build_fault=build_fault)
     return JobFailedError(code, reason)
+
+
+def _on_machine(services: Services, server_id: str, code: str, act: Callable[[Row[Any]], _T]) -> _T:
+    """What ``act`` returns, given the server's row (the server must still exist); a
+    :class:`MachineError` from the host puts the row right and fails the job with ``code``.
+    The shape of every operation but create (which has its own clean-up)."""
+    row = _row(services, server_id, code)
+    try:
+        return act(row)
+    except MachineError as exc:
+        raise _put_right(services, server_id, code, str(exc)) from exc
 
 
 def after_error(services: Services, job_type: str, server_id: str, message: str) -> None:
@@ -181,24 +194,25 @@ def _became_active(
 def start_machine(
     services: Services, host: ServerHost, server_id: str, params: Mapping[str, Any]
 ) -> None:
-    code = codes.ECS_MACHINE_FAILED
-    row = _row(services, server_id, code)
-    try:
-        machine = host.start(machine_spec(services, row))
-    except MachineError as exc:
-        raise _put_right(services, server_id, code, str(exc)) from exc
+    machine = _on_machine(
+        services,
+        server_id,
+        codes.ECS_MACHINE_FAILED,
+        lambda row: host.start(machine_spec(services, row)),
+    )
     _became_active(services, server_id, machine, was=VmState.STOPPED)
 
 
 def stop_machine(
     services: Services, host: ServerHost, server_id: str, params: Mapping[str, Any]
 ) -> None:
-    code = codes.ECS_MACHINE_FAILED
-    _row(services, server_id, code)
-    try:
-        host.stop(server_id, hard=params.get("hard") is True, timeout=SOFT_STOP_SECONDS)
-    except MachineError as exc:
-        raise _put_right(services, server_id, code, str(exc)) from exc
+    hard = params.get("hard") is True
+    _on_machine(
+        services,
+        server_id,
+        codes.ECS_MACHINE_FAILED,
+        lambda _: host.stop(server_id, hard=hard, timeout=SOFT_STOP_SECONDS),
+    )
     with services.db.begin() as conn:
         set_state(
             conn,
@@ -215,12 +229,10 @@ def stop_machine(
 def reboot_machine(
     services: Services, host: ServerHost, server_id: str, params: Mapping[str, Any]
 ) -> None:
-    code = codes.ECS_MACHINE_FAILED
-    _row(services, server_id, code)
-    try:
-        host.reboot(server_id, hard=params.get("hard") is True)
-    except MachineError as exc:
-        raise _put_right(services, server_id, code, str(exc)) from exc
+    hard = params.get("hard") is True
+    _on_machine(
+        services, server_id, codes.ECS_MACHINE_FAILED, lambda _: host.reboot(server_id, hard=hard)
+    )
     with services.db.begin() as conn:
         set_state(
             conn,
@@ -237,12 +249,7 @@ def reboot_machine(
 def delete_machine(
     services: Services, host: ServerHost, server_id: str, params: Mapping[str, Any]
 ) -> None:
-    code = codes.ECS_DELETE_FAILED
-    _row(services, server_id, code)
-    try:
-        host.destroy(server_id)
-    except MachineError as exc:
-        raise _put_right(services, server_id, code, str(exc)) from exc
+    _on_machine(services, server_id, codes.ECS_DELETE_FAILED, lambda _: host.destroy(server_id))
     VAULT.forget(server_id)
     now = _now(services)
     with services.db.begin() as conn:
