@@ -53,7 +53,7 @@ from imageport.service.jobs import state
 from imageport.service.jobs.errors import JobCancelledError, JobFailedError
 from imageport.service.jobs.file_links import link_or_copy
 from imageport.service.jobs.manage import insert_job
-from imageport.service.jobs.run import activate, run_to_end
+from imageport.service.jobs.run import activate, claim_and_run
 from imageport.service.quotas import room_for
 from imageport.service.statuses import ImageStatus
 from imageport.service.tables import images, jobs
@@ -137,16 +137,7 @@ def copy_image(services: Services, project_id: str, image_id: str, body: object)
 
 def run_copy_job(services: Services, job_id: str) -> None:
     """Run copy job ``job_id`` to its end, unless another worker has it or it is not INIT."""
-    job = state.claim(services, job_id)
-    if job is None:
-        return
-    progress = state.Progress(services, job.id, COPY_PHASES)
-
-    def work(scratch: list[Path]) -> bool:
-        _copy(services, job, progress, scratch)
-        return True
-
-    run_to_end(services, job, "copying", work)
+    claim_and_run(services, job_id, COPY_PHASES, "copying", _copy)
 
 
 def _source_row(services: Services, job: state.ClaimedJob) -> Any:

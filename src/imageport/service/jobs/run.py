@@ -1,10 +1,11 @@
 """The life of a claimed job, whatever it does: one way in, every way out.
 
-Every job runner (import, export, copy) claims its job, then hands its work to
-:func:`run_to_end`, which ends the job on every path: a :class:`JobFailedError` (FAIL with its
-code, reason and report), a cancellation (``IMG.CANCELLED``), a worker process that failed
-(``IMG.1075`` with the worker's reason) or any unexpected error (``IMG.1075``, logged). The
-work's scratch files are removed and the job's metrics counted in all cases.
+Every job runner (import, export, copy, image from a server) claims its job, then hands its
+work to :func:`run_to_end` (:func:`claim_and_run` does both for a job with fixed phases), which
+ends the job on every path: a :class:`JobFailedError` (FAIL with its code, reason and report), a
+cancellation (``IMG.CANCELLED``), a worker process that failed (``IMG.1075`` with the worker's
+reason) or any unexpected error (``IMG.1075``, logged). The work's scratch files are removed
+and the job's metrics counted in all cases.
 """
 
 from __future__ import annotations
@@ -28,6 +29,9 @@ log = logging.getLogger(__name__)
 Work = Callable[[list[Path]], bool]
 """A job's work: given the list to register its scratch files in, True when it ended the job
 SUCCESS (False: the job was no longer RUNNING, e.g. cancelled at the last moment)."""
+
+Phases = Callable[[Services, state.ClaimedJob, state.Progress, list[Path]], None]
+"""A job's phases run one after the other: they end the job SUCCESS or raise."""
 
 
 def end_failed(
@@ -87,6 +91,29 @@ def run_to_end(
                 path.unlink(missing_ok=True)
         metrics.JOBS_FINISHED.labels(job.job_type, status).inc()
         metrics.JOB_SECONDS.labels(job.job_type).observe(time.monotonic() - started)
+
+
+def claim_and_run(
+    services: Services,
+    job_id: str,
+    shares: Mapping[str, tuple[float, float]],
+    doing: str,
+    phases: Phases,
+) -> None:
+    """Claim job ``job_id`` and run its ``phases`` to its end (:func:`run_to_end`), its
+    progress reported per phase over ``shares`` (the share of ``percent`` each covers);
+    nothing when another worker has it or it is not INIT. The runner of a job whose phases
+    are fixed (copy, image from a server)."""
+    job = state.claim(services, job_id)
+    if job is None:
+        return
+    progress = state.Progress(services, job.id, shares)
+
+    def work(scratch: list[Path]) -> bool:
+        phases(services, job, progress, scratch)
+        return True
+
+    run_to_end(services, job, doing, work)
 
 
 def activate(

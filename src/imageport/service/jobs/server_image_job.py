@@ -46,7 +46,7 @@ from imageport.service.context import Services
 from imageport.service.images.properties import initialization_done
 from imageport.service.jobs import state, steps
 from imageport.service.jobs.errors import JobCancelledError, JobFailedError
-from imageport.service.jobs.run import run_to_end
+from imageport.service.jobs.run import claim_and_run
 from imageport.service.ports import (
     DiskCopy,
     ImageInspection,
@@ -74,16 +74,7 @@ CONFIG_INIT = "__is_config_init"
 
 def run_server_image_job(services: Services, job_id: str) -> None:
     """Run job ``job_id`` to its end, unless another worker has it or it is not INIT."""
-    job = state.claim(services, job_id)
-    if job is None:
-        return
-    progress = state.Progress(services, job.id, PHASES)
-
-    def work(scratch: list[Path]) -> bool:
-        _run_phases(services, job, progress, scratch)
-        return True
-
-    run_to_end(services, job, "making the image from the server", work)
+    claim_and_run(services, job_id, PHASES, "making the image from the server", _run_phases)
 
 
 def _check_cancelled(progress: state.Progress) -> None:
