@@ -36,7 +36,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from huaweicloudsdkcore.auth.credentials import BasicCredentials
 from huaweicloudsdkecs.v2 import (
     BatchStopServersOption,
     BatchStopServersRequest,
@@ -67,7 +66,7 @@ from huaweicloudsdkims.v2 import (
     RegisterImageRequestBody,
 )
 
-from support import guest_images
+from support import guest_images, sdk_clients
 from support.e2e_clients import ims_client, s3_client, wait_job
 from support.server_process import Keys, ServeProcess
 from support.ssh_keygen import make_key
@@ -106,8 +105,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServeProcess]:
 
 
 def ecs_client(server: ServeProcess, keys: Keys) -> EcsClient:
-    cred = BasicCredentials(keys.access_key, keys.secret_key, keys.project_id)
-    return EcsClient.new_builder().with_credentials(cred).with_endpoint(server.ims_url).build()
+    return sdk_clients.ecs_client(server.ims_url, keys)
 
 
 def cli(server: ServeProcess, keys: Keys, *args: str, timeout: float = 120) -> Any:

@@ -10,9 +10,9 @@ from typing import Any
 import boto3
 import httpx
 from botocore.config import Config
-from huaweicloudsdkcore.auth.credentials import BasicCredentials
 from huaweicloudsdkims.v2 import ImsClient, ShowJobRequest
 
+from support import sdk_clients
 from support.server_process import Keys, ServeProcess
 
 
@@ -32,8 +32,7 @@ def s3_client(server: ServeProcess, keys: Keys, secret: str | None = None) -> An
 
 def ims_client(server: ServeProcess, keys: Keys) -> ImsClient:
     """The unmodified vendor SDK's IMS client for ``keys`` on the server's image API."""
-    cred = BasicCredentials(keys.access_key, keys.secret_key, keys.project_id)
-    return ImsClient.new_builder().with_credentials(cred).with_endpoint(server.ims_url).build()
+    return sdk_clients.ims_client(server.ims_url, keys)
 
 
 JOB_SECONDS = 180.0

@@ -20,7 +20,6 @@ from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import pytest
-from huaweicloudsdkcore.auth.credentials import BasicCredentials
 from huaweicloudsdkcore.exceptions.exceptions import ClientRequestException
 from huaweicloudsdkecs.v2 import EcsClient
 from huaweicloudsdkecs.v2 import model as m
@@ -36,7 +35,7 @@ from imageport.service.clock import utc_now
 from imageport.service.context import Services
 from imageport.service.servers import consoles
 from imageport.service.servers.console_tokens import TOKEN_SECONDS
-from support import service_fixtures
+from support import sdk_clients, service_fixtures
 from support.console_servers import GREETING, EchoDisplay, add_server, serve_image_api
 from support.fakes import FakeServerHost
 
@@ -57,9 +56,7 @@ class Api:
         return "ws" + self.base.removeprefix("http")
 
     def ecs(self, key: AccessKey | None = None) -> EcsClient:
-        key = key or self.alpha
-        cred = BasicCredentials(key.access_key, key.secret_key, key.project_id)
-        return EcsClient.new_builder().with_credentials(cred).with_endpoint(self.base).build()
+        return sdk_clients.ecs_client(self.base, key or self.alpha)
 
     def server(self, key: AccessKey | None = None, **row: str) -> str:
         return add_server(self.services, self.host, (key or self.alpha).project_id, **row)

@@ -19,16 +19,15 @@ from dataclasses import dataclass
 
 import httpx
 import pytest
-from huaweicloudsdkcore.auth.credentials import BasicCredentials
 from huaweicloudsdkcore.exceptions.exceptions import ClientRequestException
 from huaweicloudsdkecs.v2 import EcsClient
 from huaweicloudsdkecs.v2 import model as m
 
 from imageport.api.ims.app import build_ims_app
 from imageport.api.middleware import RequestContext
-from imageport.service.access.projects import AccessKey, create_key, create_project
+from imageport.service.access.projects import AccessKey
 from imageport.service.context import Services
-from support import server_process
+from support import sdk_clients, server_process
 from support.sdk_requests import sdk_signed
 from support.server_fixtures import (
     PUBLIC_KEY,
@@ -56,8 +55,7 @@ class Api:
     image: str
 
     def client(self, key: AccessKey) -> EcsClient:
-        cred = BasicCredentials(key.access_key, key.secret_key, key.project_id)
-        return EcsClient.new_builder().with_credentials(cred).with_endpoint(self.base).build()
+        return sdk_clients.ecs_client(self.base, key)
 
     def run_jobs(self) -> None:
         run_submitted(self.services)
@@ -66,9 +64,7 @@ class Api:
 @pytest.fixture(scope="module")
 def api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Api]:
     services = server_services(tmp_path_factory.mktemp("ecs-sdk") / "data", server_quota=6)
-    create_project(services, "alpha")
-    create_project(services, "beta")
-    alpha, beta = create_key(services, "alpha"), create_key(services, "beta")
+    alpha, beta = sdk_clients.projects_with_keys(services, "alpha", "beta")
     add_keypair(services, alpha.project_id, "kp1")
     image = active_image(services, alpha.project_id, "debian-sdk")
     try:

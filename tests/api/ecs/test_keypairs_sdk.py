@@ -13,7 +13,6 @@ from pathlib import Path
 
 import httpx
 import pytest
-from huaweicloudsdkcore.auth.credentials import BasicCredentials
 from huaweicloudsdkcore.exceptions.exceptions import ClientRequestException
 from huaweicloudsdkecs.v2 import EcsClient
 from huaweicloudsdkecs.v2 import model as m
@@ -22,9 +21,9 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from imageport.api.ims.app import build_ims_app
 from imageport.api.middleware import RequestContext
 from imageport.service import codes
-from imageport.service.access.projects import AccessKey, create_key, create_project
+from imageport.service.access.projects import AccessKey
 from imageport.service.context import Services
-from support import server_process, service_fixtures
+from support import sdk_clients, server_process, service_fixtures
 from support.sdk_requests import sdk_signed
 from support.ssh_keygen import make_key, md5_fingerprint, public_of_private
 
@@ -58,8 +57,7 @@ class Api:
     recorder: Recorder
 
     def client(self, key: AccessKey) -> EcsClient:
-        cred = BasicCredentials(key.access_key, key.secret_key, key.project_id)
-        return EcsClient.new_builder().with_credentials(cred).with_endpoints([self.base]).build()
+        return sdk_clients.ecs_client(self.base, key)
 
 
 @pytest.fixture(scope="module")
@@ -67,10 +65,7 @@ def api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Api]:
     services = service_fixtures.make_services(
         tmp_path_factory.mktemp("keypairs") / "data", keypair_quota=QUOTA
     )
-    keys = []
-    for name in ("alpha", "beta"):
-        create_project(services, name)
-        keys.append(create_key(services, name))
+    keys = sdk_clients.projects_with_keys(services, "alpha", "beta")
     recorder = Recorder(RequestContext(build_ims_app(services), "ims"))
     try:
         with server_process.running_app(recorder) as base:
@@ -222,8 +217,7 @@ def test_a_path_naming_another_project_is_refused(api: Api) -> None:
     unsigned = httpx.get(f"{api.base}/v2.1/{api.alpha.project_id}/os-keypairs", timeout=10)
     assert unsigned.status_code == 401
     # the SDK with another project's id sends it in X-Project-Id too: refused before the route
-    cred = BasicCredentials(api.alpha.access_key, api.alpha.secret_key, api.beta.project_id)
-    stray = EcsClient.new_builder().with_credentials(cred).with_endpoints([api.base]).build()
+    stray = sdk_clients.ecs_client(api.base, api.alpha, api.beta.project_id)
     error = sdk_error(lambda: stray.nova_list_keypairs(m.NovaListKeypairsRequest()))
     assert (error.status_code, error.error_code) == (403, "ProjectMismatch")
     # a path alone naming another project (no X-Project-Id) is the route's refusal

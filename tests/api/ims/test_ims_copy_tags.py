@@ -14,17 +14,16 @@ from datetime import UTC, datetime
 
 import httpx
 import pytest
-from huaweicloudsdkcore.auth.credentials import BasicCredentials
 from huaweicloudsdkcore.exceptions.exceptions import ClientRequestException
 from huaweicloudsdkims.v2 import ImsClient
 from huaweicloudsdkims.v2 import model as m
 
 from imageport.api.ims.app import build_ims_app
-from imageport.service.access.projects import AccessKey, create_key, create_project
+from imageport.service.access.projects import AccessKey
 from imageport.service.clock import new_uuid
 from imageport.service.context import Services
 from imageport.service.jobs.dispatch import run_job
-from support import server_process, service_fixtures, shared_images
+from support import sdk_clients, server_process, service_fixtures, shared_images
 from support.sdk_requests import sdk_signed
 
 # the SDK marks ShowJob and the Glance* operations deprecated but still sends them
@@ -43,8 +42,7 @@ class Api:
     beta: AccessKey
 
     def client(self, key: AccessKey) -> ImsClient:
-        cred = BasicCredentials(key.access_key, key.secret_key, key.project_id)
-        return ImsClient.new_builder().with_credentials(cred).with_endpoint(self.base).build()
+        return sdk_clients.ims_client(self.base, key)
 
     def send(self, method: str, path: str, body: bytes = b"") -> httpx.Response:
         """A request signed with alpha's key by the SDK's own signer (any path)."""
@@ -76,9 +74,7 @@ class Api:
 @pytest.fixture(scope="module")
 def api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Api]:
     services = service_fixtures.make_services(tmp_path_factory.mktemp("copy-tags") / "data")
-    create_project(services, "alpha")
-    create_project(services, "beta")
-    alpha, beta = create_key(services, "alpha"), create_key(services, "beta")
+    alpha, beta = sdk_clients.projects_with_keys(services, "alpha", "beta")
     try:
         with server_process.running_app(build_ims_app(services)) as base:
             yield Api(base, services, alpha, beta)

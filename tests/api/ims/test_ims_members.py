@@ -11,16 +11,15 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import pytest
-from huaweicloudsdkcore.auth.credentials import BasicCredentials
 from huaweicloudsdkcore.exceptions.exceptions import ClientRequestException
 from huaweicloudsdkims.v2 import ImsClient
 from huaweicloudsdkims.v2 import model as m
 
 from imageport.api.ims.app import build_ims_app
-from imageport.service.access.projects import AccessKey, create_key, create_project
+from imageport.service.access.projects import AccessKey
 from imageport.service.context import Services
 from imageport.service.jobs.dispatch import run_job
-from support import server_process, service_fixtures
+from support import sdk_clients, server_process, service_fixtures
 from support.shared_images import active_image
 
 # the SDK marks ShowJob and the Glance* operations deprecated but still sends them
@@ -38,17 +37,13 @@ class Api:
     gamma: AccessKey
 
     def client(self, key: AccessKey) -> ImsClient:
-        cred = BasicCredentials(key.access_key, key.secret_key, key.project_id)
-        return ImsClient.new_builder().with_credentials(cred).with_endpoint(self.base).build()
+        return sdk_clients.ims_client(self.base, key)
 
 
 @pytest.fixture(scope="module")
 def api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Api]:
     services = service_fixtures.make_services(tmp_path_factory.mktemp("members") / "data")
-    keys = []
-    for name in ("alpha", "beta", "gamma"):
-        create_project(services, name)
-        keys.append(create_key(services, name))
+    keys = sdk_clients.projects_with_keys(services, "alpha", "beta", "gamma")
     try:
         with server_process.running_app(build_ims_app(services)) as base:
             yield Api(base, services, *keys)

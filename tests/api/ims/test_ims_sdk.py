@@ -16,7 +16,6 @@ from dataclasses import dataclass
 
 import httpx
 import pytest
-from huaweicloudsdkcore.auth.credentials import BasicCredentials
 from huaweicloudsdkcore.exceptions.exceptions import ClientRequestException
 from huaweicloudsdkcore.sdk_request import SdkRequest
 from huaweicloudsdkims.v2 import ImsClient
@@ -28,7 +27,7 @@ from imageport.service.access.projects import AccessKey, create_key, create_proj
 from imageport.service.context import Services
 from imageport.service.jobs.import_job import run_job
 from imageport.service.tables import images, jobs
-from support import fuzz_seeds, import_fixtures, server_process, service_fixtures
+from support import fuzz_seeds, import_fixtures, sdk_clients, server_process, service_fixtures
 from support.sdk_requests import sdk_signed
 
 # The SDK marks ShowJob and the Glance* operations deprecated but still sends them (and
@@ -46,8 +45,7 @@ class Api:
     beta: AccessKey
 
     def client(self, key: AccessKey, project_id: str | None = None) -> ImsClient:
-        cred = BasicCredentials(key.access_key, key.secret_key, project_id or key.project_id)
-        return ImsClient.new_builder().with_credentials(cred).with_endpoint(self.base).build()
+        return sdk_clients.ims_client(self.base, key, project_id)
 
     def signed(
         self, method: str, path: str, body: bytes = b"", headers: dict[str, str] | None = None

@@ -20,17 +20,16 @@ from pathlib import Path
 
 import httpx
 import pytest
-from huaweicloudsdkcore.auth.credentials import BasicCredentials
 from huaweicloudsdkcore.exceptions.exceptions import ClientRequestException
 from huaweicloudsdkims.v2 import ImsClient
 from huaweicloudsdkims.v2 import model as m
 
 from imageport.api.ims.app import build_ims_app
-from imageport.service.access.projects import AccessKey, create_key, create_project
+from imageport.service.access.projects import AccessKey
 from imageport.service.context import Services
 from imageport.settings import load_settings
 from imageport.wiring import build_services
-from support import guest_fixtures, server_process, shared_images
+from support import guest_fixtures, sdk_clients, server_process, shared_images
 from support.fakes import FakeServerHost
 from support.sdk_requests import sdk_signed
 from support.server_rows import GiB, add_server, overlay_maker
@@ -49,8 +48,7 @@ class Api:
     beta: AccessKey
 
     def client(self, key: AccessKey) -> ImsClient:
-        cred = BasicCredentials(key.access_key, key.secret_key, key.project_id)
-        return ImsClient.new_builder().with_credentials(cred).with_endpoint(self.base).build()
+        return sdk_clients.ims_client(self.base, key)
 
     def glance_image(self, image_id: str) -> dict[str, object]:
         """``GET /v2/images/{id}`` as alpha, signed by the SDK's signer (every property)."""
@@ -73,9 +71,7 @@ def api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Api]:
     data = tmp_path_factory.mktemp("ims-servers")
     services = build_services(load_settings({}, data_dir=data / "data", workers=1))
     services.host = FakeServerHost()
-    create_project(services, "alpha")
-    create_project(services, "beta")
-    alpha, beta = create_key(services, "alpha"), create_key(services, "beta")
+    alpha, beta = sdk_clients.projects_with_keys(services, "alpha", "beta")
     assert services.queue is not None
     services.queue.start()
     try:
