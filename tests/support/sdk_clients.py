@@ -3,10 +3,12 @@ access key on a test server, and the projects with keys that the API tests sign 
 
 Every SDK-driven API test builds its clients here, so they all sign the same way: the key's
 AK/SK, and its own project id unless a test means to send another one (a path or an
-``X-Project-Id`` naming a project the key does not own)."""
+``X-Project-Id`` naming a project the key does not own). A test module's ``Api`` (the server
+it started and the keys it signs with) extends :class:`ImsApi` or :class:`EcsApi`."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Protocol
 
 from huaweicloudsdkcore.auth.credentials import BasicCredentials
@@ -44,6 +46,30 @@ def ecs_client(base: str, key: SigningKey, project_id: str | None = None) -> Ecs
     endpoint: it serves both)."""
     cred = credentials(key, project_id)
     return EcsClient.new_builder().with_credentials(cred).with_endpoint(base).build()
+
+
+@dataclass
+class SdkApi:
+    """A test server at ``base`` over ``services``, and a key of each of two projects."""
+
+    base: str
+    services: Services
+    alpha: AccessKey
+    beta: AccessKey
+
+
+class ImsApi(SdkApi):
+    """:class:`SdkApi` whose tests drive the image API."""
+
+    def client(self, key: SigningKey, project_id: str | None = None) -> ImsClient:
+        return ims_client(self.base, key, project_id)
+
+
+class EcsApi(SdkApi):
+    """:class:`SdkApi` whose tests drive the server API."""
+
+    def client(self, key: SigningKey, project_id: str | None = None) -> EcsClient:
+        return ecs_client(self.base, key, project_id)
 
 
 def projects_with_keys(services: Services, *names: str) -> list[AccessKey]:

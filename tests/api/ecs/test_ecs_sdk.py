@@ -25,8 +25,6 @@ from huaweicloudsdkecs.v2 import model as m
 
 from imageport.api.ims.app import build_ims_app
 from imageport.api.middleware import RequestContext
-from imageport.service.access.projects import AccessKey
-from imageport.service.context import Services
 from support import sdk_clients, server_process
 from support.sdk_requests import sdk_signed
 from support.server_fixtures import (
@@ -47,15 +45,8 @@ PASSWORD = "Imag3port!pass"  # noqa: S105 (a test server's)
 
 
 @dataclass
-class Api:
-    base: str
-    services: Services
-    alpha: AccessKey
-    beta: AccessKey
+class Api(sdk_clients.EcsApi):
     image: str
-
-    def client(self, key: AccessKey) -> EcsClient:
-        return sdk_clients.ecs_client(self.base, key)
 
     def run_jobs(self) -> None:
         run_submitted(self.services)

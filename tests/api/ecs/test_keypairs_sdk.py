@@ -21,8 +21,6 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from imageport.api.ims.app import build_ims_app
 from imageport.api.middleware import RequestContext
 from imageport.service import codes
-from imageport.service.access.projects import AccessKey
-from imageport.service.context import Services
 from support import sdk_clients, server_process, service_fixtures
 from support.sdk_requests import sdk_signed
 from support.ssh_keygen import make_key, md5_fingerprint, public_of_private
@@ -49,15 +47,8 @@ class Recorder:
 
 
 @dataclass
-class Api:
-    base: str
-    services: Services
-    alpha: AccessKey
-    beta: AccessKey
+class Api(sdk_clients.EcsApi):
     recorder: Recorder
-
-    def client(self, key: AccessKey) -> EcsClient:
-        return sdk_clients.ecs_client(self.base, key)
 
 
 @pytest.fixture(scope="module")

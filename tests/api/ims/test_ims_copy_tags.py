@@ -9,7 +9,6 @@ from __future__ import annotations
 import functools
 import os
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import httpx
@@ -21,7 +20,6 @@ from huaweicloudsdkims.v2 import model as m
 from imageport.api.ims.app import build_ims_app
 from imageport.service.access.projects import AccessKey
 from imageport.service.clock import new_uuid
-from imageport.service.context import Services
 from imageport.service.jobs.dispatch import run_job
 from support import sdk_clients, server_process, service_fixtures, shared_images
 from support.sdk_requests import sdk_signed
@@ -34,16 +32,7 @@ pytestmark = pytest.mark.filterwarnings(
 DISK = b"QFI\xfb" + bytes(60) + b"stored image" * 500
 
 
-@dataclass
-class Api:
-    base: str
-    services: Services
-    alpha: AccessKey
-    beta: AccessKey
-
-    def client(self, key: AccessKey) -> ImsClient:
-        return sdk_clients.ims_client(self.base, key)
-
+class Api(sdk_clients.ImsApi):
     def send(self, method: str, path: str, body: bytes = b"") -> httpx.Response:
         """A request signed with alpha's key by the SDK's own signer (any path)."""
         headers = {

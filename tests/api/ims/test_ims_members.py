@@ -17,7 +17,6 @@ from huaweicloudsdkims.v2 import model as m
 
 from imageport.api.ims.app import build_ims_app
 from imageport.service.access.projects import AccessKey
-from imageport.service.context import Services
 from imageport.service.jobs.dispatch import run_job
 from support import sdk_clients, server_process, service_fixtures
 from support.shared_images import active_image
@@ -29,15 +28,8 @@ pytestmark = pytest.mark.filterwarnings(
 
 
 @dataclass
-class Api:
-    base: str
-    services: Services
-    alpha: AccessKey
-    beta: AccessKey
+class Api(sdk_clients.ImsApi):
     gamma: AccessKey
-
-    def client(self, key: AccessKey) -> ImsClient:
-        return sdk_clients.ims_client(self.base, key)
 
 
 @pytest.fixture(scope="module")

@@ -12,19 +12,16 @@ import functools
 import json
 import subprocess
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 
 import httpx
 import pytest
 from huaweicloudsdkcore.exceptions.exceptions import ClientRequestException
 from huaweicloudsdkcore.sdk_request import SdkRequest
-from huaweicloudsdkims.v2 import ImsClient
 from huaweicloudsdkims.v2 import model as m
 from sqlalchemy import func, select
 
 from imageport.api.ims.app import build_ims_app
-from imageport.service.access.projects import AccessKey, create_key, create_project
-from imageport.service.context import Services
+from imageport.service.access.projects import create_key, create_project
 from imageport.service.jobs.import_job import run_job
 from imageport.service.tables import images, jobs
 from support import fuzz_seeds, import_fixtures, sdk_clients, server_process, service_fixtures
@@ -37,16 +34,7 @@ pytestmark = pytest.mark.filterwarnings(
 )
 
 
-@dataclass
-class Api:
-    base: str
-    services: Services
-    alpha: AccessKey
-    beta: AccessKey
-
-    def client(self, key: AccessKey, project_id: str | None = None) -> ImsClient:
-        return sdk_clients.ims_client(self.base, key, project_id)
-
+class Api(sdk_clients.ImsApi):
     def signed(
         self, method: str, path: str, body: bytes = b"", headers: dict[str, str] | None = None
     ) -> SdkRequest:

@@ -15,7 +15,6 @@ import json
 import subprocess
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -25,8 +24,6 @@ from huaweicloudsdkims.v2 import ImsClient
 from huaweicloudsdkims.v2 import model as m
 
 from imageport.api.ims.app import build_ims_app
-from imageport.service.access.projects import AccessKey
-from imageport.service.context import Services
 from imageport.settings import load_settings
 from imageport.wiring import build_services
 from support import guest_fixtures, sdk_clients, server_process, shared_images
@@ -40,16 +37,7 @@ pytestmark = pytest.mark.filterwarnings(
 MiB = 1 << 20
 
 
-@dataclass
-class Api:
-    base: str
-    services: Services
-    alpha: AccessKey
-    beta: AccessKey
-
-    def client(self, key: AccessKey) -> ImsClient:
-        return sdk_clients.ims_client(self.base, key)
-
+class Api(sdk_clients.ImsApi):
     def glance_image(self, image_id: str) -> dict[str, object]:
         """``GET /v2/images/{id}`` as alpha, signed by the SDK's signer (every property)."""
         req = sdk_signed(
