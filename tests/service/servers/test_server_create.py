@@ -46,16 +46,6 @@ def services(tmp_path: Path) -> Iterator[Services]:
     made.db.dispose()
 
 
-@pytest.fixture
-def project(services: Services) -> str:
-    return create_project(services, "alpha").id
-
-
-@pytest.fixture
-def image(services: Services, project: str) -> str:
-    return active_image(services, project, "debian")
-
-
 def refusal(call: Callable[[], object]) -> tuple[int, str, str]:
     with pytest.raises(ServiceError) as info:
         call()

@@ -5,9 +5,8 @@ lists and their filters, and an image that cannot be deleted while a server uses
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from functools import partial
-from pathlib import Path
 
 import pytest
 
@@ -27,26 +26,8 @@ from support.server_fixtures import (
     create_body,
     fake_host,
     run_submitted,
-    server_services,
 )
 from support.shared_images import active_image
-
-
-@pytest.fixture
-def services(database_url: str, tmp_path: Path) -> Iterator[Services]:
-    made = server_services(tmp_path / "data", database_url)
-    yield made
-    made.db.dispose()
-
-
-@pytest.fixture
-def project(services: Services) -> str:
-    return create_project(services, "alpha").id
-
-
-@pytest.fixture
-def image(services: Services, project: str) -> str:
-    return active_image(services, project, "debian")
 
 
 def active_servers(

@@ -3,10 +3,6 @@ what the machines are, jobs not yet started run, machines of no server are remov
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
-
-import pytest
 from sqlalchemy import update
 
 from imageport.service.access.projects import create_project
@@ -24,16 +20,8 @@ from support.server_fixtures import (
     fake_host,
     fake_queue,
     run_submitted,
-    server_services,
 )
 from support.shared_images import active_image
-
-
-@pytest.fixture
-def services(database_url: str, tmp_path: Path) -> Iterator[Services]:
-    made = server_services(tmp_path / "data", database_url)
-    yield made
-    made.db.dispose()
 
 
 def restart(services: Services) -> list[str]:
