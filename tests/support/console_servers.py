@@ -2,7 +2,8 @@
 socket, and the image API served as ``imageport serve`` serves it.
 
 * :func:`add_server` inserts a server row directly (the server CRUD is another module's) and
-  makes and starts its machine on a :class:`~fakes.FakeServerHost`.
+  makes and starts its machine on a :class:`~fakes.FakeServerHost`
+  (:func:`support.server_rows.add_server`).
 * :class:`EchoDisplay` serves a unix socket as QEMU's VNC socket would be reached: it greets
   each connection with an RFB version line, then echoes every byte back; :meth:`EchoDisplay.stop`
   drops its connections, as QEMU's end does.
@@ -22,19 +23,18 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import uvloop
-from sqlalchemy import insert
 from starlette.types import ASGIApp
 
 from imageport.api.http_limits import HttpLimits
 from imageport.server import bind, build_apps, make_server
-from imageport.service.clock import new_uuid, time_text
+from imageport.service.clock import new_uuid
 from imageport.service.context import Services
-from imageport.service.ports import MachineSpec
-from imageport.service.servers.statuses import POWER_RUNNING, POWER_SHUTDOWN, status_of
-from imageport.service.tables import servers
+from support import server_rows
 from support.fakes import FakeServerHost
 
 GREETING = b"RFB 003.008\n"
+#: The ``vm_state`` the console tests give a server -> its ``status``.
+CONSOLE_STATES = {"active": "ACTIVE", "stopped": "SHUTOFF", "building": "BUILD"}
 
 
 def add_server(
@@ -46,51 +46,14 @@ def add_server(
     vm_state: str = "active",
     task_state: str | None = None,
 ) -> str:
-    """A server row of ``project_id`` (its status derived from ``vm_state``/``task_state``),
-    its machine made on ``host`` and running when ``vm_state`` is ``active``: the id."""
-    server_id = new_uuid()
-    now = time_text(services.clock())
-    running = vm_state == "active"
-    with services.db.begin() as conn:
-        conn.execute(
-            insert(servers).values(
-                id=server_id,
-                project_id=project_id,
-                name=name,
-                description="",
-                status=str(status_of(vm_state, task_state)),
-                vm_state=vm_state,
-                task_state=task_state,
-                power_state=POWER_RUNNING if running else POWER_SHUTDOWN,
-                flavor_id="s1.small",
-                vcpus=1,
-                memory_mib=1024,
-                image_id=new_uuid(),
-                disk_gib=40,
-                firmware="bios",
-                key_name=None,
-                metadata={},
-                availability_zone="az1",
-                mac="fa:16:3e:00:00:01",
-                created_at=now,
-                updated_at=now,
-            )
-        )
-    spec = MachineSpec(
-        server_id=server_id,
-        image=Path("/nonexistent/image.qcow2"),
-        image_format="qcow2",
-        disk_bytes=40 << 30,
-        firmware="bios",
-        vcpus=1,
-        memory_mib=1024,
-        mac="fa:16:3e:00:00:01",
-        metadata={},
+    """A server row of ``project_id`` in ``vm_state`` (and ``task_state``), its machine on
+    ``host`` (which must be ``services.host``) running when ``vm_state`` is ``active``, made
+    by :func:`support.server_rows.add_server`: the id."""
+    assert services.host is host
+    status = CONSOLE_STATES[vm_state]
+    return server_rows.add_server(
+        services, project_id, new_uuid(), status=status, task_state=task_state, name=name
     )
-    host.create(spec)
-    if running:
-        host.start(spec)
-    return server_id
 
 
 class EchoDisplay:
