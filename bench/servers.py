@@ -125,39 +125,43 @@ def main(argv: list[str] | None = None) -> int:
                 )
             )
             server_id = created[0]["id"]
-            active = time.monotonic() - t0
-            login = ssh = None
-            while time.monotonic() - t0 < SSH_SECONDS and (ssh is None or login is None):
-                if login is None and "login:" in cli(env, "server", "log", "b1", "--lines", "-1"):
-                    login = time.monotonic() - t0
-                if ssh is None:
-                    probe = subprocess.run(
-                        [IMAGEPORT, "server", "ssh", "b1", "-i", str(key), "--", "true"],
-                        env=env,
-                        capture_output=True,
-                        timeout=60,
-                        check=False,
-                    )
-                    if probe.returncode == 0:
-                        ssh = time.monotonic() - t0
-                time.sleep(1)
-            if login is None or ssh is None:
-                tail = cli(env, "server", "log", "b1", "--lines", "30")
-                raise RuntimeError(f"the server did not reach login: and SSH in time:\n{tail}")
-            cli(env, "server", "stop", "b1", "--wait")
+            try:
+                active = time.monotonic() - t0
+                login = ssh = None
+                while time.monotonic() - t0 < SSH_SECONDS and (ssh is None or login is None):
+                    console = "" if login else cli(env, "server", "log", "b1", "--lines", "-1")
+                    if "login:" in console:
+                        login = time.monotonic() - t0
+                    if ssh is None:
+                        probe = subprocess.run(
+                            [IMAGEPORT, "server", "ssh", "b1", "-i", str(key), "--", "true"],
+                            env=env,
+                            capture_output=True,
+                            timeout=60,
+                            check=False,
+                        )
+                        if probe.returncode == 0:
+                            ssh = time.monotonic() - t0
+                    time.sleep(1)
+                if login is None or ssh is None:
+                    tail = cli(env, "server", "log", "b1", "--lines", "30")
+                    raise RuntimeError(f"the server did not reach login: and SSH in time:\n{tail}")
+                cli(env, "server", "stop", "b1", "--wait")
 
-            overlay = server.data_dir / "servers" / server_id / "disk.qcow2"
-            flat = work / "flat.qcow2"
-            t1 = time.monotonic()
-            subprocess.run(
-                ["qemu-img", "convert", "-O", "qcow2", str(overlay), str(flat)], check=True
-            )
-            convert = time.monotonic() - t1
-            flat.unlink()
-            t2 = time.monotonic()
-            cli(env, "server", "image", "b1", "--name", "from-b1", "--wait")
-            job = time.monotonic() - t2
-            cli(env, "server", "rm", "b1", "--wait")
+                overlay = server.data_dir / "servers" / server_id / "disk.qcow2"
+                flat = work / "flat.qcow2"
+                t1 = time.monotonic()
+                subprocess.run(
+                    ["qemu-img", "convert", "-O", "qcow2", str(overlay), str(flat)], check=True
+                )
+                convert = time.monotonic() - t1
+                flat.unlink()
+                t2 = time.monotonic()
+                cli(env, "server", "image", "b1", "--name", "from-b1", "--wait")
+                job = time.monotonic() - t2
+            finally:
+                # servers outlive the service: a failed run must not leave its machine
+                cli(env, "server", "rm", "b1", "--wait")
         bare = bare_boot(image)
     finally:
         shutil.rmtree(work, ignore_errors=True)
