@@ -478,7 +478,7 @@ def test_what_cannot_be_a_machine_is_refused_before_anything_runs(
         ({"disk_bytes": 512 * 1024}, "smaller than the image"),
     ):
         with pytest.raises(MachineError, match=match):
-            host.create(dataclasses.replace(spec, **bad))  # type: ignore[arg-type]
+            host.create(dataclasses.replace(spec, **bad))
     with pytest.raises(MachineError, match="create it first"):
         host.start(spec)
     with pytest.raises(MachineError, match="server_accelerator"):

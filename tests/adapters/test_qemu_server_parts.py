@@ -145,7 +145,9 @@ def _run_relay(name: str, owner: int, request: bytes) -> bytes:
     ours, theirs = socket.socketpair()
     argv = shlex.split(relay_command(sys.executable, Path(metadata_relay.__file__), name, owner))
     with ours, theirs:
-        proc = subprocess.Popen(argv, stdin=theirs, stdout=theirs, stderr=theirs)
+        proc = subprocess.Popen(
+            argv, stdin=theirs.fileno(), stdout=theirs.fileno(), stderr=theirs.fileno()
+        )
         theirs.close()
         answer = b""
         try:

@@ -14,6 +14,7 @@ import shutil
 import subprocess
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import insert, select
 
@@ -110,7 +111,7 @@ def add_server(
     return server_id
 
 
-def server_row(services: Services, server_id: str) -> object:
+def server_row(services: Services, server_id: str) -> Any:
     with services.db.connect() as conn:
         return conn.execute(select(servers).where(servers.c.id == server_id)).one()
 

@@ -60,7 +60,7 @@ def api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Api]:
     recorder = Recorder(RequestContext(build_ims_app(services), "ims"))
     try:
         with server_process.running_app(recorder) as base:
-            yield Api(base, services, *keys, recorder)
+            yield Api(base, services, keys[0], keys[1], recorder)
     finally:
         services.db.dispose()
 

@@ -11,6 +11,7 @@ qcow2 overlay on the small synthetic Debian guest, with a write of the "server" 
 
 from __future__ import annotations
 
+import functools
 import json
 import subprocess
 import time
@@ -167,7 +168,7 @@ def test_the_sdk_sees_the_refusals(api: Api) -> None:
         (building, 409, "IMG.STATE"),
     ):
         body = m.CreateImageRequestBody(name="x", instance_id=server)
-        err = sdk_error(lambda b=body: ims.create_image(m.CreateImageRequest(body=b)))
+        err = sdk_error(functools.partial(ims.create_image, m.CreateImageRequest(body=body)))
         assert (err.status_code, err.error_code) == (status, code), err.error_msg
     body = m.CreateImageRequestBody(name="x", instance_id=building, image_url="images:disk.qcow2")
     err = sdk_error(lambda: ims.create_image(m.CreateImageRequest(body=body)))

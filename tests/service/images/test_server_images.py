@@ -6,6 +6,7 @@ the server's facts and an INIT ``imsCreateImageByInstance`` job."""
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -149,7 +150,7 @@ def test_another_projects_server_is_not_found_like_a_missing_one(
     theirs = add_server(services, beta, shared_images.active_image(services, beta, "theirs"))
     for server in (theirs, "0b5e5d8e-1111-4a4a-9c9c-000000000000"):
         refused = refusal(
-            lambda s=server: create_image(services, alpha, {"name": "x", "instance_id": s})
+            functools.partial(create_image, services, alpha, {"name": "x", "instance_id": server})
         )
         assert refused[:2] == (404, "IMG.NOT_FOUND")
         assert refused[2] == f"server {server} not found"

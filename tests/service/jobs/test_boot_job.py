@@ -5,6 +5,7 @@ boot through the real route is in ``tests/api/test_boot_route.py``."""
 
 from __future__ import annotations
 
+import functools
 import itertools
 import threading
 import time
@@ -102,7 +103,7 @@ def test_a_boot_test_boots_each_claimed_firmware_and_its_verdicts_join_the_repor
         "report",
     )
     record = manage.show_job(services, fx.project_id(services), job_id)
-    entities = job_document(record)["entities"]
+    entities: Any = job_document(record)["entities"]
     assert entities["boot_firmware"] == "bios,uefi"
     assert entities["boot_outcomes"] == "bios:login,uefi:login"
     assert entities["boot_passed"] is True
@@ -160,7 +161,9 @@ def test_a_later_test_of_one_firmware_replaces_its_verdict_and_keeps_the_other(
     assert bios["outcome"] == "login" and bios["job_id"] != second
     assert (uefi["outcome"], uefi["job_id"], uefi["timeout"]) == ("no-bootable-device", second, 60)
     assert boot["passed"] is False
-    entities = job_document(manage.show_job(services, fx.project_id(services), second))["entities"]
+    entities: Any = job_document(manage.show_job(services, fx.project_id(services), second))[
+        "entities"
+    ]
     assert (entities["boot_outcomes"], entities["boot_passed"]) == (
         "uefi:no-bootable-device",
         False,
@@ -197,7 +200,7 @@ def test_the_request_is_refused_before_any_job_exists(services: Services) -> Non
         ({"uefi": True}, codes.BAD_REQUEST),
         ([], codes.BAD_REQUEST),
     ):
-        assert code_of(lambda body=body: boot_test_image(services, pid, image_id, body)) == (
+        assert code_of(functools.partial(boot_test_image, services, pid, image_id, body)) == (
             code,
             400,
         ), body
@@ -222,7 +225,7 @@ def test_the_request_is_refused_before_any_job_exists(services: Services) -> Non
         conn.execute(
             update(images)
             .where(images.c.id == data)
-            .values(properties={**props, "virtual_env_type": "DataImage"})
+            .values(properties={**(props or {}), "virtual_env_type": "DataImage"})
         )
     assert code_of(lambda: boot_test_image(services, pid, data, None)) == (
         codes.BOOT_NOT_OFFERED,
@@ -292,7 +295,7 @@ def test_the_screenshot_route_takes_one_firmware_and_says_when_there_is_none(
         [("firmware", "bios"), ("size", "big")],
     ):
         assert code_of(
-            lambda query=query: boot_results.read_screenshot(services, pid, image_id, query)
+            functools.partial(boot_results.read_screenshot, services, pid, image_id, query)
         ) == (codes.BAD_REQUEST, 400), query
     assert code_of(
         lambda: boot_results.read_screenshot(services, pid, image_id, [("firmware", "uefi")])
@@ -313,7 +316,8 @@ def test_a_job_waits_for_a_place_to_boot_without_holding_a_worker(
     row = job(services, job_id)
     assert (row.status, row.phase) == ("INIT", boot_job.WAITING)
     record = manage.show_job(services, pid, job_id)
-    assert job_document(record, progress=True)["entities"]["current_task"] == "waiting"
+    progress: Any = job_document(record, progress=True)["entities"]
+    assert progress["current_task"] == "waiting"
     deadline = time.monotonic() + 5
     queue = services.queue
     while queue.submitted.count(job_id) < 2:  # type: ignore[union-attr]
@@ -359,7 +363,11 @@ def test_a_cancel_ends_the_running_machine_and_leaves_the_report_as_it_was(
     pid = fake_pid = fx.project_id(services)
     image_id = an_image(services)
     job_id = boot_test_image(services, pid, image_id, {"firmware": "bios", "timeout": 600})
-    fake.on_boot = lambda call: manage.cancel_job(services, fake_pid, job_id)
+
+    def cancel_while_booting(call: object) -> None:
+        manage.cancel_job(services, fake_pid, job_id)
+
+    fake.on_boot = cancel_while_booting
     started = time.monotonic()
     run_job(services, job_id)
     assert time.monotonic() - started < 5  # not the 600 s the boot had

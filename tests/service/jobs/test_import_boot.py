@@ -27,7 +27,7 @@ from support.fakes import GOOD_DEBIAN, FakeImageWorker
 from support.fakes.boot_runner import KERNEL_PANIC, NO_BOOTABLE_DEVICE, PNG, FakeBootRunner
 
 
-def make(tmp_path: Path, **settings: object) -> Services:
+def make(tmp_path: Path, **settings: Any) -> Services:
     return service_fixtures.make_fake_services(tmp_path / "data", **settings)
 
 
@@ -60,7 +60,7 @@ def phases_seen(services: Services, job_id: str) -> list[str]:
 def test_without_the_option_an_import_boots_nothing(services: Services) -> None:
     job_id = fx.register(services, fx.good_image("qcow2"), name="plain")
     with services.db.connect() as conn:
-        params = conn.execute(select(jobs.c.params).where(jobs.c.id == job_id)).scalar()
+        params: Any = conn.execute(select(jobs.c.params).where(jobs.c.id == job_id)).scalar()
     assert params["boot_test"] is False
     run_job(services, job_id)
     image = fx.image_row(services, job_id)
@@ -156,7 +156,8 @@ def test_a_boot_that_panics_stores_the_image_with_an_img_boot_warning(
     assert image.report["summary"]["verdict"] == "pass"
     assert image.report["summary"]["warnings"] == 1
     record = manage.show_job(services, fx.project_id(services), job_id)
-    assert job_document(record)["entities"]["alarm_code"] == "IMG-BOOT"
+    entities: Any = job_document(record)["entities"]
+    assert entities["alarm_code"] == "IMG-BOOT"
 
 
 def test_a_firmware_that_cannot_boot_here_is_a_note_and_the_other_is_booted(
