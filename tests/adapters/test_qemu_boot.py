@@ -116,11 +116,15 @@ def _fake_qemu(tmp_path: Path, name: str, body: str) -> str:
 
 @pytest.mark.skipif(not os.access("/dev/kvm", os.R_OK | os.W_OK), reason="no usable /dev/kvm")
 def test_kvm_counts_only_when_a_machine_runs_its_firmware_to_the_end_quickly(
-    tmp_path: Path,
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     finishes = _fake_qemu(tmp_path, "finishes", "echo 'SeaBIOS'; echo 'No bootable device.'")
     aborts = _fake_qemu(tmp_path, "aborts", "echo 'kvm: error: MSR 0x10a' >&2; exit 1")
     hangs = _fake_qemu(tmp_path, "hangs", "echo 'SeaBIOS (version 1.16)'; exec sleep 30")
+    monkeypatch.setattr(accel, "nested", lambda: True)  # a virtual machine: not even probed
+    assert accel.usable_accelerator(finishes) == "tcg"
+    accel.usable_accelerator.cache_clear()
+    monkeypatch.setattr(accel, "nested", lambda: False)  # bare metal: the probe decides
     assert accel.usable_accelerator(finishes) == "kvm"
     assert accel.usable_accelerator(aborts) == "tcg"
     assert accel.usable_accelerator(hangs) == "tcg"  # after PROBE_SECONDS, not 30 s

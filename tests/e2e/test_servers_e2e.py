@@ -237,9 +237,15 @@ def test_an_uninitialized_image_is_fixed_in_a_server_and_made_an_image_again(
         cli(server, keys, "server", "log", "fixer", "--lines", "80").stdout,
     )
     print(f"ssh answered {time.monotonic() - t0:.0f} s after the server was ACTIVE")
-    console = ecs.show_server_console_output(
-        ShowServerConsoleOutputRequest(server_id=server_id, length=-1)
-    )
+    # SSH may answer before getty prints its prompt: the console log gets it soon after
+    deadline = time.monotonic() + 180
+    while True:
+        console = ecs.show_server_console_output(
+            ShowServerConsoleOutputRequest(server_id=server_id, length=-1)
+        )
+        if "login:" in console.output or time.monotonic() > deadline:
+            break
+        time.sleep(2)
     assert "login:" in console.output
 
     # the service is killed: the machine lives on, and the restarted service finds it again

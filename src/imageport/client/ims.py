@@ -11,6 +11,7 @@ either the vendor's ``{"error": {"code", "message"}}`` or the SDK's ``{"error_co
 from __future__ import annotations
 
 import json
+import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, Self
 from urllib.parse import quote
@@ -22,6 +23,11 @@ from imageport.client.transport import Signer, Timeouts, Transport
 JSON_TYPE = "application/json;charset=utf-8"
 PAGE = 100
 """Images asked for per page when listing."""
+NONCE_HEADER = "X-Imageport-Nonce"
+"""A random value signed with every request (the signer signs every header), so that the same
+command run twice within one second (the signature date's resolution) sends two different
+signatures: the service refuses a signed write whose signature it has seen (a replay). The
+service reads nothing else from it."""
 
 
 def ims_error(status: int, body: bytes, request_id: str) -> ClientError:
@@ -101,7 +107,7 @@ class ImsClient:
             method,
             path,
             signer,
-            headers={"Content-Type": ctype, **(headers or {})},
+            headers={"Content-Type": ctype, NONCE_HEADER: uuid.uuid4().hex, **(headers or {})},
             body=body,
             ok=ok,
         )
