@@ -215,20 +215,25 @@ def test_an_uninitialized_image_is_fixed_in_a_server_and_made_an_image_again(
     t0 = time.monotonic()
     fixed = None
     while time.monotonic() - t0 < SSH_SECONDS:
-        fixed = cli(
-            server,
-            keys,
-            "server",
-            "ssh",
-            "fixer",
-            "-i",
-            str(key),
-            "--user",
-            "root",
-            "--",
-            FIX,
-            timeout=60,
-        )
+        # while the guest boots, the forward takes the connection before sshd can answer it:
+        # ssh gives up after its ConnectTimeout, and the test tries again
+        try:
+            fixed = cli(
+                server,
+                keys,
+                "server",
+                "ssh",
+                "fixer",
+                "-i",
+                str(key),
+                "--user",
+                "root",
+                "--",
+                FIX,
+                timeout=60,
+            )
+        except subprocess.TimeoutExpired:
+            continue
         if fixed.returncode == 0:
             break
         time.sleep(5)

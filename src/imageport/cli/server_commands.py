@@ -312,6 +312,9 @@ def _ssh(args: argparse.Namespace) -> int:
         "UserKnownHostsFile=/dev/null",
         "-o",
         "LogLevel=ERROR",
+        # a booting guest's forward takes the connection before sshd answers: give up, not hang
+        "-o",
+        "ConnectTimeout=20",
     ]
     if identity:
         argv += ["-i", str(Path(identity))]
