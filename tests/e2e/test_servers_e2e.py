@@ -24,9 +24,11 @@ One Debian boot (TCG: a minute or two); everything else is quick.
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -101,6 +103,10 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServeProcess]:
     finally:
         started.stop()
         print(started.output())
+        # servers outlive the service: a test that failed half-way must not leave its machines
+        for pid_file in data.glob("servers/*/qemu.pid"):
+            with contextlib.suppress(ValueError, OSError):
+                os.kill(int(pid_file.read_text().strip()), signal.SIGKILL)
         shutil.rmtree(data, ignore_errors=True)
 
 
