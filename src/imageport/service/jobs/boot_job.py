@@ -83,7 +83,7 @@ def run_job(services: Services, job_id: str) -> None:
 
         def work(scratch: list[Path]) -> bool:
             result = _run_phases(services, job, params, progress, scratch)
-            return _succeed(services, job.id, result)
+            return state.succeed_with_result(services, job.id, result, "report")
 
         run_to_end(services, job, "boot-testing", work)
     finally:
@@ -118,26 +118,6 @@ def _params(services: Services, job_id: str) -> BootTestParams:
     with services.db.connect() as conn:
         doc = conn.execute(select(jobs.c.params).where(jobs.c.id == job_id)).scalar()
     return BootTestParams.from_document(doc)
-
-
-def _succeed(services: Services, job_id: str, result: Mapping[str, object]) -> bool:
-    """End the job SUCCESS with ``result`` in its params; False when it was no longer
-    RUNNING."""
-    with services.db.begin() as conn:
-        params = conn.execute(select(jobs.c.params).where(jobs.c.id == job_id)).scalar()
-        doc = {**(params if isinstance(params, dict) else {}), "result": dict(result)}
-        done = conn.execute(
-            update(jobs)
-            .where(jobs.c.id == job_id, jobs.c.status == JobStatus.RUNNING)
-            .values(
-                status=JobStatus.SUCCESS,
-                percent=100.0,
-                phase="report",
-                params=doc,
-                end_time=state.now_text(services),
-            )
-        )
-    return done.rowcount == 1
 
 
 def _run_phases(

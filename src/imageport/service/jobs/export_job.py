@@ -33,7 +33,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import select
 
 from imageport import metrics
 from imageport.service import codes
@@ -46,7 +46,7 @@ from imageport.service.jobs.file_links import hash_file, link_or_copy
 from imageport.service.jobs.run import run_to_end
 from imageport.service.ports import StagedFile, WorkerError
 from imageport.service.quotas import METADATA_SLACK, room_for, write_room
-from imageport.service.statuses import ImageStatus, JobStatus
+from imageport.service.statuses import ImageStatus
 from imageport.service.tables import jobs
 
 log = logging.getLogger(__name__)
@@ -84,9 +84,8 @@ def run_job(services: Services, job_id: str) -> None:
     progress = state.Progress(services, job.id, QUICK_PHASES if params.quick else PHASES)
 
     def work(scratch: list[Path]) -> bool:
-        return _succeed(
-            services, job.id, _run_phases(services, job, project_id, params, progress, scratch)
-        )
+        result = _run_phases(services, job, project_id, params, progress, scratch)
+        return state.succeed_with_result(services, job.id, result, "upload")
 
     run_to_end(services, job, "exporting", work)
 
@@ -97,26 +96,6 @@ def _job_params(services: Services, job_id: str) -> tuple[str, ExportParams]:
             select(jobs.c.project_id, jobs.c.params).where(jobs.c.id == job_id)
         ).one()
     return row.project_id, ExportParams.from_document(row.params)
-
-
-def _succeed(services: Services, job_id: str, result: Mapping[str, object]) -> bool:
-    """End the job SUCCESS, keeping ``result`` (the object's size and digests) in its params;
-    False when it was no longer RUNNING."""
-    with services.db.begin() as conn:
-        params = conn.execute(select(jobs.c.params).where(jobs.c.id == job_id)).scalar()
-        doc = {**(params if isinstance(params, dict) else {}), "result": dict(result)}
-        done = conn.execute(
-            update(jobs)
-            .where(jobs.c.id == job_id, jobs.c.status == JobStatus.RUNNING)
-            .values(
-                status=JobStatus.SUCCESS,
-                percent=100.0,
-                phase="upload",
-                params=doc,
-                end_time=state.now_text(services),
-            )
-        )
-    return done.rowcount == 1
 
 
 def _check_cancelled(progress: state.Progress) -> None:

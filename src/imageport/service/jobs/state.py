@@ -141,6 +141,29 @@ def now_text(services: Services) -> str:
     return time_text(services.clock())
 
 
+def succeed_with_result(
+    services: Services, job_id: str, result: Mapping[str, object], phase: str
+) -> bool:
+    """End the RUNNING job ``job_id`` SUCCESS in ``phase``, keeping ``result`` in its params
+    (a job that makes no image: an export, a boot test); False when it was no longer
+    RUNNING."""
+    with services.db.begin() as conn:
+        params = conn.execute(select(jobs.c.params).where(jobs.c.id == job_id)).scalar()
+        doc = {**(params if isinstance(params, dict) else {}), "result": dict(result)}
+        done = conn.execute(
+            update(jobs)
+            .where(jobs.c.id == job_id, jobs.c.status == JobStatus.RUNNING)
+            .values(
+                status=JobStatus.SUCCESS,
+                percent=100.0,
+                phase=phase,
+                params=doc,
+                end_time=now_text(services),
+            )
+        )
+    return done.rowcount == 1
+
+
 def claim(services: Services, job_id: str) -> ClaimedJob | None:
     """Move the job INIT -> RUNNING (attempts + 1) and its image to ``saving``; None when the
     job is not INIT (already claimed, ended, or unknown)."""
