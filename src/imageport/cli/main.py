@@ -14,7 +14,7 @@ import sys
 from collections.abc import Sequence
 
 from imageport import __version__
-from imageport.cli import admin, bitmap, boot, remote, serve
+from imageport.cli import admin, bitmap, boot, optimize, remote, serve
 from imageport.cli.client_setup import client_flags
 from imageport.errors import ImageportError, SourceError
 from imageport.reports.terminal import terminal_safe
@@ -135,7 +135,7 @@ def _parser() -> argparse.ArgumentParser:
     rules.add_argument("--markdown", action="store_true", help="print docs/rules.md")
 
     # the service: `serve`, `admin`, and the client commands that talk to a running service
-    for module in (serve, admin, remote, bitmap, boot):
+    for module in (serve, admin, remote, bitmap, boot, optimize):
         module.register(sub)
     return p
 

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 from imageport.configure.edits import Change, Edits, FileOp, Note
 from imageport.configure.fixes import FIXES, Fix
+from imageport.configure.record import write_guest_log
 from imageport.errors import ImageportError
 from imageport.guest.facts.inspect import GuestFacts
 
@@ -44,9 +45,14 @@ def selected_fixes(only: Collection[str] | None, fixes: Sequence[Fix] = FIXES) -
 
 
 def plan_configuration(
-    guest: GuestFacts, only: Collection[str] | None = None, fixes: Sequence[Fix] = FIXES
+    guest: GuestFacts,
+    only: Collection[str] | None = None,
+    fixes: Sequence[Fix] = FIXES,
+    *,
+    when: str | None = None,
 ) -> Plan:
-    """Plan every selected fix over ``guest`` (which must have a root filesystem)."""
+    """Plan every selected fix over ``guest`` (which must have a root filesystem). With
+    ``when`` (a timestamp), the record of the changes is staged into the guest's log too."""
     edits = Edits(guest.files)
     chosen = selected_fixes(only, fixes)
     for fix in chosen:
@@ -56,6 +62,8 @@ def plan_configuration(
         except ImageportError as exc:
             edits.rollback(checkpoint)
             edits.note(fix.rules[0], f"not fixed: {exc}")
+    if when is not None:
+        write_guest_log(edits, when)
     return Plan(
         tuple(edits.changes),
         tuple(edits.notes),

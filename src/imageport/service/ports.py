@@ -18,6 +18,8 @@ for why); :mod:`imageport.adapters.db` only opens the database and migrates it.
   (:class:`ImageInspection`) and the errors it raises (:class:`WorkerError`,
   :class:`WorkerCancelledError`).
 * :class:`Qcow2Writer`: lays raw bytes out as qcow2 for the local ``convert`` tool (qemu-img).
+* :class:`GuestEditor`: applies automatic configuration's file operations to a raw disk inside
+  an isolated appliance (libguestfs), raising :class:`GuestEditError`.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO, Protocol
 
+from imageport.configure.edits import FileOp
 from imageport.errors import ImageportError
 from imageport.rules.base import CheckOptions
 
@@ -645,4 +648,38 @@ class ServerHost(Protocol):
     def recover(self, known: Sequence[str]) -> dict[str, MachineState]:
         """After a restart: re-attach every living machine of ``known`` and answer its state
         (the others are off); kill machines and remove the files of servers not in ``known``."""
+        ...
+
+
+# -- automatic configuration: editing a guest's files ----------------------------------------------
+
+
+class GuestEditError(ImageportError):
+    """A guest could not be edited: the appliance could not start or failed, or a file was not
+    what the plan was made from (then nothing was written). ``str()`` says which."""
+
+
+@dataclass(frozen=True, slots=True)
+class EditRun:
+    """What applying a plan took."""
+
+    #: starting the appliance and mounting the guest's filesystems
+    launch_seconds: float
+    #: launch, checks, writes and the clean shutdown together
+    seconds: float
+    files_written: int
+
+
+class GuestEditor(Protocol):
+    """Applies a configuration plan's file operations to a raw disk image, inside an isolated
+    appliance (the host never mounts the guest's filesystems)."""
+
+    def ready(self) -> None:
+        """Raise :class:`GuestEditError` saying what to install when the editor cannot run."""
+        ...
+
+    def apply(self, disk: Path, operations: Sequence[FileOp]) -> EditRun:
+        """Apply ``operations`` to the raw image ``disk`` (the caller's copy; written in place).
+        Every operation's ``expect`` is checked first; when any file differs nothing is
+        written and :class:`GuestEditError` names it."""
         ...

@@ -71,7 +71,7 @@ def format_for_path(path: str | os.PathLike[str]) -> OutputFormat | None:
     return EXTENSIONS.get(os.path.splitext(os.fspath(path))[1].lower())
 
 
-def _refuse_same_file(src: str | os.PathLike[str], dst: str | os.PathLike[str]) -> None:
+def refuse_same_file(src: str | os.PathLike[str], dst: str | os.PathLike[str]) -> None:
     if os.path.exists(dst) and os.path.samefile(dst, src):
         raise ImageportError("the output file is the input file")
 
@@ -92,7 +92,7 @@ def convert_image(
     if fmt not in OUTPUT_FORMATS:
         raise ImageportError(f"unknown output format {fmt!r}")
     _check_options(fmt, opts)
-    _refuse_same_file(src_path, dst_path)
+    refuse_same_file(src_path, dst_path)
     if fmt == "raw":
         result = convert_to_raw(src_path, dst_path, progress)
         return Converted(

@@ -1,0 +1,1 @@
+"""libguestfs: edit a guest's files inside its appliance (automatic configuration)."""

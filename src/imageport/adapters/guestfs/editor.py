@@ -1,0 +1,216 @@
+"""Apply a configuration plan inside libguestfs' appliance, driven through ``guestfish``.
+
+The guest's filesystems are mounted by the appliance's own kernel in its own virtual machine
+(virt-v2v's and virt-customize's way); the host kernel never mounts them, and no path named
+inside the guest is ever opened on the host. One appliance is launched per plan
+(``guestfish --listen --rw -a DISK -i``: libguestfs inspects the disk and mounts the guest's
+filesystems as its fstab says) and driven by ``guestfish --remote`` commands, each a separate
+short process with its arguments passed as a list (no shell, no quoting).
+
+All checks come before any write: each operation's file is looked at (``lstatns``; its
+SHA-256 with ``checksum``) and must be what the plan was made from, or nothing is written.
+A command that may fail without meaning an error is prefixed with ``-`` (guestfish's remote
+server exits on the first error otherwise). The appliance is always shut down, and the server
+killed if it does not go.
+
+Under a hypervisor without usable KVM (as here) the appliance runs on TCG
+(``LIBGUESTFS_BACKEND_SETTINGS=force_tcg``): about 30-45 s to launch.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from imageport.configure.edits import FileOp, OpKind, sha256
+from imageport.service.ports import EditRun, GuestEditError
+
+#: Longest the appliance may take to launch and mount the guest.
+LAUNCH_TIMEOUT = 600.0
+#: Longest one remote command may take (an upload of a 256 MiB initrd included).
+COMMAND_TIMEOUT = 300.0
+_PID = re.compile(rb"GUESTFISH_PID=(\d{1,10})")
+_S_IFMT = 0o170000
+_S_IFREG = 0o100000
+_S_IFLNK = 0o120000
+
+
+def _environment(accelerator: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("LIBGUESTFS_", "GUESTFISH_"))}
+    env["LIBGUESTFS_BACKEND"] = "direct"
+    if accelerator != "kvm":
+        env["LIBGUESTFS_BACKEND_SETTINGS"] = "force_tcg"
+    return env
+
+
+class GuestfishEditor:
+    """The :class:`~imageport.service.ports.GuestEditor` on libguestfs' ``guestfish``."""
+
+    def __init__(self, accelerator: str = "tcg", guestfish: str = "guestfish") -> None:
+        self._accelerator = accelerator
+        self._guestfish = guestfish
+
+    def ready(self) -> None:
+        if shutil.which(self._guestfish) is None:
+            raise GuestEditError(
+                "guestfish is not installed: install the Debian package libguestfs-tools "
+                "(scripts/install does)"
+            )
+
+    def apply(self, disk: Path, operations: Sequence[FileOp]) -> EditRun:
+        self.ready()
+        started = time.monotonic()
+        with tempfile.TemporaryDirectory(prefix="imageport-edit-") as tmp:
+            session = _Session(self._guestfish, _environment(self._accelerator), Path(tmp))
+            session.launch(disk)
+            launched = time.monotonic() - started
+            try:
+                for op in operations:
+                    session.verify(op)
+                written = sum(session.perform(op) for op in operations)
+                session.close()
+            finally:
+                session.kill()
+        return EditRun(launched, time.monotonic() - started, written)
+
+
+class _Session:
+    """One listening guestfish and the remote commands sent to it."""
+
+    def __init__(self, guestfish: str, env: dict[str, str], tmp: Path) -> None:
+        self._guestfish = guestfish
+        self._env = env
+        self._tmp = tmp
+        self._pid: int | None = None
+        self._uploads = 0
+
+    def launch(self, disk: Path) -> None:
+        cmd = [self._guestfish, "--listen", "--rw", "--format=raw", "-a", str(disk), "-i"]
+        try:
+            proc = subprocess.run(  # noqa: S603 - argument list built here, no shell
+                cmd, capture_output=True, env=self._env, timeout=LAUNCH_TIMEOUT, check=False
+            )
+        except subprocess.TimeoutExpired as exc:
+            raise GuestEditError(
+                f"the editing appliance did not start within {LAUNCH_TIMEOUT:.0f} s"
+            ) from exc
+        found = _PID.search(proc.stdout)
+        if proc.returncode != 0 or found is None:
+            raise GuestEditError(
+                "the editing appliance could not start or find the guest's system: "
+                + _last_error(proc.stderr)
+            )
+        self._pid = int(found.group(1))
+
+    def run(self, *args: str, tolerate: bool = False) -> tuple[str, str]:
+        """Send one command; returns (stdout, stderr). With ``tolerate`` a failing command
+        (prefixed ``-``) leaves the server running and its error in stderr."""
+        assert self._pid is not None
+        name = ("-" + args[0]) if tolerate else args[0]
+        cmd = [self._guestfish, f"--remote={self._pid}", "--", name, *args[1:]]
+        try:
+            proc = subprocess.run(  # noqa: S603 - argument list built here, no shell
+                cmd, capture_output=True, env=self._env, timeout=COMMAND_TIMEOUT, check=False
+            )
+        except subprocess.TimeoutExpired as exc:
+            raise GuestEditError(f"the editing appliance did not answer {args[0]}") from exc
+        out = proc.stdout.decode("utf-8", "replace")
+        err = proc.stderr.decode("utf-8", "replace")
+        if proc.returncode != 0 or (not tolerate and "libguestfs: error" in err):
+            raise GuestEditError(f"{args[0]} failed in the editing appliance: {_last_error(err)}")
+        return out, err
+
+    def _kind(self, path: str) -> str:
+        """``absent``, ``file``, ``link`` or ``other``, as the appliance sees ``path``."""
+        out, err = self.run("lstatns", path, tolerate=True)
+        if not out.strip():
+            if "No such file or directory" in err:
+                return "absent"
+            raise GuestEditError(f"{path}: cannot be examined: {_last_error(err)}")
+        mode = _field(out, "st_mode")
+        if mode & _S_IFMT == _S_IFREG:
+            return "file"
+        return "link" if mode & _S_IFMT == _S_IFLNK else "other"
+
+    def verify(self, op: FileOp) -> None:
+        kind = self._kind(op.path)
+        if op.expect == "absent":
+            ok = kind == "absent"
+        elif op.expect == "link":
+            ok = kind == "link"
+        else:
+            ok = kind == "file" and self.run("checksum", "sha256", op.path)[0].strip() == op.expect
+        if not ok:
+            raise GuestEditError(
+                f"{op.path} is not what the plan was made from (the appliance sees "
+                f"{kind}); nothing was changed"
+            )
+
+    def perform(self, op: FileOp) -> int:
+        parent = op.path.rsplit("/", 1)[0] or "/"
+        if op.kind is OpKind.REMOVE:
+            self.run("rm", op.path)
+            return 1
+        if op.kind is OpKind.SYMLINK:
+            assert op.target is not None
+            self.run("mkdir-p", parent)
+            self.run("ln-sf", op.target, op.path)
+            return 1
+        assert op.data is not None
+        self._uploads += 1
+        local = self._tmp / f"upload-{self._uploads}"
+        local.write_bytes(op.data)
+        self.run("mkdir-p", parent)
+        if op.expect == "link":
+            self.run("rm", op.path)
+        self.run("upload", str(local), op.path)
+        local.unlink()
+        if op.expect in ("absent", "link"):
+            self.run("chmod", f"0{(op.mode or 0o644) & 0o7777:o}", op.path)
+            self.run("chown", "0", "0", op.path)
+        if self.run("checksum", "sha256", op.path)[0].strip() != sha256(op.data):
+            raise GuestEditError(f"{op.path}: what the appliance wrote is not what was planned")
+        return 1
+
+    def close(self) -> None:
+        """Flush, unmount and shut the appliance down cleanly."""
+        self.run("sync")
+        self.run("umount-all")
+        self.run("shutdown")
+        self.run("exit")
+        self._pid = None
+
+    def kill(self) -> None:
+        """Stop a server still running (after an error)."""
+        if self._pid is None:
+            return
+        try:
+            self.run("exit", tolerate=True)
+        except GuestEditError:
+            pass
+        try:
+            os.kill(self._pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+        self._pid = None
+
+
+def _field(text: str, name: str) -> int:
+    for line in text.splitlines():
+        key, _, value = line.partition(":")
+        if key.strip() == name:
+            return int(value.strip())
+    raise GuestEditError(f"the appliance's lstatns gave no {name}")
+
+
+def _last_error(stderr: bytes | str) -> str:
+    text = stderr.decode("utf-8", "replace") if isinstance(stderr, bytes) else stderr
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    return lines[-1][:500] if lines else "no message"

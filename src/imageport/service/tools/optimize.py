@@ -1,0 +1,131 @@
+"""``imageport optimize``: fix an image file offline, say exactly what changed, check the result.
+
+1. check the input (the report a user sees before), refuse it when it is not safe to read or
+   holds no installed system;
+2. plan the fixes from the guest as the checker reads it (:mod:`imageport.configure`); a dry
+   run stops here and shows the plan;
+3. copy the input's disk to a sparse raw work file beside the output (imageport's own readers:
+   the input is never written);
+4. apply the plan to the work file in the editing appliance (the :class:`GuestEditor` port);
+5. write the output in the asked format and check it (the report a user sees after).
+
+The output appears only when complete; the work file is removed whatever happens.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import tempfile
+import time
+from collections.abc import Collection
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from imageport.configure.plan import Plan, plan_configuration
+from imageport.errors import ImageportError
+from imageport.rules.base import CheckOptions
+from imageport.service.ports import EditRun, GuestEditor, Qcow2Writer
+from imageport.service.tools.check import CheckReport, check_image, inspect_source
+from imageport.service.tools.convert import (
+    ConvertOptions,
+    OutputFormat,
+    convert_image,
+    refuse_same_file,
+)
+from imageport.service.tools.to_raw import ImageRefusedError, Progress, convert_to_raw
+from imageport.source import FileSource
+
+#: The rules whose errors mean the file is not safe (or not possible) to read and configure.
+_UNREADABLE_RULES = frozenset({"IMG-FORMAT", "IMG-SAFE", "IMG-QCOW2-ENCRYPTED"})
+
+
+class NothingToConfigureError(ImageportError):
+    """The image holds no installed system that automatic configuration could fix."""
+
+
+@dataclass(frozen=True, slots=True)
+class OptimizeOptions:
+    #: the rules whose fixes run (None: all)
+    only: Collection[str] | None = None
+    dry_run: bool = False
+    check: CheckOptions = field(default_factory=CheckOptions)
+
+
+@dataclass(frozen=True, slots=True)
+class Optimized:
+    """What ``optimize`` found, planned and did."""
+
+    before: CheckReport
+    plan: Plan
+    #: the check of the output (None for a dry run)
+    after: CheckReport | None = None
+    edit: EditRun | None = None
+    #: seconds per phase: check, plan, copy, edit, write, check-after
+    seconds: dict[str, float] = field(default_factory=dict)
+
+
+def _now() -> str:
+    return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def plan_for(src: str | os.PathLike[str], options: OptimizeOptions) -> tuple[CheckReport, Plan]:
+    """Check ``src`` and plan its configuration; raises when it cannot be configured."""
+    before = check_image(src, options.check)
+    unreadable = {
+        f.rule_id for f in before.findings if f.severity.value == "error"
+    } & _UNREADABLE_RULES
+    if unreadable or before.guest is None:
+        raise ImageRefusedError(before)
+    with FileSource(src) as source:
+        found = inspect_source(source)
+        if found.guest is None or found.guest.layout.root is None:
+            raise NothingToConfigureError(
+                f"{os.fspath(src)} holds no installed Linux system to configure (IMG-SYSTEM-DISK)"
+            )
+        plan = plan_configuration(found.guest, options.only, when=_now())
+    return before, plan
+
+
+def optimize_image(
+    src: str | os.PathLike[str],
+    dst: str | os.PathLike[str] | None,
+    fmt: OutputFormat,
+    options: OptimizeOptions,
+    *,
+    editor: GuestEditor,
+    qcow2: Qcow2Writer | None = None,
+    progress: Progress | None = None,
+) -> Optimized:
+    """Configure ``src`` into ``dst`` (``fmt``); with ``options.dry_run`` only plan."""
+    seconds: dict[str, float] = {}
+    started = time.perf_counter()
+    if dst is not None:
+        refuse_same_file(src, dst)
+    before, plan = plan_for(src, options)
+    seconds["check+plan"] = time.perf_counter() - started
+    if options.dry_run or dst is None:
+        return Optimized(before, plan, seconds=seconds)
+    if plan.operations:
+        editor.ready()
+    out_dir = Path(os.fspath(dst)).resolve().parent
+    with tempfile.TemporaryDirectory(prefix=".imageport-optimize-", dir=out_dir) as tmp:
+        work = Path(tmp) / "work.raw"
+        mark = time.perf_counter()
+        convert_to_raw(src, work, progress)
+        seconds["copy"] = time.perf_counter() - mark
+        edit = None
+        if plan.operations:
+            mark = time.perf_counter()
+            edit = editor.apply(work, plan.operations)
+            seconds["edit"] = time.perf_counter() - mark
+        mark = time.perf_counter()
+        if fmt == "raw":
+            os.replace(work, dst)
+        else:
+            convert_image(work, dst, fmt, ConvertOptions(), progress, qcow2=qcow2)
+        seconds["write"] = time.perf_counter() - mark
+    mark = time.perf_counter()
+    after = check_image(dst, options.check)
+    seconds["check-after"] = time.perf_counter() - mark
+    return Optimized(before, plan, after, edit, seconds)
