@@ -11,6 +11,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from imageport.configure.edits import Edits
+from imageport.configure.fixes.network_dhcp import BINDING_RULE, DHCP_RULE, plan_network_dhcp
+from imageport.configure.fixes.network_rules import RULE as NET_RULES
+from imageport.configure.fixes.network_rules import plan_net_rules
 from imageport.guest.facts.inspect import GuestFacts
 
 #: A fix's planner: reads ``guest`` (and the staged files through ``edits``), asks for changes.
@@ -28,4 +31,11 @@ class Fix:
 
 
 #: Every fix, in the order they run.
-FIXES: tuple[Fix, ...] = ()
+FIXES: tuple[Fix, ...] = (
+    Fix((NET_RULES,), "Remove udev persistent-net rules", plan_net_rules),
+    Fix(
+        (DHCP_RULE, BINDING_RULE),
+        "Network interfaces on DHCP, bound to no MAC address",
+        plan_network_dhcp,
+    ),
+)

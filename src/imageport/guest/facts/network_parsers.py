@@ -68,7 +68,8 @@ def _method(dhcp: bool, addresses: list[Quote], default: str = MANUAL) -> str:
 
 # -- ifupdown: /etc/network/interfaces -------------------------------------------------------
 
-_STANZAS = (
+#: Keywords that start a new ifupdown stanza (and end the one before).
+STANZAS = (
     "iface",
     "mapping",
     "auto",
@@ -126,7 +127,7 @@ def parse_interfaces(path: str, text: str) -> tuple[list[InterfaceConfig], list[
     for no, line in _logical_lines(text):
         words = line.split()
         key = words[0]
-        if key.startswith("allow-") or key in _STANZAS:
+        if key.startswith("allow-") or key in STANZAS:
             close()
             current = None
             addresses, macs = [], []
@@ -412,7 +413,7 @@ def parse_netplan(path: str, doc: YamlDoc) -> list[InterfaceConfig]:
 _XML_NAME = re.compile(r"<name\b[^>]{0,200}>\s{0,100}([^<\s]{1,64})\s{0,100}</name>")
 _XML_LOCAL = re.compile(r"<local>\s{0,100}([^<\s]{1,100})\s{0,100}</local>")
 _XML_ENABLED_FALSE = re.compile(r"<enabled>\s{0,100}false\s{0,100}</enabled>")
-_XML_MAC = re.compile(r"<(permanent-address|address)>\s{0,100}([0-9A-Fa-f:]{17})\s{0,100}</\1>")
+XML_MAC = re.compile(r"<(permanent-address|address)>\s{0,100}([0-9A-Fa-f:]{17})\s{0,100}</\1>")
 
 
 def _xml_blocks(text: str, tag: str) -> Iterator[tuple[int, str]]:
@@ -459,7 +460,7 @@ def parse_wicked(path: str, text: str) -> list[InterfaceConfig]:
                     if len(addresses) < MAX_ITEMS:
                         addresses.append(quote(path, line_at(start + off + a.start()), a.group(0)))
         macs = [
-            quote(path, line_at(start + x.start()), x.group(0)) for x in _XML_MAC.finditer(body)
+            quote(path, line_at(start + x.start()), x.group(0)) for x in XML_MAC.finditer(body)
         ][:MAX_ITEMS]
         method = LOOPBACK if name == "lo" else _method(dhcp, addresses)
         configs.append(
