@@ -229,7 +229,10 @@ def test_suse_ifcfg_and_wicked() -> None:
             "etc/wicked/ifconfig/eth1.xml",
             nf.WICKED_XML,
             "<local>192.168.50.2/24</local>",
-            ["<ipv4:dhcp><enabled>true</enabled></ipv4:dhcp>", "<!-- imageport: <ipv4:static>"],
+            [
+                "<ipv4:dhcp><enabled>true</enabled></ipv4:dhcp>",
+                "  <name>eth1</name>\n  <ipv4:dhcp>",
+            ],
         ),
     ],
 )
@@ -300,3 +303,11 @@ def test_a_huge_file_is_not_read_for_editing() -> None:
     assert plan.operations == ()
     with open_guest(disk) as guest, pytest.raises(ImageportError):
         Edits(guest.files).read("/etc/sysconfig/network-scripts/ifcfg-eth0")
+
+
+def test_a_form_that_is_not_edited_line_by_line_is_noted() -> None:
+    flow = "network:\n  ethernets:\n    eth0: {addresses: [10.0.0.7/24]}\n"
+    plan = plan_of(gf.build_guest("fix-net-flow", root={"etc/netplan/01-flow.yaml": flow}))
+    assert plan.operations == ()
+    (note,) = plan.notes
+    assert note.rule == "IMG-NET-DHCP" and "/etc/netplan/01-flow.yaml: not changed" in note.text

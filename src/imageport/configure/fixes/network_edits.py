@@ -379,22 +379,20 @@ _WICKED_STATIC = re.compile(r"<(ipv[46]):static>.*?</\1:static>", re.DOTALL)
 
 def wicked_to_dhcp(text: str) -> Rewrite | None:
     """The one ``<interface>`` of a wicked ifconfig file on DHCP: each static element replaced
-    by ``<ipvN:dhcp><enabled>true</enabled></ipvN:dhcp>``, the MAC elements removed (each
-    kept in an XML comment). None when the file holds more than one interface."""
+    by ``<ipvN:dhcp><enabled>true</enabled></ipvN:dhcp>``, the MAC elements removed. The
+    originals are not kept in XML comments (wicked's readers, and ours, would see the MAC in
+    them); the change record holds them. None when the file holds more than one interface."""
     if text.count("<interface") - text.count("<interfaces") > 1:
         return None
     done: list[str] = []
 
-    def keep(old: str) -> str:
-        return "" if "--" in old else f"<!-- imageport: {old} -->"
-
     def to_dhcp(m: re.Match[str]) -> str:
         done.append(f"replaced <{m.group(1)}:static> with <{m.group(1)}:dhcp>")
-        return f"{keep(m.group(0))}<{m.group(1)}:dhcp><enabled>true</enabled></{m.group(1)}:dhcp>"
+        return f"<{m.group(1)}:dhcp><enabled>true</enabled></{m.group(1)}:dhcp>"
 
     def unmac(m: re.Match[str]) -> str:
         done.append(f"removed `{m.group(0)}`")
-        return keep(m.group(0))
+        return ""
 
     new = XML_MAC.sub(unmac, _WICKED_STATIC.sub(to_dhcp, text))
     return Rewrite(new, done)
