@@ -121,6 +121,9 @@ def test_debian_defects_image() -> None:
         "/etc/udev/rules.d/70-persistent-net.rules",
         "/etc/network/interfaces",
     }
+    # udev names the NIC ens3 on a new server unless the kernel is told net.ifnames=0
+    (note,) = plan.notes
+    assert "names the first NIC eth0" in note.text and "no net.ifnames=0" in note.text
     (interfaces,) = [op for op in plan.operations if op.path == "/etc/network/interfaces"]
     assert interfaces.data is not None
     assert b"source /etc/network/interfaces.d/*\n\nauto lo\niface lo inet loopback\n" in (

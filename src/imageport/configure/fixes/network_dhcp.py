@@ -26,6 +26,7 @@ those are noted, not changed.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 
 from imageport.configure.edits import Edits, NotEditableError
@@ -39,6 +40,7 @@ from imageport.configure.fixes.network_edits import (
     wicked_to_dhcp,
 )
 from imageport.errors import ImageportError
+from imageport.guest.boot.modes import read_boot
 from imageport.guest.facts.cloudinit import read_cloud_init
 from imageport.guest.facts.disk_names import read_disk_names
 from imageport.guest.facts.inspect import GuestFacts
@@ -63,6 +65,11 @@ DHCP_RULE = "IMG-NET-DHCP"
 BINDING_RULE = "IMG-HW-BINDING"
 #: The name the first NIC gets (the kernel's, and the rules' advice).
 FIRST_NIC = "eth0"
+#: udev's rules that rename NICs predictably (ens3, enp0s3) unless ``net.ifnames=0``.
+PREDICTABLE_NAMES = (
+    "/lib/udev/rules.d/80-net-setup-link.rules",
+    "/usr/lib/udev/rules.d/80-net-setup-link.rules",
+)
 
 
 def primary_interface(net: NetworkFacts) -> str | None:
@@ -282,8 +289,31 @@ def _note_disk_names(guest: GuestFacts, edits: Edits) -> None:
         )
 
 
+def _note_kernel_names(guest: GuestFacts, edits: Edits, primary: str) -> None:
+    """Say so when the configuration names the NIC ``ethN`` but udev will name it otherwise:
+    the old machine's persistent-net rules (IMG-NET-RULES, removed) or its kernel command
+    line kept the name, a new server's NIC is ``ens3``/``enp0s3`` and the edited
+    configuration would not apply. ``net.ifnames=0`` is a kernel command line change, made
+    where the boot configuration is edited, not here."""
+    if not re.fullmatch(r"eth\d+", primary):
+        return
+    if not any(_exists(guest, p) for p in PREDICTABLE_NAMES):
+        return
+    default = guest.derive(read_boot).default
+    if default is None or "net.ifnames=0" in default.args:
+        return
+    edits.note(
+        DHCP_RULE,
+        f"the network configuration names the first NIC {primary}, but this guest's udev "
+        "names NICs predictably (ens3, enp0s3) and its kernel command line has no "
+        f"net.ifnames=0 ({default.where}); add net.ifnames=0 to GRUB_CMDLINE_LINUX or "
+        f"{primary}'s configuration will not apply on a new server",
+    )
+
+
 def plan_network_dhcp(guest: GuestFacts, edits: Edits) -> None:
     """Put the reported interfaces on DHCP without MAC bindings (see the module)."""
+    changes = len(edits.changes)
     net = guest.derive(read_network)
     primary = primary_interface(net) or FIRST_NIC
     by_path: dict[str, list[InterfaceConfig]] = {}
@@ -298,4 +328,6 @@ def plan_network_dhcp(guest: GuestFacts, edits: Edits) -> None:
             edits.note(rule, f"{path}: not changed: {exc}")
     if _nothing_configured(guest, net):
         _configure_first_nic(guest, edits)
+    if len(edits.changes) > changes:
+        _note_kernel_names(guest, edits, primary)
     _note_disk_names(guest, edits)
