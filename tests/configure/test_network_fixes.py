@@ -314,3 +314,15 @@ def test_a_form_that_is_not_edited_line_by_line_is_noted() -> None:
     assert plan.operations == ()
     (note,) = plan.notes
     assert note.rule == "IMG-NET-DHCP" and "/etc/netplan/01-flow.yaml: not changed" in note.text
+
+
+def test_disk_names_by_hardware_are_noted_not_changed() -> None:
+    by_id = "/dev/disk/by-id/ata-VBOX_HARDDISK_VB3f2a1c9e-4d1f0b27-part3"
+    fstab = gf.GOOD_FSTAB.replace(f"UUID={gf.ROOT_UUID} /", f"{by_id} /")
+    disk = gf.build_guest("fix-net-diskid", root=gf.CLOUD_READY, fstab=fstab)
+    assert of(findings(disk), ["IMG-HW-BINDING"])
+    plan = plan_of(disk)
+    assert plan.operations == ()
+    (note,) = plan.notes
+    assert note.rule == "IMG-HW-BINDING" and f"/etc/fstab:2: {by_id} /" in note.text
+    assert "cannot be proven offline" in note.text
