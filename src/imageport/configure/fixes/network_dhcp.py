@@ -158,7 +158,7 @@ def _rewrite(style: str, text: str, cfgs: Sequence[InterfaceConfig]) -> Rewrite 
 def _what(cfgs: Sequence[InterfaceConfig]) -> str:
     parts = []
     for cfg in cfgs:
-        found = [*(["a static address"] if cfg.method == STATIC else [])]
+        found = ["a static address"] if cfg.method == STATIC else []
         if cfg.mac_bindings:
             found.append("the old MAC address " + ", ".join(q.text for q in cfg.mac_bindings))
         parts.append(f"{cfg.name} ({' and '.join(found)})")
