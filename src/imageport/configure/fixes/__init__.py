@@ -27,5 +27,16 @@ class Fix:
     plan: Planner
 
 
+# The fixes' modules import Fix's collaborators only, never this package's names: they are
+# imported here, after Fix, and listed in FIXES.
+from imageport.configure.fixes import fstab  # noqa: E402
+
 #: Every fix, in the order they run.
-FIXES: tuple[Fix, ...] = ()
+FIXES: tuple[Fix, ...] = (
+    Fix((fstab.DATA_DISK,), "Comment out data-disk mounts in fstab", fstab.plan_data_disk),
+    Fix(
+        (fstab.STABLE_NAMES,),
+        "Name filesystems by UUID in fstab and root=",
+        fstab.plan_stable_names,
+    ),
+)
