@@ -29,7 +29,7 @@ class Fix:
 
 # The fixes' modules import Fix's collaborators only, never this package's names: they are
 # imported here, after Fix, and listed in FIXES.
-from imageport.configure.fixes import fstab  # noqa: E402
+from imageport.configure.fixes import console, fstab  # noqa: E402
 
 #: Every fix, in the order they run.
 FIXES: tuple[Fix, ...] = (
@@ -39,4 +39,5 @@ FIXES: tuple[Fix, ...] = (
         "Name filesystems by UUID in fstab and root=",
         fstab.plan_stable_names,
     ),
+    Fix((console.RULE,), "Send the kernel console to the serial port", console.plan_console),
 )
