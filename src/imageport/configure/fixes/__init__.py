@@ -29,7 +29,7 @@ class Fix:
 
 # The fixes' modules import Fix's collaborators only, never this package's names: they are
 # imported here, after Fix, and listed in FIXES.
-from imageport.configure.fixes import console, fstab  # noqa: E402
+from imageport.configure.fixes import cloud_init, console, fstab  # noqa: E402
 
 #: Every fix, in the order they run.
 FIXES: tuple[Fix, ...] = (
@@ -40,4 +40,5 @@ FIXES: tuple[Fix, ...] = (
         fstab.plan_stable_names,
     ),
     Fix((console.RULE,), "Send the kernel console to the serial port", console.plan_console),
+    Fix((cloud_init.RULE,), "Point cloud-init at the platform", cloud_init.plan_cloud_init),
 )
