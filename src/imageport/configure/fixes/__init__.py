@@ -29,7 +29,12 @@ class Fix:
 
 # The fixes' modules import Fix's collaborators only, never this package's names: they are
 # imported here, after Fix, and listed in FIXES.
-from imageport.configure.fixes import cloud_init, console, fstab  # noqa: E402
+from imageport.configure.fixes import (  # noqa: E402
+    cloud_init,
+    console,
+    fstab,
+    hypervisor_tools,
+)
 
 #: Every fix, in the order they run.
 FIXES: tuple[Fix, ...] = (
@@ -41,4 +46,9 @@ FIXES: tuple[Fix, ...] = (
     ),
     Fix((console.RULE,), "Send the kernel console to the serial port", console.plan_console),
     Fix((cloud_init.RULE,), "Point cloud-init at the platform", cloud_init.plan_cloud_init),
+    Fix(
+        (hypervisor_tools.RULE,),
+        "Disable other hypervisors' guest tools",
+        hypervisor_tools.plan_hypervisor_tools,
+    ),
 )
