@@ -14,9 +14,7 @@ from support.kernel_fixtures import CENTOS7_RELEASE, open_guest
 
 RULE = HypervisorToolsRule.id
 ELF = b"\x7fELF" + bytes(60)
-DPKG_STATUS = (
-    "Package: open-vm-tools\nStatus: install ok installed\nVersion: 2:12.2.0-1+deb12u2\n"
-)
+DPKG_STATUS = "Package: open-vm-tools\nStatus: install ok installed\nVersion: 2:12.2.0-1+deb12u2\n"
 WANTS = "etc/systemd/system/multi-user.target.wants"
 VMWARE_DEBIAN: gf.Tree = {
     **gf.CLOUD_READY,
