@@ -101,3 +101,11 @@ def test_rhel8_kernelopts_in_grubenv_get_it_and_the_rule_then_passes() -> None:
 def test_a_guest_with_a_serial_console_is_left_alone() -> None:
     result = plan(gf.synthetic_guest(), {RULE})
     assert result.changes == () and result.notes == ()
+
+
+def test_defaults_that_have_it_already_are_not_given_it_twice() -> None:
+    defaults = 'GRUB_CMDLINE_LINUX_DEFAULT="quiet console=ttyS0,115200"\nGRUB_CMDLINE_LINUX=""\n'
+    boot = {"grub/grub.cfg": GRUB_CFG}
+    guest = gf.build_guest("fix-console-pending", root={"etc/default/grub": defaults}, boot=boot)
+    result = plan(guest, {RULE})
+    assert [c.path for c in result.changes] == ["/boot/grub/grub.cfg"]

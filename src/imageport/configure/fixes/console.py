@@ -48,12 +48,17 @@ def plan_console(guest: GuestFacts, edits: Edits) -> None:
         return
     if has_serial_console(default.consoles):
         return
+    # GRUB_CMDLINE_LINUX_DEFAULT may have it already (grub.cfg not regenerated since)
+    pending = any(
+        has_serial_console(argument_values(s.value, "console")) for s in boot.grub_defaults
+    )
     edited = edit_command_lines(
         guest,
         edits,
         with_serial_console,
         rule=RULE,
         what=f"added {SCREEN} {SERIAL} to the kernel command line",
+        defaults=not pending,
     )
     unreachable = unreachable_configs(guest)
     if unreachable:
