@@ -8,6 +8,7 @@ from pathlib import Path
 
 from imageport.configure.edits import ChangeKind, OpKind
 from imageport.configure.fixes.fstab import MARKER, comment_out, replace_specs
+from imageport.rules.boot import ConsoleRule
 from imageport.rules.catalogue import RULES
 from imageport.rules.layout import FstabDataDiskRule, StableNamesRule
 from support import guest_fixtures as gf
@@ -160,3 +161,27 @@ def test_root_naming_another_partition_is_noted_and_left() -> None:
     result = plan(rhel9("fix-rhel9-rootboot", boot=boot), {UUID})
     assert not any(c.path.endswith(f"{rhel.KERNEL}.conf") for c in result.changes)
     assert any("root=/dev/sda4 does not name the root filesystem" in n.text for n in result.notes)
+
+
+def test_all_fixes_on_rhel9_edit_each_file_once_and_clear_both_boot_rules() -> None:
+    before = rhel9("fix-rhel9-all")
+    result = plan(before)
+    paths = [op.path for op in result.operations]
+    assert len(paths) == len(set(paths))  # UUID then console staged in one write per file
+    entry = f"/boot/loader/entries/{rhel.MACHINE_ID}-{rhel.KERNEL}.conf"
+    assert [c.rule for c in result.changes if c.path == entry] == [UUID, ConsoleRule.id]
+    root, boot = applied(result.operations, rhel.ROOT, rhel.BOOT)
+    after = gf.build_guest("fix-rhel9-all-after", root=root, boot=boot)
+    assert findings(after, StableNamesRule(), ConsoleRule()) == []
+
+
+def test_root_in_a_syslinux_configuration_is_noted_not_changed() -> None:
+    extlinux = (
+        "DEFAULT linux\nLABEL linux\n  KERNEL /vmlinuz-6.1.0-13-amd64\n  APPEND root=/dev/sda3 ro\n"
+    )
+    guest = gf.build_guest("fix-syslinux-root", boot={"extlinux/extlinux.conf": extlinux})
+    assert any("root=/dev/sda3" in f.message for f in findings(guest, StableNamesRule()))
+    result = plan(guest, {UUID})
+    assert result.operations == ()
+    (note,) = result.notes
+    assert "/boot/extlinux/extlinux.conf (syslinux)" in note.text

@@ -24,7 +24,9 @@ from imageport.configure.fixes.cmdline import (
     argument_values,
     edit_command_lines,
     replace_argument,
+    unreachable_configs,
 )
+from imageport.guest.boot.modes import read_boot
 from imageport.guest.facts.inspect import GuestFacts
 from imageport.guest.files.fstab import FstabEntry, find_volume, parse_fstab
 from imageport.guest.files.mounts import MAX_FSTAB_BYTES
@@ -178,6 +180,13 @@ def _plan_root_argument(guest: GuestFacts, edits: Edits) -> None:
         rule=STABLE_NAMES,
         what=f"named the root filesystem by UUID on the kernel command line (root=UUID={uuid})",
     )
+    default = guest.derive(read_boot).default
+    unreachable = unreachable_configs(guest)
+    if unreachable and default is not None and is_unstable_device(default.root or ""):
+        edits.note(
+            STABLE_NAMES,
+            "root= not changed (write root=UUID=... there by hand): " + ", ".join(unreachable),
+        )
     for value in sorted(refused):
         edits.note(
             STABLE_NAMES,
