@@ -185,3 +185,12 @@ def test_root_in_a_syslinux_configuration_is_noted_not_changed() -> None:
     assert result.operations == ()
     (note,) = result.notes
     assert "/boot/extlinux/extlinux.conf (syslinux)" in note.text
+
+
+def test_an_fstab_that_is_a_link_is_noted_not_edited() -> None:
+    fstab = gf.GOOD_FSTAB + gf.DATA_DISK_LINE + "\n"
+    root: gf.Tree = {"etc/fstab": gf.Symlink("fstab.real"), "etc/fstab.real": fstab}
+    result = plan(gf.build_guest("fix-fstab-link", root=root), {DATA})
+    assert result.operations == ()
+    (note,) = result.notes
+    assert "symbolic link" in note.text

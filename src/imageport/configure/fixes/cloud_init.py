@@ -199,6 +199,15 @@ def plan_cloud_init(guest: GuestFacts, edits: Edits) -> None:
         _not_installed(guest, edits)
         return
     _enable(guest, edits, ci)
+    if ci.openstack_module is False:
+        edits.note(
+            RULE,
+            f"{ci.package_dir} has no OpenStack datasource module: the drop-in cannot make "
+            f"it read the platform's metadata; install the full package "
+            f"({install_command(guest.family)})",
+        )
+    for problem in ci.problems:
+        edits.note(RULE, f"not changed, cloud-init may ignore it too: {problem}")
     differs = _differs(ci, guest.family)
     if not differs:
         return

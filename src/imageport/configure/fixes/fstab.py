@@ -80,6 +80,8 @@ def plan_data_disk(guest: GuestFacts, edits: Edits) -> None:
         return
     text = _read_fstab(edits)
     if text is None:
+        if any(item.entry.auto for item in layout.unresolved):
+            edits.note(DATA_DISK, f"{FSTAB} is a symbolic link: not edited; edit its target")
         return
     current = {e.line_no: e for e in parse_fstab(text)}
     chosen: dict[int, FstabEntry] = {}
