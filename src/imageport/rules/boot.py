@@ -201,8 +201,9 @@ class BootSameDiskRule(Rule):
             )
 
 
-def _has_serial(args: tuple[str, ...]) -> bool:
-    return any(c.split(",", 1)[0] in SERIAL_CONSOLES for c in args)
+def has_serial_console(consoles: tuple[str, ...]) -> bool:
+    """Whether one of ``consoles`` (the values of ``console=``) reaches the serial log."""
+    return any(c.split(",", 1)[0] in SERIAL_CONSOLES for c in consoles)
 
 
 def _console_advice(family: str, boot: BootFacts) -> str:
@@ -262,7 +263,7 @@ class ConsoleRule(Rule):
                 advice=advice,
             )
             return
-        if _has_serial(entry.consoles):
+        if has_serial_console(entry.consoles):
             return
         evidence = [entry.where]
         found = ", ".join(f"console={c}" for c in entry.consoles)
@@ -270,7 +271,7 @@ class ConsoleRule(Rule):
         pending = [
             s
             for s in boot.grub_defaults
-            if _has_serial(
+            if has_serial_console(
                 tuple(
                     w.removeprefix("console=") for w in s.value.split() if w.startswith("console=")
                 )

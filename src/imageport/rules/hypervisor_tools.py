@@ -29,7 +29,9 @@ _HARM = {
 }
 
 
-def _advice(tools: FoundTools, family: str) -> str:
+def removal_advice(tools: FoundTools, family: str) -> str:
+    """How to uninstall ``tools`` on ``family`` (the package command, or VMware's uninstaller),
+    and how to disable their services if they must stay."""
     kind = tools.kind
     tarball = "/usr/bin/vmware-uninstall-tools.pl" in tools.programs or (
         "/etc/vmware-tools/locations" in tools.programs
@@ -109,5 +111,5 @@ class HypervisorToolsRule(Rule):
                 f"{kind.name[0].upper()}{kind.name[1:]} are installed: they are made for "
                 f"{kind.hypervisor}, not for the platform, and {_HARM[kind.key]}.",
                 *tools.evidence,
-                advice=_advice(tools, guest.family),
+                advice=removal_advice(tools, guest.family),
             )

@@ -140,6 +140,12 @@ class FstabDataDiskRule(Rule):
 _UNSTABLE_DEVICE = re.compile(r"^/dev/(?:[shv]d[a-z]+|xvd[a-z]+|nvme\d+n\d+(?:p)?|mmcblk\d+p?)\d*$")
 
 
+def is_unstable_device(spec: str) -> bool:
+    """Whether ``spec`` is a kernel device name this rule reports (``/dev/sda1``, ``/dev/xvda``,
+    ``/dev/nvme0n1p2`` ...); UUID=, LABEL=, /dev/disk/by-* and LVM names are stable."""
+    return _UNSTABLE_DEVICE.match(spec) is not None
+
+
 class StableNamesRule(Rule):
     """What it checks: ``/etc/fstab`` and the default kernel command line (``root=``) name
     filesystems by UUID (or LABEL, PARTUUID, LVM names), not by kernel device names such as
@@ -167,7 +173,7 @@ class StableNamesRule(Rule):
         if guest is None:
             return
         for entry in guest.layout.fstab:
-            if entry.auto and _UNSTABLE_DEVICE.match(entry.spec):
+            if entry.auto and is_unstable_device(entry.spec):
                 yield self.found(
                     f"/etc/fstab line {entry.line_no} mounts {entry.mountpoint} by the device "
                     f"name {entry.spec}, which changes on the platform's virtio disks.",
@@ -179,7 +185,7 @@ class StableNamesRule(Rule):
         except ImageportError:
             return
         root = default.root if default is not None else None
-        if default is not None and root is not None and _UNSTABLE_DEVICE.match(root):
+        if default is not None and root is not None and is_unstable_device(root):
             yield self.found(
                 f"The default kernel command line boots root={root}, a device name that "
                 "changes on the platform's virtio disks.",

@@ -30,6 +30,15 @@ class Fix:
     plan: Planner
 
 
+# The fixes' modules import Fix's collaborators only, never this package's names: they are
+# imported here, after Fix, and listed in FIXES.
+from imageport.configure.fixes import (  # noqa: E402
+    cloud_init,
+    console,
+    fstab,
+    hypervisor_tools,
+)
+
 #: Every fix, in the order they run.
 FIXES: tuple[Fix, ...] = (
     Fix((NET_RULES,), "Remove udev persistent-net rules", plan_net_rules),
@@ -37,5 +46,18 @@ FIXES: tuple[Fix, ...] = (
         (DHCP_RULE, BINDING_RULE),
         "Network interfaces on DHCP, bound to no MAC address",
         plan_network_dhcp,
+    ),
+    Fix((fstab.DATA_DISK,), "Comment out data-disk mounts in fstab", fstab.plan_data_disk),
+    Fix(
+        (fstab.STABLE_NAMES,),
+        "Name filesystems by UUID in fstab and root=",
+        fstab.plan_stable_names,
+    ),
+    Fix((console.RULE,), "Send the kernel console to the serial port", console.plan_console),
+    Fix((cloud_init.RULE,), "Point cloud-init at the platform", cloud_init.plan_cloud_init),
+    Fix(
+        (hypervisor_tools.RULE,),
+        "Disable other hypervisors' guest tools",
+        hypervisor_tools.plan_hypervisor_tools,
     ),
 )
