@@ -1,6 +1,7 @@
 """kmod's binary indexes as we write them, judged by the real kmod (``modprobe -d DIR -S VER``
 resolving dependencies and aliases from nothing but our files) and compared with what the real
-depmod wrote for a Debian kernel's module tree (the defects image's initrd)."""
+depmod wrote for a Debian kernel's module tree (the defects image's initrd), read back by an
+independent decoder (``support/kmod_dump.py``)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,10 @@ from pathlib import Path
 import pytest
 
 from imageport.configure import kmod_index as k
+from imageport.guest.boot.kernels import read_kernels
+from support import guest_images as gi
+from support import kernel_fixtures as kt
+from support.initrd_unpack import unpack_initrd
 from support.kmod_dump import dump_index
 
 VER = "9.9.9-test"
@@ -163,3 +168,39 @@ def test_non_ascii_keys_and_multi_line_values_are_refused() -> None:
         k.write_index([("virtio", "m\nalias x y", 0)])
     with pytest.raises(ValueError):
         k.parse_modules_dep("kernel/a.ko:\n" * (k.MAX_LINES + 1))
+
+
+@pytest.fixture(scope="module")
+def depmod_tree(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The module directory of the defects image's initrd, unpacked by the real zstd and
+    cpio: its text and binary indexes were written by the real depmod (Debian's kmod)."""
+    path = gi.guest_raw("gpt-bios-esp-ext4-defects")
+    with kt.open_guest(path) as guest:
+        kernel = guest.derive(read_kernels).default
+        assert kernel is not None and kernel.initrd is not None
+        data = guest.files.read_file(kernel.initrd.path, 256 << 20)
+    top = tmp_path_factory.mktemp("depmod")
+    unpack_initrd(data, top)
+    return top / "usr" / "lib" / "modules" / kernel.version
+
+
+@pytest.mark.parametrize("name", ["dep", "alias", "symbols"])
+def test_our_index_holds_what_depmods_holds_for_a_real_kernel(depmod_tree: Path, name: str) -> None:
+    """Rebuilt from depmod's text files, each index has the same keys and values as depmod's
+    own, and the same size: the same trie, node for node (only the priorities, depmod's
+    internal module numbers, differ)."""
+    lines = k.parse_modules_dep((depmod_tree / "modules.dep").read_text())
+    priority = {line.name: i for i, line in enumerate(lines)}
+    if name == "dep":
+        ours = k.dep_index(lines)
+    else:
+        text = (depmod_tree / f"modules.{name}").read_text()
+        ours = k.alias_index(k.parse_aliases(text, f"modules.{name}"), priority)
+    theirs = (depmod_tree / f"modules.{name}.bin").read_bytes()
+
+    def values(index: bytes) -> dict[str, list[str]]:
+        return {key: sorted(v for _, v in vals) for key, vals in dump_index(index).items()}
+
+    assert values(ours) == values(theirs)
+    assert len(values(ours)) > 700
+    assert len(ours) == len(theirs)

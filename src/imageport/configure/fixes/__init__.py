@@ -11,6 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from imageport.configure.edits import Edits
+from imageport.configure.fixes.drivers import plan_drivers
 from imageport.guest.facts.inspect import GuestFacts
 
 #: A fix's planner: reads ``guest`` (and the staged files through ``edits``), asks for changes.
@@ -28,4 +29,6 @@ class Fix:
 
 
 #: Every fix, in the order they run.
-FIXES: tuple[Fix, ...] = ()
+FIXES: tuple[Fix, ...] = (
+    Fix(("IMG-DRIVERS",), "virtio and IDE drivers into the initrd", plan_drivers),
+)
