@@ -65,9 +65,11 @@ APPENDABLE = ("none", "gzip", "xz", "bzip2", "zstd")
 def plan_drivers(guest: GuestFacts, edits: Edits) -> None:
     """Plan the initrd extensions for every kernel IMG-DRIVERS reports."""
     for kernel, missing in judged_kernels(guest.derive(read_kernels)):
+        checkpoint = edits.checkpoint()
         try:
             _fix_kernel(kernel, missing, edits)
         except (ValueError, ImageportError) as exc:  # ValueError: why the modules cannot be added
+            edits.rollback(checkpoint)  # nothing half-done for this kernel
             edits.note(RULE, f"kernel {kernel.version}: initrd not extended: {exc}")
 
 
@@ -179,13 +181,22 @@ def _keep_on_rebuild(addition: Addition, wanted: list[str], edits: Edits) -> Non
                 f"initrds it rebuilds (and loads them at boot)",
             )
     elif addition.generator == "dracut":
+        before = edits.read_text(DRACUT_CONF) or ""  # another kernel's fix may have made it
+        names = [n for line in before.splitlines() for n in _dracut_drivers(line)]
+        names += [d for d in wanted if d not in names]
         edits.write(
             DRACUT_CONF,
-            f"# Added by imageport: the drivers the cloud's virtual hardware needs.\n"
-            f'add_drivers+=" {" ".join(wanted)} "\n',
+            "# Added by imageport: the drivers the cloud's virtual hardware needs.\n"
+            f'add_drivers+=" {" ".join(names)} "\n',
             rule=RULE,
-            why=f"asked dracut to add {', '.join(wanted)} to the initrds it rebuilds",
+            why=f"asked dracut to add {', '.join(names)} to the initrds it rebuilds",
         )
+
+
+def _dracut_drivers(line: str) -> list[str]:
+    """The names of an ``add_drivers+=" ... "`` line (none for another line)."""
+    key, _, value = line.partition("+=")
+    return value.strip().strip('"').split() if key.strip() == "add_drivers" else []
 
 
 def _check_appendable(contents: InitrdContents, path: str) -> None:
