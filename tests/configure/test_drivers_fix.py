@@ -325,3 +325,33 @@ def test_an_initrd_with_no_index_gets_one_and_no_load_list_from_an_unknown_gener
     assert dump_index(addition.files["lib/modules/6.1.0-1/modules.dep.bin"])["virtio_blk"] == [
         (0, "kernel/drivers/block/virtio_blk.ko: kernel/drivers/virtio/virtio.ko")
     ]
+
+
+def test_the_ide_driver_is_added_with_libata_when_the_kernel_has_it_as_a_module() -> None:
+    """A kernel with ``CONFIG_ATA_PIIX=m`` (Debian's way) whose initrd lacks ata_piix: it is
+    added with libata, loaded at boot, and the rule's IDE finding goes too."""
+    home = f"usr/lib/modules/{ri.EL9}"
+    root = {
+        **ri.RHEL9_ROOT,
+        f"{home}/modules.dep": str(ri.RHEL9_ROOT[f"{home}/modules.dep"])
+        + "kernel/drivers/ata/libata.ko.xz:\n"
+        + "kernel/drivers/ata/ata_piix.ko.xz: kernel/drivers/ata/libata.ko.xz\n",
+        f"{home}/modules.alias": str(ri.RHEL9_ROOT[f"{home}/modules.alias"])
+        + "alias pci:v00008086d00007010sv*sd*bc*sc*i* ata_piix\n",
+        f"{home}/kernel/drivers/ata/libata.ko.xz": ri.XZ_MODULE,
+        f"{home}/kernel/drivers/ata/ata_piix.ko.xz": ri.XZ_MODULE,
+    }
+    boot = {
+        **ri.rhel9_boot(),
+        f"config-{ri.EL9}": kt.config(module=(*kt.ALL_MODULE_SYMBOLS, "ATA_PIIX"), ide=False),
+    }
+    path = ri.rhel9_guest(root, boot, name="rhel9-ide")
+    (before,) = drivers(path)
+    assert "xen_netfront, ata_piix at boot" in before.message
+    plan = plan_for(path)
+    why = plan.changes[0].why
+    assert "appended 14 kernel modules" in why and "xen_netfront, ata_piix at boot" in why
+    assert "libata" in why.split("(with ", 1)[1]
+    assert "ata_piix" in plan.changes[1].diff[1]  # dracut keeps it in rebuilds
+    fixed_root, fixed_boot = applied(plan.operations, {**BASE_ROOT, **root}, boot)
+    assert drivers(ri.rhel9_guest(fixed_root, fixed_boot, name="rhel9-ide-fixed")) == []

@@ -11,8 +11,11 @@ the initrd segment by segment, skipping zero bytes between them; an uncompressed
 recognised only when its first ``0`` falls on an offset that is a multiple of 4 from the start
 of the file (``!(this_header & 3)``; after a compressed segment the offset counts the
 compressed bytes consumed), hence :func:`append_segment` pads the original to 4 bytes first.
-Members of a later archive are written over the earlier ones: a regular file is opened with
-``O_TRUNC`` (unless it is a hard link, which needs ``nlink >= 2``: ours have 1), and an
+Members of a later archive are written over the earlier ones (``do_name``): a path that
+exists with another file type is removed first (``clean_path``, by ``lstat``: a directory entry
+naming a path that the initrd holds as a symbolic link would replace the link, which is why
+:func:`with_parents` leaves out every path the initrd already has), a regular file is opened
+with ``O_TRUNC`` (unless it is a hard link, which needs ``nlink >= 2``: ours have 1), and an
 existing directory is left as it is (``mkdir`` fails with ``EEXIST`` and is ignored). Each
 archive's hard-link table is dropped at its trailer, so the inode numbers here need only be
 unique inside this archive.
