@@ -60,6 +60,21 @@ def modules_tree(version: str, kos: Mapping[str, bytes]) -> dict[str, bytes]:
     return {f"lib/modules/{version}/{rel}": data for rel, data in kos.items()}
 
 
+def newc_of(top: Path) -> bytes:
+    """``find . | cpio -o -H newc --reproducible`` in ``top``, every entry dated alike (links
+    included, not followed)."""
+    paths = sorted(str(p.relative_to(top)) for p in top.rglob("*"))
+    for p in [top, *(top / q for q in paths)]:
+        os.utime(p, (1_700_000_000, 1_700_000_000), follow_symlinks=False)
+    return subprocess.run(
+        ["cpio", "-o", "-H", "newc", "--reproducible", "--quiet"],
+        input="\n".join(paths).encode(),
+        cwd=top,
+        capture_output=True,
+        check=True,
+    ).stdout
+
+
 def make_initrd(name: str, tree: Mapping[str, bytes], compressor: list[str]) -> bytes:
     """``find . | cpio -o -H newc | <compressor>`` over ``tree``, cached across sessions."""
     final = builders.cached(f"kernels-initrd-{name}")
@@ -74,16 +89,7 @@ def make_initrd(name: str, tree: Mapping[str, bytes], compressor: list[str]) -> 
             path = top / rel
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_bytes(data)
-        paths = sorted(str(p.relative_to(top)) for p in top.rglob("*"))
-        for p in [top, *(top / q for q in paths)]:
-            os.utime(p, (1_700_000_000, 1_700_000_000))
-        archive = subprocess.run(
-            ["cpio", "-o", "-H", "newc", "--reproducible", "--quiet"],
-            input="\n".join(paths).encode(),
-            cwd=top,
-            capture_output=True,
-            check=True,
-        ).stdout
+        archive = newc_of(top)
         packed = subprocess.run(compressor, input=archive, capture_output=True, check=True).stdout
         out = Path(tmp) / "initrd"
         out.write_bytes(packed)

@@ -117,13 +117,26 @@ def _builtin_evidence(kernel: Kernel) -> str:
     return f"built in ({', '.join(sources)}): {', '.join(built) or 'none of the drivers checked'}"
 
 
-def _missing(kernel: Kernel) -> list[str]:
+def missing_drivers(kernel: Kernel) -> list[str]:
     """The drivers ``kernel`` cannot load at boot; the IDE support counts as one, named
     :data:`IDE_DRIVER`, missing when no driver of :data:`IDE_DRIVERS` loads."""
     missing = [d for d in WATCHED_DRIVERS if not kernel.available(d)]
     if not kernel.ide_available:
         missing.append(IDE_DRIVER)
     return missing
+
+
+def judged_kernels(kf: KernelFacts) -> Iterator[tuple[Kernel, list[str]]]:
+    """The kernels IMG-DRIVERS reports, each with the drivers it misses: the default kernel
+    when it misses any, and every other non-rescue kernel whose initrd was read when it
+    misses a storage driver (the driver fix repairs exactly these). The default comes first."""
+    for kernel in sorted(kf.kernels, key=lambda k: k is not kf.default):
+        default = kernel is kf.default
+        if not default and (kernel.rescue or kernel.initrd is None or not kernel.initrd.read):
+            continue
+        missing = missing_drivers(kernel)
+        if missing and (default or any(d in STORAGE_DRIVERS for d in missing)):
+            yield kernel, missing
 
 
 def _installed(kernel: Kernel, driver: str) -> bool:
@@ -198,20 +211,14 @@ class DriversRule(Rule):
                 advice="Install a kernel package (and its initrd) in the image.",
             )
             return
-        yield from self._kernel(kf.default, kf, family, release, default=True)
-        for kernel in kf.kernels:
-            if kernel is not kf.default and not kernel.rescue:
-                yield from self._kernel(kernel, kf, family, release, default=False)
+        for kernel, missing in judged_kernels(kf):
+            yield self._kernel(kernel, missing, kf, family, release)
 
     def _kernel(
-        self, kernel: Kernel, kf: KernelFacts, family: str, release: str, *, default: bool
-    ) -> Iterator[Finding]:
-        missing = _missing(kernel)
-        if not default and (kernel.initrd is None or not kernel.initrd.read):
-            return
+        self, kernel: Kernel, missing: list[str], kf: KernelFacts, family: str, release: str
+    ) -> Finding:
+        default = kernel is kf.default
         storage = [d for d in missing if d in STORAGE_DRIVERS]
-        if not missing or (not default and not storage):
-            return
         net_lost = "virtio_net" in missing and not _installed(kernel, "virtio_net")
         severity = Severity.ERROR if default and (storage or net_lost) else Severity.WARNING
         detail = []
@@ -245,7 +252,7 @@ class DriversRule(Rule):
                 f"{they} not in its initrd, and no kernel config or modules.builtin shows "
                 f"{'it' if len(missing) == 1 else 'them'} built in"
             )
-        yield self.found(
+        return self.found(
             f"Kernel {kernel.version} ({which}) cannot load {', '.join(missing)} at boot: "
             f"{why}, so {consequence}.",
             f"kernel: {kernel.image}",

@@ -93,19 +93,26 @@ class _Session:
 
     def launch(self, disk: Path) -> None:
         cmd = [self._guestfish, "--listen", "--rw", "--format=raw", "-a", str(disk), "-i"]
-        try:
-            proc = subprocess.run(  # noqa: S603 - argument list built here, no shell
-                cmd, capture_output=True, env=self._env, timeout=LAUNCH_TIMEOUT, check=False
+        # the server guestfish forks keeps stderr open: a pipe would never reach its end, so
+        # stderr goes to a file and only stdout (which the server closes) is a pipe
+        errors = self._tmp / "launch.err"
+        with errors.open("wb") as err:
+            proc = subprocess.Popen(  # noqa: S603 - argument list built here, no shell
+                cmd, stdout=subprocess.PIPE, stderr=err, stdin=subprocess.DEVNULL, env=self._env
             )
-        except subprocess.TimeoutExpired as exc:
-            raise GuestEditError(
-                f"the editing appliance did not start within {LAUNCH_TIMEOUT:.0f} s"
-            ) from exc
-        found = _PID.search(proc.stdout)
+            try:
+                out, _ = proc.communicate(timeout=LAUNCH_TIMEOUT)
+            except subprocess.TimeoutExpired as exc:
+                proc.kill()
+                proc.wait()
+                raise GuestEditError(
+                    f"the editing appliance did not start within {LAUNCH_TIMEOUT:.0f} s"
+                ) from exc
+        found = _PID.search(out)
         if proc.returncode != 0 or found is None:
             raise GuestEditError(
                 "the editing appliance could not start or find the guest's system: "
-                + _last_error(proc.stderr)
+                + _last_error(errors.read_bytes()[-4096:])
             )
         self._pid = int(found.group(1))
 

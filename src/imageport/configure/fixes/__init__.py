@@ -11,6 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from imageport.configure.edits import Edits
+from imageport.configure.fixes.drivers import plan_drivers
 from imageport.configure.fixes.network_dhcp import BINDING_RULE, DHCP_RULE, plan_network_dhcp
 from imageport.configure.fixes.network_rules import RULE as NET_RULES
 from imageport.configure.fixes.network_rules import plan_net_rules
@@ -60,4 +61,5 @@ FIXES: tuple[Fix, ...] = (
         "Disable other hypervisors' guest tools",
         hypervisor_tools.plan_hypervisor_tools,
     ),
+    Fix(("IMG-DRIVERS",), "virtio and IDE drivers into the initrd", plan_drivers),
 )

@@ -274,6 +274,7 @@ class _Walk:
 
     keep: tuple[str, ...]
     max_members: int
+    max_kept: int = MAX_KEPT_BYTES
     members: list[Member] = field(default_factory=list)
     kept: dict[str, KeptFile] = field(default_factory=dict)
 
@@ -310,7 +311,7 @@ class _Walk:
                 left -= len(data)
                 target = decode_name(data)
             elif kind is FileType.REGULAR and self.wants(path):
-                data = stream.read(min(left, MAX_KEPT_BYTES))
+                data = stream.read(min(left, self.max_kept))
                 left -= len(data)
                 self.kept[path] = KeptFile(path, hdr.filesize, data, hdr.filesize > len(data))
             if stream.skip(left + hdr.data_padding) != left + hdr.data_padding:
@@ -325,14 +326,16 @@ def read_initrd(
     keep: Iterable[str] = (),
     max_unpacked: int = MAX_UNPACKED_BYTES,
     max_members: int = MAX_MEMBERS,
+    max_kept: int = MAX_KEPT_BYTES,
 ) -> InitrdContents:
     """Walk the initrd in ``source`` (its bytes, or a device-like lazy reader of them).
 
     ``keep`` holds glob patterns (``fnmatch``, ``*`` crosses ``/``) of member paths whose
-    contents to return, e.g. ``("etc/udev/rules.d/70-persistent-net.rules", "conf/*")``.
+    contents to return, e.g. ``("etc/udev/rules.d/70-persistent-net.rules", "conf/*")``, each
+    at most ``max_kept`` bytes.
     """
     dev: BlockDevice = BytesDevice(source) if isinstance(source, bytes) else source
-    walk = _Walk(tuple(_normal(p) for p in keep), max_members)
+    walk = _Walk(tuple(_normal(p) for p in keep), max_members, max_kept)
     budget = _Budget(max_unpacked)
     segments: list[Segment] = []
     problems: list[str] = []
