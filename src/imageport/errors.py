@@ -38,6 +38,10 @@ drawn, or is not an :class:`ImageportError`::
     ├── WorkerCancelledError      service.ports                a worker killed: job cancelled
     ├── BootError                 service.ports                a virtual machine did not start
     ├── MachineError              service.ports                a server's machine op failed
+    ├── GuestEditError            service.ports                the editing appliance failed
+    ├── NotEditableError          configure.edits              a guest path a fix may not edit
+    │   └── UnsupportedLineError  configure.fixes.cmdline      a command line not edited safely
+    ├── NothingToConfigureError   service.tools.optimize       no installed system to configure
     ├── ClientError               client.errors                a client request failed
     │   └── ConfigError           client.errors                a client setting missing or bad
     └── StartError                server                       the server cannot start
