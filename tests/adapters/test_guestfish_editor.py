@@ -10,8 +10,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from support import guest_fixtures as gf
-from support.kernel_fixtures import open_guest
 
 from imageport.adapters.guestfs.editor import GuestfishEditor
 from imageport.configure.edits import Edits, FileOp, OpKind
@@ -20,6 +18,8 @@ from imageport.configure.plan import plan_configuration
 from imageport.guest.facts.inspect import GuestFacts
 from imageport.guest.fs.base import FileType
 from imageport.service.ports import GuestEditError
+from support import guest_fixtures as gf
+from support.kernel_fixtures import open_guest
 
 pytestmark = pytest.mark.skipif(
     shutil.which("guestfish") is None,
@@ -36,7 +36,10 @@ def _fixture() -> Path:
             "etc/motd": "old motd\n",
             "etc/udev/rules.d/70-persistent-net.rules": "SUBSYSTEM==net\n",
             "etc/systemd/system/old.service": "[Service]\n",
+            # the mount points, as a real guest has them (the appliance mounts on them)
+            "boot/efi/.mountpoint": "",
         },
+        boot={"efi/.mountpoint": ""},
         fstab=gf.GOOD_FSTAB + FSTAB_EXTRA,
     )
 
@@ -66,10 +69,10 @@ def edited(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, tup
     editor = GuestfishEditor()
     wrong = FileOp("/etc/motd", OpKind.WRITE, "0" * 64, b"new motd\n")
     with pytest.raises(GuestEditError, match="/etc/motd is not what the plan was made from"):
-        editor.apply(disk, (*plan.operations, wrong))
+        editor.apply(disk, plan.mounts, (*plan.operations, wrong))
     with open_guest(disk) as guest:
         assert guest.files.read_text("/etc/fstab") == gf.GOOD_FSTAB + FSTAB_EXTRA, "written early"
-    run = editor.apply(disk, plan.operations)
+    run = editor.apply(disk, plan.mounts, plan.operations)
     assert run.files_written == len(plan.operations) == 6
     assert 0 < run.launch_seconds < run.seconds
     yield disk, plan.operations

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 from imageport.configure.edits import Change, Edits, FileOp, Note
 from imageport.configure.fixes import FIXES, Fix
+from imageport.configure.mounts import ApplianceMount, appliance_mounts
 from imageport.configure.record import write_guest_log
 from imageport.errors import ImageportError
 from imageport.guest.facts.inspect import GuestFacts
@@ -26,6 +27,8 @@ class Plan:
     operations: tuple[FileOp, ...]
     #: the rules whose fixes ran
     rules: tuple[str, ...]
+    #: where the appliance mounts the filesystems the plan was read from
+    mounts: tuple[ApplianceMount, ...] = ()
 
     @property
     def empty(self) -> bool:
@@ -69,4 +72,5 @@ def plan_configuration(
         tuple(edits.notes),
         edits.operations(),
         tuple(rule for fix in chosen for rule in fix.rules),
+        appliance_mounts(guest.layout),
     )

@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any, BinaryIO, Protocol
 
 from imageport.configure.edits import FileOp
+from imageport.configure.mounts import ApplianceMount
 from imageport.errors import ImageportError
 from imageport.rules.base import CheckOptions
 
@@ -678,8 +679,11 @@ class GuestEditor(Protocol):
         """Raise :class:`GuestEditError` saying what to install when the editor cannot run."""
         ...
 
-    def apply(self, disk: Path, operations: Sequence[FileOp]) -> EditRun:
-        """Apply ``operations`` to the raw image ``disk`` (the caller's copy; written in place).
-        Every operation's ``expect`` is checked first; when any file differs nothing is
-        written and :class:`GuestEditError` names it."""
+    def apply(
+        self, disk: Path, mounts: Sequence[ApplianceMount], operations: Sequence[FileOp]
+    ) -> EditRun:
+        """Mount ``mounts`` (all of them, or fail) of the raw image ``disk`` (the caller's
+        copy; written in place) and apply ``operations``. Every operation's ``expect`` is
+        checked first; when any file differs nothing is written and :class:`GuestEditError`
+        names it."""
         ...

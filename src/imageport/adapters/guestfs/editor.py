@@ -3,15 +3,17 @@
 The guest's filesystems are mounted by the appliance's own kernel in its own virtual machine
 (virt-v2v's and virt-customize's way); the host kernel never mounts them, and no path named
 inside the guest is ever opened on the host. One appliance is launched per plan
-(``guestfish --listen --rw -a DISK -i``: libguestfs inspects the disk and mounts the guest's
-filesystems as its fstab says) and driven by ``guestfish --remote`` commands, each a separate
-short process with its arguments passed as a list (no shell, no quoting).
+(``guestfish --listen --rw -a DISK``) and driven by ``guestfish --remote`` commands, each a
+separate short process with its arguments passed as a list (no shell, no quoting). The guest's
+filesystems are mounted where the checker read them (:mod:`imageport.configure.mounts`), not
+where the appliance's own inspection would: a mount that fails stops everything.
 
 All checks come before any write: each operation's file is looked at (``lstatns``; its
 SHA-256 with ``checksum``) and must be what the plan was made from, or nothing is written.
-A command that may fail without meaning an error is prefixed with ``-`` (guestfish's remote
-server exits on the first error otherwise). The appliance is always shut down, and the server
-killed if it does not go.
+A query that may fail without meaning an error is prefixed with ``-`` (guestfish's remote
+server exits on the first error otherwise); the server reports errors on its own stderr, so a
+failed query shows to the client only as an empty answer. The appliance is always shut
+down, and the server killed if it does not go.
 
 Under a hypervisor without usable KVM (as here) the appliance runs on TCG
 (``LIBGUESTFS_BACKEND_SETTINGS=force_tcg``): about 30-45 s to launch.
@@ -30,6 +32,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from imageport.configure.edits import FileOp, OpKind, sha256
+from imageport.configure.mounts import ApplianceMount
 from imageport.service.ports import EditRun, GuestEditError
 
 #: Longest the appliance may take to launch and mount the guest.
@@ -37,9 +40,6 @@ LAUNCH_TIMEOUT = 600.0
 #: Longest one remote command may take (an upload of a 256 MiB initrd included).
 COMMAND_TIMEOUT = 300.0
 _PID = re.compile(rb"GUESTFISH_PID=(\d{1,10})")
-_S_IFMT = 0o170000
-_S_IFREG = 0o100000
-_S_IFLNK = 0o120000
 
 
 def _environment(accelerator: str) -> dict[str, str]:
@@ -64,14 +64,17 @@ class GuestfishEditor:
                 "(scripts/install does)"
             )
 
-    def apply(self, disk: Path, operations: Sequence[FileOp]) -> EditRun:
+    def apply(
+        self, disk: Path, mounts: Sequence[ApplianceMount], operations: Sequence[FileOp]
+    ) -> EditRun:
         self.ready()
         started = time.monotonic()
         with tempfile.TemporaryDirectory(prefix="imageport-edit-") as tmp:
             session = _Session(self._guestfish, _environment(self._accelerator), Path(tmp))
             session.launch(disk)
-            launched = time.monotonic() - started
             try:
+                session.mount(mounts)
+                launched = time.monotonic() - started
                 for op in operations:
                     session.verify(op)
                 written = sum(session.perform(op) for op in operations)
@@ -92,7 +95,7 @@ class _Session:
         self._uploads = 0
 
     def launch(self, disk: Path) -> None:
-        cmd = [self._guestfish, "--listen", "--rw", "--format=raw", "-a", str(disk), "-i"]
+        cmd = [self._guestfish, "--listen", "--rw", "--format=raw", "-a", str(disk)]
         # the server guestfish forks keeps stderr open: a pipe would never reach its end, so
         # stderr goes to a file and only stdout (which the server closes) is a pipe
         errors = self._tmp / "launch.err"
@@ -116,6 +119,17 @@ class _Session:
             )
         self._pid = int(found.group(1))
 
+    def mount(self, mounts: Sequence[ApplianceMount]) -> None:
+        """Start the appliance and mount the guest's filesystems where the plan read them."""
+        self.run("run")
+        for m in mounts:
+            if m.mountpoint != "/" and not self._answer("is-dir", m.mountpoint):
+                raise GuestEditError(
+                    f"{m.mountpoint} is not a directory on the filesystem beneath it, so "
+                    f"{m.device} cannot be mounted there; nothing was changed"
+                )
+            self.run("mount-options", m.options, m.device, m.mountpoint)
+
     def run(self, *args: str, tolerate: bool = False) -> tuple[str, str]:
         """Send one command; returns (stdout, stderr). With ``tolerate`` a failing command
         (prefixed ``-``) leaves the server running and its error in stderr."""
@@ -134,17 +148,18 @@ class _Session:
             raise GuestEditError(f"{args[0]} failed in the editing appliance: {_last_error(err)}")
         return out, err
 
+    def _answer(self, *args: str) -> bool:
+        """A true/false query; False when it fails (the server reports errors on its own
+        stderr, not to the remote client, so a failure shows only as no answer)."""
+        return self.run(*args, tolerate=True)[0].strip() == "true"
+
     def _kind(self, path: str) -> str:
         """``absent``, ``file``, ``link`` or ``other``, as the appliance sees ``path``."""
-        out, err = self.run("lstatns", path, tolerate=True)
-        if not out.strip():
-            if "No such file or directory" in err:
-                return "absent"
-            raise GuestEditError(f"{path}: cannot be examined: {_last_error(err)}")
-        mode = _field(out, "st_mode")
-        if mode & _S_IFMT == _S_IFREG:
-            return "file"
-        return "link" if mode & _S_IFMT == _S_IFLNK else "other"
+        if self._answer("is-symlink", path):
+            return "link"
+        if not self._answer("exists", path):
+            return "absent"
+        return "file" if self._answer("is-file", path) else "other"
 
     def verify(self, op: FileOp) -> None:
         kind = self._kind(op.path)
@@ -207,14 +222,6 @@ class _Session:
         except ProcessLookupError:
             pass
         self._pid = None
-
-
-def _field(text: str, name: str) -> int:
-    for line in text.splitlines():
-        key, _, value = line.partition(":")
-        if key.strip() == name:
-            return int(value.strip())
-    raise GuestEditError(f"the appliance's lstatns gave no {name}")
 
 
 def _last_error(stderr: bytes | str) -> str:

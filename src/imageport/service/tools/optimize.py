@@ -117,7 +117,7 @@ def optimize_image(
         edit = None
         if plan.operations:
             mark = time.perf_counter()
-            edit = editor.apply(work, plan.operations)
+            edit = editor.apply(work, plan.mounts, plan.operations)
             seconds["edit"] = time.perf_counter() - mark
         mark = time.perf_counter()
         if fmt == "raw":
