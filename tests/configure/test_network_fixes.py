@@ -120,10 +120,13 @@ def test_debian_defects_image() -> None:
     assert {op.path for op in plan.operations} == {
         "/etc/udev/rules.d/70-persistent-net.rules",
         "/etc/network/interfaces",
+        "/boot/grub/grub.cfg",
     }
     # udev names the NIC ens3 on a new server unless the kernel is told net.ifnames=0
-    (note,) = plan.notes
-    assert "names the first NIC eth0" in note.text and "no net.ifnames=0" in note.text
+    kind, why, diff = change(plan, "/boot/grub/grub.cfg")
+    assert kind is ChangeKind.EDITED and why.startswith("added net.ifnames=0")
+    assert diff.endswith("ro quiet net.ifnames=0")
+    assert plan.notes == ()
     (interfaces,) = [op for op in plan.operations if op.path == "/etc/network/interfaces"]
     assert interfaces.data is not None
     assert b"source /etc/network/interfaces.d/*\n\nauto lo\niface lo inet loopback\n" in (

@@ -30,6 +30,7 @@ import re
 from collections.abc import Sequence
 
 from imageport.configure.edits import Edits, NotEditableError
+from imageport.configure.fixes.cmdline import append_arguments, edit_command_lines
 from imageport.configure.fixes.network_edits import (
     Rewrite,
     ifcfg_to_dhcp,
@@ -289,12 +290,11 @@ def _note_disk_names(guest: GuestFacts, edits: Edits) -> None:
         )
 
 
-def _note_kernel_names(guest: GuestFacts, edits: Edits, primary: str) -> None:
-    """Say so when the configuration names the NIC ``ethN`` but udev will name it otherwise:
-    the old machine's persistent-net rules (IMG-NET-RULES, removed) or its kernel command
-    line kept the name, a new server's NIC is ``ens3``/``enp0s3`` and the edited
-    configuration would not apply. ``net.ifnames=0`` is a kernel command line change, made
-    where the boot configuration is edited, not here."""
+def _keep_kernel_names(guest: GuestFacts, edits: Edits, primary: str) -> None:
+    """When the configuration names the NIC ``ethN`` but udev would name it otherwise (the old
+    machine's persistent-net rules, now removed, kept the name), add ``net.ifnames=0`` to the
+    kernel command lines, so a new server's first NIC is ``eth0`` and the edited
+    configuration applies; a command line that cannot be edited is noted."""
     if not re.fullmatch(r"eth\d+", primary):
         return
     if not any(_exists(guest, p) for p in PREDICTABLE_NAMES):
@@ -302,13 +302,26 @@ def _note_kernel_names(guest: GuestFacts, edits: Edits, primary: str) -> None:
     default = guest.derive(read_boot).default
     if default is None or "net.ifnames=0" in default.args:
         return
-    edits.note(
-        DHCP_RULE,
-        f"the network configuration names the first NIC {primary}, but this guest's udev "
-        "names NICs predictably (ens3, enp0s3) and its kernel command line has no "
-        f"net.ifnames=0 ({default.where}); add net.ifnames=0 to GRUB_CMDLINE_LINUX or "
-        f"{primary}'s configuration will not apply on a new server",
+
+    def kernel_names(args: str) -> str:
+        return args if "net.ifnames=0" in args.split() else append_arguments(args, "net.ifnames=0")
+
+    edited = edit_command_lines(
+        guest,
+        edits,
+        kernel_names,
+        rule=BINDING_RULE,
+        what=f"added net.ifnames=0 (the first NIC keeps the kernel's name {FIRST_NIC}, which "
+        "the network configuration uses) to",
     )
+    if not edited:
+        edits.note(
+            DHCP_RULE,
+            f"the network configuration names the first NIC {primary}, but this guest's udev "
+            "names NICs predictably (ens3, enp0s3) and its kernel command line has no "
+            f"net.ifnames=0 ({default.where}), which could not be added; add it to "
+            f"GRUB_CMDLINE_LINUX or {primary}'s configuration will not apply on a new server",
+        )
 
 
 def plan_network_dhcp(guest: GuestFacts, edits: Edits) -> None:
@@ -329,5 +342,5 @@ def plan_network_dhcp(guest: GuestFacts, edits: Edits) -> None:
     if _nothing_configured(guest, net):
         _configure_first_nic(guest, edits)
     if len(edits.changes) > changes:
-        _note_kernel_names(guest, edits, primary)
+        _keep_kernel_names(guest, edits, primary)
     _note_disk_names(guest, edits)
