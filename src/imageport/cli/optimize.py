@@ -105,6 +105,13 @@ def run(args: argparse.Namespace) -> int:
         doc = {
             "configuration": record,
             "seconds": {k: round(v, 3) for k, v in result.seconds.items()},
+            "appliance": None
+            if result.edit is None
+            else {
+                "launch_seconds": round(result.edit.launch_seconds, 3),
+                "seconds": round(result.edit.seconds, 3),
+                "files_written": result.edit.files_written,
+            },
             "before": report_document(result.before),
             "after": None if result.after is None else report_document(result.after),
         }
