@@ -257,41 +257,39 @@ class Edits:
         resolved, staged = self._state(path)
         if staged.data is None and staged.expect != "link" and staged.target is None:
             return
-        if staged.expect == "link" and staged.data is None and staged.touched:
+        if (
+            staged.expect == "link"
+            and staged.data is None
+            and staged.target is None
+            and staged.touched
+        ):
             return  # already removed
-        before = staged.data
-        diff = _text_diff(before, None) if _is_text(before) else ()
-        self._record(
-            Change(
-                rule,
-                resolved,
-                ChangeKind.REMOVED,
-                why,
-                diff,
-                None if before is None else sha256(before),
-            )
-        )
-        staged.data, staged.target, staged.touched = None, None, True
+        self._replace(resolved, staged, ChangeKind.REMOVED, rule, why, None)
 
     def mask(self, path: str, *, rule: str, why: str) -> None:
         """Make ``path`` a symbolic link to ``/dev/null`` (how systemd units and udev rules are
         switched off, reversibly)."""
         resolved, staged = self._state(path)
-        if staged.target == "/dev/null":
-            return
+        if staged.target != "/dev/null":
+            self._replace(resolved, staged, ChangeKind.MASKED, rule, why, "/dev/null")
+
+    def _replace(
+        self,
+        resolved: str,
+        staged: _Staged,
+        kind: ChangeKind,
+        rule: str,
+        why: str,
+        target: str | None,
+    ) -> None:
+        """Record and stage the file's content gone (removed, or a link to ``target``)."""
         before = staged.data
         diff = _text_diff(before, None) if _is_text(before) else ()
-        self._record(
-            Change(
-                rule,
-                resolved,
-                ChangeKind.MASKED,
-                why,
-                (*diff, "+-> /dev/null"),
-                None if before is None else sha256(before),
-            )
-        )
-        staged.data, staged.target, staged.touched = None, "/dev/null", True
+        if target is not None:
+            diff = (*diff, f"+-> {target}")
+        before_sha = None if before is None else sha256(before)
+        self._record(Change(rule, resolved, kind, why, diff, before_sha))
+        staged.data, staged.target, staged.touched = None, target, True
 
     def note(self, rule: str, text: str) -> None:
         """Record what a fix could not do (for the report), without changing anything."""
