@@ -85,6 +85,9 @@ def run(args: argparse.Namespace) -> int:
         if done >= total:
             sys.stderr.write("\n")
 
+    def say(what: str) -> None:
+        sys.stderr.write(f"imageport: {what}\n")
+
     try:
         result = optimize_image(
             args.input,
@@ -94,6 +97,7 @@ def run(args: argparse.Namespace) -> int:
             editor=GuestfishEditor(),
             qcow2=QemuImgQcow2Writer(),
             progress=progress if args.progress else None,
+            phase=None if args.json else say,
         )
     except ImageRefusedError as exc:
         sys.stderr.write(render_text(exc.report))

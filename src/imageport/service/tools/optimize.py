@@ -18,7 +18,7 @@ import datetime as dt
 import os
 import tempfile
 import time
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -96,12 +96,16 @@ def optimize_image(
     editor: GuestEditor,
     qcow2: Qcow2Writer | None = None,
     progress: Progress | None = None,
+    phase: Callable[[str], None] | None = None,
 ) -> Optimized:
-    """Configure ``src`` into ``dst`` (``fmt``); with ``options.dry_run`` only plan."""
+    """Configure ``src`` into ``dst`` (``fmt``); with ``options.dry_run`` only plan.
+    ``phase`` is told each phase as it starts (for a user watching a minute of work)."""
+    say = phase or (lambda _: None)
     seconds: dict[str, float] = {}
     started = time.perf_counter()
     if dst is not None:
         refuse_same_file(src, dst)
+    say("checking and planning")
     before, plan = plan_for(src, options)
     seconds["check+plan"] = time.perf_counter() - started
     if options.dry_run or dst is None:
@@ -112,20 +116,24 @@ def optimize_image(
     with tempfile.TemporaryDirectory(prefix=".imageport-optimize-", dir=out_dir) as tmp:
         work = Path(tmp) / "work.raw"
         mark = time.perf_counter()
+        say("copying the disk to a work file")
         convert_to_raw(src, work, progress)
         seconds["copy"] = time.perf_counter() - mark
         edit = None
         if plan.operations:
             mark = time.perf_counter()
+            say(f"editing {len(plan.operations)} file(s) in the appliance")
             edit = editor.apply(work, plan.mounts, plan.operations)
             seconds["edit"] = time.perf_counter() - mark
         mark = time.perf_counter()
+        say(f"writing {fmt}")
         if fmt == "raw":
             os.replace(work, dst)
         else:
             convert_image(work, dst, fmt, ConvertOptions(), progress, qcow2=qcow2)
         seconds["write"] = time.perf_counter() - mark
     mark = time.perf_counter()
+    say("checking the result")
     after = check_image(dst, options.check)
     seconds["check-after"] = time.perf_counter() - mark
     return Optimized(before, plan, after, edit, seconds)
