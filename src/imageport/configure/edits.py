@@ -11,7 +11,9 @@ from.
 
 Paths are guest paths and are only ever used inside the guest (by the appliance that edits
 it), never opened on the host. They are checked here all the same: absolute, normalised, no
-``.``/``..``, no control characters, bounded. A path whose last component is a symbolic link
+``.``/``..``, no control characters, bounded, and never under ``/dev`` (libguestfs opens such a
+path in the appliance's own ``/dev``, not the guest's: an upload to ``/dev/sda`` would write
+over the raw disk). A path whose last component is a symbolic link
 or not a regular file is not edited (a fix may remove or mask such a link); the directories
 on the way are resolved inside the guest, so an edit lands on the file the guest itself
 would read.
@@ -107,6 +109,9 @@ def guest_path(path: str) -> str:
             raise NotEditableError(f"{path!r}: not a normalised guest path")
         if any(ord(c) < 0x20 or c == "\x7f" for c in part):
             raise NotEditableError(f"{path!r}: control characters in a guest path")
+    if parts[0] == "dev":
+        # libguestfs' daemon opens a path under /dev in the appliance, outside the guest's root
+        raise NotEditableError(f"{path!r}: under /dev, which the editing appliance does not edit")
     return path
 
 

@@ -31,7 +31,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from imageport.configure.edits import FileOp, OpKind, sha256
+from imageport.configure.edits import FileOp, NotEditableError, OpKind, guest_path, sha256
 from imageport.configure.mounts import ApplianceMount
 from imageport.service.ports import EditRun, GuestEditError
 
@@ -67,6 +67,7 @@ class GuestfishEditor:
     def apply(
         self, disk: Path, mounts: Sequence[ApplianceMount], operations: Sequence[FileOp]
     ) -> EditRun:
+        _refuse_unsafe_paths(mounts, operations)
         self.ready()
         started = time.monotonic()
         with tempfile.TemporaryDirectory(prefix="imageport-edit-") as tmp:
@@ -222,6 +223,18 @@ class _Session:
         except ProcessLookupError:
             pass
         self._pid = None
+
+
+def _refuse_unsafe_paths(mounts: Sequence[ApplianceMount], operations: Sequence[FileOp]) -> None:
+    """Check every guest path again before anything starts: the daemon opens some paths (those
+    under ``/dev``) in the appliance itself rather than in the guest, and a path is one
+    argument that must stay one (no control characters)."""
+    paths = [m.mountpoint for m in mounts if m.mountpoint != "/"] + [op.path for op in operations]
+    for path in paths:
+        try:
+            guest_path(path)
+        except NotEditableError as exc:
+            raise GuestEditError(f"{exc}; nothing was changed") from exc
 
 
 def _last_error(stderr: bytes | str) -> str:
