@@ -19,11 +19,10 @@ from imageport.adapters.guestfs.editor import GuestfishEditor
 from imageport.configure.record import GUEST_LOG
 from imageport.findings import Severity
 from imageport.service.tools.optimize import Optimized, OptimizeOptions, optimize_image
-from support import guest_fixtures as gf
 from support import rhel_boot as rb
 from support import rhel_initrd as ri
 from support.guest_walk import changed_paths, guest_tree
-from support.rhel_network import RHEL_NETWORK
+from support.rhel_guest import rocky9
 
 FIXED = {
     "IMG-NET-RULES",
@@ -38,20 +37,6 @@ pytestmark = pytest.mark.skipif(
     shutil.which("guestfish") is None,
     reason="guestfish (libguestfs-tools) is needed: scripts/install --test",
 )
-
-
-def rocky9() -> Path:
-    return gf.build_guest(
-        "rocky9-vmware",
-        root={
-            **ri.RHEL9_ROOT,
-            **rb.ROOT,
-            **RHEL_NETWORK,
-            "boot/efi/.mountpoint": "",  # the mount points, as a real guest has them
-        },
-        boot={**ri.rhel9_boot(), **rb.BOOT, "efi/.mountpoint": ""},
-        fstab=rb.FSTAB,
-    )
 
 
 def rules(report_findings: tuple[object, ...], severity: Severity | None = None) -> set[str]:

@@ -39,6 +39,8 @@ from imageport.service.ports import EditRun, GuestEditError
 LAUNCH_TIMEOUT = 600.0
 #: Longest one remote command may take (an upload of a 256 MiB initrd included).
 COMMAND_TIMEOUT = 300.0
+#: The watchdog's script: a line from us means all went well; end of file, that we are gone.
+_WATCHDOG = 'read -r _ || kill -15 "-$1" 2>/dev/null'
 _PID = re.compile(rb"GUESTFISH_PID=(\d{1,10})")
 
 
@@ -93,16 +95,35 @@ class _Session:
         self._env = env
         self._tmp = tmp
         self._pid: int | None = None
+        self._watchdog: subprocess.Popen[bytes] | None = None
+        self._group: int | None = None
         self._uploads = 0
 
     def launch(self, disk: Path) -> None:
         cmd = [self._guestfish, "--listen", "--rw", "--format=raw", "-a", str(disk)]
-        # the server guestfish forks keeps stderr open: a pipe would never reach its end, so
-        # stderr goes to a file and only stdout (which the server closes) is a pipe
+        # guestfish, the server it forks and the appliance's QEMU share one new process group;
+        # a watchdog in a session of its own holds a pipe from us and ends that group when the
+        # pipe closes without the word that all went well (kill -9 skips every finally, and the
+        # server would run for ever)
+        # the server keeps stderr open: a pipe would never reach its end, so stderr goes to a
+        # file and only stdout (which the server closes) is a pipe
         errors = self._tmp / "launch.err"
         with errors.open("wb") as err:
             proc = subprocess.Popen(  # noqa: S603 - argument list built here, no shell
-                cmd, stdout=subprocess.PIPE, stderr=err, stdin=subprocess.DEVNULL, env=self._env
+                cmd,
+                stdout=subprocess.PIPE,
+                stderr=err,
+                stdin=subprocess.DEVNULL,
+                env=self._env,
+                start_new_session=True,
+            )
+            self._group = proc.pid
+            self._watchdog = subprocess.Popen(  # noqa: S603 - fixed program and arguments
+                ["/bin/sh", "-c", _WATCHDOG, "imageport-edit-watch", str(self._group)],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                start_new_session=True,
             )
             try:
                 out, _ = proc.communicate(timeout=LAUNCH_TIMEOUT)
@@ -119,6 +140,22 @@ class _Session:
                 + _last_error(errors.read_bytes()[-4096:])
             )
         self._pid = int(found.group(1))
+
+    def _release_watchdog(self) -> None:
+        """Tell the watchdog the server is gone (so it kills nothing) and let it end."""
+        watchdog, self._watchdog = self._watchdog, None
+        if watchdog is None or watchdog.stdin is None:
+            return
+        try:
+            watchdog.stdin.write(b"done\n")
+            watchdog.stdin.close()
+        except OSError:
+            pass
+        try:
+            watchdog.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            watchdog.kill()
+            watchdog.wait()
 
     def mount(self, mounts: Sequence[ApplianceMount]) -> None:
         """Start the appliance and mount the guest's filesystems where the plan read them."""
@@ -208,21 +245,24 @@ class _Session:
         self.run("umount-all")
         self.run("shutdown")
         self.run("exit")
-        self._pid = None
+        self._pid = self._group = None
+        self._release_watchdog()
 
     def kill(self) -> None:
-        """Stop a server still running (after an error)."""
-        if self._pid is None:
-            return
-        try:
-            self.run("exit", tolerate=True)
-        except GuestEditError:
-            pass
-        try:
-            os.kill(self._pid, signal.SIGTERM)
-        except ProcessLookupError:
-            pass
-        self._pid = None
+        """Stop whatever of the server and its appliance still runs (after an error)."""
+        if self._pid is not None:
+            try:
+                self.run("exit", tolerate=True)
+            except GuestEditError:
+                pass
+            self._pid = None
+        if self._group is not None:
+            try:
+                os.killpg(self._group, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+            self._group = None
+        self._release_watchdog()
 
 
 def _refuse_unsafe_paths(mounts: Sequence[ApplianceMount], operations: Sequence[FileOp]) -> None:

@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import re
+import shutil
 import tempfile
 import time
 from collections.abc import Callable, Collection
@@ -63,6 +65,31 @@ class Optimized:
     edit: EditRun | None = None
     #: seconds per phase: check, plan, copy, edit, write, check-after
     seconds: dict[str, float] = field(default_factory=dict)
+
+
+#: The work folders beside the output: ``.imageport-optimize-<pid>-<random>``.
+WORK_PREFIX = ".imageport-optimize-"
+_WORK_NAME = re.compile(re.escape(WORK_PREFIX) + r"(\d{1,10})-[A-Za-z0-9_]{1,32}")
+
+
+def sweep_stale_work(folder: Path) -> list[Path]:
+    """Remove the work folders in ``folder`` left by an ``optimize`` that was killed (its
+    process no longer exists); returns them. A live run's folder is left alone."""
+    removed = []
+    for entry in folder.iterdir():
+        found = _WORK_NAME.fullmatch(entry.name)
+        if found is None or not entry.is_dir() or entry.is_symlink():
+            continue
+        try:
+            os.kill(int(found.group(1)), 0)
+            continue  # that process is alive (or is another user's)
+        except ProcessLookupError:
+            pass
+        except PermissionError:
+            continue
+        shutil.rmtree(entry, ignore_errors=True)
+        removed.append(entry)
+    return removed
 
 
 def _now() -> str:
@@ -113,7 +140,9 @@ def optimize_image(
     if plan.operations:
         editor.ready()
     out_dir = Path(os.fspath(dst)).resolve().parent
-    with tempfile.TemporaryDirectory(prefix=".imageport-optimize-", dir=out_dir) as tmp:
+    sweep_stale_work(out_dir)
+    prefix = f"{WORK_PREFIX}{os.getpid()}-"
+    with tempfile.TemporaryDirectory(prefix=prefix, dir=out_dir) as tmp:
         work = Path(tmp) / "work.raw"
         mark = time.perf_counter()
         say("copying the disk to a work file")
