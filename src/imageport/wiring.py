@@ -1,11 +1,12 @@
 """The one place the service's adapters are chosen from the settings.
 
 :func:`build_services` opens the database (migrating it), and builds the object store, the
-image worker, the job queue, the server host and the boot runner (QEMU, for boot tests). Today
-there is one implementation of each port: files on local disk plus the database, qemu-img in
-limited subprocesses, a thread pool in this process, and QEMU virtual machines on this machine.
-A remote object store or remote workers would be picked here, from new settings, without
-touching ``service/`` or ``api/``.
+image worker, the job queue, the server host, the boot runner (QEMU, for boot tests) and the
+guest editor (libguestfs' appliance, for automatic configuration; it runs on the accelerator
+the servers use). Today there is one implementation of each port: files on local disk plus the
+database, qemu-img in limited subprocesses, a thread pool in this process, QEMU virtual
+machines on this machine and guestfish. A remote object store or remote workers would be
+picked here, from new settings, without touching ``service/`` or ``api/``.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import time
 
 from imageport import logs
 from imageport.adapters.db.engine import open_database
+from imageport.adapters.guestfs.editor import GuestfishEditor
 from imageport.adapters.image_worker import SubprocessImageWorker
 from imageport.adapters.job_queue import ThreadJobQueue
 from imageport.adapters.objectstore.local import LocalObjectStore
@@ -43,6 +45,7 @@ def build_services(settings: Settings) -> Services:
         LocalObjectStore(settings, db),
         SubprocessImageWorker(settings),
         boot=QemuBootRunner(accelerator=settings.server_accelerator),
+        editor=GuestfishEditor(accelerator=settings.server_accelerator),
     )
 
     def run(job_id: str) -> None:

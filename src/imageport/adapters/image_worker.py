@@ -31,6 +31,11 @@ before anything is written) and ``qemu-img convert`` read it through an explicit
 so both formats are pinned, the backing file is the one the service names (the name inside the
 overlay is never read) and the stored image has no backing of its own.
 
+Planning automatic configuration (:meth:`SubprocessImageWorker.plan_configuration`, for the
+import job's ``configure`` phase) reads a raw copy of a checked disk in a worker of its own
+(:mod:`imageport.worker.plan_config`); the plan's file contents come back as files in a scratch
+directory, checked against the document (:mod:`imageport.worker.plan_document`).
+
 The caller gives a target path in scratch space and moves the finished file into place.
 
 :class:`QemuImgQcow2Writer` serves the local ``imageport convert -O qcow2`` tool instead: it
@@ -49,12 +54,14 @@ import subprocess
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from imageport.configure.plan import Plan
 from imageport.durable import fsync_file
 from imageport.errors import ImageportError
 from imageport.rules.base import CheckOptions
 from imageport.service.ports import DiskCopy, ImageInspection, WorkerError
 from imageport.settings import Settings
 from imageport.worker.document import header_inspection_from_document, inspection_from_document
+from imageport.worker.plan_document import plan_from_document
 from imageport.worker.sandbox import WorkerLimits, python_command, run_limited
 
 #: Our format names -> qemu's block driver names, for the formats qemu-img reads itself.
@@ -211,6 +218,25 @@ class SubprocessImageWorker:
             command, self.check_limits, name="the image checker", cancelled=cancelled
         )
         return inspection_from_document(_json_of(result.stdout))
+
+    # -- planning automatic configuration -------------------------------------------------------
+
+    def plan_configuration(
+        self, raw: Path, folder: Path, *, when: str, cancelled: Callable[[], bool]
+    ) -> Plan:
+        """Plan the configuration of the raw disk ``raw`` in a worker
+        (:mod:`imageport.worker.plan_config`, under :meth:`WorkerLimits.for_plan`); the
+        written files' bytes come back through ``folder``."""
+        command = python_command(
+            "imageport.worker.plan_config", str(raw), str(folder), "--when", when
+        )
+        result = run_limited(
+            command,
+            WorkerLimits.for_plan(self.settings),
+            name="the configuration planner",
+            cancelled=cancelled,
+        )
+        return plan_from_document(_json_of(result.stdout), folder)
 
     # -- flattening a server's disk copy -------------------------------------------------------
 

@@ -10,7 +10,14 @@ from sqlalchemy import Engine
 
 from imageport.service.boot_slots import BootSlots
 from imageport.service.clock import utc_now
-from imageport.service.ports import BootRunner, ImageWorker, JobQueue, ObjectStore, ServerHost
+from imageport.service.ports import (
+    BootRunner,
+    GuestEditor,
+    ImageWorker,
+    JobQueue,
+    ObjectStore,
+    ServerHost,
+)
 from imageport.service.servers.console_tokens import ConsoleTokens
 from imageport.settings import Settings
 
@@ -33,6 +40,9 @@ class Services:
     console_tokens: ConsoleTokens = field(default_factory=ConsoleTokens)
     #: boots stored images in throw-away machines (boot tests); None where none are offered
     boot: BootRunner | None = None
+    #: edits guests' files in an isolated appliance (automatic configuration, ``is_config``);
+    #: None where it is not offered (registrations asking for it are refused)
+    editor: GuestEditor | None = None
     #: the places for boot tests on this host (``settings.boot_test_concurrency``)
     boot_slots: BootSlots = field(init=False)
 

@@ -15,7 +15,8 @@ for why); :mod:`imageport.adapters.db` only opens the database and migrates it.
 * :class:`ImageWorker`: inspects, probes and converts image files in limited worker processes
   (qemu-img and imageport's own checker), and flattens copies of servers' disks
   (:class:`DiskCopy`) into standalone images, with the records it answers
-  (:class:`ImageInspection`) and the errors it raises (:class:`WorkerError`,
+  (:class:`ImageInspection`), plans automatic configuration of a raw disk (a
+  :class:`~imageport.configure.plan.Plan`), and the errors it raises (:class:`WorkerError`,
   :class:`WorkerCancelledError`).
 * :class:`Qcow2Writer`: lays raw bytes out as qcow2 for the local ``convert`` tool (qemu-img).
 * :class:`GuestEditor`: applies automatic configuration's file operations to a raw disk inside
@@ -32,6 +33,7 @@ from typing import Any, BinaryIO, Protocol
 
 from imageport.configure.edits import FileOp
 from imageport.configure.mounts import ApplianceMount
+from imageport.configure.plan import Plan
 from imageport.errors import ImageportError
 from imageport.rules.base import CheckOptions
 
@@ -437,6 +439,16 @@ class ImageWorker(Protocol):
         named inside the overlay never opened) as one standalone image, with no backing file.
         ``progress`` receives 0..100; a :class:`WorkerError` with ``limit="watch"`` once the
         output takes more disk space than ``max_output_bytes``."""
+        ...
+
+    def plan_configuration(
+        self, raw: Path, folder: Path, *, when: str, cancelled: Callable[[], bool]
+    ) -> Plan:
+        """Plan automatic configuration of ``raw`` (a raw copy of a checked image's disk, read
+        as raw) in a limited worker: the change record, the notes and the file operations for
+        a :class:`GuestEditor`, the guest log stamped ``when``. The bytes of the files the plan
+        writes come back through files in ``folder`` (an empty scratch directory the caller
+        removes), never through the worker's pipe; their sizes are capped."""
         ...
 
 

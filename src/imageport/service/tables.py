@@ -201,7 +201,7 @@ jobs = Table(
     Column("image_id", String(36)),
     # what the job works from: {"bucket":..,"key":..,"options":{...}}
     Column("params", JSON, nullable=False),
-    # fetch | probe | check | convert | verify | store (current_task in the progress API)
+    # fetch | probe | check | configure | convert | recheck | verify | boot | store (current_task)
     Column("phase", String(24)),
     Column("percent", Float, nullable=False),
     Column("bytes_done", BigInteger, nullable=False),

@@ -33,6 +33,10 @@ MiB = 1 << 20
 CHECK_FILE_BYTES = 1 * MiB
 #: Most CPU seconds judging a header window at registration may take.
 HEADER_CPU_SECONDS = 5
+#: Most CPU seconds planning automatic configuration may take.
+PLAN_CPU_SECONDS = 300
+#: Largest file the configuration planner may write (one file the plan puts into the guest).
+PLAN_FILE_BYTES = 256 * MiB
 #: Most stdout bytes read from a worker (its JSON document); more kills it.
 STDOUT_CAP = 16 * MiB
 #: Bytes of a worker's stderr kept to explain a failure.
@@ -82,6 +86,20 @@ class WorkerLimits:
             memory_bytes=settings.worker_memory_bytes,
             cpu_seconds=cpu,
             file_bytes=CHECK_FILE_BYTES,
+            wall_seconds=3.0 * cpu + 30,
+        )
+
+    @classmethod
+    def for_plan(cls, settings: Settings) -> WorkerLimits:
+        """The limits of planning automatic configuration: the checker's memory, at most
+        :data:`PLAN_CPU_SECONDS` of CPU (reading the guest's files, and building an initrd
+        segment where drivers are missing) and three times that plus 30 s of wall clock, and
+        no file larger than ``file_bytes`` (the most a plan may write into the guest)."""
+        cpu = min(settings.worker_cpu_seconds, PLAN_CPU_SECONDS)
+        return cls(
+            memory_bytes=settings.worker_memory_bytes,
+            cpu_seconds=cpu,
+            file_bytes=PLAN_FILE_BYTES,
             wall_seconds=3.0 * cpu + 30,
         )
 

@@ -15,6 +15,7 @@ import re
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
+from imageport.configure.plan import Plan
 from imageport.rules.base import CheckOptions
 from imageport.service.ports import (
     DiskCopy,
@@ -75,6 +76,8 @@ class FakeImageWorker:
     def __init__(self, answer: ImageInspection = GOOD_DEBIAN) -> None:
         self.answer = answer
         self.calls: list[tuple[str, Path]] = []
+        #: what :meth:`plan_configuration` answers
+        self.plan = Plan((), (), (), ())
 
     # -- looking --------------------------------------------------------------------------
 
@@ -205,6 +208,15 @@ class FakeImageWorker:
             raise WorkerError("the flattened image outgrew its bound", limit="watch")
         target.write_bytes(data)
         progress(100.0)
+
+    # -- planning ---------------------------------------------------------------------------
+
+    def plan_configuration(
+        self, raw: Path, folder: Path, *, when: str, cancelled: Callable[[], bool]
+    ) -> Plan:
+        """:attr:`plan` (by default nothing to change); the disk is not read."""
+        self._start("plan_configuration", raw, cancelled)
+        return self.plan
 
     def _write(
         self,

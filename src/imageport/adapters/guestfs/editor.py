@@ -31,6 +31,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from imageport.adapters.qemu.accel import usable_accelerator
 from imageport.configure.edits import FileOp, NotEditableError, OpKind, guest_path, sha256
 from imageport.configure.mounts import ApplianceMount
 from imageport.service.ports import EditRun, GuestEditError
@@ -59,6 +60,13 @@ class GuestfishEditor:
         self._accelerator = accelerator
         self._guestfish = guestfish
 
+    def accelerator(self) -> str:
+        """The accelerator the appliance runs with (``auto``, the servers' and boot tests'
+        setting, decided by their probe at the first edit)."""
+        if self._accelerator == "auto":
+            self._accelerator = usable_accelerator("qemu-system-x86_64")
+        return self._accelerator
+
     def ready(self) -> None:
         if shutil.which(self._guestfish) is None:
             raise GuestEditError(
@@ -73,7 +81,7 @@ class GuestfishEditor:
         self.ready()
         started = time.monotonic()
         with tempfile.TemporaryDirectory(prefix="imageport-edit-") as tmp:
-            session = _Session(self._guestfish, _environment(self._accelerator), Path(tmp))
+            session = _Session(self._guestfish, _environment(self.accelerator()), Path(tmp))
             session.launch(disk)
             try:
                 session.mount(mounts)

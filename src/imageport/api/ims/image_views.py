@@ -29,12 +29,14 @@ GlanceUpdateImage the second)."""
 
 def create_image(services: Services, call: Call) -> Response:
     """Register a file ``{"name", "image_url": "bucket:key", "min_disk", ...}``: ``{"job_id"}`` of
-    an ``imsImportImageJob`` job; or make an image from a server ``{"name", "instance_id",
-    ...}`` (ACTIVE or SHUTOFF, its system disk 40-1024 GiB): ``{"job_id"}`` of an
-    ``imsCreateImageByInstance`` job, which copies the server's disk (a point-in-time copy of a
-    running server), flattens it into one standalone image, checks it with every rule and stores
-    it (``__data_origin`` ``instance,<server id>``; ``__is_config_init`` true when the
-    initialization rules pass)."""
+    an ``imsImportImageJob`` job (with ``"is_config": true`` it fixes the guest before storing
+    it, the changes in the report's ``configuration`` section, ``__is_config_init`` true when
+    the initialization rules then pass; refused with a quick import); or make an image from a
+    server ``{"name", "instance_id", ...}`` (ACTIVE or SHUTOFF, its system disk 40-1024 GiB):
+    ``{"job_id"}`` of an ``imsCreateImageByInstance`` job, which copies the server's disk (a
+    point-in-time copy of a running server), flattens it into one standalone image, checks it
+    with every rule and stores it (``__data_origin`` ``instance,<server id>``;
+    ``__is_config_init`` true when the initialization rules pass)."""
     return JSONResponse(
         {"job_id": server_images.create_image(services, call.project_id, call.json())}
     )

@@ -58,6 +58,13 @@ _ACTION_FIELDS = frozenset(
         "boot_test",
     }
 )
+#: Why ``is_config`` is refused with a quick import (the vendor's rule: fast import injects
+#: no drivers and edits nothing).
+QUICK_WITHOUT_CONFIG = (
+    "is_config: fast import performs no configuration, it stores the file as it is; the file "
+    "must be optimized beforehand (imageport optimize IN OUT -O raw) and registered without "
+    "is_config, or imported normally with is_config"
+)
 _ARCH_PROPERTY = {"x86": "x86_64", "arm": "aarch64"}
 _DATA_ITEM_FIELDS = frozenset(
     {
@@ -208,6 +215,8 @@ def parse_import_request(body: object, *, quick: bool) -> ImportRequest:
         os_type=os_type,
         boot_test=check_boot_test(doc.get("boot_test"), image_type),
     )
+    if quick and request.is_config:
+        raise RequestInvalid(codes.BAD_REQUEST, QUICK_WITHOUT_CONFIG)
     if data and (request.is_config or doc.get("min_ram") is not None):
         raise RequestInvalid(
             codes.BAD_REQUEST, "a data image has no system: is_config and min_ram do not apply"

@@ -59,7 +59,7 @@ from imageport.service.images.records import ImageRecord, image_row
 from imageport.service.images.source_checks import check_import_offered, check_source
 from imageport.service.jobs.boot_request import check_boot_offered
 from imageport.service.jobs.manage import insert_job, link_sub_jobs, running_job_of
-from imageport.service.ports import ObjectInfo
+from imageport.service.ports import GuestEditError, ObjectInfo
 from imageport.service.servers.statuses import VmState
 from imageport.service.statuses import ImageStatus
 from imageport.service.tables import images, servers
@@ -164,6 +164,8 @@ def _register(services: Services, project_id: str, request: ImportRequest) -> st
     requests = (request, *request.data_images)
     if request.boot_test:
         check_boot_offered(services, ("bios",))
+    if request.is_config:
+        check_configuration_offered(services)
     objects = [check_source(services, project_id, r.url, quick=r.quick) for r in requests]
     with services.db.connect() as conn:  # refused before the files are read; again below
         for r in requests:
@@ -195,6 +197,21 @@ def _register(services: Services, project_id: str, request: ImportRequest) -> st
     for job_id in job_ids:
         services.submit_job(job_id)
     return parent
+
+
+def check_configuration_offered(services: Services) -> None:
+    """``IMG.0001`` naming ``is_config`` unless this service can configure images (a guest
+    editor, with what it needs installed)."""
+    if services.editor is None:
+        raise RequestInvalid(
+            codes.BAD_REQUEST, "is_config: this service does not offer automatic configuration"
+        )
+    try:
+        services.editor.ready()
+    except GuestEditError as exc:
+        raise RequestInvalid(
+            codes.BAD_REQUEST, f"is_config: automatic configuration cannot run here: {exc}"
+        ) from exc
 
 
 def _insert_image_and_job(

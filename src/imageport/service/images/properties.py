@@ -21,6 +21,9 @@ from imageport.service.ports import ImageInspection
 
 #: Property of a quick-imported RAW image: ``bucket:key`` of the bitmap file its check verified.
 BITMAP_FILE = "__bitmap_file"
+#: Whether the image's initial configuration is done (:func:`initialization_done`), "true" or
+#: "false": set by the job that made the image from a server, or configured it (``is_config``).
+CONFIG_INIT = "__is_config_init"
 #: ``virtual_env_type`` of the images whose OS properties are the registered ones, never a
 #: detected guest's: a data image boots nothing (a system found on it is not its OS), and an
 #: ISO image's system is the one its ``os_version`` names (no disk is read in it).

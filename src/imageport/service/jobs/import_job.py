@@ -13,6 +13,14 @@ Normal import::
              a check that hits the checker's tight limits (a well-formed image
              is checked in about a second) is itself a finding: FAIL with
              IMG-SAFE (CPU, wall clock, report size)
+    configure  only with ``params.is_config`` (automatic configuration): the
+             checked file copied to raw, the fixes planned from it in a worker and
+             applied in the editing appliance; then ``convert`` works from that
+             copy and ``recheck`` judges the result with every rule, and
+             ``__is_config_init`` says whether the initialization rules pass
+             (:mod:`.import_configure`; the percentages are then
+             :data:`.state.CONFIG_PHASES`'). The first check lets through the
+             errors a fix may clear; the recheck fails on any error left
     convert  qemu-img (format pinned, no backing file) to the stored format 10-90 %
              within a bound known before it starts (:mod:`.quotas`: the
              data the check measured, plus metadata), which must fit in the
@@ -70,8 +78,8 @@ from imageport.service import codes
 from imageport.service.clock import new_id
 from imageport.service.context import Services
 from imageport.service.images import staging
-from imageport.service.images.properties import BITMAP_FILE
-from imageport.service.jobs import state, steps
+from imageport.service.images.properties import BITMAP_FILE, CONFIG_INIT
+from imageport.service.jobs import import_configure, state, steps
 from imageport.service.jobs.errors import JobCancelledError, JobFailedError
 from imageport.service.jobs.file_links import link_or_copy
 from imageport.service.jobs.import_boot import boot_phase
@@ -101,10 +109,12 @@ def run_job(services: Services, job_id: str) -> None:
     if job is None:
         return
     as_is = job.params.quick_import or job.params.disk_kind == "iso"
-    if job.params.boot_test:
-        phases = state.QUICK_BOOT_PHASES if as_is else state.BOOT_PHASES
+    if as_is:
+        phases = state.QUICK_BOOT_PHASES if job.params.boot_test else state.QUICK_PHASES
+    elif job.params.is_config:
+        phases = state.CONFIG_BOOT_PHASES if job.params.boot_test else state.CONFIG_PHASES
     else:
-        phases = state.QUICK_PHASES if as_is else state.PHASES
+        phases = state.BOOT_PHASES if job.params.boot_test else state.PHASES
     progress = state.Progress(services, job.id, phases)
 
     def work(scratch: list[Path]) -> bool:
@@ -132,29 +142,54 @@ def _run_phases(
         _run_quick_phases(services, worker, job, progress, scratch)
         return
     fmt = job.params.stored_format or services.settings.stored_format
+    extra: dict[str, str] = {}
     with contextlib.ExitStack() as room:  # held until the image is stored
         with fetch(services, job, progress) as fetched:
             inspection = _check(worker, job, fetched, progress)
             _check_cancelled(progress)
+            source, source_format = fetched.path, inspection.format
             bound = conversion_bound(inspection, fmt)
+            configured = None
+            if job.params.is_config:
+                configured = import_configure.configure(
+                    services, job, source, inspection, progress, scratch, room
+                )
+                source, source_format = configured.raw, "raw"
+                bound = import_configure.stored_bound(configured, inspection, fmt)
+            _check_cancelled(progress)
             target = steps.scratch_file(services, scratch, fmt)
             room.enter_context(
                 room_for(
                     services,
                     job.project_id,
                     stored=bound,
-                    disk=worker.disk_needed(inspection.format, bound),
+                    disk=worker.disk_needed(source_format, bound),
                     writing=target,
                 )
             )
-            output = _convert(worker, fetched.path, inspection, fmt, bound, progress, target)
+            output = _convert(
+                worker, source, source_format, inspection, fmt, bound, progress, target
+            )
+        if configured is not None:
+            configured.raw.unlink(missing_ok=True)  # the stored format holds it now
+            _check_cancelled(progress)
+            inspection = import_configure.recheck(
+                services,
+                output,
+                inspection,
+                configured,
+                check_options(job.params),
+                source_name(job.params),
+                progress,
+            )
+            extra[CONFIG_INIT] = import_configure.config_init(inspection)
         _check_cancelled(progress)
         checksum, size = steps.verify_output(worker, output, fmt, inspection, progress)
         _check_cancelled(progress)
         if job.params.boot_test:
             inspection = boot_phase(services, job, output, fmt, inspection, progress)
             _check_cancelled(progress)
-        steps.store_output(services, job, output, fmt, inspection, checksum, size, progress)
+        steps.store_output(services, job, output, fmt, inspection, checksum, size, progress, extra)
 
 
 def _run_quick_phases(
@@ -264,7 +299,9 @@ def _check(
             f"looked for the bitmap file {params.bucket}:{mf_key} "
             f"beside {params.bucket}:{params.key}; there is none"
         )
-    steps.refuse_failed(inspection, notes)
+    # with automatic configuration, the errors a fix may clear are judged after it (recheck)
+    tolerated = import_configure.FIXABLE_RULES if params.is_config else frozenset()
+    steps.refuse_failed(inspection, notes, tolerated=tolerated)
     if not _stored_safely(inspection, job.params) or inspection.virtual_size is None:
         # the rules pass only readable files; fail closed if that ever changes
         raise JobFailedError(
@@ -292,25 +329,27 @@ def _stored_safely(inspection: ImageInspection, params: state.JobParams) -> bool
 def _convert(
     worker: ImageWorker,
     source: Path,
+    source_format: str,
     inspection: ImageInspection,
     fmt: str,
     bound: int,
     progress: state.Progress,
     target: Path,
 ) -> Path:
-    """Convert ``source`` to ``fmt`` at ``target`` (scratch space), stopping a conversion
-    whose output takes more disk than ``bound`` (IMG-SAFE)."""
+    """Convert ``source`` (the checked file, or its configured raw copy: ``source_format``)
+    to ``fmt`` at ``target`` (scratch space), stopping a conversion whose output takes more
+    disk than ``bound`` (IMG-SAFE)."""
     virtual = inspection.virtual_size or 0
     progress.phase("convert", virtual)
     try:
         worker.convert(
             source,
-            inspection.format,
+            source_format,
             target,
             fmt,
             progress=lambda pct: progress.update(pct / 100, int(virtual * pct / 100), virtual),
             cancelled=progress.cancelled,
-            max_output_bytes=worker.disk_needed(inspection.format, bound),
+            max_output_bytes=worker.disk_needed(source_format, bound),
         )
     except WorkerError as exc:
         if exc.limit == "watch":

@@ -43,7 +43,7 @@ from imageport import metrics
 from imageport.rules.base import CheckOptions
 from imageport.service import codes
 from imageport.service.context import Services
-from imageport.service.images.properties import initialization_done
+from imageport.service.images.properties import CONFIG_INIT, initialization_done
 from imageport.service.jobs import state, steps
 from imageport.service.jobs.errors import JobCancelledError, JobFailedError
 from imageport.service.jobs.run import claim_and_run
@@ -69,7 +69,6 @@ PHASES: Mapping[str, tuple[float, float]] = {
     "verify": (90.0, 99.0),
     "store": (99.0, 100.0),
 }
-CONFIG_INIT = "__is_config_init"
 
 
 def run_server_image_job(services: Services, job_id: str) -> None:

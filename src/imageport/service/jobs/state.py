@@ -58,6 +58,31 @@ QUICK_BOOT_PHASES: Mapping[str, tuple[float, float]] = {
     "verify": (43.0, 45.0),
     "boot": (45.0, 100.0),
 }
+#: The import job's phases with automatic configuration (``params.is_config``): the
+#: ``configure`` phase copies the checked disk to raw, plans the fixes in a worker and applies
+#: them in the editing appliance (a minute under TCG); ``recheck`` judges the result.
+CONFIG_PHASES: Mapping[str, tuple[float, float]] = {
+    "fetch": (0.0, 1.0),
+    "probe": (1.0, 2.0),
+    "check": (2.0, 5.0),
+    "configure": (5.0, 50.0),
+    "convert": (50.0, 85.0),
+    "recheck": (85.0, 90.0),
+    "verify": (90.0, 99.0),
+    "store": (99.0, 100.0),
+}
+#: The same with a boot test at the end.
+CONFIG_BOOT_PHASES: Mapping[str, tuple[float, float]] = {
+    "fetch": (0.0, 1.0),
+    "probe": (1.0, 2.0),
+    "check": (2.0, 4.0),
+    "configure": (4.0, 30.0),
+    "convert": (30.0, 40.0),
+    "recheck": (40.0, 42.0),
+    "verify": (42.0, 45.0),
+    "boot": (45.0, 99.0),
+    "store": (99.0, 100.0),
+}
 #: Seconds between progress writes (and between reads of ``cancel_requested``).
 PROGRESS_INTERVAL = 0.5
 
@@ -89,6 +114,9 @@ class JobParams:
     disk_kind: DiskKind = "system"
     #: End the import with a boot test (:mod:`imageport.service.jobs.import_boot`).
     boot_test: bool = False
+    #: Run automatic configuration before storing (:mod:`imageport.service.jobs.import_configure`;
+    #: never for a quick import, a data image or an ISO).
+    is_config: bool = False
 
     @classmethod
     def from_document(cls, doc: object) -> JobParams:
@@ -123,6 +151,9 @@ class JobParams:
             architecture=architecture if architecture in ("x86", "arm") else None,
             disk_kind=kind if kind in ("data", "iso") else "system",
             boot_test=d.get("boot_test") is True and kind not in ("data", "iso"),
+            is_config=d.get("is_config") is True
+            and d.get("quick_import") is not True
+            and kind not in ("data", "iso"),
         )
 
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import os
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from pathlib import Path
 
 from imageport import metrics
@@ -72,10 +72,17 @@ def inspect_file(
     return inspection
 
 
-def refuse_failed(inspection: ImageInspection, notes: Mapping[str, str] | None = None) -> None:
+def refuse_failed(
+    inspection: ImageInspection,
+    notes: Mapping[str, str] | None = None,
+    *,
+    tolerated: Collection[str] = (),
+) -> None:
     """FAIL the job with the first failing rule as its code and every failing rule in its
-    reason (with ``notes`` about some of them), keeping the report, when any rule erred."""
-    failed = inspection.failed_rules
+    reason (with ``notes`` about some of them), keeping the report, when any rule erred, other
+    than the ``tolerated`` ones (the rules automatic configuration fixes, judged again after
+    it)."""
+    failed = tuple(f for f in inspection.failed_rules if f.rule_id not in tolerated)
     if failed:
         raise JobFailedError(failed[0].rule_id, failure_reason(failed, notes), inspection.report)
 
