@@ -4,6 +4,7 @@ enablement and SysV start links removed), the packages left installed and said s
 from __future__ import annotations
 
 from imageport.configure.edits import ChangeKind
+from imageport.findings import Severity
 from imageport.guest.facts.units import read_units
 from imageport.rules.hypervisor_tools import HypervisorToolsRule
 from support import guest_fixtures as gf
@@ -48,6 +49,7 @@ def test_vmware_tools_are_masked_and_unlinked_and_stay_installed() -> None:
     after = gf.build_guest("fix-hv-vmware-after", root=root, boot=boot)
     (left,) = findings(after, HypervisorToolsRule())  # the package is still there ...
     assert not any(e.startswith("enabled at boot") for e in left.evidence)  # ... but idle
+    assert left.severity is Severity.INFO and "switched off" in left.message
     with open_guest(after) as guest:
         units = guest.derive(read_units)
         assert {"open-vm-tools.service", "vgauth.service"} <= units.masked

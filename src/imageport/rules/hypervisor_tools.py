@@ -89,6 +89,9 @@ class HypervisorToolsRule(Rule):
     VMware's installer come off with ``/usr/bin/vmware-uninstall-tools.pl``. If they must
     stay, disable their services (``systemctl disable open-vm-tools.service``).
 
+    Tools installed but switched off (no unit enabled at boot, their units masked, as
+    automatic configuration leaves them) are reported for information only: they do not run.
+
     Example: a Debian image with ``Package: open-vm-tools`` installed in
     ``/var/lib/dpkg/status`` and ``/usr/bin/vmtoolsd`` reports "VMware Tools are installed",
     with the advice ``apt-get purge open-vm-tools``.
@@ -107,6 +110,16 @@ class HypervisorToolsRule(Rule):
             return
         for tools in guest.derive(read_hypervisor_tools).found:
             kind = tools.kind
+            if tools.switched_off:
+                yield self.found(
+                    f"{kind.name[0].upper()}{kind.name[1:]} are installed but switched off: "
+                    "nothing starts them at boot and their units are masked, so they do not "
+                    f"run on the platform; they are still made for {kind.hypervisor}.",
+                    *tools.evidence,
+                    severity=Severity.INFO,
+                    advice=removal_advice(tools, guest.family),
+                )
+                continue
             yield self.found(
                 f"{kind.name[0].upper()}{kind.name[1:]} are installed: they are made for "
                 f"{kind.hypervisor}, not for the platform, and {_HARM[kind.key]}.",

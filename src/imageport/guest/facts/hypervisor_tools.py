@@ -115,6 +115,13 @@ class FoundTools:
     programs: tuple[str, ...]  #: program paths that exist
     #: units started at boot: (unit, the link that enables it)
     units: tuple[tuple[str, str], ...]
+    #: units masked (linked to /dev/null in /etc/systemd/system): switched off on purpose
+    masked: tuple[str, ...] = ()
+
+    @property
+    def switched_off(self) -> bool:
+        """Installed, but nothing starts them at boot and their units are masked."""
+        return not self.units and bool(self.masked)
 
     @property
     def evidence(self) -> tuple[str, ...]:
@@ -125,6 +132,7 @@ class FoundTools:
             ),
             *(f"{path} (the file exists)" for path in self.programs),
             *(f"enabled at boot: {link}" for _, link in self.units),
+            *(f"masked: /etc/systemd/system/{unit} -> /dev/null" for unit in self.masked),
         )
 
 
@@ -155,5 +163,6 @@ def read_hypervisor_tools(guest: GuestFacts) -> HypervisorToolFacts:
         if not packages and not programs:
             continue
         enabled = tuple((u, units.links[u]) for u in kind.units if units.is_enabled(u))
-        found.append(FoundTools(kind, tuple(packages), programs, enabled))
+        masked = tuple(u for u in kind.units if u in units.masked)
+        found.append(FoundTools(kind, tuple(packages), programs, enabled, masked))
     return HypervisorToolFacts(tuple(found), status is not None, tuple(problems))
