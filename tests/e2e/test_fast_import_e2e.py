@@ -11,9 +11,7 @@ imports; without ``--source`` and no bitmap it warns and registers anyway.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -28,7 +26,7 @@ from huaweicloudsdkims.v2 import (
 
 from imageport.fastimport.bitmap import build_bitmap
 from support import fast_fixtures as ff
-from support.e2e_clients import ims_client, s3_client, wait_job
+from support.e2e_clients import IMAGEPORT, imageport_cli, ims_client, s3_client, wait_job
 from support.server_process import ServeProcess, serve_process
 
 pytestmark = pytest.mark.filterwarnings(
@@ -36,7 +34,6 @@ pytestmark = pytest.mark.filterwarnings(
 )
 
 BUCKET = "fast-images"
-IMAGEPORT = [sys.executable, "-m", "imageport.cli.main"]
 
 
 @pytest.fixture(scope="module")
@@ -78,20 +75,7 @@ def listed(client: ImsClient, name: str) -> Any:
 
 
 def cli(server: ServeProcess, *args: str) -> subprocess.CompletedProcess[str]:
-    keys = server.keys["alpha"]
-    env = {k: v for k, v in os.environ.items() if not k.startswith("IMAGEPORT_")}
-    env.update(
-        IMAGEPORT_ENDPOINT=server.ims_url,
-        IMAGEPORT_S3_ENDPOINT=server.s3_url,
-        IMAGEPORT_ACCESS_KEY=keys.access_key,
-        IMAGEPORT_SECRET_KEY=keys.secret_key,
-        IMAGEPORT_PROJECT_ID=keys.project_id,
-        HOME=str(server.root),
-        XDG_CONFIG_HOME=str(server.root / "config"),
-    )
-    return subprocess.run(
-        [*IMAGEPORT, *args], env=env, capture_output=True, text=True, timeout=120, check=False
-    )
+    return imageport_cli(server, server.keys["alpha"], *args, own_home=True)
 
 
 def test_sdk_quick_imports_raw_with_bitmap_and_zvhd2(server: ServeProcess, ready: Path) -> None:

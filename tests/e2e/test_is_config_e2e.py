@@ -13,10 +13,8 @@ the checker, has none of the defects left. The same SDK asking for a quick impor
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
-import sys
 from collections.abc import Iterator
 
 import pytest
@@ -29,7 +27,7 @@ from huaweicloudsdkims.v2 import (
 
 from imageport.service.tools.check import check_image
 from support import is_config_fixtures as icf
-from support.e2e_clients import ims_client, s3_client, wait_job
+from support.e2e_clients import imageport_cli, ims_client, s3_client, wait_job
 from support.server_process import ServeProcess, serve_process
 
 pytestmark = [
@@ -43,7 +41,6 @@ pytestmark = [
 ]
 
 BUCKET = "config-images"
-IMAGEPORT = [sys.executable, "-m", "imageport.cli.main"]
 #: One import with the appliance under TCG: conversions, planning and ~45 s of appliance.
 JOB_SECONDS = 600.0
 
@@ -56,20 +53,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServeProcess]:
 
 
 def cli(server: ServeProcess, *args: str) -> subprocess.CompletedProcess[str]:
-    keys = server.keys["alpha"]
-    env = {k: v for k, v in os.environ.items() if not k.startswith("IMAGEPORT_")}
-    env.update(
-        IMAGEPORT_ENDPOINT=server.ims_url,
-        IMAGEPORT_S3_ENDPOINT=server.s3_url,
-        IMAGEPORT_ACCESS_KEY=keys.access_key,
-        IMAGEPORT_SECRET_KEY=keys.secret_key,
-        IMAGEPORT_PROJECT_ID=keys.project_id,
-        HOME=str(server.root),
-        XDG_CONFIG_HOME=str(server.root / "config"),
-    )
-    return subprocess.run(
-        [*IMAGEPORT, *args], env=env, capture_output=True, text=True, timeout=120, check=False
-    )
+    return imageport_cli(server, server.keys["alpha"], *args, own_home=True)
 
 
 def test_sdk_import_with_is_config_fixes_the_guest(server: ServeProcess) -> None:

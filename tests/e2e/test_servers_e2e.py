@@ -30,7 +30,6 @@ import os
 import shutil
 import signal
 import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -69,7 +68,7 @@ from huaweicloudsdkims.v2 import (
 )
 
 from support import guest_images, sdk_clients
-from support.e2e_clients import ims_client, s3_client, wait_job
+from support.e2e_clients import imageport_cli, ims_client, s3_client, wait_job
 from support.server_process import Keys, ServeProcess
 from support.ssh_keygen import make_key
 
@@ -87,7 +86,6 @@ FIX = (
 #: no sudo; cloud-init's default puts the key only in the default user's authorized_keys)
 USER_DATA = b"#cloud-config\ndisable_root: false\n"
 SSH_SECONDS = 420.0
-IMAGEPORT = [sys.executable, "-m", "imageport.cli.main"]
 
 
 @pytest.fixture(scope="module")
@@ -115,17 +113,7 @@ def ecs_client(server: ServeProcess, keys: Keys) -> EcsClient:
 
 
 def cli(server: ServeProcess, keys: Keys, *args: str, timeout: float = 120) -> Any:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("IMAGEPORT_")}
-    env.update(
-        IMAGEPORT_ENDPOINT=server.ims_url,
-        IMAGEPORT_S3_ENDPOINT=server.s3_url,
-        IMAGEPORT_ACCESS_KEY=keys.access_key,
-        IMAGEPORT_SECRET_KEY=keys.secret_key,
-        IMAGEPORT_PROJECT_ID=keys.project_id,
-    )
-    return subprocess.run(
-        [*IMAGEPORT, *args], env=env, capture_output=True, text=True, timeout=timeout, check=False
-    )
+    return imageport_cli(server, keys, *args, timeout=timeout)
 
 
 def report_rules(server: ServeProcess, keys: Keys, image_id: str) -> set[str]:

@@ -4,6 +4,9 @@ token from the server's IAM endpoint for the token-authenticated clients."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import time
 from typing import Any
 
@@ -72,3 +75,28 @@ def token_for(server: ServeProcess, keys: Keys) -> str:
     )
     assert reply.status_code == 201, reply.text
     return reply.headers["x-subject-token"]
+
+
+#: The imageport CLI, run as a separate process.
+IMAGEPORT = [sys.executable, "-m", "imageport.cli.main"]
+
+
+def imageport_cli(
+    server: ServeProcess, keys: Keys, *args: str, timeout: float = 120, own_home: bool = False
+) -> subprocess.CompletedProcess[str]:
+    """``imageport ARGS`` as a user of ``keys`` runs it against ``server`` (settings from the
+    environment only; with ``own_home`` a HOME and config folder of the server's, so no
+    client configuration of the machine's user is read)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("IMAGEPORT_")}
+    env.update(
+        IMAGEPORT_ENDPOINT=server.ims_url,
+        IMAGEPORT_S3_ENDPOINT=server.s3_url,
+        IMAGEPORT_ACCESS_KEY=keys.access_key,
+        IMAGEPORT_SECRET_KEY=keys.secret_key,
+        IMAGEPORT_PROJECT_ID=keys.project_id,
+    )
+    if own_home:
+        env.update(HOME=str(server.root), XDG_CONFIG_HOME=str(server.root / "config"))
+    return subprocess.run(
+        [*IMAGEPORT, *args], env=env, capture_output=True, text=True, timeout=timeout, check=False
+    )
