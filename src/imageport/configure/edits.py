@@ -327,7 +327,7 @@ class Edits:
             elif staged.data is None:
                 if staged.expect != "absent":
                     ops.append(FileOp(path, OpKind.REMOVE, staged.expect))
-            elif staged.expect == "absent" or staged.data is not None:
+            else:
                 if staged.expect not in ("absent", "link") and sha256(staged.data) == staged.expect:
                     continue  # edited back to what it was
                 ops.append(FileOp(path, OpKind.WRITE, staged.expect, staged.data, staged.mode))
