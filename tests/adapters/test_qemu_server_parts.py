@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import shlex
 import shutil
@@ -138,6 +139,22 @@ def test_the_service_answers_its_peers_only(service: MetadataService, tmp_path: 
         assert _request(strangers.name, b"GET /openstack HTTP/1.0\r\n\r\n") == b""
     finally:
         strangers.close()
+
+
+def test_a_guest_cannot_forge_lines_of_the_services_log(
+    service: MetadataService, caplog: pytest.LogCaptureFixture
+) -> None:
+    # a bare LF ends the request line as well as CRLF does; what follows it, and any byte that
+    # is not printable ASCII, must not reach the log as written
+    request = b"GET /nothing\x1b[2J HTTP/1.1\nINFO forged line\n\n"
+    with caplog.at_level(logging.INFO, logger="imageport.servers"):
+        assert _request(service.name, request).startswith(b"HTTP/1.1 404 ")
+        deadline = time.monotonic() + 10
+        while "metadata @" not in caplog.text and time.monotonic() < deadline:
+            time.sleep(0.02)
+    (line,) = [r.getMessage() for r in caplog.records if r.getMessage().startswith("metadata @")]
+    assert line.endswith(": GET /nothing\\x1b[2J HTTP/1.1 -> 404")
+    assert "forged" not in line and "\n" not in line and "\x1b" not in line
 
 
 def _run_relay(name: str, owner: int, request: bytes) -> bytes:

@@ -58,10 +58,26 @@ def peer_uid(conn: socket.socket) -> int:
     return int(uid)
 
 
+def request_line(head: bytes) -> bytes:
+    """The request line of ``head`` (ended by CRLF or a bare LF, as :func:`http_answer` reads
+    it)."""
+    return head.split(b"\n", 1)[0].rstrip(b"\r")
+
+
+def logged_line(head: bytes) -> str:
+    """The request line as it is logged: at most 200 bytes, every byte that is not printable
+    ASCII escaped (``\\xNN``), so a guest cannot write lines or terminal controls into the
+    service's log."""
+    return "".join(
+        chr(b) if 0x20 <= b < 0x7F and b != 0x5C else f"\\x{b:02x}"
+        for b in request_line(head)[:200]
+    )
+
+
 def http_answer(tree: MetadataTree, head: bytes) -> bytes:
     """The whole HTTP response to a request whose head (request line and headers) is
     ``head``."""
-    line = head.split(b"\n", 1)[0].rstrip(b"\r")
+    line = request_line(head)
     fields = line.split(b" ")
     if len(fields) != 3 or not fields[1].startswith(b"/") or not fields[2].startswith(b"HTTP/1."):
         return _response(400, b"bad request\n", head_only=False)
@@ -146,7 +162,7 @@ class MetadataService:
                 log.info(
                     "metadata @%s: %s -> %s",
                     self.name,
-                    head.split(b"\r\n", 1)[0][:200].decode("ascii", errors="replace"),
+                    logged_line(head),
                     answer[9:12].decode(),
                 )
                 conn.sendall(answer)
