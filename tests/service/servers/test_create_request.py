@@ -152,6 +152,12 @@ def test_the_digest_tells_requests_apart_but_never_depends_on_the_password() -> 
         (lambda b: b["server"].update(availability_zone="az1"), "Ecs.0005", "availability_zone"),
         (lambda b: b["server"].update(description="<b>"), "Ecs.0005", "description"),
         (lambda b: b["server"].update(description="x" * 86), "Ecs.0005", "description"),
+        # C1 controls, line separators and bidirectional overrides are control characters too
+        (lambda b: b["server"].update(description="a\x85b"), "Ecs.0005", "description"),
+        (lambda b: b["server"].update(description="a\u202eb"), "Ecs.0005", "description"),
+        (lambda b: b["server"].update(metadata={"k": "a\u2028b"}), "Ecs.0005", "metadata.k"),
+        (lambda b: b["server"].update(metadata={"k": "a\x9bb"}), "Ecs.0005", "metadata.k"),
+        (lambda b: b["server"].update(key_name="k\u2066"), "Ecs.0005", "key_name"),
         (lambda b: b["server"].update(publicip={"id": "x"}), "Ecs.0005", "server.publicip"),
         (lambda b: b["server"].update(tags=["a"]), "Ecs.0005", "server.tags"),
         (lambda b: b["server"].update(isAutoRename=False), "Ecs.0005", "server.isAutoRename"),
@@ -168,6 +174,11 @@ def test_the_digest_tells_requests_apart_but_never_depends_on_the_password() -> 
         ),
         (
             lambda b: b["server"].update(extendparam={"chargingMode": 1}),
+            "Ecs.0005",
+            "extendparam.chargingMode",
+        ),
+        (
+            lambda b: b["server"].update(extendparam={"chargingMode": 0.0}),
             "Ecs.0005",
             "extendparam.chargingMode",
         ),

@@ -81,7 +81,10 @@ VOLUME_TYPES = frozenset({"SATA", "SAS", "SSD", "GPSSD", "ESSD", "GPSSD2", "ESSD
 
 _NAME = re.compile(r"[A-Za-z0-9._-]{1,64}")
 _METADATA_KEY = re.compile(r"[A-Za-z0-9_.:-]{1,255}")
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+"""Control characters: C0, DEL and C1 (``\\x85`` is a line break to many readers), the line and
+paragraph separators, and the bidirectional overrides and isolates (text shown in another order
+than it is stored)."""
 _FIELDS = frozenset(
     {
         "imageRef",
@@ -381,7 +384,7 @@ def _check_extendparam(settings: Settings, value: object, version: Version) -> N
             raise invalid(f"extendparam.{name[:64]}", "is not offered by this service")
     mode = value.get("chargingMode")
     pay_per_use: object = 0 if version == "v1" else "postPaid"
-    if mode is not None and (mode != pay_per_use or isinstance(mode, bool)):
+    if mode is not None and (mode != pay_per_use or type(mode) is not type(pay_per_use)):
         raise invalid(
             "extendparam.chargingMode", f"only pay-per-use ({pay_per_use!r}) is offered here"
         )
