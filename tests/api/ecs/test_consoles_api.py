@@ -344,6 +344,19 @@ def test_a_project_opens_a_bounded_number_of_consoles(api: Api) -> None:
         _wait_for(lambda: _opens(api.serial_url(server_id, api.beta)))
 
 
+def test_a_console_refused_for_its_projects_count_keeps_its_url(api: Api) -> None:
+    server_id = api.server(api.beta)
+    with contextlib.ExitStack() as stack:
+        opened = [
+            stack.enter_context(connect(api.serial_url(server_id, api.beta)))
+            for _ in range(console_sockets.MAX_SESSIONS_PER_PROJECT)
+        ]
+        url = api.serial_url(server_id, api.beta)
+        assert not _opens(url) and not _opens(url)  # refused, twice: the URL is not used up
+        opened[0].close()
+        _wait_for(lambda: _opens(url))
+
+
 def test_the_session_is_logged_with_its_token_masked(
     api: Api, caplog: pytest.LogCaptureFixture
 ) -> None:

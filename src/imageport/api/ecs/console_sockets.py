@@ -92,8 +92,11 @@ class _Sessions:
     def full(self) -> bool:
         return self.total >= MAX_SESSIONS
 
+    def project_full(self, project_id: str) -> bool:
+        return self.by_project.get(project_id, 0) >= MAX_SESSIONS_PER_PROJECT
+
     def admit(self, project_id: str) -> bool:
-        if self.full() or self.by_project.get(project_id, 0) >= MAX_SESSIONS_PER_PROJECT:
+        if self.full() or self.project_full(project_id):
             return False
         self.total += 1
         self.by_project[project_id] = self.by_project.get(project_id, 0) + 1
@@ -219,7 +222,9 @@ def _token(websocket: WebSocket) -> str:
     return tokens[0]
 
 
-def _precheck(websocket: WebSocket, sessions: _Sessions) -> tuple[str, str | None]:
+def _precheck(
+    services: Services, websocket: WebSocket, sessions: _Sessions
+) -> tuple[str, str | None]:
     """Steps 1-3 of the module docstring (before the token is used up): the token and the
     subprotocol to accept."""
     if not same_origin(websocket.headers):
@@ -227,14 +232,24 @@ def _precheck(websocket: WebSocket, sessions: _Sessions) -> tuple[str, str | Non
     subprotocol = _subprotocol(websocket)
     if sessions.full():
         raise _Refused(503, codes.http_status(503), "too many consoles are open; retry later")
-    return _token(websocket), subprotocol
+    token = _token(websocket)
+    project_id = consoles.token_project(services, token)
+    if project_id is not None and sessions.project_full(project_id):
+        raise _project_full()
+    return token, subprotocol
+
+
+def _project_full() -> _Refused:
+    return _Refused(
+        503, codes.http_status(503), "too many consoles of this project are open; close one"
+    )
 
 
 def _admit(sessions: _Sessions, grant: ConsoleGrant) -> None:
+    """Count the console (a project that filled up since :func:`_precheck`: 503, the token
+    used up)."""
     if not sessions.admit(grant.project_id):
-        raise _Refused(
-            503, codes.http_status(503), "too many consoles of this project are open; close one"
-        )
+        raise _project_full()
 
 
 async def _deny(websocket: WebSocket, refusal: _Refused | ServiceError) -> None:
@@ -250,7 +265,7 @@ async def _deny(websocket: WebSocket, refusal: _Refused | ServiceError) -> None:
 async def _display(services: Services, sessions: _Sessions, websocket: WebSocket) -> None:
     writer: asyncio.StreamWriter | None = None
     try:
-        token, subprotocol = _precheck(websocket, sessions)
+        token, subprotocol = _precheck(services, websocket, sessions)
         target = await run_in_threadpool(consoles.open_display, services, token)
         try:
             reader, writer = await asyncio.open_unix_connection(
@@ -297,7 +312,7 @@ async def _display(services: Services, sessions: _Sessions, websocket: WebSocket
 async def _serial(services: Services, sessions: _Sessions, websocket: WebSocket) -> None:
     session: ConsoleSession | None = None
     try:
-        token, subprotocol = _precheck(websocket, sessions)
+        token, subprotocol = _precheck(services, websocket, sessions)
         target = await run_in_threadpool(consoles.open_serial, services, token)
         session = target.session
         _admit(sessions, target.grant)

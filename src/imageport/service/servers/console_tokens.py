@@ -10,7 +10,9 @@ whoever holds the URL may open the console, once, within :data:`TOKEN_SECONDS` (
   token does not open the serial console;
 * used up by the first connection that presents it, whether or not that connection then
   succeeds (a token that leaked from a log or a browser history is worth nothing once the
-  console was opened; a client that needs another connection asks for another URL);
+  console was opened; a client that needs another connection asks for another URL); only a
+  connection refused before the token is redeemed (its Origin, its subprotocol, the number of
+  consoles open) leaves it unused;
 * forgotten when the process ends: the store is in memory, not in the database, so a restarted
   ``imageport serve`` accepts no token it did not issue (the console sessions died with the
   process anyway).
@@ -88,6 +90,15 @@ class ConsoleTokens:
         if grant is None or grant.kind != kind or grant.expires_at <= now:
             return None
         return grant
+
+    def project_of(self, token: str) -> str | None:
+        """The project of ``token`` while it is in the store (expired or not), without using it
+        up; None when it is not there."""
+        if not token or len(token) > MAX_TOKEN_CHARS:
+            return None
+        with self._lock:
+            grant = self._grants.get(_digest(token))
+        return None if grant is None else grant.project_id
 
     def held(self) -> int:
         """Unused tokens in the store (expired ones included until the next issue)."""

@@ -111,6 +111,12 @@ def open_serial(services: Services, token: str) -> SerialTarget:
         raise _not_running(grant.server_id, str(exc)) from exc
 
 
+def token_project(services: Services, token: str) -> str | None:
+    """The project whose console ``token`` would open, without using it up (None: unknown), so
+    a console refused for its project's count keeps its URL."""
+    return services.console_tokens.project_of(token)
+
+
 def machine_running(services: Services, grant: ConsoleGrant) -> bool:
     """Whether the console's server is still ``ACTIVE`` and its machine runs (an open console
     is closed once it is not)."""
