@@ -106,22 +106,17 @@ def configure(
         )
     )
     progress.phase("configure", virtual)
-    try:
-        worker.convert(
-            source,
-            inspection.format,
-            raw,
-            "raw",
-            progress=lambda pct: progress.update(
-                _COPY_SHARE * pct / 100, int(virtual * pct / 100), virtual
-            ),
-            cancelled=progress.cancelled,
-            max_output_bytes=worker.disk_needed(inspection.format, raw_bound),
-        )
-    except WorkerError as exc:
-        if exc.limit == "watch":
-            raise JobFailedError("IMG-SAFE", f"IMG-SAFE: {exc.reason}", inspection.report) from exc
-        raise
+    steps.convert_bounded(
+        worker,
+        source,
+        inspection.format,
+        raw,
+        "raw",
+        raw_bound,
+        inspection,
+        progress,
+        share=_COPY_SHARE,
+    )
     if progress.cancelled():
         raise JobCancelledError
     folder = raw.with_name(raw.name + ".plan")

@@ -88,7 +88,6 @@ from imageport.service.jobs.run import run_to_end
 from imageport.service.ports import (
     ImageInspection,
     ImageWorker,
-    WorkerError,
 )
 from imageport.service.quotas import output_bound, room_for
 
@@ -341,20 +340,7 @@ def _convert(
     disk than ``bound`` (IMG-SAFE)."""
     virtual = inspection.virtual_size or 0
     progress.phase("convert", virtual)
-    try:
-        worker.convert(
-            source,
-            source_format,
-            target,
-            fmt,
-            progress=lambda pct: progress.update(pct / 100, int(virtual * pct / 100), virtual),
-            cancelled=progress.cancelled,
-            max_output_bytes=worker.disk_needed(source_format, bound),
-        )
-    except WorkerError as exc:
-        if exc.limit == "watch":
-            raise JobFailedError("IMG-SAFE", f"IMG-SAFE: {exc.reason}", inspection.report) from exc
-        raise
+    steps.convert_bounded(worker, source, source_format, target, fmt, bound, inspection, progress)
     metrics.BYTES_PROCESSED.labels("convert").inc(virtual)
     return target
 

@@ -72,6 +72,39 @@ def inspect_file(
     return inspection
 
 
+def convert_bounded(
+    worker: ImageWorker,
+    source: Path,
+    source_format: str,
+    target: Path,
+    fmt: str,
+    bound: int,
+    inspection: ImageInspection,
+    progress: state.Progress,
+    share: float = 1.0,
+) -> None:
+    """Convert ``source`` (``source_format``) to ``fmt`` at ``target`` in a worker, stopping a
+    conversion whose output takes more disk than ``bound`` allows (FAIL with IMG-SAFE and the
+    check's report). It reports its progress as ``share`` of the current phase."""
+    virtual = inspection.virtual_size or 0
+    try:
+        worker.convert(
+            source,
+            source_format,
+            target,
+            fmt,
+            progress=lambda pct: progress.update(
+                share * pct / 100, int(virtual * pct / 100), virtual
+            ),
+            cancelled=progress.cancelled,
+            max_output_bytes=worker.disk_needed(source_format, bound),
+        )
+    except WorkerError as exc:
+        if exc.limit == "watch":
+            raise JobFailedError("IMG-SAFE", f"IMG-SAFE: {exc.reason}", inspection.report) from exc
+        raise
+
+
 def refuse_failed(
     inspection: ImageInspection,
     notes: Mapping[str, str] | None = None,
