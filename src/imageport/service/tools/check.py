@@ -160,20 +160,32 @@ def check_image(
     compared with it; ``bitmap_origin`` says how that path was chosen (``given`` by the user
     or the job, or ``beside``: the caller found it next to the image).
     """
+    with FileSource(path) as source:
+        return check_source(path, source, options, bitmap_origin=bitmap_origin)
+
+
+def check_source(
+    path: str | os.PathLike[str],
+    source: FileSource,
+    options: CheckOptions | None = None,
+    *,
+    bitmap_origin: str = "given",
+) -> CheckReport:
+    """:func:`check_image` on ``source``, the open file at ``path``: while it stays open the
+    report's guest can still be read (automatic configuration plans from it)."""
     started = time.perf_counter()
     opts = options or CheckOptions()
-    with FileSource(path) as source:
-        found = inspect_source(source)
-        bitmap = None
-        if opts.fast_import and opts.bitmap_path is not None and found.container.format == "raw":
-            bitmap = check_bitmap(path, opts.bitmap_path, bitmap_origin)
-        # rules may read guest files, so they run while the source is open
-        facts = ImageFacts(found.container, found.allocated_bytes, opts, found.guest, bitmap)
-        findings = run_rules(rules_for(opts.disk_kind), facts)
-        if opts.uninitialized:
-            findings = tolerated_when_uninitialized(findings)
-        summary = summarize_guest(found.guest) if found.guest is not None else None
-        bytes_read = source.bytes_read + (bitmap.bytes_read if bitmap is not None else 0)
+    found = inspect_source(source)
+    bitmap = None
+    if opts.fast_import and opts.bitmap_path is not None and found.container.format == "raw":
+        bitmap = check_bitmap(path, opts.bitmap_path, bitmap_origin)
+    # rules may read guest files, so they run while the source is open
+    facts = ImageFacts(found.container, found.allocated_bytes, opts, found.guest, bitmap)
+    findings = run_rules(rules_for(opts.disk_kind), facts)
+    if opts.uninitialized:
+        findings = tolerated_when_uninitialized(findings)
+    summary = summarize_guest(found.guest) if found.guest is not None else None
+    bytes_read = source.bytes_read + (bitmap.bytes_read if bitmap is not None else 0)
     return CheckReport(
         path=os.fspath(path),
         container=found.container,

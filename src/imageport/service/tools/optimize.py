@@ -28,7 +28,7 @@ from imageport.configure.plan import Plan, plan_configuration
 from imageport.errors import ImageportError
 from imageport.rules.base import CheckOptions
 from imageport.service.ports import EditRun, GuestEditor, Qcow2Writer
-from imageport.service.tools.check import CheckReport, check_image, inspect_source
+from imageport.service.tools.check import CheckReport, check_image, check_source
 from imageport.service.tools.convert import (
     ConvertOptions,
     OutputFormat,
@@ -98,19 +98,18 @@ def _now() -> str:
 
 def plan_for(src: str | os.PathLike[str], options: OptimizeOptions) -> tuple[CheckReport, Plan]:
     """Check ``src`` and plan its configuration; raises when it cannot be configured."""
-    before = check_image(src, options.check)
-    unreadable = {
-        f.rule_id for f in before.findings if f.severity.value == "error"
-    } & _UNREADABLE_RULES
-    if unreadable or before.guest is None:
-        raise ImageRefusedError(before)
     with FileSource(src) as source:
-        found = inspect_source(source)
-        if found.guest is None or found.guest.layout.root is None:
+        before = check_source(src, source, options.check)
+        unreadable = {
+            f.rule_id for f in before.findings if f.severity.value == "error"
+        } & _UNREADABLE_RULES
+        if unreadable or before.guest is None:
+            raise ImageRefusedError(before)
+        if before.guest.layout.root is None:
             raise NothingToConfigureError(
                 f"{os.fspath(src)} holds no installed Linux system to configure (IMG-SYSTEM-DISK)"
             )
-        plan = plan_configuration(found.guest, options.only, when=_now())
+        plan = plan_configuration(before.guest, options.only, when=_now())
     return before, plan
 
 
