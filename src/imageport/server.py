@@ -70,12 +70,27 @@ class StartError(ImageportError):
     """The server cannot start; the message says why, for the operator."""
 
 
-def build_apps(services: Services) -> tuple[ASGIApp, ASGIApp]:
-    """The two ASGI applications: (image API with /health and /metrics, bucket API)."""
+def build_apps(services: Services, *, bucket_port: int | None = None) -> tuple[ASGIApp, ASGIApp]:
+    """The two ASGI applications: (image API with /health, /metrics and the web console under
+    ``/console``, bucket API). ``bucket_port``: the bucket API's real port, where the console's
+    browsers upload (when the setting ``console_bucket_url`` does not say otherwise)."""
     from imageport.api.ims.app import build_ims_app
     from imageport.api.s3.app import build_s3_app
+    from imageport.console.app import build_console_app
+    from imageport.console.pages import BASE, Site
 
-    ims_root = Starlette(routes=[*ops_routes(services), Mount("/", app=build_ims_app(services))])
+    site = Site(
+        bucket_port=bucket_port,
+        bucket_url=services.settings.console_bucket_url,
+        secure_cookie=services.settings.console_secure_cookie,
+    )
+    ims_root = Starlette(
+        routes=[
+            *ops_routes(services),
+            Mount(BASE, app=build_console_app(services, site)),
+            Mount("/", app=build_ims_app(services)),
+        ]
+    )
     ims = RequestContext(ims_root, api="ims")
     s3 = RequestContext(with_s3_health(build_s3_app(services), services), api="s3")
     return ims, s3
@@ -255,7 +270,7 @@ def run(settings: Settings, out: IO[str] | None = None) -> int:
                 stack.callback(services.host.close)
             if services.queue is not None:
                 stack.callback(services.queue.stop, QUEUE_STOP_SECONDS)
-            ims, s3 = build_apps(services)
+            ims, s3 = build_apps(services, bucket_port=sockets[1].getsockname()[1])
             hint = _admin_hint(services)
 
             def started() -> None:

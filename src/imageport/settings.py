@@ -122,6 +122,20 @@ class Settings:
     )
     import_max_bytes: int = _setting(1 * TiB, "nothing larger is imported at all (IMG-SIZE)")
     token_lifetime_seconds: int = _setting(24 * 3600, "lifetime of an `X-Auth-Token`")
+    console_session_seconds: int = _setting(
+        8 * 3600, "lifetime of a web console sign-in (at most `token_lifetime_seconds`)"
+    )
+    console_bucket_url: str | None = _setting(
+        None,
+        "the bucket API's address as browsers reach it, for the web console's uploads "
+        "(e.g. `https://obs.example.com`)",
+        shown="the console's own host name on `s3_port`",
+    )
+    console_secure_cookie: bool = _setting(
+        False,
+        "mark the console's session cookie `Secure` even when it is served over plain HTTP "
+        "(behind a TLS proxy); it is always `Secure` on HTTPS",
+    )
     check_cpu_seconds: int = _setting(
         20,
         "CPU time the checker may spend on one image (wall clock: three times that plus 30 s): "

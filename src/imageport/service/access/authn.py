@@ -319,6 +319,12 @@ def _token_digest(token: str) -> str:
 
 
 def _from_token(services: Services, token: str) -> Principal:
+    return token_holder(services, token)[0]
+
+
+def token_holder(services: Services, token: str) -> tuple[Principal, float]:
+    """The principal a live token stands for and when it expires (epoch seconds); 401
+    ``InvalidToken`` when it is malformed, unknown, expired or its key was revoked."""
     if not token or len(token) > MAX_TOKEN:
         raise Unauthenticated("InvalidToken", "the token is malformed")
     with services.db.connect() as conn:
@@ -329,16 +335,27 @@ def _from_token(services: Services, token: str) -> Principal:
         raise Unauthenticated("InvalidToken", "the token is unknown or has expired")
     if active_key(services, row.access_key) is None:
         raise Unauthenticated("InvalidToken", "the key that issued this token was revoked")
-    return Principal(row.project_id, row.access_key)
+    return Principal(row.project_id, row.access_key), float(row.expires_at)
 
 
-def issue_token(services: Services, principal: Principal) -> tuple[str, float]:
-    """A new token for ``principal`` and its expiry (epoch seconds); expired ones are purged,
+def revoke_token(services: Services, token: str) -> None:
+    """End ``token`` now (nothing happens for an unknown one)."""
+    if token and len(token) <= MAX_TOKEN:
+        with services.db.begin() as conn:
+            conn.execute(delete(tokens).where(tokens.c.token_sha256 == _token_digest(token)))
+
+
+def issue_token(
+    services: Services, principal: Principal, *, lifetime: float | None = None
+) -> tuple[str, float]:
+    """A new token for ``principal`` and its expiry (epoch seconds; ``lifetime`` seconds from
+    now, at most the setting ``token_lifetime_seconds``); expired ones are purged,
     and so are the oldest of the key's live ones beyond :data:`MAX_TOKENS_PER_KEY` (a client
     that asks for a token per call, or a flood of token requests, cannot grow the table)."""
     token = "IPT" + secrets.token_urlsafe(48)
     now = services.clock().timestamp()
-    expires = now + services.settings.token_lifetime_seconds
+    longest = services.settings.token_lifetime_seconds
+    expires = now + (longest if lifetime is None else max(0.0, min(lifetime, longest)))
     with services.db.begin() as conn:
         conn.execute(delete(tokens).where(tokens.c.expires_at < now))
         kept = (

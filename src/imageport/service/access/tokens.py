@@ -146,6 +146,12 @@ def _from_body(services: Services, document: dict[str, Any]) -> Principal:
         raise RequestInvalid(
             "InvalidRequestBody", f"auth.identity.{METHOD} needs access.key and secret.key"
         )
+    return key_holder(services, access, secret)
+
+
+def key_holder(services: Services, access: str, secret: str) -> Principal:
+    """The principal of access key ``access`` when ``secret`` is its secret (compared in
+    constant time; an unknown key costs the same comparison); 401 ``InvalidCredentials``."""
     key = active_key(services, access)
     expected = key.secret_key if key is not None else _DUMMY_SECRET
     matches = hmac.compare_digest(

@@ -1,0 +1,35 @@
+"""Texts every page shows: the frame, navigation and error pages."""
+
+MESSAGES: dict[str, tuple[str, str]] = {
+    "app.name": ("imageport console", "imageport 控制台"),
+    "nav.skip": ("Skip to content", "跳到正文"),
+    "nav.main": ("Main", "主菜单"),
+    "nav.buckets": ("Buckets", "桶"),
+    "nav.images": ("Images", "镜像"),
+    "nav.servers": ("Servers", "云服务器"),
+    "nav.signout": ("Sign out", "退出登录"),
+    "nav.project": ("Project {name}", "项目 {name}"),
+    "nav.language": ("Language", "语言"),
+    "lang.en": ("English", "English"),
+    "lang.zh-CN": ("简体中文", "简体中文"),
+    "error.title": ("Something went wrong", "出错了"),
+    "error.not_found": ("Not found", "未找到"),
+    "error.not_found_text": (
+        "There is nothing here, or it belongs to another project.",
+        "这里没有内容，或者它属于其他项目。",
+    ),
+    "error.code": ("Error code {code}", "错误码 {code}"),
+    "error.forgery": (
+        "This form is out of date or was not sent from this console. Reload the page and try again.",
+        "表单已过期或不是从本控制台提交的。请刷新页面后重试。",
+    ),
+    "error.back": ("Back to the images", "返回镜像列表"),
+    "common.cancel": ("Cancel", "取消"),
+    "common.confirm": ("Confirm", "确认"),
+    "common.delete": ("Delete", "删除"),
+    "common.none": ("None", "无"),
+    "common.loading": ("Loading…", "加载中…"),
+    "common.refresh": ("Refresh", "刷新"),
+    "common.yes": ("Yes", "是"),
+    "common.no": ("No", "否"),
+}
