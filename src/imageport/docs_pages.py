@@ -19,12 +19,15 @@ from starlette.applications import Starlette
 from starlette.routing import BaseRoute
 
 from imageport.api.middleware import RequestContext
-from imageport.api.route_docs import ims_route_table, s3_route_table
+from imageport.api.route_docs import console_route_table, ims_route_table, s3_route_table
 from imageport.rules.docs import rules_markdown
 from imageport.settings import load_settings, settings_markdown
 
 #: Hand-written pages with generated parts, and the parts' names.
-PAGES_WITH_PARTS = {"docs/service.md": ("ims-routes", "s3-routes")}
+PAGES_WITH_PARTS = {
+    "docs/service.md": ("ims-routes", "s3-routes"),
+    "docs/console.md": ("console-routes",),
+}
 
 
 def image_api_routes() -> list[BaseRoute]:
@@ -47,7 +50,12 @@ def image_api_routes() -> list[BaseRoute]:
 
 def generated_parts() -> dict[str, str]:
     """Each generated part of a hand-written page, by name."""
-    return {"ims-routes": ims_route_table(image_api_routes()), "s3-routes": s3_route_table()}
+    routes = image_api_routes()
+    return {
+        "ims-routes": ims_route_table(routes),
+        "s3-routes": s3_route_table(),
+        "console-routes": console_route_table(routes),
+    }
 
 
 def fill(page: str, parts: Mapping[str, str]) -> str:

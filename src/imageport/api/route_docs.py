@@ -76,16 +76,35 @@ def _path_order(row: tuple[list[str], str]) -> tuple[str, int]:
     return path, _METHODS.index(method)
 
 
-def ims_route_table(routes: Sequence[BaseRoute]) -> str:
-    """The image API's table: one row per endpoint (routes of one view share it), sorted by
-    path."""
+CONSOLE = "/console"
+"""Where the web console is mounted: its routes have a table of their own (``docs/console.md``)."""
+
+
+def _endpoint_table(routes: Sequence[BaseRoute], keep: Callable[[str], bool]) -> str:
     rows: dict[str, tuple[list[str], str]] = {}
     for r in _routes(routes):
+        if not keep(r.path):
+            continue
         requests, text = rows.setdefault(r.name, ([], summary(r.endpoint)))
         if summary(r.endpoint) != text:
             raise ValueError(f"two endpoints are named {r.name}")
         requests += [f"{method} {r.path}" for method in _methods(r)]
     return _table(sorted(rows.values(), key=_path_order))
+
+
+def _in_console(path: str) -> bool:
+    return path == CONSOLE or path.startswith(CONSOLE + "/")
+
+
+def ims_route_table(routes: Sequence[BaseRoute]) -> str:
+    """The image API's table: one row per endpoint (routes of one view share it), sorted by
+    path; the web console's routes are left to :func:`console_route_table`."""
+    return _endpoint_table(routes, lambda path: not _in_console(path))
+
+
+def console_route_table(routes: Sequence[BaseRoute]) -> str:
+    """The web console's table (its pages and scripts' routes), as :func:`ims_route_table`."""
+    return _endpoint_table(routes, _in_console)
 
 
 def _view(method: str, depth: str, query: str | None) -> Callable[..., Any] | None:

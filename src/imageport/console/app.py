@@ -33,6 +33,7 @@ def console_routes(services: Services, site: Site) -> list[BaseRoute]:
             entry.path,
             page(services, site, entry.view, public=entry.public, as_json=entry.as_json),
             methods=list(entry.methods),
+            name=f"console.{entry.view.__name__}",
         )
         for area in AREAS
         for entry in area.PAGES

@@ -334,6 +334,7 @@ def page(
             return Response(status_code=400)
         return secure(response, connect=connect)
 
+    handle.__doc__ = view.__doc__  # the route's line in docs/console.md
     return handle
 
 
