@@ -16,6 +16,7 @@ ENTRY_POINTS = [
     *SRC.glob("api/**/*.py"),
     *SRC.glob("cli/**/*.py"),
     *SRC.glob("worker/**/*.py"),
+    *SRC.glob("console/**/*.py"),
     SRC / "server.py",
 ]
 #: What querying the database looks like: the tables, and SQLAlchemy's statement builders.

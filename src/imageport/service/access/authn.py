@@ -346,16 +346,23 @@ def revoke_token(services: Services, token: str) -> None:
 
 
 def issue_token(
-    services: Services, principal: Principal, *, lifetime: float | None = None
+    services: Services,
+    principal: Principal,
+    *,
+    lifetime: float | None = None,
+    not_after: float | None = None,
 ) -> tuple[str, float]:
     """A new token for ``principal`` and its expiry (epoch seconds; ``lifetime`` seconds from
-    now, at most the setting ``token_lifetime_seconds``); expired ones are purged,
+    now, at most the setting ``token_lifetime_seconds``, and never after ``not_after``);
+    expired ones are purged,
     and so are the oldest of the key's live ones beyond :data:`MAX_TOKENS_PER_KEY` (a client
     that asks for a token per call, or a flood of token requests, cannot grow the table)."""
     token = "IPT" + secrets.token_urlsafe(48)
     now = services.clock().timestamp()
     longest = services.settings.token_lifetime_seconds
     expires = now + (longest if lifetime is None else max(0.0, min(lifetime, longest)))
+    if not_after is not None:
+        expires = min(expires, not_after)
     with services.db.begin() as conn:
         conn.execute(delete(tokens).where(tokens.c.expires_at < now))
         kept = (

@@ -58,9 +58,7 @@ def _field(value: str, what: str) -> str:
 
 def _open(services: Services, principal: Principal, longest: float | None) -> ConsoleSession:
     lifetime = float(services.settings.console_session_seconds)
-    if longest is not None:
-        lifetime = min(lifetime, longest - services.clock().timestamp())
-    token, expires = issue_token(services, principal, lifetime=lifetime)
+    token, expires = issue_token(services, principal, lifetime=lifetime, not_after=longest)
     project = find_project(services, principal.project_id)
     return ConsoleSession(token, principal, project.name, expires)
 
