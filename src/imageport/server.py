@@ -15,6 +15,7 @@ Start-up, in order (each step can fail with a clear message and exit status 2):
 4. serve both APIs with two ``uvicorn.Server`` instances in one asyncio loop, and print::
 
        imageport: image API http://127.0.0.1:8080, bucket API http://127.0.0.1:8081, data in DIR
+       imageport: web console http://127.0.0.1:8080/console/
        imageport: listening image-api=127.0.0.1:8080 s3-api=127.0.0.1:8081
 
    (the second line is for scripts and tests: it carries the real ports when 0 was asked).
@@ -280,6 +281,7 @@ def run(settings: Settings, out: IO[str] | None = None) -> int:
                     f"http://{bucket_api}, {_where(settings)}",
                     file=stdout,
                 )
+                print(f"imageport: web console http://{image_api}/console/", file=stdout)
                 if hint:
                     print(hint, file=stdout)
                 print(
