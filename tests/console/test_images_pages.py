@@ -220,3 +220,12 @@ def test_the_change_record_of_automatic_configuration(tester: Console) -> None:
         assert f"{kind}: {line[1:].strip()}" in shown, line
     assert page.text.count('class="diff-removed"') >= 1
     assert page.text.count('class="diff-added"') >= 1
+
+
+def test_the_image_page_speaks_chinese(tester: Console) -> None:
+    image_id = active_image(tester.services, tester.project_id, "zh-image", report=CLEAN_REPORT)
+    tester.client.cookies.set("imageport_lang", "zh-CN")
+    shown = text_of(tester.get(f"/images/{image_id}").text)
+    for text in ("属性", "检查报告", "启动测试", "标签", "共享", "导出到桶", "删除 zh-image…"):
+        assert text in shown, text
+    assert "操作系统版本 Ubuntu 22.04 server 64bit" in shown
