@@ -174,6 +174,9 @@ def test_the_image_page_shows_the_api_document_report_tags_and_jobs(tester: Cons
     assert refused.status_code == 400
     assert "Refused (IMG.0001)" in text_of(refused.text)
     assert 'value="bad key!"' in refused.text  # what was typed is kept
+    # the language switch leads back to the image page, not to the form's POST route
+    assert f'next=%2Fconsole%2Fimages%2F{image_id}"' in refused.text
+    assert "%2Ftags" not in refused.text
 
 
 def test_another_projects_image_and_a_field_the_form_lacks(site: Site) -> None:

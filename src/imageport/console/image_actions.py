@@ -20,6 +20,7 @@ delete (after a confirmation page)  ``DELETE /v2/images/{id}``
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Mapping
 
 from starlette.responses import Response
@@ -203,7 +204,7 @@ def delete_image(services: Services, call: PageCall) -> Response:
     except ServiceError as error:
         image = image_queries.get_image(services, call.project_id, image_id)
         return render(
-            call,
+            dataclasses.replace(call, here=url(f"/images/{segment(image_id)}/delete")),
             "image_delete.html",
             status=error.status,
             nav="images",

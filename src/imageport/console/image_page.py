@@ -13,6 +13,7 @@ only the forms it may use.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -29,7 +30,7 @@ from imageport.console.image_models import (
     property_rows,
     script_texts,
 )
-from imageport.console.pages import PageCall, PageRoute, render
+from imageport.console.pages import PageCall, PageRoute, render, segment, url
 from imageport.service import codes
 from imageport.service.context import Services
 from imageport.service.errors import NotFound, RequestInvalid, ServiceError
@@ -92,9 +93,11 @@ def image_page(
     notice: str = "",
 ) -> Response:
     """The page of ``call``'s image, with ``refused`` at its form and the form's ``values``
-    kept (the status is the refusal's)."""
+    kept (the status is the refusal's). After a form's POST the page's own links (the
+    language switch) lead back to the image page, not to the form's route."""
     project_id = call.project_id
     image_id = call.path_params["image_id"]
+    call = dataclasses.replace(call, here=url(f"/images/{segment(image_id)}"))
     record = image_queries.get_image(services, project_id, image_id)  # NotFound: 404 page
     owner = record.project_id == project_id
     report = _report(services, project_id, image_id)
