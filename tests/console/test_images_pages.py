@@ -27,6 +27,7 @@ from imageport.service.access.console_sessions import csrf_value, sign_in_with_k
 from imageport.service.access.projects import create_key, create_project
 from imageport.service.context import Services
 from imageport.service.jobs.dispatch import run_job
+from imageport.service.jobs.image_jobs import recent_jobs
 from imageport.service.tools.check import check_image
 from support import import_fixtures as fx
 from support import is_config_fixtures as icf
@@ -189,6 +190,20 @@ def test_another_projects_image_and_a_field_the_form_lacks(site: Site) -> None:
     smuggled = owner.post(f"/images/{image_id}/copy", {"name": "c", "cmk_id": "x"})
     assert smuggled.status_code == 400
     assert "cmk_id: this form has no such field" in text_of(smuggled.text)
+
+    copied = owner.post(f"/images/{image_id}/copy", {"name": "c"})
+    assert copied.status_code == 303
+    copy_id = copied.headers["location"].split("/")[3].split("?")[0]
+    (job,) = recent_jobs(site.services, owner.project_id, copy_id)
+    assert owner.get(f"/images/job/{job.id}").json()["entities"]["image_id"] == copy_id
+    for path in (f"/images/job/{job.id}", f"/images/{image_id}/document"):
+        refused = other.get(path)
+        assert refused.status_code == 404, path
+        assert refused.json()["error"]["code"] == "IMG.NOT_FOUND"
+    screenshot = f"/images/{image_id}/boot-test/screenshot"
+    assert other.get(screenshot, firmware="bios").status_code == 404
+    assert owner.get(screenshot, firmware="bios").status_code == 404  # no boot test yet
+    assert owner.get(screenshot, firmware="arm").status_code == 400
 
 
 def test_the_change_record_of_automatic_configuration(tester: Console) -> None:
