@@ -37,6 +37,7 @@ from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Re
 from imageport.console import i18n
 from imageport.console.report_view import report_view
 from imageport.numbers import whole_number
+from imageport.service import codes
 from imageport.service.access.authn import Principal
 from imageport.service.access.console_sessions import ConsoleSession, csrf_matches, resume
 from imageport.service.context import Services
@@ -232,13 +233,15 @@ def _same_origin(request: Request) -> bool:
 
 async def _read_body(request: Request) -> bytes:
     if (whole_number(request.headers.get("content-length", "")) or 0) > MAX_FORM:
-        raise RequestInvalid("IMG.0001", f"the request body is larger than {MAX_FORM} bytes")
+        raise RequestInvalid(codes.BAD_REQUEST, f"the request body is larger than {MAX_FORM} bytes")
     chunks: list[bytes] = []
     size = 0
     async for chunk in request.stream():
         size += len(chunk)
         if size > MAX_FORM:
-            raise RequestInvalid("IMG.0001", f"the request body is larger than {MAX_FORM} bytes")
+            raise RequestInvalid(
+                codes.BAD_REQUEST, f"the request body is larger than {MAX_FORM} bytes"
+            )
         chunks.append(chunk)
     return b"".join(chunks)
 
@@ -251,15 +254,15 @@ def _parse_body(request: Request, body: bytes) -> tuple[list[tuple[str, str]], o
         try:
             return [], json.loads(body)
         except (ValueError, RecursionError):
-            raise RequestInvalid("IMG.0001", "the body is not JSON") from None
+            raise RequestInvalid(codes.BAD_REQUEST, "the body is not JSON") from None
     if kind == "application/x-www-form-urlencoded":
         try:
             text = body.decode("utf-8")
             fields = parse_qsl(text, keep_blank_values=True, max_num_fields=MAX_FIELDS)
         except (UnicodeDecodeError, ValueError):
-            raise RequestInvalid("IMG.0001", "the form is malformed") from None
+            raise RequestInvalid(codes.BAD_REQUEST, "the form is malformed") from None
         return fields, None
-    raise RequestInvalid("IMG.0001", f"the console does not take {kind or 'that'} bodies")
+    raise RequestInvalid(codes.BAD_REQUEST, f"the console does not take {kind or 'that'} bodies")
 
 
 def error_page(call: PageCall, error: ServiceError, *, as_json: bool) -> Response:
