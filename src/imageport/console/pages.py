@@ -35,6 +35,7 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 
 from imageport.console import i18n
+from imageport.console.report_view import report_view
 from imageport.numbers import whole_number
 from imageport.service import codes
 from imageport.service.access.authn import Principal
@@ -148,6 +149,8 @@ def segment(value: str) -> str:
 
 
 _environment.globals.update(url=url, segment=segment)
+# the check report partial (templates/_report.html) arranges its document with this
+_environment.globals.update(report_view=report_view)
 
 
 def render(call: PageCall, template: str, *, status: int = 200, **context: Any) -> HTMLResponse:

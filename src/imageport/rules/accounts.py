@@ -85,6 +85,8 @@ class LoginRule(Rule):
     severity = Severity.ERROR
     title = "A way to log in to servers made from the image must exist"
     advice = "Install cloud-init, or set a root password, or add an SSH key and enable sshd."
+    title_zh = "必须有办法登录由该镜像创建的云服务器"
+    advice_zh = "安装 cloud-init，或设置 root 密码，或添加 SSH 密钥并启用 sshd。"
 
     def check(self, facts: ImageFacts) -> Iterator[Finding]:
         found = _guest_accounts(facts)
@@ -172,6 +174,8 @@ class RootPasswordRule(Rule):
     severity = Severity.WARNING
     title = "root must exist and have a usable password"
     advice = "Set root's password with `passwd root` on the source machine and export again."
+    title_zh = "root 用户必须存在且有可用的密码"
+    advice_zh = "在源机器上用 `passwd root` 设置 root 密码，然后重新导出。"
 
     def check(self, facts: ImageFacts) -> Iterator[Finding]:
         found = _guest_accounts(facts)
@@ -277,6 +281,8 @@ class PasswordStrengthRule(Rule):
     severity = Severity.ERROR
     title = "Passwords must be strong (upper, lower, digit, special) and not well-known"
     advice = "Set a strong password with `passwd USER` on the source machine and export again."
+    title_zh = "密码必须足够强（含大小写字母、数字和特殊字符）且不是常见密码"
+    advice_zh = "在源机器上用 `passwd USER` 设置强密码，然后重新导出。"
 
     def check(self, facts: ImageFacts) -> Iterator[Finding]:
         found = _guest_accounts(facts)

@@ -55,6 +55,8 @@ class ArchitectureRule(Rule):
     severity = Severity.ERROR
     title = "The declared architecture must be the one the guest's programs are built for"
     advice = "Register the image with the architecture its programs are built for."
+    title_zh = "声明的架构必须与镜像中程序的架构一致"
+    advice_zh = "按镜像中程序所用的架构注册镜像。"
 
     def check(self, facts: ImageFacts) -> Iterator[Finding]:
         declared = facts.options.architecture

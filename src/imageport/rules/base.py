@@ -1,7 +1,8 @@
 """What a rule is, and the facts rules judge.
 
 A rule is a class with its ID, severity and title as class attributes and its documentation
-as its docstring, in four parts: what it checks, why it matters, how to fix, example. The
+as its docstring, in four parts: what it checks, why it matters, how to fix, example. Its title
+and default advice are also given in Simplified Chinese (``title_zh``, ``advice_zh``). The
 rules page (``docs/rules.md``) and ``imageport rules`` are generated from these units.
 """
 
@@ -119,6 +120,11 @@ class Rule(abc.ABC):
     title: ClassVar[str]
     #: Default advice, used when a finding gives none of its own.
     advice: ClassVar[str]
+    #: The title and the default advice in Simplified Chinese (the vendor's users read both;
+    #: the web console shows them on its Chinese pages). A finding's own message, evidence and
+    #: advice stay in English: they quote the image.
+    title_zh: ClassVar[str]
+    advice_zh: ClassVar[str]
     #: The kinds of image the rule judges (:data:`DiskKind`); a system disk by default, as
     #: every guest rule judges the system installed on it.
     kinds: ClassVar[frozenset[DiskKind]] = frozenset({"system"})

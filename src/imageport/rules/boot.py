@@ -79,6 +79,11 @@ class BootModeRule(Rule):
     severity = Severity.ERROR
     title = "The image must boot with BIOS (UEFI only with --uefi)"
     advice = "Install GRUB for BIOS (grub-install --target=i386-pc), or check with --uefi."
+    title_zh = "镜像必须能以 BIOS 启动（使用 --uefi 检查时可为 UEFI）"
+    advice_zh = (
+        "安装 BIOS 版 GRUB（grub-install --target=i386-pc），"
+        "或以 UEFI 启动方式（--uefi）检查并注册镜像。"
+    )
 
     def check(self, facts: ImageFacts) -> Iterator[Finding]:
         guest = facts.installed_guest
@@ -150,6 +155,8 @@ class BootSameDiskRule(Rule):
         "Keep /boot and / on the system disk and make the boot loader name the root by "
         "UUID (root=UUID=...)."
     )
+    title_zh = "/boot 和根文件系统必须位于系统盘上"
+    advice_zh = "将 /boot 和 / 放在系统盘上，并让引导程序用 UUID 指定根文件系统（root=UUID=...）。"
 
     def check(self, facts: ImageFacts) -> Iterator[Finding]:
         guest = facts.installed_guest
@@ -248,6 +255,8 @@ class ConsoleRule(Rule):
     severity = Severity.WARNING
     title = "The kernel command line should send the console to the serial port"
     advice = "Add console=ttyS0,115200 to the kernel command line."
+    title_zh = "内核命令行应将控制台输出到串口"
+    advice_zh = "在内核命令行中加入 console=ttyS0,115200。"
 
     def check(self, facts: ImageFacts) -> Iterator[Finding]:
         guest = facts.installed_guest

@@ -23,6 +23,11 @@ CONFIG_ADVICE = (
     "(with cloud-init's network configuration disabled, keep every NIC on DHCP in the "
     "system's own network files)."
 )
+CONFIG_ADVICE_ZH = (
+    "将平台的设置写入最后读取的配置文件，例如 "
+    "/etc/cloud/cloud.cfg.d/99_openstack.cfg：\n" + VENDOR_CONFIG + "\n"
+    "（关闭 cloud-init 的网络配置后，请在系统自己的网络配置文件中让每块网卡使用 DHCP）。"
+)
 _INSTALL = {
     "debian": "apt-get install cloud-init",
     "rhel": "yum install cloud-init (dnf install cloud-init on newer releases)",
@@ -90,6 +95,8 @@ class CloudInitRule(Rule):
     severity = Severity.WARNING
     title = "cloud-init should be installed, enabled and use the OpenStack datasource"
     advice = CONFIG_ADVICE
+    title_zh = "应安装并启用 cloud-init，且使用 OpenStack 数据源"
+    advice_zh = CONFIG_ADVICE_ZH
 
     def check(self, facts: ImageFacts) -> Iterator[Finding]:
         guest = facts.guest

@@ -57,6 +57,8 @@ class FormatRule(Rule):
     severity = Severity.ERROR
     title = "The file's format must be one the platform accepts"
     advice = "Convert the disk to an accepted format, e.g. `qemu-img convert -O qcow2 IN OUT`."
+    title_zh = "文件格式必须是平台支持的格式"
+    advice_zh = "将磁盘转换为平台支持的格式，例如 `qemu-img convert -O qcow2 IN OUT`。"
     kinds = ALL_KINDS
 
     def check(self, facts: ImageFacts) -> Iterator[Finding]:
@@ -159,6 +161,8 @@ class SafeRule(Rule):
     severity = Severity.ERROR
     title = "The file must be self-contained and unambiguous"
     advice = "Flatten the image into one self-contained file with `qemu-img convert`."
+    title_zh = "文件必须自包含且格式明确"
+    advice_zh = "用 `qemu-img convert` 将镜像合并为一个自包含的文件。"
     kinds = ALL_KINDS
 
     def check(self, facts: ImageFacts) -> Iterator[Finding]:
@@ -208,6 +212,8 @@ class EncryptionRule(Rule):
     severity = Severity.ERROR
     title = "The file must not be encrypted"
     advice = "Convert to an unencrypted image with qemu-img, giving it the key."
+    title_zh = "文件不能加密"
+    advice_zh = "提供密钥，用 qemu-img 将其转换为未加密的镜像。"
     kinds = ALL_KINDS
 
     def check(self, facts: ImageFacts) -> Iterator[Finding]:
@@ -245,6 +251,11 @@ class SizeRule(Rule):
     advice = (
         "Shrink the image; up to 1 TiB, use fast import with ZVHD2 (`imageport convert "
         "IN OUT.zvhd2`) or RAW and its bitmap file (`imageport bitmap disk.raw`)."
+    )
+    title_zh = "文件不能超过 1 TiB（不使用快速导入时为 128 GiB）"
+    advice_zh = (
+        "缩小镜像；1 TiB 以内可使用快速导入：ZVHD2（`imageport convert IN OUT.zvhd2`）"
+        "或 RAW 加位表文件（`imageport bitmap disk.raw`）。"
     )
     kinds = ALL_KINDS
 
@@ -313,6 +324,8 @@ class DiskSizeRule(Rule):
     severity = Severity.ERROR
     title = "The virtual disk must fit a 40-1024 GiB system disk (1-2048 GiB data disk)"
     advice = "Use a min_disk of at least the virtual size rounded up to whole GiB."
+    title_zh = "虚拟磁盘必须放得进 40-1024 GiB 的系统盘（数据盘为 1-2048 GiB）"
+    advice_zh = "min_disk 至少取虚拟磁盘大小，按 GiB 向上取整。"
     kinds = ALL_KINDS
 
     def check(self, facts: ImageFacts) -> Iterator[Finding]:

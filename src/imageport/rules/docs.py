@@ -42,15 +42,20 @@ def rules_markdown() -> str:
         f"{_ids(INITIALIZATION_RULES - TOLERATED_WHEN_UNINITIALIZED)} (a server that cannot "
         "load its disk's driver does not start, so it cannot be fixed in one).",
         "",
-        "| ID | severity | judges | title |",
-        "| --- | --- | --- | --- |",
+        "Each rule's title and default advice are also given in Simplified Chinese, as the "
+        "web console shows them on its Chinese pages.",
+        "",
+        "| ID | severity | judges | title | 标题 |",
+        "| --- | --- | --- | --- | --- |",
     ]
     out += [
-        f"| [{r.id}](#{r.id.lower()}) | {r.severity.value} | {_kinds(r)} | {r.title} |"
+        f"| [{r.id}](#{r.id.lower()}) | {r.severity.value} | {_kinds(r)} | {r.title} "
+        f"| {r.title_zh} |"
         for r in RULES
     ]
     for r in RULES:
         out += ["", f"## {r.id}", "", f"**{r.title}** (severity: {r.severity.value})", ""]
+        out += [f"**{r.title_zh}**", ""]
         out += [f"Judges: {_kinds(r)}.", ""]
         for paragraph in r.docs().split("\n\n"):
             head, sep, rest = paragraph.partition(":")
@@ -58,5 +63,5 @@ def rules_markdown() -> str:
                 out += [f"*{head}:*{rest}", ""]
             else:
                 out += [paragraph, ""]
-        out += [f"Default advice: {r.advice}"]
+        out += [f"Default advice: {r.advice}", "", f"默认修复建议：{r.advice_zh}"]
     return "\n".join(out).rstrip() + "\n"

@@ -123,6 +123,10 @@ class FastRawRule(_OptimizedRule):
         "Make the bitmap with `imageport bitmap disk.raw` (writes disk.mf) and fix every "
         "optimization rule before uploading."
     )
+    title_zh = "RAW 快速导入需要优化过的镜像和匹配的位表文件"
+    advice_zh = (
+        "用 `imageport bitmap disk.raw` 生成位表文件（disk.mf），并在上传前修复所有优化规则。"
+    )
 
     def check(self, facts: ImageFacts) -> Iterator[Finding]:
         c = facts.container
@@ -202,6 +206,8 @@ class FastZvhd2Rule(_OptimizedRule):
     severity = Severity.ERROR
     title = "Fast import of ZVHD2 needs the image optimized"
     advice = "Fix every optimization rule in the source, then write the ZVHD2 again."
+    title_zh = "ZVHD2 快速导入需要优化过的镜像"
+    advice_zh = "在源系统中修复所有优化规则，然后重新生成 ZVHD2 文件。"
 
     def check(self, facts: ImageFacts) -> Iterator[Finding]:
         if facts.options.fast_import and facts.container.format == "zvhd2":

@@ -142,6 +142,8 @@ class HardwareBindingRule(Rule):
     severity = Severity.WARNING
     title = "The OS should not be bound to the old machine's hardware"
     advice = "Remove MAC address bindings and by-id/by-path disk names from the configuration."
+    title_zh = "操作系统不应绑定原机器的硬件"
+    advice_zh = "从配置中删除 MAC 地址绑定和 by-id/by-path 形式的磁盘名。"
 
     def check(self, facts: ImageFacts) -> Iterator[Finding]:
         guest = facts.installed_guest

@@ -103,6 +103,8 @@ class HypervisorToolsRule(Rule):
     advice = (
         "Uninstall the other hypervisor's guest tools (VMware Tools, Hyper-V daemons, Xen tools)."
     )
+    title_zh = "应卸载其他虚拟化平台的客户机工具"
+    advice_zh = "卸载其他虚拟化平台的客户机工具（VMware Tools、Hyper-V 守护进程、Xen 工具）。"
 
     def check(self, facts: ImageFacts) -> Iterator[Finding]:
         guest = facts.installed_guest

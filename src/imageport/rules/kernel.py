@@ -194,6 +194,8 @@ class DriversRule(Rule):
     severity = Severity.ERROR
     title = "The kernel must load virtio, Xen PV and IDE drivers at boot"
     advice = "Add the virtio, Xen PV and IDE drivers to the initrd and rebuild it."
+    title_zh = "内核必须在启动时加载 virtio、Xen PV 和 IDE 驱动"
+    advice_zh = "将 virtio、Xen PV 和 IDE 驱动加入 initrd 并重新生成 initrd。"
 
     def check(self, facts: ImageFacts) -> Iterator[Finding]:
         guest = facts.installed_guest
@@ -287,6 +289,8 @@ class FullVirtRule(Rule):
     severity = Severity.ERROR
     title = "The OS must support full virtualization (HVM/KVM, x86_64 or aarch64)"
     advice = "Install the distribution's standard x86_64 or aarch64 kernel and boot it."
+    title_zh = "操作系统必须支持全虚拟化（HVM/KVM，x86_64 或 aarch64）"
+    advice_zh = "安装发行版标准的 x86_64 或 aarch64 内核，并用它启动。"
 
     def check(self, facts: ImageFacts) -> Iterator[Finding]:
         guest = facts.installed_guest
@@ -357,6 +361,8 @@ class NetRulesRule(Rule):
     severity = Severity.WARNING
     title = "udev must not pin network interface names to MAC addresses"
     advice = "Delete the persistent-net rules files and rebuild the initrd."
+    title_zh = "udev 不能把网卡名绑定到 MAC 地址"
+    advice_zh = "删除 persistent-net 规则文件并重新生成 initrd。"
 
     def check(self, facts: ImageFacts) -> Iterator[Finding]:
         guest = facts.installed_guest

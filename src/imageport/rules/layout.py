@@ -35,6 +35,8 @@ class SystemDiskRule(Rule):
     severity = Severity.ERROR
     title = "The image must contain an installed Linux system disk"
     advice = "Export the machine's system disk (the one holding /) as the image."
+    title_zh = "镜像必须包含已安装 Linux 的系统盘"
+    advice_zh = "将虚拟机的系统盘（包含 / 的磁盘）导出为镜像。"
 
     def check(self, facts: ImageFacts) -> Iterator[Finding]:
         guest = facts.guest
@@ -105,6 +107,8 @@ class FstabDataDiskRule(Rule):
     severity = Severity.ERROR
     title = "fstab must not auto-mount disks other than the system disk"
     advice = "Remove the line from /etc/fstab or add `noauto,nofail` to its options."
+    title_zh = "fstab 不能开机自动挂载系统盘以外的磁盘"
+    advice_zh = "从 /etc/fstab 删除该行，或在其选项中加上 `noauto,nofail`。"
 
     def check(self, facts: ImageFacts) -> Iterator[Finding]:
         if facts.guest is None:
@@ -167,6 +171,8 @@ class StableNamesRule(Rule):
     severity = Severity.WARNING
     title = "fstab and the kernel command line should name filesystems by UUID"
     advice = "Use UUID=... (see `blkid`) instead of /dev/sdX-style device names."
+    title_zh = "fstab 和内核命令行应使用 UUID 指定文件系统"
+    advice_zh = "使用 UUID=...（见 `blkid`）代替 /dev/sdX 这类设备名。"
 
     def check(self, facts: ImageFacts) -> Iterator[Finding]:
         guest = facts.installed_guest

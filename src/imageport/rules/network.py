@@ -71,6 +71,8 @@ class NetDhcpRule(Rule):
     severity = Severity.WARNING
     title = "Network interfaces should get their address by DHCP"
     advice = "Configure every network interface for DHCP and remove fixed addresses."
+    title_zh = "网卡应通过 DHCP 获取地址"
+    advice_zh = "将所有网卡配置为 DHCP，并删除固定地址。"
 
     def check(self, facts: ImageFacts) -> Iterator[Finding]:
         guest = facts.installed_guest

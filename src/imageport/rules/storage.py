@@ -31,6 +31,8 @@ class LvmInjectionRule(Rule):
     severity = Severity.WARNING
     title = "With an LVM root, file injection at server creation is not supported"
     advice = "Install and configure cloud-init so passwords and keys are set from inside."
+    title_zh = "根文件系统在 LVM 上时，不支持创建云服务器时注入文件"
+    advice_zh = "安装并配置 cloud-init，由系统内部设置密码和密钥。"
 
     def check(self, facts: ImageFacts) -> Iterator[Finding]:
         guest = facts.guest
@@ -63,6 +65,8 @@ class DiskEncryptionRule(Rule):
     severity = Severity.WARNING
     title = "Encrypted disks or partitions may make servers unusable"
     advice = "Decrypt the volume before exporting, and remove it from /etc/crypttab and fstab."
+    title_zh = "加密的磁盘或分区可能导致云服务器无法使用"
+    advice_zh = "导出前先解密该卷，并将其从 /etc/crypttab 和 fstab 中删除。"
 
     def check(self, facts: ImageFacts) -> Iterator[Finding]:
         guest = facts.guest
@@ -109,6 +113,8 @@ class OemRule(Rule):
     severity = Severity.ERROR
     title = "OEM-licensed operating systems are not supported"
     advice = "Use an image of the OS under a licence that allows cloud use."
+    title_zh = "不支持 OEM 授权的操作系统"
+    advice_zh = "使用许可允许在云上使用的操作系统镜像。"
 
     def check(self, facts: ImageFacts) -> Iterator[Finding]:
         guest = facts.guest

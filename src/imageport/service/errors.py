@@ -6,7 +6,11 @@ status (400 :class:`RequestInvalid`, 401 :class:`Unauthenticated`, 403 :class:`F
 :class:`Conflict`). Their place in the one tree is drawn in :mod:`imageport.errors`.
 
 ``code`` is what clients read: ``IMG.0009`` on the image API, ``NoSuchBucket`` on the bucket
-API; ``message`` is one sentence for a person, naming the value that was wrong.
+API; ``message`` is one sentence for a person, naming the value that was wrong. ``field``, when
+set, names that value in a machine-readable way: the request body's field (``name``,
+``min_disk``, ``image_url``...) the refusal is about, so that a form (the web console's) can
+show the error at its input. The APIs' error bodies do not carry it (the vendor's have no such
+member); the message names the field for their clients.
 """
 
 from __future__ import annotations
@@ -19,10 +23,14 @@ class ServiceError(ImageportError):
 
     status = 500
 
-    def __init__(self, code: str, message: str, *, status: int | None = None) -> None:
+    def __init__(
+        self, code: str, message: str, *, status: int | None = None, field: str | None = None
+    ) -> None:
         super().__init__(f"{code}: {message}")
         self.code = code
         self.message = message
+        #: the request field the error is about (see the module docstring), or None
+        self.field = field
         if status is not None:
             self.status = status
 

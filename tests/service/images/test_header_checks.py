@@ -104,7 +104,7 @@ def test_min_disk_below_the_virtual_size_is_refused_at_once(
     pid = fx.project_id(services)
     before = counts(services)
     err = refused(lambda: create_image_from_file(services, pid, body("big.qcow2")))
-    assert (err.code, err.status) == ("IMG.0055", 400)
+    assert (err.code, err.status, err.field) == ("IMG.0055", 400, "min_disk")
     assert err.message.splitlines() == [
         "IMG-DISK-SIZE: min_disk 40 GiB is smaller than the virtual disk (50 GiB).",
         f"  evidence: virtual size: {50 * GiB} bytes (50 GiB rounded up)",
@@ -134,7 +134,7 @@ def test_formats_the_platform_does_not_take(services: Services, tmp_path: Path) 
     pid = fx.project_id(services)
     put(services, "disk.img.gz", gzip.compress(b"a disk" * 1000))
     err = refused(lambda: create_image_from_file(services, pid, body("disk.img.gz")))
-    assert err.code == "IMG.0072"
+    assert (err.code, err.field) == ("IMG.0072", "image_url")
     assert err.message.startswith("IMG-FORMAT: The file is gzip")
 
     put(services, "backing.qcow2", fx.backing_qcow2().read_bytes())
@@ -155,7 +155,7 @@ def test_fast_import_of_raw_needs_its_bitmap_beside_it(services: Services) -> No
     pid = fx.project_id(services)
     put(services, "dir/disk.raw", b"\0" * 4096)
     err = refused(lambda: quick_import(services, pid, body("dir/disk.raw")))
-    assert err.code == "IMG.0057"
+    assert (err.code, err.field) == ("IMG.0057", "is_quick_import")
     assert err.message.startswith("IMG-FAST-RAW: No bitmap file was given")
     assert (
         f"  note: looked for the bitmap file {BUCKET}:dir/disk.mf beside {BUCKET}:dir/disk.raw; "

@@ -4,6 +4,7 @@ tests/cli/test_remote_cli.py)."""
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -77,8 +78,53 @@ def test_an_object_is_checked_without_storing_anything(services: Services) -> No
     other = create_project(services, "other").id
     assert _code(lambda: object_check.check_object(services, other, body)) == "NoSuchBucket"
     with pytest.raises(RequestInvalid) as err:
-        object_check.check_object(services, project, {**body, "is_quick_import": True})
-    assert err.value.code == "IMG.0001"
+        object_check.check_object(services, project, {**body, "is_fast": True})
+    assert (err.value.code, err.value.field) == ("IMG.0001", "is_fast")
+
+
+class _RecordingChecker(FakeImageWorker):
+    """A checker that keeps the options it was given and names its inputs in its report."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.options: list[CheckOptions] = []
+
+    def inspect(
+        self, path: Path, options: CheckOptions, *, cancelled: Callable[[], bool]
+    ) -> ImageInspection:
+        self.options.append(options)
+        found = super().inspect(path, options, cancelled=cancelled)
+        report = {"file": str(path), "bitmap": options.bitmap_path}
+        return dataclasses.replace(found, report=report)
+
+
+def test_an_object_is_checked_for_fast_import_with_the_bitmap_beside_it(
+    services: Services,
+) -> None:
+    """``is_quick_import`` checks the object as a quick import's job will: told so, and given
+    the ``<base>.mf`` beside a RAW object; the report names both as ``bucket:key``."""
+    checker = _RecordingChecker()
+    services.worker = checker
+    project = fx.project_id(services)
+    services.store.create_bucket("images", project, "STANDARD", services.settings.region)
+    fx.store_bytes(services, "images", "dir/disk.raw", b"\0" * 4096)
+    body = {"image_url": "images:dir/disk.raw", "is_quick_import": True}
+    assert object_check.check_object(services, project, body) == {
+        "file": "images:dir/disk.raw",
+        "bitmap": None,  # none beside it yet: IMG-FAST-RAW will say so
+    }
+    fx.store_bytes(services, "images", "dir/disk.mf", b"bitmap")
+    assert object_check.check_object(services, project, body) == {
+        "file": "images:dir/disk.raw",
+        "bitmap": "images:dir/disk.mf",
+    }
+    assert [o.fast_import for o in checker.options] == [True, True]
+    object_check.check_object(services, project, {"image_url": "images:dir/disk.raw"})
+    assert checker.options[-1].fast_import is False
+    assert checker.options[-1].bitmap_path is None  # no bitmap without fast import
+    with pytest.raises(RequestInvalid) as err:
+        object_check.parse_check_request({**body, "type": "IsoImage"})
+    assert (err.value.code, err.value.field) == ("IMG.0167", "is_quick_import")
 
 
 def test_a_check_request_declares_the_architecture_as_a_registration_does() -> None:

@@ -127,6 +127,54 @@ def test_each_bad_field_gets_its_code(change: dict[str, object], code: str) -> N
     assert refused({**GOOD, **change}) == code
 
 
+@pytest.mark.parametrize(
+    ("change", "code", "field"),
+    [
+        ({"name": None}, "IMG.0013", "name"),
+        ({"name": " leading"}, "IMG.0003", "name"),
+        ({"description": "<script>"}, "IMG.0054", "description"),
+        ({"image_url": "no-colon"}, "IMG.0017", "image_url"),
+        ({"image_url": "images:disk 1.qcow2"}, "IMG.0175", "image_url"),
+        ({"min_disk": 39}, "IMG.0055", "min_disk"),
+        ({"min_disk": "40"}, "IMG.0055", "min_disk"),
+        ({"min_ram": -1}, "IMG.0055", "min_ram"),
+        ({"min_ram": 2048, "max_ram": 1024}, "IMG.0055", "max_ram"),
+        ({"os_version": "Ubuntu 99.04 server 64bit"}, "IMG.0056", "os_version"),
+        ({"os_type": "Windows"}, "IMG.0122", "os_type"),
+        ({"architecture": "mips"}, "IMG.0212", "architecture"),
+        ({"hw_firmware_type": "coreboot"}, "IMG.0141", "hw_firmware_type"),
+        ({"type": "BMS"}, "IMG.0024", "type"),
+        ({"type": "IsoImage", "os_version": None}, "IMG.0166", "os_version"),
+        ({"type": "IsoImage", "is_config": True}, "IMG.0167", "is_config"),
+        ({"is_quick_import": True, "is_config": True}, "IMG.0001", "is_config"),
+        ({"is_config": "yes"}, "IMG.0001", "is_config"),
+        ({"boot_test": 1}, "IMG.0001", "boot_test"),
+        ({"tags": ["no-dot"]}, "IMG.0001", "tags"),
+        ({"image_tags": [{"key": "k" * 37, "value": "v"}]}, "IMG.0001", "image_tags"),
+        ({"colour": "blue"}, "IMG.0001", "colour"),
+        ({"cmk_id": "key"}, "IMG.0095", "cmk_id"),
+        ({"data_images": [{"name": "d", "image_url": "images:d"}]}, "IMG.0055", "data_images"),
+    ],
+)
+def test_each_refusal_names_its_field(change: dict[str, object], code: str, field: str) -> None:
+    """A form (the web console's) shows the error at the input the refusal names."""
+    with pytest.raises(RequestInvalid) as info:
+        parse_import_request({**GOOD, **change}, quick=False)
+    assert (info.value.code, info.value.field) == (code, field)
+
+
+def test_a_quick_import_refusal_names_its_field() -> None:
+    with pytest.raises(RequestInvalid) as info:
+        parse_import_request({**GOOD, "os_version": None}, quick=True)
+    assert (info.value.code, info.value.field) == ("IMG.0056", "os_version")
+    with pytest.raises(RequestInvalid) as info:
+        parse_data_image_request({"name": "d", "image_url": "images:d.raw", "min_disk": 39})
+    assert (info.value.code, info.value.field) == ("IMG.0055", "min_disk")
+    with pytest.raises(RequestInvalid) as info:
+        src.check_bucket_access(None, "images", "p1")
+    assert info.value.field == "image_url"
+
+
 def test_the_closest_good_request_passes() -> None:
     request = parse_import_request(
         {

@@ -26,8 +26,8 @@ def job_report(services: Services, call: Call) -> Response:
 
 def check_object(services: Services, call: Call) -> Response:
     """Check an object before registering it ``{"image_url": "bucket:key", "min_disk"?,
-    "hw_firmware_type"?, "uninitialized"?, "architecture"?, "type"?}``: its check report, nothing
-    stored; 400
-    ``IMG.0194`` while as many checks run as there are workers, or all of them but one in the
-    caller's project."""
+    "hw_firmware_type"?, "uninitialized"?, "architecture"?, "type"?, "is_quick_import"?}``
+    (``is_quick_import``: for fast import, with the ``.mf`` bitmap beside a RAW object): its
+    check report, nothing stored; 400 ``IMG.0194`` while as many checks run as there are
+    workers, or all of them but one in the caller's project."""
     return JSONResponse(object_check.check_object(services, call.project_id, call.json()))

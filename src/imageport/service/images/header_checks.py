@@ -68,6 +68,13 @@ log = logging.getLogger(__name__)
 HEAD_BYTES = 4 * MiB
 #: Bytes read from the end of the object (VHD footers, VMDK stream footers, probe tails).
 TAIL_BYTES = 1 * MiB
+#: The request field a refusal is about (``RequestInvalid.field``), by the rule that refused:
+#: the file itself (``image_url``) unless another field could change the verdict.
+_FIELD_OF_RULE = {
+    "IMG-DISK-SIZE": "min_disk",
+    "IMG-FAST-RAW": "is_quick_import",
+    "IMG-FAST-ZVHD2": "is_quick_import",
+}
 
 
 @contextlib.contextmanager
@@ -155,7 +162,11 @@ def check_header(
                 )
     if not failed:
         return
-    raise RequestInvalid(vendor_code(failed[0], found, disk_kind), failure_reason(failed, notes))
+    raise RequestInvalid(
+        vendor_code(failed[0], found, disk_kind),
+        failure_reason(failed, notes),
+        field=_FIELD_OF_RULE.get(failed[0].rule_id, "image_url"),
+    )
 
 
 def _as_failed(findings: Iterable[Finding]) -> list[FailedRule]:

@@ -169,7 +169,9 @@ def parse_import_request(body: object, *, quick: bool) -> ImportRequest:
     quick_route = quick
     if quick_route and doc.get("type") == ISO_IMAGE_TYPE:
         raise RequestInvalid(
-            codes.ISO_FIELD_NOT_ALLOWED, f"type IsoImage: {_NOT_FOR_ISO['is_quick_import']}"
+            codes.ISO_FIELD_NOT_ALLOWED,
+            f"type IsoImage: {_NOT_FOR_ISO['is_quick_import']}",
+            field="type",
         )
     image_type = v.check_image_type(
         doc.get("type"), also=(DATA_IMAGE_TYPE,) if quick_route else (ISO_IMAGE_TYPE,)
@@ -216,10 +218,12 @@ def parse_import_request(body: object, *, quick: bool) -> ImportRequest:
         boot_test=check_boot_test(doc.get("boot_test"), image_type),
     )
     if quick and request.is_config:
-        raise RequestInvalid(codes.BAD_REQUEST, QUICK_WITHOUT_CONFIG)
+        raise RequestInvalid(codes.BAD_REQUEST, QUICK_WITHOUT_CONFIG, field="is_config")
     if data and (request.is_config or doc.get("min_ram") is not None):
         raise RequestInvalid(
-            codes.BAD_REQUEST, "a data image has no system: is_config and min_ram do not apply"
+            codes.BAD_REQUEST,
+            "a data image has no system: is_config and min_ram do not apply",
+            field="is_config" if request.is_config else "min_ram",
         )
     items = doc.get("data_images")
     if items not in (None, []):
@@ -228,6 +232,7 @@ def parse_import_request(body: object, *, quick: bool) -> ImportRequest:
                 codes.BAD_REQUEST,
                 "data_images go with POST /v2/cloudimages/action; a quick import registers "
                 "one image",
+                field="data_images",
             )
         return replace(request, data_images=_data_images(items, request))
     return request
@@ -243,6 +248,7 @@ def check_boot_test(value: object, image_type: str = "ECS") -> bool | None:
         raise RequestInvalid(
             codes.BOOT_NOT_OFFERED,
             f"boot_test: a {image_type} has no system of its own to boot",
+            field="boot_test",
         )
     return wanted
 
@@ -253,13 +259,16 @@ def _check_iso_fields(doc: Mapping[str, object]) -> None:
     for field, why in _NOT_FOR_ISO.items():
         if doc.get(field) not in (None, False, []):
             raise RequestInvalid(
-                codes.ISO_FIELD_NOT_ALLOWED, f"{field} is not allowed for an ISO image: {why}"
+                codes.ISO_FIELD_NOT_ALLOWED,
+                f"{field} is not allowed for an ISO image: {why}",
+                field=field,
             )
     if doc.get("os_version") in (None, ""):
         raise RequestInvalid(
             codes.ISO_OS_REQUIRED,
             "an ISO image needs os_version: the system it installs (from GET "
             "/v1/cloudimages/os_version)",
+            field="os_version",
         )
 
 
@@ -268,49 +277,61 @@ def _data_images(items: object, system: ImportRequest) -> tuple[ImportRequest, .
     ``{name, description, image_url, min_disk 1-2048, is_quick_import, tags|image_tags}``,
     named differently from each other and from the system image."""
     if not isinstance(items, list):
-        raise RequestInvalid(codes.BAD_REQUEST, "data_images must be a list")
+        raise RequestInvalid(codes.BAD_REQUEST, "data_images must be a list", field="data_images")
     if len(items) > MAX_DATA_IMAGES:
         raise RequestInvalid(
-            codes.BAD_REQUEST, f"data_images has {len(items)} items; at most {MAX_DATA_IMAGES}"
+            codes.BAD_REQUEST,
+            f"data_images has {len(items)} items; at most {MAX_DATA_IMAGES}",
+            field="data_images",
         )
     found: list[ImportRequest] = []
     for index, item in enumerate(items):
-        where = f"data_images[{index}]"
-        if not isinstance(item, dict):
-            raise RequestInvalid(codes.BAD_REQUEST, f"{where} must be an object")
-        unknown = sorted(k for k in item if k not in _DATA_ITEM_FIELDS)
-        if unknown:
-            raise RequestInvalid(codes.BAD_REQUEST, f"{where}: unknown field {unknown[0][:64]!r}")
-        if item.get("volume_id") not in (None, ""):
-            raise RequestInvalid(
-                codes.SOURCE_NOT_OFFERED,
-                f"{where}: creating a data image from a volume (volume_id) is not available "
-                "yet: volumes do not exist on this platform; give its file with image_url",
+        try:
+            where = f"data_images[{index}]"
+            if not isinstance(item, dict):
+                raise RequestInvalid(codes.BAD_REQUEST, f"{where} must be an object")
+            unknown = sorted(k for k in item if k not in _DATA_ITEM_FIELDS)
+            if unknown:
+                raise RequestInvalid(
+                    codes.BAD_REQUEST,
+                    f"{where}: unknown field {unknown[0][:64]!r}",
+                )
+            if item.get("volume_id") not in (None, ""):
+                raise RequestInvalid(
+                    codes.SOURCE_NOT_OFFERED,
+                    f"{where}: creating a data image from a volume (volume_id) is not available "
+                    "yet: volumes do not exist on this platform; give its file with image_url",
+                )
+            name = v.check_name(item.get("name"))
+            if name == system.name or any(name == d.name for d in found):
+                raise RequestInvalid(
+                    codes.NAME_TAKEN,
+                    f"{where}: the name {name!r} is given to two images",
+                )
+            found.append(
+                replace(
+                    system,
+                    name=name,
+                    description=v.check_description(item.get("description")),
+                    url=v.check_image_url(item.get("image_url")),
+                    min_disk=v.check_min_disk(item.get("min_disk"), 1, v.MAX_DATA_DISK_GIB),
+                    min_ram=0,
+                    max_ram=None,
+                    os_version=None,
+                    image_type=DATA_IMAGE_TYPE,
+                    is_config=False,
+                    quick=v.check_bool(item.get("is_quick_import"), "is_quick_import"),
+                    tags=v.check_tags(item.get("tags"), item.get("image_tags")),
+                    data_images=(),
+                    license_type=None,
+                    boot_test=None,
+                )
             )
-        name = v.check_name(item.get("name"))
-        if name == system.name or any(name == d.name for d in found):
-            raise RequestInvalid(
-                codes.NAME_TAKEN, f"{where}: the name {name!r} is given to two images"
-            )
-        found.append(
-            replace(
-                system,
-                name=name,
-                description=v.check_description(item.get("description")),
-                url=v.check_image_url(item.get("image_url")),
-                min_disk=v.check_min_disk(item.get("min_disk"), 1, v.MAX_DATA_DISK_GIB),
-                min_ram=0,
-                max_ram=None,
-                os_version=None,
-                image_type=DATA_IMAGE_TYPE,
-                is_config=False,
-                quick=v.check_bool(item.get("is_quick_import"), "is_quick_import"),
-                tags=v.check_tags(item.get("tags"), item.get("image_tags")),
-                data_images=(),
-                license_type=None,
-                boot_test=None,
-            )
-        )
+        except RequestInvalid as refused:
+            # the item's own checks name its field (name, min_disk...); the request's
+            # field is data_images
+            refused.field = "data_images"
+            raise
     return tuple(found)
 
 

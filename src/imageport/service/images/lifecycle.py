@@ -163,7 +163,7 @@ def _register(services: Services, project_id: str, request: ImportRequest) -> st
     file's header is judged before anything is written (:mod:`.header_checks`)."""
     requests = (request, *request.data_images)
     if request.boot_test:
-        check_boot_offered(services, ("bios",))
+        check_boot_offered(services, ("bios",), field="boot_test")
     if request.is_config:
         check_configuration_offered(services)
     objects = [check_source(services, project_id, r.url, quick=r.quick) for r in requests]
@@ -180,7 +180,9 @@ def _register(services: Services, project_id: str, request: ImportRequest) -> st
             if index == 0:
                 raise
             raise RequestInvalid(  # say which of the request's files it is
-                refused.code, f"data_images[{index - 1}] ({r.name}): {refused.message}"
+                refused.code,
+                f"data_images[{index - 1}] ({r.name}): {refused.message}",
+                field="data_images",
             ) from refused
     now = time_text(services.clock())
     with services.db.begin() as conn:
@@ -204,13 +206,17 @@ def check_configuration_offered(services: Services) -> None:
     editor, with what it needs installed)."""
     if services.editor is None:
         raise RequestInvalid(
-            codes.BAD_REQUEST, "is_config: this service does not offer automatic configuration"
+            codes.BAD_REQUEST,
+            "is_config: this service does not offer automatic configuration",
+            field="is_config",
         )
     try:
         services.editor.ready()
     except GuestEditError as exc:
         raise RequestInvalid(
-            codes.BAD_REQUEST, f"is_config: automatic configuration cannot run here: {exc}"
+            codes.BAD_REQUEST,
+            f"is_config: automatic configuration cannot run here: {exc}",
+            field="is_config",
         ) from exc
 
 

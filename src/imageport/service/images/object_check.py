@@ -14,20 +14,31 @@ names the object as ``bucket:key``, never a path of the server.
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import threading
 from typing import Any
 
+from imageport.fastimport.naming import bitmap_key_for
 from imageport.rules.base import CheckOptions
 from imageport.service import codes
 from imageport.service.buckets.objects import head_object
 from imageport.service.context import Services
-from imageport.service.errors import RequestInvalid, ServiceError
+from imageport.service.errors import NotFound, RequestInvalid, ServiceError
 from imageport.service.images import validation as v
 from imageport.service.images.import_request import DATA_IMAGE_TYPE, ISO_IMAGE_TYPE, disk_kind_of
 from imageport.service.ports import WorkerError
 
 _FIELDS = frozenset(
-    {"image_url", "min_disk", "hw_firmware_type", "uninitialized", "architecture", "type"}
+    {
+        "image_url",
+        "min_disk",
+        "hw_firmware_type",
+        "uninitialized",
+        "architecture",
+        "type",
+        "is_quick_import",
+    }
 )
 #: Worker limits whose end means the file is refused (as an import's check would be).
 _CHECK_LIMITS = frozenset({"cpu", "wall", "output"})
@@ -81,13 +92,22 @@ def _leave(services: Services, key: tuple[int, str]) -> None:
 
 def parse_check_request(body: object) -> tuple[v.ImageUrl, CheckOptions]:
     """``{"image_url": "bucket:key", "min_disk"?, "hw_firmware_type"?, "uninitialized"?,
-    "architecture"?, "type"?}``, checked as a registration checks them; any other field is
-    refused (IMG.0001). Without ``architecture`` the guest's is not compared with one
-    (IMG-ARCH). ``type`` ``DataImage`` or ``IsoImage`` checks the file as a data disk
-    (``min_disk`` 1-2048) or an ISO, with only the rules that judge it (ECS by default)."""
+    "architecture"?, "type"?, "is_quick_import"?}``, checked as a registration checks them;
+    any other field is refused (IMG.0001). Without ``architecture`` the guest's is not compared
+    with one (IMG-ARCH). ``type`` ``DataImage`` or ``IsoImage`` checks the file as a data disk
+    (``min_disk`` 1-2048) or an ISO, with only the rules that judge it (ECS by default).
+    ``is_quick_import`` checks it for fast import (IMG-FAST-RAW with the bitmap file beside a
+    RAW object, IMG-FAST-ZVHD2), as a quick import's job will (not for an ISO: IMG.0167)."""
     doc = v.require_object(body, _FIELDS)
     url = v.check_image_url(doc.get("image_url"))
     kind = disk_kind_of(v.check_image_type(doc.get("type"), also=(ISO_IMAGE_TYPE, DATA_IMAGE_TYPE)))
+    fast = v.check_bool(doc.get("is_quick_import"), "is_quick_import")
+    if fast and kind == "iso":
+        raise RequestInvalid(
+            codes.ISO_FIELD_NOT_ALLOWED,
+            "is_quick_import is not allowed for an ISO image: it is stored as it is",
+            field="is_quick_import",
+        )
     disk_range = (1, v.MAX_DATA_DISK_GIB) if kind == "data" else ()
     given_disk = doc.get("min_disk")
     min_disk = None if given_disk is None else v.check_min_disk(given_disk, *disk_range)
@@ -95,6 +115,7 @@ def parse_check_request(body: object) -> tuple[v.ImageUrl, CheckOptions]:
     architecture = None if given is None else v.check_architecture(given)
     firmware = v.check_firmware(doc.get("hw_firmware_type"), architecture or "x86")
     return url, CheckOptions(
+        fast_import=fast,
         min_disk_gib=min_disk,
         uefi=firmware == "uefi",
         uninitialized=v.check_bool(doc.get("uninitialized"), "uninitialized"),
@@ -109,7 +130,15 @@ def check_object(services: Services, project_id: str, body: object) -> dict[str,
     head_object(services, project_id, url.bucket, url.key)  # the caller's, or 404
     place = _enter(services, project_id)
     try:
-        with services.store.local_path(url.bucket, url.key) as path:
+        with contextlib.ExitStack() as held:
+            path = held.enter_context(services.store.local_path(url.bucket, url.key))
+            names = {str(path): f"{url.bucket}:{url.key}"}
+            mf_key = bitmap_key_for(url.key) if options.fast_import else None
+            if mf_key is not None and services.store.get_object(url.bucket, mf_key) is not None:
+                with contextlib.suppress(NotFound):  # deleted meanwhile: as if there was none
+                    bitmap = held.enter_context(services.store.local_path(url.bucket, mf_key))
+                    options = dataclasses.replace(options, bitmap_path=str(bitmap))
+                    names[str(bitmap)] = f"{url.bucket}:{mf_key}"
             try:
                 inspection = services.worker.inspect(path, options, cancelled=lambda: False)
             except WorkerError as exc:
@@ -120,8 +149,9 @@ def check_object(services: Services, project_id: str, body: object) -> dict[str,
                         "well within these limits, so this file would be refused",
                     ) from exc
                 raise ServiceError(codes.INTERNAL, f"the check failed: {exc.reason}") from exc
-            shown = f"{url.bucket}:{url.key}"
-            report = _renamed(inspection.report, str(path), shown)
+            report: object = inspection.report
+            for server_path, shown in names.items():
+                report = _renamed(report, server_path, shown)
     finally:
         _leave(services, place)
     if not isinstance(report, dict):

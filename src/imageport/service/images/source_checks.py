@@ -50,7 +50,9 @@ def check_bucket_access(bucket: BucketInfo | None, name: str, project_id: str) -
     missing or someone else's)."""
     if bucket is None or bucket.project_id != project_id:
         raise RequestInvalid(
-            codes.BUCKET_UNAVAILABLE, f"bucket {name!r} does not exist or is not accessible"
+            codes.BUCKET_UNAVAILABLE,
+            f"bucket {name!r} does not exist or is not accessible",
+            field="image_url",
         )
     return bucket
 
@@ -59,7 +61,9 @@ def check_object_exists(obj: ObjectInfo | None, url: ImageUrl) -> ObjectInfo:
     """The object; IMG.0121 when the bucket has no such key."""
     if obj is None:
         raise RequestInvalid(
-            codes.FILE_NOT_IN_BUCKET, f"file {url.key!r} not found in bucket {url.bucket!r}"
+            codes.FILE_NOT_IN_BUCKET,
+            f"file {url.key!r} not found in bucket {url.bucket!r}",
+            field="image_url",
         )
     return obj
 
@@ -67,7 +71,9 @@ def check_object_exists(obj: ObjectInfo | None, url: ImageUrl) -> ObjectInfo:
 def check_not_empty(obj: ObjectInfo) -> None:
     """IMG.0057 for a zero-byte file."""
     if obj.size <= 0:
-        raise RequestInvalid(codes.SOURCE_FILE_UNUSABLE, f"file {obj.key!r} is empty")
+        raise RequestInvalid(
+            codes.SOURCE_FILE_UNUSABLE, f"file {obj.key!r} is empty", field="image_url"
+        )
 
 
 def check_storage_class(bucket: BucketInfo, obj: ObjectInfo) -> None:
@@ -81,6 +87,7 @@ def check_storage_class(bucket: BucketInfo, obj: ObjectInfo) -> None:
                 codes.NOT_STANDARD_STORAGE,
                 f"IMG-STORAGE-CLASS: {what} is of storage class {value}; only "
                 "STANDARD can be imported (copy it to a STANDARD bucket/object)",
+                field="image_url",
             )
 
 
@@ -92,6 +99,7 @@ def check_size(obj: ObjectInfo, settings: Settings, *, quick: bool) -> None:
             codes.FILE_TOO_LARGE,
             f"IMG-SIZE: file {obj.key!r} is {obj.size} bytes; "
             f"at most {settings.import_max_bytes} can be imported",
+            field="image_url",
         )
     if not quick and obj.size > settings.normal_import_max_bytes:
         raise RequestInvalid(
@@ -99,6 +107,7 @@ def check_size(obj: ObjectInfo, settings: Settings, *, quick: bool) -> None:
             f"IMG-SIZE: file {obj.key!r} is {obj.size} bytes; files over "
             f"{settings.normal_import_max_bytes} bytes must use fast import "
             "(POST /v2/cloudimages/quickimport/action, RAW or ZVHD2)",
+            field="image_url",
         )
 
 

@@ -5,7 +5,8 @@ records of the bucket and object it names; none of it reads image bytes (the job
 in a worker). Each check is one small function that returns the clean value or raises
 :class:`~imageport.service.errors.RequestInvalid` (HTTP 400) with the vendor's code
 (the vendor's IMS API reference, "Creating an Image" and "Error Codes") and a message naming
-the value that was wrong:
+the value that was wrong, and as its ``field`` the request field that holds it (a form shows
+the error at that input):
 
 ============ ======================================================================
 code         raised when
@@ -174,7 +175,9 @@ def require_object(body: object, allowed: frozenset[str]) -> Mapping[str, object
         raise RequestInvalid(codes.BODY_EMPTY, "the request body is empty")
     unknown = sorted(k for k in body if k not in allowed)
     if unknown:
-        raise RequestInvalid(codes.BAD_REQUEST, f"unknown field {unknown[0][:64]!r}")
+        raise RequestInvalid(
+            codes.BAD_REQUEST, f"unknown field {unknown[0][:64]!r}", field=unknown[0][:64]
+        )
     return body
 
 
@@ -183,7 +186,7 @@ def check_bool(value: object, field: str, default: bool = False) -> bool:
     if value is None:
         return default
     if not isinstance(value, bool):
-        raise RequestInvalid(codes.BAD_REQUEST, f"{field} must be true or false")
+        raise RequestInvalid(codes.BAD_REQUEST, f"{field} must be true or false", field=field)
     return value
 
 
@@ -198,14 +201,16 @@ def check_int(
     if text and isinstance(value, str):
         number = whole_number(value)
         if number is None:
-            raise RequestInvalid(code, f"{field} must be a whole number")
+            raise RequestInvalid(code, f"{field} must be a whole number", field=field)
         value = number
     if not isinstance(value, int) or isinstance(value, bool):
         raise RequestInvalid(
-            code, f"{field} must be a whole number (a JSON integer), not {_json_type(value)}"
+            code,
+            f"{field} must be a whole number (a JSON integer), not {_json_type(value)}",
+            field=field,
         )
     if not low <= value <= high:
-        raise RequestInvalid(code, f"{field} must be {low}-{high}, not {value}")
+        raise RequestInvalid(code, f"{field} must be {low}-{high}, not {value}", field=field)
     return value
 
 
@@ -225,16 +230,19 @@ def _json_type(value: object) -> str:
 def check_name(value: object) -> str:
     """The image name: 1-128 letters, digits, ``-._`` and spaces, no leading or trailing space."""
     if value is None or value == "":
-        raise RequestInvalid(codes.NAME_REQUIRED, "name is required")
+        raise RequestInvalid(codes.NAME_REQUIRED, "name is required", field="name")
     if not isinstance(value, str):
-        raise RequestInvalid(codes.NAME_INVALID, "name must be a string")
+        raise RequestInvalid(codes.NAME_INVALID, "name must be a string", field="name")
     if len(value) > MAX_NAME:
-        raise RequestInvalid(codes.NAME_TOO_LONG, f"name is {len(value)} characters; at most 128")
+        raise RequestInvalid(
+            codes.NAME_TOO_LONG, f"name is {len(value)} characters; at most 128", field="name"
+        )
     if not _NAME.fullmatch(value) or value != value.strip(" "):
         raise RequestInvalid(
             codes.NAME_INVALID,
             f"name {value[:40]!r} may hold only letters, digits, '-', '.', '_' and "
             "spaces, and may not start or end with a space",
+            field="name",
         )
     return value
 
@@ -247,7 +255,9 @@ def check_unique_name(
     if except_id is not None:
         query = query.where(images.c.id != except_id)
     if conn.execute(query).first() is not None:
-        raise RequestInvalid(codes.NAME_TAKEN, f"an image named {name!r} already exists")
+        raise RequestInvalid(
+            codes.NAME_TAKEN, f"an image named {name!r} already exists", field="name"
+        )
 
 
 def images_held(conn: Connection, project_id: str) -> int:
@@ -280,14 +290,20 @@ def check_description(value: object) -> str:
     if value is None:
         return ""
     if not isinstance(value, str):
-        raise RequestInvalid(codes.DESCRIPTION_INVALID, "description must be a string")
+        raise RequestInvalid(
+            codes.DESCRIPTION_INVALID, "description must be a string", field="description"
+        )
     if len(value) > MAX_DESCRIPTION:
         raise RequestInvalid(
-            codes.DESCRIPTION_TOO_LONG, f"description is {len(value)} characters; at most 1024"
+            codes.DESCRIPTION_TOO_LONG,
+            f"description is {len(value)} characters; at most 1024",
+            field="description",
         )
     bad = next((c for c in value if c in "\r<>"), None)
     if bad is not None:
-        raise RequestInvalid(codes.DESCRIPTION_INVALID, f"description may not contain {bad!r}")
+        raise RequestInvalid(
+            codes.DESCRIPTION_INVALID, f"description may not contain {bad!r}", field="description"
+        )
     return value
 
 
@@ -299,21 +315,31 @@ def check_image_url(value: object, field: str = "image_url") -> ImageUrl:
     folder and file names have no spaces (IMG.0175). ``field``: the body field messages name
     (``bucket_url`` for an export)."""
     if value is None or value == "":
-        raise RequestInvalid(codes.BUCKET_URL_INVALID, f'{field} is required, as "bucket:key"')
+        raise RequestInvalid(
+            codes.BUCKET_URL_INVALID, f'{field} is required, as "bucket:key"', field=field
+        )
     if not isinstance(value, str) or ":" not in value:
-        raise RequestInvalid(codes.BUCKET_URL_INVALID, f'{field} must be "bucket:key"')
+        raise RequestInvalid(codes.BUCKET_URL_INVALID, f'{field} must be "bucket:key"', field=field)
     bucket, _, key = value.partition(":")
     if not bucket or not key or key.endswith("/") or len(key) > MAX_KEY:
         raise RequestInvalid(
-            codes.BUCKET_URL_INVALID, f"{field} {value[:80]!r} must name a bucket and a file in it"
+            codes.BUCKET_URL_INVALID,
+            f"{field} {value[:80]!r} must name a bucket and a file in it",
+            field=field,
         )
     if _CONTROL.search(key):
-        raise RequestInvalid(codes.BUCKET_URL_INVALID, f"{field} contains a control character")
+        raise RequestInvalid(
+            codes.BUCKET_URL_INVALID, f"{field} contains a control character", field=field
+        )
     if not _BUCKET.fullmatch(bucket) or ".." in bucket:
-        raise RequestInvalid(codes.BUCKET_NAME_INVALID, f"bucket name {bucket[:64]!r} is not valid")
+        raise RequestInvalid(
+            codes.BUCKET_NAME_INVALID, f"bucket name {bucket[:64]!r} is not valid", field=field
+        )
     if " " in key:
         raise RequestInvalid(
-            codes.SPACE_IN_FILE_NAME, f"the folder or file name in {key[:80]!r} contains a space"
+            codes.SPACE_IN_FILE_NAME,
+            f"the folder or file name in {key[:80]!r} contains a space",
+            field=field,
         )
     return ImageUrl(bucket, key)
 
@@ -327,7 +353,9 @@ def check_min_disk(
     """The system disk of servers from the image, 40-1024 GiB (IMG-DISK-SIZE; the job checks
     that the image's virtual size fits); ``low``-``high`` for a data image's disk."""
     if value is None:
-        raise RequestInvalid(codes.DISK_OR_RAM_INVALID, f"{field} is required ({low}-{high} GiB)")
+        raise RequestInvalid(
+            codes.DISK_OR_RAM_INVALID, f"{field} is required ({low}-{high} GiB)", field=field
+        )
     return check_int(value, field, codes.DISK_OR_RAM_INVALID, low, high)
 
 
@@ -342,7 +370,9 @@ def check_ram(min_ram: object, max_ram: object) -> tuple[int, int | None]:
         return low, None
     high = check_int(max_ram, "max_ram", codes.DISK_OR_RAM_INVALID, 0, MAX_RAM_MB)
     if high and high < low:
-        raise RequestInvalid(codes.DISK_OR_RAM_INVALID, f"max_ram {high} is below min_ram {low}")
+        raise RequestInvalid(
+            codes.DISK_OR_RAM_INVALID, f"max_ram {high} is below min_ram {low}", field="max_ram"
+        )
     return low, high
 
 
@@ -354,7 +384,9 @@ def check_os_version(value: object, *, required: bool = False) -> str | None:
     if value is None or value == "":
         if required:
             raise RequestInvalid(
-                codes.OS_VERSION_INVALID, "os_version is required for quick import"
+                codes.OS_VERSION_INVALID,
+                "os_version is required for quick import",
+                field="os_version",
             )
         return None
     if not isinstance(value, str) or os_versions.find(value) is None:
@@ -362,6 +394,7 @@ def check_os_version(value: object, *, required: bool = False) -> str | None:
         raise RequestInvalid(
             codes.OS_VERSION_INVALID,
             f"os_version {shown!r} is not in the list of GET /v1/cloudimages/os_version",
+            field="os_version",
         )
     return value
 
@@ -371,14 +404,18 @@ def check_os_type(value: object, os_version: str | None) -> str:
     if value is None:
         return "Linux"
     if value not in ("Linux", "Windows", "Other"):
-        raise RequestInvalid(codes.OS_TYPE_INVALID, "os_type must be Linux")
+        raise RequestInvalid(codes.OS_TYPE_INVALID, "os_type must be Linux", field="os_type")
     if value != "Linux":
         raise RequestInvalid(
-            codes.OS_TYPE_INVALID, f"os_type {value}: only Linux images can be imported"
+            codes.OS_TYPE_INVALID,
+            f"os_type {value}: only Linux images can be imported",
+            field="os_type",
         )
     entry = os_versions.find(os_version) if os_version else None
     if entry is not None and entry.os_type != value:
-        raise RequestInvalid(codes.OS_TYPE_INVALID, f"os_type {value} does not match {os_version}")
+        raise RequestInvalid(
+            codes.OS_TYPE_INVALID, f"os_type {value} does not match {os_version}", field="os_type"
+        )
     return value
 
 
@@ -387,7 +424,9 @@ def check_architecture(value: object) -> str:
     if value is None:
         return "x86"
     if value not in ("x86", "arm"):
-        raise RequestInvalid(codes.ARCHITECTURE_INVALID, "architecture must be x86 or arm")
+        raise RequestInvalid(
+            codes.ARCHITECTURE_INVALID, "architecture must be x86 or arm", field="architecture"
+        )
     return str(value)
 
 
@@ -397,10 +436,16 @@ def check_firmware(value: object, architecture: str) -> str | None:
     if value is None:
         return "uefi" if architecture == "arm" else None
     if value not in ("bios", "uefi"):
-        raise RequestInvalid(codes.FIRMWARE_INVALID, "hw_firmware_type must be bios or uefi")
+        raise RequestInvalid(
+            codes.FIRMWARE_INVALID,
+            "hw_firmware_type must be bios or uefi",
+            field="hw_firmware_type",
+        )
     if architecture == "arm" and value == "bios":
         raise RequestInvalid(
-            codes.FIRMWARE_INVALID, "arm images boot with UEFI: hw_firmware_type must be uefi"
+            codes.FIRMWARE_INVALID,
+            "arm images boot with UEFI: hw_firmware_type must be uefi",
+            field="hw_firmware_type",
         )
     return str(value)
 
@@ -416,9 +461,11 @@ def check_image_type(value: object, *, also: tuple[str, ...] = ()) -> str:
     offered = ", ".join(("ECS", "FusionCompute", *also))
     if value in ("BMS", "Ironic", "IsoImage", "DataImage"):
         raise RequestInvalid(
-            codes.TYPE_INVALID, f"type {value} images are not offered here; use one of {offered}"
+            codes.TYPE_INVALID,
+            f"type {value} images are not offered here; use one of {offered}",
+            field="type",
         )
-    raise RequestInvalid(codes.TYPE_INVALID, f"type must be one of {offered}")
+    raise RequestInvalid(codes.TYPE_INVALID, f"type must be one of {offered}", field="type")
 
 
 def check_data_os_type(value: object) -> str:
@@ -427,7 +474,9 @@ def check_data_os_type(value: object) -> str:
     if value is None:
         return "Linux"
     if value not in ("Linux", "Windows"):
-        raise RequestInvalid(codes.OS_TYPE_INVALID, "os_type must be Linux or Windows")
+        raise RequestInvalid(
+            codes.OS_TYPE_INVALID, "os_type must be Linux or Windows", field="os_type"
+        )
     return str(value)
 
 
@@ -437,7 +486,9 @@ def check_license_type(value: object) -> str | None:
     if value is None:
         return None
     if value not in ("platform", "byol"):
-        raise RequestInvalid(codes.BAD_REQUEST, "license_type must be platform or byol")
+        raise RequestInvalid(
+            codes.BAD_REQUEST, "license_type must be platform or byol", field="license_type"
+        )
     return str(value)
 
 
@@ -446,7 +497,9 @@ def check_enterprise_project(value: object) -> str | None:
     if value is None:
         return None
     if not isinstance(value, str) or not _EPS.fullmatch(value):
-        raise RequestInvalid(codes.BAD_REQUEST, "enterprise_project_id is not valid")
+        raise RequestInvalid(
+            codes.BAD_REQUEST, "enterprise_project_id is not valid", field="enterprise_project_id"
+        )
     return value
 
 
@@ -460,17 +513,20 @@ def refuse_other_sources(body: Mapping[str, object]) -> None:
             codes.SOURCE_NOT_OFFERED,
             "this route registers files: an image is made from a server (instance_id) "
             "with POST /v2/cloudimages/action",
+            field="instance_id",
         )
     if body.get("volume_id") not in (None, "", []):
         raise RequestInvalid(
             codes.SOURCE_NOT_OFFERED,
             "creating an image from a volume (volume_id) is not available: volumes do not "
             "exist on this platform; register a file with image_url",
+            field="volume_id",
         )
     if body.get("cmk_id") not in (None, ""):
         raise RequestInvalid(
             codes.KMS_KEY_NOT_FOUND,
             "cmk_id: no KMS key can be found (encrypted images are not offered here)",
+            field="cmk_id",
         )
 
 
@@ -480,41 +536,52 @@ def refuse_other_sources(body: Mapping[str, object]) -> None:
 def check_tags(tags: object, image_tags: object) -> list[str]:
     """``tags: ["key.value"]`` or ``image_tags: [{"key","value"}]`` (not both), as
     ``"key=value"`` strings: key 1-36, value 0-43 characters of ``A-Za-z0-9_-``, at most 10."""
+    field = "image_tags" if tags in (None, []) and image_tags not in (None, []) else "tags"
     if tags not in (None, []) and image_tags not in (None, []):
-        raise RequestInvalid(codes.BAD_REQUEST, "give tags or image_tags, not both")
+        raise RequestInvalid(codes.BAD_REQUEST, "give tags or image_tags, not both", field=field)
     pairs: list[tuple[object, object]] = []
     if isinstance(tags, list):
         for tag in tags:
             if not isinstance(tag, str) or "." not in tag:
-                raise RequestInvalid(codes.BAD_REQUEST, 'each tag must be "key.value"')
+                raise RequestInvalid(codes.BAD_REQUEST, 'each tag must be "key.value"', field=field)
             head, _, tail = tag.partition(".")
             pairs.append((head, tail))
     elif tags is not None:
-        raise RequestInvalid(codes.BAD_REQUEST, 'tags must be a list of "key.value" strings')
+        raise RequestInvalid(
+            codes.BAD_REQUEST, 'tags must be a list of "key.value" strings', field=field
+        )
     if isinstance(image_tags, list):
         for tag in image_tags:
             if not isinstance(tag, dict) or set(tag) - {"key", "value"}:
-                raise RequestInvalid(codes.BAD_REQUEST, 'each image_tags item is {"key","value"}')
+                raise RequestInvalid(
+                    codes.BAD_REQUEST, 'each image_tags item is {"key","value"}', field=field
+                )
             pairs.append((tag.get("key"), tag.get("value", "")))
     elif image_tags is not None:
-        raise RequestInvalid(codes.BAD_REQUEST, 'image_tags must be a list of {"key","value"}')
+        raise RequestInvalid(
+            codes.BAD_REQUEST, 'image_tags must be a list of {"key","value"}', field=field
+        )
     if len(pairs) > MAX_TAGS:
-        raise RequestInvalid(codes.BAD_REQUEST, f"at most {MAX_TAGS} tags")
-    return [check_tag(key, val) for key, val in pairs]
+        raise RequestInvalid(codes.BAD_REQUEST, f"at most {MAX_TAGS} tags", field=field)
+    return [check_tag(key, val, field=field) for key, val in pairs]
 
 
-def check_tag(key: object, value: object) -> str:
+def check_tag(key: object, value: object, *, field: str = "tags") -> str:
     """One key/value tag as the stored ``"key=value"`` string: key 1-36, value 0-43 characters
-    of ``A-Za-z0-9_-`` (IMG.0001)."""
+    of ``A-Za-z0-9_-`` (IMG.0001); ``field``: the request field it came from."""
     if not isinstance(key, str) or not _TAG_PART.fullmatch(key) or len(key) > MAX_TAG_KEY:
-        raise RequestInvalid(codes.BAD_REQUEST, "a tag key is 1-36 letters, digits, '_' or '-'")
+        raise RequestInvalid(
+            codes.BAD_REQUEST, "a tag key is 1-36 letters, digits, '_' or '-'", field=field
+        )
     if (
         not isinstance(value, str)
         or len(value) > MAX_TAG_VALUE
         or (value and not _TAG_PART.fullmatch(value))
     ):
         raise RequestInvalid(
-            codes.BAD_REQUEST, f"tag {key!r}: a value is 0-43 letters, digits, '_' or '-'"
+            codes.BAD_REQUEST,
+            f"tag {key!r}: a value is 0-43 letters, digits, '_' or '-'",
+            field=field,
         )
     return f"{key}={value}"
 
@@ -525,12 +592,14 @@ def check_glance_tags(value: object) -> list[str]:
         return []
     if not isinstance(value, list) or len(value) > MAX_TAGS:
         raise RequestInvalid(
-            codes.BAD_REQUEST, f"tags must be a list of at most {MAX_TAGS} strings"
+            codes.BAD_REQUEST, f"tags must be a list of at most {MAX_TAGS} strings", field="tags"
         )
     out: list[str] = []
     for tag in value:
         if not isinstance(tag, str) or not tag or len(tag) > MAX_GLANCE_TAG or _CONTROL.search(tag):
-            raise RequestInvalid(codes.BAD_REQUEST, "each tag is 1-255 printable characters")
+            raise RequestInvalid(
+                codes.BAD_REQUEST, "each tag is 1-255 printable characters", field="tags"
+            )
         if tag not in out:
             out.append(tag)
     return out
@@ -539,5 +608,5 @@ def check_glance_tags(value: object) -> list[str]:
 def check_string_list(value: object, field: str) -> Sequence[str]:
     """A list of strings (IMG.0001)."""
     if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-        raise RequestInvalid(codes.BAD_REQUEST, f"{field} must be a list of strings")
+        raise RequestInvalid(codes.BAD_REQUEST, f"{field} must be a list of strings", field=field)
     return value

@@ -95,20 +95,26 @@ class BootTestParams:
         }
 
 
-def check_boot_offered(services: Services, firmwares: tuple[str, ...]) -> None:
-    """``IMG.BOOT`` unless this server boot-tests images and can boot each of ``firmwares``."""
+def check_boot_offered(
+    services: Services, firmwares: tuple[str, ...], *, field: str | None = None
+) -> None:
+    """``IMG.BOOT`` unless this server boot-tests images and can boot each of ``firmwares``;
+    ``field``: the request field that asked for the boot test (a registration's ``boot_test``)."""
     runner = services.boot
     if runner is None or services.settings.boot_test_concurrency == 0:
         raise RequestInvalid(
             codes.BOOT_NOT_OFFERED,
             "boot tests are not offered by this server (boot_test_concurrency is 0)",
+            field=field,
         )
     for firmware in firmwares:
         try:
             runner.ready(firmware)
         except BootError as exc:
             raise RequestInvalid(
-                codes.BOOT_NOT_OFFERED, f"this server cannot boot {firmware.upper()}: {exc}"
+                codes.BOOT_NOT_OFFERED,
+                f"this server cannot boot {firmware.upper()}: {exc}",
+                field=field,
             ) from exc
 
 

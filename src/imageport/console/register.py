@@ -1,0 +1,293 @@
+"""Registering an image: the vendor's "Import Image" form.
+
+``GET /console/register`` shows the form, pre-filled from its query (the check page's
+"Register this image" link passes what the check found: the object, OS version, disk size,
+architecture, boot mode). ``POST`` builds the body the vendor's SDK sends for the choices made
+(:func:`registration`) and calls the service function of the route it would send it to:
+
+================================ ============================================ =================
+image                            route                                        service function
+================================ ============================================ =================
+system disk (fast import or not) ``POST /v2/cloudimages/action``              ``create_image``
+data disk                        ``POST /v1/cloudimages/dataimages/action``   ``create_data_image``
+data disk, fast import           ``POST /v2/cloudimages/quickimport/action``  ``quick_import``
+================================ ============================================ =================
+
+So the form refuses exactly what the API refuses, with the vendor's codes, shown at the input
+the service's error names (:attr:`~imageport.service.errors.ServiceError.field`). A choice that
+does not go with the image type (automatic configuration or a boot test for a data disk) is
+sent anyway, for the service to refuse, never dropped. On success the browser goes to the new
+image's page (``?job=`` names the import job).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, fields, replace
+from typing import Any, Literal
+
+from starlette.responses import Response
+
+from imageport.console.pages import PageCall, PageRoute, redirect, render, segment, url
+from imageport.console.sources import MAX_SOURCE, source_choices
+from imageport.numbers import whole_number
+from imageport.service.context import Services
+from imageport.service.errors import NotFound, RequestInvalid, ServiceError
+from imageport.service.images import lifecycle, server_images
+from imageport.service.images import validation as v
+from imageport.service.images.os_versions import os_version_document
+from imageport.service.jobs import manage
+from imageport.service.jobs.boot_request import check_boot_offered
+
+Route = Literal["action", "dataimages", "quickimport"]
+#: The service function behind each route the form may send to.
+SERVICE: Mapping[Route, Callable[[Services, str, object], str]] = {
+    "action": server_images.create_image,
+    "dataimages": lifecycle.create_data_image,
+    "quickimport": lifecycle.quick_import,
+}
+#: The form input that shows a refusal of each body field (the others are the same name).
+INPUT_OF_FIELD = {"image_url": "source", "image_tags": "tags", "type": "image_type"}
+MAX_TEXT = 2048
+"""Longest text read from one form field (a description is at most 1024 characters; the
+service refuses what is too long, naming the field)."""
+MAX_NUMBER_TEXT = 20
+MAX_TAG_LINES = v.MAX_TAGS + 1
+"""Tag lines sent: one more than an image may carry, so that too many is refused, not cut."""
+_TEXT_FIELDS = (
+    "image_type",
+    "source",
+    "os_version",
+    "os_type",
+    "min_disk",
+    "architecture",
+    "hw_firmware_type",
+    "name",
+    "description",
+    "tags",
+)
+_FLAGS = ("is_quick_import", "is_config", "boot_test")
+
+
+@dataclass(frozen=True, slots=True)
+class RegisterForm:
+    """The form's values, as the page shows them (text, and the ticked boxes)."""
+
+    image_type: str = "system"
+    #: ``bucket:key``
+    source: str = ""
+    is_quick_import: bool = False
+    is_config: bool = False
+    #: ``""``: not chosen (the import job reads the system from the image)
+    os_version: str = ""
+    #: a data disk's: the system of the servers it is for
+    os_type: str = "Linux"
+    min_disk: str = ""
+    architecture: str = "x86"
+    hw_firmware_type: str = "bios"
+    name: str = ""
+    description: str = ""
+    #: ``key=value`` lines
+    tags: str = ""
+    boot_test: bool = False
+
+    @property
+    def data_disk(self) -> bool:
+        return self.image_type == "data"
+
+
+def read_form(values: Sequence[tuple[str, str]], *, defaults: RegisterForm) -> RegisterForm:
+    """The form from ``values`` (a POST's fields, or the query of a pre-filled link): the first
+    value of each field, at most :data:`MAX_TEXT` characters; a box is ticked when it is sent
+    (with ``defaults`` for the fields not given, when ``values`` is a query)."""
+    given: dict[str, str] = {}
+    for name, value in values:
+        given.setdefault(name, value[:MAX_TEXT])
+    changes: dict[str, Any] = {name: given[name] for name in _TEXT_FIELDS if name in given}
+    changes.update({name: name in given and given[name] != "" for name in _FLAGS})
+    return replace(defaults, **changes)
+
+
+def prefill(query: Sequence[tuple[str, str]], *, boot_default: bool) -> RegisterForm:
+    """The form a link opens: the query's values over the defaults; the image's name
+    suggested from the object's file name."""
+    form = read_form(query, defaults=RegisterForm())
+    form = replace(form, boot_test=boot_default or form.boot_test)
+    if not form.name and form.source:
+        form = replace(form, name=suggested_name(form.source))
+    return form
+
+
+def suggested_name(source: str) -> str:
+    """An image name from the object's file name: its base name without the extension, with
+    the characters a name may not hold replaced by ``-`` (at most 128)."""
+    base = source.partition(":")[2].rsplit("/", 1)[-1]
+    stem = base.rsplit(".", 1)[0] or base
+    cleaned = "".join(c if c.isascii() and (c.isalnum() or c in "-._") else "-" for c in stem)
+    return cleaned.strip("-.")[: v.MAX_NAME]
+
+
+def _image_tags(text: str) -> list[dict[str, str]]:
+    """``key=value`` lines as ``image_tags`` (a line without ``=`` is a key with an empty
+    value); blank lines skipped, at most :data:`MAX_TAG_LINES`."""
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    tags = []
+    for line in lines[:MAX_TAG_LINES]:
+        key, _, value = line.partition("=")
+        tags.append({"key": key.strip(), "value": value.strip()})
+    return tags
+
+
+def _min_disk(text: str) -> object:
+    """The ``min_disk`` to send: the whole number written, or the text as it is (the service
+    refuses it naming the field), or None when empty."""
+    text = text.strip()[:MAX_NUMBER_TEXT]
+    if not text:
+        return None
+    number = whole_number(text)
+    return text if number is None else number
+
+
+def registration(form: RegisterForm, *, boot_offered: bool) -> tuple[Route, dict[str, object]]:
+    """The route and the body the vendor's SDK sends for ``form`` (fields left out when
+    empty, as the SDK leaves out unset attributes). ``boot_offered``: the server runs boot
+    tests, so a system image's ``boot_test`` is sent either way."""
+    body: dict[str, object] = {"name": form.name}
+    if form.description:
+        body["description"] = form.description.replace("\r\n", "\n")
+    body["image_url"] = form.source[:MAX_SOURCE]
+    min_disk = _min_disk(form.min_disk)
+    if min_disk is not None:
+        body["min_disk"] = min_disk
+    route: Route
+    if form.data_disk:
+        route = "quickimport" if form.is_quick_import else "dataimages"
+        body["os_type"] = form.os_type
+        if form.is_quick_import:
+            body["type"] = "DataImage"
+        if form.is_config:
+            body["is_config"] = True
+        if form.boot_test:
+            body["boot_test"] = True
+    else:
+        route = "action"
+        if form.os_version:
+            body["os_version"] = form.os_version
+        if form.architecture:
+            body["architecture"] = form.architecture
+        if form.hw_firmware_type:
+            body["hw_firmware_type"] = form.hw_firmware_type
+        if form.is_quick_import:
+            body["is_quick_import"] = True
+        if form.is_config:
+            body["is_config"] = True
+        if boot_offered:
+            body["boot_test"] = form.boot_test
+    tags = _image_tags(form.tags)
+    if tags:
+        body["image_tags"] = tags
+    return route, body
+
+
+@dataclass(frozen=True, slots=True)
+class Refusal:
+    code: str
+    message: str
+
+
+def input_of(field: str | None) -> str | None:
+    """The form input that shows a refusal of body field ``field`` (None: the form has no
+    input for it, the refusal shows above the form)."""
+    if field is None:
+        return None
+    name = INPUT_OF_FIELD.get(field, field)
+    return name if name in {f.name for f in fields(RegisterForm)} else None
+
+
+def _offered(services: Services) -> tuple[str | None, bool]:
+    """Why automatic configuration is not offered here (None: it is), and whether boot tests
+    are."""
+    try:
+        lifecycle.check_configuration_offered(services)
+        config_refused = None
+    except RequestInvalid as refused:
+        config_refused = refused.message
+    try:
+        check_boot_offered(services, ("bios",))
+        boot = True
+    except RequestInvalid:
+        boot = False
+    return config_refused, boot
+
+
+def _page(
+    services: Services,
+    call: PageCall,
+    form: RegisterForm,
+    *,
+    boot: bool,
+    config_refused: str | None,
+    errors: Mapping[str, Refusal] | None = None,
+    failure: Refusal | None = None,
+    status: int = 200,
+) -> Response:
+    choices = source_choices(services, call.project_id)
+    selected = next(
+        (o for bucket in choices for o in bucket.objects if o.source == form.source), None
+    )
+    return render(
+        call,
+        "register.html",
+        status=status,
+        nav="images",
+        form=form,
+        choices=choices,
+        selected=selected,
+        os_versions=os_version_document(),
+        boot_offered=boot,
+        config_refused=config_refused,
+        errors=errors or {},
+        failure=failure,
+        max_tags=v.MAX_TAGS,
+    )
+
+
+def register_form(services: Services, call: PageCall) -> Response:
+    """The import form, pre-filled from the query (a check's "Register this image" link)."""
+    config_refused, boot = _offered(services)
+    boot_default = boot and services.settings.import_boot_test
+    form = prefill(call.query, boot_default=boot_default)
+    return _page(services, call, form, boot=boot, config_refused=config_refused)
+
+
+def register(services: Services, call: PageCall) -> Response:
+    """Register the form's object as an image through the registration routes' service
+    functions; a refusal is shown at its field with the vendor's code."""
+    config_refused, boot = _offered(services)
+    form = read_form(call.form, defaults=RegisterForm(architecture="", hw_firmware_type=""))
+    route, body = registration(form, boot_offered=boot)
+    try:
+        job_id = SERVICE[route](services, call.project_id, body)
+    except NotFound:
+        raise
+    except ServiceError as refused:
+        where = input_of(refused.field)
+        shown = Refusal(refused.code, refused.message)
+        return _page(
+            services,
+            call,
+            form,
+            boot=boot,
+            config_refused=config_refused,
+            errors={where: shown} if where else None,
+            failure=None if where else shown,
+            status=refused.status,
+        )
+    image_id = manage.show_job(services, call.project_id, job_id).image_id or ""
+    return redirect(url(f"/images/{segment(image_id)}", job=job_id))
+
+
+PAGES = [
+    PageRoute("/register", register_form),
+    PageRoute("/register", register, ("POST",)),
+]
