@@ -53,6 +53,7 @@ NOTICES = (
     "export",
     "copy",
     "boot-test",
+    "registered",
 )
 #: jobs of the image listed
 RECENT_JOBS = 5

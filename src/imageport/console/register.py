@@ -17,7 +17,7 @@ So the form refuses exactly what the API refuses, with the vendor's codes, shown
 the service's error names (:attr:`~imageport.service.errors.ServiceError.field`). A choice that
 does not go with the image type (automatic configuration or a boot test for a data disk) is
 sent anyway, for the service to refuse, never dropped. On success the browser goes to the new
-image's page (``?job=`` names the import job).
+image's page, which says that the import started (its job is in the page's jobs).
 """
 
 from __future__ import annotations
@@ -284,7 +284,7 @@ def register(services: Services, call: PageCall) -> Response:
             status=refused.status,
         )
     image_id = manage.show_job(services, call.project_id, job_id).image_id or ""
-    return redirect(url(f"/images/{segment(image_id)}", job=job_id))
+    return redirect(url(f"/images/{segment(image_id)}", done="registered"))
 
 
 PAGES = [

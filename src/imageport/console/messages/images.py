@@ -124,6 +124,10 @@ MESSAGES: dict[str, tuple[str, str]] = {
         "The project no longer shares the image.",
         "已取消向该项目共享镜像。",
     ),
+    "images.notice.registered": (
+        "The image is registered: its import job is below, and this page follows it.",
+        "镜像已注册：导入任务见下方，本页会自动更新进度。",
+    ),
     "images.notice.accepted": ("You accepted the shared image.", "您已接受共享镜像。"),
     "images.notice.rejected": ("You rejected the shared image.", "您已拒绝共享镜像。"),
     "images.notice.export": ("The export started: its job is below.", "导出已开始，任务见下方。"),
