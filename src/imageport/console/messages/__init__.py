@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from imageport.console.messages import common, images, reports, signin
+from imageport.console.messages import common, images, reports, servers, signin
 
-AREAS = (common, signin, images, reports)
+AREAS = (common, signin, images, reports, servers)
 
 
 def catalogue() -> dict[str, tuple[str, str]]:
