@@ -122,6 +122,8 @@ def test_a_server_created_from_the_page_boots_and_is_run_from_the_console(
     with console_browser.new_page(browser) as page:
         errors: list[str] = []
         page.on("pageerror", lambda error: errors.append(str(error)))
+        logged: list[str] = []
+        page.on("console", lambda message: logged.append(f"{message.type}: {message.text}"))
 
         # -- create it from the form, opened for the image -----------------------------------
         console_browser.sign_in(
@@ -231,3 +233,7 @@ def test_a_server_created_from_the_page_boots_and_is_run_from_the_console(
         expect(row).to_have_count(0, timeout=STATUS_MS)
         expect(page.locator("#server-news")).to_have_text("web-1 was deleted.")
         assert errors == []
+        # the browser refused nothing but xterm.js's <style> elements (console.css stands in)
+        refused = [line for line in logged if "Content Security Policy" in line]
+        print("\n".join(refused))
+        assert all("inline style" in line for line in refused), refused

@@ -250,6 +250,7 @@ def test_the_page_shows_the_console_log_readable(console: Console) -> None:
     assert page.status_code == 200
     assert "Booting Debian\nweb-1 login:" in page.text and "\x1b" not in page.text
     assert 'id="log-auto" checked' not in page.text  # it has booted: no refreshing
+    assert page.text.count('name="back" value="server"') == 2  # its actions come back here
     log = console.client.get(f"/console/servers/{server_id}/console-log?lines=1").json()
     assert log == {"output": "web-1 login: "}
 
