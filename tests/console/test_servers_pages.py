@@ -324,3 +324,22 @@ def test_every_status_and_task_has_words_in_both_languages() -> None:
             assert t(f"servers.status.{status}")
         for task in TaskState:
             assert t(f"servers.task.{task}")
+
+
+def test_the_pages_speak_chinese_too(console: Console) -> None:
+    server_id = server_rows.add_server(
+        console.services, console.project_id, console.image_id, status="SHUTOFF", name="web-1"
+    )
+    chinese = {"Accept-Language": "zh-CN,zh;q=0.9"}
+    listed = console.client.get("/console/servers", headers=chinese).text
+    assert "云服务器" in listed and "关机" in listed and "开机" in listed
+    form = console.client.get("/console/servers/new", headers=chinese).text
+    assert "创建云服务器" in form and "使用密码" in form
+    page = console.client.get(f"/console/servers/{server_id}", headers=chinese).text
+    assert "控制台日志" in page and "串口控制台" in page and "远程登录" in page
+    refused = console.client.post(
+        "/console/servers/new",
+        data={"csrf": console.csrf, "image": console.image_id, "name": "bad name"},
+        headers=chinese,
+    ).text
+    assert "提交未被接受" in refused and codes.ECS_INVALID in refused
