@@ -190,12 +190,15 @@ def test_the_sdk_sees_the_vendors_errors(api: Api) -> None:
         assert (refused.value.status_code, refused.value.error_code) == (status, code)
 
 
-def test_the_display_page_is_a_placeholder_that_echoes_nothing(api: Api) -> None:
+def test_the_display_page_is_the_viewer_and_echoes_nothing(api: Api) -> None:
     page = httpx.get(f"{api.base}/vnc/vnc_auto.html", params={"token": "<script>x</script>"})
     assert page.status_code == 200
     assert page.headers["content-type"].startswith("text/html")
-    assert "web console" in page.text and "<script>" not in page.text
-    assert page.headers["content-security-policy"] == "default-src 'none'"
+    assert '<script type="module" src="/console/static/vnc_auto.js">' in page.text
+    assert "<script>" not in page.text and "token" not in page.text.split("<noscript>")[0]
+    policy = page.headers["content-security-policy"]
+    assert "script-src 'self'" in policy and "connect-src 'self'" in policy
+    assert "unsafe" not in policy and "default-src 'none'" in policy
     assert page.headers["referrer-policy"] == "no-referrer"
 
 

@@ -14,6 +14,7 @@ the machine never waits for it). What a session types goes to the guest's serial
 from __future__ import annotations
 
 import os
+import re
 import threading
 import time
 from collections.abc import Callable
@@ -59,16 +60,21 @@ class ConsoleLog:
         self._size = len(kept)
 
 
+_LINE_END = re.compile(r"\r*\n|\r+")
+
+
 def last_lines(path: Path, lines: int | None) -> str:
     """The last ``lines`` lines of the log at ``path`` (None: all it keeps; 0: none), with
-    line ends as ``\\n``; '' when there is no log."""
+    line ends as ``\\n``; '' when there is no log. CRs before a LF are one line end (a
+    guest's terminal driver writes ``\\r\\r\\n`` for a program's ``\\r\\n``); a CR alone ends
+    a line too."""
     if lines is not None and lines <= 0:
         return ""
     try:
         data = _tail_bytes(path, KEEP_BYTES + SLACK_BYTES)
     except FileNotFoundError:
         return ""
-    text = data.decode("utf-8", errors="replace").replace("\r\n", "\n").replace("\r", "\n")
+    text = _LINE_END.sub("\n", data.decode("utf-8", errors="replace"))
     kept = text.split("\n")
     if kept and kept[-1] == "":
         kept.pop()

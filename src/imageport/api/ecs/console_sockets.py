@@ -149,27 +149,44 @@ def console_routes(services: Services) -> list[BaseRoute]:
 
 
 _PAGE = """<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>imageport: server display</title></head>
-<body><h1>Server display</h1>
-<p>The browser viewer (noVNC) comes with imageport's web console; it is not installed yet.</p>
-<p>Any VNC client that speaks WebSockets can use this URL: the display's WebSocket is
-<code>/vnc/websockify</code> with the same <code>token</code> query parameter (subprotocol
-<code>binary</code>). The token works for one connection, within 10 minutes.</p>
+<html lang="en"><head><meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>imageport: server display</title>
+<link rel="stylesheet" href="/console/static/console.css">
+<script type="module" src="/console/static/vnc_auto.js"></script>
+</head>
+<body class="vnc-page">
+<header><strong>Server display</strong>
+<button type="button" id="ctrl-alt-del" disabled>Send Ctrl+Alt+Del</button>
+<span id="status" role="status" aria-live="polite">Loading the viewer&hellip;</span></header>
+<main id="screen" aria-label="Server display"></main>
+<noscript><p>The viewer (noVNC) needs JavaScript. Any VNC client that speaks WebSockets can use
+the display's WebSocket, <code>/vnc/websockify</code> with the same <code>token</code> query
+parameter (subprotocol <code>binary</code>).</p></noscript>
 </body></html>
 """
+#: the display page's policy: the viewer's files and its WebSocket from this origin only
+_PAGE_CSP = (
+    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+)
 
 
 async def display_page(request: Request) -> Response:
-    """The display's page of a remote_console URL, unauthenticated: for now a placeholder that
-    says noVNC comes with the web console (it never shows the token or anything else of the
-    request)."""
+    """The display's page of a remote_console URL, unauthenticated: noVNC connected to the
+    display's WebSocket with the URL's token (the same page for every request).
+
+    The viewer ships with the web console (``/console/static/``). The page shows nothing of the
+    request; its script takes the token from the address bar, removes it from there and sends
+    it only to the WebSocket (no referrer; scripts, styles and fetches from this origin only)."""
     return HTMLResponse(
         _PAGE,
         headers={
-            "Content-Security-Policy": "default-src 'none'",
+            "Content-Security-Policy": _PAGE_CSP,
             "Referrer-Policy": "no-referrer",
             "Cache-Control": "no-store",
             "X-Content-Type-Options": "nosniff",
+            "X-Frame-Options": "DENY",
         },
     )
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from imageport.console.messages import checks, common, images, register, reports, signin
+from imageport.console.messages import checks, common, images, register, reports, servers, signin
 
-AREAS = (common, signin, images, reports, checks, register)
+AREAS = (common, signin, images, reports, checks, register, servers)
 
 
 def catalogue() -> dict[str, tuple[str, str]]:

@@ -66,6 +66,19 @@ _DELETE = _Action(
 )
 
 
+#: what each action of :func:`server_action` and :func:`delete_servers` needs, by name
+_BY_NAME = {"os-start": _START, "os-stop": _STOP, "reboot": _REBOOT, "delete": _DELETE}
+
+
+def allowed_actions(vm_state: str, task_state: str | None) -> tuple[str, ...]:
+    """The actions (``os-start``, ``os-stop``, ``reboot``, ``delete``) a server in ``vm_state``
+    with ``task_state`` may be given now: the rule the batch requests check, for a client that
+    offers only those (the web console's buttons)."""
+    if task_state is not None:
+        return ()
+    return tuple(name for name, action in _BY_NAME.items() if vm_state in action.allowed)
+
+
 def server_action(services: Services, project_id: str, body: object) -> str:
     """Start, stop or reboot the servers ``body`` names; the batch job's id."""
     require_host(services)
@@ -184,4 +197,4 @@ def _shown(vm_state: str) -> str:
     }.get(VmState(vm_state), vm_state)
 
 
-__all__ = ["ACTIONS", "delete_servers", "server_action"]
+__all__ = ["ACTIONS", "allowed_actions", "delete_servers", "server_action"]
