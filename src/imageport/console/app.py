@@ -16,13 +16,13 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from imageport.console import i18n, images, signin
+from imageport.console import buckets, i18n, images, signin
 from imageport.console.pages import PageCall, Site, page, render, secure
 from imageport.service import codes
 from imageport.service.context import Services
 from imageport.service.errors import NotFound
 
-AREAS = (signin, images)
+AREAS = (signin, images, buckets)
 STATIC = Path(__file__).parent / "static"
 
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from imageport.console.messages import common, images, reports, signin
+from imageport.console.messages import buckets, common, images, reports, signin
 
-AREAS = (common, signin, images, reports)
+AREAS = (common, signin, images, reports, buckets)
 
 
 def catalogue() -> dict[str, tuple[str, str]]:
