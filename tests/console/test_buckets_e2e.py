@@ -182,6 +182,10 @@ def test_buckets_are_listed_created_and_refused_at_the_field(
     expect(page.get_by_role("status")).to_have_text("Bucket alpha-archive deleted.")
     expect(rows).to_have_count(1)
 
+    page.get_by_role("link", name="简体中文").click()
+    expect(page.get_by_role("heading", name="桶列表")).to_be_visible()
+    expect(page.get_by_label("存储类别").locator("option").first).to_have_text("标准存储 (默认)")
+
 
 def test_a_bucket_page_lists_objects_by_folder_and_deletes_with_confirmation(
     server: ServeProcess, page: Page, shots: Path
@@ -397,6 +401,16 @@ def test_another_projects_bucket_is_not_found(server: ServeProcess, page: Page) 
         headers={"X-CSRF-Token": csrf},
     )
     assert urls.status == 404
+    unread = page.request.post(
+        server.ims_url + "/console/buckets/beta-private/uploads",
+        data={"key": "k", "size": 1, "acl": "public-read"},
+        headers={"X-CSRF-Token": csrf},
+    )
+    assert unread.status == 400
+    assert unread.json()["error"] == {
+        "code": "InvalidArgument",
+        "message": "unknown member 'acl'",
+    }
     deleted = page.request.post(
         server.ims_url + "/console/buckets/beta-private/delete", form={"csrf": csrf}
     )

@@ -302,9 +302,14 @@ def abort_listed_upload(services: Services, call: PageCall) -> Response:
     return redirect(url(f"/buckets/{segment(bucket)}/upload", aborted=1))
 
 
-def _document(call: PageCall) -> Mapping[str, object]:
+def _document(call: PageCall, *names: str) -> Mapping[str, object]:
+    """The JSON object a script sent, holding no member but ``names`` (400 otherwise: a
+    member the route does not read is refused, not ignored)."""
     if not isinstance(call.body, dict):
         raise RequestInvalid("InvalidArgument", "the body must be a JSON object")
+    unknown = sorted(set(call.body) - set(names))
+    if unknown:
+        raise RequestInvalid("InvalidArgument", f"unknown member {unknown[0][:40]!r}")
     return call.body
 
 
@@ -325,10 +330,11 @@ def _number(document: Mapping[str, object], name: str, default: int | None = Non
 def start_upload(services: Services, call: PageCall) -> Response:
     """JSON: start a multipart upload of ``key`` for a file of ``size`` bytes (or of the
     bitmap that goes with the image ``for_image``); the upload id and part size."""
-    document = _document(call)
-    for_image = document.get("for_image")
-    if isinstance(for_image, str):
-        key = bitmap_key_for(for_image) or ""
+    document = _document(call, "key", "for_image", "size", "part_size")
+    if "for_image" in document:
+        if "key" in document:
+            raise RequestInvalid("InvalidArgument", "give key or for_image, not both")
+        key = bitmap_key_for(_text(document, "for_image")) or ""
         if not key:
             raise RequestInvalid("InvalidArgument", "that key has no bitmap (it is one itself)")
     else:
@@ -367,7 +373,7 @@ def upload_parts(services: Services, call: PageCall) -> Response:
 def part_urls(services: Services, call: PageCall) -> Response:
     """JSON: a presigned PUT URL for each part asked (number and base64 SHA-256), signed for
     the session's key, valid five minutes, for those bytes only."""
-    document = _document(call)
+    document = _document(call, "key", "parts")
     asked = document.get("parts")
     if not isinstance(asked, list) or not asked:
         raise RequestInvalid("InvalidArgument", "parts must be a list of {number, sha256}")
@@ -375,6 +381,8 @@ def part_urls(services: Services, call: PageCall) -> Response:
     for entry in asked[: browser_uploads.MAX_URLS + 1]:
         if not isinstance(entry, dict):
             raise RequestInvalid("InvalidArgument", "parts must be a list of {number, sha256}")
+        if set(entry) != {"number", "sha256"}:
+            raise RequestInvalid("InvalidArgument", "each part is {number, sha256}")
         parts.append((_number(entry, "number"), _text(entry, "sha256")))
     urls = browser_uploads.presign_parts(
         services,
@@ -396,7 +404,7 @@ def part_urls(services: Services, call: PageCall) -> Response:
 def complete_upload(services: Services, call: PageCall) -> Response:
     """JSON: complete the upload from the parts on the server once they are all there
     (``InvalidPart`` names one missing or of the wrong size)."""
-    document = _document(call)
+    document = _document(call, "key", "size", "part_size")
     bucket, key = call.path_params["bucket"], _text(document, "key")
     info = browser_uploads.complete_from_server(
         services,
@@ -424,7 +432,7 @@ def complete_upload(services: Services, call: PageCall) -> Response:
 
 def abort_upload(services: Services, call: PageCall) -> Response:
     """JSON: abort the upload; its parts are deleted."""
-    document = _document(call)
+    document = _document(call, "key")
     browser_uploads.abort_upload(
         services,
         call.project_id,
