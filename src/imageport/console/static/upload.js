@@ -243,7 +243,7 @@
     return error;
   }
 
-  function put(job, part, url, data, digest) {
+  function put(job, part, url, body, digest) {
     return new Promise((resolve, reject) => {
       const xhr = new XMLHttpRequest();
       const flight = { xhr, loaded: 0 };
@@ -262,7 +262,7 @@
       };
       xhr.onerror = () => { land(); reject(new Error("the connection failed")); };
       xhr.onabort = () => { land(); reject(new Error(PAUSED)); };
-      xhr.send(data);
+      xhr.send(body);
     });
   }
 
@@ -284,8 +284,11 @@
   }
 
   async function sendPart(job, part) {
-    const data = await job.file.slice(part.offset, part.offset + part.size).arrayBuffer();
-    const digest = base64(await sha256(data));
+    // Hashed from a copy in memory, sent as the file's own slice: Chromium streams a Blob
+    // body from the file, while an ArrayBuffer body is copied across slowly (16 MiB: 0.3 s
+    // against 3 s measured on loopback).
+    const slice = job.file.slice(part.offset, part.offset + part.size);
+    const digest = base64(await sha256(await slice.arrayBuffer()));
     for (let attempt = 0; ; attempt++) {
       if (job.paused) throw new Error(PAUSED);
       await waitOnline(job);
@@ -293,7 +296,7 @@
         const answer = await api(partsRoute(job, "urls"), {
           method: "POST", body: { key: job.key, parts: [{ number: part.number, sha256: digest }] },
         });
-        await put(job, part, answer.urls[String(part.number)], data, digest);
+        await put(job, part, answer.urls[String(part.number)], slice, digest);
         return;
       } catch (error) {
         // paused, or another part failed for good (its worker stopped the others)
