@@ -183,3 +183,15 @@ def test_completion_waits_for_every_planned_part_at_its_size(
     )
     assert info.size == size
     assert info.sha256 == hashlib.sha256(data).hexdigest()
+
+
+def test_an_empty_file_is_one_empty_part(services: Services, tmp_path: Path) -> None:
+    alpha = Tenant(services, "alpha")
+    pid = alpha.principal.project_id
+    started = uploads.start_upload(services, pid, alpha.bucket, "empty.raw", 0)
+    assert started.parts == 1
+    _put_part(services, started.upload_id, 1, b"", tmp_path)
+    info = uploads.complete_from_server(
+        services, pid, alpha.bucket, "empty.raw", started.upload_id, 0, started.part_size
+    )
+    assert info.size == 0
