@@ -1,9 +1,9 @@
 """Texts of the buckets area: buckets, objects and uploads."""
 
 MESSAGES: dict[str, tuple[str, str]] = {
-    "common.actions": ("Actions", "操作"),
-    "common.next_page": ("Next page", "下一页"),
-    "common.first_page": ("First page", "第一页"),
+    "buckets.actions": ("Actions", "操作"),
+    "buckets.next_page": ("Next page", "下一页"),
+    "buckets.first_page": ("First page", "第一页"),
     # storage classes (the bucket API's canonical names)
     "class.STANDARD": ("Standard", "标准存储"),
     "class.WARM": ("Infrequent Access (WARM)", "低频访问存储 (WARM)"),
