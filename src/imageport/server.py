@@ -71,12 +71,17 @@ class StartError(ImageportError):
     """The server cannot start; the message says why, for the operator."""
 
 
-def build_apps(services: Services, *, bucket_port: int | None = None) -> tuple[ASGIApp, ASGIApp]:
+def build_apps(
+    services: Services, *, bucket_port: int | None = None, ims_port: int | None = None
+) -> tuple[ASGIApp, ASGIApp]:
     """The two ASGI applications: (image API with /health, /metrics and the web console under
     ``/console``, bucket API). ``bucket_port``: the bucket API's real port, where the console's
-    browsers upload (when the setting ``console_bucket_url`` does not say otherwise)."""
+    browsers upload (when the setting ``console_bucket_url`` does not say otherwise);
+    ``ims_port``: the image API's, whose pages the bucket API lets upload (CORS, unless the
+    setting ``console_origin`` names the console's origin)."""
     from imageport.api.ims.app import build_ims_app
     from imageport.api.s3.app import build_s3_app
+    from imageport.api.s3.cors import ConsoleOrigin
     from imageport.console.app import build_console_app
     from imageport.console.pages import BASE, Site
 
@@ -93,7 +98,8 @@ def build_apps(services: Services, *, bucket_port: int | None = None) -> tuple[A
         ]
     )
     ims = RequestContext(ims_root, api="ims")
-    s3 = RequestContext(with_s3_health(build_s3_app(services), services), api="s3")
+    console = ConsoleOrigin(console_port=ims_port, origin=services.settings.console_origin)
+    s3 = RequestContext(with_s3_health(build_s3_app(services, console), services), api="s3")
     return ims, s3
 
 
@@ -271,7 +277,11 @@ def run(settings: Settings, out: IO[str] | None = None) -> int:
                 stack.callback(services.host.close)
             if services.queue is not None:
                 stack.callback(services.queue.stop, QUEUE_STOP_SECONDS)
-            ims, s3 = build_apps(services, bucket_port=sockets[1].getsockname()[1])
+            ims, s3 = build_apps(
+                services,
+                bucket_port=sockets[1].getsockname()[1],
+                ims_port=sockets[0].getsockname()[1],
+            )
             hint = _admin_hint(services)
 
             def started() -> None:

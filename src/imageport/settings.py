@@ -40,6 +40,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
+from urllib.parse import urlsplit
 
 from imageport.limits import GiB, KiB, TiB
 
@@ -130,6 +131,12 @@ class Settings:
         "the bucket API's address as browsers reach it, for the web console's uploads "
         "(e.g. `https://obs.example.com`)",
         shown="the console's own host name on `s3_port`",
+    )
+    console_origin: str | None = _setting(
+        None,
+        "the web console's origin as browsers reach it (e.g. `https://console.example.com`): "
+        "the one origin the bucket API lets upload parts from a browser (CORS)",
+        shown="the bucket API's host name on the image API's port",
     )
     console_secure_cookie: bool = _setting(
         False,
@@ -302,6 +309,8 @@ def load_settings(env: Mapping[str, str] | None = None, **overrides: object) -> 
         values["data_dir"] = Path(str(values["data_dir"]))
     if "s3_domain" in values:
         values["s3_domain"] = normal_domain(str(values["s3_domain"]))
+    if "console_origin" in values:
+        values["console_origin"] = normal_origin(str(values["console_origin"]))
     settings = Settings(**values)  # type: ignore[arg-type]
     if settings.stored_format not in STORED_FORMATS:
         raise ValueError(f"stored_format must be one of {', '.join(STORED_FORMATS)}")
@@ -358,6 +367,32 @@ def normal_domain(text: str) -> str | None:
     if not _DOMAIN.match(name):
         raise ValueError(f"s3_domain {text[:80]!r} is not a DNS name like s3.example.com")
     return name
+
+
+def normal_origin(text: str) -> str | None:
+    """``console_origin`` as ``scheme://host[:port]`` in lower case; None when empty;
+    ValueError when it is not an http(s) origin (a path, a query or a user is not one)."""
+    origin = text.strip().lower().removesuffix("/")
+    if not origin:
+        return None
+    try:
+        parts = urlsplit(origin)
+        parts.port  # noqa: B018 - raises ValueError for a port that is not one
+    except ValueError:
+        parts = None
+    if (
+        parts is None
+        or parts.scheme not in ("http", "https")
+        or not parts.hostname
+        or parts.path
+        or parts.query
+        or parts.fragment
+        or "@" in parts.netloc
+    ):
+        raise ValueError(
+            f"console_origin {text[:80]!r} is not an origin like https://console.example.com"
+        )
+    return origin
 
 
 _UNITS = (("TiB", TiB), ("GiB", GiB), ("MiB", 1 << 20), ("KiB", KiB))

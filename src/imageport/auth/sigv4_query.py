@@ -17,16 +17,20 @@ until ``X-Amz-Date + X-Amz-Expires`` (1 to 604800 seconds, S3's week). ``X-Amz-S
 is refused: this service issues no temporary credentials, so a URL carrying one was signed with
 a key it cannot know. An ``x-amz-*`` or ``x-obs-*`` header the URL did not sign is refused
 (``AccessDenied``, as S3 answers), so whoever holds the URL cannot add ``x-amz-copy-source``.
+
+:func:`presign` is the mirror of :func:`verify`: it makes such a URL with the verifier's own
+canonical forms (the web console presigns the part uploads a browser sends), optionally signing
+headers beside ``host`` (an ``x-amz-checksum-sha256`` binds the URL to one body).
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from urllib.parse import unquote
+from urllib.parse import quote, unquote, urlsplit
 
 from imageport.auth.errors import (
     ACCESS_DENIED,
@@ -220,3 +224,52 @@ def verify(
     if not same(expected, auth.signature):
         raise SignatureError(MISMATCH, "signature does not match")
     return cred.access_key
+
+
+def presign(
+    method: str,
+    url: str,
+    access_key: str,
+    secret: str,
+    *,
+    region: str,
+    now: datetime,
+    expires: int,
+    headers: Mapping[str, str] | None = None,
+) -> str:
+    """``url`` (absolute, its path and query already percent-encoded) presigned with SigV4 for
+    ``method`` by ``access_key``, valid ``expires`` seconds from ``now``. ``headers``: headers
+    the request must carry with exactly these values (``host`` is always signed, taken from
+    ``url``); the payload is ``UNSIGNED-PAYLOAD``, as botocore presigns."""
+    if not 0 < expires <= MAX_EXPIRES:
+        raise ValueError(f"expires must be 1-{MAX_EXPIRES} seconds")
+    parts = urlsplit(url)
+    signed = {name.lower(): value for name, value in (headers or {}).items()}
+    signed["host"] = parts.netloc
+    names = sorted(signed)
+    signed_text = ";".join(names)
+    when = now if now.tzinfo else now.replace(tzinfo=UTC)
+    date = when.astimezone(UTC).strftime("%Y%m%dT%H%M%SZ")
+    scope = f"{date[:8]}/{region}/s3/aws4_request"
+    params = (
+        ("X-Amz-Algorithm", ALGORITHM),
+        ("X-Amz-Credential", f"{access_key}/{scope}"),
+        ("X-Amz-Date", date),
+        ("X-Amz-Expires", str(expires)),
+        ("X-Amz-SignedHeaders", signed_text),
+    )
+    auth_query = "&".join(f"{name}={quote(value, safe='-_.~')}" for name, value in params)
+    raw_query = f"{parts.query}&{auth_query}" if parts.query else auth_query
+    request = SignedRequest(method.upper(), parts.path or "/", raw_query, signed)
+    sts = string_to_sign(
+        request,
+        scope,
+        signed_text,
+        names,
+        date,
+        query=canonical_query(raw_query),
+        payload=UNSIGNED_PAYLOAD,
+    )
+    key = signing_key(secret, date[:8], region, "s3")
+    signature = hmac.new(key, utf8(sts), hashlib.sha256).hexdigest()
+    return f"{parts.scheme}://{parts.netloc}{request.raw_path}?{raw_query}&{SIGNATURE}={signature}"

@@ -16,13 +16,22 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from imageport.console import checks, i18n, images, register, server_page, servers, signin
+from imageport.console import (
+    buckets,
+    checks,
+    i18n,
+    images,
+    register,
+    server_page,
+    servers,
+    signin,
+)
 from imageport.console.pages import PageCall, Site, page, render, secure
 from imageport.service import codes
 from imageport.service.context import Services
 from imageport.service.errors import NotFound
 
-AREAS = (signin, images, checks, register, servers, server_page)
+AREAS = (signin, buckets, images, checks, register, servers, server_page)
 STATIC = Path(__file__).parent / "static"
 
 

@@ -7,7 +7,9 @@ Order of work for each request: parse the request line; answer the unauthenticat
 ``Host: bucket.domain`` -> 200 ``x-obs-api: 3.0``); authenticate
 (before reading any body); choose the view; refuse headers asking for features this service
 does not have (:mod:`~imageport.api.s3.request_features`: 501 ``NotImplemented``, never
-ignored); run the view; map :class:`ServiceError` to an S3 error document.
+ignored); run the view; map :class:`ServiceError` to an S3 error document. ``OPTIONS`` is the
+web console's CORS preflight, answered for the console's origin only (:mod:`.cors`), which
+may also read the answers to its part uploads.
 A single-use signature (see :mod:`imageport.service.access.authn`) is never given back: a client
 that retries signs again.
 """
@@ -23,7 +25,7 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from imageport.api.s3 import bucket_views, multipart_views, object_views
+from imageport.api.s3 import bucket_views, cors, multipart_views, object_views
 from imageport.api.s3.body import body_left_unread
 from imageport.api.s3.request import Ctx, S3Call, authenticate_call, parse_call
 from imageport.api.s3.request_features import check_request
@@ -255,7 +257,11 @@ def route(call: S3Call) -> View:
 
 
 async def handle(request: Request) -> Response:
+    console: cors.ConsoleOrigin = request.app.state.console_origin
+    if request.method == "OPTIONS":
+        return cors.preflight(request, console)
     response = await _respond(request)
+    cors.allow_reading(request, response, console)
     if body_left_unread(request):
         response.headers["Connection"] = "close"
     return response
@@ -294,9 +300,13 @@ async def _respond(request: Request) -> Response:
         )
 
 
-def build_s3_app(services: Services) -> Starlette:
-    """The bucket API for ``services`` (mount it on its own port)."""
-    methods = ["GET", "HEAD", "PUT", "POST", "DELETE"]
+def build_s3_app(services: Services, console: cors.ConsoleOrigin | None = None) -> Starlette:
+    """The bucket API for ``services`` (mount it on its own port); ``console``: whose pages may
+    upload parts to it from a browser (default: the setting ``console_origin`` only)."""
+    methods = ["GET", "HEAD", "PUT", "POST", "DELETE", "OPTIONS"]
     app = Starlette(routes=[Route("/{path:path}", handle, methods=methods)])
     app.state.services = services
+    app.state.console_origin = console or cors.ConsoleOrigin(
+        origin=services.settings.console_origin
+    )
     return app

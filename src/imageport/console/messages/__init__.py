@@ -5,9 +5,18 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from imageport.console.messages import checks, common, images, register, reports, servers, signin
+from imageport.console.messages import (
+    buckets,
+    checks,
+    common,
+    images,
+    register,
+    reports,
+    servers,
+    signin,
+)
 
-AREAS = (common, signin, images, reports, checks, register, servers)
+AREAS = (common, signin, buckets, images, reports, checks, register, servers)
 
 
 def catalogue() -> dict[str, tuple[str, str]]:

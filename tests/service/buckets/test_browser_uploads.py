@@ -1,0 +1,197 @@
+"""Uploads from a browser (the web console): the part size the CLI would choose, keys a browser
+can send, presigned part URLs bound to the part's bytes and the session's key, and completion
+from the parts the server holds."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import pytest
+
+from imageport.auth import SignedRequest, sigv4_query
+from imageport.client.upload import choose_part_size
+from imageport.limits import GiB, MiB, TiB
+from imageport.service.access.authn import Principal
+from imageport.service.access.projects import create_key, create_project, revoke_key
+from imageport.service.buckets import browser_uploads as uploads
+from imageport.service.buckets import buckets as bucket_cases
+from imageport.service.context import Services
+from imageport.service.errors import NotFound, RequestInvalid, Unauthenticated
+from imageport.service.ports import StagedFile
+
+BASE = "http://127.0.0.1:8081"
+
+
+@pytest.mark.parametrize("size", [0, 1, 5 * MiB, 100 * GiB, 1 * TiB, 5 * TiB])
+@pytest.mark.parametrize("requested", [1, 5 * MiB, 16 * MiB, 64 * MiB, 10 * GiB])
+def test_the_part_size_is_the_clis(size: int, requested: int) -> None:
+    assert uploads.part_size_for(size, requested) == choose_part_size(size, requested)
+
+
+def test_parts_cover_the_file_exactly() -> None:
+    plan = uploads.plan_parts(12 * MiB + 3, 5 * MiB)
+    assert [(p.number, p.size) for p in plan] == [(1, 5 * MiB), (2, 5 * MiB), (3, 2 * MiB + 3)]
+    assert uploads.plan_parts(0, 5 * MiB) == [uploads.PartPlan(1, 0)]
+
+
+@pytest.mark.parametrize("key", ["a/../b", "./x", "a/./b", "..", "a/.."])
+def test_keys_a_browser_would_rewrite_are_refused(key: str) -> None:
+    with pytest.raises(RequestInvalid, match="browser"):
+        uploads.check_browser_key(key)
+
+
+@pytest.mark.parametrize("key", ["a..b", "dir/disk.raw", ".hidden", "dir//x", "disk 1.raw"])
+def test_other_keys_are_the_bucket_apis_business(key: str) -> None:
+    uploads.check_browser_key(key)
+
+
+@pytest.mark.parametrize(
+    ("url", "base"),
+    [
+        ("http://127.0.0.1:8081", ("http", "127.0.0.1:8081")),
+        ("https://obs.example.com:443/", ("https", "obs.example.com")),
+        ("http://Obs.Example.com:80", ("http", "obs.example.com")),
+        ("http://[::1]:8081", ("http", "[::1]:8081")),
+    ],
+)
+def test_the_signed_host_is_the_one_a_browser_sends(url: str, base: tuple[str, str]) -> None:
+    assert uploads.bucket_api_base(url) == base
+
+
+class Tenant:
+    def __init__(self, services: Services, name: str) -> None:
+        project = create_project(services, name)
+        key = create_key(services, project.id)
+        self.principal = Principal(project.id, key.access_key)
+        self.secret = key.secret_key
+        self.bucket = f"{name}-uploads"
+        bucket_cases.create_bucket(services, project.id, self.bucket)
+
+
+def _sha(data: bytes) -> str:
+    return base64.b64encode(hashlib.sha256(data).digest()).decode()
+
+
+def _put_part(services: Services, upload_id: str, number: int, data: bytes, tmp: Path) -> None:
+    staged = services.store.staging_path()
+    staged.parent.mkdir(parents=True, exist_ok=True)
+    staged.write_bytes(data)
+    md5 = hashlib.md5(data, usedforsecurity=False).hexdigest()
+    services.store.commit_part(
+        upload_id, number, StagedFile(staged, len(data), md5, hashlib.sha256(data).hexdigest())
+    )
+
+
+def test_part_urls_are_signed_for_the_sessions_key_and_the_parts_bytes(
+    services: Services,
+) -> None:
+    alpha = Tenant(services, "alpha")
+    pid = alpha.principal.project_id
+    started = uploads.start_upload(services, pid, alpha.bucket, "dir/disk one.raw", 12 * MiB)
+    assert (started.part_size, started.parts) == (16 * MiB, 1)
+    digest = _sha(b"part one")
+    urls = uploads.presign_parts(
+        services, alpha.principal, BASE, alpha.bucket, started.key, started.upload_id, [(1, digest)]
+    )
+    split = urlsplit(urls[1])
+    assert split.path == f"/{alpha.bucket}/dir/disk%20one.raw"
+    seen = SignedRequest(
+        "PUT", split.path, split.query, {"host": split.netloc, "x-amz-checksum-sha256": digest}
+    )
+    assert sigv4_query.verify(seen, lambda ak: alpha.secret, services.clock()) == (
+        alpha.principal.access_key
+    )
+    assert alpha.secret not in urls[1]
+
+    beta = Tenant(services, "beta")
+    with pytest.raises(NotFound):  # another project's upload is not there
+        uploads.presign_parts(
+            services,
+            beta.principal,
+            BASE,
+            alpha.bucket,
+            started.key,
+            started.upload_id,
+            [(1, digest)],
+        )
+    with pytest.raises(RequestInvalid, match="sha256"):
+        uploads.presign_parts(
+            services,
+            alpha.principal,
+            BASE,
+            alpha.bucket,
+            started.key,
+            started.upload_id,
+            [(1, "x")],
+        )
+    with pytest.raises(RequestInvalid, match="1-16"):
+        uploads.presign_parts(
+            services,
+            alpha.principal,
+            BASE,
+            alpha.bucket,
+            started.key,
+            started.upload_id,
+            [(n, digest) for n in range(1, 18)],
+        )
+    revoke_key(services, alpha.principal.access_key)
+    with pytest.raises(Unauthenticated):
+        uploads.presign_parts(
+            services,
+            alpha.principal,
+            BASE,
+            alpha.bucket,
+            started.key,
+            started.upload_id,
+            [(1, digest)],
+        )
+
+
+def test_completion_waits_for_every_planned_part_at_its_size(
+    services: Services, tmp_path: Path
+) -> None:
+    alpha = Tenant(services, "alpha")
+    pid = alpha.principal.project_id
+    size = 12 * MiB
+    data = bytes(range(256)) * (size // 256)
+    started = uploads.start_upload(services, pid, alpha.bucket, "disk.raw", size, 5 * MiB)
+    assert (started.part_size, started.parts) == (5 * MiB, 3)
+
+    def complete() -> str:
+        with pytest.raises(RequestInvalid) as refused:
+            uploads.complete_from_server(
+                services, pid, alpha.bucket, "disk.raw", started.upload_id, size, 5 * MiB
+            )
+        assert refused.value.code == "InvalidPart"
+        return refused.value.message
+
+    _put_part(services, started.upload_id, 1, data[: 5 * MiB], tmp_path)
+    _put_part(services, started.upload_id, 3, data[10 * MiB :], tmp_path)
+    assert complete() == "part 2 is not on the server yet"
+    _put_part(services, started.upload_id, 2, data[5 * MiB : 9 * MiB], tmp_path)
+    assert complete() == f"part 2 has {4 * MiB} bytes on the server, {5 * MiB} expected"
+    _put_part(services, started.upload_id, 2, data[5 * MiB : 10 * MiB], tmp_path)
+    assert [
+        p.number
+        for p in uploads.stored_parts(services, pid, alpha.bucket, "disk.raw", started.upload_id)
+    ] == [1, 2, 3]
+    info = uploads.complete_from_server(
+        services, pid, alpha.bucket, "disk.raw", started.upload_id, size, 5 * MiB
+    )
+    assert info.size == size
+    assert info.sha256 == hashlib.sha256(data).hexdigest()
+
+
+def test_an_empty_file_is_one_empty_part(services: Services, tmp_path: Path) -> None:
+    alpha = Tenant(services, "alpha")
+    pid = alpha.principal.project_id
+    started = uploads.start_upload(services, pid, alpha.bucket, "empty.raw", 0)
+    assert started.parts == 1
+    _put_part(services, started.upload_id, 1, b"", tmp_path)
+    info = uploads.complete_from_server(
+        services, pid, alpha.bucket, "empty.raw", started.upload_id, 0, started.part_size
+    )
+    assert info.size == 0
