@@ -65,3 +65,14 @@ def test_nothing_refers_to_a_document_outside_the_repository() -> None:
         if OUTSIDE.search(line)
     ]
     assert not found, "\n".join(found)
+
+
+def test_every_picture_a_page_shows_is_in_the_repository() -> None:
+    """The README's and docs' screenshots (taken by the console's browser tests) exist."""
+    missing = [
+        f"{page.relative_to(REPO)}: {target}"
+        for page in [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
+        for target in re.findall(r"!\[[^\]]*\]\(([^)\s]+)\)", page.read_text())
+        if not (page.parent / target).is_file()
+    ]
+    assert missing == []
