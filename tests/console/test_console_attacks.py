@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import urljoin
 
 import httpx
 import pytest
@@ -14,7 +15,7 @@ from starlette.applications import Starlette
 from starlette.routing import Mount
 
 from imageport.console.app import build_console_app
-from imageport.console.pages import BASE
+from imageport.console.pages import BASE, safe_next
 from imageport.service.access.console_sessions import csrf_value, sign_in_with_key
 from imageport.service.access.projects import create_key, create_project
 from imageport.service.context import Services
@@ -86,3 +87,27 @@ def test_a_form_sent_without_its_fields_is_refused_not_a_server_error(
         assert answer.status_code in (400, 403, 404), (form, answer.status_code, answer.text)
         assert "Error code" in answer.text or "Refused" in answer.text, form
         assert answer.headers["content-security-policy"].startswith("default-src 'none'"), form
+
+
+@pytest.mark.parametrize(
+    "target",
+    [
+        "/console/../v2/images",
+        "/console/..//evil.example",
+        "/console/%2e%2e/v2/images",
+        "/console/.%2E/%2e%2E/vnc/vnc_auto.html",
+        "/console/images/../../v2/images",
+        "/console/./../x",
+    ],
+)
+def test_next_never_leaves_the_console_through_dot_segments(target: str) -> None:
+    """A browser resolves ``..`` (also written ``%2e%2e``) before it follows a redirect, so
+    ``/console/../x`` is ``/x``: another route of the image API's origin, not a console page."""
+    chosen = safe_next(target)
+    assert chosen == "/console/images"
+    assert urljoin("http://host/console/signin", chosen).startswith("http://host/console/")
+
+
+def test_next_keeps_a_console_page() -> None:
+    for target in ("/console/images/abc?done=copy", "/console/images?q=a..b", "/console/x/..."):
+        assert safe_next(target) == target

@@ -27,7 +27,7 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qsl, quote, urlsplit
+from urllib.parse import parse_qsl, quote, unquote, urlsplit
 
 import jinja2
 from starlette.concurrency import run_in_threadpool
@@ -172,15 +172,20 @@ def redirect(location: str) -> RedirectResponse:
 
 
 def safe_next(target: str) -> str:
-    """``target`` when it is a console path (no scheme, no host, no ``//``), else the console's
-    start page: sign-in and language links never send the browser elsewhere."""
+    """``target`` when it is a console path (no scheme, no host, no ``//``, no ``.`` or ``..``
+    segment, which the browser would resolve, also written ``%2e``, before it follows the
+    redirect), else the console's start page: sign-in and language links never send the
+    browser elsewhere."""
     parts = urlsplit(target)
+    segments = unquote(parts.path).split("/")
     if (
         target.startswith(BASE + "/")
         and not parts.scheme
         and not parts.netloc
         and "\\" not in target
         and not any(ord(c) < 0x20 for c in target)
+        and "." not in segments
+        and ".." not in segments
     ):
         return target[:2000]
     return url("/images")
