@@ -111,3 +111,19 @@ def test_next_never_leaves_the_console_through_dot_segments(target: str) -> None
 def test_next_keeps_a_console_page() -> None:
     for target in ("/console/images/abc?done=copy", "/console/images?q=a..b", "/console/x/..."):
         assert safe_next(target) == target
+
+
+def test_a_form_route_refuses_a_json_body_instead_of_acting_on_no_fields(
+    services: Services, alpha: Signed
+) -> None:
+    """A page's form takes its fields from a form: a JSON body (which the form would not read)
+    is refused, not run as the form with every field left empty (here: deleting the image)."""
+    image_id = active_image(services, alpha.project_id, "kept", report=CLEAN_REPORT)
+    sent = alpha.client.post(
+        f"{BASE}/images/{image_id}/delete",
+        json={"confirm": False},
+        headers={"X-CSRF-Token": alpha.csrf},
+    )
+    assert sent.status_code == 400, sent.text
+    assert "IMG.0001" in sent.text and "takes a form" in sent.text
+    assert alpha.client.get(f"{BASE}/images/{image_id}").status_code == 200

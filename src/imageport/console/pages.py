@@ -10,8 +10,9 @@
 3. for anything but ``GET``/``HEAD``: refuses a request another site sent (``Sec-Fetch-Site``
    ``cross-site``/``same-site``, or an ``Origin`` other than the console's own), reads the
    body (at most :data:`MAX_FORM` bytes: the console's forms and JSON bodies are small; files
-   go to the bucket API), and checks the anti-forgery value, from the form's ``csrf`` field or
-   the ``X-CSRF-Token`` header of a script's request (403 otherwise);
+   go to the bucket API; a page's form takes a form, never JSON, which it would not read), and
+   checks the anti-forgery value, from the form's ``csrf`` field or the ``X-CSRF-Token``
+   header of a script's request (403 otherwise);
 4. runs the view in a worker thread (the service layer is synchronous), and renders a
    :class:`~imageport.service.errors.ServiceError` as an error page with its code (404 as
    "not found": another project's image is exactly as absent as a deleted one), or as
@@ -328,6 +329,10 @@ def page(
                     raise Forbidden("CSRF", "the request did not come from this console")
                 body = await _read_body(request)
                 form, document = _parse_body(request, body)
+                if document is not None and not as_json:
+                    raise RequestInvalid(
+                        codes.BAD_REQUEST, "this page takes a form, not a JSON document"
+                    )
                 call = _with(call, form=form, body=document)
                 if session is not None:
                     offered = call.field("csrf") or request.headers.get("x-csrf-token", "")
