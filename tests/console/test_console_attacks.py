@@ -127,3 +127,17 @@ def test_a_form_route_refuses_a_json_body_instead_of_acting_on_no_fields(
     assert sent.status_code == 400, sent.text
     assert "IMG.0001" in sent.text and "takes a form" in sent.text
     assert alpha.client.get(f"{BASE}/images/{image_id}").status_code == 200
+
+
+def test_signing_out_of_an_ended_session_clears_the_cookie(
+    services: Services, alpha: Signed
+) -> None:
+    """A session ended elsewhere (signed out in another tab, expired, key revoked): the page's
+    Sign out button still signs out, instead of an error page that leaves the dead cookie."""
+    token = alpha.client.cookies["imageport_console"]
+    assert alpha.post("/signout", {}).status_code == 303  # the session ends
+    alpha.client.cookies.set("imageport_console", token)  # another tab kept the cookie
+    again = alpha.post("/signout", {})
+    assert again.status_code == 303, again.text
+    assert again.headers["location"] == "/console/signin?out=1"
+    assert 'imageport_console=""' in again.headers["set-cookie"]
