@@ -15,7 +15,7 @@ from starlette.applications import Starlette
 from starlette.routing import Mount
 
 from imageport.console.app import build_console_app
-from imageport.console.pages import BASE, safe_next
+from imageport.console.pages import BASE, Site, safe_next
 from imageport.service.access.console_sessions import csrf_value, sign_in_with_key
 from imageport.service.access.projects import create_key, create_project
 from imageport.service.context import Services
@@ -141,3 +141,22 @@ def test_signing_out_of_an_ended_session_clears_the_cookie(
     assert again.status_code == 303, again.text
     assert again.headers["location"] == "/console/signin?out=1"
     assert 'imageport_console=""' in again.headers["set-cookie"]
+
+
+def test_behind_a_tls_proxy_the_https_origin_is_the_consoles_own(services: Services) -> None:
+    """Behind a TLS proxy (setting ``console_secure_cookie``) the browser's ``Origin`` is
+    ``https://host``; the console must take it for its own (or nobody could sign in), and
+    still refuse another site's."""
+    create_project(services, "alpha")
+    key = create_key(services, "alpha")
+    form = {"access_key": key.access_key, "secret_key": key.secret_key}
+    site = Site(secure_cookie=True)
+    app = Starlette(routes=[Mount(BASE, app=build_console_app(services, site))])
+    with running_app(app) as url, httpx.Client(base_url=url) as client:
+        host = url.removeprefix("http://")
+        signed = client.post(f"{BASE}/signin", data=form, headers={"Origin": f"https://{host}"})
+        assert signed.status_code == 303, signed.text
+        assert "secure" in signed.headers["set-cookie"].lower()
+        for other in ("https://evil.example", "http://evil.example", "null"):
+            refused = client.post(f"{BASE}/signin", data=form, headers={"Origin": other})
+            assert refused.status_code == 403, other

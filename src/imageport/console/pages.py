@@ -222,16 +222,19 @@ def bucket_url(site: Site, request: Request) -> str:
     return f"{request.url.scheme}://{host}:{site.bucket_port or 0}"
 
 
-def _same_origin(request: Request) -> bool:
+def _same_origin(request: Request, site: Site) -> bool:
     """Whether a browser sent ``request`` from the console's own pages: no ``Sec-Fetch-Site``
-    but ``same-origin`` (or ``none``: typed by the user), no ``Origin`` but the console's."""
-    site = request.headers.get("sec-fetch-site")
-    if site is not None and site not in ("same-origin", "none"):
+    but ``same-origin`` (or ``none``: typed by the user), no ``Origin`` but the console's (on
+    the request's ``Host``; ``https`` too behind a TLS proxy, which ``secure_cookie`` says)."""
+    fetched_from = request.headers.get("sec-fetch-site")
+    if fetched_from is not None and fetched_from not in ("same-origin", "none"):
         return False
     origin = request.headers.get("origin")
     if origin is None:
         return True  # not a browser's cross-site request; the anti-forgery value still counts
-    return origin == f"{request.url.scheme}://{request.headers.get('host', '')}"
+    host = request.headers.get("host", "")
+    schemes = {request.url.scheme, "https"} if site.secure_cookie else {request.url.scheme}
+    return origin in {f"{scheme}://{host}" for scheme in schemes}
 
 
 async def _read_body(request: Request) -> bytes:
@@ -325,7 +328,7 @@ def page(
                     return secure(response, connect=connect)
                 raise Unauthenticated("InvalidToken", "sign in first")
             if request.method not in _SAFE_METHODS:
-                if not _same_origin(request):
+                if not _same_origin(request, site):
                     raise Forbidden("CSRF", "the request did not come from this console")
                 body = await _read_body(request)
                 form, document = _parse_body(request, body)
