@@ -141,7 +141,8 @@ class Settings:
     console_secure_cookie: bool = _setting(
         False,
         "mark the console's session cookie `Secure` even when it is served over plain HTTP "
-        "(behind a TLS proxy); it is always `Secure` on HTTPS",
+        "(behind a TLS proxy), and take `https://` on the request's host as the console's "
+        "origin; it is always `Secure` on HTTPS",
     )
     check_cpu_seconds: int = _setting(
         20,

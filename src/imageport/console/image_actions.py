@@ -93,7 +93,9 @@ def delete_tag(services: Services, call: PageCall) -> Response:
     image_id = call.path_params["image_id"]
 
     def act(v: Mapping[str, str]) -> str:
-        image_tags.delete_tag(services, call.project_id, call.project_id, image_id, v["key"])
+        image_tags.delete_tag(
+            services, call.project_id, call.project_id, image_id, v.get("key", "")
+        )
         return image_url(image_id, "tag-deleted", "tags")
 
     return _act(services, call, "tags", frozenset({"key"}), act)

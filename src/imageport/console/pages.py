@@ -10,8 +10,9 @@
 3. for anything but ``GET``/``HEAD``: refuses a request another site sent (``Sec-Fetch-Site``
    ``cross-site``/``same-site``, or an ``Origin`` other than the console's own), reads the
    body (at most :data:`MAX_FORM` bytes: the console's forms and JSON bodies are small; files
-   go to the bucket API), and checks the anti-forgery value, from the form's ``csrf`` field or
-   the ``X-CSRF-Token`` header of a script's request (403 otherwise);
+   go to the bucket API; a page's form takes a form, never JSON, which it would not read), and
+   checks the anti-forgery value, from the form's ``csrf`` field or the ``X-CSRF-Token``
+   header of a script's request (403 otherwise);
 4. runs the view in a worker thread (the service layer is synchronous), and renders a
    :class:`~imageport.service.errors.ServiceError` as an error page with its code (404 as
    "not found": another project's image is exactly as absent as a deleted one), or as
@@ -27,7 +28,7 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qsl, quote, urlsplit
+from urllib.parse import parse_qsl, quote, unquote, urlsplit
 
 import jinja2
 from starlette.concurrency import run_in_threadpool
@@ -175,15 +176,20 @@ def redirect(location: str) -> RedirectResponse:
 
 
 def safe_next(target: str) -> str:
-    """``target`` when it is a console path (no scheme, no host, no ``//``), else the console's
-    start page: sign-in and language links never send the browser elsewhere."""
+    """``target`` when it is a console path (no scheme, no host, no ``//``, no ``.`` or ``..``
+    segment, which the browser would resolve, also written ``%2e``, before it follows the
+    redirect), else the console's start page: sign-in and language links never send the
+    browser elsewhere."""
     parts = urlsplit(target)
+    segments = unquote(parts.path).split("/")
     if (
         target.startswith(BASE + "/")
         and not parts.scheme
         and not parts.netloc
         and "\\" not in target
         and not any(ord(c) < 0x20 for c in target)
+        and "." not in segments
+        and ".." not in segments
     ):
         return target[:2000]
     return url("/images")
@@ -219,16 +225,19 @@ def bucket_url(site: Site, request: Request) -> str:
     return f"{request.url.scheme}://{host}:{site.bucket_port or 0}"
 
 
-def _same_origin(request: Request) -> bool:
+def _same_origin(request: Request, site: Site) -> bool:
     """Whether a browser sent ``request`` from the console's own pages: no ``Sec-Fetch-Site``
-    but ``same-origin`` (or ``none``: typed by the user), no ``Origin`` but the console's."""
-    site = request.headers.get("sec-fetch-site")
-    if site is not None and site not in ("same-origin", "none"):
+    but ``same-origin`` (or ``none``: typed by the user), no ``Origin`` but the console's (on
+    the request's ``Host``; ``https`` too behind a TLS proxy, which ``secure_cookie`` says)."""
+    fetched_from = request.headers.get("sec-fetch-site")
+    if fetched_from is not None and fetched_from not in ("same-origin", "none"):
         return False
     origin = request.headers.get("origin")
     if origin is None:
         return True  # not a browser's cross-site request; the anti-forgery value still counts
-    return origin == f"{request.url.scheme}://{request.headers.get('host', '')}"
+    host = request.headers.get("host", "")
+    schemes = {request.url.scheme, "https"} if site.secure_cookie else {request.url.scheme}
+    return origin in {f"{scheme}://{host}" for scheme in schemes}
 
 
 async def _read_body(request: Request) -> bytes:
@@ -322,10 +331,14 @@ def page(
                     return secure(response, connect=connect)
                 raise Unauthenticated("InvalidToken", "sign in first")
             if request.method not in _SAFE_METHODS:
-                if not _same_origin(request):
+                if not _same_origin(request, site):
                     raise Forbidden("CSRF", "the request did not come from this console")
                 body = await _read_body(request)
                 form, document = _parse_body(request, body)
+                if document is not None and not as_json:
+                    raise RequestInvalid(
+                        codes.BAD_REQUEST, "this page takes a form, not a JSON document"
+                    )
                 call = _with(call, form=form, body=document)
                 if session is not None:
                     offered = call.field("csrf") or request.headers.get("x-csrf-token", "")

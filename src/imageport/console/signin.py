@@ -69,7 +69,8 @@ def signin(services: Services, call: PageCall) -> Response:
 
 
 def signout(services: Services, call: PageCall) -> Response:
-    """End the session and show the sign-in form."""
+    """End the session and show the sign-in form (a session already ended: clear its
+    cookie)."""
     if call.session is not None:
         sign_out(services, call.session.token)
     return clear_session_cookie(redirect(url("/signin", out=1)))
@@ -95,6 +96,8 @@ PAGES = [
     PageRoute("/", start, public=True),
     PageRoute("/signin", signin_form, public=True),
     PageRoute("/signin", signin, ("POST",), public=True),
-    PageRoute("/signout", signout, ("POST",)),
+    # public: the button of a page whose session has ended meanwhile still signs out (clears
+    # the cookie); a live session's sign-out still needs its anti-forgery value
+    PageRoute("/signout", signout, ("POST",), public=True),
     PageRoute("/lang/{code}", switch_language, public=True),
 ]

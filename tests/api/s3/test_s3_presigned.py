@@ -110,6 +110,29 @@ def test_other_projects_bucket_and_mixed_auth(s3: Any, url: str, services: Servi
     assert httpx.get(mine).content == b"s"
 
 
+def test_an_html_object_is_served_sandboxed(s3: Any) -> None:
+    """A page stored in a bucket runs no script when a browser opens its presigned URL: the
+    bucket API shares its host with the web console (cookies are not port-scoped), so a
+    script there could set the console's session cookie to its author's session."""
+    page = b"<script>document.cookie='imageport_console=theirs; path=/console'</script>"
+    s3.put_object(Bucket="images", Key="page.html", Body=page, ContentType="text/html")
+    as_stored = s3.generate_presigned_url(
+        "get_object", Params={"Bucket": "images", "Key": "page.html"}
+    )
+    as_asked = s3.generate_presigned_url(
+        "get_object",
+        Params={"Bucket": "images", "Key": "page.html", "ResponseContentType": "text/html"},
+    )
+    for link in (as_stored, as_asked):
+        reply = httpx.get(link)
+        assert reply.status_code == 200 and reply.content == page
+        assert reply.headers["content-type"] == "text/html"
+        assert reply.headers["content-security-policy"] == "sandbox"
+        assert reply.headers["x-content-type-options"] == "nosniff"
+    head = s3.head_object(Bucket="images", Key="page.html")["ResponseMetadata"]["HTTPHeaders"]
+    assert head["content-security-policy"] == "sandbox"
+
+
 def test_expired_urls_are_access_denied(s3: Any, url: str, creds: s3_server.Credentials) -> None:
     s3.put_object(Bucket="images", Key="k", Body=b"data")
     v4 = s3.generate_presigned_url(
