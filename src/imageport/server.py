@@ -88,7 +88,7 @@ def build_apps(
     site = Site(
         bucket_port=bucket_port,
         bucket_url=services.settings.console_bucket_url,
-        secure_cookie=services.settings.console_secure_cookie,
+        origin=services.settings.console_origin,
     )
     ims_root = Starlette(
         routes=[

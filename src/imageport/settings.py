@@ -134,15 +134,11 @@ class Settings:
     )
     console_origin: str | None = _setting(
         None,
-        "the web console's origin as browsers reach it (e.g. `https://console.example.com`): "
-        "the one origin the bucket API lets upload parts from a browser (CORS)",
-        shown="the bucket API's host name on the image API's port",
-    )
-    console_secure_cookie: bool = _setting(
-        False,
-        "mark the console's session cookie `Secure` even when it is served over plain HTTP "
-        "(behind a TLS proxy), and take `https://` on the request's host as the console's "
-        "origin; it is always `Secure` on HTTPS",
+        "the web console's origin as browsers reach it, behind a proxy (e.g. "
+        "`https://console.example.com`): the console takes its forms from it, marks the "
+        "session cookie `Secure` when it is `https`, and the bucket API lets it upload parts "
+        "from a browser (CORS)",
+        shown="the request's own origin; for uploads, its host name on the image API's port",
     )
     check_cpu_seconds: int = _setting(
         20,

@@ -144,19 +144,21 @@ def test_signing_out_of_an_ended_session_clears_the_cookie(
 
 
 def test_behind_a_tls_proxy_the_https_origin_is_the_consoles_own(services: Services) -> None:
-    """Behind a TLS proxy (setting ``console_secure_cookie``) the browser's ``Origin`` is
-    ``https://host``; the console must take it for its own (or nobody could sign in), and
-    still refuse another site's."""
+    """Behind a TLS proxy (setting ``console_origin``) the browser's ``Origin`` is
+    ``https://host``; the console must take it for its own (or nobody could sign in), mark the
+    cookie ``Secure``, and still refuse another site's."""
     create_project(services, "alpha")
     key = create_key(services, "alpha")
     form = {"access_key": key.access_key, "secret_key": key.secret_key}
-    site = Site(secure_cookie=True)
+    site = Site(origin="https://console.example.com")
     app = Starlette(routes=[Mount(BASE, app=build_console_app(services, site))])
     with running_app(app) as url, httpx.Client(base_url=url) as client:
-        host = url.removeprefix("http://")
+        host = "console.example.com"
         signed = client.post(f"{BASE}/signin", data=form, headers={"Origin": f"https://{host}"})
         assert signed.status_code == 303, signed.text
         assert "secure" in signed.headers["set-cookie"].lower()
+        own = "http://" + url.removeprefix("http://")  # the request's own origin still counts
+        assert client.post(f"{BASE}/signin", data=form, headers={"Origin": own}).status_code == 303
         for other in ("https://evil.example", "http://evil.example", "null"):
             refused = client.post(f"{BASE}/signin", data=form, headers={"Origin": other})
             assert refused.status_code == 403, other

@@ -63,8 +63,13 @@ class Site:
     bucket_port: int | None = None
     #: the bucket API's address as browsers reach it (setting ``console_bucket_url``)
     bucket_url: str | None = None
-    #: mark the session cookie ``Secure`` on plain HTTP too (setting ``console_secure_cookie``)
-    secure_cookie: bool = False
+    #: the console's origin as browsers reach it (setting ``console_origin``, e.g. behind a TLS
+    #: proxy): its requests are the console's own, and ``https`` makes the cookie ``Secure``
+    origin: str | None = None
+
+    @property
+    def secure_cookie(self) -> bool:
+        return self.origin is not None and self.origin.startswith("https://")
 
 
 @dataclass(frozen=True, slots=True)
@@ -228,16 +233,17 @@ def bucket_url(site: Site, request: Request) -> str:
 def _same_origin(request: Request, site: Site) -> bool:
     """Whether a browser sent ``request`` from the console's own pages: no ``Sec-Fetch-Site``
     but ``same-origin`` (or ``none``: typed by the user), no ``Origin`` but the console's (on
-    the request's ``Host``; ``https`` too behind a TLS proxy, which ``secure_cookie`` says)."""
+    the request's ``Host``, or the setting ``console_origin``: behind a TLS proxy the browser
+    says ``https://`` where the service sees plain HTTP)."""
     fetched_from = request.headers.get("sec-fetch-site")
     if fetched_from is not None and fetched_from not in ("same-origin", "none"):
         return False
     origin = request.headers.get("origin")
     if origin is None:
         return True  # not a browser's cross-site request; the anti-forgery value still counts
-    host = request.headers.get("host", "")
-    schemes = {request.url.scheme, "https"} if site.secure_cookie else {request.url.scheme}
-    return origin in {f"{scheme}://{host}" for scheme in schemes}
+    if site.origin is not None and origin.lower() == site.origin:
+        return True
+    return origin == f"{request.url.scheme}://{request.headers.get('host', '')}"
 
 
 async def _read_body(request: Request) -> bytes:
