@@ -35,9 +35,17 @@ import boto3  # noqa: E402
 import httpx  # noqa: E402
 from botocore.config import Config  # noqa: E402
 from playwright.sync_api import expect  # noqa: E402
-from service_import import IMAGEPORT, MiB, Server, bench_dir, running_server  # noqa: E402
+from service_import import (  # noqa: E402
+    IMAGEPORT,
+    MiB,
+    Server,
+    bench_dir,
+    client_env,
+    running_server,
+)
 
 from support import console_browser, import_fixtures  # noqa: E402
+from support.e2e_clients import token_for  # noqa: E402
 from support.server_process import Keys  # noqa: E402
 
 
@@ -53,18 +61,6 @@ def random_file(mib: int) -> Path:
     return path
 
 
-def client_env(server: Server) -> dict[str, str]:
-    return {
-        **os.environ,
-        "IMAGEPORT_ENDPOINT": server.ims_url,
-        "IMAGEPORT_S3_ENDPOINT": server.s3_url,
-        "IMAGEPORT_ACCESS_KEY": server.access_key,
-        "IMAGEPORT_SECRET_KEY": server.secret_key,
-        "IMAGEPORT_PROJECT_ID": server.project_id,
-        "IMAGEPORT_CONFIG": os.devnull,
-    }
-
-
 def cli_upload(server: Server, path: Path, key: str, part_mib: int) -> float:
     started = time.perf_counter()
     subprocess.run(
@@ -76,8 +72,12 @@ def cli_upload(server: Server, path: Path, key: str, part_mib: int) -> float:
     return time.perf_counter() - started
 
 
+def keys_of(server: Server) -> Keys:
+    return Keys("bench", server.project_id, server.access_key, server.secret_key)
+
+
 def browser_upload(server: Server, path: Path, key: str, part_mib: int) -> float:
-    keys = Keys("bench", server.project_id, server.access_key, server.secret_key)
+    keys = keys_of(server)
     with console_browser.chromium() as browser, console_browser.new_page(browser) as page:
         page.set_default_timeout(600_000)
         console_browser.sign_in(page, server.ims_url, keys, then="/console/buckets/bench/upload")
@@ -143,20 +143,7 @@ def main() -> int:
         cookies = session_cookie(server)
         with httpx.Client(timeout=120) as fetch:
             fetch.cookies.update(cookies)
-            token = httpx.post(
-                server.ims_url + "/v3/auth/tokens",
-                json={
-                    "auth": {
-                        "identity": {
-                            "methods": ["hw_ak_sk"],
-                            "hw_ak_sk": {
-                                "access": {"key": server.access_key},
-                                "secret": {"key": server.secret_key},
-                            },
-                        }
-                    }
-                },
-            ).headers["x-subject-token"]
+            token = token_for(server, keys_of(server))
             page_list = median_seconds(fetch, server.ims_url + "/console/images", args.reps)
             api_list = median_seconds(
                 fetch,

@@ -184,8 +184,9 @@ def timed_upload(server: Server, path: Path, key: str) -> float:
     return time.perf_counter() - start
 
 
-def timed_cli_upload(server: Server, path: Path, key: str) -> float:
-    env = {
+def client_env(server: Server) -> dict[str, str]:
+    """The environment that points the ``imageport`` client at ``server`` with its key."""
+    return {
         **os.environ,
         "IMAGEPORT_ENDPOINT": server.ims_url,
         "IMAGEPORT_S3_ENDPOINT": server.s3_url,
@@ -194,6 +195,10 @@ def timed_cli_upload(server: Server, path: Path, key: str) -> float:
         "IMAGEPORT_PROJECT_ID": server.project_id,
         "IMAGEPORT_CONFIG": os.devnull,
     }
+
+
+def timed_cli_upload(server: Server, path: Path, key: str) -> float:
+    env = client_env(server)
     start = time.perf_counter()
     subprocess.run(
         [IMAGEPORT, "upload", str(path), f"bench/{key}", "--part-size", "64", "--parallel", "4"],

@@ -18,12 +18,7 @@ Screenshots: ``servers``, ``server``, ``server-vnc``.
 
 from __future__ import annotations
 
-import contextlib
-import os
 import re
-import shutil
-import signal
-import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -43,7 +38,7 @@ from playwright.sync_api import Browser, expect
 
 from support import console_browser, guest_images, sdk_clients
 from support.e2e_clients import ims_client, s3_client, wait_job
-from support.server_process import Keys, ServeProcess
+from support.server_process import Keys, ServeProcess, serve_for_servers
 
 pytestmark = pytest.mark.filterwarnings(
     "ignore:Method '[a-z_]+' of (Ims|Ecs)Client is deprecated:DeprecationWarning"
@@ -61,23 +56,9 @@ IMAGE_SECONDS = 600.0
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServeProcess]:
-    """A real serve whose data dir has a short path (a server's QEMU sockets live in it, and a
-    unix socket's path has at most 107 bytes), projects ``alpha`` and ``beta``."""
-    data = Path(tempfile.mkdtemp(prefix="ip-console-"))
-    started = ServeProcess(tmp_path_factory.mktemp("console-servers"), data_dir=data)
-    try:
-        started.start()
-        started.tenant("alpha")
-        started.tenant("beta")
+    root = tmp_path_factory.mktemp("console-servers")
+    with serve_for_servers(root, prefix="ip-console-", tenants=("alpha", "beta")) as started:
         yield started
-    finally:
-        started.stop()
-        print(started.output())
-        # machines outlive the service: a test that failed half-way must not leave them running
-        for pid_file in data.glob("servers/*/qemu.pid"):
-            with contextlib.suppress(ValueError, OSError):
-                os.kill(int(pid_file.read_text().strip()), signal.SIGKILL)
-        shutil.rmtree(data, ignore_errors=True)
 
 
 def import_debian(server: ServeProcess, keys: Keys) -> str:

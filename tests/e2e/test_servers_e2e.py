@@ -24,13 +24,8 @@ One Debian boot (TCG: a minute or two); everything else is quick.
 from __future__ import annotations
 
 import base64
-import contextlib
 import json
-import os
-import shutil
-import signal
 import subprocess
-import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -69,7 +64,7 @@ from huaweicloudsdkims.v2 import (
 
 from support import guest_images, sdk_clients
 from support.e2e_clients import imageport_cli, ims_client, s3_client, wait_job
-from support.server_process import Keys, ServeProcess
+from support.server_process import Keys, ServeProcess, serve_for_servers
 from support.ssh_keygen import make_key
 
 pytestmark = pytest.mark.filterwarnings(
@@ -90,22 +85,9 @@ SSH_SECONDS = 420.0
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServeProcess]:
-    """A real serve whose data dir has a short path: a server's QEMU sockets live in it, and a
-    unix socket's path has at most 107 bytes (pytest's own folders are too deep)."""
-    data = Path(tempfile.mkdtemp(prefix="ip-e2e-"))
-    started = ServeProcess(tmp_path_factory.mktemp("servers-e2e"), data_dir=data)
-    try:
-        started.start()
-        started.tenant("alpha")
+    root = tmp_path_factory.mktemp("servers-e2e")
+    with serve_for_servers(root, prefix="ip-e2e-") as started:
         yield started
-    finally:
-        started.stop()
-        print(started.output())
-        # servers outlive the service: a test that failed half-way must not leave its machines
-        for pid_file in data.glob("servers/*/qemu.pid"):
-            with contextlib.suppress(ValueError, OSError):
-                os.kill(int(pid_file.read_text().strip()), signal.SIGKILL)
-        shutil.rmtree(data, ignore_errors=True)
 
 
 def ecs_client(server: ServeProcess, keys: Keys) -> EcsClient:

@@ -8,7 +8,7 @@ import os
 import subprocess
 import sys
 import time
-from typing import Any
+from typing import Any, Protocol
 
 import boto3
 import httpx
@@ -55,7 +55,14 @@ def wait_job(client: ImsClient, job_id: str, seconds: float = JOB_SECONDS) -> An
         time.sleep(0.2)
 
 
-def token_for(server: ServeProcess, keys: Keys) -> str:
+class Served(Protocol):
+    """Anything that serves the image API (a :class:`ServeProcess`, the benchmarks' server)."""
+
+    @property
+    def ims_url(self) -> str: ...
+
+
+def token_for(server: Served, keys: Keys) -> str:
     """A token from the server's IAM endpoint, asked for with the access key pair."""
     reply = httpx.post(
         f"{server.ims_url}/v3/auth/tokens",

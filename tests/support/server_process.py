@@ -19,9 +19,11 @@ import contextlib
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Iterator, Mapping
@@ -225,11 +227,14 @@ def serve_process(
     tenants: tuple[str, ...] = ("alpha", "beta"),
     database_url: str | None = None,
     env: Mapping[str, str] | None = None,
+    data_dir: Path | None = None,
 ) -> Iterator[ServeProcess]:
     """A started :class:`ServeProcess` with a project and key per name in ``tenants``; stopped
     (and its output printed, which pytest shows when the test failed) at the end. ``env`` adds
     environment variables (``IMAGEPORT_*`` settings) to the server's."""
-    server = ServeProcess(root, *args, workers=workers, database_url=database_url, env=env)
+    server = ServeProcess(
+        root, *args, workers=workers, database_url=database_url, env=env, data_dir=data_dir
+    )
     try:
         server.start()
         for name in tenants:
@@ -239,6 +244,25 @@ def serve_process(
         with contextlib.suppress(RuntimeError):
             server.stop()
         print(server.output())
+
+
+@contextlib.contextmanager
+def serve_for_servers(
+    root: Path, *, prefix: str, tenants: tuple[str, ...] = ("alpha",)
+) -> Iterator[ServeProcess]:
+    """:func:`serve_process` for tests that run servers: its data dir has a short path (a
+    server's QEMU sockets live in it, and a unix socket's path has at most 107 bytes; pytest's
+    own folders are too deep), and the machines are killed at the end (they outlive the
+    service, and a test that failed half-way must not leave them running)."""
+    data = Path(tempfile.mkdtemp(prefix=prefix))
+    try:
+        with serve_process(root, tenants=tenants, data_dir=data) as started:
+            yield started
+    finally:
+        for pid_file in data.glob("servers/*/qemu.pid"):
+            with contextlib.suppress(ValueError, OSError):
+                os.kill(int(pid_file.read_text().strip()), signal.SIGKILL)
+        shutil.rmtree(data, ignore_errors=True)
 
 
 @contextlib.contextmanager
