@@ -1,0 +1,59 @@
+"""Attacks on the console's buckets, check/register and servers areas, in Chromium against a
+real ``imageport serve`` (projects ``alpha`` and ``beta``): each test is an attack that worked
+before its fix, or one that is expected to keep failing."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+from playwright.sync_api import Page, expect
+
+from support.e2e_clients import s3_client
+from support.server_process import ServeProcess
+
+
+def _bucket(server: ServeProcess, project: str, name: str) -> Any:
+    s3 = s3_client(server, server.keys[project])
+    s3.create_bucket(Bucket=name)
+    return s3
+
+
+def _session_token(server: ServeProcess, project: str) -> str:
+    """A console session of ``project``, opened as its browser would (the cookie's value)."""
+    keys = server.keys[project]
+    with httpx.Client(base_url=server.ims_url) as client:
+        signed = client.post(
+            "/console/signin",
+            data={"access_key": keys.access_key, "secret_key": keys.secret_key},
+        )
+        assert signed.status_code == 303
+        token = client.cookies.get("imageport_console")
+    assert token
+    return token
+
+
+def test_a_page_stored_in_a_bucket_cannot_sign_a_browser_into_its_project(
+    server: ServeProcess, page: Page
+) -> None:
+    """beta stores a web page and sends alpha's user its presigned URL. The bucket API is the
+    console's site (same host, another port, and cookies ignore ports): the page's script set
+    the console's session cookie to beta's session, and the browser then used the console as
+    beta (an upload meant for alpha's bucket went to beta's). The bucket API's answers are
+    sandboxed now: the script does not run."""
+    s3 = _bucket(server, "beta", "beta-pages")
+    theirs = _session_token(server, "beta")
+    script = (
+        f"<script>document.cookie = 'imageport_console={theirs}; path=/console';"
+        f"location = '{server.ims_url}/console/buckets';</script>"
+    )
+    s3.put_object(Bucket="beta-pages", Key="hello.html", Body=script, ContentType="text/html")
+    link = s3.generate_presigned_url(
+        "get_object", Params={"Bucket": "beta-pages", "Key": "hello.html"}, ExpiresIn=600
+    )
+    page.goto(link)
+    page.wait_for_timeout(1000)
+    assert page.url == link  # the script did not send the browser on
+    assert not [c for c in page.context.cookies() if c["name"] == "imageport_console"]
+    page.goto(server.ims_url + "/console/buckets")
+    expect(page.get_by_role("heading", name="Sign in")).to_be_visible()
