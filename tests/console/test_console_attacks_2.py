@@ -9,6 +9,7 @@ from typing import Any
 import httpx
 from playwright.sync_api import Page, expect
 
+from support import console_browser
 from support.e2e_clients import s3_client
 from support.server_process import ServeProcess
 
@@ -57,3 +58,21 @@ def test_a_page_stored_in_a_bucket_cannot_sign_a_browser_into_its_project(
     assert not [c for c in page.context.cookies() if c["name"] == "imageport_console"]
     page.goto(server.ims_url + "/console/buckets")
     expect(page.get_by_role("heading", name="Sign in")).to_be_visible()
+
+
+def test_the_register_link_of_an_object_opens_the_form_with_that_object(
+    server: ServeProcess, page: Page
+) -> None:
+    """The bucket page's (and the upload page's) "Register" link names the object with
+    ``bucket`` and ``key``, as the check link does; the register form read only ``source`` and
+    opened with no object chosen, silently."""
+    s3 = _bucket(server, "alpha", "alpha-links")
+    s3.put_object(Bucket="alpha-links", Key="disks/web.qcow2", Body=b"not really a disk")
+    console_browser.sign_in(
+        page, server.ims_url, server.keys["alpha"], then="/console/buckets/alpha-links"
+    )
+    page.get_by_role("link", name="Folder disks/").click()
+    page.get_by_role("link", name="Register disks/web.qcow2 as an image").click()
+    chosen = page.get_by_label("File in a bucket", exact=True)
+    expect(chosen).to_have_value("alpha-links:disks/web.qcow2")
+    expect(page.get_by_label("Name", exact=True)).to_have_value("web")

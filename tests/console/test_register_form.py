@@ -202,3 +202,11 @@ def test_suggested_names_are_valid_names() -> None:
     assert suggested_name("b:.hidden") == "hidden"
     assert suggested_name("b:磁盘.qcow2") == ""  # nothing usable: the user names it
     assert len(suggested_name("b:" + "x" * 500)) == 128
+
+
+def test_a_bucket_pages_link_names_the_object_with_bucket_and_key() -> None:
+    form = prefill([("bucket", "images"), ("key", "dir/web.qcow2")], boot_default=False)
+    assert form.source == "images:dir/web.qcow2" and form.name == "web"
+    both = prefill([("source", "a:b"), ("bucket", "images"), ("key", "c")], boot_default=False)
+    assert both.source == "images:c"  # as the check page reads them
+    assert prefill([("bucket", "images")], boot_default=False).source == ""

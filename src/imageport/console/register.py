@@ -2,8 +2,9 @@
 
 ``GET /console/register`` shows the form, pre-filled from its query (the check page's
 "Register this image" link passes what the check found: the object, OS version, disk size,
-architecture, boot mode). ``POST`` builds the body the vendor's SDK sends for the choices made
-(:func:`registration`) and calls the service function of the route it would send it to:
+architecture, boot mode; a bucket page's link passes the object as ``bucket`` and ``key``).
+``POST`` builds the body the vendor's SDK sends for the choices made (:func:`registration`)
+and calls the service function of the route it would send it to:
 
 ================================ ============================================ =================
 image                            route                                        service function
@@ -110,12 +111,21 @@ def read_form(values: Sequence[tuple[str, str]], *, defaults: RegisterForm) -> R
 
 def prefill(query: Sequence[tuple[str, str]], *, boot_default: bool) -> RegisterForm:
     """The form a link opens: the query's values over the defaults; the image's name
-    suggested from the object's file name."""
+    suggested from the object's file name. The object is ``source`` (``bucket:key``, the check
+    page's link), or ``bucket`` and ``key`` (the bucket and upload pages' links, which name it
+    so to the check page too); those win over ``source``, as on the check page."""
+    bucket, key = _first(query, "bucket"), _first(query, "key")
+    if bucket and key:
+        query = [("source", f"{bucket}:{key}"[: MAX_SOURCE + 1]), *query]
     form = read_form(query, defaults=RegisterForm())
     form = replace(form, boot_test=boot_default or form.boot_test)
     if not form.name and form.source:
         form = replace(form, name=suggested_name(form.source))
     return form
+
+
+def _first(values: Sequence[tuple[str, str]], name: str) -> str:
+    return next((value for key, value in values if key == name), "")
 
 
 def suggested_name(source: str) -> str:
