@@ -76,3 +76,28 @@ def test_the_register_link_of_an_object_opens_the_form_with_that_object(
     chosen = page.get_by_label("File in a bucket", exact=True)
     expect(chosen).to_have_value("alpha-links:disks/web.qcow2")
     expect(page.get_by_label("Name", exact=True)).to_have_value("web")
+
+
+def test_an_object_whose_key_holds_a_carriage_return_is_really_deleted(
+    server: ServeProcess, page: Page
+) -> None:
+    """A form field's line breaks are sent as CR LF by every browser: the delete form sent the
+    key ``notes\\rv1.txt`` as ``notes\\r\\nv1.txt``, S3's delete of a missing key succeeds, and
+    the page said "deleted" while the object stayed. The key now travels in the form's URL.
+    The same for aborting an unfinished upload of such a key."""
+    s3 = _bucket(server, "alpha", "alpha-keys")
+    key = "notes\rv1.txt"
+    s3.put_object(Bucket="alpha-keys", Key=key, Body=b"still here?")
+    s3.create_multipart_upload(Bucket="alpha-keys", Key=key)
+    console_browser.sign_in(
+        page, server.ims_url, server.keys["alpha"], then="/console/buckets/alpha-keys"
+    )
+    page.on("dialog", lambda dialog: dialog.accept())
+    page.locator("#objects tr", has_text="v1.txt").get_by_role("button").click()
+    expect(page.get_by_role("status")).to_contain_text("deleted")
+    assert "Contents" not in s3.list_objects_v2(Bucket="alpha-keys")
+
+    page.goto(server.ims_url + "/console/buckets/alpha-keys/upload")
+    page.locator("#unfinished tr", has_text="v1.txt").get_by_role("button").click()
+    expect(page.get_by_role("status").first).to_contain_text("aborted")
+    assert not s3.list_multipart_uploads(Bucket="alpha-keys").get("Uploads")

@@ -250,17 +250,17 @@ def show_bucket(services: Services, call: PageCall) -> Response:
 
 
 def delete_object(services: Services, call: PageCall) -> Response:
-    """Delete the form's object (the page asks for confirmation first) and go back to its
-    folder."""
+    """Delete the object ``?key=`` (the page asks for confirmation first) and go back to its
+    folder (``?prefix=``)."""
     bucket = bucket_cases.owned_bucket(services, call.project_id, call.path_params["bucket"])
-    key = call.field("key")
+    key = call.arg("key")  # from the URL: a form field's CR would arrive as CR LF
     try:
         if not key:
             raise RequestInvalid("InvalidArgument", "no object key given")
         objects.delete_object(services, call.project_id, bucket.name, key)
     except ServiceError as exc:
         return _bucket_page(services, call, bucket, status=exc.status, alert=refusal(call, exc))
-    prefix = call.field("prefix")[:1024]
+    prefix = call.arg("prefix")[:1024]
     return redirect(url(f"/buckets/{segment(bucket.name)}", prefix=prefix, object_deleted=key))
 
 
@@ -294,10 +294,11 @@ def upload_page(services: Services, call: PageCall) -> Response:
 
 
 def abort_listed_upload(services: Services, call: PageCall) -> Response:
-    """Abort one of the bucket's unfinished uploads (from the upload page's list)."""
+    """Abort one of the bucket's unfinished uploads (``?key=&upload_id=``, from the upload
+    page's list)."""
     bucket = call.path_params["bucket"]
     browser_uploads.abort_upload(
-        services, call.project_id, bucket, call.field("key"), call.field("upload_id")
+        services, call.project_id, bucket, call.arg("key"), call.arg("upload_id")
     )
     return redirect(url(f"/buckets/{segment(bucket)}/upload", aborted=1))
 
