@@ -43,7 +43,17 @@ def test_keys_a_browser_would_rewrite_are_refused(key: str) -> None:
         uploads.check_browser_key(key)
 
 
-@pytest.mark.parametrize("key", ["a..b", "dir/disk.raw", ".hidden", "dir//x", "disk 1.raw"])
+def test_a_key_holding_a_line_feed_is_refused_before_an_upload_starts() -> None:
+    """The bucket API cannot address such a key (its route answers a plain 404 to a path with
+    a line feed), so every part URL of the upload would fail: refused up front, not left as an
+    upload that can never be completed."""
+    with pytest.raises(RequestInvalid, match="line feed"):
+        uploads.check_browser_key("dir/two\nlines.raw")
+
+
+@pytest.mark.parametrize(
+    "key", ["a..b", "dir/disk.raw", ".hidden", "dir//x", "disk 1.raw", "cr\rkey", "tab\tkey"]
+)
 def test_other_keys_are_the_bucket_apis_business(key: str) -> None:
     uploads.check_browser_key(key)
 
@@ -136,6 +146,16 @@ def test_part_urls_are_signed_for_the_sessions_key_and_the_parts_bytes(
             started.key,
             started.upload_id,
             [(n, digest) for n in range(1, 18)],
+        )
+    with pytest.raises(RequestInvalid, match="twice"):  # one URL would be dropped
+        uploads.presign_parts(
+            services,
+            alpha.principal,
+            BASE,
+            alpha.bucket,
+            started.key,
+            started.upload_id,
+            [(1, digest), (1, _sha(b"other bytes"))],
         )
     revoke_key(services, alpha.principal.access_key)
     with pytest.raises(Unauthenticated):
