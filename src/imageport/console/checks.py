@@ -42,7 +42,8 @@ FLAGS = ("is_quick_import", "uninitialized")
 #: The image types a check judges a file as (``type``): the register form's two, and an ISO.
 CHECK_TYPES = ("ECS", "DataImage", "IsoImage")
 MAX_NUMBER_TEXT = 20
-"""Longest number text read from a query (``min_disk``); the service judges the value."""
+"""Longest text passed on for a number that is not one (``min_disk``), for the service to
+refuse; a number is judged whole (a long one is too large, never cut into a smaller one)."""
 MAX_OPTION_TEXT = 64
 _DOC_SECTIONS = {
     "What it checks": "rule.what",
@@ -62,10 +63,10 @@ def check_body(source: str, query: Sequence[tuple[str, str]]) -> dict[str, objec
     for name in ("type", "architecture", "hw_firmware_type"):
         if given.get(name):
             body[name] = given[name][:MAX_OPTION_TEXT]
-    disk = given.get("min_disk", "").strip()[:MAX_NUMBER_TEXT]
+    disk = given.get("min_disk", "").strip()
     if disk:
-        number = whole_number(disk)
-        body["min_disk"] = disk if number is None else number
+        number = whole_number(disk)  # judged whole: a long number is HUGE, never cut short
+        body["min_disk"] = disk[:MAX_NUMBER_TEXT] if number is None else number
     for name in FLAGS:
         value = given.get(name, "")
         if value in ("on", "1", "true"):

@@ -53,6 +53,7 @@ MAX_TEXT = 2048
 """Longest text read from one form field (a description is at most 1024 characters; the
 service refuses what is too long, naming the field)."""
 MAX_NUMBER_TEXT = 20
+"""Longest text passed on for a ``min_disk`` that is not a number (see :func:`_min_disk`)."""
 MAX_TAG_LINES = v.MAX_TAGS + 1
 """Tag lines sent: one more than an image may carry, so that too many is refused, not cut."""
 _TEXT_FIELDS = (
@@ -149,13 +150,15 @@ def _image_tags(text: str) -> list[dict[str, str]]:
 
 
 def _min_disk(text: str) -> object:
-    """The ``min_disk`` to send: the whole number written, or the text as it is (the service
-    refuses it naming the field), or None when empty."""
-    text = text.strip()[:MAX_NUMBER_TEXT]
+    """The ``min_disk`` to send: the whole number written (judged whole: a long one is
+    :data:`~imageport.numbers.HUGE`, never cut into another), or the text as it is, at most
+    :data:`MAX_NUMBER_TEXT` characters (the service refuses it naming the field), or None when
+    empty."""
+    text = text.strip()
     if not text:
         return None
     number = whole_number(text)
-    return text if number is None else number
+    return text[:MAX_NUMBER_TEXT] if number is None else number
 
 
 def registration(form: RegisterForm, *, boot_offered: bool) -> tuple[Route, dict[str, object]]:
