@@ -24,6 +24,7 @@ from typing import Any
 from markupsafe import Markup
 from starlette.responses import Response
 
+from imageport.console.fields import only_fields
 from imageport.console.pages import PageCall, PageRoute, render, url
 from imageport.console.report_view import inline_code, register_hints, rule_of
 from imageport.console.sources import MAX_SOURCE, parse_source, source_choices
@@ -39,6 +40,8 @@ from imageport.service.images import object_check
 OPTIONS = ("type", "is_quick_import", "min_disk", "architecture", "hw_firmware_type")
 #: Its flags: a checked box sends ``on``.
 FLAGS = ("is_quick_import", "uninitialized")
+#: Every query parameter the check page reads (anything else is refused, not dropped).
+QUERY = frozenset({"source", "bucket", "key", *OPTIONS, *FLAGS})
 #: The image types a check judges a file as (``type``): the register form's two, and an ISO.
 CHECK_TYPES = ("ECS", "DataImage", "IsoImage")
 MAX_NUMBER_TEXT = 20
@@ -113,6 +116,7 @@ def register_link(source: str, body: Mapping[str, object], report: Mapping[str, 
 def check_page(services: Services, call: PageCall) -> Response:
     """Check an object (``?bucket=&key=`` and the check route's options) and show its report;
     without one, the picker."""
+    only_fields(call.query, QUERY)
     source = _source_of(call)
     body = check_body(source, call.query) if source else {}
     context: dict[str, Any] = {

@@ -29,6 +29,7 @@ from typing import Any, Literal
 
 from starlette.responses import Response
 
+from imageport.console.fields import only_fields
 from imageport.console.pages import PageCall, PageRoute, redirect, render, segment, url
 from imageport.console.sources import MAX_SOURCE, source_choices
 from imageport.numbers import whole_number
@@ -69,6 +70,9 @@ _TEXT_FIELDS = (
     "tags",
 )
 _FLAGS = ("is_quick_import", "is_config", "boot_test")
+#: What the form posts, and what a link to it may give (anything else is refused, not dropped).
+FORM_FIELDS = frozenset({"csrf", *_TEXT_FIELDS, *_FLAGS})
+LINK_FIELDS = frozenset({"bucket", "key", *_TEXT_FIELDS, *_FLAGS})
 
 
 @dataclass(frozen=True, slots=True)
@@ -267,6 +271,7 @@ def _page(
 
 def register_form(services: Services, call: PageCall) -> Response:
     """The import form, pre-filled from the query (a check's "Register this image" link)."""
+    only_fields(call.query, LINK_FIELDS)
     config_refused, boot = _offered(services)
     boot_default = boot and services.settings.import_boot_test
     form = prefill(call.query, boot_default=boot_default)
@@ -276,6 +281,7 @@ def register_form(services: Services, call: PageCall) -> Response:
 def register(services: Services, call: PageCall) -> Response:
     """Register the form's object as an image through the registration routes' service
     functions; a refusal is shown at its field with the vendor's code."""
+    only_fields(call.form, FORM_FIELDS)
     config_refused, boot = _offered(services)
     form = read_form(call.form, defaults=RegisterForm(architecture="", hw_firmware_type=""))
     route, body = registration(form, boot_offered=boot)

@@ -1,0 +1,121 @@
+"""The check and register pages take their own fields only: a query parameter or form field they
+do not read, or one given twice, is refused with ``IMG.0001`` naming it, never dropped (the
+check page ran without a misspelt option, the register form registered without it). Over HTTP
+against the console app (a real uvicorn), without a browser."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from urllib.parse import urlencode
+
+import httpx
+import pytest
+from starlette.applications import Starlette
+from starlette.routing import Mount
+
+from imageport.console.app import build_console_app
+from imageport.service import codes
+from imageport.service.access.console_sessions import sign_in_with_key
+from imageport.service.buckets import buckets as bucket_cases
+from imageport.service.context import Services
+from support.sdk_clients import projects_with_keys
+from support.server_process import running_app
+
+
+@dataclass
+class Console:
+    client: httpx.Client
+    csrf: str
+
+
+@pytest.fixture
+def console(services: Services) -> Iterator[Console]:
+    (alpha,) = projects_with_keys(services, "alpha")
+    bucket_cases.create_bucket(services, alpha.project_id, "images", "STANDARD")
+    session = sign_in_with_key(services, alpha.access_key, alpha.secret_key)
+    app = Starlette(routes=[Mount("/console", app=build_console_app(services))])
+    with (
+        running_app(app) as base,
+        httpx.Client(base_url=base, cookies={"imageport_console": session.token}) as client,
+    ):
+        yield Console(client, session.csrf)
+
+
+def _refused(answer: httpx.Response, name: str) -> None:
+    assert answer.status_code == 400, answer.text[:300]
+    assert codes.BAD_REQUEST in answer.text and name in answer.text
+
+
+@pytest.mark.parametrize(
+    ("query", "name"),
+    [
+        ({"bucket": "images", "key": "d.raw", "min_disks": "100"}, "min_disks"),
+        ({"source": "images:d.raw", "os_version": "Debian 12"}, "os_version"),
+        ([("source", "images:d.raw"), ("min_disk", "100"), ("min_disk", "50")], "min_disk"),
+    ],
+)
+def test_the_check_page_refuses_a_parameter_it_does_not_read(
+    console: Console, query: dict[str, str] | list[tuple[str, str]], name: str
+) -> None:
+    _refused(console.client.get("/console/check?" + urlencode(query)), name)
+
+
+def test_the_check_pages_own_parameters_are_read(console: Console) -> None:
+    page = console.client.get(
+        "/console/check",
+        params={
+            "source": "images:missing.raw",
+            "type": "ECS",
+            "min_disk": "40",
+            "architecture": "x86",
+            "hw_firmware_type": "bios",
+            "is_quick_import": "on",
+            "uninitialized": "on",
+        },
+    )
+    assert page.status_code == 404  # the object is not there: read, checked, not refused
+    assert console.client.get("/console/check").status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("query", "name"),
+    [
+        ({"source": "images:d.raw", "min_ram": "1024"}, "min_ram"),
+        ([("name", "web"), ("name", "db")], "name"),
+    ],
+)
+def test_the_register_link_refuses_a_parameter_it_does_not_read(
+    console: Console, query: dict[str, str] | list[tuple[str, str]], name: str
+) -> None:
+    _refused(console.client.get("/console/register?" + urlencode(query)), name)
+
+
+@pytest.mark.parametrize(
+    ("fields", "name"),
+    [
+        ({"cmk_id": "key-1"}, "cmk_id"),
+        ({"bucket": "images"}, "bucket"),
+    ],
+)
+def test_the_register_form_refuses_a_field_it_does_not_read(
+    console: Console, fields: dict[str, str], name: str
+) -> None:
+    form = {"csrf": console.csrf, "source": "images:d.raw", "name": "web", **fields}
+    _refused(console.client.post("/console/register", data=form), name)
+
+
+def test_the_register_form_refuses_a_field_given_twice(console: Console) -> None:
+    form = [
+        ("csrf", console.csrf),
+        ("source", "images:d.raw"),
+        ("name", "web"),
+        ("is_config", "on"),
+        ("is_config", "on"),
+    ]
+    answer = console.client.post(
+        "/console/register",
+        content=urlencode(form),
+        headers={"Content-Type": "application/x-www-form-urlencoded"},
+    )
+    _refused(answer, "is_config")
