@@ -101,3 +101,23 @@ def test_an_object_whose_key_holds_a_carriage_return_is_really_deleted(
     page.locator("#unfinished tr", has_text="v1.txt").get_by_role("button").click()
     expect(page.get_by_role("status").first).to_contain_text("aborted")
     assert not s3.list_multipart_uploads(Bucket="alpha-keys").get("Uploads")
+
+
+def test_bucket_forms_refuse_a_field_they_do_not_read(server: ServeProcess, page: Page) -> None:
+    """Creating a bucket with an ``acl`` field made a private bucket without a word; each
+    bucket form now refuses a field it does not read (IMG.0001), as the JSON routes refuse a
+    member."""
+    s3 = _bucket(server, "alpha", "alpha-forms")
+    s3.put_object(Bucket="alpha-forms", Key="disk.raw", Body=b"x")
+    console_browser.sign_in(page, server.ims_url, server.keys["alpha"], then="/console/buckets")
+    csrf = page.locator("body").get_attribute("data-csrf") or ""
+    for path, form in (
+        ("/console/buckets", {"name": "alpha-public", "acl": "public-read"}),
+        ("/console/buckets/alpha-forms/delete", {"force": "1"}),
+        ("/console/buckets/alpha-forms/objects/delete?key=disk.raw", {"version_id": "v1"}),
+    ):
+        answer = page.request.post(server.ims_url + path, form={"csrf": csrf, **form})
+        assert answer.status == 400, path
+        assert "IMG.0001" in answer.text() and next(iter(form.keys() - {"name"})) in answer.text()
+    assert "alpha-public" not in [b["Name"] for b in s3.list_buckets()["Buckets"]]
+    assert s3.head_object(Bucket="alpha-forms", Key="disk.raw")

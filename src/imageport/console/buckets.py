@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 from starlette.responses import JSONResponse, Response
 
+from imageport.console.fields import only_fields
 from imageport.console.pages import PageCall, PageRoute, redirect, render, segment, url
 from imageport.fastimport.naming import bitmap_key_for
 from imageport.numbers import whole_number
@@ -150,6 +151,7 @@ def list_buckets(services: Services, call: PageCall) -> Response:
 def create_bucket(services: Services, call: PageCall) -> Response:
     """Create a bucket with the form's name and storage class (refusals shown at the field,
     with the bucket API's code)."""
+    only_fields(call.form, ("csrf", "name", "storage_class"))
     name = call.field("name").strip()
     storage_class = call.field("storage_class", DEFAULT_CLASS)
     form = {"name": name[:80], "storage_class": storage_class[:20]}
@@ -175,6 +177,7 @@ def delete_bucket(services: Services, call: PageCall) -> Response:
     """Delete an empty bucket (the page asks for confirmation first); one that holds objects
     is refused with ``BucketNotEmpty``."""
     name = call.path_params["bucket"]
+    only_fields(call.form, ("csrf",))
     try:
         bucket_cases.delete_bucket(services, call.project_id, name)
     except ServiceError as exc:
@@ -253,6 +256,8 @@ def delete_object(services: Services, call: PageCall) -> Response:
     """Delete the object ``?key=`` (the page asks for confirmation first) and go back to its
     folder (``?prefix=``)."""
     bucket = bucket_cases.owned_bucket(services, call.project_id, call.path_params["bucket"])
+    only_fields(call.form, ("csrf",))
+    only_fields(call.query, ("key", "prefix"))
     key = call.arg("key")  # from the URL: a form field's CR would arrive as CR LF
     try:
         if not key:
@@ -297,6 +302,8 @@ def abort_listed_upload(services: Services, call: PageCall) -> Response:
     """Abort one of the bucket's unfinished uploads (``?key=&upload_id=``, from the upload
     page's list)."""
     bucket = call.path_params["bucket"]
+    only_fields(call.form, ("csrf",))
+    only_fields(call.query, ("key", "upload_id"))
     browser_uploads.abort_upload(
         services, call.project_id, bucket, call.arg("key"), call.arg("upload_id")
     )
