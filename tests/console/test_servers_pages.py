@@ -376,3 +376,12 @@ def test_the_create_form_knows_no_image_or_key_pair_of_another_project(console: 
     refused = create_form(console, login="keypair", keypair="their-key")
     assert refused.status_code == 400 and codes.ECS_KEYPAIR_UNKNOWN in refused.text
     assert fake_queue(console.services).submitted == []
+
+
+def test_no_image_is_made_of_another_projects_server(console: Console) -> None:
+    theirs = server_rows.add_server(
+        console.services, console.other_project_id, console.image_id, status="SHUTOFF"
+    )
+    made = console.post(f"/servers/{theirs}/image", name="their-disk")
+    assert made.status_code == 404 and "Not found" in made.text
+    assert "their-disk" not in console.client.get("/console/images").text

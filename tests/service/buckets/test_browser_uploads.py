@@ -215,3 +215,30 @@ def test_an_empty_file_is_one_empty_part(services: Services, tmp_path: Path) -> 
         services, pid, alpha.bucket, "empty.raw", started.upload_id, 0, started.part_size
     )
     assert info.size == 0
+
+
+def test_another_projects_upload_id_is_no_upload_of_ones_own_bucket(
+    services: Services, tmp_path: Path
+) -> None:
+    """beta names its own bucket with alpha's upload id (or its own upload with alpha's key):
+    no part URL, no listing, no completion, no abort; alpha's upload is untouched."""
+    alpha, beta = Tenant(services, "alpha"), Tenant(services, "beta")
+    theirs = uploads.start_upload(services, alpha.principal.project_id, alpha.bucket, "d.raw", 1)
+    _put_part(services, theirs.upload_id, 1, b"a", tmp_path)
+    mine = uploads.start_upload(services, beta.principal.project_id, beta.bucket, "e.raw", 1)
+    bid = beta.principal.project_id
+    for key, upload_id in (("d.raw", theirs.upload_id), ("d.raw", mine.upload_id)):
+        with pytest.raises(NotFound, match="upload"):
+            uploads.presign_parts(
+                services, beta.principal, BASE, beta.bucket, key, upload_id, [(1, _sha(b"a"))]
+            )
+        with pytest.raises(NotFound, match="upload"):
+            uploads.stored_parts(services, bid, beta.bucket, key, upload_id)
+        with pytest.raises(NotFound, match="upload"):
+            uploads.complete_from_server(services, bid, beta.bucket, key, upload_id, 1, 5 * MiB)
+        with pytest.raises(NotFound, match="upload"):
+            uploads.abort_upload(services, bid, beta.bucket, key, upload_id)
+    held = uploads.stored_parts(
+        services, alpha.principal.project_id, alpha.bucket, "d.raw", theirs.upload_id
+    )
+    assert held == [uploads.PartPlan(1, 1)]
