@@ -4,14 +4,20 @@ before its fix, or one that is expected to keep failing."""
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import os
 from typing import Any
 
 import httpx
 from playwright.sync_api import Page, expect
 
+from imageport.service.access.console_sessions import csrf_value
 from support import console_browser
 from support.e2e_clients import s3_client
 from support.server_process import ServeProcess
+
+MiB = 1024 * 1024
 
 
 def _bucket(server: ServeProcess, project: str, name: str) -> Any:
@@ -121,3 +127,69 @@ def test_bucket_forms_refuse_a_field_they_do_not_read(server: ServeProcess, page
         assert "IMG.0001" in answer.text() and next(iter(form.keys() - {"name"})) in answer.text()
     assert "alpha-public" not in [b["Name"] for b in s3.list_buckets()["Buckets"]]
     assert s3.head_object(Bucket="alpha-forms", Key="disk.raw")
+
+
+def _sha(data: bytes) -> str:
+    return base64.b64encode(hashlib.sha256(data).digest()).decode()
+
+
+def test_a_part_url_uploads_its_own_bytes_to_its_own_part_and_nothing_else(
+    server: ServeProcess,
+) -> None:
+    """Held: a part URL the console hands out, replayed with other bytes, without its checksum,
+    for another part, key or method, or after its upload was completed or aborted."""
+    s3 = _bucket(server, "alpha", "alpha-parts")
+    token = _session_token(server, "alpha")
+    with httpx.Client(
+        base_url=server.ims_url + "/console/buckets/alpha-parts/",
+        cookies={"imageport_console": token},
+        headers={"X-CSRF-Token": csrf_value(token)},
+    ) as console:
+        one, two = os.urandom(5 * MiB), b"tail"
+        started = console.post(
+            "uploads", json={"key": "d.raw", "size": len(one + two), "part_size": 5 * MiB}
+        )
+        upload = started.json()["upload_id"]
+
+        def urls(upload: str, *parts: tuple[int, bytes]) -> dict[str, str]:
+            asked = [{"number": n, "sha256": _sha(body)} for n, body in parts]
+            answer = console.post(f"uploads/{upload}/urls", json={"key": "d.raw", "parts": asked})
+            assert answer.status_code == 200, answer.text
+            found: dict[str, str] = answer.json()["urls"]
+            return found
+
+        url = urls(upload, (1, one))["1"]
+        signed = {"x-amz-checksum-sha256": _sha(one)}
+
+        def code(answer: httpx.Response) -> str:
+            return answer.text.partition("<Code>")[2].partition("</Code>")[0]
+
+        assert code(httpx.put(url, content=two, headers=signed)) == "BadDigest"
+        assert code(httpx.put(url, content=two, headers={"x-amz-checksum-sha256": _sha(two)})) == (
+            "SignatureDoesNotMatch"
+        )
+        assert httpx.put(url, content=one).status_code == 403
+        assert (
+            httpx.put(url.replace("partNumber=1", "partNumber=2"), content=one).status_code == 403
+        )
+        assert httpx.put(
+            url.replace("/d.raw", "/e.raw"), content=one, headers=signed
+        ).status_code == (403)
+        assert httpx.get(url, headers=signed).status_code == 403
+        assert httpx.put(url, content=one, headers=signed).status_code == 200
+        tail = urls(upload, (2, two))["2"]
+        assert httpx.put(tail, content=two, headers={"x-amz-checksum-sha256": _sha(two)}).is_success
+        done = console.post(
+            f"uploads/{upload}/complete",
+            json={"key": "d.raw", "size": len(one + two), "part_size": 5 * MiB},
+        )
+        assert done.status_code == 200, done.text
+        assert code(httpx.put(url, content=one, headers=signed)) == "NoSuchUpload"
+        assert s3.get_object(Bucket="alpha-parts", Key="d.raw")["Body"].read() == one + two
+
+        again = console.post("uploads", json={"key": "d.raw", "size": 4}).json()["upload_id"]
+        late = urls(again, (1, two))["1"]
+        assert console.post(f"uploads/{again}/abort", json={"key": "d.raw"}).status_code == 200
+        assert code(httpx.put(late, content=two, headers={"x-amz-checksum-sha256": _sha(two)})) == (
+            "NoSuchUpload"
+        )

@@ -6,12 +6,14 @@ from __future__ import annotations
 
 import base64
 import hashlib
+from datetime import timedelta
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
 
 from imageport.auth import SignedRequest, sigv4_query
+from imageport.auth.errors import SignatureError
 from imageport.client.upload import choose_part_size
 from imageport.limits import GiB, MiB, TiB
 from imageport.service.access.authn import Principal
@@ -242,3 +244,21 @@ def test_another_projects_upload_id_is_no_upload_of_ones_own_bucket(
         services, alpha.principal.project_id, alpha.bucket, "d.raw", theirs.upload_id
     )
     assert held == [uploads.PartPlan(1, 1)]
+
+
+def test_a_part_url_ends_five_minutes_after_it_was_signed(services: Services) -> None:
+    alpha = Tenant(services, "alpha")
+    started = uploads.start_upload(services, alpha.principal.project_id, alpha.bucket, "k", 1)
+    digest = _sha(b"a")
+    url = uploads.presign_parts(
+        services, alpha.principal, BASE, alpha.bucket, "k", started.upload_id, [(1, digest)]
+    )[1]
+    split = urlsplit(url)
+    seen = SignedRequest(
+        "PUT", split.path, split.query, {"host": split.netloc, "x-amz-checksum-sha256": digest}
+    )
+    signed_at = sigv4_query.parse_query_auth(split.query).signed_at  # X-Amz-Date
+    last = signed_at + timedelta(seconds=uploads.PART_URL_SECONDS)
+    assert sigv4_query.verify(seen, lambda ak: alpha.secret, last)
+    with pytest.raises(SignatureError, match="expired"):
+        sigv4_query.verify(seen, lambda ak: alpha.secret, last + timedelta(seconds=1))
