@@ -19,6 +19,7 @@ from imageport.service import codes
 from imageport.service.access.console_sessions import sign_in_with_key
 from imageport.service.buckets import buckets as bucket_cases
 from imageport.service.context import Services
+from support.import_fixtures import store_bytes
 from support.sdk_clients import projects_with_keys
 from support.server_process import running_app
 
@@ -33,6 +34,7 @@ class Console:
 def console(services: Services) -> Iterator[Console]:
     (alpha,) = projects_with_keys(services, "alpha")
     bucket_cases.create_bucket(services, alpha.project_id, "images", "STANDARD")
+    store_bytes(services, "images", "d.iso", b"an ISO? a disk? the form decides" * 100)
     session = sign_in_with_key(services, alpha.access_key, alpha.secret_key)
     app = Starlette(routes=[Mount("/console", app=build_console_app(services))])
     with (
@@ -119,3 +121,25 @@ def test_the_register_form_refuses_a_field_given_twice(console: Console) -> None
         headers={"Content-Type": "application/x-www-form-urlencoded"},
     )
     _refused(answer, "is_config")
+
+
+@pytest.mark.parametrize("image_type", ["IsoImage", "iso", "DATA", ""])
+def test_an_image_type_the_form_does_not_offer_is_refused_at_its_input(
+    console: Console, image_type: str
+) -> None:
+    """The form offers a system disk or a data disk; any other ``image_type`` (an ISO, a
+    misspelling) was registered as a system disk image without a word."""
+    form = {
+        "csrf": console.csrf,
+        "image_type": image_type,
+        "source": "images:d.iso",
+        "name": "web",
+        "min_disk": "40",
+        "architecture": "x86",
+        "hw_firmware_type": "bios",
+    }
+    refused = console.client.post("/console/register", data=form)
+    assert refused.status_code == 400
+    assert 'id="image_type-system" name="image_type" value="system"' in refused.text
+    assert codes.TYPE_INVALID in refused.text and 'aria-invalid="true"' in refused.text
+    assert console.client.get("/console/register?image_type=iso").status_code == 400

@@ -33,6 +33,7 @@ from imageport.console.fields import only_fields
 from imageport.console.pages import PageCall, PageRoute, redirect, render, segment, url
 from imageport.console.sources import MAX_SOURCE, source_choices
 from imageport.numbers import whole_number
+from imageport.service import codes
 from imageport.service.context import Services
 from imageport.service.errors import NotFound, RequestInvalid, ServiceError
 from imageport.service.images import lifecycle, server_images
@@ -70,6 +71,8 @@ _TEXT_FIELDS = (
     "tags",
 )
 _FLAGS = ("is_quick_import", "is_config", "boot_test")
+#: The form's image types: a system disk's image, a data disk's.
+IMAGE_TYPES = ("system", "data")
 #: What the form posts, and what a link to it may give (anything else is refused, not dropped).
 FORM_FIELDS = frozenset({"csrf", *_TEXT_FIELDS, *_FLAGS})
 LINK_FIELDS = frozenset({"bucket", "key", *_TEXT_FIELDS, *_FLAGS})
@@ -127,6 +130,17 @@ def prefill(query: Sequence[tuple[str, str]], *, boot_default: bool) -> Register
     if not form.name and form.source:
         form = replace(form, name=suggested_name(form.source))
     return form
+
+
+def check_image_type(image_type: str) -> None:
+    """The form's two image types, ``system`` and ``data`` (``IMG.0024`` at the input
+    otherwise: any other value was registered as a system disk)."""
+    if image_type not in IMAGE_TYPES:
+        raise RequestInvalid(
+            codes.TYPE_INVALID,
+            f"image_type must be one of {', '.join(IMAGE_TYPES)}, not {image_type[:20]!r}",
+            field="type",
+        )
 
 
 def _first(values: Sequence[tuple[str, str]], name: str) -> str:
@@ -275,6 +289,7 @@ def register_form(services: Services, call: PageCall) -> Response:
     config_refused, boot = _offered(services)
     boot_default = boot and services.settings.import_boot_test
     form = prefill(call.query, boot_default=boot_default)
+    check_image_type(form.image_type)
     return _page(services, call, form, boot=boot, config_refused=config_refused)
 
 
@@ -286,6 +301,7 @@ def register(services: Services, call: PageCall) -> Response:
     form = read_form(call.form, defaults=RegisterForm(architecture="", hw_firmware_type=""))
     route, body = registration(form, boot_offered=boot)
     try:
+        check_image_type(form.image_type)
         job_id = SERVICE[route](services, call.project_id, body)
     except NotFound:
         raise
