@@ -385,3 +385,12 @@ def test_no_image_is_made_of_another_projects_server(console: Console) -> None:
     made = console.post(f"/servers/{theirs}/image", name="their-disk")
     assert made.status_code == 404 and "Not found" in made.text
     assert "their-disk" not in console.client.get("/console/images").text
+
+
+@pytest.mark.parametrize("login", ["sso", "Password", ""])
+def test_a_login_the_form_does_not_offer_is_refused(console: Console, login: str) -> None:
+    """``login`` is ``keypair`` or ``password``; any other value was read as "key pair"."""
+    add_keypair(console.services, console.project_id, "laptop")
+    refused = create_form(console, login=login, keypair="laptop")
+    assert refused.status_code == 400 and "login" in refused.text
+    assert fake_queue(console.services).submitted == []

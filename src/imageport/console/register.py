@@ -143,6 +143,18 @@ def check_image_type(image_type: str) -> None:
         )
 
 
+def check_flags(values: Sequence[tuple[str, str]]) -> None:
+    """A ticked box sends ``on``, an unticked one nothing: any other value of a box
+    (``false``, ``0``, ``""``) is refused at it (``IMG.0001``), not read as ticked or not."""
+    for name, value in values:
+        if name in _FLAGS and value != "on":
+            raise RequestInvalid(
+                codes.BAD_REQUEST,
+                f"{name}: a ticked box sends 'on', not {value[:20]!r}",
+                field=name,
+            )
+
+
 def _first(values: Sequence[tuple[str, str]], name: str) -> str:
     return next((value for key, value in values if key == name), "")
 
@@ -288,6 +300,7 @@ def register_form(services: Services, call: PageCall) -> Response:
     only_fields(call.query, LINK_FIELDS)
     config_refused, boot = _offered(services)
     boot_default = boot and services.settings.import_boot_test
+    check_flags(call.query)
     form = prefill(call.query, boot_default=boot_default)
     check_image_type(form.image_type)
     return _page(services, call, form, boot=boot, config_refused=config_refused)
@@ -301,12 +314,15 @@ def register(services: Services, call: PageCall) -> Response:
     form = read_form(call.form, defaults=RegisterForm(architecture="", hw_firmware_type=""))
     route, body = registration(form, boot_offered=boot)
     try:
+        check_flags(call.form)
         check_image_type(form.image_type)
         job_id = SERVICE[route](services, call.project_id, body)
     except NotFound:
         raise
     except ServiceError as refused:
         where = input_of(refused.field)
+        if where == "boot_test" and not boot:
+            where = None  # the form has no such box here: said above the form
         shown = Refusal(refused.code, refused.message)
         return _page(
             services,

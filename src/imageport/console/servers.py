@@ -264,6 +264,8 @@ def new_server_form(services: Services, call: PageCall) -> Response:
 
 #: the create form's fields that are shown again after a refusal (never the passwords)
 KEPT_FIELDS = ("image", "name", "flavor", "disk", "login", "keypair", "description")
+#: the create form's ways to log in (its ``login`` radio)
+LOGINS = ("keypair", "password")
 #: every field the create form sends (any other is refused, not dropped)
 CREATE_FIELDS = ("csrf", *KEPT_FIELDS, "password", "password_confirm")
 
@@ -290,7 +292,12 @@ def create_body(call: PageCall) -> dict[str, object]:
         server["root_volume"] = {"volumetype": VOLUME_TYPE, "size": min(size, MAX_DISK_GIB + 1)}
     if call.field("description"):
         server["description"] = call.field("description")
-    if call.field("login") == "password":
+    login = call.field("login", "keypair")
+    if login not in LOGINS:
+        raise RequestInvalid(
+            codes.ECS_INVALID, f"login: must be keypair or password, not {login[:20]!r}"
+        )
+    if login == "password":
         if call.field("password") != call.field("password_confirm"):
             raise RequestInvalid(codes.ECS_PASSWORD, f"{CONFIRM}: the two passwords differ")
         server["adminPass"] = call.field("password")
