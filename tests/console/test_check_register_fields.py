@@ -170,3 +170,23 @@ def test_a_box_sends_on_and_nothing_else_is_read_as_ticked(console: Console, val
     assert "boot_test" in boot.text
     link = console.client.get(f"/console/register?source=images:d.iso&is_quick_import={value}")
     assert link.status_code == 400
+
+
+def test_another_projects_object_is_refused_as_a_missing_one(
+    console: Console, services: Services
+) -> None:
+    """Held: registering from another project's bucket (as the API: IMG.0069 at the object),
+    in the same words as a bucket that does not exist; checking it is "not found"."""
+    (beta,) = projects_with_keys(services, "beta")
+    bucket_cases.create_bucket(services, beta.project_id, "theirs", "STANDARD")
+    store_bytes(services, "theirs", "d.raw", b"their disk" * 100)
+    answers = []
+    for bucket in ("theirs", "nobodys"):
+        form = {"csrf": console.csrf, "source": f"{bucket}:d.raw", "name": "web", "min_disk": "40"}
+        refused = console.client.post("/console/register", data=form)
+        assert refused.status_code == 400 and 'id="source-error"' in refused.text
+        answers.append(refused.text.replace(bucket, "B"))
+        checked = console.client.get(f"/console/check?bucket={bucket}&key=d.raw")
+        assert checked.status_code == 404
+    assert answers[0] == answers[1]
+    assert "IMG.0069" in answers[0]
