@@ -17,6 +17,7 @@ from huaweicloudsdkims.v2 import (
     TagKeyValue,
 )
 
+from imageport.console.checks import check_body
 from imageport.console.register import (
     MAX_TAG_LINES,
     RegisterForm,
@@ -26,6 +27,7 @@ from imageport.console.register import (
     registration,
     suggested_name,
 )
+from imageport.numbers import HUGE
 from imageport.service.errors import RequestInvalid
 from imageport.service.images.import_request import parse_data_image_request, parse_import_request
 
@@ -202,3 +204,25 @@ def test_suggested_names_are_valid_names() -> None:
     assert suggested_name("b:.hidden") == "hidden"
     assert suggested_name("b:磁盘.qcow2") == ""  # nothing usable: the user names it
     assert len(suggested_name("b:" + "x" * 500)) == 128
+
+
+def test_a_bucket_pages_link_names_the_object_with_bucket_and_key() -> None:
+    form = prefill([("bucket", "images"), ("key", "dir/web.qcow2")], boot_default=False)
+    assert form.source == "images:dir/web.qcow2" and form.name == "web"
+    both = prefill([("source", "a:b"), ("bucket", "images"), ("key", "c")], boot_default=False)
+    assert both.source == "images:c"  # as the check page reads them
+    assert prefill([("bucket", "images")], boot_default=False).source == ""
+
+
+def test_a_long_number_is_judged_whole_not_cut_into_another() -> None:
+    """Twenty characters were read of min_disk: nineteen zeros and 400 were read as 4."""
+    padded = "0" * 19 + "400"
+    _, body = registration(
+        RegisterForm(source="b:k", name="n", min_disk=padded), boot_offered=False
+    )
+    assert body["min_disk"] == 400
+    _, body = registration(
+        RegisterForm(source="b:k", name="n", min_disk="9" * 40), boot_offered=False
+    )
+    assert body["min_disk"] == HUGE  # refused by the service as out of range
+    assert check_body("b:k", [("min_disk", padded)])["min_disk"] == 400

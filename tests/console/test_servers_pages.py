@@ -343,3 +343,54 @@ def test_the_pages_speak_chinese_too(console: Console) -> None:
         headers=chinese,
     ).text
     assert "提交未被接受" in refused and codes.ECS_INVALID in refused
+
+
+def test_server_forms_refuse_a_field_they_do_not_read(console: Console) -> None:
+    """A field the form does not offer (user_data, a server count...) was dropped and the server
+    made without it; a console-token route took any body. Now each is refused with IMG.0001."""
+    refused = create_form(console, user_data="I2Nsb3VkLWNvbmZpZw==")
+    assert refused.status_code == 400
+    assert "IMG.0001" in refused.text and "user_data" in refused.text
+    assert fake_queue(console.services).submitted == []
+    server_id = server_rows.add_server(
+        console.services, console.project_id, console.image_id, status="ACTIVE", name="web-1"
+    )
+    stop = console.post(f"/servers/{server_id}/action", action="stop", type="HARD")
+    assert stop.status_code == 400 and "type" in stop.text
+    assert fake_queue(console.services).submitted == []
+    image = console.post(f"/servers/{server_id}/image", name="web-1-image", min_ram="1024")
+    assert image.status_code == 400 and "min_ram" in image.text
+    token = console.client.post(
+        f"/console/servers/{server_id}/remote-console",
+        headers={"X-CSRF-Token": console.csrf},
+        json={"remote_console": {"protocol": "vnc", "type": "novnc"}},
+    )
+    assert token.status_code == 400 and token.json()["error"]["code"] == "IMG.0001"
+
+
+def test_the_create_form_knows_no_image_or_key_pair_of_another_project(console: Console) -> None:
+    theirs = active_image(console.services, console.other_project_id, "their-image")
+    add_keypair(console.services, console.other_project_id, "their-key")
+    refused = create_form(console, image=theirs)
+    assert refused.status_code == 400 and codes.ECS_IMAGE_UNKNOWN in refused.text
+    refused = create_form(console, login="keypair", keypair="their-key")
+    assert refused.status_code == 400 and codes.ECS_KEYPAIR_UNKNOWN in refused.text
+    assert fake_queue(console.services).submitted == []
+
+
+def test_no_image_is_made_of_another_projects_server(console: Console) -> None:
+    theirs = server_rows.add_server(
+        console.services, console.other_project_id, console.image_id, status="SHUTOFF"
+    )
+    made = console.post(f"/servers/{theirs}/image", name="their-disk")
+    assert made.status_code == 404 and "Not found" in made.text
+    assert "their-disk" not in console.client.get("/console/images").text
+
+
+@pytest.mark.parametrize("login", ["sso", "Password", ""])
+def test_a_login_the_form_does_not_offer_is_refused(console: Console, login: str) -> None:
+    """``login`` is ``keypair`` or ``password``; any other value was read as "key pair"."""
+    add_keypair(console.services, console.project_id, "laptop")
+    refused = create_form(console, login=login, keypair="laptop")
+    assert refused.status_code == 400 and "login" in refused.text
+    assert fake_queue(console.services).submitted == []

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 from starlette.responses import JSONResponse, Response
 
+from imageport.console.fields import only_fields
 from imageport.console.pages import PageCall, PageRoute, redirect, render, segment, url
 from imageport.fastimport.naming import bitmap_key_for
 from imageport.numbers import whole_number
@@ -150,6 +151,7 @@ def list_buckets(services: Services, call: PageCall) -> Response:
 def create_bucket(services: Services, call: PageCall) -> Response:
     """Create a bucket with the form's name and storage class (refusals shown at the field,
     with the bucket API's code)."""
+    only_fields(call.form, ("csrf", "name", "storage_class"))
     name = call.field("name").strip()
     storage_class = call.field("storage_class", DEFAULT_CLASS)
     form = {"name": name[:80], "storage_class": storage_class[:20]}
@@ -175,6 +177,7 @@ def delete_bucket(services: Services, call: PageCall) -> Response:
     """Delete an empty bucket (the page asks for confirmation first); one that holds objects
     is refused with ``BucketNotEmpty``."""
     name = call.path_params["bucket"]
+    only_fields(call.form, ("csrf",))
     try:
         bucket_cases.delete_bucket(services, call.project_id, name)
     except ServiceError as exc:
@@ -250,17 +253,19 @@ def show_bucket(services: Services, call: PageCall) -> Response:
 
 
 def delete_object(services: Services, call: PageCall) -> Response:
-    """Delete the form's object (the page asks for confirmation first) and go back to its
-    folder."""
+    """Delete the object ``?key=`` (the page asks for confirmation first) and go back to its
+    folder (``?prefix=``)."""
     bucket = bucket_cases.owned_bucket(services, call.project_id, call.path_params["bucket"])
-    key = call.field("key")
+    only_fields(call.form, ("csrf",))
+    only_fields(call.query, ("key", "prefix"))
+    key = call.arg("key")  # from the URL: a form field's CR would arrive as CR LF
     try:
         if not key:
             raise RequestInvalid("InvalidArgument", "no object key given")
         objects.delete_object(services, call.project_id, bucket.name, key)
     except ServiceError as exc:
         return _bucket_page(services, call, bucket, status=exc.status, alert=refusal(call, exc))
-    prefix = call.field("prefix")[:1024]
+    prefix = call.arg("prefix")[:1024]
     return redirect(url(f"/buckets/{segment(bucket.name)}", prefix=prefix, object_deleted=key))
 
 
@@ -294,10 +299,13 @@ def upload_page(services: Services, call: PageCall) -> Response:
 
 
 def abort_listed_upload(services: Services, call: PageCall) -> Response:
-    """Abort one of the bucket's unfinished uploads (from the upload page's list)."""
+    """Abort one of the bucket's unfinished uploads (``?key=&upload_id=``, from the upload
+    page's list)."""
     bucket = call.path_params["bucket"]
+    only_fields(call.form, ("csrf",))
+    only_fields(call.query, ("key", "upload_id"))
     browser_uploads.abort_upload(
-        services, call.project_id, bucket, call.field("key"), call.field("upload_id")
+        services, call.project_id, bucket, call.arg("key"), call.arg("upload_id")
     )
     return redirect(url(f"/buckets/{segment(bucket)}/upload", aborted=1))
 

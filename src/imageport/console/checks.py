@@ -24,6 +24,7 @@ from typing import Any
 from markupsafe import Markup
 from starlette.responses import Response
 
+from imageport.console.fields import only_fields
 from imageport.console.pages import PageCall, PageRoute, render, url
 from imageport.console.report_view import inline_code, register_hints, rule_of
 from imageport.console.sources import MAX_SOURCE, parse_source, source_choices
@@ -39,10 +40,13 @@ from imageport.service.images import object_check
 OPTIONS = ("type", "is_quick_import", "min_disk", "architecture", "hw_firmware_type")
 #: Its flags: a checked box sends ``on``.
 FLAGS = ("is_quick_import", "uninitialized")
+#: Every query parameter the check page reads (anything else is refused, not dropped).
+QUERY = frozenset({"source", "bucket", "key", *OPTIONS, *FLAGS})
 #: The image types a check judges a file as (``type``): the register form's two, and an ISO.
 CHECK_TYPES = ("ECS", "DataImage", "IsoImage")
 MAX_NUMBER_TEXT = 20
-"""Longest number text read from a query (``min_disk``); the service judges the value."""
+"""Longest text passed on for a number that is not one (``min_disk``), for the service to
+refuse; a number is judged whole (a long one is too large, never cut into a smaller one)."""
 MAX_OPTION_TEXT = 64
 _DOC_SECTIONS = {
     "What it checks": "rule.what",
@@ -62,10 +66,10 @@ def check_body(source: str, query: Sequence[tuple[str, str]]) -> dict[str, objec
     for name in ("type", "architecture", "hw_firmware_type"):
         if given.get(name):
             body[name] = given[name][:MAX_OPTION_TEXT]
-    disk = given.get("min_disk", "").strip()[:MAX_NUMBER_TEXT]
+    disk = given.get("min_disk", "").strip()
     if disk:
-        number = whole_number(disk)
-        body["min_disk"] = disk if number is None else number
+        number = whole_number(disk)  # judged whole: a long number is HUGE, never cut short
+        body["min_disk"] = disk[:MAX_NUMBER_TEXT] if number is None else number
     for name in FLAGS:
         value = given.get(name, "")
         if value in ("on", "1", "true"):
@@ -112,6 +116,7 @@ def register_link(source: str, body: Mapping[str, object], report: Mapping[str, 
 def check_page(services: Services, call: PageCall) -> Response:
     """Check an object (``?bucket=&key=`` and the check route's options) and show its report;
     without one, the picker."""
+    only_fields(call.query, QUERY)
     source = _source_of(call)
     body = check_body(source, call.query) if source else {}
     context: dict[str, Any] = {

@@ -2,8 +2,9 @@
 
 ``GET /console/register`` shows the form, pre-filled from its query (the check page's
 "Register this image" link passes what the check found: the object, OS version, disk size,
-architecture, boot mode). ``POST`` builds the body the vendor's SDK sends for the choices made
-(:func:`registration`) and calls the service function of the route it would send it to:
+architecture, boot mode; a bucket page's link passes the object as ``bucket`` and ``key``).
+``POST`` builds the body the vendor's SDK sends for the choices made (:func:`registration`)
+and calls the service function of the route it would send it to:
 
 ================================ ============================================ =================
 image                            route                                        service function
@@ -28,9 +29,11 @@ from typing import Any, Literal
 
 from starlette.responses import Response
 
+from imageport.console.fields import only_fields
 from imageport.console.pages import PageCall, PageRoute, redirect, render, segment, url
 from imageport.console.sources import MAX_SOURCE, source_choices
 from imageport.numbers import whole_number
+from imageport.service import codes
 from imageport.service.context import Services
 from imageport.service.errors import NotFound, RequestInvalid, ServiceError
 from imageport.service.images import lifecycle, server_images
@@ -52,6 +55,7 @@ MAX_TEXT = 2048
 """Longest text read from one form field (a description is at most 1024 characters; the
 service refuses what is too long, naming the field)."""
 MAX_NUMBER_TEXT = 20
+"""Longest text passed on for a ``min_disk`` that is not a number (see :func:`_min_disk`)."""
 MAX_TAG_LINES = v.MAX_TAGS + 1
 """Tag lines sent: one more than an image may carry, so that too many is refused, not cut."""
 _TEXT_FIELDS = (
@@ -67,6 +71,11 @@ _TEXT_FIELDS = (
     "tags",
 )
 _FLAGS = ("is_quick_import", "is_config", "boot_test")
+#: The form's image types: a system disk's image, a data disk's.
+IMAGE_TYPES = ("system", "data")
+#: What the form posts, and what a link to it may give (anything else is refused, not dropped).
+FORM_FIELDS = frozenset({"csrf", *_TEXT_FIELDS, *_FLAGS})
+LINK_FIELDS = frozenset({"bucket", "key", *_TEXT_FIELDS, *_FLAGS})
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,12 +119,44 @@ def read_form(values: Sequence[tuple[str, str]], *, defaults: RegisterForm) -> R
 
 def prefill(query: Sequence[tuple[str, str]], *, boot_default: bool) -> RegisterForm:
     """The form a link opens: the query's values over the defaults; the image's name
-    suggested from the object's file name."""
+    suggested from the object's file name. The object is ``source`` (``bucket:key``, the check
+    page's link), or ``bucket`` and ``key`` (the bucket and upload pages' links, which name it
+    so to the check page too); those win over ``source``, as on the check page."""
+    bucket, key = _first(query, "bucket"), _first(query, "key")
+    if bucket and key:
+        query = [("source", f"{bucket}:{key}"[: MAX_SOURCE + 1]), *query]
     form = read_form(query, defaults=RegisterForm())
     form = replace(form, boot_test=boot_default or form.boot_test)
     if not form.name and form.source:
         form = replace(form, name=suggested_name(form.source))
     return form
+
+
+def check_image_type(image_type: str) -> None:
+    """The form's two image types, ``system`` and ``data`` (``IMG.0024`` at the input
+    otherwise: any other value was registered as a system disk)."""
+    if image_type not in IMAGE_TYPES:
+        raise RequestInvalid(
+            codes.TYPE_INVALID,
+            f"image_type must be one of {', '.join(IMAGE_TYPES)}, not {image_type[:20]!r}",
+            field="type",
+        )
+
+
+def check_flags(values: Sequence[tuple[str, str]]) -> None:
+    """A ticked box sends ``on``, an unticked one nothing: any other value of a box
+    (``false``, ``0``, ``""``) is refused at it (``IMG.0001``), not read as ticked or not."""
+    for name, value in values:
+        if name in _FLAGS and value != "on":
+            raise RequestInvalid(
+                codes.BAD_REQUEST,
+                f"{name}: a ticked box sends 'on', not {value[:20]!r}",
+                field=name,
+            )
+
+
+def _first(values: Sequence[tuple[str, str]], name: str) -> str:
+    return next((value for key, value in values if key == name), "")
 
 
 def suggested_name(source: str) -> str:
@@ -139,13 +180,15 @@ def _image_tags(text: str) -> list[dict[str, str]]:
 
 
 def _min_disk(text: str) -> object:
-    """The ``min_disk`` to send: the whole number written, or the text as it is (the service
-    refuses it naming the field), or None when empty."""
-    text = text.strip()[:MAX_NUMBER_TEXT]
+    """The ``min_disk`` to send: the whole number written (judged whole: a long one is
+    :data:`~imageport.numbers.HUGE`, never cut into another), or the text as it is, at most
+    :data:`MAX_NUMBER_TEXT` characters (the service refuses it naming the field), or None when
+    empty."""
+    text = text.strip()
     if not text:
         return None
     number = whole_number(text)
-    return text if number is None else number
+    return text[:MAX_NUMBER_TEXT] if number is None else number
 
 
 def registration(form: RegisterForm, *, boot_offered: bool) -> tuple[Route, dict[str, object]]:
@@ -254,24 +297,32 @@ def _page(
 
 def register_form(services: Services, call: PageCall) -> Response:
     """The import form, pre-filled from the query (a check's "Register this image" link)."""
+    only_fields(call.query, LINK_FIELDS)
     config_refused, boot = _offered(services)
     boot_default = boot and services.settings.import_boot_test
+    check_flags(call.query)
     form = prefill(call.query, boot_default=boot_default)
+    check_image_type(form.image_type)
     return _page(services, call, form, boot=boot, config_refused=config_refused)
 
 
 def register(services: Services, call: PageCall) -> Response:
     """Register the form's object as an image through the registration routes' service
     functions; a refusal is shown at its field with the vendor's code."""
+    only_fields(call.form, FORM_FIELDS)
     config_refused, boot = _offered(services)
     form = read_form(call.form, defaults=RegisterForm(architecture="", hw_firmware_type=""))
     route, body = registration(form, boot_offered=boot)
     try:
+        check_flags(call.form)
+        check_image_type(form.image_type)
         job_id = SERVICE[route](services, call.project_id, body)
     except NotFound:
         raise
     except ServiceError as refused:
         where = input_of(refused.field)
+        if where == "boot_test" and not boot:
+            where = None  # the form has no such box here: said above the form
         shown = Refusal(refused.code, refused.message)
         return _page(
             services,

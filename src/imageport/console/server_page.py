@@ -24,6 +24,7 @@ from typing import Any
 from starlette.responses import JSONResponse, Response
 
 from imageport.api.ecs.render import server_document
+from imageport.console.fields import only_fields
 from imageport.console.pages import PageCall, PageRoute, redirect, render, segment, url
 from imageport.console.servers import ACTIONS, FieldError, busy, server_state
 from imageport.numbers import whole_number
@@ -121,9 +122,17 @@ def console_log(services: Services, call: PageCall) -> Response:
     return JSONResponse({"output": _console_log(services, call, server_id, lines)})
 
 
+def _no_body(call: PageCall) -> None:
+    """A console-token request carries nothing (the page's script sends no body): anything
+    else is refused, not ignored."""
+    if call.form or call.body is not None:
+        raise RequestInvalid(codes.BAD_REQUEST, "this route takes no body")
+
+
 def serial_console_token(services: Services, call: PageCall) -> Response:
     """JSON for the page's script: ``{"path"}`` of the serial console's WebSocket with a fresh
     token (the server API's serial-console action)."""
+    _no_body(call)
     ticket = consoles.serial_console(
         services, call.project_id, call.project_id, call.path_params["server_id"], b""
     )
@@ -133,6 +142,7 @@ def serial_console_token(services: Services, call: PageCall) -> Response:
 def remote_console_token(services: Services, call: PageCall) -> Response:
     """JSON for the page's script: ``{"path"}`` of the display's (noVNC's) WebSocket with a
     fresh token (the server API's remote_console route)."""
+    _no_body(call)
     ticket = consoles.remote_console(
         services,
         call.project_id,
@@ -190,6 +200,7 @@ def create_image(services: Services, call: PageCall) -> Response:
     ``instance_id``) and open the new image's page."""
     server_id = call.path_params["server_id"]
     server = queries.show_server(services, call.project_id, server_id)
+    only_fields(call.form, ("csrf", "name", "description"))
     values = {"name": call.field("name")[:256], "description": call.field("description")[:2048]}
     body: dict[str, object] = {"name": call.field("name"), "instance_id": server.id}
     if call.field("description"):

@@ -25,6 +25,7 @@ from starlette.responses import JSONResponse, Response
 
 from imageport.api.ecs.render import SSH_KEY, server_document, servers_document
 from imageport.api.ims.render import images_document
+from imageport.console.fields import only_fields
 from imageport.console.i18n import Language
 from imageport.console.pages import PageCall, PageRoute, redirect, render, segment, url
 from imageport.numbers import whole_number
@@ -194,6 +195,7 @@ def server_action(services: Services, call: PageCall) -> Response:
     back to the list or the server's page (``back``)."""
     server_id = call.path_params["server_id"]
     name = queries.show_server(services, call.project_id, server_id).name
+    only_fields(call.form, ("csrf", "action", "back"))
     action = call.field("action")
     if action not in ACTIONS:
         raise RequestInvalid(codes.ECS_INVALID, "action: must be start, stop, reboot or delete")
@@ -262,12 +264,18 @@ def new_server_form(services: Services, call: PageCall) -> Response:
 
 #: the create form's fields that are shown again after a refusal (never the passwords)
 KEPT_FIELDS = ("image", "name", "flavor", "disk", "login", "keypair", "description")
+#: the create form's ways to log in (its ``login`` radio)
+LOGINS = ("keypair", "password")
+#: every field the create form sends (any other is refused, not dropped)
+CREATE_FIELDS = ("csrf", *KEPT_FIELDS, "password", "password_confirm")
 
 
 def create_body(call: PageCall) -> dict[str, object]:
     """The create request (``POST /v1/{project_id}/cloudservers``) the form asks for; refuses
     (as a :class:`RequestInvalid` naming the field) what the form's own fields get wrong: a disk
-    size that is not a number, no way to log in, two passwords that differ."""
+    size that is not a number, no way to log in, two passwords that differ, a field the form
+    does not have."""
+    only_fields(call.form, CREATE_FIELDS)
     server: dict[str, object] = {
         "imageRef": call.field("image"),
         "flavorRef": call.field("flavor"),
@@ -284,7 +292,12 @@ def create_body(call: PageCall) -> dict[str, object]:
         server["root_volume"] = {"volumetype": VOLUME_TYPE, "size": min(size, MAX_DISK_GIB + 1)}
     if call.field("description"):
         server["description"] = call.field("description")
-    if call.field("login") == "password":
+    login = call.field("login", "keypair")
+    if login not in LOGINS:
+        raise RequestInvalid(
+            codes.ECS_INVALID, f"login: must be keypair or password, not {login[:20]!r}"
+        )
+    if login == "password":
         if call.field("password") != call.field("password_confirm"):
             raise RequestInvalid(codes.ECS_PASSWORD, f"{CONFIRM}: the two passwords differ")
         server["adminPass"] = call.field("password")

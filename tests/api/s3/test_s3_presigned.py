@@ -91,6 +91,27 @@ def test_presigned_upload_part(s3: Any) -> None:
     assert s3.get_object(Bucket="images", Key="big.img")["Body"].read() == b"".join(parts)
 
 
+def test_a_stored_web_page_opened_by_its_url_runs_nothing(s3: Any) -> None:
+    """Any project can store an HTML page and hand out a presigned URL to it; a browser that
+    opens it must not run its script on the bucket API's origin, which is the same site as the
+    web console (same host, another port): there, a script could set the console's session
+    cookie (cookies ignore ports) and sign the browser into the attacker's project."""
+    page = b"<script>document.cookie = 'imageport_console=theirs; path=/console'</script>"
+    s3.put_object(Bucket="images", Key="page.html", Body=page, ContentType="text/html")
+    for params in (
+        {"Bucket": "images", "Key": "page.html"},
+        {"Bucket": "images", "Key": "page.html", "ResponseContentType": "text/html"},
+    ):
+        got = httpx.get(s3.generate_presigned_url("get_object", Params=params))
+        assert got.status_code == 200 and got.content == page
+        policy = got.headers["content-security-policy"]
+        assert policy.split(";")[0] == "sandbox" and "default-src 'none'" in policy
+    missing = {"Bucket": "images", "Key": "none"}
+    refused = httpx.get(s3.generate_presigned_url("get_object", Params=missing))
+    assert refused.status_code == 404
+    assert refused.headers["content-security-policy"].startswith("sandbox")
+
+
 def test_other_projects_bucket_and_mixed_auth(s3: Any, url: str, services: Services) -> None:
     s3.put_object(Bucket="images", Key="secret", Body=b"s")
     other = s3_server.boto3_client(url, s3_server.new_credentials(services, "beta"))

@@ -6,12 +6,14 @@ from __future__ import annotations
 
 import base64
 import hashlib
+from datetime import timedelta
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
 
 from imageport.auth import SignedRequest, sigv4_query
+from imageport.auth.errors import SignatureError
 from imageport.client.upload import choose_part_size
 from imageport.limits import GiB, MiB, TiB
 from imageport.service.access.authn import Principal
@@ -43,7 +45,17 @@ def test_keys_a_browser_would_rewrite_are_refused(key: str) -> None:
         uploads.check_browser_key(key)
 
 
-@pytest.mark.parametrize("key", ["a..b", "dir/disk.raw", ".hidden", "dir//x", "disk 1.raw"])
+def test_a_key_holding_a_line_feed_is_refused_before_an_upload_starts() -> None:
+    """The bucket API cannot address such a key (its route answers a plain 404 to a path with
+    a line feed), so every part URL of the upload would fail: refused up front, not left as an
+    upload that can never be completed."""
+    with pytest.raises(RequestInvalid, match="line feed"):
+        uploads.check_browser_key("dir/two\nlines.raw")
+
+
+@pytest.mark.parametrize(
+    "key", ["a..b", "dir/disk.raw", ".hidden", "dir//x", "disk 1.raw", "cr\rkey", "tab\tkey"]
+)
 def test_other_keys_are_the_bucket_apis_business(key: str) -> None:
     uploads.check_browser_key(key)
 
@@ -137,6 +149,16 @@ def test_part_urls_are_signed_for_the_sessions_key_and_the_parts_bytes(
             started.upload_id,
             [(n, digest) for n in range(1, 18)],
         )
+    with pytest.raises(RequestInvalid, match="twice"):  # one URL would be dropped
+        uploads.presign_parts(
+            services,
+            alpha.principal,
+            BASE,
+            alpha.bucket,
+            started.key,
+            started.upload_id,
+            [(1, digest), (1, _sha(b"other bytes"))],
+        )
     revoke_key(services, alpha.principal.access_key)
     with pytest.raises(Unauthenticated):
         uploads.presign_parts(
@@ -195,3 +217,48 @@ def test_an_empty_file_is_one_empty_part(services: Services, tmp_path: Path) -> 
         services, pid, alpha.bucket, "empty.raw", started.upload_id, 0, started.part_size
     )
     assert info.size == 0
+
+
+def test_another_projects_upload_id_is_no_upload_of_ones_own_bucket(
+    services: Services, tmp_path: Path
+) -> None:
+    """beta names its own bucket with alpha's upload id (or its own upload with alpha's key):
+    no part URL, no listing, no completion, no abort; alpha's upload is untouched."""
+    alpha, beta = Tenant(services, "alpha"), Tenant(services, "beta")
+    theirs = uploads.start_upload(services, alpha.principal.project_id, alpha.bucket, "d.raw", 1)
+    _put_part(services, theirs.upload_id, 1, b"a", tmp_path)
+    mine = uploads.start_upload(services, beta.principal.project_id, beta.bucket, "e.raw", 1)
+    bid = beta.principal.project_id
+    for key, upload_id in (("d.raw", theirs.upload_id), ("d.raw", mine.upload_id)):
+        with pytest.raises(NotFound, match="upload"):
+            uploads.presign_parts(
+                services, beta.principal, BASE, beta.bucket, key, upload_id, [(1, _sha(b"a"))]
+            )
+        with pytest.raises(NotFound, match="upload"):
+            uploads.stored_parts(services, bid, beta.bucket, key, upload_id)
+        with pytest.raises(NotFound, match="upload"):
+            uploads.complete_from_server(services, bid, beta.bucket, key, upload_id, 1, 5 * MiB)
+        with pytest.raises(NotFound, match="upload"):
+            uploads.abort_upload(services, bid, beta.bucket, key, upload_id)
+    held = uploads.stored_parts(
+        services, alpha.principal.project_id, alpha.bucket, "d.raw", theirs.upload_id
+    )
+    assert held == [uploads.PartPlan(1, 1)]
+
+
+def test_a_part_url_ends_five_minutes_after_it_was_signed(services: Services) -> None:
+    alpha = Tenant(services, "alpha")
+    started = uploads.start_upload(services, alpha.principal.project_id, alpha.bucket, "k", 1)
+    digest = _sha(b"a")
+    url = uploads.presign_parts(
+        services, alpha.principal, BASE, alpha.bucket, "k", started.upload_id, [(1, digest)]
+    )[1]
+    split = urlsplit(url)
+    seen = SignedRequest(
+        "PUT", split.path, split.query, {"host": split.netloc, "x-amz-checksum-sha256": digest}
+    )
+    signed_at = sigv4_query.parse_query_auth(split.query).signed_at  # X-Amz-Date
+    last = signed_at + timedelta(seconds=uploads.PART_URL_SECONDS)
+    assert sigv4_query.verify(seen, lambda ak: alpha.secret, last)
+    with pytest.raises(SignatureError, match="expired"):
+        sigv4_query.verify(seen, lambda ak: alpha.secret, last + timedelta(seconds=1))

@@ -9,7 +9,8 @@ Order of work for each request: parse the request line; answer the unauthenticat
 does not have (:mod:`~imageport.api.s3.request_features`: 501 ``NotImplemented``, never
 ignored); run the view; map :class:`ServiceError` to an S3 error document. ``OPTIONS`` is the
 web console's CORS preflight, answered for the console's origin only (:mod:`.cors`), which
-may also read the answers to its part uploads.
+may also read the answers to its part uploads. Every other answer is sandboxed
+(:data:`~.responses.SANDBOX_POLICY`): a stored web page opened in a browser runs nothing.
 A single-use signature (see :mod:`imageport.service.access.authn`) is never given back: a client
 that retries signs again.
 """
@@ -29,7 +30,7 @@ from imageport.api.s3 import bucket_views, cors, multipart_views, object_views
 from imageport.api.s3.body import body_left_unread
 from imageport.api.s3.request import Ctx, S3Call, authenticate_call, parse_call
 from imageport.api.s3.request_features import check_request
-from imageport.api.s3.responses import empty_response, error_response
+from imageport.api.s3.responses import SANDBOX_POLICY, empty_response, error_response
 from imageport.service.context import Services
 from imageport.service.errors import ServiceError
 
@@ -261,6 +262,7 @@ async def handle(request: Request) -> Response:
     if request.method == "OPTIONS":
         return cors.preflight(request, console)
     response = await _respond(request)
+    response.headers["Content-Security-Policy"] = SANDBOX_POLICY
     cors.allow_reading(request, response, console)
     if body_left_unread(request):
         response.headers["Connection"] = "close"

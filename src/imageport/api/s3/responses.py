@@ -27,6 +27,11 @@ from imageport.service.ports import ObjectInfo
 
 SEND_CHUNK = 1 * MiB
 XML_TYPE = "application/xml"
+SANDBOX_POLICY = "sandbox; default-src 'none'"
+"""The ``Content-Security-Policy`` of every answer: an object is whatever its uploader stored
+(an HTML page, under any content type a presigned URL asks for), and the bucket API is the same
+site as the web console (the same host on another port; cookies ignore ports). Sandboxed, such
+a page runs no script, has an opaque origin (no cookies to read or set) and loads nothing."""
 
 
 def request_id(request: Request) -> str:

@@ -18,7 +18,8 @@ browser cannot do itself is done here:
   page can send it again.
 
 Keys are checked as the bucket API checks them, and also refused when a browser would rewrite
-their URL (a ``.`` or ``..`` path segment, which URL parsers remove before sending).
+their URL (a ``.`` or ``..`` path segment, which URL parsers remove before sending) or the
+bucket API could not take it (a line feed).
 """
 
 from __future__ import annotations
@@ -101,8 +102,14 @@ def plan_parts(file_size: int, part_size: int) -> list[PartPlan]:
 
 def check_browser_key(key: str) -> None:
     """The bucket API's key rules, and no ``.``/``..`` segment (a browser would drop it from
-    the URL: ``a/../b`` is sent as ``b``): 400 ``InvalidArgument``."""
+    the URL: ``a/../b`` is sent as ``b``), and no line feed (the bucket API's route does not
+    take a path holding one, so no part could be sent): 400 ``InvalidArgument``."""
     validate_key(key)
+    if "\n" in key:
+        raise RequestInvalid(
+            "InvalidArgument",
+            "a key with a line feed cannot be uploaded from a browser; choose another key",
+        )
     if any(segment in (".", "..") for segment in key.split("/")):
         raise RequestInvalid(
             "InvalidArgument",
@@ -189,6 +196,8 @@ def presign_parts(
     for number, sha256 in parts:
         if not 1 <= number <= multipart.MAX_PART_NUMBER:
             raise RequestInvalid("InvalidArgument", "partNumber must be an integer 1-10000")
+        if number in urls:  # one URL per part: the other would be dropped
+            raise RequestInvalid("InvalidArgument", f"part {number} is asked for twice")
         urls[number] = presign(
             "PUT",
             part_url(base_url, bucket, key, upload_id, number),
