@@ -89,15 +89,9 @@ def http_date(time_text: str) -> str:
     return format_datetime(parse_time_text(time_text), usegmt=True)
 
 
-#: what a browser may do with an object it opens: nothing active. The bucket API shares its
-#: host with the web console and cookies are not port-scoped, so a stored page's script could
-#: set the console's session cookie (another project's session) or read what a script of this
-#: origin may; sandboxed, the page gets an opaque origin and runs no script, whatever its
-#: Content-Type (as stored, or asked for with ``response-content-type``).
-STORED_CONTENT_HEADERS = {
-    "Content-Security-Policy": "sandbox",
-    "X-Content-Type-Options": "nosniff",
-}
+#: what a browser may make of an object it opens: only its declared type (no sniffing); the
+#: bucket API's handler sandboxes every answer besides (:data:`SANDBOX_POLICY`).
+STORED_CONTENT_HEADERS = {"X-Content-Type-Options": "nosniff"}
 
 
 def object_headers(info: ObjectInfo, dialect: str) -> dict[str, str]:
