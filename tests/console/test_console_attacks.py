@@ -162,3 +162,29 @@ def test_behind_a_tls_proxy_the_https_origin_is_the_consoles_own(services: Servi
         for other in ("https://evil.example", "http://evil.example", "null"):
             refused = client.post(f"{BASE}/signin", data=form, headers={"Origin": other})
             assert refused.status_code == 403, other
+
+
+def test_a_second_session_cookie_planted_beside_the_users_is_no_session(
+    services: Services, alpha: Signed
+) -> None:
+    """A page of another port of this host can add a cookie of the same name with a longer
+    path (sent first); the console then knows no session rather than the planted one."""
+    planted = Signed(services, str(alpha.client.base_url), "beta")
+    theirs = planted.client.cookies["imageport_console"]
+    ours = alpha.client.cookies["imageport_console"]
+    both = f"imageport_console={theirs}; imageport_console={ours}"
+    with httpx.Client(base_url=str(alpha.client.base_url)) as browser:
+        seen = browser.get(f"{BASE}/images", headers={"Cookie": both})
+    assert seen.status_code == 303
+    assert seen.headers["location"].startswith(f"{BASE}/signin")
+    assert alpha.client.get(f"{BASE}/images").status_code == 200
+
+
+def test_a_json_member_given_twice_is_refused(alpha: Signed) -> None:
+    refused = alpha.client.post(
+        f"{BASE}/buckets/nobucket/uploads",
+        content=b'{"a": 1, "a": 2}',
+        headers={"Content-Type": "application/json", "X-CSRF-Token": alpha.csrf},
+    )
+    assert refused.status_code == 400
+    assert "not JSON" in refused.text or "twice" in refused.text

@@ -246,6 +246,26 @@ def _same_origin(request: Request, site: Site) -> bool:
     return origin == f"{request.url.scheme}://{request.headers.get('host', '')}"
 
 
+def session_token(request: Request) -> str:
+    """The session cookie's token; empty when there is none, or more than one: another page
+    of the same site (a service on another port of this host; cookies ignore ports) can add a
+    cookie of the same name with a longer path, which the browser sends first, to sign the
+    browser into its own session. Two such cookies are no session at all."""
+    raw = request.headers.get("cookie", "")
+    names = [part.split("=", 1)[0].strip() for part in raw.split(";")]
+    if names.count(SESSION_COOKIE) > 1:
+        return ""
+    return request.cookies.get(SESSION_COOKIE, "")
+
+
+def _unique_members(pairs: list[tuple[str, object]]) -> dict[str, object]:
+    """A JSON object's members; a member given twice is refused (which one would count?)."""
+    document = dict(pairs)
+    if len(document) != len(pairs):
+        raise ValueError("a member is given twice")
+    return document
+
+
 async def _read_body(request: Request) -> bytes:
     if (whole_number(request.headers.get("content-length", "")) or 0) > MAX_FORM:
         raise RequestInvalid(codes.BAD_REQUEST, f"the request body is larger than {MAX_FORM} bytes")
@@ -267,7 +287,7 @@ def _parse_body(request: Request, body: bytes) -> tuple[list[tuple[str, str]], o
         return [], None
     if kind == "application/json":
         try:
-            return [], json.loads(body)
+            return [], json.loads(body, object_pairs_hook=_unique_members)
         except (ValueError, RecursionError):
             raise RequestInvalid(codes.BAD_REQUEST, "the body is not JSON") from None
     if kind == "application/x-www-form-urlencoded":
@@ -319,7 +339,7 @@ def page(
         )
         connect = [call.bucket_url]
         try:
-            token = request.cookies.get(SESSION_COOKIE, "")
+            token = session_token(request)
             session = None
             if token:
                 try:
