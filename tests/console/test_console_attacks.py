@@ -188,3 +188,11 @@ def test_a_json_member_given_twice_is_refused(alpha: Signed) -> None:
     )
     assert refused.status_code == 400
     assert "not JSON" in refused.text or "twice" in refused.text
+
+
+def test_control_and_bidi_characters_in_a_name_are_shown_not_obeyed() -> None:
+    from imageport.console.pages import shown
+
+    assert shown("invoice\u202egpj.exe") == "invoice<U+202E>gpj.exe"
+    assert shown("a\rb\x1b[31m") == "a<U+000D>b<U+001B>[31m"
+    assert shown("镜像 disk.qcow2") == "镜像 disk.qcow2"

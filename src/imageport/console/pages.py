@@ -154,7 +154,29 @@ def segment(value: str) -> str:
     return quote(value, safe="")
 
 
+_INVISIBLE = {
+    code: f"<U+{code:04X}>"
+    for code in (
+        *range(0x20),
+        *range(0x7F, 0xA0),
+        0x061C,
+        0x200E,
+        0x200F,
+        *range(0x202A, 0x202F),
+        *range(0x2066, 0x206A),
+    )
+}
+
+
+def shown(text: str) -> str:
+    """``text`` with control and bidirectional-formatting characters made visible
+    (``<U+202E>``): a name a user chose (an object key) cannot reorder or hide what a page
+    shows around it."""
+    return text.translate(_INVISIBLE)
+
+
 _environment.globals.update(url=url, segment=segment)
+_environment.filters["shown"] = shown
 # the check report partial (templates/_report.html) arranges its document with this
 _environment.globals.update(report_view=report_view)
 
