@@ -138,6 +138,9 @@ def test_a_good_image_is_checked_then_registered_through_the_form_until_active(
     page.get_by_label("Name", exact=True).fill("console good")
     page.get_by_label("Description").fill("registered from the console")
     page.get_by_label("Tags").fill("env=test\nteam=console")
+    # a data disk registered with it: the good file again, as a data disk image of its own
+    page.get_by_label("Data disk 1: file").select_option(f"{objects.bucket}:{objects.good}")
+    page.get_by_label("Data disk 1: size (GiB)").fill("40")
     console_browser.shoot(page, "register", shots)
     page.get_by_role("button", name="Register").click()
 
@@ -148,9 +151,11 @@ def test_a_good_image_is_checked_then_registered_through_the_form_until_active(
     expect(page.locator("main h1")).to_contain_text("console good")
     expect(page.locator("h1 .status")).to_have_text("Active", timeout=IMPORT_SECONDS * 1000)
     page.goto(f"{server.ims_url}/console/images")
-    row = page.locator("#images tr", has_text="console good")
+    row = page.locator("#images tr", has_text=re.compile(r"console good(?!-data)"))
     expect(row).to_contain_text("Debian GNU/Linux 12.0.0 64bit")
     expect(row.locator(".status")).to_have_text("Active")
+    data_row = page.locator("#images tr", has_text="console good-data1")
+    expect(data_row.locator(".status")).to_have_text("Active", timeout=IMPORT_SECONDS * 1000)
 
 
 def test_a_refused_field_shows_the_vendors_code_at_the_field(

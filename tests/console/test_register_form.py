@@ -19,6 +19,7 @@ from huaweicloudsdkims.v2 import (
 
 from imageport.console.checks import check_body
 from imageport.console.register import (
+    DATA_ROWS,
     MAX_TAG_LINES,
     RegisterForm,
     input_of,
@@ -226,3 +227,29 @@ def test_a_long_number_is_judged_whole_not_cut_into_another() -> None:
     )
     assert body["min_disk"] == HUGE  # refused by the service as out of range
     assert check_body("b:k", [("min_disk", padded)])["min_disk"] == 400
+
+
+def test_data_disk_rows_are_sent_as_the_registrations_data_images() -> None:
+    form = replace(
+        FORM,
+        data_source_1="images:data-a.qcow2",
+        data_min_disk_1="100",
+        data_source_3="images:data-c.vmdk",
+        data_min_disk_3="60",
+    )
+    _, body = registration(form, boot_offered=False)
+    assert body["data_images"] == [
+        {"name": "web 1-data1", "image_url": "images:data-a.qcow2", "min_disk": 100},
+        {"name": "web 1-data3", "image_url": "images:data-c.vmdk", "min_disk": 60},
+    ]
+    request = parse_import_request(body, quick=False)  # and the service takes it
+    assert [str(d.url) for d in request.data_images] == [
+        "images:data-a.qcow2",
+        "images:data-c.vmdk",
+    ]
+    assert "data_images" not in registration(FORM, boot_offered=False)[1]
+    # a size without a file is sent, for the service to refuse at the rows
+    _, half = registration(replace(FORM, data_min_disk_2="50"), boot_offered=False)
+    assert half["data_images"] == [{"name": "web 1-data2", "image_url": "", "min_disk": 50}]
+    assert input_of("data_images") == "data_source_1"
+    assert len(form.data_rows) == DATA_ROWS

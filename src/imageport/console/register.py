@@ -24,7 +24,7 @@ image's page, which says that the import started (its job is in the page's jobs)
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, fields, replace
+from dataclasses import asdict, dataclass, fields, replace
 from typing import Any, Literal
 
 from starlette.responses import Response
@@ -38,6 +38,7 @@ from imageport.service.context import Services
 from imageport.service.errors import NotFound, RequestInvalid, ServiceError
 from imageport.service.images import lifecycle, server_images
 from imageport.service.images import validation as v
+from imageport.service.images.import_request import MAX_DATA_IMAGES
 from imageport.service.images.os_versions import os_version_document
 from imageport.service.jobs import manage
 from imageport.service.jobs.boot_request import check_boot_offered
@@ -50,7 +51,18 @@ SERVICE: Mapping[Route, Callable[[Services, str, object], str]] = {
     "quickimport": lifecycle.quick_import,
 }
 #: The form input that shows a refusal of each body field (the others are the same name).
-INPUT_OF_FIELD = {"image_url": "source", "image_tags": "tags", "type": "image_type"}
+INPUT_OF_FIELD = {
+    "image_url": "source",
+    "image_tags": "tags",
+    "type": "image_type",
+    "data_images": "data_source_1",
+}
+DATA_ROWS = MAX_DATA_IMAGES
+"""Data disk images the form offers with a system disk image (the vendor's limit; the form
+has a source and a size field for each)."""
+_DATA_FIELDS = tuple(
+    f"data_{part}_{row}" for row in range(1, DATA_ROWS + 1) for part in ("source", "min_disk")
+)
 MAX_TEXT = 2048
 """Longest text read from one form field (a description is at most 1024 characters; the
 service refuses what is too long, naming the field)."""
@@ -69,6 +81,7 @@ _TEXT_FIELDS = (
     "name",
     "description",
     "tags",
+    *_DATA_FIELDS,
 )
 _FLAGS = ("is_quick_import", "is_config", "boot_test")
 #: The form's image types: a system disk's image, a data disk's.
@@ -99,10 +112,26 @@ class RegisterForm:
     #: ``key=value`` lines
     tags: str = ""
     boot_test: bool = False
+    #: data disk images registered with a system disk image: ``bucket:key`` and min disk
+    data_source_1: str = ""
+    data_min_disk_1: str = ""
+    data_source_2: str = ""
+    data_min_disk_2: str = ""
+    data_source_3: str = ""
+    data_min_disk_3: str = ""
 
     @property
     def data_disk(self) -> bool:
         return self.image_type == "data"
+
+    @property
+    def data_rows(self) -> list[tuple[int, str, str]]:
+        """``(row, source, min_disk)`` of each data disk row, filled or not."""
+        values = asdict(self)
+        return [
+            (row, values[f"data_source_{row}"], values[f"data_min_disk_{row}"])
+            for row in range(1, DATA_ROWS + 1)
+        ]
 
 
 def read_form(values: Sequence[tuple[str, str]], *, defaults: RegisterForm) -> RegisterForm:
@@ -229,7 +258,29 @@ def registration(form: RegisterForm, *, boot_offered: bool) -> tuple[Route, dict
     tags = _image_tags(form.tags)
     if tags:
         body["image_tags"] = tags
+    data_images = _data_images(form)
+    if data_images:  # with a data disk's image too: the service refuses that, nothing is dropped
+        body["data_images"] = data_images
     return route, body
+
+
+def _data_images(form: RegisterForm) -> list[dict[str, object]]:
+    """The filled data disk rows as the SDK sends ``data_images``: each named after the image
+    (``NAME-data1``...) with its object and its ``min_disk`` (a row with a size but no object
+    is sent too, for the service to refuse)."""
+    images: list[dict[str, object]] = []
+    for row, source, min_disk_text in form.data_rows:
+        if not source and not min_disk_text:
+            continue
+        item: dict[str, object] = {
+            "name": f"{form.name}-data{row}",
+            "image_url": source[:MAX_SOURCE],
+        }
+        min_disk = _min_disk(min_disk_text)
+        if min_disk is not None:
+            item["min_disk"] = min_disk
+        images.append(item)
+    return images
 
 
 @dataclass(frozen=True, slots=True)
@@ -292,6 +343,7 @@ def _page(
         errors=errors or {},
         failure=failure,
         max_tags=v.MAX_TAGS,
+        data_rows=DATA_ROWS,
     )
 
 

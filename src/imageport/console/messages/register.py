@@ -94,4 +94,14 @@ MESSAGES: dict[str, tuple[str, str]] = {
         "每行一个 key=value，最多 {count} 个：字母、数字、_ 和 -。",
     ),
     "register.submit": ("Register", "注册"),
+    "register.data_images_legend": ("Data disk images", "数据盘镜像"),
+    "register.data_images_hint": (
+        "Up to {count} data disks' image files registered with this system disk image, each "
+        "as a data disk image of its own (named after this image: NAME-data1...).",
+        "可随系统盘镜像一起注册最多 {count} 个数据盘镜像文件，每个成为独立的数据盘镜像"
+        "（以本镜像命名：名称-data1……）。",
+    ),
+    "register.data_image_source": ("Data disk {row}: file", "数据盘 {row}：镜像文件"),
+    "register.data_image_min_disk": ("Data disk {row}: size (GiB)", "数据盘 {row}：容量 (GiB)"),
+    "register.data_image_none": ("None", "无"),
 }
