@@ -394,3 +394,12 @@ def test_a_login_the_form_does_not_offer_is_refused(console: Console, login: str
     refused = create_form(console, login=login, keypair="laptop")
     assert refused.status_code == 400 and "login" in refused.text
     assert fake_queue(console.services).submitted == []
+
+
+def test_a_login_prompt_counts_when_the_guest_writes_after_it_on_its_line() -> None:
+    from imageport.console.server_page import shows_login_prompt
+
+    assert shows_login_prompt("Debian GNU/Linux 12 web-1 ttyS0\n\nweb-1 login: ")
+    assert shows_login_prompt("web-1 login: [   63.54] cloud-init[420]: Cloud-init v. 22.4.2")
+    assert not shows_login_prompt("Starting systemd-logind.service - User Login Management...")
+    assert not shows_login_prompt("")

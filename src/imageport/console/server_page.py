@@ -24,6 +24,7 @@ from typing import Any
 from starlette.responses import JSONResponse, Response
 
 from imageport.api.ecs.render import server_document
+from imageport.boot.patterns import signals_of
 from imageport.console.fields import only_fields
 from imageport.console.pages import PageCall, PageRoute, redirect, render, segment, url
 from imageport.console.servers import ACTIONS, FieldError, busy, server_state
@@ -49,9 +50,15 @@ _ESCAPES = re.compile(
     r"|\x1b[PX^_][^\x1b]*(?:\x1b\\)?"  # DCS, SOS, PM, APC strings
     r"|\x1b[ -/]*[0-~]?"  # any other escape
 )
-LOGIN_PROMPT = re.compile(r"login:[ \t]*$", re.MULTILINE)
-"""A getty's prompt at the end of a line: the guest has booted (the page's script stops
-refreshing the log when it sees one)."""
+
+
+def shows_login_prompt(log: str) -> bool:
+    """Whether a getty's prompt is in ``log`` (the guest has booted; the page's script stops
+    refreshing the log when it sees one), as the boot test reads it: a message the guest writes
+    after the prompt may share its line (``web-1 login: [ 63.5] cloud-init[420]: ...``)."""
+    return any("login" in signals_of(line) for line in log.splitlines())
+
+
 _UNPRINTABLE = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
 """What is left out of a shown log: control characters (but tab and line feed), and the
 bidirectional overrides that would show text in another order than the guest wrote it."""
@@ -97,7 +104,7 @@ def show_server(services: Services, call: PageCall) -> Response:
     doc = server_document(server)
     log = _console_log(services, call, server.id, LOG_LINES)
     booting = busy(server.status, server.task_state) or (
-        server.status == ServerStatus.ACTIVE and not LOGIN_PROMPT.search(log)
+        server.status == ServerStatus.ACTIVE and not shows_login_prompt(log)
     )
     state = server_state(call.lang, doc)
     return render(

@@ -6,7 +6,8 @@
   const api = window.imageport.api;
   const POLL_MS = 2000;
   const LOG_MS = 3000;
-  const LOGIN_PROMPT = /login:[ \t]*$/m;
+  // a getty's prompt; what the guest writes after it may share its line (as the boot test reads)
+  const LOGIN_PROMPT = /\blogin:( |$)/m;
 
   function byServer(root, selector, id) {
     return root.querySelector(selector.replace("ID", CSS.escape(id)));
