@@ -105,9 +105,14 @@ def test_part_urls_are_signed_for_the_sessions_key_and_the_parts_bytes(
     started = uploads.start_upload(services, pid, alpha.bucket, "dir/disk one.raw", 12 * MiB)
     assert (started.part_size, started.parts) == (16 * MiB, 1)
     digest = _sha(b"part one")
-    urls = uploads.presign_parts(
-        services, alpha.principal, BASE, alpha.bucket, started.key, started.upload_id, [(1, digest)]
-    )
+
+    def presign(parts: list[tuple[int, str]], who: Principal = alpha.principal) -> dict[int, str]:
+        """Part URLs of alpha's upload, asked for by ``who``."""
+        return uploads.presign_parts(
+            services, who, BASE, alpha.bucket, started.key, started.upload_id, parts
+        )
+
+    urls = presign([(1, digest)])
     split = urlsplit(urls[1])
     assert split.path == f"/{alpha.bucket}/dir/disk%20one.raw"
     seen = SignedRequest(
@@ -120,56 +125,16 @@ def test_part_urls_are_signed_for_the_sessions_key_and_the_parts_bytes(
 
     beta = Tenant(services, "beta")
     with pytest.raises(NotFound):  # another project's upload is not there
-        uploads.presign_parts(
-            services,
-            beta.principal,
-            BASE,
-            alpha.bucket,
-            started.key,
-            started.upload_id,
-            [(1, digest)],
-        )
+        presign([(1, digest)], beta.principal)
     with pytest.raises(RequestInvalid, match="sha256"):
-        uploads.presign_parts(
-            services,
-            alpha.principal,
-            BASE,
-            alpha.bucket,
-            started.key,
-            started.upload_id,
-            [(1, "x")],
-        )
+        presign([(1, "x")])
     with pytest.raises(RequestInvalid, match="1-16"):
-        uploads.presign_parts(
-            services,
-            alpha.principal,
-            BASE,
-            alpha.bucket,
-            started.key,
-            started.upload_id,
-            [(n, digest) for n in range(1, 18)],
-        )
+        presign([(n, digest) for n in range(1, 18)])
     with pytest.raises(RequestInvalid, match="twice"):  # one URL would be dropped
-        uploads.presign_parts(
-            services,
-            alpha.principal,
-            BASE,
-            alpha.bucket,
-            started.key,
-            started.upload_id,
-            [(1, digest), (1, _sha(b"other bytes"))],
-        )
+        presign([(1, digest), (1, _sha(b"other bytes"))])
     revoke_key(services, alpha.principal.access_key)
     with pytest.raises(Unauthenticated):
-        uploads.presign_parts(
-            services,
-            alpha.principal,
-            BASE,
-            alpha.bucket,
-            started.key,
-            started.upload_id,
-            [(1, digest)],
-        )
+        presign([(1, digest)])
 
 
 def test_completion_waits_for_every_planned_part_at_its_size(
