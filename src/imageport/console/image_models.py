@@ -19,6 +19,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from imageport.console.fields import only_fields
 from imageport.console.i18n import Language
 from imageport.numbers import whole_number
 from imageport.service import codes
@@ -54,16 +55,11 @@ def refuse(name: str, why: str) -> RequestInvalid:
 
 
 def only_args(query: Sequence[tuple[str, str]], allowed: frozenset[str]) -> dict[str, str]:
-    """The query as a mapping; a parameter not in ``allowed``, or given twice, is refused (a
-    filter the page silently dropped would show images the user excluded)."""
-    found: dict[str, str] = {}
-    for name, value in query[:64]:
-        if name not in allowed or name in found:
-            raise refuse(name, "this page takes no such parameter (or it was given twice)")
-        found[name] = value
-    if len(query) > 64:
-        raise refuse("query", "too many parameters")
-    return found
+    """The query as a mapping; a parameter not in ``allowed``, or given twice, is refused
+    (:func:`~imageport.console.fields.only_fields`: a filter the page silently dropped would
+    show images the user excluded)."""
+    only_fields(query, allowed)
+    return dict(query)
 
 
 @dataclass(frozen=True, slots=True)
